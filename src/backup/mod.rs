@@ -1,0 +1,307 @@
+//! Backup: walk sources → read (parallel) → chunk → keyed id → known? skip :
+//! compress (parallel) → pack → encrypt → upload → index → snapshot header.
+//!
+//! The snapshot header is written last, after every pack and index it needs:
+//! an interrupted backup leaves only packs and index files that the next
+//! backup reuses and prune cleans up.
+
+mod cache;
+mod meta;
+mod pipeline;
+mod walk;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::pack::BlobKind;
+use crate::repo::{ObjectKind, Repository};
+use crate::snapshot::{InputError, Snapshot, SourceRecord, SourceStatus, Totals};
+use crate::tree::{Node, NodeKind, Tree};
+use cache::{CacheEntry, FileCache};
+use pipeline::{BlobSink, Failure, RawBlob, Stats};
+use walk::{Event, FileData, FileJob, Walker};
+
+/// What to back up and how.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Paths to back up (files or directories).
+    pub paths: Vec<PathBuf>,
+    /// Exclude patterns: without `/` they match a file name anywhere; with
+    /// `/` they match the whole absolute path.
+    pub excludes: Vec<String>,
+    /// Tags recorded in the snapshot.
+    pub tags: Vec<String>,
+    /// Host name to record (default: this machine's).
+    pub host: Option<String>,
+    /// Where the per-host file cache lives; `None` disables it.
+    pub cache_dir: Option<PathBuf>,
+    /// Threads reading and chunking files (0: automatic).
+    pub read_threads: usize,
+    /// Threads compressing blobs (0: one per core).
+    pub compress_threads: usize,
+}
+
+/// The result of a backup run.
+#[derive(Debug, Clone)]
+pub struct BackupOutcome {
+    /// The new snapshot's id.
+    pub id: Id,
+    /// Its header.
+    pub snapshot: Snapshot,
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn username() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| nix::unistd::getuid().to_string())
+}
+
+/// Runs a backup of `opts.paths` into `repo` (writer or owner key).
+pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
+    let started = Instant::now();
+    let time = chrono::Utc::now();
+    let host = opts.host.clone().unwrap_or_else(hostname);
+    if opts.paths.is_empty() {
+        return Err(Error::Usage(
+            "nothing to back up: give at least one path".into(),
+        ));
+    }
+    let paths: Vec<PathBuf> = opts
+        .paths
+        .iter()
+        .map(|p| std::path::absolute(p).map_err(|e| Error::io(p, e)))
+        .collect::<Result<_>>()?;
+    let path_names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+
+    let (index, _damaged) = repo.load_index()?;
+    let (snapshots, _) = repo.snapshots()?;
+    let parent = snapshots
+        .iter()
+        .rev()
+        .find(|(_, s)| s.host == host && s.sources.iter().any(|src| src.paths == path_names))
+        .map(|(id, _)| *id);
+    let cache = opts
+        .cache_dir
+        .as_ref()
+        .map(|d| FileCache::load(d, &repo.config().id, &host, &paths));
+
+    let errors = Mutex::new(Vec::<InputError>::new());
+    let failure = Failure::default();
+    let stats = Stats::default();
+    let sink = BlobSink::new(&index, &stats);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let compress_threads = if opts.compress_threads == 0 {
+        cores
+    } else {
+        opts.compress_threads
+    };
+    let read_threads = if opts.read_threads == 0 {
+        cores.clamp(2, 8)
+    } else {
+        opts.read_threads
+    };
+    let walker = Walker::new(&paths, &opts.excludes, cache.as_ref(), &index, &errors)?;
+
+    let assembled = std::thread::scope(|s| {
+        let (raw_tx, raw_rx) = bounded::<RawBlob>(64);
+        let (cmp_tx, cmp_rx) = bounded(64);
+        let (up_tx, up_rx) = bounded(1);
+        let (done_tx, done_rx) = unbounded();
+        let level = repo.config().compression_level;
+        for _ in 0..compress_threads {
+            let (rx, tx, f) = (raw_rx.clone(), cmp_tx.clone(), &failure);
+            s.spawn(move || pipeline::compressor(rx, tx, level, f));
+        }
+        drop((raw_rx, cmp_tx));
+        s.spawn(|| pipeline::packer(cmp_rx, up_tx, repo, &failure));
+        for _ in 0..2 {
+            let (rx, tx) = (up_rx.clone(), done_tx.clone());
+            s.spawn(|| pipeline::uploader(rx, tx, repo, &stats, &failure));
+        }
+        drop((up_rx, done_tx));
+        s.spawn(|| pipeline::indexer(done_rx, repo, &failure));
+
+        let (job_tx, job_rx) = bounded::<FileJob>(64);
+        let (ev_tx, ev_rx) = bounded::<Event>(4096);
+        for _ in 0..read_threads {
+            let (rx, tx) = (job_rx.clone(), raw_tx.clone());
+            let (sink, failure) = (&sink, &failure);
+            s.spawn(move || walk::reader(rx, tx, repo, sink, failure));
+        }
+        drop(job_rx);
+        s.spawn(|| walker.walk(ev_tx, job_tx, &failure));
+        let result = assemble(ev_rx, &raw_tx, repo, &sink, &errors, &failure);
+        drop(raw_tx);
+        result
+    });
+    if let Some(e) = failure.take() {
+        return Err(e);
+    }
+    let (root, cache_entries, mut totals) = assembled?;
+
+    let errors = errors.into_inner().expect("errors lock");
+    let status = if errors.is_empty() {
+        SourceStatus::Ok
+    } else if totals.files + totals.dirs > 0 {
+        SourceStatus::Partial
+    } else {
+        SourceStatus::Failed
+    };
+    if status == SourceStatus::Failed {
+        let first = errors
+            .first()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .unwrap_or_default();
+        return Err(Error::Usage(format!(
+            "nothing could be read, no snapshot made ({first})"
+        )));
+    }
+    totals.blobs_added = stats.blobs_added.load(Ordering::Relaxed);
+    totals.bytes_added = stats.bytes_added.load(Ordering::Relaxed);
+    totals.bytes_stored = stats.bytes_stored.load(Ordering::Relaxed);
+    totals.duration_ms = started.elapsed().as_millis() as u64;
+    let snapshot = Snapshot {
+        time,
+        host,
+        user: username(),
+        tags: opts.tags.clone(),
+        sources: vec![SourceRecord {
+            kind: "paths".into(),
+            name: path_names.join(" "),
+            paths: path_names,
+            status,
+        }],
+        root,
+        totals,
+        errors,
+        parent,
+        program_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let id = repo.put_shared_json(ObjectKind::Snapshot, &snapshot)?;
+    if let Some(cache) = &cache {
+        // Files modified in the last second could change again within the
+        // same timestamp tick; leave them out so they are always re-read.
+        let fresh_ns = time.timestamp_nanos_opt().unwrap_or(i64::MAX) - 1_000_000_000;
+        let keep: Vec<CacheEntry> = cache_entries
+            .into_iter()
+            .filter(|e| e.mtime_ns < fresh_ns && e.ctime_ns < fresh_ns)
+            .collect();
+        if let Err(e) = cache.save(&keep) {
+            tracing::warn!("could not save the file cache: {e}");
+        }
+    }
+    Ok(BackupOutcome { id, snapshot })
+}
+
+type Assembled = (Id, Vec<CacheEntry>, Totals);
+
+/// Consumes walk events in order and builds one tree blob per directory,
+/// bottom-up. File results are awaited in walk order.
+fn assemble(
+    events: Receiver<Event>,
+    raw_tx: &Sender<RawBlob>,
+    repo: &Repository,
+    sink: &BlobSink<'_>,
+    errors: &Mutex<Vec<InputError>>,
+    failure: &Failure,
+) -> Result<Assembled> {
+    let mut stack: Vec<(Option<Node>, Vec<Node>)> = vec![(None, Vec::new())];
+    let mut cache_entries = Vec::new();
+    let mut totals = Totals::default();
+    let cancelled = || Error::Usage("backup cancelled".into());
+    let store_tree = |nodes: Vec<Node>| -> Result<Id> {
+        let bytes = Tree { nodes }.to_bytes();
+        let id = Id::keyed(repo.keys().chunk_key(), &bytes);
+        sink.submit(raw_tx, BlobKind::Tree, id, bytes)
+            .map_err(|_| cancelled())?;
+        Ok(id)
+    };
+    for event in events {
+        match event {
+            Event::Enter(node) => stack.push((Some(node), Vec::new())),
+            Event::Leave => {
+                let (node, mut children) = stack.pop().expect("balanced enter/leave");
+                children.sort_by(|a, b| a.name.cmp(&b.name));
+                let mut node = node.expect("only the root has no node");
+                node.subtree = Some(store_tree(children)?);
+                totals.dirs += 1;
+                stack.last_mut().expect("root frame").1.push(node);
+            }
+            Event::Other(node) => stack.last_mut().expect("frame").1.push(node),
+            Event::File {
+                path,
+                mut node,
+                stamp,
+                data,
+            } => {
+                let data: FileData = match data {
+                    walk::Pending::Ready(d) => d,
+                    walk::Pending::Waiting(rx) => match rx.recv() {
+                        Ok(Ok(d)) => {
+                            totals.files_read += 1;
+                            d
+                        }
+                        Ok(Err(message)) => {
+                            errors.lock().expect("errors lock").push(InputError {
+                                path: path.display().to_string(),
+                                message,
+                            });
+                            continue;
+                        }
+                        Err(_) => return Err(cancelled()),
+                    },
+                };
+                node.size = data.size;
+                node.content = data.content;
+                node.hash = Some(data.hash);
+                totals.files += 1;
+                totals.bytes += data.size;
+                cache_entries.push(CacheEntry {
+                    path: crate::tree::Bytes(path.into_os_string().into_encoded_bytes()),
+                    size: stamp.size,
+                    mtime_ns: node.mtime_ns,
+                    ctime_ns: stamp.ctime_ns,
+                    ino: stamp.ino,
+                    content: node.content.clone(),
+                    hash: data.hash,
+                });
+                if data.size != stamp.size {
+                    // Changed while being read: do not trust this stamp next time.
+                    cache_entries.pop();
+                }
+                stack.last_mut().expect("frame").1.push(node);
+            }
+        }
+        if failure.stopped() {
+            return Err(cancelled());
+        }
+    }
+    let (_, mut children) = stack.pop().expect("root frame");
+    if !stack.is_empty() {
+        return Err(cancelled());
+    }
+    children.sort_by(|a, b| a.name.cmp(&b.name));
+    debug_assert!(
+        children
+            .iter()
+            .all(|n| n.kind != NodeKind::File || n.hash.is_some())
+    );
+    let root = store_tree(children)?;
+    Ok((root, cache_entries, totals))
+}

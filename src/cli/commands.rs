@@ -1,0 +1,423 @@
+//! One function per command: flags → library options → report → exit code.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use super::output::{self, sanitize, size};
+use super::{
+    BackupArgs, CheckArgs, Command, DumpArgs, ExitCode, InitArgs, KeyCommand, LsArgs, RepoArgs,
+    RestoreArgs, SnapshotsArgs,
+};
+use vault::backup::{self, BackupOptions};
+use vault::check::{self, CheckOptions, CheckReport, Severity};
+use vault::chunk::ChunkerParams;
+use vault::crypto;
+use vault::repo::{Access, InitOptions, OwnerSpec, Repository};
+use vault::restore::{self, RestoreOptions};
+use vault::tree::NodeKind;
+use vault::treewalk::{self, Next, Visit};
+
+/// Runs one command.
+pub fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Key(KeyCommand::Generate { output }) => key_generate(output),
+        Command::Init(a) => init(a),
+        Command::Backup(a) => backup(a),
+        Command::Snapshots(a) => snapshots(a),
+        Command::Ls(a) => ls(a),
+        Command::Restore(a) => restore(a),
+        Command::Dump(a) => dump(a),
+        Command::Check(a) => check(a),
+    }
+}
+
+fn open_storage(repo: &str) -> Result<Arc<dyn vault::storage::Storage>> {
+    Ok(Arc::from(vault::storage::open(repo)?))
+}
+
+fn open_repo(args: &RepoArgs) -> Result<Repository> {
+    let storage = open_storage(&args.repo)?;
+    let repo = match &args.identity {
+        Some(path) => Repository::open(storage, Access::IdentityFile(path)),
+        None if std::env::var_os("VAULT_PASSPHRASE_FILE").is_some()
+            || std::io::IsTerminal::is_terminal(&std::io::stdin()) =>
+        {
+            let p = crypto::obtain_passphrase("vault owner passphrase: ")?;
+            Repository::open(storage, Access::Passphrase(p))
+        }
+        None => bail!(
+            "no key given: pass -i KEY (or set VAULT_IDENTITY, or VAULT_PASSPHRASE_FILE for a passphrase owner)"
+        ),
+    };
+    repo.with_context(|| format!("opening repository {}", args.repo))
+}
+
+fn key_generate(output: PathBuf) -> Result<ExitCode> {
+    let (text, recipient) = crypto::generate_x25519();
+    crypto::write_key_file(&output, &text).with_context(|| "writing the new identity")?;
+    println!("{recipient}");
+    Ok(ExitCode::Ok)
+}
+
+fn init(a: InitArgs) -> Result<ExitCode> {
+    let owner = if a.owner_passphrase {
+        OwnerSpec::Passphrase(crypto::obtain_passphrase("passphrase for the new owner: ")?)
+    } else {
+        OwnerSpec::Recipients(
+            a.owner
+                .iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        )
+    };
+    let avg = a.chunk_avg_kib.saturating_mul(1024);
+    let opts = InitOptions {
+        owner,
+        owner_name: a.owner_name.clone(),
+        writer_key_out: a.writer_key_out.clone(),
+        chunker: ChunkerParams {
+            min_size: avg / 4,
+            avg_size: avg,
+            max_size: avg.saturating_mul(4),
+        },
+        pack_size: a.pack_size_mib.saturating_mul(1 << 20),
+        compression_level: a.compression_level,
+    };
+    let config = Repository::init(open_storage(&a.repo)?, &opts)
+        .with_context(|| format!("creating repository {}", a.repo))?;
+    println!("created repository {} at {}", config.id, a.repo);
+    println!(
+        "owner {:?} can read everything; writer key for backup hosts: {}",
+        a.owner_name,
+        a.writer_key_out.display()
+    );
+    Ok(ExitCode::Ok)
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(x).join("vault"));
+    }
+    if nix::unistd::geteuid().is_root() {
+        return Some(PathBuf::from("/var/cache/vault"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/vault"))
+}
+
+fn backup(a: BackupArgs) -> Result<ExitCode> {
+    let repo = open_repo(&a.repo)?;
+    let opts = BackupOptions {
+        paths: a.paths,
+        excludes: a.excludes,
+        tags: a.tags,
+        host: a.host,
+        cache_dir: if a.no_cache {
+            None
+        } else {
+            a.cache_dir.or_else(default_cache_dir)
+        },
+        ..Default::default()
+    };
+    let out = backup::run(&repo, &opts).context("backup failed; no snapshot was written")?;
+    let s = &out.snapshot;
+    if a.json {
+        output::json(&json!({ "id": out.id, "snapshot": s, "complete": s.is_complete() }));
+    } else {
+        let t = &s.totals;
+        println!("snapshot {} saved", out.id.short());
+        println!(
+            "  {} files, {} dirs, {} ({} files read, the rest unchanged)",
+            t.files,
+            t.dirs,
+            size(t.bytes),
+            t.files_read
+        );
+        println!(
+            "  added {} new blobs, {} raw, {} stored, in {}",
+            t.blobs_added,
+            size(t.bytes_added),
+            size(t.bytes_stored),
+            output::duration_ms(t.duration_ms)
+        );
+    }
+    for e in &s.errors {
+        eprintln!(
+            "vault: warning: could not read {}: {}",
+            sanitize(&e.path),
+            sanitize(&e.message)
+        );
+    }
+    Ok(if s.is_complete() {
+        ExitCode::Ok
+    } else {
+        ExitCode::Partial
+    })
+}
+
+fn snapshots(a: SnapshotsArgs) -> Result<ExitCode> {
+    let repo = open_repo(&a.repo)?;
+    let (list, damaged) = repo.snapshots()?;
+    for e in &damaged {
+        eprintln!("vault: warning: {}", sanitize(&format!("{e}")));
+    }
+    if a.json {
+        let v: Vec<_> = list
+            .iter()
+            .map(|(id, s)| json!({ "id": id, "snapshot": s }))
+            .collect();
+        output::json(&v);
+    } else {
+        println!(
+            "{:<8}  {:<20}  {:<16}  {:>10}  {:<6}  paths",
+            "id", "time (UTC)", "host", "size", "status"
+        );
+        for (id, s) in &list {
+            println!(
+                "{:<8}  {:<20}  {:<16}  {:>10}  {:<6}  {}",
+                id.short(),
+                s.time.format("%Y-%m-%d %H:%M:%S"),
+                sanitize(&s.host),
+                size(s.totals.bytes),
+                if s.is_complete() { "ok" } else { "partial" },
+                sanitize(
+                    &s.sources
+                        .iter()
+                        .flat_map(|x| x.paths.iter().cloned())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            );
+        }
+    }
+    Ok(if damaged.is_empty() {
+        ExitCode::Ok
+    } else {
+        ExitCode::Damage
+    })
+}
+
+fn ls(a: LsArgs) -> Result<ExitCode> {
+    let repo = open_repo(&a.repo)?;
+    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (index, _) = repo.load_index()?;
+    let prefix = a
+        .path
+        .as_deref()
+        .map(|p| PathBuf::from(p.trim_matches('/')))
+        .filter(|p| !p.as_os_str().is_empty());
+    let mut out = std::io::stdout().lock();
+    let mut damaged = false;
+    treewalk::walk(&repo, &index, &snap.root, &mut |v| {
+        let (path, node) = match v {
+            Visit::Entry { path, node } => (path, node),
+            Visit::Leave { .. } => return Ok(Next::Descend),
+            Visit::Damaged { path, error } => {
+                damaged = true;
+                eprintln!(
+                    "vault: error: /{}: {}",
+                    sanitize(&path.display().to_string()),
+                    sanitize(&error.to_string())
+                );
+                return Ok(Next::Skip);
+            }
+        };
+        if let Some(p) = &prefix
+            && !path.starts_with(p)
+        {
+            return Ok(if p.starts_with(path) {
+                Next::Descend
+            } else {
+                Next::Skip
+            });
+        }
+        let shown = sanitize(&format!("/{}", path.display()));
+        if a.json {
+            let _ = writeln!(out, "{}", json!({ "path": shown, "node": node }));
+        } else {
+            let kind = match node.kind {
+                NodeKind::Dir => 'd',
+                NodeKind::Symlink => 'l',
+                NodeKind::Fifo => 'p',
+                NodeKind::Chardev => 'c',
+                NodeKind::Blockdev => 'b',
+                NodeKind::Socket => 's',
+                NodeKind::File => '-',
+            };
+            let mtime =
+                chrono::DateTime::from_timestamp_nanos(node.mtime_ns).format("%Y-%m-%d %H:%M");
+            let owner = format!(
+                "{}/{}",
+                node.user.clone().unwrap_or(node.uid.to_string()),
+                node.group.clone().unwrap_or(node.gid.to_string())
+            );
+            let _ = write!(
+                out,
+                "{kind}{:04o} {:<16} {:>10} {mtime} {shown}",
+                node.mode,
+                sanitize(&owner),
+                node.size
+            );
+            if let Some(t) = &node.target {
+                let _ = write!(out, " -> {}", sanitize(&String::from_utf8_lossy(&t.0)));
+            }
+            let _ = writeln!(out);
+        }
+        Ok(Next::Descend)
+    })?;
+    let _ = id;
+    Ok(if damaged {
+        ExitCode::Damage
+    } else {
+        ExitCode::Ok
+    })
+}
+
+fn restore(a: RestoreArgs) -> Result<ExitCode> {
+    let repo = open_repo(&a.repo)?;
+    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (report, drill) = if a.verify {
+        let (r, d) = restore::verify_drill(&repo, &id, &snap, a.target.as_deref(), &a.include)?;
+        (r, Some(d))
+    } else {
+        let target = a
+            .target
+            .clone()
+            .expect("clap requires --target without --verify");
+        let opts = RestoreOptions {
+            target,
+            include: a.include.clone(),
+            threads: 0,
+            verify: false,
+        };
+        (restore::restore(&repo, &id, &snap, &opts)?, None)
+    };
+    let passed = !report.failed();
+    if a.json {
+        output::json(&json!({ "passed": passed, "drill": drill, "report": report }));
+    } else {
+        let verb = if a.verify { "verified" } else { "restored" };
+        println!(
+            "snapshot {} {verb}: {} files, {} dirs, {} other, {} in {}",
+            id.short(),
+            report.files,
+            report.dirs,
+            report.other,
+            size(report.bytes),
+            output::duration_ms(report.duration_ms)
+        );
+        if a.verify {
+            println!(
+                "  {} files re-read from disk and matched their BLAKE3 hashes",
+                report.verified
+            );
+            if let Some(d) = drill {
+                println!("  drill record {} written", d.short());
+            }
+        }
+        for p in &report.problems {
+            println!(
+                "  {:?}: /{}: {}",
+                p.kind,
+                sanitize(&p.path),
+                sanitize(&p.message)
+            );
+        }
+        println!("result: {}", if passed { "PASSED" } else { "FAILED" });
+    }
+    Ok(if passed {
+        ExitCode::Ok
+    } else if a.verify || report.found_damage() {
+        ExitCode::Damage
+    } else {
+        ExitCode::Failure
+    })
+}
+
+fn dump(a: DumpArgs) -> Result<ExitCode> {
+    let repo = open_repo(&a.repo)?;
+    let (_, snap) = repo.find_snapshot(&a.snapshot)?;
+    let stdout = std::io::stdout().lock();
+    match restore::dump_tar(
+        &repo,
+        &snap,
+        a.path.as_deref(),
+        std::io::BufWriter::new(stdout),
+    ) {
+        Err(vault::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(ExitCode::Ok)
+        }
+        other => other.map(|_| ExitCode::Ok).context("dump failed"),
+    }
+}
+
+fn check(a: CheckArgs) -> Result<ExitCode> {
+    let storage = open_storage(&a.repo)?;
+    let mut report = CheckReport::default();
+    let read_data = match (&a.read_data_subset, a.read_data) {
+        (Some(s), _) => {
+            let (n, m) = s
+                .split_once('/')
+                .context("--read-data-subset takes N/M, e.g. 1/7")?;
+            let (n, m): (u32, u32) = (n.parse()?, m.parse()?);
+            if n == 0 || m == 0 || n > m {
+                bail!("--read-data-subset {s}: need 1 <= N <= M");
+            }
+            Some((n, m))
+        }
+        (None, true) => Some((1, 1)),
+        (None, false) => None,
+    };
+    if a.storage {
+        check::check_storage(storage.as_ref(), &mut report)?;
+    }
+    let keyed = a.identity.is_some() || read_data.is_some() || !a.storage;
+    if keyed {
+        let repo = open_repo(&RepoArgs {
+            repo: a.repo.clone(),
+            identity: a.identity.clone(),
+        })?;
+        check::check(
+            &repo,
+            &CheckOptions {
+                structure: true,
+                read_data,
+                storage: false,
+            },
+            &mut report,
+        )?;
+    }
+    if a.json {
+        output::json(&report);
+    } else {
+        for f in &report.findings {
+            let sev = if f.severity == Severity::Error {
+                "error"
+            } else {
+                "info"
+            };
+            println!("{sev}: {}: {}", sanitize(&f.subject), sanitize(&f.message));
+        }
+        println!(
+            "checked {} snapshots, hashed {} objects, read {} packs ({} blobs): {}",
+            report.snapshots,
+            report.objects_hashed,
+            report.packs_read,
+            report.blobs_verified,
+            if report.has_errors() {
+                "DAMAGE FOUND"
+            } else {
+                "no errors"
+            }
+        );
+    }
+    Ok(if report.has_errors() {
+        ExitCode::Damage
+    } else {
+        ExitCode::Ok
+    })
+}

@@ -1,0 +1,237 @@
+//! Command-line definitions (clap) and dispatch. The CLI maps flags to
+//! library options, renders reports and picks exit codes; it never chunks,
+//! encrypts or calls storage itself.
+
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Process exit codes (see README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Success.
+    Ok = 0,
+    /// The operation failed.
+    Failure = 1,
+    /// The command line was wrong.
+    Usage = 2,
+    /// A snapshot was made but some inputs could not be read.
+    Partial = 3,
+    /// Verification found damage or a mismatch.
+    Damage = 4,
+}
+
+/// Encrypted, deduplicated backups that prove they restore.
+#[derive(Parser)]
+#[command(name = "vault", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the repository is and which key opens it.
+#[derive(Args, Clone)]
+struct RepoArgs {
+    /// Repository: a directory, file:///path (s3://bucket/prefix in a later release).
+    #[arg(short = 'r', long = "repo", env = "VAULT_REPO")]
+    repo: String,
+    /// Identity file: the writer key, or an owner's age or ssh identity.
+    /// Without it, VAULT_PASSPHRASE_FILE (or a terminal prompt) opens a passphrase owner.
+    #[arg(short = 'i', long = "identity", env = "VAULT_IDENTITY")]
+    identity: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Key management.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Create a repository, its owner key and a writer key.
+    Init(InitArgs),
+    /// Back up paths into a new snapshot.
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots(SnapshotsArgs),
+    /// List the files in a snapshot.
+    Ls(LsArgs),
+    /// Restore a snapshot, or verify it with --verify.
+    Restore(RestoreArgs),
+    /// Write a snapshot (or a path in it) to stdout as a tar archive.
+    Dump(DumpArgs),
+    /// Check the repository's structure, data or storage.
+    Check(CheckArgs),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Make a new age X25519 identity file (mode 0600) and print its recipient.
+    Generate {
+        /// Where to write it; an existing file is never replaced.
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct InitArgs {
+    /// Repository to create.
+    #[arg(short = 'r', long = "repo", env = "VAULT_REPO")]
+    repo: String,
+    /// Owner recipients (age1…, "ssh-ed25519 …", "ssh-rsa …"), comma-separated or repeated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_unless_present = "owner_passphrase"
+    )]
+    owner: Vec<String>,
+    /// Make a passphrase owner (from VAULT_PASSPHRASE_FILE or a prompt).
+    #[arg(long, conflicts_with = "owner")]
+    owner_passphrase: bool,
+    /// Name of this owner (keys/owners/NAME.age).
+    #[arg(long, default_value = "owner")]
+    owner_name: String,
+    /// Where to write the writer key (mode 0600) for backup hosts.
+    #[arg(long)]
+    writer_key_out: PathBuf,
+    /// Average chunk size in KiB (min is a quarter, max four times).
+    #[arg(long, default_value_t = 16)]
+    chunk_avg_kib: u32,
+    /// Target pack size in MiB.
+    #[arg(long, default_value_t = 16)]
+    pack_size_mib: u32,
+    /// zstd compression level for new data (1-22).
+    #[arg(long, default_value_t = 3)]
+    compression_level: i32,
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// Paths to back up.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Host name to record.
+    #[arg(long, env = "VAULT_HOST")]
+    host: Option<String>,
+    /// Exclude pattern (repeatable): `*.tmp` matches names, `/var/cache/**` whole paths.
+    #[arg(long = "exclude")]
+    excludes: Vec<String>,
+    /// Directory of the local file cache.
+    #[arg(long, env = "VAULT_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Read every file, ignoring the local cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct SnapshotsArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct LsArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// Snapshot id (or prefix), or `latest`.
+    snapshot: String,
+    /// Only list this path and what is below it.
+    path: Option<String>,
+    /// Print JSON lines.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// Snapshot id (or prefix), or `latest`.
+    snapshot: String,
+    /// Where to restore (required unless --verify).
+    #[arg(long, required_unless_present = "verify")]
+    target: Option<PathBuf>,
+    /// Only restore matching paths (repeatable; relative to the snapshot root).
+    #[arg(long = "include")]
+    include: Vec<String>,
+    /// Restore into a sandbox, check every file, record a drill; exit 4 on any mismatch.
+    #[arg(long)]
+    verify: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct DumpArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// Snapshot id (or prefix), or `latest`.
+    snapshot: String,
+    /// Only this path (a file or directory) from the snapshot.
+    path: Option<String>,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Repository.
+    #[arg(short = 'r', long = "repo", env = "VAULT_REPO")]
+    repo: String,
+    /// Identity file (not needed for --storage alone).
+    #[arg(short = 'i', long = "identity", env = "VAULT_IDENTITY")]
+    identity: Option<PathBuf>,
+    /// Decrypt and verify every blob (owner key).
+    #[arg(long, conflicts_with = "read_data_subset")]
+    read_data: bool,
+    /// Verify subset N of M of the packs, e.g. 2/7.
+    #[arg(long, value_name = "N/M")]
+    read_data_subset: Option<String>,
+    /// Hash every object against its name (no key needed).
+    #[arg(long)]
+    storage: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parses arguments, runs the command, prints errors; returns the exit code.
+pub fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VAULT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::Usage
+            } else {
+                ExitCode::Ok
+            };
+        }
+    };
+    match commands::run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            output::error(&e);
+            ExitCode::Failure
+        }
+    }
+}

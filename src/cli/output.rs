@@ -1,0 +1,51 @@
+//! Everything the CLI prints goes through here: sizes, sanitised names, errors.
+
+use std::io::Write;
+
+/// Prints an error chain to stderr as `vault: error: …: …`.
+pub fn error(e: &anyhow::Error) {
+    let _ = writeln!(
+        std::io::stderr(),
+        "vault: error: {}",
+        sanitize(&format!("{e:#}"))
+    );
+}
+
+/// Replaces control characters so that file names cannot drive the terminal.
+pub fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() && c != '\n' { '?' } else { c })
+        .collect()
+}
+
+/// A byte count for humans: `1.5 GiB`.
+pub fn size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Prints one JSON document on stdout.
+pub fn json<T: serde::Serialize>(value: &T) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer_pretty(&mut out, value);
+    let _ = writeln!(out);
+}
+
+/// Milliseconds for humans.
+pub fn duration_ms(ms: u64) -> String {
+    if ms < 10_000 {
+        format!("{:.2} s", ms as f64 / 1000.0)
+    } else {
+        format!("{:.0} s", ms as f64 / 1000.0)
+    }
+}

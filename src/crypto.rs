@@ -1,0 +1,341 @@
+//! The only module that talks to age: recipients, identities, and
+//! encryption and decryption of whole objects and of streams.
+//!
+//! Every vault object is a standard age file, so everything here can be
+//! reproduced with the `age` command-line tool.
+
+use std::fs;
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use age::secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+use crate::error::CryptoError;
+
+/// A parsed age recipient that can be used from several threads.
+pub type Recipient = Box<dyn age::Recipient + Send + Sync>;
+
+/// A parsed age identity that can be used from several threads.
+pub type Identity = Box<dyn age::Identity + Send + Sync>;
+
+/// Parses one recipient: `age1…` (X25519), `ssh-ed25519 …` or `ssh-rsa …`.
+pub fn parse_recipient(text: &str) -> Result<Recipient, CryptoError> {
+    let text = text.trim();
+    if text.starts_with("age1") {
+        return age::x25519::Recipient::from_str(text)
+            .map(|r| Box::new(r) as Recipient)
+            .map_err(|_| CryptoError::BadRecipient(text.to_owned()));
+    }
+    if text.starts_with("ssh-") {
+        return age::ssh::Recipient::from_str(text)
+            .map(|r| Box::new(r) as Recipient)
+            .map_err(|_| CryptoError::BadRecipient(text.to_owned()));
+    }
+    Err(CryptoError::BadRecipient(text.to_owned()))
+}
+
+/// What an object is encrypted to.
+pub enum Seal<'a> {
+    /// One or more public-key recipients.
+    Recipients(Vec<&'a (dyn age::Recipient + Send + Sync)>),
+    /// A passphrase (age scrypt); used only to wrap the repository owner key.
+    Passphrase(&'a SecretString),
+}
+
+fn encryptor(seal: &Seal<'_>) -> Result<age::Encryptor, CryptoError> {
+    match seal {
+        Seal::Recipients(rs) => {
+            age::Encryptor::with_recipients(rs.iter().map(|r| *r as &dyn age::Recipient))
+                .map_err(|e| CryptoError::Encrypt(e.to_string()))
+        }
+        Seal::Passphrase(p) => Ok(age::Encryptor::with_user_passphrase((*p).clone())),
+    }
+}
+
+/// Encrypts `plaintext` into a complete age file.
+pub fn encrypt(plaintext: &[u8], seal: &Seal<'_>) -> Result<Vec<u8>, CryptoError> {
+    let mut out = Vec::with_capacity(plaintext.len() + 256);
+    let mut w = encrypt_stream(&mut out, seal)?;
+    w.write_all(plaintext)
+        .map_err(|e| CryptoError::Encrypt(e.to_string()))?;
+    w.finish()
+        .map_err(|e| CryptoError::Encrypt(e.to_string()))?;
+    Ok(out)
+}
+
+/// Starts an age stream written to `out`. The caller must call `finish()`.
+pub fn encrypt_stream<W: Write>(
+    out: W,
+    seal: &Seal<'_>,
+) -> Result<age::stream::StreamWriter<W>, CryptoError> {
+    encryptor(seal)?
+        .wrap_output(out)
+        .map_err(|e| CryptoError::Encrypt(e.to_string()))
+}
+
+/// The keys a caller may decrypt with.
+#[derive(Default)]
+pub struct Keyring {
+    identities: Vec<Identity>,
+    passphrase: Option<SecretString>,
+}
+
+impl Keyring {
+    /// A keyring holding `identities`.
+    pub fn new(identities: Vec<Identity>) -> Self {
+        Keyring {
+            identities,
+            passphrase: None,
+        }
+    }
+
+    /// A keyring holding only a passphrase (for scrypt-wrapped owner keys).
+    pub fn with_passphrase(passphrase: SecretString) -> Self {
+        Keyring {
+            identities: Vec::new(),
+            passphrase: Some(passphrase),
+        }
+    }
+
+    /// Adds one identity.
+    pub fn push(&mut self, identity: Identity) {
+        self.identities.push(identity);
+    }
+
+    /// Opens an age stream for reading; `object` names it in errors.
+    pub fn decrypt_stream<R: Read>(
+        &self,
+        input: R,
+        object: &str,
+    ) -> Result<age::stream::StreamReader<R>, CryptoError> {
+        let dec = age::Decryptor::new(input).map_err(|e| map_decrypt(e, object))?;
+        let scrypt;
+        let ids: Vec<&dyn age::Identity> = if dec.is_scrypt() {
+            let p = self
+                .passphrase
+                .as_ref()
+                .ok_or_else(|| CryptoError::NoMatchingKey {
+                    object: object.to_owned(),
+                })?;
+            scrypt = age::scrypt::Identity::new(p.clone());
+            vec![&scrypt]
+        } else {
+            self.identities
+                .iter()
+                .map(|i| i.as_ref() as &dyn age::Identity)
+                .collect()
+        };
+        dec.decrypt(ids.into_iter())
+            .map_err(|e| map_decrypt(e, object))
+    }
+
+    /// Decrypts a whole age file held in memory.
+    pub fn decrypt(&self, ciphertext: &[u8], object: &str) -> Result<Vec<u8>, CryptoError> {
+        let mut r = self.decrypt_stream(ciphertext, object)?;
+        let mut out = Vec::with_capacity(ciphertext.len());
+        r.read_to_end(&mut out).map_err(|e| CryptoError::Decrypt {
+            object: object.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(out)
+    }
+}
+
+fn map_decrypt(e: age::DecryptError, object: &str) -> CryptoError {
+    match e {
+        age::DecryptError::NoMatchingKeys => CryptoError::NoMatchingKey {
+            object: object.to_owned(),
+        },
+        other => CryptoError::Decrypt {
+            object: object.to_owned(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Reads a key file after checking that group and others cannot read it.
+pub fn read_key_file(path: &Path) -> Result<Zeroizing<String>, crate::Error> {
+    let meta = fs::metadata(path).map_err(|e| crate::Error::io(path, e))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(CryptoError::InsecureKeyFile {
+            path: path.to_owned(),
+            mode,
+        }
+        .into());
+    }
+    let mut text = Zeroizing::new(String::new());
+    fs::File::open(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .map_err(|e| crate::Error::io(path, e))?;
+    Ok(text)
+}
+
+/// Writes a new key file with mode 0600; refuses to replace an existing file.
+pub fn write_key_file(path: &Path, contents: &str) -> Result<(), crate::Error> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| crate::Error::io(path, e))?;
+    f.write_all(contents.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| crate::Error::io(path, e))
+}
+
+/// Parses the identities in an identity file's text: age X25519 lines, or one
+/// ssh private key (ed25519 or rsa; an encrypted one asks for its passphrase).
+pub fn parse_identities(text: &str, path: &Path) -> Result<Vec<Identity>, CryptoError> {
+    let bad = || CryptoError::BadIdentityFile {
+        path: path.to_owned(),
+    };
+    if text.contains("AGE-SECRET-KEY-") {
+        let file =
+            age::IdentityFile::from_buffer(BufReader::new(text.as_bytes())).map_err(|_| bad())?;
+        let ids = file.into_identities().map_err(|_| bad())?;
+        if ids.is_empty() {
+            return Err(bad());
+        }
+        return Ok(ids);
+    }
+    if text.contains("PRIVATE KEY-----") {
+        let id = age::ssh::Identity::from_buffer(
+            BufReader::new(text.as_bytes()),
+            Some(path.display().to_string()),
+        )
+        .map_err(|_| bad())?;
+        if let age::ssh::Identity::Unsupported(_) = id {
+            return Err(bad());
+        }
+        return Ok(vec![Box::new(id.with_callbacks(PassphraseCallbacks))]);
+    }
+    Err(bad())
+}
+
+/// Generates a new X25519 identity; returns (identity file text, recipient).
+pub fn generate_x25519() -> (Zeroizing<String>, String) {
+    let id = age::x25519::Identity::generate();
+    let recipient = id.to_public().to_string();
+    let text = Zeroizing::new(format!(
+        "# created: {}\n# public key: {recipient}\n{}\n",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        id.to_string().expose_secret()
+    ));
+    (text, recipient)
+}
+
+/// Parses a single X25519 identity line (`AGE-SECRET-KEY-1…`) out of `text`.
+pub fn parse_x25519(text: &str) -> Option<age::x25519::Identity> {
+    text.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .and_then(|l| age::x25519::Identity::from_str(l).ok())
+}
+
+/// Reads a passphrase from `VAULT_PASSPHRASE_FILE`, or prompts on a terminal.
+pub fn obtain_passphrase(prompt: &str) -> Result<SecretString, crate::Error> {
+    if let Some(file) = std::env::var_os("VAULT_PASSPHRASE_FILE") {
+        let path = PathBuf::from(file);
+        let text = read_key_file(&path)?;
+        let line = text.lines().next().unwrap_or("").to_owned();
+        if line.is_empty() {
+            return Err(crate::Error::Usage(format!(
+                "{}: the passphrase file is empty",
+                path.display()
+            )));
+        }
+        return Ok(SecretString::from(line));
+    }
+    if io::IsTerminal::is_terminal(&io::stdin()) {
+        let p = rpassword::prompt_password(prompt).map_err(|e| crate::Error::io("/dev/tty", e))?;
+        return Ok(SecretString::from(p));
+    }
+    Err(CryptoError::NoPassphrase.into())
+}
+
+/// age callbacks that supply passphrases for encrypted ssh keys.
+#[derive(Clone, Copy)]
+struct PassphraseCallbacks;
+
+impl age::Callbacks for PassphraseCallbacks {
+    fn display_message(&self, message: &str) {
+        tracing::info!("{message}");
+    }
+    fn confirm(&self, _: &str, _: &str, _: Option<&str>) -> Option<bool> {
+        None
+    }
+    fn request_public_string(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn request_passphrase(&self, description: &str) -> Option<SecretString> {
+        obtain_passphrase(&format!("{description}: ")).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn x25519_pair() -> (age::x25519::Identity, Recipient) {
+        let id = age::x25519::Identity::generate();
+        let r = Box::new(id.to_public()) as Recipient;
+        (id, r)
+    }
+
+    #[test]
+    fn round_trip_to_two_recipients() {
+        let (a, ra) = x25519_pair();
+        let (b, rb) = x25519_pair();
+        let ct = encrypt(
+            b"secret data",
+            &Seal::Recipients(vec![ra.as_ref(), rb.as_ref()]),
+        )
+        .unwrap();
+        for id in [a, b] {
+            let ring = Keyring::new(vec![Box::new(id)]);
+            assert_eq!(ring.decrypt(&ct, "obj").unwrap(), b"secret data");
+        }
+    }
+
+    #[test]
+    fn wrong_key_is_named() {
+        let (_, ra) = x25519_pair();
+        let (other, _) = x25519_pair();
+        let ct = encrypt(b"x", &Seal::Recipients(vec![ra.as_ref()])).unwrap();
+        let err = Keyring::new(vec![Box::new(other)])
+            .decrypt(&ct, "data/ab/cd")
+            .unwrap_err();
+        assert!(matches!(err, CryptoError::NoMatchingKey { .. }), "{err}");
+        assert!(err.to_string().contains("data/ab/cd"));
+    }
+
+    #[test]
+    fn stream_fails_to_decrypt_truncated_file() {
+        let (a, ra) = x25519_pair();
+        let data = vec![42u8; 200_000];
+        let ct = encrypt(&data, &Seal::Recipients(vec![ra.as_ref()])).unwrap();
+        let ring = Keyring::new(vec![Box::new(a)]);
+        let err = ring.decrypt(&ct[..ct.len() - 100], "pack").unwrap_err();
+        assert!(matches!(err, CryptoError::Decrypt { .. }), "{err}");
+    }
+
+    #[test]
+    fn parses_recipient_kinds_and_rejects_garbage() {
+        let (_, r) = x25519_pair();
+        drop(r);
+        let id = age::x25519::Identity::generate();
+        assert!(parse_recipient(&id.to_public().to_string()).is_ok());
+        assert!(
+            parse_recipient(
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHsKLqeplhpW+uObz5dvMgjz1OxfM/XXUB+VHtZ6isGN"
+            )
+            .is_ok()
+        );
+        assert!(parse_recipient("age1nope").is_err());
+        assert!(parse_recipient("hello").is_err());
+    }
+}

@@ -1,0 +1,131 @@
+//! The library's error type: one enum per layer, wrapped in [`Error`].
+//!
+//! Every variant names its subject (a path, an object key, a snapshot id) so
+//! that a message read in a journal at 3 a.m. says what is wrong and where.
+
+use std::path::PathBuf;
+
+use crate::storage::StorageError;
+
+/// Shorthand for results carrying the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong inside vault's library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing a repository object failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+
+    /// Encryption, decryption or key handling failed.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+
+    /// A repository object is malformed or fails its integrity check.
+    #[error("{object}: {reason}")]
+    Format {
+        /// The object key or blob id that is damaged.
+        object: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A local file operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The local path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The caller asked for something that cannot be done as asked.
+    #[error("{0}")]
+    Usage(String),
+
+    /// The operation needs an owner key but was given the writer key.
+    #[error(
+        "{operation} needs an owner key: the writer key can only add backups and \
+         list snapshots (pass an owner identity with -i)"
+    )]
+    OwnerKeyRequired {
+        /// What was attempted.
+        operation: &'static str,
+    },
+
+    /// No snapshot matches what the user asked for.
+    #[error("no snapshot matches {0:?}")]
+    SnapshotNotFound(String),
+}
+
+impl Error {
+    /// Builds a [`Error::Format`] for `object`.
+    pub fn format(object: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Format {
+            object: object.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Builds an [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Errors from the crypto layer. Messages never contain key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// A recipient string could not be parsed.
+    #[error("not a valid age recipient: {0:?} (expected age1…, ssh-ed25519 … or ssh-rsa …)")]
+    BadRecipient(String),
+
+    /// An identity file could not be parsed.
+    #[error("{}: not an age identity file, an ssh private key or a vault writer key", path.display())]
+    BadIdentityFile {
+        /// The identity file.
+        path: PathBuf,
+    },
+
+    /// A key file is readable by group or others.
+    #[error(
+        "{}: key file is readable by group or others (mode {mode:o}); run `chmod 600` on it",
+        path.display()
+    )]
+    InsecureKeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+
+    /// None of the given identities can decrypt an object.
+    #[error("{object}: none of the given keys can decrypt it")]
+    NoMatchingKey {
+        /// The object that could not be decrypted.
+        object: String,
+    },
+
+    /// An object failed to decrypt (damaged, truncated, or not age at all).
+    #[error("{object}: decryption failed: {reason}")]
+    Decrypt {
+        /// The object that failed.
+        object: String,
+        /// The age error, which never contains key material.
+        reason: String,
+    },
+
+    /// Encrypting failed.
+    #[error("encryption failed: {0}")]
+    Encrypt(String),
+
+    /// A passphrase was needed but none could be obtained.
+    #[error("a passphrase is needed: set VAULT_PASSPHRASE_FILE or run on a terminal")]
+    NoPassphrase,
+}

@@ -1,0 +1,34 @@
+//! vault: encrypted, deduplicated backups that prove they restore.
+//!
+//! # Layout
+//!
+//! - [`crypto`]: the only module that uses age (recipients, identities, streams).
+//! - [`storage`]: the `Storage` trait (write-once objects) and its backends.
+//! - [`repo`]: repository layout, config, keys, and the [`repo::Repository`] handle.
+//! - [`chunk`], [`pack`], [`index`], [`tree`], [`snapshot`]: the on-repository
+//!   format, pure data and transforms with no I/O of their own.
+//! - [`backup`]: walk → read → chunk → id → compress → pack → encrypt → upload.
+//! - [`restore`]: restore, `--verify` drills, and `dump` as tar.
+//! - [`check`]: structure, data and storage checks.
+//!
+//! The library never prints: commands return reports that the CLI renders.
+
+#![forbid(unsafe_code)]
+
+pub mod backup;
+pub mod check;
+pub mod chunk;
+pub mod crypto;
+pub mod error;
+pub mod id;
+pub mod index;
+pub mod pack;
+pub mod repo;
+pub mod restore;
+pub mod snapshot;
+pub mod storage;
+pub mod tree;
+pub mod treewalk;
+
+pub use error::{Error, Result};
+pub use id::Id;

@@ -1,0 +1,439 @@
+//! The repository handle: layout of object keys, opening with a key, and
+//! reading and writing sealed objects (compress → encrypt → store).
+
+pub mod config;
+pub mod keys;
+mod reader;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use age::secrecy::SecretString;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use reader::BlobReader;
+
+use crate::chunk::ChunkerParams;
+use crate::crypto::{self, Keyring, Seal};
+use crate::error::{CryptoError, Error, Result};
+use crate::id::Id;
+use crate::index::{Index, IndexFile};
+use crate::pack::BlobKind;
+use crate::snapshot::Snapshot;
+use crate::storage::{PutOutcome, Storage, StorageError};
+use crate::tree::Tree;
+use config::{FORMAT_VERSION, RepoConfig};
+use keys::{RepoKeys, WriterKey};
+
+/// Key of the config object.
+pub const CONFIG_KEY: &str = "config";
+/// Key of the wrapped writer key.
+pub const WRITER_KEY: &str = "keys/writer.age";
+/// Prefix of the wrapped owner keys.
+pub const OWNERS_PREFIX: &str = "keys/owners/";
+
+/// The kinds of content-addressed objects and where they live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A pack of blobs.
+    Pack(BlobKind),
+    /// An index file.
+    Index,
+    /// A snapshot header.
+    Snapshot,
+    /// A restore-drill record.
+    Drill,
+}
+
+impl ObjectKind {
+    /// The key prefix for this kind (`data/`, `tree/`, `index/`, `snapshots/`, `drills/`).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            ObjectKind::Pack(BlobKind::Data) => "data/",
+            ObjectKind::Pack(BlobKind::Tree) => "tree/",
+            ObjectKind::Index => "index/",
+            ObjectKind::Snapshot => "snapshots/",
+            ObjectKind::Drill => "drills/",
+        }
+    }
+
+    /// The object key for `id`; packs fan out by their first two hex digits.
+    pub fn key(self, id: &Id) -> String {
+        let hex = id.to_hex();
+        match self {
+            ObjectKind::Pack(_) => format!("{}{}/{hex}", self.prefix(), &hex[..2]),
+            _ => format!("{}{hex}", self.prefix()),
+        }
+    }
+
+    /// Every content-addressed kind.
+    pub const ALL: [ObjectKind; 5] = [
+        ObjectKind::Pack(BlobKind::Data),
+        ObjectKind::Pack(BlobKind::Tree),
+        ObjectKind::Index,
+        ObjectKind::Snapshot,
+        ObjectKind::Drill,
+    ];
+}
+
+/// The id at the end of an object key, if it is a 64-hex-digit name.
+pub fn id_from_key(key: &str) -> Option<Id> {
+    key.rsplit('/').next()?.parse().ok()
+}
+
+/// Who owns a new repository.
+pub enum OwnerSpec {
+    /// Public-key recipients (age X25519, ssh-ed25519, ssh-rsa).
+    Recipients(Vec<String>),
+    /// A passphrase (age scrypt).
+    Passphrase(SecretString),
+}
+
+/// Settings for `vault init`.
+pub struct InitOptions {
+    /// The first owner.
+    pub owner: OwnerSpec,
+    /// Its name (the file `keys/owners/<name>.age`).
+    pub owner_name: String,
+    /// Where to write the writer key (mode 0600).
+    pub writer_key_out: PathBuf,
+    /// Chunker parameters.
+    pub chunker: ChunkerParams,
+    /// Pack target size in bytes.
+    pub pack_size: u32,
+    /// zstd level.
+    pub compression_level: i32,
+}
+
+/// How the caller proves who it is.
+pub enum Access<'a> {
+    /// An identity file: a writer key, or an owner's own age/ssh identity.
+    IdentityFile(&'a Path),
+    /// A passphrase owner (scrypt).
+    Passphrase(SecretString),
+}
+
+/// An open repository.
+pub struct Repository {
+    storage: Arc<dyn Storage>,
+    config: RepoConfig,
+    keys: RepoKeys,
+}
+
+fn check_owner_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "owner name {name:?} must be 1-64 characters of letters, digits, '.', '_', '-', '@'"
+        )))
+    }
+}
+
+/// Compresses with zstd and encrypts a JSON document.
+fn seal_json<T: Serialize>(
+    value: &T,
+    seal: impl FnOnce(&[u8]) -> Result<Vec<u8>, CryptoError>,
+) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(value).expect("repository documents always serialize");
+    let compressed = zstd::bulk::compress(&json, 3).map_err(|e| Error::io("zstd", e))?;
+    Ok(seal(&compressed)?)
+}
+
+/// Reads the config object.
+pub fn read_config(storage: &dyn Storage) -> Result<RepoConfig> {
+    let bytes = storage.get(CONFIG_KEY).map_err(|e| match e {
+        StorageError::NotFound { .. } => Error::Usage(format!(
+            "{}: no vault repository here (no config object); run `vault init` first",
+            storage.location()
+        )),
+        other => other.into(),
+    })?;
+    let config: RepoConfig = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::format(CONFIG_KEY, format!("not a vault config: {e}")))?;
+    if config.version != FORMAT_VERSION {
+        return Err(Error::format(
+            CONFIG_KEY,
+            format!(
+                "format version {} is not supported (this vault reads {FORMAT_VERSION})",
+                config.version
+            ),
+        ));
+    }
+    config
+        .chunker
+        .validate()
+        .map_err(|e| Error::format(CONFIG_KEY, e))?;
+    Ok(config)
+}
+
+impl Repository {
+    /// Creates a repository. Returns its config; the writer key is written to
+    /// `opts.writer_key_out` with mode 0600.
+    pub fn init(storage: Arc<dyn Storage>, opts: &InitOptions) -> Result<RepoConfig> {
+        check_owner_name(&opts.owner_name)?;
+        opts.chunker.validate().map_err(Error::Usage)?;
+        if !(1..=22).contains(&opts.compression_level) {
+            return Err(Error::Usage("compression level must be 1..=22".into()));
+        }
+        if !(1 << 20..=1 << 30).contains(&opts.pack_size) {
+            return Err(Error::Usage(
+                "pack size must be between 1 MiB and 1 GiB".into(),
+            ));
+        }
+        match storage.get(CONFIG_KEY) {
+            Ok(_) => {
+                return Err(Error::Usage(format!(
+                    "{}: a repository already exists here",
+                    storage.location()
+                )));
+            }
+            Err(StorageError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let owner_recipients = match &opts.owner {
+            OwnerSpec::Recipients(rs) if rs.is_empty() => {
+                return Err(Error::Usage(
+                    "at least one owner recipient is needed".into(),
+                ));
+            }
+            OwnerSpec::Recipients(rs) => rs
+                .iter()
+                .map(|r| crypto::parse_recipient(r))
+                .collect::<Result<Vec<_>, _>>()?,
+            OwnerSpec::Passphrase(_) => Vec::new(),
+        };
+
+        let mut repo_id = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut repo_id);
+        let repo_id = hex::encode(repo_id);
+        let owner = age::x25519::Identity::generate();
+        let owner_recipient = owner.to_public().to_string();
+        let writer = WriterKey::generate(&repo_id, &owner_recipient);
+        let config = RepoConfig {
+            version: FORMAT_VERSION,
+            id: repo_id.clone(),
+            owner_recipient: owner_recipient.clone(),
+            writer_recipient: writer.recipient(),
+            chunker: opts.chunker,
+            pack_size: opts.pack_size,
+            compression_level: opts.compression_level,
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+
+        crypto::write_key_file(&opts.writer_key_out, &writer.to_text())?;
+
+        let owner_text = keys::owner_identity_text(&owner, &repo_id);
+        let wrapped_owner = match &opts.owner {
+            OwnerSpec::Passphrase(p) => {
+                crypto::encrypt(owner_text.as_bytes(), &Seal::Passphrase(p))?
+            }
+            OwnerSpec::Recipients(_) => crypto::encrypt(
+                owner_text.as_bytes(),
+                &Seal::Recipients(owner_recipients.iter().map(|r| r.as_ref()).collect()),
+            )?,
+        };
+        storage.put(
+            &format!("{OWNERS_PREFIX}{}.age", opts.owner_name),
+            &wrapped_owner,
+        )?;
+        let owner_as_recipient = owner.to_public();
+        let wrapped_writer = crypto::encrypt(
+            writer.to_text().as_bytes(),
+            &Seal::Recipients(vec![&owner_as_recipient]),
+        )?;
+        storage.put(WRITER_KEY, &wrapped_writer)?;
+        let json = serde_json::to_vec_pretty(&config).expect("config serializes");
+        if storage.put(CONFIG_KEY, &json)? == PutOutcome::AlreadyExists {
+            return Err(Error::Usage(
+                "another vault init raced this one; keep the first".into(),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Opens a repository with the caller's key.
+    pub fn open(storage: Arc<dyn Storage>, access: Access<'_>) -> Result<Self> {
+        let config = read_config(storage.as_ref())?;
+        let keys = match access {
+            Access::IdentityFile(path) => {
+                let (text, writer) = keys::load_identity_file(path)?;
+                match writer {
+                    Some(w) => RepoKeys::new(&config, w, None)?,
+                    None => {
+                        let ring = Keyring::new(crypto::parse_identities(&text, path)?);
+                        Self::unwrap_as_owner(
+                            storage.as_ref(),
+                            &config,
+                            &ring,
+                            &path.display().to_string(),
+                        )?
+                    }
+                }
+            }
+            Access::Passphrase(p) => {
+                let ring = Keyring::with_passphrase(p);
+                Self::unwrap_as_owner(storage.as_ref(), &config, &ring, "the passphrase")?
+            }
+        };
+        Ok(Repository {
+            storage,
+            config,
+            keys,
+        })
+    }
+
+    fn unwrap_as_owner(
+        storage: &dyn Storage,
+        config: &RepoConfig,
+        ring: &Keyring,
+        what: &str,
+    ) -> Result<RepoKeys> {
+        let owners = storage.list(OWNERS_PREFIX)?;
+        for obj in &owners {
+            let wrapped = storage.get(&obj.key)?;
+            let plain = match ring.decrypt(&wrapped, &obj.key) {
+                Ok(p) => zeroize::Zeroizing::new(p),
+                Err(CryptoError::NoMatchingKey { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let text = std::str::from_utf8(&plain)
+                .map_err(|_| Error::format(&obj.key, "not a text identity"))?;
+            let owner = crypto::parse_x25519(text)
+                .ok_or_else(|| Error::format(&obj.key, "holds no X25519 identity"))?;
+            let owner_ring = Keyring::new(vec![Box::new(owner.clone())]);
+            let writer_plain =
+                zeroize::Zeroizing::new(owner_ring.decrypt(&storage.get(WRITER_KEY)?, WRITER_KEY)?);
+            let writer = std::str::from_utf8(&writer_plain)
+                .ok()
+                .and_then(WriterKey::parse)
+                .ok_or_else(|| Error::format(WRITER_KEY, "not a vault writer key"))?;
+            return RepoKeys::new(config, writer, Some(owner));
+        }
+        Err(Error::Usage(format!(
+            "{what} is neither this repository's writer key nor an owner: it unwraps none of \
+             the {} owner key(s) in {OWNERS_PREFIX}",
+            owners.len()
+        )))
+    }
+
+    /// The storage backend.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// The repository config.
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// The caller's keys.
+    pub fn keys(&self) -> &RepoKeys {
+        &self.keys
+    }
+
+    /// Stores an already-sealed content-addressed object; returns its id.
+    pub fn put_object(&self, kind: ObjectKind, bytes: &[u8]) -> Result<Id> {
+        let id = Id::of_bytes(bytes);
+        self.storage.put(&kind.key(&id), bytes)?;
+        Ok(id)
+    }
+
+    /// Seals a JSON document for owner and writer and stores it.
+    pub fn put_shared_json<T: Serialize>(&self, kind: ObjectKind, value: &T) -> Result<Id> {
+        let bytes = seal_json(value, |b| self.keys.seal_shared(b))?;
+        self.put_object(kind, &bytes)
+    }
+
+    /// Reads, checks and decrypts a JSON object by key.
+    pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
+        let bytes = self.storage.get(key)?;
+        if let Some(id) = id_from_key(key)
+            && Id::of_bytes(&bytes) != id
+        {
+            return Err(Error::format(
+                key,
+                "content does not match its name (damaged object)",
+            ));
+        }
+        let compressed = self.keys.keyring().decrypt(&bytes, key)?;
+        let json = zstd::stream::decode_all(&compressed[..])
+            .map_err(|e| Error::format(key, format!("not valid zstd: {e}")))?;
+        serde_json::from_slice(&json)
+            .map_err(|e| Error::format(key, format!("not valid JSON: {e}")))
+    }
+
+    /// Loads every index file. Damaged index files are returned as errors
+    /// alongside the index built from the rest.
+    pub fn load_index(&self) -> Result<(Index, Vec<Error>)> {
+        let mut index = Index::default();
+        let mut damaged = Vec::new();
+        for obj in self.storage.list(ObjectKind::Index.prefix())? {
+            match self.get_json::<IndexFile>(&obj.key) {
+                Ok(file) => file.packs.iter().for_each(|p| index.add_pack(p)),
+                Err(e) => damaged.push(e),
+            }
+        }
+        index.finish();
+        Ok((index, damaged))
+    }
+
+    /// Every snapshot, oldest first; unreadable ones come back as errors.
+    pub fn snapshots(&self) -> Result<(Vec<(Id, Snapshot)>, Vec<Error>)> {
+        let mut out = Vec::new();
+        let mut damaged = Vec::new();
+        for obj in self.storage.list(ObjectKind::Snapshot.prefix())? {
+            let Some(id) = id_from_key(&obj.key) else {
+                continue;
+            };
+            match self.get_json::<Snapshot>(&obj.key) {
+                Ok(s) => out.push((id, s)),
+                Err(e) => damaged.push(e),
+            }
+        }
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok((out, damaged))
+    }
+
+    /// Finds a snapshot by `latest`, a full id, or a unique id prefix.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
+        let (all, _) = self.snapshots()?;
+        if spec == "latest" {
+            return all
+                .into_iter()
+                .last()
+                .ok_or_else(|| Error::SnapshotNotFound(spec.into()));
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        let mut hits: Vec<_> = all
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
+            .collect();
+        match hits.len() {
+            1 => Ok(hits.pop().expect("one hit")),
+            0 => Err(Error::SnapshotNotFound(spec.into())),
+            n => Err(Error::Usage(format!(
+                "snapshot prefix {spec:?} is ambiguous ({n} matches)"
+            ))),
+        }
+    }
+
+    /// Reads and parses one tree blob (owner only).
+    pub fn read_tree(&self, index: &Index, reader: &mut BlobReader<'_>, id: &Id) -> Result<Tree> {
+        let loc = index.get(id).ok_or_else(|| {
+            Error::format(
+                format!("tree {id}"),
+                "not in the index (missing pack or index)",
+            )
+        })?;
+        let bytes = reader.read(id, &loc)?;
+        Tree::from_bytes(&bytes, id)
+    }
+}

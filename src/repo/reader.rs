@@ -1,0 +1,85 @@
+//! Reads blobs out of packs, keeping the last pack's decrypting stream open so
+//! that consecutive blobs of one pack cost one age header and a forward seek.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::BlobLocation;
+use crate::repo::{ObjectKind, Repository};
+use crate::storage::ReadSeek;
+
+/// The largest blob vault will decompress (guards against lying indexes).
+const MAX_BLOB: u32 = 512 << 20;
+
+/// A per-thread blob reader (owner key required for data and trees).
+pub struct BlobReader<'a> {
+    repo: &'a Repository,
+    open: Option<(Id, age::stream::StreamReader<Box<dyn ReadSeek>>, u64)>,
+    buf: Vec<u8>,
+    decompressor: zstd::bulk::Decompressor<'static>,
+}
+
+impl<'a> BlobReader<'a> {
+    /// A reader over `repo`.
+    pub fn new(repo: &'a Repository) -> Self {
+        BlobReader {
+            repo,
+            open: None,
+            buf: Vec::new(),
+            decompressor: zstd::bulk::Decompressor::new().expect("zstd context"),
+        }
+    }
+
+    /// Reads, decompresses and verifies one blob.
+    pub fn read(&mut self, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
+        let key = ObjectKind::Pack(loc.kind).key(&loc.pack);
+        if let Err(e) = self.read_raw(&key, loc) {
+            self.open = None;
+            return Err(e);
+        }
+        let compressed = &self.buf;
+        if loc.raw_length > MAX_BLOB {
+            return Err(Error::format(
+                &key,
+                format!("blob {id} claims {} bytes", loc.raw_length),
+            ));
+        }
+        let raw = self
+            .decompressor
+            .decompress(compressed, loc.raw_length as usize)
+            .map_err(|e| Error::format(&key, format!("blob {id}: bad zstd data: {e}")))?;
+        if raw.len() != loc.raw_length as usize
+            || Id::keyed(self.repo.keys().chunk_key(), &raw) != *id
+        {
+            return Err(Error::format(
+                &key,
+                format!("blob {id}: content does not match its id"),
+            ));
+        }
+        Ok(raw)
+    }
+
+    fn read_raw(&mut self, key: &str, loc: &BlobLocation) -> Result<()> {
+        let reuse =
+            matches!(&self.open, Some((p, _, pos)) if *p == loc.pack && *pos <= loc.offset as u64);
+        if !reuse {
+            let body = self.repo.storage().open(key)?;
+            let stream = self.repo.keys().keyring().decrypt_stream(body, key)?;
+            self.open = Some((loc.pack, stream, 0));
+        }
+        let (_, stream, pos) = self.open.as_mut().expect("opened above");
+        let io = |e: std::io::Error| {
+            Error::format(key, format!("reading at offset {}: {e}", loc.offset))
+        };
+        if *pos != loc.offset as u64 {
+            stream
+                .seek(SeekFrom::Start(loc.offset as u64))
+                .map_err(io)?;
+        }
+        self.buf.resize(loc.length as usize, 0);
+        stream.read_exact(&mut self.buf).map_err(io)?;
+        *pos = loc.offset as u64 + loc.length as u64;
+        Ok(())
+    }
+}

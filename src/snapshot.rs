@@ -1,0 +1,100 @@
+//! Snapshot headers: what was backed up, when, from where, and how it went.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::Id;
+
+/// How a source fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceStatus {
+    /// Everything was read.
+    Ok,
+    /// Some entries could not be read; they are listed in the header's errors.
+    Partial,
+    /// Nothing usable was read.
+    Failed,
+}
+
+/// One source of a snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRecord {
+    /// `paths` for file trees.
+    pub kind: String,
+    /// A name for the source (for paths: the paths joined).
+    pub name: String,
+    /// The absolute paths backed up.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// How it went.
+    pub status: SourceStatus,
+}
+
+/// Totals of a backup run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Totals {
+    /// Regular files in the snapshot.
+    pub files: u64,
+    /// Directories in the snapshot.
+    pub dirs: u64,
+    /// Bytes of file content in the snapshot.
+    pub bytes: u64,
+    /// Files read this run (the rest came from the local cache).
+    pub files_read: u64,
+    /// New blobs stored.
+    pub blobs_added: u64,
+    /// Uncompressed bytes of new blobs.
+    pub bytes_added: u64,
+    /// Bytes of new packs written to the repository.
+    pub bytes_stored: u64,
+    /// Wall-clock duration in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// An input that could not be read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputError {
+    /// The path (or source) that failed.
+    pub path: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The content of one `snapshots/<id>` object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// When the backup started.
+    pub time: chrono::DateTime<chrono::Utc>,
+    /// The host it ran on.
+    pub host: String,
+    /// The user it ran as.
+    pub user: String,
+    /// User tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The sources and how each fared.
+    pub sources: Vec<SourceRecord>,
+    /// The root tree blob.
+    pub root: Id,
+    /// Counts and sizes.
+    pub totals: Totals,
+    /// Inputs that could not be read.
+    #[serde(default)]
+    pub errors: Vec<InputError>,
+    /// The previous snapshot of the same host and paths.
+    #[serde(default)]
+    pub parent: Option<Id>,
+    /// The vault version that wrote it.
+    pub program_version: String,
+}
+
+impl Snapshot {
+    /// Whether every source was read completely.
+    pub fn is_complete(&self) -> bool {
+        self.errors.is_empty() && self.sources.iter().all(|s| s.status == SourceStatus::Ok)
+    }
+}

@@ -1,0 +1,146 @@
+//! A repository in a local directory: temp file, fsync, then a no-replace link.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{ObjectInfo, PutOutcome, ReadSeek, Storage, StorageError};
+
+/// Objects stored as files under a root directory, keys mapping to paths.
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+impl LocalStorage {
+    /// A storage rooted at `root` (which need not exist until the first put).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalStorage { root: root.into() }
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    fn list_into(&self, dir: &Path, out: &mut Vec<ObjectInfo>) -> std::io::Result<()> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".tmp-") {
+                continue;
+            }
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                self.list_into(&entry.path(), out)?;
+            } else if meta.is_file() {
+                let rel = entry
+                    .path()
+                    .strip_prefix(&self.root)
+                    .expect("listed paths are under the root")
+                    .to_string_lossy()
+                    .into_owned();
+                out.push(ObjectInfo {
+                    key: rel,
+                    size: meta.len(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Storage for LocalStorage {
+    fn put(&self, key: &str, data: &[u8]) -> Result<PutOutcome, StorageError> {
+        let err = |e| StorageError::from_io(key, e);
+        let path = self.path(key);
+        let dir = path.parent().expect("object keys have a parent directory");
+        fs::create_dir_all(dir).map_err(err)?;
+        if path.exists() {
+            return Ok(PutOutcome::AlreadyExists);
+        }
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(dir)
+            .map_err(err)?;
+        tmp.write_all(data).map_err(err)?;
+        tmp.as_file().sync_all().map_err(err)?;
+        // A hard link never replaces an existing object, so two writers racing
+        // for the same key cannot clobber each other.
+        let outcome = match fs::hard_link(tmp.path(), &path) {
+            Ok(()) => PutOutcome::Created,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => PutOutcome::AlreadyExists,
+            Err(e) => return Err(err(e)),
+        };
+        drop(tmp);
+        sync_dir(dir).map_err(err)?;
+        Ok(outcome)
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {
+        fs::read(self.path(key)).map_err(|e| StorageError::from_io(key, e))
+    }
+
+    fn open(&self, key: &str) -> Result<Box<dyn ReadSeek>, StorageError> {
+        let f = File::open(self.path(key)).map_err(|e| StorageError::from_io(key, e))?;
+        Ok(Box::new(f))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        let mut out = Vec::new();
+        // List the directory containing the prefix, then filter by prefix.
+        let dir_part = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        self.list_into(&self.root.join(dir_part), &mut out)
+            .map_err(|e| StorageError::from_io(prefix, e))?;
+        out.retain(|o| o.key.starts_with(prefix));
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StorageError> {
+        fs::remove_file(self.path(key)).map_err(|e| StorageError::from_io(key, e))
+    }
+
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_is_write_once_and_list_is_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(dir.path());
+        assert_eq!(s.put("index/b", b"1").unwrap(), PutOutcome::Created);
+        assert_eq!(s.put("index/a", b"2").unwrap(), PutOutcome::Created);
+        assert_eq!(s.put("index/a", b"3").unwrap(), PutOutcome::AlreadyExists);
+        assert_eq!(s.get("index/a").unwrap(), b"2");
+        let keys: Vec<_> = s
+            .list("index/")
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(keys, ["index/a", "index/b"]);
+        assert!(matches!(
+            s.get("index/zz"),
+            Err(StorageError::NotFound { .. })
+        ));
+        s.delete("index/a").unwrap();
+        assert_eq!(s.list("index/").unwrap().len(), 1);
+    }
+}

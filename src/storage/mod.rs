@@ -1,0 +1,99 @@
+//! Where repository objects live: one small trait over opaque keys and bytes.
+//!
+//! Storage never sees plaintext or snapshot types. Objects are write-once:
+//! [`Storage::put`] never replaces an existing object.
+
+mod local;
+
+use std::io::{Read, Seek};
+
+pub use local::LocalStorage;
+
+/// Errors from a storage backend; each names the object key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The object does not exist.
+    #[error("{key}: object not found in the repository")]
+    NotFound {
+        /// The object key.
+        key: String,
+    },
+    /// An I/O or transport error.
+    #[error("{key}: {source}")]
+    Io {
+        /// The object key (or prefix) involved.
+        key: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StorageError {
+    /// Wraps an I/O error for `key`, mapping "not found" to [`StorageError::NotFound`].
+    pub fn from_io(key: &str, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            StorageError::NotFound {
+                key: key.to_owned(),
+            }
+        } else {
+            StorageError::Io {
+                key: key.to_owned(),
+                source,
+            }
+        }
+    }
+}
+
+/// What happened on a put-if-absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The object was written.
+    Created,
+    /// An object already existed under that key and was left untouched.
+    AlreadyExists,
+}
+
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The full object key, e.g. `data/ab/ab12…`.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A readable, seekable object body.
+pub trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
+
+/// The operations vault needs from a place that stores objects.
+pub trait Storage: Send + Sync {
+    /// Stores `data` under `key` unless an object already exists there.
+    fn put(&self, key: &str, data: &[u8]) -> Result<PutOutcome, StorageError>;
+    /// Reads a whole object.
+    fn get(&self, key: &str) -> Result<Vec<u8>, StorageError>;
+    /// Opens an object for streaming, seekable reads.
+    fn open(&self, key: &str) -> Result<Box<dyn ReadSeek>, StorageError>;
+    /// Lists every object whose key starts with `prefix`, sorted by key.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError>;
+    /// Deletes an object (owner operations only: prune, forget).
+    fn delete(&self, key: &str) -> Result<(), StorageError>;
+    /// A human-readable location for messages.
+    fn location(&self) -> String;
+}
+
+/// Opens the storage that `repo` names: a directory path or `file:///path`.
+pub fn open(repo: &str) -> Result<Box<dyn Storage>, crate::Error> {
+    if repo.starts_with("s3://") {
+        return Err(crate::Error::Usage(format!(
+            "{repo}: S3 repositories are not supported by this build yet; use a local directory"
+        )));
+    }
+    let path = repo.strip_prefix("file://").unwrap_or(repo);
+    if path.is_empty() {
+        return Err(crate::Error::Usage("the repository path is empty".into()));
+    }
+    Ok(Box::new(LocalStorage::new(path)))
+}
