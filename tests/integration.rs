@@ -1,1 +1,9 @@
+//! vault's integration tests: one binary, one module per area. Every test
+//! runs the real `vault` binary against a real repository on disk.
 
+mod util;
+
+mod backup_restore;
+mod bad_input;
+mod keys;
+mod restore_without_vault;
