@@ -1,1 +1,371 @@
-//! placeholder
+//! Round trips: backup with the writer key, restore and verify with the owner key.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::util::*;
+
+fn snapshots_json(env: &Env) -> serde_json::Value {
+    let out = env.vault(&["snapshots"], &env.writer_key, &["--json"]);
+    assert_success(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn snapshot_by_id<'a>(list: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .map(|s| &s["snapshot"])
+        .expect("snapshot listed")
+}
+
+#[test]
+fn writer_backup_restores_identically_with_metadata() {
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    let xattr_ok = xattr::set(src.join("etc/app/app.conf"), "user.vault-test", b"v1").is_ok();
+    if nix::unistd::geteuid().is_root() {
+        nix::unistd::chown(
+            &src.join("opt/keystores/keystore.p12"),
+            Some(1234.into()),
+            Some(4321.into()),
+        )
+        .unwrap();
+    }
+    let id = env.backup(&[&src]);
+
+    let target = env.path("restored");
+    let out = env.restore(&id[..8], &target);
+    assert_success(&out);
+    let restored = target.join(src.strip_prefix("/").unwrap());
+    assert_same_tree(&src, &restored);
+
+    let a = fs::metadata(restored.join("etc/app/app.conf")).unwrap();
+    let b = fs::metadata(restored.join("etc/app/app.conf.hardlink")).unwrap();
+    assert_eq!(a.ino(), b.ino(), "hard link restored as a hard link");
+    if xattr_ok {
+        assert_eq!(
+            xattr::get(restored.join("etc/app/app.conf"), "user.vault-test")
+                .unwrap()
+                .as_deref(),
+            Some(&b"v1"[..])
+        );
+    }
+    if nix::unistd::geteuid().is_root() {
+        let m = fs::metadata(restored.join("opt/keystores/keystore.p12")).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (1234, 4321),
+            "ownership restored as root"
+        );
+    }
+    let leftovers: Vec<_> = walk_names(&target)
+        .into_iter()
+        .filter(|n| n.contains(".vault-restore-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+fn walk_names(root: &Path) -> Vec<String> {
+    let out = std::process::Command::new("find")
+        .arg(root)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn second_backup_skips_unchanged_files_and_stores_only_new_chunks() {
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    // The cache only trusts files whose timestamps are over a second older
+    // than the backup, so that a file changed within the same clock tick is
+    // never mistaken for unchanged.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let first = env.backup(&[&src]);
+    let mut dump = fs::read(src.join("var/backups/app.sql")).unwrap();
+    dump.splice(300_000..300_010, b"UPDATED!!!".iter().copied());
+    write(&src.join("var/backups/app.sql"), &dump);
+    let second = env.backup(&[&src]);
+    let list = snapshots_json(&env);
+    let (s1, s2) = (
+        snapshot_by_id(&list, &first),
+        snapshot_by_id(&list, &second),
+    );
+    assert_eq!(s2["parent"], first.as_str());
+    assert_eq!(s1["totals"]["files_read"], s1["totals"]["files"]);
+    assert_eq!(
+        s2["totals"]["files_read"], 1,
+        "only the changed file is read: {s2}"
+    );
+    let added = s2["totals"]["bytes_added"].as_u64().unwrap();
+    let total = s1["totals"]["bytes_added"].as_u64().unwrap();
+    assert!(
+        added * 5 < total,
+        "second backup added {added} of {total} bytes"
+    );
+
+    let target = env.path("restored");
+    assert_success(&env.restore("latest", &target));
+    assert_eq!(
+        fs::read(
+            target
+                .join(src.strip_prefix("/").unwrap())
+                .join("var/backups/app.sql")
+        )
+        .unwrap(),
+        dump
+    );
+}
+
+#[test]
+fn no_cache_still_dedupes_everything() {
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    env.backup(&[&src]);
+    let out = env.vault(
+        &["backup"],
+        &env.writer_key,
+        &["--no-cache", "--json", src.to_str().unwrap()],
+    );
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["snapshot"]["totals"]["files_read"],
+        v["snapshot"]["totals"]["files"]
+    );
+    // Only directory trees whose metadata changed (the parent of the cache
+    // directory) are new; no file content is stored again.
+    assert!(
+        v["snapshot"]["totals"]["bytes_added"].as_u64().unwrap() < 4096,
+        "nothing new to store: {v}"
+    );
+}
+
+#[test]
+fn excludes_tags_and_host_are_recorded() {
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    write(&src.join("etc/app/scratch.tmp"), b"tmp");
+    write(&src.join("var/cache/big"), b"cache");
+    let cache_glob = format!("{}/var/cache", src.display());
+    let out = env.vault(
+        &["backup"],
+        &env.writer_key,
+        &[
+            "--no-cache",
+            "--exclude",
+            "*.tmp",
+            "--exclude",
+            &cache_glob,
+            "--tag",
+            "nightly",
+            "--tag",
+            "etc",
+            "--host",
+            "web1",
+            src.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    let list = snapshots_json(&env);
+    let s = &list[0]["snapshot"];
+    assert_eq!(s["host"], "web1");
+    assert_eq!(s["tags"], serde_json::json!(["nightly", "etc"]));
+    let ls = env.vault(&["ls"], &env.owner_key, &["latest"]);
+    assert_success(&ls);
+    let listing = stdout(&ls);
+    assert!(listing.contains("app.conf"), "{listing}");
+    assert!(!listing.contains("scratch.tmp"), "{listing}");
+    assert!(!listing.contains("var/cache"), "{listing}");
+}
+
+#[test]
+fn include_restores_only_the_selected_subtree() {
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    env.backup(&[&src]);
+    let rel = src.strip_prefix("/").unwrap();
+    let target = env.path("restored");
+    let include = format!("{}/etc/app", rel.display());
+    let out = env.vault(
+        &["restore"],
+        &env.owner_key,
+        &[
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+            "--include",
+            &include,
+        ],
+    );
+    assert_success(&out);
+    assert!(target.join(rel).join("etc/app/app.conf").is_file());
+    assert!(
+        target
+            .join(rel)
+            .join("etc/app/conf.d/10-tls.conf")
+            .is_file()
+    );
+    assert!(!target.join(rel).join("var").exists());
+    assert!(!target.join(rel).join("opt").exists());
+}
+
+#[test]
+fn verify_reports_every_file_and_records_a_drill() {
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    let id = env.backup(&[&src]);
+    let out = env.vault(
+        &["restore"],
+        &env.owner_key,
+        &["latest", "--verify", "--json"],
+    );
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["passed"], true);
+    assert_eq!(v["report"]["snapshot"], id.as_str());
+    assert_eq!(v["report"]["verified"], v["report"]["files"]);
+    assert!(v["report"]["files"].as_u64().unwrap() >= 6);
+    let drill = v["drill"].as_str().unwrap();
+    assert!(env.repo.join("drills").join(drill).is_file());
+    // The sandbox is gone afterwards.
+    let sandbox = v["report"]["target"].as_str().unwrap();
+    assert!(
+        !Path::new(sandbox).exists(),
+        "sandbox {sandbox} left behind"
+    );
+
+    let text = env.vault(&["restore"], &env.owner_key, &["latest", "--verify"]);
+    assert_success(&text);
+    assert!(stdout(&text).contains("result: PASSED"));
+}
+
+#[test]
+fn dump_streams_a_tar_of_a_subtree() {
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    env.backup(&[&src]);
+    let rel = src.strip_prefix("/").unwrap().join("etc");
+    let out = env.vault(
+        &["dump"],
+        &env.owner_key,
+        &["latest", rel.to_str().unwrap()],
+    );
+    assert_success(&out);
+    let tar_path = env.path("out.tar");
+    fs::write(&tar_path, &out.stdout).unwrap();
+    let x = env.path("x");
+    fs::create_dir_all(&x).unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&tar_path)
+        .arg("-C")
+        .arg(&x)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(
+        fs::read(x.join(&rel).join("app/app.conf")).unwrap(),
+        fs::read(src.join("etc/app/app.conf")).unwrap()
+    );
+    assert_eq!(
+        fs::read_link(x.join(&rel).join("app/current.conf")).unwrap(),
+        Path::new("app.conf")
+    );
+    assert!(!x.join(src.strip_prefix("/").unwrap()).join("var").exists());
+}
+
+#[test]
+fn concurrent_backups_both_complete_and_check_clean() {
+    let env = Env::new();
+    let (a, b) = (env.path("host-a"), env.path("host-b"));
+    sample_tree(&a);
+    sample_tree(&b);
+    write(&a.join("big.bin"), &noise(6 << 20, 7));
+    write(&b.join("big.bin"), &noise(6 << 20, 7));
+    let spawn = |p: &Path, host: &str| {
+        std::process::Command::new(vault_bin())
+            .args([
+                "backup",
+                "-r",
+                env.repo.to_str().unwrap(),
+                "-i",
+                env.writer_key.to_str().unwrap(),
+                "--no-cache",
+                "--host",
+                host,
+            ])
+            .arg(p)
+            .output()
+    };
+    let (ra, rb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| spawn(&a, "a"));
+        let hb = s.spawn(|| spawn(&b, "b"));
+        (ha.join().unwrap().unwrap(), hb.join().unwrap().unwrap())
+    });
+    assert_success(&ra);
+    assert_success(&rb);
+    let check = env.vault(&["check"], &env.owner_key, &["--read-data", "--storage"]);
+    assert_success(&check);
+    assert!(
+        stdout(&check).contains("checked 2 snapshots"),
+        "{}",
+        stdout(&check)
+    );
+    // A third backup of either tree now stores nothing new.
+    let out = env.vault(
+        &["backup"],
+        &env.writer_key,
+        &["--no-cache", "--json", a.to_str().unwrap()],
+    );
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["snapshot"]["totals"]["bytes_added"].as_u64().unwrap() < 4096,
+        "only changed trees are new: {v}"
+    );
+    for (i, p) in [&a, &b].iter().enumerate() {
+        let t = env.path(&format!("r{i}"));
+        let list = snapshots_json(&env);
+        let host = if i == 0 { "a" } else { "b" };
+        let id = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["snapshot"]["host"] == host)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_success(&env.restore(&id, &t));
+        assert_same_tree(p, &t.join(p.strip_prefix("/").unwrap()));
+    }
+}
+
+#[test]
+fn check_passes_on_a_healthy_repository_with_every_mode() {
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    env.backup(&[&src]);
+    assert_success(&env.vault(&["check"], &env.owner_key, &[]));
+    assert_success(&env.vault(&["check"], &env.owner_key, &["--read-data"]));
+    assert_success(&env.vault(&["check"], &env.owner_key, &["--read-data-subset", "1/2"]));
+    assert_success(&env.vault(&["check"], &env.writer_key, &[]));
+    let storage_only = run(&["check", "-r", env.repo.to_str().unwrap(), "--storage"]);
+    assert_success(&storage_only);
+    assert!(stdout(&storage_only).contains("no errors"));
+}

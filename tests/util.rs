@@ -34,12 +34,26 @@ impl Env {
         assert_success(&out);
         let owner_recipient = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         let out = run(&[
-            "init", "-r", repo.to_str().unwrap(), "--owner", &owner_recipient, "--owner-name", "ops",
-            "--writer-key-out", writer_key.to_str().unwrap(),
+            "init",
+            "-r",
+            repo.to_str().unwrap(),
+            "--owner",
+            &owner_recipient,
+            "--owner-name",
+            "ops",
+            "--writer-key-out",
+            writer_key.to_str().unwrap(),
         ]);
         assert_success(&out);
         let cache = dir.path().join("cache");
-        Env { dir, repo, owner_key, writer_key, owner_recipient, cache }
+        Env {
+            dir,
+            repo,
+            owner_key,
+            writer_key,
+            owner_recipient,
+            cache,
+        }
     }
 
     /// A path inside the workspace.
@@ -50,7 +64,12 @@ impl Env {
     /// Runs `vault CMD -r REPO -i KEY ARGS...`.
     pub fn vault(&self, cmd: &[&str], key: &Path, args: &[&str]) -> Output {
         let mut all: Vec<&str> = cmd.to_vec();
-        all.extend(["-r", self.repo.to_str().unwrap(), "-i", key.to_str().unwrap()]);
+        all.extend([
+            "-r",
+            self.repo.to_str().unwrap(),
+            "-i",
+            key.to_str().unwrap(),
+        ]);
         all.extend(args);
         run(&all)
     }
@@ -61,13 +80,18 @@ impl Env {
         args.extend(paths.iter().map(|p| p.to_str().unwrap()));
         let out = self.vault(&["backup"], &self.writer_key, &args);
         assert_success(&out);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("backup --json output");
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("backup --json output");
         v["id"].as_str().unwrap().to_owned()
     }
 
     /// Restores `snapshot` with the owner key into `target`.
     pub fn restore(&self, snapshot: &str, target: &Path) -> Output {
-        self.vault(&["restore"], &self.owner_key, &[snapshot, "--target", target.to_str().unwrap()])
+        self.vault(
+            &["restore"],
+            &self.owner_key,
+            &[snapshot, "--target", target.to_str().unwrap()],
+        )
     }
 }
 
@@ -136,22 +160,47 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
 /// A small server-like tree: configs, a keystore, a dump-like file, a
 /// symlink, a hard link, an empty dir, odd modes and a non-UTF-8 name.
 pub fn sample_tree(root: &Path) {
-    write(&root.join("etc/app/app.conf"), b"listen = 0.0.0.0:8443\nworkers = 4\n");
-    write(&root.join("etc/app/conf.d/10-tls.conf"), b"cert = /etc/app/tls/server.pem\n");
+    write(
+        &root.join("etc/app/app.conf"),
+        b"listen = 0.0.0.0:8443\nworkers = 4\n",
+    );
+    write(
+        &root.join("etc/app/conf.d/10-tls.conf"),
+        b"cert = /etc/app/tls/server.pem\n",
+    );
     write(&root.join("etc/app/tls/server.key"), &noise(1700, 1));
-    fs::set_permissions(root.join("etc/app/tls/server.key"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(
+        root.join("etc/app/tls/server.key"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     write(&root.join("opt/keystores/keystore.p12"), &noise(4000, 2));
     let mut dump = Vec::new();
     for i in 0..20000 {
-        dump.extend_from_slice(format!("INSERT INTO orders VALUES ({i}, 'customer {}', {});\n", i * 7 % 1000, i % 97).as_bytes());
+        dump.extend_from_slice(
+            format!(
+                "INSERT INTO orders VALUES ({i}, 'customer {}', {});\n",
+                i * 7 % 1000,
+                i % 97
+            )
+            .as_bytes(),
+        );
     }
     write(&root.join("var/backups/app.sql"), &dump);
     std::os::unix::fs::symlink("app.conf", root.join("etc/app/current.conf")).unwrap();
-    fs::hard_link(root.join("etc/app/app.conf"), root.join("etc/app/app.conf.hardlink")).unwrap();
+    fs::hard_link(
+        root.join("etc/app/app.conf"),
+        root.join("etc/app/app.conf.hardlink"),
+    )
+    .unwrap();
     fs::create_dir_all(root.join("var/empty")).unwrap();
     let odd = std::ffi::OsStr::from_encoded_bytes_checked(b"odd-\xff-name");
     write(&root.join("etc").join(odd), b"non-utf8 name\n");
-    fs::set_permissions(root.join("etc/app/conf.d"), fs::Permissions::from_mode(0o750)).unwrap();
+    fs::set_permissions(
+        root.join("etc/app/conf.d"),
+        fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
 }
 
 trait FromBytes {
@@ -174,16 +223,31 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     assert_eq!(entries_a, entries_b, "different file lists");
     for rel in entries_a {
         let (pa, pb) = (a.join(&rel), b.join(&rel));
-        let (ma, mb) = (fs::symlink_metadata(&pa).unwrap(), fs::symlink_metadata(&pb).unwrap());
+        let (ma, mb) = (
+            fs::symlink_metadata(&pa).unwrap(),
+            fs::symlink_metadata(&pb).unwrap(),
+        );
         assert_eq!(ma.file_type(), mb.file_type(), "{rel:?} kind");
         if ma.file_type().is_symlink() {
-            assert_eq!(fs::read_link(&pa).unwrap(), fs::read_link(&pb).unwrap(), "{rel:?} target");
+            assert_eq!(
+                fs::read_link(&pa).unwrap(),
+                fs::read_link(&pb).unwrap(),
+                "{rel:?} target"
+            );
             continue;
         }
         assert_eq!(ma.mode() & 0o7777, mb.mode() & 0o7777, "{rel:?} mode");
         if ma.is_file() {
-            assert_eq!(fs::read(&pa).unwrap(), fs::read(&pb).unwrap(), "{rel:?} content");
-            assert_eq!((ma.mtime(), ma.mtime_nsec()), (mb.mtime(), mb.mtime_nsec()), "{rel:?} mtime");
+            assert_eq!(
+                fs::read(&pa).unwrap(),
+                fs::read(&pb).unwrap(),
+                "{rel:?} content"
+            );
+            assert_eq!(
+                (ma.mtime(), ma.mtime_nsec()),
+                (mb.mtime(), mb.mtime_nsec()),
+                "{rel:?} mtime"
+            );
         }
     }
 }

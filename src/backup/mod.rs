@@ -89,6 +89,12 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         .collect::<Result<_>>()?;
     let path_names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
 
+    if !paths.iter().any(|p| p.symlink_metadata().is_ok()) {
+        return Err(Error::Usage(format!(
+            "nothing could be read, no snapshot made: none of the source paths exists ({})",
+            path_names.join(", ")
+        )));
+    }
     let (index, _damaged) = repo.load_index()?;
     let (snapshots, _) = repo.snapshots()?;
     let parent = snapshots

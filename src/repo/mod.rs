@@ -268,6 +268,18 @@ impl Repository {
                 match writer {
                     Some(w) => RepoKeys::new(&config, w, None)?,
                     None => {
+                        if let Some(owner) = crypto::parse_x25519(&text)
+                            .filter(|o| o.to_public().to_string() == config.owner_recipient)
+                        {
+                            // The unwrapped repository owner key itself.
+                            let writer = Self::unwrap_writer(storage.as_ref(), &owner)?;
+                            let keys = RepoKeys::new(&config, writer, Some(owner))?;
+                            return Ok(Repository {
+                                storage,
+                                config,
+                                keys,
+                            });
+                        }
                         let ring = Keyring::new(crypto::parse_identities(&text, path)?);
                         Self::unwrap_as_owner(
                             storage.as_ref(),
@@ -308,13 +320,7 @@ impl Repository {
                 .map_err(|_| Error::format(&obj.key, "not a text identity"))?;
             let owner = crypto::parse_x25519(text)
                 .ok_or_else(|| Error::format(&obj.key, "holds no X25519 identity"))?;
-            let owner_ring = Keyring::new(vec![Box::new(owner.clone())]);
-            let writer_plain =
-                zeroize::Zeroizing::new(owner_ring.decrypt(&storage.get(WRITER_KEY)?, WRITER_KEY)?);
-            let writer = std::str::from_utf8(&writer_plain)
-                .ok()
-                .and_then(WriterKey::parse)
-                .ok_or_else(|| Error::format(WRITER_KEY, "not a vault writer key"))?;
+            let writer = Self::unwrap_writer(storage, &owner)?;
             return RepoKeys::new(config, writer, Some(owner));
         }
         Err(Error::Usage(format!(
@@ -322,6 +328,16 @@ impl Repository {
              the {} owner key(s) in {OWNERS_PREFIX}",
             owners.len()
         )))
+    }
+
+    fn unwrap_writer(storage: &dyn Storage, owner: &age::x25519::Identity) -> Result<WriterKey> {
+        let owner_ring = Keyring::new(vec![Box::new(owner.clone())]);
+        let plain =
+            zeroize::Zeroizing::new(owner_ring.decrypt(&storage.get(WRITER_KEY)?, WRITER_KEY)?);
+        std::str::from_utf8(&plain)
+            .ok()
+            .and_then(WriterKey::parse)
+            .ok_or_else(|| Error::format(WRITER_KEY, "not a vault writer key"))
     }
 
     /// The storage backend.
