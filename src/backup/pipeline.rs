@@ -181,10 +181,10 @@ pub fn packer(
             }
         }
         for s in open.iter_mut() {
-            if let Some(b) = s.take().filter(|b| !b.is_empty()) {
-                if tx.send(b.finish()?).is_err() {
-                    return Ok(false);
-                }
+            if let Some(b) = s.take().filter(|b| !b.is_empty())
+                && tx.send(b.finish()?).is_err()
+            {
+                return Ok(false);
             }
         }
         Ok(true)
@@ -235,10 +235,10 @@ pub fn indexer(rx: Receiver<IndexedPack>, repo: &Repository, failure: &Failure) 
     };
     for pack in rx {
         pending.packs.push(pack);
-        if pending.packs.len() >= PACKS_PER_INDEX {
-            if let Err(e) = flush(&mut pending) {
-                return failure.fail(e);
-            }
+        if pending.packs.len() >= PACKS_PER_INDEX
+            && let Err(e) = flush(&mut pending)
+        {
+            return failure.fail(e);
         }
     }
     // Index what was uploaded even if another stage failed: the next backup

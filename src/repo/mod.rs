@@ -114,6 +114,9 @@ pub enum Access<'a> {
     Passphrase(SecretString),
 }
 
+/// Readable snapshots (oldest first) and the errors for unreadable ones.
+pub type SnapshotList = (Vec<(Id, Snapshot)>, Vec<Error>);
+
 /// An open repository.
 pub struct Repository {
     storage: Arc<dyn Storage>,
@@ -402,7 +405,7 @@ impl Repository {
     }
 
     /// Every snapshot, oldest first; unreadable ones come back as errors.
-    pub fn snapshots(&self) -> Result<(Vec<(Id, Snapshot)>, Vec<Error>)> {
+    pub fn snapshots(&self) -> Result<SnapshotList> {
         let mut out = Vec::new();
         let mut damaged = Vec::new();
         for obj in self.storage.list(ObjectKind::Snapshot.prefix())? {

@@ -12,10 +12,14 @@ use crate::storage::ReadSeek;
 /// The largest blob vault will decompress (guards against lying indexes).
 const MAX_BLOB: u32 = 512 << 20;
 
+/// The pack currently open for reading: its id, its decrypting stream, and
+/// the plaintext position the stream is at.
+type OpenPack = (Id, age::stream::StreamReader<Box<dyn ReadSeek>>, u64);
+
 /// A per-thread blob reader (owner key required for data and trees).
 pub struct BlobReader<'a> {
     repo: &'a Repository,
-    open: Option<(Id, age::stream::StreamReader<Box<dyn ReadSeek>>, u64)>,
+    open: Option<OpenPack>,
     buf: Vec<u8>,
     decompressor: zstd::bulk::Decompressor<'static>,
 }

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs when it is missing: the age and zstd
+# command-line tools (for scripts/restore-without-vault), b3sum, ssh-keygen,
+# and the util-linux tools the root-only tests use (mount, runuser).
+set -euo pipefail
+
+missing=()
+command -v age >/dev/null || missing+=(age)
+command -v zstd >/dev/null || missing+=(zstd)
+command -v b3sum >/dev/null || missing+=(b3sum)
+command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+command -v runuser >/dev/null || missing+=(util-linux)
+command -v tar >/dev/null || missing+=(tar)
+command -v python3 >/dev/null || missing+=(python3)
+
+if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}"
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "error: need root to apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}"
+fi
