@@ -8,11 +8,12 @@
 //! hard links are finished last, so nothing is ever written through a link.
 
 mod dump;
+mod files;
 mod fsops;
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufWriter, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -25,7 +26,6 @@ pub use dump::dump_tar;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::Index;
 use crate::repo::{BlobReader, ObjectKind, Repository};
 use crate::snapshot::Snapshot;
 use crate::tree::{Node, NodeKind};
@@ -124,12 +124,6 @@ pub struct DrillRecord {
     pub report: RestoreReport,
 }
 
-struct Job {
-    rel: PathBuf,
-    dest: PathBuf,
-    node: Node,
-}
-
 fn include_set(patterns: &[String]) -> Result<Option<GlobSet>> {
     if patterns.is_empty() {
         return Ok(None);
@@ -194,25 +188,28 @@ pub fn restore(
     let mut link_first: HashMap<String, PathBuf> = HashMap::new();
 
     std::thread::scope(|s| -> Result<()> {
-        let (tx, rx) = bounded::<Job>(256);
+        let (tx, rx) = bounded::<files::Segment>(64);
         for _ in 0..threads {
             let rx = rx.clone();
             let (index, report, problem) = (&index, &report, &problem);
             s.spawn(move || {
                 let mut reader = BlobReader::new(repo);
-                for job in rx {
-                    match restore_file(&mut reader, index, &job, as_root, opts.verify) {
-                        Ok((bytes, meta_problem)) => {
+                for seg in rx {
+                    match files::process(seg, &mut reader, index, as_root, opts.verify) {
+                        None => {}
+                        Some((st, files::Finished::Ok(bytes, meta_problem))) => {
                             let mut r = report.lock().expect("report lock");
                             r.files += 1;
                             r.bytes += bytes;
                             r.verified += u64::from(opts.verify);
                             drop(r);
                             if let Some(m) = meta_problem {
-                                problem(&job.rel, ProblemKind::Metadata, m);
+                                problem(&st.rel, ProblemKind::Metadata, m);
                             }
                         }
-                        Err((kind, message)) => problem(&job.rel, kind, message),
+                        Some((st, files::Finished::Failed((kind, message)))) => {
+                            problem(&st.rel, kind, message)
+                        }
                     }
                 }
             });
@@ -256,12 +253,15 @@ pub fn restore(
                     link_first.insert(link.clone(), dest.clone());
                 }
                 if node.kind == NodeKind::File {
-                    tx.send(Job {
-                        rel: path.to_owned(),
-                        dest,
-                        node: node.clone(),
-                    })
-                    .map_err(|_| Error::Usage("restore workers stopped".into()))?;
+                    match files::plan(path, &dest, node, &index) {
+                        Ok(segments) => {
+                            for seg in segments {
+                                tx.send(seg)
+                                    .map_err(|_| Error::Usage("restore workers stopped".into()))?;
+                            }
+                        }
+                        Err((kind, message)) => problem(path, kind, message),
+                    }
                 } else {
                     specials.push((path.to_owned(), dest, node.clone()));
                 }
@@ -307,6 +307,17 @@ pub fn restore(
             problem(rel, ProblemKind::Metadata, m);
         }
     }
+    if !opts.verify {
+        let synced = fs::File::open(&target)
+            .and_then(|d| nix::unistd::syncfs(d).map_err(std::io::Error::from));
+        if let Err(e) = synced {
+            problem(
+                Path::new(""),
+                ProblemKind::Write,
+                format!("flushing the restored files to disk: {e}"),
+            );
+        }
+    }
     let mut report = report.into_inner().expect("report lock");
     report.dirs = dirs.len() as u64;
     report.duration_ms = started.elapsed().as_millis() as u64;
@@ -345,81 +356,6 @@ fn finish_links(
             }
         }
     }
-}
-
-type FileResult = std::result::Result<(u64, Option<String>), (ProblemKind, String)>;
-
-/// Restores one file through a temporary name; only a complete, verified
-/// file is renamed into place.
-fn restore_file(
-    reader: &mut BlobReader<'_>,
-    index: &Index,
-    job: &Job,
-    as_root: bool,
-    verify: bool,
-) -> FileResult {
-    let tmp = fsops::temp_path(&job.dest);
-    let result = write_file(reader, index, job, &tmp, verify);
-    let outcome = result.and_then(|size| {
-        let meta = fsops::apply_metadata(&tmp, &job.node, as_root).err();
-        fsops::commit(&tmp, &job.dest).map_err(|e| (ProblemKind::Write, e.to_string()))?;
-        Ok((size, meta))
-    });
-    if outcome.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    outcome
-}
-
-fn write_file(
-    reader: &mut BlobReader<'_>,
-    index: &Index,
-    job: &Job,
-    tmp: &Path,
-    verify: bool,
-) -> std::result::Result<u64, (ProblemKind, String)> {
-    let write_err = |e: std::io::Error| (ProblemKind::Write, e.to_string());
-    let file = fsops::create_temp_file(tmp).map_err(write_err)?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut hasher = blake3::Hasher::new();
-    let mut size = 0u64;
-    for id in &job.node.content {
-        let loc = index.get(id).ok_or_else(|| {
-            (
-                ProblemKind::Damaged,
-                format!("blob {id} is in no index (lost pack or index file)"),
-            )
-        })?;
-        let data = reader
-            .read(id, &loc)
-            .map_err(|e| (ProblemKind::Damaged, e.to_string()))?;
-        hasher.update(&data);
-        size += data.len() as u64;
-        out.write_all(&data).map_err(write_err)?;
-    }
-    let file = out.into_inner().map_err(|e| write_err(e.into_error()))?;
-    file.sync_all().map_err(write_err)?;
-    let expected = job.node.hash;
-    let got: Id = hasher.finalize().into();
-    if Some(got) != expected || size != job.node.size {
-        return Err((
-            ProblemKind::Mismatch,
-            format!(
-                "content hash or size differs from the snapshot (got {size} bytes, expected {})",
-                job.node.size
-            ),
-        ));
-    }
-    if verify {
-        let (disk_hash, disk_size) = hash_file(tmp).map_err(write_err)?;
-        if Some(disk_hash) != expected || disk_size != job.node.size {
-            return Err((
-                ProblemKind::Mismatch,
-                "the file read back from disk differs from the snapshot".into(),
-            ));
-        }
-    }
-    Ok(size)
 }
 
 /// BLAKE3 and size of a file on disk.
