@@ -715,3 +715,30 @@ fn tampered_config_is_refused() {
         "nothing was encrypted to the swapped recipient"
     );
 }
+
+#[test]
+fn swapped_writer_key_object_is_refused_by_owners() {
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    env.backup(&[&src]);
+    // An attacker with write access to storage replaces keys/writer.age with a
+    // writer key of their own, encrypted to the (public) owner recipient.
+    let cfg_path = env.repo.join("config");
+    let mut cfg: serde_json::Value = serde_json::from_slice(&fs::read(&cfg_path).unwrap()).unwrap();
+    let owner_recipient = cfg["owner_recipient"].as_str().unwrap().to_owned();
+    let fake =
+        vault::repo::keys::WriterKey::generate(cfg["id"].as_str().unwrap(), &owner_recipient);
+    let r = vault::crypto::parse_recipient(&owner_recipient).unwrap();
+    let wrapped = vault::crypto::encrypt(
+        fake.to_text().as_bytes(),
+        &vault::crypto::Seal::Recipients(vec![r.as_ref()]),
+    )
+    .unwrap();
+    fs::write(env.repo.join("keys/writer.age"), wrapped).unwrap();
+    cfg["writer_recipient"] = fake.recipient().into();
+    fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let out = env.vault(&["ls"], &env.owner_key, &["latest"]);
+    assert_code(&out, 1);
+    assert!(stderr(&out).contains("tampered"), "{}", stderr(&out));
+}

@@ -1,1 +1,160 @@
-//! placeholder
+//! `scripts/restore-without-vault`: a snapshot made by vault can be restored
+//! with nothing but bash, `age`, `zstd` and Python 3 (docs/FORMAT.md).
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::util::*;
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/restore-without-vault")
+}
+
+/// The script's tools must be installed: a missing tool fails the test
+/// instead of skipping it (CI installs them: `apt-get install age zstd`).
+fn require_tools() {
+    for tool in ["age", "zstd", "python3"] {
+        let ok = Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            ok,
+            "`{tool}` is needed by scripts/restore-without-vault and its tests; \
+             install it (e.g. `apt-get install age zstd python3`)"
+        );
+    }
+}
+
+/// Runs the script with a private TMPDIR so that leftovers can be checked.
+fn restore_without_vault(env: &Env, identity: &Path, snapshot: &str, target: &Path) -> Output {
+    let tmp = env.path("script-tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    Command::new(script())
+        .args([env.repo.as_os_str(), identity.as_os_str()])
+        .arg(snapshot)
+        .arg(target)
+        .env("TMPDIR", &tmp)
+        .env_remove("RESTORE_TMPDIR")
+        .output()
+        .expect("run scripts/restore-without-vault")
+}
+
+/// Where the script (like `vault restore`) puts the source path `src`.
+fn restored(target: &Path, src: &Path) -> PathBuf {
+    target.join(src.strip_prefix("/").unwrap())
+}
+
+/// mtimes of every entry, directories and symlinks included (lstat).
+fn assert_same_mtimes(a: &Path, b: &Path) {
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let (ma, mb) = (
+            fs::symlink_metadata(a.join(&rel)).unwrap(),
+            fs::symlink_metadata(b.join(&rel)).unwrap(),
+        );
+        assert_eq!(
+            (ma.mtime(), ma.mtime_nsec()),
+            (mb.mtime(), mb.mtime_nsec()),
+            "{rel:?} mtime"
+        );
+        if ma.is_dir() {
+            assert_eq!(ma.mode() & 0o7777, mb.mode() & 0o7777, "{rel:?} mode");
+            for e in fs::read_dir(a.join(&rel)).unwrap() {
+                stack.push(rel.join(e.unwrap().file_name()));
+            }
+        }
+    }
+}
+
+fn assert_no_leftovers(env: &Env, target: &Path) {
+    let tmp: Vec<_> = fs::read_dir(env.path("script-tmp")).unwrap().collect();
+    assert!(
+        tmp.is_empty(),
+        "the decrypted owner key was left behind: {tmp:?}"
+    );
+    for e in fs::read_dir(target).unwrap() {
+        let name = e.unwrap().file_name();
+        assert!(
+            !name.to_string_lossy().starts_with('.'),
+            "staging or temporary file left in the target: {name:?}"
+        );
+    }
+}
+
+#[test]
+fn restores_a_snapshot_with_only_age_and_zstd() {
+    require_tools();
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    let id = env.backup(&[&src]);
+
+    // By `latest`.
+    let target = env.path("restored");
+    let out = restore_without_vault(&env, &env.owner_key, "latest", &target);
+    assert_success(&out);
+    assert!(stdout(&out).contains("result: PASSED"), "{}", stdout(&out));
+    let root = restored(&target, &src);
+    assert_same_tree(&src, &root);
+    assert_same_mtimes(&src, &root);
+    // Hard links may come back as copies; this script links them.
+    let (a, b) = (
+        fs::metadata(root.join("etc/app/app.conf")).unwrap(),
+        fs::metadata(root.join("etc/app/app.conf.hardlink")).unwrap(),
+    );
+    assert_eq!(a.ino(), b.ino(), "hard link restored as a link");
+    assert_no_leftovers(&env, &target);
+
+    // By id prefix, and identical to what vault itself restores.
+    let by_vault = env.path("by-vault");
+    assert_success(&env.restore(&id, &by_vault));
+    let target2 = env.path("restored-by-prefix");
+    let out = restore_without_vault(&env, &env.owner_key, &id[..12], &target2);
+    assert_success(&out);
+    assert_same_tree(&restored(&by_vault, &src), &restored(&target2, &src));
+    assert_same_mtimes(&restored(&by_vault, &src), &restored(&target2, &src));
+}
+
+#[test]
+fn refuses_a_key_that_is_not_an_owner() {
+    require_tools();
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    env.backup(&[&src]);
+
+    let stranger = env.path("stranger.key");
+    assert_success(&run(&[
+        "key",
+        "generate",
+        "--output",
+        stranger.to_str().unwrap(),
+    ]));
+    let target = env.path("restored");
+    let out = restore_without_vault(&env, &stranger, "latest", &target);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("is not an owner of this repository") && err.contains("stranger.key"),
+        "unclear message: {err}"
+    );
+    assert!(!target.exists(), "nothing may be written with a wrong key");
+
+    // The writer key is refused with its own explanation.
+    let out = restore_without_vault(&env, &env.writer_key, "latest", &target);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("writer key"),
+        "unclear message: {}",
+        stderr(&out)
+    );
+    assert!(
+        !target.exists(),
+        "nothing may be written with the writer key"
+    );
+    let tmp: Vec<_> = fs::read_dir(env.path("script-tmp")).unwrap().collect();
+    assert!(tmp.is_empty(), "temporary files left behind: {tmp:?}");
+}

@@ -233,6 +233,14 @@ fn assemble(
     let cancelled = || Error::Usage("backup cancelled".into());
     let store_tree = |nodes: Vec<Node>| -> Result<Id> {
         let bytes = Tree { nodes }.to_bytes();
+        if bytes.len() > crate::repo::MAX_BLOB as usize {
+            return Err(Error::Usage(format!(
+                "a directory's listing is {} bytes, over the {} MiB tree limit; \
+                 split it or back it up with larger chunks",
+                bytes.len(),
+                crate::repo::MAX_BLOB >> 20
+            )));
+        }
         let id = Id::keyed(repo.keys().chunk_key(), &bytes);
         sink.submit(raw_tx, BlobKind::Tree, id, bytes)
             .map_err(|_| cancelled())?;

@@ -178,13 +178,43 @@ impl RepoKeys {
     }
 }
 
-/// Text of the repository owner identity file (what `keys/owners/*.age` wraps).
-pub fn owner_identity_text(id: &age::x25519::Identity, repo_id: &str) -> Zeroizing<String> {
+const WRITER_PIN_LINE: &str = "# vault-writer-recipient: ";
+
+/// Text of the repository owner identity file (what `keys/owners/*.age`
+/// wraps). It pins the writer recipient: age does not authenticate who
+/// encrypted `keys/writer.age`, so without the pin someone with write access
+/// to storage could swap in a writer key of their own.
+pub fn owner_identity_text(
+    id: &age::x25519::Identity,
+    repo_id: &str,
+    writer_recipient: &str,
+) -> Zeroizing<String> {
     Zeroizing::new(format!(
-        "# vault repository owner key for repository {repo_id}\n# public key: {}\n{}\n",
+        "# vault repository owner key for repository {repo_id}\n# public key: {}\n\
+         {WRITER_PIN_LINE}{writer_recipient}\n{}\n",
         id.to_public(),
         id.to_string().expose_secret()
     ))
+}
+
+/// Checks that `writer` is the writer pinned in the owner key's text.
+pub fn check_writer_pin(owner_text: &str, writer: &WriterKey) -> Result<()> {
+    let pinned = owner_text
+        .lines()
+        .find_map(|l| l.strip_prefix(WRITER_PIN_LINE))
+        .map(str::trim);
+    match pinned {
+        Some(p) if p == writer.recipient() => Ok(()),
+        Some(_) => Err(Error::format(
+            crate::repo::WRITER_KEY,
+            "the writer key differs from the one pinned in the owner key; \
+             keys/writer.age may have been tampered with",
+        )),
+        None => Err(Error::format(
+            "owner key",
+            "it pins no writer recipient (not made by vault init?)",
+        )),
+    }
 }
 
 /// Loads the identities in a user's identity file, refusing insecure modes.

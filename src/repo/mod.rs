@@ -12,7 +12,7 @@ use age::secrecy::SecretString;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use reader::BlobReader;
+pub use reader::{BlobReader, MAX_BLOB};
 
 use crate::chunk::ChunkerParams;
 use crate::crypto::{self, Keyring, Seal};
@@ -233,7 +233,7 @@ impl Repository {
 
         crypto::write_key_file(&opts.writer_key_out, &writer.to_text())?;
 
-        let owner_text = keys::owner_identity_text(&owner, &repo_id);
+        let owner_text = keys::owner_identity_text(&owner, &repo_id, &writer.recipient());
         let wrapped_owner = match &opts.owner {
             OwnerSpec::Passphrase(p) => {
                 crypto::encrypt(owner_text.as_bytes(), &Seal::Passphrase(p))?
@@ -276,6 +276,7 @@ impl Repository {
                         {
                             // The unwrapped repository owner key itself.
                             let writer = Self::unwrap_writer(storage.as_ref(), &owner)?;
+                            keys::check_writer_pin(&text, &writer)?;
                             let keys = RepoKeys::new(&config, writer, Some(owner))?;
                             return Ok(Repository {
                                 storage,
@@ -324,6 +325,7 @@ impl Repository {
             let owner = crypto::parse_x25519(text)
                 .ok_or_else(|| Error::format(&obj.key, "holds no X25519 identity"))?;
             let writer = Self::unwrap_writer(storage, &owner)?;
+            keys::check_writer_pin(text, &writer)?;
             return RepoKeys::new(config, writer, Some(owner));
         }
         Err(Error::Usage(format!(

@@ -9,8 +9,10 @@ use crate::index::BlobLocation;
 use crate::repo::{ObjectKind, Repository};
 use crate::storage::ReadSeek;
 
-/// The largest blob vault will decompress (guards against lying indexes).
-const MAX_BLOB: u32 = 512 << 20;
+/// The largest blob vault writes or decompresses (guards against lying
+/// indexes). Only tree blobs can get near it: a directory listing the chunk
+/// ids of more than ~128 GiB of files.
+pub const MAX_BLOB: u32 = 512 << 20;
 
 /// The pack currently open for reading: its id, its decrypting stream, and
 /// the plaintext position the stream is at.
