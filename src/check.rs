@@ -239,8 +239,9 @@ fn check_data(
     let mut packs: Vec<Id> = stored.keys().copied().collect();
     packs.sort();
     for pack in packs {
-        // Subsets are by the pack id's first byte, so `n/m` for n = 1..m covers all.
-        if m > 1 && (pack.0[0] as u32 % m) + 1 != n {
+        // Subsets are by the pack id's first 8 bytes, so `n/m` for n = 1..m covers all.
+        let bucket = u64::from_le_bytes(pack.0[..8].try_into().expect("8 bytes")) % m as u64;
+        if m > 1 && bucket + 1 != n as u64 {
             continue;
         }
         let Some(kind) = kinds.get(&pack).copied() else {
@@ -283,7 +284,13 @@ fn verify_pack(repo: &Repository, key: &str, id: &Id) -> Result<Vec<crate::pack:
     let entries = decode_trailer(&plain, key)?;
     let mut z = zstd::bulk::Decompressor::new().map_err(|e| crate::Error::io("zstd", e))?;
     for e in &entries {
-        let slice = &plain[e.offset as usize..(e.offset + e.length) as usize];
+        if e.raw_length > crate::repo::MAX_BLOB {
+            return Err(crate::Error::format(
+                key,
+                format!("blob {}: claims {} bytes", e.id, e.raw_length),
+            ));
+        }
+        let slice = &plain[e.offset as usize..e.offset as usize + e.length as usize];
         let raw = z.decompress(slice, e.raw_length as usize).map_err(|err| {
             crate::Error::format(key, format!("blob {}: bad zstd data: {err}", e.id))
         })?;

@@ -24,6 +24,12 @@ pub type Identity = Box<dyn age::Identity + Send + Sync>;
 /// Parses one recipient: `age1…` (X25519), `ssh-ed25519 …` or `ssh-rsa …`.
 pub fn parse_recipient(text: &str) -> Result<Recipient, CryptoError> {
     let text = text.trim();
+    if text.to_ascii_uppercase().contains("SECRET-KEY") || text.contains("PRIVATE KEY") {
+        // Never echo what looks like a private key into logs.
+        return Err(CryptoError::BadRecipient(
+            "<a private key, not a recipient: pass the public key>".into(),
+        ));
+    }
     if text.starts_with("age1") {
         return age::x25519::Recipient::from_str(text)
             .map(|r| Box::new(r) as Recipient)
@@ -158,7 +164,9 @@ fn map_decrypt(e: age::DecryptError, object: &str) -> CryptoError {
 
 /// Reads a key file after checking that group and others cannot read it.
 pub fn read_key_file(path: &Path) -> Result<Zeroizing<String>, crate::Error> {
-    let meta = fs::metadata(path).map_err(|e| crate::Error::io(path, e))?;
+    // Open first, then check the open file: no window to swap the file.
+    let mut f = fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
+    let meta = f.metadata().map_err(|e| crate::Error::io(path, e))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(CryptoError::InsecureKeyFile {
@@ -168,8 +176,7 @@ pub fn read_key_file(path: &Path) -> Result<Zeroizing<String>, crate::Error> {
         .into());
     }
     let mut text = Zeroizing::new(String::new());
-    fs::File::open(path)
-        .and_then(|mut f| f.read_to_string(&mut text))
+    f.read_to_string(&mut text)
         .map_err(|e| crate::Error::io(path, e))?;
     Ok(text)
 }

@@ -115,28 +115,72 @@ impl Index {
         self.sorted = false;
     }
 
-    /// Sorts the entries; a blob stored in several packs keeps one location.
+    /// Sorts the entries. A blob stored in several places keeps every
+    /// location: index files are not authenticated (anyone holding the
+    /// writer key can add one), so readers fall back to the next location
+    /// when one fails verification, and a planted entry cannot hide a
+    /// genuine copy.
     pub fn finish(&mut self) {
-        self.entries
-            .sort_unstable_by(|a, b| a.id.cmp(&b.id).then(a.pack.cmp(&b.pack)));
-        self.entries.dedup_by(|a, b| a.id == b.id);
+        self.entries.sort_unstable_by(|a, b| {
+            a.id.cmp(&b.id)
+                .then(a.pack.cmp(&b.pack))
+                .then(a.offset.cmp(&b.offset))
+                .then(a.length.cmp(&b.length))
+                .then(a.raw_length.cmp(&b.raw_length))
+        });
+        // Only exact duplicates go: two entries differing in any field are
+        // two claims, and one of them may be the genuine one.
+        self.entries.dedup_by(|a, b| {
+            a.id == b.id
+                && a.pack == b.pack
+                && a.offset == b.offset
+                && a.length == b.length
+                && a.raw_length == b.raw_length
+        });
         self.entries.shrink_to_fit();
         self.sorted = true;
     }
 
-    /// Where `id` is stored, if indexed.
-    pub fn get(&self, id: &Id) -> Option<BlobLocation> {
-        debug_assert!(self.sorted, "Index::finish must be called before lookups");
-        let i = self.entries.binary_search_by(|e| e.id.cmp(id)).ok()?;
-        let e = self.entries[i];
+    /// Drops every location in a pack that `exists` says is not stored, so a
+    /// backup never skips a blob because of an entry pointing nowhere.
+    pub fn retain_packs(&mut self, exists: impl Fn(&Id) -> bool) {
+        let keep: Vec<bool> = self.packs.iter().map(|(id, _)| exists(id)).collect();
+        self.entries.retain(|e| keep[e.pack as usize]);
+    }
+
+    fn location(&self, e: &Entry) -> BlobLocation {
         let (pack, kind) = self.packs[e.pack as usize];
-        Some(BlobLocation {
+        BlobLocation {
             pack,
             kind,
             offset: e.offset,
             length: e.length,
             raw_length: e.raw_length,
-        })
+        }
+    }
+
+    fn range(&self, id: &Id) -> &[Entry] {
+        debug_assert!(self.sorted, "Index::finish must be called before lookups");
+        let start = self.entries.partition_point(|e| e.id < *id);
+        let len = self.entries[start..].partition_point(|e| e.id == *id);
+        &self.entries[start..start + len]
+    }
+
+    /// The first known location of `id`.
+    pub fn get(&self, id: &Id) -> Option<BlobLocation> {
+        self.range(id).first().map(|e| self.location(e))
+    }
+
+    /// Every known location of `id`.
+    pub fn locations(&self, id: &Id) -> impl Iterator<Item = BlobLocation> + '_ {
+        self.range(id).iter().map(|e| self.location(e))
+    }
+
+    /// The uncompressed length of `id` if every location agrees on it.
+    pub fn agreed_raw_length(&self, id: &Id) -> Option<u32> {
+        let r = self.range(id);
+        let first = r.first()?.raw_length;
+        r.iter().all(|e| e.raw_length == first).then_some(first)
     }
 
     /// Whether `id` is indexed.
@@ -144,7 +188,7 @@ impl Index {
         self.get(id).is_some()
     }
 
-    /// Number of distinct blobs.
+    /// Number of blob locations.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -159,21 +203,9 @@ impl Index {
         self.packs.iter().copied()
     }
 
-    /// Every blob id with its location.
+    /// Every blob location.
     pub fn blobs(&self) -> impl Iterator<Item = (Id, BlobLocation)> + '_ {
-        self.entries.iter().map(|e| {
-            let (pack, kind) = self.packs[e.pack as usize];
-            (
-                e.id,
-                BlobLocation {
-                    pack,
-                    kind,
-                    offset: e.offset,
-                    length: e.length,
-                    raw_length: e.raw_length,
-                },
-            )
-        })
+        self.entries.iter().map(|e| (e.id, self.location(e)))
     }
 }
 
@@ -182,7 +214,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lookups_after_finish() {
+    fn lookups_after_finish_keep_every_location() {
         let mut idx = Index::default();
         let blob = |n: u8, off| IndexedBlob {
             id: Id([n; 32]),
@@ -200,11 +232,21 @@ mod tests {
             kind: BlobKind::Tree,
             blobs: vec![blob(2, 0), blob(1, 50)],
         });
+        idx.add_pack(&IndexedPack {
+            id: Id([100; 32]),
+            kind: BlobKind::Data,
+            blobs: vec![blob(3, 0)],
+        });
         idx.finish();
-        assert_eq!(idx.len(), 3);
+        assert_eq!(idx.len(), 4);
         assert_eq!(idx.get(&Id([1; 32])).unwrap().pack, Id([100; 32]));
+        assert_eq!(idx.locations(&Id([1; 32])).count(), 2);
         assert_eq!(idx.get(&Id([2; 32])).unwrap().kind, BlobKind::Tree);
+        assert_eq!(idx.agreed_raw_length(&Id([1; 32])), Some(20));
         assert!(idx.get(&Id([9; 32])).is_none());
+        idx.retain_packs(|p| *p != Id([100; 32]));
+        assert_eq!(idx.locations(&Id([1; 32])).count(), 1);
+        assert!(!idx.contains(&Id([3; 32])));
         assert_eq!(std::mem::size_of::<Entry>(), 48);
     }
 }

@@ -9,6 +9,9 @@ use crate::index::Index;
 use crate::repo::{BlobReader, Repository};
 use crate::tree::{Node, NodeKind};
 
+/// Deepest nesting followed; deeper trees are reported as damaged.
+pub const MAX_DEPTH: usize = 4096;
+
 /// What the traversal reports, in depth-first name order.
 pub enum Visit<'a> {
     /// An entry; for a directory its contents follow, then [`Visit::Leave`].
@@ -52,7 +55,7 @@ pub fn walk(
 ) -> Result<()> {
     repo.keys().require_owner("reading a snapshot's files")?;
     let mut reader = BlobReader::new(repo);
-    walk_dir(repo, index, &mut reader, root, &PathBuf::new(), visit)
+    walk_dir(repo, index, &mut reader, root, &PathBuf::new(), visit, 0)
 }
 
 fn walk_dir(
@@ -62,7 +65,16 @@ fn walk_dir(
     tree_id: &Id,
     path: &Path,
     visit: &mut dyn FnMut(Visit<'_>) -> Result<Next>,
+    depth: usize,
 ) -> Result<()> {
+    if depth > MAX_DEPTH {
+        let error = Error::format(
+            format!("tree {tree_id}"),
+            format!("nested deeper than {MAX_DEPTH} levels"),
+        );
+        visit(Visit::Damaged { path, error })?;
+        return Ok(());
+    }
     let tree = match repo.read_tree(index, reader, tree_id) {
         Ok(t) => t,
         Err(error) => {
@@ -75,7 +87,7 @@ fn walk_dir(
         let next = visit(Visit::Entry { path: &child, node })?;
         if node.kind == NodeKind::Dir && next == Next::Descend {
             match &node.subtree {
-                Some(sub) => walk_dir(repo, index, reader, sub, &child, visit)?,
+                Some(sub) => walk_dir(repo, index, reader, sub, &child, visit, depth + 1)?,
                 None => visit(Visit::Damaged {
                     path: &child,
                     error: Error::format(

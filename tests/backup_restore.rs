@@ -369,3 +369,89 @@ fn check_passes_on_a_healthy_repository_with_every_mode() {
     assert_success(&storage_only);
     assert!(stdout(&storage_only).contains("no errors"));
 }
+
+#[test]
+fn source_paths_with_dot_dot_are_normalized() {
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    let odd = src.join("etc/../var/../etc");
+    let out = env.vault(
+        &["backup"],
+        &env.writer_key,
+        &["--no-cache", odd.to_str().unwrap()],
+    );
+    assert_success(&out);
+    let target = env.path("t");
+    assert_success(&env.restore("latest", &target));
+    let rel = src.strip_prefix("/").unwrap();
+    assert_same_tree(&src.join("etc"), &target.join(rel).join("etc"));
+}
+
+#[test]
+fn hard_linked_symlinks_and_fifos_restore() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    std::os::unix::fs::symlink("target-file", src.join("sl")).unwrap();
+    fs::hard_link(src.join("sl"), src.join("sl2")).unwrap();
+    nix::unistd::mkfifo(
+        &src.join("ff"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    fs::hard_link(src.join("ff"), src.join("ff2")).unwrap();
+    write(&src.join("f"), b"data");
+    fs::hard_link(src.join("f"), src.join("f2")).unwrap();
+    env.backup(&[&src]);
+    let target = env.path("t");
+    let out = env.restore("latest", &target);
+    assert_success(&out);
+    let r = target.join(src.strip_prefix("/").unwrap());
+    assert_same_tree(&src, &r);
+    for (a, b) in [("sl", "sl2"), ("ff", "ff2"), ("f", "f2")] {
+        let (ma, mb) = (
+            fs::symlink_metadata(r.join(a)).unwrap(),
+            fs::symlink_metadata(r.join(b)).unwrap(),
+        );
+        assert_eq!(ma.ino(), mb.ino(), "{a} and {b} are one inode");
+    }
+}
+
+#[test]
+fn include_that_matches_nothing_is_an_error() {
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    env.backup(&[&src]);
+    let out = env.vault(
+        &["restore"],
+        &env.owner_key,
+        &["latest", "--verify", "--include", "no/such/path"],
+    );
+    assert_code(&out, 1);
+    assert!(stderr(&out).contains("matched nothing"), "{}", stderr(&out));
+    assert!(
+        !env.repo.join("drills").exists()
+            || fs::read_dir(env.repo.join("drills")).unwrap().count() == 0
+    );
+}
+
+#[test]
+fn deep_directory_nesting_backs_up_and_restores() {
+    let env = Env::new();
+    let src = env.path("src");
+    let mut deep = src.clone();
+    for _ in 0..700 {
+        deep.push("d");
+    }
+    fs::create_dir_all(&deep).unwrap();
+    write(&deep.join("bottom.txt"), b"deep");
+    env.backup(&[&src]);
+    let target = env.path("t");
+    assert_success(&env.restore("latest", &target));
+    let restored = target
+        .join(deep.strip_prefix("/").unwrap())
+        .join("bottom.txt");
+    assert_eq!(fs::read(restored).unwrap(), b"deep");
+}

@@ -742,3 +742,31 @@ fn swapped_writer_key_object_is_refused_by_owners() {
     assert_code(&out, 1);
     assert!(stderr(&out).contains("tampered"), "{}", stderr(&out));
 }
+
+#[test]
+fn planted_index_entries_cannot_hide_genuine_copies() {
+    let (env, src) = env_with_two_packs();
+    // Anyone with the writer key can add index files; make one that points
+    // every blob at the wrong place.
+    let repo = Repository::open(
+        Arc::new(LocalStorage::new(&env.repo)),
+        Access::IdentityFile(&env.writer_key),
+    )
+    .unwrap();
+    for obj in objects(&env.repo, "index") {
+        let key = format!("index/{}", obj.file_name().unwrap().to_string_lossy());
+        let mut file: IndexFile = repo.get_json(&key).unwrap();
+        for pack in &mut file.packs {
+            for b in &mut pack.blobs {
+                // Lower offsets sort first, so readers meet the lie first.
+                b.offset = b.offset.saturating_sub(1);
+                b.raw_length += 1;
+            }
+        }
+        repo.put_shared_json(ObjectKind::Index, &file).unwrap();
+    }
+    let target = env.path("t");
+    let out = env.restore("latest", &target);
+    assert_success(&out);
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}

@@ -72,6 +72,34 @@ fn username() -> String {
         .unwrap_or_else(|| nix::unistd::getuid().to_string())
 }
 
+/// Makes a source path absolute and free of `.` and `..`: the parent is
+/// resolved through the file system, the last component is kept as is (a
+/// symlink given as a source is backed up as a symlink).
+fn normalize_source(p: &std::path::Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
+    let lexical: PathBuf = {
+        let mut out = PathBuf::from("/");
+        for c in abs.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                std::path::Component::Normal(n) => out.push(n),
+                _ => {}
+            }
+        }
+        out
+    };
+    let resolved = match abs.file_name() {
+        Some(name) => abs
+            .parent()
+            .and_then(|dir| std::fs::canonicalize(dir).ok())
+            .map(|dir| dir.join(name)),
+        None => std::fs::canonicalize(&abs).ok(),
+    };
+    Ok(resolved.unwrap_or(lexical))
+}
+
 /// Runs a backup of `opts.paths` into `repo` (writer or owner key).
 pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     let started = Instant::now();
@@ -85,7 +113,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     let paths: Vec<PathBuf> = opts
         .paths
         .iter()
-        .map(|p| std::path::absolute(p).map_err(|e| Error::io(p, e)))
+        .map(|p| normalize_source(p))
         .collect::<Result<_>>()?;
     let path_names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
 
@@ -95,7 +123,18 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
             path_names.join(", ")
         )));
     }
-    let (index, _damaged) = repo.load_index()?;
+    let (mut index, _damaged) = repo.load_index()?;
+    // Dedupe only against packs that are really stored: an index entry
+    // pointing nowhere must not make a backup skip a blob.
+    let stored: std::collections::HashSet<Id> = [BlobKind::Data, BlobKind::Tree]
+        .into_iter()
+        .map(|k| repo.storage().list(ObjectKind::Pack(k).prefix()))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .filter_map(|o| crate::repo::id_from_key(&o.key))
+        .collect();
+    index.retain_packs(|p| stored.contains(p));
     let (snapshots, _) = repo.snapshots()?;
     let parent = snapshots
         .iter()
@@ -151,8 +190,17 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
             s.spawn(move || walk::reader(rx, tx, repo, sink, failure));
         }
         drop(job_rx);
-        s.spawn(|| walker.walk(ev_tx, job_tx, &failure));
+        // A deep tree recurses deeply: give the walker a large (lazily
+        // committed) stack rather than crash on a hostile directory nest.
+        std::thread::Builder::new()
+            .name("walker".into())
+            .stack_size(256 << 20)
+            .spawn_scoped(s, || walker.walk(ev_tx, job_tx, &failure))
+            .expect("spawn the walker thread");
         let result = assemble(ev_rx, &raw_tx, repo, &sink, &errors, &failure);
+        if result.is_err() {
+            failure.halt();
+        }
         drop(raw_tx);
         result
     });

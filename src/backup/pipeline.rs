@@ -37,6 +37,12 @@ impl Failure {
         self.stop.store(true, Ordering::SeqCst);
     }
 
+    /// Tells every stage to stop without recording an error (the caller
+    /// has its own).
+    pub fn halt(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
     /// Whether some stage failed.
     pub fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)

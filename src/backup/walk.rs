@@ -24,6 +24,9 @@ use crate::repo::Repository;
 use crate::snapshot::InputError;
 use crate::tree::{Node, NodeKind};
 
+/// Deepest directory nesting the walker descends into.
+const MAX_DEPTH: usize = 2048;
+
 /// A file's content as stored.
 pub struct FileData {
     /// Content blob ids.
@@ -108,6 +111,12 @@ impl<'a> Walker<'a> {
         for p in paths {
             let mut at = &mut layout;
             for c in p.components().skip(1) {
+                if !matches!(c, std::path::Component::Normal(_)) {
+                    return Err(Error::Usage(format!(
+                        "{}: source paths must be absolute and free of `.` and `..`",
+                        p.display()
+                    )));
+                }
                 if at.is_source {
                     break;
                 }
@@ -160,7 +169,12 @@ impl<'a> Walker<'a> {
             names: Names::default(),
             links: HashMap::new(),
         };
-        let _ = self.walk_layout(Path::new("/"), &self.layout, &mut st, failure);
+        let _ = if self.layout.is_source {
+            // `/` itself is a source: its entries are the root tree's entries.
+            self.visit_children(Path::new("/"), &mut st, failure, 1)
+        } else {
+            self.walk_layout(Path::new("/"), &self.layout, &mut st, failure)
+        };
     }
 
     fn walk_layout(
@@ -175,7 +189,7 @@ impl<'a> Walker<'a> {
             let path = dir.join(&name);
             if child.is_source {
                 match fs::symlink_metadata(&path) {
-                    Ok(m) => self.visit(&path, &name, &m, st, failure)?,
+                    Ok(m) => self.visit(&path, &name, &m, st, failure, 0)?,
                     Err(e) => self.error(&path, format!("source path cannot be read: {e}")),
                 }
                 continue;
@@ -201,6 +215,44 @@ impl<'a> Walker<'a> {
         Ok(())
     }
 
+    /// Visits a directory's entries in name order.
+    fn visit_children(
+        &self,
+        path: &Path,
+        st: &mut WalkState,
+        failure: &Failure,
+        depth: usize,
+    ) -> Result<(), ()> {
+        let rd = match fs::read_dir(path) {
+            Ok(rd) => rd,
+            Err(e) => {
+                self.error(path, format!("listing directory: {e}"));
+                return Ok(());
+            }
+        };
+        let mut entries: Vec<_> = rd
+            .filter_map(|e| match e {
+                Ok(e) => Some(e),
+                Err(err) => {
+                    self.error(path, format!("listing directory: {err}"));
+                    None
+                }
+            })
+            .collect();
+        entries.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
+        for e in entries {
+            let (cpath, cname) = (e.path(), e.file_name());
+            if self.excluded(&cpath, &cname) {
+                continue;
+            }
+            match fs::symlink_metadata(&cpath) {
+                Ok(cm) => self.visit(&cpath, &cname, &cm, st, failure, depth)?,
+                Err(err) => self.error(&cpath, format!("vanished or unreadable: {err}")),
+            }
+        }
+        Ok(())
+    }
+
     fn excluded(&self, path: &Path, name: &std::ffi::OsStr) -> bool {
         self.name_excludes.is_match(name) || self.path_excludes.is_match(path)
     }
@@ -212,6 +264,7 @@ impl<'a> Walker<'a> {
         m: &fs::Metadata,
         st: &mut WalkState,
         failure: &Failure,
+        depth: usize,
     ) -> Result<(), ()> {
         if failure.stopped() {
             return Err(());
@@ -230,33 +283,15 @@ impl<'a> Walker<'a> {
         match node.kind {
             NodeKind::Dir => {
                 st.events.send(Event::Enter(node)).map_err(|_| ())?;
-                match fs::read_dir(path) {
-                    Ok(rd) => {
-                        let mut entries: Vec<_> = rd
-                            .filter_map(|e| match e {
-                                Ok(e) => Some(e),
-                                Err(err) => {
-                                    self.error(path, format!("listing directory: {err}"));
-                                    None
-                                }
-                            })
-                            .collect();
-                        entries
-                            .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
-                        for e in entries {
-                            let (cpath, cname) = (e.path(), e.file_name());
-                            if self.excluded(&cpath, &cname) {
-                                continue;
-                            }
-                            match fs::symlink_metadata(&cpath) {
-                                Ok(cm) => self.visit(&cpath, &cname, &cm, st, failure)?,
-                                Err(err) => {
-                                    self.error(&cpath, format!("vanished or unreadable: {err}"))
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => self.error(path, format!("listing directory: {e}")),
+                if depth >= MAX_DEPTH {
+                    self.error(
+                        path,
+                        format!(
+                            "directory nesting deeper than {MAX_DEPTH} levels; contents skipped"
+                        ),
+                    );
+                } else {
+                    self.visit_children(path, st, failure, depth + 1)?;
                 }
                 st.events.send(Event::Leave).map_err(|_| ())
             }
@@ -311,8 +346,12 @@ impl<'a> Walker<'a> {
 
 fn open_for_backup(path: &Path) -> std::io::Result<File> {
     let open = |flags| OpenOptions::new().read(true).custom_flags(flags).open(path);
-    match open(libc::O_NOFOLLOW | libc::O_NOATIME) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_NOFOLLOW),
+    // O_NONBLOCK: a file swapped for a FIFO after lstat must not hang the
+    // backup (it is refused below as no longer a regular file).
+    match open(libc::O_NOFOLLOW | libc::O_NOATIME | libc::O_NONBLOCK) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            open(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        }
         other => other,
     }
 }

@@ -227,7 +227,19 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    match commands::run(cli.command) {
+    // Snapshot trees are walked recursively; a large stack (committed only
+    // as used) lets deep but legitimate trees through.
+    let worker = std::thread::Builder::new()
+        .name("vault".into())
+        .stack_size(256 << 20)
+        .spawn(move || commands::run(cli.command));
+    let result = match worker {
+        Ok(handle) => handle
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("internal error (panic)"))),
+        Err(e) => Err(anyhow::anyhow!("cannot start: {e}")),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             output::error(&e);

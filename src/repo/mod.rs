@@ -170,6 +170,14 @@ pub fn read_config(storage: &dyn Storage) -> Result<RepoConfig> {
             ),
         ));
     }
+    if !(1 << 20..=1 << 30).contains(&config.pack_size)
+        || !(1..=22).contains(&config.compression_level)
+    {
+        return Err(Error::format(
+            CONFIG_KEY,
+            "pack size or compression level out of range",
+        ));
+    }
     config
         .chunker
         .validate()
@@ -200,6 +208,12 @@ impl Repository {
             }
             Err(StorageError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
+        }
+        if !storage.list("keys/")?.is_empty() {
+            return Err(Error::Usage(format!(
+                "{}: keys/ already holds objects (an earlier init?); use an empty location",
+                storage.location()
+            )));
         }
         let owner_recipients = match &opts.owner {
             OwnerSpec::Recipients(rs) if rs.is_empty() => {
@@ -243,21 +257,25 @@ impl Repository {
                 &Seal::Recipients(owner_recipients.iter().map(|r| r.as_ref()).collect()),
             )?,
         };
-        storage.put(
+        let raced = || Error::Usage("another vault init is writing here; keep the first".into());
+        if storage.put(
             &format!("{OWNERS_PREFIX}{}.age", opts.owner_name),
             &wrapped_owner,
-        )?;
+        )? != PutOutcome::Created
+        {
+            return Err(raced());
+        }
         let owner_as_recipient = owner.to_public();
         let wrapped_writer = crypto::encrypt(
             writer.to_text().as_bytes(),
             &Seal::Recipients(vec![&owner_as_recipient]),
         )?;
-        storage.put(WRITER_KEY, &wrapped_writer)?;
+        if storage.put(WRITER_KEY, &wrapped_writer)? != PutOutcome::Created {
+            return Err(raced());
+        }
         let json = serde_json::to_vec_pretty(&config).expect("config serializes");
-        if storage.put(CONFIG_KEY, &json)? == PutOutcome::AlreadyExists {
-            return Err(Error::Usage(
-                "another vault init raced this one; keep the first".into(),
-            ));
+        if storage.put(CONFIG_KEY, &json)? != PutOutcome::Created {
+            return Err(raced());
         }
         Ok(config)
     }
@@ -313,26 +331,53 @@ impl Repository {
         what: &str,
     ) -> Result<RepoKeys> {
         let owners = storage.list(OWNERS_PREFIX)?;
+        // Any owner file may be junk or planted (age does not authenticate
+        // senders): try them all, and report a problem only if none works.
+        let mut problem: Option<Error> = None;
         for obj in &owners {
-            let wrapped = storage.get(&obj.key)?;
-            let plain = match ring.decrypt(&wrapped, &obj.key) {
-                Ok(p) => zeroize::Zeroizing::new(p),
-                Err(CryptoError::NoMatchingKey { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let text = std::str::from_utf8(&plain)
-                .map_err(|_| Error::format(&obj.key, "not a text identity"))?;
-            let owner = crypto::parse_x25519(text)
-                .ok_or_else(|| Error::format(&obj.key, "holds no X25519 identity"))?;
-            let writer = Self::unwrap_writer(storage, &owner)?;
-            keys::check_writer_pin(text, &writer)?;
-            return RepoKeys::new(config, writer, Some(owner));
+            match Self::try_owner_file(storage, config, ring, &obj.key) {
+                Ok(Some(keys)) => return Ok(keys),
+                Ok(None) => {}
+                Err(e) => {
+                    problem.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = problem {
+            return Err(e);
         }
         Err(Error::Usage(format!(
             "{what} is neither this repository's writer key nor an owner: it unwraps none of \
              the {} owner key(s) in {OWNERS_PREFIX}",
             owners.len()
         )))
+    }
+
+    fn try_owner_file(
+        storage: &dyn Storage,
+        config: &RepoConfig,
+        ring: &Keyring,
+        key: &str,
+    ) -> Result<Option<RepoKeys>> {
+        let wrapped = storage.get(key)?;
+        let plain = match ring.decrypt(&wrapped, key) {
+            Ok(p) => zeroize::Zeroizing::new(p),
+            Err(CryptoError::NoMatchingKey { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let text =
+            std::str::from_utf8(&plain).map_err(|_| Error::format(key, "not a text identity"))?;
+        let owner = crypto::parse_x25519(text)
+            .ok_or_else(|| Error::format(key, "holds no X25519 identity"))?;
+        if owner.to_public().to_string() != config.owner_recipient {
+            return Err(Error::format(
+                key,
+                "holds a key that is not this repository's owner key",
+            ));
+        }
+        let writer = Self::unwrap_writer(storage, &owner)?;
+        keys::check_writer_pin(text, &writer)?;
+        RepoKeys::new(config, writer, Some(owner)).map(Some)
     }
 
     fn unwrap_writer(storage: &dyn Storage, owner: &age::x25519::Identity) -> Result<WriterKey> {
@@ -385,8 +430,18 @@ impl Repository {
             ));
         }
         let compressed = self.keys.keyring().decrypt(&bytes, key)?;
-        let json = zstd::stream::decode_all(&compressed[..])
+        // A bounded decode: a sealed document can be planted by anyone with
+        // the writer key, so it must not be able to exhaust memory.
+        const MAX_JSON: u64 = 1 << 30;
+        let mut json = Vec::new();
+        zstd::stream::read::Decoder::new(&compressed[..])
+            .and_then(|d| {
+                std::io::Read::read_to_end(&mut std::io::Read::take(d, MAX_JSON + 1), &mut json)
+            })
             .map_err(|e| Error::format(key, format!("not valid zstd: {e}")))?;
+        if json.len() as u64 > MAX_JSON {
+            return Err(Error::format(key, "decompresses to more than 1 GiB"));
+        }
         serde_json::from_slice(&json)
             .map_err(|e| Error::format(key, format!("not valid JSON: {e}")))
     }
@@ -448,13 +503,7 @@ impl Repository {
 
     /// Reads and parses one tree blob (owner only).
     pub fn read_tree(&self, index: &Index, reader: &mut BlobReader<'_>, id: &Id) -> Result<Tree> {
-        let loc = index.get(id).ok_or_else(|| {
-            Error::format(
-                format!("tree {id}"),
-                "not in the index (missing pack or index)",
-            )
-        })?;
-        let bytes = reader.read(id, &loc)?;
+        let bytes = reader.read_indexed(id, index)?;
         Tree::from_bytes(&bytes, id)
     }
 }

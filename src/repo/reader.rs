@@ -37,20 +37,42 @@ impl<'a> BlobReader<'a> {
         }
     }
 
-    /// Reads, decompresses and verifies one blob.
+    /// Reads `id` from the first of its indexed locations that verifies.
+    pub fn read_indexed(&mut self, id: &Id, index: &crate::index::Index) -> Result<Vec<u8>> {
+        let mut first_error = None;
+        for loc in index.locations(id) {
+            match self.read(id, &loc) {
+                Ok(data) => return Ok(data),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| {
+            Error::format(
+                format!("blob {id}"),
+                "is in no index (lost pack or index file)",
+            )
+        }))
+    }
+
+    /// Reads, decompresses and verifies one blob at one location.
     pub fn read(&mut self, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
         let key = ObjectKind::Pack(loc.kind).key(&loc.pack);
+        if loc.raw_length > MAX_BLOB || loc.length > MAX_BLOB + (MAX_BLOB >> 7) + (1 << 20) {
+            return Err(Error::format(
+                &key,
+                format!(
+                    "blob {id}: index claims {} / {} bytes, over the limit",
+                    loc.length, loc.raw_length
+                ),
+            ));
+        }
         if let Err(e) = self.read_raw(&key, loc) {
             self.open = None;
             return Err(e);
         }
         let compressed = &self.buf;
-        if loc.raw_length > MAX_BLOB {
-            return Err(Error::format(
-                &key,
-                format!("blob {id} claims {} bytes", loc.raw_length),
-            ));
-        }
         let raw = self
             .decompressor
             .decompress(compressed, loc.raw_length as usize)

@@ -23,12 +23,20 @@ struct ContentReader<'r, 'a> {
     pos: usize,
     hasher: blake3::Hasher,
     expected: Option<Id>,
+    produced: u64,
+    size: u64,
 }
 
 impl Read for ContentReader<'_, '_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.buf.len() {
             let Some(id) = self.ids.get(self.next) else {
+                if self.produced != self.size {
+                    return Err(io::Error::other(format!(
+                        "file content is {} bytes, the snapshot says {}",
+                        self.produced, self.size
+                    )));
+                }
                 if Some(Id::from(self.hasher.finalize())) != self.expected {
                     return Err(io::Error::other(
                         "file content does not match its recorded hash",
@@ -36,11 +44,19 @@ impl Read for ContentReader<'_, '_> {
                 }
                 return Ok(0);
             };
-            let loc = self
-                .index
-                .get(id)
-                .ok_or_else(|| io::Error::other(format!("blob {id} is in no index")))?;
-            self.buf = self.reader.read(id, &loc).map_err(io::Error::other)?;
+            self.buf = self
+                .reader
+                .read_indexed(id, self.index)
+                .map_err(io::Error::other)?;
+            self.produced += self.buf.len() as u64;
+            if self.produced > self.size {
+                // Never let content run past the tar header's size: that
+                // would smuggle entries past the tree's name checks.
+                return Err(io::Error::other(format!(
+                    "file content exceeds the {} bytes the snapshot records",
+                    self.size
+                )));
+            }
             self.hasher.update(&self.buf);
             self.pos = 0;
             self.next += 1;
@@ -171,6 +187,8 @@ pub fn dump_tar(
                 pos: 0,
                 hasher: blake3::Hasher::new(),
                 expected: node.hash,
+                produced: 0,
+                size: node.size,
             };
             builder.append(&h, content).map_err(|e| tar_err(path, e))?;
         } else if node.kind != NodeKind::Socket {

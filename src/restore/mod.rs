@@ -11,7 +11,7 @@ mod dump;
 mod files;
 mod fsops;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -120,8 +120,52 @@ pub struct DrillRecord {
     pub snapshot: Id,
     /// Whether every check passed.
     pub passed: bool,
-    /// The full report.
-    pub report: RestoreReport,
+    /// Counts only: drill records are readable with the writer key, which
+    /// must never learn file names.
+    pub summary: DrillSummary,
+}
+
+/// The counts of a drill, without any path.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DrillSummary {
+    /// Files restored and checked.
+    pub files: u64,
+    /// Directories restored.
+    pub dirs: u64,
+    /// Other entries restored.
+    pub other: u64,
+    /// Bytes restored.
+    pub bytes: u64,
+    /// Files re-read and matched.
+    pub verified: u64,
+    /// Problems by kind.
+    pub damaged: u64,
+    /// Content mismatches.
+    pub mismatched: u64,
+    /// Write failures.
+    pub write_errors: u64,
+    /// Metadata that could not be applied.
+    pub metadata_problems: u64,
+    /// Duration in milliseconds.
+    pub duration_ms: u64,
+}
+
+impl DrillSummary {
+    fn of(r: &RestoreReport) -> Self {
+        let count = |k| r.problems.iter().filter(|p| p.kind == k).count() as u64;
+        DrillSummary {
+            files: r.files,
+            dirs: r.dirs,
+            other: r.other,
+            bytes: r.bytes,
+            verified: r.verified,
+            damaged: count(ProblemKind::Damaged),
+            mismatched: count(ProblemKind::Mismatch),
+            write_errors: count(ProblemKind::Write),
+            metadata_problems: count(ProblemKind::Metadata),
+            duration_ms: r.duration_ms,
+        }
+    }
 }
 
 fn include_set(patterns: &[String]) -> Result<Option<GlobSet>> {
@@ -186,18 +230,27 @@ pub fn restore(
     let mut specials: Vec<(PathBuf, PathBuf, Node)> = Vec::new();
     let mut links: Vec<(PathBuf, PathBuf, String)> = Vec::new();
     let mut link_first: HashMap<String, PathBuf> = HashMap::new();
+    // First members of hard-link groups that were actually committed.
+    let committed: Mutex<HashSet<PathBuf>> = Mutex::new(HashSet::new());
+    let mut any_included = false;
 
     std::thread::scope(|s| -> Result<()> {
         let (tx, rx) = bounded::<files::Segment>(64);
         for _ in 0..threads {
             let rx = rx.clone();
-            let (index, report, problem) = (&index, &report, &problem);
+            let (index, report, problem, committed) = (&index, &report, &problem, &committed);
             s.spawn(move || {
                 let mut reader = BlobReader::new(repo);
                 for seg in rx {
                     match files::process(seg, &mut reader, index, as_root, opts.verify) {
                         None => {}
                         Some((st, files::Finished::Ok(bytes, meta_problem))) => {
+                            if let Some(dest) = st.linked_dest() {
+                                committed
+                                    .lock()
+                                    .expect("committed lock")
+                                    .insert(dest.to_owned());
+                            }
                             let mut r = report.lock().expect("report lock");
                             r.files += 1;
                             r.bytes += bytes;
@@ -237,6 +290,7 @@ pub fn restore(
                 if node.kind == NodeKind::Dir {
                     pending.push((path.to_owned(), dest, node.clone(), false));
                     if want {
+                        any_included = true;
                         materialize(&mut pending, &mut dirs).map_err(|(p, e)| Error::io(p, e))?;
                     }
                     return Ok(Next::Descend);
@@ -244,6 +298,7 @@ pub fn restore(
                 if !want {
                     return Ok(Next::Skip);
                 }
+                any_included = true;
                 materialize(&mut pending, &mut dirs).map_err(|(p, e)| Error::io(p, e))?;
                 if let Some(link) = &node.hardlink {
                     if link_first.contains_key(link) {
@@ -281,14 +336,28 @@ pub fn restore(
         walk_result
     })?;
 
-    finish_links(&links, &link_first, &report, &problem);
+    if !any_included && !opts.include.is_empty() {
+        return Err(Error::Usage(format!(
+            "--include {} matched nothing in snapshot {}",
+            opts.include.join(", "),
+            id.short()
+        )));
+    }
     for (rel, dest, node) in &specials {
         let tmp = fsops::temp_path(dest);
         match fsops::create_special(&tmp, node) {
             Ok(true) => {
                 let meta = fsops::apply_metadata(&tmp, node, as_root);
                 match fsops::commit(&tmp, dest) {
-                    Ok(()) => report.lock().expect("report lock").other += 1,
+                    Ok(()) => {
+                        report.lock().expect("report lock").other += 1;
+                        if node.hardlink.is_some() {
+                            committed
+                                .lock()
+                                .expect("committed lock")
+                                .insert(dest.clone());
+                        }
+                    }
                     Err(e) => {
                         let _ = fs::remove_file(&tmp);
                         problem(rel, ProblemKind::Write, e.to_string());
@@ -302,6 +371,9 @@ pub fn restore(
             Err(e) => problem(rel, ProblemKind::Write, e.to_string()),
         }
     }
+    // Hard links last: their first members (files or specials) exist now.
+    let committed = committed.into_inner().expect("committed lock");
+    finish_links(&links, &link_first, &committed, &report, &problem);
     for (rel, dest, node) in dirs.iter().rev() {
         if let Err(m) = fsops::apply_metadata(dest, node, as_root) {
             problem(rel, ProblemKind::Metadata, m);
@@ -342,17 +414,42 @@ fn materialize(
 fn finish_links(
     links: &[(PathBuf, PathBuf, String)],
     first: &HashMap<String, PathBuf>,
+    committed: &HashSet<PathBuf>,
     report: &Mutex<RestoreReport>,
     problem: &dyn Fn(&Path, ProblemKind, String),
 ) {
     for (rel, dest, link) in links {
         let src = &first[link];
+        if !committed.contains(src) {
+            problem(
+                rel,
+                ProblemKind::Write,
+                "not restored: the first entry of its hard-link group failed".into(),
+            );
+            continue;
+        }
         let tmp = fsops::temp_path(dest);
         match fs::hard_link(src, &tmp).and_then(|_| fsops::commit(&tmp, dest)) {
             Ok(()) => report.lock().expect("report lock").other += 1,
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
                 problem(rel, ProblemKind::Write, format!("hard link: {e}"));
+            }
+        }
+    }
+}
+
+/// Gives the owner rwx on every directory under `root` (never following links).
+fn make_removable(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
+        if let Ok(rd) = fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
             }
         }
     }
@@ -390,6 +487,7 @@ pub fn verify_drill(
         None => {
             sandbox = tempfile::Builder::new()
                 .prefix("vault-verify-")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
                 .tempdir()
                 .map_err(|e| Error::io(std::env::temp_dir(), e))?;
             sandbox.path().to_owned()
@@ -401,13 +499,19 @@ pub fn verify_drill(
         threads: 0,
         verify: true,
     };
-    let report = restore(repo, id, snapshot, &opts)?;
+    let result = restore(repo, id, snapshot, &opts);
+    if target.is_none() {
+        // Restored directory modes (e.g. 0555) must not stop the sandbox
+        // from being removed: give the owner full access first.
+        make_removable(&opts.target);
+    }
+    let report = result?;
     let record = DrillRecord {
         time: chrono::Utc::now(),
         host: crate::backup::hostname(),
         snapshot: *id,
         passed: !report.failed(),
-        report: report.clone(),
+        summary: DrillSummary::of(&report),
     };
     let drill_id = repo.put_shared_json(ObjectKind::Drill, &record)?;
     Ok((report, drill_id))
