@@ -320,11 +320,7 @@ fn concurrent_backups_both_complete_and_check_clean() {
     assert_success(&rb);
     let check = env.vault(&["check"], &env.owner_key, &["--read-data", "--storage"]);
     assert_success(&check);
-    assert!(
-        stdout(&check).contains("checked 2 snapshots"),
-        "{}",
-        stdout(&check)
-    );
+    assert_contains(&stdout(&check), "checked 2 snapshots");
     // A third backup of either tree now stores nothing new.
     let out = env.vault(
         &["backup"],
@@ -430,7 +426,7 @@ fn include_that_matches_nothing_is_an_error() {
         &["latest", "--verify", "--include", "no/such/path"],
     );
     assert_code(&out, 1);
-    assert!(stderr(&out).contains("matched nothing"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "matched nothing");
     assert!(
         !env.repo.join("drills").exists()
             || fs::read_dir(env.repo.join("drills")).unwrap().count() == 0

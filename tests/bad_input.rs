@@ -75,12 +75,7 @@ fn wrong_key_is_refused_with_a_clear_message() {
     sample_tree(&src);
     env.backup(&[&src]);
     let stranger = env.path("stranger.key");
-    assert_success(&run(&[
-        "key",
-        "generate",
-        "--output",
-        stranger.to_str().unwrap(),
-    ]));
+    generate_key(&stranger);
     let out = env.restore("latest", &env.path("t"));
     assert_success(&out);
     let out = env.vault(
@@ -133,19 +128,11 @@ fn writer_key_cannot_read_data_or_trees_and_restore_says_owner_needed() {
         &["latest", "--target", env.path("t").to_str().unwrap()],
     );
     assert_code(&out, 1);
-    assert!(
-        stderr(&out).contains("needs an owner key"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "needs an owner key");
     for cmd in [&["ls"][..], &["dump"]] {
         let out = env.vault(cmd, &env.writer_key, &["latest"]);
         assert_code(&out, 1);
-        assert!(
-            stderr(&out).contains("needs an owner key"),
-            "{}",
-            stderr(&out)
-        );
+        assert_contains(&stderr(&out), "needs an owner key");
     }
 }
 
@@ -157,7 +144,7 @@ fn key_files_readable_by_others_are_refused() {
     fs::set_permissions(&env.writer_key, fs::Permissions::from_mode(0o640)).unwrap();
     let out = env.vault(&["backup"], &env.writer_key, &[src.to_str().unwrap()]);
     assert_code(&out, 1);
-    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "chmod 600");
     assert!(objects(&env.repo, "snapshots").is_empty());
 }
 
@@ -183,14 +170,10 @@ fn corrupted_data_pack_names_damaged_files_and_restores_the_rest() {
 
     let check = env.vault(&["check"], &env.owner_key, &["--read-data"]);
     assert_code(&check, 4);
-    assert!(stdout(&check).contains("data/"), "{}", stdout(&check));
+    assert_contains(&stdout(&check), "data/");
     let storage = run(&["check", "-r", env.repo.to_str().unwrap(), "--storage"]);
     assert_code(&storage, 4);
-    assert!(
-        stdout(&storage).contains("content does not match its name"),
-        "{}",
-        stdout(&storage)
-    );
+    assert_contains(&stdout(&storage), "content does not match its name");
     let verify = env.vault(&["restore"], &env.owner_key, &["latest", "--verify"]);
     assert_code(&verify, 4);
     assert!(stdout(&verify).contains("result: FAILED"));
@@ -209,7 +192,7 @@ fn truncated_and_missing_packs_are_reported() {
         .unwrap();
     let out = env.restore("latest", &env.path("t1"));
     assert_code(&out, 4);
-    assert!(stdout(&out).contains("huge.bin"), "{}", stdout(&out));
+    assert_contains(&stdout(&out), "huge.bin");
 
     fs::remove_file(&pack).unwrap();
     let out = env.restore("latest", &env.path("t2"));
@@ -217,11 +200,7 @@ fn truncated_and_missing_packs_are_reported() {
     assert!(stdout(&out).contains("huge.bin"));
     let check = env.vault(&["check"], &env.owner_key, &[]);
     assert_code(&check, 4);
-    assert!(
-        stdout(&check).contains("indexed pack is missing from storage"),
-        "{}",
-        stdout(&check)
-    );
+    assert_contains(&stdout(&check), "indexed pack is missing from storage");
 }
 
 #[test]
@@ -232,11 +211,7 @@ fn corrupted_tree_index_and_snapshot_objects_are_reported() {
     }
     let out = env.restore("latest", &env.path("t"));
     assert_code(&out, 4);
-    assert!(
-        stdout(&out).contains("directory not restored"),
-        "{}",
-        stdout(&out)
-    );
+    assert_contains(&stdout(&out), "directory not restored");
 
     let (env, _src) = env_with_two_packs();
     for index in objects(&env.repo, "index") {
@@ -244,13 +219,13 @@ fn corrupted_tree_index_and_snapshot_objects_are_reported() {
     }
     let check = env.vault(&["check"], &env.owner_key, &[]);
     assert_code(&check, 4);
-    assert!(stdout(&check).contains("index/"), "{}", stdout(&check));
+    assert_contains(&stdout(&check), "index/");
 
     let snap = objects(&env.repo, "snapshots").pop().unwrap();
     corrupt(&snap);
     let list = env.vault(&["snapshots"], &env.owner_key, &[]);
     assert_code(&list, 4);
-    assert!(stderr(&list).contains("snapshots/"), "{}", stderr(&list));
+    assert_contains(&stderr(&list), "snapshots/");
 }
 
 fn file_node(name: &[u8], content: &[u8], chunk_key: &[u8; 32]) -> Node {
@@ -416,7 +391,7 @@ fn crafted_symlink_then_file_beneath_it_is_refused() {
     });
     let out = env.restore(&id, &env.path("target"));
     assert_code(&out, 4);
-    assert!(stdout(&out).contains("duplicated"), "{}", stdout(&out));
+    assert_contains(&stdout(&out), "duplicated");
     assert_nothing_outside(&env);
 }
 
@@ -434,7 +409,7 @@ fn symlink_planted_in_the_target_is_not_followed() {
     std::os::unix::fs::symlink(&outside, target.join(first)).unwrap();
     let out = env.restore("latest", &target);
     assert_ne!(out.status.code(), Some(0));
-    assert!(stdout(&out).contains("symlink planted"), "{}", stdout(&out));
+    assert_contains(&stdout(&out), "symlink planted");
     assert_eq!(
         fs::read_dir(&outside).unwrap().count(),
         0,
@@ -519,11 +494,7 @@ fn missing_source_path_gives_exit_3_and_is_listed() {
 
     let only_missing = env.vault(&["backup"], &env.writer_key, &[gone.to_str().unwrap()]);
     assert_code(&only_missing, 1);
-    assert!(
-        stderr(&only_missing).contains("nothing could be read"),
-        "{}",
-        stderr(&only_missing)
-    );
+    assert_contains(&stderr(&only_missing), "nothing could be read");
 }
 
 #[test]
@@ -709,7 +680,7 @@ fn tampered_config_is_refused() {
     fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
     let out = env.vault(&["backup"], &env.writer_key, &[src.to_str().unwrap()]);
     assert_code(&out, 1);
-    assert!(stderr(&out).contains("tampered"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "tampered");
     assert!(
         objects(&env.repo, "data").is_empty(),
         "nothing was encrypted to the swapped recipient"
@@ -740,7 +711,7 @@ fn swapped_writer_key_object_is_refused_by_owners() {
     fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
     let out = env.vault(&["ls"], &env.owner_key, &["latest"]);
     assert_code(&out, 1);
-    assert!(stderr(&out).contains("tampered"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "tampered");
 }
 
 #[test]

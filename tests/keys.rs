@@ -59,11 +59,7 @@ fn init_writes_keys_and_refuses_an_existing_repository() {
         env.path("w2.key").to_str().unwrap(),
     ]);
     assert_code(&again, 1);
-    assert!(
-        stderr(&again).contains("already exists"),
-        "{}",
-        stderr(&again)
-    );
+    assert_contains(&stderr(&again), "already exists");
     let bad = run(&[
         "init",
         "-r",
@@ -74,11 +70,7 @@ fn init_writes_keys_and_refuses_an_existing_repository() {
         env.path("w3.key").to_str().unwrap(),
     ]);
     assert_code(&bad, 1);
-    assert!(
-        stderr(&bad).contains("not a valid age recipient"),
-        "{}",
-        stderr(&bad)
-    );
+    assert_contains(&stderr(&bad), "not a valid age recipient");
 }
 
 #[test]
@@ -116,15 +108,7 @@ fn ssh_ed25519_owner_restores() {
     ]));
     let src = dir.path().join("src");
     sample_tree(&src);
-    assert_success(&run(&[
-        "backup",
-        "-r",
-        repo.to_str().unwrap(),
-        "-i",
-        writer.to_str().unwrap(),
-        "--no-cache",
-        src.to_str().unwrap(),
-    ]));
+    backup_no_cache(&repo, &writer, &src);
     for (i, k) in [&key, &second].iter().enumerate() {
         let target = dir.path().join(format!("t{i}"));
         let out = run(&[
@@ -177,15 +161,7 @@ fn passphrase_owner_restores_with_the_passphrase_file_only() {
     );
     let src = dir.path().join("src");
     sample_tree(&src);
-    assert_success(&run(&[
-        "backup",
-        "-r",
-        repo.to_str().unwrap(),
-        "-i",
-        writer.to_str().unwrap(),
-        "--no-cache",
-        src.to_str().unwrap(),
-    ]));
+    backup_no_cache(&repo, &writer, &src);
     let target = dir.path().join("t");
     let out = vault(
         &[

@@ -96,7 +96,7 @@ fn restores_a_snapshot_with_only_age_and_zstd() {
     let target = env.path("restored");
     let out = restore_without_vault(&env, &env.owner_key, "latest", &target);
     assert_success(&out);
-    assert!(stdout(&out).contains("result: PASSED"), "{}", stdout(&out));
+    assert_contains(&stdout(&out), "result: PASSED");
     let root = restored(&target, &src);
     assert_same_tree(&src, &root);
     assert_same_mtimes(&src, &root);
@@ -127,12 +127,7 @@ fn refuses_a_key_that_is_not_an_owner() {
     env.backup(&[&src]);
 
     let stranger = env.path("stranger.key");
-    assert_success(&run(&[
-        "key",
-        "generate",
-        "--output",
-        stranger.to_str().unwrap(),
-    ]));
+    generate_key(&stranger);
     let target = env.path("restored");
     let out = restore_without_vault(&env, &stranger, "latest", &target);
     assert_eq!(out.status.code(), Some(2), "stderr:\n{}", stderr(&out));

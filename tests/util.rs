@@ -267,3 +267,28 @@ fn walk(root: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Makes a new age identity at `path`; returns its recipient.
+pub fn generate_key(path: &Path) -> String {
+    let out = run(&["key", "generate", "--output", path.to_str().unwrap()]);
+    assert_success(&out);
+    stdout(&out).trim().to_owned()
+}
+
+/// Backs up `src` into `repo` with `key`, without the file cache.
+pub fn backup_no_cache(repo: &Path, key: &Path, src: &Path) {
+    assert_success(&run(&[
+        "backup",
+        "-r",
+        repo.to_str().unwrap(),
+        "-i",
+        key.to_str().unwrap(),
+        "--no-cache",
+        src.to_str().unwrap(),
+    ]));
+}
+
+/// Asserts that `text` contains `needle`, showing `text` otherwise.
+pub fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "expected {needle:?} in:\n{text}");
+}
