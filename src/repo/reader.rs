@@ -89,8 +89,10 @@ impl<'a> BlobReader<'a> {
     }
 
     fn read_raw(&mut self, key: &str, loc: &BlobLocation) -> Result<()> {
-        let reuse =
-            matches!(&self.open, Some((p, _, pos)) if *p == loc.pack && *pos <= loc.offset as u64);
+        // Blobs of one file sit close together but not always in order
+        // (compression runs in parallel), so seek either way inside the open
+        // pack rather than paying for a new age header.
+        let reuse = matches!(&self.open, Some((p, _, _)) if *p == loc.pack);
         if !reuse {
             let body = self.repo.storage().open(key)?;
             let stream = self.repo.keys().keyring().decrypt_stream(body, key)?;
