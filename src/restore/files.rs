@@ -19,6 +19,9 @@ use crate::tree::Node;
 /// Blobs per segment (~4 MiB at the default 16 KiB chunks).
 const SEGMENT_BLOBS: usize = 256;
 
+/// Bytes gathered before one positional write.
+const WRITE_BUF: usize = 1 << 20;
+
 type Failure = (ProblemKind, String);
 
 /// One file being restored.
@@ -150,19 +153,30 @@ fn write_segment(seg: &Segment, reader: &mut BlobReader<'_>, index: &Index) -> R
     // Only a single-segment file hashes inline; never hold the lock otherwise,
     // or the segments of a large file would be written one at a time.
     let mut inline = st.single.then(|| st.inline_hash.lock().expect("hash lock"));
+    // Gather the segment and write it with few large writes: concurrent
+    // small writes into one file contend on its inode lock.
+    let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BUF);
+    let flush = |buf: &mut Vec<u8>, offset: &mut u64| -> Result<(), Failure> {
+        st.file
+            .write_all_at(buf, *offset)
+            .map_err(|e| (ProblemKind::Write, e.to_string()))?;
+        *offset += buf.len() as u64;
+        buf.clear();
+        Ok(())
+    };
     for id in &st.node.content[seg.blobs.clone()] {
         let data = reader
             .read_indexed(id, index)
             .map_err(|e| (ProblemKind::Damaged, e.to_string()))?;
-        st.file
-            .write_all_at(&data, offset)
-            .map_err(|e| (ProblemKind::Write, e.to_string()))?;
         if let Some(h) = inline.as_mut().and_then(|g| g.as_mut()) {
             h.update(&data);
         }
-        offset += data.len() as u64;
+        buf.extend_from_slice(&data);
+        if buf.len() >= WRITE_BUF {
+            flush(&mut buf, &mut offset)?;
+        }
     }
-    Ok(())
+    flush(&mut buf, &mut offset)
 }
 
 fn finish(st: &FileState, as_root: bool, verify: bool) -> Finished {
