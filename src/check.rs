@@ -258,12 +258,13 @@ fn check_data(
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
+                let mut bufs = PackBuffers::default();
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some((pack, key)) = selected.get(i) else {
                         break;
                     };
-                    let r = verify_pack(repo, key, pack);
+                    let r = verify_pack(repo, key, pack, &mut bufs);
                     results.lock().expect("results lock").push((i, r));
                 }
             });
@@ -295,18 +296,36 @@ fn check_data(
 }
 
 /// Decrypts a whole pack and verifies every blob in its trailer.
-fn verify_pack(repo: &Repository, key: &str, id: &Id) -> Result<Vec<crate::pack::PackEntry>> {
-    let bytes = repo.storage().get(key)?;
-    if Id::of_bytes(&bytes) != *id {
+/// Per-thread buffers reused from pack to pack, so memory stays at about
+/// two packs per thread however many packs there are.
+#[derive(Default)]
+struct PackBuffers {
+    stored: Vec<u8>,
+    plain: Vec<u8>,
+}
+
+fn verify_pack(
+    repo: &Repository,
+    key: &str,
+    id: &Id,
+    bufs: &mut PackBuffers,
+) -> Result<Vec<crate::pack::PackEntry>> {
+    let PackBuffers { stored, plain } = bufs;
+    stored.clear();
+    plain.clear();
+    repo.storage()
+        .open(key)?
+        .read_to_end(stored)
+        .map_err(|e| crate::storage::StorageError::from_io(key, e))?;
+    if Id::of_bytes(stored) != *id {
         return Err(crate::Error::format(key, "content does not match its name"));
     }
-    let mut plain = Vec::with_capacity(bytes.len());
     repo.keys()
         .keyring()
-        .decrypt_stream(&bytes[..], key)?
-        .read_to_end(&mut plain)
+        .decrypt_stream(&stored[..], key)?
+        .read_to_end(plain)
         .map_err(|e| crate::Error::format(key, format!("decryption failed: {e}")))?;
-    let entries = decode_trailer(&plain, key)?;
+    let entries = decode_trailer(plain, key)?;
     let mut z = zstd::bulk::Decompressor::new().map_err(|e| crate::Error::io("zstd", e))?;
     for e in &entries {
         if e.raw_length > crate::repo::MAX_BLOB {

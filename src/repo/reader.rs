@@ -14,14 +14,20 @@ use crate::storage::ReadSeek;
 /// ids of more than ~128 GiB of files.
 pub const MAX_BLOB: u32 = 512 << 20;
 
-/// The pack currently open for reading: its id, its decrypting stream, and
-/// the plaintext position the stream is at.
+/// A pack open for reading: its id, its decrypting stream, and the
+/// plaintext position the stream is at.
 type OpenPack = (Id, age::stream::StreamReader<Box<dyn ReadSeek>>, u64);
+
+/// Packs kept open per reader. A file changed since its first backup
+/// alternates between old and new packs; reopening costs an X25519 unwrap
+/// and a chunk decryption each time.
+const OPEN_PACKS: usize = 8;
 
 /// A per-thread blob reader (owner key required for data and trees).
 pub struct BlobReader<'a> {
     repo: &'a Repository,
-    open: Option<OpenPack>,
+    /// Most recently used first.
+    open: Vec<OpenPack>,
     buf: Vec<u8>,
     decompressor: zstd::bulk::Decompressor<'static>,
 }
@@ -31,7 +37,7 @@ impl<'a> BlobReader<'a> {
     pub fn new(repo: &'a Repository) -> Self {
         BlobReader {
             repo,
-            open: None,
+            open: Vec::new(),
             buf: Vec::new(),
             decompressor: zstd::bulk::Decompressor::new().expect("zstd context"),
         }
@@ -69,7 +75,7 @@ impl<'a> BlobReader<'a> {
             ));
         }
         if let Err(e) = self.read_raw(&key, loc) {
-            self.open = None;
+            self.open.retain(|(p, _, _)| *p != loc.pack);
             return Err(e);
         }
         let compressed = &self.buf;
@@ -92,13 +98,20 @@ impl<'a> BlobReader<'a> {
         // Blobs of one file sit close together but not always in order
         // (compression runs in parallel), so seek either way inside the open
         // pack rather than paying for a new age header.
-        let reuse = matches!(&self.open, Some((p, _, _)) if *p == loc.pack);
-        if !reuse {
-            let body = self.repo.storage().open(key)?;
-            let stream = self.repo.keys().keyring().decrypt_stream(body, key)?;
-            self.open = Some((loc.pack, stream, 0));
+        match self.open.iter().position(|(p, _, _)| *p == loc.pack) {
+            Some(0) => {}
+            Some(i) => {
+                let hit = self.open.remove(i);
+                self.open.insert(0, hit);
+            }
+            None => {
+                let body = self.repo.storage().open(key)?;
+                let stream = self.repo.keys().keyring().decrypt_stream(body, key)?;
+                self.open.truncate(OPEN_PACKS - 1);
+                self.open.insert(0, (loc.pack, stream, 0));
+            }
         }
-        let (_, stream, pos) = self.open.as_mut().expect("opened above");
+        let (_, stream, pos) = &mut self.open[0];
         let io = |e: std::io::Error| {
             Error::format(key, format!("reading at offset {}: {e}", loc.offset))
         };
