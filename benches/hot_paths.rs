@@ -1,1 +1,429 @@
-fn main() {}
+//! Hot paths of a backup, measured through the library's public API:
+//! chunking, keyed blob ids, zstd level 3, pack building (age X25519), and an
+//! end-to-end backup of a generated 64 MiB tree into a temporary repository.
+//!
+//! Run with `cargo bench --bench hot_paths`. Sample sizes are kept at
+//! criterion's minimum so the whole run takes a few minutes on 2 cores.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, black_box};
+
+use vault::backup::{self, BackupOptions};
+use vault::chunk::{self, ChunkerParams};
+use vault::crypto::Seal;
+use vault::id::Id;
+use vault::pack::{BlobKind, PackBuilder};
+use vault::repo::config::{DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE};
+use vault::repo::{Access, InitOptions, OwnerSpec, Repository};
+use vault::storage::{LocalStorage, Storage};
+
+const MIB: usize = 1 << 20;
+
+/// A small deterministic PRNG (splitmix64), so every run sees the same data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn fill(&mut self, out: &mut [u8]) {
+        for c in out.chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            c.copy_from_slice(&v[..c.len()]);
+        }
+    }
+}
+
+const WORDS: &[&str] = &[
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+    "quebec",
+    "romeo",
+    "sierra",
+    "tango",
+    "account",
+    "order",
+    "invoice",
+    "payment",
+    "refund",
+    "customer",
+    "shipped",
+    "pending",
+    "premium",
+    "standard",
+    "north",
+    "south",
+    "east",
+    "west",
+    "warehouse",
+    "berlin",
+    "paris",
+    "london",
+    "madrid",
+    "widget",
+    "gadget",
+    "sprocket",
+    "bolt",
+    "panel",
+    "cable",
+    "sensor",
+    "motor",
+    "pump",
+    "valve",
+    "filter",
+    "bracket",
+    "housing",
+    "spring",
+    "gear",
+    "shaft",
+];
+const STATUSES: &[&str] = &[
+    "new",
+    "paid",
+    "shipped",
+    "delivered",
+    "returned",
+    "cancelled",
+];
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789./";
+
+/// SQL-dump-like text (INSERT lines mixing a small vocabulary with random
+/// numbers, hex and base64); zstd -3 compresses it about 2.2x, like
+/// `scripts/bench.sh`'s corpus.
+fn dump_like(len: usize, seed: u64) -> Vec<u8> {
+    use std::fmt::Write;
+    let mut rng = Rng(seed);
+    let mut out = String::with_capacity(len + 512);
+    let mut n = 0u64;
+    while out.len() < len {
+        n += 1;
+        let mut note = String::new();
+        for i in 0..3 + n % 6 {
+            if i > 0 {
+                note.push(' ');
+            }
+            note.push_str(WORDS[rng.below(WORDS.len() as u64) as usize]);
+        }
+        let token: String = (0..53)
+            .map(|_| B64[rng.below(64) as usize] as char)
+            .collect();
+        let _ = writeln!(
+            out,
+            "INSERT INTO public.orders VALUES ({n}, {}, '{}', '{note}', '{:016x}{:016x}{:016x}{:016x}', \
+             '$2b$10${token}', {}.{:02}, '2025-{:02}-{:02} {:02}:{:02}:{:02}');",
+            rng.below(1_000_000),
+            STATUSES[rng.below(6) as usize],
+            rng.next(),
+            rng.next(),
+            rng.next(),
+            rng.next(),
+            rng.below(100_000),
+            rng.below(100),
+            1 + n % 12,
+            1 + n % 28,
+            rng.below(24),
+            rng.below(60),
+            rng.below(60),
+        );
+    }
+    let mut bytes = out.into_bytes();
+    bytes.truncate(len);
+    bytes
+}
+
+/// A config-file-like text of about `len` bytes.
+fn config_like(rng: &mut Rng, len: usize) -> Vec<u8> {
+    let mut out = String::from("# generated configuration\n[main]\n");
+    while out.len() < len {
+        let k = WORDS[rng.below(WORDS.len() as u64) as usize];
+        let v = WORDS[rng.below(WORDS.len() as u64) as usize];
+        out.push_str(&format!(
+            "{k}_{} = {v}-{}\n",
+            rng.below(100),
+            rng.below(10_000)
+        ));
+    }
+    out.into_bytes()
+}
+
+/// Writes a 64 MiB tree: one 56 MiB dump, 2,000 config files (~3.5 MiB)
+/// in nested directories, and 100 random keystores (2-8 KiB). Returns the
+/// total bytes written.
+fn make_tree(root: &Path) -> u64 {
+    let mut rng = Rng(42);
+    let mut total = 0u64;
+    let dump = dump_like(56 * MIB, 7);
+    fs::create_dir_all(root.join("db")).unwrap();
+    fs::write(root.join("db/app.sql"), &dump).unwrap();
+    total += dump.len() as u64;
+    for svc in 0..40 {
+        for sub in 0..5 {
+            let dir = root.join(format!("etc/svc{svc:02}/conf.d{sub}"));
+            fs::create_dir_all(&dir).unwrap();
+            for f in 0..10 {
+                let len = 200 + rng.below(3_500) as usize;
+                let text = config_like(&mut rng, len);
+                fs::write(dir.join(format!("{f:02}.conf")), &text).unwrap();
+                total += text.len() as u64;
+            }
+        }
+    }
+    fs::create_dir_all(root.join("keystores")).unwrap();
+    for k in 0..100 {
+        let mut ks = vec![0u8; 2048 + rng.below(6 * 1024 + 1) as usize];
+        rng.fill(&mut ks);
+        fs::write(root.join(format!("keystores/ks-{k:03}.p12")), &ks).unwrap();
+        total += ks.len() as u64;
+    }
+    // Top the tree up to exactly 64 MiB with a second, smaller dump.
+    let rest = (64 * MIB as u64).saturating_sub(total) as usize;
+    let extra = dump_like(rest, 8);
+    fs::write(root.join("db/audit.sql"), &extra).unwrap();
+    total + extra.len() as u64
+}
+
+fn chunk_seed() -> u64 {
+    chunk::gear_seed(&[0x5a; 32])
+}
+
+fn bench_chunking(c: &mut Criterion, data: &[u8]) {
+    let params = ChunkerParams::default();
+    let seed = chunk_seed();
+    let mut g = c.benchmark_group("chunk");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("fastcdc_16k_avg_16MiB_dump", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for c in chunk::chunks(black_box(data), &params, seed) {
+                n += c.unwrap().len();
+            }
+            assert_eq!(n, data.len());
+        })
+    });
+    g.finish();
+}
+
+fn bench_ids(c: &mut Criterion, chunks: &[Vec<u8>], data: &[u8]) {
+    let key = [0x11u8; 32];
+    let mut g = c.benchmark_group("id");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("keyed_blake3_per_chunk_16MiB", |b| {
+        b.iter(|| {
+            let mut acc = 0u8;
+            for c in chunks {
+                acc ^= Id::keyed(&key, black_box(c)).0[0];
+            }
+            acc
+        })
+    });
+    // The plain whole-file hash that backup computes alongside the chunk ids.
+    g.bench_function("plain_blake3_whole_16MiB", |b| {
+        b.iter(|| Id::of_bytes(black_box(data)))
+    });
+    g.finish();
+}
+
+fn bench_zstd(c: &mut Criterion, data: &[u8]) {
+    let block = 16 * 1024;
+    let mut g = c.benchmark_group("zstd");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Bytes(data.len() as u64));
+    let level = DEFAULT_COMPRESSION_LEVEL;
+    g.bench_with_input(
+        BenchmarkId::new("compress_16KiB_chunks_16MiB", format!("level{level}")),
+        &level,
+        |b, &level| {
+            let mut z = zstd::bulk::Compressor::new(level).unwrap();
+            b.iter(|| {
+                let mut out = 0usize;
+                for c in data.chunks(block) {
+                    out += z.compress(black_box(c)).unwrap().len();
+                }
+                out
+            })
+        },
+    );
+    g.finish();
+    let mut z = zstd::bulk::Compressor::new(DEFAULT_COMPRESSION_LEVEL).unwrap();
+    let packed: usize = data
+        .chunks(block)
+        .map(|c| z.compress(c).unwrap().len())
+        .sum();
+    eprintln!(
+        "note: zstd -3 on 16 KiB chunks of the dump-like data: ratio {:.2}",
+        data.len() as f64 / packed as f64
+    );
+}
+
+fn bench_pack(c: &mut Criterion, chunks: &[Vec<u8>]) {
+    let mut z = zstd::bulk::Compressor::new(DEFAULT_COMPRESSION_LEVEL).unwrap();
+    let key = [0x11u8; 32];
+    let compressed: Vec<(Id, Vec<u8>, u32)> = chunks
+        .iter()
+        .map(|c| (Id::keyed(&key, c), z.compress(c).unwrap(), c.len() as u32))
+        .collect();
+    let bytes: usize = compressed.iter().map(|(_, c, _)| c.len()).sum();
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public();
+    let mut g = c.benchmark_group("pack");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("build_x25519_compressed_16MiB_plain", |b| {
+        b.iter(|| {
+            let seal = Seal::Recipients(vec![&recipient]);
+            let mut p = PackBuilder::new(BlobKind::Data, &seal, bytes + (1 << 20)).unwrap();
+            for (id, data, raw) in &compressed {
+                p.add(*id, black_box(data), *raw).unwrap();
+            }
+            p.finish().unwrap().bytes.len()
+        })
+    });
+    g.finish();
+}
+
+struct TempRepo {
+    _dir: tempfile::TempDir,
+    repo: Repository,
+}
+
+/// Initializes a repository in a new temporary directory and opens it with
+/// its writer key, as `vault backup -i WRITER` does.
+fn temp_repo(parent: &Path, owner_recipient: &str) -> TempRepo {
+    let dir = tempfile::Builder::new()
+        .prefix("repo-")
+        .tempdir_in(parent)
+        .unwrap();
+    let store = dir.path().join("repo");
+    let writer = dir.path().join("writer.key");
+    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&store));
+    Repository::init(
+        storage.clone(),
+        &InitOptions {
+            owner: OwnerSpec::Recipients(vec![owner_recipient.to_owned()]),
+            owner_name: "bench".into(),
+            writer_key_out: writer.clone(),
+            chunker: ChunkerParams::default(),
+            pack_size: DEFAULT_PACK_SIZE,
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
+        },
+    )
+    .unwrap();
+    let repo = Repository::open(storage, Access::IdentityFile(&writer)).unwrap();
+    TempRepo { _dir: dir, repo }
+}
+
+fn backup_opts(tree: &Path) -> BackupOptions {
+    BackupOptions {
+        paths: vec![tree.to_owned()],
+        host: Some("bench".into()),
+        cache_dir: None,
+        ..Default::default()
+    }
+}
+
+fn bench_backup(c: &mut Criterion) {
+    // Trees and repositories go under $VAULT_BENCH_TMP (default: the system
+    // temp dir); point it at a disk-backed directory if /tmp is a tmpfs.
+    let base: PathBuf = std::env::var_os("VAULT_BENCH_TMP")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    fs::create_dir_all(&base).unwrap();
+    let work = tempfile::Builder::new()
+        .prefix("vault-bench-")
+        .tempdir_in(&base)
+        .unwrap();
+    let tree = work.path().join("tree");
+    let total = make_tree(&tree);
+    let owner = age::x25519::Identity::generate().to_public().to_string();
+    let opts = backup_opts(&tree);
+
+    let mut g = c.benchmark_group("backup");
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(10))
+        .throughput(Throughput::Bytes(total));
+    // First backup: everything is new (read, chunk, id, compress, pack, encrypt, write).
+    g.bench_function("first_64MiB_tree", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let r = temp_repo(work.path(), &owner);
+                let t = Instant::now();
+                let out = backup::run(&r.repo, &opts).unwrap();
+                spent += t.elapsed();
+                assert_eq!(out.snapshot.totals.bytes, total);
+            }
+            spent
+        })
+    });
+    // Same tree again without the file cache: every file is read, chunked
+    // and hashed, but every blob is already stored (the dedup-only path).
+    let seeded = temp_repo(work.path(), &owner);
+    backup::run(&seeded.repo, &opts).unwrap();
+    g.bench_function("unchanged_64MiB_tree_no_cache", |b| {
+        b.iter(|| {
+            let out = backup::run(&seeded.repo, &opts).unwrap();
+            // No content is new; only a tree blob of an ancestor directory
+            // may be (other programs touch /tmp, changing its mtime).
+            assert!(out.snapshot.totals.bytes_added < 64 * 1024);
+        })
+    });
+    g.finish();
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    let data = dump_like(16 * MIB, 1);
+    let chunks: Vec<Vec<u8>> = chunk::chunks(&data[..], &ChunkerParams::default(), chunk_seed())
+        .map(Result::unwrap)
+        .collect();
+    eprintln!(
+        "note: 16 MiB dump-like input cut into {} chunks (mean {} bytes)",
+        chunks.len(),
+        data.len() / chunks.len()
+    );
+    bench_chunking(&mut c, &data);
+    bench_ids(&mut c, &chunks, &data);
+    bench_zstd(&mut c, &data);
+    bench_pack(&mut c, &chunks);
+    bench_backup(&mut c);
+    c.final_summary();
+}

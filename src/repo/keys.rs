@@ -170,10 +170,13 @@ impl RepoKeys {
 
     /// Every identity the caller holds, for decryption.
     pub fn keyring(&self) -> Keyring {
-        let mut ring = Keyring::new(vec![Box::new(self.writer.identity.clone())]);
+        // The owner identity first: it opens every object, so the writer
+        // identity is tried only when the caller is not an owner.
+        let mut ring = Keyring::default();
         if let Some(o) = &self.owner {
             ring.push(Box::new(o.clone()));
         }
+        ring.push(Box::new(self.writer.identity.clone()));
         ring
     }
 }

@@ -105,7 +105,11 @@ impl<'a> BlobReader<'a> {
                 self.open.insert(0, hit);
             }
             None => {
-                let body = self.repo.storage().open(key)?;
+                // Buffered: age parses the header a few bytes at a time.
+                let body: Box<dyn ReadSeek> = Box::new(std::io::BufReader::with_capacity(
+                    64 << 10,
+                    self.repo.storage().open(key)?,
+                ));
                 let stream = self.repo.keys().keyring().decrypt_stream(body, key)?;
                 self.open.truncate(OPEN_PACKS - 1);
                 self.open.insert(0, (loc.pack, stream, 0));

@@ -1,0 +1,421 @@
+#!/usr/bin/env bash
+# Benchmarks vault against `tar | zstd -3 | age`, restic, borg (and rustic if it
+# is already on PATH) on one generated server-like corpus, in one run:
+#
+#   night 1 backup -> change the corpus -> night 2 backup -> full restore -> full verify read
+#
+# Corpus: ~3000 small config files in nested directories, 100 random keystores
+# (2-8 KiB), and BENCH_DUMP_MB MiB of SQL-dump-like text that zstd -3 compresses
+# about 2x. Night 2 edits 30 configs, rewrites one keystore and changes ~0.2 % of
+# the dump's lines, scattered through the file.
+#
+# Environment:
+#   BENCH_WORK      work directory (default: <repo>/bench-work, gitignored)
+#   BENCH_DUMP_MB   size of the dump in MiB (default 1024)
+#   BENCH_TOOLS     tools to run, space separated (default: "tar vault restic borg rustic";
+#                   rustic is skipped unless `rustic` is on PATH)
+#   BENCH_INSTALL   1 (default) installs missing restic/borg/age/zstd/b3sum/time with apt-get
+#   BENCH_KEEP      1 keeps corpus and repositories afterwards (default: 0, removes them)
+#   BENCH_RESTORE_DIR  where restores go (default: <work>/restore)
+#
+# Caveats printed with the results: the page cache cannot be dropped here, so
+# every step runs with a warm cache; on a shared machine CPU and wall numbers
+# are noisy (the load average around each step is logged).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=${BENCH_WORK:-$ROOT/bench-work}
+DUMP_MB=${BENCH_DUMP_MB:-1024}
+TOOLS=${BENCH_TOOLS:-"tar vault restic borg rustic"}
+INSTALL=${BENCH_INSTALL:-1}
+KEEP=${BENCH_KEEP:-0}
+PASSWORD=bench-password-not-secret
+TIMEOUT=${BENCH_STEP_TIMEOUT:-3600} # seconds; every timed step is bounded
+
+case "$DUMP_MB" in '' | *[!0-9]*) echo "BENCH_DUMP_MB must be a number" >&2; exit 2 ;; esac
+[ "$DUMP_MB" -ge 1 ] || { echo "BENCH_DUMP_MB must be >= 1" >&2; exit 2; }
+mkdir -p "$WORK"
+WORK=$(cd "$WORK" && pwd)
+[ "$WORK" != / ] || { echo "refusing to use / as the work dir" >&2; exit 2; }
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+# ---------------------------------------------------------------- tools
+need_pkgs=()
+for pair in restic:restic borg:borgbackup age:age zstd:zstd b3sum:b3sum python3:python3; do
+  cmd=${pair%%:*} pkg=${pair#*:}
+  case "$cmd" in restic | borg) [[ " $TOOLS " == *" $cmd "* ]] || continue ;; esac
+  command -v "$cmd" >/dev/null || need_pkgs+=("$pkg")
+done
+[ -x /usr/bin/time ] || need_pkgs+=(time)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$INSTALL" = 1 ] && command -v apt-get >/dev/null; then
+    log "installing: ${need_pkgs[*]}"
+    SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get install -y "${need_pkgs[@]}" >"$WORK/apt.log" 2>&1 || {
+      $SUDO apt-get update >>"$WORK/apt.log" 2>&1
+      $SUDO apt-get install -y "${need_pkgs[@]}" >>"$WORK/apt.log" 2>&1
+    }
+  else
+    echo "missing: ${need_pkgs[*]} (set BENCH_INSTALL=1 or install them)" >&2
+    exit 1
+  fi
+fi
+active=()
+for t in $TOOLS; do
+  case "$t" in
+    rustic) command -v rustic >/dev/null && active+=(rustic) || log "rustic not on PATH: skipped" ;;
+    tar | vault | restic | borg) active+=("$t") ;;
+    *) echo "unknown tool: $t" >&2; exit 2 ;;
+  esac
+done
+
+log "building vault (release)"
+(cd "$ROOT" && cargo build --release --quiet)
+BUILT=${CARGO_TARGET_DIR:-$ROOT/target}/release/vault
+[ -x "$BUILT" ] || { echo "no vault binary at $BUILT" >&2; exit 1; }
+# The target dir may be shared with other builds: run a private copy so the
+# binary cannot change in the middle of the run.
+mkdir -p "$WORK/bin"
+cp "$BUILT" "$WORK/bin/vault"
+VAULT=$WORK/bin/vault
+VAULT_REV="$(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' + uncommitted changes in src/')"
+
+# ---------------------------------------------------------------- layout
+CORPUS=$WORK/corpus
+REPOS=$WORK/repos
+RESTORE=${BENCH_RESTORE_DIR:-$WORK/restore}
+KEYS=$WORK/keys
+LOGS=$WORK/logs
+TIMES=$WORK/times
+export TMPDIR=$WORK/tmp # vault's --verify sandbox goes here (same file system)
+# ext4 without a journal (as on this VM) skips inodes deleted in the last
+# 60-300 s when it allocates new ones, so creating files right after a mass
+# delete is several times slower. Nothing is deleted between timed steps; a
+# previous run's leftovers are deleted here, long before the restores.
+if [ -e "$CORPUS" ] || [ -e "$REPOS" ] || [ -e "$RESTORE" ]; then
+  log "removing the previous run's files (keep BENCH_KEEP=0 to have them removed at the end instead)"
+fi
+rm -rf "$CORPUS" "$REPOS" "$RESTORE" "$KEYS" "$LOGS" "$TIMES" "$TMPDIR" \
+  "$WORK/vault-cache" "$WORK/restic-cache" "$WORK/borg-base" "$WORK/results.md"
+mkdir -p "$CORPUS" "$REPOS" "$RESTORE" "$KEYS" "$LOGS" "$TIMES" "$TMPDIR"
+chmod 700 "$KEYS"
+RESTORE_FS=$(df -T "$RESTORE" | awk 'NR==2{print $2}')
+
+# ---------------------------------------------------------------- corpus
+GEN=$WORK/corpus.py
+cat >"$GEN" <<'PY'
+"""Deterministic corpus generator and night-2 mutator for scripts/bench.sh."""
+import base64, os, random, sys
+
+VOCAB = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november "
+         "oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu account order "
+         "invoice payment refund customer shipped pending cancelled active inactive premium standard "
+         "basic north south east west central region warehouse berlin paris london madrid rome vienna "
+         "prague warsaw oslo dublin lisbon athens widget gadget sprocket gizmo bolt nut screw panel "
+         "cable sensor motor pump valve filter bracket housing cover seal spring gear shaft "
+         "bearing").split()
+STATUSES = ["new", "paid", "shipped", "delivered", "returned", "cancelled"]
+B64 = b"./"
+
+
+def dump_line(rng, n):
+    note = " ".join(rng.choices(VOCAB, k=3 + (n * 7) % 6))
+    token = base64.b64encode(rng.getrandbits(320).to_bytes(40, "little"), B64).decode()[:53]
+    return ("INSERT INTO public.orders VALUES (%d, %d, '%s', '%s', '%064x', '$2b$10$%s', %d.%02d, "
+            "'2025-%02d-%02d %02d:%02d:%02d');\n"
+            % (n, rng.randrange(1000000), STATUSES[rng.getrandbits(8) % 6], note,
+               rng.getrandbits(256), token, rng.randrange(100000), rng.randrange(100),
+               1 + n % 12, 1 + n % 28, rng.getrandbits(5) % 24, rng.getrandbits(6) % 60,
+               rng.getrandbits(6) % 60))
+
+
+def config_text(rng, i):
+    lines = ["# managed by config-management; do not edit by hand", "[service]",
+             "name = svc-%d" % i, "enabled = %s" % rng.choice(["true", "false"])]
+    target = rng.randrange(200, 6000)
+    size = sum(len(l) + 1 for l in lines)
+    section = 0
+    while size < target:
+        if rng.random() < 0.1:
+            section += 1
+            l = "\n[%s_%d]" % (rng.choice(VOCAB), section)
+        else:
+            l = "%s_%s = %s" % (rng.choice(VOCAB), rng.choice(VOCAB), rng.choice([
+                str(rng.randrange(65536)), rng.choice(VOCAB), "/var/lib/%s/%s" % (rng.choice(VOCAB), rng.choice(VOCAB)),
+                "%d.%d.%d.%d" % tuple(rng.randrange(256) for _ in range(4)), "%016x" % rng.getrandbits(64)]))
+        lines.append(l)
+        size += len(l) + 1
+    return "\n".join(lines) + "\n"
+
+
+def config_paths(root):
+    out = []
+    for a in range(30):
+        for b in range(10):
+            for c in range(10):
+                out.append(os.path.join(root, "etc", "app%02d" % a, "conf.d%d" % b, "unit%02d.conf" % c))
+    return out  # 3000 files, 330 directories
+
+
+def gen(root, dump_mb):
+    rng = random.Random(20261123)
+    for i, p in enumerate(config_paths(root)):
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "w") as f:
+            f.write(config_text(rng, i))
+    ks = os.path.join(root, "keystores")
+    os.makedirs(ks, exist_ok=True)
+    for i in range(100):
+        with open(os.path.join(ks, "host%03d.p12" % i), "wb") as f:
+            f.write(rng.randbytes(rng.randrange(2048, 8193)))
+    db = os.path.join(root, "db")
+    os.makedirs(db, exist_ok=True)
+    target = dump_mb * 1024 * 1024
+    with open(os.path.join(db, "app.sql"), "w", buffering=1 << 20) as f:
+        f.write("--\n-- PostgreSQL database dump\n--\n\nSET statement_timeout = 0;\n"
+                "SET client_encoding = 'UTF8';\n\n")
+        n, written, buf = 0, 0, []
+        while written < target:
+            n += 1
+            line = dump_line(rng, n)
+            buf.append(line)
+            written += len(line)
+            if len(buf) >= 4096:
+                f.write("".join(buf))
+                buf.clear()
+        f.write("".join(buf))
+        f.write("\n-- PostgreSQL database dump complete\n")
+
+
+def mutate(root):
+    rng = random.Random(424242)
+    paths = config_paths(root)
+    for p in paths[7::100][:30]:  # 30 configs spread over the tree
+        with open(p, "a") as f:
+            f.write("# changed on night 2: %016x\n" % rng.getrandbits(64))
+    ks = os.path.join(root, "keystores", "host042.p12")
+    size = os.path.getsize(ks)
+    with open(ks + ".new", "wb") as f:
+        f.write(rng.randbytes(size))
+    os.replace(ks + ".new", ks)
+    dump = os.path.join(root, "db", "app.sql")
+    changed = total = 0
+    with open(dump) as src, open(dump + ".new", "w", buffering=1 << 20) as dst:
+        for line in src:
+            if line.startswith("INSERT"):
+                total += 1
+                if rng.random() < 0.002:  # ~0.2 % of rows, scattered: an UPDATE of amount
+                    head, _amount, tail = line.rsplit(", ", 2)
+                    line = "%s, %d.%02d, %s" % (head, rng.randrange(100000), rng.randrange(100), tail)
+                    changed += 1
+            dst.write(line)
+    os.replace(dump + ".new", dump)
+    print("changed 30 configs, 1 keystore, %d of %d dump lines (%.3f %%)"
+          % (changed, total, 100.0 * changed / max(total, 1)))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "gen":
+        gen(sys.argv[2], int(sys.argv[3]))
+    else:
+        mutate(sys.argv[2])
+PY
+
+log "generating corpus in $CORPUS (dump ${DUMP_MB} MiB)"
+python3 "$GEN" gen "$CORPUS" "$DUMP_MB"
+DUMP=$CORPUS/db/app.sql
+dump_bytes=$(stat -c %s "$DUMP")
+dump_z3=$(zstd -3 -T0 -q -c "$DUMP" | wc -c)
+dump_ratio=$(awk -v a="$dump_bytes" -v b="$dump_z3" 'BEGIN{printf "%.2f", a/b}')
+corpus_bytes=$(du -sb "$CORPUS" | cut -f1)
+corpus_files=$(find "$CORPUS" -type f | wc -l)
+log "corpus: $corpus_files files, $corpus_bytes bytes; dump zstd -3 ratio $dump_ratio"
+
+# ---------------------------------------------------------------- keys & repos
+OWNER_KEY=$KEYS/owner.key
+RECIPIENT=$("$VAULT" key generate --output "$OWNER_KEY")
+export RESTIC_PASSWORD=$PASSWORD BORG_PASSPHRASE=$PASSWORD RUSTIC_PASSWORD=$PASSWORD
+export BORG_BASE_DIR=$WORK/borg-base BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=no
+export RESTIC_CACHE_DIR=$WORK/restic-cache
+
+repo() { echo "$REPOS/$1"; }
+for t in "${active[@]}"; do
+  case "$t" in
+    tar) mkdir -p "$(repo tar)" ;;
+    vault) "$VAULT" init -r "$(repo vault)" --owner "$RECIPIENT" --owner-name ops \
+      --writer-key-out "$KEYS/writer.key" >"$LOGS/vault.init.log" 2>&1 ;;
+    restic) restic -r "$(repo restic)" init --repository-version 2 >"$LOGS/restic.init.log" 2>&1 ;;
+    borg) borg init --encryption repokey-blake2 "$(repo borg)" >"$LOGS/borg.init.log" 2>&1 ;;
+    rustic) rustic -r "$(repo rustic)" init >"$LOGS/rustic.init.log" 2>&1 ;;
+  esac
+done
+
+# ---------------------------------------------------------------- step commands
+# Each prints nothing on stdout that matters; all output goes to the step log.
+run_step() { # tool step
+  local tool=$1 step=$2 r
+  r=$(repo "$tool")
+  case "$tool:$step" in
+    tar:backup1 | tar:backup2)
+
+      tar -C "$CORPUS" -cf - . | zstd -3 -T0 -q | age -r "$RECIPIENT" >"$r/$step.tar.zst.age" ;;
+    tar:restore)
+      age -d -i "$OWNER_KEY" "$r/backup2.tar.zst.age" | zstd -d -q | tar -C "$RESTORE/tar" -xf - ;;
+    tar:verify)
+      age -d -i "$OWNER_KEY" "$r/backup2.tar.zst.age" | zstd -d -q >/dev/null ;;
+    vault:backup1 | vault:backup2)
+      "$VAULT" backup -r "$r" -i "$KEYS/writer.key" --cache-dir "$WORK/vault-cache" "$CORPUS" ;;
+    vault:restore)
+      "$VAULT" restore -r "$r" -i "$OWNER_KEY" latest --target "$RESTORE/vault" ;;
+    vault:verify)
+      "$VAULT" restore -r "$r" -i "$OWNER_KEY" latest --verify ;;
+    vault:check)
+      "$VAULT" check -r "$r" -i "$OWNER_KEY" --read-data ;;
+    restic:backup1 | restic:backup2)
+      (cd "$CORPUS" && restic -r "$r" backup --compression auto --host bench .) ;;
+    restic:restore)
+      restic -r "$r" restore latest --target "$RESTORE/restic" ;;
+    restic:verify)
+      restic -r "$r" check --read-data ;;
+    borg:backup1 | borg:backup2)
+      (cd "$CORPUS" && borg create --compression zstd,3 --stats "$r::$step" .) ;;
+    borg:restore)
+      (cd "$RESTORE/borg" && borg extract "$r::backup2") ;;
+    borg:verify)
+      borg check --verify-data "$r" ;;
+    rustic:backup1 | rustic:backup2)
+      (cd "$CORPUS" && rustic -r "$r" backup --host bench .) ;;
+    rustic:restore)
+      rustic -r "$r" restore latest "$RESTORE/rustic" ;;
+    rustic:verify)
+      rustic -r "$r" check --read-data ;;
+    *) echo "no command for $tool:$step" >&2; return 1 ;;
+  esac
+}
+export -f run_step repo
+export CORPUS REPOS RESTORE KEYS WORK VAULT RECIPIENT OWNER_KEY
+
+declare -A WALL CPU RSS STATUS
+timed() { # tool step
+  local tool=$1 step=$2 tf="$TIMES/$1.$2" lf="$LOGS/$1.$2.log" rc=0
+  log "$tool $step"
+  { echo "# loadavg before: $(cat /proc/loadavg)"; } >"$lf"
+  timeout "$TIMEOUT" /usr/bin/time -f '%e %U %S %M' -o "$tf" \
+    bash -c 'set -euo pipefail; run_step "$@"' _ "$tool" "$step" >>"$lf" 2>&1 || rc=$?
+  echo "# loadavg after: $(cat /proc/loadavg)" >>"$lf"
+  local wall user sys rss
+  read -r wall user sys rss < <(tail -n 1 "$tf" 2>/dev/null || echo "0 0 0 0")
+  WALL[$tool:$step]=$wall
+  CPU[$tool:$step]=$(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", u+s}')
+  RSS[$tool:$step]=$(awk -v k="$rss" 'BEGIN{printf "%.0f", k/1024}')
+  if [ "$rc" = 0 ]; then
+    STATUS[$tool:$step]=ok
+  else
+    STATUS[$tool:$step]="FAILED(rc=$rc)"
+    log "  $tool $step FAILED (rc=$rc); last lines of $lf:"
+    tail -n 5 "$lf" >&2
+  fi
+  log "  wall ${WALL[$tool:$step]} s, cpu ${CPU[$tool:$step]} s, rss ${RSS[$tool:$step]} MiB"
+}
+
+declare -A SIZE1 SIZE2
+size_of() { du -sb "$(repo "$1")" | cut -f1; }
+
+# Manifest of the corpus as of night 2, to check every restore.
+manifest() { (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r b3sum); }
+restored_root() { # where a tool put the corpus inside its restore target
+  local t=$RESTORE/$1
+  if [ -d "$t$CORPUS" ]; then echo "$t$CORPUS"; else echo "$t"; fi
+}
+declare -A RESTORE_OK
+
+# ---------------------------------------------------------------- the run
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+for t in "${active[@]}"; do timed "$t" backup1; SIZE1[$t]=$(size_of "$t"); done
+
+log "night 2 changes"
+python3 "$GEN" mutate "$CORPUS" | tee "$LOGS/mutate.log" >&2
+sleep 1 # let mtimes settle past the backup tools' "too recent" windows
+manifest "$CORPUS" >"$WORK/manifest.b3"
+
+for t in "${active[@]}"; do timed "$t" backup2; SIZE2[$t]=$(size_of "$t"); done
+
+for t in "${active[@]}"; do
+  mkdir -p "$RESTORE/$t"
+  timed "$t" restore
+  if diff -q <(manifest "$(restored_root "$t")") "$WORK/manifest.b3" >/dev/null; then
+    RESTORE_OK[$t]=identical
+  else
+    RESTORE_OK[$t]=DIFFERS
+    log "  $t restore differs from the corpus"
+  fi
+done
+
+for t in "${active[@]}"; do timed "$t" verify; done
+if [[ " ${active[*]} " == *" vault "* ]]; then timed vault check; fi
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+rm -rf "${RESTORE:?}" # only now: see the note on ext4 above
+
+# ---------------------------------------------------------------- report
+MD=$WORK/results.md
+mib() { awk -v b="$1" 'BEGIN{printf "%.1f", b/1048576}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f×", a/b; else print "–" }'; }
+label() {
+  case "$1" in
+    backup1) echo "first backup" ;; backup2) echo "second backup" ;;
+    restore) echo "full restore" ;; verify) echo "full verify read" ;;
+    check) echo "full verify read" ;;
+  esac
+}
+how() {
+  case "$1:$2" in
+    vault:verify) echo "restore --verify" ;; vault:check) echo "check --read-data" ;;
+    restic:verify) echo "check --read-data" ;; borg:verify) echo "check --verify-data" ;;
+    rustic:verify) echo "check --read-data" ;; tar:verify) echo "age -d \\| zstd -d >/dev/null" ;;
+    *) echo "" ;;
+  esac
+}
+{
+  echo "# vault benchmark results"
+  echo
+  echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); host: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
+  echo "- vault: $VAULT_REV, release build"
+  echo "- versions: $(restic version 2>/dev/null | cut -d' ' -f1-2 || true); $(borg --version 2>/dev/null || true); age $(age --version 2>/dev/null || true); $(zstd --version 2>/dev/null | sed 's/\*\*\* //; s/ \*\*\*//; s/, by.*//' || true)$(command -v rustic >/dev/null && echo "; $(rustic --version)" || true)"
+  echo "- corpus: $corpus_files files, $(mib "$corpus_bytes") MiB ($(find "$CORPUS/etc" -type f | wc -l) configs, 100 keystores, dump $(mib "$dump_bytes") MiB, zstd -3 ratio of the dump **$dump_ratio**)"
+  echo "- night 2: $(cat "$LOGS/mutate.log")"
+  echo "- **warm page cache** (it cannot be dropped here); load average at start $LOAD_START, at end $LOAD_END"
+  echo "  (other work shares this machine, so CPU and wall times are noisy; compare ratios to tar)"
+  echo "- peak RSS is the largest single process of the step (GNU time over a shell pipeline for tar)"
+  echo "- restores go to $RESTORE_FS under $RESTORE; vault's --verify sandbox is under $TMPDIR"
+  echo
+  echo "| step | tool | wall s | × tar | CPU s (user+sys) | peak RSS MiB | status |"
+  echo "|---|---|---:|---:|---:|---:|---|"
+  for s in backup1 backup2 restore verify check; do
+    for t in "${active[@]}"; do
+      [ -n "${WALL[$t:$s]:-}" ] || continue
+      note=$(how "$t" "$s"); [ -z "$note" ] || note=" ($note)"
+      st=${STATUS[$t:$s]}
+      [ "$s" != restore ] || st="$st, ${RESTORE_OK[$t]:-?}"
+      echo "| $(label "$s") | $t$note | ${WALL[$t:$s]} | $(ratio "${WALL[$t:$s]}" "${WALL[tar:${s/check/verify}]:-0}") | ${CPU[$t:$s]} | ${RSS[$t:$s]} | $st |"
+    done
+  done
+  echo
+  echo "| tool | repo after night 1 MiB | repo after night 2 MiB | added by night 2 MiB | added / night 1 |"
+  echo "|---|---:|---:|---:|---:|"
+  for t in "${active[@]}"; do
+    [ -n "${SIZE1[$t]:-}" ] && [ -n "${SIZE2[$t]:-}" ] || continue
+    added=$((SIZE2[$t] - SIZE1[$t]))
+    echo "| $t | $(mib "${SIZE1[$t]}") | $(mib "${SIZE2[$t]}") | $(mib "$added") | $(awk -v a="$added" -v b="${SIZE1[$t]}" 'BEGIN{printf "%.3f", a/b}') |"
+  done
+} >"$MD"
+echo
+cat "$MD"
+echo
+log "results written to $MD; logs in $LOGS"
+
+if [ "$KEEP" != 1 ]; then
+  rm -rf "$CORPUS" "$REPOS" "$RESTORE" "$TMPDIR" "$WORK/vault-cache" "$WORK/restic-cache" "$WORK/borg-base" \
+    "$WORK/bin"
+fi
