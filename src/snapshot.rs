@@ -20,7 +20,7 @@ pub enum SourceStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceRecord {
-    /// `paths` for file trees.
+    /// `paths` for file trees, `command` for a command's output.
     pub kind: String,
     /// A name for the source (for paths: the paths joined).
     pub name: String,
@@ -29,6 +29,9 @@ pub struct SourceRecord {
     pub paths: Vec<String>,
     /// How it went.
     pub status: SourceStatus,
+    /// For command sources: the command line that was run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
 }
 
 /// Totals of a backup run.

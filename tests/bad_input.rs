@@ -303,6 +303,7 @@ fn craft_snapshot(
             name: "/".into(),
             paths: vec!["/".into()],
             status: SourceStatus::Ok,
+            command: None,
         }],
         root,
         totals: Totals::default(),

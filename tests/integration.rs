@@ -5,5 +5,6 @@ mod util;
 
 mod backup_restore;
 mod bad_input;
+mod command_source;
 mod keys;
 mod restore_without_vault;

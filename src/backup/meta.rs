@@ -136,3 +136,33 @@ fn read_xattrs(path: &Path) -> Vec<Xattr> {
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
+
+/// A node with the given identity and no file behind it.
+pub fn synthetic(
+    name: &OsStr,
+    kind: NodeKind,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime_ns: i64,
+    names: &mut Names,
+) -> Node {
+    Node {
+        name: Bytes(name.as_bytes().to_vec()),
+        kind,
+        mode,
+        uid,
+        gid,
+        user: names.user(uid),
+        group: names.group(gid),
+        mtime_ns,
+        size: 0,
+        target: None,
+        rdev: None,
+        hardlink: None,
+        xattrs: Vec::new(),
+        content: Vec::new(),
+        hash: None,
+        subtree: None,
+    }
+}

@@ -6,6 +6,7 @@
 //! backup reuses and prune cleans up.
 
 mod cache;
+mod command;
 mod meta;
 mod pipeline;
 mod walk;
@@ -24,6 +25,7 @@ use crate::repo::{ObjectKind, Repository};
 use crate::snapshot::{InputError, Snapshot, SourceRecord, SourceStatus, Totals};
 use crate::tree::{Node, NodeKind, Tree};
 use cache::{CacheEntry, FileCache};
+pub use command::CommandSource;
 use pipeline::{BlobSink, Failure, RawBlob, Stats};
 use walk::{Event, FileData, FileJob, Walker};
 
@@ -32,6 +34,8 @@ use walk::{Event, FileData, FileJob, Walker};
 pub struct BackupOptions {
     /// Paths to back up (files or directories).
     pub paths: Vec<PathBuf>,
+    /// Commands whose standard output is stored as a file.
+    pub commands: Vec<CommandSource>,
     /// Exclude patterns: without `/` they match a file name anywhere; with
     /// `/` they match the whole absolute path.
     pub excludes: Vec<String>,
@@ -105,7 +109,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = chrono::Utc::now();
     let host = opts.host.clone().unwrap_or_else(hostname);
-    if opts.paths.is_empty() {
+    if opts.paths.is_empty() && opts.commands.is_empty() {
         return Err(Error::Usage(
             "nothing to back up: give at least one path".into(),
         ));
@@ -117,7 +121,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         .collect::<Result<_>>()?;
     let path_names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
 
-    if !paths.iter().any(|p| p.symlink_metadata().is_ok()) {
+    if opts.commands.is_empty() && !paths.iter().any(|p| p.symlink_metadata().is_ok()) {
         return Err(Error::Usage(format!(
             "nothing could be read, no snapshot made: none of the source paths exists ({})",
             path_names.join(", ")
@@ -136,10 +140,15 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         .collect();
     index.retain_packs(|p| stored.contains(p));
     let (snapshots, _) = repo.snapshots()?;
+    let wanted_names: Vec<String> = path_names
+        .iter()
+        .cloned()
+        .chain(opts.commands.iter().map(|c| c.filename.clone()))
+        .collect();
     let parent = snapshots
         .iter()
         .rev()
-        .find(|(_, s)| s.host == host && s.sources.iter().any(|src| src.paths == path_names))
+        .find(|(_, s)| s.host == host && source_names(&s.sources) == wanted_names)
         .map(|(id, _)| *id);
     let cache = opts
         .cache_dir
@@ -161,7 +170,14 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     } else {
         opts.read_threads
     };
-    let walker = Walker::new(&paths, &opts.excludes, cache.as_ref(), &index, &errors)?;
+    let walker = Walker::new(
+        &paths,
+        &opts.commands,
+        &opts.excludes,
+        cache.as_ref(),
+        &index,
+        &errors,
+    )?;
 
     let assembled = std::thread::scope(|s| {
         let (raw_tx, raw_rx) = bounded::<RawBlob>(64);
@@ -210,14 +226,13 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     let (root, cache_entries, mut totals) = assembled?;
 
     let errors = errors.into_inner().expect("errors lock");
-    let status = if errors.is_empty() {
-        SourceStatus::Ok
-    } else if totals.files + totals.dirs > 0 {
-        SourceStatus::Partial
-    } else {
-        SourceStatus::Failed
-    };
-    if status == SourceStatus::Failed {
+    let sources = source_records(
+        &path_names,
+        &opts.commands,
+        &errors,
+        totals.files + totals.dirs,
+    );
+    if sources.iter().all(|s| s.status == SourceStatus::Failed) {
         let first = errors
             .first()
             .map(|e| format!("{}: {}", e.path, e.message))
@@ -235,12 +250,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         host,
         user: username(),
         tags: opts.tags.clone(),
-        sources: vec![SourceRecord {
-            kind: "paths".into(),
-            name: path_names.join(" "),
-            paths: path_names,
-            status,
-        }],
+        sources,
         root,
         totals,
         errors,
@@ -261,6 +271,73 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         }
     }
     Ok(BackupOutcome { id, snapshot })
+}
+
+/// The names identifying a snapshot's sources (to find its parent).
+fn source_names(sources: &[SourceRecord]) -> Vec<String> {
+    sources
+        .iter()
+        .flat_map(|s| {
+            if s.kind == "paths" {
+                s.paths.clone()
+            } else {
+                vec![s.name.clone()]
+            }
+        })
+        .collect()
+}
+
+/// One record per source with its status. A command whose output could not
+/// be stored completely has failed; paths are partial when some entries
+/// could not be read, failed when nothing was.
+fn source_records(
+    path_names: &[String],
+    commands: &[CommandSource],
+    errors: &[InputError],
+    entries_read: u64,
+) -> Vec<SourceRecord> {
+    let command_path = |c: &CommandSource| format!("/{}", c.filename.trim_matches('/'));
+    let mut out = Vec::new();
+    if !path_names.is_empty() {
+        let path_errors = errors
+            .iter()
+            .filter(|e| !commands.iter().any(|c| e.path == command_path(c)))
+            .count();
+        let all_missing = path_names.iter().all(|p| {
+            errors
+                .iter()
+                .any(|e| &e.path == p && e.message.starts_with("source path"))
+        });
+        let status = if path_errors == 0 {
+            SourceStatus::Ok
+        } else if all_missing || entries_read == 0 {
+            SourceStatus::Failed
+        } else {
+            SourceStatus::Partial
+        };
+        out.push(SourceRecord {
+            kind: "paths".into(),
+            name: path_names.join(" "),
+            paths: path_names.to_vec(),
+            status,
+            command: None,
+        });
+    }
+    for c in commands {
+        let failed = errors.iter().any(|e| e.path == command_path(c));
+        out.push(SourceRecord {
+            kind: "command".into(),
+            name: c.filename.clone(),
+            paths: Vec::new(),
+            status: if failed {
+                SourceStatus::Failed
+            } else {
+                SourceStatus::Ok
+            },
+            command: Some(c.command.clone()),
+        });
+    }
+    out
 }
 
 type Assembled = (Id, Vec<CacheEntry>, Totals);
@@ -334,6 +411,10 @@ fn assemble(
                 node.hash = Some(data.hash);
                 totals.files += 1;
                 totals.bytes += data.size;
+                if !stamp.cacheable {
+                    stack.last_mut().expect("frame").1.push(node);
+                    continue;
+                }
                 cache_entries.push(CacheEntry {
                     path: crate::tree::Bytes(path.into_os_string().into_encoded_bytes()),
                     size: stamp.size,

@@ -13,6 +13,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::cache::FileCache;
+use super::command::{CommandSource, Running};
 use super::meta::{self, Names};
 use super::pipeline::{BlobSink, Failure, RawBlob};
 use crate::chunk;
@@ -43,6 +44,8 @@ pub struct Stamp {
     pub size: u64,
     pub ctime_ns: i64,
     pub ino: u64,
+    /// Whether the file cache may remember it (not for command output).
+    pub cacheable: bool,
 }
 
 /// A file's content: known from the cache, or being read.
@@ -70,8 +73,16 @@ pub enum Event {
 
 /// A file for a reader thread.
 pub struct FileJob {
-    path: PathBuf,
+    source: JobSource,
     reply: Sender<Result<FileData, String>>,
+}
+
+/// Where a file's content comes from.
+enum JobSource {
+    /// A regular file on disk.
+    Path(PathBuf),
+    /// A command's standard output.
+    Command(String),
 }
 
 /// The source paths arranged as a tree, so `/etc` and `/opt/app` share `/`.
@@ -79,11 +90,20 @@ pub struct FileJob {
 struct Layout {
     children: BTreeMap<Vec<u8>, Layout>,
     is_source: bool,
+    /// A command source stored at this path (index into the commands).
+    command: Option<usize>,
+}
+
+impl Layout {
+    fn has_command(&self) -> bool {
+        self.command.is_some() || self.children.values().any(Layout::has_command)
+    }
 }
 
 /// Walks sources and produces events.
 pub struct Walker<'a> {
     layout: Layout,
+    commands: &'a [CommandSource],
     name_excludes: GlobSet,
     path_excludes: GlobSet,
     cache: Option<&'a FileCache>,
@@ -102,6 +122,7 @@ impl<'a> Walker<'a> {
     /// Prepares a walk over absolute `paths`.
     pub fn new(
         paths: &[PathBuf],
+        commands: &'a [CommandSource],
         excludes: &[String],
         cache: Option<&'a FileCache>,
         index: &'a Index,
@@ -130,6 +151,25 @@ impl<'a> Walker<'a> {
                 at.children.clear();
             }
         }
+        for (i, cmd) in commands.iter().enumerate() {
+            let collides = || {
+                Error::Usage(format!(
+                    "--stdin-filename {:?} collides with a backed-up path or another command",
+                    cmd.filename
+                ))
+            };
+            let mut at = &mut layout;
+            for part in cmd.components().map_err(Error::Usage)? {
+                if at.is_source || at.command.is_some() {
+                    return Err(collides());
+                }
+                at = at.children.entry(part).or_default();
+            }
+            if at.is_source || at.command.is_some() || !at.children.is_empty() {
+                return Err(collides());
+            }
+            at.command = Some(i);
+        }
         let (mut names, mut full) = (GlobSetBuilder::new(), GlobSetBuilder::new());
         for pat in excludes {
             let glob = Glob::new(pat)
@@ -146,6 +186,7 @@ impl<'a> Walker<'a> {
         };
         Ok(Walker {
             layout,
+            commands,
             name_excludes: build(names)?,
             path_excludes: build(full)?,
             cache,
@@ -187,6 +228,10 @@ impl<'a> Walker<'a> {
         for (name, child) in &layout.children {
             let name = OsString::from(std::ffi::OsStr::from_bytes(name));
             let path = dir.join(&name);
+            if let Some(i) = child.command {
+                self.command_file(&path, &name, &self.commands[i], st)?;
+                continue;
+            }
             if child.is_source {
                 match fs::symlink_metadata(&path) {
                     Ok(m) => self.visit(&path, &name, &m, st, failure, 0)?,
@@ -203,6 +248,10 @@ impl<'a> Walker<'a> {
                     n.target = None;
                     n
                 }
+                // Command output lives in directories that need not exist.
+                Err(_) if child.has_command() => {
+                    synthetic_node(&name, NodeKind::Dir, 0o755, &mut st.names)
+                }
                 Err(e) => {
                     self.error(&path, format!("source path cannot be read: {e}"));
                     continue;
@@ -213,6 +262,38 @@ impl<'a> Walker<'a> {
             st.events.send(Event::Leave).map_err(|_| ())?;
         }
         Ok(())
+    }
+
+    /// Hands a command source to the readers as a file at `path`.
+    fn command_file(
+        &self,
+        path: &Path,
+        name: &std::ffi::OsStr,
+        cmd: &CommandSource,
+        st: &mut WalkState,
+    ) -> Result<(), ()> {
+        let node = synthetic_node(name, NodeKind::File, 0o600, &mut st.names);
+        let (tx, rx) = bounded(1);
+        st.jobs
+            .send(FileJob {
+                source: JobSource::Command(cmd.command.clone()),
+                reply: tx,
+            })
+            .map_err(|_| ())?;
+        let stamp = Stamp {
+            size: 0,
+            ctime_ns: 0,
+            ino: 0,
+            cacheable: false,
+        };
+        st.events
+            .send(Event::File {
+                path: path.to_owned(),
+                node,
+                stamp,
+                data: Pending::Waiting(rx),
+            })
+            .map_err(|_| ())
     }
 
     /// Visits a directory's entries in name order.
@@ -300,6 +381,7 @@ impl<'a> Walker<'a> {
                     size: m.len(),
                     ctime_ns: meta::ctime_ns(m),
                     ino: m.ino(),
+                    cacheable: true,
                 };
                 let cached = self
                     .cache
@@ -323,7 +405,7 @@ impl<'a> Walker<'a> {
                         let (tx, rx) = bounded(1);
                         st.jobs
                             .send(FileJob {
-                                path: path.to_owned(),
+                                source: JobSource::Path(path.to_owned()),
                                 reply: tx,
                             })
                             .map_err(|_| ())?;
@@ -356,6 +438,32 @@ fn open_for_backup(path: &Path) -> std::io::Result<File> {
     }
 }
 
+/// A node for something that has no inode of its own (command output and
+/// the directories holding it): owned by the running user, modified now.
+fn synthetic_node(name: &std::ffi::OsStr, kind: NodeKind, mode: u32, names: &mut Names) -> Node {
+    let (uid, gid) = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    meta::synthetic(name, kind, mode, uid, gid, now, names)
+}
+
+/// Runs a command source and stores its standard output.
+fn read_command(
+    command: &str,
+    tx: &Sender<RawBlob>,
+    repo: &Repository,
+    sink: &BlobSink<'_>,
+) -> Result<FileData, String> {
+    let (running, stdout) =
+        Running::start(command).map_err(|e| format!("cannot start the command: {e}"))?;
+    match store_stream(stdout, tx, repo, sink) {
+        Ok(data) => running.finish().map(|_| data),
+        Err(why) => Err(running.abort(why)),
+    }
+}
+
 /// Reads one file: chunk, hash, and submit new chunks.
 fn read_file(
     path: &Path,
@@ -368,12 +476,22 @@ fn read_file(
     if !m.is_file() {
         return Err("is no longer a regular file".into());
     }
+    store_stream(file, tx, repo, sink)
+}
+
+/// Chunks, hashes and submits everything `reader` yields.
+fn store_stream(
+    reader: impl std::io::Read,
+    tx: &Sender<RawBlob>,
+    repo: &Repository,
+    sink: &BlobSink<'_>,
+) -> Result<FileData, String> {
     let key = repo.keys().chunk_key();
     let seed = chunk::gear_seed(key);
     let mut hasher = blake3::Hasher::new();
     let mut content = Vec::new();
     let mut size = 0u64;
-    for c in chunk::chunks(file, &repo.config().chunker, seed) {
+    for c in chunk::chunks(reader, &repo.config().chunker, seed) {
         let data = c.map_err(|e| format!("read error: {e}"))?;
         hasher.update(&data);
         size += data.len() as u64;
@@ -401,7 +519,10 @@ pub fn reader(
         if failure.stopped() {
             return;
         }
-        let result = read_file(&job.path, &tx, repo, sink);
+        let result = match &job.source {
+            JobSource::Path(path) => read_file(path, &tx, repo, sink),
+            JobSource::Command(command) => read_command(command, &tx, repo, sink),
+        };
         let _ = job.reply.send(result);
     }
 }

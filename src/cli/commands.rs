@@ -12,7 +12,7 @@ use super::{
     BackupArgs, CheckArgs, Command, DumpArgs, ExitCode, InitArgs, KeyCommand, LsArgs, RepoArgs,
     RestoreArgs, SnapshotsArgs,
 };
-use vault::backup::{self, BackupOptions};
+use vault::backup::{self, BackupOptions, CommandSource};
 use vault::check::{self, CheckOptions, CheckReport, Severity};
 use vault::chunk::ChunkerParams;
 use vault::crypto;
@@ -110,9 +110,28 @@ fn default_cache_dir() -> Option<PathBuf> {
 }
 
 fn backup(a: BackupArgs) -> Result<ExitCode> {
+    if a.stdin_filename.len() > a.from_command.len() {
+        bail!("--stdin-filename is given more often than --from-command");
+    }
+    let commands = a
+        .from_command
+        .iter()
+        .enumerate()
+        .map(|(i, command)| CommandSource {
+            command: command.clone(),
+            filename: a.stdin_filename.get(i).cloned().unwrap_or_else(|| {
+                if i == 0 {
+                    "stdin".into()
+                } else {
+                    format!("stdin-{}", i + 1)
+                }
+            }),
+        })
+        .collect();
     let repo = open_repo(&a.repo)?;
     let opts = BackupOptions {
         paths: a.paths,
+        commands,
         excludes: a.excludes,
         tags: a.tags,
         host: a.host,

@@ -112,8 +112,16 @@ struct BackupArgs {
     #[command(flatten)]
     repo: RepoArgs,
     /// Paths to back up.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "from_command")]
     paths: Vec<PathBuf>,
+    /// Also store this command's standard output as a file (repeatable); its
+    /// exit status decides success. Run with `sh -c`.
+    #[arg(long = "from-command", value_name = "COMMAND")]
+    from_command: Vec<String>,
+    /// Where each --from-command's output appears in the snapshot, in the same
+    /// order (default: stdin, stdin-2, …).
+    #[arg(long = "stdin-filename", value_name = "PATH")]
+    stdin_filename: Vec<String>,
     /// Tag the snapshot (repeatable).
     #[arg(long = "tag")]
     tags: Vec<String>,
