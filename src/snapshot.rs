@@ -32,6 +32,10 @@ pub struct SourceRecord {
     /// For command sources: the command line that was run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// Facts about the source, e.g. for PostgreSQL the server version, the
+    /// exported snapshot and the exact row count of every table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 /// Totals of a backup run.

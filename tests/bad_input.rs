@@ -304,6 +304,7 @@ fn craft_snapshot(
             paths: vec!["/".into()],
             status: SourceStatus::Ok,
             command: None,
+            details: None,
         }],
         root,
         totals: Totals::default(),

@@ -12,11 +12,33 @@ const STDERR_TAIL: usize = 4096;
 /// A command whose output is backed up as a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandSource {
-    /// Shell command line, run with `sh -c`.
+    /// Shell command line, run with `sh -c` (and recorded in the snapshot).
     pub command: String,
     /// Where its output appears in the snapshot, relative to the root
     /// (e.g. `db/app.dump`).
     pub filename: String,
+    /// Run this program and arguments directly instead of `sh -c command`.
+    pub argv: Option<Vec<String>>,
+    /// Extra environment (how credentials reach a command: never argv).
+    pub env: Vec<(String, String)>,
+    /// The source kind recorded in the snapshot (`command`, `postgres`).
+    pub kind: String,
+    /// Facts recorded with the source (e.g. PostgreSQL row counts).
+    pub details: Option<serde_json::Value>,
+}
+
+impl CommandSource {
+    /// A `sh -c` command source as given on the command line.
+    pub fn shell(command: impl Into<String>, filename: impl Into<String>) -> Self {
+        CommandSource {
+            command: command.into(),
+            filename: filename.into(),
+            argv: None,
+            env: Vec::new(),
+            kind: "command".into(),
+            details: None,
+        }
+    }
 }
 
 impl CommandSource {
@@ -47,11 +69,22 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts `sh -c COMMAND` with stdin closed and stdout/stderr piped.
-    pub fn start(command: &str) -> std::io::Result<(Running, std::process::ChildStdout)> {
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(command)
+    /// Starts the source's command with stdin closed and stdout/stderr piped.
+    pub fn start(source: &CommandSource) -> std::io::Result<(Running, std::process::ChildStdout)> {
+        let mut cmd = match &source.argv {
+            Some(argv) => {
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
+            None => {
+                let mut c = Command::new("sh");
+                c.arg("-c").arg(&source.command);
+                c
+            }
+        };
+        let mut child = cmd
+            .envs(source.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -321,12 +321,13 @@ fn source_records(
             paths: path_names.to_vec(),
             status,
             command: None,
+            details: None,
         });
     }
     for c in commands {
         let failed = errors.iter().any(|e| e.path == command_path(c));
         out.push(SourceRecord {
-            kind: "command".into(),
+            kind: c.kind.clone(),
             name: c.filename.clone(),
             paths: Vec::new(),
             status: if failed {
@@ -335,6 +336,7 @@ fn source_records(
                 SourceStatus::Ok
             },
             command: Some(c.command.clone()),
+            details: c.details.clone(),
         });
     }
     out

@@ -82,7 +82,7 @@ enum JobSource {
     /// A regular file on disk.
     Path(PathBuf),
     /// A command's standard output.
-    Command(String),
+    Command(CommandSource),
 }
 
 /// The source paths arranged as a tree, so `/etc` and `/opt/app` share `/`.
@@ -276,7 +276,7 @@ impl<'a> Walker<'a> {
         let (tx, rx) = bounded(1);
         st.jobs
             .send(FileJob {
-                source: JobSource::Command(cmd.command.clone()),
+                source: JobSource::Command(cmd.clone()),
                 reply: tx,
             })
             .map_err(|_| ())?;
@@ -451,13 +451,13 @@ fn synthetic_node(name: &std::ffi::OsStr, kind: NodeKind, mode: u32, names: &mut
 
 /// Runs a command source and stores its standard output.
 fn read_command(
-    command: &str,
+    source: &CommandSource,
     tx: &Sender<RawBlob>,
     repo: &Repository,
     sink: &BlobSink<'_>,
 ) -> Result<FileData, String> {
     let (running, stdout) =
-        Running::start(command).map_err(|e| format!("cannot start the command: {e}"))?;
+        Running::start(source).map_err(|e| format!("cannot start the command: {e}"))?;
     match store_stream(stdout, tx, repo, sink) {
         Ok(data) => running.finish().map(|_| data),
         Err(why) => Err(running.abort(why)),
@@ -521,7 +521,7 @@ pub fn reader(
         }
         let result = match &job.source {
             JobSource::Path(path) => read_file(path, &tx, repo, sink),
-            JobSource::Command(command) => read_command(command, &tx, repo, sink),
+            JobSource::Command(source) => read_command(source, &tx, repo, sink),
         };
         let _ = job.reply.send(result);
     }

@@ -117,15 +117,15 @@ fn backup(a: BackupArgs) -> Result<ExitCode> {
         .from_command
         .iter()
         .enumerate()
-        .map(|(i, command)| CommandSource {
-            command: command.clone(),
-            filename: a.stdin_filename.get(i).cloned().unwrap_or_else(|| {
+        .map(|(i, command)| {
+            let filename = a.stdin_filename.get(i).cloned().unwrap_or_else(|| {
                 if i == 0 {
                     "stdin".into()
                 } else {
                     format!("stdin-{}", i + 1)
                 }
-            }),
+            });
+            CommandSource::shell(command.clone(), filename)
         })
         .collect();
     let repo = open_repo(&a.repo)?;
