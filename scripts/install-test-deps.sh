@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is missing: the age and zstd
 # command-line tools (for scripts/restore-without-vault), b3sum, ssh-keygen,
-# and the util-linux tools the root-only tests use (mount, runuser).
+# the util-linux tools the root-only tests use (mount, runuser), and a
+# PostgreSQL server and client (the tests start their own cluster).
 set -euo pipefail
 
 missing=()
@@ -12,6 +13,9 @@ command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v runuser >/dev/null || missing+=(util-linux)
 command -v tar >/dev/null || missing+=(tar)
 command -v python3 >/dev/null || missing+=(python3)
+command -v psql >/dev/null || missing+=(postgresql-client)
+command -v pg_dump >/dev/null || missing+=(postgresql-client)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
@@ -23,3 +27,5 @@ if ((${#missing[@]})); then
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}"
 fi
+# The PostgreSQL tests run initdb and pg_ctl as this user.
+id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres

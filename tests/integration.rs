@@ -7,4 +7,5 @@ mod backup_restore;
 mod bad_input;
 mod command_source;
 mod keys;
+mod postgres;
 mod restore_without_vault;

@@ -9,6 +9,7 @@ mod cache;
 mod command;
 mod meta;
 mod pipeline;
+mod postgres;
 mod walk;
 
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ use crate::tree::{Node, NodeKind, Tree};
 use cache::{CacheEntry, FileCache};
 pub use command::CommandSource;
 use pipeline::{BlobSink, Failure, RawBlob, Stats};
+pub use postgres::{conninfo_env, redacted};
 use walk::{Event, FileData, FileJob, Walker};
 
 /// What to back up and how.
@@ -36,6 +38,8 @@ pub struct BackupOptions {
     pub paths: Vec<PathBuf>,
     /// Commands whose standard output is stored as a file.
     pub commands: Vec<CommandSource>,
+    /// PostgreSQL databases (libpq conninfo strings) dumped natively.
+    pub postgres: Vec<String>,
     /// Exclude patterns: without `/` they match a file name anywhere; with
     /// `/` they match the whole absolute path.
     pub excludes: Vec<String>,
@@ -109,7 +113,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = chrono::Utc::now();
     let host = opts.host.clone().unwrap_or_else(hostname);
-    if opts.paths.is_empty() && opts.commands.is_empty() {
+    if opts.paths.is_empty() && opts.commands.is_empty() && opts.postgres.is_empty() {
         return Err(Error::Usage(
             "nothing to back up: give at least one path".into(),
         ));
@@ -121,7 +125,10 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         .collect::<Result<_>>()?;
     let path_names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
 
-    if opts.commands.is_empty() && !paths.iter().any(|p| p.symlink_metadata().is_ok()) {
+    if opts.commands.is_empty()
+        && opts.postgres.is_empty()
+        && !paths.iter().any(|p| p.symlink_metadata().is_ok())
+    {
         return Err(Error::Usage(format!(
             "nothing could be read, no snapshot made: none of the source paths exists ({})",
             path_names.join(", ")
@@ -139,11 +146,48 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         .filter_map(|o| crate::repo::id_from_key(&o.key))
         .collect();
     index.retain_packs(|p| stored.contains(p));
+    // PostgreSQL sources: open each transaction now; it stays open (and its
+    // snapshot valid) until the dump has been stored.
+    let mut commands = opts.commands.clone();
+    let mut sessions = Vec::new();
+    let mut failed_sources: Vec<(SourceRecord, InputError)> = Vec::new();
+    for conninfo in &opts.postgres {
+        match postgres::PgSnapshot::begin(conninfo) {
+            Ok(session) => {
+                commands.push(session.dump_source());
+                commands.extend(session.globals_source());
+                sessions.push(session);
+            }
+            Err(message) => {
+                let db = postgres::conninfo_env(conninfo)
+                    .ok()
+                    .and_then(|env| env.into_iter().find(|(k, _)| k == "PGDATABASE"))
+                    .map_or_else(|| "postgres".to_owned(), |(_, v)| v);
+                let name = format!("postgres/{db}.dump");
+                failed_sources.push((
+                    SourceRecord {
+                        kind: "postgres".into(),
+                        name: name.clone(),
+                        paths: Vec::new(),
+                        status: SourceStatus::Failed,
+                        command: None,
+                        details: Some(
+                            serde_json::json!({ "conninfo": postgres::redacted(conninfo) }),
+                        ),
+                    },
+                    InputError {
+                        path: format!("/{name}"),
+                        message,
+                    },
+                ));
+            }
+        }
+    }
     let (snapshots, _) = repo.snapshots()?;
     let wanted_names: Vec<String> = path_names
         .iter()
         .cloned()
-        .chain(opts.commands.iter().map(|c| c.filename.clone()))
+        .chain(commands.iter().map(|c| c.filename.clone()))
         .collect();
     let parent = snapshots
         .iter()
@@ -172,7 +216,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     };
     let walker = Walker::new(
         &paths,
-        &opts.commands,
+        &commands,
         &opts.excludes,
         cache.as_ref(),
         &index,
@@ -225,13 +269,15 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     }
     let (root, cache_entries, mut totals) = assembled?;
 
-    let errors = errors.into_inner().expect("errors lock");
-    let sources = source_records(
-        &path_names,
-        &opts.commands,
-        &errors,
-        totals.files + totals.dirs,
-    );
+    for session in sessions {
+        session.finish();
+    }
+    let mut errors = errors.into_inner().expect("errors lock");
+    let mut sources = source_records(&path_names, &commands, &errors, totals.files + totals.dirs);
+    for (record, error) in failed_sources {
+        sources.push(record);
+        errors.push(error);
+    }
     if sources.iter().all(|s| s.status == SourceStatus::Failed) {
         let first = errors
             .first()

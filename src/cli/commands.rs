@@ -128,10 +128,23 @@ fn backup(a: BackupArgs) -> Result<ExitCode> {
             CommandSource::shell(command.clone(), filename)
         })
         .collect();
+    for conninfo in &a.postgres {
+        let has_password = vault::backup::conninfo_env(conninfo)
+            .map(|env| env.iter().any(|(k, _)| k == "PGPASSWORD"))
+            .unwrap_or(false);
+        if has_password {
+            bail!(
+                "--postgres {}: a password on the command line is visible to every user of this \
+                 host; put it in a passfile (PGPASSFILE, ~/.pgpass) or the PGPASSWORD environment variable",
+                vault::backup::redacted(conninfo)
+            );
+        }
+    }
     let repo = open_repo(&a.repo)?;
     let opts = BackupOptions {
         paths: a.paths,
         commands,
+        postgres: a.postgres,
         excludes: a.excludes,
         tags: a.tags,
         host: a.host,

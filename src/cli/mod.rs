@@ -112,8 +112,13 @@ struct BackupArgs {
     #[command(flatten)]
     repo: RepoArgs,
     /// Paths to back up.
-    #[arg(required_unless_present = "from_command")]
+    #[arg(required_unless_present_any = ["from_command", "postgres"])]
     paths: Vec<PathBuf>,
+    /// Dump a PostgreSQL database natively (libpq conninfo, repeatable):
+    /// one consistent snapshot with the exact row count of every table.
+    /// A password belongs in a passfile or PGPASSWORD, not here.
+    #[arg(long = "postgres", value_name = "CONNINFO")]
+    postgres: Vec<String>,
     /// Also store this command's standard output as a file (repeatable); its
     /// exit status decides success. Run with `sh -c`.
     #[arg(long = "from-command", value_name = "COMMAND")]

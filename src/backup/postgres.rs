@@ -1,0 +1,299 @@
+//! The native PostgreSQL source.
+//!
+//! In one `REPEATABLE READ` transaction vault exports a snapshot
+//! (`pg_export_snapshot()`), records the server version and the exact row
+//! count of every table, and keeps the transaction open while
+//! `pg_dump --snapshot=<id>` dumps that same snapshot: the dump and the
+//! counts see the same data, whatever writes run meanwhile. Connection
+//! settings reach `psql`, `pg_dump` and `pg_dumpall` through `PG*`
+//! environment variables, never through their command lines.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use super::command::CommandSource;
+
+const SENTINEL: &str = "__vault_end_of_reply__";
+
+/// Maps a libpq conninfo string (`dbname=app host=/run/postgresql`) to the
+/// `PG*` environment variables that carry the same settings.
+pub fn conninfo_env(conninfo: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut rest = conninfo.trim();
+    while !rest.is_empty() {
+        let eq = rest
+            .find('=')
+            .ok_or_else(|| "conninfo: expected key=value pairs".to_string())?;
+        let key = rest[..eq].trim().to_owned();
+        rest = rest[eq + 1..].trim_start();
+        let value;
+        if let Some(quoted) = rest.strip_prefix('\'') {
+            let mut v = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, n)) = chars.next() {
+                            v.push(n);
+                        }
+                    }
+                    '\'' => {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    c => v.push(c),
+                }
+            }
+            let end = end.ok_or_else(|| format!("conninfo: unterminated quote after {key}="))?;
+            value = v;
+            rest = quoted[end..].trim_start();
+        } else {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            value = rest[..end].to_owned();
+            rest = rest[end..].trim_start();
+        }
+        let var = match key.as_str() {
+            "host" => "PGHOST",
+            "hostaddr" => "PGHOSTADDR",
+            "port" => "PGPORT",
+            "dbname" => "PGDATABASE",
+            "user" => "PGUSER",
+            "password" => "PGPASSWORD",
+            "passfile" => "PGPASSFILE",
+            "service" => "PGSERVICE",
+            "options" => "PGOPTIONS",
+            "application_name" => "PGAPPNAME",
+            "connect_timeout" => "PGCONNECT_TIMEOUT",
+            "sslmode" => "PGSSLMODE",
+            "sslrootcert" => "PGSSLROOTCERT",
+            "sslcert" => "PGSSLCERT",
+            "sslkey" => "PGSSLKEY",
+            "target_session_attrs" => "PGTARGETSESSIONATTRS",
+            other => return Err(format!("conninfo: unsupported setting {other:?}")),
+        };
+        out.push((var.to_owned(), value));
+    }
+    Ok(out)
+}
+
+/// The conninfo with any password removed, for messages and the snapshot.
+pub fn redacted(conninfo: &str) -> String {
+    match conninfo_env(conninfo) {
+        Ok(env) => env
+            .iter()
+            .filter(|(k, _)| k != "PGPASSWORD")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Err(_) => "<unparsable conninfo>".into(),
+    }
+}
+
+/// An open `REPEATABLE READ` transaction holding an exported snapshot.
+pub struct PgSnapshot {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    env: Vec<(String, String)>,
+    /// The exported snapshot id, for `pg_dump --snapshot`.
+    pub snapshot_id: String,
+    /// `SHOW server_version`.
+    pub server_version: String,
+    /// The database connected to.
+    pub database: String,
+    /// Whether the connected role may dump roles and tablespaces.
+    pub superuser: bool,
+    /// Exact row count of every table, by `schema.table`.
+    pub counts: BTreeMap<String, u64>,
+}
+
+impl PgSnapshot {
+    /// Connects, starts the transaction, exports the snapshot and counts rows.
+    pub fn begin(conninfo: &str) -> Result<PgSnapshot, String> {
+        let env = conninfo_env(conninfo)?;
+        let mut child = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--no-password",
+            ])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run psql: {e}"))?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let mut s = PgSnapshot {
+            child,
+            stdin,
+            stdout,
+            env,
+            snapshot_id: String::new(),
+            server_version: String::new(),
+            database: String::new(),
+            superuser: false,
+            counts: BTreeMap::new(),
+        };
+        let head = s.ask(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n\
+             SELECT pg_export_snapshot();\n\
+             SHOW server_version;\n\
+             SELECT current_database();\n\
+             SELECT rolsuper FROM pg_roles WHERE rolname = current_user;\n",
+        )?;
+        let [snapshot, version, database, superuser] = head.as_slice() else {
+            return Err(format!("unexpected reply from the server: {head:?}"));
+        };
+        s.snapshot_id = snapshot.clone();
+        s.server_version = version.clone();
+        s.database = database.clone();
+        s.superuser = superuser == "t";
+        let rows = s.ask(
+            "SELECT format('SELECT %L || ''|'' || count(*) FROM %s', t, t) FROM (\n\
+               SELECT format('%I.%I', n.nspname, c.relname) AS t FROM pg_class c\n\
+               JOIN pg_namespace n ON n.oid = c.relnamespace\n\
+               WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')\n\
+                 AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'\n\
+               ORDER BY 1) tables \\gexec\n",
+        )?;
+        for row in rows {
+            let (table, count) = row
+                .rsplit_once('|')
+                .ok_or_else(|| format!("unexpected count row {row:?}"))?;
+            let count = count
+                .parse()
+                .map_err(|_| format!("unexpected count row {row:?}"))?;
+            s.counts.insert(table.to_owned(), count);
+        }
+        Ok(s)
+    }
+
+    /// Sends SQL, then a sentinel; returns the non-empty lines before it.
+    fn ask(&mut self, sql: &str) -> Result<Vec<String>, String> {
+        let sent = writeln!(self.stdin, "{sql}\\echo {SENTINEL}").and_then(|_| self.stdin.flush());
+        if sent.is_err() {
+            return Err(self.failure());
+        }
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            match self.stdout.read_line(&mut line) {
+                Ok(0) | Err(_) => return Err(self.failure()),
+                Ok(_) => {}
+            }
+            let line = line.trim_end_matches(['\r', '\n']).to_owned();
+            if line == SENTINEL {
+                return Ok(lines);
+            }
+            if !line.is_empty() {
+                lines.push(line);
+            }
+        }
+    }
+
+    /// psql stopped: its exit status and standard error say why.
+    fn failure(&mut self) -> String {
+        let _ = self.child.kill();
+        let out = self.child.wait();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        let err = err.trim();
+        match out {
+            Ok(st) if !err.is_empty() => format!("psql failed ({st}): {err}"),
+            Ok(st) => format!("psql failed ({st})"),
+            Err(e) => format!("psql failed: {e}"),
+        }
+    }
+
+    /// The dump of this snapshot as a command source (`postgres/<db>.dump`,
+    /// custom format, uncompressed so that unchanged rows dedupe).
+    pub fn dump_source(&self) -> CommandSource {
+        let argv: Vec<String> = [
+            "pg_dump",
+            "--format=custom",
+            "--compress=0",
+            "--no-password",
+            &format!("--snapshot={}", self.snapshot_id),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let details = serde_json::json!({
+            "database": self.database,
+            "server_version": self.server_version,
+            "snapshot": self.snapshot_id,
+            "format": "custom",
+            "row_counts": self.counts,
+        });
+        CommandSource {
+            command: argv.join(" "),
+            filename: format!("postgres/{}.dump", self.database),
+            argv: Some(argv),
+            env: self.env.clone(),
+            kind: "postgres".into(),
+            details: Some(details),
+        }
+    }
+
+    /// Roles and tablespaces (`pg_dumpall --globals-only`), when the role
+    /// may read them.
+    pub fn globals_source(&self) -> Option<CommandSource> {
+        if !self.superuser {
+            return None;
+        }
+        let argv: Vec<String> = [
+            "pg_dumpall",
+            "--globals-only",
+            "--no-password",
+            "-l",
+            &self.database,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Some(CommandSource {
+            command: argv.join(" "),
+            filename: format!("postgres/{}.globals.sql", self.database),
+            argv: Some(argv),
+            env: self.env.clone(),
+            kind: "postgres-globals".into(),
+            details: Some(serde_json::json!({ "server_version": self.server_version })),
+        })
+    }
+
+    /// Ends the transaction (after the dump has finished).
+    pub fn finish(mut self) {
+        let _ = self.stdin.write_all(b"COMMIT;\n\\q\n");
+        let _ = self.stdin.flush();
+        drop(self.stdin);
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conninfo_maps_to_environment_and_redacts_passwords() {
+        let env = conninfo_env("dbname=app host=/run/postgresql password='s3 cr\\'et' port=5433")
+            .unwrap();
+        assert!(env.contains(&("PGDATABASE".into(), "app".into())));
+        assert!(env.contains(&("PGPASSWORD".into(), "s3 cr'et".into())));
+        assert!(env.contains(&("PGPORT".into(), "5433".into())));
+        let shown = redacted("dbname=app password=hunter2");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(conninfo_env("dbname=app bogus=1").is_err());
+        assert!(conninfo_env("dbname='open").is_err());
+    }
+}

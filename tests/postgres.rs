@@ -1,0 +1,350 @@
+//! The native PostgreSQL source, against a real PostgreSQL server that the
+//! harness starts (initdb + pg_ctl as the `postgres` user, on a Unix socket
+//! in a temporary directory, so no port can clash).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::*;
+
+/// A throwaway PostgreSQL cluster, stopped and removed on drop.
+pub struct PgServer {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+fn pg_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries in /usr/lib/postgresql (scripts/install-test-deps.sh installs them)")
+        .map(|e| e.unwrap().path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("an initdb under /usr/lib/postgresql/*/bin")
+}
+
+fn as_postgres(bin: &Path, tool: &str, args: &[&str]) {
+    let out = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(bin.join(tool))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{tool} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl PgServer {
+    pub fn start() -> PgServer {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the PostgreSQL tests start a cluster as the postgres user and must run as root"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("vault-pg-")
+            .tempdir()
+            .unwrap();
+        let pg = nix::unistd::User::from_name("postgres")
+            .unwrap()
+            .expect("a postgres user");
+        nix::unistd::chown(dir.path(), Some(pg.uid), Some(pg.gid)).unwrap();
+        let bin = pg_bin();
+        let data = dir.path().join("data");
+        as_postgres(
+            &bin,
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        let opts = format!(
+            "-k {} -c listen_addresses='' -p 5432 -c fsync=off",
+            dir.path().display()
+        );
+        let log = dir.path().join("server.log");
+        as_postgres(
+            &bin,
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &opts,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
+        PgServer { dir, bin }
+    }
+
+    pub fn conninfo(&self, db: &str) -> String {
+        format!(
+            "host={} port=5432 user=postgres dbname={db}",
+            self.dir.path().display()
+        )
+    }
+
+    /// Runs SQL with psql; returns its unaligned, tuples-only output.
+    pub fn sql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .env("PGHOST", self.dir.path())
+            .env("PGPORT", "5432")
+            .env("PGUSER", "postgres")
+            .env("PGDATABASE", db)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// pg_restore a custom-format dump into a new database.
+    pub fn restore_dump(&self, dump: &Path, db: &str) {
+        self.sql("postgres", &format!("CREATE DATABASE {db}"));
+        let out = Command::new("pg_restore")
+            .args(["--no-owner", "-d", db])
+            .arg(dump)
+            .env("PGHOST", self.dir.path())
+            .env("PGPORT", "5432")
+            .env("PGUSER", "postgres")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_restore: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn make_app_db(pg: &PgServer) {
+    pg.sql("postgres", "CREATE DATABASE app");
+    pg.sql(
+        "app",
+        "CREATE TABLE orders (id serial PRIMARY KEY, note text);
+         CREATE SCHEMA billing;
+         CREATE TABLE billing.\"Invoices\" (id int);
+         INSERT INTO orders (note) SELECT 'order ' || g FROM generate_series(1, 5000) g;
+         INSERT INTO billing.\"Invoices\" SELECT g FROM generate_series(1, 42) g;",
+    );
+}
+
+fn backup(env: &Env, args: &[&str]) -> (std::process::Output, serde_json::Value) {
+    let mut all = vec!["--no-cache", "--json"];
+    all.extend(args);
+    let out = env.vault(&["backup"], &env.writer_key, &all);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out, v)
+}
+
+#[test]
+fn native_dump_records_row_counts_and_restores_into_postgres() {
+    let pg = PgServer::start();
+    make_app_db(&pg);
+    let env = Env::new();
+    let (out, v) = backup(&env, &["--postgres", &pg.conninfo("app")]);
+    assert_success(&out);
+    let sources = v["snapshot"]["sources"].as_array().unwrap();
+    let dump = sources
+        .iter()
+        .find(|s| s["kind"] == "postgres")
+        .expect("postgres source");
+    assert_eq!(dump["status"], "ok");
+    assert_eq!(dump["name"], "postgres/app.dump");
+    let d = &dump["details"];
+    assert_eq!(d["row_counts"]["public.orders"], 5000);
+    assert_eq!(d["row_counts"]["billing.\"Invoices\""], 42);
+    assert!(
+        d["server_version"]
+            .as_str()
+            .unwrap()
+            .starts_with(char::is_numeric)
+    );
+    assert!(dump["command"].as_str().unwrap().contains("--snapshot="));
+    let globals = sources
+        .iter()
+        .find(|s| s["kind"] == "postgres-globals")
+        .expect("globals source");
+    assert_eq!(globals["status"], "ok");
+
+    let target = env.path("t");
+    assert_success(&env.restore("latest", &target));
+    assert!(
+        fs::read_to_string(target.join("postgres/app.globals.sql"))
+            .unwrap()
+            .contains("CREATE ROLE")
+    );
+    pg.restore_dump(&target.join("postgres/app.dump"), "scratch");
+    assert_eq!(pg.sql("scratch", "SELECT count(*) FROM orders"), "5000");
+    assert_eq!(
+        pg.sql("scratch", "SELECT count(*) FROM billing.\"Invoices\""),
+        "42"
+    );
+}
+
+#[test]
+fn dump_and_counts_agree_while_writes_run() {
+    let pg = PgServer::start();
+    make_app_db(&pg);
+    let env = Env::new();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (out, v) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            // Bounded: at most 400 batches while the backup runs.
+            for i in 0..400 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                pg.sql(
+                    "app",
+                    &format!(
+                        "INSERT INTO orders (note) SELECT 'live {i}' FROM generate_series(1, 50)"
+                    ),
+                );
+            }
+        });
+        let r = backup(&env, &["--postgres", &pg.conninfo("app")]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap();
+        r
+    });
+    assert_success(&out);
+    let recorded = v["snapshot"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "postgres")
+        .unwrap()["details"]["row_counts"]["public.orders"]
+        .as_u64()
+        .unwrap();
+    let target = env.path("t");
+    assert_success(&env.restore("latest", &target));
+    pg.restore_dump(&target.join("postgres/app.dump"), "scratch");
+    let restored: u64 = pg
+        .sql("scratch", "SELECT count(*) FROM orders")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        restored, recorded,
+        "the dump and the recorded count see the same snapshot"
+    );
+    assert!(recorded >= 5000);
+}
+
+#[test]
+fn a_failing_database_source_fails_the_run() {
+    let pg = PgServer::start();
+    make_app_db(&pg);
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    let (out, v) = backup(
+        &env,
+        &[
+            "--postgres",
+            &pg.conninfo("no_such_db"),
+            src.to_str().unwrap(),
+        ],
+    );
+    assert_code(&out, 3);
+    let failed = v["snapshot"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "postgres")
+        .unwrap()
+        .clone();
+    assert_eq!(failed["status"], "failed");
+    assert_contains(
+        v["snapshot"]["errors"][0]["message"].as_str().unwrap(),
+        "no_such_db",
+    );
+
+    let (out, _) = backup(&env, &["--postgres", &pg.conninfo("no_such_db")]);
+    assert_code(&out, 1);
+    assert_contains(&stderr(&out), "nothing could be read");
+}
+
+#[test]
+fn passwords_never_reach_a_command_line() {
+    let pg = PgServer::start();
+    make_app_db(&pg);
+    let env = Env::new();
+    let secret = "pw-7f3a9c-never-on-argv";
+
+    // A password in --postgres would sit in vault's own argv: refused, and
+    // the refusal does not repeat it.
+    let with_pw = format!("{} password={secret}", pg.conninfo("app"));
+    let (out, _) = backup(&env, &["--postgres", &with_pw]);
+    assert_code(&out, 1);
+    assert_contains(&stderr(&out), "PGPASSFILE");
+    assert!(!stderr(&out).contains(secret));
+
+    // From the environment it reaches psql and pg_dump, never their argv.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let seen = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut seen = Vec::new();
+            let mut samples = 0;
+            // Bounded sampling of every process's argv while the backup runs.
+            while !done.load(std::sync::atomic::Ordering::Relaxed) && samples < 20_000 {
+                samples += 1;
+                for e in fs::read_dir("/proc").unwrap().flatten() {
+                    if let Ok(cmd) = fs::read(e.path().join("cmdline"))
+                        && String::from_utf8_lossy(&cmd).contains(secret)
+                    {
+                        seen.push(String::from_utf8_lossy(&cmd).replace('\0', " "));
+                    }
+                }
+            }
+            seen
+        });
+        let out = Command::new(vault_bin())
+            .args([
+                "backup",
+                "-r",
+                env.repo.to_str().unwrap(),
+                "-i",
+                env.writer_key.to_str().unwrap(),
+            ])
+            .args(["--no-cache", "--json", "--postgres", &pg.conninfo("app")])
+            .env("PGPASSWORD", secret)
+            .output()
+            .unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_success(&out);
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(secret));
+        assert!(!stderr(&out).contains(secret));
+        watcher.join().unwrap()
+    });
+    assert!(seen.is_empty(), "password on a command line: {seen:?}");
+}
