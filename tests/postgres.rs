@@ -348,3 +348,184 @@ fn passwords_never_reach_a_command_line() {
     });
     assert!(seen.is_empty(), "password on a command line: {seen:?}");
 }
+
+/// The drill's private temporary directory (so that parallel tests can
+/// tell their scratch clusters apart), traversable by the postgres user.
+fn drill_tmp(env: &Env) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = env.path("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).unwrap();
+    tmp
+}
+
+fn drill_command(env: &Env, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(vault_bin());
+    cmd.args([
+        "restore",
+        "-r",
+        env.repo.to_str().unwrap(),
+        "-i",
+        env.owner_key.to_str().unwrap(),
+        "latest",
+        "--verify",
+    ])
+    .args(extra)
+    .env("TMPDIR", drill_tmp(env));
+    cmd
+}
+
+fn drill(env: &Env) -> (std::process::Output, serde_json::Value) {
+    let out = drill_command(env, &["--json"]).output().unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out, v)
+}
+
+fn scratch_clusters(env: &Env) -> Vec<String> {
+    fs::read_dir(drill_tmp(env))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("vault-drill-pg-"))
+        .collect()
+}
+
+#[test]
+fn verify_loads_the_dump_into_a_scratch_cluster_and_compares_every_table() {
+    let pg = PgServer::start();
+    make_app_db(&pg);
+    let env = Env::new();
+    let (out, _) = backup(&env, &["--postgres", &pg.conninfo("app")]);
+    assert_success(&out);
+    let (out, v) = drill(&env);
+    assert_success(&out);
+    assert_eq!(v["passed"], true);
+    let db = &v["report"]["databases"][0];
+    assert_eq!(db["name"], "postgres/app.dump");
+    assert_eq!(db["passed"], true);
+    let orders = db["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "public.orders")
+        .unwrap();
+    assert_eq!(
+        (orders["expected"].as_u64(), orders["found"].as_u64()),
+        (Some(5000), Some(5000))
+    );
+    let text = drill_command(&env, &[]).output().unwrap();
+    assert_success(&text);
+    assert_contains(&stdout(&text), "every row count matches");
+    assert!(scratch_clusters(&env).is_empty(), "scratch cluster removed");
+}
+
+#[test]
+fn verify_fails_naming_a_table_that_lost_rows() {
+    let pg = PgServer::start();
+    make_app_db(&pg);
+    let env = Env::new();
+    let (out, v) = backup(&env, &["--postgres", &pg.conninfo("app")]);
+    assert_success(&out);
+    // Forge a snapshot whose recorded counts disagree with the dump: as if
+    // the dump had lost rows of public.orders.
+    let id = v["id"].as_str().unwrap();
+    let repo = vault::repo::Repository::open(
+        std::sync::Arc::new(vault::storage::LocalStorage::new(&env.repo)),
+        vault::repo::Access::IdentityFile(&env.owner_key),
+    )
+    .unwrap();
+    let mut snap: vault::snapshot::Snapshot = repo.get_json(&format!("snapshots/{id}")).unwrap();
+    for s in &mut snap.sources {
+        if let Some(d) = s.details.as_mut() {
+            d["row_counts"]["public.orders"] = 5001.into();
+        }
+    }
+    snap.time += chrono::Duration::seconds(1);
+    repo.put_shared_json(vault::repo::ObjectKind::Snapshot, &snap)
+        .unwrap();
+    let (out, v) = drill(&env);
+    assert_code(&out, 4);
+    assert_eq!(v["passed"], false);
+    let problems = v["report"]["problems"].to_string();
+    assert!(
+        problems.contains("public.orders") && problems.contains("expected 5001 rows, found 5000"),
+        "{problems}"
+    );
+}
+
+#[test]
+fn verify_catches_a_corrupted_dump() {
+    let pg = PgServer::start();
+    make_app_db(&pg);
+    let env = Env::new();
+    let (out, _) = backup(&env, &["--postgres", &pg.conninfo("app")]);
+    assert_success(&out);
+    // Damage the pack holding the dump's content.
+    let mut packs: Vec<PathBuf> = Vec::new();
+    for d in fs::read_dir(env.repo.join("data")).unwrap().flatten() {
+        packs.extend(fs::read_dir(d.path()).unwrap().flatten().map(|e| e.path()));
+    }
+    let pack = packs
+        .iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut b = fs::read(pack).unwrap();
+    let n = b.len() / 2;
+    b[n] ^= 0xff;
+    fs::write(pack, b).unwrap();
+    let (out, v) = drill(&env);
+    assert_code(&out, 4);
+    assert_eq!(v["passed"], false);
+    assert_contains(&v["report"]["problems"].to_string(), "app.dump");
+}
+
+#[test]
+fn drill_interrupted_by_a_signal_leaves_no_cluster_behind() {
+    let pg = PgServer::start();
+    make_app_db(&pg);
+    // A bigger table so the drill is still loading when the signal comes.
+    pg.sql(
+        "app",
+        "INSERT INTO orders (note) SELECT repeat('x', 200) FROM generate_series(1, 300000)",
+    );
+    let env = Env::new();
+    let (out, _) = backup(&env, &["--postgres", &pg.conninfo("app")]);
+    assert_success(&out);
+    let mut child = drill_command(&env, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the scratch cluster exists, then interrupt.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while scratch_clusters(&env).is_empty() && std::time::Instant::now() < deadline {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the drill ended before its cluster appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let clusters = scratch_clusters(&env);
+    assert_eq!(clusters.len(), 1, "one scratch cluster appeared");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(
+        scratch_clusters(&env).is_empty(),
+        "the cluster's directory was removed"
+    );
+    let postmasters = Command::new("pgrep")
+        .args(["-a", "-f", &clusters[0]])
+        .output()
+        .unwrap();
+    let left = String::from_utf8_lossy(&postmasters.stdout).into_owned();
+    assert!(
+        left.trim().is_empty(),
+        "a scratch postmaster is still running: {left}"
+    );
+}

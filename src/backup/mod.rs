@@ -9,7 +9,7 @@ mod cache;
 mod command;
 mod meta;
 mod pipeline;
-mod postgres;
+pub mod postgres;
 mod walk;
 
 use std::path::PathBuf;

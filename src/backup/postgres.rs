@@ -16,6 +16,31 @@ use super::command::CommandSource;
 
 const SENTINEL: &str = "__vault_end_of_reply__";
 
+/// psql script printing `schema.table|count` for every user table (names
+/// as `format('%I.%I')` quotes them). Used at backup time inside the dump's
+/// snapshot, and by drills on the restored database.
+pub const COUNT_ROWS_SQL: &str = "SELECT format('SELECT %L || ''|'' || count(*) FROM %s', t, t) FROM (\n\
+   SELECT format('%I.%I', n.nspname, c.relname) AS t FROM pg_class c\n\
+   JOIN pg_namespace n ON n.oid = c.relnamespace\n\
+   WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')\n\
+     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'\n\
+   ORDER BY 1) tables \\gexec\n";
+
+/// Parses `schema.table|count` lines.
+pub fn parse_counts(rows: &[String]) -> Result<BTreeMap<String, u64>, String> {
+    let mut out = BTreeMap::new();
+    for row in rows.iter().filter(|r| !r.is_empty()) {
+        let (table, count) = row
+            .rsplit_once('|')
+            .ok_or_else(|| format!("unexpected count row {row:?}"))?;
+        let count = count
+            .parse()
+            .map_err(|_| format!("unexpected count row {row:?}"))?;
+        out.insert(table.to_owned(), count);
+    }
+    Ok(out)
+}
+
 /// Maps a libpq conninfo string (`dbname=app host=/run/postgresql`) to the
 /// `PG*` environment variables that carry the same settings.
 pub fn conninfo_env(conninfo: &str) -> Result<Vec<(String, String)>, String> {
@@ -156,23 +181,8 @@ impl PgSnapshot {
         s.server_version = version.clone();
         s.database = database.clone();
         s.superuser = superuser == "t";
-        let rows = s.ask(
-            "SELECT format('SELECT %L || ''|'' || count(*) FROM %s', t, t) FROM (\n\
-               SELECT format('%I.%I', n.nspname, c.relname) AS t FROM pg_class c\n\
-               JOIN pg_namespace n ON n.oid = c.relnamespace\n\
-               WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')\n\
-                 AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'\n\
-               ORDER BY 1) tables \\gexec\n",
-        )?;
-        for row in rows {
-            let (table, count) = row
-                .rsplit_once('|')
-                .ok_or_else(|| format!("unexpected count row {row:?}"))?;
-            let count = count
-                .parse()
-                .map_err(|_| format!("unexpected count row {row:?}"))?;
-            s.counts.insert(table.to_owned(), count);
-        }
+        let rows = s.ask(COUNT_ROWS_SQL)?;
+        s.counts = parse_counts(&rows)?;
         Ok(s)
     }
 

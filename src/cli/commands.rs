@@ -351,6 +351,28 @@ fn restore(a: RestoreArgs) -> Result<ExitCode> {
                 println!("  drill record {} written", d.short());
             }
         }
+        for db in &report.databases {
+            let verdict = if db.passed {
+                "restored into a scratch PostgreSQL, every row count matches"
+            } else {
+                "FAILED"
+            };
+            println!("  database {}: {verdict}", sanitize(&db.name));
+            for t in &db.tables {
+                let n = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+                let mark = if t.expected == t.found {
+                    "ok"
+                } else {
+                    "MISMATCH"
+                };
+                println!(
+                    "    {:<40} expected {:>10}  found {:>10}  {mark}",
+                    sanitize(&t.table),
+                    n(t.expected),
+                    n(t.found)
+                );
+            }
+        }
         for p in &report.problems {
             println!(
                 "  {:?}: /{}: {}",

@@ -10,6 +10,7 @@
 mod dump;
 mod files;
 mod fsops;
+mod pgdrill;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -23,6 +24,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
 pub use dump::dump_tar;
+pub use pgdrill::{DumpCheck, TableCheck};
 
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -89,6 +91,9 @@ pub struct RestoreReport {
     pub verified: u64,
     /// Everything that went wrong.
     pub problems: Vec<Problem>,
+    /// Database drills (`--verify` of snapshots with PostgreSQL sources).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<DumpCheck>,
     /// Wall-clock duration in milliseconds.
     pub duration_ms: u64,
 }
@@ -148,6 +153,12 @@ pub struct DrillSummary {
     pub metadata_problems: u64,
     /// Duration in milliseconds.
     pub duration_ms: u64,
+    /// Database dumps loaded into a scratch cluster.
+    #[serde(default)]
+    pub databases_checked: u64,
+    /// Database dumps that failed to load or whose row counts differed.
+    #[serde(default)]
+    pub databases_failed: u64,
 }
 
 impl DrillSummary {
@@ -164,6 +175,8 @@ impl DrillSummary {
             write_errors: count(ProblemKind::Write),
             metadata_problems: count(ProblemKind::Metadata),
             duration_ms: r.duration_ms,
+            databases_checked: r.databases.len() as u64,
+            databases_failed: r.databases.iter().filter(|d| !d.passed).count() as u64,
         }
     }
 }
@@ -439,6 +452,36 @@ fn finish_links(
     }
 }
 
+/// Loads every restored PostgreSQL dump into a scratch cluster and compares
+/// row counts with the snapshot header; mismatches become problems.
+fn check_databases(report: &mut RestoreReport, sandbox: &Path, snapshot: &Snapshot) {
+    let mut restored = snapshot.clone();
+    restored.sources.retain(|s| sandbox.join(&s.name).is_file());
+    report.databases = pgdrill::check_dumps(sandbox, &restored);
+    for db in &report.databases {
+        if let Some(e) = &db.error {
+            report.problems.push(Problem {
+                path: db.name.clone(),
+                kind: ProblemKind::Mismatch,
+                message: format!("database dump did not load: {e}"),
+            });
+        }
+        for t in db.tables.iter().filter(|t| t.expected != t.found) {
+            let show = |n: Option<u64>| n.map_or("no table".to_owned(), |n| format!("{n} rows"));
+            report.problems.push(Problem {
+                path: db.name.clone(),
+                kind: ProblemKind::Mismatch,
+                message: format!(
+                    "table {}: expected {}, found {}",
+                    t.table,
+                    show(t.expected),
+                    show(t.found)
+                ),
+            });
+        }
+    }
+}
+
 /// Gives the owner rwx on every directory under `root` (never following links).
 fn make_removable(root: &Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -499,7 +542,10 @@ pub fn verify_drill(
         threads: 0,
         verify: true,
     };
-    let result = restore(repo, id, snapshot, &opts);
+    let mut result = restore(repo, id, snapshot, &opts);
+    if let Ok(report) = &mut result {
+        check_databases(report, &opts.target, snapshot);
+    }
     if target.is_none() {
         // Restored directory modes (e.g. 0555) must not stop the sandbox
         // from being removed: give the owner full access first.
