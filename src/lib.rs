@@ -10,6 +10,7 @@
 //! - [`backup`]: walk → read → chunk → id → compress → pack → encrypt → upload.
 //! - [`restore`]: restore, `--verify` drills, and `dump` as tar.
 //! - [`check`]: structure, data and storage checks.
+//! - [`drill`]: what a weekly timer runs: verify the latest snapshots, a random older one and a slice of the packs.
 //!
 //! The library never prints: commands return reports that the CLI renders.
 
@@ -19,6 +20,7 @@ pub mod backup;
 pub mod check;
 pub mod chunk;
 pub mod crypto;
+pub mod drill;
 pub mod error;
 pub mod id;
 pub mod index;

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use super::output::{self, sanitize, size};
 use super::{
-    BackupArgs, CheckArgs, Command, DumpArgs, ExitCode, InitArgs, KeyCommand, LsArgs, RepoArgs,
-    RestoreArgs, SnapshotsArgs,
+    BackupArgs, CheckArgs, Command, DrillArgs, DumpArgs, ExitCode, InitArgs, KeyCommand, LsArgs,
+    RepoArgs, RestoreArgs, SnapshotsArgs,
 };
 use vault::backup::{self, BackupOptions, CommandSource};
 use vault::check::{self, CheckOptions, CheckReport, Severity};
@@ -32,6 +32,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Restore(a) => restore(a),
         Command::Dump(a) => dump(a),
         Command::Check(a) => check(a),
+        Command::Drill(a) => drill(a),
     }
 }
 
@@ -473,5 +474,72 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
         ExitCode::Damage
     } else {
         ExitCode::Ok
+    })
+}
+
+fn drill(a: DrillArgs) -> Result<ExitCode> {
+    let repo = open_repo(&a.repo)?;
+    let day = (chrono::Utc::now().timestamp() / 86_400).max(0) as u64;
+    let opts = vault::drill::DrillOptions {
+        period_days: a.period_days,
+        day,
+        random_older: !a.no_random_older,
+    };
+    let report = vault::drill::run(&repo, &opts)?;
+    if a.json {
+        output::json(&report);
+    } else {
+        for s in &report.snapshots {
+            let r = &s.report;
+            println!(
+                "snapshot {} ({}): {} files, {} re-read, {} databases: {}",
+                s.snapshot.short(),
+                s.reason,
+                r.files,
+                r.verified,
+                r.databases.len(),
+                if r.failed() { "FAILED" } else { "passed" }
+            );
+            for p in &r.problems {
+                println!(
+                    "  {:?}: /{}: {}",
+                    p.kind,
+                    sanitize(&p.path),
+                    sanitize(&p.message)
+                );
+            }
+        }
+        println!(
+            "packs slice {}: {} packs, {} blobs verified{}",
+            report.pack_slice,
+            report.packs.packs_read,
+            report.packs.blobs_verified,
+            if report.packs.has_errors() {
+                ", DAMAGE FOUND"
+            } else {
+                ""
+            }
+        );
+        for f in report
+            .packs
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+        {
+            println!(
+                "  error: {}: {}",
+                sanitize(&f.subject),
+                sanitize(&f.message)
+            );
+        }
+        println!(
+            "result: {}",
+            if report.passed { "PASSED" } else { "FAILED" }
+        );
+    }
+    Ok(if report.passed {
+        ExitCode::Ok
+    } else {
+        ExitCode::Damage
     })
 }

@@ -63,6 +63,9 @@ enum Command {
     Dump(DumpArgs),
     /// Check the repository's structure, data or storage.
     Check(CheckArgs),
+    /// Verify the latest snapshot of every source, a random older one, and
+    /// today's slice of the packs (what a weekly timer runs).
+    Drill(DrillArgs),
 }
 
 #[derive(Subcommand)]
@@ -216,6 +219,21 @@ struct CheckArgs {
     /// Hash every object against its name (no key needed).
     #[arg(long)]
     storage: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct DrillArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// Re-read every pack once within this many days (one slice per day).
+    #[arg(long, default_value_t = 30)]
+    period_days: u32,
+    /// Skip the randomly chosen older snapshot.
+    #[arg(long)]
+    no_random_older: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
