@@ -35,6 +35,8 @@ pub struct SnapshotDrill {
     pub record: Option<Id>,
     /// The verify report.
     pub report: RestoreReport,
+    /// Certificates in the snapshot that expire within 30 days.
+    pub expiring_certificates: Vec<crate::keystore::CertInfo>,
 }
 
 /// The outcome of a drill.
@@ -104,11 +106,14 @@ pub fn run(repo: &Repository, opts: &DrillOptions) -> Result<DrillReport> {
             .1;
         let (report, record) = restore::verify_drill(repo, &id, snap, None, &[])?;
         passed &= !report.failed();
+        let expiring_certificates =
+            crate::keystore::expiring(&snap.certificates, chrono::Utc::now(), 30);
         snapshots.push(SnapshotDrill {
             snapshot: id,
             reason,
             record: Some(record),
             report,
+            expiring_certificates,
         });
     }
     let period = opts.period_days.max(1);
@@ -154,6 +159,7 @@ mod tests {
             root: Id([0; 32]),
             totals: Totals::default(),
             errors: vec![],
+            certificates: vec![],
             parent: None,
             program_version: "t".into(),
         }

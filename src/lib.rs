@@ -24,6 +24,7 @@ pub mod drill;
 pub mod error;
 pub mod id;
 pub mod index;
+pub mod keystore;
 pub mod pack;
 pub mod repo;
 pub mod restore;

@@ -92,6 +92,9 @@ pub struct Snapshot {
     /// Inputs that could not be read.
     #[serde(default)]
     pub errors: Vec<InputError>,
+    /// Certificates found in keystores and truststores (no file names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<crate::keystore::CertInfo>,
     /// The previous snapshot of the same host and paths.
     #[serde(default)]
     pub parent: Option<Id>,

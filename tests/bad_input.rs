@@ -309,6 +309,7 @@ fn craft_snapshot(
         root,
         totals: Totals::default(),
         errors: vec![],
+        certificates: vec![],
         parent: None,
         program_version: "crafted".into(),
     };

@@ -8,5 +8,6 @@ mod bad_input;
 mod command_source;
 mod drill;
 mod keys;
+mod keystores;
 mod postgres;
 mod restore_without_vault;

@@ -21,6 +21,7 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::keystore::CertInfo;
 use crate::pack::BlobKind;
 use crate::repo::{ObjectKind, Repository};
 use crate::snapshot::{InputError, Snapshot, SourceRecord, SourceStatus, Totals};
@@ -267,7 +268,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     if let Some(e) = failure.take() {
         return Err(e);
     }
-    let (root, cache_entries, mut totals) = assembled?;
+    let (root, cache_entries, mut totals, certificates) = assembled?;
 
     for session in sessions {
         session.finish();
@@ -300,6 +301,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         root,
         totals,
         errors,
+        certificates,
         parent,
         program_version: env!("CARGO_PKG_VERSION").into(),
     };
@@ -388,7 +390,7 @@ fn source_records(
     out
 }
 
-type Assembled = (Id, Vec<CacheEntry>, Totals);
+type Assembled = (Id, Vec<CacheEntry>, Totals, Vec<CertInfo>);
 
 /// Consumes walk events in order and builds one tree blob per directory,
 /// bottom-up. File results are awaited in walk order.
@@ -402,6 +404,7 @@ fn assemble(
 ) -> Result<Assembled> {
     let mut stack: Vec<(Option<Node>, Vec<Node>)> = vec![(None, Vec::new())];
     let mut cache_entries = Vec::new();
+    let mut certificates = Vec::new();
     let mut totals = Totals::default();
     let cancelled = || Error::Usage("backup cancelled".into());
     let store_tree = |nodes: Vec<Node>| -> Result<Id> {
@@ -454,6 +457,7 @@ fn assemble(
                         Err(_) => return Err(cancelled()),
                     },
                 };
+                certificates.extend(data.certificates);
                 node.size = data.size;
                 node.content = data.content;
                 node.hash = Some(data.hash);
@@ -494,5 +498,9 @@ fn assemble(
             .all(|n| n.kind != NodeKind::File || n.hash.is_some())
     );
     let root = store_tree(children)?;
-    Ok((root, cache_entries, totals))
+    certificates.sort_by(|a: &CertInfo, b: &CertInfo| {
+        (&a.subject, &a.serial).cmp(&(&b.subject, &b.serial))
+    });
+    certificates.dedup();
+    Ok((root, cache_entries, totals, certificates))
 }

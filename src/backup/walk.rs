@@ -36,6 +36,8 @@ pub struct FileData {
     pub hash: Id,
     /// Bytes read.
     pub size: u64,
+    /// Certificates found, for keystore files.
+    pub certificates: Vec<crate::keystore::CertInfo>,
 }
 
 /// What the walker saw of a file before reading it (for the cache).
@@ -383,8 +385,13 @@ impl<'a> Walker<'a> {
                     ino: m.ino(),
                     cacheable: true,
                 };
+                // Keystores are always read: their certificates' expiry is
+                // recorded in every snapshot.
+                let keystore = crate::keystore::is_keystore_name(name.as_bytes())
+                    && stamp.size <= crate::keystore::MAX_KEYSTORE;
                 let cached = self
                     .cache
+                    .filter(|_| !keystore)
                     .and_then(|c| {
                         c.lookup(
                             path.as_os_str().as_bytes(),
@@ -400,6 +407,7 @@ impl<'a> Walker<'a> {
                         content: e.content.clone(),
                         hash: e.hash,
                         size: e.size,
+                        certificates: Vec::new(),
                     }),
                     None => {
                         let (tx, rx) = bounded(1);
@@ -458,7 +466,7 @@ fn read_command(
 ) -> Result<FileData, String> {
     let (running, stdout) =
         Running::start(source).map_err(|e| format!("cannot start the command: {e}"))?;
-    match store_stream(stdout, tx, repo, sink) {
+    match store_stream(stdout, tx, repo, sink, false) {
         Ok(data) => running.finish().map(|_| data),
         Err(why) => Err(running.abort(why)),
     }
@@ -476,7 +484,10 @@ fn read_file(
     if !m.is_file() {
         return Err("is no longer a regular file".into());
     }
-    store_stream(file, tx, repo, sink)
+    let keystore = path
+        .file_name()
+        .is_some_and(|n| crate::keystore::is_keystore_name(n.as_bytes()));
+    store_stream(file, tx, repo, sink, keystore)
 }
 
 /// Chunks, hashes and submits everything `reader` yields.
@@ -485,7 +496,9 @@ fn store_stream(
     tx: &Sender<RawBlob>,
     repo: &Repository,
     sink: &BlobSink<'_>,
+    inspect_keystore: bool,
 ) -> Result<FileData, String> {
+    let mut whole = Vec::new();
     let key = repo.keys().chunk_key();
     let seed = chunk::gear_seed(key);
     let mut hasher = blake3::Hasher::new();
@@ -495,15 +508,24 @@ fn store_stream(
         let data = c.map_err(|e| format!("read error: {e}"))?;
         hasher.update(&data);
         size += data.len() as u64;
+        if inspect_keystore && size <= crate::keystore::MAX_KEYSTORE {
+            whole.extend_from_slice(&data);
+        }
         let id = Id::keyed(key, &data);
         content.push(id);
         sink.submit(tx, BlobKind::Data, id, data)
             .map_err(|_| "backup cancelled".to_string())?;
     }
+    let certificates = if inspect_keystore && size <= crate::keystore::MAX_KEYSTORE {
+        crate::keystore::certificates(&whole)
+    } else {
+        Vec::new()
+    };
     Ok(FileData {
         content,
         hash: hasher.finalize().into(),
         size,
+        certificates,
     })
 }
 

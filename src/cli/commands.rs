@@ -199,9 +199,13 @@ fn snapshots(a: SnapshotsArgs) -> Result<ExitCode> {
         eprintln!("vault: warning: {}", sanitize(&format!("{e}")));
     }
     if a.json {
+        let now = chrono::Utc::now();
         let v: Vec<_> = list
             .iter()
-            .map(|(id, s)| json!({ "id": id, "snapshot": s }))
+            .map(|(id, s)| {
+                let expiring = vault::keystore::expiring(&s.certificates, now, CERT_WARN_DAYS);
+                json!({ "id": id, "snapshot": s, "expiring_certificates": expiring })
+            })
             .collect();
         output::json(&v);
     } else {
@@ -232,6 +236,20 @@ fn snapshots(a: SnapshotsArgs) -> Result<ExitCode> {
     } else {
         ExitCode::Damage
     })
+}
+
+/// Certificates expiring within this many days are reported.
+const CERT_WARN_DAYS: i64 = 30;
+
+/// Prints a warning line per certificate that expires soon.
+fn warn_expiring(certs: &[vault::keystore::CertInfo]) {
+    for c in vault::keystore::expiring(certs, chrono::Utc::now(), CERT_WARN_DAYS) {
+        println!(
+            "  warning: certificate {} expires {}",
+            sanitize(&c.subject),
+            c.not_after.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
 }
 
 fn ls(a: LsArgs) -> Result<ExitCode> {
@@ -331,7 +349,11 @@ fn restore(a: RestoreArgs) -> Result<ExitCode> {
     };
     let passed = !report.failed();
     if a.json {
-        output::json(&json!({ "passed": passed, "drill": drill, "report": report }));
+        let expiring =
+            vault::keystore::expiring(&snap.certificates, chrono::Utc::now(), CERT_WARN_DAYS);
+        output::json(
+            &json!({ "passed": passed, "drill": drill, "report": report, "expiring_certificates": expiring }),
+        );
     } else {
         let verb = if a.verify { "verified" } else { "restored" };
         println!(
@@ -382,6 +404,7 @@ fn restore(a: RestoreArgs) -> Result<ExitCode> {
                 sanitize(&p.message)
             );
         }
+        warn_expiring(&snap.certificates);
         println!("result: {}", if passed { "PASSED" } else { "FAILED" });
     }
     Ok(if passed {
@@ -506,6 +529,13 @@ fn drill(a: DrillArgs) -> Result<ExitCode> {
                     p.kind,
                     sanitize(&p.path),
                     sanitize(&p.message)
+                );
+            }
+            for c in &s.expiring_certificates {
+                println!(
+                    "  warning: certificate {} expires {}",
+                    sanitize(&c.subject),
+                    c.not_after.format("%Y-%m-%d")
                 );
             }
         }
