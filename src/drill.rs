@@ -24,6 +24,9 @@ pub struct DrillOptions {
     pub random_older: bool,
 }
 
+/// Where database dumps are loaded (None: a scratch cluster per drill).
+pub type PgUrl<'a> = Option<&'a str>;
+
 /// One snapshot verified by the drill.
 #[derive(Debug, Clone, Serialize)]
 pub struct SnapshotDrill {
@@ -93,7 +96,7 @@ pub fn choose(all: &[(Id, Snapshot)], random_older: bool) -> Vec<(Id, &'static s
 }
 
 /// Runs a drill (owner key required).
-pub fn run(repo: &Repository, opts: &DrillOptions) -> Result<DrillReport> {
+pub fn run(repo: &Repository, opts: &DrillOptions, pg_url: PgUrl<'_>) -> Result<DrillReport> {
     repo.keys().require_owner("drill")?;
     let (all, damaged) = repo.snapshots()?;
     let mut passed = damaged.is_empty();
@@ -104,7 +107,7 @@ pub fn run(repo: &Repository, opts: &DrillOptions) -> Result<DrillReport> {
             .find(|(i, _)| *i == id)
             .expect("chosen from all")
             .1;
-        let (report, record) = restore::verify_drill(repo, &id, snap, None, &[])?;
+        let (report, record) = restore::verify_drill(repo, &id, snap, None, &[], pg_url)?;
         passed &= !report.failed();
         let expiring_certificates =
             crate::keystore::expiring(&snap.certificates, chrono::Utc::now(), 30);

@@ -86,7 +86,7 @@ fn pack_slices_cover_every_pack_within_the_period() {
             day,
             random_older: false,
         };
-        let report = vault::drill::run(&repo, &opts).unwrap();
+        let report = vault::drill::run(&repo, &opts, None).unwrap();
         assert!(report.passed);
         read += report.packs.packs_read;
     }

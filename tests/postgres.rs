@@ -529,3 +529,73 @@ fn drill_interrupted_by_a_signal_leaves_no_cluster_behind() {
         "a scratch postmaster is still running: {left}"
     );
 }
+
+#[test]
+fn verify_can_use_a_given_server_and_drops_its_scratch_database() {
+    let pg = PgServer::start();
+    make_app_db(&pg);
+    let env = Env::new();
+    let (out, _) = backup(&env, &["--postgres", &pg.conninfo("app")]);
+    assert_success(&out);
+    let out = env.vault(
+        &["restore"],
+        &env.owner_key,
+        &[
+            "latest",
+            "--verify",
+            "--json",
+            "--pg-url",
+            &pg.conninfo("postgres"),
+        ],
+    );
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["report"]["databases"][0]["passed"], true);
+    let left = pg.sql(
+        "postgres",
+        "SELECT count(*) FROM pg_database WHERE datname LIKE 'vault_drill_%'",
+    );
+    assert_eq!(left, "0", "the scratch database was dropped");
+}
+
+#[test]
+fn pg_dump_killed_mid_stream_is_a_failed_source() {
+    let pg = PgServer::start();
+    make_app_db(&pg);
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    // pg_dump dies of SIGPIPE after the first KiB: the pipeline's status
+    // (pipefail) is non-zero, as when pg_dump is killed for any reason.
+    let cmd = format!(
+        "set -o pipefail; PGHOST={} PGUSER=postgres pg_dump -Fc -Z0 app | head -c 1024",
+        pg.conninfo("app")
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .trim_start_matches("host=")
+    );
+    let (out, v) = backup(
+        &env,
+        &[
+            "--from-command",
+            &format!("bash -c '{cmd}'"),
+            "--stdin-filename",
+            "db/app.dump",
+            src.to_str().unwrap(),
+        ],
+    );
+    assert_code(&out, 3);
+    let failed = v["snapshot"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "command")
+        .unwrap()
+        .clone();
+    assert_eq!(failed["status"], "failed");
+    assert_contains(
+        v["snapshot"]["errors"][0]["message"].as_str().unwrap(),
+        "exited with status",
+    );
+}

@@ -332,7 +332,14 @@ fn restore(a: RestoreArgs) -> Result<ExitCode> {
     let repo = open_repo(&a.repo)?;
     let (id, snap) = repo.find_snapshot(&a.snapshot)?;
     let (report, drill) = if a.verify {
-        let (r, d) = restore::verify_drill(&repo, &id, &snap, a.target.as_deref(), &a.include)?;
+        let (r, d) = restore::verify_drill(
+            &repo,
+            &id,
+            &snap,
+            a.target.as_deref(),
+            &a.include,
+            a.pg_url.as_deref(),
+        )?;
         (r, Some(d))
     } else {
         let target = a
@@ -508,7 +515,7 @@ fn drill(a: DrillArgs) -> Result<ExitCode> {
         day,
         random_older: !a.no_random_older,
     };
-    let report = vault::drill::run(&repo, &opts)?;
+    let report = vault::drill::run(&repo, &opts, a.pg_url.as_deref())?;
     if a.json {
         output::json(&report);
     } else {

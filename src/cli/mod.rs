@@ -187,6 +187,11 @@ struct RestoreArgs {
     /// Restore into a sandbox, check every file, record a drill; exit 4 on any mismatch.
     #[arg(long)]
     verify: bool,
+    /// With --verify: load database dumps into this PostgreSQL server (libpq
+    /// conninfo; a scratch database is created and dropped) instead of a
+    /// throwaway cluster.
+    #[arg(long, value_name = "CONNINFO", requires = "verify")]
+    pg_url: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -234,6 +239,9 @@ struct DrillArgs {
     /// Skip the randomly chosen older snapshot.
     #[arg(long)]
     no_random_older: bool,
+    /// Load database dumps into this PostgreSQL server instead of a throwaway cluster.
+    #[arg(long, value_name = "CONNINFO")]
+    pg_url: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,

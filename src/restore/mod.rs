@@ -454,10 +454,15 @@ fn finish_links(
 
 /// Loads every restored PostgreSQL dump into a scratch cluster and compares
 /// row counts with the snapshot header; mismatches become problems.
-fn check_databases(report: &mut RestoreReport, sandbox: &Path, snapshot: &Snapshot) {
+fn check_databases(
+    report: &mut RestoreReport,
+    sandbox: &Path,
+    snapshot: &Snapshot,
+    pg_url: Option<&str>,
+) {
     let mut restored = snapshot.clone();
     restored.sources.retain(|s| sandbox.join(&s.name).is_file());
-    report.databases = pgdrill::check_dumps(sandbox, &restored);
+    report.databases = pgdrill::check_dumps(sandbox, &restored, pg_url);
     for db in &report.databases {
         if let Some(e) = &db.error {
             report.problems.push(Problem {
@@ -523,6 +528,7 @@ pub fn verify_drill(
     snapshot: &Snapshot,
     target: Option<&Path>,
     include: &[String],
+    pg_url: Option<&str>,
 ) -> Result<(RestoreReport, Id)> {
     let sandbox;
     let dir = match target {
@@ -544,7 +550,7 @@ pub fn verify_drill(
     };
     let mut result = restore(repo, id, snapshot, &opts);
     if let Ok(report) = &mut result {
-        check_databases(report, &opts.target, snapshot);
+        check_databases(report, &opts.target, snapshot, pg_url);
     }
     if target.is_none() {
         // Restored directory modes (e.g. 0555) must not stop the sandbox

@@ -192,22 +192,49 @@ impl Cluster {
         }
     }
 
-    /// A client command aimed at this cluster.
+    /// The scratch cluster as a load target.
+    fn target(&self) -> Db {
+        Db {
+            tools: self.bin.clone(),
+            env: vec![
+                ("PGHOST".into(), self.dir.to_string_lossy().into_owned()),
+                ("PGPORT".into(), "5432".into()),
+                ("PGUSER".into(), "vault_drill".into()),
+            ],
+        }
+    }
+}
+
+/// Where dumps are loaded: the scratch cluster, or a server given with
+/// `--pg-url` (each dump goes into a new database that is dropped after).
+struct Db {
+    /// Directory of the client tools (empty: found on PATH).
+    tools: PathBuf,
+    /// Connection settings as `PG*` variables.
+    env: Vec<(String, String)>,
+}
+
+impl Db {
     fn client(&self, tool: &str, db: &str) -> Command {
-        let mut cmd = Command::new(self.bin.join(tool));
-        cmd.env("PGHOST", &self.dir)
-            .env("PGPORT", "5432")
-            .env("PGUSER", "vault_drill")
-            .env("PGDATABASE", db)
-            .env_remove("PGPASSWORD")
-            .env_remove("PGSERVICE");
+        let mut cmd = Command::new(self.tools.join(tool));
+        cmd.env_remove("PGSERVICE")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("PGDATABASE", db);
         cmd
     }
 
     fn psql(&self, db: &str, script: &str) -> Result<Vec<String>, String> {
         let mut child = self
             .client("psql", db)
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--no-password",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -231,12 +258,26 @@ impl Cluster {
             .collect())
     }
 
-    /// Loads a custom-format dump into a new database; returns its row counts.
+    /// Loads a custom-format dump into a new database `db`, counts its rows,
+    /// and drops the database again.
     fn load(&self, dump: &Path, db: &str) -> Result<BTreeMap<String, u64>, String> {
         self.psql("postgres", &format!("CREATE DATABASE {db};\n"))?;
+        let result = self.restore_and_count(dump, db);
+        let _ = self.psql("postgres", &format!("DROP DATABASE IF EXISTS {db};\n"));
+        result
+    }
+
+    fn restore_and_count(&self, dump: &Path, db: &str) -> Result<BTreeMap<String, u64>, String> {
         let out = self
             .client("pg_restore", db)
-            .args(["--no-owner", "--no-privileges", "--exit-on-error", "-d", db])
+            .args([
+                "--no-owner",
+                "--no-privileges",
+                "--exit-on-error",
+                "--no-password",
+                "-d",
+                db,
+            ])
             .arg(dump)
             .output()
             .map_err(|e| format!("pg_restore: {e}"))?;
@@ -263,9 +304,10 @@ impl Drop for Cluster {
     }
 }
 
-/// Drills every PostgreSQL dump of `snapshot` restored under `sandbox`.
-/// Returns nothing when the snapshot has no database source.
-pub fn check_dumps(sandbox: &Path, snapshot: &Snapshot) -> Vec<DumpCheck> {
+/// Drills every PostgreSQL dump of `snapshot` restored under `sandbox`:
+/// into a scratch cluster, or into the server `pg_url` names. Returns
+/// nothing when the snapshot has no database source.
+pub fn check_dumps(sandbox: &Path, snapshot: &Snapshot, pg_url: Option<&str>) -> Vec<DumpCheck> {
     let dumps: Vec<_> = snapshot
         .sources
         .iter()
@@ -274,20 +316,36 @@ pub fn check_dumps(sandbox: &Path, snapshot: &Snapshot) -> Vec<DumpCheck> {
     if dumps.is_empty() {
         return Vec::new();
     }
-    let cluster = match Cluster::start() {
-        Ok(c) => c,
-        Err(e) => {
-            return dumps
-                .iter()
-                .map(|s| DumpCheck {
-                    name: s.name.clone(),
-                    passed: false,
-                    error: Some(e.clone()),
-                    tables: Vec::new(),
-                })
-                .collect();
-        }
+    let failed = |e: String| -> Vec<DumpCheck> {
+        dumps
+            .iter()
+            .map(|s| DumpCheck {
+                name: s.name.clone(),
+                passed: false,
+                error: Some(e.clone()),
+                tables: Vec::new(),
+            })
+            .collect()
     };
+    let cluster;
+    let target = match pg_url {
+        Some(url) => match crate::backup::conninfo_env(url) {
+            Ok(env) => Db {
+                tools: PathBuf::new(),
+                env,
+            },
+            Err(e) => return failed(e),
+        },
+        None => match Cluster::start() {
+            Ok(c) => {
+                cluster = c;
+                cluster.target()
+            }
+            Err(e) => return failed(e),
+        },
+    };
+    let mut tag = [0u8; 6];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut tag);
     dumps
         .iter()
         .enumerate()
@@ -299,7 +357,8 @@ pub fn check_dumps(sandbox: &Path, snapshot: &Snapshot) -> Vec<DumpCheck> {
                 .and_then(|c| serde_json::from_value(c.clone()).ok())
                 .unwrap_or_default();
             let path = sandbox.join(&source.name);
-            match cluster.load(&path, &format!("drill_{i}")) {
+            let db = format!("vault_drill_{}_{i}", hex::encode(tag));
+            match target.load(&path, &db) {
                 Ok(found) => compare(&source.name, &expected, &found),
                 Err(e) => DumpCheck {
                     name: source.name.clone(),
