@@ -26,6 +26,18 @@ pub const COUNT_ROWS_SQL: &str = "SELECT format('SELECT %L || ''|'' || count(*) 
      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'\n\
    ORDER BY 1) tables \\gexec\n";
 
+/// psql flags for scripted use: no psqlrc, quiet, unaligned, tuples only,
+/// stop at the first error, never prompt for a password.
+pub const PSQL_ARGS: [&str; 7] = [
+    "-X",
+    "-q",
+    "-A",
+    "-t",
+    "-v",
+    "ON_ERROR_STOP=1",
+    "--no-password",
+];
+
 /// Parses `schema.table|count` lines.
 pub fn parse_counts(rows: &[String]) -> Result<BTreeMap<String, u64>, String> {
     let mut out = BTreeMap::new();
@@ -139,15 +151,7 @@ impl PgSnapshot {
     pub fn begin(conninfo: &str) -> Result<PgSnapshot, String> {
         let env = conninfo_env(conninfo)?;
         let mut child = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "--no-password",
-            ])
+            .args(PSQL_ARGS)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -238,6 +238,18 @@ fn snapshots(a: SnapshotsArgs) -> Result<ExitCode> {
     })
 }
 
+/// Prints restore problems, one per line.
+fn print_problems(problems: &[vault::restore::Problem]) {
+    for p in problems {
+        println!(
+            "  {:?}: /{}: {}",
+            p.kind,
+            sanitize(&p.path),
+            sanitize(&p.message)
+        );
+    }
+}
+
 /// Certificates expiring within this many days are reported.
 const CERT_WARN_DAYS: i64 = 30;
 
@@ -403,14 +415,7 @@ fn restore(a: RestoreArgs) -> Result<ExitCode> {
                 );
             }
         }
-        for p in &report.problems {
-            println!(
-                "  {:?}: /{}: {}",
-                p.kind,
-                sanitize(&p.path),
-                sanitize(&p.message)
-            );
-        }
+        print_problems(&report.problems);
         warn_expiring(&snap.certificates);
         println!("result: {}", if passed { "PASSED" } else { "FAILED" });
     }
@@ -530,14 +535,7 @@ fn drill(a: DrillArgs) -> Result<ExitCode> {
                 r.databases.len(),
                 if r.failed() { "FAILED" } else { "passed" }
             );
-            for p in &r.problems {
-                println!(
-                    "  {:?}: /{}: {}",
-                    p.kind,
-                    sanitize(&p.path),
-                    sanitize(&p.message)
-                );
-            }
+            print_problems(&r.problems);
             for c in &s.expiring_certificates {
                 println!(
                     "  warning: certificate {} expires {}",

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backup::postgres::{COUNT_ROWS_SQL, parse_counts};
+use crate::backup::postgres::{COUNT_ROWS_SQL, PSQL_ARGS, parse_counts};
 use crate::snapshot::{Snapshot, SourceStatus};
 
 /// One table: rows recorded at backup time and rows found after restore.
@@ -226,15 +226,7 @@ impl Db {
     fn psql(&self, db: &str, script: &str) -> Result<Vec<String>, String> {
         let mut child = self
             .client("psql", db)
-            .args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "--no-password",
-            ])
+            .args(PSQL_ARGS)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
