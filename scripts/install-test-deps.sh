@@ -2,7 +2,8 @@
 # Installs what the test suite needs when it is missing: the age and zstd
 # command-line tools (for scripts/restore-without-vault), b3sum, ssh-keygen,
 # the util-linux tools the root-only tests use (mount, runuser), and a
-# PostgreSQL server and client (the tests start their own cluster).
+# PostgreSQL server and client (the tests start their own cluster), and
+# moto, the S3-protocol server the S3 tests start.
 set -euo pipefail
 
 missing=()
@@ -28,6 +29,12 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}"
+fi
+# The S3 tests run a real S3-protocol server: moto (5.2.5 or newer fixes
+# CompleteMultipartUpload for the Rust SDK).
+if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+    echo "installing: moto[server]"
+    python3 -m pip install --quiet 'moto[server]>=5.2.5'
 fi
 # The PostgreSQL tests run initdb and pg_ctl as this user.
 id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres

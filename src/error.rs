@@ -32,13 +32,12 @@ pub enum Error {
     },
 
     /// A local file operation failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The local path involved.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (shown in the message, so not chained again).
+        error: std::io::Error,
     },
 
     /// The caller asked for something that cannot be done as asked.
@@ -70,10 +69,10 @@ impl Error {
     }
 
     /// Builds an [`Error::Io`] for `path`.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 }

@@ -11,3 +11,4 @@ mod keys;
 mod keystores;
 mod postgres;
 mod restore_without_vault;
+mod s3;

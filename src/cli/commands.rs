@@ -438,7 +438,7 @@ fn dump(a: DumpArgs) -> Result<ExitCode> {
         a.path.as_deref(),
         std::io::BufWriter::new(stdout),
     ) {
-        Err(vault::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+        Err(vault::Error::Io { error, .. }) if error.kind() == std::io::ErrorKind::BrokenPipe => {
             Ok(ExitCode::Ok)
         }
         other => other.map(|_| ExitCode::Ok).context("dump failed"),

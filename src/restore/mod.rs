@@ -337,12 +337,12 @@ pub fn restore(
             }
         });
         drop(tx);
-        if let Err(Error::Io { path, source }) = &walk_result {
+        if let Err(Error::Io { path, error }) = &walk_result {
             // A directory could not be created: report it and stop walking.
             problem(
                 path.strip_prefix(&target).unwrap_or(path.as_path()),
                 ProblemKind::Write,
-                source.to_string(),
+                error.to_string(),
             );
             walk_result = Ok(());
         }

@@ -4,10 +4,12 @@
 //! [`Storage::put`] never replaces an existing object.
 
 mod local;
+mod s3;
 
 use std::io::{Read, Seek};
 
 pub use local::LocalStorage;
+pub use s3::{S3Settings, S3Storage};
 
 /// Errors from a storage backend; each names the object key.
 #[derive(Debug, thiserror::Error)]
@@ -20,13 +22,12 @@ pub enum StorageError {
         key: String,
     },
     /// An I/O or transport error.
-    #[error("{key}: {source}")]
+    #[error("{key}: {error}")]
     Io {
         /// The object key (or prefix) involved.
         key: String,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (shown in the message, so not chained again).
+        error: std::io::Error,
     },
 }
 
@@ -40,7 +41,7 @@ impl StorageError {
         } else {
             StorageError::Io {
                 key: key.to_owned(),
-                source,
+                error: source,
             }
         }
     }
@@ -84,12 +85,11 @@ pub trait Storage: Send + Sync {
     fn location(&self) -> String;
 }
 
-/// Opens the storage that `repo` names: a directory path or `file:///path`.
+/// Opens the storage that `repo` names: a directory path, `file:///path`,
+/// or `s3://bucket/prefix`.
 pub fn open(repo: &str) -> Result<Box<dyn Storage>, crate::Error> {
     if repo.starts_with("s3://") {
-        return Err(crate::Error::Usage(format!(
-            "{repo}: S3 repositories are not supported by this build yet; use a local directory"
-        )));
+        return Ok(Box::new(S3Storage::open(repo)?));
     }
     let path = repo.strip_prefix("file://").unwrap_or(repo);
     if path.is_empty() {

@@ -1,0 +1,271 @@
+//! S3 repositories against a real S3-protocol server (moto, started by the
+//! harness on a free loopback port), and one storage conformance suite run
+//! against both the local directory backend and S3.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vault::storage::{LocalStorage, PutOutcome, S3Settings, S3Storage, Storage, StorageError};
+
+use crate::util::*;
+
+/// A moto server process, killed on drop.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with moto[server] (scripts/install-test-deps.sh installs it)");
+        let mut moto = Moto { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto did not start on port {port}"
+            );
+            assert!(
+                moto.child.try_wait().unwrap().is_none(),
+                "moto exited at start (is moto[server] installed?)"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        moto
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket (moto accepts unsigned requests).
+    pub fn create_bucket(&self, name: &str) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(s, "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "create bucket: {reply}");
+    }
+
+    pub fn settings(&self) -> S3Settings {
+        S3Settings {
+            endpoint: Some(self.endpoint()),
+            region: Some("us-east-1".into()),
+            credentials: Some(("test".into(), "testsecret".into())),
+            path_style: true,
+        }
+    }
+
+    /// A vault command with this server in its environment.
+    pub fn vault(&self, args: &[&str]) -> std::process::Output {
+        Command::new(vault_bin())
+            .args(args)
+            .env("AWS_ENDPOINT_URL", self.endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "testsecret")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The cases every backend must pass.
+fn conformance(s: &dyn Storage) {
+    assert_eq!(s.put("index/aa", b"first").unwrap(), PutOutcome::Created);
+    assert_eq!(
+        s.put("index/aa", b"second").unwrap(),
+        PutOutcome::AlreadyExists,
+        "write-once"
+    );
+    assert_eq!(
+        s.get("index/aa").unwrap(),
+        b"first",
+        "an existing object is never overwritten"
+    );
+    let big = noise(9 << 20, 4);
+    s.put("data/ab/big", &big).unwrap();
+    s.put("data/ab/small", b"x").unwrap();
+    s.put("snapshots/zz", b"s").unwrap();
+    let keys: Vec<String> = s
+        .list("data/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys, ["data/ab/big", "data/ab/small"]);
+    assert_eq!(s.list("data/ab/big").unwrap()[0].size, big.len() as u64);
+    assert!(s.list("nothing/").unwrap().is_empty());
+    // Streaming reads with seeks in both directions, across read windows.
+    let mut r = s.open("data/ab/big").unwrap();
+    let mut buf = vec![0u8; 1000];
+    r.seek(SeekFrom::Start(5 << 20)).unwrap();
+    r.read_exact(&mut buf).unwrap();
+    assert_eq!(buf, big[5 << 20..(5 << 20) + 1000]);
+    r.seek(SeekFrom::Start(10)).unwrap();
+    r.read_exact(&mut buf).unwrap();
+    assert_eq!(buf, big[10..1010]);
+    let mut all = Vec::new();
+    r.seek(SeekFrom::Start(0)).unwrap();
+    r.read_to_end(&mut all).unwrap();
+    assert_eq!(all, big);
+    assert!(matches!(
+        s.get("index/missing"),
+        Err(StorageError::NotFound { .. })
+    ));
+    s.delete("data/ab/small").unwrap();
+    assert_eq!(s.list("data/").unwrap().len(), 1);
+}
+
+#[test]
+fn conformance_local_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance(&LocalStorage::new(dir.path()));
+}
+
+#[test]
+fn conformance_s3() {
+    let moto = Moto::start();
+    moto.create_bucket("conformance");
+    let s3 = S3Storage::open_with("s3://conformance/some/prefix", &moto.settings()).unwrap();
+    conformance(&s3);
+    assert_eq!(s3.location(), "s3://conformance/some/prefix");
+}
+
+#[test]
+fn backup_to_s3_and_disaster_restore_with_only_the_owner_key() {
+    let moto = Moto::start();
+    moto.create_bucket("offsite");
+    let dir = tempfile::tempdir().unwrap();
+    let owner = dir.path().join("owner.key");
+    let writer = dir.path().join("writer.key");
+    let recipient = generate_key(&owner);
+    let repo = "s3://offsite/hosts/web1";
+    assert_success(&moto.vault(&[
+        "init",
+        "-r",
+        repo,
+        "--owner",
+        &recipient,
+        "--writer-key-out",
+        writer.to_str().unwrap(),
+    ]));
+    let src = dir.path().join("src");
+    sample_tree(&src);
+    write(&src.join("var/big.bin"), &noise(12 << 20, 8));
+    let cache = dir.path().join("cache");
+    let out = moto.vault(&[
+        "backup",
+        "-r",
+        repo,
+        "-i",
+        writer.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    assert!(!stdout(&out).contains("testsecret") && !stderr(&out).contains("testsecret"));
+    assert_success(&moto.vault(&["snapshots", "-r", repo, "-i", writer.to_str().unwrap()]));
+
+    // Disaster recovery: a new machine with the owner key and the bucket URL.
+    let fresh = tempfile::tempdir().unwrap();
+    let out = moto.vault(&[
+        "restore",
+        "-r",
+        repo,
+        "-i",
+        owner.to_str().unwrap(),
+        "latest",
+        "--verify",
+        "--json",
+    ]);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["passed"], true);
+    let target = fresh.path().join("t");
+    assert_success(&moto.vault(&[
+        "restore",
+        "-r",
+        repo,
+        "-i",
+        owner.to_str().unwrap(),
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    let check = moto.vault(&[
+        "check",
+        "-r",
+        repo,
+        "-i",
+        owner.to_str().unwrap(),
+        "--read-data",
+        "--storage",
+    ]);
+    assert_success(&check);
+    assert_contains(&stdout(&check), "no errors");
+    // A second backup dedupes against what is in the bucket.
+    let out = moto.vault(&[
+        "backup",
+        "-r",
+        repo,
+        "-i",
+        writer.to_str().unwrap(),
+        "--no-cache",
+        "--json",
+        src.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["snapshot"]["totals"]["bytes_added"].as_u64().unwrap() < 4096,
+        "{v}"
+    );
+}
+
+#[test]
+fn a_missing_bucket_is_named_clearly() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let owner = dir.path().join("owner.key");
+    let recipient = generate_key(&owner);
+    let out = moto.vault(&[
+        "init",
+        "-r",
+        "s3://no-such-bucket/x",
+        "--owner",
+        &recipient,
+        "--writer-key-out",
+        dir.path().join("w").to_str().unwrap(),
+    ]);
+    assert_code(&out, 1);
+    assert_contains(&stderr(&out), "bucket does not exist");
+}
