@@ -269,3 +269,143 @@ fn a_missing_bucket_is_named_clearly() {
     assert_code(&out, 1);
     assert_contains(&stderr(&out), "bucket does not exist");
 }
+
+/// A loopback proxy in front of moto that answers the first request of
+/// every other new connection with `503 SlowDown` and closes it; all other
+/// connections are piped through. Bounded: it stops after `limit` connections.
+struct FaultyProxy {
+    port: u16,
+    faults: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FaultyProxy {
+    fn start(upstream: u16, limit: usize) -> FaultyProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let faults = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = faults.clone();
+        std::thread::spawn(move || {
+            for (n, conn) in listener.incoming().take(limit).enumerate() {
+                let Ok(mut client) = conn else { continue };
+                if n % 2 == 0 {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    std::thread::spawn(move || reject(&mut client));
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let mut server = server;
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut s2);
+                    let _ = s2.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server, &mut client);
+                    let _ = client.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        FaultyProxy { port, faults }
+    }
+}
+
+/// Reads one request head (and its declared body) and answers 503 SlowDown.
+fn reject(client: &mut TcpStream) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
+        if client.read(&mut byte).unwrap_or(0) == 0 {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let len: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len.min(64 << 20)];
+    let _ = client.read_exact(&mut body);
+    let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+    let _ = write!(
+        client,
+        "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+        xml.len()
+    );
+}
+
+#[test]
+fn backup_and_restore_ride_out_503_slowdown() {
+    let moto = Moto::start();
+    moto.create_bucket("flaky");
+    let proxy = FaultyProxy::start(moto.port, 4000);
+    let dir = tempfile::tempdir().unwrap();
+    let owner = dir.path().join("owner.key");
+    let writer = dir.path().join("writer.key");
+    let recipient = generate_key(&owner);
+    let repo = "s3://flaky/r";
+    let via_proxy = |args: &[&str]| {
+        Command::new(vault_bin())
+            .args(args)
+            .env(
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", proxy.port),
+            )
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "testsecret")
+            .output()
+            .unwrap()
+    };
+    assert_success(&via_proxy(&[
+        "init",
+        "-r",
+        repo,
+        "--owner",
+        &recipient,
+        "--writer-key-out",
+        writer.to_str().unwrap(),
+    ]));
+    let src = dir.path().join("src");
+    sample_tree(&src);
+    write(&src.join("big.bin"), &noise(6 << 20, 21));
+    assert_success(&via_proxy(&[
+        "backup",
+        "-r",
+        repo,
+        "-i",
+        writer.to_str().unwrap(),
+        "--no-cache",
+        src.to_str().unwrap(),
+    ]));
+    let target = dir.path().join("t");
+    assert_success(&via_proxy(&[
+        "restore",
+        "-r",
+        repo,
+        "-i",
+        owner.to_str().unwrap(),
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    assert!(
+        proxy.faults.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+        "faults were injected"
+    );
+    // Checked directly against the server: the repository is clean.
+    let check = moto.vault(&[
+        "check",
+        "-r",
+        repo,
+        "-i",
+        owner.to_str().unwrap(),
+        "--read-data",
+        "--storage",
+    ]);
+    assert_success(&check);
+}

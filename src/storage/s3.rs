@@ -93,6 +93,17 @@ impl S3Storage {
                 id, secret, None, None, "vault",
             ));
         }
+        // Retries with exponential backoff and jitter on 5xx, throttling
+        // (SlowDown, 429), timeouts and connection errors; none on 4xx such
+        // as 403, 404 or 412.
+        loader = loader
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(6))
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(10))
+                    .operation_attempt_timeout(std::time::Duration::from_secs(300))
+                    .build(),
+            );
         let shared = runtime.block_on(loader.load());
         let path_style = settings.path_style || settings.endpoint.is_some();
         let conf = aws_sdk_s3::config::Builder::from(&shared)
