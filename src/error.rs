@@ -55,7 +55,7 @@ pub enum Error {
     },
 
     /// No snapshot matches what the user asked for.
-    #[error("no snapshot matches {0:?}")]
+    #[error("no snapshot matches {0:?} (`vault snapshots` lists them; `latest` picks the newest)")]
     SnapshotNotFound(String),
 }
 

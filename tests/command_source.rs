@@ -5,26 +5,15 @@ use std::fs;
 
 use crate::util::*;
 
-fn backup_json(env: &Env, args: &[&str]) -> (std::process::Output, serde_json::Value) {
-    let mut all = vec!["--no-cache", "--json"];
-    all.extend(args);
-    let out = env.vault(&["backup"], &env.writer_key, &all);
-    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (out, v)
-}
-
 #[test]
 fn command_output_is_stored_and_restores_byte_for_byte() {
     let env = Env::new();
-    let (out, v) = backup_json(
-        &env,
-        &[
-            "--from-command",
-            "seq 1 300000",
-            "--stdin-filename",
-            "db/numbers.txt",
-        ],
-    );
+    let (out, v) = env.backup_json(&[
+        "--from-command",
+        "seq 1 300000",
+        "--stdin-filename",
+        "db/numbers.txt",
+    ]);
     assert_success(&out);
     let src = &v["snapshot"]["sources"][0];
     assert_eq!(src["kind"], "command");
@@ -42,15 +31,12 @@ fn command_output_is_stored_and_restores_byte_for_byte() {
 
     // The same output again stores no content: only the two directory
     // trees are new (command output is stamped with the backup time).
-    let (out, v) = backup_json(
-        &env,
-        &[
-            "--from-command",
-            "seq 1 300000",
-            "--stdin-filename",
-            "db/numbers.txt",
-        ],
-    );
+    let (out, v) = env.backup_json(&[
+        "--from-command",
+        "seq 1 300000",
+        "--stdin-filename",
+        "db/numbers.txt",
+    ]);
     assert_success(&out);
     assert_eq!(v["snapshot"]["totals"]["blobs_added"], 2, "{v}");
 }
@@ -60,16 +46,13 @@ fn failing_command_is_never_a_good_backup() {
     let env = Env::new();
     let src = env.path("src");
     sample_tree(&src);
-    let (out, v) = backup_json(
-        &env,
-        &[
-            "--from-command",
-            "echo partial-dump; echo 'pg_dump: error: connection refused' >&2; exit 3",
-            "--stdin-filename",
-            "db/app.dump",
-            src.to_str().unwrap(),
-        ],
-    );
+    let (out, v) = env.backup_json(&[
+        "--from-command",
+        "echo partial-dump; echo 'pg_dump: error: connection refused' >&2; exit 3",
+        "--stdin-filename",
+        "db/app.dump",
+        src.to_str().unwrap(),
+    ]);
     assert_code(&out, 3);
     let sources = v["snapshot"]["sources"].as_array().unwrap();
     let cmd = sources.iter().find(|s| s["kind"] == "command").unwrap();
@@ -94,10 +77,7 @@ fn failing_command_is_never_a_good_backup() {
 #[test]
 fn failing_command_alone_makes_no_snapshot() {
     let env = Env::new();
-    let (out, _) = backup_json(
-        &env,
-        &["--from-command", "exit 1", "--stdin-filename", "x.dump"],
-    );
+    let (out, _) = env.backup_json(&["--from-command", "exit 1", "--stdin-filename", "x.dump"]);
     assert_code(&out, 1);
     assert_contains(&stderr(&out), "nothing could be read");
     assert!(
@@ -111,16 +91,13 @@ fn command_killed_mid_stream_fails() {
     let env = Env::new();
     let src = env.path("src");
     sample_tree(&src);
-    let (out, v) = backup_json(
-        &env,
-        &[
-            "--from-command",
-            "seq 1 200000; kill -9 $$",
-            "--stdin-filename",
-            "big.txt",
-            src.to_str().unwrap(),
-        ],
-    );
+    let (out, v) = env.backup_json(&[
+        "--from-command",
+        "seq 1 200000; kill -9 $$",
+        "--stdin-filename",
+        "big.txt",
+        src.to_str().unwrap(),
+    ]);
     assert_code(&out, 3);
     let msg = v["snapshot"]["errors"][0]["message"]
         .as_str()
@@ -133,10 +110,7 @@ fn command_killed_mid_stream_fails() {
 fn stdin_filename_must_stay_inside_the_snapshot() {
     let env = Env::new();
     for bad in ["../escape", "a/../../b", ""] {
-        let (out, _) = backup_json(
-            &env,
-            &["--from-command", "echo hi", "--stdin-filename", bad],
-        );
+        let (out, _) = env.backup_json(&["--from-command", "echo hi", "--stdin-filename", bad]);
         assert_code(&out, 1);
         assert_contains(&stderr(&out), "--stdin-filename");
     }

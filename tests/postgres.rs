@@ -158,20 +158,12 @@ fn make_app_db(pg: &PgServer) {
     );
 }
 
-fn backup(env: &Env, args: &[&str]) -> (std::process::Output, serde_json::Value) {
-    let mut all = vec!["--no-cache", "--json"];
-    all.extend(args);
-    let out = env.vault(&["backup"], &env.writer_key, &all);
-    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (out, v)
-}
-
 #[test]
 fn native_dump_records_row_counts_and_restores_into_postgres() {
     let pg = PgServer::start();
     make_app_db(&pg);
     let env = Env::new();
-    let (out, v) = backup(&env, &["--postgres", &pg.conninfo("app")]);
+    let (out, v) = env.backup_json(&["--postgres", &pg.conninfo("app")]);
     assert_success(&out);
     let sources = v["snapshot"]["sources"].as_array().unwrap();
     let dump = sources
@@ -232,7 +224,7 @@ fn dump_and_counts_agree_while_writes_run() {
                 );
             }
         });
-        let r = backup(&env, &["--postgres", &pg.conninfo("app")]);
+        let r = env.backup_json(&["--postgres", &pg.conninfo("app")]);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         writer.join().unwrap();
         r
@@ -267,29 +259,20 @@ fn a_failing_database_source_fails_the_run() {
     let env = Env::new();
     let src = env.path("src");
     sample_tree(&src);
-    let (out, v) = backup(
-        &env,
-        &[
-            "--postgres",
-            &pg.conninfo("no_such_db"),
-            src.to_str().unwrap(),
-        ],
-    );
+    let (out, v) = env.backup_json(&[
+        "--postgres",
+        &pg.conninfo("no_such_db"),
+        src.to_str().unwrap(),
+    ]);
     assert_code(&out, 3);
-    let failed = v["snapshot"]["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["kind"] == "postgres")
-        .unwrap()
-        .clone();
+    let failed = source_of_kind(&v, "postgres");
     assert_eq!(failed["status"], "failed");
     assert_contains(
         v["snapshot"]["errors"][0]["message"].as_str().unwrap(),
         "no_such_db",
     );
 
-    let (out, _) = backup(&env, &["--postgres", &pg.conninfo("no_such_db")]);
+    let (out, _) = env.backup_json(&["--postgres", &pg.conninfo("no_such_db")]);
     assert_code(&out, 1);
     assert_contains(&stderr(&out), "nothing could be read");
 }
@@ -304,7 +287,7 @@ fn passwords_never_reach_a_command_line() {
     // A password in --postgres would sit in vault's own argv: refused, and
     // the refusal does not repeat it.
     let with_pw = format!("{} password={secret}", pg.conninfo("app"));
-    let (out, _) = backup(&env, &["--postgres", &with_pw]);
+    let (out, _) = env.backup_json(&["--postgres", &with_pw]);
     assert_code(&out, 1);
     assert_contains(&stderr(&out), "PGPASSFILE");
     assert!(!stderr(&out).contains(secret));
@@ -396,7 +379,7 @@ fn verify_loads_the_dump_into_a_scratch_cluster_and_compares_every_table() {
     let pg = PgServer::start();
     make_app_db(&pg);
     let env = Env::new();
-    let (out, _) = backup(&env, &["--postgres", &pg.conninfo("app")]);
+    let (out, _) = env.backup_json(&["--postgres", &pg.conninfo("app")]);
     assert_success(&out);
     let (out, v) = drill(&env);
     assert_success(&out);
@@ -425,7 +408,7 @@ fn verify_fails_naming_a_table_that_lost_rows() {
     let pg = PgServer::start();
     make_app_db(&pg);
     let env = Env::new();
-    let (out, v) = backup(&env, &["--postgres", &pg.conninfo("app")]);
+    let (out, v) = env.backup_json(&["--postgres", &pg.conninfo("app")]);
     assert_success(&out);
     // Forge a snapshot whose recorded counts disagree with the dump: as if
     // the dump had lost rows of public.orders.
@@ -459,7 +442,7 @@ fn verify_catches_a_corrupted_dump() {
     let pg = PgServer::start();
     make_app_db(&pg);
     let env = Env::new();
-    let (out, _) = backup(&env, &["--postgres", &pg.conninfo("app")]);
+    let (out, _) = env.backup_json(&["--postgres", &pg.conninfo("app")]);
     assert_success(&out);
     // Damage the pack holding the dump's content.
     let mut packs: Vec<PathBuf> = Vec::new();
@@ -490,7 +473,7 @@ fn drill_interrupted_by_a_signal_leaves_no_cluster_behind() {
         "INSERT INTO orders (note) SELECT repeat('x', 200) FROM generate_series(1, 300000)",
     );
     let env = Env::new();
-    let (out, _) = backup(&env, &["--postgres", &pg.conninfo("app")]);
+    let (out, _) = env.backup_json(&["--postgres", &pg.conninfo("app")]);
     assert_success(&out);
     let mut child = drill_command(&env, &[])
         .stdout(std::process::Stdio::null())
@@ -535,7 +518,7 @@ fn verify_can_use_a_given_server_and_drops_its_scratch_database() {
     let pg = PgServer::start();
     make_app_db(&pg);
     let env = Env::new();
-    let (out, _) = backup(&env, &["--postgres", &pg.conninfo("app")]);
+    let (out, _) = env.backup_json(&["--postgres", &pg.conninfo("app")]);
     assert_success(&out);
     let out = env.vault(
         &["restore"],
@@ -575,24 +558,15 @@ fn pg_dump_killed_mid_stream_is_a_failed_source() {
             .unwrap()
             .trim_start_matches("host=")
     );
-    let (out, v) = backup(
-        &env,
-        &[
-            "--from-command",
-            &format!("bash -c '{cmd}'"),
-            "--stdin-filename",
-            "db/app.dump",
-            src.to_str().unwrap(),
-        ],
-    );
+    let (out, v) = env.backup_json(&[
+        "--from-command",
+        &format!("bash -c '{cmd}'"),
+        "--stdin-filename",
+        "db/app.dump",
+        src.to_str().unwrap(),
+    ]);
     assert_code(&out, 3);
-    let failed = v["snapshot"]["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["kind"] == "command")
-        .unwrap()
-        .clone();
+    let failed = source_of_kind(&v, "command");
     assert_eq!(failed["status"], "failed");
     assert_contains(
         v["snapshot"]["errors"][0]["message"].as_str().unwrap(),

@@ -85,6 +85,16 @@ impl Env {
         v["id"].as_str().unwrap().to_owned()
     }
 
+    /// `vault backup --no-cache --json ARGS` with the writer key; returns the
+    /// output and the parsed JSON (null when the run printed none).
+    pub fn backup_json(&self, args: &[&str]) -> (Output, serde_json::Value) {
+        let mut all = vec!["--no-cache", "--json"];
+        all.extend(args);
+        let out = self.vault(&["backup"], &self.writer_key, &all);
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        (out, v)
+    }
+
     /// Restores `snapshot` with the owner key into `target`.
     pub fn restore(&self, snapshot: &str, target: &Path) -> Output {
         self.vault(
@@ -291,4 +301,14 @@ pub fn backup_no_cache(repo: &Path, key: &Path, src: &Path) {
 /// Asserts that `text` contains `needle`, showing `text` otherwise.
 pub fn assert_contains(text: &str, needle: &str) {
     assert!(text.contains(needle), "expected {needle:?} in:\n{text}");
+}
+
+/// The source of `kind` in a `backup --json` result.
+pub fn source_of_kind<'a>(v: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
+    v["snapshot"]["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .find(|s| s["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} source in {v}"))
 }

@@ -17,7 +17,8 @@ use super::{ObjectInfo, PutOutcome, ReadSeek, Storage, StorageError};
 /// Bytes fetched per ranged GET when streaming an object.
 const READ_WINDOW: u64 = 4 << 20;
 
-/// An S3 bucket and key prefix.
+/// An S3 bucket and key prefix (cheap to clone: the client and runtime are shared).
+#[derive(Clone)]
 pub struct S3Storage {
     client: aws_sdk_s3::Client,
     bucket: String,
@@ -125,22 +126,21 @@ impl S3Storage {
         format!("{}{key}", self.prefix)
     }
 
-    fn get_range(&self, key: &str, start: u64, len: u64) -> Result<(Vec<u8>, u64), StorageError> {
+    /// GETs `key` (a byte range of it, when given); returns the body and the
+    /// object's total length.
+    fn fetch(&self, key: &str, range: Option<(u64, u64)>) -> Result<(Vec<u8>, u64), StorageError> {
         let full = self.full(key);
         self.runtime.block_on(async {
-            let resp = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(&full)
-                .range(format!("bytes={}-{}", start, start + len - 1))
-                .send()
-                .await
-                .map_err(|e| map_sdk(key, e))?;
+            let mut req = self.client.get_object().bucket(&self.bucket).key(&full);
+            if let Some((start, len)) = range {
+                req = req.range(format!("bytes={}-{}", start, start + len - 1));
+            }
+            let resp = req.send().await.map_err(|e| map_sdk(key, e))?;
             let total = resp
                 .content_range()
                 .and_then(|r| r.rsplit('/').next())
                 .and_then(|t| t.parse().ok())
+                .or_else(|| resp.content_length().map(|n| n.max(0) as u64))
                 .unwrap_or(0);
             let body = resp.body.collect().await.map_err(|e| io_err(key, e))?;
             Ok((body.into_bytes().to_vec(), total))
@@ -192,30 +192,13 @@ impl Storage for S3Storage {
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {
-        let full = self.full(key);
-        self.runtime.block_on(async {
-            let resp = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(&full)
-                .send()
-                .await
-                .map_err(|e| map_sdk(key, e))?;
-            let body = resp.body.collect().await.map_err(|e| io_err(key, e))?;
-            Ok(body.into_bytes().to_vec())
-        })
+        self.fetch(key, None).map(|(body, _)| body)
     }
 
     fn open(&self, key: &str) -> Result<Box<dyn ReadSeek>, StorageError> {
-        let (window, total) = self.get_range(key, 0, READ_WINDOW)?;
+        let (window, total) = self.fetch(key, Some((0, READ_WINDOW)))?;
         Ok(Box::new(RangeReader {
-            storage: S3Storage {
-                client: self.client.clone(),
-                bucket: self.bucket.clone(),
-                prefix: self.prefix.clone(),
-                runtime: self.runtime.clone(),
-            },
+            storage: self.clone(),
             key: key.to_owned(),
             len: total.max(window.len() as u64),
             pos: 0,
@@ -291,7 +274,7 @@ impl Read for RangeReader {
             let want = READ_WINDOW.min(self.len - self.pos);
             let (data, _) = self
                 .storage
-                .get_range(&self.key, self.pos, want)
+                .fetch(&self.key, Some((self.pos, want)))
                 .map_err(std::io::Error::other)?;
             if data.is_empty() {
                 return Ok(0);
