@@ -44,6 +44,21 @@ pub struct IndexedBlob {
 pub struct IndexFile {
     /// The packs this index file describes.
     pub packs: Vec<IndexedPack>,
+    /// Packs that prune found unused and will delete once the grace period
+    /// has passed (written by `vault prune` only). Backups do not deduplicate
+    /// against them, so nothing new comes to depend on a pack about to go.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub condemned: Vec<CondemnedPack>,
+}
+
+/// A pack prune has marked for deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CondemnedPack {
+    /// The pack.
+    pub pack: Id,
+    /// When prune first found it unused.
+    pub since: chrono::DateTime<chrono::Utc>,
 }
 
 impl IndexedPack {

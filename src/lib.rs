@@ -10,6 +10,7 @@
 //! - [`backup`]: walk → read → chunk → id → compress → pack → encrypt → upload.
 //! - [`restore`]: restore, `--verify` drills, and `dump` as tar.
 //! - [`check`]: structure, data and storage checks.
+//! - [`prune`]: repack and delete what no snapshot needs, safely beside running backups.
 //! - [`drill`]: what a weekly timer runs: verify the latest snapshots, a random older one and a slice of the packs.
 //!
 //! The library never prints: commands return reports that the CLI renders.
@@ -26,8 +27,10 @@ pub mod id;
 pub mod index;
 pub mod keystore;
 pub mod pack;
+pub mod prune;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod snapshot;
 pub mod storage;
 pub mod tree;

@@ -10,5 +10,6 @@ mod drill;
 mod keys;
 mod keystores;
 mod postgres;
+mod prune;
 mod restore_without_vault;
 mod s3;

@@ -135,9 +135,11 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
             path_names.join(", ")
         )));
     }
-    let (mut index, _damaged) = repo.load_index()?;
-    // Dedupe only against packs that are really stored: an index entry
-    // pointing nowhere must not make a backup skip a blob.
+    let loaded = repo.load_index_files()?;
+    let (mut index, condemned) = (loaded.index, loaded.condemned);
+    // Dedupe only against packs that are really stored and that prune has
+    // not marked for deletion: an index entry pointing nowhere (or soon
+    // nowhere) must not make a backup skip a blob.
     let stored: std::collections::HashSet<Id> = [BlobKind::Data, BlobKind::Tree]
         .into_iter()
         .map(|k| repo.storage().list(ObjectKind::Pack(k).prefix()))
@@ -146,7 +148,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         .flatten()
         .filter_map(|o| crate::repo::id_from_key(&o.key))
         .collect();
-    index.retain_packs(|p| stored.contains(p));
+    index.retain_packs(|p| stored.contains(p) && !condemned.contains_key(p));
     // PostgreSQL sources: open each transaction now; it stays open (and its
     // snapshot valid) until the dump has been stored.
     let mut commands = opts.commands.clone();

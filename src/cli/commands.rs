@@ -33,6 +33,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Dump(a) => dump(a),
         Command::Check(a) => check(a),
         Command::Drill(a) => drill(a),
+        Command::Prune(a) => super::maintain::prune(a),
     }
 }
 
@@ -40,7 +41,8 @@ fn open_storage(repo: &str) -> Result<Arc<dyn vault::storage::Storage>> {
     Ok(Arc::from(vault::storage::open(repo)?))
 }
 
-fn open_repo(args: &RepoArgs) -> Result<Repository> {
+/// Opens the repository `args` names with the key it names.
+pub fn open_repo(args: &RepoArgs) -> Result<Repository> {
     let storage = open_storage(&args.repo)?;
     let repo = match &args.identity {
         Some(path) => Repository::open(storage, Access::IdentityFile(path)),

@@ -3,6 +3,7 @@
 //! encrypts or calls storage itself.
 
 mod commands;
+mod maintain;
 mod output;
 
 use std::path::PathBuf;
@@ -66,6 +67,8 @@ enum Command {
     /// Verify the latest snapshot of every source, a random older one, and
     /// today's slice of the packs (what a weekly timer runs).
     Drill(DrillArgs),
+    /// Repack mostly-empty packs and delete packs no snapshot needs (owner key).
+    Prune(maintain::PruneArgs),
 }
 
 #[derive(Subcommand)]

@@ -44,6 +44,8 @@ pub enum ObjectKind {
     Snapshot,
     /// A restore-drill record.
     Drill,
+    /// A prune lock (only prune takes locks; backups never do).
+    Lock,
 }
 
 impl ObjectKind {
@@ -55,6 +57,7 @@ impl ObjectKind {
             ObjectKind::Index => "index/",
             ObjectKind::Snapshot => "snapshots/",
             ObjectKind::Drill => "drills/",
+            ObjectKind::Lock => "locks/",
         }
     }
 
@@ -68,12 +71,13 @@ impl ObjectKind {
     }
 
     /// Every content-addressed kind.
-    pub const ALL: [ObjectKind; 5] = [
+    pub const ALL: [ObjectKind; 6] = [
         ObjectKind::Pack(BlobKind::Data),
         ObjectKind::Pack(BlobKind::Tree),
         ObjectKind::Index,
         ObjectKind::Snapshot,
         ObjectKind::Drill,
+        ObjectKind::Lock,
     ];
 }
 
@@ -112,6 +116,19 @@ pub enum Access<'a> {
     IdentityFile(&'a Path),
     /// A passphrase owner (scrypt).
     Passphrase(SecretString),
+}
+
+/// Every index file of a repository, loaded.
+#[derive(Default)]
+pub struct LoadedIndex {
+    /// The merged index of every readable index file.
+    pub index: Index,
+    /// Packs marked for deletion by prune, with the time of the mark.
+    pub condemned: std::collections::HashMap<Id, chrono::DateTime<chrono::Utc>>,
+    /// Keys of the index files read.
+    pub files: Vec<String>,
+    /// Index files that could not be read.
+    pub damaged: Vec<Error>,
 }
 
 /// Readable snapshots (oldest first) and the errors for unreadable ones.
@@ -449,16 +466,36 @@ impl Repository {
     /// Loads every index file. Damaged index files are returned as errors
     /// alongside the index built from the rest.
     pub fn load_index(&self) -> Result<(Index, Vec<Error>)> {
-        let mut index = Index::default();
-        let mut damaged = Vec::new();
+        let loaded = self.load_index_files()?;
+        Ok((loaded.index, loaded.damaged))
+    }
+
+    /// Loads every index file with what prune needs besides the index: the
+    /// keys of the files read and the packs marked for deletion.
+    pub fn load_index_files(&self) -> Result<LoadedIndex> {
+        let mut loaded = LoadedIndex::default();
         for obj in self.storage.list(ObjectKind::Index.prefix())? {
+            if id_from_key(&obj.key).is_none() {
+                continue;
+            }
             match self.get_json::<IndexFile>(&obj.key) {
-                Ok(file) => file.packs.iter().for_each(|p| index.add_pack(p)),
-                Err(e) => damaged.push(e),
+                Ok(file) => {
+                    file.packs.iter().for_each(|p| loaded.index.add_pack(p));
+                    for mark in file.condemned {
+                        // Several records for one pack: the latest wins, so
+                        // a pack waits the longest grace anyone asked for.
+                        let since = loaded.condemned.entry(mark.pack).or_insert(mark.since);
+                        *since = (*since).max(mark.since);
+                    }
+                    loaded.files.push(obj.key);
+                }
+                // Replaced by prune between the listing and the read.
+                Err(Error::Storage(StorageError::NotFound { .. })) => {}
+                Err(e) => loaded.damaged.push(e),
             }
         }
-        index.finish();
-        Ok((index, damaged))
+        loaded.index.finish();
+        Ok(loaded)
     }
 
     /// Every snapshot, oldest first; unreadable ones come back as errors.
@@ -471,6 +508,8 @@ impl Repository {
             };
             match self.get_json::<Snapshot>(&obj.key) {
                 Ok(s) => out.push((id, s)),
+                // Forgotten between the listing and the read.
+                Err(Error::Storage(StorageError::NotFound { .. })) => {}
                 Err(e) => damaged.push(e),
             }
         }

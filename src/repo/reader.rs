@@ -62,6 +62,13 @@ impl<'a> BlobReader<'a> {
         }))
     }
 
+    /// Reads one blob at one location, verifies it, and returns it still
+    /// compressed (as stored in the pack), for copying it into another pack.
+    pub fn read_compressed(&mut self, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
+        self.read(id, loc)?;
+        Ok(self.buf.clone())
+    }
+
     /// Reads, decompresses and verifies one blob at one location.
     pub fn read(&mut self, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
         let key = ObjectKind::Pack(loc.kind).key(&loc.pack);

@@ -34,7 +34,12 @@ impl LocalStorage {
             if name.starts_with(".tmp-") {
                 continue;
             }
-            let meta = entry.metadata()?;
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                // Deleted (by prune) between the directory read and now.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             if meta.is_dir() {
                 self.list_into(&entry.path(), out)?;
             } else if meta.is_file() {
@@ -47,6 +52,7 @@ impl LocalStorage {
                 out.push(ObjectInfo {
                     key: rel,
                     size: meta.len(),
+                    modified: meta.modified().ok().map(chrono::DateTime::from),
                 });
             }
         }
@@ -115,6 +121,43 @@ impl Storage for LocalStorage {
     fn location(&self) -> String {
         self.root.display().to_string()
     }
+
+    fn clean_leftovers(&self, older_than: std::time::Duration) -> Result<u64, StorageError> {
+        let mut removed = 0;
+        remove_old_temporaries(&self.root, older_than, &mut removed)
+            .map_err(|e| StorageError::from_io(".tmp-*", e))?;
+        Ok(removed)
+    }
+}
+
+/// Deletes `.tmp-*` files (left by a killed put) older than `older_than`
+/// under `dir`, recursively.
+fn remove_old_temporaries(
+    dir: &Path,
+    older_than: std::time::Duration,
+    removed: &mut u64,
+) -> std::io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            remove_old_temporaries(&entry.path(), older_than, removed)?;
+        } else if entry.file_name().to_string_lossy().starts_with(".tmp-")
+            && meta.modified()?.elapsed().unwrap_or_default() >= older_than
+        {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => *removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

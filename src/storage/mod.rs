@@ -63,6 +63,10 @@ pub struct ObjectInfo {
     pub key: String,
     /// Its size in bytes.
     pub size: u64,
+    /// When the storage last wrote it (the server's clock for S3), if known.
+    /// Prune uses it so that objects a running backup has just written are
+    /// never deleted, whatever a planted record claims.
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A readable, seekable object body.
@@ -83,6 +87,13 @@ pub trait Storage: Send + Sync {
     fn delete(&self, key: &str) -> Result<(), StorageError>;
     /// A human-readable location for messages.
     fn location(&self) -> String;
+    /// Removes what interrupted writes left behind (temporary files of a
+    /// killed put) that is older than `older_than`; returns how many were
+    /// removed. Owner maintenance (prune) calls it; readers ignore leftovers.
+    fn clean_leftovers(&self, older_than: std::time::Duration) -> Result<u64, StorageError> {
+        let _ = older_than;
+        Ok(0)
+    }
 }
 
 /// Opens the storage that `repo` names: a directory path, `file:///path`,

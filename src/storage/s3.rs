@@ -225,6 +225,9 @@ impl Storage for S3Storage {
                     out.push(ObjectInfo {
                         key: k.strip_prefix(&self.prefix).unwrap_or(k).to_owned(),
                         size: obj.size().unwrap_or(0).max(0) as u64,
+                        modified: obj.last_modified().and_then(|t| {
+                            chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+                        }),
                     });
                 }
             }

@@ -1,0 +1,103 @@
+//! The prune lock: one `locks/<id>` object per running prune, so that two
+//! prunes never work on one repository at once. Backups take no lock (they
+//! are protected by prune's grace period instead), and a backup host
+//! without delete permission never needs to remove one.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::repo::{ObjectKind, Repository, id_from_key};
+
+/// A lock older than this is taken to belong to a prune that died.
+pub const STALE_AFTER: chrono::Duration = chrono::Duration::hours(6);
+
+/// What a lock object records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockRecord {
+    /// When the prune started.
+    pub time: DateTime<Utc>,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Random bytes, so two locks never share a name.
+    pub nonce: String,
+}
+
+/// A held prune lock; released (deleted) with [`PruneLock::release`].
+pub struct PruneLock<'a> {
+    repo: &'a Repository,
+    key: String,
+}
+
+impl<'a> PruneLock<'a> {
+    /// Takes the lock, or fails naming the prune that holds it. Stale locks
+    /// (older than [`STALE_AFTER`]) are removed.
+    pub fn acquire(repo: &'a Repository, now: DateTime<Utc>) -> Result<Self> {
+        let mut nonce = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+        let record = LockRecord {
+            time: now,
+            host: crate::backup::hostname(),
+            pid: std::process::id(),
+            nonce: hex::encode(nonce),
+        };
+        let id = repo.put_shared_json(ObjectKind::Lock, &record)?;
+        let lock = PruneLock {
+            repo,
+            key: ObjectKind::Lock.key(&id),
+        };
+        // Look after writing: of two prunes that start together, both see
+        // both locks, and the one with the later (time, id) steps back.
+        for obj in repo.storage().list(ObjectKind::Lock.prefix())? {
+            let Some(other) = id_from_key(&obj.key) else {
+                continue;
+            };
+            if other == id {
+                continue;
+            }
+            let held = match repo.get_json::<LockRecord>(&obj.key) {
+                Ok(r) => r,
+                // An unreadable lock cannot be judged; honour it for its age.
+                Err(_) => LockRecord {
+                    time: obj.modified.unwrap_or(now),
+                    host: "an unknown host".into(),
+                    pid: 0,
+                    nonce: String::new(),
+                },
+            };
+            let dead_here = held.host == crate::backup::hostname()
+                && held.pid != 0
+                && held.pid != std::process::id()
+                && nix::sys::signal::kill(nix::unistd::Pid::from_raw(held.pid as i32), None)
+                    == Err(nix::errno::Errno::ESRCH);
+            if held.time < now - STALE_AFTER || dead_here {
+                tracing::warn!("removing stale prune lock {} from {}", obj.key, held.host);
+                let _ = repo.storage().delete(&obj.key);
+                continue;
+            }
+            if (held.time, other) < (now, id) {
+                lock.release();
+                return Err(Error::Usage(format!(
+                    "another prune is running: {} (pid {}) since {}; if it died, delete {} \
+                     or wait until the lock is {} hours old",
+                    held.host,
+                    held.pid,
+                    held.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    obj.key,
+                    STALE_AFTER.num_hours()
+                )));
+            }
+        }
+        Ok(lock)
+    }
+
+    /// Deletes the lock object.
+    pub fn release(self) {
+        if let Err(e) = self.repo.storage().delete(&self.key) {
+            tracing::warn!("could not remove prune lock {}: {e}", self.key);
+        }
+    }
+}

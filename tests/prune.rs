@@ -1,0 +1,233 @@
+//! Prune: two-phase deletion with a grace period, repacking, the owner-only
+//! rule, SIGKILL at any point, and prune running beside backups.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// Number of pack objects in a local repository.
+fn packs(repo: &Path) -> usize {
+    ["data", "tree"]
+        .iter()
+        .map(|k| {
+            walk_files(&repo.join(k))
+                .into_iter()
+                .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .sum()
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk_files(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+fn prune_json(env: &Env, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend(args);
+    let out = env.vault(&["prune"], &env.owner_key, &all);
+    assert_success(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn check_clean(env: &Env) {
+    let out = env.vault(&["check"], &env.owner_key, &["--read-data"]);
+    assert_success(&out);
+}
+
+#[test]
+fn unused_packs_are_marked_then_deleted_and_what_remains_restores() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("keep.bin"), &noise(300_000, 1));
+    write(&src.join("gone.bin"), &noise(3_000_000, 2));
+    let first = env.backup(&[&src]);
+    fs::remove_file(src.join("gone.bin")).unwrap();
+    write(&src.join("new.bin"), &noise(2_000_000, 3));
+    let second = env.backup(&[&src]);
+    // The first snapshot goes (forget does this; here by hand).
+    fs::remove_file(env.repo.join("snapshots").join(&first)).unwrap();
+    let before = packs(&env.repo);
+
+    let dry = prune_json(&env, &["--grace", "0s", "--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(packs(&env.repo), before, "a dry run changes nothing");
+
+    // Run 1 only marks (or repacks): nothing is deleted yet.
+    let r1 = prune_json(&env, &["--grace", "0s"]);
+    let marked = r1["plan"]["packs_newly_marked"].as_u64().unwrap()
+        + r1["plan"]["packs_repacked"].as_u64().unwrap();
+    assert!(marked >= 1, "{r1}");
+    assert_eq!(r1["plan"]["packs_deleted"], 0, "{r1}");
+    assert!(packs(&env.repo) >= before);
+    check_clean(&env);
+
+    // Run 2 deletes what is still unused.
+    let r2 = prune_json(&env, &["--grace", "0s"]);
+    assert!(r2["plan"]["packs_deleted"].as_u64().unwrap() >= 1, "{r2}");
+    assert!(packs(&env.repo) < before + r1["packs_written"].as_u64().unwrap() as usize);
+    check_clean(&env);
+    let target = env.path("restored");
+    assert_success(&env.restore(&second, &target));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+
+    // With a real grace period a fresh mark protects the packs.
+    let stored_before: usize = packs(&env.repo);
+    let r3 = prune_json(&env, &[]);
+    assert_eq!(r3["plan"]["packs_deleted"], 0);
+    assert_eq!(packs(&env.repo), stored_before);
+}
+
+#[test]
+fn mostly_empty_packs_are_repacked() {
+    let env = Env::new();
+    let src = env.path("src");
+    for i in 0..20 {
+        write(&src.join(format!("f{i}")), &noise(100_000, i));
+    }
+    let first = env.backup(&[&src]);
+    for i in 2..20 {
+        fs::remove_file(src.join(format!("f{i}"))).unwrap();
+    }
+    let second = env.backup(&[&src]);
+    fs::remove_file(env.repo.join("snapshots").join(&first)).unwrap();
+    let r1 = prune_json(&env, &["--grace", "0s"]);
+    assert!(r1["plan"]["packs_repacked"].as_u64().unwrap() >= 1, "{r1}");
+    assert!(r1["packs_written"].as_u64().unwrap() >= 1, "{r1}");
+    let r2 = prune_json(&env, &["--grace", "0s"]);
+    assert!(r2["plan"]["packs_deleted"].as_u64().unwrap() >= 1, "{r2}");
+    check_clean(&env);
+    let size: u64 = walk_files(&env.repo.join("data"))
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(
+        size < 600_000,
+        "repacked data holds 2 files' worth, not 20: {size}"
+    );
+    let target = env.path("restored");
+    assert_success(&env.restore(&second, &target));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}
+
+#[test]
+fn prune_needs_an_owner_key() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a"), b"a");
+    env.backup(&[&src]);
+    let out = env.vault(&["prune"], &env.writer_key, &["--grace", "0s"]);
+    assert_code(&out, 1);
+    assert_contains(&stderr(&out), "prune needs an owner key");
+    assert!(fs::read_dir(env.repo.join("locks")).map_or(true, |d| d.count() == 0));
+}
+
+#[test]
+fn prune_killed_at_any_point_leaves_a_valid_repository() {
+    let env = Env::new();
+    let src = env.path("src");
+    for i in 0..40 {
+        write(&src.join(format!("f{i}")), &noise(200_000, i));
+    }
+    let old = env.backup(&[&src]);
+    for i in 5..40 {
+        fs::remove_file(src.join(format!("f{i}"))).unwrap();
+    }
+    let keep = env.backup(&[&src]);
+    fs::remove_file(env.repo.join("snapshots").join(&old)).unwrap();
+    for delay_ms in [5u64, 40, 120, 300] {
+        let mut child = Command::new(vault_bin())
+            .args(["prune", "-r", env.repo.to_str().unwrap()])
+            .args(["-i", env.owner_key.to_str().unwrap(), "--grace", "0s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        child.wait().unwrap();
+        check_clean(&env);
+    }
+    // The dead prune's lock does not block the next run on this host.
+    prune_json(&env, &["--grace", "0s"]);
+    prune_json(&env, &["--grace", "0s"]);
+    check_clean(&env);
+    let target = env.path("restored");
+    assert_success(&env.restore(&keep, &target));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}
+
+#[test]
+fn backups_running_beside_prune_lose_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    for i in 0..8 {
+        write(&src.join(format!("f{i}")), &noise(150_000, i));
+    }
+    env.backup(&[&src]);
+    let stop = Instant::now() + Duration::from_secs(12);
+    let repo = env.repo.clone();
+    let owner = env.owner_key.clone();
+    // Prune in a loop with a grace period far longer than one backup.
+    let pruner = std::thread::spawn(move || {
+        let (mut runs, mut deleted) = (0, 0);
+        while Instant::now() < stop {
+            let out = run(&[
+                "prune",
+                "-r",
+                repo.to_str().unwrap(),
+                "-i",
+                owner.to_str().unwrap(),
+                "--grace",
+                "3s",
+                "--json",
+            ]);
+            assert_success(&out);
+            let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            deleted += r["plan"]["packs_deleted"].as_u64().unwrap();
+            runs += 1;
+        }
+        (runs, deleted)
+    });
+    let mut round = 0u64;
+    let mut kept = Vec::new();
+    while Instant::now() < stop {
+        // Change part of the tree, back up, and drop all but the last two
+        // snapshots, so prune always has unused packs to mark and delete.
+        write(
+            &src.join(format!("f{}", round % 8)),
+            &noise(150_000, 1000 + round),
+        );
+        let id = env.backup(&[&src]);
+        kept.push(id);
+        if kept.len() > 2 {
+            let old = kept.remove(0);
+            fs::remove_file(env.repo.join("snapshots").join(old)).unwrap();
+        }
+        round += 1;
+    }
+    let (prunes, deleted) = pruner.join().unwrap();
+    assert!(
+        prunes >= 3 && round >= 3,
+        "prunes {prunes}, backups {round}"
+    );
+    assert!(deleted >= 1, "prune deleted nothing in {prunes} runs");
+    eprintln!("{round} backups beside {prunes} prunes that deleted {deleted} packs");
+    check_clean(&env);
+    let target = env.path("restored");
+    assert_success(&env.restore(kept.last().unwrap(), &target));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}
