@@ -11,6 +11,7 @@
 //! - [`restore`]: restore, `--verify` drills, and `dump` as tar.
 //! - [`check`]: structure, data and storage checks.
 //! - [`drill`]: what a weekly timer runs: verify the latest snapshots, a random older one and a slice of the packs.
+//! - [`systemd`]: hardened service and timer units for the nightly backup and weekly drill.
 //! - [`retention`]: which snapshots a `--keep-*` policy keeps (pure, clock passed in).
 //!
 //! The library never prints: commands return reports that the CLI renders.
@@ -32,6 +33,7 @@ pub mod restore;
 pub mod retention;
 pub mod snapshot;
 pub mod storage;
+pub mod systemd;
 pub mod tree;
 pub mod treewalk;
 

@@ -12,3 +12,4 @@ mod keystores;
 mod postgres;
 mod restore_without_vault;
 mod s3;
+mod units;

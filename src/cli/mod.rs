@@ -66,6 +66,8 @@ enum Command {
     /// Verify the latest snapshot of every source, a random older one, and
     /// today's slice of the packs (what a weekly timer runs).
     Drill(DrillArgs),
+    /// Write hardened systemd units for a nightly backup and a weekly drill.
+    Systemd(SystemdArgs),
 }
 
 #[derive(Subcommand)]
@@ -245,6 +247,47 @@ struct DrillArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct SystemdArgs {
+    /// The dedicated unprivileged user the services run as.
+    #[arg(long)]
+    user: String,
+    /// The services' group (default: the user's primary group).
+    #[arg(long)]
+    group: Option<String>,
+    /// Write vault-backup.{service,timer} and vault-drill.{service,timer}
+    /// here (e.g. /etc/systemd/system) instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Replace unit files that already exist in --output.
+    #[arg(long, requires = "output")]
+    force: bool,
+    /// The config file the services pass to vault.
+    #[arg(long, default_value = "/etc/vault/vault.toml")]
+    config: PathBuf,
+    /// When the backup runs (systemd.time(7) calendar expression).
+    #[arg(long, default_value = "daily")]
+    on_calendar: String,
+    /// When the restore drill runs.
+    #[arg(long, default_value = "weekly")]
+    drill_on_calendar: String,
+    /// A path the backup reads, kept read-only for it (repeatable).
+    #[arg(long = "read-path", value_name = "PATH")]
+    read_paths: Vec<PathBuf>,
+    /// A path the services may write, such as a local repository (repeatable).
+    #[arg(long = "write-path", value_name = "PATH")]
+    write_paths: Vec<PathBuf>,
+    /// A root-owned file handed over with LoadCredential= (repeatable):
+    /// writer.key, owner.key, passphrase, aws and pgpass are wired to vault's
+    /// environment. Default: writer.key:/etc/vault/writer.key and
+    /// owner.key:/etc/vault/owner.key.
+    #[arg(long = "credential", value_name = "NAME:PATH")]
+    credentials: Vec<vault::systemd::Credential>,
+    /// The vault binary for ExecStart= (default: this one).
+    #[arg(long, value_name = "PATH")]
+    vault_bin: Option<PathBuf>,
 }
 
 /// Parses arguments, runs the command, prints errors; returns the exit code.
