@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use clap::CommandFactory;
 use serde_json::json;
 
 use super::output::{self, sanitize, size};
 use super::{
-    BackupArgs, CheckArgs, Command, DrillArgs, DumpArgs, ExitCode, InitArgs, KeyCommand, LsArgs,
-    RepoArgs, RestoreArgs, SnapshotsArgs, SystemdArgs,
+    BackupArgs, CheckArgs, Cli, Command, CompletionsArgs, DrillArgs, DumpArgs, ExitCode, InitArgs,
+    KeyCommand, LsArgs, ManArgs, RepoArgs, RestoreArgs, SnapshotsArgs, SystemdArgs,
 };
 use vault::backup::{self, BackupOptions, CommandSource};
 use vault::check::{self, CheckOptions, CheckReport, Severity};
@@ -34,6 +35,8 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Check(a) => check(a),
         Command::Drill(a) => drill(a),
         Command::Systemd(a) => systemd(a),
+        Command::Completions(a) => completions(a),
+        Command::Man(a) => man(a),
     }
 }
 
@@ -627,5 +630,30 @@ fn systemd(a: SystemdArgs) -> Result<ExitCode> {
     println!(
         "next: systemctl daemon-reload && systemctl enable --now vault-backup.timer vault-drill.timer"
     );
+    Ok(ExitCode::Ok)
+}
+
+fn completions(a: CompletionsArgs) -> Result<ExitCode> {
+    let mut script = Vec::new();
+    clap_complete::generate(a.shell, &mut Cli::command(), "vault", &mut script);
+    output::raw(&script).context("writing the completion script")?;
+    Ok(ExitCode::Ok)
+}
+
+fn man(a: ManArgs) -> Result<ExitCode> {
+    let cmd = Cli::command();
+    match a.output {
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut page)?;
+            output::raw(&page).context("writing the manual page")?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, &dir)
+                .with_context(|| format!("writing manual pages to {}", dir.display()))?;
+            println!("wrote manual pages to {}", dir.display());
+        }
+    }
     Ok(ExitCode::Ok)
 }

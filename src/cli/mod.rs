@@ -68,6 +68,10 @@ enum Command {
     Drill(DrillArgs),
     /// Write hardened systemd units for a nightly backup and a weekly drill.
     Systemd(SystemdArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Print the manual page, or write one page per command with --output.
+    Man(ManArgs),
 }
 
 #[derive(Subcommand)]
@@ -288,6 +292,19 @@ struct SystemdArgs {
     /// The vault binary for ExecStart= (default: this one).
     #[arg(long, value_name = "PATH")]
     vault_bin: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct CompletionsArgs {
+    /// The shell, e.g. `vault completions bash > /etc/bash_completion.d/vault`.
+    shell: clap_complete::Shell,
+}
+
+#[derive(Args)]
+struct ManArgs {
+    /// Write vault.1 and vault-COMMAND.1 pages here (e.g. /usr/local/share/man/man1).
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
 }
 
 /// Parses arguments, runs the command, prints errors; returns the exit code.
