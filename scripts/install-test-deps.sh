@@ -2,8 +2,10 @@
 # Installs what the test suite needs when it is missing: the age and zstd
 # command-line tools (for scripts/restore-without-vault), b3sum, ssh-keygen,
 # the util-linux tools the root-only tests use (mount, runuser), and a
-# PostgreSQL server and client (the tests start their own cluster), and
-# moto, the S3-protocol server the S3 tests start.
+# PostgreSQL server and client (the tests start their own cluster),
+# systemd-analyze (the tests verify the units `vault systemd` writes; it works
+# offline, without systemd as PID 1), and moto, the S3-protocol server the S3
+# tests start.
 set -euo pipefail
 
 missing=()
@@ -19,6 +21,7 @@ command -v python3 >/dev/null || missing+=(python3)
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v pg_dump >/dev/null || missing+=(postgresql-client)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"

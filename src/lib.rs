@@ -12,6 +12,8 @@
 //! - [`check`]: structure, data and storage checks.
 //! - [`prune`]: repack and delete what no snapshot needs, safely beside running backups.
 //! - [`drill`]: what a weekly timer runs: verify the latest snapshots, a random older one and a slice of the packs.
+//! - [`systemd`]: hardened service and timer units for the nightly backup and weekly drill.
+//! - [`retention`]: which snapshots a `--keep-*` policy keeps (pure, clock passed in).
 //!
 //! The library never prints: commands return reports that the CLI renders.
 
@@ -33,6 +35,7 @@ pub mod restore;
 pub mod retention;
 pub mod snapshot;
 pub mod storage;
+pub mod systemd;
 pub mod tree;
 pub mod treewalk;
 

@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use clap::CommandFactory;
 use serde_json::json;
 
 use super::output::{self, sanitize, size};
 use super::{
-    BackupArgs, CheckArgs, Command, DrillArgs, DumpArgs, ExitCode, InitArgs, KeyCommand, LsArgs,
-    RepoArgs, RestoreArgs, SnapshotsArgs,
+    BackupArgs, CheckArgs, Cli, Command, CompletionsArgs, DrillArgs, DumpArgs, ExitCode, InitArgs,
+    KeyCommand, LsArgs, ManArgs, RepoArgs, RestoreArgs, SnapshotsArgs, SystemdArgs,
 };
 use vault::backup::{self, BackupOptions, CommandSource};
 use vault::check::{self, CheckOptions, CheckReport, Severity};
@@ -34,6 +35,9 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Check(a) => check(a),
         Command::Drill(a) => drill(a),
         Command::Prune(a) => super::maintain::prune(a),
+        Command::Systemd(a) => systemd(a),
+        Command::Completions(a) => completions(a),
+        Command::Man(a) => man(a),
     }
 }
 
@@ -579,4 +583,79 @@ fn drill(a: DrillArgs) -> Result<ExitCode> {
     } else {
         ExitCode::Damage
     })
+}
+
+fn systemd(a: SystemdArgs) -> Result<ExitCode> {
+    let vault_bin = match a.vault_bin {
+        Some(p) => p,
+        None => std::env::current_exe().context("finding this vault binary (pass --vault-bin)")?,
+    };
+    let units = vault::systemd::render(&vault::systemd::UnitOptions {
+        vault_bin,
+        user: a.user,
+        group: a.group,
+        config: a.config,
+        on_calendar: a.on_calendar,
+        drill_on_calendar: a.drill_on_calendar,
+        read_paths: a.read_paths,
+        write_paths: a.write_paths,
+        credentials: a.credentials,
+    })?;
+    let Some(dir) = a.output else {
+        for u in &units {
+            println!("# {}\n{}", u.name, u.text);
+        }
+        return Ok(ExitCode::Ok);
+    };
+    if !a.force
+        && let Some(u) = units.iter().find(|u| dir.join(u.name).exists())
+    {
+        bail!(
+            "{} exists; pass --force to replace the vault units in {}",
+            dir.join(u.name).display(),
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for u in &units {
+        let path = dir.join(u.name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .create_new(!a.force)
+            .open(&path)
+            .and_then(|mut f| f.write_all(u.text.as_bytes()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    println!(
+        "next: systemctl daemon-reload && systemctl enable --now vault-backup.timer vault-drill.timer"
+    );
+    Ok(ExitCode::Ok)
+}
+
+fn completions(a: CompletionsArgs) -> Result<ExitCode> {
+    let mut script = Vec::new();
+    clap_complete::generate(a.shell, &mut Cli::command(), "vault", &mut script);
+    output::raw(&script).context("writing the completion script")?;
+    Ok(ExitCode::Ok)
+}
+
+fn man(a: ManArgs) -> Result<ExitCode> {
+    let cmd = Cli::command();
+    match a.output {
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut page)?;
+            output::raw(&page).context("writing the manual page")?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, &dir)
+                .with_context(|| format!("writing manual pages to {}", dir.display()))?;
+            println!("wrote manual pages to {}", dir.display());
+        }
+    }
+    Ok(ExitCode::Ok)
 }

@@ -69,6 +69,12 @@ enum Command {
     Drill(DrillArgs),
     /// Repack mostly-empty packs and delete packs no snapshot needs (owner key).
     Prune(maintain::PruneArgs),
+    /// Write hardened systemd units for a nightly backup and a weekly drill.
+    Systemd(SystemdArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Print the manual page, or write one page per command with --output.
+    Man(ManArgs),
 }
 
 #[derive(Subcommand)]
@@ -248,6 +254,60 @@ struct DrillArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct SystemdArgs {
+    /// The dedicated unprivileged user the services run as.
+    #[arg(long)]
+    user: String,
+    /// The services' group (default: the user's primary group).
+    #[arg(long)]
+    group: Option<String>,
+    /// Write vault-backup.{service,timer} and vault-drill.{service,timer}
+    /// here (e.g. /etc/systemd/system) instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Replace unit files that already exist in --output.
+    #[arg(long, requires = "output")]
+    force: bool,
+    /// The config file the services pass to vault.
+    #[arg(long, default_value = "/etc/vault/vault.toml")]
+    config: PathBuf,
+    /// When the backup runs (systemd.time(7) calendar expression).
+    #[arg(long, default_value = "daily")]
+    on_calendar: String,
+    /// When the restore drill runs.
+    #[arg(long, default_value = "weekly")]
+    drill_on_calendar: String,
+    /// A path the backup reads, kept read-only for it (repeatable).
+    #[arg(long = "read-path", value_name = "PATH")]
+    read_paths: Vec<PathBuf>,
+    /// A path the services may write, such as a local repository (repeatable).
+    #[arg(long = "write-path", value_name = "PATH")]
+    write_paths: Vec<PathBuf>,
+    /// A root-owned file handed over with LoadCredential= (repeatable):
+    /// writer.key, owner.key, passphrase, aws and pgpass are wired to vault's
+    /// environment. Default: writer.key:/etc/vault/writer.key and
+    /// owner.key:/etc/vault/owner.key.
+    #[arg(long = "credential", value_name = "NAME:PATH")]
+    credentials: Vec<vault::systemd::Credential>,
+    /// The vault binary for ExecStart= (default: this one).
+    #[arg(long, value_name = "PATH")]
+    vault_bin: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct CompletionsArgs {
+    /// The shell, e.g. `vault completions bash > /etc/bash_completion.d/vault`.
+    shell: clap_complete::Shell,
+}
+
+#[derive(Args)]
+struct ManArgs {
+    /// Write vault.1 and vault-COMMAND.1 pages here (e.g. /usr/local/share/man/man1).
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
 }
 
 /// Parses arguments, runs the command, prints errors; returns the exit code.

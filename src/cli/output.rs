@@ -49,3 +49,13 @@ pub fn duration_ms(ms: u64) -> String {
         format!("{:.0} s", ms as f64 / 1000.0)
     }
 }
+
+/// Writes `bytes` to stdout as they are; a closed pipe (`vault man | head`)
+/// is not an error.
+pub fn raw(bytes: &[u8]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
