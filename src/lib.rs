@@ -10,6 +10,7 @@
 //! - [`backup`]: walk → read → chunk → id → compress → pack → encrypt → upload.
 //! - [`restore`]: restore, `--verify` drills, and `dump` as tar.
 //! - [`check`]: structure, data and storage checks.
+//! - [`forget`]: apply a retention policy per host and source set.
 //! - [`prune`]: repack and delete what no snapshot needs, safely beside running backups.
 //! - [`drill`]: what a weekly timer runs: verify the latest snapshots, a random older one and a slice of the packs.
 //! - [`systemd`]: hardened service and timer units for the nightly backup and weekly drill.
@@ -25,6 +26,7 @@ pub mod chunk;
 pub mod crypto;
 pub mod drill;
 pub mod error;
+pub mod forget;
 pub mod id;
 pub mod index;
 pub mod keystore;

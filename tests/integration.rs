@@ -8,6 +8,7 @@ mod bad_input;
 mod command_source;
 mod docs;
 mod drill;
+mod forget;
 mod keys;
 mod keystores;
 mod postgres;

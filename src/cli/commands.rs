@@ -34,6 +34,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Dump(a) => dump(a),
         Command::Check(a) => check(a),
         Command::Drill(a) => drill(a),
+        Command::Forget(a) => super::maintain::forget(a),
         Command::Prune(a) => super::maintain::prune(a),
         Command::Systemd(a) => systemd(a),
         Command::Completions(a) => completions(a),

@@ -1,11 +1,14 @@
-//! Owner maintenance commands: prune (and forget, which can run it).
+//! Owner maintenance commands: forget and prune.
 
 use anyhow::{Context, Result};
 use clap::Args;
 
 use super::output::{self, size};
 use super::{ExitCode, RepoArgs, commands::open_repo};
+use super::output::sanitize;
+use vault::forget::{self, ForgetOptions, ForgetReport};
 use vault::prune::{self, PlanRules, PruneOptions, PruneReport};
+use vault::retention::KeepPolicy;
 
 /// Flags of `vault prune` (also used by `vault forget --prune`).
 #[derive(Args, Clone)]
@@ -103,5 +106,117 @@ pub fn print_prune(r: &PruneReport) {
     }
     for e in &r.not_deleted {
         eprintln!("vault: not deleted (prune retries next time): {e}");
+    }
+}
+
+/// `vault forget`.
+#[derive(Args)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// Keep the N newest snapshots.
+    #[arg(long, default_value_t = 0, env = "VAULT_KEEP_LAST")]
+    keep_last: u32,
+    /// Keep the newest snapshot of each of the last N hours that have one.
+    #[arg(long, default_value_t = 0, env = "VAULT_KEEP_HOURLY")]
+    keep_hourly: u32,
+    /// Keep the newest snapshot of each of the last N days that have one.
+    #[arg(long, default_value_t = 0, env = "VAULT_KEEP_DAILY")]
+    keep_daily: u32,
+    /// Keep the newest snapshot of each of the last N ISO weeks that have one.
+    #[arg(long, default_value_t = 0, env = "VAULT_KEEP_WEEKLY")]
+    keep_weekly: u32,
+    /// Keep the newest snapshot of each of the last N months that have one.
+    #[arg(long, default_value_t = 0, env = "VAULT_KEEP_MONTHLY")]
+    keep_monthly: u32,
+    /// Keep the newest snapshot of each of the last N years that have one.
+    #[arg(long, default_value_t = 0, env = "VAULT_KEEP_YEARLY")]
+    keep_yearly: u32,
+    /// Keep every snapshot newer than this (e.g. 7d, 2w).
+    #[arg(long, env = "VAULT_KEEP_WITHIN", value_parser = parse_grace)]
+    keep_within: Option<chrono::Duration>,
+    /// Only consider snapshots of this host.
+    #[arg(long)]
+    host: Option<String>,
+    /// Only consider snapshots with this tag (repeatable: all must match).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Only report what would be removed.
+    #[arg(long)]
+    dry_run: bool,
+    /// Run prune afterwards.
+    #[arg(long)]
+    prune: bool,
+    #[command(flatten)]
+    prune_flags: PruneFlags,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `vault forget`.
+pub fn forget(a: ForgetArgs) -> Result<ExitCode> {
+    let repo = open_repo(&a.repo)?;
+    let opts = ForgetOptions {
+        policy: KeepPolicy {
+            last: a.keep_last,
+            hourly: a.keep_hourly,
+            daily: a.keep_daily,
+            weekly: a.keep_weekly,
+            monthly: a.keep_monthly,
+            yearly: a.keep_yearly,
+            within: a.keep_within,
+        },
+        host: a.host.clone(),
+        tags: a.tags.clone(),
+        dry_run: a.dry_run,
+    };
+    let report = forget::forget(&repo, &opts, &chrono::Local, chrono::Utc::now())
+        .context("forget")?;
+    let pruned = if a.prune {
+        Some(run_prune(&repo, &a.prune_flags, a.dry_run)?)
+    } else {
+        None
+    };
+    if a.json {
+        output::json(&serde_json::json!({ "forget": report, "prune": pruned }));
+    } else {
+        print_forget(&report);
+        if let Some(p) = &pruned {
+            print_prune(p);
+        }
+    }
+    let failed = !report.not_removed.is_empty()
+        || pruned.as_ref().is_some_and(|p| !p.not_deleted.is_empty());
+    Ok(if failed {
+        ExitCode::Failure
+    } else {
+        ExitCode::Ok
+    })
+}
+
+fn print_forget(r: &ForgetReport) {
+    for g in &r.groups {
+        println!(
+            "host {}, sources {}:",
+            sanitize(&g.host),
+            sanitize(&g.sources.join(", "))
+        );
+        for s in &g.snapshots {
+            println!(
+                "  {:<6}  {}  {}  {}",
+                if s.keep { "keep" } else { "remove" },
+                s.id.short(),
+                s.time
+                    .with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S %z"),
+                s.reasons.join(", ")
+            );
+        }
+    }
+    let verb = if r.dry_run { "would remove" } else { "removed" };
+    println!("kept {} snapshots, {verb} {}", r.kept, r.removed);
+    for e in &r.not_removed {
+        eprintln!("vault: not removed: {e}");
     }
 }

@@ -67,6 +67,8 @@ enum Command {
     /// Verify the latest snapshot of every source, a random older one, and
     /// today's slice of the packs (what a weekly timer runs).
     Drill(DrillArgs),
+    /// Remove snapshots a retention policy does not keep (owner key).
+    Forget(maintain::ForgetArgs),
     /// Repack mostly-empty packs and delete packs no snapshot needs (owner key).
     Prune(maintain::PruneArgs),
     /// Write hardened systemd units for a nightly backup and a weekly drill.
