@@ -11,6 +11,7 @@
 //! - [`restore`]: restore, `--verify` drills, and `dump` as tar.
 //! - [`check`]: structure, data and storage checks.
 //! - [`drill`]: what a weekly timer runs: verify the latest snapshots, a random older one and a slice of the packs.
+//! - [`settings`]: the configuration file (`/etc/vault/vault.toml`), parsed and validated with line-precise errors.
 //!
 //! The library never prints: commands return reports that the CLI renders.
 
@@ -28,6 +29,7 @@ pub mod keystore;
 pub mod pack;
 pub mod repo;
 pub mod restore;
+pub mod settings;
 pub mod snapshot;
 pub mod storage;
 pub mod tree;
