@@ -9,8 +9,8 @@ use serde_json::json;
 
 use super::output::{self, sanitize, size};
 use super::{
-    BackupArgs, CheckArgs, Command, DrillArgs, DumpArgs, ExitCode, InitArgs, KeyCommand, LsArgs,
-    RepoArgs, RestoreArgs, SnapshotsArgs,
+    BackupArgs, CheckArgs, Command, ConfigCommand, DrillArgs, DumpArgs, ExitCode, InitArgs,
+    KeyCommand, LsArgs, RepoArgs, RestoreArgs, SnapshotsArgs,
 };
 use vault::backup::{self, BackupOptions, CommandSource};
 use vault::check::{self, CheckOptions, CheckReport, Severity};
@@ -21,8 +21,8 @@ use vault::restore::{self, RestoreOptions};
 use vault::tree::NodeKind;
 use vault::treewalk::{self, Next, Visit};
 
-/// Runs one command.
-pub fn run(command: Command) -> Result<ExitCode> {
+/// Runs one command; `config` is the `--config` file (or `VAULT_CONFIG`).
+pub fn run(command: Command, config: Option<PathBuf>) -> Result<ExitCode> {
     match command {
         Command::Key(KeyCommand::Generate { output }) => key_generate(output),
         Command::Init(a) => init(a),
@@ -33,6 +33,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Dump(a) => dump(a),
         Command::Check(a) => check(a),
         Command::Drill(a) => drill(a),
+        Command::Config(ConfigCommand::Check { json }) => super::config::check(config, json),
     }
 }
 

@@ -288,8 +288,17 @@ impl Settings {
         if !found.is_empty() {
             return Err(invalid(found));
         }
-        let mut settings: Settings =
-            toml::from_str(text).map_err(|e| invalid(vec![from_toml_error(&e, "")]))?;
+        let mut settings: Settings = toml::from_str(text).map_err(|e| {
+            // Name the key whose value has the wrong type.
+            let key = e.span().and_then(|at| {
+                spans
+                    .values
+                    .iter()
+                    .find(|(_, s)| **s == at)
+                    .map(|(k, _)| format!("`{k}`: "))
+            });
+            invalid(vec![from_toml_error(&e, &key.unwrap_or_default())])
+        })?;
         let found = validate::validate(&settings, &spans);
         if !found.is_empty() {
             return Err(invalid(found));

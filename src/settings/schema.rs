@@ -184,7 +184,7 @@ fn join(prefix: &str, key: &str) -> String {
 /// How a section is named in messages: `[retention]`, `[[backup.command]]`.
 pub fn section_name(section: &str) -> String {
     match section {
-        "" => "the top level".into(),
+        "" => "the top-level table".into(),
         "backup.command" | "backup.postgres" => format!("[[{section}]]"),
         s => format!("[{s}]"),
     }

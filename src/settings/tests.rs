@@ -112,7 +112,12 @@ fn syntax_errors_carry_line_and_column() {
 #[test]
 fn type_errors_carry_line_and_column() {
     let p = one_problem("[retention]\nkeep_daily = \"14\"\n");
-    assert!(p.starts_with(&format!("{FILE}:2:14:")), "{p}");
+    assert!(
+        p.starts_with(&format!(
+            "{FILE}:2:14: `retention.keep_daily`: invalid type"
+        )),
+        "{p}"
+    );
     let p = one_problem("[retention]\nkeep_daily = -1\n");
     assert!(p.starts_with(&format!("{FILE}:2:14:")), "{p}");
 }
