@@ -15,6 +15,7 @@
 //! - [`drill`]: what a weekly timer runs: verify the latest snapshots, a random older one and a slice of the packs.
 //! - [`systemd`]: hardened service and timer units for the nightly backup and weekly drill.
 //! - [`retention`]: which snapshots a `--keep-*` policy keeps (pure, clock passed in).
+//! - [`settings`]: the configuration file (`/etc/vault/vault.toml`), parsed and validated with line-precise errors.
 //!
 //! The library never prints: commands return reports that the CLI renders.
 
@@ -35,6 +36,7 @@ pub mod prune;
 pub mod repo;
 pub mod restore;
 pub mod retention;
+pub mod settings;
 pub mod snapshot;
 pub mod storage;
 pub mod systemd;

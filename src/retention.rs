@@ -191,10 +191,9 @@ pub fn plan<Tz: TimeZone>(
     Ok(decisions)
 }
 
-/// Parses a `--keep-within` span: one or more `<number><unit>` groups such as
-/// `7d`, `36h` or `1y6m`. Units: `h` hour, `d` day, `w` week (7 days),
-/// `m` month (30 days), `y` year (365 days). Months and years have fixed
-/// lengths so that a span means the same on every date. Zero is refused.
+/// Parses a `--keep-within` span such as `7d`, `36h` or `1y6m` (the
+/// units of [`crate::settings::parse_duration`]: months are 30 days and
+/// years 365, so a span means the same on every date). Zero is refused.
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let bad = |why: &str| {
         Error::Usage(format!(
@@ -202,42 +201,11 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
              y = 365 days, e.g. 7d, 36h or 1y6m)"
         ))
     };
-    let text = s.trim();
-    if text.is_empty() {
-        return Err(bad("empty"));
-    }
-    let mut hours: i64 = 0;
-    let mut digits = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let per_unit: i64 = match c {
-            'h' => 1,
-            'd' => 24,
-            'w' => 7 * 24,
-            'm' => 30 * 24,
-            'y' => 365 * 24,
-            _ => return Err(bad(&format!("unknown unit {c:?}"))),
-        };
-        if digits.is_empty() {
-            return Err(bad(&format!("no number before {c:?}")));
-        }
-        let n: i64 = digits.parse().map_err(|_| bad("too large"))?;
-        digits.clear();
-        hours = n
-            .checked_mul(per_unit)
-            .and_then(|h| hours.checked_add(h))
-            .ok_or_else(|| bad("too large"))?;
-    }
-    if !digits.is_empty() {
-        return Err(bad("a number needs a unit"));
-    }
-    if hours == 0 {
+    let span = crate::settings::parse_duration(s).map_err(|e| bad(&e))?;
+    if span.is_zero() {
         return Err(bad("zero keeps nothing"));
     }
-    Duration::try_hours(hours).ok_or_else(|| bad("too large"))
+    Duration::from_std(span).map_err(|_| bad("too large"))
 }
 
 /// Writes a span as whole days, else whole hours, else seconds (`7d`, `36h`).

@@ -20,7 +20,13 @@ fn backup_as(env: &Env, host: &str, src: &std::path::Path) -> String {
     let out = env.vault(
         &["backup"],
         &env.writer_key,
-        &["--no-cache", "--json", "--host", host, src.to_str().unwrap()],
+        &[
+            "--no-cache",
+            "--json",
+            "--host",
+            host,
+            src.to_str().unwrap(),
+        ],
     );
     assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -36,7 +42,11 @@ fn keep_last_removes_older_snapshots_and_prune_frees_their_data() {
         write(&src.join("data.bin"), &noise(500_000, i));
         ids.push(env.backup(&[&src]));
     }
-    let dry = env.vault(&["forget"], &env.owner_key, &["--keep-last", "2", "--dry-run"]);
+    let dry = env.vault(
+        &["forget"],
+        &env.owner_key,
+        &["--keep-last", "2", "--dry-run"],
+    );
     assert_success(&dry);
     assert_contains(&stdout(&dry), "would remove 2");
     assert_eq!(snapshot_ids(&env).len(), 4, "a dry run removes nothing");
@@ -105,7 +115,11 @@ fn policies_apply_per_host_and_host_filters_limit_them() {
         .as_str()
         .unwrap();
     assert!(reason.starts_with("daily "), "{reason}");
-    assert_eq!(snapshot_ids(&env).len(), 3, "beta untouched, alpha keeps one");
+    assert_eq!(
+        snapshot_ids(&env).len(),
+        3,
+        "beta untouched, alpha keeps one"
+    );
 
     let out = env.vault(&["forget"], &env.owner_key, &["--keep-last", "1"]);
     assert_success(&out);

@@ -6,6 +6,7 @@ mod util;
 mod backup_restore;
 mod bad_input;
 mod command_source;
+mod config;
 mod docs;
 mod drill;
 mod forget;

@@ -112,6 +112,7 @@ pub fn run(args: &[&str]) -> Output {
         .env_remove("VAULT_REPO")
         .env_remove("VAULT_IDENTITY")
         .env_remove("VAULT_PASSPHRASE_FILE")
+        .env_remove("VAULT_CONFIG")
         .output()
         .expect("run vault")
 }

@@ -10,8 +10,9 @@ use serde_json::json;
 
 use super::output::{self, sanitize, size};
 use super::{
-    BackupArgs, CheckArgs, Cli, Command, CompletionsArgs, DrillArgs, DumpArgs, ExitCode, InitArgs,
-    KeyCommand, LsArgs, ManArgs, RepoArgs, RestoreArgs, SnapshotsArgs, SystemdArgs,
+    BackupArgs, CheckArgs, Cli, Command, CompletionsArgs, ConfigCommand, DrillArgs, DumpArgs,
+    ExitCode, InitArgs, KeyCommand, LsArgs, ManArgs, RepoArgs, RestoreArgs, SnapshotsArgs,
+    SystemdArgs,
 };
 use vault::backup::{self, BackupOptions, CommandSource};
 use vault::check::{self, CheckOptions, CheckReport, Severity};
@@ -22,8 +23,8 @@ use vault::restore::{self, RestoreOptions};
 use vault::tree::NodeKind;
 use vault::treewalk::{self, Next, Visit};
 
-/// Runs one command.
-pub fn run(command: Command) -> Result<ExitCode> {
+/// Runs one command; `config` is the `--config` file (or `VAULT_CONFIG`).
+pub fn run(command: Command, config: Option<PathBuf>) -> Result<ExitCode> {
     match command {
         Command::Key(KeyCommand::Generate { output }) => key_generate(output),
         Command::Init(a) => init(a),
@@ -39,6 +40,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Systemd(a) => systemd(a),
         Command::Completions(a) => completions(a),
         Command::Man(a) => man(a),
+        Command::Config(ConfigCommand::Check { json }) => super::config::check(config, json),
     }
 }
 

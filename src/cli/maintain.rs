@@ -3,9 +3,9 @@
 use anyhow::{Context, Result};
 use clap::Args;
 
+use super::output::sanitize;
 use super::output::{self, size};
 use super::{ExitCode, RepoArgs, commands::open_repo};
-use super::output::sanitize;
 use vault::forget::{self, ForgetOptions, ForgetReport};
 use vault::prune::{self, PlanRules, PruneOptions, PruneReport};
 use vault::retention::KeepPolicy;
@@ -15,7 +15,7 @@ use vault::retention::KeepPolicy;
 pub struct PruneFlags {
     /// How long a pack stays unused and marked before it is deleted; a backup
     /// running longer than this while prune runs twice could lose data.
-    /// Units: s, m, h, d, w.
+    /// Units: s, h, d, w, m (30 days), y.
     #[arg(long, default_value = "24h", env = "VAULT_PRUNE_GRACE", value_parser = parse_grace)]
     pub grace: chrono::Duration,
     /// Repack a pack when more than this percentage of it is unused.
@@ -39,6 +39,11 @@ pub struct PruneArgs {
 }
 
 fn parse_grace(s: &str) -> Result<chrono::Duration, String> {
+    let span = vault::settings::parse_duration(s)?;
+    chrono::Duration::from_std(span).map_err(|_| format!("{s:?} is too long a duration"))
+}
+
+fn parse_within(s: &str) -> Result<chrono::Duration, String> {
     vault::retention::parse_duration(s).map_err(|e| e.to_string())
 }
 
@@ -133,7 +138,7 @@ pub struct ForgetArgs {
     #[arg(long, default_value_t = 0, env = "VAULT_KEEP_YEARLY")]
     keep_yearly: u32,
     /// Keep every snapshot newer than this (e.g. 7d, 2w).
-    #[arg(long, env = "VAULT_KEEP_WITHIN", value_parser = parse_grace)]
+    #[arg(long, env = "VAULT_KEEP_WITHIN", value_parser = parse_within)]
     keep_within: Option<chrono::Duration>,
     /// Only consider snapshots of this host.
     #[arg(long)]
@@ -171,8 +176,8 @@ pub fn forget(a: ForgetArgs) -> Result<ExitCode> {
         tags: a.tags.clone(),
         dry_run: a.dry_run,
     };
-    let report = forget::forget(&repo, &opts, &chrono::Local, chrono::Utc::now())
-        .context("forget")?;
+    let report =
+        forget::forget(&repo, &opts, &chrono::Local, chrono::Utc::now()).context("forget")?;
     let pruned = if a.prune {
         Some(run_prune(&repo, &a.prune_flags, a.dry_run)?)
     } else {

@@ -3,6 +3,7 @@
 //! encrypts or calls storage itself.
 
 mod commands;
+mod config;
 mod maintain;
 mod output;
 
@@ -29,6 +30,10 @@ pub enum ExitCode {
 #[derive(Parser)]
 #[command(name = "vault", version, about, long_about = None)]
 struct Cli {
+    /// Configuration file (default: /etc/vault/vault.toml when it exists).
+    /// Flags and VAULT_* variables override what it says.
+    #[arg(long, global = true, env = "VAULT_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,6 +82,20 @@ enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page, or write one page per command with --output.
     Man(ManArgs),
+    /// Configuration file commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration file and the key files it names; exit 2
+    /// with every problem (FILE:LINE:COLUMN: …) when it is not valid.
+    Check {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -336,7 +355,7 @@ pub fn main() -> ExitCode {
     let worker = std::thread::Builder::new()
         .name("vault".into())
         .stack_size(256 << 20)
-        .spawn(move || commands::run(cli.command));
+        .spawn(move || commands::run(cli.command, cli.config));
     let result = match worker {
         Ok(handle) => handle
             .join()

@@ -1,0 +1,79 @@
+//! `vault config check`'s look at the key and secret files a configuration
+//! names: they must exist, be regular files and be closed to group and
+//! others (as vault and libpq require at run time). Only metadata is read.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use super::{Problem, Settings};
+
+/// Files created by systemd's `LoadCredential=` exist only while the unit runs.
+const CREDENTIALS_DIR: &str = "/run/credentials/";
+
+/// Every key file named by `s`, with the dotted key naming it.
+fn key_files(s: &Settings) -> Vec<(String, &Path)> {
+    let mut all: Vec<(String, Option<&Path>)> = vec![
+        ("identity".into(), s.identity.as_deref()),
+        ("passphrase_file".into(), s.passphrase_file.as_deref()),
+        (
+            "s3.credentials_file".into(),
+            s.s3.credentials_file.as_deref(),
+        ),
+    ];
+    if let Some(b) = &s.backup {
+        for (i, pg) in b.postgres.iter().enumerate() {
+            all.push((
+                format!("backup.postgres[{i}].passfile"),
+                pg.passfile.as_deref(),
+            ));
+        }
+    }
+    all.push(("drill.identity".into(), s.drill.identity.as_deref()));
+    all.into_iter()
+        .filter_map(|(k, p)| p.map(|p| (k, p)))
+        .collect()
+}
+
+/// Checks every key file named by `s`.
+pub fn check(s: &Settings) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for (key, path) in key_files(s) {
+        let short = key.rsplit('.').next().unwrap_or(&key).to_owned();
+        let problem = |message: String, help: String| {
+            Problem::new(&s.file, s.location(&key), message).with_help(help)
+        };
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if path.starts_with(CREDENTIALS_DIR) {
+                    continue;
+                }
+                out.push(problem(
+                    format!("`{short}`: {} does not exist", path.display()),
+                    "create it (a key: `vault key generate --output FILE`) or correct the path"
+                        .into(),
+                ));
+            }
+            Err(e) => out.push(problem(
+                format!("`{short}`: cannot inspect {}: {e}", path.display()),
+                "run the check as the user the service runs as".into(),
+            )),
+            Ok(m) if !m.is_file() => out.push(problem(
+                format!("`{short}`: {} is not a regular file", path.display()),
+                "name the file itself, not a directory or device".into(),
+            )),
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => out.push(problem(
+                format!(
+                    "`{short}`: {} is accessible by group or others (mode {:04o})",
+                    path.display(),
+                    m.permissions().mode() & 0o7777
+                ),
+                format!(
+                    "run `chmod 600 {}` (and chown it to the service user)",
+                    path.display()
+                ),
+            )),
+            Ok(_) => {}
+        }
+    }
+    out
+}

@@ -1,0 +1,187 @@
+//! `vault config check`: the real binary on real files, asserting on what
+//! an operator reads.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::{assert_code, assert_contains, run, stderr, stdout};
+
+/// A temporary directory with a 0600 key file, and a place for vault.toml.
+struct Setup {
+    dir: tempfile::TempDir,
+    key: PathBuf,
+    file: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("writer.key");
+        fs::write(&key, "not a real key; config check never reads it\n").unwrap();
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        let file = dir.path().join("vault.toml");
+        Setup { dir, key, file }
+    }
+
+    /// Writes `text` to vault.toml and runs `vault config check --config FILE`.
+    fn check(&self, text: &str) -> std::process::Output {
+        fs::write(&self.file, text).unwrap();
+        run(&["config", "check", "--config", self.file.to_str().unwrap()])
+    }
+
+    /// A valid file using this setup's key and repository directory.
+    fn valid(&self) -> String {
+        format!(
+            "repository = {repo:?}\nidentity = {key:?}\n\n[backup]\npaths = [\"/etc\"]\n\n\
+             [[backup.command]]\npath = \"ldap/data.ldif\"\nrun = \"slapcat -n 1\"\n\n\
+             [retention]\nkeep_daily = 14\nkeep_weekly = 8\n",
+            repo = self.dir.path().join("repo"),
+            key = self.key,
+        )
+    }
+
+    fn name(&self) -> String {
+        self.file.display().to_string()
+    }
+}
+
+#[test]
+fn valid_file_is_ok_with_a_summary() {
+    let s = Setup::new();
+    let out = s.check(&s.valid());
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    assert_contains(&text, &format!("{}: ok", s.name()));
+    assert_contains(&text, "repository: /");
+    assert_contains(&text, "sources: 2: 1 path, 1 command, 0 databases");
+    assert_contains(&text, "retention: daily 14, weekly 8");
+}
+
+#[test]
+fn global_flag_before_the_command_and_the_environment_work_too() {
+    let s = Setup::new();
+    fs::write(&s.file, s.valid()).unwrap();
+    let out = run(&["--config", s.file.to_str().unwrap(), "config", "check"]);
+    assert_code(&out, 0);
+    let out = Command::new(crate::util::vault_bin())
+        .args(["config", "check", "--json"])
+        .env("VAULT_CONFIG", &s.file)
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["file"], s.name());
+    assert_eq!(v["summary"]["retention"], "daily 14, weekly 8");
+}
+
+#[test]
+fn missing_named_file_is_a_usage_error() {
+    let s = Setup::new();
+    let out = run(&["config", "check", "--config", s.file.to_str().unwrap()]);
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), &s.name());
+    assert_contains(&stderr(&out), "cannot read the configuration file");
+    if !Path::new("/etc/vault/vault.toml").exists() {
+        let out = run(&["config", "check"]);
+        assert_code(&out, 2);
+        assert_contains(&stderr(&out), "no configuration file: pass --config FILE");
+    }
+}
+
+#[test]
+fn typo_is_reported_with_line_column_and_suggestion() {
+    let s = Setup::new();
+    let text = s.valid().replace("keep_weekly", "keep_dayly");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("keep_dayly"))
+        .unwrap()
+        + 1;
+    let out = s.check(&text);
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    assert_contains(
+        &err,
+        &format!(
+            "{}:{line}:1: unknown key `keep_dayly` in [retention]; expected one of keep_last, keep_hourly, keep_daily",
+            s.name()
+        ),
+    );
+    assert_contains(&err, "did you mean `keep_daily`?");
+    assert_contains(&err, "\n  help: write `keep_daily`");
+    assert_contains(&err, &format!("{}: 1 problem", s.name()));
+}
+
+#[test]
+fn syntax_error_is_reported_with_line_and_column() {
+    let s = Setup::new();
+    let out = s.check("repository = \"/srv/vault\"\n[retention\nkeep_daily = 3\n");
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    assert_contains(&err, &format!("{}:2:", s.name()));
+    assert_contains(&err, "TOML syntax error");
+}
+
+#[test]
+fn password_in_conninfo_is_refused_without_echoing_it() {
+    let s = Setup::new();
+    let text = format!(
+        "{}\n[[backup.postgres]]\nconninfo = \"dbname=app password=Tr0ub4dor\"\n",
+        s.valid()
+    );
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("conninfo"))
+        .unwrap()
+        + 1;
+    for args in [vec![], vec!["--json"]] {
+        fs::write(&s.file, &text).unwrap();
+        let mut all = vec!["config", "check", "--config", s.file.to_str().unwrap()];
+        all.extend(args);
+        let out = run(&all);
+        assert_code(&out, 2);
+        let both = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!both.contains("Tr0ub4dor"), "password echoed:\n{both}");
+        assert_contains(&both, "`conninfo` contains a password");
+        assert_contains(&both, "passfile");
+        if all.contains(&"--json") {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["valid"], false);
+            assert_eq!(v["problems"][0]["line"], line);
+            assert_eq!(v["problems"][0]["column"], 12);
+        } else {
+            assert_contains(&both, &format!("{}:{line}:12:", s.name()));
+        }
+    }
+}
+
+#[test]
+fn relative_path_is_refused() {
+    let s = Setup::new();
+    let out = s.check(&s.valid().replace("paths = [\"/etc\"]", "paths = [\"etc\"]"));
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    assert_contains(&err, "`paths` must be an absolute path (not \"etc\")");
+    assert_contains(&err, "help: write an absolute path, e.g. /etc");
+}
+
+#[test]
+fn insecure_key_file_is_reported() {
+    let s = Setup::new();
+    fs::set_permissions(&s.key, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = s.check(&s.valid());
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    assert_contains(
+        &err,
+        &format!(
+            "{}:2:1: `identity`: {} is accessible by group or others (mode 0644)",
+            s.name(),
+            s.key.display()
+        ),
+    );
+    assert_contains(&err, &format!("help: run `chmod 600 {}`", s.key.display()));
+}
