@@ -65,8 +65,11 @@ pub struct ForgetReport {
     pub not_removed: Vec<String>,
 }
 
-/// The grouping key of a snapshot: its host and its sorted sources.
-fn group_key(s: &Snapshot) -> (String, Vec<String>) {
+/// A host and its sorted sources: snapshots sharing one form a group.
+type GroupKey = (String, Vec<String>);
+
+/// The grouping key of a snapshot.
+fn group_key(s: &Snapshot) -> GroupKey {
     let mut sources: Vec<String> = s
         .sources
         .iter()
@@ -92,7 +95,7 @@ pub fn forget<Tz: TimeZone>(
         retention::plan(&[], &opts.policy, tz, now)?;
     }
     let (snapshots, _damaged) = repo.snapshots()?;
-    let mut groups: BTreeMap<(String, Vec<String>), Vec<(Id, Snapshot)>> = BTreeMap::new();
+    let mut groups: BTreeMap<GroupKey, Vec<(Id, Snapshot)>> = BTreeMap::new();
     for (id, s) in snapshots {
         if opts.host.as_ref().is_some_and(|h| *h != s.host)
             || !opts.tags.iter().all(|t| s.tags.contains(t))
