@@ -11,6 +11,7 @@
 //! - [`restore`]: restore, `--verify` drills, and `dump` as tar.
 //! - [`check`]: structure, data and storage checks.
 //! - [`forget`]: apply a retention policy per host and source set.
+//! - [`status`]: last backup and last passed drill per source, for alerts and Prometheus.
 //! - [`prune`]: repack and delete what no snapshot needs, safely beside running backups.
 //! - [`drill`]: what a weekly timer runs: verify the latest snapshots, a random older one and a slice of the packs.
 //! - [`systemd`]: hardened service and timer units for the nightly backup and weekly drill.
@@ -38,6 +39,7 @@ pub mod restore;
 pub mod retention;
 pub mod settings;
 pub mod snapshot;
+pub mod status;
 pub mod storage;
 pub mod systemd;
 pub mod tree;

@@ -35,6 +35,7 @@ pub fn run(command: Command, config: Option<PathBuf>) -> Result<ExitCode> {
         Command::Dump(a) => dump(a),
         Command::Check(a) => check(a),
         Command::Drill(a) => drill(a),
+        Command::Status(a) => super::status::run(a),
         Command::Forget(a) => super::maintain::forget(a),
         Command::Prune(a) => super::maintain::prune(a),
         Command::Systemd(a) => systemd(a),

@@ -16,7 +16,7 @@ pub struct PruneFlags {
     /// How long a pack stays unused and marked before it is deleted; a backup
     /// running longer than this while prune runs twice could lose data.
     /// Units: s, h, d, w, m (30 days), y.
-    #[arg(long, default_value = "24h", env = "VAULT_PRUNE_GRACE", value_parser = parse_grace)]
+    #[arg(long, default_value = "24h", env = "VAULT_PRUNE_GRACE", value_parser = super::status::parse_span)]
     pub grace: chrono::Duration,
     /// Repack a pack when more than this percentage of it is unused.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
@@ -36,11 +36,6 @@ pub struct PruneArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-}
-
-fn parse_grace(s: &str) -> Result<chrono::Duration, String> {
-    let span = vault::settings::parse_duration(s)?;
-    chrono::Duration::from_std(span).map_err(|_| format!("{s:?} is too long a duration"))
 }
 
 fn parse_within(s: &str) -> Result<chrono::Duration, String> {

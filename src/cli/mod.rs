@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod maintain;
 mod output;
+mod status;
 
 use std::path::PathBuf;
 
@@ -72,6 +73,9 @@ enum Command {
     /// Verify the latest snapshot of every source, a random older one, and
     /// today's slice of the packs (what a weekly timer runs).
     Drill(DrillArgs),
+    /// The last backup and last passed drill of every source; exit 1 when
+    /// any is older than its threshold.
+    Status(status::StatusArgs),
     /// Remove snapshots a retention policy does not keep (owner key).
     Forget(maintain::ForgetArgs),
     /// Repack mostly-empty packs and delete packs no snapshot needs (owner key).

@@ -1,0 +1,126 @@
+//! `vault status`: the last backup and last passed drill of every source,
+//! for humans, as JSON, or as a node_exporter textfile.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::output::{self, sanitize};
+use super::{ExitCode, RepoArgs, commands::open_repo};
+use vault::status::{self, StatusReport, Thresholds, human};
+
+/// `vault status`.
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// A source's last complete backup must be younger than this.
+    #[arg(long, default_value = "26h", env = "VAULT_MAX_BACKUP_AGE", value_parser = parse_span)]
+    max_backup_age: chrono::Duration,
+    /// A source's last passed restore drill must be younger than this.
+    #[arg(long, default_value = "8d", env = "VAULT_MAX_DRILL_AGE", value_parser = parse_span)]
+    max_drill_age: chrono::Duration,
+    /// Report certificates that expire within this span.
+    #[arg(long, default_value = "30d", env = "VAULT_CERTIFICATE_WARNING", value_parser = parse_span)]
+    certificate_warning: chrono::Duration,
+    /// Also write the figures to this file (atomically) in the Prometheus
+    /// text format, for node_exporter's textfile collector.
+    #[arg(long, value_name = "FILE", env = "VAULT_PROMETHEUS_FILE")]
+    prometheus: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parses a span such as `26h` or `8d`.
+pub fn parse_span(s: &str) -> Result<chrono::Duration, String> {
+    let span = vault::settings::parse_duration(s)?;
+    chrono::Duration::from_std(span).map_err(|_| format!("{s:?} is too long a duration"))
+}
+
+/// Runs `vault status`; exits 1 when anything is past its threshold.
+pub fn run(a: StatusArgs) -> Result<ExitCode> {
+    let repo = open_repo(&a.repo)?;
+    let thresholds = Thresholds {
+        max_backup_age: a.max_backup_age,
+        max_drill_age: a.max_drill_age,
+        certificate_warning: a.certificate_warning,
+    };
+    let report = status::status(&repo, &thresholds, chrono::Utc::now()).context("status")?;
+    if let Some(path) = &a.prometheus {
+        write_atomically(path, status::prometheus(&report).as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if a.json {
+        output::json(&report);
+    } else {
+        print(&report);
+    }
+    Ok(if report.ok {
+        ExitCode::Ok
+    } else {
+        ExitCode::Failure
+    })
+}
+
+fn print(r: &StatusReport) {
+    let age = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or("never".to_owned(), |t| format!("{} ago", human(r.time - t)))
+    };
+    println!(
+        "{:<16}  {:<28}  {:<14}  {:<14}  state",
+        "host", "source", "last backup", "last drill"
+    );
+    for s in &r.sources {
+        println!(
+            "{:<16}  {:<28}  {:<14}  {:<14}  {}",
+            sanitize(&s.host),
+            sanitize(&s.source),
+            age(s.last_complete_backup),
+            age(s.last_passed_drill),
+            if s.problems.is_empty() {
+                "ok".to_owned()
+            } else {
+                s.problems.join("; ")
+            }
+        );
+    }
+    for c in &r.expiring_certificates {
+        println!(
+            "certificate {} on {} expires {} ({} days)",
+            sanitize(&c.certificate.subject),
+            sanitize(&c.host),
+            c.certificate.not_after.format("%Y-%m-%d"),
+            c.days_left
+        );
+    }
+    for u in &r.unreadable {
+        println!("unreadable: {}", sanitize(u));
+    }
+    if r.sources.is_empty() {
+        println!("no snapshots yet");
+    }
+    println!("status: {}", if r.ok { "ok" } else { "attention needed" });
+}
+
+/// Writes `data` to `path` through a temporary file in the same directory
+/// and a rename, so a collector never reads half a file.
+fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".vault-status-")
+        .tempfile_in(dir)?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
