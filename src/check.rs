@@ -124,7 +124,10 @@ pub fn check_uploads(
     for upload in storage.pending_uploads()? {
         report.pending_uploads += 1;
         let started = upload.started.map_or("at an unknown time".into(), |t| {
-            format!("at {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            format!(
+                "at {}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
         });
         let old_enough = match (abort_before, upload.started) {
             (Some(limit), Some(t)) => t < limit,

@@ -479,9 +479,9 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
     };
     if a.storage {
         check::check_storage(storage.as_ref(), &mut report)?;
-        let grace = a.clean_uploads.then(|| {
-            chrono::Utc::now() - chrono::Duration::hours(i64::from(a.upload_grace_hours))
-        });
+        let grace = a
+            .clean_uploads
+            .then(|| chrono::Utc::now() - chrono::Duration::hours(i64::from(a.upload_grace_hours)));
         check::check_uploads(storage.as_ref(), grace, &mut report)?;
     }
     let keyed = a.identity.is_some() || read_data.is_some() || !a.storage;

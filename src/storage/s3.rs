@@ -80,8 +80,10 @@ pub struct S3Settings {
     /// Backoff before the second attempt, doubled for each later one up to
     /// 30 s, with jitter (default 500 ms; `VAULT_S3_RETRY_BASE_MS`).
     pub retry_base: Duration,
-    /// How long to wait for a response or for the next bytes of a body
-    /// before the attempt counts as failed (default 60 s; `VAULT_S3_TIMEOUT_SECS`).
+    /// How long one request may take until the response starts (sending
+    /// the request body included), and how long a response body may stall,
+    /// before the attempt counts as failed (default 120 s, enough for a
+    /// 32 MiB PUT at 280 KB/s; `VAULT_S3_TIMEOUT_SECS`).
     pub read_timeout: Duration,
     /// Objects larger than this are uploaded in parts (default 32 MiB;
     /// `VAULT_S3_MULTIPART_THRESHOLD_MIB`). Default-sized 16 MiB packs stay
@@ -100,7 +102,7 @@ impl Default for S3Settings {
             path_style: false,
             max_attempts: 6,
             retry_base: Duration::from_millis(500),
-            read_timeout: Duration::from_secs(60),
+            read_timeout: Duration::from_secs(120),
             multipart_threshold: 32 << 20,
             part_size: 16 << 20,
         }
@@ -109,10 +111,14 @@ impl Default for S3Settings {
 
 fn env_number(name: &str) -> Result<Option<u64>, StorageError> {
     match std::env::var(name) {
-        Ok(v) => v.trim().parse().map(Some).map_err(|_| StorageError::Unsupported {
-            location: name.to_owned(),
-            reason: format!("{v:?} is not a whole number"),
-        }),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| StorageError::Unsupported {
+                location: name.to_owned(),
+                reason: format!("{v:?} is not a whole number"),
+            }),
         Err(_) => Ok(None),
     }
 }
@@ -200,6 +206,9 @@ where
 {
     match &e {
         SdkError::TimeoutError(_) => Failure::Transient("timed out".into()),
+        SdkError::DispatchFailure(d) if d.is_timeout() => {
+            Failure::Transient("timed out waiting for the server".into())
+        }
         SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             Failure::Transient(DisplayErrorContext(&e).to_string())
         }
@@ -531,7 +540,12 @@ impl S3Storage {
                 })
             }
         })?;
-        let result = self.upload_parts(key, &full, &upload_id, data, lock.is_some());
+        let mut result = self.upload_parts(key, &full, &upload_id, data, lock.is_some());
+        if let (Ok(PutOutcome::Created), Some(l)) = (&result, &lock)
+            && let Err(e) = self.ensure_retention(key, l)
+        {
+            result = Err(e);
+        }
         if !matches!(result, Ok(PutOutcome::Created)) {
             let upload = PendingUpload {
                 key: key.to_owned(),
@@ -546,6 +560,42 @@ impl S3Storage {
             }
         }
         result
+    }
+
+    /// Makes sure a completed multipart object carries its retention. S3
+    /// applies the lock given to CreateMultipartUpload; some S3-compatible
+    /// stores (moto among them) drop it, so check, and set it if missing.
+    fn ensure_retention(&self, key: &str, lock: &ObjectLock) -> Result<(), StorageError> {
+        if self.head(key)?.object_lock_retain_until_date().is_some() {
+            return Ok(());
+        }
+        let full = self.full(key);
+        let (client, bucket) = (&self.client, &self.bucket);
+        self.retry(key, "PutObjectRetention", || {
+            let full = &full;
+            async move {
+                let retention = aws_sdk_s3::types::ObjectLockRetention::builder()
+                    .mode(match lock.mode {
+                        LockMode::Governance => {
+                            aws_sdk_s3::types::ObjectLockRetentionMode::Governance
+                        }
+                        LockMode::Compliance => {
+                            aws_sdk_s3::types::ObjectLockRetentionMode::Compliance
+                        }
+                    })
+                    .retain_until_date(retain_until(lock))
+                    .build();
+                client
+                    .put_object_retention()
+                    .bucket(bucket)
+                    .key(full)
+                    .retention(retention)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify(key, e))
+            }
+        })
     }
 
     fn upload_parts(
@@ -614,7 +664,10 @@ impl S3Storage {
             // upload gone; the object is there if that is what happened.
             Err(StorageError::NotFound { .. }) => match self.head(key) {
                 Ok(h) if h.content_length() == Some(data.len() as i64) => Ok(PutOutcome::Created),
-                _ => Err(io_err(key, "the multipart upload vanished before completion")),
+                _ => Err(io_err(
+                    key,
+                    "the multipart upload vanished before completion",
+                )),
             },
             other => other,
         }
@@ -718,18 +771,23 @@ impl Storage for S3Storage {
             }
         });
         match (result, locked) {
-            (Err(StorageError::Refused { key, status, message }), Some(until)) => {
+            (
                 Err(StorageError::Refused {
                     key,
                     status,
-                    message: format!(
-                        "{message}; the object is under Object Lock ({}) until {} and cannot \
+                    message,
+                }),
+                Some(until),
+            ) => Err(StorageError::Refused {
+                key,
+                status,
+                message: format!(
+                    "{message}; the object is under Object Lock ({}) until {} and cannot \
                          be deleted before then",
-                        head.object_lock_mode().map_or("?", |m| m.as_str()),
-                        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    ),
-                })
-            }
+                    head.object_lock_mode().map_or("?", |m| m.as_str()),
+                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            }),
             (other, _) => other,
         }
     }
