@@ -323,7 +323,10 @@ fn a_server_slower_than_the_timeout_is_retried() {
     let started = Instant::now();
     let out = env.backup(&p, &envs);
     assert_success(&out);
-    assert_contains(&stderr(&out), "attempt 1 failed (timed out waiting for the server); retrying");
+    assert_contains(
+        &stderr(&out),
+        "attempt 1 failed (timed out waiting for the server); retrying",
+    );
     assert_success(&env.restore_and_compare(&p, &envs));
     assert!(proxy.count(|s| matches!(s.fault, Fault::Delay(_))) >= 3);
     eprintln!(
