@@ -342,6 +342,7 @@ fn temp_repo(parent: &Path, owner_recipient: &str) -> TempRepo {
             chunker: ChunkerParams::default(),
             pack_size: DEFAULT_PACK_SIZE,
             compression_level: DEFAULT_COMPRESSION_LEVEL,
+            object_lock: None,
         },
     )
     .unwrap();

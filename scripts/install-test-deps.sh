@@ -35,7 +35,9 @@ if ((${#missing[@]})); then
 fi
 # The S3 tests run a real S3-protocol server: moto (5.2.5 or newer fixes
 # CompleteMultipartUpload for the Rust SDK).
-if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+if ! python3 -c 'import moto.server, moto, sys
+v = tuple(int(x) for x in moto.__version__.split(".")[:3] if x.isdigit())
+sys.exit(0 if v >= (5, 2, 5) else 1)' >/dev/null 2>&1; then
     echo "installing: moto[server]"
     python3 -m pip install --quiet 'moto[server]>=5.2.5'
 fi

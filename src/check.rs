@@ -58,6 +58,10 @@ pub struct CheckReport {
     pub packs_read: u64,
     /// Blobs verified by the data check.
     pub blobs_verified: u64,
+    /// Unfinished multipart uploads found by the storage check.
+    pub pending_uploads: u64,
+    /// How many of those were aborted (`--clean-uploads`).
+    pub uploads_aborted: u64,
     /// Everything found.
     pub findings: Vec<Finding>,
 }
@@ -103,6 +107,62 @@ pub fn check_storage(storage: &dyn Storage, report: &mut CheckReport) -> Result<
                 ),
                 Err(e) => report.add(Severity::Error, &obj.key, e.to_string()),
             }
+        }
+    }
+    Ok(())
+}
+
+/// Reports multipart uploads that were started under the repository and never
+/// completed (a backup killed mid-upload leaves one; its parts are billed).
+/// With `abort_before`, aborts those started before that time; younger ones
+/// may belong to a backup that is still running. Needs no key.
+pub fn check_uploads(
+    storage: &dyn Storage,
+    abort_before: Option<chrono::DateTime<chrono::Utc>>,
+    report: &mut CheckReport,
+) -> Result<()> {
+    for upload in storage.pending_uploads()? {
+        report.pending_uploads += 1;
+        let started = upload.started.map_or("at an unknown time".into(), |t| {
+            format!(
+                "at {}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+        });
+        let old_enough = match (abort_before, upload.started) {
+            (Some(limit), Some(t)) => t < limit,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if !old_enough {
+            let hint = if abort_before.is_some() {
+                "younger than the grace period; left alone"
+            } else {
+                "`vault check --storage --clean-uploads` aborts it"
+            };
+            report.add(
+                Severity::Info,
+                &upload.key,
+                format!(
+                    "unfinished multipart upload {} started {started}; {hint}",
+                    upload.upload_id
+                ),
+            );
+            continue;
+        }
+        match storage.abort_upload(&upload) {
+            Ok(()) => {
+                report.uploads_aborted += 1;
+                report.add(
+                    Severity::Info,
+                    &upload.key,
+                    format!(
+                        "aborted unfinished multipart upload {} started {started}",
+                        upload.upload_id
+                    ),
+                );
+            }
+            Err(e) => report.add(Severity::Error, &upload.key, e.to_string()),
         }
     }
     Ok(())

@@ -123,9 +123,10 @@ pub fn forget<Tz: TimeZone>(
             } else if opts.dry_run {
                 report.removed += 1;
             } else {
-                match repo.storage().delete(&ObjectKind::Snapshot.key(id)) {
+                let key = ObjectKind::Snapshot.key(id);
+                match crate::prune::delete_unless_locked(repo.storage().as_ref(), &key, now) {
                     Ok(()) => report.removed += 1,
-                    Err(e) => report.not_removed.push(e.to_string()),
+                    Err(e) => report.not_removed.push(e),
                 }
             }
             group.snapshots.push(SnapshotDecision {

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use vault::storage::{LocalStorage, PutOutcome, S3Settings, S3Storage, Storage, StorageError};
 
+mod faults;
+mod lock;
+
 use crate::util::*;
 
 /// A moto server process, killed on drop.
@@ -66,27 +69,60 @@ impl Moto {
         assert!(reply.starts_with("HTTP/1.1 200"), "create bucket: {reply}");
     }
 
+    /// Creates a bucket with Object Lock enabled (versioned; lock
+    /// configuration can only be set while it is empty).
+    pub fn create_lock_bucket(&self, name: &str) {
+        let reply = self.raw(
+            "PUT",
+            &format!("/{name}"),
+            "x-amz-bucket-object-lock-enabled: true\r\n",
+        );
+        assert!(reply.starts_with("HTTP/1.1 200"), "create bucket: {reply}");
+    }
+
+    /// One unsigned request (moto accepts them); returns the whole reply.
+    pub fn raw(&self, method: &str, path: &str, headers: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        reply
+    }
+
     pub fn settings(&self) -> S3Settings {
         S3Settings {
             endpoint: Some(self.endpoint()),
             region: Some("us-east-1".into()),
             credentials: Some(("test".into(), "testsecret".into())),
             path_style: true,
+            ..Default::default()
         }
     }
 
     /// A vault command with this server in its environment.
     pub fn vault(&self, args: &[&str]) -> std::process::Output {
-        Command::new(vault_bin())
-            .args(args)
-            .env("AWS_ENDPOINT_URL", self.endpoint())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "testsecret")
-            .env_remove("AWS_PROFILE")
-            .output()
-            .unwrap()
+        vault_at(&self.endpoint(), args, &[])
     }
+}
+
+/// Runs vault against the S3 endpoint `endpoint`, with extra environment.
+pub fn vault_at(endpoint: &str, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    Command::new(vault_bin())
+        .args(args)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "testsecret")
+        .env_remove("AWS_PROFILE")
+        .env_remove("VAULT_REPO")
+        .env_remove("VAULT_IDENTITY")
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap()
 }
 
 impl Drop for Moto {
@@ -139,6 +175,12 @@ fn conformance(s: &dyn Storage) {
         s.get("index/missing"),
         Err(StorageError::NotFound { .. })
     ));
+    assert_eq!(s.locked_until("data/ab/small").unwrap(), None, "not locked");
+    assert!(matches!(
+        s.locked_until("index/missing"),
+        Err(StorageError::NotFound { .. })
+    ));
+    assert!(s.pending_uploads().unwrap().is_empty());
     s.delete("data/ab/small").unwrap();
     assert_eq!(s.list("data/").unwrap().len(), 1);
 }
@@ -270,142 +312,154 @@ fn a_missing_bucket_is_named_clearly() {
     assert_contains(&stderr(&out), "bucket does not exist");
 }
 
-/// A loopback proxy in front of moto that answers the first request of
-/// every other new connection with `503 SlowDown` and closes it; all other
-/// connections are piped through. Bounded: it stops after `limit` connections.
-struct FaultyProxy {
-    port: u16,
-    faults: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+/// A workspace for one S3 repository: owner and writer keys and a source tree.
+pub struct S3Env {
+    pub dir: tempfile::TempDir,
+    pub owner: std::path::PathBuf,
+    pub writer: std::path::PathBuf,
+    pub recipient: String,
+    pub repo: String,
+    pub src: std::path::PathBuf,
 }
 
-impl FaultyProxy {
-    fn start(upstream: u16, limit: usize) -> FaultyProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let faults = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = faults.clone();
-        std::thread::spawn(move || {
-            for (n, conn) in listener.incoming().take(limit).enumerate() {
-                let Ok(mut client) = conn else { continue };
-                if n % 2 == 0 {
-                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    std::thread::spawn(move || reject(&mut client));
-                    continue;
-                }
-                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                    continue;
-                };
-                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let mut server = server;
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut c2, &mut s2);
-                    let _ = s2.shutdown(std::net::Shutdown::Write);
-                });
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut server, &mut client);
-                    let _ = client.shutdown(std::net::Shutdown::Write);
-                });
-            }
-        });
-        FaultyProxy { port, faults }
-    }
-}
-
-/// Reads one request head (and its declared body) and answers 503 SlowDown.
-fn reject(client: &mut TcpStream) {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
-        if client.read(&mut byte).unwrap_or(0) == 0 {
-            return;
+impl S3Env {
+    /// Keys and a sample tree (plus `big` bytes of noise in `big.bin`) for `repo`.
+    pub fn new(repo: &str, big: usize) -> S3Env {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = dir.path().join("owner.key");
+        let recipient = generate_key(&owner);
+        let src = dir.path().join("src");
+        sample_tree(&src);
+        if big > 0 {
+            write(&src.join("big.bin"), &noise(big, 77));
         }
-        head.push(byte[0]);
+        S3Env {
+            writer: dir.path().join("writer.key"),
+            owner,
+            recipient,
+            repo: repo.to_owned(),
+            src,
+            dir,
+        }
     }
-    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    let len: usize = text
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len.min(64 << 20)];
-    let _ = client.read_exact(&mut body);
-    let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
-    let _ = write!(
-        client,
-        "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
-        xml.len()
-    );
+
+    /// `vault init` with `extra` flags.
+    pub fn init(&self, endpoint: &str, extra: &[&str]) -> std::process::Output {
+        let mut args = vec![
+            "init",
+            "-r",
+            &self.repo,
+            "--owner",
+            &self.recipient,
+            "--writer-key-out",
+            self.writer.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        vault_at(endpoint, &args, &[])
+    }
+
+    /// `vault backup --no-cache` of the source tree with the writer key.
+    pub fn backup(&self, endpoint: &str, envs: &[(&str, &str)]) -> std::process::Output {
+        let args = [
+            "backup",
+            "-r",
+            &self.repo,
+            "-i",
+            self.writer.to_str().unwrap(),
+            "--no-cache",
+            self.src.to_str().unwrap(),
+        ];
+        vault_at(endpoint, &args, envs)
+    }
+
+    /// `vault snapshots` with the writer key.
+    pub fn snapshots(&self, endpoint: &str, envs: &[(&str, &str)]) -> std::process::Output {
+        let args = [
+            "snapshots",
+            "-r",
+            &self.repo,
+            "-i",
+            self.writer.to_str().unwrap(),
+        ];
+        vault_at(endpoint, &args, envs)
+    }
+
+    /// Restores the latest snapshot with the owner key into a new directory
+    /// and compares it with the source when that succeeds.
+    pub fn restore_and_compare(
+        &self,
+        endpoint: &str,
+        envs: &[(&str, &str)],
+    ) -> std::process::Output {
+        let target = tempfile::tempdir_in(self.dir.path()).unwrap();
+        let args = [
+            "restore",
+            "-r",
+            &self.repo,
+            "-i",
+            self.owner.to_str().unwrap(),
+            "latest",
+            "--target",
+            target.path().to_str().unwrap(),
+        ];
+        let out = vault_at(endpoint, &args, envs);
+        if out.status.success() {
+            assert_same_tree(
+                &self.src,
+                &target.path().join(self.src.strip_prefix("/").unwrap()),
+            );
+        }
+        out
+    }
+
+    /// `vault check --read-data --storage` with the owner key; asserts it is clean.
+    pub fn assert_clean(&self, endpoint: &str) {
+        let args = [
+            "check",
+            "-r",
+            &self.repo,
+            "-i",
+            self.owner.to_str().unwrap(),
+            "--read-data",
+            "--storage",
+        ];
+        let out = vault_at(endpoint, &args, &[]);
+        assert_success(&out);
+        assert_contains(&stdout(&out), "no errors");
+    }
 }
 
 #[test]
-fn backup_and_restore_ride_out_503_slowdown() {
+fn forget_and_prune_work_on_s3() {
     let moto = Moto::start();
-    moto.create_bucket("flaky");
-    let proxy = FaultyProxy::start(moto.port, 4000);
-    let dir = tempfile::tempdir().unwrap();
-    let owner = dir.path().join("owner.key");
-    let writer = dir.path().join("writer.key");
-    let recipient = generate_key(&owner);
-    let repo = "s3://flaky/r";
-    let via_proxy = |args: &[&str]| {
-        Command::new(vault_bin())
-            .args(args)
-            .env(
-                "AWS_ENDPOINT_URL",
-                format!("http://127.0.0.1:{}", proxy.port),
-            )
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "testsecret")
-            .output()
-            .unwrap()
+    moto.create_bucket("maint");
+    let env = S3Env::new("s3://maint/h", 2_000_000);
+    let endpoint = moto.endpoint();
+    assert_success(&env.init(&endpoint, &[]));
+    assert_success(&env.backup(&endpoint, &[]));
+    write(&env.src.join("big.bin"), &noise(2_000_000, 78));
+    assert_success(&env.backup(&endpoint, &[]));
+    let owner = env.owner.to_str().unwrap();
+    let maint = |args: &[&str]| {
+        let mut all = vec![args[0], "-r", &env.repo, "-i", owner];
+        all.extend(&args[1..]);
+        let out = vault_at(&endpoint, &all, &[]);
+        assert_success(&out);
+        out
     };
-    assert_success(&via_proxy(&[
-        "init",
-        "-r",
-        repo,
-        "--owner",
-        &recipient,
-        "--writer-key-out",
-        writer.to_str().unwrap(),
-    ]));
-    let src = dir.path().join("src");
-    sample_tree(&src);
-    write(&src.join("big.bin"), &noise(6 << 20, 21));
-    assert_success(&via_proxy(&[
-        "backup",
-        "-r",
-        repo,
-        "-i",
-        writer.to_str().unwrap(),
-        "--no-cache",
-        src.to_str().unwrap(),
-    ]));
-    let target = dir.path().join("t");
-    assert_success(&via_proxy(&[
-        "restore",
-        "-r",
-        repo,
-        "-i",
-        owner.to_str().unwrap(),
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]));
-    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    maint(&["forget", "--keep-last", "1", "--prune", "--grace", "0s"]);
+    let s3 = S3Storage::open_with("s3://maint/h", &moto.settings()).unwrap();
+    let data_before: u64 = s3.list("data/").unwrap().iter().map(|o| o.size).sum();
+    let out = maint(&["prune", "--grace", "0s", "--json"]);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["plan"]["packs_deleted"].as_u64().unwrap() >= 1, "{r}");
+    let data_after: u64 = s3.list("data/").unwrap().iter().map(|o| o.size).sum();
+    assert!(data_after < data_before, "{data_before} -> {data_after}");
+    assert_eq!(s3.list("snapshots/").unwrap().len(), 1);
     assert!(
-        proxy.faults.load(std::sync::atomic::Ordering::SeqCst) >= 3,
-        "faults were injected"
+        s3.list("locks/").unwrap().is_empty(),
+        "the prune lock is released"
     );
-    // Checked directly against the server: the repository is clean.
-    let check = moto.vault(&[
-        "check",
-        "-r",
-        repo,
-        "-i",
-        owner.to_str().unwrap(),
-        "--read-data",
-        "--storage",
-    ]);
-    assert_success(&check);
+    env.assert_clean(&endpoint);
+    assert_success(&env.restore_and_compare(&endpoint, &[]));
 }

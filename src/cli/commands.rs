@@ -11,8 +11,8 @@ use serde_json::json;
 use super::output::{self, sanitize, size};
 use super::{
     BackupArgs, CheckArgs, Cli, Command, CompletionsArgs, ConfigCommand, DrillArgs, DumpArgs,
-    ExitCode, InitArgs, KeyCommand, LsArgs, ManArgs, RepoArgs, RestoreArgs, SnapshotsArgs,
-    SystemdArgs,
+    ExitCode, InitArgs, KeyCommand, LockModeArg, LsArgs, ManArgs, RepoArgs, RestoreArgs,
+    SnapshotsArgs, SystemdArgs,
 };
 use vault::backup::{self, BackupOptions, CommandSource};
 use vault::check::{self, CheckOptions, CheckReport, Severity};
@@ -20,6 +20,7 @@ use vault::chunk::ChunkerParams;
 use vault::crypto;
 use vault::repo::{Access, InitOptions, OwnerSpec, Repository};
 use vault::restore::{self, RestoreOptions};
+use vault::storage::{LockMode, ObjectLock};
 use vault::tree::NodeKind;
 use vault::treewalk::{self, Next, Visit};
 
@@ -98,10 +99,24 @@ fn init(a: InitArgs) -> Result<ExitCode> {
         },
         pack_size: a.pack_size_mib.saturating_mul(1 << 20),
         compression_level: a.compression_level,
+        object_lock: a.object_lock_days.map(|days| ObjectLock {
+            mode: match a.object_lock_mode {
+                Some(LockModeArg::Compliance) => LockMode::Compliance,
+                Some(LockModeArg::Governance) | None => LockMode::Governance,
+            },
+            days,
+        }),
     };
     let config = Repository::init(open_storage(&a.repo)?, &opts)
         .with_context(|| format!("creating repository {}", a.repo))?;
     println!("created repository {} at {}", config.id, a.repo);
+    if let Some(lock) = config.object_lock {
+        println!(
+            "every object is retained with S3 Object Lock ({}) for {} days after its upload",
+            lock.mode.as_s3(),
+            lock.days
+        );
+    }
     println!(
         "owner {:?} can read everything; writer key for backup hosts: {}",
         a.owner_name,
@@ -474,6 +489,10 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
     };
     if a.storage {
         check::check_storage(storage.as_ref(), &mut report)?;
+        let grace = a
+            .clean_uploads
+            .then(|| chrono::Utc::now() - chrono::Duration::hours(i64::from(a.upload_grace_hours)));
+        check::check_uploads(storage.as_ref(), grace, &mut report)?;
     }
     let keyed = a.identity.is_some() || read_data.is_some() || !a.storage;
     if keyed {
@@ -503,11 +522,14 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
             println!("{sev}: {}: {}", sanitize(&f.subject), sanitize(&f.message));
         }
         println!(
-            "checked {} snapshots, hashed {} objects, read {} packs ({} blobs): {}",
+            "checked {} snapshots, hashed {} objects, read {} packs ({} blobs), \
+             {} unfinished uploads ({} aborted): {}",
             report.snapshots,
             report.objects_hashed,
             report.packs_read,
             report.blobs_verified,
+            report.pending_uploads,
+            report.uploads_aborted,
             if report.has_errors() {
                 "DAMAGE FOUND"
             } else {

@@ -42,7 +42,7 @@ struct Cli {
 /// Where the repository is and which key opens it.
 #[derive(Args, Clone)]
 struct RepoArgs {
-    /// Repository: a directory, file:///path (s3://bucket/prefix in a later release).
+    /// Repository: a directory, file:///path or s3://bucket/prefix.
     #[arg(short = 'r', long = "repo", env = "VAULT_REPO")]
     repo: String,
     /// Identity file: the writer key, or an owner's age or ssh identity.
@@ -142,6 +142,22 @@ struct InitArgs {
     /// zstd compression level for new data (1-22).
     #[arg(long, default_value_t = 3)]
     compression_level: i32,
+    /// Put every object under S3 Object Lock retention for this many days
+    /// from its upload (needs a bucket created with Object Lock enabled).
+    #[arg(long, value_name = "DAYS")]
+    object_lock_days: Option<u32>,
+    /// Object Lock mode: governance (an administrator holding
+    /// s3:BypassGovernanceRetention can still delete; the default) or
+    /// compliance (nobody can, not even the account root).
+    #[arg(long, value_enum, value_name = "MODE", requires = "object_lock_days")]
+    object_lock_mode: Option<LockModeArg>,
+}
+
+/// `--object-lock-mode` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LockModeArg {
+    Governance,
+    Compliance,
 }
 
 #[derive(Args)]
@@ -255,9 +271,18 @@ struct CheckArgs {
     /// Verify subset N of M of the packs, e.g. 2/7.
     #[arg(long, value_name = "N/M")]
     read_data_subset: Option<String>,
-    /// Hash every object against its name (no key needed).
+    /// Hash every object against its name and list multipart uploads left
+    /// unfinished (no key needed).
     #[arg(long)]
     storage: bool,
+    /// With --storage: abort unfinished multipart uploads older than
+    /// --upload-grace-hours (they hold billed parts and are never completed).
+    #[arg(long, requires = "storage")]
+    clean_uploads: bool,
+    /// Unfinished uploads younger than this may belong to a running backup
+    /// and are left alone by --clean-uploads.
+    #[arg(long, value_name = "HOURS", default_value_t = 24)]
+    upload_grace_hours: u32,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,

@@ -134,22 +134,57 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     if !unchanged {
         let new_packs = repack(repo, &plan.copy, &mut report)?;
         report.index_files_written = write_index(repo, &loaded.index, &plan, new_packs)?;
+        let mut index_kept = false;
         for key in &loaded.files {
-            match repo.storage().delete(key) {
+            match delete_unless_locked(repo.storage().as_ref(), key, opts.rules.now) {
                 Ok(()) => report.index_files_removed += 1,
-                Err(e) => report.not_deleted.push(e.to_string()),
+                Err(e) => {
+                    index_kept = true;
+                    report.not_deleted.push(e);
+                }
             }
         }
-        for pack in &plan.delete {
-            let key = ObjectKind::Pack(stored[pack].kind).key(pack);
-            if let Err(e) = repo.storage().delete(&key) {
-                report.not_deleted.push(e.to_string());
+        // A replaced index file that stays (Object Lock, no permission) may
+        // list packs about to go; deleting them would leave it pointing at
+        // nothing, so they wait (still marked) for a later run.
+        if index_kept && !plan.delete.is_empty() {
+            report.not_deleted.push(format!(
+                "{} unused packs: kept until the replaced index files can be removed",
+                plan.delete.len()
+            ));
+        } else {
+            for pack in &plan.delete {
+                let key = ObjectKind::Pack(stored[pack].kind).key(pack);
+                if let Err(e) = delete_unless_locked(repo.storage().as_ref(), &key, opts.rules.now)
+                {
+                    report.not_deleted.push(e);
+                }
             }
         }
     }
     let grace = opts.rules.grace.to_std().unwrap_or_default();
     report.leftovers_removed = repo.storage().clean_leftovers(grace)?;
     Ok(report)
+}
+
+/// Deletes `key` unless Object Lock still retains it; the error says which
+/// and until when.
+pub fn delete_unless_locked(
+    storage: &dyn Storage,
+    key: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), String> {
+    match storage.locked_until(key) {
+        Ok(Some(until)) if until > now => {
+            return Err(format!(
+                "{key}: retained by Object Lock until {}; deleted by a prune after that",
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+        }
+        Err(crate::storage::StorageError::NotFound { .. }) => return Ok(()),
+        _ => {}
+    }
+    storage.delete(key).map_err(|e| e.to_string())
 }
 
 /// Every data and tree pack in storage.

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::ChunkerParams;
+use crate::storage::ObjectLock;
 
 /// The format version this build writes and understands.
 pub const FORMAT_VERSION: u32 = 1;
@@ -39,4 +40,56 @@ pub struct RepoConfig {
     pub compression_level: i32,
     /// When the repository was made (RFC 3339).
     pub created: String,
+    /// S3 Object Lock retention that every object is put with (absent: none).
+    /// Absent from configs written before it existed, and from repositories
+    /// made without `--object-lock-days`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLock>,
+}
+
+/// The longest Object Lock retention `vault init` accepts, in days (100 years).
+pub const MAX_LOCK_DAYS: u32 = 36_500;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LockMode;
+
+    const OLD: &str = r#"{
+  "version": 1,
+  "id": "4b83bc6fd381159c87346409af835208",
+  "owner_recipient": "age1a",
+  "writer_recipient": "age1b",
+  "chunker": { "min_size": 4096, "avg_size": 16384, "max_size": 65536 },
+  "pack_size": 16777216,
+  "compression_level": 3,
+  "created": "2026-11-23T16:02:04Z"
+}"#;
+
+    #[test]
+    fn configs_without_object_lock_still_parse_and_round_trip() {
+        let c: RepoConfig = serde_json::from_str(OLD).unwrap();
+        assert_eq!(c.object_lock, None);
+        assert!(!serde_json::to_string(&c).unwrap().contains("object_lock"));
+    }
+
+    #[test]
+    fn object_lock_is_recorded_and_unknown_fields_are_refused() {
+        let with = OLD.replace(
+            "\"created\"",
+            "\"object_lock\": {\"mode\": \"compliance\", \"days\": 30},\n  \"created\"",
+        );
+        let c: RepoConfig = serde_json::from_str(&with).unwrap();
+        assert_eq!(
+            c.object_lock,
+            Some(ObjectLock {
+                mode: LockMode::Compliance,
+                days: 30
+            })
+        );
+        let bad = with.replace("\"days\": 30", "\"days\": 30, \"extra\": 1");
+        assert!(serde_json::from_str::<RepoConfig>(&bad).is_err());
+        let bad = OLD.replace("\"created\"", "\"surprise\": 1, \"created\"");
+        assert!(serde_json::from_str::<RepoConfig>(&bad).is_err());
+    }
 }

@@ -21,9 +21,9 @@ use crate::id::Id;
 use crate::index::{Index, IndexFile};
 use crate::pack::BlobKind;
 use crate::snapshot::Snapshot;
-use crate::storage::{PutOutcome, Storage, StorageError};
+use crate::storage::{ObjectLock, PutOutcome, Storage, StorageError};
 use crate::tree::Tree;
-use config::{FORMAT_VERSION, RepoConfig};
+use config::{FORMAT_VERSION, MAX_LOCK_DAYS, RepoConfig};
 use keys::{RepoKeys, WriterKey};
 
 /// Key of the config object.
@@ -108,6 +108,9 @@ pub struct InitOptions {
     pub pack_size: u32,
     /// zstd level.
     pub compression_level: i32,
+    /// S3 Object Lock retention for every object (S3 buckets with Object
+    /// Lock enabled only; `init` refuses it elsewhere).
+    pub object_lock: Option<ObjectLock>,
 }
 
 /// How the caller proves who it is.
@@ -199,6 +202,14 @@ pub fn read_config(storage: &dyn Storage) -> Result<RepoConfig> {
         .chunker
         .validate()
         .map_err(|e| Error::format(CONFIG_KEY, e))?;
+    if let Some(lock) = &config.object_lock
+        && !(1..=MAX_LOCK_DAYS).contains(&lock.days)
+    {
+        return Err(Error::format(
+            CONFIG_KEY,
+            format!("object_lock.days {} is out of range", lock.days),
+        ));
+    }
     Ok(config)
 }
 
@@ -232,6 +243,17 @@ impl Repository {
                 storage.location()
             )));
         }
+        if let Some(lock) = opts.object_lock {
+            if !(1..=MAX_LOCK_DAYS).contains(&lock.days) {
+                return Err(Error::Usage(format!(
+                    "--object-lock-days must be 1..={MAX_LOCK_DAYS}"
+                )));
+            }
+            // Before anything is written: a repository that promises locked
+            // objects must not start on a bucket that cannot lock them.
+            storage.check_object_lock()?;
+        }
+        storage.set_object_lock(opts.object_lock);
         let owner_recipients = match &opts.owner {
             OwnerSpec::Recipients(rs) if rs.is_empty() => {
                 return Err(Error::Usage(
@@ -260,6 +282,7 @@ impl Repository {
             pack_size: opts.pack_size,
             compression_level: opts.compression_level,
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            object_lock: opts.object_lock,
         };
 
         crypto::write_key_file(&opts.writer_key_out, &writer.to_text())?;
@@ -297,9 +320,11 @@ impl Repository {
         Ok(config)
     }
 
-    /// Opens a repository with the caller's key.
+    /// Opens a repository with the caller's key. From here on the storage
+    /// puts every object with the config's Object Lock retention, if any.
     pub fn open(storage: Arc<dyn Storage>, access: Access<'_>) -> Result<Self> {
         let config = read_config(storage.as_ref())?;
+        storage.set_object_lock(config.object_lock);
         let keys = match access {
             Access::IdentityFile(path) => {
                 let (text, writer) = keys::load_identity_file(path)?;

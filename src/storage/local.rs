@@ -4,6 +4,8 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
+
 use super::{ObjectInfo, PutOutcome, ReadSeek, Storage, StorageError};
 
 /// Objects stored as files under a root directory, keys mapping to paths.
@@ -116,6 +118,11 @@ impl Storage for LocalStorage {
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {
         fs::remove_file(self.path(key)).map_err(|e| StorageError::from_io(key, e))
+    }
+
+    fn locked_until(&self, key: &str) -> Result<Option<DateTime<Utc>>, StorageError> {
+        fs::symlink_metadata(self.path(key)).map_err(|e| StorageError::from_io(key, e))?;
+        Ok(None)
     }
 
     fn location(&self) -> String {

@@ -2,6 +2,10 @@
 //!
 //! Storage never sees plaintext or snapshot types. Objects are write-once:
 //! [`Storage::put`] never replaces an existing object.
+//!
+//! Owner maintenance (forget, prune) deletes through [`Storage::delete`] and
+//! asks [`Storage::locked_until`] first, so that objects still under S3
+//! Object Lock retention are skipped instead of failing the whole run.
 
 mod local;
 mod s3;
@@ -10,6 +14,9 @@ use std::io::{Read, Seek};
 
 pub use local::LocalStorage;
 pub use s3::{S3Settings, S3Storage};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 /// Errors from a storage backend; each names the object key.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +35,38 @@ pub enum StorageError {
         key: String,
         /// The underlying error (shown in the message, so not chained again).
         error: std::io::Error,
+    },
+    /// The storage refused the request and retrying cannot help: missing
+    /// permission (a backup host without delete rights) or an object still
+    /// under Object Lock retention.
+    #[error("{key}: the storage refused the request (HTTP {status}): {message}")]
+    Refused {
+        /// The object key.
+        key: String,
+        /// The HTTP status (403 for S3's AccessDenied).
+        status: u16,
+        /// The server's error code and message, plus what vault knows about why.
+        message: String,
+    },
+    /// A request failed with transient errors (5xx, throttling, timeouts,
+    /// dropped connections) on every attempt.
+    #[error("{key}: gave up after {attempts} attempts; last error: {last}")]
+    RetriesExhausted {
+        /// The object key (or prefix) involved.
+        key: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last attempt's status or cause.
+        last: String,
+    },
+    /// The storage cannot do what was asked (e.g. Object Lock on a local
+    /// directory or on a bucket created without it).
+    #[error("{location}: {reason}")]
+    Unsupported {
+        /// The storage location (`s3://bucket/prefix` or a directory).
+        location: String,
+        /// What is missing and how to get it.
+        reason: String,
     },
 }
 
@@ -69,6 +108,51 @@ pub struct ObjectInfo {
     pub modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// S3 Object Lock retention mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    /// Nobody without `s3:BypassGovernanceRetention` can delete or shorten
+    /// the retention; an administrator holding that permission can.
+    Governance,
+    /// Nobody, not even the account root, can delete an object or shorten its
+    /// retention before it ends.
+    Compliance,
+}
+
+impl LockMode {
+    /// The S3 spelling (`GOVERNANCE`, `COMPLIANCE`).
+    pub fn as_s3(self) -> &'static str {
+        match self {
+            LockMode::Governance => "GOVERNANCE",
+            LockMode::Compliance => "COMPLIANCE",
+        }
+    }
+}
+
+/// Object Lock retention that a storage applies to every object it puts:
+/// each object is retained until `days` days after its own put.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectLock {
+    /// Retention mode.
+    pub mode: LockMode,
+    /// Retention period in days, counted from each object's put (1–36500).
+    pub days: u32,
+}
+
+/// A multipart upload that was started and never completed or aborted
+/// (left by a crashed or killed backup).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingUpload {
+    /// The object key it would have created.
+    pub key: String,
+    /// The upload id.
+    pub upload_id: String,
+    /// When it was started, if the storage says.
+    pub started: Option<DateTime<Utc>>,
+}
+
 /// A readable, seekable object body.
 pub trait ReadSeek: Read + Seek + Send {}
 impl<T: Read + Seek + Send> ReadSeek for T {}
@@ -83,8 +167,51 @@ pub trait Storage: Send + Sync {
     fn open(&self, key: &str) -> Result<Box<dyn ReadSeek>, StorageError>;
     /// Lists every object whose key starts with `prefix`, sorted by key.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError>;
-    /// Deletes an object (owner operations only: prune, forget).
+    /// Deletes an object for good (owner operations only: prune, forget).
+    ///
+    /// On a versioned S3 bucket (every Object Lock bucket is one) this deletes
+    /// the object's current version rather than hiding it behind a delete
+    /// marker, so the space is really freed. An object under retention, or a
+    /// caller without delete permission, gets [`StorageError::Refused`]
+    /// naming the key (and the retention date when known); a missing object
+    /// gets [`StorageError::NotFound`].
     fn delete(&self, key: &str) -> Result<(), StorageError>;
+    /// Until when an object is protected from deletion by S3 Object Lock.
+    ///
+    /// `Ok(None)`: no retention is in force (never was, or it has ended by
+    /// this host's clock), so [`Storage::delete`] is not refused for that
+    /// reason. `Ok(Some(t))`: retained until `t`, which lies in the future; a
+    /// legal hold reports [`DateTime::<Utc>::MAX_UTC`]. Local directories
+    /// always answer `Ok(None)`. A missing object is [`StorageError::NotFound`].
+    fn locked_until(&self, key: &str) -> Result<Option<DateTime<Utc>>, StorageError>;
+    /// Checks that this storage can retain objects with Object Lock (an S3
+    /// bucket created with Object Lock enabled); [`StorageError::Unsupported`]
+    /// says what is missing otherwise.
+    fn check_object_lock(&self) -> Result<(), StorageError> {
+        Err(StorageError::Unsupported {
+            location: self.location(),
+            reason: "this storage cannot lock objects; Object Lock needs an S3 bucket \
+                     created with Object Lock enabled"
+                .into(),
+        })
+    }
+    /// Applies `lock` to every object put from now on (`None`: no retention).
+    /// The repository calls it with its config's setting when it is opened.
+    /// Storages that cannot lock objects ignore it (a local copy of a locked
+    /// repository stays readable and writable).
+    fn set_object_lock(&self, lock: Option<ObjectLock>) {
+        let _ = lock;
+    }
+    /// Multipart uploads under this storage's prefix that were started but
+    /// never completed or aborted. Local directories have none.
+    fn pending_uploads(&self) -> Result<Vec<PendingUpload>, StorageError> {
+        Ok(Vec::new())
+    }
+    /// Aborts a pending multipart upload, freeing the parts it holds.
+    fn abort_upload(&self, upload: &PendingUpload) -> Result<(), StorageError> {
+        let _ = upload;
+        Ok(())
+    }
     /// A human-readable location for messages.
     fn location(&self) -> String;
     /// Removes what interrupted writes left behind (temporary files of a

@@ -1,0 +1,416 @@
+//! Faults between vault and S3, injected by a loopback proxy in front of
+//! moto: throttling, refusals, connections dropped mid-upload and
+//! mid-download, and a server slower than vault's timeout. Every run must
+//! either complete or fail with a clear error, and leave a clean repository.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Moto, S3Env, vault_at};
+use crate::util::*;
+
+/// What the proxy does with one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Pass it to moto.
+    Pass,
+    /// Answer with this HTTP status and S3 error code, without asking moto.
+    Answer(u16, &'static str),
+    /// Read half of the request body, then drop the connection.
+    CutRequest,
+    /// Pass it on, but send only half of moto's response body, then drop.
+    CutResponse,
+    /// Wait this long, then pass it on.
+    Delay(Duration),
+}
+
+/// One request the proxy saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub fault: Fault,
+}
+
+/// The parts of a request head the rules look at.
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// Path and query.
+    pub target: &'a str,
+    pub body_len: usize,
+}
+
+type Rule = dyn Fn(&Request<'_>) -> Fault + Send + Sync;
+
+/// A loopback HTTP proxy in front of moto that applies `rule` to every
+/// request. It serves one request per connection (answering with
+/// `Connection: close`), which the SDK handles like any server that closes
+/// idle connections.
+pub struct Proxy {
+    pub port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Proxy {
+    pub fn start(
+        upstream: u16,
+        rule: impl Fn(&Request<'_>) -> Fault + Send + Sync + 'static,
+    ) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let rule: Arc<Rule> = Arc::new(rule);
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { continue };
+                let (rule, log) = (rule.clone(), log.clone());
+                std::thread::spawn(move || serve(client, upstream, &*rule, &log));
+            }
+        });
+        Proxy { port, seen }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Requests seen so far for which `pred` holds.
+    pub fn count(&self, pred: impl Fn(&Seen) -> bool) -> usize {
+        self.seen.lock().unwrap().iter().filter(|s| pred(s)).count()
+    }
+}
+
+/// Reads a request or response head; None at a clean end of stream.
+fn read_head(r: &mut impl BufRead) -> Option<Vec<String>> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_owned();
+        if line.is_empty() {
+            return Some(lines);
+        }
+        lines.push(line);
+    }
+}
+
+fn header<'a>(lines: &'a [String], name: &str) -> Option<&'a str> {
+    lines.iter().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn serve(client: TcpStream, upstream: u16, rule: &Rule, seen: &Mutex<Vec<Seen>>) {
+    let mut out = client.try_clone().unwrap();
+    let mut input = BufReader::new(client);
+    let Some(head) = read_head(&mut input) else {
+        return;
+    };
+    assert!(
+        header(&head, "transfer-encoding").is_none(),
+        "the proxy only relays bodies with a Content-Length: {head:?}"
+    );
+    let body_len: usize = header(&head, "content-length").map_or(0, |v| v.parse().unwrap());
+    let mut parts = head[0].split(' ');
+    let (method, target) = (
+        parts.next().unwrap().to_owned(),
+        parts.next().unwrap().to_owned(),
+    );
+    let fault = rule(&Request {
+        method: &method,
+        target: &target,
+        body_len,
+    });
+    seen.lock().unwrap().push(Seen {
+        method: method.clone(),
+        target,
+        fault,
+    });
+    if header(&head, "expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+        let _ = out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    if fault == Fault::CutRequest {
+        let mut half = vec![0u8; body_len / 2];
+        let _ = input.read_exact(&mut half);
+        let _ = out.shutdown(Shutdown::Both);
+        return;
+    }
+    let mut body = vec![0u8; body_len];
+    if input.read_exact(&mut body).is_err() {
+        return;
+    }
+    if let Fault::Answer(status, code) = fault {
+        let xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code>\
+             <Message>injected by the test proxy</Message></Error>"
+        );
+        let _ = write!(
+            out,
+            "HTTP/1.1 {status} Injected\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{xml}",
+            xml.len()
+        );
+        return;
+    }
+    if let Fault::Delay(d) = fault {
+        std::thread::sleep(d);
+    }
+    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    let mut request = format!("{}\r\n", head[0]);
+    for l in &head[1..] {
+        let name = l
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if name != "connection" && name != "expect" {
+            request.push_str(l);
+            request.push_str("\r\n");
+        }
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    if server.write_all(request.as_bytes()).is_err() || server.write_all(&body).is_err() {
+        return;
+    }
+    // moto closes the connection after its response (Connection: close).
+    let mut response = Vec::new();
+    let _ = server.read_to_end(&mut response);
+    if fault == Fault::CutResponse {
+        let split = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(response.len(), |i| i + 4);
+        let cut = split + (response.len() - split) / 2;
+        let _ = out.write_all(&response[..cut]);
+        let _ = out.shutdown(Shutdown::Both);
+        return;
+    }
+    let _ = out.write_all(&response);
+    let _ = out.shutdown(Shutdown::Write);
+}
+
+/// Applies `fault` to every other request for which `pick` holds.
+fn every_other(
+    fault: Fault,
+    pick: impl Fn(&Request<'_>) -> bool + Send + Sync + 'static,
+) -> impl Fn(&Request<'_>) -> Fault + Send + Sync + 'static {
+    let n = AtomicUsize::new(0);
+    move |r| {
+        if pick(r) && n.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
+            fault
+        } else {
+            Fault::Pass
+        }
+    }
+}
+
+/// Quick retries so that the fault tests stay fast.
+const FAST_RETRY: (&str, &str) = ("VAULT_S3_RETRY_BASE_MS", "20");
+
+#[test]
+fn backup_and_restore_ride_out_503_slowdown() {
+    let moto = Moto::start();
+    moto.create_bucket("flaky");
+    let proxy = Proxy::start(
+        moto.port,
+        every_other(Fault::Answer(503, "SlowDown"), |_| true),
+    );
+    let env = S3Env::new("s3://flaky/r", 6 << 20);
+    let p = proxy.endpoint();
+    assert_success(&env.init(&p, &[]));
+    assert_success(&env.backup(&p, &[FAST_RETRY]));
+    assert_success(&env.restore_and_compare(&p, &[FAST_RETRY]));
+    assert!(
+        proxy.count(|s| s.fault != Fault::Pass) >= 10,
+        "faults were injected"
+    );
+    env.assert_clean(&moto.endpoint());
+}
+
+#[test]
+fn uploads_dropped_mid_body_are_retried() {
+    let moto = Moto::start();
+    moto.create_bucket("cutput");
+    // Half of the sizeable PUTs (packs, index files) lose their connection
+    // half-way through the body.
+    let proxy = Proxy::start(
+        moto.port,
+        every_other(Fault::CutRequest, |r| {
+            r.method == "PUT" && r.body_len > 2000
+        }),
+    );
+    let env = S3Env::new("s3://cutput/r", 6 << 20);
+    let p = proxy.endpoint();
+    assert_success(&env.init(&moto.endpoint(), &[]));
+    assert_success(&env.backup(&p, &[FAST_RETRY]));
+    assert!(
+        proxy.count(|s| s.fault == Fault::CutRequest) >= 2,
+        "uploads were cut"
+    );
+    env.assert_clean(&moto.endpoint());
+    assert_success(&env.restore_and_compare(&moto.endpoint(), &[]));
+}
+
+#[test]
+fn downloads_dropped_mid_body_are_retried() {
+    let moto = Moto::start();
+    moto.create_bucket("cutget");
+    let env = S3Env::new("s3://cutget/r", 6 << 20);
+    assert_success(&env.init(&moto.endpoint(), &[]));
+    assert_success(&env.backup(&moto.endpoint(), &[]));
+    let proxy = Proxy::start(
+        moto.port,
+        every_other(Fault::CutResponse, |r| {
+            r.method == "GET" && r.target.contains("/r/")
+        }),
+    );
+    let p = proxy.endpoint();
+    let out = env.restore_and_compare(&p, &[FAST_RETRY, ("VAULT_LOG", "info")]);
+    assert_success(&out);
+    assert_contains(&stderr(&out), "connection lost while reading the body");
+    let check = vault_at(
+        &p,
+        &[
+            "check",
+            "-r",
+            &env.repo,
+            "-i",
+            env.owner.to_str().unwrap(),
+            "--read-data",
+            "--storage",
+        ],
+        &[FAST_RETRY],
+    );
+    assert_success(&check);
+    assert_contains(&stdout(&check), "no errors");
+    assert!(
+        proxy.count(|s| s.fault == Fault::CutResponse) >= 4,
+        "downloads were cut"
+    );
+}
+
+#[test]
+fn a_server_slower_than_the_timeout_is_retried() {
+    let moto = Moto::start();
+    moto.create_bucket("slow");
+    let env = S3Env::new("s3://slow/r", 0);
+    assert_success(&env.init(&moto.endpoint(), &[]));
+    // Every fourth request answers after 3 s; vault gives up on it after 1 s.
+    let n = AtomicUsize::new(0);
+    let proxy = Proxy::start(moto.port, move |_| {
+        if n.fetch_add(1, Ordering::SeqCst) % 4 == 1 {
+            Fault::Delay(Duration::from_secs(3))
+        } else {
+            Fault::Pass
+        }
+    });
+    let p = proxy.endpoint();
+    let envs = [
+        FAST_RETRY,
+        ("VAULT_S3_TIMEOUT_SECS", "1"),
+        ("VAULT_LOG", "info"),
+    ];
+    let started = Instant::now();
+    let out = env.backup(&p, &envs);
+    assert_success(&out);
+    assert_contains(
+        &stderr(&out),
+        "attempt 1 failed (timed out waiting for the server); retrying",
+    );
+    assert_success(&env.restore_and_compare(&p, &envs));
+    assert!(proxy.count(|s| matches!(s.fault, Fault::Delay(_))) >= 3);
+    eprintln!(
+        "slow server: backup and restore took {:?}",
+        started.elapsed()
+    );
+    env.assert_clean(&moto.endpoint());
+}
+
+#[test]
+fn spent_retries_name_the_key_the_attempts_and_the_last_status() {
+    let moto = Moto::start();
+    moto.create_bucket("down");
+    let env = S3Env::new("s3://down/r", 0);
+    assert_success(&env.init(&moto.endpoint(), &[]));
+    let proxy = Proxy::start(moto.port, |_| Fault::Answer(503, "SlowDown"));
+    let out = env.snapshots(
+        &proxy.endpoint(),
+        &[FAST_RETRY, ("VAULT_S3_MAX_ATTEMPTS", "3")],
+    );
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert_contains(&err, "config: gave up after 3 attempts");
+    assert_contains(&err, "HTTP 503 SlowDown");
+    assert!(!err.contains("testsecret"), "{err}");
+    assert_eq!(proxy.count(|_| true), 3, "exactly the configured attempts");
+}
+
+#[test]
+fn a_refusal_is_not_retried() {
+    let moto = Moto::start();
+    moto.create_bucket("denied");
+    let env = S3Env::new("s3://denied/r", 0);
+    assert_success(&env.init(&moto.endpoint(), &[]));
+    let proxy = Proxy::start(moto.port, |_| Fault::Answer(403, "AccessDenied"));
+    let started = Instant::now();
+    let out = env.snapshots(&proxy.endpoint(), &[]);
+    assert_code(&out, 1);
+    assert_contains(
+        &stderr(&out),
+        "config: the storage refused the request (HTTP 403)",
+    );
+    assert_eq!(proxy.count(|_| true), 1, "a 403 is final: one request");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_backup_host_without_delete_permission_backs_up_and_lists() {
+    let moto = Moto::start();
+    moto.create_bucket("nodelete");
+    let env = S3Env::new("s3://nodelete/host1", 9 << 20);
+    assert_success(&env.init(&moto.endpoint(), &[]));
+    // The server refuses every DELETE, as a bucket policy without
+    // s3:DeleteObject / s3:AbortMultipartUpload would.
+    let proxy = Proxy::start(moto.port, |r| {
+        if r.method == "DELETE" {
+            Fault::Answer(403, "AccessDenied")
+        } else {
+            Fault::Pass
+        }
+    });
+    let p = proxy.endpoint();
+    // Multipart too (a small threshold), since aborting an upload is a DELETE.
+    let envs = [
+        ("VAULT_S3_MULTIPART_THRESHOLD_MIB", "6"),
+        ("VAULT_S3_PART_SIZE_MIB", "5"),
+    ];
+    assert_success(&env.backup(&p, &envs));
+    assert_success(&env.backup(&p, &envs));
+    let list = env.snapshots(&p, &[]);
+    assert_success(&list);
+    assert_eq!(
+        stdout(&list).lines().count(),
+        3,
+        "a header and two snapshots"
+    );
+    assert_eq!(
+        proxy.count(|s| s.method == "DELETE"),
+        0,
+        "vault never deletes in a backup"
+    );
+    assert!(
+        proxy.count(|s| s.target.contains("uploadId=")) >= 2,
+        "went multipart"
+    );
+    env.assert_clean(&moto.endpoint());
+}
