@@ -185,3 +185,89 @@ fn insecure_key_file_is_reported() {
     );
     assert_contains(&err, &format!("help: run `chmod 600 {}`", s.key.display()));
 }
+
+/// A repository, a source tree and a config file that names them.
+fn configured() -> (crate::util::Env, PathBuf, PathBuf) {
+    let env = crate::util::Env::new();
+    let src = env.path("src");
+    crate::util::write(&src.join("etc/app.conf"), b"port = 1\n");
+    crate::util::write(&src.join("etc/skip.tmp"), b"scratch\n");
+    let file = env.path("vault.toml");
+    fs::write(
+        &file,
+        format!(
+            "repository = \"{}\"\nidentity = \"{}\"\ncache_dir = \"{}\"\nhost = \"cfg-host\"\n\n\
+             [backup]\npaths = [\"{}\"]\nexclude = [\"*.tmp\"]\ntags = [\"nightly\"]\n\n\
+             [[backup.command]]\npath = \"cmd/out.txt\"\nrun = \"echo from-config\"\n\n\
+             [retention]\nkeep_last = 1\n\n[status]\nmax_backup_age = \"26h\"\n",
+            env.repo.display(),
+            env.writer_key.display(),
+            env.cache.display(),
+            src.display()
+        ),
+    )
+    .unwrap();
+    (env, src, file)
+}
+
+#[test]
+fn commands_take_repository_keys_sources_and_retention_from_the_file() {
+    let (env, src, file) = configured();
+    let cfg = file.to_str().unwrap();
+    for _ in 0..2 {
+        let out = run(&["--config", cfg, "backup", "--json"]);
+        crate::util::assert_success(&out);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["snapshot"]["host"], "cfg-host", "{v}");
+        assert_eq!(v["snapshot"]["tags"][0], "nightly");
+        assert_eq!(v["snapshot"]["sources"].as_array().unwrap().len(), 2, "{v}");
+    }
+    let out = run(&[
+        "--config",
+        cfg,
+        "ls",
+        "-i",
+        env.owner_key.to_str().unwrap(),
+        "latest",
+    ]);
+    crate::util::assert_success(&out);
+    let listing = stdout(&out);
+    assert_contains(&listing, "app.conf");
+    assert_contains(&listing, "cmd/out.txt");
+    assert!(
+        !listing.contains("skip.tmp"),
+        "exclude from the file applies"
+    );
+
+    // A flag beats the file: forget needs the owner key, not the file's writer key.
+    let out = run(&["--config", cfg, "forget"]);
+    assert_code(&out, 1);
+    assert_contains(&stderr(&out), "forget needs an owner key");
+    let out = run(&[
+        "--config",
+        cfg,
+        "forget",
+        "-i",
+        env.owner_key.to_str().unwrap(),
+    ]);
+    crate::util::assert_success(&out);
+    assert_contains(&stdout(&out), "kept 1 snapshots, removed 1");
+    let out = run(&["--config", cfg, "snapshots", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    let _ = src;
+}
+
+#[test]
+fn an_invalid_file_stops_every_command_with_its_location() {
+    let (_env, _src, file) = configured();
+    let text = fs::read_to_string(&file)
+        .unwrap()
+        .replace("keep_last", "keep_lastt");
+    fs::write(&file, text).unwrap();
+    let out = run(&["--config", file.to_str().unwrap(), "snapshots"]);
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    assert_contains(&err, &format!("{}:", file.display()));
+    assert_contains(&err, "keep_lastt");
+}

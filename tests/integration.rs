@@ -16,4 +16,5 @@ mod postgres;
 mod prune;
 mod restore_without_vault;
 mod s3;
+mod status;
 mod units;

@@ -136,6 +136,13 @@ fn default_cache_dir() -> Option<PathBuf> {
 }
 
 fn backup(a: BackupArgs) -> Result<ExitCode> {
+    if a.paths.is_empty() && a.from_command.is_empty() && a.postgres.is_empty() {
+        return Err(anyhow::Error::new(vault::Error::Usage(
+            "nothing to back up: give PATHs, --from-command or --postgres, or a [backup] \
+             section in the config file"
+                .into(),
+        )));
+    }
     if a.stdin_filename.len() > a.from_command.len() {
         bail!("--stdin-filename is given more often than --from-command");
     }

@@ -4,6 +4,7 @@
 
 mod commands;
 mod config;
+mod defaults;
 mod maintain;
 mod output;
 mod status;
@@ -165,7 +166,8 @@ struct BackupArgs {
     #[command(flatten)]
     repo: RepoArgs,
     /// Paths to back up.
-    #[arg(required_unless_present_any = ["from_command", "postgres"])]
+    /// (Required unless --from-command, --postgres or the config file's
+    /// [backup] section names a source.)
     paths: Vec<PathBuf>,
     /// Dump a PostgreSQL database natively (libpq conninfo, repeatable):
     /// one consistent snapshot with the exact row count of every table.
@@ -368,7 +370,24 @@ pub fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut command = <Cli as clap::CommandFactory>::command();
+    // `vault config check` reports a bad file itself; everything else
+    // takes its defaults from the file and stops when it is invalid.
+    let checking_config = args.iter().any(|a| a == "config");
+    match vault::settings::Settings::load_for_cli(defaults::explicit_config(&args).as_deref()) {
+        Ok(Some(settings)) => command = defaults::apply(command, &settings),
+        Ok(None) => {}
+        Err(_) if checking_config => {}
+        Err(e) => {
+            eprintln!("vault: error: {e}");
+            return ExitCode::Usage;
+        }
+    }
+    let parsed = command
+        .try_get_matches_from(&args)
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
