@@ -366,10 +366,19 @@ struct ManArgs {
 pub fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VAULT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    // On a terminal: colours and times. Under systemd (JOURNAL_STREAM set)
+    // or in a pipe: plain lines with levels; the journal adds its own time.
+    let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(on_terminal)
+        .with_target(false);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        log.without_time().init();
+    } else {
+        log.init();
+    }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let mut command = <Cli as clap::CommandFactory>::command();
     // `vault config check` reports a bad file itself; everything else
