@@ -4,6 +4,7 @@
 
 mod commands;
 mod config;
+mod copy;
 mod maintain;
 mod output;
 
@@ -76,6 +77,9 @@ enum Command {
     Forget(maintain::ForgetArgs),
     /// Repack mostly-empty packs and delete packs no snapshot needs (owner key).
     Prune(maintain::PruneArgs),
+    /// Copy snapshots to a repository made with `vault init --like`, transferring
+    /// only what it lacks (owner key).
+    Copy(copy::CopyArgs),
     /// Write hardened systemd units for a nightly backup and a weekly drill.
     Systemd(SystemdArgs),
     /// Print a shell completion script.
@@ -117,7 +121,7 @@ struct InitArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        required_unless_present = "owner_passphrase"
+        required_unless_present_any = ["owner_passphrase", "like"]
     )]
     owner: Vec<String>,
     /// Make a passphrase owner (from VAULT_PASSPHRASE_FILE or a prompt).
@@ -127,8 +131,8 @@ struct InitArgs {
     #[arg(long, default_value = "owner")]
     owner_name: String,
     /// Where to write the writer key (mode 0600) for backup hosts.
-    #[arg(long)]
-    writer_key_out: PathBuf,
+    #[arg(long, required_unless_present = "like")]
+    writer_key_out: Option<PathBuf>,
     /// Average chunk size in KiB (min is a quarter, max four times).
     #[arg(long, default_value_t = 16)]
     chunk_avg_kib: u32,
@@ -138,6 +142,8 @@ struct InitArgs {
     /// zstd compression level for new data (1-22).
     #[arg(long, default_value_t = 3)]
     compression_level: i32,
+    #[command(flatten)]
+    like: copy::LikeArgs,
 }
 
 #[derive(Args)]
