@@ -200,9 +200,10 @@ pub fn copy(source: &Repository, target: &Repository, opts: &CopyOptions) -> Res
 
     // Packs first.
     let mut copied: Vec<IndexedPack> = Vec::new();
+    let mut entries_of = index_entries(&src_index, &to_copy);
     for (&pack, &kind) in &to_copy {
         let key = ObjectKind::Pack(kind).key(&pack);
-        let entries = index_entries(&src_index, &pack);
+        let entries = entries_of.remove(&pack).unwrap_or_default();
         match dst_packs.get(&pack) {
             // Stored by an interrupted copy (or a backup) but not indexed.
             Some(size) if Some(size) == src_packs.get(&pack) => report.packs_resumed += 1,
@@ -350,20 +351,24 @@ fn usable_index(target: &Repository, stored: &HashMap<Id, u64>) -> Result<Index>
     Ok(index)
 }
 
-/// The source index's entries for `pack`, by offset, without duplicates.
-fn index_entries(index: &Index, pack: &Id) -> Vec<IndexedBlob> {
-    let mut out: Vec<IndexedBlob> = index
-        .blobs()
-        .filter(|(_, loc)| loc.pack == *pack)
-        .map(|(id, loc)| IndexedBlob {
-            id,
-            offset: loc.offset,
-            length: loc.length,
-            raw_length: loc.raw_length,
-        })
-        .collect();
-    out.sort_by_key(|b| (b.offset, b.id));
-    out.dedup_by_key(|b| (b.offset, b.id));
+/// The source index's entries for each of `packs`, by offset, without
+/// duplicates (one pass over the index).
+fn index_entries(index: &Index, packs: &BTreeMap<Id, BlobKind>) -> HashMap<Id, Vec<IndexedBlob>> {
+    let mut out: HashMap<Id, Vec<IndexedBlob>> = HashMap::new();
+    for (id, loc) in index.blobs() {
+        if packs.contains_key(&loc.pack) {
+            out.entry(loc.pack).or_default().push(IndexedBlob {
+                id,
+                offset: loc.offset,
+                length: loc.length,
+                raw_length: loc.raw_length,
+            });
+        }
+    }
+    for blobs in out.values_mut() {
+        blobs.sort_by_key(|b| (b.offset, b.id));
+        blobs.dedup_by_key(|b| (b.offset, b.id));
+    }
     out
 }
 

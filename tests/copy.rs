@@ -101,7 +101,7 @@ fn copies_only_missing_packs_and_the_copy_restores() {
     let (out, v) = copy(&env, &env.owner_key, to, &[&first[..10]]);
     assert_success(&out);
     assert_eq!(v["snapshots_copied"], serde_json::json!([first]));
-    assert_eq!(snapshot_ids(&env, to), [first.clone()]);
+    assert_eq!(snapshot_ids(&env, to), vec![first.clone()]);
     let (out, v) = copy(&env, &env.owner_key, to, &[]);
     assert_success(&out);
     assert_eq!(v["snapshots_copied"], serde_json::json!([second]));
