@@ -10,6 +10,7 @@
 //! - [`backup`]: walk → read → chunk → id → compress → pack → encrypt → upload.
 //! - [`restore`]: restore, `--verify` drills, and `dump` as tar.
 //! - [`check`]: structure, data and storage checks.
+//! - [`copy`]: copy snapshots to a second repository made with `vault init --like`.
 //! - [`forget`]: apply a retention policy per host and source set.
 //! - [`status`]: last backup and last passed drill per source, for alerts and Prometheus.
 //! - [`prune`]: repack and delete what no snapshot needs, safely beside running backups.
@@ -25,6 +26,7 @@
 pub mod backup;
 pub mod check;
 pub mod chunk;
+pub mod copy;
 pub mod crypto;
 pub mod drill;
 pub mod error;

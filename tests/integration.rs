@@ -7,6 +7,7 @@ mod backup_restore;
 mod bad_input;
 mod command_source;
 mod config;
+mod copy;
 mod docs;
 mod drill;
 mod forget;

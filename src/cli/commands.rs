@@ -39,6 +39,7 @@ pub fn run(command: Command, config: Option<PathBuf>) -> Result<ExitCode> {
         Command::Status(a) => super::status::run(a),
         Command::Forget(a) => super::maintain::forget(a),
         Command::Prune(a) => super::maintain::prune(a),
+        Command::Copy(a) => super::copy::copy(a),
         Command::Systemd(a) => systemd(a),
         Command::Completions(a) => completions(a),
         Command::Man(a) => man(a),
@@ -76,6 +77,13 @@ fn key_generate(output: PathBuf) -> Result<ExitCode> {
 }
 
 fn init(a: InitArgs) -> Result<ExitCode> {
+    if a.like.like.is_some() {
+        return super::copy::init_like(&a.repo, &a.like);
+    }
+    let writer_key_out = a
+        .writer_key_out
+        .clone()
+        .context("--writer-key-out is required")?;
     let owner = if a.owner_passphrase {
         OwnerSpec::Passphrase(crypto::obtain_passphrase("passphrase for the new owner: ")?)
     } else {
@@ -91,7 +99,7 @@ fn init(a: InitArgs) -> Result<ExitCode> {
     let opts = InitOptions {
         owner,
         owner_name: a.owner_name.clone(),
-        writer_key_out: a.writer_key_out.clone(),
+        writer_key_out: writer_key_out.clone(),
         chunker: ChunkerParams {
             min_size: avg / 4,
             avg_size: avg,
@@ -120,7 +128,7 @@ fn init(a: InitArgs) -> Result<ExitCode> {
     println!(
         "owner {:?} can read everything; writer key for backup hosts: {}",
         a.owner_name,
-        a.writer_key_out.display()
+        writer_key_out.display()
     );
     Ok(ExitCode::Ok)
 }

@@ -4,6 +4,7 @@
 
 mod commands;
 mod config;
+mod copy;
 mod defaults;
 mod maintain;
 mod output;
@@ -81,6 +82,9 @@ enum Command {
     Forget(maintain::ForgetArgs),
     /// Repack mostly-empty packs and delete packs no snapshot needs (owner key).
     Prune(maintain::PruneArgs),
+    /// Copy snapshots to a repository made with `vault init --like`, transferring
+    /// only what it lacks (owner key).
+    Copy(copy::CopyArgs),
     /// Write hardened systemd units for a nightly backup and a weekly drill.
     Systemd(SystemdArgs),
     /// Print a shell completion script.
@@ -122,7 +126,7 @@ struct InitArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        required_unless_present = "owner_passphrase"
+        required_unless_present_any = ["owner_passphrase", "like"]
     )]
     owner: Vec<String>,
     /// Make a passphrase owner (from VAULT_PASSPHRASE_FILE or a prompt).
@@ -132,8 +136,8 @@ struct InitArgs {
     #[arg(long, default_value = "owner")]
     owner_name: String,
     /// Where to write the writer key (mode 0600) for backup hosts.
-    #[arg(long)]
-    writer_key_out: PathBuf,
+    #[arg(long, required_unless_present = "like")]
+    writer_key_out: Option<PathBuf>,
     /// Average chunk size in KiB (min is a quarter, max four times).
     #[arg(long, default_value_t = 16)]
     chunk_avg_kib: u32,
@@ -152,6 +156,8 @@ struct InitArgs {
     /// compliance (nobody can, not even the account root).
     #[arg(long, value_enum, value_name = "MODE", requires = "object_lock_days")]
     object_lock_mode: Option<LockModeArg>,
+    #[command(flatten)]
+    like: copy::LikeArgs,
 }
 
 /// `--object-lock-mode` values.

@@ -223,7 +223,7 @@ pub fn referenced_blobs(
         }
         let tree = repo.read_tree(index, &mut reader, &tree_id).map_err(|e| {
             Error::Usage(format!(
-                "a snapshot tree is unreadable ({e}); prune changes nothing — run `vault check`"
+                "a snapshot tree is unreadable ({e}); nothing was changed — run `vault check`"
             ))
         })?;
         for node in &tree.nodes {
