@@ -28,6 +28,7 @@ use vault::treewalk::{self, Next, Visit};
 pub fn run(command: Command, config: Option<PathBuf>) -> Result<ExitCode> {
     match command {
         Command::Key(KeyCommand::Generate { output }) => key_generate(output),
+        Command::Key(k) => super::keys::run(k),
         Command::Init(a) => init(a),
         Command::Backup(a) => backup(a),
         Command::Snapshots(a) => snapshots(a),

@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod copy;
 mod defaults;
+mod keys;
 mod maintain;
 mod output;
 mod status;
@@ -115,6 +116,18 @@ enum KeyCommand {
         #[arg(long, short = 'o')]
         output: PathBuf,
     },
+    /// List the owners (keys/owners/NAME.age) and writer key generations;
+    /// names need no key, -i also shows which owner file your identity opens.
+    List(keys::ListArgs),
+    /// Add an owner: wrap the repository owner key for new recipients or a
+    /// passphrase (owner key).
+    AddOwner(keys::AddOwnerArgs),
+    /// Delete an owner's copy of the repository owner key; this does not
+    /// revoke what that owner could already read (owner key).
+    RemoveOwner(keys::RemoveOwnerArgs),
+    /// Make a new writer key for backup hosts and retire the current one;
+    /// old snapshots stay readable (owner key).
+    RotateWriter(keys::RotateWriterArgs),
 }
 
 #[derive(Args)]

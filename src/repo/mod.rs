@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod keys;
+pub mod owners;
 mod reader;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,8 @@ pub const CONFIG_KEY: &str = "config";
 pub const WRITER_KEY: &str = "keys/writer.age";
 /// Prefix of the wrapped owner keys.
 pub const OWNERS_PREFIX: &str = "keys/owners/";
+/// Prefix of the writer key generations made by `vault key rotate-writer`.
+pub const WRITERS_PREFIX: &str = "keys/writers/";
 
 /// The kinds of content-addressed objects and where they live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +145,8 @@ pub struct Repository {
     storage: Arc<dyn Storage>,
     config: RepoConfig,
     keys: RepoKeys,
+    /// The `keys/owners/<name>.age` object the caller's identity unwrapped.
+    owner_file: Option<String>,
 }
 
 fn check_owner_name(name: &str) -> Result<()> {
@@ -158,6 +163,28 @@ fn check_owner_name(name: &str) -> Result<()> {
             "owner name {name:?} must be 1-64 characters of letters, digits, '.', '_', '-', '@'"
         )))
     }
+}
+
+/// Encrypts the repository owner identity text for one owner.
+fn wrap_for_owner(owner_text: &str, owner: &OwnerSpec) -> Result<Vec<u8>> {
+    Ok(match owner {
+        OwnerSpec::Passphrase(p) => crypto::encrypt(owner_text.as_bytes(), &Seal::Passphrase(p))?,
+        OwnerSpec::Recipients(rs) if rs.is_empty() => {
+            return Err(Error::Usage(
+                "at least one owner recipient is needed".into(),
+            ));
+        }
+        OwnerSpec::Recipients(rs) => {
+            let parsed = rs
+                .iter()
+                .map(|r| crypto::parse_recipient(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            crypto::encrypt(
+                owner_text.as_bytes(),
+                &Seal::Recipients(parsed.iter().map(|r| r.as_ref()).collect()),
+            )?
+        }
+    })
 }
 
 /// Compresses with zstd and encrypts a JSON document.
@@ -254,18 +281,17 @@ impl Repository {
             storage.check_object_lock()?;
         }
         storage.set_object_lock(opts.object_lock);
-        let owner_recipients = match &opts.owner {
-            OwnerSpec::Recipients(rs) if rs.is_empty() => {
+        // Check the owner's recipients before anything is written.
+        if let OwnerSpec::Recipients(rs) = &opts.owner {
+            if rs.is_empty() {
                 return Err(Error::Usage(
                     "at least one owner recipient is needed".into(),
                 ));
             }
-            OwnerSpec::Recipients(rs) => rs
-                .iter()
-                .map(|r| crypto::parse_recipient(r))
-                .collect::<Result<Vec<_>, _>>()?,
-            OwnerSpec::Passphrase(_) => Vec::new(),
-        };
+            for r in rs {
+                crypto::parse_recipient(r)?;
+            }
+        }
 
         let mut repo_id = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut repo_id);
@@ -288,15 +314,7 @@ impl Repository {
         crypto::write_key_file(&opts.writer_key_out, &writer.to_text())?;
 
         let owner_text = keys::owner_identity_text(&owner, &repo_id, &writer.recipient());
-        let wrapped_owner = match &opts.owner {
-            OwnerSpec::Passphrase(p) => {
-                crypto::encrypt(owner_text.as_bytes(), &Seal::Passphrase(p))?
-            }
-            OwnerSpec::Recipients(_) => crypto::encrypt(
-                owner_text.as_bytes(),
-                &Seal::Recipients(owner_recipients.iter().map(|r| r.as_ref()).collect()),
-            )?,
-        };
+        let wrapped_owner = wrap_for_owner(&owner_text, &opts.owner)?;
         let raced = || Error::Usage("another vault init is writing here; keep the first".into());
         if storage.put(
             &format!("{OWNERS_PREFIX}{}.age", opts.owner_name),
@@ -325,45 +343,69 @@ impl Repository {
     pub fn open(storage: Arc<dyn Storage>, access: Access<'_>) -> Result<Self> {
         let config = read_config(storage.as_ref())?;
         storage.set_object_lock(config.object_lock);
-        let keys = match access {
+        let (keys, owner_file) = match access {
             Access::IdentityFile(path) => {
                 let (text, writer) = keys::load_identity_file(path)?;
                 match writer {
-                    Some(w) => RepoKeys::new(&config, w, None)?,
+                    Some(w) => {
+                        let keys = RepoKeys::new(&config, w, None)?;
+                        keys::check_writer_current(storage.as_ref(), keys.writer())?;
+                        (keys, None)
+                    }
                     None => {
                         if let Some(owner) = crypto::parse_x25519(&text)
                             .filter(|o| o.to_public().to_string() == config.owner_recipient)
                         {
                             // The unwrapped repository owner key itself.
-                            let writer = Self::unwrap_writer(storage.as_ref(), &owner)?;
-                            keys::check_writer_pin(&text, &writer)?;
-                            let keys = RepoKeys::new(&config, writer, Some(owner))?;
-                            return Ok(Repository {
-                                storage,
-                                config,
-                                keys,
-                            });
+                            let keys = Self::owner_keys(storage.as_ref(), &config, owner, &text)?;
+                            (keys, None)
+                        } else {
+                            let ring = Keyring::new(crypto::parse_identities(&text, path)?);
+                            let (keys, file) = Self::unwrap_as_owner(
+                                storage.as_ref(),
+                                &config,
+                                &ring,
+                                &path.display().to_string(),
+                            )?;
+                            (keys, Some(file))
                         }
-                        let ring = Keyring::new(crypto::parse_identities(&text, path)?);
-                        Self::unwrap_as_owner(
-                            storage.as_ref(),
-                            &config,
-                            &ring,
-                            &path.display().to_string(),
-                        )?
                     }
                 }
             }
             Access::Passphrase(p) => {
                 let ring = Keyring::with_passphrase(p);
-                Self::unwrap_as_owner(storage.as_ref(), &config, &ring, "the passphrase")?
+                let (keys, file) =
+                    Self::unwrap_as_owner(storage.as_ref(), &config, &ring, "the passphrase")?;
+                (keys, Some(file))
             }
         };
         Ok(Repository {
             storage,
             config,
             keys,
+            owner_file,
         })
+    }
+
+    /// The keys of an owner holding the repository owner key `owner`, whose
+    /// identity text (pinning the writer key) is `text`.
+    fn owner_keys(
+        storage: &dyn Storage,
+        config: &RepoConfig,
+        owner: age::x25519::Identity,
+        text: &str,
+    ) -> Result<RepoKeys> {
+        let writer = Self::unwrap_writer(storage, &owner)?;
+        keys::check_writer_pin(text, &writer)?;
+        if writer.recipient() != config.writer_recipient {
+            return Err(Error::format(
+                CONFIG_KEY,
+                "its writer recipient does not match the one pinned in the repository's keys; \
+                 the config object may have been tampered with",
+            ));
+        }
+        let writer = keys::current_writer(storage, config, &owner, writer)?;
+        RepoKeys::new(config, writer, Some(owner))
     }
 
     fn unwrap_as_owner(
@@ -371,14 +413,14 @@ impl Repository {
         config: &RepoConfig,
         ring: &Keyring,
         what: &str,
-    ) -> Result<RepoKeys> {
+    ) -> Result<(RepoKeys, String)> {
         let owners = storage.list(OWNERS_PREFIX)?;
         // Any owner file may be junk or planted (age does not authenticate
         // senders): try them all, and report a problem only if none works.
         let mut problem: Option<Error> = None;
         for obj in &owners {
             match Self::try_owner_file(storage, config, ring, &obj.key) {
-                Ok(Some(keys)) => return Ok(keys),
+                Ok(Some(keys)) => return Ok((keys, obj.key.clone())),
                 Ok(None) => {}
                 Err(e) => {
                     problem.get_or_insert(e);
@@ -417,9 +459,7 @@ impl Repository {
                 "holds a key that is not this repository's owner key",
             ));
         }
-        let writer = Self::unwrap_writer(storage, &owner)?;
-        keys::check_writer_pin(text, &writer)?;
-        RepoKeys::new(config, writer, Some(owner)).map(Some)
+        Self::owner_keys(storage, config, owner, text).map(Some)
     }
 
     fn unwrap_writer(storage: &dyn Storage, owner: &age::x25519::Identity) -> Result<WriterKey> {

@@ -1,0 +1,198 @@
+//! `vault key list | add-owner | remove-owner | rotate-writer`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::json;
+
+use super::output::{self, sanitize, size};
+use super::{ExitCode, KeyCommand, RepoArgs, commands::open_repo};
+use vault::crypto;
+use vault::repo::{self, OwnerSpec, keys, owners};
+
+/// `vault key list`.
+#[derive(Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `vault key add-owner`.
+#[derive(Args)]
+pub struct AddOwnerArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// Name of the new owner (keys/owners/NAME.age); an existing name is refused.
+    #[arg(long)]
+    name: String,
+    /// The new owner's recipients (age1…, "ssh-ed25519 …", "ssh-rsa …"),
+    /// comma-separated or repeated.
+    #[arg(value_delimiter = ',', required_unless_present = "passphrase")]
+    recipients: Vec<String>,
+    /// Make a passphrase owner (from VAULT_PASSPHRASE_FILE or a prompt).
+    #[arg(long, conflicts_with = "recipients")]
+    passphrase: bool,
+}
+
+/// `vault key remove-owner`.
+#[derive(Args)]
+pub struct RemoveOwnerArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// The owner to remove (keys/owners/NAME.age).
+    name: String,
+    /// Also remove the owner file your own identity opened.
+    #[arg(long)]
+    force: bool,
+}
+
+/// `vault key rotate-writer`.
+#[derive(Args)]
+pub struct RotateWriterArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// Where to write the new writer key (mode 0600) for backup hosts.
+    #[arg(long)]
+    writer_key_out: PathBuf,
+}
+
+/// Runs a `vault key` subcommand other than `generate`.
+pub fn run(command: KeyCommand) -> Result<ExitCode> {
+    match command {
+        KeyCommand::Generate { .. } => unreachable!("handled by commands::run"),
+        KeyCommand::List(a) => list(a),
+        KeyCommand::AddOwner(a) => add_owner(a),
+        KeyCommand::RemoveOwner(a) => remove_owner(a),
+        KeyCommand::RotateWriter(a) => rotate_writer(a),
+    }
+}
+
+fn list(a: ListArgs) -> Result<ExitCode> {
+    let storage = vault::storage::open(&a.repo.repo)?;
+    repo::read_config(storage.as_ref())?;
+    let owners = owners::list_owners(storage.as_ref())?;
+    let generations = keys::generation_numbers(storage.as_ref())?;
+    // Names need no key; open the repository only when a key is given.
+    let opened = if a.repo.identity.is_some() || std::env::var_os("VAULT_PASSPHRASE_FILE").is_some()
+    {
+        Some(open_repo(&a.repo)?)
+    } else {
+        None
+    };
+    let role = opened
+        .as_ref()
+        .map(|r| match (r.keys().is_owner(), r.owner_file()) {
+            (true, Some(_)) => "owner",
+            (true, None) => "repository owner key",
+            (false, _) => "writer",
+        });
+    let yours = opened.as_ref().and_then(|r| r.owner_file());
+    let current = opened.as_ref().map(|r| r.keys().writer().generation());
+    if a.json {
+        let list: Vec<_> = owners
+            .iter()
+            .map(|o| {
+                json!({"name": o.name, "object": o.object, "size": o.size,
+                       "opened_by_you": yours == Some(o.object.as_str())})
+            })
+            .collect();
+        output::json(&json!({
+            "owners": list,
+            "writer_generations": generations,
+            "identity": role,
+            "current_writer_generation": current,
+        }));
+        return Ok(ExitCode::Ok);
+    }
+    let width = owners
+        .iter()
+        .map(|o| o.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!("{:width$}  {:>9}", "OWNER", "SIZE");
+    for o in &owners {
+        let mark = if yours == Some(o.object.as_str()) {
+            "  (your identity opens this one)"
+        } else {
+            ""
+        };
+        println!("{:width$}  {:>9}{mark}", sanitize(&o.name), size(o.size));
+    }
+    let gens: Vec<String> = generations.iter().map(u32::to_string).collect();
+    println!(
+        "writer key generations: 0 ({}){}{}",
+        repo::WRITER_KEY,
+        if gens.is_empty() { "" } else { ", " },
+        gens.join(", ")
+    );
+    match (role, current) {
+        (Some(role), Some(g)) => println!("your key: {role}; current writer key generation: {g}"),
+        _ => println!("(pass -i KEY to see which owner file your identity opens)"),
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn add_owner(a: AddOwnerArgs) -> Result<ExitCode> {
+    if a.passphrase
+        && a.repo.identity.is_none()
+        && std::env::var_os("VAULT_PASSPHRASE_FILE").is_some()
+    {
+        bail!(
+            "--passphrase would read VAULT_PASSPHRASE_FILE for both you and the new owner: \
+             open the repository with -i, or run on a terminal to be asked twice"
+        );
+    }
+    let repo = open_repo(&a.repo)?;
+    let owner = if a.passphrase {
+        OwnerSpec::Passphrase(crypto::obtain_passphrase("passphrase for the new owner: ")?)
+    } else {
+        OwnerSpec::Recipients(
+            a.recipients
+                .iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        )
+    };
+    let object = repo
+        .add_owner(&a.name, &owner)
+        .with_context(|| format!("adding owner {:?}", a.name))?;
+    println!("added owner {:?} ({object})", a.name);
+    Ok(ExitCode::Ok)
+}
+
+fn remove_owner(a: RemoveOwnerArgs) -> Result<ExitCode> {
+    let repo = open_repo(&a.repo)?;
+    let object = repo
+        .remove_owner(&a.name, a.force)
+        .with_context(|| format!("removing owner {:?}", a.name))?;
+    println!("removed owner {:?} ({object})", a.name);
+    println!(
+        "note: this does not revoke access: that owner may have kept the repository owner key, \
+         which still decrypts every snapshot; see docs/SECURITY.md"
+    );
+    Ok(ExitCode::Ok)
+}
+
+fn rotate_writer(a: RotateWriterArgs) -> Result<ExitCode> {
+    let repo = open_repo(&a.repo)?;
+    let rotated = repo
+        .rotate_writer(&a.writer_key_out)
+        .context("rotating the writer key")?;
+    println!(
+        "writer key generation {} ({}) written to {}",
+        rotated.generation,
+        rotated.object,
+        a.writer_key_out.display()
+    );
+    println!(
+        "install it on every backup host: the previous writer key is refused for new backups \
+         from now on; existing snapshots stay readable by owners"
+    );
+    Ok(ExitCode::Ok)
+}
