@@ -47,13 +47,14 @@ pub struct S3Storage {
 }
 
 /// The settings that shape requests, copied out of [`S3Settings`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Tuning {
     max_attempts: u32,
     retry_base: Duration,
     read_timeout: Duration,
     multipart_threshold: u64,
     part_size: u64,
+    storage_class: Option<aws_sdk_s3::types::StorageClass>,
 }
 
 fn io_err(key: &str, e: impl std::fmt::Display) -> StorageError {
@@ -91,6 +92,10 @@ pub struct S3Settings {
     pub multipart_threshold: u64,
     /// Size of each part (default 16 MiB, at least 5 MiB; `VAULT_S3_PART_SIZE_MIB`).
     pub part_size: u64,
+    /// Storage class of new objects, e.g. `STANDARD_IA` or `GLACIER_IR`
+    /// (default: the bucket's; `VAULT_S3_STORAGE_CLASS`). Choose one that
+    /// allows immediate reads: restores and drills read packs directly.
+    pub storage_class: Option<String>,
 }
 
 impl Default for S3Settings {
@@ -105,6 +110,7 @@ impl Default for S3Settings {
             read_timeout: Duration::from_secs(120),
             multipart_threshold: 32 << 20,
             part_size: 16 << 20,
+            storage_class: None,
         }
     }
 }
@@ -150,6 +156,9 @@ impl S3Settings {
         if let Some(n) = env_number("VAULT_S3_PART_SIZE_MIB")? {
             s.part_size = n.saturating_mul(1 << 20);
         }
+        s.storage_class = std::env::var("VAULT_S3_STORAGE_CLASS")
+            .ok()
+            .filter(|v| !v.trim().is_empty());
         Ok(s)
     }
 
@@ -170,12 +179,28 @@ impl S3Settings {
                 self.part_size
             )));
         }
+        let storage_class = match self.storage_class.as_deref().map(str::trim) {
+            None => None,
+            Some(c)
+                if !c.is_empty()
+                    && c.bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') =>
+            {
+                Some(aws_sdk_s3::types::StorageClass::from(c))
+            }
+            Some(c) => {
+                return Err(bad(format!(
+                    "{c:?} is not an S3 storage class such as STANDARD_IA"
+                )));
+            }
+        };
         Ok(Tuning {
             max_attempts: self.max_attempts,
             retry_base: self.retry_base,
             read_timeout: self.read_timeout,
             multipart_threshold: self.multipart_threshold,
             part_size: self.part_size,
+            storage_class,
         })
     }
 }
@@ -483,6 +508,7 @@ impl S3Storage {
     fn put_single(&self, key: &str, data: &[u8]) -> Result<PutOutcome, StorageError> {
         let full = self.full(key);
         let lock = self.current_lock();
+        let class = &self.tuning.storage_class;
         let md5 = lock.map(|_| content_md5(data));
         let (client, bucket) = (&self.client, &self.bucket);
         self.retry(key, "PUT", || {
@@ -493,6 +519,7 @@ impl S3Storage {
                     .bucket(bucket)
                     .key(full)
                     .if_none_match("*")
+                    .set_storage_class(class.clone())
                     .body(ByteStream::from(data.to_vec()));
                 if let Some(l) = &lock {
                     req = req
@@ -524,11 +551,16 @@ impl S3Storage {
         }
         let full = self.full(key);
         let lock = self.current_lock();
+        let class = &self.tuning.storage_class;
         let (client, bucket) = (&self.client, &self.bucket);
         let upload_id = self.retry(key, "CreateMultipartUpload", || {
             let full = &full;
             async move {
-                let mut req = client.create_multipart_upload().bucket(bucket).key(full);
+                let mut req = client
+                    .create_multipart_upload()
+                    .bucket(bucket)
+                    .key(full)
+                    .set_storage_class(class.clone());
                 if let Some(l) = &lock {
                     req = req
                         .object_lock_mode(s3_mode(l.mode))

@@ -24,6 +24,7 @@ fn head_object(moto: &Moto, bucket: &str, key: &str) -> serde_json::Value {
             aws_access_key_id='test', aws_secret_access_key='testsecret')\n\
         h = s3.head_object(Bucket=sys.argv[2], Key=sys.argv[3])\n\
         print(json.dumps({'mode': h.get('ObjectLockMode'), 'etag': h.get('ETag'),\n\
+            'class': h.get('StorageClass'),\n\
             'until': str(h.get('ObjectLockRetainUntilDate'))}))\n";
     let out = std::process::Command::new("python3")
         .args(["-c", script, &moto.endpoint(), bucket, key])
@@ -238,4 +239,30 @@ fn large_objects_go_up_in_parts_and_unfinished_uploads_are_reported_and_cleaned(
     assert_success(&out);
     assert_contains(&stdout(&out), "1 unfinished uploads (1 aborted)");
     assert!(s3.pending_uploads().unwrap().is_empty());
+}
+
+#[test]
+fn the_storage_class_setting_applies_to_single_and_multipart_puts() {
+    let moto = Moto::start();
+    moto.create_bucket("classy");
+    let env = S3Env::new("s3://classy/h", 12 << 20);
+    assert_success(&env.init(&moto.endpoint(), &[]));
+    let mut envs = SMALL_PARTS.to_vec();
+    envs.push(("VAULT_S3_STORAGE_CLASS", "STANDARD_IA"));
+    assert_success(&env.backup(&moto.endpoint(), &envs));
+    let s3 = S3Storage::open_with("s3://classy/h", &moto.settings()).unwrap();
+    let packs = s3.list("data/").unwrap();
+    let mut multipart = 0;
+    for obj in &packs {
+        let head = head_object(&moto, "classy", &format!("h/{}", obj.key));
+        assert_eq!(head["class"], "STANDARD_IA", "{}: {head}", obj.key);
+        multipart += head["etag"].as_str().is_some_and(|e| e.contains('-')) as u32;
+    }
+    assert!(multipart >= 1, "one pack went up in parts");
+    let out = env.backup(
+        &moto.endpoint(),
+        &[("VAULT_S3_STORAGE_CLASS", "cheap please")],
+    );
+    assert_code(&out, 1);
+    assert_contains(&stderr(&out), "is not an S3 storage class");
 }
