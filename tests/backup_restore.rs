@@ -453,3 +453,34 @@ fn deep_directory_nesting_backs_up_and_restores() {
         .join("bottom.txt");
     assert_eq!(fs::read(restored).unwrap(), b"deep");
 }
+
+#[test]
+fn progress_is_drawn_on_a_terminal_and_never_into_a_pipe() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a"), &noise(200_000, 9));
+    let cmd = format!(
+        "{} backup -r {} -i {} --no-cache {}",
+        vault_bin().display(),
+        env.repo.display(),
+        env.writer_key.display(),
+        src.display()
+    );
+    // `script` gives the command a terminal.
+    let tty = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("script (util-linux)");
+    assert_success(&tty);
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert_contains(&shown, "uploaded");
+    assert_contains(&shown, "snapshot ");
+    let piped = env.vault(
+        &["backup"],
+        &env.writer_key,
+        &["--no-cache", src.to_str().unwrap()],
+    );
+    assert_success(&piped);
+    assert!(!stderr(&piped).contains("uploaded"), "{}", stderr(&piped));
+    assert!(!stdout(&piped).contains('\r'));
+}

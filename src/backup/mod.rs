@@ -9,6 +9,8 @@ mod cache;
 mod command;
 mod meta;
 mod pipeline;
+
+pub use pipeline::Stats;
 pub mod postgres;
 mod walk;
 
@@ -28,7 +30,7 @@ use crate::snapshot::{InputError, Snapshot, SourceRecord, SourceStatus, Totals};
 use crate::tree::{Node, NodeKind, Tree};
 use cache::{CacheEntry, FileCache};
 pub use command::CommandSource;
-use pipeline::{BlobSink, Failure, RawBlob, Stats};
+use pipeline::{BlobSink, Failure, RawBlob};
 pub use postgres::{conninfo_env, redacted};
 use walk::{Event, FileData, FileJob, Walker};
 
@@ -54,6 +56,8 @@ pub struct BackupOptions {
     pub read_threads: usize,
     /// Threads compressing blobs (0: one per core).
     pub compress_threads: usize,
+    /// Counters the run updates as it goes, for a progress display.
+    pub progress: Option<std::sync::Arc<Stats>>,
 }
 
 /// The result of a backup run.
@@ -204,8 +208,9 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
 
     let errors = Mutex::new(Vec::<InputError>::new());
     let failure = Failure::default();
-    let stats = Stats::default();
-    let sink = BlobSink::new(&index, &stats);
+    let own_stats = Stats::default();
+    let stats: &Stats = opts.progress.as_deref().unwrap_or(&own_stats);
+    let sink = BlobSink::new(&index, stats);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let compress_threads = if opts.compress_threads == 0 {
         cores
@@ -240,7 +245,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         s.spawn(|| pipeline::packer(cmp_rx, up_tx, repo, &failure));
         for _ in 0..2 {
             let (rx, tx) = (up_rx.clone(), done_tx.clone());
-            s.spawn(|| pipeline::uploader(rx, tx, repo, &stats, &failure));
+            s.spawn(|| pipeline::uploader(rx, tx, repo, stats, &failure));
         }
         drop((up_rx, done_tx));
         s.spawn(|| pipeline::indexer(done_rx, repo, &failure));

@@ -54,9 +54,11 @@ impl Failure {
     }
 }
 
-/// Counters shared by the stages.
-#[derive(Default)]
+/// Counters shared by the stages (and read by a progress display).
+#[derive(Debug, Default)]
 pub struct Stats {
+    /// Bytes of every blob read this run, new or already stored.
+    pub bytes_scanned: AtomicU64,
     /// New blobs submitted.
     pub blobs_added: AtomicU64,
     /// Uncompressed bytes of new blobs.
@@ -105,6 +107,9 @@ impl<'a> BlobSink<'a> {
         id: Id,
         data: Vec<u8>,
     ) -> Result<(), ()> {
+        self.stats
+            .bytes_scanned
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         if self.index.contains(&id) || !self.inflight.lock().expect("inflight lock").insert(id) {
             return Ok(());
         }

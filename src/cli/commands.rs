@@ -183,6 +183,7 @@ fn backup(a: BackupArgs) -> Result<ExitCode> {
         }
     }
     let repo = open_repo(&a.repo)?;
+    let stats = std::sync::Arc::new(backup::Stats::default());
     let opts = BackupOptions {
         paths: a.paths,
         commands,
@@ -195,9 +196,13 @@ fn backup(a: BackupArgs) -> Result<ExitCode> {
         } else {
             a.cache_dir.or_else(default_cache_dir)
         },
+        progress: Some(stats.clone()),
         ..Default::default()
     };
-    let out = backup::run(&repo, &opts).context("backup failed; no snapshot was written")?;
+    let drawing = super::progress::BackupProgress::start(&stats, a.json);
+    let out = backup::run(&repo, &opts).context("backup failed; no snapshot was written");
+    drop(drawing);
+    let out = out?;
     let s = &out.snapshot;
     if a.json {
         output::json(&json!({ "id": out.id, "snapshot": s, "complete": s.is_complete() }));

@@ -9,6 +9,7 @@ mod defaults;
 mod keys;
 mod maintain;
 mod output;
+mod progress;
 mod status;
 
 use std::path::PathBuf;
