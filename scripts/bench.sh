@@ -17,10 +17,23 @@
 #   BENCH_INSTALL   1 (default) installs missing restic/borg/age/zstd/b3sum/time with apt-get
 #   BENCH_KEEP      1 keeps corpus and repositories afterwards (default: 0, removes them)
 #   BENCH_RESTORE_DIR  where restores go (default: <work>/restore)
+#   BENCH_TARGET    local (default): repositories in <work>/repos; s3: repositories on
+#                   an s3s-fs server started on a free loopback port for this run (vault
+#                   `-r s3://bench/vault`, restic `-r s3:http://127.0.0.1:PORT/bench/restic`);
+#                   only vault and restic support it (tar, borg and rustic are skipped)
+#   BENCH_S3S_FS    s3s-fs binary for BENCH_TARGET=s3 (default: `s3s-fs` on PATH, else
+#                   <work>/tools/bin/s3s-fs, which BENCH_INSTALL=1 builds with
+#                   `cargo install s3s-fs --version 0.14.1 --features binary`, ~5 min here)
+#   BENCH_S3_TRACE  1 (default for s3) logs every request on the server and reports, per step,
+#                   the requests by operation, the server's time in them, and how many were
+#                   in flight; 0 turns the request log off (a few % less server CPU)
 #
 # Caveats printed with the results: the page cache cannot be dropped here, so
 # every step runs with a warm cache; on a shared machine CPU and wall numbers
-# are noisy (the load average around each step is logged).
+# are noisy (the load average around each step is logged). With BENCH_TARGET=s3
+# client and server share the same cores and page cache: the numbers show
+# what the client does per byte and how busy it keeps the server, not what a
+# remote S3 over a real network would give.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,7 +44,11 @@ INSTALL=${BENCH_INSTALL:-1}
 KEEP=${BENCH_KEEP:-0}
 PASSWORD=bench-password-not-secret
 TIMEOUT=${BENCH_STEP_TIMEOUT:-3600} # seconds; every timed step is bounded
+TARGET=${BENCH_TARGET:-local}
+S3_TRACE=${BENCH_S3_TRACE:-1}
+S3S_FS_VERSION=0.14.1 # 0.17 needs rustc 1.96 (see /work/shared/NOTES-deps.md)
 
+case "$TARGET" in local | s3) ;; *) echo "BENCH_TARGET must be local or s3" >&2; exit 2 ;; esac
 case "$DUMP_MB" in '' | *[!0-9]*) echo "BENCH_DUMP_MB must be a number" >&2; exit 2 ;; esac
 [ "$DUMP_MB" -ge 1 ] || { echo "BENCH_DUMP_MB must be >= 1" >&2; exit 2; }
 mkdir -p "$WORK"
@@ -64,16 +81,26 @@ fi
 active=()
 for t in $TOOLS; do
   case "$t" in
-    rustic) command -v rustic >/dev/null && active+=(rustic) || log "rustic not on PATH: skipped" ;;
-    tar | vault | restic | borg) active+=("$t") ;;
+    rustic)
+      if [ "$TARGET" != local ]; then log "rustic is not wired for S3 here: skipped"
+      elif command -v rustic >/dev/null; then active+=(rustic)
+      else log "rustic not on PATH: skipped"; fi ;;
+    tar | borg) [ "$TARGET" = local ] && active+=("$t") || log "$t has no S3 backend: skipped" ;;
+    vault | restic) active+=("$t") ;;
     *) echo "unknown tool: $t" >&2; exit 2 ;;
   esac
 done
 
 log "building vault (release)"
-(cd "$ROOT" && cargo build --release --quiet)
-BUILT=${CARGO_TARGET_DIR:-$ROOT/target}/release/vault
-[ -x "$BUILT" ] || { echo "no vault binary at $BUILT" >&2; exit 1; }
+# Ask cargo where the binary is: the target dir may come from a wrapper or a
+# config file rather than CARGO_TARGET_DIR or <repo>/target.
+BUILT=$(cd "$ROOT" && cargo build --release --message-format=json-render-diagnostics 2>"$WORK/cargo-build.log" |
+  python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "vault":
+        print(m["executable"])') || { cat "$WORK/cargo-build.log" >&2; exit 1; }
+[ -n "$BUILT" ] && [ -x "$BUILT" ] || { echo "no vault binary found (cargo said: '$BUILT')" >&2; exit 1; }
 # The target dir may be shared with other builds: run a private copy so the
 # binary cannot change in the middle of the run.
 mkdir -p "$WORK/bin"
@@ -88,6 +115,7 @@ RESTORE=${BENCH_RESTORE_DIR:-$WORK/restore}
 KEYS=$WORK/keys
 LOGS=$WORK/logs
 TIMES=$WORK/times
+S3_DATA=$WORK/s3data
 export TMPDIR=$WORK/tmp # vault's --verify sandbox goes here (same file system)
 # ext4 without a journal (as on this VM) skips inodes deleted in the last
 # 60-300 s when it allocates new ones, so creating files right after a mass
@@ -96,11 +124,65 @@ export TMPDIR=$WORK/tmp # vault's --verify sandbox goes here (same file system)
 if [ -e "$CORPUS" ] || [ -e "$REPOS" ] || [ -e "$RESTORE" ]; then
   log "removing the previous run's files (keep BENCH_KEEP=0 to have them removed at the end instead)"
 fi
-rm -rf "$CORPUS" "$REPOS" "$RESTORE" "$KEYS" "$LOGS" "$TIMES" "$TMPDIR" \
+rm -rf "$CORPUS" "$REPOS" "$RESTORE" "$KEYS" "$LOGS" "$TIMES" "$TMPDIR" "$S3_DATA" \
   "$WORK/vault-cache" "$WORK/restic-cache" "$WORK/borg-base" "$WORK/results.md"
 mkdir -p "$CORPUS" "$REPOS" "$RESTORE" "$KEYS" "$LOGS" "$TIMES" "$TMPDIR"
 chmod 700 "$KEYS"
 RESTORE_FS=$(df -T "$RESTORE" | awk 'NR==2{print $2}')
+
+# ---------------------------------------------------------------- S3 server
+# BENCH_TARGET=s3: one s3s-fs process on a free loopback port, data under
+# $S3_DATA, stopped on any exit. With BENCH_S3_TRACE=1 it logs every request
+# (method, URI, start time, time to respond) for the per-step request report.
+S3_PID= S3_ENDPOINT= S3_BUCKET=bench S3_LOG=$LOGS/s3s-fs.log S3S_FS_REV=
+stop_server() {
+  if [ -n "$S3_PID" ]; then
+    kill "$S3_PID" 2>/dev/null || true
+    wait "$S3_PID" 2>/dev/null || true
+    S3_PID=
+  fi
+}
+trap stop_server EXIT
+trap 'exit 130' INT TERM
+if [ "$TARGET" = s3 ]; then
+  S3S_FS=${BENCH_S3S_FS:-$(command -v s3s-fs || echo "$WORK/tools/bin/s3s-fs")}
+  if [ ! -x "$S3S_FS" ]; then
+    [ "$INSTALL" = 1 ] || { echo "no s3s-fs at $S3S_FS (set BENCH_S3S_FS or BENCH_INSTALL=1)" >&2; exit 1; }
+    log "building s3s-fs $S3S_FS_VERSION into $WORK/tools (takes ~5 min on 2 cores; log: $WORK/s3s-fs-install.log)"
+    # Outside the repository so that a per-worktree cargo wrapper does not
+    # mix it into vault's target dir; its own target dir is kept for reuse.
+    (cd / && nice cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked \
+      --root "$WORK/tools" --target-dir "$WORK/s3s-fs-target") >"$WORK/s3s-fs-install.log" 2>&1 ||
+      { tail -n 20 "$WORK/s3s-fs-install.log" >&2; exit 1; }
+    S3S_FS=$WORK/tools/bin/s3s-fs
+  fi
+  S3S_FS_REV=$("$S3S_FS" --version)
+  mkdir -p "$S3_DATA"
+  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret-not-secret AWS_REGION=us-east-1
+  export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+  s3_filter=info; [ "$S3_TRACE" = 1 ] && s3_filter=info,s3s::service=debug
+  RUST_LOG=$s3_filter NO_COLOR=1 "$S3S_FS" --host 127.0.0.1 --port 0 \
+    --access-key "$AWS_ACCESS_KEY_ID" --secret-key "$AWS_SECRET_ACCESS_KEY" "$S3_DATA" >"$S3_LOG" 2>&1 &
+  S3_PID=$!
+  for _ in $(seq 100); do # up to 10 s
+    S3_ENDPOINT=$(grep -o -m1 'server is running at http://127\.0\.0\.1:[0-9]*' "$S3_LOG" | grep -o 'http://.*' || true)
+    [ -n "$S3_ENDPOINT" ] || ! kill -0 "$S3_PID" 2>/dev/null || { sleep 0.1; continue; }
+    break
+  done
+  [ -n "$S3_ENDPOINT" ] || { echo "s3s-fs did not start; its log:" >&2; cat "$S3_LOG" >&2; exit 1; }
+  export AWS_ENDPOINT_URL=$S3_ENDPOINT
+  # CreateBucket through the API (UNSIGNED-PAYLOAD: curl does not hash the body).
+  curl -fsS -X PUT --aws-sigv4 aws:amz:us-east-1:s3 --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+    -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$S3_ENDPOINT/$S3_BUCKET" >/dev/null
+  log "s3s-fs ($S3S_FS_REV) pid $S3_PID at $S3_ENDPOINT, data in $S3_DATA, request log: $S3_TRACE"
+fi
+# CPU seconds the server has used so far (0 without a server).
+CLK_TCK=$(getconf CLK_TCK)
+server_cpu() {
+  if [ -n "$S3_PID" ] && [ -r "/proc/$S3_PID/stat" ]; then
+    awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$S3_PID/stat"
+  else echo 0; fi
+}
 
 # ---------------------------------------------------------------- corpus
 GEN=$WORK/corpus.py
@@ -240,7 +322,13 @@ export BORG_BASE_DIR=$WORK/borg-base BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=no
 export RESTIC_CACHE_DIR=$WORK/restic-cache
 
-repo() { echo "$REPOS/$1"; }
+repo() { # where a tool's repository is, in its own syntax
+  case "$TARGET:$1" in
+    s3:vault) echo "s3://$S3_BUCKET/vault" ;;
+    s3:restic) echo "s3:$S3_ENDPOINT/$S3_BUCKET/restic" ;;
+    *) echo "$REPOS/$1" ;;
+  esac
+}
 for t in "${active[@]}"; do
   case "$t" in
     tar) mkdir -p "$(repo tar)" ;;
@@ -295,13 +383,16 @@ run_step() { # tool step
   esac
 }
 export -f run_step repo
-export CORPUS REPOS RESTORE KEYS WORK VAULT RECIPIENT OWNER_KEY
+export CORPUS REPOS RESTORE KEYS WORK VAULT RECIPIENT OWNER_KEY TARGET S3_BUCKET S3_ENDPOINT
 
-declare -A WALL CPU RSS STATUS
+declare -A WALL CPU RSS STATUS LOAD SCPU REQS
 timed() { # tool step
-  local tool=$1 step=$2 tf="$TIMES/$1.$2" lf="$LOGS/$1.$2.log" rc=0
+  local tool=$1 step=$2 tf="$TIMES/$1.$2" lf="$LOGS/$1.$2.log" rc=0 load0 scpu0 off0=0
   log "$tool $step"
+  load0=$(cut -d' ' -f1 /proc/loadavg)
   { echo "# loadavg before: $(cat /proc/loadavg)"; } >"$lf"
+  scpu0=$(server_cpu)
+  [ -z "$S3_PID" ] || off0=$(stat -c %s "$S3_LOG")
   timeout "$TIMEOUT" /usr/bin/time -f '%e %U %S %M' -o "$tf" \
     bash -c 'set -euo pipefail; run_step "$@"' _ "$tool" "$step" >>"$lf" 2>&1 || rc=$?
   echo "# loadavg after: $(cat /proc/loadavg)" >>"$lf"
@@ -310,6 +401,14 @@ timed() { # tool step
   WALL[$tool:$step]=$wall
   CPU[$tool:$step]=$(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", u+s}')
   RSS[$tool:$step]=$(awk -v k="$rss" 'BEGIN{printf "%.0f", k/1024}')
+  LOAD[$tool:$step]="$load0 → $(cut -d' ' -f1 /proc/loadavg)"
+  if [ -n "$S3_PID" ]; then
+    SCPU[$tool:$step]=$(awk -v a="$scpu0" -v b="$(server_cpu)" 'BEGIN{printf "%.2f", b-a}')
+    if [ "$S3_TRACE" = 1 ]; then
+      sleep 0.2 # let the server flush the last responses' lines
+      REQS[$tool:$step]=$(python3 "$WORK/s3reqs.py" "$S3_LOG" "$off0" "$(stat -c %s "$S3_LOG")" "$wall" 2>>"$lf" || echo "| (log not parsed) |")
+    fi
+  fi
   if [ "$rc" = 0 ]; then
     STATUS[$tool:$step]=ok
   else
@@ -317,11 +416,103 @@ timed() { # tool step
     log "  $tool $step FAILED (rc=$rc); last lines of $lf:"
     tail -n 5 "$lf" >&2
   fi
-  log "  wall ${WALL[$tool:$step]} s, cpu ${CPU[$tool:$step]} s, rss ${RSS[$tool:$step]} MiB"
+  log "  wall ${WALL[$tool:$step]} s, cpu ${CPU[$tool:$step]} s, rss ${RSS[$tool:$step]} MiB, load ${LOAD[$tool:$step]}${SCPU[$tool:$step]:+, server cpu ${SCPU[$tool:$step]} s}"
+  [ -z "${REQS[$tool:$step]:-}" ] || log "  requests: ${REQS[$tool:$step]}"
 }
 
+# Per-step request report from the s3s-fs debug log: one markdown row tail.
+cat >"$WORK/s3reqs.py" <<'PY'
+"""Summarises the requests an s3s-fs debug log records between two byte offsets.
+
+s3s logs `req: Request { method, uri, headers }` when a request arrives and
+`duration: D, resp: Response { status }` when its response is ready, both inside
+a span carrying the request's start time. For PUTs the duration covers
+receiving the body; for GETs it ends before the body is sent, so GET time is
+undercounted (on loopback a 4 MiB body takes a few ms).
+"""
+import re, sys
+from datetime import datetime
+
+path, start, end, wall = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+with open(path, "rb") as f:
+    f.seek(start)
+    text = f.read(end - start).decode("utf-8", "replace")
+
+UNITS = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+START = re.compile(r"start_time: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d+))?")
+reqs = {}  # start_time string -> dict
+for rec in re.split(r"\n\s*\n", text):
+    m = START.search(rec)
+    if not m:
+        continue
+    key = m.group(0)
+    r = reqs.setdefault(key, {})
+    if "t0" not in r:
+        frac = (m.group(2) or "0")
+        r["t0"] = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").timestamp() + float("0." + frac)
+    q = re.search(r"req: Request \{ method: (\w+), uri: (\S+),", rec)
+    if q:
+        r["method"], r["uri"] = q.group(1), q.group(2)
+        cl = re.search(r'"content-length": "(\d+)"', rec)
+        r["bytes"] = int(cl.group(1)) if cl else 0
+    d = re.search(r"duration: ([0-9.]+)(ns|µs|us|ms|s)\b", rec)
+    if d:
+        r["dur"] = float(d.group(1)) * UNITS[d.group(2)]
+        st = re.search(r"status: (\d+)", rec)
+        r["status"] = int(st.group(1)) if st else 0
+        cl = re.search(r'resp: Response .*?"content-length": "(\d+)"', rec)
+        r["out"] = int(cl.group(1)) if cl and r["status"] < 300 else 0
+
+
+def op(r):
+    m, u = r["method"], r["uri"]
+    path, _, query = u.partition("?")
+    bucket_only = path.strip("/").count("/") == 0
+    if m == "PUT":
+        return "UploadPart" if "partNumber=" in query else ("CreateBucket" if bucket_only else "PUT")
+    if m == "POST":
+        return "Complete" if "uploadId=" in query else ("CreateMPU" if "uploads" in query else "POST")
+    if m == "GET":
+        return "LIST" if bucket_only else "GET"
+    return m
+
+
+done = [r for r in reqs.values() if "method" in r and "dur" in r]
+if not done:
+    print("| 0 | – | – | – | – |")
+    sys.exit()
+counts, nbytes, nout = {}, 0, 0
+for r in done:
+    counts[op(r)] = counts.get(op(r), 0) + 1
+    nbytes += r["bytes"]
+    nout += r.get("out", 0) if r["method"] == "GET" else 0
+errors = sum(1 for r in done if r.get("status", 0) >= 400)
+events = sorted([(r["t0"], 1) for r in done] + [(r["t0"] + r["dur"], -1) for r in done])
+cur = peak = 0
+busy = 0.0
+last = events[0][0]
+for t, delta in events:
+    if cur > 0:
+        busy += t - last
+    cur += delta
+    peak = max(peak, cur)
+    last = t
+total = sum(r["dur"] for r in done)
+puts = [r for r in done if op(r) in ("PUT", "UploadPart") and r["bytes"] >= 1 << 20]
+put_note = ""
+if puts:
+    pt = sum(r["dur"] for r in puts)
+    put_note = ", %d PUTs ≥1 MiB at %.0f MiB/s each" % (len(puts), sum(r["bytes"] for r in puts) / 1048576 / pt)
+ops = " ".join("%s %d" % (k, v) for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+print("| %d (%s%s%s) | %.1f / %.1f | %.2f | %d | %.0f %% |" % (
+    len(done), ops, (", %d errors" % errors) if errors else "", put_note, nbytes / 1048576, nout / 1048576,
+    total / wall if wall > 0 else 0, peak, 100 * busy / wall if wall > 0 else 0))
+PY
+
 declare -A SIZE1 SIZE2
-size_of() { du -sb "$(repo "$1")" | cut -f1; }
+size_of() { # s3s-fs keeps each object as one file (its metadata sits outside the bucket)
+  if [ "$TARGET" = s3 ]; then du -sb "$S3_DATA/$S3_BUCKET/$1" | cut -f1; else du -sb "$(repo "$1")" | cut -f1; fi
+}
 
 # Manifest of the corpus as of night 2, to check every restore.
 manifest() { (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r b3sum); }
@@ -386,21 +577,60 @@ how() {
   echo "- corpus: $corpus_files files, $(mib "$corpus_bytes") MiB ($(find "$CORPUS/etc" -type f | wc -l) configs, 100 keystores, dump $(mib "$dump_bytes") MiB, zstd -3 ratio of the dump **$dump_ratio**)"
   echo "- night 2: $(cat "$LOGS/mutate.log")"
   echo "- **warm page cache** (it cannot be dropped here); load average at start $LOAD_START, at end $LOAD_END"
-  echo "  (other work shares this machine, so CPU and wall times are noisy; compare ratios to tar)"
+  echo "  (other work shares this machine, so CPU and wall times are noisy; compare ratios$([ "$TARGET" = s3 ] && echo " between tools" || echo " to tar"))"
   echo "- peak RSS is the largest single process of the step (GNU time over a shell pipeline for tar)"
   echo "- restores go to $RESTORE_FS under $RESTORE; vault's --verify sandbox is under $TMPDIR"
+  echo "- MiB/s is the corpus size over the wall time (for night 2: the corpus scanned, not the bytes sent)"
+  if [ "$TARGET" = s3 ]; then
+    echo "- target: **S3**, $S3S_FS_REV on $S3_ENDPOINT (same machine: client and server share the 2 cores"
+    echo "  and the page cache, so this shows what the client costs and how busy it keeps the server, not"
+    echo "  what a remote S3 over a real network gives); server CPU is s3s-fs's user+sys during the step"
+    if [ -n "${STATUS[restic:verify]:-}" ] && [ "${STATUS[restic:verify]}" != ok ]; then
+      echo "- restic check fails against s3s-fs 0.14.1 as expected: the server treats restic's empty"
+      echo "  \`delimiter=\` as a delimiter, so the recursive listing of data/ returns only prefixes and"
+      echo "  check reports every pack missing (backup and restore do not list data/ and are unaffected)"
+    fi
+  fi
   echo
-  echo "| step | tool | wall s | × tar | CPU s (user+sys) | peak RSS MiB | status |"
-  echo "|---|---|---:|---:|---:|---:|---|"
+  if [ "$TARGET" = s3 ]; then
+    echo "| step | tool | wall s | MiB/s | CPU s (user+sys) | server CPU s | peak RSS MiB | load 1-min before → after | status |"
+    echo "|---|---|---:|---:|---:|---:|---:|---|---|"
+  else
+    echo "| step | tool | wall s | MiB/s | × tar | CPU s (user+sys) | peak RSS MiB | load 1-min before → after | status |"
+    echo "|---|---|---:|---:|---:|---:|---:|---|---|"
+  fi
   for s in backup1 backup2 restore verify check; do
     for t in "${active[@]}"; do
       [ -n "${WALL[$t:$s]:-}" ] || continue
       note=$(how "$t" "$s"); [ -z "$note" ] || note=" ($note)"
       st=${STATUS[$t:$s]}
       [ "$s" != restore ] || st="$st, ${RESTORE_OK[$t]:-?}"
-      echo "| $(label "$s") | $t$note | ${WALL[$t:$s]} | $(ratio "${WALL[$t:$s]}" "${WALL[tar:${s/check/verify}]:-0}") | ${CPU[$t:$s]} | ${RSS[$t:$s]} | $st |"
+      speed=$(awk -v b="$corpus_bytes" -v w="${WALL[$t:$s]}" 'BEGIN{ if (w > 0) printf "%.0f", b/1048576/w; else print "–" }')
+      if [ "$TARGET" = s3 ]; then
+        cols="${CPU[$t:$s]} | ${SCPU[$t:$s]:-–}"
+      else
+        cols="$(ratio "${WALL[$t:$s]}" "${WALL[tar:${s/check/verify}]:-0}") | ${CPU[$t:$s]}"
+      fi
+      echo "| $(label "$s") | $t$note | ${WALL[$t:$s]} | $speed | $cols | ${RSS[$t:$s]} | ${LOAD[$t:$s]} | $st |"
     done
   done
+  if [ "$TARGET" = s3 ] && [ "$S3_TRACE" = 1 ]; then
+    echo
+    echo "Requests seen by the server per step (from its debug log). *In flight* is the time-weighted"
+    echo "mean number of requests open (sum of request durations / wall) and the maximum; *busy* is the"
+    echo "share of the wall time with at least one request open. A request ends when the server has its"
+    echo "response ready: for a PUT that includes receiving the body, for a GET it excludes sending it."
+    echo
+    echo "| step | tool | requests | MiB up / down | in flight, mean | in flight, max | busy |"
+    echo "|---|---|---|---:|---:|---:|---:|"
+    for s in backup1 backup2 restore verify check; do
+      for t in "${active[@]}"; do
+        [ -n "${REQS[$t:$s]:-}" ] || continue
+        note=$(how "$t" "$s"); [ -z "$note" ] || note=" ($note)"
+        echo "| $(label "$s") | $t$note | ${REQS[$t:$s]#| }"
+      done
+    done
+  fi
   echo
   echo "| tool | repo after night 1 MiB | repo after night 2 MiB | added by night 2 MiB | added / night 1 |"
   echo "|---|---:|---:|---:|---:|"
@@ -415,7 +645,8 @@ cat "$MD"
 echo
 log "results written to $MD; logs in $LOGS"
 
+stop_server
 if [ "$KEEP" != 1 ]; then
   rm -rf "$CORPUS" "$REPOS" "$RESTORE" "$TMPDIR" "$WORK/vault-cache" "$WORK/restic-cache" "$WORK/borg-base" \
-    "$WORK/bin"
+    "$WORK/bin" "$S3_DATA"
 fi
