@@ -13,6 +13,7 @@
 //! never on other 4xx such as 403, 404 or 412. When the attempts are spent,
 //! the error names the key, the number of attempts and the last cause.
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,28 @@ pub struct S3Storage {
     runtime: Arc<tokio::runtime::Runtime>,
     tuning: Tuning,
     lock: Arc<Mutex<Option<ObjectLock>>>,
+    windows: Arc<WindowCache>,
+}
+
+/// Windows of objects kept for readers; objects are immutable, so a
+/// window fetched once serves every reader of this storage.
+const CACHED_WINDOWS: usize = 8;
+
+/// Which window: the object key and the window's start offset.
+type WindowId = (String, u64);
+
+/// One cached window: filled by the first reader that needs it (the others
+/// wait on its lock), with the object's total length.
+type WindowSlot = Arc<Mutex<Option<(Arc<Vec<u8>>, u64)>>>;
+
+/// The [`READ_WINDOW`]-aligned windows most recently fetched, shared by all
+/// readers (restore workers read the same packs, partly out of order): each
+/// window of a pack is fetched about once instead of once per reader and
+/// per backward seek. At most [`CACHED_WINDOWS`] × 4 MiB stay in memory.
+#[derive(Default)]
+struct WindowCache {
+    /// The windows, and their keys oldest first (for eviction).
+    slots: Mutex<(HashMap<WindowId, WindowSlot>, VecDeque<WindowId>)>,
 }
 
 /// The settings that shape requests, copied out of [`S3Settings`].
@@ -414,6 +437,7 @@ impl S3Storage {
             runtime: Arc::new(runtime),
             tuning,
             lock: Arc::new(Mutex::new(None)),
+            windows: Arc::default(),
         })
     }
 
@@ -459,6 +483,38 @@ impl S3Storage {
 
     /// GETs `key` (a byte range of it, when given); returns the body and the
     /// object's total length.
+    /// The window of `key` starting at `start` (a multiple of
+    /// [`READ_WINDOW`]) and the object's length, from the shared cache or
+    /// one ranged GET.
+    fn window(&self, key: &str, start: u64) -> Result<(Arc<Vec<u8>>, u64), StorageError> {
+        let slot = {
+            let mut guard = self.windows.slots.lock().expect("window cache lock");
+            let (slots, order) = &mut *guard;
+            let id = (key.to_owned(), start);
+            let slot = slots
+                .entry(id.clone())
+                .or_insert_with(|| {
+                    order.push_back(id);
+                    WindowSlot::default()
+                })
+                .clone();
+            while order.len() > CACHED_WINDOWS {
+                if let Some(old) = order.pop_front() {
+                    slots.remove(&old);
+                }
+            }
+            slot
+        };
+        let mut filled = slot.lock().expect("window slot lock");
+        if let Some((data, len)) = &*filled {
+            return Ok((data.clone(), *len));
+        }
+        let (data, len) = self.fetch(key, Some((start, READ_WINDOW)))?;
+        let data = Arc::new(data);
+        *filled = Some((data.clone(), len));
+        Ok((data, len))
+    }
+
     fn fetch(&self, key: &str, range: Option<(u64, u64)>) -> Result<(Vec<u8>, u64), StorageError> {
         let full = self.full(key);
         let (client, bucket, idle) = (&self.client, &self.bucket, self.tuning.read_timeout);
@@ -730,7 +786,7 @@ impl Storage for S3Storage {
     }
 
     fn open(&self, key: &str) -> Result<Box<dyn ReadSeek>, StorageError> {
-        let (window, total) = self.fetch(key, Some((0, READ_WINDOW)))?;
+        let (window, total) = self.window(key, 0)?;
         Ok(Box::new(RangeReader {
             storage: self.clone(),
             key: key.to_owned(),
@@ -957,7 +1013,7 @@ struct RangeReader {
     len: u64,
     pos: u64,
     window_start: u64,
-    window: Vec<u8>,
+    window: Arc<Vec<u8>>,
 }
 
 impl Read for RangeReader {
@@ -968,15 +1024,15 @@ impl Read for RangeReader {
         let in_window = self.pos >= self.window_start
             && self.pos < self.window_start + self.window.len() as u64;
         if !in_window {
-            let want = READ_WINDOW.min(self.len - self.pos);
+            let start = self.pos - self.pos % READ_WINDOW;
             let (data, _) = self
                 .storage
-                .fetch(&self.key, Some((self.pos, want)))
+                .window(&self.key, start)
                 .map_err(std::io::Error::other)?;
-            if data.is_empty() {
+            if start + data.len() as u64 <= self.pos {
                 return Ok(0);
             }
-            self.window_start = self.pos;
+            self.window_start = start;
             self.window = data;
         }
         let off = (self.pos - self.window_start) as usize;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::{Moto, S3Env, vault_at};
 use crate::util::*;
+use vault::storage::{S3Storage, Storage};
 
 /// What the proxy does with one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -413,4 +414,30 @@ fn a_backup_host_without_delete_permission_backs_up_and_lists() {
         "went multipart"
     );
     env.assert_clean(&moto.endpoint());
+}
+
+#[test]
+fn a_restore_fetches_each_pack_window_about_once() {
+    let moto = Moto::start();
+    moto.create_bucket("reads");
+    // ~40 MiB of incompressible data: three 16 MiB packs, read by two
+    // restore workers in parallel and partly out of order.
+    let env = S3Env::new("s3://reads/r", 40 << 20);
+    assert_success(&env.init(&moto.endpoint(), &[]));
+    assert_success(&env.backup(&moto.endpoint(), &[]));
+    let s3 = S3Storage::open_with("s3://reads/r", &moto.settings()).unwrap();
+    let packs = s3.list("data/").unwrap();
+    let windows: u64 = packs.iter().map(|p| p.size.div_ceil(4 << 20)).sum();
+    let proxy = Proxy::start(moto.port, |_| Fault::Pass);
+    assert_success(&env.restore_and_compare(&proxy.endpoint(), &[]));
+    let gets = proxy.count(|s| s.method == "GET" && s.target.contains("/r/data/")) as u64;
+    eprintln!(
+        "{} packs, {windows} windows of 4 MiB, {gets} ranged GETs",
+        packs.len()
+    );
+    assert!(
+        gets <= windows + packs.len() as u64,
+        "{gets} GETs for {windows} windows in {} packs",
+        packs.len()
+    );
 }
