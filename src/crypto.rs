@@ -313,10 +313,26 @@ pub fn parse_x25519(text: &str) -> Option<age::x25519::Identity> {
         .and_then(|l| age::x25519::Identity::from_str(l).ok())
 }
 
-/// Reads a passphrase from `VAULT_PASSPHRASE_FILE`, or prompts on a terminal.
+static CONFIGURED_PASSPHRASE_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Names the passphrase file used when `VAULT_PASSPHRASE_FILE` is not set
+/// (the configuration file's `passphrase_file`); set once, at start.
+pub fn set_configured_passphrase_file(path: PathBuf) {
+    let _ = CONFIGURED_PASSPHRASE_FILE.set(path);
+}
+
+/// The passphrase file in effect: `VAULT_PASSPHRASE_FILE`, else the
+/// configured one.
+pub fn passphrase_file() -> Option<PathBuf> {
+    std::env::var_os("VAULT_PASSPHRASE_FILE")
+        .map(PathBuf::from)
+        .or_else(|| CONFIGURED_PASSPHRASE_FILE.get().cloned())
+}
+
+/// Reads a passphrase from the passphrase file ([`passphrase_file`]), or
+/// prompts on a terminal.
 pub fn obtain_passphrase(prompt: &str) -> Result<SecretString, crate::Error> {
-    if let Some(file) = std::env::var_os("VAULT_PASSPHRASE_FILE") {
-        let path = PathBuf::from(file);
+    if let Some(path) = passphrase_file() {
         let text = read_key_file(&path)?;
         let line = text.lines().next().unwrap_or("").to_owned();
         if line.is_empty() {

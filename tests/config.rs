@@ -271,3 +271,37 @@ fn an_invalid_file_stops_every_command_with_its_location() {
     assert_contains(&err, &format!("{}:", file.display()));
     assert_contains(&err, "keep_lastt");
 }
+
+#[test]
+fn a_passphrase_owner_opens_through_the_configured_passphrase_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let pass = dir.path().join("pass");
+    fs::write(&pass, "correct horse battery staple\n").unwrap();
+    fs::set_permissions(&pass, fs::Permissions::from_mode(0o600)).unwrap();
+    let writer = dir.path().join("writer.key");
+    let out = Command::new(crate::util::vault_bin())
+        .args(["init", "-r", repo.to_str().unwrap(), "--owner-passphrase"])
+        .args(["--writer-key-out", writer.to_str().unwrap()])
+        .env("VAULT_PASSPHRASE_FILE", &pass)
+        .output()
+        .unwrap();
+    crate::util::assert_success(&out);
+    let src = dir.path().join("src");
+    crate::util::write(&src.join("a"), b"a");
+    crate::util::backup_no_cache(&repo, &writer, &src);
+    let file = dir.path().join("vault.toml");
+    fs::write(
+        &file,
+        format!(
+            "repository = \"{}\"\npassphrase_file = \"{}\"\n",
+            repo.display(),
+            pass.display()
+        ),
+    )
+    .unwrap();
+    // ls reads trees: only an owner can; the passphrase comes from the file.
+    let out = run(&["--config", file.to_str().unwrap(), "ls", "latest"]);
+    crate::util::assert_success(&out);
+    assert_contains(&stdout(&out), "a");
+}

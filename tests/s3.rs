@@ -463,3 +463,52 @@ fn forget_and_prune_work_on_s3() {
     env.assert_clean(&endpoint);
     assert_success(&env.restore_and_compare(&endpoint, &[]));
 }
+
+#[test]
+fn the_config_file_names_the_s3_endpoint_region_and_credentials_file() {
+    let moto = Moto::start();
+    moto.create_bucket("cfg");
+    let env = S3Env::new("s3://cfg/h", 0);
+    assert_success(&env.init(&moto.endpoint(), &[]));
+    let dir = env.dir.path();
+    let creds = dir.join("aws-credentials");
+    write(
+        &creds,
+        b"[default]\naws_access_key_id = test\naws_secret_access_key = testsecret\n",
+    );
+    std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let file = dir.join("vault.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "repository = \"s3://cfg/h\"\nidentity = \"{}\"\n\n[s3]\nendpoint = \"{}\"\n\
+             region = \"us-east-1\"\npath_style = true\ncredentials_file = \"{}\"\n\n\
+             [backup]\npaths = [\"{}\"]\n",
+            env.writer.display(),
+            moto.endpoint(),
+            creds.display(),
+            env.src.display()
+        ),
+    )
+    .unwrap();
+    // No AWS_* variables at all: everything comes from the file.
+    let vault = |args: &[&str]| {
+        Command::new(vault_bin())
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", dir)
+            .output()
+            .unwrap()
+    };
+    let cfg = file.to_str().unwrap();
+    assert_success(&vault(&["--config", cfg, "backup", "--no-cache"]));
+    let out = vault(&["--config", cfg, "snapshots", "--json"]);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    // Without the file's credentials the SDK finds none (HOME has no ~/.aws).
+    std::fs::remove_file(&creds).unwrap();
+    let out = vault(&["--config", cfg, "snapshots"]);
+    assert_code(&out, 1);
+}

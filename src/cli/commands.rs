@@ -57,7 +57,7 @@ pub fn open_repo(args: &RepoArgs) -> Result<Repository> {
     let storage = open_storage(&args.repo)?;
     let repo = match &args.identity {
         Some(path) => Repository::open(storage, Access::IdentityFile(path)),
-        None if std::env::var_os("VAULT_PASSPHRASE_FILE").is_some()
+        None if vault::crypto::passphrase_file().is_some()
             || std::io::IsTerminal::is_terminal(&std::io::stdin()) =>
         {
             let p = crypto::obtain_passphrase("vault owner passphrase: ")?;

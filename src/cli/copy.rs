@@ -62,7 +62,7 @@ impl Key {
     fn obtain(identity: &Option<PathBuf>) -> Result<Key> {
         match identity {
             Some(p) => Ok(Key::File(p.clone())),
-            None if std::env::var_os("VAULT_PASSPHRASE_FILE").is_some()
+            None if vault::crypto::passphrase_file().is_some()
                 || std::io::IsTerminal::is_terminal(&std::io::stdin()) =>
             {
                 Ok(Key::Passphrase(crypto::obtain_passphrase(

@@ -77,8 +77,7 @@ fn list(a: ListArgs) -> Result<ExitCode> {
     let owners = owners::list_owners(storage.as_ref())?;
     let generations = keys::generation_numbers(storage.as_ref())?;
     // Names need no key; open the repository only when a key is given.
-    let opened = if a.repo.identity.is_some() || std::env::var_os("VAULT_PASSPHRASE_FILE").is_some()
-    {
+    let opened = if a.repo.identity.is_some() || vault::crypto::passphrase_file().is_some() {
         Some(open_repo(&a.repo)?)
     } else {
         None
@@ -138,10 +137,7 @@ fn list(a: ListArgs) -> Result<ExitCode> {
 }
 
 fn add_owner(a: AddOwnerArgs) -> Result<ExitCode> {
-    if a.passphrase
-        && a.repo.identity.is_none()
-        && std::env::var_os("VAULT_PASSPHRASE_FILE").is_some()
-    {
+    if a.passphrase && a.repo.identity.is_none() && vault::crypto::passphrase_file().is_some() {
         bail!(
             "--passphrase would read VAULT_PASSPHRASE_FILE for both you and the new owner: \
              open the repository with -i, or run on a terminal to be asked twice"

@@ -405,7 +405,10 @@ pub fn main() -> ExitCode {
     // takes its defaults from the file and stops when it is invalid.
     let checking_config = args.iter().any(|a| a == "config");
     match vault::settings::Settings::load_for_cli(defaults::explicit_config(&args).as_deref()) {
-        Ok(Some(settings)) => command = defaults::apply(command, &settings),
+        Ok(Some(settings)) => {
+            command = defaults::apply(command, &settings);
+            defaults::apply_to_libraries(&settings);
+        }
         Ok(None) => {}
         Err(_) if checking_config => {}
         Err(e) => {

@@ -13,7 +13,7 @@ mod s3;
 use std::io::{Read, Seek};
 
 pub use local::LocalStorage;
-pub use s3::{S3Settings, S3Storage};
+pub use s3::{S3Defaults, S3Settings, S3Storage, set_defaults as set_s3_defaults};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

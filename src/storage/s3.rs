@@ -119,6 +119,37 @@ pub struct S3Settings {
     /// (default: the bucket's; `VAULT_S3_STORAGE_CLASS`). Choose one that
     /// allows immediate reads: restores and drills read packs directly.
     pub storage_class: Option<String>,
+    /// AWS profile to use (default: `AWS_PROFILE`, else `default`).
+    pub profile: Option<String>,
+    /// AWS shared credentials file (default: `AWS_SHARED_CREDENTIALS_FILE`,
+    /// else `~/.aws/credentials`), e.g. one handed over by systemd.
+    pub credentials_file: Option<std::path::PathBuf>,
+}
+
+/// S3 settings from the configuration file: each applies only where its
+/// environment variable is not set (flag > environment > file).
+#[derive(Debug, Clone, Default)]
+pub struct S3Defaults {
+    /// Endpoint (under `AWS_ENDPOINT_URL`).
+    pub endpoint: Option<String>,
+    /// Region (under `AWS_REGION`/`AWS_DEFAULT_REGION`).
+    pub region: Option<String>,
+    /// Path-style addressing (under `VAULT_S3_PATH_STYLE`).
+    pub path_style: Option<bool>,
+    /// Storage class (under `VAULT_S3_STORAGE_CLASS`).
+    pub storage_class: Option<String>,
+    /// Profile (under `AWS_PROFILE`).
+    pub profile: Option<String>,
+    /// Shared credentials file (under `AWS_SHARED_CREDENTIALS_FILE`).
+    pub credentials_file: Option<std::path::PathBuf>,
+}
+
+static DEFAULTS: std::sync::OnceLock<S3Defaults> = std::sync::OnceLock::new();
+
+/// Records the configuration file's S3 settings for every S3 repository
+/// this process opens (called once, at start, by the CLI).
+pub fn set_defaults(defaults: S3Defaults) {
+    let _ = DEFAULTS.set(defaults);
 }
 
 impl Default for S3Settings {
@@ -134,6 +165,8 @@ impl Default for S3Settings {
             multipart_threshold: 32 << 20,
             part_size: 16 << 20,
             storage_class: None,
+            profile: None,
+            credentials_file: None,
         }
     }
 }
@@ -182,6 +215,27 @@ impl S3Settings {
         s.storage_class = std::env::var("VAULT_S3_STORAGE_CLASS")
             .ok()
             .filter(|v| !v.trim().is_empty());
+        if let Some(d) = DEFAULTS.get() {
+            let unset = |names: &[&str]| names.iter().all(|n| std::env::var_os(n).is_none());
+            if unset(&["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]) {
+                s.endpoint = d.endpoint.clone();
+            }
+            if unset(&["AWS_REGION", "AWS_DEFAULT_REGION"]) {
+                s.region = d.region.clone();
+            }
+            if unset(&["VAULT_S3_PATH_STYLE"]) && d.path_style == Some(true) {
+                s.path_style = true;
+            }
+            if s.storage_class.is_none() {
+                s.storage_class = d.storage_class.clone();
+            }
+            if unset(&["AWS_PROFILE"]) {
+                s.profile = d.profile.clone();
+            }
+            if unset(&["AWS_SHARED_CREDENTIALS_FILE"]) {
+                s.credentials_file = d.credentials_file.clone();
+            }
+        }
         Ok(s)
     }
 
@@ -403,6 +457,18 @@ impl S3Storage {
         }
         if let Some(r) = &settings.region {
             loader = loader.region(aws_config::Region::new(r.clone()));
+        }
+        if let Some(p) = &settings.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(f) = &settings.credentials_file {
+            use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+            loader = loader.profile_files(
+                EnvConfigFiles::builder()
+                    .include_default_config_file(true)
+                    .with_file(EnvConfigFileKind::Credentials, f)
+                    .build(),
+            );
         }
         if let Some((id, secret)) = &settings.credentials {
             loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
