@@ -51,11 +51,13 @@ pub fn prune(a: PruneArgs) -> Result<ExitCode> {
     } else {
         print_prune(&report);
     }
-    Ok(if report.not_deleted.is_empty() {
-        ExitCode::Ok
-    } else {
-        ExitCode::Failure
-    })
+    Ok(
+        if report.not_deleted.is_empty() && report.object_lock.problems.is_empty() {
+            ExitCode::Ok
+        } else {
+            ExitCode::Failure
+        },
+    )
 }
 
 /// Runs prune with `flags` on an open repository.
@@ -103,6 +105,22 @@ pub fn print_prune(r: &PruneReport) {
             "wrote {} packs and {} index files, replaced {} index files, removed {} leftovers",
             r.packs_written, r.index_files_written, r.index_files_removed, r.leftovers_removed
         );
+    }
+    let l = &r.object_lock;
+    if l.objects_checked > 0 {
+        println!(
+            "Object Lock: {} objects checked, retention {} for {}",
+            l.objects_checked,
+            if r.dry_run {
+                "would be lengthened"
+            } else {
+                "lengthened"
+            },
+            l.locks_extended
+        );
+    }
+    for e in &l.problems {
+        eprintln!("vault: Object Lock upkeep: {e}");
     }
     for e in &r.not_deleted {
         eprintln!("vault: not deleted (prune retries next time): {e}");

@@ -12,6 +12,7 @@
 //! then the pack deletions, last the lock.
 
 mod lock;
+mod locks;
 pub mod plan;
 
 use std::collections::{HashMap, HashSet};
@@ -27,6 +28,7 @@ use crate::storage::Storage;
 use crate::tree::NodeKind;
 
 pub use lock::{LockRecord, STALE_AFTER};
+pub use locks::LockUpkeep;
 pub use plan::{PlanCounts, PlanRules, StoredPack};
 
 /// Packs listed per index file prune writes.
@@ -63,6 +65,8 @@ pub struct PruneReport {
     /// Objects that could not be deleted, with the reason (e.g. Object Lock
     /// retention); they are retried by the next prune.
     pub not_deleted: Vec<String>,
+    /// Object Lock upkeep: retention lengthened for what recent snapshots need.
+    pub object_lock: LockUpkeep,
 }
 
 /// Runs prune on `repo` (owner key required).
@@ -114,6 +118,14 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         &opts.rules,
     )?;
     report.plan = plan.counts.clone();
+    report.object_lock = locks::keep_recent_locked(
+        repo,
+        &loaded.index,
+        &stored,
+        &snapshots,
+        opts.rules.now,
+        opts.dry_run,
+    )?;
     if opts.dry_run {
         return Ok(report);
     }

@@ -184,6 +184,13 @@ pub trait Storage: Send + Sync {
     /// legal hold reports [`DateTime::<Utc>::MAX_UTC`]. Local directories
     /// always answer `Ok(None)`. A missing object is [`StorageError::NotFound`].
     fn locked_until(&self, key: &str) -> Result<Option<DateTime<Utc>>, StorageError>;
+    /// Lengthens `key`'s Object Lock retention to `until` (owner maintenance:
+    /// prune keeps the data of recent snapshots locked even when it was
+    /// first stored long ago). Storages without retention ignore it.
+    fn extend_lock(&self, key: &str, until: DateTime<Utc>) -> Result<(), StorageError> {
+        let _ = (key, until);
+        Ok(())
+    }
     /// Checks that this storage can retain objects with Object Lock (an S3
     /// bucket created with Object Lock enabled); [`StorageError::Unsupported`]
     /// says what is missing otherwise.

@@ -723,6 +723,17 @@ impl S3Storage {
         if self.head(key)?.object_lock_retain_until_date().is_some() {
             return Ok(());
         }
+        self.put_retention(key, lock, retain_until(lock))
+    }
+
+    /// Sets `key`'s retention to `until` in `lock`'s mode (S3 only allows
+    /// lengthening it).
+    fn put_retention(
+        &self,
+        key: &str,
+        lock: &ObjectLock,
+        until: aws_sdk_s3::primitives::DateTime,
+    ) -> Result<(), StorageError> {
         let full = self.full(key);
         let (client, bucket) = (&self.client, &self.bucket);
         self.retry(key, "PutObjectRetention", || {
@@ -737,7 +748,7 @@ impl S3Storage {
                             aws_sdk_s3::types::ObjectLockRetentionMode::Compliance
                         }
                     })
-                    .retain_until_date(retain_until(lock))
+                    .retain_until_date(until)
                     .build();
                 client
                     .put_object_retention()
@@ -960,6 +971,17 @@ impl Storage for S3Storage {
             .object_lock_retain_until_date()
             .and_then(to_chrono)
             .filter(|t| *t > Utc::now()))
+    }
+
+    fn extend_lock(&self, key: &str, until: DateTime<Utc>) -> Result<(), StorageError> {
+        match self.current_lock() {
+            Some(lock) => self.put_retention(
+                key,
+                &lock,
+                aws_sdk_s3::primitives::DateTime::from_secs(until.timestamp()),
+            ),
+            None => Ok(()),
+        }
     }
 
     fn check_object_lock(&self) -> Result<(), StorageError> {

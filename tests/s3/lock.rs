@@ -266,3 +266,62 @@ fn the_storage_class_setting_applies_to_single_and_multipart_puts() {
     assert_code(&out, 1);
     assert_contains(&stderr(&out), "is not an S3 storage class");
 }
+
+/// Shortens an object's governance retention (as an administrator with
+/// s3:BypassGovernanceRetention could), to stand for a pack stored long ago.
+fn shorten_retention(moto: &Moto, bucket: &str, key: &str, hours: i64) {
+    let until = (Utc::now() + chrono::Duration::hours(hours)).to_rfc3339();
+    let script = "import boto3, sys, datetime\n\
+        s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
+            aws_access_key_id='test', aws_secret_access_key='testsecret')\n\
+        s3.put_object_retention(Bucket=sys.argv[2], Key=sys.argv[3],\n\
+            Retention={'Mode': 'GOVERNANCE',\n\
+                'RetainUntilDate': datetime.datetime.fromisoformat(sys.argv[4])},\n\
+            BypassGovernanceRetention=True)\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &moto.endpoint(), bucket, key, &until])
+        .output()
+        .unwrap();
+    assert_success(&out);
+}
+
+#[test]
+fn prune_keeps_what_recent_snapshots_need_locked_for_the_full_period() {
+    let moto = Moto::start();
+    moto.create_lock_bucket("upkeep");
+    let env = S3Env::new("s3://upkeep/h", 0);
+    assert_success(&env.init(&moto.endpoint(), &["--object-lock-days", "3"]));
+    assert_success(&env.backup(&moto.endpoint(), &[]));
+    let s3 = S3Storage::open_with("s3://upkeep/h", &moto.settings()).unwrap();
+    let pack = s3.list("data/").unwrap().remove(0).key;
+    // As if the pack had been stored (and locked) long ago.
+    shorten_retention(&moto, "upkeep", &format!("h/{pack}"), 1);
+    let short = s3.locked_until(&pack).unwrap().unwrap();
+    assert!(short < Utc::now() + chrono::Duration::hours(2), "{short}");
+
+    let owner = env.owner.to_str().unwrap();
+    let prune = |extra: &[&str]| {
+        let mut args = vec!["prune", "-r", &env.repo, "-i", owner, "--json"];
+        args.extend(extra);
+        let out = vault_at(&moto.endpoint(), &args, &[]);
+        assert_success(&out);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let dry = prune(&["--dry-run"]);
+    assert_eq!(dry["object_lock"]["locks_extended"], 1, "{dry}");
+    assert!(s3.locked_until(&pack).unwrap().unwrap() < Utc::now() + chrono::Duration::hours(2));
+    let r = prune(&[]);
+    assert_eq!(r["object_lock"]["locks_extended"], 1, "{r}");
+    assert!(
+        r["object_lock"]["objects_checked"].as_u64().unwrap() >= 4,
+        "{r}"
+    );
+    let until = s3.locked_until(&pack).unwrap().unwrap();
+    let expected = Utc::now() + chrono::Duration::days(3);
+    assert!(
+        (until - expected).num_minutes().abs() < 10,
+        "{until} vs {expected}"
+    );
+    // Nothing left to lengthen on the next run.
+    assert_eq!(prune(&[])["object_lock"]["locks_extended"], 0);
+}
