@@ -143,29 +143,15 @@ pub fn run(repo: &Repository, opts: &DrillOptions, pg_url: PgUrl<'_>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{SourceRecord, SourceStatus, Totals};
+    use crate::snapshot::SourceStatus;
 
     fn snap(host: &str, path: &str, secs: i64) -> Snapshot {
-        Snapshot {
-            time: chrono::DateTime::from_timestamp(secs, 0).unwrap(),
-            host: host.into(),
-            user: "root".into(),
-            tags: vec![],
-            sources: vec![SourceRecord {
-                kind: "paths".into(),
-                name: path.into(),
-                paths: vec![path.into()],
-                status: SourceStatus::Ok,
-                command: None,
-                details: None,
-            }],
-            root: Id([0; 32]),
-            totals: Totals::default(),
-            errors: vec![],
-            certificates: vec![],
-            parent: None,
-            program_version: "t".into(),
-        }
+        crate::snapshot::test_snapshot(
+            chrono::DateTime::from_timestamp(secs, 0).unwrap(),
+            host,
+            path,
+            SourceStatus::Ok,
+        )
     }
 
     #[test]

@@ -108,3 +108,33 @@ impl Snapshot {
         self.errors.is_empty() && self.sources.iter().all(|s| s.status == SourceStatus::Ok)
     }
 }
+
+/// A snapshot header of one `paths` source, for unit tests elsewhere.
+#[cfg(test)]
+pub(crate) fn test_snapshot(
+    time: chrono::DateTime<chrono::Utc>,
+    host: &str,
+    path: &str,
+    status: SourceStatus,
+) -> Snapshot {
+    Snapshot {
+        time,
+        host: host.into(),
+        user: "root".into(),
+        tags: vec![],
+        sources: vec![SourceRecord {
+            kind: "paths".into(),
+            name: path.into(),
+            paths: vec![path.into()],
+            status,
+            command: None,
+            details: None,
+        }],
+        root: Id([0; 32]),
+        totals: Totals::default(),
+        errors: vec![],
+        certificates: vec![],
+        parent: None,
+        program_version: "test".into(),
+    }
+}

@@ -340,33 +340,14 @@ pub fn prometheus(report: &StatusReport) -> String {
 mod tests {
     use super::*;
     use crate::restore::DrillSummary;
-    use crate::snapshot::{SourceRecord, SourceStatus as St, Totals};
+    use crate::snapshot::SourceStatus as St;
 
     fn t(h: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + h * 3600, 0).unwrap()
     }
 
     fn snap(h: i64, host: &str, status: St) -> Snapshot {
-        Snapshot {
-            time: t(h),
-            host: host.into(),
-            user: "root".into(),
-            tags: vec![],
-            sources: vec![SourceRecord {
-                kind: "paths".into(),
-                name: "/etc".into(),
-                paths: vec!["/etc".into()],
-                status,
-                command: None,
-                details: None,
-            }],
-            root: Id([0; 32]),
-            totals: Totals::default(),
-            errors: vec![],
-            certificates: vec![],
-            parent: None,
-            program_version: "test".into(),
-        }
+        crate::snapshot::test_snapshot(t(h), host, "/etc", status)
     }
 
     fn drill(h: i64, snapshot: u8, passed: bool) -> DrillRecord {

@@ -30,21 +30,7 @@ fn packs(repo: &Path) -> BTreeMap<String, u64> {
 
 /// Snapshot ids `vault snapshots --json` lists.
 fn snapshot_ids(env: &Env, repo: &str) -> Vec<String> {
-    let out = run(&[
-        "snapshots",
-        "-r",
-        repo,
-        "-i",
-        env.writer_key.to_str().unwrap(),
-        "--json",
-    ]);
-    assert_success(&out);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_owned())
-        .collect()
+    snapshot_ids_in(repo, &env.writer_key)
 }
 
 /// `vault copy -r SOURCE -i KEY --to TARGET --json ARGS`: the output and its report.

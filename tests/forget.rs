@@ -6,14 +6,7 @@ use std::fs;
 use crate::util::*;
 
 fn snapshot_ids(env: &Env) -> Vec<String> {
-    let out = env.vault(&["snapshots"], &env.writer_key, &["--json"]);
-    assert_success(&out);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_owned())
-        .collect()
+    snapshot_ids_in(env.repo.to_str().unwrap(), &env.writer_key)
 }
 
 fn backup_as(env: &Env, host: &str, src: &std::path::Path) -> String {

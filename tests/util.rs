@@ -313,3 +313,22 @@ pub fn source_of_kind<'a>(v: &'a serde_json::Value, kind: &str) -> &'a serde_jso
         .find(|s| s["kind"] == kind)
         .unwrap_or_else(|| panic!("no {kind} source in {v}"))
 }
+
+/// The snapshot ids `vault snapshots --json` lists for `repo`, read with `key`.
+pub fn snapshot_ids_in(repo: &str, key: &Path) -> Vec<String> {
+    let out = run(&[
+        "snapshots",
+        "-r",
+        repo,
+        "-i",
+        key.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect()
+}
