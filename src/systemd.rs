@@ -191,6 +191,15 @@ fn service(opts: &UnitOptions, credentials: &[Credential], job: Job) -> String {
         esc_path(&opts.vault_bin),
         esc_path(&opts.config)
     );
+    // After a successful run, refresh `vault status` (the journal line, and
+    // the Prometheus textfile when [status] prometheus_file names one, which
+    // then needs a --write-path). `-`: a stale figure elsewhere must not
+    // fail this run.
+    s += &format!(
+        "ExecStartPost=-{} --config {} status\n",
+        esc_path(&opts.vault_bin),
+        esc_path(&opts.config)
+    );
     for c in credentials {
         let Some(var) = credential_use(&c.name, job) else {
             continue;
@@ -379,6 +388,7 @@ mod tests {
             "Type=oneshot",
             "User=vault",
             "ExecStart=/usr/local/bin/vault --config /etc/vault/vault.toml backup",
+            "ExecStartPost=-/usr/local/bin/vault --config /etc/vault/vault.toml status",
             "LoadCredential=writer.key:/etc/vault/writer.key",
             "Environment=VAULT_IDENTITY=%d/writer.key",
             "Environment=VAULT_CACHE_DIR=%C/vault",
