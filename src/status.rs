@@ -84,6 +84,8 @@ pub struct StatusReport {
     pub sources: Vec<SourceStatus>,
     /// Certificates expiring within the warning span.
     pub expiring_certificates: Vec<ExpiringCertificate>,
+    /// Snapshots dated in the future, left out of the figures.
+    pub future_snapshots: Vec<String>,
     /// Snapshot headers or drill records that could not be read.
     pub unreadable: Vec<String>,
     /// Whether every source is within its thresholds and nothing is expiring.
@@ -114,9 +116,28 @@ pub fn compute(
     thresholds: &Thresholds,
     now: DateTime<Utc>,
 ) -> StatusReport {
+    // A header dated ahead of the clock (skew, or forged with a writer key)
+    // must not make a stale source look fresh: it is reported instead.
+    let horizon = now + Duration::hours(crate::retention::FUTURE_SLACK_HOURS);
+    let future: Vec<String> = snapshots
+        .iter()
+        .filter(|(_, s)| s.time > horizon)
+        .map(|(id, s)| {
+            format!(
+                "snapshot {} from {} is dated {}, in the future (clock skew or a forged header)",
+                id.short(),
+                s.host,
+                s.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+        })
+        .collect();
+    let snapshots: Vec<&(Id, Snapshot)> = snapshots
+        .iter()
+        .filter(|(_, s)| s.time <= horizon)
+        .collect();
     let by_id: BTreeMap<Id, &Snapshot> = snapshots.iter().map(|(id, s)| (*id, s)).collect();
     let mut sources: BTreeMap<(String, String), SourceStatus> = BTreeMap::new();
-    for (_, snap) in snapshots {
+    for (_, snap) in snapshots.iter().copied() {
         for src in &snap.sources {
             let key = (snap.host.clone(), format!("{}:{}", src.kind, src.name));
             let entry = sources.entry(key.clone()).or_insert_with(|| SourceStatus {
@@ -202,7 +223,7 @@ pub fn compute(
     }
     // Certificates: from each host's newest snapshot, so renewed ones drop out.
     let mut newest: BTreeMap<&str, &Snapshot> = BTreeMap::new();
-    for (_, snap) in snapshots {
+    for (_, snap) in snapshots.iter().copied() {
         let e = newest.entry(&snap.host).or_insert(snap);
         if snap.time >= e.time {
             *e = snap;
@@ -220,11 +241,12 @@ pub fn compute(
             }
         }
     }
-    all_ok &= expiring.is_empty();
+    all_ok &= expiring.is_empty() && future.is_empty();
     StatusReport {
         time: now,
         sources: sources.into_values().collect(),
         expiring_certificates: expiring,
+        future_snapshots: future,
         unreadable: Vec::new(),
         ok: all_ok && !snapshots.is_empty(),
     }
@@ -414,6 +436,23 @@ mod tests {
             !compute(&[], &[], &Thresholds::default(), t(1)).ok,
             "no snapshots is not ok"
         );
+    }
+
+    #[test]
+    fn a_snapshot_dated_in_the_future_does_not_make_a_stale_source_fresh() {
+        let snaps = vec![
+            (Id([1; 32]), snap(0, "db1", St::Ok)),
+            (Id([2; 32]), snap(24 * 365, "db1", St::Ok)),
+        ];
+        let r = compute(&snaps, &[drill(1, 1, true)], &Thresholds::default(), t(48));
+        assert!(!r.ok);
+        assert_eq!(r.sources[0].last_complete_backup, Some(t(0)));
+        assert!(
+            r.sources[0].problems[0].contains("2d 0h old"),
+            "{:?}",
+            r.sources[0].problems
+        );
+        assert!(r.future_snapshots[0].contains("in the future"));
     }
 
     #[test]

@@ -96,6 +96,9 @@ fn print(r: &StatusReport) {
             c.days_left
         );
     }
+    for f in &r.future_snapshots {
+        println!("{}", sanitize(f));
+    }
     for u in &r.unreadable {
         println!("unreadable: {}", sanitize(u));
     }
