@@ -744,3 +744,33 @@ fn planted_index_entries_cannot_hide_genuine_copies() {
     assert_success(&out);
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
 }
+
+#[test]
+fn a_snapshot_forged_into_the_future_is_not_latest_and_status_names_it() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("f"), b"old\n");
+    let old = env.backup(&[&src]);
+    write(&src.join("f"), b"newest content\n");
+    env.backup(&[&src]);
+    // A writer-key holder re-publishes the old snapshot dated a year ahead.
+    let repo = Repository::open(
+        Arc::new(LocalStorage::new(&env.repo)),
+        Access::IdentityFile(&env.writer_key),
+    )
+    .unwrap();
+    let (_, mut forged) = repo.find_snapshot(&old).unwrap();
+    forged.time += chrono::Duration::days(365);
+    repo.put_shared_json(ObjectKind::Snapshot, &forged).unwrap();
+
+    let target = env.path("restored");
+    assert_success(&env.restore("latest", &target));
+    let restored = target.join(src.strip_prefix("/").unwrap()).join("f");
+    assert_eq!(fs::read(restored).unwrap(), b"newest content\n");
+    let out = env.vault(&["status"], &env.writer_key, &[]);
+    assert_code(&out, 1);
+    assert_contains(
+        &stdout(&out),
+        "in the future (clock skew or a forged header)",
+    );
+}

@@ -582,14 +582,23 @@ impl Repository {
         Ok((out, damaged))
     }
 
-    /// Finds a snapshot by `latest`, a full id, or a unique id prefix.
+    /// Finds a snapshot by `latest` (the newest not dated in the future), a
+    /// full id, or a unique id prefix.
     pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
-        let (all, _) = self.snapshots()?;
+        let (mut all, _) = self.snapshots()?;
         if spec == "latest" {
-            return all
-                .into_iter()
-                .last()
-                .ok_or_else(|| Error::SnapshotNotFound(spec.into()));
+            // Not one dated ahead of the clock (skew, or a header forged with
+            // the writer key): it would shadow every real snapshot.
+            let horizon =
+                chrono::Utc::now() + chrono::Duration::hours(crate::retention::FUTURE_SLACK_HOURS);
+            let current = all.iter().rposition(|(_, s)| s.time <= horizon);
+            return match current {
+                Some(i) => Ok(all.swap_remove(i)),
+                None => all
+                    .into_iter()
+                    .last()
+                    .ok_or_else(|| Error::SnapshotNotFound(spec.into())),
+            };
         }
         let spec_l = spec.to_ascii_lowercase();
         let mut hits: Vec<_> = all
