@@ -68,18 +68,6 @@ pub struct ForgetReport {
 /// A host and its sorted sources: snapshots sharing one form a group.
 type GroupKey = (String, Vec<String>);
 
-/// The grouping key of a snapshot.
-fn group_key(s: &Snapshot) -> GroupKey {
-    let mut sources: Vec<String> = s
-        .sources
-        .iter()
-        .map(|x| format!("{}:{}", x.kind, x.name))
-        .collect();
-    sources.sort();
-    sources.dedup();
-    (s.host.clone(), sources)
-}
-
 /// Plans (and unless `dry_run`, applies) `opts.policy` to `repo` with the
 /// calendar of `tz` and the clock `now`. Owner key required.
 pub fn forget<Tz: TimeZone>(
@@ -102,7 +90,7 @@ pub fn forget<Tz: TimeZone>(
         {
             continue;
         }
-        groups.entry(group_key(&s)).or_default().push((id, s));
+        groups.entry(s.group_key()).or_default().push((id, s));
     }
     let mut report = ForgetReport {
         dry_run: opts.dry_run,

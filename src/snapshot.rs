@@ -103,6 +103,26 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The host and the sorted `kind:name` of its sources: snapshots sharing
+    /// it form one series (for retention, drills and status).
+    pub fn group_key(&self) -> (String, Vec<String>) {
+        let mut sources: Vec<String> = self
+            .sources
+            .iter()
+            .map(|x| format!("{}:{}", x.kind, x.name))
+            .collect();
+        sources.sort();
+        sources.dedup();
+        (self.host.clone(), sources)
+    }
+
+    /// Whether it is dated more than
+    /// [`FUTURE_SLACK_HOURS`](crate::retention::FUTURE_SLACK_HOURS) after
+    /// `now`: clock skew, or a header forged with the writer key.
+    pub fn is_in_the_future(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.time > now + chrono::Duration::hours(crate::retention::FUTURE_SLACK_HOURS)
+    }
+
     /// Whether every source was read completely.
     pub fn is_complete(&self) -> bool {
         self.errors.is_empty() && self.sources.iter().all(|s| s.status == SourceStatus::Ok)

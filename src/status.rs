@@ -118,10 +118,9 @@ pub fn compute(
 ) -> StatusReport {
     // A header dated ahead of the clock (skew, or forged with a writer key)
     // must not make a stale source look fresh: it is reported instead.
-    let horizon = now + Duration::hours(crate::retention::FUTURE_SLACK_HOURS);
     let future: Vec<String> = snapshots
         .iter()
-        .filter(|(_, s)| s.time > horizon)
+        .filter(|(_, s)| s.is_in_the_future(now))
         .map(|(id, s)| {
             format!(
                 "snapshot {} from {} is dated {}, in the future (clock skew or a forged header)",
@@ -133,7 +132,7 @@ pub fn compute(
         .collect();
     let snapshots: Vec<&(Id, Snapshot)> = snapshots
         .iter()
-        .filter(|(_, s)| s.time <= horizon)
+        .filter(|(_, s)| !s.is_in_the_future(now))
         .collect();
     let by_id: BTreeMap<Id, &Snapshot> = snapshots.iter().map(|(id, s)| (*id, s)).collect();
     let mut sources: BTreeMap<(String, String), SourceStatus> = BTreeMap::new();

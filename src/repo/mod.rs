@@ -589,9 +589,8 @@ impl Repository {
         if spec == "latest" {
             // Not one dated ahead of the clock (skew, or a header forged with
             // the writer key): it would shadow every real snapshot.
-            let horizon =
-                chrono::Utc::now() + chrono::Duration::hours(crate::retention::FUTURE_SLACK_HOURS);
-            let current = all.iter().rposition(|(_, s)| s.time <= horizon);
+            let now = chrono::Utc::now();
+            let current = all.iter().rposition(|(_, s)| !s.is_in_the_future(now));
             return match current {
                 Some(i) => Ok(all.swap_remove(i)),
                 None => all
