@@ -44,13 +44,13 @@ impl<'a> PruneLock<'a> {
             pid: std::process::id(),
             nonce: hex::encode(nonce),
         };
-        let id = repo.put_shared_json(ObjectKind::Lock, &record)?;
+        let id = repo.put_transient_json(ObjectKind::Lock, &record)?;
         let lock = PruneLock {
             repo,
             key: ObjectKind::Lock.key(&id),
         };
-        // Look after writing: of two prunes that start together, both see
-        // both locks, and the one with the later (time, id) steps back.
+        // Look after writing, so that of two prunes starting together each
+        // sees the other's lock.
         for obj in repo.storage().list(ObjectKind::Lock.prefix())? {
             let Some(other) = id_from_key(&obj.key) else {
                 continue;
@@ -78,18 +78,18 @@ impl<'a> PruneLock<'a> {
                 let _ = repo.storage().delete(&obj.key);
                 continue;
             }
-            if (held.time, other) < (now, id) {
-                lock.release();
-                return Err(Error::Usage(format!(
-                    "another prune is running: {} (pid {}) since {}; if it died, delete {} \
-                     or wait until the lock is {} hours old",
-                    held.host,
-                    held.pid,
-                    held.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    obj.key,
-                    STALE_AFTER.num_hours()
-                )));
-            }
+            // Any other live lock wins, whatever the clocks say: two
+            // prunes starting together both step back.
+            lock.release();
+            return Err(Error::Usage(format!(
+                "another prune is running: {} (pid {}) since {}; if it died, delete {} \
+                 or wait until the lock is {} hours old",
+                held.host,
+                held.pid,
+                held.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                obj.key,
+                STALE_AFTER.num_hours()
+            )));
         }
         Ok(lock)
     }

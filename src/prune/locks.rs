@@ -6,7 +6,7 @@
 //! readable — so that the promise "no snapshot's data can be deleted before
 //! it is `days` old" holds for every snapshot taken before the last prune.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -35,10 +35,13 @@ pub struct LockUpkeep {
 
 /// Lengthens retention where a recent snapshot needs it (no-op without
 /// Object Lock in the repository config).
+/// Only packs in `staying` (kept, not marked for deletion) are considered:
+/// a pack being repacked or deleted must not be locked again.
 pub fn keep_recent_locked(
     repo: &Repository,
     index: &Index,
     stored: &HashMap<Id, StoredPack>,
+    staying: &HashSet<Id>,
     snapshots: &[(Id, Snapshot)],
     now: DateTime<Utc>,
     dry_run: bool,
@@ -65,7 +68,7 @@ pub fn keep_recent_locked(
         let mut packs: Vec<Id> = blobs
             .iter()
             .flat_map(|b| index.locations(b).map(|l| l.pack).collect::<Vec<_>>())
-            .filter(|p| stored.contains_key(p))
+            .filter(|p| stored.contains_key(p) && staying.contains(p))
             .collect();
         packs.sort();
         packs.dedup();

@@ -110,18 +110,29 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     report.snapshots = snapshots.len() as u64;
     let referenced = referenced_blobs(repo, &loaded.index, snapshots.iter().map(|(_, s)| s.root))?;
     report.blobs_referenced = referenced.len() as u64;
+    let mut checker = BlobReader::new(repo);
     let plan = plan::plan(
         &stored,
         &loaded.index,
         &loaded.condemned,
         &referenced,
         &opts.rules,
+        &mut |blob, loc| checker.read(blob, loc).is_ok(),
     )?;
+    drop(checker);
     report.plan = plan.counts.clone();
+    let marked: HashSet<Id> = plan.marks.iter().map(|m| m.pack).collect();
+    let staying: HashSet<Id> = plan
+        .keep
+        .iter()
+        .filter(|p| !marked.contains(p))
+        .copied()
+        .collect();
     report.object_lock = locks::keep_recent_locked(
         repo,
         &loaded.index,
         &stored,
+        &staying,
         &snapshots,
         opts.rules.now,
         opts.dry_run,
@@ -145,32 +156,28 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
 
     if !unchanged {
         let new_packs = repack(repo, &plan.copy, &mut report)?;
-        report.index_files_written = write_index(repo, &loaded.index, &plan, new_packs)?;
-        let mut index_kept = false;
+        report.index_files_written = write_index(
+            repo,
+            &loaded.index,
+            &stored,
+            &plan,
+            new_packs,
+            opts.rules.now,
+        )?;
         for key in &loaded.files {
             match delete_unless_locked(repo.storage().as_ref(), key, opts.rules.now) {
                 Ok(()) => report.index_files_removed += 1,
-                Err(e) => {
-                    index_kept = true;
-                    report.not_deleted.push(e);
-                }
+                // A replaced index file that stays (Object Lock) may list
+                // packs deleted below; their marks, carried in the new
+                // index, tell readers and `vault check` that they went on
+                // purpose.
+                Err(e) => report.not_deleted.push(e),
             }
         }
-        // A replaced index file that stays (Object Lock, no permission) may
-        // list packs about to go; deleting them would leave it pointing at
-        // nothing, so they wait (still marked) for a later run.
-        if index_kept && !plan.delete.is_empty() {
-            report.not_deleted.push(format!(
-                "{} unused packs: kept until the replaced index files can be removed",
-                plan.delete.len()
-            ));
-        } else {
-            for pack in &plan.delete {
-                let key = ObjectKind::Pack(stored[pack].kind).key(pack);
-                if let Err(e) = delete_unless_locked(repo.storage().as_ref(), &key, opts.rules.now)
-                {
-                    report.not_deleted.push(e);
-                }
+        for pack in &plan.delete {
+            let key = ObjectKind::Pack(stored[pack].kind).key(pack);
+            if let Err(e) = delete_unless_locked(repo.storage().as_ref(), &key, opts.rules.now) {
+                report.not_deleted.push(e);
             }
         }
     }
@@ -294,8 +301,10 @@ fn repack(
 fn write_index(
     repo: &Repository,
     index: &Index,
+    stored: &HashMap<Id, StoredPack>,
     plan: &plan::PrunePlan,
     new_packs: Vec<IndexedPack>,
+    started: chrono::DateTime<chrono::Utc>,
 ) -> Result<u64> {
     let keep: HashSet<Id> = plan.keep.iter().copied().collect();
     let mut packs: HashMap<Id, IndexedPack> = HashMap::new();
@@ -308,7 +317,9 @@ fn write_index(
             .entry(loc.pack)
             .or_insert_with(|| IndexedPack {
                 id: loc.pack,
-                kind: loc.kind,
+                // From where the pack is stored, not from what an index
+                // file (perhaps a planted one) claimed.
+                kind: stored.get(&loc.pack).map_or(loc.kind, |p| p.kind),
                 blobs: Vec::new(),
             })
             .blobs
@@ -325,7 +336,15 @@ fn write_index(
         p.blobs.sort_by_key(|b| b.offset);
     }
     all.extend(new_packs);
+    // New marks count from now, when backups can first see them, not from
+    // the start of this run (walking trees and repacking take time).
+    let visible = chrono::Utc::now();
     let mut marks = plan.marks.clone();
+    for m in &mut marks {
+        if m.since == started {
+            m.since = visible;
+        }
+    }
     marks.sort_by_key(|m| m.pack);
     let mut written = 0;
     let mut chunks = all.chunks(PACKS_PER_INDEX_FILE);

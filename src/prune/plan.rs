@@ -97,28 +97,32 @@ pub fn plan(
     marked: &HashMap<Id, DateTime<Utc>>,
     referenced: &HashSet<Id>,
     rules: &PlanRules,
+    verify: &mut dyn FnMut(&Id, &BlobLocation) -> bool,
 ) -> Result<PrunePlan> {
     // Where each needed blob will be read from: a stored pack, preferring
-    // packs that are not marked.
+    // packs that are not marked. Index files are not authenticated, so when
+    // a blob is claimed by several packs the chosen copy is read and checked
+    // (`verify`) before the others may go: a planted entry must never make
+    // prune delete the genuine copy. A blob no copy of which verifies keeps
+    // every pack that claims it.
     let mut used: HashMap<Id, Vec<(Id, BlobLocation)>> = HashMap::new();
+    let mut pinned: HashSet<Id> = HashSet::new();
     let mut missing = Vec::new();
     for blob in referenced {
-        let mut best: Option<BlobLocation> = None;
-        for loc in index.locations(blob) {
-            if !stored.contains_key(&loc.pack) {
-                continue;
-            }
-            let better = match &best {
-                None => true,
-                Some(b) => marked.contains_key(&b.pack) && !marked.contains_key(&loc.pack),
-            };
-            if better {
-                best = Some(loc);
-            }
-        }
-        match best {
+        let mut candidates: Vec<BlobLocation> = index
+            .locations(blob)
+            .filter(|l| stored.contains_key(&l.pack))
+            .collect();
+        candidates.sort_by_key(|l| marked.contains_key(&l.pack));
+        let chosen = match candidates.len() {
+            0 => None,
+            1 => Some(candidates[0]),
+            _ => candidates.iter().copied().find(|l| verify(blob, l)),
+        };
+        match chosen {
             Some(loc) => used.entry(loc.pack).or_default().push((*blob, loc)),
-            None => missing.push(*blob),
+            None if candidates.is_empty() => missing.push(*blob),
+            None => pinned.extend(candidates.iter().map(|l| l.pack)),
         }
     }
     if !missing.is_empty() {
@@ -149,6 +153,11 @@ pub fn plan(
         out.counts.bytes += pack.size;
         let indexed = pack_bytes.get(id).copied().unwrap_or(0);
         let mark = marked.get(id).copied();
+        if pinned.contains(id) && !used.contains_key(id) {
+            out.keep.push(*id);
+            out.counts.packs_in_use += 1;
+            continue;
+        }
         match used.get(id) {
             None => {
                 // Nothing needs it: mark it, or delete it once the mark and
@@ -193,6 +202,19 @@ pub fn plan(
                     out.counts.packs_in_use += 1;
                 }
             }
+        }
+    }
+    // Marks of packs already deleted stay as long as some index file still
+    // lists the pack (an index file Object Lock keeps, say): they tell
+    // `vault check` that the pack went on purpose.
+    for (pack, _) in index.packs() {
+        if !stored.contains_key(&pack)
+            && let Some(since) = marked.get(&pack)
+        {
+            out.marks.push(CondemnedPack {
+                pack,
+                since: *since,
+            });
         }
     }
     // Copy in pack order so each old pack is read front to back once.
@@ -252,6 +274,46 @@ mod tests {
         ids.iter().map(|b| Id([*b; 32])).collect()
     }
 
+    /// Every copy verifies.
+    fn ok(_: &Id, _: &BlobLocation) -> bool {
+        true
+    }
+
+    #[test]
+    fn a_planted_claim_cannot_get_the_genuine_copy_deleted() {
+        // Blob 10 really is in pack 1; a planted index entry claims it is
+        // in pack 2 too, and pack 2 sorts first.
+        let (stored, index) = setup(&[(2, &[20, 10]), (1, &[10])]);
+        let mut genuine_only = |_: &Id, l: &BlobLocation| l.pack == Id([1; 32]);
+        let p = plan(
+            &stored,
+            &index,
+            &HashMap::new(),
+            &refs(&[10]),
+            &rules(48),
+            &mut genuine_only,
+        )
+        .unwrap();
+        assert!(
+            p.marks.iter().all(|m| m.pack != Id([1; 32])),
+            "{:?}",
+            p.marks
+        );
+        assert!(p.keep.contains(&Id([1; 32])));
+        // When no copy verifies, every claimant stays.
+        let mut none = |_: &Id, _: &BlobLocation| false;
+        let p = plan(
+            &stored,
+            &index,
+            &HashMap::new(),
+            &refs(&[10]),
+            &rules(48),
+            &mut none,
+        )
+        .unwrap();
+        assert!(p.marks.is_empty() && p.delete.is_empty(), "{:?}", p.marks);
+    }
+
     #[test]
     fn unused_packs_are_marked_first_and_deleted_only_after_the_grace_period() {
         let (stored, index) = setup(&[(1, &[10, 11]), (2, &[20])]);
@@ -261,6 +323,7 @@ mod tests {
             &HashMap::new(),
             &refs(&[10, 11]),
             &rules(48),
+            &mut ok,
         )
         .unwrap();
         assert!(first.delete.is_empty());
@@ -270,13 +333,43 @@ mod tests {
         assert_eq!(first.keep.len(), 2, "a marked pack stays indexed");
 
         let marks: HashMap<_, _> = [(Id([2; 32]), t(48))].into();
-        let early = plan(&stored, &index, &marks, &refs(&[10, 11]), &rules(60)).unwrap();
+        let early = plan(
+            &stored,
+            &index,
+            &marks,
+            &refs(&[10, 11]),
+            &rules(60),
+            &mut ok,
+        )
+        .unwrap();
         assert!(early.delete.is_empty(), "still inside the grace period");
         assert_eq!(early.counts.packs_waiting, 1);
 
-        let later = plan(&stored, &index, &marks, &refs(&[10, 11]), &rules(72)).unwrap();
+        let later = plan(
+            &stored,
+            &index,
+            &marks,
+            &refs(&[10, 11]),
+            &rules(72),
+            &mut ok,
+        )
+        .unwrap();
         assert_eq!(later.delete, vec![Id([2; 32])]);
         assert_eq!(later.keep, vec![Id([1; 32])]);
+    }
+
+    #[test]
+    fn marks_of_deleted_packs_stay_while_an_index_lists_them() {
+        let (mut stored, index) = setup(&[(1, &[10]), (2, &[20])]);
+        stored.remove(&Id([2; 32]));
+        let marks: HashMap<_, _> = [(Id([2; 32]), t(0)), (Id([9; 32]), t(0))].into();
+        let p = plan(&stored, &index, &marks, &refs(&[10]), &rules(72), &mut ok).unwrap();
+        let kept: Vec<Id> = p.marks.iter().map(|m| m.pack).collect();
+        assert_eq!(
+            kept,
+            vec![Id([2; 32])],
+            "pack 9 is in no index: its mark goes"
+        );
     }
 
     #[test]
@@ -284,7 +377,7 @@ mod tests {
         let (mut stored, index) = setup(&[(2, &[20])]);
         stored.get_mut(&Id([2; 32])).unwrap().modified = Some(t(70));
         let marks: HashMap<_, _> = [(Id([2; 32]), t(0))].into();
-        let p = plan(&stored, &index, &marks, &refs(&[]), &rules(72)).unwrap();
+        let p = plan(&stored, &index, &marks, &refs(&[]), &rules(72), &mut ok).unwrap();
         assert!(p.delete.is_empty());
         let unknown_age: HashMap<_, _> = stored
             .iter()
@@ -298,7 +391,15 @@ mod tests {
                 )
             })
             .collect();
-        let p = plan(&unknown_age, &index, &marks, &refs(&[]), &rules(72)).unwrap();
+        let p = plan(
+            &unknown_age,
+            &index,
+            &marks,
+            &refs(&[]),
+            &rules(72),
+            &mut ok,
+        )
+        .unwrap();
         assert!(p.delete.is_empty(), "no known age, no deletion");
     }
 
@@ -306,7 +407,7 @@ mod tests {
     fn a_marked_pack_a_snapshot_needs_again_is_unmarked() {
         let (stored, index) = setup(&[(2, &[20])]);
         let marks: HashMap<_, _> = [(Id([2; 32]), t(0))].into();
-        let p = plan(&stored, &index, &marks, &refs(&[20]), &rules(72)).unwrap();
+        let p = plan(&stored, &index, &marks, &refs(&[20]), &rules(72), &mut ok).unwrap();
         assert!(p.delete.is_empty());
         assert!(p.marks.is_empty());
         assert_eq!(p.counts.packs_unmarked, 1);
@@ -316,7 +417,15 @@ mod tests {
     fn mostly_unused_packs_are_repacked_and_copies_prefer_unmarked_packs() {
         let (stored, index) = setup(&[(1, &[10, 11, 12]), (2, &[13, 14]), (3, &[13])]);
         let marks: HashMap<_, _> = [(Id([2; 32]), t(47))].into();
-        let p = plan(&stored, &index, &marks, &refs(&[10, 13]), &rules(48)).unwrap();
+        let p = plan(
+            &stored,
+            &index,
+            &marks,
+            &refs(&[10, 13]),
+            &rules(48),
+            &mut ok,
+        )
+        .unwrap();
         assert_eq!(p.repack, vec![Id([1; 32])], "two thirds unused");
         assert_eq!(p.copy.len(), 1);
         assert_eq!(p.copy[0].0, Id([10; 32]));
@@ -338,6 +447,7 @@ mod tests {
             &HashMap::new(),
             &refs(&[10, 99]),
             &rules(1),
+            &mut ok,
         )
         .unwrap_err();
         assert!(err.to_string().contains("in no stored pack"), "{err}");

@@ -500,6 +500,15 @@ impl Repository {
         self.put_object(kind, &bytes)
     }
 
+    /// Like [`Repository::put_shared_json`], but never under Object Lock
+    /// retention (prune's lock, which must be deletable when prune ends).
+    pub fn put_transient_json<T: Serialize>(&self, kind: ObjectKind, value: &T) -> Result<Id> {
+        let bytes = seal_json(value, |b| self.keys.seal_shared(b))?;
+        let id = Id::of_bytes(&bytes);
+        self.storage.put_transient(&kind.key(&id), &bytes)?;
+        Ok(id)
+    }
+
     /// Reads, checks and decrypts a JSON object by key.
     pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
         let bytes = self.storage.get(key)?;
@@ -546,7 +555,11 @@ impl Repository {
             match self.get_json::<IndexFile>(&obj.key) {
                 Ok(file) => {
                     file.packs.iter().for_each(|p| loaded.index.add_pack(p));
-                    for mark in file.condemned {
+                    // A mark dated in the future (planted, or a skewed
+                    // clock) would keep a pack forever: ignored.
+                    let horizon = chrono::Utc::now()
+                        + chrono::Duration::hours(crate::retention::FUTURE_SLACK_HOURS);
+                    for mark in file.condemned.into_iter().filter(|m| m.since <= horizon) {
                         // Several records for one pack: the latest wins, so
                         // a pack waits the longest grace anyone asked for.
                         let since = loaded.condemned.entry(mark.pack).or_insert(mark.since);

@@ -161,6 +161,11 @@ impl<T: Read + Seek + Send> ReadSeek for T {}
 pub trait Storage: Send + Sync {
     /// Stores `data` under `key` unless an object already exists there.
     fn put(&self, key: &str, data: &[u8]) -> Result<PutOutcome, StorageError>;
+    /// Like [`Storage::put`], but never under Object Lock retention: for
+    /// small objects that must be deletable soon (prune's lock).
+    fn put_transient(&self, key: &str, data: &[u8]) -> Result<PutOutcome, StorageError> {
+        self.put(key, data)
+    }
     /// Reads a whole object.
     fn get(&self, key: &str) -> Result<Vec<u8>, StorageError>;
     /// Opens an object for streaming, seekable reads.

@@ -628,8 +628,16 @@ impl S3Storage {
 
     /// One PUT with `If-None-Match: *`.
     fn put_single(&self, key: &str, data: &[u8]) -> Result<PutOutcome, StorageError> {
+        self.put_single_with(key, data, self.current_lock())
+    }
+
+    fn put_single_with(
+        &self,
+        key: &str,
+        data: &[u8],
+        lock: Option<ObjectLock>,
+    ) -> Result<PutOutcome, StorageError> {
         let full = self.full(key);
-        let lock = self.current_lock();
         let class = &self.tuning.storage_class;
         let md5 = lock.map(|_| content_md5(data));
         let (client, bucket) = (&self.client, &self.bucket);
@@ -856,6 +864,10 @@ impl Storage for S3Storage {
         } else {
             self.put_single(key, data)
         }
+    }
+
+    fn put_transient(&self, key: &str, data: &[u8]) -> Result<PutOutcome, StorageError> {
+        self.put_single_with(key, data, None)
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {

@@ -325,3 +325,80 @@ fn prune_keeps_what_recent_snapshots_need_locked_for_the_full_period() {
     // Nothing left to lengthen on the next run.
     assert_eq!(prune(&[])["object_lock"]["locks_extended"], 0);
 }
+
+#[test]
+fn prune_deletes_expired_packs_even_while_locked_index_files_list_them() {
+    let moto = Moto::start();
+    moto.create_lock_bucket("expiry");
+    let env = S3Env::new("s3://expiry/h", 3 << 20);
+    let ep = moto.endpoint();
+    assert_success(&env.init(&ep, &["--object-lock-days", "3"]));
+    assert_success(&env.backup(&ep, &[]));
+    write(&env.src.join("big.bin"), &noise(3 << 20, 78));
+    assert_success(&env.backup(&ep, &[]));
+    let owner = env.owner.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec![args[0], "-r", &env.repo, "-i", owner];
+        all.extend(&args[1..]);
+        vault_at(&ep, &all, &[])
+    };
+    let s3 = S3Storage::open_with("s3://expiry/h", &moto.settings()).unwrap();
+    // The old snapshot and the packs come out of retention (as after
+    // `days`); the index files stay locked.
+    let mut expiring: Vec<String> = s3
+        .list("snapshots/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    expiring.sort();
+    expiring.extend(s3.list("data/").unwrap().into_iter().map(|o| o.key));
+    expiring.extend(s3.list("tree/").unwrap().into_iter().map(|o| o.key));
+    for key in &expiring {
+        shorten_retention_secs(&moto, "expiry", &format!("h/{key}"), 2);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while expiring
+        .iter()
+        .any(|k| s3.locked_until(k).unwrap().is_some())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_success(&run(&["forget", "--keep-last", "1"]));
+    let first = run(&["prune", "--grace", "0s", "--json"]);
+    assert_code(&first, 1); // the replaced index files are retained
+    let second = run(&["prune", "--grace", "0s", "--json"]);
+    let r: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert!(r["plan"]["packs_deleted"].as_u64().unwrap() >= 1, "{r}");
+    assert_contains(
+        &r["not_deleted"].to_string(),
+        "retained by Object Lock until",
+    );
+    // The index files that still list the deleted packs do not make the
+    // repository look damaged, and the kept snapshot restores.
+    let check = run(&["check", "--read-data", "--json"]);
+    assert_success(&check);
+    assert_contains(&stdout(&check), "deleted by prune are still listed");
+    assert_success(&env.restore_and_compare(&ep, &[]));
+}
+
+/// Sets an object's governance retention to end in `secs` seconds.
+fn shorten_retention_secs(moto: &Moto, bucket: &str, key: &str, secs: i64) {
+    let until = (Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339();
+    let script = "import boto3, sys, datetime\n\
+        s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
+            aws_access_key_id='test', aws_secret_access_key='testsecret')\n\
+        s3.put_object_retention(Bucket=sys.argv[2], Key=sys.argv[3],\n\
+            Retention={'Mode': 'GOVERNANCE',\n\
+                'RetainUntilDate': datetime.datetime.fromisoformat(sys.argv[4])},\n\
+            BypassGovernanceRetention=True)\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &moto.endpoint(), bucket, key, &until])
+        .output()
+        .unwrap();
+    assert_success(&out);
+}
