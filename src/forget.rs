@@ -98,7 +98,22 @@ pub fn forget<Tz: TimeZone>(
     };
     for ((host, sources), members) in groups {
         let times: Vec<DateTime<Utc>> = members.iter().map(|(_, s)| s.time).collect();
-        let decisions = retention::plan(&times, &opts.policy, tz, now)?;
+        let mut decisions = retention::plan(&times, &opts.policy, tz, now)?;
+        // Never forget the last good backup: a week of failed dumps under
+        // `--keep-daily 7` must not take the last complete snapshot along.
+        let newest_complete = members
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, s))| s.is_complete() && !s.is_in_the_future(now))
+            .max_by_key(|(_, (id, s))| (s.time, *id))
+            .map(|(i, _)| i);
+        if let Some(i) = newest_complete
+            && let Some(d) = decisions.iter_mut().find(|d| d.index == i)
+            && !d.keep
+        {
+            d.keep = true;
+            d.reasons.push("newest complete".into());
+        }
         let mut group = ForgetGroup {
             host,
             sources,

@@ -133,3 +133,49 @@ fn forget_refuses_the_writer_key_and_an_empty_policy() {
     assert_contains(&stderr(&out), "--keep-last");
     assert_eq!(snapshot_ids(&env).len(), 1);
 }
+
+#[test]
+fn the_newest_complete_snapshot_is_always_kept() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a"), b"a");
+    let night = |dump: &str| {
+        env.vault(
+            &["backup"],
+            &env.writer_key,
+            &[
+                "--no-cache",
+                "--json",
+                "--from-command",
+                dump,
+                "--stdin-filename",
+                "db.dump",
+                src.to_str().unwrap(),
+            ],
+        )
+    };
+    let out = night("echo dump");
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let good = v["id"].as_str().unwrap().to_owned();
+    // Two nights whose database dump failed: partial snapshots (exit 3).
+    for _ in 0..2 {
+        assert_code(&night("exit 1"), 3);
+    }
+    let out = env.vault(&["forget"], &env.owner_key, &["--keep-last", "1", "--json"]);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kept: Vec<&serde_json::Value> = v["forget"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["snapshots"].as_array().unwrap())
+        .filter(|s| s["keep"] == true)
+        .collect();
+    assert!(
+        kept.iter()
+            .any(|s| s["id"] == good.as_str() && s["reasons"][0] == "newest complete"),
+        "{v}"
+    );
+    assert!(snapshot_ids(&env).contains(&good));
+}
