@@ -146,6 +146,16 @@ pub struct CopyReport {
 pub fn copy(source: &Repository, target: &Repository, opts: &CopyOptions) -> Result<CopyReport> {
     source.keys().require_owner("copy")?;
     check_same_keys(source, target)?;
+    // No prune may run on the target meanwhile: a pack the target already
+    // stores (an interrupted copy's, say) may be marked for deletion there,
+    // and the copied snapshot is what will keep it.
+    let held = crate::prune::PruneLock::acquire(target, chrono::Utc::now())?;
+    let result = copy_locked(source, target, opts);
+    held.release();
+    result
+}
+
+fn copy_locked(source: &Repository, target: &Repository, opts: &CopyOptions) -> Result<CopyReport> {
     let mut report = CopyReport::default();
 
     // Which snapshots, oldest first, and which of them the target lacks.

@@ -1,5 +1,5 @@
-//! The prune lock: one `locks/<id>` object per running prune, so that two
-//! prunes never work on one repository at once. Backups take no lock (they
+//! The prune lock: one `locks/<id>` object per running prune (or copy into
+//! the repository), so that prune never runs beside another prune or a copy. Backups take no lock (they
 //! are protected by prune's grace period instead), and a backup host
 //! without delete permission never needs to remove one.
 
@@ -82,7 +82,7 @@ impl<'a> PruneLock<'a> {
             // prunes starting together both step back.
             lock.release();
             return Err(Error::Usage(format!(
-                "another prune is running: {} (pid {}) since {}; if it died, delete {} \
+                "another prune (or a copy into this repository) is running: {} (pid {}) since {}; if it died, delete {} \
                  or wait until the lock is {} hours old",
                 held.host,
                 held.pid,

@@ -27,7 +27,7 @@ use crate::repo::{BlobReader, ObjectKind, Repository, id_from_key};
 use crate::storage::Storage;
 use crate::tree::NodeKind;
 
-pub use lock::{LockRecord, STALE_AFTER};
+pub use lock::{LockRecord, PruneLock, STALE_AFTER};
 pub use locks::LockUpkeep;
 pub use plan::{PlanCounts, PlanRules, StoredPack};
 
