@@ -231,3 +231,34 @@ fn backups_running_beside_prune_lose_nothing() {
     assert_success(&env.restore(kept.last().unwrap(), &target));
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
 }
+
+#[test]
+fn a_backup_whose_reused_packs_vanish_meanwhile_writes_no_snapshot() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("f"), &noise(300_000, 3));
+    env.backup(&[&src]);
+    // Stand-in for a prune run with too short a grace period: the command
+    // source deletes every data pack while the backup runs (after it loaded
+    // the index and found the file's chunks there).
+    let wipe = format!(
+        "find {} -type f -delete; echo x",
+        env.repo.join("data").display()
+    );
+    let out = env.vault(
+        &["backup"],
+        &env.writer_key,
+        &[
+            "--no-cache",
+            "--from-command",
+            &wipe,
+            "--stdin-filename",
+            "x",
+            src.to_str().unwrap(),
+        ],
+    );
+    assert_code(&out, 1);
+    assert_contains(&stderr(&out), "were deleted while it ran");
+    let snaps = fs::read_dir(env.repo.join("snapshots")).unwrap().count();
+    assert_eq!(snaps, 1, "no snapshot pointing at deleted packs");
+}

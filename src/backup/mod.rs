@@ -312,6 +312,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         parent,
         program_version: env!("CARGO_PKG_VERSION").into(),
     };
+    ensure_still_stored(repo, &sink.relied_packs())?;
     let id = repo.put_shared_json(ObjectKind::Snapshot, &snapshot)?;
     if let Some(cache) = &cache {
         // Files modified in the last second could change again within the
@@ -465,6 +466,7 @@ fn assemble(
                     },
                 };
                 certificates.extend(data.certificates);
+                sink.rely_on(&data.content);
                 node.size = data.size;
                 node.content = data.content;
                 node.hash = Some(data.hash);
@@ -510,4 +512,32 @@ fn assemble(
     });
     certificates.dedup();
     Ok((root, cache_entries, totals, certificates))
+}
+
+/// Fails when a pack this run deduplicated against is gone: a prune whose
+/// grace period was shorter than this backup deleted it, and a snapshot
+/// written now would point at nothing. Better no snapshot than a broken one.
+fn ensure_still_stored(repo: &Repository, relied: &std::collections::HashSet<Id>) -> Result<()> {
+    if relied.is_empty() {
+        return Ok(());
+    }
+    let stored: std::collections::HashSet<Id> = [BlobKind::Data, BlobKind::Tree]
+        .into_iter()
+        .map(|k| repo.storage().list(ObjectKind::Pack(k).prefix()))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .filter_map(|o| crate::repo::id_from_key(&o.key))
+        .collect();
+    let mut gone: Vec<&Id> = relied.iter().filter(|p| !stored.contains(p)).collect();
+    gone.sort();
+    match gone.first() {
+        None => Ok(()),
+        Some(first) => Err(Error::Usage(format!(
+            "{} pack(s) this backup reuses were deleted while it ran (first: {first}) — a prune \
+             with a grace period shorter than this backup; no snapshot was written, run the \
+             backup again (it stores what is missing)",
+            gone.len()
+        ))),
+    }
 }

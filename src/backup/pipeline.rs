@@ -86,6 +86,8 @@ pub struct BlobSink<'a> {
     index: &'a Index,
     inflight: Mutex<HashSet<Id>>,
     stats: &'a Stats,
+    /// Packs holding blobs this run reuses instead of storing them.
+    relied: Mutex<HashSet<Id>>,
 }
 
 impl<'a> BlobSink<'a> {
@@ -95,7 +97,25 @@ impl<'a> BlobSink<'a> {
             index,
             inflight: Mutex::new(HashSet::new()),
             stats,
+            relied: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Notes that the snapshot will reference `ids`; those already stored
+    /// make the run depend on their packs (see [`BlobSink::relied_packs`]).
+    pub fn rely_on(&self, ids: &[Id]) {
+        let mut relied = self.relied.lock().expect("relied lock");
+        relied.extend(
+            ids.iter()
+                .filter_map(|id| self.index.get(id))
+                .map(|l| l.pack),
+        );
+    }
+
+    /// The packs of earlier backups this run deduplicated against: they must
+    /// still exist when the snapshot is written.
+    pub fn relied_packs(&self) -> HashSet<Id> {
+        self.relied.lock().expect("relied lock").clone()
     }
 
     /// Sends the blob on unless it is known. Returns `Err(())` when the
@@ -110,7 +130,11 @@ impl<'a> BlobSink<'a> {
         self.stats
             .bytes_scanned
             .fetch_add(data.len() as u64, Ordering::Relaxed);
-        if self.index.contains(&id) || !self.inflight.lock().expect("inflight lock").insert(id) {
+        if let Some(loc) = self.index.get(&id) {
+            self.relied.lock().expect("relied lock").insert(loc.pack);
+            return Ok(());
+        }
+        if !self.inflight.lock().expect("inflight lock").insert(id) {
             return Ok(());
         }
         self.stats.blobs_added.fetch_add(1, Ordering::Relaxed);
