@@ -34,6 +34,21 @@ pub fn explicit_config(args: &[OsString]) -> Option<PathBuf> {
     None
 }
 
+/// Whether the command line runs `vault config …` (which reports a bad
+/// configuration file itself instead of being stopped by it).
+pub fn is_config_command(args: &[OsString]) -> bool {
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let a = a.to_string_lossy();
+        if a == "--config" {
+            it.next();
+        } else if !a.starts_with('-') {
+            return a == "config";
+        }
+    }
+    false
+}
+
 fn collect(s: &Settings) -> Defaults {
     let mut d: Defaults = HashMap::new();
     let mut set = |cmd: &'static str, id: &'static str, vals: Vec<String>| {
@@ -160,4 +175,29 @@ pub fn apply_to_libraries(s: &Settings) {
         profile: s.s3.profile.clone(),
         credentials_file: s.s3.credentials_file.clone(),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn the_config_command_is_told_apart_from_a_path_named_config() {
+        assert!(is_config_command(&args(&["vault", "config", "check"])));
+        assert!(is_config_command(&args(&[
+            "vault", "--config", "f", "config", "check"
+        ])));
+        assert!(!is_config_command(&args(&["vault", "backup", "config"])));
+        assert!(!is_config_command(&args(&[
+            "vault", "--config", "config", "backup"
+        ])));
+        assert_eq!(
+            explicit_config(&args(&["vault", "--config=a.toml", "backup"])),
+            Some(PathBuf::from("a.toml"))
+        );
+    }
 }

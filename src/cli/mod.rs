@@ -403,7 +403,7 @@ pub fn main() -> ExitCode {
     let mut command = <Cli as clap::CommandFactory>::command();
     // `vault config check` reports a bad file itself; everything else
     // takes its defaults from the file and stops when it is invalid.
-    let checking_config = args.iter().any(|a| a == "config");
+    let checking_config = defaults::is_config_command(&args);
     match vault::settings::Settings::load_for_cli(defaults::explicit_config(&args).as_deref()) {
         Ok(Some(settings)) => {
             command = defaults::apply(command, &settings);
