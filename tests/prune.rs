@@ -262,3 +262,24 @@ fn a_backup_whose_reused_packs_vanish_meanwhile_writes_no_snapshot() {
     let snaps = fs::read_dir(env.repo.join("snapshots")).unwrap().count();
     assert_eq!(snaps, 1, "no snapshot pointing at deleted packs");
 }
+
+#[test]
+fn prune_removes_old_leftovers_of_killed_puts_and_keeps_fresh_ones() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a"), b"a");
+    env.backup(&[&src]);
+    let old = env.repo.join("data/.tmp-killed");
+    let fresh = env.repo.join("index/.tmp-writing");
+    write(&old, b"half a pack");
+    write(&fresh, b"being written");
+    let aged = std::process::Command::new("touch")
+        .args(["-d", "2 hours ago", old.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(aged.success());
+    let r = prune_json(&env, &["--grace", "0s"]);
+    assert_eq!(r["leftovers_removed"], 1, "{r}");
+    assert!(!old.exists());
+    assert!(fresh.exists(), "a put may still be writing it");
+}

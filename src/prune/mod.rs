@@ -181,8 +181,18 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
             }
         }
     }
-    let grace = opts.rules.grace.to_std().unwrap_or_default();
-    report.leftovers_removed = repo.storage().clean_leftovers(grace)?;
+    // A temporary file may belong to a put still being written (a backup
+    // running now): only those older than an hour, and than the grace, go.
+    let age = opts
+        .rules
+        .grace
+        .to_std()
+        .unwrap_or_default()
+        .max(std::time::Duration::from_secs(3600));
+    match repo.storage().clean_leftovers(age) {
+        Ok(n) => report.leftovers_removed = n,
+        Err(e) => tracing::warn!("leftovers of interrupted writes not removed: {e}"),
+    }
     Ok(report)
 }
 

@@ -151,7 +151,12 @@ fn remove_old_temporaries(
     };
     for entry in entries {
         let entry = entry?;
-        let meta = entry.metadata()?;
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            // Linked and removed by a put finishing meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         if meta.is_dir() {
             remove_old_temporaries(&entry.path(), older_than, removed)?;
         } else if entry.file_name().to_string_lossy().starts_with(".tmp-")
