@@ -28,3 +28,7 @@ echo "== vault restore latest --verify (owner key)"
 
 echo "== vault check --read-data --storage"
 "$vault" check -r "$work/repo" -i "$work/owner.key" --read-data --storage
+
+echo "== vault status (writer key: last backup and last passed drill per source)"
+"$vault" status -r "$work/repo" -i "$work/writer.key" --prometheus "$work/vault.prom"
+grep '^vault_status_ok' "$work/vault.prom"
