@@ -372,6 +372,19 @@ impl S3Env {
         vault_at(endpoint, &args, envs)
     }
 
+    /// `vault COMMAND -r REPO -i OWNER ARGS…` against `endpoint`.
+    pub fn as_owner(&self, endpoint: &str, command: &str, args: &[&str]) -> std::process::Output {
+        let mut all = vec![
+            command,
+            "-r",
+            &self.repo,
+            "-i",
+            self.owner.to_str().unwrap(),
+        ];
+        all.extend(args);
+        vault_at(endpoint, &all, &[])
+    }
+
     /// `vault snapshots` with the writer key.
     pub fn snapshots(&self, endpoint: &str, envs: &[(&str, &str)]) -> std::process::Output {
         let args = [
@@ -439,11 +452,8 @@ fn forget_and_prune_work_on_s3() {
     assert_success(&env.backup(&endpoint, &[]));
     write(&env.src.join("big.bin"), &noise(2_000_000, 78));
     assert_success(&env.backup(&endpoint, &[]));
-    let owner = env.owner.to_str().unwrap();
     let maint = |args: &[&str]| {
-        let mut all = vec![args[0], "-r", &env.repo, "-i", owner];
-        all.extend(&args[1..]);
-        let out = vault_at(&endpoint, &all, &[]);
+        let out = env.as_owner(&endpoint, args[0], &args[1..]);
         assert_success(&out);
         out
     };

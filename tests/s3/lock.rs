@@ -96,12 +96,7 @@ fn object_lock_retains_every_object_and_refuses_deletes() {
     // forget respects the lock: it names the object and the date, and the
     // snapshot stays. (A second backup gives forget something to remove.)
     assert_success(&env.backup(&moto.endpoint(), &[]));
-    let owner = env.owner.to_str().unwrap();
-    let out = vault_at(
-        &moto.endpoint(),
-        &["forget", "-r", &env.repo, "-i", owner, "--keep-last", "1"],
-        &[],
-    );
+    let out = env.as_owner(&moto.endpoint(), "forget", &["--keep-last", "1"]);
     assert_code(&out, 1);
     assert_contains(&stderr(&out), "retained by Object Lock until");
     assert_eq!(s3.list("snapshots/").unwrap().len(), 2, "nothing removed");
@@ -267,10 +262,11 @@ fn the_storage_class_setting_applies_to_single_and_multipart_puts() {
     assert_contains(&stderr(&out), "is not an S3 storage class");
 }
 
-/// Shortens an object's governance retention (as an administrator with
-/// s3:BypassGovernanceRetention could), to stand for a pack stored long ago.
-fn shorten_retention(moto: &Moto, bucket: &str, key: &str, hours: i64) {
-    let until = (Utc::now() + chrono::Duration::hours(hours)).to_rfc3339();
+/// Shortens an object's governance retention to end `left` from now (as an
+/// administrator with s3:BypassGovernanceRetention could), to stand for a
+/// pack stored long ago.
+fn shorten_retention(moto: &Moto, bucket: &str, key: &str, left: chrono::Duration) {
+    let until = (Utc::now() + left).to_rfc3339();
     let script = "import boto3, sys, datetime\n\
         s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
             aws_access_key_id='test', aws_secret_access_key='testsecret')\n\
@@ -295,15 +291,19 @@ fn prune_keeps_what_recent_snapshots_need_locked_for_the_full_period() {
     let s3 = S3Storage::open_with("s3://upkeep/h", &moto.settings()).unwrap();
     let pack = s3.list("data/").unwrap().remove(0).key;
     // As if the pack had been stored (and locked) long ago.
-    shorten_retention(&moto, "upkeep", &format!("h/{pack}"), 1);
+    shorten_retention(
+        &moto,
+        "upkeep",
+        &format!("h/{pack}"),
+        chrono::Duration::hours(1),
+    );
     let short = s3.locked_until(&pack).unwrap().unwrap();
     assert!(short < Utc::now() + chrono::Duration::hours(2), "{short}");
 
-    let owner = env.owner.to_str().unwrap();
     let prune = |extra: &[&str]| {
-        let mut args = vec!["prune", "-r", &env.repo, "-i", owner, "--json"];
+        let mut args = vec!["--json"];
         args.extend(extra);
-        let out = vault_at(&moto.endpoint(), &args, &[]);
+        let out = env.as_owner(&moto.endpoint(), "prune", &args);
         assert_success(&out);
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
@@ -336,12 +336,7 @@ fn prune_deletes_expired_packs_even_while_locked_index_files_list_them() {
     assert_success(&env.backup(&ep, &[]));
     write(&env.src.join("big.bin"), &noise(3 << 20, 78));
     assert_success(&env.backup(&ep, &[]));
-    let owner = env.owner.to_str().unwrap();
-    let run = |args: &[&str]| {
-        let mut all = vec![args[0], "-r", &env.repo, "-i", owner];
-        all.extend(&args[1..]);
-        vault_at(&ep, &all, &[])
-    };
+    let run = |args: &[&str]| env.as_owner(&ep, args[0], &args[1..]);
     let s3 = S3Storage::open_with("s3://expiry/h", &moto.settings()).unwrap();
     // The old snapshot and the packs come out of retention (as after
     // `days`); the index files stay locked.
@@ -355,7 +350,12 @@ fn prune_deletes_expired_packs_even_while_locked_index_files_list_them() {
     expiring.extend(s3.list("data/").unwrap().into_iter().map(|o| o.key));
     expiring.extend(s3.list("tree/").unwrap().into_iter().map(|o| o.key));
     for key in &expiring {
-        shorten_retention_secs(&moto, "expiry", &format!("h/{key}"), 2);
+        shorten_retention(
+            &moto,
+            "expiry",
+            &format!("h/{key}"),
+            chrono::Duration::seconds(2),
+        );
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while expiring
@@ -384,21 +384,4 @@ fn prune_deletes_expired_packs_even_while_locked_index_files_list_them() {
     assert_success(&check);
     assert_contains(&stdout(&check), "deleted by prune are still listed");
     assert_success(&env.restore_and_compare(&ep, &[]));
-}
-
-/// Sets an object's governance retention to end in `secs` seconds.
-fn shorten_retention_secs(moto: &Moto, bucket: &str, key: &str, secs: i64) {
-    let until = (Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339();
-    let script = "import boto3, sys, datetime\n\
-        s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
-            aws_access_key_id='test', aws_secret_access_key='testsecret')\n\
-        s3.put_object_retention(Bucket=sys.argv[2], Key=sys.argv[3],\n\
-            Retention={'Mode': 'GOVERNANCE',\n\
-                'RetainUntilDate': datetime.datetime.fromisoformat(sys.argv[4])},\n\
-            BypassGovernanceRetention=True)\n";
-    let out = std::process::Command::new("python3")
-        .args(["-c", script, &moto.endpoint(), bucket, key, &until])
-        .output()
-        .unwrap();
-    assert_success(&out);
 }
