@@ -175,13 +175,9 @@ pub fn check(repo: &Repository, opts: &CheckOptions, report: &mut CheckReport) -
     for e in loaded.damaged {
         report.add(Severity::Error, "index", e.to_string());
     }
-    let stored: HashMap<Id, u64> = [BlobKind::Data, BlobKind::Tree]
+    let stored: HashMap<Id, u64> = crate::repo::list_packs(repo.storage().as_ref())?
         .into_iter()
-        .map(|k| repo.storage().list(ObjectKind::Pack(k).prefix()))
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .flatten()
-        .filter_map(|o| Some((id_from_key(&o.key)?, o.size)))
+        .map(|(id, p)| (id, p.size))
         .collect();
     if opts.structure {
         check_structure(repo, &index, &condemned, &stored, report)?;

@@ -341,15 +341,10 @@ fn select(source: &Repository, specs: &[String]) -> Result<Vec<(Id, Id)>> {
 
 /// Every stored data and tree pack with its size.
 fn list_packs(storage: &dyn Storage) -> Result<HashMap<Id, u64>> {
-    let mut out = HashMap::new();
-    for kind in [BlobKind::Data, BlobKind::Tree] {
-        for obj in storage.list(ObjectKind::Pack(kind).prefix())? {
-            if let Some(id) = id_from_key(&obj.key) {
-                out.insert(id, obj.size);
-            }
-        }
-    }
-    Ok(out)
+    Ok(crate::repo::list_packs(storage)?
+        .into_iter()
+        .map(|(id, p)| (id, p.size))
+        .collect())
 }
 
 /// The target's index restricted to packs it stores and prune has not

@@ -144,13 +144,8 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     // Dedupe only against packs that are really stored and that prune has
     // not marked for deletion: an index entry pointing nowhere (or soon
     // nowhere) must not make a backup skip a blob.
-    let stored: std::collections::HashSet<Id> = [BlobKind::Data, BlobKind::Tree]
-        .into_iter()
-        .map(|k| repo.storage().list(ObjectKind::Pack(k).prefix()))
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .flatten()
-        .filter_map(|o| crate::repo::id_from_key(&o.key))
+    let stored: std::collections::HashSet<Id> = crate::repo::list_packs(repo.storage().as_ref())?
+        .into_keys()
         .collect();
     index.retain_packs(|p| stored.contains(p) && !condemned.contains_key(p));
     // PostgreSQL sources: open each transaction now; it stays open (and its
@@ -521,13 +516,8 @@ fn ensure_still_stored(repo: &Repository, relied: &std::collections::HashSet<Id>
     if relied.is_empty() {
         return Ok(());
     }
-    let stored: std::collections::HashSet<Id> = [BlobKind::Data, BlobKind::Tree]
-        .into_iter()
-        .map(|k| repo.storage().list(ObjectKind::Pack(k).prefix()))
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .flatten()
-        .filter_map(|o| crate::repo::id_from_key(&o.key))
+    let stored: std::collections::HashSet<Id> = crate::repo::list_packs(repo.storage().as_ref())?
+        .into_keys()
         .collect();
     let mut gone: Vec<&Id> = relied.iter().filter(|p| !stored.contains(p)).collect();
     gone.sort();

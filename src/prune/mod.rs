@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{CondemnedPack, Index, IndexFile, IndexedPack};
 use crate::pack::{BlobKind, PackBuilder};
-use crate::repo::{BlobReader, ObjectKind, Repository, id_from_key};
+use crate::repo::{BlobReader, ObjectKind, Repository};
 use crate::storage::Storage;
 use crate::tree::NodeKind;
 
@@ -106,7 +106,7 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
              is clean"
         )));
     }
-    let stored = list_packs(repo.storage().as_ref())?;
+    let stored = crate::repo::list_packs(repo.storage().as_ref())?;
     report.snapshots = snapshots.len() as u64;
     let referenced = referenced_blobs(repo, &loaded.index, snapshots.iter().map(|(_, s)| s.root))?;
     report.blobs_referenced = referenced.len() as u64;
@@ -214,26 +214,6 @@ pub fn delete_unless_locked(
         _ => {}
     }
     storage.delete(key).map_err(|e| e.to_string())
-}
-
-/// Every data and tree pack in storage.
-fn list_packs(storage: &dyn Storage) -> Result<HashMap<Id, StoredPack>> {
-    let mut out = HashMap::new();
-    for kind in [BlobKind::Data, BlobKind::Tree] {
-        for obj in storage.list(ObjectKind::Pack(kind).prefix())? {
-            if let Some(id) = id_from_key(&obj.key) {
-                out.insert(
-                    id,
-                    StoredPack {
-                        kind,
-                        size: obj.size,
-                        modified: obj.modified,
-                    },
-                );
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Every tree and data blob reachable from `roots`. Fails on the first tree

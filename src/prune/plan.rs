@@ -17,18 +17,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{BlobLocation, CondemnedPack, Index};
-use crate::pack::BlobKind;
-
-/// A pack as storage lists it.
-#[derive(Debug, Clone, Copy)]
-pub struct StoredPack {
-    /// Data or tree pack (from its key prefix).
-    pub kind: BlobKind,
-    /// Size in bytes.
-    pub size: u64,
-    /// When storage wrote it, if known.
-    pub modified: Option<DateTime<Utc>>,
-}
+pub use crate::repo::StoredPack;
 
 /// Tuning of a prune run.
 #[derive(Debug, Clone, Copy)]
@@ -226,6 +215,7 @@ pub fn plan(
 mod tests {
     use super::*;
     use crate::index::{IndexedBlob, IndexedPack};
+    use crate::pack::BlobKind;
 
     fn t(h: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + h * 3600, 0).unwrap()

@@ -124,6 +124,38 @@ pub enum Access<'a> {
     Passphrase(SecretString),
 }
 
+/// A pack as storage lists it.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredPack {
+    /// Data or tree pack (from its key prefix, not from any index claim).
+    pub kind: BlobKind,
+    /// Size in bytes.
+    pub size: u64,
+    /// When storage wrote it, if known.
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Every data and tree pack in `storage`, by id. What is stored, not what
+/// index files claim: backups, check, prune and copy all start from it.
+pub fn list_packs(storage: &dyn Storage) -> Result<std::collections::HashMap<Id, StoredPack>> {
+    let mut out = std::collections::HashMap::new();
+    for kind in [BlobKind::Data, BlobKind::Tree] {
+        for obj in storage.list(ObjectKind::Pack(kind).prefix())? {
+            if let Some(id) = id_from_key(&obj.key) {
+                out.insert(
+                    id,
+                    StoredPack {
+                        kind,
+                        size: obj.size,
+                        modified: obj.modified,
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Every index file of a repository, loaded.
 #[derive(Default)]
 pub struct LoadedIndex {
