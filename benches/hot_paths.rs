@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, black_box};
 
-use vault::backup::{self, BackupOptions};
-use vault::chunk::{self, ChunkerParams};
 use vault::crypto::Seal;
-use vault::id::Id;
-use vault::pack::{BlobKind, PackBuilder};
-use vault::repo::config::{DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE};
+use vault::format::chunk::{self, ChunkerParams};
+use vault::format::config::{DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE};
+use vault::format::id::Id;
+use vault::format::pack::BlobKind;
+use vault::ops::backup::{self, BackupOptions};
+use vault::repo::packer::PackBuilder;
 use vault::repo::{Access, InitOptions, OwnerSpec, Repository};
 use vault::storage::{LocalStorage, Storage};
 

@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use vault::crypto::Keyring;
-use vault::id::Id;
-use vault::index::{IndexFile, IndexedPack};
-use vault::pack::{BlobKind, PackBuilder};
+use vault::format::id::Id;
+use vault::format::index::{IndexFile, IndexedPack};
+use vault::format::pack::BlobKind;
+use vault::format::snapshot::{Snapshot, SourceRecord, SourceStatus, Totals};
+use vault::format::tree::{Bytes, Node, NodeKind, Tree};
+use vault::repo::packer::PackBuilder;
 use vault::repo::{Access, ObjectKind, Repository};
-use vault::snapshot::{Snapshot, SourceRecord, SourceStatus, Totals};
 use vault::storage::LocalStorage;
-use vault::tree::{Bytes, Node, NodeKind, Tree};
 
 use crate::util::*;
 

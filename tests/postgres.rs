@@ -418,7 +418,8 @@ fn verify_fails_naming_a_table_that_lost_rows() {
         vault::repo::Access::IdentityFile(&env.owner_key),
     )
     .unwrap();
-    let mut snap: vault::snapshot::Snapshot = repo.get_json(&format!("snapshots/{id}")).unwrap();
+    let mut snap: vault::format::snapshot::Snapshot =
+        repo.get_json(&format!("snapshots/{id}")).unwrap();
     for s in &mut snap.sources {
         if let Some(d) = s.details.as_mut() {
             d["row_counts"]["public.orders"] = 5001.into();

@@ -14,15 +14,15 @@ use super::{
     ExitCode, InitArgs, KeyCommand, LockModeArg, LsArgs, ManArgs, RepoArgs, RestoreArgs,
     SnapshotsArgs, SystemdArgs,
 };
-use vault::backup::{self, BackupOptions, CommandSource};
-use vault::check::{self, CheckOptions, CheckReport, Severity};
-use vault::chunk::ChunkerParams;
 use vault::crypto;
+use vault::format::chunk::ChunkerParams;
+use vault::format::tree::NodeKind;
+use vault::ops::backup::{self, BackupOptions, CommandSource};
+use vault::ops::check::{self, CheckOptions, CheckReport, Severity};
+use vault::ops::restore::{self, RestoreOptions};
+use vault::repo::treewalk::{self, Next, Visit};
 use vault::repo::{Access, InitOptions, OwnerSpec, Repository};
-use vault::restore::{self, RestoreOptions};
 use vault::storage::{LockMode, ObjectLock};
-use vault::tree::NodeKind;
-use vault::treewalk::{self, Next, Visit};
 
 /// Runs one command; `config` is the `--config` file (or `VAULT_CONFIG`).
 pub fn run(command: Command, config: Option<PathBuf>) -> Result<ExitCode> {
@@ -171,14 +171,14 @@ fn backup(a: BackupArgs) -> Result<ExitCode> {
         })
         .collect();
     for conninfo in &a.postgres {
-        let has_password = vault::backup::conninfo_env(conninfo)
+        let has_password = vault::source::postgres::conninfo_env(conninfo)
             .map(|env| env.iter().any(|(k, _)| k == "PGPASSWORD"))
             .unwrap_or(false);
         if has_password {
             bail!(
                 "--postgres {}: a password on the command line is visible to every user of this \
                  host; put it in a passfile (PGPASSFILE, ~/.pgpass) or the PGPASSWORD environment variable",
-                vault::backup::redacted(conninfo)
+                vault::source::postgres::redacted(conninfo)
             );
         }
     }
@@ -249,7 +249,8 @@ fn snapshots(a: SnapshotsArgs) -> Result<ExitCode> {
         let v: Vec<_> = list
             .iter()
             .map(|(id, s)| {
-                let expiring = vault::keystore::expiring(&s.certificates, now, CERT_WARN_DAYS);
+                let expiring =
+                    vault::source::keystore::expiring(&s.certificates, now, CERT_WARN_DAYS);
                 json!({ "id": id, "snapshot": s, "expiring_certificates": expiring })
             })
             .collect();
@@ -285,7 +286,7 @@ fn snapshots(a: SnapshotsArgs) -> Result<ExitCode> {
 }
 
 /// Prints restore problems, one per line.
-fn print_problems(problems: &[vault::restore::Problem]) {
+fn print_problems(problems: &[vault::ops::restore::Problem]) {
     for p in problems {
         println!(
             "  {:?}: /{}: {}",
@@ -300,8 +301,8 @@ fn print_problems(problems: &[vault::restore::Problem]) {
 const CERT_WARN_DAYS: i64 = 30;
 
 /// Prints a warning line per certificate that expires soon.
-fn warn_expiring(certs: &[vault::keystore::CertInfo]) {
-    for c in vault::keystore::expiring(certs, chrono::Utc::now(), CERT_WARN_DAYS) {
+fn warn_expiring(certs: &[vault::format::snapshot::CertInfo]) {
+    for c in vault::source::keystore::expiring(certs, chrono::Utc::now(), CERT_WARN_DAYS) {
         println!(
             "  warning: certificate {} expires {}",
             sanitize(&c.subject),
@@ -414,8 +415,11 @@ fn restore(a: RestoreArgs) -> Result<ExitCode> {
     };
     let passed = !report.failed();
     if a.json {
-        let expiring =
-            vault::keystore::expiring(&snap.certificates, chrono::Utc::now(), CERT_WARN_DAYS);
+        let expiring = vault::source::keystore::expiring(
+            &snap.certificates,
+            chrono::Utc::now(),
+            CERT_WARN_DAYS,
+        );
         output::json(
             &json!({ "passed": passed, "drill": drill, "report": report, "expiring_certificates": expiring }),
         );
@@ -568,12 +572,12 @@ fn check(a: CheckArgs) -> Result<ExitCode> {
 fn drill(a: DrillArgs) -> Result<ExitCode> {
     let repo = open_repo(&a.repo)?;
     let day = (chrono::Utc::now().timestamp() / 86_400).max(0) as u64;
-    let opts = vault::drill::DrillOptions {
+    let opts = vault::ops::drill::DrillOptions {
         period_days: a.period_days,
         day,
         random_older: !a.no_random_older,
     };
-    let report = vault::drill::run(&repo, &opts, a.pg_url.as_deref())?;
+    let report = vault::ops::drill::run(&repo, &opts, a.pg_url.as_deref())?;
     if a.json {
         output::json(&report);
     } else {
@@ -637,7 +641,7 @@ fn systemd(a: SystemdArgs) -> Result<ExitCode> {
         Some(p) => p,
         None => std::env::current_exe().context("finding this vault binary (pass --vault-bin)")?,
     };
-    let units = vault::systemd::render(&vault::systemd::UnitOptions {
+    let units = vault::deploy::systemd::render(&vault::deploy::systemd::UnitOptions {
         vault_bin,
         user: a.user,
         group: a.group,

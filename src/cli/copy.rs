@@ -9,8 +9,8 @@ use clap::Args;
 
 use super::output::{self, size};
 use super::{ExitCode, RepoArgs};
-use vault::copy::{self, CopyOptions, CopyReport};
 use vault::crypto;
+use vault::ops::copy::{self, CopyOptions, CopyReport};
 use vault::repo::{Access, Repository};
 
 /// The `--like` flags of `vault init`.

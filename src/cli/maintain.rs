@@ -6,9 +6,9 @@ use clap::Args;
 use super::output::sanitize;
 use super::output::{self, size};
 use super::{ExitCode, RepoArgs, commands::open_repo};
-use vault::forget::{self, ForgetOptions, ForgetReport};
-use vault::prune::{self, PlanRules, PruneOptions, PruneReport};
-use vault::retention::KeepPolicy;
+use vault::ops::forget::{self, ForgetOptions, ForgetReport};
+use vault::ops::prune::{self, PlanRules, PruneOptions, PruneReport};
+use vault::ops::retention::KeepPolicy;
 
 /// Flags of `vault prune` (also used by `vault forget --prune`).
 #[derive(Args, Clone)]
@@ -39,7 +39,7 @@ pub struct PruneArgs {
 }
 
 fn parse_within(s: &str) -> Result<chrono::Duration, String> {
-    vault::retention::parse_duration(s).map_err(|e| e.to_string())
+    vault::ops::retention::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// Runs `vault prune`.

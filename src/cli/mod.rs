@@ -363,7 +363,7 @@ struct SystemdArgs {
     /// environment. Default: writer.key:/etc/vault/writer.key and
     /// owner.key:/etc/vault/owner.key.
     #[arg(long = "credential", value_name = "NAME:PATH")]
-    credentials: Vec<vault::systemd::Credential>,
+    credentials: Vec<vault::deploy::systemd::Credential>,
     /// The vault binary for ExecStart= (default: this one).
     #[arg(long, value_name = "PATH")]
     vault_bin: Option<PathBuf>,

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use vault::backup::Stats;
+use vault::ops::backup::Stats;
 
 use super::output::size;
 

@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::output::{self, sanitize};
 use super::{ExitCode, RepoArgs, commands::open_repo};
-use vault::status::{self, StatusReport, Thresholds, human};
+use vault::ops::status::{self, StatusReport, Thresholds, human};
 
 /// `vault status`.
 #[derive(Args)]
@@ -36,7 +36,7 @@ pub struct StatusArgs {
 
 /// Parses a span such as `26h` or `8d`.
 pub fn parse_span(s: &str) -> Result<chrono::Duration, String> {
-    let span = vault::settings::parse_duration(s)?;
+    let span = vault::format::duration::parse(s)?;
     chrono::Duration::from_std(span).map_err(|_| format!("{s:?} is too long a duration"))
 }
 

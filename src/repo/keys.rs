@@ -9,8 +9,8 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{self, Keyring, Recipient, Seal};
 use crate::error::{CryptoError, Error, Result};
+use crate::format::config::RepoConfig;
 use crate::repo::WRITERS_PREFIX;
-use crate::repo::config::RepoConfig;
 use crate::storage::Storage;
 
 const REPO_LINE: &str = "# vault-repository: ";

@@ -1,10 +1,11 @@
 //! The repository handle: layout of object keys, opening with a key, and
 //! reading and writing sealed objects (compress → encrypt → store).
 
-pub mod config;
 pub mod keys;
 pub mod owners;
+pub mod packer;
 mod reader;
+pub mod treewalk;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,16 +16,16 @@ use serde::de::DeserializeOwned;
 
 pub use reader::{BlobReader, MAX_BLOB};
 
-use crate::chunk::ChunkerParams;
 use crate::crypto::{self, Keyring, Seal};
 use crate::error::{CryptoError, Error, Result};
-use crate::id::Id;
-use crate::index::{Index, IndexFile};
-use crate::pack::BlobKind;
-use crate::snapshot::Snapshot;
+use crate::format::chunk::ChunkerParams;
+use crate::format::config::{FORMAT_VERSION, MAX_LOCK_DAYS, RepoConfig};
+use crate::format::id::Id;
+use crate::format::index::{Index, IndexFile};
+use crate::format::pack::BlobKind;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::Tree;
 use crate::storage::{ObjectLock, PutOutcome, Storage, StorageError};
-use crate::tree::Tree;
-use config::{FORMAT_VERSION, MAX_LOCK_DAYS, RepoConfig};
 use keys::{RepoKeys, WriterKey};
 
 /// Key of the config object.
@@ -590,7 +591,7 @@ impl Repository {
                     // A mark dated in the future (planted, or a skewed
                     // clock) would keep a pack forever: ignored.
                     let horizon = chrono::Utc::now()
-                        + chrono::Duration::hours(crate::retention::FUTURE_SLACK_HOURS);
+                        + chrono::Duration::hours(crate::format::snapshot::FUTURE_SLACK_HOURS);
                     for mark in file.condemned.into_iter().filter(|m| m.since <= horizon) {
                         // Several records for one pack: the latest wins, so
                         // a pack waits the longest grace anyone asked for.

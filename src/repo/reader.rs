@@ -4,8 +4,8 @@
 use std::io::{Read, Seek, SeekFrom};
 
 use crate::error::{Error, Result};
-use crate::id::Id;
-use crate::index::BlobLocation;
+use crate::format::id::Id;
+use crate::format::index::BlobLocation;
 use crate::repo::{ObjectKind, Repository};
 use crate::storage::ReadSeek;
 
@@ -44,7 +44,11 @@ impl<'a> BlobReader<'a> {
     }
 
     /// Reads `id` from the first of its indexed locations that verifies.
-    pub fn read_indexed(&mut self, id: &Id, index: &crate::index::Index) -> Result<Vec<u8>> {
+    pub fn read_indexed(
+        &mut self,
+        id: &Id,
+        index: &crate::format::index::Index,
+    ) -> Result<Vec<u8>> {
         let mut first_error = None;
         for loc in index.locations(id) {
             match self.read(id, &loc) {

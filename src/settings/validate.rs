@@ -160,7 +160,7 @@ pub fn repository(repo: &str) -> Result<(), (String, &'static str)> {
 
 /// Whether a libpq conninfo (key=value or URI) carries a password.
 pub fn conninfo_has_password(conninfo: &str) -> bool {
-    if let Ok(env) = crate::backup::conninfo_env(conninfo)
+    if let Ok(env) = crate::source::postgres::conninfo_env(conninfo)
         && env.iter().any(|(k, _)| k == "PGPASSWORD")
     {
         return true;
@@ -342,7 +342,7 @@ fn conninfo(v: &mut Checker<'_>, at: &str, key: &str, text: &str, strict: bool) 
             format!("`{key}` is empty"),
             Some("write e.g. \"dbname=app host=/run/postgresql\""),
         );
-    } else if strict && let Err(e) = crate::backup::conninfo_env(text) {
+    } else if strict && let Err(e) = crate::source::postgres::conninfo_env(text) {
         v.err(
             at,
             format!("`{key}`: {e}"),

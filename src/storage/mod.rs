@@ -12,11 +12,12 @@ mod s3;
 
 use std::io::{Read, Seek};
 
+pub use crate::format::config::{LockMode, ObjectLock};
 pub use local::LocalStorage;
 pub use s3::{S3Defaults, S3Settings, S3Storage, set_defaults as set_s3_defaults};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Errors from a storage backend; each names the object key.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,9 @@ pub enum StorageError {
         /// What is missing and how to get it.
         reason: String,
     },
+    /// The repository location itself is malformed (an empty path).
+    #[error("{0}")]
+    InvalidLocation(String),
 }
 
 impl StorageError {
@@ -106,39 +110,6 @@ pub struct ObjectInfo {
     /// Prune uses it so that objects a running backup has just written are
     /// never deleted, whatever a planted record claims.
     pub modified: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// S3 Object Lock retention mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LockMode {
-    /// Nobody without `s3:BypassGovernanceRetention` can delete or shorten
-    /// the retention; an administrator holding that permission can.
-    Governance,
-    /// Nobody, not even the account root, can delete an object or shorten its
-    /// retention before it ends.
-    Compliance,
-}
-
-impl LockMode {
-    /// The S3 spelling (`GOVERNANCE`, `COMPLIANCE`).
-    pub fn as_s3(self) -> &'static str {
-        match self {
-            LockMode::Governance => "GOVERNANCE",
-            LockMode::Compliance => "COMPLIANCE",
-        }
-    }
-}
-
-/// Object Lock retention that a storage applies to every object it puts:
-/// each object is retained until `days` days after its own put.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ObjectLock {
-    /// Retention mode.
-    pub mode: LockMode,
-    /// Retention period in days, counted from each object's put (1–36500).
-    pub days: u32,
 }
 
 /// A multipart upload that was started and never completed or aborted
@@ -237,13 +208,15 @@ pub trait Storage: Send + Sync {
 
 /// Opens the storage that `repo` names: a directory path, `file:///path`,
 /// or `s3://bucket/prefix`.
-pub fn open(repo: &str) -> Result<Box<dyn Storage>, crate::Error> {
+pub fn open(repo: &str) -> Result<Box<dyn Storage>, StorageError> {
     if repo.starts_with("s3://") {
         return Ok(Box::new(S3Storage::open(repo)?));
     }
     let path = repo.strip_prefix("file://").unwrap_or(repo);
     if path.is_empty() {
-        return Err(crate::Error::Usage("the repository path is empty".into()));
+        return Err(StorageError::InvalidLocation(
+            "the repository path is empty".into(),
+        ));
     }
     Ok(Box::new(LocalStorage::new(path)))
 }

@@ -1,0 +1,213 @@
+//! `vault dump`: a snapshot or subtree as a POSIX (pax) tar stream.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::format::id::Id;
+use crate::format::index::Index;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Node, NodeKind};
+use crate::repo::treewalk::{self, Next, Visit};
+use crate::repo::{BlobReader, Repository};
+
+/// Streams a file's blobs in order, checking the whole-file hash at the end.
+struct ContentReader<'r, 'a> {
+    reader: &'r mut BlobReader<'a>,
+    index: &'r Index,
+    ids: &'r [Id],
+    next: usize,
+    buf: Vec<u8>,
+    pos: usize,
+    hasher: blake3::Hasher,
+    expected: Option<Id>,
+    produced: u64,
+    size: u64,
+}
+
+impl Read for ContentReader<'_, '_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            let Some(id) = self.ids.get(self.next) else {
+                if self.produced != self.size {
+                    return Err(io::Error::other(format!(
+                        "file content is {} bytes, the snapshot says {}",
+                        self.produced, self.size
+                    )));
+                }
+                if Some(Id::from(self.hasher.finalize())) != self.expected {
+                    return Err(io::Error::other(
+                        "file content does not match its recorded hash",
+                    ));
+                }
+                return Ok(0);
+            };
+            self.buf = self
+                .reader
+                .read_indexed(id, self.index)
+                .map_err(io::Error::other)?;
+            self.produced += self.buf.len() as u64;
+            if self.produced > self.size {
+                // Never let content run past the tar header's size: that
+                // would smuggle entries past the tree's name checks.
+                return Err(io::Error::other(format!(
+                    "file content exceeds the {} bytes the snapshot records",
+                    self.size
+                )));
+            }
+            self.hasher.update(&self.buf);
+            self.pos = 0;
+            self.next += 1;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+fn header_for(node: &Node) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(node.mode);
+    h.set_uid(node.uid as u64);
+    h.set_gid(node.gid as u64);
+    h.set_mtime(node.mtime_ns.div_euclid(1_000_000_000).max(0) as u64);
+    if let Some(u) = &node.user {
+        let _ = h.set_username(u);
+    }
+    if let Some(g) = &node.group {
+        let _ = h.set_groupname(g);
+    }
+    h.set_size(0);
+    h.set_entry_type(match node.kind {
+        NodeKind::File => tar::EntryType::Regular,
+        NodeKind::Dir => tar::EntryType::Directory,
+        NodeKind::Symlink => tar::EntryType::Symlink,
+        NodeKind::Fifo => tar::EntryType::Fifo,
+        NodeKind::Chardev => tar::EntryType::Char,
+        NodeKind::Blockdev => tar::EntryType::Block,
+        NodeKind::Socket => tar::EntryType::Regular,
+    });
+    if let Some(rdev) = node.rdev {
+        let _ = h.set_device_major(nix::sys::stat::major(rdev) as u32);
+        let _ = h.set_device_minor(nix::sys::stat::minor(rdev) as u32);
+    }
+    h
+}
+
+/// Writes pax records for the path, link target, nanosecond mtime and xattrs.
+fn pax_records(path: &[u8], link: Option<&[u8]>, node: &Node) -> Vec<(String, Vec<u8>)> {
+    let mut recs = vec![("path".to_owned(), path.to_vec())];
+    if let Some(l) = link {
+        recs.push(("linkpath".to_owned(), l.to_vec()));
+    }
+    let (s, ns) = (
+        node.mtime_ns.div_euclid(1_000_000_000),
+        node.mtime_ns.rem_euclid(1_000_000_000),
+    );
+    recs.push(("mtime".to_owned(), format!("{s}.{ns:09}").into_bytes()));
+    for x in &node.xattrs {
+        recs.push((
+            format!("SCHILY.xattr.{}", String::from_utf8_lossy(&x.name.0)),
+            x.value.clone(),
+        ));
+    }
+    recs
+}
+
+fn tar_err(path: &Path, e: io::Error) -> Error {
+    Error::io(path, e)
+}
+
+/// Writes `snapshot` (or the subtree at `subpath`) to `out` as a tar stream.
+pub fn dump_tar(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    subpath: Option<&str>,
+    out: impl Write,
+) -> Result<()> {
+    repo.keys().require_owner("dump")?;
+    let (index, _) = repo.load_index()?;
+    let prefix = subpath
+        .map(|p| Path::new(p.trim_matches('/')).to_owned())
+        .filter(|p| !p.as_os_str().is_empty());
+    let mut builder = tar::Builder::new(out);
+    let mut reader = BlobReader::new(repo);
+    let mut links: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut found = prefix.is_none();
+    treewalk::walk(repo, &index, &snapshot.root, &mut |v| {
+        let (path, node) = match v {
+            Visit::Entry { path, node } => (path, node),
+            Visit::Leave { .. } => return Ok(Next::Descend),
+            Visit::Damaged { error, .. } => return Err(error),
+        };
+        if let Some(p) = &prefix {
+            if !path.starts_with(p) {
+                return Ok(if p.starts_with(path) {
+                    Next::Descend
+                } else {
+                    Next::Skip
+                });
+            }
+            found = true;
+        }
+        let name = path.as_os_str().as_bytes();
+        let mut h = header_for(node);
+        let mut link_target = node.target.as_ref().map(|t| t.0.clone());
+        if let Some(l) = &node.hardlink {
+            if let Some(first) = links.get(l) {
+                h.set_entry_type(tar::EntryType::Link);
+                link_target = Some(first.clone());
+            } else {
+                links.insert(l.clone(), name.to_vec());
+            }
+        }
+        let recs = pax_records(name, link_target.as_deref(), node);
+        builder
+            .append_pax_extensions(recs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .map_err(|e| tar_err(path, e))?;
+        // The ustar name field is a fallback; the pax `path` record rules.
+        let short = &name[name.len().saturating_sub(99)..];
+        h.as_old_mut().name[..short.len()].copy_from_slice(short);
+        if let Some(t) = &link_target {
+            let short = &t[..t.len().min(99)];
+            h.as_old_mut().linkname[..short.len()].copy_from_slice(short);
+        }
+        if node.kind == NodeKind::File && h.entry_type() == tar::EntryType::Regular {
+            h.set_size(node.size);
+            h.set_cksum();
+            let content = ContentReader {
+                reader: &mut reader,
+                index: &index,
+                ids: &node.content,
+                next: 0,
+                buf: Vec::new(),
+                pos: 0,
+                hasher: blake3::Hasher::new(),
+                expected: node.hash,
+                produced: 0,
+                size: node.size,
+            };
+            builder.append(&h, content).map_err(|e| tar_err(path, e))?;
+        } else if node.kind != NodeKind::Socket {
+            h.set_cksum();
+            builder
+                .append(&h, io::empty())
+                .map_err(|e| tar_err(path, e))?;
+        }
+        Ok(Next::Descend)
+    })?;
+    if !found {
+        return Err(Error::Usage(format!(
+            "{:?} is not in the snapshot",
+            subpath.unwrap_or_default()
+        )));
+    }
+    builder
+        .into_inner()
+        .map_err(|e| Error::io("<tar output>", e))?
+        .flush()
+        .map_err(|e| Error::io("<tar output>", e))
+}
