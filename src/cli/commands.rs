@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::CommandFactory;
@@ -48,19 +47,20 @@ pub fn run(command: Command, config: Option<PathBuf>) -> Result<ExitCode> {
     }
 }
 
-fn open_storage(repo: &str) -> Result<Arc<dyn vault::storage::Storage>> {
-    Ok(Arc::from(vault::storage::open(repo)?))
-}
+use super::edge::{obtain_passphrase, open_storage};
 
 /// Opens the repository `args` names with the key it names.
 pub fn open_repo(args: &RepoArgs) -> Result<Repository> {
     let storage = open_storage(&args.repo)?;
     let repo = match &args.identity {
-        Some(path) => Repository::open(storage, Access::IdentityFile(path)),
-        None if vault::crypto::passphrase_file().is_some()
+        Some(path) => Repository::open(
+            storage,
+            Access::IdentityFileWithPassphrase(path, &super::edge::Passphrases),
+        ),
+        None if super::edge::passphrase_file().is_some()
             || std::io::IsTerminal::is_terminal(&std::io::stdin()) =>
         {
-            let p = crypto::obtain_passphrase("vault owner passphrase: ")?;
+            let p = obtain_passphrase("the repository owner")?;
             Repository::open(storage, Access::Passphrase(p))
         }
         None => bail!(
@@ -86,7 +86,7 @@ fn init(a: InitArgs) -> Result<ExitCode> {
         .clone()
         .context("--writer-key-out is required")?;
     let owner = if a.owner_passphrase {
-        OwnerSpec::Passphrase(crypto::obtain_passphrase("passphrase for the new owner: ")?)
+        OwnerSpec::Passphrase(obtain_passphrase("the new owner")?)
     } else {
         OwnerSpec::Recipients(
             a.owner

@@ -1,15 +1,13 @@
 //! `vault copy --to REPO2 [SNAPSHOT...]` and `vault init --like REPO1`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use age::secrecy::{ExposeSecret, SecretString};
+use vault::crypto::{ExposeSecret, SecretString};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::output::{self, size};
 use super::{ExitCode, RepoArgs};
-use vault::crypto;
 use vault::ops::copy::{self, CopyOptions, CopyReport};
 use vault::repo::{Access, Repository};
 
@@ -62,11 +60,11 @@ impl Key {
     fn obtain(identity: &Option<PathBuf>) -> Result<Key> {
         match identity {
             Some(p) => Ok(Key::File(p.clone())),
-            None if vault::crypto::passphrase_file().is_some()
+            None if super::edge::passphrase_file().is_some()
                 || std::io::IsTerminal::is_terminal(&std::io::stdin()) =>
             {
-                Ok(Key::Passphrase(crypto::obtain_passphrase(
-                    "vault owner passphrase: ",
+                Ok(Key::Passphrase(super::edge::obtain_passphrase(
+                    "the repository owner",
                 )?))
             }
             None => bail!(
@@ -77,9 +75,9 @@ impl Key {
     }
 
     fn open(&self, repo: &str) -> Result<Repository> {
-        let storage: Arc<dyn vault::storage::Storage> = Arc::from(vault::storage::open(repo)?);
+        let storage = super::edge::open_storage(repo)?;
         let access = match self {
-            Key::File(p) => Access::IdentityFile(p),
+            Key::File(p) => Access::IdentityFileWithPassphrase(p, &super::edge::Passphrases),
             Key::Passphrase(p) => {
                 Access::Passphrase(SecretString::from(p.expose_secret().to_owned()))
             }
@@ -95,7 +93,7 @@ pub fn init_like(target: &str, like: &LikeArgs) -> Result<ExitCode> {
     let source = key
         .open(source_repo)
         .with_context(|| format!("opening repository {source_repo}"))?;
-    let storage = vault::storage::open(target)?;
+    let storage = super::edge::open_storage(target)?;
     let config = copy::init_like(&source, storage.as_ref())
         .with_context(|| format!("creating copy target {target}"))?;
     // Prove the caller's key opens the new repository as it opens the source.

@@ -8,7 +8,6 @@ use serde_json::json;
 
 use super::output::{self, sanitize, size};
 use super::{ExitCode, KeyCommand, RepoArgs, commands::open_repo};
-use vault::crypto;
 use vault::repo::{self, OwnerSpec, keys, owners};
 
 /// `vault key list`.
@@ -72,12 +71,12 @@ pub fn run(command: KeyCommand) -> Result<ExitCode> {
 }
 
 fn list(a: ListArgs) -> Result<ExitCode> {
-    let storage = vault::storage::open(&a.repo.repo)?;
+    let storage = super::edge::open_storage(&a.repo.repo)?;
     repo::read_config(storage.as_ref())?;
     let owners = owners::list_owners(storage.as_ref())?;
     let generations = keys::generation_numbers(storage.as_ref())?;
     // Names need no key; open the repository only when a key is given.
-    let opened = if a.repo.identity.is_some() || vault::crypto::passphrase_file().is_some() {
+    let opened = if a.repo.identity.is_some() || super::edge::passphrase_file().is_some() {
         Some(open_repo(&a.repo)?)
     } else {
         None
@@ -137,7 +136,7 @@ fn list(a: ListArgs) -> Result<ExitCode> {
 }
 
 fn add_owner(a: AddOwnerArgs) -> Result<ExitCode> {
-    if a.passphrase && a.repo.identity.is_none() && vault::crypto::passphrase_file().is_some() {
+    if a.passphrase && a.repo.identity.is_none() && super::edge::passphrase_file().is_some() {
         bail!(
             "--passphrase would read VAULT_PASSPHRASE_FILE for both you and the new owner: \
              open the repository with -i, or run on a terminal to be asked twice"
@@ -145,7 +144,7 @@ fn add_owner(a: AddOwnerArgs) -> Result<ExitCode> {
     }
     let repo = open_repo(&a.repo)?;
     let owner = if a.passphrase {
-        OwnerSpec::Passphrase(crypto::obtain_passphrase("passphrase for the new owner: ")?)
+        OwnerSpec::Passphrase(super::edge::obtain_passphrase("the new owner")?)
     } else {
         OwnerSpec::Recipients(
             a.recipients

@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod copy;
 mod defaults;
+mod edge;
 mod keys;
 mod maintain;
 mod output;
@@ -407,7 +408,7 @@ pub fn main() -> ExitCode {
     match vault::settings::Settings::load_for_cli(defaults::explicit_config(&args).as_deref()) {
         Ok(Some(settings)) => {
             command = defaults::apply(command, &settings);
-            defaults::apply_to_libraries(&settings);
+            edge::configure(&settings);
         }
         Ok(None) => {}
         Err(_) if checking_config => {}

@@ -67,7 +67,7 @@ impl Repository {
         self.owner_file.as_deref()
     }
 
-    fn owner_identity(&self, operation: &'static str) -> Result<&age::x25519::Identity> {
+    fn owner_identity(&self, operation: &'static str) -> Result<&crypto::X25519Identity> {
         self.keys.require_owner(operation)?;
         self.keys
             .owner_identity()

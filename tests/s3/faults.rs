@@ -425,7 +425,7 @@ fn a_restore_fetches_each_pack_window_about_once() {
     let env = S3Env::new("s3://reads/r", 40 << 20);
     assert_success(&env.init(&moto.endpoint(), &[]));
     assert_success(&env.backup(&moto.endpoint(), &[]));
-    let s3 = S3Storage::open_with("s3://reads/r", &moto.settings()).unwrap();
+    let s3 = S3Storage::open("s3://reads/r", &moto.options()).unwrap();
     let packs = s3.list("data/").unwrap();
     let windows: u64 = packs.iter().map(|p| p.size.div_ceil(4 << 20)).sum();
     let proxy = Proxy::start(moto.port, |_| Fault::Pass);
