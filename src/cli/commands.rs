@@ -116,9 +116,11 @@ fn init(a: InitArgs) -> Result<ExitCode> {
             days,
         }),
     };
-    let config = Repository::init(open_storage(&a.repo)?, &opts)
+    let storage = open_storage(&a.repo)?;
+    let config = Repository::init(storage.clone(), &opts)
         .with_context(|| format!("creating repository {}", a.repo))?;
     println!("created repository {} at {}", config.id, a.repo);
+    print_protection(storage.as_ref())?;
     if let Some(lock) = config.object_lock {
         println!(
             "every object is retained with S3 Object Lock ({}) for {} days after its upload",
@@ -132,6 +134,28 @@ fn init(a: InitArgs) -> Result<ExitCode> {
         writer_key_out.display()
     );
     Ok(ExitCode::Ok)
+}
+
+/// Says what the storage protects against a compromised host (S3: found
+/// out by asking the bucket and probing it).
+pub fn print_protection(storage: &dyn vault::storage::Storage) -> Result<()> {
+    let Some(p) = storage
+        .protection()
+        .context("finding out what the storage protects against")?
+    else {
+        return Ok(());
+    };
+    for line in p.facts() {
+        println!("storage: {}", sanitize(&line));
+    }
+    for line in p.verdict() {
+        if p.destroyable_by_writers() {
+            eprintln!("warning: {}", sanitize(&line));
+        } else {
+            println!("{}", sanitize(&line));
+        }
+    }
+    Ok(())
 }
 
 fn default_cache_dir() -> Option<PathBuf> {

@@ -103,6 +103,7 @@ pub fn init_like(target: &str, like: &LikeArgs) -> Result<ExitCode> {
         "created repository {} at {target}, a copy target of {source_repo} (same keys)",
         config.id
     );
+    super::commands::print_protection(storage.as_ref())?;
     println!("next: vault copy -r {source_repo} -i OWNER_KEY --to {target}");
     Ok(ExitCode::Ok)
 }

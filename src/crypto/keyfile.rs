@@ -18,24 +18,28 @@ pub fn read_key_file(path: &Path) -> Result<Zeroizing<String>, crate::Error> {
     // Open first, then check the open file: no window to swap the file.
     let mut f = fs::File::open(path).map_err(|e| crate::Error::io(path, e))?;
     let meta = f.metadata().map_err(|e| crate::Error::io(path, e))?;
-    check_key_file(path, &meta, nix::unistd::geteuid().as_raw())?;
+    check_key_file(
+        path,
+        meta.permissions().mode(),
+        meta.uid(),
+        nix::unistd::geteuid().as_raw(),
+    )?;
     let mut text = Zeroizing::new(String::new());
     f.read_to_string(&mut text)
         .map_err(|e| crate::Error::io(path, e))?;
     Ok(text)
 }
 
-/// The checks [`read_key_file`] makes on an open file's metadata, for a
-/// caller whose effective user id is `caller`.
-fn check_key_file(path: &Path, meta: &fs::Metadata, caller: u32) -> Result<(), CryptoError> {
-    let mode = meta.permissions().mode() & 0o777;
+/// The checks [`read_key_file`] makes on an open file's mode and owner,
+/// for a caller whose effective user id is `caller`.
+fn check_key_file(path: &Path, mode: u32, owner: u32, caller: u32) -> Result<(), CryptoError> {
+    let mode = mode & 0o777;
     if mode & 0o077 != 0 {
         return Err(CryptoError::InsecureKeyFile {
             path: path.to_owned(),
             mode,
         });
     }
-    let owner = meta.uid();
     if owner != caller && owner != 0 {
         return Err(CryptoError::KeyFileNotOwned {
             path: path.to_owned(),
@@ -65,22 +69,26 @@ mod tests {
 
     #[test]
     fn a_key_file_owned_by_another_unprivileged_user_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k");
-        write_key_file(&path, "AGE-SECRET-KEY-1\n").unwrap();
-        let meta = fs::metadata(&path).unwrap();
-        let me = meta.uid();
-        // The file's owner reads it; so does anyone when root owns it.
-        check_key_file(&path, &meta, me).unwrap();
-        // Anyone else (root included) is refused, and the error names both.
-        let other = me.wrapping_add(4242).max(1);
-        let err = check_key_file(&path, &meta, other).unwrap_err();
-        assert!(
-            matches!(err, CryptoError::KeyFileNotOwned { owner, caller, .. }
-                if owner == me && caller == other),
-            "{err}"
-        );
-        assert!(err.to_string().contains("chown"), "{err}");
+        let path = Path::new("/etc/vault/writer.key");
+        // Its owner reads it, and anyone reads a file root owns.
+        check_key_file(path, 0o600, 1000, 1000).unwrap();
+        check_key_file(path, 0o600, 0, 1000).unwrap();
+        check_key_file(path, 0o400, 0, 0).unwrap();
+        // Root (or anyone else) refuses another unprivileged user's file,
+        // and the error names both users and the fix.
+        for caller in [0, 1001] {
+            let err = check_key_file(path, 0o600, 1000, caller).unwrap_err();
+            assert!(
+                matches!(err, CryptoError::KeyFileNotOwned { owner: 1000, caller: c, .. }
+                    if c == caller),
+                "{err}"
+            );
+            assert!(err.to_string().contains("chown"), "{err}");
+        }
+        assert!(matches!(
+            check_key_file(path, 0o640, 1000, 1000),
+            Err(CryptoError::InsecureKeyFile { mode: 0o640, .. })
+        ));
     }
 
     #[test]

@@ -108,7 +108,7 @@ mod tests {
         assert!(parse_recipient("age1nope").is_err());
         assert!(parse_recipient("hello").is_err());
         let secret = id.secret_line();
-        let err = parse_recipient(secret.expose_secret()).unwrap_err();
+        let err = parse_recipient(secret.expose_secret()).err().unwrap();
         assert!(!err.to_string().contains(secret.expose_secret()), "{err}");
     }
 
