@@ -11,6 +11,7 @@ use vault::storage::{LocalStorage, PutOutcome, S3Options, S3Storage, Storage, St
 
 mod faults;
 mod lock;
+mod versions;
 
 use crate::util::*;
 

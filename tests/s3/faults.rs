@@ -26,6 +26,8 @@ pub enum Fault {
     CutResponse,
     /// Wait this long, then pass it on.
     Delay(Duration),
+    /// Pass it on without this header (a store that ignores it).
+    PassWithout(&'static str),
 }
 
 /// One request the proxy saw.
@@ -174,7 +176,8 @@ fn serve(client: TcpStream, upstream: u16, rule: &Rule, seen: &Mutex<Vec<Seen>>)
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        if name != "connection" && name != "expect" {
+        let dropped = matches!(fault, Fault::PassWithout(h) if h.eq_ignore_ascii_case(&name));
+        if name != "connection" && name != "expect" && !dropped {
             request.push_str(l);
             request.push_str("\r\n");
         }

@@ -85,7 +85,7 @@ impl S3Storage {
                 PutOutcome::AlreadyExists
             });
         }
-        let (now, _) = self.fetch_version(key, None, None)?;
+        let (now, _, _) = self.fetch_version(key, None, None)?;
         Ok(if now == data {
             PutOutcome::Created
         } else {

@@ -78,30 +78,51 @@ impl S3Storage {
     }
 
     /// GETs `key` (a byte range of it, when given): its first version on a
-    /// versioned bucket. Returns the body and the object's total length.
+    /// bucket that keeps versions. Returns the body and the object's total
+    /// length.
+    ///
+    /// Until the storage knows whether the bucket keeps versions, the
+    /// current version is read and the answer tells (a version id means
+    /// yes; otherwise the bucket is asked once): a request that fails costs
+    /// no extra request.
     pub(super) fn fetch(
         &self,
         key: &str,
         range: Option<(u64, u64)>,
     ) -> Result<(Vec<u8>, u64), StorageError> {
-        let version = self.read_version(key)?;
-        match self.fetch_version(key, range, version.as_deref()) {
-            Err(StorageError::Refused { message, .. }) if version.is_some() => {
-                // Credentials without s3:GetObjectVersion: read what they can.
-                self.versions_unusable(&format!("reading a version was refused ({message})"));
-                self.fetch_version(key, range, None)
-            }
-            other => other,
+        let first_version = |s: &Self| {
+            s.with_read_version(key, |v| s.fetch_version(key, range, v))
+                .map(|(body, total, _)| (body, total))
+        };
+        if self.knows_versioned() == Some(true) {
+            return first_version(self);
+        }
+        let (body, total, current) = self.fetch_version(key, range, None)?;
+        if !self.versioned_given(current.as_deref()) {
+            return Ok((body, total));
+        }
+        let first = self.read_version(key)?;
+        let same = match (&first, &current) {
+            (None, _) => true,
+            (Some(f), Some(c)) => f == c,
+            // Written before versioning was enabled: S3 names it "null".
+            (Some(f), None) => f == "null",
+        };
+        if same {
+            Ok((body, total))
+        } else {
+            first_version(self)
         }
     }
 
-    /// GETs one version of `key` (`None`: the current one).
+    /// GETs one version of `key` (`None`: the current one); returns the
+    /// body, the object's total length and the version id read.
     pub(super) fn fetch_version(
         &self,
         key: &str,
         range: Option<(u64, u64)>,
         version: Option<&str>,
-    ) -> Result<(Vec<u8>, u64), StorageError> {
+    ) -> Result<(Vec<u8>, u64, Option<String>), StorageError> {
         let full = self.full(key);
         let (client, bucket, idle) = (&self.client, &self.bucket, self.tuning.read_timeout);
         self.retry(key, "GET", || {
@@ -117,6 +138,7 @@ impl S3Storage {
                 }
                 let resp = req.send().await.map_err(|e| classify(key, e))?;
                 let length = resp.content_length().map(|n| n.max(0) as u64);
+                let read = resp.version_id().map(str::to_owned);
                 let total = resp
                     .content_range()
                     .and_then(|r| r.rsplit('/').next())
@@ -124,7 +146,7 @@ impl S3Storage {
                     .or(length)
                     .unwrap_or(0);
                 let body = collect(resp.body, length, idle).await?;
-                Ok((body, total))
+                Ok((body, total, read))
             }
         })
     }
