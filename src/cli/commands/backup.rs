@@ -106,7 +106,7 @@ fn refuse_passwords(postgres: &[String]) -> Result<()> {
 /// Runs `vault backup`; exits 3 when some inputs could not be read.
 pub fn run(a: BackupArgs) -> Result<ExitCode> {
     if a.paths.is_empty() && a.from_command.is_empty() && a.postgres.is_empty() {
-        return Err(anyhow::Error::new(vault::Error::Usage(
+        return Err(anyhow::Error::new(vault::Error::InvalidInput(
             "nothing to back up: give PATHs, --from-command or --postgres, or a [backup] \
              section in the config file"
                 .into(),

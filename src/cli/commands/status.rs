@@ -37,7 +37,7 @@ pub struct StatusArgs {
 
 /// Parses a span such as `26h` or `8d`.
 pub fn parse_span(s: &str) -> Result<chrono::Duration, String> {
-    let span = vault::format::duration::parse(s)?;
+    let span = vault::format::duration::parse(s).map_err(|e| e.to_string())?;
     chrono::Duration::from_std(span).map_err(|_| format!("{s:?} is too long a duration"))
 }
 

@@ -200,7 +200,7 @@ pub fn dump_tar(
         Ok(Next::Descend)
     })?;
     if !found {
-        return Err(Error::Usage(format!(
+        return Err(Error::NotFound(format!(
             "{:?} is not in the snapshot",
             subpath.unwrap_or_default()
         )));
