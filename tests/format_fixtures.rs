@@ -369,9 +369,54 @@ fn every_fixture_checks_clean_and_lists_its_snapshots_with_both_keys() {
     }
 }
 
+/// Asserts that `target` holds exactly what the manifest records for `snap`
+/// (below its roots, and nothing else but their parent directories).
+/// Sockets are recorded, never restored; devices and owners are restored only
+/// by root; xattrs only where the file system takes them.
+fn assert_restored(what: &str, snap: &Value, target: &Path, xattrs: bool) {
+    let as_root = nix::unistd::geteuid().is_root();
+    let keep = |e: &Value| as_root || !e["kind"].as_str().unwrap().ends_with("dev");
+    let strip = |mut e: Value| {
+        let o = e.as_object_mut().unwrap();
+        if !as_root {
+            o.remove("uid");
+            o.remove("gid");
+        }
+        if !xattrs {
+            o.remove("xattrs");
+        }
+        e
+    };
+    let expected: BTreeMap<Vec<u8>, Value> = entries(snap)
+        .iter()
+        .filter(|e| e["kind"] != "socket" && keep(e))
+        .map(|e| (bytes(e["path"].as_str().unwrap()), strip(e.clone())))
+        .collect();
+    let roots = roots(snap);
+    let actual = describe(target, &roots)
+        .into_iter()
+        .map(|(k, v)| (k, strip(v)))
+        .collect();
+    assert_same_entries(what, &expected, &actual);
+
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in fs::read_dir(target.join(&rel)).unwrap() {
+            let p = rel.join(e.unwrap().file_name());
+            let under_root = roots.iter().any(|r| p.starts_with(OsStr::from_bytes(r)));
+            let parent = roots
+                .iter()
+                .any(|r| Path::new(OsStr::from_bytes(r)).starts_with(&p));
+            assert!(under_root || parent, "{what}: unexpected {}", p.display());
+            if parent && !under_root {
+                stack.push(p);
+            }
+        }
+    }
+}
+
 #[test]
 fn every_fixture_restores_each_snapshot_to_its_manifest() {
-    let as_root = nix::unistd::geteuid().is_root();
     for dir in fixture_dirs() {
         let fx = Fixture::copy(&dir);
         let xattrs = user_xattrs_supported(&fx.work);
@@ -388,53 +433,33 @@ fn every_fixture_restores_each_snapshot_to_its_manifest() {
             if xattrs {
                 assert_eq!(report["report"]["problems"], json!([]), "{} {id}", fx.name);
             }
+            assert_restored(&format!("{} snapshot {id}", fx.name), snap, &target, xattrs);
+        }
+    }
+}
 
-            // Sockets are recorded, never restored; devices and owners only
-            // by root; xattrs where the file system takes them.
-            let keep = |e: &Value| as_root || !e["kind"].as_str().unwrap().ends_with("dev");
-            let strip = |mut e: Value| {
-                let o = e.as_object_mut().unwrap();
-                if !as_root {
-                    o.remove("uid");
-                    o.remove("gid");
-                }
-                if !xattrs {
-                    o.remove("xattrs");
-                }
-                e
-            };
-            let expected: BTreeMap<Vec<u8>, Value> = entries(snap)
-                .iter()
-                .filter(|e| e["kind"] != "socket" && keep(e))
-                .map(|e| (bytes(e["path"].as_str().unwrap()), strip(e.clone())))
-                .collect();
-            let roots = roots(snap);
-            let actual = describe(&target, &roots)
-                .into_iter()
-                .map(|(k, v)| (k, strip(v)))
-                .collect();
-            assert_same_entries(&format!("{} snapshot {id}", fx.name), &expected, &actual);
-
-            // Nothing else was restored: only the roots and their parents.
-            let mut stack = vec![PathBuf::new()];
-            while let Some(rel) = stack.pop() {
-                for e in fs::read_dir(target.join(&rel)).unwrap() {
-                    let p = rel.join(e.unwrap().file_name());
-                    let under_root = roots.iter().any(|r| p.starts_with(OsStr::from_bytes(r)));
-                    let parent = roots
-                        .iter()
-                        .any(|r| Path::new(OsStr::from_bytes(r)).starts_with(&p));
-                    assert!(
-                        under_root || parent,
-                        "{} {id}: unexpected {}",
-                        fx.name,
-                        p.display()
-                    );
-                    if parent && !under_root {
-                        stack.push(p);
-                    }
-                }
-            }
+/// scripts/restore-without-vault (age, zstd and Python, no vault) must read
+/// every format version too: docs/FORMAT.md promises it.
+#[test]
+fn every_fixture_restores_without_vault() {
+    crate::restore_without_vault::require_tools();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/restore-without-vault");
+    for dir in fixture_dirs() {
+        let fx = Fixture::copy(&dir);
+        let xattrs = user_xattrs_supported(&fx.work);
+        for (n, snap) in fx.snapshots().iter().enumerate() {
+            let id = snap["id"].as_str().unwrap();
+            let target = fx.work.join(format!("by-script-{n}"));
+            let out = std::process::Command::new(&script)
+                .args([&fx.repo, &fx.owner_key])
+                .arg(id)
+                .arg(&target)
+                .env("TMPDIR", &fx.work)
+                .output()
+                .unwrap();
+            assert_success(&out);
+            let what = format!("{} snapshot {id}, restored without vault", fx.name);
+            assert_restored(&what, snap, &target, xattrs);
         }
     }
 }
