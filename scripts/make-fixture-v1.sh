@@ -302,6 +302,11 @@ new=$work/out
 mkdir -m 0755 "$new"
 recipient=$("$vault" key generate --output "$new/owner.key")
 "$vault" init -r "$new/repo" --owner "$recipient" --owner-name ops --writer-key-out "$new/writer.key"
+version=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "$new/repo/config")
+if [[ $version != 1 ]]; then
+    echo "error: this vault writes format version $version; fixtures/repo-v1 must be made by the v1 code" >&2
+    exit 2
+fi
 backup() {
     VAULT_HOST=fixture-v1 "$vault" backup -r "$new/repo" -i "$new/writer.key" --cache-dir "$work/cache" \
         --tag fixture --tag "$1" "$src" --postgres "$conninfo"
