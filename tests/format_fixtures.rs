@@ -589,6 +589,24 @@ fn every_fixture_lists_and_dumps_what_its_manifest_records() {
                     "{what}: dump {path}"
                 );
             }
+
+            // The whole snapshot as one archive (sockets included in the
+            // tree) reads back with every regular file the manifest lists
+            // (hard-link members after the first are link entries).
+            let out = fx.vault(&["dump"], Some(&fx.owner_key), &[id]);
+            assert_success(&out);
+            let all = tar_files(&out.stdout);
+            for e in files.iter().filter(|e| e["hardlink"].is_null()) {
+                let path = e["path"].as_str().unwrap();
+                let content = all
+                    .get(&bytes(path))
+                    .unwrap_or_else(|| panic!("{what}: whole dump lacks {path}"));
+                assert_eq!(
+                    blake3::hash(content).to_hex().as_str(),
+                    e["blake3"],
+                    "{what}: whole dump {path}"
+                );
+            }
         }
     }
 }
