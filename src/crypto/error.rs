@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::error::ErrorKind;
+
 /// Errors from the crypto layer. Messages never contain key material.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -86,4 +88,23 @@ pub enum CryptoError {
         /// The ssh key file.
         path: PathBuf,
     },
+}
+
+impl CryptoError {
+    /// What sort of failure this is: a bad key or recipient given by the
+    /// caller, a key that opens nothing, or a damaged object.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CryptoError::BadRecipient(_)
+            | CryptoError::BadIdentityFile { .. }
+            | CryptoError::InsecureKeyFile { .. }
+            | CryptoError::NoPassphrase { .. }
+            | CryptoError::EmptyPassphraseFile { .. } => ErrorKind::InvalidInput,
+            CryptoError::KeyFileNotOwned { .. }
+            | CryptoError::NoMatchingKey { .. }
+            | CryptoError::WrongKeyPassphrase { .. } => ErrorKind::Permission,
+            CryptoError::Decrypt { .. } => ErrorKind::Damage,
+            CryptoError::Encrypt(_) => ErrorKind::Other,
+        }
+    }
 }

@@ -165,7 +165,7 @@ impl RepoKeys {
         owner: Option<X25519Identity>,
     ) -> Result<Self> {
         if writer.repo_id != config.id {
-            return Err(Error::Usage(format!(
+            return Err(Error::WrongKey(format!(
                 "this writer key belongs to repository {}, not to {} (wrong -i or -r?)",
                 writer.repo_id, config.id
             )));
@@ -397,14 +397,14 @@ pub fn check_writer_current(storage: &dyn Storage, writer: &WriterKey) -> Result
     if let Some(&newest) = numbers.last()
         && newest > writer.generation
     {
-        return Err(Error::Usage(format!(
+        return Err(Error::WrongKey(format!(
             "this writer key (generation {}) has been replaced by writer key generation \
              {newest} (`vault key rotate-writer`); install the new writer key on this host",
             writer.generation
         )));
     }
     if writer.generation > 0 && !numbers.contains(&writer.generation) {
-        return Err(Error::Usage(format!(
+        return Err(Error::WrongKey(format!(
             "this writer key is generation {}, which this repository does not have \
              ({} is missing; wrong -r?)",
             writer.generation,
