@@ -363,5 +363,8 @@ fn a_key_file_owned_by_another_user_is_reported_and_refused_at_run_time() {
     std::os::unix::fs::chown(&env.writer_key, Some(65534), Some(65534)).unwrap();
     let out = snapshots();
     assert_code(&out, 1);
-    assert_contains(&stderr(&out), "key file belongs to user id 65534, not to you");
+    assert_contains(
+        &stderr(&out),
+        "key file belongs to user id 65534, not to you",
+    );
 }

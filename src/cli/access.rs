@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vault::crypto::{ExposeSecret, SecretString};
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use vault::crypto::{ExposeSecret, SecretString};
 
 use vault::repo::{Access, Repository};
 use vault::storage::Storage;

@@ -69,7 +69,9 @@ pub enum CryptoError {
     Encrypt(String),
 
     /// A passphrase was needed but the caller's passphrase source has none.
-    #[error("{purpose} needs a passphrase and none was given (a passphrase file, or a terminal to type it on)")]
+    #[error(
+        "{purpose} needs a passphrase and none was given (a passphrase file, or a terminal to type it on)"
+    )]
     NoPassphrase {
         /// What the passphrase is for.
         purpose: String,

@@ -122,7 +122,10 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
         assert!(matches!(
             read_key_file(&path),
-            Err(crate::Error::Crypto(CryptoError::InsecureKeyFile { mode: 0o640, .. }))
+            Err(crate::Error::Crypto(CryptoError::InsecureKeyFile {
+                mode: 0o640,
+                ..
+            }))
         ));
     }
 }

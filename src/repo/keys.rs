@@ -5,9 +5,7 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use crate::crypto::{
-    self, ExposeSecret, Keyring, Recipient, SecretString, Seal, X25519Identity,
-};
+use crate::crypto::{self, ExposeSecret, Keyring, Recipient, Seal, SecretString, X25519Identity};
 use crate::error::{CryptoError, Error, Result};
 use crate::format::config::RepoConfig;
 use crate::repo::WRITERS_PREFIX;

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 
 pub use reader::{BlobReader, MAX_BLOB};
 
-use crate::crypto::{self, Keyring, PassphraseSource, SecretString, Seal, X25519Identity};
+use crate::crypto::{self, Keyring, PassphraseSource, Seal, SecretString, X25519Identity};
 use crate::error::{CryptoError, Error, Result};
 use crate::format::chunk::ChunkerParams;
 use crate::format::config::{FORMAT_VERSION, MAX_LOCK_DAYS, RepoConfig};

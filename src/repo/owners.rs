@@ -318,11 +318,8 @@ mod tests {
             .expect("no passphrase source: refused");
         assert!(err.to_string().contains("needs a passphrase"), "{err}");
         let given = GivenPassphrase(SecretString::from("open sesame".to_owned()));
-        let repo = Repository::open(
-            storage,
-            Access::IdentityFileWithPassphrase(&key, &given),
-        )
-        .unwrap();
+        let repo =
+            Repository::open(storage, Access::IdentityFileWithPassphrase(&key, &given)).unwrap();
         assert!(repo.keys().is_owner());
     }
 }

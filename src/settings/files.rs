@@ -75,9 +75,10 @@ pub fn check(s: &Settings) -> Vec<Problem> {
             )),
             // vault reads these itself and refuses another user's file
             // (crypto::read_key_file); the SDK and libpq read the others.
-            Ok(m) if ["identity", "passphrase_file", "drill.identity"].contains(&key.as_str())
-                && m.uid() != 0
-                && m.uid() != nix::unistd::geteuid().as_raw() =>
+            Ok(m)
+                if ["identity", "passphrase_file", "drill.identity"].contains(&key.as_str())
+                    && m.uid() != 0
+                    && m.uid() != nix::unistd::geteuid().as_raw() =>
             {
                 out.push(problem(
                     format!(

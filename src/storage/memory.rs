@@ -8,10 +8,13 @@ use chrono::{DateTime, Utc};
 
 use super::{ObjectInfo, PutOutcome, ReadSeek, Storage, StorageError};
 
+/// Each object's bytes and when it was put.
+type Objects = BTreeMap<String, (Vec<u8>, DateTime<Utc>)>;
+
 /// A write-once map from key to bytes.
 #[derive(Default)]
 pub struct MemoryStorage {
-    objects: Mutex<BTreeMap<String, (Vec<u8>, DateTime<Utc>)>>,
+    objects: Mutex<Objects>,
 }
 
 impl MemoryStorage {
@@ -104,7 +107,12 @@ mod tests {
         assert_eq!(s.put("indexes", b"x").unwrap(), PutOutcome::Created);
         assert_eq!(s.put("index/a", b"3").unwrap(), PutOutcome::AlreadyExists);
         assert_eq!(s.get("index/a").unwrap(), b"2");
-        let keys: Vec<_> = s.list("index/").unwrap().into_iter().map(|o| o.key).collect();
+        let keys: Vec<_> = s
+            .list("index/")
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
         assert_eq!(keys, ["index/a", "index/b"]);
         let mut r = s.open("index/b").unwrap();
         r.seek(SeekFrom::Start(0)).unwrap();

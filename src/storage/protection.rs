@@ -96,7 +96,8 @@ impl Protection {
 
     /// Whether an overwrite keeps what vault wrote (versions kept).
     pub fn keeps_versions(&self) -> bool {
-        self.versioning == Versioning::Enabled || matches!(self.object_lock, LockState::Enabled { .. })
+        self.versioning == Versioning::Enabled
+            || matches!(self.object_lock, LockState::Enabled { .. })
     }
 
     /// Whether a host with put rights alone can destroy the repository.
@@ -133,7 +134,9 @@ impl Protection {
                 "these credentials cannot delete objects (probe {k} left behind; prune removes it)"
             ),
             (Probe::No, None) => "these credentials cannot delete objects".to_owned(),
-            (Probe::Unknown(r), _) => format!("whether these credentials can delete is unknown ({r})"),
+            (Probe::Unknown(r), _) => {
+                format!("whether these credentials can delete is unknown ({r})")
+            }
         };
         vec![
             format!("bucket versioning: {versioning}"),
@@ -278,18 +281,22 @@ mod tests {
         let mut p = protection(Versioning::Enabled, LockState::Off);
         assert!(!p.destroyable_by_writers());
         let text = p.verdict().join(" ");
-        assert!(text.contains("lack s3:DeleteObjectVersion cannot destroy"), "{text}");
+        assert!(
+            text.contains("lack s3:DeleteObjectVersion cannot destroy"),
+            "{text}"
+        );
         assert!(!text.contains("These credentials can delete"), "{text}");
         p.can_delete = Probe::Yes;
-        assert!(p.verdict().join(" ").contains("These credentials can delete"));
+        assert!(
+            p.verdict()
+                .join(" ")
+                .contains("These credentials can delete")
+        );
     }
 
     #[test]
     fn a_lock_bucket_names_its_retention_and_the_governance_bypass() {
-        let mut p = protection(
-            Versioning::Enabled,
-            LockState::Enabled { default: None },
-        );
+        let mut p = protection(Versioning::Enabled, LockState::Enabled { default: None });
         p.repository_lock = Some(ObjectLock {
             mode: LockMode::Governance,
             days: 30,
@@ -297,7 +304,11 @@ mod tests {
         let text = p.verdict().join(" ");
         assert!(text.contains("for 30 days"), "{text}");
         assert!(text.contains("BypassGovernanceRetention"), "{text}");
-        assert!(p.facts()[1].contains("30 days in GOVERNANCE"), "{:?}", p.facts());
+        assert!(
+            p.facts()[1].contains("30 days in GOVERNANCE"),
+            "{:?}",
+            p.facts()
+        );
     }
 
     #[test]
@@ -318,10 +329,16 @@ mod tests {
         };
         assert!(!same.is_tampering());
         assert!(same.describe().contains("harmless"));
-        let changed = Rewritten { contents: 2, ..same.clone() };
+        let changed = Rewritten {
+            contents: 2,
+            ..same.clone()
+        };
         assert!(changed.is_tampering());
         assert!(changed.describe().contains("overwritten"));
-        let hidden = Rewritten { hidden: true, ..same };
+        let hidden = Rewritten {
+            hidden: true,
+            ..same
+        };
         assert!(hidden.is_tampering());
     }
 }

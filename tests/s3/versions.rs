@@ -102,13 +102,11 @@ fn an_overwrite_on_a_versioned_bucket_is_reported_and_restore_reads_the_original
     let config = String::from_utf8(s3.get("config").unwrap()).unwrap();
     let weakened = config.replace("\"compression_level\": 3", "\"compression_level\": 22");
     assert_ne!(weakened, config);
-    overwrite(
+    overwrite(&moto, "kept", "h/config", &format!("{weakened:?}.encode()"));
+    attacker(
         &moto,
-        "kept",
-        "h/config",
-        &format!("{weakened:?}.encode()"),
+        &format!("s3.delete_object(Bucket='kept', Key='h/{tree}')"),
     );
-    attacker(&moto, &format!("s3.delete_object(Bucket='kept', Key='h/{tree}')"));
     // Control: the overwrite landed; a reader of current versions sees it.
     assert_eq!(current(&moto, "kept", &format!("h/{pack}")), "garbage");
 
@@ -118,7 +116,10 @@ fn an_overwrite_on_a_versioned_bucket_is_reported_and_restore_reads_the_original
     for key in [&pack, &index, &snapshot, &"config".to_owned()] {
         assert_contains(&report, &format!("error: {key}: overwritten: 2 versions"));
     }
-    assert_contains(&report, &format!("error: {tree}: hidden by a delete marker"));
+    assert_contains(
+        &report,
+        &format!("error: {tree}: hidden by a delete marker"),
+    );
     // Restore reads the original versions: nothing was lost.
     assert_success(&env.restore_and_compare(&endpoint, &[]));
     let verify = env.as_owner(&endpoint, "restore", &["latest", "--verify", "--json"]);
@@ -269,7 +270,10 @@ fn a_writer_without_delete_rights_is_told_so_and_prune_cleans_its_probe() {
     );
     assert_success(&out);
     let said = stdout(&out);
-    assert_contains(&said, "these credentials cannot delete objects (probe probes/");
+    assert_contains(
+        &said,
+        "these credentials cannot delete objects (probe probes/",
+    );
     assert_contains(&said, "lack s3:DeleteObjectVersion cannot destroy");
     assert!(!said.contains("These credentials can delete"), "{said}");
     // The probe stays until an owner's prune; none of it is reported as an
@@ -283,7 +287,10 @@ fn a_writer_without_delete_rights_is_told_so_and_prune_cleans_its_probe() {
     // that these credentials can destroy.
     let out = env.as_owner(&moto.endpoint(), "check", &["--storage"]);
     assert_success(&out);
-    assert_contains(&stdout(&out), "These credentials can delete object versions");
+    assert_contains(
+        &stdout(&out),
+        "These credentials can delete object versions",
+    );
     assert!(s3.list("probes/").unwrap().is_empty());
 }
 

@@ -104,7 +104,10 @@ where
     if status == Some(501) || code.as_deref() == Some("NotImplemented") {
         return StorageError::Unsupported {
             location: key.to_owned(),
-            reason: format!("the store does not implement this request ({})", describe(status, &e)),
+            reason: format!(
+                "the store does not implement this request ({})",
+                describe(status, &e)
+            ),
         };
     }
     if matches!(e, SdkError::ServiceError(_)) {

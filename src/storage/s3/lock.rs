@@ -7,8 +7,8 @@ use aws_sdk_s3::types::{ObjectLockMode, ObjectLockRetentionMode};
 use chrono::{DateTime, Utc};
 
 use super::S3Storage;
-use crate::storage::Storage as _;
 use super::error::classify;
+use crate::storage::Storage as _;
 use crate::storage::{LockMode, LockState, ObjectLock, StorageError};
 
 pub(super) fn to_chrono(t: &aws_sdk_s3::primitives::DateTime) -> Option<DateTime<Utc>> {
@@ -115,7 +115,11 @@ impl S3Storage {
     }
 
     /// Lengthens the retention of the version of `key` that reads use.
-    pub(super) fn lengthen_lock(&self, key: &str, until: DateTime<Utc>) -> Result<(), StorageError> {
+    pub(super) fn lengthen_lock(
+        &self,
+        key: &str,
+        until: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
         match self.current_lock() {
             Some(lock) => self.with_read_version(key, |v| {
                 self.put_retention(
@@ -190,7 +194,11 @@ impl S3Storage {
 
     /// Deletes one version of `key` (`None`: an unversioned object). A
     /// refusal says until when the version is retained, when it is.
-    pub(super) fn delete_version(&self, key: &str, version: Option<&str>) -> Result<(), StorageError> {
+    pub(super) fn delete_version(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<(), StorageError> {
         let full = self.full(key);
         let (client, bucket) = (&self.client, &self.bucket);
         let result = self.retry(key, "DELETE", || {
@@ -220,7 +228,10 @@ impl S3Storage {
                 .object_lock_retain_until_date()
                 .and_then(to_chrono)
                 .filter(|t| *t > Utc::now())?;
-            Some((h.object_lock_mode().map_or("?", |m| m.as_str()).to_owned(), until))
+            Some((
+                h.object_lock_mode().map_or("?", |m| m.as_str()).to_owned(),
+                until,
+            ))
         });
         Err(StorageError::Refused {
             message: match retained {

@@ -188,11 +188,17 @@ mod tests {
             parse_url("s3://b/x/y/").unwrap(),
             ("b".to_owned(), "x/y".to_owned())
         );
-        assert_eq!(parse_url("s3://b").unwrap(), ("b".to_owned(), String::new()));
+        assert_eq!(
+            parse_url("s3://b").unwrap(),
+            ("b".to_owned(), String::new())
+        );
         assert!(parse_url("s3:///x").is_err());
         let err = parse_url("s3://AKIAEXAMPLE:hunter2@bucket/x").unwrap_err();
         let text = err.to_string();
-        assert!(!text.contains("hunter2") && !text.contains("AKIAEXAMPLE"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("AKIAEXAMPLE"),
+            "{text}"
+        );
         assert!(text.contains("credentials"), "{text}");
     }
 }

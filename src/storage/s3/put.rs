@@ -32,7 +32,8 @@ impl S3Storage {
         if data.len() as u64 > self.tuning.multipart_threshold {
             self.put_multipart(key, data)
         } else {
-            self.put_single(key, data, self.current_lock()).map(|(o, _)| o)
+            self.put_single(key, data, self.current_lock())
+                .map(|(o, _)| o)
         }
     }
 

@@ -16,7 +16,12 @@ use crate::storage::StorageError;
 
 impl S3Storage {
     /// Runs `op` until it succeeds, fails for good, or the attempts are spent.
-    pub(super) fn retry<T, F, Fut>(&self, key: &str, what: &str, mut op: F) -> Result<T, StorageError>
+    pub(super) fn retry<T, F, Fut>(
+        &self,
+        key: &str,
+        what: &str,
+        mut op: F,
+    ) -> Result<T, StorageError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Failure>>,

@@ -21,8 +21,8 @@ use std::sync::{Mutex, OnceLock};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 
 use super::S3Storage;
-use crate::storage::Storage as _;
 use super::error::{Failure, classify, status_of};
+use crate::storage::Storage as _;
 use crate::storage::{ObjectInfo, Rewritten, StorageError, Versioning};
 
 /// The text of the first `<name>…</name>` element in `xml`.
@@ -125,17 +125,20 @@ impl S3Storage {
         if self.versions.unusable.load(Ordering::Relaxed) {
             return false;
         }
-        *self.versions.versioned.get_or_init(|| match self.bucket_versioning() {
-            Ok(v) => v != Versioning::Off,
-            Err(e) => {
-                tracing::info!(
-                    "{}: cannot tell whether the bucket keeps versions ({e}); reading current \
+        *self
+            .versions
+            .versioned
+            .get_or_init(|| match self.bucket_versioning() {
+                Ok(v) => v != Versioning::Off,
+                Err(e) => {
+                    tracing::info!(
+                        "{}: cannot tell whether the bucket keeps versions ({e}); reading current \
                      versions",
-                    self.location()
-                );
-                false
-            }
-        })
+                        self.location()
+                    );
+                    false
+                }
+            })
     }
 
     /// Stops reading by version (the credentials may not), once, with a warning.
@@ -201,7 +204,11 @@ impl S3Storage {
     }
 
     pub(super) fn forget_versions(&self, key: &str) {
-        self.versions.first.lock().expect("version cache").remove(key);
+        self.versions
+            .first
+            .lock()
+            .expect("version cache")
+            .remove(key);
     }
 
     /// Every version under `prefix`, by key.
