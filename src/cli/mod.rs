@@ -9,6 +9,7 @@
 //! - [`defaults`]: the configuration file as flag defaults.
 //! - [`exit`]: the exit codes.
 //! - [`progress`]: live progress lines on a terminal.
+//! - [`signals`]: SIGINT/SIGTERM turned into a cancellation the library checks.
 
 mod access;
 mod commands;
@@ -16,6 +17,7 @@ mod defaults;
 mod exit;
 mod progress;
 mod render;
+mod signals;
 
 use std::path::PathBuf;
 
