@@ -62,7 +62,7 @@ pub fn text(o: &Outcome<'_>) {
     for db in &report.databases {
         let verdict = match (db.passed, db.failure) {
             (true, _) => "loaded by an unprivileged role, every row count matches".to_owned(),
-            (false, Some(f)) => format!("FAILED ({})", f.describe()),
+            (false, Some(f)) => format!("FAILED: {}", f.describe()),
             (false, None) => "FAILED".to_owned(),
         };
         println!("  database {}: {verdict}", sanitize(&db.name));

@@ -443,7 +443,7 @@ fn check_databases(
             report.problems.push(Problem {
                 path: db.name.clone(),
                 kind: ProblemKind::Mismatch,
-                message: format!("{what}: {e}"),
+                message: format!("database dump {what}: {e}"),
             });
         }
         for t in db.tables.iter().filter(|t| t.expected != t.found) {

@@ -194,7 +194,8 @@ impl Scratch {
         }
         let mut env = confine::base_env(Some(&dir));
         env.push(("PGSYSCONFDIR".into(), dir.clone().into()));
-        env.push(("PGPASSFILE".into(), "/dev/null".into()));
+        // A file that does not exist: no password file of anyone's.
+        env.push(("PGPASSFILE".into(), dir.join("no-pgpass").into()));
         let mut s = Scratch {
             bin,
             dir,

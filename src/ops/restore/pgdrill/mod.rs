@@ -74,17 +74,17 @@ pub enum DumpFailure {
 }
 
 impl DumpFailure {
-    /// A few words for reports.
+    /// What happened, as words that follow "database dump" in reports.
     pub fn describe(self) -> &'static str {
         match self {
-            DumpFailure::Refused => "database dump refused",
-            DumpFailure::Setup => "database drill could not start",
-            DumpFailure::MissingExtension => "database dump needs a missing extension",
+            DumpFailure::Refused => "refused",
+            DumpFailure::Setup => "not checked: the drill could not start",
+            DumpFailure::MissingExtension => "needs an extension this host does not have",
             DumpFailure::NeedsSuperuser => {
-                "database dump cannot be loaded without superuser (drills never load as superuser)"
+                "needs superuser to load (drills never load dumps as superuser)"
             }
-            DumpFailure::LoadFailed => "database dump did not load",
-            DumpFailure::Mismatch => "database row counts differ",
+            DumpFailure::LoadFailed => "did not load",
+            DumpFailure::Mismatch => "row counts differ",
         }
     }
 }
