@@ -259,10 +259,13 @@ pub fn check_dumps(
     let _listening = cancel.listen();
     let mut checks = Vec::new();
     let mut todo = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    // A forged header may name one dump many times: each is loaded once.
     for source in snapshot
         .sources
         .iter()
         .filter(|s| s.kind == "postgres" && s.status == SourceStatus::Ok)
+        .filter(|s| seen.insert(s.name.as_str()))
     {
         match open_dump(sandbox, &source.name) {
             Ok(Some(file)) => todo.push((source, file)),
