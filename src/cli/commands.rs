@@ -240,34 +240,59 @@ fn backup(a: BackupArgs) -> Result<ExitCode> {
 
 fn snapshots(a: SnapshotsArgs) -> Result<ExitCode> {
     let repo = open_repo(&a.repo)?;
-    let (list, damaged) = repo.snapshots()?;
-    for e in &damaged {
+    let set = repo.verified_snapshots()?;
+    for e in &set.damaged {
         eprintln!("vault: warning: {}", sanitize(&format!("{e}")));
     }
+    for (r, why) in set.untrusted() {
+        eprintln!(
+            "vault: warning: snapshot {} does not count for latest, retention, drills or \
+             status: {}",
+            r.id.short(),
+            sanitize(why)
+        );
+    }
+    let trust = |t: &vault::repo::trust::Trust| match t {
+        vault::repo::trust::Trust::Trusted => "trusted",
+        vault::repo::trust::Trust::Legacy => "legacy",
+        vault::repo::trust::Trust::Untrusted(_) => "untrusted",
+    };
     if a.json {
         let now = chrono::Utc::now();
-        let v: Vec<_> = list
+        let v: Vec<_> = set
+            .records
             .iter()
-            .map(|(id, s)| {
+            .map(|r| {
+                let mut s = r.snapshot.clone();
+                s.time = r.recorded_time;
                 let expiring =
                     vault::source::keystore::expiring(&s.certificates, now, CERT_WARN_DAYS);
-                json!({ "id": id, "snapshot": s, "expiring_certificates": expiring })
+                let reason = match &r.trust {
+                    vault::repo::trust::Trust::Untrusted(why) => Some(why.clone()),
+                    _ => None,
+                };
+                json!({ "id": r.id, "snapshot": s, "expiring_certificates": expiring,
+                        "signed_by": r.signer.describe(), "trust": trust(&r.trust),
+                        "untrusted_reason": reason, "counts_as_time": r.snapshot.time,
+                        "uploaded": r.uploaded })
             })
             .collect();
         output::json(&v);
     } else {
         println!(
-            "{:<8}  {:<20}  {:<16}  {:>10}  {:<6}  paths",
-            "id", "time (UTC)", "host", "size", "status"
+            "{:<8}  {:<20}  {:<16}  {:>10}  {:<6}  {:<9}  paths",
+            "id", "time (UTC)", "host", "size", "status", "trust"
         );
-        for (id, s) in &list {
+        for r in &set.records {
+            let s = &r.snapshot;
             println!(
-                "{:<8}  {:<20}  {:<16}  {:>10}  {:<6}  {}",
-                id.short(),
+                "{:<8}  {:<20}  {:<16}  {:>10}  {:<6}  {:<9}  {}",
+                r.id.short(),
                 s.time.format("%Y-%m-%d %H:%M:%S"),
                 sanitize(&s.host),
                 size(s.totals.bytes),
                 if s.is_complete() { "ok" } else { "partial" },
+                trust(&r.trust),
                 sanitize(
                     &s.sources
                         .iter()
@@ -278,7 +303,7 @@ fn snapshots(a: SnapshotsArgs) -> Result<ExitCode> {
             );
         }
     }
-    Ok(if damaged.is_empty() {
+    Ok(if set.damaged.is_empty() {
         ExitCode::Ok
     } else {
         ExitCode::Damage

@@ -60,6 +60,19 @@ pub struct RotateWriterArgs {
     writer_key_out: PathBuf,
 }
 
+/// `vault key add-host`.
+#[derive(Args)]
+pub struct AddHostArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// The host's name: its backups record it, and its key signs only
+    /// snapshots that name it.
+    name: String,
+    /// Where to write the host's writer key (mode 0600).
+    #[arg(long)]
+    writer_key_out: PathBuf,
+}
+
 /// Runs a `vault key` subcommand other than `generate`.
 pub fn run(command: KeyCommand) -> Result<ExitCode> {
     match command {
@@ -68,6 +81,7 @@ pub fn run(command: KeyCommand) -> Result<ExitCode> {
         KeyCommand::AddOwner(a) => add_owner(a),
         KeyCommand::RemoveOwner(a) => remove_owner(a),
         KeyCommand::RotateWriter(a) => rotate_writer(a),
+        KeyCommand::AddHost(a) => add_host(a),
     }
 }
 
@@ -90,6 +104,23 @@ fn list(a: ListArgs) -> Result<ExitCode> {
             (false, _) => "writer",
         });
     let yours = opened.as_ref().and_then(|r| r.owner_file());
+    // Host keys: names need no key; with one, only certificates the owner
+    // signed are listed.
+    let mut hosts: Vec<String> = match &opened {
+        Some(r) => r.host_certificates()?.into_iter().map(|c| c.host).collect(),
+        None => storage
+            .list(repo::trust::HOSTS_PREFIX)?
+            .iter()
+            .filter_map(|o| {
+                o.key
+                    .strip_prefix(repo::trust::HOSTS_PREFIX)?
+                    .split_once('/')
+                    .map(|(h, _)| h.to_owned())
+            })
+            .collect(),
+    };
+    hosts.sort();
+    hosts.dedup();
     let current = opened.as_ref().map(|r| r.keys().writer().generation());
     if a.json {
         let list: Vec<_> = owners
@@ -102,6 +133,7 @@ fn list(a: ListArgs) -> Result<ExitCode> {
         output::json(&json!({
             "owners": list,
             "writer_generations": generations,
+            "hosts": hosts,
             "identity": role,
             "current_writer_generation": current,
         }));
@@ -129,6 +161,10 @@ fn list(a: ListArgs) -> Result<ExitCode> {
         if gens.is_empty() { "" } else { ", " },
         gens.join(", ")
     );
+    if !hosts.is_empty() {
+        let names: Vec<String> = hosts.iter().map(|h| sanitize(h)).collect();
+        println!("host keys: {}", names.join(", "));
+    }
     match (role, current) {
         (Some(role), Some(g)) => println!("your key: {role}; current writer key generation: {g}"),
         _ => println!("(pass -i KEY to see which owner file your identity opens)"),
@@ -189,6 +225,25 @@ fn rotate_writer(a: RotateWriterArgs) -> Result<ExitCode> {
     println!(
         "install it on every backup host: the previous writer key is refused for new backups \
          from now on; existing snapshots stay readable by owners"
+    );
+    Ok(ExitCode::Ok)
+}
+
+fn add_host(a: AddHostArgs) -> Result<ExitCode> {
+    let repo = open_repo(&a.repo)?;
+    let added = repo
+        .add_host(&a.name, &a.writer_key_out)
+        .with_context(|| format!("adding host {:?}", a.name))?;
+    println!(
+        "writer key for host {:?} written to {} (certificate {})",
+        added.host,
+        a.writer_key_out.display(),
+        added.object
+    );
+    println!(
+        "install it on that host instead of the shared writer key: its backups record host {:?} \
+         and are signed by it; the shared writer key can no longer write that host's series",
+        added.host
     );
     Ok(ExitCode::Ok)
 }

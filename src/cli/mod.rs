@@ -129,6 +129,9 @@ enum KeyCommand {
     /// Make a new writer key for backup hosts and retire the current one;
     /// old snapshots stay readable (owner key).
     RotateWriter(keys::RotateWriterArgs),
+    /// Make a writer key for one host: it signs that host's backups, so a
+    /// compromised host can forge only its own series (owner key).
+    AddHost(keys::AddHostArgs),
 }
 
 #[derive(Args)]

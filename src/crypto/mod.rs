@@ -15,6 +15,8 @@ use zeroize::Zeroizing;
 
 use crate::error::CryptoError;
 
+pub mod sign;
+
 /// A parsed age recipient that can be used from several threads.
 pub type Recipient = Box<dyn age::Recipient + Send + Sync>;
 

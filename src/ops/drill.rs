@@ -82,11 +82,17 @@ pub fn choose(all: &[(Id, Snapshot)], random_older: bool) -> Vec<(Id, &'static s
 /// Runs a drill (owner key required).
 pub fn run(repo: &Repository, opts: &DrillOptions, pg_url: PgUrl<'_>) -> Result<DrillReport> {
     repo.keys().require_owner("drill")?;
-    let (mut all, damaged) = repo.snapshots()?;
-    // A header dated in the future would stand in for its series' latest.
+    // Only headers that count: a header forged with a writer key (another
+    // host's series, or dated ahead) must not stand in for a series' latest
+    // and take its drill. `vault status` names the others.
+    let set = repo.verified_snapshots()?;
+    for (r, why) in set.untrusted() {
+        tracing::warn!("snapshot {} is not drilled: {why}", r.id.short());
+    }
+    let mut all = set.usable();
     let now = chrono::Utc::now();
     all.retain(|(_, s)| !s.is_in_the_future(now));
-    let mut passed = damaged.is_empty();
+    let mut passed = set.damaged.is_empty();
     let mut snapshots = Vec::new();
     for (id, reason) in choose(&all, opts.random_older) {
         let snap = &all
