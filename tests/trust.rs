@@ -204,7 +204,7 @@ fn forged_headers_dated_ahead_cannot_make_forget_delete_real_snapshots() {
         assert!(exists(&f.env, id), "forget deleted real snapshot {id}");
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let db_group = v["groups"]
+    let db_group = v["forget"]["groups"]
         .as_array()
         .unwrap()
         .iter()
@@ -276,7 +276,7 @@ fn a_host_forging_its_own_series_cannot_make_forget_delete_its_newest_drilled_sn
         "forget deleted the newest snapshot a drill proved"
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let kept_by = v["groups"]
+    let kept_by = v["forget"]["groups"]
         .as_array()
         .unwrap()
         .iter()

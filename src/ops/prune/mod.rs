@@ -338,9 +338,13 @@ fn write_index(
     let (good, bad): (Vec<_>, Vec<_>) = kept
         .into_iter()
         .partition(|(blob, loc)| !checked.rejected.contains(&attest::claim(blob, loc)));
+    // A failed claim is dropped when nothing needs its blob, or when another
+    // claim of the same blob verified (a planted entry beside the genuine
+    // copy); otherwise it is damage, kept where readers still see it.
+    let good_blobs: HashSet<Id> = good.iter().map(|(blob, _)| *blob).collect();
     let (damaged, planted): (Vec<_>, Vec<_>) = bad
         .into_iter()
-        .partition(|(blob, _)| referenced.contains(blob));
+        .partition(|(blob, _)| referenced.contains(blob) && !good_blobs.contains(blob));
     report.entries_dropped = planted.len() as u64;
     report.entries_unverified = damaged.len() as u64;
     let mut all = attest::group_by_pack(good);
