@@ -140,17 +140,15 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         )));
     }
     // Deduplicate only against claims that can be relied on: index files
-    // the owner signed (verified) and those this host wrote itself (in its
-    // cache record, or signed by its own host key). Another host's index
-    // file may be planted: a backup relying on it would not restore.
+    // the owner signed (it read the blobs back) and those this host wrote
+    // itself (in its cache record, or signed by its own signing key).
+    // Another host's index file may be planted: a backup relying on it
+    // would not restore. Hosts sharing the shared writer key of `vault
+    // init` share its signatures too, and so trust each other's index
+    // files: they are one trust domain (they can forge each other's series
+    // as well); `vault key add-host` gives a host its own.
     let mut own = own_index::OwnIndex::load(opts.cache_dir.as_deref(), &repo.config().id);
-    let own_key = repo
-        .keys()
-        .writer()
-        .host()
-        .map(|h| h.certificate())
-        .filter(|c| !c.is_shared())
-        .map(|c| c.key);
+    let own_key = repo.keys().writer().host().map(|h| h.certificate().key);
     let loaded = repo.load_dedup_index(&|id, signer| {
         own.contains(id)
             || matches!(signer, crate::repo::trust::Signer::Host(c) if Some(c.key) == own_key)
