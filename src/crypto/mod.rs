@@ -338,7 +338,7 @@ pub fn obtain_passphrase(prompt: &str) -> Result<SecretString, crate::Error> {
         let text = read_key_file(&path)?;
         let line = text.lines().next().unwrap_or("").to_owned();
         if line.is_empty() {
-            return Err(crate::Error::Usage(format!(
+            return Err(crate::Error::InvalidInput(format!(
                 "{}: the passphrase file is empty",
                 path.display()
             )));

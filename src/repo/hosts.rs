@@ -39,13 +39,13 @@ impl Repository {
     pub fn add_host(&self, name: &str, writer_key_out: &Path) -> Result<AddedHost> {
         self.keys().require_owner("adding a host key")?;
         if !valid_host_name(name) {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidInput(format!(
                 "host name {name:?} must be 1-64 characters of letters, digits, '.', '_', '-', \
                  not starting with '.' or '-'"
             )));
         }
         if self.config().version < 2 {
-            return Err(Error::Usage(
+            return Err(Error::InvalidInput(
                 "this repository is format 1, whose writer keys cannot sign; host keys need a \
                  format-2 repository (`vault init` a new one; see docs/FORMAT.md)"
                     .into(),

@@ -301,7 +301,7 @@ impl RepoKeys {
         owner: Option<age::x25519::Identity>,
     ) -> Result<Self> {
         if writer.repo_id != config.id {
-            return Err(Error::Usage(format!(
+            return Err(Error::WrongKey(format!(
                 "this writer key belongs to repository {}, not to {} (wrong -i or -r?)",
                 writer.repo_id, config.id
             )));
@@ -339,7 +339,7 @@ impl RepoKeys {
             // storage attacker cannot change chunker, compression, pack
             // size or Object Lock.
             let Some(key) = owner_public else {
-                return Err(Error::Usage(
+                return Err(Error::WrongKey(
                     "this writer key is of format 1 (it pins no owner signing key) but the \
                      repository is format 2; use a writer key made for this repository \
                      (`vault key add-host`)"
@@ -676,14 +676,14 @@ pub fn check_writer_current(storage: &dyn Storage, writer: &WriterKey) -> Result
     if let Some(&newest) = numbers.last()
         && newest > writer.generation
     {
-        return Err(Error::Usage(format!(
+        return Err(Error::WrongKey(format!(
             "this writer key (generation {}) has been replaced by writer key generation \
              {newest} (`vault key rotate-writer`); install the new writer key on this host",
             writer.generation
         )));
     }
     if writer.generation > 0 && !numbers.contains(&writer.generation) {
-        return Err(Error::Usage(format!(
+        return Err(Error::WrongKey(format!(
             "this writer key is generation {}, which this repository does not have \
              ({} is missing; wrong -r?)",
             writer.generation,

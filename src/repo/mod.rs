@@ -201,7 +201,7 @@ fn check_owner_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Usage(format!(
+        Err(Error::InvalidInput(format!(
             "owner name {name:?} must be 1-64 characters of letters, digits, '.', '_', '-', '@'"
         )))
     }
@@ -212,7 +212,7 @@ fn wrap_for_owner(owner_text: &str, owner: &OwnerSpec) -> Result<Vec<u8>> {
     Ok(match owner {
         OwnerSpec::Passphrase(p) => crypto::encrypt(owner_text.as_bytes(), &Seal::Passphrase(p))?,
         OwnerSpec::Recipients(rs) if rs.is_empty() => {
-            return Err(Error::Usage(
+            return Err(Error::InvalidInput(
                 "at least one owner recipient is needed".into(),
             ));
         }
@@ -242,7 +242,7 @@ fn seal_json<T: Serialize>(
 /// Reads the config object.
 pub fn read_config(storage: &dyn Storage) -> Result<RepoConfig> {
     let bytes = storage.get(CONFIG_KEY).map_err(|e| match e {
-        StorageError::NotFound { .. } => Error::Usage(format!(
+        StorageError::NotFound { .. } => Error::NotFound(format!(
             "{}: no vault repository here (no config object); run `vault init` first",
             storage.location()
         )),
@@ -283,7 +283,7 @@ pub fn read_config(storage: &dyn Storage) -> Result<RepoConfig> {
     config
         .chunker
         .validate()
-        .map_err(|e| Error::format(CONFIG_KEY, e))?;
+        .map_err(|e| Error::format(CONFIG_KEY, e.to_string()))?;
     if let Some(lock) = &config.object_lock
         && !(1..=MAX_LOCK_DAYS).contains(&lock.days)
     {
@@ -300,18 +300,22 @@ impl Repository {
     /// `opts.writer_key_out` with mode 0600.
     pub fn init(storage: Arc<dyn Storage>, opts: &InitOptions) -> Result<RepoConfig> {
         check_owner_name(&opts.owner_name)?;
-        opts.chunker.validate().map_err(Error::Usage)?;
+        opts.chunker
+            .validate()
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
         if !(1..=22).contains(&opts.compression_level) {
-            return Err(Error::Usage("compression level must be 1..=22".into()));
+            return Err(Error::InvalidInput(
+                "compression level must be 1..=22".into(),
+            ));
         }
         if !(1 << 20..=1 << 30).contains(&opts.pack_size) {
-            return Err(Error::Usage(
+            return Err(Error::InvalidInput(
                 "pack size must be between 1 MiB and 1 GiB".into(),
             ));
         }
         match storage.get(CONFIG_KEY) {
             Ok(_) => {
-                return Err(Error::Usage(format!(
+                return Err(Error::InvalidInput(format!(
                     "{}: a repository already exists here",
                     storage.location()
                 )));
@@ -320,14 +324,14 @@ impl Repository {
             Err(e) => return Err(e.into()),
         }
         if !storage.list("keys/")?.is_empty() {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidInput(format!(
                 "{}: keys/ already holds objects (an earlier init?); use an empty location",
                 storage.location()
             )));
         }
         if let Some(lock) = opts.object_lock {
             if !(1..=MAX_LOCK_DAYS).contains(&lock.days) {
-                return Err(Error::Usage(format!(
+                return Err(Error::InvalidInput(format!(
                     "--object-lock-days must be 1..={MAX_LOCK_DAYS}"
                 )));
             }
@@ -339,7 +343,7 @@ impl Repository {
         // Check the owner's recipients before anything is written.
         if let OwnerSpec::Recipients(rs) = &opts.owner {
             if rs.is_empty() {
-                return Err(Error::Usage(
+                return Err(Error::InvalidInput(
                     "at least one owner recipient is needed".into(),
                 ));
             }
@@ -378,7 +382,7 @@ impl Repository {
         let owner_text =
             keys::owner_identity_text(&owner, &repo_id, &writer.recipient(), FORMAT_VERSION);
         let wrapped_owner = wrap_for_owner(&owner_text, &opts.owner)?;
-        let raced = || Error::Usage("another vault init is writing here; keep the first".into());
+        let raced = || Error::Conflict("another vault init is writing here; keep the first".into());
         if storage.put(
             &format!("{OWNERS_PREFIX}{}.age", opts.owner_name),
             &wrapped_owner,
@@ -494,7 +498,7 @@ impl Repository {
         if let Some(e) = problem {
             return Err(e);
         }
-        Err(Error::Usage(format!(
+        Err(Error::WrongKey(format!(
             "{what} is neither this repository's writer key nor an owner: it unwraps none of \
              the {} owner key(s) in {OWNERS_PREFIX}",
             owners.len()
@@ -763,7 +767,7 @@ impl Repository {
             return match pick {
                 Some(r) => Ok((r.id, r.snapshot.clone())),
                 None if set.records.is_empty() => Err(Error::SnapshotNotFound(spec.into())),
-                None => Err(Error::Usage(format!(
+                None => Err(Error::NotFound(format!(
                     "no snapshot can be trusted as `latest`: the {} header(s) here are not \
                      signed by the repository owner or by the host they name (`vault snapshots` \
                      says why); name one by its id to use it anyway",
@@ -780,7 +784,7 @@ impl Repository {
         match hits.len() {
             1 => Ok(hits.pop().expect("one hit")),
             0 => Err(Error::SnapshotNotFound(spec.into())),
-            n => Err(Error::Usage(format!(
+            n => Err(Error::InvalidInput(format!(
                 "snapshot prefix {spec:?} is ambiguous ({n} matches)"
             ))),
         }

@@ -82,7 +82,7 @@ impl Repository {
         check_owner_name(name)?;
         let object = owner_object(name);
         let taken = || {
-            Error::Usage(format!(
+            Error::InvalidInput(format!(
                 "an owner named {name:?} already exists ({object}); choose another name, or \
                  remove that owner first with `vault key remove-owner`"
             ))
@@ -117,18 +117,18 @@ impl Repository {
         let owners = list_owners(self.storage.as_ref())?;
         let object = owner_object(name);
         if !owners.iter().any(|o| o.name == name) {
-            return Err(Error::Usage(format!(
+            return Err(Error::NotFound(format!(
                 "there is no owner named {name:?} (`vault key list` shows them)"
             )));
         }
         if owners.len() == 1 {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidInput(format!(
                 "{name:?} is the last owner: without it nobody could open the repository; \
                  add another owner first (`vault key add-owner`)"
             )));
         }
         if self.owner_file() == Some(object.as_str()) && !force {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidInput(format!(
                 "{object} is the owner key your own identity opened: removing it locks you \
                  out unless another owner file also lists you; pass --force to remove it anyway"
             )));
@@ -165,7 +165,7 @@ impl Repository {
         let object = keys::generation_key(generation);
         let stored = match self.storage.put(&object, &sealed) {
             Ok(PutOutcome::Created) => Ok(()),
-            Ok(PutOutcome::AlreadyExists) => Err(Error::Usage(format!(
+            Ok(PutOutcome::AlreadyExists) => Err(Error::Conflict(format!(
                 "{object} appeared while rotating (another rotate-writer?); run it again"
             ))),
             Err(e) => Err(e.into()),

@@ -385,7 +385,7 @@ impl Repository {
         let json = serde_json::to_vec_pretty(c).expect("certificates serialize");
         match self.storage().put(&key, &json)? {
             PutOutcome::Created => Ok(key),
-            PutOutcome::AlreadyExists => Err(Error::Usage(format!(
+            PutOutcome::AlreadyExists => Err(Error::Conflict(format!(
                 "{key} already exists; run the command again (a new key is made each time)"
             ))),
         }
