@@ -583,3 +583,70 @@ fn a_storage_attacker_editing_config_is_refused() {
     std::fs::write(&path, &original).unwrap();
     assert_success(&env.vault(&["ls"], &env.owner_key, &["latest"]));
 }
+
+/// fixtures/repo-v1 copied into a temporary directory, keys made 0600.
+fn v1_fixture() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/repo-v1");
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp")
+        .args(["-a", src.to_str().unwrap(), dir.path().to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let root = dir.path().join("repo-v1");
+    let (owner, writer) = (root.join("owner.key"), root.join("writer.key"));
+    for k in [&owner, &writer] {
+        std::fs::set_permissions(k, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    (dir, root.join("repo"), owner, writer)
+}
+
+#[test]
+fn a_format_1_repository_stays_usable_with_its_history_marked_legacy() {
+    let (dir, repo, owner, writer) = v1_fixture();
+    let r = repo.to_str().unwrap();
+    let v = |key: &Path, args: &[&str]| {
+        let mut all = vec![args[0], "-r", r, "-i", key.to_str().unwrap()];
+        all.extend(&args[1..]);
+        run(&all)
+    };
+    // Backups with the v1 writer key go on, unsigned.
+    let src = dir.path().join("src");
+    write(&src.join("f"), b"written by a newer vault\n");
+    let cache = dir.path().join("cache");
+    assert_success(&v(
+        &writer,
+        &["backup", "--cache-dir", cache.to_str().unwrap(), src.to_str().unwrap()],
+    ));
+    let out = v(&owner, &["snapshots", "--json"]);
+    assert_success(&out);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for s in list.as_array().unwrap() {
+        assert_eq!(s["trust"], "legacy", "{s}");
+    }
+    // Host keys need format 2; the config stays format 1 and unsigned.
+    let host_key = dir.path().join("h.key");
+    let out = run(&[
+        "key",
+        "add-host",
+        "-r",
+        r,
+        "-i",
+        owner.to_str().unwrap(),
+        "web1",
+        "--writer-key-out",
+        host_key.to_str().unwrap(),
+    ]);
+    assert_code(&out, 1);
+    assert!(!host_key.exists());
+    assert_contains(&stderr(&out), "format 1");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo.join("config")).unwrap()).unwrap();
+    assert_eq!(config["version"], 1);
+    // The owner's operations still work, and sign what they write.
+    assert_success(&v(&owner, &["restore", "latest", "--verify"]));
+    assert_success(&v(&owner, &["forget", "--keep-last", "2"]));
+    let out = v(&writer, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(status["untrusted"].as_array().unwrap().is_empty(), "{status}");
+}
