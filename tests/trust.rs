@@ -533,7 +533,8 @@ fn a_storage_attacker_editing_config_is_refused() {
         c.signature = Some(k.sign(c.signed_text().as_bytes()));
         serde_json::to_value(&c).unwrap()
     };
-    let edits: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let edits: Vec<(&str, Edit)> = vec![
         (
             "tiny chunks",
             Box::new(|c| {
@@ -616,7 +617,12 @@ fn a_format_1_repository_stays_usable_with_its_history_marked_legacy() {
     let cache = dir.path().join("cache");
     assert_success(&v(
         &writer,
-        &["backup", "--cache-dir", cache.to_str().unwrap(), src.to_str().unwrap()],
+        &[
+            "backup",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ],
     ));
     let out = v(&owner, &["snapshots", "--json"]);
     assert_success(&out);
@@ -648,5 +654,8 @@ fn a_format_1_repository_stays_usable_with_its_history_marked_legacy() {
     assert_success(&v(&owner, &["forget", "--keep-last", "2"]));
     let out = v(&writer, &["status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(status["untrusted"].as_array().unwrap().is_empty(), "{status}");
+    assert!(
+        status["untrusted"].as_array().unwrap().is_empty(),
+        "{status}"
+    );
 }

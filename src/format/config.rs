@@ -204,7 +204,8 @@ mod tests {
         c.owner_signing_key = Some(owner.public());
         c.signature = Some(owner.sign(c.signed_text().as_bytes()));
         assert_eq!(c.verify(&owner.public()), Ok(()));
-        let edits: Vec<Box<dyn Fn(&mut RepoConfig)>> = vec![
+        type Edit = Box<dyn Fn(&mut RepoConfig)>;
+        let edits: Vec<Edit> = vec![
             Box::new(|c| c.chunker.min_size = 64),
             Box::new(|c| c.chunker.avg_size = 256),
             Box::new(|c| c.chunker.max_size = 1024),

@@ -179,6 +179,10 @@ pub struct LoadedIndex {
     pub damaged: Vec<Error>,
 }
 
+/// Decides, for an index file (its id and signer), whether a backup may
+/// deduplicate against it.
+pub type IndexTrust<'a> = dyn Fn(&Id, &trust::Signer) -> bool + 'a;
+
 /// Readable snapshots (oldest first) and the errors for unreadable ones.
 pub type SnapshotList = (Vec<(Id, Snapshot)>, Vec<Error>);
 
@@ -671,17 +675,11 @@ impl Repository {
     /// offset 0 of pack P") writes a snapshot that does not restore. So
     /// other hosts' index files are never a source for deduplication; they
     /// stay readable for restore, which verifies every blob.
-    pub fn load_dedup_index(
-        &self,
-        also_trust: &dyn Fn(&Id, &trust::Signer) -> bool,
-    ) -> Result<LoadedIndex> {
+    pub fn load_dedup_index(&self, also_trust: &IndexTrust<'_>) -> Result<LoadedIndex> {
         self.load_index_selected(Some(also_trust))
     }
 
-    fn load_index_selected(
-        &self,
-        dedup: Option<&dyn Fn(&Id, &trust::Signer) -> bool>,
-    ) -> Result<LoadedIndex> {
+    fn load_index_selected(&self, dedup: Option<&IndexTrust<'_>>) -> Result<LoadedIndex> {
         let mut loaded = LoadedIndex::default();
         for obj in self.storage.list(ObjectKind::Index.prefix())? {
             let Some(id) = id_from_key(&obj.key) else {

@@ -134,11 +134,7 @@ fn list(a: ListArgs) -> Result<ExitCode> {
     // Host keys: names need no key; with one, only certificates the owner
     // signed are listed.
     let mut hosts: Vec<String> = match &opened {
-        Some(r) => r
-            .host_certificates()?
-            .into_iter()
-            .map(|c| c.host)
-            .collect(),
+        Some(r) => r.host_certificates()?.into_iter().map(|c| c.host).collect(),
         None => storage
             .list(repo::trust::HOSTS_PREFIX)?
             .iter()
