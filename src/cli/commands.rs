@@ -296,6 +296,43 @@ fn print_problems(problems: &[vault::restore::Problem]) {
     }
 }
 
+/// Withheld entries printed one per line; `--json` lists more.
+const WITHHELD_SHOWN: usize = 20;
+
+/// Says what the restore policy kept out of the target, and how to ask for it.
+fn print_withheld(w: &vault::restore::WithheldReport) {
+    if w.total() == 0 {
+        return;
+    }
+    let mut parts = Vec::new();
+    for (n, what, flag) in [
+        (w.setid, "setuid/setgid bits cleared", "--keep-setid"),
+        (w.devices, "device nodes not created", "--allow-devices"),
+        (
+            w.security_xattrs,
+            "security.*/trusted.* attributes not set",
+            "--keep-security-xattrs",
+        ),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what} ({flag} restores them)"));
+        }
+    }
+    println!("  withheld by the restore policy: {}", parts.join(", "));
+    for e in w.entries.iter().take(WITHHELD_SHOWN) {
+        println!("    /{}: {}", sanitize(&e.path), sanitize(&e.detail));
+    }
+    let more = w
+        .total()
+        .saturating_sub(WITHHELD_SHOWN.min(w.entries.len()) as u64);
+    if more > 0 {
+        println!(
+            "    ... and {more} more (--json lists up to {})",
+            vault::restore::WITHHELD_LISTED
+        );
+    }
+}
+
 /// Certificates expiring within this many days are reported.
 const CERT_WARN_DAYS: i64 = 30;
 
@@ -409,6 +446,11 @@ fn restore(a: RestoreArgs) -> Result<ExitCode> {
             include: a.include.clone(),
             threads: 0,
             verify: false,
+            policy: restore::RestorePolicy {
+                allow_devices: a.allow_devices,
+                keep_setid: a.keep_setid,
+                keep_security_xattrs: a.keep_security_xattrs,
+            },
         };
         (restore::restore(&repo, &id, &snap, &opts)?, None)
     };
@@ -462,6 +504,7 @@ fn restore(a: RestoreArgs) -> Result<ExitCode> {
             }
         }
         print_problems(&report.problems);
+        print_withheld(&report.withheld);
         warn_expiring(&snap.certificates);
         println!("result: {}", if passed { "PASSED" } else { "FAILED" });
     }

@@ -264,6 +264,19 @@ struct RestoreArgs {
     /// throwaway cluster.
     #[arg(long, value_name = "CONNINFO", requires = "verify")]
     pg_url: Option<String>,
+    /// Create the block and character devices the snapshot records (as
+    /// root). Off by default: a device node is access to the whole disk or
+    /// memory.
+    #[arg(long, conflicts_with = "verify")]
+    allow_devices: bool,
+    /// Keep setuid and setgid bits on restored files. Off by default: the
+    /// bits are cleared and reported.
+    #[arg(long, conflicts_with = "verify")]
+    keep_setid: bool,
+    /// Restore security.* and trusted.* extended attributes (file
+    /// capabilities, SELinux and IMA labels). Off by default.
+    #[arg(long, conflicts_with = "verify")]
+    keep_security_xattrs: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
