@@ -15,6 +15,7 @@ mod keys;
 mod keystores;
 mod postgres;
 mod prune;
+mod restore_attacks;
 mod restore_without_vault;
 mod s3;
 mod status;

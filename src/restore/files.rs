@@ -44,13 +44,6 @@ pub struct FileState {
     single: bool,
 }
 
-impl FileState {
-    /// Whether this file is the first of a hard-link group.
-    pub fn is_link_target(&self) -> bool {
-        self.node.hardlink.is_some()
-    }
-}
-
 /// A run of consecutive blobs of one file and where they go.
 pub struct Segment {
     state: Arc<FileState>,
@@ -64,8 +57,8 @@ pub enum Finished {
     Ok {
         /// Its size.
         bytes: u64,
-        /// The inode now under its final name.
-        id: FileId,
+        /// The inode now under its final name (hard-link group members only).
+        id: Option<FileId>,
         /// Metadata that could not be applied, if any.
         problem: Option<String>,
         /// What the restore policy withheld.
@@ -252,7 +245,11 @@ fn check_and_commit(st: &FileState, meta: &MetaWriter, verify: bool) -> Result<F
         ));
     }
     let applied = meta.apply(&Handle::Open(&st.file), &st.node);
-    let id = FileId::of_file(&st.file).map_err(write_err)?;
+    // Only a hard-link group's first member needs its inode known.
+    let id = match st.node.hardlink {
+        Some(_) => Some(FileId::of_file(&st.file).map_err(write_err)?),
+        None => None,
+    };
     st.dir.commit(&st.tmp, &st.name).map_err(write_err)?;
     Ok(Finished::Ok {
         bytes: st.node.size,

@@ -53,9 +53,9 @@ pub struct Pending {
 /// What members of one group must share: kind, size, whole-file hash
 /// (which stands for the content, verified when the first is written),
 /// symlink target, device number.
-type Key = (NodeKind, u64, Option<Id>, Option<Bytes>, Option<u64>);
+pub type Key = (NodeKind, u64, Option<Id>, Option<Bytes>, Option<u64>);
 
-fn key(n: &Node) -> Key {
+pub fn key(n: &Node) -> Key {
     (n.kind, n.size, n.hash, n.target.clone(), n.rdev)
 }
 

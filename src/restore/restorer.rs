@@ -306,7 +306,7 @@ fn write_files(shared: &Shared<'_>, seg: Segment, reader: &mut BlobReader<'_>) {
             problem,
             withheld,
         } => {
-            if st.is_link_target() {
+            if let Some(id) = id {
                 shared
                     .committed
                     .lock()
