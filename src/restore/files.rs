@@ -244,7 +244,7 @@ fn check_and_commit(st: &FileState, meta: &MetaWriter, verify: bool) -> Result<F
             ),
         ));
     }
-    let applied = meta.apply(&Handle::Open(&st.file), &st.node);
+    let applied = meta.apply(&Handle::Open(&st.file), &st.node, Some(st.dir.new_owner()));
     // Only a hard-link group's first member needs its inode known.
     let id = match st.node.hardlink {
         Some(_) => Some(FileId::of_file(&st.file).map_err(write_err)?),

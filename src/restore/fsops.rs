@@ -51,6 +51,9 @@ impl FileId {
 pub struct Dir {
     file: File,
     id: FileId,
+    /// The owner and group new entries get (the directory's group when it
+    /// is setgid).
+    new_owner: (u32, u32),
 }
 
 /// Flags for opening a directory as a handle.
@@ -82,11 +85,22 @@ fn not_a_dir(found: Option<&FileStat>) -> io::Error {
 
 impl Dir {
     fn from_fd(fd: OwnedFd) -> io::Result<Dir> {
-        let id = FileId::of(&fstat(&fd).map_err(io_err)?);
+        let st = fstat(&fd).map_err(io_err)?;
+        let gid = if st.st_mode & libc::S_ISGID != 0 {
+            st.st_gid
+        } else {
+            nix::unistd::getegid().as_raw()
+        };
         Ok(Dir {
             file: File::from(fd),
-            id,
+            id: FileId::of(&st),
+            new_owner: (nix::unistd::geteuid().as_raw(), gid),
         })
+    }
+
+    /// The owner and group a file created here starts with.
+    pub fn new_owner(&self) -> (u32, u32) {
+        self.new_owner
     }
 
     /// Opens the restore target, creating it (and its parents) when missing.
@@ -440,9 +454,140 @@ impl Handle<'_> {
     }
 }
 
-/// A fresh temporary name.
+/// A fresh, unpredictable temporary name (from the thread's CSPRNG: no
+/// system call per file).
 fn temp_name() -> OsString {
     let mut r = [0u8; 8];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut r);
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut r);
     OsString::from_vec(format!(".vault-restore-{}", hex::encode(r)).into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, symlink};
+
+    fn node(kind: NodeKind) -> Node {
+        Node {
+            name: crate::tree::Bytes(b"x".to_vec()),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            mtime_ns: 0,
+            size: 0,
+            target: Some(crate::tree::Bytes(b"/etc/passwd".to_vec())),
+            rdev: None,
+            hardlink: None,
+            xattrs: vec![],
+            content: vec![],
+            hash: None,
+            subtree: None,
+        }
+    }
+
+    #[test]
+    fn a_symlinked_target_and_planted_symlinks_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        symlink(&outside, tmp.path().join("link")).unwrap();
+        let e = Dir::open_target(&tmp.path().join("link")).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+
+        let target = Dir::open_target(&tmp.path().join("t")).unwrap();
+        symlink(&outside, tmp.path().join("t/planted")).unwrap();
+        let e = target.ensure_child_dir(OsStr::new("planted")).unwrap_err();
+        assert!(e.to_string().contains("symlink planted"), "{e}");
+        std::fs::write(tmp.path().join("t/file"), b"").unwrap();
+        let e = target.ensure_child_dir(OsStr::new("file")).unwrap_err();
+        assert!(e.to_string().contains("non-directory"), "{e}");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn reopening_never_follows_a_swapped_in_symlink_or_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = Dir::open_target(&tmp.path().join("t")).unwrap();
+        let a = target.ensure_child_dir(OsStr::new("a")).unwrap();
+        let b = a.ensure_child_dir(OsStr::new("b")).unwrap();
+        assert_eq!(
+            target.reopen(Path::new("a/b"), b.id()).unwrap().id(),
+            b.id()
+        );
+
+        // The held handle still writes into the real directory, wherever it went.
+        let t = tmp.path().join("t");
+        std::fs::rename(t.join("a"), t.join("moved")).unwrap();
+        symlink(tmp.path(), t.join("a")).unwrap();
+        let (_, name) = b.create_temp_file().unwrap();
+        assert!(t.join("moved/b").join(&name).exists());
+        let e = target.reopen(Path::new("a/b"), b.id()).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+
+        std::fs::remove_file(t.join("a")).unwrap();
+        std::fs::create_dir_all(t.join("a/b")).unwrap();
+        let e = target.reopen(Path::new("a/b"), b.id()).unwrap_err();
+        assert!(e.to_string().contains("another directory"), "{e}");
+    }
+
+    #[test]
+    fn links_are_made_only_to_the_committed_inode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = Dir::open_target(tmp.path()).unwrap();
+        let (f, tmpname) = target.create_temp_file().unwrap();
+        let id = FileId::of_file(&f).unwrap();
+        target.commit(&tmpname, OsStr::new("first")).unwrap();
+        let link = target.link_from(&target, OsStr::new("first"), id).unwrap();
+        target.commit(&link, OsStr::new("second")).unwrap();
+        let m = std::fs::metadata(tmp.path().join("second")).unwrap();
+        assert_eq!((m.dev(), m.ino()), (id.dev, id.ino));
+
+        // Swapped for something else: nothing is linked.
+        std::fs::remove_file(tmp.path().join("first")).unwrap();
+        std::fs::write(tmp.path().join("first"), b"other").unwrap();
+        let e = target
+            .link_from(&target, OsStr::new("first"), id)
+            .unwrap_err();
+        assert!(e.to_string().contains("replaced"), "{e}");
+        let names: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn specials_get_metadata_through_their_handle() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = Dir::open_target(tmp.path()).unwrap();
+        let (link, name) = target
+            .create_special(&node(NodeKind::Symlink))
+            .unwrap()
+            .unwrap();
+        Handle::Path(&link)
+            .set_times(1_000_000_000_000_000_000)
+            .unwrap();
+        Handle::Path(&link).chmod(0o600).unwrap();
+        target.commit(&name, OsStr::new("l")).unwrap();
+        let m = std::fs::symlink_metadata(tmp.path().join("l")).unwrap();
+        assert!(m.file_type().is_symlink());
+        assert_eq!(m.mtime(), 1_000_000_000);
+        // The symlink's target was never touched.
+        assert_ne!(
+            std::fs::metadata("/etc/passwd").unwrap().mtime(),
+            1_000_000_000
+        );
+
+        let (fifo, name) = target
+            .create_special(&node(NodeKind::Fifo))
+            .unwrap()
+            .unwrap();
+        Handle::Path(&fifo).chmod(0o640).unwrap();
+        target.commit(&name, OsStr::new("p")).unwrap();
+        let m = std::fs::symlink_metadata(tmp.path().join("p")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o640);
+    }
 }

@@ -230,14 +230,19 @@ pub struct Applied {
 
 impl MetaWriter {
     /// Sets owner (as root), mode, attributes and times, in that order:
-    /// `chown` clears setuid bits and capabilities, so it comes first.
-    pub fn apply(&self, h: &Handle<'_>, node: &Node) -> Applied {
+    /// `chown` clears setuid bits and capabilities, so it comes first. The
+    /// owner is left alone when `owned_by` (what a new file starts with)
+    /// already is the right one.
+    pub fn apply(&self, h: &Handle<'_>, node: &Node, owned_by: Option<(u32, u32)>) -> Applied {
         let screened = self.policy.screen(node);
         let mut problems = Vec::new();
-        if self.as_root
-            && let Err(e) = h.chown(self.owners.uid(node), self.owners.gid(node))
-        {
-            problems.push(format!("owner: {e}"));
+        if self.as_root {
+            let owner = (self.owners.uid(node), self.owners.gid(node));
+            if owned_by != Some(owner)
+                && let Err(e) = h.chown(owner.0, owner.1)
+            {
+                problems.push(format!("owner: {e}"));
+            }
         }
         if let Err(e) = h.chmod(screened.mode) {
             problems.push(format!("mode: {e}"));

@@ -269,7 +269,7 @@ impl<'a> Restorer<'a> {
             match shared.target.reopen(&d.rel, d.id) {
                 Ok(dir) => shared.applied(
                     &d.rel,
-                    shared.meta.apply(&Handle::Open(dir.file()), &d.node),
+                    shared.meta.apply(&Handle::Open(dir.file()), &d.node, None),
                 ),
                 Err(e) => shared.problem(
                     &d.rel,
@@ -430,7 +430,7 @@ fn make_special(shared: &Shared<'_>, dir: &Dir, at: &Place, node: &Node) {
             return;
         }
     };
-    let applied = shared.meta.apply(&Handle::Path(&special), node);
+    let applied = shared.meta.apply(&Handle::Path(&special), node, None);
     let id = special.id();
     match dir.commit(&tmp, OsStr::new(&at.name)) {
         Ok(()) => {
