@@ -81,12 +81,18 @@ fn pack_slices_cover_every_pack_within_the_period() {
     assert!(total >= 10, "{total} packs");
     let mut read = 0;
     for day in 0..5 {
-        let opts = vault::drill::DrillOptions {
+        let opts = vault::ops::drill::DrillOptions {
             period_days: 5,
             day,
             random_older: false,
         };
-        let report = vault::drill::run(&repo, &opts, None).unwrap();
+        let report = vault::ops::drill::run(
+            &repo,
+            &opts,
+            &vault::ops::restore::DatabaseDrill::default(),
+            &vault::Cancel::new(),
+        )
+        .unwrap();
         assert!(report.passed);
         read += report.packs.packs_read;
     }

@@ -16,13 +16,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use vault::id::Id;
-use vault::index::{IndexFile, IndexedBlob, IndexedPack};
-use vault::pack::{BlobKind, PackBuilder};
+use vault::format::id::Id;
+use vault::format::index::{IndexFile, IndexedBlob, IndexedPack};
+use vault::format::pack::BlobKind;
+use vault::format::snapshot::{Snapshot, SourceRecord, SourceStatus, Totals};
+use vault::format::tree::{Bytes, Node, NodeKind, Tree};
+use vault::repo::packer::PackBuilder;
 use vault::repo::{Access, ObjectKind, Repository};
-use vault::snapshot::{Snapshot, SourceRecord, SourceStatus, Totals};
 use vault::storage::LocalStorage;
-use vault::tree::{Bytes, Node, NodeKind, Tree};
 
 use crate::util::*;
 

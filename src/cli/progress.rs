@@ -6,9 +6,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use vault::backup::Stats;
+use vault::ops::backup::Stats;
 
-use super::output::size;
+use super::render::size;
 
 /// Draws backup counters until dropped.
 pub struct BackupProgress {

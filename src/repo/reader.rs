@@ -3,9 +3,10 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
+use crate::crypto::DecryptStream;
 use crate::error::{Error, Result};
-use crate::id::Id;
-use crate::index::BlobLocation;
+use crate::format::id::Id;
+use crate::format::index::BlobLocation;
 use crate::repo::{ObjectKind, Repository};
 use crate::storage::ReadSeek;
 
@@ -16,7 +17,7 @@ pub const MAX_BLOB: u32 = 512 << 20;
 
 /// A pack open for reading: its id, its decrypting stream, and the
 /// plaintext position the stream is at.
-type OpenPack = (Id, age::stream::StreamReader<Box<dyn ReadSeek>>, u64);
+type OpenPack = (Id, DecryptStream<Box<dyn ReadSeek>>, u64);
 
 /// Packs kept open per reader. A file changed since its first backup
 /// alternates between old and new packs; reopening costs an X25519 unwrap
@@ -44,7 +45,11 @@ impl<'a> BlobReader<'a> {
     }
 
     /// Reads `id` from the first of its indexed locations that verifies.
-    pub fn read_indexed(&mut self, id: &Id, index: &crate::index::Index) -> Result<Vec<u8>> {
+    pub fn read_indexed(
+        &mut self,
+        id: &Id,
+        index: &crate::format::index::Index,
+    ) -> Result<Vec<u8>> {
         let mut first_error = None;
         for loc in index.locations(id) {
             match self.read(id, &loc) {

@@ -32,7 +32,6 @@
 //!
 //! The schema is documented, key by key, in `docs/vault.toml.example`.
 
-mod duration;
 mod error;
 mod files;
 mod schema;
@@ -44,7 +43,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use duration::{format as format_duration, parse as parse_duration};
+use crate::format::duration;
+pub use crate::format::duration::{format as format_duration, parse as parse_duration};
 pub use error::{Location, Problem, SettingsError};
 
 /// Where the configuration file is looked for when none is named.
@@ -179,12 +179,12 @@ pub struct RetentionConfig {
     /// Keep the newest snapshot of each of the last N years.
     pub keep_yearly: Option<u32>,
     /// Keep every snapshot younger than this.
-    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    #[serde(default, deserialize_with = "deserialize_duration_opt")]
     pub keep_within: Option<Duration>,
     /// Run prune after forget.
     pub prune: Option<bool>,
     /// Prune deletes only objects unreferenced for longer than this.
-    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    #[serde(default, deserialize_with = "deserialize_duration_opt")]
     pub grace: Option<Duration>,
 }
 
@@ -242,6 +242,9 @@ pub struct DrillConfig {
     /// Load database dumps into this PostgreSQL server (conninfo, no password)
     /// instead of a throwaway cluster.
     pub pg_url: Option<String>,
+    /// The unprivileged OS user the scratch PostgreSQL cluster runs as
+    /// (`--drill-user`, default `vault-drill`).
+    pub user: Option<String>,
 }
 
 /// `[status]`: when `vault status` complains, and where it writes metrics.
@@ -249,13 +252,13 @@ pub struct DrillConfig {
 #[serde(deny_unknown_fields)]
 pub struct StatusConfig {
     /// Alert when the last backup of a source is older than this.
-    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    #[serde(default, deserialize_with = "deserialize_duration_opt")]
     pub max_backup_age: Option<Duration>,
     /// Alert when the last passed drill is older than this.
-    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    #[serde(default, deserialize_with = "deserialize_duration_opt")]
     pub max_drill_age: Option<Duration>,
     /// Warn about certificates that expire within this.
-    #[serde(default, deserialize_with = "duration::deserialize_opt")]
+    #[serde(default, deserialize_with = "deserialize_duration_opt")]
     pub certificate_warning: Option<Duration>,
     /// Prometheus textfile-collector file to write.
     pub prometheus_file: Option<PathBuf>,
@@ -393,6 +396,17 @@ fn from_toml_error(e: &toml::de::Error, prefix: &str) -> schema::Found {
         message: format!("{prefix}{message}"),
         help,
     }
+}
+
+/// Serde adapter for `Option<Duration>` fields written as duration strings.
+fn deserialize_duration_opt<'de, D>(de: D) -> Result<Option<Duration>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let text = String::deserialize(de)?;
+    duration::parse(&text)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("{e}{}{}", HELP_MARK, duration::HELP)))
 }
 
 #[cfg(test)]

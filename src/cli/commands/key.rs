@@ -1,0 +1,198 @@
+//! `vault key generate | list | add-owner | remove-owner | rotate-writer`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+
+use crate::cli::access::{Key, RepoArgs, open_storage};
+use crate::cli::exit::ExitCode;
+use crate::cli::render;
+use vault::crypto;
+use vault::repo::{self, OwnerSpec, keys, owners};
+
+/// `vault key …`.
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Make a new age X25519 identity file (mode 0600) and print its recipient.
+    Generate {
+        /// Where to write it; an existing file is never replaced.
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+    },
+    /// List the owners (keys/owners/NAME.age) and writer key generations;
+    /// names need no key, -i also shows which owner file your identity opens.
+    List(ListArgs),
+    /// Add an owner: wrap the repository owner key for new recipients or a
+    /// passphrase (owner key).
+    AddOwner(AddOwnerArgs),
+    /// Delete an owner's copy of the repository owner key; this does not
+    /// revoke what that owner could already read (owner key).
+    RemoveOwner(RemoveOwnerArgs),
+    /// Make a new writer key for backup hosts and retire the current one;
+    /// old snapshots stay readable (owner key).
+    RotateWriter(RotateWriterArgs),
+}
+
+/// `vault key list`.
+#[derive(Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `vault key add-owner`.
+#[derive(Args)]
+pub struct AddOwnerArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// Name of the new owner (keys/owners/NAME.age); an existing name is refused.
+    #[arg(long)]
+    name: String,
+    /// The new owner's recipients (age1…, "ssh-ed25519 …", "ssh-rsa …"),
+    /// comma-separated or repeated.
+    #[arg(value_delimiter = ',', required_unless_present = "passphrase")]
+    recipients: Vec<String>,
+    /// Make a passphrase owner (from VAULT_PASSPHRASE_FILE or a prompt).
+    #[arg(long, conflicts_with = "recipients")]
+    passphrase: bool,
+}
+
+/// `vault key remove-owner`.
+#[derive(Args)]
+pub struct RemoveOwnerArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// The owner to remove (keys/owners/NAME.age).
+    name: String,
+    /// Also remove the owner file your own identity opened.
+    #[arg(long)]
+    force: bool,
+}
+
+/// `vault key rotate-writer`.
+#[derive(Args)]
+pub struct RotateWriterArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// Where to write the new writer key (mode 0600) for backup hosts.
+    #[arg(long)]
+    writer_key_out: PathBuf,
+}
+
+/// Runs a `vault key` subcommand.
+pub fn run(command: KeyCommand) -> Result<ExitCode> {
+    match command {
+        KeyCommand::Generate { output } => generate(output),
+        KeyCommand::List(a) => list(a),
+        KeyCommand::AddOwner(a) => add_owner(a),
+        KeyCommand::RemoveOwner(a) => remove_owner(a),
+        KeyCommand::RotateWriter(a) => rotate_writer(a),
+    }
+}
+
+fn generate(output: PathBuf) -> Result<ExitCode> {
+    let (text, recipient) = crypto::generate_x25519();
+    crypto::write_key_file(&output, &text).with_context(|| "writing the new identity")?;
+    println!("{recipient}");
+    Ok(ExitCode::Ok)
+}
+
+fn list(a: ListArgs) -> Result<ExitCode> {
+    let storage = open_storage(&a.repo.repo)?;
+    repo::read_config(storage.as_ref())?;
+    let owners = owners::list_owners(storage.as_ref())?;
+    let generations = keys::generation_numbers(storage.as_ref())?;
+    // Names need no key; open the repository only when a key is given.
+    let opened = match Key::given(a.repo.identity.as_deref())? {
+        Some(key) => Some(
+            key.open(&a.repo.repo)
+                .with_context(|| format!("opening repository {}", a.repo.repo))?,
+        ),
+        None => None,
+    };
+    let listing = render::keys::Listing {
+        owners: &owners,
+        generations: &generations,
+        role: opened
+            .as_ref()
+            .map(|r| match (r.keys().is_owner(), r.owner_file()) {
+                (true, Some(_)) => "owner",
+                (true, None) => "repository owner key",
+                (false, _) => "writer",
+            }),
+        yours: opened.as_ref().and_then(|r| r.owner_file()),
+        current: opened.as_ref().map(|r| r.keys().writer().generation()),
+    };
+    if a.json {
+        render::keys::json(&listing);
+    } else {
+        render::keys::text(&listing);
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// The owner `recipients` or `passphrase` describe (prompting for the passphrase).
+pub fn owner_spec(recipients: &[String], passphrase: bool) -> Result<OwnerSpec> {
+    Ok(if passphrase {
+        OwnerSpec::Passphrase(crate::cli::edge::obtain_passphrase("the new owner")?)
+    } else {
+        OwnerSpec::Recipients(
+            recipients
+                .iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        )
+    })
+}
+
+fn add_owner(a: AddOwnerArgs) -> Result<ExitCode> {
+    if a.passphrase && a.repo.identity.is_none() && crate::cli::edge::passphrase_file().is_some() {
+        bail!(
+            "--passphrase would read VAULT_PASSPHRASE_FILE for both you and the new owner: \
+             open the repository with -i, or run on a terminal to be asked twice"
+        );
+    }
+    let repo = a.repo.open()?;
+    let owner = owner_spec(&a.recipients, a.passphrase)?;
+    let object = repo
+        .add_owner(&a.name, &owner)
+        .with_context(|| format!("adding owner {:?}", a.name))?;
+    println!("added owner {:?} ({object})", a.name);
+    Ok(ExitCode::Ok)
+}
+
+fn remove_owner(a: RemoveOwnerArgs) -> Result<ExitCode> {
+    let repo = a.repo.open()?;
+    let object = repo
+        .remove_owner(&a.name, a.force)
+        .with_context(|| format!("removing owner {:?}", a.name))?;
+    println!("removed owner {:?} ({object})", a.name);
+    println!(
+        "note: this does not revoke access: that owner may have kept the repository owner key, \
+         which still decrypts every snapshot; see docs/SECURITY.md"
+    );
+    Ok(ExitCode::Ok)
+}
+
+fn rotate_writer(a: RotateWriterArgs) -> Result<ExitCode> {
+    let repo = a.repo.open()?;
+    let rotated = repo
+        .rotate_writer(&a.writer_key_out)
+        .context("rotating the writer key")?;
+    println!(
+        "writer key generation {} ({}) written to {}",
+        rotated.generation,
+        rotated.object,
+        a.writer_key_out.display()
+    );
+    println!(
+        "install it on every backup host: the previous writer key is refused for new backups \
+         from now on; existing snapshots stay readable by owners"
+    );
+    Ok(ExitCode::Ok)
+}

@@ -1,0 +1,82 @@
+//! Everything the CLI prints goes through here: one module per report, and
+//! the shared pieces (sizes, sanitised names, errors, JSON).
+
+pub mod backup;
+pub mod check;
+pub mod copy;
+pub mod drill;
+pub mod keys;
+pub mod ls;
+pub mod maintain;
+pub mod restore;
+pub mod snapshots;
+pub mod status;
+
+use std::io::Write;
+
+/// Certificates expiring within this many days are reported.
+pub const CERT_WARN_DAYS: i64 = 30;
+
+/// Prints an error chain to stderr as `vault: error: …: …`.
+pub fn error(e: &anyhow::Error) {
+    error_line(&format!("{e:#}"));
+}
+
+/// Prints one error line to stderr as `vault: error: MESSAGE`.
+pub fn error_line(message: &str) {
+    let _ = writeln!(std::io::stderr(), "vault: error: {}", sanitize(message));
+}
+
+/// Prints one warning line to stderr as `vault: warning: MESSAGE`.
+pub fn warning(message: &str) {
+    let _ = writeln!(std::io::stderr(), "vault: warning: {}", sanitize(message));
+}
+
+/// Replaces control characters so that file names cannot drive the terminal.
+pub fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() && c != '\n' { '?' } else { c })
+        .collect()
+}
+
+/// A byte count for humans: `1.5 GiB`.
+pub fn size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Prints one JSON document on stdout.
+pub fn json<T: serde::Serialize>(value: &T) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer_pretty(&mut out, value);
+    let _ = writeln!(out);
+}
+
+/// Milliseconds for humans.
+pub fn duration_ms(ms: u64) -> String {
+    if ms < 10_000 {
+        format!("{:.2} s", ms as f64 / 1000.0)
+    } else {
+        format!("{:.0} s", ms as f64 / 1000.0)
+    }
+}
+
+/// Writes `bytes` to stdout as they are; a closed pipe (`vault man | head`)
+/// is not an error.
+pub fn raw(bytes: &[u8]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}

@@ -1,0 +1,233 @@
+//! Directory trees: one JSON blob per directory, entries sorted by name.
+//!
+//! Names, symlink targets and xattr names are bytes on Unix. They are stored
+//! as JSON strings when they are UTF-8 and do not start with `b64:`;
+//! otherwise as `b64:` followed by standard base64 of the bytes.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+use crate::format::id::Id;
+
+/// A byte string stored as UTF-8 text when possible (see module docs).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Bytes(pub Vec<u8>);
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(&self.0) {
+            Ok(t) if !t.starts_with("b64:") => s.serialize_str(t),
+            _ => s.serialize_str(&format!("b64:{}", B64.encode(&self.0))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.strip_prefix("b64:") {
+            Some(b) => B64.decode(b).map(Bytes).map_err(serde::de::Error::custom),
+            None => Ok(Bytes(s.into_bytes())),
+        }
+    }
+}
+
+/// Base64 for binary values (xattr values).
+mod b64_value {
+    use super::*;
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&B64.encode(v))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        B64.decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a tree entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// A named pipe.
+    Fifo,
+    /// A character device.
+    Chardev,
+    /// A block device.
+    Blockdev,
+    /// A Unix socket (recorded, never restored).
+    Socket,
+}
+
+/// One extended attribute (POSIX ACLs travel as `system.posix_acl_*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Xattr {
+    /// Attribute name.
+    pub name: Bytes,
+    /// Attribute value (base64 in JSON).
+    #[serde(with = "b64_value")]
+    pub value: Vec<u8>,
+}
+
+/// One directory entry and its metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// File name (one path component).
+    pub name: Bytes,
+    /// Entry kind.
+    pub kind: NodeKind,
+    /// Permission bits including setuid, setgid and sticky (`mode & 0o7777`).
+    pub mode: u32,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Owner user name, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Owner group name, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// File size in bytes (files only; 0 otherwise).
+    #[serde(default)]
+    pub size: u64,
+    /// Symlink target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Bytes>,
+    /// Device number for device nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdev: Option<u64>,
+    /// Hard-link group: entries with the same value are one inode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardlink: Option<String>,
+    /// Extended attributes, sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<Xattr>,
+    /// Content blob ids, in order (files only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content: Vec<Id>,
+    /// Plain BLAKE3 of the whole file content (files only), checkable with `b3sum`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<Id>,
+    /// The directory's own tree blob (directories only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtree: Option<Id>,
+}
+
+/// A directory listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tree {
+    /// Entries sorted by name bytes.
+    pub nodes: Vec<Node>,
+}
+
+impl Tree {
+    /// Serializes the tree (the blob's plaintext).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("trees always serialize")
+    }
+
+    /// Parses a tree blob and checks that every name is a safe single path
+    /// component and that no name appears twice: a crafted tree must never
+    /// make restore write outside its target.
+    pub fn from_bytes(bytes: &[u8], id: &Id) -> Result<Self> {
+        let tree: Tree = serde_json::from_slice(bytes)
+            .map_err(|e| Error::format(format!("tree {id}"), format!("not a valid tree: {e}")))?;
+        for (i, node) in tree.nodes.iter().enumerate() {
+            check_name(&node.name.0).map_err(|why| {
+                Error::format(
+                    format!("tree {id}"),
+                    format!("entry {:?}: {why}", node.name),
+                )
+            })?;
+            if i > 0 && tree.nodes[i - 1].name >= node.name {
+                return Err(Error::format(
+                    format!("tree {id}"),
+                    format!("entry {:?} is duplicated or out of order", node.name),
+                ));
+            }
+        }
+        Ok(tree)
+    }
+}
+
+/// Checks that `name` is one safe path component.
+pub fn check_name(name: &[u8]) -> std::result::Result<(), &'static str> {
+    match name {
+        b"" => Err("empty name"),
+        b"." | b".." => Err("name is . or .., which would escape the directory"),
+        n if n.contains(&b'/') => Err("name contains '/', which would escape the directory"),
+        n if n.contains(&0) => Err("name contains a NUL byte"),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &[u8]) -> Node {
+        Node {
+            name: Bytes(name.to_vec()),
+            kind: NodeKind::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            mtime_ns: 1,
+            size: 0,
+            target: None,
+            rdev: None,
+            hardlink: None,
+            xattrs: vec![],
+            content: vec![],
+            hash: None,
+            subtree: None,
+        }
+    }
+
+    #[test]
+    fn non_utf8_names_round_trip() {
+        let t = Tree {
+            nodes: vec![node(b"a"), node(b"b64:x"), node(&[0xff, 0xfe])],
+        };
+        let bytes = t.to_bytes();
+        let back = Tree::from_bytes(&bytes, &Id([0; 32])).unwrap();
+        assert_eq!(back, t);
+        assert!(String::from_utf8_lossy(&bytes).contains("\"a\""));
+    }
+
+    #[test]
+    fn crafted_names_are_refused() {
+        for bad in [&b".."[..], b".", b"a/b", b"/etc", b""] {
+            let t = Tree {
+                nodes: vec![node(bad)],
+            };
+            let err = Tree::from_bytes(&t.to_bytes(), &Id([0; 32])).unwrap_err();
+            assert!(err.to_string().contains("entry"), "{err}");
+        }
+        let dup = Tree {
+            nodes: vec![node(b"x"), node(b"x")],
+        };
+        assert!(Tree::from_bytes(&dup.to_bytes(), &Id([0; 32])).is_err());
+    }
+}

@@ -1,0 +1,524 @@
+//! Backup: walk sources → read (parallel) → chunk → keyed id → known? skip :
+//! compress (parallel) → pack → encrypt → upload → index → snapshot header.
+//!
+//! The snapshot header is written last, after every pack and index it needs:
+//! an interrupted backup leaves only packs and index files that the next
+//! backup reuses and prune cleans up.
+
+mod cache;
+mod pipeline;
+
+pub use pipeline::Stats;
+mod walk;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+
+use crate::error::{Error, Result};
+use crate::format::id::Id;
+use crate::format::pack::BlobKind;
+use crate::format::snapshot::CertInfo;
+use crate::format::snapshot::{InputError, Snapshot, SourceRecord, SourceStatus, Totals};
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::repo::{ObjectKind, Repository};
+pub use crate::source::command::CommandSource;
+use cache::{CacheEntry, FileCache};
+use pipeline::{BlobSink, Failure, RawBlob};
+use walk::{Event, FileData, FileJob, Walker};
+
+/// What to back up and how.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Paths to back up (files or directories).
+    pub paths: Vec<PathBuf>,
+    /// Commands whose standard output is stored as a file.
+    pub commands: Vec<CommandSource>,
+    /// PostgreSQL databases (libpq conninfo strings) dumped natively.
+    pub postgres: Vec<String>,
+    /// Exclude patterns: without `/` they match a file name anywhere; with
+    /// `/` they match the whole absolute path.
+    pub excludes: Vec<String>,
+    /// Tags recorded in the snapshot.
+    pub tags: Vec<String>,
+    /// Host name to record (default: this machine's).
+    pub host: Option<String>,
+    /// Where the per-host file cache lives; `None` disables it.
+    pub cache_dir: Option<PathBuf>,
+    /// Threads reading and chunking files (0: automatic).
+    pub read_threads: usize,
+    /// Threads compressing blobs (0: one per core).
+    pub compress_threads: usize,
+    /// Counters the run updates as it goes, for a progress display.
+    pub progress: Option<std::sync::Arc<Stats>>,
+}
+
+/// The result of a backup run.
+#[derive(Debug, Clone)]
+pub struct BackupOutcome {
+    /// The new snapshot's id.
+    pub id: Id,
+    /// Its header.
+    pub snapshot: Snapshot,
+}
+
+fn username() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| nix::unistd::getuid().to_string())
+}
+
+/// Makes a source path absolute and free of `.` and `..`: the parent is
+/// resolved through the file system, the last component is kept as is (a
+/// symlink given as a source is backed up as a symlink).
+fn normalize_source(p: &std::path::Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
+    let lexical: PathBuf = {
+        let mut out = PathBuf::from("/");
+        for c in abs.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                std::path::Component::Normal(n) => out.push(n),
+                _ => {}
+            }
+        }
+        out
+    };
+    let resolved = match abs.file_name() {
+        Some(name) => abs
+            .parent()
+            .and_then(|dir| std::fs::canonicalize(dir).ok())
+            .map(|dir| dir.join(name)),
+        None => std::fs::canonicalize(&abs).ok(),
+    };
+    Ok(resolved.unwrap_or(lexical))
+}
+
+/// Runs a backup of `opts.paths` into `repo` (writer or owner key).
+pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
+    let started = Instant::now();
+    let time = chrono::Utc::now();
+    let host = opts
+        .host
+        .clone()
+        .unwrap_or_else(crate::source::host::hostname);
+    if opts.paths.is_empty() && opts.commands.is_empty() && opts.postgres.is_empty() {
+        return Err(Error::InvalidInput(
+            "nothing to back up: give at least one path".into(),
+        ));
+    }
+    let paths: Vec<PathBuf> = opts
+        .paths
+        .iter()
+        .map(|p| normalize_source(p))
+        .collect::<Result<_>>()?;
+    let path_names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+
+    if opts.commands.is_empty()
+        && opts.postgres.is_empty()
+        && !paths.iter().any(|p| p.symlink_metadata().is_ok())
+    {
+        return Err(Error::NotFound(format!(
+            "nothing could be read, no snapshot made: none of the source paths exists ({})",
+            path_names.join(", ")
+        )));
+    }
+    let loaded = repo.load_index_files()?;
+    let (mut index, condemned) = (loaded.index, loaded.condemned);
+    // Dedupe only against packs that are really stored and that prune has
+    // not marked for deletion: an index entry pointing nowhere (or soon
+    // nowhere) must not make a backup skip a blob.
+    let stored: std::collections::HashSet<Id> = crate::repo::list_packs(repo.storage().as_ref())?
+        .into_keys()
+        .collect();
+    index.retain_packs(|p| stored.contains(p) && !condemned.contains_key(p));
+    // PostgreSQL sources: open each transaction now; it stays open (and its
+    // snapshot valid) until the dump has been stored.
+    let mut commands = opts.commands.clone();
+    let mut sessions = Vec::new();
+    let mut failed_sources: Vec<(SourceRecord, InputError)> = Vec::new();
+    for conninfo in &opts.postgres {
+        match crate::source::postgres::PgSnapshot::begin(conninfo) {
+            Ok(session) => {
+                commands.push(session.dump_source());
+                commands.extend(session.globals_source());
+                sessions.push(session);
+            }
+            Err(message) => {
+                let db = crate::source::postgres::conninfo_env(conninfo)
+                    .ok()
+                    .and_then(|env| env.into_iter().find(|(k, _)| k == "PGDATABASE"))
+                    .map_or_else(|| "postgres".to_owned(), |(_, v)| v);
+                let name = format!("postgres/{db}.dump");
+                failed_sources.push((
+                    SourceRecord {
+                        kind: "postgres".into(),
+                        name: name.clone(),
+                        paths: Vec::new(),
+                        status: SourceStatus::Failed,
+                        command: None,
+                        details: Some(
+                            serde_json::json!({ "conninfo": crate::source::postgres::redacted(conninfo) }),
+                        ),
+                    },
+                    InputError {
+                        path: format!("/{name}"),
+                        message,
+                    },
+                ));
+            }
+        }
+    }
+    let (snapshots, _) = repo.snapshots()?;
+    let wanted_names: Vec<String> = path_names
+        .iter()
+        .cloned()
+        .chain(commands.iter().map(|c| c.filename.clone()))
+        .collect();
+    let parent = snapshots
+        .iter()
+        .rev()
+        .find(|(_, s)| s.host == host && source_names(&s.sources) == wanted_names)
+        .map(|(id, _)| *id);
+    let cache = opts
+        .cache_dir
+        .as_ref()
+        .map(|d| FileCache::load(d, &repo.config().id, &host, &paths));
+
+    let errors = Mutex::new(Vec::<InputError>::new());
+    let failure = Failure::default();
+    let own_stats = Stats::default();
+    let stats: &Stats = opts.progress.as_deref().unwrap_or(&own_stats);
+    let sink = BlobSink::new(&index, stats);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let compress_threads = if opts.compress_threads == 0 {
+        cores
+    } else {
+        opts.compress_threads
+    };
+    let read_threads = if opts.read_threads == 0 {
+        cores.clamp(2, 8)
+    } else {
+        opts.read_threads
+    };
+    let walker = Walker::new(
+        &paths,
+        &commands,
+        &opts.excludes,
+        cache.as_ref(),
+        &index,
+        &errors,
+    )?;
+
+    let assembled = std::thread::scope(|s| {
+        let (raw_tx, raw_rx) = bounded::<RawBlob>(64);
+        let (cmp_tx, cmp_rx) = bounded(64);
+        let (up_tx, up_rx) = bounded(1);
+        let (done_tx, done_rx) = unbounded();
+        let level = repo.config().compression_level;
+        for _ in 0..compress_threads {
+            let (rx, tx, f) = (raw_rx.clone(), cmp_tx.clone(), &failure);
+            s.spawn(move || pipeline::compressor(rx, tx, level, f));
+        }
+        drop((raw_rx, cmp_tx));
+        s.spawn(|| pipeline::packer(cmp_rx, up_tx, repo, &failure));
+        for _ in 0..2 {
+            let (rx, tx) = (up_rx.clone(), done_tx.clone());
+            s.spawn(|| pipeline::uploader(rx, tx, repo, stats, &failure));
+        }
+        drop((up_rx, done_tx));
+        s.spawn(|| pipeline::indexer(done_rx, repo, &failure));
+
+        let (job_tx, job_rx) = bounded::<FileJob>(64);
+        let (ev_tx, ev_rx) = bounded::<Event>(4096);
+        for _ in 0..read_threads {
+            let (rx, tx) = (job_rx.clone(), raw_tx.clone());
+            let (sink, failure) = (&sink, &failure);
+            s.spawn(move || walk::reader(rx, tx, repo, sink, failure));
+        }
+        drop(job_rx);
+        // A deep tree recurses deeply: give the walker a large (lazily
+        // committed) stack rather than crash on a hostile directory nest.
+        std::thread::Builder::new()
+            .name("walker".into())
+            .stack_size(256 << 20)
+            .spawn_scoped(s, || walker.walk(ev_tx, job_tx, &failure))
+            .expect("spawn the walker thread");
+        let result = assemble(ev_rx, &raw_tx, repo, &sink, &errors, &failure);
+        if result.is_err() {
+            failure.halt();
+        }
+        drop(raw_tx);
+        result
+    });
+    if let Some(e) = failure.take() {
+        return Err(e);
+    }
+    let (root, cache_entries, mut totals, certificates) = assembled?;
+
+    for session in sessions {
+        session.finish();
+    }
+    let mut errors = errors.into_inner().expect("errors lock");
+    let mut sources = source_records(&path_names, &commands, &errors, totals.files + totals.dirs);
+    for (record, error) in failed_sources {
+        sources.push(record);
+        errors.push(error);
+    }
+    if sources.iter().all(|s| s.status == SourceStatus::Failed) {
+        let first = errors
+            .first()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .unwrap_or_default();
+        return Err(Error::NothingRead(first));
+    }
+    totals.blobs_added = stats.blobs_added.load(Ordering::Relaxed);
+    totals.bytes_added = stats.bytes_added.load(Ordering::Relaxed);
+    totals.bytes_stored = stats.bytes_stored.load(Ordering::Relaxed);
+    totals.duration_ms = started.elapsed().as_millis() as u64;
+    let snapshot = Snapshot {
+        time,
+        host,
+        user: username(),
+        tags: opts.tags.clone(),
+        sources,
+        root,
+        totals,
+        errors,
+        certificates,
+        parent,
+        program_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    ensure_still_stored(repo, &sink.relied_packs())?;
+    let id = repo.put_shared_json(ObjectKind::Snapshot, &snapshot)?;
+    if let Some(cache) = &cache {
+        // Files modified in the last second could change again within the
+        // same timestamp tick; leave them out so they are always re-read.
+        let fresh_ns = time.timestamp_nanos_opt().unwrap_or(i64::MAX) - 1_000_000_000;
+        let keep: Vec<CacheEntry> = cache_entries
+            .into_iter()
+            .filter(|e| e.mtime_ns < fresh_ns && e.ctime_ns < fresh_ns)
+            .collect();
+        if let Err(e) = cache.save(&keep) {
+            tracing::warn!("could not save the file cache: {e}");
+        }
+    }
+    Ok(BackupOutcome { id, snapshot })
+}
+
+/// The names identifying a snapshot's sources (to find its parent).
+fn source_names(sources: &[SourceRecord]) -> Vec<String> {
+    sources
+        .iter()
+        .flat_map(|s| {
+            if s.kind == "paths" {
+                s.paths.clone()
+            } else {
+                vec![s.name.clone()]
+            }
+        })
+        .collect()
+}
+
+/// One record per source with its status. A command whose output could not
+/// be stored completely has failed; paths are partial when some entries
+/// could not be read, failed when nothing was.
+fn source_records(
+    path_names: &[String],
+    commands: &[CommandSource],
+    errors: &[InputError],
+    entries_read: u64,
+) -> Vec<SourceRecord> {
+    let command_path = |c: &CommandSource| format!("/{}", c.filename.trim_matches('/'));
+    let mut out = Vec::new();
+    if !path_names.is_empty() {
+        let path_errors = errors
+            .iter()
+            .filter(|e| !commands.iter().any(|c| e.path == command_path(c)))
+            .count();
+        let all_missing = path_names.iter().all(|p| {
+            errors
+                .iter()
+                .any(|e| &e.path == p && e.message.starts_with("source path"))
+        });
+        let status = if path_errors == 0 {
+            SourceStatus::Ok
+        } else if all_missing || entries_read == 0 {
+            SourceStatus::Failed
+        } else {
+            SourceStatus::Partial
+        };
+        out.push(SourceRecord {
+            kind: "paths".into(),
+            name: path_names.join(" "),
+            paths: path_names.to_vec(),
+            status,
+            command: None,
+            details: None,
+        });
+    }
+    for c in commands {
+        let failed = errors.iter().any(|e| e.path == command_path(c));
+        out.push(SourceRecord {
+            kind: c.kind.clone(),
+            name: c.filename.clone(),
+            paths: Vec::new(),
+            status: if failed {
+                SourceStatus::Failed
+            } else {
+                SourceStatus::Ok
+            },
+            command: Some(c.command.clone()),
+            details: c.details.clone(),
+        });
+    }
+    out
+}
+
+type Assembled = (Id, Vec<CacheEntry>, Totals, Vec<CertInfo>);
+
+/// Consumes walk events in order and builds one tree blob per directory,
+/// bottom-up. File results are awaited in walk order.
+fn assemble(
+    events: Receiver<Event>,
+    raw_tx: &Sender<RawBlob>,
+    repo: &Repository,
+    sink: &BlobSink<'_>,
+    errors: &Mutex<Vec<InputError>>,
+    failure: &Failure,
+) -> Result<Assembled> {
+    let mut stack: Vec<(Option<Node>, Vec<Node>)> = vec![(None, Vec::new())];
+    let mut cache_entries = Vec::new();
+    let mut certificates = Vec::new();
+    let mut totals = Totals::default();
+    let cancelled = || Error::Cancelled {
+        operation: "backup",
+    };
+    let store_tree = |nodes: Vec<Node>| -> Result<Id> {
+        let bytes = Tree { nodes }.to_bytes();
+        if bytes.len() > crate::repo::MAX_BLOB as usize {
+            return Err(Error::InvalidInput(format!(
+                "a directory's listing is {} bytes, over the {} MiB tree limit; \
+                 split it or back it up with larger chunks",
+                bytes.len(),
+                crate::repo::MAX_BLOB >> 20
+            )));
+        }
+        let id = Id::keyed(repo.keys().chunk_key(), &bytes);
+        sink.submit(raw_tx, BlobKind::Tree, id, bytes)
+            .map_err(|_| cancelled())?;
+        Ok(id)
+    };
+    for event in events {
+        match event {
+            Event::Enter(node) => stack.push((Some(node), Vec::new())),
+            Event::Leave => {
+                let (node, mut children) = stack.pop().expect("balanced enter/leave");
+                children.sort_by(|a, b| a.name.cmp(&b.name));
+                let mut node = node.expect("only the root has no node");
+                node.subtree = Some(store_tree(children)?);
+                totals.dirs += 1;
+                stack.last_mut().expect("root frame").1.push(node);
+            }
+            Event::Other(node) => stack.last_mut().expect("frame").1.push(node),
+            Event::File {
+                path,
+                mut node,
+                stamp,
+                data,
+            } => {
+                let data: FileData = match data {
+                    walk::Pending::Ready(d) => d,
+                    walk::Pending::Waiting(rx) => match rx.recv() {
+                        Ok(Ok(d)) => {
+                            totals.files_read += 1;
+                            d
+                        }
+                        Ok(Err(message)) => {
+                            errors.lock().expect("errors lock").push(InputError {
+                                path: path.display().to_string(),
+                                message,
+                            });
+                            continue;
+                        }
+                        Err(_) => return Err(cancelled()),
+                    },
+                };
+                certificates.extend(data.certificates);
+                sink.rely_on(&data.content);
+                node.size = data.size;
+                node.content = data.content;
+                node.hash = Some(data.hash);
+                totals.files += 1;
+                totals.bytes += data.size;
+                if !stamp.cacheable {
+                    stack.last_mut().expect("frame").1.push(node);
+                    continue;
+                }
+                cache_entries.push(CacheEntry {
+                    path: crate::format::tree::Bytes(path.into_os_string().into_encoded_bytes()),
+                    size: stamp.size,
+                    mtime_ns: node.mtime_ns,
+                    ctime_ns: stamp.ctime_ns,
+                    ino: stamp.ino,
+                    content: node.content.clone(),
+                    hash: data.hash,
+                });
+                if data.size != stamp.size {
+                    // Changed while being read: do not trust this stamp next time.
+                    cache_entries.pop();
+                }
+                stack.last_mut().expect("frame").1.push(node);
+            }
+        }
+        if failure.stopped() {
+            return Err(cancelled());
+        }
+    }
+    let (_, mut children) = stack.pop().expect("root frame");
+    if !stack.is_empty() {
+        return Err(cancelled());
+    }
+    children.sort_by(|a, b| a.name.cmp(&b.name));
+    debug_assert!(
+        children
+            .iter()
+            .all(|n| n.kind != NodeKind::File || n.hash.is_some())
+    );
+    let root = store_tree(children)?;
+    certificates.sort_by(|a: &CertInfo, b: &CertInfo| {
+        (&a.subject, &a.serial).cmp(&(&b.subject, &b.serial))
+    });
+    certificates.dedup();
+    Ok((root, cache_entries, totals, certificates))
+}
+
+/// Fails when a pack this run deduplicated against is gone: a prune whose
+/// grace period was shorter than this backup deleted it, and a snapshot
+/// written now would point at nothing. Better no snapshot than a broken one.
+fn ensure_still_stored(repo: &Repository, relied: &std::collections::HashSet<Id>) -> Result<()> {
+    if relied.is_empty() {
+        return Ok(());
+    }
+    let stored: std::collections::HashSet<Id> = crate::repo::list_packs(repo.storage().as_ref())?
+        .into_keys()
+        .collect();
+    let mut gone: Vec<&Id> = relied.iter().filter(|p| !stored.contains(p)).collect();
+    gone.sort();
+    match gone.first() {
+        None => Ok(()),
+        Some(first) => Err(Error::Conflict(format!(
+            "{} pack(s) this backup reuses were deleted while it ran (first: {first}) — a prune \
+             with a grace period shorter than this backup; no snapshot was written, run the \
+             backup again (it stores what is missing)",
+            gone.len()
+        ))),
+    }
+}

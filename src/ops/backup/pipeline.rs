@@ -1,0 +1,285 @@
+//! The storage half of a backup: new blobs are compressed in parallel,
+//! packed and encrypted, uploaded with bounded concurrency, and indexed.
+//!
+//! Stages are threads joined by bounded channels, so memory stays bounded
+//! whatever the input: at most a few packs (16 MiB each) are in flight.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::error::{Error, Result};
+use crate::format::id::Id;
+use crate::format::index::{Index, IndexFile, IndexedPack};
+use crate::format::pack::BlobKind;
+use crate::repo::packer::{FinishedPack, PackBuilder};
+use crate::repo::{ObjectKind, Repository};
+
+/// Packs per index file: an interrupted backup loses at most this many
+/// packs' worth of reuse (their blobs are stored again next time).
+const PACKS_PER_INDEX: usize = 8;
+
+/// Records the first fatal error and tells every stage to stop.
+#[derive(Default)]
+pub struct Failure {
+    first: Mutex<Option<Error>>,
+    stop: AtomicBool,
+}
+
+impl Failure {
+    /// Records `e` (if it is the first) and raises the stop flag.
+    pub fn fail(&self, e: Error) {
+        let mut first = self.first.lock().expect("failure lock");
+        if first.is_none() {
+            *first = Some(e);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Tells every stage to stop without recording an error (the caller
+    /// has its own).
+    pub fn halt(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether some stage failed.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Takes the recorded error.
+    pub fn take(&self) -> Option<Error> {
+        self.first.lock().expect("failure lock").take()
+    }
+}
+
+/// Counters shared by the stages (and read by a progress display).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Bytes of every blob read this run, new or already stored.
+    pub bytes_scanned: AtomicU64,
+    /// New blobs submitted.
+    pub blobs_added: AtomicU64,
+    /// Uncompressed bytes of new blobs.
+    pub bytes_added: AtomicU64,
+    /// Bytes of packs uploaded.
+    pub bytes_stored: AtomicU64,
+}
+
+/// One blob on its way to a pack.
+pub struct RawBlob {
+    kind: BlobKind,
+    id: Id,
+    data: Vec<u8>,
+}
+
+struct CompressedBlob {
+    kind: BlobKind,
+    id: Id,
+    data: Vec<u8>,
+    raw_length: u32,
+}
+
+/// The entry point for new blobs: drops those already stored or in flight.
+pub struct BlobSink<'a> {
+    index: &'a Index,
+    inflight: Mutex<HashSet<Id>>,
+    stats: &'a Stats,
+    /// Packs holding blobs this run reuses instead of storing them.
+    relied: Mutex<HashSet<Id>>,
+}
+
+impl<'a> BlobSink<'a> {
+    /// A sink deduplicating against `index`.
+    pub fn new(index: &'a Index, stats: &'a Stats) -> Self {
+        BlobSink {
+            index,
+            inflight: Mutex::new(HashSet::new()),
+            stats,
+            relied: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Notes that the snapshot will reference `ids`; those already stored
+    /// make the run depend on their packs (see [`BlobSink::relied_packs`]).
+    pub fn rely_on(&self, ids: &[Id]) {
+        let mut relied = self.relied.lock().expect("relied lock");
+        relied.extend(
+            ids.iter()
+                .filter_map(|id| self.index.get(id))
+                .map(|l| l.pack),
+        );
+    }
+
+    /// The packs of earlier backups this run deduplicated against: they must
+    /// still exist when the snapshot is written.
+    pub fn relied_packs(&self) -> HashSet<Id> {
+        self.relied.lock().expect("relied lock").clone()
+    }
+
+    /// Sends the blob on unless it is known. Returns `Err(())` when the
+    /// pipeline has shut down (a later stage failed).
+    pub fn submit(
+        &self,
+        tx: &Sender<RawBlob>,
+        kind: BlobKind,
+        id: Id,
+        data: Vec<u8>,
+    ) -> Result<(), ()> {
+        self.stats
+            .bytes_scanned
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if let Some(loc) = self.index.get(&id) {
+            self.relied.lock().expect("relied lock").insert(loc.pack);
+            return Ok(());
+        }
+        if !self.inflight.lock().expect("inflight lock").insert(id) {
+            return Ok(());
+        }
+        self.stats.blobs_added.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes_added
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        tx.send(RawBlob { kind, id, data }).map_err(|_| ())
+    }
+}
+
+/// Compresses blobs with a reusable zstd context.
+pub fn compressor(
+    rx: Receiver<RawBlob>,
+    tx: Sender<CompressedBlobMsg>,
+    level: i32,
+    failure: &Failure,
+) {
+    let mut z = match zstd::bulk::Compressor::new(level) {
+        Ok(z) => z,
+        Err(e) => return failure.fail(Error::io("zstd", e)),
+    };
+    for blob in rx {
+        if failure.stopped() {
+            return;
+        }
+        let data = match z.compress(&blob.data) {
+            Ok(d) => d,
+            Err(e) => return failure.fail(Error::io("zstd", e)),
+        };
+        let msg = CompressedBlob {
+            kind: blob.kind,
+            id: blob.id,
+            raw_length: blob.data.len() as u32,
+            data,
+        };
+        if tx.send(CompressedBlobMsg(msg)).is_err() {
+            return;
+        }
+    }
+}
+
+/// A compressed blob travelling to the packer.
+pub struct CompressedBlobMsg(CompressedBlob);
+
+/// Appends blobs to one open pack per kind; full packs go to the uploaders.
+pub fn packer(
+    rx: Receiver<CompressedBlobMsg>,
+    tx: Sender<FinishedPack>,
+    repo: &Repository,
+    failure: &Failure,
+) {
+    let pack_size = repo.config().pack_size as u64;
+    let mut open: [Option<PackBuilder>; 2] = [None, None];
+    let slot = |k: BlobKind| match k {
+        BlobKind::Data => 0,
+        BlobKind::Tree => 1,
+    };
+    let run = || -> Result<bool> {
+        for CompressedBlobMsg(b) in rx {
+            if failure.stopped() {
+                return Ok(false);
+            }
+            let s = &mut open[slot(b.kind)];
+            if s.is_none() {
+                let cap = if b.kind == BlobKind::Data {
+                    pack_size as usize + (1 << 20)
+                } else {
+                    1 << 20
+                };
+                *s = Some(PackBuilder::new(b.kind, &repo.keys().owner_only(), cap)?);
+            }
+            let builder = s.as_mut().expect("opened above");
+            builder.add(b.id, &b.data, b.raw_length)?;
+            if builder.len() >= pack_size {
+                let full = s.take().expect("present").finish()?;
+                if tx.send(full).is_err() {
+                    return Ok(false);
+                }
+            }
+        }
+        for s in open.iter_mut() {
+            if let Some(b) = s.take().filter(|b| !b.is_empty())
+                && tx.send(b.finish()?).is_err()
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    if let Err(e) = run() {
+        failure.fail(e);
+    }
+}
+
+/// Uploads finished packs, then hands their description to the indexer.
+pub fn uploader(
+    rx: Receiver<FinishedPack>,
+    tx: Sender<IndexedPack>,
+    repo: &Repository,
+    stats: &Stats,
+    failure: &Failure,
+) {
+    for pack in rx {
+        if failure.stopped() {
+            return;
+        }
+        if let Err(e) = repo.put_object(ObjectKind::Pack(pack.kind), &pack.bytes) {
+            return failure.fail(e);
+        }
+        stats
+            .bytes_stored
+            .fetch_add(pack.bytes.len() as u64, Ordering::Relaxed);
+        if tx
+            .send(IndexedPack::from_entries(pack.id, pack.kind, &pack.entries))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Writes an index file for every few uploaded packs, and one at the end.
+/// A pack is indexed only after its upload finished, so an index never
+/// points at a missing pack.
+pub fn indexer(rx: Receiver<IndexedPack>, repo: &Repository, failure: &Failure) {
+    let mut pending = IndexFile::default();
+    let flush = |pending: &mut IndexFile| -> Result<()> {
+        if !pending.packs.is_empty() {
+            repo.put_shared_json(ObjectKind::Index, pending)?;
+            pending.packs.clear();
+        }
+        Ok(())
+    };
+    for pack in rx {
+        pending.packs.push(pack);
+        if pending.packs.len() >= PACKS_PER_INDEX
+            && let Err(e) = flush(&mut pending)
+        {
+            return failure.fail(e);
+        }
+    }
+    // Index what was uploaded even if another stage failed: the next backup
+    // reuses those blobs instead of storing them again.
+    if let Err(e) = flush(&mut pending) {
+        failure.fail(e);
+    }
+}

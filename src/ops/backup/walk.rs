@@ -1,0 +1,550 @@
+//! Walks the source paths depth-first in name order and turns what it finds
+//! into events for the tree assembler, handing regular files to the readers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use super::cache::FileCache;
+use super::pipeline::{BlobSink, Failure, RawBlob};
+use crate::error::{Error, Result};
+use crate::format::chunk;
+use crate::format::id::Id;
+use crate::format::index::Index;
+use crate::format::pack::BlobKind;
+use crate::format::snapshot::InputError;
+use crate::format::tree::{Node, NodeKind};
+use crate::repo::Repository;
+use crate::source::command::{CommandSource, Running};
+use crate::source::meta::{self, Names};
+
+/// Deepest directory nesting the walker descends into.
+const MAX_DEPTH: usize = 2048;
+
+/// A file's content as stored.
+pub struct FileData {
+    /// Content blob ids.
+    pub content: Vec<Id>,
+    /// Plain BLAKE3 of the content.
+    pub hash: Id,
+    /// Bytes read.
+    pub size: u64,
+    /// Certificates found, for keystore files.
+    pub certificates: Vec<crate::format::snapshot::CertInfo>,
+}
+
+/// What the walker saw of a file before reading it (for the cache).
+#[derive(Clone, Copy)]
+pub struct Stamp {
+    pub size: u64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+    /// Whether the file cache may remember it (not for command output).
+    pub cacheable: bool,
+}
+
+/// A file's content: known from the cache, or being read.
+pub enum Pending {
+    Ready(FileData),
+    Waiting(Receiver<Result<FileData, String>>),
+}
+
+/// What the walker tells the assembler, in depth-first order.
+pub enum Event {
+    /// A directory starts; its entries follow until the matching `Leave`.
+    Enter(Node),
+    /// The current directory is complete.
+    Leave,
+    /// A non-file entry (symlink, device, fifo, socket).
+    Other(Node),
+    /// A regular file.
+    File {
+        path: PathBuf,
+        node: Node,
+        stamp: Stamp,
+        data: Pending,
+    },
+}
+
+/// A file for a reader thread.
+pub struct FileJob {
+    source: JobSource,
+    reply: Sender<Result<FileData, String>>,
+}
+
+/// Where a file's content comes from.
+enum JobSource {
+    /// A regular file on disk.
+    Path(PathBuf),
+    /// A command's standard output.
+    Command(CommandSource),
+}
+
+/// The source paths arranged as a tree, so `/etc` and `/opt/app` share `/`.
+#[derive(Default)]
+struct Layout {
+    children: BTreeMap<Vec<u8>, Layout>,
+    is_source: bool,
+    /// A command source stored at this path (index into the commands).
+    command: Option<usize>,
+}
+
+impl Layout {
+    fn has_command(&self) -> bool {
+        self.command.is_some() || self.children.values().any(Layout::has_command)
+    }
+}
+
+/// Walks sources and produces events.
+pub struct Walker<'a> {
+    layout: Layout,
+    commands: &'a [CommandSource],
+    name_excludes: GlobSet,
+    path_excludes: GlobSet,
+    cache: Option<&'a FileCache>,
+    index: &'a Index,
+    errors: &'a Mutex<Vec<InputError>>,
+}
+
+struct WalkState {
+    events: Sender<Event>,
+    jobs: Sender<FileJob>,
+    names: Names,
+    links: HashMap<(u64, u64), ()>,
+}
+
+impl<'a> Walker<'a> {
+    /// Prepares a walk over absolute `paths`.
+    pub fn new(
+        paths: &[PathBuf],
+        commands: &'a [CommandSource],
+        excludes: &[String],
+        cache: Option<&'a FileCache>,
+        index: &'a Index,
+        errors: &'a Mutex<Vec<InputError>>,
+    ) -> Result<Self> {
+        let mut layout = Layout::default();
+        for p in paths {
+            let mut at = &mut layout;
+            for c in p.components().skip(1) {
+                if !matches!(c, std::path::Component::Normal(_)) {
+                    return Err(Error::InvalidInput(format!(
+                        "{}: source paths must be absolute and free of `.` and `..`",
+                        p.display()
+                    )));
+                }
+                if at.is_source {
+                    break;
+                }
+                at = at
+                    .children
+                    .entry(c.as_os_str().as_bytes().to_vec())
+                    .or_default();
+            }
+            if !at.is_source {
+                at.is_source = true;
+                at.children.clear();
+            }
+        }
+        for (i, cmd) in commands.iter().enumerate() {
+            let collides = || {
+                Error::InvalidInput(format!(
+                    "--stdin-filename {:?} collides with a backed-up path or another command",
+                    cmd.filename
+                ))
+            };
+            let mut at = &mut layout;
+            for part in cmd.components()? {
+                if at.is_source || at.command.is_some() {
+                    return Err(collides());
+                }
+                at = at.children.entry(part).or_default();
+            }
+            if at.is_source || at.command.is_some() || !at.children.is_empty() {
+                return Err(collides());
+            }
+            at.command = Some(i);
+        }
+        let (mut names, mut full) = (GlobSetBuilder::new(), GlobSetBuilder::new());
+        for pat in excludes {
+            let glob = Glob::new(pat)
+                .map_err(|e| Error::InvalidInput(format!("exclude pattern {pat:?}: {e}")))?;
+            if pat.contains('/') {
+                full.add(glob)
+            } else {
+                names.add(glob)
+            };
+        }
+        let build = |b: GlobSetBuilder| {
+            b.build()
+                .map_err(|e| Error::InvalidInput(format!("exclude patterns: {e}")))
+        };
+        Ok(Walker {
+            layout,
+            commands,
+            name_excludes: build(names)?,
+            path_excludes: build(full)?,
+            cache,
+            index,
+            errors,
+        })
+    }
+
+    fn error(&self, path: &Path, message: impl Into<String>) {
+        self.errors.lock().expect("errors lock").push(InputError {
+            path: path.display().to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// Walks everything, sending events and jobs; stops early on failure.
+    pub fn walk(&self, events: Sender<Event>, jobs: Sender<FileJob>, failure: &Failure) {
+        let mut st = WalkState {
+            events,
+            jobs,
+            names: Names::default(),
+            links: HashMap::new(),
+        };
+        let _ = if self.layout.is_source {
+            // `/` itself is a source: its entries are the root tree's entries.
+            self.visit_children(Path::new("/"), &mut st, failure, 1)
+        } else {
+            self.walk_layout(Path::new("/"), &self.layout, &mut st, failure)
+        };
+    }
+
+    fn walk_layout(
+        &self,
+        dir: &Path,
+        layout: &Layout,
+        st: &mut WalkState,
+        failure: &Failure,
+    ) -> Result<(), ()> {
+        for (name, child) in &layout.children {
+            let name = OsString::from(std::ffi::OsStr::from_bytes(name));
+            let path = dir.join(&name);
+            if let Some(i) = child.command {
+                self.command_file(&path, &name, &self.commands[i], st)?;
+                continue;
+            }
+            if child.is_source {
+                match fs::symlink_metadata(&path) {
+                    Ok(m) => self.visit(&path, &name, &m, st, failure, 0)?,
+                    Err(e) => self.error(&path, format!("source path cannot be read: {e}")),
+                }
+                continue;
+            }
+            // An intermediate directory of a deeper source path.
+            let node = match fs::metadata(&path)
+                .and_then(|m| meta::node_for(&path, &name, &m, &mut st.names))
+            {
+                Ok(mut n) => {
+                    n.kind = NodeKind::Dir;
+                    n.target = None;
+                    n
+                }
+                // Command output lives in directories that need not exist.
+                Err(_) if child.has_command() => {
+                    synthetic_node(&name, NodeKind::Dir, 0o755, &mut st.names)
+                }
+                Err(e) => {
+                    self.error(&path, format!("source path cannot be read: {e}"));
+                    continue;
+                }
+            };
+            st.events.send(Event::Enter(node)).map_err(|_| ())?;
+            self.walk_layout(&path, child, st, failure)?;
+            st.events.send(Event::Leave).map_err(|_| ())?;
+        }
+        Ok(())
+    }
+
+    /// Hands a command source to the readers as a file at `path`.
+    fn command_file(
+        &self,
+        path: &Path,
+        name: &std::ffi::OsStr,
+        cmd: &CommandSource,
+        st: &mut WalkState,
+    ) -> Result<(), ()> {
+        let node = synthetic_node(name, NodeKind::File, 0o600, &mut st.names);
+        let (tx, rx) = bounded(1);
+        st.jobs
+            .send(FileJob {
+                source: JobSource::Command(cmd.clone()),
+                reply: tx,
+            })
+            .map_err(|_| ())?;
+        let stamp = Stamp {
+            size: 0,
+            ctime_ns: 0,
+            ino: 0,
+            cacheable: false,
+        };
+        st.events
+            .send(Event::File {
+                path: path.to_owned(),
+                node,
+                stamp,
+                data: Pending::Waiting(rx),
+            })
+            .map_err(|_| ())
+    }
+
+    /// Visits a directory's entries in name order.
+    fn visit_children(
+        &self,
+        path: &Path,
+        st: &mut WalkState,
+        failure: &Failure,
+        depth: usize,
+    ) -> Result<(), ()> {
+        let rd = match fs::read_dir(path) {
+            Ok(rd) => rd,
+            Err(e) => {
+                self.error(path, format!("listing directory: {e}"));
+                return Ok(());
+            }
+        };
+        let mut entries: Vec<_> = rd
+            .filter_map(|e| match e {
+                Ok(e) => Some(e),
+                Err(err) => {
+                    self.error(path, format!("listing directory: {err}"));
+                    None
+                }
+            })
+            .collect();
+        entries.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
+        for e in entries {
+            let (cpath, cname) = (e.path(), e.file_name());
+            if self.excluded(&cpath, &cname) {
+                continue;
+            }
+            match fs::symlink_metadata(&cpath) {
+                Ok(cm) => self.visit(&cpath, &cname, &cm, st, failure, depth)?,
+                Err(err) => self.error(&cpath, format!("vanished or unreadable: {err}")),
+            }
+        }
+        Ok(())
+    }
+
+    fn excluded(&self, path: &Path, name: &std::ffi::OsStr) -> bool {
+        self.name_excludes.is_match(name) || self.path_excludes.is_match(path)
+    }
+
+    fn visit(
+        &self,
+        path: &Path,
+        name: &std::ffi::OsStr,
+        m: &fs::Metadata,
+        st: &mut WalkState,
+        failure: &Failure,
+        depth: usize,
+    ) -> Result<(), ()> {
+        if failure.stopped() {
+            return Err(());
+        }
+        let mut node = match meta::node_for(path, name, m, &mut st.names) {
+            Ok(n) => n,
+            Err(e) => {
+                self.error(path, e.to_string());
+                return Ok(());
+            }
+        };
+        if node.kind != NodeKind::Dir && m.nlink() > 1 {
+            st.links.insert((m.dev(), m.ino()), ());
+            node.hardlink = Some(format!("{}:{}", m.dev(), m.ino()));
+        }
+        match node.kind {
+            NodeKind::Dir => {
+                st.events.send(Event::Enter(node)).map_err(|_| ())?;
+                if depth >= MAX_DEPTH {
+                    self.error(
+                        path,
+                        format!(
+                            "directory nesting deeper than {MAX_DEPTH} levels; contents skipped"
+                        ),
+                    );
+                } else {
+                    self.visit_children(path, st, failure, depth + 1)?;
+                }
+                st.events.send(Event::Leave).map_err(|_| ())
+            }
+            NodeKind::File => {
+                let stamp = Stamp {
+                    size: m.len(),
+                    ctime_ns: meta::ctime_ns(m),
+                    ino: m.ino(),
+                    cacheable: true,
+                };
+                // Keystores are always read: their certificates' expiry is
+                // recorded in every snapshot.
+                let keystore = crate::source::keystore::is_keystore_name(name.as_bytes())
+                    && stamp.size <= crate::source::keystore::MAX_KEYSTORE;
+                let cached = self
+                    .cache
+                    .filter(|_| !keystore)
+                    .and_then(|c| {
+                        c.lookup(
+                            path.as_os_str().as_bytes(),
+                            stamp.size,
+                            node.mtime_ns,
+                            stamp.ctime_ns,
+                            stamp.ino,
+                        )
+                    })
+                    .filter(|e| e.content.iter().all(|id| self.index.contains(id)));
+                let data = match cached {
+                    Some(e) => Pending::Ready(FileData {
+                        content: e.content.clone(),
+                        hash: e.hash,
+                        size: e.size,
+                        certificates: Vec::new(),
+                    }),
+                    None => {
+                        let (tx, rx) = bounded(1);
+                        st.jobs
+                            .send(FileJob {
+                                source: JobSource::Path(path.to_owned()),
+                                reply: tx,
+                            })
+                            .map_err(|_| ())?;
+                        Pending::Waiting(rx)
+                    }
+                };
+                st.events
+                    .send(Event::File {
+                        path: path.to_owned(),
+                        node,
+                        stamp,
+                        data,
+                    })
+                    .map_err(|_| ())
+            }
+            _ => st.events.send(Event::Other(node)).map_err(|_| ()),
+        }
+    }
+}
+
+fn open_for_backup(path: &Path) -> std::io::Result<File> {
+    let open = |flags| OpenOptions::new().read(true).custom_flags(flags).open(path);
+    // O_NONBLOCK: a file swapped for a FIFO after lstat must not hang the
+    // backup (it is refused below as no longer a regular file).
+    match open(libc::O_NOFOLLOW | libc::O_NOATIME | libc::O_NONBLOCK) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            open(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        }
+        other => other,
+    }
+}
+
+/// A node for something that has no inode of its own (command output and
+/// the directories holding it): owned by the running user, modified now.
+fn synthetic_node(name: &std::ffi::OsStr, kind: NodeKind, mode: u32, names: &mut Names) -> Node {
+    let (uid, gid) = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    meta::synthetic(name, kind, mode, uid, gid, now, names)
+}
+
+/// Runs a command source and stores its standard output.
+fn read_command(
+    source: &CommandSource,
+    tx: &Sender<RawBlob>,
+    repo: &Repository,
+    sink: &BlobSink<'_>,
+) -> Result<FileData, String> {
+    let (running, stdout) =
+        Running::start(source).map_err(|e| format!("cannot start the command: {e}"))?;
+    match store_stream(stdout, tx, repo, sink, false) {
+        Ok(data) => running.finish().map(|_| data).map_err(|e| e.to_string()),
+        Err(why) => Err(running.abort(why)),
+    }
+}
+
+/// Reads one file: chunk, hash, and submit new chunks.
+fn read_file(
+    path: &Path,
+    tx: &Sender<RawBlob>,
+    repo: &Repository,
+    sink: &BlobSink<'_>,
+) -> Result<FileData, String> {
+    let file = open_for_backup(path).map_err(|e| format!("cannot open: {e}"))?;
+    let m = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    if !m.is_file() {
+        return Err("is no longer a regular file".into());
+    }
+    let keystore = path
+        .file_name()
+        .is_some_and(|n| crate::source::keystore::is_keystore_name(n.as_bytes()));
+    store_stream(file, tx, repo, sink, keystore)
+}
+
+/// Chunks, hashes and submits everything `reader` yields.
+fn store_stream(
+    reader: impl std::io::Read,
+    tx: &Sender<RawBlob>,
+    repo: &Repository,
+    sink: &BlobSink<'_>,
+    inspect_keystore: bool,
+) -> Result<FileData, String> {
+    let mut whole = Vec::new();
+    let key = repo.keys().chunk_key();
+    let seed = chunk::gear_seed(key);
+    let mut hasher = blake3::Hasher::new();
+    let mut content = Vec::new();
+    let mut size = 0u64;
+    for c in chunk::chunks(reader, &repo.config().chunker, seed) {
+        let data = c.map_err(|e| format!("read error: {e}"))?;
+        hasher.update(&data);
+        size += data.len() as u64;
+        if inspect_keystore && size <= crate::source::keystore::MAX_KEYSTORE {
+            whole.extend_from_slice(&data);
+        }
+        let id = Id::keyed(key, &data);
+        content.push(id);
+        sink.submit(tx, BlobKind::Data, id, data)
+            .map_err(|_| "backup cancelled".to_string())?;
+    }
+    let certificates = if inspect_keystore && size <= crate::source::keystore::MAX_KEYSTORE {
+        crate::source::keystore::certificates(&whole)
+    } else {
+        Vec::new()
+    };
+    Ok(FileData {
+        content,
+        hash: hasher.finalize().into(),
+        size,
+        certificates,
+    })
+}
+
+/// A reader thread: takes file jobs until the walker is done.
+pub fn reader(
+    jobs: Receiver<FileJob>,
+    tx: Sender<RawBlob>,
+    repo: &Repository,
+    sink: &BlobSink<'_>,
+    failure: &Failure,
+) {
+    for job in jobs {
+        if failure.stopped() {
+            return;
+        }
+        let result = match &job.source {
+            JobSource::Path(path) => read_file(path, &tx, repo, sink),
+            JobSource::Command(source) => read_command(source, &tx, repo, sink),
+        };
+        let _ = job.reply.send(result);
+    }
+}

@@ -1,0 +1,89 @@
+//! The prune lock: one `locks/<id>` object per running prune (or copy into
+//! the repository), so that prune never runs beside another prune or a copy. Backups take no lock (they
+//! are protected by prune's grace period instead), and a backup host
+//! without delete permission never needs to remove one.
+
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, Result};
+pub use crate::format::lock::LockRecord;
+use crate::repo::{ObjectKind, Repository, id_from_key};
+
+/// A lock older than this is taken to belong to a prune that died.
+pub const STALE_AFTER: chrono::Duration = chrono::Duration::hours(6);
+
+/// A held prune lock; released (deleted) with [`PruneLock::release`].
+pub struct PruneLock<'a> {
+    repo: &'a Repository,
+    key: String,
+}
+
+impl<'a> PruneLock<'a> {
+    /// Takes the lock, or fails naming the prune that holds it. Stale locks
+    /// (older than [`STALE_AFTER`]) are removed.
+    pub fn acquire(repo: &'a Repository, now: DateTime<Utc>) -> Result<Self> {
+        let mut nonce = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+        let record = LockRecord {
+            time: now,
+            host: crate::source::host::hostname(),
+            pid: std::process::id(),
+            nonce: hex::encode(nonce),
+        };
+        let id = repo.put_transient_json(ObjectKind::Lock, &record)?;
+        let lock = PruneLock {
+            repo,
+            key: ObjectKind::Lock.key(&id),
+        };
+        // Look after writing, so that of two prunes starting together each
+        // sees the other's lock.
+        for obj in repo.storage().list(ObjectKind::Lock.prefix())? {
+            let Some(other) = id_from_key(&obj.key) else {
+                continue;
+            };
+            if other == id {
+                continue;
+            }
+            let held = match repo.get_json::<LockRecord>(&obj.key) {
+                Ok(r) => r,
+                // An unreadable lock cannot be judged; honour it for its age.
+                Err(_) => LockRecord {
+                    time: obj.modified.unwrap_or(now),
+                    host: "an unknown host".into(),
+                    pid: 0,
+                    nonce: String::new(),
+                },
+            };
+            let dead_here = held.host == crate::source::host::hostname()
+                && held.pid != 0
+                && held.pid != std::process::id()
+                && nix::sys::signal::kill(nix::unistd::Pid::from_raw(held.pid as i32), None)
+                    == Err(nix::errno::Errno::ESRCH);
+            if held.time < now - STALE_AFTER || dead_here {
+                tracing::warn!("removing stale prune lock {} from {}", obj.key, held.host);
+                let _ = repo.storage().delete(&obj.key);
+                continue;
+            }
+            // Any other live lock wins, whatever the clocks say: two
+            // prunes starting together both step back.
+            lock.release();
+            return Err(Error::Conflict(format!(
+                "another prune (or a copy into this repository) is running: {} (pid {}) since {}; if it died, delete {} \
+                 or wait until the lock is {} hours old",
+                held.host,
+                held.pid,
+                held.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                obj.key,
+                STALE_AFTER.num_hours()
+            )));
+        }
+        Ok(lock)
+    }
+
+    /// Deletes the lock object.
+    pub fn release(self) {
+        if let Err(e) = self.repo.storage().delete(&self.key) {
+            tracing::warn!("could not remove prune lock {}: {e}", self.key);
+        }
+    }
+}

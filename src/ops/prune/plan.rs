@@ -1,0 +1,445 @@
+//! What prune will do, decided without touching storage: which packs stay,
+//! which are repacked, which are marked for deletion and which go now.
+//!
+//! Safety rules (see docs/FORMAT.md, "Prune"):
+//! - a pack is deleted only when no snapshot needs it, it was marked at
+//!   least one grace period ago, and storage says it is at least one grace
+//!   period old; so a backup running now, whose snapshot is not written yet,
+//!   never loses a pack it wrote or deduplicated against (as long as it
+//!   finishes within the grace period);
+//! - a marked pack that a snapshot turns out to need is simply unmarked.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::id::Id;
+use crate::format::index::{BlobLocation, CondemnedPack, Index};
+pub use crate::repo::StoredPack;
+
+/// Tuning of a prune run.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanRules {
+    /// How long a pack stays marked (and unused) before it is deleted, and
+    /// the minimum age of anything deleted.
+    pub grace: chrono::Duration,
+    /// Repack a pack when more than this fraction of its bytes is unused.
+    pub repack_unused_fraction: f64,
+    /// The time of this run.
+    pub now: DateTime<Utc>,
+}
+
+/// What to do with the repository's packs.
+#[derive(Debug, Default)]
+pub struct PrunePlan {
+    /// Packs that stay listed in the index (including marked ones still
+    /// inside their grace period).
+    pub keep: Vec<Id>,
+    /// Blobs to copy into new packs (from packs being repacked).
+    pub copy: Vec<(Id, BlobLocation)>,
+    /// Packs being repacked this run (marked once their blobs are copied).
+    pub repack: Vec<Id>,
+    /// Packs to delete now.
+    pub delete: Vec<Id>,
+    /// Marks to record (old ones still pending, new ones, and those of the
+    /// packs deleted now, so an interrupted deletion resumes next time).
+    pub marks: Vec<CondemnedPack>,
+    /// Counts for the report.
+    pub counts: PlanCounts,
+}
+
+/// Figures describing a plan.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PlanCounts {
+    /// Packs in storage.
+    pub packs: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// Packs every byte of which some snapshot needs (or that are too young
+    /// to judge), kept as they are.
+    pub packs_in_use: u64,
+    /// Packs marked for deletion this run.
+    pub packs_newly_marked: u64,
+    /// Marked packs still within the grace period.
+    pub packs_waiting: u64,
+    /// Marked packs a snapshot needs again, unmarked.
+    pub packs_unmarked: u64,
+    /// Packs to repack.
+    pub packs_repacked: u64,
+    /// Blobs copied out of them.
+    pub blobs_copied: u64,
+    /// Packs to delete now.
+    pub packs_deleted: u64,
+    /// Bytes freed by deleting them.
+    pub bytes_deleted: u64,
+}
+
+/// Decides what prune does. `referenced` is every blob some snapshot needs.
+///
+/// Fails when a needed blob is stored nowhere: the repository is already
+/// damaged, and prune must not act on a picture it cannot trust.
+pub fn plan(
+    stored: &HashMap<Id, StoredPack>,
+    index: &Index,
+    marked: &HashMap<Id, DateTime<Utc>>,
+    referenced: &HashSet<Id>,
+    rules: &PlanRules,
+    verify: &mut dyn FnMut(&Id, &BlobLocation) -> bool,
+) -> Result<PrunePlan> {
+    // Where each needed blob will be read from: a stored pack, preferring
+    // packs that are not marked. Index files are not authenticated, so when
+    // a blob is claimed by several packs the chosen copy is read and checked
+    // (`verify`) before the others may go: a planted entry must never make
+    // prune delete the genuine copy. A blob no copy of which verifies keeps
+    // every pack that claims it.
+    let mut used: HashMap<Id, Vec<(Id, BlobLocation)>> = HashMap::new();
+    let mut pinned: HashSet<Id> = HashSet::new();
+    let mut missing = Vec::new();
+    for blob in referenced {
+        let mut candidates: Vec<BlobLocation> = index
+            .locations(blob)
+            .filter(|l| stored.contains_key(&l.pack))
+            .collect();
+        candidates.sort_by_key(|l| marked.contains_key(&l.pack));
+        let chosen = match candidates.len() {
+            0 => None,
+            1 => Some(candidates[0]),
+            _ => candidates.iter().copied().find(|l| verify(blob, l)),
+        };
+        match chosen {
+            Some(loc) => used.entry(loc.pack).or_default().push((*blob, loc)),
+            None if candidates.is_empty() => missing.push(*blob),
+            None => pinned.extend(candidates.iter().map(|l| l.pack)),
+        }
+    }
+    if !missing.is_empty() {
+        missing.sort();
+        return Err(Error::Damaged(format!(
+            "{} blob(s) that snapshots need are in no stored pack (first: {}); the repository \
+             is damaged, so prune changes nothing — run `vault check --read-data`",
+            missing.len(),
+            missing[0]
+        )));
+    }
+
+    let mut pack_bytes: HashMap<Id, u64> = HashMap::new();
+    let mut seen = HashSet::new();
+    for (blob, loc) in index.blobs() {
+        if seen.insert((blob, loc.pack)) {
+            *pack_bytes.entry(loc.pack).or_default() += loc.length as u64;
+        }
+    }
+
+    let old_enough = |t: Option<DateTime<Utc>>| t.is_some_and(|t| t <= rules.now - rules.grace);
+    let mut out = PrunePlan::default();
+    let mut ids: Vec<&Id> = stored.keys().collect();
+    ids.sort();
+    for id in ids {
+        let pack = &stored[id];
+        out.counts.packs += 1;
+        out.counts.bytes += pack.size;
+        let indexed = pack_bytes.get(id).copied().unwrap_or(0);
+        let mark = marked.get(id).copied();
+        if pinned.contains(id) && !used.contains_key(id) {
+            out.keep.push(*id);
+            out.counts.packs_in_use += 1;
+            continue;
+        }
+        match used.get(id) {
+            None => {
+                // Nothing needs it: mark it, or delete it once the mark and
+                // the pack itself are older than the grace period.
+                if old_enough(mark) && old_enough(pack.modified) {
+                    out.delete.push(*id);
+                    out.counts.packs_deleted += 1;
+                    out.counts.bytes_deleted += pack.size;
+                } else {
+                    if mark.is_some() {
+                        out.counts.packs_waiting += 1;
+                    } else {
+                        out.counts.packs_newly_marked += 1;
+                    }
+                    if indexed > 0 {
+                        out.keep.push(*id);
+                    }
+                }
+                out.marks.push(CondemnedPack {
+                    pack: *id,
+                    since: mark.unwrap_or(rules.now),
+                });
+            }
+            Some(blobs) => {
+                out.keep.push(*id);
+                if mark.is_some() {
+                    out.counts.packs_unmarked += 1;
+                    continue;
+                }
+                let in_use: u64 = blobs.iter().map(|(_, l)| l.length as u64).sum();
+                let unused = indexed.saturating_sub(in_use) as f64 / indexed.max(1) as f64;
+                if unused > rules.repack_unused_fraction && old_enough(pack.modified) {
+                    out.repack.push(*id);
+                    out.copy.extend(blobs.iter().copied());
+                    out.counts.packs_repacked += 1;
+                    out.counts.blobs_copied += blobs.len() as u64;
+                    out.marks.push(CondemnedPack {
+                        pack: *id,
+                        since: rules.now,
+                    });
+                } else {
+                    out.counts.packs_in_use += 1;
+                }
+            }
+        }
+    }
+    // Marks of packs already deleted stay as long as some index file still
+    // lists the pack (an index file Object Lock keeps, say): they tell
+    // `vault check` that the pack went on purpose.
+    for (pack, _) in index.packs() {
+        if !stored.contains_key(&pack)
+            && let Some(since) = marked.get(&pack)
+        {
+            out.marks.push(CondemnedPack {
+                pack,
+                since: *since,
+            });
+        }
+    }
+    // Copy in pack order so each old pack is read front to back once.
+    out.copy.sort_by_key(|(_, loc)| (loc.pack, loc.offset));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::index::{IndexedBlob, IndexedPack};
+    use crate::format::pack::BlobKind;
+
+    fn t(h: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + h * 3600, 0).unwrap()
+    }
+
+    fn setup(packs: &[(u8, &[u8])]) -> (HashMap<Id, StoredPack>, Index) {
+        let mut index = Index::default();
+        let mut stored = HashMap::new();
+        for (p, blobs) in packs {
+            index.add_pack(&IndexedPack {
+                id: Id([*p; 32]),
+                kind: BlobKind::Data,
+                blobs: blobs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| IndexedBlob {
+                        id: Id([*b; 32]),
+                        offset: i as u32 * 100,
+                        length: 100,
+                        raw_length: 200,
+                    })
+                    .collect(),
+            });
+            stored.insert(
+                Id([*p; 32]),
+                StoredPack {
+                    kind: BlobKind::Data,
+                    size: 100 * blobs.len() as u64,
+                    modified: Some(t(0)),
+                },
+            );
+        }
+        index.finish();
+        (stored, index)
+    }
+
+    fn rules(now_h: i64) -> PlanRules {
+        PlanRules {
+            grace: chrono::Duration::hours(24),
+            repack_unused_fraction: 0.5,
+            now: t(now_h),
+        }
+    }
+
+    fn refs(ids: &[u8]) -> HashSet<Id> {
+        ids.iter().map(|b| Id([*b; 32])).collect()
+    }
+
+    /// Every copy verifies.
+    fn ok(_: &Id, _: &BlobLocation) -> bool {
+        true
+    }
+
+    #[test]
+    fn a_planted_claim_cannot_get_the_genuine_copy_deleted() {
+        // Blob 10 really is in pack 1; a planted index entry claims it is
+        // in pack 2 too, and pack 2 sorts first.
+        let (stored, index) = setup(&[(2, &[20, 10]), (1, &[10])]);
+        let mut genuine_only = |_: &Id, l: &BlobLocation| l.pack == Id([1; 32]);
+        let p = plan(
+            &stored,
+            &index,
+            &HashMap::new(),
+            &refs(&[10]),
+            &rules(48),
+            &mut genuine_only,
+        )
+        .unwrap();
+        assert!(
+            p.marks.iter().all(|m| m.pack != Id([1; 32])),
+            "{:?}",
+            p.marks
+        );
+        assert!(p.keep.contains(&Id([1; 32])));
+        // When no copy verifies, every claimant stays.
+        let mut none = |_: &Id, _: &BlobLocation| false;
+        let p = plan(
+            &stored,
+            &index,
+            &HashMap::new(),
+            &refs(&[10]),
+            &rules(48),
+            &mut none,
+        )
+        .unwrap();
+        assert!(p.marks.is_empty() && p.delete.is_empty(), "{:?}", p.marks);
+    }
+
+    #[test]
+    fn unused_packs_are_marked_first_and_deleted_only_after_the_grace_period() {
+        let (stored, index) = setup(&[(1, &[10, 11]), (2, &[20])]);
+        let first = plan(
+            &stored,
+            &index,
+            &HashMap::new(),
+            &refs(&[10, 11]),
+            &rules(48),
+            &mut ok,
+        )
+        .unwrap();
+        assert!(first.delete.is_empty());
+        assert_eq!(first.counts.packs_newly_marked, 1);
+        assert_eq!(first.marks.len(), 1);
+        assert_eq!(first.marks[0].pack, Id([2; 32]));
+        assert_eq!(first.keep.len(), 2, "a marked pack stays indexed");
+
+        let marks: HashMap<_, _> = [(Id([2; 32]), t(48))].into();
+        let early = plan(
+            &stored,
+            &index,
+            &marks,
+            &refs(&[10, 11]),
+            &rules(60),
+            &mut ok,
+        )
+        .unwrap();
+        assert!(early.delete.is_empty(), "still inside the grace period");
+        assert_eq!(early.counts.packs_waiting, 1);
+
+        let later = plan(
+            &stored,
+            &index,
+            &marks,
+            &refs(&[10, 11]),
+            &rules(72),
+            &mut ok,
+        )
+        .unwrap();
+        assert_eq!(later.delete, vec![Id([2; 32])]);
+        assert_eq!(later.keep, vec![Id([1; 32])]);
+    }
+
+    #[test]
+    fn marks_of_deleted_packs_stay_while_an_index_lists_them() {
+        let (mut stored, index) = setup(&[(1, &[10]), (2, &[20])]);
+        stored.remove(&Id([2; 32]));
+        let marks: HashMap<_, _> = [(Id([2; 32]), t(0)), (Id([9; 32]), t(0))].into();
+        let p = plan(&stored, &index, &marks, &refs(&[10]), &rules(72), &mut ok).unwrap();
+        let kept: Vec<Id> = p.marks.iter().map(|m| m.pack).collect();
+        assert_eq!(
+            kept,
+            vec![Id([2; 32])],
+            "pack 9 is in no index: its mark goes"
+        );
+    }
+
+    #[test]
+    fn a_young_pack_is_never_deleted_even_with_an_old_mark() {
+        let (mut stored, index) = setup(&[(2, &[20])]);
+        stored.get_mut(&Id([2; 32])).unwrap().modified = Some(t(70));
+        let marks: HashMap<_, _> = [(Id([2; 32]), t(0))].into();
+        let p = plan(&stored, &index, &marks, &refs(&[]), &rules(72), &mut ok).unwrap();
+        assert!(p.delete.is_empty());
+        let unknown_age: HashMap<_, _> = stored
+            .iter()
+            .map(|(k, v)| {
+                (
+                    *k,
+                    StoredPack {
+                        modified: None,
+                        ..*v
+                    },
+                )
+            })
+            .collect();
+        let p = plan(
+            &unknown_age,
+            &index,
+            &marks,
+            &refs(&[]),
+            &rules(72),
+            &mut ok,
+        )
+        .unwrap();
+        assert!(p.delete.is_empty(), "no known age, no deletion");
+    }
+
+    #[test]
+    fn a_marked_pack_a_snapshot_needs_again_is_unmarked() {
+        let (stored, index) = setup(&[(2, &[20])]);
+        let marks: HashMap<_, _> = [(Id([2; 32]), t(0))].into();
+        let p = plan(&stored, &index, &marks, &refs(&[20]), &rules(72), &mut ok).unwrap();
+        assert!(p.delete.is_empty());
+        assert!(p.marks.is_empty());
+        assert_eq!(p.counts.packs_unmarked, 1);
+    }
+
+    #[test]
+    fn mostly_unused_packs_are_repacked_and_copies_prefer_unmarked_packs() {
+        let (stored, index) = setup(&[(1, &[10, 11, 12]), (2, &[13, 14]), (3, &[13])]);
+        let marks: HashMap<_, _> = [(Id([2; 32]), t(47))].into();
+        let p = plan(
+            &stored,
+            &index,
+            &marks,
+            &refs(&[10, 13]),
+            &rules(48),
+            &mut ok,
+        )
+        .unwrap();
+        assert_eq!(p.repack, vec![Id([1; 32])], "two thirds unused");
+        assert_eq!(p.copy.len(), 1);
+        assert_eq!(p.copy[0].0, Id([10; 32]));
+        assert!(p.marks.iter().any(|m| m.pack == Id([1; 32])));
+        // Blob 13 is read from pack 3, so marked pack 2 stays unused.
+        assert!(
+            p.marks
+                .iter()
+                .any(|m| m.pack == Id([2; 32]) && m.since == t(47))
+        );
+    }
+
+    #[test]
+    fn a_needed_blob_stored_nowhere_stops_prune() {
+        let (stored, index) = setup(&[(1, &[10])]);
+        let err = plan(
+            &stored,
+            &index,
+            &HashMap::new(),
+            &refs(&[10, 99]),
+            &rules(1),
+            &mut ok,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("in no stored pack"), "{err}");
+    }
+}

@@ -1,0 +1,291 @@
+//! Restoring regular files: each file is split into segments of consecutive
+//! blobs so that both cores work on a large file at once. Segments are
+//! written with positional writes into one temporary file, created relative
+//! to its parent directory's handle; the worker that finishes the last
+//! segment checks the whole-file BLAKE3, applies metadata on the open file
+//! and renames it into place within the same directory handle.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::ProblemKind;
+use super::fsops::{Dir, FileId, Handle};
+use super::policy::{MetaWriter, WithheldKind};
+use crate::format::id::Id;
+use crate::format::index::Index;
+use crate::format::tree::Node;
+use crate::repo::BlobReader;
+
+/// Blobs per segment (~4 MiB at the default 16 KiB chunks).
+const SEGMENT_BLOBS: usize = 256;
+
+/// Bytes gathered before one positional write.
+const WRITE_BUF: usize = 1 << 20;
+
+type Failure = (ProblemKind, String);
+
+/// One file being restored.
+pub struct FileState {
+    /// Path relative to the snapshot root (for reports).
+    pub rel: PathBuf,
+    dir: Arc<Dir>,
+    name: OsString,
+    tmp: OsString,
+    node: Node,
+    file: File,
+    remaining: AtomicUsize,
+    failure: Mutex<Option<Failure>>,
+    inline_hash: Mutex<Option<blake3::Hasher>>,
+    single: bool,
+}
+
+/// A run of consecutive blobs of one file and where they go.
+pub struct Segment {
+    state: Arc<FileState>,
+    blobs: std::ops::Range<usize>,
+    offset: u64,
+}
+
+/// What finishing a file produced.
+pub enum Finished {
+    /// Restored.
+    Ok {
+        /// Its size.
+        bytes: u64,
+        /// The inode now under its final name (hard-link group members only).
+        id: Option<FileId>,
+        /// Metadata that could not be applied, if any.
+        problem: Option<String>,
+        /// What the restore policy withheld.
+        withheld: Vec<(WithheldKind, String)>,
+    },
+    /// Failed; nothing is left under its final name.
+    Failed(Failure),
+}
+
+/// Creates the temporary file in `dir` and splits the file into segments.
+pub fn plan(
+    rel: &Path,
+    dir: &Arc<Dir>,
+    node: &Node,
+    index: &Index,
+) -> Result<Vec<Segment>, Failure> {
+    let mut offsets = Vec::with_capacity(node.content.len().div_ceil(SEGMENT_BLOBS) + 1);
+    let mut pos = 0u64;
+    let mut lengths_agree = true;
+    for (i, id) in node.content.iter().enumerate() {
+        if !index.contains(id) {
+            return Err((
+                ProblemKind::Damaged,
+                format!("blob {id} is in no index (lost pack or index file)"),
+            ));
+        }
+        if i % SEGMENT_BLOBS == 0 {
+            offsets.push(pos);
+        }
+        match index.agreed_raw_length(id) {
+            Some(len) => pos += len as u64,
+            // Index files disagree on this blob (one may be planted): write
+            // the file in one segment, sized by what actually verifies.
+            None => lengths_agree = false,
+        }
+    }
+    if !lengths_agree {
+        offsets.truncate(1);
+    } else if pos != node.size {
+        return Err((
+            ProblemKind::Damaged,
+            format!(
+                "blobs add up to {pos} bytes, the snapshot says {}",
+                node.size
+            ),
+        ));
+    }
+    let (file, tmp) = dir
+        .create_temp_file()
+        .map_err(|e| (ProblemKind::Write, e.to_string()))?;
+    let segments = offsets.len().max(1);
+    let state = Arc::new(FileState {
+        rel: rel.to_owned(),
+        dir: dir.clone(),
+        name: rel.file_name().expect("entries have a name").to_owned(),
+        tmp,
+        node: node.clone(),
+        file,
+        remaining: AtomicUsize::new(segments),
+        failure: Mutex::new(None),
+        inline_hash: Mutex::new((segments == 1).then(blake3::Hasher::new)),
+        single: segments == 1,
+    });
+    if offsets.is_empty() {
+        offsets.push(0);
+    }
+    Ok(offsets
+        .into_iter()
+        .enumerate()
+        .map(|(k, offset)| Segment {
+            state: state.clone(),
+            blobs: if segments == 1 {
+                0..node.content.len()
+            } else {
+                k * SEGMENT_BLOBS..((k + 1) * SEGMENT_BLOBS).min(node.content.len())
+            },
+            offset,
+        })
+        .collect())
+}
+
+/// Writes one segment; the worker that writes a file's last segment
+/// finishes the file and gets `Some`.
+pub fn process(
+    seg: Segment,
+    reader: &mut BlobReader<'_>,
+    index: &Index,
+    meta: &MetaWriter,
+    verify: bool,
+) -> Option<(Arc<FileState>, Finished)> {
+    let st = &seg.state;
+    if st.failure.lock().expect("failure lock").is_none()
+        && let Err(f) = write_segment(&seg, reader, index)
+    {
+        st.failure.lock().expect("failure lock").get_or_insert(f);
+    }
+    if st.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+        return None;
+    }
+    let outcome = finish(st, meta, verify);
+    Some((seg.state.clone(), outcome))
+}
+
+fn write_segment(seg: &Segment, reader: &mut BlobReader<'_>, index: &Index) -> Result<(), Failure> {
+    let st = &seg.state;
+    let mut offset = seg.offset;
+    // Only a single-segment file hashes inline; never hold the lock otherwise,
+    // or the segments of a large file would be written one at a time.
+    let mut inline = st.single.then(|| st.inline_hash.lock().expect("hash lock"));
+    // Gather the segment and write it with few large writes: concurrent
+    // small writes into one file contend on its inode lock.
+    let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BUF.min(st.node.size as usize));
+    let flush = |buf: &mut Vec<u8>, offset: &mut u64| -> Result<(), Failure> {
+        st.file
+            .write_all_at(buf, *offset)
+            .map_err(|e| (ProblemKind::Write, e.to_string()))?;
+        *offset += buf.len() as u64;
+        buf.clear();
+        Ok(())
+    };
+    for id in &st.node.content[seg.blobs.clone()] {
+        let data = reader
+            .read_indexed(id, index)
+            .map_err(|e| (ProblemKind::Damaged, e.to_string()))?;
+        // Never write past the recorded size: a restore writes no more than
+        // the snapshot declares, whatever the blobs hold.
+        if offset + (buf.len() + data.len()) as u64 > st.node.size {
+            return Err((
+                ProblemKind::Mismatch,
+                format!(
+                    "content runs past the {} bytes the snapshot records",
+                    st.node.size
+                ),
+            ));
+        }
+        if let Some(h) = inline.as_mut().and_then(|g| g.as_mut()) {
+            h.update(&data);
+        }
+        buf.extend_from_slice(&data);
+        if buf.len() >= WRITE_BUF {
+            flush(&mut buf, &mut offset)?;
+        }
+    }
+    flush(&mut buf, &mut offset)
+}
+
+fn finish(st: &FileState, meta: &MetaWriter, verify: bool) -> Finished {
+    match check_and_commit(st, meta, verify) {
+        Ok(done) => done,
+        Err(f) => {
+            st.dir.remove_temp(&st.tmp);
+            Finished::Failed(f)
+        }
+    }
+}
+
+fn check_and_commit(st: &FileState, meta: &MetaWriter, verify: bool) -> Result<Finished, Failure> {
+    if let Some(f) = st.failure.lock().expect("failure lock").take() {
+        return Err(f);
+    }
+    let write_err = |e: std::io::Error| (ProblemKind::Write, e.to_string());
+    let inline: Option<Id> = st
+        .inline_hash
+        .lock()
+        .expect("hash lock")
+        .take()
+        .map(|h| h.finalize().into());
+    let (hash, size) = match inline {
+        Some(h) if !verify => (h, st.node.size),
+        // Several segments, or a drill: hash what is on disk.
+        _ => hash_reader(&mut PositionalReader {
+            file: &st.file,
+            pos: 0,
+        })
+        .map_err(write_err)?,
+    };
+    if Some(hash) != st.node.hash || size != st.node.size {
+        return Err((
+            ProblemKind::Mismatch,
+            format!(
+                "restored content ({size} bytes) differs from the snapshot's hash or size ({} bytes)",
+                st.node.size
+            ),
+        ));
+    }
+    let applied = meta.apply(&Handle::Open(&st.file), &st.node, Some(st.dir.new_owner()));
+    // Only a hard-link group's first member needs its inode known.
+    let id = match st.node.hardlink {
+        Some(_) => Some(FileId::of_file(&st.file).map_err(write_err)?),
+        None => None,
+    };
+    st.dir.commit(&st.tmp, &st.name).map_err(write_err)?;
+    Ok(Finished::Ok {
+        bytes: st.node.size,
+        id,
+        problem: applied.problem,
+        withheld: applied.withheld,
+    })
+}
+
+/// Reads a file from its start through positional reads (the file handle
+/// is shared by the workers writing its segments).
+struct PositionalReader<'f> {
+    file: &'f File,
+    pos: u64,
+}
+
+impl Read for PositionalReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// BLAKE3 and length of everything `r` yields.
+pub fn hash_reader(r: &mut dyn Read) -> std::io::Result<(Id, u64)> {
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = r.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((h.finalize().into(), n))
+}

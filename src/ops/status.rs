@@ -1,0 +1,470 @@
+//! `vault status`: per source, the last backup and the last passed drill
+//! with their ages, certificates near expiry, and whether anything is older
+//! than its threshold. Works with the writer key: it reads only snapshot
+//! headers and drill records.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::id::Id;
+use crate::format::snapshot::CertInfo;
+use crate::format::snapshot::Snapshot;
+use crate::ops::restore::DrillRecord;
+use crate::repo::{ObjectKind, Repository, id_from_key};
+
+/// When a figure counts as too old.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// A source's last complete backup must be younger than this.
+    pub max_backup_age: Duration,
+    /// A source's last passed drill must be younger than this.
+    pub max_drill_age: Duration,
+    /// Certificates expiring within this span are reported.
+    pub certificate_warning: Duration,
+}
+
+impl Default for Thresholds {
+    /// A nightly backup with a few hours' slack, a weekly drill with a day's.
+    fn default() -> Self {
+        Thresholds {
+            max_backup_age: Duration::hours(26),
+            max_drill_age: Duration::days(8),
+            certificate_warning: Duration::days(30),
+        }
+    }
+}
+
+/// The state of one source (a host and source as recorded in snapshots).
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceStatus {
+    /// The host that backs it up.
+    pub host: String,
+    /// The source, `kind:name` (e.g. `paths:/etc`, `postgres:app`).
+    pub source: String,
+    /// The newest snapshot with this source.
+    pub last_backup: Option<DateTime<Utc>>,
+    /// Whether that source was read completely in it.
+    pub last_backup_ok: bool,
+    /// The newest snapshot in which this source was read completely.
+    pub last_complete_backup: Option<DateTime<Utc>>,
+    /// Seconds since then.
+    pub backup_age_seconds: Option<i64>,
+    /// The newest passed drill of a snapshot holding this source.
+    pub last_passed_drill: Option<DateTime<Utc>>,
+    /// Seconds since then.
+    pub drill_age_seconds: Option<i64>,
+    /// The newest failed drill, if newer than the last passed one.
+    pub failed_drill_since_pass: Option<DateTime<Utc>>,
+    /// Snapshots holding this source.
+    pub snapshots: u64,
+    /// What is wrong (empty when all is well).
+    pub problems: Vec<String>,
+}
+
+/// A certificate near (or past) its end of validity, from a host's newest snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpiringCertificate {
+    /// The host whose snapshot holds it.
+    pub host: String,
+    /// The certificate.
+    pub certificate: CertInfo,
+    /// Days left (negative when expired).
+    pub days_left: i64,
+}
+
+/// What `vault status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    /// When the report was made.
+    pub time: DateTime<Utc>,
+    /// Per source.
+    pub sources: Vec<SourceStatus>,
+    /// Certificates expiring within the warning span.
+    pub expiring_certificates: Vec<ExpiringCertificate>,
+    /// Snapshots dated in the future, left out of the figures.
+    pub future_snapshots: Vec<String>,
+    /// Snapshot headers or drill records that could not be read.
+    pub unreadable: Vec<String>,
+    /// Whether every source is within its thresholds and nothing is expiring.
+    pub ok: bool,
+}
+
+/// Reads every drill record; unreadable ones come back as messages.
+pub fn drill_records(repo: &Repository) -> Result<(Vec<DrillRecord>, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    for obj in repo.storage().list(ObjectKind::Drill.prefix())? {
+        if id_from_key(&obj.key).is_none() {
+            continue;
+        }
+        match repo.get_json::<DrillRecord>(&obj.key) {
+            Ok(r) => out.push(r),
+            Err(Error::Storage(crate::storage::StorageError::NotFound { .. })) => {}
+            Err(e) => bad.push(e.to_string()),
+        }
+    }
+    Ok((out, bad))
+}
+
+/// Computes the status from snapshot headers and drill records (pure).
+pub fn compute(
+    snapshots: &[(Id, Snapshot)],
+    drills: &[DrillRecord],
+    thresholds: &Thresholds,
+    now: DateTime<Utc>,
+) -> StatusReport {
+    // A header dated ahead of the clock (skew, or forged with a writer key)
+    // must not make a stale source look fresh: it is reported instead.
+    let future: Vec<String> = snapshots
+        .iter()
+        .filter(|(_, s)| s.is_in_the_future(now))
+        .map(|(id, s)| {
+            format!(
+                "snapshot {} from {} is dated {}, in the future (clock skew or a forged header)",
+                id.short(),
+                s.host,
+                s.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+        })
+        .collect();
+    let snapshots: Vec<&(Id, Snapshot)> = snapshots
+        .iter()
+        .filter(|(_, s)| !s.is_in_the_future(now))
+        .collect();
+    let by_id: BTreeMap<Id, &Snapshot> = snapshots.iter().map(|(id, s)| (*id, s)).collect();
+    let mut sources: BTreeMap<(String, String), SourceStatus> = BTreeMap::new();
+    for (_, snap) in snapshots.iter().copied() {
+        for src in &snap.sources {
+            let key = (snap.host.clone(), format!("{}:{}", src.kind, src.name));
+            let entry = sources.entry(key.clone()).or_insert_with(|| SourceStatus {
+                host: key.0.clone(),
+                source: key.1.clone(),
+                last_backup: None,
+                last_backup_ok: false,
+                last_complete_backup: None,
+                backup_age_seconds: None,
+                last_passed_drill: None,
+                drill_age_seconds: None,
+                failed_drill_since_pass: None,
+                snapshots: 0,
+                problems: Vec::new(),
+            });
+            entry.snapshots += 1;
+            let ok = src.status == crate::format::snapshot::SourceStatus::Ok;
+            if entry.last_backup.is_none_or(|t| snap.time >= t) {
+                entry.last_backup = Some(snap.time);
+                entry.last_backup_ok = ok;
+            }
+            if ok && entry.last_complete_backup.is_none_or(|t| snap.time > t) {
+                entry.last_complete_backup = Some(snap.time);
+            }
+        }
+    }
+    for drill in drills {
+        let Some(snap) = by_id.get(&drill.snapshot) else {
+            continue; // the drilled snapshot was forgotten since
+        };
+        for src in &snap.sources {
+            let key = (snap.host.clone(), format!("{}:{}", src.kind, src.name));
+            let Some(entry) = sources.get_mut(&key) else {
+                continue;
+            };
+            if drill.passed {
+                if entry.last_passed_drill.is_none_or(|t| drill.time > t) {
+                    entry.last_passed_drill = Some(drill.time);
+                }
+            } else if entry.failed_drill_since_pass.is_none_or(|t| drill.time > t) {
+                entry.failed_drill_since_pass = Some(drill.time);
+            }
+        }
+    }
+    let mut all_ok = true;
+    for s in sources.values_mut() {
+        if let (Some(fail), Some(pass)) = (s.failed_drill_since_pass, s.last_passed_drill)
+            && fail < pass
+        {
+            s.failed_drill_since_pass = None;
+        }
+        s.backup_age_seconds = s.last_complete_backup.map(|t| (now - t).num_seconds());
+        s.drill_age_seconds = s.last_passed_drill.map(|t| (now - t).num_seconds());
+        match s.last_complete_backup {
+            None => s.problems.push("no complete backup".into()),
+            Some(t) if now - t > thresholds.max_backup_age => s.problems.push(format!(
+                "last complete backup is {} old (threshold {})",
+                human(now - t),
+                human(thresholds.max_backup_age)
+            )),
+            _ => {}
+        }
+        if !s.last_backup_ok && s.last_backup.is_some() {
+            s.problems
+                .push("the newest backup of this source is incomplete".into());
+        }
+        match s.last_passed_drill {
+            None => s.problems.push("no passed restore drill".into()),
+            Some(t) if now - t > thresholds.max_drill_age => s.problems.push(format!(
+                "last passed drill is {} old (threshold {})",
+                human(now - t),
+                human(thresholds.max_drill_age)
+            )),
+            _ => {}
+        }
+        if let Some(t) = s.failed_drill_since_pass {
+            s.problems.push(format!(
+                "a drill failed at {} after the last one that passed",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+        }
+        all_ok &= s.problems.is_empty();
+    }
+    // Certificates: from each host's newest snapshot, so renewed ones drop out.
+    let mut newest: BTreeMap<&str, &Snapshot> = BTreeMap::new();
+    for (_, snap) in snapshots.iter().copied() {
+        let e = newest.entry(&snap.host).or_insert(snap);
+        if snap.time >= e.time {
+            *e = snap;
+        }
+    }
+    let mut expiring = Vec::new();
+    for (host, snap) in newest {
+        for cert in &snap.certificates {
+            if cert.not_after - now <= thresholds.certificate_warning {
+                expiring.push(ExpiringCertificate {
+                    host: host.to_owned(),
+                    certificate: cert.clone(),
+                    days_left: (cert.not_after - now).num_days(),
+                });
+            }
+        }
+    }
+    all_ok &= expiring.is_empty() && future.is_empty();
+    StatusReport {
+        time: now,
+        sources: sources.into_values().collect(),
+        expiring_certificates: expiring,
+        future_snapshots: future,
+        unreadable: Vec::new(),
+        ok: all_ok && !snapshots.is_empty(),
+    }
+}
+
+/// Reads the repository and computes its status.
+pub fn status(
+    repo: &Repository,
+    thresholds: &Thresholds,
+    now: DateTime<Utc>,
+) -> Result<StatusReport> {
+    let (snapshots, damaged) = repo.snapshots()?;
+    let (drills, bad_drills) = drill_records(repo)?;
+    let mut report = compute(&snapshots, &drills, thresholds, now);
+    report.unreadable = damaged
+        .iter()
+        .map(|e| e.to_string())
+        .chain(bad_drills)
+        .collect();
+    report.ok &= report.unreadable.is_empty();
+    Ok(report)
+}
+
+/// A span for humans: `3d 4h`, `26h`, `15m`.
+pub fn human(d: Duration) -> String {
+    let secs = d.num_seconds().max(0);
+    if secs >= 2 * 86_400 {
+        format!("{}d {}h", secs / 86_400, secs % 86_400 / 3600)
+    } else if secs >= 3600 {
+        format!("{}h", secs / 3600)
+    } else {
+        format!("{}m", secs / 60)
+    }
+}
+
+/// The report as a node_exporter textfile (Prometheus text format).
+pub fn prometheus(report: &StatusReport) -> String {
+    fn esc(s: &str) -> String {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    }
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, rows: Vec<(String, f64)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for (labels, v) in rows {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    let label = |s: &SourceStatus| {
+        format!(
+            "{{host=\"{}\",source=\"{}\"}}",
+            esc(&s.host),
+            esc(&s.source)
+        )
+    };
+    let ts = |t: Option<DateTime<Utc>>| t.map_or(0.0, |t| t.timestamp() as f64);
+    metric(
+        "vault_last_complete_backup_timestamp_seconds",
+        "Time of the newest snapshot in which the source was read completely (0: none).",
+        report
+            .sources
+            .iter()
+            .map(|s| (label(s), ts(s.last_complete_backup)))
+            .collect(),
+    );
+    metric(
+        "vault_last_backup_ok",
+        "1 if the newest snapshot read the source completely.",
+        report
+            .sources
+            .iter()
+            .map(|s| (label(s), s.last_backup_ok as u8 as f64))
+            .collect(),
+    );
+    metric(
+        "vault_last_passed_drill_timestamp_seconds",
+        "Time of the newest passed restore drill of a snapshot with the source (0: none).",
+        report
+            .sources
+            .iter()
+            .map(|s| (label(s), ts(s.last_passed_drill)))
+            .collect(),
+    );
+    metric(
+        "vault_source_ok",
+        "1 if the source is within its backup and drill thresholds.",
+        report
+            .sources
+            .iter()
+            .map(|s| (label(s), s.problems.is_empty() as u8 as f64))
+            .collect(),
+    );
+    metric(
+        "vault_certificates_expiring",
+        "Certificates in the newest snapshot expiring within the warning span.",
+        vec![(String::new(), report.expiring_certificates.len() as f64)],
+    );
+    metric(
+        "vault_status_ok",
+        "1 if every source is within its thresholds and nothing is expiring or unreadable.",
+        vec![(String::new(), report.ok as u8 as f64)],
+    );
+    metric(
+        "vault_status_timestamp_seconds",
+        "When this report was made.",
+        vec![(String::new(), report.time.timestamp() as f64)],
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::snapshot::SourceStatus as St;
+    use crate::ops::restore::DrillSummary;
+
+    fn t(h: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + h * 3600, 0).unwrap()
+    }
+
+    fn snap(h: i64, host: &str, status: St) -> Snapshot {
+        crate::format::snapshot::test_snapshot(t(h), host, "/etc", status)
+    }
+
+    fn drill(h: i64, snapshot: u8, passed: bool) -> DrillRecord {
+        DrillRecord {
+            time: t(h),
+            host: "drill".into(),
+            snapshot: Id([snapshot; 32]),
+            passed,
+            summary: DrillSummary::default(),
+        }
+    }
+
+    #[test]
+    fn fresh_backups_and_drills_are_ok_and_stale_ones_are_named() {
+        let snaps = vec![
+            (Id([1; 32]), snap(0, "db1", St::Ok)),
+            (Id([2; 32]), snap(24, "db1", St::Ok)),
+        ];
+        let drills = vec![drill(30, 2, true)];
+        let th = Thresholds::default();
+        let r = compute(&snaps, &drills, &th, t(40));
+        assert!(r.ok, "{:?}", r.sources[0].problems);
+        assert_eq!(r.sources[0].backup_age_seconds, Some(16 * 3600));
+        assert_eq!(r.sources[0].snapshots, 2);
+
+        let r = compute(&snaps, &drills, &th, t(24 + 27));
+        assert!(!r.ok);
+        assert!(r.sources[0].problems[0].contains("last complete backup is 27h old"));
+
+        let r = compute(&snaps, &drills, &th, t(30 + 8 * 24 + 1));
+        assert!(
+            r.sources[0]
+                .problems
+                .iter()
+                .any(|p| p.contains("last passed drill"))
+        );
+    }
+
+    #[test]
+    fn partial_backups_failed_drills_and_missing_drills_are_problems() {
+        let snaps = vec![
+            (Id([1; 32]), snap(0, "db1", St::Ok)),
+            (Id([2; 32]), snap(10, "db1", St::Partial)),
+        ];
+        let r = compute(
+            &snaps,
+            &[drill(5, 1, true), drill(12, 2, false)],
+            &Thresholds::default(),
+            t(12),
+        );
+        let p = &r.sources[0];
+        assert_eq!(p.last_complete_backup, Some(t(0)));
+        assert!(!p.last_backup_ok);
+        assert!(p.problems.iter().any(|x| x.contains("incomplete")));
+        assert!(p.problems.iter().any(|x| x.contains("a drill failed")));
+        let r = compute(&snaps[..1], &[], &Thresholds::default(), t(1));
+        assert!(
+            r.sources[0]
+                .problems
+                .iter()
+                .any(|x| x == "no passed restore drill")
+        );
+        assert!(
+            !compute(&[], &[], &Thresholds::default(), t(1)).ok,
+            "no snapshots is not ok"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_dated_in_the_future_does_not_make_a_stale_source_fresh() {
+        let snaps = vec![
+            (Id([1; 32]), snap(0, "db1", St::Ok)),
+            (Id([2; 32]), snap(24 * 365, "db1", St::Ok)),
+        ];
+        let r = compute(&snaps, &[drill(1, 1, true)], &Thresholds::default(), t(48));
+        assert!(!r.ok);
+        assert_eq!(r.sources[0].last_complete_backup, Some(t(0)));
+        assert!(
+            r.sources[0].problems[0].contains("2d 0h old"),
+            "{:?}",
+            r.sources[0].problems
+        );
+        assert!(r.future_snapshots[0].contains("in the future"));
+    }
+
+    #[test]
+    fn prometheus_output_has_one_sample_per_source_and_escapes_labels() {
+        let snaps = vec![(Id([1; 32]), snap(0, "db\"1", St::Ok))];
+        let text = prometheus(&compute(
+            &snaps,
+            &[drill(1, 1, true)],
+            &Thresholds::default(),
+            t(2),
+        ));
+        assert!(text.contains("vault_last_complete_backup_timestamp_seconds{host=\"db\\\"1\",source=\"paths:/etc\"} 1800000000\n"), "{text}");
+        assert!(text.contains("vault_status_ok 1\n"), "{text}");
+        assert!(text.contains("# TYPE vault_source_ok gauge\n"));
+    }
+}

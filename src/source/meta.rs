@@ -1,0 +1,168 @@
+//! Turns `lstat` results into tree nodes: mode, owner (ids and names),
+//! times, symlink target, device numbers and extended attributes.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use crate::format::tree::{Bytes, Node, NodeKind, Xattr};
+
+/// Caches uid/gid → name look-ups for one backup run.
+#[derive(Default)]
+pub struct Names {
+    users: HashMap<u32, Option<String>>,
+    groups: HashMap<u32, Option<String>>,
+}
+
+impl Names {
+    fn user(&mut self, uid: u32) -> Option<String> {
+        self.users
+            .entry(uid)
+            .or_insert_with(|| {
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+            })
+            .clone()
+    }
+
+    fn group(&mut self, gid: u32) -> Option<String> {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| {
+                nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+                    .ok()
+                    .flatten()
+                    .map(|g| g.name)
+            })
+            .clone()
+    }
+}
+
+/// The node kind for a file type.
+pub fn kind_of(meta: &Metadata) -> NodeKind {
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        NodeKind::Dir
+    } else if ft.is_symlink() {
+        NodeKind::Symlink
+    } else if ft.is_fifo() {
+        NodeKind::Fifo
+    } else if ft.is_char_device() {
+        NodeKind::Chardev
+    } else if ft.is_block_device() {
+        NodeKind::Blockdev
+    } else if ft.is_socket() {
+        NodeKind::Socket
+    } else {
+        NodeKind::File
+    }
+}
+
+/// Modification time in nanoseconds since the epoch.
+pub fn mtime_ns(meta: &Metadata) -> i64 {
+    meta.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.mtime_nsec())
+}
+
+/// Change time in nanoseconds since the epoch.
+pub fn ctime_ns(meta: &Metadata) -> i64 {
+    meta.ctime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.ctime_nsec())
+}
+
+/// Builds the node for `path` (content fields left empty). Problems reading
+/// a symlink target or xattrs are returned as warnings, not failures.
+pub fn node_for(
+    path: &Path,
+    name: &OsStr,
+    meta: &Metadata,
+    names: &mut Names,
+) -> std::io::Result<Node> {
+    let kind = kind_of(meta);
+    let target = match kind {
+        NodeKind::Symlink => Some(Bytes(
+            std::fs::read_link(path)?
+                .into_os_string()
+                .into_encoded_bytes(),
+        )),
+        _ => None,
+    };
+    Ok(Node {
+        name: Bytes(name.as_bytes().to_vec()),
+        kind,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        user: names.user(meta.uid()),
+        group: names.group(meta.gid()),
+        mtime_ns: mtime_ns(meta),
+        size: if kind == NodeKind::File {
+            meta.len()
+        } else {
+            0
+        },
+        target,
+        rdev: matches!(kind, NodeKind::Chardev | NodeKind::Blockdev).then(|| meta.rdev()),
+        hardlink: None,
+        xattrs: read_xattrs(path),
+        content: Vec::new(),
+        hash: None,
+        subtree: None,
+    })
+}
+
+/// Reads extended attributes without following symlinks; unsupported
+/// filesystems simply have none.
+fn read_xattrs(path: &Path) -> Vec<Xattr> {
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Xattr> = names
+        .filter_map(|n| {
+            let value = xattr::get(path, &n).ok()??;
+            Some(Xattr {
+                name: Bytes(n.as_bytes().to_vec()),
+                value,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// A node with the given identity and no file behind it.
+pub fn synthetic(
+    name: &OsStr,
+    kind: NodeKind,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime_ns: i64,
+    names: &mut Names,
+) -> Node {
+    Node {
+        name: Bytes(name.as_bytes().to_vec()),
+        kind,
+        mode,
+        uid,
+        gid,
+        user: names.user(uid),
+        group: names.group(gid),
+        mtime_ns,
+        size: 0,
+        target: None,
+        rdev: None,
+        hardlink: None,
+        xattrs: Vec::new(),
+        content: Vec::new(),
+        hash: None,
+        subtree: None,
+    }
+}
