@@ -8,6 +8,7 @@
 //! | `privileged_files_from_a_writers_snapshot_…` | the writer key (backs up a crafted source) | no setuid/setgid bit, device node or `security.capability` in the target unless the operator asks; each one reported; drills never create them |
 //! | `hard_link_group_led_by_a_symlink_…` | the writer key (crafts trees) | the declared regular file is restored as a regular file with its verified content, also in `vault dump` |
 //! | `repeated_subtrees_…` | the writer key (crafts trees and header) | the restore stops within the header's totals, exit 4; `vault dump` refuses |
+//! | `a_drill_refuses_a_snapshot_declaring_more_…` | the writer key (declares totals) | the drill refuses before writing anything, no sandbox or drill record left |
 //! | `file_content_running_past_its_size_…` | the writer key (crafts trees and a conflicting index entry) | not one byte written past the recorded size; reported, nothing left behind |
 
 use std::fs;
@@ -655,4 +656,35 @@ fn file_content_running_past_its_size_is_never_written() {
     assert_code(&out, 4);
     assert_contains(&stdout(&out), "runs past the 65536 bytes");
     assert!(entries(&target).is_empty(), "{:?}", entries(&target));
+}
+
+#[test]
+fn a_drill_refuses_a_snapshot_declaring_more_than_its_disk_holds() {
+    let env = Env::new();
+    let mut c = Crafter::new(&env);
+    let file = c.file("f", b"x");
+    let root = c.tree(vec![file]);
+    // Declared large enough to fill any disk: the drill must not start.
+    let id = c.finish(root, totals(1, 0, 1 << 60));
+    let tmpdir = env.path("tmp");
+    fs::create_dir(&tmpdir).unwrap();
+    let out = Command::new(vault_bin())
+        .args(["restore", "-r", env.repo.to_str().unwrap(), "-i"])
+        .arg(&env.owner_key)
+        .args([&id, "--verify"])
+        .env("TMPDIR", &tmpdir)
+        .env_remove("VAULT_CONFIG")
+        .output()
+        .unwrap();
+    assert_code(&out, 1);
+    assert_contains(&stderr(&out), "point TMPDIR at a larger file system");
+    assert_eq!(
+        fs::read_dir(&tmpdir).unwrap().count(),
+        0,
+        "sandbox left behind"
+    );
+    assert!(
+        !env.repo.join("drills").exists()
+            || fs::read_dir(env.repo.join("drills")).unwrap().count() == 0
+    );
 }

@@ -184,6 +184,25 @@ fn remove_stale_sandboxes() {
     }
 }
 
+/// Refuses a drill whose snapshot declares more bytes than the sandbox's
+/// file system has free: a drill must not fill its host's disk (a restore
+/// never writes more than the header declares, so this is checked before
+/// anything is written).
+fn room_for(sandbox: &Path, snapshot: &Snapshot) -> Result<()> {
+    let st = nix::sys::statvfs::statvfs(sandbox)
+        .map_err(|e| Error::io(sandbox, std::io::Error::from(e)))?;
+    let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+    let needed = snapshot.totals.bytes;
+    if needed > free {
+        return Err(Error::InvalidInput(format!(
+            "the snapshot declares {needed} bytes of files and {} has {free} bytes free: \
+             point TMPDIR at a larger file system for the drill",
+            sandbox.parent().unwrap_or(sandbox).display()
+        )));
+    }
+    Ok(())
+}
+
 /// What a `--verify` drill restores, and how it loads databases.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
@@ -227,6 +246,9 @@ pub fn verify_drill(
                 .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
                 .tempdir()
                 .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+            if opts.include.is_empty() {
+                room_for(sandbox.path(), snapshot)?;
+            }
             sandbox.path().to_owned()
         }
     };
