@@ -167,6 +167,7 @@ pub fn apply_to_libraries(s: &Settings) {
     if let Some(p) = &s.passphrase_file {
         vault::crypto::set_configured_passphrase_file(p.clone());
     }
+    #[cfg(feature = "s3")]
     vault::storage::set_s3_defaults(vault::storage::S3Defaults {
         endpoint: s.s3.endpoint.clone(),
         region: s.s3.region.clone(),

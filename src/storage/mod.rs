@@ -8,12 +8,14 @@
 //! Object Lock retention are skipped instead of failing the whole run.
 
 mod local;
+#[cfg(feature = "s3")]
 mod s3;
 
 use std::io::{Read, Seek};
 
 pub use crate::format::config::{LockMode, ObjectLock};
 pub use local::LocalStorage;
+#[cfg(feature = "s3")]
 pub use s3::{S3Defaults, S3Settings, S3Storage, set_defaults as set_s3_defaults};
 
 use chrono::{DateTime, Utc};
@@ -210,7 +212,12 @@ pub trait Storage: Send + Sync {
 /// or `s3://bucket/prefix`.
 pub fn open(repo: &str) -> Result<Box<dyn Storage>, StorageError> {
     if repo.starts_with("s3://") {
+        #[cfg(feature = "s3")]
         return Ok(Box::new(S3Storage::open(repo)?));
+        #[cfg(not(feature = "s3"))]
+        return Err(StorageError::InvalidLocation(format!(
+            "{repo}: this vault was built without S3 support (cargo feature `s3`)"
+        )));
     }
     let path = repo.strip_prefix("file://").unwrap_or(repo);
     if path.is_empty() {
