@@ -5,7 +5,7 @@
 # PostgreSQL server and client (the tests start their own cluster),
 # systemd-analyze (the tests verify the units `vault systemd` writes; it works
 # offline, without systemd as PID 1), and moto, the S3-protocol server the S3
-# tests start.
+# tests start, and strace (the kill matrix kills commands at a chosen syscall).
 set -euo pipefail
 
 missing=()
@@ -16,6 +16,7 @@ command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v runuser >/dev/null || missing+=(util-linux)
 command -v tar >/dev/null || missing+=(tar)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v strace >/dev/null || missing+=(strace)
 command -v pgrep >/dev/null || missing+=(procps)
 command -v python3 >/dev/null || missing+=(python3)
 command -v psql >/dev/null || missing+=(postgresql-client)

@@ -200,12 +200,19 @@ fn backup(a: BackupArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     let drawing = super::progress::BackupProgress::start(&stats, a.json);
-    let out = backup::run(&repo, &opts).context("backup failed; no snapshot was written");
+    let out = backup::run(&repo, &opts).with_context(|| {
+        format!(
+            "backup into {} failed; no snapshot was written",
+            repo.storage().location()
+        )
+    });
     drop(drawing);
     let out = out?;
     let s = &out.snapshot;
     if a.json {
-        output::json(&json!({ "id": out.id, "snapshot": s, "complete": s.is_complete() }));
+        output::json(
+            &json!({ "id": out.id, "snapshot": s, "complete": s.is_complete(), "resumed": out.resumed }),
+        );
     } else {
         let t = &s.totals;
         println!("snapshot {} saved", out.id.short());
@@ -223,6 +230,13 @@ fn backup(a: BackupArgs) -> Result<ExitCode> {
             size(t.bytes_stored),
             output::duration_ms(t.duration_ms)
         );
+        if out.resumed.packs > 0 {
+            println!(
+                "  reused {} pack(s), {}, that an interrupted backup had uploaded",
+                out.resumed.packs,
+                size(out.resumed.bytes)
+            );
+        }
     }
     for e in &s.errors {
         eprintln!(

@@ -1,6 +1,7 @@
 //! The repository handle: layout of object keys, opening with a key, and
 //! reading and writing sealed objects (compress → encrypt → store).
 
+mod init_journal;
 pub mod keys;
 pub mod owners;
 pub mod packer;
@@ -230,6 +231,26 @@ fn seal_json<T: Serialize>(
     Ok(seal(&compressed)?)
 }
 
+/// The largest JSON document a sealed object may decompress to.
+const MAX_JSON: u64 = 1 << 30;
+
+/// Decompresses and parses the plaintext of a sealed JSON object (one zstd
+/// frame of JSON); `key` names the object in errors.
+pub fn decode_sealed_json<T: DeserializeOwned>(compressed: &[u8], key: &str) -> Result<T> {
+    // A bounded decode: a sealed document can be planted by anyone with
+    // the writer key, so it must not be able to exhaust memory.
+    let mut json = Vec::new();
+    zstd::stream::read::Decoder::new(compressed)
+        .and_then(|d| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(d, MAX_JSON + 1), &mut json)
+        })
+        .map_err(|e| Error::format(key, format!("not valid zstd: {e}")))?;
+    if json.len() as u64 > MAX_JSON {
+        return Err(Error::format(key, "decompresses to more than 1 GiB"));
+    }
+    serde_json::from_slice(&json).map_err(|e| Error::format(key, format!("not valid JSON: {e}")))
+}
+
 /// Reads the config object.
 pub fn read_config(storage: &dyn Storage) -> Result<RepoConfig> {
     let bytes = storage.get(CONFIG_KEY).map_err(|e| match e {
@@ -239,7 +260,13 @@ pub fn read_config(storage: &dyn Storage) -> Result<RepoConfig> {
         )),
         other => other.into(),
     })?;
-    let config: RepoConfig = serde_json::from_slice(&bytes)
+    parse_config(&bytes)
+}
+
+/// Parses and checks the bytes of a `config` object (anyone with write
+/// access to storage can plant one: every field is range-checked).
+pub fn parse_config(bytes: &[u8]) -> Result<RepoConfig> {
+    let config: RepoConfig = serde_json::from_slice(bytes)
         .map_err(|e| Error::format(CONFIG_KEY, format!("not a vault config: {e}")))?;
     if config.version != FORMAT_VERSION {
         return Err(Error::format(
@@ -297,12 +324,6 @@ impl Repository {
             Err(StorageError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        if !storage.list("keys/")?.is_empty() {
-            return Err(Error::Usage(format!(
-                "{}: keys/ already holds objects (an earlier init?); use an empty location",
-                storage.location()
-            )));
-        }
         if let Some(lock) = opts.object_lock {
             if !(1..=MAX_LOCK_DAYS).contains(&lock.days) {
                 return Err(Error::Usage(format!(
@@ -344,30 +365,50 @@ impl Repository {
             object_lock: opts.object_lock,
         };
 
-        crypto::write_key_file(&opts.writer_key_out, &writer.to_text())?;
-
         let owner_text = keys::owner_identity_text(&owner, &repo_id, &writer.recipient());
         let wrapped_owner = wrap_for_owner(&owner_text, &opts.owner)?;
-        let raced = || Error::Usage("another vault init is writing here; keep the first".into());
-        if storage.put(
-            &format!("{OWNERS_PREFIX}{}.age", opts.owner_name),
-            &wrapped_owner,
-        )? != PutOutcome::Created
-        {
-            return Err(raced());
-        }
         let owner_as_recipient = owner.to_public();
+        let writer_text = writer.to_text();
         let wrapped_writer = crypto::encrypt(
-            writer.to_text().as_bytes(),
+            writer_text.as_bytes(),
             &Seal::Recipients(vec![&owner_as_recipient]),
         )?;
+        let json = serde_json::to_vec_pretty(&config).expect("config serializes");
+        let owner_key = format!("{OWNERS_PREFIX}{}.age", opts.owner_name);
+
+        // Write order: a record of what follows (so that a rerun after a
+        // crash removes only its own leftovers), the writer key file, the
+        // owner file, the wrapped writer key, and `config` last: without
+        // it the location is not a repository.
+        init_journal::clear_leftovers(storage.as_ref(), &opts.writer_key_out)?;
+        if opts.writer_key_out.symlink_metadata().is_ok() {
+            return Err(Error::io(
+                &opts.writer_key_out,
+                std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            ));
+        }
+        init_journal::record(
+            storage.as_ref(),
+            &opts.writer_key_out,
+            &[
+                (&owner_key, &wrapped_owner),
+                (WRITER_KEY, &wrapped_writer),
+                (CONFIG_KEY, &json),
+            ],
+            &writer_text,
+        )?;
+        crypto::write_key_file(&opts.writer_key_out, &writer_text)?;
+        let raced = || Error::Usage("another vault init is writing here; keep the first".into());
+        if storage.put(&owner_key, &wrapped_owner)? != PutOutcome::Created {
+            return Err(raced());
+        }
         if storage.put(WRITER_KEY, &wrapped_writer)? != PutOutcome::Created {
             return Err(raced());
         }
-        let json = serde_json::to_vec_pretty(&config).expect("config serializes");
         if storage.put(CONFIG_KEY, &json)? != PutOutcome::Created {
             return Err(raced());
         }
+        init_journal::finish(&opts.writer_key_out);
         Ok(config)
     }
 
@@ -554,20 +595,7 @@ impl Repository {
             ));
         }
         let compressed = self.keys.keyring().decrypt(&bytes, key)?;
-        // A bounded decode: a sealed document can be planted by anyone with
-        // the writer key, so it must not be able to exhaust memory.
-        const MAX_JSON: u64 = 1 << 30;
-        let mut json = Vec::new();
-        zstd::stream::read::Decoder::new(&compressed[..])
-            .and_then(|d| {
-                std::io::Read::read_to_end(&mut std::io::Read::take(d, MAX_JSON + 1), &mut json)
-            })
-            .map_err(|e| Error::format(key, format!("not valid zstd: {e}")))?;
-        if json.len() as u64 > MAX_JSON {
-            return Err(Error::format(key, "decompresses to more than 1 GiB"));
-        }
-        serde_json::from_slice(&json)
-            .map_err(|e| Error::format(key, format!("not valid JSON: {e}")))
+        decode_sealed_json(&compressed, key)
     }
 
     /// Loads every index file. Damaged index files are returned as errors

@@ -17,6 +17,8 @@ use crate::format::pack::BlobKind;
 use crate::repo::packer::{FinishedPack, PackBuilder};
 use crate::repo::{ObjectKind, Repository};
 
+use super::journal::Journal;
+
 /// Packs per index file: an interrupted backup loses at most this many
 /// packs' worth of reuse (their blobs are stored again next time).
 const PACKS_PER_INDEX: usize = 8;
@@ -231,16 +233,25 @@ pub fn packer(
 }
 
 /// Uploads finished packs, then hands their description to the indexer.
+/// Each pack is journaled before its upload starts (see [`Journal`]).
 pub fn uploader(
     rx: Receiver<FinishedPack>,
     tx: Sender<IndexedPack>,
     repo: &Repository,
+    journal: Option<&Journal>,
     stats: &Stats,
     failure: &Failure,
 ) {
     for pack in rx {
         if failure.stopped() {
             return;
+        }
+        if let Some(j) = journal
+            && let Err(e) = j.record(&pack)
+        {
+            // The journal only saves work after a crash: a backup goes on
+            // without it.
+            tracing::warn!("upload journal: {e}");
         }
         if let Err(e) = repo.put_object(ObjectKind::Pack(pack.kind), &pack.bytes) {
             return failure.fail(e);
@@ -260,11 +271,20 @@ pub fn uploader(
 /// Writes an index file for every few uploaded packs, and one at the end.
 /// A pack is indexed only after its upload finished, so an index never
 /// points at a missing pack.
-pub fn indexer(rx: Receiver<IndexedPack>, repo: &Repository, failure: &Failure) {
+/// Once an index file is stored, the journal entries of its packs go.
+pub fn indexer(
+    rx: Receiver<IndexedPack>,
+    repo: &Repository,
+    journal: Option<&Journal>,
+    failure: &Failure,
+) {
     let mut pending = IndexFile::default();
     let flush = |pending: &mut IndexFile| -> Result<()> {
         if !pending.packs.is_empty() {
             repo.put_shared_json(ObjectKind::Index, pending)?;
+            if let Some(j) = journal {
+                j.forget(pending.packs.iter().map(|p| p.id));
+            }
             pending.packs.clear();
         }
         Ok(())
