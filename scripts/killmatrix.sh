@@ -112,35 +112,63 @@ backup() { # REPO
 
 # --- one kill -----------------------------------------------------------------
 
-# Runs "$@" and kills it at a seeded point. Sets kind (time|syscall) and
-# status (the exit status; 137 or a signal status when killed).
+# The syscalls a kill by syscall count lands on: those that change files
+# or send requests.
+SYSCALLS=write,pwrite64,writev,fsync,fdatasync,rename,renameat,renameat2,link,linkat,unlink,unlinkat,sendto,sendmsg
+
+# Runs "$@" and kills it at a seeded point: after a delay in [0, 1.2 x
+# budget_ms], or at the N-th call (N in [1, max_calls]) of one of SYSCALLS
+# in one thread. Sets kind (time|syscall) and status (its exit status; 137
+# when killed).
 killed_run() {
-    local budget_ms=$1
-    shift
+    local budget_ms=$1 max_calls=$2
+    shift 2
     if ((have_strace && RANDOM % 2)); then
         kind=syscall
-        local n=$((1 + RANDOM % 60))
-        strace -f -qq -o /dev/null \
-            -e trace=write,pwrite64,writev,fsync,fdatasync,rename,renameat,renameat2,link,linkat,unlink,unlinkat,sendto,sendmsg \
-            -e inject=write,pwrite64,writev,fsync,fdatasync,rename,renameat,renameat2,link,linkat,unlink,unlinkat,sendto,sendmsg:signal=KILL:when=$n \
-            "$@" </dev/null >>"$work/log" 2>&1
+        local n=$((1 + (RANDOM * 32768 + RANDOM) % max_calls))
+        # In a subshell that is not replaced by strace, so that the
+        # "Killed" notice goes to /dev/null.
+        (
+            strace -f -qq -o /dev/null -e trace=$SYSCALLS \
+                -e inject=$SYSCALLS:signal=KILL:when=$n "$@" </dev/null >>"$work/log" 2>&1
+            exit $?
+        ) 2>/dev/null
         status=$?
     else
         kind=time
         local ms=$((RANDOM * budget_ms * 12 / 10 / 32767))
-        timeout -s KILL "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))" "$@" \
-            </dev/null >>"$work/log" 2>&1
+        (
+            timeout -s KILL "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))" "$@" \
+                </dev/null >>"$work/log" 2>&1
+            exit $?
+        ) 2>/dev/null
         status=$?
     fi
 }
 
-# Milliseconds "$@" takes when left alone.
+# Measures the command "$@" (an executable, not a shell function) run
+# twice; @N@ in an argument becomes a new number each time. Sets budget_ms
+# (milliseconds of a plain run) and max_calls (the most calls of any one of
+# SYSCALLS by one thread, under strace).
 measure() {
-    local t0 t1
+    local t0 t1 a
+    fresh_args() {
+        args=()
+        for a in "$@"; do args+=("${a//@N@/$(date +%s%N)}"); done
+    }
+    fresh_args "$@"
     t0=$(date +%s%N)
-    "$@" </dev/null >>"$work/log" 2>&1
+    "${args[@]}" </dev/null >>"$work/log" 2>&1
     t1=$(date +%s%N)
-    echo $(((t1 - t0) / 1000000 + 1))
+    budget_ms=$(((t1 - t0) / 1000000 + 1))
+    max_calls=60
+    if ((have_strace)); then
+        fresh_args "$@"
+        strace -f -qq -o "$work/strace.out" -e trace=$SYSCALLS "${args[@]}" </dev/null >>"$work/log" 2>&1
+        max_calls=$(awk '{ split($2, a, "("); c[$1 " " a[1]]++ }
+                         END { m = 1; for (k in c) if (c[k] > m) m = c[k]; print m }' "$work/strace.out")
+    fi
+    log "measured: ${budget_ms} ms, at most $max_calls calls: $*"
 }
 
 # --- the checks -----------------------------------------------------------------
@@ -186,14 +214,13 @@ cell_backup() { # BACKEND
     repo=$(location "$1" backup)
     new_repo "$repo"
     backup "$repo"
-    local ms
     touch_source
-    ms=$(measure v backup -r "$repo" -i "$owner" --no-cache --host matrix "$work/src")
+    measure "$vault" backup -r "$repo" -i "$owner" --no-cache --host matrix "$work/src"
     for _ in $(seq "$per_cell"); do
         local before
         mapfile -t before < <(snapshot_ids "$repo")
         touch_source
-        killed_run "$ms" "$vault" backup -r "$repo" -i "$owner" --no-cache --host matrix "$work/src"
+        killed_run "$budget_ms" "$max_calls" "$vault" backup -r "$repo" -i "$owner" --no-cache --host matrix "$work/src"
         tally "$cell"
         check_clean "$cell" "$repo"
         check_kept "$cell" "$repo" "${before[@]}"
@@ -206,15 +233,16 @@ cell_prune() {
     repo=$(location "$1" prune)
     new_repo "$repo"
     for _ in 1 2 3 4; do backup "$repo"; done
-    local ms
-    ms=$(measure v prune -r "$repo" -i "$owner" --grace 0s)
+    backup "$repo"
+    v forget -r "$repo" -i "$owner" --keep-last 3 >>"$work/log" 2>&1
+    measure "$vault" prune -r "$repo" -i "$owner" --grace 0s
     for _ in $(seq "$per_cell"); do
         # Something to prune: a new snapshot, an old one forgotten.
         backup "$repo"
         v forget -r "$repo" -i "$owner" --keep-last 3 >>"$work/log" 2>&1
         local before
         mapfile -t before < <(snapshot_ids "$repo")
-        killed_run "$ms" "$vault" prune -r "$repo" -i "$owner" --grace 0s
+        killed_run "$budget_ms" "$max_calls" "$vault" prune -r "$repo" -i "$owner" --grace 0s
         tally "$cell"
         check_clean "$cell" "$repo"
         check_kept "$cell" "$repo" "${before[@]}"
@@ -227,15 +255,15 @@ cell_forget() {
     repo=$(location "$1" forget)
     new_repo "$repo"
     for _ in 1 2 3; do backup "$repo"; done
-    local ms
-    ms=$(measure v forget -r "$repo" -i "$owner" --keep-last 3)
+    backup "$repo"
+    measure "$vault" forget -r "$repo" -i "$owner" --keep-last 3
     for _ in $(seq "$per_cell"); do
         backup "$repo"
         backup "$repo"
         # The policy keeps the three newest: those must survive.
         local keep
         mapfile -t keep < <(snapshot_ids "$repo" | tail -n 3)
-        killed_run "$ms" "$vault" forget -r "$repo" -i "$owner" --keep-last 3
+        killed_run "$budget_ms" "$max_calls" "$vault" forget -r "$repo" -i "$owner" --keep-last 3
         tally "$cell"
         check_clean "$cell" "$repo"
         check_kept "$cell" "$repo" "${keep[@]}"
@@ -251,13 +279,12 @@ cell_copy() {
     backup "$src"
     v init -r "$dst" --like "$src" -i "$owner" >>"$work/log" 2>&1
     backup "$src"
-    local ms
-    ms=$(measure v copy -r "$src" -i "$owner" --to "$dst")
+    measure "$vault" copy -r "$src" -i "$owner" --to "$dst"
     for _ in $(seq "$per_cell"); do
         backup "$src"
         local before
         mapfile -t before < <(snapshot_ids "$dst")
-        killed_run "$ms" "$vault" copy -r "$src" -i "$owner" --to "$dst"
+        killed_run "$budget_ms" "$max_calls" "$vault" copy -r "$src" -i "$owner" --to "$dst"
         tally "$cell"
         check_clean "$cell" "$dst"
         check_kept "$cell" "$dst" "${before[@]}"
@@ -271,12 +298,11 @@ cell_rotate-writer() {
     repo=$(location "$1" rotate)
     new_repo "$repo"
     backup "$repo"
-    local ms
-    ms=$(measure v key rotate-writer -r "$repo" -i "$owner" --writer-key-out "$work/keys/m.$RANDOM$RANDOM")
+    measure "$vault" key rotate-writer -r "$repo" -i "$owner" --writer-key-out "$work/keys/m.@N@"
     for _ in $(seq "$per_cell"); do
         local before
         mapfile -t before < <(snapshot_ids "$repo")
-        killed_run "$ms" "$vault" key rotate-writer -r "$repo" -i "$owner" \
+        killed_run "$budget_ms" "$max_calls" "$vault" key rotate-writer -r "$repo" -i "$owner" \
             --writer-key-out "$work/keys/k.$(date +%s%N)"
         tally "$cell"
         check_clean "$cell" "$repo"
@@ -289,19 +315,27 @@ cell_rotate-writer() {
 }
 
 cell_init() {
-    local cell="init $1" ms
-    ms=$(measure new_repo "$(location "$1" init-measure)")
+    local cell="init $1" n=0
+    measure "$vault" init -r "$(location "$1" init-measure-@N@)" --owner "$(cat "$work/owner.pub")" \
+        --owner-name ops --writer-key-out "$work/keys/m.@N@"
     for i in $(seq "$per_cell"); do
-        local repo
+        local repo key
         repo=$(location "$1" "init-$i")
-        killed_run "$ms" "$vault" init -r "$repo" --owner "$(cat "$work/owner.pub")" \
-            --owner-name ops --writer-key-out "$work/keys/i.$(date +%s%N)"
+        key=$work/keys/init-$i.writer
+        init() {
+            v init -r "$repo" --owner "$(cat "$work/owner.pub")" --owner-name ops \
+                --writer-key-out "$key"
+        }
+        killed_run "$budget_ms" "$max_calls" "$vault" init -r "$repo" \
+            --owner "$(cat "$work/owner.pub")" --owner-name ops --writer-key-out "$key"
         tally "$cell"
         if v snapshots -r "$repo" -i "$owner" >/dev/null 2>&1; then
+            # It got as far as `config`: a whole repository.
             check_clean "$cell" "$repo"
+        else
+            # Not a repository: the same command line again must work.
+            rerun "$cell" init
         fi
-        rerun "$cell" v init -r "$repo" --owner "$(cat "$work/owner.pub")" --owner-name ops \
-            --writer-key-out "$work/keys/i.$(date +%s%N)"
         rerun "$cell" backup "$repo"
         check_clean "$cell" "$repo"
     done

@@ -42,23 +42,29 @@ const NAMES: &[&[u8]] = &[
     b"target",
 ];
 
-/// Symlink targets: relative and absolute escapes (`@OUT@` and `@TGT@` are
-/// replaced by the absolute paths of the outside directory and the target).
+/// Symlink targets: relative and absolute escapes (`@OUT@`, `@TGT@` and
+/// `@BASE@` are replaced by the absolute paths of the outside directory, the
+/// target and the directory holding both). None leads above that directory,
+/// so that a restore bug found here cannot write anywhere else on the
+/// machine running the fuzzer.
 const TARGETS: &[&str] = &[
     "..",
-    "../..",
     "../outside",
-    "../../outside",
     "../outside/victim",
+    "../../outside",
+    "../../outside/victim",
+    "../../../outside",
     "@OUT@",
     "@OUT@/victim",
     "@TGT@",
     "@TGT@/..",
+    "@BASE@",
     "a",
     "b",
-    "/",
-    "/etc",
+    "a/b",
+    "../a",
     ".",
+    "../target/a",
 ];
 
 const INCLUDES: &[&str] = &["a", "a/*", "*/b", "b", "**", "c/**", ".."];
@@ -86,8 +92,8 @@ struct FNode {
     kind: Kind,
     mode: u16,
     mtime_ns: i64,
-    /// Index into TARGETS, or raw bytes.
-    target: Option<Result<u8, Vec<u8>>>,
+    /// Index into TARGETS.
+    target: Option<u8>,
     hardlink: Option<u8>,
     /// Indices into the data blobs.
     content: Vec<u8>,
@@ -119,9 +125,8 @@ struct Input {
 }
 
 struct Template {
-    _dir: tempfile::TempDir,
-    repo: PathBuf,
-    identity: PathBuf,
+    dir: tempfile::TempDir,
+    repo: Repository,
 }
 
 fn scratch_root() -> PathBuf {
@@ -133,8 +138,7 @@ fn scratch_root() -> PathBuf {
     }
 }
 
-/// One repository made once: its config and key objects are copied into a
-/// fresh directory for every input.
+/// One repository made once; every input's objects are removed after it.
 fn template() -> &'static Template {
     static T: OnceLock<Template> = OnceLock::new();
     T.get_or_init(|| {
@@ -153,10 +157,10 @@ fn template() -> &'static Template {
             .unwrap();
             fs::set_permissions(&identity, fs::Permissions::from_mode(0o600)).unwrap();
         }
-        let repo = dir.path().join("repo");
-        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&repo));
+        let repo_dir = dir.path().join("repo");
+        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&repo_dir));
         Repository::init(
-            storage,
+            storage.clone(),
             &InitOptions {
                 owner: OwnerSpec::Recipients(vec![owner.to_public().to_string()]),
                 owner_name: "fuzz".into(),
@@ -168,24 +172,15 @@ fn template() -> &'static Template {
             },
         )
         .expect("init");
-        Template {
-            _dir: dir,
-            repo,
-            identity,
-        }
+        let repo = Repository::open(storage, Access::IdentityFile(&identity)).expect("open");
+        Template { dir, repo }
     })
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            fs::copy(e.path(), dest).unwrap();
-        }
+/// Removes every object an input added (keys and config stay).
+fn clear_objects(repo_dir: &Path) {
+    for sub in ["data", "tree", "index", "snapshots"] {
+        let _ = fs::remove_dir_all(repo_dir.join(sub));
     }
 }
 
@@ -286,12 +281,12 @@ fn build(
                 Some(Err(raw)) => Some(Id(*raw)),
                 _ => None,
             };
-            let target_bytes = f.target.as_ref().map(|t| match t {
-                Ok(k) => TARGETS[*k as usize % TARGETS.len()]
+            let target_bytes = f.target.map(|k| {
+                TARGETS[k as usize % TARGETS.len()]
                     .replace("@OUT@", &out_dir.display().to_string())
                     .replace("@TGT@", &target.display().to_string())
-                    .into_bytes(),
-                Err(raw) => raw.iter().take(64).copied().collect(),
+                    .replace("@BASE@", &target.parent().unwrap().display().to_string())
+                    .into_bytes()
             });
             nodes.push(Node {
                 name: Bytes(name_of(&f.name)),
@@ -382,25 +377,25 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let t = template();
+    let repo = &t.repo;
+    let repo_dir = t.dir.path().join("repo");
+    clear_objects(&repo_dir);
     let base = tempfile::Builder::new()
         .prefix("vault-fuzz-restore-")
         .tempdir_in(scratch_root())
         .expect("base dir");
     let base_path = fs::canonicalize(base.path()).unwrap();
-    let repo_dir = base_path.join("repo");
-    copy_tree(&t.repo, &repo_dir);
     let outside = base_path.join("outside");
     fs::create_dir(&outside).unwrap();
     fs::write(outside.join("victim"), b"must stay as it is").unwrap();
     let target = base_path.join("target");
     fs::create_dir(&target).unwrap();
+    let snaps = build(repo, &input, &outside, &target).expect("build");
 
-    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&repo_dir));
-    let repo = Repository::open(storage, Access::IdentityFile(&t.identity)).expect("open");
-    let snaps = build(&repo, &input, &outside, &target).expect("build");
-
+    // Everything beside the target, and the repository, must stay as is.
     let mut before = BTreeMap::new();
     survey(&base_path, &target, &mut before);
+    survey(&repo_dir, &target, &mut before);
     let opts = RestoreOptions {
         target: target.clone(),
         include: input
@@ -412,17 +407,16 @@ fuzz_target!(|data: &[u8]| {
     };
     for (id, s) in &snaps {
         // Errors and problems are fine; escaping is not.
-        let _ = restore(&repo, id, s, &opts);
+        let _ = restore(repo, id, s, &opts);
         let m = fs::symlink_metadata(&target).expect("target still exists");
         assert!(m.is_dir(), "the target was replaced");
         let mut after = BTreeMap::new();
         survey(&base_path, &target, &mut after);
+        survey(&repo_dir, &target, &mut after);
         assert_eq!(before, after, "something outside the target changed");
         assert_eq!(
             fs::read(outside.join("victim")).unwrap(),
             b"must stay as it is"
         );
     }
-    // Root may have restored read-only directories: the temp dir still goes.
-    drop(repo);
 });

@@ -12,9 +12,9 @@ fuzz_target!(|data: &[u8]| {
     };
     match Settings::from_toml(text, std::path::Path::new("/fuzz/vault.toml")) {
         Ok(s) => {
-            let _ = s.describe();
-            let _ = s.counts();
-            let _ = s.source_count();
+            let _ = s.retention.describe();
+            let _ = s.retention.counts();
+            let _ = s.backup.as_ref().map(|b| b.source_count());
         }
         Err(e) => {
             let shown = format!("{e}");
