@@ -137,8 +137,12 @@ killed_run() {
     else
         kind=time
         local ms=$((RANDOM * budget_ms * 12 / 10 / 32767))
+        # --foreground: timeout kills only vault and reaps it. Without it,
+        # timeout kills its whole process group, itself included, and the
+        # orphaned vault is a zombie until init reaps it, which a rerun
+        # checking for a live lock holder would count as alive.
         (
-            timeout -s KILL "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))" "$@" \
+            timeout --foreground -s KILL "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))" "$@" \
                 </dev/null >>"$work/log" 2>&1
             exit $?
         ) 2>/dev/null
@@ -199,6 +203,14 @@ check_kept() { # CELL REPO IDS...
     done
 }
 
+# A preparation step (making a repository, adding snapshots): when it fails
+# the matrix did not test what it says, which counts as a failure too.
+setup() {
+    if ! "$@" </dev/null >>"$work/log" 2>&1; then
+        fail "$cell" setup "a preparation step failed: $*"
+    fi
+}
+
 rerun() { # CELL COMMAND...
     local cell=$1
     shift
@@ -212,8 +224,8 @@ rerun() { # CELL COMMAND...
 cell_backup() { # BACKEND
     local cell="backup $1" repo
     repo=$(location "$1" backup)
-    new_repo "$repo"
-    backup "$repo"
+    setup new_repo "$repo"
+    setup backup "$repo"
     touch_source
     measure "$vault" backup -r "$repo" -i "$owner" --no-cache --host matrix "$work/src"
     for _ in $(seq "$per_cell"); do
@@ -231,15 +243,15 @@ cell_backup() { # BACKEND
 cell_prune() {
     local cell="prune $1" repo
     repo=$(location "$1" prune)
-    new_repo "$repo"
-    for _ in 1 2 3 4; do backup "$repo"; done
-    backup "$repo"
-    v forget -r "$repo" -i "$owner" --keep-last 3 >>"$work/log" 2>&1
+    setup new_repo "$repo"
+    for _ in 1 2 3 4; do setup backup "$repo"; done
+    setup backup "$repo"
+    setup v forget -r "$repo" -i "$owner" --keep-last 3
     measure "$vault" prune -r "$repo" -i "$owner" --grace 0s
     for _ in $(seq "$per_cell"); do
         # Something to prune: a new snapshot, an old one forgotten.
-        backup "$repo"
-        v forget -r "$repo" -i "$owner" --keep-last 3 >>"$work/log" 2>&1
+        setup backup "$repo"
+        setup v forget -r "$repo" -i "$owner" --keep-last 3
         local before
         mapfile -t before < <(snapshot_ids "$repo")
         killed_run "$budget_ms" "$max_calls" "$vault" prune -r "$repo" -i "$owner" --grace 0s
@@ -253,13 +265,13 @@ cell_prune() {
 cell_forget() {
     local cell="forget $1" repo
     repo=$(location "$1" forget)
-    new_repo "$repo"
-    for _ in 1 2 3; do backup "$repo"; done
-    backup "$repo"
+    setup new_repo "$repo"
+    for _ in 1 2 3; do setup backup "$repo"; done
+    setup backup "$repo"
     measure "$vault" forget -r "$repo" -i "$owner" --keep-last 3
     for _ in $(seq "$per_cell"); do
-        backup "$repo"
-        backup "$repo"
+        setup backup "$repo"
+        setup backup "$repo"
         # The policy keeps the three newest: those must survive.
         local keep
         mapfile -t keep < <(snapshot_ids "$repo" | tail -n 3)
@@ -275,13 +287,13 @@ cell_copy() {
     local cell="copy $1" src dst
     src=$(location "$1" copy-source)
     dst=$(location "$1" copy-target)
-    new_repo "$src"
-    backup "$src"
-    v init -r "$dst" --like "$src" -i "$owner" >>"$work/log" 2>&1
-    backup "$src"
+    setup new_repo "$src"
+    setup backup "$src"
+    setup v init -r "$dst" --like "$src" -i "$owner"
+    setup backup "$src"
     measure "$vault" copy -r "$src" -i "$owner" --to "$dst"
     for _ in $(seq "$per_cell"); do
-        backup "$src"
+        setup backup "$src"
         local before
         mapfile -t before < <(snapshot_ids "$dst")
         killed_run "$budget_ms" "$max_calls" "$vault" copy -r "$src" -i "$owner" --to "$dst"
@@ -296,8 +308,8 @@ cell_copy() {
 cell_rotate-writer() {
     local cell="rotate-writer $1" repo
     repo=$(location "$1" rotate)
-    new_repo "$repo"
-    backup "$repo"
+    setup new_repo "$repo"
+    setup backup "$repo"
     measure "$vault" key rotate-writer -r "$repo" -i "$owner" --writer-key-out "$work/keys/m.@N@"
     for _ in $(seq "$per_cell"); do
         local before
@@ -321,7 +333,7 @@ cell_init() {
     for i in $(seq "$per_cell"); do
         local repo key
         repo=$(location "$1" "init-$i")
-        key=$work/keys/init-$i.writer
+        key=$work/keys/init-$1-$i.writer
         init() {
             v init -r "$repo" --owner "$(cat "$work/owner.pub")" --owner-name ops \
                 --writer-key-out "$key"
@@ -366,14 +378,14 @@ for b in "${backends[@]}"; do
 done
 
 total_fail=0
-printf '%-22s %6s %6s %8s %9s %6s %5s %6s\n' command points time syscall completed check lost rerun
+printf '%-22s %6s %6s %8s %9s %6s %5s %6s %6s\n' command points time syscall completed check lost rerun setup
 for b in "${backends[@]}"; do
     for c in "${commands[@]}"; do
         k="$c $b"
-        printf '%-22s %6d %6d %8d %9d %6d %5d %6d\n' "$k" "${count[$k points]:-0}" \
+        printf '%-22s %6d %6d %8d %9d %6d %5d %6d %6d\n' "$k" "${count[$k points]:-0}" \
             "${count[$k time]:-0}" "${count[$k syscall]:-0}" "${count[$k completed]:-0}" \
-            "${count[$k check]:-0}" "${count[$k lost]:-0}" "${count[$k rerun]:-0}"
-        total_fail=$((total_fail + ${count[$k check]:-0} + ${count[$k lost]:-0} + ${count[$k rerun]:-0}))
+            "${count[$k check]:-0}" "${count[$k lost]:-0}" "${count[$k rerun]:-0}" "${count[$k setup]:-0}"
+        total_fail=$((total_fail + ${count[$k check]:-0} + ${count[$k lost]:-0} + ${count[$k rerun]:-0} + ${count[$k setup]:-0}))
     done
 done
 if ((total_fail)); then

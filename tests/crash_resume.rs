@@ -390,3 +390,59 @@ fn a_backup_into_a_full_filesystem_fails_cleanly_and_the_next_one_reuses_its_pac
     assert_nothing_partial(&repo);
     check_read_data(&env, &repo);
 }
+
+#[test]
+fn an_init_killed_midway_is_rerun_and_foreign_leftovers_are_still_refused() {
+    let env = Env::new();
+    let loc = env.path("fresh");
+    let key = env.path("fresh.writer.key");
+    let init_args = [
+        "init",
+        "-r",
+        loc.to_str().unwrap(),
+        "--owner",
+        &env.owner_recipient,
+        "--owner-name",
+        "ops",
+        "--writer-key-out",
+        key.to_str().unwrap(),
+    ];
+    // SIGKILL at the second hard link of a put (the wrapped writer key):
+    // the writer key file and the owner file are written, `config` is not.
+    let status = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=link,linkat"])
+        .args(["-e", "inject=link,linkat:signal=KILL:when=2"])
+        .arg(vault_bin())
+        .args(init_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("strace (scripts/install-test-deps.sh installs it)");
+    assert!(!status.success());
+    assert!(loc.join("keys/owners/ops.age").exists());
+    assert!(!loc.join("config").exists());
+    assert!(key.exists());
+    // The same command line again: its own leftovers are replaced.
+    assert_success(&run(&init_args));
+    assert!(!env.path("fresh.writer.key.init").exists());
+    let src = env.path("src");
+    write(&src.join("a"), b"after a killed init");
+    backup_json(&loc, &key, &env.path("cache"), &src);
+    check_read_data(&env, &loc);
+
+    // Objects this init did not write are never removed.
+    let other = env.path("other");
+    write(&other.join("keys/owners/someone.age"), b"not ours");
+    let out = run(&[
+        "init",
+        "-r",
+        other.to_str().unwrap(),
+        "--owner",
+        &env.owner_recipient,
+        "--writer-key-out",
+        env.path("other.writer.key").to_str().unwrap(),
+    ]);
+    assert_code(&out, 1);
+    assert_contains(&stderr(&out), "keys/ already holds objects");
+    assert_eq!(fs::read(other.join("keys/owners/someone.age")).unwrap(), b"not ours");
+}

@@ -83,9 +83,10 @@ pub fn clear_leftovers(storage: &dyn Storage, writer_key_out: &Path) -> Result<(
     }
     if let Some(record) = &record
         && let Ok(text) = fs::read(writer_key_out)
-        && Id::of_bytes(&text) == record.writer_key
+        && (text.is_empty() || Id::of_bytes(&text) == record.writer_key)
     {
-        // The writer key of a repository that never came to be.
+        // The writer key of a repository that never came to be (or the
+        // empty file of a kill between creating and writing it).
         fs::remove_file(writer_key_out).map_err(|e| Error::io(writer_key_out, e))?;
     }
     Ok(())

@@ -199,7 +199,7 @@ impl Journal {
                 }
             }
         }
-        out.sort_by(|a, b| a.0.pack.id.cmp(&b.0.pack.id));
+        out.sort_by_key(|(entry, _)| entry.pack.id);
         out
     }
 
