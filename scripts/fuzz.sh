@@ -13,7 +13,7 @@
 # The committed seeds are in fuzz/seeds/TARGET (read-only to the fuzzer); the
 # corpus it grows goes to $FUZZ_WORK/corpus/TARGET (default target/fuzz-work),
 # crashes to $FUZZ_WORK/artifacts/TARGET, one log per target to $FUZZ_WORK/logs.
-# Reproduce a crash with: cargo fuzz run TARGET ARTIFACT (same toolchain).
+# Reproduce a crash with: cargo fuzz run --fuzz-dir fuzz TARGET ARTIFACT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,8 +39,12 @@ if (($#)); then
 else
     mapfile -t targets < <(cargo "${toolchain[@]}" fuzz list --fuzz-dir fuzz)
 fi
-# Optimized, with debug assertions (cargo-fuzz's -O).
+# Built once, optimized with debug assertions (cargo-fuzz's -O); the runs
+# below use these binaries, so editing the sources meanwhile changes nothing.
 cargo "${toolchain[@]}" fuzz build --fuzz-dir fuzz -O
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_odr_violation=0}
+host=$(rustc "${toolchain[@]}" -vV | sed -n 's/^host: //p')
+bin_dir=${CARGO_TARGET_DIR:-fuzz/target}/$host/release
 
 mkdir -p "$work/logs"
 failed=()
@@ -51,7 +55,7 @@ for t in "${targets[@]}"; do
     mkdir -p "$corpus" "$artifacts"
     log="$work/logs/$t.log"
     set +e
-    cargo "${toolchain[@]}" fuzz run --fuzz-dir fuzz -O "$t" "$corpus" "fuzz/seeds/$t" -- \
+    "$bin_dir/$t" "$corpus" "fuzz/seeds/$t" \
         -max_total_time="$seconds" -timeout="$timeout" -rss_limit_mb="$rss" \
         -artifact_prefix="$artifacts/" -print_final_stats=1 \
         >"$log" 2>&1

@@ -444,5 +444,8 @@ fn an_init_killed_midway_is_rerun_and_foreign_leftovers_are_still_refused() {
     ]);
     assert_code(&out, 1);
     assert_contains(&stderr(&out), "keys/ already holds objects");
-    assert_eq!(fs::read(other.join("keys/owners/someone.age")).unwrap(), b"not ours");
+    assert_eq!(
+        fs::read(other.join("keys/owners/someone.age")).unwrap(),
+        b"not ours"
+    );
 }

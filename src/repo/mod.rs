@@ -253,14 +253,40 @@ pub fn decode_sealed_json<T: DeserializeOwned>(compressed: &[u8], key: &str) -> 
 
 /// Reads the config object.
 pub fn read_config(storage: &dyn Storage) -> Result<RepoConfig> {
-    let bytes = storage.get(CONFIG_KEY).map_err(|e| match e {
-        StorageError::NotFound { .. } => Error::Usage(format!(
-            "{}: no vault repository here (no config object); run `vault init` first",
-            storage.location()
-        )),
-        other => other.into(),
-    })?;
+    let bytes = match storage.get(CONFIG_KEY) {
+        Ok(bytes) => bytes,
+        Err(StorageError::NotFound { .. }) if storage.list("keys/")?.is_empty() => {
+            return Err(Error::Usage(format!(
+                "{}: no vault repository here (no config object); run `vault init` first",
+                storage.location()
+            )));
+        }
+        // Keys without a config: a store that has not caught up with a
+        // fresh repository yet (an eventually consistent S3), or an
+        // interrupted `vault init`. Never "run vault init" here.
+        Err(StorageError::NotFound { .. }) => config_after_all(storage)?,
+        Err(other) => return Err(other.into()),
+    };
     parse_config(&bytes)
+}
+
+/// Reads `config` again a few times, a few seconds in all, for a store
+/// that answered "not found" although `keys/` holds objects.
+fn config_after_all(storage: &dyn Storage) -> Result<Vec<u8>> {
+    for wait_ms in [250, 1000, 2500] {
+        std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+        match storage.get(CONFIG_KEY) {
+            Ok(bytes) => return Ok(bytes),
+            Err(StorageError::NotFound { .. }) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Err(Error::Usage(format!(
+        "{}: keys/ holds objects but there is no config object: an interrupted `vault init` \
+         (run the same command again, with the same --writer-key-out) or a store that has not \
+         caught up yet (try again later)",
+        storage.location()
+    )))
 }
 
 /// Parses and checks the bytes of a `config` object (anyone with write
