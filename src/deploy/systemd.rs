@@ -3,7 +3,11 @@
 //!
 //! The services run as a dedicated unprivileged user that can *read*
 //! everything (`CAP_DAC_READ_SEARCH`, nothing else) and write only its own
-//! state and cache directories plus the paths it is given. Keys and S3
+//! state and cache directories plus the paths it is given. The drill keeps
+//! `CAP_SETUID` and `CAP_SETGID` instead, for one thing only: running the
+//! scratch PostgreSQL cluster that loads database dumps as the drill user
+//! (`vault-drill`), so that code hidden in a dump never runs as the user
+//! holding the owner key (see `ops::restore::pgdrill`). Keys and S3
 //! credentials stay root-owned files: systemd hands them to the service
 //! through `LoadCredential=`, and the environment points vault at them
 //! (`%d/NAME`, the service's credentials directory).
@@ -50,7 +54,7 @@ impl FromStr for Credential {
     /// Parses `NAME:PATH`.
     fn from_str(s: &str) -> Result<Self> {
         let (name, path) = s.split_once(':').ok_or_else(|| {
-            Error::Usage(format!(
+            Error::InvalidInput(format!(
                 "credential {s:?}: expected NAME:PATH, e.g. writer.key:/etc/vault/writer.key"
             ))
         })?;
@@ -211,11 +215,12 @@ fn service(opts: &UnitOptions, credentials: &[Credential], job: Job) -> String {
     }
     match job {
         Job::Backup => {
-            s += "StateDirectory=vault\nCacheDirectory=vault\n";
+            s += "StateDirectory=vault\nStateDirectoryMode=0700\n";
+            s += "CacheDirectory=vault\nCacheDirectoryMode=0700\n";
             s += "Environment=VAULT_CACHE_DIR=%C/vault\n";
         }
         Job::Drill => {
-            s += "StateDirectory=vault\n";
+            s += "StateDirectory=vault\nStateDirectoryMode=0700\n";
             // Restores can be large: the (private) /var/tmp is on disk where
             // /tmp may be a tmpfs. PostgreSQL's JIT needs writable+executable
             // memory, which MemoryDenyWriteExecute= forbids.
@@ -231,7 +236,12 @@ fn service(opts: &UnitOptions, credentials: &[Credential], job: Job) -> String {
             s += "CapabilityBoundingSet=CAP_DAC_READ_SEARCH\n";
             s += "AmbientCapabilities=CAP_DAC_READ_SEARCH\n";
         }
-        Job::Drill => s += "CapabilityBoundingSet=\n",
+        Job::Drill => {
+            s += "# Only to run the scratch PostgreSQL cluster as the drill user ([drill] user,\n";
+            s += "# default vault-drill): a database dump never runs as this service's user.\n";
+            s += "CapabilityBoundingSet=CAP_SETUID CAP_SETGID\n";
+            s += "AmbientCapabilities=CAP_SETUID CAP_SETGID\n";
+        }
     }
     s += "NoNewPrivileges=yes\nProtectSystem=strict\nProtectHome=read-only\n";
     if job == Job::Backup {
@@ -289,10 +299,10 @@ fn esc_path(p: &Path) -> String {
 
 fn check_path(what: &str, p: &Path) -> Result<()> {
     let Some(s) = p.to_str() else {
-        return Err(Error::Usage(format!("{what} {p:?}: not UTF-8")));
+        return Err(Error::InvalidInput(format!("{what} {p:?}: not UTF-8")));
     };
     if !p.is_absolute() {
-        return Err(Error::Usage(format!(
+        return Err(Error::InvalidInput(format!(
             "{what} {s:?}: must be an absolute path"
         )));
     }
@@ -300,7 +310,7 @@ fn check_path(what: &str, p: &Path) -> Result<()> {
         .chars()
         .find(|&c| c.is_whitespace() || c.is_control() || "\"'\\$;".contains(c))
     {
-        return Err(Error::Usage(format!(
+        return Err(Error::InvalidInput(format!(
             "{what} {s:?}: {c:?} would need quoting in a unit file; use a path without it"
         )));
     }
@@ -316,12 +326,12 @@ fn check_account(what: &str, name: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !ok {
-        return Err(Error::Usage(format!(
+        return Err(Error::InvalidInput(format!(
             "{what} {name:?}: not a valid user or group name"
         )));
     }
     if what == "--user" && name == "root" {
-        return Err(Error::Usage(
+        return Err(Error::InvalidInput(
             "--user root: the units are meant for a dedicated unprivileged user \
              (e.g. `useradd --system vault`)"
                 .into(),
@@ -332,7 +342,7 @@ fn check_account(what: &str, name: &str) -> Result<()> {
 
 fn check_calendar(what: &str, spec: &str) -> Result<()> {
     if spec.trim().is_empty() || spec.chars().any(|c| c.is_control() || c == '%') {
-        return Err(Error::Usage(format!(
+        return Err(Error::InvalidInput(format!(
             "{what} {spec:?}: not a calendar expression (e.g. daily, weekly, *-*-* 02:30)"
         )));
     }
@@ -346,7 +356,7 @@ fn check_credential_name(name: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !ok {
-        return Err(Error::Usage(format!(
+        return Err(Error::InvalidInput(format!(
             "credential name {name:?}: use letters, digits, '.', '_' and '-'"
         )));
     }
@@ -426,7 +436,7 @@ mod tests {
     }
 
     #[test]
-    fn drill_service_gets_the_owner_key_and_no_capabilities() {
+    fn drill_service_gets_the_owner_key_and_only_the_user_switch() {
         let units = render(&opts()).unwrap();
         let s = lines(unit(&units, "vault-drill.service"));
         for want in [
@@ -434,14 +444,17 @@ mod tests {
             "LoadCredential=owner.key:/etc/vault/owner.key",
             "Environment=VAULT_IDENTITY=%d/owner.key",
             "Environment=TMPDIR=/var/tmp",
-            "CapabilityBoundingSet=",
+            "CapabilityBoundingSet=CAP_SETUID CAP_SETGID",
+            "AmbientCapabilities=CAP_SETUID CAP_SETGID",
+            "NoNewPrivileges=yes",
+            "StateDirectoryMode=0700",
             "PrivateTmp=yes",
             "ProtectSystem=strict",
         ] {
             assert!(s.contains(&want), "missing {want:?} in {s:#?}");
         }
         assert!(!s.iter().any(|l| l.contains("writer.key")));
-        assert!(!s.iter().any(|l| l.starts_with("AmbientCapabilities")));
+        assert!(!s.iter().any(|l| l.contains("DAC_READ_SEARCH")));
     }
 
     #[test]
@@ -516,7 +529,7 @@ mod tests {
             let mut o = opts();
             f(&mut o);
             let err = render(&o).unwrap_err();
-            assert!(matches!(err, Error::Usage(_)), "{err}");
+            assert!(matches!(err, Error::InvalidInput(_)), "{err}");
         }
     }
 }

@@ -44,7 +44,7 @@ pub fn path_for(writer_key_out: &Path) -> PathBuf {
 }
 
 fn refuse(storage: &dyn Storage) -> Error {
-    Error::Usage(format!(
+    Error::InvalidInput(format!(
         "{}: keys/ already holds objects (an earlier init?); use an empty location",
         storage.location()
     ))

@@ -115,6 +115,21 @@ pub fn repository(repo: &str) -> Result<(), (String, &'static str)> {
     if repo.trim().is_empty() {
         return Err(("`repository` is empty".into(), HELP));
     }
+    // `user:secret@` in a URL is a credential: say so, never echo it.
+    let authority = repo
+        .split_once("://")
+        .map_or(repo, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or("");
+    if authority.contains('@') {
+        return Err((
+            "`repository` carries credentials (user:secret@…): they never belong in the \
+             repository; put the access key in the file `[s3] credentials_file` names"
+                .into(),
+            HELP,
+        ));
+    }
     if let Some(rest) = repo.strip_prefix("s3://") {
         let bucket = rest.split('/').next().unwrap_or("");
         let valid = (3..=63).contains(&bucket.len())
@@ -393,6 +408,19 @@ fn drill(v: &mut Checker<'_>, s: &Settings) {
     if let Some(url) = &d.pg_url {
         conninfo(v, "drill.pg_url", "pg_url", url, false);
     }
+    if let Some(u) = &d.user {
+        let valid = u.len() <= 32
+            && u.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && u.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !valid || u == "root" {
+            v.err(
+                "drill.user",
+                format!("`user` = {u:?} is not an unprivileged user name"),
+                Some("name a dedicated user for the scratch PostgreSQL cluster, e.g. \"vault-drill\""),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -422,6 +450,23 @@ mod tests {
         ] {
             assert!(repository(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn credentials_in_the_repository_url_are_named_but_never_echoed() {
+        for repo in [
+            "s3://AKIAEXAMPLE:hunter2@bucket/x",
+            "s3://hunter2@bucket",
+            "AKIAEXAMPLE:hunter2@host:/srv/vault",
+        ] {
+            let (message, _) = repository(repo).unwrap_err();
+            assert!(message.contains("carries credentials"), "{message}");
+            assert!(
+                !message.contains("hunter2") && !message.contains("AKIAEXAMPLE"),
+                "{message}"
+            );
+        }
+        assert!(repository("/srv/vault@2026").is_ok());
     }
 
     #[test]

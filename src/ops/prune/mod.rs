@@ -94,13 +94,13 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     // whatever a snapshot read here needs is in what is listed after it.
     let (snapshots, damaged) = repo.snapshots()?;
     if let Some(e) = damaged.into_iter().next() {
-        return Err(Error::Usage(format!(
+        return Err(Error::Damaged(format!(
             "a snapshot is unreadable ({e}); prune cannot tell what it needs and changes nothing"
         )));
     }
     let mut loaded = repo.load_index_files()?;
     if let Some(e) = loaded.damaged.drain(..).next() {
-        return Err(Error::Usage(format!(
+        return Err(Error::Damaged(format!(
             "an index file is unreadable ({e}); prune changes nothing until `vault check` \
              is clean"
         )));
@@ -170,13 +170,13 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
                 // packs deleted below; their marks, carried in the new
                 // index, tell readers and `vault check` that they went on
                 // purpose.
-                Err(e) => report.not_deleted.push(e),
+                Err(e) => report.not_deleted.push(e.to_string()),
             }
         }
         for pack in &plan.delete {
             let key = ObjectKind::Pack(stored[pack].kind).key(pack);
             if let Err(e) = delete_unless_locked(repo.storage().as_ref(), &key, opts.rules.now) {
-                report.not_deleted.push(e);
+                report.not_deleted.push(e.to_string());
             }
         }
     }
@@ -195,24 +195,44 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     Ok(report)
 }
 
+/// Why an object was not deleted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotDeleted {
+    /// Object Lock retains it.
+    #[error(
+        "{key}: retained by Object Lock until {}; deleted by a prune after that",
+        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )]
+    Locked {
+        /// The object key.
+        key: String,
+        /// When its retention ends.
+        until: chrono::DateTime<chrono::Utc>,
+    },
+    /// The storage refused or failed the delete.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+}
+
 /// Deletes `key` unless Object Lock still retains it; the error says which
 /// and until when.
 pub fn delete_unless_locked(
     storage: &dyn Storage,
     key: &str,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), String> {
+) -> Result<(), NotDeleted> {
     match storage.locked_until(key) {
         Ok(Some(until)) if until > now => {
-            return Err(format!(
-                "{key}: retained by Object Lock until {}; deleted by a prune after that",
-                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ));
+            return Err(NotDeleted::Locked {
+                key: key.to_owned(),
+                until,
+            });
         }
         Err(crate::storage::StorageError::NotFound { .. }) => return Ok(()),
         _ => {}
     }
-    storage.delete(key).map_err(|e| e.to_string())
+    Ok(storage.delete(key)?)
 }
 
 /// Every tree and data blob reachable from `roots`. Fails on the first tree
@@ -230,7 +250,7 @@ pub fn referenced_blobs(
             continue;
         }
         let tree = repo.read_tree(index, &mut reader, &tree_id).map_err(|e| {
-            Error::Usage(format!(
+            Error::Damaged(format!(
                 "a snapshot tree is unreadable ({e}); nothing was changed — run `vault check`"
             ))
         })?;

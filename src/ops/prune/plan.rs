@@ -116,7 +116,7 @@ pub fn plan(
     }
     if !missing.is_empty() {
         missing.sort();
-        return Err(Error::Usage(format!(
+        return Err(Error::Damaged(format!(
             "{} blob(s) that snapshots need are in no stored pack (first: {}); the repository \
              is damaged, so prune changes nothing — run `vault check --read-data`",
             missing.len(),
