@@ -7,7 +7,8 @@
 # offline, without systemd as PID 1), moto, the S3-protocol server the S3
 # tests start, PL/Perl (a dump using an untrusted language is one of the
 # drill's attack vectors), and the users drills switch between: `vault` (the
-# service user of `vault systemd`) and `vault-drill` (the scratch cluster's).
+# service user of `vault systemd`) and `vault-drill` (the scratch cluster's),
+# and strace (the kill matrix kills commands at a chosen syscall).
 set -euo pipefail
 
 missing=()
@@ -21,6 +22,7 @@ command -v setpriv >/dev/null || missing+=(util-linux)
 perl -MTime::HiRes -e1 >/dev/null 2>&1 || missing+=(perl)
 command -v tar >/dev/null || missing+=(tar)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v strace >/dev/null || missing+=(strace)
 command -v pgrep >/dev/null || missing+=(procps)
 command -v python3 >/dev/null || missing+=(python3)
 command -v psql >/dev/null || missing+=(postgresql-client)

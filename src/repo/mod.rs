@@ -3,6 +3,7 @@
 
 pub mod attest;
 pub mod hosts;
+mod init_journal;
 pub mod keys;
 pub mod owners;
 pub mod packer;
@@ -246,16 +247,74 @@ fn seal_json<T: Serialize>(
     Ok(seal(&compressed)?)
 }
 
+/// The largest JSON document a sealed object may decompress to.
+const MAX_JSON: u64 = 1 << 30;
+
+/// Decompresses and parses the plaintext of a sealed JSON object (one zstd
+/// frame of JSON); `key` names the object in errors.
+pub fn decode_sealed_json<T: DeserializeOwned>(compressed: &[u8], key: &str) -> Result<T> {
+    let json = decode_sealed_json_bytes(compressed, key)?;
+    serde_json::from_slice(&json).map_err(|e| Error::format(key, format!("not valid JSON: {e}")))
+}
+
+/// Decompresses a sealed document's JSON bytes, bounded (see [`MAX_JSON`]).
+fn decode_sealed_json_bytes(compressed: &[u8], key: &str) -> Result<Vec<u8>> {
+    // A bounded decode: a sealed document can be planted by anyone with
+    // the writer key, so it must not be able to exhaust memory.
+    let mut json = Vec::new();
+    zstd::stream::read::Decoder::new(compressed)
+        .and_then(|d| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(d, MAX_JSON + 1), &mut json)
+        })
+        .map_err(|e| Error::format(key, format!("not valid zstd: {e}")))?;
+    if json.len() as u64 > MAX_JSON {
+        return Err(Error::format(key, "decompresses to more than 1 GiB"));
+    }
+    Ok(json)
+}
+
 /// Reads the config object.
 pub fn read_config(storage: &dyn Storage) -> Result<RepoConfig> {
-    let bytes = storage.get(CONFIG_KEY).map_err(|e| match e {
-        StorageError::NotFound { .. } => Error::NotFound(format!(
-            "{}: no vault repository here (no config object); run `vault init` first",
-            storage.location()
-        )),
-        other => other.into(),
-    })?;
-    let config: RepoConfig = serde_json::from_slice(&bytes)
+    let bytes = match storage.get(CONFIG_KEY) {
+        Ok(bytes) => bytes,
+        Err(StorageError::NotFound { .. }) if storage.list("keys/")?.is_empty() => {
+            return Err(Error::NotFound(format!(
+                "{}: no vault repository here (no config object); run `vault init` first",
+                storage.location()
+            )));
+        }
+        // Keys without a config: a store that has not caught up with a
+        // fresh repository yet (an eventually consistent S3), or an
+        // interrupted `vault init`. Never "run vault init" here.
+        Err(StorageError::NotFound { .. }) => config_after_all(storage)?,
+        Err(other) => return Err(other.into()),
+    };
+    parse_config(&bytes)
+}
+
+/// Reads `config` again a few times, a few seconds in all, for a store
+/// that answered "not found" although `keys/` holds objects.
+fn config_after_all(storage: &dyn Storage) -> Result<Vec<u8>> {
+    for wait_ms in [250, 1000, 2500] {
+        std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+        match storage.get(CONFIG_KEY) {
+            Ok(bytes) => return Ok(bytes),
+            Err(StorageError::NotFound { .. }) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Err(Error::NotFound(format!(
+        "{}: keys/ holds objects but there is no config object: an interrupted `vault init` \
+         (run the same command again, with the same --writer-key-out) or a store that has not \
+         caught up yet (try again later)",
+        storage.location()
+    )))
+}
+
+/// Parses and checks the bytes of a `config` object (anyone with write
+/// access to storage can plant one: every field is range-checked).
+pub fn parse_config(bytes: &[u8]) -> Result<RepoConfig> {
+    let config: RepoConfig = serde_json::from_slice(bytes)
         .map_err(|e| Error::format(CONFIG_KEY, format!("not a vault config: {e}")))?;
     if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&config.version) {
         return Err(Error::format(
@@ -330,12 +389,6 @@ impl Repository {
             Err(StorageError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        if !storage.list("keys/")?.is_empty() {
-            return Err(Error::InvalidInput(format!(
-                "{}: keys/ already holds objects (an earlier init?); use an empty location",
-                storage.location()
-            )));
-        }
         if let Some(lock) = opts.object_lock {
             if !(1..=MAX_LOCK_DAYS).contains(&lock.days) {
                 return Err(Error::InvalidInput(format!(
@@ -384,31 +437,51 @@ impl Repository {
         };
         config.signature = Some(owner_signer.sign(config.signed_text().as_bytes()));
 
-        crypto::write_key_file(&opts.writer_key_out, &writer.to_text())?;
-
         let owner_text =
             keys::owner_identity_text(&owner, &repo_id, &writer.recipient(), FORMAT_VERSION);
         let wrapped_owner = wrap_for_owner(&owner_text, &opts.owner)?;
-        let raced = || Error::Conflict("another vault init is writing here; keep the first".into());
-        if storage.put(
-            &format!("{OWNERS_PREFIX}{}.age", opts.owner_name),
-            &wrapped_owner,
-        )? != PutOutcome::Created
-        {
-            return Err(raced());
-        }
         let owner_as_recipient = owner.to_recipient();
+        let writer_text = writer.to_text();
         let wrapped_writer = crypto::encrypt(
-            writer.to_text().as_bytes(),
+            writer_text.as_bytes(),
             &Seal::Recipients(vec![owner_as_recipient.as_ref()]),
         )?;
+        let json = serde_json::to_vec_pretty(&config).expect("config serializes");
+        let owner_key = format!("{OWNERS_PREFIX}{}.age", opts.owner_name);
+
+        // Write order: a record of what follows (so that a rerun after a
+        // crash removes only its own leftovers), the writer key file, the
+        // owner file, the wrapped writer key, and `config` last: without
+        // it the location is not a repository.
+        init_journal::clear_leftovers(storage.as_ref(), &opts.writer_key_out)?;
+        if opts.writer_key_out.symlink_metadata().is_ok() {
+            return Err(Error::io(
+                &opts.writer_key_out,
+                std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            ));
+        }
+        init_journal::record(
+            storage.as_ref(),
+            &opts.writer_key_out,
+            &[
+                (&owner_key, &wrapped_owner),
+                (WRITER_KEY, &wrapped_writer),
+                (CONFIG_KEY, &json),
+            ],
+            &writer_text,
+        )?;
+        crypto::write_key_file(&opts.writer_key_out, &writer_text)?;
+        let raced = || Error::Conflict("another vault init is writing here; keep the first".into());
+        if storage.put(&owner_key, &wrapped_owner)? != PutOutcome::Created {
+            return Err(raced());
+        }
         if storage.put(WRITER_KEY, &wrapped_writer)? != PutOutcome::Created {
             return Err(raced());
         }
-        let json = serde_json::to_vec_pretty(&config).expect("config serializes");
         if storage.put(CONFIG_KEY, &json)? != PutOutcome::Created {
             return Err(raced());
         }
+        init_journal::finish(&opts.writer_key_out);
         Ok(config)
     }
 
@@ -645,19 +718,7 @@ impl Repository {
         let plain = self.keys.keyring().decrypt(&bytes, key)?;
         let (block, compressed) =
             crate::format::signature::unframe(&plain).map_err(|e| Error::format(key, e))?;
-        // A bounded decode: a sealed document can be planted by anyone with
-        // the writer key, so it must not be able to exhaust memory.
-        const MAX_JSON: u64 = 1 << 30;
-        let mut json = Vec::new();
-        zstd::stream::read::Decoder::new(compressed)
-            .and_then(|d| {
-                std::io::Read::read_to_end(&mut std::io::Read::take(d, MAX_JSON + 1), &mut json)
-            })
-            .map_err(|e| Error::format(key, format!("not valid zstd: {e}")))?;
-        if json.len() as u64 > MAX_JSON {
-            return Err(Error::format(key, "decompresses to more than 1 GiB"));
-        }
-        Ok((json, block))
+        decode_sealed_json_bytes(compressed, key).map(|json| (json, block))
     }
 
     /// Loads every index file. Damaged index files are returned as errors

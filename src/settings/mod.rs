@@ -46,6 +46,7 @@ use serde::Deserialize;
 use crate::format::duration;
 pub use crate::format::duration::{format as format_duration, parse as parse_duration};
 pub use error::{Location, Problem, SettingsError};
+pub use validate::conninfo_has_password;
 
 /// Where the configuration file is looked for when none is named.
 pub const SYSTEM_PATH: &str = "/etc/vault/vault.toml";

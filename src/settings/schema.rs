@@ -226,6 +226,18 @@ fn walk_table(
 }
 
 fn unknown_key(key: &str, section: &str, keys: &[&str], span: Range<usize>) -> Found {
+    // A secret pasted where a key goes (`AGE-SECRET-KEY-1… = 1`) is never
+    // repeated: [`age_secrets`] has reported it already, by position only.
+    if key.to_ascii_uppercase().contains(AGE_SECRET) {
+        return Found {
+            span,
+            message: format!(
+                "a key in {} holds an age secret key; secrets never go in the configuration file",
+                section_name(section)
+            ),
+            help: Some(secret_help(section).into()),
+        };
+    }
     let lower = key.to_ascii_lowercase();
     if SECRET_WORDS.iter().any(|w| lower.contains(w)) {
         return Found {
@@ -381,6 +393,21 @@ mod tests {
         let (_, found) = check("[[backup.command]]\npath = \"a\"\nrun = \"b\"\ncmd = \"c\"\n");
         assert_eq!(found.len(), 1);
         assert!(found[0].message.contains("in [[backup.command]]"));
+    }
+
+    #[test]
+    fn an_age_secret_written_as_a_key_is_not_echoed() {
+        // Found by the `settings` fuzz target.
+        let secret = format!("AGE-SECRET-KEY-1{}", "Q".repeat(58));
+        let (_, found) = check(&format!("[backup]\n{secret} = 1\n"));
+        assert!(!found.is_empty());
+        for f in &found {
+            assert!(!f.message.contains(&secret[..20]), "{f:?}");
+            assert!(
+                !f.help.as_deref().unwrap_or("").contains(&secret[..20]),
+                "{f:?}"
+            );
+        }
     }
 
     #[test]

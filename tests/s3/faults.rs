@@ -26,6 +26,9 @@ pub enum Fault {
     CutResponse,
     /// Wait this long, then pass it on.
     Delay(Duration),
+    /// Pass a listing on with `max-keys` set to this (forcing truncated
+    /// pages and continuation tokens; moto does not check signatures).
+    SmallPages(usize),
     /// Pass it on without this header (a store that ignores it).
     PassWithout(&'static str),
 }
@@ -168,7 +171,11 @@ fn serve(client: TcpStream, upstream: u16, rule: &Rule, seen: &Mutex<Vec<Seen>>)
     let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
         return;
     };
-    let mut request = format!("{}\r\n", head[0]);
+    let first = match fault {
+        Fault::SmallPages(n) => with_max_keys(&head[0], n),
+        _ => head[0].clone(),
+    };
+    let mut request = format!("{first}\r\n");
     for l in &head[1..] {
         let name = l
             .split(':')
@@ -201,6 +208,24 @@ fn serve(client: TcpStream, upstream: u16, rule: &Rule, seen: &Mutex<Vec<Seen>>)
     }
     let _ = out.write_all(&response);
     let _ = out.shutdown(Shutdown::Write);
+}
+
+/// The request line `GET /bucket?list-type=2&… HTTP/1.1` with `max-keys=n`.
+fn with_max_keys(line: &str, n: usize) -> String {
+    let mut parts = line.splitn(3, ' ');
+    let (method, target, version) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut params: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("max-keys="))
+        .map(str::to_owned)
+        .collect();
+    params.push(format!("max-keys={n}"));
+    format!("{method} {path}?{} {version}", params.join("&"))
 }
 
 /// Applies `fault` to every other request for which `pick` holds.
@@ -443,4 +468,156 @@ fn a_restore_fetches_each_pack_window_about_once() {
         "{gets} GETs for {windows} windows in {} packs",
         packs.len()
     );
+}
+
+fn is_listing(r: &Request<'_>) -> bool {
+    r.method == "GET" && r.target.contains("list-type=2")
+}
+
+#[test]
+fn listings_answered_500_are_retried() {
+    let moto = Moto::start();
+    moto.create_bucket("list500");
+    let proxy = Proxy::start(
+        moto.port,
+        every_other(Fault::Answer(500, "InternalError"), is_listing),
+    );
+    let env = S3Env::new("s3://list500/r", 1 << 20);
+    let p = proxy.endpoint();
+    assert_success(&env.init(&p, &[]));
+    assert_success(&env.backup(&p, &[FAST_RETRY]));
+    assert_success(&env.restore_and_compare(&p, &[FAST_RETRY]));
+    assert!(
+        proxy.count(|s| s.fault != Fault::Pass) >= 4,
+        "listings were refused"
+    );
+    env.assert_clean(&moto.endpoint());
+}
+
+#[test]
+fn a_connection_reset_in_the_middle_of_a_multipart_part_is_retried() {
+    let moto = Moto::start();
+    moto.create_bucket("cutpart");
+    let proxy = Proxy::start(
+        moto.port,
+        every_other(Fault::CutRequest, |r| {
+            r.method == "PUT" && r.target.contains("partNumber=")
+        }),
+    );
+    // A 12 MiB pack goes up in three 5 MiB parts.
+    let env = S3Env::new("s3://cutpart/r", 12 << 20);
+    let p = proxy.endpoint();
+    assert_success(&env.init(&moto.endpoint(), &[]));
+    let multipart = [
+        FAST_RETRY,
+        ("VAULT_S3_MULTIPART_THRESHOLD_MIB", "5"),
+        ("VAULT_S3_PART_SIZE_MIB", "5"),
+    ];
+    assert_success(&env.backup(&p, &multipart));
+    assert!(
+        proxy.count(|s| s.fault == Fault::CutRequest) >= 2,
+        "parts were cut"
+    );
+    assert!(
+        proxy.count(|s| s.method == "POST" && s.target.contains("uploadId=")) >= 1,
+        "a multipart upload was completed"
+    );
+    env.assert_clean(&moto.endpoint());
+    assert_success(&env.restore_and_compare(&moto.endpoint(), &[]));
+}
+
+#[test]
+fn an_object_missing_on_its_first_read_is_waited_for_or_named() {
+    // An eventually consistent store: a PUT answered 200, then a 404 on
+    // the first GET of that object.
+    let moto = Moto::start();
+    moto.create_bucket("eventual");
+    let env = S3Env::new("s3://eventual/r", 1 << 20);
+    assert_success(&env.init(&moto.endpoint(), &[]));
+    let seen = Mutex::new(std::collections::HashSet::new());
+    let proxy = Proxy::start(moto.port, move |r| {
+        let object = r.method == "GET" && !is_listing(r) && r.target.contains("/r/");
+        if object && seen.lock().unwrap().insert(r.target.to_owned()) {
+            Fault::Answer(404, "NoSuchKey")
+        } else {
+            Fault::Pass
+        }
+    });
+    let p = proxy.endpoint();
+    let backup = env.backup(&p, &[FAST_RETRY]);
+    let restore = env.restore_and_compare(&p, &[FAST_RETRY]);
+    assert!(
+        proxy.count(|s| s.fault != Fault::Pass) >= 1,
+        "reads were refused"
+    );
+    // Opening the repository waits for its config; after that, each
+    // command either succeeded (restore compared the tree) or failed with
+    // an error. Nothing was damaged, and once the store has caught up
+    // everything reads back.
+    assert_success(&backup);
+    if !restore.status.success() {
+        // Today: the first read of an owner file or snapshot header that
+        // 404s is taken at its word; the error names the object.
+        let err = stderr(&restore);
+        assert!(
+            err.contains("not found") && (err.contains("keys/") || err.contains("snapshot")),
+            "{err}"
+        );
+    }
+    env.assert_clean(&moto.endpoint());
+    assert_success(&env.restore_and_compare(&moto.endpoint(), &[]));
+}
+
+#[test]
+fn listings_over_ten_thousand_keys_follow_every_continuation_token() {
+    let moto = Moto::start();
+    moto.create_bucket("many");
+    // 10,001 objects under one prefix, put straight into moto in parallel.
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (next, port) = (next.clone(), moto.port);
+            std::thread::spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i > 10_000 {
+                        break;
+                    }
+                    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    write!(
+                        s,
+                        "PUT /many/p/index/{i:064x} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                         Content-Length: 1\r\nConnection: close\r\n\r\nx"
+                    )
+                    .unwrap();
+                    let mut reply = String::new();
+                    s.read_to_string(&mut reply).unwrap();
+                    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    // Pages of 1,000 keys as moto serves them, and pages of 997 forced by
+    // the proxy: every key comes back once, in order.
+    for page in [None, Some(997)] {
+        let proxy = Proxy::start(moto.port, move |r| match page {
+            Some(n) if is_listing(r) => Fault::SmallPages(n),
+            _ => Fault::Pass,
+        });
+        let mut options = moto.options();
+        options.endpoint = Some(proxy.endpoint());
+        let s3 = S3Storage::open("s3://many/p", &options).unwrap();
+        let listed = s3.list("index/").unwrap();
+        assert_eq!(listed.len(), 10_001);
+        assert!(listed.windows(2).all(|w| w[0].key < w[1].key));
+        assert_eq!(listed[0].key, format!("index/{:064x}", 0));
+        assert_eq!(listed[10_000].key, format!("index/{:064x}", 10_000));
+        assert!(
+            proxy.count(|s| s.method == "GET" && s.target.contains("list-type=2")) >= 11,
+            "the listing came in pages"
+        );
+    }
 }

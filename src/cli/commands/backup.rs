@@ -132,7 +132,12 @@ pub fn run(a: BackupArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     let drawing = progress::BackupProgress::start(&stats, a.json);
-    let out = backup::run(&repo, &opts).context("backup failed; no snapshot was written");
+    let out = backup::run(&repo, &opts).with_context(|| {
+        format!(
+            "backup into {} failed; no snapshot was written",
+            repo.storage().location()
+        )
+    });
     drop(drawing);
     let out = out?;
     if a.json {

@@ -9,7 +9,12 @@ use vault::ops::backup::BackupOutcome;
 /// Prints the new snapshot as JSON.
 pub fn json(out: &BackupOutcome) {
     let s = &out.snapshot;
-    super::json(&json!({ "id": out.id, "snapshot": s, "complete": s.is_complete() }));
+    super::json(&json!({
+        "id": out.id,
+        "snapshot": s,
+        "complete": s.is_complete(),
+        "resumed": out.resumed,
+    }));
 }
 
 /// Prints what the backup did for humans.
@@ -30,6 +35,13 @@ pub fn text(out: &BackupOutcome) {
         size(t.bytes_stored),
         duration_ms(t.duration_ms)
     );
+    if out.resumed.packs > 0 {
+        println!(
+            "  reused {} pack(s), {}, that an interrupted backup had uploaded",
+            out.resumed.packs,
+            size(out.resumed.bytes)
+        );
+    }
 }
 
 /// Warns on stderr about every input that could not be read.

@@ -6,9 +6,11 @@
 //! backup reuses and prune cleans up.
 
 mod cache;
+mod journal;
 mod own_index;
 mod pipeline;
 
+pub use journal::Recovered;
 pub use pipeline::Stats;
 mod walk;
 
@@ -28,6 +30,7 @@ use crate::format::tree::{Node, NodeKind, Tree};
 use crate::repo::{ObjectKind, Repository};
 pub use crate::source::command::CommandSource;
 use cache::{CacheEntry, FileCache};
+use journal::Journal;
 use pipeline::{BlobSink, Failure, RawBlob};
 use walk::{Event, FileData, FileJob, Walker};
 
@@ -64,6 +67,10 @@ pub struct BackupOutcome {
     pub id: Id,
     /// Its header.
     pub snapshot: Snapshot,
+    /// Packs an interrupted backup on this host had uploaded without
+    /// indexing them, checked and indexed by this run (from the upload
+    /// journal in the cache directory).
+    pub resumed: Recovered,
 }
 
 fn username() -> String {
@@ -161,13 +168,25 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
             .collect(),
     );
     let (mut index, condemned) = (loaded.index, loaded.condemned);
+    let stored = crate::repo::list_packs(repo.storage().as_ref())?;
+    // Packs a killed run uploaded but never indexed: indexed now, once
+    // checked, so that this run reuses them.
+    let journal = opts.cache_dir.as_ref().and_then(|d| {
+        Journal::open(d, &repo.config().id, &host)
+            .map_err(|e| tracing::warn!("upload journal disabled: {e}"))
+            .ok()
+    });
+    let mut resumed = journal::Recovered::default();
+    if let Some(j) = &journal {
+        match j.recover(repo, &stored, &mut index) {
+            Ok(r) => resumed = r,
+            Err(e) => tracing::warn!("upload journal: could not index the packs it lists: {e}"),
+        }
+    }
     // Dedupe only against packs that are really stored and that prune has
     // not marked for deletion: an index entry pointing nowhere (or soon
     // nowhere) must not make a backup skip a blob.
-    let stored: std::collections::HashSet<Id> = crate::repo::list_packs(repo.storage().as_ref())?
-        .into_keys()
-        .collect();
-    index.retain_packs(|p| stored.contains(p) && !condemned.contains_key(p));
+    index.retain_packs(|p| stored.contains_key(p) && !condemned.contains_key(p));
     // PostgreSQL sources: open each transaction now; it stays open (and its
     // snapshot valid) until the dump has been stored.
     let mut commands = opts.commands.clone();
@@ -259,11 +278,11 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         drop((raw_rx, cmp_tx));
         s.spawn(|| pipeline::packer(cmp_rx, up_tx, repo, &failure));
         for _ in 0..2 {
-            let (rx, tx) = (up_rx.clone(), done_tx.clone());
-            s.spawn(|| pipeline::uploader(rx, tx, repo, stats, &failure));
+            let (rx, tx, journal, f) = (up_rx.clone(), done_tx.clone(), journal.as_ref(), &failure);
+            s.spawn(move || pipeline::uploader(rx, tx, repo, journal, stats, f));
         }
         drop((up_rx, done_tx));
-        s.spawn(|| pipeline::indexer(done_rx, repo, &own, &failure));
+        s.spawn(|| pipeline::indexer(done_rx, repo, &own, journal.as_ref(), &failure));
 
         let (job_tx, job_rx) = bounded::<FileJob>(64);
         let (ev_tx, ev_rx) = bounded::<Event>(4096);
@@ -339,7 +358,11 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
             tracing::warn!("could not save the file cache: {e}");
         }
     }
-    Ok(BackupOutcome { id, snapshot })
+    Ok(BackupOutcome {
+        id,
+        snapshot,
+        resumed,
+    })
 }
 
 /// The names identifying a snapshot's sources (to find its parent).

@@ -17,6 +17,8 @@ use crate::format::pack::BlobKind;
 use crate::repo::packer::{FinishedPack, PackBuilder};
 use crate::repo::{ObjectKind, Repository};
 
+use super::journal::Journal;
+
 /// Packs per index file: an interrupted backup loses at most this many
 /// packs' worth of reuse (their blobs are stored again next time).
 const PACKS_PER_INDEX: usize = 8;
@@ -231,16 +233,25 @@ pub fn packer(
 }
 
 /// Uploads finished packs, then hands their description to the indexer.
+/// Each pack is journaled before its upload starts (see [`Journal`]).
 pub fn uploader(
     rx: Receiver<FinishedPack>,
     tx: Sender<IndexedPack>,
     repo: &Repository,
+    journal: Option<&Journal>,
     stats: &Stats,
     failure: &Failure,
 ) {
     for pack in rx {
         if failure.stopped() {
             return;
+        }
+        if let Some(j) = journal
+            && let Err(e) = j.record(&pack)
+        {
+            // The journal only saves work after a crash: a backup goes on
+            // without it.
+            tracing::warn!("upload journal: {e}");
         }
         if let Err(e) = repo.put_object(ObjectKind::Pack(pack.kind), &pack.bytes) {
             return failure.fail(e);
@@ -261,11 +272,13 @@ pub fn uploader(
 /// A pack is indexed only after its upload finished, so an index never
 /// points at a missing pack.
 /// Each is signed by this host and recorded in `own`, so later backups of
-/// this host deduplicate against it.
+/// this host deduplicate against it; once an index file is stored, the
+/// journal entries of its packs go.
 pub fn indexer(
     rx: Receiver<IndexedPack>,
     repo: &Repository,
     own: &super::own_index::OwnIndex,
+    journal: Option<&Journal>,
     failure: &Failure,
 ) {
     let mut pending = IndexFile::default();
@@ -273,6 +286,9 @@ pub fn indexer(
         if !pending.packs.is_empty() {
             let id = repo.put_signed_json(ObjectKind::Index, pending)?;
             own.record(&id);
+            if let Some(j) = journal {
+                j.forget(pending.packs.iter().map(|p| p.id));
+            }
             pending.packs.clear();
         }
         Ok(())
