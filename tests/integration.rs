@@ -10,6 +10,7 @@ mod config;
 mod copy;
 mod docs;
 mod drill;
+mod exit_codes;
 mod forget;
 mod format_fixtures;
 mod keys;

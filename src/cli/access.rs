@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use age::secrecy::{ExposeSecret, SecretString};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 
+use crate::cli::exit::usage;
 use vault::crypto;
 use vault::repo::{Access, Repository};
 use vault::storage::Storage;
@@ -53,7 +54,7 @@ impl Key {
             None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => Ok(Key::Passphrase(
                 crypto::obtain_passphrase("vault owner passphrase: ")?,
             )),
-            None => bail!(
+            None => usage!(
                 "no key given: pass -i KEY (or set VAULT_IDENTITY, or VAULT_PASSPHRASE_FILE for \
                  a passphrase owner)"
             ),

@@ -10,6 +10,17 @@
 //! - [`exit`]: the exit codes.
 //! - [`progress`]: live progress lines on a terminal.
 
+/// `println!` for command output: a closed pipe (`vault snapshots | head
+/// -n 1`) ends the process quietly with exit 0, as other Unix tools do.
+macro_rules! outln {
+    () => {
+        $crate::cli::render::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::render::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod access;
 mod commands;
 mod defaults;
@@ -97,9 +108,11 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // `vault snapshots | head -n 1`: the reader has all it wanted.
+        Err(e) if exit::is_broken_pipe(&e) => ExitCode::Ok,
         Err(e) => {
             render::error(&e);
-            ExitCode::Failure
+            exit::for_error(&e)
         }
     }
 }

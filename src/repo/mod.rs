@@ -468,8 +468,8 @@ impl Repository {
             return Err(e);
         }
         Err(Error::WrongKey(format!(
-            "{what} is neither this repository's writer key nor an owner: it unwraps none of \
-             the {} owner key(s) in {OWNERS_PREFIX}",
+            "wrong passphrase or key: {what} is neither this repository's writer key nor an \
+             owner (it unwraps none of the {} owner key(s) in {OWNERS_PREFIX})",
             owners.len()
         )))
     }

@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::cli::access::RepoArgs;
-use crate::cli::exit::ExitCode;
+use crate::cli::exit::{ExitCode, usage};
 use crate::cli::{progress, render};
 use vault::ops::backup::{self, BackupOptions, CommandSource};
 
@@ -68,7 +68,7 @@ fn default_cache_dir() -> Option<PathBuf> {
 /// The `--from-command` sources, each with its `--stdin-filename`.
 fn command_sources(a: &BackupArgs) -> Result<Vec<CommandSource>> {
     if a.stdin_filename.len() > a.from_command.len() {
-        bail!("--stdin-filename is given more often than --from-command");
+        usage!("--stdin-filename is given more often than --from-command");
     }
     Ok(a.from_command
         .iter()
@@ -93,7 +93,7 @@ fn refuse_passwords(postgres: &[String]) -> Result<()> {
             .map(|env| env.iter().any(|(k, _)| k == "PGPASSWORD"))
             .unwrap_or(false);
         if has_password {
-            bail!(
+            usage!(
                 "--postgres {}: a password on the command line is visible to every user of this \
                  host; put it in a passfile (PGPASSFILE, ~/.pgpass) or the PGPASSWORD environment variable",
                 vault::source::postgres::redacted(conninfo)

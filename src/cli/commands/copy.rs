@@ -61,11 +61,11 @@ pub fn init_like(target: &str, like: &LikeArgs) -> Result<ExitCode> {
     // Prove the caller's key opens the new repository as it opens the source.
     key.open(target)
         .with_context(|| format!("opening the new copy target {target}"))?;
-    println!(
+    outln!(
         "created repository {} at {target}, a copy target of {source_repo} (same keys)",
         config.id
     );
-    println!("next: vault copy -r {source_repo} -i OWNER_KEY --to {target}");
+    outln!("next: vault copy -r {source_repo} -i OWNER_KEY --to {target}");
     Ok(ExitCode::Ok)
 }
 

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::copy::LikeArgs;
 use crate::cli::access::open_storage;
-use crate::cli::exit::ExitCode;
+use crate::cli::exit::{ExitCode, usage};
 use vault::format::chunk::ChunkerParams;
 use vault::repo::{InitOptions, Repository};
 use vault::storage::{LockMode, ObjectLock};
@@ -42,7 +42,7 @@ pub struct InitArgs {
     #[arg(long, default_value_t = 16)]
     pack_size_mib: u32,
     /// zstd compression level for new data (1-22).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     compression_level: i32,
     /// Put every object under S3 Object Lock retention for this many days
     /// from its upload (needs a bucket created with Object Lock enabled).
@@ -69,10 +69,9 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
     if a.like.like.is_some() {
         return super::copy::init_like(&a.repo, &a.like);
     }
-    let writer_key_out = a
-        .writer_key_out
-        .clone()
-        .context("--writer-key-out is required")?;
+    let Some(writer_key_out) = a.writer_key_out.clone() else {
+        usage!("--writer-key-out is required");
+    };
     let owner = super::key::owner_spec(&a.owner, a.owner_passphrase)?;
     let avg = a.chunk_avg_kib.saturating_mul(1024);
     let opts = InitOptions {
@@ -96,15 +95,15 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
     };
     let config = Repository::init(open_storage(&a.repo)?, &opts)
         .with_context(|| format!("creating repository {}", a.repo))?;
-    println!("created repository {} at {}", config.id, a.repo);
+    outln!("created repository {} at {}", config.id, a.repo);
     if let Some(lock) = config.object_lock {
-        println!(
+        outln!(
             "every object is retained with S3 Object Lock ({}) for {} days after its upload",
             lock.mode.as_s3(),
             lock.days
         );
     }
-    println!(
+    outln!(
         "owner {:?} can read everything; writer key for backup hosts: {}",
         a.owner_name,
         writer_key_out.display()

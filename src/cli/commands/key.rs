@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use crate::cli::access::{Key, RepoArgs, open_storage};
-use crate::cli::exit::ExitCode;
+use crate::cli::exit::{ExitCode, usage};
 use crate::cli::render;
 use vault::crypto;
 use vault::repo::{self, OwnerSpec, keys, owners};
@@ -97,7 +97,7 @@ pub fn run(command: KeyCommand) -> Result<ExitCode> {
 fn generate(output: PathBuf) -> Result<ExitCode> {
     let (text, recipient) = crypto::generate_x25519();
     crypto::write_key_file(&output, &text).with_context(|| "writing the new identity")?;
-    println!("{recipient}");
+    outln!("{recipient}");
     Ok(ExitCode::Ok)
 }
 
@@ -152,7 +152,7 @@ pub fn owner_spec(recipients: &[String], passphrase: bool) -> Result<OwnerSpec> 
 
 fn add_owner(a: AddOwnerArgs) -> Result<ExitCode> {
     if a.passphrase && a.repo.identity.is_none() && crypto::passphrase_file().is_some() {
-        bail!(
+        usage!(
             "--passphrase would read VAULT_PASSPHRASE_FILE for both you and the new owner: \
              open the repository with -i, or run on a terminal to be asked twice"
         );
@@ -162,7 +162,7 @@ fn add_owner(a: AddOwnerArgs) -> Result<ExitCode> {
     let object = repo
         .add_owner(&a.name, &owner)
         .with_context(|| format!("adding owner {:?}", a.name))?;
-    println!("added owner {:?} ({object})", a.name);
+    outln!("added owner {:?} ({object})", a.name);
     Ok(ExitCode::Ok)
 }
 
@@ -171,8 +171,8 @@ fn remove_owner(a: RemoveOwnerArgs) -> Result<ExitCode> {
     let object = repo
         .remove_owner(&a.name, a.force)
         .with_context(|| format!("removing owner {:?}", a.name))?;
-    println!("removed owner {:?} ({object})", a.name);
-    println!(
+    outln!("removed owner {:?} ({object})", a.name);
+    outln!(
         "note: this does not revoke access: that owner may have kept the repository owner key, \
          which still decrypts every snapshot; see docs/SECURITY.md"
     );
@@ -184,13 +184,13 @@ fn rotate_writer(a: RotateWriterArgs) -> Result<ExitCode> {
     let rotated = repo
         .rotate_writer(&a.writer_key_out)
         .context("rotating the writer key")?;
-    println!(
+    outln!(
         "writer key generation {} ({}) written to {}",
         rotated.generation,
         rotated.object,
         a.writer_key_out.display()
     );
-    println!(
+    outln!(
         "install it on every backup host: the previous writer key is refused for new backups \
          from now on; existing snapshots stay readable by owners"
     );

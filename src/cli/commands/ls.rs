@@ -1,6 +1,5 @@
 //! `vault ls`: list the files in a snapshot.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -35,7 +34,6 @@ pub fn run(a: LsArgs) -> Result<ExitCode> {
         .as_deref()
         .map(|p| PathBuf::from(p.trim_matches('/')))
         .filter(|p| !p.as_os_str().is_empty());
-    let mut out = std::io::stdout().lock();
     let mut damaged = false;
     treewalk::walk(&repo, &index, &snap.root, &mut |v| {
         let (path, node) = match v {
@@ -61,7 +59,7 @@ pub fn run(a: LsArgs) -> Result<ExitCode> {
         } else {
             render::ls::line(path, node)
         };
-        let _ = writeln!(out, "{line}");
+        outln!("{line}");
         Ok(Next::Descend)
     })?;
     Ok(if damaged {

@@ -76,9 +76,13 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
     } else {
         render::restore::text(&outcome);
     }
-    Ok(if !report.failed() {
+    // Damage or a mismatch (a file, a database's row counts) is 4; a
+    // restore that failed for another reason (a permission, a full disk)
+    // is 1, with or without --verify.
+    let mismatch = report.found_damage() || report.databases.iter().any(|d| !d.passed);
+    Ok(if !report.failed() && !mismatch {
         ExitCode::Ok
-    } else if a.verify || report.found_damage() {
+    } else if mismatch {
         ExitCode::Damage
     } else {
         ExitCode::Failure

@@ -21,12 +21,16 @@ pub fn json(list: &[(Id, Snapshot)]) {
 
 /// Prints the snapshots as a table.
 pub fn table(list: &[(Id, Snapshot)]) {
-    println!(
+    outln!(
         "{:<8}  {:<20}  {:<16}  {:>10}  {:<6}  paths",
-        "id", "time (UTC)", "host", "size", "status"
+        "id",
+        "time (UTC)",
+        "host",
+        "size",
+        "status"
     );
     for (id, s) in list {
-        println!(
+        outln!(
             "{:<8}  {:<20}  {:<16}  {:>10}  {:<6}  {}",
             id.short(),
             s.time.format("%Y-%m-%d %H:%M:%S"),

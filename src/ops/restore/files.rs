@@ -167,7 +167,7 @@ fn write_segment(seg: &Segment, reader: &mut BlobReader<'_>, index: &Index) -> R
     for id in &st.node.content[seg.blobs.clone()] {
         let data = reader
             .read_indexed(id, index)
-            .map_err(|e| (ProblemKind::Damaged, e.to_string()))?;
+            .map_err(|e| (ProblemKind::reading(&e), e.to_string()))?;
         if let Some(h) = inline.as_mut().and_then(|g| g.as_mut()) {
             h.update(&data);
         }

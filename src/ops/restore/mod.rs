@@ -60,6 +60,21 @@ pub enum ProblemKind {
     Write,
     /// Metadata (owner, mode, xattrs, times) could not be applied.
     Metadata,
+    /// Repository data could not be read for a reason other than damage
+    /// (no permission to read it, the storage failing).
+    Unreadable,
+}
+
+impl ProblemKind {
+    /// The kind of a failure to read repository data: damage only when
+    /// the error says the data itself is bad.
+    pub fn reading(e: &Error) -> Self {
+        if e.kind() == crate::ErrorKind::Damage {
+            ProblemKind::Damaged
+        } else {
+            ProblemKind::Unreadable
+        }
+    }
 }
 
 /// One problem, naming the path it concerns.
@@ -126,7 +141,9 @@ impl DrillSummary {
             verified: r.verified,
             damaged: count(ProblemKind::Damaged),
             mismatched: count(ProblemKind::Mismatch),
-            write_errors: count(ProblemKind::Write),
+            // I/O failures: writing the target, or reading the repository
+            // for a reason other than damage.
+            write_errors: count(ProblemKind::Write) + count(ProblemKind::Unreadable),
             metadata_problems: count(ProblemKind::Metadata),
             duration_ms: r.duration_ms,
             databases_checked: r.databases.len() as u64,
@@ -186,7 +203,7 @@ pub fn restore(
         });
     };
     for e in damaged_index {
-        problem(Path::new(""), ProblemKind::Damaged, e.to_string());
+        problem(Path::new(""), ProblemKind::reading(&e), e.to_string());
     }
     let as_root = nix::unistd::geteuid().is_root();
     let threads = if opts.threads == 0 {
@@ -244,7 +261,7 @@ pub fn restore(
             Visit::Damaged { path, error } => {
                 problem(
                     path,
-                    ProblemKind::Damaged,
+                    ProblemKind::reading(&error),
                     format!("directory not restored: {error}"),
                 );
                 Ok(Next::Skip)
