@@ -5,6 +5,7 @@ mod util;
 
 mod backup_restore;
 mod bad_input;
+mod cli_surface;
 mod command_source;
 mod config;
 mod copy;

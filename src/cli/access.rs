@@ -1,6 +1,7 @@
 //! Which repository and which key: the one place every command resolves
 //! `-r`, `-i`, `VAULT_PASSPHRASE_FILE` and the passphrase prompt.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -65,6 +66,11 @@ impl Key {
     /// (for commands where a key is optional, such as `key list`).
     pub fn given(identity: Option<&Path>) -> Result<Option<Key>> {
         Ok(match identity {
+            Some(p) if p.is_dir() => usage!(
+                "-i {}: is a directory; name the key file (e.g. {})",
+                p.display(),
+                p.join("owner.key").display()
+            ),
             Some(p) => Some(Key::File(p.to_owned())),
             None if crypto::passphrase_file().is_some() => Some(Key::Passphrase(
                 crypto::obtain_passphrase("vault owner passphrase: ")?,
@@ -89,4 +95,21 @@ impl Key {
 /// Opens the storage at `location` (no key needed).
 pub fn open_storage(location: &str) -> Result<Arc<dyn Storage>> {
     Ok(Arc::from(vault::storage::open(location)?))
+}
+
+/// Creates the missing parent directories of a key file about to be
+/// written, mode 0700 (`--writer-key-out /etc/vault/writer.key` on a fresh
+/// machine); existing directories are left as they are.
+pub fn key_parent(path: &Path) -> Result<()> {
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if parent.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(parent)
+        .with_context(|| format!("creating {}", parent.display()))
 }

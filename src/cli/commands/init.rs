@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::copy::LikeArgs;
-use crate::cli::access::open_storage;
+use crate::cli::access::{key_parent, open_storage};
 use crate::cli::exit::{ExitCode, usage};
 use vault::format::chunk::ChunkerParams;
 use vault::repo::{InitOptions, Repository};
@@ -32,7 +32,8 @@ pub struct InitArgs {
     /// Name of this owner (keys/owners/NAME.age).
     #[arg(long, default_value = "owner")]
     owner_name: String,
-    /// Where to write the writer key (mode 0600) for backup hosts.
+    /// Where to write the writer key (mode 0600) for backup hosts; missing
+    /// directories are made, mode 0700.
     #[arg(long, required_unless_present = "like")]
     writer_key_out: Option<PathBuf>,
     /// Average chunk size in KiB (min is a quarter, max four times).
@@ -73,6 +74,7 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
         usage!("--writer-key-out is required");
     };
     let owner = super::key::owner_spec(&a.owner, a.owner_passphrase)?;
+    key_parent(&writer_key_out)?;
     let avg = a.chunk_avg_kib.saturating_mul(1024);
     let opts = InitOptions {
         owner,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
-use crate::cli::access::{Key, RepoArgs, open_storage};
+use crate::cli::access::{Key, RepoArgs, key_parent, open_storage};
 use crate::cli::exit::{ExitCode, usage};
 use crate::cli::render;
 use vault::crypto;
@@ -16,7 +16,9 @@ use vault::repo::{self, OwnerSpec, keys, owners};
 pub enum KeyCommand {
     /// Make a new age X25519 identity file (mode 0600) and print its recipient.
     Generate {
-        /// Where to write it; an existing file is never replaced.
+        /// Where to write it (missing directories are made, mode 0700); an
+        /// existing file is never replaced. `-` prints the identity on
+        /// stdout and the recipient on stderr.
         #[arg(long, short = 'o')]
         output: PathBuf,
     },
@@ -96,6 +98,12 @@ pub fn run(command: KeyCommand) -> Result<ExitCode> {
 
 fn generate(output: PathBuf) -> Result<ExitCode> {
     let (text, recipient) = crypto::generate_x25519();
+    if output.as_os_str() == "-" {
+        render::raw(text.as_bytes()).context("writing the new identity")?;
+        eprintln!("public key: {recipient}");
+        return Ok(ExitCode::Ok);
+    }
+    key_parent(&output)?;
     crypto::write_key_file(&output, &text).with_context(|| "writing the new identity")?;
     outln!("{recipient}");
     Ok(ExitCode::Ok)
@@ -181,6 +189,7 @@ fn remove_owner(a: RemoveOwnerArgs) -> Result<ExitCode> {
 
 fn rotate_writer(a: RotateWriterArgs) -> Result<ExitCode> {
     let repo = a.repo.open()?;
+    key_parent(&a.writer_key_out)?;
     let rotated = repo
         .rotate_writer(&a.writer_key_out)
         .context("rotating the writer key")?;
