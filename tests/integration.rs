@@ -12,6 +12,7 @@ mod copy;
 mod docs;
 mod drill;
 mod exit_codes;
+mod filters;
 mod forget;
 mod format_fixtures;
 mod keys;

@@ -11,6 +11,7 @@ use clap::Args;
 
 use crate::cli::exit::usage;
 use vault::crypto;
+use vault::repo::select::SnapshotFilter;
 use vault::repo::{Access, Repository};
 use vault::storage::Storage;
 
@@ -32,6 +33,33 @@ impl RepoArgs {
         Key::resolve(self.identity.as_deref())?
             .open(&self.repo)
             .with_context(|| format!("opening repository {}", self.repo))
+    }
+}
+
+/// `--host`, `--tag`, `--path`: which snapshots a command considers in a
+/// repository several hosts share; `latest` is the newest of those.
+#[derive(Args, Clone, Default)]
+pub struct SelectArgs {
+    /// Only snapshots of this host.
+    #[arg(long = "host", value_name = "HOST")]
+    pub host: Option<String>,
+    /// Only snapshots with this tag (repeatable: all must match).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Only snapshots with this source: a backed-up path or a source name
+    /// (repeatable: all must match).
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+impl SelectArgs {
+    /// The library filter these flags describe.
+    pub fn filter(&self) -> SnapshotFilter {
+        SnapshotFilter {
+            host: self.host.clone(),
+            tags: self.tags.clone(),
+            paths: self.paths.clone(),
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use crate::ops::restore::{self, RestoreReport};
 use crate::repo::Repository;
 
 /// What a drill covers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct DrillOptions {
     /// Every pack is re-read once within this many days (one slice a day).
     pub period_days: u32,
@@ -22,6 +22,8 @@ pub struct DrillOptions {
     pub day: u64,
     /// Also verify one randomly chosen older snapshot.
     pub random_older: bool,
+    /// Only snapshots that pass this filter (host, tags, paths).
+    pub filter: crate::repo::select::SnapshotFilter,
 }
 
 /// Where database dumps are loaded (None: a scratch cluster per drill).
@@ -85,7 +87,7 @@ pub fn run(repo: &Repository, opts: &DrillOptions, pg_url: PgUrl<'_>) -> Result<
     let (mut all, damaged) = repo.snapshots()?;
     // A header dated in the future would stand in for its series' latest.
     let now = chrono::Utc::now();
-    all.retain(|(_, s)| !s.is_in_the_future(now));
+    all.retain(|(_, s)| !s.is_in_the_future(now) && opts.filter.matches(s));
     let mut passed = damaged.is_empty();
     let mut snapshots = Vec::new();
     for (id, reason) in choose(&all, opts.random_older) {

@@ -5,6 +5,7 @@ pub mod keys;
 pub mod owners;
 pub mod packer;
 mod reader;
+pub mod select;
 pub mod treewalk;
 
 use std::path::{Path, PathBuf};
@@ -635,32 +636,7 @@ impl Repository {
     /// Finds a snapshot by `latest` (the newest not dated in the future), a
     /// full id, or a unique id prefix.
     pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
-        let (mut all, _) = self.snapshots()?;
-        if spec == "latest" {
-            // Not one dated ahead of the clock (skew, or a header forged with
-            // the writer key): it would shadow every real snapshot.
-            let now = chrono::Utc::now();
-            let current = all.iter().rposition(|(_, s)| !s.is_in_the_future(now));
-            return match current {
-                Some(i) => Ok(all.swap_remove(i)),
-                None => all
-                    .into_iter()
-                    .last()
-                    .ok_or_else(|| Error::SnapshotNotFound(spec.into())),
-            };
-        }
-        let spec_l = spec.to_ascii_lowercase();
-        let mut hits: Vec<_> = all
-            .into_iter()
-            .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
-            .collect();
-        match hits.len() {
-            1 => Ok(hits.pop().expect("one hit")),
-            0 => Err(Error::SnapshotNotFound(spec.into())),
-            n => Err(Error::InvalidInput(format!(
-                "snapshot prefix {spec:?} is ambiguous ({n} matches)"
-            ))),
-        }
+        select::find(self, spec, &select::SnapshotFilter::default())
     }
 
     /// Reads and parses one tree blob (owner only).

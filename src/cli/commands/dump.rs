@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::cli::access::RepoArgs;
+use crate::cli::access::{RepoArgs, SelectArgs};
 use crate::cli::exit::ExitCode;
 use vault::ops::restore;
 
@@ -12,7 +12,10 @@ use vault::ops::restore;
 pub struct DumpArgs {
     #[command(flatten)]
     repo: RepoArgs,
-    /// Snapshot id (or prefix), or `latest`.
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Snapshot id (or prefix), or `latest` (the newest that --host, --tag
+    /// and --path let through).
     snapshot: String,
     /// Only this path (a file or directory) from the snapshot.
     path: Option<String>,
@@ -21,7 +24,7 @@ pub struct DumpArgs {
 /// Runs `vault dump`; a reader that stops early (`| head`) is not an error.
 pub fn run(a: DumpArgs) -> Result<ExitCode> {
     let repo = a.repo.open()?;
-    let (_, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (_, snap) = vault::repo::select::find(&repo, &a.snapshot, &a.select.filter())?;
     let stdout = std::io::stdout().lock();
     match restore::dump_tar(
         &repo,

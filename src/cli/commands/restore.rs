@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::cli::access::RepoArgs;
+use crate::cli::access::{RepoArgs, SelectArgs};
 use crate::cli::exit::ExitCode;
 use crate::cli::render;
 use vault::ops::restore::{self, RestoreOptions};
@@ -16,7 +16,10 @@ use vault::ops::restore::{self, RestoreOptions};
 pub struct RestoreArgs {
     #[command(flatten)]
     repo: RepoArgs,
-    /// Snapshot id (or prefix), or `latest`.
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Snapshot id (or prefix), or `latest` (the newest that --host, --tag
+    /// and --path let through).
     snapshot: String,
     /// Where to restore (required unless --verify).
     #[arg(long, required_unless_present = "verify")]
@@ -40,7 +43,7 @@ pub struct RestoreArgs {
 /// Runs `vault restore`; exits 4 on damage or (with `--verify`) any mismatch.
 pub fn run(a: RestoreArgs) -> Result<ExitCode> {
     let repo = a.repo.open()?;
-    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (id, snap) = vault::repo::select::find(&repo, &a.snapshot, &a.select.filter())?;
     let (report, drill) = if a.verify {
         let (r, d) = restore::verify_drill(
             &repo,
