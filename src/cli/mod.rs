@@ -42,6 +42,9 @@ pub struct Cli {
     /// Flags and VAULT_* variables override what it says.
     #[arg(long, global = true, env = "VAULT_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Read no configuration file (not even /etc/vault/vault.toml).
+    #[arg(long, global = true)]
+    no_config: bool,
     #[command(subcommand)]
     command: commands::Command,
 }
@@ -68,15 +71,30 @@ pub fn main() -> ExitCode {
     // `vault config check` reports a bad file itself; everything else
     // takes its defaults from the file and stops when it is invalid.
     let checking_config = defaults::is_config_command(&args);
-    match vault::settings::Settings::load_for_cli(defaults::explicit_config(&args).as_deref()) {
+    let loaded = if defaults::no_config(&args) {
+        Ok(None)
+    } else {
+        vault::settings::Settings::load_for_cli(defaults::explicit_config(&args).as_deref())
+    };
+    match loaded {
         Ok(Some(settings)) => {
             command = defaults::apply(command, &settings);
             defaults::apply_to_libraries(&settings);
         }
         Ok(None) => {}
         Err(_) if checking_config => {}
+        // Restoring from a host whose config is broken must still work.
+        Err(e) if defaults::can_do_without(&args) => {
+            render::warning(&format!(
+                "{e}\nvault: warning: the configuration file is not used: give every setting on \
+                 the command line (or --no-config); `vault config check` lists every problem"
+            ));
+        }
         Err(e) => {
-            eprintln!("vault: error: {e}");
+            render::error_line(&format!(
+                "{e}\nvault: hint: `vault config check` lists every problem; --no-config runs \
+                 without the file"
+            ));
             return ExitCode::Usage;
         }
     }
