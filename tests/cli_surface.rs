@@ -86,3 +86,38 @@ fn identity_naming_a_directory_is_refused_plainly() {
     assert_code(&out, 2);
     assert_contains(&stderr(&out), "is a directory");
 }
+
+#[test]
+fn dump_streams_one_file_refuses_a_terminal_and_writes_nothing_for_a_missing_path() {
+    let env = Env::new();
+    let src = env.path("src");
+    let dump = noise(200_000, 3);
+    write(&src.join("db/app.dump"), &dump);
+    env.backup(&[&src]);
+    let file = src.join("db/app.dump");
+    let rel = file.to_str().unwrap();
+    let out = env.vault(&["dump"], &env.owner_key, &["latest", rel]);
+    assert_success(&out);
+    assert!(out.stdout == dump, "the file's bytes, not a tar");
+
+    let out = env.vault(&["dump"], &env.owner_key, &["latest", "/no/such/file"]);
+    assert_code(&out, 2);
+    assert!(out.stdout.is_empty(), "{} bytes written", out.stdout.len());
+    assert_contains(&stderr(&out), "not in the snapshot");
+
+    // A tar archive is never written to a terminal (`script` gives vault one).
+    let line = format!(
+        "{} dump -r {} -i {} latest {}",
+        vault_bin().display(),
+        env.repo.display(),
+        env.owner_key.display(),
+        src.join("db").display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("VAULT_CONFIG")
+        .output()
+        .expect("script (util-linux)");
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert_contains(&stdout(&out), "writes a tar archive");
+}

@@ -7,6 +7,7 @@
 //! does not grow with the number or size of files. Directories, symlinks and
 //! hard links are finished last, so nothing is ever written through a link.
 
+pub mod cat;
 mod dump;
 mod files;
 mod fsops;
@@ -24,6 +25,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
 pub use crate::format::drill::{DrillRecord, DrillSummary};
+pub use cat::{find_entry, write_file};
 pub use dump::dump_tar;
 pub use pgdrill::{DumpCheck, TableCheck};
 
