@@ -346,3 +346,53 @@ fn a_passphrase_owner_opens_through_the_configured_passphrase_file() {
     crate::util::assert_success(&out);
     assert_contains(&stdout(&out), "a");
 }
+
+#[test]
+fn sources_on_the_command_line_mean_only_these() {
+    let (env, src, file) = configured();
+    let cfg = file.to_str().unwrap();
+    let other = env.path("other");
+    crate::util::write(&other.join("cron.d/job"), b"* * * * * true\n");
+    let kinds = |out: &std::process::Output| -> Vec<(String, String)> {
+        assert_success(out);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["snapshot"]["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["kind"].as_str().unwrap().to_owned(),
+                    s["name"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let out = run(&["--config", cfg, "backup", "--json", other.to_str().unwrap()]);
+    assert_eq!(
+        kinds(&out),
+        vec![("paths".to_owned(), other.display().to_string())]
+    );
+    let out = run(&[
+        "--config",
+        cfg,
+        "backup",
+        "--json",
+        "--from-command",
+        "echo only",
+        "--stdin-filename",
+        "only.txt",
+    ]);
+    assert_eq!(
+        kinds(&out),
+        vec![("command".to_owned(), "only.txt".to_owned())]
+    );
+    // Without sources on the command line, the file's all run.
+    let out = run(&["--config", cfg, "backup", "--json"]);
+    let all = kinds(&out);
+    assert!(
+        all.contains(&("paths".to_owned(), src.display().to_string())),
+        "{all:?}"
+    );
+    assert!(all.iter().any(|(k, _)| k == "command"), "{all:?}");
+}

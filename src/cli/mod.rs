@@ -98,9 +98,15 @@ pub fn main() -> ExitCode {
             return ExitCode::Usage;
         }
     }
-    let parsed = command
-        .try_get_matches_from(&args)
-        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let parsed = command.try_get_matches_from(&args).and_then(|m| {
+        let mut cli = <Cli as clap::FromArgMatches>::from_arg_matches(&m)?;
+        if let (commands::Command::Backup(a), Some(("backup", sub))) =
+            (&mut cli.command, m.subcommand())
+        {
+            a.only_given_sources(sub);
+        }
+        Ok(cli)
+    });
     let cli = match parsed {
         Ok(c) => c,
         Err(e) => {

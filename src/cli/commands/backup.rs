@@ -54,6 +54,35 @@ pub struct BackupArgs {
     json: bool,
 }
 
+impl BackupArgs {
+    /// Sources on the command line mean "only these": when any of PATHs,
+    /// `--from-command` or `--postgres` is given there, the configuration
+    /// file's other sources (which clap filled in as defaults) are dropped,
+    /// so `vault backup /etc/cron.d` backs up only that directory.
+    pub fn only_given_sources(&mut self, m: &clap::ArgMatches) {
+        use clap::parser::ValueSource;
+        let given = |id: &str| {
+            matches!(
+                m.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        };
+        if !(given("paths") || given("from_command") || given("postgres")) {
+            return;
+        }
+        if !given("paths") {
+            self.paths.clear();
+        }
+        if !given("from_command") {
+            self.from_command.clear();
+            self.stdin_filename.clear();
+        }
+        if !given("postgres") {
+            self.postgres.clear();
+        }
+    }
+}
+
 /// Where the file cache lives when `--cache-dir` is not given.
 fn default_cache_dir() -> Option<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
