@@ -147,3 +147,17 @@ fn drill_and_copy_take_the_filters() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["snapshots_copied"], serde_json::json!([web1]));
 }
+
+#[test]
+fn a_drill_with_nothing_to_drill_says_so() {
+    let env = Env::new();
+    let out = env.vault(&["drill"], &env.owner_key, &[]);
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), "no snapshot to drill");
+    let src = env.path("src");
+    write(&src.join("a"), b"a");
+    env.backup(&[&src]);
+    let out = env.vault(&["drill"], &env.owner_key, &["--host", "elsewhere"]);
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), "--host elsewhere");
+}

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::snapshot::Snapshot;
 use crate::ops::check::{self, CheckOptions, CheckReport};
@@ -88,6 +88,18 @@ pub fn run(repo: &Repository, opts: &DrillOptions, pg_url: PgUrl<'_>) -> Result<
     // A header dated in the future would stand in for its series' latest.
     let now = chrono::Utc::now();
     all.retain(|(_, s)| !s.is_in_the_future(now) && opts.filter.matches(s));
+    if all.is_empty() && damaged.is_empty() {
+        // Nothing restored is nothing proven: a drill timer that "passes"
+        // on an empty repository would hide a backup that never ran.
+        return Err(Error::NotFound(format!(
+            "no snapshot to drill{}; run `vault backup` first (and `vault drill` once after it)",
+            if opts.filter.is_empty() {
+                String::new()
+            } else {
+                format!(" matches{}", opts.filter.describe())
+            }
+        )));
+    }
     let mut passed = damaged.is_empty();
     let mut snapshots = Vec::new();
     for (id, reason) in choose(&all, opts.random_older) {
