@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+pub use crate::crypto::CryptoError;
 use crate::storage::StorageError;
 
 /// Shorthand for results carrying the library's [`Error`].
@@ -177,74 +178,6 @@ fn storage_kind(e: &StorageError) -> ErrorKind {
             ErrorKind::InvalidInput
         }
         StorageError::RetriesExhausted { .. } => ErrorKind::Storage,
-    }
-}
-
-/// Errors from the crypto layer. Messages never contain key material.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CryptoError {
-    /// A recipient string could not be parsed.
-    #[error("not a valid age recipient: {0:?} (expected age1…, ssh-ed25519 … or ssh-rsa …)")]
-    BadRecipient(String),
-
-    /// An identity file could not be parsed.
-    #[error("{}: not an age identity file, an ssh private key or a vault writer key", path.display())]
-    BadIdentityFile {
-        /// The identity file.
-        path: PathBuf,
-    },
-
-    /// A key file is readable by group or others.
-    #[error(
-        "{}: key file is readable by group or others (mode {mode:o}); run `chmod 600` on it",
-        path.display()
-    )]
-    InsecureKeyFile {
-        /// The key file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
-
-    /// None of the given identities can decrypt an object.
-    #[error("{object}: wrong passphrase or key (none of the given keys can decrypt it)")]
-    NoMatchingKey {
-        /// The object that could not be decrypted.
-        object: String,
-    },
-
-    /// An object failed to decrypt (damaged, truncated, or not age at all).
-    #[error("{object}: decryption failed: {reason}")]
-    Decrypt {
-        /// The object that failed.
-        object: String,
-        /// The age error, which never contains key material.
-        reason: String,
-    },
-
-    /// Encrypting failed.
-    #[error("encryption failed: {0}")]
-    Encrypt(String),
-
-    /// A passphrase was needed but none could be obtained.
-    #[error("a passphrase is needed: set VAULT_PASSPHRASE_FILE or run on a terminal")]
-    NoPassphrase,
-}
-
-impl CryptoError {
-    /// What sort of failure this is: a bad key or recipient given by the
-    /// caller, a key that opens nothing, or a damaged object.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            CryptoError::BadRecipient(_)
-            | CryptoError::BadIdentityFile { .. }
-            | CryptoError::InsecureKeyFile { .. }
-            | CryptoError::NoPassphrase => ErrorKind::InvalidInput,
-            CryptoError::NoMatchingKey { .. } => ErrorKind::Permission,
-            CryptoError::Decrypt { .. } => ErrorKind::Damage,
-            CryptoError::Encrypt(_) => ErrorKind::Other,
-        }
     }
 }
 

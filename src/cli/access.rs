@@ -5,12 +5,11 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use age::secrecy::{ExposeSecret, SecretString};
 use anyhow::{Context, Result};
 use clap::Args;
+use vault::crypto::{ExposeSecret, SecretString};
 
 use crate::cli::exit::usage;
-use vault::crypto;
 use vault::repo::select::SnapshotFilter;
 use vault::repo::{Access, Repository};
 use vault::storage::Storage;
@@ -81,7 +80,7 @@ impl Key {
         match Key::given(identity)? {
             Some(k) => Ok(k),
             None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => Ok(Key::Passphrase(
-                crypto::obtain_passphrase("vault owner passphrase: ")?,
+                super::edge::obtain_passphrase("the repository owner")?,
             )),
             None => usage!(
                 "no key given: pass -i KEY (or set VAULT_IDENTITY, or VAULT_PASSPHRASE_FILE for \
@@ -100,8 +99,8 @@ impl Key {
                 p.join("owner.key").display()
             ),
             Some(p) => Some(Key::File(p.to_owned())),
-            None if crypto::passphrase_file().is_some() => Some(Key::Passphrase(
-                crypto::obtain_passphrase("vault owner passphrase: ")?,
+            None if super::edge::passphrase_file().is_some() => Some(Key::Passphrase(
+                super::edge::obtain_passphrase("the repository owner")?,
             )),
             None => None,
         })
@@ -111,7 +110,7 @@ impl Key {
     pub fn open(&self, location: &str) -> Result<Repository> {
         let storage = open_storage(location)?;
         let access = match self {
-            Key::File(p) => Access::IdentityFile(p),
+            Key::File(p) => Access::IdentityFileWithPassphrase(p, &super::edge::Passphrases),
             Key::Passphrase(p) => {
                 Access::Passphrase(SecretString::from(p.expose_secret().to_owned()))
             }
@@ -120,9 +119,10 @@ impl Key {
     }
 }
 
-/// Opens the storage at `location` (no key needed).
+/// Opens the storage at `location` (no key needed), S3 with the options
+/// the environment and the configuration file give.
 pub fn open_storage(location: &str) -> Result<Arc<dyn Storage>> {
-    Ok(Arc::from(vault::storage::open(location)?))
+    super::edge::open_storage(location)
 }
 
 /// Creates the missing parent directories of a key file about to be

@@ -24,6 +24,7 @@ macro_rules! outln {
 mod access;
 mod commands;
 mod defaults;
+mod edge;
 mod exit;
 mod progress;
 mod render;
@@ -79,7 +80,7 @@ pub fn main() -> ExitCode {
     match loaded {
         Ok(Some(settings)) => {
             command = defaults::apply(command, &settings);
-            defaults::apply_to_libraries(&settings);
+            edge::configure(&settings);
         }
         Ok(None) => {}
         Err(_) if checking_config => {}

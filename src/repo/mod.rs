@@ -11,13 +11,12 @@ pub mod treewalk;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use age::secrecy::SecretString;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use reader::{BlobReader, MAX_BLOB};
 
-use crate::crypto::{self, Keyring, Seal};
+use crate::crypto::{self, Keyring, PassphraseSource, Seal, SecretString, X25519Identity};
 use crate::error::{CryptoError, Error, Result};
 use crate::format::chunk::ChunkerParams;
 use crate::format::config::{FORMAT_VERSION, MAX_LOCK_DAYS, RepoConfig};
@@ -120,8 +119,12 @@ pub struct InitOptions {
 
 /// How the caller proves who it is.
 pub enum Access<'a> {
-    /// An identity file: a writer key, or an owner's own age/ssh identity.
+    /// An identity file: a writer key, or an owner's own age/ssh identity
+    /// (an encrypted ssh key is refused: it needs a passphrase source).
     IdentityFile(&'a Path),
+    /// An identity file as above; an encrypted ssh key opens with the
+    /// passphrase that the source gives.
+    IdentityFileWithPassphrase(&'a Path, &'a dyn PassphraseSource),
     /// A passphrase owner (scrypt).
     Passphrase(SecretString),
 }
@@ -334,8 +337,8 @@ impl Repository {
         let mut repo_id = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut repo_id);
         let repo_id = hex::encode(repo_id);
-        let owner = age::x25519::Identity::generate();
-        let owner_recipient = owner.to_public().to_string();
+        let owner = X25519Identity::generate();
+        let owner_recipient = owner.recipient();
         let writer = WriterKey::generate(&repo_id, &owner_recipient);
         let config = RepoConfig {
             version: FORMAT_VERSION,
@@ -361,10 +364,10 @@ impl Repository {
         {
             return Err(raced());
         }
-        let owner_as_recipient = owner.to_public();
+        let owner_as_recipient = owner.to_recipient();
         let wrapped_writer = crypto::encrypt(
             writer.to_text().as_bytes(),
-            &Seal::Recipients(vec![&owner_as_recipient]),
+            &Seal::Recipients(vec![owner_as_recipient.as_ref()]),
         )?;
         if storage.put(WRITER_KEY, &wrapped_writer)? != PutOutcome::Created {
             return Err(raced());
@@ -383,32 +386,10 @@ impl Repository {
         storage.set_object_lock(config.object_lock);
         let (keys, owner_file) = match access {
             Access::IdentityFile(path) => {
-                let (text, writer) = keys::load_identity_file(path)?;
-                match writer {
-                    Some(w) => {
-                        let keys = RepoKeys::new(&config, w, None)?;
-                        keys::check_writer_current(storage.as_ref(), keys.writer())?;
-                        (keys, None)
-                    }
-                    None => {
-                        if let Some(owner) = crypto::parse_x25519(&text)
-                            .filter(|o| o.to_public().to_string() == config.owner_recipient)
-                        {
-                            // The unwrapped repository owner key itself.
-                            let keys = Self::owner_keys(storage.as_ref(), &config, owner, &text)?;
-                            (keys, None)
-                        } else {
-                            let ring = Keyring::new(crypto::parse_identities(&text, path)?);
-                            let (keys, file) = Self::unwrap_as_owner(
-                                storage.as_ref(),
-                                &config,
-                                &ring,
-                                &path.display().to_string(),
-                            )?;
-                            (keys, Some(file))
-                        }
-                    }
-                }
+                Self::open_with_file(storage.as_ref(), &config, path, &crypto::NoPassphrase)?
+            }
+            Access::IdentityFileWithPassphrase(path, passphrases) => {
+                Self::open_with_file(storage.as_ref(), &config, path, passphrases)?
             }
             Access::Passphrase(p) => {
                 let ring = Keyring::with_passphrase(p);
@@ -425,12 +406,38 @@ impl Repository {
         })
     }
 
+    /// The keys an identity file opens, and the owner file it unwrapped.
+    fn open_with_file(
+        storage: &dyn Storage,
+        config: &RepoConfig,
+        path: &Path,
+        passphrases: &dyn PassphraseSource,
+    ) -> Result<(RepoKeys, Option<String>)> {
+        let (text, writer) = keys::load_identity_file(path)?;
+        if let Some(w) = writer {
+            let keys = RepoKeys::new(config, w, None)?;
+            keys::check_writer_current(storage, keys.writer())?;
+            return Ok((keys, None));
+        }
+        if let Some(owner) =
+            crypto::parse_x25519(&text).filter(|o| o.recipient() == config.owner_recipient)
+        {
+            // The unwrapped repository owner key itself.
+            let keys = Self::owner_keys(storage, config, owner, &text)?;
+            return Ok((keys, None));
+        }
+        let ring = Keyring::new(crypto::parse_identities_with(&text, path, passphrases)?);
+        let (keys, file) =
+            Self::unwrap_as_owner(storage, config, &ring, &path.display().to_string())?;
+        Ok((keys, Some(file)))
+    }
+
     /// The keys of an owner holding the repository owner key `owner`, whose
     /// identity text (pinning the writer key) is `text`.
     fn owner_keys(
         storage: &dyn Storage,
         config: &RepoConfig,
-        owner: age::x25519::Identity,
+        owner: X25519Identity,
         text: &str,
     ) -> Result<RepoKeys> {
         let writer = Self::unwrap_writer(storage, &owner)?;
@@ -491,7 +498,7 @@ impl Repository {
             std::str::from_utf8(&plain).map_err(|_| Error::format(key, "not a text identity"))?;
         let owner = crypto::parse_x25519(text)
             .ok_or_else(|| Error::format(key, "holds no X25519 identity"))?;
-        if owner.to_public().to_string() != config.owner_recipient {
+        if owner.recipient() != config.owner_recipient {
             return Err(Error::format(
                 key,
                 "holds a key that is not this repository's owner key",
@@ -500,8 +507,8 @@ impl Repository {
         Self::owner_keys(storage, config, owner, text).map(Some)
     }
 
-    fn unwrap_writer(storage: &dyn Storage, owner: &age::x25519::Identity) -> Result<WriterKey> {
-        let owner_ring = Keyring::new(vec![Box::new(owner.clone())]);
+    fn unwrap_writer(storage: &dyn Storage, owner: &X25519Identity) -> Result<WriterKey> {
+        let owner_ring = Keyring::new(vec![owner.to_identity()]);
         let plain =
             zeroize::Zeroizing::new(owner_ring.decrypt(&storage.get(WRITER_KEY)?, WRITER_KEY)?);
         std::str::from_utf8(&plain)

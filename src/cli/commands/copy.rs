@@ -69,6 +69,7 @@ pub fn init_like(target: &str, like: &LikeArgs) -> Result<ExitCode> {
         "created repository {} at {target}, a copy target of {source_repo} (same keys)",
         config.id
     );
+    super::init::print_protection(storage.as_ref())?;
     outln!("next: vault copy -r {source_repo} -i OWNER_KEY --to {target}");
     Ok(ExitCode::Ok)
 }

@@ -65,6 +65,30 @@ enum LockModeArg {
     Compliance,
 }
 
+/// Says what the storage protects against a compromised host (S3: found
+/// out by asking the bucket and probing it); a storage any writer can
+/// destroy is a warning on stderr.
+pub fn print_protection(storage: &dyn vault::storage::Storage) -> Result<()> {
+    use crate::cli::render::sanitize;
+    let Some(p) = storage
+        .protection()
+        .context("finding out what the storage protects against")?
+    else {
+        return Ok(());
+    };
+    for line in p.facts() {
+        outln!("storage: {}", sanitize(&line));
+    }
+    for line in p.verdict() {
+        if p.destroyable_by_writers() {
+            eprintln!("warning: {}", sanitize(&line));
+        } else {
+            outln!("{}", sanitize(&line));
+        }
+    }
+    Ok(())
+}
+
 /// Runs `vault init`.
 pub fn run(a: InitArgs) -> Result<ExitCode> {
     if a.like.like.is_some() {
@@ -95,9 +119,11 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
             days,
         }),
     };
-    let config = Repository::init(open_storage(&a.repo)?, &opts)
+    let storage = open_storage(&a.repo)?;
+    let config = Repository::init(storage.clone(), &opts)
         .with_context(|| format!("creating repository {}", a.repo))?;
     outln!("created repository {} at {}", config.id, a.repo);
+    print_protection(storage.as_ref())?;
     if let Some(lock) = config.object_lock {
         outln!(
             "every object is retained with S3 Object Lock ({}) for {} days after its upload",

@@ -146,7 +146,7 @@ fn list(a: ListArgs) -> Result<ExitCode> {
 /// The owner `recipients` or `passphrase` describe (prompting for the passphrase).
 pub fn owner_spec(recipients: &[String], passphrase: bool) -> Result<OwnerSpec> {
     Ok(if passphrase {
-        OwnerSpec::Passphrase(crypto::obtain_passphrase("passphrase for the new owner: ")?)
+        OwnerSpec::Passphrase(crate::cli::edge::obtain_passphrase("the new owner")?)
     } else {
         OwnerSpec::Recipients(
             recipients
@@ -159,7 +159,7 @@ pub fn owner_spec(recipients: &[String], passphrase: bool) -> Result<OwnerSpec> 
 }
 
 fn add_owner(a: AddOwnerArgs) -> Result<ExitCode> {
-    if a.passphrase && a.repo.identity.is_none() && crypto::passphrase_file().is_some() {
+    if a.passphrase && a.repo.identity.is_none() && crate::cli::edge::passphrase_file().is_some() {
         usage!(
             "--passphrase would read VAULT_PASSPHRASE_FILE for both you and the new owner: \
              open the repository with -i, or run on a terminal to be asked twice"
