@@ -212,3 +212,60 @@ fn a_pack_the_user_may_not_read_is_not_reported_as_damage() {
     let out = env.restore("latest", &env.path("t2"));
     assert_code(&out, 4);
 }
+
+/// Runs `vault snapshots` against an S3 endpoint that counts connections,
+/// with `env` and no AWS configuration from this machine.
+fn s3_without(env: &[(&str, &str)]) -> (std::process::Output, usize) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let home = tempfile::tempdir().unwrap();
+    let key = home.path().join("k");
+    assert_success(&run(&["key", "generate", "-o", key.to_str().unwrap()]));
+    let mut cmd = Command::new(vault_bin());
+    cmd.args(["snapshots", "-r", "s3://bucket/host1", "-i"])
+        .arg(&key)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", home.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("VAULT_S3_RETRY_BASE_MS", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let mut connections = 0;
+    while listener.accept().is_ok() {
+        connections += 1;
+    }
+    (out, connections)
+}
+
+#[test]
+fn s3_misconfiguration_is_one_plain_line_and_never_retried() {
+    let (out, connections) = s3_without(&[("AWS_REGION", "us-east-1")]);
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    assert_contains(&err, "S3 has no credentials: set AWS_ACCESS_KEY_ID");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        !err.contains("Error {") && !err.contains("attempts"),
+        "{err}"
+    );
+    assert_eq!(connections, 0);
+
+    let (out, connections) = s3_without(&[
+        ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "example"),
+    ]);
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    assert_contains(&err, "S3 has no region: set AWS_REGION");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        !err.contains("DispatchFailure") && !err.contains("attempts"),
+        "{err}"
+    );
+    assert_eq!(connections, 0);
+}

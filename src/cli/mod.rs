@@ -52,8 +52,14 @@ pub struct Cli {
 
 /// Parses arguments, runs the command, prints errors; returns the exit code.
 pub fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VAULT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // The AWS SDK warns with nested debug structures about what vault then
+    // reports in one plain line (no credentials, an unreadable profile):
+    // its warnings show only with VAULT_LOG.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VAULT_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,aws_config=error,aws_runtime=error,aws_smithy_runtime=error,aws_sdk_s3=error",
+        )
+    });
     // On a terminal: colours and times. Under systemd (JOURNAL_STREAM set)
     // or in a pipe: plain lines with levels; the journal adds its own time.
     let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
