@@ -87,7 +87,13 @@ fn pack_slices_cover_every_pack_within_the_period() {
             random_older: false,
             ..Default::default()
         };
-        let report = vault::ops::drill::run(&repo, &opts, None).unwrap();
+        let report = vault::ops::drill::run(
+            &repo,
+            &opts,
+            &vault::ops::restore::DatabaseDrill::default(),
+            &vault::Cancel::new(),
+        )
+        .unwrap();
         assert!(report.passed);
         read += report.packs.packs_read;
     }

@@ -9,6 +9,7 @@
 //! - [`defaults`]: the configuration file as flag defaults.
 //! - [`exit`]: the exit codes.
 //! - [`progress`]: live progress lines on a terminal.
+//! - [`signals`]: SIGINT/SIGTERM turned into a cancellation the library checks.
 
 /// `println!` for command output: a closed pipe (`vault snapshots | head
 /// -n 1`) ends the process quietly with exit 0, as other Unix tools do.
@@ -28,6 +29,7 @@ mod edge;
 mod exit;
 mod progress;
 mod render;
+mod signals;
 
 use std::path::PathBuf;
 

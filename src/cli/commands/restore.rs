@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use super::drill::{DrillUserArg, database_drill};
 use crate::cli::access::{RepoArgs, SelectArgs};
 use crate::cli::exit::ExitCode;
 use crate::cli::render;
-use vault::ops::restore::{self, RestoreOptions};
+use vault::ops::restore::{self, RestoreOptions, VerifyOptions};
 
 /// `vault restore`.
 #[derive(Args)]
@@ -32,9 +33,12 @@ pub struct RestoreArgs {
     verify: bool,
     /// With --verify: load database dumps into this PostgreSQL server (libpq
     /// conninfo; a scratch database is created and dropped) instead of a
-    /// throwaway cluster.
+    /// throwaway cluster. Its role must not be a superuser or hold
+    /// CREATEROLE or the pg_*_server_* roles.
     #[arg(long, value_name = "CONNINFO", requires = "verify")]
     pg_url: Option<String>,
+    #[command(flatten)]
+    drill_user: DrillUserArg,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -45,14 +49,18 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
     let repo = a.repo.open()?;
     let (id, snap) = vault::repo::select::find(&repo, &a.snapshot, &a.select.filter())?;
     let (report, drill) = if a.verify {
-        let (r, d) = restore::verify_drill(
-            &repo,
-            &id,
-            &snap,
-            a.target.as_deref(),
-            &a.include,
-            a.pg_url.as_deref(),
-        )?;
+        let cancel = crate::cli::signals::cancel_on_signals();
+        let opts = VerifyOptions {
+            target: a.target.clone(),
+            include: a.include.clone(),
+            databases: database_drill(a.pg_url.clone(), &a.drill_user),
+            cancel: cancel.clone(),
+        };
+        let verified = restore::verify_drill(&repo, &id, &snap, &opts);
+        let (r, d) = match crate::cli::signals::interrupted(verified, &cancel)? {
+            Ok(done) => done,
+            Err(code) => return Ok(code),
+        };
         (r, Some(d))
     } else {
         let target = a
@@ -64,6 +72,7 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
             include: a.include.clone(),
             threads: 0,
             verify: false,
+            cancel: vault::Cancel::new(),
         };
         (restore::restore(&repo, &id, &snap, &opts)?, None)
     };
