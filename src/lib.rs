@@ -48,7 +48,8 @@
 //! let dir = tempfile::tempdir()?;
 //! let location = dir.path().join("repo");
 //! let storage = || -> vault::Result<Arc<dyn Storage>> {
-//!     Ok(Arc::from(vault::storage::open(location.to_str().expect("UTF-8"))?))
+//!     let s3 = vault::storage::S3Options::default(); // a local directory needs none
+//!     Ok(Arc::from(vault::storage::open(location.to_str().expect("UTF-8"), &s3)?))
 //! };
 //!
 //! // The owner: an age identity kept offline (written with mode 0600).
