@@ -466,10 +466,10 @@ fn a_missing_or_privileged_drill_user_is_refused_before_restoring() {
         .env("VAULT_DRILL_USER", "root")
         .output()
         .unwrap();
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     assert_contains(&stderr(&out), "root");
     let out = env.vault(&["drill"], &env.owner_key, &["--drill-user", "root"]);
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     assert_contains(&stderr(&out), "unprivileged");
     assert_eq!(drill_records(&env), 0);
 }
