@@ -58,6 +58,9 @@ pub struct CheckReport {
     pub packs_read: u64,
     /// Blobs verified by the data check.
     pub blobs_verified: u64,
+    /// Index entries the data check verified that no owner had attested
+    /// yet; it signs them, so that backups may deduplicate against them.
+    pub entries_attested: u64,
     /// Unfinished multipart uploads found by the storage check.
     pub pending_uploads: u64,
     /// How many of those were aborted (`--clean-uploads`).
@@ -203,9 +206,52 @@ pub fn check(repo: &Repository, opts: &CheckOptions, report: &mut CheckReport) -
     }
     if let Some((n, m)) = opts.read_data {
         repo.keys().require_owner("check --read-data")?;
-        check_data(repo, &index, &stored, n, m, report);
+        let verified = check_data(repo, &index, &stored, n, m, report);
+        attest_verified(repo, &loaded.attested, verified, report);
     }
     Ok(())
+}
+
+/// Signs, as the owner, the pack entries this check read and verified that
+/// no owner had attested yet: backups of every host may then deduplicate
+/// against them. A check that cannot write (read-only credentials) says so
+/// and goes on.
+fn attest_verified(
+    repo: &Repository,
+    attested: &Index,
+    verified: Vec<(Id, BlobKind, Vec<crate::format::pack::PackEntry>)>,
+    report: &mut CheckReport,
+) {
+    use crate::format::index::BlobLocation;
+    let fresh: Vec<(Id, BlobLocation)> = verified
+        .into_iter()
+        .flat_map(|(pack, kind, entries)| {
+            entries.into_iter().map(move |e| {
+                let loc = BlobLocation {
+                    pack,
+                    kind,
+                    offset: e.offset,
+                    length: e.length,
+                    raw_length: e.raw_length,
+                };
+                (e.id, loc)
+            })
+        })
+        .filter(|(blob, loc)| !crate::repo::attest::is_attested(attested, blob, loc))
+        .collect();
+    if fresh.is_empty() {
+        return;
+    }
+    let n = fresh.len() as u64;
+    let packs = crate::repo::attest::group_by_pack(fresh);
+    match crate::repo::attest::write_attested(repo, &packs, Vec::new()) {
+        Ok(_) => report.entries_attested = n,
+        Err(e) => report.add(
+            Severity::Info,
+            "index",
+            format!("verified entries could not be attested (backups will store them again): {e}"),
+        ),
+    }
 }
 
 fn check_structure(
@@ -320,7 +366,8 @@ fn check_data(
     n: u32,
     m: u32,
     report: &mut CheckReport,
-) {
+) -> Vec<(Id, BlobKind, Vec<crate::format::pack::PackEntry>)> {
+    let mut verified = Vec::new();
     let mut expected: HashMap<Id, Vec<(Id, u32, u32)>> = HashMap::new();
     for (blob, loc) in index.blobs() {
         expected
@@ -382,10 +429,12 @@ fn check_data(
                         );
                     }
                 }
+                verified.push((*pack, kinds[pack], entries));
             }
             Err(e) => report.add(Severity::Error, key, e.to_string()),
         }
     }
+    verified
 }
 
 /// Decrypts a whole pack and verifies every blob in its trailer.

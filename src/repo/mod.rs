@@ -1,12 +1,15 @@
 //! The repository handle: layout of object keys, opening with a key, and
 //! reading and writing sealed objects (compress → encrypt → store).
 
+pub mod attest;
+pub mod hosts;
 pub mod keys;
 pub mod owners;
 pub mod packer;
 mod reader;
 pub mod select;
 pub mod treewalk;
+pub mod trust;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,10 +22,11 @@ pub use reader::{BlobReader, MAX_BLOB};
 use crate::crypto::{self, Keyring, PassphraseSource, Seal, SecretString, X25519Identity};
 use crate::error::{CryptoError, Error, Result};
 use crate::format::chunk::ChunkerParams;
-use crate::format::config::{FORMAT_VERSION, MAX_LOCK_DAYS, RepoConfig};
+use crate::format::config::{FORMAT_VERSION, MAX_LOCK_DAYS, OLDEST_FORMAT_VERSION, RepoConfig};
 use crate::format::id::Id;
 use crate::format::index::{Index, IndexFile};
 use crate::format::pack::BlobKind;
+use crate::format::signature::{SignatureBlock, SignedKind};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
 use crate::storage::{ObjectLock, PutOutcome, Storage, StorageError};
@@ -164,8 +168,13 @@ pub fn list_packs(storage: &dyn Storage) -> Result<std::collections::HashMap<Id,
 /// Every index file of a repository, loaded.
 #[derive(Default)]
 pub struct LoadedIndex {
-    /// The merged index of every readable index file.
+    /// The merged index of every readable index file (for
+    /// [`Repository::load_dedup_index`]: of the trusted ones only).
     pub index: Index,
+    /// The locations listed by index files the repository owner signed:
+    /// an owner verified them (by reading the blobs) or wrote them itself.
+    /// Empty from [`Repository::load_dedup_index`].
+    pub attested: Index,
     /// Packs marked for deletion by prune, with the time of the mark.
     pub condemned: std::collections::HashMap<Id, chrono::DateTime<chrono::Utc>>,
     /// Keys of the index files read.
@@ -173,6 +182,10 @@ pub struct LoadedIndex {
     /// Index files that could not be read.
     pub damaged: Vec<Error>,
 }
+
+/// Decides, for an index file (its id and signer), whether a backup may
+/// deduplicate against it.
+pub type IndexTrust<'a> = dyn Fn(&Id, &trust::Signer) -> bool + 'a;
 
 /// Readable snapshots (oldest first) and the errors for unreadable ones.
 pub type SnapshotList = (Vec<(Id, Snapshot)>, Vec<Error>);
@@ -245,12 +258,25 @@ pub fn read_config(storage: &dyn Storage) -> Result<RepoConfig> {
     })?;
     let config: RepoConfig = serde_json::from_slice(&bytes)
         .map_err(|e| Error::format(CONFIG_KEY, format!("not a vault config: {e}")))?;
-    if config.version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&config.version) {
         return Err(Error::format(
             CONFIG_KEY,
             format!(
-                "format version {} is not supported (this vault reads {FORMAT_VERSION})",
+                "format version {} is not supported (this vault reads \
+                 {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})",
                 config.version
+            ),
+        ));
+    }
+    if (config.version >= 2) != config.owner_signing_key.is_some()
+        || (config.version >= 2) != config.signature.is_some()
+    {
+        return Err(Error::format(
+            CONFIG_KEY,
+            format!(
+                "a format-{} config must {}carry owner_signing_key and signature",
+                config.version,
+                if config.version >= 2 { "" } else { "not " }
             ),
         ));
     }
@@ -339,8 +365,12 @@ impl Repository {
         let repo_id = hex::encode(repo_id);
         let owner = X25519Identity::generate();
         let owner_recipient = owner.recipient();
-        let writer = WriterKey::generate(&repo_id, &owner_recipient);
-        let config = RepoConfig {
+        // Format 2: the owner signing key signs the config and certifies
+        // the shared writer key's host key.
+        let owner_signer = crypto::sign::SigningKey::derive_owner(&owner);
+        let writer = WriterKey::generate(&repo_id, &owner_recipient)
+            .with_host(&owner_signer, crate::format::signature::SHARED_HOST);
+        let mut config = RepoConfig {
             version: FORMAT_VERSION,
             id: repo_id.clone(),
             owner_recipient: owner_recipient.clone(),
@@ -350,11 +380,15 @@ impl Repository {
             compression_level: opts.compression_level,
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             object_lock: opts.object_lock,
+            owner_signing_key: Some(owner_signer.public()),
+            signature: None,
         };
+        config.signature = Some(owner_signer.sign(config.signed_text().as_bytes()));
 
         crypto::write_key_file(&opts.writer_key_out, &writer.to_text())?;
 
-        let owner_text = keys::owner_identity_text(&owner, &repo_id, &writer.recipient());
+        let owner_text =
+            keys::owner_identity_text(&owner, &repo_id, &writer.recipient(), FORMAT_VERSION);
         let wrapped_owner = wrap_for_owner(&owner_text, &opts.owner)?;
         let raced = || Error::Conflict("another vault init is writing here; keep the first".into());
         if storage.put(
@@ -440,6 +474,7 @@ impl Repository {
         owner: X25519Identity,
         text: &str,
     ) -> Result<RepoKeys> {
+        keys::check_owner_text_format(text, config)?;
         let writer = Self::unwrap_writer(storage, &owner)?;
         keys::check_writer_pin(text, &writer)?;
         if writer.recipient() != config.writer_recipient {
@@ -545,6 +580,28 @@ impl Repository {
         self.put_object(kind, &bytes)
     }
 
+    /// Seals a JSON document for owner and writer, signed by the caller (the
+    /// owner signing key, or the writer's host key; a format-1 writer key
+    /// cannot sign), and stores it. Only for documents whose every claim the
+    /// caller made or verified itself: an owner-signed index file is trusted
+    /// by every backup for deduplication.
+    pub fn put_signed_json<T: Serialize>(&self, kind: ObjectKind, value: &T) -> Result<Id> {
+        let signed = match kind {
+            ObjectKind::Snapshot => SignedKind::Snapshot,
+            ObjectKind::Index => SignedKind::Index,
+            ObjectKind::Drill => SignedKind::Drill,
+            other => unreachable!("{other:?} objects are never signed"),
+        };
+        let json = serde_json::to_vec(value).expect("repository documents always serialize");
+        let compressed = zstd::bulk::compress(&json, 3).map_err(|e| Error::io("zstd", e))?;
+        let plain = match self.keys.sign_document(signed, &json) {
+            Some(block) => crate::format::signature::frame(&block, &compressed),
+            None => compressed,
+        };
+        let bytes = self.keys.seal_shared(&plain)?;
+        self.put_object(kind, &bytes)
+    }
+
     /// Like [`Repository::put_shared_json`], but never under Object Lock
     /// retention (prune's lock, which must be deletable when prune ends).
     pub fn put_transient_json<T: Serialize>(&self, kind: ObjectKind, value: &T) -> Result<Id> {
@@ -554,8 +611,29 @@ impl Repository {
         Ok(id)
     }
 
-    /// Reads, checks and decrypts a JSON object by key.
+    /// Reads, checks and decrypts a JSON object by key (its signature, if
+    /// any, is not looked at: see [`Repository::get_signed_json`]).
     pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
+        let (json, _) = self.open_sealed(key)?;
+        serde_json::from_slice(&json)
+            .map_err(|e| Error::format(key, format!("not valid JSON: {e}")))
+    }
+
+    /// Reads, checks and decrypts a JSON object, and tells who signed it.
+    pub fn get_signed_json<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        kind: SignedKind,
+    ) -> Result<(T, trust::Signer)> {
+        let (json, block) = self.open_sealed(key)?;
+        let value = serde_json::from_slice(&json)
+            .map_err(|e| Error::format(key, format!("not valid JSON: {e}")))?;
+        let signer = trust::check_block(&self.keys, &self.config.id, kind, &json, block);
+        Ok((value, signer))
+    }
+
+    /// A sealed document's JSON bytes and its signature block, if any.
+    fn open_sealed(&self, key: &str) -> Result<(Vec<u8>, Option<SignatureBlock>)> {
         let bytes = self.storage.get(key)?;
         if let Some(id) = id_from_key(key)
             && Id::of_bytes(&bytes) != id
@@ -565,12 +643,14 @@ impl Repository {
                 "content does not match its name (damaged object)",
             ));
         }
-        let compressed = self.keys.keyring().decrypt(&bytes, key)?;
+        let plain = self.keys.keyring().decrypt(&bytes, key)?;
+        let (block, compressed) =
+            crate::format::signature::unframe(&plain).map_err(|e| Error::format(key, e))?;
         // A bounded decode: a sealed document can be planted by anyone with
         // the writer key, so it must not be able to exhaust memory.
         const MAX_JSON: u64 = 1 << 30;
         let mut json = Vec::new();
-        zstd::stream::read::Decoder::new(&compressed[..])
+        zstd::stream::read::Decoder::new(compressed)
             .and_then(|d| {
                 std::io::Read::read_to_end(&mut std::io::Read::take(d, MAX_JSON + 1), &mut json)
             })
@@ -578,8 +658,7 @@ impl Repository {
         if json.len() as u64 > MAX_JSON {
             return Err(Error::format(key, "decompresses to more than 1 GiB"));
         }
-        serde_json::from_slice(&json)
-            .map_err(|e| Error::format(key, format!("not valid JSON: {e}")))
+        Ok((json, block))
     }
 
     /// Loads every index file. Damaged index files are returned as errors
@@ -590,16 +669,50 @@ impl Repository {
     }
 
     /// Loads every index file with what prune needs besides the index: the
-    /// keys of the files read and the packs marked for deletion.
+    /// keys of the files read, the packs marked for deletion, and which
+    /// locations an owner attested.
     pub fn load_index_files(&self) -> Result<LoadedIndex> {
+        self.load_index_selected(None)
+    }
+
+    /// The index a backup may deduplicate against: the index files the
+    /// repository owner signed, and those `also_trust` accepts (its own).
+    ///
+    /// Index files are claims anyone with the writer key can make; a
+    /// backup that deduplicates against a planted entry ("blob X lives at
+    /// offset 0 of pack P") writes a snapshot that does not restore. So
+    /// other hosts' index files are never a source for deduplication; they
+    /// stay readable for restore, which verifies every blob.
+    pub fn load_dedup_index(&self, also_trust: &IndexTrust<'_>) -> Result<LoadedIndex> {
+        self.load_index_selected(Some(also_trust))
+    }
+
+    fn load_index_selected(&self, dedup: Option<&IndexTrust<'_>>) -> Result<LoadedIndex> {
         let mut loaded = LoadedIndex::default();
         for obj in self.storage.list(ObjectKind::Index.prefix())? {
-            if id_from_key(&obj.key).is_none() {
+            let Some(id) = id_from_key(&obj.key) else {
                 continue;
-            }
-            match self.get_json::<IndexFile>(&obj.key) {
-                Ok(file) => {
-                    file.packs.iter().for_each(|p| loaded.index.add_pack(p));
+            };
+            match self.get_signed_json::<IndexFile>(&obj.key, SignedKind::Index) {
+                Ok((file, signer)) => {
+                    let by_owner = signer == trust::Signer::Owner;
+                    let wanted = match dedup {
+                        None => true,
+                        Some(also) => by_owner || also(&id, &signer),
+                    };
+                    if wanted {
+                        file.packs.iter().for_each(|p| loaded.index.add_pack(p));
+                    }
+                    if by_owner && dedup.is_none() {
+                        file.packs.iter().for_each(|p| loaded.attested.add_pack(p));
+                    }
+                    // Only prune (an owner) marks packs: in format 2 a mark
+                    // in a file the owner did not sign is ignored, so a
+                    // planted one cannot hurry a deletion.
+                    if self.config.version >= 2 && !by_owner {
+                        loaded.files.push(obj.key);
+                        continue;
+                    }
                     // A mark dated in the future (planted, or a skewed
                     // clock) would keep a pack forever: ignored.
                     let horizon = chrono::Utc::now()
@@ -618,6 +731,7 @@ impl Repository {
             }
         }
         loaded.index.finish();
+        loaded.attested.finish();
         Ok(loaded)
     }
 
@@ -640,10 +754,46 @@ impl Repository {
         Ok((out, damaged))
     }
 
-    /// Finds a snapshot by `latest` (the newest not dated in the future), a
-    /// full id, or a unique id prefix.
+    /// Finds a snapshot by `latest` (the newest that counts: signed by the
+    /// owner or its own host, dated no later than its upload, not in the
+    /// future), a full id, or a unique id prefix (any readable header).
     pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
-        select::find(self, spec, &select::SnapshotFilter::default())
+        if spec == "latest" {
+            let set = self.verified_snapshots()?;
+            // Not one dated ahead of the clock (a storage without upload
+            // times, skew): it would shadow every real snapshot.
+            let now = chrono::Utc::now();
+            let usable: Vec<&trust::SnapshotRecord> =
+                set.records.iter().filter(|r| r.trust.usable()).collect();
+            let pick = usable
+                .iter()
+                .rev()
+                .find(|r| !r.snapshot.is_in_the_future(now))
+                .or(usable.last());
+            return match pick {
+                Some(r) => Ok((r.id, r.snapshot.clone())),
+                None if set.records.is_empty() => Err(Error::SnapshotNotFound(spec.into())),
+                None => Err(Error::NotFound(format!(
+                    "no snapshot can be trusted as `latest`: the {} header(s) here are not \
+                     signed by the repository owner or by the host they name (`vault snapshots` \
+                     says why); name one by its id to use it anyway",
+                    set.records.len()
+                ))),
+            };
+        }
+        let (all, _) = self.snapshots()?;
+        let spec_l = spec.to_ascii_lowercase();
+        let mut hits: Vec<_> = all
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&spec_l))
+            .collect();
+        match hits.len() {
+            1 => Ok(hits.pop().expect("one hit")),
+            0 => Err(Error::SnapshotNotFound(spec.into())),
+            n => Err(Error::InvalidInput(format!(
+                "snapshot prefix {spec:?} is ambiguous ({n} matches)"
+            ))),
+        }
     }
 
     /// Reads and parses one tree blob (owner only).

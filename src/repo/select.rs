@@ -92,8 +92,17 @@ pub fn resolve(
     }
 }
 
-/// Finds the snapshot `spec` names among those of `repo` that pass `filter`.
+/// Finds the snapshot `spec` names among those of `repo` that pass
+/// `filter`: `latest` among the headers that count (see
+/// [`Repository::find_snapshot`]), an id or prefix among every readable one.
 pub fn find(repo: &Repository, spec: &str, filter: &SnapshotFilter) -> Result<(Id, Snapshot)> {
-    let (all, _) = repo.snapshots()?;
-    resolve(all, spec, filter, chrono::Utc::now())
+    if filter.is_empty() {
+        return repo.find_snapshot(spec);
+    }
+    let candidates = if spec == "latest" {
+        repo.verified_snapshots()?.usable()
+    } else {
+        repo.snapshots()?.0
+    };
+    resolve(candidates, spec, filter, chrono::Utc::now())
 }

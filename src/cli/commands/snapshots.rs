@@ -22,18 +22,24 @@ pub struct SnapshotsArgs {
 /// Runs `vault snapshots`; exits 4 when a snapshot header is damaged.
 pub fn run(a: SnapshotsArgs) -> Result<ExitCode> {
     let repo = a.repo.open()?;
-    let (mut list, damaged) = repo.snapshots()?;
+    let mut set = repo.verified_snapshots()?;
     let filter = a.select.filter();
-    list.retain(|(_, s)| filter.matches(s));
-    for e in &damaged {
+    set.records.retain(|r| filter.matches(&r.snapshot));
+    for e in &set.damaged {
         render::warning(&e.to_string());
     }
-    if a.json {
-        render::snapshots::json(&list);
-    } else {
-        render::snapshots::table(&list);
+    for (r, why) in set.untrusted() {
+        render::warning(&format!(
+            "snapshot {} does not count for latest, retention, drills or status: {why}",
+            r.id.short()
+        ));
     }
-    Ok(if damaged.is_empty() {
+    if a.json {
+        render::snapshots::json(&set.records);
+    } else {
+        render::snapshots::table(&set.records);
+    }
+    Ok(if set.damaged.is_empty() {
         ExitCode::Ok
     } else {
         ExitCode::Damage

@@ -3,17 +3,36 @@
 use serde_json::json;
 
 use super::{CERT_WARN_DAYS, sanitize, size};
-use vault::Id;
-use vault::format::snapshot::{Snapshot, SourceRecord};
+use vault::format::snapshot::SourceRecord;
+use vault::repo::trust::{SnapshotRecord, Trust};
 
-/// Prints the snapshots as a JSON array.
-pub fn json(list: &[(Id, Snapshot)]) {
+fn trust(t: &Trust) -> &'static str {
+    match t {
+        Trust::Trusted => "trusted",
+        Trust::Legacy => "legacy",
+        Trust::Untrusted(_) => "untrusted",
+    }
+}
+
+/// Prints the snapshots as a JSON array: each header as written, who signed
+/// it, whether it counts (and why not), and the time it counts as (bounded
+/// by its upload).
+pub fn json(list: &[SnapshotRecord]) {
     let now = chrono::Utc::now();
     let v: Vec<_> = list
         .iter()
-        .map(|(id, s)| {
+        .map(|r| {
+            let mut s = r.snapshot.clone();
+            s.time = r.recorded_time;
             let expiring = vault::source::keystore::expiring(&s.certificates, now, CERT_WARN_DAYS);
-            json!({ "id": id, "snapshot": s, "expiring_certificates": expiring })
+            let reason = match &r.trust {
+                Trust::Untrusted(why) => Some(why.clone()),
+                _ => None,
+            };
+            json!({ "id": r.id, "snapshot": s, "expiring_certificates": expiring,
+                    "signed_by": r.signer.describe(), "trust": trust(&r.trust),
+                    "untrusted_reason": reason, "counts_as_time": r.snapshot.time,
+                    "uploaded": r.uploaded })
         })
         .collect();
     super::json(&v);
@@ -29,10 +48,11 @@ fn source_cell(s: &SourceRecord) -> String {
 
 /// Prints the snapshots as a table: tags, and every source (paths,
 /// databases, commands).
-pub fn table(list: &[(Id, Snapshot)]) {
-    let rows: Vec<[String; 7]> = list
+pub fn table(list: &[SnapshotRecord]) {
+    let rows: Vec<[String; 8]> = list
         .iter()
-        .map(|(id, s)| {
+        .map(|r| {
+            let (id, s) = (&r.id, &r.snapshot);
             let tags = if s.tags.is_empty() {
                 "-".to_owned()
             } else {
@@ -45,6 +65,7 @@ pub fn table(list: &[(Id, Snapshot)]) {
                 sanitize(&s.host),
                 size(s.totals.bytes),
                 if s.is_complete() { "ok" } else { "partial" }.to_owned(),
+                trust(&r.trust).to_owned(),
                 sanitize(&tags),
                 sanitize(&sources.join(" ")),
             ]
@@ -56,6 +77,7 @@ pub fn table(list: &[(Id, Snapshot)]) {
         "host",
         "size",
         "status",
+        "trust",
         "tags",
         "sources",
     ];
@@ -66,10 +88,10 @@ pub fn table(list: &[(Id, Snapshot)]) {
             .max()
             .unwrap_or(0)
     };
-    let w: Vec<usize> = (0..6).map(width).collect();
-    let line = |r: [&str; 7]| {
+    let w: Vec<usize> = (0..7).map(width).collect();
+    let line = |r: [&str; 8]| {
         format!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:<w4$}  {:<w5$}  {}",
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:<w4$}  {:<w5$}  {:<w6$}  {}",
             r[0],
             r[1],
             r[2],
@@ -77,19 +99,21 @@ pub fn table(list: &[(Id, Snapshot)]) {
             r[4],
             r[5],
             r[6],
+            r[7],
             w0 = w[0],
             w1 = w[1],
             w2 = w[2],
             w3 = w[3],
             w4 = w[4],
             w5 = w[5],
+            w6 = w[6],
         )
     };
     outln!("{}", line(header).trim_end());
     for r in &rows {
         outln!(
             "{}",
-            line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6]]).trim_end()
+            line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6], &r[7]]).trim_end()
         );
     }
 }

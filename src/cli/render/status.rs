@@ -44,6 +44,9 @@ pub fn text(r: &StatusReport) {
     for u in &r.unreadable {
         outln!("unreadable: {}", sanitize(u));
     }
+    for u in &r.untrusted {
+        println!("untrusted: {}", sanitize(u));
+    }
     if r.sources.is_empty() {
         outln!("no snapshots yet");
     }

@@ -30,9 +30,6 @@ use crate::storage::Storage;
 pub use locks::LockUpkeep;
 pub use plan::{PlanCounts, PlanRules, StoredPack};
 
-/// Packs listed per index file prune writes.
-const PACKS_PER_INDEX_FILE: usize = 4096;
-
 /// Settings of a prune run.
 #[derive(Debug, Clone, Copy)]
 pub struct PruneOptions {
@@ -59,6 +56,16 @@ pub struct PruneReport {
     pub index_files_written: u64,
     /// Index files removed (replaced by the new ones).
     pub index_files_removed: u64,
+    /// Index entries read back and verified before the owner signed them
+    /// (entries already attested by an owner are not read again).
+    pub entries_verified: u64,
+    /// Index entries dropped because their bytes are not the blob they
+    /// name and no snapshot needs that blob (planted claims).
+    pub entries_dropped: u64,
+    /// Index entries of blobs snapshots need that did not verify: kept, in
+    /// an index file the owner does not sign (`vault check --read-data`
+    /// reports the damage).
+    pub entries_unverified: u64,
     /// Leftovers of interrupted writes removed.
     pub leftovers_removed: u64,
     /// Objects that could not be deleted, with the reason (e.g. Object Lock
@@ -150,6 +157,7 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let unchanged = plan.copy.is_empty()
         && plan.delete.is_empty()
         && loaded.files.len() <= 1
+        && loaded.attested.len() == loaded.index.len()
         && plan.marks.iter().copied().collect::<HashSet<_>>() == previous_marks
         && loaded.index.packs().all(|(p, _)| stored.contains_key(&p));
 
@@ -157,11 +165,13 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         let new_packs = repack(repo, &plan.copy, &mut report)?;
         report.index_files_written = write_index(
             repo,
-            &loaded.index,
+            &loaded,
+            &referenced,
             &stored,
             &plan,
             new_packs,
             opts.rules.now,
+            &mut report,
         )?;
         for key in &loaded.files {
             match delete_unless_locked(repo.storage().as_ref(), key, opts.rules.now) {
@@ -307,43 +317,57 @@ fn repack(
 
 /// Writes the index files that replace every current one: the kept packs,
 /// the new packs, and the marks. Returns how many were written.
+///
+/// The owner signs them, and backups deduplicate against owner-signed
+/// entries without question, so every entry is verified first unless an
+/// owner already attested it: a planted claim ("blob X is at offset 0 of
+/// pack P") is read back, found false and dropped, never carried into a
+/// signed file. Entries of blobs a snapshot needs that fail are kept in an
+/// unsigned file (damage for `vault check` to report, not for prune to hide).
+#[allow(clippy::too_many_arguments)]
 fn write_index(
     repo: &Repository,
-    index: &Index,
+    loaded: &crate::repo::LoadedIndex,
+    referenced: &HashSet<Id>,
     stored: &HashMap<Id, StoredPack>,
     plan: &plan::PrunePlan,
     new_packs: Vec<IndexedPack>,
     started: chrono::DateTime<chrono::Utc>,
+    report: &mut PruneReport,
 ) -> Result<u64> {
+    use crate::repo::attest;
     let keep: HashSet<Id> = plan.keep.iter().copied().collect();
-    let mut packs: HashMap<Id, IndexedPack> = HashMap::new();
-    let mut seen = HashSet::new();
-    for (blob, loc) in index.blobs() {
-        if !keep.contains(&loc.pack) || !seen.insert((blob, loc.pack, loc.offset)) {
-            continue;
-        }
-        packs
-            .entry(loc.pack)
-            .or_insert_with(|| IndexedPack {
-                id: loc.pack,
-                // From where the pack is stored, not from what an index
-                // file (perhaps a planted one) claimed.
-                kind: stored.get(&loc.pack).map_or(loc.kind, |p| p.kind),
-                blobs: Vec::new(),
-            })
-            .blobs
-            .push(crate::format::index::IndexedBlob {
-                id: blob,
-                offset: loc.offset,
-                length: loc.length,
-                raw_length: loc.raw_length,
-            });
-    }
-    let mut all: Vec<IndexedPack> = packs.into_values().collect();
-    all.sort_by_key(|p| p.id);
-    for p in &mut all {
-        p.blobs.sort_by_key(|b| b.offset);
-    }
+    // From where the pack is stored, not from what an index file (perhaps a
+    // planted one) claimed.
+    let kept: Vec<(Id, crate::format::index::BlobLocation)> = loaded
+        .index
+        .blobs()
+        .filter(|(_, loc)| keep.contains(&loc.pack))
+        .map(|(blob, mut loc)| {
+            loc.kind = stored.get(&loc.pack).map_or(loc.kind, |p| p.kind);
+            (blob, loc)
+        })
+        .collect();
+    let unattested: Vec<_> = kept
+        .iter()
+        .filter(|(blob, loc)| !attest::is_attested(&loaded.attested, blob, loc))
+        .copied()
+        .collect();
+    let checked = attest::verify_claims(repo, unattested)?;
+    report.entries_verified = checked.verified;
+    let (good, bad): (Vec<_>, Vec<_>) = kept
+        .into_iter()
+        .partition(|(blob, loc)| !checked.rejected.contains(&attest::claim(blob, loc)));
+    // A failed claim is dropped when nothing needs its blob, or when another
+    // claim of the same blob verified (a planted entry beside the genuine
+    // copy); otherwise it is damage, kept where readers still see it.
+    let good_blobs: HashSet<Id> = good.iter().map(|(blob, _)| *blob).collect();
+    let (damaged, planted): (Vec<_>, Vec<_>) = bad
+        .into_iter()
+        .partition(|(blob, _)| referenced.contains(blob) && !good_blobs.contains(blob));
+    report.entries_dropped = planted.len() as u64;
+    report.entries_unverified = damaged.len() as u64;
+    let mut all = attest::group_by_pack(good);
     all.extend(new_packs);
     // New marks count from now, when backups can first see them, not from
     // the start of this run (walking trees and repacking take time).
@@ -355,26 +379,14 @@ fn write_index(
         }
     }
     marks.sort_by_key(|m| m.pack);
-    let mut written = 0;
-    let mut chunks = all.chunks(PACKS_PER_INDEX_FILE);
-    let mut file = IndexFile {
-        packs: chunks.next().map(<[_]>::to_vec).unwrap_or_default(),
-        condemned: marks,
-    };
-    loop {
-        if !file.packs.is_empty() || !file.condemned.is_empty() {
-            repo.put_shared_json(ObjectKind::Index, &file)?;
-            written += 1;
-        }
-        match chunks.next() {
-            Some(c) => {
-                file = IndexFile {
-                    packs: c.to_vec(),
-                    condemned: Vec::new(),
-                }
-            }
-            None => break,
-        }
+    let mut written = attest::write_attested(repo, &all, marks)?;
+    if !damaged.is_empty() {
+        let file = IndexFile {
+            packs: attest::group_by_pack(damaged),
+            condemned: Vec::new(),
+        };
+        repo.put_shared_json(ObjectKind::Index, &file)?;
+        written += 1;
     }
     Ok(written)
 }
