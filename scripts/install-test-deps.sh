@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is missing: the age and zstd
 # command-line tools (for scripts/restore-without-vault), b3sum, ssh-keygen,
-# the util-linux tools the root-only tests use (mount, runuser), and a
+# the util-linux tools the root-only tests use (mount, runuser, setpriv), perl, and a
 # PostgreSQL server and client (the tests start their own cluster),
 # systemd-analyze (the tests verify the units `vault systemd` writes; it works
 # offline, without systemd as PID 1), moto, the S3-protocol server the S3
@@ -16,6 +16,9 @@ command -v zstd >/dev/null || missing+=(zstd)
 command -v b3sum >/dev/null || missing+=(b3sum)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v runuser >/dev/null || missing+=(util-linux)
+command -v setpriv >/dev/null || missing+=(util-linux)
+# The restore race test's unprivileged racer is a perl loop (Time::HiRes).
+perl -MTime::HiRes -e1 >/dev/null 2>&1 || missing+=(perl)
 command -v tar >/dev/null || missing+=(tar)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v pgrep >/dev/null || missing+=(procps)

@@ -423,10 +423,20 @@ fn every_fixture_restores_each_snapshot_to_its_manifest() {
         for (n, snap) in fx.snapshots().iter().enumerate() {
             let id = snap["id"].as_str().unwrap();
             let target = fx.work.join(format!("restored-{n}"));
+            // The fixture is the operator's own: ask for its setuid bits
+            // and device nodes too (withheld by default).
             let out = fx.vault(
                 &["restore"],
                 Some(&fx.owner_key),
-                &[id, "--target", target.to_str().unwrap(), "--json"],
+                &[
+                    id,
+                    "--target",
+                    target.to_str().unwrap(),
+                    "--json",
+                    "--allow-devices",
+                    "--keep-setid",
+                    "--keep-security-xattrs",
+                ],
             );
             assert_success(&out);
             let report: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -21,6 +21,7 @@ mod postgres;
 mod postgres_attacks;
 mod postgres_isolation;
 mod prune;
+mod restore_attacks;
 mod restore_without_vault;
 mod s3;
 mod status;

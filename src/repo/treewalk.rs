@@ -1,4 +1,8 @@
 //! Depth-first traversal of a snapshot's trees (owner key required).
+//!
+//! The walk is iterative: an explicit stack holds one frame per directory on
+//! the current path, so a deeply nested snapshot costs heap, never thread
+//! stack.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -44,6 +48,17 @@ pub enum Next {
     Descend,
     /// Skip this directory's contents.
     Skip,
+    /// End the walk here (without an error).
+    Stop,
+}
+
+/// One directory being listed: its entries and how far the walk got.
+struct Frame {
+    path: PathBuf,
+    /// The directory's own entry, for [`Visit::Leave`] (none for the root).
+    dir: Option<Node>,
+    nodes: Vec<Node>,
+    next: usize,
 }
 
 /// Walks the tree rooted at `root`, calling `visit` for everything.
@@ -55,50 +70,93 @@ pub fn walk(
 ) -> Result<()> {
     repo.keys().require_owner("reading a snapshot's files")?;
     let mut reader = BlobReader::new(repo);
-    walk_dir(repo, index, &mut reader, root, &PathBuf::new(), visit, 0)
-}
-
-fn walk_dir(
-    repo: &Repository,
-    index: &Index,
-    reader: &mut BlobReader<'_>,
-    tree_id: &Id,
-    path: &Path,
-    visit: &mut dyn FnMut(Visit<'_>) -> Result<Next>,
-    depth: usize,
-) -> Result<()> {
-    if depth > MAX_DEPTH {
-        let error = Error::format(
-            format!("tree {tree_id}"),
-            format!("nested deeper than {MAX_DEPTH} levels"),
-        );
-        visit(Visit::Damaged { path, error })?;
-        return Ok(());
-    }
-    let tree = match repo.read_tree(index, reader, tree_id) {
-        Ok(t) => t,
+    let root_path = PathBuf::new();
+    let nodes = match repo.read_tree(index, &mut reader, root) {
+        Ok(t) => t.nodes,
         Err(error) => {
-            visit(Visit::Damaged { path, error })?;
+            visit(Visit::Damaged {
+                path: &root_path,
+                error,
+            })?;
             return Ok(());
         }
     };
-    for node in &tree.nodes {
-        let child = path.join(std::ffi::OsStr::from_bytes(&node.name.0));
-        let next = visit(Visit::Entry { path: &child, node })?;
-        if node.kind == NodeKind::Dir && next == Next::Descend {
-            match &node.subtree {
-                Some(sub) => walk_dir(repo, index, reader, sub, &child, visit, depth + 1)?,
-                None => visit(Visit::Damaged {
-                    path: &child,
-                    error: Error::format(
-                        format!("tree {tree_id}"),
-                        "directory entry without a subtree",
-                    ),
-                })
-                .map(|_| ())?,
+    let mut stack = vec![Frame {
+        path: root_path,
+        dir: None,
+        nodes,
+        next: 0,
+    }];
+    while let Some(top) = stack.last_mut() {
+        let Some(node) = top.nodes.get(top.next) else {
+            let done = stack.pop().expect("the loop holds a frame");
+            if let Some(dir) = &done.dir
+                && visit(Visit::Leave {
+                    path: &done.path,
+                    node: dir,
+                })? == Next::Stop
+            {
+                return Ok(());
             }
-            visit(Visit::Leave { path: &child, node })?;
+            continue;
+        };
+        top.next += 1;
+        let child = top.path.join(std::ffi::OsStr::from_bytes(&node.name.0));
+        match visit(Visit::Entry { path: &child, node })? {
+            Next::Stop => return Ok(()),
+            Next::Skip => continue,
+            Next::Descend if node.kind != NodeKind::Dir => continue,
+            Next::Descend => {}
         }
+        let dir = node.clone();
+        // The parent frame is `stack.len() - 1` levels deep; its child one more.
+        let depth = stack.len();
+        let nodes = match enter(repo, index, &mut reader, &dir, depth) {
+            Ok(nodes) => nodes,
+            Err(error) => {
+                let stop = visit(Visit::Damaged {
+                    path: &child,
+                    error,
+                })? == Next::Stop
+                    || visit(Visit::Leave {
+                        path: &child,
+                        node: &dir,
+                    })? == Next::Stop;
+                if stop {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        stack.push(Frame {
+            path: child,
+            dir: Some(dir),
+            nodes,
+            next: 0,
+        });
     }
     Ok(())
+}
+
+/// Reads the listing of directory `dir`, found `depth` levels down.
+fn enter(
+    repo: &Repository,
+    index: &Index,
+    reader: &mut BlobReader<'_>,
+    dir: &Node,
+    depth: usize,
+) -> Result<Vec<Node>> {
+    let Some(sub) = &dir.subtree else {
+        return Err(Error::format(
+            format!("directory {:?}", dir.name),
+            "directory entry without a subtree",
+        ));
+    };
+    if depth > MAX_DEPTH {
+        return Err(Error::format(
+            format!("tree {sub}"),
+            format!("nested deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    Ok(repo.read_tree(index, reader, sub)?.nodes)
 }

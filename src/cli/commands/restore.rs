@@ -39,6 +39,19 @@ pub struct RestoreArgs {
     pg_url: Option<String>,
     #[command(flatten)]
     drill_user: DrillUserArg,
+    /// Create the block and character devices the snapshot records (as
+    /// root). Off by default: a device node is access to the whole disk or
+    /// memory.
+    #[arg(long, conflicts_with = "verify")]
+    allow_devices: bool,
+    /// Keep setuid and setgid bits on restored files. Off by default: the
+    /// bits are cleared and reported.
+    #[arg(long, conflicts_with = "verify")]
+    keep_setid: bool,
+    /// Restore security.* and trusted.* extended attributes (file
+    /// capabilities, SELinux and IMA labels). Off by default.
+    #[arg(long, conflicts_with = "verify")]
+    keep_security_xattrs: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -73,6 +86,11 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
             threads: 0,
             verify: false,
             cancel: vault::Cancel::new(),
+            policy: restore::RestorePolicy {
+                allow_devices: a.allow_devices,
+                keep_setid: a.keep_setid,
+                keep_security_xattrs: a.keep_security_xattrs,
+            },
         };
         (restore::restore(&repo, &id, &snap, &opts)?, None)
     };

@@ -6,7 +6,7 @@ use serde_json::json;
 use super::{CERT_WARN_DAYS, duration_ms, sanitize, size};
 use vault::Id;
 use vault::format::snapshot::{CertInfo, Snapshot};
-use vault::ops::restore::{Problem, RestoreReport};
+use vault::ops::restore::{Problem, RestoreReport, WITHHELD_LISTED, WithheldReport};
 
 /// What a restore or verification did.
 pub struct Outcome<'a> {
@@ -82,6 +82,7 @@ pub fn text(o: &Outcome<'_>) {
         }
     }
     problems(&report.problems);
+    withheld(&report.withheld);
     warn_expiring(&o.snapshot.certificates);
     outln!(
         "result: {}",
@@ -98,6 +99,40 @@ pub fn problems(problems: &[Problem]) {
             sanitize(&p.path),
             sanitize(&p.message)
         );
+    }
+}
+
+/// Withheld entries printed one per line; `--json` lists more.
+const WITHHELD_SHOWN: usize = 20;
+
+/// Says what the restore policy kept out of the target, and how to ask for it.
+fn withheld(w: &WithheldReport) {
+    if w.total() == 0 {
+        return;
+    }
+    let mut parts = Vec::new();
+    for (n, what, flag) in [
+        (w.setid, "setuid/setgid bits cleared", "--keep-setid"),
+        (w.devices, "device nodes not created", "--allow-devices"),
+        (
+            w.security_xattrs,
+            "security.*/trusted.* attributes not set",
+            "--keep-security-xattrs",
+        ),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what} ({flag} restores them)"));
+        }
+    }
+    println!("  withheld by the restore policy: {}", parts.join(", "));
+    for e in w.entries.iter().take(WITHHELD_SHOWN) {
+        println!("    /{}: {}", sanitize(&e.path), sanitize(&e.detail));
+    }
+    let more = w
+        .total()
+        .saturating_sub(WITHHELD_SHOWN.min(w.entries.len()) as u64);
+    if more > 0 {
+        println!("    ... and {more} more (--json lists up to {WITHHELD_LISTED})");
     }
 }
 

@@ -5,6 +5,8 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use super::budget::Budget;
+use super::links;
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::index::Index;
@@ -139,14 +141,20 @@ pub fn dump_tar(
         .filter(|p| !p.as_os_str().is_empty());
     let mut builder = tar::Builder::new(out);
     let mut reader = BlobReader::new(repo);
-    let mut links: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut links: HashMap<String, (links::Key, Vec<u8>)> = HashMap::new();
     let mut found = prefix.is_none();
+    let mut budget = Budget::new(&snapshot.totals);
     treewalk::walk(repo, &index, &snapshot.root, &mut |v| {
         let (path, node) = match v {
             Visit::Entry { path, node } => (path, node),
             Visit::Leave { .. } => return Ok(Next::Descend),
             Visit::Damaged { error, .. } => return Err(error),
         };
+        // The same bound as restore: a tree that repeats its subtrees must
+        // not stream more than the header declares.
+        budget
+            .spend(node)
+            .map_err(|why| Error::format(format!("snapshot tree {}", snapshot.root), why))?;
         if let Some(p) = &prefix {
             if !path.starts_with(p) {
                 return Ok(if p.starts_with(path) {
@@ -166,11 +174,17 @@ pub fn dump_tar(
         let mut h = header_for(node);
         let mut link_target = node.target.as_ref().map(|t| t.0.clone());
         if let Some(l) = &node.hardlink {
-            if let Some(first) = links.get(l) {
-                h.set_entry_type(tar::EntryType::Link);
-                link_target = Some(first.clone());
-            } else {
-                links.insert(l.clone(), name.to_vec());
+            match links.get(l) {
+                // Only a member that agrees with the first is a link to it
+                // (see links.rs); any other is written out as recorded.
+                Some((key, first)) if *key == links::key(node) => {
+                    h.set_entry_type(tar::EntryType::Link);
+                    link_target = Some(first.clone());
+                }
+                Some(_) => {}
+                None => {
+                    links.insert(l.clone(), (links::key(node), name.to_vec()));
+                }
             }
         }
         let recs = pax_records(name, link_target.as_deref(), node);

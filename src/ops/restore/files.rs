@@ -1,16 +1,21 @@
 //! Restoring regular files: each file is split into segments of consecutive
 //! blobs so that both cores work on a large file at once. Segments are
-//! written with positional writes into one temporary file; the worker that
-//! finishes the last segment checks the whole-file BLAKE3, applies metadata
-//! and renames the file into place.
+//! written with positional writes into one temporary file, created relative
+//! to its parent directory's handle; the worker that finishes the last
+//! segment checks the whole-file BLAKE3, applies metadata on the open file
+//! and renames it into place within the same directory handle.
 
+use std::ffi::OsString;
 use std::fs::File;
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{ProblemKind, fsops, hash_file};
+use super::ProblemKind;
+use super::fsops::{Dir, FileId, Handle};
+use super::policy::{MetaWriter, WithheldKind};
 use crate::format::id::Id;
 use crate::format::index::Index;
 use crate::format::tree::Node;
@@ -28,21 +33,15 @@ type Failure = (ProblemKind, String);
 pub struct FileState {
     /// Path relative to the snapshot root (for reports).
     pub rel: PathBuf,
-    dest: PathBuf,
-    tmp: PathBuf,
+    dir: Arc<Dir>,
+    name: OsString,
+    tmp: OsString,
     node: Node,
     file: File,
     remaining: AtomicUsize,
     failure: Mutex<Option<Failure>>,
     inline_hash: Mutex<Option<blake3::Hasher>>,
     single: bool,
-}
-
-impl FileState {
-    /// The final path, if this file is the first of a hard-link group.
-    pub fn linked_dest(&self) -> Option<&Path> {
-        self.node.hardlink.as_ref().map(|_| self.dest.as_path())
-    }
 }
 
 /// A run of consecutive blobs of one file and where they go.
@@ -54,14 +53,28 @@ pub struct Segment {
 
 /// What finishing a file produced.
 pub enum Finished {
-    /// Restored: its size, and a metadata problem if any.
-    Ok(u64, Option<String>),
+    /// Restored.
+    Ok {
+        /// Its size.
+        bytes: u64,
+        /// The inode now under its final name (hard-link group members only).
+        id: Option<FileId>,
+        /// Metadata that could not be applied, if any.
+        problem: Option<String>,
+        /// What the restore policy withheld.
+        withheld: Vec<(WithheldKind, String)>,
+    },
     /// Failed; nothing is left under its final name.
     Failed(Failure),
 }
 
-/// Creates the temporary file and splits the file into segments.
-pub fn plan(rel: &Path, dest: &Path, node: &Node, index: &Index) -> Result<Vec<Segment>, Failure> {
+/// Creates the temporary file in `dir` and splits the file into segments.
+pub fn plan(
+    rel: &Path,
+    dir: &Arc<Dir>,
+    node: &Node,
+    index: &Index,
+) -> Result<Vec<Segment>, Failure> {
     let mut offsets = Vec::with_capacity(node.content.len().div_ceil(SEGMENT_BLOBS) + 1);
     let mut pos = 0u64;
     let mut lengths_agree = true;
@@ -93,12 +106,14 @@ pub fn plan(rel: &Path, dest: &Path, node: &Node, index: &Index) -> Result<Vec<S
             ),
         ));
     }
-    let tmp = fsops::temp_path(dest);
-    let file = fsops::create_temp_file(&tmp).map_err(|e| (ProblemKind::Write, e.to_string()))?;
+    let (file, tmp) = dir
+        .create_temp_file()
+        .map_err(|e| (ProblemKind::Write, e.to_string()))?;
     let segments = offsets.len().max(1);
     let state = Arc::new(FileState {
         rel: rel.to_owned(),
-        dest: dest.to_owned(),
+        dir: dir.clone(),
+        name: rel.file_name().expect("entries have a name").to_owned(),
         tmp,
         node: node.clone(),
         file,
@@ -131,7 +146,7 @@ pub fn process(
     seg: Segment,
     reader: &mut BlobReader<'_>,
     index: &Index,
-    as_root: bool,
+    meta: &MetaWriter,
     verify: bool,
 ) -> Option<(Arc<FileState>, Finished)> {
     let st = &seg.state;
@@ -143,7 +158,7 @@ pub fn process(
     if st.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
         return None;
     }
-    let outcome = finish(st, as_root, verify);
+    let outcome = finish(st, meta, verify);
     Some((seg.state.clone(), outcome))
 }
 
@@ -155,7 +170,7 @@ fn write_segment(seg: &Segment, reader: &mut BlobReader<'_>, index: &Index) -> R
     let mut inline = st.single.then(|| st.inline_hash.lock().expect("hash lock"));
     // Gather the segment and write it with few large writes: concurrent
     // small writes into one file contend on its inode lock.
-    let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BUF);
+    let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BUF.min(st.node.size as usize));
     let flush = |buf: &mut Vec<u8>, offset: &mut u64| -> Result<(), Failure> {
         st.file
             .write_all_at(buf, *offset)
@@ -168,6 +183,17 @@ fn write_segment(seg: &Segment, reader: &mut BlobReader<'_>, index: &Index) -> R
         let data = reader
             .read_indexed(id, index)
             .map_err(|e| (ProblemKind::reading(&e), e.to_string()))?;
+        // Never write past the recorded size: a restore writes no more than
+        // the snapshot declares, whatever the blobs hold.
+        if offset + (buf.len() + data.len()) as u64 > st.node.size {
+            return Err((
+                ProblemKind::Mismatch,
+                format!(
+                    "content runs past the {} bytes the snapshot records",
+                    st.node.size
+                ),
+            ));
+        }
         if let Some(h) = inline.as_mut().and_then(|g| g.as_mut()) {
             h.update(&data);
         }
@@ -179,25 +205,21 @@ fn write_segment(seg: &Segment, reader: &mut BlobReader<'_>, index: &Index) -> R
     flush(&mut buf, &mut offset)
 }
 
-fn finish(st: &FileState, as_root: bool, verify: bool) -> Finished {
-    let result = check_and_commit(st, as_root, verify);
-    if result.is_err() {
-        let _ = std::fs::remove_file(&st.tmp);
-    }
-    match result {
-        Ok(meta) => Finished::Ok(st.node.size, meta),
-        Err(f) => Finished::Failed(f),
+fn finish(st: &FileState, meta: &MetaWriter, verify: bool) -> Finished {
+    match check_and_commit(st, meta, verify) {
+        Ok(done) => done,
+        Err(f) => {
+            st.dir.remove_temp(&st.tmp);
+            Finished::Failed(f)
+        }
     }
 }
 
-fn check_and_commit(
-    st: &FileState,
-    as_root: bool,
-    verify: bool,
-) -> Result<Option<String>, Failure> {
+fn check_and_commit(st: &FileState, meta: &MetaWriter, verify: bool) -> Result<Finished, Failure> {
     if let Some(f) = st.failure.lock().expect("failure lock").take() {
         return Err(f);
     }
+    let write_err = |e: std::io::Error| (ProblemKind::Write, e.to_string());
     let inline: Option<Id> = st
         .inline_hash
         .lock()
@@ -207,7 +229,11 @@ fn check_and_commit(
     let (hash, size) = match inline {
         Some(h) if !verify => (h, st.node.size),
         // Several segments, or a drill: hash what is on disk.
-        _ => hash_file(&st.tmp).map_err(|e| (ProblemKind::Write, e.to_string()))?,
+        _ => hash_reader(&mut PositionalReader {
+            file: &st.file,
+            pos: 0,
+        })
+        .map_err(write_err)?,
     };
     if Some(hash) != st.node.hash || size != st.node.size {
         return Err((
@@ -218,7 +244,48 @@ fn check_and_commit(
             ),
         ));
     }
-    let meta = fsops::apply_metadata(&st.tmp, &st.node, as_root).err();
-    fsops::commit(&st.tmp, &st.dest).map_err(|e| (ProblemKind::Write, e.to_string()))?;
-    Ok(meta)
+    let applied = meta.apply(&Handle::Open(&st.file), &st.node, Some(st.dir.new_owner()));
+    // Only a hard-link group's first member needs its inode known.
+    let id = match st.node.hardlink {
+        Some(_) => Some(FileId::of_file(&st.file).map_err(write_err)?),
+        None => None,
+    };
+    st.dir.commit(&st.tmp, &st.name).map_err(write_err)?;
+    Ok(Finished::Ok {
+        bytes: st.node.size,
+        id,
+        problem: applied.problem,
+        withheld: applied.withheld,
+    })
+}
+
+/// Reads a file from its start through positional reads (the file handle
+/// is shared by the workers writing its segments).
+struct PositionalReader<'f> {
+    file: &'f File,
+    pos: u64,
+}
+
+impl Read for PositionalReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// BLAKE3 and length of everything `r` yields.
+pub fn hash_reader(r: &mut dyn Read) -> std::io::Result<(Id, u64)> {
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = r.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((h.finalize().into(), n))
 }

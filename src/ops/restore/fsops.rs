@@ -1,152 +1,595 @@
-//! Careful file-system operations for restore: nothing is written outside
-//! the target, nothing is followed through a symlink, and files appear under
-//! their final name only once complete and verified.
+//! Careful file-system operations for restore. Everything happens relative to
+//! open directory handles, one path component at a time, never following a
+//! symlink; metadata is set on open handles, never by path. A user who owns
+//! a directory inside the target and swaps it for a symlink while root
+//! restores (issue 11, "Restore race") therefore cannot redirect a single
+//! write, chmod or chown outside the target: the handle keeps pointing at the
+//! directory restore created or checked, wherever it has been moved.
+//!
+//! Files appear under their final name only once complete and verified:
+//! each is created under a temporary name (`O_CREAT|O_EXCL|O_NOFOLLOW`)
+//! relative to its parent's handle and renamed within that same handle.
 
-use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
 
-use nix::fcntl::{AT_FDCWD, AtFlags};
-use nix::sys::stat::{Mode, SFlag, UtimensatFlags, mknod, utimensat};
-use nix::sys::time::TimeSpec;
-use nix::unistd::{Gid, Group, Uid, User, fchownat, mkfifo};
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, renameat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat, mkdirat, mknodat};
+use nix::unistd::{UnlinkatFlags, linkat, mkfifoat, symlinkat, unlinkat};
 
 use crate::format::tree::{Node, NodeKind};
 
-/// Creates `path` as a directory, or accepts an existing real directory.
-/// A symlink (or anything else) planted there is refused.
-pub fn ensure_dir(path: &Path) -> io::Result<()> {
-    match fs::create_dir(path) {
-        Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(0o700)),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let m = fs::symlink_metadata(path)?;
-            if m.file_type().is_dir() {
-                Ok(())
-            } else if m.file_type().is_symlink() {
-                Err(io::Error::other(
-                    "refusing to restore through a symlink planted in the target",
-                ))
-            } else {
-                Err(io::Error::other("a non-directory is in the way"))
-            }
+/// Identifies one inode: what a handle was checked against when it is
+/// reopened later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    /// The inode an open file is.
+    pub fn of_file(f: &File) -> io::Result<Self> {
+        Ok(FileId::of(&fstat(f.as_fd()).map_err(io_err)?))
+    }
+
+    fn of(st: &FileStat) -> Self {
+        FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
         }
-        Err(e) => Err(e),
     }
 }
 
-/// A temporary name next to `final_path`.
-pub fn temp_path(final_path: &Path) -> PathBuf {
-    let mut r = [0u8; 8];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut r);
-    final_path.with_file_name(format!(".vault-restore-{}", hex::encode(r)))
+/// An open directory.
+#[derive(Debug)]
+pub struct Dir {
+    file: File,
+    id: FileId,
+    /// The owner and group new entries get (the directory's group when it
+    /// is setgid).
+    new_owner: (u32, u32),
 }
 
-/// Creates a new, empty temporary file (never following a symlink).
-pub fn create_temp_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
+/// Flags for opening a directory as a handle.
+fn dir_flags() -> OFlag {
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
 }
 
-/// Moves a completed temporary entry to its final name. An existing file or
-/// symlink there is replaced; an existing directory is refused.
-pub fn commit(tmp: &Path, final_path: &Path) -> io::Result<()> {
-    if let Ok(m) = fs::symlink_metadata(final_path)
-        && m.is_dir()
-    {
-        return Err(io::Error::other("a directory is in the way"));
-    }
-    fs::rename(tmp, final_path)
+/// Resolution that stays beneath the starting handle and follows no symlink
+/// (nor `/proc` magic link) anywhere on the way.
+fn beneath() -> ResolveFlag {
+    ResolveFlag::RESOLVE_BENEATH
+        | ResolveFlag::RESOLVE_NO_SYMLINKS
+        | ResolveFlag::RESOLVE_NO_MAGICLINKS
 }
 
-/// Creates a non-file, non-directory entry at the temporary path `tmp`.
-/// Returns `Ok(false)` for kinds that are not restored (sockets, devices
-/// when not root).
-pub fn create_special(tmp: &Path, node: &Node) -> io::Result<bool> {
-    match node.kind {
-        NodeKind::Symlink => {
-            let target = node
-                .target
-                .as_ref()
-                .map(|t| t.0.as_slice())
-                .unwrap_or_default();
-            std::os::unix::fs::symlink(OsStr::from_bytes(target), tmp)?;
+fn io_err(e: Errno) -> io::Error {
+    io::Error::from(e)
+}
+
+/// The error for something other than a directory where one is needed.
+fn not_a_dir(found: Option<&FileStat>) -> io::Error {
+    match found.map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT) {
+        Some(SFlag::S_IFLNK) => {
+            io::Error::other("refusing to restore through a symlink planted in the target")
         }
-        NodeKind::Fifo => mkfifo(tmp, Mode::from_bits_truncate(0o600)).map_err(io::Error::from)?,
-        NodeKind::Chardev | NodeKind::Blockdev => {
-            if !nix::unistd::geteuid().is_root() {
-                return Ok(false);
+        _ => io::Error::other("a non-directory is in the way"),
+    }
+}
+
+impl Dir {
+    fn from_fd(fd: OwnedFd) -> io::Result<Dir> {
+        let st = fstat(&fd).map_err(io_err)?;
+        let gid = if st.st_mode & libc::S_ISGID != 0 {
+            st.st_gid
+        } else {
+            nix::unistd::getegid().as_raw()
+        };
+        Ok(Dir {
+            file: File::from(fd),
+            id: FileId::of(&st),
+            new_owner: (nix::unistd::geteuid().as_raw(), gid),
+        })
+    }
+
+    /// The owner and group a file created here starts with.
+    pub fn new_owner(&self) -> (u32, u32) {
+        self.new_owner
+    }
+
+    /// Opens the restore target, creating it (and its parents) when missing.
+    /// A target that is itself a symlink is refused: restore would otherwise
+    /// write wherever the link points, which whoever made it chose.
+    pub fn open_target(path: &Path) -> io::Result<Dir> {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(io::Error::other(
+                    "is a symlink; give the directory it points to as --target",
+                ));
             }
-            let kind = if node.kind == NodeKind::Chardev {
-                SFlag::S_IFCHR
-            } else {
-                SFlag::S_IFBLK
+            Ok(m) if !m.is_dir() => return Err(io::Error::other("is not a directory")),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::create_dir_all(path)?,
+            Err(e) => return Err(e),
+        }
+        let fd = nix::fcntl::open(path, dir_flags(), Mode::empty()).map_err(|e| match e {
+            Errno::ELOOP => io::Error::other("is a symlink; give the directory it points to"),
+            e => io_err(e),
+        })?;
+        Dir::from_fd(fd)
+    }
+
+    /// Which inode this handle is.
+    pub fn id(&self) -> FileId {
+        self.id
+    }
+
+    /// The handle as a [`File`], for `fsync`, `fchmod` and the like.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Opens `rel` (one or more components) beneath this directory without
+    /// following any symlink.
+    fn open_beneath(&self, rel: &Path) -> io::Result<OwnedFd> {
+        let how = OpenHow::new().flags(dir_flags()).resolve(beneath());
+        match openat2(self.file.as_fd(), rel, how) {
+            Err(Errno::ENOSYS) => self.open_by_components(rel),
+            r => r.map_err(io_err),
+        }
+    }
+
+    /// `openat2` is missing (Linux before 5.6, or a seccomp filter): walk
+    /// one component at a time with `O_NOFOLLOW`, which is the same thing
+    /// for the plain names trees are allowed to hold.
+    fn open_by_components(&self, rel: &Path) -> io::Result<OwnedFd> {
+        let mut cur: Option<OwnedFd> = None;
+        for c in rel.components() {
+            let std::path::Component::Normal(name) = c else {
+                return Err(io::Error::other("not a plain relative path"));
             };
-            mknod(
-                tmp,
-                kind,
-                Mode::from_bits_truncate(0o600),
-                node.rdev.unwrap_or(0),
-            )
-            .map_err(io::Error::from)?;
+            let at: BorrowedFd<'_> = cur.as_ref().map_or(self.file.as_fd(), |f| f.as_fd());
+            let next = openat(at, name, dir_flags(), Mode::empty()).map_err(io_err)?;
+            cur = Some(next);
         }
-        NodeKind::Socket | NodeKind::File | NodeKind::Dir => return Ok(false),
+        match cur {
+            Some(fd) => Ok(fd),
+            None => Ok(self.file.as_fd().try_clone_to_owned()?),
+        }
     }
-    Ok(true)
-}
 
-/// Applies ownership (when root), mode, xattrs and mtime to `path`, without
-/// following a symlink. Returns a description of what could not be applied.
-pub fn apply_metadata(path: &Path, node: &Node, as_root: bool) -> Result<(), String> {
-    let mut problems = Vec::new();
-    let is_link = node.kind == NodeKind::Symlink;
-    if as_root {
-        let uid = node
-            .user
-            .as_deref()
-            .and_then(|n| User::from_name(n).ok().flatten())
-            .map_or(Uid::from_raw(node.uid), |u| u.uid);
-        let gid = node
-            .group
-            .as_deref()
-            .and_then(|n| Group::from_name(n).ok().flatten())
-            .map_or(Gid::from_raw(node.gid), |g| g.gid);
-        if let Err(e) = fchownat(
-            AT_FDCWD,
-            path,
-            Some(uid),
-            Some(gid),
+    /// Opens the child directory `name`, creating it (mode 0700, owned by
+    /// whoever restores, so no one else can touch its contents until the
+    /// final pass) when missing. An existing real directory is accepted; a
+    /// symlink or anything else there is refused.
+    pub fn ensure_child_dir(&self, name: &OsStr) -> io::Result<Dir> {
+        let created = match mkdirat(self.file.as_fd(), name, Mode::S_IRWXU) {
+            Ok(()) => true,
+            Err(Errno::EEXIST) => false,
+            Err(e) => return Err(io_err(e)),
+        };
+        let fd = match self.open_beneath(Path::new(name)) {
+            Ok(fd) => fd,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+                let found = fstatat(self.file.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).ok();
+                return Err(not_a_dir(found.as_ref()));
+            }
+            Err(e) => return Err(e),
+        };
+        let dir = Dir::from_fd(fd)?;
+        if created {
+            // What we just made must be ours: someone who swapped in a
+            // directory of their own (to move it away later with our files
+            // inside) is caught here.
+            let st = fstat(dir.file.as_fd()).map_err(io_err)?;
+            if st.st_uid != nix::unistd::geteuid().as_raw() {
+                return Err(io::Error::other(
+                    "the directory was replaced while it was being created",
+                ));
+            }
+            nix::sys::stat::fchmod(dir.file.as_fd(), Mode::S_IRWXU).map_err(io_err)?;
+        }
+        Ok(dir)
+    }
+
+    /// Reopens the directory `rel` beneath this one (never through a
+    /// symlink) and checks that it is still the inode `expect`.
+    pub fn reopen(&self, rel: &Path, expect: FileId) -> io::Result<Dir> {
+        let dir = match self.open_beneath(rel) {
+            Ok(fd) => Dir::from_fd(fd)?,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+                return Err(io::Error::other(
+                    "replaced by a symlink or a file during restore; not followed",
+                ));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                return Err(io::Error::other("moved away or removed during restore"));
+            }
+            Err(e) => return Err(e),
+        };
+        if dir.id != expect {
+            return Err(io::Error::other(
+                "replaced by another directory during restore; left alone",
+            ));
+        }
+        Ok(dir)
+    }
+
+    /// Creates a new, empty file under a fresh temporary name, open for
+    /// reading and writing (never following a symlink, never reusing a name).
+    pub fn create_temp_file(&self) -> io::Result<(File, OsString)> {
+        loop {
+            let tmp = temp_name();
+            match openat(
+                self.file.as_fd(),
+                tmp.as_os_str(),
+                OFlag::O_RDWR
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::S_IRUSR | Mode::S_IWUSR,
+            ) {
+                Ok(fd) => return Ok((File::from(fd), tmp)),
+                Err(Errno::EEXIST) => continue,
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+    }
+
+    /// Creates a symlink, fifo or device node under a temporary name and
+    /// returns a path-only handle on it (a device is never opened), checked
+    /// to be what was just created. `Ok(None)` for kinds never restored.
+    pub fn create_special(&self, node: &Node) -> io::Result<Option<(Special, OsString)>> {
+        let tmp = temp_name();
+        let at = self.file.as_fd();
+        let (kind, rdev) = match node.kind {
+            NodeKind::Symlink => {
+                let target = node.target.as_ref().map_or(&[][..], |t| t.0.as_slice());
+                symlinkat(OsStr::from_bytes(target), at, tmp.as_os_str()).map_err(io_err)?;
+                (SFlag::S_IFLNK, None)
+            }
+            NodeKind::Fifo => {
+                mkfifoat(at, tmp.as_os_str(), Mode::S_IRUSR | Mode::S_IWUSR).map_err(io_err)?;
+                (SFlag::S_IFIFO, None)
+            }
+            NodeKind::Chardev | NodeKind::Blockdev => {
+                let kind = if node.kind == NodeKind::Chardev {
+                    SFlag::S_IFCHR
+                } else {
+                    SFlag::S_IFBLK
+                };
+                let rdev = node.rdev.unwrap_or(0);
+                mknodat(
+                    at,
+                    tmp.as_os_str(),
+                    kind,
+                    Mode::S_IRUSR | Mode::S_IWUSR,
+                    rdev,
+                )
+                .map_err(io_err)?;
+                (kind, Some(rdev))
+            }
+            NodeKind::Socket | NodeKind::File | NodeKind::Dir => return Ok(None),
+        };
+        match self.open_created(&tmp, kind, rdev) {
+            Ok(fd) => Ok(Some((Special { fd, kind }, tmp))),
+            Err(e) => {
+                self.remove_temp(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens what was just created at `tmp` (`O_PATH|O_NOFOLLOW`) and checks
+    /// it is still ours: its type, our owner, one link, the device number.
+    fn open_created(&self, tmp: &OsStr, kind: SFlag, rdev: Option<u64>) -> io::Result<OwnedFd> {
+        let fd = openat(
+            self.file.as_fd(),
+            tmp,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_err)?;
+        let st = fstat(&fd).map_err(io_err)?;
+        let ours = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == kind
+            && st.st_uid == nix::unistd::geteuid().as_raw()
+            && st.st_nlink == 1
+            && rdev.is_none_or(|r| st.st_rdev == r);
+        if !ours {
+            return Err(io::Error::other("replaced while it was being created"));
+        }
+        Ok(fd)
+    }
+
+    /// Moves a completed temporary entry to its final name within this
+    /// directory. An existing file or symlink there is replaced (the link
+    /// itself, never what it points to); an existing directory is refused.
+    pub fn commit(&self, tmp: &OsStr, name: &OsStr) -> io::Result<()> {
+        let at = self.file.as_fd();
+        renameat(at, tmp, at, name).map_err(|e| match e {
+            Errno::EISDIR | Errno::ENOTEMPTY | Errno::EEXIST => {
+                io::Error::other("a directory is in the way")
+            }
+            e => io_err(e),
+        })
+    }
+
+    /// Removes a temporary entry (best effort: it is only a leftover).
+    pub fn remove_temp(&self, tmp: &OsStr) {
+        let _ = unlinkat(self.file.as_fd(), tmp, UnlinkatFlags::NoRemoveDir);
+    }
+
+    /// Hard-links `name` in `from` to a temporary name here and checks that
+    /// the new link is the inode `expect` (what restore committed under that
+    /// name), so that an entry swapped in meanwhile is never linked into the
+    /// target. Returns the temporary name, to [`Dir::commit`].
+    pub fn link_from(&self, from: &Dir, name: &OsStr, expect: FileId) -> io::Result<OsString> {
+        let tmp = temp_name();
+        linkat(
+            from.file.as_fd(),
+            name,
+            self.file.as_fd(),
+            tmp.as_os_str(),
+            AtFlags::empty(),
+        )
+        .map_err(io_err)?;
+        match fstatat(
+            self.file.as_fd(),
+            tmp.as_os_str(),
             AtFlags::AT_SYMLINK_NOFOLLOW,
         ) {
-            problems.push(format!("owner: {e}"));
+            Ok(st) if FileId::of(&st) == expect => Ok(tmp),
+            _ => {
+                self.remove_temp(&tmp);
+                Err(io::Error::other(
+                    "the first entry of its hard-link group was replaced during restore",
+                ))
+            }
         }
     }
-    if !is_link
-        && let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(node.mode & 0o7777))
-    {
-        problems.push(format!("mode: {e}"));
+}
+
+/// A created symlink, fifo or device, held by an `O_PATH` handle.
+pub struct Special {
+    fd: OwnedFd,
+    kind: SFlag,
+}
+
+impl Special {
+    /// Which inode it is.
+    pub fn id(&self) -> io::Result<FileId> {
+        Ok(FileId::of(&fstat(&self.fd).map_err(io_err)?))
     }
-    for x in &node.xattrs {
-        if let Err(e) = xattr::set(path, OsStr::from_bytes(&x.name.0), &x.value) {
-            problems.push(format!("xattr {:?}: {e}", x.name));
+}
+
+/// Something restore holds open and sets metadata on.
+pub enum Handle<'a> {
+    /// A regular file or directory, opened for real.
+    Open(&'a File),
+    /// A symlink, fifo or device, held by an `O_PATH` handle.
+    Path(&'a Special),
+}
+
+impl Handle<'_> {
+    /// `/proc/self/fd/N`: how the few operations Linux offers no `O_PATH`
+    /// form of (chmod, times, xattrs) reach the very inode held, without
+    /// resolving any name in the target. Following this magic link lands
+    /// on the held inode itself, even when that inode is a symlink.
+    fn proc_path(fd: BorrowedFd<'_>) -> std::path::PathBuf {
+        use std::os::fd::AsRawFd;
+        std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+    }
+
+    fn is_symlink(&self) -> bool {
+        matches!(self, Handle::Path(s) if s.kind == SFlag::S_IFLNK)
+    }
+
+    /// Sets the owner (lchown semantics for a symlink).
+    pub fn chown(&self, uid: u32, gid: u32) -> io::Result<()> {
+        let (uid, gid) = (
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        );
+        match self {
+            Handle::Open(f) => nix::unistd::fchown(f.as_fd(), uid, gid),
+            Handle::Path(s) => nix::unistd::fchownat(
+                s.fd.as_fd(),
+                "",
+                uid,
+                gid,
+                AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
+            ),
+        }
+        .map_err(io_err)
+    }
+
+    /// Sets the permission bits (symlinks have none: nothing is done).
+    pub fn chmod(&self, mode: u32) -> io::Result<()> {
+        let mode = Mode::from_bits_truncate(mode & 0o7777);
+        match self {
+            Handle::Open(f) => nix::sys::stat::fchmod(f.as_fd(), mode).map_err(io_err),
+            Handle::Path(_) if self.is_symlink() => Ok(()),
+            Handle::Path(s) => nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                &Self::proc_path(s.fd.as_fd()),
+                mode,
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+            .map_err(io_err),
         }
     }
-    let ts = TimeSpec::new(
-        node.mtime_ns.div_euclid(1_000_000_000),
-        node.mtime_ns.rem_euclid(1_000_000_000),
-    );
-    if let Err(e) = utimensat(AT_FDCWD, path, &ts, &ts, UtimensatFlags::NoFollowSymlink) {
-        problems.push(format!("mtime: {e}"));
+
+    /// Sets one extended attribute.
+    pub fn set_xattr(&self, name: &OsStr, value: &[u8]) -> io::Result<()> {
+        match self {
+            Handle::Open(f) => xattr::FileExt::set_xattr(*f, name, value),
+            Handle::Path(s) => xattr::set_deref(Self::proc_path(s.fd.as_fd()), name, value),
+        }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems.join("; "))
+
+    /// Sets the access and modification times.
+    pub fn set_times(&self, mtime_ns: i64) -> io::Result<()> {
+        let ts = nix::sys::time::TimeSpec::new(
+            mtime_ns.div_euclid(1_000_000_000),
+            mtime_ns.rem_euclid(1_000_000_000),
+        );
+        match self {
+            Handle::Open(f) => nix::sys::stat::futimens(f.as_fd(), &ts, &ts),
+            Handle::Path(s) => nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &Self::proc_path(s.fd.as_fd()),
+                &ts,
+                &ts,
+                nix::sys::stat::UtimensatFlags::FollowSymlink,
+            ),
+        }
+        .map_err(io_err)
+    }
+}
+
+/// A fresh, unpredictable temporary name (from the thread's CSPRNG: no
+/// system call per file).
+fn temp_name() -> OsString {
+    let mut r = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut r);
+    OsString::from_vec(format!(".vault-restore-{}", hex::encode(r)).into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{MetadataExt, symlink};
+
+    fn node(kind: NodeKind, target: &Path) -> Node {
+        Node {
+            name: crate::format::tree::Bytes(b"x".to_vec()),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            mtime_ns: 0,
+            size: 0,
+            target: Some(crate::format::tree::Bytes(
+                target.as_os_str().as_bytes().to_vec(),
+            )),
+            rdev: None,
+            hardlink: None,
+            xattrs: vec![],
+            content: vec![],
+            hash: None,
+            subtree: None,
+        }
+    }
+
+    #[test]
+    fn a_symlinked_target_and_planted_symlinks_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        symlink(&outside, tmp.path().join("link")).unwrap();
+        let e = Dir::open_target(&tmp.path().join("link")).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+
+        let target = Dir::open_target(&tmp.path().join("t")).unwrap();
+        symlink(&outside, tmp.path().join("t/planted")).unwrap();
+        let e = target.ensure_child_dir(OsStr::new("planted")).unwrap_err();
+        assert!(e.to_string().contains("symlink planted"), "{e}");
+        std::fs::write(tmp.path().join("t/file"), b"").unwrap();
+        let e = target.ensure_child_dir(OsStr::new("file")).unwrap_err();
+        assert!(e.to_string().contains("non-directory"), "{e}");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn reopening_never_follows_a_swapped_in_symlink_or_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = Dir::open_target(&tmp.path().join("t")).unwrap();
+        let a = target.ensure_child_dir(OsStr::new("a")).unwrap();
+        let b = a.ensure_child_dir(OsStr::new("b")).unwrap();
+        assert_eq!(
+            target.reopen(Path::new("a/b"), b.id()).unwrap().id(),
+            b.id()
+        );
+
+        // The held handle still writes into the real directory, wherever it went.
+        let t = tmp.path().join("t");
+        std::fs::rename(t.join("a"), t.join("moved")).unwrap();
+        symlink(tmp.path(), t.join("a")).unwrap();
+        let (_, name) = b.create_temp_file().unwrap();
+        assert!(t.join("moved/b").join(&name).exists());
+        let e = target.reopen(Path::new("a/b"), b.id()).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+
+        std::fs::remove_file(t.join("a")).unwrap();
+        std::fs::create_dir_all(t.join("a/b")).unwrap();
+        let e = target.reopen(Path::new("a/b"), b.id()).unwrap_err();
+        assert!(e.to_string().contains("another directory"), "{e}");
+    }
+
+    #[test]
+    fn links_are_made_only_to_the_committed_inode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = Dir::open_target(tmp.path()).unwrap();
+        let (f, tmpname) = target.create_temp_file().unwrap();
+        let id = FileId::of_file(&f).unwrap();
+        target.commit(&tmpname, OsStr::new("first")).unwrap();
+        let link = target.link_from(&target, OsStr::new("first"), id).unwrap();
+        target.commit(&link, OsStr::new("second")).unwrap();
+        let m = std::fs::metadata(tmp.path().join("second")).unwrap();
+        assert_eq!((m.dev(), m.ino()), (id.dev, id.ino));
+
+        // Swapped for something else: nothing is linked.
+        std::fs::remove_file(tmp.path().join("first")).unwrap();
+        std::fs::write(tmp.path().join("first"), b"other").unwrap();
+        let e = target
+            .link_from(&target, OsStr::new("first"), id)
+            .unwrap_err();
+        assert!(e.to_string().contains("replaced"), "{e}");
+        let names: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn specials_get_metadata_through_their_handle() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pointed = tmp.path().join("pointed-to");
+        std::fs::write(&pointed, b"").unwrap();
+        let before = std::fs::metadata(&pointed).unwrap();
+        let target = Dir::open_target(&tmp.path().join("t")).unwrap();
+        let made = target.create_special(&node(NodeKind::Symlink, &pointed));
+        let (link, name) = made.unwrap().unwrap();
+        Handle::Path(&link)
+            .set_times(1_000_000_000_000_000_000)
+            .unwrap();
+        Handle::Path(&link).chmod(0o600).unwrap();
+        target.commit(&name, OsStr::new("l")).unwrap();
+        let m = std::fs::symlink_metadata(tmp.path().join("t/l")).unwrap();
+        assert!(m.file_type().is_symlink());
+        assert_eq!(m.mtime(), 1_000_000_000);
+        // What the symlink points to was never touched.
+        let after = std::fs::metadata(&pointed).unwrap();
+        assert_eq!(
+            (after.mtime(), after.mode()),
+            (before.mtime(), before.mode())
+        );
+
+        let made = target.create_special(&node(NodeKind::Fifo, &pointed));
+        let (fifo, name) = made.unwrap().unwrap();
+        Handle::Path(&fifo).chmod(0o640).unwrap();
+        target.commit(&name, OsStr::new("p")).unwrap();
+        let m = std::fs::symlink_metadata(tmp.path().join("t/p")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o640);
     }
 }

@@ -1,0 +1,114 @@
+//! The snapshot header's totals as a budget for what a restore may write.
+//!
+//! Trees are content-addressed, so one small tree can name the same subtree
+//! twice, and each of those twice more: 43 KB of trees that restore 2^depth
+//! entries and fill the drill host's disk (issue 11, "Bombs from tiny
+//! inputs"). The header declares how many files and directories the
+//! snapshot holds and how many bytes of content; an honest backup counts
+//! every entry it writes into the trees, repeated subtrees included. A
+//! restore counts every entry its walk meets against those totals and stops,
+//! reporting damage, the moment the trees hold more than the header says.
+//! Files are never written past their recorded size (`files.rs`), so the
+//! bytes a restore writes are bounded by the header too.
+//!
+//! Other entries (symlinks, fifos, devices) are not counted in headers; they
+//! are bounded by the directories: each directory's listing is one tree blob
+//! of bounded size.
+
+use crate::format::snapshot::Totals;
+use crate::format::tree::{Node, NodeKind};
+
+/// What is left of the header's totals.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    files: u64,
+    dirs: u64,
+    bytes: u64,
+    declared: (u64, u64, u64),
+}
+
+impl Budget {
+    /// The budget a header declares.
+    pub fn new(totals: &Totals) -> Self {
+        Budget {
+            files: totals.files,
+            dirs: totals.dirs,
+            bytes: totals.bytes,
+            declared: (totals.files, totals.dirs, totals.bytes),
+        }
+    }
+
+    /// Counts one entry the walk met; `Err` says what overran.
+    pub fn spend(&mut self, node: &Node) -> Result<(), String> {
+        let (f, d, b) = self.declared;
+        match node.kind {
+            NodeKind::Dir => {
+                self.dirs = self.dirs.checked_sub(1).ok_or_else(|| {
+                    format!("the snapshot's trees hold more than the {d} directories its header declares")
+                })?;
+            }
+            NodeKind::File => {
+                self.files = self.files.checked_sub(1).ok_or_else(|| {
+                    format!("the snapshot's trees hold more than the {f} files its header declares")
+                })?;
+                self.bytes = self.bytes.checked_sub(node.size).ok_or_else(|| {
+                    format!(
+                        "the snapshot's files add up to more than the {b} bytes its header declares"
+                    )
+                })?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::tree::Bytes;
+
+    fn node(kind: NodeKind, size: u64) -> Node {
+        Node {
+            name: Bytes(b"x".to_vec()),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            mtime_ns: 0,
+            size,
+            target: None,
+            rdev: None,
+            hardlink: None,
+            xattrs: vec![],
+            content: vec![],
+            hash: None,
+            subtree: None,
+        }
+    }
+
+    #[test]
+    fn entries_beyond_the_header_are_refused() {
+        let mut b = Budget::new(&Totals {
+            files: 2,
+            dirs: 1,
+            bytes: 10,
+            ..Default::default()
+        });
+        b.spend(&node(NodeKind::Dir, 0)).unwrap();
+        b.spend(&node(NodeKind::Symlink, 0)).unwrap();
+        b.spend(&node(NodeKind::File, 6)).unwrap();
+        let e = b.spend(&node(NodeKind::File, 5)).unwrap_err();
+        assert!(e.contains("10 bytes"), "{e}");
+        let e = b.spend(&node(NodeKind::Dir, 0)).unwrap_err();
+        assert!(e.contains("1 directories"), "{e}");
+        let mut b = Budget::new(&Totals::default());
+        assert!(
+            b.spend(&node(NodeKind::File, 0))
+                .unwrap_err()
+                .contains("0 files")
+        );
+    }
+}

@@ -1,0 +1,456 @@
+//! One restore, as named phases over explicit state:
+//!
+//! 1. **plan** (main thread): walk the snapshot's trees, count every entry
+//!    against the header's totals, create directories, symlinks, fifos and
+//!    (when allowed) devices relative to their parent's handle, and queue
+//!    each regular file's segments;
+//! 2. **files** (worker threads, at the same time): write, verify and commit
+//!    the queued files;
+//! 3. **finish**: make the hard links, then apply every directory's
+//!    metadata deepest first, each reopened beneath the target and checked
+//!    to be the directory restore created; flush to disk.
+//!
+//! Plan and files stream through a bounded channel, so memory does not grow
+//! with the number or size of files.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crossbeam_channel::{Sender, bounded};
+use globset::GlobSet;
+
+use super::budget::Budget;
+use super::dirs::{Created, DirStack};
+use super::files::{self, Finished, Segment};
+use super::fsops::{Dir, FileId, Handle};
+use super::links::{Links, Place, Role};
+use super::policy::{Applied, MetaWriter, Owners, Withheld, WithheldKind};
+use super::{Problem, ProblemKind, RestoreOptions, RestoreReport, include_set, included};
+use crate::error::{Error, Result};
+use crate::format::id::Id;
+use crate::format::index::Index;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Node, NodeKind};
+use crate::repo::treewalk::{self, Next, Visit};
+use crate::repo::{BlobReader, Repository};
+
+/// What every phase reads, and the report the workers add to.
+struct Shared<'a> {
+    repo: &'a Repository,
+    opts: &'a RestoreOptions,
+    index: Index,
+    target: Arc<Dir>,
+    meta: MetaWriter,
+    report: Mutex<RestoreReport>,
+    /// The inodes of hard-link groups' first members, once committed.
+    committed: Mutex<HashMap<PathBuf, FileId>>,
+}
+
+impl Shared<'_> {
+    fn problem(&self, path: &Path, kind: ProblemKind, message: String) {
+        self.report
+            .lock()
+            .expect("report lock")
+            .problems
+            .push(Problem {
+                path: path.display().to_string(),
+                kind,
+                message,
+            });
+    }
+
+    fn withheld(&self, path: &Path, items: Vec<(WithheldKind, String)>) {
+        if items.is_empty() {
+            return;
+        }
+        let mut r = self.report.lock().expect("report lock");
+        for (kind, detail) in items {
+            r.withheld.add(Withheld {
+                path: path.display().to_string(),
+                kind,
+                detail,
+            });
+        }
+    }
+
+    fn applied(&self, path: &Path, applied: Applied) {
+        self.withheld(path, applied.withheld);
+        if let Some(m) = applied.problem {
+            self.problem(path, ProblemKind::Metadata, m);
+        }
+    }
+
+    /// Reopens the directory at `rel` beneath the target (the target itself
+    /// for the empty path), checking it is still the inode `id`.
+    fn reopen(&self, rel: &Path, id: FileId) -> std::io::Result<Arc<Dir>> {
+        if rel.as_os_str().is_empty() && id == self.target.id() {
+            return Ok(self.target.clone());
+        }
+        self.target.reopen(rel, id).map(Arc::new)
+    }
+}
+
+/// The plan phase's state.
+struct Plan {
+    includes: Option<GlobSet>,
+    any_included: bool,
+    budget: Budget,
+    stack: DirStack,
+    /// Directories created, in walk order (parents first).
+    created: Vec<Created>,
+    links: Links,
+}
+
+/// One restore of one snapshot into one target.
+pub struct Restorer<'a> {
+    snapshot: &'a Snapshot,
+    id: &'a Id,
+    started: Instant,
+    shared: Shared<'a>,
+    plan: Plan,
+}
+
+impl<'a> Restorer<'a> {
+    /// Loads the index and opens (or creates) the target.
+    pub fn new(
+        repo: &'a Repository,
+        id: &'a Id,
+        snapshot: &'a Snapshot,
+        opts: &'a RestoreOptions,
+    ) -> Result<Self> {
+        repo.keys().require_owner("restore")?;
+        let started = Instant::now();
+        let includes = include_set(&opts.include)?;
+        let (index, damaged_index) = repo.load_index()?;
+        let target = Dir::open_target(&opts.target)
+            .map_err(|e| Error::InvalidInput(format!("target {}: {e}", opts.target.display())))?;
+        let shown = std::fs::canonicalize(&opts.target).unwrap_or_else(|_| opts.target.clone());
+        let target = Arc::new(target);
+        let mut report = RestoreReport {
+            snapshot: id.to_hex(),
+            target: shown.display().to_string(),
+            ..Default::default()
+        };
+        for e in damaged_index {
+            report.problems.push(Problem {
+                path: String::new(),
+                kind: ProblemKind::Damaged,
+                message: e.to_string(),
+            });
+        }
+        Ok(Restorer {
+            snapshot,
+            id,
+            started,
+            plan: Plan {
+                includes,
+                any_included: false,
+                budget: Budget::new(&snapshot.totals),
+                stack: DirStack::new(target.clone()),
+                created: Vec::new(),
+                links: Links::default(),
+            },
+            shared: Shared {
+                repo,
+                opts,
+                index,
+                target,
+                meta: MetaWriter {
+                    as_root: nix::unistd::geteuid().is_root(),
+                    policy: opts.policy,
+                    owners: Owners::default(),
+                },
+                report: Mutex::new(report),
+                committed: Mutex::new(HashMap::new()),
+            },
+        })
+    }
+
+    /// Runs every phase and returns the report.
+    pub fn run(mut self) -> Result<RestoreReport> {
+        self.plan_and_write_files()?;
+        if !self.plan.any_included && !self.shared.opts.include.is_empty() {
+            return Err(Error::NotFound(format!(
+                "--include {} matched nothing in snapshot {}",
+                self.shared.opts.include.join(", "),
+                self.id.short()
+            )));
+        }
+        self.finish_links();
+        self.finish_dirs();
+        if !self.shared.opts.verify {
+            self.sync();
+        }
+        let mut report = self.shared.report.into_inner().expect("report lock");
+        report.dirs = self.plan.created.len() as u64;
+        report.duration_ms = self.started.elapsed().as_millis() as u64;
+        Ok(report)
+    }
+
+    /// Phases 1 and 2: the walk plans on this thread while workers write.
+    fn plan_and_write_files(&mut self) -> Result<()> {
+        let threads = match self.shared.opts.threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let shared = &self.shared;
+        let plan = &mut self.plan;
+        let root = self.snapshot.root;
+        std::thread::scope(|s| -> Result<()> {
+            let (tx, rx) = bounded::<Segment>(64);
+            for _ in 0..threads {
+                let rx = rx.clone();
+                s.spawn(move || {
+                    let mut reader = BlobReader::new(shared.repo);
+                    for seg in rx {
+                        write_files(shared, seg, &mut reader);
+                    }
+                });
+            }
+            drop(rx);
+            let walked = treewalk::walk(shared.repo, &shared.index, &root, &mut |v| {
+                plan.visit(shared, &tx, v)
+            });
+            drop(tx);
+            walked
+        })
+    }
+
+    /// Phase 3a: hard links, now that every first member is committed.
+    fn finish_links(&mut self) {
+        let shared = &self.shared;
+        let committed = shared.committed.lock().expect("committed lock").clone();
+        let mut last: Option<(PathBuf, Arc<Dir>)> = None;
+        let mut dir_of = |rel: &Path, id: FileId| -> std::io::Result<Arc<Dir>> {
+            if let Some((p, d)) = &last
+                && p == rel
+                && d.id() == id
+            {
+                return Ok(d.clone());
+            }
+            let d = shared.reopen(rel, id)?;
+            last = Some((rel.to_owned(), d.clone()));
+            Ok(d)
+        };
+        for link in &self.plan.links.pending {
+            let first = self.plan.links.first(&link.group);
+            let Some(&inode) = committed.get(&first.rel) else {
+                shared.problem(
+                    &link.at.rel,
+                    ProblemKind::Write,
+                    "not restored: the first entry of its hard-link group failed".into(),
+                );
+                continue;
+            };
+            let made = dir_of(&first.parent, first.parent_id).and_then(|from| {
+                let here = dir_of(&link.at.parent, link.at.parent_id)?;
+                let tmp = here.link_from(&from, &first.name, inode)?;
+                here.commit(&tmp, &link.at.name)
+                    .inspect_err(|_| here.remove_temp(&tmp))
+            });
+            match made {
+                Ok(()) => shared.report.lock().expect("report lock").other += 1,
+                Err(e) => {
+                    shared.problem(&link.at.rel, ProblemKind::Write, format!("hard link: {e}"))
+                }
+            }
+        }
+    }
+
+    /// Phase 3b: directory metadata, deepest first (a read-only directory
+    /// must not stop its children from being finished), each reopened
+    /// beneath the target and checked to be the one restore created.
+    fn finish_dirs(&self) {
+        let shared = &self.shared;
+        for d in self.plan.created.iter().rev() {
+            match shared.target.reopen(&d.rel, d.id) {
+                Ok(dir) => shared.applied(
+                    &d.rel,
+                    shared.meta.apply(&Handle::Open(dir.file()), &d.node, None),
+                ),
+                Err(e) => shared.problem(
+                    &d.rel,
+                    ProblemKind::Metadata,
+                    format!("directory metadata not applied: {e}"),
+                ),
+            }
+        }
+    }
+
+    /// Phase 3c: flush the target's file system.
+    fn sync(&self) {
+        if let Err(e) = nix::unistd::syncfs(self.shared.target.file()) {
+            self.shared.problem(
+                Path::new(""),
+                ProblemKind::Write,
+                format!("flushing the restored files to disk: {e}"),
+            );
+        }
+    }
+}
+
+/// Phase 2, on a worker: writes one segment and records a finished file.
+fn write_files(shared: &Shared<'_>, seg: Segment, reader: &mut BlobReader<'_>) {
+    let Some((st, finished)) =
+        files::process(seg, reader, &shared.index, &shared.meta, shared.opts.verify)
+    else {
+        return;
+    };
+    match finished {
+        Finished::Ok {
+            bytes,
+            id,
+            problem,
+            withheld,
+        } => {
+            if let Some(id) = id {
+                shared
+                    .committed
+                    .lock()
+                    .expect("committed lock")
+                    .insert(st.rel.clone(), id);
+            }
+            let mut r = shared.report.lock().expect("report lock");
+            r.files += 1;
+            r.bytes += bytes;
+            r.verified += u64::from(shared.opts.verify);
+            drop(r);
+            shared.applied(&st.rel, Applied { problem, withheld });
+        }
+        Finished::Failed((kind, message)) => shared.problem(&st.rel, kind, message),
+    }
+}
+
+impl Plan {
+    /// Phase 1: one step of the walk.
+    fn visit(&mut self, shared: &Shared<'_>, tx: &Sender<Segment>, v: Visit<'_>) -> Result<Next> {
+        let (path, node) = match v {
+            Visit::Damaged { path, error } => {
+                shared.problem(
+                    path,
+                    ProblemKind::reading(&error),
+                    format!("directory not restored: {error}"),
+                );
+                return Ok(Next::Skip);
+            }
+            Visit::Leave { .. } => {
+                self.stack.pop();
+                return Ok(Next::Descend);
+            }
+            Visit::Entry { path, node } => (path, node),
+        };
+        shared.opts.cancel.check("restore")?;
+        if let Err(why) = self.budget.spend(node) {
+            shared.problem(
+                Path::new(""),
+                ProblemKind::Damaged,
+                format!("{why}; restore stopped (a crafted or damaged snapshot)"),
+            );
+            return Ok(Next::Stop);
+        }
+        if self.stack.failed() {
+            return Ok(Next::Skip);
+        }
+        let want = included(&self.includes, path);
+        if node.kind == NodeKind::Dir {
+            self.stack.push(path, node);
+            if want {
+                self.any_included = true;
+                if self.make_dirs(shared).is_none() {
+                    self.stack.pop();
+                    return Ok(Next::Skip);
+                }
+            }
+            return Ok(Next::Descend);
+        }
+        if !want {
+            return Ok(Next::Skip);
+        }
+        self.any_included = true;
+        let Some((dir, parent)) = self.make_dirs(shared) else {
+            return Ok(Next::Skip);
+        };
+        if let Err(w) = shared.meta.policy.admits(node) {
+            shared.withheld(path, vec![w]);
+            return Ok(Next::Skip);
+        }
+        let at = Place::new(path, &parent, dir.id());
+        if let Some(group) = &node.hardlink {
+            match self.links.classify(group, node, at.clone()) {
+                Role::Linked => return Ok(Next::Skip),
+                Role::First => {}
+                Role::Disagrees => shared.problem(
+                    path,
+                    ProblemKind::Metadata,
+                    "not hard-linked: it differs from the first entry of its hard-link group; \
+                     restored on its own as recorded"
+                        .into(),
+                ),
+            }
+        }
+        if node.kind == NodeKind::File {
+            match files::plan(path, &dir, node, &shared.index) {
+                Ok(segments) => {
+                    for seg in segments {
+                        tx.send(seg).map_err(|_| Error::Cancelled {
+                            operation: "restore",
+                        })?;
+                    }
+                }
+                Err((kind, message)) => shared.problem(path, kind, message),
+            }
+        } else {
+            make_special(shared, &dir, &at, node);
+        }
+        Ok(Next::Skip)
+    }
+
+    /// Creates the directories on the current path; `None` (reported) when
+    /// one cannot be made.
+    fn make_dirs(&mut self, shared: &Shared<'_>) -> Option<(Arc<Dir>, PathBuf)> {
+        match self.stack.materialize(&mut self.created) {
+            Ok(top) => Some(top),
+            Err(e) => {
+                shared.problem(&e.rel, ProblemKind::Write, e.error.to_string());
+                None
+            }
+        }
+    }
+}
+
+/// Creates a symlink, fifo or device in `dir`, sets its metadata on its
+/// handle, and renames it into place.
+fn make_special(shared: &Shared<'_>, dir: &Dir, at: &Place, node: &Node) {
+    let (special, tmp) = match dir.create_special(node) {
+        Ok(Some(made)) => made,
+        Ok(None) => return,
+        Err(e) => {
+            shared.problem(&at.rel, ProblemKind::Write, e.to_string());
+            return;
+        }
+    };
+    let applied = shared.meta.apply(&Handle::Path(&special), node, None);
+    let id = special.id();
+    match dir.commit(&tmp, OsStr::new(&at.name)) {
+        Ok(()) => {
+            shared.report.lock().expect("report lock").other += 1;
+            if node.hardlink.is_some()
+                && let Ok(id) = id
+            {
+                shared
+                    .committed
+                    .lock()
+                    .expect("committed lock")
+                    .insert(at.rel.clone(), id);
+            }
+        }
+        Err(e) => {
+            dir.remove_temp(&tmp);
+            shared.problem(&at.rel, ProblemKind::Write, e.to_string());
+        }
+    }
+    shared.applied(&at.rel, applied);
+}

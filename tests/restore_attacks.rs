@@ -1,0 +1,690 @@
+//! Attacks on restore, each performed with only the attacker's capabilities
+//! (issue 11). Expected outcomes:
+//!
+//! | vector | attacker holds | expected |
+//! |---|---|---|
+//! | `restore_race_…` | an unprivileged account owning a directory in the target | nothing created, chmod'ed or chown'ed outside the target; every file restored |
+//! | `target_that_is_a_symlink_…` | a symlink where the operator restores | refused, exit 1, nothing written through it |
+//! | `privileged_files_from_a_writers_snapshot_…` | the writer key (backs up a crafted source) | no setuid/setgid bit, device node or `security.capability` in the target unless the operator asks; each one reported; drills never create them |
+//! | `hard_link_group_led_by_a_symlink_…` | the writer key (crafts trees) | the declared regular file is restored as a regular file with its verified content, also in `vault dump` |
+//! | `repeated_subtrees_…` | the writer key (crafts trees and header) | the restore stops within the header's totals, exit 4; `vault dump` refuses |
+//! | `a_drill_refuses_a_snapshot_declaring_more_…` | the writer key (declares totals) | the drill refuses before writing anything, no sandbox or drill record left |
+//! | `file_content_running_past_its_size_…` | the writer key (crafts trees and a conflicting index entry) | not one byte written past the recorded size; reported, nothing left behind |
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use vault::format::id::Id;
+use vault::format::index::{IndexFile, IndexedBlob, IndexedPack};
+use vault::format::pack::BlobKind;
+use vault::format::snapshot::{Snapshot, SourceRecord, SourceStatus, Totals};
+use vault::format::tree::{Bytes, Node, NodeKind, Tree};
+use vault::repo::packer::PackBuilder;
+use vault::repo::{Access, ObjectKind, Repository};
+use vault::storage::LocalStorage;
+
+use crate::util::*;
+
+/// The unprivileged attacker's uid and gid (`nobody`).
+const NOBODY: u32 = 65534;
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "restore attacks are tested as root, as the operator restores"
+    );
+}
+
+/// `path` inside a target: where a source path lands when restored.
+fn restored(target: &Path, src: &Path) -> PathBuf {
+    target.join(src.strip_prefix("/").unwrap())
+}
+
+fn chown(path: &Path, uid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid)).unwrap();
+}
+
+/// Writes snapshots the way a compromised backup host can: with the writer
+/// key only (it seals packs to the owner, which needs no owner secret).
+struct Crafter {
+    repo: Repository,
+    key: [u8; 32],
+    data: Option<PackBuilder>,
+    trees: Option<PackBuilder>,
+    /// A blob to describe a second time, with another length, in an index
+    /// file of its own (pointing into the genuine pack).
+    conflict: Option<Id>,
+}
+
+impl Crafter {
+    fn new(env: &Env) -> Self {
+        let repo = Repository::open(
+            Arc::new(LocalStorage::new(&env.repo)),
+            Access::IdentityFile(&env.writer_key),
+        )
+        .unwrap();
+        assert!(
+            !repo.keys().is_owner(),
+            "the attacker holds the writer key only"
+        );
+        let key = *repo.keys().chunk_key();
+        let seal = repo.keys().owner_only();
+        let data = PackBuilder::new(BlobKind::Data, &seal, 0).unwrap();
+        let trees = PackBuilder::new(BlobKind::Tree, &seal, 0).unwrap();
+        Crafter {
+            key,
+            data: Some(data),
+            trees: Some(trees),
+            repo,
+            conflict: None,
+        }
+    }
+
+    fn blob(builder: &mut PackBuilder, key: &[u8; 32], bytes: &[u8]) -> Id {
+        let id = Id::keyed(key, bytes);
+        builder
+            .add(
+                id,
+                &zstd::bulk::compress(bytes, 3).unwrap(),
+                bytes.len() as u32,
+            )
+            .unwrap();
+        id
+    }
+
+    fn data(&mut self, bytes: &[u8]) -> Id {
+        Self::blob(self.data.as_mut().unwrap(), &self.key, bytes)
+    }
+
+    fn tree(&mut self, nodes: Vec<Node>) -> Id {
+        let bytes = Tree { nodes }.to_bytes();
+        Self::blob(self.trees.as_mut().unwrap(), &self.key, &bytes)
+    }
+
+    /// A regular file node holding `bytes` as one blob.
+    fn file(&mut self, name: &str, bytes: &[u8]) -> Node {
+        let id = self.data(bytes);
+        let mut n = node(name, NodeKind::File);
+        n.size = bytes.len() as u64;
+        n.content = vec![id];
+        n.hash = Some(Id::of_bytes(bytes));
+        n
+    }
+
+    /// Stores the packs, their index and a header with `totals`.
+    fn finish(mut self, root: Id, totals: Totals) -> String {
+        let mut index = IndexFile::default();
+        for b in [self.data.take(), self.trees.take()] {
+            let pack = b.unwrap().finish().unwrap();
+            self.repo
+                .put_object(ObjectKind::Pack(pack.kind), &pack.bytes)
+                .unwrap();
+            index
+                .packs
+                .push(IndexedPack::from_entries(pack.id, pack.kind, &pack.entries));
+        }
+        self.repo
+            .put_shared_json(ObjectKind::Index, &index)
+            .unwrap();
+        if let Some(blob) = self.conflict {
+            let data = &index.packs[0];
+            let planted = IndexFile {
+                packs: vec![IndexedPack {
+                    id: data.id,
+                    kind: BlobKind::Data,
+                    blobs: vec![IndexedBlob {
+                        id: blob,
+                        offset: 0,
+                        length: 10,
+                        raw_length: 10,
+                    }],
+                }],
+                condemned: vec![],
+            };
+            self.repo
+                .put_shared_json(ObjectKind::Index, &planted)
+                .unwrap();
+        }
+        let snap = Snapshot {
+            time: chrono::Utc::now(),
+            host: "web1".into(),
+            user: "root".into(),
+            tags: vec![],
+            sources: vec![SourceRecord {
+                kind: "paths".into(),
+                name: "/srv".into(),
+                paths: vec!["/srv".into()],
+                status: SourceStatus::Ok,
+                command: None,
+                details: None,
+            }],
+            root,
+            totals,
+            errors: vec![],
+            certificates: vec![],
+            parent: None,
+            program_version: "crafted".into(),
+        };
+        self.repo
+            .put_shared_json(ObjectKind::Snapshot, &snap)
+            .unwrap()
+            .to_hex()
+    }
+}
+
+fn node(name: &str, kind: NodeKind) -> Node {
+    Node {
+        name: Bytes(name.as_bytes().to_vec()),
+        kind,
+        mode: if kind == NodeKind::Dir { 0o755 } else { 0o644 },
+        uid: 0,
+        gid: 0,
+        user: None,
+        group: None,
+        mtime_ns: 1_700_000_000_000_000_000,
+        size: 0,
+        target: None,
+        rdev: None,
+        hardlink: None,
+        xattrs: vec![],
+        content: vec![],
+        hash: None,
+        subtree: None,
+    }
+}
+
+fn dir(name: &str, subtree: Id) -> Node {
+    let mut n = node(name, NodeKind::Dir);
+    n.subtree = Some(subtree);
+    n
+}
+
+fn totals(files: u64, dirs: u64, bytes: u64) -> Totals {
+    Totals {
+        files,
+        dirs,
+        bytes,
+        ..Default::default()
+    }
+}
+
+/// Every entry below `root`, as (relative path, is it a regular file).
+fn entries(root: &Path) -> Vec<(PathBuf, bool)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            out.push((e.path().strip_prefix(root).unwrap().to_owned(), t.is_file()));
+            if t.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// The racer: as `nobody`, once restore has started writing into
+/// `home/sub`, swap that directory for a symlink to `outside` and back
+/// until `stop` appears (bounded). Prints how many swaps it made.
+const RACER: &str = r#"
+use Time::HiRes qw(stat);
+my ($home, $outside, $stop) = @ARGV;
+chdir $home or die "chdir: $!";
+# sub is root's and mode 0700: the attacker sees only its times change
+# once restore writes into it.
+my $first;
+for (my $i = 0; $i < 20_000; $i++) {
+    my @st = stat("sub");
+    if (@st) { $first //= $st[9]; last if $st[9] != $first; }
+    select(undef, undef, undef, 0.001);
+}
+my $n = 0;
+for (my $i = 0; $i < 3_000_000 && !-e $stop; $i++) {
+    rename("sub", "sub.real") or next;
+    $n++ if symlink($outside, "sub");
+    for (my $k = 0; $k < 50; $k++) {}
+    unlink("sub");
+    rename("sub.real", "sub") or die "rename back: $!";
+}
+print "$n\n";
+"#;
+
+#[test]
+fn restore_race_a_user_swapping_their_directory_for_a_symlink_changes_nothing_outside() {
+    require_root();
+    let env = Env::new();
+    // The attacker must be able to reach the directory they own.
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let src = env.path("src");
+    const FILES: usize = 1500;
+    for i in 0..FILES {
+        write(
+            &src.join(format!("home/sub/f{i:04}")),
+            format!("file {i}\n").as_bytes(),
+        );
+    }
+    chown(&src.join("home"), NOBODY);
+    chown(&src.join("home/sub"), NOBODY);
+    env.backup(&[&src]);
+
+    // The target already holds the user's home (a restore over a live
+    // system, or a second restore): the user owns it.
+    let target = env.path("target");
+    let home = restored(&target, &src).join("home");
+    fs::create_dir_all(&home).unwrap();
+    chown(&home, NOBODY);
+    let outside = env.path("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o755)).unwrap();
+    let before = fs::metadata(&outside).unwrap();
+    let stop = env.path("stop-racing");
+
+    let racer = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "perl",
+            "-e",
+            RACER,
+        ])
+        .arg(&home)
+        .arg(&outside)
+        .arg(&stop)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the racer (setpriv and perl)");
+    let out = env.restore("latest", &target);
+    fs::write(&stop, b"").unwrap();
+    let raced = racer.wait_with_output().unwrap();
+    assert!(raced.status.success(), "racer failed: {raced:?}");
+    let swaps: u64 = String::from_utf8_lossy(&raced.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    eprintln!("the racer swapped {swaps} times");
+    assert!(
+        swaps > 100,
+        "the racer swapped only {swaps} times: the test proved nothing"
+    );
+
+    let after = fs::metadata(&outside).unwrap();
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "restore created files outside the target"
+    );
+    assert_eq!(
+        (after.mode(), after.uid(), after.gid()),
+        (before.mode(), before.uid(), before.gid()),
+        "restore changed the mode or owner of a directory outside the target"
+    );
+    // Every file still landed in the directory restore created, wherever
+    // the attacker had moved it.
+    if home.join("sub.real").exists() {
+        fs::remove_file(home.join("sub")).unwrap();
+        fs::rename(home.join("sub.real"), home.join("sub")).unwrap();
+    }
+    let sub = home.join("sub");
+    assert!(fs::symlink_metadata(&sub).unwrap().is_dir());
+    let restored_files = fs::read_dir(&sub)
+        .unwrap()
+        .filter(|e| {
+            let e = e.as_ref().unwrap();
+            let i: usize = e.file_name().to_str().unwrap()[1..].parse().unwrap();
+            fs::read(e.path()).unwrap() == format!("file {i}\n").as_bytes()
+        })
+        .count();
+    assert_eq!(restored_files, FILES, "{}", stdout(&out));
+    // Only metadata of the swapped directory may be reported as not applied.
+    assert!(
+        out.status.code() == Some(0),
+        "swaps: {swaps}\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+#[test]
+fn target_that_is_a_symlink_is_refused() {
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    env.backup(&[&src]);
+    let outside = env.path("outside");
+    fs::create_dir(&outside).unwrap();
+    let target = env.path("target");
+    std::os::unix::fs::symlink(&outside, &target).unwrap();
+    let out = env.restore("latest", &target);
+    assert_code(&out, 1);
+    assert_contains(&stderr(&out), "is a symlink");
+    assert_contains(&stderr(&out), &target.display().to_string());
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+}
+
+/// `security.capability` granting cap_setuid=ep (VFS_CAP_REVISION_2).
+fn cap_setuid() -> Vec<u8> {
+    let mut v = Vec::new();
+    for word in [0x0200_0001u32, 1 << 7, 0, 0, 0] {
+        v.extend_from_slice(&word.to_le_bytes());
+    }
+    v
+}
+
+/// A source as a compromised backup host can make it: root owns the host.
+fn privileged_source(src: &Path) {
+    use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+    write(&src.join("bin/rootshell"), b"#!/bin/sh\nexec /bin/sh -p\n");
+    fs::set_permissions(
+        src.join("bin/rootshell"),
+        fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    write(&src.join("bin/groupshell"), b"#!/bin/sh\n");
+    fs::set_permissions(
+        src.join("bin/groupshell"),
+        fs::Permissions::from_mode(0o2755),
+    )
+    .unwrap();
+    write(&src.join("bin/capped"), b"#!/bin/sh\n");
+    xattr::set(src.join("bin/capped"), "security.capability", &cap_setuid()).unwrap();
+    fs::create_dir_all(src.join("dev")).unwrap();
+    let all = Mode::from_bits_truncate(0o666);
+    mknod(&src.join("dev/mem"), SFlag::S_IFCHR, all, makedev(1, 1)).unwrap();
+    mknod(&src.join("dev/sda"), SFlag::S_IFBLK, all, makedev(8, 0)).unwrap();
+    for d in ["dev/mem", "dev/sda"] {
+        // mknod honours the umask; the attacker wants them world-writable.
+        fs::set_permissions(src.join(d), fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    nix::unistd::mkfifo(&src.join("dev/pipe"), Mode::from_bits_truncate(0o600)).unwrap();
+    fs::create_dir(src.join("shared")).unwrap();
+    fs::set_permissions(src.join("shared"), fs::Permissions::from_mode(0o2775)).unwrap();
+}
+
+#[test]
+fn privileged_files_from_a_writers_snapshot_are_withheld_unless_asked_for() {
+    require_root();
+    let env = Env::new();
+    let src = env.path("src");
+    privileged_source(&src);
+    env.backup(&[&src]);
+
+    let target = env.path("target");
+    let out = env.vault(
+        &["restore"],
+        &env.owner_key,
+        &["latest", "--target", target.to_str().unwrap(), "--json"],
+    );
+    assert_success(&out);
+    let r = restored(&target, &src);
+    let mode = |p: &str| fs::symlink_metadata(r.join(p)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("bin/rootshell"), 0o755);
+    assert_eq!(mode("bin/groupshell"), 0o755);
+    assert_eq!(mode("shared"), 0o2775, "setgid directories are kept");
+    assert!(!r.join("dev/mem").exists() && !r.join("dev/sda").exists());
+    assert!(
+        fs::symlink_metadata(r.join("dev/pipe"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert_eq!(
+        xattr::get(r.join("bin/capped"), "security.capability").unwrap(),
+        None
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let w = &v["report"]["withheld"];
+    assert_eq!(
+        (&w["setid"], &w["devices"], &w["security_xattrs"]),
+        (&2.into(), &2.into(), &1.into()),
+        "{w}"
+    );
+    let listed: Vec<String> = w["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["kind"].as_str().unwrap(),
+                e["path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for (kind, path) in [
+        ("setid", "bin/rootshell"),
+        ("setid", "bin/groupshell"),
+        ("security_xattr", "bin/capped"),
+        ("device", "dev/mem"),
+        ("device", "dev/sda"),
+    ] {
+        assert!(
+            listed
+                .iter()
+                .any(|l| l.starts_with(kind) && l.ends_with(path)),
+            "{kind} {path} not in {listed:?}"
+        );
+    }
+
+    // The text report says what was withheld and how to ask for it.
+    let out = env.restore("latest", &env.path("again"));
+    assert_success(&out);
+    let text = stdout(&out);
+    for needle in [
+        "--keep-setid",
+        "--allow-devices",
+        "--keep-security-xattrs",
+        "dev/sda",
+    ] {
+        assert_contains(&text, needle);
+    }
+
+    // Control: the vector is real, and the operator can ask for it all.
+    let all = env.path("all");
+    let out = env.vault(
+        &["restore"],
+        &env.owner_key,
+        &[
+            "latest",
+            "--target",
+            all.to_str().unwrap(),
+            "--allow-devices",
+            "--keep-setid",
+            "--keep-security-xattrs",
+        ],
+    );
+    assert_success(&out);
+    let a = restored(&all, &src);
+    assert_eq!(
+        fs::symlink_metadata(a.join("bin/rootshell"))
+            .unwrap()
+            .mode()
+            & 0o7777,
+        0o4755
+    );
+    let mem = fs::symlink_metadata(a.join("dev/mem")).unwrap();
+    assert!(mem.file_type().is_char_device() && mem.mode() & 0o777 == 0o666);
+    assert_eq!(mem.rdev(), nix::sys::stat::makedev(1, 1));
+    assert_eq!(
+        xattr::get(a.join("bin/capped"), "security.capability").unwrap(),
+        Some(cap_setuid())
+    );
+
+    // A drill never creates them, and cannot be asked to.
+    let sandbox = env.path("drill");
+    let out = env.vault(
+        &["restore"],
+        &env.owner_key,
+        &["latest", "--verify", "--target", sandbox.to_str().unwrap()],
+    );
+    assert_success(&out);
+    let d = restored(&sandbox, &src);
+    assert!(!d.join("dev/mem").exists());
+    assert_eq!(
+        fs::symlink_metadata(d.join("bin/rootshell"))
+            .unwrap()
+            .mode()
+            & 0o7777,
+        0o755
+    );
+    for flag in ["--allow-devices", "--keep-setid", "--keep-security-xattrs"] {
+        let out = env.vault(&["restore"], &env.owner_key, &["latest", "--verify", flag]);
+        assert_code(&out, 2);
+        assert_contains(&stderr(&out), flag);
+    }
+}
+
+#[test]
+fn hard_link_group_led_by_a_symlink_cannot_turn_a_file_into_a_link() {
+    let env = Env::new();
+    let mut c = Crafter::new(&env);
+    let mut link = node("a-link", NodeKind::Symlink);
+    link.target = Some(Bytes(b"/etc/shadow".to_vec()));
+    link.hardlink = Some("1:1".into());
+    let mut file = c.file("b-file", b"declared content\n");
+    file.hardlink = Some("1:1".into());
+    let root = c.tree(vec![link, file]);
+    let id = c.finish(root, totals(1, 0, 17));
+
+    let target = env.path("target");
+    let out = env.restore(&id, &target);
+    assert_success(&out);
+    let meta = fs::symlink_metadata(target.join("b-file")).unwrap();
+    assert!(meta.is_file(), "b-file restored as {:?}", meta.file_type());
+    assert_eq!(
+        fs::read(target.join("b-file")).unwrap(),
+        b"declared content\n"
+    );
+    assert_eq!(
+        fs::read_link(target.join("a-link")).unwrap(),
+        Path::new("/etc/shadow")
+    );
+    assert_contains(&stdout(&out), "not hard-linked");
+
+    let sandbox = env.path("drill");
+    let out = env.vault(
+        &["restore"],
+        &env.owner_key,
+        &[&id, "--verify", "--target", sandbox.to_str().unwrap()],
+    );
+    assert_success(&out);
+    assert!(
+        fs::symlink_metadata(sandbox.join("b-file"))
+            .unwrap()
+            .is_file()
+    );
+    assert_contains(&stdout(&out), "1 files re-read");
+
+    let tar = env.vault(&["dump"], &env.owner_key, &[&id]);
+    assert_success(&tar);
+    let mut archive = tar::Archive::new(&tar.stdout[..]);
+    let mut kinds = Vec::new();
+    for e in archive.entries().unwrap() {
+        let e = e.unwrap();
+        kinds.push((
+            e.path().unwrap().display().to_string(),
+            e.header().entry_type(),
+        ));
+    }
+    assert!(
+        kinds.contains(&("b-file".into(), tar::EntryType::Regular)),
+        "{kinds:?}"
+    );
+}
+
+/// A tree `depth` levels deep in which every level names the level below
+/// twice: 2^depth files from depth + 1 tree blobs.
+fn doubling_tree(c: &mut Crafter, depth: u32) -> Id {
+    let leaf = c.file("f", b"x");
+    let mut tree = c.tree(vec![leaf]);
+    for _ in 0..depth {
+        tree = c.tree(vec![dir("a", tree), dir("b", tree)]);
+    }
+    tree
+}
+
+#[test]
+fn repeated_subtrees_cannot_restore_more_than_the_header_declares() {
+    let env = Env::new();
+    let mut c = Crafter::new(&env);
+    let root = doubling_tree(&mut c, 24);
+    // 2^24 files, declared as three.
+    let bomb = c.finish(root, totals(3, 30, 3));
+    let target = env.path("target");
+    let started = std::time::Instant::now();
+    let out = env.restore(&bomb, &target);
+    assert_code(&out, 4);
+    assert_contains(&stdout(&out), "more than the 3 files its header declares");
+    let files = entries(&target).iter().filter(|(_, f)| *f).count();
+    assert!(files <= 3, "{files} files restored");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    let dump = env.vault(&["dump"], &env.owner_key, &[&bomb]);
+    assert_ne!(dump.status.code(), Some(0));
+    assert_contains(&stderr(&dump), "more than the 3 files");
+
+    // Control: the same shape with honest totals restores in full.
+    let mut c = Crafter::new(&env);
+    let root = doubling_tree(&mut c, 8);
+    let honest = c.finish(root, totals(256, 510, 256));
+    let target = env.path("honest");
+    assert_success(&env.restore(&honest, &target));
+    let files = entries(&target).iter().filter(|(_, f)| *f).count();
+    assert_eq!(files, 256);
+}
+
+#[test]
+fn file_content_running_past_its_size_is_never_written() {
+    let env = Env::new();
+    let mut c = Crafter::new(&env);
+    let chunk = noise(64 << 10, 7);
+    let mut file = c.file("big", &chunk);
+    // The same 64 KiB blob 2,000 times (125 MiB), declared as 64 KiB.
+    file.content = vec![file.content[0]; 2000];
+    let blob = file.content[0];
+    let root = c.tree(vec![file]);
+    // A second index entry for the blob with another length: index files
+    // now disagree, and restore cannot size the file from them.
+    c.conflict = Some(blob);
+    let id = c.finish(root, totals(1, 0, 64 << 10));
+    let target = env.path("target");
+    let out = env.restore(&id, &target);
+    assert_code(&out, 4);
+    assert_contains(&stdout(&out), "runs past the 65536 bytes");
+    assert!(entries(&target).is_empty(), "{:?}", entries(&target));
+}
+
+#[test]
+fn a_drill_refuses_a_snapshot_declaring_more_than_its_disk_holds() {
+    let env = Env::new();
+    let mut c = Crafter::new(&env);
+    let file = c.file("f", b"x");
+    let root = c.tree(vec![file]);
+    // Declared large enough to fill any disk: the drill must not start.
+    let id = c.finish(root, totals(1, 0, 1 << 60));
+    let tmpdir = env.path("tmp");
+    fs::create_dir(&tmpdir).unwrap();
+    let out = Command::new(vault_bin())
+        .args(["restore", "-r", env.repo.to_str().unwrap(), "-i"])
+        .arg(&env.owner_key)
+        .args([&id, "--verify"])
+        .env("TMPDIR", &tmpdir)
+        .env_remove("VAULT_CONFIG")
+        .output()
+        .unwrap();
+    assert_code(&out, 1);
+    assert_contains(&stderr(&out), "point TMPDIR at a larger file system");
+    assert_eq!(
+        fs::read_dir(&tmpdir).unwrap().count(),
+        0,
+        "sandbox left behind"
+    );
+    assert!(
+        !env.repo.join("drills").exists()
+            || fs::read_dir(env.repo.join("drills")).unwrap().count() == 0
+    );
+}
