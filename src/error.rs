@@ -174,9 +174,9 @@ fn storage_kind(e: &StorageError) -> ErrorKind {
             _ => ErrorKind::Storage,
         },
         StorageError::Refused { .. } => ErrorKind::Permission,
-        StorageError::Unsupported { .. } | StorageError::InvalidLocation(_) => {
-            ErrorKind::InvalidInput
-        }
+        StorageError::Unsupported { .. }
+        | StorageError::InvalidLocation(_)
+        | StorageError::Misconfigured(_) => ErrorKind::InvalidInput,
         StorageError::RetriesExhausted { .. } => ErrorKind::Storage,
     }
 }

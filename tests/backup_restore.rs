@@ -427,7 +427,7 @@ fn include_that_matches_nothing_is_an_error() {
         &env.owner_key,
         &["latest", "--verify", "--include", "no/such/path"],
     );
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     assert_contains(&stderr(&out), "matched nothing");
     assert!(
         !env.repo.join("drills").exists()

@@ -144,7 +144,7 @@ fn key_files_readable_by_others_are_refused() {
     sample_tree(&src);
     fs::set_permissions(&env.writer_key, fs::Permissions::from_mode(0o640)).unwrap();
     let out = env.vault(&["backup"], &env.writer_key, &[src.to_str().unwrap()]);
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     assert_contains(&stderr(&out), "chmod 600");
     assert!(objects(&env.repo, "snapshots").is_empty());
 }
@@ -497,7 +497,7 @@ fn missing_source_path_gives_exit_3_and_is_listed() {
     assert!(stderr(&out).contains("no-such-dir"));
 
     let only_missing = env.vault(&["backup"], &env.writer_key, &[gone.to_str().unwrap()]);
-    assert_code(&only_missing, 1);
+    assert_code(&only_missing, 2);
     assert_contains(&stderr(&only_missing), "nothing could be read");
 }
 
@@ -686,7 +686,7 @@ fn tampered_config_is_refused() {
     cfg["owner_recipient"] = attacker_recipient.into();
     fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
     let out = env.vault(&["backup"], &env.writer_key, &[src.to_str().unwrap()]);
-    assert_code(&out, 1);
+    assert_code(&out, 4);
     assert_contains(&stderr(&out), "tampered");
     assert!(
         objects(&env.repo, "data").is_empty(),
@@ -717,7 +717,7 @@ fn swapped_writer_key_object_is_refused_by_owners() {
     cfg["writer_recipient"] = fake.recipient().into();
     fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
     let out = env.vault(&["ls"], &env.owner_key, &["latest"]);
-    assert_code(&out, 1);
+    assert_code(&out, 4);
     assert_contains(&stderr(&out), "tampered");
 }
 

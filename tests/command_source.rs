@@ -111,7 +111,7 @@ fn stdin_filename_must_stay_inside_the_snapshot() {
     let env = Env::new();
     for bad in ["../escape", "a/../../b", ""] {
         let (out, _) = env.backup_json(&["--from-command", "echo hi", "--stdin-filename", bad]);
-        assert_code(&out, 1);
+        assert_code(&out, 2);
         assert_contains(&stderr(&out), "--stdin-filename");
     }
 }

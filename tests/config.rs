@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{assert_code, assert_contains, run, stderr, stdout};
+use crate::util::{assert_code, assert_contains, assert_success, run, stderr, stdout};
 
 /// A temporary directory with a 0600 key file, and a place for vault.toml.
 struct Setup {
@@ -259,17 +259,58 @@ fn commands_take_repository_keys_sources_and_retention_from_the_file() {
 }
 
 #[test]
-fn an_invalid_file_stops_every_command_with_its_location() {
-    let (_env, _src, file) = configured();
+fn an_invalid_file_stops_only_what_needs_it_and_no_config_skips_it() {
+    let (env, src, file) = configured();
     let text = fs::read_to_string(&file)
         .unwrap()
         .replace("keep_last", "keep_lastt");
     fs::write(&file, text).unwrap();
-    let out = run(&["--config", file.to_str().unwrap(), "snapshots"]);
-    assert_code(&out, 2);
-    let err = stderr(&out);
-    assert_contains(&err, &format!("{}:", file.display()));
-    assert_contains(&err, "keep_lastt");
+    let cfg = file.to_str().unwrap();
+    // Backup, forget, status act on the file's settings: they stop, with
+    // the location and the command that lists every problem.
+    for cmd in ["backup", "forget", "status"] {
+        let out = run(&["--config", cfg, cmd]);
+        assert_code(&out, 2);
+        let err = stderr(&out);
+        assert_contains(&err, &format!("{}:", file.display()));
+        assert_contains(&err, "keep_lastt");
+        assert_contains(&err, "vault config check");
+    }
+    // Reading a repository named on the command line goes on, with a warning.
+    let repo = env.repo.to_str().unwrap();
+    let writer = env.writer_key.to_str().unwrap();
+    let out = run(&[
+        "--config",
+        cfg,
+        "snapshots",
+        "-r",
+        repo,
+        "-i",
+        writer,
+        "--json",
+    ]);
+    assert_success(&out);
+    assert_contains(&stderr(&out), "warning");
+    assert_contains(&stderr(&out), "keep_lastt");
+    let out = run(&["--config", cfg, "completions", "bash"]);
+    assert_success(&out);
+    // --no-config reads no file at all, even the one VAULT_CONFIG names.
+    let out = Command::new(crate::util::vault_bin())
+        .args([
+            "--no-config",
+            "backup",
+            "-r",
+            repo,
+            "-i",
+            writer,
+            "--no-cache",
+        ])
+        .arg(src.to_str().unwrap())
+        .env("VAULT_CONFIG", &file)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }
 
 #[test]
@@ -304,6 +345,56 @@ fn a_passphrase_owner_opens_through_the_configured_passphrase_file() {
     let out = run(&["--config", file.to_str().unwrap(), "ls", "latest"]);
     crate::util::assert_success(&out);
     assert_contains(&stdout(&out), "a");
+}
+
+#[test]
+fn sources_on_the_command_line_mean_only_these() {
+    let (env, src, file) = configured();
+    let cfg = file.to_str().unwrap();
+    let other = env.path("other");
+    crate::util::write(&other.join("cron.d/job"), b"* * * * * true\n");
+    let kinds = |out: &std::process::Output| -> Vec<(String, String)> {
+        assert_success(out);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["snapshot"]["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["kind"].as_str().unwrap().to_owned(),
+                    s["name"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let out = run(&["--config", cfg, "backup", "--json", other.to_str().unwrap()]);
+    assert_eq!(
+        kinds(&out),
+        vec![("paths".to_owned(), other.display().to_string())]
+    );
+    let out = run(&[
+        "--config",
+        cfg,
+        "backup",
+        "--json",
+        "--from-command",
+        "echo only",
+        "--stdin-filename",
+        "only.txt",
+    ]);
+    assert_eq!(
+        kinds(&out),
+        vec![("command".to_owned(), "only.txt".to_owned())]
+    );
+    // Without sources on the command line, the file's all run.
+    let out = run(&["--config", cfg, "backup", "--json"]);
+    let all = kinds(&out);
+    assert!(
+        all.contains(&("paths".to_owned(), src.display().to_string())),
+        "{all:?}"
+    );
+    assert!(all.iter().any(|(k, _)| k == "command"), "{all:?}");
 }
 
 #[test]

@@ -213,7 +213,7 @@ fn copy_refuses_a_foreign_target_and_the_writer_key() {
         env.path("w2.key").to_str().unwrap(),
     ]));
     let (out, _) = copy(&env, &env.owner_key, plain.to_str().unwrap(), &[]);
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     assert_contains(&stderr(&out), "not a copy target");
     assert_contains(&stderr(&out), "vault init -r TARGET --like SOURCE");
     assert!(packs(&plain).is_empty(), "nothing was written");
@@ -249,7 +249,7 @@ fn copy_refuses_a_foreign_target_and_the_writer_key() {
 
     // `--like` onto an existing repository is refused.
     let out = init_like(&env, to, &env.owner_key);
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     assert_contains(&stderr(&out), "already exists");
 }
 

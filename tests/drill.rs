@@ -85,6 +85,7 @@ fn pack_slices_cover_every_pack_within_the_period() {
             period_days: 5,
             day,
             random_older: false,
+            ..Default::default()
         };
         let report = vault::ops::drill::run(
             &repo,

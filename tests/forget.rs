@@ -129,7 +129,7 @@ fn forget_refuses_the_writer_key_and_an_empty_policy() {
     assert_code(&out, 1);
     assert_contains(&stderr(&out), "forget needs an owner key");
     let out = env.vault(&["forget"], &env.owner_key, &[]);
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     assert_contains(&stderr(&out), "--keep-last");
     assert_eq!(snapshot_ids(&env).len(), 1);
 }

@@ -5,12 +5,15 @@ mod util;
 
 mod backup_restore;
 mod bad_input;
+mod cli_surface;
 mod command_source;
 mod config;
 mod copy;
 mod crash_resume;
 mod docs;
 mod drill;
+mod exit_codes;
+mod filters;
 mod forget;
 mod format_fixtures;
 mod keys;

@@ -304,7 +304,7 @@ fn passwords_never_reach_a_command_line() {
     // the refusal does not repeat it.
     let with_pw = format!("{} password={secret}", pg.conninfo("app"));
     let (out, _) = env.backup_json(&["--postgres", &with_pw]);
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     assert_contains(&stderr(&out), "PGPASSFILE");
     assert!(!stderr(&out).contains(secret));
 

@@ -423,7 +423,7 @@ fn a_drill_that_cannot_switch_users_refuses_and_says_how() {
     let env = Env::new();
     assert_success(&env.backup_json(&["--postgres", &pg.conninfo("app")]).0);
     let out = drill_as_service_user(&env, &[], false).output().unwrap();
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     let err = stderr(&out);
     for needle in [
         "CAP_SETUID and CAP_SETGID",
@@ -457,7 +457,7 @@ fn a_missing_or_privileged_drill_user_is_refused_before_restoring() {
     let out = drill_command(&env, &["--drill-user", "vault-no-such-user"])
         .output()
         .unwrap();
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     assert_contains(
         &stderr(&out),
         "useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin vault-no-such-user",
@@ -466,10 +466,10 @@ fn a_missing_or_privileged_drill_user_is_refused_before_restoring() {
         .env("VAULT_DRILL_USER", "root")
         .output()
         .unwrap();
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     assert_contains(&stderr(&out), "root");
     let out = env.vault(&["drill"], &env.owner_key, &["--drill-user", "root"]);
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     assert_contains(&stderr(&out), "unprivileged");
     assert_eq!(drill_records(&env), 0);
 }

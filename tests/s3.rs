@@ -521,5 +521,7 @@ fn the_config_file_names_the_s3_endpoint_region_and_credentials_file() {
     // Without the file's credentials the SDK finds none (HOME has no ~/.aws).
     std::fs::remove_file(&creds).unwrap();
     let out = vault(&["--config", cfg, "snapshots"]);
-    assert_code(&out, 1);
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), "S3 credentials cannot be loaded");
+    assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
 }

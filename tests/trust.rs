@@ -574,10 +574,10 @@ fn a_storage_attacker_editing_config_is_refused() {
             &env.writer_key,
             &["--no-cache", src.to_str().unwrap()],
         );
-        assert_code(&out, 1);
+        assert_code(&out, 4);
         assert_contains(&stderr(&out), "tampered");
         let out = env.vault(&["ls"], &env.owner_key, &["latest"]);
-        assert_code(&out, 1);
+        assert_code(&out, 4);
         assert_contains(&stderr(&out), "tampered");
         eprintln!("{what}: refused");
     }
@@ -643,7 +643,7 @@ fn a_format_1_repository_stays_usable_with_its_history_marked_legacy() {
         "--writer-key-out",
         host_key.to_str().unwrap(),
     ]);
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     assert!(!host_key.exists());
     assert_contains(&stderr(&out), "format 1");
     let config: serde_json::Value =

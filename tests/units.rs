@@ -87,7 +87,7 @@ fn existing_units_are_replaced_only_with_force() {
     let timer = dir.path().join("units/vault-drill.timer");
     write(&timer, b"# the operator's own\n");
     let out = write_units(dir.path(), &[]);
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     assert_contains(&stderr(&out), "--force");
     assert_eq!(std::fs::read(&timer).unwrap(), b"# the operator's own\n");
     assert!(!dir.path().join("units/vault-backup.service").exists());

@@ -118,6 +118,7 @@ pub fn run(args: &[&str]) -> Output {
 }
 
 /// Asserts exit 0, showing stderr otherwise.
+#[track_caller]
 pub fn assert_success(out: &Output) {
     assert!(
         out.status.success(),
@@ -129,6 +130,7 @@ pub fn assert_success(out: &Output) {
 }
 
 /// Asserts a specific exit code.
+#[track_caller]
 pub fn assert_code(out: &Output, code: i32) {
     assert_eq!(
         out.status.code(),

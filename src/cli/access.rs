@@ -1,13 +1,16 @@
 //! Which repository and which key: the one place every command resolves
 //! `-r`, `-i`, `VAULT_PASSPHRASE_FILE` and the passphrase prompt.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use vault::crypto::{ExposeSecret, SecretString};
 
+use crate::cli::exit::usage;
+use vault::repo::select::SnapshotFilter;
 use vault::repo::{Access, Repository};
 use vault::storage::Storage;
 
@@ -32,6 +35,33 @@ impl RepoArgs {
     }
 }
 
+/// `--host`, `--tag`, `--path`: which snapshots a command considers in a
+/// repository several hosts share; `latest` is the newest of those.
+#[derive(Args, Clone, Default)]
+pub struct SelectArgs {
+    /// Only snapshots of this host.
+    #[arg(long = "host", value_name = "HOST")]
+    pub host: Option<String>,
+    /// Only snapshots with this tag (repeatable: all must match).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Only snapshots with this source: a backed-up path or a source name
+    /// (repeatable: all must match).
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+impl SelectArgs {
+    /// The library filter these flags describe.
+    pub fn filter(&self) -> SnapshotFilter {
+        SnapshotFilter {
+            host: self.host.clone(),
+            tags: self.tags.clone(),
+            paths: self.paths.clone(),
+        }
+    }
+}
+
 /// The key a caller opens repositories with: an identity file, or a
 /// passphrase asked for once (so `copy` and `init --like` open two
 /// repositories with one prompt).
@@ -52,7 +82,7 @@ impl Key {
             None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => Ok(Key::Passphrase(
                 super::edge::obtain_passphrase("the repository owner")?,
             )),
-            None => bail!(
+            None => usage!(
                 "no key given: pass -i KEY (or set VAULT_IDENTITY, or VAULT_PASSPHRASE_FILE for \
                  a passphrase owner)"
             ),
@@ -63,6 +93,11 @@ impl Key {
     /// (for commands where a key is optional, such as `key list`).
     pub fn given(identity: Option<&Path>) -> Result<Option<Key>> {
         Ok(match identity {
+            Some(p) if p.is_dir() => usage!(
+                "-i {}: is a directory; name the key file (e.g. {})",
+                p.display(),
+                p.join("owner.key").display()
+            ),
             Some(p) => Some(Key::File(p.to_owned())),
             None if super::edge::passphrase_file().is_some() => Some(Key::Passphrase(
                 super::edge::obtain_passphrase("the repository owner")?,
@@ -88,4 +123,21 @@ impl Key {
 /// the environment and the configuration file give.
 pub fn open_storage(location: &str) -> Result<Arc<dyn Storage>> {
     super::edge::open_storage(location)
+}
+
+/// Creates the missing parent directories of a key file about to be
+/// written, mode 0700 (`--writer-key-out /etc/vault/writer.key` on a fresh
+/// machine); existing directories are left as they are.
+pub fn key_parent(path: &Path) -> Result<()> {
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if parent.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(parent)
+        .with_context(|| format!("creating {}", parent.display()))
 }

@@ -34,19 +34,45 @@ pub fn explicit_config(args: &[OsString]) -> Option<PathBuf> {
     None
 }
 
-/// Whether the command line runs `vault config …` (which reports a bad
-/// configuration file itself instead of being stopped by it).
-pub fn is_config_command(args: &[OsString]) -> bool {
+/// The subcommand the command line runs (`backup`, `config`, …), read
+/// before clap parses.
+pub fn subcommand(args: &[OsString]) -> Option<String> {
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         let a = a.to_string_lossy();
         if a == "--config" {
             it.next();
         } else if !a.starts_with('-') {
-            return a == "config";
+            return Some(a.into_owned());
         }
     }
-    false
+    None
+}
+
+/// Whether the command line runs `vault config …` (which reports a bad
+/// configuration file itself instead of being stopped by it).
+pub fn is_config_command(args: &[OsString]) -> bool {
+    subcommand(args).as_deref() == Some("config")
+}
+
+/// Whether `--no-config` is given: no configuration file is read at all.
+pub fn no_config(args: &[OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--no-config")
+}
+
+/// Whether the subcommand can go on without the configuration file's
+/// settings when the file is invalid (after a warning): commands that read
+/// a repository given on the command line, and those that need no settings.
+/// Backup, forget, prune, drill and status act on the file's settings and
+/// stop instead.
+pub fn can_do_without(args: &[OsString]) -> bool {
+    matches!(
+        subcommand(args).as_deref(),
+        Some("restore" | "ls" | "dump" | "snapshots" | "completions" | "man" | "key" | "init")
+    )
 }
 
 fn collect(s: &Settings) -> Defaults {

@@ -11,6 +11,17 @@
 //! - [`progress`]: live progress lines on a terminal.
 //! - [`signals`]: SIGINT/SIGTERM turned into a cancellation the library checks.
 
+/// `println!` for command output: a closed pipe (`vault snapshots | head
+/// -n 1`) ends the process quietly with exit 0, as other Unix tools do.
+macro_rules! outln {
+    () => {
+        $crate::cli::render::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::render::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod access;
 mod commands;
 mod defaults;
@@ -34,14 +45,23 @@ pub struct Cli {
     /// Flags and VAULT_* variables override what it says.
     #[arg(long, global = true, env = "VAULT_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Read no configuration file (not even /etc/vault/vault.toml).
+    #[arg(long, global = true)]
+    no_config: bool,
     #[command(subcommand)]
     command: commands::Command,
 }
 
 /// Parses arguments, runs the command, prints errors; returns the exit code.
 pub fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VAULT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // The AWS SDK warns with nested debug structures about what vault then
+    // reports in one plain line (no credentials, an unreadable profile):
+    // its warnings show only with VAULT_LOG.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VAULT_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,aws_config=error,aws_runtime=error,aws_smithy_runtime=error,aws_sdk_s3=error",
+        )
+    });
     // On a terminal: colours and times. Under systemd (JOURNAL_STREAM set)
     // or in a pipe: plain lines with levels; the journal adds its own time.
     let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -60,21 +80,42 @@ pub fn main() -> ExitCode {
     // `vault config check` reports a bad file itself; everything else
     // takes its defaults from the file and stops when it is invalid.
     let checking_config = defaults::is_config_command(&args);
-    match vault::settings::Settings::load_for_cli(defaults::explicit_config(&args).as_deref()) {
+    let loaded = if defaults::no_config(&args) {
+        Ok(None)
+    } else {
+        vault::settings::Settings::load_for_cli(defaults::explicit_config(&args).as_deref())
+    };
+    match loaded {
         Ok(Some(settings)) => {
             command = defaults::apply(command, &settings);
             edge::configure(&settings);
         }
         Ok(None) => {}
         Err(_) if checking_config => {}
+        // Restoring from a host whose config is broken must still work.
+        Err(e) if defaults::can_do_without(&args) => {
+            render::warning(&format!(
+                "{e}\nvault: warning: the configuration file is not used: give every setting on \
+                 the command line (or --no-config); `vault config check` lists every problem"
+            ));
+        }
         Err(e) => {
-            eprintln!("vault: error: {e}");
+            render::error_line(&format!(
+                "{e}\nvault: hint: `vault config check` lists every problem; --no-config runs \
+                 without the file"
+            ));
             return ExitCode::Usage;
         }
     }
-    let parsed = command
-        .try_get_matches_from(&args)
-        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let parsed = command.try_get_matches_from(&args).and_then(|m| {
+        let mut cli = <Cli as clap::FromArgMatches>::from_arg_matches(&m)?;
+        if let (commands::Command::Backup(a), Some(("backup", sub))) =
+            (&mut cli.command, m.subcommand())
+        {
+            a.only_given_sources(sub);
+        }
+        Ok(cli)
+    });
     let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
@@ -100,9 +141,11 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // `vault snapshots | head -n 1`: the reader has all it wanted.
+        Err(e) if exit::is_broken_pipe(&e) => ExitCode::Ok,
         Err(e) => {
             render::error(&e);
-            ExitCode::Failure
+            exit::for_error(&e)
         }
     }
 }

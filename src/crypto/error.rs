@@ -49,7 +49,7 @@ pub enum CryptoError {
     },
 
     /// None of the given identities can decrypt an object.
-    #[error("{object}: none of the given keys can decrypt it")]
+    #[error("{object}: wrong passphrase or key (none of the given keys can decrypt it)")]
     NoMatchingKey {
         /// The object that could not be decrypted.
         object: String,

@@ -118,8 +118,9 @@ impl Keyring {
         object: &str,
     ) -> Result<DecryptStream<R>, CryptoError> {
         let dec = age::Decryptor::new(input).map_err(|e| map_decrypt(e, object))?;
+        let is_scrypt = dec.is_scrypt();
         let scrypt;
-        let ids: Vec<&dyn age::Identity> = if dec.is_scrypt() {
+        let ids: Vec<&dyn age::Identity> = if is_scrypt {
             let p = self
                 .passphrase
                 .as_ref()
@@ -136,7 +137,14 @@ impl Keyring {
         };
         dec.decrypt(ids.into_iter())
             .map(DecryptStream)
-            .map_err(|e| map_decrypt(e, object))
+            .map_err(|e| match e {
+                // A wrong passphrase fails the scrypt stanza's AEAD: that
+                // is the wrong key, not a damaged object.
+                age::DecryptError::DecryptionFailed if is_scrypt => CryptoError::NoMatchingKey {
+                    object: object.to_owned(),
+                },
+                other => map_decrypt(other, object),
+            })
     }
 
     /// Decrypts a whole age file held in memory.

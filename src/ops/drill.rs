@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use crate::cancel::Cancel;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::snapshot::Snapshot;
 use crate::ops::check::{self, CheckOptions, CheckReport};
@@ -15,7 +15,7 @@ use crate::ops::restore::{self, DatabaseDrill, RestoreReport, VerifyOptions};
 use crate::repo::Repository;
 
 /// What a drill covers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct DrillOptions {
     /// Every pack is re-read once within this many days (one slice a day).
     pub period_days: u32,
@@ -23,6 +23,8 @@ pub struct DrillOptions {
     pub day: u64,
     /// Also verify one randomly chosen older snapshot.
     pub random_older: bool,
+    /// Only snapshots that pass this filter (host, tags, paths).
+    pub filter: crate::repo::select::SnapshotFilter,
 }
 
 /// One snapshot verified by the drill.
@@ -97,7 +99,19 @@ pub fn run(
     }
     let mut all = set.usable();
     let now = chrono::Utc::now();
-    all.retain(|(_, s)| !s.is_in_the_future(now));
+    all.retain(|(_, s)| !s.is_in_the_future(now) && opts.filter.matches(s));
+    if all.is_empty() && set.damaged.is_empty() {
+        // Nothing restored is nothing proven: a drill timer that "passes"
+        // on an empty repository would hide a backup that never ran.
+        return Err(Error::NotFound(format!(
+            "no snapshot to drill{}; run `vault backup` first (and `vault drill` once after it)",
+            if opts.filter.is_empty() {
+                String::new()
+            } else {
+                format!(" matches{}", opts.filter.describe())
+            }
+        )));
+    }
     let mut passed = set.damaged.is_empty();
     let mut snapshots = Vec::new();
     let chosen = choose(&all, opts.random_older);

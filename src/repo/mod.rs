@@ -8,6 +8,7 @@ pub mod keys;
 pub mod owners;
 pub mod packer;
 mod reader;
+pub mod select;
 pub mod treewalk;
 pub mod trust;
 
@@ -583,8 +584,8 @@ impl Repository {
             return Err(e);
         }
         Err(Error::WrongKey(format!(
-            "{what} is neither this repository's writer key nor an owner: it unwraps none of \
-             the {} owner key(s) in {OWNERS_PREFIX}",
+            "wrong passphrase or key: {what} is neither this repository's writer key nor an \
+             owner (it unwraps none of the {} owner key(s) in {OWNERS_PREFIX})",
             owners.len()
         )))
     }

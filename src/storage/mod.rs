@@ -84,6 +84,10 @@ pub enum StorageError {
     /// The repository location itself is malformed (an empty path).
     #[error("{0}")]
     InvalidLocation(String),
+    /// The storage cannot be used as configured (S3 without credentials or
+    /// without a region); no request can succeed, so none is retried.
+    #[error("{0}")]
+    Misconfigured(String),
 }
 
 impl StorageError {

@@ -126,7 +126,7 @@ fn object_lock_is_refused_where_objects_cannot_be_locked() {
     moto.create_bucket("plain");
     let env = S3Env::new("s3://plain/r", 0);
     let out = env.init(&moto.endpoint(), &["--object-lock-days", "7"]);
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     assert_contains(
         &stderr(&out),
         "bucket \"plain\" does not have Object Lock enabled",
@@ -147,7 +147,7 @@ fn object_lock_is_refused_where_objects_cannot_be_locked() {
         "--object-lock-days",
         "7",
     ]);
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     assert_contains(&stderr(&out), "this storage cannot lock objects");
     let out = run(&[
         "init",

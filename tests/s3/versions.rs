@@ -188,7 +188,7 @@ fn a_store_that_ignores_if_none_match_is_found_out_and_names_stay_write_once() {
     assert_eq!(s3.get(key).unwrap(), b"first");
     // A second init over the repository is refused, not merged.
     let again = env.init(&proxy.endpoint(), &[]);
-    assert_code(&again, 1);
+    assert_code(&again, 2);
     assert_contains(&stderr(&again), "a repository already exists here");
 }
 

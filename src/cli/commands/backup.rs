@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::cli::access::RepoArgs;
-use crate::cli::exit::ExitCode;
+use crate::cli::exit::{ExitCode, usage};
 use crate::cli::{progress, render};
 use vault::ops::backup::{self, BackupOptions, CommandSource};
 
@@ -54,6 +54,35 @@ pub struct BackupArgs {
     json: bool,
 }
 
+impl BackupArgs {
+    /// Sources on the command line mean "only these": when any of PATHs,
+    /// `--from-command` or `--postgres` is given there, the configuration
+    /// file's other sources (which clap filled in as defaults) are dropped,
+    /// so `vault backup /etc/cron.d` backs up only that directory.
+    pub fn only_given_sources(&mut self, m: &clap::ArgMatches) {
+        use clap::parser::ValueSource;
+        let given = |id: &str| {
+            matches!(
+                m.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        };
+        if !(given("paths") || given("from_command") || given("postgres")) {
+            return;
+        }
+        if !given("paths") {
+            self.paths.clear();
+        }
+        if !given("from_command") {
+            self.from_command.clear();
+            self.stdin_filename.clear();
+        }
+        if !given("postgres") {
+            self.postgres.clear();
+        }
+    }
+}
+
 /// Where the file cache lives when `--cache-dir` is not given.
 fn default_cache_dir() -> Option<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
@@ -68,7 +97,7 @@ fn default_cache_dir() -> Option<PathBuf> {
 /// The `--from-command` sources, each with its `--stdin-filename`.
 fn command_sources(a: &BackupArgs) -> Result<Vec<CommandSource>> {
     if a.stdin_filename.len() > a.from_command.len() {
-        bail!("--stdin-filename is given more often than --from-command");
+        usage!("--stdin-filename is given more often than --from-command");
     }
     Ok(a.from_command
         .iter()
@@ -93,7 +122,7 @@ fn refuse_passwords(postgres: &[String]) -> Result<()> {
             .map(|env| env.iter().any(|(k, _)| k == "PGPASSWORD"))
             .unwrap_or(false);
         if has_password {
-            bail!(
+            usage!(
                 "--postgres {}: a password on the command line is visible to every user of this \
                  host; put it in a passfile (PGPASSFILE, ~/.pgpass) or the PGPASSWORD environment variable",
                 vault::source::postgres::redacted(conninfo)

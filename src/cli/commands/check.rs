@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Args;
 
 use crate::cli::access::{RepoArgs, open_storage};
@@ -23,8 +23,8 @@ pub struct CheckArgs {
     #[arg(long, conflicts_with = "read_data_subset")]
     read_data: bool,
     /// Verify subset N of M of the packs, e.g. 2/7.
-    #[arg(long, value_name = "N/M")]
-    read_data_subset: Option<String>,
+    #[arg(long, value_name = "N/M", value_parser = parse_subset)]
+    read_data_subset: Option<(u32, u32)>,
     /// Hash every object against its name and list multipart uploads left
     /// unfinished (no key needed).
     #[arg(long)]
@@ -42,27 +42,27 @@ pub struct CheckArgs {
     json: bool,
 }
 
-/// Which packs `--read-data` / `--read-data-subset N/M` read.
-fn read_data(a: &CheckArgs) -> Result<Option<(u32, u32)>> {
-    Ok(match (&a.read_data_subset, a.read_data) {
-        (Some(s), _) => {
-            let (n, m) = s
-                .split_once('/')
-                .context("--read-data-subset takes N/M, e.g. 1/7")?;
-            let (n, m): (u32, u32) = (n.parse()?, m.parse()?);
-            if n == 0 || m == 0 || n > m {
-                bail!("--read-data-subset {s}: need 1 <= N <= M");
-            }
-            Some((n, m))
-        }
-        (None, true) => Some((1, 1)),
-        (None, false) => None,
-    })
+/// Parses `--read-data-subset N/M` (1 <= N <= M).
+fn parse_subset(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{s:?}: expected N/M with 1 <= N <= M, e.g. 1/7");
+    let (n, m) = s.split_once('/').ok_or_else(bad)?;
+    let (n, m): (u32, u32) = (
+        n.trim().parse().map_err(|_| bad())?,
+        m.trim().parse().map_err(|_| bad())?,
+    );
+    if n == 0 || n > m {
+        return Err(bad());
+    }
+    Ok((n, m))
 }
 
 /// Runs `vault check`; exits 4 when it finds damage.
 pub fn run(a: CheckArgs) -> Result<ExitCode> {
-    let read_data = read_data(&a)?;
+    let read_data = match (a.read_data_subset, a.read_data) {
+        (Some(subset), _) => Some(subset),
+        (None, true) => Some((1, 1)),
+        (None, false) => None,
+    };
     let storage = open_storage(&a.repo)?;
     let mut report = CheckReport::default();
     if a.storage {

@@ -77,10 +77,10 @@ pub fn check(explicit: Option<PathBuf>, json: bool) -> Result<ExitCode> {
 fn report(path: &Path, problems: &[Problem], summary: Option<&[(String, serde_json::Value)]>) {
     let file = sanitize(&path.display().to_string());
     if problems.is_empty() {
-        println!("{file}: ok");
+        outln!("{file}: ok");
         for (k, v) in summary.unwrap_or_default() {
             let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-            println!("  {k}: {}", sanitize(&v));
+            outln!("  {k}: {}", sanitize(&v));
         }
         return;
     }

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::cli::access::{Key, RepoArgs, open_storage};
+use crate::cli::access::{Key, RepoArgs, SelectArgs, open_storage};
 use crate::cli::exit::ExitCode;
 use crate::cli::render;
 use vault::ops::copy::{self, CopyOptions};
+use vault::repo::Repository;
 
 /// The `--like` flags of `vault init`.
 #[derive(Args, Clone, Default)]
@@ -37,8 +38,11 @@ pub struct CopyArgs {
     /// the same -i opens it.
     #[arg(long = "to", value_name = "REPO2", env = "VAULT_COPY_TO")]
     to: String,
-    /// Snapshots to copy (ids, unique prefixes or `latest`); default: all.
+    /// Snapshots to copy (ids, unique prefixes or `latest`); default: all
+    /// that --host, --tag and --path let through.
     snapshots: Vec<String>,
+    #[command(flatten)]
+    select: SelectArgs,
     /// Read every copied pack back from the target, decrypt it and verify
     /// every blob in it.
     #[arg(long)]
@@ -61,13 +65,38 @@ pub fn init_like(target: &str, like: &LikeArgs) -> Result<ExitCode> {
     // Prove the caller's key opens the new repository as it opens the source.
     key.open(target)
         .with_context(|| format!("opening the new copy target {target}"))?;
-    println!(
+    outln!(
         "created repository {} at {target}, a copy target of {source_repo} (same keys)",
         config.id
     );
     super::init::print_protection(storage.as_ref())?;
-    println!("next: vault copy -r {source_repo} -i OWNER_KEY --to {target}");
+    outln!("next: vault copy -r {source_repo} -i OWNER_KEY --to {target}");
     Ok(ExitCode::Ok)
+}
+
+/// The snapshots to copy as full ids when --host, --tag or --path narrow
+/// the choice (`latest` resolved among those), else `specs` as given.
+fn selected(source: &Repository, specs: &[String], select: &SelectArgs) -> Result<Vec<String>> {
+    let filter = select.filter();
+    if filter.is_empty() {
+        return Ok(specs.to_vec());
+    }
+    let ids: Vec<String> = if specs.is_empty() {
+        let (all, _) = source.snapshots()?;
+        all.iter()
+            .filter(|(_, s)| filter.matches(s))
+            .map(|(id, _)| id.to_hex())
+            .collect()
+    } else {
+        specs
+            .iter()
+            .map(|spec| vault::repo::select::find(source, spec, &filter).map(|(id, _)| id.to_hex()))
+            .collect::<Result<_, _>>()?
+    };
+    if ids.is_empty() {
+        return Err(vault::Error::SnapshotNotFound(filter.describe().trim().to_owned()).into());
+    }
+    Ok(ids)
 }
 
 /// Runs `vault copy`.
@@ -84,7 +113,7 @@ pub fn run(a: CopyArgs) -> Result<ExitCode> {
         )
     })?;
     let opts = CopyOptions {
-        snapshots: a.snapshots.clone(),
+        snapshots: selected(&source, &a.snapshots, &a.select)?,
         verify_data: a.verify_data,
     };
     let report = copy::copy(&source, &target, &opts).context("copy")?;

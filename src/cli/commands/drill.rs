@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use crate::cli::access::RepoArgs;
+use crate::cli::access::{RepoArgs, SelectArgs};
 use crate::cli::exit::ExitCode;
 use crate::cli::render;
 use vault::ops::drill::{self, DrillOptions};
@@ -15,6 +15,8 @@ use vault::ops::restore::{DEFAULT_DRILL_USER, DatabaseDrill};
 pub struct DrillArgs {
     #[command(flatten)]
     repo: RepoArgs,
+    #[command(flatten)]
+    select: SelectArgs,
     /// Re-read every pack once within this many days (one slice per day).
     #[arg(long, default_value_t = 30)]
     period_days: u32,
@@ -74,6 +76,7 @@ pub fn run(a: DrillArgs) -> Result<ExitCode> {
         period_days: a.period_days,
         day,
         random_older: !a.no_random_older,
+        filter: a.select.filter(),
     };
     let databases = database_drill(a.pg_url.clone(), &a.drill_user);
     let cancel = crate::cli::signals::cancel_on_signals();

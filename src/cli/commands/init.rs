@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::copy::LikeArgs;
-use crate::cli::access::open_storage;
-use crate::cli::exit::ExitCode;
+use crate::cli::access::{key_parent, open_storage};
+use crate::cli::exit::{ExitCode, usage};
 use vault::format::chunk::ChunkerParams;
 use vault::repo::{InitOptions, Repository};
 use vault::storage::{LockMode, ObjectLock};
@@ -32,7 +32,8 @@ pub struct InitArgs {
     /// Name of this owner (keys/owners/NAME.age).
     #[arg(long, default_value = "owner")]
     owner_name: String,
-    /// Where to write the writer key (mode 0600) for backup hosts.
+    /// Where to write the writer key (mode 0600) for backup hosts; missing
+    /// directories are made, mode 0700.
     #[arg(long, required_unless_present = "like")]
     writer_key_out: Option<PathBuf>,
     /// Average chunk size in KiB (min is a quarter, max four times).
@@ -42,7 +43,7 @@ pub struct InitArgs {
     #[arg(long, default_value_t = 16)]
     pack_size_mib: u32,
     /// zstd compression level for new data (1-22).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     compression_level: i32,
     /// Put every object under S3 Object Lock retention for this many days
     /// from its upload (needs a bucket created with Object Lock enabled).
@@ -76,13 +77,13 @@ pub fn print_protection(storage: &dyn vault::storage::Storage) -> Result<()> {
         return Ok(());
     };
     for line in p.facts() {
-        println!("storage: {}", sanitize(&line));
+        outln!("storage: {}", sanitize(&line));
     }
     for line in p.verdict() {
         if p.destroyable_by_writers() {
             eprintln!("warning: {}", sanitize(&line));
         } else {
-            println!("{}", sanitize(&line));
+            outln!("{}", sanitize(&line));
         }
     }
     Ok(())
@@ -93,11 +94,11 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
     if a.like.like.is_some() {
         return super::copy::init_like(&a.repo, &a.like);
     }
-    let writer_key_out = a
-        .writer_key_out
-        .clone()
-        .context("--writer-key-out is required")?;
+    let Some(writer_key_out) = a.writer_key_out.clone() else {
+        usage!("--writer-key-out is required");
+    };
     let owner = super::key::owner_spec(&a.owner, a.owner_passphrase)?;
+    key_parent(&writer_key_out)?;
     let avg = a.chunk_avg_kib.saturating_mul(1024);
     let opts = InitOptions {
         owner,
@@ -121,16 +122,16 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
     let storage = open_storage(&a.repo)?;
     let config = Repository::init(storage.clone(), &opts)
         .with_context(|| format!("creating repository {}", a.repo))?;
-    println!("created repository {} at {}", config.id, a.repo);
+    outln!("created repository {} at {}", config.id, a.repo);
     print_protection(storage.as_ref())?;
     if let Some(lock) = config.object_lock {
-        println!(
+        outln!(
             "every object is retained with S3 Object Lock ({}) for {} days after its upload",
             lock.mode.as_s3(),
             lock.days
         );
     }
-    println!(
+    outln!(
         "owner {:?} can read everything; writer key for backup hosts: {}",
         a.owner_name,
         writer_key_out.display()

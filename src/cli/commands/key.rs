@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
-use crate::cli::access::{Key, RepoArgs, open_storage};
-use crate::cli::exit::ExitCode;
+use crate::cli::access::{Key, RepoArgs, key_parent, open_storage};
+use crate::cli::exit::{ExitCode, usage};
 use crate::cli::render;
 use vault::crypto;
 use vault::repo::{self, OwnerSpec, keys, owners};
@@ -16,7 +16,9 @@ use vault::repo::{self, OwnerSpec, keys, owners};
 pub enum KeyCommand {
     /// Make a new age X25519 identity file (mode 0600) and print its recipient.
     Generate {
-        /// Where to write it; an existing file is never replaced.
+        /// Where to write it (missing directories are made, mode 0700); an
+        /// existing file is never replaced. `-` prints the identity on
+        /// stdout and the recipient on stderr.
         #[arg(long, short = 'o')]
         output: PathBuf,
     },
@@ -113,8 +115,14 @@ pub fn run(command: KeyCommand) -> Result<ExitCode> {
 
 fn generate(output: PathBuf) -> Result<ExitCode> {
     let (text, recipient) = crypto::generate_x25519();
+    if output.as_os_str() == "-" {
+        render::raw(text.as_bytes()).context("writing the new identity")?;
+        eprintln!("public key: {recipient}");
+        return Ok(ExitCode::Ok);
+    }
+    key_parent(&output)?;
     crypto::write_key_file(&output, &text).with_context(|| "writing the new identity")?;
-    println!("{recipient}");
+    outln!("{recipient}");
     Ok(ExitCode::Ok)
 }
 
@@ -187,7 +195,7 @@ pub fn owner_spec(recipients: &[String], passphrase: bool) -> Result<OwnerSpec> 
 
 fn add_owner(a: AddOwnerArgs) -> Result<ExitCode> {
     if a.passphrase && a.repo.identity.is_none() && crate::cli::edge::passphrase_file().is_some() {
-        bail!(
+        usage!(
             "--passphrase would read VAULT_PASSPHRASE_FILE for both you and the new owner: \
              open the repository with -i, or run on a terminal to be asked twice"
         );
@@ -197,7 +205,7 @@ fn add_owner(a: AddOwnerArgs) -> Result<ExitCode> {
     let object = repo
         .add_owner(&a.name, &owner)
         .with_context(|| format!("adding owner {:?}", a.name))?;
-    println!("added owner {:?} ({object})", a.name);
+    outln!("added owner {:?} ({object})", a.name);
     Ok(ExitCode::Ok)
 }
 
@@ -206,8 +214,8 @@ fn remove_owner(a: RemoveOwnerArgs) -> Result<ExitCode> {
     let object = repo
         .remove_owner(&a.name, a.force)
         .with_context(|| format!("removing owner {:?}", a.name))?;
-    println!("removed owner {:?} ({object})", a.name);
-    println!(
+    outln!("removed owner {:?} ({object})", a.name);
+    outln!(
         "note: this does not revoke access: that owner may have kept the repository owner key, \
          which still decrypts every snapshot; see docs/SECURITY.md"
     );
@@ -216,16 +224,17 @@ fn remove_owner(a: RemoveOwnerArgs) -> Result<ExitCode> {
 
 fn rotate_writer(a: RotateWriterArgs) -> Result<ExitCode> {
     let repo = a.repo.open()?;
+    key_parent(&a.writer_key_out)?;
     let rotated = repo
         .rotate_writer(&a.writer_key_out)
         .context("rotating the writer key")?;
-    println!(
+    outln!(
         "writer key generation {} ({}) written to {}",
         rotated.generation,
         rotated.object,
         a.writer_key_out.display()
     );
-    println!(
+    outln!(
         "install it on every backup host: the previous writer key is refused for new backups \
          from now on; existing snapshots stay readable by owners"
     );

@@ -1,12 +1,11 @@
 //! `vault ls`: list the files in a snapshot.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
 
-use crate::cli::access::RepoArgs;
+use crate::cli::access::{RepoArgs, SelectArgs};
 use crate::cli::exit::ExitCode;
 use crate::cli::render;
 use vault::repo::treewalk::{self, Next, Visit};
@@ -16,7 +15,10 @@ use vault::repo::treewalk::{self, Next, Visit};
 pub struct LsArgs {
     #[command(flatten)]
     repo: RepoArgs,
-    /// Snapshot id (or prefix), or `latest`.
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Snapshot id (or prefix), or `latest` (the newest that --host, --tag
+    /// and --path let through).
     snapshot: String,
     /// Only list this path and what is below it.
     path: Option<String>,
@@ -28,14 +30,13 @@ pub struct LsArgs {
 /// Runs `vault ls`; exits 4 when part of the tree is damaged.
 pub fn run(a: LsArgs) -> Result<ExitCode> {
     let repo = a.repo.open()?;
-    let (_, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (_, snap) = vault::repo::select::find(&repo, &a.snapshot, &a.select.filter())?;
     let (index, _) = repo.load_index()?;
     let prefix = a
         .path
         .as_deref()
         .map(|p| PathBuf::from(p.trim_matches('/')))
         .filter(|p| !p.as_os_str().is_empty());
-    let mut out = std::io::stdout().lock();
     let mut damaged = false;
     treewalk::walk(&repo, &index, &snap.root, &mut |v| {
         let (path, node) = match v {
@@ -61,7 +62,7 @@ pub fn run(a: LsArgs) -> Result<ExitCode> {
         } else {
             render::ls::line(path, node)
         };
-        let _ = writeln!(out, "{line}");
+        outln!("{line}");
         Ok(Next::Descend)
     })?;
     Ok(if damaged {

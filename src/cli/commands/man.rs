@@ -29,7 +29,7 @@ pub fn run(a: ManArgs) -> Result<ExitCode> {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             clap_mangen::generate_to(cmd, &dir)
                 .with_context(|| format!("writing manual pages to {}", dir.display()))?;
-            println!("wrote manual pages to {}", dir.display());
+            outln!("wrote manual pages to {}", dir.display());
         }
     }
     Ok(ExitCode::Ok)

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::drill::{DrillUserArg, database_drill};
-use crate::cli::access::RepoArgs;
+use crate::cli::access::{RepoArgs, SelectArgs};
 use crate::cli::exit::ExitCode;
 use crate::cli::render;
 use vault::ops::restore::{self, RestoreOptions, VerifyOptions};
@@ -17,7 +17,10 @@ use vault::ops::restore::{self, RestoreOptions, VerifyOptions};
 pub struct RestoreArgs {
     #[command(flatten)]
     repo: RepoArgs,
-    /// Snapshot id (or prefix), or `latest`.
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Snapshot id (or prefix), or `latest` (the newest that --host, --tag
+    /// and --path let through).
     snapshot: String,
     /// Where to restore (required unless --verify).
     #[arg(long, required_unless_present = "verify")]
@@ -57,7 +60,7 @@ pub struct RestoreArgs {
 /// Runs `vault restore`; exits 4 on damage or (with `--verify`) any mismatch.
 pub fn run(a: RestoreArgs) -> Result<ExitCode> {
     let repo = a.repo.open()?;
-    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (id, snap) = vault::repo::select::find(&repo, &a.snapshot, &a.select.filter())?;
     let (report, drill) = if a.verify {
         let cancel = crate::cli::signals::cancel_on_signals();
         let opts = VerifyOptions {
@@ -103,9 +106,13 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
     } else {
         render::restore::text(&outcome);
     }
-    Ok(if !report.failed() {
+    // Damage or a mismatch (a file, a database's row counts) is 4; a
+    // restore that failed for another reason (a permission, a full disk)
+    // is 1, with or without --verify.
+    let mismatch = report.found_damage() || report.databases.iter().any(|d| !d.passed);
+    Ok(if !report.failed() && !mismatch {
         ExitCode::Ok
-    } else if a.verify || report.found_damage() {
+    } else if mismatch {
         ExitCode::Damage
     } else {
         ExitCode::Failure

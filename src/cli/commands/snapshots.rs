@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use crate::cli::access::RepoArgs;
+use crate::cli::access::{RepoArgs, SelectArgs};
 use crate::cli::exit::ExitCode;
 use crate::cli::render;
 
@@ -12,6 +12,8 @@ use crate::cli::render;
 pub struct SnapshotsArgs {
     #[command(flatten)]
     repo: RepoArgs,
+    #[command(flatten)]
+    select: SelectArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -20,7 +22,9 @@ pub struct SnapshotsArgs {
 /// Runs `vault snapshots`; exits 4 when a snapshot header is damaged.
 pub fn run(a: SnapshotsArgs) -> Result<ExitCode> {
     let repo = a.repo.open()?;
-    let set = repo.verified_snapshots()?;
+    let mut set = repo.verified_snapshots()?;
+    let filter = a.select.filter();
+    set.records.retain(|r| filter.matches(&r.snapshot));
     for e in &set.damaged {
         render::warning(&e.to_string());
     }

@@ -41,8 +41,21 @@ pub fn parse_span(s: &str) -> Result<chrono::Duration, String> {
     chrono::Duration::from_std(span).map_err(|_| format!("{s:?} is too long a duration"))
 }
 
-/// Runs `vault status`; exits 1 when anything is past its threshold.
+/// Runs `vault status`; exits 1 when anything is past its threshold, and 5
+/// when it could not find out (so that a monitor tells "stale backups"
+/// from "the check itself is broken").
 pub fn run(a: StatusArgs) -> Result<ExitCode> {
+    match report(a) {
+        Ok(code) => Ok(code),
+        Err(e) if crate::cli::exit::is_broken_pipe(&e) => Ok(ExitCode::Ok),
+        Err(e) => {
+            render::error(&e);
+            Ok(ExitCode::CouldNotRun)
+        }
+    }
+}
+
+fn report(a: StatusArgs) -> Result<ExitCode> {
     let repo = a.repo.open()?;
     let thresholds = Thresholds {
         max_backup_age: a.max_backup_age,

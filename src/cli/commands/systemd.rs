@@ -3,10 +3,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::cli::exit::ExitCode;
+use crate::cli::exit::{ExitCode, usage};
 use vault::deploy::systemd::{self, Credential, UnitOptions};
 
 /// `vault systemd`.
@@ -70,14 +70,14 @@ pub fn run(a: SystemdArgs) -> Result<ExitCode> {
     })?;
     let Some(dir) = a.output else {
         for u in &units {
-            println!("# {}\n{}", u.name, u.text);
+            outln!("# {}\n{}", u.name, u.text);
         }
         return Ok(ExitCode::Ok);
     };
     if !a.force
         && let Some(u) = units.iter().find(|u| dir.join(u.name).exists())
     {
-        bail!(
+        usage!(
             "{} exists; pass --force to replace the vault units in {}",
             dir.join(u.name).display(),
             dir.display()
@@ -94,9 +94,9 @@ pub fn run(a: SystemdArgs) -> Result<ExitCode> {
             .open(&path)
             .and_then(|mut f| f.write_all(u.text.as_bytes()))
             .with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
     }
-    println!(
+    outln!(
         "next: systemctl daemon-reload && systemctl enable --now vault-backup.timer vault-drill.timer"
     );
     Ok(ExitCode::Ok)

@@ -20,15 +20,15 @@ pub fn json(out: &BackupOutcome) {
 /// Prints what the backup did for humans.
 pub fn text(out: &BackupOutcome) {
     let t = &out.snapshot.totals;
-    println!("snapshot {} saved", out.id.short());
-    println!(
+    outln!("snapshot {} saved", out.id.short());
+    outln!(
         "  {} files, {} dirs, {} ({} files read, the rest unchanged)",
         t.files,
         t.dirs,
         size(t.bytes),
         t.files_read
     );
-    println!(
+    outln!(
         "  added {} new blobs, {} raw, {} stored, in {}",
         t.blobs_added,
         size(t.bytes_added),

@@ -11,9 +11,9 @@ pub fn text(report: &CheckReport) {
         } else {
             "info"
         };
-        println!("{sev}: {}: {}", sanitize(&f.subject), sanitize(&f.message));
+        outln!("{sev}: {}: {}", sanitize(&f.subject), sanitize(&f.message));
     }
-    println!(
+    outln!(
         "checked {} snapshots, hashed {} objects, read {} packs ({} blobs), \
          {} unfinished uploads ({} aborted): {}",
         report.snapshots,

@@ -6,9 +6,9 @@ use vault::ops::copy::CopyReport;
 /// Prints a copy report for humans.
 pub fn text(r: &CopyReport, to: &str) {
     for id in &r.snapshots_copied {
-        println!("copied snapshot {}", id.short());
+        outln!("copied snapshot {}", id.short());
     }
-    println!(
+    outln!(
         "{} snapshots copied to {to}, {} already there",
         r.snapshots_copied.len(),
         r.snapshots_skipped.len()
@@ -16,7 +16,7 @@ pub fn text(r: &CopyReport, to: &str) {
     if r.snapshots_copied.is_empty() {
         return;
     }
-    println!(
+    outln!(
         "{} of {} needed blobs were missing: copied {} packs ({}), indexed {} left by an \
          earlier copy, {} packs already there",
         r.blobs_missing,
@@ -26,7 +26,7 @@ pub fn text(r: &CopyReport, to: &str) {
         r.packs_resumed,
         r.packs_already_present
     );
-    println!(
+    outln!(
         "{} transferred in all; every object checked against its name{}",
         size(r.bytes_transferred),
         if r.packs_verified > 0 {

@@ -8,7 +8,7 @@ use vault::ops::drill::DrillReport;
 pub fn text(report: &DrillReport) {
     for s in &report.snapshots {
         let r = &s.report;
-        println!(
+        outln!(
             "snapshot {} ({}): {} files, {} re-read, {} databases: {}",
             s.snapshot.short(),
             s.reason,
@@ -19,14 +19,14 @@ pub fn text(report: &DrillReport) {
         );
         super::restore::problems(&r.problems);
         for c in &s.expiring_certificates {
-            println!(
+            outln!(
                 "  warning: certificate {} expires {}",
                 sanitize(&c.subject),
                 c.not_after.format("%Y-%m-%d")
             );
         }
     }
-    println!(
+    outln!(
         "packs slice {}: {} packs, {} blobs verified{}",
         report.pack_slice,
         report.packs.packs_read,
@@ -43,13 +43,13 @@ pub fn text(report: &DrillReport) {
         .iter()
         .filter(|f| f.severity == Severity::Error)
     {
-        println!(
+        outln!(
             "  error: {}: {}",
             sanitize(&f.subject),
             sanitize(&f.message)
         );
     }
-    println!(
+    outln!(
         "result: {}",
         if report.passed { "PASSED" } else { "FAILED" }
     );

@@ -49,17 +49,17 @@ pub fn text(l: &Listing<'_>) {
         .max()
         .unwrap_or(5)
         .max(5);
-    println!("{:width$}  {:>9}", "OWNER", "SIZE");
+    outln!("{:width$}  {:>9}", "OWNER", "SIZE");
     for o in l.owners {
         let mark = if l.yours == Some(o.object.as_str()) {
             "  (your identity opens this one)"
         } else {
             ""
         };
-        println!("{:width$}  {:>9}{mark}", sanitize(&o.name), size(o.size));
+        outln!("{:width$}  {:>9}{mark}", sanitize(&o.name), size(o.size));
     }
     let gens: Vec<String> = l.generations.iter().map(u32::to_string).collect();
-    println!(
+    outln!(
         "writer key generations: 0 ({}){}{}",
         repo::WRITER_KEY,
         if gens.is_empty() { "" } else { ", " },
@@ -70,7 +70,7 @@ pub fn text(l: &Listing<'_>) {
         println!("host keys: {}", names.join(", "));
     }
     match (l.role, l.current) {
-        (Some(role), Some(g)) => println!("your key: {role}; current writer key generation: {g}"),
-        _ => println!("(pass -i KEY to see which owner file your identity opens)"),
+        (Some(role), Some(g)) => outln!("your key: {role}; current writer key generation: {g}"),
+        _ => outln!("(pass -i KEY to see which owner file your identity opens)"),
     }
 }

@@ -8,7 +8,7 @@ use vault::ops::prune::PruneReport;
 pub fn prune(r: &PruneReport) {
     let p = &r.plan;
     let verb = if r.dry_run { "would" } else { "did" };
-    println!(
+    outln!(
         "{} snapshots need {} blobs in {} of {} packs ({})",
         r.snapshots,
         r.blobs_referenced,
@@ -16,7 +16,7 @@ pub fn prune(r: &PruneReport) {
         p.packs,
         size(p.bytes)
     );
-    println!(
+    outln!(
         "prune {verb}: repack {} packs ({} blobs), mark {} unused packs, delete {} packs ({}); \
          {} marked packs wait for the grace period, {} were needed again and unmarked",
         p.packs_repacked,
@@ -28,14 +28,17 @@ pub fn prune(r: &PruneReport) {
         p.packs_unmarked
     );
     if !r.dry_run {
-        println!(
+        outln!(
             "wrote {} packs and {} index files, replaced {} index files, removed {} leftovers",
-            r.packs_written, r.index_files_written, r.index_files_removed, r.leftovers_removed
+            r.packs_written,
+            r.index_files_written,
+            r.index_files_removed,
+            r.leftovers_removed
         );
     }
     let l = &r.object_lock;
     if l.objects_checked > 0 {
-        println!(
+        outln!(
             "Object Lock: {} objects checked, retention {} for {}",
             l.objects_checked,
             if r.dry_run {
@@ -57,13 +60,13 @@ pub fn prune(r: &PruneReport) {
 /// Prints a forget report: each group, what is kept and why.
 pub fn forget(r: &ForgetReport) {
     for g in &r.groups {
-        println!(
+        outln!(
             "host {}, sources {}:",
             sanitize(&g.host),
             sanitize(&g.sources.join(", "))
         );
         for s in &g.snapshots {
-            println!(
+            outln!(
                 "  {:<6}  {}  {}  {}",
                 if s.keep { "keep" } else { "remove" },
                 s.id.short(),
@@ -75,7 +78,7 @@ pub fn forget(r: &ForgetReport) {
         }
     }
     let verb = if r.dry_run { "would remove" } else { "removed" };
-    println!("kept {} snapshots, {verb} {}", r.kept, r.removed);
+    outln!("kept {} snapshots, {verb} {}", r.kept, r.removed);
     for e in &r.not_removed {
         eprintln!("vault: not removed: {e}");
     }

@@ -55,11 +55,33 @@ pub fn size(n: u64) -> String {
     }
 }
 
+/// Writes command output to stdout (see `outln!`).
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args) {
+        stdout_failed(&e);
+    }
+}
+
+/// Ends the process after a failed write to stdout: quietly with exit 0
+/// when the reader went away (a closed pipe), else with exit 1.
+fn stdout_failed(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    error_line(&format!("writing to standard output: {e}"));
+    std::process::exit(1);
+}
+
 /// Prints one JSON document on stdout.
 pub fn json<T: serde::Serialize>(value: &T) {
     let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer_pretty(&mut out, value);
-    let _ = writeln!(out);
+    let written = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out));
+    if let Err(e) = written {
+        stdout_failed(&e);
+    }
 }
 
 /// Milliseconds for humans.

@@ -41,7 +41,7 @@ pub fn json(o: &Outcome<'_>) {
 pub fn text(o: &Outcome<'_>) {
     let report = o.report;
     let verb = if o.verify { "verified" } else { "restored" };
-    println!(
+    outln!(
         "snapshot {} {verb}: {} files, {} dirs, {} other, {} in {}",
         o.id.short(),
         report.files,
@@ -51,12 +51,12 @@ pub fn text(o: &Outcome<'_>) {
         duration_ms(report.duration_ms)
     );
     if o.verify {
-        println!(
+        outln!(
             "  {} files re-read from disk and matched their BLAKE3 hashes",
             report.verified
         );
         if let Some(d) = o.drill {
-            println!("  drill record {} written", d.short());
+            outln!("  drill record {} written", d.short());
         }
     }
     for db in &report.databases {
@@ -65,7 +65,7 @@ pub fn text(o: &Outcome<'_>) {
             (false, Some(f)) => format!("FAILED: {}", f.describe()),
             (false, None) => "FAILED".to_owned(),
         };
-        println!("  database {}: {verdict}", sanitize(&db.name));
+        outln!("  database {}: {verdict}", sanitize(&db.name));
         for t in &db.tables {
             let n = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
             let mark = if t.expected == t.found {
@@ -73,7 +73,7 @@ pub fn text(o: &Outcome<'_>) {
             } else {
                 "MISMATCH"
             };
-            println!(
+            outln!(
                 "    {:<40} expected {:>10}  found {:>10}  {mark}",
                 sanitize(&t.table),
                 n(t.expected),
@@ -84,7 +84,7 @@ pub fn text(o: &Outcome<'_>) {
     problems(&report.problems);
     withheld(&report.withheld);
     warn_expiring(&o.snapshot.certificates);
-    println!(
+    outln!(
         "result: {}",
         if report.failed() { "FAILED" } else { "PASSED" }
     );
@@ -93,7 +93,7 @@ pub fn text(o: &Outcome<'_>) {
 /// Prints restore problems, one per line.
 pub fn problems(problems: &[Problem]) {
     for p in problems {
-        println!(
+        outln!(
             "  {:?}: /{}: {}",
             p.kind,
             sanitize(&p.path),
@@ -139,7 +139,7 @@ fn withheld(w: &WithheldReport) {
 /// Prints a warning line per certificate that expires soon.
 fn warn_expiring(certs: &[CertInfo]) {
     for c in vault::source::keystore::expiring(certs, chrono::Utc::now(), CERT_WARN_DAYS) {
-        println!(
+        outln!(
             "  warning: certificate {} expires {}",
             sanitize(&c.subject),
             c.not_after.format("%Y-%m-%d %H:%M UTC")

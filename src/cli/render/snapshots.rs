@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use super::{CERT_WARN_DAYS, sanitize, size};
+use vault::format::snapshot::SourceRecord;
 use vault::repo::trust::{SnapshotRecord, Trust};
 
 fn trust(t: &Trust) -> &'static str {
@@ -37,29 +38,82 @@ pub fn json(list: &[SnapshotRecord]) {
     super::json(&v);
 }
 
-/// Prints the snapshots as a table.
+/// One source as a table cell: its paths, `postgres:NAME` or `command:FILE`.
+fn source_cell(s: &SourceRecord) -> String {
+    match s.kind.as_str() {
+        "paths" if !s.paths.is_empty() => s.paths.join(" "),
+        kind => format!("{kind}:{}", s.name),
+    }
+}
+
+/// Prints the snapshots as a table: tags, and every source (paths,
+/// databases, commands).
 pub fn table(list: &[SnapshotRecord]) {
-    println!(
-        "{:<8}  {:<20}  {:<16}  {:>10}  {:<6}  {:<9}  paths",
-        "id", "time (UTC)", "host", "size", "status", "trust"
-    );
-    for r in list {
-        let s = &r.snapshot;
-        println!(
-            "{:<8}  {:<20}  {:<16}  {:>10}  {:<6}  {:<9}  {}",
-            r.id.short(),
-            s.time.format("%Y-%m-%d %H:%M:%S"),
-            sanitize(&s.host),
-            size(s.totals.bytes),
-            if s.is_complete() { "ok" } else { "partial" },
-            trust(&r.trust),
-            sanitize(
-                &s.sources
-                    .iter()
-                    .flat_map(|x| x.paths.iter().cloned())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            )
+    let rows: Vec<[String; 8]> = list
+        .iter()
+        .map(|r| {
+            let (id, s) = (&r.id, &r.snapshot);
+            let tags = if s.tags.is_empty() {
+                "-".to_owned()
+            } else {
+                s.tags.join(",")
+            };
+            let sources: Vec<String> = s.sources.iter().map(source_cell).collect();
+            [
+                id.short(),
+                s.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                sanitize(&s.host),
+                size(s.totals.bytes),
+                if s.is_complete() { "ok" } else { "partial" }.to_owned(),
+                trust(&r.trust).to_owned(),
+                sanitize(&tags),
+                sanitize(&sources.join(" ")),
+            ]
+        })
+        .collect();
+    let header = [
+        "id",
+        "time (UTC)",
+        "host",
+        "size",
+        "status",
+        "trust",
+        "tags",
+        "sources",
+    ];
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let w: Vec<usize> = (0..7).map(width).collect();
+    let line = |r: [&str; 8]| {
+        format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:<w4$}  {:<w5$}  {:<w6$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            r[7],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3],
+            w4 = w[4],
+            w5 = w[5],
+            w6 = w[6],
+        )
+    };
+    outln!("{}", line(header).trim_end());
+    for r in &rows {
+        outln!(
+            "{}",
+            line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6], &r[7]]).trim_end()
         );
     }
 }

@@ -8,12 +8,15 @@ pub fn text(r: &StatusReport) {
     let age = |t: Option<chrono::DateTime<chrono::Utc>>| {
         t.map_or("never".to_owned(), |t| format!("{} ago", human(r.time - t)))
     };
-    println!(
+    outln!(
         "{:<16}  {:<28}  {:<14}  {:<14}  state",
-        "host", "source", "last backup", "last drill"
+        "host",
+        "source",
+        "last backup",
+        "last drill"
     );
     for s in &r.sources {
-        println!(
+        outln!(
             "{:<16}  {:<28}  {:<14}  {:<14}  {}",
             sanitize(&s.host),
             sanitize(&s.source),
@@ -27,7 +30,7 @@ pub fn text(r: &StatusReport) {
         );
     }
     for c in &r.expiring_certificates {
-        println!(
+        outln!(
             "certificate {} on {} expires {} ({} days)",
             sanitize(&c.certificate.subject),
             sanitize(&c.host),
@@ -36,16 +39,16 @@ pub fn text(r: &StatusReport) {
         );
     }
     for f in &r.future_snapshots {
-        println!("{}", sanitize(f));
+        outln!("{}", sanitize(f));
     }
     for u in &r.unreadable {
-        println!("unreadable: {}", sanitize(u));
+        outln!("unreadable: {}", sanitize(u));
     }
     for u in &r.untrusted {
         println!("untrusted: {}", sanitize(u));
     }
     if r.sources.is_empty() {
-        println!("no snapshots yet");
+        outln!("no snapshots yet");
     }
-    println!("status: {}", if r.ok { "ok" } else { "attention needed" });
+    outln!("status: {}", if r.ok { "ok" } else { "attention needed" });
 }

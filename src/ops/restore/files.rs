@@ -182,7 +182,7 @@ fn write_segment(seg: &Segment, reader: &mut BlobReader<'_>, index: &Index) -> R
     for id in &st.node.content[seg.blobs.clone()] {
         let data = reader
             .read_indexed(id, index)
-            .map_err(|e| (ProblemKind::Damaged, e.to_string()))?;
+            .map_err(|e| (ProblemKind::reading(&e), e.to_string()))?;
         // Never write past the recorded size: a restore writes no more than
         // the snapshot declares, whatever the blobs hold.
         if offset + (buf.len() + data.len()) as u64 > st.node.size {

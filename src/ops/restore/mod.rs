@@ -10,6 +10,7 @@
 //! restore write more than its header declares, `links.rs` for hard links.
 
 mod budget;
+pub mod cat;
 mod dirs;
 mod dump;
 mod files;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 pub use crate::format::drill::{DrillRecord, DrillSummary};
+pub use cat::{find_entry, write_file};
 pub use dump::dump_tar;
 pub use pgdrill::{
     DEFAULT_DRILL_USER, DatabaseDrill, DumpCheck, DumpFailure, TableCheck, check_source_name,

@@ -20,6 +20,21 @@ pub enum ProblemKind {
     Write,
     /// Metadata (owner, mode, xattrs, times) could not be applied.
     Metadata,
+    /// Repository data could not be read for a reason other than damage
+    /// (no permission to read it, the storage failing).
+    Unreadable,
+}
+
+impl ProblemKind {
+    /// The kind of a failure to read repository data: damage only when
+    /// the error says the data itself is bad.
+    pub fn reading(e: &crate::Error) -> Self {
+        if e.kind() == crate::ErrorKind::Damage {
+            ProblemKind::Damaged
+        } else {
+            ProblemKind::Unreadable
+        }
+    }
 }
 
 /// One problem, naming the path it concerns.
@@ -91,7 +106,9 @@ impl DrillSummary {
             verified: r.verified,
             damaged: count(ProblemKind::Damaged),
             mismatched: count(ProblemKind::Mismatch),
-            write_errors: count(ProblemKind::Write),
+            // I/O failures: writing the target, or reading the repository
+            // for a reason other than damage.
+            write_errors: count(ProblemKind::Write) + count(ProblemKind::Unreadable),
             metadata_problems: count(ProblemKind::Metadata),
             duration_ms: r.duration_ms,
             databases_checked: r.databases.len() as u64,

@@ -331,7 +331,7 @@ impl Plan {
             Visit::Damaged { path, error } => {
                 shared.problem(
                     path,
-                    ProblemKind::Damaged,
+                    ProblemKind::reading(&error),
                     format!("directory not restored: {error}"),
                 );
                 return Ok(Next::Skip);

@@ -37,11 +37,59 @@ pub(super) fn describe<E: ProvideErrorMetadata>(status: Option<u16>, e: &E) -> S
     )
 }
 
+/// What is missing when the SDK could not even build a request: no
+/// credentials anywhere in the chain, or no region. One plain line that
+/// says what to set, instead of the SDK's nested debug structures.
+fn misconfiguration<E>(e: &SdkError<E>) -> Option<String>
+where
+    E: std::error::Error + 'static,
+{
+    let SdkError::DispatchFailure(d) = e else {
+        return None;
+    };
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(d.as_connector_error()?);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if text.contains("no credentials found")
+            || text.contains("credential provider was not enabled")
+        {
+            return Some(
+                "S3 has no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or name a \
+                 profile ([s3] profile, AWS_PROFILE) or a credentials file ([s3] \
+                 credentials_file, AWS_SHARED_CREDENTIALS_FILE)"
+                    .into(),
+            );
+        }
+        if text.contains("credentials provider was not properly configured") {
+            let mut inner = c;
+            while let Some(next) = inner.source() {
+                inner = next;
+            }
+            return Some(format!(
+                "S3 credentials cannot be loaded: {}",
+                inner.to_string().trim_start_matches("other: ")
+            ));
+        }
+        if text.contains("region must be set") {
+            return Some(
+                "S3 has no region: set AWS_REGION or [s3] region (most S3-compatible stores \
+                 accept any, e.g. us-east-1)"
+                    .into(),
+            );
+        }
+        cause = c.source();
+    }
+    None
+}
+
 /// Sorts an SDK error into transient and final.
 pub(super) fn classify<E>(key: &str, e: SdkError<E>) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    if let Some(why) = misconfiguration(&e) {
+        return Failure::Final(StorageError::Misconfigured(why));
+    }
     match &e {
         SdkError::TimeoutError(_) => Failure::Transient("timed out".into()),
         SdkError::DispatchFailure(d) if d.is_timeout() => {

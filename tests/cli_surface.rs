@@ -1,0 +1,123 @@
+//! The operator's surface: the snapshots table, key files in new
+//! directories, `key generate -o -`, and `-i` naming a directory.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use crate::util::*;
+
+#[test]
+fn snapshots_show_tags_and_every_source() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a.conf"), b"a");
+    let out = env.vault(
+        &["backup"],
+        &env.writer_key,
+        &[
+            "--no-cache",
+            "--tag",
+            "nightly",
+            "--tag",
+            "web",
+            "--from-command",
+            "echo dump",
+            "--stdin-filename",
+            "db/app.dump",
+            src.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    let out = env.vault(&["snapshots"], &env.writer_key, &[]);
+    assert_success(&out);
+    let text = stdout(&out);
+    let header = text.lines().next().unwrap();
+    assert!(
+        header.contains("tags") && header.contains("sources"),
+        "{text}"
+    );
+    let row = text.lines().nth(1).unwrap();
+    assert_contains(row, "nightly,web");
+    assert_contains(row, src.to_str().unwrap());
+    assert_contains(row, "command:db/app.dump");
+}
+
+#[test]
+fn key_files_go_into_new_private_directories_or_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = dir.path().join("keys/owner/owner.key");
+    let out = run(&["key", "generate", "-o", owner.to_str().unwrap()]);
+    assert_success(&out);
+    let recipient = stdout(&out).trim().to_owned();
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.path().join("keys")), 0o700);
+    assert_eq!(mode(&dir.path().join("keys/owner")), 0o700);
+    assert_eq!(mode(&owner), 0o600);
+
+    let writer = dir.path().join("etc/vault/writer.key");
+    let out = run(&[
+        "init",
+        "-r",
+        dir.path().join("repo").to_str().unwrap(),
+        "--owner",
+        &recipient,
+        "--writer-key-out",
+        writer.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    assert_eq!(mode(&dir.path().join("etc/vault")), 0o700);
+    assert_eq!(mode(&writer), 0o600);
+
+    let out = run(&["key", "generate", "-o", "-"]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("AGE-SECRET-KEY-1"),
+        "identity on stdout"
+    );
+    assert_contains(&stderr(&out), "public key: age1");
+    assert!(!stderr(&out).contains("AGE-SECRET-KEY"));
+    assert!(!dir.path().join("-").exists());
+}
+
+#[test]
+fn identity_naming_a_directory_is_refused_plainly() {
+    let env = Env::new();
+    let out = env.vault(&["snapshots"], env.dir.path(), &[]);
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), "is a directory");
+}
+
+#[test]
+fn dump_streams_one_file_refuses_a_terminal_and_writes_nothing_for_a_missing_path() {
+    let env = Env::new();
+    let src = env.path("src");
+    let dump = noise(200_000, 3);
+    write(&src.join("db/app.dump"), &dump);
+    env.backup(&[&src]);
+    let file = src.join("db/app.dump");
+    let rel = file.to_str().unwrap();
+    let out = env.vault(&["dump"], &env.owner_key, &["latest", rel]);
+    assert_success(&out);
+    assert!(out.stdout == dump, "the file's bytes, not a tar");
+
+    let out = env.vault(&["dump"], &env.owner_key, &["latest", "/no/such/file"]);
+    assert_code(&out, 2);
+    assert!(out.stdout.is_empty(), "{} bytes written", out.stdout.len());
+    assert_contains(&stderr(&out), "not in the snapshot");
+
+    // A tar archive is never written to a terminal (`script` gives vault one).
+    let line = format!(
+        "{} dump -r {} -i {} latest {}",
+        vault_bin().display(),
+        env.repo.display(),
+        env.owner_key.display(),
+        src.join("db").display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("VAULT_CONFIG")
+        .output()
+        .expect("script (util-linux)");
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert_contains(&stdout(&out), "writes a tar archive");
+}
