@@ -442,7 +442,7 @@ fn an_init_killed_midway_is_rerun_and_foreign_leftovers_are_still_refused() {
         "--writer-key-out",
         env.path("other.writer.key").to_str().unwrap(),
     ]);
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     assert_contains(&stderr(&out), "keys/ already holds objects");
     assert_eq!(
         fs::read(other.join("keys/owners/someone.age")).unwrap(),

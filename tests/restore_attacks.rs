@@ -361,7 +361,7 @@ fn target_that_is_a_symlink_is_refused() {
     let target = env.path("target");
     std::os::unix::fs::symlink(&outside, &target).unwrap();
     let out = env.restore("latest", &target);
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     assert_contains(&stderr(&out), "is a symlink");
     assert_contains(&stderr(&out), &target.display().to_string());
     assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
@@ -676,7 +676,7 @@ fn a_drill_refuses_a_snapshot_declaring_more_than_its_disk_holds() {
         .env_remove("VAULT_CONFIG")
         .output()
         .unwrap();
-    assert_code(&out, 1);
+    assert_code(&out, 2);
     assert_contains(&stderr(&out), "point TMPDIR at a larger file system");
     assert_eq!(
         fs::read_dir(&tmpdir).unwrap().count(),

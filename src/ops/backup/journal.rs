@@ -212,6 +212,7 @@ impl Journal {
         repo: &Repository,
         stored: &HashMap<Id, StoredPack>,
         index: &mut Index,
+        own: &super::own_index::OwnIndex,
     ) -> Result<Recovered> {
         let indexed: HashSet<Id> = index.packs().map(|(id, _)| id).collect();
         let mut report = Recovered::default();
@@ -244,7 +245,10 @@ impl Journal {
             }
         }
         if !file.packs.is_empty() {
-            repo.put_shared_json(ObjectKind::Index, &file)?;
+            // Signed and recorded like the indexer's own files, so later
+            // backups of this host deduplicate against it too.
+            let id = repo.put_signed_json(ObjectKind::Index, &file)?;
+            own.record(&id);
             for p in &file.packs {
                 index.add_pack(p);
             }

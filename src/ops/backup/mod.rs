@@ -178,7 +178,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     });
     let mut resumed = journal::Recovered::default();
     if let Some(j) = &journal {
-        match j.recover(repo, &stored, &mut index) {
+        match j.recover(repo, &stored, &mut index, &own) {
             Ok(r) => resumed = r,
             Err(e) => tracing::warn!("upload journal: could not index the packs it lists: {e}"),
         }
