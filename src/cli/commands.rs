@@ -1,5 +1,6 @@
 //! One function per command: flags → library options → report → exit code.
 
+use std::os::unix::ffi::OsStrExt;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -322,7 +323,10 @@ fn ls(a: LsArgs) -> Result<ExitCode> {
         .filter(|p| !p.as_os_str().is_empty());
     let mut out = std::io::stdout().lock();
     let mut damaged = false;
-    treewalk::walk(&repo, &index, &snap.root, &mut |v| {
+    // Every entry counts against the header's totals: a tree reusing its
+    // subtrees cannot list 2^depth entries, nor one blob millions.
+    let mut walker = treewalk::Walker::new(&repo, &index)?.with_budget(treewalk::Budget::of(&snap.totals));
+    walker.walk(&snap.root, &mut |v| {
         let (path, node) = match v {
             Visit::Entry { path, node } => (path, node),
             Visit::Leave { .. } => return Ok(Next::Descend),
@@ -345,7 +349,7 @@ fn ls(a: LsArgs) -> Result<ExitCode> {
                 Next::Skip
             });
         }
-        let shown = sanitize(&format!("/{}", path.display()));
+        let shown = format!("/{}", vault::format::escape::escape_bytes(path.as_os_str().as_bytes()));
         if a.json {
             let _ = writeln!(out, "{}", json!({ "path": shown, "node": node }));
         } else {
@@ -373,7 +377,7 @@ fn ls(a: LsArgs) -> Result<ExitCode> {
                 node.size
             );
             if let Some(t) = &node.target {
-                let _ = write!(out, " -> {}", sanitize(&String::from_utf8_lossy(&t.0)));
+                let _ = write!(out, " -> {}", vault::format::escape::escape_bytes(&t.0));
             }
             let _ = writeln!(out);
         }

@@ -21,6 +21,12 @@ pub struct PruneFlags {
     /// Repack a pack when more than this percentage of it is unused.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub repack_unused_percent: u8,
+    /// Delete snapshot headers and index files that vault provably did not
+    /// write (intact, yet not sealed to the repository owner key or not a
+    /// vault document: planted through the storage). Without it prune only
+    /// skips and lists them.
+    #[arg(long)]
+    pub remove_foreign: bool,
 }
 
 /// `vault prune`.
@@ -73,6 +79,7 @@ pub fn run_prune(
             now: chrono::Utc::now(),
         },
         dry_run,
+        remove_foreign: flags.remove_foreign,
     };
     prune::prune(repo, &opts).context("prune")
 }
@@ -100,11 +107,29 @@ pub fn print_prune(r: &PruneReport) {
         p.packs_waiting,
         p.packs_unmarked
     );
+    println!(
+        "verified {} packs blob by blob; dropped {} index entries no pack holds",
+        r.packs_verified, r.claims_dropped
+    );
     if !r.dry_run {
         println!(
             "wrote {} packs and {} index files, replaced {} index files, removed {} leftovers",
             r.packs_written, r.index_files_written, r.index_files_removed, r.leftovers_removed
         );
+    }
+    for f in &r.foreign {
+        eprintln!("vault: skipped: {}", sanitize(f));
+    }
+    if !r.foreign.is_empty() {
+        if r.foreign_removed > 0 {
+            println!("removed {} objects vault did not write", r.foreign_removed);
+        } else if !r.dry_run {
+            println!(
+                "{} objects vault did not write were skipped; `vault prune --remove-foreign` \
+                 deletes them",
+                r.foreign.len()
+            );
+        }
     }
     let l = &r.object_lock;
     if l.objects_checked > 0 {

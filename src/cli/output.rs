@@ -7,15 +7,21 @@ pub fn error(e: &anyhow::Error) {
     let _ = writeln!(
         std::io::stderr(),
         "vault: error: {}",
-        sanitize(&format!("{e:#}"))
+        sanitize_lines(&format!("{e:#}"))
     );
 }
 
-/// Replaces control characters so that file names cannot drive the terminal.
+/// Escapes control characters (newlines included) so that a name from a
+/// repository — a file name, a host, a path — prints as one unambiguous
+/// field: it can neither drive the terminal nor print a fake line.
 pub fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() && c != '\n' { '?' } else { c })
-        .collect()
+    vault::format::escape::escape(s)
+}
+
+/// Like [`sanitize`], line by line, for messages vault itself breaks into
+/// lines (an error with its `help:` line).
+pub fn sanitize_lines(s: &str) -> String {
+    s.split('\n').map(sanitize).collect::<Vec<_>>().join("\n")
 }
 
 /// A byte count for humans: `1.5 GiB`.

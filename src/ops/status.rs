@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::id::Id;
 use crate::format::snapshot::CertInfo;
 use crate::format::snapshot::Snapshot;
 use crate::ops::restore::DrillRecord;
-use crate::repo::{ObjectKind, Repository, id_from_key};
+use crate::repo::{ObjectKind, Repository};
 
 /// When a figure counts as too old.
 #[derive(Debug, Clone, Copy)]
@@ -94,19 +94,9 @@ pub struct StatusReport {
 
 /// Reads every drill record; unreadable ones come back as messages.
 pub fn drill_records(repo: &Repository) -> Result<(Vec<DrillRecord>, Vec<String>)> {
-    let mut out = Vec::new();
-    let mut bad = Vec::new();
-    for obj in repo.storage().list(ObjectKind::Drill.prefix())? {
-        if id_from_key(&obj.key).is_none() {
-            continue;
-        }
-        match repo.get_json::<DrillRecord>(&obj.key) {
-            Ok(r) => out.push(r),
-            Err(Error::Storage(crate::storage::StorageError::NotFound { .. })) => {}
-            Err(e) => bad.push(e.to_string()),
-        }
-    }
-    Ok((out, bad))
+    let docs = repo.read_documents::<DrillRecord>(ObjectKind::Drill)?;
+    let bad = docs.unreadable.iter().map(|u| u.to_string()).collect();
+    Ok((docs.read.into_iter().map(|(_, _, r)| r).collect(), bad))
 }
 
 /// Computes the status from snapshot headers and drill records (pure).

@@ -1,27 +1,32 @@
 //! The repository handle: layout of object keys, opening with a key, and
 //! reading and writing sealed objects (compress → encrypt → store).
 
+mod documents;
+mod indexes;
 pub mod keys;
 pub mod owners;
 pub mod packer;
 mod reader;
 pub mod treewalk;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use age::secrecy::SecretString;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-pub use reader::{BlobReader, MAX_BLOB};
+pub use documents::{Documents, Unreadable};
+pub use indexes::{FalseClaim, LoadedIndex};
+pub use reader::BlobReader;
+pub use verify::MAX_BLOB;
 
 use crate::crypto::{self, Keyring, Seal};
 use crate::error::{CryptoError, Error, Result};
 use crate::format::chunk::ChunkerParams;
 use crate::format::config::{FORMAT_VERSION, MAX_LOCK_DAYS, RepoConfig};
 use crate::format::id::Id;
-use crate::format::index::{Index, IndexFile};
+use crate::format::index::Index;
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
@@ -155,19 +160,6 @@ pub fn list_packs(storage: &dyn Storage) -> Result<std::collections::HashMap<Id,
         }
     }
     Ok(out)
-}
-
-/// Every index file of a repository, loaded.
-#[derive(Default)]
-pub struct LoadedIndex {
-    /// The merged index of every readable index file.
-    pub index: Index,
-    /// Packs marked for deletion by prune, with the time of the mark.
-    pub condemned: std::collections::HashMap<Id, chrono::DateTime<chrono::Utc>>,
-    /// Keys of the index files read.
-    pub files: Vec<String>,
-    /// Index files that could not be read.
-    pub damaged: Vec<Error>,
 }
 
 /// Readable snapshots (oldest first) and the errors for unreadable ones.
@@ -542,90 +534,12 @@ impl Repository {
         Ok(id)
     }
 
-    /// Reads, checks and decrypts a JSON object by key.
-    pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
-        let bytes = self.storage.get(key)?;
-        if let Some(id) = id_from_key(key)
-            && Id::of_bytes(&bytes) != id
-        {
-            return Err(Error::format(
-                key,
-                "content does not match its name (damaged object)",
-            ));
-        }
-        let compressed = self.keys.keyring().decrypt(&bytes, key)?;
-        // A bounded decode: a sealed document can be planted by anyone with
-        // the writer key, so it must not be able to exhaust memory.
-        const MAX_JSON: u64 = 1 << 30;
-        let mut json = Vec::new();
-        zstd::stream::read::Decoder::new(&compressed[..])
-            .and_then(|d| {
-                std::io::Read::read_to_end(&mut std::io::Read::take(d, MAX_JSON + 1), &mut json)
-            })
-            .map_err(|e| Error::format(key, format!("not valid zstd: {e}")))?;
-        if json.len() as u64 > MAX_JSON {
-            return Err(Error::format(key, "decompresses to more than 1 GiB"));
-        }
-        serde_json::from_slice(&json)
-            .map_err(|e| Error::format(key, format!("not valid JSON: {e}")))
-    }
-
-    /// Loads every index file. Damaged index files are returned as errors
-    /// alongside the index built from the rest.
-    pub fn load_index(&self) -> Result<(Index, Vec<Error>)> {
-        let loaded = self.load_index_files()?;
-        Ok((loaded.index, loaded.damaged))
-    }
-
-    /// Loads every index file with what prune needs besides the index: the
-    /// keys of the files read and the packs marked for deletion.
-    pub fn load_index_files(&self) -> Result<LoadedIndex> {
-        let mut loaded = LoadedIndex::default();
-        for obj in self.storage.list(ObjectKind::Index.prefix())? {
-            if id_from_key(&obj.key).is_none() {
-                continue;
-            }
-            match self.get_json::<IndexFile>(&obj.key) {
-                Ok(file) => {
-                    file.packs.iter().for_each(|p| loaded.index.add_pack(p));
-                    // A mark dated in the future (planted, or a skewed
-                    // clock) would keep a pack forever: ignored.
-                    let horizon = chrono::Utc::now()
-                        + chrono::Duration::hours(crate::format::snapshot::FUTURE_SLACK_HOURS);
-                    for mark in file.condemned.into_iter().filter(|m| m.since <= horizon) {
-                        // Several records for one pack: the latest wins, so
-                        // a pack waits the longest grace anyone asked for.
-                        let since = loaded.condemned.entry(mark.pack).or_insert(mark.since);
-                        *since = (*since).max(mark.since);
-                    }
-                    loaded.files.push(obj.key);
-                }
-                // Replaced by prune between the listing and the read.
-                Err(Error::Storage(StorageError::NotFound { .. })) => {}
-                Err(e) => loaded.damaged.push(e),
-            }
-        }
-        loaded.index.finish();
-        Ok(loaded)
-    }
-
     /// Every snapshot, oldest first; unreadable ones come back as errors.
     pub fn snapshots(&self) -> Result<SnapshotList> {
-        let mut out = Vec::new();
-        let mut damaged = Vec::new();
-        for obj in self.storage.list(ObjectKind::Snapshot.prefix())? {
-            let Some(id) = id_from_key(&obj.key) else {
-                continue;
-            };
-            match self.get_json::<Snapshot>(&obj.key) {
-                Ok(s) => out.push((id, s)),
-                // Forgotten between the listing and the read.
-                Err(Error::Storage(StorageError::NotFound { .. })) => {}
-                Err(e) => damaged.push(e),
-            }
-        }
+        let docs = self.read_documents::<Snapshot>(ObjectKind::Snapshot)?;
+        let mut out: Vec<(Id, Snapshot)> = docs.read.into_iter().map(|(_, id, s)| (id, s)).collect();
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-        Ok((out, damaged))
+        Ok((out, docs.unreadable.into_iter().map(|u| u.error).collect()))
     }
 
     /// Finds a snapshot by `latest` (the newest not dated in the future), a

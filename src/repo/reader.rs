@@ -6,13 +6,9 @@ use std::io::{Read, Seek, SeekFrom};
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::index::BlobLocation;
+use crate::repo::verify::{BlobCheck, MAX_COMPRESSED};
 use crate::repo::{ObjectKind, Repository};
 use crate::storage::ReadSeek;
-
-/// The largest blob vault writes or decompresses (guards against lying
-/// indexes). Only tree blobs can get near it: a directory listing the chunk
-/// ids of more than ~128 GiB of files.
-pub const MAX_BLOB: u32 = 512 << 20;
 
 /// A pack open for reading: its id, its decrypting stream, and the
 /// plaintext position the stream is at.
@@ -29,7 +25,7 @@ pub struct BlobReader<'a> {
     /// Most recently used first.
     open: Vec<OpenPack>,
     buf: Vec<u8>,
-    decompressor: zstd::bulk::Decompressor<'static>,
+    check: BlobCheck<'a>,
 }
 
 impl<'a> BlobReader<'a> {
@@ -39,7 +35,7 @@ impl<'a> BlobReader<'a> {
             repo,
             open: Vec::new(),
             buf: Vec::new(),
-            decompressor: zstd::bulk::Decompressor::new().expect("zstd context"),
+            check: BlobCheck::new(repo),
         }
     }
 
@@ -73,10 +69,11 @@ impl<'a> BlobReader<'a> {
         Ok(self.buf.clone())
     }
 
-    /// Reads, decompresses and verifies one blob at one location.
+    /// Reads, decompresses and verifies one blob at one location
+    /// ([`BlobCheck::verify`]: exact length, keyed id).
     pub fn read(&mut self, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
         let key = ObjectKind::Pack(loc.kind).key(&loc.pack);
-        if loc.raw_length > MAX_BLOB || loc.length > MAX_BLOB + (MAX_BLOB >> 7) + (1 << 20) {
+        if loc.raw_length > self.check.max_raw(loc.kind) || loc.length > MAX_COMPRESSED {
             return Err(Error::format(
                 &key,
                 format!(
@@ -89,20 +86,8 @@ impl<'a> BlobReader<'a> {
             self.open.retain(|(p, _, _)| *p != loc.pack);
             return Err(e);
         }
-        let compressed = &self.buf;
-        let raw = self
-            .decompressor
-            .decompress(compressed, loc.raw_length as usize)
-            .map_err(|e| Error::format(&key, format!("blob {id}: bad zstd data: {e}")))?;
-        if raw.len() != loc.raw_length as usize
-            || Id::keyed(self.repo.keys().chunk_key(), &raw) != *id
-        {
-            return Err(Error::format(
-                &key,
-                format!("blob {id}: content does not match its id"),
-            ));
-        }
-        Ok(raw)
+        self.check
+            .verify(&key, id, loc.kind, &self.buf, loc.raw_length)
     }
 
     fn read_raw(&mut self, key: &str, loc: &BlobLocation) -> Result<()> {
@@ -135,9 +120,24 @@ impl<'a> BlobReader<'a> {
                 .seek(SeekFrom::Start(loc.offset as u64))
                 .map_err(io)?;
         }
-        self.buf.resize(loc.length as usize, 0);
-        stream.read_exact(&mut self.buf).map_err(io)?;
-        *pos = loc.offset as u64 + loc.length as u64;
+        // Read, never allocate, what the index claims: a lying length ends
+        // at the end of the pack instead of costing its size in memory.
+        self.buf.clear();
+        let got = stream
+            .by_ref()
+            .take(loc.length as u64)
+            .read_to_end(&mut self.buf)
+            .map_err(io)?;
+        *pos = loc.offset as u64 + got as u64;
+        if got != loc.length as usize {
+            return Err(Error::format(
+                key,
+                format!(
+                    "the pack ends before the {} bytes claimed at offset {}",
+                    loc.length, loc.offset
+                ),
+            ));
+        }
         Ok(())
     }
 }

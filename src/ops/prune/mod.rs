@@ -20,11 +20,13 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::id::Id;
-use crate::format::index::{CondemnedPack, Index, IndexFile, IndexedPack};
+use crate::format::index::{BlobLocation, CondemnedPack, IndexFile, IndexedPack};
 use crate::format::pack::BlobKind;
-use crate::format::tree::NodeKind;
+use crate::format::snapshot::Snapshot;
 use crate::repo::packer::PackBuilder;
-use crate::repo::{BlobReader, ObjectKind, Repository};
+use crate::repo::treewalk::reachable_blobs;
+use crate::repo::verify::{self, PackBuffers};
+use crate::repo::{BlobReader, LoadedIndex, ObjectKind, Repository, Unreadable};
 use crate::storage::Storage;
 
 pub use locks::LockUpkeep;
@@ -40,6 +42,10 @@ pub struct PruneOptions {
     pub rules: PlanRules,
     /// Only report what would be done.
     pub dry_run: bool,
+    /// Delete snapshot headers and index files that vault provably did not
+    /// write (see [`crate::repo::Unreadable::foreign`]) instead of only
+    /// reporting them.
+    pub remove_foreign: bool,
 }
 
 /// What a prune run did (or, with `dry_run`, would do).
@@ -51,6 +57,11 @@ pub struct PruneReport {
     pub snapshots: u64,
     /// Distinct blobs the snapshots need.
     pub blobs_referenced: u64,
+    /// Packs read and verified blob by blob.
+    pub packs_verified: u64,
+    /// Index entries dropped because the pack they name does not hold them
+    /// (planted, or left by damage); the new index lists what packs hold.
+    pub claims_dropped: u64,
     /// The plan's figures.
     pub plan: PlanCounts,
     /// New packs written by repacking.
@@ -61,6 +72,12 @@ pub struct PruneReport {
     pub index_files_removed: u64,
     /// Leftovers of interrupted writes removed.
     pub leftovers_removed: u64,
+    /// Snapshot headers and index files vault provably did not write: skipped
+    /// (they can name nothing prune must keep), and removed with
+    /// `remove_foreign`.
+    pub foreign: Vec<String>,
+    /// Of those, how many were removed.
+    pub foreign_removed: u64,
     /// Objects that could not be deleted, with the reason (e.g. Object Lock
     /// retention); they are retried by the next prune.
     pub not_deleted: Vec<String>,
@@ -84,16 +101,59 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     result
 }
 
+/// What prune read before deciding anything.
+struct State {
+    snapshots: Vec<(Id, Snapshot)>,
+    loaded: LoadedIndex,
+    referenced: HashSet<Id>,
+    verified: VerifiedPacks,
+    foreign: Vec<Unreadable>,
+}
+
 fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let mut report = PruneReport {
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    // Snapshots first, then index files, then packs: a backup finishing
-    // meanwhile wrote its packs and index files before its snapshot, so
-    // whatever a snapshot read here needs is in what is listed after it.
-    let (snapshots, damaged) = repo.snapshots()?;
-    if let Some(e) = damaged.into_iter().next() {
+    let state = read_state(repo, &mut report)?;
+    let plan = make_plan(&state, &opts.rules)?;
+    report.plan = plan.counts.clone();
+    let marked: HashSet<Id> = plan.marks.iter().map(|m| m.pack).collect();
+    let staying: HashSet<Id> = plan
+        .keep
+        .iter()
+        .filter(|p| !marked.contains(p))
+        .copied()
+        .collect();
+    report.object_lock = locks::keep_recent_locked(
+        repo,
+        &state.loaded.index,
+        &state.loaded.stored,
+        &staying,
+        &state.snapshots,
+        opts.rules.now,
+        opts.dry_run,
+    )?;
+    if opts.dry_run {
+        return Ok(report);
+    }
+    if !unchanged(&state, &plan) {
+        apply(repo, &state, &plan, opts, &mut report)?;
+    }
+    if opts.remove_foreign {
+        remove_foreign(repo, &state.foreign, opts.rules.now, &mut report);
+    }
+    clean_leftovers(repo, opts, &mut report);
+    Ok(report)
+}
+
+/// Reads snapshots, then index files, then lists packs (in that order: a
+/// backup finishing meanwhile wrote its packs and index files before its
+/// snapshot, so whatever a snapshot read here needs is in what is listed
+/// after it), walks the trees, and verifies every indexed pack.
+fn read_state(repo: &Repository, report: &mut PruneReport) -> Result<State> {
+    let snaps = repo.read_documents::<Snapshot>(ObjectKind::Snapshot)?;
+    if let Some(e) = snaps.damaged().next() {
         return Err(Error::Usage(format!(
             "a snapshot is unreadable ({e}); prune cannot tell what it needs and changes nothing"
         )));
@@ -105,40 +165,55 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
              is clean"
         )));
     }
-    let stored = crate::repo::list_packs(repo.storage().as_ref())?;
+    let mut foreign: Vec<Unreadable> = snaps.unreadable;
+    foreign.append(&mut loaded.foreign);
+    report.foreign = foreign.iter().map(|u| u.to_string()).collect();
+    let snapshots: Vec<(Id, Snapshot)> = snaps.read.into_iter().map(|(_, id, s)| (id, s)).collect();
     report.snapshots = snapshots.len() as u64;
-    let referenced = referenced_blobs(repo, &loaded.index, snapshots.iter().map(|(_, s)| s.root))?;
+    let refs: Vec<&Snapshot> = snapshots.iter().map(|(_, s)| s).collect();
+    let referenced = reachable_blobs(repo, &loaded.index, &refs).map_err(|e| {
+        Error::Usage(format!(
+            "a snapshot tree is unreadable ({e}); nothing was changed — run `vault check`"
+        ))
+    })?;
     report.blobs_referenced = referenced.len() as u64;
-    let mut checker = BlobReader::new(repo);
-    let plan = plan::plan(
-        &stored,
-        &loaded.index,
-        &loaded.condemned,
-        &referenced,
-        &opts.rules,
-        &mut |blob, loc| checker.read(blob, loc).is_ok(),
-    )?;
-    drop(checker);
-    report.plan = plan.counts.clone();
-    let marked: HashSet<Id> = plan.marks.iter().map(|m| m.pack).collect();
-    let staying: HashSet<Id> = plan
-        .keep
-        .iter()
-        .filter(|p| !marked.contains(p))
-        .copied()
-        .collect();
-    report.object_lock = locks::keep_recent_locked(
-        repo,
-        &loaded.index,
-        &stored,
-        &staying,
-        &snapshots,
-        opts.rules.now,
-        opts.dry_run,
-    )?;
-    if opts.dry_run {
-        return Ok(report);
-    }
+    let verified = VerifiedPacks::read(repo, &loaded);
+    report.packs_verified = verified.ok.len() as u64;
+    report.claims_dropped = verified.false_claims(&loaded);
+    Ok(State {
+        snapshots,
+        loaded,
+        referenced,
+        verified,
+        foreign,
+    })
+}
+
+/// Decides what to do; a needed blob that no pack verifiably holds stops
+/// prune, naming a snapshot that needs it.
+fn make_plan(state: &State, rules: &PlanRules) -> Result<plan::PrunePlan> {
+    let verified = &state.verified;
+    plan::plan(
+        &state.loaded.stored,
+        &state.loaded.index,
+        &state.loaded.condemned,
+        &state.referenced,
+        rules,
+        &mut |blob, loc| verified.holds(blob, loc),
+    )
+    .map_err(|lost| {
+        let why = lost
+            .claimed_by()
+            .and_then(|pack| verified.failed.get(&pack).map(|e| format!(" ({e})")))
+            .unwrap_or_default();
+        Error::Usage(format!("{lost}{why}; the repository is damaged, so prune changes nothing — \
+             run `vault check --read-data`, then `vault forget` the snapshots that need it"))
+    })
+}
+
+/// Whether the index prune would write is the one already there.
+fn unchanged(state: &State, plan: &plan::PrunePlan) -> bool {
+    let loaded = &state.loaded;
     let previous_marks: HashSet<CondemnedPack> = loaded
         .condemned
         .iter()
@@ -147,41 +222,71 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
             since: *since,
         })
         .collect();
-    let unchanged = plan.copy.is_empty()
+    plan.copy.is_empty()
         && plan.delete.is_empty()
         && loaded.files.len() <= 1
+        && loaded.false_claims.is_empty()
+        && state.verified.false_claims(loaded) == 0
         && plan.marks.iter().copied().collect::<HashSet<_>>() == previous_marks
-        && loaded.index.packs().all(|(p, _)| stored.contains_key(&p));
+        && loaded.index.packs().all(|(p, _)| loaded.stored.contains_key(&p))
+}
 
-    if !unchanged {
-        let new_packs = repack(repo, &plan.copy, &mut report)?;
-        report.index_files_written = write_index(
-            repo,
-            &loaded.index,
-            &stored,
-            &plan,
-            new_packs,
-            opts.rules.now,
-        )?;
-        for key in &loaded.files {
-            match delete_unless_locked(repo.storage().as_ref(), key, opts.rules.now) {
-                Ok(()) => report.index_files_removed += 1,
-                // A replaced index file that stays (Object Lock) may list
-                // packs deleted below; their marks, carried in the new
-                // index, tell readers and `vault check` that they went on
-                // purpose.
-                Err(e) => report.not_deleted.push(e),
-            }
-        }
-        for pack in &plan.delete {
-            let key = ObjectKind::Pack(stored[pack].kind).key(pack);
-            if let Err(e) = delete_unless_locked(repo.storage().as_ref(), &key, opts.rules.now) {
-                report.not_deleted.push(e);
-            }
+/// Repacks, writes the new index, removes the index files it replaces and
+/// deletes what the plan condemned, in that order (module docs).
+fn apply(
+    repo: &Repository,
+    state: &State,
+    plan: &plan::PrunePlan,
+    opts: &PruneOptions,
+    report: &mut PruneReport,
+) -> Result<()> {
+    let stored = &state.loaded.stored;
+    let new_packs = repack(repo, &plan.copy, report)?;
+    report.index_files_written = write_index(
+        repo,
+        &state.verified,
+        stored,
+        plan,
+        new_packs,
+        opts.rules.now,
+    )?;
+    for key in &state.loaded.files {
+        match delete_unless_locked(repo.storage().as_ref(), key, opts.rules.now) {
+            Ok(()) => report.index_files_removed += 1,
+            // A replaced index file that stays (Object Lock) may list packs
+            // deleted below; their marks, carried in the new index, tell
+            // readers and `vault check` that they went on purpose.
+            Err(e) => report.not_deleted.push(e),
         }
     }
-    // A temporary file may belong to a put still being written (a backup
-    // running now): only those older than an hour, and than the grace, go.
+    for pack in &plan.delete {
+        let key = ObjectKind::Pack(stored[pack].kind).key(pack);
+        if let Err(e) = delete_unless_locked(repo.storage().as_ref(), &key, opts.rules.now) {
+            report.not_deleted.push(e);
+        }
+    }
+    Ok(())
+}
+
+/// Deletes documents vault provably did not write (`--remove-foreign`).
+fn remove_foreign(
+    repo: &Repository,
+    foreign: &[Unreadable],
+    now: chrono::DateTime<chrono::Utc>,
+    report: &mut PruneReport,
+) {
+    for f in foreign.iter().filter(|f| f.foreign) {
+        match delete_unless_locked(repo.storage().as_ref(), &f.key, now) {
+            Ok(()) => report.foreign_removed += 1,
+            Err(e) => report.not_deleted.push(e),
+        }
+    }
+}
+
+/// Removes leftovers of interrupted writes. A temporary file may belong to
+/// a put still being written (a backup running now): only those older than
+/// an hour, and than the grace, go.
+fn clean_leftovers(repo: &Repository, opts: &PruneOptions, report: &mut PruneReport) {
     let age = opts
         .rules
         .grace
@@ -192,7 +297,74 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         Ok(n) => report.leftovers_removed = n,
         Err(e) => tracing::warn!("leftovers of interrupted writes not removed: {e}"),
     }
-    Ok(report)
+}
+
+/// One blob as a pack's verified trailer records it.
+type Holding = (Id, u32, u32, u32);
+
+/// Every indexed pack, read and verified whole: what each truly holds.
+#[derive(Default)]
+struct VerifiedPacks {
+    /// Packs that could be read: their verified blobs, sorted.
+    ok: HashMap<Id, Vec<Holding>>,
+    /// Packs that could not be read at all, and why.
+    failed: HashMap<Id, Error>,
+}
+
+impl VerifiedPacks {
+    /// Verifies, in parallel, every stored pack some index file names.
+    fn read(repo: &Repository, loaded: &LoadedIndex) -> Self {
+        let mut packs: Vec<(Id, BlobKind)> = loaded
+            .index
+            .packs()
+            .filter_map(|(id, _)| loaded.stored.get(&id).map(|s| (id, s.kind)))
+            .collect();
+        packs.sort_by_key(|(id, _)| *id);
+        packs.dedup_by_key(|(id, _)| *id);
+        let results = verify::parallel(&packs, PackBuffers::default, |bufs, (id, kind)| {
+            verify::verify_stored_pack(repo, id, *kind, bufs)
+        });
+        let mut out = VerifiedPacks::default();
+        for ((id, _), result) in packs.into_iter().zip(results) {
+            match result {
+                Ok(verdicts) => {
+                    let mut holds: Vec<Holding> = verdicts
+                        .into_iter()
+                        .filter(|(_, v)| v.is_ok())
+                        .map(|(e, _)| (e.id, e.offset, e.length, e.raw_length))
+                        .collect();
+                    holds.sort_unstable();
+                    out.ok.insert(id, holds);
+                }
+                Err(e) => {
+                    out.failed.insert(id, e);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `loc` verifiably holds `blob`.
+    fn holds(&self, blob: &Id, loc: &BlobLocation) -> bool {
+        self.ok.get(&loc.pack).is_some_and(|h| {
+            h.binary_search(&(*blob, loc.offset, loc.length, loc.raw_length))
+                .is_ok()
+        })
+    }
+
+    /// Index entries naming a stored pack that does not hold them.
+    fn false_claims(&self, loaded: &LoadedIndex) -> u64 {
+        loaded
+            .index
+            .blobs()
+            .filter(|(b, l)| loaded.stored.contains_key(&l.pack) && !self.holds(b, l))
+            .count() as u64
+    }
+
+    /// A kept pack's index entries: its verified trailer.
+    fn entries(&self, pack: &Id) -> &[Holding] {
+        self.ok.get(pack).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// Deletes `key` unless Object Lock still retains it; the error says which
@@ -213,37 +385,6 @@ pub fn delete_unless_locked(
         _ => {}
     }
     storage.delete(key).map_err(|e| e.to_string())
-}
-
-/// Every tree and data blob reachable from `roots`. Fails on the first tree
-/// that cannot be read: prune must know everything a snapshot needs.
-pub fn referenced_blobs(
-    repo: &Repository,
-    index: &Index,
-    roots: impl IntoIterator<Item = Id>,
-) -> Result<HashSet<Id>> {
-    let mut seen = HashSet::new();
-    let mut reader = BlobReader::new(repo);
-    let mut stack: Vec<Id> = roots.into_iter().collect();
-    while let Some(tree_id) = stack.pop() {
-        if !seen.insert(tree_id) {
-            continue;
-        }
-        let tree = repo.read_tree(index, &mut reader, &tree_id).map_err(|e| {
-            Error::Usage(format!(
-                "a snapshot tree is unreadable ({e}); nothing was changed — run `vault check`"
-            ))
-        })?;
-        for node in &tree.nodes {
-            if node.kind == NodeKind::Dir
-                && let Some(sub) = node.subtree
-            {
-                stack.push(sub);
-            }
-            seen.extend(node.content.iter().copied());
-        }
-    }
-    Ok(seen)
 }
 
 /// Copies the still-needed blobs of mostly-empty packs into new packs.
@@ -289,35 +430,37 @@ fn repack(
 /// the new packs, and the marks. Returns how many were written.
 fn write_index(
     repo: &Repository,
-    index: &Index,
+    verified: &VerifiedPacks,
     stored: &HashMap<Id, StoredPack>,
     plan: &plan::PrunePlan,
     new_packs: Vec<IndexedPack>,
     started: chrono::DateTime<chrono::Utc>,
 ) -> Result<u64> {
-    let keep: HashSet<Id> = plan.keep.iter().copied().collect();
+    // Each kept pack is listed with what it verifiably holds, under the kind
+    // storage lists it as: no claim from an index file (perhaps a planted
+    // one) is carried over unchecked.
     let mut packs: HashMap<Id, IndexedPack> = HashMap::new();
-    let mut seen = HashSet::new();
-    for (blob, loc) in index.blobs() {
-        if !keep.contains(&loc.pack) || !seen.insert((blob, loc.pack, loc.offset)) {
+    for pack in &plan.keep {
+        let holds = verified.entries(pack);
+        if holds.is_empty() {
             continue;
         }
-        packs
-            .entry(loc.pack)
-            .or_insert_with(|| IndexedPack {
-                id: loc.pack,
-                // From where the pack is stored, not from what an index
-                // file (perhaps a planted one) claimed.
-                kind: stored.get(&loc.pack).map_or(loc.kind, |p| p.kind),
-                blobs: Vec::new(),
-            })
-            .blobs
-            .push(crate::format::index::IndexedBlob {
-                id: blob,
-                offset: loc.offset,
-                length: loc.length,
-                raw_length: loc.raw_length,
-            });
+        packs.insert(
+            *pack,
+            IndexedPack {
+                id: *pack,
+                kind: stored[pack].kind,
+                blobs: holds
+                    .iter()
+                    .map(|&(id, offset, length, raw_length)| crate::format::index::IndexedBlob {
+                        id,
+                        offset,
+                        length,
+                        raw_length,
+                    })
+                    .collect(),
+            },
+        );
     }
     let mut all: Vec<IndexedPack> = packs.into_values().collect();
     all.sort_by_key(|p| p.id);

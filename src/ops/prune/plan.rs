@@ -14,7 +14,6 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::index::{BlobLocation, CondemnedPack, Index};
 pub use crate::repo::StoredPack;
@@ -76,10 +75,59 @@ pub struct PlanCounts {
     pub bytes_deleted: u64,
 }
 
-/// Decides what prune does. `referenced` is every blob some snapshot needs.
+/// Needed blobs that no stored pack verifiably holds: prune must stop.
+#[derive(Debug, Clone, Default)]
+pub struct Unavailable {
+    /// Blobs no stored pack even claims (a lost pack or index file).
+    pub missing: Vec<Id>,
+    /// Blobs claimed by stored packs, none of which verifiably holds them,
+    /// with the first pack claiming each.
+    pub unverified: Vec<(Id, Id)>,
+}
+
+impl Unavailable {
+    /// A pack that claims an unverified blob, if any.
+    pub fn claimed_by(&self) -> Option<Id> {
+        self.unverified.first().map(|(_, pack)| *pack)
+    }
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(first) = self.missing.first() {
+            write!(
+                f,
+                "{} blob(s) that snapshots need are in no stored pack (first: {first})",
+                self.missing.len()
+            )?;
+            if !self.unverified.is_empty() {
+                f.write_str("; ")?;
+            }
+        }
+        if let Some((blob, pack)) = self.unverified.first() {
+            write!(
+                f,
+                "{} blob(s) that snapshots need are not verifiably held by any pack claiming \
+                 them (first: {blob}, claimed by pack {pack})",
+                self.unverified.len()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Decides what prune does. `referenced` is every blob some snapshot needs;
+/// `verify` says whether a location (an index file's claim) is true.
 ///
-/// Fails when a needed blob is stored nowhere: the repository is already
-/// damaged, and prune must not act on a picture it cannot trust.
+/// Index files are not authenticated, so every location prune relies on or
+/// carries into its own index is verified, even when it is the only one: a
+/// needed blob is read from a verified copy (preferring packs that are not
+/// marked), a planted claim never makes prune delete the genuine copy, and
+/// a pack's unused share counts only what it verifiably holds.
+///
+/// Fails when a needed blob has no verified copy: the repository is
+/// already damaged (or an index file is lost), and prune must not act on a
+/// picture it cannot trust.
 pub fn plan(
     stored: &HashMap<Id, StoredPack>,
     index: &Index,
@@ -87,47 +135,33 @@ pub fn plan(
     referenced: &HashSet<Id>,
     rules: &PlanRules,
     verify: &mut dyn FnMut(&Id, &BlobLocation) -> bool,
-) -> Result<PrunePlan> {
-    // Where each needed blob will be read from: a stored pack, preferring
-    // packs that are not marked. Index files are not authenticated, so when
-    // a blob is claimed by several packs the chosen copy is read and checked
-    // (`verify`) before the others may go: a planted entry must never make
-    // prune delete the genuine copy. A blob no copy of which verifies keeps
-    // every pack that claims it.
+) -> std::result::Result<PrunePlan, Unavailable> {
     let mut used: HashMap<Id, Vec<(Id, BlobLocation)>> = HashMap::new();
-    let mut pinned: HashSet<Id> = HashSet::new();
-    let mut missing = Vec::new();
-    for blob in referenced {
-        let mut candidates: Vec<BlobLocation> = index
+    let mut lost = Unavailable::default();
+    let mut refs: Vec<&Id> = referenced.iter().collect();
+    refs.sort();
+    for blob in refs {
+        let mut claims: Vec<BlobLocation> = index
             .locations(blob)
             .filter(|l| stored.contains_key(&l.pack))
             .collect();
-        candidates.sort_by_key(|l| marked.contains_key(&l.pack));
-        let chosen = match candidates.len() {
-            0 => None,
-            1 => Some(candidates[0]),
-            _ => candidates.iter().copied().find(|l| verify(blob, l)),
-        };
-        match chosen {
+        claims.sort_by_key(|l| marked.contains_key(&l.pack));
+        match claims.iter().copied().find(|l| verify(blob, l)) {
             Some(loc) => used.entry(loc.pack).or_default().push((*blob, loc)),
-            None if candidates.is_empty() => missing.push(*blob),
-            None => pinned.extend(candidates.iter().map(|l| l.pack)),
+            None => match claims.first() {
+                None => lost.missing.push(*blob),
+                Some(l) => lost.unverified.push((*blob, l.pack)),
+            },
         }
     }
-    if !missing.is_empty() {
-        missing.sort();
-        return Err(Error::Usage(format!(
-            "{} blob(s) that snapshots need are in no stored pack (first: {}); the repository \
-             is damaged, so prune changes nothing — run `vault check --read-data`",
-            missing.len(),
-            missing[0]
-        )));
+    if !lost.missing.is_empty() || !lost.unverified.is_empty() {
+        return Err(lost);
     }
 
     let mut pack_bytes: HashMap<Id, u64> = HashMap::new();
     let mut seen = HashSet::new();
     for (blob, loc) in index.blobs() {
-        if seen.insert((blob, loc.pack)) {
+        if stored.contains_key(&loc.pack) && verify(&blob, &loc) && seen.insert((blob, loc.pack)) {
             *pack_bytes.entry(loc.pack).or_default() += loc.length as u64;
         }
     }
@@ -142,11 +176,6 @@ pub fn plan(
         out.counts.bytes += pack.size;
         let indexed = pack_bytes.get(id).copied().unwrap_or(0);
         let mark = marked.get(id).copied();
-        if pinned.contains(id) && !used.contains_key(id) {
-            out.keep.push(*id);
-            out.counts.packs_in_use += 1;
-            continue;
-        }
         match used.get(id) {
             None => {
                 // Nothing needs it: mark it, or delete it once the mark and
@@ -290,9 +319,9 @@ mod tests {
             p.marks
         );
         assert!(p.keep.contains(&Id([1; 32])));
-        // When no copy verifies, every claimant stays.
+        // When no copy verifies, prune stops: it carries no unverified claim.
         let mut none = |_: &Id, _: &BlobLocation| false;
-        let p = plan(
+        let lost = plan(
             &stored,
             &index,
             &HashMap::new(),
@@ -300,8 +329,40 @@ mod tests {
             &rules(48),
             &mut none,
         )
+        .unwrap_err();
+        assert_eq!(lost.unverified.len(), 1, "{lost}");
+        assert!(lost.to_string().contains("not verifiably held"), "{lost}");
+    }
+
+    #[test]
+    fn a_single_claim_is_verified_too_and_planted_bytes_do_not_count() {
+        // Pack 1 holds blob 10; a planted claim says it also holds 30 (not
+        // needed). Only pack 2's claim on 20 exists, and it is false.
+        let (stored, index) = setup(&[(1, &[10, 30]), (2, &[20])]);
+        let mut truth = |b: &Id, _: &BlobLocation| *b != Id([20; 32]) && *b != Id([30; 32]);
+        let lost = plan(
+            &stored,
+            &index,
+            &HashMap::new(),
+            &refs(&[10, 20]),
+            &rules(48),
+            &mut truth,
+        )
+        .unwrap_err();
+        assert_eq!(lost.unverified, vec![(Id([20; 32]), Id([2; 32]))]);
+        // Needing only 10: pack 1 is fully used (the planted 30 is not
+        // counted as unused bytes), so it is not repacked.
+        let p = plan(
+            &stored,
+            &index,
+            &HashMap::new(),
+            &refs(&[10]),
+            &rules(48),
+            &mut truth,
+        )
         .unwrap();
-        assert!(p.marks.is_empty() && p.delete.is_empty(), "{:?}", p.marks);
+        assert!(p.repack.is_empty(), "{:?}", p.repack);
+        assert_eq!(p.counts.packs_in_use, 1);
     }
 
     #[test]
@@ -441,5 +502,6 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("in no stored pack"), "{err}");
+        assert_eq!(err.missing, vec![Id([99; 32])]);
     }
 }

@@ -1,0 +1,306 @@
+//! Sealed JSON documents (index files, snapshot headers, drill records,
+//! prune locks): the one reader for them, bounded, and the one loop that
+//! lists a prefix, reads every document, skips what vanished and sorts what
+//! could not be read into damaged and foreign.
+//!
+//! Anyone who can write to the storage can plant a document sealed to the
+//! public recipients in `config`, so every document is hostile input:
+//! - its stored size is bounded before it is read;
+//! - its JSON is bounded twice: by a cap per kind, and by a ratio to its
+//!   stored size. Honest documents are mostly hex ids, which zstd shrinks
+//!   about threefold at best, so a 19 KB index file may inflate to 1.3 MB,
+//!   never to 222 MB. Because each document is bounded by its own stored
+//!   size, everything one command reads is bounded by what is stored: a
+//!   thousand planted files cost a thousand times their size, never more.
+
+use std::io::Read;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{CryptoError, Error, Result};
+use crate::format::id::Id;
+use crate::repo::{ObjectKind, Repository, id_from_key};
+use crate::storage::StorageError;
+
+/// How large a sealed document of one kind may be.
+#[derive(Debug, Clone, Copy)]
+struct Limit {
+    /// Largest stored object read.
+    stored: u64,
+    /// JSON may be this many times the stored size...
+    ratio: u64,
+    /// ...plus this much...
+    slack: u64,
+    /// ...and never more than this.
+    cap: u64,
+}
+
+const MIB: u64 = 1 << 20;
+
+fn limit(kind: ObjectKind) -> Limit {
+    match kind {
+        // Index files are hex ids and small numbers: honest ones inflate
+        // about 3x (measured), so 16x is a wide margin.
+        ObjectKind::Index => Limit {
+            stored: 1 << 30,
+            ratio: 16,
+            slack: MIB,
+            cap: 1 << 30,
+        },
+        // Headers may list many unreadable paths, which compress better;
+        // any header up to 16 MiB of JSON is accepted whatever its ratio.
+        ObjectKind::Snapshot => Limit {
+            stored: 1 << 30,
+            ratio: 64,
+            slack: 16 * MIB,
+            cap: 1 << 30,
+        },
+        ObjectKind::Drill | ObjectKind::Lock => Limit {
+            stored: 16 * MIB,
+            ratio: 64,
+            slack: MIB,
+            cap: 16 * MIB,
+        },
+        ObjectKind::Pack(_) => Limit {
+            stored: 0,
+            ratio: 0,
+            slack: 0,
+            cap: 0,
+        },
+    }
+}
+
+impl Limit {
+    fn json_for(self, stored: u64) -> u64 {
+        stored
+            .saturating_mul(self.ratio)
+            .saturating_add(self.slack)
+            .min(self.cap)
+    }
+}
+
+/// The kind of sealed document a key names, from its prefix.
+fn kind_of(key: &str) -> Option<ObjectKind> {
+    [
+        ObjectKind::Index,
+        ObjectKind::Snapshot,
+        ObjectKind::Drill,
+        ObjectKind::Lock,
+    ]
+    .into_iter()
+    .find(|k| key.starts_with(k.prefix()))
+}
+
+/// Why a document could not be read, sorted for the caller.
+#[derive(Debug)]
+enum Failure {
+    /// Deleted between the listing and the read (forget, prune).
+    Vanished,
+    /// Its bytes no longer match its name, or it could not be fetched, or
+    /// it is larger than vault reads: possibly a genuine document, damaged.
+    Damaged(Error),
+    /// Its bytes match its name, yet the repository owner key cannot open
+    /// it, or it opens to something that is not a document of this format:
+    /// vault never wrote it.
+    Foreign(Error),
+}
+
+/// A document that could not be read.
+#[derive(Debug)]
+pub struct Unreadable {
+    /// Its object key.
+    pub key: String,
+    /// What went wrong.
+    pub error: Error,
+    /// Whether it is provably not vault's own: its bytes match its name and
+    /// yet the repository owner key cannot open it, or it opens to something
+    /// vault does not write. Only an owner key can tell; for a writer key
+    /// this is always false.
+    pub foreign: bool,
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.error)
+    }
+}
+
+/// Every document under one prefix.
+#[derive(Debug)]
+pub struct Documents<T> {
+    /// The documents read: key, id and content, in listing order.
+    pub read: Vec<(String, Id, T)>,
+    /// The documents that could not be read.
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl<T> Documents<T> {
+    /// The unreadable documents that may be vault's own (damaged).
+    pub fn damaged(&self) -> impl Iterator<Item = &Unreadable> {
+        self.unreadable.iter().filter(|u| !u.foreign)
+    }
+
+    /// The unreadable documents vault provably did not write.
+    pub fn foreign(&self) -> impl Iterator<Item = &Unreadable> {
+        self.unreadable.iter().filter(|u| u.foreign)
+    }
+}
+
+impl Repository {
+    /// Reads, checks and decrypts a sealed JSON document by key, within the
+    /// bounds of its kind (see the module docs).
+    pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
+        match self.read_document(key, None) {
+            Ok(v) => Ok(v),
+            Err(Failure::Vanished) => Err(StorageError::NotFound {
+                key: key.to_owned(),
+            }
+            .into()),
+            Err(Failure::Damaged(e) | Failure::Foreign(e)) => Err(e),
+        }
+    }
+
+    /// Lists `kind`'s prefix and reads every document under it. Names that
+    /// are not 64 hex digits are ignored; documents deleted since the
+    /// listing are skipped.
+    pub fn read_documents<T: DeserializeOwned>(&self, kind: ObjectKind) -> Result<Documents<T>> {
+        let mut out = Documents {
+            read: Vec::new(),
+            unreadable: Vec::new(),
+        };
+        for obj in self.storage().list(kind.prefix())? {
+            let Some(id) = id_from_key(&obj.key) else {
+                continue;
+            };
+            match self.read_document(&obj.key, Some(obj.size)) {
+                Ok(doc) => out.read.push((obj.key, id, doc)),
+                Err(Failure::Vanished) => {}
+                Err(Failure::Damaged(error)) => out.unreadable.push(Unreadable {
+                    key: obj.key,
+                    error,
+                    foreign: false,
+                }),
+                Err(Failure::Foreign(error)) => out.unreadable.push(Unreadable {
+                    key: obj.key,
+                    error,
+                    foreign: true,
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_document<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        listed_size: Option<u64>,
+    ) -> std::result::Result<T, Failure> {
+        let limit = kind_of(key).map_or(limit(ObjectKind::Lock), limit);
+        if let Some(size) = listed_size
+            && size > limit.stored
+        {
+            return Err(Failure::Damaged(Error::format(
+                key,
+                format!("{size} bytes, more than vault reads for such a document"),
+            )));
+        }
+        let stored = match listed_size {
+            // Listed within bounds: one plain read.
+            Some(_) => match self.storage().get(key) {
+                Ok(b) if b.len() as u64 <= limit.stored => b,
+                Ok(_) => self.fetch_bounded(key, limit.stored)?,
+                Err(StorageError::NotFound { .. }) => return Err(Failure::Vanished),
+                Err(e) => return Err(Failure::Damaged(e.into())),
+            },
+            None => self.fetch_bounded(key, limit.stored)?,
+        };
+        if let Some(id) = id_from_key(key)
+            && Id::of_bytes(&stored) != id
+        {
+            return Err(Failure::Damaged(Error::format(
+                key,
+                "content does not match its name (damaged object)",
+            )));
+        }
+        // From here on the bytes are exactly what was written under this
+        // name; any failure means the writer was not vault (for an owner).
+        let owner = self.keys().is_owner();
+        let foreign = |why: String| {
+            if owner {
+                Failure::Foreign(Error::format(
+                    key,
+                    format!(
+                        "{why}; its bytes match its name, so vault never wrote it (planted by \
+                         someone with write access to the storage)"
+                    ),
+                ))
+            } else {
+                Failure::Damaged(Error::format(key, why))
+            }
+        };
+        let stream = match self.keys().keyring().decrypt_stream(&stored[..], key) {
+            Ok(s) => s,
+            Err(CryptoError::NoMatchingKey { .. }) => {
+                return Err(foreign("not sealed to the repository owner key".into()));
+            }
+            Err(CryptoError::Decrypt { reason, .. }) => {
+                return Err(foreign(format!("not a valid age file: {reason}")));
+            }
+            Err(e) => return Err(Failure::Damaged(e.into())),
+        };
+        let max_json = limit.json_for(stored.len() as u64);
+        let mut json = Vec::new();
+        zstd::stream::read::Decoder::new(stream)
+            .and_then(|d| d.take(max_json + 1).read_to_end(&mut json))
+            .map_err(|e| foreign(format!("not a valid sealed document: {e}")))?;
+        if json.len() as u64 > max_json {
+            return Err(Failure::Damaged(Error::format(
+                key,
+                format!(
+                    "decompresses to more than {max_json} bytes of JSON ({} stored bytes): \
+                     refused as a decompression bomb",
+                    stored.len()
+                ),
+            )));
+        }
+        serde_json::from_slice(&json)
+            .map_err(|e| foreign(format!("not a valid document: {e}")))
+    }
+
+    /// Reads an object, refusing one larger than `max` bytes.
+    fn fetch_bounded(&self, key: &str, max: u64) -> std::result::Result<Vec<u8>, Failure> {
+        let mut r = match self.storage().open(key) {
+            Ok(r) => r,
+            Err(StorageError::NotFound { .. }) => return Err(Failure::Vanished),
+            Err(e) => return Err(Failure::Damaged(e.into())),
+        };
+        let mut stored = Vec::new();
+        r.by_ref()
+            .take(max + 1)
+            .read_to_end(&mut stored)
+            .map_err(|e| Failure::Damaged(StorageError::from_io(key, e).into()))?;
+        if stored.len() as u64 > max {
+            return Err(Failure::Damaged(Error::format(
+                key,
+                format!("more than {max} bytes, more than vault reads for such a document"),
+            )));
+        }
+        Ok(stored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_scale_with_the_stored_size_and_stop_at_the_cap() {
+        let l = limit(ObjectKind::Index);
+        assert_eq!(l.json_for(19_000), 16 * 19_000 + MIB);
+        assert_eq!(l.json_for(u64::MAX), 1 << 30);
+        assert!(limit(ObjectKind::Snapshot).json_for(0) >= 16 * MIB);
+        assert_eq!(kind_of("index/ab"), Some(ObjectKind::Index));
+        assert_eq!(kind_of("drills/ab"), Some(ObjectKind::Drill));
+        assert_eq!(kind_of("data/ab/cd"), None);
+    }
+}
