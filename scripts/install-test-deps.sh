@@ -4,7 +4,8 @@
 # the util-linux tools the root-only tests use (mount, runuser), and a
 # PostgreSQL server and client (the tests start their own cluster),
 # systemd-analyze (the tests verify the units `vault systemd` writes; it works
-# offline, without systemd as PID 1), and moto, the S3-protocol server the S3
+# offline, without systemd as PID 1), GNU time (peak memory under the
+# attack vectors), and moto, the S3-protocol server the S3
 # tests start.
 set -euo pipefail
 
@@ -22,6 +23,8 @@ command -v psql >/dev/null || missing+=(postgresql-client)
 command -v pg_dump >/dev/null || missing+=(postgresql-client)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+# GNU time measures the peak memory of vault under the attack vectors.
+[[ -x /usr/bin/time ]] || missing+=(time)
 
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"

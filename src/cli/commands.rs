@@ -1,7 +1,7 @@
 //! One function per command: flags → library options → report → exit code.
 
-use std::os::unix::ffi::OsStrExt;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -325,7 +325,8 @@ fn ls(a: LsArgs) -> Result<ExitCode> {
     let mut damaged = false;
     // Every entry counts against the header's totals: a tree reusing its
     // subtrees cannot list 2^depth entries, nor one blob millions.
-    let mut walker = treewalk::Walker::new(&repo, &index)?.with_budget(treewalk::Budget::of(&snap.totals));
+    let mut walker =
+        treewalk::Walker::new(&repo, &index)?.with_budget(treewalk::Budget::of(&snap.totals));
     walker.walk(&snap.root, &mut |v| {
         let (path, node) = match v {
             Visit::Entry { path, node } => (path, node),
@@ -349,7 +350,10 @@ fn ls(a: LsArgs) -> Result<ExitCode> {
                 Next::Skip
             });
         }
-        let shown = format!("/{}", vault::format::escape::escape_bytes(path.as_os_str().as_bytes()));
+        let shown = format!(
+            "/{}",
+            vault::format::escape::escape_bytes(path.as_os_str().as_bytes())
+        );
         if a.json {
             let _ = writeln!(out, "{}", json!({ "path": shown, "node": node }));
         } else {

@@ -53,7 +53,10 @@ mod tests {
     #[test]
     fn names_print_on_one_line_and_unambiguously() {
         assert_eq!(escape("etc/passwd"), "etc/passwd");
-        assert_eq!(escape("a\n-rw-r--r-- root/root 0 /etc/shadow"), "a\\n-rw-r--r-- root/root 0 /etc/shadow");
+        assert_eq!(
+            escape("a\n-rw-r--r-- root/root 0 /etc/shadow"),
+            "a\\n-rw-r--r-- root/root 0 /etc/shadow"
+        );
         assert_eq!(escape("\x1b[2J"), "\\x1b[2J");
         assert_eq!(escape("a\\nb"), "a\\\\nb");
         assert_eq!(escape("\u{202e}txt.exe"), "\\u{202e}txt.exe");

@@ -160,7 +160,24 @@ impl Tree {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let tree = TreeSeed { max_nodes }
             .deserialize(&mut de)
-            .and_then(|t| de.end().map(|()| t))
+            .and_then(|t| de.end().map(|()| t));
+        Self::checked(tree, id)
+    }
+
+    /// Like [`Tree::from_bytes_bounded`], reading the JSON from `raw` as it
+    /// comes (nothing but the entries is held).
+    pub fn from_reader_bounded(raw: impl std::io::Read, id: &Id, max_nodes: usize) -> Result<Self> {
+        use serde::de::DeserializeSeed;
+        let mut de = serde_json::Deserializer::from_reader(raw);
+        let tree = TreeSeed { max_nodes }
+            .deserialize(&mut de)
+            .and_then(|t| de.end().map(|()| t));
+        Self::checked(tree, id)
+    }
+
+    /// Checks a parsed tree's names (see [`Tree::from_bytes`]).
+    fn checked(tree: serde_json::Result<Tree>, id: &Id) -> Result<Self> {
+        let tree = tree
             .map_err(|e| Error::format(format!("tree {id}"), format!("not a valid tree: {e}")))?;
         for (i, node) in tree.nodes.iter().enumerate() {
             check_name(&node.name.0).map_err(|why| {
@@ -300,7 +317,10 @@ mod tests {
             nodes: vec![node(b"a"), node(b"b"), node(b"c")],
         };
         let bytes = t.to_bytes();
-        assert_eq!(Tree::from_bytes_bounded(&bytes, &Id([0; 32]), 3).unwrap(), t);
+        assert_eq!(
+            Tree::from_bytes_bounded(&bytes, &Id([0; 32]), 3).unwrap(),
+            t
+        );
         let err = Tree::from_bytes_bounded(&bytes, &Id([0; 32]), 2).unwrap_err();
         assert!(err.to_string().contains("more than the 2 entries"), "{err}");
         let extra = br#"{"nodes":[],"other":1}"#;

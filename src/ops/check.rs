@@ -218,7 +218,11 @@ fn report_index_files(loaded: &LoadedIndex, report: &mut CheckReport) {
     }
 }
 
-fn check_structure(repo: &Repository, loaded: &LoadedIndex, report: &mut CheckReport) -> Result<()> {
+fn check_structure(
+    repo: &Repository,
+    loaded: &LoadedIndex,
+    report: &mut CheckReport,
+) -> Result<()> {
     check_indexed_packs(loaded, report);
     let snapshots = check_snapshot_headers(repo, report)?;
     if !repo.keys().is_owner() {
@@ -312,7 +316,11 @@ fn check_trees(
             match v {
                 Visit::Entry { path, node } => {
                     for blob in &node.content {
-                        if !loaded.index.locations(blob).any(|l| loaded.stored.contains_key(&l.pack)) {
+                        if !loaded
+                            .index
+                            .locations(blob)
+                            .any(|l| loaded.stored.contains_key(&l.pack))
+                        {
                             report.add(
                                 Severity::Error,
                                 subject(path),

@@ -344,13 +344,14 @@ fn copy_pack(
         }
         None => (source, source.storage().get(&key)?),
     };
-    let entries = verify::all_verified(verify::verify_pack_bytes(repo, &pack, kind, &bytes, plain)?)
-        .map_err(|e| {
-            Error::format(
-                format!("{}: {key}", repo.storage().location()),
-                format!("{e}; nothing of this pack was copied"),
-            )
-        })?;
+    let entries =
+        verify::all_verified(verify::verify_pack_bytes(repo, &pack, kind, &bytes, plain)?)
+            .map_err(|e| {
+                Error::format(
+                    format!("{}: {key}", repo.storage().location()),
+                    format!("{e}; nothing of this pack was copied"),
+                )
+            })?;
     if in_target.is_some() {
         report.packs_resumed += 1;
     } else {
@@ -363,7 +364,11 @@ fn copy_pack(
 }
 
 /// Writes the index files describing the copied packs.
-fn write_index_files(target: &Repository, copied: &[IndexedPack], report: &mut CopyReport) -> Result<()> {
+fn write_index_files(
+    target: &Repository,
+    copied: &[IndexedPack],
+    report: &mut CopyReport,
+) -> Result<()> {
     for chunk in copied.chunks(PACKS_PER_INDEX_FILE) {
         let file = IndexFile {
             packs: chunk.to_vec(),

@@ -243,6 +243,9 @@ mod tests {
         assert!(got.blobs.is_empty());
         assert!(claim.unwrap_err().what.contains("at most 2"));
         let (got, claim) = admit("index/x", &pack, None, 65536);
-        assert!(got.blobs.is_empty() && claim.is_ok(), "unstored: known, no locations");
+        assert!(
+            got.blobs.is_empty() && claim.is_ok(),
+            "unstored: known, no locations"
+        );
     }
 }

@@ -172,6 +172,9 @@ pub struct Repository {
     keys: RepoKeys,
     /// The `keys/owners/<name>.age` object the caller's identity unwrapped.
     owner_file: Option<String>,
+    /// What is left of this handle's (one command's) decompression slack
+    /// for sealed documents ([`documents`]).
+    doc_slack: documents::Slack,
 }
 
 fn check_owner_name(name: &str) -> Result<()> {
@@ -409,6 +412,7 @@ impl Repository {
             config,
             keys,
             owner_file,
+            doc_slack: documents::Slack::default(),
         })
     }
 
@@ -537,7 +541,8 @@ impl Repository {
     /// Every snapshot, oldest first; unreadable ones come back as errors.
     pub fn snapshots(&self) -> Result<SnapshotList> {
         let docs = self.read_documents::<Snapshot>(ObjectKind::Snapshot)?;
-        let mut out: Vec<(Id, Snapshot)> = docs.read.into_iter().map(|(_, id, s)| (id, s)).collect();
+        let mut out: Vec<(Id, Snapshot)> =
+            docs.read.into_iter().map(|(_, id, s)| (id, s)).collect();
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok((out, docs.unreadable.into_iter().map(|u| u.error).collect()))
     }
@@ -575,7 +580,6 @@ impl Repository {
 
     /// Reads and parses one tree blob (owner only).
     pub fn read_tree(&self, index: &Index, reader: &mut BlobReader<'_>, id: &Id) -> Result<Tree> {
-        let bytes = reader.read_indexed(id, index)?;
-        Tree::from_bytes(&bytes, id)
+        reader.read_tree(id, index, usize::MAX)
     }
 }

@@ -6,6 +6,7 @@ use std::io::{Read, Seek, SeekFrom};
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::index::BlobLocation;
+use crate::format::tree::Tree;
 use crate::repo::verify::{BlobCheck, MAX_COMPRESSED};
 use crate::repo::{ObjectKind, Repository};
 use crate::storage::ReadSeek;
@@ -45,10 +46,34 @@ impl<'a> BlobReader<'a> {
         id: &Id,
         index: &crate::format::index::Index,
     ) -> Result<Vec<u8>> {
+        self.first_verified(id, index, |r, loc| r.read(id, loc))
+    }
+
+    /// Reads and parses tree `id` from the first of its indexed locations
+    /// that verifies, refusing it while parsing once it holds more than
+    /// `max_nodes` entries. The tree is parsed as it is decompressed: a
+    /// small blob inflating into a huge listing costs what is kept.
+    pub fn read_tree(
+        &mut self,
+        id: &Id,
+        index: &crate::format::index::Index,
+        max_nodes: usize,
+    ) -> Result<Tree> {
+        self.first_verified(id, index, |r, loc| {
+            r.read_with(id, loc, |raw| Tree::from_reader_bounded(raw, id, max_nodes))
+        })
+    }
+
+    fn first_verified<T>(
+        &mut self,
+        id: &Id,
+        index: &crate::format::index::Index,
+        mut read: impl FnMut(&mut Self, &BlobLocation) -> Result<T>,
+    ) -> Result<T> {
         let mut first_error = None;
         for loc in index.locations(id) {
-            match self.read(id, &loc) {
-                Ok(data) => return Ok(data),
+            match read(self, &loc) {
+                Ok(v) => return Ok(v),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -72,6 +97,26 @@ impl<'a> BlobReader<'a> {
     /// Reads, decompresses and verifies one blob at one location
     /// ([`BlobCheck::verify`]: exact length, keyed id).
     pub fn read(&mut self, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
+        let key = self.fetch(id, loc)?;
+        self.check
+            .verify(&key, id, loc.kind, &self.buf, loc.raw_length)
+    }
+
+    /// Reads one blob at one location and streams its raw bytes into
+    /// `consume`, verifying them ([`BlobCheck::verify_with`]).
+    pub fn read_with<T>(
+        &mut self,
+        id: &Id,
+        loc: &BlobLocation,
+        consume: impl FnOnce(&mut dyn Read) -> Result<T>,
+    ) -> Result<T> {
+        let key = self.fetch(id, loc)?;
+        self.check
+            .verify_with(&key, id, loc.kind, &self.buf, loc.raw_length, consume)
+    }
+
+    /// Reads a blob's compressed bytes into the buffer; returns the pack key.
+    fn fetch(&mut self, id: &Id, loc: &BlobLocation) -> Result<String> {
         let key = ObjectKind::Pack(loc.kind).key(&loc.pack);
         if loc.raw_length > self.check.max_raw(loc.kind) || loc.length > MAX_COMPRESSED {
             return Err(Error::format(
@@ -86,8 +131,7 @@ impl<'a> BlobReader<'a> {
             self.open.retain(|(p, _, _)| *p != loc.pack);
             return Err(e);
         }
-        self.check
-            .verify(&key, id, loc.kind, &self.buf, loc.raw_length)
+        Ok(key)
     }
 
     fn read_raw(&mut self, key: &str, loc: &BlobLocation) -> Result<()> {

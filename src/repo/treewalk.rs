@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::index::Index;
 use crate::format::snapshot::{Snapshot, Totals};
-use crate::format::tree::{Node, NodeKind, Tree};
+use crate::format::tree::{Node, NodeKind};
 use crate::repo::{BlobReader, Repository};
 
 /// Deepest nesting followed; deeper trees are reported as damaged.
@@ -111,29 +111,31 @@ impl Budget {
     /// Counts one entry; `Err` says what overran.
     fn spend(&mut self, node: &Node) -> std::result::Result<(), String> {
         let (f, d, b) = self.declared;
-        let over = |what: String| format!("the trees hold more {what} than the header declares");
+        let over = |what: String| format!("the trees hold more {what} its header declares");
         match node.kind {
             NodeKind::Dir => {
                 self.dirs = self
                     .dirs
                     .checked_sub(1)
-                    .ok_or_else(|| over(format!("than {d} directories:")))?;
+                    .ok_or_else(|| over(format!("directories than the {d}")))?;
             }
             NodeKind::File => {
                 self.files = self
                     .files
                     .checked_sub(1)
-                    .ok_or_else(|| over(format!("than {f} files:")))?;
+                    .ok_or_else(|| over(format!("files than the {f}")))?;
                 self.bytes = self
                     .bytes
                     .checked_sub(node.size)
-                    .ok_or_else(|| over(format!("than {b} bytes of files:")))?;
+                    .ok_or_else(|| over(format!("bytes of files than the {b}")))?;
             }
             _ => {
-                self.others = self
-                    .others
-                    .checked_sub(1)
-                    .ok_or_else(|| over("symlinks, fifos and devices".into()))?;
+                self.others = self.others.checked_sub(1).ok_or_else(|| {
+                    over(format!(
+                        "symlinks, fifos and devices than the {OTHER_ENTRIES_ALLOWANCE} allowed \
+                         beyond one per file and directory"
+                    ))
+                })?;
             }
         }
         Ok(())
@@ -241,7 +243,7 @@ impl<'r> Walker<'r> {
             {
                 visit(Visit::Damaged {
                     path: &child,
-                    error: Error::format(format!("/{}", child.display()), why),
+                    error: Error::format("snapshot", why),
                 })?;
                 return Ok(());
             }
@@ -314,12 +316,10 @@ impl<'r> Walker<'r> {
 
     /// Reads and parses one tree, within what the budget leaves.
     fn read(&mut self, id: &Id) -> Result<Vec<Node>> {
-        let max_nodes = self
-            .budget
-            .as_ref()
-            .map_or(usize::MAX, |b| b.entries_left().min(usize::MAX as u64) as usize);
-        let bytes = self.reader.read_indexed(id, self.index)?;
-        let tree = Tree::from_bytes_bounded(&bytes, id, max_nodes)?;
+        let max_nodes = self.budget.as_ref().map_or(usize::MAX, |b| {
+            b.entries_left().min(usize::MAX as u64) as usize
+        });
+        let tree = self.reader.read_tree(id, self.index, max_nodes)?;
         if let Some(seen) = &mut self.seen {
             seen.insert(*id);
         }

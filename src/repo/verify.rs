@@ -57,6 +57,62 @@ impl<'k> BlobCheck<'k> {
         compressed: &[u8],
         raw_length: u32,
     ) -> Result<Vec<u8>> {
+        self.precheck(subject, id, kind, compressed, raw_length)?;
+        let raw = self
+            .decompressor
+            .decompress(compressed, raw_length as usize)
+            .map_err(|e| Error::format(subject, format!("blob {id}: bad zstd data: {e}")))?;
+        let mut hasher = blake3::Hasher::new_keyed(self.chunk_key);
+        hasher.update(&raw);
+        conclude(subject, id, raw_length, raw.len() as u64, hasher)?;
+        Ok(raw)
+    }
+
+    /// Like [`BlobCheck::verify`], but streams the raw bytes into `consume`
+    /// instead of holding them: a tree is parsed as it is decompressed, so a
+    /// small blob that inflates into a huge listing costs only what
+    /// `consume` keeps. The checks run once `consume` returns (the rest of
+    /// the blob is drained and hashed); its result is returned only if they
+    /// pass.
+    pub fn verify_with<T>(
+        &mut self,
+        subject: &str,
+        id: &Id,
+        kind: BlobKind,
+        compressed: &[u8],
+        raw_length: u32,
+        consume: impl FnOnce(&mut dyn Read) -> Result<T>,
+    ) -> Result<T> {
+        self.precheck(subject, id, kind, compressed, raw_length)?;
+        let decoder = zstd::stream::read::Decoder::with_buffer(compressed)
+            .map_err(|e| Error::format(subject, format!("blob {id}: bad zstd data: {e}")))?;
+        let mut raw = Hashing {
+            inner: decoder.take(raw_length as u64 + 1),
+            hasher: blake3::Hasher::new_keyed(self.chunk_key),
+            count: 0,
+        };
+        {
+            let mut buffered = std::io::BufReader::with_capacity(64 << 10, &mut raw);
+            // A consumer that gives up (a tree over its budget, junk at a
+            // planted location) ends the read: nothing more is inflated.
+            let value = consume(&mut buffered)?;
+            std::io::copy(&mut buffered, &mut std::io::sink())
+                .map_err(|e| Error::format(subject, format!("blob {id}: bad zstd data: {e}")))?;
+            drop(buffered);
+            conclude(subject, id, raw_length, raw.count, raw.hasher)?;
+            Ok(value)
+        }
+    }
+
+    /// The checks that need no decompression.
+    fn precheck(
+        &self,
+        subject: &str,
+        id: &Id,
+        kind: BlobKind,
+        compressed: &[u8],
+        raw_length: u32,
+    ) -> Result<()> {
         let limit = self.max_raw(kind);
         if raw_length > limit || compressed.len() as u64 > MAX_COMPRESSED as u64 {
             return Err(Error::format(
@@ -79,27 +135,55 @@ impl<'k> BlobCheck<'k> {
                 format!("blob {id}: its zstd frame holds {declared} bytes, not {raw_length}"),
             ));
         }
-        let raw = self
-            .decompressor
-            .decompress(compressed, raw_length as usize)
-            .map_err(|e| Error::format(subject, format!("blob {id}: bad zstd data: {e}")))?;
-        if raw.len() != raw_length as usize {
-            return Err(Error::format(
-                subject,
-                format!(
-                    "blob {id}: decompresses to {} bytes, not the {raw_length} recorded",
-                    raw.len()
-                ),
-            ));
-        }
-        if Id::keyed(self.chunk_key, &raw) != *id {
-            return Err(Error::format(
-                subject,
-                format!("blob {id}: content does not match its id"),
-            ));
-        }
-        Ok(raw)
+        Ok(())
     }
+}
+
+/// A reader that hashes and counts what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+    count: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// The checks on what a blob decompressed to: exactly `raw_length` bytes
+/// whose keyed hash is `id`.
+fn conclude(
+    subject: &str,
+    id: &Id,
+    raw_length: u32,
+    got: u64,
+    hasher: blake3::Hasher,
+) -> Result<()> {
+    if got != raw_length as u64 {
+        return Err(Error::format(
+            subject,
+            format!(
+                "blob {id}: decompresses to {got}{} bytes, not the {raw_length} recorded",
+                if got > raw_length as u64 {
+                    " or more"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    if Id::from(hasher.finalize()) != *id {
+        return Err(Error::format(
+            subject,
+            format!("blob {id}: content does not match its id"),
+        ));
+    }
+    Ok(())
 }
 
 /// The largest `raw_length` of a blob of `kind` in a repository whose

@@ -206,8 +206,10 @@ fn make_plan(state: &State, rules: &PlanRules) -> Result<plan::PrunePlan> {
             .claimed_by()
             .and_then(|pack| verified.failed.get(&pack).map(|e| format!(" ({e})")))
             .unwrap_or_default();
-        Error::Usage(format!("{lost}{why}; the repository is damaged, so prune changes nothing — \
-             run `vault check --read-data`, then `vault forget` the snapshots that need it"))
+        Error::Usage(format!(
+            "{lost}{why}; the repository is damaged, so prune changes nothing — \
+             run `vault check --read-data`, then `vault forget` the snapshots that need it"
+        ))
     })
 }
 
@@ -228,7 +230,10 @@ fn unchanged(state: &State, plan: &plan::PrunePlan) -> bool {
         && loaded.false_claims.is_empty()
         && state.verified.false_claims(loaded) == 0
         && plan.marks.iter().copied().collect::<HashSet<_>>() == previous_marks
-        && loaded.index.packs().all(|(p, _)| loaded.stored.contains_key(&p))
+        && loaded
+            .index
+            .packs()
+            .all(|(p, _)| loaded.stored.contains_key(&p))
 }
 
 /// Repacks, writes the new index, removes the index files it replaces and
@@ -452,12 +457,14 @@ fn write_index(
                 kind: stored[pack].kind,
                 blobs: holds
                     .iter()
-                    .map(|&(id, offset, length, raw_length)| crate::format::index::IndexedBlob {
-                        id,
-                        offset,
-                        length,
-                        raw_length,
-                    })
+                    .map(
+                        |&(id, offset, length, raw_length)| crate::format::index::IndexedBlob {
+                            id,
+                            offset,
+                            length,
+                            raw_length,
+                        },
+                    )
                     .collect(),
             },
         );

@@ -136,6 +136,36 @@ pub fn plan(
     rules: &PlanRules,
     verify: &mut dyn FnMut(&Id, &BlobLocation) -> bool,
 ) -> std::result::Result<PrunePlan, Unavailable> {
+    let used = choose_copies(stored, index, marked, referenced, verify)?;
+    let held = verified_bytes(stored, index, verify);
+    let mut out = PrunePlan::default();
+    let mut ids: Vec<&Id> = stored.keys().collect();
+    ids.sort();
+    for id in ids {
+        let pack = &stored[id];
+        out.counts.packs += 1;
+        out.counts.bytes += pack.size;
+        let held = held.get(id).copied().unwrap_or(0);
+        match used.get(id) {
+            None => out.decide_unused(*id, pack, marked.get(id).copied(), held, rules),
+            Some(blobs) => out.decide_used(*id, pack, marked.contains_key(id), blobs, held, rules),
+        }
+    }
+    out.carry_marks_of_deleted(index, stored, marked);
+    // Copy in pack order so each old pack is read front to back once.
+    out.copy.sort_by_key(|(_, loc)| (loc.pack, loc.offset));
+    Ok(out)
+}
+
+/// Where each needed blob will be read from: a verified location in a
+/// stored pack, preferring packs that are not marked. By pack.
+fn choose_copies(
+    stored: &HashMap<Id, StoredPack>,
+    index: &Index,
+    marked: &HashMap<Id, DateTime<Utc>>,
+    referenced: &HashSet<Id>,
+    verify: &mut dyn FnMut(&Id, &BlobLocation) -> bool,
+) -> std::result::Result<HashMap<Id, Vec<(Id, BlobLocation)>>, Unavailable> {
     let mut used: HashMap<Id, Vec<(Id, BlobLocation)>> = HashMap::new();
     let mut lost = Unavailable::default();
     let mut refs: Vec<&Id> = referenced.iter().collect();
@@ -154,90 +184,120 @@ pub fn plan(
             },
         }
     }
-    if !lost.missing.is_empty() || !lost.unverified.is_empty() {
-        return Err(lost);
+    if lost.missing.is_empty() && lost.unverified.is_empty() {
+        Ok(used)
+    } else {
+        Err(lost)
     }
+}
 
-    let mut pack_bytes: HashMap<Id, u64> = HashMap::new();
+/// The compressed bytes each stored pack verifiably holds (planted claims
+/// do not make a pack look emptier than it is).
+fn verified_bytes(
+    stored: &HashMap<Id, StoredPack>,
+    index: &Index,
+    verify: &mut dyn FnMut(&Id, &BlobLocation) -> bool,
+) -> HashMap<Id, u64> {
+    let mut held: HashMap<Id, u64> = HashMap::new();
     let mut seen = HashSet::new();
     for (blob, loc) in index.blobs() {
         if stored.contains_key(&loc.pack) && verify(&blob, &loc) && seen.insert((blob, loc.pack)) {
-            *pack_bytes.entry(loc.pack).or_default() += loc.length as u64;
+            *held.entry(loc.pack).or_default() += loc.length as u64;
+        }
+    }
+    held
+}
+
+impl PrunePlan {
+    /// Nothing needs pack `id`: mark it, or delete it once the mark and the
+    /// pack itself are older than the grace period.
+    fn decide_unused(
+        &mut self,
+        id: Id,
+        pack: &StoredPack,
+        mark: Option<DateTime<Utc>>,
+        held: u64,
+        rules: &PlanRules,
+    ) {
+        if rules.old_enough(mark) && rules.old_enough(pack.modified) {
+            self.delete.push(id);
+            self.counts.packs_deleted += 1;
+            self.counts.bytes_deleted += pack.size;
+        } else {
+            if mark.is_some() {
+                self.counts.packs_waiting += 1;
+            } else {
+                self.counts.packs_newly_marked += 1;
+            }
+            if held > 0 {
+                self.keep.push(id);
+            }
+        }
+        self.marks.push(CondemnedPack {
+            pack: id,
+            since: mark.unwrap_or(rules.now),
+        });
+    }
+
+    /// Pack `id` holds `blobs` that snapshots need: keep it (unmarked), or
+    /// repack it when most of what it holds is unused.
+    fn decide_used(
+        &mut self,
+        id: Id,
+        pack: &StoredPack,
+        marked: bool,
+        blobs: &[(Id, BlobLocation)],
+        held: u64,
+        rules: &PlanRules,
+    ) {
+        self.keep.push(id);
+        if marked {
+            self.counts.packs_unmarked += 1;
+            return;
+        }
+        let in_use: u64 = blobs.iter().map(|(_, l)| l.length as u64).sum();
+        let unused = held.saturating_sub(in_use) as f64 / held.max(1) as f64;
+        if unused > rules.repack_unused_fraction && rules.old_enough(pack.modified) {
+            self.repack.push(id);
+            self.copy.extend(blobs.iter().copied());
+            self.counts.packs_repacked += 1;
+            self.counts.blobs_copied += blobs.len() as u64;
+            self.marks.push(CondemnedPack {
+                pack: id,
+                since: rules.now,
+            });
+        } else {
+            self.counts.packs_in_use += 1;
         }
     }
 
-    let old_enough = |t: Option<DateTime<Utc>>| t.is_some_and(|t| t <= rules.now - rules.grace);
-    let mut out = PrunePlan::default();
-    let mut ids: Vec<&Id> = stored.keys().collect();
-    ids.sort();
-    for id in ids {
-        let pack = &stored[id];
-        out.counts.packs += 1;
-        out.counts.bytes += pack.size;
-        let indexed = pack_bytes.get(id).copied().unwrap_or(0);
-        let mark = marked.get(id).copied();
-        match used.get(id) {
-            None => {
-                // Nothing needs it: mark it, or delete it once the mark and
-                // the pack itself are older than the grace period.
-                if old_enough(mark) && old_enough(pack.modified) {
-                    out.delete.push(*id);
-                    out.counts.packs_deleted += 1;
-                    out.counts.bytes_deleted += pack.size;
-                } else {
-                    if mark.is_some() {
-                        out.counts.packs_waiting += 1;
-                    } else {
-                        out.counts.packs_newly_marked += 1;
-                    }
-                    if indexed > 0 {
-                        out.keep.push(*id);
-                    }
-                }
-                out.marks.push(CondemnedPack {
-                    pack: *id,
-                    since: mark.unwrap_or(rules.now),
+    /// Marks of packs already deleted stay as long as some index file still
+    /// lists the pack (an index file Object Lock keeps, say): they tell
+    /// `vault check` that the pack went on purpose.
+    fn carry_marks_of_deleted(
+        &mut self,
+        index: &Index,
+        stored: &HashMap<Id, StoredPack>,
+        marked: &HashMap<Id, DateTime<Utc>>,
+    ) {
+        for (pack, _) in index.packs() {
+            if !stored.contains_key(&pack)
+                && let Some(since) = marked.get(&pack)
+            {
+                self.marks.push(CondemnedPack {
+                    pack,
+                    since: *since,
                 });
             }
-            Some(blobs) => {
-                out.keep.push(*id);
-                if mark.is_some() {
-                    out.counts.packs_unmarked += 1;
-                    continue;
-                }
-                let in_use: u64 = blobs.iter().map(|(_, l)| l.length as u64).sum();
-                let unused = indexed.saturating_sub(in_use) as f64 / indexed.max(1) as f64;
-                if unused > rules.repack_unused_fraction && old_enough(pack.modified) {
-                    out.repack.push(*id);
-                    out.copy.extend(blobs.iter().copied());
-                    out.counts.packs_repacked += 1;
-                    out.counts.blobs_copied += blobs.len() as u64;
-                    out.marks.push(CondemnedPack {
-                        pack: *id,
-                        since: rules.now,
-                    });
-                } else {
-                    out.counts.packs_in_use += 1;
-                }
-            }
         }
     }
-    // Marks of packs already deleted stay as long as some index file still
-    // lists the pack (an index file Object Lock keeps, say): they tell
-    // `vault check` that the pack went on purpose.
-    for (pack, _) in index.packs() {
-        if !stored.contains_key(&pack)
-            && let Some(since) = marked.get(&pack)
-        {
-            out.marks.push(CondemnedPack {
-                pack,
-                since: *since,
-            });
-        }
+}
+
+impl PlanRules {
+    /// Whether `t` is known and at least one grace period before now.
+    fn old_enough(&self, t: Option<DateTime<Utc>>) -> bool {
+        t.is_some_and(|t| t <= self.now - self.grace)
     }
-    // Copy in pack order so each old pack is read front to back once.
-    out.copy.sort_by_key(|(_, loc)| (loc.pack, loc.offset));
-    Ok(out)
 }
 
 #[cfg(test)]
