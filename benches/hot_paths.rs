@@ -299,8 +299,7 @@ fn bench_pack(c: &mut Criterion, chunks: &[Vec<u8>]) {
         .map(|c| (Id::keyed(&key, c), z.compress(c).unwrap(), c.len() as u32))
         .collect();
     let bytes: usize = compressed.iter().map(|(_, c, _)| c.len()).sum();
-    let identity = age::x25519::Identity::generate();
-    let recipient = identity.to_public();
+    let recipient = vault::crypto::X25519Identity::generate().to_recipient();
     let mut g = c.benchmark_group("pack");
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
@@ -308,7 +307,7 @@ fn bench_pack(c: &mut Criterion, chunks: &[Vec<u8>]) {
         .throughput(Throughput::Bytes(bytes as u64));
     g.bench_function("build_x25519_compressed_16MiB_plain", |b| {
         b.iter(|| {
-            let seal = Seal::Recipients(vec![&recipient]);
+            let seal = Seal::Recipients(vec![recipient.as_ref()]);
             let mut p = PackBuilder::new(BlobKind::Data, &seal, bytes + (1 << 20)).unwrap();
             for (id, data, raw) in &compressed {
                 p.add(*id, black_box(data), *raw).unwrap();
@@ -373,7 +372,7 @@ fn bench_backup(c: &mut Criterion) {
         .unwrap();
     let tree = work.path().join("tree");
     let total = make_tree(&tree);
-    let owner = age::x25519::Identity::generate().to_public().to_string();
+    let owner = vault::crypto::X25519Identity::generate().recipient();
     let opts = backup_opts(&tree);
 
     let mut g = c.benchmark_group("backup");

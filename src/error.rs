@@ -1,10 +1,13 @@
-//! The library's error type: one enum per layer, wrapped in [`Error`].
+//! The library's error type: one enum per layer, wrapped in [`Error`], and
+//! the [`ErrorKind`] that tells callers (the CLI's exit codes) what sort of
+//! failure it was without parsing messages.
 //!
 //! Every variant names its subject (a path, an object key, a snapshot id) so
 //! that a message read in a journal at 3 a.m. says what is wrong and where.
 
 use std::path::PathBuf;
 
+pub use crate::crypto::CryptoError;
 use crate::storage::StorageError;
 
 /// Shorthand for results carrying the library's [`Error`].
@@ -40,9 +43,43 @@ pub enum Error {
         error: std::io::Error,
     },
 
-    /// The caller asked for something that cannot be done as asked.
+    /// The caller asked for something that cannot be done as asked: a bad
+    /// value, pattern or name, or a request refused for safety (the message
+    /// says what to ask instead).
     #[error("{0}")]
-    Usage(String),
+    InvalidInput(String),
+
+    /// Something the caller named does not exist: a repository, an owner, a
+    /// path in a snapshot, a source path.
+    #[error("{0}")]
+    NotFound(String),
+
+    /// Another process got in the way: it holds the lock, wrote the same
+    /// object first, or changed or deleted what this operation relied on.
+    /// Running again usually succeeds.
+    #[error("{0}")]
+    Conflict(String),
+
+    /// The repository is damaged in a way that stops this operation (the
+    /// message names what is unreadable or missing and what to run).
+    #[error("{0}")]
+    Damaged(String),
+
+    /// The key given is not one this repository accepts for this (another
+    /// repository's writer key, a retired writer key, no owner at all).
+    #[error("{0}")]
+    WrongKey(String),
+
+    /// The operation was cancelled before it finished; nothing was committed.
+    #[error("{operation} cancelled")]
+    Cancelled {
+        /// What was cancelled, e.g. `backup`.
+        operation: &'static str,
+    },
+
+    /// Nothing could be read from any source, so no snapshot was made.
+    #[error("nothing could be read, no snapshot made ({0})")]
+    NothingRead(String),
 
     /// The operation needs an owner key but was given the writer key.
     #[error(
@@ -59,7 +96,46 @@ pub enum Error {
     SnapshotNotFound(String),
 }
 
+/// What sort of failure an [`Error`] is, for callers that act on it (the
+/// CLI maps kinds to exit codes) rather than print it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request cannot be done as asked; a different request would work.
+    InvalidInput,
+    /// What the caller named does not exist.
+    NotFound,
+    /// A key, the file system or the storage refused access.
+    Permission,
+    /// Repository data is damaged, missing, or does not match its hash.
+    Damage,
+    /// The operation was cancelled.
+    Cancelled,
+    /// Another process got in the way (a lock, a race, a concurrent delete).
+    Conflict,
+    /// The storage failed (transport errors, retries exhausted).
+    Storage,
+    /// Anything else: a local I/O failure, a source that could not be read.
+    Other,
+}
+
 impl Error {
+    /// What sort of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Storage(e) => storage_kind(e),
+            Error::Crypto(e) => e.kind(),
+            Error::Format { .. } | Error::Damaged(_) => ErrorKind::Damage,
+            Error::Io { error, .. } => io_kind(error),
+            Error::InvalidInput(_) => ErrorKind::InvalidInput,
+            Error::NotFound(_) | Error::SnapshotNotFound(_) => ErrorKind::NotFound,
+            Error::Conflict(_) => ErrorKind::Conflict,
+            Error::WrongKey(_) | Error::OwnerKeyRequired { .. } => ErrorKind::Permission,
+            Error::Cancelled { .. } => ErrorKind::Cancelled,
+            Error::NothingRead(_) => ErrorKind::Other,
+        }
+    }
+
     /// Builds a [`Error::Format`] for `object`.
     pub fn format(object: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Format {
@@ -77,54 +153,65 @@ impl Error {
     }
 }
 
-/// Errors from the crypto layer. Messages never contain key material.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CryptoError {
-    /// A recipient string could not be parsed.
-    #[error("not a valid age recipient: {0:?} (expected age1…, ssh-ed25519 … or ssh-rsa …)")]
-    BadRecipient(String),
+/// The kind of a local I/O error.
+fn io_kind(e: &std::io::Error) -> ErrorKind {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            ErrorKind::Permission
+        }
+        std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+        _ => ErrorKind::Other,
+    }
+}
 
-    /// An identity file could not be parsed.
-    #[error("{}: not an age identity file, an ssh private key or a vault writer key", path.display())]
-    BadIdentityFile {
-        /// The identity file.
-        path: PathBuf,
-    },
+/// The kind of a storage error. An object the repository refers to that is
+/// gone is damage; a refusal (HTTP 403, Object Lock) is a permission problem.
+fn storage_kind(e: &StorageError) -> ErrorKind {
+    match e {
+        StorageError::NotFound { .. } => ErrorKind::Damage,
+        StorageError::Io { error, .. } => match io_kind(error) {
+            ErrorKind::Permission => ErrorKind::Permission,
+            _ => ErrorKind::Storage,
+        },
+        StorageError::Refused { .. } => ErrorKind::Permission,
+        StorageError::Unsupported { .. } | StorageError::InvalidLocation(_) => {
+            ErrorKind::InvalidInput
+        }
+        StorageError::RetriesExhausted { .. } => ErrorKind::Storage,
+    }
+}
 
-    /// A key file is readable by group or others.
-    #[error(
-        "{}: key file is readable by group or others (mode {mode:o}); run `chmod 600` on it",
-        path.display()
-    )]
-    InsecureKeyFile {
-        /// The key file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// None of the given identities can decrypt an object.
-    #[error("{object}: none of the given keys can decrypt it")]
-    NoMatchingKey {
-        /// The object that could not be decrypted.
-        object: String,
-    },
-
-    /// An object failed to decrypt (damaged, truncated, or not age at all).
-    #[error("{object}: decryption failed: {reason}")]
-    Decrypt {
-        /// The object that failed.
-        object: String,
-        /// The age error, which never contains key material.
-        reason: String,
-    },
-
-    /// Encrypting failed.
-    #[error("encryption failed: {0}")]
-    Encrypt(String),
-
-    /// A passphrase was needed but none could be obtained.
-    #[error("a passphrase is needed: set VAULT_PASSPHRASE_FILE or run on a terminal")]
-    NoPassphrase,
+    #[test]
+    fn kinds_tell_permission_from_damage_and_usage() {
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert_eq!(Error::io("/x", denied).kind(), ErrorKind::Permission);
+        let refused = StorageError::Refused {
+            key: "data/ab".into(),
+            status: 403,
+            message: "AccessDenied".into(),
+        };
+        assert_eq!(Error::from(refused).kind(), ErrorKind::Permission);
+        let gone = StorageError::NotFound {
+            key: "data/ab".into(),
+        };
+        assert_eq!(Error::from(gone).kind(), ErrorKind::Damage);
+        assert_eq!(Error::format("tree/x", "bad").kind(), ErrorKind::Damage);
+        assert_eq!(
+            Error::InvalidInput("--x".into()).kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            Error::Cancelled {
+                operation: "backup"
+            }
+            .kind(),
+            ErrorKind::Cancelled
+        );
+        let no_key = CryptoError::NoMatchingKey { object: "x".into() };
+        assert_eq!(Error::from(no_key).kind(), ErrorKind::Permission);
+    }
 }

@@ -35,5 +35,5 @@ pub mod settings;
 pub mod source;
 pub mod storage;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use format::id::Id;

@@ -305,3 +305,66 @@ fn a_passphrase_owner_opens_through_the_configured_passphrase_file() {
     crate::util::assert_success(&out);
     assert_contains(&stdout(&out), "a");
 }
+
+#[test]
+fn credentials_in_an_s3_repository_url_are_refused_without_echoing_them() {
+    let s = Setup::new();
+    let text = s.valid().replacen(
+        &format!("repository = {:?}", s.dir.path().join("repo")),
+        "repository = \"s3://AKIAEXAMPLE:Tr0ub4dor@bucket/host1\"",
+        1,
+    );
+    assert!(text.contains("Tr0ub4dor"));
+    for args in [vec![], vec!["--json"]] {
+        fs::write(&s.file, &text).unwrap();
+        let mut all = vec!["config", "check", "--config", s.file.to_str().unwrap()];
+        all.extend(args);
+        let out = run(&all);
+        assert_code(&out, 2);
+        let both = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            !both.contains("Tr0ub4dor") && !both.contains("AKIAEXAMPLE"),
+            "credentials echoed:\n{both}"
+        );
+        assert_contains(&both, "`repository` carries credentials");
+    }
+}
+
+#[test]
+fn a_key_file_owned_by_another_user_is_reported_and_refused_at_run_time() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test chowns a key file and must run as root"
+    );
+    let s = Setup::new();
+    std::os::unix::fs::chown(&s.key, Some(65534), Some(65534)).unwrap();
+    let out = s.check(&s.valid());
+    assert_code(&out, 2);
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "`identity`: {} belongs to user id 65534, not to you (user id 0) or root",
+            s.key.display()
+        ),
+    );
+    // At run time a real writer key chowned to nobody is refused before it
+    // is parsed; the same key owned by root opens the repository.
+    let env = crate::util::Env::new();
+    let snapshots = || {
+        run(&[
+            "snapshots",
+            "-r",
+            env.repo.to_str().unwrap(),
+            "-i",
+            env.writer_key.to_str().unwrap(),
+        ])
+    };
+    assert_code(&snapshots(), 0);
+    std::os::unix::fs::chown(&env.writer_key, Some(65534), Some(65534)).unwrap();
+    let out = snapshots();
+    assert_code(&out, 1);
+    assert_contains(
+        &stderr(&out),
+        "key file belongs to user id 65534, not to you",
+    );
+}

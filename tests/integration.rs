@@ -14,6 +14,7 @@ mod copy;
 mod docs;
 mod drill;
 mod forget;
+mod format_fixtures;
 mod keys;
 mod keystores;
 mod postgres;

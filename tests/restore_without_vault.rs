@@ -14,7 +14,7 @@ fn script() -> PathBuf {
 
 /// The script's tools must be installed: a missing tool fails the test
 /// instead of skipping it (CI installs them: `apt-get install age zstd`).
-fn require_tools() {
+pub fn require_tools() {
     for tool in ["age", "zstd", "python3"] {
         let ok = Command::new(tool)
             .arg("--version")

@@ -7,10 +7,11 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vault::storage::{LocalStorage, PutOutcome, S3Settings, S3Storage, Storage, StorageError};
+use vault::storage::{LocalStorage, PutOutcome, S3Options, S3Storage, Storage, StorageError};
 
 mod faults;
 mod lock;
+mod versions;
 
 use crate::util::*;
 
@@ -93,8 +94,8 @@ impl Moto {
         reply
     }
 
-    pub fn settings(&self) -> S3Settings {
-        S3Settings {
+    pub fn options(&self) -> S3Options {
+        S3Options {
             endpoint: Some(self.endpoint()),
             region: Some("us-east-1".into()),
             credentials: Some(("test".into(), "testsecret".into())),
@@ -195,7 +196,7 @@ fn conformance_local_directory() {
 fn conformance_s3() {
     let moto = Moto::start();
     moto.create_bucket("conformance");
-    let s3 = S3Storage::open_with("s3://conformance/some/prefix", &moto.settings()).unwrap();
+    let s3 = S3Storage::open("s3://conformance/some/prefix", &moto.options()).unwrap();
     conformance(&s3);
     assert_eq!(s3.location(), "s3://conformance/some/prefix");
 }
@@ -458,7 +459,7 @@ fn forget_and_prune_work_on_s3() {
         out
     };
     maint(&["forget", "--keep-last", "1", "--prune", "--grace", "0s"]);
-    let s3 = S3Storage::open_with("s3://maint/h", &moto.settings()).unwrap();
+    let s3 = S3Storage::open("s3://maint/h", &moto.options()).unwrap();
     let data_before: u64 = s3.list("data/").unwrap().iter().map(|o| o.size).sum();
     let out = maint(&["prune", "--grace", "0s", "--json"]);
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

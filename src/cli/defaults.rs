@@ -161,22 +161,6 @@ fn apply_to(mut sub: Command, name: &str, defaults: &Defaults) -> Command {
     sub
 }
 
-/// Hands the settings that are not flags to the library: the passphrase
-/// file and the S3 connection (each still yields to its environment variable).
-pub fn apply_to_libraries(s: &Settings) {
-    if let Some(p) = &s.passphrase_file {
-        vault::crypto::set_configured_passphrase_file(p.clone());
-    }
-    vault::storage::set_s3_defaults(vault::storage::S3Defaults {
-        endpoint: s.s3.endpoint.clone(),
-        region: s.s3.region.clone(),
-        path_style: s.s3.path_style,
-        storage_class: s.s3.storage_class.clone(),
-        profile: s.s3.profile.clone(),
-        credentials_file: s.s3.credentials_file.clone(),
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vault::ops::backup::Stats;
 
-use super::output::size;
+use super::render::size;
 
 /// Draws backup counters until dropped.
 pub struct BackupProgress {

@@ -50,7 +50,7 @@ impl FromStr for Credential {
     /// Parses `NAME:PATH`.
     fn from_str(s: &str) -> Result<Self> {
         let (name, path) = s.split_once(':').ok_or_else(|| {
-            Error::Usage(format!(
+            Error::InvalidInput(format!(
                 "credential {s:?}: expected NAME:PATH, e.g. writer.key:/etc/vault/writer.key"
             ))
         })?;
@@ -289,10 +289,10 @@ fn esc_path(p: &Path) -> String {
 
 fn check_path(what: &str, p: &Path) -> Result<()> {
     let Some(s) = p.to_str() else {
-        return Err(Error::Usage(format!("{what} {p:?}: not UTF-8")));
+        return Err(Error::InvalidInput(format!("{what} {p:?}: not UTF-8")));
     };
     if !p.is_absolute() {
-        return Err(Error::Usage(format!(
+        return Err(Error::InvalidInput(format!(
             "{what} {s:?}: must be an absolute path"
         )));
     }
@@ -300,7 +300,7 @@ fn check_path(what: &str, p: &Path) -> Result<()> {
         .chars()
         .find(|&c| c.is_whitespace() || c.is_control() || "\"'\\$;".contains(c))
     {
-        return Err(Error::Usage(format!(
+        return Err(Error::InvalidInput(format!(
             "{what} {s:?}: {c:?} would need quoting in a unit file; use a path without it"
         )));
     }
@@ -316,12 +316,12 @@ fn check_account(what: &str, name: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !ok {
-        return Err(Error::Usage(format!(
+        return Err(Error::InvalidInput(format!(
             "{what} {name:?}: not a valid user or group name"
         )));
     }
     if what == "--user" && name == "root" {
-        return Err(Error::Usage(
+        return Err(Error::InvalidInput(
             "--user root: the units are meant for a dedicated unprivileged user \
              (e.g. `useradd --system vault`)"
                 .into(),
@@ -332,7 +332,7 @@ fn check_account(what: &str, name: &str) -> Result<()> {
 
 fn check_calendar(what: &str, spec: &str) -> Result<()> {
     if spec.trim().is_empty() || spec.chars().any(|c| c.is_control() || c == '%') {
-        return Err(Error::Usage(format!(
+        return Err(Error::InvalidInput(format!(
             "{what} {spec:?}: not a calendar expression (e.g. daily, weekly, *-*-* 02:30)"
         )));
     }
@@ -346,7 +346,7 @@ fn check_credential_name(name: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !ok {
-        return Err(Error::Usage(format!(
+        return Err(Error::InvalidInput(format!(
             "credential name {name:?}: use letters, digits, '.', '_' and '-'"
         )));
     }
@@ -516,7 +516,7 @@ mod tests {
             let mut o = opts();
             f(&mut o);
             let err = render(&o).unwrap_err();
-            assert!(matches!(err, Error::Usage(_)), "{err}");
+            assert!(matches!(err, Error::InvalidInput(_)), "{err}");
         }
     }
 }

@@ -30,9 +30,18 @@ impl Default for ChunkerParams {
     }
 }
 
+/// Chunk sizes outside what FastCDC accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "chunk sizes min {} / avg {} / max {} are out of range \
+     (64 B..1 MiB / 256 B..4 MiB / 1 KiB..16 MiB, min <= avg <= max)",
+    .0.min_size, .0.avg_size, .0.max_size
+)]
+pub struct ChunkSizesOutOfRange(pub ChunkerParams);
+
 impl ChunkerParams {
     /// Checks the sizes are within what FastCDC accepts.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ChunkSizesOutOfRange> {
         let ok = (64..=1 << 20).contains(&self.min_size)
             && (256..=4 << 20).contains(&self.avg_size)
             && (1024..=16 << 20).contains(&self.max_size)
@@ -41,11 +50,7 @@ impl ChunkerParams {
         if ok {
             Ok(())
         } else {
-            Err(format!(
-                "chunk sizes min {} / avg {} / max {} are out of range \
-                 (64 B..1 MiB / 256 B..4 MiB / 1 KiB..16 MiB, min <= avg <= max)",
-                self.min_size, self.avg_size, self.max_size
-            ))
+            Err(ChunkSizesOutOfRange(*self))
         }
     }
 }

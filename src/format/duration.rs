@@ -12,12 +12,52 @@ pub const HELP: &str = "write a whole number and a unit: s (seconds), h (hours),
 
 const HOUR: u64 = 3600;
 
+/// Why a text is not a duration; the message quotes the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DurationError {
+    /// Nothing was written.
+    #[error("empty duration")]
+    Empty,
+    /// A character that is neither a digit nor a unit.
+    #[error("{text:?} is not a duration (unknown unit {unit:?})")]
+    UnknownUnit {
+        /// The text given.
+        text: String,
+        /// The character that is not a unit.
+        unit: char,
+    },
+    /// A unit with no number before it.
+    #[error("{text:?} is not a duration (no number before {unit:?})")]
+    NoNumber {
+        /// The text given.
+        text: String,
+        /// The unit.
+        unit: char,
+    },
+    /// A number with no unit after it.
+    #[error("{text:?} is not a duration (no unit after {number})")]
+    NoUnit {
+        /// The text given.
+        text: String,
+        /// The trailing number.
+        number: String,
+    },
+    /// More seconds than fit in 64 bits.
+    #[error("{text:?} is too long a duration")]
+    TooLong {
+        /// The text given.
+        text: String,
+    },
+}
+
 /// Parses `26h`, `8d`, `2w`, `6m`, `1y` or a sequence of them (`1d12h`).
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let s = text.trim();
     if s.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
+    let owned = || text.to_owned();
     let mut total: u64 = 0;
     let mut number = String::new();
     for c in s.chars() {
@@ -32,26 +72,32 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             'w' => 7 * 24 * HOUR,
             'm' => 30 * 24 * HOUR,
             'y' => 365 * 24 * HOUR,
-            _ => return Err(format!("{text:?} is not a duration (unknown unit {c:?})")),
+            _ => {
+                return Err(DurationError::UnknownUnit {
+                    text: owned(),
+                    unit: c,
+                });
+            }
         };
         if number.is_empty() {
-            return Err(format!(
-                "{text:?} is not a duration (no number before {c:?})"
-            ));
+            return Err(DurationError::NoNumber {
+                text: owned(),
+                unit: c,
+            });
         }
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("{text:?} is too long a duration"))?;
+        let too_long = || DurationError::TooLong { text: owned() };
+        let n: u64 = number.parse().map_err(|_| too_long())?;
         total = n
             .checked_mul(unit)
             .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("{text:?} is too long a duration"))?;
+            .ok_or_else(too_long)?;
         number.clear();
     }
     if !number.is_empty() {
-        return Err(format!(
-            "{text:?} is not a duration (no unit after {number})"
-        ));
+        return Err(DurationError::NoUnit {
+            text: owned(),
+            number,
+        });
     }
     Ok(Duration::from_secs(total))
 }
@@ -98,7 +144,12 @@ mod tests {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(parse("30s").unwrap(), Duration::from_secs(30));
-        assert!(parse("30x").unwrap_err().contains("unknown unit 'x'"));
+        assert!(
+            parse("30x")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown unit 'x'")
+        );
     }
 
     #[test]

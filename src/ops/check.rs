@@ -62,6 +62,9 @@ pub struct CheckReport {
     pub pending_uploads: u64,
     /// How many of those were aborted (`--clean-uploads`).
     pub uploads_aborted: u64,
+    /// What the storage protects against (S3: versioning, Object Lock,
+    /// conditional writes), from the storage check.
+    pub protection: Option<crate::storage::Protection>,
     /// Everything found.
     pub findings: Vec<Finding>,
 }
@@ -81,10 +84,26 @@ impl CheckReport {
     }
 }
 
-/// Hashes every content-addressed object; needs no key.
+/// Hashes every content-addressed object, says what the storage protects
+/// against, and reports objects overwritten or hidden since vault wrote
+/// them (on storage that keeps versions); needs no key.
 pub fn check_storage(storage: &dyn Storage, report: &mut CheckReport) -> Result<()> {
     if let Err(e) = read_config(storage) {
         report.add(Severity::Error, "config", e.to_string());
+    }
+    if let Some(p) = storage.protection()? {
+        for line in p.facts().into_iter().chain(p.verdict()) {
+            report.add(Severity::Info, "storage", line);
+        }
+        report.protection = Some(p);
+    }
+    for r in storage.rewritten()? {
+        let severity = if r.is_tampering() {
+            Severity::Error
+        } else {
+            Severity::Info
+        };
+        report.add(severity, &r.key, r.describe());
     }
     for kind in ObjectKind::ALL {
         for obj in storage.list(kind.prefix())? {

@@ -53,7 +53,7 @@ pub fn init_like(source: &Repository, target: &dyn Storage) -> Result<RepoConfig
     source.keys().require_owner("init --like")?;
     match target.get(CONFIG_KEY) {
         Ok(_) => {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidInput(format!(
                 "{}: a repository already exists here",
                 target.location()
             )));
@@ -62,7 +62,7 @@ pub fn init_like(source: &Repository, target: &dyn Storage) -> Result<RepoConfig
         Err(e) => return Err(e.into()),
     }
     if !target.list("keys/")?.is_empty() {
-        return Err(Error::Usage(format!(
+        return Err(Error::InvalidInput(format!(
             "{}: keys/ already holds objects (an earlier init?); use an empty location",
             target.location()
         )));
@@ -72,7 +72,7 @@ pub fn init_like(source: &Repository, target: &dyn Storage) -> Result<RepoConfig
     let on_storage: RepoConfig = serde_json::from_slice(&config_bytes)
         .map_err(|e| Error::format(CONFIG_KEY, format!("not a vault config: {e}")))?;
     if &on_storage != source.config() {
-        return Err(Error::Usage(format!(
+        return Err(Error::Conflict(format!(
             "{}: config changed since the repository was opened; try again",
             src.location()
         )));
@@ -86,14 +86,14 @@ pub fn init_like(source: &Repository, target: &dyn Storage) -> Result<RepoConfig
     for key in &keys {
         let bytes = src.get(key)?;
         if target.put(key, &bytes)? != PutOutcome::Created {
-            return Err(Error::Usage(format!(
+            return Err(Error::Conflict(format!(
                 "{}: another init is writing here; keep the first",
                 target.location()
             )));
         }
     }
     if target.put(CONFIG_KEY, &config_bytes)? != PutOutcome::Created {
-        return Err(Error::Usage(format!(
+        return Err(Error::Conflict(format!(
             "{}: another init is writing here; keep the first",
             target.location()
         )));
@@ -437,7 +437,7 @@ fn check_same_keys(source: &Repository, target: &Repository) -> Result<()> {
     } else {
         "its config or keys differ from the source's".to_owned()
     };
-    Err(Error::Usage(format!(
+    Err(Error::InvalidInput(format!(
         "{} is not a copy target of {}: {what}; {MAKE_TARGET_HINT}",
         target.storage().location(),
         source.storage().location()
@@ -449,7 +449,7 @@ fn select(source: &Repository, specs: &[String]) -> Result<Vec<(Id, Snapshot)>> 
     if specs.is_empty() {
         let (all, damaged) = source.snapshots()?;
         if let Some(e) = damaged.into_iter().next() {
-            return Err(Error::Usage(format!(
+            return Err(Error::Damaged(format!(
                 "a source snapshot is unreadable ({e}); name the snapshots to copy, or run \
                  `vault check`"
             )));

@@ -129,7 +129,7 @@ pub fn forget<Tz: TimeZone>(
                 let key = ObjectKind::Snapshot.key(id);
                 match crate::ops::prune::delete_unless_locked(repo.storage().as_ref(), &key, now) {
                     Ok(()) => report.removed += 1,
-                    Err(e) => report.not_removed.push(e),
+                    Err(e) => report.not_removed.push(e.to_string()),
                 }
             }
             group.snapshots.push(SnapshotDecision {

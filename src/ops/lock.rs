@@ -67,7 +67,7 @@ impl<'a> PruneLock<'a> {
             // Any other live lock wins, whatever the clocks say: two
             // prunes starting together both step back.
             lock.release();
-            return Err(Error::Usage(format!(
+            return Err(Error::Conflict(format!(
                 "another prune (or a copy into this repository) is running: {} (pid {}) since {}; if it died, delete {} \
                  or wait until the lock is {} hours old",
                 held.host,

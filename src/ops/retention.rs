@@ -125,7 +125,7 @@ pub fn plan<Tz: TimeZone>(
     now: DateTime<Utc>,
 ) -> Result<Vec<Decision>> {
     if policy.is_empty() {
-        return Err(Error::Usage(
+        return Err(Error::InvalidInput(
             "refusing to forget every snapshot: give at least one of --keep-last, \
              --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly \
              or --keep-within"
@@ -195,12 +195,12 @@ pub fn plan<Tz: TimeZone>(
 /// years 365, so a span means the same on every date). Zero is refused.
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let bad = |why: &str| {
-        Error::Usage(format!(
+        Error::InvalidInput(format!(
             "not a duration: {s:?}: {why} (use numbers with units h, d, w, m = 30 days, \
              y = 365 days, e.g. 7d, 36h or 1y6m)"
         ))
     };
-    let span = crate::format::duration::parse(s).map_err(|e| bad(&e))?;
+    let span = crate::format::duration::parse(s).map_err(|e| bad(&e.to_string()))?;
     if span.is_zero() {
         return Err(bad("zero keeps nothing"));
     }

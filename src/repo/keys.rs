@@ -2,12 +2,10 @@
 //! key (adds backups, reads only index files and snapshot headers).
 
 use std::path::Path;
-use std::str::FromStr;
 
-use age::secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
-use crate::crypto::{self, Keyring, Recipient, Seal};
+use crate::crypto::{self, ExposeSecret, Keyring, Recipient, Seal, SecretString, X25519Identity};
 use crate::error::{CryptoError, Error, Result};
 use crate::format::config::RepoConfig;
 use crate::repo::WRITERS_PREFIX;
@@ -26,7 +24,7 @@ pub const GENERATION_CONTEXT: &str = "vault 2026 writer generation passphrase";
 /// The writer key: an X25519 identity plus the 32-byte chunk-id key that
 /// makes blob ids keyed hashes. Its file is also a valid age identity file.
 pub struct WriterKey {
-    identity: age::x25519::Identity,
+    identity: X25519Identity,
     chunk_key: Zeroizing<[u8; 32]>,
     repo_id: String,
     owner_recipient: String,
@@ -34,7 +32,7 @@ pub struct WriterKey {
     generation: u32,
     /// The identities of earlier generations, newest first: they open the
     /// index files and snapshot headers sealed before each rotation.
-    previous: Vec<age::x25519::Identity>,
+    previous: Vec<X25519Identity>,
 }
 
 impl WriterKey {
@@ -43,7 +41,7 @@ impl WriterKey {
         let mut chunk_key = Zeroizing::new([0u8; 32]);
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, chunk_key.as_mut());
         WriterKey {
-            identity: age::x25519::Identity::generate(),
+            identity: X25519Identity::generate(),
             chunk_key,
             repo_id: repo_id.to_owned(),
             owner_recipient: owner_recipient.to_owned(),
@@ -59,7 +57,7 @@ impl WriterKey {
         let mut previous = vec![self.identity.clone()];
         previous.extend(self.previous.iter().cloned());
         WriterKey {
-            identity: age::x25519::Identity::generate(),
+            identity: X25519Identity::generate(),
             chunk_key: self.chunk_key.clone(),
             repo_id: self.repo_id.clone(),
             owner_recipient: self.owner_recipient.clone(),
@@ -82,7 +80,7 @@ impl WriterKey {
             self.owner_recipient,
             hex::encode(&self.chunk_key[..]),
             self.recipient(),
-            self.identity.to_string().expose_secret()
+            self.identity.secret_line().expose_secret()
         ));
         if !self.previous.is_empty() {
             text.push_str(PREVIOUS_LINE);
@@ -90,7 +88,7 @@ impl WriterKey {
                 " (they read index files and snapshot headers sealed before a rotation):\n",
             );
             for id in &self.previous {
-                text.push_str(id.to_string().expose_secret());
+                text.push_str(id.secret_line().expose_secret());
                 text.push('\n');
             }
         }
@@ -117,9 +115,9 @@ impl WriterKey {
             .lines()
             .map(str::trim)
             .filter(|l| l.starts_with("AGE-SECRET-KEY-"));
-        let identity = age::x25519::Identity::from_str(secrets.next()?).ok()?;
+        let identity = X25519Identity::from_line(secrets.next()?)?;
         let previous = secrets
-            .map(|l| age::x25519::Identity::from_str(l).ok())
+            .map(X25519Identity::from_line)
             .collect::<Option<Vec<_>>>()?;
         Some(WriterKey {
             identity,
@@ -139,7 +137,7 @@ impl WriterKey {
 
     /// The writer's public recipient.
     pub fn recipient(&self) -> String {
-        self.identity.to_public().to_string()
+        self.identity.recipient()
     }
 
     /// The repository this key belongs to.
@@ -152,7 +150,7 @@ impl WriterKey {
 /// repository owner identity when the caller is an owner.
 pub struct RepoKeys {
     writer: WriterKey,
-    owner: Option<age::x25519::Identity>,
+    owner: Option<X25519Identity>,
     owner_recipient: Recipient,
     writer_recipient: Recipient,
 }
@@ -162,10 +160,10 @@ impl RepoKeys {
     pub fn new(
         config: &RepoConfig,
         writer: WriterKey,
-        owner: Option<age::x25519::Identity>,
+        owner: Option<X25519Identity>,
     ) -> Result<Self> {
         if writer.repo_id != config.id {
-            return Err(Error::Usage(format!(
+            return Err(Error::WrongKey(format!(
                 "this writer key belongs to repository {}, not to {} (wrong -i or -r?)",
                 writer.repo_id, config.id
             )));
@@ -188,13 +186,13 @@ impl RepoKeys {
             return Err(tampered("writer recipient"));
         }
         if let Some(o) = &owner
-            && o.to_public().to_string() != config.owner_recipient
+            && o.recipient() != config.owner_recipient
         {
             return Err(tampered("owner recipient"));
         }
         Ok(RepoKeys {
             owner_recipient: crypto::parse_recipient(&config.owner_recipient)?,
-            writer_recipient: Box::new(writer.identity.to_public()),
+            writer_recipient: writer.identity.to_recipient(),
             writer,
             owner,
         })
@@ -220,7 +218,7 @@ impl RepoKeys {
     }
 
     /// The repository owner identity, when the caller is an owner.
-    pub(super) fn owner_identity(&self) -> Option<&age::x25519::Identity> {
+    pub(super) fn owner_identity(&self) -> Option<&X25519Identity> {
         self.owner.as_ref()
     }
 
@@ -256,11 +254,11 @@ impl RepoKeys {
         // identity is tried only when the caller is not an owner.
         let mut ring = Keyring::default();
         if let Some(o) = &self.owner {
-            ring.push(Box::new(o.clone()));
+            ring.push(o.to_identity());
         }
-        ring.push(Box::new(self.writer.identity.clone()));
+        ring.push(self.writer.identity.to_identity());
         for id in &self.writer.previous {
-            ring.push(Box::new(id.clone()));
+            ring.push(id.to_identity());
         }
         ring
     }
@@ -273,15 +271,15 @@ const WRITER_PIN_LINE: &str = "# vault-writer-recipient: ";
 /// encrypted `keys/writer.age`, so without the pin someone with write access
 /// to storage could swap in a writer key of their own.
 pub fn owner_identity_text(
-    id: &age::x25519::Identity,
+    id: &X25519Identity,
     repo_id: &str,
     writer_recipient: &str,
 ) -> Zeroizing<String> {
     Zeroizing::new(format!(
         "# vault repository owner key for repository {repo_id}\n# public key: {}\n\
          {WRITER_PIN_LINE}{writer_recipient}\n{}\n",
-        id.to_public(),
-        id.to_string().expose_secret()
+        id.recipient(),
+        id.secret_line().expose_secret()
     ))
 }
 
@@ -336,12 +334,12 @@ pub fn generation_numbers(storage: &dyn Storage) -> Result<Vec<u32>> {
 
 /// The passphrase that seals writer key generations: only holders of the
 /// repository owner key can compute it, so only they can make a generation.
-pub fn generation_passphrase(owner: &age::x25519::Identity) -> age::secrecy::SecretString {
+pub fn generation_passphrase(owner: &X25519Identity) -> SecretString {
     crypto::derived_passphrase(owner, GENERATION_CONTEXT)
 }
 
 /// Seals writer key `writer` as its generation object.
-pub fn seal_generation(owner: &age::x25519::Identity, writer: &WriterKey) -> Result<Vec<u8>> {
+pub fn seal_generation(owner: &X25519Identity, writer: &WriterKey) -> Result<Vec<u8>> {
     Ok(crypto::seal_derived(
         writer.to_text().as_bytes(),
         &generation_passphrase(owner),
@@ -355,7 +353,7 @@ pub fn seal_generation(owner: &age::x25519::Identity, writer: &WriterKey) -> Res
 pub fn current_writer(
     storage: &dyn Storage,
     config: &RepoConfig,
-    owner: &age::x25519::Identity,
+    owner: &X25519Identity,
     base: WriterKey,
 ) -> Result<WriterKey> {
     let numbers = generation_numbers(storage)?;
@@ -397,14 +395,14 @@ pub fn check_writer_current(storage: &dyn Storage, writer: &WriterKey) -> Result
     if let Some(&newest) = numbers.last()
         && newest > writer.generation
     {
-        return Err(Error::Usage(format!(
+        return Err(Error::WrongKey(format!(
             "this writer key (generation {}) has been replaced by writer key generation \
              {newest} (`vault key rotate-writer`); install the new writer key on this host",
             writer.generation
         )));
     }
     if writer.generation > 0 && !numbers.contains(&writer.generation) {
-        return Err(Error::Usage(format!(
+        return Err(Error::WrongKey(format!(
             "this writer key is generation {}, which this repository does not have \
              ({} is missing; wrong -r?)",
             writer.generation,
@@ -428,13 +426,10 @@ mod tests {
         assert_eq!(parsed.recipient(), w2.recipient());
         assert_eq!(parsed.chunk_key[..], w0.chunk_key[..]);
         assert_eq!(parsed.previous.len(), 2);
-        assert_eq!(parsed.previous[1].to_public().to_string(), w0.recipient());
+        assert_eq!(parsed.previous[1].recipient(), w0.recipient());
         // The first secret key line is the current key, for age too.
         assert_eq!(
-            crypto::parse_x25519(&w2.to_text())
-                .unwrap()
-                .to_public()
-                .to_string(),
+            crypto::parse_x25519(&w2.to_text()).unwrap().recipient(),
             w2.recipient()
         );
         let bad = w2.to_text().replace(

@@ -13,7 +13,6 @@ pub mod verify;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use age::secrecy::SecretString;
 use serde::Serialize;
 
 pub use documents::{Documents, Unreadable};
@@ -21,7 +20,7 @@ pub use indexes::{FalseClaim, LoadedIndex};
 pub use reader::BlobReader;
 pub use verify::MAX_BLOB;
 
-use crate::crypto::{self, Keyring, Seal};
+use crate::crypto::{self, Keyring, PassphraseSource, Seal, SecretString, X25519Identity};
 use crate::error::{CryptoError, Error, Result};
 use crate::format::chunk::ChunkerParams;
 use crate::format::config::{FORMAT_VERSION, MAX_LOCK_DAYS, RepoConfig};
@@ -124,8 +123,12 @@ pub struct InitOptions {
 
 /// How the caller proves who it is.
 pub enum Access<'a> {
-    /// An identity file: a writer key, or an owner's own age/ssh identity.
+    /// An identity file: a writer key, or an owner's own age/ssh identity
+    /// (an encrypted ssh key is refused: it needs a passphrase source).
     IdentityFile(&'a Path),
+    /// An identity file as above; an encrypted ssh key opens with the
+    /// passphrase that the source gives.
+    IdentityFileWithPassphrase(&'a Path, &'a dyn PassphraseSource),
     /// A passphrase owner (scrypt).
     Passphrase(SecretString),
 }
@@ -187,7 +190,7 @@ fn check_owner_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Usage(format!(
+        Err(Error::InvalidInput(format!(
             "owner name {name:?} must be 1-64 characters of letters, digits, '.', '_', '-', '@'"
         )))
     }
@@ -198,7 +201,7 @@ fn wrap_for_owner(owner_text: &str, owner: &OwnerSpec) -> Result<Vec<u8>> {
     Ok(match owner {
         OwnerSpec::Passphrase(p) => crypto::encrypt(owner_text.as_bytes(), &Seal::Passphrase(p))?,
         OwnerSpec::Recipients(rs) if rs.is_empty() => {
-            return Err(Error::Usage(
+            return Err(Error::InvalidInput(
                 "at least one owner recipient is needed".into(),
             ));
         }
@@ -228,7 +231,7 @@ fn seal_json<T: Serialize>(
 /// Reads the config object.
 pub fn read_config(storage: &dyn Storage) -> Result<RepoConfig> {
     let bytes = storage.get(CONFIG_KEY).map_err(|e| match e {
-        StorageError::NotFound { .. } => Error::Usage(format!(
+        StorageError::NotFound { .. } => Error::NotFound(format!(
             "{}: no vault repository here (no config object); run `vault init` first",
             storage.location()
         )),
@@ -256,7 +259,7 @@ pub fn read_config(storage: &dyn Storage) -> Result<RepoConfig> {
     config
         .chunker
         .validate()
-        .map_err(|e| Error::format(CONFIG_KEY, e))?;
+        .map_err(|e| Error::format(CONFIG_KEY, e.to_string()))?;
     if let Some(lock) = &config.object_lock
         && !(1..=MAX_LOCK_DAYS).contains(&lock.days)
     {
@@ -273,18 +276,22 @@ impl Repository {
     /// `opts.writer_key_out` with mode 0600.
     pub fn init(storage: Arc<dyn Storage>, opts: &InitOptions) -> Result<RepoConfig> {
         check_owner_name(&opts.owner_name)?;
-        opts.chunker.validate().map_err(Error::Usage)?;
+        opts.chunker
+            .validate()
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
         if !(1..=22).contains(&opts.compression_level) {
-            return Err(Error::Usage("compression level must be 1..=22".into()));
+            return Err(Error::InvalidInput(
+                "compression level must be 1..=22".into(),
+            ));
         }
         if !(1 << 20..=1 << 30).contains(&opts.pack_size) {
-            return Err(Error::Usage(
+            return Err(Error::InvalidInput(
                 "pack size must be between 1 MiB and 1 GiB".into(),
             ));
         }
         match storage.get(CONFIG_KEY) {
             Ok(_) => {
-                return Err(Error::Usage(format!(
+                return Err(Error::InvalidInput(format!(
                     "{}: a repository already exists here",
                     storage.location()
                 )));
@@ -293,14 +300,14 @@ impl Repository {
             Err(e) => return Err(e.into()),
         }
         if !storage.list("keys/")?.is_empty() {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidInput(format!(
                 "{}: keys/ already holds objects (an earlier init?); use an empty location",
                 storage.location()
             )));
         }
         if let Some(lock) = opts.object_lock {
             if !(1..=MAX_LOCK_DAYS).contains(&lock.days) {
-                return Err(Error::Usage(format!(
+                return Err(Error::InvalidInput(format!(
                     "--object-lock-days must be 1..={MAX_LOCK_DAYS}"
                 )));
             }
@@ -312,7 +319,7 @@ impl Repository {
         // Check the owner's recipients before anything is written.
         if let OwnerSpec::Recipients(rs) = &opts.owner {
             if rs.is_empty() {
-                return Err(Error::Usage(
+                return Err(Error::InvalidInput(
                     "at least one owner recipient is needed".into(),
                 ));
             }
@@ -324,8 +331,8 @@ impl Repository {
         let mut repo_id = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut repo_id);
         let repo_id = hex::encode(repo_id);
-        let owner = age::x25519::Identity::generate();
-        let owner_recipient = owner.to_public().to_string();
+        let owner = X25519Identity::generate();
+        let owner_recipient = owner.recipient();
         let writer = WriterKey::generate(&repo_id, &owner_recipient);
         let config = RepoConfig {
             version: FORMAT_VERSION,
@@ -343,7 +350,7 @@ impl Repository {
 
         let owner_text = keys::owner_identity_text(&owner, &repo_id, &writer.recipient());
         let wrapped_owner = wrap_for_owner(&owner_text, &opts.owner)?;
-        let raced = || Error::Usage("another vault init is writing here; keep the first".into());
+        let raced = || Error::Conflict("another vault init is writing here; keep the first".into());
         if storage.put(
             &format!("{OWNERS_PREFIX}{}.age", opts.owner_name),
             &wrapped_owner,
@@ -351,10 +358,10 @@ impl Repository {
         {
             return Err(raced());
         }
-        let owner_as_recipient = owner.to_public();
+        let owner_as_recipient = owner.to_recipient();
         let wrapped_writer = crypto::encrypt(
             writer.to_text().as_bytes(),
-            &Seal::Recipients(vec![&owner_as_recipient]),
+            &Seal::Recipients(vec![owner_as_recipient.as_ref()]),
         )?;
         if storage.put(WRITER_KEY, &wrapped_writer)? != PutOutcome::Created {
             return Err(raced());
@@ -373,32 +380,10 @@ impl Repository {
         storage.set_object_lock(config.object_lock);
         let (keys, owner_file) = match access {
             Access::IdentityFile(path) => {
-                let (text, writer) = keys::load_identity_file(path)?;
-                match writer {
-                    Some(w) => {
-                        let keys = RepoKeys::new(&config, w, None)?;
-                        keys::check_writer_current(storage.as_ref(), keys.writer())?;
-                        (keys, None)
-                    }
-                    None => {
-                        if let Some(owner) = crypto::parse_x25519(&text)
-                            .filter(|o| o.to_public().to_string() == config.owner_recipient)
-                        {
-                            // The unwrapped repository owner key itself.
-                            let keys = Self::owner_keys(storage.as_ref(), &config, owner, &text)?;
-                            (keys, None)
-                        } else {
-                            let ring = Keyring::new(crypto::parse_identities(&text, path)?);
-                            let (keys, file) = Self::unwrap_as_owner(
-                                storage.as_ref(),
-                                &config,
-                                &ring,
-                                &path.display().to_string(),
-                            )?;
-                            (keys, Some(file))
-                        }
-                    }
-                }
+                Self::open_with_file(storage.as_ref(), &config, path, &crypto::NoPassphrase)?
+            }
+            Access::IdentityFileWithPassphrase(path, passphrases) => {
+                Self::open_with_file(storage.as_ref(), &config, path, passphrases)?
             }
             Access::Passphrase(p) => {
                 let ring = Keyring::with_passphrase(p);
@@ -416,12 +401,38 @@ impl Repository {
         })
     }
 
+    /// The keys an identity file opens, and the owner file it unwrapped.
+    fn open_with_file(
+        storage: &dyn Storage,
+        config: &RepoConfig,
+        path: &Path,
+        passphrases: &dyn PassphraseSource,
+    ) -> Result<(RepoKeys, Option<String>)> {
+        let (text, writer) = keys::load_identity_file(path)?;
+        if let Some(w) = writer {
+            let keys = RepoKeys::new(config, w, None)?;
+            keys::check_writer_current(storage, keys.writer())?;
+            return Ok((keys, None));
+        }
+        if let Some(owner) =
+            crypto::parse_x25519(&text).filter(|o| o.recipient() == config.owner_recipient)
+        {
+            // The unwrapped repository owner key itself.
+            let keys = Self::owner_keys(storage, config, owner, &text)?;
+            return Ok((keys, None));
+        }
+        let ring = Keyring::new(crypto::parse_identities_with(&text, path, passphrases)?);
+        let (keys, file) =
+            Self::unwrap_as_owner(storage, config, &ring, &path.display().to_string())?;
+        Ok((keys, Some(file)))
+    }
+
     /// The keys of an owner holding the repository owner key `owner`, whose
     /// identity text (pinning the writer key) is `text`.
     fn owner_keys(
         storage: &dyn Storage,
         config: &RepoConfig,
-        owner: age::x25519::Identity,
+        owner: X25519Identity,
         text: &str,
     ) -> Result<RepoKeys> {
         let writer = Self::unwrap_writer(storage, &owner)?;
@@ -459,7 +470,7 @@ impl Repository {
         if let Some(e) = problem {
             return Err(e);
         }
-        Err(Error::Usage(format!(
+        Err(Error::WrongKey(format!(
             "{what} is neither this repository's writer key nor an owner: it unwraps none of \
              the {} owner key(s) in {OWNERS_PREFIX}",
             owners.len()
@@ -482,7 +493,7 @@ impl Repository {
             std::str::from_utf8(&plain).map_err(|_| Error::format(key, "not a text identity"))?;
         let owner = crypto::parse_x25519(text)
             .ok_or_else(|| Error::format(key, "holds no X25519 identity"))?;
-        if owner.to_public().to_string() != config.owner_recipient {
+        if owner.recipient() != config.owner_recipient {
             return Err(Error::format(
                 key,
                 "holds a key that is not this repository's owner key",
@@ -491,8 +502,8 @@ impl Repository {
         Self::owner_keys(storage, config, owner, text).map(Some)
     }
 
-    fn unwrap_writer(storage: &dyn Storage, owner: &age::x25519::Identity) -> Result<WriterKey> {
-        let owner_ring = Keyring::new(vec![Box::new(owner.clone())]);
+    fn unwrap_writer(storage: &dyn Storage, owner: &X25519Identity) -> Result<WriterKey> {
+        let owner_ring = Keyring::new(vec![owner.to_identity()]);
         let plain =
             zeroize::Zeroizing::new(owner_ring.decrypt(&storage.get(WRITER_KEY)?, WRITER_KEY)?);
         std::str::from_utf8(&plain)
@@ -572,7 +583,7 @@ impl Repository {
         match hits.len() {
             1 => Ok(hits.pop().expect("one hit")),
             0 => Err(Error::SnapshotNotFound(spec.into())),
-            n => Err(Error::Usage(format!(
+            n => Err(Error::InvalidInput(format!(
                 "snapshot prefix {spec:?} is ambiguous ({n} matches)"
             ))),
         }

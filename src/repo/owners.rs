@@ -67,7 +67,7 @@ impl Repository {
         self.owner_file.as_deref()
     }
 
-    fn owner_identity(&self, operation: &'static str) -> Result<&age::x25519::Identity> {
+    fn owner_identity(&self, operation: &'static str) -> Result<&crypto::X25519Identity> {
         self.keys.require_owner(operation)?;
         self.keys
             .owner_identity()
@@ -82,7 +82,7 @@ impl Repository {
         check_owner_name(name)?;
         let object = owner_object(name);
         let taken = || {
-            Error::Usage(format!(
+            Error::InvalidInput(format!(
                 "an owner named {name:?} already exists ({object}); choose another name, or \
                  remove that owner first with `vault key remove-owner`"
             ))
@@ -113,18 +113,18 @@ impl Repository {
         let owners = list_owners(self.storage.as_ref())?;
         let object = owner_object(name);
         if !owners.iter().any(|o| o.name == name) {
-            return Err(Error::Usage(format!(
+            return Err(Error::NotFound(format!(
                 "there is no owner named {name:?} (`vault key list` shows them)"
             )));
         }
         if owners.len() == 1 {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidInput(format!(
                 "{name:?} is the last owner: without it nobody could open the repository; \
                  add another owner first (`vault key add-owner`)"
             )));
         }
         if self.owner_file() == Some(object.as_str()) && !force {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidInput(format!(
                 "{object} is the owner key your own identity opened: removing it locks you \
                  out unless another owner file also lists you; pass --force to remove it anyway"
             )));
@@ -156,7 +156,7 @@ impl Repository {
         let object = keys::generation_key(generation);
         let stored = match self.storage.put(&object, &sealed) {
             Ok(PutOutcome::Created) => Ok(()),
-            Ok(PutOutcome::AlreadyExists) => Err(Error::Usage(format!(
+            Ok(PutOutcome::AlreadyExists) => Err(Error::Conflict(format!(
                 "{object} appeared while rotating (another rotate-writer?); run it again"
             ))),
             Err(e) => Err(e.into()),
@@ -171,5 +171,155 @@ impl Repository {
             object,
             recipient: next.recipient(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::crypto::{GivenPassphrase, SecretString, X25519Identity};
+    use crate::format::chunk::ChunkerParams;
+    use crate::repo::{Access, CONFIG_KEY, InitOptions};
+    use crate::storage::memory::MemoryStorage;
+
+    /// A repository in memory owned by a new X25519 key; returns the
+    /// storage, the owner's identity file and the writer key file.
+    fn memory_repo(dir: &Path, owner: &OwnerSpec) -> (Arc<MemoryStorage>, PathBuf) {
+        let storage = Arc::new(MemoryStorage::new());
+        let writer = dir.join("writer.key");
+        Repository::init(
+            storage.clone(),
+            &InitOptions {
+                owner: match owner {
+                    OwnerSpec::Recipients(r) => OwnerSpec::Recipients(r.clone()),
+                    OwnerSpec::Passphrase(p) => OwnerSpec::Passphrase(p.clone()),
+                },
+                owner_name: "alice".into(),
+                writer_key_out: writer.clone(),
+                chunker: ChunkerParams::default(),
+                pack_size: 16 << 20,
+                compression_level: 3,
+                object_lock: None,
+            },
+        )
+        .unwrap();
+        (storage, writer)
+    }
+
+    fn identity_file(dir: &Path, name: &str) -> (PathBuf, String) {
+        let (text, recipient) = crypto::generate_x25519();
+        let path = dir.join(name);
+        crypto::write_key_file(&path, &text).unwrap();
+        (path, recipient)
+    }
+
+    #[test]
+    fn owners_are_added_listed_and_removed_on_a_memory_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, alice_r) = identity_file(dir.path(), "alice.key");
+        let (bob, bob_r) = identity_file(dir.path(), "bob.key");
+        let (storage, writer) = memory_repo(dir.path(), &OwnerSpec::Recipients(vec![alice_r]));
+        let repo = Repository::open(storage.clone(), Access::IdentityFile(&alice)).unwrap();
+        assert_eq!(repo.owner_file(), Some("keys/owners/alice.age"));
+        repo.add_owner("bob", &OwnerSpec::Recipients(vec![bob_r.clone()]))
+            .unwrap();
+        let again = repo
+            .add_owner("bob", &OwnerSpec::Recipients(vec![bob_r]))
+            .unwrap_err();
+        assert!(again.to_string().contains("already exists"), "{again}");
+        let names: Vec<_> = list_owners(storage.as_ref())
+            .unwrap()
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(names, ["alice", "bob"]);
+        // Bob opens it as an owner; the writer key cannot manage owners.
+        let as_bob = Repository::open(storage.clone(), Access::IdentityFile(&bob)).unwrap();
+        assert!(as_bob.keys().is_owner());
+        let as_writer = Repository::open(storage.clone(), Access::IdentityFile(&writer)).unwrap();
+        assert!(matches!(
+            as_writer.remove_owner("bob", false),
+            Err(Error::OwnerKeyRequired { .. })
+        ));
+        // Alice may not remove her own file without --force; bob's goes.
+        assert!(repo.remove_owner("alice", false).is_err());
+        repo.remove_owner("bob", false).unwrap();
+        assert!(Repository::open(storage, Access::IdentityFile(&bob)).is_err());
+    }
+
+    #[test]
+    fn a_config_whose_writer_recipient_was_swapped_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, alice_r) = identity_file(dir.path(), "alice.key");
+        let (storage, writer) = memory_repo(dir.path(), &OwnerSpec::Recipients(vec![alice_r]));
+        let config = storage.get(CONFIG_KEY).unwrap();
+        let mut json: serde_json::Value = serde_json::from_slice(&config).unwrap();
+        json["writer_recipient"] = X25519Identity::generate().recipient().into();
+        storage.tamper(CONFIG_KEY, &serde_json::to_vec(&json).unwrap());
+        for key in [&alice, &writer] {
+            let err = Repository::open(storage.clone(), Access::IdentityFile(key))
+                .err()
+                .expect("a swapped writer recipient is refused");
+            assert!(err.to_string().contains("tampered"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_rotated_writer_key_replaces_the_old_one_on_a_memory_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, alice_r) = identity_file(dir.path(), "alice.key");
+        let (storage, writer) = memory_repo(dir.path(), &OwnerSpec::Recipients(vec![alice_r]));
+        let repo = Repository::open(storage.clone(), Access::IdentityFile(&alice)).unwrap();
+        let next = dir.path().join("writer2.key");
+        let rotated = repo.rotate_writer(&next).unwrap();
+        assert_eq!(rotated.generation, 1);
+        let old = Repository::open(storage.clone(), Access::IdentityFile(&writer))
+            .err()
+            .expect("the replaced writer key is refused");
+        assert!(old.to_string().contains("has been replaced"), "{old}");
+        let new = Repository::open(storage.clone(), Access::IdentityFile(&next)).unwrap();
+        assert_eq!(new.keys().writer().generation(), 1);
+        // The owner now seals for the new writer.
+        let reopened = Repository::open(storage, Access::IdentityFile(&alice)).unwrap();
+        assert_eq!(reopened.keys().writer().recipient(), rotated.recipient);
+    }
+
+    #[test]
+    fn a_passphrase_owner_opens_only_with_its_passphrase() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = || SecretString::from("correct horse battery staple".to_owned());
+        let (storage, _) = memory_repo(dir.path(), &OwnerSpec::Passphrase(secret()));
+        let repo = Repository::open(storage.clone(), Access::Passphrase(secret())).unwrap();
+        assert!(repo.keys().is_owner());
+        let wrong = SecretString::from("hunter2".to_owned());
+        assert!(Repository::open(storage, Access::Passphrase(wrong)).is_err());
+        // GivenPassphrase is what a caller holding the secret passes on.
+        let _ = GivenPassphrase(secret());
+    }
+
+    #[test]
+    fn an_encrypted_ssh_owner_key_opens_with_the_passphrase_source_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("id_ed25519");
+        let st = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "open sesame", "-f"])
+            .arg(&key)
+            .status()
+            .expect("ssh-keygen (openssh-client) is installed");
+        assert!(st.success());
+        let public = std::fs::read_to_string(dir.path().join("id_ed25519.pub")).unwrap();
+        let public: Vec<_> = public.split_whitespace().take(2).collect();
+        let (storage, _) = memory_repo(dir.path(), &OwnerSpec::Recipients(vec![public.join(" ")]));
+        let err = Repository::open(storage.clone(), Access::IdentityFile(&key))
+            .err()
+            .expect("no passphrase source: refused");
+        assert!(err.to_string().contains("needs a passphrase"), "{err}");
+        let given = GivenPassphrase(SecretString::from("open sesame".to_owned()));
+        let repo =
+            Repository::open(storage, Access::IdentityFileWithPassphrase(&key, &given)).unwrap();
+        assert!(repo.keys().is_owner());
     }
 }

@@ -3,14 +3,14 @@
 
 use std::io::Write;
 
-use crate::crypto::Seal;
+use crate::crypto::{EncryptStream, Seal};
 use crate::error::{CryptoError, Error, Result};
 use crate::format::id::Id;
 use crate::format::pack::{BlobKind, PackEntry, encode_trailer};
 
 /// Accumulates compressed blobs into one encrypted pack, streaming through age.
 pub struct PackBuilder {
-    writer: age::stream::StreamWriter<Vec<u8>>,
+    writer: EncryptStream<Vec<u8>>,
     entries: Vec<PackEntry>,
     offset: u64,
     kind: BlobKind,
@@ -86,19 +86,20 @@ impl PackBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::Keyring;
+    use crate::crypto::{Keyring, X25519Identity};
     use crate::format::pack::decode_trailer;
 
     #[test]
     fn pack_round_trips_and_trailer_is_checked() {
-        let id = age::x25519::Identity::generate();
-        let r = id.to_public();
-        let mut b = PackBuilder::new(BlobKind::Data, &Seal::Recipients(vec![&r]), 0).unwrap();
+        let id = X25519Identity::generate();
+        let r = id.to_recipient();
+        let mut b =
+            PackBuilder::new(BlobKind::Data, &Seal::Recipients(vec![r.as_ref()]), 0).unwrap();
         b.add(Id::of_bytes(b"a"), b"compressed-a", 100).unwrap();
         b.add(Id::of_bytes(b"b"), b"bb", 2).unwrap();
         let p = b.finish().unwrap();
         assert_eq!(p.id, Id::of_bytes(&p.bytes));
-        let plain = Keyring::new(vec![Box::new(id)])
+        let plain = Keyring::new(vec![id.to_identity()])
             .decrypt(&p.bytes, "p")
             .unwrap();
         let entries = decode_trailer(&plain, "p").unwrap();

@@ -3,6 +3,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
+use crate::crypto::DecryptStream;
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::index::BlobLocation;
@@ -13,7 +14,7 @@ use crate::storage::ReadSeek;
 
 /// A pack open for reading: its id, its decrypting stream, and the
 /// plaintext position the stream is at.
-type OpenPack = (Id, age::stream::StreamReader<Box<dyn ReadSeek>>, u64);
+type OpenPack = (Id, DecryptStream<Box<dyn ReadSeek>>, u64);
 
 /// Packs kept open per reader. A file changed since its first backup
 /// alternates between old and new packs; reopening costs an X25519 unwrap

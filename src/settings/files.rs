@@ -1,8 +1,9 @@
 //! `vault config check`'s look at the key and secret files a configuration
 //! names: they must exist, be regular files and be closed to group and
-//! others (as vault and libpq require at run time). Only metadata is read.
+//! others (as vault and libpq require at run time), and the keys vault reads
+//! itself must belong to the caller or root. Only metadata is read.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use super::{Problem, Settings};
@@ -72,6 +73,23 @@ pub fn check(s: &Settings) -> Vec<Problem> {
                     path.display()
                 ),
             )),
+            // vault reads these itself and refuses another user's file
+            // (crypto::read_key_file); the SDK and libpq read the others.
+            Ok(m)
+                if ["identity", "passphrase_file", "drill.identity"].contains(&key.as_str())
+                    && m.uid() != 0
+                    && m.uid() != nix::unistd::geteuid().as_raw() =>
+            {
+                out.push(problem(
+                    format!(
+                        "`{short}`: {} belongs to user id {}, not to you (user id {}) or root",
+                        path.display(),
+                        m.uid(),
+                        nix::unistd::geteuid().as_raw()
+                    ),
+                    "chown it to the user that runs vault (and run the check as that user)".into(),
+                ))
+            }
             Ok(_) => {}
         }
     }

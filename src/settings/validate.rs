@@ -115,6 +115,21 @@ pub fn repository(repo: &str) -> Result<(), (String, &'static str)> {
     if repo.trim().is_empty() {
         return Err(("`repository` is empty".into(), HELP));
     }
+    // `user:secret@` in a URL is a credential: say so, never echo it.
+    let authority = repo
+        .split_once("://")
+        .map_or(repo, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or("");
+    if authority.contains('@') {
+        return Err((
+            "`repository` carries credentials (user:secret@…): they never belong in the \
+             repository; put the access key in the file `[s3] credentials_file` names"
+                .into(),
+            HELP,
+        ));
+    }
     if let Some(rest) = repo.strip_prefix("s3://") {
         let bucket = rest.split('/').next().unwrap_or("");
         let valid = (3..=63).contains(&bucket.len())
@@ -422,6 +437,23 @@ mod tests {
         ] {
             assert!(repository(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn credentials_in_the_repository_url_are_named_but_never_echoed() {
+        for repo in [
+            "s3://AKIAEXAMPLE:hunter2@bucket/x",
+            "s3://hunter2@bucket",
+            "AKIAEXAMPLE:hunter2@host:/srv/vault",
+        ] {
+            let (message, _) = repository(repo).unwrap_err();
+            assert!(message.contains("carries credentials"), "{message}");
+            assert!(
+                !message.contains("hunter2") && !message.contains("AKIAEXAMPLE"),
+                "{message}"
+            );
+        }
+        assert!(repository("/srv/vault@2026").is_ok());
     }
 
     #[test]

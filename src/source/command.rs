@@ -44,7 +44,7 @@ impl CommandSource {
 impl CommandSource {
     /// The path components of `filename`, refusing anything that is not a
     /// plain relative path.
-    pub fn components(&self) -> Result<Vec<Vec<u8>>, String> {
+    pub fn components(&self) -> crate::Result<Vec<Vec<u8>>> {
         let parts: Vec<Vec<u8>> = self
             .filename
             .split('/')
@@ -52,13 +52,52 @@ impl CommandSource {
             .map(|p| p.as_bytes().to_vec())
             .collect();
         if parts.is_empty() {
-            return Err(format!("--stdin-filename {:?} is empty", self.filename));
+            return Err(crate::Error::InvalidInput(format!(
+                "--stdin-filename {:?} is empty",
+                self.filename
+            )));
         }
         for p in &parts {
-            crate::format::tree::check_name(p)
-                .map_err(|why| format!("--stdin-filename {:?}: {why}", self.filename))?;
+            crate::format::tree::check_name(p).map_err(|why| {
+                crate::Error::InvalidInput(format!("--stdin-filename {:?}: {why}", self.filename))
+            })?;
         }
         Ok(parts)
+    }
+}
+
+/// Why a command source failed; the message ends with the last of its
+/// standard error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandFailed {
+    /// Waiting for it failed.
+    #[error("waiting for the command: {0}")]
+    Wait(std::io::Error),
+    /// It exited with a status other than 0.
+    #[error("command exited with status {code}{}", tail(stderr))]
+    Exit {
+        /// The exit status.
+        code: i32,
+        /// The end of its standard error.
+        stderr: String,
+    },
+    /// A signal ended it.
+    #[error("command was killed ({status}){}", tail(stderr))]
+    Killed {
+        /// How it ended, e.g. `signal: 9 (SIGKILL)`.
+        status: String,
+        /// The end of its standard error.
+        stderr: String,
+    },
+}
+
+/// `: TAIL`, or nothing when the command wrote nothing to stderr.
+fn tail(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
     }
 }
 
@@ -117,23 +156,18 @@ impl Running {
 
     /// Waits for the command. `Ok(stderr tail)` on exit status 0, otherwise
     /// an error naming the status and the end of its standard error.
-    pub fn finish(mut self) -> Result<String, String> {
-        let status = self
-            .child
-            .wait()
-            .map_err(|e| format!("waiting for the command: {e}"))?;
+    pub fn finish(mut self) -> Result<String, CommandFailed> {
+        let status = self.child.wait().map_err(CommandFailed::Wait)?;
         let tail = self.stderr_tail();
         if status.success() {
             Ok(tail)
         } else {
-            let how = match status.code() {
-                Some(c) => format!("exited with status {c}"),
-                None => format!("was killed ({status})"),
-            };
-            Err(if tail.is_empty() {
-                format!("command {how}")
-            } else {
-                format!("command {how}: {tail}")
+            Err(match status.code() {
+                Some(code) => CommandFailed::Exit { code, stderr: tail },
+                None => CommandFailed::Killed {
+                    status: status.to_string(),
+                    stderr: tail,
+                },
             })
         }
     }

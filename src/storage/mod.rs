@@ -1,20 +1,32 @@
 //! Where repository objects live: one small trait over opaque keys and bytes.
 //!
 //! Storage never sees plaintext or snapshot types. Objects are write-once:
-//! [`Storage::put`] never replaces an existing object.
+//! [`Storage::put`] never replaces an existing object. Keys whose last
+//! component is 64 hex digits are named by their content (the BLAKE3 of
+//! their bytes, see [`named_by_content`]): any two puts of such a key carry
+//! the same bytes. Other keys (`config`, `keys/…`) are written once by name.
 //!
 //! Owner maintenance (forget, prune) deletes through [`Storage::delete`] and
 //! asks [`Storage::locked_until`] first, so that objects still under S3
 //! Object Lock retention are skipped instead of failing the whole run.
+//!
+//! Backends: [`LocalStorage`] (a directory), `S3Storage` (behind the
+//! default-on cargo feature `s3`) and, for unit tests only, `MemoryStorage`.
 
 mod local;
-mod s3;
+#[cfg(test)]
+pub(crate) mod memory;
+mod protection;
+pub mod s3;
 
 use std::io::{Read, Seek};
 
 pub use crate::format::config::{LockMode, ObjectLock};
 pub use local::LocalStorage;
-pub use s3::{S3Defaults, S3Settings, S3Storage, set_defaults as set_s3_defaults};
+pub use protection::{LockState, PROBE_PREFIX, Probe, Protection, Rewritten, Versioning};
+pub use s3::S3Options;
+#[cfg(feature = "s3")]
+pub use s3::S3Storage;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -197,6 +209,20 @@ pub trait Storage: Send + Sync {
     }
     /// A human-readable location for messages.
     fn location(&self) -> String;
+    /// What this storage protects against a writer that turns hostile
+    /// (S3: versioning, Object Lock, conditional writes, found out by asking
+    /// the bucket and writing a probe object under [`PROBE_PREFIX`]).
+    /// `None` where there is nothing to find out (a local directory: whoever
+    /// can write to it can destroy it).
+    fn protection(&self) -> Result<Option<Protection>, StorageError> {
+        Ok(None)
+    }
+    /// Objects written more than once or hidden by a delete marker, on a
+    /// storage that keeps versions; empty where versions are not kept (or
+    /// cannot be read).
+    fn rewritten(&self) -> Result<Vec<Rewritten>, StorageError> {
+        Ok(Vec::new())
+    }
     /// Removes what interrupted writes left behind (temporary files of a
     /// killed put) that is older than `older_than`; returns how many were
     /// removed. Owner maintenance (prune) calls it; readers ignore leftovers.
@@ -206,11 +232,27 @@ pub trait Storage: Send + Sync {
     }
 }
 
+/// Whether `key` names its content: its last component is 64 hex digits
+/// (the BLAKE3 of the object's bytes).
+pub fn named_by_content(key: &str) -> bool {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Opens the storage that `repo` names: a directory path, `file:///path`,
-/// or `s3://bucket/prefix`.
-pub fn open(repo: &str) -> Result<Box<dyn Storage>, StorageError> {
+/// or `s3://bucket/prefix` (reached with `s3`).
+pub fn open(repo: &str, s3: &S3Options) -> Result<Box<dyn Storage>, StorageError> {
     if repo.starts_with("s3://") {
-        return Ok(Box::new(S3Storage::open(repo)?));
+        #[cfg(feature = "s3")]
+        return Ok(Box::new(S3Storage::open(repo, s3)?));
+        #[cfg(not(feature = "s3"))]
+        {
+            let _ = s3;
+            return Err(StorageError::Unsupported {
+                location: "s3://".into(),
+                reason: "this vault was built without S3 support (cargo feature `s3`)".into(),
+            });
+        }
     }
     let path = repo.strip_prefix("file://").unwrap_or(repo);
     if path.is_empty() {
@@ -219,4 +261,32 @@ pub fn open(repo: &str) -> Result<Box<dyn Storage>, StorageError> {
         ));
     }
     Ok(Box::new(LocalStorage::new(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hex_names_of_64_digits_are_named_by_content() {
+        let id = "ab".repeat(32);
+        assert!(named_by_content(&format!("data/ab/{id}")));
+        assert!(named_by_content(&format!("index/{id}")));
+        assert!(!named_by_content("config"));
+        assert!(!named_by_content("keys/owners/alice.age"));
+        assert!(!named_by_content(&format!("index/{}", &id[1..])));
+        assert!(!named_by_content(&format!("index/{}zz", &id[2..])));
+    }
+
+    #[test]
+    fn an_empty_location_is_refused() {
+        assert!(matches!(
+            open("", &S3Options::default()),
+            Err(StorageError::InvalidLocation(_))
+        ));
+        assert!(matches!(
+            open("file://", &S3Options::default()),
+            Err(StorageError::InvalidLocation(_))
+        ));
+    }
 }

@@ -52,7 +52,7 @@ fn object_lock_retains_every_object_and_refuses_deletes() {
     // and Content-MD5 on parts are exercised too.
     assert_success(&env.backup(&moto.endpoint(), &SMALL_PARTS));
 
-    let s3 = S3Storage::open_with("s3://locked/host1", &moto.settings()).unwrap();
+    let s3 = S3Storage::open("s3://locked/host1", &moto.options()).unwrap();
     let config: serde_json::Value = serde_json::from_slice(&s3.get("config").unwrap()).unwrap();
     assert_eq!(
         config["object_lock"],
@@ -132,7 +132,7 @@ fn object_lock_is_refused_where_objects_cannot_be_locked() {
         "bucket \"plain\" does not have Object Lock enabled",
     );
     assert!(!env.writer.exists(), "nothing was written");
-    let s3 = S3Storage::open_with("s3://plain/r", &moto.settings()).unwrap();
+    let s3 = S3Storage::open("s3://plain/r", &moto.options()).unwrap();
     assert!(s3.list("").unwrap().is_empty());
 
     let dir = tempfile::tempdir().unwrap();
@@ -170,7 +170,7 @@ fn large_objects_go_up_in_parts_and_unfinished_uploads_are_reported_and_cleaned(
     let env = S3Env::new("s3://parts/r", 12 << 20);
     assert_success(&env.init(&moto.endpoint(), &[]));
     assert_success(&env.backup(&moto.endpoint(), &SMALL_PARTS));
-    let s3 = S3Storage::open_with("s3://parts/r", &moto.settings()).unwrap();
+    let s3 = S3Storage::open("s3://parts/r", &moto.options()).unwrap();
     let big = s3
         .list("data/")
         .unwrap()
@@ -245,7 +245,7 @@ fn the_storage_class_setting_applies_to_single_and_multipart_puts() {
     let mut envs = SMALL_PARTS.to_vec();
     envs.push(("VAULT_S3_STORAGE_CLASS", "STANDARD_IA"));
     assert_success(&env.backup(&moto.endpoint(), &envs));
-    let s3 = S3Storage::open_with("s3://classy/h", &moto.settings()).unwrap();
+    let s3 = S3Storage::open("s3://classy/h", &moto.options()).unwrap();
     let packs = s3.list("data/").unwrap();
     let mut multipart = 0;
     for obj in &packs {
@@ -288,7 +288,7 @@ fn prune_keeps_what_recent_snapshots_need_locked_for_the_full_period() {
     let env = S3Env::new("s3://upkeep/h", 0);
     assert_success(&env.init(&moto.endpoint(), &["--object-lock-days", "3"]));
     assert_success(&env.backup(&moto.endpoint(), &[]));
-    let s3 = S3Storage::open_with("s3://upkeep/h", &moto.settings()).unwrap();
+    let s3 = S3Storage::open("s3://upkeep/h", &moto.options()).unwrap();
     let pack = s3.list("data/").unwrap().remove(0).key;
     // As if the pack had been stored (and locked) long ago.
     shorten_retention(
@@ -337,7 +337,7 @@ fn prune_deletes_expired_packs_even_while_locked_index_files_list_them() {
     write(&env.src.join("big.bin"), &noise(3 << 20, 78));
     assert_success(&env.backup(&ep, &[]));
     let run = |args: &[&str]| env.as_owner(&ep, args[0], &args[1..]);
-    let s3 = S3Storage::open_with("s3://expiry/h", &moto.settings()).unwrap();
+    let s3 = S3Storage::open("s3://expiry/h", &moto.options()).unwrap();
     // The old snapshot and the packs come out of retention (as after
     // `days`); the index files stay locked.
     let mut expiring: Vec<String> = s3

@@ -110,7 +110,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         .clone()
         .unwrap_or_else(crate::source::host::hostname);
     if opts.paths.is_empty() && opts.commands.is_empty() && opts.postgres.is_empty() {
-        return Err(Error::Usage(
+        return Err(Error::InvalidInput(
             "nothing to back up: give at least one path".into(),
         ));
     }
@@ -125,7 +125,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         && opts.postgres.is_empty()
         && !paths.iter().any(|p| p.symlink_metadata().is_ok())
     {
-        return Err(Error::Usage(format!(
+        return Err(Error::NotFound(format!(
             "nothing could be read, no snapshot made: none of the source paths exists ({})",
             path_names.join(", ")
         )));
@@ -277,9 +277,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
             .first()
             .map(|e| format!("{}: {}", e.path, e.message))
             .unwrap_or_default();
-        return Err(Error::Usage(format!(
-            "nothing could be read, no snapshot made ({first})"
-        )));
+        return Err(Error::NothingRead(first));
     }
     totals.blobs_added = stats.blobs_added.load(Ordering::Relaxed);
     totals.bytes_added = stats.bytes_added.load(Ordering::Relaxed);
@@ -400,11 +398,13 @@ fn assemble(
     let mut cache_entries = Vec::new();
     let mut certificates = Vec::new();
     let mut totals = Totals::default();
-    let cancelled = || Error::Usage("backup cancelled".into());
+    let cancelled = || Error::Cancelled {
+        operation: "backup",
+    };
     let store_tree = |nodes: Vec<Node>| -> Result<Id> {
         let bytes = Tree { nodes }.to_bytes();
         if bytes.len() > crate::repo::MAX_BLOB as usize {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidInput(format!(
                 "a directory's listing is {} bytes, over the {} MiB tree limit; \
                  split it or back it up with larger chunks",
                 bytes.len(),
@@ -514,7 +514,7 @@ fn ensure_still_stored(repo: &Repository, relied: &std::collections::HashSet<Id>
     gone.sort();
     match gone.first() {
         None => Ok(()),
-        Some(first) => Err(Error::Usage(format!(
+        Some(first) => Err(Error::Conflict(format!(
             "{} pack(s) this backup reuses were deleted while it ran (first: {first}) — a prune \
              with a grace period shorter than this backup; no snapshot was written, run the \
              backup again (it stores what is missing)",

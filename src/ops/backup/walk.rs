@@ -135,7 +135,7 @@ impl<'a> Walker<'a> {
             let mut at = &mut layout;
             for c in p.components().skip(1) {
                 if !matches!(c, std::path::Component::Normal(_)) {
-                    return Err(Error::Usage(format!(
+                    return Err(Error::InvalidInput(format!(
                         "{}: source paths must be absolute and free of `.` and `..`",
                         p.display()
                     )));
@@ -155,13 +155,13 @@ impl<'a> Walker<'a> {
         }
         for (i, cmd) in commands.iter().enumerate() {
             let collides = || {
-                Error::Usage(format!(
+                Error::InvalidInput(format!(
                     "--stdin-filename {:?} collides with a backed-up path or another command",
                     cmd.filename
                 ))
             };
             let mut at = &mut layout;
-            for part in cmd.components().map_err(Error::Usage)? {
+            for part in cmd.components()? {
                 if at.is_source || at.command.is_some() {
                     return Err(collides());
                 }
@@ -175,7 +175,7 @@ impl<'a> Walker<'a> {
         let (mut names, mut full) = (GlobSetBuilder::new(), GlobSetBuilder::new());
         for pat in excludes {
             let glob = Glob::new(pat)
-                .map_err(|e| Error::Usage(format!("exclude pattern {pat:?}: {e}")))?;
+                .map_err(|e| Error::InvalidInput(format!("exclude pattern {pat:?}: {e}")))?;
             if pat.contains('/') {
                 full.add(glob)
             } else {
@@ -184,7 +184,7 @@ impl<'a> Walker<'a> {
         }
         let build = |b: GlobSetBuilder| {
             b.build()
-                .map_err(|e| Error::Usage(format!("exclude patterns: {e}")))
+                .map_err(|e| Error::InvalidInput(format!("exclude patterns: {e}")))
         };
         Ok(Walker {
             layout,
@@ -467,7 +467,7 @@ fn read_command(
     let (running, stdout) =
         Running::start(source).map_err(|e| format!("cannot start the command: {e}"))?;
     match store_stream(stdout, tx, repo, sink, false) {
-        Ok(data) => running.finish().map(|_| data),
+        Ok(data) => running.finish().map(|_| data).map_err(|e| e.to_string()),
         Err(why) => Err(running.abort(why)),
     }
 }

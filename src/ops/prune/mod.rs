@@ -154,13 +154,13 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
 fn read_state(repo: &Repository, report: &mut PruneReport) -> Result<State> {
     let snaps = repo.read_documents::<Snapshot>(ObjectKind::Snapshot)?;
     if let Some(e) = snaps.damaged().next() {
-        return Err(Error::Usage(format!(
+        return Err(Error::Damaged(format!(
             "a snapshot is unreadable ({e}); prune cannot tell what it needs and changes nothing"
         )));
     }
     let mut loaded = repo.load_index_files()?;
     if let Some(e) = loaded.damaged.drain(..).next() {
-        return Err(Error::Usage(format!(
+        return Err(Error::Damaged(format!(
             "an index file is unreadable ({e}); prune changes nothing until `vault check` \
              is clean"
         )));
@@ -172,7 +172,7 @@ fn read_state(repo: &Repository, report: &mut PruneReport) -> Result<State> {
     report.snapshots = snapshots.len() as u64;
     let refs: Vec<&Snapshot> = snapshots.iter().map(|(_, s)| s).collect();
     let referenced = reachable_blobs(repo, &loaded.index, &refs).map_err(|e| {
-        Error::Usage(format!(
+        Error::Damaged(format!(
             "a snapshot tree is unreadable ({e}); nothing was changed — run `vault check`"
         ))
     })?;
@@ -206,7 +206,7 @@ fn make_plan(state: &State, rules: &PlanRules) -> Result<plan::PrunePlan> {
             .claimed_by()
             .and_then(|pack| verified.failed.get(&pack).map(|e| format!(" ({e})")))
             .unwrap_or_default();
-        Error::Usage(format!(
+        Error::Damaged(format!(
             "{lost}{why}; the repository is damaged, so prune changes nothing — \
              run `vault check --read-data`, then `vault forget` the snapshots that need it"
         ))
@@ -261,13 +261,13 @@ fn apply(
             // A replaced index file that stays (Object Lock) may list packs
             // deleted below; their marks, carried in the new index, tell
             // readers and `vault check` that they went on purpose.
-            Err(e) => report.not_deleted.push(e),
+            Err(e) => report.not_deleted.push(e.to_string()),
         }
     }
     for pack in &plan.delete {
         let key = ObjectKind::Pack(stored[pack].kind).key(pack);
         if let Err(e) = delete_unless_locked(repo.storage().as_ref(), &key, opts.rules.now) {
-            report.not_deleted.push(e);
+            report.not_deleted.push(e.to_string());
         }
     }
     Ok(())
@@ -283,7 +283,7 @@ fn remove_foreign(
     for f in foreign.iter().filter(|f| f.foreign) {
         match delete_unless_locked(repo.storage().as_ref(), &f.key, now) {
             Ok(()) => report.foreign_removed += 1,
-            Err(e) => report.not_deleted.push(e),
+            Err(e) => report.not_deleted.push(e.to_string()),
         }
     }
 }
@@ -372,24 +372,44 @@ impl VerifiedPacks {
     }
 }
 
+/// Why an object was not deleted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotDeleted {
+    /// Object Lock retains it.
+    #[error(
+        "{key}: retained by Object Lock until {}; deleted by a prune after that",
+        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )]
+    Locked {
+        /// The object key.
+        key: String,
+        /// When its retention ends.
+        until: chrono::DateTime<chrono::Utc>,
+    },
+    /// The storage refused or failed the delete.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+}
+
 /// Deletes `key` unless Object Lock still retains it; the error says which
 /// and until when.
 pub fn delete_unless_locked(
     storage: &dyn Storage,
     key: &str,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), String> {
+) -> Result<(), NotDeleted> {
     match storage.locked_until(key) {
         Ok(Some(until)) if until > now => {
-            return Err(format!(
-                "{key}: retained by Object Lock until {}; deleted by a prune after that",
-                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ));
+            return Err(NotDeleted::Locked {
+                key: key.to_owned(),
+                until,
+            });
         }
         Err(crate::storage::StorageError::NotFound { .. }) => return Ok(()),
         _ => {}
     }
-    storage.delete(key).map_err(|e| e.to_string())
+    Ok(storage.delete(key)?)
 }
 
 /// Copies the still-needed blobs of mostly-empty packs into new packs.

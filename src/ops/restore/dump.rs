@@ -103,11 +103,7 @@ fn pax_records(path: &[u8], link: Option<&[u8]>, node: &Node) -> Vec<(String, Ve
     if let Some(l) = link {
         recs.push(("linkpath".to_owned(), l.to_vec()));
     }
-    let (s, ns) = (
-        node.mtime_ns.div_euclid(1_000_000_000),
-        node.mtime_ns.rem_euclid(1_000_000_000),
-    );
-    recs.push(("mtime".to_owned(), format!("{s}.{ns:09}").into_bytes()));
+    recs.push(("mtime".to_owned(), pax_time(node.mtime_ns).into_bytes()));
     for x in &node.xattrs {
         recs.push((
             format!("SCHILY.xattr.{}", String::from_utf8_lossy(&x.name.0)),
@@ -115,6 +111,14 @@ fn pax_records(path: &[u8], link: Option<&[u8]>, node: &Node) -> Vec<(String, Ve
         ));
     }
     recs
+}
+
+/// A pax time: seconds and nanoseconds as a signed decimal, so that a time
+/// before 1970 is written `-86400.250000001`, not a wrapped positive fraction.
+fn pax_time(ns: i64) -> String {
+    let sign = if ns < 0 { "-" } else { "" };
+    let abs = ns.unsigned_abs();
+    format!("{sign}{}.{:09}", abs / 1_000_000_000, abs % 1_000_000_000)
 }
 
 fn tar_err(path: &Path, e: io::Error) -> Error {
@@ -152,6 +156,11 @@ pub fn dump_tar(
                 });
             }
             found = true;
+        }
+        if node.kind == NodeKind::Socket {
+            // A socket cannot be archived: no header at all (a pax header
+            // without its member would make readers take the next entry's name).
+            return Ok(Next::Descend);
         }
         let name = path.as_os_str().as_bytes();
         let mut h = header_for(node);
@@ -191,7 +200,7 @@ pub fn dump_tar(
                 size: node.size,
             };
             builder.append(&h, content).map_err(|e| tar_err(path, e))?;
-        } else if node.kind != NodeKind::Socket {
+        } else {
             h.set_cksum();
             builder
                 .append(&h, io::empty())
@@ -200,7 +209,7 @@ pub fn dump_tar(
         Ok(Next::Descend)
     })?;
     if !found {
-        return Err(Error::Usage(format!(
+        return Err(Error::NotFound(format!(
             "{:?} is not in the snapshot",
             subpath.unwrap_or_default()
         )));
@@ -210,4 +219,17 @@ pub fn dump_tar(
         .map_err(|e| Error::io("<tar output>", e))?
         .flush()
         .map_err(|e| Error::io("<tar output>", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pax_time;
+
+    #[test]
+    fn pax_times_before_1970_keep_their_fraction() {
+        assert_eq!(pax_time(1_500_000_000_123_456_789), "1500000000.123456789");
+        assert_eq!(pax_time(0), "0.000000000");
+        assert_eq!(pax_time(-86_400_250_000_001), "-86400.250000001");
+        assert_eq!(pax_time(-1), "-0.000000001");
+    }
 }

@@ -142,11 +142,13 @@ fn include_set(patterns: &[String]) -> Result<Option<GlobSet>> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
         let p = p.trim_start_matches('/').trim_end_matches('/');
-        b.add(Glob::new(p).map_err(|e| Error::Usage(format!("include pattern {p:?}: {e}")))?);
+        b.add(
+            Glob::new(p).map_err(|e| Error::InvalidInput(format!("include pattern {p:?}: {e}")))?,
+        );
     }
     b.build()
         .map(Some)
-        .map_err(|e| Error::Usage(format!("include patterns: {e}")))
+        .map_err(|e| Error::InvalidInput(format!("include patterns: {e}")))
 }
 
 fn included(set: &Option<GlobSet>, rel: &Path) -> bool {
@@ -278,8 +280,9 @@ pub fn restore(
                     match files::plan(path, &dest, node, &index) {
                         Ok(segments) => {
                             for seg in segments {
-                                tx.send(seg)
-                                    .map_err(|_| Error::Usage("restore workers stopped".into()))?;
+                                tx.send(seg).map_err(|_| Error::Cancelled {
+                                    operation: "restore",
+                                })?;
                             }
                         }
                         Err((kind, message)) => problem(path, kind, message),
@@ -304,7 +307,7 @@ pub fn restore(
     })?;
 
     if !any_included && !opts.include.is_empty() {
-        return Err(Error::Usage(format!(
+        return Err(Error::NotFound(format!(
             "--include {} matched nothing in snapshot {}",
             opts.include.join(", "),
             id.short()

@@ -1,17 +1,14 @@
 //! `vault copy --to REPO2 [SNAPSHOT...]` and `vault init --like REPO1`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use age::secrecy::{ExposeSecret, SecretString};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 
-use super::output::{self, size};
-use super::{ExitCode, RepoArgs};
-use vault::crypto;
-use vault::ops::copy::{self, CopyOptions, CopyReport};
-use vault::repo::{Access, Repository};
+use crate::cli::access::{Key, RepoArgs, open_storage};
+use crate::cli::exit::ExitCode;
+use crate::cli::render;
+use vault::ops::copy::{self, CopyOptions};
 
 /// The `--like` flags of `vault init`.
 #[derive(Args, Clone, Default)]
@@ -51,51 +48,14 @@ pub struct CopyArgs {
     json: bool,
 }
 
-/// How the caller opens both repositories: one identity file or one
-/// passphrase, asked for once.
-enum Key {
-    File(PathBuf),
-    Passphrase(SecretString),
-}
-
-impl Key {
-    fn obtain(identity: &Option<PathBuf>) -> Result<Key> {
-        match identity {
-            Some(p) => Ok(Key::File(p.clone())),
-            None if vault::crypto::passphrase_file().is_some()
-                || std::io::IsTerminal::is_terminal(&std::io::stdin()) =>
-            {
-                Ok(Key::Passphrase(crypto::obtain_passphrase(
-                    "vault owner passphrase: ",
-                )?))
-            }
-            None => bail!(
-                "no key given: pass -i OWNER_KEY (or set VAULT_IDENTITY, or VAULT_PASSPHRASE_FILE \
-                 for a passphrase owner)"
-            ),
-        }
-    }
-
-    fn open(&self, repo: &str) -> Result<Repository> {
-        let storage: Arc<dyn vault::storage::Storage> = Arc::from(vault::storage::open(repo)?);
-        let access = match self {
-            Key::File(p) => Access::IdentityFile(p),
-            Key::Passphrase(p) => {
-                Access::Passphrase(SecretString::from(p.expose_secret().to_owned()))
-            }
-        };
-        Ok(Repository::open(storage, access)?)
-    }
-}
-
 /// Runs `vault init -r TARGET --like SOURCE -i OWNER_KEY`.
 pub fn init_like(target: &str, like: &LikeArgs) -> Result<ExitCode> {
     let source_repo = like.like.as_deref().expect("called with --like");
-    let key = Key::obtain(&like.identity)?;
+    let key = Key::resolve(like.identity.as_deref())?;
     let source = key
         .open(source_repo)
         .with_context(|| format!("opening repository {source_repo}"))?;
-    let storage = vault::storage::open(target)?;
+    let storage = open_storage(target)?;
     let config = copy::init_like(&source, storage.as_ref())
         .with_context(|| format!("creating copy target {target}"))?;
     // Prove the caller's key opens the new repository as it opens the source.
@@ -105,13 +65,14 @@ pub fn init_like(target: &str, like: &LikeArgs) -> Result<ExitCode> {
         "created repository {} at {target}, a copy target of {source_repo} (same keys)",
         config.id
     );
+    super::init::print_protection(storage.as_ref())?;
     println!("next: vault copy -r {source_repo} -i OWNER_KEY --to {target}");
     Ok(ExitCode::Ok)
 }
 
 /// Runs `vault copy`.
-pub fn copy(a: CopyArgs) -> Result<ExitCode> {
-    let key = Key::obtain(&a.repo.identity)?;
+pub fn run(a: CopyArgs) -> Result<ExitCode> {
+    let key = Key::resolve(a.repo.identity.as_deref())?;
     let source = key
         .open(&a.repo.repo)
         .with_context(|| format!("opening repository {}", a.repo.repo))?;
@@ -128,45 +89,9 @@ pub fn copy(a: CopyArgs) -> Result<ExitCode> {
     };
     let report = copy::copy(&source, &target, &opts).context("copy")?;
     if a.json {
-        output::json(&report);
+        render::json(&report);
     } else {
-        print(&report, &a.to);
+        render::copy::text(&report, &a.to);
     }
     Ok(ExitCode::Ok)
-}
-
-fn print(r: &CopyReport, to: &str) {
-    for id in &r.snapshots_copied {
-        println!("copied snapshot {}", id.short());
-    }
-    println!(
-        "{} snapshots copied to {to}, {} already there",
-        r.snapshots_copied.len(),
-        r.snapshots_skipped.len()
-    );
-    if r.snapshots_copied.is_empty() {
-        return;
-    }
-    println!(
-        "{} of {} needed blobs were missing: copied {} packs ({}), indexed {} left by an \
-         earlier copy, {} packs already there",
-        r.blobs_missing,
-        r.blobs_needed,
-        r.packs_copied,
-        size(r.pack_bytes),
-        r.packs_resumed,
-        r.packs_already_present
-    );
-    println!(
-        "{} transferred in all; every object checked against its name{}",
-        size(r.bytes_transferred),
-        if r.packs_verified > 0 {
-            format!(
-                ", {} packs read back and verified blob by blob",
-                r.packs_verified
-            )
-        } else {
-            String::new()
-        }
-    );
 }

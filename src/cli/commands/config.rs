@@ -4,11 +4,31 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use clap::Subcommand;
 use serde_json::json;
 
-use super::ExitCode;
-use super::output::{self, sanitize};
+use crate::cli::exit::ExitCode;
+use crate::cli::render::{self as output, sanitize};
 use vault::settings::{Problem, Settings, SettingsError};
+
+/// `vault config …`.
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration file and the key files it names; exit 2
+    /// with every problem (FILE:LINE:COLUMN: …) when it is not valid.
+    Check {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a `vault config` subcommand; `explicit` is `--config` (or `VAULT_CONFIG`).
+pub fn run(command: ConfigCommand, explicit: Option<PathBuf>) -> Result<ExitCode> {
+    match command {
+        ConfigCommand::Check { json } => check(explicit, json),
+    }
+}
 
 /// Runs `vault config check`: exit 0 when valid, 2 when not (or when there
 /// is no file to check), 1 when the file cannot be read.
@@ -65,7 +85,7 @@ fn report(path: &Path, problems: &[Problem], summary: Option<&[(String, serde_js
         return;
     }
     for p in problems {
-        eprintln!("{}", super::output::sanitize_lines(&p.to_string()));
+        eprintln!("{}", output::sanitize_lines(&p.to_string()));
     }
     let n = problems.len();
     eprintln!("{file}: {n} problem{}", if n == 1 { "" } else { "s" });

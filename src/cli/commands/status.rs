@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::output::{self, sanitize};
-use super::{ExitCode, RepoArgs, commands::open_repo};
-use vault::ops::status::{self, StatusReport, Thresholds, human};
+use crate::cli::access::RepoArgs;
+use crate::cli::exit::ExitCode;
+use crate::cli::render;
+use vault::ops::status::{self, Thresholds};
 
 /// `vault status`.
 #[derive(Args)]
@@ -36,13 +37,13 @@ pub struct StatusArgs {
 
 /// Parses a span such as `26h` or `8d`.
 pub fn parse_span(s: &str) -> Result<chrono::Duration, String> {
-    let span = vault::format::duration::parse(s)?;
+    let span = vault::format::duration::parse(s).map_err(|e| e.to_string())?;
     chrono::Duration::from_std(span).map_err(|_| format!("{s:?} is too long a duration"))
 }
 
 /// Runs `vault status`; exits 1 when anything is past its threshold.
 pub fn run(a: StatusArgs) -> Result<ExitCode> {
-    let repo = open_repo(&a.repo)?;
+    let repo = a.repo.open()?;
     let thresholds = Thresholds {
         max_backup_age: a.max_backup_age,
         max_drill_age: a.max_drill_age,
@@ -54,58 +55,15 @@ pub fn run(a: StatusArgs) -> Result<ExitCode> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if a.json {
-        output::json(&report);
+        render::json(&report);
     } else {
-        print(&report);
+        render::status::text(&report);
     }
     Ok(if report.ok {
         ExitCode::Ok
     } else {
         ExitCode::Failure
     })
-}
-
-fn print(r: &StatusReport) {
-    let age = |t: Option<chrono::DateTime<chrono::Utc>>| {
-        t.map_or("never".to_owned(), |t| format!("{} ago", human(r.time - t)))
-    };
-    println!(
-        "{:<16}  {:<28}  {:<14}  {:<14}  state",
-        "host", "source", "last backup", "last drill"
-    );
-    for s in &r.sources {
-        println!(
-            "{:<16}  {:<28}  {:<14}  {:<14}  {}",
-            sanitize(&s.host),
-            sanitize(&s.source),
-            age(s.last_complete_backup),
-            age(s.last_passed_drill),
-            if s.problems.is_empty() {
-                "ok".to_owned()
-            } else {
-                s.problems.join("; ")
-            }
-        );
-    }
-    for c in &r.expiring_certificates {
-        println!(
-            "certificate {} on {} expires {} ({} days)",
-            sanitize(&c.certificate.subject),
-            sanitize(&c.host),
-            c.certificate.not_after.format("%Y-%m-%d"),
-            c.days_left
-        );
-    }
-    for f in &r.future_snapshots {
-        println!("{}", sanitize(f));
-    }
-    for u in &r.unreadable {
-        println!("unreadable: {}", sanitize(u));
-    }
-    if r.sources.is_empty() {
-        println!("no snapshots yet");
-    }
-    println!("status: {}", if r.ok { "ok" } else { "attention needed" });
 }
 
 /// Writes `data` to `path` through a temporary file in the same directory

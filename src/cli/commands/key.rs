@@ -1,15 +1,38 @@
-//! `vault key list | add-owner | remove-owner | rotate-writer`.
+//! `vault key generate | list | add-owner | remove-owner | rotate-writer`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
-use serde_json::json;
+use clap::{Args, Subcommand};
 
-use super::output::{self, sanitize, size};
-use super::{ExitCode, KeyCommand, RepoArgs, commands::open_repo};
+use crate::cli::access::{Key, RepoArgs, open_storage};
+use crate::cli::exit::ExitCode;
+use crate::cli::render;
 use vault::crypto;
 use vault::repo::{self, OwnerSpec, keys, owners};
+
+/// `vault key …`.
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Make a new age X25519 identity file (mode 0600) and print its recipient.
+    Generate {
+        /// Where to write it; an existing file is never replaced.
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+    },
+    /// List the owners (keys/owners/NAME.age) and writer key generations;
+    /// names need no key, -i also shows which owner file your identity opens.
+    List(ListArgs),
+    /// Add an owner: wrap the repository owner key for new recipients or a
+    /// passphrase (owner key).
+    AddOwner(AddOwnerArgs),
+    /// Delete an owner's copy of the repository owner key; this does not
+    /// revoke what that owner could already read (owner key).
+    RemoveOwner(RemoveOwnerArgs),
+    /// Make a new writer key for backup hosts and retire the current one;
+    /// old snapshots stay readable (owner key).
+    RotateWriter(RotateWriterArgs),
+}
 
 /// `vault key list`.
 #[derive(Args)]
@@ -60,10 +83,10 @@ pub struct RotateWriterArgs {
     writer_key_out: PathBuf,
 }
 
-/// Runs a `vault key` subcommand other than `generate`.
+/// Runs a `vault key` subcommand.
 pub fn run(command: KeyCommand) -> Result<ExitCode> {
     match command {
-        KeyCommand::Generate { .. } => unreachable!("handled by commands::run"),
+        KeyCommand::Generate { output } => generate(output),
         KeyCommand::List(a) => list(a),
         KeyCommand::AddOwner(a) => add_owner(a),
         KeyCommand::RemoveOwner(a) => remove_owner(a),
@@ -71,90 +94,71 @@ pub fn run(command: KeyCommand) -> Result<ExitCode> {
     }
 }
 
+fn generate(output: PathBuf) -> Result<ExitCode> {
+    let (text, recipient) = crypto::generate_x25519();
+    crypto::write_key_file(&output, &text).with_context(|| "writing the new identity")?;
+    println!("{recipient}");
+    Ok(ExitCode::Ok)
+}
+
 fn list(a: ListArgs) -> Result<ExitCode> {
-    let storage = vault::storage::open(&a.repo.repo)?;
+    let storage = open_storage(&a.repo.repo)?;
     repo::read_config(storage.as_ref())?;
     let owners = owners::list_owners(storage.as_ref())?;
     let generations = keys::generation_numbers(storage.as_ref())?;
     // Names need no key; open the repository only when a key is given.
-    let opened = if a.repo.identity.is_some() || vault::crypto::passphrase_file().is_some() {
-        Some(open_repo(&a.repo)?)
-    } else {
-        None
+    let opened = match Key::given(a.repo.identity.as_deref())? {
+        Some(key) => Some(
+            key.open(&a.repo.repo)
+                .with_context(|| format!("opening repository {}", a.repo.repo))?,
+        ),
+        None => None,
     };
-    let role = opened
-        .as_ref()
-        .map(|r| match (r.keys().is_owner(), r.owner_file()) {
-            (true, Some(_)) => "owner",
-            (true, None) => "repository owner key",
-            (false, _) => "writer",
-        });
-    let yours = opened.as_ref().and_then(|r| r.owner_file());
-    let current = opened.as_ref().map(|r| r.keys().writer().generation());
+    let listing = render::keys::Listing {
+        owners: &owners,
+        generations: &generations,
+        role: opened
+            .as_ref()
+            .map(|r| match (r.keys().is_owner(), r.owner_file()) {
+                (true, Some(_)) => "owner",
+                (true, None) => "repository owner key",
+                (false, _) => "writer",
+            }),
+        yours: opened.as_ref().and_then(|r| r.owner_file()),
+        current: opened.as_ref().map(|r| r.keys().writer().generation()),
+    };
     if a.json {
-        let list: Vec<_> = owners
-            .iter()
-            .map(|o| {
-                json!({"name": o.name, "object": o.object, "size": o.size,
-                       "opened_by_you": yours == Some(o.object.as_str())})
-            })
-            .collect();
-        output::json(&json!({
-            "owners": list,
-            "writer_generations": generations,
-            "identity": role,
-            "current_writer_generation": current,
-        }));
-        return Ok(ExitCode::Ok);
-    }
-    let width = owners
-        .iter()
-        .map(|o| o.name.len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    println!("{:width$}  {:>9}", "OWNER", "SIZE");
-    for o in &owners {
-        let mark = if yours == Some(o.object.as_str()) {
-            "  (your identity opens this one)"
-        } else {
-            ""
-        };
-        println!("{:width$}  {:>9}{mark}", sanitize(&o.name), size(o.size));
-    }
-    let gens: Vec<String> = generations.iter().map(u32::to_string).collect();
-    println!(
-        "writer key generations: 0 ({}){}{}",
-        repo::WRITER_KEY,
-        if gens.is_empty() { "" } else { ", " },
-        gens.join(", ")
-    );
-    match (role, current) {
-        (Some(role), Some(g)) => println!("your key: {role}; current writer key generation: {g}"),
-        _ => println!("(pass -i KEY to see which owner file your identity opens)"),
+        render::keys::json(&listing);
+    } else {
+        render::keys::text(&listing);
     }
     Ok(ExitCode::Ok)
 }
 
-fn add_owner(a: AddOwnerArgs) -> Result<ExitCode> {
-    if a.passphrase && a.repo.identity.is_none() && vault::crypto::passphrase_file().is_some() {
-        bail!(
-            "--passphrase would read VAULT_PASSPHRASE_FILE for both you and the new owner: \
-             open the repository with -i, or run on a terminal to be asked twice"
-        );
-    }
-    let repo = open_repo(&a.repo)?;
-    let owner = if a.passphrase {
-        OwnerSpec::Passphrase(crypto::obtain_passphrase("passphrase for the new owner: ")?)
+/// The owner `recipients` or `passphrase` describe (prompting for the passphrase).
+pub fn owner_spec(recipients: &[String], passphrase: bool) -> Result<OwnerSpec> {
+    Ok(if passphrase {
+        OwnerSpec::Passphrase(crate::cli::edge::obtain_passphrase("the new owner")?)
     } else {
         OwnerSpec::Recipients(
-            a.recipients
+            recipients
                 .iter()
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
                 .collect(),
         )
-    };
+    })
+}
+
+fn add_owner(a: AddOwnerArgs) -> Result<ExitCode> {
+    if a.passphrase && a.repo.identity.is_none() && crate::cli::edge::passphrase_file().is_some() {
+        bail!(
+            "--passphrase would read VAULT_PASSPHRASE_FILE for both you and the new owner: \
+             open the repository with -i, or run on a terminal to be asked twice"
+        );
+    }
+    let repo = a.repo.open()?;
+    let owner = owner_spec(&a.recipients, a.passphrase)?;
     let object = repo
         .add_owner(&a.name, &owner)
         .with_context(|| format!("adding owner {:?}", a.name))?;
@@ -163,7 +167,7 @@ fn add_owner(a: AddOwnerArgs) -> Result<ExitCode> {
 }
 
 fn remove_owner(a: RemoveOwnerArgs) -> Result<ExitCode> {
-    let repo = open_repo(&a.repo)?;
+    let repo = a.repo.open()?;
     let object = repo
         .remove_owner(&a.name, a.force)
         .with_context(|| format!("removing owner {:?}", a.name))?;
@@ -176,7 +180,7 @@ fn remove_owner(a: RemoveOwnerArgs) -> Result<ExitCode> {
 }
 
 fn rotate_writer(a: RotateWriterArgs) -> Result<ExitCode> {
-    let repo = open_repo(&a.repo)?;
+    let repo = a.repo.open()?;
     let rotated = repo
         .rotate_writer(&a.writer_key_out)
         .context("rotating the writer key")?;

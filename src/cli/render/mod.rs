@@ -1,14 +1,35 @@
-//! Everything the CLI prints goes through here: sizes, sanitised names, errors.
+//! Everything the CLI prints goes through here: one module per report, and
+//! the shared pieces (sizes, sanitised names, errors, JSON).
+
+pub mod backup;
+pub mod check;
+pub mod copy;
+pub mod drill;
+pub mod keys;
+pub mod ls;
+pub mod maintain;
+pub mod restore;
+pub mod snapshots;
+pub mod status;
 
 use std::io::Write;
 
+/// Certificates expiring within this many days are reported.
+pub const CERT_WARN_DAYS: i64 = 30;
+
 /// Prints an error chain to stderr as `vault: error: …: …`.
 pub fn error(e: &anyhow::Error) {
-    let _ = writeln!(
-        std::io::stderr(),
-        "vault: error: {}",
-        sanitize_lines(&format!("{e:#}"))
-    );
+    error_line(&format!("{e:#}"));
+}
+
+/// Prints one error line to stderr as `vault: error: MESSAGE`.
+pub fn error_line(message: &str) {
+    let _ = writeln!(std::io::stderr(), "vault: error: {}", sanitize_lines(message));
+}
+
+/// Prints one warning line to stderr as `vault: warning: MESSAGE`.
+pub fn warning(message: &str) {
+    let _ = writeln!(std::io::stderr(), "vault: warning: {}", sanitize_lines(message));
 }
 
 /// Escapes control characters (newlines included) so that a name from a

@@ -1,0 +1,149 @@
+//! `vault backup`: paths, command output and PostgreSQL databases into a
+//! new snapshot.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::cli::access::RepoArgs;
+use crate::cli::exit::ExitCode;
+use crate::cli::{progress, render};
+use vault::ops::backup::{self, BackupOptions, CommandSource};
+
+/// `vault backup`.
+#[derive(Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// Paths to back up.
+    /// (Required unless --from-command, --postgres or the config file's
+    /// [backup] section names a source.)
+    paths: Vec<PathBuf>,
+    /// Dump a PostgreSQL database natively (libpq conninfo, repeatable):
+    /// one consistent snapshot with the exact row count of every table.
+    /// A password belongs in a passfile or PGPASSWORD, not here.
+    #[arg(long = "postgres", value_name = "CONNINFO")]
+    postgres: Vec<String>,
+    /// Also store this command's standard output as a file (repeatable); its
+    /// exit status decides success. Run with `sh -c`.
+    #[arg(long = "from-command", value_name = "COMMAND")]
+    from_command: Vec<String>,
+    /// Where each --from-command's output appears in the snapshot, in the same
+    /// order (default: stdin, stdin-2, …).
+    #[arg(long = "stdin-filename", value_name = "PATH")]
+    stdin_filename: Vec<String>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Host name to record.
+    #[arg(long, env = "VAULT_HOST")]
+    host: Option<String>,
+    /// Exclude pattern (repeatable): `*.tmp` matches names, `/var/cache/**` whole paths.
+    #[arg(long = "exclude")]
+    excludes: Vec<String>,
+    /// Directory of the local file cache.
+    #[arg(long, env = "VAULT_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Read every file, ignoring the local cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where the file cache lives when `--cache-dir` is not given.
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(x).join("vault"));
+    }
+    if nix::unistd::geteuid().is_root() {
+        return Some(PathBuf::from("/var/cache/vault"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/vault"))
+}
+
+/// The `--from-command` sources, each with its `--stdin-filename`.
+fn command_sources(a: &BackupArgs) -> Result<Vec<CommandSource>> {
+    if a.stdin_filename.len() > a.from_command.len() {
+        bail!("--stdin-filename is given more often than --from-command");
+    }
+    Ok(a.from_command
+        .iter()
+        .enumerate()
+        .map(|(i, command)| {
+            let filename = a.stdin_filename.get(i).cloned().unwrap_or_else(|| {
+                if i == 0 {
+                    "stdin".into()
+                } else {
+                    format!("stdin-{}", i + 1)
+                }
+            });
+            CommandSource::shell(command.clone(), filename)
+        })
+        .collect())
+}
+
+/// Refuses a `--postgres` conninfo that carries a password.
+fn refuse_passwords(postgres: &[String]) -> Result<()> {
+    for conninfo in postgres {
+        let has_password = vault::source::postgres::conninfo_env(conninfo)
+            .map(|env| env.iter().any(|(k, _)| k == "PGPASSWORD"))
+            .unwrap_or(false);
+        if has_password {
+            bail!(
+                "--postgres {}: a password on the command line is visible to every user of this \
+                 host; put it in a passfile (PGPASSFILE, ~/.pgpass) or the PGPASSWORD environment variable",
+                vault::source::postgres::redacted(conninfo)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs `vault backup`; exits 3 when some inputs could not be read.
+pub fn run(a: BackupArgs) -> Result<ExitCode> {
+    if a.paths.is_empty() && a.from_command.is_empty() && a.postgres.is_empty() {
+        return Err(anyhow::Error::new(vault::Error::InvalidInput(
+            "nothing to back up: give PATHs, --from-command or --postgres, or a [backup] \
+             section in the config file"
+                .into(),
+        )));
+    }
+    let commands = command_sources(&a)?;
+    refuse_passwords(&a.postgres)?;
+    let repo = a.repo.open()?;
+    let stats = Arc::new(backup::Stats::default());
+    let opts = BackupOptions {
+        paths: a.paths,
+        commands,
+        postgres: a.postgres,
+        excludes: a.excludes,
+        tags: a.tags,
+        host: a.host,
+        cache_dir: if a.no_cache {
+            None
+        } else {
+            a.cache_dir.or_else(default_cache_dir)
+        },
+        progress: Some(stats.clone()),
+        ..Default::default()
+    };
+    let drawing = progress::BackupProgress::start(&stats, a.json);
+    let out = backup::run(&repo, &opts).context("backup failed; no snapshot was written");
+    drop(drawing);
+    let out = out?;
+    if a.json {
+        render::backup::json(&out);
+    } else {
+        render::backup::text(&out);
+    }
+    render::backup::warnings(&out.snapshot);
+    Ok(if out.snapshot.is_complete() {
+        ExitCode::Ok
+    } else {
+        ExitCode::Partial
+    })
+}

@@ -1,0 +1,102 @@
+//! `vault check`: the repository's structure, data or storage.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::cli::access::{RepoArgs, open_storage};
+use crate::cli::exit::ExitCode;
+use crate::cli::render;
+use vault::ops::check::{self, CheckOptions, CheckReport};
+
+/// `vault check`.
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Repository.
+    #[arg(short = 'r', long = "repo", env = "VAULT_REPO")]
+    repo: String,
+    /// Identity file (not needed for --storage alone).
+    #[arg(short = 'i', long = "identity", env = "VAULT_IDENTITY")]
+    identity: Option<PathBuf>,
+    /// Decrypt and verify every blob (owner key).
+    #[arg(long, conflicts_with = "read_data_subset")]
+    read_data: bool,
+    /// Verify subset N of M of the packs, e.g. 2/7.
+    #[arg(long, value_name = "N/M")]
+    read_data_subset: Option<String>,
+    /// Hash every object against its name and list multipart uploads left
+    /// unfinished (no key needed).
+    #[arg(long)]
+    storage: bool,
+    /// With --storage: abort unfinished multipart uploads older than
+    /// --upload-grace-hours (they hold billed parts and are never completed).
+    #[arg(long, requires = "storage")]
+    clean_uploads: bool,
+    /// Unfinished uploads younger than this may belong to a running backup
+    /// and are left alone by --clean-uploads.
+    #[arg(long, value_name = "HOURS", default_value_t = 24)]
+    upload_grace_hours: u32,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Which packs `--read-data` / `--read-data-subset N/M` read.
+fn read_data(a: &CheckArgs) -> Result<Option<(u32, u32)>> {
+    Ok(match (&a.read_data_subset, a.read_data) {
+        (Some(s), _) => {
+            let (n, m) = s
+                .split_once('/')
+                .context("--read-data-subset takes N/M, e.g. 1/7")?;
+            let (n, m): (u32, u32) = (n.parse()?, m.parse()?);
+            if n == 0 || m == 0 || n > m {
+                bail!("--read-data-subset {s}: need 1 <= N <= M");
+            }
+            Some((n, m))
+        }
+        (None, true) => Some((1, 1)),
+        (None, false) => None,
+    })
+}
+
+/// Runs `vault check`; exits 4 when it finds damage.
+pub fn run(a: CheckArgs) -> Result<ExitCode> {
+    let read_data = read_data(&a)?;
+    let storage = open_storage(&a.repo)?;
+    let mut report = CheckReport::default();
+    if a.storage {
+        check::check_storage(storage.as_ref(), &mut report)?;
+        let grace = a
+            .clean_uploads
+            .then(|| chrono::Utc::now() - chrono::Duration::hours(i64::from(a.upload_grace_hours)));
+        check::check_uploads(storage.as_ref(), grace, &mut report)?;
+    }
+    let keyed = a.identity.is_some() || read_data.is_some() || !a.storage;
+    if keyed {
+        let repo = RepoArgs {
+            repo: a.repo.clone(),
+            identity: a.identity.clone(),
+        }
+        .open()?;
+        check::check(
+            &repo,
+            &CheckOptions {
+                structure: true,
+                read_data,
+                storage: false,
+            },
+            &mut report,
+        )?;
+    }
+    if a.json {
+        render::json(&report);
+    } else {
+        render::check::text(&report);
+    }
+    Ok(if report.has_errors() {
+        ExitCode::Damage
+    } else {
+        ExitCode::Ok
+    })
+}

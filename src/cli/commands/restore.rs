@@ -1,0 +1,86 @@
+//! `vault restore`: write a snapshot back to disk, or prove it restores
+//! with `--verify`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::cli::access::RepoArgs;
+use crate::cli::exit::ExitCode;
+use crate::cli::render;
+use vault::ops::restore::{self, RestoreOptions};
+
+/// `vault restore`.
+#[derive(Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// Snapshot id (or prefix), or `latest`.
+    snapshot: String,
+    /// Where to restore (required unless --verify).
+    #[arg(long, required_unless_present = "verify")]
+    target: Option<PathBuf>,
+    /// Only restore matching paths (repeatable; relative to the snapshot root).
+    #[arg(long = "include")]
+    include: Vec<String>,
+    /// Restore into a sandbox, check every file, record a drill; exit 4 on any mismatch.
+    #[arg(long)]
+    verify: bool,
+    /// With --verify: load database dumps into this PostgreSQL server (libpq
+    /// conninfo; a scratch database is created and dropped) instead of a
+    /// throwaway cluster.
+    #[arg(long, value_name = "CONNINFO", requires = "verify")]
+    pg_url: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `vault restore`; exits 4 on damage or (with `--verify`) any mismatch.
+pub fn run(a: RestoreArgs) -> Result<ExitCode> {
+    let repo = a.repo.open()?;
+    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (report, drill) = if a.verify {
+        let (r, d) = restore::verify_drill(
+            &repo,
+            &id,
+            &snap,
+            a.target.as_deref(),
+            &a.include,
+            a.pg_url.as_deref(),
+        )?;
+        (r, Some(d))
+    } else {
+        let target = a
+            .target
+            .clone()
+            .expect("clap requires --target without --verify");
+        let opts = RestoreOptions {
+            target,
+            include: a.include.clone(),
+            threads: 0,
+            verify: false,
+        };
+        (restore::restore(&repo, &id, &snap, &opts)?, None)
+    };
+    let outcome = render::restore::Outcome {
+        id: &id,
+        snapshot: &snap,
+        report: &report,
+        drill: drill.as_ref(),
+        verify: a.verify,
+    };
+    if a.json {
+        render::restore::json(&outcome);
+    } else {
+        render::restore::text(&outcome);
+    }
+    Ok(if !report.failed() {
+        ExitCode::Ok
+    } else if a.verify || report.found_damage() {
+        ExitCode::Damage
+    } else {
+        ExitCode::Failure
+    })
+}

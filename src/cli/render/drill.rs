@@ -1,0 +1,56 @@
+//! `vault drill` output.
+
+use super::sanitize;
+use vault::ops::check::Severity;
+use vault::ops::drill::DrillReport;
+
+/// Prints each drilled snapshot, the pack slice and the verdict.
+pub fn text(report: &DrillReport) {
+    for s in &report.snapshots {
+        let r = &s.report;
+        println!(
+            "snapshot {} ({}): {} files, {} re-read, {} databases: {}",
+            s.snapshot.short(),
+            s.reason,
+            r.files,
+            r.verified,
+            r.databases.len(),
+            if r.failed() { "FAILED" } else { "passed" }
+        );
+        super::restore::problems(&r.problems);
+        for c in &s.expiring_certificates {
+            println!(
+                "  warning: certificate {} expires {}",
+                sanitize(&c.subject),
+                c.not_after.format("%Y-%m-%d")
+            );
+        }
+    }
+    println!(
+        "packs slice {}: {} packs, {} blobs verified{}",
+        report.pack_slice,
+        report.packs.packs_read,
+        report.packs.blobs_verified,
+        if report.packs.has_errors() {
+            ", DAMAGE FOUND"
+        } else {
+            ""
+        }
+    );
+    for f in report
+        .packs
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+    {
+        println!(
+            "  error: {}: {}",
+            sanitize(&f.subject),
+            sanitize(&f.message)
+        );
+    }
+    println!(
+        "result: {}",
+        if report.passed { "PASSED" } else { "FAILED" }
+    );
+}

@@ -1,0 +1,69 @@
+//! `vault key list` output.
+
+use serde_json::json;
+
+use super::{sanitize, size};
+use vault::repo::{self, owners::OwnerEntry};
+
+/// What `vault key list` found.
+pub struct Listing<'a> {
+    /// The owner files.
+    pub owners: &'a [OwnerEntry],
+    /// Writer key generations beyond the first.
+    pub generations: &'a [u32],
+    /// What the caller's key is, when a key was given.
+    pub role: Option<&'static str>,
+    /// The owner file the caller's key opened.
+    pub yours: Option<&'a str>,
+    /// The current writer key generation, when a key was given.
+    pub current: Option<u32>,
+}
+
+/// Prints the listing as JSON.
+pub fn json(l: &Listing<'_>) {
+    let list: Vec<_> = l
+        .owners
+        .iter()
+        .map(|o| {
+            json!({"name": o.name, "object": o.object, "size": o.size,
+                   "opened_by_you": l.yours == Some(o.object.as_str())})
+        })
+        .collect();
+    super::json(&json!({
+        "owners": list,
+        "writer_generations": l.generations,
+        "identity": l.role,
+        "current_writer_generation": l.current,
+    }));
+}
+
+/// Prints the listing as a table.
+pub fn text(l: &Listing<'_>) {
+    let width = l
+        .owners
+        .iter()
+        .map(|o| o.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!("{:width$}  {:>9}", "OWNER", "SIZE");
+    for o in l.owners {
+        let mark = if l.yours == Some(o.object.as_str()) {
+            "  (your identity opens this one)"
+        } else {
+            ""
+        };
+        println!("{:width$}  {:>9}{mark}", sanitize(&o.name), size(o.size));
+    }
+    let gens: Vec<String> = l.generations.iter().map(u32::to_string).collect();
+    println!(
+        "writer key generations: 0 ({}){}{}",
+        repo::WRITER_KEY,
+        if gens.is_empty() { "" } else { ", " },
+        gens.join(", ")
+    );
+    match (l.role, l.current) {
+        (Some(role), Some(g)) => println!("your key: {role}; current writer key generation: {g}"),
+        _ => println!("(pass -i KEY to see which owner file your identity opens)"),
+    }
+}

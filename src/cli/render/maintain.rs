@@ -1,0 +1,98 @@
+//! `vault forget` and `vault prune` output.
+
+use super::{sanitize, size};
+use vault::ops::forget::ForgetReport;
+use vault::ops::prune::PruneReport;
+
+/// Prints a prune report for humans.
+pub fn prune(r: &PruneReport) {
+    let p = &r.plan;
+    let verb = if r.dry_run { "would" } else { "did" };
+    println!(
+        "{} snapshots need {} blobs in {} of {} packs ({})",
+        r.snapshots,
+        r.blobs_referenced,
+        p.packs_in_use + p.packs_repacked + p.packs_unmarked,
+        p.packs,
+        size(p.bytes)
+    );
+    println!(
+        "prune {verb}: repack {} packs ({} blobs), mark {} unused packs, delete {} packs ({}); \
+         {} marked packs wait for the grace period, {} were needed again and unmarked",
+        p.packs_repacked,
+        p.blobs_copied,
+        p.packs_newly_marked,
+        p.packs_deleted,
+        size(p.bytes_deleted),
+        p.packs_waiting,
+        p.packs_unmarked
+    );
+    println!(
+        "verified {} packs blob by blob; dropped {} index entries no pack holds",
+        r.packs_verified, r.claims_dropped
+    );
+    if !r.dry_run {
+        println!(
+            "wrote {} packs and {} index files, replaced {} index files, removed {} leftovers",
+            r.packs_written, r.index_files_written, r.index_files_removed, r.leftovers_removed
+        );
+    }
+    for f in &r.foreign {
+        eprintln!("vault: skipped: {}", sanitize(f));
+    }
+    if r.foreign_removed > 0 {
+        println!("removed {} objects vault did not write", r.foreign_removed);
+    } else if !r.foreign.is_empty() && !r.dry_run {
+        println!(
+            "{} objects vault did not write were skipped; `vault prune --remove-foreign` deletes \
+             them",
+            r.foreign.len()
+        );
+    }
+    let l = &r.object_lock;
+    if l.objects_checked > 0 {
+        println!(
+            "Object Lock: {} objects checked, retention {} for {}",
+            l.objects_checked,
+            if r.dry_run {
+                "would be lengthened"
+            } else {
+                "lengthened"
+            },
+            l.locks_extended
+        );
+    }
+    for e in &l.problems {
+        eprintln!("vault: Object Lock upkeep: {e}");
+    }
+    for e in &r.not_deleted {
+        eprintln!("vault: not deleted (prune retries next time): {e}");
+    }
+}
+
+/// Prints a forget report: each group, what is kept and why.
+pub fn forget(r: &ForgetReport) {
+    for g in &r.groups {
+        println!(
+            "host {}, sources {}:",
+            sanitize(&g.host),
+            sanitize(&g.sources.join(", "))
+        );
+        for s in &g.snapshots {
+            println!(
+                "  {:<6}  {}  {}  {}",
+                if s.keep { "keep" } else { "remove" },
+                s.id.short(),
+                s.time
+                    .with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S %z"),
+                s.reasons.join(", ")
+            );
+        }
+    }
+    let verb = if r.dry_run { "would remove" } else { "removed" };
+    println!("kept {} snapshots, {verb} {}", r.kept, r.removed);
+    for e in &r.not_removed {
+        eprintln!("vault: not removed: {e}");
+    }
+}

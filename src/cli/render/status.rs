@@ -1,0 +1,48 @@
+//! `vault status` output.
+
+use super::sanitize;
+use vault::ops::status::{StatusReport, human};
+
+/// Prints the status table, certificates, and the verdict.
+pub fn text(r: &StatusReport) {
+    let age = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or("never".to_owned(), |t| format!("{} ago", human(r.time - t)))
+    };
+    println!(
+        "{:<16}  {:<28}  {:<14}  {:<14}  state",
+        "host", "source", "last backup", "last drill"
+    );
+    for s in &r.sources {
+        println!(
+            "{:<16}  {:<28}  {:<14}  {:<14}  {}",
+            sanitize(&s.host),
+            sanitize(&s.source),
+            age(s.last_complete_backup),
+            age(s.last_passed_drill),
+            if s.problems.is_empty() {
+                "ok".to_owned()
+            } else {
+                s.problems.join("; ")
+            }
+        );
+    }
+    for c in &r.expiring_certificates {
+        println!(
+            "certificate {} on {} expires {} ({} days)",
+            sanitize(&c.certificate.subject),
+            sanitize(&c.host),
+            c.certificate.not_after.format("%Y-%m-%d"),
+            c.days_left
+        );
+    }
+    for f in &r.future_snapshots {
+        println!("{}", sanitize(f));
+    }
+    for u in &r.unreadable {
+        println!("unreadable: {}", sanitize(u));
+    }
+    if r.sources.is_empty() {
+        println!("no snapshots yet");
+    }
+    println!("status: {}", if r.ok { "ok" } else { "attention needed" });
+}
