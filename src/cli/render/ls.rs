@@ -12,7 +12,10 @@ use vault::format::tree::{Node, NodeKind};
 /// name, terminal escapes) and invalid UTF-8 escaped, so that one entry is
 /// always one line.
 fn shown(path: &Path) -> String {
-    format!("/{}", vault::format::escape::escape_bytes(path.as_os_str().as_bytes()))
+    format!(
+        "/{}",
+        vault::format::escape::escape_bytes(path.as_os_str().as_bytes())
+    )
 }
 
 /// A node as one JSON line.
@@ -46,7 +49,10 @@ pub fn line(path: &Path, node: &Node) -> String {
         node.size
     );
     if let Some(t) = &node.target {
-        line.push_str(&format!(" -> {}", vault::format::escape::escape_bytes(&t.0)));
+        line.push_str(&format!(
+            " -> {}",
+            vault::format::escape::escape_bytes(&t.0)
+        ));
     }
     line
 }

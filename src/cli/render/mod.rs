@@ -24,12 +24,20 @@ pub fn error(e: &anyhow::Error) {
 
 /// Prints one error line to stderr as `vault: error: MESSAGE`.
 pub fn error_line(message: &str) {
-    let _ = writeln!(std::io::stderr(), "vault: error: {}", sanitize_lines(message));
+    let _ = writeln!(
+        std::io::stderr(),
+        "vault: error: {}",
+        sanitize_lines(message)
+    );
 }
 
 /// Prints one warning line to stderr as `vault: warning: MESSAGE`.
 pub fn warning(message: &str) {
-    let _ = writeln!(std::io::stderr(), "vault: warning: {}", sanitize_lines(message));
+    let _ = writeln!(
+        std::io::stderr(),
+        "vault: warning: {}",
+        sanitize_lines(message)
+    );
 }
 
 /// Escapes control characters (newlines included) so that a name from a
