@@ -7,7 +7,7 @@
 //! - [`Walker::each_tree_once`] (check, prune, copy: what matters is which
 //!   blobs are reachable) walks a tree that several directories share only
 //!   the first time, so a tree reusing its subtrees costs its own size;
-//! - a [`Budget`] (ls, dump: what matters is every path) counts every entry
+//! - a [`Budget`] (ls: what matters is every path) counts every entry
 //!   met, repeated subtrees included, against the totals the snapshot header
 //!   declares, and a tree is refused while it is parsed once it holds more
 //!   entries than are left: 43 KB of trees naming one subtree twice per

@@ -34,9 +34,15 @@ pub struct BlobCheck<'k> {
 impl<'k> BlobCheck<'k> {
     /// A checker for the blobs of `repo`.
     pub fn new(repo: &'k Repository) -> Self {
+        Self::with_key(repo.keys().chunk_key(), repo.config().chunker.max_size)
+    }
+
+    /// A checker for blobs keyed with `chunk_key` whose data blobs are at
+    /// most `max_chunk` bytes (the chunker's `max_size`).
+    pub fn with_key(chunk_key: &'k [u8; 32], max_chunk: u32) -> Self {
         BlobCheck {
-            chunk_key: repo.keys().chunk_key(),
-            max_data: repo.config().chunker.max_size,
+            chunk_key,
+            max_data: max_chunk,
             decompressor: zstd::bulk::Decompressor::new().expect("a zstd context"),
         }
     }
@@ -316,4 +322,69 @@ pub fn parallel<T: Sync, S, R: Send>(
     let mut results = results.into_inner().expect("results lock");
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, r)| r).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: [u8; 32] = [7; 32];
+
+    fn both(
+        check: &mut BlobCheck<'_>,
+        id: &Id,
+        kind: BlobKind,
+        compressed: &[u8],
+        raw_length: u32,
+    ) -> (Result<Vec<u8>>, Result<Vec<u8>>) {
+        let bulk = check.verify("pack", id, kind, compressed, raw_length);
+        let streamed = check.verify_with("pack", id, kind, compressed, raw_length, |r| {
+            let mut out = Vec::new();
+            r.read_to_end(&mut out)
+                .map_err(|e| Error::format("test", e.to_string()))?;
+            Ok(out)
+        });
+        (bulk, streamed)
+    }
+
+    #[test]
+    fn a_blob_must_decompress_to_exactly_its_recorded_length_and_id() {
+        let mut check = BlobCheck::with_key(&KEY, 1024);
+        let raw = b"hello, world".to_vec();
+        let id = Id::keyed(&KEY, &raw);
+        let framed = zstd::bulk::compress(&raw, 3).unwrap();
+        // Without the content size in the frame, only decompressing tells.
+        let mut bare = Vec::new();
+        {
+            let mut e = zstd::stream::write::Encoder::new(&mut bare, 3).unwrap();
+            e.include_contentsize(false).unwrap();
+            std::io::Write::write_all(&mut e, &raw).unwrap();
+            e.finish().unwrap();
+        }
+        for compressed in [&framed, &bare] {
+            let (a, b) = both(&mut check, &id, BlobKind::Data, compressed, 12);
+            assert_eq!(a.unwrap(), raw);
+            assert_eq!(b.unwrap(), raw);
+            for wrong in [11, 13] {
+                let (a, b) = both(&mut check, &id, BlobKind::Data, compressed, wrong);
+                assert!(a.is_err() && b.is_err(), "raw_length {wrong} accepted");
+            }
+        }
+        let other = Id::keyed(&KEY, b"something else");
+        let (a, b) = both(&mut check, &other, BlobKind::Data, &framed, 12);
+        assert!(a.unwrap_err().to_string().contains("does not match its id"));
+        assert!(b.unwrap_err().to_string().contains("does not match its id"));
+    }
+
+    #[test]
+    fn a_data_blob_larger_than_a_chunk_is_refused_before_decompressing() {
+        let mut check = BlobCheck::with_key(&KEY, 8);
+        let raw = vec![0u8; 100];
+        let id = Id::keyed(&KEY, &raw);
+        let compressed = zstd::bulk::compress(&raw, 3).unwrap();
+        let (a, _) = both(&mut check, &id, BlobKind::Data, &compressed, 100);
+        assert!(a.unwrap_err().to_string().contains("over the limit"));
+        let (a, b) = both(&mut check, &id, BlobKind::Tree, &compressed, 100);
+        assert!(a.is_ok() && b.is_ok(), "trees may be larger than chunks");
+    }
 }

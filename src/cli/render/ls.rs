@@ -18,9 +18,10 @@ fn shown(path: &Path) -> String {
     )
 }
 
-/// A node as one JSON line.
+/// A node as one JSON line. JSON escapes control characters itself, so the
+/// path is given as it is (invalid UTF-8 replaced).
 pub fn json_line(path: &Path, node: &Node) -> String {
-    let shown = shown(path);
+    let shown = format!("/{}", path.display());
     json!({ "path": shown, "node": node }).to_string()
 }
 
