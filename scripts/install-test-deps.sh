@@ -4,9 +4,11 @@
 # the util-linux tools the root-only tests use (mount, runuser), and a
 # PostgreSQL server and client (the tests start their own cluster),
 # systemd-analyze (the tests verify the units `vault systemd` writes; it works
-# offline, without systemd as PID 1), GNU time (peak memory under the
-# attack vectors), and moto, the S3-protocol server the S3
-# tests start.
+# offline, without systemd as PID 1), moto, the S3-protocol server the S3
+# tests start, PL/Perl (a dump using an untrusted language is one of the
+# drill's attack vectors), GNU time (peak memory under the attack vectors),
+# and the users drills switch between: `vault` (the service user of
+# `vault systemd`) and `vault-drill` (the scratch cluster's).
 set -euo pipefail
 
 missing=()
@@ -26,6 +28,12 @@ command -v systemd-analyze >/dev/null || missing+=(systemd)
 # GNU time measures the peak memory of vault under the attack vectors.
 [[ -x /usr/bin/time ]] || missing+=(time)
 
+# PL/Perl for the server version installed (or about to be).
+pgversion=$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1)
+if [[ -n $pgversion && ! -e /usr/lib/postgresql/$pgversion/lib/plperl.so ]]; then
+    missing+=("postgresql-plperl-$pgversion")
+fi
+
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     if [[ $(id -u) -ne 0 ]]; then
@@ -44,5 +52,15 @@ sys.exit(0 if v >= (5, 2, 5) else 1)' >/dev/null 2>&1; then
     echo "installing: moto[server]"
     python3 -m pip install --quiet 'moto[server]>=5.2.5'
 fi
+# PostgreSQL installed just now: PL/Perl for its version too.
+pgversion=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+if [[ ! -e /usr/lib/postgresql/$pgversion/lib/plperl.so ]]; then
+    echo "installing: postgresql-plperl-$pgversion"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "postgresql-plperl-$pgversion"
+fi
 # The PostgreSQL tests run initdb and pg_ctl as this user.
 id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+# Drills run as `vault` in the non-root tests, and switch to `vault-drill`
+# for the scratch cluster (the line `vault` prints when it is missing).
+id vault >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /var/lib/vault --shell /usr/sbin/nologin vault
+id vault-drill >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin vault-drill

@@ -5,6 +5,8 @@
 //! The folders are the layers; each one uses only those listed before it.
 //!
 //! - [`error`]: the library's error type.
+//! - [`cancel`]: the cancellation token the CLI sets on SIGINT/SIGTERM and
+//!   long operations check.
 //! - [`format`]: the repository format — ids, chunker, packs, index files,
 //!   trees, snapshot headers, `config` — pure types and byte layouts, no I/O.
 //! - [`crypto`]: the only module that uses age (recipients, identities, streams).
@@ -15,7 +17,9 @@
 //! - [`source`]: what a backup reads: file metadata, command output,
 //!   PostgreSQL dumps, keystores.
 //! - [`ops`]: one module per operation — backup, restore (and `--verify`
-//!   drills, `dump`), check, prune, copy, forget, drill, status.
+//!   drills, which load database dumps as an unprivileged role in a scratch
+//!   cluster run as another OS user; `dump`), check, prune, copy, forget,
+//!   drill, status.
 //! - [`settings`]: the configuration file (`/etc/vault/vault.toml`), parsed
 //!   and validated with line-precise errors.
 //! - [`deploy`]: hardened systemd units for the nightly backup and weekly drill.
@@ -25,6 +29,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cancel;
 pub mod crypto;
 pub mod deploy;
 pub mod error;
@@ -35,5 +40,6 @@ pub mod settings;
 pub mod source;
 pub mod storage;
 
+pub use cancel::Cancel;
 pub use error::{Error, ErrorKind, Result};
 pub use format::id::Id;

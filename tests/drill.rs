@@ -86,7 +86,13 @@ fn pack_slices_cover_every_pack_within_the_period() {
             day,
             random_older: false,
         };
-        let report = vault::ops::drill::run(&repo, &opts, None).unwrap();
+        let report = vault::ops::drill::run(
+            &repo,
+            &opts,
+            &vault::ops::restore::DatabaseDrill::default(),
+            &vault::Cancel::new(),
+        )
+        .unwrap();
         assert!(report.passed);
         read += report.packs.packs_read;
     }

@@ -18,6 +18,8 @@ mod format_fixtures;
 mod keys;
 mod keystores;
 mod postgres;
+mod postgres_attacks;
+mod postgres_isolation;
 mod prune;
 mod restore_without_vault;
 mod s3;

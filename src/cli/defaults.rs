@@ -118,6 +118,8 @@ fn collect(s: &Settings) -> Defaults {
         one(s.drill.random_older.map(|b| (!b).to_string())),
     );
     set("drill", "pg_url", one(s.drill.pg_url.clone()));
+    set("drill", "drill_user", one(s.drill.user.clone()));
+    set("restore", "drill_user", one(s.drill.user.clone()));
     set("status", "max_backup_age", span(s.status.max_backup_age));
     set("status", "max_drill_age", span(s.status.max_drill_age));
     set(

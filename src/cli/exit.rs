@@ -13,4 +13,6 @@ pub enum ExitCode {
     Partial = 3,
     /// Verification found damage or a mismatch.
     Damage = 4,
+    /// Stopped by SIGINT/SIGTERM (after cleaning up).
+    Interrupted = 130,
 }

@@ -9,6 +9,7 @@
 //! - [`defaults`]: the configuration file as flag defaults.
 //! - [`exit`]: the exit codes.
 //! - [`progress`]: live progress lines on a terminal.
+//! - [`signals`]: SIGINT/SIGTERM turned into a cancellation the library checks.
 
 mod access;
 mod commands;
@@ -17,6 +18,7 @@ mod edge;
 mod exit;
 mod progress;
 mod render;
+mod signals;
 
 use std::path::PathBuf;
 

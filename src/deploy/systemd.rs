@@ -3,7 +3,11 @@
 //!
 //! The services run as a dedicated unprivileged user that can *read*
 //! everything (`CAP_DAC_READ_SEARCH`, nothing else) and write only its own
-//! state and cache directories plus the paths it is given. Keys and S3
+//! state and cache directories plus the paths it is given. The drill keeps
+//! `CAP_SETUID` and `CAP_SETGID` instead, for one thing only: running the
+//! scratch PostgreSQL cluster that loads database dumps as the drill user
+//! (`vault-drill`), so that code hidden in a dump never runs as the user
+//! holding the owner key (see `ops::restore::pgdrill`). Keys and S3
 //! credentials stay root-owned files: systemd hands them to the service
 //! through `LoadCredential=`, and the environment points vault at them
 //! (`%d/NAME`, the service's credentials directory).
@@ -211,11 +215,12 @@ fn service(opts: &UnitOptions, credentials: &[Credential], job: Job) -> String {
     }
     match job {
         Job::Backup => {
-            s += "StateDirectory=vault\nCacheDirectory=vault\n";
+            s += "StateDirectory=vault\nStateDirectoryMode=0700\n";
+            s += "CacheDirectory=vault\nCacheDirectoryMode=0700\n";
             s += "Environment=VAULT_CACHE_DIR=%C/vault\n";
         }
         Job::Drill => {
-            s += "StateDirectory=vault\n";
+            s += "StateDirectory=vault\nStateDirectoryMode=0700\n";
             // Restores can be large: the (private) /var/tmp is on disk where
             // /tmp may be a tmpfs. PostgreSQL's JIT needs writable+executable
             // memory, which MemoryDenyWriteExecute= forbids.
@@ -231,7 +236,12 @@ fn service(opts: &UnitOptions, credentials: &[Credential], job: Job) -> String {
             s += "CapabilityBoundingSet=CAP_DAC_READ_SEARCH\n";
             s += "AmbientCapabilities=CAP_DAC_READ_SEARCH\n";
         }
-        Job::Drill => s += "CapabilityBoundingSet=\n",
+        Job::Drill => {
+            s += "# Only to run the scratch PostgreSQL cluster as the drill user ([drill] user,\n";
+            s += "# default vault-drill): a database dump never runs as this service's user.\n";
+            s += "CapabilityBoundingSet=CAP_SETUID CAP_SETGID\n";
+            s += "AmbientCapabilities=CAP_SETUID CAP_SETGID\n";
+        }
     }
     s += "NoNewPrivileges=yes\nProtectSystem=strict\nProtectHome=read-only\n";
     if job == Job::Backup {
@@ -426,7 +436,7 @@ mod tests {
     }
 
     #[test]
-    fn drill_service_gets_the_owner_key_and_no_capabilities() {
+    fn drill_service_gets_the_owner_key_and_only_the_user_switch() {
         let units = render(&opts()).unwrap();
         let s = lines(unit(&units, "vault-drill.service"));
         for want in [
@@ -434,14 +444,17 @@ mod tests {
             "LoadCredential=owner.key:/etc/vault/owner.key",
             "Environment=VAULT_IDENTITY=%d/owner.key",
             "Environment=TMPDIR=/var/tmp",
-            "CapabilityBoundingSet=",
+            "CapabilityBoundingSet=CAP_SETUID CAP_SETGID",
+            "AmbientCapabilities=CAP_SETUID CAP_SETGID",
+            "NoNewPrivileges=yes",
+            "StateDirectoryMode=0700",
             "PrivateTmp=yes",
             "ProtectSystem=strict",
         ] {
             assert!(s.contains(&want), "missing {want:?} in {s:#?}");
         }
         assert!(!s.iter().any(|l| l.contains("writer.key")));
-        assert!(!s.iter().any(|l| l.starts_with("AmbientCapabilities")));
+        assert!(!s.iter().any(|l| l.contains("DAC_READ_SEARCH")));
     }
 
     #[test]

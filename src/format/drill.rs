@@ -50,4 +50,8 @@ pub struct DrillSummary {
     /// Database dumps that failed to load or whose row counts differed.
     #[serde(default)]
     pub databases_failed: u64,
+    /// Of those, dumps that cannot be loaded without superuser (drills
+    /// never load as superuser). Absent in older records: 0.
+    #[serde(default)]
+    pub databases_needing_superuser: u64,
 }

@@ -6,11 +6,12 @@
 
 use serde::Serialize;
 
+use crate::cancel::Cancel;
 use crate::error::Result;
 use crate::format::id::Id;
 use crate::format::snapshot::Snapshot;
 use crate::ops::check::{self, CheckOptions, CheckReport};
-use crate::ops::restore::{self, RestoreReport};
+use crate::ops::restore::{self, DatabaseDrill, RestoreReport, VerifyOptions};
 use crate::repo::Repository;
 
 /// What a drill covers.
@@ -23,9 +24,6 @@ pub struct DrillOptions {
     /// Also verify one randomly chosen older snapshot.
     pub random_older: bool,
 }
-
-/// Where database dumps are loaded (None: a scratch cluster per drill).
-pub type PgUrl<'a> = Option<&'a str>;
 
 /// One snapshot verified by the drill.
 #[derive(Debug, Clone, Serialize)]
@@ -79,8 +77,16 @@ pub fn choose(all: &[(Id, Snapshot)], random_older: bool) -> Vec<(Id, &'static s
     chosen
 }
 
-/// Runs a drill (owner key required).
-pub fn run(repo: &Repository, opts: &DrillOptions, pg_url: PgUrl<'_>) -> Result<DrillReport> {
+/// Runs a drill (owner key required). Database dumps load as `databases`
+/// says; when any chosen snapshot has one that cannot be loaded safely
+/// here, the drill refuses before restoring anything. `cancel` stops it
+/// between steps, cleaning up ([`crate::Error::Cancelled`]).
+pub fn run(
+    repo: &Repository,
+    opts: &DrillOptions,
+    databases: &DatabaseDrill,
+    cancel: &Cancel,
+) -> Result<DrillReport> {
     repo.keys().require_owner("drill")?;
     let (mut all, damaged) = repo.snapshots()?;
     // A header dated in the future would stand in for its series' latest.
@@ -88,13 +94,28 @@ pub fn run(repo: &Repository, opts: &DrillOptions, pg_url: PgUrl<'_>) -> Result<
     all.retain(|(_, s)| !s.is_in_the_future(now));
     let mut passed = damaged.is_empty();
     let mut snapshots = Vec::new();
-    for (id, reason) in choose(&all, opts.random_older) {
-        let snap = &all
-            .iter()
+    let chosen = choose(&all, opts.random_older);
+    let snapshot = |id: Id| {
+        &all.iter()
             .find(|(i, _)| *i == id)
             .expect("chosen from all")
-            .1;
-        let (report, record) = restore::verify_drill(repo, &id, snap, None, &[], pg_url)?;
+            .1
+    };
+    if chosen
+        .iter()
+        .any(|(id, _)| restore::has_dumps(snapshot(*id)))
+    {
+        databases.preflight()?;
+    }
+    let verify = VerifyOptions {
+        databases: databases.clone(),
+        cancel: cancel.clone(),
+        ..Default::default()
+    };
+    for (id, reason) in chosen {
+        cancel.check("drill")?;
+        let snap = snapshot(id);
+        let (report, record) = restore::verify_drill(repo, &id, snap, &verify)?;
         passed &= !report.failed();
         let expiring_certificates =
             crate::source::keystore::expiring(&snap.certificates, chrono::Utc::now(), 30);
@@ -106,6 +127,7 @@ pub fn run(repo: &Repository, opts: &DrillOptions, pg_url: PgUrl<'_>) -> Result<
             expiring_certificates,
         });
     }
+    cancel.check("drill")?;
     let period = opts.period_days.max(1);
     let n = (opts.day % period as u64) as u32 + 1;
     let mut packs = CheckReport::default();

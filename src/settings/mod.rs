@@ -242,6 +242,9 @@ pub struct DrillConfig {
     /// Load database dumps into this PostgreSQL server (conninfo, no password)
     /// instead of a throwaway cluster.
     pub pg_url: Option<String>,
+    /// The unprivileged OS user the scratch PostgreSQL cluster runs as
+    /// (`--drill-user`, default `vault-drill`).
+    pub user: Option<String>,
 }
 
 /// `[status]`: when `vault status` complains, and where it writes metrics.

@@ -69,7 +69,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
     ),
     (
         "drill",
-        &["identity", "period_days", "random_older", "pg_url"],
+        &["identity", "period_days", "random_older", "pg_url", "user"],
     ),
     (
         "status",

@@ -286,6 +286,11 @@ fn other_values() {
         ),
         ("[drill]\nperiod_days = 0\n", "outside 1..=3650"),
         (
+            "[drill]\nuser = \"root\"\n",
+            "not an unprivileged user name",
+        ),
+        ("[drill]\nuser = \"a b\"\n", "not an unprivileged user name"),
+        (
             "[s3]\nendpoint = \"s3.example.net\"\n",
             "http:// or https://",
         ),

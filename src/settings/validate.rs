@@ -408,6 +408,19 @@ fn drill(v: &mut Checker<'_>, s: &Settings) {
     if let Some(url) = &d.pg_url {
         conninfo(v, "drill.pg_url", "pg_url", url, false);
     }
+    if let Some(u) = &d.user {
+        let valid = u.len() <= 32
+            && u.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && u.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !valid || u == "root" {
+            v.err(
+                "drill.user",
+                format!("`user` = {u:?} is not an unprivileged user name"),
+                Some("name a dedicated user for the scratch PostgreSQL cluster, e.g. \"vault-drill\""),
+            );
+        }
+    }
 }
 
 #[cfg(test)]

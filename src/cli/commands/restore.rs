@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use super::drill::{DrillUserArg, database_drill};
 use crate::cli::access::RepoArgs;
 use crate::cli::exit::ExitCode;
 use crate::cli::render;
-use vault::ops::restore::{self, RestoreOptions};
+use vault::ops::restore::{self, RestoreOptions, VerifyOptions};
 
 /// `vault restore`.
 #[derive(Args)]
@@ -29,9 +30,12 @@ pub struct RestoreArgs {
     verify: bool,
     /// With --verify: load database dumps into this PostgreSQL server (libpq
     /// conninfo; a scratch database is created and dropped) instead of a
-    /// throwaway cluster.
+    /// throwaway cluster. Its role must not be a superuser or hold
+    /// CREATEROLE or the pg_*_server_* roles.
     #[arg(long, value_name = "CONNINFO", requires = "verify")]
     pg_url: Option<String>,
+    #[command(flatten)]
+    drill_user: DrillUserArg,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -42,14 +46,18 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
     let repo = a.repo.open()?;
     let (id, snap) = repo.find_snapshot(&a.snapshot)?;
     let (report, drill) = if a.verify {
-        let (r, d) = restore::verify_drill(
-            &repo,
-            &id,
-            &snap,
-            a.target.as_deref(),
-            &a.include,
-            a.pg_url.as_deref(),
-        )?;
+        let cancel = crate::cli::signals::cancel_on_signals();
+        let opts = VerifyOptions {
+            target: a.target.clone(),
+            include: a.include.clone(),
+            databases: database_drill(a.pg_url.clone(), &a.drill_user),
+            cancel: cancel.clone(),
+        };
+        let verified = restore::verify_drill(&repo, &id, &snap, &opts);
+        let (r, d) = match crate::cli::signals::interrupted(verified, &cancel)? {
+            Ok(done) => done,
+            Err(code) => return Ok(code),
+        };
         (r, Some(d))
     } else {
         let target = a
@@ -61,6 +69,7 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
             include: a.include.clone(),
             threads: 0,
             verify: false,
+            cancel: vault::Cancel::new(),
         };
         (restore::restore(&repo, &id, &snap, &opts)?, None)
     };

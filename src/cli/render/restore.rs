@@ -60,10 +60,10 @@ pub fn text(o: &Outcome<'_>) {
         }
     }
     for db in &report.databases {
-        let verdict = if db.passed {
-            "restored into a scratch PostgreSQL, every row count matches"
-        } else {
-            "FAILED"
+        let verdict = match (db.passed, db.failure) {
+            (true, _) => "loaded by an unprivileged role, every row count matches".to_owned(),
+            (false, Some(f)) => format!("FAILED: {}", f.describe()),
+            (false, None) => "FAILED".to_owned(),
         };
         println!("  database {}: {verdict}", sanitize(&db.name));
         for t in &db.tables {

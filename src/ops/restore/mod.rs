@@ -10,6 +10,7 @@
 mod dump;
 mod files;
 mod fsops;
+mod leftovers;
 mod pgdrill;
 
 use std::collections::{HashMap, HashSet};
@@ -25,8 +26,12 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::format::drill::{DrillRecord, DrillSummary};
 pub use dump::dump_tar;
-pub use pgdrill::{DumpCheck, TableCheck};
+pub use pgdrill::{
+    DEFAULT_DRILL_USER, DatabaseDrill, DumpCheck, DumpFailure, TableCheck, check_source_name,
+    useradd_line,
+};
 
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::snapshot::Snapshot;
@@ -46,6 +51,13 @@ pub struct RestoreOptions {
     pub threads: usize,
     /// Re-read every restored file from disk and check it against its hash.
     pub verify: bool,
+    /// Stops the restore between entries when cancelled.
+    pub cancel: Cancel,
+}
+
+/// Whether `snapshot` has a PostgreSQL dump that a drill would load.
+pub fn has_dumps(snapshot: &Snapshot) -> bool {
+    pgdrill::has_dumps(snapshot, &|_| true)
 }
 
 /// What kind of problem a restore met.
@@ -131,6 +143,11 @@ impl DrillSummary {
             duration_ms: r.duration_ms,
             databases_checked: r.databases.len() as u64,
             databases_failed: r.databases.iter().filter(|d| !d.passed).count() as u64,
+            databases_needing_superuser: r
+                .databases
+                .iter()
+                .filter(|d| d.failure == Some(DumpFailure::NeedsSuperuser))
+                .count() as u64,
         }
     }
 }
@@ -168,6 +185,7 @@ pub fn restore(
     opts: &RestoreOptions,
 ) -> Result<RestoreReport> {
     repo.keys().require_owner("restore")?;
+    let _listening = opts.cancel.listen();
     let started = Instant::now();
     let (index, damaged_index) = repo.load_index()?;
     fs::create_dir_all(&opts.target).map_err(|e| Error::io(&opts.target, e))?;
@@ -254,6 +272,7 @@ pub fn restore(
                 Ok(Next::Descend)
             }
             Visit::Entry { path, node } => {
+                opts.cancel.check("restore")?;
                 let dest = target.join(path);
                 let want = included(&includes, path);
                 if node.kind == NodeKind::Dir {
@@ -410,22 +429,21 @@ fn finish_links(
 }
 
 /// Loads every restored PostgreSQL dump into a scratch cluster and compares
-/// row counts with the snapshot header; mismatches become problems.
+/// row counts with the snapshot header; failures become problems.
 fn check_databases(
     report: &mut RestoreReport,
     sandbox: &Path,
     snapshot: &Snapshot,
-    pg_url: Option<&str>,
-) {
-    let mut restored = snapshot.clone();
-    restored.sources.retain(|s| sandbox.join(&s.name).is_file());
-    report.databases = pgdrill::check_dumps(sandbox, &restored, pg_url);
+    opts: &VerifyOptions,
+) -> Result<()> {
+    report.databases = pgdrill::check_dumps(sandbox, snapshot, &opts.databases, &opts.cancel)?;
     for db in &report.databases {
         if let Some(e) = &db.error {
+            let what = db.failure.unwrap_or(DumpFailure::LoadFailed).describe();
             report.problems.push(Problem {
                 path: db.name.clone(),
                 kind: ProblemKind::Mismatch,
-                message: format!("database dump did not load: {e}"),
+                message: format!("database dump {what}: {e}"),
             });
         }
         for t in db.tables.iter().filter(|t| t.expected != t.found) {
@@ -442,6 +460,7 @@ fn check_databases(
             });
         }
     }
+    Ok(())
 }
 
 /// Gives the owner rwx on every directory under `root` (never following links).
@@ -477,44 +496,94 @@ pub fn hash_file(path: &Path) -> std::io::Result<(Id, u64)> {
     Ok((h.finalize().into(), n))
 }
 
-/// Restores into a sandbox (a temporary directory unless `target` is given),
-/// re-checks every file, and stores a drill record in the repository.
+/// Sandboxes are `vault-verify-PID-START-RANDOM` in TMPDIR.
+const SANDBOX_PREFIX: &str = "vault-verify";
+
+/// Removes the sandboxes of this user's drills that were killed outright:
+/// they hold restored files, which must not outlive the drill.
+fn remove_stale_sandboxes() {
+    let me = nix::unistd::geteuid().as_raw();
+    for (dir, pid) in leftovers::stale(&std::env::temp_dir(), SANDBOX_PREFIX, me) {
+        make_removable(&dir);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => tracing::warn!(
+                "removed drill sandbox {} left behind by drill process {pid}, which is gone",
+                dir.display()
+            ),
+            Err(e) => tracing::warn!(
+                "could not remove stale drill sandbox {}: {e}",
+                dir.display()
+            ),
+        }
+    }
+}
+
+/// What a `--verify` drill restores, and how it loads databases.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Where to restore (a private temporary directory when `None`).
+    pub target: Option<PathBuf>,
+    /// Only restore paths matching these globs.
+    pub include: Vec<String>,
+    /// How database dumps are loaded.
+    pub databases: DatabaseDrill,
+    /// Stops the drill, cleaning up, when cancelled.
+    pub cancel: Cancel,
+}
+
+/// Restores into a sandbox (a temporary directory unless `opts.target` is
+/// given), re-checks every file and database dump, and stores a drill
+/// record in the repository. Refuses, before restoring anything, a
+/// snapshot with database dumps when they cannot be loaded safely here
+/// (see [`DatabaseDrill::preflight`]). A cancelled drill removes its
+/// sandbox and scratch cluster, writes no record and returns
+/// [`Error::Cancelled`].
 pub fn verify_drill(
     repo: &Repository,
     id: &Id,
     snapshot: &Snapshot,
-    target: Option<&Path>,
-    include: &[String],
-    pg_url: Option<&str>,
+    opts: &VerifyOptions,
 ) -> Result<(RestoreReport, Id)> {
+    let _listening = opts.cancel.listen();
+    let includes = include_set(&opts.include)?;
+    if pgdrill::has_dumps(snapshot, &|name| included(&includes, Path::new(name))) {
+        opts.databases.preflight()?;
+    }
     let sandbox;
-    let dir = match target {
-        Some(t) => t.to_owned(),
+    let dir = match &opts.target {
+        Some(t) => t.clone(),
         None => {
+            remove_stale_sandboxes();
+            let prefix = leftovers::name_prefix(SANDBOX_PREFIX)
+                .map_err(|e| Error::io(std::env::temp_dir(), e))?;
             sandbox = tempfile::Builder::new()
-                .prefix("vault-verify-")
+                .prefix(&prefix)
                 .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
                 .tempdir()
                 .map_err(|e| Error::io(std::env::temp_dir(), e))?;
             sandbox.path().to_owned()
         }
     };
-    let opts = RestoreOptions {
+    let restore_opts = RestoreOptions {
         target: dir,
-        include: include.to_vec(),
+        include: opts.include.clone(),
         threads: 0,
         verify: true,
+        cancel: opts.cancel.clone(),
     };
-    let mut result = restore(repo, id, snapshot, &opts);
-    if let Ok(report) = &mut result {
-        check_databases(report, &opts.target, snapshot, pg_url);
+    let mut result = restore(repo, id, snapshot, &restore_opts);
+    if let Ok(report) = &mut result
+        && let Err(e) = check_databases(report, &restore_opts.target, snapshot, opts)
+    {
+        result = Err(e);
     }
-    if target.is_none() {
+    if opts.target.is_none() {
         // Restored directory modes (e.g. 0555) must not stop the sandbox
         // from being removed: give the owner full access first.
-        make_removable(&opts.target);
+        make_removable(&restore_opts.target);
     }
     let report = result?;
+    opts.cancel.check("drill")?;
     let record = DrillRecord {
         time: chrono::Utc::now(),
         host: crate::source::host::hostname(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::storage::StorageError;
 
 /// The smallest part S3 accepts (except the last one).
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 pub(crate) const MIN_PART_SIZE: u64 = 5 << 20;
 
 /// Connection and request settings for an S3 repository. Anything left
@@ -73,6 +74,7 @@ impl Default for S3Options {
 
 /// The request settings, checked.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 pub(crate) struct Tuning {
     pub max_attempts: u32,
     pub retry_base: Duration,
@@ -84,6 +86,7 @@ pub(crate) struct Tuning {
 
 impl S3Options {
     /// Checks the request settings; `url` names the repository in errors.
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
     pub(crate) fn tuning(&self, url: &str) -> Result<Tuning, StorageError> {
         let bad = |reason: String| StorageError::Unsupported {
             location: url.to_owned(),

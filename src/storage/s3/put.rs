@@ -59,13 +59,16 @@ impl S3Storage {
         lock: Option<ObjectLock>,
     ) -> Result<PutOutcome, StorageError> {
         let versioned = self.versioned();
-        let exists = if versioned {
-            self.read_version(key).map(|_| true)
-        } else {
-            self.head(key).map(|_| true)
+        // On a bucket that keeps versions a key hidden by a delete marker
+        // still exists (its first version is what readers read).
+        let exists = match versioned.then(|| self.read_version(key)) {
+            Some(Ok(Some(_))) => Ok(()),
+            Some(Err(e)) => Err(e),
+            // Versions cannot be read with these credentials: ask HEAD.
+            None | Some(Ok(None)) => self.head(key).map(|_| ()),
         };
         match exists {
-            Ok(_) => return Ok(PutOutcome::AlreadyExists),
+            Ok(()) => return Ok(PutOutcome::AlreadyExists),
             Err(StorageError::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }

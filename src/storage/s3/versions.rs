@@ -312,8 +312,16 @@ impl S3Storage {
         if !self.versioned() {
             return Ok(Vec::new());
         }
+        let all = match self.all_versions("") {
+            Ok(all) => all,
+            Err(StorageError::Refused { message, .. }) => {
+                self.versions_unusable(&format!("listing versions was refused ({message})"));
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
         let mut out = Vec::new();
-        for (key, all) in self.all_versions("")? {
+        for (key, all) in all {
             if key.starts_with(crate::storage::PROBE_PREFIX) || all.versions.is_empty() {
                 continue;
             }

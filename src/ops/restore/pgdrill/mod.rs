@@ -1,0 +1,425 @@
+//! Database drills: every PostgreSQL dump restored from a snapshot is loaded
+//! into a throwaway cluster and every table's row count is compared with
+//! the count recorded at backup time.
+//!
+//! A dump is hostile input: an ordinary role in the backed-up database
+//! chooses much of what it contains, and a writer key holder can forge all
+//! of it. Nothing in it may run outside the scratch database or see
+//! anything of value, so:
+//!
+//! - [`load`]: the dump is loaded, and its rows counted, by a role without
+//!   superuser, CREATEROLE, pg_execute_server_program, pg_read_server_files
+//!   or pg_write_server_files; only the extensions it needs are created
+//!   beforehand as superuser, and only from the server's installed ones;
+//!   a dump that cannot load that way is a named failure, never a skip;
+//! - [`confine`]: the cluster and every tool that reads the dump run as a
+//!   dedicated OS user (never root, never the drill's own user), with an
+//!   environment built from an allow-list, no capabilities and
+//!   `no_new_privs`; without a way to switch users the drill refuses
+//!   (unless `--pg-url` names a server the operator prepared);
+//! - [`cluster`]: the cluster lives in a 0700 directory of that user's,
+//!   listens on a Unix socket only, and is always stopped and removed, on
+//!   cancellation too, and by the next drill after a SIGKILL;
+//! - source names and dump paths from the (writer-forgeable) snapshot
+//!   header are checked like tree entry names, and the dump is opened
+//!   beneath the sandbox without following any symlink.
+
+mod cluster;
+mod confine;
+mod load;
+mod toc;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use confine::{DEFAULT_DRILL_USER, DrillUser, useradd_line};
+
+use crate::cancel::Cancel;
+use crate::error::{Error, Result};
+use crate::format::snapshot::{Snapshot, SourceStatus};
+
+/// One table: rows recorded at backup time and rows found after restore.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TableCheck {
+    /// `schema.table` as PostgreSQL quotes it.
+    pub table: String,
+    /// Rows recorded in the snapshot header (absent: a table the header
+    /// does not know).
+    pub expected: Option<u64>,
+    /// Rows found in the restored database (absent: the table is missing).
+    pub found: Option<u64>,
+}
+
+/// Why a dump failed its drill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DumpFailure {
+    /// The snapshot header names it with an unsafe path, or what is there
+    /// is not a regular file (a symlink, a device).
+    Refused,
+    /// The scratch cluster (or the `--pg-url` server) could not be prepared.
+    Setup,
+    /// It needs an extension this host's PostgreSQL does not have.
+    MissingExtension,
+    /// It does something only a superuser may (an event trigger, an
+    /// untrusted language, a subscription…): drills never load as superuser.
+    NeedsSuperuser,
+    /// pg_restore or the row count failed for another reason.
+    LoadFailed,
+    /// It loaded, and some table's row count differs from the recorded one.
+    Mismatch,
+}
+
+impl DumpFailure {
+    /// What happened, as words that follow "database dump" in reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DumpFailure::Refused => "refused",
+            DumpFailure::Setup => "not checked: the drill could not start",
+            DumpFailure::MissingExtension => "needs an extension this host does not have",
+            DumpFailure::NeedsSuperuser => {
+                "needs superuser to load (drills never load dumps as superuser)"
+            }
+            DumpFailure::LoadFailed => "did not load",
+            DumpFailure::Mismatch => "row counts differ",
+        }
+    }
+}
+
+/// One dump's drill.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DumpCheck {
+    /// The dump's path in the snapshot (`postgres/app.dump`).
+    pub name: String,
+    /// Whether it restored and every count matched.
+    pub passed: bool,
+    /// Why it failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<DumpFailure>,
+    /// Why it could not be checked, if it could not.
+    pub error: Option<String>,
+    /// Every table, expected and found.
+    pub tables: Vec<TableCheck>,
+}
+
+impl DumpCheck {
+    fn failed(name: &str, failure: DumpFailure, error: String) -> DumpCheck {
+        DumpCheck {
+            name: name.to_owned(),
+            passed: false,
+            failure: Some(failure),
+            error: Some(error),
+            tables: Vec::new(),
+        }
+    }
+}
+
+/// How drills load PostgreSQL dumps.
+#[derive(Debug, Clone)]
+pub struct DatabaseDrill {
+    /// A PostgreSQL server the operator prepared for drills (`--pg-url`,
+    /// libpq conninfo): dumps load there as the conninfo's role, which must
+    /// not be privileged, into a database created and dropped per dump.
+    /// `None`: a scratch cluster per drill, run as `drill_user`.
+    pub pg_url: Option<String>,
+    /// libpq variables for clients of `pg_url` (PGPASSFILE, PGSSLMODE… from
+    /// the drill's environment); a scratch cluster never sees them.
+    pub pg_env: Vec<(String, String)>,
+    /// The unprivileged OS user that runs the scratch cluster and every
+    /// tool reading a dump.
+    pub drill_user: String,
+}
+
+impl Default for DatabaseDrill {
+    fn default() -> Self {
+        DatabaseDrill {
+            pg_url: None,
+            pg_env: Vec::new(),
+            drill_user: DEFAULT_DRILL_USER.into(),
+        }
+    }
+}
+
+impl DatabaseDrill {
+    /// Checks, before anything is restored, that dumps can be loaded the
+    /// safe way: the drill user exists, is unprivileged and not the drill's
+    /// own, and this process can switch to it. A `--pg-url` server is the
+    /// operator's to isolate and needs no switch.
+    pub fn preflight(&self) -> Result<()> {
+        if self.pg_url.is_some() {
+            return Ok(());
+        }
+        DrillUser::resolve(&self.drill_user)
+            .map(|_| ())
+            .map_err(Error::InvalidInput)
+    }
+}
+
+/// Why one step of a database drill stopped.
+pub(crate) enum Fail {
+    /// The drill was cancelled: stop, clean up, report nothing.
+    Cancelled,
+    /// The dump failed, for this reason.
+    Failed(DumpFailure, String),
+}
+
+impl Fail {
+    fn setup(msg: impl Into<String>) -> Fail {
+        Fail::Failed(DumpFailure::Setup, msg.into())
+    }
+
+    /// A load-time failure, named [`DumpFailure::NeedsSuperuser`] when the
+    /// error says privileges were missing.
+    fn load(msg: impl Into<String>) -> Fail {
+        let msg = msg.into();
+        let kind = if toc::needs_superuser(&msg) {
+            DumpFailure::NeedsSuperuser
+        } else {
+            DumpFailure::LoadFailed
+        };
+        Fail::Failed(kind, msg)
+    }
+
+    /// The same failure, as a setup step named `what`.
+    fn into_setup(self, what: &str) -> Fail {
+        match self {
+            Fail::Failed(_, m) => Fail::setup(format!("{what}: {m}")),
+            other => other,
+        }
+    }
+}
+
+fn cancelled() -> Error {
+    Error::Cancelled { operation: "drill" }
+}
+
+/// Checks that a source name from the snapshot header is a relative path
+/// of entries that are each a valid tree entry name (no `..`, nothing
+/// absolute, no empty component, no NUL).
+pub fn check_source_name(name: &str) -> std::result::Result<(), String> {
+    for part in name.split('/') {
+        crate::format::tree::check_name(part.as_bytes())
+            .map_err(|why| format!("source name {name:?} is not a safe relative path: {why}"))?;
+    }
+    Ok(())
+}
+
+/// Opens the dump `name` beneath `sandbox`, following no symlink on the
+/// way. `Ok(None)`: nothing there (not restored, e.g. left out by
+/// `--include`).
+fn open_dump(sandbox: &Path, name: &str) -> std::result::Result<Option<File>, String> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    check_source_name(name)?;
+    let dir = File::open(sandbox).map_err(|e| format!("{}: {e}", sandbox.display()))?;
+    let fd = rustix::fs::openat2(
+        &dir,
+        name,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    );
+    let file = match fd {
+        Ok(fd) => File::from(fd),
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(rustix::io::Errno::LOOP | rustix::io::Errno::XDEV) => {
+            return Err(format!(
+                "{name}: a symlink, or a path through one; a dump must be a regular file"
+            ));
+        }
+        Err(e) => return Err(format!("{name}: {e}")),
+    };
+    let meta = file.metadata().map_err(|e| format!("{name}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{name}: not a regular file"));
+    }
+    Ok(Some(file))
+}
+
+/// Whether `snapshot` has a database dump to drill (among paths `wanted`).
+pub fn has_dumps(snapshot: &Snapshot, wanted: &dyn Fn(&str) -> bool) -> bool {
+    snapshot
+        .sources
+        .iter()
+        .any(|s| s.kind == "postgres" && s.status == SourceStatus::Ok && wanted(&s.name))
+}
+
+/// Drills every PostgreSQL dump of `snapshot` restored under `sandbox`:
+/// into a scratch cluster, or into the server `opts.pg_url` names. Returns
+/// nothing when the snapshot has no database source, and
+/// [`Error::Cancelled`] (after cleaning up) when cancelled.
+pub fn check_dumps(
+    sandbox: &Path,
+    snapshot: &Snapshot,
+    opts: &DatabaseDrill,
+    cancel: &Cancel,
+) -> Result<Vec<DumpCheck>> {
+    let _listening = cancel.listen();
+    let mut checks = Vec::new();
+    let mut todo = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    // A forged header may name one dump many times: each is loaded once.
+    for source in snapshot
+        .sources
+        .iter()
+        .filter(|s| s.kind == "postgres" && s.status == SourceStatus::Ok)
+        .filter(|s| seen.insert(s.name.as_str()))
+    {
+        match open_dump(sandbox, &source.name) {
+            Ok(Some(file)) => todo.push((source, file)),
+            Ok(None) => {}
+            Err(e) => checks.push(DumpCheck::failed(&source.name, DumpFailure::Refused, e)),
+        }
+    }
+    if todo.is_empty() {
+        return Ok(checks);
+    }
+    let target = match &opts.pg_url {
+        Some(url) => load::Target::prepared(url, &opts.pg_env, cancel),
+        None => DrillUser::resolve(&opts.drill_user)
+            .map_err(|e| Fail::Failed(DumpFailure::Setup, e))
+            .and_then(|user| load::Target::scratch(user, cancel)),
+    };
+    let target = match target {
+        Ok(t) => t,
+        Err(Fail::Cancelled) => return Err(cancelled()),
+        Err(Fail::Failed(kind, e)) => {
+            for (source, _) in &todo {
+                checks.push(DumpCheck::failed(&source.name, kind, e.clone()));
+            }
+            return Ok(checks);
+        }
+    };
+    let mut tag = [0u8; 6];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut tag);
+    for (i, (source, file)) in todo.iter().enumerate() {
+        cancel.check("drill")?;
+        let expected: BTreeMap<String, u64> = source
+            .details
+            .as_ref()
+            .and_then(|d| d.get("row_counts"))
+            .and_then(|c| serde_json::from_value(c.clone()).ok())
+            .unwrap_or_default();
+        let db = format!("vault_drill_{}_{i}", hex::encode(tag));
+        checks.push(match target.load(file, &db, cancel) {
+            Ok(found) => compare(&source.name, &expected, &found),
+            Err(Fail::Cancelled) => return Err(cancelled()),
+            Err(Fail::Failed(kind, e)) => DumpCheck::failed(&source.name, kind, e),
+        });
+    }
+    Ok(checks)
+}
+
+fn compare(
+    name: &str,
+    expected: &BTreeMap<String, u64>,
+    found: &BTreeMap<String, u64>,
+) -> DumpCheck {
+    let mut tables: Vec<TableCheck> = expected
+        .iter()
+        .map(|(t, n)| TableCheck {
+            table: t.clone(),
+            expected: Some(*n),
+            found: found.get(t).copied(),
+        })
+        .collect();
+    tables.extend(
+        found
+            .iter()
+            .filter(|(t, _)| !expected.contains_key(*t))
+            .map(|(t, n)| TableCheck {
+                table: t.clone(),
+                expected: None,
+                found: Some(*n),
+            }),
+    );
+    let passed = tables.iter().all(|t| t.expected == t.found);
+    DumpCheck {
+        name: name.to_owned(),
+        passed,
+        failure: (!passed).then_some(DumpFailure::Mismatch),
+        error: None,
+        tables,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_names_missing_extra_and_short_tables() {
+        let exp: BTreeMap<String, u64> = [("public.a".into(), 3), ("public.b".into(), 1)].into();
+        let ok = compare("x", &exp, &exp.clone());
+        assert!(ok.passed);
+        let found: BTreeMap<String, u64> = [("public.a".into(), 2), ("public.c".into(), 5)].into();
+        let bad = compare("x", &exp, &found);
+        assert!(!bad.passed);
+        assert!(bad.tables.contains(&TableCheck {
+            table: "public.a".into(),
+            expected: Some(3),
+            found: Some(2)
+        }));
+        assert!(bad.tables.contains(&TableCheck {
+            table: "public.b".into(),
+            expected: Some(1),
+            found: None
+        }));
+        assert!(bad.tables.contains(&TableCheck {
+            table: "public.c".into(),
+            expected: None,
+            found: Some(5)
+        }));
+        assert_eq!(bad.failure, Some(DumpFailure::Mismatch));
+    }
+
+    #[test]
+    fn source_names_are_checked_like_tree_entry_names() {
+        for ok in ["postgres/app.dump", "db/x y.dump", "a"] {
+            assert!(check_source_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "/etc/passwd",
+            "../etc/passwd",
+            "postgres/../../x",
+            "postgres//app.dump",
+            "postgres/./app.dump",
+            "postgres/app.dump/",
+            "",
+            "a\0b",
+        ] {
+            assert!(check_source_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dumps_are_opened_beneath_the_sandbox_without_following_symlinks() {
+        let d = tempfile::tempdir().unwrap();
+        let sb = d.path();
+        std::fs::create_dir_all(sb.join("postgres")).unwrap();
+        std::fs::write(sb.join("postgres/app.dump"), b"PGDMP").unwrap();
+        std::fs::write(d.path().join("secret"), b"s").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", sb.join("postgres/link.dump")).unwrap();
+        std::os::unix::fs::symlink(sb.join("postgres"), sb.join("via")).unwrap();
+        assert!(open_dump(sb, "postgres/app.dump").unwrap().is_some());
+        assert!(open_dump(sb, "postgres/none.dump").unwrap().is_none());
+        for bad in [
+            "postgres/link.dump",
+            "via/app.dump",
+            "/etc/passwd",
+            "../secret",
+            "postgres",
+        ] {
+            assert!(open_dump(sb, bad).is_err(), "{bad}");
+        }
+        nix::unistd::mkfifo(
+            &sb.join("postgres/fifo.dump"),
+            nix::sys::stat::Mode::S_IRWXU,
+        )
+        .unwrap();
+        let e = open_dump(sb, "postgres/fifo.dump").unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+}
