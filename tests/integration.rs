@@ -24,4 +24,5 @@ mod prune;
 mod restore_without_vault;
 mod s3;
 mod status;
+mod trust;
 mod units;

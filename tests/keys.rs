@@ -42,7 +42,8 @@ fn init_writes_keys_and_refuses_an_existing_repository() {
     }
     let cfg: serde_json::Value =
         serde_json::from_slice(&fs::read(env.repo.join("config")).unwrap()).unwrap();
-    assert_eq!(cfg["version"], 1);
+    assert_eq!(cfg["version"], 2);
+    assert_eq!(cfg["owner_signing_key"].as_str().unwrap().len(), 64);
     assert!(cfg["owner_recipient"].as_str().unwrap().starts_with("age1"));
     assert_ne!(
         cfg["owner_recipient"],
@@ -420,11 +421,17 @@ fn rotate_writer_retires_the_old_key_and_keeps_history_readable() {
     assert_code(&out, 1);
     assert_contains(&stderr(&out), "replaced by writer key generation 1");
 
-    // The new one backs up, still deduplicating against the old index.
+    // The new one backs up, still deduplicating against the old index (the
+    // host's cache remembers the index files it wrote).
     let out = env.vault(
         &["backup"],
         &new_writer,
-        &["--no-cache", "--json", src.to_str().unwrap()],
+        &[
+            "--cache-dir",
+            env.cache.to_str().unwrap(),
+            "--json",
+            src.to_str().unwrap(),
+        ],
     );
     assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -442,7 +442,7 @@ fn verify_fails_naming_a_table_that_lost_rows() {
         }
     }
     snap.time += chrono::Duration::seconds(1);
-    repo.put_shared_json(vault::repo::ObjectKind::Snapshot, &snap)
+    repo.put_signed_json(vault::repo::ObjectKind::Snapshot, &snap)
         .unwrap();
     let (out, v) = drill(&env);
     assert_code(&out, 4);

@@ -15,6 +15,7 @@ mod identity;
 mod keyfile;
 mod passphrase;
 mod seal;
+pub mod sign;
 
 pub use age::secrecy::{ExposeSecret, SecretString};
 pub use derived::{DERIVED_WORK_FACTOR, derived_passphrase, open_derived, seal_derived};

@@ -16,5 +16,6 @@ pub mod id;
 pub mod index;
 pub mod lock;
 pub mod pack;
+pub mod signature;
 pub mod snapshot;
 pub mod tree;

@@ -58,6 +58,9 @@ pub struct CheckReport {
     pub packs_read: u64,
     /// Blobs verified by the data check.
     pub blobs_verified: u64,
+    /// Index entries the data check verified that no owner had attested
+    /// yet; it signs them, so that backups may deduplicate against them.
+    pub entries_attested: u64,
     /// Unfinished multipart uploads found by the storage check.
     pub pending_uploads: u64,
     /// How many of those were aborted (`--clean-uploads`).
@@ -200,7 +203,8 @@ pub fn check(repo: &Repository, opts: &CheckOptions, report: &mut CheckReport) -
     }
     if let Some((n, m)) = opts.read_data {
         repo.keys().require_owner("check --read-data")?;
-        check_data(repo, &loaded, n, m, report);
+        let verified = check_data(repo, &loaded, n, m, report);
+        attest_verified(repo, &loaded.attested, verified, report);
     }
     Ok(())
 }
@@ -234,6 +238,48 @@ fn report_index_files(loaded: &LoadedIndex, report: &mut CheckReport) {
                 loaded.false_claims.len() - DETAILED_FINDINGS
             ),
         );
+    }
+}
+
+/// Signs, as the owner, the pack entries this check read and verified that
+/// no owner had attested yet: backups of every host may then deduplicate
+/// against them. A check that cannot write (read-only credentials) says so
+/// and goes on.
+fn attest_verified(
+    repo: &Repository,
+    attested: &crate::format::index::Index,
+    verified: Vec<(Id, BlobKind, Vec<crate::format::pack::PackEntry>)>,
+    report: &mut CheckReport,
+) {
+    use crate::format::index::BlobLocation;
+    let fresh: Vec<(Id, BlobLocation)> = verified
+        .into_iter()
+        .flat_map(|(pack, kind, entries)| {
+            entries.into_iter().map(move |e| {
+                let loc = BlobLocation {
+                    pack,
+                    kind,
+                    offset: e.offset,
+                    length: e.length,
+                    raw_length: e.raw_length,
+                };
+                (e.id, loc)
+            })
+        })
+        .filter(|(blob, loc)| !crate::repo::attest::is_attested(attested, blob, loc))
+        .collect();
+    if fresh.is_empty() {
+        return;
+    }
+    let n = fresh.len() as u64;
+    let packs = crate::repo::attest::group_by_pack(fresh);
+    match crate::repo::attest::write_attested(repo, &packs, Vec::new()) {
+        Ok(_) => report.entries_attested = n,
+        Err(e) => report.add(
+            Severity::Info,
+            "index",
+            format!("verified entries could not be attested (backups will store them again): {e}"),
+        ),
     }
 }
 
@@ -361,8 +407,16 @@ fn check_trees(
 
 /// Reads and verifies every stored pack in subset `n` of `m` (in parallel:
 /// decrypting, decompressing and hashing dominate), and compares what each
-/// holds with what the index claims it holds.
-fn check_data(repo: &Repository, loaded: &LoadedIndex, n: u32, m: u32, report: &mut CheckReport) {
+/// holds with what the index claims it holds. Returns, per pack, the
+/// entries that verified.
+fn check_data(
+    repo: &Repository,
+    loaded: &LoadedIndex,
+    n: u32,
+    m: u32,
+    report: &mut CheckReport,
+) -> Vec<(Id, BlobKind, Vec<crate::format::pack::PackEntry>)> {
+    let mut verified = Vec::new();
     let mut expected: HashMap<Id, Vec<(Id, u32, u32)>> = HashMap::new();
     for (blob, loc) in loaded.index.blobs() {
         expected
@@ -396,11 +450,13 @@ fn check_data(repo: &Repository, loaded: &LoadedIndex, n: u32, m: u32, report: &
         };
         let mut found = HashSet::new();
         let mut bad = 0usize;
+        let mut good = Vec::new();
         for (entry, verdict) in verdicts {
             match verdict {
                 Ok(()) => {
                     report.blobs_verified += 1;
                     found.insert((entry.id, entry.offset, entry.length));
+                    good.push(entry);
                 }
                 Err(e) => {
                     bad += 1;
@@ -410,6 +466,7 @@ fn check_data(repo: &Repository, loaded: &LoadedIndex, n: u32, m: u32, report: &
                 }
             }
         }
+        verified.push((*pack, *kind, good));
         let lies: Vec<&(Id, u32, u32)> = expected
             .get(pack)
             .into_iter()
@@ -434,4 +491,5 @@ fn check_data(repo: &Repository, loaded: &LoadedIndex, n: u32, m: u32, report: &
             );
         }
     }
+    verified
 }

@@ -88,11 +88,17 @@ pub fn run(
     cancel: &Cancel,
 ) -> Result<DrillReport> {
     repo.keys().require_owner("drill")?;
-    let (mut all, damaged) = repo.snapshots()?;
-    // A header dated in the future would stand in for its series' latest.
+    // Only headers that count: a header forged with a writer key (another
+    // host's series, or dated ahead) must not stand in for a series' latest
+    // and take its drill. `vault status` names the others.
+    let set = repo.verified_snapshots()?;
+    for (r, why) in set.untrusted() {
+        tracing::warn!("snapshot {} is not drilled: {why}", r.id.short());
+    }
+    let mut all = set.usable();
     let now = chrono::Utc::now();
     all.retain(|(_, s)| !s.is_in_the_future(now));
-    let mut passed = damaged.is_empty();
+    let mut passed = set.damaged.is_empty();
     let mut snapshots = Vec::new();
     let chosen = choose(&all, opts.random_older);
     let snapshot = |id: Id| {

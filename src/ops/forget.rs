@@ -2,15 +2,15 @@
 //! remove the snapshot headers it does not keep. Data goes later, with
 //! `vault prune`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 
 use crate::error::Result;
 use crate::format::id::Id;
-use crate::format::snapshot::Snapshot;
 use crate::ops::retention::{self, KeepPolicy};
+use crate::repo::trust::{SnapshotRecord, Trust};
 use crate::repo::{ObjectKind, Repository};
 
 /// What to forget.
@@ -70,6 +70,11 @@ type GroupKey = (String, Vec<String>);
 
 /// Plans (and unless `dry_run`, applies) `opts.policy` to `repo` with the
 /// calendar of `tz` and the clock `now`. Owner key required.
+///
+/// Only headers that count take part ([`crate::repo::trust`]): signed by
+/// the owner or the host they name, dated no later than their upload. The
+/// newest complete snapshot and the newest snapshot a passed, owner-signed
+/// drill proved are always kept in each group.
 pub fn forget<Tz: TimeZone>(
     repo: &Repository,
     opts: &ForgetOptions,
@@ -82,45 +87,86 @@ pub fn forget<Tz: TimeZone>(
         // any listing work.
         retention::plan(&[], &opts.policy, tz, now)?;
     }
-    let (snapshots, _damaged) = repo.snapshots()?;
-    let mut groups: BTreeMap<GroupKey, Vec<(Id, Snapshot)>> = BTreeMap::new();
-    for (id, s) in snapshots {
+    let set = repo.verified_snapshots()?;
+    let drills = repo.verified_drills()?;
+    // The snapshots whose restore an owner proved: the newest of each
+    // series among them is never forgotten.
+    let drilled: HashSet<Id> = drills
+        .usable
+        .iter()
+        .filter(|d| d.passed)
+        .map(|d| d.snapshot)
+        .collect();
+    let mut groups: BTreeMap<GroupKey, Vec<SnapshotRecord>> = BTreeMap::new();
+    for r in set.records {
+        let s = &r.snapshot;
         if opts.host.as_ref().is_some_and(|h| *h != s.host)
             || !opts.tags.iter().all(|t| s.tags.contains(t))
         {
             continue;
         }
-        groups.entry(s.group_key()).or_default().push((id, s));
+        groups.entry(s.group_key()).or_default().push(r);
     }
     let mut report = ForgetReport {
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    for ((host, sources), members) in groups {
-        let times: Vec<DateTime<Utc>> = members.iter().map(|(_, s)| s.time).collect();
+    for ((host, sources), all) in groups {
+        // Headers that do not count (not signed by the owner or by the
+        // host they name) take no retention slot and are never deleted
+        // here: a forged header must not push real snapshots out, and an
+        // owner decides about it after reading why (`vault snapshots`).
+        let (members, untrusted): (Vec<SnapshotRecord>, Vec<SnapshotRecord>) =
+            all.into_iter().partition(|r| r.trust.usable());
+        // Times bounded by the upload: a header dated ahead of its upload
+        // counts as dated at the upload.
+        let times: Vec<DateTime<Utc>> = members.iter().map(|r| r.snapshot.time).collect();
         let mut decisions = retention::plan(&times, &opts.policy, tz, now)?;
         // Never forget the last good backup: a week of failed dumps under
         // `--keep-daily 7` must not take the last complete snapshot along.
-        let newest_complete = members
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, s))| s.is_complete() && !s.is_in_the_future(now))
-            .max_by_key(|(_, (id, s))| (s.time, *id))
-            .map(|(i, _)| i);
-        if let Some(i) = newest_complete
-            && let Some(d) = decisions.iter_mut().find(|d| d.index == i)
-            && !d.keep
-        {
-            d.keep = true;
-            d.reasons.push("newest complete".into());
+        let newest = |pred: &dyn Fn(&SnapshotRecord) -> bool| {
+            members
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| pred(r) && !r.snapshot.is_in_the_future(now))
+                .max_by_key(|(_, r)| (r.snapshot.time, r.id))
+                .map(|(i, _)| i)
+        };
+        let protected = [
+            (newest(&|r| r.snapshot.is_complete()), "newest complete"),
+            // Nor the newest snapshot whose restore a drill proved: whatever
+            // headers a compromised host adds, the last proven restore stays.
+            (newest(&|r| drilled.contains(&r.id)), "newest drilled"),
+        ];
+        for (index, reason) in protected {
+            if let Some(i) = index
+                && let Some(d) = decisions.iter_mut().find(|d| d.index == i)
+                && !d.keep
+            {
+                d.keep = true;
+                d.reasons.push(reason.into());
+            }
         }
         let mut group = ForgetGroup {
             host,
             sources,
             snapshots: Vec::new(),
         };
+        for r in &untrusted {
+            report.kept += 1;
+            let why = match &r.trust {
+                Trust::Untrusted(why) => why.as_str(),
+                _ => "",
+            };
+            group.snapshots.push(SnapshotDecision {
+                id: r.id,
+                time: r.snapshot.time,
+                keep: true,
+                reasons: vec![format!("untrusted ({why}); not counted")],
+            });
+        }
         for d in decisions {
-            let (id, snap) = &members[d.index];
+            let (id, snap) = (&members[d.index].id, &members[d.index].snapshot);
             if d.keep {
                 report.kept += 1;
             } else if opts.dry_run {

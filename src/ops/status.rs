@@ -13,7 +13,7 @@ use crate::format::id::Id;
 use crate::format::snapshot::CertInfo;
 use crate::format::snapshot::Snapshot;
 use crate::ops::restore::DrillRecord;
-use crate::repo::{ObjectKind, Repository};
+use crate::repo::Repository;
 
 /// When a figure counts as too old.
 #[derive(Debug, Clone, Copy)]
@@ -88,15 +88,13 @@ pub struct StatusReport {
     pub future_snapshots: Vec<String>,
     /// Snapshot headers or drill records that could not be read.
     pub unreadable: Vec<String>,
+    /// Snapshot headers and drill records that were read but do not count:
+    /// not signed by the repository owner or by the host they name (a
+    /// forgery with a writer key, or planted by someone with storage access).
+    #[serde(default)]
+    pub untrusted: Vec<String>,
     /// Whether every source is within its thresholds and nothing is expiring.
     pub ok: bool,
-}
-
-/// Reads every drill record; unreadable ones come back as messages.
-pub fn drill_records(repo: &Repository) -> Result<(Vec<DrillRecord>, Vec<String>)> {
-    let docs = repo.read_documents::<DrillRecord>(ObjectKind::Drill)?;
-    let bad = docs.unreadable.iter().map(|u| u.to_string()).collect();
-    Ok((docs.read.into_iter().map(|(_, _, r)| r).collect(), bad))
 }
 
 /// Computes the status from snapshot headers and drill records (pure).
@@ -237,6 +235,7 @@ pub fn compute(
         expiring_certificates: expiring,
         future_snapshots: future,
         unreadable: Vec::new(),
+        untrusted: Vec::new(),
         ok: all_ok && !snapshots.is_empty(),
     }
 }
@@ -247,15 +246,36 @@ pub fn status(
     thresholds: &Thresholds,
     now: DateTime<Utc>,
 ) -> Result<StatusReport> {
-    let (snapshots, damaged) = repo.snapshots()?;
-    let (drills, bad_drills) = drill_records(repo)?;
-    let mut report = compute(&snapshots, &drills, thresholds, now);
-    report.unreadable = damaged
+    // Only what counts: headers signed by the owner or the host they name,
+    // dated no later than their upload; drill records signed by the owner.
+    // A writer key can add neither a green drill nor a fresh backup of
+    // another host.
+    let set = repo.verified_snapshots()?;
+    let drills = repo.verified_drills()?;
+    let mut report = compute(&set.usable(), &drills.usable, thresholds, now);
+    report.unreadable = set
+        .damaged
         .iter()
         .map(|e| e.to_string())
-        .chain(bad_drills)
+        .chain(drills.unreadable)
         .collect();
-    report.ok &= report.unreadable.is_empty();
+    report.untrusted = set
+        .untrusted()
+        .map(|(r, why)| {
+            format!(
+                "snapshot {} (host {:?}) does not count: {why}",
+                r.id.short(),
+                r.snapshot.host
+            )
+        })
+        .chain(
+            drills
+                .untrusted
+                .into_iter()
+                .map(|d| format!("drill record {d}")),
+        )
+        .collect();
+    report.ok &= report.unreadable.is_empty() && report.untrusted.is_empty();
     Ok(report)
 }
 

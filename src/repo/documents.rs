@@ -17,6 +17,11 @@
 //!   thousand planted files cost a thousand times their size, never more)
 //!   plus the pool.
 //!
+//! In format 2 a document's plaintext starts with a signature block (a zstd
+//! skippable frame, [`crate::format::signature`]); it is split off here and
+//! checked by [`Repository::get_signed_json`] and
+//! [`Repository::read_signed_documents`].
+//!
 //! A document that breaks a bound although its bytes match its name was
 //! not written by vault: it is reported as foreign, like one the owner key
 //! cannot open or that is not a document of this format.
@@ -27,6 +32,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{CryptoError, Error, Result};
 use crate::format::id::Id;
+use crate::format::signature::{FRAME_MAGIC, MAX_BLOCK, SignatureBlock, SignedKind};
+use crate::repo::trust::{self, Signer};
 use crate::repo::{ObjectKind, Repository, id_from_key};
 use crate::storage::StorageError;
 
@@ -188,9 +195,27 @@ impl<T> Documents<T> {
 
 impl Repository {
     /// Reads, checks and decrypts a sealed JSON document by key, within the
-    /// bounds of its kind (see the module docs).
+    /// bounds of its kind (see the module docs). Its signature, if any, is
+    /// not looked at: see [`Repository::get_signed_json`].
     pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
-        match self.read_document(key, None) {
+        self.get_document(key, None).map(|(v, _)| v)
+    }
+
+    /// Like [`Repository::get_json`], and tells who signed the document.
+    pub fn get_signed_json<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        kind: SignedKind,
+    ) -> Result<(T, Signer)> {
+        self.get_document(key, Some(kind))
+    }
+
+    fn get_document<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        signed: Option<SignedKind>,
+    ) -> Result<(T, Signer)> {
+        match self.read_document(key, None, signed) {
             Ok(v) => Ok(v),
             Err(Failure::Vanished) => Err(StorageError::NotFound {
                 key: key.to_owned(),
@@ -204,6 +229,31 @@ impl Repository {
     /// are not 64 hex digits are ignored; documents deleted since the
     /// listing are skipped.
     pub fn read_documents<T: DeserializeOwned>(&self, kind: ObjectKind) -> Result<Documents<T>> {
+        let docs = self.read_documents_as::<T>(kind, None)?;
+        Ok(Documents {
+            read: docs
+                .read
+                .into_iter()
+                .map(|(key, id, (doc, _))| (key, id, doc))
+                .collect(),
+            unreadable: docs.unreadable,
+        })
+    }
+
+    /// Like [`Repository::read_documents`], with each document's signer.
+    pub fn read_signed_documents<T: DeserializeOwned>(
+        &self,
+        kind: ObjectKind,
+        signed: SignedKind,
+    ) -> Result<Documents<(T, Signer)>> {
+        self.read_documents_as::<T>(kind, Some(signed))
+    }
+
+    fn read_documents_as<T: DeserializeOwned>(
+        &self,
+        kind: ObjectKind,
+        signed: Option<SignedKind>,
+    ) -> Result<Documents<(T, Signer)>> {
         let mut out = Documents {
             read: Vec::new(),
             unreadable: Vec::new(),
@@ -212,7 +262,7 @@ impl Repository {
             let Some(id) = id_from_key(&obj.key) else {
                 continue;
             };
-            match self.read_document(&obj.key, Some(obj.size)) {
+            match self.read_document(&obj.key, Some(obj.size), signed) {
                 Ok(doc) => out.read.push((obj.key, id, doc)),
                 Err(Failure::Vanished) => {}
                 Err(Failure::Damaged(error)) => out.unreadable.push(Unreadable {
@@ -234,7 +284,8 @@ impl Repository {
         &self,
         key: &str,
         listed_size: Option<u64>,
-    ) -> std::result::Result<T, Failure> {
+        signed: Option<SignedKind>,
+    ) -> std::result::Result<(T, Signer), Failure> {
         let limit = kind_of(key).map_or(limit(ObjectKind::Lock), limit);
         if let Some(size) = listed_size
             && size > limit.stored
@@ -288,6 +339,10 @@ impl Repository {
             }
             Err(e) => return Err(Failure::Damaged(e.into())),
         };
+        // Format 2: a signature block in a skippable frame ahead of the
+        // compressed document.
+        let (block, stream) = split_frame(stream)
+            .map_err(|e| foreign(format!("not a valid sealed document: {e}")))?;
         let max_json = limit.json_for(stored.len() as u64, self.doc_slack.left());
         let mut json = Vec::new();
         zstd::stream::read::Decoder::new(stream)
@@ -303,7 +358,13 @@ impl Repository {
         }
         self.doc_slack
             .spend((json.len() as u64).saturating_sub(limit.by_ratio(stored.len() as u64)));
-        serde_json::from_slice(&json).map_err(|e| foreign(format!("not a valid document: {e}")))
+        let doc = serde_json::from_slice(&json)
+            .map_err(|e| foreign(format!("not a valid document: {e}")))?;
+        let signer = match signed {
+            Some(kind) => trust::check_block(self.keys(), &self.config().id, kind, &json, block),
+            None => Signer::Unsigned,
+        };
+        Ok((doc, signer))
     }
 
     /// Reads an object, refusing one larger than `max` bytes.
@@ -326,6 +387,29 @@ impl Repository {
         }
         Ok(stored)
     }
+}
+
+/// Splits a decrypted document stream into its signature block (format 2,
+/// see [`crate::format::signature::unframe`]) and the compressed rest.
+fn split_frame<'a, R: Read + 'a>(
+    mut r: R,
+) -> std::io::Result<(Option<SignatureBlock>, Box<dyn Read + 'a>)> {
+    let mut head = Vec::with_capacity(8);
+    (&mut r).take(8).read_to_end(&mut head)?;
+    if head.len() < 8 || head[..4] != FRAME_MAGIC.to_le_bytes() {
+        return Ok((None, Box::new(std::io::Cursor::new(head).chain(r))));
+    }
+    let len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as usize;
+    let bad = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
+    if len > MAX_BLOCK {
+        return Err(bad(format!("signature block of {len} bytes is malformed")));
+    }
+    let mut raw = vec![0; len];
+    r.read_exact(&mut raw)
+        .map_err(|_| bad(format!("signature block of {len} bytes is malformed")))?;
+    let block = serde_json::from_slice(&raw)
+        .map_err(|e| bad(format!("signature block is not valid: {e}")))?;
+    Ok((Some(block), Box::new(r)))
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
 //! Loading the index: every index file, checked against what storage
 //! really holds.
 //!
-//! Index files are not authenticated: anyone with the writer key, and
-//! anyone who can write to the storage (sealing to the public recipients in
-//! `config`), can add one. So an index file only ever *adds* claims, and
+//! Index files are claims: anyone with the writer key, and anyone who can
+//! write to the storage (sealing to the public recipients in `config`), can
+//! add one. Format 2 signatures say who signed each file: owner-signed
+//! entries are *attested* (an owner read them back), and backups
+//! deduplicate only against those and their own
+//! ([`Repository::load_dedup_index`]). Whoever signed it, an index file
+//! only ever *adds* claims, and
 //! every claim is bounded by facts the attacker cannot change without
 //! storing real bytes:
 //! - a pack's kind is where storage lists it (`data/` or `tree/`), never
@@ -25,8 +29,10 @@ use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::index::{Index, IndexFile, IndexedBlob, IndexedPack};
 use crate::format::pack::{BlobKind, ENTRY_LEN};
+use crate::format::signature::SignedKind;
+use crate::repo::trust::Signer;
 use crate::repo::verify::{MAX_COMPRESSED, max_raw};
-use crate::repo::{ObjectKind, Repository, StoredPack, Unreadable, list_packs};
+use crate::repo::{IndexTrust, ObjectKind, Repository, StoredPack, Unreadable, list_packs};
 
 /// Claims of one index file about one pack that cannot be true.
 #[derive(Debug, Clone)]
@@ -48,8 +54,13 @@ impl std::fmt::Display for FalseClaim {
 /// Every index file of a repository, loaded and checked against storage.
 #[derive(Default)]
 pub struct LoadedIndex {
-    /// The merged index of every readable index file.
+    /// The merged index of every readable index file (for
+    /// [`Repository::load_dedup_index`]: of the trusted ones only).
     pub index: Index,
+    /// The locations listed by index files the repository owner signed:
+    /// an owner verified them (by reading the blobs) or wrote them itself.
+    /// Empty from [`Repository::load_dedup_index`].
+    pub attested: Index,
     /// Every data and tree pack in storage, listed after the index files
     /// were read (so every pack they name that exists is in it).
     pub stored: HashMap<Id, StoredPack>,
@@ -80,7 +91,23 @@ impl Repository {
     /// the claims that can be true (module docs). Also returns what prune
     /// needs besides the index: the files read and the deletion marks.
     pub fn load_index_files(&self) -> Result<LoadedIndex> {
-        let docs = self.read_documents::<IndexFile>(ObjectKind::Index)?;
+        self.load_index_selected(None)
+    }
+
+    /// The index a backup may deduplicate against: the index files the
+    /// repository owner signed, and those `also_trust` accepts (its own).
+    ///
+    /// Index files are claims anyone with the writer key can make; a
+    /// backup that deduplicates against a planted entry ("blob X lives at
+    /// offset 0 of pack P") writes a snapshot that does not restore. So
+    /// other hosts' index files are never a source for deduplication; they
+    /// stay readable for restore, which verifies every blob.
+    pub fn load_dedup_index(&self, also_trust: &IndexTrust<'_>) -> Result<LoadedIndex> {
+        self.load_index_selected(Some(also_trust))
+    }
+
+    fn load_index_selected(&self, dedup: Option<&IndexTrust<'_>>) -> Result<LoadedIndex> {
+        let docs = self.read_signed_documents::<IndexFile>(ObjectKind::Index, SignedKind::Index)?;
         // Listed after the index files were read: a backup finishing
         // meanwhile stored its packs before the index file naming them.
         let stored = list_packs(self.storage().as_ref())?;
@@ -90,13 +117,30 @@ impl Repository {
         // a pack forever: ignored.
         let horizon = chrono::Utc::now()
             + chrono::Duration::hours(crate::format::snapshot::FUTURE_SLACK_HOURS);
-        for (key, _, file) in docs.read {
+        for (key, id, (file, signer)) in docs.read {
+            let by_owner = signer == Signer::Owner;
+            let wanted = match dedup {
+                None => true,
+                Some(also) => by_owner || also(&id, &signer),
+            };
             for pack in &file.packs {
                 let claimed = admit(&key, pack, stored.get(&pack.id), max_chunk);
                 if let Err(claim) = &claimed.1 {
                     loaded.false_claims.push(claim.clone());
                 }
-                loaded.index.add_pack(&claimed.0);
+                if wanted {
+                    loaded.index.add_pack(&claimed.0);
+                }
+                if by_owner && dedup.is_none() {
+                    loaded.attested.add_pack(&claimed.0);
+                }
+            }
+            // Only prune (an owner) marks packs: in format 2 a mark in a
+            // file the owner did not sign is ignored, so a planted one
+            // cannot hurry a deletion.
+            if self.config().version >= 2 && !by_owner {
+                loaded.files.push(key);
+                continue;
             }
             for mark in file.condemned.into_iter().filter(|m| m.since <= horizon) {
                 // Several records for one pack: the latest wins, so a pack
@@ -107,6 +151,7 @@ impl Repository {
             loaded.files.push(key);
         }
         loaded.index.finish();
+        loaded.attested.finish();
         for u in docs.unreadable {
             if u.foreign {
                 loaded.foreign.push(u);

@@ -5,9 +5,11 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
+use crate::crypto::sign::{PublicKey, SigningKey};
 use crate::crypto::{self, ExposeSecret, Keyring, Recipient, Seal, SecretString, X25519Identity};
 use crate::error::{CryptoError, Error, Result};
 use crate::format::config::RepoConfig;
+use crate::format::signature::{HostCertificate, SHARED_HOST};
 use crate::repo::WRITERS_PREFIX;
 use crate::storage::Storage;
 
@@ -16,6 +18,9 @@ const OWNER_LINE: &str = "# vault-owner-recipient: ";
 const CHUNK_KEY_LINE: &str = "# vault-chunk-id-key: ";
 const GENERATION_LINE: &str = "# vault-writer-generation: ";
 const PREVIOUS_LINE: &str = "# earlier writer keys of this repository";
+const OWNER_SIGNING_LINE: &str = "# vault-owner-signing-key: ";
+const HOST_CERT_LINE: &str = "# vault-host-certificate: ";
+const HOST_KEY_LINE: &str = "# vault-host-signing-key: ";
 
 /// BLAKE3 derive-key context of the passphrase that seals writer key
 /// generations (`keys/writers/<n>.age`), derived from the repository owner key.
@@ -33,6 +38,47 @@ pub struct WriterKey {
     /// The identities of earlier generations, newest first: they open the
     /// index files and snapshot headers sealed before each rotation.
     previous: Vec<X25519Identity>,
+    /// Format 2: the repository owner signing key's public half, pinned.
+    owner_signing_key: Option<PublicKey>,
+    /// Format 2: the key this writer signs with, and its certificate.
+    host: Option<HostKey>,
+}
+
+/// A host signing key and the owner's certificate for it.
+#[derive(Clone)]
+pub struct HostKey {
+    key: SigningKey,
+    certificate: HostCertificate,
+}
+
+impl HostKey {
+    /// Makes a host key for `host` (`*`: the shared writer key) of writer
+    /// key generation `generation`, certified by `owner`.
+    pub fn certify(owner: &SigningKey, repo_id: &str, host: &str, generation: u32) -> Self {
+        let key = SigningKey::generate();
+        let now = chrono::Utc::now();
+        let created = chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+        let mut certificate = HostCertificate {
+            repository: repo_id.to_owned(),
+            host: host.to_owned(),
+            generation,
+            key: key.public(),
+            created,
+            signature: owner.sign(b""),
+        };
+        certificate.signature = owner.sign(&certificate.message());
+        HostKey { key, certificate }
+    }
+
+    /// The owner's certificate.
+    pub fn certificate(&self) -> &HostCertificate {
+        &self.certificate
+    }
+
+    /// The secret signing key.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
 }
 
 impl WriterKey {
@@ -47,7 +93,23 @@ impl WriterKey {
             owner_recipient: owner_recipient.to_owned(),
             generation: 0,
             previous: Vec::new(),
+            owner_signing_key: None,
+            host: None,
         }
+    }
+
+    /// The same writer key for format 2: pinning the owner signing key and
+    /// holding a host key certified by it for `host` (`*` for the shared
+    /// writer key that `vault init` and `vault key rotate-writer` make).
+    pub fn with_host(mut self, owner: &SigningKey, host: &str) -> Self {
+        self.owner_signing_key = Some(owner.public());
+        self.host = Some(HostKey::certify(
+            owner,
+            &self.repo_id,
+            host,
+            self.generation,
+        ));
+        self
     }
 
     /// The writer key of generation `generation` that replaces this one: a
@@ -63,6 +125,23 @@ impl WriterKey {
             owner_recipient: self.owner_recipient.clone(),
             generation,
             previous,
+            owner_signing_key: None,
+            host: None,
+        }
+    }
+
+    /// The shared writer material (identities, chunk-id key, pins) without
+    /// this key's host key: the base of a host writer key.
+    pub fn clone_shared(&self) -> Self {
+        WriterKey {
+            identity: self.identity.clone(),
+            chunk_key: self.chunk_key.clone(),
+            repo_id: self.repo_id.clone(),
+            owner_recipient: self.owner_recipient.clone(),
+            generation: self.generation,
+            previous: self.previous.clone(),
+            owner_signing_key: self.owner_signing_key,
+            host: None,
         }
     }
 
@@ -73,9 +152,19 @@ impl WriterKey {
         } else {
             String::new()
         };
+        let mut signing = String::new();
+        if let Some(k) = &self.owner_signing_key {
+            signing.push_str(&format!("{OWNER_SIGNING_LINE}{k}\n"));
+        }
+        if let Some(h) = &self.host {
+            let cert = serde_json::to_string(&h.certificate).expect("certificates serialize");
+            signing.push_str(&format!("{HOST_CERT_LINE}{cert}\n{HOST_KEY_LINE}"));
+            signing.push_str(&h.key.seed_hex());
+            signing.push('\n');
+        }
         let mut text = Zeroizing::new(format!(
             "# vault writer key: adds backups to one repository; cannot read file contents or names\n\
-             {REPO_LINE}{}\n{OWNER_LINE}{}\n{CHUNK_KEY_LINE}{}\n{generation}# public key: {}\n{}\n",
+             {REPO_LINE}{}\n{OWNER_LINE}{}\n{CHUNK_KEY_LINE}{}\n{signing}{generation}# public key: {}\n{}\n",
             self.repo_id,
             self.owner_recipient,
             hex::encode(&self.chunk_key[..]),
@@ -119,6 +208,26 @@ impl WriterKey {
         let previous = secrets
             .map(X25519Identity::from_line)
             .collect::<Option<Vec<_>>>()?;
+        // Format 2 lines: all three or none. A host key must be the one its
+        // certificate names (the certificate itself is checked against the
+        // repository when it is opened).
+        let (owner_signing_key, host) = match (
+            field(OWNER_SIGNING_LINE),
+            field(HOST_CERT_LINE),
+            field(HOST_KEY_LINE),
+        ) {
+            (None, None, None) => (None, None),
+            (Some(pin), Some(cert), Some(seed)) => {
+                let pin: PublicKey = pin.parse().ok()?;
+                let certificate: HostCertificate = serde_json::from_str(&cert).ok()?;
+                let key = SigningKey::from_seed_hex(&Zeroizing::new(seed))?;
+                if key.public() != certificate.key {
+                    return None;
+                }
+                (Some(pin), Some(HostKey { key, certificate }))
+            }
+            _ => return None,
+        };
         Some(WriterKey {
             identity,
             chunk_key,
@@ -126,7 +235,28 @@ impl WriterKey {
             owner_recipient: field(OWNER_LINE)?,
             generation,
             previous,
+            owner_signing_key,
+            host,
         })
+    }
+
+    /// Format 2: the pinned repository owner signing key.
+    pub fn owner_signing_key(&self) -> Option<&PublicKey> {
+        self.owner_signing_key.as_ref()
+    }
+
+    /// Format 2: the host key this writer signs with.
+    pub fn host(&self) -> Option<&HostKey> {
+        self.host.as_ref()
+    }
+
+    /// The host name this key is certified for; `None` for the shared
+    /// writer key (any host name) and for format-1 keys.
+    pub fn host_name(&self) -> Option<&str> {
+        self.host
+            .as_ref()
+            .map(|h| h.certificate.host.as_str())
+            .filter(|h| *h != SHARED_HOST)
     }
 
     /// Its generation: 0 for the key `vault init` made, n after the n-th
@@ -153,6 +283,12 @@ pub struct RepoKeys {
     owner: Option<X25519Identity>,
     owner_recipient: Recipient,
     writer_recipient: Recipient,
+    /// The repository's format version (from its config).
+    format: u32,
+    /// The repository owner signing key, when the caller is an owner.
+    owner_signer: Option<SigningKey>,
+    /// Its public half: derived by an owner, pinned in a format-2 writer key.
+    owner_public: Option<PublicKey>,
 }
 
 impl RepoKeys {
@@ -190,11 +326,98 @@ impl RepoKeys {
         {
             return Err(tampered("owner recipient"));
         }
+        let owner_signer = owner.as_ref().map(SigningKey::derive_owner);
+        let owner_public = owner_signer
+            .as_ref()
+            .map(SigningKey::public)
+            .or(writer.owner_signing_key);
+        if config.version >= 2 {
+            // Format 2: the whole config is signed by the owner signing
+            // key, which an owner derives and every writer key pins, so a
+            // storage attacker cannot change chunker, compression, pack
+            // size or Object Lock.
+            let Some(key) = owner_public else {
+                return Err(Error::WrongKey(
+                    "this writer key is of format 1 (it pins no owner signing key) but the \
+                     repository is format 2; use a writer key made for this repository \
+                     (`vault key add-host`)"
+                        .into(),
+                ));
+            };
+            if writer.owner_signing_key.is_some_and(|pin| pin != key) {
+                return Err(Error::format(
+                    "writer key",
+                    "it pins another owner signing key than the repository owner key's",
+                ));
+            }
+            config.verify(&key).map_err(|e| {
+                Error::format(
+                    "config",
+                    format!(
+                        "{e}; the config object may have been tampered with (vault refuses \
+                         it: every setting in it is signed by the repository owner)"
+                    ),
+                )
+            })?;
+            if let Some(h) = &writer.host {
+                check_certificate(&h.certificate, &key, config, writer.generation)?;
+            }
+        } else if writer.owner_signing_key.is_some() {
+            return Err(tampered(
+                "format version (1, while the writer key is of format 2)",
+            ));
+        }
         Ok(RepoKeys {
             owner_recipient: crypto::parse_recipient(&config.owner_recipient)?,
             writer_recipient: writer.identity.to_recipient(),
             writer,
             owner,
+            format: config.version,
+            owner_signer,
+            owner_public,
+        })
+    }
+
+    /// The repository's format version.
+    pub fn format(&self) -> u32 {
+        self.format
+    }
+
+    /// The repository owner signing key's public half: derived for an
+    /// owner, pinned in a format-2 writer key; `None` for a format-1 writer.
+    pub fn owner_signing_public(&self) -> Option<&PublicKey> {
+        self.owner_public.as_ref()
+    }
+
+    /// The repository owner signing key (owners only).
+    pub fn owner_signing_key(&self) -> Option<&SigningKey> {
+        self.owner_signer.as_ref()
+    }
+
+    /// Signs a sealed document's JSON as the caller: an owner with the owner
+    /// signing key, a format-2 writer with its host key. `None` for a
+    /// format-1 writer key, which cannot sign.
+    pub fn sign_document(
+        &self,
+        kind: crate::format::signature::SignedKind,
+        json: &[u8],
+    ) -> Option<crate::format::signature::SignatureBlock> {
+        use crate::format::signature::{SignatureBlock, SignedBy, document_message};
+        let message = document_message(kind, &self.writer.repo_id, json);
+        if let Some(owner) = &self.owner_signer {
+            return Some(SignatureBlock {
+                by: SignedBy::Owner,
+                key: owner.public(),
+                certificate: None,
+                signature: owner.sign(&message),
+            });
+        }
+        let host = self.writer.host.as_ref()?;
+        Some(SignatureBlock {
+            by: SignedBy::Host,
+            key: host.key.public(),
+            certificate: Some(host.certificate.clone()),
+            signature: host.key.sign(&message),
         })
     }
 
@@ -264,23 +487,79 @@ impl RepoKeys {
     }
 }
 
+/// Checks a host certificate: signed by `owner_key`, for this repository,
+/// for the writer key generation that carries it.
+pub fn check_certificate(
+    cert: &HostCertificate,
+    owner_key: &PublicKey,
+    config: &RepoConfig,
+    generation: u32,
+) -> Result<()> {
+    let problem = if cert.repository != config.id {
+        Some("it is for another repository")
+    } else if cert.generation != generation {
+        Some("it names another writer key generation")
+    } else if !owner_key.verify(&cert.message(), &cert.signature) {
+        Some("the repository owner did not sign it")
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(p) => Err(Error::format(
+            "writer key",
+            format!("its host certificate for {:?} is not valid: {p}", cert.host),
+        )),
+    }
+}
+
 const WRITER_PIN_LINE: &str = "# vault-writer-recipient: ";
 
 /// Text of the repository owner identity file (what `keys/owners/*.age`
 /// wraps). It pins the writer recipient: age does not authenticate who
 /// encrypted `keys/writer.age`, so without the pin someone with write access
 /// to storage could swap in a writer key of their own.
+///
+/// From format 2 on it also names the repository owner signing key (which
+/// the owner key derives): an owner key text with that line belongs to a
+/// format-2 repository, and a config claiming format 1 is refused.
 pub fn owner_identity_text(
     id: &X25519Identity,
     repo_id: &str,
     writer_recipient: &str,
+    format: u32,
 ) -> Zeroizing<String> {
+    let signing = if format >= 2 {
+        format!(
+            "{OWNER_SIGNING_LINE}{}\n",
+            SigningKey::derive_owner(id).public()
+        )
+    } else {
+        String::new()
+    };
     Zeroizing::new(format!(
         "# vault repository owner key for repository {repo_id}\n# public key: {}\n\
-         {WRITER_PIN_LINE}{writer_recipient}\n{}\n",
+         {WRITER_PIN_LINE}{writer_recipient}\n{signing}{}\n",
         id.recipient(),
         id.secret_line().expose_secret()
     ))
+}
+
+/// Refuses a format-1 config when the owner key's text says the repository
+/// is format 2 (a storage attacker replacing a signed config by an unsigned
+/// one of the old format).
+pub fn check_owner_text_format(owner_text: &str, config: &RepoConfig) -> Result<()> {
+    let v2 = owner_text
+        .lines()
+        .any(|l| l.starts_with(OWNER_SIGNING_LINE));
+    if v2 && config.version < 2 {
+        return Err(Error::format(
+            crate::repo::CONFIG_KEY,
+            "it claims format 1 but the owner key belongs to a format-2 repository; the \
+             config object may have been tampered with",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that `writer` is the writer pinned in the owner key's text.

@@ -1,13 +1,16 @@
 //! The repository handle: layout of object keys, opening with a key, and
 //! reading and writing sealed objects (compress → encrypt → store).
 
+pub mod attest;
 mod documents;
+pub mod hosts;
 mod indexes;
 pub mod keys;
 pub mod owners;
 pub mod packer;
 mod reader;
 pub mod treewalk;
+pub mod trust;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
@@ -23,10 +26,11 @@ pub use verify::MAX_BLOB;
 use crate::crypto::{self, Keyring, PassphraseSource, Seal, SecretString, X25519Identity};
 use crate::error::{CryptoError, Error, Result};
 use crate::format::chunk::ChunkerParams;
-use crate::format::config::{FORMAT_VERSION, MAX_LOCK_DAYS, RepoConfig};
+use crate::format::config::{FORMAT_VERSION, MAX_LOCK_DAYS, OLDEST_FORMAT_VERSION, RepoConfig};
 use crate::format::id::Id;
 use crate::format::index::Index;
 use crate::format::pack::BlobKind;
+use crate::format::signature::SignedKind;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
 use crate::storage::{ObjectLock, PutOutcome, Storage, StorageError};
@@ -165,6 +169,10 @@ pub fn list_packs(storage: &dyn Storage) -> Result<std::collections::HashMap<Id,
     Ok(out)
 }
 
+/// Decides, for an index file (its id and signer), whether a backup may
+/// deduplicate against it.
+pub type IndexTrust<'a> = dyn Fn(&Id, &trust::Signer) -> bool + 'a;
+
 /// Readable snapshots (oldest first) and the errors for unreadable ones.
 pub type SnapshotList = (Vec<(Id, Snapshot)>, Vec<Error>);
 
@@ -239,12 +247,25 @@ pub fn read_config(storage: &dyn Storage) -> Result<RepoConfig> {
     })?;
     let config: RepoConfig = serde_json::from_slice(&bytes)
         .map_err(|e| Error::format(CONFIG_KEY, format!("not a vault config: {e}")))?;
-    if config.version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&config.version) {
         return Err(Error::format(
             CONFIG_KEY,
             format!(
-                "format version {} is not supported (this vault reads {FORMAT_VERSION})",
+                "format version {} is not supported (this vault reads \
+                 {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})",
                 config.version
+            ),
+        ));
+    }
+    if (config.version >= 2) != config.owner_signing_key.is_some()
+        || (config.version >= 2) != config.signature.is_some()
+    {
+        return Err(Error::format(
+            CONFIG_KEY,
+            format!(
+                "a format-{} config must {}carry owner_signing_key and signature",
+                config.version,
+                if config.version >= 2 { "" } else { "not " }
             ),
         ));
     }
@@ -333,8 +354,12 @@ impl Repository {
         let repo_id = hex::encode(repo_id);
         let owner = X25519Identity::generate();
         let owner_recipient = owner.recipient();
-        let writer = WriterKey::generate(&repo_id, &owner_recipient);
-        let config = RepoConfig {
+        // Format 2: the owner signing key signs the config and certifies
+        // the shared writer key's host key.
+        let owner_signer = crypto::sign::SigningKey::derive_owner(&owner);
+        let writer = WriterKey::generate(&repo_id, &owner_recipient)
+            .with_host(&owner_signer, crate::format::signature::SHARED_HOST);
+        let mut config = RepoConfig {
             version: FORMAT_VERSION,
             id: repo_id.clone(),
             owner_recipient: owner_recipient.clone(),
@@ -344,11 +369,15 @@ impl Repository {
             compression_level: opts.compression_level,
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             object_lock: opts.object_lock,
+            owner_signing_key: Some(owner_signer.public()),
+            signature: None,
         };
+        config.signature = Some(owner_signer.sign(config.signed_text().as_bytes()));
 
         crypto::write_key_file(&opts.writer_key_out, &writer.to_text())?;
 
-        let owner_text = keys::owner_identity_text(&owner, &repo_id, &writer.recipient());
+        let owner_text =
+            keys::owner_identity_text(&owner, &repo_id, &writer.recipient(), FORMAT_VERSION);
         let wrapped_owner = wrap_for_owner(&owner_text, &opts.owner)?;
         let raced = || Error::Conflict("another vault init is writing here; keep the first".into());
         if storage.put(
@@ -435,6 +464,7 @@ impl Repository {
         owner: X25519Identity,
         text: &str,
     ) -> Result<RepoKeys> {
+        keys::check_owner_text_format(text, config)?;
         let writer = Self::unwrap_writer(storage, &owner)?;
         keys::check_writer_pin(text, &writer)?;
         if writer.recipient() != config.writer_recipient {
@@ -540,6 +570,28 @@ impl Repository {
         self.put_object(kind, &bytes)
     }
 
+    /// Seals a JSON document for owner and writer, signed by the caller (the
+    /// owner signing key, or the writer's host key; a format-1 writer key
+    /// cannot sign), and stores it. Only for documents whose every claim the
+    /// caller made or verified itself: an owner-signed index file is trusted
+    /// by every backup for deduplication.
+    pub fn put_signed_json<T: Serialize>(&self, kind: ObjectKind, value: &T) -> Result<Id> {
+        let signed = match kind {
+            ObjectKind::Snapshot => SignedKind::Snapshot,
+            ObjectKind::Index => SignedKind::Index,
+            ObjectKind::Drill => SignedKind::Drill,
+            other => unreachable!("{other:?} objects are never signed"),
+        };
+        let json = serde_json::to_vec(value).expect("repository documents always serialize");
+        let compressed = zstd::bulk::compress(&json, 3).map_err(|e| Error::io("zstd", e))?;
+        let plain = match self.keys.sign_document(signed, &json) {
+            Some(block) => crate::format::signature::frame(&block, &compressed),
+            None => compressed,
+        };
+        let bytes = self.keys.seal_shared(&plain)?;
+        self.put_object(kind, &bytes)
+    }
+
     /// Like [`Repository::put_shared_json`], but never under Object Lock
     /// retention (prune's lock, which must be deletable when prune ends).
     pub fn put_transient_json<T: Serialize>(&self, kind: ObjectKind, value: &T) -> Result<Id> {
@@ -558,23 +610,34 @@ impl Repository {
         Ok((out, docs.unreadable.into_iter().map(|u| u.error).collect()))
     }
 
-    /// Finds a snapshot by `latest` (the newest not dated in the future), a
-    /// full id, or a unique id prefix.
+    /// Finds a snapshot by `latest` (the newest that counts: signed by the
+    /// owner or its own host, dated no later than its upload, not in the
+    /// future), a full id, or a unique id prefix (any readable header).
     pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
-        let (mut all, _) = self.snapshots()?;
         if spec == "latest" {
-            // Not one dated ahead of the clock (skew, or a header forged with
-            // the writer key): it would shadow every real snapshot.
+            let set = self.verified_snapshots()?;
+            // Not one dated ahead of the clock (a storage without upload
+            // times, skew): it would shadow every real snapshot.
             let now = chrono::Utc::now();
-            let current = all.iter().rposition(|(_, s)| !s.is_in_the_future(now));
-            return match current {
-                Some(i) => Ok(all.swap_remove(i)),
-                None => all
-                    .into_iter()
-                    .last()
-                    .ok_or_else(|| Error::SnapshotNotFound(spec.into())),
+            let usable: Vec<&trust::SnapshotRecord> =
+                set.records.iter().filter(|r| r.trust.usable()).collect();
+            let pick = usable
+                .iter()
+                .rev()
+                .find(|r| !r.snapshot.is_in_the_future(now))
+                .or(usable.last());
+            return match pick {
+                Some(r) => Ok((r.id, r.snapshot.clone())),
+                None if set.records.is_empty() => Err(Error::SnapshotNotFound(spec.into())),
+                None => Err(Error::NotFound(format!(
+                    "no snapshot can be trusted as `latest`: the {} header(s) here are not \
+                     signed by the repository owner or by the host they name (`vault snapshots` \
+                     says why); name one by its id to use it anyway",
+                    set.records.len()
+                ))),
             };
         }
+        let (all, _) = self.snapshots()?;
         let spec_l = spec.to_ascii_lowercase();
         let mut hits: Vec<_> = all
             .into_iter()

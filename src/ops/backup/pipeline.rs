@@ -260,11 +260,19 @@ pub fn uploader(
 /// Writes an index file for every few uploaded packs, and one at the end.
 /// A pack is indexed only after its upload finished, so an index never
 /// points at a missing pack.
-pub fn indexer(rx: Receiver<IndexedPack>, repo: &Repository, failure: &Failure) {
+/// Each is signed by this host and recorded in `own`, so later backups of
+/// this host deduplicate against it.
+pub fn indexer(
+    rx: Receiver<IndexedPack>,
+    repo: &Repository,
+    own: &super::own_index::OwnIndex,
+    failure: &Failure,
+) {
     let mut pending = IndexFile::default();
     let flush = |pending: &mut IndexFile| -> Result<()> {
         if !pending.packs.is_empty() {
-            repo.put_shared_json(ObjectKind::Index, pending)?;
+            let id = repo.put_signed_json(ObjectKind::Index, pending)?;
+            own.record(&id);
             pending.packs.clear();
         }
         Ok(())

@@ -23,17 +23,14 @@ use crate::format::id::Id;
 use crate::format::index::{BlobLocation, CondemnedPack, IndexFile, IndexedPack};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
+use crate::repo::attest;
 use crate::repo::packer::PackBuilder;
 use crate::repo::treewalk::reachable_blobs;
-use crate::repo::verify::{self, PackBuffers};
 use crate::repo::{BlobReader, LoadedIndex, ObjectKind, Repository, Unreadable};
 use crate::storage::Storage;
 
 pub use locks::LockUpkeep;
 pub use plan::{PlanCounts, PlanRules, StoredPack};
-
-/// Packs listed per index file prune writes.
-const PACKS_PER_INDEX_FILE: usize = 4096;
 
 /// Settings of a prune run.
 #[derive(Debug, Clone, Copy)]
@@ -57,10 +54,10 @@ pub struct PruneReport {
     pub snapshots: u64,
     /// Distinct blobs the snapshots need.
     pub blobs_referenced: u64,
-    /// Packs read and verified blob by blob.
+    /// Packs read to verify index entries no owner had attested yet.
     pub packs_verified: u64,
-    /// Index entries dropped because the pack they name does not hold them
-    /// (planted, or left by damage); the new index lists what packs hold.
+    /// Index entries (of stored packs) whose pack does not hold them
+    /// (planted, or left by damage): never signed, never relied on.
     pub claims_dropped: u64,
     /// The plan's figures.
     pub plan: PlanCounts,
@@ -70,6 +67,16 @@ pub struct PruneReport {
     pub index_files_written: u64,
     /// Index files removed (replaced by the new ones).
     pub index_files_removed: u64,
+    /// Index entries read back and verified before the owner signed them
+    /// (entries already attested by an owner are not read again).
+    pub entries_verified: u64,
+    /// Index entries dropped because their bytes are not the blob they
+    /// name and no snapshot needs that blob (planted claims).
+    pub entries_dropped: u64,
+    /// Index entries of blobs snapshots need that did not verify: kept, in
+    /// an index file the owner does not sign (`vault check --read-data`
+    /// reports the damage).
+    pub entries_unverified: u64,
     /// Leftovers of interrupted writes removed.
     pub leftovers_removed: u64,
     /// Snapshot headers and index files vault provably did not write: skipped
@@ -106,7 +113,7 @@ struct State {
     snapshots: Vec<(Id, Snapshot)>,
     loaded: LoadedIndex,
     referenced: HashSet<Id>,
-    verified: VerifiedPacks,
+    verified: VerifiedClaims,
     foreign: Vec<Unreadable>,
 }
 
@@ -150,7 +157,9 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
 /// Reads snapshots, then index files, then lists packs (in that order: a
 /// backup finishing meanwhile wrote its packs and index files before its
 /// snapshot, so whatever a snapshot read here needs is in what is listed
-/// after it), walks the trees, and verifies every indexed pack.
+/// after it), walks the trees, and verifies every index entry no owner has
+/// attested yet (attested ones were read by an owner before, and packs never
+/// change: see [`crate::repo::attest`]).
 fn read_state(repo: &Repository, report: &mut PruneReport) -> Result<State> {
     let snaps = repo.read_documents::<Snapshot>(ObjectKind::Snapshot)?;
     if let Some(e) = snaps.damaged().next() {
@@ -177,9 +186,10 @@ fn read_state(repo: &Repository, report: &mut PruneReport) -> Result<State> {
         ))
     })?;
     report.blobs_referenced = referenced.len() as u64;
-    let verified = VerifiedPacks::read(repo, &loaded);
-    report.packs_verified = verified.ok.len() as u64;
-    report.claims_dropped = verified.false_claims(&loaded);
+    let verified = VerifiedClaims::read(repo, &loaded)?;
+    report.packs_verified = verified.packs;
+    report.entries_verified = verified.verified;
+    report.claims_dropped = verified.rejected.len() as u64;
     Ok(State {
         snapshots,
         loaded,
@@ -199,15 +209,11 @@ fn make_plan(state: &State, rules: &PlanRules) -> Result<plan::PrunePlan> {
         &state.loaded.condemned,
         &state.referenced,
         rules,
-        &mut |blob, loc| verified.holds(blob, loc),
+        &mut |blob, loc| verified.holds(&state.loaded, blob, loc),
     )
     .map_err(|lost| {
-        let why = lost
-            .claimed_by()
-            .and_then(|pack| verified.failed.get(&pack).map(|e| format!(" ({e})")))
-            .unwrap_or_default();
         Error::Damaged(format!(
-            "{lost}{why}; the repository is damaged, so prune changes nothing — \
+            "{lost}; the repository is damaged, so prune changes nothing — \
              run `vault check --read-data`, then `vault forget` the snapshots that need it"
         ))
     })
@@ -228,7 +234,8 @@ fn unchanged(state: &State, plan: &plan::PrunePlan) -> bool {
         && plan.delete.is_empty()
         && loaded.files.len() <= 1
         && loaded.false_claims.is_empty()
-        && state.verified.false_claims(loaded) == 0
+        && state.verified.rejected.is_empty()
+        && loaded.attested.len() == loaded.index.len()
         && plan.marks.iter().copied().collect::<HashSet<_>>() == previous_marks
         && loaded
             .index
@@ -247,14 +254,7 @@ fn apply(
 ) -> Result<()> {
     let stored = &state.loaded.stored;
     let new_packs = repack(repo, &plan.copy, report)?;
-    report.index_files_written = write_index(
-        repo,
-        &state.verified,
-        stored,
-        plan,
-        new_packs,
-        opts.rules.now,
-    )?;
+    report.index_files_written = write_index(repo, state, plan, new_packs, opts.rules.now, report)?;
     for key in &state.loaded.files {
         match delete_unless_locked(repo.storage().as_ref(), key, opts.rules.now) {
             Ok(()) => report.index_files_removed += 1,
@@ -304,71 +304,47 @@ fn clean_leftovers(repo: &Repository, opts: &PruneOptions, report: &mut PruneRep
     }
 }
 
-/// One blob as a pack's verified trailer records it.
-type Holding = (Id, u32, u32, u32);
-
-/// Every indexed pack, read and verified whole: what each truly holds.
+/// The index entries on stored packs that this run read back: the rest
+/// were attested by an owner, who read them before.
 #[derive(Default)]
-struct VerifiedPacks {
-    /// Packs that could be read: their verified blobs, sorted.
-    ok: HashMap<Id, Vec<Holding>>,
-    /// Packs that could not be read at all, and why.
-    failed: HashMap<Id, Error>,
+struct VerifiedClaims {
+    /// Entries read back and found true.
+    verified: u64,
+    /// Packs read.
+    packs: u64,
+    /// Entries whose bytes are not the blob they name.
+    rejected: HashSet<attest::Claim>,
 }
 
-impl VerifiedPacks {
-    /// Verifies, in parallel, every stored pack some index file names.
-    fn read(repo: &Repository, loaded: &LoadedIndex) -> Self {
-        let mut packs: Vec<(Id, BlobKind)> = loaded
+impl VerifiedClaims {
+    /// Reads back every entry of the index that names a stored pack and
+    /// that no owner attested.
+    fn read(repo: &Repository, loaded: &LoadedIndex) -> Result<Self> {
+        let unattested: Vec<(Id, BlobLocation)> = loaded
             .index
-            .packs()
-            .filter_map(|(id, _)| loaded.stored.get(&id).map(|s| (id, s.kind)))
+            .blobs()
+            .filter(|(blob, loc)| {
+                loaded.stored.contains_key(&loc.pack)
+                    && !attest::is_attested(&loaded.attested, blob, loc)
+            })
             .collect();
-        packs.sort_by_key(|(id, _)| *id);
-        packs.dedup_by_key(|(id, _)| *id);
-        let results = verify::parallel(&packs, PackBuffers::default, |bufs, (id, kind)| {
-            verify::verify_stored_pack(repo, id, *kind, bufs)
-        });
-        let mut out = VerifiedPacks::default();
-        for ((id, _), result) in packs.into_iter().zip(results) {
-            match result {
-                Ok(verdicts) => {
-                    let mut holds: Vec<Holding> = verdicts
-                        .into_iter()
-                        .filter(|(_, v)| v.is_ok())
-                        .map(|(e, _)| (e.id, e.offset, e.length, e.raw_length))
-                        .collect();
-                    holds.sort_unstable();
-                    out.ok.insert(id, holds);
-                }
-                Err(e) => {
-                    out.failed.insert(id, e);
-                }
-            }
-        }
-        out
-    }
-
-    /// Whether `loc` verifiably holds `blob`.
-    fn holds(&self, blob: &Id, loc: &BlobLocation) -> bool {
-        self.ok.get(&loc.pack).is_some_and(|h| {
-            h.binary_search(&(*blob, loc.offset, loc.length, loc.raw_length))
-                .is_ok()
+        let packs = unattested
+            .iter()
+            .map(|(_, l)| l.pack)
+            .collect::<HashSet<_>>()
+            .len() as u64;
+        let checked = attest::verify_claims(repo, unattested)?;
+        Ok(VerifiedClaims {
+            verified: checked.verified,
+            packs,
+            rejected: checked.rejected,
         })
     }
 
-    /// Index entries naming a stored pack that does not hold them.
-    fn false_claims(&self, loaded: &LoadedIndex) -> u64 {
-        loaded
-            .index
-            .blobs()
-            .filter(|(b, l)| loaded.stored.contains_key(&l.pack) && !self.holds(b, l))
-            .count() as u64
-    }
-
-    /// A kept pack's index entries: its verified trailer.
-    fn entries(&self, pack: &Id) -> &[Holding] {
-        self.ok.get(pack).map_or(&[], Vec::as_slice)
+    /// Whether `loc` verifiably holds `blob`: its pack is stored, and an
+    /// owner attested the entry or this run read it back.
+    fn holds(&self, loaded: &LoadedIndex, blob: &Id, loc: &BlobLocation) -> bool {
+        loaded.stored.contains_key(&loc.pack) && !self.rejected.contains(&attest::claim(blob, loc))
     }
 }
 
@@ -453,47 +429,45 @@ fn repack(
 
 /// Writes the index files that replace every current one: the kept packs,
 /// the new packs, and the marks. Returns how many were written.
+///
+/// The owner signs them, and backups deduplicate against owner-signed
+/// entries without question, so every entry is verified first unless an
+/// owner already attested it: a planted claim ("blob X is at offset 0 of
+/// pack P") is read back, found false and dropped, never carried into a
+/// signed file. Entries of blobs a snapshot needs that fail are kept in an
+/// unsigned file (damage for `vault check` to report, not for prune to hide).
 fn write_index(
     repo: &Repository,
-    verified: &VerifiedPacks,
-    stored: &HashMap<Id, StoredPack>,
+    state: &State,
     plan: &plan::PrunePlan,
     new_packs: Vec<IndexedPack>,
     started: chrono::DateTime<chrono::Utc>,
+    report: &mut PruneReport,
 ) -> Result<u64> {
-    // Each kept pack is listed with what it verifiably holds, under the kind
-    // storage lists it as: no claim from an index file (perhaps a planted
-    // one) is carried over unchecked.
-    let mut packs: HashMap<Id, IndexedPack> = HashMap::new();
-    for pack in &plan.keep {
-        let holds = verified.entries(pack);
-        if holds.is_empty() {
-            continue;
-        }
-        packs.insert(
-            *pack,
-            IndexedPack {
-                id: *pack,
-                kind: stored[pack].kind,
-                blobs: holds
-                    .iter()
-                    .map(
-                        |&(id, offset, length, raw_length)| crate::format::index::IndexedBlob {
-                            id,
-                            offset,
-                            length,
-                            raw_length,
-                        },
-                    )
-                    .collect(),
-            },
-        );
-    }
-    let mut all: Vec<IndexedPack> = packs.into_values().collect();
-    all.sort_by_key(|p| p.id);
-    for p in &mut all {
-        p.blobs.sort_by_key(|b| b.offset);
-    }
+    let loaded = &state.loaded;
+    let stored = &loaded.stored;
+    let keep: HashSet<Id> = plan.keep.iter().copied().collect();
+    // Kinds are where the pack is stored (the index loader took them from
+    // the listing, not from what an index file claimed), and every entry
+    // was attested by an owner or read back by this run.
+    let kept: Vec<(Id, BlobLocation)> = loaded
+        .index
+        .blobs()
+        .filter(|(_, loc)| keep.contains(&loc.pack) && stored.contains_key(&loc.pack))
+        .collect();
+    let (good, bad): (Vec<_>, Vec<_>) = kept
+        .into_iter()
+        .partition(|(blob, loc)| !state.verified.rejected.contains(&attest::claim(blob, loc)));
+    // A failed claim is dropped when nothing needs its blob, or when another
+    // claim of the same blob verified (a planted entry beside the genuine
+    // copy); otherwise it is damage, kept where readers still see it.
+    let good_blobs: HashSet<Id> = good.iter().map(|(blob, _)| *blob).collect();
+    let (damaged, planted): (Vec<_>, Vec<_>) = bad
+        .into_iter()
+        .partition(|(blob, _)| state.referenced.contains(blob) && !good_blobs.contains(blob));
+    report.entries_dropped = planted.len() as u64;
+    report.entries_unverified = damaged.len() as u64;
+    let mut all = attest::group_by_pack(good);
     all.extend(new_packs);
     // New marks count from now, when backups can first see them, not from
     // the start of this run (walking trees and repacking take time).
@@ -505,26 +479,14 @@ fn write_index(
         }
     }
     marks.sort_by_key(|m| m.pack);
-    let mut written = 0;
-    let mut chunks = all.chunks(PACKS_PER_INDEX_FILE);
-    let mut file = IndexFile {
-        packs: chunks.next().map(<[_]>::to_vec).unwrap_or_default(),
-        condemned: marks,
-    };
-    loop {
-        if !file.packs.is_empty() || !file.condemned.is_empty() {
-            repo.put_shared_json(ObjectKind::Index, &file)?;
-            written += 1;
-        }
-        match chunks.next() {
-            Some(c) => {
-                file = IndexFile {
-                    packs: c.to_vec(),
-                    condemned: Vec::new(),
-                }
-            }
-            None => break,
-        }
+    let mut written = attest::write_attested(repo, &all, marks)?;
+    if !damaged.is_empty() {
+        let file = IndexFile {
+            packs: attest::group_by_pack(damaged),
+            condemned: Vec::new(),
+        };
+        repo.put_shared_json(ObjectKind::Index, &file)?;
+        written += 1;
     }
     Ok(written)
 }

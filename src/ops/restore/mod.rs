@@ -591,6 +591,6 @@ pub fn verify_drill(
         passed: !report.failed(),
         summary: DrillSummary::of(&report),
     };
-    let drill_id = repo.put_shared_json(ObjectKind::Drill, &record)?;
+    let drill_id = repo.put_signed_json(ObjectKind::Drill, &record)?;
     Ok((report, drill_id))
 }

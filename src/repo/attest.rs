@@ -1,0 +1,130 @@
+//! Owner attestation of index entries: an owner operation that has read a
+//! blob (decrypted, decompressed, checked against its keyed id and length)
+//! signs index files listing where it found it. Backups deduplicate only
+//! against such files and their own ([`crate::repo::Repository::load_dedup_index`]).
+//!
+//! Because packs never change (each is named by the hash of its bytes), a
+//! location verified once stays valid as long as the pack exists, so prune
+//! carries attested entries forward and verifies only the new ones.
+
+use std::collections::HashSet;
+
+use crate::error::{Error, Result};
+use crate::format::id::Id;
+use crate::format::index::{BlobLocation, Index, IndexFile, IndexedBlob, IndexedPack};
+use crate::repo::{BlobReader, ObjectKind, Repository};
+
+/// Packs listed per attested index file.
+const PACKS_PER_FILE: usize = 4096;
+
+/// A location as an exact claim: blob, pack, offset, length, raw length.
+pub type Claim = (Id, Id, u32, u32, u32);
+
+/// The claim `loc` makes about `blob`.
+pub fn claim(blob: &Id, loc: &BlobLocation) -> Claim {
+    (*blob, loc.pack, loc.offset, loc.length, loc.raw_length)
+}
+
+/// Whether `attested` holds exactly this claim (the pack's kind aside: it
+/// comes from where the pack is stored).
+pub fn is_attested(attested: &Index, blob: &Id, loc: &BlobLocation) -> bool {
+    attested
+        .locations(blob)
+        .any(|l| claim(blob, &l) == claim(blob, loc))
+}
+
+/// The outcome of verifying claims.
+#[derive(Debug, Default)]
+pub struct Verification {
+    /// Claims whose blob read back and matched.
+    pub verified: u64,
+    /// Claims whose bytes are not the blob they name (planted, or damage).
+    pub rejected: HashSet<Claim>,
+}
+
+/// Reads every claim in `claims` (sorted by pack and offset first, so each
+/// pack is decrypted once, front to back) and sorts them into verified and
+/// rejected. A storage or transport error stops everything: an owner must
+/// not sign, nor drop, what it could not read.
+pub fn verify_claims(
+    repo: &Repository,
+    mut claims: Vec<(Id, BlobLocation)>,
+) -> Result<Verification> {
+    claims.sort_by_key(|(_, l)| (l.pack, l.offset));
+    let mut out = Verification::default();
+    let mut reader = BlobReader::new(repo);
+    for (blob, loc) in &claims {
+        match reader.read(blob, loc) {
+            Ok(_) => out.verified += 1,
+            Err(e @ (Error::Storage(_) | Error::Io { .. })) => return Err(e),
+            Err(e) => {
+                tracing::warn!("index entry does not hold up: {e}");
+                out.rejected.insert(claim(blob, loc));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Signs and stores `packs` (every entry of which the caller verified or
+/// found already attested) as owner-attested index files, with `condemned`
+/// marks in the first. Returns how many files were written.
+pub fn write_attested(
+    repo: &Repository,
+    packs: &[IndexedPack],
+    condemned: Vec<crate::format::index::CondemnedPack>,
+) -> Result<u64> {
+    repo.keys().require_owner("attesting index entries")?;
+    let mut written = 0;
+    let mut chunks = packs.chunks(PACKS_PER_FILE);
+    let mut file = IndexFile {
+        packs: chunks.next().map(<[_]>::to_vec).unwrap_or_default(),
+        condemned,
+    };
+    loop {
+        if !file.packs.is_empty() || !file.condemned.is_empty() {
+            repo.put_signed_json(ObjectKind::Index, &file)?;
+            written += 1;
+        }
+        match chunks.next() {
+            Some(c) => {
+                file = IndexFile {
+                    packs: c.to_vec(),
+                    condemned: Vec::new(),
+                }
+            }
+            None => break,
+        }
+    }
+    Ok(written)
+}
+
+/// Groups claims into index packs (kind as given), blobs in offset order.
+pub fn group_by_pack(claims: impl IntoIterator<Item = (Id, BlobLocation)>) -> Vec<IndexedPack> {
+    let mut packs: std::collections::BTreeMap<Id, IndexedPack> = Default::default();
+    let mut seen = HashSet::new();
+    for (blob, loc) in claims {
+        if !seen.insert(claim(&blob, &loc)) {
+            continue;
+        }
+        packs
+            .entry(loc.pack)
+            .or_insert_with(|| IndexedPack {
+                id: loc.pack,
+                kind: loc.kind,
+                blobs: Vec::new(),
+            })
+            .blobs
+            .push(IndexedBlob {
+                id: blob,
+                offset: loc.offset,
+                length: loc.length,
+                raw_length: loc.raw_length,
+            });
+    }
+    let mut out: Vec<IndexedPack> = packs.into_values().collect();
+    for p in &mut out {
+        p.blobs.sort_by_key(|b| b.offset);
+    }
+    out
+}
