@@ -6,9 +6,10 @@
 # systemd-analyze (the tests verify the units `vault systemd` writes; it works
 # offline, without systemd as PID 1), moto, the S3-protocol server the S3
 # tests start, PL/Perl (a dump using an untrusted language is one of the
-# drill's attack vectors), and the users drills switch between: `vault` (the
-# service user of `vault systemd`) and `vault-drill` (the scratch cluster's),
-# and strace (the kill matrix kills commands at a chosen syscall).
+# drill's attack vectors), GNU time (peak memory under the attack vectors),
+# strace (the kill matrix kills commands at a chosen syscall), and the users
+# drills switch between: `vault` (the service user of `vault systemd`) and
+# `vault-drill` (the scratch cluster's).
 set -euo pipefail
 
 missing=()
@@ -29,6 +30,8 @@ command -v psql >/dev/null || missing+=(postgresql-client)
 command -v pg_dump >/dev/null || missing+=(postgresql-client)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+# GNU time measures the peak memory of vault under the attack vectors.
+[[ -x /usr/bin/time ]] || missing+=(time)
 
 # PL/Perl for the server version installed (or about to be).
 pgversion=$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1)

@@ -1,8 +1,11 @@
 //! vault's integration tests: one binary, one module per area. Every test
 //! runs the real `vault` binary against a real repository on disk.
 
+mod attackers;
 mod util;
 
+mod attacks_storage;
+mod attacks_writer_data;
 mod backup_restore;
 mod bad_input;
 mod cli_surface;

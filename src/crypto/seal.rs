@@ -7,6 +7,17 @@ use age::secrecy::SecretString;
 use super::error::CryptoError;
 use super::identity::Identity;
 
+/// scrypt work factor (log2 N) for owner files wrapped with a person's
+/// passphrase: 2^18 costs 256 MiB and about a second, as age recommends.
+pub const PASSPHRASE_WORK_FACTOR: u8 = 18;
+
+/// The highest scrypt work factor accepted when unwrapping an owner file
+/// with a passphrase (2^20: 1 GiB, a few seconds). Every passphrase open
+/// tries every owner file, and anyone who can write to the storage can
+/// plant one: age's own limit follows the machine's speed and let a factor
+/// of 23 cost every open 8 GiB.
+pub const PASSPHRASE_MAX_WORK_FACTOR: u8 = 20;
+
 /// What an object is encrypted to.
 pub enum Seal<'a> {
     /// One or more public-key recipients.
@@ -21,7 +32,12 @@ fn encryptor(seal: &Seal<'_>) -> Result<age::Encryptor, CryptoError> {
             age::Encryptor::with_recipients(rs.iter().map(|r| *r as &dyn age::Recipient))
                 .map_err(|e| CryptoError::Encrypt(e.to_string()))
         }
-        Seal::Passphrase(p) => Ok(age::Encryptor::with_user_passphrase((*p).clone())),
+        Seal::Passphrase(p) => {
+            let mut recipient = age::scrypt::Recipient::new((*p).clone());
+            recipient.set_work_factor(PASSPHRASE_WORK_FACTOR);
+            age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+                .map_err(|e| CryptoError::Encrypt(e.to_string()))
+        }
     }
 }
 
@@ -127,7 +143,9 @@ impl Keyring {
                 .ok_or_else(|| CryptoError::NoMatchingKey {
                     object: object.to_owned(),
                 })?;
-            scrypt = age::scrypt::Identity::new(p.clone());
+            let mut id = age::scrypt::Identity::new(p.clone());
+            id.set_max_work_factor(PASSPHRASE_MAX_WORK_FACTOR);
+            scrypt = id;
             vec![&scrypt]
         } else {
             self.identities

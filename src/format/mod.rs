@@ -11,6 +11,7 @@ pub mod chunk;
 pub mod config;
 pub mod drill;
 pub mod duration;
+pub mod escape;
 pub mod id;
 pub mod index;
 pub mod lock;

@@ -149,7 +149,35 @@ impl Tree {
     /// component and that no name appears twice: a crafted tree must never
     /// make restore write outside its target.
     pub fn from_bytes(bytes: &[u8], id: &Id) -> Result<Self> {
-        let tree: Tree = serde_json::from_slice(bytes)
+        Self::from_bytes_bounded(bytes, id, usize::MAX)
+    }
+
+    /// Like [`Tree::from_bytes`], but refuses a tree of more than
+    /// `max_nodes` entries while parsing it, before their memory is spent:
+    /// a small blob must not inflate into millions of entries.
+    pub fn from_bytes_bounded(bytes: &[u8], id: &Id, max_nodes: usize) -> Result<Self> {
+        use serde::de::DeserializeSeed;
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let tree = TreeSeed { max_nodes }
+            .deserialize(&mut de)
+            .and_then(|t| de.end().map(|()| t));
+        Self::checked(tree, id)
+    }
+
+    /// Like [`Tree::from_bytes_bounded`], reading the JSON from `raw` as it
+    /// comes (nothing but the entries is held).
+    pub fn from_reader_bounded(raw: impl std::io::Read, id: &Id, max_nodes: usize) -> Result<Self> {
+        use serde::de::DeserializeSeed;
+        let mut de = serde_json::Deserializer::from_reader(raw);
+        let tree = TreeSeed { max_nodes }
+            .deserialize(&mut de)
+            .and_then(|t| de.end().map(|()| t));
+        Self::checked(tree, id)
+    }
+
+    /// Checks a parsed tree's names (see [`Tree::from_bytes`]).
+    fn checked(tree: serde_json::Result<Tree>, id: &Id) -> Result<Self> {
+        let tree = tree
             .map_err(|e| Error::format(format!("tree {id}"), format!("not a valid tree: {e}")))?;
         for (i, node) in tree.nodes.iter().enumerate() {
             check_name(&node.name.0).map_err(|why| {
@@ -166,6 +194,73 @@ impl Tree {
             }
         }
         Ok(tree)
+    }
+}
+
+/// Parses `{"nodes":[…]}` counting entries as they come.
+struct TreeSeed {
+    max_nodes: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TreeSeed {
+    type Value = Tree;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Tree, D::Error> {
+        d.deserialize_struct("Tree", &["nodes"], self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TreeSeed {
+    type Value = Tree;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a tree object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Tree, A::Error> {
+        let mut nodes = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key != "nodes" {
+                return Err(serde::de::Error::unknown_field(&key, &["nodes"]));
+            }
+            if nodes.is_some() {
+                return Err(serde::de::Error::duplicate_field("nodes"));
+            }
+            nodes = Some(map.next_value_seed(NodesSeed {
+                max_nodes: self.max_nodes,
+            })?);
+        }
+        Ok(Tree {
+            nodes: nodes.ok_or_else(|| serde::de::Error::missing_field("nodes"))?,
+        })
+    }
+}
+
+struct NodesSeed {
+    max_nodes: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for NodesSeed {
+    type Value = Vec<Node>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Node>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NodesSeed {
+    type Value = Vec<Node>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of entries")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Node>, A::Error> {
+        let mut out = Vec::new();
+        while let Some(node) = seq.next_element::<Node>()? {
+            if out.len() == self.max_nodes {
+                return Err(serde::de::Error::custom(format!(
+                    "more than the {} entries left in the snapshot's declared totals",
+                    self.max_nodes
+                )));
+            }
+            out.push(node);
+        }
+        Ok(out)
     }
 }
 
@@ -214,6 +309,23 @@ mod tests {
         let back = Tree::from_bytes(&bytes, &Id([0; 32])).unwrap();
         assert_eq!(back, t);
         assert!(String::from_utf8_lossy(&bytes).contains("\"a\""));
+    }
+
+    #[test]
+    fn a_tree_is_refused_while_parsing_once_it_exceeds_its_bound() {
+        let t = Tree {
+            nodes: vec![node(b"a"), node(b"b"), node(b"c")],
+        };
+        let bytes = t.to_bytes();
+        assert_eq!(
+            Tree::from_bytes_bounded(&bytes, &Id([0; 32]), 3).unwrap(),
+            t
+        );
+        let err = Tree::from_bytes_bounded(&bytes, &Id([0; 32]), 2).unwrap_err();
+        assert!(err.to_string().contains("more than the 2 entries"), "{err}");
+        let extra = br#"{"nodes":[],"other":1}"#;
+        assert!(Tree::from_bytes(extra, &Id([0; 32])).is_err());
+        assert!(Tree::from_bytes(br#"{"nodes":[]} x"#, &Id([0; 32])).is_err());
     }
 
     #[test]

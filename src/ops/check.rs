@@ -3,16 +3,16 @@
 //! name equals the BLAKE3 of its bytes — no key needed).
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 
 use serde::Serialize;
 
 use crate::error::Result;
 use crate::format::id::Id;
-use crate::format::index::Index;
-use crate::format::pack::{BlobKind, decode_trailer};
-use crate::format::tree::NodeKind;
-use crate::repo::{BlobReader, ObjectKind, Repository, id_from_key, read_config};
+use crate::format::pack::BlobKind;
+use crate::format::snapshot::Snapshot;
+use crate::repo::treewalk::{Budget, Next, Visit, Walker};
+use crate::repo::verify::{self, PackBuffers};
+use crate::repo::{LoadedIndex, ObjectKind, Repository, id_from_key, read_config};
 use crate::storage::Storage;
 
 /// How serious a finding is.
@@ -190,26 +190,55 @@ pub fn check_uploads(
     Ok(())
 }
 
+/// Findings of one kind listed one by one before they are summed up: a
+/// planted index file can make thousands.
+const DETAILED_FINDINGS: usize = 100;
+
 /// Runs the keyed checks that `opts` asks for.
 pub fn check(repo: &Repository, opts: &CheckOptions, report: &mut CheckReport) -> Result<()> {
     let loaded = repo.load_index_files()?;
-    let (index, condemned) = (loaded.index, loaded.condemned);
-    for e in loaded.damaged {
-        report.add(Severity::Error, "index", e.to_string());
-    }
-    let stored: HashMap<Id, u64> = crate::repo::list_packs(repo.storage().as_ref())?
-        .into_iter()
-        .map(|(id, p)| (id, p.size))
-        .collect();
+    report_index_files(&loaded, report);
     if opts.structure {
-        check_structure(repo, &index, &condemned, &stored, report)?;
+        check_structure(repo, &loaded, report)?;
     }
     if let Some((n, m)) = opts.read_data {
         repo.keys().require_owner("check --read-data")?;
-        let verified = check_data(repo, &index, &stored, n, m, report);
+        let verified = check_data(repo, &loaded, n, m, report);
         attest_verified(repo, &loaded.attested, verified, report);
     }
     Ok(())
+}
+
+/// Index files that could not be read, were not written by vault, or make
+/// claims that cannot be true.
+fn report_index_files(loaded: &LoadedIndex, report: &mut CheckReport) {
+    for e in &loaded.damaged {
+        report.add(Severity::Error, "index", e.to_string());
+    }
+    for f in &loaded.foreign {
+        report.add(
+            Severity::Error,
+            &f.key,
+            format!("{}; `vault prune --remove-foreign` deletes it", f.error),
+        );
+    }
+    for c in loaded.false_claims.iter().take(DETAILED_FINDINGS) {
+        report.add(
+            Severity::Error,
+            &c.file,
+            format!("pack {}: {} (ignored; prune drops it)", c.pack, c.what),
+        );
+    }
+    if loaded.false_claims.len() > DETAILED_FINDINGS {
+        report.add(
+            Severity::Error,
+            "index",
+            format!(
+                "{} more false claims about packs (ignored; prune drops them)",
+                loaded.false_claims.len() - DETAILED_FINDINGS
+            ),
+        );
+    }
 }
 
 /// Signs, as the owner, the pack entries this check read and verified that
@@ -218,7 +247,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, report: &mut CheckReport) -
 /// and goes on.
 fn attest_verified(
     repo: &Repository,
-    attested: &Index,
+    attested: &crate::format::index::Index,
     verified: Vec<(Id, BlobKind, Vec<crate::format::pack::PackEntry>)>,
     report: &mut CheckReport,
 ) {
@@ -256,18 +285,33 @@ fn attest_verified(
 
 fn check_structure(
     repo: &Repository,
-    index: &Index,
-    condemned: &HashMap<Id, chrono::DateTime<chrono::Utc>>,
-    stored: &HashMap<Id, u64>,
+    loaded: &LoadedIndex,
     report: &mut CheckReport,
 ) -> Result<()> {
+    check_indexed_packs(loaded, report);
+    let snapshots = check_snapshot_headers(repo, report)?;
+    if !repo.keys().is_owner() {
+        report.add(
+            Severity::Info,
+            "trees",
+            "not checked: reading trees needs an owner key",
+        );
+        return Ok(());
+    }
+    check_trees(repo, loaded, &snapshots, report)
+}
+
+/// Every indexed pack is stored (or went on purpose), and every stored
+/// pack is indexed (or was left by an interrupted backup).
+fn check_indexed_packs(loaded: &LoadedIndex, report: &mut CheckReport) {
+    let (index, stored) = (&loaded.index, &loaded.stored);
     let indexed: HashSet<Id> = index.packs().map(|(id, _)| id).collect();
     let mut pruned = 0;
     for (pack, kind) in index.packs() {
         if stored.contains_key(&pack) {
             continue;
         }
-        if condemned.contains_key(&pack) {
+        if loaded.condemned.contains_key(&pack) {
             // Deleted by prune; an index file that could not be removed yet
             // (Object Lock) still lists it. Snapshots needing its blobs are
             // checked below like any other.
@@ -295,197 +339,157 @@ fn check_structure(
             format!("{orphans} pack(s) are in no index (left by an interrupted backup; prune removes them)"),
         );
     }
-    let (snapshots, damaged) = repo.snapshots()?;
-    for e in damaged {
-        report.add(Severity::Error, "snapshots", e.to_string());
+}
+
+/// Reads every snapshot header; reports those that cannot be read.
+fn check_snapshot_headers(
+    repo: &Repository,
+    report: &mut CheckReport,
+) -> Result<Vec<(Id, Snapshot)>> {
+    let docs = repo.read_documents::<Snapshot>(ObjectKind::Snapshot)?;
+    for u in &docs.unreadable {
+        let hint = if u.foreign {
+            "; `vault prune --remove-foreign` deletes it"
+        } else {
+            ""
+        };
+        report.add(Severity::Error, "snapshots", format!("{u}{hint}"));
     }
-    report.snapshots = snapshots.len() as u64;
-    if !repo.keys().is_owner() {
-        report.add(
-            Severity::Info,
-            "trees",
-            "not checked: reading trees needs an owner key",
-        );
-        return Ok(());
-    }
-    let mut seen_trees = HashSet::new();
-    let mut reader = BlobReader::new(repo);
-    for (id, snap) in &snapshots {
-        let mut stack = vec![(snap.root, String::new())];
-        while let Some((tree_id, path)) = stack.pop() {
-            if !seen_trees.insert(tree_id) {
-                continue;
-            }
-            let tree = match repo.read_tree(index, &mut reader, &tree_id) {
-                Ok(t) => t,
-                Err(e) => {
-                    report.add(
-                        Severity::Error,
-                        format!("snapshot {} /{path}", id.short()),
-                        e.to_string(),
-                    );
-                    continue;
-                }
-            };
-            for node in &tree.nodes {
-                let child = format!(
-                    "{path}{}{:?}",
-                    if path.is_empty() { "" } else { "/" },
-                    node.name
-                )
-                .replace('"', "");
-                if node.kind == NodeKind::Dir {
-                    match node.subtree {
-                        Some(sub) => stack.push((sub, child.clone())),
-                        None => report.add(
-                            Severity::Error,
-                            format!("snapshot {} /{child}", id.short()),
-                            "directory without a subtree",
-                        ),
+    report.snapshots = docs.read.len() as u64;
+    Ok(docs.read.into_iter().map(|(_, id, s)| (id, s)).collect())
+}
+
+/// Walks every snapshot's trees (each distinct tree once): every tree
+/// readable, every file's blobs in a stored pack, the entries within what
+/// the headers declare.
+fn check_trees(
+    repo: &Repository,
+    loaded: &LoadedIndex,
+    snapshots: &[(Id, Snapshot)],
+    report: &mut CheckReport,
+) -> Result<()> {
+    let mut budget = Budget::default();
+    snapshots.iter().for_each(|(_, s)| budget.add(&s.totals));
+    let mut walker = Walker::new(repo, &loaded.index)?
+        .each_tree_once()
+        .with_budget(budget);
+    for (id, snap) in snapshots {
+        let subject = |path: &std::path::Path| {
+            crate::format::escape::escape(&format!("snapshot {} /{}", id.short(), path.display()))
+        };
+        walker.walk(&snap.root, &mut |v| {
+            match v {
+                Visit::Entry { path, node } => {
+                    for blob in &node.content {
+                        if !loaded
+                            .index
+                            .locations(blob)
+                            .any(|l| loaded.stored.contains_key(&l.pack))
+                        {
+                            report.add(
+                                Severity::Error,
+                                subject(path),
+                                format!("blob {blob} is in no stored pack"),
+                            );
+                        }
                     }
                 }
-                for blob in &node.content {
-                    if !index.locations(blob).any(|l| stored.contains_key(&l.pack)) {
-                        report.add(
-                            Severity::Error,
-                            format!("snapshot {} /{child}", id.short()),
-                            format!("blob {blob} is in no stored pack"),
-                        );
-                    }
+                Visit::Damaged { path, error } => {
+                    report.add(Severity::Error, subject(path), error.to_string())
                 }
+                Visit::Leave { .. } => {}
             }
-        }
+            Ok(Next::Descend)
+        })?;
     }
     Ok(())
 }
 
+/// Reads and verifies every stored pack in subset `n` of `m` (in parallel:
+/// decrypting, decompressing and hashing dominate), and compares what each
+/// holds with what the index claims it holds. Returns, per pack, the
+/// entries that verified.
 fn check_data(
     repo: &Repository,
-    index: &Index,
-    stored: &HashMap<Id, u64>,
+    loaded: &LoadedIndex,
     n: u32,
     m: u32,
     report: &mut CheckReport,
 ) -> Vec<(Id, BlobKind, Vec<crate::format::pack::PackEntry>)> {
     let mut verified = Vec::new();
     let mut expected: HashMap<Id, Vec<(Id, u32, u32)>> = HashMap::new();
-    for (blob, loc) in index.blobs() {
+    for (blob, loc) in loaded.index.blobs() {
         expected
             .entry(loc.pack)
             .or_default()
             .push((blob, loc.offset, loc.length));
     }
-    let kinds: HashMap<Id, BlobKind> = index.packs().collect();
-    let mut packs: Vec<Id> = stored.keys().copied().collect();
-    packs.sort();
-    let selected: Vec<(Id, String)> = packs
-        .into_iter()
-        .filter(|pack| {
+    let mut selected: Vec<(Id, BlobKind)> = loaded
+        .stored
+        .iter()
+        .filter(|(pack, _)| {
             // Subsets are by the pack id's first 8 bytes, so `n/m` for n = 1..m covers all.
             let bucket = u64::from_le_bytes(pack.0[..8].try_into().expect("8 bytes")) % m as u64;
             m == 1 || bucket + 1 == n as u64
         })
-        .filter_map(|pack| {
-            kinds
-                .get(&pack)
-                .map(|k| (pack, ObjectKind::Pack(*k).key(&pack)))
-        })
+        .map(|(pack, s)| (*pack, s.kind))
         .collect();
-    // Packs are verified in parallel (decrypt, decompress and hash dominate).
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results = std::sync::Mutex::new(Vec::with_capacity(selected.len()));
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let mut bufs = PackBuffers::default();
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((pack, key)) = selected.get(i) else {
-                        break;
-                    };
-                    let r = verify_pack(repo, key, pack, &mut bufs);
-                    results.lock().expect("results lock").push((i, r));
-                }
-            });
-        }
+    selected.sort_by_key(|(id, _)| *id);
+    let results = verify::parallel(&selected, PackBuffers::default, |bufs, (pack, kind)| {
+        verify::verify_stored_pack(repo, pack, *kind, bufs)
     });
-    let mut results = results.into_inner().expect("results lock");
-    results.sort_by_key(|(i, _)| *i);
-    for (i, result) in results {
-        let (pack, key) = &selected[i];
+    for ((pack, kind), result) in selected.iter().zip(results) {
+        let key = ObjectKind::Pack(*kind).key(pack);
         report.packs_read += 1;
-        match result {
-            Ok(entries) => {
-                report.blobs_verified += entries.len() as u64;
-                let found: HashSet<(Id, u32, u32)> =
-                    entries.iter().map(|e| (e.id, e.offset, e.length)).collect();
-                for exp in expected.get(pack).into_iter().flatten() {
-                    if !found.contains(exp) {
-                        report.add(
-                            Severity::Error,
-                            key,
-                            format!("index lists blob {} that the pack does not hold", exp.0),
-                        );
+        let verdicts = match result {
+            Ok(v) => v,
+            Err(e) => {
+                report.add(Severity::Error, &key, e.to_string());
+                continue;
+            }
+        };
+        let mut found = HashSet::new();
+        let mut bad = 0usize;
+        let mut good = Vec::new();
+        for (entry, verdict) in verdicts {
+            match verdict {
+                Ok(()) => {
+                    report.blobs_verified += 1;
+                    found.insert((entry.id, entry.offset, entry.length));
+                    good.push(entry);
+                }
+                Err(e) => {
+                    bad += 1;
+                    if bad <= DETAILED_FINDINGS {
+                        report.add(Severity::Error, &key, e.to_string());
                     }
                 }
-                verified.push((*pack, kinds[pack], entries));
             }
-            Err(e) => report.add(Severity::Error, key, e.to_string()),
+        }
+        verified.push((*pack, *kind, good));
+        let lies: Vec<&(Id, u32, u32)> = expected
+            .get(pack)
+            .into_iter()
+            .flatten()
+            .filter(|exp| !found.contains(exp))
+            .collect();
+        for exp in lies.iter().take(DETAILED_FINDINGS) {
+            report.add(
+                Severity::Error,
+                &key,
+                format!("index lists blob {} that the pack does not hold", exp.0),
+            );
+        }
+        if lies.len() > DETAILED_FINDINGS {
+            report.add(
+                Severity::Error,
+                &key,
+                format!(
+                    "{} more blobs the index lists are not in the pack",
+                    lies.len() - DETAILED_FINDINGS
+                ),
+            );
         }
     }
     verified
-}
-
-/// Decrypts a whole pack and verifies every blob in its trailer.
-/// Per-thread buffers reused from pack to pack, so memory stays at about
-/// two packs per thread however many packs there are.
-#[derive(Default)]
-struct PackBuffers {
-    stored: Vec<u8>,
-    plain: Vec<u8>,
-}
-
-fn verify_pack(
-    repo: &Repository,
-    key: &str,
-    id: &Id,
-    bufs: &mut PackBuffers,
-) -> Result<Vec<crate::format::pack::PackEntry>> {
-    let PackBuffers { stored, plain } = bufs;
-    stored.clear();
-    plain.clear();
-    repo.storage()
-        .open(key)?
-        .read_to_end(stored)
-        .map_err(|e| crate::storage::StorageError::from_io(key, e))?;
-    if Id::of_bytes(stored) != *id {
-        return Err(crate::Error::format(key, "content does not match its name"));
-    }
-    repo.keys()
-        .keyring()
-        .decrypt_stream(&stored[..], key)?
-        .read_to_end(plain)
-        .map_err(|e| crate::Error::format(key, format!("decryption failed: {e}")))?;
-    let entries = decode_trailer(plain, key)?;
-    let mut z = zstd::bulk::Decompressor::new().map_err(|e| crate::Error::io("zstd", e))?;
-    for e in &entries {
-        if e.raw_length > crate::repo::MAX_BLOB {
-            return Err(crate::Error::format(
-                key,
-                format!("blob {}: claims {} bytes", e.id, e.raw_length),
-            ));
-        }
-        let slice = &plain[e.offset as usize..e.offset as usize + e.length as usize];
-        let raw = z.decompress(slice, e.raw_length as usize).map_err(|err| {
-            crate::Error::format(key, format!("blob {}: bad zstd data: {err}", e.id))
-        })?;
-        if Id::keyed(repo.keys().chunk_key(), &raw) != e.id {
-            return Err(crate::Error::format(
-                key,
-                format!("blob {}: content does not match its id", e.id),
-            ));
-        }
-    }
-    Ok(entries)
 }

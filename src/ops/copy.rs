@@ -14,6 +14,11 @@
 //! snapshot that points at missing data and a rerun resumes: packs, then the
 //! index file that lists them, then (after checking that the target holds
 //! every blob the snapshots need) the snapshot headers.
+//!
+//! Every pack is verified whole before it is written (its name, its
+//! decryption, every blob in its trailer), and the index file lists what
+//! the trailers hold, not what the source's index files claim: a planted
+//! index entry is never carried into the target.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -22,10 +27,14 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::format::config::RepoConfig;
 use crate::format::id::Id;
-use crate::format::index::{Index, IndexFile, IndexedBlob, IndexedPack};
-use crate::format::pack::{BlobKind, decode_trailer};
+use crate::format::index::{IndexFile, IndexedPack};
+use crate::format::pack::{BlobKind, PackEntry};
+use crate::format::snapshot::Snapshot;
+use crate::repo::treewalk::reachable_blobs;
+use crate::repo::verify::{self, PackBuffers};
 use crate::repo::{
-    CONFIG_KEY, OWNERS_PREFIX, ObjectKind, Repository, WRITER_KEY, id_from_key, read_config,
+    CONFIG_KEY, OWNERS_PREFIX, ObjectKind, Repository, StoredPack, WRITER_KEY, id_from_key,
+    read_config,
 };
 use crate::storage::{PutOutcome, Storage, StorageError};
 
@@ -157,101 +166,209 @@ pub fn copy(source: &Repository, target: &Repository, opts: &CopyOptions) -> Res
 
 fn copy_locked(source: &Repository, target: &Repository, opts: &CopyOptions) -> Result<CopyReport> {
     let mut report = CopyReport::default();
+    let todo = snapshots_to_copy(source, target, opts, &mut report)?;
+    if todo.is_empty() {
+        return Ok(report);
+    }
+    let plan = plan_transfer(source, target, &todo, &mut report)?;
+    let copied = transfer_packs(source, target, &plan, opts, &mut report)?;
+    write_index_files(target, &copied, &mut report)?;
+    // Check the structure before any header lands: every needed blob indexed
+    // in the target, in a pack the target stores.
+    verify_structure(target, &plan.needed)?;
+    write_headers(source, target, &todo, &mut report)?;
+    Ok(report)
+}
 
-    // Which snapshots, oldest first, and which of them the target lacks.
+/// The selected snapshots the target lacks, oldest first; the others are
+/// reported as skipped.
+fn snapshots_to_copy(
+    source: &Repository,
+    target: &Repository,
+    opts: &CopyOptions,
+    report: &mut CopyReport,
+) -> Result<Vec<(Id, Snapshot)>> {
     let selected = select(source, &opts.snapshots)?;
-    let in_target: HashSet<Id> = target
-        .storage()
-        .list(ObjectKind::Snapshot.prefix())?
-        .iter()
-        .filter_map(|o| id_from_key(&o.key))
-        .collect();
+    let in_target = listed_snapshots(target)?;
     let (skipped, todo): (Vec<_>, Vec<_>) = selected
         .into_iter()
         .partition(|(id, _)| in_target.contains(id));
     report.snapshots_skipped = skipped.into_iter().map(|(id, _)| id).collect();
-    if todo.is_empty() {
-        return Ok(report);
-    }
+    Ok(todo)
+}
 
-    // The blobs they need, and where the source keeps them.
-    let (src_index, _) = source.load_index()?;
-    let needed =
-        crate::ops::prune::referenced_blobs(source, &src_index, todo.iter().map(|(_, r)| *r))?;
+/// What a copy must transfer.
+struct TransferPlan {
+    /// Every blob the copied snapshots need.
+    needed: HashSet<Id>,
+    /// Needed blobs the target lacks, with the source packs claiming each,
+    /// in the order to try them.
+    missing: BTreeMap<Id, Vec<(Id, BlobKind)>>,
+    /// Source packs by id (what storage lists, with sizes).
+    src_packs: HashMap<Id, StoredPack>,
+    /// Target packs by id.
+    dst_packs: HashMap<Id, StoredPack>,
+}
+
+/// Walks the snapshots' trees for the blobs they need and finds which of
+/// them the target lacks (indexed, stored and not marked for deletion there:
+/// the rule backups follow when they deduplicate).
+fn plan_transfer(
+    source: &Repository,
+    target: &Repository,
+    todo: &[(Id, Snapshot)],
+    report: &mut CopyReport,
+) -> Result<TransferPlan> {
+    let src = source.load_index_files()?;
+    let snaps: Vec<&Snapshot> = todo.iter().map(|(_, s)| s).collect();
+    let needed = reachable_blobs(source, &src.index, &snaps)?;
     report.blobs_needed = needed.len() as u64;
-
-    // What the target already has: indexed, stored and not marked for deletion.
-    let src_packs = list_packs(source.storage().as_ref())?;
-    let dst_packs = list_packs(target.storage().as_ref())?;
-    let dst_index = usable_index(target, &dst_packs)?;
-
+    let dst = target.load_index_files()?;
+    let mut dst_index = dst.index;
+    dst_index.retain_packs(|p| dst.stored.contains_key(p) && !dst.condemned.contains_key(p));
     let mut present_packs = HashSet::new();
-    let mut to_copy: BTreeMap<Id, BlobKind> = BTreeMap::new();
+    let mut missing = BTreeMap::new();
     for blob in &needed {
         if let Some(loc) = dst_index.get(blob) {
             present_packs.insert(loc.pack);
             continue;
         }
-        report.blobs_missing += 1;
-        // Any source location whose pack is stored; the id checks on read
-        // and after the copy catch a planted index entry.
-        let loc = src_index
+        // Every stored source pack claiming it: a claim may be planted, so
+        // the packs are verified when copied and the next one tried.
+        let mut claims: Vec<(Id, BlobKind)> = src
+            .index
             .locations(blob)
-            .find(|l| src_packs.contains_key(&l.pack))
-            .ok_or_else(|| {
+            .filter(|l| src.stored.contains_key(&l.pack))
+            .map(|l| (l.pack, l.kind))
+            .collect();
+        claims.dedup();
+        if claims.is_empty() {
+            return Err(Error::format(
+                format!("blob {blob}"),
+                "is needed by a snapshot but in no stored pack of the source; \
+                 run `vault check` on the source",
+            ));
+        }
+        missing.insert(*blob, claims);
+    }
+    report.blobs_missing = missing.len() as u64;
+    report.packs_already_present = present_packs.len() as u64;
+    Ok(TransferPlan {
+        needed,
+        missing,
+        src_packs: src.stored,
+        dst_packs: dst.stored,
+    })
+}
+
+/// Copies, for every missing blob, a source pack that verifiably holds it.
+/// Each pack is verified whole (name, decryption, every blob) before it is
+/// written, and the index entries written for it are its verified trailer,
+/// never what an index file claimed: a planted claim is neither copied nor
+/// trusted.
+fn transfer_packs(
+    source: &Repository,
+    target: &Repository,
+    plan: &TransferPlan,
+    opts: &CopyOptions,
+    report: &mut CopyReport,
+) -> Result<Vec<IndexedPack>> {
+    let mut copied: Vec<IndexedPack> = Vec::new();
+    let mut covered: HashSet<Id> = HashSet::new();
+    let mut tried: HashSet<Id> = HashSet::new();
+    let mut plain = Vec::new();
+    for (blob, claims) in &plan.missing {
+        let mut last_error = None;
+        for &(pack, kind) in claims {
+            if covered.contains(blob) {
+                break;
+            }
+            if !tried.insert(pack) {
+                continue;
+            }
+            match copy_pack(source, target, plan, pack, kind, &mut plain, report) {
+                Ok(entries) => {
+                    if opts.verify_data {
+                        let mut bufs = PackBuffers::default();
+                        verify::all_verified(verify::verify_stored_pack(
+                            target, &pack, kind, &mut bufs,
+                        )?)?;
+                        report.packs_verified += 1;
+                    }
+                    covered.extend(entries.iter().map(|e| e.id));
+                    copied.push(IndexedPack::from_entries(pack, kind, &entries));
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        if !covered.contains(blob) {
+            return Err(Error::format(
+                format!("blob {blob}"),
+                format!(
+                    "no source pack claiming it holds it ({}); nothing was written to the \
+                     target but packs — run `vault check --read-data` on the source",
+                    last_error.map_or("the packs that do were not copied".into(), |e| e
+                        .to_string())
+                ),
+            ));
+        }
+    }
+    Ok(copied)
+}
+
+/// Verifies one source pack and stores it in the target (unless the target
+/// already holds it, left by an interrupted copy: then the target's copy is
+/// verified). Returns its verified blobs.
+fn copy_pack(
+    source: &Repository,
+    target: &Repository,
+    plan: &TransferPlan,
+    pack: Id,
+    kind: BlobKind,
+    plain: &mut Vec<u8>,
+    report: &mut CopyReport,
+) -> Result<Vec<PackEntry>> {
+    let key = ObjectKind::Pack(kind).key(&pack);
+    let in_target = plan.dst_packs.get(&pack);
+    let (repo, bytes) = match in_target {
+        // Stored by an interrupted copy (or a backup) but not indexed.
+        Some(d) if Some(d.size) == plan.src_packs.get(&pack).map(|s| s.size) && d.kind == kind => {
+            (target, target.storage().get(&key)?)
+        }
+        Some(_) => {
+            return Err(Error::format(
+                format!("{}: {key}", target.storage().location()),
+                "the target holds a different object under this pack's name \
+                 (damaged); run `vault check --storage` on the target",
+            ));
+        }
+        None => (source, source.storage().get(&key)?),
+    };
+    let entries =
+        verify::all_verified(verify::verify_pack_bytes(repo, &pack, kind, &bytes, plain)?)
+            .map_err(|e| {
                 Error::format(
-                    format!("blob {blob}"),
-                    "is needed by a snapshot but in no stored pack of the source; \
-                     run `vault check` on the source",
+                    format!("{}: {key}", repo.storage().location()),
+                    format!("{e}; nothing of this pack was copied"),
                 )
             })?;
-        to_copy.insert(loc.pack, loc.kind);
+    if in_target.is_some() {
+        report.packs_resumed += 1;
+    } else {
+        target.storage().put(&key, &bytes)?;
+        report.packs_copied += 1;
+        report.pack_bytes += bytes.len() as u64;
+        report.bytes_transferred += bytes.len() as u64;
     }
-    report.packs_already_present = present_packs.len() as u64;
+    Ok(entries)
+}
 
-    // Packs first.
-    let mut copied: Vec<IndexedPack> = Vec::new();
-    let mut entries_of = index_entries(&src_index, &to_copy);
-    for (&pack, &kind) in &to_copy {
-        let key = ObjectKind::Pack(kind).key(&pack);
-        let entries = entries_of.remove(&pack).unwrap_or_default();
-        match dst_packs.get(&pack) {
-            // Stored by an interrupted copy (or a backup) but not indexed.
-            Some(size) if Some(size) == src_packs.get(&pack) => report.packs_resumed += 1,
-            Some(_) => {
-                return Err(Error::format(
-                    format!("{}: {key}", target.storage().location()),
-                    "the target holds a different-sized object under this pack's name \
-                     (damaged); run `vault check --storage` on the target",
-                ));
-            }
-            None => {
-                let bytes = source.storage().get(&key)?;
-                if Id::of_bytes(&bytes) != pack {
-                    return Err(Error::format(
-                        format!("{}: {key}", source.storage().location()),
-                        "content does not match its name (damaged pack); nothing of it was \
-                         copied — run `vault check --storage` on the source",
-                    ));
-                }
-                target.storage().put(&key, &bytes)?;
-                report.packs_copied += 1;
-                report.pack_bytes += bytes.len() as u64;
-                report.bytes_transferred += bytes.len() as u64;
-            }
-        }
-        if opts.verify_data {
-            verify_stored_pack(target, &key, &pack, &entries)?;
-            report.packs_verified += 1;
-        }
-        copied.push(IndexedPack {
-            id: pack,
-            kind,
-            blobs: entries,
-        });
-    }
-
-    // Then the index files describing them.
+/// Writes the index files describing the copied packs.
+fn write_index_files(
+    target: &Repository,
+    copied: &[IndexedPack],
+    report: &mut CopyReport,
+) -> Result<()> {
     for chunk in copied.chunks(PACKS_PER_INDEX_FILE) {
         let file = IndexFile {
             packs: chunk.to_vec(),
@@ -261,13 +378,18 @@ fn copy_locked(source: &Repository, target: &Repository, opts: &CopyOptions) -> 
         report.index_files_written += 1;
         report.bytes_transferred += object_size(target, &ObjectKind::Index.key(&id))?;
     }
+    Ok(())
+}
 
-    // Check the structure before any header lands: every needed blob indexed
-    // in the target, in a pack the target stores.
-    verify_structure(target, &needed)?;
-
-    // Last, the snapshot headers, byte for byte (same name in both).
-    for (id, _) in &todo {
+/// Copies the snapshot headers byte for byte (same name in both), last,
+/// and checks that the target lists them.
+fn write_headers(
+    source: &Repository,
+    target: &Repository,
+    todo: &[(Id, Snapshot)],
+    report: &mut CopyReport,
+) -> Result<()> {
+    for (id, _) in todo {
         let key = ObjectKind::Snapshot.key(id);
         let bytes = source.storage().get(&key)?;
         if Id::of_bytes(&bytes) != *id {
@@ -280,12 +402,7 @@ fn copy_locked(source: &Repository, target: &Repository, opts: &CopyOptions) -> 
         report.bytes_transferred += bytes.len() as u64;
         report.snapshots_copied.push(*id);
     }
-    let listed: HashSet<Id> = target
-        .storage()
-        .list(ObjectKind::Snapshot.prefix())?
-        .iter()
-        .filter_map(|o| id_from_key(&o.key))
-        .collect();
+    let listed = listed_snapshots(target)?;
     if let Some(missing) = report
         .snapshots_copied
         .iter()
@@ -296,7 +413,16 @@ fn copy_locked(source: &Repository, target: &Repository, opts: &CopyOptions) -> 
             "was written to the target but is not listed there",
         ));
     }
-    Ok(report)
+    Ok(())
+}
+
+fn listed_snapshots(repo: &Repository) -> Result<HashSet<Id>> {
+    Ok(repo
+        .storage()
+        .list(ObjectKind::Snapshot.prefix())?
+        .iter()
+        .filter_map(|o| id_from_key(&o.key))
+        .collect())
 }
 
 /// Refuses a target that does not share the source's config and keys.
@@ -318,8 +444,8 @@ fn check_same_keys(source: &Repository, target: &Repository) -> Result<()> {
     )))
 }
 
-/// The selected snapshots with their root trees, oldest first, without duplicates.
-fn select(source: &Repository, specs: &[String]) -> Result<Vec<(Id, Id)>> {
+/// The selected snapshots, oldest first, without duplicates.
+fn select(source: &Repository, specs: &[String]) -> Result<Vec<(Id, Snapshot)>> {
     if specs.is_empty() {
         let (all, damaged) = source.snapshots()?;
         if let Some(e) = damaged.into_iter().next() {
@@ -328,54 +454,15 @@ fn select(source: &Repository, specs: &[String]) -> Result<Vec<(Id, Id)>> {
                  `vault check`"
             )));
         }
-        return Ok(all.into_iter().map(|(id, s)| (id, s.root)).collect());
+        return Ok(all);
     }
     let mut picked = Vec::new();
     for spec in specs {
-        let (id, snap) = source.find_snapshot(spec)?;
-        picked.push((snap.time, id, snap.root));
+        picked.push(source.find_snapshot(spec)?);
     }
-    picked.sort();
-    picked.dedup_by_key(|p| p.1);
-    Ok(picked.into_iter().map(|(_, id, root)| (id, root)).collect())
-}
-
-/// Every stored data and tree pack with its size.
-fn list_packs(storage: &dyn Storage) -> Result<HashMap<Id, u64>> {
-    Ok(crate::repo::list_packs(storage)?
-        .into_iter()
-        .map(|(id, p)| (id, p.size))
-        .collect())
-}
-
-/// The target's index restricted to packs it stores and prune has not
-/// marked for deletion (the rule backups follow when they deduplicate).
-fn usable_index(target: &Repository, stored: &HashMap<Id, u64>) -> Result<Index> {
-    let loaded = target.load_index_files()?;
-    let mut index = loaded.index;
-    index.retain_packs(|p| stored.contains_key(p) && !loaded.condemned.contains_key(p));
-    Ok(index)
-}
-
-/// The source index's entries for each of `packs`, by offset, without
-/// duplicates (one pass over the index).
-fn index_entries(index: &Index, packs: &BTreeMap<Id, BlobKind>) -> HashMap<Id, Vec<IndexedBlob>> {
-    let mut out: HashMap<Id, Vec<IndexedBlob>> = HashMap::new();
-    for (id, loc) in index.blobs() {
-        if packs.contains_key(&loc.pack) {
-            out.entry(loc.pack).or_default().push(IndexedBlob {
-                id,
-                offset: loc.offset,
-                length: loc.length,
-                raw_length: loc.raw_length,
-            });
-        }
-    }
-    for blobs in out.values_mut() {
-        blobs.sort_by_key(|b| (b.offset, b.id));
-        blobs.dedup_by_key(|b| (b.offset, b.id));
-    }
-    out
+    picked.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+    picked.dedup_by_key(|p| p.0);
+    Ok(picked)
 }
 
 fn object_size(repo: &Repository, key: &str) -> Result<u64> {
@@ -387,65 +474,13 @@ fn object_size(repo: &Repository, key: &str) -> Result<u64> {
         .map_or(0, |o| o.size))
 }
 
-/// Reads a pack back from the target, checks its name, decrypts it and
-/// verifies every blob in its trailer; the index entries must match the trailer.
-fn verify_stored_pack(
-    target: &Repository,
-    key: &str,
-    pack: &Id,
-    entries: &[IndexedBlob],
-) -> Result<()> {
-    let bytes = target.storage().get(key)?;
-    if Id::of_bytes(&bytes) != *pack {
-        return Err(Error::format(key, "the copy does not match its name"));
-    }
-    let plain = target.keys().keyring().decrypt(&bytes, key)?;
-    let trailer = decode_trailer(&plain, key)?;
-    let mut z = zstd::bulk::Decompressor::new().map_err(|e| Error::io("zstd", e))?;
-    for e in &trailer {
-        if e.raw_length > crate::repo::MAX_BLOB {
-            return Err(Error::format(
-                key,
-                format!("blob {}: claims {} bytes", e.id, e.raw_length),
-            ));
-        }
-        let slice = &plain[e.offset as usize..e.offset as usize + e.length as usize];
-        let raw = z
-            .decompress(slice, e.raw_length as usize)
-            .map_err(|err| Error::format(key, format!("blob {}: bad zstd data: {err}", e.id)))?;
-        if Id::keyed(target.keys().chunk_key(), &raw) != e.id {
-            return Err(Error::format(
-                key,
-                format!("blob {}: content does not match its id", e.id),
-            ));
-        }
-    }
-    let found: HashSet<(Id, u32, u32, u32)> = trailer
-        .iter()
-        .map(|e| (e.id, e.offset, e.length, e.raw_length))
-        .collect();
-    if let Some(b) = entries
-        .iter()
-        .find(|b| !found.contains(&(b.id, b.offset, b.length, b.raw_length)))
-    {
-        return Err(Error::format(
-            key,
-            format!(
-                "the source index lists blob {} that the pack does not hold",
-                b.id
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Every needed blob is indexed in the target, in a pack the target stores.
 /// (A pack prune has marked counts: the snapshot about to be written needs
 /// it again, which makes the next prune unmark it.)
 fn verify_structure(target: &Repository, needed: &HashSet<Id>) -> Result<()> {
-    let stored = list_packs(target.storage().as_ref())?;
-    let (mut index, _) = target.load_index()?;
-    index.retain_packs(|p| stored.contains_key(p));
+    let loaded = target.load_index_files()?;
+    let mut index = loaded.index;
+    index.retain_packs(|p| loaded.stored.contains_key(p));
     let missing = needed.iter().filter(|b| !index.contains(b)).count();
     if missing > 0 {
         return Err(Error::format(

@@ -2,7 +2,9 @@
 //! reading and writing sealed objects (compress → encrypt → store).
 
 pub mod attest;
+mod documents;
 pub mod hosts;
+mod indexes;
 mod init_journal;
 pub mod keys;
 pub mod owners;
@@ -11,23 +13,26 @@ mod reader;
 pub mod select;
 pub mod treewalk;
 pub mod trust;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-pub use reader::{BlobReader, MAX_BLOB};
+pub use documents::{Documents, Unreadable};
+pub use indexes::{FalseClaim, LoadedIndex};
+pub use reader::BlobReader;
+pub use verify::MAX_BLOB;
 
 use crate::crypto::{self, Keyring, PassphraseSource, Seal, SecretString, X25519Identity};
 use crate::error::{CryptoError, Error, Result};
 use crate::format::chunk::ChunkerParams;
 use crate::format::config::{FORMAT_VERSION, MAX_LOCK_DAYS, OLDEST_FORMAT_VERSION, RepoConfig};
 use crate::format::id::Id;
-use crate::format::index::{Index, IndexFile};
+use crate::format::index::Index;
 use crate::format::pack::BlobKind;
-use crate::format::signature::{SignatureBlock, SignedKind};
+use crate::format::signature::SignedKind;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
 use crate::storage::{ObjectLock, PutOutcome, Storage, StorageError};
@@ -166,24 +171,6 @@ pub fn list_packs(storage: &dyn Storage) -> Result<std::collections::HashMap<Id,
     Ok(out)
 }
 
-/// Every index file of a repository, loaded.
-#[derive(Default)]
-pub struct LoadedIndex {
-    /// The merged index of every readable index file (for
-    /// [`Repository::load_dedup_index`]: of the trusted ones only).
-    pub index: Index,
-    /// The locations listed by index files the repository owner signed:
-    /// an owner verified them (by reading the blobs) or wrote them itself.
-    /// Empty from [`Repository::load_dedup_index`].
-    pub attested: Index,
-    /// Packs marked for deletion by prune, with the time of the mark.
-    pub condemned: std::collections::HashMap<Id, chrono::DateTime<chrono::Utc>>,
-    /// Keys of the index files read.
-    pub files: Vec<String>,
-    /// Index files that could not be read.
-    pub damaged: Vec<Error>,
-}
-
 /// Decides, for an index file (its id and signer), whether a backup may
 /// deduplicate against it.
 pub type IndexTrust<'a> = dyn Fn(&Id, &trust::Signer) -> bool + 'a;
@@ -198,6 +185,9 @@ pub struct Repository {
     keys: RepoKeys,
     /// The `keys/owners/<name>.age` object the caller's identity unwrapped.
     owner_file: Option<String>,
+    /// What is left of this handle's (one command's) decompression slack
+    /// for sealed documents ([`documents`]).
+    doc_slack: documents::Slack,
 }
 
 fn check_owner_name(name: &str) -> Result<()> {
@@ -253,7 +243,10 @@ const MAX_JSON: u64 = 1 << 30;
 
 /// Decompresses and parses the plaintext of a sealed JSON object (one zstd
 /// frame of JSON); `key` names the object in errors.
-pub fn decode_sealed_json<T: DeserializeOwned>(compressed: &[u8], key: &str) -> Result<T> {
+pub fn decode_sealed_json<T: serde::de::DeserializeOwned>(
+    compressed: &[u8],
+    key: &str,
+) -> Result<T> {
     let json = decode_sealed_json_bytes(compressed, key)?;
     serde_json::from_slice(&json).map_err(|e| Error::format(key, format!("not valid JSON: {e}")))
 }
@@ -510,6 +503,7 @@ impl Repository {
             config,
             keys,
             owner_file,
+            doc_slack: documents::Slack::default(),
         })
     }
 
@@ -684,135 +678,13 @@ impl Repository {
         Ok(id)
     }
 
-    /// Reads, checks and decrypts a JSON object by key (its signature, if
-    /// any, is not looked at: see [`Repository::get_signed_json`]).
-    pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
-        let (json, _) = self.open_sealed(key)?;
-        serde_json::from_slice(&json)
-            .map_err(|e| Error::format(key, format!("not valid JSON: {e}")))
-    }
-
-    /// Reads, checks and decrypts a JSON object, and tells who signed it.
-    pub fn get_signed_json<T: DeserializeOwned>(
-        &self,
-        key: &str,
-        kind: SignedKind,
-    ) -> Result<(T, trust::Signer)> {
-        let (json, block) = self.open_sealed(key)?;
-        let value = serde_json::from_slice(&json)
-            .map_err(|e| Error::format(key, format!("not valid JSON: {e}")))?;
-        let signer = trust::check_block(&self.keys, &self.config.id, kind, &json, block);
-        Ok((value, signer))
-    }
-
-    /// A sealed document's JSON bytes and its signature block, if any.
-    fn open_sealed(&self, key: &str) -> Result<(Vec<u8>, Option<SignatureBlock>)> {
-        let bytes = self.storage.get(key)?;
-        if let Some(id) = id_from_key(key)
-            && Id::of_bytes(&bytes) != id
-        {
-            return Err(Error::format(
-                key,
-                "content does not match its name (damaged object)",
-            ));
-        }
-        let plain = self.keys.keyring().decrypt(&bytes, key)?;
-        let (block, compressed) =
-            crate::format::signature::unframe(&plain).map_err(|e| Error::format(key, e))?;
-        decode_sealed_json_bytes(compressed, key).map(|json| (json, block))
-    }
-
-    /// Loads every index file. Damaged index files are returned as errors
-    /// alongside the index built from the rest.
-    pub fn load_index(&self) -> Result<(Index, Vec<Error>)> {
-        let loaded = self.load_index_files()?;
-        Ok((loaded.index, loaded.damaged))
-    }
-
-    /// Loads every index file with what prune needs besides the index: the
-    /// keys of the files read, the packs marked for deletion, and which
-    /// locations an owner attested.
-    pub fn load_index_files(&self) -> Result<LoadedIndex> {
-        self.load_index_selected(None)
-    }
-
-    /// The index a backup may deduplicate against: the index files the
-    /// repository owner signed, and those `also_trust` accepts (its own).
-    ///
-    /// Index files are claims anyone with the writer key can make; a
-    /// backup that deduplicates against a planted entry ("blob X lives at
-    /// offset 0 of pack P") writes a snapshot that does not restore. So
-    /// other hosts' index files are never a source for deduplication; they
-    /// stay readable for restore, which verifies every blob.
-    pub fn load_dedup_index(&self, also_trust: &IndexTrust<'_>) -> Result<LoadedIndex> {
-        self.load_index_selected(Some(also_trust))
-    }
-
-    fn load_index_selected(&self, dedup: Option<&IndexTrust<'_>>) -> Result<LoadedIndex> {
-        let mut loaded = LoadedIndex::default();
-        for obj in self.storage.list(ObjectKind::Index.prefix())? {
-            let Some(id) = id_from_key(&obj.key) else {
-                continue;
-            };
-            match self.get_signed_json::<IndexFile>(&obj.key, SignedKind::Index) {
-                Ok((file, signer)) => {
-                    let by_owner = signer == trust::Signer::Owner;
-                    let wanted = match dedup {
-                        None => true,
-                        Some(also) => by_owner || also(&id, &signer),
-                    };
-                    if wanted {
-                        file.packs.iter().for_each(|p| loaded.index.add_pack(p));
-                    }
-                    if by_owner && dedup.is_none() {
-                        file.packs.iter().for_each(|p| loaded.attested.add_pack(p));
-                    }
-                    // Only prune (an owner) marks packs: in format 2 a mark
-                    // in a file the owner did not sign is ignored, so a
-                    // planted one cannot hurry a deletion.
-                    if self.config.version >= 2 && !by_owner {
-                        loaded.files.push(obj.key);
-                        continue;
-                    }
-                    // A mark dated in the future (planted, or a skewed
-                    // clock) would keep a pack forever: ignored.
-                    let horizon = chrono::Utc::now()
-                        + chrono::Duration::hours(crate::format::snapshot::FUTURE_SLACK_HOURS);
-                    for mark in file.condemned.into_iter().filter(|m| m.since <= horizon) {
-                        // Several records for one pack: the latest wins, so
-                        // a pack waits the longest grace anyone asked for.
-                        let since = loaded.condemned.entry(mark.pack).or_insert(mark.since);
-                        *since = (*since).max(mark.since);
-                    }
-                    loaded.files.push(obj.key);
-                }
-                // Replaced by prune between the listing and the read.
-                Err(Error::Storage(StorageError::NotFound { .. })) => {}
-                Err(e) => loaded.damaged.push(e),
-            }
-        }
-        loaded.index.finish();
-        loaded.attested.finish();
-        Ok(loaded)
-    }
-
     /// Every snapshot, oldest first; unreadable ones come back as errors.
     pub fn snapshots(&self) -> Result<SnapshotList> {
-        let mut out = Vec::new();
-        let mut damaged = Vec::new();
-        for obj in self.storage.list(ObjectKind::Snapshot.prefix())? {
-            let Some(id) = id_from_key(&obj.key) else {
-                continue;
-            };
-            match self.get_json::<Snapshot>(&obj.key) {
-                Ok(s) => out.push((id, s)),
-                // Forgotten between the listing and the read.
-                Err(Error::Storage(StorageError::NotFound { .. })) => {}
-                Err(e) => damaged.push(e),
-            }
-        }
+        let docs = self.read_documents::<Snapshot>(ObjectKind::Snapshot)?;
+        let mut out: Vec<(Id, Snapshot)> =
+            docs.read.into_iter().map(|(_, id, s)| (id, s)).collect();
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-        Ok((out, damaged))
+        Ok((out, docs.unreadable.into_iter().map(|u| u.error).collect()))
     }
 
     /// Finds a snapshot by `latest` (the newest that counts: signed by the
@@ -859,7 +731,6 @@ impl Repository {
 
     /// Reads and parses one tree blob (owner only).
     pub fn read_tree(&self, index: &Index, reader: &mut BlobReader<'_>, id: &Id) -> Result<Tree> {
-        let bytes = reader.read_indexed(id, index)?;
-        Tree::from_bytes(&bytes, id)
+        reader.read_tree(id, index, usize::MAX)
     }
 }

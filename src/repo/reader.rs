@@ -7,13 +7,10 @@ use crate::crypto::DecryptStream;
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::index::BlobLocation;
+use crate::format::tree::Tree;
+use crate::repo::verify::{BlobCheck, MAX_COMPRESSED};
 use crate::repo::{ObjectKind, Repository};
 use crate::storage::ReadSeek;
-
-/// The largest blob vault writes or decompresses (guards against lying
-/// indexes). Only tree blobs can get near it: a directory listing the chunk
-/// ids of more than ~128 GiB of files.
-pub const MAX_BLOB: u32 = 512 << 20;
 
 /// A pack open for reading: its id, its decrypting stream, and the
 /// plaintext position the stream is at.
@@ -30,7 +27,7 @@ pub struct BlobReader<'a> {
     /// Most recently used first.
     open: Vec<OpenPack>,
     buf: Vec<u8>,
-    decompressor: zstd::bulk::Decompressor<'static>,
+    check: BlobCheck<'a>,
 }
 
 impl<'a> BlobReader<'a> {
@@ -40,7 +37,7 @@ impl<'a> BlobReader<'a> {
             repo,
             open: Vec::new(),
             buf: Vec::new(),
-            decompressor: zstd::bulk::Decompressor::new().expect("zstd context"),
+            check: BlobCheck::new(repo),
         }
     }
 
@@ -50,10 +47,34 @@ impl<'a> BlobReader<'a> {
         id: &Id,
         index: &crate::format::index::Index,
     ) -> Result<Vec<u8>> {
+        self.first_verified(id, index, |r, loc| r.read(id, loc))
+    }
+
+    /// Reads and parses tree `id` from the first of its indexed locations
+    /// that verifies, refusing it while parsing once it holds more than
+    /// `max_nodes` entries. The tree is parsed as it is decompressed: a
+    /// small blob inflating into a huge listing costs what is kept.
+    pub fn read_tree(
+        &mut self,
+        id: &Id,
+        index: &crate::format::index::Index,
+        max_nodes: usize,
+    ) -> Result<Tree> {
+        self.first_verified(id, index, |r, loc| {
+            r.read_with(id, loc, |raw| Tree::from_reader_bounded(raw, id, max_nodes))
+        })
+    }
+
+    fn first_verified<T>(
+        &mut self,
+        id: &Id,
+        index: &crate::format::index::Index,
+        mut read: impl FnMut(&mut Self, &BlobLocation) -> Result<T>,
+    ) -> Result<T> {
         let mut first_error = None;
         for loc in index.locations(id) {
-            match self.read(id, &loc) {
-                Ok(data) => return Ok(data),
+            match read(self, &loc) {
+                Ok(v) => return Ok(v),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -74,10 +95,31 @@ impl<'a> BlobReader<'a> {
         Ok(self.buf.clone())
     }
 
-    /// Reads, decompresses and verifies one blob at one location.
+    /// Reads, decompresses and verifies one blob at one location
+    /// ([`BlobCheck::verify`]: exact length, keyed id).
     pub fn read(&mut self, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
+        let key = self.fetch(id, loc)?;
+        self.check
+            .verify(&key, id, loc.kind, &self.buf, loc.raw_length)
+    }
+
+    /// Reads one blob at one location and streams its raw bytes into
+    /// `consume`, verifying them ([`BlobCheck::verify_with`]).
+    pub fn read_with<T>(
+        &mut self,
+        id: &Id,
+        loc: &BlobLocation,
+        consume: impl FnOnce(&mut dyn Read) -> Result<T>,
+    ) -> Result<T> {
+        let key = self.fetch(id, loc)?;
+        self.check
+            .verify_with(&key, id, loc.kind, &self.buf, loc.raw_length, consume)
+    }
+
+    /// Reads a blob's compressed bytes into the buffer; returns the pack key.
+    fn fetch(&mut self, id: &Id, loc: &BlobLocation) -> Result<String> {
         let key = ObjectKind::Pack(loc.kind).key(&loc.pack);
-        if loc.raw_length > MAX_BLOB || loc.length > MAX_BLOB + (MAX_BLOB >> 7) + (1 << 20) {
+        if loc.raw_length > self.check.max_raw(loc.kind) || loc.length > MAX_COMPRESSED {
             return Err(Error::format(
                 &key,
                 format!(
@@ -90,20 +132,7 @@ impl<'a> BlobReader<'a> {
             self.open.retain(|(p, _, _)| *p != loc.pack);
             return Err(e);
         }
-        let compressed = &self.buf;
-        let raw = self
-            .decompressor
-            .decompress(compressed, loc.raw_length as usize)
-            .map_err(|e| Error::format(&key, format!("blob {id}: bad zstd data: {e}")))?;
-        if raw.len() != loc.raw_length as usize
-            || Id::keyed(self.repo.keys().chunk_key(), &raw) != *id
-        {
-            return Err(Error::format(
-                &key,
-                format!("blob {id}: content does not match its id"),
-            ));
-        }
-        Ok(raw)
+        Ok(key)
     }
 
     fn read_raw(&mut self, key: &str, loc: &BlobLocation) -> Result<()> {
@@ -136,9 +165,24 @@ impl<'a> BlobReader<'a> {
                 .seek(SeekFrom::Start(loc.offset as u64))
                 .map_err(io)?;
         }
-        self.buf.resize(loc.length as usize, 0);
-        stream.read_exact(&mut self.buf).map_err(io)?;
-        *pos = loc.offset as u64 + loc.length as u64;
+        // Read, never allocate, what the index claims: a lying length ends
+        // at the end of the pack instead of costing its size in memory.
+        self.buf.clear();
+        let got = stream
+            .by_ref()
+            .take(loc.length as u64)
+            .read_to_end(&mut self.buf)
+            .map_err(io)?;
+        *pos = loc.offset as u64 + got as u64;
+        if got != loc.length as usize {
+            return Err(Error::format(
+                key,
+                format!(
+                    "the pack ends before the {} bytes claimed at offset {}",
+                    loc.length, loc.offset
+                ),
+            ));
+        }
         Ok(())
     }
 }

@@ -85,7 +85,7 @@ fn report(path: &Path, problems: &[Problem], summary: Option<&[(String, serde_js
         return;
     }
     for p in problems {
-        eprintln!("{}", sanitize(&p.to_string()));
+        eprintln!("{}", output::sanitize_lines(&p.to_string()));
     }
     let n = problems.len();
     eprintln!("{file}: {n} problem{}", if n == 1 { "" } else { "s" });

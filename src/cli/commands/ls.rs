@@ -1,5 +1,6 @@
 //! `vault ls`: list the files in a snapshot.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -38,13 +39,20 @@ pub fn run(a: LsArgs) -> Result<ExitCode> {
         .map(|p| PathBuf::from(p.trim_matches('/')))
         .filter(|p| !p.as_os_str().is_empty());
     let mut damaged = false;
-    treewalk::walk(&repo, &index, &snap.root, &mut |v| {
+    // Every entry counts against the header's totals: a tree reusing its
+    // subtrees cannot list 2^depth entries, nor one blob millions.
+    let mut walker =
+        treewalk::Walker::new(&repo, &index)?.with_budget(treewalk::Budget::of(&snap.totals));
+    walker.walk(&snap.root, &mut |v| {
         let (path, node) = match v {
             Visit::Entry { path, node } => (path, node),
             Visit::Leave { .. } => return Ok(Next::Descend),
             Visit::Damaged { path, error } => {
                 damaged = true;
-                render::error_line(&format!("/{}: {error}", path.display()));
+                render::error_line(&format!(
+                    "/{}: {error}",
+                    vault::format::escape::escape_bytes(path.as_os_str().as_bytes())
+                ));
                 return Ok(Next::Skip);
             }
         };

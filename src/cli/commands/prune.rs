@@ -21,6 +21,12 @@ pub struct PruneFlags {
     /// Repack a pack when more than this percentage of it is unused.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub repack_unused_percent: u8,
+    /// Delete snapshot headers and index files that vault provably did not
+    /// write (intact, yet not sealed to the repository owner key or not a
+    /// vault document: planted through the storage). Without it prune only
+    /// skips and lists them.
+    #[arg(long)]
+    pub remove_foreign: bool,
 }
 
 /// `vault prune`.
@@ -65,6 +71,7 @@ pub fn prune_with(repo: &Repository, flags: &PruneFlags, dry_run: bool) -> Resul
             now: chrono::Utc::now(),
         },
         dry_run,
+        remove_foreign: flags.remove_foreign,
     };
     prune::prune(repo, &opts).context("prune")
 }

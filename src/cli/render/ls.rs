@@ -1,5 +1,6 @@
 //! `vault ls` output: one line per node.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use serde_json::json;
@@ -7,15 +8,26 @@ use serde_json::json;
 use super::sanitize;
 use vault::format::tree::{Node, NodeKind};
 
-/// A node as one JSON line.
+/// A path as shown: its bytes with control characters (a newline in a file
+/// name, terminal escapes) and invalid UTF-8 escaped, so that one entry is
+/// always one line.
+fn shown(path: &Path) -> String {
+    format!(
+        "/{}",
+        vault::format::escape::escape_bytes(path.as_os_str().as_bytes())
+    )
+}
+
+/// A node as one JSON line. JSON escapes control characters itself, so the
+/// path is given as it is (invalid UTF-8 replaced).
 pub fn json_line(path: &Path, node: &Node) -> String {
-    let shown = sanitize(&format!("/{}", path.display()));
+    let shown = format!("/{}", path.display());
     json!({ "path": shown, "node": node }).to_string()
 }
 
 /// A node as an `ls -l` style line.
 pub fn line(path: &Path, node: &Node) -> String {
-    let shown = sanitize(&format!("/{}", path.display()));
+    let shown = shown(path);
     let kind = match node.kind {
         NodeKind::Dir => 'd',
         NodeKind::Symlink => 'l',
@@ -38,7 +50,10 @@ pub fn line(path: &Path, node: &Node) -> String {
         node.size
     );
     if let Some(t) = &node.target {
-        line.push_str(&format!(" -> {}", sanitize(&String::from_utf8_lossy(&t.0))));
+        line.push_str(&format!(
+            " -> {}",
+            vault::format::escape::escape_bytes(&t.0)
+        ));
     }
     line
 }

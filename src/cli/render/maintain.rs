@@ -27,6 +27,10 @@ pub fn prune(r: &PruneReport) {
         p.packs_waiting,
         p.packs_unmarked
     );
+    println!(
+        "verified {} new index entries in {} packs; {} index entries no pack holds were dropped",
+        r.entries_verified, r.packs_verified, r.claims_dropped
+    );
     if !r.dry_run {
         outln!(
             "wrote {} packs and {} index files, replaced {} index files, removed {} leftovers",
@@ -34,6 +38,18 @@ pub fn prune(r: &PruneReport) {
             r.index_files_written,
             r.index_files_removed,
             r.leftovers_removed
+        );
+    }
+    for f in &r.foreign {
+        eprintln!("vault: skipped: {}", sanitize(f));
+    }
+    if r.foreign_removed > 0 {
+        println!("removed {} objects vault did not write", r.foreign_removed);
+    } else if !r.foreign.is_empty() && !r.dry_run {
+        println!(
+            "{} objects vault did not write were skipped; `vault prune --remove-foreign` deletes \
+             them",
+            r.foreign.len()
         );
     }
     let l = &r.object_lock;

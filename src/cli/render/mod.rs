@@ -24,19 +24,33 @@ pub fn error(e: &anyhow::Error) {
 
 /// Prints one error line to stderr as `vault: error: MESSAGE`.
 pub fn error_line(message: &str) {
-    let _ = writeln!(std::io::stderr(), "vault: error: {}", sanitize(message));
+    let _ = writeln!(
+        std::io::stderr(),
+        "vault: error: {}",
+        sanitize_lines(message)
+    );
 }
 
 /// Prints one warning line to stderr as `vault: warning: MESSAGE`.
 pub fn warning(message: &str) {
-    let _ = writeln!(std::io::stderr(), "vault: warning: {}", sanitize(message));
+    let _ = writeln!(
+        std::io::stderr(),
+        "vault: warning: {}",
+        sanitize_lines(message)
+    );
 }
 
-/// Replaces control characters so that file names cannot drive the terminal.
+/// Escapes control characters (newlines included) so that a name from a
+/// repository — a file name, a host, a path — prints as one unambiguous
+/// field: it can neither drive the terminal nor print a fake line.
 pub fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() && c != '\n' { '?' } else { c })
-        .collect()
+    vault::format::escape::escape(s)
+}
+
+/// Like [`sanitize`], line by line, for messages vault itself breaks into
+/// lines (an error with its `help:` line).
+pub fn sanitize_lines(s: &str) -> String {
+    s.split('\n').map(sanitize).collect::<Vec<_>>().join("\n")
 }
 
 /// A byte count for humans: `1.5 GiB`.

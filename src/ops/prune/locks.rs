@@ -64,7 +64,7 @@ pub fn keep_recent_locked(
         wanted.push((obj.key, now + days));
     }
     if let Some(newest) = recent.iter().map(|s| s.time).max() {
-        let blobs = super::referenced_blobs(repo, index, recent.iter().map(|s| s.root))?;
+        let blobs = crate::repo::treewalk::reachable_blobs(repo, index, &recent)?;
         let mut packs: Vec<Id> = blobs
             .iter()
             .flat_map(|b| index.locations(b).map(|l| l.pack).collect::<Vec<_>>())

@@ -20,11 +20,13 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::id::Id;
-use crate::format::index::{CondemnedPack, Index, IndexFile, IndexedPack};
+use crate::format::index::{BlobLocation, CondemnedPack, IndexFile, IndexedPack};
 use crate::format::pack::BlobKind;
-use crate::format::tree::NodeKind;
+use crate::format::snapshot::Snapshot;
+use crate::repo::attest;
 use crate::repo::packer::PackBuilder;
-use crate::repo::{BlobReader, ObjectKind, Repository};
+use crate::repo::treewalk::reachable_blobs;
+use crate::repo::{BlobReader, LoadedIndex, ObjectKind, Repository, Unreadable};
 use crate::storage::Storage;
 
 pub use locks::LockUpkeep;
@@ -37,6 +39,10 @@ pub struct PruneOptions {
     pub rules: PlanRules,
     /// Only report what would be done.
     pub dry_run: bool,
+    /// Delete snapshot headers and index files that vault provably did not
+    /// write (see [`crate::repo::Unreadable::foreign`]) instead of only
+    /// reporting them.
+    pub remove_foreign: bool,
 }
 
 /// What a prune run did (or, with `dry_run`, would do).
@@ -48,6 +54,11 @@ pub struct PruneReport {
     pub snapshots: u64,
     /// Distinct blobs the snapshots need.
     pub blobs_referenced: u64,
+    /// Packs read to verify index entries no owner had attested yet.
+    pub packs_verified: u64,
+    /// Index entries (of stored packs) whose pack does not hold them
+    /// (planted, or left by damage): never signed, never relied on.
+    pub claims_dropped: u64,
     /// The plan's figures.
     pub plan: PlanCounts,
     /// New packs written by repacking.
@@ -68,6 +79,12 @@ pub struct PruneReport {
     pub entries_unverified: u64,
     /// Leftovers of interrupted writes removed.
     pub leftovers_removed: u64,
+    /// Snapshot headers and index files vault provably did not write: skipped
+    /// (they can name nothing prune must keep), and removed with
+    /// `remove_foreign`.
+    pub foreign: Vec<String>,
+    /// Of those, how many were removed.
+    pub foreign_removed: u64,
     /// Objects that could not be deleted, with the reason (e.g. Object Lock
     /// retention); they are retried by the next prune.
     pub not_deleted: Vec<String>,
@@ -91,16 +108,61 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     result
 }
 
+/// What prune read before deciding anything.
+struct State {
+    snapshots: Vec<(Id, Snapshot)>,
+    loaded: LoadedIndex,
+    referenced: HashSet<Id>,
+    verified: VerifiedClaims,
+    foreign: Vec<Unreadable>,
+}
+
 fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let mut report = PruneReport {
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    // Snapshots first, then index files, then packs: a backup finishing
-    // meanwhile wrote its packs and index files before its snapshot, so
-    // whatever a snapshot read here needs is in what is listed after it.
-    let (snapshots, damaged) = repo.snapshots()?;
-    if let Some(e) = damaged.into_iter().next() {
+    let state = read_state(repo, &mut report)?;
+    let plan = make_plan(&state, &opts.rules)?;
+    report.plan = plan.counts.clone();
+    let marked: HashSet<Id> = plan.marks.iter().map(|m| m.pack).collect();
+    let staying: HashSet<Id> = plan
+        .keep
+        .iter()
+        .filter(|p| !marked.contains(p))
+        .copied()
+        .collect();
+    report.object_lock = locks::keep_recent_locked(
+        repo,
+        &state.loaded.index,
+        &state.loaded.stored,
+        &staying,
+        &state.snapshots,
+        opts.rules.now,
+        opts.dry_run,
+    )?;
+    if opts.dry_run {
+        return Ok(report);
+    }
+    if !unchanged(&state, &plan) {
+        apply(repo, &state, &plan, opts, &mut report)?;
+    }
+    if opts.remove_foreign {
+        remove_foreign(repo, &state.foreign, opts.rules.now, &mut report);
+    }
+    clean_leftovers(repo, opts, &mut report);
+    Ok(report)
+}
+
+/// Reads snapshots, then index files, then lists packs (in that order: a
+/// backup finishing meanwhile wrote its packs and index files before its
+/// snapshot, so whatever a snapshot read here needs is in what is listed
+/// after it), walks the trees, and verifies every index entry no owner has
+/// attested yet (attested ones were read by an owner before, and packs never
+/// change: see [`crate::repo::attest`]).
+fn read_state(repo: &Repository, report: &mut PruneReport) -> Result<State> {
+    let snaps = repo.read_documents::<Snapshot>(ObjectKind::Snapshot)?;
+    if let Some(e) = snaps.damaged().next() {
         return Err(Error::Damaged(format!(
             "a snapshot is unreadable ({e}); prune cannot tell what it needs and changes nothing"
         )));
@@ -112,40 +174,54 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
              is clean"
         )));
     }
-    let stored = crate::repo::list_packs(repo.storage().as_ref())?;
+    let mut foreign: Vec<Unreadable> = snaps.unreadable;
+    foreign.append(&mut loaded.foreign);
+    report.foreign = foreign.iter().map(|u| u.to_string()).collect();
+    let snapshots: Vec<(Id, Snapshot)> = snaps.read.into_iter().map(|(_, id, s)| (id, s)).collect();
     report.snapshots = snapshots.len() as u64;
-    let referenced = referenced_blobs(repo, &loaded.index, snapshots.iter().map(|(_, s)| s.root))?;
+    let refs: Vec<&Snapshot> = snapshots.iter().map(|(_, s)| s).collect();
+    let referenced = reachable_blobs(repo, &loaded.index, &refs).map_err(|e| {
+        Error::Damaged(format!(
+            "a snapshot tree is unreadable ({e}); nothing was changed — run `vault check`"
+        ))
+    })?;
     report.blobs_referenced = referenced.len() as u64;
-    let mut checker = BlobReader::new(repo);
-    let plan = plan::plan(
-        &stored,
-        &loaded.index,
-        &loaded.condemned,
-        &referenced,
-        &opts.rules,
-        &mut |blob, loc| checker.read(blob, loc).is_ok(),
-    )?;
-    drop(checker);
-    report.plan = plan.counts.clone();
-    let marked: HashSet<Id> = plan.marks.iter().map(|m| m.pack).collect();
-    let staying: HashSet<Id> = plan
-        .keep
-        .iter()
-        .filter(|p| !marked.contains(p))
-        .copied()
-        .collect();
-    report.object_lock = locks::keep_recent_locked(
-        repo,
-        &loaded.index,
-        &stored,
-        &staying,
-        &snapshots,
-        opts.rules.now,
-        opts.dry_run,
-    )?;
-    if opts.dry_run {
-        return Ok(report);
-    }
+    let verified = VerifiedClaims::read(repo, &loaded)?;
+    report.packs_verified = verified.packs;
+    report.entries_verified = verified.verified;
+    report.claims_dropped = verified.rejected.len() as u64;
+    Ok(State {
+        snapshots,
+        loaded,
+        referenced,
+        verified,
+        foreign,
+    })
+}
+
+/// Decides what to do; a needed blob that no pack verifiably holds stops
+/// prune, naming a snapshot that needs it.
+fn make_plan(state: &State, rules: &PlanRules) -> Result<plan::PrunePlan> {
+    let verified = &state.verified;
+    plan::plan(
+        &state.loaded.stored,
+        &state.loaded.index,
+        &state.loaded.condemned,
+        &state.referenced,
+        rules,
+        &mut |blob, loc| verified.holds(&state.loaded, blob, loc),
+    )
+    .map_err(|lost| {
+        Error::Damaged(format!(
+            "{lost}; the repository is damaged, so prune changes nothing — \
+             run `vault check --read-data`, then `vault forget` the snapshots that need it"
+        ))
+    })
+}
+
+/// Whether the index prune would write is the one already there.
+fn unchanged(state: &State, plan: &plan::PrunePlan) -> bool {
+    let loaded = &state.loaded;
     let previous_marks: HashSet<CondemnedPack> = loaded
         .condemned
         .iter()
@@ -154,44 +230,68 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
             since: *since,
         })
         .collect();
-    let unchanged = plan.copy.is_empty()
+    plan.copy.is_empty()
         && plan.delete.is_empty()
         && loaded.files.len() <= 1
+        && loaded.false_claims.is_empty()
+        && state.verified.rejected.is_empty()
         && loaded.attested.len() == loaded.index.len()
         && plan.marks.iter().copied().collect::<HashSet<_>>() == previous_marks
-        && loaded.index.packs().all(|(p, _)| stored.contains_key(&p));
+        && loaded
+            .index
+            .packs()
+            .all(|(p, _)| loaded.stored.contains_key(&p))
+}
 
-    if !unchanged {
-        let new_packs = repack(repo, &plan.copy, &mut report)?;
-        report.index_files_written = write_index(
-            repo,
-            &loaded,
-            &referenced,
-            &stored,
-            &plan,
-            new_packs,
-            opts.rules.now,
-            &mut report,
-        )?;
-        for key in &loaded.files {
-            match delete_unless_locked(repo.storage().as_ref(), key, opts.rules.now) {
-                Ok(()) => report.index_files_removed += 1,
-                // A replaced index file that stays (Object Lock) may list
-                // packs deleted below; their marks, carried in the new
-                // index, tell readers and `vault check` that they went on
-                // purpose.
-                Err(e) => report.not_deleted.push(e.to_string()),
-            }
-        }
-        for pack in &plan.delete {
-            let key = ObjectKind::Pack(stored[pack].kind).key(pack);
-            if let Err(e) = delete_unless_locked(repo.storage().as_ref(), &key, opts.rules.now) {
-                report.not_deleted.push(e.to_string());
-            }
+/// Repacks, writes the new index, removes the index files it replaces and
+/// deletes what the plan condemned, in that order (module docs).
+fn apply(
+    repo: &Repository,
+    state: &State,
+    plan: &plan::PrunePlan,
+    opts: &PruneOptions,
+    report: &mut PruneReport,
+) -> Result<()> {
+    let stored = &state.loaded.stored;
+    let new_packs = repack(repo, &plan.copy, report)?;
+    report.index_files_written = write_index(repo, state, plan, new_packs, opts.rules.now, report)?;
+    for key in &state.loaded.files {
+        match delete_unless_locked(repo.storage().as_ref(), key, opts.rules.now) {
+            Ok(()) => report.index_files_removed += 1,
+            // A replaced index file that stays (Object Lock) may list packs
+            // deleted below; their marks, carried in the new index, tell
+            // readers and `vault check` that they went on purpose.
+            Err(e) => report.not_deleted.push(e.to_string()),
         }
     }
-    // A temporary file may belong to a put still being written (a backup
-    // running now): only those older than an hour, and than the grace, go.
+    for pack in &plan.delete {
+        let key = ObjectKind::Pack(stored[pack].kind).key(pack);
+        if let Err(e) = delete_unless_locked(repo.storage().as_ref(), &key, opts.rules.now) {
+            report.not_deleted.push(e.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Deletes documents vault provably did not write (`--remove-foreign`).
+fn remove_foreign(
+    repo: &Repository,
+    foreign: &[Unreadable],
+    now: chrono::DateTime<chrono::Utc>,
+    report: &mut PruneReport,
+) {
+    for f in foreign.iter().filter(|f| f.foreign) {
+        match delete_unless_locked(repo.storage().as_ref(), &f.key, now) {
+            Ok(()) => report.foreign_removed += 1,
+            Err(e) => report.not_deleted.push(e.to_string()),
+        }
+    }
+}
+
+/// Removes leftovers of interrupted writes. A temporary file may belong to
+/// a put still being written (a backup running now): only those older than
+/// an hour, and than the grace, go.
+fn clean_leftovers(repo: &Repository, opts: &PruneOptions, report: &mut PruneReport) {
     let age = opts
         .rules
         .grace
@@ -202,7 +302,50 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         Ok(n) => report.leftovers_removed = n,
         Err(e) => tracing::warn!("leftovers of interrupted writes not removed: {e}"),
     }
-    Ok(report)
+}
+
+/// The index entries on stored packs that this run read back: the rest
+/// were attested by an owner, who read them before.
+#[derive(Default)]
+struct VerifiedClaims {
+    /// Entries read back and found true.
+    verified: u64,
+    /// Packs read.
+    packs: u64,
+    /// Entries whose bytes are not the blob they name.
+    rejected: HashSet<attest::Claim>,
+}
+
+impl VerifiedClaims {
+    /// Reads back every entry of the index that names a stored pack and
+    /// that no owner attested.
+    fn read(repo: &Repository, loaded: &LoadedIndex) -> Result<Self> {
+        let unattested: Vec<(Id, BlobLocation)> = loaded
+            .index
+            .blobs()
+            .filter(|(blob, loc)| {
+                loaded.stored.contains_key(&loc.pack)
+                    && !attest::is_attested(&loaded.attested, blob, loc)
+            })
+            .collect();
+        let packs = unattested
+            .iter()
+            .map(|(_, l)| l.pack)
+            .collect::<HashSet<_>>()
+            .len() as u64;
+        let checked = attest::verify_claims(repo, unattested)?;
+        Ok(VerifiedClaims {
+            verified: checked.verified,
+            packs,
+            rejected: checked.rejected,
+        })
+    }
+
+    /// Whether `loc` verifiably holds `blob`: its pack is stored, and an
+    /// owner attested the entry or this run read it back.
+    fn holds(&self, loaded: &LoadedIndex, blob: &Id, loc: &BlobLocation) -> bool {
+        loaded.stored.contains_key(&loc.pack) && !self.rejected.contains(&attest::claim(blob, loc))
+    }
 }
 
 /// Why an object was not deleted.
@@ -243,37 +386,6 @@ pub fn delete_unless_locked(
         _ => {}
     }
     Ok(storage.delete(key)?)
-}
-
-/// Every tree and data blob reachable from `roots`. Fails on the first tree
-/// that cannot be read: prune must know everything a snapshot needs.
-pub fn referenced_blobs(
-    repo: &Repository,
-    index: &Index,
-    roots: impl IntoIterator<Item = Id>,
-) -> Result<HashSet<Id>> {
-    let mut seen = HashSet::new();
-    let mut reader = BlobReader::new(repo);
-    let mut stack: Vec<Id> = roots.into_iter().collect();
-    while let Some(tree_id) = stack.pop() {
-        if !seen.insert(tree_id) {
-            continue;
-        }
-        let tree = repo.read_tree(index, &mut reader, &tree_id).map_err(|e| {
-            Error::Damaged(format!(
-                "a snapshot tree is unreadable ({e}); nothing was changed — run `vault check`"
-            ))
-        })?;
-        for node in &tree.nodes {
-            if node.kind == NodeKind::Dir
-                && let Some(sub) = node.subtree
-            {
-                stack.push(sub);
-            }
-            seen.extend(node.content.iter().copied());
-        }
-    }
-    Ok(seen)
 }
 
 /// Copies the still-needed blobs of mostly-empty packs into new packs.
@@ -324,47 +436,35 @@ fn repack(
 /// pack P") is read back, found false and dropped, never carried into a
 /// signed file. Entries of blobs a snapshot needs that fail are kept in an
 /// unsigned file (damage for `vault check` to report, not for prune to hide).
-#[allow(clippy::too_many_arguments)]
 fn write_index(
     repo: &Repository,
-    loaded: &crate::repo::LoadedIndex,
-    referenced: &HashSet<Id>,
-    stored: &HashMap<Id, StoredPack>,
+    state: &State,
     plan: &plan::PrunePlan,
     new_packs: Vec<IndexedPack>,
     started: chrono::DateTime<chrono::Utc>,
     report: &mut PruneReport,
 ) -> Result<u64> {
-    use crate::repo::attest;
+    let loaded = &state.loaded;
+    let stored = &loaded.stored;
     let keep: HashSet<Id> = plan.keep.iter().copied().collect();
-    // From where the pack is stored, not from what an index file (perhaps a
-    // planted one) claimed.
-    let kept: Vec<(Id, crate::format::index::BlobLocation)> = loaded
+    // Kinds are where the pack is stored (the index loader took them from
+    // the listing, not from what an index file claimed), and every entry
+    // was attested by an owner or read back by this run.
+    let kept: Vec<(Id, BlobLocation)> = loaded
         .index
         .blobs()
-        .filter(|(_, loc)| keep.contains(&loc.pack))
-        .map(|(blob, mut loc)| {
-            loc.kind = stored.get(&loc.pack).map_or(loc.kind, |p| p.kind);
-            (blob, loc)
-        })
+        .filter(|(_, loc)| keep.contains(&loc.pack) && stored.contains_key(&loc.pack))
         .collect();
-    let unattested: Vec<_> = kept
-        .iter()
-        .filter(|(blob, loc)| !attest::is_attested(&loaded.attested, blob, loc))
-        .copied()
-        .collect();
-    let checked = attest::verify_claims(repo, unattested)?;
-    report.entries_verified = checked.verified;
     let (good, bad): (Vec<_>, Vec<_>) = kept
         .into_iter()
-        .partition(|(blob, loc)| !checked.rejected.contains(&attest::claim(blob, loc)));
+        .partition(|(blob, loc)| !state.verified.rejected.contains(&attest::claim(blob, loc)));
     // A failed claim is dropped when nothing needs its blob, or when another
     // claim of the same blob verified (a planted entry beside the genuine
     // copy); otherwise it is damage, kept where readers still see it.
     let good_blobs: HashSet<Id> = good.iter().map(|(blob, _)| *blob).collect();
     let (damaged, planted): (Vec<_>, Vec<_>) = bad
         .into_iter()
-        .partition(|(blob, _)| referenced.contains(blob) && !good_blobs.contains(blob));
+        .partition(|(blob, _)| state.referenced.contains(blob) && !good_blobs.contains(blob));
     report.entries_dropped = planted.len() as u64;
     report.entries_unverified = damaged.len() as u64;
     let mut all = attest::group_by_pack(good);

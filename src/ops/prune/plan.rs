@@ -14,7 +14,6 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::index::{BlobLocation, CondemnedPack, Index};
 pub use crate::repo::StoredPack;
@@ -76,10 +75,59 @@ pub struct PlanCounts {
     pub bytes_deleted: u64,
 }
 
-/// Decides what prune does. `referenced` is every blob some snapshot needs.
+/// Needed blobs that no stored pack verifiably holds: prune must stop.
+#[derive(Debug, Clone, Default)]
+pub struct Unavailable {
+    /// Blobs no stored pack even claims (a lost pack or index file).
+    pub missing: Vec<Id>,
+    /// Blobs claimed by stored packs, none of which verifiably holds them,
+    /// with the first pack claiming each.
+    pub unverified: Vec<(Id, Id)>,
+}
+
+impl Unavailable {
+    /// A pack that claims an unverified blob, if any.
+    pub fn claimed_by(&self) -> Option<Id> {
+        self.unverified.first().map(|(_, pack)| *pack)
+    }
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(first) = self.missing.first() {
+            write!(
+                f,
+                "{} blob(s) that snapshots need are in no stored pack (first: {first})",
+                self.missing.len()
+            )?;
+            if !self.unverified.is_empty() {
+                f.write_str("; ")?;
+            }
+        }
+        if let Some((blob, pack)) = self.unverified.first() {
+            write!(
+                f,
+                "{} blob(s) that snapshots need are not verifiably held by any pack claiming \
+                 them (first: {blob}, claimed by pack {pack})",
+                self.unverified.len()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Decides what prune does. `referenced` is every blob some snapshot needs;
+/// `verify` says whether a location (an index file's claim) is true.
 ///
-/// Fails when a needed blob is stored nowhere: the repository is already
-/// damaged, and prune must not act on a picture it cannot trust.
+/// Index files are not authenticated, so every location prune relies on or
+/// carries into its own index is verified, even when it is the only one: a
+/// needed blob is read from a verified copy (preferring packs that are not
+/// marked), a planted claim never makes prune delete the genuine copy, and
+/// a pack's unused share counts only what it verifiably holds.
+///
+/// Fails when a needed blob has no verified copy: the repository is
+/// already damaged (or an index file is lost), and prune must not act on a
+/// picture it cannot trust.
 pub fn plan(
     stored: &HashMap<Id, StoredPack>,
     index: &Index,
@@ -87,52 +135,9 @@ pub fn plan(
     referenced: &HashSet<Id>,
     rules: &PlanRules,
     verify: &mut dyn FnMut(&Id, &BlobLocation) -> bool,
-) -> Result<PrunePlan> {
-    // Where each needed blob will be read from: a stored pack, preferring
-    // packs that are not marked. Index files are not authenticated, so when
-    // a blob is claimed by several packs the chosen copy is read and checked
-    // (`verify`) before the others may go: a planted entry must never make
-    // prune delete the genuine copy. A blob no copy of which verifies keeps
-    // every pack that claims it.
-    let mut used: HashMap<Id, Vec<(Id, BlobLocation)>> = HashMap::new();
-    let mut pinned: HashSet<Id> = HashSet::new();
-    let mut missing = Vec::new();
-    for blob in referenced {
-        let mut candidates: Vec<BlobLocation> = index
-            .locations(blob)
-            .filter(|l| stored.contains_key(&l.pack))
-            .collect();
-        candidates.sort_by_key(|l| marked.contains_key(&l.pack));
-        let chosen = match candidates.len() {
-            0 => None,
-            1 => Some(candidates[0]),
-            _ => candidates.iter().copied().find(|l| verify(blob, l)),
-        };
-        match chosen {
-            Some(loc) => used.entry(loc.pack).or_default().push((*blob, loc)),
-            None if candidates.is_empty() => missing.push(*blob),
-            None => pinned.extend(candidates.iter().map(|l| l.pack)),
-        }
-    }
-    if !missing.is_empty() {
-        missing.sort();
-        return Err(Error::Damaged(format!(
-            "{} blob(s) that snapshots need are in no stored pack (first: {}); the repository \
-             is damaged, so prune changes nothing — run `vault check --read-data`",
-            missing.len(),
-            missing[0]
-        )));
-    }
-
-    let mut pack_bytes: HashMap<Id, u64> = HashMap::new();
-    let mut seen = HashSet::new();
-    for (blob, loc) in index.blobs() {
-        if seen.insert((blob, loc.pack)) {
-            *pack_bytes.entry(loc.pack).or_default() += loc.length as u64;
-        }
-    }
-
-    let old_enough = |t: Option<DateTime<Utc>>| t.is_some_and(|t| t <= rules.now - rules.grace);
+) -> std::result::Result<PrunePlan, Unavailable> {
+    let used = choose_copies(stored, index, marked, referenced, verify)?;
+    let held = verified_bytes(stored, index, verify);
     let mut out = PrunePlan::default();
     let mut ids: Vec<&Id> = stored.keys().collect();
     ids.sort();
@@ -140,75 +145,159 @@ pub fn plan(
         let pack = &stored[id];
         out.counts.packs += 1;
         out.counts.bytes += pack.size;
-        let indexed = pack_bytes.get(id).copied().unwrap_or(0);
-        let mark = marked.get(id).copied();
-        if pinned.contains(id) && !used.contains_key(id) {
-            out.keep.push(*id);
-            out.counts.packs_in_use += 1;
-            continue;
-        }
+        let held = held.get(id).copied().unwrap_or(0);
         match used.get(id) {
-            None => {
-                // Nothing needs it: mark it, or delete it once the mark and
-                // the pack itself are older than the grace period.
-                if old_enough(mark) && old_enough(pack.modified) {
-                    out.delete.push(*id);
-                    out.counts.packs_deleted += 1;
-                    out.counts.bytes_deleted += pack.size;
-                } else {
-                    if mark.is_some() {
-                        out.counts.packs_waiting += 1;
-                    } else {
-                        out.counts.packs_newly_marked += 1;
-                    }
-                    if indexed > 0 {
-                        out.keep.push(*id);
-                    }
-                }
-                out.marks.push(CondemnedPack {
-                    pack: *id,
-                    since: mark.unwrap_or(rules.now),
-                });
-            }
-            Some(blobs) => {
-                out.keep.push(*id);
-                if mark.is_some() {
-                    out.counts.packs_unmarked += 1;
-                    continue;
-                }
-                let in_use: u64 = blobs.iter().map(|(_, l)| l.length as u64).sum();
-                let unused = indexed.saturating_sub(in_use) as f64 / indexed.max(1) as f64;
-                if unused > rules.repack_unused_fraction && old_enough(pack.modified) {
-                    out.repack.push(*id);
-                    out.copy.extend(blobs.iter().copied());
-                    out.counts.packs_repacked += 1;
-                    out.counts.blobs_copied += blobs.len() as u64;
-                    out.marks.push(CondemnedPack {
-                        pack: *id,
-                        since: rules.now,
-                    });
-                } else {
-                    out.counts.packs_in_use += 1;
-                }
-            }
+            None => out.decide_unused(*id, pack, marked.get(id).copied(), held, rules),
+            Some(blobs) => out.decide_used(*id, pack, marked.contains_key(id), blobs, held, rules),
         }
     }
-    // Marks of packs already deleted stay as long as some index file still
-    // lists the pack (an index file Object Lock keeps, say): they tell
-    // `vault check` that the pack went on purpose.
-    for (pack, _) in index.packs() {
-        if !stored.contains_key(&pack)
-            && let Some(since) = marked.get(&pack)
-        {
-            out.marks.push(CondemnedPack {
-                pack,
-                since: *since,
-            });
-        }
-    }
+    out.carry_marks_of_deleted(index, stored, marked);
     // Copy in pack order so each old pack is read front to back once.
     out.copy.sort_by_key(|(_, loc)| (loc.pack, loc.offset));
     Ok(out)
+}
+
+/// Where each needed blob will be read from: a verified location in a
+/// stored pack, preferring packs that are not marked. By pack.
+fn choose_copies(
+    stored: &HashMap<Id, StoredPack>,
+    index: &Index,
+    marked: &HashMap<Id, DateTime<Utc>>,
+    referenced: &HashSet<Id>,
+    verify: &mut dyn FnMut(&Id, &BlobLocation) -> bool,
+) -> std::result::Result<HashMap<Id, Vec<(Id, BlobLocation)>>, Unavailable> {
+    let mut used: HashMap<Id, Vec<(Id, BlobLocation)>> = HashMap::new();
+    let mut lost = Unavailable::default();
+    let mut refs: Vec<&Id> = referenced.iter().collect();
+    refs.sort();
+    for blob in refs {
+        let mut claims: Vec<BlobLocation> = index
+            .locations(blob)
+            .filter(|l| stored.contains_key(&l.pack))
+            .collect();
+        claims.sort_by_key(|l| marked.contains_key(&l.pack));
+        match claims.iter().copied().find(|l| verify(blob, l)) {
+            Some(loc) => used.entry(loc.pack).or_default().push((*blob, loc)),
+            None => match claims.first() {
+                None => lost.missing.push(*blob),
+                Some(l) => lost.unverified.push((*blob, l.pack)),
+            },
+        }
+    }
+    if lost.missing.is_empty() && lost.unverified.is_empty() {
+        Ok(used)
+    } else {
+        Err(lost)
+    }
+}
+
+/// The compressed bytes each stored pack verifiably holds (planted claims
+/// do not make a pack look emptier than it is).
+fn verified_bytes(
+    stored: &HashMap<Id, StoredPack>,
+    index: &Index,
+    verify: &mut dyn FnMut(&Id, &BlobLocation) -> bool,
+) -> HashMap<Id, u64> {
+    let mut held: HashMap<Id, u64> = HashMap::new();
+    let mut seen = HashSet::new();
+    for (blob, loc) in index.blobs() {
+        if stored.contains_key(&loc.pack) && verify(&blob, &loc) && seen.insert((blob, loc.pack)) {
+            *held.entry(loc.pack).or_default() += loc.length as u64;
+        }
+    }
+    held
+}
+
+impl PrunePlan {
+    /// Nothing needs pack `id`: mark it, or delete it once the mark and the
+    /// pack itself are older than the grace period.
+    fn decide_unused(
+        &mut self,
+        id: Id,
+        pack: &StoredPack,
+        mark: Option<DateTime<Utc>>,
+        held: u64,
+        rules: &PlanRules,
+    ) {
+        if rules.old_enough(mark) && rules.old_enough(pack.modified) {
+            self.delete.push(id);
+            self.counts.packs_deleted += 1;
+            self.counts.bytes_deleted += pack.size;
+        } else {
+            if mark.is_some() {
+                self.counts.packs_waiting += 1;
+            } else {
+                self.counts.packs_newly_marked += 1;
+            }
+            if held > 0 {
+                self.keep.push(id);
+            }
+        }
+        self.marks.push(CondemnedPack {
+            pack: id,
+            since: mark.unwrap_or(rules.now),
+        });
+    }
+
+    /// Pack `id` holds `blobs` that snapshots need: keep it (unmarked), or
+    /// repack it when most of what it holds is unused.
+    fn decide_used(
+        &mut self,
+        id: Id,
+        pack: &StoredPack,
+        marked: bool,
+        blobs: &[(Id, BlobLocation)],
+        held: u64,
+        rules: &PlanRules,
+    ) {
+        self.keep.push(id);
+        if marked {
+            self.counts.packs_unmarked += 1;
+            return;
+        }
+        let in_use: u64 = blobs.iter().map(|(_, l)| l.length as u64).sum();
+        let unused = held.saturating_sub(in_use) as f64 / held.max(1) as f64;
+        if unused > rules.repack_unused_fraction && rules.old_enough(pack.modified) {
+            self.repack.push(id);
+            self.copy.extend(blobs.iter().copied());
+            self.counts.packs_repacked += 1;
+            self.counts.blobs_copied += blobs.len() as u64;
+            self.marks.push(CondemnedPack {
+                pack: id,
+                since: rules.now,
+            });
+        } else {
+            self.counts.packs_in_use += 1;
+        }
+    }
+
+    /// Marks of packs already deleted stay as long as some index file still
+    /// lists the pack (an index file Object Lock keeps, say): they tell
+    /// `vault check` that the pack went on purpose.
+    fn carry_marks_of_deleted(
+        &mut self,
+        index: &Index,
+        stored: &HashMap<Id, StoredPack>,
+        marked: &HashMap<Id, DateTime<Utc>>,
+    ) {
+        for (pack, _) in index.packs() {
+            if !stored.contains_key(&pack)
+                && let Some(since) = marked.get(&pack)
+            {
+                self.marks.push(CondemnedPack {
+                    pack,
+                    since: *since,
+                });
+            }
+        }
+    }
+}
+
+impl PlanRules {
+    /// Whether `t` is known and at least one grace period before now.
+    fn old_enough(&self, t: Option<DateTime<Utc>>) -> bool {
+        t.is_some_and(|t| t <= self.now - self.grace)
+    }
 }
 
 #[cfg(test)]
@@ -290,9 +379,9 @@ mod tests {
             p.marks
         );
         assert!(p.keep.contains(&Id([1; 32])));
-        // When no copy verifies, every claimant stays.
+        // When no copy verifies, prune stops: it carries no unverified claim.
         let mut none = |_: &Id, _: &BlobLocation| false;
-        let p = plan(
+        let lost = plan(
             &stored,
             &index,
             &HashMap::new(),
@@ -300,8 +389,40 @@ mod tests {
             &rules(48),
             &mut none,
         )
+        .unwrap_err();
+        assert_eq!(lost.unverified.len(), 1, "{lost}");
+        assert!(lost.to_string().contains("not verifiably held"), "{lost}");
+    }
+
+    #[test]
+    fn a_single_claim_is_verified_too_and_planted_bytes_do_not_count() {
+        // Pack 1 holds blob 10; a planted claim says it also holds 30 (not
+        // needed). Only pack 2's claim on 20 exists, and it is false.
+        let (stored, index) = setup(&[(1, &[10, 30]), (2, &[20])]);
+        let mut truth = |b: &Id, _: &BlobLocation| *b != Id([20; 32]) && *b != Id([30; 32]);
+        let lost = plan(
+            &stored,
+            &index,
+            &HashMap::new(),
+            &refs(&[10, 20]),
+            &rules(48),
+            &mut truth,
+        )
+        .unwrap_err();
+        assert_eq!(lost.unverified, vec![(Id([20; 32]), Id([2; 32]))]);
+        // Needing only 10: pack 1 is fully used (the planted 30 is not
+        // counted as unused bytes), so it is not repacked.
+        let p = plan(
+            &stored,
+            &index,
+            &HashMap::new(),
+            &refs(&[10]),
+            &rules(48),
+            &mut truth,
+        )
         .unwrap();
-        assert!(p.marks.is_empty() && p.delete.is_empty(), "{:?}", p.marks);
+        assert!(p.repack.is_empty(), "{:?}", p.repack);
+        assert_eq!(p.counts.packs_in_use, 1);
     }
 
     #[test]
@@ -441,5 +562,6 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("in no stored pack"), "{err}");
+        assert_eq!(err.missing, vec![Id([99; 32])]);
     }
 }

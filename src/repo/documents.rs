@@ -1,0 +1,438 @@
+//! Sealed JSON documents (index files, snapshot headers, drill records,
+//! prune locks): the one reader for them, bounded, and the one loop that
+//! lists a prefix, reads every document, skips what vanished and sorts what
+//! could not be read into damaged and foreign.
+//!
+//! Anyone who can write to the storage can plant a document sealed to the
+//! public recipients in `config`, so every document is hostile input:
+//! - its stored size is bounded before it is read;
+//! - its JSON is bounded by a ratio to its stored size plus a little slack,
+//!   and by a cap per kind. Honest index files are mostly hex ids, which
+//!   zstd shrinks about threefold, so a 19 KB index file may inflate to
+//!   1.3 MB, never to 222 MB; honest headers stay under 30x even when they
+//!   list hundreds of thousands of unreadable files;
+//! - per command (per open [`Repository`]), the slack is one pool shared by
+//!   every document read: beyond it each document gets only its ratio, so
+//!   everything one command decompresses is bounded by what is stored (a
+//!   thousand planted files cost a thousand times their size, never more)
+//!   plus the pool.
+//!
+//! In format 2 a document's plaintext starts with a signature block (a zstd
+//! skippable frame, [`crate::format::signature`]); it is split off here and
+//! checked by [`Repository::get_signed_json`] and
+//! [`Repository::read_signed_documents`].
+//!
+//! A document that breaks a bound although its bytes match its name was
+//! not written by vault: it is reported as foreign, like one the owner key
+//! cannot open or that is not a document of this format.
+
+use std::io::Read;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{CryptoError, Error, Result};
+use crate::format::id::Id;
+use crate::format::signature::{FRAME_MAGIC, MAX_BLOCK, SignatureBlock, SignedKind};
+use crate::repo::trust::{self, Signer};
+use crate::repo::{ObjectKind, Repository, id_from_key};
+use crate::storage::StorageError;
+
+/// How large a sealed document of one kind may be.
+#[derive(Debug, Clone, Copy)]
+struct Limit {
+    /// Largest stored object read.
+    stored: u64,
+    /// JSON may be this many times the stored size...
+    ratio: u64,
+    /// ...plus this much...
+    slack: u64,
+    /// ...and never more than this.
+    cap: u64,
+}
+
+const MIB: u64 = 1 << 20;
+
+/// Decompression slack one command may spend over all documents.
+pub const SLACK_PER_COMMAND: u64 = 256 * MIB;
+
+/// The slack left to one open repository (one command).
+#[derive(Debug)]
+pub struct Slack(std::sync::atomic::AtomicU64);
+
+impl Default for Slack {
+    fn default() -> Self {
+        Slack(std::sync::atomic::AtomicU64::new(SLACK_PER_COMMAND))
+    }
+}
+
+impl Slack {
+    fn left(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn spend(&self, n: u64) {
+        let _ = self.0.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |left| Some(left.saturating_sub(n)),
+        );
+    }
+}
+
+fn limit(kind: ObjectKind) -> Limit {
+    match kind {
+        // Index files are hex ids and small numbers: honest ones inflate
+        // about 3x (measured), so 16x is a wide margin.
+        ObjectKind::Index => Limit {
+            stored: 1 << 30,
+            ratio: 16,
+            slack: MIB,
+            cap: 1 << 30,
+        },
+        // Headers may list many unreadable paths, which compress better:
+        // 300,000 sequentially named ones measured 29x.
+        ObjectKind::Snapshot => Limit {
+            stored: 1 << 30,
+            ratio: 128,
+            slack: 64 * MIB,
+            cap: 1 << 30,
+        },
+        ObjectKind::Drill | ObjectKind::Lock => Limit {
+            stored: 16 * MIB,
+            ratio: 64,
+            slack: MIB,
+            cap: 16 * MIB,
+        },
+        ObjectKind::Pack(_) => Limit {
+            stored: 0,
+            ratio: 0,
+            slack: 0,
+            cap: 0,
+        },
+    }
+}
+
+impl Limit {
+    /// The ratio's share of the bound for a document of `stored` bytes.
+    fn by_ratio(self, stored: u64) -> u64 {
+        stored.saturating_mul(self.ratio)
+    }
+
+    /// The bound, with at most `slack_left` of slack.
+    fn json_for(self, stored: u64, slack_left: u64) -> u64 {
+        self.by_ratio(stored)
+            .saturating_add(self.slack.min(slack_left))
+            .min(self.cap)
+    }
+}
+
+/// The kind of sealed document a key names, from its prefix.
+fn kind_of(key: &str) -> Option<ObjectKind> {
+    [
+        ObjectKind::Index,
+        ObjectKind::Snapshot,
+        ObjectKind::Drill,
+        ObjectKind::Lock,
+    ]
+    .into_iter()
+    .find(|k| key.starts_with(k.prefix()))
+}
+
+/// Why a document could not be read, sorted for the caller.
+#[derive(Debug)]
+enum Failure {
+    /// Deleted between the listing and the read (forget, prune).
+    Vanished,
+    /// Its bytes no longer match its name, or it could not be fetched, or
+    /// it is larger than vault reads: possibly a genuine document, damaged.
+    Damaged(Error),
+    /// Its bytes match its name, yet the repository owner key cannot open
+    /// it, or it opens to something that is not a document of this format:
+    /// vault never wrote it.
+    Foreign(Error),
+}
+
+/// A document that could not be read.
+#[derive(Debug)]
+pub struct Unreadable {
+    /// Its object key.
+    pub key: String,
+    /// What went wrong.
+    pub error: Error,
+    /// Whether it is provably not vault's own: its bytes match its name and
+    /// yet the repository owner key cannot open it, or it opens to something
+    /// vault does not write. Only an owner key can tell; for a writer key
+    /// this is always false.
+    pub foreign: bool,
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.error)
+    }
+}
+
+/// Every document under one prefix.
+#[derive(Debug)]
+pub struct Documents<T> {
+    /// The documents read: key, id and content, in listing order.
+    pub read: Vec<(String, Id, T)>,
+    /// The documents that could not be read.
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl<T> Documents<T> {
+    /// The unreadable documents that may be vault's own (damaged).
+    pub fn damaged(&self) -> impl Iterator<Item = &Unreadable> {
+        self.unreadable.iter().filter(|u| !u.foreign)
+    }
+
+    /// The unreadable documents vault provably did not write.
+    pub fn foreign(&self) -> impl Iterator<Item = &Unreadable> {
+        self.unreadable.iter().filter(|u| u.foreign)
+    }
+}
+
+impl Repository {
+    /// Reads, checks and decrypts a sealed JSON document by key, within the
+    /// bounds of its kind (see the module docs). Its signature, if any, is
+    /// not looked at: see [`Repository::get_signed_json`].
+    pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<T> {
+        self.get_document(key, None).map(|(v, _)| v)
+    }
+
+    /// Like [`Repository::get_json`], and tells who signed the document.
+    pub fn get_signed_json<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        kind: SignedKind,
+    ) -> Result<(T, Signer)> {
+        self.get_document(key, Some(kind))
+    }
+
+    fn get_document<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        signed: Option<SignedKind>,
+    ) -> Result<(T, Signer)> {
+        match self.read_document(key, None, signed) {
+            Ok(v) => Ok(v),
+            Err(Failure::Vanished) => Err(StorageError::NotFound {
+                key: key.to_owned(),
+            }
+            .into()),
+            Err(Failure::Damaged(e) | Failure::Foreign(e)) => Err(e),
+        }
+    }
+
+    /// Lists `kind`'s prefix and reads every document under it. Names that
+    /// are not 64 hex digits are ignored; documents deleted since the
+    /// listing are skipped.
+    pub fn read_documents<T: DeserializeOwned>(&self, kind: ObjectKind) -> Result<Documents<T>> {
+        let docs = self.read_documents_as::<T>(kind, None)?;
+        Ok(Documents {
+            read: docs
+                .read
+                .into_iter()
+                .map(|(key, id, (doc, _))| (key, id, doc))
+                .collect(),
+            unreadable: docs.unreadable,
+        })
+    }
+
+    /// Like [`Repository::read_documents`], with each document's signer.
+    pub fn read_signed_documents<T: DeserializeOwned>(
+        &self,
+        kind: ObjectKind,
+        signed: SignedKind,
+    ) -> Result<Documents<(T, Signer)>> {
+        self.read_documents_as::<T>(kind, Some(signed))
+    }
+
+    fn read_documents_as<T: DeserializeOwned>(
+        &self,
+        kind: ObjectKind,
+        signed: Option<SignedKind>,
+    ) -> Result<Documents<(T, Signer)>> {
+        let mut out = Documents {
+            read: Vec::new(),
+            unreadable: Vec::new(),
+        };
+        for obj in self.storage().list(kind.prefix())? {
+            let Some(id) = id_from_key(&obj.key) else {
+                continue;
+            };
+            match self.read_document(&obj.key, Some(obj.size), signed) {
+                Ok(doc) => out.read.push((obj.key, id, doc)),
+                Err(Failure::Vanished) => {}
+                Err(Failure::Damaged(error)) => out.unreadable.push(Unreadable {
+                    key: obj.key,
+                    error,
+                    foreign: false,
+                }),
+                Err(Failure::Foreign(error)) => out.unreadable.push(Unreadable {
+                    key: obj.key,
+                    error,
+                    foreign: true,
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_document<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        listed_size: Option<u64>,
+        signed: Option<SignedKind>,
+    ) -> std::result::Result<(T, Signer), Failure> {
+        let limit = kind_of(key).map_or(limit(ObjectKind::Lock), limit);
+        if let Some(size) = listed_size
+            && size > limit.stored
+        {
+            return Err(Failure::Damaged(Error::format(
+                key,
+                format!("{size} bytes, more than vault reads for such a document"),
+            )));
+        }
+        let stored = match listed_size {
+            // Listed within bounds: one plain read.
+            Some(_) => match self.storage().get(key) {
+                Ok(b) if b.len() as u64 <= limit.stored => b,
+                Ok(_) => self.fetch_bounded(key, limit.stored)?,
+                Err(StorageError::NotFound { .. }) => return Err(Failure::Vanished),
+                Err(e) => return Err(Failure::Damaged(e.into())),
+            },
+            None => self.fetch_bounded(key, limit.stored)?,
+        };
+        if let Some(id) = id_from_key(key)
+            && Id::of_bytes(&stored) != id
+        {
+            return Err(Failure::Damaged(Error::format(
+                key,
+                "content does not match its name (damaged object)",
+            )));
+        }
+        // From here on the bytes are exactly what was written under this
+        // name; any failure means the writer was not vault (for an owner).
+        let owner = self.keys().is_owner();
+        let foreign = |why: String| {
+            if owner {
+                Failure::Foreign(Error::format(
+                    key,
+                    format!(
+                        "{why}; its bytes match its name, so vault never wrote it (planted by \
+                         someone with write access to the storage)"
+                    ),
+                ))
+            } else {
+                Failure::Damaged(Error::format(key, why))
+            }
+        };
+        let stream = match self.keys().keyring().decrypt_stream(&stored[..], key) {
+            Ok(s) => s,
+            Err(CryptoError::NoMatchingKey { .. }) => {
+                return Err(foreign("not sealed to the repository owner key".into()));
+            }
+            Err(CryptoError::Decrypt { reason, .. }) => {
+                return Err(foreign(format!("not a valid age file: {reason}")));
+            }
+            Err(e) => return Err(Failure::Damaged(e.into())),
+        };
+        // Format 2: a signature block in a skippable frame ahead of the
+        // compressed document.
+        let (block, stream) = split_frame(stream)
+            .map_err(|e| foreign(format!("not a valid sealed document: {e}")))?;
+        let max_json = limit.json_for(stored.len() as u64, self.doc_slack.left());
+        let mut json = Vec::new();
+        zstd::stream::read::Decoder::new(stream)
+            .and_then(|d| d.take(max_json + 1).read_to_end(&mut json))
+            .map_err(|e| foreign(format!("not a valid sealed document: {e}")))?;
+        if json.len() as u64 > max_json {
+            // vault's own documents stay far below the bound (module docs).
+            return Err(foreign(format!(
+                "decompresses to more than {max_json} bytes of JSON ({} stored bytes): refused \
+                 as a decompression bomb",
+                stored.len()
+            )));
+        }
+        self.doc_slack
+            .spend((json.len() as u64).saturating_sub(limit.by_ratio(stored.len() as u64)));
+        let doc = serde_json::from_slice(&json)
+            .map_err(|e| foreign(format!("not a valid document: {e}")))?;
+        let signer = match signed {
+            Some(kind) => trust::check_block(self.keys(), &self.config().id, kind, &json, block),
+            None => Signer::Unsigned,
+        };
+        Ok((doc, signer))
+    }
+
+    /// Reads an object, refusing one larger than `max` bytes.
+    fn fetch_bounded(&self, key: &str, max: u64) -> std::result::Result<Vec<u8>, Failure> {
+        let mut r = match self.storage().open(key) {
+            Ok(r) => r,
+            Err(StorageError::NotFound { .. }) => return Err(Failure::Vanished),
+            Err(e) => return Err(Failure::Damaged(e.into())),
+        };
+        let mut stored = Vec::new();
+        r.by_ref()
+            .take(max + 1)
+            .read_to_end(&mut stored)
+            .map_err(|e| Failure::Damaged(StorageError::from_io(key, e).into()))?;
+        if stored.len() as u64 > max {
+            return Err(Failure::Damaged(Error::format(
+                key,
+                format!("more than {max} bytes, more than vault reads for such a document"),
+            )));
+        }
+        Ok(stored)
+    }
+}
+
+/// Splits a decrypted document stream into its signature block (format 2,
+/// see [`crate::format::signature::unframe`]) and the compressed rest.
+fn split_frame<'a, R: Read + 'a>(
+    mut r: R,
+) -> std::io::Result<(Option<SignatureBlock>, Box<dyn Read + 'a>)> {
+    let mut head = Vec::with_capacity(8);
+    (&mut r).take(8).read_to_end(&mut head)?;
+    if head.len() < 8 || head[..4] != FRAME_MAGIC.to_le_bytes() {
+        return Ok((None, Box::new(std::io::Cursor::new(head).chain(r))));
+    }
+    let len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as usize;
+    let bad = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
+    if len > MAX_BLOCK {
+        return Err(bad(format!("signature block of {len} bytes is malformed")));
+    }
+    let mut raw = vec![0; len];
+    r.read_exact(&mut raw)
+        .map_err(|_| bad(format!("signature block of {len} bytes is malformed")))?;
+    let block = serde_json::from_slice(&raw)
+        .map_err(|e| bad(format!("signature block is not valid: {e}")))?;
+    Ok((Some(block), Box::new(r)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_scale_with_the_stored_size_and_stop_at_the_cap() {
+        let l = limit(ObjectKind::Index);
+        assert_eq!(l.json_for(19_000, SLACK_PER_COMMAND), 16 * 19_000 + MIB);
+        assert_eq!(
+            l.json_for(19_000, 10),
+            16 * 19_000 + 10,
+            "the pool runs dry"
+        );
+        assert_eq!(l.json_for(u64::MAX, SLACK_PER_COMMAND), 1 << 30);
+        assert!(limit(ObjectKind::Snapshot).json_for(0, SLACK_PER_COMMAND) >= 16 * MIB);
+        let pool = Slack::default();
+        pool.spend(SLACK_PER_COMMAND - 5);
+        pool.spend(10);
+        assert_eq!(pool.left(), 0);
+        assert_eq!(kind_of("index/ab"), Some(ObjectKind::Index));
+        assert_eq!(kind_of("drills/ab"), Some(ObjectKind::Drill));
+        assert_eq!(kind_of("data/ab/cd"), None);
+    }
+}

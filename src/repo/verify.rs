@@ -1,0 +1,390 @@
+//! The one place that decides whether bytes are a genuine blob or a genuine
+//! pack. Restore, `ls`, `check --read-data`, `copy` and `prune` all verify
+//! through here, so a rule added here holds for every one of them.
+//!
+//! A blob is genuine when its compressed bytes decompress to exactly its
+//! recorded `raw_length` and the keyed BLAKE3 of the result is its id. Index
+//! files are not authenticated, so every location is a claim until this
+//! says otherwise.
+
+use std::io::Read;
+
+use crate::error::{Error, Result};
+use crate::format::id::Id;
+use crate::format::pack::{BlobKind, PackEntry, decode_trailer};
+use crate::repo::{ObjectKind, Repository};
+
+/// The largest blob vault writes or decompresses (guards against lying
+/// indexes). Only tree blobs can get near it: a directory listing the chunk
+/// ids of more than ~128 GiB of files. Data blobs are chunks, never larger
+/// than the chunker's `max_size` (at most 16 MiB).
+pub const MAX_BLOB: u32 = 512 << 20;
+
+/// The largest compressed length accepted for a blob of `MAX_BLOB` bytes
+/// (zstd's worst case for incompressible input, plus room).
+pub const MAX_COMPRESSED: u32 = MAX_BLOB + (MAX_BLOB >> 7) + (1 << 20);
+
+/// Verifies blobs for one repository, reusing one zstd context.
+pub struct BlobCheck<'k> {
+    chunk_key: &'k [u8; 32],
+    max_data: u32,
+    decompressor: zstd::bulk::Decompressor<'static>,
+}
+
+impl<'k> BlobCheck<'k> {
+    /// A checker for the blobs of `repo`.
+    pub fn new(repo: &'k Repository) -> Self {
+        Self::with_key(repo.keys().chunk_key(), repo.config().chunker.max_size)
+    }
+
+    /// A checker for blobs keyed with `chunk_key` whose data blobs are at
+    /// most `max_chunk` bytes (the chunker's `max_size`).
+    pub fn with_key(chunk_key: &'k [u8; 32], max_chunk: u32) -> Self {
+        BlobCheck {
+            chunk_key,
+            max_data: max_chunk,
+            decompressor: zstd::bulk::Decompressor::new().expect("a zstd context"),
+        }
+    }
+
+    /// The largest `raw_length` a blob of `kind` can honestly have.
+    pub fn max_raw(&self, kind: BlobKind) -> u32 {
+        max_raw(kind, self.max_data)
+    }
+
+    /// Decompresses one blob and checks it is exactly `raw_length` bytes whose
+    /// keyed id is `id`; returns the raw bytes. `subject` names the pack in
+    /// errors.
+    pub fn verify(
+        &mut self,
+        subject: &str,
+        id: &Id,
+        kind: BlobKind,
+        compressed: &[u8],
+        raw_length: u32,
+    ) -> Result<Vec<u8>> {
+        self.precheck(subject, id, kind, compressed, raw_length)?;
+        let raw = self
+            .decompressor
+            .decompress(compressed, raw_length as usize)
+            .map_err(|e| Error::format(subject, format!("blob {id}: bad zstd data: {e}")))?;
+        let mut hasher = blake3::Hasher::new_keyed(self.chunk_key);
+        hasher.update(&raw);
+        conclude(subject, id, raw_length, raw.len() as u64, hasher)?;
+        Ok(raw)
+    }
+
+    /// Like [`BlobCheck::verify`], but streams the raw bytes into `consume`
+    /// instead of holding them: a tree is parsed as it is decompressed, so a
+    /// small blob that inflates into a huge listing costs only what
+    /// `consume` keeps. The checks run once `consume` returns (the rest of
+    /// the blob is drained and hashed); its result is returned only if they
+    /// pass.
+    pub fn verify_with<T>(
+        &mut self,
+        subject: &str,
+        id: &Id,
+        kind: BlobKind,
+        compressed: &[u8],
+        raw_length: u32,
+        consume: impl FnOnce(&mut dyn Read) -> Result<T>,
+    ) -> Result<T> {
+        self.precheck(subject, id, kind, compressed, raw_length)?;
+        let decoder = zstd::stream::read::Decoder::with_buffer(compressed)
+            .map_err(|e| Error::format(subject, format!("blob {id}: bad zstd data: {e}")))?;
+        let mut raw = Hashing {
+            inner: decoder.take(raw_length as u64 + 1),
+            hasher: blake3::Hasher::new_keyed(self.chunk_key),
+            count: 0,
+        };
+        {
+            let mut buffered = std::io::BufReader::with_capacity(64 << 10, &mut raw);
+            // A consumer that gives up (a tree over its budget, junk at a
+            // planted location) ends the read: nothing more is inflated.
+            let value = consume(&mut buffered)?;
+            std::io::copy(&mut buffered, &mut std::io::sink())
+                .map_err(|e| Error::format(subject, format!("blob {id}: bad zstd data: {e}")))?;
+            drop(buffered);
+            conclude(subject, id, raw_length, raw.count, raw.hasher)?;
+            Ok(value)
+        }
+    }
+
+    /// The checks that need no decompression.
+    fn precheck(
+        &self,
+        subject: &str,
+        id: &Id,
+        kind: BlobKind,
+        compressed: &[u8],
+        raw_length: u32,
+    ) -> Result<()> {
+        let limit = self.max_raw(kind);
+        if raw_length > limit || compressed.len() as u64 > MAX_COMPRESSED as u64 {
+            return Err(Error::format(
+                subject,
+                format!(
+                    "blob {id}: claims {} compressed / {raw_length} raw bytes, over the limit \
+                     for a {} blob ({limit})",
+                    compressed.len(),
+                    kind.folder()
+                ),
+            ));
+        }
+        // vault records the content size in every frame: a frame that says
+        // otherwise is refused before anything is allocated for it.
+        if let Ok(Some(declared)) = zstd::zstd_safe::get_frame_content_size(compressed)
+            && declared != raw_length as u64
+        {
+            return Err(Error::format(
+                subject,
+                format!("blob {id}: its zstd frame holds {declared} bytes, not {raw_length}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A reader that hashes and counts what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+    count: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// The checks on what a blob decompressed to: exactly `raw_length` bytes
+/// whose keyed hash is `id`.
+fn conclude(
+    subject: &str,
+    id: &Id,
+    raw_length: u32,
+    got: u64,
+    hasher: blake3::Hasher,
+) -> Result<()> {
+    if got != raw_length as u64 {
+        return Err(Error::format(
+            subject,
+            format!(
+                "blob {id}: decompresses to {got}{} bytes, not the {raw_length} recorded",
+                if got > raw_length as u64 {
+                    " or more"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    if Id::from(hasher.finalize()) != *id {
+        return Err(Error::format(
+            subject,
+            format!("blob {id}: content does not match its id"),
+        ));
+    }
+    Ok(())
+}
+
+/// The largest `raw_length` of a blob of `kind` in a repository whose
+/// chunker cuts at most `max_chunk` bytes.
+pub fn max_raw(kind: BlobKind, max_chunk: u32) -> u32 {
+    match kind {
+        BlobKind::Data => max_chunk.min(MAX_BLOB),
+        BlobKind::Tree => MAX_BLOB,
+    }
+}
+
+/// One trailer entry of a verified pack and whether its blob verified.
+pub type EntryVerdict = (PackEntry, Result<()>);
+
+/// Buffers reused from pack to pack, so memory stays at about two packs per
+/// thread however many packs are verified.
+#[derive(Default)]
+pub struct PackBuffers {
+    stored: Vec<u8>,
+    plain: Vec<u8>,
+}
+
+/// Reads pack `id` of `kind` whole from storage and verifies it
+/// ([`verify_pack_bytes`]).
+pub fn verify_stored_pack(
+    repo: &Repository,
+    id: &Id,
+    kind: BlobKind,
+    bufs: &mut PackBuffers,
+) -> Result<Vec<EntryVerdict>> {
+    let key = ObjectKind::Pack(kind).key(id);
+    let mut stored = std::mem::take(&mut bufs.stored);
+    stored.clear();
+    let read = repo
+        .storage()
+        .open(&key)
+        .map_err(Error::from)
+        .and_then(|mut r| {
+            r.read_to_end(&mut stored)
+                .map_err(|e| crate::storage::StorageError::from_io(&key, e).into())
+        });
+    let result = read.and_then(|_| verify_pack_bytes(repo, id, kind, &stored, &mut bufs.plain));
+    bufs.stored = stored;
+    result
+}
+
+/// Verifies a whole pack held in memory: its name is the BLAKE3 of its
+/// bytes, it decrypts, its trailer parses, and every trailer entry is a blob
+/// of the pack's own kind that verifies ([`BlobCheck::verify`]). A pack
+/// that cannot be read at all is an `Err`; otherwise every entry comes back
+/// with its own verdict.
+pub fn verify_pack_bytes(
+    repo: &Repository,
+    id: &Id,
+    kind: BlobKind,
+    stored: &[u8],
+    plain: &mut Vec<u8>,
+) -> Result<Vec<EntryVerdict>> {
+    let key = ObjectKind::Pack(kind).key(id);
+    if Id::of_bytes(stored) != *id {
+        return Err(Error::format(
+            &key,
+            "content does not match its name (damaged pack)",
+        ));
+    }
+    plain.clear();
+    repo.keys()
+        .keyring()
+        .decrypt_stream(stored, &key)?
+        .read_to_end(plain)
+        .map_err(|e| Error::format(&key, format!("decryption failed: {e}")))?;
+    let entries = decode_trailer(plain, &key)?;
+    let mut check = BlobCheck::new(repo);
+    Ok(entries
+        .into_iter()
+        .map(|e| {
+            let verdict = if e.kind != kind {
+                Err(Error::format(
+                    &key,
+                    format!(
+                        "blob {}: the trailer calls it a {} blob in a {} pack",
+                        e.id,
+                        e.kind.folder(),
+                        kind.folder()
+                    ),
+                ))
+            } else {
+                // decode_trailer checked that every blob lies in the blob area.
+                let slice = &plain[e.offset as usize..e.offset as usize + e.length as usize];
+                check
+                    .verify(&key, &e.id, kind, slice, e.raw_length)
+                    .map(|_| ())
+            };
+            (e, verdict)
+        })
+        .collect())
+}
+
+/// The verified entries of a pack, or the first failure.
+pub fn all_verified(verdicts: Vec<EntryVerdict>) -> Result<Vec<PackEntry>> {
+    verdicts.into_iter().map(|(e, v)| v.map(|()| e)).collect()
+}
+
+/// Runs `f` over `items` on every available core, one item at a time, and
+/// returns the results in the order of `items`. Each worker gets its own
+/// `state` (buffers, readers).
+pub fn parallel<T: Sync, S, R: Send>(
+    items: &[T],
+    state: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, &T) -> R + Sync,
+) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::with_capacity(items.len()));
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(items.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut st = state();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(&mut st, item);
+                    results.lock().expect("results lock").push((i, r));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("results lock");
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: [u8; 32] = [7; 32];
+
+    fn both(
+        check: &mut BlobCheck<'_>,
+        id: &Id,
+        kind: BlobKind,
+        compressed: &[u8],
+        raw_length: u32,
+    ) -> (Result<Vec<u8>>, Result<Vec<u8>>) {
+        let bulk = check.verify("pack", id, kind, compressed, raw_length);
+        let streamed = check.verify_with("pack", id, kind, compressed, raw_length, |r| {
+            let mut out = Vec::new();
+            r.read_to_end(&mut out)
+                .map_err(|e| Error::format("test", e.to_string()))?;
+            Ok(out)
+        });
+        (bulk, streamed)
+    }
+
+    #[test]
+    fn a_blob_must_decompress_to_exactly_its_recorded_length_and_id() {
+        let mut check = BlobCheck::with_key(&KEY, 1024);
+        let raw = b"hello, world".to_vec();
+        let id = Id::keyed(&KEY, &raw);
+        let framed = zstd::bulk::compress(&raw, 3).unwrap();
+        // Without the content size in the frame, only decompressing tells.
+        let mut bare = Vec::new();
+        {
+            let mut e = zstd::stream::write::Encoder::new(&mut bare, 3).unwrap();
+            e.include_contentsize(false).unwrap();
+            std::io::Write::write_all(&mut e, &raw).unwrap();
+            e.finish().unwrap();
+        }
+        for compressed in [&framed, &bare] {
+            let (a, b) = both(&mut check, &id, BlobKind::Data, compressed, 12);
+            assert_eq!(a.unwrap(), raw);
+            assert_eq!(b.unwrap(), raw);
+            for wrong in [11, 13] {
+                let (a, b) = both(&mut check, &id, BlobKind::Data, compressed, wrong);
+                assert!(a.is_err() && b.is_err(), "raw_length {wrong} accepted");
+            }
+        }
+        let other = Id::keyed(&KEY, b"something else");
+        let (a, b) = both(&mut check, &other, BlobKind::Data, &framed, 12);
+        assert!(a.unwrap_err().to_string().contains("does not match its id"));
+        assert!(b.unwrap_err().to_string().contains("does not match its id"));
+    }
+
+    #[test]
+    fn a_data_blob_larger_than_a_chunk_is_refused_before_decompressing() {
+        let mut check = BlobCheck::with_key(&KEY, 8);
+        let raw = vec![0u8; 100];
+        let id = Id::keyed(&KEY, &raw);
+        let compressed = zstd::bulk::compress(&raw, 3).unwrap();
+        let (a, _) = both(&mut check, &id, BlobKind::Data, &compressed, 100);
+        assert!(a.unwrap_err().to_string().contains("over the limit"));
+        let (a, b) = both(&mut check, &id, BlobKind::Tree, &compressed, 100);
+        assert!(a.is_ok() && b.is_ok(), "trees may be larger than chunks");
+    }
+}

@@ -1,0 +1,329 @@
+//! Attack vectors of a compromised backup host (docs/SECURITY.md, "A thief
+//! of the writer key"): it reads index files and snapshot headers, computes
+//! keyed blob ids, writes packs sealed to the owner recipient, index files
+//! and headers. It cannot read packs. Each vector states the outcome it
+//! asserts. (Bombs through index files alone need no key at all: see
+//! `attacks_storage.rs`.)
+
+use std::path::Path;
+
+use vault::format::id::Id;
+use vault::format::index::{IndexFile, IndexedBlob, IndexedPack};
+use vault::format::pack::BlobKind;
+use vault::format::snapshot::{Snapshot, SourceRecord, SourceStatus, Totals};
+use vault::format::tree::{Bytes, Node, NodeKind, Tree};
+use vault::repo::ObjectKind;
+use vault::repo::packer::PackBuilder;
+
+use crate::attackers::{StorageAttacker, WriterAttacker, peak_rss_mib};
+use crate::util::*;
+
+/// Memory a command may use under a bomb (see `attacks_storage.rs`).
+const BOMB_RSS_LIMIT_MIB: u64 = 160;
+
+fn node(name: &[u8], kind: NodeKind) -> Node {
+    Node {
+        name: Bytes(name.to_vec()),
+        kind,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        user: None,
+        group: None,
+        mtime_ns: 0,
+        size: 0,
+        target: None,
+        rdev: None,
+        hardlink: None,
+        xattrs: vec![],
+        content: vec![],
+        hash: None,
+        subtree: None,
+    }
+}
+
+/// Writes a snapshot whose trees `make_trees` builds (given the chunk-id key
+/// and a function storing one tree), declaring `totals`, with the writer
+/// key only: packs sealed to the owner recipient, an index file, a header.
+fn forge_snapshot(
+    w: &WriterAttacker,
+    totals: Totals,
+    make_trees: impl FnOnce(&[u8; 32], &mut dyn FnMut(&Tree) -> Id) -> Id,
+) -> String {
+    let repo = &w.repo;
+    let key = *repo.keys().chunk_key();
+    let mut trees = PackBuilder::new(BlobKind::Tree, &repo.keys().owner_only(), 0).unwrap();
+    let mut add = |t: &Tree| {
+        let bytes = t.to_bytes();
+        let id = Id::keyed(&key, &bytes);
+        trees
+            .add(
+                id,
+                &zstd::bulk::compress(&bytes, 9).unwrap(),
+                bytes.len() as u32,
+            )
+            .unwrap();
+        id
+    };
+    let root = make_trees(&key, &mut add);
+    let pack = trees.finish().unwrap();
+    repo.put_object(ObjectKind::Pack(pack.kind), &pack.bytes)
+        .unwrap();
+    let index = IndexFile {
+        packs: vec![IndexedPack::from_entries(pack.id, pack.kind, &pack.entries)],
+        condemned: vec![],
+    };
+    repo.put_shared_json(ObjectKind::Index, &index).unwrap();
+    let snap = Snapshot {
+        time: chrono::Utc::now(),
+        host: "web1".into(),
+        user: "root".into(),
+        tags: vec![],
+        sources: vec![SourceRecord {
+            kind: "paths".into(),
+            name: "/srv".into(),
+            paths: vec!["/srv".into()],
+            status: SourceStatus::Ok,
+            command: None,
+            details: None,
+        }],
+        root,
+        totals,
+        errors: vec![],
+        certificates: vec![],
+        parent: None,
+        program_version: "0.1.0".into(),
+    };
+    repo.put_shared_json(ObjectKind::Snapshot, &snap)
+        .unwrap()
+        .to_hex()
+}
+
+fn owner_args<'a>(env: &'a Env, cmd: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        cmd,
+        "-r",
+        env.repo.to_str().unwrap(),
+        "-i",
+        env.owner_key.to_str().unwrap(),
+    ];
+    v.extend(more);
+    v
+}
+
+/// Medium, bombs. For every blob in every index file, an index entry in the
+/// same pack one byte earlier, claiming a length of 540 MB (sorted before
+/// the genuine entry, so readers meet it first: restore used to allocate
+/// 540 MB per thread for it).
+///
+/// Expected: a claim reaching past its pack's stored size is dropped when the
+/// index is loaded, so restore never reads it: it restores exactly in
+/// little memory; `check` exits 4 naming the false claims.
+#[test]
+fn vector_index_entry_claims_540_mb() {
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    env.backup(&[&src]);
+    let w = WriterAttacker::new(&env.repo, &env.writer_key);
+    let atk = StorageAttacker::new(&env.repo);
+    for (key, _) in atk.list("index/") {
+        let mut file: IndexFile = w.repo.get_json(&key).unwrap();
+        for pack in &mut file.packs {
+            for b in &mut pack.blobs {
+                b.offset = b.offset.saturating_sub(1);
+                b.length = 540_000_000;
+            }
+        }
+        w.repo.put_shared_json(ObjectKind::Index, &file).unwrap();
+    }
+    let target = env.path("t");
+    let t = target.to_str().unwrap();
+    let (out, rss) = peak_rss_mib(
+        &vault_bin(),
+        &owner_args(&env, "restore", &["latest", "--target", t]),
+    );
+    assert_success(&out);
+    assert!(rss < BOMB_RSS_LIMIT_MIB, "restore used {rss} MiB");
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    let check = env.vault(&["check"], &env.owner_key, &[]);
+    assert_code(&check, 4);
+    assert_contains(&stdout(&check), "lie outside the pack");
+}
+
+/// Medium, bombs. A snapshot whose trees reuse their subtrees: level k holds
+/// directories `a` and `b`, both the tree of level k-1, 24 levels deep, with
+/// one file at the bottom: a few KB that name 2^24 files. The forged header
+/// declares 10 files and 60 directories.
+///
+/// Expected: `ls` counts every entry against the header's totals and stops,
+/// exit 4, after about 60 lines; `check` and `prune` walk each distinct tree
+/// once and finish at once.
+#[test]
+fn vector_tree_reusing_subtrees() {
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    env.backup(&[&src]);
+    let w = WriterAttacker::new(&env.repo, &env.writer_key);
+    let totals = Totals {
+        files: 10,
+        dirs: 60,
+        bytes: 10,
+        ..Default::default()
+    };
+    let forged = forge_snapshot(&w, totals, |_, add| {
+        let mut leaf = node(b"f", NodeKind::File);
+        leaf.hash = Some(Id::of_bytes(b""));
+        let mut id = add(&Tree { nodes: vec![leaf] });
+        for _ in 0..24 {
+            let mut a = node(b"a", NodeKind::Dir);
+            a.subtree = Some(id);
+            let mut b = node(b"b", NodeKind::Dir);
+            b.subtree = Some(id);
+            id = add(&Tree { nodes: vec![a, b] });
+        }
+        id
+    });
+    let started = std::time::Instant::now();
+    let ls = env.vault(&["ls"], &env.owner_key, &[&forged]);
+    assert_code(&ls, 4);
+    assert!(
+        stdout(&ls).lines().count() <= 70,
+        "{} lines",
+        stdout(&ls).lines().count()
+    );
+    assert_contains(&stderr(&ls), "its header declares");
+    assert_success(&env.vault(&["check"], &env.owner_key, &[]));
+    assert_success(&env.vault(&["prune"], &env.owner_key, &[]));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(120),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// Medium, bombs. One tree blob of a million fifo entries (a few hundred KB
+/// stored) in a snapshot whose forged header declares nothing.
+///
+/// Expected: the tree is parsed as it is decompressed and refused once it
+/// holds more entries than the header leaves (other entries: 65,536 beyond
+/// files and directories), so `ls` exits 4 in little memory; `check`
+/// reports it (exit 4), also in little memory.
+#[test]
+fn vector_one_wide_tree() {
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    env.backup(&[&src]);
+    let w = WriterAttacker::new(&env.repo, &env.writer_key);
+    let forged = forge_snapshot(&w, Totals::default(), |_, add| {
+        let nodes = (0..1_000_000u32)
+            .map(|i| node(format!("{i:07}").as_bytes(), NodeKind::Fifo))
+            .collect();
+        add(&Tree { nodes })
+    });
+    let stored: u64 = StorageAttacker::new(&env.repo)
+        .list("tree/")
+        .iter()
+        .map(|(_, s)| s)
+        .max()
+        .copied()
+        .unwrap();
+    assert!(stored < 2 << 20, "a small input: {stored} bytes");
+    let (ls, rss) = peak_rss_mib(&vault_bin(), &owner_args(&env, "ls", &[&forged]));
+    assert_code(&ls, 4);
+    assert!(rss < BOMB_RSS_LIMIT_MIB, "ls used {rss} MiB");
+    assert_contains(
+        &stderr(&ls),
+        "entries left in the snapshot's declared totals",
+    );
+    let (check, rss) = peak_rss_mib(&vault_bin(), &owner_args(&env, "check", &[]));
+    assert_code(&check, 4);
+    assert!(rss < BOMB_RSS_LIMIT_MIB, "check used {rss} MiB");
+}
+
+/// High 2 (partial). A writer-key holder plants an index entry claiming that
+/// the keyed id of content another host will back up later
+/// (`db_password=hunter2`) lies at offset 0 of an existing data pack.
+///
+/// Expected: prune verifies every location it keeps, even a single one, so
+/// the planted entry is not in the index prune writes (it reports the dropped
+/// claim); a backup made after prune then stores the content for real and
+/// restores it.
+#[test]
+fn vector_planted_location_is_not_carried_by_prune() {
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    env.backup(&[&src]);
+    let w = WriterAttacker::new(&env.repo, &env.writer_key);
+    let atk = StorageAttacker::new(&env.repo);
+    let secret = b"db_password=hunter2\n";
+    let target_id = Id::keyed(w.repo.keys().chunk_key(), secret);
+    let (pack, _, _) = atk.packs().into_iter().find(|p| p.1 == "data").unwrap();
+    let planted = IndexFile {
+        packs: vec![IndexedPack {
+            id: pack.parse().unwrap(),
+            kind: BlobKind::Data,
+            blobs: vec![IndexedBlob {
+                id: target_id,
+                offset: 0,
+                length: secret.len() as u32,
+                raw_length: secret.len() as u32,
+            }],
+        }],
+        condemned: vec![],
+    };
+    w.repo.put_shared_json(ObjectKind::Index, &planted).unwrap();
+
+    let prune = env.vault(&["prune"], &env.owner_key, &["--json"]);
+    assert_success(&prune);
+    let report: serde_json::Value = serde_json::from_slice(&prune.stdout).unwrap();
+    assert!(report["claims_dropped"].as_u64().unwrap() >= 1, "{report}");
+    for (key, _) in atk.list("index/") {
+        let file: IndexFile = w.repo.get_json(&key).unwrap();
+        assert!(
+            file.packs
+                .iter()
+                .all(|p| p.blobs.iter().all(|b| b.id != target_id)),
+            "prune carried the planted entry into {key}"
+        );
+    }
+
+    let other = env.path("other-host");
+    write(&other.join("etc/app/secret.env"), secret);
+    backup_no_cache(&env.repo, &env.writer_key, &other);
+    let target = env.path("t");
+    assert_success(&env.restore("latest", &target));
+    let restored = target
+        .join(other.strip_prefix("/").unwrap())
+        .join("etc/app/secret.env");
+    assert_eq!(std::fs::read(restored).unwrap(), secret);
+}
+
+/// Low. A local user of a backed-up host names a file
+/// `x\n-4755 root 0 2026-01-01 00:00 sudo` (any byte but `/` and NUL may be
+/// in a name): printed as is, `vault ls` would show a second, fake entry.
+///
+/// Expected: every listing escapes control characters: the name prints on
+/// one line as `x\n-4755…`, and `ls` prints exactly one line per entry.
+#[test]
+fn vector_newline_in_a_file_name_cannot_fake_an_ls_entry() {
+    let env = Env::new();
+    let src = env.path("src");
+    let evil = "x\n-4755 root                    0 2026-01-01 00:00 sudo";
+    write(&src.join(evil), b"");
+    write(&src.join("plain"), b"");
+    write(&src.join("\x1b[2Jclear"), b"");
+    env.backup(&[&src]);
+    let ls = env.vault(&["ls"], &env.owner_key, &["latest"]);
+    assert_success(&ls);
+    let out = stdout(&ls);
+    assert!(!out.lines().any(|l| l.starts_with("-4755 root")), "{out}");
+    assert_contains(&out, "/x\\n-4755 root ");
+    assert_contains(&out, "/\\x1b[2Jclear");
+    assert!(!out.contains('\x1b'));
+    let dirs = Path::new(&src).components().count();
+    assert_eq!(out.lines().count(), dirs - 1 + 3, "{out}");
+}
