@@ -211,7 +211,7 @@ fn vector_unparseable_planted_snapshot_does_not_block_prune() {
     bytes[mid] ^= 1;
     fs::write(&path, bytes).unwrap();
     let prune = env.vault(&["prune"], &env.owner_key, &[]);
-    assert_code(&prune, 1);
+    assert_code(&prune, 4);
     assert_contains(&stderr(&prune), "does not match its name");
 }
 
