@@ -4,12 +4,16 @@
 //!
 //! The folders are the layers; each one uses only those listed before it.
 //!
-//! - [`error`]: the library's error type and its [`ErrorKind`].
+//! - [`error`]: the library's error type, one enum per layer (storage,
+//!   crypto) wrapped in [`Error`], and its [`ErrorKind`]; it names no other
+//!   module.
 //! - [`cancel`]: the cancellation token the CLI sets on SIGINT/SIGTERM and
 //!   long operations check.
+//! - [`crypto`]: the only module that uses age (recipients, identities,
+//!   streams), and the ed25519 signatures of format 2.
 //! - [`format`]: the repository format — ids, chunker, packs, index files,
-//!   trees, snapshot headers, `config` — pure types and byte layouts, no I/O.
-//! - [`crypto`]: the only module that uses age (recipients, identities, streams).
+//!   trees, snapshot headers, signature frames, `config` — pure types and
+//!   byte layouts, no I/O.
 //! - [`storage`]: the `Storage` trait (write-once objects) and its backends
 //!   (local directory, S3).
 //! - [`repo`]: the [`repo::Repository`] handle: open, keys and owners,

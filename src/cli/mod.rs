@@ -127,18 +127,13 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    // Snapshot trees are walked recursively; a large stack (committed only
-    // as used) lets deep but legitimate trees through.
-    let worker = std::thread::Builder::new()
-        .name("vault".into())
-        .stack_size(256 << 20)
-        .spawn(move || commands::run(cli.command, cli.config));
-    let result = match worker {
-        Ok(handle) => handle
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("internal error (panic)"))),
-        Err(e) => Err(anyhow::anyhow!("cannot start: {e}")),
-    };
+    // Every tree walk is iterative (the backup's directory walker runs on
+    // its own thread with a stack sized for its depth limit), so the
+    // command runs on the main thread's ordinary stack.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        commands::run(cli.command, cli.config)
+    }))
+    .unwrap_or_else(|_| Err(anyhow::anyhow!("internal error (panic)")));
     match result {
         Ok(code) => code,
         // `vault snapshots | head -n 1`: the reader has all it wanted.

@@ -7,9 +7,9 @@ use std::io::{Read, Write};
 use age::secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use super::error::CryptoError;
 use super::identity::X25519Identity;
 use super::seal::map_decrypt;
+use crate::error::CryptoError;
 
 /// scrypt work factor (log2 N) for objects sealed with a secret derived from
 /// the repository owner key ([`derived_passphrase`]). That secret carries 256

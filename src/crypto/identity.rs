@@ -7,8 +7,8 @@ use std::str::FromStr;
 use age::secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use super::error::CryptoError;
 use super::passphrase::{NoPassphrase, PassphraseSource};
+use crate::error::CryptoError;
 
 /// A parsed age recipient that can be used from several threads.
 pub type Recipient = Box<dyn age::Recipient + Send + Sync>;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use super::error::CryptoError;
+use crate::error::CryptoError;
 
 /// Reads a key file after checking the open file: no permission for group
 /// or others, and owned by the caller or by root. (Root can read anyone's

@@ -10,16 +10,16 @@
 //! module never prompts and never reads the environment.
 
 mod derived;
-mod error;
+
 mod identity;
 mod keyfile;
 mod passphrase;
 mod seal;
 pub mod sign;
 
+pub use crate::error::CryptoError;
 pub use age::secrecy::{ExposeSecret, SecretString};
 pub use derived::{DERIVED_WORK_FACTOR, derived_passphrase, open_derived, seal_derived};
-pub use error::CryptoError;
 pub use identity::{
     Identity, Recipient, X25519Identity, generate_x25519, parse_identities, parse_identities_with,
     parse_recipient, parse_x25519,

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use age::secrecy::SecretString;
 
-use super::error::CryptoError;
 use super::keyfile::read_key_file;
+use crate::error::CryptoError;
 
 /// Gives passphrases when vault needs one (a passphrase owner, a new
 /// passphrase owner, an encrypted ssh key).

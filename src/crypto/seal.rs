@@ -4,8 +4,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use age::secrecy::SecretString;
 
-use super::error::CryptoError;
 use super::identity::Identity;
+use crate::error::CryptoError;
 
 /// scrypt work factor (log2 N) for owner files wrapped with a person's
 /// passphrase: 2^18 costs 256 MiB and about a second, as age recommends.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::error::ErrorKind;
+use super::ErrorKind;
 
 /// Errors from the crypto layer. Messages never contain key material.
 #[derive(Debug, thiserror::Error)]

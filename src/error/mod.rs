@@ -7,8 +7,11 @@
 
 use std::path::PathBuf;
 
-pub use crate::crypto::CryptoError;
-use crate::storage::StorageError;
+mod crypto;
+mod storage;
+
+pub use crypto::CryptoError;
+pub use storage::StorageError;
 
 /// Shorthand for results carrying the library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
