@@ -121,3 +121,66 @@ fn dump_streams_one_file_refuses_a_terminal_and_writes_nothing_for_a_missing_pat
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     assert_contains(&stdout(&out), "writes a tar archive");
 }
+
+/// A passphrase owner made at a prompt: the passphrase is asked twice, an
+/// empty one and two that differ are refused before anything is written,
+/// and a confirmed one opens the repository.
+#[test]
+fn a_new_passphrase_is_asked_twice_and_an_empty_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = |repo: &std::path::Path, typed: &str| {
+        let line = format!(
+            "{} init -r {} --owner-passphrase --owner-name ops --writer-key-out {}",
+            vault_bin().display(),
+            repo.display(),
+            repo.with_extension("writer.key").display()
+        );
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env_remove("VAULT_CONFIG")
+            .env_remove("VAULT_PASSPHRASE_FILE")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("script (util-linux)");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            // The terminal keeps what is typed ahead until each prompt reads a line.
+            stdin.write_all(typed.as_bytes()).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    };
+    let empty = dir.path().join("empty");
+    let out = init(&empty, "\n");
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert_contains(&stdout(&out), "an empty passphrase is refused");
+    assert!(!empty.join("config").exists(), "nothing written");
+
+    let differ = dir.path().join("differ");
+    let out = init(&differ, "one horse\nanother horse\n");
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert_contains(&stdout(&out), "the two passphrases differ");
+    assert!(!differ.join("config").exists(), "nothing written");
+
+    let good = dir.path().join("good");
+    let out = init(&good, "correct horse\ncorrect horse\n");
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(good.join("config").exists());
+    // The confirmed passphrase opens the repository; another does not.
+    let open_with = |passphrase: &str| {
+        let pass = dir.path().join("pass");
+        fs::write(&pass, format!("{passphrase}\n")).unwrap();
+        fs::set_permissions(&pass, fs::Permissions::from_mode(0o600)).unwrap();
+        std::process::Command::new(vault_bin())
+            .args(["snapshots", "-r"])
+            .arg(&good)
+            .env("VAULT_PASSPHRASE_FILE", &pass)
+            .env_remove("VAULT_CONFIG")
+            .output()
+            .unwrap()
+    };
+    assert_success(&open_with("correct horse"));
+    assert!(!open_with("wrong horse").status.success());
+}

@@ -129,6 +129,36 @@ pub fn obtain_passphrase(purpose: &str) -> Result<SecretString> {
     Ok(Passphrases.passphrase(purpose)?)
 }
 
+/// A NEW passphrase for `purpose`: from the passphrase file when one is set
+/// (an empty one is refused there), else typed twice at the terminal. An
+/// empty passphrase is refused: it would let anyone with access to the
+/// storage unwrap the repository owner key.
+pub fn obtain_new_passphrase(purpose: &str) -> Result<SecretString> {
+    if passphrase_file().is_some() || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return obtain_passphrase(purpose);
+    }
+    let ask = |prompt: String| {
+        rpassword::prompt_password(prompt).map_err(|e| anyhow::anyhow!("/dev/tty: {e}"))
+    };
+    let first = ask(format!("new passphrase for {purpose}: "))?;
+    if first.is_empty() {
+        return Err(vault::Error::InvalidInput(
+            "an empty passphrase is refused: anyone with access to the storage could open the \
+             repository with it"
+                .into(),
+        )
+        .into());
+    }
+    let second = ask("the same passphrase again: ".to_owned())?;
+    if first != second {
+        return Err(vault::Error::InvalidInput(
+            "the two passphrases differ; nothing was changed".into(),
+        )
+        .into());
+    }
+    Ok(SecretString::from(first))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

@@ -181,7 +181,7 @@ fn list(a: ListArgs) -> Result<ExitCode> {
 /// The owner `recipients` or `passphrase` describe (prompting for the passphrase).
 pub fn owner_spec(recipients: &[String], passphrase: bool) -> Result<OwnerSpec> {
     Ok(if passphrase {
-        OwnerSpec::Passphrase(crate::cli::edge::obtain_passphrase("the new owner")?)
+        OwnerSpec::Passphrase(crate::cli::edge::obtain_new_passphrase("the new owner")?)
     } else {
         OwnerSpec::Recipients(
             recipients
