@@ -542,3 +542,35 @@ fn pg_dump_killed_mid_stream_is_a_failed_source() {
         "exited with status",
     );
 }
+
+/// `--postgres` takes a `postgresql://` URI (the socket directory
+/// percent-escaped) as well as key=value pairs, and refuses a password in
+/// the URI as it refuses `password=`, without repeating it.
+#[test]
+fn a_postgresql_uri_is_accepted_and_a_password_in_it_refused() {
+    let pg = PgServer::start();
+    make_app_db(&pg);
+    let env = Env::new();
+    let socket = pg.dir.path().display().to_string().replace('/', "%2F");
+    let uri = format!("postgresql://postgres@{socket}:5432/app");
+    let (out, v) = env.backup_json(&["--postgres", &uri]);
+    assert_success(&out);
+    let source = v["snapshot"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "postgres")
+        .cloned()
+        .unwrap_or_else(|| panic!("no postgres source in {v}"));
+    assert_eq!(source["status"], "ok", "{source}");
+    assert_eq!(
+        source["details"]["row_counts"]["public.orders"], 5000,
+        "{source}"
+    );
+
+    let secret = "uri-pw-4b1e";
+    let with_pw = format!("postgresql://postgres:{secret}@{socket}:5432/app");
+    let (out, _) = env.backup_json(&["--postgres", &with_pw]);
+    assert_code(&out, 2);
+    assert!(!stderr(&out).contains(secret), "{}", stderr(&out));
+}

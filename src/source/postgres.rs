@@ -56,8 +56,15 @@ pub fn parse_counts(rows: &[String]) -> Result<BTreeMap<String, u64>, String> {
 /// Maps a libpq conninfo string (`dbname=app host=/run/postgresql`) to the
 /// `PG*` environment variables that carry the same settings.
 pub fn conninfo_env(conninfo: &str) -> Result<Vec<(String, String)>, String> {
+    let trimmed = conninfo.trim();
+    if let Some(uri) = trimmed
+        .strip_prefix("postgresql://")
+        .or_else(|| trimmed.strip_prefix("postgres://"))
+    {
+        return uri_env(uri);
+    }
     let mut out = Vec::new();
-    let mut rest = conninfo.trim();
+    let mut rest = trimmed;
     while !rest.is_empty() {
         let eq = rest
             .find('=')
@@ -91,28 +98,99 @@ pub fn conninfo_env(conninfo: &str) -> Result<Vec<(String, String)>, String> {
             value = rest[..end].to_owned();
             rest = rest[end..].trim_start();
         }
-        let var = match key.as_str() {
-            "host" => "PGHOST",
-            "hostaddr" => "PGHOSTADDR",
-            "port" => "PGPORT",
-            "dbname" => "PGDATABASE",
-            "user" => "PGUSER",
-            "password" => "PGPASSWORD",
-            "passfile" => "PGPASSFILE",
-            "service" => "PGSERVICE",
-            "options" => "PGOPTIONS",
-            "application_name" => "PGAPPNAME",
-            "connect_timeout" => "PGCONNECT_TIMEOUT",
-            "sslmode" => "PGSSLMODE",
-            "sslrootcert" => "PGSSLROOTCERT",
-            "sslcert" => "PGSSLCERT",
-            "sslkey" => "PGSSLKEY",
-            "target_session_attrs" => "PGTARGETSESSIONATTRS",
-            other => return Err(format!("conninfo: unsupported setting {other:?}")),
-        };
-        out.push((var.to_owned(), value));
+        out.push((setting_var(&key)?.to_owned(), value));
     }
     Ok(out)
+}
+
+/// The `PG*` variable of a conninfo setting.
+fn setting_var(key: &str) -> Result<&'static str, String> {
+    Ok(match key {
+        "host" => "PGHOST",
+        "hostaddr" => "PGHOSTADDR",
+        "port" => "PGPORT",
+        "dbname" => "PGDATABASE",
+        "user" => "PGUSER",
+        "password" => "PGPASSWORD",
+        "passfile" => "PGPASSFILE",
+        "service" => "PGSERVICE",
+        "options" => "PGOPTIONS",
+        "application_name" => "PGAPPNAME",
+        "connect_timeout" => "PGCONNECT_TIMEOUT",
+        "sslmode" => "PGSSLMODE",
+        "sslrootcert" => "PGSSLROOTCERT",
+        "sslcert" => "PGSSLCERT",
+        "sslkey" => "PGSSLKEY",
+        "target_session_attrs" => "PGTARGETSESSIONATTRS",
+        other => return Err(format!("conninfo: unsupported setting {other:?}")),
+    })
+}
+
+/// A `postgresql://[user[:password]@][host][:port][/dbname][?key=value&…]`
+/// URI as `PG*` variables (percent-escapes decoded, so a socket directory
+/// is written `%2Frun%2Fpostgresql`). A password in it becomes PGPASSWORD,
+/// which callers refuse like `password=`.
+fn uri_env(uri: &str) -> Result<Vec<(String, String)>, String> {
+    let (main, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let (authority, dbname) = main.split_once('/').unwrap_or((main, ""));
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let mut out = Vec::new();
+    let mut push = |key: &str, raw: &str| -> Result<(), String> {
+        if !raw.is_empty() {
+            out.push((setting_var(key)?.to_owned(), percent_decode(raw)?));
+        }
+        Ok(())
+    };
+    if let Some(u) = userinfo {
+        let (user, password) = u.split_once(':').unwrap_or((u, ""));
+        push("user", user)?;
+        push("password", password)?;
+    }
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, rest) = v6
+            .split_once(']')
+            .ok_or_else(|| "conninfo: unterminated [ in the URI's host".to_string())?;
+        (h, rest.strip_prefix(':').unwrap_or(""))
+    } else {
+        hostport.split_once(':').unwrap_or((hostport, ""))
+    };
+    push("host", host)?;
+    push("port", port)?;
+    push("dbname", dbname)?;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or_else(|| {
+            format!(
+                "conninfo: expected key=value in the URI's query, got {k:?}",
+                k = pair.split('=').next().unwrap_or("")
+            )
+        })?;
+        push(&percent_decode(k)?, v)?;
+    }
+    Ok(out)
+}
+
+/// Decodes `%XX` escapes.
+fn percent_decode(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| "conninfo: a bad %-escape in the URI".to_string())?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "conninfo: the URI is not UTF-8 once decoded".to_string())
 }
 
 /// The conninfo with any password removed, for messages and the snapshot.
@@ -308,6 +386,28 @@ mod tests {
         let shown = redacted("dbname=app password=hunter2");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(conninfo_env("dbname=app bogus=1").is_err());
+        let uri = conninfo_env("postgresql://app_ro@%2Frun%2Fpostgresql:5433/app?sslmode=disable")
+            .unwrap();
+        assert_eq!(
+            uri,
+            [
+                ("PGUSER", "app_ro"),
+                ("PGHOST", "/run/postgresql"),
+                ("PGPORT", "5433"),
+                ("PGDATABASE", "app"),
+                ("PGSSLMODE", "disable"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+        let v6 = conninfo_env("postgres://[::1]:6000/db").unwrap();
+        assert!(v6.contains(&("PGHOST".into(), "::1".into())));
+        assert!(v6.contains(&("PGPORT".into(), "6000".into())));
+        let pw = conninfo_env("postgresql://u:s3cr%40t@db/app").unwrap();
+        assert!(pw.contains(&("PGPASSWORD".into(), "s3cr@t".into())));
+        assert!(!redacted("postgresql://u:s3cr%40t@db/app").contains("s3cr"));
+        assert!(conninfo_env("postgresql://db/app?bogus=1").is_err());
+        assert!(conninfo_env("postgresql://db/app?sslmode").is_err());
+        assert!(conninfo_env("postgresql://db/a%zzp").is_err());
         assert!(conninfo_env("dbname='open").is_err());
     }
 }
