@@ -93,3 +93,26 @@ fn a_failed_drill_after_the_last_pass_is_reported() {
     assert_code(&out, 1);
     assert_contains(&stdout(&out), "a drill failed at");
 }
+
+/// The status table stays aligned when a source label is longer than its
+/// column: the header's "last backup" starts where each row's age does.
+#[test]
+fn status_table_stays_aligned_with_long_source_labels() {
+    let env = Env::new();
+    let src = env.path("a-source-directory-with-a-rather-long-name/and-a-subdirectory");
+    sample_tree(&src);
+    env.backup(&[&src]);
+    let out = env.vault(&["status"], &env.writer_key, &[]);
+    assert_code(&out, 1);
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let row = lines.next().unwrap();
+    assert!(row.contains("paths:"), "{text}");
+    let column = header.find("last backup").unwrap();
+    assert!(
+        row.len() > column && row[column..].starts_with(|c: char| c.is_ascii_digit()),
+        "the age does not start under its header:\n{text}"
+    );
+    assert_eq!(&row[column - 2..column], "  ", "{text}");
+}

@@ -8,8 +8,14 @@ pub fn text(r: &StatusReport) {
     let age = |t: Option<chrono::DateTime<chrono::Utc>>| {
         t.map_or("never".to_owned(), |t| format!("{} ago", human(r.time - t)))
     };
+    // Columns as wide as their longest value, so long labels keep the table aligned.
+    let width = |min: usize, values: &mut dyn Iterator<Item = String>| {
+        values.map(|v| v.chars().count()).fold(min, usize::max)
+    };
+    let hw = width(16, &mut r.sources.iter().map(|s| sanitize(&s.host)));
+    let sw = width(28, &mut r.sources.iter().map(|s| sanitize(&s.source)));
     outln!(
-        "{:<16}  {:<28}  {:<14}  {:<14}  state",
+        "{:<hw$}  {:<sw$}  {:<14}  {:<14}  state",
         "host",
         "source",
         "last backup",
@@ -17,7 +23,7 @@ pub fn text(r: &StatusReport) {
     );
     for s in &r.sources {
         outln!(
-            "{:<16}  {:<28}  {:<14}  {:<14}  {}",
+            "{:<hw$}  {:<sw$}  {:<14}  {:<14}  {}",
             sanitize(&s.host),
             sanitize(&s.source),
             age(s.last_complete_backup),
