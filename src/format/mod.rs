@@ -4,8 +4,7 @@
 //! parameters, pack trailers, index files, trees, snapshot headers, the
 //! plain `config` object — so that a reader of this folder alone knows what
 //! lies in storage. Nothing here touches the file system, storage or the
-//! process; encryption wraps these bytes one layer up ([`crate::crypto`],
-//! [`crate::repo`]).
+//! process; the repository layer above seals these bytes with age.
 
 pub mod chunk;
 pub mod config;

@@ -2,7 +2,7 @@
 //! the certificates in keystores.
 //!
 //! A source never writes to the repository; the backup operation
-//! ([`crate::ops::backup`]) turns what a source yields into blobs.
+//! (the backup operation, one layer up) turns what a source yields into blobs.
 
 pub mod command;
 pub mod host;
