@@ -373,15 +373,11 @@ impl Repository {
                 "pack size must be between 1 MiB and 1 GiB".into(),
             ));
         }
-        match storage.get(CONFIG_KEY) {
-            Ok(_) => {
-                return Err(Error::InvalidInput(format!(
-                    "{}: a repository already exists here",
-                    storage.location()
-                )));
-            }
-            Err(StorageError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
+        if storage.exists(CONFIG_KEY)? {
+            return Err(Error::InvalidInput(format!(
+                "{}: a repository already exists here",
+                storage.location()
+            )));
         }
         if let Some(lock) = opts.object_lock {
             if !(1..=MAX_LOCK_DAYS).contains(&lock.days) {

@@ -81,6 +81,17 @@ pub trait Storage: Send + Sync {
     }
     /// Reads a whole object.
     fn get(&self, key: &str) -> Result<Vec<u8>, StorageError>;
+    /// Whether an object exists now, answered at once: unlike
+    /// [`Storage::get`], which on S3 asks again for an object a lagging
+    /// store does not show yet, a missing object is simply `false` (init
+    /// asks this of a fresh location).
+    fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        match self.get(key) {
+            Ok(_) => Ok(true),
+            Err(StorageError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
     /// Opens an object for streaming, seekable reads.
     fn open(&self, key: &str) -> Result<Box<dyn ReadSeek>, StorageError>;
     /// Lists every object whose key starts with `prefix`, sorted by key.
