@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::config::RepoConfig;
-use crate::format::id::Id;
+use crate::format::id::{Id, SnapshotId};
 use crate::format::index::{IndexFile, IndexedPack};
 use crate::format::pack::{BlobKind, PackEntry};
 use crate::format::snapshot::Snapshot;
@@ -125,9 +125,9 @@ pub struct CopyOptions {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CopyReport {
     /// Snapshots written to the target, oldest first.
-    pub snapshots_copied: Vec<Id>,
+    pub snapshots_copied: Vec<SnapshotId>,
     /// Selected snapshots the target already had.
-    pub snapshots_skipped: Vec<Id>,
+    pub snapshots_skipped: Vec<SnapshotId>,
     /// Distinct blobs (trees and data) the copied snapshots need.
     pub blobs_needed: u64,
     /// Of those, blobs the target did not have.
@@ -187,7 +187,7 @@ fn snapshots_to_copy(
     target: &Repository,
     opts: &CopyOptions,
     report: &mut CopyReport,
-) -> Result<Vec<(Id, Snapshot)>> {
+) -> Result<Vec<(SnapshotId, Snapshot)>> {
     let selected = select(source, &opts.snapshots)?;
     let in_target = listed_snapshots(target)?;
     let (skipped, todo): (Vec<_>, Vec<_>) = selected
@@ -216,7 +216,7 @@ struct TransferPlan {
 fn plan_transfer(
     source: &Repository,
     target: &Repository,
-    todo: &[(Id, Snapshot)],
+    todo: &[(SnapshotId, Snapshot)],
     report: &mut CopyReport,
 ) -> Result<TransferPlan> {
     let src = source.load_index_files()?;
@@ -386,13 +386,13 @@ fn write_index_files(
 fn write_headers(
     source: &Repository,
     target: &Repository,
-    todo: &[(Id, Snapshot)],
+    todo: &[(SnapshotId, Snapshot)],
     report: &mut CopyReport,
 ) -> Result<()> {
     for (id, _) in todo {
         let key = ObjectKind::Snapshot.key(id);
         let bytes = source.storage().get(&key)?;
-        if Id::of_bytes(&bytes) != *id {
+        if Id::of_bytes(&bytes) != id.0 {
             return Err(Error::format(
                 format!("{}: {key}", source.storage().location()),
                 "content does not match its name (damaged snapshot header)",
@@ -416,12 +416,12 @@ fn write_headers(
     Ok(())
 }
 
-fn listed_snapshots(repo: &Repository) -> Result<HashSet<Id>> {
+fn listed_snapshots(repo: &Repository) -> Result<HashSet<SnapshotId>> {
     Ok(repo
         .storage()
         .list(ObjectKind::Snapshot.prefix())?
         .iter()
-        .filter_map(|o| id_from_key(&o.key))
+        .filter_map(|o| id_from_key(&o.key).map(SnapshotId))
         .collect())
 }
 
@@ -445,7 +445,7 @@ fn check_same_keys(source: &Repository, target: &Repository) -> Result<()> {
 }
 
 /// The selected snapshots, oldest first, without duplicates.
-fn select(source: &Repository, specs: &[String]) -> Result<Vec<(Id, Snapshot)>> {
+fn select(source: &Repository, specs: &[String]) -> Result<Vec<(SnapshotId, Snapshot)>> {
     if specs.is_empty() {
         let (all, damaged) = source.snapshots()?;
         if let Some(e) = damaged.into_iter().next() {

@@ -27,7 +27,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::crypto::sign::PublicKey;
 use crate::error::{Error, Result};
 use crate::format::drill::DrillRecord;
-use crate::format::id::Id;
+use crate::format::id::SnapshotId;
 use crate::format::signature::{
     HostCertificate, SignatureBlock, SignedBy, SignedKind, document_message, valid_host_name,
 };
@@ -154,7 +154,7 @@ impl Trust {
 #[derive(Debug, Clone)]
 pub struct SnapshotRecord {
     /// The snapshot id.
-    pub id: Id,
+    pub id: SnapshotId,
     /// The header, with `time` bounded by the upload time
     /// ([`SnapshotRecord::recorded_time`] keeps what the header says).
     pub snapshot: Snapshot,
@@ -180,7 +180,7 @@ pub struct SnapshotSet {
 impl SnapshotSet {
     /// The headers that count (trusted or legacy), oldest first, as
     /// `(id, header)` with bounded times.
-    pub fn usable(&self) -> Vec<(Id, Snapshot)> {
+    pub fn usable(&self) -> Vec<(SnapshotId, Snapshot)> {
         self.records
             .iter()
             .filter(|r| r.trust.usable())
@@ -301,7 +301,7 @@ impl Repository {
             let stored = uploaded.unwrap_or(recorded_time);
             let trust = snapshot_trust(format, &snapshot, &signer, stored, &registered);
             set.records.push(SnapshotRecord {
-                id,
+                id: SnapshotId(id),
                 snapshot,
                 recorded_time,
                 uploaded,

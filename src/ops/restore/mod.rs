@@ -42,7 +42,7 @@ pub use restorer::Restorer;
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{Id, SnapshotId};
 use crate::format::snapshot::Snapshot;
 use crate::repo::{ObjectKind, Repository};
 
@@ -105,7 +105,7 @@ fn included(set: &Option<GlobSet>, rel: &Path) -> bool {
 /// that goes wrong with single entries is a [`Problem`] in the report.
 pub fn restore(
     repo: &Repository,
-    id: &Id,
+    id: &SnapshotId,
     snapshot: &Snapshot,
     opts: &RestoreOptions,
 ) -> Result<RestoreReport> {
@@ -228,7 +228,7 @@ pub struct VerifyOptions {
 /// [`Error::Cancelled`].
 pub fn verify_drill(
     repo: &Repository,
-    id: &Id,
+    id: &SnapshotId,
     snapshot: &Snapshot,
     opts: &VerifyOptions,
 ) -> Result<(RestoreReport, Id)> {
