@@ -212,7 +212,9 @@ pub fn bounded_time(recorded: DateTime<Utc>, uploaded: Option<DateTime<Utc>>) ->
 /// many new names as it likes; without this, the copies would fill
 /// retention's "last N" slots and push the host's real snapshots out.
 fn originals(read: &[(Id, Snapshot, Signer, Option<DateTime<Utc>>)]) -> HashMap<Id, Id> {
-    let mut groups: HashMap<Id, Vec<(Option<DateTime<Utc>>, Id)>> = HashMap::new();
+    // Content hash → (upload time, id) of each copy.
+    type Copies = Vec<(Option<DateTime<Utc>>, Id)>;
+    let mut groups: HashMap<Id, Copies> = HashMap::new();
     for (id, snapshot, _, uploaded) in read {
         let json = serde_json::to_vec(snapshot).expect("headers always serialize");
         groups
