@@ -106,9 +106,39 @@ pub fn compute(
 ) -> StatusReport {
     // A header dated ahead of the clock (skew, or forged with a writer key)
     // must not make a stale source look fresh: it is reported instead.
-    let future: Vec<String> = snapshots
+    let (snapshots, future) = split_future(snapshots, now);
+    let mut sources = tally_backups(&snapshots);
+    apply_drills(&mut sources, &snapshots, drills);
+    let mut all_ok = true;
+    for s in sources.values_mut() {
+        judge(s, thresholds, now);
+        all_ok &= s.problems.is_empty();
+    }
+    let expiring = expiring_certificates(&snapshots, thresholds, now);
+    all_ok &= expiring.is_empty() && future.is_empty();
+    StatusReport {
+        time: now,
+        sources: sources.into_values().collect(),
+        expiring_certificates: expiring,
+        future_snapshots: future,
+        unreadable: Vec::new(),
+        untrusted: Vec::new(),
+        ok: all_ok && !snapshots.is_empty(),
+    }
+}
+
+/// A source's status, keyed by host and `kind:name`.
+type Sources = BTreeMap<(String, String), SourceStatus>;
+
+/// The snapshots not dated in the future, and a message for each that is.
+fn split_future(
+    snapshots: &[(SnapshotId, Snapshot)],
+    now: DateTime<Utc>,
+) -> (Vec<&(SnapshotId, Snapshot)>, Vec<String>) {
+    let (future, present): (Vec<_>, Vec<_>) =
+        snapshots.iter().partition(|(_, s)| s.is_in_the_future(now));
+    let messages = future
         .iter()
-        .filter(|(_, s)| s.is_in_the_future(now))
         .map(|(id, s)| {
             format!(
                 "snapshot {} from {} is dated {}, in the future (clock skew or a forged header)",
@@ -118,12 +148,13 @@ pub fn compute(
             )
         })
         .collect();
-    let snapshots: Vec<&(SnapshotId, Snapshot)> = snapshots
-        .iter()
-        .filter(|(_, s)| !s.is_in_the_future(now))
-        .collect();
-    let by_id: BTreeMap<SnapshotId, &Snapshot> = snapshots.iter().map(|(id, s)| (*id, s)).collect();
-    let mut sources: BTreeMap<(String, String), SourceStatus> = BTreeMap::new();
+    (present, messages)
+}
+
+/// One status per source of every host: its snapshot count and newest
+/// (complete) backup.
+fn tally_backups(snapshots: &[&(SnapshotId, Snapshot)]) -> Sources {
+    let mut sources = Sources::new();
     for (_, snap) in snapshots.iter().copied() {
         for src in &snap.sources {
             let key = (snap.host.clone(), format!("{}:{}", src.kind, src.name));
@@ -151,6 +182,17 @@ pub fn compute(
             }
         }
     }
+    sources
+}
+
+/// Credits each drill to the sources of the snapshot it drilled: the newest
+/// pass, and the newest failure after it.
+fn apply_drills(
+    sources: &mut Sources,
+    snapshots: &[&(SnapshotId, Snapshot)],
+    drills: &[DrillRecord],
+) {
+    let by_id: BTreeMap<SnapshotId, &Snapshot> = snapshots.iter().map(|(id, s)| (*id, s)).collect();
     for drill in drills {
         let Some(snap) = by_id.get(&drill.snapshot) else {
             continue; // the drilled snapshot was forgotten since
@@ -169,75 +211,83 @@ pub fn compute(
             }
         }
     }
-    let mut all_ok = true;
     for s in sources.values_mut() {
         if let (Some(fail), Some(pass)) = (s.failed_drill_since_pass, s.last_passed_drill)
             && fail < pass
         {
             s.failed_drill_since_pass = None;
         }
-        s.backup_age_seconds = s.last_complete_backup.map(|t| (now - t).num_seconds());
-        s.drill_age_seconds = s.last_passed_drill.map(|t| (now - t).num_seconds());
-        match s.last_complete_backup {
-            None => s.problems.push("no complete backup".into()),
-            Some(t) if now - t > thresholds.max_backup_age => s.problems.push(format!(
-                "last complete backup is {} old (threshold {})",
-                human(now - t),
-                human(thresholds.max_backup_age)
-            )),
-            _ => {}
-        }
-        if !s.last_backup_ok && s.last_backup.is_some() {
-            s.problems
-                .push("the newest backup of this source is incomplete".into());
-        }
-        match s.last_passed_drill {
-            None => s.problems.push("no passed restore drill".into()),
-            Some(t) if now - t > thresholds.max_drill_age => s.problems.push(format!(
-                "last passed drill is {} old (threshold {})",
-                human(now - t),
-                human(thresholds.max_drill_age)
-            )),
-            _ => {}
-        }
-        if let Some(t) = s.failed_drill_since_pass {
-            s.problems.push(format!(
-                "a drill failed at {} after the last one that passed",
-                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ));
-        }
-        all_ok &= s.problems.is_empty();
     }
-    // Certificates: from each host's newest snapshot, so renewed ones drop out.
-    let mut newest: BTreeMap<&str, &Snapshot> = BTreeMap::new();
+}
+
+/// Ages and problems of one source against the thresholds.
+fn judge(s: &mut SourceStatus, thresholds: &Thresholds, now: DateTime<Utc>) {
+    s.backup_age_seconds = s.last_complete_backup.map(|t| (now - t).num_seconds());
+    s.drill_age_seconds = s.last_passed_drill.map(|t| (now - t).num_seconds());
+    match s.last_complete_backup {
+        None => s.problems.push("no complete backup".into()),
+        Some(t) if now - t > thresholds.max_backup_age => s.problems.push(format!(
+            "last complete backup is {} old (threshold {})",
+            human(now - t),
+            human(thresholds.max_backup_age)
+        )),
+        _ => {}
+    }
+    if !s.last_backup_ok && s.last_backup.is_some() {
+        s.problems
+            .push("the newest backup of this source is incomplete".into());
+    }
+    match s.last_passed_drill {
+        None => s.problems.push("no passed restore drill".into()),
+        Some(t) if now - t > thresholds.max_drill_age => s.problems.push(format!(
+            "last passed drill is {} old (threshold {})",
+            human(now - t),
+            human(thresholds.max_drill_age)
+        )),
+        _ => {}
+    }
+    if let Some(t) = s.failed_drill_since_pass {
+        s.problems.push(format!(
+            "a drill failed at {} after the last one that passed",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
+}
+
+/// Certificates expiring within the warning span, from the newest snapshot
+/// of each series (host and source set), so renewed ones drop out and a
+/// one-off backup of other paths does not hide a keystore's. Each
+/// certificate (host, subject, serial) is listed once.
+fn expiring_certificates(
+    snapshots: &[&(SnapshotId, Snapshot)],
+    thresholds: &Thresholds,
+    now: DateTime<Utc>,
+) -> Vec<ExpiringCertificate> {
+    let mut newest: BTreeMap<(String, Vec<String>), &Snapshot> = BTreeMap::new();
     for (_, snap) in snapshots.iter().copied() {
-        let e = newest.entry(&snap.host).or_insert(snap);
+        let e = newest.entry(snap.group_key()).or_insert(snap);
         if snap.time >= e.time {
             *e = snap;
         }
     }
+    let mut seen = std::collections::BTreeSet::new();
     let mut expiring = Vec::new();
-    for (host, snap) in newest {
+    for snap in newest.into_values() {
         for cert in &snap.certificates {
-            if cert.not_after - now <= thresholds.certificate_warning {
+            let key = (snap.host.clone(), cert.subject.clone(), cert.serial.clone());
+            if cert.not_after - now <= thresholds.certificate_warning && seen.insert(key) {
                 expiring.push(ExpiringCertificate {
-                    host: host.to_owned(),
+                    host: snap.host.clone(),
                     certificate: cert.clone(),
                     days_left: (cert.not_after - now).num_days(),
                 });
             }
         }
     }
-    all_ok &= expiring.is_empty() && future.is_empty();
-    StatusReport {
-        time: now,
-        sources: sources.into_values().collect(),
-        expiring_certificates: expiring,
-        future_snapshots: future,
-        unreadable: Vec::new(),
-        untrusted: Vec::new(),
-        ok: all_ok && !snapshots.is_empty(),
-    }
+    expiring.sort_by(|a, b| {
+        (a.certificate.not_after, &a.host).cmp(&(b.certificate.not_after, &b.host))
+    });
+    expiring
 }
 
 /// Reads the repository and computes its status.
@@ -351,8 +401,27 @@ pub fn prometheus(report: &StatusReport) -> String {
     );
     metric(
         "vault_certificates_expiring",
-        "Certificates in the newest snapshot expiring within the warning span.",
+        "Certificates in the newest snapshot of each series expiring within the warning span.",
         vec![(String::new(), report.expiring_certificates.len() as f64)],
+    );
+    metric(
+        "vault_certificate_not_after_timestamp_seconds",
+        "End of validity of each expiring certificate, one sample per certificate.",
+        report
+            .expiring_certificates
+            .iter()
+            .map(|c| {
+                (
+                    format!(
+                        "{{host=\"{}\",subject=\"{}\",serial=\"{}\"}}",
+                        esc(&c.host),
+                        esc(&c.certificate.subject),
+                        esc(&c.certificate.serial)
+                    ),
+                    c.certificate.not_after.timestamp() as f64,
+                )
+            })
+            .collect(),
     );
     metric(
         "vault_status_ok",
@@ -477,5 +546,48 @@ mod tests {
         assert!(text.contains("vault_last_complete_backup_timestamp_seconds{host=\"db\\\"1\",source=\"paths:/etc\"} 1800000000\n"), "{text}");
         assert!(text.contains("vault_status_ok 1\n"), "{text}");
         assert!(text.contains("# TYPE vault_source_ok gauge\n"));
+    }
+
+    fn cert(serial: &str, days: i64) -> crate::format::snapshot::CertInfo {
+        crate::format::snapshot::CertInfo {
+            subject: "CN=db1.example".into(),
+            issuer: "CN=ca".into(),
+            serial: serial.into(),
+            not_after: t(0) + Duration::days(days),
+        }
+    }
+
+    #[test]
+    fn a_one_off_backup_does_not_hide_a_keystores_expiring_certificates() {
+        let mut keystore = crate::format::snapshot::test_snapshot(t(0), "db1", "/etc/ssl", St::Ok);
+        keystore.certificates = vec![cert("01", 10), cert("02", 200)];
+        let mut again = keystore.clone();
+        again.time = t(1);
+        // The same certificate in a second series of the host.
+        let mut other = crate::format::snapshot::test_snapshot(t(2), "db1", "/srv/tls", St::Ok);
+        other.certificates = vec![cert("01", 10)];
+        // A newer one-off backup of other paths, without keystores.
+        let one_off = crate::format::snapshot::test_snapshot(t(3), "db1", "/etc/cron.d", St::Ok);
+        let snaps = vec![
+            (SnapshotId(Id([1; 32])), keystore),
+            (SnapshotId(Id([2; 32])), again),
+            (SnapshotId(Id([3; 32])), other),
+            (SnapshotId(Id([4; 32])), one_off),
+        ];
+        let r = compute(&snaps, &[], &Thresholds::default(), t(4));
+        let serials: Vec<&str> = r
+            .expiring_certificates
+            .iter()
+            .map(|c| c.certificate.serial.as_str())
+            .collect();
+        assert_eq!(serials, ["01"], "{:?}", r.expiring_certificates);
+        let text = prometheus(&r);
+        let samples: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("vault_certificate_not_after_timestamp_seconds{"))
+            .collect();
+        assert_eq!(samples.len(), 1, "{text}");
+        assert!(samples[0].contains("serial=\"01\""), "{text}");
+        assert!(text.contains("vault_certificates_expiring 1"), "{text}");
     }
 }
