@@ -198,6 +198,7 @@ fn native_dump_records_row_counts_and_restores_into_postgres() {
             .starts_with(char::is_numeric)
     );
     assert!(dump["command"].as_str().unwrap().contains("--snapshot="));
+    assert_eq!(d["globals"], "dumped");
     let globals = sources
         .iter()
         .find(|s| s["kind"] == "postgres-globals")
@@ -478,6 +479,41 @@ fn verify_catches_a_corrupted_dump() {
     assert_code(&out, 4);
     assert_eq!(v["passed"], false);
     assert_contains(&v["report"]["problems"].to_string(), "app.dump");
+}
+
+#[test]
+fn a_role_that_cannot_dump_globals_warns_records_it_and_status_shows_it() {
+    let pg = PgServer::start();
+    make_app_db(&pg);
+    // An application's backup role: reads every table, is no superuser.
+    pg.sql(
+        "postgres",
+        "CREATE ROLE reader LOGIN; GRANT pg_read_all_data TO reader",
+    );
+    let env = Env::new();
+    let (out, v) = env.backup_json(&["--postgres", &pg.conninfo_as("reader", "app")]);
+    assert_success(&out);
+    assert_contains(
+        &stderr(&out),
+        "globals not dumped: the role is not a superuser",
+    );
+    let sources = v["snapshot"]["sources"].as_array().unwrap();
+    assert!(!sources.iter().any(|s| s["kind"] == "postgres-globals"));
+    let dump = sources.iter().find(|s| s["kind"] == "postgres").unwrap();
+    assert_eq!(dump["status"], "ok", "a missing globals file is no failure");
+    assert!(
+        dump["details"]["globals"]
+            .as_str()
+            .unwrap()
+            .starts_with("not dumped"),
+        "{dump}"
+    );
+    let status = env.vault(&["status"], &env.owner_key, &[]);
+    assert_contains(&stdout(&status), "note:");
+    assert_contains(
+        &stdout(&status),
+        "roles and tablespaces are not in this snapshot",
+    );
 }
 
 #[test]

@@ -62,6 +62,10 @@ pub struct SourceStatus {
     pub snapshots: u64,
     /// What is wrong (empty when all is well).
     pub problems: Vec<String>,
+    /// What the operator should know that is not a failure (a PostgreSQL
+    /// dump without roles and tablespaces, say), from the newest backup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A certificate near (or past) its end of validity, from a host's newest snapshot.
@@ -170,12 +174,14 @@ fn tally_backups(snapshots: &[&(SnapshotId, Snapshot)]) -> Sources {
                 failed_drill_since_pass: None,
                 snapshots: 0,
                 problems: Vec::new(),
+                notes: Vec::new(),
             });
             entry.snapshots += 1;
             let ok = src.status == crate::format::snapshot::SourceStatus::Ok;
             if entry.last_backup.is_none_or(|t| snap.time >= t) {
                 entry.last_backup = Some(snap.time);
                 entry.last_backup_ok = ok;
+                entry.notes = notes(src);
             }
             if ok && entry.last_complete_backup.is_none_or(|t| snap.time > t) {
                 entry.last_complete_backup = Some(snap.time);
@@ -183,6 +189,16 @@ fn tally_backups(snapshots: &[&(SnapshotId, Snapshot)]) -> Sources {
         }
     }
     sources
+}
+
+/// Notes on one source of a snapshot: a PostgreSQL dump made without its
+/// roles and tablespaces.
+fn notes(src: &crate::format::snapshot::SourceRecord) -> Vec<String> {
+    let globals = src.details.as_ref().and_then(|d| d.get("globals"));
+    match globals.and_then(|g| g.as_str()) {
+        Some(g) if g.starts_with("not dumped") => vec![format!("globals {g}")],
+        _ => Vec::new(),
+    }
 }
 
 /// Credits each drill to the sources of the snapshot it drilled: the newest

@@ -206,6 +206,12 @@ pub fn redacted(conninfo: &str) -> String {
     }
 }
 
+/// What a dump's details say under `globals` when the backup role could not
+/// dump roles and tablespaces; `vault status` shows it.
+pub const GLOBALS_SKIPPED: &str = "not dumped: the role is not a superuser, so roles and \
+     tablespaces are not in this snapshot (back up as a superuser, or keep `pg_dumpall \
+     --globals-only` elsewhere)";
+
 /// An open `REPEATABLE READ` transaction holding an exported snapshot.
 pub struct PgSnapshot {
     child: Child,
@@ -321,6 +327,7 @@ impl PgSnapshot {
         .map(|s| s.to_string())
         .collect();
         let details = serde_json::json!({
+            "globals": if self.superuser { "dumped" } else { GLOBALS_SKIPPED },
             "database": self.database,
             "server_version": self.server_version,
             "snapshot": self.snapshot_id,
@@ -338,7 +345,8 @@ impl PgSnapshot {
     }
 
     /// Roles and tablespaces (`pg_dumpall --globals-only`), when the role
-    /// may read them.
+    /// may read them (a superuser); otherwise the dump's details say
+    /// [`GLOBALS_SKIPPED`] and the backup warns.
     pub fn globals_source(&self) -> Option<CommandSource> {
         if !self.superuser {
             return None;

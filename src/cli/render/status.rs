@@ -35,6 +35,16 @@ pub fn text(r: &StatusReport) {
             }
         );
     }
+    for s in &r.sources {
+        for note in &s.notes {
+            outln!(
+                "note: {} {}: {}",
+                sanitize(&s.host),
+                sanitize(&s.source),
+                sanitize(note)
+            );
+        }
+    }
     for c in &r.expiring_certificates {
         outln!(
             "certificate {} on {} expires {} ({} days)",

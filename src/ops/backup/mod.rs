@@ -196,7 +196,14 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         match crate::source::postgres::PgSnapshot::begin(conninfo) {
             Ok(session) => {
                 commands.push(session.dump_source());
-                commands.extend(session.globals_source());
+                match session.globals_source() {
+                    Some(globals) => commands.push(globals),
+                    None => tracing::warn!(
+                        "postgres/{}: globals {}",
+                        session.database,
+                        crate::source::postgres::GLOBALS_SKIPPED
+                    ),
+                }
                 sessions.push(session);
             }
             Err(message) => {
