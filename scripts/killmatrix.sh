@@ -41,9 +41,9 @@ have_strace=0
 command -v strace >/dev/null && have_strace=1
 RANDOM=$seed
 
-moto_pid=
+. scripts/lib/moto.sh
 cleanup() {
-    [[ -n $moto_pid ]] && kill "$moto_pid" 2>/dev/null && wait "$moto_pid" 2>/dev/null
+    stop_moto
     [[ ${KILLMATRIX_KEEP:-0} == 1 ]] || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -54,25 +54,9 @@ log() { printf '%s\n' "$*" >>"$work/log"; }
 
 # --- backends ---------------------------------------------------------------
 
-start_moto() {
-    local port
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    python3 -m moto.server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
-    moto_pid=$!
-    for _ in $(seq 300); do
-        if python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),1)" 2>/dev/null; then
-            break
-        fi
-        sleep 0.1
-    done
-    export AWS_ENDPOINT_URL=http://127.0.0.1:$port AWS_REGION=us-east-1
-    export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=testsecret
-    unset AWS_PROFILE
-    python3 - "$port" <<'EOF'
-import sys, urllib.request
-req = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/matrix", method="PUT")
-urllib.request.urlopen(req).read()
-EOF
+start_matrix_moto() {
+    start_moto || exit 2
+    make_bucket matrix || exit 2
 }
 
 # A repository location for NAME on BACKEND.
@@ -371,7 +355,7 @@ head -c 2000000 /dev/urandom >"$work/src/base"
 for i in 0 1 2 3; do head -c 300000 /dev/urandom >"$work/src/changing-$i"; done
 
 for b in "${backends[@]}"; do
-    [[ $b == s3 ]] && start_moto
+    [[ $b == s3 ]] && start_matrix_moto
     for c in "${commands[@]}"; do
         "cell_$c" "$b"
     done

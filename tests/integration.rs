@@ -18,6 +18,7 @@ mod docs;
 mod drill;
 mod exit_codes;
 mod filters;
+mod fleet;
 mod forget;
 mod format_fixtures;
 mod keys;
