@@ -166,6 +166,9 @@ pub struct SnapshotRecord {
     pub signer: Signer,
     /// Whether it counts.
     pub trust: Trust,
+    /// When the owner revoked the key that signed it, if it did (the header
+    /// was stored before, or it would not count).
+    pub key_revoked: Option<DateTime<Utc>>,
 }
 
 /// Every readable snapshot header, with trust decided.
@@ -295,11 +298,23 @@ impl Repository {
             }
         }
         let format = self.config().version;
+        let revoked = self.revocations()?;
         for (id, mut snapshot, signer, uploaded) in read {
             let recorded_time = snapshot.time;
             snapshot.time = bounded_time(recorded_time, uploaded);
             let stored = uploaded.unwrap_or(recorded_time);
-            let trust = snapshot_trust(format, &snapshot, &signer, stored, &registered);
+            let mut trust = snapshot_trust(format, &snapshot, &signer, stored, &registered);
+            let key_revoked = match &signer {
+                Signer::Host(c) => revoked.cutoff(&c.key),
+                _ => None,
+            };
+            // A revoked key's header counts only if storage received it
+            // before the revocation.
+            if trust.usable()
+                && let Some(why) = revoked.refusal(&signer, uploaded)
+            {
+                trust = Trust::Untrusted(why);
+            }
             set.records.push(SnapshotRecord {
                 id,
                 snapshot,
@@ -307,6 +322,7 @@ impl Repository {
                 uploaded,
                 signer,
                 trust,
+                key_revoked,
             });
         }
         set.records
