@@ -386,7 +386,9 @@ fn vector_guessing_small_secrets_what_a_writer_confirms() {
     let id = Id::keyed(&key, secret);
     let loc = index.locations(&id).next().unwrap();
     assert!(
-        vault::repo::BlobReader::new(&w.repo).read(&id, &loc).is_err(),
+        vault::repo::BlobReader::new(&w.repo)
+            .read(&id, &loc)
+            .is_err(),
         "the writer key read a data blob"
     );
 }
