@@ -763,3 +763,71 @@ fn a_dump_that_sleeps_or_spins_while_loading_ends_as_a_timed_out_drill() {
     pg.sql("postgres", "DROP DATABASE control WITH (FORCE)");
     assert!(sleeping, "control: the payload did not sleep outside vault");
 }
+
+/// `--pg-url` loads dumps as its conninfo's role: a role that can read or
+/// write server files, or that may become a superuser through a role it is
+/// a member of, is refused by name (`failure: setup`, exit 4, nothing
+/// created); `--pg-url-trust-superuser` is the operator's explicit
+/// override (the drill then loads, with a warning), and means nothing
+/// without `--pg-url`.
+#[test]
+fn a_prepared_servers_privileged_role_is_refused_unless_the_operator_trusts_it() {
+    let pg = PgServer::start();
+    make_app_db(&pg);
+    pg.sql(
+        "postgres",
+        "CREATE ROLE reader LOGIN CREATEDB;
+         GRANT pg_read_server_files TO reader;
+         CREATE ROLE writer LOGIN CREATEDB;
+         GRANT pg_write_server_files TO writer;
+         CREATE ROLE boss SUPERUSER NOLOGIN;
+         CREATE ROLE heir LOGIN CREATEDB;
+         GRANT boss TO heir;",
+    );
+    let env = Env::new();
+    assert_success(&env.backup_json(&["--postgres", &pg.conninfo("app")]).0);
+    for (role, why) in [
+        ("reader", "pg_read_server_files"),
+        ("writer", "pg_write_server_files"),
+        ("heir", "boss (superuser)"),
+    ] {
+        let out = drill_command(
+            &env,
+            &["--json", "--pg-url", &pg.conninfo_as(role, "postgres")],
+        )
+        .output()
+        .unwrap();
+        assert_code(&out, 4);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let db = &v["report"]["databases"][0];
+        assert_eq!(db["failure"], "setup", "{role}: {db}");
+        assert_contains(db["error"].as_str().unwrap(), why);
+    }
+    let left = pg.sql(
+        "postgres",
+        "SELECT count(*) FROM pg_database WHERE datname LIKE 'vault_drill_%'",
+    );
+    assert_eq!(left, "0", "nothing was created");
+
+    // The operator's explicit choice: the superuser loads it.
+    let out = drill_command(
+        &env,
+        &[
+            "--json",
+            "--pg-url",
+            &pg.conninfo_as("postgres", "postgres"),
+            "--pg-url-trust-superuser",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["report"]["databases"][0]["passed"], true, "{v}");
+    assert_contains(&stderr(&out), "--pg-url-trust-superuser");
+    let out = drill_command(&env, &["--pg-url-trust-superuser"])
+        .output()
+        .unwrap();
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), "--pg-url");
+}
