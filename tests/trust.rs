@@ -15,6 +15,7 @@
 //! | `planted_index_entries_do_not_poison_an_honest_backup` | writer key of web1 | db1's backup stores the content itself, restores, check is clean; prune drops the planted entry |
 //! | `forged_drill_records_do_not_turn_status_green` | writer key of web1, shared writer key | status stays red; an owner's drill (control) turns it green |
 //! | `a_revoked_hosts_key_signs_nothing_that_counts_after_revocation` | writer key of web1, revoked by `vault key revoke-host web1` (the attacker's client opened the repository before) | its header, index file and drill record stored after the revocation are untrusted: not `latest`, no retention slot, listed as untrusted by status, no dedup source; its earlier snapshots stay trusted and restorable; vault refuses the key |
+//! | `a_storage_attacker_cannot_forge_or_backdate_a_revocation` | storage write | a self-signed revocation of db1's key, web1's revocation copied under db1's key name, and web1's revocation edited to an earlier time are all ignored: db1 and web1's earlier snapshots stay trusted |
 //! | `rotate_writer_revokes_the_retired_shared_key_only` | the shared writer key after `vault key rotate-writer` | headers it signs afterwards are untrusted; a host key made before keeps counting until revoke-host |
 //! | `a_storage_attacker_editing_config_is_refused` | storage write | chunker 64/256/1024, compression 22, 1 MiB packs, Object Lock, format 1, a self-signed config: writers and owners refuse |
 
@@ -852,4 +853,62 @@ fn rotate_writer_revokes_the_retired_shared_key_only() {
     assert_eq!(trust(&before.parse().unwrap()), "trusted");
     // Host keys are not revoked by a rotation (the output says so).
     assert_eq!(trust(&by_web1), "trusted");
+}
+
+#[test]
+fn a_storage_attacker_cannot_forge_or_backdate_a_revocation() {
+    let f = fleet();
+    let (web, db) = (f.env.path("web"), f.env.path("db"));
+    write(&web.join("index.html"), b"page\n");
+    write(&db.join("db.sql"), b"select 1;\n");
+    let web_snap = backup_with(&f.env, &f.web1, &[&web])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let db_snap = backup_with(&f.env, &f.db1, &[&db])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let db1_key = open(&f.env, &f.db1)
+        .keys()
+        .writer()
+        .host()
+        .unwrap()
+        .certificate()
+        .key;
+    assert_success(
+        &f.env
+            .vault(&["key", "revoke-host"], &f.env.owner_key, &["web1"]),
+    );
+    let revoked_dir = f.env.repo.join("keys/revoked");
+    let genuine_path = walk_files(&revoked_dir).pop().unwrap();
+    let genuine: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&genuine_path).unwrap()).unwrap();
+    // (a) A revocation of db1's key, signed by a key of the attacker's own.
+    let k = vault::crypto::sign::SigningKey::generate();
+    let mut r: vault::format::signature::HostRevocation =
+        serde_json::from_value(genuine.clone()).unwrap();
+    r.host = "db1".into();
+    r.key = db1_key;
+    r.revoked = chrono::Utc::now() - chrono::Duration::days(365);
+    r.signature = k.sign(&r.message());
+    let db1_object = revoked_dir.join(format!("{db1_key}.json"));
+    std::fs::write(&db1_object, serde_json::to_vec(&r).unwrap()).unwrap();
+    let check = |what: &str| {
+        let listed = snapshots_json(&f.env, &f.env.owner_key);
+        for id in [&web_snap, &db_snap] {
+            let e = listed.iter().find(|s| s["id"] == *id.as_str()).unwrap();
+            assert_eq!(e["trust"], "trusted", "{what}: {e}");
+        }
+    };
+    check("self-signed revocation");
+    // (b) web1's genuine revocation copied under db1's key name.
+    std::fs::copy(&genuine_path, &db1_object).unwrap();
+    check("revocation under another key's name");
+    std::fs::remove_file(&db1_object).unwrap();
+    // (c) web1's revocation moved a year back, to untrust its history.
+    let mut earlier = genuine.clone();
+    earlier["revoked"] = serde_json::json!(chrono::Utc::now() - chrono::Duration::days(365));
+    std::fs::write(&genuine_path, serde_json::to_vec(&earlier).unwrap()).unwrap();
+    check("backdated revocation");
 }
