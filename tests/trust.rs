@@ -16,6 +16,7 @@
 //! | `forged_drill_records_do_not_turn_status_green` | writer key of web1, shared writer key | status stays red; an owner's drill (control) turns it green |
 //! | `a_revoked_hosts_key_signs_nothing_that_counts_after_revocation` | writer key of web1, revoked by `vault key revoke-host web1` (the attacker's client opened the repository before) | its header, index file and drill record stored after the revocation are untrusted: not `latest`, no retention slot, listed as untrusted by status, no dedup source; its earlier snapshots stay trusted and restorable; vault refuses the key |
 //! | `a_storage_attacker_cannot_forge_or_backdate_a_revocation` | storage write | a self-signed revocation of db1's key, web1's revocation copied under db1's key name, and web1's revocation edited to an earlier time are all ignored: db1 and web1's earlier snapshots stay trusted |
+//! | `a_revocation_reaches_the_copy_target` | writer key of web1 with write access to a copy target | after `vault copy`, its header signed after the revocation is untrusted in the target too, and vault refuses the key there (its real snapshot copied after the revocation does not count there either, and restores by id) |
 //! | `rotate_writer_revokes_the_retired_shared_key_only` | the shared writer key after `vault key rotate-writer` | headers it signs afterwards are untrusted; a host key made before keeps counting until revoke-host |
 //! | `a_storage_attacker_editing_config_is_refused` | storage write | chunker 64/256/1024, compression 22, 1 MiB packs, Object Lock, format 1, a self-signed config: writers and owners refuse |
 
@@ -911,4 +912,82 @@ fn a_storage_attacker_cannot_forge_or_backdate_a_revocation() {
     earlier["revoked"] = serde_json::json!(chrono::Utc::now() - chrono::Duration::days(365));
     std::fs::write(&genuine_path, serde_json::to_vec(&earlier).unwrap()).unwrap();
     check("backdated revocation");
+}
+
+#[test]
+fn a_revocation_reaches_the_copy_target() {
+    let f = fleet();
+    let web = f.env.path("web");
+    write(&web.join("index.html"), b"page\n");
+    let real = backup_with(&f.env, &f.web1, &[&web])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let target = f.env.path("offsite");
+    let to = target.to_str().unwrap();
+    assert_success(&run(&[
+        "init",
+        "-r",
+        to,
+        "--like",
+        f.env.repo.to_str().unwrap(),
+        "-i",
+        f.env.owner_key.to_str().unwrap(),
+    ]));
+    let open_target = |key: &Path| {
+        Repository::open(
+            Arc::new(LocalStorage::new(&target)),
+            Access::IdentityFile(key),
+        )
+    };
+    // The attacker's client on the target, opened before anything changed.
+    let attacker = open_target(&f.web1).unwrap();
+    assert_success(
+        &f.env
+            .vault(&["key", "revoke-host"], &f.env.owner_key, &["web1"]),
+    );
+    let out = f
+        .env
+        .vault(&["copy"], &f.env.owner_key, &["--to", to, "--json"]);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["revocations_copied"], 1, "{v}");
+    let (_, header) = attacker.find_snapshot(&real).unwrap();
+    let mut forged = header.clone();
+    forged.time = chrono::Utc::now();
+    let forged = attacker
+        .put_signed_json(ObjectKind::Snapshot, &forged)
+        .unwrap();
+    let set = open_target(&f.env.owner_key)
+        .unwrap()
+        .verified_snapshots()
+        .unwrap();
+    let trust = |id: &Id| {
+        set.records
+            .iter()
+            .find(|r| r.id == *id)
+            .unwrap()
+            .trust
+            .clone()
+    };
+    assert!(!trust(&forged).usable(), "{:?}", trust(&forged));
+    // The real snapshot, copied after the revocation, was stored in the
+    // target after it too: it does not count there (it does in the source),
+    // and it restores from the target by id.
+    assert!(!trust(&real.parse().unwrap()).usable());
+    let restored = f.env.path("restored");
+    assert_success(&run(&[
+        "restore",
+        "-r",
+        to,
+        "-i",
+        f.env.owner_key.to_str().unwrap(),
+        &real,
+        "--target",
+        restored.to_str().unwrap(),
+    ]));
+    let Err(e) = open_target(&f.web1) else {
+        panic!("the revoked key opened the copy target")
+    };
+    assert!(e.to_string().contains("was revoked"), "{e}");
 }

@@ -23,7 +23,7 @@ use super::trust::{HOSTS_PREFIX, Signer};
 use crate::crypto::sign::PublicKey;
 use crate::error::{Error, Result};
 use crate::format::signature::{HostCertificate, HostRevocation, valid_host_name};
-use crate::storage::{PutOutcome, StorageError};
+use crate::storage::{ObjectInfo, PutOutcome, StorageError};
 
 /// Prefix of the revocations.
 pub const REVOKED_PREFIX: &str = "keys/revoked/";
@@ -112,6 +112,33 @@ impl Repository {
     /// cannot check them and gets none (format 1 has no host keys).
     pub fn revocations(&self) -> Result<Revocations> {
         let mut out = Revocations::default();
+        for (obj, _, r) in self.valid_revocations()? {
+            let cutoff = match obj.modified {
+                Some(m) => r.revoked.min(m),
+                None => r.revoked,
+            };
+            out.insert(r.key, cutoff);
+        }
+        Ok(out)
+    }
+
+    /// Stores in `target` (a copy target, sharing this repository's keys)
+    /// every revocation of this one that it lacks, byte for byte, so that a
+    /// key revoked here counts for nothing there either. Returns how many
+    /// were stored.
+    pub fn copy_revocations_to(&self, target: &Repository) -> Result<u64> {
+        let mut stored = 0;
+        for (obj, bytes, _) in self.valid_revocations()? {
+            if target.storage().put(&obj.key, &bytes)? == PutOutcome::Created {
+                stored += 1;
+            }
+        }
+        Ok(stored)
+    }
+
+    /// The revocation objects that verify, with their listing and bytes.
+    fn valid_revocations(&self) -> Result<Vec<(ObjectInfo, Vec<u8>, HostRevocation)>> {
+        let mut out = Vec::new();
         let Some(owner) = self.keys().owner_signing_public().copied() else {
             return Ok(out);
         };
@@ -140,11 +167,7 @@ impl Repository {
                 );
                 continue;
             }
-            let cutoff = match obj.modified {
-                Some(m) => r.revoked.min(m),
-                None => r.revoked,
-            };
-            out.insert(r.key, cutoff);
+            out.push((obj, bytes, r));
         }
         Ok(out)
     }
