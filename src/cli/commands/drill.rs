@@ -57,7 +57,7 @@ pub struct DrillUserArg {
         env = "VAULT_DB_LOAD_TIMEOUT",
         value_name = "DURATION",
         default_value = "4h",
-        value_parser = vault::format::duration::parse
+        value_parser = parse_load_timeout
     )]
     db_load_timeout: std::time::Duration,
     /// With --pg-url: load even when its role is, or can become, a
@@ -67,6 +67,14 @@ pub struct DrillUserArg {
     /// docs/SECURITY.md).
     #[arg(long, requires = "pg_url")]
     pg_url_trust_superuser: bool,
+}
+
+/// A `--db-load-timeout`: a duration above zero.
+fn parse_load_timeout(s: &str) -> Result<std::time::Duration, String> {
+    match vault::format::duration::parse(s).map_err(|e| e.to_string())? {
+        d if d.is_zero() => Err("the time limit must be above zero".into()),
+        d => Ok(d),
+    }
 }
 
 /// How drills load database dumps: `--pg-url` (reached with the drill's
