@@ -129,7 +129,7 @@ fn forge_db1_headers(env: &Env, key: &Path, real: &str, root: Id) -> Vec<Id> {
         .into_iter()
         .map(|minutes| {
             let mut forged = header.clone();
-            forged.root = root;
+            forged.root = vault::TreeId(root);
             forged.time = header.time + chrono::Duration::minutes(minutes);
             attacker
                 .put_signed_json(ObjectKind::Snapshot, &forged)
@@ -154,7 +154,7 @@ fn host_key_forging_another_hosts_series_is_not_trusted() {
     // `latest` is never a forged header, whoever asks.
     for key in [&f.env.owner_key, &f.env.writer_key, &f.db1] {
         let (id, _) = open(&f.env, key).find_snapshot("latest").unwrap();
-        assert!(!forged.contains(&id), "a forged header became latest");
+        assert!(!forged.contains(id.id()), "a forged header became latest");
     }
     // `vault snapshots` says which do not count and why.
     let listed = snapshots_json(&f.env, &f.env.owner_key);
@@ -483,7 +483,7 @@ fn forged_drill_records_do_not_turn_status_green() {
     let record = DrillRecord {
         time: chrono::Utc::now(),
         host: "drillhost".into(),
-        snapshot: id,
+        snapshot: vault::SnapshotId(id),
         passed: true,
         summary: DrillSummary {
             files: 1,
@@ -727,7 +727,7 @@ fn a_revoked_hosts_key_signs_nothing_that_counts_after_revocation() {
             &DrillRecord {
                 time: chrono::Utc::now(),
                 host: "web1".into(),
-                snapshot: forged,
+                snapshot: vault::SnapshotId(forged),
                 passed: true,
                 summary: DrillSummary {
                     files: 2,
@@ -753,7 +753,7 @@ fn a_revoked_hosts_key_signs_nothing_that_counts_after_revocation() {
     // Not latest, for anyone.
     for key in [&f.env.owner_key, &f.db1] {
         let (id, _) = open(&f.env, key).find_snapshot("latest").unwrap();
-        assert_ne!(id, forged, "the revoked key's header became latest");
+        assert_ne!(id.0, forged, "the revoked key's header became latest");
     }
     // Status lists the header as untrusted and the drill record does not
     // turn web1 green.
@@ -965,7 +965,7 @@ fn a_revocation_reaches_the_copy_target() {
     let trust = |id: &Id| {
         set.records
             .iter()
-            .find(|r| r.id == *id)
+            .find(|r| r.id.0 == *id)
             .unwrap()
             .trust
             .clone()

@@ -93,6 +93,7 @@ pub fn database_drill(pg_url: Option<String>, drill_user: &DrillUserArg) -> Data
         drill_user: drill_user.drill_user.clone(),
         load_timeout: drill_user.db_load_timeout,
         pg_url_trust_privileged: drill_user.pg_url_trust_superuser,
+        work_dir: std::env::temp_dir(),
     }
 }
 

@@ -31,7 +31,7 @@ mod toc;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -146,6 +146,10 @@ pub struct DatabaseDrill {
     /// become, a superuser or holds CREATEROLE or a pg_*_server_* role
     /// (the operator's explicit choice; off by default).
     pub pg_url_trust_privileged: bool,
+    /// Where drills make their private directories: the restore sandbox and
+    /// the scratch cluster's data and socket directory. The CLI passes the
+    /// process's temporary directory (`TMPDIR`, else `/tmp`).
+    pub work_dir: PathBuf,
 }
 
 /// The default of [`DatabaseDrill::load_timeout`]: four hours per dump.
@@ -159,6 +163,7 @@ impl Default for DatabaseDrill {
             drill_user: DEFAULT_DRILL_USER.into(),
             load_timeout: DEFAULT_LOAD_TIMEOUT,
             pg_url_trust_privileged: false,
+            work_dir: PathBuf::from("/tmp"),
         }
     }
 }
@@ -302,7 +307,7 @@ pub fn check_dumps(
         }
         None => DrillUser::resolve(&opts.drill_user)
             .map_err(|e| Fail::Failed(DumpFailure::Setup, e))
-            .and_then(|user| load::Target::scratch(user, cancel)),
+            .and_then(|user| load::Target::scratch(user, &opts.work_dir, cancel)),
     };
     let target = match target {
         Ok(t) => t,
