@@ -327,3 +327,68 @@ fn vector_newline_in_a_file_name_cannot_fake_an_ls_entry() {
     let dirs = Path::new(&src).components().count();
     assert_eq!(out.lines().count(), dirs - 1 + 3, "{out}");
 }
+
+/// Medium, not prevented (docs/SECURITY.md, "Guessing small secrets"). Host
+/// web1's writer key (a compromised host, its own key from `vault key
+/// add-host`) guesses small files another host backed up: the chunk-id key
+/// gives it the keyed id of any guess, and index files (which its key reads)
+/// list every blob id with its exact length.
+///
+/// Expected, exactly: it CAN confirm a guess of a whole file smaller than the
+/// minimum chunk size (one blob: `db_password=hunter2\n` among 10,000
+/// candidates, with the length the index records), and it CANNOT confirm a
+/// guess of a secret line inside a larger file (its chunk holds bytes it
+/// does not know), nor read any blob (packs are sealed to the owner only).
+#[test]
+fn vector_guessing_small_secrets_what_a_writer_confirms() {
+    let env = Env::new();
+    let web1 = env.path("web1.key");
+    assert_success(&env.vault(
+        &["key", "add-host"],
+        &env.owner_key,
+        &["web1", "--writer-key-out", web1.to_str().unwrap()],
+    ));
+    let db = env.path("db");
+    let secret = b"db_password=hunter2\n";
+    write(&db.join("etc/app/secret.env"), secret);
+    let mut big = noise(64 * 1024, 5);
+    big.splice(30_000..30_000, b"api_key=swordfish\n".iter().copied());
+    write(&db.join("etc/app/big.conf"), &big);
+    env.backup(&[&db]);
+
+    let w = WriterAttacker::new(&env.repo, &web1);
+    let key = *w.repo.keys().chunk_key();
+    let index = w.repo.load_index_files().unwrap().index;
+    let mut words: Vec<String> = (0..10_000).map(|i| format!("w{i:05}")).collect();
+    words[6_543] = "hunter2".into();
+    words[7_000] = "swordfish".into();
+    let started = std::time::Instant::now();
+    let confirmed = |prefix: &str| -> Vec<(String, u32)> {
+        words
+            .iter()
+            .filter_map(|word| {
+                let guess = format!("{prefix}{word}\n");
+                let id = Id::keyed(&key, guess.as_bytes());
+                index
+                    .locations(&id)
+                    .next()
+                    .map(|loc| (word.clone(), loc.raw_length))
+            })
+            .collect()
+    };
+    let small = confirmed("db_password=");
+    let rate = words.len() as f64 / started.elapsed().as_secs_f64();
+    eprintln!("guesses confirmed against the index: {rate:.0}/s (debug build)");
+    assert_eq!(small, [("hunter2".to_owned(), secret.len() as u32)]);
+    // A line inside a larger file is not a blob of its own.
+    assert!(confirmed("api_key=").is_empty());
+    // And the confirmed blob itself cannot be read with the writer key.
+    let id = Id::keyed(&key, secret);
+    let loc = index.locations(&id).next().unwrap();
+    assert!(
+        vault::repo::BlobReader::new(&w.repo)
+            .read(&id, &loc)
+            .is_err(),
+        "the writer key read a data blob"
+    );
+}

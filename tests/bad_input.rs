@@ -777,3 +777,24 @@ fn a_snapshot_forged_into_the_future_is_not_latest_and_status_names_it() {
     // dated ahead counts as dated at its upload: see tests/trust.rs).
     assert_contains(&stdout(&out), "does not count: not signed");
 }
+
+#[test]
+fn a_drill_time_limit_must_be_a_duration_above_zero() {
+    let env = Env::new();
+    for (bad, says) in [("0s", "above zero"), ("banana", "not a duration")] {
+        let out = env.vault(&["drill"], &env.owner_key, &["--db-load-timeout", bad]);
+        assert_code(&out, 2);
+        assert_contains(&stderr(&out), says);
+        let out = env.vault(
+            &["restore"],
+            &env.owner_key,
+            &["latest", "--verify", "--db-load-timeout", bad],
+        );
+        assert_code(&out, 2);
+        assert_contains(&stderr(&out), "--db-load-timeout");
+    }
+    assert_eq!(
+        fs::read_dir(env.repo.join("drills")).map_or(0, |d| d.count()),
+        0
+    );
+}

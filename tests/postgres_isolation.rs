@@ -653,3 +653,181 @@ fn a_prepared_server_must_not_load_as_a_privileged_role() {
     );
     assert_eq!(left, "0", "nothing was created");
 }
+
+/// Two hostile dumps: one whose CHECK constraint sleeps an hour on every
+/// row, one whose CHECK constraint counts a generate_series of 10^12 rows,
+/// each only outside its production database (an ordinary role can make
+/// both). With `--db-load-timeout 3s` each ends as the named failure
+/// `timed_out`, the drill goes on to the next dump (an honest one passes)
+/// and exits 4, and the scratch cluster is removed. Control: the sleeping
+/// dump loaded outside vault does sleep.
+#[test]
+fn a_dump_that_sleeps_or_spins_while_loading_ends_as_a_timed_out_drill() {
+    let pg = PgServer::start();
+    make_app_db(&pg);
+    pg.sql("postgres", "CREATE DATABASE sleepy");
+    pg.sql(
+        "sleepy",
+        "CREATE FUNCTION public.nap() RETURNS boolean LANGUAGE plpgsql AS $$
+         BEGIN
+           IF current_database() <> 'sleepy' THEN PERFORM pg_catalog.pg_sleep(3600); END IF;
+           RETURN true;
+         END $$;
+         CREATE TABLE t (id int CHECK (public.nap()));
+         INSERT INTO t VALUES (1), (2);",
+    );
+    pg.sql("postgres", "CREATE DATABASE spin");
+    pg.sql(
+        "spin",
+        "CREATE FUNCTION public.spin() RETURNS boolean LANGUAGE plpgsql AS $$
+         BEGIN
+           IF current_database() <> 'spin' THEN
+             PERFORM count(*) FROM (SELECT pg_catalog.generate_series(1, 1000000000000::bigint)) s;
+           END IF;
+           RETURN true;
+         END $$;
+         CREATE TABLE t (id int CHECK (public.spin()));
+         INSERT INTO t VALUES (1);",
+    );
+    let env = Env::new();
+    let (out, _) = env.backup_json(&[
+        "--postgres",
+        &pg.conninfo("sleepy"),
+        "--postgres",
+        &pg.conninfo("spin"),
+        "--postgres",
+        &pg.conninfo("app"),
+    ]);
+    assert_success(&out);
+
+    let started = Instant::now();
+    let out = drill_command(&env, &["--json", "--db-load-timeout", "3s"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_code(&out, 4);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dbs = v["report"]["databases"].as_array().unwrap();
+    let by_name = |n: &str| {
+        dbs.iter()
+            .find(|d| d["name"].as_str().unwrap().contains(n))
+            .unwrap_or_else(|| panic!("no {n} in {v}"))
+    };
+    for hostile in ["sleepy", "spin"] {
+        let d = by_name(hostile);
+        assert_eq!(d["failure"], "timed_out", "{d}");
+        assert_contains(d["error"].as_str().unwrap(), "--db-load-timeout");
+    }
+    assert_eq!(by_name("app")["passed"], true, "{v}");
+    assert!(took < Duration::from_secs(120), "the drill took {took:?}");
+    assert!(scratch_clusters(&env).is_empty(), "the cluster was removed");
+    assert_eq!(drill_records(&env), 1, "a failed drill is recorded");
+
+    // Control: outside vault, the same dump sleeps in its CHECK constraint.
+    let dump = env.path("sleepy.dump");
+    let out = Command::new("pg_dump")
+        .args(["-Fc", "-f", dump.to_str().unwrap(), "sleepy"])
+        .env("PGHOST", pg.dir.path())
+        .env("PGPORT", "5432")
+        .env("PGUSER", "postgres")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    pg.sql("postgres", "CREATE DATABASE control");
+    let mut restore = Command::new("pg_restore")
+        .args(["--no-owner", "-d", "control"])
+        .arg(&dump)
+        .env("PGHOST", pg.dir.path())
+        .env("PGPORT", "5432")
+        .env("PGUSER", "postgres")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let sleeping = loop {
+        let n = pg.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'control' AND wait_event = 'PgSleep'",
+        );
+        if n == "1" {
+            break true;
+        }
+        if Instant::now() > deadline || restore.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = restore.kill();
+    let _ = restore.wait();
+    pg.sql("postgres", "DROP DATABASE control WITH (FORCE)");
+    assert!(sleeping, "control: the payload did not sleep outside vault");
+}
+
+/// `--pg-url` loads dumps as its conninfo's role: a role that can read or
+/// write server files, or that may become a superuser through a role it is
+/// a member of, is refused by name (`failure: setup`, exit 4, nothing
+/// created); `--pg-url-trust-superuser` is the operator's explicit
+/// override (the drill then loads, with a warning), and means nothing
+/// without `--pg-url`.
+#[test]
+fn a_prepared_servers_privileged_role_is_refused_unless_the_operator_trusts_it() {
+    let pg = PgServer::start();
+    make_app_db(&pg);
+    pg.sql(
+        "postgres",
+        "CREATE ROLE reader LOGIN CREATEDB;
+         GRANT pg_read_server_files TO reader;
+         CREATE ROLE writer LOGIN CREATEDB;
+         GRANT pg_write_server_files TO writer;
+         CREATE ROLE boss SUPERUSER NOLOGIN;
+         CREATE ROLE heir LOGIN CREATEDB;
+         GRANT boss TO heir;",
+    );
+    let env = Env::new();
+    assert_success(&env.backup_json(&["--postgres", &pg.conninfo("app")]).0);
+    for (role, why) in [
+        ("reader", "pg_read_server_files"),
+        ("writer", "pg_write_server_files"),
+        ("heir", "boss (superuser)"),
+    ] {
+        let out = drill_command(
+            &env,
+            &["--json", "--pg-url", &pg.conninfo_as(role, "postgres")],
+        )
+        .output()
+        .unwrap();
+        assert_code(&out, 4);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let db = &v["report"]["databases"][0];
+        assert_eq!(db["failure"], "setup", "{role}: {db}");
+        assert_contains(db["error"].as_str().unwrap(), why);
+    }
+    let left = pg.sql(
+        "postgres",
+        "SELECT count(*) FROM pg_database WHERE datname LIKE 'vault_drill_%'",
+    );
+    assert_eq!(left, "0", "nothing was created");
+
+    // The operator's explicit choice: the superuser loads it.
+    let out = drill_command(
+        &env,
+        &[
+            "--json",
+            "--pg-url",
+            &pg.conninfo_as("postgres", "postgres"),
+            "--pg-url-trust-superuser",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["report"]["databases"][0]["passed"], true, "{v}");
+    assert_contains(&stderr(&out), "--pg-url-trust-superuser");
+    let out = drill_command(&env, &["--pg-url-trust-superuser"])
+        .output()
+        .unwrap();
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), "--pg-url");
+}

@@ -283,3 +283,53 @@ fn prune_removes_old_leftovers_of_killed_puts_and_keeps_fresh_ones() {
     assert!(!old.exists());
     assert!(fresh.exists(), "a put may still be writing it");
 }
+
+/// A prune lock whose process is a zombie (it exited; its parent has not
+/// collected it) is a dead prune's lock: the next prune on that host
+/// removes it and runs. Control: a lock of a live process is honoured.
+#[test]
+fn a_prune_lock_held_by_a_zombie_process_is_treated_as_dead() {
+    use vault::format::lock::LockRecord;
+    use vault::repo::{Access, ObjectKind, Repository};
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("f"), b"x\n");
+    env.backup(&[&src]);
+    let owner = Repository::open(
+        std::sync::Arc::new(vault::storage::LocalStorage::new(&env.repo)),
+        Access::IdentityFile(&env.owner_key),
+    )
+    .unwrap();
+    let plant = |pid: u32| {
+        let record = LockRecord {
+            time: chrono::Utc::now(),
+            host: vault::source::host::hostname(),
+            pid,
+            nonce: "00".repeat(16),
+        };
+        owner.put_transient_json(ObjectKind::Lock, &record).unwrap()
+    };
+    // Control: this test's own (live) process holds it.
+    let live = plant(std::process::id());
+    let out = env.vault(&["prune"], &env.owner_key, &[]);
+    assert_code(&out, 1);
+    assert_contains(&stderr(&out), "another prune");
+    fs::remove_file(env.repo.join("locks").join(live.to_hex())).unwrap();
+
+    let child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    // Wait for it to exit without collecting it: it stays a zombie.
+    nix::sys::wait::waitid(
+        nix::sys::wait::Id::Pid(nix::unistd::Pid::from_raw(pid as i32)),
+        nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
+    )
+    .unwrap();
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    assert_contains(&stat, ") Z ");
+    plant(pid);
+    let out = env.vault(&["prune"], &env.owner_key, &[]);
+    assert_success(&out);
+    assert_contains(&stderr(&out), "removing stale prune lock");
+    assert!(fs::read_dir(env.repo.join("locks")).map_or(true, |d| d.count() == 0));
+    drop(child);
+}

@@ -14,6 +14,10 @@
 //! | `shared_writer_key_cannot_write_a_registered_hosts_series` | the shared writer key of `vault init` | its headers naming db1 (which has a key of its own) are untrusted |
 //! | `planted_index_entries_do_not_poison_an_honest_backup` | writer key of web1 | db1's backup stores the content itself, restores, check is clean; prune drops the planted entry |
 //! | `forged_drill_records_do_not_turn_status_green` | writer key of web1, shared writer key | status stays red; an owner's drill (control) turns it green |
+//! | `a_revoked_hosts_key_signs_nothing_that_counts_after_revocation` | writer key of web1, revoked by `vault key revoke-host web1` (the attacker's client opened the repository before) | its header, index file and drill record stored after the revocation are untrusted: not `latest`, no retention slot, listed as untrusted by status, no dedup source; its earlier snapshots stay trusted and restorable; vault refuses the key |
+//! | `a_storage_attacker_cannot_forge_or_backdate_a_revocation` | storage write | a self-signed revocation of db1's key, web1's revocation copied under db1's key name, and web1's revocation edited to an earlier time are all ignored: db1 and web1's earlier snapshots stay trusted |
+//! | `a_revocation_reaches_the_copy_target` | writer key of web1 with write access to a copy target | after `vault copy`, its header signed after the revocation is untrusted in the target too, and vault refuses the key there (its real snapshot copied after the revocation does not count there either, and restores by id) |
+//! | `rotate_writer_revokes_the_retired_shared_key_only` | the shared writer key after `vault key rotate-writer` | headers it signs afterwards are untrusted; a host key made before keeps counting until revoke-host |
 //! | `a_storage_attacker_editing_config_is_refused` | storage write | chunker 64/256/1024, compression 22, 1 MiB packs, Object Lock, format 1, a self-signed config: writers and owners refuse |
 
 use std::path::{Path, PathBuf};
@@ -658,4 +662,332 @@ fn a_format_1_repository_stays_usable_with_its_history_marked_legacy() {
         status["untrusted"].as_array().unwrap().is_empty(),
         "{status}"
     );
+}
+
+#[test]
+fn a_revoked_hosts_key_signs_nothing_that_counts_after_revocation() {
+    let f = fleet();
+    let web = f.env.path("web");
+    write(&web.join("index.html"), b"web1's page, version 1\n");
+    let earlier: Vec<String> = (0..2)
+        .map(|i| {
+            write(&web.join("n"), &[i]);
+            backup_with(&f.env, &f.web1, &[&web])["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    // The compromised host's modified client: opened before the revocation,
+    // it never checks it again.
+    let attacker = open(&f.env, &f.web1);
+    let out = f
+        .env
+        .vault(&["key", "revoke-host"], &f.env.owner_key, &["web1"]);
+    assert_success(&out);
+    assert_contains(&stdout(&out), "revoked key");
+
+    // After the revocation it signs a header dated now (pointing at its own
+    // old tree), an index file planting a claim, and a passed drill record.
+    let (_, header) = attacker.find_snapshot(&earlier[1]).unwrap();
+    let mut forged = header.clone();
+    forged.time = chrono::Utc::now();
+    let forged = attacker
+        .put_signed_json(ObjectKind::Snapshot, &forged)
+        .unwrap();
+    let secret = b"API_TOKEN=0123456789abcdef\n".repeat(50);
+    let blob = Id::keyed(attacker.keys().chunk_key(), &secret);
+    let pack: Id = walk_files(&f.env.repo.join("data"))[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .parse()
+        .unwrap();
+    attacker
+        .put_signed_json(
+            ObjectKind::Index,
+            &IndexFile {
+                packs: vec![IndexedPack {
+                    id: pack,
+                    kind: BlobKind::Data,
+                    blobs: vec![IndexedBlob {
+                        id: blob,
+                        offset: 0,
+                        length: 100,
+                        raw_length: secret.len() as u32,
+                    }],
+                }],
+                condemned: Vec::new(),
+            },
+        )
+        .unwrap();
+    attacker
+        .put_signed_json(
+            ObjectKind::Drill,
+            &DrillRecord {
+                time: chrono::Utc::now(),
+                host: "web1".into(),
+                snapshot: vault::SnapshotId(forged),
+                passed: true,
+                summary: DrillSummary {
+                    files: 2,
+                    verified: 2,
+                    ..Default::default()
+                },
+            },
+        )
+        .unwrap();
+
+    // The header does not count, and says why; the earlier ones do, and say
+    // their key was revoked since.
+    let listed = snapshots_json(&f.env, &f.env.owner_key);
+    let entry = |id: &str| listed.iter().find(|s| s["id"] == id).unwrap().clone();
+    let e = entry(&forged.to_hex());
+    assert_eq!(e["trust"], "untrusted", "{e}");
+    assert_contains(e["untrusted_reason"].as_str().unwrap(), "revoked");
+    for id in &earlier {
+        let e = entry(id);
+        assert_eq!(e["trust"], "trusted", "{e}");
+        assert!(e["key_revoked"].is_string(), "{e}");
+    }
+    // Not latest, for anyone.
+    for key in [&f.env.owner_key, &f.db1] {
+        let (id, _) = open(&f.env, key).find_snapshot("latest").unwrap();
+        assert_ne!(id.0, forged, "the revoked key's header became latest");
+    }
+    // Status lists the header as untrusted and the drill record does not
+    // turn web1 green.
+    let out = f.env.vault(&["status"], &f.db1, &["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let untrusted = v["untrusted"].to_string();
+    assert_contains(&untrusted, &format!("snapshot {}", &forged.to_hex()[..8]));
+    assert_contains(&untrusted, "whose key was revoked");
+    let web_source = v["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["host"] == "web1")
+        .unwrap();
+    assert_eq!(web_source["snapshots"], 2, "{v}");
+    assert!(web_source["last_passed_drill"].is_null(), "{v}");
+    // It takes no retention slot: keep-last 1 keeps the real newest one.
+    let out = f
+        .env
+        .vault(&["forget"], &f.env.owner_key, &["--keep-last", "1"]);
+    assert_success(&out);
+    assert!(
+        exists(&f.env, &earlier[1]),
+        "the real newest web1 snapshot went"
+    );
+    // The earlier snapshots restore.
+    assert_success(&f.env.restore(&earlier[1], &f.env.path("restored")));
+
+    // vault refuses the revoked key outright.
+    let out = f.env.vault(&["snapshots"], &f.web1, &[]);
+    assert_code(&out, 1);
+    assert_contains(&stderr(&out), "was revoked");
+    // The host, re-keyed, does not deduplicate against the planted claim.
+    let web1_new = f.env.path("web1-new.key");
+    assert_success(&f.env.vault(
+        &["key", "add-host"],
+        &f.env.owner_key,
+        &["web1", "--writer-key-out", web1_new.to_str().unwrap()],
+    ));
+    write(&web.join("token.env"), &secret);
+    let v = backup_with(&f.env, &web1_new, &[&web]);
+    assert!(
+        v["snapshot"]["totals"]["bytes_added"].as_u64().unwrap() >= secret.len() as u64,
+        "the re-keyed host deduplicated against the revoked key's claim: {v}"
+    );
+    let target = f.env.path("restored-new");
+    assert_success(&f.env.restore(v["id"].as_str().unwrap(), &target));
+    assert_eq!(
+        std::fs::read(
+            target
+                .join(web.strip_prefix("/").unwrap())
+                .join("token.env")
+        )
+        .unwrap(),
+        secret
+    );
+    // Revoking a host with no key of its own is refused by name.
+    let out = f
+        .env
+        .vault(&["key", "revoke-host"], &f.env.owner_key, &["nosuchhost"]);
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), "has no key of its own");
+}
+
+#[test]
+fn rotate_writer_revokes_the_retired_shared_key_only() {
+    let f = fleet();
+    let src = f.env.path("src");
+    write(&src.join("f"), b"one\n");
+    let before = f.env.backup(&[&src]);
+    let shared = open(&f.env, &f.env.writer_key);
+    let web1 = open(&f.env, &f.web1);
+    let next = f.env.path("writer-2.key");
+    let out = f.env.vault(
+        &["key", "rotate-writer"],
+        &f.env.owner_key,
+        &["--writer-key-out", next.to_str().unwrap()],
+    );
+    assert_success(&out);
+    assert_contains(&stdout(&out), "revoked: the previous shared writer key");
+    assert_contains(&stdout(&out), "not revoked: host keys");
+    // Both retired handles sign a header after the rotation.
+    let (_, header) = shared.find_snapshot(&before).unwrap();
+    let by_shared = shared
+        .put_signed_json(ObjectKind::Snapshot, &header)
+        .unwrap();
+    let mut h = header.clone();
+    h.host = "web1".into();
+    let by_web1 = web1.put_signed_json(ObjectKind::Snapshot, &h).unwrap();
+    let listed = snapshots_json(&f.env, &f.env.owner_key);
+    let trust = |id: &Id| {
+        listed.iter().find(|s| s["id"] == id.to_hex()).unwrap()["trust"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(trust(&by_shared), "untrusted");
+    assert_eq!(trust(&before.parse().unwrap()), "trusted");
+    // Host keys are not revoked by a rotation (the output says so).
+    assert_eq!(trust(&by_web1), "trusted");
+}
+
+#[test]
+fn a_storage_attacker_cannot_forge_or_backdate_a_revocation() {
+    let f = fleet();
+    let (web, db) = (f.env.path("web"), f.env.path("db"));
+    write(&web.join("index.html"), b"page\n");
+    write(&db.join("db.sql"), b"select 1;\n");
+    let web_snap = backup_with(&f.env, &f.web1, &[&web])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let db_snap = backup_with(&f.env, &f.db1, &[&db])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let db1_key = open(&f.env, &f.db1)
+        .keys()
+        .writer()
+        .host()
+        .unwrap()
+        .certificate()
+        .key;
+    assert_success(
+        &f.env
+            .vault(&["key", "revoke-host"], &f.env.owner_key, &["web1"]),
+    );
+    let revoked_dir = f.env.repo.join("keys/revoked");
+    let genuine_path = walk_files(&revoked_dir).pop().unwrap();
+    let genuine: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&genuine_path).unwrap()).unwrap();
+    // (a) A revocation of db1's key, signed by a key of the attacker's own.
+    let k = vault::crypto::sign::SigningKey::generate();
+    let mut r: vault::format::signature::HostRevocation =
+        serde_json::from_value(genuine.clone()).unwrap();
+    r.host = "db1".into();
+    r.key = db1_key;
+    r.revoked = chrono::Utc::now() - chrono::Duration::days(365);
+    r.signature = k.sign(&r.message());
+    let db1_object = revoked_dir.join(format!("{db1_key}.json"));
+    std::fs::write(&db1_object, serde_json::to_vec(&r).unwrap()).unwrap();
+    let check = |what: &str| {
+        let listed = snapshots_json(&f.env, &f.env.owner_key);
+        for id in [&web_snap, &db_snap] {
+            let e = listed.iter().find(|s| s["id"] == *id.as_str()).unwrap();
+            assert_eq!(e["trust"], "trusted", "{what}: {e}");
+        }
+    };
+    check("self-signed revocation");
+    // (b) web1's genuine revocation copied under db1's key name.
+    std::fs::copy(&genuine_path, &db1_object).unwrap();
+    check("revocation under another key's name");
+    std::fs::remove_file(&db1_object).unwrap();
+    // (c) web1's revocation moved a year back, to untrust its history.
+    let mut earlier = genuine.clone();
+    earlier["revoked"] = serde_json::json!(chrono::Utc::now() - chrono::Duration::days(365));
+    std::fs::write(&genuine_path, serde_json::to_vec(&earlier).unwrap()).unwrap();
+    check("backdated revocation");
+}
+
+#[test]
+fn a_revocation_reaches_the_copy_target() {
+    let f = fleet();
+    let web = f.env.path("web");
+    write(&web.join("index.html"), b"page\n");
+    let real = backup_with(&f.env, &f.web1, &[&web])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let target = f.env.path("offsite");
+    let to = target.to_str().unwrap();
+    assert_success(&run(&[
+        "init",
+        "-r",
+        to,
+        "--like",
+        f.env.repo.to_str().unwrap(),
+        "-i",
+        f.env.owner_key.to_str().unwrap(),
+    ]));
+    let open_target = |key: &Path| {
+        Repository::open(
+            Arc::new(LocalStorage::new(&target)),
+            Access::IdentityFile(key),
+        )
+    };
+    // The attacker's client on the target, opened before anything changed.
+    let attacker = open_target(&f.web1).unwrap();
+    assert_success(
+        &f.env
+            .vault(&["key", "revoke-host"], &f.env.owner_key, &["web1"]),
+    );
+    let out = f
+        .env
+        .vault(&["copy"], &f.env.owner_key, &["--to", to, "--json"]);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["revocations_copied"], 1, "{v}");
+    let (_, header) = attacker.find_snapshot(&real).unwrap();
+    let mut forged = header.clone();
+    forged.time = chrono::Utc::now();
+    let forged = attacker
+        .put_signed_json(ObjectKind::Snapshot, &forged)
+        .unwrap();
+    let set = open_target(&f.env.owner_key)
+        .unwrap()
+        .verified_snapshots()
+        .unwrap();
+    let trust = |id: &Id| {
+        set.records
+            .iter()
+            .find(|r| r.id.0 == *id)
+            .unwrap()
+            .trust
+            .clone()
+    };
+    assert!(!trust(&forged).usable(), "{:?}", trust(&forged));
+    // The real snapshot, copied after the revocation, was stored in the
+    // target after it too: it does not count there (it does in the source),
+    // and it restores from the target by id.
+    assert!(!trust(&real.parse().unwrap()).usable());
+    let restored = f.env.path("restored");
+    assert_success(&run(&[
+        "restore",
+        "-r",
+        to,
+        "-i",
+        f.env.owner_key.to_str().unwrap(),
+        &real,
+        "--target",
+        restored.to_str().unwrap(),
+    ]));
+    let Err(e) = open_target(&f.web1) else {
+        panic!("the revoked key opened the copy target")
+    };
+    assert!(e.to_string().contains("was revoked"), "{e}");
 }

@@ -129,6 +129,41 @@ impl HostCertificate {
     }
 }
 
+/// A host key revocation: the owner's statement that nothing `key` signs
+/// and storage received at or after `revoked` may be relied on. Stored (as
+/// plain JSON, public) under `keys/revoked/` by `vault key revoke-host` and
+/// `vault key rotate-writer` (for the retired shared writer key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostRevocation {
+    /// The repository.
+    pub repository: String,
+    /// The host name of the revoked certificate (`*`: a shared writer key).
+    pub host: String,
+    /// The revoked public signing key.
+    pub key: PublicKey,
+    /// When the owner revoked it.
+    pub revoked: chrono::DateTime<chrono::Utc>,
+    /// The owner's signature over [`HostRevocation::message`].
+    pub signature: Signature,
+}
+
+impl HostRevocation {
+    /// The message the owner signs:
+    /// `"vault 2026 host revocation\n<repository>\n<host>\n<key hex>\n<revoked, RFC 3339, Z, fraction as needed>"`.
+    pub fn message(&self) -> Vec<u8> {
+        format!(
+            "vault 2026 host revocation\n{}\n{}\n{}\n{}",
+            self.repository,
+            self.host,
+            self.key,
+            self.revoked
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        )
+        .into_bytes()
+    }
+}
+
 /// A host name as certificates and `vault key add-host` accept it: 1–64
 /// ASCII letters, digits, `.`, `_`, `-`, not starting with `.` or `-`.
 pub fn valid_host_name(name: &str) -> bool {

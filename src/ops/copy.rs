@@ -148,6 +148,8 @@ pub struct CopyReport {
     pub bytes_transferred: u64,
     /// Packs read back from the target and verified blob by blob (`verify_data`).
     pub packs_verified: u64,
+    /// Host key revocations (`keys/revoked/`) the target lacked and got.
+    pub revocations_copied: u64,
     /// Target index entries for needed blobs that no owner had attested and
     /// that did not read back as the blob they name (planted, or damaged):
     /// the blobs were copied instead.
@@ -170,7 +172,12 @@ pub fn copy(source: &Repository, target: &Repository, opts: &CopyOptions) -> Res
 }
 
 fn copy_locked(source: &Repository, target: &Repository, opts: &CopyOptions) -> Result<CopyReport> {
-    let mut report = CopyReport::default();
+    // Before any header lands: a key revoked in the source counts for
+    // nothing in the target either.
+    let mut report = CopyReport {
+        revocations_copied: source.copy_revocations_to(target)?,
+        ..CopyReport::default()
+    };
     let todo = snapshots_to_copy(source, target, opts, &mut report)?;
     if todo.is_empty() {
         return Ok(report);

@@ -57,8 +57,7 @@ impl<'a> PruneLock<'a> {
             let dead_here = held.host == crate::source::host::hostname()
                 && held.pid != 0
                 && held.pid != std::process::id()
-                && nix::sys::signal::kill(nix::unistd::Pid::from_raw(held.pid as i32), None)
-                    == Err(nix::errno::Errno::ESRCH);
+                && process_gone(held.pid);
             if held.time < now - STALE_AFTER || dead_here {
                 tracing::warn!("removing stale prune lock {} from {}", obj.key, held.host);
                 let _ = repo.storage().delete(&obj.key);
@@ -85,5 +84,62 @@ impl<'a> PruneLock<'a> {
         if let Err(e) = self.repo.storage().delete(&self.key) {
             tracing::warn!("could not remove prune lock {}: {e}", self.key);
         }
+    }
+}
+
+/// Whether process `pid` of this host has ended: it does not exist, or it
+/// is a zombie (state `Z`, or `X`, in `/proc/PID/stat`), which has exited
+/// and only waits for its parent to collect its status (a prune killed
+/// while its parent is stuck holds no lock worth honouring).
+fn process_gone(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None)
+        == Err(nix::errno::Errno::ESRCH)
+    {
+        return true;
+    }
+    std::fs::read(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat_state(&stat))
+        .is_some_and(|state| matches!(state, b'Z' | b'X'))
+}
+
+/// The state letter in a `/proc/PID/stat` line: the first field after the
+/// command name, which is in parentheses and may itself hold `)` and spaces.
+fn stat_state(stat: &[u8]) -> Option<u8> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = stat.get(close + 1..)?;
+    rest.iter().copied().find(|b| !b.is_ascii_whitespace())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_is_read_after_the_last_parenthesis() {
+        assert_eq!(stat_state(b"42 (vault) Z 1 42 42"), Some(b'Z'));
+        assert_eq!(stat_state(b"42 (a) R (b)) S 1"), Some(b'S'));
+        assert_eq!(stat_state(b"42 (x"), None);
+        assert_eq!(stat_state(b"42 (x)"), None);
+    }
+
+    #[test]
+    fn a_zombie_counts_as_gone_and_a_live_process_does_not() {
+        let child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Wait until it has exited without collecting it: a zombie.
+        nix::sys::wait::waitid(
+            nix::sys::wait::Id::Pid(nix::unistd::Pid::from_raw(pid as i32)),
+            nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
+        )
+        .unwrap();
+        let state = stat_state(&std::fs::read(format!("/proc/{pid}/stat")).unwrap());
+        assert_eq!(state, Some(b'Z'));
+        assert!(process_gone(pid));
+        assert!(!process_gone(std::process::id()));
+        drop(child);
     }
 }

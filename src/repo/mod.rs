@@ -10,6 +10,7 @@ pub mod keys;
 pub mod owners;
 pub mod packer;
 mod reader;
+pub mod revoke;
 pub mod select;
 pub mod treewalk;
 pub mod trust;
@@ -494,13 +495,17 @@ impl Repository {
                 (keys, Some(file))
             }
         };
-        Ok(Repository {
+        let repo = Repository {
             storage,
             config,
             keys,
             owner_file,
             doc_slack: documents::Slack::default(),
-        })
+        };
+        if !repo.keys.is_owner() {
+            repo.check_writer_not_revoked()?;
+        }
+        Ok(repo)
     }
 
     /// The keys an identity file opens, and the owner file it unwrapped.

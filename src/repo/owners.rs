@@ -58,6 +58,12 @@ pub struct RotatedWriter {
     pub object: String,
     /// The new writer recipient (public).
     pub recipient: String,
+    /// The retired shared writer key's revocation (format 2): what it signs
+    /// from now on does not count.
+    pub revoked_shared: Option<super::revoke::RevokedKey>,
+    /// Why that revocation could not be stored, if it could not (the
+    /// rotation itself succeeded; run it again to retry).
+    pub revocation_failed: Option<String>,
 }
 
 impl Repository {
@@ -175,10 +181,22 @@ impl Repository {
             let _ = std::fs::remove_file(writer_key_out);
             return Err(e);
         }
+        // The retired shared writer key signs nothing that counts from now
+        // on. Host keys (`vault key add-host`) are not revoked here: each
+        // is revoked on its own with `vault key revoke-host`.
+        let (mut revoked_shared, mut revocation_failed) = (None, None);
+        if let Some(h) = current.host().filter(|h| h.certificate().is_shared()) {
+            match self.revoke_certificate(h.certificate()) {
+                Ok(r) => revoked_shared = Some(r),
+                Err(e) => revocation_failed = Some(e.to_string()),
+            }
+        }
         Ok(RotatedWriter {
             generation,
             object,
             recipient: next.recipient(),
+            revoked_shared,
+            revocation_failed,
         })
     }
 }

@@ -166,6 +166,9 @@ pub struct SnapshotRecord {
     pub signer: Signer,
     /// Whether it counts.
     pub trust: Trust,
+    /// When the owner revoked the key that signed it, if it did (the header
+    /// was stored before, or it would not count).
+    pub key_revoked: Option<DateTime<Utc>>,
 }
 
 /// Every readable snapshot header, with trust decided.
@@ -324,13 +327,14 @@ impl Repository {
             }
         }
         let format = self.config().version;
+        let revoked = self.revocations()?;
         let originals = originals(&read);
         for (id, mut snapshot, signer, uploaded) in read {
             let replay_of = originals.get(&id).copied();
             let recorded_time = snapshot.time;
             snapshot.time = bounded_time(recorded_time, uploaded);
             let stored = uploaded.unwrap_or(recorded_time);
-            let trust = match replay_of {
+            let mut trust = match replay_of {
                 // The same signed header stored again under a new name (any
                 // writer can re-encrypt a header it can read): one
                 // snapshot, counted once.
@@ -340,6 +344,17 @@ impl Repository {
                 )),
                 None => snapshot_trust(format, &snapshot, &signer, stored, &registered),
             };
+            let key_revoked = match &signer {
+                Signer::Host(c) => revoked.cutoff(&c.key),
+                _ => None,
+            };
+            // A revoked key's header counts only if storage received it
+            // before the revocation.
+            if trust.usable()
+                && let Some(why) = revoked.refusal(&signer, uploaded)
+            {
+                trust = Trust::Untrusted(why);
+            }
             set.records.push(SnapshotRecord {
                 id: SnapshotId(id),
                 snapshot,
@@ -347,6 +362,7 @@ impl Repository {
                 uploaded,
                 signer,
                 trust,
+                key_revoked,
             });
         }
         set.records

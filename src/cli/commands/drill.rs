@@ -49,6 +49,32 @@ pub struct DrillUserArg {
         default_value = DEFAULT_DRILL_USER
     )]
     drill_user: String,
+    /// How long loading one database dump and counting its rows may take
+    /// (e.g. 30m, 4h); past it the dump fails as `timed_out` and its
+    /// database is dropped.
+    #[arg(
+        long = "db-load-timeout",
+        env = "VAULT_DB_LOAD_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "4h",
+        value_parser = parse_load_timeout
+    )]
+    db_load_timeout: std::time::Duration,
+    /// With --pg-url: load even when its role is, or can become, a
+    /// superuser or holds CREATEROLE, pg_execute_server_program,
+    /// pg_read_server_files or pg_write_server_files. Dumps can then run
+    /// programs and read or write files as that server's OS user (see
+    /// docs/SECURITY.md).
+    #[arg(long, requires = "pg_url")]
+    pg_url_trust_superuser: bool,
+}
+
+/// A `--db-load-timeout`: a duration above zero.
+fn parse_load_timeout(s: &str) -> Result<std::time::Duration, String> {
+    match vault::format::duration::parse(s).map_err(|e| e.to_string())? {
+        d if d.is_zero() => Err("the time limit must be above zero".into()),
+        d => Ok(d),
+    }
 }
 
 /// How drills load database dumps: `--pg-url` (reached with the drill's
@@ -65,6 +91,8 @@ pub fn database_drill(pg_url: Option<String>, drill_user: &DrillUserArg) -> Data
         pg_url,
         pg_env,
         drill_user: drill_user.drill_user.clone(),
+        load_timeout: drill_user.db_load_timeout,
+        pg_url_trust_privileged: drill_user.pg_url_trust_superuser,
         work_dir: std::env::temp_dir(),
     }
 }

@@ -1,4 +1,5 @@
-//! `vault key generate | list | add-owner | remove-owner | rotate-writer | add-host`.
+//! `vault key generate | list | add-owner | remove-owner | rotate-writer | add-host |
+//! revoke-host`.
 
 use std::path::PathBuf;
 
@@ -31,12 +32,16 @@ pub enum KeyCommand {
     /// Delete an owner's copy of the repository owner key; this does not
     /// revoke what that owner could already read (owner key).
     RemoveOwner(RemoveOwnerArgs),
-    /// Make a new writer key for backup hosts and retire the current one;
-    /// old snapshots stay readable (owner key).
+    /// Make a new writer key for backup hosts and retire the current one
+    /// (what the retired shared key signs from now on does not count; host
+    /// keys are not revoked); old snapshots stay readable (owner key).
     RotateWriter(RotateWriterArgs),
     /// Make a writer key for one host: it signs that host's backups, so a
     /// compromised host can forge only its own series (owner key).
     AddHost(AddHostArgs),
+    /// Revoke every key of one host: nothing it signs and storage receives
+    /// from now on counts; its earlier snapshots keep their trust (owner key).
+    RevokeHost(RevokeHostArgs),
 }
 
 /// `vault key list`.
@@ -101,6 +106,15 @@ pub struct AddHostArgs {
     writer_key_out: PathBuf,
 }
 
+/// `vault key revoke-host`.
+#[derive(Args)]
+pub struct RevokeHostArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// The host whose keys to revoke.
+    name: String,
+}
+
 /// Runs a `vault key` subcommand.
 pub fn run(command: KeyCommand) -> Result<ExitCode> {
     match command {
@@ -110,6 +124,7 @@ pub fn run(command: KeyCommand) -> Result<ExitCode> {
         KeyCommand::RemoveOwner(a) => remove_owner(a),
         KeyCommand::RotateWriter(a) => rotate_writer(a),
         KeyCommand::AddHost(a) => add_host(a),
+        KeyCommand::RevokeHost(a) => revoke_host(a),
     }
 }
 
@@ -238,6 +253,26 @@ fn rotate_writer(a: RotateWriterArgs) -> Result<ExitCode> {
         "install it on every backup host: the previous writer key is refused for new backups \
          from now on; existing snapshots stay readable by owners"
     );
+    match (&rotated.revoked_shared, &rotated.revocation_failed) {
+        (Some(r), _) => outln!(
+            "revoked: the previous shared writer key's signatures ({}): headers and index files \
+             it signs from {} on do not count",
+            r.object,
+            r.cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        (None, Some(e)) => outln!(
+            "NOT revoked: the previous shared writer key's signatures ({e}); run \
+             `vault key rotate-writer` again"
+        ),
+        (None, None) => {}
+    }
+    outln!(
+        "not revoked: host keys (`vault key add-host`; each needs a new key for this generation, \
+         and its old key's signatures still count until `vault key revoke-host HOST`); what the \
+         previous writer key already read (every index file and snapshot header sealed before \
+         now); the chunk-id key (kept, so it can still compute blob ids); storage credentials \
+         (take them away from retired hosts)"
+    );
     Ok(ExitCode::Ok)
 }
 
@@ -256,6 +291,32 @@ fn add_host(a: AddHostArgs) -> Result<ExitCode> {
         "install it on that host instead of the shared writer key: its backups record host {:?} \
          and are signed by it; the shared writer key can no longer write that host's series",
         added.host
+    );
+    Ok(ExitCode::Ok)
+}
+
+fn revoke_host(a: RevokeHostArgs) -> Result<ExitCode> {
+    let repo = a.repo.open()?;
+    let revoked = repo
+        .revoke_host(&a.name)
+        .with_context(|| format!("revoking host {:?}", a.name))?;
+    for k in &revoked.keys {
+        outln!(
+            "{} key {} of host {:?} ({}): nothing it signs that storage receives from {} on counts",
+            if k.new { "revoked" } else { "already revoked" },
+            k.key,
+            revoked.host,
+            k.object,
+            k.cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+    }
+    outln!(
+        "its earlier snapshots stay restorable and keep their trust; the key can no longer open \
+         the repository with vault, but it still reads what the writer key reads (index files, \
+         snapshot headers) and can still write to storage with a modified client: take the \
+         host's storage credentials away too, and give it a new key (`vault key add-host {}`) \
+         once it is clean",
+        revoked.host
     );
     Ok(ExitCode::Ok)
 }

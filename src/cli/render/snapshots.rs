@@ -32,7 +32,7 @@ pub fn json(list: &[SnapshotRecord]) {
             json!({ "id": r.id, "snapshot": s, "expiring_certificates": expiring,
                     "signed_by": r.signer.describe(), "trust": trust(&r.trust),
                     "untrusted_reason": reason, "counts_as_time": r.snapshot.time,
-                    "uploaded": r.uploaded })
+                    "uploaded": r.uploaded, "key_revoked": r.key_revoked })
         })
         .collect();
     super::json(&v);

@@ -321,6 +321,7 @@ impl Target {
     pub fn prepared(
         conninfo: &str,
         pg_env: &[(String, String)],
+        trust_privileged: bool,
         cancel: &Cancel,
     ) -> Result<Target, Fail> {
         let given = crate::source::postgres::conninfo_env(conninfo).map_err(Fail::setup)?;
@@ -343,8 +344,33 @@ impl Target {
         };
         let lines = Runner::psql(&p, None, &p.maintenance_db, ROLE_CHECK_SQL, cancel)
             .map_err(|f| f.into_setup("--pg-url"))?;
-        check_unprivileged(lines, "--pg-url")?;
+        if trust_privileged {
+            if let Err(Fail::Failed(_, why)) = check_unprivileged(lines, "--pg-url") {
+                tracing::warn!(
+                    "loading dumps as a privileged role because --pg-url-trust-superuser was \
+                     given: {why}"
+                );
+            }
+        } else {
+            check_unprivileged(lines, "--pg-url")?;
+        }
         Ok(Target::Prepared(p))
+    }
+
+    /// Drops database `db` and ends its sessions (after a load that ran
+    /// out of time and may still be running statements in the server).
+    pub fn discard(&self, db: &str) {
+        let drop = format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE);\n",
+            quote_ident(db)
+        );
+        let (runner, admin, maint): (&dyn Runner, Option<&str>, &str) = match self {
+            Target::Scratch(s) => (s, Some(ADMIN), "postgres"),
+            Target::Prepared(p) => (p, None, &p.maintenance_db),
+        };
+        if let Err(Fail::Failed(_, e)) = runner.psql(admin, maint, &drop, &Cancel::new()) {
+            tracing::warn!("could not drop drill database {db}: {e}");
+        }
     }
 
     /// Loads `dump` into a new database `db`, counts its rows, and drops

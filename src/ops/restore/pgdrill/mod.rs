@@ -32,6 +32,9 @@ mod toc;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +72,9 @@ pub enum DumpFailure {
     NeedsSuperuser,
     /// pg_restore or the row count failed for another reason.
     LoadFailed,
+    /// Loading and counting took longer than the drill's time limit
+    /// (`--db-load-timeout`); the database was dropped.
+    TimedOut,
     /// It loaded, and some table's row count differs from the recorded one.
     Mismatch,
 }
@@ -84,6 +90,7 @@ impl DumpFailure {
                 "needs superuser to load (drills never load dumps as superuser)"
             }
             DumpFailure::LoadFailed => "did not load",
+            DumpFailure::TimedOut => "did not load within the time limit",
             DumpFailure::Mismatch => "row counts differ",
         }
     }
@@ -131,11 +138,22 @@ pub struct DatabaseDrill {
     /// The unprivileged OS user that runs the scratch cluster and every
     /// tool reading a dump.
     pub drill_user: String,
+    /// How long loading one dump and counting its rows may take; past it
+    /// the dump fails as [`DumpFailure::TimedOut`] and its database is
+    /// dropped (a dump can sleep or loop in a constraint).
+    pub load_timeout: Duration,
+    /// Load into a `--pg-url` server even as a role that is, or can
+    /// become, a superuser or holds CREATEROLE or a pg_*_server_* role
+    /// (the operator's explicit choice; off by default).
+    pub pg_url_trust_privileged: bool,
     /// Where drills make their private directories: the restore sandbox and
     /// the scratch cluster's data and socket directory. The CLI passes the
     /// process's temporary directory (`TMPDIR`, else `/tmp`).
     pub work_dir: PathBuf,
 }
+
+/// The default of [`DatabaseDrill::load_timeout`]: four hours per dump.
+pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
 
 impl Default for DatabaseDrill {
     fn default() -> Self {
@@ -143,6 +161,8 @@ impl Default for DatabaseDrill {
             pg_url: None,
             pg_env: Vec::new(),
             drill_user: DEFAULT_DRILL_USER.into(),
+            load_timeout: DEFAULT_LOAD_TIMEOUT,
+            pg_url_trust_privileged: false,
             work_dir: PathBuf::from("/tmp"),
         }
     }
@@ -282,7 +302,9 @@ pub fn check_dumps(
         return Ok(checks);
     }
     let target = match &opts.pg_url {
-        Some(url) => load::Target::prepared(url, &opts.pg_env, cancel),
+        Some(url) => {
+            load::Target::prepared(url, &opts.pg_env, opts.pg_url_trust_privileged, cancel)
+        }
         None => DrillUser::resolve(&opts.drill_user)
             .map_err(|e| Fail::Failed(DumpFailure::Setup, e))
             .and_then(|user| load::Target::scratch(user, &opts.work_dir, cancel)),
@@ -308,13 +330,60 @@ pub fn check_dumps(
             .and_then(|c| serde_json::from_value(c.clone()).ok())
             .unwrap_or_default();
         let db = format!("vault_drill_{}_{i}", hex::encode(tag));
-        checks.push(match target.load(file, &db, cancel) {
+        let (loaded, timed_out) =
+            with_deadline(cancel, opts.load_timeout, |c| target.load(file, &db, c));
+        checks.push(match loaded {
             Ok(found) => compare(&source.name, &expected, &found),
+            Err(Fail::Cancelled) if timed_out && !cancel.is_cancelled() => {
+                // Its statements may still run in the server: the
+                // database goes, and its sessions with it.
+                target.discard(&db);
+                DumpCheck::failed(
+                    &source.name,
+                    DumpFailure::TimedOut,
+                    format!(
+                        "loading the dump and counting its rows took longer than the drill's \
+                         time limit of {} s (--db-load-timeout); stopped and dropped",
+                        opts.load_timeout.as_secs()
+                    ),
+                )
+            }
             Err(Fail::Cancelled) => return Err(cancelled()),
             Err(Fail::Failed(kind, e)) => DumpCheck::failed(&source.name, kind, e),
         });
     }
     Ok(checks)
+}
+
+/// Runs `f` with a token that is cancelled when `cancel` is, or once
+/// `limit` has passed; returns its result and whether the time ran out.
+fn with_deadline<T>(cancel: &Cancel, limit: Duration, f: impl FnOnce(&Cancel) -> T) -> (T, bool) {
+    let token = Cancel::new();
+    let done = Arc::new(AtomicBool::new(false));
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (parent, token) = (cancel.clone(), token.clone());
+        let (done, timed_out) = (done.clone(), timed_out.clone());
+        let deadline = Instant::now().checked_add(limit);
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                if parent.is_cancelled() {
+                    token.cancel();
+                    return;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    timed_out.store(true, Ordering::SeqCst);
+                    token.cancel();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let out = f(&token);
+    done.store(true, Ordering::SeqCst);
+    let _ = watcher.join();
+    (out, timed_out.load(Ordering::SeqCst))
 }
 
 fn compare(
@@ -378,6 +447,31 @@ mod tests {
             found: Some(5)
         }));
         assert_eq!(bad.failure, Some(DumpFailure::Mismatch));
+    }
+
+    #[test]
+    fn a_deadline_cancels_the_work_and_says_so() {
+        let parent = Cancel::new();
+        let (waited, timed_out) = with_deadline(&parent, Duration::from_millis(100), |c| {
+            let start = Instant::now();
+            while !c.is_cancelled() && start.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            c.is_cancelled()
+        });
+        assert!(waited && timed_out);
+        let (quick, timed_out) =
+            with_deadline(&parent, Duration::from_secs(30), |c| c.is_cancelled());
+        assert!(!quick && !timed_out);
+        parent.cancel();
+        let (seen, timed_out) = with_deadline(&parent, Duration::from_secs(30), |c| {
+            let start = Instant::now();
+            while !c.is_cancelled() && start.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            c.is_cancelled()
+        });
+        assert!(seen && !timed_out, "a signal is not a timeout");
     }
 
     #[test]
