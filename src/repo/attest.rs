@@ -25,12 +25,11 @@ pub fn claim(blob: &Id, loc: &BlobLocation) -> Claim {
     (*blob, loc.pack, loc.offset, loc.length, loc.raw_length)
 }
 
-/// Whether `attested` holds exactly this claim (the pack's kind aside: it
-/// comes from where the pack is stored).
-pub fn is_attested(attested: &Index, blob: &Id, loc: &BlobLocation) -> bool {
-    attested
-        .locations(blob)
-        .any(|l| claim(blob, &l) == claim(blob, loc))
+/// Whether an owner-signed index file loaded into `index` makes exactly
+/// this claim (the pack's kind aside: it comes from where the pack is
+/// stored).
+pub fn is_attested(index: &Index, blob: &Id, loc: &BlobLocation) -> bool {
+    index.is_attested(blob, loc)
 }
 
 /// The outcome of verifying claims.

@@ -235,7 +235,7 @@ fn unchanged(state: &State, plan: &plan::PrunePlan) -> bool {
         && loaded.files.len() <= 1
         && loaded.false_claims.is_empty()
         && state.verified.rejected.is_empty()
-        && loaded.attested.len() == loaded.index.len()
+        && loaded.index.attested_len() == loaded.index.len()
         && plan.marks.iter().copied().collect::<HashSet<_>>() == previous_marks
         && loaded
             .index
@@ -325,7 +325,7 @@ impl VerifiedClaims {
             .blobs()
             .filter(|(blob, loc)| {
                 loaded.stored.contains_key(&loc.pack)
-                    && !attest::is_attested(&loaded.attested, blob, loc)
+                    && !attest::is_attested(&loaded.index, blob, loc)
             })
             .collect();
         let packs = unattested
