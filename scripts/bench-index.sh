@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(100000 1000000 10000000)
-cargo build --release --example index_load >&2
+cargo build --release --no-default-features --example index_load >&2
 bin="${CARGO_TARGET_DIR:-target}/release/examples/index_load"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
