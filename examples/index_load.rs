@@ -121,6 +121,7 @@ fn load(dir: &Path, mode: &str) {
             stream::parse(&json, &mut Sink(&mut index)).expect("parse");
         }
     }
+    let parsed = start.elapsed();
     index.finish();
     let elapsed = start.elapsed();
     // Every generated blob is found again.
@@ -132,11 +133,12 @@ fn load(dir: &Path, mode: &str) {
     }
     assert_eq!(found, 1000.min(index.len()), "lookups find the blobs");
     println!(
-        "mode={mode} blobs={} files={} json_mib={:.0} load_s={:.3} index_bytes_per_blob={:.1}",
+        "mode={mode} blobs={} files={} json_mib={:.0} load_s={:.3} parse_s={:.3} index_bytes_per_blob={:.1}",
         index.len(),
         files.len(),
         json_bytes as f64 / 1048576.0,
         elapsed.as_secs_f64(),
+        parsed.as_secs_f64(),
         index.record_bytes() as f64 / index.len().max(1) as f64,
     );
 }
