@@ -250,7 +250,11 @@ impl Index {
         match self.tails.take() {
             None => {
                 self.records.retain(|r| r.number() != DEAD);
-                sort(&mut self.records, |r| r.key[0], |a, b| a.order().cmp(&b.order()));
+                sort(
+                    &mut self.records,
+                    |r| r.key[0],
+                    |a, b| a.order().cmp(&b.order()),
+                );
                 self.records
                     .dedup_by(|a, b| same(a, b) && (merge(a, b), true).1);
                 self.records.shrink_to_fit();
@@ -519,7 +523,9 @@ mod tests {
         let mut x: u64 = 7;
         let mut v: Vec<[u8; 3]> = (0..100_000)
             .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let b = x.to_be_bytes();
                 [b[0], b[1], b[2]]
             })
