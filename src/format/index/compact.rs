@@ -358,6 +358,35 @@ impl Index {
         })
     }
 
+    /// A copy holding only the locations an owner attested (finished, like
+    /// this one).
+    pub fn attested(&self) -> Index {
+        let keep: Vec<bool> = self.records.iter().map(Record::attested).collect();
+        let mut i = 0;
+        let tails = self.tails.as_ref().map(|t| {
+            t.iter()
+                .zip(&keep)
+                .filter_map(|(t, k)| k.then_some(*t))
+                .collect()
+        });
+        let records = self
+            .records
+            .iter()
+            .filter(|_| {
+                i += 1;
+                keep[i - 1]
+            })
+            .copied()
+            .collect();
+        Index {
+            packs: self.packs.clone(),
+            pack_numbers: self.pack_numbers.clone(),
+            records,
+            tails,
+            sorted: self.sorted,
+        }
+    }
+
     /// Number of blob locations an owner attested.
     pub fn attested_len(&self) -> usize {
         self.records.iter().filter(|r| r.attested()).count()
@@ -586,6 +615,7 @@ mod tests {
             idx.finish();
             assert_eq!(idx.len(), 1);
             assert_eq!(idx.attested_len(), 1);
+            assert_eq!(idx.attested().len(), 1);
             let loc = idx.get(&Id([1; 32])).unwrap();
             assert!(idx.is_attested(&Id([1; 32]), &loc));
             assert_eq!(idx.packs().count(), 1);
