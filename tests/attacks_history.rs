@@ -168,7 +168,10 @@ fn planted_index_entries_in_a_copy_target_do_not_make_copy_skip_data() {
     write(&src.join("b.txt"), b"hello\n");
     let snap = backup_id(&env.repo, &env.writer_key, &src);
 
-    let (index, _) = open(&env.repo, &env.writer_key).load_index().unwrap();
+    let index = open(&env.repo, &env.writer_key)
+        .load_index_files()
+        .unwrap()
+        .index;
     let t = StorageAttacker::new(&target);
     let packs = t.packs();
     let mut planted = 0;

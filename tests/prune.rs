@@ -333,3 +333,83 @@ fn a_prune_lock_held_by_a_zombie_process_is_treated_as_dead() {
     assert!(fs::read_dir(env.repo.join("locks")).map_or(true, |d| d.count() == 0));
     drop(child);
 }
+
+/// Index files (not leftovers of interrupted writes) in a local repository.
+fn index_files(repo: &Path) -> Vec<std::path::PathBuf> {
+    walk_files(&repo.join("index"))
+        .into_iter()
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect()
+}
+
+#[test]
+fn prune_compacts_many_small_index_files_into_a_few_and_a_kill_between_write_and_delete_loses_nothing()
+ {
+    let env = Env::new();
+    let src = env.path("src");
+    let mut snapshots = Vec::new();
+    for i in 0..40u64 {
+        write(&src.join(format!("f{i}.bin")), &noise(20_000, 100 + i));
+        snapshots.push(env.backup(&[&src]));
+    }
+    let before = index_files(&env.repo);
+    assert!(before.len() >= 40, "{} index files", before.len());
+    let saved = env.path("saved-index");
+    fs::create_dir_all(&saved).unwrap();
+    for f in &before {
+        fs::copy(f, saved.join(f.file_name().unwrap())).unwrap();
+    }
+
+    let r = prune_json(&env, &["--grace", "0s"]);
+    let after = index_files(&env.repo);
+    assert!(
+        after.len() <= 3,
+        "{} index files after prune: {r}",
+        after.len()
+    );
+    assert_eq!(
+        r["index_files_removed"].as_u64().unwrap(),
+        before.len() as u64,
+        "{r}"
+    );
+    assert_eq!(r["plan"]["packs_deleted"], 0, "{r}");
+    check_clean(&env);
+    let target = env.path("restored");
+    assert_success(&env.restore(snapshots.last().unwrap(), &target));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+
+    // A writer's next backup (no local record of what it wrote) still
+    // deduplicates: against the owner-signed compacted files.
+    let data_before = packs(&env.repo);
+    let (out, v) = env.backup_json(&[src.to_str().unwrap()]);
+    assert_success(&out);
+    assert!(
+        v["snapshot"]["totals"]["bytes_added"].as_u64().unwrap() < 4096,
+        "the content is stored again: {v}"
+    );
+    assert!(packs(&env.repo) <= data_before + 1, "{v}");
+
+    // A prune killed after writing the new files and before deleting the
+    // old ones leaves both: put the old ones back.
+    for f in fs::read_dir(&saved).unwrap() {
+        let f = f.unwrap().path();
+        let dest = before
+            .iter()
+            .find(|p| p.file_name() == f.file_name())
+            .unwrap();
+        fs::copy(&f, dest).unwrap();
+    }
+    assert!(index_files(&env.repo).len() >= 41);
+    check_clean(&env);
+    let target = env.path("restored-again");
+    assert_success(&env.restore(&snapshots[0], &target));
+    let first = target.join(src.strip_prefix("/").unwrap()).join("f0.bin");
+    assert_eq!(fs::read(first).unwrap(), noise(20_000, 100));
+    // The next prune finishes the job.
+    prune_json(&env, &["--grace", "0s"]);
+    assert!(index_files(&env.repo).len() <= 3);
+    check_clean(&env);
+    let target = env.path("restored-last");
+    assert_success(&env.restore(snapshots.last().unwrap(), &target));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}

@@ -688,3 +688,35 @@ fn a_drill_refuses_a_snapshot_declaring_more_than_its_disk_holds() {
             || fs::read_dir(env.repo.join("drills")).unwrap().count() == 0
     );
 }
+
+/// The compact index (backup, restore) finds blobs by the first 24 bytes of
+/// their id; a location found that way that holds another blob fails the
+/// reader's full-id check: never another blob's bytes, silently.
+#[test]
+fn a_blob_found_by_its_id_key_is_checked_against_the_full_id() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a.bin"), &noise(50_000, 9));
+    env.backup(&[&src]);
+    let repo = Repository::open(
+        Arc::new(LocalStorage::new(&env.repo)),
+        Access::IdentityFile(&env.owner_key),
+    )
+    .unwrap();
+    let full = repo.load_index_files().unwrap().index;
+    let (blob, _) = full
+        .blobs()
+        .find(|(_, l)| l.kind == BlobKind::Data)
+        .unwrap();
+    let mut other = blob;
+    other.0[31] ^= 1;
+    let (compact, damaged) = repo.load_index().unwrap();
+    assert!(damaged.is_empty());
+    assert!(!compact.is_full() && !full.contains(&other));
+    assert!(compact.contains(&other), "the same 24-byte key");
+    let mut reader = vault::repo::BlobReader::new(&repo);
+    let genuine = reader.read_indexed(&blob, &compact).unwrap();
+    assert_eq!(genuine.len() as u32, compact.get(&blob).unwrap().raw_length);
+    let err = reader.read_indexed(&other, &compact).unwrap_err();
+    assert!(err.to_string().contains(&other.to_string()), "{err}");
+}

@@ -61,11 +61,41 @@ impl fmt::Debug for Id {
 #[error("not a 64-digit hex id: {0:?}")]
 pub struct ParseIdError(String);
 
+/// The value of each hex digit (either case); 0xff for other bytes.
+const HEX: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 impl FromStr for Id {
     type Err = ParseIdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // By hand rather than `hex::decode_to_slice`: index files hold
+        // millions of ids, and this is most of their parse time.
+        let bad = || ParseIdError(s.to_owned());
+        let b = s.as_bytes();
+        if b.len() != 64 {
+            return Err(bad());
+        }
         let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).map_err(|_| ParseIdError(s.to_owned()))?;
+        for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+            let (hi, lo) = (HEX[pair[0] as usize], HEX[pair[1] as usize]);
+            if (hi | lo) & 0xf0 != 0 {
+                return Err(bad());
+            }
+            *o = hi << 4 | lo;
+        }
         Ok(Id(out))
     }
 }
@@ -78,8 +108,19 @@ impl Serialize for Id {
 
 impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        // A visitor rather than a `String`: index files hold millions of
+        // ids, parsed without an allocation each.
+        struct HexId;
+        impl serde::de::Visitor<'_> for HexId {
+            type Value = Id;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a 64-digit hex id")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Id, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(HexId)
     }
 }
 
@@ -156,6 +197,9 @@ mod tests {
         assert_eq!(id.to_hex().parse::<Id>().unwrap(), id);
         assert!("abc".parse::<Id>().is_err());
         assert!("zz".repeat(32).parse::<Id>().is_err());
+        assert!(format!("{}g", &id.to_hex()[1..]).parse::<Id>().is_err());
+        assert!(format!("{}0", id.to_hex()).parse::<Id>().is_err());
+        assert_eq!(id.to_hex().to_uppercase().parse::<Id>().unwrap(), id);
     }
 
     #[test]

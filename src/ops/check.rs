@@ -204,7 +204,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, report: &mut CheckReport) -
     if let Some((n, m)) = opts.read_data {
         repo.keys().require_owner("check --read-data")?;
         let verified = check_data(repo, &loaded, n, m, report);
-        attest_verified(repo, &loaded.attested, verified, report);
+        attest_verified(repo, &loaded.index, verified, report);
     }
     Ok(())
 }

@@ -247,7 +247,7 @@ fn plan_transfer(
     let live = |p: &Id| dst.stored.contains_key(p) && !dst.condemned.contains_key(p);
     // Format 1 signs nothing: there, as before, every index entry counts.
     let (mut attested, mut dst_index) = if signs_index_files(target) {
-        (dst.attested, dst.index)
+        (dst.index.attested(), dst.index)
     } else {
         (dst.index, Default::default())
     };
@@ -537,7 +537,7 @@ fn object_size(repo: &Repository, key: &str) -> Result<u64> {
 fn verify_structure(target: &Repository, needed: &HashSet<Id>) -> Result<()> {
     let loaded = target.load_index_files()?;
     let mut index = if signs_index_files(target) {
-        loaded.attested
+        loaded.index.attested()
     } else {
         loaded.index
     };

@@ -14,8 +14,11 @@ use crate::format::id::Id;
 use crate::format::index::{BlobLocation, Index, IndexFile, IndexedBlob, IndexedPack};
 use crate::repo::{BlobReader, ObjectKind, Repository};
 
-/// Packs listed per attested index file.
-const PACKS_PER_FILE: usize = 4096;
+/// Blobs listed per attested index file (a pack holding more gets a file of
+/// its own). About 28 MiB of JSON, 10 MiB stored: a few files for millions
+/// of blobs, each far below what readers accept
+/// ([`crate::repo::documents`]) and parsed in a few tens of milliseconds.
+pub const BLOBS_PER_FILE: usize = 1 << 18;
 
 /// A location as an exact claim: blob, pack, offset, length, raw length.
 pub type Claim = (Id, Id, u32, u32, u32);
@@ -25,12 +28,11 @@ pub fn claim(blob: &Id, loc: &BlobLocation) -> Claim {
     (*blob, loc.pack, loc.offset, loc.length, loc.raw_length)
 }
 
-/// Whether `attested` holds exactly this claim (the pack's kind aside: it
-/// comes from where the pack is stored).
-pub fn is_attested(attested: &Index, blob: &Id, loc: &BlobLocation) -> bool {
-    attested
-        .locations(blob)
-        .any(|l| claim(blob, &l) == claim(blob, loc))
+/// Whether an owner-signed index file loaded into `index` makes exactly
+/// this claim (the pack's kind aside: it comes from where the pack is
+/// stored).
+pub fn is_attested(index: &Index, blob: &Id, loc: &BlobLocation) -> bool {
+    index.is_attested(blob, loc)
 }
 
 /// The outcome of verifying claims.
@@ -76,9 +78,9 @@ pub fn write_attested(
 ) -> Result<u64> {
     repo.keys().require_owner("attesting index entries")?;
     let mut written = 0;
-    let mut chunks = packs.chunks(PACKS_PER_FILE);
+    let mut files = split_files(packs).into_iter();
     let mut file = IndexFile {
-        packs: chunks.next().map(<[_]>::to_vec).unwrap_or_default(),
+        packs: files.next().unwrap_or_default(),
         condemned,
     };
     loop {
@@ -86,10 +88,10 @@ pub fn write_attested(
             repo.put_signed_json(ObjectKind::Index, &file)?;
             written += 1;
         }
-        match chunks.next() {
-            Some(c) => {
+        match files.next() {
+            Some(packs) => {
                 file = IndexFile {
-                    packs: c.to_vec(),
+                    packs,
                     condemned: Vec::new(),
                 }
             }
@@ -97,6 +99,22 @@ pub fn write_attested(
         }
     }
     Ok(written)
+}
+
+/// Splits `packs` into files of at most [`BLOBS_PER_FILE`] blobs (a larger
+/// pack alone in its own), in order.
+fn split_files(packs: &[IndexedPack]) -> Vec<Vec<IndexedPack>> {
+    let mut files: Vec<Vec<IndexedPack>> = Vec::new();
+    let mut blobs = 0;
+    for p in packs {
+        if files.is_empty() || blobs + p.blobs.len() > BLOBS_PER_FILE {
+            files.push(Vec::new());
+            blobs = 0;
+        }
+        blobs += p.blobs.len();
+        files.last_mut().expect("just pushed").push(p.clone());
+    }
+    files
 }
 
 /// Groups claims into index packs (kind as given), blobs in offset order.
@@ -127,4 +145,41 @@ pub fn group_by_pack(claims: impl IntoIterator<Item = (Id, BlobLocation)>) -> Ve
         p.blobs.sort_by_key(|b| b.offset);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::pack::BlobKind;
+
+    #[test]
+    fn files_hold_at_most_the_blob_budget_and_every_pack_once() {
+        let pack = |n: u8, blobs: usize| IndexedPack {
+            id: Id([n; 32]),
+            kind: BlobKind::Data,
+            blobs: vec![
+                IndexedBlob {
+                    id: Id([0; 32]),
+                    offset: 0,
+                    length: 1,
+                    raw_length: 1,
+                };
+                blobs
+            ],
+        };
+        let packs = [
+            pack(1, BLOBS_PER_FILE / 2),
+            pack(2, BLOBS_PER_FILE / 2),
+            pack(3, 1),
+            pack(4, BLOBS_PER_FILE + 1),
+            pack(5, 3),
+        ];
+        let files = split_files(&packs);
+        let ids: Vec<Vec<u8>> = files
+            .iter()
+            .map(|f| f.iter().map(|p| p.id.0[0]).collect())
+            .collect();
+        assert_eq!(ids, vec![vec![1, 2], vec![3], vec![4], vec![5]]);
+        assert!(split_files(&[]).is_empty());
+    }
 }

@@ -254,6 +254,31 @@ impl Repository {
         kind: ObjectKind,
         signed: Option<SignedKind>,
     ) -> Result<Documents<(T, Signer)>> {
+        self.visit_documents(kind, signed, |_, json, _| {
+            serde_json::from_slice(json).map_err(|e| e.to_string())
+        })
+    }
+
+    /// Like [`Repository::read_signed_documents`], but hands each
+    /// document's JSON to `parse` (with its id and signer) as soon as it is
+    /// read and keeps only what `parse` returns: one document's JSON at a
+    /// time is held. An `Err` from `parse` (a message saying why) makes the
+    /// document unreadable, like one that is not valid JSON.
+    pub fn visit_signed_documents<T>(
+        &self,
+        kind: ObjectKind,
+        signed: SignedKind,
+        parse: impl FnMut(&Id, &[u8], &Signer) -> std::result::Result<T, String>,
+    ) -> Result<Documents<(T, Signer)>> {
+        self.visit_documents(kind, Some(signed), parse)
+    }
+
+    fn visit_documents<T>(
+        &self,
+        kind: ObjectKind,
+        signed: Option<SignedKind>,
+        mut parse: impl FnMut(&Id, &[u8], &Signer) -> std::result::Result<T, String>,
+    ) -> Result<Documents<(T, Signer)>> {
         let mut out = Documents {
             read: Vec::new(),
             unreadable: Vec::new(),
@@ -262,7 +287,10 @@ impl Repository {
             let Some(id) = id_from_key(&obj.key) else {
                 continue;
             };
-            match self.read_document(&obj.key, Some(obj.size), signed) {
+            let doc = self.read_document_with(&obj.key, Some(obj.size), signed, |json, signer| {
+                parse(&id, json, signer)
+            });
+            match doc {
                 Ok(doc) => out.read.push((obj.key, id, doc)),
                 Err(Failure::Vanished) => {}
                 Err(Failure::Damaged(error)) => out.unreadable.push(Unreadable {
@@ -285,6 +313,18 @@ impl Repository {
         key: &str,
         listed_size: Option<u64>,
         signed: Option<SignedKind>,
+    ) -> std::result::Result<(T, Signer), Failure> {
+        self.read_document_with(key, listed_size, signed, |json, _| {
+            serde_json::from_slice(json).map_err(|e| e.to_string())
+        })
+    }
+
+    fn read_document_with<T>(
+        &self,
+        key: &str,
+        listed_size: Option<u64>,
+        signed: Option<SignedKind>,
+        parse: impl FnOnce(&[u8], &Signer) -> std::result::Result<T, String>,
     ) -> std::result::Result<(T, Signer), Failure> {
         let limit = kind_of(key).map_or(limit(ObjectKind::Lock), limit);
         if let Some(size) = listed_size
@@ -358,12 +398,12 @@ impl Repository {
         }
         self.doc_slack
             .spend((json.len() as u64).saturating_sub(limit.by_ratio(stored.len() as u64)));
-        let doc = serde_json::from_slice(&json)
-            .map_err(|e| foreign(format!("not a valid document: {e}")))?;
         let signer = match signed {
             Some(kind) => trust::check_block(self.keys(), &self.config().id, kind, &json, block),
             None => Signer::Unsigned,
         };
+        let doc =
+            parse(&json, &signer).map_err(|e| foreign(format!("not a valid document: {e}")))?;
         Ok((doc, signer))
     }
 

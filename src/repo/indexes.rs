@@ -27,7 +27,9 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::format::id::Id;
-use crate::format::index::{Index, IndexFile, IndexedBlob, IndexedPack};
+use crate::format::index::compact::MAX_PACKS;
+use crate::format::index::stream::{self, IndexSink};
+use crate::format::index::{Index, IndexedBlob};
 use crate::format::pack::{BlobKind, ENTRY_LEN};
 use crate::format::signature::SignedKind;
 use crate::repo::trust::Signer;
@@ -55,12 +57,12 @@ impl std::fmt::Display for FalseClaim {
 #[derive(Default)]
 pub struct LoadedIndex {
     /// The merged index of every readable index file (for
-    /// [`Repository::load_dedup_index`]: of the trusted ones only).
+    /// [`Repository::load_dedup_index`]: of the trusted ones only). Entries
+    /// listed by an index file the repository owner signed are marked
+    /// attested ([`Index::is_attested`]): an owner verified them (by reading
+    /// the blobs) or wrote them itself. None are from
+    /// [`Repository::load_dedup_index`].
     pub index: Index,
-    /// The locations listed by index files the repository owner signed:
-    /// an owner verified them (by reading the blobs) or wrote them itself.
-    /// Empty from [`Repository::load_dedup_index`].
-    pub attested: Index,
     /// Every data and tree pack in storage, listed after the index files
     /// were read (so every pack they name that exists is in it).
     pub stored: HashMap<Id, StoredPack>,
@@ -76,11 +78,60 @@ pub struct LoadedIndex {
     pub false_claims: Vec<FalseClaim>,
 }
 
+/// The blobs one index file lists for one pack: records `start..end` of the
+/// index being built, before [`Index::finish`].
+struct Claimed {
+    file: usize,
+    pack: u32,
+    kind: BlobKind,
+    start: usize,
+    end: usize,
+}
+
+/// The [`IndexSink`] of one index file: pushes its blobs into the index
+/// (unless the file is not wanted) and notes which pack claims which.
+struct Loading<'a> {
+    index: &'a mut Index,
+    claims: &'a mut Vec<Claimed>,
+    file: usize,
+    attested: bool,
+    wanted: bool,
+    too_many_packs: bool,
+}
+
+impl IndexSink for Loading<'_> {
+    fn blob(&mut self, blob: &IndexedBlob) {
+        if self.wanted {
+            self.index.push(None, blob, self.attested);
+        }
+    }
+
+    fn pack(&mut self, id: Id, kind: BlobKind, blobs: usize) {
+        if !self.wanted {
+            return;
+        }
+        let Some(pack) = self.index.number_pack(id, kind) else {
+            self.too_many_packs = true;
+            return;
+        };
+        let end = self.index.pushed();
+        self.index.assign(end - blobs..end, pack);
+        self.claims.push(Claimed {
+            file: self.file,
+            pack,
+            kind,
+            start: end - blobs,
+            end,
+        });
+    }
+}
+
 impl Repository {
-    /// Loads every index file (see [`Repository::load_index_files`]) and
-    /// returns the index with the index files that could not be read.
+    /// Loads every index file into a compact index (see
+    /// [`crate::format::index::compact`]; for restore) and returns it with
+    /// the index files that could not be read.
     pub fn load_index(&self) -> Result<(Index, Vec<Error>)> {
-        let loaded = self.load_index_files()?;
+        let loaded = self.load_index_selected(None, Index::compact())?;
         for f in &loaded.foreign {
             tracing::warn!("ignored: {f}");
         }
@@ -88,14 +139,15 @@ impl Repository {
     }
 
     /// Reads every index file, then lists the packs in storage, and merges
-    /// the claims that can be true (module docs). Also returns what prune
-    /// needs besides the index: the files read and the deletion marks.
+    /// the claims that can be true (module docs) into a full index (exact
+    /// ids, for prune, check and copy). Also returns what prune needs
+    /// besides the index: the files read and the deletion marks.
     pub fn load_index_files(&self) -> Result<LoadedIndex> {
-        self.load_index_selected(None)
+        self.load_index_selected(None, Index::full())
     }
 
-    /// The index a backup may deduplicate against: the index files the
-    /// repository owner signed, and those `also_trust` accepts (its own).
+    /// The index a backup may deduplicate against, compact: the index files
+    /// the repository owner signed, and those `also_trust` accepts (its own).
     ///
     /// Index files are claims anyone with the writer key can make; a
     /// backup that deduplicates against a planted entry ("blob X lives at
@@ -103,11 +155,53 @@ impl Repository {
     /// other hosts' index files are never a source for deduplication; they
     /// stay readable for restore, which verifies every blob.
     pub fn load_dedup_index(&self, also_trust: &IndexTrust<'_>) -> Result<LoadedIndex> {
-        self.load_index_selected(Some(also_trust))
+        self.load_index_selected(Some(also_trust), Index::compact())
     }
 
-    fn load_index_selected(&self, dedup: Option<&IndexTrust<'_>>) -> Result<LoadedIndex> {
-        let docs = self.read_signed_documents::<IndexFile>(ObjectKind::Index, SignedKind::Index)?;
+    fn load_index_selected(
+        &self,
+        dedup: Option<&IndexTrust<'_>>,
+        mut index: Index,
+    ) -> Result<LoadedIndex> {
+        let mut claims: Vec<Claimed> = Vec::new();
+        let mut keys_read = 0usize;
+        // Each file's blobs go straight into the index as they are parsed
+        // (no file is held as a whole); a file that fails halfway is rolled
+        // back.
+        let docs = self.visit_signed_documents(
+            ObjectKind::Index,
+            SignedKind::Index,
+            |id, json, signer| {
+                let by_owner = *signer == Signer::Owner;
+                let mark = index.mark();
+                let claims_before = claims.len();
+                let mut sink = Loading {
+                    index: &mut index,
+                    claims: &mut claims,
+                    file: keys_read,
+                    attested: by_owner && dedup.is_none(),
+                    wanted: match dedup {
+                        None => true,
+                        Some(also) => by_owner || also(id, signer),
+                    },
+                    too_many_packs: false,
+                };
+                let parsed = stream::parse(json, &mut sink).map_err(|e| e.to_string());
+                let parsed = match (parsed, sink.too_many_packs) {
+                    (Ok(_), true) => Err(format!(
+                        "names more than {MAX_PACKS} packs, more than vault indexes"
+                    )),
+                    (p, _) => p,
+                };
+                if parsed.is_ok() {
+                    keys_read += 1;
+                } else {
+                    index.rollback(mark);
+                    claims.truncate(claims_before);
+                }
+                parsed
+            },
+        )?;
         // Listed after the index files were read: a backup finishing
         // meanwhile stored its packs before the index file naming them.
         let stored = list_packs(self.storage().as_ref())?;
@@ -117,41 +211,37 @@ impl Repository {
         // a pack forever: ignored.
         let horizon = chrono::Utc::now()
             + chrono::Duration::hours(crate::format::snapshot::FUTURE_SLACK_HOURS);
-        for (key, id, (file, signer)) in docs.read {
-            let by_owner = signer == Signer::Owner;
-            let wanted = match dedup {
-                None => true,
-                Some(also) => by_owner || also(&id, &signer),
-            };
-            for pack in &file.packs {
-                let claimed = admit(&key, pack, stored.get(&pack.id), max_chunk);
-                if let Err(claim) = &claimed.1 {
-                    loaded.false_claims.push(claim.clone());
-                }
-                if wanted {
-                    loaded.index.add_pack(&claimed.0);
-                }
-                if by_owner && dedup.is_none() {
-                    loaded.attested.add_pack(&claimed.0);
-                }
-            }
+        for (key, _, (condemned, signer)) in docs.read {
             // Only prune (an owner) marks packs: in format 2 a mark in a
             // file the owner did not sign is ignored, so a planted one
             // cannot hurry a deletion.
-            if self.config().version >= 2 && !by_owner {
-                loaded.files.push(key);
-                continue;
-            }
-            for mark in file.condemned.into_iter().filter(|m| m.since <= horizon) {
-                // Several records for one pack: the latest wins, so a pack
-                // waits the longest grace anyone asked for.
-                let since = loaded.condemned.entry(mark.pack).or_insert(mark.since);
-                *since = (*since).max(mark.since);
+            let by_owner = signer == Signer::Owner;
+            if self.config().version < 2 || by_owner {
+                for mark in condemned.into_iter().filter(|m| m.since <= horizon) {
+                    // Several records for one pack: the latest wins, so a
+                    // pack waits the longest grace anyone asked for.
+                    let since = loaded.condemned.entry(mark.pack).or_insert(mark.since);
+                    *since = (*since).max(mark.since);
+                }
             }
             loaded.files.push(key);
         }
-        loaded.index.finish();
-        loaded.attested.finish();
+        for c in &claims {
+            let pack = index.pack_id(c.pack);
+            let stored = stored.get(&pack);
+            if let Some(s) = stored {
+                index.set_kind(c.pack, s.kind);
+            }
+            if let Err(what) = admit(&mut index, c, stored, max_chunk) {
+                loaded.false_claims.push(FalseClaim {
+                    file: loaded.files[c.file].clone(),
+                    pack,
+                    what,
+                });
+            }
+        }
+        index.finish();
+        loaded.index = index;
         for u in docs.unreadable {
             if u.foreign {
                 loaded.foreign.push(u);
@@ -164,51 +254,45 @@ impl Repository {
     }
 }
 
-/// What one index file's entry for one pack may add to the index: the pack
-/// under its stored kind with the blobs that can be true, and what was
-/// dropped.
+/// Drops from `index` the blobs of one index file's claim about one pack
+/// that cannot be true, and says what was false.
 fn admit(
-    file: &str,
-    pack: &IndexedPack,
+    index: &mut Index,
+    c: &Claimed,
     stored: Option<&StoredPack>,
     max_chunk: u32,
-) -> (IndexedPack, std::result::Result<(), FalseClaim>) {
-    let claim = |what: String| FalseClaim {
-        file: file.to_owned(),
-        pack: pack.id,
-        what,
-    };
+) -> std::result::Result<(), String> {
+    let range = c.start..c.end;
     let Some(stored) = stored else {
         // Not in storage: known by id (for `vault check` and prune's
         // marks), no locations.
-        let kind = pack.kind;
-        return (empty(pack.id, kind), Ok(()));
+        index.drop_unless(range, |_, _, _| false);
+        return Ok(());
     };
     let mut problems = Vec::new();
-    if pack.kind != stored.kind {
+    if c.kind != stored.kind {
         problems.push(format!(
             "listed as a {} pack; storage holds it under {}/",
-            pack.kind.folder(),
+            c.kind.folder(),
             stored.kind.folder()
         ));
     }
     let capacity = stored.size / ENTRY_LEN as u64;
-    if pack.blobs.len() as u64 > capacity {
+    let blobs = (c.end - c.start) as u64;
+    if blobs > capacity {
         problems.push(format!(
-            "claims {} blobs; a pack of {} bytes holds at most {capacity}",
-            pack.blobs.len(),
+            "claims {blobs} blobs; a pack of {} bytes holds at most {capacity}",
             stored.size
         ));
-        return (empty(pack.id, stored.kind), Err(claim(problems.join("; "))));
+        index.drop_unless(range, |_, _, _| false);
+        return Err(problems.join("; "));
     }
     let limit = max_raw(stored.kind, max_chunk);
-    let fits = |b: &IndexedBlob| {
-        b.offset as u64 + b.length as u64 <= stored.size
-            && b.length <= MAX_COMPRESSED
-            && b.raw_length <= limit
-    };
-    let blobs: Vec<IndexedBlob> = pack.blobs.iter().copied().filter(fits).collect();
-    let dropped = pack.blobs.len() - blobs.len();
+    let dropped = index.drop_unless(range, |offset, length, raw_length| {
+        offset as u64 + length as u64 <= stored.size
+            && length <= MAX_COMPRESSED
+            && raw_length <= limit
+    });
     if dropped > 0 {
         problems.push(format!(
             "{dropped} blob(s) lie outside the pack's {} bytes or are larger than a {} blob \
@@ -217,23 +301,10 @@ fn admit(
             stored.kind.folder()
         ));
     }
-    let admitted = IndexedPack {
-        id: pack.id,
-        kind: stored.kind,
-        blobs,
-    };
     if problems.is_empty() {
-        (admitted, Ok(()))
+        Ok(())
     } else {
-        (admitted, Err(claim(problems.join("; "))))
-    }
-}
-
-fn empty(id: Id, kind: BlobKind) -> IndexedPack {
-    IndexedPack {
-        id,
-        kind,
-        blobs: Vec::new(),
+        Err(problems.join("; "))
     }
 }
 
@@ -258,39 +329,52 @@ mod tests {
         }
     }
 
-    #[test]
-    fn kinds_come_from_storage_and_impossible_blobs_are_dropped() {
-        let pack = IndexedPack {
-            id: Id([1; 32]),
-            kind: BlobKind::Tree,
-            blobs: vec![
-                blob(0, 100, 200),
-                blob(100, 540 << 20, 200),
-                blob(200, 10, 1 << 30),
-            ],
+    /// One claim of `blobs` in a pack listed as `kind`, pushed into a new
+    /// index.
+    fn claim(kind: BlobKind, blobs: &[IndexedBlob]) -> (Index, Claimed) {
+        let mut index = Index::full();
+        let pack = index.number_pack(Id([1; 32]), kind).unwrap();
+        for b in blobs {
+            index.push(Some(pack), b, false);
+        }
+        let c = Claimed {
+            file: 0,
+            pack,
+            kind,
+            start: 0,
+            end: blobs.len(),
         };
-        let (got, claim) = admit("index/x", &pack, Some(&stored(BlobKind::Data, 4096)), 65536);
-        assert_eq!(got.kind, BlobKind::Data);
-        assert_eq!(got.blobs.len(), 1);
-        let claim = claim.unwrap_err();
-        assert!(claim.what.contains("listed as a tree pack"), "{claim}");
-        assert!(claim.what.contains("2 blob(s)"), "{claim}");
+        (index, c)
+    }
+
+    #[test]
+    fn impossible_blobs_are_dropped_and_a_wrong_kind_is_reported() {
+        let blobs = [
+            blob(0, 100, 200),
+            blob(100, 540 << 20, 200),
+            blob(200, 10, 1 << 30),
+        ];
+        let (mut index, c) = claim(BlobKind::Tree, &blobs);
+        let s = stored(BlobKind::Data, 4096);
+        let what = admit(&mut index, &c, Some(&s), 65536).unwrap_err();
+        index.finish();
+        assert_eq!(index.len(), 1);
+        assert!(what.contains("listed as a tree pack"), "{what}");
+        assert!(what.contains("2 blob(s)"), "{what}");
     }
 
     #[test]
     fn more_blobs_than_a_pack_can_hold_are_all_refused() {
-        let pack = IndexedPack {
-            id: Id([1; 32]),
-            kind: BlobKind::Data,
-            blobs: (0..3).map(|i| blob(i, 1, 1)).collect(),
-        };
-        let (got, claim) = admit("index/x", &pack, Some(&stored(BlobKind::Data, 100)), 65536);
-        assert!(got.blobs.is_empty());
-        assert!(claim.unwrap_err().what.contains("at most 2"));
-        let (got, claim) = admit("index/x", &pack, None, 65536);
-        assert!(
-            got.blobs.is_empty() && claim.is_ok(),
-            "unstored: known, no locations"
-        );
+        let blobs: Vec<_> = (0..3).map(|i| blob(i, 1, 1)).collect();
+        let (mut index, c) = claim(BlobKind::Data, &blobs);
+        let what = admit(&mut index, &c, Some(&stored(BlobKind::Data, 100)), 65536).unwrap_err();
+        index.finish();
+        assert!(index.is_empty());
+        assert!(what.contains("at most 2"));
+        let (mut index, c) = claim(BlobKind::Data, &blobs);
+        assert!(admit(&mut index, &c, None, 65536).is_ok());
+        index.finish();
+        assert!(index.is_empty(), "unstored: known, no locations");
+        assert_eq!(index.packs().count(), 1);
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::{Moto, S3Env, vault_at};
 use crate::util::*;
-use vault::storage::{S3Storage, Storage};
+use vault::storage::{S3Options, S3Storage, Storage};
 
 /// What the proxy does with one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +58,31 @@ type Rule = dyn Fn(&Request<'_>) -> Fault + Send + Sync;
 pub struct Proxy {
     pub port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
+    packs: Arc<InFlight>,
+}
+
+/// GETs of pack objects being answered now, and the most seen at once.
+#[derive(Default)]
+struct InFlight {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// One pack GET counted in [`InFlight`] until dropped.
+struct Counted<'a>(&'a InFlight);
+
+impl<'a> Counted<'a> {
+    fn new(f: &'a InFlight) -> Self {
+        let n = f.now.fetch_add(1, Ordering::SeqCst) + 1;
+        f.peak.fetch_max(n, Ordering::SeqCst);
+        Counted(f)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Proxy {
@@ -68,20 +93,27 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let packs = Arc::new(InFlight::default());
         let rule: Arc<Rule> = Arc::new(rule);
-        let log = seen.clone();
+        let (log, counter) = (seen.clone(), packs.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(client) = conn else { continue };
-                let (rule, log) = (rule.clone(), log.clone());
-                std::thread::spawn(move || serve(client, upstream, &*rule, &log));
+                let (rule, log, counter) = (rule.clone(), log.clone(), counter.clone());
+                std::thread::spawn(move || serve(client, upstream, &*rule, &log, &counter));
             }
         });
-        Proxy { port, seen }
+        Proxy { port, seen, packs }
     }
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The most GETs of pack objects (`data/`, `tree/`) answered at once so
+    /// far; resets the count.
+    pub fn take_peak_pack_gets(&self) -> usize {
+        self.packs.peak.swap(0, Ordering::SeqCst)
     }
 
     /// Requests seen so far for which `pred` holds.
@@ -113,7 +145,7 @@ fn header<'a>(lines: &'a [String], name: &str) -> Option<&'a str> {
     })
 }
 
-fn serve(client: TcpStream, upstream: u16, rule: &Rule, seen: &Mutex<Vec<Seen>>) {
+fn serve(client: TcpStream, upstream: u16, rule: &Rule, seen: &Mutex<Vec<Seen>>, packs: &InFlight) {
     let mut out = client.try_clone().unwrap();
     let mut input = BufReader::new(client);
     let Some(head) = read_head(&mut input) else {
@@ -134,6 +166,8 @@ fn serve(client: TcpStream, upstream: u16, rule: &Rule, seen: &Mutex<Vec<Seen>>)
         target: &target,
         body_len,
     });
+    let is_pack = method == "GET" && (target.contains("/data/") || target.contains("/tree/"));
+    let _counted = is_pack.then(|| Counted::new(packs));
     seen.lock().unwrap().push(Seen {
         method: method.clone(),
         target,
@@ -467,6 +501,58 @@ fn a_restore_fetches_each_pack_window_about_once() {
         gets <= windows + packs.len() as u64,
         "{gets} GETs for {windows} windows in {} packs",
         packs.len()
+    );
+}
+
+#[test]
+fn restore_reads_ahead_a_bounded_number_of_pack_windows() {
+    use vault::storage::s3::{MAX_READ_AHEAD, READ_AHEAD};
+    let moto = Moto::start();
+    moto.create_bucket("ahead");
+    // ~40 MiB of incompressible data: three 16 MiB packs of four windows.
+    let env = S3Env::new("s3://ahead/r", 40 << 20);
+    assert_success(&env.init(&moto.endpoint(), &[]));
+    assert_success(&env.backup(&moto.endpoint(), &[]));
+    // Slow answers, so that requests made one after another never overlap
+    // and those in flight together are seen together.
+    let proxy = Proxy::start(moto.port, |r| {
+        if r.method == "GET" && r.target.contains("/r/data/") {
+            Fault::Delay(Duration::from_millis(100))
+        } else {
+            Fault::Pass
+        }
+    });
+    let options = S3Options {
+        endpoint: Some(proxy.endpoint()),
+        ..moto.options()
+    };
+    let s3 = S3Storage::open("s3://ahead/r", &options).unwrap();
+    let pack = s3
+        .list("data/")
+        .unwrap()
+        .into_iter()
+        .max_by_key(|p| p.size)
+        .unwrap();
+    assert!(pack.size > 3 * (4 << 20), "a pack of four windows");
+    // One stream read front to back: a single reader, so every GET beyond
+    // one in flight is read-ahead.
+    let mut bytes = Vec::new();
+    s3.open(&pack.key).unwrap().read_to_end(&mut bytes).unwrap();
+    assert_eq!(bytes, s3.get(&pack.key).unwrap());
+    let one = proxy.take_peak_pack_gets();
+    assert!(
+        one > 1 && one <= 1 + READ_AHEAD,
+        "{one} GETs at once for one stream"
+    );
+    // A whole restore: each worker and the tree walk read one window at a
+    // time themselves, plus at most MAX_READ_AHEAD ahead for the storage.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    assert_success(&env.restore_and_compare(&proxy.endpoint(), &[]));
+    let all = proxy.take_peak_pack_gets();
+    eprintln!("pack GETs at once: {one} for one stream, {all} in a restore");
+    assert!(
+        all > 1 && all <= workers + 1 + MAX_READ_AHEAD,
+        "{all} GETs at once in a restore with {workers} workers"
     );
 }
 

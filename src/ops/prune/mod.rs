@@ -10,6 +10,19 @@
 //! repository that the next prune finishes: new packs, then the new index
 //! files (with the marks), then removal of the index files it replaced,
 //! then the pack deletions, last the lock.
+//!
+//! Prune is also the index's compaction: whenever it finds more than one
+//! index file (or anything to change), it rewrites every entry of a stored
+//! pack it keeps into owner-signed index files of at most
+//! [`attest::BLOBS_PER_FILE`] blobs each, so the many small files backups
+//! write (one or more per run and host) become a few. The trust rules stay
+//! those of every owner-signed file: an entry no owner attested is read
+//! back first (once: it is attested from then on), a false one is never
+//! signed. Write order for compaction: every new file is stored (a put
+//! returns once the object is durable: fsynced locally, acknowledged by
+//! S3), and only then are the files it replaces deleted. Killed in between,
+//! both sets remain; loading merges identical entries, so nothing is lost
+//! and nothing counts twice, and the next prune removes the old ones.
 
 mod locks;
 pub mod plan;
@@ -239,7 +252,7 @@ fn unchanged(state: &State, plan: &plan::PrunePlan) -> bool {
         && loaded.files.len() <= 1
         && loaded.false_claims.is_empty()
         && state.verified.rejected.is_empty()
-        && loaded.attested.len() == loaded.index.len()
+        && loaded.index.attested_len() == loaded.index.len()
         && plan.marks.iter().copied().collect::<HashSet<_>>() == previous_marks
         && loaded
             .index
@@ -329,7 +342,7 @@ impl VerifiedClaims {
             .blobs()
             .filter(|(blob, loc)| {
                 loaded.stored.contains_key(&loc.pack)
-                    && !attest::is_attested(&loaded.attested, blob, loc)
+                    && !attest::is_attested(&loaded.index, blob, loc)
             })
             .collect();
         let packs = unattested

@@ -37,6 +37,8 @@ pub use options::S3Options;
 
 #[cfg(feature = "s3")]
 pub use backend::S3Storage;
+#[cfg(feature = "s3")]
+pub use read::{MAX_READ_AHEAD, READ_AHEAD};
 
 #[cfg(feature = "s3")]
 mod backend {

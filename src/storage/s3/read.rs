@@ -1,13 +1,26 @@
 //! Reads: whole objects, and seekable streams through ranged GETs whose
 //! windows are shared by every reader of the storage.
 //!
+//! Read-ahead: a stream that enters a window (at its start, or moving
+//! forward) starts GETs for the next [`READ_AHEAD`] windows of the object in
+//! the background, into the shared window cache, so that while one window
+//! is decrypted and decompressed the next are already on their way: a
+//! restore from a store tens of milliseconds away stays bound by bandwidth,
+//! not by round trips. Bounded twice: at most [`READ_AHEAD`] background
+//! GETs per stream, [`MAX_READ_AHEAD`] per storage (so a restore worker
+//! keeps at most one GET of its own and a few ahead in flight), and never
+//! past the object's end. A background GET that fails leaves its window
+//! empty; the stream then fetches it itself and reports the error.
+//!
 //! On a versioned bucket every read is of the object's first version (see
 //! `versions`): vault never replaces an object, so a later version is
 //! someone else's overwrite.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 
@@ -24,8 +37,15 @@ pub(super) const READ_WINDOW: u64 = 4 << 20;
 pub(super) const NOT_FOUND_WAITS: u32 = 2;
 
 /// Windows of objects kept for readers; objects are immutable, so a
-/// window fetched once serves every reader of this storage.
-const CACHED_WINDOWS: usize = 8;
+/// window fetched once serves every reader of this storage. Room for every
+/// window being read and read ahead by a few streams.
+const CACHED_WINDOWS: usize = 16;
+
+/// Windows one stream fetches ahead of the one it reads.
+pub const READ_AHEAD: usize = 2;
+
+/// Background GETs in flight per storage.
+pub const MAX_READ_AHEAD: usize = 6;
 
 /// Which window: the object key and the window's start offset.
 type WindowId = (String, u64);
@@ -42,6 +62,26 @@ type WindowSlot = Arc<Mutex<Option<(Arc<Vec<u8>>, u64)>>>;
 pub(super) struct WindowCache {
     /// The windows, and their keys oldest first (for eviction).
     slots: Mutex<(HashMap<WindowId, WindowSlot>, VecDeque<WindowId>)>,
+    /// Background GETs in flight.
+    ahead: AtomicUsize,
+}
+
+impl WindowCache {
+    /// Whether the window is cached or being fetched.
+    fn has(&self, key: &str, start: u64) -> bool {
+        let guard = self.slots.lock().expect("window cache lock");
+        guard.0.contains_key(&(key.to_owned(), start))
+    }
+
+    /// Takes one of the storage's [`MAX_READ_AHEAD`] background GETs, if
+    /// one is free.
+    fn take_ahead(&self) -> bool {
+        self.ahead
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_READ_AHEAD).then_some(n + 1)
+            })
+            .is_ok()
+    }
 }
 
 impl S3Storage {
@@ -213,7 +253,18 @@ impl S3Storage {
     }
 }
 
-/// Streams an object through ranged GETs, one window at a time.
+/// One background GET counted against [`MAX_READ_AHEAD`], given back when
+/// dropped (also if the GET panics).
+struct AheadSlot<'a>(&'a WindowCache);
+
+impl Drop for AheadSlot<'_> {
+    fn drop(&mut self) {
+        self.0.ahead.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Streams an object through ranged GETs, one window at a time, the next
+/// ones read ahead (module docs).
 pub(super) struct RangeReader {
     pub(super) storage: S3Storage,
     pub(super) key: String,
@@ -221,20 +272,50 @@ pub(super) struct RangeReader {
     pub(super) pos: u64,
     pub(super) window_start: u64,
     pub(super) window: Arc<Vec<u8>>,
+    /// This stream's background GETs.
+    ahead: Vec<JoinHandle<()>>,
 }
 
 impl RangeReader {
     /// A reader of `key` positioned at its start.
     pub(super) fn open(storage: &S3Storage, key: &str) -> Result<Self, StorageError> {
         let (window, total) = storage.window(key, 0)?;
-        Ok(RangeReader {
+        let mut r = RangeReader {
             storage: storage.clone(),
             key: key.to_owned(),
             len: total.max(window.len() as u64),
             pos: 0,
             window_start: 0,
             window,
-        })
+            ahead: Vec::new(),
+        };
+        r.read_ahead();
+        Ok(r)
+    }
+
+    /// Starts background GETs of the windows after the current one that are
+    /// neither cached nor on their way, within the bounds (module docs).
+    fn read_ahead(&mut self) {
+        self.ahead.retain(|h| !h.is_finished());
+        for i in 1..=READ_AHEAD as u64 {
+            let start = self.window_start + i * READ_WINDOW;
+            if start >= self.len || self.ahead.len() >= READ_AHEAD {
+                return;
+            }
+            let cache = &self.storage.windows;
+            if cache.has(&self.key, start) {
+                continue;
+            }
+            if !cache.take_ahead() {
+                return;
+            }
+            let (storage, key) = (self.storage.clone(), self.key.clone());
+            self.ahead.push(std::thread::spawn(move || {
+                let _slot = AheadSlot(&storage.windows);
+                // Errors are the stream's to report when it gets there.
+                let _ = storage.window(&key, start);
+            }));
+        }
     }
 }
 
@@ -254,8 +335,12 @@ impl Read for RangeReader {
             if start + data.len() as u64 <= self.pos {
                 return Ok(0);
             }
+            let forward = start > self.window_start;
             self.window_start = start;
             self.window = data;
+            if forward {
+                self.read_ahead();
+            }
         }
         let off = (self.pos - self.window_start) as usize;
         let n = buf.len().min(self.window.len() - off);

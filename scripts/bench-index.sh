@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Index load benchmark: for 100 k, 1 M and 10 M blobs, writes plaintext index
+# files (the JSON inside index/<id> objects: 1,024-blob packs, 64 packs a
+# file), then loads them the way backup and restore do (compact), the way
+# prune and check do (full), and the former way (every file parsed into
+# structs and held; 1 M blobs at most), printing load time, index bytes per
+# blob, CPU seconds (user + system: steadier than the wall clock on a shared
+# machine) and peak RSS (GNU time).
+#
+# Usage: scripts/bench-index.sh [BLOB_COUNTS...]   (default: 100000 1000000 10000000)
+# Needs about 1.2 GB of free disk for 10 M blobs (removed afterwards) and a
+# release build of the example (made here).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+counts=("$@")
+[ ${#counts[@]} -gt 0 ] || counts=(100000 1000000 10000000)
+cargo build --release --no-default-features --example index_load >&2
+bin="${CARGO_TARGET_DIR:-target}/release/examples/index_load"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+printf '%-10s %-10s %10s %10s %10s %14s %10s\n' blobs mode json_MiB load_s cpu_s index_B/blob peak_MiB
+for n in "${counts[@]}"; do
+    "$bin" gen "$work/idx" "$n"
+    modes=(compact full)
+    [ "$n" -gt 1000000 ] || modes+=(documents)
+    for mode in "${modes[@]}"; do
+        out=$(/usr/bin/time -v "$bin" load "$work/idx" "$mode" 2>"$work/time")
+        rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time")
+        json=$(sed -E 's/.*json_mib=([0-9.]+).*/\1/' <<<"$out")
+        secs=$(sed -E 's/.*load_s=([0-9.]+).*/\1/' <<<"$out")
+        per=$(sed -E 's/.*index_bytes_per_blob=([0-9.]+).*/\1/' <<<"$out")
+        cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$work/time")
+        printf '%-10s %-10s %10s %10s %10s %14s %10d\n' "$n" "$mode" "$json" "$secs" "$cpu" "$per" $((rss / 1024))
+    done
+    rm -rf "$work/idx"
+done

@@ -1,0 +1,625 @@
+//! The in-memory index: a sorted `Vec` of fixed 40-byte records searched by
+//! binary search.
+//!
+//! A record holds the first [`KEY_LEN`] (24) bytes of the blob id, a pack
+//! number into a small pack table (its top bit says whether an owner
+//! attested the entry), and the blob's offset, stored length and raw length
+//! (4 bytes each). 10 million blobs cost 381 MiB of records, 392 MiB peak
+//! RSS when loaded (measured: `scripts/bench-index.sh`), whatever the pack
+//! layout.
+//!
+//! Two modes:
+//! - **compact** ([`Index::compact`], for backup and restore): 40 bytes a
+//!   blob. A lookup matches the first 24 bytes of the id, so two blobs
+//!   whose ids share them would be one key. Restore never relies on that:
+//!   every blob read is checked against its full keyed id
+//!   ([`crate::repo::BlobReader`]), and a location holding another blob
+//!   fails that check, so the reader falls back to the next location and
+//!   reports an error when none holds the blob. A backup deduplicating
+//!   against such a key would skip a new blob: that takes two blob ids
+//!   agreeing on 192 bits, a birthday search of 2^96 keyed BLAKE3
+//!   evaluations with the repository's chunk key (writers only);
+//! - **full** ([`Index::full`], the default, for prune, check and copy,
+//!   which write index files from it): the last 8 id bytes are kept in a
+//!   parallel `Vec` (48 bytes a blob), every lookup is exact, and
+//!   [`Index::blobs`] yields full ids.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use crate::format::id::Id;
+use crate::format::index::{BlobLocation, IndexedBlob, IndexedPack};
+use crate::format::pack::BlobKind;
+
+/// Id bytes kept in every record.
+pub const KEY_LEN: usize = 24;
+
+/// Id bytes kept beside the records of a full index.
+const TAIL_LEN: usize = 32 - KEY_LEN;
+
+/// Top bit of a record's pack number: an owner attested the entry.
+const ATTESTED: u32 = 1 << 31;
+
+/// A pack number that marks a record to be dropped at [`Index::finish`].
+const DEAD: u32 = ATTESTED - 1;
+
+/// Most packs one index numbers.
+pub const MAX_PACKS: usize = DEAD as usize;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Record {
+    key: [u8; KEY_LEN],
+    /// Pack number, with [`ATTESTED`] in the top bit.
+    pack: u32,
+    offset: u32,
+    length: u32,
+    raw_length: u32,
+}
+
+impl Record {
+    fn number(&self) -> u32 {
+        self.pack & !ATTESTED
+    }
+
+    fn attested(&self) -> bool {
+        self.pack & ATTESTED != 0
+    }
+
+    /// The order records sort in: every field, the attestation aside.
+    fn order(&self) -> ([u8; KEY_LEN], u32, u32, u32, u32) {
+        (
+            self.key,
+            self.number(),
+            self.offset,
+            self.length,
+            self.raw_length,
+        )
+    }
+}
+
+type Tail = [u8; TAIL_LEN];
+
+fn split(id: &Id) -> ([u8; KEY_LEN], Tail) {
+    let mut key = [0; KEY_LEN];
+    let mut tail = [0; TAIL_LEN];
+    key.copy_from_slice(&id.0[..KEY_LEN]);
+    tail.copy_from_slice(&id.0[KEY_LEN..]);
+    (key, tail)
+}
+
+/// The in-memory index: every blob location of every indexed pack.
+pub struct Index {
+    packs: Vec<(Id, BlobKind)>,
+    pack_numbers: HashMap<Id, u32>,
+    records: Vec<Record>,
+    /// The last id bytes of each record, in a full index.
+    tails: Option<Vec<Tail>>,
+    sorted: bool,
+}
+
+impl Default for Index {
+    /// A full index (exact lookups, full ids).
+    fn default() -> Self {
+        Index::full()
+    }
+}
+
+/// How far an index had grown, to roll back to ([`Index::rollback`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    records: usize,
+    packs: usize,
+}
+
+impl Index {
+    /// An empty full index: exact lookups, 48 bytes a blob (module docs).
+    pub fn full() -> Self {
+        Index {
+            packs: Vec::new(),
+            pack_numbers: HashMap::new(),
+            records: Vec::new(),
+            tails: Some(Vec::new()),
+            sorted: true,
+        }
+    }
+
+    /// An empty compact index: lookups by the first 24 id bytes, 40 bytes a
+    /// blob (module docs).
+    pub fn compact() -> Self {
+        Index {
+            tails: None,
+            ..Index::full()
+        }
+    }
+
+    /// Whether lookups compare whole ids.
+    pub fn is_full(&self) -> bool {
+        self.tails.is_some()
+    }
+
+    /// Adds one pack's blobs. Call [`Index::finish`] before looking up.
+    pub fn add_pack(&mut self, pack: &IndexedPack) {
+        let number = self
+            .number_pack(pack.id, pack.kind)
+            .expect("fewer than 2^31 packs");
+        for b in &pack.blobs {
+            self.push(Some(number), b, false);
+        }
+    }
+
+    /// The number of pack `id`, numbering it (as `kind`) if it is new;
+    /// `None` once [`MAX_PACKS`] are numbered.
+    pub fn number_pack(&mut self, id: Id, kind: BlobKind) -> Option<u32> {
+        if let Some(n) = self.pack_numbers.get(&id) {
+            return Some(*n);
+        }
+        if self.packs.len() >= MAX_PACKS {
+            return None;
+        }
+        let n = self.packs.len() as u32;
+        self.packs.push((id, kind));
+        self.pack_numbers.insert(id, n);
+        Some(n)
+    }
+
+    /// The id of pack number `n`.
+    pub fn pack_id(&self, n: u32) -> Id {
+        self.packs[n as usize].0
+    }
+
+    /// Sets the kind of pack number `n` (the kind storage lists it under).
+    pub fn set_kind(&mut self, n: u32, kind: BlobKind) {
+        self.packs[n as usize].1 = kind;
+    }
+
+    /// Adds one location of `blob` in pack number `pack` (`None`: not known
+    /// yet, see [`Index::assign`]), attested by an owner or not.
+    pub fn push(&mut self, pack: Option<u32>, blob: &IndexedBlob, attested: bool) {
+        let (key, tail) = split(&blob.id);
+        let number = pack.unwrap_or(DEAD);
+        self.records.push(Record {
+            key,
+            pack: if attested { number | ATTESTED } else { number },
+            offset: blob.offset,
+            length: blob.length,
+            raw_length: blob.raw_length,
+        });
+        if let Some(t) = &mut self.tails {
+            t.push(tail);
+        }
+        self.sorted = false;
+    }
+
+    /// Records added so far (before [`Index::finish`]: in the order added).
+    pub fn pushed(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Puts the records in `range` (added since the last [`Index::finish`])
+    /// into pack number `pack`, keeping their attestation.
+    pub fn assign(&mut self, range: Range<usize>, pack: u32) {
+        for r in &mut self.records[range] {
+            r.pack = (r.pack & ATTESTED) | pack;
+        }
+    }
+
+    /// Drops, at the next [`Index::finish`], the records in `range` for which
+    /// `keep(offset, length, raw_length)` is false. Returns how many.
+    pub fn drop_unless(
+        &mut self,
+        range: Range<usize>,
+        keep: impl Fn(u32, u32, u32) -> bool,
+    ) -> usize {
+        let mut dropped = 0;
+        for r in &mut self.records[range] {
+            if !keep(r.offset, r.length, r.raw_length) {
+                r.pack = DEAD;
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// Where the index stands now.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            records: self.records.len(),
+            packs: self.packs.len(),
+        }
+    }
+
+    /// Forgets every record and pack added since `mark` (an index file that
+    /// turned out unreadable halfway through).
+    pub fn rollback(&mut self, mark: Mark) {
+        self.records.truncate(mark.records);
+        if let Some(t) = &mut self.tails {
+            t.truncate(mark.records);
+        }
+        for (id, _) in self.packs.drain(mark.packs..) {
+            self.pack_numbers.remove(&id);
+        }
+    }
+
+    /// Sorts the records. A blob stored in several places keeps every
+    /// location: index files are not authenticated (anyone holding the
+    /// writer key can add one), so readers fall back to the next location
+    /// when one fails verification, and a planted entry cannot hide a
+    /// genuine copy. Only exact duplicates merge (attested if either was).
+    pub fn finish(&mut self) {
+        let same = |a: &Record, b: &Record| a.order() == b.order();
+        let merge = |gone: &Record, kept: &mut Record| kept.pack |= gone.pack & ATTESTED;
+        match self.tails.take() {
+            None => {
+                self.records.retain(|r| r.number() != DEAD);
+                sort(
+                    &mut self.records,
+                    |r| r.key[0],
+                    |a, b| a.order().cmp(&b.order()),
+                );
+                self.records
+                    .dedup_by(|a, b| same(a, b) && (merge(a, b), true).1);
+                self.records.shrink_to_fit();
+            }
+            Some(tails) => {
+                let mut both: Vec<(Record, Tail)> = std::mem::take(&mut self.records)
+                    .into_iter()
+                    .zip(tails)
+                    .filter(|(r, _)| r.number() != DEAD)
+                    .collect();
+                sort(
+                    &mut both,
+                    |(r, _)| r.key[0],
+                    |(a, ta), (b, tb)| (a.key, ta, a.order()).cmp(&(b.key, tb, b.order())),
+                );
+                both.dedup_by(|(a, ta), (b, tb)| ta == tb && same(a, b) && (merge(a, b), true).1);
+                let (records, tails): (Vec<Record>, Vec<Tail>) = both.into_iter().unzip();
+                self.records = records;
+                self.tails = Some(tails);
+            }
+        }
+        self.sorted = true;
+    }
+
+    /// Drops every location in a pack that `exists` says is not stored, so a
+    /// backup never skips a blob because of an entry pointing nowhere.
+    pub fn retain_packs(&mut self, exists: impl Fn(&Id) -> bool) {
+        let keep: Vec<bool> = self.packs.iter().map(|(id, _)| exists(id)).collect();
+        match &mut self.tails {
+            None => self.records.retain(|r| keep[r.number() as usize]),
+            Some(tails) => {
+                let mut i = 0;
+                tails.retain(|_| {
+                    i += 1;
+                    keep[self.records[i - 1].number() as usize]
+                });
+                self.records.retain(|r| keep[r.number() as usize]);
+            }
+        }
+    }
+
+    fn location(&self, r: &Record) -> BlobLocation {
+        let (pack, kind) = self.packs[r.number() as usize];
+        BlobLocation {
+            pack,
+            kind,
+            offset: r.offset,
+            length: r.length,
+            raw_length: r.raw_length,
+        }
+    }
+
+    /// The records of `id`: those sharing its key (and, in a full index, its
+    /// tail).
+    fn range(&self, id: &Id) -> Range<usize> {
+        debug_assert!(self.sorted, "Index::finish must be called before lookups");
+        let (key, tail) = split(id);
+        let start = self.records.partition_point(|r| r.key < key);
+        let len = self.records[start..].partition_point(|r| r.key == key);
+        let Some(tails) = &self.tails else {
+            return start..start + len;
+        };
+        let same = &tails[start..start + len];
+        let from = start + same.partition_point(|t| *t < tail);
+        let n = tails[from..start + len].partition_point(|t| *t == tail);
+        from..from + n
+    }
+
+    /// The first known location of `id`.
+    pub fn get(&self, id: &Id) -> Option<BlobLocation> {
+        self.locations(id).next()
+    }
+
+    /// Every known location of `id`.
+    pub fn locations(&self, id: &Id) -> impl Iterator<Item = BlobLocation> + '_ {
+        self.records[self.range(id)]
+            .iter()
+            .map(|r| self.location(r))
+    }
+
+    /// The uncompressed length of `id` if every location agrees on it.
+    pub fn agreed_raw_length(&self, id: &Id) -> Option<u32> {
+        let r = &self.records[self.range(id)];
+        let first = r.first()?.raw_length;
+        r.iter().all(|e| e.raw_length == first).then_some(first)
+    }
+
+    /// Whether `id` is indexed.
+    pub fn contains(&self, id: &Id) -> bool {
+        !self.range(id).is_empty()
+    }
+
+    /// Whether an index file the owner signed makes exactly this claim (the
+    /// pack's kind aside: it comes from where the pack is stored).
+    pub fn is_attested(&self, id: &Id, loc: &BlobLocation) -> bool {
+        self.records[self.range(id)].iter().any(|r| {
+            r.attested()
+                && self.packs[r.number() as usize].0 == loc.pack
+                && (r.offset, r.length, r.raw_length) == (loc.offset, loc.length, loc.raw_length)
+        })
+    }
+
+    /// A copy holding only the locations an owner attested (finished, like
+    /// this one).
+    pub fn attested(&self) -> Index {
+        let keep: Vec<bool> = self.records.iter().map(Record::attested).collect();
+        let mut i = 0;
+        let tails = self.tails.as_ref().map(|t| {
+            t.iter()
+                .zip(&keep)
+                .filter_map(|(t, k)| k.then_some(*t))
+                .collect()
+        });
+        let records = self
+            .records
+            .iter()
+            .filter(|_| {
+                i += 1;
+                keep[i - 1]
+            })
+            .copied()
+            .collect();
+        Index {
+            packs: self.packs.clone(),
+            pack_numbers: self.pack_numbers.clone(),
+            records,
+            tails,
+            sorted: self.sorted,
+        }
+    }
+
+    /// Number of blob locations an owner attested.
+    pub fn attested_len(&self) -> usize {
+        self.records.iter().filter(|r| r.attested()).count()
+    }
+
+    /// Number of blob locations.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Bytes the records take (the pack table aside).
+    pub fn record_bytes(&self) -> usize {
+        self.records.capacity() * std::mem::size_of::<Record>()
+            + self.tails.as_ref().map_or(0, |t| t.capacity() * TAIL_LEN)
+    }
+
+    /// Every indexed pack with its kind.
+    pub fn packs(&self) -> impl Iterator<Item = (Id, BlobKind)> + '_ {
+        self.packs.iter().copied()
+    }
+
+    /// Every blob location with the blob's full id.
+    ///
+    /// # Panics
+    ///
+    /// On a compact index, which does not hold full ids.
+    pub fn blobs(&self) -> impl Iterator<Item = (Id, BlobLocation)> + '_ {
+        let tails = self
+            .tails
+            .as_ref()
+            .expect("Index::blobs needs a full index");
+        self.records.iter().zip(tails).map(|(r, t)| {
+            let mut id = [0; 32];
+            id[..KEY_LEN].copy_from_slice(&r.key);
+            id[KEY_LEN..].copy_from_slice(t);
+            (Id(id), self.location(r))
+        })
+    }
+}
+
+/// Sorts `v` by `cmp`, whose order starts with `first` (the first id
+/// byte): one pass puts every element in its first-byte bucket (in place),
+/// then the buckets (small, so cache-friendly) are sorted on as many
+/// threads as there are cores (at most 8).
+fn sort<T: Send>(
+    v: &mut [T],
+    first: impl Fn(&T) -> u8,
+    cmp: impl Fn(&T, &T) -> std::cmp::Ordering + Sync,
+) {
+    let mut ends = [0usize; 256];
+    for x in v.iter() {
+        ends[first(x) as usize] += 1;
+    }
+    let mut starts = [0usize; 256];
+    let mut total = 0;
+    for b in 0..256 {
+        starts[b] = total;
+        total += ends[b];
+        ends[b] = total;
+    }
+    // In place: each element is swapped into the next free slot of its
+    // bucket until the slot holds one that belongs there.
+    let mut next = starts;
+    for b in 0..256 {
+        while next[b] < ends[b] {
+            let d = first(&v[next[b]]) as usize;
+            if d == b {
+                next[b] += 1;
+            } else {
+                v.swap(next[b], next[d]);
+                next[d] += 1;
+            }
+        }
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let mut buckets: Vec<&mut [T]> = Vec::with_capacity(256);
+    let mut rest = v;
+    for b in 0..256 {
+        let (head, tail) = rest.split_at_mut(ends[b] - starts[b]);
+        buckets.push(head);
+        rest = tail;
+    }
+    if threads < 2 || total < 1 << 16 {
+        for b in buckets {
+            b.sort_unstable_by(&cmp);
+        }
+        return;
+    }
+    // Buckets dealt out round-robin: random ids fill them evenly.
+    let mut shares: Vec<Vec<&mut [T]>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, b) in buckets.into_iter().enumerate() {
+        shares[i % threads].push(b);
+    }
+    let cmp = &cmp;
+    std::thread::scope(|s| {
+        for share in shares {
+            s.spawn(move || {
+                for b in share {
+                    b.sort_unstable_by(cmp);
+                }
+            });
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(n: u8, off: u32) -> IndexedBlob {
+        IndexedBlob {
+            id: Id([n; 32]),
+            offset: off,
+            length: 10,
+            raw_length: 20,
+        }
+    }
+
+    fn fill(idx: &mut Index) {
+        idx.add_pack(&IndexedPack {
+            id: Id([100; 32]),
+            kind: BlobKind::Data,
+            blobs: vec![blob(3, 0), blob(1, 10)],
+        });
+        idx.add_pack(&IndexedPack {
+            id: Id([101; 32]),
+            kind: BlobKind::Tree,
+            blobs: vec![blob(2, 0), blob(1, 50)],
+        });
+        idx.add_pack(&IndexedPack {
+            id: Id([100; 32]),
+            kind: BlobKind::Data,
+            blobs: vec![blob(3, 0)],
+        });
+        idx.finish();
+    }
+
+    #[test]
+    fn lookups_after_finish_keep_every_location_in_both_modes() {
+        for mut idx in [Index::full(), Index::compact()] {
+            fill(&mut idx);
+            assert_eq!(idx.len(), 4);
+            assert_eq!(idx.get(&Id([1; 32])).unwrap().pack, Id([100; 32]));
+            assert_eq!(idx.locations(&Id([1; 32])).count(), 2);
+            assert_eq!(idx.get(&Id([2; 32])).unwrap().kind, BlobKind::Tree);
+            assert_eq!(idx.agreed_raw_length(&Id([1; 32])), Some(20));
+            assert!(idx.get(&Id([9; 32])).is_none());
+            idx.retain_packs(|p| *p != Id([100; 32]));
+            assert_eq!(idx.locations(&Id([1; 32])).count(), 1);
+            assert!(!idx.contains(&Id([3; 32])));
+        }
+        assert_eq!(std::mem::size_of::<Record>(), 40);
+    }
+
+    #[test]
+    fn the_bucketed_sort_sorts() {
+        let mut x: u64 = 7;
+        let mut v: Vec<[u8; 3]> = (0..100_000)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let b = x.to_be_bytes();
+                [b[0], b[1], b[2]]
+            })
+            .collect();
+        let mut expected = v.clone();
+        expected.sort_unstable();
+        sort(&mut v, |e| e[0], |a, b| a.cmp(b));
+        assert_eq!(v, expected);
+        let mut small = vec![[3u8, 0, 0], [1, 0, 0], [3, 0, 1], [0, 9, 9]];
+        sort(&mut small, |e| e[0], |a, b| a.cmp(b));
+        assert_eq!(small, [[0, 9, 9], [1, 0, 0], [3, 0, 0], [3, 0, 1]]);
+    }
+
+    #[test]
+    fn ids_sharing_the_key_are_told_apart_only_by_a_full_index() {
+        let mut a = Id([7; 32]);
+        let mut b = a;
+        a.0[31] = 1;
+        b.0[31] = 2;
+        let pack = |id| IndexedPack {
+            id: Id([100; 32]),
+            kind: BlobKind::Data,
+            blobs: vec![IndexedBlob {
+                id,
+                offset: 0,
+                length: 1,
+                raw_length: 1,
+            }],
+        };
+        let mut full = Index::full();
+        full.add_pack(&pack(a));
+        full.finish();
+        assert!(full.contains(&a) && !full.contains(&b));
+        assert_eq!(full.blobs().next().unwrap().0, a);
+        // The compact index answers by key: the reader's full-id check is
+        // what tells the blobs apart (module docs).
+        let mut compact = Index::compact();
+        compact.add_pack(&pack(a));
+        compact.finish();
+        assert!(compact.contains(&b));
+    }
+
+    #[test]
+    fn attestation_merges_dead_records_go_and_rollback_forgets() {
+        for mut idx in [Index::full(), Index::compact()] {
+            let p = idx.number_pack(Id([100; 32]), BlobKind::Data).unwrap();
+            idx.push(Some(p), &blob(1, 0), false);
+            idx.push(Some(p), &blob(1, 0), true);
+            idx.push(None, &blob(2, 0), false);
+            idx.push(None, &blob(3, 0), false);
+            idx.assign(2..4, p);
+            assert_eq!(idx.drop_unless(2..4, |off, _, _| off > 0), 2);
+            let mark = idx.mark();
+            let q = idx.number_pack(Id([101; 32]), BlobKind::Tree).unwrap();
+            idx.push(Some(q), &blob(4, 0), false);
+            idx.rollback(mark);
+            idx.finish();
+            assert_eq!(idx.len(), 1);
+            assert_eq!(idx.attested_len(), 1);
+            assert_eq!(idx.attested().len(), 1);
+            let loc = idx.get(&Id([1; 32])).unwrap();
+            assert!(idx.is_attested(&Id([1; 32]), &loc));
+            assert_eq!(idx.packs().count(), 1);
+            assert!(!idx.contains(&Id([4; 32])));
+        }
+    }
+}
