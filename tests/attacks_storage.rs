@@ -294,3 +294,70 @@ fn vector_planted_owner_file_with_huge_scrypt_work_factor() {
         started.elapsed()
     );
 }
+
+/// Medium (review F4). One lock object sealed to the public recipients (no
+/// key) and dated in the far future (`9999-01-01`): it used to be never
+/// stale, so every prune and every copy into the repository stepped back,
+/// for good, and `--remove-foreign` kept it.
+///
+/// Expected: a format-2 lock counts only when the repository owner signed
+/// it, so prune runs, names the planted lock, and `prune --remove-foreign`
+/// deletes it. Control: a genuine owner-signed lock of another host still
+/// stops prune; dated in the future, it is as old as its upload, so once
+/// its upload is more than six hours back it is stale and removed.
+#[test]
+fn vector_planted_future_lock_does_not_stop_prune() {
+    let (env, src) = repo_with_a_snapshot();
+    let atk = StorageAttacker::new(&env.repo);
+    let future = br#"{"time":"9999-01-01T00:00:00Z","host":"prune-host","pid":1,"nonce":"00"}"#;
+    let planted = atk.plant("locks/", &atk.seal(future));
+
+    let prune = env.vault(&["prune"], &env.owner_key, &[]);
+    assert_success(&prune);
+    assert_contains(&stderr(&prune), &planted);
+    assert_contains(&stderr(&prune), "not signed by the repository owner");
+    assert!(
+        env.repo.join(&planted).exists(),
+        "removed without being asked"
+    );
+    let prune = env.vault(&["prune"], &env.owner_key, &["--remove-foreign", "--json"]);
+    assert_success(&prune);
+    let report: serde_json::Value = serde_json::from_slice(&prune.stdout).unwrap();
+    assert_eq!(report["foreign_removed"], 1, "{report}");
+    assert!(!env.repo.join(&planted).exists(), "the planted lock stays");
+    assert!(atk.list("locks/").is_empty(), "prune left a lock behind");
+
+    // Control: the owner's own lock (another host's prune) is honoured...
+    let owner = vault::repo::Repository::open(
+        std::sync::Arc::new(vault::storage::LocalStorage::new(&env.repo)),
+        vault::repo::Access::IdentityFile(&env.owner_key),
+    )
+    .unwrap();
+    let genuine = vault::ops::lock::LockRecord {
+        time: "9999-01-01T00:00:00Z".parse().unwrap(),
+        host: "another-host".into(),
+        pid: 1,
+        nonce: "01".into(),
+    };
+    let id = owner
+        .put_signed_transient_json(vault::repo::ObjectKind::Lock, &genuine)
+        .unwrap();
+    let key = vault::repo::ObjectKind::Lock.key(&id);
+    let prune = env.vault(&["prune"], &env.owner_key, &[]);
+    assert_code(&prune, 1);
+    assert_contains(&stderr(&prune), "another prune");
+    assert_contains(&stderr(&prune), "another-host");
+    // ...and, dated in the future, ages from its upload: seven hours later
+    // it is stale.
+    let seven_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7 * 3600);
+    fs::File::options()
+        .write(true)
+        .open(env.repo.join(&key))
+        .unwrap()
+        .set_modified(seven_hours_ago)
+        .unwrap();
+    let prune = env.vault(&["prune"], &env.owner_key, &[]);
+    assert_success(&prune);
+    assert!(!env.repo.join(&key).exists(), "the stale lock stays");
+    restores_exactly(&env, &src, "t");
+}

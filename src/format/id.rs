@@ -162,7 +162,10 @@ mod tests {
     fn typed_ids_keep_the_hex_form() {
         let id = Id::of_bytes(b"tree");
         let tree = TreeId(id);
-        assert_eq!(serde_json::to_string(&tree).unwrap(), serde_json::to_string(&id).unwrap());
+        assert_eq!(
+            serde_json::to_string(&tree).unwrap(),
+            serde_json::to_string(&id).unwrap()
+        );
         assert_eq!(tree.to_hex().parse::<TreeId>().unwrap(), tree);
         let back: SnapshotId = serde_json::from_str(&format!("\"{id}\"")).unwrap();
         assert_eq!(back.id(), &id);

@@ -101,7 +101,8 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     } else {
         Some(crate::ops::lock::PruneLock::acquire(repo, now)?)
     };
-    let result = run(repo, opts);
+    let planted_locks = held.as_ref().map(|l| l.ignored().to_vec());
+    let result = run(repo, opts, planted_locks.as_deref().unwrap_or_default());
     if let Some(l) = held {
         l.release();
     }
@@ -117,12 +118,17 @@ struct State {
     foreign: Vec<Unreadable>,
 }
 
-fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
+fn run(repo: &Repository, opts: &PruneOptions, planted_locks: &[String]) -> Result<PruneReport> {
     let mut report = PruneReport {
         dry_run: opts.dry_run,
         ..Default::default()
     };
     let state = read_state(repo, &mut report)?;
+    report.foreign.extend(
+        planted_locks
+            .iter()
+            .map(|k| format!("{k}: a lock the repository owner did not sign")),
+    );
     let plan = make_plan(&state, &opts.rules)?;
     report.plan = plan.counts.clone();
     let marked: HashSet<Id> = plan.marks.iter().map(|m| m.pack).collect();
@@ -149,6 +155,12 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     }
     if opts.remove_foreign {
         remove_foreign(repo, &state.foreign, opts.rules.now, &mut report);
+        for key in planted_locks {
+            match delete_unless_locked(repo.storage().as_ref(), key, opts.rules.now) {
+                Ok(()) => report.foreign_removed += 1,
+                Err(e) => report.not_deleted.push(e.to_string()),
+            }
+        }
     }
     clean_leftovers(repo, opts, &mut report);
     Ok(report)
