@@ -361,3 +361,81 @@ fn vector_planted_future_lock_does_not_stop_prune() {
     assert!(!env.repo.join(&key).exists(), "the stale lock stays");
     restores_exactly(&env, &src, "t");
 }
+
+/// Medium (review F3). One planted index file (about 1.6 KB, no key) makes
+/// 400 claims at distinct offsets of one stored 8 MiB pack, each claiming the
+/// rest of the pack, and lists the pack four times (100 claims each) to slip
+/// past the per-pack claim cap. Prune used to read back each claim on its
+/// own, decrypting up to the claimed length: work grew with claims x pack
+/// size (400 claims on a 16 MiB pack took prune from 0.14 s to 24.5 s).
+///
+/// Expected: prune reads each claimed pack once, whole, and accepts a claim
+/// only if it is exactly a trailer entry that verifies: one pack read, at most
+/// the pack's stored size decrypted, all 400 claims dropped, and restore still
+/// exact. Listing one pack again in the same file counts against what the
+/// pack can hold: a file listing the tree pack twice, each listing within
+/// the cap but both together over it, has every claim refused.
+#[test]
+fn vector_planted_claims_cost_prune_one_read_per_pack() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("big"), &noise(8 << 20, 3));
+    write(&src.join("small"), b"hello\n");
+    env.backup(&[&src]);
+    // An owner prune attests the genuine entries: the next one reads only
+    // what was planted after it.
+    assert_success(&env.vault(&["prune"], &env.owner_key, &[]));
+    let atk = StorageAttacker::new(&env.repo);
+    let (pack, folder, size) = atk
+        .packs()
+        .into_iter()
+        .filter(|(_, f, _)| *f == "data")
+        .max_by_key(|p| p.2)
+        .unwrap();
+    assert!(size > 8 << 20, "one pack holds the file");
+    let claims: Vec<serde_json::Value> = (0..400u64)
+        .map(|i| json!({"id": "00".repeat(32), "offset": i, "length": size - 64 - i, "raw_length": 1000}))
+        .collect();
+    let packs: Vec<serde_json::Value> = claims
+        .chunks(100)
+        .map(|c| json!({"id": pack, "kind": folder, "blobs": c}))
+        .collect();
+    let planted = atk.seal(json!({ "packs": packs }).to_string().as_bytes());
+    assert!(planted.len() < 4096, "{} bytes", planted.len());
+    atk.plant("index/", &planted);
+
+    let prune = env.vault(&["prune"], &env.owner_key, &["--json"]);
+    assert_success(&prune);
+    let report: serde_json::Value = serde_json::from_slice(&prune.stdout).unwrap();
+    assert_eq!(report["claims_dropped"], 400, "{report}");
+    assert_eq!(report["packs_verified"], 1, "{report}");
+    assert_eq!(report["entries_verified"], 0, "{report}");
+    let read = report["bytes_verified"].as_u64().unwrap();
+    assert!(
+        read > 0 && read <= size,
+        "{read} bytes read for a {size}-byte pack"
+    );
+    restores_exactly(&env, &src, "t");
+    let again = env.vault(&["prune"], &env.owner_key, &["--json"]);
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(
+        again["packs_verified"], 0,
+        "planted claims came back: {again}"
+    );
+
+    let (tree, _, tree_size) = atk.packs().into_iter().find(|p| p.1 == "tree").unwrap();
+    let capacity = tree_size / 48;
+    let half = capacity / 2 + 1;
+    let listing = |from: u64| {
+        let blobs: Vec<serde_json::Value> = (from..from + half)
+            .map(|i| json!({"id": "11".repeat(32), "offset": i, "length": 1, "raw_length": 1}))
+            .collect();
+        json!({"id": tree, "kind": "tree", "blobs": blobs})
+    };
+    let twice = json!({ "packs": [listing(0), listing(half)] });
+    atk.plant("index/", &atk.seal(twice.to_string().as_bytes()));
+    let check = env.vault(&["check"], &env.owner_key, &[]);
+    assert_code(&check, 4);
+    assert_contains(&stdout(&check), "listing the pack again counts");
+    assert_contains(&stdout(&check), &format!("claims {}", 2 * half));
+}

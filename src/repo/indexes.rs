@@ -16,7 +16,8 @@
 //! - a blob must lie inside its pack (`offset + length` at most the pack's
 //!   stored size) and be no larger than blobs of its kind can be;
 //! - one index file cannot claim more blobs in a pack than the pack can
-//!   hold (each blob costs a 48-byte trailer entry);
+//!   hold (each blob costs a 48-byte trailer entry), however many times it
+//!   lists the pack;
 //! - claims about packs storage does not hold add no locations.
 //!
 //! A claim that breaks a rule is dropped and reported as a [`FalseClaim`];
@@ -123,8 +124,14 @@ impl Repository {
                 None => true,
                 Some(also) => by_owner || also(&id, &signer),
             };
+            // A pack listed several times in one file counts once against
+            // what it can hold: repeating it must not multiply the claims.
+            let mut listed: HashMap<Id, u64> = HashMap::new();
             for pack in &file.packs {
-                let claimed = admit(&key, pack, stored.get(&pack.id), max_chunk);
+                let before = listed.entry(pack.id).or_default();
+                let already = *before;
+                *before += pack.blobs.len() as u64;
+                let claimed = admit(&key, pack, already, stored.get(&pack.id), max_chunk);
                 if let Err(claim) = &claimed.1 {
                     loaded.false_claims.push(claim.clone());
                 }
@@ -170,6 +177,7 @@ impl Repository {
 fn admit(
     file: &str,
     pack: &IndexedPack,
+    already: u64,
     stored: Option<&StoredPack>,
     max_chunk: u32,
 ) -> (IndexedPack, std::result::Result<(), FalseClaim>) {
@@ -193,10 +201,11 @@ fn admit(
         ));
     }
     let capacity = stored.size / ENTRY_LEN as u64;
-    if pack.blobs.len() as u64 > capacity {
+    if already + pack.blobs.len() as u64 > capacity {
         problems.push(format!(
-            "claims {} blobs; a pack of {} bytes holds at most {capacity}",
-            pack.blobs.len(),
+            "claims {} blobs (listing the pack again counts); a pack of {} bytes holds at \
+             most {capacity}",
+            already + pack.blobs.len() as u64,
             stored.size
         ));
         return (empty(pack.id, stored.kind), Err(claim(problems.join("; "))));
@@ -269,7 +278,13 @@ mod tests {
                 blob(200, 10, 1 << 30),
             ],
         };
-        let (got, claim) = admit("index/x", &pack, Some(&stored(BlobKind::Data, 4096)), 65536);
+        let (got, claim) = admit(
+            "index/x",
+            &pack,
+            0,
+            Some(&stored(BlobKind::Data, 4096)),
+            65536,
+        );
         assert_eq!(got.kind, BlobKind::Data);
         assert_eq!(got.blobs.len(), 1);
         let claim = claim.unwrap_err();
@@ -284,10 +299,26 @@ mod tests {
             kind: BlobKind::Data,
             blobs: (0..3).map(|i| blob(i, 1, 1)).collect(),
         };
-        let (got, claim) = admit("index/x", &pack, Some(&stored(BlobKind::Data, 100)), 65536);
+        let (got, claim) = admit(
+            "index/x",
+            &pack,
+            0,
+            Some(&stored(BlobKind::Data, 100)),
+            65536,
+        );
         assert!(got.blobs.is_empty());
         assert!(claim.unwrap_err().what.contains("at most 2"));
-        let (got, claim) = admit("index/x", &pack, None, 65536);
+        // Listed again in the same file: what came before counts.
+        let two = IndexedPack {
+            blobs: pack.blobs[..2].to_vec(),
+            ..pack.clone()
+        };
+        let stored100 = stored(BlobKind::Data, 100);
+        assert!(admit("index/x", &two, 0, Some(&stored100), 65536).1.is_ok());
+        let (got, claim) = admit("index/x", &two, 2, Some(&stored100), 65536);
+        assert!(got.blobs.is_empty());
+        assert!(claim.unwrap_err().what.contains("claims 4 blobs"));
+        let (got, claim) = admit("index/x", &pack, 0, None, 65536);
         assert!(
             got.blobs.is_empty() && claim.is_ok(),
             "unstored: known, no locations"

@@ -54,8 +54,12 @@ pub struct PruneReport {
     pub snapshots: u64,
     /// Distinct blobs the snapshots need.
     pub blobs_referenced: u64,
-    /// Packs read to verify index entries no owner had attested yet.
+    /// Packs read to verify index entries no owner had attested yet (each
+    /// read once, whole, however many entries name it).
     pub packs_verified: u64,
+    /// Bytes of those packs read and decrypted: at most their stored size,
+    /// however many claims an index file makes about them.
+    pub bytes_verified: u64,
     /// Index entries (of stored packs) whose pack does not hold them
     /// (planted, or left by damage): never signed, never relied on.
     pub claims_dropped: u64,
@@ -204,6 +208,7 @@ fn read_state(repo: &Repository, report: &mut PruneReport) -> Result<State> {
     report.blobs_referenced = referenced.len() as u64;
     let verified = VerifiedClaims::read(repo, &loaded)?;
     report.packs_verified = verified.packs;
+    report.bytes_verified = verified.bytes;
     report.entries_verified = verified.verified;
     report.claims_dropped = verified.rejected.len() as u64;
     Ok(State {
@@ -328,6 +333,8 @@ struct VerifiedClaims {
     verified: u64,
     /// Packs read.
     packs: u64,
+    /// Bytes of them read and decrypted.
+    bytes: u64,
     /// Entries whose bytes are not the blob they name.
     rejected: HashSet<attest::Claim>,
 }
@@ -344,15 +351,11 @@ impl VerifiedClaims {
                     && !attest::is_attested(&loaded.attested, blob, loc)
             })
             .collect();
-        let packs = unattested
-            .iter()
-            .map(|(_, l)| l.pack)
-            .collect::<HashSet<_>>()
-            .len() as u64;
         let checked = attest::verify_claims(repo, unattested)?;
         Ok(VerifiedClaims {
             verified: checked.verified,
-            packs,
+            packs: checked.packs_read,
+            bytes: checked.bytes_read,
             rejected: checked.rejected,
         })
     }
