@@ -27,9 +27,10 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::format::config::RepoConfig;
 use crate::format::id::{Id, SnapshotId};
-use crate::format::index::{IndexFile, IndexedPack};
+use crate::format::index::{BlobLocation, IndexFile, IndexedPack};
 use crate::format::pack::{BlobKind, PackEntry};
 use crate::format::snapshot::Snapshot;
+use crate::repo::attest;
 use crate::repo::treewalk::reachable_blobs;
 use crate::repo::verify::{self, PackBuffers};
 use crate::repo::{
@@ -147,6 +148,10 @@ pub struct CopyReport {
     pub bytes_transferred: u64,
     /// Packs read back from the target and verified blob by blob (`verify_data`).
     pub packs_verified: u64,
+    /// Target index entries for needed blobs that no owner had attested and
+    /// that did not read back as the blob they name (planted, or damaged):
+    /// the blobs were copied instead.
+    pub target_claims_rejected: u64,
 }
 
 /// Copies snapshots from `source` to `target`, which must have been made with
@@ -172,7 +177,9 @@ fn copy_locked(source: &Repository, target: &Repository, opts: &CopyOptions) -> 
     }
     let plan = plan_transfer(source, target, &todo, &mut report)?;
     let copied = transfer_packs(source, target, &plan, opts, &mut report)?;
-    write_index_files(target, &copied, &mut report)?;
+    let mut attesting = copied;
+    attesting.extend(attest::group_by_pack(plan.confirmed.iter().cloned()));
+    write_index_files(target, &attesting, &mut report)?;
     // Check the structure before any header lands: every needed blob indexed
     // in the target, in a pack the target stores.
     verify_structure(target, &plan.needed)?;
@@ -208,11 +215,17 @@ struct TransferPlan {
     src_packs: HashMap<Id, StoredPack>,
     /// Target packs by id.
     dst_packs: HashMap<Id, StoredPack>,
+    /// Target locations of needed blobs that no owner had attested but
+    /// that read back as the blob they name: attested with the copy's own.
+    confirmed: Vec<(Id, BlobLocation)>,
 }
 
 /// Walks the snapshots' trees for the blobs they need and finds which of
-/// them the target lacks (indexed, stored and not marked for deletion there:
-/// the rule backups follow when they deduplicate).
+/// them the target lacks. A blob counts as present in the target only at a
+/// location an owner attested there, or one this copy read back as the
+/// blob (in a stored pack not marked for deletion): anyone with the writer
+/// key can plant index entries in the target, and a copy that trusted them
+/// would write headers the target cannot restore.
 fn plan_transfer(
     source: &Repository,
     target: &Repository,
@@ -224,13 +237,39 @@ fn plan_transfer(
     let needed = reachable_blobs(source, &src.index, &snaps)?;
     report.blobs_needed = needed.len() as u64;
     let dst = target.load_index_files()?;
-    let mut dst_index = dst.index;
-    dst_index.retain_packs(|p| dst.stored.contains_key(p) && !dst.condemned.contains_key(p));
+    let live = |p: &Id| dst.stored.contains_key(p) && !dst.condemned.contains_key(p);
+    // Format 1 signs nothing: there, as before, every index entry counts.
+    let (mut attested, mut dst_index) = if signs_index_files(target) {
+        (dst.attested, dst.index)
+    } else {
+        (dst.index, Default::default())
+    };
+    attested.retain_packs(live);
+    dst_index.retain_packs(live);
     let mut present_packs = HashSet::new();
+    let mut unattested = Vec::new();
+    for blob in &needed {
+        match attested.get(blob) {
+            Some(loc) => {
+                present_packs.insert(loc.pack);
+            }
+            None => unattested.extend(dst_index.locations(blob).map(|l| (*blob, l))),
+        }
+    }
+    let verification = attest::verify_claims(target, unattested.clone())?;
+    report.target_claims_rejected = verification.rejected.len() as u64;
+    let mut confirmed = Vec::new();
+    let mut confirmed_blobs = HashSet::new();
+    for (blob, loc) in unattested {
+        if !verification.rejected.contains(&attest::claim(&blob, &loc)) {
+            present_packs.insert(loc.pack);
+            confirmed_blobs.insert(blob);
+            confirmed.push((blob, loc));
+        }
+    }
     let mut missing = BTreeMap::new();
     for blob in &needed {
-        if let Some(loc) = dst_index.get(blob) {
-            present_packs.insert(loc.pack);
+        if attested.contains(blob) || confirmed_blobs.contains(blob) {
             continue;
         }
         // Every stored source pack claiming it: a claim may be planted, so
@@ -258,6 +297,7 @@ fn plan_transfer(
         missing,
         src_packs: src.stored,
         dst_packs: dst.stored,
+        confirmed,
     })
 }
 
@@ -363,18 +403,21 @@ fn copy_pack(
     Ok(entries)
 }
 
-/// Writes the index files describing the copied packs.
+/// Writes owner-attested index files for the copied packs (their verified
+/// trailers) and the target locations this copy read back: every entry
+/// was verified here, so backups into the target may deduplicate against
+/// them.
 fn write_index_files(
     target: &Repository,
-    copied: &[IndexedPack],
+    packs: &[IndexedPack],
     report: &mut CopyReport,
 ) -> Result<()> {
-    for chunk in copied.chunks(PACKS_PER_INDEX_FILE) {
+    for chunk in packs.chunks(PACKS_PER_INDEX_FILE) {
         let file = IndexFile {
             packs: chunk.to_vec(),
             condemned: Vec::new(),
         };
-        let id = target.put_shared_json(ObjectKind::Index, &file)?;
+        let id = target.put_signed_json(ObjectKind::Index, &file)?;
         report.index_files_written += 1;
         report.bytes_transferred += object_size(target, &ObjectKind::Index.key(&id))?;
     }
@@ -414,6 +457,12 @@ fn write_headers(
         ));
     }
     Ok(())
+}
+
+/// Whether `repo`'s format signs index files (format 2 on), so that owner
+/// attestation is what makes an index entry count.
+fn signs_index_files(repo: &Repository) -> bool {
+    repo.config().version >= 2
 }
 
 fn listed_snapshots(repo: &Repository) -> Result<HashSet<SnapshotId>> {
@@ -474,12 +523,17 @@ fn object_size(repo: &Repository, key: &str) -> Result<u64> {
         .map_or(0, |o| o.size))
 }
 
-/// Every needed blob is indexed in the target, in a pack the target stores.
-/// (A pack prune has marked counts: the snapshot about to be written needs
-/// it again, which makes the next prune unmark it.)
+/// Every needed blob is in an owner-attested index entry of the target, in
+/// a pack the target stores. (A pack prune has marked counts: the snapshot
+/// about to be written needs it again, which makes the next prune unmark
+/// it.)
 fn verify_structure(target: &Repository, needed: &HashSet<Id>) -> Result<()> {
     let loaded = target.load_index_files()?;
-    let mut index = loaded.index;
+    let mut index = if signs_index_files(target) {
+        loaded.attested
+    } else {
+        loaded.index
+    };
     index.retain_packs(|p| loaded.stored.contains_key(p));
     let missing = needed.iter().filter(|b| !index.contains(b)).count();
     if missing > 0 {

@@ -48,7 +48,8 @@ pub struct ObjectInfo {
     pub key: String,
     /// Its size in bytes.
     pub size: u64,
-    /// When the storage last wrote it (the server's clock for S3), if known.
+    /// When the storage last wrote it (the server's clock for S3; a local
+    /// directory's inode change time, which nobody can set back), if known.
     /// Prune uses it so that objects a running backup has just written are
     /// never deleted, whatever a planted record claims.
     pub modified: Option<chrono::DateTime<chrono::Utc>>,
