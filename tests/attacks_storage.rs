@@ -432,3 +432,86 @@ fn vector_planted_claims_cost_prune_one_read_per_pack() {
     assert_contains(&stdout(&check), "listing the pack again counts");
     assert_contains(&stdout(&check), &format!("claims {}", 2 * half));
 }
+
+/// Low/Medium (review F6). One well-formed header, unsigned (sealed to the
+/// public recipients, no key), naming a tree that does not exist. Prune
+/// walked the trees of every readable header and refused to run; `forget`
+/// never deletes untrusted headers and `--remove-foreign` took it for
+/// vault's own, so nothing removed it; `vault copy` without snapshot
+/// arguments tried to copy it and failed too.
+///
+/// Expected: prune runs and names it (untrusted, its tree unreadable);
+/// `copy` without arguments copies only the headers that count;
+/// `prune --dry-run --remove-foreign` lists it and keeps it; a writer key
+/// cannot remove it; the owner's `prune --remove-foreign` deletes it and
+/// nothing else, and the real snapshot restores exactly.
+#[test]
+fn vector_planted_header_with_a_missing_tree_does_not_block_prune() {
+    let (env, src) = repo_with_a_snapshot();
+    let atk = StorageAttacker::new(&env.repo);
+    let header = json!({"time":"2026-01-01T00:00:00Z","host":"ghost","user":"root","tags":[],
+        "sources":[{"kind":"paths","name":"/x","paths":["/x"],"status":"ok"}],
+        "root":"ab".repeat(32),
+        "totals":{"files":1,"dirs":1,"bytes":1,"files_read":1,"blobs_added":0,"bytes_added":0,
+            "bytes_stored":0,"duration_ms":1},
+        "errors":[],"parent":null,"program_version":"0.1.0"});
+    let planted = atk.plant("snapshots/", &atk.seal(header.to_string().as_bytes()));
+    // And a claim that the missing tree is in a stored pack: it is not.
+    let (tree_pack, _, _) = atk.packs().into_iter().find(|p| p.1 == "tree").unwrap();
+    let claim = json!({"packs":[{"id": tree_pack, "kind": "tree",
+        "blobs":[{"id": "ab".repeat(32), "offset": 0, "length": 10, "raw_length": 10}]}]});
+    atk.plant("index/", &atk.seal(claim.to_string().as_bytes()));
+    assert_success(&env.vault(&["forget"], &env.owner_key, &["--keep-last", "1"]));
+    assert_eq!(atk.list("snapshots/").len(), 2);
+
+    let prune = env.vault(&["prune"], &env.owner_key, &[]);
+    assert_success(&prune);
+    assert_contains(&stderr(&prune), &planted);
+    assert_contains(&stderr(&prune), "untrusted header (not signed)");
+    assert_contains(&stderr(&prune), "its tree is unreadable");
+
+    let target = env.path("copy-target");
+    let target = target.to_str().unwrap();
+    let init = run(&[
+        "init",
+        "-r",
+        target,
+        "--like",
+        env.repo.to_str().unwrap(),
+        "-i",
+        env.owner_key.to_str().unwrap(),
+    ]);
+    assert_success(&init);
+    let copy = env.vault(&["copy"], &env.owner_key, &["--to", target, "--json"]);
+    assert_success(&copy);
+    let copied: serde_json::Value = serde_json::from_slice(&copy.stdout).unwrap();
+    assert_eq!(
+        copied["snapshots_copied"].as_array().unwrap().len(),
+        1,
+        "{copied}"
+    );
+    assert!(!copied.to_string().contains(&planted[10..]), "{copied}");
+
+    let dry = env.vault(
+        &["prune"],
+        &env.owner_key,
+        &["--dry-run", "--remove-foreign"],
+    );
+    assert_success(&dry);
+    assert_contains(&stderr(&dry), &planted);
+    assert!(env.repo.join(&planted).exists(), "a dry run removed it");
+    let writer = env.vault(&["prune"], &env.writer_key, &["--remove-foreign"]);
+    assert!(!writer.status.success(), "a writer key ran prune");
+    assert!(env.repo.join(&planted).exists(), "a writer key removed it");
+
+    let prune = env.vault(&["prune"], &env.owner_key, &["--remove-foreign", "--json"]);
+    assert_success(&prune);
+    let report: serde_json::Value = serde_json::from_slice(&prune.stdout).unwrap();
+    assert_eq!(report["untrusted_removed"], 1, "{report}");
+    assert!(
+        !env.repo.join(&planted).exists(),
+        "the planted header stays"
+    );
+    assert_eq!(atk.list("snapshots/").len(), 1, "the genuine header stays");
+    restores_exactly(&env, &src, "t");
+}

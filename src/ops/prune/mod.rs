@@ -25,7 +25,7 @@ use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
 use crate::repo::attest;
 use crate::repo::packer::PackBuilder;
-use crate::repo::treewalk::reachable_blobs;
+use crate::repo::treewalk::reachable_blobs_tolerant;
 use crate::repo::{BlobReader, LoadedIndex, ObjectKind, Repository, Unreadable};
 use crate::storage::Storage;
 
@@ -89,6 +89,13 @@ pub struct PruneReport {
     pub foreign: Vec<String>,
     /// Of those, how many were removed.
     pub foreign_removed: u64,
+    /// Snapshot headers that do not count (not signed by the owner or the
+    /// host they name, replayed copies, ...), with the reason: what they
+    /// reach is kept when it can be read, a tree of theirs that cannot be
+    /// read does not stop prune, and `remove_foreign` deletes them.
+    pub untrusted: Vec<String>,
+    /// Of those, how many were removed.
+    pub untrusted_removed: u64,
     /// Objects that could not be deleted, with the reason (e.g. Object Lock
     /// retention); they are retried by the next prune.
     pub not_deleted: Vec<String>,
@@ -120,6 +127,8 @@ struct State {
     referenced: HashSet<Id>,
     verified: VerifiedClaims,
     foreign: Vec<Unreadable>,
+    /// Keys of the untrusted snapshot headers.
+    untrusted: Vec<String>,
 }
 
 fn run(repo: &Repository, opts: &PruneOptions, planted_locks: &[String]) -> Result<PruneReport> {
@@ -159,6 +168,12 @@ fn run(repo: &Repository, opts: &PruneOptions, planted_locks: &[String]) -> Resu
     }
     if opts.remove_foreign {
         remove_foreign(repo, &state.foreign, opts.rules.now, &mut report);
+        for key in state.untrusted.iter() {
+            match delete_unless_locked(repo.storage().as_ref(), key, opts.rules.now) {
+                Ok(()) => report.untrusted_removed += 1,
+                Err(e) => report.not_deleted.push(e.to_string()),
+            }
+        }
         for key in planted_locks {
             match delete_unless_locked(repo.storage().as_ref(), key, opts.rules.now) {
                 Ok(()) => report.foreign_removed += 1,
@@ -199,24 +214,63 @@ fn read_state(repo: &Repository, report: &mut PruneReport) -> Result<State> {
         .map(|(_, id, s)| (SnapshotId(id), s))
         .collect();
     report.snapshots = snapshots.len() as u64;
-    let refs: Vec<&Snapshot> = snapshots.iter().map(|(_, s)| s).collect();
-    let referenced = reachable_blobs(repo, &loaded.index, &refs).map_err(|e| {
-        Error::Damaged(format!(
-            "a snapshot tree is unreadable ({e}); nothing was changed — run `vault check`"
-        ))
-    })?;
-    report.blobs_referenced = referenced.len() as u64;
+    // Headers nobody trusted signed (anyone can plant one) are walked for
+    // what they reach, but a tree of theirs that cannot be read is reported,
+    // not fatal: a planted header must not stop prune. A header read after
+    // this listing counts as trusted (strict).
+    let untrusted: HashMap<SnapshotId, String> = repo
+        .verified_snapshots()?
+        .untrusted()
+        .map(|(r, why)| (r.id, why.to_owned()))
+        .collect();
+    let (strict, lenient): (Vec<_>, Vec<_>) = snapshots
+        .iter()
+        .partition(|(id, _)| !untrusted.contains_key(id));
+    let strict: Vec<&Snapshot> = strict.into_iter().map(|(_, s)| s).collect();
+    let lenient: Vec<(SnapshotId, &Snapshot)> =
+        lenient.into_iter().map(|(id, s)| (*id, s)).collect();
+    let reachable =
+        reachable_blobs_tolerant(repo, &loaded.index, &strict, &lenient).map_err(|e| {
+            Error::Damaged(format!(
+                "a snapshot tree is unreadable ({e}); nothing was changed — run `vault check`"
+            ))
+        })?;
+    let mut referenced = reachable.needed;
+    let unwalked: HashMap<SnapshotId, Error> = reachable.unreadable.into_iter().collect();
+    for (id, why) in &untrusted {
+        let key = ObjectKind::Snapshot.key(id);
+        report.untrusted.push(match unwalked.get(id) {
+            Some(e) => format!("{key}: untrusted header ({why}); its tree is unreadable ({e})"),
+            None => format!("{key}: untrusted header ({why})"),
+        });
+    }
+    report.untrusted.sort();
     let verified = VerifiedClaims::read(repo, &loaded)?;
+    // What only untrusted headers name is kept where a pack verifiably
+    // holds it; missing, it is no reason to stop.
+    referenced.extend(reachable.wanted.into_iter().filter(|blob| {
+        loaded
+            .index
+            .locations(blob)
+            .any(|loc| verified.holds(&loaded, blob, &loc))
+    }));
+    report.blobs_referenced = referenced.len() as u64;
     report.packs_verified = verified.packs;
     report.bytes_verified = verified.bytes;
     report.entries_verified = verified.verified;
     report.claims_dropped = verified.rejected.len() as u64;
+    let mut untrusted: Vec<String> = untrusted
+        .keys()
+        .map(|id| ObjectKind::Snapshot.key(id))
+        .collect();
+    untrusted.sort();
     Ok(State {
         snapshots,
         loaded,
         referenced,
         verified,
         foreign,
+        untrusted,
     })
 }
 
