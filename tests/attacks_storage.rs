@@ -294,3 +294,224 @@ fn vector_planted_owner_file_with_huge_scrypt_work_factor() {
         started.elapsed()
     );
 }
+
+/// Medium (review F4). One lock object sealed to the public recipients (no
+/// key) and dated in the far future (`9999-01-01`): it used to be never
+/// stale, so every prune and every copy into the repository stepped back,
+/// for good, and `--remove-foreign` kept it.
+///
+/// Expected: a format-2 lock counts only when the repository owner signed
+/// it, so prune runs, names the planted lock, and `prune --remove-foreign`
+/// deletes it. Control: a genuine owner-signed lock of another host still
+/// stops prune; dated in the future, it counts as taken at its upload.
+#[test]
+fn vector_planted_future_lock_does_not_stop_prune() {
+    let (env, src) = repo_with_a_snapshot();
+    let atk = StorageAttacker::new(&env.repo);
+    let future = br#"{"time":"9999-01-01T00:00:00Z","host":"prune-host","pid":1,"nonce":"00"}"#;
+    let planted = atk.plant("locks/", &atk.seal(future));
+
+    let prune = env.vault(&["prune"], &env.owner_key, &[]);
+    assert_success(&prune);
+    assert_contains(&stderr(&prune), &planted);
+    assert_contains(&stderr(&prune), "not signed by the repository owner");
+    assert!(
+        env.repo.join(&planted).exists(),
+        "removed without being asked"
+    );
+    let prune = env.vault(&["prune"], &env.owner_key, &["--remove-foreign", "--json"]);
+    assert_success(&prune);
+    let report: serde_json::Value = serde_json::from_slice(&prune.stdout).unwrap();
+    assert_eq!(report["foreign_removed"], 1, "{report}");
+    assert!(!env.repo.join(&planted).exists(), "the planted lock stays");
+    assert!(atk.list("locks/").is_empty(), "prune left a lock behind");
+
+    // Control: the owner's own lock (another host's prune) is honoured...
+    let owner = vault::repo::Repository::open(
+        std::sync::Arc::new(vault::storage::LocalStorage::new(&env.repo)),
+        vault::repo::Access::IdentityFile(&env.owner_key),
+    )
+    .unwrap();
+    let genuine = vault::ops::lock::LockRecord {
+        time: "9999-01-01T00:00:00Z".parse().unwrap(),
+        host: "another-host".into(),
+        pid: 1,
+        nonce: "01".into(),
+    };
+    let id = owner
+        .put_signed_transient_json(vault::repo::ObjectKind::Lock, &genuine)
+        .unwrap();
+    let key = vault::repo::ObjectKind::Lock.key(&id);
+    let prune = env.vault(&["prune"], &env.owner_key, &[]);
+    assert_code(&prune, 1);
+    assert_contains(&stderr(&prune), "another prune");
+    assert_contains(&stderr(&prune), "another-host");
+    // ...and, dated in the future, counts as taken at its upload (so it goes
+    // stale six hours after it; a local object's upload time is its inode
+    // change time, which no one can set back).
+    assert!(!stderr(&prune).contains("9999"), "{}", stderr(&prune));
+    fs::remove_file(env.repo.join(&key)).unwrap();
+    assert_success(&env.vault(&["prune"], &env.owner_key, &[]));
+    restores_exactly(&env, &src, "t");
+}
+
+/// Medium (review F3). One planted index file (about 1.6 KB, no key) makes
+/// 400 claims at distinct offsets of one stored 8 MiB pack, each claiming the
+/// rest of the pack, and lists the pack four times (100 claims each) to slip
+/// past the per-pack claim cap. Prune used to read back each claim on its
+/// own, decrypting up to the claimed length: work grew with claims x pack
+/// size (400 claims on a 16 MiB pack took prune from 0.14 s to 24.5 s).
+///
+/// Expected: prune reads each claimed pack once, whole, and accepts a claim
+/// only if it is exactly a trailer entry that verifies: one pack read, at most
+/// the pack's stored size decrypted, all 400 claims dropped, and restore still
+/// exact. Listing one pack again in the same file counts against what the
+/// pack can hold: a file listing the tree pack twice, each listing within
+/// the cap but both together over it, has every claim refused.
+#[test]
+fn vector_planted_claims_cost_prune_one_read_per_pack() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("big"), &noise(8 << 20, 3));
+    write(&src.join("small"), b"hello\n");
+    env.backup(&[&src]);
+    // An owner prune attests the genuine entries: the next one reads only
+    // what was planted after it.
+    assert_success(&env.vault(&["prune"], &env.owner_key, &[]));
+    let atk = StorageAttacker::new(&env.repo);
+    let (pack, folder, size) = atk
+        .packs()
+        .into_iter()
+        .filter(|(_, f, _)| *f == "data")
+        .max_by_key(|p| p.2)
+        .unwrap();
+    assert!(size > 8 << 20, "one pack holds the file");
+    let claims: Vec<serde_json::Value> = (0..400u64)
+        .map(|i| json!({"id": "00".repeat(32), "offset": i, "length": size - 64 - i, "raw_length": 1000}))
+        .collect();
+    let packs: Vec<serde_json::Value> = claims
+        .chunks(100)
+        .map(|c| json!({"id": pack, "kind": folder, "blobs": c}))
+        .collect();
+    let planted = atk.seal(json!({ "packs": packs }).to_string().as_bytes());
+    assert!(planted.len() < 4096, "{} bytes", planted.len());
+    atk.plant("index/", &planted);
+
+    let prune = env.vault(&["prune"], &env.owner_key, &["--json"]);
+    assert_success(&prune);
+    let report: serde_json::Value = serde_json::from_slice(&prune.stdout).unwrap();
+    assert_eq!(report["claims_dropped"], 400, "{report}");
+    assert_eq!(report["packs_verified"], 1, "{report}");
+    assert_eq!(report["entries_verified"], 0, "{report}");
+    let read = report["bytes_verified"].as_u64().unwrap();
+    assert!(
+        read > 0 && read <= size,
+        "{read} bytes read for a {size}-byte pack"
+    );
+    restores_exactly(&env, &src, "t");
+    let again = env.vault(&["prune"], &env.owner_key, &["--json"]);
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(
+        again["packs_verified"], 0,
+        "planted claims came back: {again}"
+    );
+
+    let (tree, _, tree_size) = atk.packs().into_iter().find(|p| p.1 == "tree").unwrap();
+    let capacity = tree_size / 48;
+    let half = capacity / 2 + 1;
+    let listing = |from: u64| {
+        let blobs: Vec<serde_json::Value> = (from..from + half)
+            .map(|i| json!({"id": "11".repeat(32), "offset": i, "length": 1, "raw_length": 1}))
+            .collect();
+        json!({"id": tree, "kind": "tree", "blobs": blobs})
+    };
+    let twice = json!({ "packs": [listing(0), listing(half)] });
+    atk.plant("index/", &atk.seal(twice.to_string().as_bytes()));
+    let check = env.vault(&["check"], &env.owner_key, &[]);
+    assert_code(&check, 4);
+    assert_contains(&stdout(&check), "listing the pack again counts");
+    assert_contains(&stdout(&check), &format!("claims {}", 2 * half));
+}
+
+/// Low/Medium (review F6). One well-formed header, unsigned (sealed to the
+/// public recipients, no key), naming a tree that does not exist. Prune
+/// walked the trees of every readable header and refused to run; `forget`
+/// never deletes untrusted headers and `--remove-foreign` took it for
+/// vault's own, so nothing removed it; `vault copy` without snapshot
+/// arguments tried to copy it and failed too.
+///
+/// Expected: prune runs and names it (untrusted, its tree unreadable);
+/// `copy` without arguments copies only the headers that count;
+/// `prune --dry-run --remove-foreign` lists it and keeps it; a writer key
+/// cannot remove it; the owner's `prune --remove-foreign` deletes it and
+/// nothing else, and the real snapshot restores exactly.
+#[test]
+fn vector_planted_header_with_a_missing_tree_does_not_block_prune() {
+    let (env, src) = repo_with_a_snapshot();
+    let atk = StorageAttacker::new(&env.repo);
+    let header = json!({"time":"2026-01-01T00:00:00Z","host":"ghost","user":"root","tags":[],
+        "sources":[{"kind":"paths","name":"/x","paths":["/x"],"status":"ok"}],
+        "root":"ab".repeat(32),
+        "totals":{"files":1,"dirs":1,"bytes":1,"files_read":1,"blobs_added":0,"bytes_added":0,
+            "bytes_stored":0,"duration_ms":1},
+        "errors":[],"parent":null,"program_version":"0.1.0"});
+    let planted = atk.plant("snapshots/", &atk.seal(header.to_string().as_bytes()));
+    // And a claim that the missing tree is in a stored pack: it is not.
+    let (tree_pack, _, _) = atk.packs().into_iter().find(|p| p.1 == "tree").unwrap();
+    let claim = json!({"packs":[{"id": tree_pack, "kind": "tree",
+        "blobs":[{"id": "ab".repeat(32), "offset": 0, "length": 10, "raw_length": 10}]}]});
+    atk.plant("index/", &atk.seal(claim.to_string().as_bytes()));
+    assert_success(&env.vault(&["forget"], &env.owner_key, &["--keep-last", "1"]));
+    assert_eq!(atk.list("snapshots/").len(), 2);
+
+    let prune = env.vault(&["prune"], &env.owner_key, &[]);
+    assert_success(&prune);
+    assert_contains(&stderr(&prune), &planted);
+    assert_contains(&stderr(&prune), "untrusted header (not signed)");
+    assert_contains(&stderr(&prune), "its tree is unreadable");
+
+    let target = env.path("copy-target");
+    let target = target.to_str().unwrap();
+    let init = run(&[
+        "init",
+        "-r",
+        target,
+        "--like",
+        env.repo.to_str().unwrap(),
+        "-i",
+        env.owner_key.to_str().unwrap(),
+    ]);
+    assert_success(&init);
+    let copy = env.vault(&["copy"], &env.owner_key, &["--to", target, "--json"]);
+    assert_success(&copy);
+    let copied: serde_json::Value = serde_json::from_slice(&copy.stdout).unwrap();
+    assert_eq!(
+        copied["snapshots_copied"].as_array().unwrap().len(),
+        1,
+        "{copied}"
+    );
+    assert!(!copied.to_string().contains(&planted[10..]), "{copied}");
+
+    let dry = env.vault(
+        &["prune"],
+        &env.owner_key,
+        &["--dry-run", "--remove-foreign"],
+    );
+    assert_success(&dry);
+    assert_contains(&stderr(&dry), &planted);
+    assert!(env.repo.join(&planted).exists(), "a dry run removed it");
+    let writer = env.vault(&["prune"], &env.writer_key, &["--remove-foreign"]);
+    assert!(!writer.status.success(), "a writer key ran prune");
+    assert!(env.repo.join(&planted).exists(), "a writer key removed it");
+
+    let prune = env.vault(&["prune"], &env.owner_key, &["--remove-foreign", "--json"]);
+    assert_success(&prune);
+    let report: serde_json::Value = serde_json::from_slice(&prune.stdout).unwrap();
+    assert_eq!(report["untrusted_removed"], 1, "{report}");
+    assert!(
+        !env.repo.join(&planted).exists(),
+        "the planted header stays"
+    );
+    assert_eq!(atk.list("snapshots/").len(), 1, "the genuine header stays");
+    restores_exactly(&env, &src, "t");
+}

@@ -392,3 +392,59 @@ fn vector_guessing_small_secrets_what_a_writer_confirms() {
         "the writer key read a data blob"
     );
 }
+
+/// Medium (review F3, restore). For every blob of every index file, twelve
+/// claims in the same pack at offsets 0 to 11 (before the genuine entry,
+/// so readers meet them first), each claiming the rest of the pack: restore
+/// used to try claims in index order, decrypting up to the claimed length
+/// for each.
+///
+/// Expected: when several locations claim a blob, restore reads first the
+/// ones its pack's own trailer lists (one trailer read per pack) and tries
+/// at most eight; so the genuine copy is read first and the snapshot
+/// restores exactly (were the planted claims tried first, the cap would
+/// make it fail).
+#[test]
+fn vector_planted_claims_before_genuine_ones_cost_restore_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    sample_tree(&src);
+    write(&src.join("big"), &noise(1 << 20, 9));
+    env.backup(&[&src]);
+    let w = WriterAttacker::new(&env.repo, &env.writer_key);
+    let atk = StorageAttacker::new(&env.repo);
+    let sizes: std::collections::HashMap<String, u64> = atk
+        .packs()
+        .into_iter()
+        .map(|(id, _, size)| (id, size))
+        .collect();
+    let mut planted = IndexFile {
+        packs: vec![],
+        condemned: vec![],
+    };
+    for (key, _) in atk.list("index/") {
+        let file: IndexFile = w.repo.get_json(&key).unwrap();
+        for pack in &file.packs {
+            let size = sizes[&pack.id.to_string()] as u32;
+            for b in pack.blobs.iter().filter(|b| b.offset >= 12) {
+                planted.packs.push(IndexedPack {
+                    id: pack.id,
+                    kind: pack.kind,
+                    blobs: (0..12)
+                        .map(|o| IndexedBlob {
+                            id: b.id,
+                            offset: o,
+                            length: size - 64 - o,
+                            raw_length: b.raw_length,
+                        })
+                        .collect(),
+                });
+            }
+        }
+    }
+    assert!(planted.packs.len() > 10, "too few blobs to attack");
+    w.repo.put_shared_json(ObjectKind::Index, &planted).unwrap();
+    let target = env.path("t");
+    assert_success(&env.restore("latest", &target));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}

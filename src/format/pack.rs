@@ -77,17 +77,36 @@ pub fn encode_trailer(entries: &[PackEntry]) -> Vec<u8> {
 
 /// Parses the trailer at the end of a pack's plaintext; `name` is for errors.
 pub fn decode_trailer(plaintext: &[u8], name: &str) -> Result<Vec<PackEntry>> {
-    let bad = |why: &str| Error::format(name, format!("pack trailer: {why}"));
-    if plaintext.len() < 12 || &plaintext[plaintext.len() - 8..] != PACK_MAGIC {
-        return Err(bad("missing end marker (truncated or not a pack)"));
-    }
+    let count = trailer_count(plaintext, name)? as usize;
     let n_at = plaintext.len() - 12;
-    let count = u32::from_le_bytes(plaintext[n_at..n_at + 4].try_into().expect("4")) as usize;
     let start = n_at
         .checked_sub(count * ENTRY_LEN)
-        .ok_or_else(|| bad("entry count larger than the pack"))?;
-    let mut out = Vec::with_capacity(count);
-    for raw in plaintext[start..n_at].chunks_exact(ENTRY_LEN) {
+        .ok_or_else(|| Error::format(name, "pack trailer: entry count larger than the pack"))?;
+    decode_entries(&plaintext[start..n_at], start as u64, name)
+}
+
+/// The entry count in the last 12 bytes of a pack's plaintext (`tail` may
+/// be longer; only its end is read).
+pub fn trailer_count(tail: &[u8], name: &str) -> Result<u32> {
+    if tail.len() < 12 || &tail[tail.len() - 8..] != PACK_MAGIC {
+        return Err(Error::format(
+            name,
+            "pack trailer: missing end marker (truncated or not a pack)",
+        ));
+    }
+    let n_at = tail.len() - 12;
+    Ok(u32::from_le_bytes(
+        tail[n_at..n_at + 4].try_into().expect("4"),
+    ))
+}
+
+/// Parses trailer entries (without count and magic) of a pack whose blob
+/// area ends at `blob_area_end`.
+pub fn decode_entries(raw: &[u8], blob_area_end: u64, name: &str) -> Result<Vec<PackEntry>> {
+    let bad = |why: &str| Error::format(name, format!("pack trailer: {why}"));
+    let start = blob_area_end as usize;
+    let mut out = Vec::with_capacity(raw.len() / ENTRY_LEN);
+    for raw in raw.chunks_exact(ENTRY_LEN) {
         let u32_at = |i: usize| u32::from_le_bytes(raw[i..i + 4].try_into().expect("4"));
         let kind = match raw[44] {
             0 => BlobKind::Data,

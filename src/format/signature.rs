@@ -40,6 +40,9 @@ pub enum SignedKind {
     Index,
     /// `drills/<id>`.
     Drill,
+    /// `locks/<id>` (format 2: prune and copy take only owner-signed locks
+    /// into account).
+    Lock,
 }
 
 impl SignedKind {
@@ -49,6 +52,7 @@ impl SignedKind {
             SignedKind::Snapshot => "snapshot",
             SignedKind::Index => "index",
             SignedKind::Drill => "drill",
+            SignedKind::Lock => "lock",
         }
     }
 }

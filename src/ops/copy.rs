@@ -503,13 +503,20 @@ fn check_same_keys(source: &Repository, target: &Repository) -> Result<()> {
 /// The selected snapshots, oldest first, without duplicates.
 fn select(source: &Repository, specs: &[String]) -> Result<Vec<(SnapshotId, Snapshot)>> {
     if specs.is_empty() {
-        let (all, damaged) = source.snapshots()?;
-        if let Some(e) = damaged.into_iter().next() {
+        // Only the headers that count: an untrusted one (anyone can plant
+        // one) is not copied unless named, and cannot stop the copy.
+        let set = source.verified_snapshots()?;
+        if let Some(e) = set.damaged.first() {
             return Err(Error::Damaged(format!(
                 "a source snapshot is unreadable ({e}); name the snapshots to copy, or run \
                  `vault check`"
             )));
         }
+        for (r, why) in set.untrusted() {
+            tracing::warn!("not copied: snapshot {} does not count ({why})", r.id);
+        }
+        let mut all = set.usable();
+        all.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         return Ok(all);
     }
     let mut picked = Vec::new();

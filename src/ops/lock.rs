@@ -5,8 +5,10 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 pub use crate::format::lock::LockRecord;
+use crate::format::signature::SignedKind;
+use crate::repo::trust::Signer;
 use crate::repo::{ObjectKind, Repository, id_from_key};
 
 /// A lock older than this is taken to belong to a prune that died.
@@ -16,6 +18,7 @@ pub const STALE_AFTER: chrono::Duration = chrono::Duration::hours(6);
 pub struct PruneLock<'a> {
     repo: &'a Repository,
     key: String,
+    ignored: Vec<String>,
 }
 
 impl<'a> PruneLock<'a> {
@@ -30,10 +33,18 @@ impl<'a> PruneLock<'a> {
             pid: std::process::id(),
             nonce: hex::encode(nonce),
         };
-        let id = repo.put_transient_json(ObjectKind::Lock, &record)?;
-        let lock = PruneLock {
+        // Format 2: signed by the owner (prune and copy need the owner
+        // key), so that a lock planted without it stops nothing.
+        let signed = repo.config().version >= 2;
+        let id = if signed {
+            repo.put_signed_transient_json(ObjectKind::Lock, &record)?
+        } else {
+            repo.put_transient_json(ObjectKind::Lock, &record)?
+        };
+        let mut lock = PruneLock {
             repo,
             key: ObjectKind::Lock.key(&id),
+            ignored: Vec::new(),
         };
         // Look after writing, so that of two prunes starting together each
         // sees the other's lock.
@@ -44,9 +55,23 @@ impl<'a> PruneLock<'a> {
             if other == id {
                 continue;
             }
-            let held = match repo.get_json::<LockRecord>(&obj.key) {
-                Ok(r) => r,
-                // An unreadable lock cannot be judged; honour it for its age.
+            let mut held = match repo.get_signed_json::<LockRecord>(&obj.key, SignedKind::Lock) {
+                Ok((r, Signer::Owner)) => r,
+                // Released since the listing.
+                Err(Error::Storage(StorageError::NotFound { .. })) => continue,
+                Ok((_, signer)) if signed => {
+                    ignore(&obj.key, &signer.describe());
+                    lock.ignored.push(obj.key);
+                    continue;
+                }
+                Err(e) if signed => {
+                    ignore(&obj.key, &e.to_string());
+                    lock.ignored.push(obj.key);
+                    continue;
+                }
+                Ok((r, _)) => r,
+                // Format 1: an unreadable lock cannot be judged; honour it
+                // for its age.
                 Err(_) => LockRecord {
                     time: obj.modified.unwrap_or(now),
                     host: "an unknown host".into(),
@@ -54,6 +79,11 @@ impl<'a> PruneLock<'a> {
                     nonce: String::new(),
                 },
             };
+            // A lock is as old as its upload at least: one dated in the
+            // future still goes stale.
+            if let Some(uploaded) = obj.modified {
+                held.time = held.time.min(uploaded);
+            }
             let dead_here = held.host == crate::source::host::hostname()
                 && held.pid != 0
                 && held.pid != std::process::id()
@@ -79,12 +109,27 @@ impl<'a> PruneLock<'a> {
         Ok(lock)
     }
 
+    /// Format-2 locks found that no owner signed: not honoured, for `vault
+    /// prune --remove-foreign` to delete.
+    pub fn ignored(&self) -> &[String] {
+        &self.ignored
+    }
+
     /// Deletes the lock object.
     pub fn release(self) {
         if let Err(e) = self.repo.storage().delete(&self.key) {
             tracing::warn!("could not remove prune lock {}: {e}", self.key);
         }
     }
+}
+
+/// Reports a format-2 lock that no owner signed (planted: anyone can seal a
+/// document to the public recipients) and that is therefore not honoured.
+fn ignore(key: &str, why: &str) {
+    tracing::warn!(
+        "ignoring lock {key}: not signed by the repository owner ({why}); \
+         `vault prune --remove-foreign` deletes it"
+    );
 }
 
 /// Whether process `pid` of this host has ended: it does not exist, or it

@@ -16,7 +16,8 @@
 //! - a blob must lie inside its pack (`offset + length` at most the pack's
 //!   stored size) and be no larger than blobs of its kind can be;
 //! - one index file cannot claim more blobs in a pack than the pack can
-//!   hold (each blob costs a 48-byte trailer entry);
+//!   hold (each blob costs a 48-byte trailer entry), however many times it
+//!   lists the pack;
 //! - claims about packs storage does not hold add no locations.
 //!
 //! A claim that breaks a rule is dropped and reported as a [`FalseClaim`];
@@ -226,13 +227,19 @@ impl Repository {
             }
             loaded.files.push(key);
         }
+        // A pack listed several times in one file counts once against what
+        // it can hold: repeating it must not multiply the claims.
+        let mut listed: HashMap<(usize, u32), u64> = HashMap::new();
         for c in &claims {
             let pack = index.pack_id(c.pack);
             let stored = stored.get(&pack);
             if let Some(s) = stored {
                 index.set_kind(c.pack, s.kind);
             }
-            if let Err(what) = admit(&mut index, c, stored, max_chunk) {
+            let count = listed.entry((c.file, c.pack)).or_default();
+            let already = *count;
+            *count += (c.end - c.start) as u64;
+            if let Err(what) = admit(&mut index, c, already, stored, max_chunk) {
                 loaded.false_claims.push(FalseClaim {
                     file: loaded.files[c.file].clone(),
                     pack,
@@ -255,10 +262,12 @@ impl Repository {
 }
 
 /// Drops from `index` the blobs of one index file's claim about one pack
-/// that cannot be true, and says what was false.
+/// that cannot be true, and says what was false. `already`: how many blobs
+/// the same file claimed in this pack before (listing it again counts).
 fn admit(
     index: &mut Index,
     c: &Claimed,
+    already: u64,
     stored: Option<&StoredPack>,
     max_chunk: u32,
 ) -> std::result::Result<(), String> {
@@ -278,10 +287,11 @@ fn admit(
         ));
     }
     let capacity = stored.size / ENTRY_LEN as u64;
-    let blobs = (c.end - c.start) as u64;
+    let blobs = already + (c.end - c.start) as u64;
     if blobs > capacity {
         problems.push(format!(
-            "claims {blobs} blobs; a pack of {} bytes holds at most {capacity}",
+            "claims {blobs} blobs (listing the pack again counts); a pack of {} bytes holds \
+             at most {capacity}",
             stored.size
         ));
         index.drop_unless(range, |_, _, _| false);
@@ -356,7 +366,7 @@ mod tests {
         ];
         let (mut index, c) = claim(BlobKind::Tree, &blobs);
         let s = stored(BlobKind::Data, 4096);
-        let what = admit(&mut index, &c, Some(&s), 65536).unwrap_err();
+        let what = admit(&mut index, &c, 0, Some(&s), 65536).unwrap_err();
         index.finish();
         assert_eq!(index.len(), 1);
         assert!(what.contains("listed as a tree pack"), "{what}");
@@ -367,12 +377,12 @@ mod tests {
     fn more_blobs_than_a_pack_can_hold_are_all_refused() {
         let blobs: Vec<_> = (0..3).map(|i| blob(i, 1, 1)).collect();
         let (mut index, c) = claim(BlobKind::Data, &blobs);
-        let what = admit(&mut index, &c, Some(&stored(BlobKind::Data, 100)), 65536).unwrap_err();
+        let what = admit(&mut index, &c, 0, Some(&stored(BlobKind::Data, 100)), 65536).unwrap_err();
         index.finish();
         assert!(index.is_empty());
         assert!(what.contains("at most 2"));
         let (mut index, c) = claim(BlobKind::Data, &blobs);
-        assert!(admit(&mut index, &c, None, 65536).is_ok());
+        assert!(admit(&mut index, &c, 0, None, 65536).is_ok());
         index.finish();
         assert!(index.is_empty(), "unstored: known, no locations");
         assert_eq!(index.packs().count(), 1);

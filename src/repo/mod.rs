@@ -654,10 +654,29 @@ impl Repository {
     /// caller made or verified itself: an owner-signed index file is trusted
     /// by every backup for deduplication.
     pub fn put_signed_json<T: Serialize>(&self, kind: ObjectKind, value: &T) -> Result<Id> {
+        let bytes = self.signed_sealed_json(kind, value)?;
+        self.put_object(kind, &bytes)
+    }
+
+    /// Like [`Repository::put_signed_json`], but never under Object Lock
+    /// retention (a format-2 prune lock, which must be deletable).
+    pub fn put_signed_transient_json<T: Serialize>(
+        &self,
+        kind: ObjectKind,
+        value: &T,
+    ) -> Result<Id> {
+        let bytes = self.signed_sealed_json(kind, value)?;
+        let id = Id::of_bytes(&bytes);
+        self.storage.put_transient(&kind.key(&id), &bytes)?;
+        Ok(id)
+    }
+
+    fn signed_sealed_json<T: Serialize>(&self, kind: ObjectKind, value: &T) -> Result<Vec<u8>> {
         let signed = match kind {
             ObjectKind::Snapshot => SignedKind::Snapshot,
             ObjectKind::Index => SignedKind::Index,
             ObjectKind::Drill => SignedKind::Drill,
+            ObjectKind::Lock => SignedKind::Lock,
             other => unreachable!("{other:?} objects are never signed"),
         };
         let json = serde_json::to_vec(value).expect("repository documents always serialize");
@@ -666,8 +685,7 @@ impl Repository {
             Some(block) => crate::format::signature::frame(&block, &compressed),
             None => compressed,
         };
-        let bytes = self.keys.seal_shared(&plain)?;
-        self.put_object(kind, &bytes)
+        Ok(self.keys.seal_shared(&plain)?)
     }
 
     /// Like [`Repository::put_shared_json`], but never under Object Lock

@@ -1,12 +1,14 @@
 //! Reads blobs out of packs, keeping the last pack's decrypting stream open so
 //! that consecutive blobs of one pack cost one age header and a forward seek.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek, SeekFrom};
 
 use crate::crypto::DecryptStream;
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::index::BlobLocation;
+use crate::format::pack::{ENTRY_LEN, decode_entries, trailer_count};
 use crate::format::tree::Tree;
 use crate::repo::verify::{BlobCheck, MAX_COMPRESSED};
 use crate::repo::{ObjectKind, Repository};
@@ -21,6 +23,14 @@ type OpenPack = (Id, DecryptStream<Box<dyn ReadSeek>>, u64);
 /// and a chunk decryption each time.
 const OPEN_PACKS: usize = 8;
 
+/// Locations read per blob at most: a blob that several index files claim
+/// is read from the ones its pack's trailer lists first (see
+/// [`BlobReader::read_indexed`]).
+pub const MAX_ATTEMPTS: usize = 8;
+
+/// A pack trailer's entries as (blob, offset, length, raw length).
+type TrailerClaims = HashSet<(Id, u32, u32, u32)>;
+
 /// A per-thread blob reader (owner key required for data and trees).
 pub struct BlobReader<'a> {
     repo: &'a Repository,
@@ -28,6 +38,8 @@ pub struct BlobReader<'a> {
     open: Vec<OpenPack>,
     buf: Vec<u8>,
     check: BlobCheck<'a>,
+    /// Trailers of packs holding contested blobs (`None`: unreadable).
+    trailers: HashMap<Id, Option<TrailerClaims>>,
 }
 
 impl<'a> BlobReader<'a> {
@@ -38,6 +50,7 @@ impl<'a> BlobReader<'a> {
             open: Vec::new(),
             buf: Vec::new(),
             check: BlobCheck::new(repo),
+            trailers: HashMap::new(),
         }
     }
 
@@ -65,20 +78,44 @@ impl<'a> BlobReader<'a> {
         })
     }
 
+    /// Tries the locations of `id` until one verifies. A blob with one
+    /// location is read there. When several index files claim it (anyone
+    /// who can write to the storage can add claims), the locations that
+    /// their pack's own trailer lists come first, ahead of claims no pack
+    /// makes, and at most [`MAX_ATTEMPTS`] are read: planted claims, however
+    /// many, cost a trailer read per pack, not a decryption each.
     fn first_verified<T>(
         &mut self,
         id: &Id,
         index: &crate::format::index::Index,
         mut read: impl FnMut(&mut Self, &BlobLocation) -> Result<T>,
     ) -> Result<T> {
+        let mut locations: Vec<BlobLocation> = index.locations(id).collect();
+        if locations.len() > 1 {
+            let unlisted: Vec<bool> = locations
+                .iter()
+                .map(|loc| !self.in_trailer(id, loc))
+                .collect();
+            let mut ranked: Vec<(bool, BlobLocation)> =
+                unlisted.into_iter().zip(locations).collect();
+            ranked.sort_by_key(|(unlisted, _)| *unlisted);
+            locations = ranked.into_iter().map(|(_, loc)| loc).collect();
+        }
         let mut first_error = None;
-        for loc in index.locations(id) {
-            match read(self, &loc) {
+        for loc in locations.iter().take(MAX_ATTEMPTS) {
+            match read(self, loc) {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
+        }
+        if locations.len() > MAX_ATTEMPTS {
+            tracing::warn!(
+                "blob {id}: {} of its {} claimed locations not tried",
+                locations.len() - MAX_ATTEMPTS,
+                locations.len()
+            );
         }
         Err(first_error.unwrap_or_else(|| {
             Error::format(
@@ -86,6 +123,56 @@ impl<'a> BlobReader<'a> {
                 "is in no index (lost pack or index file)",
             )
         }))
+    }
+
+    /// Whether the trailer of `loc`'s pack lists exactly this blob there
+    /// (read once per pack, from the end of its decrypting stream).
+    fn in_trailer(&mut self, id: &Id, loc: &BlobLocation) -> bool {
+        if !self.trailers.contains_key(&loc.pack) {
+            let listed = match self.read_trailer(loc) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    self.open.retain(|(p, _, _)| *p != loc.pack);
+                    tracing::debug!("trailer of pack {} unreadable: {e}", loc.pack);
+                    None
+                }
+            };
+            self.trailers.insert(loc.pack, listed);
+        }
+        self.trailers[&loc.pack]
+            .as_ref()
+            .is_some_and(|t| t.contains(&(*id, loc.offset, loc.length, loc.raw_length)))
+    }
+
+    fn read_trailer(&mut self, loc: &BlobLocation) -> Result<TrailerClaims> {
+        let key = ObjectKind::Pack(loc.kind).key(&loc.pack);
+        self.open_pack(&key, loc.pack)?;
+        let (_, stream, pos) = &mut self.open[0];
+        let io = |e: std::io::Error| Error::format(&key, format!("reading the trailer: {e}"));
+        let end = stream.seek(SeekFrom::End(0)).map_err(io)?;
+        if end < 12 {
+            return Err(Error::format(&key, "too short for a pack trailer"));
+        }
+        let mut tail = [0u8; 12];
+        stream.seek(SeekFrom::Start(end - 12)).map_err(io)?;
+        stream.read_exact(&mut tail).map_err(io)?;
+        let len = trailer_count(&tail, &key)? as u64 * ENTRY_LEN as u64;
+        let start = (end - 12)
+            .checked_sub(len)
+            .ok_or_else(|| Error::format(&key, "pack trailer: entry count larger than the pack"))?;
+        stream.seek(SeekFrom::Start(start)).map_err(io)?;
+        let mut raw = Vec::new();
+        stream
+            .by_ref()
+            .take(len)
+            .read_to_end(&mut raw)
+            .map_err(io)?;
+        *pos = start + raw.len() as u64;
+        Ok(decode_entries(&raw, start, &key)?
+            .into_iter()
+            .filter(|e| e.kind == loc.kind)
+            .map(|e| (e.id, e.offset, e.length, e.raw_length))
+            .collect())
     }
 
     /// Reads one blob at one location, verifies it, and returns it still
@@ -139,23 +226,7 @@ impl<'a> BlobReader<'a> {
         // Blobs of one file sit close together but not always in order
         // (compression runs in parallel), so seek either way inside the open
         // pack rather than paying for a new age header.
-        match self.open.iter().position(|(p, _, _)| *p == loc.pack) {
-            Some(0) => {}
-            Some(i) => {
-                let hit = self.open.remove(i);
-                self.open.insert(0, hit);
-            }
-            None => {
-                // Buffered: age parses the header a few bytes at a time.
-                let body: Box<dyn ReadSeek> = Box::new(std::io::BufReader::with_capacity(
-                    64 << 10,
-                    self.repo.storage().open(key)?,
-                ));
-                let stream = self.repo.keys().keyring().decrypt_stream(body, key)?;
-                self.open.truncate(OPEN_PACKS - 1);
-                self.open.insert(0, (loc.pack, stream, 0));
-            }
-        }
+        self.open_pack(key, loc.pack)?;
         let (_, stream, pos) = &mut self.open[0];
         let io = |e: std::io::Error| {
             Error::format(key, format!("reading at offset {}: {e}", loc.offset))
@@ -182,6 +253,28 @@ impl<'a> BlobReader<'a> {
                     loc.length, loc.offset
                 ),
             ));
+        }
+        Ok(())
+    }
+
+    /// Makes `pack` the first open pack, opening it if need be.
+    fn open_pack(&mut self, key: &str, pack: Id) -> Result<()> {
+        match self.open.iter().position(|(p, _, _)| *p == pack) {
+            Some(0) => {}
+            Some(i) => {
+                let hit = self.open.remove(i);
+                self.open.insert(0, hit);
+            }
+            None => {
+                // Buffered: age parses the header a few bytes at a time.
+                let body: Box<dyn ReadSeek> = Box::new(std::io::BufReader::with_capacity(
+                    64 << 10,
+                    self.repo.storage().open(key)?,
+                ));
+                let stream = self.repo.keys().keyring().decrypt_stream(body, key)?;
+                self.open.truncate(OPEN_PACKS - 1);
+                self.open.insert(0, (pack, stream, 0));
+            }
         }
         Ok(())
     }

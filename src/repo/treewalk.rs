@@ -360,29 +360,89 @@ pub fn reachable_blobs(
         .with_budget(budget);
     let mut blobs = HashSet::new();
     for snap in snapshots {
-        let mut failed = None;
-        blobs.insert(*snap.root.id());
-        walker.walk(&snap.root, &mut |v| match v {
-            Visit::Entry { node, .. } => {
-                blobs.extend(node.content.iter().copied());
-                blobs.extend(node.subtree.map(|t| t.0));
-                Ok(Next::Descend)
-            }
-            Visit::Leave { .. } => Ok(Next::Descend),
-            Visit::Damaged { path, error } => {
-                failed = Some(Error::format(
-                    format!(
-                        "snapshot tree /{}",
-                        crate::format::escape::escape(&path.display().to_string())
-                    ),
-                    error.to_string(),
-                ));
-                Ok(Next::Stop)
-            }
-        })?;
-        if let Some(e) = failed {
+        if let Some(e) = walk_into(&mut walker, snap, &mut blobs)? {
             return Err(e);
         }
     }
     Ok(blobs)
+}
+
+/// What [`reachable_blobs_tolerant`] found.
+#[derive(Debug, Default)]
+pub struct Reachable {
+    /// Every blob the trusted snapshots need (all their trees were read).
+    pub needed: HashSet<Id>,
+    /// Blobs the untrusted headers name (of trees that could be read; some
+    /// may be missing): to keep where they verifiably exist, never a reason
+    /// to fail.
+    pub wanted: HashSet<Id>,
+    /// The untrusted headers with a tree that could not be read.
+    pub unreadable: Vec<(crate::format::id::SnapshotId, Error)>,
+}
+
+/// [`reachable_blobs`] of `trusted`, then whatever the `untrusted` headers
+/// reach that can be read: a tree of an untrusted header (anyone can plant
+/// one that names a tree that does not exist) that cannot be read is
+/// returned with its header, not fatal. The untrusted headers are walked
+/// after the trusted ones and with their own budget, so they can neither
+/// cut short nor stretch what a trusted snapshot's walk reads.
+pub fn reachable_blobs_tolerant(
+    repo: &Repository,
+    index: &Index,
+    trusted: &[&Snapshot],
+    untrusted: &[(crate::format::id::SnapshotId, &Snapshot)],
+) -> Result<Reachable> {
+    let mut out = Reachable {
+        needed: reachable_blobs(repo, index, trusted)?,
+        ..Default::default()
+    };
+    if untrusted.is_empty() {
+        return Ok(out);
+    }
+    let mut budget = Budget::default();
+    untrusted.iter().for_each(|(_, s)| budget.add(&s.totals));
+    let mut walker = Walker::new(repo, index)?
+        .each_tree_once()
+        .with_budget(budget);
+    for (id, snap) in untrusted {
+        match walk_into(&mut walker, snap, &mut out.wanted) {
+            Ok(None) => {}
+            // Storage and transport failures say nothing about the header.
+            Err(e @ (Error::Storage(_) | Error::Io { .. } | Error::Cancelled { .. })) => {
+                return Err(e);
+            }
+            Ok(Some(e)) | Err(e) => out.unreadable.push((*id, e)),
+        }
+    }
+    Ok(out)
+}
+
+/// Adds what `snap` reaches to `blobs`; returns the first tree that could
+/// not be read.
+fn walk_into(
+    walker: &mut Walker<'_>,
+    snap: &Snapshot,
+    blobs: &mut HashSet<Id>,
+) -> Result<Option<Error>> {
+    let mut failed = None;
+    blobs.insert(*snap.root.id());
+    walker.walk(&snap.root, &mut |v| match v {
+        Visit::Entry { node, .. } => {
+            blobs.extend(node.content.iter().copied());
+            blobs.extend(node.subtree.map(|t| t.0));
+            Ok(Next::Descend)
+        }
+        Visit::Leave { .. } => Ok(Next::Descend),
+        Visit::Damaged { path, error } => {
+            failed = Some(Error::format(
+                format!(
+                    "snapshot tree /{}",
+                    crate::format::escape::escape(&path.display().to_string())
+                ),
+                error.to_string(),
+            ));
+            Ok(Next::Stop)
+        }
+    })?;
+    Ok(failed)
 }

@@ -52,6 +52,18 @@ pub fn prune(r: &PruneReport) {
             r.foreign.len()
         );
     }
+    for u in &r.untrusted {
+        eprintln!("vault: {}", sanitize(u));
+    }
+    if r.untrusted_removed > 0 {
+        println!("removed {} untrusted snapshot headers", r.untrusted_removed);
+    } else if !r.untrusted.is_empty() {
+        println!(
+            "{} snapshot headers do not count (untrusted); `vault prune --remove-foreign` deletes \
+             them",
+            r.untrusted.len()
+        );
+    }
     let l = &r.object_lock;
     if l.objects_checked > 0 {
         outln!(

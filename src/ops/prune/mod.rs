@@ -38,7 +38,7 @@ use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
 use crate::repo::attest;
 use crate::repo::packer::PackBuilder;
-use crate::repo::treewalk::reachable_blobs;
+use crate::repo::treewalk::reachable_blobs_tolerant;
 use crate::repo::{BlobReader, LoadedIndex, ObjectKind, Repository, Unreadable};
 use crate::storage::Storage;
 
@@ -67,8 +67,12 @@ pub struct PruneReport {
     pub snapshots: u64,
     /// Distinct blobs the snapshots need.
     pub blobs_referenced: u64,
-    /// Packs read to verify index entries no owner had attested yet.
+    /// Packs read to verify index entries no owner had attested yet (each
+    /// read once, whole, however many entries name it).
     pub packs_verified: u64,
+    /// Bytes of those packs read and decrypted: at most their stored size,
+    /// however many claims an index file makes about them.
+    pub bytes_verified: u64,
     /// Index entries (of stored packs) whose pack does not hold them
     /// (planted, or left by damage): never signed, never relied on.
     pub claims_dropped: u64,
@@ -98,6 +102,13 @@ pub struct PruneReport {
     pub foreign: Vec<String>,
     /// Of those, how many were removed.
     pub foreign_removed: u64,
+    /// Snapshot headers that do not count (not signed by the owner or the
+    /// host they name, replayed copies, ...), with the reason: what they
+    /// reach is kept when it can be read, a tree of theirs that cannot be
+    /// read does not stop prune, and `remove_foreign` deletes them.
+    pub untrusted: Vec<String>,
+    /// Of those, how many were removed.
+    pub untrusted_removed: u64,
     /// Objects that could not be deleted, with the reason (e.g. Object Lock
     /// retention); they are retried by the next prune.
     pub not_deleted: Vec<String>,
@@ -114,7 +125,8 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     } else {
         Some(crate::ops::lock::PruneLock::acquire(repo, now)?)
     };
-    let result = run(repo, opts);
+    let planted_locks = held.as_ref().map(|l| l.ignored().to_vec());
+    let result = run(repo, opts, planted_locks.as_deref().unwrap_or_default());
     if let Some(l) = held {
         l.release();
     }
@@ -128,14 +140,21 @@ struct State {
     referenced: HashSet<Id>,
     verified: VerifiedClaims,
     foreign: Vec<Unreadable>,
+    /// Keys of the untrusted snapshot headers.
+    untrusted: Vec<String>,
 }
 
-fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
+fn run(repo: &Repository, opts: &PruneOptions, planted_locks: &[String]) -> Result<PruneReport> {
     let mut report = PruneReport {
         dry_run: opts.dry_run,
         ..Default::default()
     };
     let state = read_state(repo, &mut report)?;
+    report.foreign.extend(
+        planted_locks
+            .iter()
+            .map(|k| format!("{k}: a lock the repository owner did not sign")),
+    );
     let plan = make_plan(&state, &opts.rules)?;
     report.plan = plan.counts.clone();
     let marked: HashSet<Id> = plan.marks.iter().map(|m| m.pack).collect();
@@ -162,6 +181,18 @@ fn run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     }
     if opts.remove_foreign {
         remove_foreign(repo, &state.foreign, opts.rules.now, &mut report);
+        for key in state.untrusted.iter() {
+            match delete_unless_locked(repo.storage().as_ref(), key, opts.rules.now) {
+                Ok(()) => report.untrusted_removed += 1,
+                Err(e) => report.not_deleted.push(e.to_string()),
+            }
+        }
+        for key in planted_locks {
+            match delete_unless_locked(repo.storage().as_ref(), key, opts.rules.now) {
+                Ok(()) => report.foreign_removed += 1,
+                Err(e) => report.not_deleted.push(e.to_string()),
+            }
+        }
     }
     clean_leftovers(repo, opts, &mut report);
     Ok(report)
@@ -196,23 +227,63 @@ fn read_state(repo: &Repository, report: &mut PruneReport) -> Result<State> {
         .map(|(_, id, s)| (SnapshotId(id), s))
         .collect();
     report.snapshots = snapshots.len() as u64;
-    let refs: Vec<&Snapshot> = snapshots.iter().map(|(_, s)| s).collect();
-    let referenced = reachable_blobs(repo, &loaded.index, &refs).map_err(|e| {
-        Error::Damaged(format!(
-            "a snapshot tree is unreadable ({e}); nothing was changed — run `vault check`"
-        ))
-    })?;
-    report.blobs_referenced = referenced.len() as u64;
+    // Headers nobody trusted signed (anyone can plant one) are walked for
+    // what they reach, but a tree of theirs that cannot be read is reported,
+    // not fatal: a planted header must not stop prune. A header read after
+    // this listing counts as trusted (strict).
+    let untrusted: HashMap<SnapshotId, String> = repo
+        .verified_snapshots()?
+        .untrusted()
+        .map(|(r, why)| (r.id, why.to_owned()))
+        .collect();
+    let (strict, lenient): (Vec<_>, Vec<_>) = snapshots
+        .iter()
+        .partition(|(id, _)| !untrusted.contains_key(id));
+    let strict: Vec<&Snapshot> = strict.into_iter().map(|(_, s)| s).collect();
+    let lenient: Vec<(SnapshotId, &Snapshot)> =
+        lenient.into_iter().map(|(id, s)| (*id, s)).collect();
+    let reachable =
+        reachable_blobs_tolerant(repo, &loaded.index, &strict, &lenient).map_err(|e| {
+            Error::Damaged(format!(
+                "a snapshot tree is unreadable ({e}); nothing was changed — run `vault check`"
+            ))
+        })?;
+    let mut referenced = reachable.needed;
+    let unwalked: HashMap<SnapshotId, Error> = reachable.unreadable.into_iter().collect();
+    for (id, why) in &untrusted {
+        let key = ObjectKind::Snapshot.key(id);
+        report.untrusted.push(match unwalked.get(id) {
+            Some(e) => format!("{key}: untrusted header ({why}); its tree is unreadable ({e})"),
+            None => format!("{key}: untrusted header ({why})"),
+        });
+    }
+    report.untrusted.sort();
     let verified = VerifiedClaims::read(repo, &loaded)?;
+    // What only untrusted headers name is kept where a pack verifiably
+    // holds it; missing, it is no reason to stop.
+    referenced.extend(reachable.wanted.into_iter().filter(|blob| {
+        loaded
+            .index
+            .locations(blob)
+            .any(|loc| verified.holds(&loaded, blob, &loc))
+    }));
+    report.blobs_referenced = referenced.len() as u64;
     report.packs_verified = verified.packs;
+    report.bytes_verified = verified.bytes;
     report.entries_verified = verified.verified;
     report.claims_dropped = verified.rejected.len() as u64;
+    let mut untrusted: Vec<String> = untrusted
+        .keys()
+        .map(|id| ObjectKind::Snapshot.key(id))
+        .collect();
+    untrusted.sort();
     Ok(State {
         snapshots,
         loaded,
         referenced,
         verified,
         foreign,
+        untrusted,
     })
 }
 
@@ -329,6 +400,8 @@ struct VerifiedClaims {
     verified: u64,
     /// Packs read.
     packs: u64,
+    /// Bytes of them read and decrypted.
+    bytes: u64,
     /// Entries whose bytes are not the blob they name.
     rejected: HashSet<attest::Claim>,
 }
@@ -345,15 +418,11 @@ impl VerifiedClaims {
                     && !attest::is_attested(&loaded.index, blob, loc)
             })
             .collect();
-        let packs = unattested
-            .iter()
-            .map(|(_, l)| l.pack)
-            .collect::<HashSet<_>>()
-            .len() as u64;
         let checked = attest::verify_claims(repo, unattested)?;
         Ok(VerifiedClaims {
             verified: checked.verified,
-            packs,
+            packs: checked.packs_read,
+            bytes: checked.bytes_read,
             rejected: checked.rejected,
         })
     }
