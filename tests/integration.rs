@@ -30,5 +30,6 @@ mod restore_attacks;
 mod restore_without_vault;
 mod s3;
 mod status;
+mod tag;
 mod trust;
 mod units;
