@@ -22,6 +22,7 @@ mod format_fixtures;
 mod keys;
 mod keystores;
 mod killmatrix;
+mod passwd;
 mod postgres;
 mod postgres_attacks;
 mod postgres_isolation;
