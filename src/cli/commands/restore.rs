@@ -59,6 +59,7 @@ pub struct RestoreArgs {
 
 /// Runs `vault restore`; exits 4 on damage or (with `--verify`) any mismatch.
 pub fn run(a: RestoreArgs) -> Result<ExitCode> {
+    let databases = database_drill(a.pg_url.clone(), &a.drill_user)?;
     let repo = a.repo.open()?;
     let (id, snap) = vault::repo::select::find(&repo, &a.snapshot, &a.select.filter())?;
     let (report, drill) = if a.verify {
@@ -66,7 +67,7 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
         let opts = VerifyOptions {
             target: a.target.clone(),
             include: a.include.clone(),
-            databases: database_drill(a.pg_url.clone(), &a.drill_user),
+            databases,
             cancel: cancel.clone(),
         };
         let verified = restore::verify_drill(&repo, &id, &snap, &opts);
