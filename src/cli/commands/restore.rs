@@ -75,7 +75,7 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
             Ok(done) => done,
             Err(code) => return Ok(code),
         };
-        (r, Some(d))
+        (r, d)
     } else {
         let target = a
             .target

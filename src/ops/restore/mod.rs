@@ -224,13 +224,15 @@ pub struct VerifyOptions {
 /// snapshot with database dumps when they cannot be loaded safely here
 /// (see [`DatabaseDrill::preflight`]). A cancelled drill removes its
 /// sandbox and scratch cluster, writes no record and returns
-/// [`Error::Cancelled`].
+/// [`Error::Cancelled`]. With `include` patterns only part of the snapshot
+/// is restored: that proves nothing about the rest, so no drill record is
+/// written (the record id is `None`) and `vault status` does not count it.
 pub fn verify_drill(
     repo: &Repository,
     id: &Id,
     snapshot: &Snapshot,
     opts: &VerifyOptions,
-) -> Result<(RestoreReport, Id)> {
+) -> Result<(RestoreReport, Option<Id>)> {
     let _listening = opts.cancel.listen();
     let includes = include_set(&opts.include)?;
     if pgdrill::has_dumps(snapshot, &|name| included(&includes, Path::new(name))) {
@@ -276,6 +278,9 @@ pub fn verify_drill(
     }
     let report = result?;
     opts.cancel.check("drill")?;
+    if !opts.include.is_empty() {
+        return Ok((report, None));
+    }
     let record = DrillRecord {
         time: chrono::Utc::now(),
         host: crate::source::host::hostname(),
@@ -284,5 +289,5 @@ pub fn verify_drill(
         summary: DrillSummary::of(&report),
     };
     let drill_id = repo.put_signed_json(ObjectKind::Drill, &record)?;
-    Ok((report, drill_id))
+    Ok((report, Some(drill_id)))
 }
