@@ -22,6 +22,7 @@ mod format_fixtures;
 mod keys;
 mod keystores;
 mod killmatrix;
+mod options;
 mod passwd;
 mod postgres;
 mod postgres_attacks;

@@ -21,6 +21,7 @@ mod pgdrill;
 mod policy;
 mod report;
 mod restorer;
+mod selection;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ pub use policy::{
 };
 pub use report::{Problem, ProblemKind, RestoreReport};
 pub use restorer::Restorer;
+pub use selection::Selection;
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
@@ -54,6 +56,8 @@ pub struct RestoreOptions {
     /// Only restore paths matching these globs (relative to the snapshot
     /// root; a matching directory brings its whole subtree).
     pub include: Vec<String>,
+    /// Never restore paths matching these globs ([`Selection`]).
+    pub exclude: Vec<String>,
     /// Worker threads (0: one per core).
     pub threads: usize,
     /// Re-read every restored file from disk and check it against its hash.
@@ -259,6 +263,7 @@ pub fn verify_drill(
     let restore_opts = RestoreOptions {
         target: dir,
         include: opts.include.clone(),
+        exclude: Vec::new(),
         threads: 0,
         verify: true,
         cancel: opts.cancel.clone(),
