@@ -190,3 +190,52 @@ fn one_file_system_keeps_a_mount_point_empty() {
     assert_success(&out);
     assert_contains(&listed(&env, v["id"].as_str().unwrap()), "other-fs.txt");
 }
+
+#[test]
+fn backup_dry_run_lists_what_it_would_store_and_writes_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("keep/a.txt"), b"aaaa");
+    write(&src.join("keep/b.tmp"), b"b");
+    write(&src.join("cache/.nobackup"), b"");
+    write(&src.join("cache/c.bin"), b"c");
+    let marker = env.path("ran");
+    let cmd = format!("touch {}", marker.display());
+    let before = fs::read_dir(env.repo.join("data")).map_or(0, |d| d.count());
+    let out = env.vault(
+        &["backup"],
+        &env.writer_key,
+        &[
+            "--dry-run",
+            "--no-cache",
+            "--exclude",
+            "*.tmp",
+            "--exclude-if-present",
+            ".nobackup",
+            "--from-command",
+            &cmd,
+            "--stdin-filename",
+            "cmd.out",
+            src.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    let list = stdout(&out);
+    assert_contains(&list, &format!("{}/keep/a.txt", src.display()));
+    assert!(!list.contains("b.tmp") && !list.contains("c.bin"), "{list}");
+    assert_contains(&list, "would run: touch");
+    assert_contains(&stderr(&out), "nothing was read or written");
+    assert!(!marker.exists(), "a dry run runs no command");
+    assert_eq!(snapshot_count(&env), 0, "no snapshot");
+    assert_eq!(
+        fs::read_dir(env.repo.join("data")).map_or(0, |d| d.count()),
+        before
+    );
+    let (out, v) = env.backup_json(&["--dry-run", src.to_str().unwrap()]);
+    assert_success(&out);
+    assert_eq!(v["files"], 4, "{v}");
+    assert_eq!(v["bytes"], 6);
+    // Bad input fails as the backup would.
+    let (out, _) = env.backup_json(&["--dry-run", "--exclude", "a[", src.to_str().unwrap()]);
+    assert_code(&out, 2);
+}

@@ -61,6 +61,10 @@ pub struct BackupArgs {
     /// Read every file, ignoring the local cache.
     #[arg(long)]
     no_cache: bool,
+    /// List what would be backed up (paths, commands, databases) and
+    /// stop: no file is read, no command run, nothing written.
+    #[arg(long)]
+    dry_run: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -194,7 +198,8 @@ pub fn run(a: BackupArgs) -> Result<ExitCode> {
             usage!("--exclude-if-present {n:?}: give a file name, without `/`");
         }
     }
-    let repo = a.repo.open()?;
+    let dry = a.dry_run;
+    let repo = if dry { None } else { Some(a.repo.open()?) };
     let stats = Arc::new(backup::Stats::default());
     let opts = BackupOptions {
         paths: a.paths,
@@ -213,6 +218,9 @@ pub fn run(a: BackupArgs) -> Result<ExitCode> {
         progress: Some(stats.clone()),
         ..Default::default()
     };
+    let Some(repo) = repo else {
+        return dry_run(&opts, a.json);
+    };
     let drawing = progress::BackupProgress::start(&stats, a.json);
     let out = backup::run(&repo, &opts).with_context(|| {
         format!(
@@ -229,6 +237,47 @@ pub fn run(a: BackupArgs) -> Result<ExitCode> {
     }
     render::backup::warnings(&out.snapshot);
     Ok(if out.snapshot.is_complete() {
+        ExitCode::Ok
+    } else {
+        ExitCode::Partial
+    })
+}
+
+/// `--dry-run`: prints what a backup would store; exits 3 when some inputs
+/// could not be listed (as a backup would be partial).
+fn dry_run(opts: &BackupOptions, json: bool) -> Result<ExitCode> {
+    let r = backup::dry_run(opts).context("backup --dry-run")?;
+    if json {
+        render::json(&r);
+    } else {
+        for e in &r.entries {
+            outln!("{}", render::sanitize(e));
+        }
+        for c in &r.commands {
+            outln!("would run: {}", render::sanitize(c));
+        }
+        for d in &r.databases {
+            outln!("would dump: {}", render::sanitize(d));
+        }
+        for e in &r.errors {
+            eprintln!(
+                "vault: warning: {}: {}",
+                render::sanitize(&e.path),
+                render::sanitize(&e.message)
+            );
+        }
+        eprintln!(
+            "dry run: would back up {} files ({} bytes), {} dirs, {} other entries, {} commands, \
+             {} databases; nothing was read or written",
+            r.files,
+            r.bytes,
+            r.dirs,
+            r.other,
+            r.commands.len(),
+            r.databases.len()
+        );
+    }
+    Ok(if r.errors.is_empty() {
         ExitCode::Ok
     } else {
         ExitCode::Partial

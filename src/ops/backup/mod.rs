@@ -6,10 +6,12 @@
 //! backup reuses and prune cleans up.
 
 mod cache;
+mod dry_run;
 mod journal;
 mod own_index;
 mod pipeline;
 
+pub use dry_run::{DryRunReport, dry_run};
 pub use journal::Recovered;
 pub use pipeline::Stats;
 mod walk;
