@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::SnapshotId;
 use crate::format::snapshot::Snapshot;
 use crate::repo::select::resolve_ids;
 use crate::repo::trust::{Signer, SnapshotRecord};
@@ -41,9 +41,9 @@ pub struct TagOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct Retagged {
     /// The header as it was.
-    pub old: Id,
+    pub old: SnapshotId,
     /// The header with the new tags (`None` when unchanged or a dry run).
-    pub new: Option<Id>,
+    pub new: Option<SnapshotId>,
     /// The tags before.
     pub before: Vec<String>,
     /// The tags after.
@@ -159,7 +159,7 @@ pub fn retag(
         header.tags = after;
         let new = match existing_copy(&set.records, r.id, &header) {
             Some(id) => id,
-            None => repo.put_signed_json(ObjectKind::Snapshot, &header)?,
+            None => SnapshotId(repo.put_signed_json(ObjectKind::Snapshot, &header)?),
         };
         for d in drills.usable.iter().filter(|d| d.snapshot == r.id) {
             let already = drills
@@ -188,7 +188,11 @@ pub fn retag(
 
 /// An owner-signed header other than `old` whose content is `want`: what
 /// an interrupted earlier run of the same change wrote.
-fn existing_copy(records: &[SnapshotRecord], old: Id, want: &Snapshot) -> Option<Id> {
+fn existing_copy(
+    records: &[SnapshotRecord],
+    old: SnapshotId,
+    want: &Snapshot,
+) -> Option<SnapshotId> {
     let want = serde_json::to_value(want).ok()?;
     records
         .iter()

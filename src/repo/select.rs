@@ -4,7 +4,7 @@
 //! one-off backup).
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::SnapshotId;
 use crate::format::snapshot::Snapshot;
 use crate::repo::Repository;
 
@@ -62,11 +62,11 @@ impl SnapshotFilter {
 /// `filter`: `latest` (the newest not dated in the future), a full id, or
 /// a unique id prefix.
 pub fn resolve(
-    all: Vec<(Id, Snapshot)>,
+    all: Vec<(SnapshotId, Snapshot)>,
     spec: &str,
     filter: &SnapshotFilter,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(Id, Snapshot)> {
+) -> Result<(SnapshotId, Snapshot)> {
     let mut all: Vec<_> = all.into_iter().filter(|(_, s)| filter.matches(s)).collect();
     let not_found = || Error::SnapshotNotFound(format!("{spec}{}", filter.describe()));
     if spec == "latest" {
@@ -101,15 +101,15 @@ pub const MIN_PREFIX: usize = 4;
 /// that a damaged or forged header can be named too. Every spec is checked
 /// before any is returned: one unknown, ambiguous or malformed spec fails
 /// the whole call, naming it. Duplicates collapse.
-pub fn resolve_ids(repo: &Repository, specs: &[String]) -> Result<Vec<Id>> {
-    let stored: Vec<Id> = repo
+pub fn resolve_ids(repo: &Repository, specs: &[String]) -> Result<Vec<SnapshotId>> {
+    let stored: Vec<SnapshotId> = repo
         .storage()
         .list(crate::repo::ObjectKind::Snapshot.prefix())?
         .iter()
-        .filter_map(|o| crate::repo::id_from_key(&o.key))
+        .filter_map(|o| crate::repo::id_from_key(&o.key).map(SnapshotId))
         .collect();
     let mut problems = Vec::new();
-    let mut out: Vec<Id> = Vec::new();
+    let mut out: Vec<SnapshotId> = Vec::new();
     for spec in specs {
         let l = spec.to_ascii_lowercase();
         if l.len() < MIN_PREFIX || l.len() > 64 || !l.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -119,7 +119,7 @@ pub fn resolve_ids(repo: &Repository, specs: &[String]) -> Result<Vec<Id>> {
             ));
             continue;
         }
-        let hits: Vec<&Id> = stored
+        let hits: Vec<&SnapshotId> = stored
             .iter()
             .filter(|id| id.to_hex().starts_with(&l))
             .collect();
@@ -157,7 +157,11 @@ pub fn resolve_ids(repo: &Repository, specs: &[String]) -> Result<Vec<Id>> {
 /// Finds the snapshot `spec` names among those of `repo` that pass
 /// `filter`: `latest` among the headers that count (see
 /// [`Repository::find_snapshot`]), an id or prefix among every readable one.
-pub fn find(repo: &Repository, spec: &str, filter: &SnapshotFilter) -> Result<(Id, Snapshot)> {
+pub fn find(
+    repo: &Repository,
+    spec: &str,
+    filter: &SnapshotFilter,
+) -> Result<(SnapshotId, Snapshot)> {
     if filter.is_empty() {
         return repo.find_snapshot(spec);
     }

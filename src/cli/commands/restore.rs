@@ -136,7 +136,7 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
 /// even the target.
 fn dry_run(
     repo: &vault::repo::Repository,
-    id: &vault::Id,
+    id: &vault::format::id::SnapshotId,
     snap: &vault::format::snapshot::Snapshot,
     a: &RestoreArgs,
     target: &std::path::Path,
