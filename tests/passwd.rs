@@ -135,6 +135,15 @@ fn passwd_changes_the_passphrase_and_refuses_bad_input_first() {
     assert!(!out.status.success());
     assert_contains(&stderr(&out), "missing");
     unchanged(&r);
+    // Another owner under the name the change would use is never touched.
+    let other = r.repo.join("keys/owners/safe.new.age");
+    fs::write(&other, b"someone else's owner file").unwrap();
+    let out = r.passwd("old horse", &r.pass("new horse"));
+    assert!(!out.status.success());
+    assert_contains(&stderr(&out), "safe.new.age exists");
+    assert_eq!(fs::read(&other).unwrap(), b"someone else's owner file");
+    fs::remove_file(&other).unwrap();
+    unchanged(&r);
 
     let out = r.passwd("old horse", &r.pass("new horse"));
     assert_success(&out);

@@ -127,7 +127,9 @@ impl Repository {
     /// `<name>.age` is written again (and verified) under `new` before the
     /// `.new` copy is removed. At every moment some owner file opens with
     /// the old or the new passphrase; a run interrupted after the old file
-    /// went is finished by running it again with the new passphrase.
+    /// went is finished by running it again with the new passphrase. An
+    /// existing file in the way (another owner named `<name>.new`) is never
+    /// deleted: the change is refused.
     /// Returns the owner file now holding `new`.
     pub fn change_passphrase(&self, new: &crate::crypto::SecretString) -> Result<String> {
         let identity = self.owner_identity("changing a passphrase")?;
@@ -182,14 +184,24 @@ impl Repository {
         };
         if current == fin {
             if exists(&temp)? {
-                // Left by an interrupted run; the old passphrase opened `fin`.
-                self.storage.delete(&temp)?;
+                // Another owner of that name, or left by an interrupted
+                // run: never deleted here, it may be someone's only key.
+                return Err(Error::Conflict(format!(
+                    "{temp} exists (another owner, or an interrupted `vault key passwd`); \
+                     nothing was changed: open with its passphrase to finish that change, or \
+                     remove it with `vault key remove-owner {base}.new`"
+                )));
             }
             store(&temp)?;
             self.storage.delete(&fin)?;
         } else if exists(&fin)? {
-            // Resuming from `temp`: `fin` still holds an older passphrase.
-            self.storage.delete(&fin)?;
+            // Both exist: an interrupted change before the old file went,
+            // or two owners; which one is not for this command to guess.
+            return Err(Error::Conflict(format!(
+                "{fin} and {temp} both exist; nothing was changed: if {temp} is left from an \
+                 interrupted `vault key passwd`, remove the file you no longer want with `vault \
+                 key remove-owner` and run it again"
+            )));
         }
         store(&fin)?;
         self.storage.delete(&temp)?;
