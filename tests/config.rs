@@ -459,3 +459,98 @@ fn a_key_file_owned_by_another_user_is_reported_and_refused_at_run_time() {
         "key file belongs to user id 65534, not to you",
     );
 }
+
+#[test]
+fn config_check_reports_every_problem_in_one_run_in_plain_words() {
+    let s = Setup::new();
+    let text = format!(
+        "{}[s3]\npath_style = \"yes\"\n[drill]\nperiod_days = \"30\"\nrandom_older = 1\n\
+         pg_url = \"localhost\"\n[status]\nmax_backup_age = 26\nmax_drill_age = \"8 days\"\n\
+         prometheus_file = {:?}\n",
+        s.valid(),
+        s.dir.path().join("no-such-dir/vault.prom"),
+    );
+    let out = s.check(&text);
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    for want in [
+        "`path_style` in [s3] must be true or false, not text",
+        "`period_days` in [drill] must be a whole number, not text",
+        "write period_days = 30, without quotes",
+        "`random_older` in [drill] must be true or false, not a number",
+        "`pg_url`",
+        "`max_backup_age` in [status] must be a duration in double quotes, not a number",
+        "`max_drill_age` in [status] is not a duration",
+        "6 problems",
+    ] {
+        assert_contains(&err, want);
+    }
+    for jargon in ["u32", "invalid type", "boolean", "a string"] {
+        assert!(!err.contains(jargon), "{jargon:?} in:\n{err}");
+    }
+    // Once the types are right, the file checks run too: the Prometheus
+    // file's directory must exist.
+    let prom = s.dir.path().join("no-such-dir/vault.prom");
+    let out = s.check(&format!(
+        "{}[status]\nprometheus_file = {prom:?}\n",
+        s.valid()
+    ));
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), "the directory");
+    assert_contains(&stderr(&out), "does not exist");
+    assert_contains(&stderr(&out), "mkdir -p");
+    fs::create_dir(s.dir.path().join("no-such-dir")).unwrap();
+    assert_code(
+        &s.check(&format!(
+            "{}[status]\nprometheus_file = {prom:?}\n",
+            s.valid()
+        )),
+        0,
+    );
+}
+
+#[test]
+fn a_bad_pg_url_is_a_usage_error_before_any_work() {
+    let env = crate::util::Env::new();
+    let src = env.path("src");
+    crate::util::write(&src.join("a"), b"a");
+    let id = env.backup(&[&src]);
+    let drills = || fs::read_dir(env.repo.join("drills")).map_or(0, |d| d.count());
+    for (args, msg) in [
+        (vec!["drill", "--pg-url", "localhost"], "--pg-url: "),
+        (vec!["drill", "--pg-url", " "], "--pg-url is empty"),
+        (
+            vec!["drill", "--pg-url", "host=db password=Tr0ub4dor"],
+            "contains a password",
+        ),
+        (
+            vec!["restore", &id, "--verify", "--pg-url", "localhost"],
+            "--pg-url: ",
+        ),
+    ] {
+        let (cmd, rest) = args.split_first().unwrap();
+        let out = env.vault(&[cmd], &env.owner_key, rest);
+        assert_code(&out, 2);
+        assert_contains(&stderr(&out), msg);
+        assert!(!stderr(&out).contains("Tr0ub4dor"));
+        assert_eq!(drills(), 0, "{args:?} recorded a drill");
+    }
+    // Before any work: not even the repository is opened.
+    let out = run(&[
+        "drill",
+        "-r",
+        "/nonexistent/repo",
+        "-i",
+        env.owner_key.to_str().unwrap(),
+        "--pg-url",
+        "localhost",
+    ]);
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), "--pg-url");
+    // The configuration file's pg_url is checked the same way.
+    let file = env.path("vault.toml");
+    fs::write(&file, "[drill]\npg_url = \"localhost\"\n").unwrap();
+    let out = run(&["config", "check", "--config", file.to_str().unwrap()]);
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), "`pg_url`");
+}

@@ -129,3 +129,43 @@ fn drill_fails_on_damage() {
     assert_contains(&stdout(&out), "result: FAILED");
     assert_contains(&stdout(&out), "big.bin");
 }
+
+#[test]
+fn a_verify_of_part_of_a_snapshot_is_not_recorded_as_a_drill() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("one.txt"), b"one");
+    write(&src.join("two.txt"), b"two");
+    let id = env.backup(&[&src]);
+    let drills = || std::fs::read_dir(env.repo.join("drills")).map_or(0, |d| d.count());
+    let status = || {
+        let out = env.vault(&["status"], &env.owner_key, &["--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["sources"][0]["last_passed_drill"].clone()
+    };
+    let rel = format!("{}/one.txt", src.strip_prefix("/").unwrap().display());
+    let out = env.vault(
+        &["restore"],
+        &env.owner_key,
+        &[&id, "--verify", "--include", &rel],
+    );
+    assert_success(&out);
+    assert_contains(&stdout(&out), "verified: 1 files");
+    assert_contains(&stdout(&out), "no drill record");
+    let out = env.vault(
+        &["restore"],
+        &env.owner_key,
+        &[&id, "--verify", "--include", &rel, "--json"],
+    );
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["drill"].is_null(), "{v}");
+    assert_eq!(drills(), 0);
+    assert!(status().is_null(), "a partial verify is not a drill");
+    // The whole snapshot verified: a drill record that status counts.
+    let out = env.vault(&["restore"], &env.owner_key, &[&id, "--verify"]);
+    assert_success(&out);
+    assert_contains(&stdout(&out), "drill record");
+    assert_eq!(drills(), 1);
+    assert!(status().is_string());
+}

@@ -179,3 +179,116 @@ fn the_newest_complete_snapshot_is_always_kept() {
     );
     assert!(snapshot_ids(&env).contains(&good));
 }
+
+fn snapshot_files(env: &Env) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(env.repo.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 64)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn forget_by_id_removes_only_the_named_snapshots_and_checks_every_id_first() {
+    let env = Env::new();
+    let src = env.path("src");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        write(&src.join("a"), &noise(100, i));
+        ids.push(env.backup(&[&src]));
+    }
+    // One unknown id among good ones: nothing is removed.
+    let out = env.vault(
+        &["forget"],
+        &env.owner_key,
+        &[&ids[0][..10], "00000000deadbeef"],
+    );
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), "no snapshot 00000000deadbeef");
+    assert_contains(&stderr(&out), "nothing was changed");
+    // Too short, not hex: refused before anything.
+    for bad in [&ids[0][..3], "zzzzzz", "latest"] {
+        let out = env.vault(&["forget"], &env.owner_key, &[&ids[1], bad]);
+        assert_code(&out, 2);
+        assert_contains(&stderr(&out), "is not a snapshot id");
+    }
+    // An ambiguous prefix: a second object under a name sharing 60 digits.
+    let twin = format!("{}{}", &ids[2][..60], "ffff");
+    let twin = if twin == ids[2] {
+        format!("{}{}", &ids[2][..60], "eeee")
+    } else {
+        twin
+    };
+    fs::copy(
+        env.repo.join("snapshots").join(&ids[2]),
+        env.repo.join("snapshots").join(&twin),
+    )
+    .unwrap();
+    let out = env.vault(&["forget"], &env.owner_key, &[&ids[0], &ids[2][..60]]);
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), "ambiguous (2 matches");
+    assert_eq!(snapshot_files(&env).len(), 4, "nothing removed");
+    // Policies and names do not mix.
+    let out = env.vault(&["forget"], &env.owner_key, &[&ids[0], "--keep-last", "1"]);
+    assert_code(&out, 2);
+    // The writer key may not.
+    let out = env.vault(&["forget"], &env.writer_key, &[&ids[0]]);
+    assert_code(&out, 1);
+    assert_contains(&stderr(&out), "forget needs an owner key");
+
+    let out = env.vault(
+        &["forget"],
+        &env.owner_key,
+        &[&ids[0][..8], &twin, "--dry-run"],
+    );
+    assert_success(&out);
+    assert_contains(&stdout(&out), "would remove 2");
+    assert_eq!(snapshot_files(&env).len(), 4, "a dry run removes nothing");
+    // A damaged header (the twin does not decrypt to its name) can be
+    // named and removed too; a prefix and a full id of the same snapshot
+    // count once.
+    let out = env.vault(
+        &["forget"],
+        &env.owner_key,
+        &[&ids[0][..8], &ids[0], &twin, "--json"],
+    );
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["forget"]["removed"], 2, "{v}");
+    let mut left = vec![ids[1].clone(), ids[2].clone()];
+    left.sort();
+    assert_eq!(snapshot_files(&env), left);
+    let target = env.path("restored");
+    assert_success(&env.restore(&ids[2], &target));
+}
+
+#[test]
+fn forget_path_limits_the_policy_to_one_source() {
+    let env = Env::new();
+    let (a, b) = (env.path("a"), env.path("b"));
+    write(&a.join("f"), b"a");
+    write(&b.join("f"), b"b");
+    for _ in 0..2 {
+        env.backup(&[&a]);
+        env.backup(&[&b]);
+    }
+    let out = env.vault(
+        &["forget"],
+        &env.owner_key,
+        &["--keep-last", "1", "--path", a.to_str().unwrap(), "--json"],
+    );
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["forget"]["removed"], 1, "{v}");
+    assert_eq!(v["forget"]["groups"].as_array().unwrap().len(), 1);
+    assert_eq!(snapshot_ids(&env).len(), 3, "b keeps both");
+    let out = env.vault(
+        &["forget"],
+        &env.owner_key,
+        &["--keep-last", "1", "--path", "/nowhere", "--json"],
+    );
+    assert_success(&out);
+    assert_eq!(snapshot_ids(&env).len(), 3);
+}

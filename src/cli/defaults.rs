@@ -62,7 +62,9 @@ pub fn subcommand(args: &[OsString]) -> Option<String> {
 /// Whether the command line runs `vault config …` (which reports a bad
 /// configuration file itself instead of being stopped by it).
 pub fn is_config_command(args: &[OsString]) -> bool {
-    subcommand(args).as_deref() == Some("config")
+    // `vault systemd` reads the file it names itself: it may be written
+    // after the units, and a broken one is reported with the units' view.
+    matches!(subcommand(args).as_deref(), Some("config" | "systemd"))
 }
 
 /// Whether `--no-config` is given: no configuration file is read at all.

@@ -137,6 +137,13 @@ pub fn obtain_new_passphrase(purpose: &str) -> Result<SecretString> {
     if passphrase_file().is_some() || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         return obtain_passphrase(purpose);
     }
+    obtain_new_passphrase_prompted(purpose)
+}
+
+/// A NEW passphrase for `purpose`, typed twice at the terminal whatever
+/// the passphrase file says (`vault key passwd` reads the current one
+/// there); empty or differing entries are refused.
+pub fn obtain_new_passphrase_prompted(purpose: &str) -> Result<SecretString> {
     let ask = |prompt: String| {
         rpassword::prompt_password(prompt).map_err(|e| anyhow::anyhow!("/dev/tty: {e}"))
     };

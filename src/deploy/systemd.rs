@@ -17,29 +17,32 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 
-/// Names of the four files [`render`] produces, in order.
-pub const UNIT_NAMES: [&str; 4] = [
+/// Names of every file [`render`] may produce: the backup host's two, then
+/// the drill host's (drill, and forget when a retention policy is set).
+pub const UNIT_NAMES: [&str; 6] = [
     "vault-backup.service",
     "vault-backup.timer",
     "vault-drill.service",
     "vault-drill.timer",
+    "vault-forget.service",
+    "vault-forget.timer",
 ];
+
+/// The credential names vault understands (see [`Credential`]).
+pub const CREDENTIAL_NAMES: [&str; 5] = ["writer.key", "owner.key", "passphrase", "aws", "pgpass"];
 
 /// A file handed to a service with `LoadCredential=NAME:PATH`.
 ///
-/// Some names are understood by vault and set an environment variable
-/// pointing at `%d/NAME`:
+/// Each name sets an environment variable pointing at `%d/NAME`; other
+/// names are refused (a typo would otherwise load nothing useful):
 ///
-/// | name | unit | variable |
+/// | name | units | variable |
 /// | --- | --- | --- |
 /// | `writer.key` | backup | `VAULT_IDENTITY` |
-/// | `owner.key` | drill | `VAULT_IDENTITY` |
-/// | `passphrase` | drill | `VAULT_PASSPHRASE_FILE` |
-/// | `aws` | both | `AWS_SHARED_CREDENTIALS_FILE` |
-/// | `pgpass` | both | `PGPASSFILE` |
-///
-/// Any other name is loaded into both units for the config file to refer to
-/// as `$CREDENTIALS_DIRECTORY/NAME`.
+/// | `owner.key` | drill, forget | `VAULT_IDENTITY` |
+/// | `passphrase` | drill, forget | `VAULT_PASSPHRASE_FILE` |
+/// | `aws` | all | `AWS_SHARED_CREDENTIALS_FILE` |
+/// | `pgpass` | all | `PGPASSFILE` |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
     /// The credential's name: the file name under `%d`.
@@ -68,8 +71,9 @@ impl FromStr for Credential {
     }
 }
 
-/// What the units should contain: the flags of `vault systemd`.
-#[derive(Debug, Clone)]
+/// What the units should contain: the flags of `vault systemd` and what
+/// the configuration file says.
+#[derive(Debug, Clone, Default)]
 pub struct UnitOptions {
     /// Absolute path of the vault binary for `ExecStart=`.
     pub vault_bin: PathBuf,
@@ -79,17 +83,29 @@ pub struct UnitOptions {
     pub group: Option<String>,
     /// The config file passed with `--config`.
     pub config: PathBuf,
+    /// The drill host's units (drill, and forget with `forget`) instead of
+    /// the backup host's.
+    pub drill: bool,
     /// `OnCalendar=` of the backup timer (e.g. `daily`).
     pub on_calendar: String,
     /// `OnCalendar=` of the drill timer (e.g. `weekly`).
     pub drill_on_calendar: String,
+    /// With `drill`: a forget (and prune, as `[retention]` says) timer at
+    /// this calendar; `None` when no retention policy is set.
+    pub forget_on_calendar: Option<String>,
     /// Paths the backup reads; listed as `ReadOnlyPaths=` so that they stay
     /// read-only even if a drop-in widens `ReadWritePaths=`.
     pub read_paths: Vec<PathBuf>,
-    /// Paths both services may write: a local-directory repository.
+    /// Paths the services may write: a local-directory repository, the
+    /// Prometheus file's directory.
     pub write_paths: Vec<PathBuf>,
-    /// Files handed over with `LoadCredential=`. When empty, the defaults
-    /// `writer.key:/etc/vault/writer.key` and `owner.key:/etc/vault/owner.key`.
+    /// The backup's cache directory (`cache_dir`); `None`: systemd's
+    /// `CacheDirectory=vault`.
+    pub cache_dir: Option<PathBuf>,
+    /// Files handed over with `LoadCredential=`, in addition to the
+    /// default (`writer.key:/etc/vault/writer.key` for the backup,
+    /// `owner.key:/etc/vault/owner.key` for the drill host); one with a
+    /// default's name replaces it.
     pub credentials: Vec<Credential>,
 }
 
@@ -102,16 +118,19 @@ pub struct UnitFile {
     pub text: String,
 }
 
-/// Which of the two services a line is for.
+/// Which service a line is for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Job {
     Backup,
     Drill,
+    Forget,
 }
 
-/// Renders the four units. Refuses names and paths that would need quoting
-/// in a unit file (whitespace, quotes, `$`, `\`), relative paths, and
-/// credential names that are not plain file names.
+/// Renders the units of one host: the backup service and timer, or with
+/// `drill` the drill's (and forget's, with `forget_on_calendar`). Refuses
+/// names and paths that would need quoting in a unit file (whitespace,
+/// quotes, `$`, `\`), relative paths, calendar expressions that are not,
+/// unknown credential names, and an owner key for a backup host.
 pub fn render(opts: &UnitOptions) -> Result<Vec<UnitFile>> {
     check_path("--vault-bin", &opts.vault_bin)?;
     check_path("--config", &opts.config)?;
@@ -119,59 +138,109 @@ pub fn render(opts: &UnitOptions) -> Result<Vec<UnitFile>> {
     if let Some(g) = &opts.group {
         check_account("--group", g)?;
     }
-    check_calendar("--on-calendar", &opts.on_calendar)?;
-    check_calendar("--drill-on-calendar", &opts.drill_on_calendar)?;
+    // Only what would break the unit file here; whether systemd reads the
+    // expression is for `systemd-analyze calendar` (or [`check_calendar`]).
+    check_calendar_chars("--on-calendar", &opts.on_calendar)?;
+    check_calendar_chars("--drill-on-calendar", &opts.drill_on_calendar)?;
+    if let Some(c) = &opts.forget_on_calendar {
+        check_calendar_chars("--forget-on-calendar", c)?;
+    }
     for p in &opts.read_paths {
         check_path("--read-path", p)?;
     }
-    for p in &opts.write_paths {
-        check_path("--write-path", p)?;
+    for p in opts.write_paths.iter().chain(&opts.cache_dir) {
+        check_path("a writable path", p)?;
     }
-    let defaults;
-    let credentials = if opts.credentials.is_empty() {
-        defaults = [
-            Credential::from_str("writer.key:/etc/vault/writer.key")?,
-            Credential::from_str("owner.key:/etc/vault/owner.key")?,
-        ];
-        &defaults[..]
-    } else {
-        for c in &opts.credentials {
-            check_credential_name(&c.name)?;
-            check_path("credential path", &c.path)?;
-        }
-        &opts.credentials[..]
-    };
-    Ok(vec![
-        UnitFile {
+    let credentials = credentials(opts)?;
+    let mut units = Vec::new();
+    if !opts.drill {
+        units.push(UnitFile {
             name: UNIT_NAMES[0],
-            text: service(opts, credentials, Job::Backup),
-        },
-        UnitFile {
+            text: service(opts, &credentials, Job::Backup),
+        });
+        units.push(UnitFile {
             name: UNIT_NAMES[1],
             text: timer("vault backup", &opts.on_calendar, "30min"),
-        },
-        UnitFile {
-            name: UNIT_NAMES[2],
-            text: service(opts, credentials, Job::Drill),
-        },
-        UnitFile {
-            name: UNIT_NAMES[3],
-            text: timer("vault restore drill", &opts.drill_on_calendar, "1h"),
-        },
-    ])
+        });
+        return Ok(units);
+    }
+    units.push(UnitFile {
+        name: UNIT_NAMES[2],
+        text: service(opts, &credentials, Job::Drill),
+    });
+    units.push(UnitFile {
+        name: UNIT_NAMES[3],
+        text: timer("vault restore drill", &opts.drill_on_calendar, "1h"),
+    });
+    if let Some(cal) = &opts.forget_on_calendar {
+        units.push(UnitFile {
+            name: UNIT_NAMES[4],
+            text: service(opts, &credentials, Job::Forget),
+        });
+        units.push(UnitFile {
+            name: UNIT_NAMES[5],
+            text: timer("vault forget and prune", cal, "1h"),
+        });
+    }
+    Ok(units)
 }
 
-/// The environment variable a credential sets in `job`'s unit, and whether
-/// the credential is loaded there at all.
-fn credential_use(name: &str, job: Job) -> Option<Option<&'static str>> {
+/// The host's credentials: its default, then the ones given (a given one
+/// with the default's name replaces it).
+fn credentials(opts: &UnitOptions) -> Result<Vec<Credential>> {
+    let default = if opts.drill {
+        "owner.key:/etc/vault/owner.key"
+    } else {
+        "writer.key:/etc/vault/writer.key"
+    };
+    let mut out = vec![Credential::from_str(default)?];
+    for c in &opts.credentials {
+        check_credential_name(&c.name)?;
+        check_path("credential path", &c.path)?;
+        match (c.name.as_str(), opts.drill) {
+            ("owner.key" | "passphrase", false) => {
+                return Err(Error::InvalidInput(format!(
+                    "credential {}: the backup host's units never hold an owner key (the writer \
+                     key backs up); an owner key belongs on the drill host: `vault systemd \
+                     --drill --credential {}:{}`",
+                    c.name,
+                    c.name,
+                    c.path.display()
+                )));
+            }
+            ("writer.key", true) => {
+                return Err(Error::InvalidInput(
+                    "credential writer.key: the drill host's units use the owner key; the \
+                     writer key belongs in the backup host's units (without --drill)"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
+        out.retain(|d| d.name != c.name);
+        out.push(c.clone());
+    }
+    if opts.drill
+        && out.iter().any(|c| c.name == "passphrase")
+        && !opts.credentials.iter().any(|c| c.name == "owner.key")
+    {
+        // A passphrase owner: no owner key file to load.
+        out.retain(|c| c.name != "owner.key");
+    }
+    Ok(out)
+}
+
+/// The environment variable a credential sets in `job`'s unit; `None`
+/// when it is not loaded there.
+fn credential_use(name: &str, job: Job) -> Option<&'static str> {
     match (name, job) {
-        ("writer.key", Job::Backup) => Some(Some("VAULT_IDENTITY")),
-        ("owner.key" | "passphrase", Job::Backup) | ("writer.key", Job::Drill) => None,
-        ("owner.key", Job::Drill) => Some(Some("VAULT_IDENTITY")),
-        ("passphrase", Job::Drill) => Some(Some("VAULT_PASSPHRASE_FILE")),
-        ("aws", _) => Some(Some("AWS_SHARED_CREDENTIALS_FILE")),
-        ("pgpass", _) => Some(Some("PGPASSFILE")),
-        _ => Some(None),
+        ("writer.key", Job::Backup) => Some("VAULT_IDENTITY"),
+        ("owner.key" | "passphrase", Job::Backup) | ("writer.key", _) => None,
+        ("owner.key", _) => Some("VAULT_IDENTITY"),
+        ("passphrase", _) => Some("VAULT_PASSPHRASE_FILE"),
+        ("aws", _) => Some("AWS_SHARED_CREDENTIALS_FILE"),
+        ("pgpass", _) => Some("PGPASSFILE"),
+        _ => None,
     }
 }
 
@@ -179,6 +248,7 @@ fn service(opts: &UnitOptions, credentials: &[Credential], job: Job) -> String {
     let (what, command) = match job {
         Job::Backup => ("vault backup", "backup"),
         Job::Drill => ("vault restore drill", "drill"),
+        Job::Forget => ("vault forget (and prune, as [retention] says)", "forget"),
     };
     let mut s = header();
     s += &format!(
@@ -209,16 +279,21 @@ fn service(opts: &UnitOptions, credentials: &[Credential], job: Job) -> String {
             continue;
         };
         s += &format!("LoadCredential={}:{}\n", c.name, esc_path(&c.path));
-        if let Some(var) = var {
-            s += &format!("Environment={var}=%d/{}\n", c.name);
-        }
+        s += &format!("Environment={var}=%d/{}\n", c.name);
     }
     match job {
         Job::Backup => {
             s += "StateDirectory=vault\nStateDirectoryMode=0700\n";
-            s += "CacheDirectory=vault\nCacheDirectoryMode=0700\n";
-            s += "Environment=VAULT_CACHE_DIR=%C/vault\n";
+            match &opts.cache_dir {
+                // The configuration file's `cache_dir`, writable below.
+                Some(dir) => s += &format!("Environment=VAULT_CACHE_DIR={}\n", esc_path(dir)),
+                None => {
+                    s += "CacheDirectory=vault\nCacheDirectoryMode=0700\n";
+                    s += "Environment=VAULT_CACHE_DIR=%C/vault\n";
+                }
+            }
         }
+        Job::Forget => s += "StateDirectory=vault\nStateDirectoryMode=0700\n",
         Job::Drill => {
             s += "StateDirectory=vault\nStateDirectoryMode=0700\n";
             // Restores can be large: the (private) /var/tmp is on disk where
@@ -236,6 +311,10 @@ fn service(opts: &UnitOptions, credentials: &[Credential], job: Job) -> String {
             s += "CapabilityBoundingSet=CAP_DAC_READ_SEARCH\n";
             s += "AmbientCapabilities=CAP_DAC_READ_SEARCH\n";
         }
+        Job::Forget => {
+            s += "# Forget and prune only read and delete repository objects: no capability.\n";
+            s += "CapabilityBoundingSet=\n";
+        }
         Job::Drill => {
             s += "# Only to run the scratch PostgreSQL cluster as the drill user ([drill] user,\n";
             s += "# default vault-drill): a database dump never runs as this service's user.\n";
@@ -251,6 +330,9 @@ fn service(opts: &UnitOptions, credentials: &[Credential], job: Job) -> String {
     }
     for p in &opts.write_paths {
         s += &format!("ReadWritePaths={}\n", esc_path(p));
+    }
+    if let (Job::Backup, Some(dir)) = (job, &opts.cache_dir) {
+        s += &format!("ReadWritePaths={}\n", esc_path(dir));
     }
     s += "PrivateTmp=yes\n\
           PrivateDevices=yes\n\
@@ -340,7 +422,7 @@ fn check_account(what: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_calendar(what: &str, spec: &str) -> Result<()> {
+fn check_calendar_chars(what: &str, spec: &str) -> Result<()> {
     if spec.trim().is_empty() || spec.chars().any(|c| c.is_control() || c == '%') {
         return Err(Error::InvalidInput(format!(
             "{what} {spec:?}: not a calendar expression (e.g. daily, weekly, *-*-* 02:30)"
@@ -349,15 +431,84 @@ fn check_calendar(what: &str, spec: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_credential_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && !name.starts_with('.')
-        && name
+/// A simple check of a systemd.time(7) calendar expression, for hosts
+/// without `systemd-analyze` (the CLI asks it when present): a shorthand
+/// (`daily`, `weekly`, …), or words of weekdays, digits, `*`, and the
+/// separators `-:/,.~` plus spaces.
+pub fn check_calendar(what: &str, spec: &str) -> Result<()> {
+    const SHORTHANDS: [&str; 10] = [
+        "minutely",
+        "hourly",
+        "daily",
+        "weekly",
+        "monthly",
+        "yearly",
+        "annually",
+        "quarterly",
+        "semiannually",
+        "semi-annually",
+    ];
+    const DAYS: [&str; 14] = [
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+        "sat",
+        "sun",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    let bad = || {
+        Err(Error::InvalidInput(format!(
+            "{what} {spec:?}: not a calendar expression (e.g. daily, weekly, Mon *-*-* 03:00, \
+             *-*-* 02:30; see systemd.time(7))"
+        )))
+    };
+    let t = spec.trim();
+    if t.is_empty() || spec.chars().any(|c| c.is_control() || c == '%') {
+        return bad();
+    }
+    if SHORTHANDS.contains(&t.to_ascii_lowercase().as_str()) {
+        return Ok(());
+    }
+    let mut has_time_or_date = false;
+    for word in t.split_whitespace() {
+        if word.eq_ignore_ascii_case("utc") {
+            continue;
+        }
+        let days = word.split([',', '.']).filter(|d| !d.is_empty());
+        if days
+            .clone()
+            .all(|d| DAYS.contains(&d.to_ascii_lowercase().as_str()))
+        {
+            continue;
+        }
+        if !word
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if !ok {
+            .all(|c| c.is_ascii_digit() || "*-:/,.~".contains(c))
+            || !word.chars().any(|c| c.is_ascii_digit() || c == '*')
+        {
+            return bad();
+        }
+        has_time_or_date = true;
+    }
+    if !has_time_or_date {
+        return bad();
+    }
+    Ok(())
+}
+
+fn check_credential_name(name: &str) -> Result<()> {
+    if !CREDENTIAL_NAMES.contains(&name) {
         return Err(Error::InvalidInput(format!(
-            "credential name {name:?}: use letters, digits, '.', '_' and '-'"
+            "credential name {name:?} is not one vault uses; use one of {}",
+            CREDENTIAL_NAMES.join(", ")
         )));
     }
     Ok(())
@@ -375,9 +526,14 @@ mod tests {
             config: "/etc/vault/vault.toml".into(),
             on_calendar: "daily".into(),
             drill_on_calendar: "weekly".into(),
-            read_paths: vec![],
-            write_paths: vec![],
-            credentials: vec![],
+            ..Default::default()
+        }
+    }
+
+    fn drill_opts() -> UnitOptions {
+        UnitOptions {
+            drill: true,
+            ..opts()
         }
     }
 
@@ -392,7 +548,11 @@ mod tests {
     #[test]
     fn backup_service_is_hardened_and_gets_the_writer_key() {
         let units = render(&opts()).unwrap();
-        assert_eq!(units.iter().map(|u| u.name).collect::<Vec<_>>(), UNIT_NAMES);
+        assert_eq!(
+            units.iter().map(|u| u.name).collect::<Vec<_>>(),
+            UNIT_NAMES[..2],
+            "the backup host's units only"
+        );
         let s = lines(unit(&units, "vault-backup.service"));
         for want in [
             "Type=oneshot",
@@ -437,7 +597,11 @@ mod tests {
 
     #[test]
     fn drill_service_gets_the_owner_key_and_only_the_user_switch() {
-        let units = render(&opts()).unwrap();
+        let units = render(&drill_opts()).unwrap();
+        assert_eq!(
+            units.iter().map(|u| u.name).collect::<Vec<_>>(),
+            UNIT_NAMES[2..4]
+        );
         let s = lines(unit(&units, "vault-drill.service"));
         for want in [
             "ExecStart=/usr/local/bin/vault --config /etc/vault/vault.toml drill",
@@ -463,6 +627,7 @@ mod tests {
         o.on_calendar = "*-*-* 02:30".into();
         let units = render(&o).unwrap();
         let t = lines(unit(&units, "vault-backup.timer"));
+        let drill = render(&drill_opts()).unwrap();
         for want in [
             "OnCalendar=*-*-* 02:30",
             "RandomizedDelaySec=30min",
@@ -471,7 +636,7 @@ mod tests {
         ] {
             assert!(t.contains(&want), "missing {want:?} in {t:#?}");
         }
-        assert!(lines(unit(&units, "vault-drill.timer")).contains(&"OnCalendar=weekly"));
+        assert!(lines(unit(&drill, "vault-drill.timer")).contains(&"OnCalendar=weekly"));
     }
 
     #[test]
@@ -480,29 +645,82 @@ mod tests {
         o.group = Some("backup".into());
         o.read_paths = vec!["/etc".into(), "/srv/app%1".into()];
         o.write_paths = vec!["/srv/backup".into()];
-        o.credentials = [
-            "writer.key:/root/w.key",
-            "aws:/etc/vault/aws",
-            "site:/etc/x",
-        ]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
+        o.cache_dir = Some("/var/cache/vault-here".into());
+        o.credentials = ["writer.key:/root/w.key", "aws:/etc/vault/aws"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
         let units = render(&o).unwrap();
         let b = lines(unit(&units, "vault-backup.service"));
+        o.drill = true;
+        o.credentials = vec!["aws:/etc/vault/aws".parse().unwrap()];
+        o.forget_on_calendar = Some("daily".into());
+        let units = render(&o).unwrap();
         let d = lines(unit(&units, "vault-drill.service"));
+        let f = lines(unit(&units, "vault-forget.service"));
         assert!(b.contains(&"Group=backup") && d.contains(&"Group=backup"));
         assert!(b.contains(&"ReadOnlyPaths=-/etc"));
         assert!(b.contains(&"ReadOnlyPaths=-/srv/app%%1"), "% escaped");
-        for u in [&b, &d] {
+        for u in [&b, &d, &f] {
             assert!(u.contains(&"ReadWritePaths=/srv/backup"));
             assert!(u.contains(&"LoadCredential=aws:/etc/vault/aws"));
             assert!(u.contains(&"Environment=AWS_SHARED_CREDENTIALS_FILE=%d/aws"));
-            assert!(u.contains(&"LoadCredential=site:/etc/x"));
         }
+        // A given credential replaces the default of its name; the others
+        // stay.
         assert!(b.contains(&"LoadCredential=writer.key:/root/w.key"));
-        // Given credentials replace the defaults.
-        assert!(!d.iter().any(|l| l.contains("owner.key")));
+        assert!(!b.iter().any(|l| l.contains("/etc/vault/writer.key")));
+        for u in [&d, &f] {
+            assert!(u.contains(&"LoadCredential=owner.key:/etc/vault/owner.key"));
+        }
+        // The configured cache directory replaces systemd's.
+        assert!(b.contains(&"Environment=VAULT_CACHE_DIR=/var/cache/vault-here"));
+        assert!(b.contains(&"ReadWritePaths=/var/cache/vault-here"));
+        assert!(!b.iter().any(|l| l.starts_with("CacheDirectory=")));
+        assert!(
+            f.contains(&"ExecStart=/usr/local/bin/vault --config /etc/vault/vault.toml forget")
+        );
+        assert!(f.contains(&"CapabilityBoundingSet="));
+        assert!(lines(unit(&units, "vault-forget.timer")).contains(&"OnCalendar=daily"));
+    }
+
+    #[test]
+    fn the_owner_key_never_goes_to_a_backup_host_and_unknown_names_are_refused() {
+        for bad in [
+            "owner.key:/etc/vault/owner.key",
+            "passphrase:/etc/vault/pass",
+        ] {
+            let mut o = opts();
+            o.credentials = vec![bad.parse().unwrap()];
+            let err = render(&o).unwrap_err().to_string();
+            assert!(err.contains("drill host"), "{err}");
+        }
+        let mut o = drill_opts();
+        o.credentials = vec!["writer.key:/etc/vault/writer.key".parse().unwrap()];
+        assert!(render(&o).is_err());
+        let err = "site:/etc/x".parse::<Credential>().unwrap_err().to_string();
+        assert!(
+            err.contains("writer.key, owner.key, passphrase, aws, pgpass"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn calendar_expressions_are_checked_without_systemd() {
+        for good in [
+            "daily",
+            "Weekly",
+            "*-*-* 02:30",
+            "Mon,Fri *-*-* 03:00:00",
+            "Sat 04:00",
+            "*:0/15",
+            "2026-01-01 UTC",
+        ] {
+            assert!(check_calendar("--on-calendar", good).is_ok(), "{good}");
+        }
+        for bad in ["dayly", "every night", "", "Mon", "02:30; rm"] {
+            assert!(check_calendar("--on-calendar", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -512,8 +730,8 @@ mod tests {
             ":/x",
             "a/b:/x",
             "..:/x",
-            "k:relative",
-            "k:/a b",
+            "aws:relative",
+            "aws:/a b",
         ] {
             assert!(bad.parse::<Credential>().is_err(), "{bad}");
         }

@@ -146,7 +146,7 @@ pub fn run(
         snapshots.push(SnapshotDrill {
             snapshot: id,
             reason,
-            record: Some(record),
+            record,
             report,
             expiring_certificates,
         });

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::format::id::SnapshotId;
 use crate::ops::retention::{self, KeepPolicy};
+use crate::repo::select::{SnapshotFilter, resolve_ids};
 use crate::repo::trust::{SnapshotRecord, Trust};
 use crate::repo::{ObjectKind, Repository};
 
@@ -18,10 +19,8 @@ use crate::repo::{ObjectKind, Repository};
 pub struct ForgetOptions {
     /// The retention policy, applied to each group separately.
     pub policy: KeepPolicy,
-    /// Only snapshots of this host.
-    pub host: Option<String>,
-    /// Only snapshots carrying every one of these tags.
-    pub tags: Vec<String>,
+    /// Only snapshots that pass this filter (host, tags, source paths).
+    pub filter: SnapshotFilter,
     /// Only report what would be removed.
     pub dry_run: bool,
 }
@@ -65,6 +64,60 @@ pub struct ForgetReport {
     pub not_removed: Vec<String>,
 }
 
+/// Removes the snapshot headers `specs` name (ids or unique prefixes,
+/// [`resolve_ids`]), unless `dry_run`. Owner key required. Every spec is
+/// resolved before anything is deleted: one unknown or ambiguous spec
+/// removes nothing. Named snapshots go whatever their trust (this is how an
+/// owner removes a forged header `vault snapshots` flags) and even when a
+/// retention policy would protect them; data goes later, with prune.
+pub fn forget_ids(
+    repo: &Repository,
+    specs: &[String],
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<ForgetReport> {
+    repo.keys().require_owner("forget")?;
+    let ids = resolve_ids(repo, specs)?;
+    let set = repo.verified_snapshots()?;
+    let mut groups: BTreeMap<GroupKey, Vec<SnapshotDecision>> = BTreeMap::new();
+    let mut report = ForgetReport {
+        dry_run,
+        ..Default::default()
+    };
+    for id in ids {
+        let (key, time) = match set.records.iter().find(|r| r.id == id) {
+            Some(r) => (r.snapshot.group_key(), r.snapshot.time),
+            // Unreadable (damaged, or not vault's): removable by name.
+            None => (("?".into(), vec!["unreadable header".into()]), now),
+        };
+        if !dry_run {
+            let object = ObjectKind::Snapshot.key(&id);
+            if let Err(e) =
+                crate::ops::prune::delete_unless_locked(repo.storage().as_ref(), &object, now)
+            {
+                report.not_removed.push(e.to_string());
+                continue;
+            }
+        }
+        report.removed += 1;
+        groups.entry(key).or_default().push(SnapshotDecision {
+            id,
+            time,
+            keep: false,
+            reasons: vec!["named".into()],
+        });
+    }
+    for ((host, sources), mut snapshots) in groups {
+        snapshots.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
+        report.groups.push(ForgetGroup {
+            host,
+            sources,
+            snapshots,
+        });
+    }
+    Ok(report)
+}
+
 /// A host and its sorted sources: snapshots sharing one form a group.
 type GroupKey = (String, Vec<String>);
 
@@ -100,9 +153,7 @@ pub fn forget<Tz: TimeZone>(
     let mut groups: BTreeMap<GroupKey, Vec<SnapshotRecord>> = BTreeMap::new();
     for r in set.records {
         let s = &r.snapshot;
-        if opts.host.as_ref().is_some_and(|h| *h != s.host)
-            || !opts.tags.iter().all(|t| s.tags.contains(t))
-        {
+        if !opts.filter.matches(s) {
             continue;
         }
         groups.entry(s.group_key()).or_default().push(r);

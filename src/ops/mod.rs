@@ -14,3 +14,4 @@ pub mod prune;
 pub mod restore;
 pub mod retention;
 pub mod status;
+pub mod tag;

@@ -45,6 +45,18 @@ pub fn list_owners(storage: &dyn Storage) -> Result<Vec<OwnerEntry>> {
     Ok(out)
 }
 
+/// A second handle on a secret (the secret type is not `Clone`).
+fn again(s: &crate::crypto::SecretString) -> crate::crypto::SecretString {
+    use crate::crypto::ExposeSecret;
+    crate::crypto::SecretString::from(s.expose_secret().to_owned())
+}
+
+/// Whether an owner file is sealed with a passphrase (its age header's
+/// only stanza is `scrypt`).
+fn is_passphrase_wrapped(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"age-encryption.org/v1\n-> scrypt ")
+}
+
 fn owner_object(name: &str) -> String {
     format!("{OWNERS_PREFIX}{name}.age")
 }
@@ -112,6 +124,94 @@ impl Repository {
             PutOutcome::Created => Ok(object),
             PutOutcome::AlreadyExists => Err(taken()),
         }
+    }
+
+    /// Gives the passphrase owner whose file the caller opened (with its
+    /// passphrase) the passphrase `new`. Crash-safe: the owner key wrapped
+    /// for `new` is first stored as `keys/owners/<name>.new.age` and read
+    /// back and unwrapped with `new`; only then does the old file go, and
+    /// `<name>.age` is written again (and verified) under `new` before the
+    /// `.new` copy is removed. At every moment some owner file opens with
+    /// the old or the new passphrase; a run interrupted after the old file
+    /// went is finished by running it again with the new passphrase. An
+    /// existing file in the way (another owner named `<name>.new`) is never
+    /// deleted: the change is refused.
+    /// Returns the owner file now holding `new`.
+    pub fn change_passphrase(&self, new: &crate::crypto::SecretString) -> Result<String> {
+        let identity = self.owner_identity("changing a passphrase")?;
+        let not_passphrase = || {
+            Error::InvalidInput(
+                "`vault key passwd` changes a passphrase owner's passphrase: open the repository \
+                 with that passphrase (VAULT_PASSPHRASE_FILE or the prompt), not with -i"
+                    .into(),
+            )
+        };
+        let current = self.owner_file().ok_or_else(not_passphrase)?.to_owned();
+        if !is_passphrase_wrapped(&self.storage.get(&current)?) {
+            return Err(not_passphrase());
+        }
+        let name = current
+            .strip_prefix(OWNERS_PREFIX)
+            .and_then(|n| n.strip_suffix(".age"))
+            .expect("owner files are keys/owners/<name>.age");
+        let base = name.strip_suffix(".new").unwrap_or(name);
+        let (fin, temp) = (owner_object(base), owner_object(&format!("{base}.new")));
+        let text = keys::owner_identity_text(
+            identity,
+            &self.config.id,
+            &self.config.writer_recipient,
+            self.config.version,
+        );
+        let wrapped = wrap_for_owner(&text, &OwnerSpec::Passphrase(again(new)))?;
+        let exists = |key: &str| -> Result<bool> {
+            Ok(self
+                .storage
+                .list(OWNERS_PREFIX)?
+                .iter()
+                .any(|o| o.key == key))
+        };
+        let store = |key: &str| -> Result<()> {
+            if let PutOutcome::AlreadyExists = self.storage.put(key, &wrapped)? {
+                return Err(Error::Conflict(format!(
+                    "{key} appeared while the passphrase was being changed; nothing else was \
+                     changed, run `vault key passwd` again"
+                )));
+            }
+            // Read back and unwrapped with the new passphrase before
+            // anything older goes.
+            let ring = crate::crypto::Keyring::with_passphrase(again(new));
+            let back = zeroize::Zeroizing::new(ring.decrypt(&self.storage.get(key)?, key)?);
+            if back.as_slice() != text.as_bytes() {
+                return Err(Error::Damaged(format!(
+                    "{key} does not read back as written; the old passphrase still works"
+                )));
+            }
+            Ok(())
+        };
+        if current == fin {
+            if exists(&temp)? {
+                // Another owner of that name, or left by an interrupted
+                // run: never deleted here, it may be someone's only key.
+                return Err(Error::Conflict(format!(
+                    "{temp} exists (another owner, or an interrupted `vault key passwd`); \
+                     nothing was changed: open with its passphrase to finish that change, or \
+                     remove it with `vault key remove-owner {base}.new`"
+                )));
+            }
+            store(&temp)?;
+            self.storage.delete(&fin)?;
+        } else if exists(&fin)? {
+            // Both exist: an interrupted change before the old file went,
+            // or two owners; which one is not for this command to guess.
+            return Err(Error::Conflict(format!(
+                "{fin} and {temp} both exist; nothing was changed: if {temp} is left from an \
+                 interrupted `vault key passwd`, remove the file you no longer want with `vault \
+                 key remove-owner` and run it again"
+            )));
+        }
+        store(&fin)?;
+        self.storage.delete(&temp)?;
+        Ok(fin)
     }
 
     /// Deletes `keys/owners/<name>.age`. Refuses to delete the last owner

@@ -92,6 +92,68 @@ pub fn resolve(
     }
 }
 
+/// The shortest id prefix [`resolve_ids`] accepts: shorter ones name a
+/// snapshot by accident too easily for a command that deletes.
+pub const MIN_PREFIX: usize = 4;
+
+/// Resolves snapshot ids or unique prefixes (at least [`MIN_PREFIX`] hex
+/// digits) against every `snapshots/` object in `repo`, readable or not, so
+/// that a damaged or forged header can be named too. Every spec is checked
+/// before any is returned: one unknown, ambiguous or malformed spec fails
+/// the whole call, naming it. Duplicates collapse.
+pub fn resolve_ids(repo: &Repository, specs: &[String]) -> Result<Vec<SnapshotId>> {
+    let stored: Vec<SnapshotId> = repo
+        .storage()
+        .list(crate::repo::ObjectKind::Snapshot.prefix())?
+        .iter()
+        .filter_map(|o| crate::repo::id_from_key(&o.key).map(SnapshotId))
+        .collect();
+    let mut problems = Vec::new();
+    let mut out: Vec<SnapshotId> = Vec::new();
+    for spec in specs {
+        let l = spec.to_ascii_lowercase();
+        if l.len() < MIN_PREFIX || l.len() > 64 || !l.bytes().all(|b| b.is_ascii_hexdigit()) {
+            problems.push(format!(
+                "{spec:?} is not a snapshot id (give {MIN_PREFIX} to 64 hex digits, as `vault \
+                 snapshots` shows them)"
+            ));
+            continue;
+        }
+        let hits: Vec<&SnapshotId> = stored
+            .iter()
+            .filter(|id| id.to_hex().starts_with(&l))
+            .collect();
+        match hits.as_slice() {
+            [one] => {
+                if !out.contains(one) {
+                    out.push(**one);
+                }
+            }
+            [] => problems.push(format!("no snapshot {spec}")),
+            many => problems.push(format!(
+                "snapshot prefix {spec} is ambiguous ({} matches: {})",
+                many.len(),
+                many.iter()
+                    .map(|i| i.short())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+    if problems.is_empty() {
+        return Ok(out);
+    }
+    let msg = format!(
+        "{} (`vault snapshots` lists them); nothing was changed",
+        problems.join("; ")
+    );
+    if problems.iter().all(|p| p.starts_with("no snapshot")) {
+        Err(Error::NotFound(msg))
+    } else {
+        Err(Error::InvalidInput(msg))
+    }
+}
+
 /// Finds the snapshot `spec` names among those of `repo` that pass
 /// `filter`: `latest` among the headers that count (see
 /// [`Repository::find_snapshot`]), an id or prefix among every readable one.

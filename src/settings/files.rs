@@ -93,5 +93,41 @@ pub fn check(s: &Settings) -> Vec<Problem> {
             Ok(_) => {}
         }
     }
+    if let Some(prom) = &s.status.prometheus_file {
+        prometheus_dir(s, prom, &mut out);
+    }
     out
+}
+
+/// The Prometheus file is written atomically (a temporary file renamed in
+/// its directory): the directory must exist; the file itself need not yet.
+fn prometheus_dir(s: &Settings, prom: &Path, out: &mut Vec<Problem>) {
+    let Some(dir) = prom.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return;
+    };
+    let problem = |message: String, help: String| {
+        Problem::new(&s.file, s.location("status.prometheus_file"), message).with_help(help)
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => out.push(problem(
+            format!("`prometheus_file`: {} is not a directory", dir.display()),
+            "name a file inside node_exporter's textfile directory".into(),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => out.push(problem(
+            format!(
+                "`prometheus_file`: the directory {} does not exist",
+                dir.display()
+            ),
+            format!(
+                "create it (`mkdir -p {}`), or name node_exporter's textfile directory \
+                 (its --collector.textfile.directory)",
+                dir.display()
+            ),
+        )),
+        Err(e) => out.push(problem(
+            format!("`prometheus_file`: cannot inspect {}: {e}", dir.display()),
+            "run the check as the user the service runs as".into(),
+        )),
+    }
 }

@@ -38,6 +38,7 @@ mod schema;
 mod validate;
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -288,22 +289,57 @@ impl Settings {
             }
         };
         let (spans, walked) = schema::walk(root.get_ref());
-        found.extend(walked);
         if !found.is_empty() {
+            // An age secret somewhere: stop here, so that no later message
+            // can repeat any part of it.
+            found.extend(walked);
             return Err(invalid(found));
         }
-        let mut settings: Settings = toml::from_str(text).map_err(|e| {
-            // Name the key whose value has the wrong type.
-            let key = e.span().and_then(|at| {
-                spans
-                    .values
-                    .iter()
-                    .find(|(_, s)| **s == at)
-                    .map(|(k, _)| format!("`{k}`: "))
-            });
-            invalid(vec![from_toml_error(&e, &key.unwrap_or_default())])
-        })?;
-        let found = validate::validate(&settings, &spans);
+        found.extend(walked);
+        let converted: Result<Settings, toml::de::Error> = if spans.dropped.is_empty() {
+            toml::from_str(text)
+        } else {
+            // Convert what is left once the keys already reported are set
+            // aside, so that their neighbours' values are checked too.
+            toml::from_str::<toml::Table>(text).and_then(|mut t| {
+                for path in &spans.dropped {
+                    remove_path(&mut t, path);
+                }
+                toml::Value::Table(t).try_into()
+            })
+        };
+        let mut settings = match converted {
+            Ok(s) => s,
+            Err(_) if !found.is_empty() => return Err(invalid(found)),
+            Err(e) => {
+                // Name the key whose value has the wrong type.
+                let key = e.span().and_then(|at| {
+                    spans
+                        .values
+                        .iter()
+                        .find(|(_, s)| **s == at)
+                        .map(|(k, _)| format!("`{k}`: "))
+                });
+                return Err(invalid(vec![from_toml_error(&e, &key.unwrap_or_default())]));
+            }
+        };
+        // A table's own findings (`[backup] has no source`) may only say
+        // that one of its keys was set aside above: leave those out.
+        let parents: Vec<Range<usize>> = spans
+            .dropped
+            .iter()
+            .flat_map(|d| {
+                d.match_indices('.')
+                    .map(|(i, _)| &d[..i])
+                    .collect::<Vec<_>>()
+            })
+            .filter_map(|p| spans.key(p))
+            .collect();
+        found.extend(
+            validate::validate(&settings, &spans)
+                .into_iter()
+                .filter(|f| !parents.contains(&f.span)),
+        );
         if !found.is_empty() {
             return Err(invalid(found));
         }
@@ -374,6 +410,36 @@ pub fn default_path() -> Option<PathBuf> {
 
 fn default_path_in(system: &Path) -> Option<PathBuf> {
     system.exists().then(|| system.to_owned())
+}
+
+/// Removes the key at dotted `path` (`retention.keep_daily`,
+/// `backup.postgres[0].passfile`) from `t`; an element path removes its
+/// whole list. Paths that are not there are ignored.
+fn remove_path(t: &mut toml::Table, path: &str) {
+    fn split(seg: &str) -> (&str, Option<usize>) {
+        match seg.strip_suffix(']').and_then(|s| s.rsplit_once('[')) {
+            Some((name, i)) => (name, i.parse().ok()),
+            None => (seg, None),
+        }
+    }
+    let mut segs: Vec<&str> = path.split('.').collect();
+    let Some(last) = segs.pop() else {
+        return;
+    };
+    let mut cur = t;
+    for seg in segs {
+        let (name, index) = split(seg);
+        let next = match (cur.get_mut(name), index) {
+            (Some(toml::Value::Array(a)), Some(i)) => a.get_mut(i),
+            (Some(v), None) => Some(v),
+            _ => None,
+        };
+        let Some(toml::Value::Table(next)) = next else {
+            return;
+        };
+        cur = next;
+    }
+    cur.remove(split(last).0);
 }
 
 /// A toml error as a located message (its help split off), without the

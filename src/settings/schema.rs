@@ -116,6 +116,10 @@ pub struct Spans {
     pub keys: BTreeMap<String, Range<usize>>,
     /// Span of each value (array elements included).
     pub values: BTreeMap<String, Range<usize>>,
+    /// Keys already reported (unknown, secret-looking or of the wrong
+    /// type): left out when the rest is converted, so that one run reports
+    /// every problem and no later message repeats their values.
+    pub dropped: Vec<String>,
 }
 
 impl Spans {
@@ -205,9 +209,19 @@ fn walk_table(
         spans.values.insert(full.clone(), v.span());
         if !keys.contains(&key) {
             found.push(unknown_key(key, section, keys, k.span()));
+            spans.dropped.push(full);
             continue;
         }
         let child = join(section, key);
+        if let Some((message, help)) = type_problem(&child, key, v.get_ref()) {
+            found.push(Found {
+                span: v.span(),
+                message: format!("`{key}` in {} {message}", section_name(section)),
+                help,
+            });
+            spans.dropped.push(full);
+            continue;
+        }
         let is_section = allowed(&child).is_some();
         match v.get_ref() {
             DeValue::Table(t) if is_section => walk_table(t, &child, &full, spans, found),
@@ -222,6 +236,134 @@ fn walk_table(
             }
             _ => {}
         }
+    }
+}
+
+/// What a value must be, by dotted schema name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Bool,
+    Count,
+    Duration,
+    TextList,
+    Table,
+    TableList,
+}
+
+fn kind_of(schema_name: &str) -> Kind {
+    match schema_name {
+        "s3" | "backup" | "retention" | "drill" | "status" => Kind::Table,
+        "backup.command" | "backup.postgres" => Kind::TableList,
+        "backup.paths" | "backup.exclude" | "backup.tags" | "backup.keystores" => Kind::TextList,
+        "s3.path_style" | "retention.prune" | "drill.random_older" => Kind::Bool,
+        "drill.period_days" => Kind::Count,
+        k if k.starts_with("retention.keep_") && k != "retention.keep_within" => Kind::Count,
+        "retention.keep_within"
+        | "retention.grace"
+        | "status.max_backup_age"
+        | "status.max_drill_age"
+        | "status.certificate_warning" => Kind::Duration,
+        _ => Kind::Text,
+    }
+}
+
+/// How a value is written, for messages (never the value itself).
+fn written_as(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "text",
+        DeValue::Integer(_) => "a number",
+        DeValue::Float(_) => "a decimal number",
+        DeValue::Boolean(_) => "true/false",
+        DeValue::Datetime(_) => "a date",
+        DeValue::Array(_) => "a list",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+/// Why `v` cannot be the value of the key `schema_name` names (`key` as
+/// written), in words an operator uses: `(message, help)`.
+fn type_problem(schema_name: &str, key: &str, v: &DeValue<'_>) -> Option<(String, Option<String>)> {
+    let got = written_as(v);
+    let quoted_number = |v: &DeValue<'_>| match v {
+        DeValue::String(t) => t.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    match (kind_of(schema_name), v) {
+        (Kind::Text, DeValue::String(_))
+        | (Kind::Bool, DeValue::Boolean(_))
+        | (Kind::Table, DeValue::Table(_)) => None,
+        (Kind::Text, _) => Some((
+            format!("must be text in double quotes, not {got}"),
+            Some(format!("write {key} = \"…\"")),
+        )),
+        (Kind::Bool, _) => Some((
+            format!("must be true or false, not {got}"),
+            Some(format!("write {key} = true (without quotes)")),
+        )),
+        (Kind::Table, _) => Some((
+            format!("must be a section, not {got}"),
+            Some(format!(
+                "write [{schema_name}] on its own line, then its keys"
+            )),
+        )),
+        (Kind::Count, DeValue::Integer(i)) => {
+            let digits: String = i.as_str().chars().filter(|c| *c != '_').collect();
+            match i128::from_str_radix(&digits, i.radix()) {
+                Ok(n) if (0..=i128::from(u32::MAX)).contains(&n) => None,
+                _ => Some((
+                    format!("must be a whole number from 0 to {}", u32::MAX),
+                    Some(format!("write e.g. {key} = 14")),
+                )),
+            }
+        }
+        (Kind::Count, _) => Some((
+            format!("must be a whole number, not {got}"),
+            Some(match quoted_number(v) {
+                Some(n) => format!("write {key} = {n}, without quotes"),
+                None => format!("write e.g. {key} = 14"),
+            }),
+        )),
+        (Kind::Duration, DeValue::String(t)) => crate::format::duration::parse(t).err().map(|e| {
+            (
+                format!("is not a duration: {e}"),
+                Some(crate::format::duration::HELP.into()),
+            )
+        }),
+        (Kind::Duration, _) => Some((
+            format!("must be a duration in double quotes, not {got}"),
+            Some(crate::format::duration::HELP.into()),
+        )),
+        (Kind::TextList, DeValue::Array(items)) => items
+            .iter()
+            .position(|i| !matches!(i.get_ref(), DeValue::String(_)))
+            .map(|n| {
+                (
+                    format!(
+                        "must be a list of texts in double quotes; item {} is {}",
+                        n + 1,
+                        written_as(items[n].get_ref())
+                    ),
+                    Some(format!("write {key} = [\"…\", \"…\"]")),
+                )
+            }),
+        (Kind::TextList, _) => Some((
+            format!("must be a list in square brackets, not {got}"),
+            Some(format!("write {key} = [\"…\"], even for one")),
+        )),
+        (Kind::TableList, DeValue::Array(items))
+            if items
+                .iter()
+                .all(|i| matches!(i.get_ref(), DeValue::Table(_))) =>
+        {
+            None
+        }
+        (Kind::TableList, _) => Some((
+            format!("must be written as [[{schema_name}]] sections, not {got}"),
+            Some(format!(
+                "write [[{schema_name}]] on its own line, then its keys"
+            )),
+        )),
     }
 }
 

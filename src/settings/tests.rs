@@ -112,14 +112,63 @@ fn syntax_errors_carry_line_and_column() {
 #[test]
 fn type_errors_carry_line_and_column() {
     let p = one_problem("[retention]\nkeep_daily = \"14\"\n");
-    assert!(
-        p.starts_with(&format!(
-            "{FILE}:2:14: `retention.keep_daily`: invalid type"
-        )),
-        "{p}"
+    assert_eq!(
+        p,
+        format!(
+            "{FILE}:2:14: `keep_daily` in [retention] must be a whole number, not text\n  \
+             help: write keep_daily = 14, without quotes"
+        )
     );
     let p = one_problem("[retention]\nkeep_daily = -1\n");
     assert!(p.starts_with(&format!("{FILE}:2:14:")), "{p}");
+    assert!(p.contains("must be a whole number from 0 to"), "{p}");
+}
+
+#[test]
+fn every_problem_is_reported_in_one_run_without_rust_words() {
+    let text = "cache_dir = \"cache\"\n[s3]\npath_style = \"yes\"\n[backup]\npaths = \"/etc\"\n\
+                [retention]\nkeep_daily = 1.5\nkeep_weekly = \"4\"\nprune = 1\n[drill]\n\
+                period_days = 0\nrandom_older = \"no\"\n[status]\nmax_backup_age = 26\n\
+                colour = 1\n";
+    let p = problems(text);
+    assert_eq!(p.len(), 10, "{p:#?}");
+    let all = p.join("\n");
+    for word in [
+        "u32",
+        "invalid type",
+        "expected",
+        "sequence",
+        "i64",
+        "boolean",
+    ] {
+        if word == "expected" {
+            // Only the unknown-key message lists what is expected.
+            assert_eq!(all.matches("expected").count(), 1, "{all}");
+            continue;
+        }
+        assert!(!all.contains(word), "{word:?} in:\n{all}");
+    }
+    for want in [
+        "`cache_dir` must be an absolute path",
+        "`path_style` in [s3] must be true or false, not text",
+        "`paths` in [backup] must be a list in square brackets, not text",
+        "`keep_daily` in [retention] must be a whole number, not a decimal number",
+        "write keep_weekly = 4, without quotes",
+        "`prune` in [retention] must be true or false, not a number",
+        "`period_days` = 0 is outside 1..=3650",
+        "`random_older` in [drill] must be true or false",
+        "`max_backup_age` in [status] must be a duration in double quotes, not a number",
+    ] {
+        assert!(all.contains(want), "{want:?} missing in:\n{all}");
+    }
+}
+
+#[test]
+fn drill_pg_url_is_checked_as_strictly_as_the_flag() {
+    let p = one_problem("[drill]\npg_url = \"localhost\"\n");
+    assert!(p.contains("`pg_url`"), "{p}");
+    assert!(parse("[drill]\npg_url = \"postgresql://drill@localhost/postgres\"\n").is_ok());
+    assert!(parse("[drill]\npg_url = \"host=/run/postgresql user=drill\"\n").is_ok());
 }
 
 #[test]

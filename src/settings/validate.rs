@@ -406,7 +406,9 @@ fn drill(v: &mut Checker<'_>, s: &Settings) {
         );
     }
     if let Some(url) = &d.pg_url {
-        conninfo(v, "drill.pg_url", "pg_url", url, false);
+        // As strict as `--pg-url`: a value the drill cannot use would fail
+        // every drill of every database, long after this check passed.
+        conninfo(v, "drill.pg_url", "pg_url", url, true);
     }
     if let Some(u) = &d.user {
         let valid = u.len() <= 32

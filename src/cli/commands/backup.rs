@@ -43,12 +43,28 @@ pub struct BackupArgs {
     /// Exclude pattern (repeatable): `*.tmp` matches names, `/var/cache/**` whole paths.
     #[arg(long = "exclude")]
     excludes: Vec<String>,
+    /// Read exclude patterns from FILE (repeatable): one per line; blank
+    /// lines and lines starting with `#` are skipped.
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    exclude_files: Vec<PathBuf>,
+    /// Leave out every directory holding an entry of this name (repeatable),
+    /// e.g. `.nobackup` or `CACHEDIR.TAG`.
+    #[arg(long = "exclude-if-present", value_name = "NAME")]
+    exclude_if_present: Vec<String>,
+    /// Do not cross into other file systems below each path (a mount point
+    /// is kept, empty).
+    #[arg(long, short = 'x')]
+    one_file_system: bool,
     /// Directory of the local file cache.
     #[arg(long, env = "VAULT_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
     /// Read every file, ignoring the local cache.
     #[arg(long)]
     no_cache: bool,
+    /// List what would be backed up (paths, commands, databases) and
+    /// stop: no file is read, no command run, nothing written.
+    #[arg(long)]
+    dry_run: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -115,6 +131,36 @@ fn command_sources(a: &BackupArgs) -> Result<Vec<CommandSource>> {
         .collect())
 }
 
+/// The patterns of an `--exclude-file`: one per line, blank lines and
+/// `#` comments skipped; a pattern that is not a valid glob is a usage
+/// error naming the file and line (before anything is read or written).
+fn read_exclude_file(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = match std::fs::read(path) {
+        Ok(b) => match String::from_utf8(b) {
+            Ok(t) => t,
+            Err(_) => usage!("--exclude-file {}: not UTF-8 text", path.display()),
+        },
+        Err(e) => usage!("--exclude-file {}: {e}", path.display()),
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let pat = line.trim();
+        if pat.is_empty() || pat.starts_with('#') {
+            continue;
+        }
+        if let Err(e) = globset::Glob::new(pat) {
+            usage!(
+                "--exclude-file {}:{}: {pat:?} is not a valid pattern: {}",
+                path.display(),
+                i + 1,
+                e.kind()
+            );
+        }
+        out.push(pat.to_owned());
+    }
+    Ok(out)
+}
+
 /// Refuses a `--postgres` conninfo that carries a password.
 fn refuse_passwords(postgres: &[String]) -> Result<()> {
     for conninfo in postgres {
@@ -143,13 +189,25 @@ pub fn run(a: BackupArgs) -> Result<ExitCode> {
     }
     let commands = command_sources(&a)?;
     refuse_passwords(&a.postgres)?;
-    let repo = a.repo.open()?;
+    let mut excludes = a.excludes.clone();
+    for f in &a.exclude_files {
+        excludes.extend(read_exclude_file(f)?);
+    }
+    for n in &a.exclude_if_present {
+        if n.is_empty() || n.contains('/') || n == "." || n == ".." {
+            usage!("--exclude-if-present {n:?}: give a file name, without `/`");
+        }
+    }
+    let dry = a.dry_run;
+    let repo = if dry { None } else { Some(a.repo.open()?) };
     let stats = Arc::new(backup::Stats::default());
     let opts = BackupOptions {
         paths: a.paths,
         commands,
         postgres: a.postgres,
-        excludes: a.excludes,
+        excludes,
+        exclude_if_present: a.exclude_if_present,
+        one_file_system: a.one_file_system,
         tags: a.tags,
         host: a.host,
         cache_dir: if a.no_cache {
@@ -159,6 +217,9 @@ pub fn run(a: BackupArgs) -> Result<ExitCode> {
         },
         progress: Some(stats.clone()),
         ..Default::default()
+    };
+    let Some(repo) = repo else {
+        return dry_run(&opts, a.json);
     };
     let drawing = progress::BackupProgress::start(&stats, a.json);
     let out = backup::run(&repo, &opts).with_context(|| {
@@ -176,6 +237,47 @@ pub fn run(a: BackupArgs) -> Result<ExitCode> {
     }
     render::backup::warnings(&out.snapshot);
     Ok(if out.snapshot.is_complete() {
+        ExitCode::Ok
+    } else {
+        ExitCode::Partial
+    })
+}
+
+/// `--dry-run`: prints what a backup would store; exits 3 when some inputs
+/// could not be listed (as a backup would be partial).
+fn dry_run(opts: &BackupOptions, json: bool) -> Result<ExitCode> {
+    let r = backup::dry_run(opts).context("backup --dry-run")?;
+    if json {
+        render::json(&r);
+    } else {
+        for e in &r.entries {
+            outln!("{}", render::sanitize(e));
+        }
+        for c in &r.commands {
+            outln!("would run: {}", render::sanitize(c));
+        }
+        for d in &r.databases {
+            outln!("would dump: {}", render::sanitize(d));
+        }
+        for e in &r.errors {
+            eprintln!(
+                "vault: warning: {}: {}",
+                render::sanitize(&e.path),
+                render::sanitize(&e.message)
+            );
+        }
+        eprintln!(
+            "dry run: would back up {} files ({} bytes), {} dirs, {} other entries, {} commands, \
+             {} databases; nothing was read or written",
+            r.files,
+            r.bytes,
+            r.dirs,
+            r.other,
+            r.commands.len(),
+            r.databases.len()
+        );
+    }
+    Ok(if r.errors.is_empty() {
         ExitCode::Ok
     } else {
         ExitCode::Partial

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::cli::access::{RepoArgs, SelectArgs};
-use crate::cli::exit::ExitCode;
+use crate::cli::exit::{ExitCode, usage};
 use crate::cli::render;
 use vault::ops::drill::{self, DrillOptions};
 use vault::ops::restore::{DEFAULT_DRILL_USER, DatabaseDrill};
@@ -79,26 +79,48 @@ fn parse_load_timeout(s: &str) -> Result<std::time::Duration, String> {
 
 /// How drills load database dumps: `--pg-url` (reached with the drill's
 /// own libpq variables, which only the CLI reads) or a scratch cluster run
-/// as `--drill-user`.
-pub fn database_drill(pg_url: Option<String>, drill_user: &DrillUserArg) -> DatabaseDrill {
+/// as `--drill-user`. A `--pg-url` (or `[drill] pg_url`) the drill could
+/// not use is a usage error here, before any work: otherwise it would fail
+/// every database of every snapshot and record those failures as drills.
+pub fn database_drill(pg_url: Option<String>, drill_user: &DrillUserArg) -> Result<DatabaseDrill> {
+    if let Some(url) = &pg_url {
+        if url.trim().is_empty() {
+            usage!(
+                "--pg-url is empty: give a libpq conninfo, e.g. \"host=/run/postgresql user=drill\""
+            );
+        }
+        if vault::settings::conninfo_has_password(url) {
+            usage!(
+                "--pg-url contains a password; put it in a pgpass file (mode 0600) and set \
+                 PGPASSFILE"
+            );
+        }
+        if let Err(e) = vault::source::postgres::conninfo_env(url) {
+            usage!(
+                "--pg-url: {e}; write key=value settings (\"host=/run/postgresql user=drill\") \
+                 or a postgresql:// URI"
+            );
+        }
+    }
     let pg_env = match pg_url {
         Some(_) => std::env::vars()
             .filter(|(k, _)| k.starts_with("PG"))
             .collect(),
         None => Vec::new(),
     };
-    DatabaseDrill {
+    Ok(DatabaseDrill {
         pg_url,
         pg_env,
         drill_user: drill_user.drill_user.clone(),
         load_timeout: drill_user.db_load_timeout,
         pg_url_trust_privileged: drill_user.pg_url_trust_superuser,
         work_dir: std::env::temp_dir(),
-    }
+    })
 }
 
 /// Runs `vault drill`; exits 4 when anything fails, 130 when interrupted.
 pub fn run(a: DrillArgs) -> Result<ExitCode> {
+    let databases = database_drill(a.pg_url.clone(), &a.drill_user)?;
     let repo = a.repo.open()?;
     let day = (chrono::Utc::now().timestamp() / 86_400).max(0) as u64;
     let opts = DrillOptions {
@@ -107,7 +129,6 @@ pub fn run(a: DrillArgs) -> Result<ExitCode> {
         random_older: !a.no_random_older,
         filter: a.select.filter(),
     };
-    let databases = database_drill(a.pg_url.clone(), &a.drill_user);
     let cancel = crate::cli::signals::cancel_on_signals();
     let report = match crate::cli::signals::interrupted(
         drill::run(&repo, &opts, &databases, &cancel),

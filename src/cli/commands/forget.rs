@@ -1,5 +1,5 @@
-//! `vault forget`: remove snapshots a retention policy does not keep
-//! (owner key), optionally followed by prune.
+//! `vault forget`: remove snapshots a retention policy does not keep, or
+//! the ones named (owner key), optionally followed by prune.
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -10,12 +10,20 @@ use crate::cli::exit::ExitCode;
 use crate::cli::render;
 use vault::ops::forget::{self, ForgetOptions};
 use vault::ops::retention::KeepPolicy;
+use vault::repo::select::SnapshotFilter;
 
 /// `vault forget`.
 #[derive(Args)]
 pub struct ForgetArgs {
     #[command(flatten)]
     repo: RepoArgs,
+    /// Remove these snapshots (ids, or unique prefixes of at least 4 hex
+    /// digits) instead of applying a policy.
+    #[arg(value_name = "ID", conflicts_with_all = [
+        "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly",
+        "keep_yearly", "keep_within", "host", "tags", "paths",
+    ])]
+    snapshots: Vec<String>,
     /// Keep the N newest snapshots.
     #[arg(long, default_value_t = 0, env = "VAULT_KEEP_LAST")]
     keep_last: u32,
@@ -43,6 +51,10 @@ pub struct ForgetArgs {
     /// Only consider snapshots with this tag (repeatable: all must match).
     #[arg(long = "tag")]
     tags: Vec<String>,
+    /// Only consider snapshots with this source: a backed-up path or a
+    /// source name (repeatable: all must match).
+    #[arg(long = "path", value_name = "PATH")]
+    paths: Vec<String>,
     /// Only report what would be removed.
     #[arg(long)]
     dry_run: bool,
@@ -63,22 +75,11 @@ fn parse_within(s: &str) -> Result<chrono::Duration, String> {
 /// Runs `vault forget`; exits 1 when something could not be removed.
 pub fn run(a: ForgetArgs) -> Result<ExitCode> {
     let repo = a.repo.open()?;
-    let opts = ForgetOptions {
-        policy: KeepPolicy {
-            last: a.keep_last,
-            hourly: a.keep_hourly,
-            daily: a.keep_daily,
-            weekly: a.keep_weekly,
-            monthly: a.keep_monthly,
-            yearly: a.keep_yearly,
-            within: a.keep_within,
-        },
-        host: a.host.clone(),
-        tags: a.tags.clone(),
-        dry_run: a.dry_run,
+    let report = if a.snapshots.is_empty() {
+        by_policy(&repo, &a)?
+    } else {
+        forget::forget_ids(&repo, &a.snapshots, a.dry_run, chrono::Utc::now()).context("forget")?
     };
-    let report =
-        forget::forget(&repo, &opts, &chrono::Local, chrono::Utc::now()).context("forget")?;
     let pruned = if a.prune {
         Some(prune_with(&repo, &a.prune_flags, a.dry_run)?)
     } else {
@@ -99,4 +100,26 @@ pub fn run(a: ForgetArgs) -> Result<ExitCode> {
     } else {
         ExitCode::Ok
     })
+}
+
+/// Applies the retention flags to the snapshots the filter flags choose.
+fn by_policy(repo: &vault::repo::Repository, a: &ForgetArgs) -> Result<forget::ForgetReport> {
+    let opts = ForgetOptions {
+        policy: KeepPolicy {
+            last: a.keep_last,
+            hourly: a.keep_hourly,
+            daily: a.keep_daily,
+            weekly: a.keep_weekly,
+            monthly: a.keep_monthly,
+            yearly: a.keep_yearly,
+            within: a.keep_within,
+        },
+        filter: SnapshotFilter {
+            host: a.host.clone(),
+            tags: a.tags.clone(),
+            paths: a.paths.clone(),
+        },
+        dry_run: a.dry_run,
+    };
+    forget::forget(repo, &opts, &chrono::Local, chrono::Utc::now()).context("forget")
 }

@@ -1,5 +1,5 @@
 //! `vault key generate | list | add-owner | remove-owner | rotate-writer | add-host |
-//! revoke-host`.
+//! revoke-host | passwd`.
 
 use std::path::PathBuf;
 
@@ -42,6 +42,23 @@ pub enum KeyCommand {
     /// Revoke every key of one host: nothing it signs and storage receives
     /// from now on counts; its earlier snapshots keep their trust (owner key).
     RevokeHost(RevokeHostArgs),
+    /// Change a passphrase owner's passphrase: open with the current one
+    /// (VAULT_PASSPHRASE_FILE or a prompt); the new one is asked twice (or
+    /// read from --new-passphrase-file). The old owner file goes only once
+    /// the new one is stored and opens.
+    Passwd(PasswdArgs),
+}
+
+/// `vault key passwd`.
+#[derive(Args)]
+pub struct PasswdArgs {
+    /// Repository: a directory, file:///path or s3://bucket/prefix.
+    #[arg(short = 'r', long = "repo", env = "VAULT_REPO")]
+    repo: String,
+    /// A file whose first line is the new passphrase (mode 0600), instead
+    /// of typing it twice at a prompt.
+    #[arg(long, env = "VAULT_NEW_PASSPHRASE_FILE", value_name = "FILE")]
+    new_passphrase_file: Option<PathBuf>,
 }
 
 /// `vault key list`.
@@ -125,6 +142,7 @@ pub fn run(command: KeyCommand) -> Result<ExitCode> {
         KeyCommand::RotateWriter(a) => rotate_writer(a),
         KeyCommand::AddHost(a) => add_host(a),
         KeyCommand::RevokeHost(a) => revoke_host(a),
+        KeyCommand::Passwd(a) => passwd(a),
     }
 }
 
@@ -318,5 +336,38 @@ fn revoke_host(a: RevokeHostArgs) -> Result<ExitCode> {
          once it is clean",
         revoked.host
     );
+    Ok(ExitCode::Ok)
+}
+
+fn passwd(a: PasswdArgs) -> Result<ExitCode> {
+    use vault::crypto::PassphraseSource;
+    use vault::crypto::{ExposeSecret, SecretString};
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if a.new_passphrase_file.is_none() && !terminal {
+        usage!(
+            "no new passphrase: pass --new-passphrase-file FILE (or VAULT_NEW_PASSPHRASE_FILE), \
+             or run on a terminal to type it twice"
+        );
+    }
+    if crate::cli::edge::passphrase_file().is_none() && !terminal {
+        usage!("no current passphrase: set VAULT_PASSPHRASE_FILE, or run on a terminal");
+    }
+    let old = crate::cli::edge::obtain_passphrase("the repository owner (current)")?;
+    let repo = Key::Passphrase(SecretString::from(old.expose_secret().to_owned()))
+        .open(&a.repo)
+        .with_context(|| format!("opening repository {}", a.repo))?;
+    let new = match &a.new_passphrase_file {
+        Some(p) => vault::crypto::PassphraseFile(p.clone())
+            .passphrase("the new passphrase")
+            .with_context(|| format!("reading the new passphrase from {}", p.display()))?,
+        None => crate::cli::edge::obtain_new_passphrase_prompted("the repository owner")?,
+    };
+    if new.expose_secret() == old.expose_secret() {
+        usage!("the new passphrase is the current one; nothing was changed");
+    }
+    let object = repo
+        .change_passphrase(&new)
+        .context("changing the passphrase")?;
+    outln!("passphrase changed ({object}); the old passphrase no longer opens the repository");
     Ok(ExitCode::Ok)
 }

@@ -19,6 +19,7 @@ pub mod restore;
 pub mod snapshots;
 pub mod status;
 pub mod systemd;
+pub mod tag;
 
 use std::path::PathBuf;
 
@@ -53,8 +54,11 @@ pub enum Command {
     /// The last backup and last passed drill of every source; exit 1 when
     /// any is older than its threshold.
     Status(status::StatusArgs),
-    /// Remove snapshots a retention policy does not keep (owner key).
+    /// Remove snapshots a retention policy does not keep, or the ones named
+    /// (owner key).
     Forget(forget::ForgetArgs),
+    /// Add or remove tags on snapshots (owner key).
+    Tag(tag::TagArgs),
     /// Repack mostly-empty packs and delete packs no snapshot needs (owner key).
     Prune(prune::PruneArgs),
     /// Copy snapshots to a repository made with `vault init --like`, transferring
@@ -85,6 +89,7 @@ pub fn run(command: Command, config: Option<PathBuf>) -> Result<ExitCode> {
         Command::Drill(a) => drill::run(a),
         Command::Status(a) => status::run(a),
         Command::Forget(a) => forget::run(a),
+        Command::Tag(a) => tag::run(a),
         Command::Prune(a) => prune::run(a),
         Command::Copy(a) => copy::run(a),
         Command::Systemd(a) => systemd::run(a),

@@ -28,6 +28,13 @@ pub struct RestoreArgs {
     /// Only restore matching paths (repeatable; relative to the snapshot root).
     #[arg(long = "include")]
     include: Vec<String>,
+    /// Never restore matching paths (repeatable): `*.tmp` matches names
+    /// anywhere, `var/cache/**` (with a `/`) paths from the snapshot root.
+    #[arg(long = "exclude", value_name = "PATTERN", conflicts_with = "verify")]
+    exclude: Vec<String>,
+    /// List what would be written (with --target) and write nothing.
+    #[arg(long, conflicts_with = "verify", requires = "target")]
+    dry_run: bool,
     /// Restore into a sandbox, check every file, record a drill; exit 4 on any mismatch.
     #[arg(long)]
     verify: bool,
@@ -59,6 +66,7 @@ pub struct RestoreArgs {
 
 /// Runs `vault restore`; exits 4 on damage or (with `--verify`) any mismatch.
 pub fn run(a: RestoreArgs) -> Result<ExitCode> {
+    let databases = database_drill(a.pg_url.clone(), &a.drill_user)?;
     let repo = a.repo.open()?;
     let (id, snap) = vault::repo::select::find(&repo, &a.snapshot, &a.select.filter())?;
     let (report, drill) = if a.verify {
@@ -66,7 +74,7 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
         let opts = VerifyOptions {
             target: a.target.clone(),
             include: a.include.clone(),
-            databases: database_drill(a.pg_url.clone(), &a.drill_user),
+            databases,
             cancel: cancel.clone(),
         };
         let verified = restore::verify_drill(&repo, &id, &snap, &opts);
@@ -74,15 +82,19 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
             Ok(done) => done,
             Err(code) => return Ok(code),
         };
-        (r, Some(d))
+        (r, d)
     } else {
         let target = a
             .target
             .clone()
             .expect("clap requires --target without --verify");
+        if a.dry_run {
+            return dry_run(&repo, &id, &snap, &a, &target);
+        }
         let opts = RestoreOptions {
             target,
             include: a.include.clone(),
+            exclude: a.exclude.clone(),
             threads: 0,
             verify: false,
             cancel: vault::Cancel::new(),
@@ -116,5 +128,79 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
         ExitCode::Damage
     } else {
         ExitCode::Failure
+    })
+}
+
+/// `--dry-run`: the entries a restore would write into `target`, one per
+/// line (as `vault ls` shows them), and totals; nothing is created, not
+/// even the target.
+fn dry_run(
+    repo: &vault::repo::Repository,
+    id: &vault::format::id::SnapshotId,
+    snap: &vault::format::snapshot::Snapshot,
+    a: &RestoreArgs,
+    target: &std::path::Path,
+) -> Result<ExitCode> {
+    use vault::repo::treewalk::{self, Next, Visit};
+    repo.keys().require_owner("restore")?;
+    let selection = restore::Selection::new(&a.include, &a.exclude)?;
+    let (index, _) = repo.load_index()?;
+    let mut walker =
+        treewalk::Walker::new(repo, &index)?.with_budget(treewalk::Budget::of(&snap.totals));
+    let (mut files, mut dirs, mut other, mut bytes, mut damaged) = (0u64, 0u64, 0u64, 0u64, false);
+    walker.walk(&snap.root, &mut |v| {
+        let (path, node) = match v {
+            Visit::Entry { path, node } => (path, node),
+            Visit::Leave { .. } => return Ok(Next::Descend),
+            Visit::Damaged { path, error } => {
+                damaged = true;
+                render::error_line(&format!(
+                    "{}: {error}",
+                    render::sanitize(&path.display().to_string())
+                ));
+                return Ok(Next::Skip);
+            }
+        };
+        if selection.excluded(path) {
+            return Ok(Next::Skip);
+        }
+        if !selection.included(path) {
+            return Ok(Next::Descend);
+        }
+        match node.kind {
+            vault::format::tree::NodeKind::Dir => dirs += 1,
+            vault::format::tree::NodeKind::File => {
+                files += 1;
+                bytes += node.size;
+            }
+            _ => other += 1,
+        }
+        if a.json {
+            outln!("{}", render::ls::json_line(path, node));
+        } else {
+            outln!("{}", render::ls::line(path, node));
+        }
+        Ok(Next::Descend)
+    })?;
+    if files + dirs + other == 0 && !a.include.is_empty() {
+        anyhow::bail!(vault::Error::NotFound(format!(
+            "--include {} matched nothing in snapshot {}",
+            a.include.join(", "),
+            id.short()
+        )));
+    }
+    if !a.json {
+        eprintln!(
+            "dry run: would restore {files} files, {dirs} dirs, {other} other ({} bytes) of \
+             snapshot {} into {}; nothing was written",
+            bytes,
+            id.short(),
+            render::sanitize(&target.display().to_string())
+        );
+    }
+    Ok(if damaged {
+        ExitCode::Damage
+    } else {
+        ExitCode::Ok
     })
 }

@@ -3,6 +3,7 @@
 use super::{sanitize, size};
 use vault::ops::forget::ForgetReport;
 use vault::ops::prune::PruneReport;
+use vault::ops::tag::TagReport;
 
 /// Prints a prune report for humans.
 pub fn prune(r: &PruneReport) {
@@ -109,5 +110,48 @@ pub fn forget(r: &ForgetReport) {
     outln!("kept {} snapshots, {verb} {}", r.kept, r.removed);
     for e in &r.not_removed {
         eprintln!("vault: not removed: {e}");
+    }
+}
+
+/// Prints a tag report: each snapshot's tags before and after.
+pub fn tag(r: &TagReport) {
+    let list = |t: &[String]| {
+        if t.is_empty() {
+            "(none)".to_owned()
+        } else {
+            sanitize(&t.join(","))
+        }
+    };
+    for s in &r.snapshots {
+        let what = match (&s.new, s.before == s.after, r.dry_run) {
+            (_, true, _) => format!("{}  unchanged  {}", s.old.short(), list(&s.after)),
+            (_, false, true) => format!(
+                "{}  would retag  {} -> {}",
+                s.old.short(),
+                list(&s.before),
+                list(&s.after)
+            ),
+            (Some(new), false, false) => format!(
+                "{} -> {}  {} -> {}",
+                s.old.short(),
+                new.short(),
+                list(&s.before),
+                list(&s.after)
+            ),
+            (None, false, false) => format!("{}  not changed", s.old.short()),
+        };
+        outln!("{what}");
+        if s.drills_carried > 0 {
+            outln!(
+                "  {} drill record(s) carried to the new id",
+                s.drills_carried
+            );
+        }
+        if let Some(e) = &s.old_kept {
+            eprintln!(
+                "vault: the old header {} stays (both ids show the same snapshot): {e}",
+                s.old.short()
+            );
+        }
     }
 }

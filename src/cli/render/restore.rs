@@ -55,8 +55,12 @@ pub fn text(o: &Outcome<'_>) {
             "  {} files re-read from disk and matched their BLAKE3 hashes",
             report.verified
         );
-        if let Some(d) = o.drill {
-            outln!("  drill record {} written", d.short());
+        match o.drill {
+            Some(d) => outln!("  drill record {} written", d.short()),
+            None => outln!(
+                "  no drill record: only part of the snapshot (--include) was restored, which \
+                 proves nothing about the rest"
+            ),
         }
     }
     for db in &report.databases {

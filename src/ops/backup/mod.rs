@@ -6,10 +6,12 @@
 //! backup reuses and prune cleans up.
 
 mod cache;
+mod dry_run;
 mod journal;
 mod own_index;
 mod pipeline;
 
+pub use dry_run::{DryRunReport, dry_run};
 pub use journal::Recovered;
 pub use pipeline::Stats;
 mod walk;
@@ -46,6 +48,10 @@ pub struct BackupOptions {
     /// Exclude patterns: without `/` they match a file name anywhere; with
     /// `/` they match the whole absolute path.
     pub excludes: Vec<String>,
+    /// Leave out directories holding an entry of one of these names.
+    pub exclude_if_present: Vec<String>,
+    /// Stay on the file system of each source path.
+    pub one_file_system: bool,
     /// Tags recorded in the snapshot.
     pub tags: Vec<String>,
     /// Host name to record (default: this machine's).
@@ -270,7 +276,9 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         cache.as_ref(),
         &index,
         &errors,
-    )?;
+    )?
+    .exclude_if_present(&opts.exclude_if_present)
+    .one_file_system(opts.one_file_system);
 
     let assembled = std::thread::scope(|s| {
         let (raw_tx, raw_rx) = bounded::<RawBlob>(64);

@@ -111,6 +111,10 @@ pub struct Walker<'a> {
     cache: Option<&'a FileCache>,
     index: &'a Index,
     errors: &'a Mutex<Vec<InputError>>,
+    /// Directories holding an entry of one of these names are left out.
+    exclude_if_present: Vec<OsString>,
+    /// Stay on the file system of each source path.
+    one_file_system: bool,
 }
 
 struct WalkState {
@@ -118,6 +122,8 @@ struct WalkState {
     jobs: Sender<FileJob>,
     names: Names,
     links: HashMap<(u64, u64), ()>,
+    /// The device of the source path being walked (`--one-file-system`).
+    source_dev: u64,
 }
 
 impl<'a> Walker<'a> {
@@ -194,7 +200,30 @@ impl<'a> Walker<'a> {
             cache,
             index,
             errors,
+            exclude_if_present: Vec::new(),
+            one_file_system: false,
         })
+    }
+
+    /// Leaves out every directory that holds an entry named one of `names`
+    /// (`--exclude-if-present`, e.g. `.nobackup` or `CACHEDIR.TAG`).
+    pub fn exclude_if_present(mut self, names: &[String]) -> Self {
+        self.exclude_if_present = names.iter().map(OsString::from).collect();
+        self
+    }
+
+    /// Does not descend into directories on another file system than
+    /// their source path (`--one-file-system`): a mount point is kept, empty.
+    pub fn one_file_system(mut self, on: bool) -> Self {
+        self.one_file_system = on;
+        self
+    }
+
+    /// Whether `dir` holds one of the `--exclude-if-present` names.
+    fn has_marker(&self, dir: &Path) -> bool {
+        self.exclude_if_present
+            .iter()
+            .any(|n| fs::symlink_metadata(dir.join(n)).is_ok())
     }
 
     fn error(&self, path: &Path, message: impl Into<String>) {
@@ -211,6 +240,7 @@ impl<'a> Walker<'a> {
             jobs,
             names: Names::default(),
             links: HashMap::new(),
+            source_dev: fs::metadata("/").map_or(0, |m| m.dev()),
         };
         let _ = if self.layout.is_source {
             // `/` itself is a source: its entries are the root tree's entries.
@@ -363,10 +393,17 @@ impl<'a> Walker<'a> {
             st.links.insert((m.dev(), m.ino()), ());
             node.hardlink = Some(format!("{}:{}", m.dev(), m.ino()));
         }
+        if depth == 0 {
+            st.source_dev = m.dev();
+        }
         match node.kind {
+            NodeKind::Dir if self.has_marker(path) => Ok(()),
             NodeKind::Dir => {
                 st.events.send(Event::Enter(node)).map_err(|_| ())?;
-                if depth >= MAX_DEPTH {
+                if self.one_file_system && m.dev() != st.source_dev {
+                    // Another file system mounted here: the mount point
+                    // stays, empty.
+                } else if depth >= MAX_DEPTH {
                     self.error(
                         path,
                         format!(

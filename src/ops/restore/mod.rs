@@ -21,6 +21,7 @@ mod pgdrill;
 mod policy;
 mod report;
 mod restorer;
+mod selection;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ pub use policy::{
 };
 pub use report::{Problem, ProblemKind, RestoreReport};
 pub use restorer::Restorer;
+pub use selection::Selection;
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
@@ -54,6 +56,8 @@ pub struct RestoreOptions {
     /// Only restore paths matching these globs (relative to the snapshot
     /// root; a matching directory brings its whole subtree).
     pub include: Vec<String>,
+    /// Never restore paths matching these globs ([`Selection`]).
+    pub exclude: Vec<String>,
     /// Worker threads (0: one per core).
     pub threads: usize,
     /// Re-read every restored file from disk and check it against its hash.
@@ -225,13 +229,15 @@ pub struct VerifyOptions {
 /// snapshot with database dumps when they cannot be loaded safely here
 /// (see [`DatabaseDrill::preflight`]). A cancelled drill removes its
 /// sandbox and scratch cluster, writes no record and returns
-/// [`Error::Cancelled`].
+/// [`Error::Cancelled`]. With `include` patterns only part of the snapshot
+/// is restored: that proves nothing about the rest, so no drill record is
+/// written (the record id is `None`) and `vault status` does not count it.
 pub fn verify_drill(
     repo: &Repository,
     id: &SnapshotId,
     snapshot: &Snapshot,
     opts: &VerifyOptions,
-) -> Result<(RestoreReport, Id)> {
+) -> Result<(RestoreReport, Option<Id>)> {
     let _listening = opts.cancel.listen();
     let includes = include_set(&opts.include)?;
     if pgdrill::has_dumps(snapshot, &|name| included(&includes, Path::new(name))) {
@@ -259,6 +265,7 @@ pub fn verify_drill(
     let restore_opts = RestoreOptions {
         target: dir,
         include: opts.include.clone(),
+        exclude: Vec::new(),
         threads: 0,
         verify: true,
         cancel: opts.cancel.clone(),
@@ -278,6 +285,9 @@ pub fn verify_drill(
     }
     let report = result?;
     opts.cancel.check("drill")?;
+    if !opts.include.is_empty() {
+        return Ok((report, None));
+    }
     let record = DrillRecord {
         time: chrono::Utc::now(),
         host: crate::source::host::hostname(),
@@ -286,5 +296,5 @@ pub fn verify_drill(
         summary: DrillSummary::of(&report),
     };
     let drill_id = repo.put_signed_json(ObjectKind::Drill, &record)?;
-    Ok((report, drill_id))
+    Ok((report, Some(drill_id)))
 }

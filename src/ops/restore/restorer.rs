@@ -96,6 +96,7 @@ impl Shared<'_> {
 /// The plan phase's state.
 struct Plan {
     includes: Option<GlobSet>,
+    selection: super::Selection,
     any_included: bool,
     budget: Budget,
     stack: DirStack,
@@ -124,6 +125,7 @@ impl<'a> Restorer<'a> {
         repo.keys().require_owner("restore")?;
         let started = Instant::now();
         let includes = include_set(&opts.include)?;
+        let selection = super::Selection::new(&opts.include, &opts.exclude)?;
         let (index, damaged_index) = repo.load_index()?;
         let target = Dir::open_target(&opts.target)
             .map_err(|e| Error::InvalidInput(format!("target {}: {e}", opts.target.display())))?;
@@ -147,6 +149,7 @@ impl<'a> Restorer<'a> {
             started,
             plan: Plan {
                 includes,
+                selection,
                 any_included: false,
                 budget: Budget::new(&snapshot.totals),
                 stack: DirStack::new(target.clone()),
@@ -352,6 +355,9 @@ impl Plan {
             return Ok(Next::Stop);
         }
         if self.stack.failed() {
+            return Ok(Next::Skip);
+        }
+        if self.selection.excluded(path) {
             return Ok(Next::Skip);
         }
         let want = included(&self.includes, path);
