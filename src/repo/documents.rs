@@ -26,6 +26,7 @@
 //! not written by vault: it is reported as foreign, like one the owner key
 //! cannot open or that is not a document of this format.
 
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 use serde::de::DeserializeOwned;
@@ -34,8 +35,8 @@ use crate::error::{CryptoError, Error, Result};
 use crate::format::id::Id;
 use crate::format::signature::{FRAME_MAGIC, MAX_BLOCK, SignatureBlock, SignedKind};
 use crate::repo::trust::{self, Signer};
-use crate::repo::{ObjectKind, Repository, id_from_key};
-use crate::storage::StorageError;
+use crate::repo::{ObjectKind, Repository, cache, fetch, id_from_key};
+use crate::storage::{ObjectInfo, StorageError};
 
 /// How large a sealed document of one kind may be.
 #[derive(Debug, Clone, Copy)]
@@ -138,6 +139,16 @@ fn kind_of(key: &str) -> Option<ObjectKind> {
     .find(|k| key.starts_with(k.prefix()))
 }
 
+/// The signature kind of documents of `kind`, if they are signed.
+fn signed_kind(kind: ObjectKind) -> Option<SignedKind> {
+    match kind {
+        ObjectKind::Index => Some(SignedKind::Index),
+        ObjectKind::Snapshot => Some(SignedKind::Snapshot),
+        ObjectKind::Drill => Some(SignedKind::Drill),
+        _ => None,
+    }
+}
+
 /// Why a document could not be read, sorted for the caller.
 #[derive(Debug)]
 enum Failure {
@@ -179,6 +190,8 @@ pub struct Documents<T> {
     pub read: Vec<(String, Id, T)>,
     /// The documents that could not be read.
     pub unreadable: Vec<Unreadable>,
+    /// When storage received each document read, where the listing says.
+    pub uploaded: HashMap<Id, chrono::DateTime<chrono::Utc>>,
 }
 
 impl<T> Documents<T> {
@@ -215,7 +228,7 @@ impl Repository {
         key: &str,
         signed: Option<SignedKind>,
     ) -> Result<(T, Signer)> {
-        match self.read_document(key, None, signed) {
+        match self.read_cached(key, None, signed) {
             Ok(v) => Ok(v),
             Err(Failure::Vanished) => Err(StorageError::NotFound {
                 key: key.to_owned(),
@@ -228,7 +241,10 @@ impl Repository {
     /// Lists `kind`'s prefix and reads every document under it. Names that
     /// are not 64 hex digits are ignored; documents deleted since the
     /// listing are skipped.
-    pub fn read_documents<T: DeserializeOwned>(&self, kind: ObjectKind) -> Result<Documents<T>> {
+    pub fn read_documents<T: DeserializeOwned + Send>(
+        &self,
+        kind: ObjectKind,
+    ) -> Result<Documents<T>> {
         let docs = self.read_documents_as::<T>(kind, None)?;
         Ok(Documents {
             read: docs
@@ -237,11 +253,12 @@ impl Repository {
                 .map(|(key, id, (doc, _))| (key, id, doc))
                 .collect(),
             unreadable: docs.unreadable,
+            uploaded: docs.uploaded,
         })
     }
 
     /// Like [`Repository::read_documents`], with each document's signer.
-    pub fn read_signed_documents<T: DeserializeOwned>(
+    pub fn read_signed_documents<T: DeserializeOwned + Send>(
         &self,
         kind: ObjectKind,
         signed: SignedKind,
@@ -249,21 +266,43 @@ impl Repository {
         self.read_documents_as::<T>(kind, Some(signed))
     }
 
-    fn read_documents_as<T: DeserializeOwned>(
+    /// Lists `kind`'s prefix once, forgets the cache entries of documents
+    /// no longer listed, and reads the rest: from the cache where an
+    /// intact entry is, else fetched, [`Repository::fetch_jobs`] at a time.
+    fn read_documents_as<T: DeserializeOwned + Send>(
         &self,
         kind: ObjectKind,
         signed: Option<SignedKind>,
     ) -> Result<Documents<(T, Signer)>> {
+        let listed: Vec<(ObjectInfo, Id)> = self
+            .storage()
+            .list(kind.prefix())?
+            .into_iter()
+            .filter_map(|o| id_from_key(&o.key).map(|id| (o, id)))
+            .collect();
+        if let Some(c) = &self.meta_cache {
+            let ids: HashSet<Id> = listed.iter().map(|(_, id)| *id).collect();
+            let gone = c.forget_unlisted(kind, &ids);
+            if gone > 0 {
+                tracing::debug!("metadata cache: forgot {gone} deleted {}", kind.prefix());
+            }
+        }
+        let results = fetch::bounded_map(&listed, self.fetch_jobs(), |(obj, _)| {
+            self.read_cached::<T>(&obj.key, Some(obj.size), signed)
+        });
         let mut out = Documents {
             read: Vec::new(),
             unreadable: Vec::new(),
+            uploaded: HashMap::new(),
         };
-        for obj in self.storage().list(kind.prefix())? {
-            let Some(id) = id_from_key(&obj.key) else {
-                continue;
-            };
-            match self.read_document(&obj.key, Some(obj.size), signed) {
-                Ok(doc) => out.read.push((obj.key, id, doc)),
+        for ((obj, id), result) in listed.into_iter().zip(results) {
+            match result {
+                Ok(doc) => {
+                    if let Some(t) = obj.modified {
+                        out.uploaded.insert(id, t);
+                    }
+                    out.read.push((obj.key, id, doc));
+                }
                 Err(Failure::Vanished) => {}
                 Err(Failure::Damaged(error)) => out.unreadable.push(Unreadable {
                     key: obj.key,
@@ -278,6 +317,40 @@ impl Repository {
             }
         }
         Ok(out)
+    }
+
+    /// Reads a document from the metadata cache if an intact entry is
+    /// there, else from storage (caching what it verified).
+    ///
+    /// An entry holds the JSON exactly as it was decrypted, checked against
+    /// its bounds and parsed on the first fetch, and the verdict of the
+    /// signature check done then: the object is immutable (its name is the
+    /// hash of its bytes) and the verdict depends only on those bytes and
+    /// on the owner signing key this view pins, so neither is checked
+    /// again; the entry's own tag is, on every read.
+    fn read_cached<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        listed_size: Option<u64>,
+        signed: Option<SignedKind>,
+    ) -> std::result::Result<(T, Signer), Failure> {
+        if let (Some(c), Some(kind), Some(id)) = (self.cached(), kind_of(key), id_from_key(key))
+            && cache::caches(kind)
+            && let Some((verdict, json)) = c.get(kind, &id, limit(kind).cap + MIB)
+        {
+            match serde_json::from_slice(&json) {
+                Ok(doc) => {
+                    let signer = if signed.is_some() {
+                        verdict
+                    } else {
+                        Signer::Unsigned
+                    };
+                    return Ok((doc, signer));
+                }
+                Err(_) => c.discard(kind, &id),
+            }
+        }
+        self.read_document(key, listed_size, signed)
     }
 
     fn read_document<T: DeserializeOwned>(
@@ -360,9 +433,29 @@ impl Repository {
             .spend((json.len() as u64).saturating_sub(limit.by_ratio(stored.len() as u64)));
         let doc = serde_json::from_slice(&json)
             .map_err(|e| foreign(format!("not a valid document: {e}")))?;
-        let signer = match signed {
-            Some(kind) => trust::check_block(self.keys(), &self.config().id, kind, &json, block),
+        // Cached with the verdict of its own kind's signature check, so
+        // that a later signed read of the entry gets the same answer.
+        let kind = kind_of(key);
+        let cache = self
+            .meta_cache
+            .as_ref()
+            .zip(kind.filter(|k| cache::caches(*k)))
+            .zip(id_from_key(key));
+        let check = match (&cache, signed) {
+            (Some(_), _) => kind.and_then(signed_kind),
+            (None, s) => s,
+        };
+        let verdict = match check {
+            Some(k) => trust::check_block(self.keys(), &self.config().id, k, &json, block),
             None => Signer::Unsigned,
+        };
+        if let Some(((c, kind), id)) = cache {
+            c.put(kind, &id, &verdict, &json);
+        }
+        let signer = if signed.is_some() {
+            verdict
+        } else {
+            Signer::Unsigned
         };
         Ok((doc, signer))
     }

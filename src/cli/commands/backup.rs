@@ -43,12 +43,6 @@ pub struct BackupArgs {
     /// Exclude pattern (repeatable): `*.tmp` matches names, `/var/cache/**` whole paths.
     #[arg(long = "exclude")]
     excludes: Vec<String>,
-    /// Directory of the local file cache.
-    #[arg(long, env = "VAULT_CACHE_DIR")]
-    cache_dir: Option<PathBuf>,
-    /// Read every file, ignoring the local cache.
-    #[arg(long)]
-    no_cache: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -81,17 +75,6 @@ impl BackupArgs {
             self.postgres.clear();
         }
     }
-}
-
-/// Where the file cache lives when `--cache-dir` is not given.
-fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(x).join("vault"));
-    }
-    if nix::unistd::geteuid().is_root() {
-        return Some(PathBuf::from("/var/cache/vault"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/vault"))
 }
 
 /// The `--from-command` sources, each with its `--stdin-filename`.
@@ -152,11 +135,7 @@ pub fn run(a: BackupArgs) -> Result<ExitCode> {
         excludes: a.excludes,
         tags: a.tags,
         host: a.host,
-        cache_dir: if a.no_cache {
-            None
-        } else {
-            a.cache_dir.or_else(default_cache_dir)
-        },
+        cache_dir: a.repo.cache_dir(),
         progress: Some(stats.clone()),
         ..Default::default()
     };
