@@ -21,8 +21,9 @@
 #   FLEET_LOCAL     snapshot counts on a local directory (default: "1 1000 10000")
 #   FLEET_S3        snapshot counts on moto (default: "1 1000"; empty skips S3)
 #   FLEET_RUNS      runs per measurement (default 3)
-#   VAULT_BIN       the vault binary (default: built with `cargo build` into
-#                   $CARGO_TARGET_DIR or target/, dev profile; deps at opt-level 2)
+#   VAULT_BIN       the vault binary (default: `cargo build --release` into
+#                   $CARGO_TARGET_DIR or target/)
+#   FLEET_FILL      the fleet_fill example binary (default: built like VAULT_BIN)
 #   FLEET_KEEP      1 keeps the repositories afterwards
 #
 # Caveats: on a shared machine the numbers are noisy (the load average is
@@ -46,10 +47,13 @@ for n in $LOCAL_SIZES $S3_SIZES; do
 done
 case "$RUNS" in '' | *[!0-9]* | 0) echo "FLEET_RUNS must be a positive number" >&2; exit 2 ;; esac
 
-log "building vault and examples/fleet_fill.rs"
-(cd "$ROOT" && cargo build --quiet --bin vault --example fleet_fill)
-VAULT=${VAULT_BIN:-$TARGET_DIR/debug/vault}
-FILL=$TARGET_DIR/debug/examples/fleet_fill
+if [ -z "${VAULT_BIN:-}" ] || [ -z "${FLEET_FILL:-}" ]; then
+    log "building vault and examples/fleet_fill.rs (release)"
+    (cd "$ROOT" && cargo build --quiet --release --bin vault --example fleet_fill)
+fi
+VAULT=${VAULT_BIN:-$TARGET_DIR/release/vault}
+FILL=${FLEET_FILL:-$TARGET_DIR/release/examples/fleet_fill}
+[ -x "$VAULT" ] && [ -x "$FILL" ] || { echo "no binary at $VAULT or $FILL" >&2; exit 2; }
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
@@ -157,7 +161,7 @@ if [ -n "$S3_SIZES" ]; then
 fi
 
 echo
-echo "vault fleet benchmark: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "vault fleet benchmark: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $VAULT"
 echo "milliseconds, median of $RUNS; backup = one changed file; cold = empty cache"
 printf '%-6s %7s %10s %10s %10s %10s %10s %10s\n' where snaps backup/c backup/w snaps/c snaps/w status/c status/w
 printf '%s\n' "${ROWS[@]}"

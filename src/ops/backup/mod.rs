@@ -172,8 +172,9 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
             .filter_map(|k| crate::repo::id_from_key(k))
             .collect(),
     );
-    let (mut index, condemned) = (loaded.index, loaded.condemned);
-    let stored = crate::repo::list_packs(repo.storage().as_ref())?;
+    // The packs in storage, as listed right after the index files were read
+    // (each prefix is listed once per backup).
+    let (mut index, condemned, stored) = (loaded.index, loaded.condemned, loaded.stored);
     // Packs a killed run uploaded but never indexed: indexed now, once
     // checked, so that this run reuses them.
     let journal = host_dir.as_ref().and_then(|d| {
