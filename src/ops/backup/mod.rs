@@ -22,7 +22,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{Id, TreeId};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::CertInfo;
 use crate::format::snapshot::{InputError, Snapshot, SourceRecord, SourceStatus, Totals};
@@ -440,7 +440,7 @@ fn source_records(
     out
 }
 
-type Assembled = (Id, Vec<CacheEntry>, Totals, Vec<CertInfo>);
+type Assembled = (TreeId, Vec<CacheEntry>, Totals, Vec<CertInfo>);
 
 /// Consumes walk events in order and builds one tree blob per directory,
 /// bottom-up. File results are awaited in walk order.
@@ -459,7 +459,7 @@ fn assemble(
     let cancelled = || Error::Cancelled {
         operation: "backup",
     };
-    let store_tree = |nodes: Vec<Node>| -> Result<Id> {
+    let store_tree = |nodes: Vec<Node>| -> Result<TreeId> {
         let bytes = Tree { nodes }.to_bytes();
         if bytes.len() > crate::repo::MAX_BLOB as usize {
             return Err(Error::InvalidInput(format!(
@@ -472,7 +472,7 @@ fn assemble(
         let id = Id::keyed(repo.keys().chunk_key(), &bytes);
         sink.submit(raw_tx, BlobKind::Tree, id, bytes)
             .map_err(|_| cancelled())?;
-        Ok(id)
+        Ok(TreeId(id))
     };
     for event in events {
         match event {
