@@ -177,13 +177,7 @@ fn a_killed_backup_s_uploads_are_reused_by_the_next_one() {
         // What is left in the journal are uploads the kill interrupted
         // (their packs are not stored; kept an hour in case another backup
         // is still uploading them).
-        let journal = fs::read_dir(&cache)
-            .unwrap()
-            .flatten()
-            .flat_map(|d| fs::read_dir(d.path()).unwrap().flatten())
-            .find(|d| d.file_name().to_string_lossy().starts_with("uploads-"))
-            .expect("journal dir")
-            .path();
+        let journal = journal_dir(&cache);
         let mode =
             std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&journal).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o700);
@@ -216,6 +210,19 @@ fn a_killed_backup_s_uploads_are_reused_by_the_next_one() {
     }
 }
 
+/// The upload journal under `cache`: `<repository id>/v1/host-*/uploads`.
+fn journal_dir(cache: &Path) -> PathBuf {
+    fs::read_dir(cache)
+        .unwrap()
+        .flatten()
+        .filter(|d| d.path().is_dir())
+        .flat_map(|d| fs::read_dir(d.path().join("v1")).unwrap().flatten())
+        .find(|d| d.file_name().to_string_lossy().starts_with("host-"))
+        .expect("host directory")
+        .path()
+        .join("uploads")
+}
+
 #[test]
 fn journal_entries_whose_pack_does_not_check_out_are_not_indexed() {
     let env = Env::new();
@@ -223,12 +230,9 @@ fn journal_entries_whose_pack_does_not_check_out_are_not_indexed() {
     let (repo, writer) = small_pack_repo(&env, "small-repo");
     let cache = env.path("cache");
     assert!(kill_after_packs(&repo, &writer, &cache, &src, 4));
-    let journal: Vec<PathBuf> = fs::read_dir(&cache)
+    let journal: Vec<PathBuf> = fs::read_dir(journal_dir(&cache))
         .unwrap()
         .flatten()
-        .flat_map(|d| fs::read_dir(d.path()).unwrap().flatten())
-        .filter(|d| d.file_name().to_string_lossy().starts_with("uploads-"))
-        .flat_map(|d| fs::read_dir(d.path()).unwrap().flatten())
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();

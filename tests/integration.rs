@@ -9,6 +9,7 @@ mod attacks_storage;
 mod attacks_writer_data;
 mod backup_restore;
 mod bad_input;
+mod cache;
 mod cli_surface;
 mod command_source;
 mod config;

@@ -307,7 +307,9 @@ fn a_prune_lock_held_by_a_zombie_process_is_treated_as_dead() {
             pid,
             nonce: "00".repeat(16),
         };
-        owner.put_transient_json(ObjectKind::Lock, &record).unwrap()
+        owner
+            .put_signed_transient_json(ObjectKind::Lock, &record)
+            .unwrap()
     };
     // Control: this test's own (live) process holds it.
     let live = plant(std::process::id());

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use vault::storage::{LocalStorage, PutOutcome, S3Options, S3Storage, Storage, StorageError};
 
+mod cache;
 mod faults;
 mod lock;
 mod versions;

@@ -24,15 +24,66 @@ pub struct RepoArgs {
     /// Without it, VAULT_PASSPHRASE_FILE (or a terminal prompt) opens a passphrase owner.
     #[arg(short = 'i', long = "identity", env = "VAULT_IDENTITY")]
     pub identity: Option<PathBuf>,
+    /// Directory of the local cache: metadata (index files, snapshot
+    /// headers, drill records), the file cache and the upload journal
+    /// [default: $XDG_CACHE_HOME/vault, ~/.cache/vault, /var/cache/vault for root].
+    #[arg(long, env = "VAULT_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Use no local cache: fetch all metadata, read every file.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// How many metadata objects to fetch at once (1-256) [default: 32 on
+    /// S3, 4 on a local directory].
+    #[arg(long, env = "VAULT_FETCH_JOBS", value_name = "N")]
+    pub fetch_jobs: Option<usize>,
 }
 
 impl RepoArgs {
-    /// Opens the repository with the key these flags name.
+    /// Opens the repository with the key these flags name, with the local
+    /// metadata cache unless `--no-cache` (a cache directory that cannot be
+    /// used is warned about, and the command goes on without).
     pub fn open(&self) -> Result<Repository> {
-        Key::resolve(self.identity.as_deref())?
+        if let Some(n) = self.fetch_jobs
+            && !(1..=256).contains(&n)
+        {
+            usage!("--fetch-jobs {n}: must be between 1 and 256");
+        }
+        let mut repo = Key::resolve(self.identity.as_deref())?
             .open(&self.repo)
-            .with_context(|| format!("opening repository {}", self.repo))
+            .with_context(|| format!("opening repository {}", self.repo))?;
+        if let Some(n) = self.fetch_jobs {
+            repo.set_fetch_jobs(n);
+        }
+        if let Some(dir) = self.cache_dir()
+            && let Err(e) = repo.use_cache(&dir)
+        {
+            crate::cli::render::warning(&format!(
+                "metadata cache not usable, going on without it (slower): {e}"
+            ));
+        }
+        Ok(repo)
     }
+
+    /// The cache directory: `--cache-dir`, else the default; none with
+    /// `--no-cache`.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or_else(default_cache_dir)
+        }
+    }
+}
+
+/// Where the cache lives when `--cache-dir` is not given.
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("vault"));
+    }
+    if nix::unistd::geteuid().is_root() {
+        return Some(PathBuf::from("/var/cache/vault"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/vault"))
 }
 
 /// `--host`, `--tag`, `--path`: which snapshots a command considers in a

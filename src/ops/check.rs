@@ -196,6 +196,8 @@ const DETAILED_FINDINGS: usize = 100;
 
 /// Runs the keyed checks that `opts` asks for.
 pub fn check(repo: &Repository, opts: &CheckOptions, report: &mut CheckReport) -> Result<()> {
+    // What storage holds, not what the local cache remembers of it.
+    repo.refetch_metadata();
     let loaded = repo.load_index_files()?;
     report_index_files(&loaded, report);
     if opts.structure {

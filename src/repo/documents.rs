@@ -26,6 +26,7 @@
 //! not written by vault: it is reported as foreign, like one the owner key
 //! cannot open or that is not a document of this format.
 
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 use serde::de::DeserializeOwned;
@@ -34,8 +35,8 @@ use crate::error::{CryptoError, Error, Result};
 use crate::format::id::Id;
 use crate::format::signature::{FRAME_MAGIC, MAX_BLOCK, SignatureBlock, SignedKind};
 use crate::repo::trust::{self, Signer};
-use crate::repo::{ObjectKind, Repository, id_from_key};
-use crate::storage::StorageError;
+use crate::repo::{ObjectKind, Repository, cache, fetch, id_from_key};
+use crate::storage::{ObjectInfo, StorageError};
 
 /// How large a sealed document of one kind may be.
 #[derive(Debug, Clone, Copy)]
@@ -138,6 +139,16 @@ fn kind_of(key: &str) -> Option<ObjectKind> {
     .find(|k| key.starts_with(k.prefix()))
 }
 
+/// The signature kind of documents of `kind`, if they are signed.
+fn signed_kind(kind: ObjectKind) -> Option<SignedKind> {
+    match kind {
+        ObjectKind::Index => Some(SignedKind::Index),
+        ObjectKind::Snapshot => Some(SignedKind::Snapshot),
+        ObjectKind::Drill => Some(SignedKind::Drill),
+        _ => None,
+    }
+}
+
 /// Why a document could not be read, sorted for the caller.
 #[derive(Debug)]
 enum Failure {
@@ -179,9 +190,34 @@ pub struct Documents<T> {
     pub read: Vec<(String, Id, T)>,
     /// The documents that could not be read.
     pub unreadable: Vec<Unreadable>,
+    /// When storage received each document read, where the listing says.
+    pub uploaded: HashMap<Id, chrono::DateTime<chrono::Utc>>,
 }
 
 impl<T> Documents<T> {
+    /// Files the outcome of reading listed object `obj` (named `id`).
+    fn take(&mut self, obj: &ObjectInfo, id: Id, result: std::result::Result<T, Failure>) {
+        match result {
+            Ok(doc) => {
+                if let Some(t) = obj.modified {
+                    self.uploaded.insert(id, t);
+                }
+                self.read.push((obj.key.clone(), id, doc));
+            }
+            Err(Failure::Vanished) => {}
+            Err(Failure::Damaged(error)) => self.unreadable.push(Unreadable {
+                key: obj.key.clone(),
+                error,
+                foreign: false,
+            }),
+            Err(Failure::Foreign(error)) => self.unreadable.push(Unreadable {
+                key: obj.key.clone(),
+                error,
+                foreign: true,
+            }),
+        }
+    }
+
     /// The unreadable documents that may be vault's own (damaged).
     pub fn damaged(&self) -> impl Iterator<Item = &Unreadable> {
         self.unreadable.iter().filter(|u| !u.foreign)
@@ -215,7 +251,7 @@ impl Repository {
         key: &str,
         signed: Option<SignedKind>,
     ) -> Result<(T, Signer)> {
-        match self.read_document(key, None, signed) {
+        match self.read_cached(key, None, signed) {
             Ok(v) => Ok(v),
             Err(Failure::Vanished) => Err(StorageError::NotFound {
                 key: key.to_owned(),
@@ -228,7 +264,10 @@ impl Repository {
     /// Lists `kind`'s prefix and reads every document under it. Names that
     /// are not 64 hex digits are ignored; documents deleted since the
     /// listing are skipped.
-    pub fn read_documents<T: DeserializeOwned>(&self, kind: ObjectKind) -> Result<Documents<T>> {
+    pub fn read_documents<T: DeserializeOwned + Send>(
+        &self,
+        kind: ObjectKind,
+    ) -> Result<Documents<T>> {
         let docs = self.read_documents_as::<T>(kind, None)?;
         Ok(Documents {
             read: docs
@@ -237,11 +276,12 @@ impl Repository {
                 .map(|(key, id, (doc, _))| (key, id, doc))
                 .collect(),
             unreadable: docs.unreadable,
+            uploaded: docs.uploaded,
         })
     }
 
     /// Like [`Repository::read_documents`], with each document's signer.
-    pub fn read_signed_documents<T: DeserializeOwned>(
+    pub fn read_signed_documents<T: DeserializeOwned + Send>(
         &self,
         kind: ObjectKind,
         signed: SignedKind,
@@ -249,82 +289,148 @@ impl Repository {
         self.read_documents_as::<T>(kind, Some(signed))
     }
 
-    fn read_documents_as<T: DeserializeOwned>(
-        &self,
-        kind: ObjectKind,
-        signed: Option<SignedKind>,
-    ) -> Result<Documents<(T, Signer)>> {
-        self.visit_documents(kind, signed, |_, json, _| {
-            serde_json::from_slice(json).map_err(|e| e.to_string())
-        })
-    }
-
     /// Like [`Repository::read_signed_documents`], but hands each
-    /// document's JSON to `parse` (with its id and signer) as soon as it is
-    /// read and keeps only what `parse` returns: one document's JSON at a
-    /// time is held. An `Err` from `parse` (a message saying why) makes the
-    /// document unreadable, like one that is not valid JSON.
+    /// document's JSON to `parse` (with its id and signer) in listing order
+    /// and keeps only what `parse` returns. Documents are fetched
+    /// [`Repository::fetch_jobs`] at a time, in batches of a few times
+    /// that, so only one batch's JSON is held at once. An `Err` from
+    /// `parse` (a message saying why) makes the document unreadable, like
+    /// one that is not valid JSON.
     pub fn visit_signed_documents<T>(
         &self,
         kind: ObjectKind,
         signed: SignedKind,
-        parse: impl FnMut(&Id, &[u8], &Signer) -> std::result::Result<T, String>,
-    ) -> Result<Documents<(T, Signer)>> {
-        self.visit_documents(kind, Some(signed), parse)
-    }
-
-    fn visit_documents<T>(
-        &self,
-        kind: ObjectKind,
-        signed: Option<SignedKind>,
         mut parse: impl FnMut(&Id, &[u8], &Signer) -> std::result::Result<T, String>,
     ) -> Result<Documents<(T, Signer)>> {
+        let listed = self.list_documents(kind)?;
         let mut out = Documents {
             read: Vec::new(),
             unreadable: Vec::new(),
+            uploaded: HashMap::new(),
         };
-        for obj in self.storage().list(kind.prefix())? {
-            let Some(id) = id_from_key(&obj.key) else {
-                continue;
-            };
-            let doc = self.read_document_with(&obj.key, Some(obj.size), signed, |json, signer| {
-                parse(&id, json, signer)
+        let jobs = self.fetch_jobs();
+        for batch in listed.chunks(jobs.max(1) * 4) {
+            let fetched = fetch::bounded_map(batch, jobs, |(obj, _)| {
+                self.read_cached_with(&obj.key, Some(obj.size), Some(signed), &|json, _| {
+                    Ok(json.to_vec())
+                })
             });
-            match doc {
-                Ok(doc) => out.read.push((obj.key, id, doc)),
-                Err(Failure::Vanished) => {}
-                Err(Failure::Damaged(error)) => out.unreadable.push(Unreadable {
-                    key: obj.key,
-                    error,
-                    foreign: false,
-                }),
-                Err(Failure::Foreign(error)) => out.unreadable.push(Unreadable {
-                    key: obj.key,
-                    error,
-                    foreign: true,
-                }),
+            for ((obj, id), result) in batch.iter().zip(fetched) {
+                let result = result.and_then(|(json, signer)| match parse(id, &json, &signer) {
+                    Ok(doc) => Ok((doc, signer)),
+                    Err(e) => Err(self.not_a_document(&obj.key, e)),
+                });
+                out.take(obj, *id, result);
             }
         }
         Ok(out)
     }
 
-    fn read_document<T: DeserializeOwned>(
+    /// What a document that decrypts but does not parse is: foreign to an
+    /// owner (vault never wrote it), damage to anyone else.
+    fn not_a_document(&self, key: &str, why: String) -> Failure {
+        let error = Error::format(key, format!("not a valid document: {why}"));
+        if self.keys().is_owner() {
+            Failure::Foreign(error)
+        } else {
+            Failure::Damaged(error)
+        }
+    }
+
+    /// Lists `kind`'s prefix once and forgets the cache entries of
+    /// documents no longer listed.
+    fn list_documents(&self, kind: ObjectKind) -> Result<Vec<(ObjectInfo, Id)>> {
+        let listed: Vec<(ObjectInfo, Id)> = self
+            .storage()
+            .list(kind.prefix())?
+            .into_iter()
+            .filter_map(|o| id_from_key(&o.key).map(|id| (o, id)))
+            .collect();
+        if let Some(c) = &self.meta_cache {
+            let ids: HashSet<Id> = listed.iter().map(|(_, id)| *id).collect();
+            let gone = c.forget_unlisted(kind, &ids);
+            if gone > 0 {
+                tracing::debug!("metadata cache: forgot {gone} deleted {}", kind.prefix());
+            }
+        }
+        Ok(listed)
+    }
+
+    /// Lists `kind`'s prefix once, forgets the cache entries of documents
+    /// no longer listed, and reads the rest: from the cache where an
+    /// intact entry is, else fetched, [`Repository::fetch_jobs`] at a time.
+    fn read_documents_as<T: DeserializeOwned + Send>(
+        &self,
+        kind: ObjectKind,
+        signed: Option<SignedKind>,
+    ) -> Result<Documents<(T, Signer)>> {
+        let listed = self.list_documents(kind)?;
+        let results = fetch::bounded_map(&listed, self.fetch_jobs(), |(obj, _)| {
+            self.read_cached::<T>(&obj.key, Some(obj.size), signed)
+        });
+        let mut out = Documents {
+            read: Vec::new(),
+            unreadable: Vec::new(),
+            uploaded: HashMap::new(),
+        };
+        for ((obj, id), result) in listed.iter().zip(results) {
+            out.take(obj, *id, result);
+        }
+        Ok(out)
+    }
+
+    /// Reads a document from the metadata cache if an intact entry is
+    /// there, else from storage (caching what it verified).
+    ///
+    /// An entry holds the JSON exactly as it was decrypted, checked against
+    /// its bounds and parsed on the first fetch, and the verdict of the
+    /// signature check done then: the object is immutable (its name is the
+    /// hash of its bytes) and the verdict depends only on those bytes and
+    /// on the owner signing key this view pins, so neither is checked
+    /// again; the entry's own tag is, on every read.
+    fn read_cached<T: DeserializeOwned>(
         &self,
         key: &str,
         listed_size: Option<u64>,
         signed: Option<SignedKind>,
     ) -> std::result::Result<(T, Signer), Failure> {
-        self.read_document_with(key, listed_size, signed, |json, _| {
+        self.read_cached_with(key, listed_size, signed, &|json, _| {
             serde_json::from_slice(json).map_err(|e| e.to_string())
         })
     }
 
-    fn read_document_with<T>(
+    /// [`Repository::read_cached`] with the JSON handed to `decode` (with
+    /// the signer) instead of deserialized.
+    fn read_cached_with<T>(
         &self,
         key: &str,
         listed_size: Option<u64>,
         signed: Option<SignedKind>,
-        parse: impl FnOnce(&[u8], &Signer) -> std::result::Result<T, String>,
+        decode: &dyn Fn(&[u8], &Signer) -> std::result::Result<T, String>,
+    ) -> std::result::Result<(T, Signer), Failure> {
+        if let (Some(c), Some(kind), Some(id)) = (self.cached(), kind_of(key), id_from_key(key))
+            && cache::caches(kind)
+            && let Some((verdict, json)) = c.get(kind, &id, limit(kind).cap + MIB)
+        {
+            let signer = if signed.is_some() {
+                verdict
+            } else {
+                Signer::Unsigned
+            };
+            match decode(&json, &signer) {
+                Ok(doc) => return Ok((doc, signer)),
+                Err(_) => c.discard(kind, &id),
+            }
+        }
+        self.read_document(key, listed_size, signed, decode)
+    }
+
+    fn read_document<T>(
+        &self,
+        key: &str,
+        listed_size: Option<u64>,
+        signed: Option<SignedKind>,
+        decode: &dyn Fn(&[u8], &Signer) -> std::result::Result<T, String>,
     ) -> std::result::Result<(T, Signer), Failure> {
         let limit = kind_of(key).map_or(limit(ObjectKind::Lock), limit);
         if let Some(size) = listed_size
@@ -398,12 +504,33 @@ impl Repository {
         }
         self.doc_slack
             .spend((json.len() as u64).saturating_sub(limit.by_ratio(stored.len() as u64)));
-        let signer = match signed {
-            Some(kind) => trust::check_block(self.keys(), &self.config().id, kind, &json, block),
+        // Cached with the verdict of its own kind's signature check, so
+        // that a later signed read of the entry gets the same answer.
+        let kind = kind_of(key);
+        let cache = self
+            .meta_cache
+            .as_ref()
+            .zip(kind.filter(|k| cache::caches(*k)))
+            .zip(id_from_key(key));
+        let check = match (&cache, signed) {
+            (Some(_), _) => kind.and_then(signed_kind),
+            (None, s) => s,
+        };
+        let verdict = match check {
+            Some(k) => trust::check_block(self.keys(), &self.config().id, k, &json, block),
             None => Signer::Unsigned,
         };
+        let signer = if signed.is_some() {
+            verdict.clone()
+        } else {
+            Signer::Unsigned
+        };
+        // Decoded before it is cached: only documents that parse are kept.
         let doc =
-            parse(&json, &signer).map_err(|e| foreign(format!("not a valid document: {e}")))?;
+            decode(&json, &signer).map_err(|e| foreign(format!("not a valid document: {e}")))?;
+        if let Some(((c, kind), id)) = cache {
+            c.put(kind, &id, &verdict, &json);
+        }
         Ok((doc, signer))
     }
 

@@ -421,6 +421,22 @@ impl RepoKeys {
         })
     }
 
+    /// The caller's view of the local metadata cache: its directory name
+    /// (`owner-…` or `writer-…`, from a hash of the public key) and a
+    /// secret only this key's holders know, from which the cache derives
+    /// the key its entries are tagged with. Never stored.
+    pub(crate) fn cache_view(&self) -> (String, Zeroizing<String>) {
+        let (role, identity) = match &self.owner {
+            Some(o) => ("owner", o),
+            None => ("writer", &self.writer.identity),
+        };
+        let public = blake3::hash(identity.recipient().as_bytes()).to_hex();
+        (
+            format!("{role}-{}", &public[..16]),
+            Zeroizing::new(identity.secret_line().expose_secret().to_owned()),
+        )
+    }
+
     /// Whether the caller holds the owner key.
     pub fn is_owner(&self) -> bool {
         self.owner.is_some()

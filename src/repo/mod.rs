@@ -2,7 +2,9 @@
 //! reading and writing sealed objects (compress → encrypt → store).
 
 pub mod attest;
+pub mod cache;
 mod documents;
+mod fetch;
 pub mod hosts;
 mod indexes;
 mod init_journal;
@@ -189,6 +191,14 @@ pub struct Repository {
     /// What is left of this handle's (one command's) decompression slack
     /// for sealed documents ([`documents`]).
     doc_slack: documents::Slack,
+    /// The local metadata cache, if the caller gave a cache directory.
+    meta_cache: Option<cache::MetaCache>,
+    /// Set by [`Repository::refetch_metadata`]: cache entries are written,
+    /// never read.
+    refetch: std::sync::atomic::AtomicBool,
+    /// How many metadata objects to fetch at once; `None`: the storage's
+    /// default.
+    fetch_jobs: Option<usize>,
 }
 
 fn check_owner_name(name: &str) -> Result<()> {
@@ -501,6 +511,9 @@ impl Repository {
             keys,
             owner_file,
             doc_slack: documents::Slack::default(),
+            meta_cache: None,
+            refetch: std::sync::atomic::AtomicBool::new(false),
+            fetch_jobs: None,
         };
         if !repo.keys.is_owner() {
             repo.check_writer_not_revoked()?;
@@ -618,6 +631,54 @@ impl Repository {
             .ok()
             .and_then(WriterKey::parse)
             .ok_or_else(|| Error::format(WRITER_KEY, "not a vault writer key"))
+    }
+
+    /// Keeps index files, snapshot headers and drill records in the local
+    /// metadata cache under `cache_dir` ([`cache`]), in this key's view.
+    /// On error (a directory that cannot be made or written) the
+    /// repository works as before, without a cache.
+    pub fn use_cache(&mut self, cache_dir: &Path) -> Result<()> {
+        self.meta_cache = Some(cache::MetaCache::open(
+            cache_dir,
+            &self.config.id,
+            &self.keys,
+        )?);
+        Ok(())
+    }
+
+    /// The metadata cache in use, if any.
+    pub fn metadata_cache(&self) -> Option<&cache::MetaCache> {
+        self.meta_cache.as_ref()
+    }
+
+    /// The metadata cache to read from: none after
+    /// [`Repository::refetch_metadata`].
+    fn cached(&self) -> Option<&cache::MetaCache> {
+        if self.refetch.load(std::sync::atomic::Ordering::Relaxed) {
+            None
+        } else {
+            self.meta_cache.as_ref()
+        }
+    }
+
+    /// From now on every document is fetched from storage, never read from
+    /// the cache (whose entries are refreshed): for `vault check`, which
+    /// must see what storage holds.
+    pub fn refetch_metadata(&self) {
+        self.refetch
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Fetches up to `jobs` metadata objects at once (at least 1).
+    pub fn set_fetch_jobs(&mut self, jobs: usize) {
+        self.fetch_jobs = Some(jobs.max(1));
+    }
+
+    /// How many metadata objects are fetched at once: as set, else the
+    /// storage's own default ([`Storage::parallel_reads`]).
+    pub fn fetch_jobs(&self) -> usize {
+        self.fetch_jobs
+            .unwrap_or_else(|| self.storage.parallel_reads())
     }
 
     /// The storage backend.

@@ -33,7 +33,7 @@ use crate::format::signature::{
 };
 use crate::format::snapshot::Snapshot;
 use crate::repo::keys::RepoKeys;
-use crate::repo::{ObjectKind, Repository, id_from_key};
+use crate::repo::{ObjectKind, Repository};
 use crate::storage::{PutOutcome, StorageError};
 
 /// How long after its upload a snapshot header may be dated (clock skew
@@ -306,18 +306,15 @@ impl Repository {
     /// Every snapshot header with its signer, trust and bounded time.
     pub fn verified_snapshots(&self) -> Result<SnapshotSet> {
         let mut set = SnapshotSet::default();
-        let mut read = Vec::new();
-        for obj in self.storage().list(ObjectKind::Snapshot.prefix())? {
-            let Some(id) = id_from_key(&obj.key) else {
-                continue;
-            };
-            match self.get_signed_json::<Snapshot>(&obj.key, SignedKind::Snapshot) {
-                Ok((s, signer)) => read.push((id, s, signer, obj.modified)),
-                // Forgotten between the listing and the read.
-                Err(Error::Storage(StorageError::NotFound { .. })) => {}
-                Err(e) => set.damaged.push(e),
-            }
+        // One listing, then the cache or parallel fetches (documents.rs).
+        let docs =
+            self.read_signed_documents::<Snapshot>(ObjectKind::Snapshot, SignedKind::Snapshot)?;
+        let mut read = Vec::with_capacity(docs.read.len());
+        for (_, id, (s, signer)) in docs.read {
+            read.push((id, s, signer, docs.uploaded.get(&id).copied()));
         }
+        set.damaged
+            .extend(docs.unreadable.into_iter().map(|u| u.error));
         let mut registered = self.host_registry()?;
         for (_, _, signer, _) in &read {
             if let Signer::Host(c) = signer
@@ -374,22 +371,19 @@ impl Repository {
     pub fn verified_drills(&self) -> Result<DrillSet> {
         let mut set = DrillSet::default();
         let format = self.config().version;
-        for obj in self.storage().list(ObjectKind::Drill.prefix())? {
-            if id_from_key(&obj.key).is_none() {
-                continue;
-            }
-            match self.get_signed_json::<DrillRecord>(&obj.key, SignedKind::Drill) {
-                Ok((mut record, signer)) => match drill_trust(format, &signer) {
-                    Trust::Untrusted(why) => set.untrusted.push(format!("{}: {why}", obj.key)),
-                    _ => {
-                        record.time = bounded_time(record.time, obj.modified);
-                        set.usable.push(record);
-                    }
-                },
-                Err(Error::Storage(StorageError::NotFound { .. })) => {}
-                Err(e) => set.unreadable.push(e.to_string()),
+        let docs =
+            self.read_signed_documents::<DrillRecord>(ObjectKind::Drill, SignedKind::Drill)?;
+        for (key, id, (mut record, signer)) in docs.read {
+            match drill_trust(format, &signer) {
+                Trust::Untrusted(why) => set.untrusted.push(format!("{key}: {why}")),
+                _ => {
+                    record.time = bounded_time(record.time, docs.uploaded.get(&id).copied());
+                    set.usable.push(record);
+                }
             }
         }
+        set.unreadable
+            .extend(docs.unreadable.iter().map(|u| u.error.to_string()));
         Ok(set)
     }
 

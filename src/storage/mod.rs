@@ -151,6 +151,13 @@ pub trait Storage: Send + Sync {
     }
     /// A human-readable location for messages.
     fn location(&self) -> String;
+    /// How many small reads (metadata objects) to have in flight at once by
+    /// default: a few for a local directory, where a read costs little
+    /// more than the CPU it takes; S3 overrides it, where each read is a
+    /// round trip.
+    fn parallel_reads(&self) -> usize {
+        4
+    }
     /// What this storage protects against a writer that turns hostile
     /// (S3: versioning, Object Lock, conditional writes, found out by asking
     /// the bucket and writing a probe object under [`PROBE_PREFIX`]).

@@ -55,12 +55,6 @@ pub struct BackupArgs {
     /// is kept, empty).
     #[arg(long, short = 'x')]
     one_file_system: bool,
-    /// Directory of the local file cache.
-    #[arg(long, env = "VAULT_CACHE_DIR")]
-    cache_dir: Option<PathBuf>,
-    /// Read every file, ignoring the local cache.
-    #[arg(long)]
-    no_cache: bool,
     /// List what would be backed up (paths, commands, databases) and
     /// stop: no file is read, no command run, nothing written.
     #[arg(long)]
@@ -97,17 +91,6 @@ impl BackupArgs {
             self.postgres.clear();
         }
     }
-}
-
-/// Where the file cache lives when `--cache-dir` is not given.
-fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(x).join("vault"));
-    }
-    if nix::unistd::geteuid().is_root() {
-        return Some(PathBuf::from("/var/cache/vault"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/vault"))
 }
 
 /// The `--from-command` sources, each with its `--stdin-filename`.
@@ -210,11 +193,7 @@ pub fn run(a: BackupArgs) -> Result<ExitCode> {
         one_file_system: a.one_file_system,
         tags: a.tags,
         host: a.host,
-        cache_dir: if a.no_cache {
-            None
-        } else {
-            a.cache_dir.or_else(default_cache_dir)
-        },
+        cache_dir: a.repo.cache_dir(),
         progress: Some(stats.clone()),
         ..Default::default()
     };

@@ -77,6 +77,10 @@ pub fn run(a: CheckArgs) -> Result<ExitCode> {
         let repo = RepoArgs {
             repo: a.repo.clone(),
             identity: a.identity.clone(),
+            // `check` reads what storage holds, never the cache.
+            cache_dir: None,
+            no_cache: true,
+            fetch_jobs: None,
         }
         .open()?;
         check::check(

@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::index::{Index, IndexFile, IndexedPack};
 use crate::format::pack::decode_trailer;
+use crate::repo::cache::HostDir;
 use crate::repo::packer::FinishedPack;
 use crate::repo::{ObjectKind, Repository, StoredPack};
 
@@ -74,21 +75,10 @@ pub struct Recovered {
 }
 
 impl Journal {
-    /// Opens (creating, mode 0700) the journal of repository `repo_id` and
-    /// `host` under the cache directory `cache_dir`.
-    pub fn open(cache_dir: &Path, repo_id: &str, host: &str) -> Result<Journal> {
-        // The repository id names a directory: it must be what `init`
-        // makes (hex), never a path.
-        if repo_id.is_empty() || !repo_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::format(
-                crate::repo::CONFIG_KEY,
-                "the repository id is not hexadecimal",
-            ));
-        }
-        let host_hash = blake3::hash(host.as_bytes()).to_hex();
-        let dir = cache_dir
-            .join(repo_id)
-            .join(format!("uploads-{}", &host_hash[..16]));
+    /// Opens (creating, mode 0700) the journal in a host's cache directory
+    /// ([`HostDir::uploads`]: per repository and host).
+    pub fn open(host_dir: &HostDir) -> Result<Journal> {
+        let dir = host_dir.uploads();
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)

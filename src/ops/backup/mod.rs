@@ -160,7 +160,12 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     // init` share its signatures too, and so trust each other's index
     // files: they are one trust domain (they can forge each other's series
     // as well); `vault key add-host` gives a host its own.
-    let mut own = own_index::OwnIndex::load(opts.cache_dir.as_deref(), &repo.config().id);
+    let host_dir = opts.cache_dir.as_deref().and_then(|d| {
+        crate::repo::cache::HostDir::open(d, &repo.config().id, &host)
+            .map_err(|e| tracing::warn!("cache directory not usable, going on without: {e}"))
+            .ok()
+    });
+    let mut own = own_index::OwnIndex::load(host_dir.as_ref());
     let own_key = repo.keys().writer().host().map(|h| h.certificate().key);
     let loaded = repo.load_dedup_index(&|id, signer| {
         own.contains(id)
@@ -173,12 +178,13 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
             .filter_map(|k| crate::repo::id_from_key(k))
             .collect(),
     );
-    let (mut index, condemned) = (loaded.index, loaded.condemned);
-    let stored = crate::repo::list_packs(repo.storage().as_ref())?;
+    // The packs in storage, as listed right after the index files were read
+    // (each prefix is listed once per backup).
+    let (mut index, condemned, stored) = (loaded.index, loaded.condemned, loaded.stored);
     // Packs a killed run uploaded but never indexed: indexed now, once
     // checked, so that this run reuses them.
-    let journal = opts.cache_dir.as_ref().and_then(|d| {
-        Journal::open(d, &repo.config().id, &host)
+    let journal = host_dir.as_ref().and_then(|d| {
+        Journal::open(d)
             .map_err(|e| tracing::warn!("upload journal disabled: {e}"))
             .ok()
     });

@@ -12,10 +12,11 @@ use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use crate::format::id::Id;
+use crate::repo::cache::HostDir;
 
 /// The record of index files written by this host for one repository.
 pub struct OwnIndex {
@@ -25,10 +26,10 @@ pub struct OwnIndex {
 }
 
 impl OwnIndex {
-    /// Loads `<cache_dir>/<repo_id>/own-index` (one index id per line); no
-    /// cache directory means no record.
-    pub fn load(cache_dir: Option<&Path>, repo_id: &str) -> Self {
-        let file = cache_dir.map(|d| d.join(repo_id).join("own-index"));
+    /// Loads the record in this host's cache directory (one index id per
+    /// line, [`HostDir::own_index`]); no cache directory means no record.
+    pub fn load(host_dir: Option<&HostDir>) -> Self {
+        let file = host_dir.map(HostDir::own_index);
         let ids = file
             .as_ref()
             .and_then(|f| fs::read_to_string(f).ok())
@@ -119,18 +120,19 @@ mod tests {
     #[test]
     fn records_survive_a_reload_and_shrink_to_what_exists() {
         let dir = tempfile::tempdir().unwrap();
-        let own = OwnIndex::load(Some(dir.path()), "repo");
+        let host = |repo: &str| HostDir::open(dir.path(), repo, "web1").unwrap();
+        let own = OwnIndex::load(Some(&host("aa")));
         assert!(!own.contains(&Id([1; 32])));
         own.record(&Id([1; 32]));
         own.record(&Id([2; 32]));
-        let mut again = OwnIndex::load(Some(dir.path()), "repo");
+        let mut again = OwnIndex::load(Some(&host("aa")));
         assert!(again.contains(&Id([1; 32])) && again.contains(&Id([2; 32])));
         again.retain(&HashSet::from([Id([2; 32])]));
-        let third = OwnIndex::load(Some(dir.path()), "repo");
+        let third = OwnIndex::load(Some(&host("aa")));
         assert!(!third.contains(&Id([1; 32])) && third.contains(&Id([2; 32])));
         // Another repository's record is separate; no cache, no record.
-        assert!(!OwnIndex::load(Some(dir.path()), "other").contains(&Id([2; 32])));
-        let none = OwnIndex::load(None, "repo");
+        assert!(!OwnIndex::load(Some(&host("bb"))).contains(&Id([2; 32])));
+        let none = OwnIndex::load(None);
         none.record(&Id([3; 32]));
         assert!(!none.contains(&Id([3; 32])));
     }

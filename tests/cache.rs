@@ -1,0 +1,206 @@
+//! The local metadata cache on a real local repository: its layout and
+//! modes, what it refuses (planted or damaged entries, an unusable
+//! directory), what it never hides (`vault check` reads storage), and the
+//! files of the layout before it.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::util::*;
+
+fn repo_id(env: &Env) -> String {
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.repo.join("config")).unwrap()).unwrap();
+    config["id"].as_str().unwrap().to_owned()
+}
+
+/// `vault snapshots` with `key` and the cache under `cache`.
+fn snapshots(env: &Env, key: &Path, cache: &Path) -> std::process::Output {
+    env.vault(
+        &["snapshots"],
+        key,
+        &["--cache-dir", cache.to_str().unwrap(), "--json"],
+    )
+}
+
+/// The cached snapshot header entries of the view whose name starts with
+/// `role` (`writer` or `owner`).
+fn entries(env: &Env, cache: &Path, role: &str) -> Vec<PathBuf> {
+    let v1 = cache.join(repo_id(env)).join("v1");
+    let mut out = Vec::new();
+    for view in fs::read_dir(&v1).unwrap().flatten() {
+        if view.file_name().to_string_lossy().starts_with(role) {
+            for e in fs::read_dir(view.path().join("snapshots"))
+                .unwrap()
+                .flatten()
+            {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn two_snapshots(env: &Env) -> Vec<String> {
+    let src = env.path("src");
+    write(&src.join("a"), b"one");
+    let a = env.backup(&[&src]);
+    write(&src.join("a"), b"two");
+    vec![a, env.backup(&[&src])]
+}
+
+#[test]
+fn cache_dirs_are_private_and_views_do_not_share_entries() {
+    let env = Env::new();
+    two_snapshots(&env);
+    let cache = env.path("meta");
+    let w = snapshots(&env, &env.writer_key, &cache);
+    assert_success(&w);
+    let o = snapshots(&env, &env.owner_key, &cache);
+    assert_success(&o);
+    let (we, oe) = (
+        entries(&env, &cache, "writer"),
+        entries(&env, &cache, "owner"),
+    );
+    assert_eq!((we.len(), oe.len()), (2, 2));
+    // Same objects, separate entries with different tags.
+    for (a, b) in we.iter().zip(&oe) {
+        assert_eq!(a.file_name(), b.file_name());
+        assert_ne!(fs::read(a).unwrap(), fs::read(b).unwrap());
+    }
+    let mut dirs = vec![
+        cache.join(repo_id(&env)),
+        cache.join(repo_id(&env)).join("v1"),
+    ];
+    for e in we.iter().chain(&oe) {
+        assert_eq!(fs::metadata(e).unwrap().permissions().mode() & 0o777, 0o600);
+        dirs.push(e.parent().unwrap().to_owned());
+        dirs.push(e.parent().unwrap().parent().unwrap().to_owned());
+    }
+    for d in dirs {
+        let mode = fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+    }
+    assert!(cache.join("CACHEDIR.TAG").exists());
+    // The same listing as without a cache.
+    let plain = env.vault(&["snapshots"], &env.writer_key, &["--no-cache", "--json"]);
+    assert_eq!(stdout(&plain), stdout(&w));
+    assert_eq!(
+        stdout(&snapshots(&env, &env.writer_key, &cache)),
+        stdout(&w)
+    );
+}
+
+#[test]
+fn planted_and_damaged_entries_are_refused_and_fetched_again() {
+    let env = Env::new();
+    two_snapshots(&env);
+    let cache = env.path("meta");
+    let first = snapshots(&env, &env.writer_key, &cache);
+    assert_success(&first);
+    let e = entries(&env, &cache, "writer");
+    let good = fs::read(&e[0]).unwrap();
+    // A planted entry: another header's JSON under this name, with a
+    // made-up hash.
+    let mut planted = good.clone();
+    let body = String::from_utf8_lossy(&good[40..]).replace("\"tags\":[]", "\"tags\":[\"evil\"]");
+    planted.truncate(40);
+    planted.extend_from_slice(body.as_bytes());
+    planted[8..40].copy_from_slice(blake3::hash(body.as_bytes()).as_bytes());
+    fs::write(&e[0], &planted).unwrap();
+    // A damaged one: cut short.
+    let second = fs::read(&e[1]).unwrap();
+    fs::write(&e[1], &second[..second.len() - 7]).unwrap();
+    let again = snapshots(&env, &env.writer_key, &cache);
+    assert_success(&again);
+    assert_eq!(
+        stdout(&again),
+        stdout(&first),
+        "same output, nothing planted"
+    );
+    assert!(!stdout(&again).contains("evil"));
+    assert_contains(&stderr(&again), "does not match");
+    assert_eq!(fs::read(&e[0]).unwrap(), good, "fetched and cached again");
+    assert_eq!(fs::read(&e[1]).unwrap(), second);
+}
+
+#[test]
+fn forgotten_snapshots_leave_the_cache_and_check_reads_storage() {
+    let env = Env::new();
+    let ids = two_snapshots(&env);
+    let cache = env.path("meta");
+    assert_success(&snapshots(&env, &env.owner_key, &cache));
+    assert_eq!(entries(&env, &cache, "owner").len(), 2);
+    // Storage damage under a cached name: the cache still holds what the
+    // name stands for, but `vault check` reads storage and reports it.
+    let header = env.repo.join("snapshots").join(&ids[1]);
+    let mut bytes = fs::read(&header).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::set_permissions(&header, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(&header, &bytes).unwrap();
+    let listed = snapshots(&env, &env.owner_key, &cache);
+    assert_success(&listed);
+    assert_contains(&stdout(&listed), &ids[1]);
+    let check = env.vault(&["check"], &env.owner_key, &[]);
+    assert!(!check.status.success(), "check must see the damage");
+    assert_contains(
+        &format!("{}{}", stdout(&check), stderr(&check)),
+        &ids[1][..8],
+    );
+    // Forgotten: gone from the listing and from the cache.
+    let out = env.vault(
+        &["forget"],
+        &env.owner_key,
+        &["--keep-last", "1", "--cache-dir", cache.to_str().unwrap()],
+    );
+    assert_success(&out);
+    assert_success(&snapshots(&env, &env.owner_key, &cache));
+    let left = entries(&env, &cache, "owner");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].ends_with(&ids[1]));
+}
+
+#[test]
+fn an_unusable_cache_dir_is_warned_about_and_the_command_goes_on() {
+    let env = Env::new();
+    two_snapshots(&env);
+    let not_a_dir = env.path("file");
+    write(&not_a_dir, b"x");
+    let out = snapshots(&env, &env.writer_key, &not_a_dir);
+    assert_success(&out);
+    assert_contains(&stderr(&out), "metadata cache not usable");
+    let plain = env.vault(&["snapshots"], &env.writer_key, &["--no-cache", "--json"]);
+    assert_eq!(stdout(&out), stdout(&plain));
+    let bad = env.vault(&["snapshots"], &env.writer_key, &["--fetch-jobs", "0"]);
+    assert!(!bad.status.success());
+    assert_contains(&stderr(&bad), "--fetch-jobs 0");
+}
+
+#[test]
+fn the_own_index_record_of_the_old_layout_is_picked_up() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a"), b"one");
+    env.backup(&[&src]);
+    // Put this host's record where vault kept it before the layout was
+    // versioned, as an older vault would have left it.
+    let v1 = env.cache.join(repo_id(&env)).join("v1");
+    let host = fs::read_dir(&v1)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("host-"))
+        .unwrap()
+        .path();
+    let record = fs::read_to_string(host.join("own-index")).unwrap();
+    assert!(!record.is_empty());
+    fs::remove_dir_all(&v1).unwrap();
+    fs::write(env.cache.join(repo_id(&env)).join("own-index"), &record).unwrap();
+    write(&src.join("b"), b"two");
+    env.backup(&[&src]);
+    let moved = fs::read_to_string(host.join("own-index")).unwrap();
+    assert!(moved.starts_with(&record), "{moved:?} keeps {record:?}");
+    assert!(!env.cache.join(repo_id(&env)).join("own-index").exists());
+}
