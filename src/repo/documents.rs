@@ -194,6 +194,10 @@ pub struct Documents<T> {
     pub uploaded: HashMap<Id, chrono::DateTime<chrono::Utc>>,
 }
 
+/// Turns a document's JSON (with who signed it) into what the caller keeps,
+/// or says why it is not a valid document.
+type Decode<T> = dyn Fn(&[u8], &Signer) -> std::result::Result<T, String>;
+
 impl<T> Documents<T> {
     /// Files the outcome of reading listed object `obj` (named `id`).
     fn take(&mut self, obj: &ObjectInfo, id: Id, result: std::result::Result<T, Failure>) {
@@ -406,7 +410,7 @@ impl Repository {
         key: &str,
         listed_size: Option<u64>,
         signed: Option<SignedKind>,
-        decode: &dyn Fn(&[u8], &Signer) -> std::result::Result<T, String>,
+        decode: &Decode<T>,
     ) -> std::result::Result<(T, Signer), Failure> {
         if let (Some(c), Some(kind), Some(id)) = (self.cached(), kind_of(key), id_from_key(key))
             && cache::caches(kind)
@@ -430,7 +434,7 @@ impl Repository {
         key: &str,
         listed_size: Option<u64>,
         signed: Option<SignedKind>,
-        decode: &dyn Fn(&[u8], &Signer) -> std::result::Result<T, String>,
+        decode: &Decode<T>,
     ) -> std::result::Result<(T, Signer), Failure> {
         let limit = kind_of(key).map_or(limit(ObjectKind::Lock), limit);
         if let Some(size) = listed_size
