@@ -9,6 +9,7 @@ mod cache;
 mod journal;
 mod own_index;
 mod pipeline;
+mod squeeze;
 
 pub use journal::Recovered;
 pub use pipeline::Stats;
@@ -71,6 +72,19 @@ pub struct BackupOutcome {
     /// indexing them, checked and indexed by this run (from the upload
     /// journal in the cache directory).
     pub resumed: Recovered,
+    /// Command sources whose output looked already compressed or
+    /// encrypted: such output never deduplicates from one backup to the next.
+    pub compressed_outputs: Vec<CompressedOutput>,
+}
+
+/// A command source whose output looked already compressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressedOutput {
+    /// Where the output is stored in the snapshot (`/stdin`, `/db/app.dump`).
+    pub path: String,
+    /// What gave it away: a format's magic number (`zstd`, `gzip`, `xz`,
+    /// `bzip2`) or `incompressible` (its first MiB did not shrink).
+    pub why: &'static str,
 }
 
 fn username() -> String {
@@ -309,7 +323,13 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     if let Some(e) = failure.take() {
         return Err(e);
     }
-    let (root, cache_entries, mut totals, certificates) = assembled?;
+    let Assembled {
+        root,
+        cache_entries,
+        mut totals,
+        certificates,
+        compressed_outputs,
+    } = assembled?;
 
     for session in sessions {
         session.finish();
@@ -362,6 +382,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         id,
         snapshot,
         resumed,
+        compressed_outputs,
     })
 }
 
@@ -434,7 +455,14 @@ fn source_records(
     out
 }
 
-type Assembled = (Id, Vec<CacheEntry>, Totals, Vec<CertInfo>);
+/// What the assembler hands back once every event is consumed.
+struct Assembled {
+    root: Id,
+    cache_entries: Vec<CacheEntry>,
+    totals: Totals,
+    certificates: Vec<CertInfo>,
+    compressed_outputs: Vec<CompressedOutput>,
+}
 
 /// Consumes walk events in order and builds one tree blob per directory,
 /// bottom-up. File results are awaited in walk order.
@@ -449,6 +477,7 @@ fn assemble(
     let mut stack: Vec<(Option<Node>, Vec<Node>)> = vec![(None, Vec::new())];
     let mut cache_entries = Vec::new();
     let mut certificates = Vec::new();
+    let mut compressed_outputs = Vec::new();
     let mut totals = Totals::default();
     let cancelled = || Error::Cancelled {
         operation: "backup",
@@ -504,6 +533,12 @@ fn assemble(
                     },
                 };
                 certificates.extend(data.certificates);
+                if let Some(why) = data.looks_compressed {
+                    compressed_outputs.push(CompressedOutput {
+                        path: path.display().to_string(),
+                        why,
+                    });
+                }
                 sink.rely_on(&data.content);
                 node.size = data.size;
                 node.content = data.content;
@@ -549,7 +584,13 @@ fn assemble(
         (&a.subject, &a.serial).cmp(&(&b.subject, &b.serial))
     });
     certificates.dedup();
-    Ok((root, cache_entries, totals, certificates))
+    Ok(Assembled {
+        root,
+        cache_entries,
+        totals,
+        certificates,
+        compressed_outputs,
+    })
 }
 
 /// Fails when a pack this run deduplicated against is gone: a prune whose
