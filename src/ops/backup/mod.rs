@@ -9,10 +9,10 @@ mod cache;
 mod journal;
 mod own_index;
 mod pipeline;
-mod squeeze;
+pub mod squeeze;
 
 pub use journal::Recovered;
-pub use pipeline::Stats;
+pub use pipeline::{Stats, encode_blob};
 mod walk;
 
 use std::path::PathBuf;

@@ -3,9 +3,6 @@
 //! bytes look random, which are stored as a zstd frame of raw blocks instead
 //! of being run through the compressor.
 
-// The blob half is used by the compressor (next change).
-#![cfg_attr(not(test), allow(dead_code))]
-
 /// How much of a command's output is inspected for [`looks_compressed`].
 pub const HEAD: usize = 1 << 20;
 
