@@ -270,7 +270,8 @@ pub fn uploader(
             // without it.
             tracing::warn!("upload journal: {e}");
         }
-        if let Err(e) = repo.put_object(ObjectKind::Pack(pack.kind), &pack.bytes) {
+        // Synced with the others of its index file, before that is stored.
+        if let Err(e) = repo.put_object_unsynced(ObjectKind::Pack(pack.kind), &pack.bytes) {
             return failure.fail(e);
         }
         stats
@@ -286,8 +287,9 @@ pub fn uploader(
 }
 
 /// Writes an index file for every few uploaded packs, and one at the end.
-/// A pack is indexed only after its upload finished, so an index never
-/// points at a missing pack.
+/// A pack is indexed only after its upload finished and it was synced
+/// (uploads do not sync each pack), so an index never points at a missing
+/// or torn pack, even after a power loss.
 /// Each is signed by this host and recorded in `own`, so later backups of
 /// this host deduplicate against it; once an index file is stored, the
 /// journal entries of its packs go.
@@ -301,6 +303,13 @@ pub fn indexer(
     let mut pending = IndexFile::default();
     let flush = |pending: &mut IndexFile| -> Result<()> {
         if !pending.packs.is_empty() {
+            // One sync for the packs the index file makes reachable.
+            repo.sync_objects(
+                pending
+                    .packs
+                    .iter()
+                    .map(|p| (ObjectKind::Pack(p.kind), p.id)),
+            )?;
             let id = repo.put_signed_json(ObjectKind::Index, pending)?;
             own.record(&id);
             if let Some(j) = journal {
