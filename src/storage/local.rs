@@ -238,12 +238,18 @@ mod tests {
     fn unsynced_puts_are_write_once_too_and_sync_names_what_is_missing() {
         let dir = tempfile::tempdir().unwrap();
         let s = LocalStorage::new(dir.path());
-        assert_eq!(s.put_unsynced("data/ab/x", b"1").unwrap(), PutOutcome::Created);
+        assert_eq!(
+            s.put_unsynced("data/ab/x", b"1").unwrap(),
+            PutOutcome::Created
+        );
         assert_eq!(
             s.put_unsynced("data/ab/x", b"2").unwrap(),
             PutOutcome::AlreadyExists
         );
-        assert_eq!(s.put_unsynced("data/cd/y", b"3").unwrap(), PutOutcome::Created);
+        assert_eq!(
+            s.put_unsynced("data/cd/y", b"3").unwrap(),
+            PutOutcome::Created
+        );
         assert_eq!(s.get("data/ab/x").unwrap(), b"1");
         s.sync(&["data/ab/x".into(), "data/cd/y".into()]).unwrap();
         // No temporary file is left behind.

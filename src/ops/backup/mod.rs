@@ -30,7 +30,7 @@ use crate::format::snapshot::{InputError, Snapshot, SourceRecord, SourceStatus, 
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::repo::{ObjectKind, Repository};
 pub use crate::source::command::CommandSource;
-use cache::{CacheEntry, FileCache};
+use cache::{CacheEntry, CacheWriter, FileCache};
 use journal::Journal;
 use pipeline::{BlobSink, Failure, RawBlob};
 use walk::{Event, FileData, FileJob, Walker};
@@ -253,6 +253,15 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         .cache_dir
         .as_ref()
         .map(|d| FileCache::load(d, &repo.config().id, &host, &paths));
+    // The next cache is written as the files go by, in walk order.
+    let mut cache_writer = cache.as_ref().and_then(|c| {
+        c.writer()
+            .map_err(|e| tracing::warn!("could not write the file cache: {e}"))
+            .ok()
+    });
+    // Files modified in the last second could change again within the
+    // same timestamp tick; leave them out so they are always re-read.
+    let fresh_ns = time.timestamp_nanos_opt().unwrap_or(i64::MAX) - 1_000_000_000;
 
     let errors = Mutex::new(Vec::<InputError>::new());
     let failure = Failure::default();
@@ -313,7 +322,8 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
             .stack_size(256 << 20)
             .spawn_scoped(s, || walker.walk(ev_tx, job_tx, &failure))
             .expect("spawn the walker thread");
-        let result = assemble(ev_rx, &raw_tx, repo, &sink, &errors, &failure);
+        let next_cache = cache_writer.as_mut().map(|w| (w, fresh_ns));
+        let result = assemble(ev_rx, &raw_tx, repo, &sink, &errors, &failure, next_cache);
         if result.is_err() {
             failure.halt();
         }
@@ -325,7 +335,6 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     }
     let Assembled {
         root,
-        cache_entries,
         mut totals,
         certificates,
         compressed_outputs,
@@ -366,17 +375,10 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     };
     ensure_still_stored(repo, &sink.relied_packs())?;
     let id = repo.put_signed_json(ObjectKind::Snapshot, &snapshot)?;
-    if let Some(cache) = &cache {
-        // Files modified in the last second could change again within the
-        // same timestamp tick; leave them out so they are always re-read.
-        let fresh_ns = time.timestamp_nanos_opt().unwrap_or(i64::MAX) - 1_000_000_000;
-        let keep: Vec<CacheEntry> = cache_entries
-            .into_iter()
-            .filter(|e| e.mtime_ns < fresh_ns && e.ctime_ns < fresh_ns)
-            .collect();
-        if let Err(e) = cache.save(&keep) {
-            tracing::warn!("could not save the file cache: {e}");
-        }
+    if let Some(w) = cache_writer
+        && let Err(e) = w.finish()
+    {
+        tracing::warn!("could not save the file cache: {e}");
     }
     Ok(BackupOutcome {
         id,
@@ -458,7 +460,6 @@ fn source_records(
 /// What the assembler hands back once every event is consumed.
 struct Assembled {
     root: Id,
-    cache_entries: Vec<CacheEntry>,
     totals: Totals,
     certificates: Vec<CertInfo>,
     compressed_outputs: Vec<CompressedOutput>,
@@ -473,9 +474,9 @@ fn assemble(
     sink: &BlobSink<'_>,
     errors: &Mutex<Vec<InputError>>,
     failure: &Failure,
+    mut next_cache: Option<(&mut CacheWriter, i64)>,
 ) -> Result<Assembled> {
     let mut stack: Vec<(Option<Node>, Vec<Node>)> = vec![(None, Vec::new())];
-    let mut cache_entries = Vec::new();
     let mut certificates = Vec::new();
     let mut compressed_outputs = Vec::new();
     let mut totals = Totals::default();
@@ -549,18 +550,27 @@ fn assemble(
                     stack.last_mut().expect("frame").1.push(node);
                     continue;
                 }
-                cache_entries.push(CacheEntry {
-                    path: crate::format::tree::Bytes(path.into_os_string().into_encoded_bytes()),
-                    size: stamp.size,
-                    mtime_ns: node.mtime_ns,
-                    ctime_ns: stamp.ctime_ns,
-                    ino: stamp.ino,
-                    content: node.content.clone(),
-                    hash: data.hash,
-                });
-                if data.size != stamp.size {
-                    // Changed while being read: do not trust this stamp next time.
-                    cache_entries.pop();
+                // Not remembered: a file changed while being read (its
+                // stamp is not trustworthy) or within the last second.
+                if let Some((w, fresh_ns)) = next_cache.as_mut()
+                    && data.size == stamp.size
+                    && node.mtime_ns < *fresh_ns
+                    && stamp.ctime_ns < *fresh_ns
+                {
+                    let entry = CacheEntry {
+                        path: path.into_os_string().into_encoded_bytes(),
+                        size: stamp.size,
+                        mtime_ns: node.mtime_ns,
+                        ctime_ns: stamp.ctime_ns,
+                        ino: stamp.ino,
+                        content: node.content,
+                        hash: data.hash,
+                    };
+                    if let Err(e) = w.add(&entry) {
+                        tracing::warn!("could not write the file cache: {e}");
+                        next_cache = None;
+                    }
+                    node.content = entry.content;
                 }
                 stack.last_mut().expect("frame").1.push(node);
             }
@@ -586,7 +596,6 @@ fn assemble(
     certificates.dedup();
     Ok(Assembled {
         root,
-        cache_entries,
         totals,
         certificates,
         compressed_outputs,

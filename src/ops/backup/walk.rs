@@ -407,7 +407,7 @@ impl<'a> Walker<'a> {
                     .filter(|e| e.content.iter().all(|id| self.index.contains(id)));
                 let data = match cached {
                     Some(e) => Pending::Ready(FileData {
-                        content: e.content.clone(),
+                        content: e.content,
                         hash: e.hash,
                         size: e.size,
                         certificates: Vec::new(),
