@@ -446,6 +446,21 @@ fn bench_backup(c: &mut Criterion) {
             assert!(out.snapshot.totals.bytes_added < 64 * 1024);
         })
     });
+    // Same tree again with the file cache: nothing is read, the walk and
+    // the cache stream are the whole cost.
+    let cached = temp_repo(work.path(), &owner);
+    let cache_dir = work.path().join("cache");
+    let cached_opts = BackupOptions {
+        cache_dir: Some(cache_dir),
+        ..backup_opts(&tree)
+    };
+    backup::run(&cached.repo, &cached_opts).unwrap();
+    g.bench_function("unchanged_64MiB_tree_with_cache", |b| {
+        b.iter(|| {
+            let out = backup::run(&cached.repo, &cached_opts).unwrap();
+            assert!(out.snapshot.totals.bytes_added < 64 * 1024);
+        })
+    });
     g.finish();
 }
 

@@ -291,7 +291,10 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     let assembled = std::thread::scope(|s| {
         let (raw_tx, raw_rx) = bounded::<RawBlob>(64);
         let (cmp_tx, cmp_rx) = bounded(64);
-        let (up_tx, up_rx) = bounded(1);
+        // A rendezvous: a finished pack waits in the packer until an
+        // uploader is free, so at most three packs are held (one being
+        // filled, two being uploaded), not four.
+        let (up_tx, up_rx) = bounded(0);
         let (done_tx, done_rx) = unbounded();
         let level = repo.config().compression_level;
         for _ in 0..compress_threads {
