@@ -87,7 +87,7 @@ fn forge_snapshot(
             command: None,
             details: None,
         }],
-        root,
+        root: vault::TreeId(root),
         totals,
         errors: vec![],
         certificates: vec![],
@@ -178,9 +178,9 @@ fn vector_tree_reusing_subtrees() {
         let mut id = add(&Tree { nodes: vec![leaf] });
         for _ in 0..24 {
             let mut a = node(b"a", NodeKind::Dir);
-            a.subtree = Some(id);
+            a.subtree = Some(vault::TreeId(id));
             let mut b = node(b"b", NodeKind::Dir);
-            b.subtree = Some(id);
+            b.subtree = Some(vault::TreeId(id));
             id = add(&Tree { nodes: vec![a, b] });
         }
         id

@@ -307,7 +307,7 @@ fn craft_snapshot(
             command: None,
             details: None,
         }],
-        root,
+        root: vault::TreeId(root),
         totals: Totals::default(),
         errors: vec![],
         certificates: vec![],
@@ -388,7 +388,7 @@ fn crafted_symlink_then_file_beneath_it_is_refused() {
         dir.kind = NodeKind::Dir;
         dir.content.clear();
         dir.hash = None;
-        dir.subtree = Some(sub);
+        dir.subtree = Some(vault::TreeId(sub));
         Tree {
             nodes: vec![link, dir],
         }

@@ -4,6 +4,7 @@
 mod attackers;
 mod util;
 
+mod attacks_history;
 mod attacks_storage;
 mod attacks_writer_data;
 mod backup_restore;

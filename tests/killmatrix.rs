@@ -15,7 +15,7 @@ fn a_short_round_of_the_kill_matrix_loses_nothing() {
             env!("CARGO_MANIFEST_DIR"),
             "/scripts/killmatrix.sh"
         ))
-        .arg("12")
+        .arg("24")
         .env("VAULT_BIN", vault_bin())
         .env("KILLMATRIX_SEED", "7")
         .env("KILLMATRIX_WORK", work.path())
@@ -45,5 +45,5 @@ fn a_short_round_of_the_kill_matrix_loses_nothing() {
     }
     // Most points really killed the command (the rest finished first).
     let killed: u32 = rows.iter().map(|f| n(f, 3) + n(f, 4)).sum();
-    assert!(killed >= 8, "{text}");
+    assert!(killed >= 16, "{text}");
 }

@@ -161,7 +161,7 @@ impl Crafter {
                 command: None,
                 details: None,
             }],
-            root,
+            root: vault::TreeId(root),
             totals,
             errors: vec![],
             certificates: vec![],
@@ -198,7 +198,7 @@ fn node(name: &str, kind: NodeKind) -> Node {
 
 fn dir(name: &str, subtree: Id) -> Node {
     let mut n = node(name, NodeKind::Dir);
-    n.subtree = Some(subtree);
+    n.subtree = Some(vault::TreeId(subtree));
     n
 }
 

@@ -125,7 +125,7 @@ fn forge_db1_headers(env: &Env, key: &Path, real: &str, root: Id) -> Vec<Id> {
         .into_iter()
         .map(|minutes| {
             let mut forged = header.clone();
-            forged.root = root;
+            forged.root = vault::TreeId(root);
             forged.time = header.time + chrono::Duration::minutes(minutes);
             attacker
                 .put_signed_json(ObjectKind::Snapshot, &forged)
@@ -150,7 +150,7 @@ fn host_key_forging_another_hosts_series_is_not_trusted() {
     // `latest` is never a forged header, whoever asks.
     for key in [&f.env.owner_key, &f.env.writer_key, &f.db1] {
         let (id, _) = open(&f.env, key).find_snapshot("latest").unwrap();
-        assert!(!forged.contains(&id), "a forged header became latest");
+        assert!(!forged.contains(id.id()), "a forged header became latest");
     }
     // `vault snapshots` says which do not count and why.
     let listed = snapshots_json(&f.env, &f.env.owner_key);
@@ -479,7 +479,7 @@ fn forged_drill_records_do_not_turn_status_green() {
     let record = DrillRecord {
         time: chrono::Utc::now(),
         host: "drillhost".into(),
-        snapshot: id,
+        snapshot: vault::SnapshotId(id),
         passed: true,
         summary: DrillSummary {
             files: 1,

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use vault::format::id::Id;
+use vault::format::id::{Id, SnapshotId, TreeId};
 use vault::format::index::{IndexFile, IndexedPack};
 use vault::format::pack::BlobKind;
 use vault::format::snapshot::{Snapshot, SourceRecord, SourceStatus, Totals};
@@ -226,7 +226,7 @@ fn build(
     input: &Input,
     out_dir: &Path,
     target: &Path,
-) -> vault::Result<Vec<(Id, Snapshot)>> {
+) -> vault::Result<Vec<(SnapshotId, Snapshot)>> {
     let key = *repo.keys().chunk_key();
     let seal = repo.keys().owner_only();
     let blobs: Vec<&[u8]> = input
@@ -277,8 +277,8 @@ fn build(
             };
             let later = trees.len() - i - 1;
             let subtree = match &f.subtree {
-                Some(Ok(k)) if later > 0 => Some(tree_ids[i + 1 + *k as usize % later]),
-                Some(Err(raw)) => Some(Id(*raw)),
+                Some(Ok(k)) if later > 0 => Some(TreeId(tree_ids[i + 1 + *k as usize % later])),
+                Some(Err(raw)) => Some(TreeId(Id(*raw))),
                 _ => None,
             };
             let target_bytes = f.target.map(|k| {
@@ -341,11 +341,11 @@ fn build(
     repo.put_shared_json(ObjectKind::Index, &index)?;
     let mut snaps = Vec::new();
     for r in [input.roots.0, input.roots.1] {
-        let root = if tree_ids.is_empty() {
+        let root = TreeId(if tree_ids.is_empty() {
             Id([7; 32])
         } else {
             tree_ids[r as usize % tree_ids.len()]
-        };
+        });
         let s = Snapshot {
             time: chrono::Utc::now(),
             host: "fuzz".into(),
@@ -367,7 +367,7 @@ fn build(
             program_version: "fuzz".into(),
         };
         let id = repo.put_shared_json(ObjectKind::Snapshot, &s)?;
-        snaps.push((id, s));
+        snaps.push((SnapshotId(id), s));
     }
     Ok(snaps)
 }
@@ -404,6 +404,9 @@ fuzz_target!(|data: &[u8]| {
             .unwrap_or_default(),
         threads: 1,
         verify: false,
+        cancel: Default::default(),
+        // What an operator gets by default: no devices, no set-id bits.
+        policy: Default::default(),
     };
     for (id, s) in &snaps {
         // Errors and problems are fine; escaping is not.

@@ -15,9 +15,19 @@ use vault::settings::{Settings, format_duration};
 /// Per subcommand (`*` for all), flag id → default values.
 type Defaults = HashMap<(&'static str, &'static str), Vec<String>>;
 
-/// The `--config FILE` given on the command line, if any (read before
-/// clap parses, because the file decides clap's defaults).
+/// The `--config FILE` given on the command line, else a non-empty
+/// `VAULT_CONFIG` (read before clap parses, because the file decides
+/// clap's defaults).
 pub fn explicit_config(args: &[OsString]) -> Option<PathBuf> {
+    config_flag(args).or_else(|| {
+        std::env::var_os("VAULT_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+}
+
+/// The `--config FILE` given on the command line, if any.
+fn config_flag(args: &[OsString]) -> Option<PathBuf> {
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         let a = a.to_string_lossy();

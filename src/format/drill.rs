@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::id::Id;
+use crate::format::id::SnapshotId;
 
 /// A drill record stored under `drills/`: proof that a restore was tested.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -13,7 +13,7 @@ pub struct DrillRecord {
     /// Where it ran.
     pub host: String,
     /// The snapshot drilled.
-    pub snapshot: Id,
+    pub snapshot: SnapshotId,
     /// Whether every check passed.
     pub passed: bool,
     /// Counts only: drill records are readable with the writer key, which

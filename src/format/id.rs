@@ -32,6 +32,12 @@ impl Id {
     }
 }
 
+impl AsRef<Id> for Id {
+    fn as_ref(&self) -> &Id {
+        self
+    }
+}
+
 impl From<blake3::Hash> for Id {
     fn from(h: blake3::Hash) -> Self {
         Id(*h.as_bytes())
@@ -77,6 +83,69 @@ impl<'de> Deserialize<'de> for Id {
     }
 }
 
+/// Declares an id of one kind of object: the same 32 bytes and hex form as
+/// [`Id`] (so the format does not change), but a type of its own, so that
+/// a tree id cannot be passed where a snapshot id is meant without saying so.
+macro_rules! typed_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Id);
+
+        impl $name {
+            /// The untyped id (for storage keys and index lookups).
+            pub fn id(&self) -> &Id {
+                &self.0
+            }
+
+            /// Full lowercase hex form.
+            pub fn to_hex(&self) -> String {
+                self.0.to_hex()
+            }
+
+            /// The first 8 hex digits, used in human output.
+            pub fn short(&self) -> String {
+                self.0.short()
+            }
+        }
+
+        impl AsRef<Id> for $name {
+            fn as_ref(&self) -> &Id {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0.short())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseIdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.parse().map($name)
+            }
+        }
+    };
+}
+
+typed_id!(
+    /// A snapshot: the name of its header object under `snapshots/`.
+    SnapshotId
+);
+typed_id!(
+    /// A tree blob: the keyed hash of a directory listing's plaintext.
+    TreeId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +156,19 @@ mod tests {
         assert_eq!(id.to_hex().parse::<Id>().unwrap(), id);
         assert!("abc".parse::<Id>().is_err());
         assert!("zz".repeat(32).parse::<Id>().is_err());
+    }
+
+    #[test]
+    fn typed_ids_keep_the_hex_form() {
+        let id = Id::of_bytes(b"tree");
+        let tree = TreeId(id);
+        assert_eq!(
+            serde_json::to_string(&tree).unwrap(),
+            serde_json::to_string(&id).unwrap()
+        );
+        assert_eq!(tree.to_hex().parse::<TreeId>().unwrap(), tree);
+        let back: SnapshotId = serde_json::from_str(&format!("\"{id}\"")).unwrap();
+        assert_eq!(back.id(), &id);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::id::Id;
+use crate::format::id::{SnapshotId, TreeId};
 
 /// How far past `now` a snapshot may be dated before it counts as "in the future".
 pub const FUTURE_SLACK_HOURS: i64 = 1;
@@ -104,7 +104,7 @@ pub struct Snapshot {
     /// The sources and how each fared.
     pub sources: Vec<SourceRecord>,
     /// The root tree blob.
-    pub root: Id,
+    pub root: TreeId,
     /// Counts and sizes.
     pub totals: Totals,
     /// Inputs that could not be read.
@@ -115,7 +115,7 @@ pub struct Snapshot {
     pub certificates: Vec<CertInfo>,
     /// The previous snapshot of the same host and paths.
     #[serde(default)]
-    pub parent: Option<Id>,
+    pub parent: Option<SnapshotId>,
     /// The vault version that wrote it.
     pub program_version: String,
 }
@@ -168,7 +168,7 @@ pub(crate) fn test_snapshot(
             command: None,
             details: None,
         }],
-        root: Id([0; 32]),
+        root: TreeId(crate::format::id::Id([0; 32])),
         totals: Totals::default(),
         errors: vec![],
         certificates: vec![],

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{Id, TreeId};
 
 /// A byte string stored as UTF-8 text when possible (see module docs).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -128,7 +128,7 @@ pub struct Node {
     pub hash: Option<Id>,
     /// The directory's own tree blob (directories only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subtree: Option<Id>,
+    pub subtree: Option<TreeId>,
 }
 
 /// A directory listing.

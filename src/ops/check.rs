@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::format::id::Id;
+use crate::format::id::{Id, SnapshotId};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
 use crate::repo::treewalk::{Budget, Next, Visit, Walker};
@@ -345,7 +345,7 @@ fn check_indexed_packs(loaded: &LoadedIndex, report: &mut CheckReport) {
 fn check_snapshot_headers(
     repo: &Repository,
     report: &mut CheckReport,
-) -> Result<Vec<(Id, Snapshot)>> {
+) -> Result<Vec<(SnapshotId, Snapshot)>> {
     let docs = repo.read_documents::<Snapshot>(ObjectKind::Snapshot)?;
     for u in &docs.unreadable {
         let hint = if u.foreign {
@@ -356,7 +356,11 @@ fn check_snapshot_headers(
         report.add(Severity::Error, "snapshots", format!("{u}{hint}"));
     }
     report.snapshots = docs.read.len() as u64;
-    Ok(docs.read.into_iter().map(|(_, id, s)| (id, s)).collect())
+    Ok(docs
+        .read
+        .into_iter()
+        .map(|(_, id, s)| (SnapshotId(id), s))
+        .collect())
 }
 
 /// Walks every snapshot's trees (each distinct tree once): every tree
@@ -365,7 +369,7 @@ fn check_snapshot_headers(
 fn check_trees(
     repo: &Repository,
     loaded: &LoadedIndex,
-    snapshots: &[(Id, Snapshot)],
+    snapshots: &[(SnapshotId, Snapshot)],
     report: &mut CheckReport,
 ) -> Result<()> {
     let mut budget = Budget::default();

@@ -26,10 +26,11 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::config::RepoConfig;
-use crate::format::id::Id;
-use crate::format::index::{IndexFile, IndexedPack};
+use crate::format::id::{Id, SnapshotId};
+use crate::format::index::{BlobLocation, IndexFile, IndexedPack};
 use crate::format::pack::{BlobKind, PackEntry};
 use crate::format::snapshot::Snapshot;
+use crate::repo::attest;
 use crate::repo::treewalk::reachable_blobs;
 use crate::repo::verify::{self, PackBuffers};
 use crate::repo::{
@@ -125,9 +126,9 @@ pub struct CopyOptions {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CopyReport {
     /// Snapshots written to the target, oldest first.
-    pub snapshots_copied: Vec<Id>,
+    pub snapshots_copied: Vec<SnapshotId>,
     /// Selected snapshots the target already had.
-    pub snapshots_skipped: Vec<Id>,
+    pub snapshots_skipped: Vec<SnapshotId>,
     /// Distinct blobs (trees and data) the copied snapshots need.
     pub blobs_needed: u64,
     /// Of those, blobs the target did not have.
@@ -147,6 +148,10 @@ pub struct CopyReport {
     pub bytes_transferred: u64,
     /// Packs read back from the target and verified blob by blob (`verify_data`).
     pub packs_verified: u64,
+    /// Target index entries for needed blobs that no owner had attested and
+    /// that did not read back as the blob they name (planted, or damaged):
+    /// the blobs were copied instead.
+    pub target_claims_rejected: u64,
 }
 
 /// Copies snapshots from `source` to `target`, which must have been made with
@@ -172,7 +177,9 @@ fn copy_locked(source: &Repository, target: &Repository, opts: &CopyOptions) -> 
     }
     let plan = plan_transfer(source, target, &todo, &mut report)?;
     let copied = transfer_packs(source, target, &plan, opts, &mut report)?;
-    write_index_files(target, &copied, &mut report)?;
+    let mut attesting = copied;
+    attesting.extend(attest::group_by_pack(plan.confirmed.iter().cloned()));
+    write_index_files(target, &attesting, &mut report)?;
     // Check the structure before any header lands: every needed blob indexed
     // in the target, in a pack the target stores.
     verify_structure(target, &plan.needed)?;
@@ -187,7 +194,7 @@ fn snapshots_to_copy(
     target: &Repository,
     opts: &CopyOptions,
     report: &mut CopyReport,
-) -> Result<Vec<(Id, Snapshot)>> {
+) -> Result<Vec<(SnapshotId, Snapshot)>> {
     let selected = select(source, &opts.snapshots)?;
     let in_target = listed_snapshots(target)?;
     let (skipped, todo): (Vec<_>, Vec<_>) = selected
@@ -208,15 +215,21 @@ struct TransferPlan {
     src_packs: HashMap<Id, StoredPack>,
     /// Target packs by id.
     dst_packs: HashMap<Id, StoredPack>,
+    /// Target locations of needed blobs that no owner had attested but
+    /// that read back as the blob they name: attested with the copy's own.
+    confirmed: Vec<(Id, BlobLocation)>,
 }
 
 /// Walks the snapshots' trees for the blobs they need and finds which of
-/// them the target lacks (indexed, stored and not marked for deletion there:
-/// the rule backups follow when they deduplicate).
+/// them the target lacks. A blob counts as present in the target only at a
+/// location an owner attested there, or one this copy read back as the
+/// blob (in a stored pack not marked for deletion): anyone with the writer
+/// key can plant index entries in the target, and a copy that trusted them
+/// would write headers the target cannot restore.
 fn plan_transfer(
     source: &Repository,
     target: &Repository,
-    todo: &[(Id, Snapshot)],
+    todo: &[(SnapshotId, Snapshot)],
     report: &mut CopyReport,
 ) -> Result<TransferPlan> {
     let src = source.load_index_files()?;
@@ -224,13 +237,39 @@ fn plan_transfer(
     let needed = reachable_blobs(source, &src.index, &snaps)?;
     report.blobs_needed = needed.len() as u64;
     let dst = target.load_index_files()?;
-    let mut dst_index = dst.index;
-    dst_index.retain_packs(|p| dst.stored.contains_key(p) && !dst.condemned.contains_key(p));
+    let live = |p: &Id| dst.stored.contains_key(p) && !dst.condemned.contains_key(p);
+    // Format 1 signs nothing: there, as before, every index entry counts.
+    let (mut attested, mut dst_index) = if signs_index_files(target) {
+        (dst.attested, dst.index)
+    } else {
+        (dst.index, Default::default())
+    };
+    attested.retain_packs(live);
+    dst_index.retain_packs(live);
     let mut present_packs = HashSet::new();
+    let mut unattested = Vec::new();
+    for blob in &needed {
+        match attested.get(blob) {
+            Some(loc) => {
+                present_packs.insert(loc.pack);
+            }
+            None => unattested.extend(dst_index.locations(blob).map(|l| (*blob, l))),
+        }
+    }
+    let verification = attest::verify_claims(target, unattested.clone())?;
+    report.target_claims_rejected = verification.rejected.len() as u64;
+    let mut confirmed = Vec::new();
+    let mut confirmed_blobs = HashSet::new();
+    for (blob, loc) in unattested {
+        if !verification.rejected.contains(&attest::claim(&blob, &loc)) {
+            present_packs.insert(loc.pack);
+            confirmed_blobs.insert(blob);
+            confirmed.push((blob, loc));
+        }
+    }
     let mut missing = BTreeMap::new();
     for blob in &needed {
-        if let Some(loc) = dst_index.get(blob) {
-            present_packs.insert(loc.pack);
+        if attested.contains(blob) || confirmed_blobs.contains(blob) {
             continue;
         }
         // Every stored source pack claiming it: a claim may be planted, so
@@ -258,6 +297,7 @@ fn plan_transfer(
         missing,
         src_packs: src.stored,
         dst_packs: dst.stored,
+        confirmed,
     })
 }
 
@@ -363,18 +403,21 @@ fn copy_pack(
     Ok(entries)
 }
 
-/// Writes the index files describing the copied packs.
+/// Writes owner-attested index files for the copied packs (their verified
+/// trailers) and the target locations this copy read back: every entry
+/// was verified here, so backups into the target may deduplicate against
+/// them.
 fn write_index_files(
     target: &Repository,
-    copied: &[IndexedPack],
+    packs: &[IndexedPack],
     report: &mut CopyReport,
 ) -> Result<()> {
-    for chunk in copied.chunks(PACKS_PER_INDEX_FILE) {
+    for chunk in packs.chunks(PACKS_PER_INDEX_FILE) {
         let file = IndexFile {
             packs: chunk.to_vec(),
             condemned: Vec::new(),
         };
-        let id = target.put_shared_json(ObjectKind::Index, &file)?;
+        let id = target.put_signed_json(ObjectKind::Index, &file)?;
         report.index_files_written += 1;
         report.bytes_transferred += object_size(target, &ObjectKind::Index.key(&id))?;
     }
@@ -386,13 +429,13 @@ fn write_index_files(
 fn write_headers(
     source: &Repository,
     target: &Repository,
-    todo: &[(Id, Snapshot)],
+    todo: &[(SnapshotId, Snapshot)],
     report: &mut CopyReport,
 ) -> Result<()> {
     for (id, _) in todo {
         let key = ObjectKind::Snapshot.key(id);
         let bytes = source.storage().get(&key)?;
-        if Id::of_bytes(&bytes) != *id {
+        if Id::of_bytes(&bytes) != id.0 {
             return Err(Error::format(
                 format!("{}: {key}", source.storage().location()),
                 "content does not match its name (damaged snapshot header)",
@@ -416,12 +459,18 @@ fn write_headers(
     Ok(())
 }
 
-fn listed_snapshots(repo: &Repository) -> Result<HashSet<Id>> {
+/// Whether `repo`'s format signs index files (format 2 on), so that owner
+/// attestation is what makes an index entry count.
+fn signs_index_files(repo: &Repository) -> bool {
+    repo.config().version >= 2
+}
+
+fn listed_snapshots(repo: &Repository) -> Result<HashSet<SnapshotId>> {
     Ok(repo
         .storage()
         .list(ObjectKind::Snapshot.prefix())?
         .iter()
-        .filter_map(|o| id_from_key(&o.key))
+        .filter_map(|o| id_from_key(&o.key).map(SnapshotId))
         .collect())
 }
 
@@ -445,7 +494,7 @@ fn check_same_keys(source: &Repository, target: &Repository) -> Result<()> {
 }
 
 /// The selected snapshots, oldest first, without duplicates.
-fn select(source: &Repository, specs: &[String]) -> Result<Vec<(Id, Snapshot)>> {
+fn select(source: &Repository, specs: &[String]) -> Result<Vec<(SnapshotId, Snapshot)>> {
     if specs.is_empty() {
         let (all, damaged) = source.snapshots()?;
         if let Some(e) = damaged.into_iter().next() {
@@ -474,12 +523,17 @@ fn object_size(repo: &Repository, key: &str) -> Result<u64> {
         .map_or(0, |o| o.size))
 }
 
-/// Every needed blob is indexed in the target, in a pack the target stores.
-/// (A pack prune has marked counts: the snapshot about to be written needs
-/// it again, which makes the next prune unmark it.)
+/// Every needed blob is in an owner-attested index entry of the target, in
+/// a pack the target stores. (A pack prune has marked counts: the snapshot
+/// about to be written needs it again, which makes the next prune unmark
+/// it.)
 fn verify_structure(target: &Repository, needed: &HashSet<Id>) -> Result<()> {
     let loaded = target.load_index_files()?;
-    let mut index = loaded.index;
+    let mut index = if signs_index_files(target) {
+        loaded.attested
+    } else {
+        loaded.index
+    };
     index.retain_packs(|p| loaded.stored.contains_key(p));
     let missing = needed.iter().filter(|b| !index.contains(b)).count();
     if missing > 0 {

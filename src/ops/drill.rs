@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{Id, SnapshotId};
 use crate::format::snapshot::Snapshot;
 use crate::ops::check::{self, CheckOptions, CheckReport};
 use crate::ops::restore::{self, DatabaseDrill, RestoreReport, VerifyOptions};
@@ -31,7 +31,7 @@ pub struct DrillOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct SnapshotDrill {
     /// The snapshot.
-    pub snapshot: Id,
+    pub snapshot: SnapshotId,
     /// Why it was chosen (`latest` or `random older`).
     pub reason: &'static str,
     /// The drill record written for it.
@@ -57,16 +57,20 @@ pub struct DrillReport {
 
 /// Picks the snapshots a drill verifies: the latest of each source set and,
 /// if asked, one random older one.
-pub fn choose(all: &[(Id, Snapshot)], random_older: bool) -> Vec<(Id, &'static str)> {
-    let mut latest: std::collections::BTreeMap<(String, Vec<String>), Id> = Default::default();
+pub fn choose(
+    all: &[(SnapshotId, Snapshot)],
+    random_older: bool,
+) -> Vec<(SnapshotId, &'static str)> {
+    let mut latest: std::collections::BTreeMap<(String, Vec<String>), SnapshotId> =
+        Default::default();
     for (id, s) in all {
         // `all` is oldest first, so the last one seen per group is the latest.
         latest.insert(s.group_key(), *id);
     }
-    let mut chosen: Vec<(Id, &'static str)> =
+    let mut chosen: Vec<(SnapshotId, &'static str)> =
         latest.into_values().map(|id| (id, "latest")).collect();
     if random_older {
-        let older: Vec<&Id> = all
+        let older: Vec<&SnapshotId> = all
             .iter()
             .map(|(id, _)| id)
             .filter(|id| !chosen.iter().any(|(c, _)| c == *id))
@@ -115,7 +119,7 @@ pub fn run(
     let mut passed = set.damaged.is_empty();
     let mut snapshots = Vec::new();
     let chosen = choose(&all, opts.random_older);
-    let snapshot = |id: Id| {
+    let snapshot = |id: SnapshotId| {
         &all.iter()
             .find(|(i, _)| *i == id)
             .expect("chosen from all")
@@ -186,19 +190,19 @@ mod tests {
     #[test]
     fn chooses_latest_per_source_set_and_one_older() {
         let all = vec![
-            (Id([1; 32]), snap("a", "/etc", 1)),
-            (Id([2; 32]), snap("b", "/etc", 2)),
-            (Id([3; 32]), snap("a", "/etc", 3)),
-            (Id([4; 32]), snap("a", "/srv", 4)),
+            (SnapshotId(Id([1; 32])), snap("a", "/etc", 1)),
+            (SnapshotId(Id([2; 32])), snap("b", "/etc", 2)),
+            (SnapshotId(Id([3; 32])), snap("a", "/etc", 3)),
+            (SnapshotId(Id([4; 32])), snap("a", "/srv", 4)),
         ];
         let chosen = choose(&all, false);
-        let ids: Vec<Id> = chosen.iter().map(|(i, _)| *i).collect();
+        let ids: Vec<SnapshotId> = chosen.iter().map(|(i, _)| *i).collect();
         assert_eq!(ids.len(), 3);
         for want in [Id([2; 32]), Id([3; 32]), Id([4; 32])] {
-            assert!(ids.contains(&want));
+            assert!(ids.contains(&SnapshotId(want)));
         }
         let with_older = choose(&all, true);
         assert_eq!(with_older.len(), 4);
-        assert_eq!(with_older[3], (Id([1; 32]), "random older"));
+        assert_eq!(with_older[3], (SnapshotId(Id([1; 32])), "random older"));
     }
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::format::id::Id;
+use crate::format::id::SnapshotId;
 use crate::ops::retention::{self, KeepPolicy};
 use crate::repo::trust::{SnapshotRecord, Trust};
 use crate::repo::{ObjectKind, Repository};
@@ -30,7 +30,7 @@ pub struct ForgetOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct SnapshotDecision {
     /// The snapshot id.
-    pub id: Id,
+    pub id: SnapshotId,
     /// When it was taken.
     pub time: DateTime<Utc>,
     /// Whether it stays.
@@ -91,7 +91,7 @@ pub fn forget<Tz: TimeZone>(
     let drills = repo.verified_drills()?;
     // The snapshots whose restore an owner proved: the newest of each
     // series among them is never forgotten.
-    let drilled: HashSet<Id> = drills
+    let drilled: HashSet<SnapshotId> = drills
         .usable
         .iter()
         .filter(|d| d.passed)

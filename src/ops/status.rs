@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::format::id::Id;
+use crate::format::id::SnapshotId;
 use crate::format::snapshot::CertInfo;
 use crate::format::snapshot::Snapshot;
 use crate::ops::restore::DrillRecord;
@@ -99,7 +99,7 @@ pub struct StatusReport {
 
 /// Computes the status from snapshot headers and drill records (pure).
 pub fn compute(
-    snapshots: &[(Id, Snapshot)],
+    snapshots: &[(SnapshotId, Snapshot)],
     drills: &[DrillRecord],
     thresholds: &Thresholds,
     now: DateTime<Utc>,
@@ -118,11 +118,11 @@ pub fn compute(
             )
         })
         .collect();
-    let snapshots: Vec<&(Id, Snapshot)> = snapshots
+    let snapshots: Vec<&(SnapshotId, Snapshot)> = snapshots
         .iter()
         .filter(|(_, s)| !s.is_in_the_future(now))
         .collect();
-    let by_id: BTreeMap<Id, &Snapshot> = snapshots.iter().map(|(id, s)| (*id, s)).collect();
+    let by_id: BTreeMap<SnapshotId, &Snapshot> = snapshots.iter().map(|(id, s)| (*id, s)).collect();
     let mut sources: BTreeMap<(String, String), SourceStatus> = BTreeMap::new();
     for (_, snap) in snapshots.iter().copied() {
         for src in &snap.sources {
@@ -370,6 +370,7 @@ pub fn prometheus(report: &StatusReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::id::Id;
     use crate::format::snapshot::SourceStatus as St;
     use crate::ops::restore::DrillSummary;
 
@@ -385,7 +386,7 @@ mod tests {
         DrillRecord {
             time: t(h),
             host: "drill".into(),
-            snapshot: Id([snapshot; 32]),
+            snapshot: SnapshotId(Id([snapshot; 32])),
             passed,
             summary: DrillSummary::default(),
         }
@@ -394,8 +395,8 @@ mod tests {
     #[test]
     fn fresh_backups_and_drills_are_ok_and_stale_ones_are_named() {
         let snaps = vec![
-            (Id([1; 32]), snap(0, "db1", St::Ok)),
-            (Id([2; 32]), snap(24, "db1", St::Ok)),
+            (SnapshotId(Id([1; 32])), snap(0, "db1", St::Ok)),
+            (SnapshotId(Id([2; 32])), snap(24, "db1", St::Ok)),
         ];
         let drills = vec![drill(30, 2, true)];
         let th = Thresholds::default();
@@ -420,8 +421,8 @@ mod tests {
     #[test]
     fn partial_backups_failed_drills_and_missing_drills_are_problems() {
         let snaps = vec![
-            (Id([1; 32]), snap(0, "db1", St::Ok)),
-            (Id([2; 32]), snap(10, "db1", St::Partial)),
+            (SnapshotId(Id([1; 32])), snap(0, "db1", St::Ok)),
+            (SnapshotId(Id([2; 32])), snap(10, "db1", St::Partial)),
         ];
         let r = compute(
             &snaps,
@@ -450,8 +451,8 @@ mod tests {
     #[test]
     fn a_snapshot_dated_in_the_future_does_not_make_a_stale_source_fresh() {
         let snaps = vec![
-            (Id([1; 32]), snap(0, "db1", St::Ok)),
-            (Id([2; 32]), snap(24 * 365, "db1", St::Ok)),
+            (SnapshotId(Id([1; 32])), snap(0, "db1", St::Ok)),
+            (SnapshotId(Id([2; 32])), snap(24 * 365, "db1", St::Ok)),
         ];
         let r = compute(&snaps, &[drill(1, 1, true)], &Thresholds::default(), t(48));
         assert!(!r.ok);
@@ -466,7 +467,7 @@ mod tests {
 
     #[test]
     fn prometheus_output_has_one_sample_per_source_and_escapes_labels() {
-        let snaps = vec![(Id([1; 32]), snap(0, "db\"1", St::Ok))];
+        let snaps = vec![(SnapshotId(Id([1; 32])), snap(0, "db\"1", St::Ok))];
         let text = prometheus(&compute(
             &snaps,
             &[drill(1, 1, true)],

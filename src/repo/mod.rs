@@ -29,7 +29,7 @@ use crate::crypto::{self, Keyring, PassphraseSource, Seal, SecretString, X25519I
 use crate::error::{CryptoError, Error, Result};
 use crate::format::chunk::ChunkerParams;
 use crate::format::config::{FORMAT_VERSION, MAX_LOCK_DAYS, OLDEST_FORMAT_VERSION, RepoConfig};
-use crate::format::id::Id;
+use crate::format::id::{Id, SnapshotId, TreeId};
 use crate::format::index::Index;
 use crate::format::pack::BlobKind;
 use crate::format::signature::SignedKind;
@@ -76,8 +76,8 @@ impl ObjectKind {
     }
 
     /// The object key for `id`; packs fan out by their first two hex digits.
-    pub fn key(self, id: &Id) -> String {
-        let hex = id.to_hex();
+    pub fn key(self, id: &impl AsRef<Id>) -> String {
+        let hex = id.as_ref().to_hex();
         match self {
             ObjectKind::Pack(_) => format!("{}{}/{hex}", self.prefix(), &hex[..2]),
             _ => format!("{}{hex}", self.prefix()),
@@ -176,7 +176,7 @@ pub fn list_packs(storage: &dyn Storage) -> Result<std::collections::HashMap<Id,
 pub type IndexTrust<'a> = dyn Fn(&Id, &trust::Signer) -> bool + 'a;
 
 /// Readable snapshots (oldest first) and the errors for unreadable ones.
-pub type SnapshotList = (Vec<(Id, Snapshot)>, Vec<Error>);
+pub type SnapshotList = (Vec<(SnapshotId, Snapshot)>, Vec<Error>);
 
 /// An open repository.
 pub struct Repository {
@@ -373,15 +373,11 @@ impl Repository {
                 "pack size must be between 1 MiB and 1 GiB".into(),
             ));
         }
-        match storage.get(CONFIG_KEY) {
-            Ok(_) => {
-                return Err(Error::InvalidInput(format!(
-                    "{}: a repository already exists here",
-                    storage.location()
-                )));
-            }
-            Err(StorageError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
+        if storage.exists(CONFIG_KEY)? {
+            return Err(Error::InvalidInput(format!(
+                "{}: a repository already exists here",
+                storage.location()
+            )));
         }
         if let Some(lock) = opts.object_lock {
             if !(1..=MAX_LOCK_DAYS).contains(&lock.days) {
@@ -698,8 +694,11 @@ impl Repository {
     /// Every snapshot, oldest first; unreadable ones come back as errors.
     pub fn snapshots(&self) -> Result<SnapshotList> {
         let docs = self.read_documents::<Snapshot>(ObjectKind::Snapshot)?;
-        let mut out: Vec<(Id, Snapshot)> =
-            docs.read.into_iter().map(|(_, id, s)| (id, s)).collect();
+        let mut out: Vec<(SnapshotId, Snapshot)> = docs
+            .read
+            .into_iter()
+            .map(|(_, id, s)| (SnapshotId(id), s))
+            .collect();
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok((out, docs.unreadable.into_iter().map(|u| u.error).collect()))
     }
@@ -707,7 +706,7 @@ impl Repository {
     /// Finds a snapshot by `latest` (the newest that counts: signed by the
     /// owner or its own host, dated no later than its upload, not in the
     /// future), a full id, or a unique id prefix (any readable header).
-    pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
+    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
         if spec == "latest" {
             let set = self.verified_snapshots()?;
             // Not one dated ahead of the clock (a storage without upload
@@ -747,7 +746,12 @@ impl Repository {
     }
 
     /// Reads and parses one tree blob (owner only).
-    pub fn read_tree(&self, index: &Index, reader: &mut BlobReader<'_>, id: &Id) -> Result<Tree> {
-        reader.read_tree(id, index, usize::MAX)
+    pub fn read_tree(
+        &self,
+        index: &Index,
+        reader: &mut BlobReader<'_>,
+        id: &TreeId,
+    ) -> Result<Tree> {
+        reader.read_tree(id.id(), index, usize::MAX)
     }
 }

@@ -4,7 +4,7 @@
 //! one-off backup).
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::SnapshotId;
 use crate::format::snapshot::Snapshot;
 use crate::repo::Repository;
 
@@ -62,11 +62,11 @@ impl SnapshotFilter {
 /// `filter`: `latest` (the newest not dated in the future), a full id, or
 /// a unique id prefix.
 pub fn resolve(
-    all: Vec<(Id, Snapshot)>,
+    all: Vec<(SnapshotId, Snapshot)>,
     spec: &str,
     filter: &SnapshotFilter,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(Id, Snapshot)> {
+) -> Result<(SnapshotId, Snapshot)> {
     let mut all: Vec<_> = all.into_iter().filter(|(_, s)| filter.matches(s)).collect();
     let not_found = || Error::SnapshotNotFound(format!("{spec}{}", filter.describe()));
     if spec == "latest" {
@@ -95,7 +95,11 @@ pub fn resolve(
 /// Finds the snapshot `spec` names among those of `repo` that pass
 /// `filter`: `latest` among the headers that count (see
 /// [`Repository::find_snapshot`]), an id or prefix among every readable one.
-pub fn find(repo: &Repository, spec: &str, filter: &SnapshotFilter) -> Result<(Id, Snapshot)> {
+pub fn find(
+    repo: &Repository,
+    spec: &str,
+    filter: &SnapshotFilter,
+) -> Result<(SnapshotId, Snapshot)> {
     if filter.is_empty() {
         return repo.find_snapshot(spec);
     }

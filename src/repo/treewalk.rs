@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{Id, TreeId};
 use crate::format::index::Index;
 use crate::format::snapshot::{Snapshot, Totals};
 use crate::format::tree::{Node, NodeKind};
@@ -157,7 +157,7 @@ pub struct Walker<'r> {
     index: &'r Index,
     reader: BlobReader<'r>,
     /// With [`Walker::each_tree_once`]: the trees already walked.
-    seen: Option<HashSet<Id>>,
+    seen: Option<HashSet<TreeId>>,
     budget: Option<Budget>,
 }
 
@@ -197,7 +197,7 @@ impl<'r> Walker<'r> {
     /// Walks the tree rooted at `root`, calling `visit` for everything.
     pub fn walk(
         &mut self,
-        root: &Id,
+        root: &TreeId,
         visit: &mut dyn FnMut(Visit<'_>) -> Result<Next>,
     ) -> Result<()> {
         let root_path = PathBuf::new();
@@ -315,11 +315,11 @@ impl<'r> Walker<'r> {
     }
 
     /// Reads and parses one tree, within what the budget leaves.
-    fn read(&mut self, id: &Id) -> Result<Vec<Node>> {
+    fn read(&mut self, id: &TreeId) -> Result<Vec<Node>> {
         let max_nodes = self.budget.as_ref().map_or(usize::MAX, |b| {
             b.entries_left().min(usize::MAX as u64) as usize
         });
-        let tree = self.reader.read_tree(id, self.index, max_nodes)?;
+        let tree = self.reader.read_tree(id.id(), self.index, max_nodes)?;
         if let Some(seen) = &mut self.seen {
             seen.insert(*id);
         }
@@ -338,7 +338,7 @@ impl<'r> Walker<'r> {
 pub fn walk(
     repo: &Repository,
     index: &Index,
-    root: &Id,
+    root: &TreeId,
     visit: &mut dyn FnMut(Visit<'_>) -> Result<Next>,
 ) -> Result<()> {
     Walker::new(repo, index)?.walk(root, visit)
@@ -361,11 +361,11 @@ pub fn reachable_blobs(
     let mut blobs = HashSet::new();
     for snap in snapshots {
         let mut failed = None;
-        blobs.insert(snap.root);
+        blobs.insert(*snap.root.id());
         walker.walk(&snap.root, &mut |v| match v {
             Visit::Entry { node, .. } => {
                 blobs.extend(node.content.iter().copied());
-                blobs.extend(node.subtree);
+                blobs.extend(node.subtree.map(|t| t.0));
                 Ok(Next::Descend)
             }
             Visit::Leave { .. } => Ok(Next::Descend),

@@ -27,7 +27,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::crypto::sign::PublicKey;
 use crate::error::{Error, Result};
 use crate::format::drill::DrillRecord;
-use crate::format::id::Id;
+use crate::format::id::{Id, SnapshotId};
 use crate::format::signature::{
     HostCertificate, SignatureBlock, SignedBy, SignedKind, document_message, valid_host_name,
 };
@@ -154,7 +154,7 @@ impl Trust {
 #[derive(Debug, Clone)]
 pub struct SnapshotRecord {
     /// The snapshot id.
-    pub id: Id,
+    pub id: SnapshotId,
     /// The header, with `time` bounded by the upload time
     /// ([`SnapshotRecord::recorded_time`] keeps what the header says).
     pub snapshot: Snapshot,
@@ -180,7 +180,7 @@ pub struct SnapshotSet {
 impl SnapshotSet {
     /// The headers that count (trusted or legacy), oldest first, as
     /// `(id, header)` with bounded times.
-    pub fn usable(&self) -> Vec<(Id, Snapshot)> {
+    pub fn usable(&self) -> Vec<(SnapshotId, Snapshot)> {
         self.records
             .iter()
             .filter(|r| r.trust.usable())
@@ -203,6 +203,35 @@ pub fn bounded_time(recorded: DateTime<Utc>, uploaded: Option<DateTime<Utc>>) ->
         Some(u) => recorded.min(u + Duration::minutes(UPLOAD_SLACK_MINUTES)),
         None => recorded,
     }
+}
+
+/// For each header that repeats an earlier one's signed content, the id of
+/// the first copy (earliest upload, then smallest id). A signature covers
+/// the document, not the name it is stored under, so a writer able to
+/// read another host's header can store it again, re-encrypted, under as
+/// many new names as it likes; without this, the copies would fill
+/// retention's "last N" slots and push the host's real snapshots out.
+fn originals(read: &[(Id, Snapshot, Signer, Option<DateTime<Utc>>)]) -> HashMap<Id, Id> {
+    // Content hash → (upload time, id) of each copy.
+    type Copies = Vec<(Option<DateTime<Utc>>, Id)>;
+    let mut groups: HashMap<Id, Copies> = HashMap::new();
+    for (id, snapshot, _, uploaded) in read {
+        let json = serde_json::to_vec(snapshot).expect("headers always serialize");
+        groups
+            .entry(Id::of_bytes(&json))
+            .or_default()
+            .push((*uploaded, *id));
+    }
+    let mut out = HashMap::new();
+    for mut copies in groups.into_values().filter(|g| g.len() > 1) {
+        // Earliest upload first; a storage without upload times: by id.
+        copies.sort_by_key(|(uploaded, id)| (uploaded.unwrap_or(DateTime::<Utc>::MAX_UTC), *id));
+        let first = copies[0].1;
+        for (_, id) in &copies[1..] {
+            out.insert(*id, first);
+        }
+    }
+    out
 }
 
 /// Decides whether a header signed by `signer` counts. `registered` maps
@@ -295,13 +324,24 @@ impl Repository {
             }
         }
         let format = self.config().version;
+        let originals = originals(&read);
         for (id, mut snapshot, signer, uploaded) in read {
+            let replay_of = originals.get(&id).copied();
             let recorded_time = snapshot.time;
             snapshot.time = bounded_time(recorded_time, uploaded);
             let stored = uploaded.unwrap_or(recorded_time);
-            let trust = snapshot_trust(format, &snapshot, &signer, stored, &registered);
+            let trust = match replay_of {
+                // The same signed header stored again under a new name (any
+                // writer can re-encrypt a header it can read): one
+                // snapshot, counted once.
+                Some(first) => Trust::Untrusted(format!(
+                    "a copy of snapshot {} (the same signed header stored again)",
+                    first.short()
+                )),
+                None => snapshot_trust(format, &snapshot, &signer, stored, &registered),
+            };
             set.records.push(SnapshotRecord {
-                id,
+                id: SnapshotId(id),
                 snapshot,
                 recorded_time,
                 uploaded,

@@ -334,7 +334,8 @@ impl Settings {
     }
 
     /// The file the CLI should read: `explicit` (from `--config` or
-    /// `VAULT_CONFIG`), else [`default_path`].
+    /// `VAULT_CONFIG`, which must then exist: [`Settings::load`] reports
+    /// it), else [`default_path`].
     pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
         explicit.map(Path::to_owned).or_else(default_path)
     }
@@ -364,18 +365,15 @@ impl Settings {
     }
 }
 
-/// The default configuration file: `VAULT_CONFIG` if set (it must then
-/// exist, which [`Settings::load`] reports), else `/etc/vault/vault.toml`
-/// if it exists, else none.
+/// The default configuration file when none is named (the CLI names one
+/// from `--config` or `VAULT_CONFIG`): `/etc/vault/vault.toml` if it
+/// exists, else none.
 pub fn default_path() -> Option<PathBuf> {
-    default_path_in(std::env::var_os("VAULT_CONFIG"), Path::new(SYSTEM_PATH))
+    default_path_in(Path::new(SYSTEM_PATH))
 }
 
-fn default_path_in(env: Option<std::ffi::OsString>, system: &Path) -> Option<PathBuf> {
-    match env {
-        Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
-        _ => system.exists().then(|| system.to_owned()),
-    }
+fn default_path_in(system: &Path) -> Option<PathBuf> {
+    system.exists().then(|| system.to_owned())
 }
 
 /// A toml error as a located message (its help split off), without the

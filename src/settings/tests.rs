@@ -308,21 +308,14 @@ fn other_values() {
 }
 
 #[test]
-fn default_path_prefers_the_environment() {
+fn a_named_file_comes_before_the_system_file() {
     let dir = tempfile::tempdir().unwrap();
     let system = dir.path().join("vault.toml");
-    assert_eq!(default_path_in(None, &system), None);
+    assert_eq!(default_path_in(&system), None);
     std::fs::write(&system, "").unwrap();
-    assert_eq!(default_path_in(None, &system), Some(system.clone()));
-    assert_eq!(
-        default_path_in(Some("".into()), &system),
-        Some(system.clone())
-    );
+    assert_eq!(default_path_in(&system), Some(system.clone()));
     let named = dir.path().join("missing.toml");
-    assert_eq!(
-        default_path_in(Some(named.clone().into()), &system),
-        Some(named.clone())
-    );
+    assert_eq!(Settings::locate(Some(&named)), Some(named.clone()));
     match Settings::load(&named) {
         Err(SettingsError::Read { path, .. }) => assert_eq!(path, named),
         other => panic!("{other:?}"),

@@ -56,12 +56,22 @@ impl LocalStorage {
                 out.push(ObjectInfo {
                     key: rel,
                     size: meta.len(),
-                    modified: meta.modified().ok().map(chrono::DateTime::from),
+                    modified: stored_at(&meta),
                 });
             }
         }
         Ok(())
     }
+}
+
+/// When the object was stored, as far as this host can tell: the inode's
+/// change time. Unlike the modification time, which whoever can write to
+/// the directory sets to anything (`touch -d`), the change time cannot be
+/// set back: a header's upload bound and the time a host got its own key
+/// hold on a local repository too.
+fn stored_at(meta: &fs::Metadata) -> Option<chrono::DateTime<chrono::Utc>> {
+    use std::os::unix::fs::MetadataExt;
+    chrono::DateTime::from_timestamp(meta.ctime(), meta.ctime_nsec().clamp(0, 999_999_999) as u32)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {

@@ -48,7 +48,8 @@ pub struct ObjectInfo {
     pub key: String,
     /// Its size in bytes.
     pub size: u64,
-    /// When the storage last wrote it (the server's clock for S3), if known.
+    /// When the storage last wrote it (the server's clock for S3; a local
+    /// directory's inode change time, which nobody can set back), if known.
     /// Prune uses it so that objects a running backup has just written are
     /// never deleted, whatever a planted record claims.
     pub modified: Option<chrono::DateTime<chrono::Utc>>,
@@ -95,6 +96,17 @@ pub trait Storage: Send + Sync {
     }
     /// Reads a whole object.
     fn get(&self, key: &str) -> Result<Vec<u8>, StorageError>;
+    /// Whether an object exists now, answered at once: unlike
+    /// [`Storage::get`], which on S3 asks again for an object a lagging
+    /// store does not show yet, a missing object is simply `false` (init
+    /// asks this of a fresh location).
+    fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        match self.get(key) {
+            Ok(_) => Ok(true),
+            Err(StorageError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
     /// Opens an object for streaming, seekable reads.
     fn open(&self, key: &str) -> Result<Box<dyn ReadSeek>, StorageError>;
     /// Lists every object whose key starts with `prefix`, sorted by key.

@@ -65,6 +65,7 @@ pub fn database_drill(pg_url: Option<String>, drill_user: &DrillUserArg) -> Data
         pg_url,
         pg_env,
         drill_user: drill_user.drill_user.clone(),
+        work_dir: std::env::temp_dir(),
     }
 }
 

@@ -4,20 +4,20 @@
 use serde_json::json;
 
 use super::{CERT_WARN_DAYS, duration_ms, sanitize, size};
-use vault::Id;
+use vault::SnapshotId;
 use vault::format::snapshot::{CertInfo, Snapshot};
 use vault::ops::restore::{Problem, RestoreReport, WITHHELD_LISTED, WithheldReport};
 
 /// What a restore or verification did.
 pub struct Outcome<'a> {
     /// The snapshot restored.
-    pub id: &'a Id,
+    pub id: &'a SnapshotId,
     /// Its header.
     pub snapshot: &'a Snapshot,
     /// What happened.
     pub report: &'a RestoreReport,
     /// The drill record written by `--verify`.
-    pub drill: Option<&'a Id>,
+    pub drill: Option<&'a vault::Id>,
     /// Whether this was `--verify`.
     pub verify: bool,
 }

@@ -23,7 +23,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{Id, TreeId};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::CertInfo;
 use crate::format::snapshot::{InputError, Snapshot, SourceRecord, SourceStatus, Totals};
@@ -462,7 +462,7 @@ fn source_records(
 
 /// What the assembler hands back once every event is consumed.
 struct Assembled {
-    root: Id,
+    root: TreeId,
     totals: Totals,
     certificates: Vec<CertInfo>,
     compressed_outputs: Vec<CompressedOutput>,
@@ -486,7 +486,7 @@ fn assemble(
     let cancelled = || Error::Cancelled {
         operation: "backup",
     };
-    let store_tree = |nodes: Vec<Node>| -> Result<Id> {
+    let store_tree = |nodes: Vec<Node>| -> Result<TreeId> {
         let bytes = Tree { nodes }.to_bytes();
         if bytes.len() > crate::repo::MAX_BLOB as usize {
             return Err(Error::InvalidInput(format!(
@@ -499,7 +499,7 @@ fn assemble(
         let id = Id::keyed(repo.keys().chunk_key(), &bytes);
         sink.submit(raw_tx, BlobKind::Tree, id, bytes)
             .map_err(|_| cancelled())?;
-        Ok(id)
+        Ok(TreeId(id))
     };
     for event in events {
         match event {

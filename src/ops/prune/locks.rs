@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::plan::StoredPack;
 use crate::error::Result;
-use crate::format::id::Id;
+use crate::format::id::{Id, SnapshotId};
 use crate::format::index::Index;
 use crate::format::snapshot::Snapshot;
 use crate::repo::{CONFIG_KEY, ObjectKind, Repository};
@@ -42,7 +42,7 @@ pub fn keep_recent_locked(
     index: &Index,
     stored: &HashMap<Id, StoredPack>,
     staying: &HashSet<Id>,
-    snapshots: &[(Id, Snapshot)],
+    snapshots: &[(SnapshotId, Snapshot)],
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<LockUpkeep> {

@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{Id, SnapshotId};
 use crate::format::index::{BlobLocation, CondemnedPack, IndexFile, IndexedPack};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
@@ -110,7 +110,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
 
 /// What prune read before deciding anything.
 struct State {
-    snapshots: Vec<(Id, Snapshot)>,
+    snapshots: Vec<(SnapshotId, Snapshot)>,
     loaded: LoadedIndex,
     referenced: HashSet<Id>,
     verified: VerifiedClaims,
@@ -177,7 +177,11 @@ fn read_state(repo: &Repository, report: &mut PruneReport) -> Result<State> {
     let mut foreign: Vec<Unreadable> = snaps.unreadable;
     foreign.append(&mut loaded.foreign);
     report.foreign = foreign.iter().map(|u| u.to_string()).collect();
-    let snapshots: Vec<(Id, Snapshot)> = snaps.read.into_iter().map(|(_, id, s)| (id, s)).collect();
+    let snapshots: Vec<(SnapshotId, Snapshot)> = snaps
+        .read
+        .into_iter()
+        .map(|(_, id, s)| (SnapshotId(id), s))
+        .collect();
     report.snapshots = snapshots.len() as u64;
     let refs: Vec<&Snapshot> = snapshots.iter().map(|(_, s)| s).collect();
     let referenced = reachable_blobs(repo, &loaded.index, &refs).map_err(|e| {

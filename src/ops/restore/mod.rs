@@ -42,7 +42,7 @@ pub use restorer::Restorer;
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{Id, SnapshotId};
 use crate::format::snapshot::Snapshot;
 use crate::repo::{ObjectKind, Repository};
 
@@ -105,7 +105,7 @@ fn included(set: &Option<GlobSet>, rel: &Path) -> bool {
 /// that goes wrong with single entries is a [`Problem`] in the report.
 pub fn restore(
     repo: &Repository,
-    id: &Id,
+    id: &SnapshotId,
     snapshot: &Snapshot,
     opts: &RestoreOptions,
 ) -> Result<RestoreReport> {
@@ -169,9 +169,9 @@ const SANDBOX_PREFIX: &str = "vault-verify";
 
 /// Removes the sandboxes of this user's drills that were killed outright:
 /// they hold restored files, which must not outlive the drill.
-fn remove_stale_sandboxes() {
+fn remove_stale_sandboxes(work_dir: &Path) {
     let me = nix::unistd::geteuid().as_raw();
-    for (dir, pid) in leftovers::stale(&std::env::temp_dir(), SANDBOX_PREFIX, me) {
+    for (dir, pid) in leftovers::stale(work_dir, SANDBOX_PREFIX, me) {
         make_removable(&dir);
         match fs::remove_dir_all(&dir) {
             Ok(()) => tracing::warn!(
@@ -208,7 +208,8 @@ fn room_for(sandbox: &Path, snapshot: &Snapshot) -> Result<()> {
 /// What a `--verify` drill restores, and how it loads databases.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
-    /// Where to restore (a private temporary directory when `None`).
+    /// Where to restore (a private directory under `databases.work_dir`
+    /// when `None`).
     pub target: Option<PathBuf>,
     /// Only restore paths matching these globs.
     pub include: Vec<String>,
@@ -227,7 +228,7 @@ pub struct VerifyOptions {
 /// [`Error::Cancelled`].
 pub fn verify_drill(
     repo: &Repository,
-    id: &Id,
+    id: &SnapshotId,
     snapshot: &Snapshot,
     opts: &VerifyOptions,
 ) -> Result<(RestoreReport, Id)> {
@@ -240,14 +241,15 @@ pub fn verify_drill(
     let dir = match &opts.target {
         Some(t) => t.clone(),
         None => {
-            remove_stale_sandboxes();
-            let prefix = leftovers::name_prefix(SANDBOX_PREFIX)
-                .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+            let work_dir = &opts.databases.work_dir;
+            remove_stale_sandboxes(work_dir);
+            let prefix =
+                leftovers::name_prefix(SANDBOX_PREFIX).map_err(|e| Error::io(work_dir, e))?;
             sandbox = tempfile::Builder::new()
                 .prefix(&prefix)
                 .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-                .tempdir()
-                .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+                .tempdir_in(work_dir)
+                .map_err(|e| Error::io(work_dir, e))?;
             if opts.include.is_empty() {
                 room_for(sandbox.path(), snapshot)?;
             }

@@ -30,7 +30,7 @@ use super::links::{Links, Place, Role};
 use super::policy::{Applied, MetaWriter, Owners, Withheld, WithheldKind};
 use super::{Problem, ProblemKind, RestoreOptions, RestoreReport, include_set, included};
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::SnapshotId;
 use crate::format::index::Index;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind};
@@ -107,7 +107,7 @@ struct Plan {
 /// One restore of one snapshot into one target.
 pub struct Restorer<'a> {
     snapshot: &'a Snapshot,
-    id: &'a Id,
+    id: &'a SnapshotId,
     started: Instant,
     shared: Shared<'a>,
     plan: Plan,
@@ -117,7 +117,7 @@ impl<'a> Restorer<'a> {
     /// Loads the index and opens (or creates) the target.
     pub fn new(
         repo: &'a Repository,
-        id: &'a Id,
+        id: &'a SnapshotId,
         snapshot: &'a Snapshot,
         opts: &'a RestoreOptions,
     ) -> Result<Self> {

@@ -124,6 +124,14 @@ mod backend {
             self.fetch(key, None).map(|(body, _)| body)
         }
 
+        fn exists(&self, key: &str) -> Result<bool, StorageError> {
+            match self.head(key) {
+                Ok(_) => Ok(true),
+                Err(StorageError::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+
         fn open(&self, key: &str) -> Result<Box<dyn ReadSeek>, StorageError> {
             Ok(Box::new(RangeReader::open(self, key)?))
         }

@@ -13,11 +13,15 @@ use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 
 use super::S3Storage;
 use super::error::classify;
-use super::retry::collect;
+use super::retry::{backoff, collect};
 use crate::storage::StorageError;
 
 /// Bytes fetched per ranged GET when streaming an object.
 pub(super) const READ_WINDOW: u64 = 4 << 20;
+
+/// How many more times a GET answered "not found" is asked again (see
+/// [`S3Storage::fetch`]): about 0.75 to 1.5 s with the default backoff.
+pub(super) const NOT_FOUND_WAITS: u32 = 2;
 
 /// Windows of objects kept for readers; objects are immutable, so a
 /// window fetched once serves every reader of this storage.
@@ -85,7 +89,36 @@ impl S3Storage {
     /// current version is read and the answer tells (a version id means
     /// yes; otherwise the bucket is asked once): a request that fails costs
     /// no extra request.
+    ///
+    /// vault GETs only objects it has listed or that something it read
+    /// names, so a "not found" may be a store that has not caught up with a
+    /// recent PUT (an eventually consistent one): it is asked again
+    /// [`NOT_FOUND_WAITS`] times, after the usual backoff, before the
+    /// object counts as missing.
     pub(super) fn fetch(
+        &self,
+        key: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<(Vec<u8>, u64), StorageError> {
+        let mut waits = 0;
+        loop {
+            match self.fetch_current(key, range) {
+                Err(StorageError::NotFound { .. }) if waits < NOT_FOUND_WAITS => {
+                    waits += 1;
+                    let delay = backoff(self.tuning.retry_base, waits);
+                    tracing::info!(
+                        "{key}: not found; asking again in {} ms in case the store lags",
+                        delay.as_millis()
+                    );
+                    std::thread::sleep(delay);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One [`S3Storage::fetch`] without waiting for a lagging store.
+    fn fetch_current(
         &self,
         key: &str,
         range: Option<(u64, u64)>,

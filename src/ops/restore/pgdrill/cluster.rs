@@ -177,10 +177,11 @@ fn new_name() -> Result<String, String> {
 
 impl Scratch {
     /// Removes leftovers of killed drills, then creates and starts a
-    /// cluster as `user` and creates the loading role.
-    pub fn start(user: DrillUser, cancel: &Cancel) -> Result<Scratch, Fail> {
+    /// cluster as `user` in a new directory under `work_dir` and creates
+    /// the loading role.
+    pub fn start(user: DrillUser, work_dir: &Path, cancel: &Cancel) -> Result<Scratch, Fail> {
         let bin = bindir().map_err(Fail::setup)?;
-        let tmp = std::env::temp_dir();
+        let tmp = work_dir.to_owned();
         check_tmp(&tmp).map_err(Fail::setup)?;
         reap_stale(&bin, &user, &tmp);
         let dir = tmp.join(new_name().map_err(Fail::setup)?);

@@ -308,8 +308,12 @@ fn load_scratch(
 
 impl Target {
     /// A scratch cluster run as `user`.
-    pub fn scratch(user: super::confine::DrillUser, cancel: &Cancel) -> Result<Target, Fail> {
-        Scratch::start(user, cancel).map(Target::Scratch)
+    pub fn scratch(
+        user: super::confine::DrillUser,
+        work_dir: &std::path::Path,
+        cancel: &Cancel,
+    ) -> Result<Target, Fail> {
+        Scratch::start(user, work_dir, cancel).map(Target::Scratch)
     }
 
     /// The server `conninfo` names, reached with the drill's own libpq

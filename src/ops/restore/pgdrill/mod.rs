@@ -31,7 +31,7 @@ mod toc;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -131,6 +131,10 @@ pub struct DatabaseDrill {
     /// The unprivileged OS user that runs the scratch cluster and every
     /// tool reading a dump.
     pub drill_user: String,
+    /// Where drills make their private directories: the restore sandbox and
+    /// the scratch cluster's data and socket directory. The CLI passes the
+    /// process's temporary directory (`TMPDIR`, else `/tmp`).
+    pub work_dir: PathBuf,
 }
 
 impl Default for DatabaseDrill {
@@ -139,6 +143,7 @@ impl Default for DatabaseDrill {
             pg_url: None,
             pg_env: Vec::new(),
             drill_user: DEFAULT_DRILL_USER.into(),
+            work_dir: PathBuf::from("/tmp"),
         }
     }
 }
@@ -280,7 +285,7 @@ pub fn check_dumps(
         Some(url) => load::Target::prepared(url, &opts.pg_env, cancel),
         None => DrillUser::resolve(&opts.drill_user)
             .map_err(|e| Fail::Failed(DumpFailure::Setup, e))
-            .and_then(|user| load::Target::scratch(user, cancel)),
+            .and_then(|user| load::Target::scratch(user, &opts.work_dir, cancel)),
     };
     let target = match target {
         Ok(t) => t,
