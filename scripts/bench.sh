@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks vault against `tar | zstd -3 | age`, restic, borg (and rustic if it
-# is already on PATH) on one generated server-like corpus, in one run:
+# Benchmarks vault against `tar | zstd -3 | age`, restic, borg (and rustic and
+# bupstash if they are already on PATH) on one generated server-like corpus, in one run:
 #
 #   night 1 backup -> change the corpus -> night 2 backup -> full restore -> full verify read
 #
@@ -12,8 +12,16 @@
 # Environment:
 #   BENCH_WORK      work directory (default: <repo>/bench-work, gitignored)
 #   BENCH_DUMP_MB   size of the dump in MiB (default 1024)
-#   BENCH_TOOLS     tools to run, space separated (default: "tar vault restic borg rustic";
-#                   rustic is skipped unless `rustic` is on PATH)
+#   BENCH_TOOLS     tools to run, space separated (default: "tar vault restic borg rustic bupstash";
+#                   rustic and bupstash are skipped unless they are on PATH: `cargo install
+#                   rustic-rs --no-default-features --locked`; `apt-get install libsodium-dev
+#                   pkg-config && cargo install bupstash --locked`, ~5 min each here)
+#   BENCH_VAULT     a vault binary to measure instead of building one (release) from this tree
+#   BENCH_SMALL_FILES  N > 0: the corpus is N small config files (200 B to 7.8 KiB, 100 a
+#                   directory) and nothing else, the many-small-files case; night 2 edits 30
+#   BENCH_YARDSTICK 1 (default) times `tar -cf - . | zstd -3 -T0 >/dev/null` over the corpus
+#                   right before every step and reports each step's wall time as a ratio to
+#                   it (steadier than seconds on a shared machine); 0 skips it
 #   BENCH_INSTALL   1 (default) installs missing restic/borg/age/zstd/b3sum/time with apt-get
 #   BENCH_KEEP      1 keeps corpus and repositories afterwards (default: 0, removes them)
 #   BENCH_RESTORE_DIR  where restores go (default: <work>/restore)
@@ -39,7 +47,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=${BENCH_WORK:-$ROOT/bench-work}
 DUMP_MB=${BENCH_DUMP_MB:-1024}
-TOOLS=${BENCH_TOOLS:-"tar vault restic borg rustic"}
+TOOLS=${BENCH_TOOLS:-"tar vault restic borg rustic bupstash"}
+SMALL_FILES=${BENCH_SMALL_FILES:-0}
+YARDSTICK=${BENCH_YARDSTICK:-1}
 INSTALL=${BENCH_INSTALL:-1}
 KEEP=${BENCH_KEEP:-0}
 PASSWORD=bench-password-not-secret
@@ -51,6 +61,7 @@ S3S_FS_VERSION=0.14.1 # 0.17 needs rustc 1.96 (see /work/shared/NOTES-deps.md)
 case "$TARGET" in local | s3) ;; *) echo "BENCH_TARGET must be local or s3" >&2; exit 2 ;; esac
 case "$DUMP_MB" in '' | *[!0-9]*) echo "BENCH_DUMP_MB must be a number" >&2; exit 2 ;; esac
 [ "$DUMP_MB" -ge 1 ] || { echo "BENCH_DUMP_MB must be >= 1" >&2; exit 2; }
+case "$SMALL_FILES" in '' | *[!0-9]*) echo "BENCH_SMALL_FILES must be a number" >&2; exit 2 ;; esac
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 [ "$WORK" != / ] || { echo "refusing to use / as the work dir" >&2; exit 2; }
@@ -85,12 +96,21 @@ for t in $TOOLS; do
       if [ "$TARGET" != local ]; then log "rustic is not wired for S3 here: skipped"
       elif command -v rustic >/dev/null; then active+=(rustic)
       else log "rustic not on PATH: skipped"; fi ;;
+    bupstash)
+      if [ "$TARGET" != local ]; then log "bupstash is not wired for S3 here: skipped"
+      elif command -v bupstash >/dev/null; then active+=(bupstash)
+      else log "bupstash not on PATH: skipped"; fi ;;
     tar | borg) [ "$TARGET" = local ] && active+=("$t") || log "$t has no S3 backend: skipped" ;;
     vault | restic) active+=("$t") ;;
     *) echo "unknown tool: $t" >&2; exit 2 ;;
   esac
 done
 
+if [ -n "${BENCH_VAULT:-}" ]; then
+  [ -x "$BENCH_VAULT" ] || { echo "BENCH_VAULT=$BENCH_VAULT is not an executable" >&2; exit 2; }
+  BUILT=$BENCH_VAULT
+  log "measuring $BUILT (BENCH_VAULT), not a build of this tree"
+else
 log "building vault (release)"
 # Ask cargo where the binary is: the target dir may come from a wrapper or a
 # config file rather than CARGO_TARGET_DIR or <repo>/target.
@@ -101,12 +121,14 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "vault":
         print(m["executable"])') || { cat "$WORK/cargo-build.log" >&2; exit 1; }
 [ -n "$BUILT" ] && [ -x "$BUILT" ] || { echo "no vault binary found (cargo said: '$BUILT')" >&2; exit 1; }
+fi
 # The target dir may be shared with other builds: run a private copy so the
 # binary cannot change in the middle of the run.
 mkdir -p "$WORK/bin"
 cp "$BUILT" "$WORK/bin/vault"
 VAULT=$WORK/bin/vault
 VAULT_REV="$(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' + uncommitted changes in src/')"
+[ -z "${BENCH_VAULT:-}" ] || VAULT_REV="$("$VAULT" --version 2>/dev/null | head -n 1) (BENCH_VAULT=$BENCH_VAULT)"
 
 # ---------------------------------------------------------------- layout
 CORPUS=$WORK/corpus
@@ -125,7 +147,7 @@ if [ -e "$CORPUS" ] || [ -e "$REPOS" ] || [ -e "$RESTORE" ]; then
   log "removing the previous run's files (keep BENCH_KEEP=0 to have them removed at the end instead)"
 fi
 rm -rf "$CORPUS" "$REPOS" "$RESTORE" "$KEYS" "$LOGS" "$TIMES" "$TMPDIR" "$S3_DATA" \
-  "$WORK/vault-cache" "$WORK/restic-cache" "$WORK/borg-base" "$WORK/results.md"
+  "$WORK/vault-cache" "$WORK/restic-cache" "$WORK/borg-base" "$WORK/results.md" "$WORK/bupstash.sendlog"
 mkdir -p "$CORPUS" "$REPOS" "$RESTORE" "$KEYS" "$LOGS" "$TIMES" "$TMPDIR"
 chmod 700 "$KEYS"
 RESTORE_FS=$(df -T "$RESTORE" | awk 'NR==2{print $2}')
@@ -270,9 +292,31 @@ def gen(root, dump_mb):
         f.write("\n-- PostgreSQL database dump complete\n")
 
 
+def small_paths(root, n):
+    return [os.path.join(root, "etc", "svc%03d" % (i // 2000), "conf%02d" % ((i // 100) % 20),
+                         "file%06d.conf" % i) for i in range(n)]
+
+
+def gen_small(root, n):
+    rng = random.Random(20261129)
+    for i, p in enumerate(small_paths(root, n)):
+        if i % 100 == 0:
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+        text = config_text(rng, i)
+        with open(p, "w") as f:
+            f.write(text[: rng.randrange(200, 7800)])
+
+
 def mutate(root):
     rng = random.Random(424242)
-    paths = config_paths(root)
+    small = int(os.environ.get("BENCH_SMALL_FILES", "0"))
+    paths = small_paths(root, small) if small else config_paths(root)
+    if small:
+        for p in paths[7::max(1, small // 30)][:30]:
+            with open(p, "a") as f:
+                f.write("# changed on night 2: %016x\n" % rng.getrandbits(64))
+        print("changed 30 of %d small files" % small)
+        return
     for p in paths[7::100][:30]:  # 30 configs spread over the tree
         with open(p, "a") as f:
             f.write("# changed on night 2: %016x\n" % rng.getrandbits(64))
@@ -300,16 +344,25 @@ def mutate(root):
 if __name__ == "__main__":
     if sys.argv[1] == "gen":
         gen(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1] == "gen-small":
+        gen_small(sys.argv[2], int(sys.argv[3]))
     else:
         mutate(sys.argv[2])
 PY
 
-log "generating corpus in $CORPUS (dump ${DUMP_MB} MiB)"
-python3 "$GEN" gen "$CORPUS" "$DUMP_MB"
-DUMP=$CORPUS/db/app.sql
-dump_bytes=$(stat -c %s "$DUMP")
-dump_z3=$(zstd -3 -T0 -q -c "$DUMP" | wc -c)
-dump_ratio=$(awk -v a="$dump_bytes" -v b="$dump_z3" 'BEGIN{printf "%.2f", a/b}')
+export BENCH_SMALL_FILES=$SMALL_FILES
+if [ "$SMALL_FILES" -gt 0 ]; then
+  log "generating corpus in $CORPUS ($SMALL_FILES small files)"
+  python3 "$GEN" gen-small "$CORPUS" "$SMALL_FILES"
+  dump_bytes=0 dump_ratio=–
+else
+  log "generating corpus in $CORPUS (dump ${DUMP_MB} MiB)"
+  python3 "$GEN" gen "$CORPUS" "$DUMP_MB"
+  DUMP=$CORPUS/db/app.sql
+  dump_bytes=$(stat -c %s "$DUMP")
+  dump_z3=$(zstd -3 -T0 -q -c "$DUMP" | wc -c)
+  dump_ratio=$(awk -v a="$dump_bytes" -v b="$dump_z3" 'BEGIN{printf "%.2f", a/b}')
+fi
 corpus_bytes=$(du -sb "$CORPUS" | cut -f1)
 corpus_files=$(find "$CORPUS" -type f | wc -l)
 log "corpus: $corpus_files files, $corpus_bytes bytes; dump zstd -3 ratio $dump_ratio"
@@ -337,6 +390,11 @@ for t in "${active[@]}"; do
     restic) restic -r "$(repo restic)" init --repository-version 2 >"$LOGS/restic.init.log" 2>&1 ;;
     borg) borg init --encryption repokey-blake2 "$(repo borg)" >"$LOGS/borg.init.log" 2>&1 ;;
     rustic) rustic -r "$(repo rustic)" init >"$LOGS/rustic.init.log" 2>&1 ;;
+    bupstash) # backups with a put-only key (cannot decrypt), like vault's writer key
+      { bupstash init -r "$(repo bupstash)" &&
+        bupstash new-key -o "$KEYS/bupstash.key" &&
+        bupstash new-sub-key --put -k "$KEYS/bupstash.key" -o "$KEYS/bupstash-put.key"; } \
+        >"$LOGS/bupstash.init.log" 2>&1 ;;
   esac
 done
 
@@ -379,16 +437,31 @@ run_step() { # tool step
       rustic -r "$r" restore latest "$RESTORE/rustic" ;;
     rustic:verify)
       rustic -r "$r" check --read-data ;;
+    bupstash:backup1 | bupstash:backup2)
+      bupstash put -r "$r" -k "$KEYS/bupstash-put.key" --send-log "$WORK/bupstash.sendlog" \
+        step="$step" "$CORPUS" ;;
+    bupstash:restore)
+      bupstash restore -r "$r" -k "$KEYS/bupstash.key" --into "$RESTORE/bupstash" step=backup2 ;;
+    bupstash:verify)
+      bupstash get -r "$r" -k "$KEYS/bupstash.key" step=backup2 >/dev/null ;;
     *) echo "no command for $tool:$step" >&2; return 1 ;;
   esac
 }
 export -f run_step repo
 export CORPUS REPOS RESTORE KEYS WORK VAULT RECIPIENT OWNER_KEY TARGET S3_BUCKET S3_ENDPOINT
 
-declare -A WALL CPU RSS STATUS LOAD SCPU REQS
+declare -A WALL CPU RSS STATUS LOAD SCPU REQS YARD
+yardstick() { # seconds `tar -cf - . | zstd -3 -T0` takes over the corpus now
+  local t0 t1
+  t0=$(date +%s.%N)
+  tar -C "$CORPUS" -cf - . | zstd -3 -T0 -q >/dev/null
+  t1=$(date +%s.%N)
+  awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}'
+}
 timed() { # tool step
   local tool=$1 step=$2 tf="$TIMES/$1.$2" lf="$LOGS/$1.$2.log" rc=0 load0 scpu0 off0=0
-  log "$tool $step"
+  [ "$YARDSTICK" != 1 ] || YARD[$tool:$step]=$(yardstick)
+  log "$tool $step${YARD[$tool:$step]:+ (yardstick ${YARD[$tool:$step]} s)}"
   load0=$(cut -d' ' -f1 /proc/loadavg)
   { echo "# loadavg before: $(cat /proc/loadavg)"; } >"$lf"
   scpu0=$(server_cpu)
@@ -573,8 +646,13 @@ how() {
   echo
   echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); host: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
   echo "- vault: $VAULT_REV, release build"
-  echo "- versions: $(restic version 2>/dev/null | cut -d' ' -f1-2 || true); $(borg --version 2>/dev/null || true); age $(age --version 2>/dev/null || true); $(zstd --version 2>/dev/null | sed 's/\*\*\* //; s/ \*\*\*//; s/, by.*//' || true)$(command -v rustic >/dev/null && echo "; $(rustic --version)" || true)"
-  echo "- corpus: $corpus_files files, $(mib "$corpus_bytes") MiB ($(find "$CORPUS/etc" -type f | wc -l) configs, 100 keystores, dump $(mib "$dump_bytes") MiB, zstd -3 ratio of the dump **$dump_ratio**)"
+  echo "- versions: $(restic version 2>/dev/null | cut -d' ' -f1-2 || true); $(borg --version 2>/dev/null || true); age $(age --version 2>/dev/null || true); $(zstd --version 2>/dev/null | sed 's/\*\*\* //; s/ \*\*\*//; s/, by.*//' || true)$(command -v rustic >/dev/null && echo "; $(rustic --version)" || true)$(command -v bupstash >/dev/null && echo "; $(bupstash version)" || true)"
+  if [ "$SMALL_FILES" -gt 0 ]; then
+    echo "- corpus: $corpus_files small files, $(mib "$corpus_bytes") MiB (BENCH_SMALL_FILES)"
+  else
+    echo "- corpus: $corpus_files files, $(mib "$corpus_bytes") MiB ($(find "$CORPUS/etc" -type f | wc -l) configs, 100 keystores, dump $(mib "$dump_bytes") MiB, zstd -3 ratio of the dump **$dump_ratio**)"
+  fi
+  [ "$YARDSTICK" != 1 ] || echo "- **× yardstick**: the step's wall time over that of \`tar -cf - . | zstd -3 -T0 >/dev/null\` on the corpus, timed right before the step (lower is better)"
   echo "- night 2: $(cat "$LOGS/mutate.log")"
   echo "- **warm page cache** (it cannot be dropped here); load average at start $LOAD_START, at end $LOAD_END"
   echo "  (other work shares this machine, so CPU and wall times are noisy; compare ratios$([ "$TARGET" = s3 ] && echo " between tools" || echo " to tar"))"
@@ -593,11 +671,11 @@ how() {
   fi
   echo
   if [ "$TARGET" = s3 ]; then
-    echo "| step | tool | wall s | MiB/s | CPU s (user+sys) | server CPU s | peak RSS MiB | load 1-min before → after | status |"
-    echo "|---|---|---:|---:|---:|---:|---:|---|---|"
+    echo "| step | tool | wall s | × yardstick | MiB/s | CPU s (user+sys) | server CPU s | peak RSS MiB | load 1-min before → after | status |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---|---|"
   else
-    echo "| step | tool | wall s | MiB/s | × tar | CPU s (user+sys) | peak RSS MiB | load 1-min before → after | status |"
-    echo "|---|---|---:|---:|---:|---:|---:|---|---|"
+    echo "| step | tool | wall s | × yardstick | MiB/s | × tar | CPU s (user+sys) | peak RSS MiB | load 1-min before → after | status |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---|---|"
   fi
   for s in backup1 backup2 restore verify check; do
     for t in "${active[@]}"; do
@@ -611,7 +689,8 @@ how() {
       else
         cols="$(ratio "${WALL[$t:$s]}" "${WALL[tar:${s/check/verify}]:-0}") | ${CPU[$t:$s]}"
       fi
-      echo "| $(label "$s") | $t$note | ${WALL[$t:$s]} | $speed | $cols | ${RSS[$t:$s]} | ${LOAD[$t:$s]} | $st |"
+      yr=$(ratio "${WALL[$t:$s]}" "${YARD[$t:$s]:-0}")
+      echo "| $(label "$s") | $t$note | ${WALL[$t:$s]} | $yr | $speed | $cols | ${RSS[$t:$s]} | ${LOAD[$t:$s]} | $st |"
     done
   done
   if [ "$TARGET" = s3 ] && [ "$S3_TRACE" = 1 ]; then
@@ -648,5 +727,5 @@ log "results written to $MD; logs in $LOGS"
 stop_server
 if [ "$KEEP" != 1 ]; then
   rm -rf "$CORPUS" "$REPOS" "$RESTORE" "$TMPDIR" "$WORK/vault-cache" "$WORK/restic-cache" "$WORK/borg-base" \
-    "$WORK/bin" "$S3_DATA"
+    "$WORK/bin" "$S3_DATA" "$WORK/bupstash.sendlog"
 fi

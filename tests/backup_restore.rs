@@ -484,3 +484,64 @@ fn progress_is_drawn_on_a_terminal_and_never_into_a_pipe() {
     assert!(!stderr(&piped).contains("uploaded"), "{}", stderr(&piped));
     assert!(!stdout(&piped).contains('\r'));
 }
+
+#[test]
+fn the_file_cache_follows_the_walk_across_sources_and_tricky_names() {
+    let env = Env::new();
+    let src = env.path("src");
+    // Names whose byte order differs from walk order ("a.txt" < "a/x" as
+    // bytes, but the walk enters a/ first), sources given out of order.
+    for rel in [
+        "b/one",
+        "b/two",
+        "a/x",
+        "a/y/z",
+        "a.txt",
+        "a-b",
+        "A",
+        "a/y.conf",
+        "c/deep/er/file",
+    ] {
+        write(&src.join(rel), format!("content of {rel}\n").as_bytes());
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let sources = ["c", "b", "a.txt", "a", "A", "a-b"].map(|s| src.join(s));
+    let args: Vec<&Path> = sources.iter().map(|p| p.as_path()).collect();
+    let first = env.backup(&args);
+    let second = env.backup(&args);
+    // One file changed, one removed, one new.
+    write(&src.join("a/y/z"), b"changed content\n");
+    fs::remove_file(src.join("a/y.conf")).unwrap();
+    write(&src.join("a/new"), b"new\n");
+    let third = env.backup(&args);
+    let list = snapshots_json(&env);
+    let files_read = |id: &str| {
+        snapshot_by_id(&list, id)["totals"]["files_read"]
+            .as_u64()
+            .unwrap()
+    };
+    let files = |id: &str| {
+        snapshot_by_id(&list, id)["totals"]["files"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(files_read(&first), files(&first));
+    assert_eq!(files_read(&second), 0, "nothing changed, nothing read");
+    assert_eq!(files_read(&third), 2, "the changed and the new file only");
+    // Only the cache itself is left in the cache directory's repository folder.
+    let leftovers: Vec<_> = fs::read_dir(&env.cache)
+        .unwrap()
+        .flat_map(|d| fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("files-"))
+        .collect();
+    assert!(
+        leftovers.iter().all(|n| n.ends_with(".v2.zst")),
+        "{leftovers:?}"
+    );
+    let target = env.path("restored");
+    assert_success(&env.restore("latest", &target));
+    let root = target.join(src.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(root.join("a/y/z")).unwrap(), b"changed content\n");
+    assert_eq!(fs::read(root.join("A")).unwrap(), b"content of A\n");
+}

@@ -115,3 +115,61 @@ fn stdin_filename_must_stay_inside_the_snapshot() {
         assert_contains(&stderr(&out), "--stdin-filename");
     }
 }
+
+#[test]
+fn compressed_command_output_is_stored_with_a_warning_to_stop_compressing() {
+    let env = Env::new();
+    let plain = env.path("plain.sql");
+    let mut sql = Vec::new();
+    for i in 0..40_000 {
+        sql.extend_from_slice(format!("INSERT INTO t VALUES ({i}, 'row {i}');\n").as_bytes());
+    }
+    write(&plain, &sql);
+    let random = env.path("random.bin");
+    write(&random, &noise(2 << 20, 77));
+    let cases = [
+        (
+            format!("gzip -c {}", plain.display()),
+            Some("gzip-compressed"),
+        ),
+        (
+            format!("cat {}", random.display()),
+            Some("does not compress"),
+        ),
+        (format!("cat {}", plain.display()), None),
+    ];
+    for (command, warning) in cases {
+        let (out, v) = env.backup_json(&[
+            "--from-command",
+            &command,
+            "--stdin-filename",
+            "db/app.dump",
+        ]);
+        assert_success(&out);
+        let err = stderr(&out);
+        let listed = v["compressed_outputs"].as_array().unwrap();
+        match warning {
+            Some(what) => {
+                assert_contains(&err, "/db/app.dump");
+                assert_contains(&err, what);
+                assert_contains(&err, "pg_dump -Z0");
+                assert_contains(&err, "--postgres");
+                assert_eq!(listed.len(), 1, "{v}");
+                assert_eq!(listed[0]["path"], "/db/app.dump");
+            }
+            None => {
+                assert!(!err.contains("compress"), "{command}: {err}");
+                assert!(listed.is_empty(), "{v}");
+            }
+        }
+        // Stored all the same, byte for byte.
+        let target = env.path(&format!("t-{}", v["id"].as_str().unwrap()));
+        assert_success(&env.restore("latest", &target));
+        let expected = std::process::Command::new("sh")
+            .args(["-c", &command])
+            .output()
+            .unwrap()
+            .stdout;
+        assert_eq!(fs::read(target.join("db/app.dump")).unwrap(), expected);
+    }
+}

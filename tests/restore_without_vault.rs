@@ -90,6 +90,9 @@ fn restores_a_snapshot_with_only_age_and_zstd() {
     let env = Env::new();
     let src = env.path("src");
     sample_tree(&src);
+    // Random bytes (like compressed input) are stored as zstd frames of raw
+    // blocks rather than compressed: plain `zstd -d` must read them too.
+    write(&src.join("already-compressed.bin"), &noise(300_000, 5));
     let id = env.backup(&[&src]);
 
     // By `latest`.

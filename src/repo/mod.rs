@@ -703,6 +703,23 @@ impl Repository {
         Ok(id)
     }
 
+    /// Like [`Repository::put_object`], but not yet durable: the object must
+    /// go through [`Repository::sync_objects`] before anything refers to it.
+    pub fn put_object_unsynced(&self, kind: ObjectKind, bytes: &[u8]) -> Result<Id> {
+        let id = Id::of_bytes(bytes);
+        self.storage.put_unsynced(&kind.key(&id), bytes)?;
+        Ok(id)
+    }
+
+    /// Makes objects stored by [`Repository::put_object_unsynced`] durable.
+    pub fn sync_objects(&self, objects: impl IntoIterator<Item = (ObjectKind, Id)>) -> Result<()> {
+        let keys: Vec<String> = objects.into_iter().map(|(k, id)| k.key(&id)).collect();
+        if !keys.is_empty() {
+            self.storage.sync(&keys)?;
+        }
+        Ok(())
+    }
+
     /// Seals a JSON document for owner and writer and stores it.
     pub fn put_shared_json<T: Serialize>(&self, kind: ObjectKind, value: &T) -> Result<Id> {
         let bytes = seal_json(value, |b| self.keys.seal_shared(b))?;

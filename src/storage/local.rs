@@ -1,4 +1,6 @@
 //! A repository in a local directory: temp file, fsync, then a no-replace link.
+//! Packs skip the fsync at upload ([`Storage::put_unsynced`]) and are synced
+//! together before the index file that lists them ([`Storage::sync`]).
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -76,8 +78,10 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-impl Storage for LocalStorage {
-    fn put(&self, key: &str, data: &[u8]) -> Result<PutOutcome, StorageError> {
+impl LocalStorage {
+    /// Writes a temporary file and links it to `key`'s path; with `durable`,
+    /// the file is synced before the link and the directory after it.
+    fn put_file(&self, key: &str, data: &[u8], durable: bool) -> Result<PutOutcome, StorageError> {
         let err = |e| StorageError::from_io(key, e);
         let path = self.path(key);
         let dir = path.parent().expect("object keys have a parent directory");
@@ -90,7 +94,9 @@ impl Storage for LocalStorage {
             .tempfile_in(dir)
             .map_err(err)?;
         tmp.write_all(data).map_err(err)?;
-        tmp.as_file().sync_all().map_err(err)?;
+        if durable {
+            tmp.as_file().sync_all().map_err(err)?;
+        }
         // A hard link never replaces an existing object, so two writers racing
         // for the same key cannot clobber each other.
         let outcome = match fs::hard_link(tmp.path(), &path) {
@@ -99,8 +105,37 @@ impl Storage for LocalStorage {
             Err(e) => return Err(err(e)),
         };
         drop(tmp);
-        sync_dir(dir).map_err(err)?;
+        if durable {
+            sync_dir(dir).map_err(err)?;
+        }
         Ok(outcome)
+    }
+}
+
+impl Storage for LocalStorage {
+    fn put(&self, key: &str, data: &[u8]) -> Result<PutOutcome, StorageError> {
+        self.put_file(key, data, true)
+    }
+
+    fn put_unsynced(&self, key: &str, data: &[u8]) -> Result<PutOutcome, StorageError> {
+        self.put_file(key, data, false)
+    }
+
+    fn sync(&self, keys: &[String]) -> Result<(), StorageError> {
+        let mut dirs = std::collections::BTreeSet::new();
+        for key in keys {
+            let path = self.path(key);
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| StorageError::from_io(key, e))?;
+            if let Some(dir) = path.parent() {
+                dirs.insert(dir.to_owned());
+            }
+        }
+        for dir in dirs {
+            sync_dir(&dir).map_err(|e| StorageError::from_io(&dir.display().to_string(), e))?;
+        }
+        Ok(())
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {
@@ -207,5 +242,29 @@ mod tests {
         ));
         s.delete("index/a").unwrap();
         assert_eq!(s.list("index/").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn unsynced_puts_are_write_once_too_and_sync_names_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(dir.path());
+        assert_eq!(
+            s.put_unsynced("data/ab/x", b"1").unwrap(),
+            PutOutcome::Created
+        );
+        assert_eq!(
+            s.put_unsynced("data/ab/x", b"2").unwrap(),
+            PutOutcome::AlreadyExists
+        );
+        assert_eq!(
+            s.put_unsynced("data/cd/y", b"3").unwrap(),
+            PutOutcome::Created
+        );
+        assert_eq!(s.get("data/ab/x").unwrap(), b"1");
+        s.sync(&["data/ab/x".into(), "data/cd/y".into()]).unwrap();
+        // No temporary file is left behind.
+        assert_eq!(fs::read_dir(dir.path().join("data/ab")).unwrap().count(), 1);
+        let missing = s.sync(&["data/ef/z".into()]).unwrap_err();
+        assert!(missing.to_string().contains("data/ef/z"), "{missing}");
     }
 }

@@ -75,6 +75,20 @@ impl<T: Read + Seek + Send> ReadSeek for T {}
 pub trait Storage: Send + Sync {
     /// Stores `data` under `key` unless an object already exists there.
     fn put(&self, key: &str, data: &[u8]) -> Result<PutOutcome, StorageError>;
+    /// Like [`Storage::put`], but the object need not survive a power loss
+    /// until [`Storage::sync`] is called with its key: for objects nothing
+    /// refers to yet (packs before the index file listing them), so that many
+    /// are made durable at once. Storage whose puts are durable anyway (S3)
+    /// keeps the default.
+    fn put_unsynced(&self, key: &str, data: &[u8]) -> Result<PutOutcome, StorageError> {
+        self.put(key, data)
+    }
+    /// Makes the objects under `keys`, stored by [`Storage::put_unsynced`],
+    /// durable. Called before anything that refers to them is stored.
+    fn sync(&self, keys: &[String]) -> Result<(), StorageError> {
+        let _ = keys;
+        Ok(())
+    }
     /// Like [`Storage::put`], but never under Object Lock retention: for
     /// small objects that must be deletable soon (prune's lock).
     fn put_transient(&self, key: &str, data: &[u8]) -> Result<PutOutcome, StorageError> {

@@ -214,7 +214,7 @@ pub fn run(a: BackupArgs) -> Result<ExitCode> {
     } else {
         render::backup::text(&out);
     }
-    render::backup::warnings(&out.snapshot);
+    render::backup::warnings(&out);
     Ok(if out.snapshot.is_complete() {
         ExitCode::Ok
     } else {

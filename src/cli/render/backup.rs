@@ -3,7 +3,6 @@
 use serde_json::json;
 
 use super::{duration_ms, sanitize, size};
-use vault::format::snapshot::Snapshot;
 use vault::ops::backup::BackupOutcome;
 
 /// Prints the new snapshot as JSON.
@@ -14,6 +13,9 @@ pub fn json(out: &BackupOutcome) {
         "snapshot": s,
         "complete": s.is_complete(),
         "resumed": out.resumed,
+        "compressed_outputs": out.compressed_outputs.iter()
+            .map(|c| json!({"path": c.path, "why": c.why}))
+            .collect::<Vec<_>>(),
     }));
 }
 
@@ -44,13 +46,27 @@ pub fn text(out: &BackupOutcome) {
     }
 }
 
-/// Warns on stderr about every input that could not be read.
-pub fn warnings(s: &Snapshot) {
-    for e in &s.errors {
+/// Warns on stderr about every input that could not be read, and about
+/// command output that was already compressed.
+pub fn warnings(out: &BackupOutcome) {
+    for e in &out.snapshot.errors {
         eprintln!(
             "vault: warning: could not read {}: {}",
             sanitize(&e.path),
             sanitize(&e.message)
+        );
+    }
+    for c in &out.compressed_outputs {
+        let what = match c.why {
+            "incompressible" => "does not compress (its first MiB did not shrink)".to_owned(),
+            format => format!("is {format}-compressed"),
+        };
+        eprintln!(
+            "vault: warning: the command output stored as {} {what}: compressed output never \
+             deduplicates, so every backup stores all of it again; have the command write \
+             uncompressed output (pg_dump -Z0 / --compress=0, no gzip or zstd in the pipe), \
+             or back PostgreSQL up with vault's native --postgres source",
+            sanitize(&c.path)
         );
     }
 }

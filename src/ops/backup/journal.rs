@@ -235,6 +235,9 @@ impl Journal {
             }
         }
         if !file.packs.is_empty() {
+            // The killed run may not have synced them (the indexer syncs
+            // packs just before their index file).
+            repo.sync_objects(file.packs.iter().map(|p| (ObjectKind::Pack(p.kind), p.id)))?;
             // Signed and recorded like the indexer's own files, so later
             // backups of this host deduplicate against it too.
             let id = repo.put_signed_json(ObjectKind::Index, &file)?;

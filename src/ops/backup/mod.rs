@@ -10,10 +10,11 @@ mod dry_run;
 mod journal;
 mod own_index;
 mod pipeline;
+pub mod squeeze;
 
 pub use dry_run::{DryRunReport, dry_run};
 pub use journal::Recovered;
-pub use pipeline::Stats;
+pub use pipeline::{Stats, encode_blob};
 mod walk;
 
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ use crate::format::snapshot::{InputError, Snapshot, SourceRecord, SourceStatus, 
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::repo::{ObjectKind, Repository};
 pub use crate::source::command::CommandSource;
-use cache::{CacheEntry, FileCache};
+use cache::{CacheEntry, CacheWriter, FileCache};
 use journal::Journal;
 use pipeline::{BlobSink, Failure, RawBlob};
 use walk::{Event, FileData, FileJob, Walker};
@@ -77,6 +78,19 @@ pub struct BackupOutcome {
     /// indexing them, checked and indexed by this run (from the upload
     /// journal in the cache directory).
     pub resumed: Recovered,
+    /// Command sources whose output looked already compressed or
+    /// encrypted: such output never deduplicates from one backup to the next.
+    pub compressed_outputs: Vec<CompressedOutput>,
+}
+
+/// A command source whose output looked already compressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressedOutput {
+    /// Where the output is stored in the snapshot (`/stdin`, `/db/app.dump`).
+    pub path: String,
+    /// What gave it away: a format's magic number (`zstd`, `gzip`, `xz`,
+    /// `bzip2`) or `incompressible` (its first MiB did not shrink).
+    pub why: &'static str,
 }
 
 fn username() -> String {
@@ -258,6 +272,15 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         .cache_dir
         .as_ref()
         .map(|d| FileCache::load(d, &repo.config().id, &host, &paths));
+    // The next cache is written as the files go by, in walk order.
+    let mut cache_writer = cache.as_ref().and_then(|c| {
+        c.writer()
+            .map_err(|e| tracing::warn!("could not write the file cache: {e}"))
+            .ok()
+    });
+    // Files modified in the last second could change again within the
+    // same timestamp tick; leave them out so they are always re-read.
+    let fresh_ns = time.timestamp_nanos_opt().unwrap_or(i64::MAX) - 1_000_000_000;
 
     let errors = Mutex::new(Vec::<InputError>::new());
     let failure = Failure::default();
@@ -289,7 +312,10 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     let assembled = std::thread::scope(|s| {
         let (raw_tx, raw_rx) = bounded::<RawBlob>(64);
         let (cmp_tx, cmp_rx) = bounded(64);
-        let (up_tx, up_rx) = bounded(1);
+        // A rendezvous: a finished pack waits in the packer until an
+        // uploader is free, so at most three packs are held (one being
+        // filled, two being uploaded), not four.
+        let (up_tx, up_rx) = bounded(0);
         let (done_tx, done_rx) = unbounded();
         let level = repo.config().compression_level;
         for _ in 0..compress_threads {
@@ -320,7 +346,8 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
             .stack_size(256 << 20)
             .spawn_scoped(s, || walker.walk(ev_tx, job_tx, &failure))
             .expect("spawn the walker thread");
-        let result = assemble(ev_rx, &raw_tx, repo, &sink, &errors, &failure);
+        let next_cache = cache_writer.as_mut().map(|w| (w, fresh_ns));
+        let result = assemble(ev_rx, &raw_tx, repo, &sink, &errors, &failure, next_cache);
         if result.is_err() {
             failure.halt();
         }
@@ -330,7 +357,12 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     if let Some(e) = failure.take() {
         return Err(e);
     }
-    let (root, cache_entries, mut totals, certificates) = assembled?;
+    let Assembled {
+        root,
+        mut totals,
+        certificates,
+        compressed_outputs,
+    } = assembled?;
 
     for session in sessions {
         session.finish();
@@ -367,22 +399,16 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     };
     ensure_still_stored(repo, &sink.relied_packs())?;
     let id = repo.put_signed_json(ObjectKind::Snapshot, &snapshot)?;
-    if let Some(cache) = &cache {
-        // Files modified in the last second could change again within the
-        // same timestamp tick; leave them out so they are always re-read.
-        let fresh_ns = time.timestamp_nanos_opt().unwrap_or(i64::MAX) - 1_000_000_000;
-        let keep: Vec<CacheEntry> = cache_entries
-            .into_iter()
-            .filter(|e| e.mtime_ns < fresh_ns && e.ctime_ns < fresh_ns)
-            .collect();
-        if let Err(e) = cache.save(&keep) {
-            tracing::warn!("could not save the file cache: {e}");
-        }
+    if let Some(w) = cache_writer
+        && let Err(e) = w.finish()
+    {
+        tracing::warn!("could not save the file cache: {e}");
     }
     Ok(BackupOutcome {
         id,
         snapshot,
         resumed,
+        compressed_outputs,
     })
 }
 
@@ -455,7 +481,13 @@ fn source_records(
     out
 }
 
-type Assembled = (TreeId, Vec<CacheEntry>, Totals, Vec<CertInfo>);
+/// What the assembler hands back once every event is consumed.
+struct Assembled {
+    root: TreeId,
+    totals: Totals,
+    certificates: Vec<CertInfo>,
+    compressed_outputs: Vec<CompressedOutput>,
+}
 
 /// Consumes walk events in order and builds one tree blob per directory,
 /// bottom-up. File results are awaited in walk order.
@@ -466,10 +498,11 @@ fn assemble(
     sink: &BlobSink<'_>,
     errors: &Mutex<Vec<InputError>>,
     failure: &Failure,
+    mut next_cache: Option<(&mut CacheWriter, i64)>,
 ) -> Result<Assembled> {
     let mut stack: Vec<(Option<Node>, Vec<Node>)> = vec![(None, Vec::new())];
-    let mut cache_entries = Vec::new();
     let mut certificates = Vec::new();
+    let mut compressed_outputs = Vec::new();
     let mut totals = Totals::default();
     let cancelled = || Error::Cancelled {
         operation: "backup",
@@ -525,6 +558,12 @@ fn assemble(
                     },
                 };
                 certificates.extend(data.certificates);
+                if let Some(why) = data.looks_compressed {
+                    compressed_outputs.push(CompressedOutput {
+                        path: path.display().to_string(),
+                        why,
+                    });
+                }
                 sink.rely_on(&data.content);
                 node.size = data.size;
                 node.content = data.content;
@@ -535,18 +574,27 @@ fn assemble(
                     stack.last_mut().expect("frame").1.push(node);
                     continue;
                 }
-                cache_entries.push(CacheEntry {
-                    path: crate::format::tree::Bytes(path.into_os_string().into_encoded_bytes()),
-                    size: stamp.size,
-                    mtime_ns: node.mtime_ns,
-                    ctime_ns: stamp.ctime_ns,
-                    ino: stamp.ino,
-                    content: node.content.clone(),
-                    hash: data.hash,
-                });
-                if data.size != stamp.size {
-                    // Changed while being read: do not trust this stamp next time.
-                    cache_entries.pop();
+                // Not remembered: a file changed while being read (its
+                // stamp is not trustworthy) or within the last second.
+                if let Some((w, fresh_ns)) = next_cache.as_mut()
+                    && data.size == stamp.size
+                    && node.mtime_ns < *fresh_ns
+                    && stamp.ctime_ns < *fresh_ns
+                {
+                    let entry = CacheEntry {
+                        path: path.into_os_string().into_encoded_bytes(),
+                        size: stamp.size,
+                        mtime_ns: node.mtime_ns,
+                        ctime_ns: stamp.ctime_ns,
+                        ino: stamp.ino,
+                        content: node.content,
+                        hash: data.hash,
+                    };
+                    if let Err(e) = w.add(&entry) {
+                        tracing::warn!("could not write the file cache: {e}");
+                        next_cache = None;
+                    }
+                    node.content = entry.content;
                 }
                 stack.last_mut().expect("frame").1.push(node);
             }
@@ -570,7 +618,12 @@ fn assemble(
         (&a.subject, &a.serial).cmp(&(&b.subject, &b.serial))
     });
     certificates.dedup();
-    Ok((root, cache_entries, totals, certificates))
+    Ok(Assembled {
+        root,
+        totals,
+        certificates,
+        compressed_outputs,
+    })
 }
 
 /// Fails when a pack this run deduplicated against is gone: a prune whose

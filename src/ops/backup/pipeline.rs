@@ -18,6 +18,7 @@ use crate::repo::packer::{FinishedPack, PackBuilder};
 use crate::repo::{ObjectKind, Repository};
 
 use super::journal::Journal;
+use super::squeeze;
 
 /// Packs per index file: an interrupted backup loses at most this many
 /// packs' worth of reuse (their blobs are stored again next time).
@@ -163,7 +164,7 @@ pub fn compressor(
         if failure.stopped() {
             return;
         }
-        let data = match z.compress(&blob.data) {
+        let data = match encode_blob(&mut z, blob.kind, &blob.data) {
             Ok(d) => d,
             Err(e) => return failure.fail(Error::io("zstd", e)),
         };
@@ -177,6 +178,22 @@ pub fn compressor(
             return;
         }
     }
+}
+
+/// One blob as stored in a pack: a zstd frame, compressed by `z` unless
+/// it is a data blob that looks random (already compressed or encrypted
+/// input), which is stored as a frame of raw blocks for the cost of a copy.
+/// Either way `zstd -d` and every reader decode it alike.
+pub fn encode_blob(
+    z: &mut zstd::bulk::Compressor<'_>,
+    kind: BlobKind,
+    data: &[u8],
+) -> std::io::Result<Vec<u8>> {
+    if kind == BlobKind::Data && data.len() <= squeeze::MAX_RAW_FRAME && squeeze::looks_random(data)
+    {
+        return Ok(squeeze::raw_frame(data));
+    }
+    z.compress(data)
 }
 
 /// A compressed blob travelling to the packer.
@@ -253,7 +270,8 @@ pub fn uploader(
             // without it.
             tracing::warn!("upload journal: {e}");
         }
-        if let Err(e) = repo.put_object(ObjectKind::Pack(pack.kind), &pack.bytes) {
+        // Synced with the others of its index file, before that is stored.
+        if let Err(e) = repo.put_object_unsynced(ObjectKind::Pack(pack.kind), &pack.bytes) {
             return failure.fail(e);
         }
         stats
@@ -269,8 +287,9 @@ pub fn uploader(
 }
 
 /// Writes an index file for every few uploaded packs, and one at the end.
-/// A pack is indexed only after its upload finished, so an index never
-/// points at a missing pack.
+/// A pack is indexed only after its upload finished and it was synced
+/// (uploads do not sync each pack), so an index never points at a missing
+/// or torn pack, even after a power loss.
 /// Each is signed by this host and recorded in `own`, so later backups of
 /// this host deduplicate against it; once an index file is stored, the
 /// journal entries of its packs go.
@@ -284,6 +303,13 @@ pub fn indexer(
     let mut pending = IndexFile::default();
     let flush = |pending: &mut IndexFile| -> Result<()> {
         if !pending.packs.is_empty() {
+            // One sync for the packs the index file makes reachable.
+            repo.sync_objects(
+                pending
+                    .packs
+                    .iter()
+                    .map(|p| (ObjectKind::Pack(p.kind), p.id)),
+            )?;
             let id = repo.put_signed_json(ObjectKind::Index, pending)?;
             own.record(&id);
             if let Some(j) = journal {
@@ -305,5 +331,38 @@ pub fn indexer(
     // reuses those blobs instead of storing them again.
     if let Err(e) = flush(&mut pending) {
         failure.fail(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_data_blobs_are_stored_as_raw_frames_and_the_rest_compressed() {
+        let mut z = zstd::bulk::Compressor::new(3).unwrap();
+        let mut x = 0x1234_5678_9abc_def1u64;
+        let random: Vec<u8> = (0..40_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let stored = encode_blob(&mut z, BlobKind::Data, &random).unwrap();
+        assert!(stored == squeeze::raw_frame(&random));
+        assert_eq!(
+            zstd::bulk::decompress(&stored, random.len()).unwrap(),
+            random
+        );
+        // A tree blob always goes through the compressor (it may exceed a raw
+        // frame's size); zstd itself falls back to raw blocks here.
+        let tree = encode_blob(&mut z, BlobKind::Tree, &random).unwrap();
+        assert!(zstd::bulk::decompress(&tree, random.len()).unwrap() == random);
+        let text = b"key = value\n".repeat(3000);
+        let packed = encode_blob(&mut z, BlobKind::Data, &text).unwrap();
+        assert!(packed.len() < text.len() / 10);
+        assert_eq!(zstd::bulk::decompress(&packed, text.len()).unwrap(), text);
     }
 }

@@ -14,6 +14,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::cache::FileCache;
 use super::pipeline::{BlobSink, Failure, RawBlob};
+use super::squeeze;
 use crate::error::{Error, Result};
 use crate::format::chunk;
 use crate::format::id::Id;
@@ -38,6 +39,8 @@ pub struct FileData {
     pub size: u64,
     /// Certificates found, for keystore files.
     pub certificates: Vec<crate::format::snapshot::CertInfo>,
+    /// For command output: why it looks already compressed, if it does.
+    pub looks_compressed: Option<&'static str>,
 }
 
 /// What the walker saw of a file before reading it (for the cache).
@@ -441,10 +444,11 @@ impl<'a> Walker<'a> {
                     .filter(|e| e.content.iter().all(|id| self.index.contains(id)));
                 let data = match cached {
                     Some(e) => Pending::Ready(FileData {
-                        content: e.content.clone(),
+                        content: e.content,
                         hash: e.hash,
                         size: e.size,
                         certificates: Vec::new(),
+                        looks_compressed: None,
                     }),
                     None => {
                         let (tx, rx) = bounded(1);
@@ -503,7 +507,14 @@ fn read_command(
 ) -> Result<FileData, String> {
     let (running, stdout) =
         Running::start(source).map_err(|e| format!("cannot start the command: {e}"))?;
-    match store_stream(stdout, tx, repo, sink, false) {
+    // Only a plain command can be told to stop compressing; the native
+    // PostgreSQL source dumps uncompressed already.
+    let inspect = if source.kind == "command" {
+        Inspect::Head
+    } else {
+        Inspect::Nothing
+    };
+    match store_stream(stdout, tx, repo, sink, inspect) {
         Ok(data) => running.finish().map(|_| data).map_err(|e| e.to_string()),
         Err(why) => Err(running.abort(why)),
     }
@@ -524,7 +535,23 @@ fn read_file(
     let keystore = path
         .file_name()
         .is_some_and(|n| crate::source::keystore::is_keystore_name(n.as_bytes()));
-    store_stream(file, tx, repo, sink, keystore)
+    let inspect = if keystore {
+        Inspect::Keystore
+    } else {
+        Inspect::Nothing
+    };
+    store_stream(file, tx, repo, sink, inspect)
+}
+
+/// What [`store_stream`] looks at besides storing the content.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Inspect {
+    /// Nothing.
+    Nothing,
+    /// The certificates of a keystore (its whole content, when small).
+    Keystore,
+    /// Whether command output is already compressed (its first MiB).
+    Head,
 }
 
 /// Chunks, hashes and submits everything `reader` yields.
@@ -533,8 +560,9 @@ fn store_stream(
     tx: &Sender<RawBlob>,
     repo: &Repository,
     sink: &BlobSink<'_>,
-    inspect_keystore: bool,
+    inspect: Inspect,
 ) -> Result<FileData, String> {
+    let inspect_keystore = inspect == Inspect::Keystore;
     let mut whole = Vec::new();
     let key = repo.keys().chunk_key();
     let seed = chunk::gear_seed(key);
@@ -548,6 +576,10 @@ fn store_stream(
         if inspect_keystore && size <= crate::source::keystore::MAX_KEYSTORE {
             whole.extend_from_slice(&data);
         }
+        if inspect == Inspect::Head && whole.len() < squeeze::HEAD {
+            let take = data.len().min(squeeze::HEAD - whole.len());
+            whole.extend_from_slice(&data[..take]);
+        }
         let id = Id::keyed(key, &data);
         content.push(id);
         sink.submit(tx, BlobKind::Data, id, data)
@@ -558,11 +590,16 @@ fn store_stream(
     } else {
         Vec::new()
     };
+    let looks_compressed = match inspect {
+        Inspect::Head => squeeze::looks_compressed(&whole),
+        _ => None,
+    };
     Ok(FileData {
         content,
         hash: hasher.finalize().into(),
         size,
         certificates,
+        looks_compressed,
     })
 }
 
