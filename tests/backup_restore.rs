@@ -531,7 +531,9 @@ fn the_file_cache_follows_the_walk_across_sources_and_tricky_names() {
     // Only the cache itself is left in the cache directory's repository folder.
     let leftovers: Vec<_> = fs::read_dir(&env.cache)
         .unwrap()
-        .flat_map(|d| fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|d| d.unwrap().path())
+        .filter(|p| p.is_dir())
+        .flat_map(|p| fs::read_dir(p).unwrap())
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| n.starts_with("files-"))
         .collect();
