@@ -133,141 +133,28 @@ fn normalize_source(p: &std::path::Path) -> Result<PathBuf> {
 pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = chrono::Utc::now();
-    // A host key signs only its own series: the header names the host its
-    // certificate names.
-    let host = match (repo.keys().writer().host_name(), &opts.host) {
-        (Some(own), Some(asked)) if own != asked => {
-            return Err(Error::WrongKey(format!(
-                "this writer key is host {own:?}'s and signs only that host's backups; it \
-                 cannot record host {asked:?} (drop --host / VAULT_HOST, or use that host's key)"
-            )));
-        }
-        (Some(own), _) => own.to_owned(),
-        (None, asked) => asked.clone().unwrap_or_else(crate::source::host::hostname),
-    };
-    if opts.paths.is_empty() && opts.commands.is_empty() && opts.postgres.is_empty() {
-        return Err(Error::InvalidInput(
-            "nothing to back up: give at least one path".into(),
-        ));
-    }
-    let paths: Vec<PathBuf> = opts
-        .paths
-        .iter()
-        .map(|p| normalize_source(p))
-        .collect::<Result<_>>()?;
-    let path_names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-
-    if opts.commands.is_empty()
-        && opts.postgres.is_empty()
-        && !paths.iter().any(|p| p.symlink_metadata().is_ok())
-    {
-        return Err(Error::NotFound(format!(
-            "nothing could be read, no snapshot made: none of the source paths exists ({})",
-            path_names.join(", ")
-        )));
-    }
-    // Deduplicate only against claims that can be relied on: index files
-    // the owner signed (it read the blobs back) and those this host wrote
-    // itself (in its cache record, or signed by its own signing key).
-    // Another host's index file may be planted: a backup relying on it
-    // would not restore. Hosts sharing the shared writer key of `vault
-    // init` share its signatures too, and so trust each other's index
-    // files: they are one trust domain (they can forge each other's series
-    // as well); `vault key add-host` gives a host its own.
-    let host_dir = opts.cache_dir.as_deref().and_then(|d| {
-        crate::repo::cache::HostDir::open(d, &repo.config().id, &host)
-            .map_err(|e| tracing::warn!("cache directory not usable, going on without: {e}"))
-            .ok()
-    });
-    let mut own = own_index::OwnIndex::load(host_dir.as_ref());
-    let own_key = repo.keys().writer().host().map(|h| h.certificate().key);
-    let loaded = repo.load_dedup_index(&|id, signer| {
-        own.contains(id)
-            || matches!(signer, crate::repo::trust::Signer::Host(c) if Some(c.key) == own_key)
-    })?;
-    own.retain(
-        &loaded
-            .files
-            .iter()
-            .filter_map(|k| crate::repo::id_from_key(k))
-            .collect(),
-    );
-    // The packs in storage, as listed right after the index files were read
-    // (each prefix is listed once per backup).
-    let (mut index, condemned, stored) = (loaded.index, loaded.condemned, loaded.stored);
-    // Packs a killed run uploaded but never indexed: indexed now, once
-    // checked, so that this run reuses them.
-    let journal = host_dir.as_ref().and_then(|d| {
-        Journal::open(d)
-            .map_err(|e| tracing::warn!("upload journal disabled: {e}"))
-            .ok()
-    });
-    let mut resumed = journal::Recovered::default();
-    if let Some(j) = &journal {
-        match j.recover(repo, &stored, &mut index, &own) {
-            Ok(r) => resumed = r,
-            Err(e) => tracing::warn!("upload journal: could not index the packs it lists: {e}"),
-        }
-    }
-    // Dedupe only against packs that are really stored and that prune has
-    // not marked for deletion: an index entry pointing nowhere (or soon
-    // nowhere) must not make a backup skip a blob.
-    index.retain_packs(|p| stored.contains_key(p) && !condemned.contains_key(p));
-    // PostgreSQL sources: open each transaction now; it stays open (and its
-    // snapshot valid) until the dump has been stored.
-    let mut commands = opts.commands.clone();
-    let mut sessions = Vec::new();
-    let mut failed_sources: Vec<(SourceRecord, InputError)> = Vec::new();
-    for conninfo in &opts.postgres {
-        match crate::source::postgres::PgSnapshot::begin(conninfo) {
-            Ok(session) => {
-                commands.push(session.dump_source());
-                match session.globals_source() {
-                    Some(globals) => commands.push(globals),
-                    None => tracing::warn!(
-                        "postgres/{}: globals {}",
-                        session.database,
-                        crate::source::postgres::GLOBALS_SKIPPED
-                    ),
-                }
-                sessions.push(session);
-            }
-            Err(message) => {
-                let db = crate::source::postgres::conninfo_env(conninfo)
-                    .ok()
-                    .and_then(|env| env.into_iter().find(|(k, _)| k == "PGDATABASE"))
-                    .map_or_else(|| "postgres".to_owned(), |(_, v)| v);
-                let name = format!("postgres/{db}.dump");
-                failed_sources.push((
-                    SourceRecord {
-                        kind: "postgres".into(),
-                        name: name.clone(),
-                        paths: Vec::new(),
-                        status: SourceStatus::Failed,
-                        command: None,
-                        details: Some(
-                            serde_json::json!({ "conninfo": crate::source::postgres::redacted(conninfo) }),
-                        ),
-                    },
-                    InputError {
-                        path: format!("/{name}"),
-                        message,
-                    },
-                ));
-            }
-        }
-    }
-    let (snapshots, _) = repo.snapshots()?;
+    // Phase 1: what to back up, as which host.
+    let host = series_host(repo, opts)?;
+    let (paths, path_names) = source_paths(opts)?;
+    // Phase 2: what this backup may deduplicate against.
+    let Baseline {
+        index,
+        own,
+        journal,
+        resumed,
+    } = dedup_baseline(repo, opts, &host)?;
+    // Phase 3: PostgreSQL transactions, open until their dumps are stored.
+    let Databases {
+        commands,
+        sessions,
+        failed: failed_sources,
+    } = open_databases(opts);
     let wanted_names: Vec<String> = path_names
         .iter()
         .cloned()
         .chain(commands.iter().map(|c| c.filename.clone()))
         .collect();
-    let parent = snapshots
-        .iter()
-        .rev()
-        .find(|(_, s)| s.host == host && source_names(&s.sources) == wanted_names)
-        .map(|(id, _)| *id);
+    let parent = find_parent(repo, &host, &wanted_names)?;
     let cache = opts
         .cache_dir
         .as_ref()
@@ -287,17 +174,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     let own_stats = Stats::default();
     let stats: &Stats = opts.progress.as_deref().unwrap_or(&own_stats);
     let sink = BlobSink::new(&index, stats);
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let compress_threads = if opts.compress_threads == 0 {
-        cores
-    } else {
-        opts.compress_threads
-    };
-    let read_threads = if opts.read_threads == 0 {
-        cores.clamp(2, 8)
-    } else {
-        opts.read_threads
-    };
+    let (compress_threads, read_threads) = thread_counts(opts);
     let walker = Walker::new(
         &paths,
         &commands,
@@ -309,6 +186,8 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     .exclude_if_present(&opts.exclude_if_present)
     .one_file_system(opts.one_file_system);
 
+    // Phase 4: the pipeline (walk, read, chunk, compress, pack, upload,
+    // index), bounded channels between its stages.
     let assembled = std::thread::scope(|s| {
         let (raw_tx, raw_rx) = bounded::<RawBlob>(64);
         let (cmp_tx, cmp_rx) = bounded(64);
@@ -367,19 +246,14 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     for session in sessions {
         session.finish();
     }
-    let mut errors = errors.into_inner().expect("errors lock");
-    let mut sources = source_records(&path_names, &commands, &errors, totals.files + totals.dirs);
-    for (record, error) in failed_sources {
-        sources.push(record);
-        errors.push(error);
-    }
-    if sources.iter().all(|s| s.status == SourceStatus::Failed) {
-        let first = errors
-            .first()
-            .map(|e| format!("{}: {}", e.path, e.message))
-            .unwrap_or_default();
-        return Err(Error::NothingRead(first));
-    }
+    // Phase 5: the snapshot header.
+    let (sources, errors) = outcome_per_source(
+        &path_names,
+        &commands,
+        errors.into_inner().expect("errors lock"),
+        failed_sources,
+        totals.files + totals.dirs,
+    )?;
     totals.blobs_added = stats.blobs_added.load(Ordering::Relaxed);
     totals.bytes_added = stats.bytes_added.load(Ordering::Relaxed);
     totals.bytes_stored = stats.bytes_stored.load(Ordering::Relaxed);
@@ -410,6 +284,234 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         resumed,
         compressed_outputs,
     })
+}
+
+/// What a backup may deduplicate against, and where it records what it
+/// uploads (see [`dedup_baseline`]).
+struct Baseline {
+    /// Blobs already stored in packs this backup may rely on.
+    index: crate::format::index::Index,
+    /// The index files this host wrote itself.
+    own: own_index::OwnIndex,
+    /// The journal of packs uploaded but not yet indexed.
+    journal: Option<Journal>,
+    /// What the journal of a killed run gave back.
+    resumed: journal::Recovered,
+}
+
+/// Phase 2 of a backup: loads the index it may deduplicate against (owner
+/// attested and its own index files, in packs still stored and not marked
+/// for deletion) and indexes the packs a killed run left in its journal.
+fn dedup_baseline(repo: &Repository, opts: &BackupOptions, host: &str) -> Result<Baseline> {
+    // Deduplicate only against claims that can be relied on: index files
+    // the owner signed (it read the blobs back) and those this host wrote
+    // itself (in its cache record, or signed by its own signing key).
+    // Another host's index file may be planted: a backup relying on it
+    // would not restore. Hosts sharing the shared writer key of `vault
+    // init` share its signatures too, and so trust each other's index
+    // files: they are one trust domain (they can forge each other's series
+    // as well); `vault key add-host` gives a host its own.
+    let host_dir = opts.cache_dir.as_deref().and_then(|d| {
+        crate::repo::cache::HostDir::open(d, &repo.config().id, host)
+            .map_err(|e| tracing::warn!("cache directory not usable, going on without: {e}"))
+            .ok()
+    });
+    let mut own = own_index::OwnIndex::load(host_dir.as_ref());
+    let own_key = repo.keys().writer().host().map(|h| h.certificate().key);
+    let loaded = repo.load_dedup_index(&|id, signer| {
+        own.contains(id)
+            || matches!(signer, crate::repo::trust::Signer::Host(c) if Some(c.key) == own_key)
+    })?;
+    own.retain(
+        &loaded
+            .files
+            .iter()
+            .filter_map(|k| crate::repo::id_from_key(k))
+            .collect(),
+    );
+    // The packs in storage, as listed right after the index files were read
+    // (each prefix is listed once per backup).
+    let (mut index, condemned, stored) = (loaded.index, loaded.condemned, loaded.stored);
+    // Packs a killed run uploaded but never indexed: indexed now, once
+    // checked, so that this run reuses them.
+    let journal = host_dir.as_ref().and_then(|d| {
+        Journal::open(d)
+            .map_err(|e| tracing::warn!("upload journal disabled: {e}"))
+            .ok()
+    });
+    let mut resumed = journal::Recovered::default();
+    if let Some(j) = &journal {
+        match j.recover(repo, &stored, &mut index, &own) {
+            Ok(r) => resumed = r,
+            Err(e) => tracing::warn!("upload journal: could not index the packs it lists: {e}"),
+        }
+    }
+    // Dedupe only against packs that are really stored and that prune has
+    // not marked for deletion: an index entry pointing nowhere (or soon
+    // nowhere) must not make a backup skip a blob.
+    index.retain_packs(|p| stored.contains_key(p) && !condemned.contains_key(p));
+    Ok(Baseline {
+        index,
+        own,
+        journal,
+        resumed,
+    })
+}
+
+/// The command sources of the PostgreSQL databases (a dump, and the
+/// globals when the role may read them), the open transactions whose
+/// snapshots the dumps read, and a failed source for each database that
+/// could not be reached.
+struct Databases {
+    commands: Vec<CommandSource>,
+    sessions: Vec<crate::source::postgres::PgSnapshot>,
+    failed: Vec<(SourceRecord, InputError)>,
+}
+
+/// Phase 3 of a backup: opens a transaction in every PostgreSQL database
+/// (it stays open, and its snapshot valid, until the dump is stored).
+fn open_databases(opts: &BackupOptions) -> Databases {
+    let mut commands = opts.commands.clone();
+    let mut sessions = Vec::new();
+    let mut failed_sources: Vec<(SourceRecord, InputError)> = Vec::new();
+    for conninfo in &opts.postgres {
+        match crate::source::postgres::PgSnapshot::begin(conninfo) {
+            Ok(session) => {
+                commands.push(session.dump_source());
+                match session.globals_source() {
+                    Some(globals) => commands.push(globals),
+                    None => tracing::warn!(
+                        "postgres/{}: globals {}",
+                        session.database,
+                        crate::source::postgres::GLOBALS_SKIPPED
+                    ),
+                }
+                sessions.push(session);
+            }
+            Err(message) => {
+                let db = crate::source::postgres::conninfo_env(conninfo)
+                    .ok()
+                    .and_then(|env| env.into_iter().find(|(k, _)| k == "PGDATABASE"))
+                    .map_or_else(|| "postgres".to_owned(), |(_, v)| v);
+                let name = format!("postgres/{db}.dump");
+                failed_sources.push((
+                    SourceRecord {
+                        kind: "postgres".into(),
+                        name: name.clone(),
+                        paths: Vec::new(),
+                        status: SourceStatus::Failed,
+                        command: None,
+                        details: Some(
+                            serde_json::json!({ "conninfo": crate::source::postgres::redacted(conninfo) }),
+                        ),
+                    },
+                    InputError {
+                        path: format!("/{name}"),
+                        message,
+                    },
+                ));
+            }
+        }
+    }
+    Databases {
+        commands,
+        sessions,
+        failed: failed_sources,
+    }
+}
+
+/// The newest snapshot of the same host and sources: the new one's parent.
+fn find_parent(
+    repo: &Repository,
+    host: &str,
+    wanted_names: &[String],
+) -> Result<Option<crate::format::id::SnapshotId>> {
+    let (snapshots, _) = repo.snapshots()?;
+    Ok(snapshots
+        .iter()
+        .rev()
+        .find(|(_, s)| s.host == host && source_names(&s.sources) == wanted_names)
+        .map(|(id, _)| *id))
+}
+
+/// Phase 1 of a backup: the host it records. A host key signs only its own
+/// series: the header names the host its certificate names.
+fn series_host(repo: &Repository, opts: &BackupOptions) -> Result<String> {
+    Ok(match (repo.keys().writer().host_name(), &opts.host) {
+        (Some(own), Some(asked)) if own != asked => {
+            return Err(Error::WrongKey(format!(
+                "this writer key is host {own:?}'s and signs only that host's backups; it \
+                 cannot record host {asked:?} (drop --host / VAULT_HOST, or use that host's key)"
+            )));
+        }
+        (Some(own), _) => own.to_owned(),
+        (None, asked) => asked.clone().unwrap_or_else(crate::source::host::hostname),
+    })
+}
+
+/// Phase 1 of a backup: the source paths, absolute and normalized, with
+/// their names; refuses a backup with nothing to read.
+fn source_paths(opts: &BackupOptions) -> Result<(Vec<PathBuf>, Vec<String>)> {
+    if opts.paths.is_empty() && opts.commands.is_empty() && opts.postgres.is_empty() {
+        return Err(Error::InvalidInput(
+            "nothing to back up: give at least one path".into(),
+        ));
+    }
+    let paths: Vec<PathBuf> = opts
+        .paths
+        .iter()
+        .map(|p| normalize_source(p))
+        .collect::<Result<_>>()?;
+    let path_names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    if opts.commands.is_empty()
+        && opts.postgres.is_empty()
+        && !paths.iter().any(|p| p.symlink_metadata().is_ok())
+    {
+        return Err(Error::NotFound(format!(
+            "nothing could be read, no snapshot made: none of the source paths exists ({})",
+            path_names.join(", ")
+        )));
+    }
+    Ok((paths, path_names))
+}
+
+/// Compression and read threads: as asked, else one compressor per core
+/// and between two and eight readers.
+fn thread_counts(opts: &BackupOptions) -> (usize, usize) {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let compress = match opts.compress_threads {
+        0 => cores,
+        n => n,
+    };
+    let read = match opts.read_threads {
+        0 => cores.clamp(2, 8),
+        n => n,
+    };
+    (compress, read)
+}
+
+/// Phase 5 of a backup: how each source fared, with the databases that
+/// could not be reached; refuses a snapshot in which every source failed.
+fn outcome_per_source(
+    path_names: &[String],
+    commands: &[CommandSource],
+    mut errors: Vec<InputError>,
+    failed: Vec<(SourceRecord, InputError)>,
+    entries_read: u64,
+) -> Result<(Vec<SourceRecord>, Vec<InputError>)> {
+    let mut sources = source_records(path_names, commands, &errors, entries_read);
+    for (record, error) in failed {
+        sources.push(record);
+        errors.push(error);
+    }
+    if sources.iter().all(|s| s.status == SourceStatus::Failed) {
+        let first = errors
+            .first()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .unwrap_or_default();
+        return Err(Error::NothingRead(first));
+    }
+    Ok((sources, errors))
 }
 
 /// The names identifying a snapshot's sources (to find its parent).
