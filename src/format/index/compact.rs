@@ -13,7 +13,7 @@
 //!   blob. A lookup matches the first 24 bytes of the id, so two blobs
 //!   whose ids share them would be one key. Restore never relies on that:
 //!   every blob read is checked against its full keyed id
-//!   ([`crate::repo::BlobReader`]), and a location holding another blob
+//!   (the repository layer's blob reader), and a location holding another blob
 //!   fails that check, so the reader falls back to the next location and
 //!   reports an error when none holds the blob. A backup deduplicating
 //!   against such a key would skip a new blob: that takes two blob ids
