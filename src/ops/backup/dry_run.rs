@@ -10,10 +10,10 @@ use std::sync::Mutex;
 use crossbeam_channel::bounded;
 use serde::Serialize;
 
+use super::BackupOptions;
 use super::pipeline::Failure;
 use super::walk::{Event, Walker};
-use super::{BackupOptions, normalize_source};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::index::Index;
 use crate::format::snapshot::InputError;
 
@@ -43,16 +43,7 @@ pub struct DryRunReport {
 /// store. Fails like a backup when the options are invalid (a bad exclude
 /// pattern, a relative or missing source).
 pub fn dry_run(opts: &BackupOptions) -> Result<DryRunReport> {
-    if opts.paths.is_empty() && opts.commands.is_empty() && opts.postgres.is_empty() {
-        return Err(Error::InvalidInput(
-            "nothing to back up: give at least one path".into(),
-        ));
-    }
-    let paths: Vec<PathBuf> = opts
-        .paths
-        .iter()
-        .map(|p| normalize_source(p))
-        .collect::<Result<_>>()?;
+    let paths = super::normalized_paths(opts)?;
     let index = Index::default();
     let errors = Mutex::new(Vec::<InputError>::new());
     // Commands are listed, never run: the walk sees only paths.

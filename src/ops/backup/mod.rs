@@ -449,19 +449,21 @@ fn series_host(repo: &Repository, opts: &BackupOptions) -> Result<String> {
     })
 }
 
-/// Phase 1 of a backup: the source paths, absolute and normalized, with
-/// their names; refuses a backup with nothing to read.
-fn source_paths(opts: &BackupOptions) -> Result<(Vec<PathBuf>, Vec<String>)> {
+/// The source paths, absolute and normalized; refuses a backup with no
+/// source at all (also what `--dry-run` lists).
+pub(super) fn normalized_paths(opts: &BackupOptions) -> Result<Vec<PathBuf>> {
     if opts.paths.is_empty() && opts.commands.is_empty() && opts.postgres.is_empty() {
         return Err(Error::InvalidInput(
             "nothing to back up: give at least one path".into(),
         ));
     }
-    let paths: Vec<PathBuf> = opts
-        .paths
-        .iter()
-        .map(|p| normalize_source(p))
-        .collect::<Result<_>>()?;
+    opts.paths.iter().map(|p| normalize_source(p)).collect()
+}
+
+/// Phase 1 of a backup: the source paths, absolute and normalized, with
+/// their names; refuses a backup with nothing to read.
+fn source_paths(opts: &BackupOptions) -> Result<(Vec<PathBuf>, Vec<String>)> {
+    let paths = normalized_paths(opts)?;
     let path_names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     if opts.commands.is_empty()
         && opts.postgres.is_empty()
