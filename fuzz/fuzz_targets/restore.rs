@@ -402,6 +402,7 @@ fuzz_target!(|data: &[u8]| {
             .include
             .map(|i| vec![INCLUDES[i as usize % INCLUDES.len()].to_owned()])
             .unwrap_or_default(),
+        exclude: Vec::new(),
         threads: 1,
         verify: false,
         cancel: Default::default(),
