@@ -363,16 +363,17 @@ mod tests {
         // Blob 10 really is in pack 1; a planted index entry claims it is
         // in pack 2 too, and pack 2 sorts first.
         let (stored, index) = setup(&[(2, &[20, 10]), (1, &[10])]);
-        let mut genuine_only = |_: &Id, l: &BlobLocation| l.pack == Id([1; 32]);
-        let p = plan(
-            &stored,
-            &index,
-            &HashMap::new(),
-            &refs(&[10]),
-            &rules(48),
-            &mut genuine_only,
-        )
-        .unwrap();
+        let plan_verifying = |verify: &mut dyn FnMut(&Id, &BlobLocation) -> bool| {
+            plan(
+                &stored,
+                &index,
+                &HashMap::new(),
+                &refs(&[10]),
+                &rules(48),
+                verify,
+            )
+        };
+        let p = plan_verifying(&mut |_, l| l.pack == Id([1; 32])).unwrap();
         assert!(
             p.marks.iter().all(|m| m.pack != Id([1; 32])),
             "{:?}",
@@ -380,16 +381,7 @@ mod tests {
         );
         assert!(p.keep.contains(&Id([1; 32])));
         // When no copy verifies, prune stops: it carries no unverified claim.
-        let mut none = |_: &Id, _: &BlobLocation| false;
-        let lost = plan(
-            &stored,
-            &index,
-            &HashMap::new(),
-            &refs(&[10]),
-            &rules(48),
-            &mut none,
-        )
-        .unwrap_err();
+        let lost = plan_verifying(&mut |_, _| false).unwrap_err();
         assert_eq!(lost.unverified.len(), 1, "{lost}");
         assert!(lost.to_string().contains("not verifiably held"), "{lost}");
     }
