@@ -22,6 +22,7 @@ mod filters;
 mod fleet;
 mod forget;
 mod format_fixtures;
+mod inspect;
 mod keys;
 mod keystores;
 mod killmatrix;

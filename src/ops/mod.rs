@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod check;
 pub mod copy;
+pub mod diff;
 pub mod drill;
 pub mod forget;
 pub mod lock;

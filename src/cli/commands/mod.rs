@@ -7,6 +7,7 @@ pub mod check;
 pub mod completions;
 pub mod config;
 pub mod copy;
+pub mod diff;
 pub mod drill;
 pub mod dump;
 pub mod forget;
@@ -42,6 +43,8 @@ pub enum Command {
     Snapshots(snapshots::SnapshotsArgs),
     /// List the files in a snapshot.
     Ls(ls::LsArgs),
+    /// What changed between two snapshots: added, removed and modified paths.
+    Diff(diff::DiffArgs),
     /// Restore a snapshot, or verify it with --verify.
     Restore(restore::RestoreArgs),
     /// Write a snapshot (or a path in it) to stdout as a tar archive.
@@ -83,6 +86,7 @@ pub fn run(command: Command, config: Option<PathBuf>) -> Result<ExitCode> {
         Command::Backup(a) => backup::run(a),
         Command::Snapshots(a) => snapshots::run(a),
         Command::Ls(a) => ls::run(a),
+        Command::Diff(a) => diff::run(a),
         Command::Restore(a) => restore::run(a),
         Command::Dump(a) => dump::run(a),
         Command::Check(a) => check::run(a),

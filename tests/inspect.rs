@@ -1,0 +1,152 @@
+//! `vault diff`, `vault find` and `vault stats`: reading what snapshots
+//! hold without restoring them, from the CLI, bad input included.
+
+use std::fs;
+use std::path::Path;
+
+use crate::util::*;
+
+/// `vault CMD ... --json` with the owner key, parsed.
+fn json(env: &Env, cmd: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = env.vault(&[cmd], &env.owner_key, &all);
+    assert_success(&out);
+    serde_json::from_slice(&out.stdout).expect("one JSON document")
+}
+
+/// Backs up `path` as `host` with `--no-cache`; returns the snapshot id.
+fn backup_as(env: &Env, host: &str, path: &Path) -> String {
+    let (out, v) = env.backup_json(&["--host", host, path.to_str().unwrap()]);
+    assert_success(&out);
+    v["id"].as_str().unwrap().to_owned()
+}
+
+/// The changes of a `diff --json` as (change, path relative to `root`).
+fn changes(v: &serde_json::Value, root: &Path) -> Vec<(String, String)> {
+    let root = root.to_str().unwrap();
+    v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let p = c["path"].as_str().unwrap();
+            (
+                c["change"].as_str().unwrap().to_owned(),
+                p.strip_prefix(root).unwrap_or(p).to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn diff_reports_each_kind_of_change_and_skips_unchanged_directories() {
+    let env = Env::new();
+    let src = env.path("src");
+    for d in 0..30 {
+        write(
+            &src.join(format!("d{d:02}/file")),
+            format!("{d}").as_bytes(),
+        );
+    }
+    write(&src.join("d07/deep/inner/f"), b"old content");
+    write(&src.join("gone/x"), b"x");
+    write(&src.join("morph"), b"a file first");
+    let first = backup_as(&env, "h", &src);
+
+    // One file deep down changes: only the trees on its path are read.
+    write(&src.join("d07/deep/inner/f"), b"new content!");
+    let second = backup_as(&env, "h", &src);
+    let v = json(&env, "diff", &[&first, &second]);
+    assert_eq!(
+        changes(&v, &src),
+        vec![("modified".to_owned(), "/d07/deep/inner/f".to_owned())]
+    );
+    assert_eq!(v["summary"]["modified"], 1);
+    assert_eq!(v["summary"]["bytes_added"], 12);
+    assert_eq!(v["summary"]["bytes_removed"], 11);
+    // Each side reads the root, every directory down to the file's
+    // parent, and nothing else: not the other 29 directories.
+    let parent = src.join("d07/deep/inner");
+    let depth = parent.components().count() as u64; // "/" counts as the root
+    assert_eq!(v["summary"]["trees_read"], 2 * depth, "{v}");
+
+    // Added, removed, metadata and type changes, in path order.
+    fs::remove_dir_all(src.join("gone")).unwrap();
+    write(&src.join("d03/new"), b"new");
+    fs::remove_file(src.join("morph")).unwrap();
+    fs::create_dir(src.join("morph")).unwrap();
+    write(&src.join("morph/inside"), b"i");
+    let f = src.join("d05/file");
+    fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let third = backup_as(&env, "h", &src);
+    let v = json(&env, "diff", &[&second[..8], "latest"]);
+    let got: Vec<(String, String)> = changes(&v, &src)
+        .into_iter()
+        // Directories whose listing changed get a new mtime too.
+        .filter(|(c, p)| !(c == "metadata" && (p.is_empty() || p == "/d03")))
+        .collect();
+    let want = [
+        ("added", "/d03/new"),
+        ("metadata", "/d05/file"),
+        ("removed", "/gone"),
+        ("removed", "/gone/x"),
+        ("type", "/morph"),
+        ("added", "/morph/inside"),
+    ];
+    assert_eq!(
+        got,
+        want.iter()
+            .map(|(c, p)| (c.to_string(), p.to_string()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(v["to"], third.as_str());
+
+    // Text output: a mark per line, then the summary; the same snapshot on
+    // both sides is no change and reads nothing.
+    let out = env.vault(&["diff"], &env.owner_key, &[&second, &third]);
+    assert_success(&out);
+    let text = stdout(&out);
+    assert_contains(&text, &format!("-    {}/gone/\n", src.display()));
+    assert_contains(&text, &format!("T    {}/morph/\n", src.display()));
+    assert_contains(&text, "1 changed type");
+    let out = env.vault(&["diff"], &env.owner_key, &[&third, "latest"]);
+    assert_success(&out);
+    assert_eq!(stdout(&out), "no changes (0 trees read)\n");
+}
+
+#[test]
+fn diff_latest_resolves_within_the_filters_and_bad_input_is_refused() {
+    let env = Env::new();
+    let a = env.path("a");
+    write(&a.join("f"), b"1");
+    let web1 = backup_as(&env, "web1", &a);
+    write(&a.join("f"), b"22");
+    let web2 = backup_as(&env, "web2", &a);
+    // `latest --host web1` is web1's, not the newer web2 one.
+    let v = json(&env, "diff", &["--host", "web1", &web1, "latest"]);
+    assert_eq!(v["to"], web1.as_str());
+    assert_eq!(v["changes"], serde_json::json!([]));
+    let v = json(&env, "diff", &[&web1, &web2]);
+    assert_eq!(v["summary"]["modified"], 1);
+
+    // A snapshot the filter excludes, an unknown one, a missing argument,
+    // the writer key: each a clear error, nothing printed on stdout.
+    let out = env.vault(
+        &["diff"],
+        &env.owner_key,
+        &["--host", "web1", &web2, "latest"],
+    );
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), &format!("first snapshot {web2}"));
+    let out = env.vault(&["diff"], &env.owner_key, &[&web1, "beefbeef"]);
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), "second snapshot beefbeef");
+    assert!(out.stdout.is_empty());
+    let out = env.vault(&["diff"], &env.owner_key, &[&web1]);
+    assert_code(&out, 2);
+    let out = env.vault(&["diff"], &env.writer_key, &[&web1, &web2]);
+    assert_code(&out, 1);
+    assert_contains(&stderr(&out), "owner key");
+    assert!(out.stdout.is_empty());
+}
