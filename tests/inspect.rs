@@ -150,3 +150,98 @@ fn diff_latest_resolves_within_the_filters_and_bad_input_is_refused() {
     assert_contains(&stderr(&out), "owner key");
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn find_searches_every_snapshot_and_reads_unchanged_directories_once() {
+    let env = Env::new();
+    let src = env.path("src");
+    for d in 0..20 {
+        // Distinct content: identical directories share one tree.
+        write(
+            &src.join(format!("static/d{d:02}/page.html")),
+            format!("<p>{d:02}").as_bytes(),
+        );
+    }
+    let mut ids = Vec::new();
+    for n in 1..=5 {
+        write(&src.join(format!("logs/app-{n}.log")), &vec![b'x'; n]);
+        ids.push(backup_as(&env, "web1", &src));
+    }
+    let out = env.vault(&["find"], &env.owner_key, &["*.log"]);
+    assert_success(&out);
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 1 + 2 + 3 + 4 + 5, "{lines:?}");
+    // Newest snapshot first, each line naming the snapshot and the path.
+    assert!(lines[0].starts_with(&ids[4][..8]), "{}", lines[0]);
+    assert!(lines[0].ends_with(&format!("{}/logs/app-1.log", src.display())));
+    // The first snapshot reads its 26 directories (root, the 3 above src,
+    // logs, static and its 20); each later one reads the 5 on the way to
+    // logs/ and skips static/, known to hold no match.
+    assert_contains(
+        &stderr(&out),
+        "15 matches in 5 snapshots (46 directories read, 4 unchanged without a match skipped)",
+    );
+
+    // A whole-path glob, one snapshot, JSON lines.
+    let glob = format!("{}/static/d0[0-2]/*.html", src.display());
+    let out = env.vault(
+        &["find"],
+        &env.owner_key,
+        &[&glob, "--snapshot", &ids[1][..8], "--json"],
+    );
+    assert_success(&out);
+    let found: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(found.len(), 3);
+    assert_eq!(found[0]["snapshot"], ids[1].as_str());
+    assert_eq!(found[0]["size"], 5);
+    assert_eq!(found[0]["kind"], "file");
+    assert!(found[0]["mtime"].as_str().unwrap().starts_with("20"));
+    assert_eq!(
+        found[2]["path"],
+        format!("{}/static/d02/page.html", src.display())
+    );
+}
+
+#[test]
+fn find_takes_the_filters_and_refuses_bad_input() {
+    let env = Env::new();
+    let a = env.path("a");
+    write(&a.join("Secret.KEY"), b"k");
+    let web1 = backup_as(&env, "web1", &a);
+    let _web2 = backup_as(&env, "web2", &a);
+    let out = env.vault(
+        &["find"],
+        &env.owner_key,
+        &["*.key", "--host", "web1", "--ignore-case"],
+    );
+    assert_success(&out);
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.starts_with(&web1[..8]));
+    // Case matters without --ignore-case.
+    let out = env.vault(&["find"], &env.owner_key, &["*.key"]);
+    assert_success(&out);
+    assert!(out.stdout.is_empty());
+    assert_contains(&stderr(&out), "0 matches in 2 snapshots");
+    // A filter nothing passes: said, not an error.
+    let out = env.vault(&["find"], &env.owner_key, &["*", "--host", "db9"]);
+    assert_success(&out);
+    assert_contains(&stderr(&out), "no snapshot to search matches --host db9");
+
+    for (args, code, says) in [
+        (vec!["a[b"], 2, "pattern \"a[b\""),
+        (vec![""], 2, "the pattern is empty"),
+        (vec!["*", "--snapshot", "beefbeef"], 2, "beefbeef"),
+    ] {
+        let out = env.vault(&["find"], &env.owner_key, &args);
+        assert_code(&out, code);
+        assert_contains(&stderr(&out), says);
+        assert!(out.stdout.is_empty());
+    }
+    let out = env.vault(&["find"], &env.writer_key, &["*"]);
+    assert_code(&out, 1);
+    assert_contains(&stderr(&out), "owner key");
+}

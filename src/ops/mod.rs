@@ -9,6 +9,7 @@ pub mod check;
 pub mod copy;
 pub mod diff;
 pub mod drill;
+pub mod find;
 pub mod forget;
 pub mod lock;
 pub mod prune;

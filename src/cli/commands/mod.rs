@@ -10,6 +10,7 @@ pub mod copy;
 pub mod diff;
 pub mod drill;
 pub mod dump;
+pub mod find;
 pub mod forget;
 pub mod init;
 pub mod key;
@@ -45,6 +46,9 @@ pub enum Command {
     Ls(ls::LsArgs),
     /// What changed between two snapshots: added, removed and modified paths.
     Diff(diff::DiffArgs),
+    /// Entries whose name (or path) matches a glob, in every snapshot the
+    /// filters let through.
+    Find(find::FindArgs),
     /// Restore a snapshot, or verify it with --verify.
     Restore(restore::RestoreArgs),
     /// Write a snapshot (or a path in it) to stdout as a tar archive.
@@ -87,6 +91,7 @@ pub fn run(command: Command, config: Option<PathBuf>) -> Result<ExitCode> {
         Command::Snapshots(a) => snapshots::run(a),
         Command::Ls(a) => ls::run(a),
         Command::Diff(a) => diff::run(a),
+        Command::Find(a) => find::run(a),
         Command::Restore(a) => restore::run(a),
         Command::Dump(a) => dump::run(a),
         Command::Check(a) => check::run(a),

@@ -6,6 +6,7 @@ pub mod check;
 pub mod copy;
 pub mod diff;
 pub mod drill;
+pub mod find;
 pub mod keys;
 pub mod ls;
 pub mod maintain;
