@@ -245,3 +245,89 @@ fn find_takes_the_filters_and_refuses_bad_input() {
     assert_code(&out, 1);
     assert_contains(&stderr(&out), "owner key");
 }
+
+#[test]
+fn stats_of_the_repository_reads_no_tree_and_agrees_with_the_snapshots() {
+    let env = Env::new();
+    let src = env.path("src");
+    let noise = noise(1 << 20, 7);
+    write(&src.join("a.bin"), &noise);
+    write(&src.join("copy-of-a.bin"), &noise);
+    write(&src.join("small"), b"small");
+    let first = backup_as(&env, "h", &src);
+    let second = backup_as(&env, "h", &src);
+    let logical = 2 * (1u64 << 20) + 5;
+
+    // Two snapshots of the same files: the content is stored once, and
+    // each snapshot repeats a.bin, so deduplication saves 4 to 1.
+    let mut args = vec!["--no-cache", "--json"];
+    let out = env.vault(&["stats"], &env.writer_key, &args);
+    assert_success(&out);
+    let repo: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(repo["mode"], "repository");
+    assert_eq!(repo["snapshots"], 2);
+    assert_eq!(repo["files"], 6);
+    assert_eq!(repo["logical_bytes"], 2 * logical);
+    let raw = repo["data"]["raw_bytes"].as_u64().unwrap();
+    assert_eq!(raw, (1 << 20) + 5, "each distinct byte once");
+    let ratio = repo["dedup_ratio"].as_f64().unwrap();
+    assert!((ratio - (2 * logical) as f64 / raw as f64).abs() < 1e-9);
+    assert!(repo["packs"].as_u64().unwrap() >= 2);
+    // Noise does not compress: stored is about the raw size.
+    let stored = repo["data"]["stored_bytes"].as_u64().unwrap();
+    assert!(
+        stored >= raw && stored < raw + raw / 50,
+        "{stored} vs {raw}"
+    );
+
+    // The snapshots counted from their trees need the same blobs.
+    let both = json(&env, "stats", &[&first, &second[..8], "--no-cache"]);
+    assert_eq!(both["mode"], "snapshots");
+    assert_eq!(both["files"], 6);
+    assert_eq!(both["logical_bytes"], 2 * logical);
+    assert_eq!(both["data"], repo["data"]);
+    assert_eq!(both["trees"]["count"], repo["trees"]["count"]);
+    let one = json(&env, "stats", &["latest", "--no-cache"]);
+    assert_eq!(one["snapshots"], 1);
+    assert_eq!(one["logical_bytes"], logical);
+    assert_eq!(one["data"]["raw_bytes"], raw);
+    let text = stdout(&env.vault(&["stats"], &env.owner_key, &["--host", "h", "--no-cache"]));
+    assert_contains(&text, "counted from       the snapshots' trees\n");
+    assert_contains(&text, "snapshots          2\n");
+
+    // Without the tree packs the repository figures are unchanged (none is
+    // read); counting a snapshot from its trees fails as damage.
+    fs::remove_dir_all(env.repo.join("tree")).unwrap();
+    fs::create_dir(env.repo.join("tree")).unwrap();
+    let out = env.vault(&["stats"], &env.writer_key, &args);
+    assert_success(&out);
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["data"], repo["data"]);
+    assert_eq!(again["logical_bytes"], repo["logical_bytes"]);
+    args.push("latest");
+    let out = env.vault(&["stats"], &env.owner_key, &args);
+    assert_code(&out, 4);
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn stats_refuses_bad_input() {
+    let env = Env::new();
+    let a = env.path("a");
+    write(&a.join("f"), b"1");
+    let id = backup_as(&env, "web1", &a);
+    for (args, says) in [
+        (vec!["beefbeef"], "beefbeef"),
+        (vec!["--host", "db9"], "no snapshot matches --host db9"),
+        (vec![&id[..8], "--host", "db9"], "--host db9"),
+    ] {
+        let out = env.vault(&["stats"], &env.owner_key, &args);
+        assert_code(&out, 2);
+        assert_contains(&stderr(&out), says);
+        assert!(out.stdout.is_empty());
+    }
+    // Snapshots counted from their trees need the owner key.
+    let out = env.vault(&["stats"], &env.writer_key, &["latest"]);
+    assert_code(&out, 1);
+    assert_contains(&stderr(&out), "owner key");
+}

@@ -15,5 +15,6 @@ pub mod lock;
 pub mod prune;
 pub mod restore;
 pub mod retention;
+pub mod stats;
 pub mod status;
 pub mod tag;

@@ -19,6 +19,7 @@ pub mod man;
 pub mod prune;
 pub mod restore;
 pub mod snapshots;
+pub mod stats;
 pub mod status;
 pub mod systemd;
 pub mod tag;
@@ -49,6 +50,9 @@ pub enum Command {
     /// Entries whose name (or path) matches a glob, in every snapshot the
     /// filters let through.
     Find(find::FindArgs),
+    /// Files, sizes, blob counts and the deduplication ratio of the
+    /// repository (from its index) or of some snapshots.
+    Stats(stats::StatsArgs),
     /// Restore a snapshot, or verify it with --verify.
     Restore(restore::RestoreArgs),
     /// Write a snapshot (or a path in it) to stdout as a tar archive.
@@ -92,6 +96,7 @@ pub fn run(command: Command, config: Option<PathBuf>) -> Result<ExitCode> {
         Command::Ls(a) => ls::run(a),
         Command::Diff(a) => diff::run(a),
         Command::Find(a) => find::run(a),
+        Command::Stats(a) => stats::run(a),
         Command::Restore(a) => restore::run(a),
         Command::Dump(a) => dump::run(a),
         Command::Check(a) => check::run(a),

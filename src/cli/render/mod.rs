@@ -12,6 +12,7 @@ pub mod ls;
 pub mod maintain;
 pub mod restore;
 pub mod snapshots;
+pub mod stats;
 pub mod status;
 
 use std::io::Write;
