@@ -26,6 +26,7 @@ mod inspect;
 mod keys;
 mod keystores;
 mod killmatrix;
+mod mount;
 mod options;
 mod passwd;
 mod postgres;

@@ -12,6 +12,7 @@ pub mod drill;
 pub mod find;
 pub mod forget;
 pub mod lock;
+pub mod mount;
 pub mod prune;
 pub mod restore;
 pub mod retention;

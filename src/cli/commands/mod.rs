@@ -16,6 +16,7 @@ pub mod init;
 pub mod key;
 pub mod ls;
 pub mod man;
+pub mod mount;
 pub mod prune;
 pub mod restore;
 pub mod snapshots;
@@ -53,6 +54,9 @@ pub enum Command {
     /// Files, sizes, blob counts and the deduplication ratio of the
     /// repository (from its index) or of some snapshots.
     Stats(stats::StatsArgs),
+    /// Serve the snapshots as a read-only file system (FUSE) until
+    /// unmounted or interrupted (owner key).
+    Mount(mount::MountArgs),
     /// Restore a snapshot, or verify it with --verify.
     Restore(restore::RestoreArgs),
     /// Write a snapshot (or a path in it) to stdout as a tar archive.
@@ -97,6 +101,7 @@ pub fn run(command: Command, config: Option<PathBuf>) -> Result<ExitCode> {
         Command::Diff(a) => diff::run(a),
         Command::Find(a) => find::run(a),
         Command::Stats(a) => stats::run(a),
+        Command::Mount(a) => mount::run(a),
         Command::Restore(a) => restore::run(a),
         Command::Dump(a) => dump::run(a),
         Command::Check(a) => check::run(a),
