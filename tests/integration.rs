@@ -28,6 +28,7 @@ mod keystores;
 mod killmatrix;
 mod mount;
 mod options;
+mod package;
 mod passwd;
 mod postgres;
 mod postgres_attacks;

@@ -27,6 +27,7 @@ mod commands;
 mod defaults;
 mod edge;
 mod exit;
+mod manual;
 mod progress;
 mod render;
 mod signals;
