@@ -67,6 +67,12 @@ pub struct SystemdArgs {
     /// is installed: not under /tmp or a build directory).
     #[arg(long, value_name = "PATH")]
     vault_bin: Option<PathBuf>,
+    /// Units for a package built on another machine (scripts/package.sh):
+    /// --vault-bin is where the package installs vault and need not exist
+    /// here, --user is created by the package, and no configuration file
+    /// is read (the units are the same wherever they are built).
+    #[arg(long, requires = "vault_bin")]
+    for_package: bool,
 }
 
 /// Runs `vault systemd`: prints the units, or writes them to `--output`.
@@ -75,8 +81,15 @@ pub fn run(a: SystemdArgs) -> Result<ExitCode> {
         Some(p) => p,
         None => std::env::current_exe().context("finding this vault binary (pass --vault-bin)")?,
     };
-    installed(&vault_bin)?;
-    account_exists(&a.user, a.group.as_deref())?;
+    if !a.for_package {
+        installed(&vault_bin)?;
+        account_exists(&a.user, a.group.as_deref())?;
+    } else if !vault_bin.is_absolute() {
+        usage!(
+            "--vault-bin {}: must be an absolute path",
+            vault_bin.display()
+        );
+    }
     let calendars = [
         ("--on-calendar", &a.on_calendar, !a.drill),
         ("--drill-on-calendar", &a.drill_on_calendar, a.drill),
@@ -87,7 +100,11 @@ pub fn run(a: SystemdArgs) -> Result<ExitCode> {
             calendar(flag, spec)?;
         }
     }
-    let from_file = from_config(&a.config)?;
+    let from_file = if a.for_package {
+        FromConfig::default()
+    } else {
+        from_config(&a.config)?
+    };
     let mut write_paths = a.write_paths;
     for p in from_file.write_paths {
         if !write_paths.contains(&p) {
