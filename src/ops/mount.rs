@@ -11,7 +11,8 @@
 //! verified) the first time it is listed or a name in it is looked up, and
 //! a file's content blobs when its bytes are read, each blob verified
 //! against its id before a byte of it is returned; the last few blobs stay
-//! in memory for sequential reads. Every tree read is bounded by the
+//! in memory for sequential reads, and the last packs' decrypting streams
+//! stay open. Every tree read is bounded by the
 //! entries its snapshot's header declares. The mount is read-only (every
 //! write is refused by the kernel) and, by default, only the user who
 //! mounted it can enter it.
@@ -73,6 +74,8 @@ pub struct SnapshotFs {
     snapshots: Vec<(SnapshotId, Snapshot)>,
     table: Mutex<Table>,
     blobs: Mutex<Vec<(Id, Arc<Vec<u8>>)>>,
+    /// Keeps the last packs' decrypting streams open between reads.
+    reader: Mutex<BlobReader<'static>>,
     uid: u32,
     gid: u32,
     mounted_at: SystemTime,
@@ -120,6 +123,7 @@ impl SnapshotFs {
                 next,
             }),
             blobs: Mutex::new(Vec::new()),
+            reader: Mutex::new(BlobReader::new(repo)),
             uid,
             gid,
             mounted_at: SystemTime::now(),
@@ -261,7 +265,12 @@ impl SnapshotFs {
                 return Ok(b.clone());
             }
         }
-        let bytes = Arc::new(BlobReader::new(self.repo).read_indexed(id, self.index)?);
+        let bytes = Arc::new(
+            self.reader
+                .lock()
+                .expect("the blob reader lock")
+                .read_indexed(id, self.index)?,
+        );
         let mut cache = self.blobs.lock().expect("the blob cache lock");
         if cache.len() >= CACHED_BLOBS {
             cache.remove(0);
