@@ -84,7 +84,7 @@ pub fn unwrap(stored: &[u8]) -> Result<(Option<[u8; 32]>, &[u8]), &'static str> 
     if stored.len() < 4 || stored[..4] != SALT_FRAME_MAGIC.to_le_bytes() {
         return Ok((None, stored));
     }
-    if stored.len() < HEADER || stored.len() % PAD as usize != 0 {
+    if stored.len() < HEADER || !stored.len().is_multiple_of(PAD as usize) {
         return Err("a salted blob's length is not a positive multiple of 64");
     }
     let skip = u32::from_le_bytes(stored[4..8].try_into().expect("4")) as usize;

@@ -137,8 +137,9 @@ impl WriterKey {
     }
 
     /// The writer key of generation `generation` that replaces this one: a
-    /// new identity, the same chunk-id key (so deduplication continues), and
-    /// this key's identities kept as earlier ones.
+    /// new identity, the same chunk-id key and salt (so deduplication
+    /// continues; a thief of this key cannot read the index files sealed to
+    /// the new identity), and this key's identities kept as earlier ones.
     pub fn next_generation(&self, generation: u32) -> Self {
         let mut previous = vec![self.identity.clone()];
         previous.extend(self.previous.iter().cloned());
@@ -151,7 +152,7 @@ impl WriterKey {
             previous,
             owner_signing_key: None,
             host: None,
-            salt: None,
+            salt: self.salt.clone(),
         }
     }
 

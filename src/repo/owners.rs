@@ -266,10 +266,6 @@ impl Repository {
         {
             next = next.with_host(signer, crate::format::signature::SHARED_HOST);
         }
-        if self.config.version >= 3 {
-            // A new salt too: a thief of the retired key knows its salt.
-            next = next.with_salt(owner);
-        }
         let sealed = keys::seal_generation(owner, &next)?;
         crypto::write_key_file(writer_key_out, &next.to_text())?;
         let object = keys::generation_key(generation);

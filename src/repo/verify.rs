@@ -205,7 +205,7 @@ impl<'k> BlobCheck<'k> {
             .map_err(|why| Error::format(subject, format!("blob {id}: {why}")))?;
         let expected = match salt_id {
             None => Expected::Exact(raw_length),
-            Some(_) if raw_length as u64 > SALTED_MAX || raw_length % salt::PAD != 0 => {
+            Some(_) if raw_length as u64 > SALTED_MAX || !raw_length.is_multiple_of(salt::PAD) => {
                 return Err(Error::format(
                     subject,
                     format!(
