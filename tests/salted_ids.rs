@@ -125,3 +125,28 @@ fn identical_small_files_on_two_hosts_are_stored_once_per_host() {
     assert_success(&env.restore("latest", &target));
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
 }
+
+/// Expected: the frozen format-3 fixture (`fixtures/repo-v3/`) stores its
+/// small files salted: the unsalted id of `etc/app.conf` is in no index
+/// file, its id salted with the fixture's writer key is, with lengths
+/// rounded up to 64 bytes (its tests restore it like every fixture).
+#[test]
+fn the_v3_fixture_stores_small_files_salted() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/repo-v3");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("writer.key");
+    std::fs::copy(fixture.join("writer.key"), &key).unwrap();
+    let mut perms = std::fs::metadata(&key).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    std::fs::set_permissions(&key, perms).unwrap();
+    let w = WriterAttacker::new(&fixture.join("repo"), &key);
+    assert_eq!(w.repo.config().version, 3);
+    let content = b"listen = 0.0.0.0:8443\nworkers = 4\n";
+    let ids = w.repo.keys().blob_ids();
+    let index = w.repo.load_index_files().unwrap().index;
+    assert!(!index.contains(&ids.unsalted(content)));
+    let loc = index
+        .get(&ids.salted(content))
+        .expect("salted blob indexed");
+    assert_eq!((loc.raw_length, loc.length % 64), (64, 0));
+}

@@ -605,6 +605,14 @@ impl SaltKeys {
         }
     }
 
+    /// An owner's keys from the repository owner key's secret line.
+    pub(crate) fn for_owner(chunk_key: &[u8; 32], owner_secret_line: &str) -> Self {
+        SaltKeys {
+            chunk_key: *chunk_key,
+            owner_secret: Some(Zeroizing::new(owner_secret_line.to_owned())),
+        }
+    }
+
     /// The chunk-id key.
     pub fn chunk_key(&self) -> &[u8; 32] {
         &self.chunk_key

@@ -502,6 +502,52 @@ mod tests {
     }
 
     #[test]
+    fn a_salted_blob_verifies_only_under_its_salt_with_the_owner_key() {
+        let owner = "AGE-SECRET-KEY-1TEST";
+        let salt_id = [3u8; 32];
+        let salted_key = salt::salted_id_key(&KEY, &salt::derive_salt(owner, &salt_id));
+        let raw = b"db_password=hunter2\n".to_vec();
+        let id = Id::keyed(&salted_key, &raw);
+        let stored = salt::wrap(&salt_id, &zstd::bulk::compress(&raw, 3).unwrap());
+        let mut owner_check = BlobCheck::with_keys(SaltKeys::for_owner(&KEY, owner), 1 << 16);
+        let (a, b) = both(&mut owner_check, &id, BlobKind::Data, &stored, 64);
+        assert_eq!(a.unwrap(), raw);
+        assert_eq!(b.unwrap(), raw);
+        // The exact length is not what the index records, nor is 128.
+        for wrong in [20, 128, 0] {
+            let (a, b) = both(&mut owner_check, &id, BlobKind::Data, &stored, wrong);
+            assert!(a.is_err() && b.is_err(), "raw_length {wrong} accepted");
+        }
+        // The unsalted id of the same content, or another salt id, fails.
+        let (a, _) = both(
+            &mut owner_check,
+            &Id::keyed(&KEY, &raw),
+            BlobKind::Data,
+            &stored,
+            64,
+        );
+        assert!(a.unwrap_err().to_string().contains("does not match its id"));
+        let other = salt::wrap(&[4u8; 32], &zstd::bulk::compress(&raw, 3).unwrap());
+        let (a, _) = both(&mut owner_check, &id, BlobKind::Data, &other, 64);
+        assert!(a.unwrap_err().to_string().contains("does not match its id"));
+        // Another repository owner key derives another salt.
+        let mut stranger =
+            BlobCheck::with_keys(SaltKeys::for_owner(&KEY, "AGE-SECRET-KEY-1OTHER"), 1 << 16);
+        assert!(
+            both(&mut stranger, &id, BlobKind::Data, &stored, 64)
+                .0
+                .is_err()
+        );
+        // Without the owner key, a salted blob does not verify at all.
+        let mut writer = BlobCheck::with_key(&KEY, 1 << 16);
+        let (a, _) = both(&mut writer, &id, BlobKind::Data, &stored, 64);
+        assert!(a.unwrap_err().to_string().contains("owner key"));
+        // A truncated padding frame is refused.
+        let (a, _) = both(&mut owner_check, &id, BlobKind::Data, &stored[..40], 64);
+        assert!(a.is_err());
+    }
+
+    #[test]
     fn a_data_blob_larger_than_a_chunk_is_refused_before_decompressing() {
         let mut check = BlobCheck::with_key(&KEY, 8);
         let raw = vec![0u8; 100];
