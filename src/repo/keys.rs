@@ -543,12 +543,9 @@ impl RepoKeys {
     /// What verifies salted blobs: the chunk-id key and, for an owner, the
     /// repository owner key every salt is derived from.
     pub fn salt_keys(&self) -> SaltKeys {
-        SaltKeys {
-            chunk_key: *self.writer.chunk_key,
-            owner_secret: self
-                .owner
-                .as_ref()
-                .map(|o| Zeroizing::new(o.secret_line().expose_secret().to_owned())),
+        match &self.owner {
+            Some(o) => SaltKeys::for_owner(&self.writer.chunk_key, o.secret_line().expose_secret()),
+            None => SaltKeys::unsalted(&self.writer.chunk_key),
         }
     }
 
