@@ -283,10 +283,11 @@ fn conclude(
 }
 
 /// The largest `raw_length` of a blob of `kind` in a repository whose
-/// chunker cuts at most `max_chunk` bytes.
+/// chunker cuts at most `max_chunk` bytes: a salted chunk's is recorded
+/// rounded up to a multiple of 64, so up to 63 bytes more.
 pub fn max_raw(kind: BlobKind, max_chunk: u32) -> u32 {
     match kind {
-        BlobKind::Data => max_chunk.min(MAX_BLOB),
+        BlobKind::Data => salt::rounded(max_chunk.min(MAX_BLOB)),
         BlobKind::Tree => MAX_BLOB,
     }
 }
