@@ -34,6 +34,7 @@ mod prune;
 mod restore_attacks;
 mod restore_without_vault;
 mod s3;
+mod salted_ids;
 mod status;
 mod tag;
 mod trust;

@@ -197,9 +197,10 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         let (up_tx, up_rx) = bounded(0);
         let (done_tx, done_rx) = unbounded();
         let level = repo.config().compression_level;
+        let salt_id = repo.keys().blob_ids().salt_id().copied();
         for _ in 0..compress_threads {
             let (rx, tx, f) = (raw_rx.clone(), cmp_tx.clone(), &failure);
-            s.spawn(move || pipeline::compressor(rx, tx, level, f));
+            s.spawn(move || pipeline::compressor(rx, tx, level, salt_id, f));
         }
         drop((raw_rx, cmp_tx));
         s.spawn(|| pipeline::packer(cmp_rx, up_tx, repo, &failure));
@@ -622,7 +623,7 @@ fn assemble(
             )));
         }
         let id = Id::keyed(repo.keys().chunk_key(), &bytes);
-        sink.submit(raw_tx, BlobKind::Tree, id, bytes)
+        sink.submit(raw_tx, BlobKind::Tree, id, bytes, false)
             .map_err(|_| cancelled())?;
         Ok(TreeId(id))
     };

@@ -20,6 +20,7 @@ use crate::format::chunk;
 use crate::format::id::Id;
 use crate::format::index::Index;
 use crate::format::pack::BlobKind;
+use crate::format::salt;
 use crate::format::snapshot::InputError;
 use crate::format::tree::{Node, NodeKind};
 use crate::repo::Repository;
@@ -564,11 +565,19 @@ fn store_stream(
 ) -> Result<FileData, String> {
     let inspect_keystore = inspect == Inspect::Keystore;
     let mut whole = Vec::new();
-    let key = repo.keys().chunk_key();
-    let seed = chunk::gear_seed(key);
+    let ids = repo.keys().blob_ids();
+    let seed = chunk::gear_seed(repo.keys().chunk_key());
     let mut hasher = blake3::Hasher::new();
     let mut content = Vec::new();
     let mut size = 0u64;
+    // The chunks of a stream that may still be small (at most SALTED_MAX
+    // bytes in all): held back until it ends (their ids are salted) or
+    // grows past it (unsalted, like every later chunk).
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    let send = |id: Id, data: Vec<u8>, salted: bool| {
+        sink.submit(tx, BlobKind::Data, id, data, salted)
+            .map_err(|_| "backup cancelled".to_string())
+    };
     for c in chunk::chunks(reader, &repo.config().chunker, seed) {
         let data = c.map_err(|e| format!("read error: {e}"))?;
         hasher.update(&data);
@@ -580,10 +589,20 @@ fn store_stream(
             let take = data.len().min(squeeze::HEAD - whole.len());
             whole.extend_from_slice(&data[..take]);
         }
-        let id = Id::keyed(key, &data);
+        if size <= salt::SALTED_MAX {
+            held.push(data);
+            continue;
+        }
+        for data in held.drain(..).chain(std::iter::once(data)) {
+            let id = ids.unsalted(&data);
+            content.push(id);
+            send(id, data, false)?;
+        }
+    }
+    for data in held {
+        let id = ids.salted(&data);
         content.push(id);
-        sink.submit(tx, BlobKind::Data, id, data)
-            .map_err(|_| "backup cancelled".to_string())?;
+        send(id, data, true)?;
     }
     let certificates = if inspect_keystore && size <= crate::source::keystore::MAX_KEYSTORE {
         crate::source::keystore::certificates(&whole)
