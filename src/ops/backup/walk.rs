@@ -84,8 +84,9 @@ pub struct FileJob {
 
 /// Where a file's content comes from.
 enum JobSource {
-    /// A regular file on disk.
-    Path(PathBuf),
+    /// A regular file on disk, and the device and inode the walker found
+    /// there (the file read must be that one).
+    Path(PathBuf, (u64, u64)),
     /// A command's standard output.
     Command(CommandSource),
 }
@@ -454,7 +455,7 @@ impl<'a> Walker<'a> {
                         let (tx, rx) = bounded(1);
                         st.jobs
                             .send(FileJob {
-                                source: JobSource::Path(path.to_owned()),
+                                source: JobSource::Path(path.to_owned(), (m.dev(), m.ino())),
                                 reply: tx,
                             })
                             .map_err(|_| ())?;
@@ -520,9 +521,14 @@ fn read_command(
     }
 }
 
-/// Reads one file: chunk, hash, and submit new chunks.
+/// Reads one file: chunk, hash, and submit new chunks. `listed` is the
+/// device and inode the walker recorded the file's metadata from: a path
+/// that leads elsewhere by now (a directory on it swapped for a symlink by
+/// whoever owns it) is not read, so no content is stored under another
+/// file's owner and mode.
 fn read_file(
     path: &Path,
+    listed: (u64, u64),
     tx: &Sender<RawBlob>,
     repo: &Repository,
     sink: &BlobSink<'_>,
@@ -531,6 +537,11 @@ fn read_file(
     let m = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
     if !m.is_file() {
         return Err("is no longer a regular file".into());
+    }
+    if (m.dev(), m.ino()) != listed {
+        return Err(
+            "was replaced while the backup ran (its path now leads to another file)".into(),
+        );
     }
     let keystore = path
         .file_name()
@@ -616,7 +627,7 @@ pub fn reader(
             return;
         }
         let result = match &job.source {
-            JobSource::Path(path) => read_file(path, &tx, repo, sink),
+            JobSource::Path(path, listed) => read_file(path, *listed, &tx, repo, sink),
             JobSource::Command(source) => read_command(source, &tx, repo, sink),
         };
         let _ = job.reply.send(result);

@@ -1,0 +1,173 @@
+//! Attacks by a local user of a backed-up host, holding nothing but an
+//! unprivileged account and the files and directories it owns (issue 11,
+//! capability (d)). Each vector states the outcome it asserts.
+//!
+//! | vector | expected |
+//! |---|---|
+//! | `vector_backup_race_…` | no file is stored with one inode's metadata (owner, mode) and another's content |
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::util::*;
+
+/// The unprivileged attacker's uid and gid (`nobody`).
+const NOBODY: u32 = 65534;
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "host-tree attacks are tested as root, as backups of whole hosts run"
+    );
+}
+
+fn chown(path: &Path, uid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid)).unwrap();
+}
+
+/// The racer: as `nobody`, swap `home/sub` (its own directory) for a
+/// symlink to `outside` and back until `stop` appears (bounded). Prints
+/// how many swaps it made.
+const RACER: &str = r#"
+my ($home, $outside, $stop) = @ARGV;
+chdir $home or die "chdir: $!";
+my $n = 0;
+open(my $ready, ">", ".ready") and close($ready);
+# Wait until the backup has listed sub (its access time, set in the past,
+# moves): from then on the walker and the readers use the paths it listed.
+my $first = (stat("sub"))[8];
+for (my $i = 0; $i < 20_000; $i++) {
+    last if (stat("sub"))[8] != $first;
+    select(undef, undef, undef, 0.001);
+}
+for (my $i = 0; $i < 3_000_000 && !-e $stop; $i++) {
+    # Mostly the real directory (so the walker lists and stats it), now
+    # and then briefly the symlink (where a reader opening a path lands).
+    for (my $k = 0; $k < 20_000; $k++) {}
+    rename("sub", "sub.real") or next;
+    $n++ if symlink($outside, "sub");
+    for (my $k = 0; $k < 4_000; $k++) {}
+    unlink("sub");
+    rename("sub.real", "sub") or die "rename back: $!";
+}
+print "$n\n";
+"#;
+
+/// A local user owns `home/sub` (3,000 readable files `f0000`…) and, while
+/// root backs up the tree, swaps the directory for a symlink to a root-only
+/// directory holding files of the same names (`SECRET …`, mode 0600) and
+/// back. The walker lists `home/sub/fNNNN` as the user's 0644 file, and a
+/// reader thread opens the same path a moment later, through the symlink.
+///
+/// Expected: a file's content always comes from the inode whose owner and
+/// mode the snapshot records: every restored file holding a secret is
+/// root's and mode 0600 (the user cannot read it), never the user's 0644
+/// file. Before, the reader opened whatever the path led to and stored the
+/// secret under the user's metadata, so restoring the user's home handed
+/// it the secret.
+#[test]
+fn vector_backup_race_a_user_swapping_their_directory_cannot_relabel_a_secret() {
+    require_root();
+    let env = Env::new();
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let src = env.path("src");
+    let outside = env.path("outside");
+    const FILES: usize = 3000;
+    for i in 0..FILES {
+        let public = src.join(format!("home/sub/f{i:04}"));
+        write(&public, format!("file {i}\n").as_bytes());
+        fs::set_permissions(&public, fs::Permissions::from_mode(0o644)).unwrap();
+        chown(&public, NOBODY);
+        let secret = outside.join(format!("f{i:04}"));
+        write(&secret, format!("SECRET {i}\n").as_bytes());
+        fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o700)).unwrap();
+    let home = src.join("home");
+    chown(&home, NOBODY);
+    chown(&home.join("sub"), NOBODY);
+    let stop = env.path("stop-racing");
+    let touched = Command::new("touch")
+        .args(["-a", "-d", "2000-01-01"])
+        .arg(home.join("sub"))
+        .status()
+        .unwrap();
+    assert!(touched.success());
+
+    let racer = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "perl",
+            "-e",
+            RACER,
+        ])
+        .arg(&home)
+        .arg(&outside)
+        .arg(&stop)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the racer (setpriv and perl)");
+    let ready = home.join(".ready");
+    for _ in 0..10_000 {
+        if ready.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(ready.exists(), "the racer did not start");
+    let out = env.vault(
+        &["backup"],
+        &env.writer_key,
+        &["--no-cache", "--json", src.to_str().unwrap()],
+    );
+    fs::write(&stop, b"").unwrap();
+    let raced = racer.wait_with_output().unwrap();
+    assert!(raced.status.success(), "racer failed: {raced:?}");
+    let swaps: u64 = String::from_utf8_lossy(&raced.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        swaps > 100,
+        "the racer swapped only {swaps} times: the test proved nothing"
+    );
+    // Files that changed under the backup are reported (exit 3), never
+    // stored wrongly.
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(3)),
+        "{}",
+        stderr(&out)
+    );
+
+    let target = env.path("target");
+    let restore = env.restore("latest", &target);
+    assert_success(&restore);
+    let mut relabelled = Vec::new();
+    let mut secrets = 0;
+    let mut stack = vec![target.clone()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = fs::symlink_metadata(e.path()).unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() && fs::read(e.path()).unwrap().starts_with(b"SECRET") {
+                secrets += 1;
+                if m.uid() != 0 || m.mode() & 0o077 != 0 {
+                    relabelled.push(e.path());
+                }
+            }
+        }
+    }
+    eprintln!("the racer swapped {swaps} times; {secrets} secret files stored as root's");
+    assert!(
+        relabelled.is_empty(),
+        "{} secret files stored with the user's owner or mode, e.g. {}",
+        relabelled.len(),
+        relabelled[0].display()
+    );
+}
