@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -248,7 +249,7 @@ impl<'a> Walker<'a> {
         };
         let _ = if self.layout.is_source {
             // `/` itself is a source: its entries are the root tree's entries.
-            self.visit_children(Path::new("/"), &mut st, failure, 1)
+            self.visit_children(Path::new("/"), None, &mut st, failure, 1)
         } else {
             self.walk_layout(Path::new("/"), &self.layout, &mut st, failure)
         };
@@ -332,15 +333,34 @@ impl<'a> Walker<'a> {
             .map_err(|_| ())
     }
 
-    /// Visits a directory's entries in name order.
+    /// Visits a directory's entries in name order. `listed` is what the
+    /// walker recorded of the directory itself: it is listed, and its
+    /// entries are examined, through a handle to that very inode, so a
+    /// directory on the path swapped for a symlink meanwhile (by a user who
+    /// owns it) is reported, never walked in its place.
     fn visit_children(
         &self,
         path: &Path,
+        listed: Option<&fs::Metadata>,
         st: &mut WalkState,
         failure: &Failure,
         depth: usize,
     ) -> Result<(), ()> {
-        let rd = match fs::read_dir(path) {
+        let handle = match listed.map(|m| open_listed_dir(path, m)).transpose() {
+            Ok(h) => h,
+            Err(e) => {
+                self.error(path, format!("listing directory: {e}"));
+                return Ok(());
+            }
+        };
+        // Through the open handle (`/proc/self/fd/N` names the inode, not
+        // the path), where /proc is there.
+        let through = handle
+            .as_ref()
+            .map(|h| PathBuf::from(format!("/proc/self/fd/{}", h.as_raw_fd())))
+            .filter(|p| p.exists());
+        let base = through.as_deref().unwrap_or(path);
+        let rd = match fs::read_dir(base) {
             Ok(rd) => rd,
             Err(e) => {
                 self.error(path, format!("listing directory: {e}"));
@@ -358,11 +378,12 @@ impl<'a> Walker<'a> {
             .collect();
         entries.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
         for e in entries {
-            let (cpath, cname) = (e.path(), e.file_name());
+            let cname = e.file_name();
+            let cpath = path.join(&cname);
             if self.excluded(&cpath, &cname) {
                 continue;
             }
-            match fs::symlink_metadata(&cpath) {
+            match fs::symlink_metadata(base.join(&cname)) {
                 Ok(cm) => self.visit(&cpath, &cname, &cm, st, failure, depth)?,
                 Err(err) => self.error(&cpath, format!("vanished or unreadable: {err}")),
             }
@@ -415,7 +436,7 @@ impl<'a> Walker<'a> {
                         ),
                     );
                 } else {
-                    self.visit_children(path, st, failure, depth + 1)?;
+                    self.visit_children(path, Some(m), st, failure, depth + 1)?;
                 }
                 st.events.send(Event::Leave).map_err(|_| ())
             }
@@ -474,6 +495,22 @@ impl<'a> Walker<'a> {
             _ => st.events.send(Event::Other(node)).map_err(|_| ()),
         }
     }
+}
+
+/// Opens directory `path` without following a symlink in its last
+/// component, and checks that it is the inode `listed` describes.
+fn open_listed_dir(path: &Path, listed: &fs::Metadata) -> std::io::Result<File> {
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(path)?;
+    let m = dir.metadata()?;
+    if (m.dev(), m.ino()) != (listed.dev(), listed.ino()) {
+        return Err(std::io::Error::other(
+            "was replaced while the backup ran (its path now leads to another directory)",
+        ));
+    }
+    Ok(dir)
 }
 
 fn open_for_backup(path: &Path) -> std::io::Result<File> {
