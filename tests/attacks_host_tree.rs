@@ -5,6 +5,7 @@
 //! | vector | expected |
 //! |---|---|
 //! | `vector_backup_race_…` | nothing outside the user's directory is stored in it; no content under another inode's owner and mode |
+//! | `vector_shared_cache_dir_symlink_…` | a cache directory others can write is refused; nothing outside it is created or chmod'ed |
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -173,4 +174,68 @@ fn vector_backup_race_a_user_swapping_their_directory_cannot_relabel_a_secret() 
         stored_secrets[0]
     );
     assert!(files > 100, "the user's files were stored");
+}
+
+/// A cache directory other local users can write to (a `--cache-dir` under
+/// `/tmp`, a shared `/var/cache/…` made group- or world-writable: here
+/// mode 1777, like `/tmp`). Another user, `nobody`, plants the entry of
+/// the repository (its id is in the plain `config`) as a symlink to a
+/// root-owned directory, `victim`, before root backs up with that cache.
+///
+/// Expected: the cache directory is refused (it is not private to the
+/// user running vault), the backup runs without it and succeeds, and
+/// `victim` keeps its mode and stays empty. Before, root made `v1/` and
+/// the view directories inside `victim` and changed its mode to 0700
+/// (through the symlink): any directory on the host could be chmod'ed.
+#[test]
+fn vector_shared_cache_dir_symlink_changes_nothing_outside_the_cache() {
+    require_root();
+    let env = Env::new();
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let shared = env.path("shared-cache");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim = env.path("victim");
+    fs::create_dir(&victim).unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o755)).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.repo.join("config")).unwrap()).unwrap();
+    let id = config["id"].as_str().unwrap();
+    let planted = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "ln",
+            "-s",
+        ])
+        .arg(&victim)
+        .arg(shared.join(id))
+        .status()
+        .unwrap();
+    assert!(planted.success(), "nobody plants the symlink");
+
+    let src = env.path("src");
+    sample_tree(&src);
+    let out = env.vault(
+        &["backup"],
+        &env.writer_key,
+        &[
+            "--cache-dir",
+            shared.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert_contains(&stderr(&out), "group or others can write to it");
+    let m = fs::metadata(&victim).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o755, "the victim's mode changed");
+    assert_eq!(
+        fs::read_dir(&victim).unwrap().count(),
+        0,
+        "vault wrote into the victim directory"
+    );
+    let target = env.path("t");
+    assert_success(&env.restore("latest", &target));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
 }
