@@ -584,3 +584,50 @@ fn vector_padded_documents_do_not_fill_the_metadata_cache() {
     );
     restores_exactly(&env, &src, "t");
 }
+
+/// Deleting what tells of a failure. A drill passed, the data was then
+/// damaged and the next drill failed; the storage attacker (it may delete
+/// on a local directory or an unversioned bucket) deletes the newest object
+/// under `drills/` — it needs no key to tell which one is newest.
+///
+/// Expected (a residual, documented in docs/SECURITY.md): a deletion leaves
+/// no trace, so `vault status` goes back to the last pass and is green; the
+/// lie lasts only while that pass is younger than `max_drill_age` (here a
+/// threshold of 0 s makes the same status red, naming the drill), and
+/// `vault check --read-data` still finds the damage. The drill host's own
+/// exit status is unaffected.
+#[test]
+fn vector_deleting_a_failed_drill_record_hides_it_only_until_max_drill_age() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("f"), &noise(100_000, 5));
+    env.backup(&[&src]);
+    assert_success(&env.vault(&["drill"], &env.owner_key, &[]));
+    let atk = StorageAttacker::new(&env.repo);
+    for (key, _) in atk.list("data") {
+        let p = env.repo.join(key);
+        let mut bytes = fs::read(&p).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 0xff;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&p, bytes).unwrap();
+    }
+    assert_code(&env.vault(&["drill"], &env.owner_key, &[]), 4);
+    let out = env.vault(&["status"], &env.writer_key, &[]);
+    assert_code(&out, 1);
+    assert_contains(&stdout(&out), "a drill failed at");
+
+    let newest = atk
+        .list("drills")
+        .into_iter()
+        .map(|(k, _)| k)
+        .max_by_key(|k| fs::metadata(env.repo.join(k)).unwrap().modified().unwrap())
+        .unwrap();
+    fs::remove_file(env.repo.join(&newest)).unwrap();
+    let out = env.vault(&["status"], &env.writer_key, &[]);
+    assert_success(&out);
+    let out = env.vault(&["status"], &env.writer_key, &["--max-drill-age", "0s"]);
+    assert_code(&out, 1);
+    assert_contains(&stdout(&out), "drill");
+    assert_code(&env.vault(&["check"], &env.owner_key, &["--read-data"]), 4);
+}
