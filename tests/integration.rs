@@ -5,6 +5,7 @@ mod attackers;
 mod util;
 
 mod attacks_history;
+mod attacks_host_tree;
 mod attacks_storage;
 mod attacks_writer_data;
 mod backup_restore;

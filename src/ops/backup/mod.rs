@@ -158,6 +158,11 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     let cache = opts
         .cache_dir
         .as_ref()
+        .filter(|d| {
+            crate::repo::cache::private_root(d)
+                .map_err(|e| tracing::warn!("file cache not usable, reading every file: {e}"))
+                .is_ok()
+        })
         .map(|d| FileCache::load(d, &repo.config().id, &host, &paths));
     // The next cache is written as the files go by, in walk order.
     let mut cache_writer = cache.as_ref().and_then(|c| {
