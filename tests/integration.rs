@@ -26,6 +26,7 @@ mod keys;
 mod keystores;
 mod killmatrix;
 mod options;
+mod overwrite;
 mod passwd;
 mod postgres;
 mod postgres_attacks;

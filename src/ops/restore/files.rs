@@ -42,6 +42,16 @@ pub struct FileState {
     failure: Mutex<Option<Failure>>,
     inline_hash: Mutex<Option<blake3::Hasher>>,
     single: bool,
+    commit: Commit,
+}
+
+/// How a finished file takes its final name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Commit {
+    /// Something had the name when the file was planned.
+    pub replacing: bool,
+    /// Never replace an existing entry (`--overwrite never`).
+    pub no_replace: bool,
 }
 
 /// A run of consecutive blobs of one file and where they go.
@@ -63,7 +73,12 @@ pub enum Finished {
         problem: Option<String>,
         /// What the restore policy withheld.
         withheld: Vec<(WithheldKind, String)>,
+        /// It replaced an existing entry.
+        replaced: bool,
     },
+    /// An entry that appeared under its name while it was written was
+    /// kept (`--overwrite never`); nothing was written.
+    Kept,
     /// Failed; nothing is left under its final name.
     Failed(Failure),
 }
@@ -74,6 +89,7 @@ pub fn plan(
     dir: &Arc<Dir>,
     node: &Node,
     index: &Index,
+    commit: Commit,
 ) -> Result<Vec<Segment>, Failure> {
     let mut offsets = Vec::with_capacity(node.content.len().div_ceil(SEGMENT_BLOBS) + 1);
     let mut pos = 0u64;
@@ -121,6 +137,7 @@ pub fn plan(
         failure: Mutex::new(None),
         inline_hash: Mutex::new((segments == 1).then(blake3::Hasher::new)),
         single: segments == 1,
+        commit,
     });
     if offsets.is_empty() {
         offsets.push(0);
@@ -250,12 +267,20 @@ fn check_and_commit(st: &FileState, meta: &MetaWriter, verify: bool) -> Result<F
         Some(_) => Some(FileId::of_file(&st.file).map_err(write_err)?),
         None => None,
     };
-    st.dir.commit(&st.tmp, &st.name).map_err(write_err)?;
+    if st.commit.no_replace {
+        if !st.dir.commit_new(&st.tmp, &st.name).map_err(write_err)? {
+            st.dir.remove_temp(&st.tmp);
+            return Ok(Finished::Kept);
+        }
+    } else {
+        st.dir.commit(&st.tmp, &st.name).map_err(write_err)?;
+    }
     Ok(Finished::Ok {
         bytes: st.node.size,
         id,
         problem: applied.problem,
         withheld: applied.withheld,
+        replaced: st.commit.replacing,
     })
 }
 
