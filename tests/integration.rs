@@ -35,6 +35,7 @@ mod prune;
 mod restore_attacks;
 mod restore_without_vault;
 mod s3;
+mod sparse;
 mod status;
 mod tag;
 mod trust;
