@@ -18,6 +18,7 @@ mod crash_resume;
 mod docs;
 mod drill;
 mod exit_codes;
+mod files_from;
 mod filters;
 mod fleet;
 mod forget;

@@ -6,6 +6,7 @@
 //! backup reuses and prune cleans up.
 
 mod cache;
+pub mod changes;
 mod dry_run;
 mod journal;
 mod own_index;
@@ -65,6 +66,8 @@ pub struct BackupOptions {
     pub compress_threads: usize,
     /// Counters the run updates as it goes, for a progress display.
     pub progress: Option<std::sync::Arc<Stats>>,
+    /// Make the per-file change list ([`BackupOutcome::changes`]).
+    pub list_changes: bool,
 }
 
 /// The result of a backup run.
@@ -81,6 +84,10 @@ pub struct BackupOutcome {
     /// Command sources whose output looked already compressed or
     /// encrypted: such output never deduplicates from one backup to the next.
     pub compressed_outputs: Vec<CompressedOutput>,
+    /// With [`BackupOptions::list_changes`]: every file from the source
+    /// paths, in walk order, as new, changed or unchanged since this
+    /// host's last backup of them ([`changes`]).
+    pub changes: Vec<changes::FileChange>,
 }
 
 /// A command source whose output looked already compressed.
@@ -226,7 +233,18 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
             .spawn_scoped(s, || walker.walk(ev_tx, job_tx, &failure))
             .expect("spawn the walker thread");
         let next_cache = cache_writer.as_mut().map(|w| (w, fresh_ns));
-        let result = assemble(ev_rx, &raw_tx, repo, &sink, &errors, &failure, next_cache);
+        let result = assemble(
+            ev_rx,
+            &raw_tx,
+            repo,
+            &sink,
+            &errors,
+            &failure,
+            FileRecords {
+                next_cache,
+                list_changes: opts.list_changes,
+            },
+        );
         if result.is_err() {
             failure.halt();
         }
@@ -241,6 +259,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         mut totals,
         certificates,
         compressed_outputs,
+        changes,
     } = assembled?;
 
     for session in sessions {
@@ -283,6 +302,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         snapshot,
         resumed,
         compressed_outputs,
+        changes,
     })
 }
 
@@ -591,6 +611,16 @@ struct Assembled {
     totals: Totals,
     certificates: Vec<CertInfo>,
     compressed_outputs: Vec<CompressedOutput>,
+    changes: Vec<changes::FileChange>,
+}
+
+/// What the assembler records about each file besides its tree entry.
+struct FileRecords<'w> {
+    /// The next file cache and the time after which files are too fresh
+    /// to be remembered.
+    next_cache: Option<(&'w mut CacheWriter, i64)>,
+    /// Whether to make the change list.
+    list_changes: bool,
 }
 
 /// Consumes walk events in order and builds one tree blob per directory,
@@ -602,8 +632,13 @@ fn assemble(
     sink: &BlobSink<'_>,
     errors: &Mutex<Vec<InputError>>,
     failure: &Failure,
-    mut next_cache: Option<(&mut CacheWriter, i64)>,
+    records: FileRecords<'_>,
 ) -> Result<Assembled> {
+    let FileRecords {
+        mut next_cache,
+        list_changes,
+    } = records;
+    let mut changes = Vec::new();
     let mut stack: Vec<(Option<Node>, Vec<Node>)> = vec![(None, Vec::new())];
     let mut certificates = Vec::new();
     let mut compressed_outputs = Vec::new();
@@ -644,6 +679,7 @@ fn assemble(
                 stamp,
                 data,
             } => {
+                let from_cache = matches!(data, walk::Pending::Ready(_));
                 let data: FileData = match data {
                     walk::Pending::Ready(d) => d,
                     walk::Pending::Waiting(rx) => match rx.recv() {
@@ -674,6 +710,15 @@ fn assemble(
                 node.hash = Some(data.hash);
                 totals.files += 1;
                 totals.bytes += data.size;
+                // Command output has no earlier state to compare with.
+                if list_changes && stamp.cacheable {
+                    changes.push(changes::FileChange {
+                        path: crate::format::escape::escape_bytes(
+                            path.as_os_str().as_encoded_bytes(),
+                        ),
+                        change: changes::Change::of(from_cache, stamp.previous, data.hash),
+                    });
+                }
                 if !stamp.cacheable {
                     stack.last_mut().expect("frame").1.push(node);
                     continue;
@@ -727,6 +772,7 @@ fn assemble(
         totals,
         certificates,
         compressed_outputs,
+        changes,
     })
 }
 
