@@ -32,6 +32,7 @@ mod passwd;
 mod postgres;
 mod postgres_attacks;
 mod postgres_isolation;
+mod postgres_names;
 mod prune;
 mod restore_attacks;
 mod restore_without_vault;

@@ -35,6 +35,13 @@ pub struct BackupArgs {
     /// A password belongs in a passfile or PGPASSWORD, not here.
     #[arg(long = "postgres", value_name = "CONNINFO")]
     postgres: Vec<String>,
+    /// Name each --postgres source, in the same order (repeatable): its dump
+    /// is stored as postgres/NAME.dump instead of the database's name, so
+    /// two databases of one name from different servers can share a
+    /// snapshot. Letters, digits, `.`, `_`, `-`; an empty name keeps the
+    /// database's name.
+    #[arg(long = "postgres-name", value_name = "NAME")]
+    postgres_name: Vec<String>,
     /// Also store this command's standard output as a file (repeatable); its
     /// exit status decides success. Run with `sh -c`.
     #[arg(long = "from-command", value_name = "COMMAND")]
@@ -104,6 +111,10 @@ impl BackupArgs {
         }
         if !given("postgres") {
             self.postgres.clear();
+            self.postgres_name.clear();
+        } else if !given("postgres_name") {
+            // The file's names belong to the file's databases.
+            self.postgres_name.clear();
         }
     }
 }
@@ -275,6 +286,7 @@ pub fn run(mut a: BackupArgs) -> Result<ExitCode> {
         paths: a.paths,
         commands,
         postgres: a.postgres,
+        postgres_names: a.postgres_name,
         excludes,
         exclude_if_present: a.exclude_if_present,
         one_file_system: a.one_file_system,

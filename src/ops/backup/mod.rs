@@ -47,6 +47,9 @@ pub struct BackupOptions {
     pub commands: Vec<CommandSource>,
     /// PostgreSQL databases (libpq conninfo strings) dumped natively.
     pub postgres: Vec<String>,
+    /// The names of the `postgres` sources, in the same order (empty or
+    /// missing: the database's name); a dump is `postgres/<name>.dump`.
+    pub postgres_names: Vec<String>,
     /// Exclude patterns: without `/` they match a file name anywhere; with
     /// `/` they match the whole absolute path.
     pub excludes: Vec<String>,
@@ -141,6 +144,8 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = chrono::Utc::now();
     // Phase 1: what to back up, as which host.
+    let pg_names = crate::source::postgres::source_names(&opts.postgres, &opts.postgres_names)
+        .map_err(Error::InvalidInput)?;
     let host = series_host(repo, opts)?;
     let (paths, path_names) = source_paths(opts)?;
     // Phase 2: what this backup may deduplicate against.
@@ -155,7 +160,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         commands,
         sessions,
         failed: failed_sources,
-    } = open_databases(opts);
+    } = open_databases(opts, &pg_names);
     let wanted_names: Vec<String> = path_names
         .iter()
         .cloned()
@@ -390,29 +395,32 @@ struct Databases {
 
 /// Phase 3 of a backup: opens a transaction in every PostgreSQL database
 /// (it stays open, and its snapshot valid, until the dump is stored).
-fn open_databases(opts: &BackupOptions) -> Databases {
+fn open_databases(opts: &BackupOptions, names: &[Option<String>]) -> Databases {
     let mut commands = opts.commands.clone();
     let mut sessions = Vec::new();
     let mut failed_sources: Vec<(SourceRecord, InputError)> = Vec::new();
-    for conninfo in &opts.postgres {
+    for (conninfo, given) in opts.postgres.iter().zip(names) {
         match crate::source::postgres::PgSnapshot::begin(conninfo) {
             Ok(session) => {
+                let session = session.named(given.as_deref());
                 commands.push(session.dump_source());
                 match session.globals_source() {
                     Some(globals) => commands.push(globals),
                     None => tracing::warn!(
                         "postgres/{}: globals {}",
-                        session.database,
+                        session.name,
                         crate::source::postgres::GLOBALS_SKIPPED
                     ),
                 }
                 sessions.push(session);
             }
             Err(message) => {
-                let db = crate::source::postgres::conninfo_env(conninfo)
-                    .ok()
-                    .and_then(|env| env.into_iter().find(|(k, _)| k == "PGDATABASE"))
-                    .map_or_else(|| "postgres".to_owned(), |(_, v)| v);
+                let db = given.clone().unwrap_or_else(|| {
+                    crate::source::postgres::conninfo_env(conninfo)
+                        .ok()
+                        .and_then(|env| env.into_iter().find(|(k, _)| k == "PGDATABASE"))
+                        .map_or_else(|| "postgres".to_owned(), |(_, v)| v)
+                });
                 let name = format!("postgres/{db}.dump");
                 failed_sources.push((
                     SourceRecord {
