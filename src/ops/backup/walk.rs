@@ -53,6 +53,8 @@ pub struct Stamp {
     pub ino: u64,
     /// Whether the file cache may remember it (not for command output).
     pub cacheable: bool,
+    /// The content hash the last backup recorded for this path, if any.
+    pub previous: Option<Id>,
 }
 
 /// A file's content: known from the cache, or being read.
@@ -323,6 +325,7 @@ impl<'a> Walker<'a> {
             ctime_ns: 0,
             ino: 0,
             cacheable: false,
+            previous: None,
         };
         st.events
             .send(Event::File {
@@ -442,28 +445,29 @@ impl<'a> Walker<'a> {
                 st.events.send(Event::Leave).map_err(|_| ())
             }
             NodeKind::File => {
-                let stamp = Stamp {
+                let mut stamp = Stamp {
                     size: m.len(),
                     ctime_ns: meta::ctime_ns(m),
                     ino: m.ino(),
                     cacheable: true,
+                    previous: None,
                 };
                 // Keystores are always read: their certificates' expiry is
                 // recorded in every snapshot.
                 let keystore = crate::source::keystore::is_keystore_name(name.as_bytes())
                     && stamp.size <= crate::source::keystore::MAX_KEYSTORE;
-                let cached = self
-                    .cache
+                let (hit, previous) = self.cache.map_or((None, None), |c| {
+                    c.lookup_previous(
+                        path.as_os_str().as_bytes(),
+                        stamp.size,
+                        node.mtime_ns,
+                        stamp.ctime_ns,
+                        stamp.ino,
+                    )
+                });
+                stamp.previous = previous;
+                let cached = hit
                     .filter(|_| !keystore)
-                    .and_then(|c| {
-                        c.lookup(
-                            path.as_os_str().as_bytes(),
-                            stamp.size,
-                            node.mtime_ns,
-                            stamp.ctime_ns,
-                            stamp.ino,
-                        )
-                    })
                     .filter(|e| e.content.iter().all(|id| self.index.contains(id)));
                 let data = match cached {
                     Some(e) => Pending::Ready(FileData {
