@@ -282,6 +282,9 @@ impl SnapshotFs {
     /// Up to `size` bytes of `node`'s content from `offset`.
     fn read_file(&self, node: &Node, offset: u64, size: u32) -> Result<Vec<u8>> {
         let end = offset.saturating_add(u64::from(size)).min(node.size);
+        if node.size <= crate::format::salt::SALTED_MAX {
+            return self.read_small_file(node, offset, end);
+        }
         let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
         let mut start = 0u64;
         for id in &node.content {
@@ -310,6 +313,30 @@ impl SnapshotFs {
             start = stop;
         }
         Ok(out)
+    }
+}
+
+impl SnapshotFs {
+    /// Bytes `offset..end` of a small file: its blobs are salted in format
+    /// 3, and the index records their lengths only rounded up, so the whole
+    /// file is read (at most [`SALTED_MAX`](crate::format::salt::SALTED_MAX)
+    /// bytes) and its size checked against the snapshot's.
+    fn read_small_file(&self, node: &Node, offset: u64, end: u64) -> Result<Vec<u8>> {
+        let mut whole = Vec::with_capacity(node.size as usize);
+        for id in &node.content {
+            whole.extend_from_slice(&self.blob(id)?);
+            if whole.len() as u64 > node.size {
+                break;
+            }
+        }
+        if whole.len() as u64 != node.size {
+            return Err(Error::format(
+                format!("file of {} bytes", node.size),
+                "its blobs hold a different number of bytes",
+            ));
+        }
+        let from = offset.min(end) as usize;
+        Ok(whole[from..end as usize].to_vec())
     }
 }
 

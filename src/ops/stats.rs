@@ -27,7 +27,9 @@ use crate::repo::treewalk::{Budget, Next, Visit, Walker};
 pub struct BlobStats {
     /// Distinct blobs.
     pub count: u64,
-    /// Their bytes before compression.
+    /// Their bytes before compression, as the index records them (in
+    /// format 3 the blobs of small files count rounded up to 64 bytes: the
+    /// index shows no exact length of them).
     pub raw_bytes: u64,
     /// Their bytes as stored in packs (compressed).
     pub stored_bytes: u64,
