@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use vault::format::id::Id;
+use vault::format::id::{BlobId, Id};
 use vault::format::index::{IndexFile, IndexedBlob, IndexedPack};
 use vault::format::pack::BlobKind;
 use vault::format::snapshot::{Snapshot, SourceRecord, SourceStatus, Totals};
@@ -58,7 +58,7 @@ fn forge_snapshot(
         let id = Id::keyed(&key, &bytes);
         trees
             .add(
-                id,
+                BlobId(id),
                 &zstd::bulk::compress(&bytes, 9).unwrap(),
                 bytes.len() as u32,
             )
@@ -260,7 +260,7 @@ fn vector_planted_location_is_not_carried_by_prune() {
     let w = WriterAttacker::new(&env.repo, &env.writer_key);
     let atk = StorageAttacker::new(&env.repo);
     let secret = b"db_password=hunter2\n";
-    let target_id = Id::keyed(w.repo.keys().chunk_key(), secret);
+    let target_id = BlobId::keyed(w.repo.keys().chunk_key(), secret);
     let (pack, _, _) = atk.packs().into_iter().find(|p| p.1 == "data").unwrap();
     let planted = IndexFile {
         packs: vec![IndexedPack {
@@ -368,7 +368,7 @@ fn vector_guessing_small_secrets_what_a_writer_confirms() {
             .iter()
             .filter_map(|word| {
                 let guess = format!("{prefix}{word}\n");
-                let id = Id::keyed(&key, guess.as_bytes());
+                let id = BlobId::keyed(&key, guess.as_bytes());
                 index
                     .locations(&id)
                     .next()
@@ -383,7 +383,7 @@ fn vector_guessing_small_secrets_what_a_writer_confirms() {
     // A line inside a larger file is not a blob of its own.
     assert!(confirmed("api_key=").is_empty());
     // And the confirmed blob itself cannot be read with the writer key.
-    let id = Id::keyed(&key, secret);
+    let id = BlobId::keyed(&key, secret);
     let loc = index.locations(&id).next().unwrap();
     assert!(
         vault::repo::BlobReader::new(&w.repo)

@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::format::id::{Id, TreeId};
+use crate::format::id::{BlobId, TreeId};
 use crate::format::index::Index;
 use crate::format::snapshot::{Snapshot, Totals};
 use crate::format::tree::{Node, NodeKind};
@@ -319,7 +319,7 @@ impl<'r> Walker<'r> {
         let max_nodes = self.budget.as_ref().map_or(usize::MAX, |b| {
             b.entries_left().min(usize::MAX as u64) as usize
         });
-        let tree = self.reader.read_tree(id.id(), self.index, max_nodes)?;
+        let tree = self.reader.read_tree(id, self.index, max_nodes)?;
         if let Some(seen) = &mut self.seen {
             seen.insert(*id);
         }
@@ -352,7 +352,7 @@ pub fn reachable_blobs(
     repo: &Repository,
     index: &Index,
     snapshots: &[&Snapshot],
-) -> Result<HashSet<Id>> {
+) -> Result<HashSet<BlobId>> {
     let mut budget = Budget::default();
     snapshots.iter().for_each(|s| budget.add(&s.totals));
     let mut walker = Walker::new(repo, index)?
@@ -371,11 +371,11 @@ pub fn reachable_blobs(
 #[derive(Debug, Default)]
 pub struct Reachable {
     /// Every blob the trusted snapshots need (all their trees were read).
-    pub needed: HashSet<Id>,
+    pub needed: HashSet<BlobId>,
     /// Blobs the untrusted headers name (of trees that could be read; some
     /// may be missing): to keep where they verifiably exist, never a reason
     /// to fail.
-    pub wanted: HashSet<Id>,
+    pub wanted: HashSet<BlobId>,
     /// The untrusted headers with a tree that could not be read.
     pub unreadable: Vec<(crate::format::id::SnapshotId, Error)>,
 }
@@ -422,14 +422,14 @@ pub fn reachable_blobs_tolerant(
 fn walk_into(
     walker: &mut Walker<'_>,
     snap: &Snapshot,
-    blobs: &mut HashSet<Id>,
+    blobs: &mut HashSet<BlobId>,
 ) -> Result<Option<Error>> {
     let mut failed = None;
-    blobs.insert(*snap.root.id());
+    blobs.insert(snap.root.blob());
     walker.walk(&snap.root, &mut |v| match v {
         Visit::Entry { node, .. } => {
             blobs.extend(node.content.iter().copied());
-            blobs.extend(node.subtree.map(|t| t.0));
+            blobs.extend(node.subtree.map(|t| t.blob()));
             Ok(Next::Descend)
         }
         Visit::Leave { .. } => Ok(Next::Descend),

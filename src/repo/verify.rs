@@ -10,7 +10,7 @@
 use std::io::Read;
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{BlobId, PackId};
 use crate::format::pack::{BlobKind, PackEntry, decode_trailer};
 use crate::repo::{ObjectKind, Repository};
 
@@ -58,7 +58,7 @@ impl<'k> BlobCheck<'k> {
     pub fn verify(
         &mut self,
         subject: &str,
-        id: &Id,
+        id: &BlobId,
         kind: BlobKind,
         compressed: &[u8],
         raw_length: u32,
@@ -83,7 +83,7 @@ impl<'k> BlobCheck<'k> {
     pub fn verify_with<T>(
         &mut self,
         subject: &str,
-        id: &Id,
+        id: &BlobId,
         kind: BlobKind,
         compressed: &[u8],
         raw_length: u32,
@@ -114,7 +114,7 @@ impl<'k> BlobCheck<'k> {
     fn precheck(
         &self,
         subject: &str,
-        id: &Id,
+        id: &BlobId,
         kind: BlobKind,
         compressed: &[u8],
         raw_length: u32,
@@ -165,7 +165,7 @@ impl<R: Read> Read for Hashing<R> {
 /// whose keyed hash is `id`.
 fn conclude(
     subject: &str,
-    id: &Id,
+    id: &BlobId,
     raw_length: u32,
     got: u64,
     hasher: blake3::Hasher,
@@ -183,7 +183,7 @@ fn conclude(
             ),
         ));
     }
-    if Id::from(hasher.finalize()) != *id {
+    if BlobId(hasher.finalize().into()) != *id {
         return Err(Error::format(
             subject,
             format!("blob {id}: content does not match its id"),
@@ -223,7 +223,7 @@ impl PackBuffers {
 /// ([`verify_pack_bytes`]).
 pub fn verify_stored_pack(
     repo: &Repository,
-    id: &Id,
+    id: &PackId,
     kind: BlobKind,
     bufs: &mut PackBuffers,
 ) -> Result<Vec<EntryVerdict>> {
@@ -234,7 +234,7 @@ pub fn verify_stored_pack(
 /// trailer entries `wanted` picks ([`verify_pack_entries`]).
 pub fn verify_stored_pack_entries(
     repo: &Repository,
-    id: &Id,
+    id: &PackId,
     kind: BlobKind,
     bufs: &mut PackBuffers,
     wanted: impl Fn(&PackEntry) -> bool,
@@ -263,7 +263,7 @@ pub fn verify_stored_pack_entries(
 /// with its own verdict.
 pub fn verify_pack_bytes(
     repo: &Repository,
-    id: &Id,
+    id: &PackId,
     kind: BlobKind,
     stored: &[u8],
     plain: &mut Vec<u8>,
@@ -276,14 +276,14 @@ pub fn verify_pack_bytes(
 /// that names no trailer entry costs is nothing beyond that one read.
 pub fn verify_pack_entries(
     repo: &Repository,
-    id: &Id,
+    id: &PackId,
     kind: BlobKind,
     stored: &[u8],
     plain: &mut Vec<u8>,
     wanted: impl Fn(&PackEntry) -> bool,
 ) -> Result<Vec<EntryVerdict>> {
     let key = ObjectKind::Pack(kind).key(id);
-    if Id::of_bytes(stored) != *id {
+    if PackId::of_bytes(stored) != *id {
         return Err(Error::format(
             &key,
             "content does not match its name (damaged pack)",
@@ -367,7 +367,7 @@ mod tests {
 
     fn both(
         check: &mut BlobCheck<'_>,
-        id: &Id,
+        id: &BlobId,
         kind: BlobKind,
         compressed: &[u8],
         raw_length: u32,
@@ -386,7 +386,7 @@ mod tests {
     fn a_blob_must_decompress_to_exactly_its_recorded_length_and_id() {
         let mut check = BlobCheck::with_key(&KEY, 1024);
         let raw = b"hello, world".to_vec();
-        let id = Id::keyed(&KEY, &raw);
+        let id = BlobId::keyed(&KEY, &raw);
         let framed = zstd::bulk::compress(&raw, 3).unwrap();
         // Without the content size in the frame, only decompressing tells.
         let mut bare = Vec::new();
@@ -405,7 +405,7 @@ mod tests {
                 assert!(a.is_err() && b.is_err(), "raw_length {wrong} accepted");
             }
         }
-        let other = Id::keyed(&KEY, b"something else");
+        let other = BlobId::keyed(&KEY, b"something else");
         let (a, b) = both(&mut check, &other, BlobKind::Data, &framed, 12);
         assert!(a.unwrap_err().to_string().contains("does not match its id"));
         assert!(b.unwrap_err().to_string().contains("does not match its id"));
@@ -415,7 +415,7 @@ mod tests {
     fn a_data_blob_larger_than_a_chunk_is_refused_before_decompressing() {
         let mut check = BlobCheck::with_key(&KEY, 8);
         let raw = vec![0u8; 100];
-        let id = Id::keyed(&KEY, &raw);
+        let id = BlobId::keyed(&KEY, &raw);
         let compressed = zstd::bulk::compress(&raw, 3).unwrap();
         let (a, _) = both(&mut check, &id, BlobKind::Data, &compressed, 100);
         assert!(a.unwrap_err().to_string().contains("over the limit"));

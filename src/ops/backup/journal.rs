@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::PackId;
 use crate::format::index::{Index, IndexFile, IndexedPack};
 use crate::format::pack::decode_trailer;
 use crate::repo::cache::HostDir;
@@ -91,7 +91,7 @@ impl Journal {
         Ok(Journal { dir })
     }
 
-    fn path(&self, id: &Id) -> PathBuf {
+    fn path(&self, id: &PackId) -> PathBuf {
         self.dir.join(format!("{id}.json"))
     }
 
@@ -119,7 +119,7 @@ impl Journal {
 
     /// Removes the entries of `packs` (they are now listed in a stored
     /// index file). A failure only leaves an entry the next run re-checks.
-    pub fn forget(&self, packs: impl IntoIterator<Item = Id>) {
+    pub fn forget(&self, packs: impl IntoIterator<Item = PackId>) {
         for id in packs {
             match fs::remove_file(self.path(&id)) {
                 Ok(()) => {}
@@ -156,7 +156,7 @@ impl Journal {
             let Some(id) = name
                 .to_str()
                 .and_then(|n| n.strip_suffix(".json"))
-                .and_then(|n| n.parse::<Id>().ok())
+                .and_then(|n| n.parse::<PackId>().ok())
             else {
                 continue;
             };
@@ -200,11 +200,11 @@ impl Journal {
     pub fn recover(
         &self,
         repo: &Repository,
-        stored: &HashMap<Id, StoredPack>,
+        stored: &HashMap<PackId, StoredPack>,
         index: &mut Index,
         own: &super::own_index::OwnIndex,
     ) -> Result<Recovered> {
-        let indexed: HashSet<Id> = index.packs().map(|(id, _)| id).collect();
+        let indexed: HashSet<PackId> = index.packs().map(|(id, _)| id).collect();
         let mut report = Recovered::default();
         let mut file = IndexFile::default();
         let mut gone = Vec::new();
@@ -272,7 +272,7 @@ fn check(repo: &Repository, entry: &Entry, found: &StoredPack) -> std::result::R
     }
     let key = ObjectKind::Pack(pack.kind).key(&pack.id);
     let bytes = repo.storage().get(&key).map_err(|e| e.to_string())?;
-    if bytes.len() as u64 != entry.size || Id::of_bytes(&bytes) != pack.id {
+    if bytes.len() as u64 != entry.size || PackId::of_bytes(&bytes) != pack.id {
         return Err("its content does not hash to its name".into());
     }
     if repo.keys().is_owner() {

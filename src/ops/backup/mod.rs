@@ -25,7 +25,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::error::{Error, Result};
-use crate::format::id::{Id, TreeId};
+use crate::format::id::{BlobId, Id, PackId, TreeId};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::CertInfo;
 use crate::format::snapshot::{InputError, Snapshot, SourceRecord, SourceStatus, Totals};
@@ -621,10 +621,10 @@ fn assemble(
                 crate::repo::MAX_BLOB >> 20
             )));
         }
-        let id = Id::keyed(repo.keys().chunk_key(), &bytes);
+        let id = BlobId::keyed(repo.keys().chunk_key(), &bytes);
         sink.submit(raw_tx, BlobKind::Tree, id, bytes)
             .map_err(|_| cancelled())?;
-        Ok(TreeId(id))
+        Ok(TreeId(id.0))
     };
     for event in events {
         match event {
@@ -733,14 +733,18 @@ fn assemble(
 /// Fails when a pack this run deduplicated against is gone: a prune whose
 /// grace period was shorter than this backup deleted it, and a snapshot
 /// written now would point at nothing. Better no snapshot than a broken one.
-fn ensure_still_stored(repo: &Repository, relied: &std::collections::HashSet<Id>) -> Result<()> {
+fn ensure_still_stored(
+    repo: &Repository,
+    relied: &std::collections::HashSet<PackId>,
+) -> Result<()> {
     if relied.is_empty() {
         return Ok(());
     }
-    let stored: std::collections::HashSet<Id> = crate::repo::list_packs(repo.storage().as_ref())?
-        .into_keys()
-        .collect();
-    let mut gone: Vec<&Id> = relied.iter().filter(|p| !stored.contains(p)).collect();
+    let stored: std::collections::HashSet<PackId> =
+        crate::repo::list_packs(repo.storage().as_ref())?
+            .into_keys()
+            .collect();
+    let mut gone: Vec<&PackId> = relied.iter().filter(|p| !stored.contains(p)).collect();
     gone.sort();
     match gone.first() {
         None => Ok(()),

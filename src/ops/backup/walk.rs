@@ -17,7 +17,7 @@ use super::pipeline::{BlobSink, Failure, RawBlob};
 use super::squeeze;
 use crate::error::{Error, Result};
 use crate::format::chunk;
-use crate::format::id::Id;
+use crate::format::id::{BlobId, Id};
 use crate::format::index::Index;
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::InputError;
@@ -32,7 +32,7 @@ const MAX_DEPTH: usize = 2048;
 /// A file's content as stored.
 pub struct FileData {
     /// Content blob ids.
-    pub content: Vec<Id>,
+    pub content: Vec<BlobId>,
     /// Plain BLAKE3 of the content.
     pub hash: Id,
     /// Bytes read.
@@ -580,7 +580,7 @@ fn store_stream(
             let take = data.len().min(squeeze::HEAD - whole.len());
             whole.extend_from_slice(&data[..take]);
         }
-        let id = Id::keyed(key, &data);
+        let id = BlobId::keyed(key, &data);
         content.push(id);
         sink.submit(tx, BlobKind::Data, id, data)
             .map_err(|_| "backup cancelled".to_string())?;
