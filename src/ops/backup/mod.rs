@@ -218,11 +218,10 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
             s.spawn(move || walk::reader(rx, tx, repo, sink, failure));
         }
         drop(job_rx);
-        // A deep tree recurses deeply: give the walker a large (lazily
-        // committed) stack rather than crash on a hostile directory nest.
+        // The walk keeps its directories on a stack of its own (heap), so
+        // a hostile directory nest needs no large thread stack.
         std::thread::Builder::new()
             .name("walker".into())
-            .stack_size(256 << 20)
             .spawn_scoped(s, || walker.walk(ev_tx, job_tx, &failure))
             .expect("spawn the walker thread");
         let next_cache = cache_writer.as_mut().map(|w| (w, fresh_ns));
