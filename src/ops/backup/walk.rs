@@ -468,6 +468,68 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// A regular file: its content comes from the cache when the file is
+    /// unchanged and its blobs are still indexed, else a reader reads it.
+    fn file(
+        &self,
+        path: &Path,
+        name: &std::ffi::OsStr,
+        m: &fs::Metadata,
+        node: Node,
+        st: &mut WalkState,
+    ) -> Result<(), ()> {
+        let stamp = Stamp {
+            size: m.len(),
+            ctime_ns: meta::ctime_ns(m),
+            ino: m.ino(),
+            cacheable: true,
+        };
+        // Keystores are always read: their certificates' expiry is
+        // recorded in every snapshot.
+        let keystore = crate::source::keystore::is_keystore_name(name.as_bytes())
+            && stamp.size <= crate::source::keystore::MAX_KEYSTORE;
+        let cached = self
+            .cache
+            .filter(|_| !keystore)
+            .and_then(|c| {
+                c.lookup(
+                    path.as_os_str().as_bytes(),
+                    stamp.size,
+                    node.mtime_ns,
+                    stamp.ctime_ns,
+                    stamp.ino,
+                )
+            })
+            .filter(|e| e.content.iter().all(|id| self.index.contains(id)));
+        let data = match cached {
+            Some(e) => Pending::Ready(FileData {
+                content: e.content,
+                hash: e.hash,
+                size: e.size,
+                certificates: Vec::new(),
+                looks_compressed: None,
+            }),
+            None => {
+                let (tx, rx) = bounded(1);
+                st.jobs
+                    .send(FileJob {
+                        source: JobSource::Path(path.to_owned()),
+                        reply: tx,
+                    })
+                    .map_err(|_| ())?;
+                Pending::Waiting(rx)
+            }
+        };
+        st.events
+            .send(Event::File {
+                path: path.to_owned(),
+                node,
+                stamp,
+                data,
+            })
+            .map_err(|_| ())
+    }
+
     fn excluded(&self, path: &Path, name: &std::ffi::OsStr) -> bool {
         self.name_excludes.is_match(name) || self.path_excludes.is_match(path)
     }
@@ -520,58 +582,7 @@ impl<'a> Walker<'a> {
                 }
                 st.events.send(Event::Leave).map_err(|_| ())
             }
-            NodeKind::File => {
-                let stamp = Stamp {
-                    size: m.len(),
-                    ctime_ns: meta::ctime_ns(m),
-                    ino: m.ino(),
-                    cacheable: true,
-                };
-                // Keystores are always read: their certificates' expiry is
-                // recorded in every snapshot.
-                let keystore = crate::source::keystore::is_keystore_name(name.as_bytes())
-                    && stamp.size <= crate::source::keystore::MAX_KEYSTORE;
-                let cached = self
-                    .cache
-                    .filter(|_| !keystore)
-                    .and_then(|c| {
-                        c.lookup(
-                            path.as_os_str().as_bytes(),
-                            stamp.size,
-                            node.mtime_ns,
-                            stamp.ctime_ns,
-                            stamp.ino,
-                        )
-                    })
-                    .filter(|e| e.content.iter().all(|id| self.index.contains(id)));
-                let data = match cached {
-                    Some(e) => Pending::Ready(FileData {
-                        content: e.content,
-                        hash: e.hash,
-                        size: e.size,
-                        certificates: Vec::new(),
-                        looks_compressed: None,
-                    }),
-                    None => {
-                        let (tx, rx) = bounded(1);
-                        st.jobs
-                            .send(FileJob {
-                                source: JobSource::Path(path.to_owned()),
-                                reply: tx,
-                            })
-                            .map_err(|_| ())?;
-                        Pending::Waiting(rx)
-                    }
-                };
-                st.events
-                    .send(Event::File {
-                        path: path.to_owned(),
-                        node,
-                        stamp,
-                        data,
-                    })
-                    .map_err(|_| ())
-            }
+            NodeKind::File => self.file(path, name, m, node, st),
             _ => st.events.send(Event::Other(node)).map_err(|_| ()),
         };
         sent.map(|()| Step::Next)
