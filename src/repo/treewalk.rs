@@ -109,37 +109,47 @@ impl Budget {
     }
 
     /// Counts one entry; `Err` says what overran.
-    fn spend(&mut self, node: &Node) -> std::result::Result<(), String> {
+    fn spend(&mut self, node: &Node) -> std::result::Result<(), Overrun> {
         let (f, d, b) = self.declared;
-        let over = |what: String| format!("the trees hold more {what} its header declares");
         match node.kind {
             NodeKind::Dir => {
-                self.dirs = self
-                    .dirs
-                    .checked_sub(1)
-                    .ok_or_else(|| over(format!("directories than the {d}")))?;
+                self.dirs = self.dirs.checked_sub(1).ok_or(Overrun::Dirs(d))?;
             }
             NodeKind::File => {
-                self.files = self
-                    .files
-                    .checked_sub(1)
-                    .ok_or_else(|| over(format!("files than the {f}")))?;
-                self.bytes = self
-                    .bytes
-                    .checked_sub(node.size)
-                    .ok_or_else(|| over(format!("bytes of files than the {b}")))?;
+                self.files = self.files.checked_sub(1).ok_or(Overrun::Files(f))?;
+                self.bytes = self.bytes.checked_sub(node.size).ok_or(Overrun::Bytes(b))?;
             }
             _ => {
-                self.others = self.others.checked_sub(1).ok_or_else(|| {
-                    over(format!(
-                        "symlinks, fifos and devices than the {OTHER_ENTRIES_ALLOWANCE} allowed \
-                         beyond one per file and directory"
-                    ))
-                })?;
+                self.others = self
+                    .others
+                    .checked_sub(1)
+                    .ok_or(Overrun::Others(OTHER_ENTRIES_ALLOWANCE))?;
             }
         }
         Ok(())
     }
+}
+
+/// What the trees hold beyond what their snapshot headers declare (the
+/// declared count in each variant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Overrun {
+    /// More directories.
+    #[error("the trees hold more directories than the {0} its header declares")]
+    Dirs(u64),
+    /// More files.
+    #[error("the trees hold more files than the {0} its header declares")]
+    Files(u64),
+    /// More bytes of files.
+    #[error("the trees hold more bytes of files than the {0} its header declares")]
+    Bytes(u64),
+    /// More other entries than the allowance beyond one per file and
+    /// directory.
+    #[error(
+        "the trees hold more symlinks, fifos and devices than the {0} allowed beyond one per \
+         file and directory its header declares"
+    )]
+    Others(u64),
 }
 
 /// One directory being listed: its entries and how far the walk got.
@@ -243,7 +253,7 @@ impl<'r> Walker<'r> {
             {
                 visit(Visit::Damaged {
                     path: &child,
-                    error: Error::format("snapshot", why),
+                    error: Error::format("snapshot", why.to_string()),
                 })?;
                 return Ok(());
             }

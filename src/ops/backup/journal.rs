@@ -253,35 +253,57 @@ impl Journal {
     }
 }
 
+/// Why a journaled pack is not reused ([`check`]).
+#[derive(Debug, thiserror::Error)]
+enum NotReused {
+    #[error("stored as a {} pack", .0.folder())]
+    OtherKind(crate::format::pack::BlobKind),
+    #[error("stored with {stored} bytes, journaled with {journaled}")]
+    OtherSize { stored: u64, journaled: u64 },
+    #[error("a journaled blob lies outside the pack")]
+    BlobOutside,
+    #[error("its content does not hash to its name")]
+    NotItsName,
+    #[error("its trailer lists other blobs than the journal")]
+    OtherBlobs,
+    /// Reading, decrypting or parsing it failed.
+    #[error("{0}")]
+    Unreadable(#[from] Error),
+}
+
 /// Checks one journaled pack against storage; says why it fails.
-fn check(repo: &Repository, entry: &Entry, found: &StoredPack) -> std::result::Result<(), String> {
+fn check(
+    repo: &Repository,
+    entry: &Entry,
+    found: &StoredPack,
+) -> std::result::Result<(), NotReused> {
     let pack = &entry.pack;
     if found.kind != pack.kind {
-        return Err(format!("stored as a {} pack", found.kind.folder()));
+        return Err(NotReused::OtherKind(found.kind));
     }
     if found.size != entry.size {
-        return Err(format!(
-            "stored with {} bytes, journaled with {}",
-            found.size, entry.size
-        ));
+        return Err(NotReused::OtherSize {
+            stored: found.size,
+            journaled: entry.size,
+        });
     }
     if pack.blobs.iter().any(|b| {
         b.offset as u64 + b.length as u64 > entry.size || b.raw_length > crate::repo::MAX_BLOB
     }) {
-        return Err("a journaled blob lies outside the pack".into());
+        return Err(NotReused::BlobOutside);
     }
     let key = ObjectKind::Pack(pack.kind).key(&pack.id);
-    let bytes = repo.storage().get(&key).map_err(|e| e.to_string())?;
+    let bytes = repo.storage().get(&key).map_err(Error::from)?;
     if bytes.len() as u64 != entry.size || PackId::of_bytes(&bytes) != pack.id {
-        return Err("its content does not hash to its name".into());
+        return Err(NotReused::NotItsName);
     }
     if repo.keys().is_owner() {
         let plain = repo
             .keys()
             .keyring()
             .decrypt(&bytes, &key)
-            .map_err(|e| e.to_string())?;
-        let trailer = decode_trailer(&plain, &key).map_err(|e| e.to_string())?;
+            .map_err(Error::from)?;
+        let trailer = decode_trailer(&plain, &key)?;
         let same = trailer.len() == pack.blobs.len()
             && trailer.iter().zip(&pack.blobs).all(|(t, b)| {
                 t.id == b.id
@@ -291,7 +313,7 @@ fn check(repo: &Repository, entry: &Entry, found: &StoredPack) -> std::result::R
                     && t.kind == pack.kind
             });
         if !same {
-            return Err("its trailer lists other blobs than the journal".into());
+            return Err(NotReused::OtherBlobs);
         }
     }
     Ok(())

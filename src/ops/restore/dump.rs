@@ -152,9 +152,9 @@ pub fn dump_tar(
         };
         // The same bound as restore: a tree that repeats its subtrees must
         // not stream more than the header declares.
-        budget
-            .spend(node)
-            .map_err(|why| Error::format(format!("snapshot tree {}", snapshot.root), why))?;
+        budget.spend(node).map_err(|why| {
+            Error::format(format!("snapshot tree {}", snapshot.root), why.to_string())
+        })?;
         if let Some(p) = &prefix {
             if !path.starts_with(p) {
                 return Ok(if p.starts_with(path) {
