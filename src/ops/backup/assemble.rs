@@ -9,6 +9,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::CompressedOutput;
 use super::cache::{CacheEntry, CacheWriter};
+use super::changes;
 use super::pipeline::{BlobSink, Failure, RawBlob};
 use super::walk::{self, Event, FileData, Stamp};
 use crate::error::{Error, Result};
@@ -28,6 +29,17 @@ pub struct Assembled {
     pub certificates: Vec<CertInfo>,
     /// Command outputs that looked already compressed.
     pub compressed_outputs: Vec<CompressedOutput>,
+    /// What changed in each file (with [`FileRecords::list_changes`]).
+    pub changes: Vec<changes::FileChange>,
+}
+
+/// What the assembler records about each file besides its tree entry.
+pub struct FileRecords<'w> {
+    /// The next file cache and the time after which files are too fresh
+    /// to be remembered.
+    pub next_cache: Option<(&'w mut CacheWriter, i64)>,
+    /// Whether to make the change list.
+    pub list_changes: bool,
 }
 
 /// Consumes walk events in order and builds one tree blob per directory,
@@ -39,14 +51,15 @@ pub fn assemble(
     sink: &BlobSink<'_>,
     errors: &Mutex<Vec<InputError>>,
     failure: &Failure,
-    next_cache: Option<(&mut CacheWriter, i64)>,
+    records: FileRecords<'_>,
 ) -> Result<Assembled> {
     let mut a = Assembler {
         raw_tx,
         repo,
         sink,
         errors,
-        next_cache,
+        next_cache: records.next_cache,
+        changes: records.list_changes.then(Vec::new),
         stack: vec![(None, Vec::new())],
         certificates: Vec::new(),
         compressed_outputs: Vec::new(),
@@ -86,6 +99,8 @@ struct Assembler<'a, 'c> {
     /// The cache being written, and the time after which files are too
     /// fresh to remember.
     next_cache: Option<(&'c mut CacheWriter, i64)>,
+    /// The change list, when asked for.
+    changes: Option<Vec<changes::FileChange>>,
     /// One frame per open directory (the root's has no node): its entry
     /// and the entries assembled in it so far.
     stack: Vec<(Option<Node>, Vec<Node>)>,
@@ -108,7 +123,7 @@ impl Assembler<'_, '_> {
         }
         let id = BlobId::keyed(self.repo.keys().chunk_key(), &bytes);
         self.sink
-            .submit(self.raw_tx, BlobKind::Tree, id, bytes)
+            .submit(self.raw_tx, BlobKind::Tree, id, bytes, false)
             .map_err(|_| cancelled())?;
         Ok(TreeId(id.0))
     }
@@ -140,6 +155,7 @@ impl Assembler<'_, '_> {
         stamp: Stamp,
         data: walk::Pending,
     ) -> Result<()> {
+        let from_cache = matches!(data, walk::Pending::Ready(_));
         let data: FileData = match data {
             walk::Pending::Ready(d) => d,
             walk::Pending::Waiting(rx) => match rx.recv() {
@@ -170,6 +186,15 @@ impl Assembler<'_, '_> {
         node.hash = Some(data.hash);
         self.totals.files += 1;
         self.totals.bytes += data.size;
+        // Command output has no earlier state to compare with.
+        if let Some(changes) = self.changes.as_mut()
+            && stamp.cacheable
+        {
+            changes.push(changes::FileChange {
+                path: crate::format::escape::escape_bytes(path.as_os_str().as_encoded_bytes()),
+                change: changes::Change::of(from_cache, stamp.previous, data.hash),
+            });
+        }
         if stamp.cacheable {
             self.remember(path, &mut node, &stamp, data.size);
         }
@@ -225,6 +250,7 @@ impl Assembler<'_, '_> {
             totals: self.totals,
             certificates: self.certificates,
             compressed_outputs: self.compressed_outputs,
+            changes: self.changes.unwrap_or_default(),
         })
     }
 }

@@ -7,6 +7,7 @@
 
 mod assemble;
 mod cache;
+pub mod changes;
 mod dry_run;
 mod journal;
 mod own_index;
@@ -30,7 +31,7 @@ use crate::format::id::{Id, PackId};
 use crate::format::snapshot::{InputError, Snapshot, SourceRecord, SourceStatus};
 use crate::repo::{ObjectKind, Repository};
 pub use crate::source::command::CommandSource;
-use assemble::{Assembled, assemble};
+use assemble::{Assembled, FileRecords, assemble};
 use cache::{CacheWriter, FileCache};
 use journal::Journal;
 use pipeline::{BlobSink, Failure, RawBlob};
@@ -45,6 +46,9 @@ pub struct BackupOptions {
     pub commands: Vec<CommandSource>,
     /// PostgreSQL databases (libpq conninfo strings) dumped natively.
     pub postgres: Vec<String>,
+    /// The names of the `postgres` sources, in the same order (empty or
+    /// missing: the database's name); a dump is `postgres/<name>.dump`.
+    pub postgres_names: Vec<String>,
     /// Exclude patterns: without `/` they match a file name anywhere; with
     /// `/` they match the whole absolute path.
     pub excludes: Vec<String>,
@@ -64,6 +68,8 @@ pub struct BackupOptions {
     pub compress_threads: usize,
     /// Counters the run updates as it goes, for a progress display.
     pub progress: Option<std::sync::Arc<Stats>>,
+    /// Make the per-file change list ([`BackupOutcome::changes`]).
+    pub list_changes: bool,
 }
 
 /// The result of a backup run.
@@ -80,6 +86,10 @@ pub struct BackupOutcome {
     /// Command sources whose output looked already compressed or
     /// encrypted: such output never deduplicates from one backup to the next.
     pub compressed_outputs: Vec<CompressedOutput>,
+    /// With [`BackupOptions::list_changes`]: every file from the source
+    /// paths, in walk order, as new, changed or unchanged since this
+    /// host's last backup of them ([`changes`]).
+    pub changes: Vec<changes::FileChange>,
 }
 
 /// A command source whose output looked already compressed.
@@ -133,6 +143,8 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = chrono::Utc::now();
     // Phase 1: what to back up, as which host.
+    let pg_names = crate::source::postgres::source_names(&opts.postgres, &opts.postgres_names)
+        .map_err(Error::InvalidInput)?;
     let host = series_host(repo, opts)?;
     let (paths, path_names) = source_paths(opts)?;
     // Phase 2: what this backup may deduplicate against.
@@ -147,7 +159,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         commands,
         sessions,
         failed: failed_sources,
-    } = open_databases(opts);
+    } = open_databases(opts, &pg_names);
     let wanted_names: Vec<String> = path_names
         .iter()
         .cloned()
@@ -187,8 +199,11 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         failure: &failure,
         threads: thread_counts(opts),
     };
-    let next_cache = cache_writer.as_mut().map(|w| (w, fresh_ns));
-    let assembled = run_pipeline(&stages, &walker, next_cache);
+    let records = FileRecords {
+        next_cache: cache_writer.as_mut().map(|w| (w, fresh_ns)),
+        list_changes: opts.list_changes,
+    };
+    let assembled = run_pipeline(&stages, &walker, records);
     if let Some(e) = failure.take() {
         return Err(e);
     }
@@ -197,6 +212,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         mut totals,
         certificates,
         compressed_outputs,
+        changes,
     } = assembled?;
 
     for session in sessions {
@@ -239,6 +255,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         snapshot,
         resumed,
         compressed_outputs,
+        changes,
     })
 }
 
@@ -254,6 +271,11 @@ fn file_cache(
     let cache = opts
         .cache_dir
         .as_ref()
+        .filter(|d| {
+            crate::repo::cache::private_root(d)
+                .map_err(|e| tracing::warn!("file cache not usable, reading every file: {e}"))
+                .is_ok()
+        })
         .map(|d| FileCache::load(d, &repo.config().id, host, paths));
     let writer = cache.as_ref().and_then(|c| {
         c.writer()
@@ -281,13 +303,13 @@ struct Stages<'a> {
 fn run_pipeline(
     st: &Stages<'_>,
     walker: &Walker<'_>,
-    next_cache: Option<(&mut CacheWriter, i64)>,
+    records: FileRecords<'_>,
 ) -> Result<Assembled> {
     std::thread::scope(|s| {
         let raw_tx = spawn_storing(s, st);
         let ev_rx = spawn_reading(s, st, walker, &raw_tx);
         let result = assemble(
-            ev_rx, &raw_tx, st.repo, st.sink, st.errors, st.failure, next_cache,
+            ev_rx, &raw_tx, st.repo, st.sink, st.errors, st.failure, records,
         );
         if result.is_err() {
             st.failure.halt();
@@ -311,9 +333,10 @@ fn spawn_storing<'s, 'e: 's>(
     let (up_tx, up_rx) = bounded(0);
     let (done_tx, done_rx) = unbounded();
     let level = st.repo.config().compression_level;
+    let salt_id = st.repo.keys().blob_ids().salt_id().copied();
     for _ in 0..st.threads.0 {
         let (rx, tx) = (raw_rx.clone(), cmp_tx.clone());
-        s.spawn(move || pipeline::compressor(rx, tx, level, st.failure));
+        s.spawn(move || pipeline::compressor(rx, tx, level, salt_id, st.failure));
     }
     drop((raw_rx, cmp_tx));
     s.spawn(move || pipeline::packer(cmp_rx, up_tx, st.repo, st.failure));
@@ -433,29 +456,32 @@ struct Databases {
 
 /// Phase 3 of a backup: opens a transaction in every PostgreSQL database
 /// (it stays open, and its snapshot valid, until the dump is stored).
-fn open_databases(opts: &BackupOptions) -> Databases {
+fn open_databases(opts: &BackupOptions, names: &[Option<String>]) -> Databases {
     let mut commands = opts.commands.clone();
     let mut sessions = Vec::new();
     let mut failed_sources: Vec<(SourceRecord, InputError)> = Vec::new();
-    for conninfo in &opts.postgres {
+    for (conninfo, given) in opts.postgres.iter().zip(names) {
         match crate::source::postgres::PgSnapshot::begin(conninfo) {
             Ok(session) => {
+                let session = session.named(given.as_deref());
                 commands.push(session.dump_source());
                 match session.globals_source() {
                     Some(globals) => commands.push(globals),
                     None => tracing::warn!(
                         "postgres/{}: globals {}",
-                        session.database,
+                        session.name,
                         crate::source::postgres::GLOBALS_SKIPPED
                     ),
                 }
                 sessions.push(session);
             }
             Err(message) => {
-                let db = crate::source::postgres::conninfo_env(conninfo)
-                    .ok()
-                    .and_then(|env| env.into_iter().find(|(k, _)| k == "PGDATABASE"))
-                    .map_or_else(|| "postgres".to_owned(), |(_, v)| v);
+                let db = given.clone().unwrap_or_else(|| {
+                    crate::source::postgres::conninfo_env(conninfo)
+                        .ok()
+                        .and_then(|env| env.into_iter().find(|(k, _)| k == "PGDATABASE"))
+                        .map_or_else(|| "postgres".to_owned(), |(_, v)| v)
+                });
                 let name = format!("postgres/{db}.dump");
                 failed_sources.push((
                     SourceRecord {
