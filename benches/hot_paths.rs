@@ -15,7 +15,7 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, black_box};
 use vault::crypto::Seal;
 use vault::format::chunk::{self, ChunkerParams};
 use vault::format::config::{DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE};
-use vault::format::id::Id;
+use vault::format::id::{BlobId, Id};
 use vault::format::pack::BlobKind;
 use vault::ops::backup::{self, BackupOptions};
 use vault::repo::packer::PackBuilder;
@@ -333,9 +333,15 @@ fn bench_blob_encode(c: &mut Criterion, data: &[u8]) {
 fn bench_pack(c: &mut Criterion, chunks: &[Vec<u8>]) {
     let mut z = zstd::bulk::Compressor::new(DEFAULT_COMPRESSION_LEVEL).unwrap();
     let key = [0x11u8; 32];
-    let compressed: Vec<(Id, Vec<u8>, u32)> = chunks
+    let compressed: Vec<(BlobId, Vec<u8>, u32)> = chunks
         .iter()
-        .map(|c| (Id::keyed(&key, c), z.compress(c).unwrap(), c.len() as u32))
+        .map(|c| {
+            (
+                BlobId::keyed(&key, c),
+                z.compress(c).unwrap(),
+                c.len() as u32,
+            )
+        })
         .collect();
     let bytes: usize = compressed.iter().map(|(_, c, _)| c.len()).sum();
     let recipient = vault::crypto::X25519Identity::generate().to_recipient();

@@ -15,7 +15,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
-use vault::format::id::Id;
+use vault::format::id::{BlobId, Id, PackId};
 use vault::format::index::stream::{self, IndexSink};
 use vault::format::index::{Index, IndexFile, IndexedBlob, IndexedPack};
 use vault::format::pack::BlobKind;
@@ -55,11 +55,11 @@ fn generate(dir: &Path, blobs: u64) {
             let count = left.min(BLOBS_PER_PACK);
             left -= count;
             file.packs.push(IndexedPack {
-                id: rng.id(),
+                id: PackId(rng.id()),
                 kind: BlobKind::Data,
                 blobs: (0..count as u32)
                     .map(|i| IndexedBlob {
-                        id: rng.id(),
+                        id: BlobId(rng.id()),
                         offset: i * 9000,
                         length: 9000,
                         raw_length: 16384,
@@ -82,7 +82,7 @@ impl IndexSink for Sink<'_> {
         self.0.push(None, blob, false);
     }
 
-    fn pack(&mut self, id: Id, kind: BlobKind, blobs: usize) {
+    fn pack(&mut self, id: PackId, kind: BlobKind, blobs: usize) {
         let n = self.0.number_pack(id, kind).expect("pack numbers left");
         let end = self.0.pushed();
         self.0.assign(end - blobs..end, n);
@@ -129,7 +129,7 @@ fn load(dir: &Path, mode: &str) {
     let mut found = 0;
     let _first_pack = rng.id();
     for _ in 0..1000.min(index.len()) {
-        found += usize::from(index.contains(&rng.id()));
+        found += usize::from(index.contains(&BlobId(rng.id())));
     }
     assert_eq!(found, 1000.min(index.len()), "lookups find the blobs");
     println!(

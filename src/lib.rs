@@ -129,4 +129,4 @@ pub mod storage;
 
 pub use cancel::Cancel;
 pub use error::{Error, ErrorKind, Result};
-pub use format::id::{Id, SnapshotId, TreeId};
+pub use format::id::{BlobId, Id, PackId, SnapshotId, TreeId};

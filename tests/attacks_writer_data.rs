@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use vault::format::id::Id;
+use vault::format::id::{BlobId, Id};
 use vault::format::index::{IndexFile, IndexedBlob, IndexedPack};
 use vault::format::pack::BlobKind;
 use vault::format::snapshot::{Snapshot, SourceRecord, SourceStatus, Totals};
@@ -58,7 +58,7 @@ fn forge_snapshot(
         let id = Id::keyed(&key, &bytes);
         trees
             .add(
-                id,
+                BlobId(id),
                 &zstd::bulk::compress(&bytes, 9).unwrap(),
                 bytes.len() as u32,
             )
@@ -451,7 +451,7 @@ fn vector_guessing_small_secrets_another_hosts_key_confirms_nothing() {
     let (found, rate) = guess(&old, "db_password=");
     eprintln!("guesses confirmed against a format-2 repository: {rate:.0}/s");
     assert_eq!(found, ["hunter2"]);
-    let id = Id::keyed(old.repo.keys().chunk_key(), secret);
+    let id = BlobId::keyed(old.repo.keys().chunk_key(), secret);
     let loc = old.repo.load_index_files().unwrap().index.get(&id).unwrap();
     assert_eq!(
         loc.raw_length,

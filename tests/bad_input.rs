@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use vault::crypto::Keyring;
-use vault::format::id::Id;
+use vault::format::id::{BlobId, Id};
 use vault::format::index::{IndexFile, IndexedPack};
 use vault::format::pack::BlobKind;
 use vault::format::snapshot::{Snapshot, SourceRecord, SourceStatus, Totals};
@@ -244,7 +244,7 @@ fn file_node(name: &[u8], content: &[u8], chunk_key: &[u8; 32]) -> Node {
         rdev: None,
         hardlink: None,
         xattrs: vec![],
-        content: vec![Id::keyed(chunk_key, content)],
+        content: vec![BlobId::keyed(chunk_key, content)],
         hash: Some(Id::of_bytes(content)),
         subtree: None,
     }
@@ -265,7 +265,7 @@ fn craft_snapshot(
     let content = b"pwned\n";
     let mut data = PackBuilder::new(BlobKind::Data, &repo.keys().owner_only(), 0).unwrap();
     data.add(
-        Id::keyed(&key, content),
+        BlobId::keyed(&key, content),
         &zstd::bulk::compress(content, 3).unwrap(),
         content.len() as u32,
     )
@@ -276,7 +276,7 @@ fn craft_snapshot(
         let id = Id::keyed(&key, &bytes);
         trees
             .add(
-                id,
+                BlobId(id),
                 &zstd::bulk::compress(&bytes, 3).unwrap(),
                 bytes.len() as u32,
             )

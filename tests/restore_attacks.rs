@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use vault::format::id::Id;
+use vault::format::id::{BlobId, Id};
 use vault::format::index::{IndexFile, IndexedBlob, IndexedPack};
 use vault::format::pack::BlobKind;
 use vault::format::snapshot::{Snapshot, SourceRecord, SourceStatus, Totals};
@@ -56,7 +56,7 @@ struct Crafter {
     trees: Option<PackBuilder>,
     /// A blob to describe a second time, with another length, in an index
     /// file of its own (pointing into the genuine pack).
-    conflict: Option<Id>,
+    conflict: Option<BlobId>,
 }
 
 impl Crafter {
@@ -83,8 +83,8 @@ impl Crafter {
         }
     }
 
-    fn blob(builder: &mut PackBuilder, key: &[u8; 32], bytes: &[u8]) -> Id {
-        let id = Id::keyed(key, bytes);
+    fn blob(builder: &mut PackBuilder, key: &[u8; 32], bytes: &[u8]) -> BlobId {
+        let id = BlobId::keyed(key, bytes);
         builder
             .add(
                 id,
@@ -95,13 +95,13 @@ impl Crafter {
         id
     }
 
-    fn data(&mut self, bytes: &[u8]) -> Id {
+    fn data(&mut self, bytes: &[u8]) -> BlobId {
         Self::blob(self.data.as_mut().unwrap(), &self.key, bytes)
     }
 
     fn tree(&mut self, nodes: Vec<Node>) -> Id {
         let bytes = Tree { nodes }.to_bytes();
-        Self::blob(self.trees.as_mut().unwrap(), &self.key, &bytes)
+        Self::blob(self.trees.as_mut().unwrap(), &self.key, &bytes).0
     }
 
     /// A regular file node holding `bytes` as one blob.
@@ -709,7 +709,7 @@ fn a_blob_found_by_its_id_key_is_checked_against_the_full_id() {
         .find(|(_, l)| l.kind == BlobKind::Data)
         .unwrap();
     let mut other = blob;
-    other.0[31] ^= 1;
+    other.0.0[31] ^= 1;
     let (compact, damaged) = repo.load_index().unwrap();
     assert!(damaged.is_empty());
     assert!(!compact.is_full() && !full.contains(&other));

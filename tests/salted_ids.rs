@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use vault::format::id::Id;
+use vault::format::id::BlobId;
 use vault::format::pack::BlobKind;
 
 use crate::attackers::{StorageAttacker, WriterAttacker};
@@ -23,7 +23,7 @@ fn small_files(root: &Path, n: usize) {
 }
 
 /// The data blobs of `repo`'s index files, as read with `key`.
-fn data_blobs(repo: &Path, key: &Path) -> HashSet<Id> {
+fn data_blobs(repo: &Path, key: &Path) -> HashSet<BlobId> {
     WriterAttacker::new(repo, key)
         .repo
         .load_index_files()
@@ -103,7 +103,7 @@ fn identical_small_files_on_two_hosts_are_stored_once_per_host() {
     let blobs_a = data_blobs(&env.repo, &a);
     backup_no_cache(&env.repo, &b, &src);
     let after_b = data_bytes(&env.repo);
-    let blobs_b: HashSet<Id> = &data_blobs(&env.repo, &b) - &blobs_a;
+    let blobs_b: HashSet<BlobId> = &data_blobs(&env.repo, &b) - &blobs_a;
     eprintln!(
         "200 small files ({} bytes): host a stored {after_a} bytes of data packs, host b {} more",
         (0..200).map(|i| 40 + (i * 97) % 6_000).sum::<usize>(),

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use vault::format::drill::{DrillRecord, DrillSummary};
-use vault::format::id::Id;
+use vault::format::id::{BlobId, Id, PackId};
 use vault::format::index::{IndexFile, IndexedBlob, IndexedPack};
 use vault::format::pack::BlobKind;
 use vault::repo::{Access, ObjectKind, Repository};
@@ -377,8 +377,8 @@ fn planted_index_entries_do_not_poison_an_honest_backup() {
     .next()
     .unwrap()
     .unwrap();
-    let blob = Id::keyed(&key, &first);
-    let pack: Id = std::fs::read_dir(f.env.repo.join("data"))
+    let blob = BlobId::keyed(&key, &first);
+    let pack: PackId = std::fs::read_dir(f.env.repo.join("data"))
         .unwrap()
         .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
         .map(|e| e.unwrap().file_name().to_string_lossy().parse().unwrap())
@@ -708,8 +708,8 @@ fn a_revoked_hosts_key_signs_nothing_that_counts_after_revocation() {
         .put_signed_json(ObjectKind::Snapshot, &forged)
         .unwrap();
     let secret = b"API_TOKEN=0123456789abcdef\n".repeat(50);
-    let blob = Id::keyed(attacker.keys().chunk_key(), &secret);
-    let pack: Id = walk_files(&f.env.repo.join("data"))[0]
+    let blob = BlobId::keyed(attacker.keys().chunk_key(), &secret);
+    let pack: PackId = walk_files(&f.env.repo.join("data"))[0]
         .file_name()
         .unwrap()
         .to_string_lossy()

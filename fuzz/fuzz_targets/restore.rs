@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use vault::format::id::{Id, SnapshotId, TreeId};
+use vault::format::id::{BlobId, Id, SnapshotId, TreeId};
 use vault::format::index::{IndexFile, IndexedPack};
 use vault::format::pack::BlobKind;
 use vault::format::snapshot::{Snapshot, SourceRecord, SourceStatus, Totals};
@@ -235,7 +235,7 @@ fn build(
         .take(6)
         .map(|b| &b[..b.len().min(512)])
         .collect();
-    let blob_ids: Vec<Id> = blobs.iter().map(|b| Id::keyed(&key, b)).collect();
+    let blob_ids: Vec<BlobId> = blobs.iter().map(|b| BlobId::keyed(&key, b)).collect();
     let mut data = PackBuilder::new(BlobKind::Data, &seal, 0)?;
     for (b, id) in blobs.iter().zip(&blob_ids) {
         let z = zstd::bulk::compress(b, 1).expect("zstd");
@@ -249,7 +249,7 @@ fn build(
     for i in (0..trees.len()).rev() {
         let mut nodes = Vec::new();
         for f in trees[i].nodes.iter().take(6) {
-            let content: Vec<Id> = if blob_ids.is_empty() {
+            let content: Vec<BlobId> = if blob_ids.is_empty() {
                 Vec::new()
             } else {
                 f.content
@@ -325,7 +325,7 @@ fn build(
         let bytes = Tree { nodes }.to_bytes();
         tree_ids[i] = Id::keyed(&key, &bytes);
         let z = zstd::bulk::compress(&bytes, 1).expect("zstd");
-        tree_pack.add(tree_ids[i], &z, bytes.len() as u32)?;
+        tree_pack.add(BlobId(tree_ids[i]), &z, bytes.len() as u32)?;
     }
     let mut index = IndexFile::default();
     for pack in [data, tree_pack] {

@@ -129,9 +129,9 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    // Every tree walk is iterative (the backup's directory walker runs on
-    // its own thread with a stack sized for its depth limit), so the
-    // command runs on the main thread's ordinary stack.
+    // Every tree walk is iterative (snapshot trees and the backup's
+    // directory walk alike), so the command runs on the main thread's
+    // ordinary stack.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         commands::run(cli.command, cli.config)
     }))

@@ -111,12 +111,22 @@ impl fmt::Debug for PublicKey {
     }
 }
 
+/// A public signing key or a signature that is not the hex it must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ParseSignError {
+    /// Not 64 hex digits.
+    #[error("not a public signing key (64 hex digits)")]
+    PublicKey,
+    /// Not 128 hex digits.
+    #[error("not a signature (128 hex digits)")]
+    Signature,
+}
+
 impl FromStr for PublicKey {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseSignError;
+    fn from_str(s: &str) -> Result<Self, ParseSignError> {
         let mut b = [0u8; 32];
-        hex::decode_to_slice(s.trim(), &mut b)
-            .map_err(|_| "not a public signing key (64 hex digits)".to_owned())?;
+        hex::decode_to_slice(s.trim(), &mut b).map_err(|_| ParseSignError::PublicKey)?;
         Ok(PublicKey(b))
     }
 }
@@ -134,11 +144,10 @@ impl fmt::Debug for Signature {
 }
 
 impl FromStr for Signature {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseSignError;
+    fn from_str(s: &str) -> Result<Self, ParseSignError> {
         let mut b = [0u8; 64];
-        hex::decode_to_slice(s.trim(), &mut b)
-            .map_err(|_| "not a signature (128 hex digits)".to_owned())?;
+        hex::decode_to_slice(s.trim(), &mut b).map_err(|_| ParseSignError::Signature)?;
         Ok(Signature(b))
     }
 }

@@ -106,16 +106,28 @@ impl RepoConfig {
     /// Checks the signature of a format-2 config against `owner_key` (the
     /// key pinned in a writer key, or derived by an owner). A format-1
     /// config has none; the caller decides whether that is acceptable.
-    pub fn verify(&self, owner_key: &PublicKey) -> Result<(), String> {
+    pub fn verify(&self, owner_key: &PublicKey) -> Result<(), ConfigNotSigned> {
         match (self.owner_signing_key, self.signature) {
-            (Some(k), _) if k != *owner_key => Err(
-                "its owner signing key differs from the one pinned in the repository's keys".into(),
-            ),
+            (Some(k), _) if k != *owner_key => Err(ConfigNotSigned::OtherOwner),
             (Some(_), Some(sig)) if owner_key.verify(self.signed_text().as_bytes(), &sig) => Ok(()),
-            (Some(_), Some(_)) => Err("its signature does not verify".into()),
-            _ => Err("it is not signed".into()),
+            (Some(_), Some(_)) => Err(ConfigNotSigned::BadSignature),
+            _ => Err(ConfigNotSigned::Unsigned),
         }
     }
+}
+
+/// Why a config is not signed by the repository owner ([`Config::verify`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigNotSigned {
+    /// It names another owner signing key than the one pinned.
+    #[error("its owner signing key differs from the one pinned in the repository's keys")]
+    OtherOwner,
+    /// Its signature does not verify.
+    #[error("its signature does not verify")]
+    BadSignature,
+    /// It carries no signature.
+    #[error("it is not signed")]
+    Unsigned,
 }
 
 /// The longest Object Lock retention `vault init` accepts, in days (100 years).

@@ -186,6 +186,43 @@ typed_id!(
     /// A tree blob: the keyed hash of a directory listing's plaintext.
     TreeId
 );
+typed_id!(
+    /// A blob (a chunk of file content or a tree): the keyed hash of its
+    /// plaintext, the key of the index.
+    BlobId
+);
+typed_id!(
+    /// A pack: the plain hash of its stored bytes, its name under `data/`
+    /// or `tree/`.
+    PackId
+);
+
+impl BlobId {
+    /// The keyed BLAKE3 hash of a blob's plaintext.
+    pub fn keyed(key: &[u8; 32], bytes: &[u8]) -> Self {
+        BlobId(Id::keyed(key, bytes))
+    }
+}
+
+impl PackId {
+    /// The name of a pack whose stored bytes are `bytes`.
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        PackId(Id::of_bytes(bytes))
+    }
+}
+
+impl TreeId {
+    /// The same id as the blob that holds the tree (for index lookups).
+    pub fn blob(&self) -> BlobId {
+        BlobId(self.0)
+    }
+}
+
+impl From<TreeId> for BlobId {
+    fn from(tree: TreeId) -> Self {
+        tree.blob()
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{BlobId, Id};
 
 /// The magic that ends every pack's plaintext.
 pub const PACK_MAGIC: &[u8; 8] = b"VAULTPK1";
@@ -49,7 +49,7 @@ impl BlobKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackEntry {
     /// Keyed BLAKE3 of the blob's uncompressed content.
-    pub id: Id,
+    pub id: BlobId,
     /// Byte offset of the compressed blob in the pack plaintext.
     pub offset: u32,
     /// Compressed length.
@@ -64,7 +64,7 @@ pub struct PackEntry {
 pub fn encode_trailer(entries: &[PackEntry]) -> Vec<u8> {
     let mut out = Vec::with_capacity(entries.len() * ENTRY_LEN + 12);
     for e in entries {
-        out.extend_from_slice(&e.id.0);
+        out.extend_from_slice(&e.id.0.0);
         out.extend_from_slice(&e.offset.to_le_bytes());
         out.extend_from_slice(&e.length.to_le_bytes());
         out.extend_from_slice(&e.raw_length.to_le_bytes());
@@ -114,7 +114,7 @@ pub fn decode_entries(raw: &[u8], blob_area_end: u64, name: &str) -> Result<Vec<
             k => return Err(bad(&format!("unknown blob kind {k}"))),
         };
         let e = PackEntry {
-            id: Id(raw[..32].try_into().expect("32")),
+            id: BlobId(Id(raw[..32].try_into().expect("32"))),
             offset: u32_at(32),
             length: u32_at(36),
             raw_length: u32_at(40),

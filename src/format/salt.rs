@@ -25,7 +25,7 @@
 
 use zeroize::Zeroizing;
 
-use crate::format::id::Id;
+use crate::format::id::BlobId;
 
 /// The largest file (or command output) whose chunks are salted.
 pub const SALTED_MAX: u64 = 16 << 10;
@@ -123,15 +123,15 @@ impl BlobIds {
     }
 
     /// The unsalted id of `content` (large files, trees).
-    pub fn unsalted(&self, content: &[u8]) -> Id {
-        Id::keyed(&self.chunk_key, content)
+    pub fn unsalted(&self, content: &[u8]) -> BlobId {
+        BlobId::keyed(&self.chunk_key, content)
     }
 
     /// The salted id of `content`, a chunk of a small file; the unsalted
     /// one when this writer does not salt.
-    pub fn salted(&self, content: &[u8]) -> Id {
+    pub fn salted(&self, content: &[u8]) -> BlobId {
         match &self.salted {
-            Some(s) => Id::keyed(&s.id_key, content),
+            Some(s) => BlobId::keyed(&s.id_key, content),
             None => self.unsalted(content),
         }
     }

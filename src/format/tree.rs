@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::format::id::{Id, TreeId};
+use crate::format::id::{BlobId, Id, TreeId};
 
 /// A byte string stored as UTF-8 text when possible (see module docs).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -122,7 +122,7 @@ pub struct Node {
     pub xattrs: Vec<Xattr>,
     /// Content blob ids, in order (files only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub content: Vec<Id>,
+    pub content: Vec<BlobId>,
     /// Plain BLAKE3 of the whole file content (files only), checkable with `b3sum`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<Id>,

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::format::id::{Id, SnapshotId};
+use crate::format::id::{BlobId, Id, PackId, SnapshotId};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
 use crate::repo::treewalk::{Budget, Next, Visit, Walker};
@@ -250,11 +250,11 @@ fn report_index_files(loaded: &LoadedIndex, report: &mut CheckReport) {
 fn attest_verified(
     repo: &Repository,
     attested: &crate::format::index::Index,
-    verified: Vec<(Id, BlobKind, Vec<crate::format::pack::PackEntry>)>,
+    verified: Vec<(PackId, BlobKind, Vec<crate::format::pack::PackEntry>)>,
     report: &mut CheckReport,
 ) {
     use crate::format::index::BlobLocation;
-    let fresh: Vec<(Id, BlobLocation)> = verified
+    let fresh: Vec<(BlobId, BlobLocation)> = verified
         .into_iter()
         .flat_map(|(pack, kind, entries)| {
             entries.into_iter().map(move |e| {
@@ -307,7 +307,7 @@ fn check_structure(
 /// pack is indexed (or was left by an interrupted backup).
 fn check_indexed_packs(loaded: &LoadedIndex, report: &mut CheckReport) {
     let (index, stored) = (&loaded.index, &loaded.stored);
-    let indexed: HashSet<Id> = index.packs().map(|(id, _)| id).collect();
+    let indexed: HashSet<PackId> = index.packs().map(|(id, _)| id).collect();
     let mut pruned = 0;
     for (pack, kind) in index.packs() {
         if stored.contains_key(&pack) {
@@ -421,21 +421,21 @@ fn check_data(
     n: u32,
     m: u32,
     report: &mut CheckReport,
-) -> Vec<(Id, BlobKind, Vec<crate::format::pack::PackEntry>)> {
+) -> Vec<(PackId, BlobKind, Vec<crate::format::pack::PackEntry>)> {
     let mut verified = Vec::new();
-    let mut expected: HashMap<Id, Vec<(Id, u32, u32)>> = HashMap::new();
+    let mut expected: HashMap<PackId, Vec<(BlobId, u32, u32)>> = HashMap::new();
     for (blob, loc) in loaded.index.blobs() {
         expected
             .entry(loc.pack)
             .or_default()
             .push((blob, loc.offset, loc.length));
     }
-    let mut selected: Vec<(Id, BlobKind)> = loaded
+    let mut selected: Vec<(PackId, BlobKind)> = loaded
         .stored
         .iter()
         .filter(|(pack, _)| {
             // Subsets are by the pack id's first 8 bytes, so `n/m` for n = 1..m covers all.
-            let bucket = u64::from_le_bytes(pack.0[..8].try_into().expect("8 bytes")) % m as u64;
+            let bucket = u64::from_le_bytes(pack.0.0[..8].try_into().expect("8 bytes")) % m as u64;
             m == 1 || bucket + 1 == n as u64
         })
         .map(|(pack, s)| (*pack, s.kind))
@@ -473,7 +473,7 @@ fn check_data(
             }
         }
         verified.push((*pack, *kind, good));
-        let lies: Vec<&(Id, u32, u32)> = expected
+        let lies: Vec<&(BlobId, u32, u32)> = expected
             .get(pack)
             .into_iter()
             .flatten()

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::config::RepoConfig;
-use crate::format::id::{Id, SnapshotId};
+use crate::format::id::{BlobId, Id, PackId, SnapshotId};
 use crate::format::index::{BlobLocation, IndexFile, IndexedPack};
 use crate::format::pack::{BlobKind, PackEntry};
 use crate::format::snapshot::Snapshot;
@@ -214,17 +214,17 @@ fn snapshots_to_copy(
 /// What a copy must transfer.
 struct TransferPlan {
     /// Every blob the copied snapshots need.
-    needed: HashSet<Id>,
+    needed: HashSet<BlobId>,
     /// Needed blobs the target lacks, with the source packs claiming each,
     /// in the order to try them.
-    missing: BTreeMap<Id, Vec<(Id, BlobKind)>>,
+    missing: BTreeMap<BlobId, Vec<(PackId, BlobKind)>>,
     /// Source packs by id (what storage lists, with sizes).
-    src_packs: HashMap<Id, StoredPack>,
+    src_packs: HashMap<PackId, StoredPack>,
     /// Target packs by id.
-    dst_packs: HashMap<Id, StoredPack>,
+    dst_packs: HashMap<PackId, StoredPack>,
     /// Target locations of needed blobs that no owner had attested but
     /// that read back as the blob they name: attested with the copy's own.
-    confirmed: Vec<(Id, BlobLocation)>,
+    confirmed: Vec<(BlobId, BlobLocation)>,
 }
 
 /// Walks the snapshots' trees for the blobs they need and finds which of
@@ -244,7 +244,7 @@ fn plan_transfer(
     let needed = reachable_blobs(source, &src.index, &snaps)?;
     report.blobs_needed = needed.len() as u64;
     let dst = target.load_index_files()?;
-    let live = |p: &Id| dst.stored.contains_key(p) && !dst.condemned.contains_key(p);
+    let live = |p: &PackId| dst.stored.contains_key(p) && !dst.condemned.contains_key(p);
     // Format 1 signs nothing: there, as before, every index entry counts.
     let (mut attested, mut dst_index) = if signs_index_files(target) {
         (dst.index.attested(), dst.index)
@@ -281,7 +281,7 @@ fn plan_transfer(
         }
         // Every stored source pack claiming it: a claim may be planted, so
         // the packs are verified when copied and the next one tried.
-        let mut claims: Vec<(Id, BlobKind)> = src
+        let mut claims: Vec<(PackId, BlobKind)> = src
             .index
             .locations(blob)
             .filter(|l| src.stored.contains_key(&l.pack))
@@ -321,8 +321,8 @@ fn transfer_packs(
     report: &mut CopyReport,
 ) -> Result<Vec<IndexedPack>> {
     let mut copied: Vec<IndexedPack> = Vec::new();
-    let mut covered: HashSet<Id> = HashSet::new();
-    let mut tried: HashSet<Id> = HashSet::new();
+    let mut covered: HashSet<BlobId> = HashSet::new();
+    let mut tried: HashSet<PackId> = HashSet::new();
     let mut plain = Vec::new();
     for (blob, claims) in &plan.missing {
         let mut last_error = None;
@@ -370,7 +370,7 @@ fn copy_pack(
     source: &Repository,
     target: &Repository,
     plan: &TransferPlan,
-    pack: Id,
+    pack: PackId,
     kind: BlobKind,
     plain: &mut Vec<u8>,
     report: &mut CopyReport,
@@ -541,7 +541,7 @@ fn object_size(repo: &Repository, key: &str) -> Result<u64> {
 /// a pack the target stores. (A pack prune has marked counts: the snapshot
 /// about to be written needs it again, which makes the next prune unmark
 /// it.)
-fn verify_structure(target: &Repository, needed: &HashSet<Id>) -> Result<()> {
+fn verify_structure(target: &Repository, needed: &HashSet<BlobId>) -> Result<()> {
     let loaded = target.load_index_files()?;
     let mut index = if signs_index_files(target) {
         loaded.index.attested()

@@ -131,7 +131,7 @@ impl Trees<'_> {
         let max = self.entries_left.min(usize::MAX as u64) as usize;
         let tree = self
             .reader
-            .read_tree(id.id(), self.index, max)
+            .read_tree(id, self.index, max)
             .map_err(|e| match e {
                 Error::Format { .. } | Error::Damaged(_) | Error::Crypto(_) => {
                     Error::format(format!("snapshot tree {}", shown(path)), e.to_string())

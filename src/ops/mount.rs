@@ -29,7 +29,7 @@ use fuser::{
 };
 
 use crate::error::{Error, Result};
-use crate::format::id::{Id, SnapshotId, TreeId};
+use crate::format::id::{BlobId, SnapshotId, TreeId};
 use crate::format::index::Index;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind};
@@ -73,7 +73,7 @@ pub struct SnapshotFs {
     index: &'static Index,
     snapshots: Vec<(SnapshotId, Snapshot)>,
     table: Mutex<Table>,
-    blobs: Mutex<Vec<(Id, Arc<Vec<u8>>)>>,
+    blobs: Mutex<Vec<(BlobId, Arc<Vec<u8>>)>>,
     /// Keeps the last packs' decrypting streams open between reads.
     reader: Mutex<BlobReader<'static>>,
     uid: u32,
@@ -178,7 +178,7 @@ impl SnapshotFs {
             .saturating_mul(2)
             .saturating_add(OTHER_ENTRIES_ALLOWANCE)
             .min(usize::MAX as u64) as usize;
-        let tree = BlobReader::new(self.repo).read_tree(tree.id(), self.index, max)?;
+        let tree = BlobReader::new(self.repo).read_tree(tree, self.index, max)?;
         Ok(tree.nodes)
     }
 
@@ -258,7 +258,7 @@ impl SnapshotFs {
 
     /// A content blob's plaintext, verified, from the small cache or the
     /// repository.
-    fn blob(&self, id: &Id) -> Result<Arc<Vec<u8>>> {
+    fn blob(&self, id: &BlobId) -> Result<Arc<Vec<u8>>> {
         {
             let cache = self.blobs.lock().expect("the blob cache lock");
             if let Some((_, b)) = cache.iter().find(|(i, _)| i == id) {

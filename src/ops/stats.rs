@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::format::id::{Id, SnapshotId};
+use crate::format::id::{BlobId, SnapshotId};
 use crate::format::index::Index;
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
@@ -104,7 +104,7 @@ pub fn repository(repo: &Repository, headers: &[(SnapshotId, Snapshot)]) -> Resu
     }
     // Records are sorted by id: several locations of one blob are adjacent
     // and count once.
-    let mut last: Option<Id> = None;
+    let mut last: Option<BlobId> = None;
     for (id, loc) in loaded.index.blobs() {
         if last == Some(id) {
             continue;
@@ -131,10 +131,10 @@ pub fn snapshots(
         snapshots: chosen.len() as u64,
         ..Stats::default()
     };
-    let mut data: HashSet<Id> = HashSet::new();
-    let mut trees: HashSet<Id> = HashSet::new();
+    let mut data: HashSet<BlobId> = HashSet::new();
+    let mut trees: HashSet<BlobId> = HashSet::new();
     for (id, snap) in chosen {
-        trees.insert(*snap.root.id());
+        trees.insert(snap.root.blob());
         let mut failed = None;
         let mut walker = Walker::new(repo, index)?.with_budget(Budget::of(&snap.totals));
         walker.walk(&snap.root, &mut |v| match v {
@@ -147,7 +147,7 @@ pub fn snapshots(
                     }
                     NodeKind::Dir => {
                         s.dirs += 1;
-                        trees.extend(node.subtree.map(|t| *t.id()));
+                        trees.extend(node.subtree.map(|t| t.blob()));
                     }
                     _ => {}
                 }

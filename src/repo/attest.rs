@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{BlobId, PackId};
 use crate::format::index::{BlobLocation, Index, IndexFile, IndexedBlob, IndexedPack};
 use crate::format::pack::{BlobKind, PackEntry};
 use crate::repo::verify::{self, PackBuffers};
@@ -23,17 +23,17 @@ use crate::repo::{ObjectKind, Repository};
 pub const BLOBS_PER_FILE: usize = 1 << 18;
 
 /// A location as an exact claim: blob, pack, offset, length, raw length.
-pub type Claim = (Id, Id, u32, u32, u32);
+pub type Claim = (BlobId, PackId, u32, u32, u32);
 
 /// The claim `loc` makes about `blob`.
-pub fn claim(blob: &Id, loc: &BlobLocation) -> Claim {
+pub fn claim(blob: &BlobId, loc: &BlobLocation) -> Claim {
     (*blob, loc.pack, loc.offset, loc.length, loc.raw_length)
 }
 
 /// Whether an owner-signed index file loaded into `index` makes exactly
 /// this claim (the pack's kind aside: it comes from where the pack is
 /// stored).
-pub fn is_attested(index: &Index, blob: &Id, loc: &BlobLocation) -> bool {
+pub fn is_attested(index: &Index, blob: &BlobId, loc: &BlobLocation) -> bool {
     index.is_attested(blob, loc)
 }
 
@@ -61,15 +61,18 @@ pub struct Verification {
 /// error stops everything: an owner must not sign, nor drop, what it could
 /// not read. A pack that is damaged (its bytes, its decryption, its trailer)
 /// holds none of its claims.
-pub fn verify_claims(repo: &Repository, claims: Vec<(Id, BlobLocation)>) -> Result<Verification> {
-    let mut by_pack: HashMap<(Id, BlobKind), HashSet<Claim>> = HashMap::new();
+pub fn verify_claims(
+    repo: &Repository,
+    claims: Vec<(BlobId, BlobLocation)>,
+) -> Result<Verification> {
+    let mut by_pack: HashMap<(PackId, BlobKind), HashSet<Claim>> = HashMap::new();
     for (blob, loc) in &claims {
         by_pack
             .entry((loc.pack, loc.kind))
             .or_default()
             .insert(claim(blob, loc));
     }
-    let mut packs: Vec<((Id, BlobKind), HashSet<Claim>)> = by_pack.into_iter().collect();
+    let mut packs: Vec<((PackId, BlobKind), HashSet<Claim>)> = by_pack.into_iter().collect();
     packs.sort_by_key(|((pack, _), _)| *pack);
     let results = verify::parallel(
         &packs,
@@ -165,8 +168,8 @@ fn split_files(packs: &[IndexedPack]) -> Vec<Vec<IndexedPack>> {
 }
 
 /// Groups claims into index packs (kind as given), blobs in offset order.
-pub fn group_by_pack(claims: impl IntoIterator<Item = (Id, BlobLocation)>) -> Vec<IndexedPack> {
-    let mut packs: std::collections::BTreeMap<Id, IndexedPack> = Default::default();
+pub fn group_by_pack(claims: impl IntoIterator<Item = (BlobId, BlobLocation)>) -> Vec<IndexedPack> {
+    let mut packs: std::collections::BTreeMap<PackId, IndexedPack> = Default::default();
     let mut seen = HashSet::new();
     for (blob, loc) in claims {
         if !seen.insert(claim(&blob, &loc)) {
@@ -202,11 +205,11 @@ mod tests {
     #[test]
     fn files_hold_at_most_the_blob_budget_and_every_pack_once() {
         let pack = |n: u8, blobs: usize| IndexedPack {
-            id: Id([n; 32]),
+            id: PackId(crate::format::id::Id([n; 32])),
             kind: BlobKind::Data,
             blobs: vec![
                 IndexedBlob {
-                    id: Id([0; 32]),
+                    id: BlobId(crate::format::id::Id([0; 32])),
                     offset: 0,
                     length: 1,
                     raw_length: 1,
@@ -224,7 +227,7 @@ mod tests {
         let files = split_files(&packs);
         let ids: Vec<Vec<u8>> = files
             .iter()
-            .map(|f| f.iter().map(|p| p.id.0[0]).collect())
+            .map(|f| f.iter().map(|p| p.id.0.0[0]).collect())
             .collect();
         assert_eq!(ids, vec![vec![1, 2], vec![3], vec![4], vec![5]]);
         assert!(split_files(&[]).is_empty());

@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::PackId;
 use crate::format::index::compact::MAX_PACKS;
 use crate::format::index::stream::{self, IndexSink};
 use crate::format::index::{Index, IndexedBlob};
@@ -43,7 +43,7 @@ pub struct FalseClaim {
     /// The index file.
     pub file: String,
     /// The pack.
-    pub pack: Id,
+    pub pack: PackId,
     /// What is false.
     pub what: String,
 }
@@ -66,9 +66,9 @@ pub struct LoadedIndex {
     pub index: Index,
     /// Every data and tree pack in storage, listed after the index files
     /// were read (so every pack they name that exists is in it).
-    pub stored: HashMap<Id, StoredPack>,
+    pub stored: HashMap<PackId, StoredPack>,
     /// Packs marked for deletion by prune, with the time of the mark.
-    pub condemned: HashMap<Id, chrono::DateTime<chrono::Utc>>,
+    pub condemned: HashMap<PackId, chrono::DateTime<chrono::Utc>>,
     /// Keys of the index files read.
     pub files: Vec<String>,
     /// Index files that could not be read and may be vault's own.
@@ -107,7 +107,7 @@ impl IndexSink for Loading<'_> {
         }
     }
 
-    fn pack(&mut self, id: Id, kind: BlobKind, blobs: usize) {
+    fn pack(&mut self, id: PackId, kind: BlobKind, blobs: usize) {
         if !self.wanted {
             return;
         }
@@ -321,10 +321,11 @@ fn admit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::id::{BlobId, Id};
 
     fn blob(offset: u32, length: u32, raw: u32) -> IndexedBlob {
         IndexedBlob {
-            id: Id([offset as u8; 32]),
+            id: BlobId(Id([offset as u8; 32])),
             offset,
             length,
             raw_length: raw,
@@ -343,7 +344,7 @@ mod tests {
     /// index.
     fn claim(kind: BlobKind, blobs: &[IndexedBlob]) -> (Index, Claimed) {
         let mut index = Index::full();
-        let pack = index.number_pack(Id([1; 32]), kind).unwrap();
+        let pack = index.number_pack(PackId(Id([1; 32])), kind).unwrap();
         for b in blobs {
             index.push(Some(pack), b, false);
         }

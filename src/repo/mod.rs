@@ -32,7 +32,7 @@ use crate::crypto::{self, Keyring, PassphraseSource, Seal, SecretString, X25519I
 use crate::error::{CryptoError, Error, Result};
 use crate::format::chunk::ChunkerParams;
 use crate::format::config::{FORMAT_VERSION, MAX_LOCK_DAYS, OLDEST_FORMAT_VERSION, RepoConfig};
-use crate::format::id::{Id, SnapshotId, TreeId};
+use crate::format::id::{Id, PackId, SnapshotId, TreeId};
 use crate::format::index::Index;
 use crate::format::pack::BlobKind;
 use crate::format::signature::SignedKind;
@@ -155,13 +155,13 @@ pub struct StoredPack {
 
 /// Every data and tree pack in `storage`, by id. What is stored, not what
 /// index files claim: backups, check, prune and copy all start from it.
-pub fn list_packs(storage: &dyn Storage) -> Result<std::collections::HashMap<Id, StoredPack>> {
+pub fn list_packs(storage: &dyn Storage) -> Result<std::collections::HashMap<PackId, StoredPack>> {
     let mut out = std::collections::HashMap::new();
     for kind in [BlobKind::Data, BlobKind::Tree] {
         for obj in storage.list(ObjectKind::Pack(kind).prefix())? {
             if let Some(id) = id_from_key(&obj.key) {
                 out.insert(
-                    id,
+                    PackId(id),
                     StoredPack {
                         kind,
                         size: obj.size,
@@ -714,7 +714,10 @@ impl Repository {
     }
 
     /// Makes objects stored by [`Repository::put_object_unsynced`] durable.
-    pub fn sync_objects(&self, objects: impl IntoIterator<Item = (ObjectKind, Id)>) -> Result<()> {
+    pub fn sync_objects<I: AsRef<Id>>(
+        &self,
+        objects: impl IntoIterator<Item = (ObjectKind, I)>,
+    ) -> Result<()> {
         let keys: Vec<String> = objects.into_iter().map(|(k, id)| k.key(&id)).collect();
         if !keys.is_empty() {
             self.storage.sync(&keys)?;
@@ -838,6 +841,6 @@ impl Repository {
         reader: &mut BlobReader<'_>,
         id: &TreeId,
     ) -> Result<Tree> {
-        reader.read_tree(id.id(), index, usize::MAX)
+        reader.read_tree(id, index, usize::MAX)
     }
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use crate::crypto::{EncryptStream, Seal};
 use crate::error::{CryptoError, Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{BlobId, PackId};
 use crate::format::pack::{BlobKind, PackEntry, encode_trailer};
 
 /// Accumulates compressed blobs into one encrypted pack, streaming through age.
@@ -19,7 +19,7 @@ pub struct PackBuilder {
 /// A finished pack, ready to upload.
 pub struct FinishedPack {
     /// The pack id: BLAKE3 of `bytes`.
-    pub id: Id,
+    pub id: PackId,
     /// What kind of blobs it holds.
     pub kind: BlobKind,
     /// The encrypted pack.
@@ -42,7 +42,7 @@ impl PackBuilder {
     }
 
     /// Appends one compressed blob.
-    pub fn add(&mut self, id: Id, compressed: &[u8], raw_length: u32) -> Result<()> {
+    pub fn add(&mut self, id: BlobId, compressed: &[u8], raw_length: u32) -> Result<()> {
         self.writer
             .write_all(compressed)
             .map_err(|e| CryptoError::Encrypt(e.to_string()))?;
@@ -74,7 +74,7 @@ impl PackBuilder {
         self.writer.write_all(&trailer).map_err(enc)?;
         let bytes = self.writer.finish().map_err(enc)?;
         Ok(FinishedPack {
-            id: Id::of_bytes(&bytes),
+            id: PackId::of_bytes(&bytes),
             kind: self.kind,
             raw_bytes: self.entries.iter().map(|e| e.raw_length as u64).sum(),
             bytes,
@@ -95,10 +95,16 @@ mod tests {
         let r = id.to_recipient();
         let mut b =
             PackBuilder::new(BlobKind::Data, &Seal::Recipients(vec![r.as_ref()]), 0).unwrap();
-        b.add(Id::of_bytes(b"a"), b"compressed-a", 100).unwrap();
-        b.add(Id::of_bytes(b"b"), b"bb", 2).unwrap();
+        b.add(
+            BlobId(crate::format::id::Id::of_bytes(b"a")),
+            b"compressed-a",
+            100,
+        )
+        .unwrap();
+        b.add(BlobId(crate::format::id::Id::of_bytes(b"b")), b"bb", 2)
+            .unwrap();
         let p = b.finish().unwrap();
-        assert_eq!(p.id, Id::of_bytes(&p.bytes));
+        assert_eq!(p.id, PackId::of_bytes(&p.bytes));
         let plain = Keyring::new(vec![id.to_identity()])
             .decrypt(&p.bytes, "p")
             .unwrap();

@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom};
 
 use crate::crypto::DecryptStream;
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{BlobId, PackId, TreeId};
 use crate::format::index::BlobLocation;
 use crate::format::pack::{ENTRY_LEN, decode_entries, trailer_count};
 use crate::format::tree::Tree;
@@ -16,7 +16,7 @@ use crate::storage::ReadSeek;
 
 /// A pack open for reading: its id, its decrypting stream, and the
 /// plaintext position the stream is at.
-type OpenPack = (Id, DecryptStream<Box<dyn ReadSeek>>, u64);
+type OpenPack = (PackId, DecryptStream<Box<dyn ReadSeek>>, u64);
 
 /// Packs kept open per reader. A file changed since its first backup
 /// alternates between old and new packs; reopening costs an X25519 unwrap
@@ -29,7 +29,7 @@ const OPEN_PACKS: usize = 8;
 pub const MAX_ATTEMPTS: usize = 8;
 
 /// A pack trailer's entries as (blob, offset, length, raw length).
-type TrailerClaims = HashSet<(Id, u32, u32, u32)>;
+type TrailerClaims = HashSet<(BlobId, u32, u32, u32)>;
 
 /// A per-thread blob reader (owner key required for data and trees).
 pub struct BlobReader<'a> {
@@ -39,7 +39,7 @@ pub struct BlobReader<'a> {
     buf: Vec<u8>,
     check: BlobCheck<'a>,
     /// Trailers of packs holding contested blobs (`None`: unreadable).
-    trailers: HashMap<Id, Option<TrailerClaims>>,
+    trailers: HashMap<PackId, Option<TrailerClaims>>,
 }
 
 impl<'a> BlobReader<'a> {
@@ -57,7 +57,7 @@ impl<'a> BlobReader<'a> {
     /// Reads `id` from the first of its indexed locations that verifies.
     pub fn read_indexed(
         &mut self,
-        id: &Id,
+        id: &BlobId,
         index: &crate::format::index::Index,
     ) -> Result<Vec<u8>> {
         self.first_verified(id, index, |r, loc| r.read(id, loc))
@@ -69,12 +69,15 @@ impl<'a> BlobReader<'a> {
     /// small blob inflating into a huge listing costs what is kept.
     pub fn read_tree(
         &mut self,
-        id: &Id,
+        id: &TreeId,
         index: &crate::format::index::Index,
         max_nodes: usize,
     ) -> Result<Tree> {
-        self.first_verified(id, index, |r, loc| {
-            r.read_with(id, loc, |raw| Tree::from_reader_bounded(raw, id, max_nodes))
+        let blob = id.blob();
+        self.first_verified(&blob, index, |r, loc| {
+            r.read_with(&blob, loc, |raw| {
+                Tree::from_reader_bounded(raw, id.id(), max_nodes)
+            })
         })
     }
 
@@ -86,7 +89,7 @@ impl<'a> BlobReader<'a> {
     /// many, cost a trailer read per pack, not a decryption each.
     fn first_verified<T>(
         &mut self,
-        id: &Id,
+        id: &BlobId,
         index: &crate::format::index::Index,
         mut read: impl FnMut(&mut Self, &BlobLocation) -> Result<T>,
     ) -> Result<T> {
@@ -127,7 +130,7 @@ impl<'a> BlobReader<'a> {
 
     /// Whether the trailer of `loc`'s pack lists exactly this blob there
     /// (read once per pack, from the end of its decrypting stream).
-    fn in_trailer(&mut self, id: &Id, loc: &BlobLocation) -> bool {
+    fn in_trailer(&mut self, id: &BlobId, loc: &BlobLocation) -> bool {
         if !self.trailers.contains_key(&loc.pack) {
             let listed = match self.read_trailer(loc) {
                 Ok(t) => Some(t),
@@ -177,14 +180,14 @@ impl<'a> BlobReader<'a> {
 
     /// Reads one blob at one location, verifies it, and returns it still
     /// compressed (as stored in the pack), for copying it into another pack.
-    pub fn read_compressed(&mut self, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
+    pub fn read_compressed(&mut self, id: &BlobId, loc: &BlobLocation) -> Result<Vec<u8>> {
         self.read(id, loc)?;
         Ok(self.buf.clone())
     }
 
     /// Reads, decompresses and verifies one blob at one location
     /// ([`BlobCheck::verify`]: exact length, keyed id).
-    pub fn read(&mut self, id: &Id, loc: &BlobLocation) -> Result<Vec<u8>> {
+    pub fn read(&mut self, id: &BlobId, loc: &BlobLocation) -> Result<Vec<u8>> {
         let key = self.fetch(id, loc)?;
         self.check
             .verify(&key, id, loc.kind, &self.buf, loc.raw_length)
@@ -194,7 +197,7 @@ impl<'a> BlobReader<'a> {
     /// `consume`, verifying them ([`BlobCheck::verify_with`]).
     pub fn read_with<T>(
         &mut self,
-        id: &Id,
+        id: &BlobId,
         loc: &BlobLocation,
         consume: impl FnOnce(&mut dyn Read) -> Result<T>,
     ) -> Result<T> {
@@ -204,7 +207,7 @@ impl<'a> BlobReader<'a> {
     }
 
     /// Reads a blob's compressed bytes into the buffer; returns the pack key.
-    fn fetch(&mut self, id: &Id, loc: &BlobLocation) -> Result<String> {
+    fn fetch(&mut self, id: &BlobId, loc: &BlobLocation) -> Result<String> {
         let key = ObjectKind::Pack(loc.kind).key(&loc.pack);
         if loc.raw_length > self.check.max_raw(loc.kind) || loc.length > MAX_COMPRESSED {
             return Err(Error::format(
@@ -258,7 +261,7 @@ impl<'a> BlobReader<'a> {
     }
 
     /// Makes `pack` the first open pack, opening it if need be.
-    fn open_pack(&mut self, key: &str, pack: Id) -> Result<()> {
+    fn open_pack(&mut self, key: &str, pack: PackId) -> Result<()> {
         match self.open.iter().position(|(p, _, _)| *p == pack) {
             Some(0) => {}
             Some(i) => {

@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::format::id::{Id, TreeId};
+use crate::format::id::{BlobId, TreeId};
 use crate::format::index::Index;
 use crate::format::snapshot::{Snapshot, Totals};
 use crate::format::tree::{Node, NodeKind};
@@ -109,37 +109,47 @@ impl Budget {
     }
 
     /// Counts one entry; `Err` says what overran.
-    fn spend(&mut self, node: &Node) -> std::result::Result<(), String> {
+    fn spend(&mut self, node: &Node) -> std::result::Result<(), Overrun> {
         let (f, d, b) = self.declared;
-        let over = |what: String| format!("the trees hold more {what} its header declares");
         match node.kind {
             NodeKind::Dir => {
-                self.dirs = self
-                    .dirs
-                    .checked_sub(1)
-                    .ok_or_else(|| over(format!("directories than the {d}")))?;
+                self.dirs = self.dirs.checked_sub(1).ok_or(Overrun::Dirs(d))?;
             }
             NodeKind::File => {
-                self.files = self
-                    .files
-                    .checked_sub(1)
-                    .ok_or_else(|| over(format!("files than the {f}")))?;
-                self.bytes = self
-                    .bytes
-                    .checked_sub(node.size)
-                    .ok_or_else(|| over(format!("bytes of files than the {b}")))?;
+                self.files = self.files.checked_sub(1).ok_or(Overrun::Files(f))?;
+                self.bytes = self.bytes.checked_sub(node.size).ok_or(Overrun::Bytes(b))?;
             }
             _ => {
-                self.others = self.others.checked_sub(1).ok_or_else(|| {
-                    over(format!(
-                        "symlinks, fifos and devices than the {OTHER_ENTRIES_ALLOWANCE} allowed \
-                         beyond one per file and directory"
-                    ))
-                })?;
+                self.others = self
+                    .others
+                    .checked_sub(1)
+                    .ok_or(Overrun::Others(OTHER_ENTRIES_ALLOWANCE))?;
             }
         }
         Ok(())
     }
+}
+
+/// What the trees hold beyond what their snapshot headers declare (the
+/// declared count in each variant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Overrun {
+    /// More directories.
+    #[error("the trees hold more directories than the {0} its header declares")]
+    Dirs(u64),
+    /// More files.
+    #[error("the trees hold more files than the {0} its header declares")]
+    Files(u64),
+    /// More bytes of files.
+    #[error("the trees hold more bytes of files than the {0} its header declares")]
+    Bytes(u64),
+    /// More other entries than the allowance beyond one per file and
+    /// directory.
+    #[error(
+        "the trees hold more symlinks, fifos and devices than the {0} allowed beyond one per \
+         file and directory its header declares"
+    )]
+    Others(u64),
 }
 
 /// One directory being listed: its entries and how far the walk got.
@@ -243,7 +253,7 @@ impl<'r> Walker<'r> {
             {
                 visit(Visit::Damaged {
                     path: &child,
-                    error: Error::format("snapshot", why),
+                    error: Error::format("snapshot", why.to_string()),
                 })?;
                 return Ok(());
             }
@@ -319,7 +329,7 @@ impl<'r> Walker<'r> {
         let max_nodes = self.budget.as_ref().map_or(usize::MAX, |b| {
             b.entries_left().min(usize::MAX as u64) as usize
         });
-        let tree = self.reader.read_tree(id.id(), self.index, max_nodes)?;
+        let tree = self.reader.read_tree(id, self.index, max_nodes)?;
         if let Some(seen) = &mut self.seen {
             seen.insert(*id);
         }
@@ -352,7 +362,7 @@ pub fn reachable_blobs(
     repo: &Repository,
     index: &Index,
     snapshots: &[&Snapshot],
-) -> Result<HashSet<Id>> {
+) -> Result<HashSet<BlobId>> {
     let mut budget = Budget::default();
     snapshots.iter().for_each(|s| budget.add(&s.totals));
     let mut walker = Walker::new(repo, index)?
@@ -371,11 +381,11 @@ pub fn reachable_blobs(
 #[derive(Debug, Default)]
 pub struct Reachable {
     /// Every blob the trusted snapshots need (all their trees were read).
-    pub needed: HashSet<Id>,
+    pub needed: HashSet<BlobId>,
     /// Blobs the untrusted headers name (of trees that could be read; some
     /// may be missing): to keep where they verifiably exist, never a reason
     /// to fail.
-    pub wanted: HashSet<Id>,
+    pub wanted: HashSet<BlobId>,
     /// The untrusted headers with a tree that could not be read.
     pub unreadable: Vec<(crate::format::id::SnapshotId, Error)>,
 }
@@ -422,14 +432,14 @@ pub fn reachable_blobs_tolerant(
 fn walk_into(
     walker: &mut Walker<'_>,
     snap: &Snapshot,
-    blobs: &mut HashSet<Id>,
+    blobs: &mut HashSet<BlobId>,
 ) -> Result<Option<Error>> {
     let mut failed = None;
-    blobs.insert(*snap.root.id());
+    blobs.insert(snap.root.blob());
     walker.walk(&snap.root, &mut |v| match v {
         Visit::Entry { node, .. } => {
             blobs.extend(node.content.iter().copied());
-            blobs.extend(node.subtree.map(|t| t.0));
+            blobs.extend(node.subtree.map(|t| t.blob()));
             Ok(Next::Descend)
         }
         Visit::Leave { .. } => Ok(Next::Descend),

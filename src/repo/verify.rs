@@ -17,7 +17,7 @@ use std::marker::PhantomData;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{BlobId, PackId};
 use crate::format::pack::{BlobKind, PackEntry, decode_trailer};
 use crate::format::salt::{self, SALTED_MAX};
 use crate::repo::keys::SaltKeys;
@@ -107,7 +107,7 @@ impl<'k> BlobCheck<'k> {
     pub fn verify(
         &mut self,
         subject: &str,
-        id: &Id,
+        id: &BlobId,
         kind: BlobKind,
         compressed: &[u8],
         raw_length: u32,
@@ -132,7 +132,7 @@ impl<'k> BlobCheck<'k> {
     pub fn verify_with<T>(
         &mut self,
         subject: &str,
-        id: &Id,
+        id: &BlobId,
         kind: BlobKind,
         compressed: &[u8],
         raw_length: u32,
@@ -161,7 +161,12 @@ impl<'k> BlobCheck<'k> {
 
     /// The key `id` must be a keyed hash under: the chunk-id key, or for a
     /// salted blob the key of its salt.
-    fn id_key(&mut self, subject: &str, id: &Id, salt_id: Option<&[u8; 32]>) -> Result<[u8; 32]> {
+    fn id_key(
+        &mut self,
+        subject: &str,
+        id: &BlobId,
+        salt_id: Option<&[u8; 32]>,
+    ) -> Result<[u8; 32]> {
         let Some(salt_id) = salt_id else {
             return Ok(*self.keys.chunk_key());
         };
@@ -184,7 +189,7 @@ impl<'k> BlobCheck<'k> {
     fn precheck<'c>(
         &mut self,
         subject: &str,
-        id: &Id,
+        id: &BlobId,
         kind: BlobKind,
         compressed: &'c [u8],
         raw_length: u32,
@@ -254,7 +259,7 @@ impl<R: Read> Read for Hashing<R> {
 /// keyed hash equal to `id`.
 fn conclude(
     subject: &str,
-    id: &Id,
+    id: &BlobId,
     expected: Expected,
     got: u64,
     hasher: blake3::Hasher,
@@ -273,7 +278,7 @@ fn conclude(
             ),
         ));
     }
-    if Id::from(hasher.finalize()) != *id {
+    if BlobId(hasher.finalize().into()) != *id {
         return Err(Error::format(
             subject,
             format!("blob {id}: content does not match its id"),
@@ -314,7 +319,7 @@ impl PackBuffers {
 /// ([`verify_pack_bytes`]).
 pub fn verify_stored_pack(
     repo: &Repository,
-    id: &Id,
+    id: &PackId,
     kind: BlobKind,
     bufs: &mut PackBuffers,
 ) -> Result<Vec<EntryVerdict>> {
@@ -325,7 +330,7 @@ pub fn verify_stored_pack(
 /// trailer entries `wanted` picks ([`verify_pack_entries`]).
 pub fn verify_stored_pack_entries(
     repo: &Repository,
-    id: &Id,
+    id: &PackId,
     kind: BlobKind,
     bufs: &mut PackBuffers,
     wanted: impl Fn(&PackEntry) -> bool,
@@ -354,7 +359,7 @@ pub fn verify_stored_pack_entries(
 /// with its own verdict.
 pub fn verify_pack_bytes(
     repo: &Repository,
-    id: &Id,
+    id: &PackId,
     kind: BlobKind,
     stored: &[u8],
     plain: &mut Vec<u8>,
@@ -367,14 +372,14 @@ pub fn verify_pack_bytes(
 /// that names no trailer entry costs is nothing beyond that one read.
 pub fn verify_pack_entries(
     repo: &Repository,
-    id: &Id,
+    id: &PackId,
     kind: BlobKind,
     stored: &[u8],
     plain: &mut Vec<u8>,
     wanted: impl Fn(&PackEntry) -> bool,
 ) -> Result<Vec<EntryVerdict>> {
     let key = ObjectKind::Pack(kind).key(id);
-    if Id::of_bytes(stored) != *id {
+    if PackId::of_bytes(stored) != *id {
         return Err(Error::format(
             &key,
             "content does not match its name (damaged pack)",
@@ -458,7 +463,7 @@ mod tests {
 
     fn both(
         check: &mut BlobCheck<'_>,
-        id: &Id,
+        id: &BlobId,
         kind: BlobKind,
         compressed: &[u8],
         raw_length: u32,
@@ -477,7 +482,7 @@ mod tests {
     fn a_blob_must_decompress_to_exactly_its_recorded_length_and_id() {
         let mut check = BlobCheck::with_key(&KEY, 1024);
         let raw = b"hello, world".to_vec();
-        let id = Id::keyed(&KEY, &raw);
+        let id = BlobId::keyed(&KEY, &raw);
         let framed = zstd::bulk::compress(&raw, 3).unwrap();
         // Without the content size in the frame, only decompressing tells.
         let mut bare = Vec::new();
@@ -496,7 +501,7 @@ mod tests {
                 assert!(a.is_err() && b.is_err(), "raw_length {wrong} accepted");
             }
         }
-        let other = Id::keyed(&KEY, b"something else");
+        let other = BlobId::keyed(&KEY, b"something else");
         let (a, b) = both(&mut check, &other, BlobKind::Data, &framed, 12);
         assert!(a.unwrap_err().to_string().contains("does not match its id"));
         assert!(b.unwrap_err().to_string().contains("does not match its id"));
@@ -508,7 +513,7 @@ mod tests {
         let salt_id = [3u8; 32];
         let salted_key = salt::salted_id_key(&KEY, &salt::derive_salt(owner, &salt_id));
         let raw = b"db_password=hunter2\n".to_vec();
-        let id = Id::keyed(&salted_key, &raw);
+        let id = BlobId::keyed(&salted_key, &raw);
         let stored = salt::wrap(&salt_id, &zstd::bulk::compress(&raw, 3).unwrap());
         let mut owner_check = BlobCheck::with_keys(SaltKeys::for_owner(&KEY, owner), 1 << 16);
         let (a, b) = both(&mut owner_check, &id, BlobKind::Data, &stored, 64);
@@ -522,7 +527,7 @@ mod tests {
         // The unsalted id of the same content, or another salt id, fails.
         let (a, _) = both(
             &mut owner_check,
-            &Id::keyed(&KEY, &raw),
+            &BlobId::keyed(&KEY, &raw),
             BlobKind::Data,
             &stored,
             64,
@@ -552,7 +557,7 @@ mod tests {
     fn a_data_blob_larger_than_a_chunk_is_refused_before_decompressing() {
         let mut check = BlobCheck::with_key(&KEY, 8);
         let raw = vec![0u8; 100];
-        let id = Id::keyed(&KEY, &raw);
+        let id = BlobId::keyed(&KEY, &raw);
         let compressed = zstd::bulk::compress(&raw, 3).unwrap();
         let (a, _) = both(&mut check, &id, BlobKind::Data, &compressed, 100);
         assert!(a.unwrap_err().to_string().contains("over the limit"));

@@ -53,6 +53,32 @@ pub fn parse_counts(rows: &[String]) -> Result<BTreeMap<String, u64>, String> {
     Ok(out)
 }
 
+/// Why a conninfo string cannot be used ([`conninfo_env`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConninfoError {
+    /// Not `key=value` pairs.
+    #[error("conninfo: expected key=value pairs")]
+    NotKeyValue,
+    /// A quoted value has no closing quote.
+    #[error("conninfo: unterminated quote after {0}=")]
+    UnterminatedQuote(String),
+    /// A setting libpq has that vault does not pass on.
+    #[error("conninfo: unsupported setting {0:?}")]
+    Unsupported(String),
+    /// A URI's IPv6 host has no closing bracket.
+    #[error("conninfo: unterminated [ in the URI's host")]
+    UnterminatedBracket,
+    /// A URI's query holds something other than `key=value`.
+    #[error("conninfo: expected key=value in the URI's query, got {0:?}")]
+    QueryNotKeyValue(String),
+    /// A `%` not followed by two hex digits.
+    #[error("conninfo: a bad %-escape in the URI")]
+    BadEscape,
+    /// The decoded URI is not UTF-8.
+    #[error("conninfo: the URI is not UTF-8 once decoded")]
+    NotUtf8,
+}
+
 /// Checks a PostgreSQL source name (`--postgres-name`, `name =` in
 /// `[[backup.postgres]]`): 1 to 64 letters, digits, `.`, `_` and `-`, not
 /// starting with `.` or `-`; it becomes the file name of the dump.
@@ -117,7 +143,7 @@ pub fn source_names(conninfos: &[String], names: &[String]) -> Result<Vec<Option
 
 /// Maps a libpq conninfo string (`dbname=app host=/run/postgresql`) to the
 /// `PG*` environment variables that carry the same settings.
-pub fn conninfo_env(conninfo: &str) -> Result<Vec<(String, String)>, String> {
+pub fn conninfo_env(conninfo: &str) -> Result<Vec<(String, String)>, ConninfoError> {
     let trimmed = conninfo.trim();
     if let Some(uri) = trimmed
         .strip_prefix("postgresql://")
@@ -128,9 +154,7 @@ pub fn conninfo_env(conninfo: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     let mut rest = trimmed;
     while !rest.is_empty() {
-        let eq = rest
-            .find('=')
-            .ok_or_else(|| "conninfo: expected key=value pairs".to_string())?;
+        let eq = rest.find('=').ok_or(ConninfoError::NotKeyValue)?;
         let key = rest[..eq].trim().to_owned();
         rest = rest[eq + 1..].trim_start();
         let value;
@@ -152,7 +176,7 @@ pub fn conninfo_env(conninfo: &str) -> Result<Vec<(String, String)>, String> {
                     c => v.push(c),
                 }
             }
-            let end = end.ok_or_else(|| format!("conninfo: unterminated quote after {key}="))?;
+            let end = end.ok_or_else(|| ConninfoError::UnterminatedQuote(key.clone()))?;
             value = v;
             rest = quoted[end..].trim_start();
         } else {
@@ -166,7 +190,7 @@ pub fn conninfo_env(conninfo: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// The `PG*` variable of a conninfo setting.
-fn setting_var(key: &str) -> Result<&'static str, String> {
+fn setting_var(key: &str) -> Result<&'static str, ConninfoError> {
     Ok(match key {
         "host" => "PGHOST",
         "hostaddr" => "PGHOSTADDR",
@@ -184,7 +208,7 @@ fn setting_var(key: &str) -> Result<&'static str, String> {
         "sslcert" => "PGSSLCERT",
         "sslkey" => "PGSSLKEY",
         "target_session_attrs" => "PGTARGETSESSIONATTRS",
-        other => return Err(format!("conninfo: unsupported setting {other:?}")),
+        other => return Err(ConninfoError::Unsupported(other.to_owned())),
     })
 }
 
@@ -192,7 +216,7 @@ fn setting_var(key: &str) -> Result<&'static str, String> {
 /// URI as `PG*` variables (percent-escapes decoded, so a socket directory
 /// is written `%2Frun%2Fpostgresql`). A password in it becomes PGPASSWORD,
 /// which callers refuse like `password=`.
-fn uri_env(uri: &str) -> Result<Vec<(String, String)>, String> {
+fn uri_env(uri: &str) -> Result<Vec<(String, String)>, ConninfoError> {
     let (main, query) = uri.split_once('?').unwrap_or((uri, ""));
     let (authority, dbname) = main.split_once('/').unwrap_or((main, ""));
     let (userinfo, hostport) = match authority.rsplit_once('@') {
@@ -200,7 +224,7 @@ fn uri_env(uri: &str) -> Result<Vec<(String, String)>, String> {
         None => (None, authority),
     };
     let mut out = Vec::new();
-    let mut push = |key: &str, raw: &str| -> Result<(), String> {
+    let mut push = |key: &str, raw: &str| -> Result<(), ConninfoError> {
         if !raw.is_empty() {
             out.push((setting_var(key)?.to_owned(), percent_decode(raw)?));
         }
@@ -214,7 +238,7 @@ fn uri_env(uri: &str) -> Result<Vec<(String, String)>, String> {
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
         let (h, rest) = v6
             .split_once(']')
-            .ok_or_else(|| "conninfo: unterminated [ in the URI's host".to_string())?;
+            .ok_or(ConninfoError::UnterminatedBracket)?;
         (h, rest.strip_prefix(':').unwrap_or(""))
     } else {
         hostport.split_once(':').unwrap_or((hostport, ""))
@@ -224,10 +248,7 @@ fn uri_env(uri: &str) -> Result<Vec<(String, String)>, String> {
     push("dbname", dbname)?;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').ok_or_else(|| {
-            format!(
-                "conninfo: expected key=value in the URI's query, got {k:?}",
-                k = pair.split('=').next().unwrap_or("")
-            )
+            ConninfoError::QueryNotKeyValue(pair.split('=').next().unwrap_or("").to_owned())
         })?;
         push(&percent_decode(k)?, v)?;
     }
@@ -235,7 +256,7 @@ fn uri_env(uri: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// Decodes `%XX` escapes.
-fn percent_decode(text: &str) -> Result<String, String> {
+fn percent_decode(text: &str) -> Result<String, ConninfoError> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -244,7 +265,7 @@ fn percent_decode(text: &str) -> Result<String, String> {
             let hex = text
                 .get(i + 1..i + 3)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| "conninfo: a bad %-escape in the URI".to_string())?;
+                .ok_or(ConninfoError::BadEscape)?;
             out.push(hex);
             i += 3;
         } else {
@@ -252,7 +273,7 @@ fn percent_decode(text: &str) -> Result<String, String> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| "conninfo: the URI is not UTF-8 once decoded".to_string())
+    String::from_utf8(out).map_err(|_| ConninfoError::NotUtf8)
 }
 
 /// The conninfo with any password removed, for messages and the snapshot.
@@ -298,7 +319,7 @@ pub struct PgSnapshot {
 impl PgSnapshot {
     /// Connects, starts the transaction, exports the snapshot and counts rows.
     pub fn begin(conninfo: &str) -> Result<PgSnapshot, String> {
-        let env = conninfo_env(conninfo)?;
+        let env = conninfo_env(conninfo).map_err(|e| e.to_string())?;
         let mut child = Command::new("psql")
             .args(PSQL_ARGS)
             .envs(env.iter().map(|(k, v)| (k, v)))
@@ -469,7 +490,10 @@ mod tests {
         assert!(env.contains(&("PGPORT".into(), "5433".into())));
         let shown = redacted("dbname=app password=hunter2");
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(conninfo_env("dbname=app bogus=1").is_err());
+        assert_eq!(
+            conninfo_env("dbname=app bogus=1"),
+            Err(ConninfoError::Unsupported("bogus".into()))
+        );
         let uri = conninfo_env("postgresql://app_ro@%2Frun%2Fpostgresql:5433/app?sslmode=disable")
             .unwrap();
         assert_eq!(
@@ -492,7 +516,16 @@ mod tests {
         assert!(conninfo_env("postgresql://db/app?bogus=1").is_err());
         assert!(conninfo_env("postgresql://db/app?sslmode").is_err());
         assert!(conninfo_env("postgresql://db/a%zzp").is_err());
-        assert!(conninfo_env("dbname='open").is_err());
+        assert_eq!(
+            conninfo_env("dbname='open"),
+            Err(ConninfoError::UnterminatedQuote("dbname".into()))
+        );
+        assert_eq!(
+            conninfo_env("postgresql://db/a%zzp")
+                .unwrap_err()
+                .to_string(),
+            "conninfo: a bad %-escape in the URI"
+        );
     }
 
     #[test]

@@ -25,7 +25,24 @@ impl LocalStorage {
         self.root.join(key)
     }
 
+    /// Every object file under `dir`, at any depth. Iterative (a worklist of
+    /// directories): whoever can write to the repository directory cannot
+    /// make a deep nest cost stack.
     fn list_into(&self, dir: &Path, out: &mut Vec<ObjectInfo>) -> std::io::Result<()> {
+        let mut todo = vec![dir.to_owned()];
+        while let Some(dir) = todo.pop() {
+            self.list_one(&dir, out, &mut todo)?;
+        }
+        Ok(())
+    }
+
+    /// The object files directly in `dir`; its subdirectories go to `todo`.
+    fn list_one(
+        &self,
+        dir: &Path,
+        out: &mut Vec<ObjectInfo>,
+        todo: &mut Vec<PathBuf>,
+    ) -> std::io::Result<()> {
         let entries = match fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -45,7 +62,7 @@ impl LocalStorage {
                 Err(e) => return Err(e),
             };
             if meta.is_dir() {
-                self.list_into(&entry.path(), out)?;
+                todo.push(entry.path());
             } else if meta.is_file() {
                 let rel = entry
                     .path()
@@ -183,11 +200,26 @@ impl Storage for LocalStorage {
 }
 
 /// Deletes `.tmp-*` files (left by a killed put) older than `older_than`
-/// under `dir`, recursively.
+/// under `dir`, at any depth (iteratively, like [`LocalStorage::list_into`]).
 fn remove_old_temporaries(
     dir: &Path,
     older_than: std::time::Duration,
     removed: &mut u64,
+) -> std::io::Result<()> {
+    let mut todo = vec![dir.to_owned()];
+    while let Some(dir) = todo.pop() {
+        remove_old_temporaries_in(&dir, older_than, removed, &mut todo)?;
+    }
+    Ok(())
+}
+
+/// [`remove_old_temporaries`] directly in `dir`; its subdirectories go to
+/// `todo`.
+fn remove_old_temporaries_in(
+    dir: &Path,
+    older_than: std::time::Duration,
+    removed: &mut u64,
+    todo: &mut Vec<PathBuf>,
 ) -> std::io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
@@ -203,7 +235,7 @@ fn remove_old_temporaries(
             Err(e) => return Err(e),
         };
         if meta.is_dir() {
-            remove_old_temporaries(&entry.path(), older_than, removed)?;
+            todo.push(entry.path());
         } else if entry.file_name().to_string_lossy().starts_with(".tmp-")
             && meta.modified()?.elapsed().unwrap_or_default() >= older_than
         {
@@ -266,5 +298,33 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path().join("data/ab")).unwrap().count(), 1);
         let missing = s.sync(&["data/ef/z".into()]).unwrap_err();
         assert!(missing.to_string().contains("data/ef/z"), "{missing}");
+    }
+
+    #[test]
+    fn a_deep_nest_in_the_repository_is_listed_and_cleaned_without_a_large_stack() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(dir.path());
+        let key = format!("data/{}obj", "d/".repeat(1000));
+        s.put(&key, b"1").unwrap();
+        s.put("data/top", b"2").unwrap();
+        let deepest = dir.path().join(&key).parent().unwrap().to_owned();
+        fs::write(deepest.join(".tmp-left"), b"x").unwrap();
+        let (listed, removed) = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || {
+                let keys: Vec<String> = s
+                    .list("data/")
+                    .unwrap()
+                    .into_iter()
+                    .map(|o| o.key)
+                    .collect();
+                (keys, s.clean_leftovers(std::time::Duration::ZERO).unwrap())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(listed, [key, "data/top".to_owned()]);
+        assert_eq!(removed, 1);
+        assert!(!deepest.join(".tmp-left").exists());
     }
 }

@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use crate::format::id::Id;
+use crate::format::id::{BlobId, PackId};
 use crate::format::index::{BlobLocation, IndexedBlob, IndexedPack};
 use crate::format::pack::BlobKind;
 
@@ -79,18 +79,18 @@ impl Record {
 
 type Tail = [u8; TAIL_LEN];
 
-fn split(id: &Id) -> ([u8; KEY_LEN], Tail) {
+fn split(id: &BlobId) -> ([u8; KEY_LEN], Tail) {
     let mut key = [0; KEY_LEN];
     let mut tail = [0; TAIL_LEN];
-    key.copy_from_slice(&id.0[..KEY_LEN]);
-    tail.copy_from_slice(&id.0[KEY_LEN..]);
+    key.copy_from_slice(&id.0.0[..KEY_LEN]);
+    tail.copy_from_slice(&id.0.0[KEY_LEN..]);
     (key, tail)
 }
 
 /// The in-memory index: every blob location of every indexed pack.
 pub struct Index {
-    packs: Vec<(Id, BlobKind)>,
-    pack_numbers: HashMap<Id, u32>,
+    packs: Vec<(PackId, BlobKind)>,
+    pack_numbers: HashMap<PackId, u32>,
     records: Vec<Record>,
     /// The last id bytes of each record, in a full index.
     tails: Option<Vec<Tail>>,
@@ -149,7 +149,7 @@ impl Index {
 
     /// The number of pack `id`, numbering it (as `kind`) if it is new;
     /// `None` once [`MAX_PACKS`] are numbered.
-    pub fn number_pack(&mut self, id: Id, kind: BlobKind) -> Option<u32> {
+    pub fn number_pack(&mut self, id: PackId, kind: BlobKind) -> Option<u32> {
         if let Some(n) = self.pack_numbers.get(&id) {
             return Some(*n);
         }
@@ -163,7 +163,7 @@ impl Index {
     }
 
     /// The id of pack number `n`.
-    pub fn pack_id(&self, n: u32) -> Id {
+    pub fn pack_id(&self, n: u32) -> PackId {
         self.packs[n as usize].0
     }
 
@@ -282,7 +282,7 @@ impl Index {
 
     /// Drops every location in a pack that `exists` says is not stored, so a
     /// backup never skips a blob because of an entry pointing nowhere.
-    pub fn retain_packs(&mut self, exists: impl Fn(&Id) -> bool) {
+    pub fn retain_packs(&mut self, exists: impl Fn(&PackId) -> bool) {
         let keep: Vec<bool> = self.packs.iter().map(|(id, _)| exists(id)).collect();
         match &mut self.tails {
             None => self.records.retain(|r| keep[r.number() as usize]),
@@ -310,7 +310,7 @@ impl Index {
 
     /// The records of `id`: those sharing its key (and, in a full index, its
     /// tail).
-    fn range(&self, id: &Id) -> Range<usize> {
+    fn range(&self, id: &BlobId) -> Range<usize> {
         debug_assert!(self.sorted, "Index::finish must be called before lookups");
         let (key, tail) = split(id);
         let start = self.records.partition_point(|r| r.key < key);
@@ -325,32 +325,32 @@ impl Index {
     }
 
     /// The first known location of `id`.
-    pub fn get(&self, id: &Id) -> Option<BlobLocation> {
+    pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
         self.locations(id).next()
     }
 
     /// Every known location of `id`.
-    pub fn locations(&self, id: &Id) -> impl Iterator<Item = BlobLocation> + '_ {
+    pub fn locations(&self, id: &BlobId) -> impl Iterator<Item = BlobLocation> + '_ {
         self.records[self.range(id)]
             .iter()
             .map(|r| self.location(r))
     }
 
     /// The uncompressed length of `id` if every location agrees on it.
-    pub fn agreed_raw_length(&self, id: &Id) -> Option<u32> {
+    pub fn agreed_raw_length(&self, id: &BlobId) -> Option<u32> {
         let r = &self.records[self.range(id)];
         let first = r.first()?.raw_length;
         r.iter().all(|e| e.raw_length == first).then_some(first)
     }
 
     /// Whether `id` is indexed.
-    pub fn contains(&self, id: &Id) -> bool {
+    pub fn contains(&self, id: &BlobId) -> bool {
         !self.range(id).is_empty()
     }
 
     /// Whether an index file the owner signed makes exactly this claim (the
     /// pack's kind aside: it comes from where the pack is stored).
-    pub fn is_attested(&self, id: &Id, loc: &BlobLocation) -> bool {
+    pub fn is_attested(&self, id: &BlobId, loc: &BlobLocation) -> bool {
         self.records[self.range(id)].iter().any(|r| {
             r.attested()
                 && self.packs[r.number() as usize].0 == loc.pack
@@ -409,7 +409,7 @@ impl Index {
     }
 
     /// Every indexed pack with its kind.
-    pub fn packs(&self) -> impl Iterator<Item = (Id, BlobKind)> + '_ {
+    pub fn packs(&self) -> impl Iterator<Item = (PackId, BlobKind)> + '_ {
         self.packs.iter().copied()
     }
 
@@ -418,7 +418,7 @@ impl Index {
     /// # Panics
     ///
     /// On a compact index, which does not hold full ids.
-    pub fn blobs(&self) -> impl Iterator<Item = (Id, BlobLocation)> + '_ {
+    pub fn blobs(&self) -> impl Iterator<Item = (BlobId, BlobLocation)> + '_ {
         let tails = self
             .tails
             .as_ref()
@@ -427,7 +427,7 @@ impl Index {
             let mut id = [0; 32];
             id[..KEY_LEN].copy_from_slice(&r.key);
             id[KEY_LEN..].copy_from_slice(t);
-            (Id(id), self.location(r))
+            (BlobId(crate::format::id::Id(id)), self.location(r))
         })
     }
 }
@@ -502,10 +502,11 @@ fn sort<T: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::id::Id;
 
     fn blob(n: u8, off: u32) -> IndexedBlob {
         IndexedBlob {
-            id: Id([n; 32]),
+            id: BlobId(Id([n; 32])),
             offset: off,
             length: 10,
             raw_length: 20,
@@ -514,17 +515,17 @@ mod tests {
 
     fn fill(idx: &mut Index) {
         idx.add_pack(&IndexedPack {
-            id: Id([100; 32]),
+            id: PackId(Id([100; 32])),
             kind: BlobKind::Data,
             blobs: vec![blob(3, 0), blob(1, 10)],
         });
         idx.add_pack(&IndexedPack {
-            id: Id([101; 32]),
+            id: PackId(Id([101; 32])),
             kind: BlobKind::Tree,
             blobs: vec![blob(2, 0), blob(1, 50)],
         });
         idx.add_pack(&IndexedPack {
-            id: Id([100; 32]),
+            id: PackId(Id([100; 32])),
             kind: BlobKind::Data,
             blobs: vec![blob(3, 0)],
         });
@@ -536,14 +537,17 @@ mod tests {
         for mut idx in [Index::full(), Index::compact()] {
             fill(&mut idx);
             assert_eq!(idx.len(), 4);
-            assert_eq!(idx.get(&Id([1; 32])).unwrap().pack, Id([100; 32]));
-            assert_eq!(idx.locations(&Id([1; 32])).count(), 2);
-            assert_eq!(idx.get(&Id([2; 32])).unwrap().kind, BlobKind::Tree);
-            assert_eq!(idx.agreed_raw_length(&Id([1; 32])), Some(20));
-            assert!(idx.get(&Id([9; 32])).is_none());
-            idx.retain_packs(|p| *p != Id([100; 32]));
-            assert_eq!(idx.locations(&Id([1; 32])).count(), 1);
-            assert!(!idx.contains(&Id([3; 32])));
+            assert_eq!(
+                idx.get(&BlobId(Id([1; 32]))).unwrap().pack,
+                PackId(Id([100; 32]))
+            );
+            assert_eq!(idx.locations(&BlobId(Id([1; 32]))).count(), 2);
+            assert_eq!(idx.get(&BlobId(Id([2; 32]))).unwrap().kind, BlobKind::Tree);
+            assert_eq!(idx.agreed_raw_length(&BlobId(Id([1; 32]))), Some(20));
+            assert!(idx.get(&BlobId(Id([9; 32]))).is_none());
+            idx.retain_packs(|p| *p != PackId(Id([100; 32])));
+            assert_eq!(idx.locations(&BlobId(Id([1; 32]))).count(), 1);
+            assert!(!idx.contains(&BlobId(Id([3; 32]))));
         }
         assert_eq!(std::mem::size_of::<Record>(), 40);
     }
@@ -571,12 +575,12 @@ mod tests {
 
     #[test]
     fn ids_sharing_the_key_are_told_apart_only_by_a_full_index() {
-        let mut a = Id([7; 32]);
+        let mut a = BlobId(Id([7; 32]));
         let mut b = a;
-        a.0[31] = 1;
-        b.0[31] = 2;
+        a.0.0[31] = 1;
+        b.0.0[31] = 2;
         let pack = |id| IndexedPack {
-            id: Id([100; 32]),
+            id: PackId(Id([100; 32])),
             kind: BlobKind::Data,
             blobs: vec![IndexedBlob {
                 id,
@@ -601,7 +605,9 @@ mod tests {
     #[test]
     fn attestation_merges_dead_records_go_and_rollback_forgets() {
         for mut idx in [Index::full(), Index::compact()] {
-            let p = idx.number_pack(Id([100; 32]), BlobKind::Data).unwrap();
+            let p = idx
+                .number_pack(PackId(Id([100; 32])), BlobKind::Data)
+                .unwrap();
             idx.push(Some(p), &blob(1, 0), false);
             idx.push(Some(p), &blob(1, 0), true);
             idx.push(None, &blob(2, 0), false);
@@ -609,17 +615,19 @@ mod tests {
             idx.assign(2..4, p);
             assert_eq!(idx.drop_unless(2..4, |off, _, _| off > 0), 2);
             let mark = idx.mark();
-            let q = idx.number_pack(Id([101; 32]), BlobKind::Tree).unwrap();
+            let q = idx
+                .number_pack(PackId(Id([101; 32])), BlobKind::Tree)
+                .unwrap();
             idx.push(Some(q), &blob(4, 0), false);
             idx.rollback(mark);
             idx.finish();
             assert_eq!(idx.len(), 1);
             assert_eq!(idx.attested_len(), 1);
             assert_eq!(idx.attested().len(), 1);
-            let loc = idx.get(&Id([1; 32])).unwrap();
-            assert!(idx.is_attested(&Id([1; 32]), &loc));
+            let loc = idx.get(&BlobId(Id([1; 32]))).unwrap();
+            assert!(idx.is_attested(&BlobId(Id([1; 32])), &loc));
             assert_eq!(idx.packs().count(), 1);
-            assert!(!idx.contains(&Id([4; 32])));
+            assert!(!idx.contains(&BlobId(Id([4; 32]))));
         }
     }
 }

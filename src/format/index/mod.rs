@@ -9,7 +9,7 @@ pub use compact::Index;
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::id::Id;
+use crate::format::id::{BlobId, PackId};
 use crate::format::pack::{BlobKind, PackEntry};
 
 /// One pack as listed in an index file.
@@ -17,7 +17,7 @@ use crate::format::pack::{BlobKind, PackEntry};
 #[serde(deny_unknown_fields)]
 pub struct IndexedPack {
     /// The pack's object id.
-    pub id: Id,
+    pub id: PackId,
     /// Whether the pack holds data or tree blobs.
     pub kind: BlobKind,
     /// The pack's blobs, as in its trailer.
@@ -29,7 +29,7 @@ pub struct IndexedPack {
 #[serde(deny_unknown_fields)]
 pub struct IndexedBlob {
     /// Keyed BLAKE3 of the blob's content.
-    pub id: Id,
+    pub id: BlobId,
     /// Offset of the compressed blob in the pack plaintext.
     pub offset: u32,
     /// Compressed length.
@@ -56,14 +56,14 @@ pub struct IndexFile {
 #[serde(deny_unknown_fields)]
 pub struct CondemnedPack {
     /// The pack.
-    pub pack: Id,
+    pub pack: PackId,
     /// When prune first found it unused.
     pub since: chrono::DateTime<chrono::Utc>,
 }
 
 impl IndexedPack {
     /// Describes a pack from its trailer entries.
-    pub fn from_entries(id: Id, kind: BlobKind, entries: &[PackEntry]) -> Self {
+    pub fn from_entries(id: PackId, kind: BlobKind, entries: &[PackEntry]) -> Self {
         IndexedPack {
             id,
             kind,
@@ -84,7 +84,7 @@ impl IndexedPack {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobLocation {
     /// The pack holding it.
-    pub pack: Id,
+    pub pack: PackId,
     /// The pack's kind.
     pub kind: BlobKind,
     /// Offset in the pack plaintext.

@@ -14,7 +14,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::format::id::Id;
+use crate::format::id::PackId;
 use crate::format::index::{CondemnedPack, IndexedBlob};
 use crate::format::pack::BlobKind;
 
@@ -25,7 +25,7 @@ pub trait IndexSink {
 
     /// The pack whose blobs were the last `blobs` passed to
     /// [`IndexSink::blob`].
-    fn pack(&mut self, id: Id, kind: BlobKind, blobs: usize);
+    fn pack(&mut self, id: PackId, kind: BlobKind, blobs: usize);
 }
 
 /// Parses one index file's JSON into `sink`; returns its deletion marks.
@@ -150,7 +150,7 @@ impl<'de, S: IndexSink> Visitor<'de> for PackSeed<'_, S> {
         while let Some(field) = map.next_key::<PackField>()? {
             match field {
                 PackField::Id if id.is_some() => return Err(de::Error::duplicate_field("id")),
-                PackField::Id => id = Some(map.next_value::<Id>()?),
+                PackField::Id => id = Some(map.next_value::<PackId>()?),
                 PackField::Kind if kind.is_some() => {
                     return Err(de::Error::duplicate_field("kind"));
                 }
@@ -205,19 +205,20 @@ impl<'de, S: IndexSink> Visitor<'de> for BlobsSeed<'_, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::id::{BlobId, Id};
     use crate::format::index::{IndexFile, IndexedPack};
 
     #[derive(Default)]
     struct Collect {
         pending: Vec<IndexedBlob>,
-        packs: Vec<(Id, BlobKind, Vec<IndexedBlob>)>,
+        packs: Vec<(PackId, BlobKind, Vec<IndexedBlob>)>,
     }
 
     impl IndexSink for Collect {
         fn blob(&mut self, blob: &IndexedBlob) {
             self.pending.push(*blob);
         }
-        fn pack(&mut self, id: Id, kind: BlobKind, blobs: usize) {
+        fn pack(&mut self, id: PackId, kind: BlobKind, blobs: usize) {
             let at = self.pending.len() - blobs;
             self.packs.push((id, kind, self.pending.split_off(at)));
         }
@@ -225,7 +226,7 @@ mod tests {
 
     fn file() -> IndexFile {
         let blob = |n: u8| IndexedBlob {
-            id: Id([n; 32]),
+            id: BlobId(Id([n; 32])),
             offset: n as u32,
             length: 3,
             raw_length: 4,
@@ -233,18 +234,18 @@ mod tests {
         IndexFile {
             packs: vec![
                 IndexedPack {
-                    id: Id([9; 32]),
+                    id: PackId(Id([9; 32])),
                     kind: BlobKind::Tree,
                     blobs: vec![blob(1), blob(2)],
                 },
                 IndexedPack {
-                    id: Id([8; 32]),
+                    id: PackId(Id([8; 32])),
                     kind: BlobKind::Data,
                     blobs: vec![],
                 },
             ],
             condemned: vec![CondemnedPack {
-                pack: Id([8; 32]),
+                pack: PackId(Id([8; 32])),
                 since: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             }],
         }
@@ -258,10 +259,10 @@ mod tests {
         let condemned = parse(&json, &mut sink).unwrap();
         assert_eq!(condemned, f.condemned);
         assert_eq!(sink.packs.len(), 2);
-        assert_eq!(sink.packs[0].0, Id([9; 32]));
+        assert_eq!(sink.packs[0].0, PackId(Id([9; 32])));
         assert_eq!(sink.packs[0].1, BlobKind::Tree);
         assert_eq!(sink.packs[0].2.len(), 2);
-        assert_eq!(sink.packs[0].2[1].id, Id([2; 32]));
+        assert_eq!(sink.packs[0].2[1].id, BlobId(Id([2; 32])));
         assert!(sink.packs[1].2.is_empty());
         // Fields in any order: the blobs before the pack's id.
         let reordered = format!(
@@ -271,7 +272,7 @@ mod tests {
         );
         let mut sink = Collect::default();
         assert!(parse(reordered.as_bytes(), &mut sink).unwrap().is_empty());
-        assert_eq!(sink.packs[0].0, Id([7; 32]));
+        assert_eq!(sink.packs[0].0, PackId(Id([7; 32])));
         assert_eq!(sink.packs[0].2[0].offset, 1);
     }
 

@@ -16,7 +16,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::format::id::Id;
+use crate::format::id::{BlobId, Id};
 
 /// First bytes of a cache stream (after decompression).
 const MAGIC: &[u8; 8] = b"VAULTFC2";
@@ -42,7 +42,7 @@ pub struct CacheEntry {
     /// Inode number.
     pub ino: u64,
     /// Content blob ids.
-    pub content: Vec<Id>,
+    pub content: Vec<BlobId>,
     /// Plain BLAKE3 of the content.
     pub hash: Id,
 }
@@ -267,7 +267,7 @@ fn write_entry(out: &mut impl Write, e: &CacheEntry) -> std::io::Result<()> {
     out.write_all(&e.hash.0)?;
     out.write_all(&(e.content.len() as u32).to_le_bytes())?;
     for id in &e.content {
-        out.write_all(&id.0)?;
+        out.write_all(&id.0.0)?;
     }
     Ok(())
 }
@@ -300,7 +300,7 @@ fn read_entry(r: &mut impl Read) -> std::io::Result<Option<CacheEntry>> {
     for _ in 0..count {
         let mut id = [0u8; 32];
         r.read_exact(&mut id)?;
-        content.push(Id(id));
+        content.push(BlobId(Id(id)));
     }
     Ok(Some(CacheEntry {
         path,
@@ -324,7 +324,7 @@ mod tests {
             mtime_ns: n as i64,
             ctime_ns: n as i64 + 1,
             ino: n as u64 + 100,
-            content: (0..n).map(|i| Id([i; 32])).collect(),
+            content: (0..n).map(|i| BlobId(Id([i; 32]))).collect(),
             hash: Id([n; 32]),
         }
     }

@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::PackId;
 use crate::format::index::{Index, IndexFile, IndexedPack};
 use crate::format::pack::decode_trailer;
 use crate::repo::cache::HostDir;
@@ -91,7 +91,7 @@ impl Journal {
         Ok(Journal { dir })
     }
 
-    fn path(&self, id: &Id) -> PathBuf {
+    fn path(&self, id: &PackId) -> PathBuf {
         self.dir.join(format!("{id}.json"))
     }
 
@@ -119,7 +119,7 @@ impl Journal {
 
     /// Removes the entries of `packs` (they are now listed in a stored
     /// index file). A failure only leaves an entry the next run re-checks.
-    pub fn forget(&self, packs: impl IntoIterator<Item = Id>) {
+    pub fn forget(&self, packs: impl IntoIterator<Item = PackId>) {
         for id in packs {
             match fs::remove_file(self.path(&id)) {
                 Ok(()) => {}
@@ -156,7 +156,7 @@ impl Journal {
             let Some(id) = name
                 .to_str()
                 .and_then(|n| n.strip_suffix(".json"))
-                .and_then(|n| n.parse::<Id>().ok())
+                .and_then(|n| n.parse::<PackId>().ok())
             else {
                 continue;
             };
@@ -200,11 +200,11 @@ impl Journal {
     pub fn recover(
         &self,
         repo: &Repository,
-        stored: &HashMap<Id, StoredPack>,
+        stored: &HashMap<PackId, StoredPack>,
         index: &mut Index,
         own: &super::own_index::OwnIndex,
     ) -> Result<Recovered> {
-        let indexed: HashSet<Id> = index.packs().map(|(id, _)| id).collect();
+        let indexed: HashSet<PackId> = index.packs().map(|(id, _)| id).collect();
         let mut report = Recovered::default();
         let mut file = IndexFile::default();
         let mut gone = Vec::new();
@@ -253,35 +253,57 @@ impl Journal {
     }
 }
 
+/// Why a journaled pack is not reused ([`check`]).
+#[derive(Debug, thiserror::Error)]
+enum NotReused {
+    #[error("stored as a {} pack", .0.folder())]
+    OtherKind(crate::format::pack::BlobKind),
+    #[error("stored with {stored} bytes, journaled with {journaled}")]
+    OtherSize { stored: u64, journaled: u64 },
+    #[error("a journaled blob lies outside the pack")]
+    BlobOutside,
+    #[error("its content does not hash to its name")]
+    NotItsName,
+    #[error("its trailer lists other blobs than the journal")]
+    OtherBlobs,
+    /// Reading, decrypting or parsing it failed.
+    #[error("{0}")]
+    Unreadable(#[from] Error),
+}
+
 /// Checks one journaled pack against storage; says why it fails.
-fn check(repo: &Repository, entry: &Entry, found: &StoredPack) -> std::result::Result<(), String> {
+fn check(
+    repo: &Repository,
+    entry: &Entry,
+    found: &StoredPack,
+) -> std::result::Result<(), NotReused> {
     let pack = &entry.pack;
     if found.kind != pack.kind {
-        return Err(format!("stored as a {} pack", found.kind.folder()));
+        return Err(NotReused::OtherKind(found.kind));
     }
     if found.size != entry.size {
-        return Err(format!(
-            "stored with {} bytes, journaled with {}",
-            found.size, entry.size
-        ));
+        return Err(NotReused::OtherSize {
+            stored: found.size,
+            journaled: entry.size,
+        });
     }
     if pack.blobs.iter().any(|b| {
         b.offset as u64 + b.length as u64 > entry.size || b.raw_length > crate::repo::MAX_BLOB
     }) {
-        return Err("a journaled blob lies outside the pack".into());
+        return Err(NotReused::BlobOutside);
     }
     let key = ObjectKind::Pack(pack.kind).key(&pack.id);
-    let bytes = repo.storage().get(&key).map_err(|e| e.to_string())?;
-    if bytes.len() as u64 != entry.size || Id::of_bytes(&bytes) != pack.id {
-        return Err("its content does not hash to its name".into());
+    let bytes = repo.storage().get(&key).map_err(Error::from)?;
+    if bytes.len() as u64 != entry.size || PackId::of_bytes(&bytes) != pack.id {
+        return Err(NotReused::NotItsName);
     }
     if repo.keys().is_owner() {
         let plain = repo
             .keys()
             .keyring()
             .decrypt(&bytes, &key)
-            .map_err(|e| e.to_string())?;
-        let trailer = decode_trailer(&plain, &key).map_err(|e| e.to_string())?;
+            .map_err(Error::from)?;
+        let trailer = decode_trailer(&plain, &key)?;
         let same = trailer.len() == pack.blobs.len()
             && trailer.iter().zip(&pack.blobs).all(|(t, b)| {
                 t.id == b.id
@@ -291,7 +313,7 @@ fn check(repo: &Repository, entry: &Entry, found: &StoredPack) -> std::result::R
                     && t.kind == pack.kind
             });
         if !same {
-            return Err("its trailer lists other blobs than the journal".into());
+            return Err(NotReused::OtherBlobs);
         }
     }
     Ok(())

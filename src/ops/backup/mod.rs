@@ -5,6 +5,7 @@
 //! an interrupted backup leaves only packs and index files that the next
 //! backup reuses and prune cleans up.
 
+mod assemble;
 mod cache;
 pub mod changes;
 mod dry_run;
@@ -26,17 +27,15 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::error::{Error, Result};
-use crate::format::id::{Id, TreeId};
-use crate::format::pack::BlobKind;
-use crate::format::snapshot::CertInfo;
-use crate::format::snapshot::{InputError, Snapshot, SourceRecord, SourceStatus, Totals};
-use crate::format::tree::{Node, NodeKind, Tree};
+use crate::format::id::{Id, PackId};
+use crate::format::snapshot::{InputError, Snapshot, SourceRecord, SourceStatus};
 use crate::repo::{ObjectKind, Repository};
 pub use crate::source::command::CommandSource;
-use cache::{CacheEntry, CacheWriter, FileCache};
+use assemble::{Assembled, FileRecords, assemble};
+use cache::{CacheWriter, FileCache};
 use journal::Journal;
 use pipeline::{BlobSink, Failure, RawBlob};
-use walk::{Event, FileData, FileJob, Walker};
+use walk::{Event, FileJob, Walker};
 
 /// What to back up and how.
 #[derive(Debug, Clone, Default)]
@@ -167,21 +166,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         .chain(commands.iter().map(|c| c.filename.clone()))
         .collect();
     let parent = find_parent(repo, &host, &wanted_names)?;
-    let cache = opts
-        .cache_dir
-        .as_ref()
-        .filter(|d| {
-            crate::repo::cache::private_root(d)
-                .map_err(|e| tracing::warn!("file cache not usable, reading every file: {e}"))
-                .is_ok()
-        })
-        .map(|d| FileCache::load(d, &repo.config().id, &host, &paths));
-    // The next cache is written as the files go by, in walk order.
-    let mut cache_writer = cache.as_ref().and_then(|c| {
-        c.writer()
-            .map_err(|e| tracing::warn!("could not write the file cache: {e}"))
-            .ok()
-    });
+    let (cache, mut cache_writer) = file_cache(repo, opts, &host, &paths);
     // Files modified in the last second could change again within the
     // same timestamp tick; leave them out so they are always re-read.
     let fresh_ns = time.timestamp_nanos_opt().unwrap_or(i64::MAX) - 1_000_000_000;
@@ -191,7 +176,6 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     let own_stats = Stats::default();
     let stats: &Stats = opts.progress.as_deref().unwrap_or(&own_stats);
     let sink = BlobSink::new(&index, stats);
-    let (compress_threads, read_threads) = thread_counts(opts);
     let walker = Walker::new(
         &paths,
         &commands,
@@ -205,63 +189,21 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
 
     // Phase 4: the pipeline (walk, read, chunk, compress, pack, upload,
     // index), bounded channels between its stages.
-    let assembled = std::thread::scope(|s| {
-        let (raw_tx, raw_rx) = bounded::<RawBlob>(64);
-        let (cmp_tx, cmp_rx) = bounded(64);
-        // A rendezvous: a finished pack waits in the packer until an
-        // uploader is free, so at most three packs are held (one being
-        // filled, two being uploaded), not four.
-        let (up_tx, up_rx) = bounded(0);
-        let (done_tx, done_rx) = unbounded();
-        let level = repo.config().compression_level;
-        let salt_id = repo.keys().blob_ids().salt_id().copied();
-        for _ in 0..compress_threads {
-            let (rx, tx, f) = (raw_rx.clone(), cmp_tx.clone(), &failure);
-            s.spawn(move || pipeline::compressor(rx, tx, level, salt_id, f));
-        }
-        drop((raw_rx, cmp_tx));
-        s.spawn(|| pipeline::packer(cmp_rx, up_tx, repo, &failure));
-        for _ in 0..2 {
-            let (rx, tx, journal, f) = (up_rx.clone(), done_tx.clone(), journal.as_ref(), &failure);
-            s.spawn(move || pipeline::uploader(rx, tx, repo, journal, stats, f));
-        }
-        drop((up_rx, done_tx));
-        s.spawn(|| pipeline::indexer(done_rx, repo, &own, journal.as_ref(), &failure));
-
-        let (job_tx, job_rx) = bounded::<FileJob>(64);
-        let (ev_tx, ev_rx) = bounded::<Event>(4096);
-        for _ in 0..read_threads {
-            let (rx, tx) = (job_rx.clone(), raw_tx.clone());
-            let (sink, failure) = (&sink, &failure);
-            s.spawn(move || walk::reader(rx, tx, repo, sink, failure));
-        }
-        drop(job_rx);
-        // A deep tree recurses deeply: give the walker a large (lazily
-        // committed) stack rather than crash on a hostile directory nest.
-        std::thread::Builder::new()
-            .name("walker".into())
-            .stack_size(256 << 20)
-            .spawn_scoped(s, || walker.walk(ev_tx, job_tx, &failure))
-            .expect("spawn the walker thread");
-        let next_cache = cache_writer.as_mut().map(|w| (w, fresh_ns));
-        let result = assemble(
-            ev_rx,
-            &raw_tx,
-            repo,
-            &sink,
-            &errors,
-            &failure,
-            FileRecords {
-                next_cache,
-                list_changes: opts.list_changes,
-            },
-        );
-        if result.is_err() {
-            failure.halt();
-        }
-        drop(raw_tx);
-        result
-    });
+    let stages = Stages {
+        repo,
+        sink: &sink,
+        stats,
+        own: &own,
+        journal: journal.as_ref(),
+        errors: &errors,
+        failure: &failure,
+        threads: thread_counts(opts),
+    };
+    let records = FileRecords {
+        next_cache: cache_writer.as_mut().map(|w| (w, fresh_ns)),
+        list_changes: opts.list_changes,
+    };
+    let assembled = run_pipeline(&stages, &walker, records);
     if let Some(e) = failure.take() {
         return Err(e);
     }
@@ -315,6 +257,119 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         compressed_outputs,
         changes,
     })
+}
+
+/// The file cache of the last backup of these paths (when the options name
+/// a cache directory), and the writer of the next one, written as the
+/// files go by, in walk order.
+fn file_cache(
+    repo: &Repository,
+    opts: &BackupOptions,
+    host: &str,
+    paths: &[PathBuf],
+) -> (Option<FileCache>, Option<CacheWriter>) {
+    let cache = opts
+        .cache_dir
+        .as_ref()
+        .filter(|d| {
+            crate::repo::cache::private_root(d)
+                .map_err(|e| tracing::warn!("file cache not usable, reading every file: {e}"))
+                .is_ok()
+        })
+        .map(|d| FileCache::load(d, &repo.config().id, host, paths));
+    let writer = cache.as_ref().and_then(|c| {
+        c.writer()
+            .map_err(|e| tracing::warn!("could not write the file cache: {e}"))
+            .ok()
+    });
+    (cache, writer)
+}
+
+/// What the stages of the pipeline (phase 4) share.
+struct Stages<'a> {
+    repo: &'a Repository,
+    sink: &'a BlobSink<'a>,
+    stats: &'a Stats,
+    own: &'a own_index::OwnIndex,
+    journal: Option<&'a Journal>,
+    errors: &'a Mutex<Vec<InputError>>,
+    failure: &'a Failure,
+    /// Compressing and reading threads.
+    threads: (usize, usize),
+}
+
+/// Phase 4 of a backup: runs the walker, the readers and the storing
+/// stages on their threads, assembling the trees on this one.
+fn run_pipeline(
+    st: &Stages<'_>,
+    walker: &Walker<'_>,
+    records: FileRecords<'_>,
+) -> Result<Assembled> {
+    std::thread::scope(|s| {
+        let raw_tx = spawn_storing(s, st);
+        let ev_rx = spawn_reading(s, st, walker, &raw_tx);
+        let result = assemble(
+            ev_rx, &raw_tx, st.repo, st.sink, st.errors, st.failure, records,
+        );
+        if result.is_err() {
+            st.failure.halt();
+        }
+        drop(raw_tx);
+        result
+    })
+}
+
+/// Starts the stages that store blobs (compress, pack, upload, index);
+/// returns where blobs go in.
+fn spawn_storing<'s, 'e: 's>(
+    s: &'s std::thread::Scope<'s, 'e>,
+    st: &'e Stages<'e>,
+) -> Sender<RawBlob> {
+    let (raw_tx, raw_rx) = bounded::<RawBlob>(64);
+    let (cmp_tx, cmp_rx) = bounded(64);
+    // A rendezvous: a finished pack waits in the packer until an
+    // uploader is free, so at most three packs are held (one being
+    // filled, two being uploaded), not four.
+    let (up_tx, up_rx) = bounded(0);
+    let (done_tx, done_rx) = unbounded();
+    let level = st.repo.config().compression_level;
+    let salt_id = st.repo.keys().blob_ids().salt_id().copied();
+    for _ in 0..st.threads.0 {
+        let (rx, tx) = (raw_rx.clone(), cmp_tx.clone());
+        s.spawn(move || pipeline::compressor(rx, tx, level, salt_id, st.failure));
+    }
+    drop((raw_rx, cmp_tx));
+    s.spawn(move || pipeline::packer(cmp_rx, up_tx, st.repo, st.failure));
+    for _ in 0..2 {
+        let (rx, tx) = (up_rx.clone(), done_tx.clone());
+        s.spawn(move || pipeline::uploader(rx, tx, st.repo, st.journal, st.stats, st.failure));
+    }
+    drop((up_rx, done_tx));
+    s.spawn(move || pipeline::indexer(done_rx, st.repo, st.own, st.journal, st.failure));
+    raw_tx
+}
+
+/// Starts the walker and the file readers; returns the walk's events.
+fn spawn_reading<'s, 'e: 's>(
+    s: &'s std::thread::Scope<'s, 'e>,
+    st: &'e Stages<'e>,
+    walker: &'e Walker<'e>,
+    raw_tx: &Sender<RawBlob>,
+) -> Receiver<Event> {
+    let (job_tx, job_rx) = bounded::<FileJob>(64);
+    let (ev_tx, ev_rx) = bounded::<Event>(4096);
+    for _ in 0..st.threads.1 {
+        let (rx, tx) = (job_rx.clone(), raw_tx.clone());
+        s.spawn(move || walk::reader(rx, tx, st.repo, st.sink, st.failure));
+    }
+    drop(job_rx);
+    // The walk keeps its directories on a stack of its own (heap), so a
+    // hostile directory nest needs no large thread stack.
+    std::thread::Builder::new()
+        .name("walker".into())
+        .spawn_scoped(s, move || walker.walk(ev_tx, job_tx, st.failure))
+        .expect("spawn the walker thread");
+    ev_rx
 }
 
 /// What a backup may deduplicate against, and where it records what it
@@ -619,188 +674,21 @@ fn source_records(
     out
 }
 
-/// What the assembler hands back once every event is consumed.
-struct Assembled {
-    root: TreeId,
-    totals: Totals,
-    certificates: Vec<CertInfo>,
-    compressed_outputs: Vec<CompressedOutput>,
-    changes: Vec<changes::FileChange>,
-}
-
-/// What the assembler records about each file besides its tree entry.
-struct FileRecords<'w> {
-    /// The next file cache and the time after which files are too fresh
-    /// to be remembered.
-    next_cache: Option<(&'w mut CacheWriter, i64)>,
-    /// Whether to make the change list.
-    list_changes: bool,
-}
-
-/// Consumes walk events in order and builds one tree blob per directory,
-/// bottom-up. File results are awaited in walk order.
-fn assemble(
-    events: Receiver<Event>,
-    raw_tx: &Sender<RawBlob>,
-    repo: &Repository,
-    sink: &BlobSink<'_>,
-    errors: &Mutex<Vec<InputError>>,
-    failure: &Failure,
-    records: FileRecords<'_>,
-) -> Result<Assembled> {
-    let FileRecords {
-        mut next_cache,
-        list_changes,
-    } = records;
-    let mut changes = Vec::new();
-    let mut stack: Vec<(Option<Node>, Vec<Node>)> = vec![(None, Vec::new())];
-    let mut certificates = Vec::new();
-    let mut compressed_outputs = Vec::new();
-    let mut totals = Totals::default();
-    let cancelled = || Error::Cancelled {
-        operation: "backup",
-    };
-    let store_tree = |nodes: Vec<Node>| -> Result<TreeId> {
-        let bytes = Tree { nodes }.to_bytes();
-        if bytes.len() > crate::repo::MAX_BLOB as usize {
-            return Err(Error::InvalidInput(format!(
-                "a directory's listing is {} bytes, over the {} MiB tree limit; \
-                 split it or back it up with larger chunks",
-                bytes.len(),
-                crate::repo::MAX_BLOB >> 20
-            )));
-        }
-        let id = Id::keyed(repo.keys().chunk_key(), &bytes);
-        sink.submit(raw_tx, BlobKind::Tree, id, bytes, false)
-            .map_err(|_| cancelled())?;
-        Ok(TreeId(id))
-    };
-    for event in events {
-        match event {
-            Event::Enter(node) => stack.push((Some(node), Vec::new())),
-            Event::Leave => {
-                let (node, mut children) = stack.pop().expect("balanced enter/leave");
-                children.sort_by(|a, b| a.name.cmp(&b.name));
-                let mut node = node.expect("only the root has no node");
-                node.subtree = Some(store_tree(children)?);
-                totals.dirs += 1;
-                stack.last_mut().expect("root frame").1.push(node);
-            }
-            Event::Other(node) => stack.last_mut().expect("frame").1.push(node),
-            Event::File {
-                path,
-                mut node,
-                stamp,
-                data,
-            } => {
-                let from_cache = matches!(data, walk::Pending::Ready(_));
-                let data: FileData = match data {
-                    walk::Pending::Ready(d) => d,
-                    walk::Pending::Waiting(rx) => match rx.recv() {
-                        Ok(Ok(d)) => {
-                            totals.files_read += 1;
-                            d
-                        }
-                        Ok(Err(message)) => {
-                            errors.lock().expect("errors lock").push(InputError {
-                                path: path.display().to_string(),
-                                message,
-                            });
-                            continue;
-                        }
-                        Err(_) => return Err(cancelled()),
-                    },
-                };
-                certificates.extend(data.certificates);
-                if let Some(why) = data.looks_compressed {
-                    compressed_outputs.push(CompressedOutput {
-                        path: path.display().to_string(),
-                        why,
-                    });
-                }
-                sink.rely_on(&data.content);
-                node.size = data.size;
-                node.content = data.content;
-                node.hash = Some(data.hash);
-                totals.files += 1;
-                totals.bytes += data.size;
-                // Command output has no earlier state to compare with.
-                if list_changes && stamp.cacheable {
-                    changes.push(changes::FileChange {
-                        path: crate::format::escape::escape_bytes(
-                            path.as_os_str().as_encoded_bytes(),
-                        ),
-                        change: changes::Change::of(from_cache, stamp.previous, data.hash),
-                    });
-                }
-                if !stamp.cacheable {
-                    stack.last_mut().expect("frame").1.push(node);
-                    continue;
-                }
-                // Not remembered: a file changed while being read (its
-                // stamp is not trustworthy) or within the last second.
-                if let Some((w, fresh_ns)) = next_cache.as_mut()
-                    && data.size == stamp.size
-                    && node.mtime_ns < *fresh_ns
-                    && stamp.ctime_ns < *fresh_ns
-                {
-                    let entry = CacheEntry {
-                        path: path.into_os_string().into_encoded_bytes(),
-                        size: stamp.size,
-                        mtime_ns: node.mtime_ns,
-                        ctime_ns: stamp.ctime_ns,
-                        ino: stamp.ino,
-                        content: node.content,
-                        hash: data.hash,
-                    };
-                    if let Err(e) = w.add(&entry) {
-                        tracing::warn!("could not write the file cache: {e}");
-                        next_cache = None;
-                    }
-                    node.content = entry.content;
-                }
-                stack.last_mut().expect("frame").1.push(node);
-            }
-        }
-        if failure.stopped() {
-            return Err(cancelled());
-        }
-    }
-    let (_, mut children) = stack.pop().expect("root frame");
-    if !stack.is_empty() {
-        return Err(cancelled());
-    }
-    children.sort_by(|a, b| a.name.cmp(&b.name));
-    debug_assert!(
-        children
-            .iter()
-            .all(|n| n.kind != NodeKind::File || n.hash.is_some())
-    );
-    let root = store_tree(children)?;
-    certificates.sort_by(|a: &CertInfo, b: &CertInfo| {
-        (&a.subject, &a.serial).cmp(&(&b.subject, &b.serial))
-    });
-    certificates.dedup();
-    Ok(Assembled {
-        root,
-        totals,
-        certificates,
-        compressed_outputs,
-        changes,
-    })
-}
-
 /// Fails when a pack this run deduplicated against is gone: a prune whose
 /// grace period was shorter than this backup deleted it, and a snapshot
 /// written now would point at nothing. Better no snapshot than a broken one.
-fn ensure_still_stored(repo: &Repository, relied: &std::collections::HashSet<Id>) -> Result<()> {
+fn ensure_still_stored(
+    repo: &Repository,
+    relied: &std::collections::HashSet<PackId>,
+) -> Result<()> {
     if relied.is_empty() {
         return Ok(());
     }
-    let stored: std::collections::HashSet<Id> = crate::repo::list_packs(repo.storage().as_ref())?
-        .into_keys()
-        .collect();
-    let mut gone: Vec<&Id> = relied.iter().filter(|p| !stored.contains(p)).collect();
+    let stored: std::collections::HashSet<PackId> =
+        crate::repo::list_packs(repo.storage().as_ref())?
+            .into_keys()
+            .collect();
+    let mut gone: Vec<&PackId> = relied.iter().filter(|p| !stored.contains(p)).collect();
     gone.sort();
     match gone.first() {
         None => Ok(()),

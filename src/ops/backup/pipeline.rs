@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{BlobId, PackId};
 use crate::format::index::{Index, IndexFile, IndexedPack};
 use crate::format::pack::BlobKind;
 use crate::repo::packer::{FinishedPack, PackBuilder};
@@ -74,7 +74,7 @@ pub struct Stats {
 /// One blob on its way to a pack.
 pub struct RawBlob {
     kind: BlobKind,
-    id: Id,
+    id: BlobId,
     data: Vec<u8>,
     /// A chunk of a small file, stored as a salted blob.
     salted: bool,
@@ -82,7 +82,7 @@ pub struct RawBlob {
 
 struct CompressedBlob {
     kind: BlobKind,
-    id: Id,
+    id: BlobId,
     data: Vec<u8>,
     raw_length: u32,
 }
@@ -90,10 +90,10 @@ struct CompressedBlob {
 /// The entry point for new blobs: drops those already stored or in flight.
 pub struct BlobSink<'a> {
     index: &'a Index,
-    inflight: Mutex<HashSet<Id>>,
+    inflight: Mutex<HashSet<BlobId>>,
     stats: &'a Stats,
     /// Packs holding blobs this run reuses instead of storing them.
-    relied: Mutex<HashSet<Id>>,
+    relied: Mutex<HashSet<PackId>>,
 }
 
 impl<'a> BlobSink<'a> {
@@ -109,7 +109,7 @@ impl<'a> BlobSink<'a> {
 
     /// Notes that the snapshot will reference `ids`; those already stored
     /// make the run depend on their packs (see [`BlobSink::relied_packs`]).
-    pub fn rely_on(&self, ids: &[Id]) {
+    pub fn rely_on(&self, ids: &[BlobId]) {
         let mut relied = self.relied.lock().expect("relied lock");
         relied.extend(
             ids.iter()
@@ -120,7 +120,7 @@ impl<'a> BlobSink<'a> {
 
     /// The packs of earlier backups this run deduplicated against: they must
     /// still exist when the snapshot is written.
-    pub fn relied_packs(&self) -> HashSet<Id> {
+    pub fn relied_packs(&self) -> HashSet<PackId> {
         self.relied.lock().expect("relied lock").clone()
     }
 
@@ -131,7 +131,7 @@ impl<'a> BlobSink<'a> {
         &self,
         tx: &Sender<RawBlob>,
         kind: BlobKind,
-        id: Id,
+        id: BlobId,
         data: Vec<u8>,
         salted: bool,
     ) -> Result<(), ()> {

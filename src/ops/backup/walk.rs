@@ -18,7 +18,7 @@ use super::pipeline::{BlobSink, Failure, RawBlob};
 use super::squeeze;
 use crate::error::{Error, Result};
 use crate::format::chunk;
-use crate::format::id::Id;
+use crate::format::id::{BlobId, Id};
 use crate::format::index::Index;
 use crate::format::pack::BlobKind;
 use crate::format::salt;
@@ -34,7 +34,7 @@ const MAX_DEPTH: usize = 2048;
 /// A file's content as stored.
 pub struct FileData {
     /// Content blob ids.
-    pub content: Vec<Id>,
+    pub content: Vec<BlobId>,
     /// Plain BLAKE3 of the content.
     pub hash: Id,
     /// Bytes read.
@@ -106,7 +106,14 @@ struct Layout {
 
 impl Layout {
     fn has_command(&self) -> bool {
-        self.command.is_some() || self.children.values().any(Layout::has_command)
+        let mut todo = vec![self];
+        while let Some(l) = todo.pop() {
+            if l.command.is_some() {
+                return true;
+            }
+            todo.extend(l.children.values());
+        }
+        false
     }
 }
 
@@ -132,6 +139,40 @@ struct WalkState {
     links: HashMap<(u64, u64), ()>,
     /// The device of the source path being walked (`--one-file-system`).
     source_dev: u64,
+}
+
+/// A directory being walked: where it is and what is left of it.
+struct Frame<'l> {
+    dir: PathBuf,
+    /// Whether finishing it closes a directory the events entered (all
+    /// but the root).
+    leave: bool,
+    rest: Rest<'l>,
+}
+
+/// What is left to visit in a [`Frame`].
+enum Rest<'l> {
+    /// Children of the layout above the source paths.
+    Layout(std::collections::btree_map::Iter<'l, Vec<u8>, Layout>),
+    /// Entries of a listed directory, in name order, each `depth` levels
+    /// below its source path, examined through `base` (see
+    /// [`Walker::listing`]), which `_handle` keeps naming the directory.
+    Entries {
+        entries: std::vec::IntoIter<fs::DirEntry>,
+        depth: usize,
+        base: PathBuf,
+        _handle: Option<File>,
+    },
+}
+
+/// What visiting one entry asks of the walk.
+enum Step<'l> {
+    /// Go on with the current directory.
+    Next,
+    /// Walk this directory first (its `Enter` was sent).
+    Descend(Frame<'l>),
+    /// The current directory is done.
+    Finished,
 }
 
 impl<'a> Walker<'a> {
@@ -242,6 +283,9 @@ impl<'a> Walker<'a> {
     }
 
     /// Walks everything, sending events and jobs; stops early on failure.
+    ///
+    /// Iterative: one [`Frame`] per directory being listed, on a stack of
+    /// its own, so a deep nest costs heap, not thread stack.
     pub fn walk(&self, events: Sender<Event>, jobs: Sender<FileJob>, failure: &Failure) {
         let mut st = WalkState {
             events,
@@ -250,58 +294,106 @@ impl<'a> Walker<'a> {
             links: HashMap::new(),
             source_dev: fs::metadata("/").map_or(0, |m| m.dev()),
         };
-        let _ = if self.layout.is_source {
+        let root = if self.layout.is_source {
             // `/` itself is a source: its entries are the root tree's entries.
-            self.visit_children(Path::new("/"), None, &mut st, failure, 1)
+            self.listing(Path::new("/"), None, 1, false)
         } else {
-            self.walk_layout(Path::new("/"), &self.layout, &mut st, failure)
+            Frame {
+                dir: PathBuf::from("/"),
+                leave: false,
+                rest: Rest::Layout(self.layout.children.iter()),
+            }
         };
+        let _ = self.walk_from(root, &mut st, failure);
     }
 
-    fn walk_layout(
-        &self,
-        dir: &Path,
-        layout: &Layout,
+    /// Runs the walk until the stack that starts with `root` is empty.
+    fn walk_from<'l>(
+        &'l self,
+        root: Frame<'l>,
         st: &mut WalkState,
         failure: &Failure,
     ) -> Result<(), ()> {
-        for (name, child) in &layout.children {
-            let name = OsString::from(std::ffi::OsStr::from_bytes(name));
-            let path = dir.join(&name);
-            if let Some(i) = child.command {
-                self.command_file(&path, &name, &self.commands[i], st)?;
-                continue;
-            }
-            if child.is_source {
-                match fs::symlink_metadata(&path) {
-                    Ok(m) => self.visit(&path, &name, &m, st, failure, 0)?,
-                    Err(e) => self.error(&path, format!("source path cannot be read: {e}")),
-                }
-                continue;
-            }
-            // An intermediate directory of a deeper source path.
-            let node = match fs::metadata(&path)
-                .and_then(|m| meta::node_for(&path, &name, &m, &mut st.names))
-            {
-                Ok(mut n) => {
-                    n.kind = NodeKind::Dir;
-                    n.target = None;
-                    n
-                }
-                // Command output lives in directories that need not exist.
-                Err(_) if child.has_command() => {
-                    synthetic_node(&name, NodeKind::Dir, 0o755, &mut st.names)
-                }
-                Err(e) => {
-                    self.error(&path, format!("source path cannot be read: {e}"));
-                    continue;
-                }
+        let mut stack = vec![root];
+        while let Some(top) = stack.last_mut() {
+            let step = match &mut top.rest {
+                Rest::Layout(children) => match children.next() {
+                    Some((name, child)) => self.layout_child(&top.dir, name, child, st, failure)?,
+                    None => Step::Finished,
+                },
+                Rest::Entries {
+                    entries,
+                    depth,
+                    base,
+                    ..
+                } => match entries.next() {
+                    Some(e) => self.entry(&top.dir, base, &e, *depth, st, failure)?,
+                    None => Step::Finished,
+                },
             };
-            st.events.send(Event::Enter(node)).map_err(|_| ())?;
-            self.walk_layout(&path, child, st, failure)?;
-            st.events.send(Event::Leave).map_err(|_| ())?;
+            match step {
+                Step::Next => {}
+                Step::Descend(frame) => stack.push(frame),
+                Step::Finished => {
+                    let done = stack.pop().expect("the loop holds a frame");
+                    if done.leave {
+                        st.events.send(Event::Leave).map_err(|_| ())?;
+                    }
+                }
+            }
         }
         Ok(())
+    }
+
+    /// One child of the layout above the source paths: a command source, a
+    /// source path, or a directory on the way to deeper ones.
+    fn layout_child<'l>(
+        &'l self,
+        dir: &Path,
+        name: &[u8],
+        child: &'l Layout,
+        st: &mut WalkState,
+        failure: &Failure,
+    ) -> Result<Step<'l>, ()> {
+        let name = OsString::from(std::ffi::OsStr::from_bytes(name));
+        let path = dir.join(&name);
+        if let Some(i) = child.command {
+            self.command_file(&path, &name, &self.commands[i], st)?;
+            return Ok(Step::Next);
+        }
+        if child.is_source {
+            return match fs::symlink_metadata(&path) {
+                Ok(m) => self.visit(&path, &name, &m, st, failure, 0),
+                Err(e) => {
+                    self.error(&path, format!("source path cannot be read: {e}"));
+                    Ok(Step::Next)
+                }
+            };
+        }
+        // An intermediate directory of a deeper source path.
+        let node = match fs::metadata(&path)
+            .and_then(|m| meta::node_for(&path, &name, &m, &mut st.names))
+        {
+            Ok(mut n) => {
+                n.kind = NodeKind::Dir;
+                n.target = None;
+                n
+            }
+            // Command output lives in directories that need not exist.
+            Err(_) if child.has_command() => {
+                synthetic_node(&name, NodeKind::Dir, 0o755, &mut st.names)
+            }
+            Err(e) => {
+                self.error(&path, format!("source path cannot be read: {e}"));
+                return Ok(Step::Next);
+            }
+        };
+        st.events.send(Event::Enter(node)).map_err(|_| ())?;
+        Ok(Step::Descend(Frame {
+            dir: path,
+            leave: true,
+            rest: Rest::Layout(child.children.iter()),
+        }))
     }
 
     /// Hands a command source to the readers as a file at `path`.
@@ -337,24 +429,34 @@ impl<'a> Walker<'a> {
             .map_err(|_| ())
     }
 
-    /// Visits a directory's entries in name order. `listed` is what the
-    /// walker recorded of the directory itself: it is listed, and its
-    /// entries are examined, through a handle to that very inode, so a
-    /// directory on the path swapped for a symlink meanwhile (by a user who
-    /// owns it) is reported, never walked in its place.
-    fn visit_children(
+    /// A frame for directory `path`'s entries in name order, to visit at
+    /// `depth` (a directory that cannot be listed is reported and has none).
+    /// `listed` is what the walker recorded of the directory itself: it is
+    /// listed, and its entries are examined, through a handle to that very
+    /// inode, so a directory on the path swapped for a symlink meanwhile (by
+    /// a user who owns it) is reported, never walked in its place.
+    fn listing<'l>(
         &self,
         path: &Path,
         listed: Option<&fs::Metadata>,
-        st: &mut WalkState,
-        failure: &Failure,
         depth: usize,
-    ) -> Result<(), ()> {
+        leave: bool,
+    ) -> Frame<'l> {
+        let frame = |entries: Vec<fs::DirEntry>, base: &Path, handle: Option<File>| Frame {
+            dir: path.to_owned(),
+            leave,
+            rest: Rest::Entries {
+                entries: entries.into_iter(),
+                depth,
+                base: base.to_owned(),
+                _handle: handle,
+            },
+        };
         let handle = match listed.map(|m| open_listed_dir(path, m)).transpose() {
             Ok(h) => h,
             Err(e) => {
                 self.error(path, format!("listing directory: {e}"));
-                return Ok(());
+                return frame(Vec::new(), path, None);
             }
         };
         // Through the open handle (`/proc/self/fd/N` names the inode, not
@@ -364,50 +466,132 @@ impl<'a> Walker<'a> {
             .map(|h| PathBuf::from(format!("/proc/self/fd/{}", h.as_raw_fd())))
             .filter(|p| p.exists());
         let base = through.as_deref().unwrap_or(path);
-        let rd = match fs::read_dir(base) {
-            Ok(rd) => rd,
+        let entries = match fs::read_dir(base) {
+            Ok(rd) => {
+                let mut entries: Vec<_> = rd
+                    .filter_map(|e| match e {
+                        Ok(e) => Some(e),
+                        Err(err) => {
+                            self.error(path, format!("listing directory: {err}"));
+                            None
+                        }
+                    })
+                    .collect();
+                entries.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
+                entries
+            }
             Err(e) => {
                 self.error(path, format!("listing directory: {e}"));
-                return Ok(());
+                Vec::new()
             }
         };
-        let mut entries: Vec<_> = rd
-            .filter_map(|e| match e {
-                Ok(e) => Some(e),
-                Err(err) => {
-                    self.error(path, format!("listing directory: {err}"));
-                    None
-                }
-            })
-            .collect();
-        entries.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
-        for e in entries {
-            let cname = e.file_name();
-            let cpath = path.join(&cname);
-            if self.excluded(&cpath, &cname) {
-                continue;
-            }
-            match fs::symlink_metadata(base.join(&cname)) {
-                Ok(cm) => self.visit(&cpath, &cname, &cm, st, failure, depth)?,
-                Err(err) => self.error(&cpath, format!("vanished or unreadable: {err}")),
+        frame(entries, base, handle)
+    }
+
+    /// One entry of directory `dir` (listed through `base`), unless
+    /// excluded.
+    fn entry<'l>(
+        &'l self,
+        dir: &Path,
+        base: &Path,
+        e: &fs::DirEntry,
+        depth: usize,
+        st: &mut WalkState,
+        failure: &Failure,
+    ) -> Result<Step<'l>, ()> {
+        let cname = e.file_name();
+        let cpath = dir.join(&cname);
+        if self.excluded(&cpath, &cname) {
+            return Ok(Step::Next);
+        }
+        match fs::symlink_metadata(base.join(&cname)) {
+            Ok(cm) => self.visit(&cpath, &cname, &cm, st, failure, depth),
+            Err(err) => {
+                self.error(&cpath, format!("vanished or unreadable: {err}"));
+                Ok(Step::Next)
             }
         }
-        Ok(())
+    }
+
+    /// A regular file: its content comes from the cache when the file is
+    /// unchanged and its blobs are still indexed, else a reader reads it.
+    fn file(
+        &self,
+        path: &Path,
+        name: &std::ffi::OsStr,
+        m: &fs::Metadata,
+        node: Node,
+        st: &mut WalkState,
+    ) -> Result<(), ()> {
+        let mut stamp = Stamp {
+            size: m.len(),
+            ctime_ns: meta::ctime_ns(m),
+            ino: m.ino(),
+            cacheable: true,
+            previous: None,
+        };
+        // Keystores are always read: their certificates' expiry is
+        // recorded in every snapshot.
+        let keystore = crate::source::keystore::is_keystore_name(name.as_bytes())
+            && stamp.size <= crate::source::keystore::MAX_KEYSTORE;
+        let (hit, previous) = self.cache.map_or((None, None), |c| {
+            c.lookup_previous(
+                path.as_os_str().as_bytes(),
+                stamp.size,
+                node.mtime_ns,
+                stamp.ctime_ns,
+                stamp.ino,
+            )
+        });
+        stamp.previous = previous;
+        let cached = hit
+            .filter(|_| !keystore)
+            .filter(|e| e.content.iter().all(|id| self.index.contains(id)));
+        let data = match cached {
+            Some(e) => Pending::Ready(FileData {
+                content: e.content,
+                hash: e.hash,
+                size: e.size,
+                certificates: Vec::new(),
+                looks_compressed: None,
+            }),
+            None => {
+                let (tx, rx) = bounded(1);
+                st.jobs
+                    .send(FileJob {
+                        source: JobSource::Path(path.to_owned(), (m.dev(), m.ino())),
+                        reply: tx,
+                    })
+                    .map_err(|_| ())?;
+                Pending::Waiting(rx)
+            }
+        };
+        st.events
+            .send(Event::File {
+                path: path.to_owned(),
+                node,
+                stamp,
+                data,
+            })
+            .map_err(|_| ())
     }
 
     fn excluded(&self, path: &Path, name: &std::ffi::OsStr) -> bool {
         self.name_excludes.is_match(name) || self.path_excludes.is_match(path)
     }
 
-    fn visit(
-        &self,
+    /// Visits one entry found `depth` levels below its source path: a
+    /// directory is entered (its frame returned to walk), anything else
+    /// sent on.
+    fn visit<'l>(
+        &'l self,
         path: &Path,
         name: &std::ffi::OsStr,
         m: &fs::Metadata,
         st: &mut WalkState,
         failure: &Failure,
         depth: usize,
-    ) -> Result<(), ()> {
+    ) -> Result<Step<'l>, ()> {
         if failure.stopped() {
             return Err(());
         }
@@ -415,7 +599,7 @@ impl<'a> Walker<'a> {
             Ok(n) => n,
             Err(e) => {
                 self.error(path, e.to_string());
-                return Ok(());
+                return Ok(Step::Next);
             }
         };
         if node.kind != NodeKind::Dir && m.nlink() > 1 {
@@ -425,7 +609,7 @@ impl<'a> Walker<'a> {
         if depth == 0 {
             st.source_dev = m.dev();
         }
-        match node.kind {
+        let sent = match node.kind {
             NodeKind::Dir if self.has_marker(path) => Ok(()),
             NodeKind::Dir => {
                 st.events.send(Event::Enter(node)).map_err(|_| ())?;
@@ -440,65 +624,14 @@ impl<'a> Walker<'a> {
                         ),
                     );
                 } else {
-                    self.visit_children(path, Some(m), st, failure, depth + 1)?;
+                    return Ok(Step::Descend(self.listing(path, Some(m), depth + 1, true)));
                 }
                 st.events.send(Event::Leave).map_err(|_| ())
             }
-            NodeKind::File => {
-                let mut stamp = Stamp {
-                    size: m.len(),
-                    ctime_ns: meta::ctime_ns(m),
-                    ino: m.ino(),
-                    cacheable: true,
-                    previous: None,
-                };
-                // Keystores are always read: their certificates' expiry is
-                // recorded in every snapshot.
-                let keystore = crate::source::keystore::is_keystore_name(name.as_bytes())
-                    && stamp.size <= crate::source::keystore::MAX_KEYSTORE;
-                let (hit, previous) = self.cache.map_or((None, None), |c| {
-                    c.lookup_previous(
-                        path.as_os_str().as_bytes(),
-                        stamp.size,
-                        node.mtime_ns,
-                        stamp.ctime_ns,
-                        stamp.ino,
-                    )
-                });
-                stamp.previous = previous;
-                let cached = hit
-                    .filter(|_| !keystore)
-                    .filter(|e| e.content.iter().all(|id| self.index.contains(id)));
-                let data = match cached {
-                    Some(e) => Pending::Ready(FileData {
-                        content: e.content,
-                        hash: e.hash,
-                        size: e.size,
-                        certificates: Vec::new(),
-                        looks_compressed: None,
-                    }),
-                    None => {
-                        let (tx, rx) = bounded(1);
-                        st.jobs
-                            .send(FileJob {
-                                source: JobSource::Path(path.to_owned(), (m.dev(), m.ino())),
-                                reply: tx,
-                            })
-                            .map_err(|_| ())?;
-                        Pending::Waiting(rx)
-                    }
-                };
-                st.events
-                    .send(Event::File {
-                        path: path.to_owned(),
-                        node,
-                        stamp,
-                        data,
-                    })
-                    .map_err(|_| ())
-            }
+            NodeKind::File => self.file(path, name, m, node, st),
             _ => st.events.send(Event::Other(node)).map_err(|_| ()),
-        }
+        };
+        sent.map(|()| Step::Next)
     }
 }
 
@@ -626,7 +759,7 @@ fn store_stream(
     // bytes in all): held back until it ends (their ids are salted) or
     // grows past it (unsalted, like every later chunk).
     let mut held: Vec<Vec<u8>> = Vec::new();
-    let send = |id: Id, data: Vec<u8>, salted: bool| {
+    let send = |id: BlobId, data: Vec<u8>, salted: bool| {
         sink.submit(tx, BlobKind::Data, id, data, salted)
             .map_err(|_| "backup cancelled".to_string())
     };
@@ -691,5 +824,66 @@ pub fn reader(
             JobSource::Command(source) => read_command(source, &tx, repo, sink),
         };
         let _ = job.reply.send(result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::unbounded;
+
+    /// Walks `paths` on a thread with a small stack; returns the events as
+    /// `+name` (enter), `-` (leave), `name` (file or other).
+    fn walk_small_stack(paths: &[PathBuf]) -> Vec<String> {
+        let index = Index::compact();
+        let errors = Mutex::new(Vec::new());
+        let walker = Walker::new(paths, &[], &[], None, &index, &errors).unwrap();
+        let (ev_tx, ev_rx) = unbounded();
+        let (job_tx, _job_rx) = unbounded();
+        let failure = Failure::default();
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .stack_size(256 << 10)
+                .spawn_scoped(s, || walker.walk(ev_tx, job_tx, &failure))
+                .unwrap();
+        });
+        assert!(errors.into_inner().unwrap().is_empty());
+        let name = |n: &Node| String::from_utf8_lossy(&n.name.0).into_owned();
+        ev_rx
+            .iter()
+            .map(|e| match e {
+                Event::Enter(n) => format!("+{}", name(&n)),
+                Event::Leave => "-".to_owned(),
+                Event::Other(n) | Event::File { node: n, .. } => name(&n),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_deep_nest_is_walked_in_order_without_a_large_stack() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        let mut deep = src.clone();
+        for _ in 0..1000 {
+            deep.push("d");
+        }
+        fs::create_dir_all(&deep).unwrap();
+        fs::write(deep.join("bottom"), b"x").unwrap();
+        fs::write(src.join("b"), b"x").unwrap();
+        fs::write(src.join("e"), b"x").unwrap();
+        let events = walk_small_stack(std::slice::from_ref(&src));
+        // The directories above the source path (`/` aside), then the
+        // source itself.
+        let above = src.components().count() - 2;
+        assert!(events[..above].iter().all(|e| e.starts_with('+')));
+        assert_eq!(events[above], "+src");
+        let inside = &events[above + 1..events.len() - above - 1];
+        let mut want = vec!["b".to_owned()];
+        want.extend((0..1000).map(|_| "+d".to_owned()));
+        want.push("bottom".to_owned());
+        want.extend((0..1000).map(|_| "-".to_owned()));
+        want.push("e".to_owned());
+        assert_eq!(inside, want.as_slice());
+        assert!(events[events.len() - above - 1..].iter().all(|e| e == "-"));
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::plan::StoredPack;
 use crate::error::Result;
-use crate::format::id::{Id, SnapshotId};
+use crate::format::id::{PackId, SnapshotId};
 use crate::format::index::Index;
 use crate::format::snapshot::Snapshot;
 use crate::repo::{CONFIG_KEY, ObjectKind, Repository};
@@ -40,8 +40,8 @@ pub struct LockUpkeep {
 pub fn keep_recent_locked(
     repo: &Repository,
     index: &Index,
-    stored: &HashMap<Id, StoredPack>,
-    staying: &HashSet<Id>,
+    stored: &HashMap<PackId, StoredPack>,
+    staying: &HashSet<PackId>,
     snapshots: &[(SnapshotId, Snapshot)],
     now: DateTime<Utc>,
     dry_run: bool,
@@ -65,7 +65,7 @@ pub fn keep_recent_locked(
     }
     if let Some(newest) = recent.iter().map(|s| s.time).max() {
         let blobs = crate::repo::treewalk::reachable_blobs(repo, index, &recent)?;
-        let mut packs: Vec<Id> = blobs
+        let mut packs: Vec<PackId> = blobs
             .iter()
             .flat_map(|b| index.locations(b).map(|l| l.pack).collect::<Vec<_>>())
             .filter(|p| stored.contains_key(p) && staying.contains(p))

@@ -32,7 +32,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::format::id::{Id, SnapshotId};
+use crate::format::id::{BlobId, PackId, SnapshotId};
 use crate::format::index::{BlobLocation, CondemnedPack, IndexFile, IndexedPack};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
@@ -137,7 +137,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
 struct State {
     snapshots: Vec<(SnapshotId, Snapshot)>,
     loaded: LoadedIndex,
-    referenced: HashSet<Id>,
+    referenced: HashSet<BlobId>,
     verified: VerifiedClaims,
     foreign: Vec<Unreadable>,
     /// Keys of the untrusted snapshot headers.
@@ -157,8 +157,8 @@ fn run(repo: &Repository, opts: &PruneOptions, planted_locks: &[String]) -> Resu
     );
     let plan = make_plan(&state, &opts.rules)?;
     report.plan = plan.counts.clone();
-    let marked: HashSet<Id> = plan.marks.iter().map(|m| m.pack).collect();
-    let staying: HashSet<Id> = plan
+    let marked: HashSet<PackId> = plan.marks.iter().map(|m| m.pack).collect();
+    let staying: HashSet<PackId> = plan
         .keep
         .iter()
         .filter(|p| !marked.contains(p))
@@ -410,7 +410,7 @@ impl VerifiedClaims {
     /// Reads back every entry of the index that names a stored pack and
     /// that no owner attested.
     fn read(repo: &Repository, loaded: &LoadedIndex) -> Result<Self> {
-        let unattested: Vec<(Id, BlobLocation)> = loaded
+        let unattested: Vec<(BlobId, BlobLocation)> = loaded
             .index
             .blobs()
             .filter(|(blob, loc)| {
@@ -429,7 +429,7 @@ impl VerifiedClaims {
 
     /// Whether `loc` verifiably holds `blob`: its pack is stored, and an
     /// owner attested the entry or this run read it back.
-    fn holds(&self, loaded: &LoadedIndex, blob: &Id, loc: &BlobLocation) -> bool {
+    fn holds(&self, loaded: &LoadedIndex, blob: &BlobId, loc: &BlobLocation) -> bool {
         loaded.stored.contains_key(&loc.pack) && !self.rejected.contains(&attest::claim(blob, loc))
     }
 }
@@ -477,7 +477,7 @@ pub fn delete_unless_locked(
 /// Copies the still-needed blobs of mostly-empty packs into new packs.
 fn repack(
     repo: &Repository,
-    copy: &[(Id, crate::format::index::BlobLocation)],
+    copy: &[(BlobId, crate::format::index::BlobLocation)],
     report: &mut PruneReport,
 ) -> Result<Vec<IndexedPack>> {
     let mut written = Vec::new();
@@ -532,11 +532,11 @@ fn write_index(
 ) -> Result<u64> {
     let loaded = &state.loaded;
     let stored = &loaded.stored;
-    let keep: HashSet<Id> = plan.keep.iter().copied().collect();
+    let keep: HashSet<PackId> = plan.keep.iter().copied().collect();
     // Kinds are where the pack is stored (the index loader took them from
     // the listing, not from what an index file claimed), and every entry
     // was attested by an owner or read back by this run.
-    let kept: Vec<(Id, BlobLocation)> = loaded
+    let kept: Vec<(BlobId, BlobLocation)> = loaded
         .index
         .blobs()
         .filter(|(_, loc)| keep.contains(&loc.pack) && stored.contains_key(&loc.pack))
@@ -547,7 +547,7 @@ fn write_index(
     // A failed claim is dropped when nothing needs its blob, or when another
     // claim of the same blob verified (a planted entry beside the genuine
     // copy); otherwise it is damage, kept where readers still see it.
-    let good_blobs: HashSet<Id> = good.iter().map(|(blob, _)| *blob).collect();
+    let good_blobs: HashSet<BlobId> = good.iter().map(|(blob, _)| *blob).collect();
     let (damaged, planted): (Vec<_>, Vec<_>) = bad
         .into_iter()
         .partition(|(blob, _)| state.referenced.contains(blob) && !good_blobs.contains(blob));

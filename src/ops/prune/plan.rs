@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::format::id::Id;
+use crate::format::id::{BlobId, PackId};
 use crate::format::index::{BlobLocation, CondemnedPack, Index};
 pub use crate::repo::StoredPack;
 
@@ -35,13 +35,13 @@ pub struct PlanRules {
 pub struct PrunePlan {
     /// Packs that stay listed in the index (including marked ones still
     /// inside their grace period).
-    pub keep: Vec<Id>,
+    pub keep: Vec<PackId>,
     /// Blobs to copy into new packs (from packs being repacked).
-    pub copy: Vec<(Id, BlobLocation)>,
+    pub copy: Vec<(BlobId, BlobLocation)>,
     /// Packs being repacked this run (marked once their blobs are copied).
-    pub repack: Vec<Id>,
+    pub repack: Vec<PackId>,
     /// Packs to delete now.
-    pub delete: Vec<Id>,
+    pub delete: Vec<PackId>,
     /// Marks to record (old ones still pending, new ones, and those of the
     /// packs deleted now, so an interrupted deletion resumes next time).
     pub marks: Vec<CondemnedPack>,
@@ -79,15 +79,15 @@ pub struct PlanCounts {
 #[derive(Debug, Clone, Default)]
 pub struct Unavailable {
     /// Blobs no stored pack even claims (a lost pack or index file).
-    pub missing: Vec<Id>,
+    pub missing: Vec<BlobId>,
     /// Blobs claimed by stored packs, none of which verifiably holds them,
     /// with the first pack claiming each.
-    pub unverified: Vec<(Id, Id)>,
+    pub unverified: Vec<(BlobId, PackId)>,
 }
 
 impl Unavailable {
     /// A pack that claims an unverified blob, if any.
-    pub fn claimed_by(&self) -> Option<Id> {
+    pub fn claimed_by(&self) -> Option<PackId> {
         self.unverified.first().map(|(_, pack)| *pack)
     }
 }
@@ -129,17 +129,17 @@ impl std::fmt::Display for Unavailable {
 /// already damaged (or an index file is lost), and prune must not act on a
 /// picture it cannot trust.
 pub fn plan(
-    stored: &HashMap<Id, StoredPack>,
+    stored: &HashMap<PackId, StoredPack>,
     index: &Index,
-    marked: &HashMap<Id, DateTime<Utc>>,
-    referenced: &HashSet<Id>,
+    marked: &HashMap<PackId, DateTime<Utc>>,
+    referenced: &HashSet<BlobId>,
     rules: &PlanRules,
-    verify: &mut dyn FnMut(&Id, &BlobLocation) -> bool,
+    verify: &mut dyn FnMut(&BlobId, &BlobLocation) -> bool,
 ) -> std::result::Result<PrunePlan, Unavailable> {
     let used = choose_copies(stored, index, marked, referenced, verify)?;
     let held = verified_bytes(stored, index, verify);
     let mut out = PrunePlan::default();
-    let mut ids: Vec<&Id> = stored.keys().collect();
+    let mut ids: Vec<&PackId> = stored.keys().collect();
     ids.sort();
     for id in ids {
         let pack = &stored[id];
@@ -160,15 +160,15 @@ pub fn plan(
 /// Where each needed blob will be read from: a verified location in a
 /// stored pack, preferring packs that are not marked. By pack.
 fn choose_copies(
-    stored: &HashMap<Id, StoredPack>,
+    stored: &HashMap<PackId, StoredPack>,
     index: &Index,
-    marked: &HashMap<Id, DateTime<Utc>>,
-    referenced: &HashSet<Id>,
-    verify: &mut dyn FnMut(&Id, &BlobLocation) -> bool,
-) -> std::result::Result<HashMap<Id, Vec<(Id, BlobLocation)>>, Unavailable> {
-    let mut used: HashMap<Id, Vec<(Id, BlobLocation)>> = HashMap::new();
+    marked: &HashMap<PackId, DateTime<Utc>>,
+    referenced: &HashSet<BlobId>,
+    verify: &mut dyn FnMut(&BlobId, &BlobLocation) -> bool,
+) -> std::result::Result<HashMap<PackId, Vec<(BlobId, BlobLocation)>>, Unavailable> {
+    let mut used: HashMap<PackId, Vec<(BlobId, BlobLocation)>> = HashMap::new();
     let mut lost = Unavailable::default();
-    let mut refs: Vec<&Id> = referenced.iter().collect();
+    let mut refs: Vec<&BlobId> = referenced.iter().collect();
     refs.sort();
     for blob in refs {
         let mut claims: Vec<BlobLocation> = index
@@ -194,11 +194,11 @@ fn choose_copies(
 /// The compressed bytes each stored pack verifiably holds (planted claims
 /// do not make a pack look emptier than it is).
 fn verified_bytes(
-    stored: &HashMap<Id, StoredPack>,
+    stored: &HashMap<PackId, StoredPack>,
     index: &Index,
-    verify: &mut dyn FnMut(&Id, &BlobLocation) -> bool,
-) -> HashMap<Id, u64> {
-    let mut held: HashMap<Id, u64> = HashMap::new();
+    verify: &mut dyn FnMut(&BlobId, &BlobLocation) -> bool,
+) -> HashMap<PackId, u64> {
+    let mut held: HashMap<PackId, u64> = HashMap::new();
     let mut seen = HashSet::new();
     for (blob, loc) in index.blobs() {
         if stored.contains_key(&loc.pack) && verify(&blob, &loc) && seen.insert((blob, loc.pack)) {
@@ -213,7 +213,7 @@ impl PrunePlan {
     /// pack itself are older than the grace period.
     fn decide_unused(
         &mut self,
-        id: Id,
+        id: PackId,
         pack: &StoredPack,
         mark: Option<DateTime<Utc>>,
         held: u64,
@@ -243,10 +243,10 @@ impl PrunePlan {
     /// repack it when most of what it holds is unused.
     fn decide_used(
         &mut self,
-        id: Id,
+        id: PackId,
         pack: &StoredPack,
         marked: bool,
-        blobs: &[(Id, BlobLocation)],
+        blobs: &[(BlobId, BlobLocation)],
         held: u64,
         rules: &PlanRules,
     ) {
@@ -277,8 +277,8 @@ impl PrunePlan {
     fn carry_marks_of_deleted(
         &mut self,
         index: &Index,
-        stored: &HashMap<Id, StoredPack>,
-        marked: &HashMap<Id, DateTime<Utc>>,
+        stored: &HashMap<PackId, StoredPack>,
+        marked: &HashMap<PackId, DateTime<Utc>>,
     ) {
         for (pack, _) in index.packs() {
             if !stored.contains_key(&pack)
@@ -303,6 +303,7 @@ impl PlanRules {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::id::Id;
     use crate::format::index::{IndexedBlob, IndexedPack};
     use crate::format::pack::BlobKind;
 
@@ -310,18 +311,18 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000 + h * 3600, 0).unwrap()
     }
 
-    fn setup(packs: &[(u8, &[u8])]) -> (HashMap<Id, StoredPack>, Index) {
+    fn setup(packs: &[(u8, &[u8])]) -> (HashMap<PackId, StoredPack>, Index) {
         let mut index = Index::default();
         let mut stored = HashMap::new();
         for (p, blobs) in packs {
             index.add_pack(&IndexedPack {
-                id: Id([*p; 32]),
+                id: PackId(Id([*p; 32])),
                 kind: BlobKind::Data,
                 blobs: blobs
                     .iter()
                     .enumerate()
                     .map(|(i, b)| IndexedBlob {
-                        id: Id([*b; 32]),
+                        id: BlobId(Id([*b; 32])),
                         offset: i as u32 * 100,
                         length: 100,
                         raw_length: 200,
@@ -329,7 +330,7 @@ mod tests {
                     .collect(),
             });
             stored.insert(
-                Id([*p; 32]),
+                PackId(Id([*p; 32])),
                 StoredPack {
                     kind: BlobKind::Data,
                     size: 100 * blobs.len() as u64,
@@ -349,12 +350,12 @@ mod tests {
         }
     }
 
-    fn refs(ids: &[u8]) -> HashSet<Id> {
-        ids.iter().map(|b| Id([*b; 32])).collect()
+    fn refs(ids: &[u8]) -> HashSet<BlobId> {
+        ids.iter().map(|b| BlobId(Id([*b; 32]))).collect()
     }
 
     /// Every copy verifies.
-    fn ok(_: &Id, _: &BlobLocation) -> bool {
+    fn ok(_: &BlobId, _: &BlobLocation) -> bool {
         true
     }
 
@@ -363,7 +364,7 @@ mod tests {
         // Blob 10 really is in pack 1; a planted index entry claims it is
         // in pack 2 too, and pack 2 sorts first.
         let (stored, index) = setup(&[(2, &[20, 10]), (1, &[10])]);
-        let plan_verifying = |verify: &mut dyn FnMut(&Id, &BlobLocation) -> bool| {
+        let plan_verifying = |verify: &mut dyn FnMut(&BlobId, &BlobLocation) -> bool| {
             plan(
                 &stored,
                 &index,
@@ -373,13 +374,13 @@ mod tests {
                 verify,
             )
         };
-        let p = plan_verifying(&mut |_, l| l.pack == Id([1; 32])).unwrap();
+        let p = plan_verifying(&mut |_, l| l.pack == PackId(Id([1; 32]))).unwrap();
         assert!(
-            p.marks.iter().all(|m| m.pack != Id([1; 32])),
+            p.marks.iter().all(|m| m.pack != PackId(Id([1; 32]))),
             "{:?}",
             p.marks
         );
-        assert!(p.keep.contains(&Id([1; 32])));
+        assert!(p.keep.contains(&PackId(Id([1; 32]))));
         // When no copy verifies, prune stops: it carries no unverified claim.
         let lost = plan_verifying(&mut |_, _| false).unwrap_err();
         assert_eq!(lost.unverified.len(), 1, "{lost}");
@@ -391,7 +392,8 @@ mod tests {
         // Pack 1 holds blob 10; a planted claim says it also holds 30 (not
         // needed). Only pack 2's claim on 20 exists, and it is false.
         let (stored, index) = setup(&[(1, &[10, 30]), (2, &[20])]);
-        let mut truth = |b: &Id, _: &BlobLocation| *b != Id([20; 32]) && *b != Id([30; 32]);
+        let mut truth =
+            |b: &BlobId, _: &BlobLocation| *b != BlobId(Id([20; 32])) && *b != BlobId(Id([30; 32]));
         let lost = plan(
             &stored,
             &index,
@@ -401,7 +403,10 @@ mod tests {
             &mut truth,
         )
         .unwrap_err();
-        assert_eq!(lost.unverified, vec![(Id([20; 32]), Id([2; 32]))]);
+        assert_eq!(
+            lost.unverified,
+            vec![(BlobId(Id([20; 32])), PackId(Id([2; 32])))]
+        );
         // Needing only 10: pack 1 is fully used (the planted 30 is not
         // counted as unused bytes), so it is not repacked.
         let p = plan(
@@ -432,10 +437,10 @@ mod tests {
         assert!(first.delete.is_empty());
         assert_eq!(first.counts.packs_newly_marked, 1);
         assert_eq!(first.marks.len(), 1);
-        assert_eq!(first.marks[0].pack, Id([2; 32]));
+        assert_eq!(first.marks[0].pack, PackId(Id([2; 32])));
         assert_eq!(first.keep.len(), 2, "a marked pack stays indexed");
 
-        let marks: HashMap<_, _> = [(Id([2; 32]), t(48))].into();
+        let marks: HashMap<_, _> = [(PackId(Id([2; 32])), t(48))].into();
         let early = plan(
             &stored,
             &index,
@@ -457,20 +462,21 @@ mod tests {
             &mut ok,
         )
         .unwrap();
-        assert_eq!(later.delete, vec![Id([2; 32])]);
-        assert_eq!(later.keep, vec![Id([1; 32])]);
+        assert_eq!(later.delete, vec![PackId(Id([2; 32]))]);
+        assert_eq!(later.keep, vec![PackId(Id([1; 32]))]);
     }
 
     #[test]
     fn marks_of_deleted_packs_stay_while_an_index_lists_them() {
         let (mut stored, index) = setup(&[(1, &[10]), (2, &[20])]);
-        stored.remove(&Id([2; 32]));
-        let marks: HashMap<_, _> = [(Id([2; 32]), t(0)), (Id([9; 32]), t(0))].into();
+        stored.remove(&PackId(Id([2; 32])));
+        let marks: HashMap<_, _> =
+            [(PackId(Id([2; 32])), t(0)), (PackId(Id([9; 32])), t(0))].into();
         let p = plan(&stored, &index, &marks, &refs(&[10]), &rules(72), &mut ok).unwrap();
-        let kept: Vec<Id> = p.marks.iter().map(|m| m.pack).collect();
+        let kept: Vec<PackId> = p.marks.iter().map(|m| m.pack).collect();
         assert_eq!(
             kept,
-            vec![Id([2; 32])],
+            vec![PackId(Id([2; 32]))],
             "pack 9 is in no index: its mark goes"
         );
     }
@@ -478,8 +484,8 @@ mod tests {
     #[test]
     fn a_young_pack_is_never_deleted_even_with_an_old_mark() {
         let (mut stored, index) = setup(&[(2, &[20])]);
-        stored.get_mut(&Id([2; 32])).unwrap().modified = Some(t(70));
-        let marks: HashMap<_, _> = [(Id([2; 32]), t(0))].into();
+        stored.get_mut(&PackId(Id([2; 32]))).unwrap().modified = Some(t(70));
+        let marks: HashMap<_, _> = [(PackId(Id([2; 32])), t(0))].into();
         let p = plan(&stored, &index, &marks, &refs(&[]), &rules(72), &mut ok).unwrap();
         assert!(p.delete.is_empty());
         let unknown_age: HashMap<_, _> = stored
@@ -509,7 +515,7 @@ mod tests {
     #[test]
     fn a_marked_pack_a_snapshot_needs_again_is_unmarked() {
         let (stored, index) = setup(&[(2, &[20])]);
-        let marks: HashMap<_, _> = [(Id([2; 32]), t(0))].into();
+        let marks: HashMap<_, _> = [(PackId(Id([2; 32])), t(0))].into();
         let p = plan(&stored, &index, &marks, &refs(&[20]), &rules(72), &mut ok).unwrap();
         assert!(p.delete.is_empty());
         assert!(p.marks.is_empty());
@@ -519,7 +525,7 @@ mod tests {
     #[test]
     fn mostly_unused_packs_are_repacked_and_copies_prefer_unmarked_packs() {
         let (stored, index) = setup(&[(1, &[10, 11, 12]), (2, &[13, 14]), (3, &[13])]);
-        let marks: HashMap<_, _> = [(Id([2; 32]), t(47))].into();
+        let marks: HashMap<_, _> = [(PackId(Id([2; 32])), t(47))].into();
         let p = plan(
             &stored,
             &index,
@@ -529,15 +535,15 @@ mod tests {
             &mut ok,
         )
         .unwrap();
-        assert_eq!(p.repack, vec![Id([1; 32])], "two thirds unused");
+        assert_eq!(p.repack, vec![PackId(Id([1; 32]))], "two thirds unused");
         assert_eq!(p.copy.len(), 1);
-        assert_eq!(p.copy[0].0, Id([10; 32]));
-        assert!(p.marks.iter().any(|m| m.pack == Id([1; 32])));
+        assert_eq!(p.copy[0].0, BlobId(Id([10; 32])));
+        assert!(p.marks.iter().any(|m| m.pack == PackId(Id([1; 32]))));
         // Blob 13 is read from pack 3, so marked pack 2 stays unused.
         assert!(
             p.marks
                 .iter()
-                .any(|m| m.pack == Id([2; 32]) && m.since == t(47))
+                .any(|m| m.pack == PackId(Id([2; 32])) && m.since == t(47))
         );
     }
 
@@ -554,6 +560,6 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("in no stored pack"), "{err}");
-        assert_eq!(err.missing, vec![Id([99; 32])]);
+        assert_eq!(err.missing, vec![BlobId(Id([99; 32]))]);
     }
 }

@@ -39,28 +39,35 @@ impl Budget {
     }
 
     /// Counts one entry the walk met; `Err` says what overran.
-    pub fn spend(&mut self, node: &Node) -> Result<(), String> {
+    pub fn spend(&mut self, node: &Node) -> Result<(), Overrun> {
         let (f, d, b) = self.declared;
         match node.kind {
             NodeKind::Dir => {
-                self.dirs = self.dirs.checked_sub(1).ok_or_else(|| {
-                    format!("the snapshot's trees hold more than the {d} directories its header declares")
-                })?;
+                self.dirs = self.dirs.checked_sub(1).ok_or(Overrun::Dirs(d))?;
             }
             NodeKind::File => {
-                self.files = self.files.checked_sub(1).ok_or_else(|| {
-                    format!("the snapshot's trees hold more than the {f} files its header declares")
-                })?;
-                self.bytes = self.bytes.checked_sub(node.size).ok_or_else(|| {
-                    format!(
-                        "the snapshot's files add up to more than the {b} bytes its header declares"
-                    )
-                })?;
+                self.files = self.files.checked_sub(1).ok_or(Overrun::Files(f))?;
+                self.bytes = self.bytes.checked_sub(node.size).ok_or(Overrun::Bytes(b))?;
             }
             _ => {}
         }
         Ok(())
     }
+}
+
+/// What a snapshot's trees hold beyond what its header declares (the
+/// declared count in each variant): damage, or a crafted snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Overrun {
+    /// More directories.
+    #[error("the snapshot's trees hold more than the {0} directories its header declares")]
+    Dirs(u64),
+    /// More files.
+    #[error("the snapshot's trees hold more than the {0} files its header declares")]
+    Files(u64),
+    /// More bytes of files.
+    #[error("the snapshot's files add up to more than the {0} bytes its header declares")]
+    Bytes(u64),
 }
 
 #[cfg(test)]
@@ -101,14 +108,11 @@ mod tests {
         b.spend(&node(NodeKind::Symlink, 0)).unwrap();
         b.spend(&node(NodeKind::File, 6)).unwrap();
         let e = b.spend(&node(NodeKind::File, 5)).unwrap_err();
-        assert!(e.contains("10 bytes"), "{e}");
+        assert_eq!(e, Overrun::Bytes(10));
+        assert!(e.to_string().contains("10 bytes"), "{e}");
         let e = b.spend(&node(NodeKind::Dir, 0)).unwrap_err();
-        assert!(e.contains("1 directories"), "{e}");
+        assert!(e.to_string().contains("1 directories"), "{e}");
         let mut b = Budget::new(&Totals::default());
-        assert!(
-            b.spend(&node(NodeKind::File, 0))
-                .unwrap_err()
-                .contains("0 files")
-        );
+        assert_eq!(b.spend(&node(NodeKind::File, 0)), Err(Overrun::Files(0)));
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::budget::Budget;
 use super::links;
 use crate::error::{Error, Result};
-use crate::format::id::Id;
+use crate::format::id::{BlobId, Id};
 use crate::format::index::Index;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind};
@@ -19,7 +19,7 @@ use crate::repo::{BlobReader, Repository};
 struct ContentReader<'r, 'a> {
     reader: &'r mut BlobReader<'a>,
     index: &'r Index,
-    ids: &'r [Id],
+    ids: &'r [BlobId],
     next: usize,
     buf: Vec<u8>,
     pos: usize,
@@ -152,9 +152,9 @@ pub fn dump_tar(
         };
         // The same bound as restore: a tree that repeats its subtrees must
         // not stream more than the header declares.
-        budget
-            .spend(node)
-            .map_err(|why| Error::format(format!("snapshot tree {}", snapshot.root), why))?;
+        budget.spend(node).map_err(|why| {
+            Error::format(format!("snapshot tree {}", snapshot.root), why.to_string())
+        })?;
         if let Some(p) = &prefix {
             if !path.starts_with(p) {
                 return Ok(if p.starts_with(path) {

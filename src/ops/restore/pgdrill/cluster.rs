@@ -46,7 +46,7 @@ pub struct Scratch {
 }
 
 /// The directory of PostgreSQL's server binaries (the newest installed).
-pub fn bindir() -> Result<PathBuf, String> {
+pub fn bindir() -> Result<PathBuf, SetupError> {
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .map(|rd| {
             rd.flatten()
@@ -62,19 +62,54 @@ pub fn bindir() -> Result<PathBuf, String> {
     let out = Command::new("pg_config")
         .arg("--bindir")
         .output()
-        .map_err(|_| {
-            "no PostgreSQL server binaries found (install postgresql) for the database drill"
-                .to_string()
-        })?;
+        .map_err(|_| SetupError::NoServer)?;
     let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     if dir.join("initdb").exists() {
         Ok(dir)
     } else {
-        Err(
-            "no PostgreSQL server binaries found (install postgresql) for the database drill"
-                .into(),
-        )
+        Err(SetupError::NoServer)
     }
+}
+
+/// Why a scratch cluster cannot be set up: no server binaries, or a
+/// TMPDIR the drill refuses ([`check_tmp`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// No PostgreSQL server binaries are installed.
+    #[error("no PostgreSQL server binaries found (install postgresql) for the database drill")]
+    NoServer,
+    /// TMPDIR cannot be examined.
+    #[error("TMPDIR {}: {error}", .path.display())]
+    TmpUnreadable {
+        /// TMPDIR.
+        path: PathBuf,
+        /// What failed.
+        error: std::io::Error,
+    },
+    /// TMPDIR is not a directory.
+    #[error("TMPDIR {}: not a directory (a symlink is not followed)", .0.display())]
+    TmpNotDirectory(PathBuf),
+    /// Others can write to TMPDIR, which has no sticky bit.
+    #[error(
+        "TMPDIR {}: writable by others without the sticky bit (mode {mode:o}); use a directory \
+         like /var/tmp",
+        .path.display()
+    )]
+    TmpShared {
+        /// TMPDIR.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// TMPDIR is not a plain path.
+    #[error(
+        "TMPDIR {}: use a path of letters, digits, '/', '.', '_' and '-' only for database drills",
+        .0.display()
+    )]
+    TmpNotPlain(PathBuf),
+    /// This process's start time cannot be read (for the directory's name).
+    #[error("{0}")]
+    Name(std::io::Error),
 }
 
 /// A system tool (`rm`, `tee`) by absolute path.
@@ -89,33 +124,27 @@ fn system_tool(name: &str) -> PathBuf {
 /// TMPDIR must be a place the drill user can create a directory in, that
 /// nobody can rename it out of, and a plain path (it is put in a server
 /// option string and a socket address).
-fn check_tmp(tmp: &Path) -> Result<(), String> {
-    let meta =
-        std::fs::symlink_metadata(tmp).map_err(|e| format!("TMPDIR {}: {e}", tmp.display()))?;
+fn check_tmp(tmp: &Path) -> Result<(), SetupError> {
+    let meta = std::fs::symlink_metadata(tmp).map_err(|error| SetupError::TmpUnreadable {
+        path: tmp.to_owned(),
+        error,
+    })?;
     if !meta.is_dir() {
-        return Err(format!(
-            "TMPDIR {}: not a directory (a symlink is not followed)",
-            tmp.display()
-        ));
+        return Err(SetupError::TmpNotDirectory(tmp.to_owned()));
     }
     let mode = meta.permissions().mode();
     if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-        return Err(format!(
-            "TMPDIR {}: writable by others without the sticky bit (mode {:o}); use a directory \
-             like /var/tmp",
-            tmp.display(),
-            mode & 0o7777
-        ));
+        return Err(SetupError::TmpShared {
+            path: tmp.to_owned(),
+            mode: mode & 0o7777,
+        });
     }
     let plain = tmp.to_str().is_some_and(|s| {
         s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
     });
     if !plain {
-        return Err(format!(
-            "TMPDIR {}: use a path of letters, digits, '/', '.', '_' and '-' only for database drills",
-            tmp.display()
-        ));
+        return Err(SetupError::TmpNotPlain(tmp.to_owned()));
     }
     Ok(())
 }
@@ -168,10 +197,10 @@ pub fn reap_stale(bin: &Path, user: &DrillUser, tmp: &Path) -> usize {
 }
 
 /// The name of a new scratch directory for this process.
-fn new_name() -> Result<String, String> {
+fn new_name() -> Result<String, SetupError> {
     let mut tag = [0u8; 8];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut tag);
-    let prefix = leftovers::name_prefix(PREFIX).map_err(|e| e.to_string())?;
+    let prefix = leftovers::name_prefix(PREFIX).map_err(SetupError::Name)?;
     Ok(format!("{prefix}{}", hex::encode(tag)))
 }
 
@@ -180,11 +209,12 @@ impl Scratch {
     /// cluster as `user` in a new directory under `work_dir` and creates
     /// the loading role.
     pub fn start(user: DrillUser, work_dir: &Path, cancel: &Cancel) -> Result<Scratch, Fail> {
-        let bin = bindir().map_err(Fail::setup)?;
+        let setup = |e: SetupError| Fail::setup(e.to_string());
+        let bin = bindir().map_err(setup)?;
         let tmp = work_dir.to_owned();
-        check_tmp(&tmp).map_err(Fail::setup)?;
+        check_tmp(&tmp).map_err(setup)?;
         reap_stale(&bin, &user, &tmp);
-        let dir = tmp.join(new_name().map_err(Fail::setup)?);
+        let dir = tmp.join(new_name().map_err(setup)?);
         let socket = dir.join(format!(".s.PGSQL.{PORT}"));
         if socket.as_os_str().len() > MAX_SOCKET_PATH {
             return Err(Fail::setup(format!(
@@ -378,14 +408,24 @@ mod tests {
         let p = d.path().join("open");
         std::fs::create_dir(&p).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(check_tmp(&p).unwrap_err().contains("sticky"));
+        let e = check_tmp(&p).unwrap_err();
+        assert!(
+            matches!(e, SetupError::TmpShared { mode: 0o777, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("sticky"));
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o1777)).unwrap();
         assert!(check_tmp(&p).is_ok());
         let q = d.path().join("it's");
         std::fs::create_dir(&q).unwrap();
-        assert!(check_tmp(&q).unwrap_err().contains("letters"));
+        assert!(check_tmp(&q).unwrap_err().to_string().contains("letters"));
         let link = d.path().join("link");
         std::os::unix::fs::symlink(&p, &link).unwrap();
-        assert!(check_tmp(&link).unwrap_err().contains("symlink"));
+        assert!(
+            check_tmp(&link)
+                .unwrap_err()
+                .to_string()
+                .contains("symlink")
+        );
     }
 }

@@ -63,46 +63,33 @@ fn valid_user_name(name: &str) -> bool {
 impl DrillUser {
     /// Looks `name` up and checks that this process may and can run the
     /// scratch cluster as it. Every refusal says how to fix it.
-    pub fn resolve(name: &str) -> Result<DrillUser, String> {
+    pub fn resolve(name: &str) -> Result<DrillUser, DrillUserRefused> {
         if !valid_user_name(name) {
-            return Err(format!("--drill-user {name:?}: not a valid user name"));
+            return Err(DrillUserRefused::InvalidName(name.to_owned()));
         }
         let user = nix::unistd::User::from_name(name)
-            .map_err(|e| format!("looking up the drill user {name}: {e}"))?
-            .ok_or_else(|| {
-                format!(
-                    "the drill user {name} does not exist: drills run the scratch PostgreSQL \
-                     cluster that loads database dumps as a dedicated unprivileged user; create \
-                     it with `{}` (or name another with --drill-user)",
-                    useradd_line(name)
-                )
-            })?;
+            .map_err(|error| DrillUserRefused::Lookup {
+                name: name.to_owned(),
+                error,
+            })?
+            .ok_or_else(|| DrillUserRefused::Missing(name.to_owned()))?;
         let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
         if uid == 0 || gid == 0 {
-            return Err(format!(
-                "the drill user {name} is root or in group root (uid {uid}, gid {gid}): \
-                 name a dedicated unprivileged user, e.g. `{}`",
-                useradd_line(DEFAULT_DRILL_USER)
-            ));
+            return Err(DrillUserRefused::Root {
+                name: name.to_owned(),
+                uid,
+                gid,
+            });
         }
         let (me, real) = (nix::unistd::geteuid(), nix::unistd::getuid());
         if uid == me.as_raw() || uid == real.as_raw() {
-            return Err(format!(
-                "the drill user {name} is the user running this drill: database dumps must \
-                 never run as the user holding the owner key; create another with `{}`",
-                useradd_line(DEFAULT_DRILL_USER)
-            ));
+            return Err(DrillUserRefused::Myself(name.to_owned()));
         }
         if !me.is_root() && !can_switch_users() {
-            return Err(format!(
-                "this drill runs as uid {} without CAP_SETUID and CAP_SETGID, so it cannot run the \
-                 scratch PostgreSQL cluster as the drill user {name}, and it will not load a \
-                 database dump as the user holding the owner key. Run the drill from the unit \
-                 `vault systemd` writes (it keeps CAP_SETUID and CAP_SETGID for this one switch), \
-                 or as root, or pass --pg-url with a PostgreSQL server prepared for drills \
-                 (docs/SECURITY.md, \"Database drills\")",
-                me.as_raw()
-            ));
+            return Err(DrillUserRefused::CannotSwitch {
+                name: name.to_owned(),
+                uid: me.as_raw(),
+            });
         }
         Ok(DrillUser {
             name: name.to_owned(),
@@ -110,6 +97,67 @@ impl DrillUser {
             gid,
         })
     }
+}
+
+/// Why a drill user cannot run the scratch cluster ([`DrillUser::resolve`]);
+/// each message says how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum DrillUserRefused {
+    /// Not a valid user name.
+    #[error("--drill-user {0:?}: not a valid user name")]
+    InvalidName(String),
+    /// Looking the user up failed.
+    #[error("looking up the drill user {name}: {error}")]
+    Lookup {
+        /// The user.
+        name: String,
+        /// What failed.
+        error: nix::Error,
+    },
+    /// No such user.
+    #[error(
+        "the drill user {0} does not exist: drills run the scratch PostgreSQL cluster that loads \
+         database dumps as a dedicated unprivileged user; create it with `{line}` (or name \
+         another with --drill-user)",
+        line = useradd_line(.0)
+    )]
+    Missing(String),
+    /// Root, or in group root.
+    #[error(
+        "the drill user {name} is root or in group root (uid {uid}, gid {gid}): name a dedicated \
+         unprivileged user, e.g. `{line}`",
+        line = useradd_line(DEFAULT_DRILL_USER)
+    )]
+    Root {
+        /// The user.
+        name: String,
+        /// Its uid.
+        uid: u32,
+        /// Its gid.
+        gid: u32,
+    },
+    /// The user running the drill.
+    #[error(
+        "the drill user {0} is the user running this drill: database dumps must never run as \
+         the user holding the owner key; create another with `{line}`",
+        line = useradd_line(DEFAULT_DRILL_USER)
+    )]
+    Myself(String),
+    /// This process cannot switch to it.
+    #[error(
+        "this drill runs as uid {uid} without CAP_SETUID and CAP_SETGID, so it cannot run the \
+         scratch PostgreSQL cluster as the drill user {name}, and it will not load a database \
+         dump as the user holding the owner key. Run the drill from the unit `vault systemd` \
+         writes (it keeps CAP_SETUID and CAP_SETGID for this one switch), or as root, or pass \
+         --pg-url with a PostgreSQL server prepared for drills (docs/SECURITY.md, \"Database \
+         drills\")"
+    )]
+    CannotSwitch {
+        /// The user.
+        name: String,
+        /// This process's uid.
+        uid: u32,
+    },
 }
 
 /// Whether this thread holds CAP_SETUID and CAP_SETGID.
@@ -284,14 +332,17 @@ mod tests {
         for bad in ["", "-x", "a b", "a/b", "1abc", &"a".repeat(33)] {
             assert!(DrillUser::resolve(bad).is_err(), "{bad:?}");
         }
-        let missing = DrillUser::resolve("vault-no-such-user-x").unwrap_err();
+        let missing = DrillUser::resolve("vault-no-such-user-x")
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("useradd --system"), "{missing}");
     }
 
     #[test]
     fn root_is_never_a_drill_user() {
         let e = DrillUser::resolve("root").unwrap_err();
-        assert!(e.contains("root"), "{e}");
+        assert!(matches!(e, DrillUserRefused::Root { uid: 0, .. }), "{e}");
+        assert!(e.to_string().contains("root"), "{e}");
     }
 
     #[test]

@@ -324,7 +324,8 @@ impl Target {
         trust_privileged: bool,
         cancel: &Cancel,
     ) -> Result<Target, Fail> {
-        let given = crate::source::postgres::conninfo_env(conninfo).map_err(Fail::setup)?;
+        let given = crate::source::postgres::conninfo_env(conninfo)
+            .map_err(|e| Fail::setup(e.to_string()))?;
         let mut env = confine::base_env(None);
         env.extend(
             pg_env

@@ -179,7 +179,7 @@ impl DatabaseDrill {
         }
         DrillUser::resolve(&self.drill_user)
             .map(|_| ())
-            .map_err(Error::InvalidInput)
+            .map_err(|e| Error::InvalidInput(e.to_string()))
     }
 }
 
@@ -306,7 +306,7 @@ pub fn check_dumps(
             load::Target::prepared(url, &opts.pg_env, opts.pg_url_trust_privileged, cancel)
         }
         None => DrillUser::resolve(&opts.drill_user)
-            .map_err(|e| Fail::Failed(DumpFailure::Setup, e))
+            .map_err(|e| Fail::Failed(DumpFailure::Setup, e.to_string()))
             .and_then(|user| load::Target::scratch(user, &opts.work_dir, cancel)),
     };
     let target = match target {

@@ -1,0 +1,256 @@
+//! The tree assembler: consumes the walker's events in order and builds one
+//! tree blob per directory, bottom-up, awaiting each file's content in walk
+//! order and writing the next file cache as the files go by.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::CompressedOutput;
+use super::cache::{CacheEntry, CacheWriter};
+use super::changes;
+use super::pipeline::{BlobSink, Failure, RawBlob};
+use super::walk::{self, Event, FileData, Stamp};
+use crate::error::{Error, Result};
+use crate::format::id::{BlobId, TreeId};
+use crate::format::pack::BlobKind;
+use crate::format::snapshot::{CertInfo, InputError, Totals};
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::repo::Repository;
+
+/// What the assembler hands back once every event is consumed.
+pub struct Assembled {
+    /// The root tree.
+    pub root: TreeId,
+    /// Files, directories and bytes seen.
+    pub totals: Totals,
+    /// Certificates found in keystore files, sorted, without duplicates.
+    pub certificates: Vec<CertInfo>,
+    /// Command outputs that looked already compressed.
+    pub compressed_outputs: Vec<CompressedOutput>,
+    /// What changed in each file (with [`FileRecords::list_changes`]).
+    pub changes: Vec<changes::FileChange>,
+}
+
+/// What the assembler records about each file besides its tree entry.
+pub struct FileRecords<'w> {
+    /// The next file cache and the time after which files are too fresh
+    /// to be remembered.
+    pub next_cache: Option<(&'w mut CacheWriter, i64)>,
+    /// Whether to make the change list.
+    pub list_changes: bool,
+}
+
+/// Consumes walk events in order and builds one tree blob per directory,
+/// bottom-up. File results are awaited in walk order.
+pub fn assemble(
+    events: Receiver<Event>,
+    raw_tx: &Sender<RawBlob>,
+    repo: &Repository,
+    sink: &BlobSink<'_>,
+    errors: &Mutex<Vec<InputError>>,
+    failure: &Failure,
+    records: FileRecords<'_>,
+) -> Result<Assembled> {
+    let mut a = Assembler {
+        raw_tx,
+        repo,
+        sink,
+        errors,
+        next_cache: records.next_cache,
+        changes: records.list_changes.then(Vec::new),
+        stack: vec![(None, Vec::new())],
+        certificates: Vec::new(),
+        compressed_outputs: Vec::new(),
+        totals: Totals::default(),
+    };
+    for event in events {
+        match event {
+            Event::Enter(node) => a.stack.push((Some(node), Vec::new())),
+            Event::Leave => a.leave()?,
+            Event::Other(node) => a.push(node),
+            Event::File {
+                path,
+                node,
+                stamp,
+                data,
+            } => a.file(path, node, stamp, data)?,
+        }
+        if failure.stopped() {
+            return Err(cancelled());
+        }
+    }
+    a.finish()
+}
+
+fn cancelled() -> Error {
+    Error::Cancelled {
+        operation: "backup",
+    }
+}
+
+/// The assembler's state between events.
+struct Assembler<'a, 'c> {
+    raw_tx: &'a Sender<RawBlob>,
+    repo: &'a Repository,
+    sink: &'a BlobSink<'a>,
+    errors: &'a Mutex<Vec<InputError>>,
+    /// The cache being written, and the time after which files are too
+    /// fresh to remember.
+    next_cache: Option<(&'c mut CacheWriter, i64)>,
+    /// The change list, when asked for.
+    changes: Option<Vec<changes::FileChange>>,
+    /// One frame per open directory (the root's has no node): its entry
+    /// and the entries assembled in it so far.
+    stack: Vec<(Option<Node>, Vec<Node>)>,
+    certificates: Vec<CertInfo>,
+    compressed_outputs: Vec<CompressedOutput>,
+    totals: Totals,
+}
+
+impl Assembler<'_, '_> {
+    /// Stores a directory listing as a tree blob.
+    fn store_tree(&self, nodes: Vec<Node>) -> Result<TreeId> {
+        let bytes = Tree { nodes }.to_bytes();
+        if bytes.len() > crate::repo::MAX_BLOB as usize {
+            return Err(Error::InvalidInput(format!(
+                "a directory's listing is {} bytes, over the {} MiB tree limit; \
+                 split it or back it up with larger chunks",
+                bytes.len(),
+                crate::repo::MAX_BLOB >> 20
+            )));
+        }
+        let id = BlobId::keyed(self.repo.keys().chunk_key(), &bytes);
+        self.sink
+            .submit(self.raw_tx, BlobKind::Tree, id, bytes, false)
+            .map_err(|_| cancelled())?;
+        Ok(TreeId(id.0))
+    }
+
+    /// Adds an entry to the directory being assembled.
+    fn push(&mut self, node: Node) {
+        self.stack.last_mut().expect("frame").1.push(node);
+    }
+
+    /// The current directory is complete: store its tree and add its entry
+    /// to its parent.
+    fn leave(&mut self) -> Result<()> {
+        let (node, mut children) = self.stack.pop().expect("balanced enter/leave");
+        children.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut node = node.expect("only the root has no node");
+        node.subtree = Some(self.store_tree(children)?);
+        self.totals.dirs += 1;
+        self.stack.last_mut().expect("root frame").1.push(node);
+        Ok(())
+    }
+
+    /// A regular file: awaits its content (a file that could not be read
+    /// is an input error, left out), records it, and remembers it in the
+    /// next cache.
+    fn file(
+        &mut self,
+        path: PathBuf,
+        mut node: Node,
+        stamp: Stamp,
+        data: walk::Pending,
+    ) -> Result<()> {
+        let from_cache = matches!(data, walk::Pending::Ready(_));
+        let data: FileData = match data {
+            walk::Pending::Ready(d) => d,
+            walk::Pending::Waiting(rx) => match rx.recv() {
+                Ok(Ok(d)) => {
+                    self.totals.files_read += 1;
+                    d
+                }
+                Ok(Err(message)) => {
+                    self.errors.lock().expect("errors lock").push(InputError {
+                        path: path.display().to_string(),
+                        message,
+                    });
+                    return Ok(());
+                }
+                Err(_) => return Err(cancelled()),
+            },
+        };
+        self.certificates.extend(data.certificates);
+        if let Some(why) = data.looks_compressed {
+            self.compressed_outputs.push(CompressedOutput {
+                path: path.display().to_string(),
+                why,
+            });
+        }
+        self.sink.rely_on(&data.content);
+        node.size = data.size;
+        node.content = data.content;
+        node.hash = Some(data.hash);
+        self.totals.files += 1;
+        self.totals.bytes += data.size;
+        // Command output has no earlier state to compare with.
+        if let Some(changes) = self.changes.as_mut()
+            && stamp.cacheable
+        {
+            changes.push(changes::FileChange {
+                path: crate::format::escape::escape_bytes(path.as_os_str().as_encoded_bytes()),
+                change: changes::Change::of(from_cache, stamp.previous, data.hash),
+            });
+        }
+        if stamp.cacheable {
+            self.remember(path, &mut node, &stamp, data.size);
+        }
+        self.push(node);
+        Ok(())
+    }
+
+    /// Writes `node`'s entry into the next file cache, unless the file
+    /// changed while being read (its stamp is not trustworthy) or within the
+    /// last second.
+    fn remember(&mut self, path: PathBuf, node: &mut Node, stamp: &Stamp, size: u64) {
+        let Some((w, fresh_ns)) = self.next_cache.as_mut() else {
+            return;
+        };
+        if size != stamp.size || node.mtime_ns >= *fresh_ns || stamp.ctime_ns >= *fresh_ns {
+            return;
+        }
+        let entry = CacheEntry {
+            path: path.into_os_string().into_encoded_bytes(),
+            size: stamp.size,
+            mtime_ns: node.mtime_ns,
+            ctime_ns: stamp.ctime_ns,
+            ino: stamp.ino,
+            content: std::mem::take(&mut node.content),
+            hash: node.hash.expect("set before remembering"),
+        };
+        if let Err(e) = w.add(&entry) {
+            tracing::warn!("could not write the file cache: {e}");
+            self.next_cache = None;
+        }
+        node.content = entry.content;
+    }
+
+    /// Every event consumed: stores the root tree.
+    fn finish(mut self) -> Result<Assembled> {
+        let (_, mut children) = self.stack.pop().expect("root frame");
+        if !self.stack.is_empty() {
+            return Err(cancelled());
+        }
+        children.sort_by(|a, b| a.name.cmp(&b.name));
+        debug_assert!(
+            children
+                .iter()
+                .all(|n| n.kind != NodeKind::File || n.hash.is_some())
+        );
+        let root = self.store_tree(children)?;
+        self.certificates.sort_by(|a: &CertInfo, b: &CertInfo| {
+            (&a.subject, &a.serial).cmp(&(&b.subject, &b.serial))
+        });
+        self.certificates.dedup();
+        Ok(Assembled {
+            root,
+            totals: self.totals,
+            certificates: self.certificates,
+            compressed_outputs: self.compressed_outputs,
+            changes: self.changes.unwrap_or_default(),
+        })
+    }
+}
