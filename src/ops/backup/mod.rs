@@ -616,20 +616,18 @@ fn assemble(
     let cancelled = || Error::Cancelled {
         operation: "backup",
     };
-    let store_tree = |nodes: Vec<Node>| -> Result<TreeId> {
+    // A directory whose listing is over the tree limit (a local user can
+    // make one: some 140,000 files with 4 KiB of user xattrs each) is
+    // stored empty and reported, instead of failing the whole backup.
+    let store_tree = |nodes: Vec<Node>| -> Result<std::result::Result<TreeId, usize>> {
         let bytes = Tree { nodes }.to_bytes();
         if bytes.len() > crate::repo::MAX_BLOB as usize {
-            return Err(Error::InvalidInput(format!(
-                "a directory's listing is {} bytes, over the {} MiB tree limit; \
-                 split it or back it up with larger chunks",
-                bytes.len(),
-                crate::repo::MAX_BLOB >> 20
-            )));
+            return Ok(Err(bytes.len()));
         }
         let id = Id::keyed(repo.keys().chunk_key(), &bytes);
         sink.submit(raw_tx, BlobKind::Tree, id, bytes)
             .map_err(|_| cancelled())?;
-        Ok(TreeId(id))
+        Ok(Ok(TreeId(id)))
     };
     for event in events {
         match event {
@@ -638,7 +636,26 @@ fn assemble(
                 let (node, mut children) = stack.pop().expect("balanced enter/leave");
                 children.sort_by(|a, b| a.name.cmp(&b.name));
                 let mut node = node.expect("only the root has no node");
-                node.subtree = Some(store_tree(children)?);
+                let tree = match store_tree(children)? {
+                    Ok(id) => id,
+                    Err(len) => {
+                        let mut path = Vec::new();
+                        for n in stack.iter().filter_map(|(n, _)| n.as_ref()).chain([&node]) {
+                            path.push(b'/');
+                            path.extend_from_slice(&n.name.0);
+                        }
+                        errors.lock().expect("errors lock").push(InputError {
+                            path: String::from_utf8_lossy(&path).into_owned(),
+                            message: format!(
+                                "its listing is {len} bytes, over the {} MiB tree limit; \
+                                 stored as an empty directory",
+                                crate::repo::MAX_BLOB >> 20
+                            ),
+                        });
+                        store_tree(Vec::new())?.expect("an empty tree fits")
+                    }
+                };
+                node.subtree = Some(tree);
                 totals.dirs += 1;
                 stack.last_mut().expect("root frame").1.push(node);
             }
@@ -722,7 +739,12 @@ fn assemble(
             .iter()
             .all(|n| n.kind != NodeKind::File || n.hash.is_some())
     );
-    let root = store_tree(children)?;
+    let root = store_tree(children)?.map_err(|len| {
+        Error::InvalidInput(format!(
+            "the root directory's listing is {len} bytes, over the {} MiB tree limit",
+            crate::repo::MAX_BLOB >> 20
+        ))
+    })?;
     certificates.sort_by(|a: &CertInfo, b: &CertInfo| {
         (&a.subject, &a.serial).cmp(&(&b.subject, &b.serial))
     });
