@@ -136,7 +136,7 @@ fn vector_backup_race_a_user_swapping_their_directory_cannot_relabel_a_secret() 
         .parse()
         .unwrap();
     assert!(
-        swaps > 100,
+        swaps > 20,
         "the racer swapped only {swaps} times: the test proved nothing"
     );
     // Files that changed under the backup are reported (exit 3), never

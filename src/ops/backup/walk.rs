@@ -377,13 +377,23 @@ impl<'a> Walker<'a> {
             })
             .collect();
         entries.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
-        for e in entries {
-            let cname = e.file_name();
+        // Every entry is examined through the handle first; the handle is
+        // closed before descending (one open directory per level would run
+        // out of descriptors in a deep tree), which is safe because each
+        // subdirectory is reopened and checked against what was seen here.
+        let examined: Vec<_> = entries
+            .into_iter()
+            .map(|e| e.file_name())
+            .filter(|cname| !self.excluded(&path.join(cname), cname))
+            .map(|cname| {
+                let m = fs::symlink_metadata(base.join(&cname));
+                (cname, m)
+            })
+            .collect();
+        drop(handle);
+        for (cname, m) in examined {
             let cpath = path.join(&cname);
-            if self.excluded(&cpath, &cname) {
-                continue;
-            }
-            match fs::symlink_metadata(base.join(&cname)) {
+            match m {
                 Ok(cm) => self.visit(&cpath, &cname, &cm, st, failure, depth)?,
                 Err(err) => self.error(&cpath, format!("vanished or unreadable: {err}")),
             }
