@@ -21,6 +21,7 @@ use crate::format::chunk;
 use crate::format::id::Id;
 use crate::format::index::Index;
 use crate::format::pack::BlobKind;
+use crate::format::salt;
 use crate::format::snapshot::InputError;
 use crate::format::tree::{Node, NodeKind};
 use crate::repo::Repository;
@@ -52,6 +53,8 @@ pub struct Stamp {
     pub ino: u64,
     /// Whether the file cache may remember it (not for command output).
     pub cacheable: bool,
+    /// The content hash the last backup recorded for this path, if any.
+    pub previous: Option<Id>,
 }
 
 /// A file's content: known from the cache, or being read.
@@ -322,6 +325,7 @@ impl<'a> Walker<'a> {
             ctime_ns: 0,
             ino: 0,
             cacheable: false,
+            previous: None,
         };
         st.events
             .send(Event::File {
@@ -451,28 +455,29 @@ impl<'a> Walker<'a> {
                 st.events.send(Event::Leave).map_err(|_| ())
             }
             NodeKind::File => {
-                let stamp = Stamp {
+                let mut stamp = Stamp {
                     size: m.len(),
                     ctime_ns: meta::ctime_ns(m),
                     ino: m.ino(),
                     cacheable: true,
+                    previous: None,
                 };
                 // Keystores are always read: their certificates' expiry is
                 // recorded in every snapshot.
                 let keystore = crate::source::keystore::is_keystore_name(name.as_bytes())
                     && stamp.size <= crate::source::keystore::MAX_KEYSTORE;
-                let cached = self
-                    .cache
+                let (hit, previous) = self.cache.map_or((None, None), |c| {
+                    c.lookup_previous(
+                        path.as_os_str().as_bytes(),
+                        stamp.size,
+                        node.mtime_ns,
+                        stamp.ctime_ns,
+                        stamp.ino,
+                    )
+                });
+                stamp.previous = previous;
+                let cached = hit
                     .filter(|_| !keystore)
-                    .and_then(|c| {
-                        c.lookup(
-                            path.as_os_str().as_bytes(),
-                            stamp.size,
-                            node.mtime_ns,
-                            stamp.ctime_ns,
-                            stamp.ino,
-                        )
-                    })
                     .filter(|e| e.content.iter().all(|id| self.index.contains(id)));
                 let data = match cached {
                     Some(e) => Pending::Ready(FileData {
@@ -622,11 +627,19 @@ fn store_stream(
 ) -> Result<FileData, String> {
     let inspect_keystore = inspect == Inspect::Keystore;
     let mut whole = Vec::new();
-    let key = repo.keys().chunk_key();
-    let seed = chunk::gear_seed(key);
+    let ids = repo.keys().blob_ids();
+    let seed = chunk::gear_seed(repo.keys().chunk_key());
     let mut hasher = blake3::Hasher::new();
     let mut content = Vec::new();
     let mut size = 0u64;
+    // The chunks of a stream that may still be small (at most SALTED_MAX
+    // bytes in all): held back until it ends (their ids are salted) or
+    // grows past it (unsalted, like every later chunk).
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    let send = |id: Id, data: Vec<u8>, salted: bool| {
+        sink.submit(tx, BlobKind::Data, id, data, salted)
+            .map_err(|_| "backup cancelled".to_string())
+    };
     for c in chunk::chunks(reader, &repo.config().chunker, seed) {
         let data = c.map_err(|e| format!("read error: {e}"))?;
         hasher.update(&data);
@@ -638,10 +651,20 @@ fn store_stream(
             let take = data.len().min(squeeze::HEAD - whole.len());
             whole.extend_from_slice(&data[..take]);
         }
-        let id = Id::keyed(key, &data);
+        if size <= salt::SALTED_MAX {
+            held.push(data);
+            continue;
+        }
+        for data in held.drain(..).chain(std::iter::once(data)) {
+            let id = ids.unsalted(&data);
+            content.push(id);
+            send(id, data, false)?;
+        }
+    }
+    for data in held {
+        let id = ids.salted(&data);
         content.push(id);
-        sink.submit(tx, BlobKind::Data, id, data)
-            .map_err(|_| "backup cancelled".to_string())?;
+        send(id, data, true)?;
     }
     let certificates = if inspect_keystore && size <= crate::source::keystore::MAX_KEYSTORE {
         crate::source::keystore::certificates(&whole)
