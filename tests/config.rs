@@ -554,3 +554,49 @@ fn a_bad_pg_url_is_a_usage_error_before_any_work() {
     assert_code(&out, 2);
     assert_contains(&stderr(&out), "`pg_url`");
 }
+
+/// `[drill] db_load_timeout` is the default of `--db-load-timeout` for
+/// `vault drill` and `vault restore --verify` (a drill unit runs with the
+/// file's settings only): a value the flag refuses is refused from the
+/// file too, and the flag beats the file.
+#[test]
+fn drill_db_load_timeout_comes_from_the_file() {
+    let (env, _src, file) = configured();
+    let text = fs::read_to_string(&file).unwrap();
+    fs::write(
+        &file,
+        format!("{text}\n[drill]\ndb_load_timeout = \"0s\"\n"),
+    )
+    .unwrap();
+    let cfg = file.to_str().unwrap();
+    crate::util::assert_success(&run(&["config", "check", "--config", cfg]));
+    let owner = env.owner_key.to_str().unwrap();
+    let out = run(&["--config", cfg, "drill", "-i", owner]);
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), "the time limit must be above zero");
+    let target = env.path("t");
+    let out = run(&[
+        "--config",
+        cfg,
+        "restore",
+        "-i",
+        owner,
+        "latest",
+        "--verify",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), "the time limit must be above zero");
+    crate::util::assert_success(&run(&["--config", cfg, "backup"]));
+    let out = run(&[
+        "--config",
+        cfg,
+        "drill",
+        "-i",
+        owner,
+        "--db-load-timeout",
+        "1h",
+    ]);
+    crate::util::assert_success(&out);
+}

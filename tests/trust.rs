@@ -1003,3 +1003,53 @@ fn a_revocation_reaches_the_copy_target() {
     };
     assert!(e.to_string().contains("was revoked"), "{e}");
 }
+
+/// `vault key list` shows the revocations the owner signed (with a key, the
+/// writer key included) and, without a key, how many objects there are, so
+/// that an operator can see that a revocation is still in place (one
+/// deleted by someone with delete rights gives the key its trust back). A
+/// planted revocation of another key, signed by someone else, is not listed.
+#[test]
+fn key_list_shows_the_revocations_the_owner_signed() {
+    let f = fleet();
+    let list = |key: Option<&Path>| {
+        let mut args = vec!["key", "list", "-r", f.env.repo.to_str().unwrap(), "--json"];
+        if let Some(k) = key {
+            args.extend(["-i", k.to_str().unwrap()]);
+        }
+        let out = run(&args);
+        assert_success(&out);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(
+        list(Some(&f.env.owner_key))["revoked"],
+        serde_json::json!([])
+    );
+    assert_success(
+        &f.env
+            .vault(&["key", "revoke-host"], &f.env.owner_key, &["web1"]),
+    );
+    let revoked_dir = f.env.repo.join("keys/revoked");
+    let genuine_path = walk_files(&revoked_dir).pop().unwrap();
+    let genuine: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&genuine_path).unwrap()).unwrap();
+    let mut forged: vault::format::signature::HostRevocation =
+        serde_json::from_value(genuine).unwrap();
+    forged.host = "db1".into();
+    forged.key = vault::crypto::sign::SigningKey::generate().public();
+    forged.signature = vault::crypto::sign::SigningKey::generate().sign(&forged.message());
+    std::fs::write(
+        revoked_dir.join(format!("{}.json", forged.key)),
+        serde_json::to_vec(&forged).unwrap(),
+    )
+    .unwrap();
+    for key in [&f.env.owner_key, &f.db1] {
+        let v = list(Some(key));
+        let revoked = v["revoked"].as_array().unwrap();
+        assert_eq!(revoked.len(), 1, "{v}");
+        assert_eq!(revoked[0]["host"], "web1");
+    }
+    assert_eq!(list(None)["revocation_objects"], 2);
+    let out = f.env.vault(&["key", "list"], &f.env.owner_key, &[]);
+    assert_contains(&stdout(&out), "revoked: host web1 key ");
+}

@@ -169,6 +169,8 @@ fn collect(s: &Settings) -> Defaults {
     set("drill", "pg_url", one(s.drill.pg_url.clone()));
     set("drill", "drill_user", one(s.drill.user.clone()));
     set("restore", "drill_user", one(s.drill.user.clone()));
+    set("drill", "db_load_timeout", span(s.drill.db_load_timeout));
+    set("restore", "db_load_timeout", span(s.drill.db_load_timeout));
     set("status", "max_backup_age", span(s.status.max_backup_age));
     set("status", "max_drill_age", span(s.status.max_drill_age));
     set(

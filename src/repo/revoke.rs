@@ -105,7 +105,34 @@ pub struct RevokedKey {
     pub new: bool,
 }
 
+/// A revocation as `vault key list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListedRevocation {
+    /// The host name of the revoked certificate (`*`: a shared writer key).
+    pub host: String,
+    /// The revoked public signing key.
+    pub key: PublicKey,
+    /// Documents it signed that storage received from then on do not count.
+    pub cutoff: DateTime<Utc>,
+}
+
 impl Repository {
+    /// Every revocation the repository owner signed for this repository,
+    /// with its host and cutoff, sorted by host (for `vault key list`).
+    pub fn revocation_list(&self) -> Result<Vec<ListedRevocation>> {
+        let mut out: Vec<ListedRevocation> = self
+            .valid_revocations()?
+            .into_iter()
+            .map(|(obj, _, r)| ListedRevocation {
+                cutoff: obj.modified.map_or(r.revoked, |m| r.revoked.min(m)),
+                host: r.host,
+                key: r.key,
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.host, a.cutoff).cmp(&(&b.host, b.cutoff)));
+        Ok(out)
+    }
+
     /// Every revocation under `keys/revoked/` that the repository owner
     /// signed for this repository (others are ignored with a warning:
     /// anyone with storage access can add files). A format-1 writer key

@@ -250,6 +250,10 @@ pub struct DrillConfig {
     /// The unprivileged OS user the scratch PostgreSQL cluster runs as
     /// (`--drill-user`, default `vault-drill`).
     pub user: Option<String>,
+    /// How long loading one database dump and counting its rows may take
+    /// (`--db-load-timeout`, default 4h).
+    #[serde(default, deserialize_with = "deserialize_duration_opt")]
+    pub db_load_timeout: Option<Duration>,
 }
 
 /// `[status]`: when `vault status` complains, and where it writes metrics.

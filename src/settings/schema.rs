@@ -69,7 +69,14 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
     ),
     (
         "drill",
-        &["identity", "period_days", "random_older", "pg_url", "user"],
+        &[
+            "identity",
+            "period_days",
+            "random_older",
+            "pg_url",
+            "user",
+            "db_load_timeout",
+        ],
     ),
     (
         "status",
@@ -263,7 +270,8 @@ fn kind_of(schema_name: &str) -> Kind {
         | "retention.grace"
         | "status.max_backup_age"
         | "status.max_drill_age"
-        | "status.certificate_warning" => Kind::Duration,
+        | "status.certificate_warning"
+        | "drill.db_load_timeout" => Kind::Duration,
         _ => Kind::Text,
     }
 }

@@ -189,7 +189,16 @@ fn list(a: ListArgs) -> Result<ExitCode> {
     };
     hosts.sort();
     hosts.dedup();
+    // Revocations: with a key, those the owner signed; without, how many
+    // objects there are (anyone can add files there).
+    let revocation_objects = storage.list(repo::revoke::REVOKED_PREFIX)?.len();
+    let revoked = match &opened {
+        Some(r) => Some(r.revocation_list()?),
+        None => None,
+    };
     let listing = render::keys::Listing {
+        revoked: revoked.as_deref(),
+        revocation_objects,
         owners: &owners,
         hosts: &hosts,
         generations: &generations,

@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use super::{sanitize, size};
+use vault::repo::revoke::ListedRevocation;
 use vault::repo::{self, owners::OwnerEntry};
 
 /// What `vault key list` found.
@@ -19,6 +20,10 @@ pub struct Listing<'a> {
     pub yours: Option<&'a str>,
     /// The current writer key generation, when a key was given.
     pub current: Option<u32>,
+    /// The revocations the owner signed, when a key was given.
+    pub revoked: Option<&'a [ListedRevocation]>,
+    /// How many objects are under `keys/revoked/` (checked or not).
+    pub revocation_objects: usize,
 }
 
 /// Prints the listing as JSON.
@@ -37,6 +42,8 @@ pub fn json(l: &Listing<'_>) {
         "hosts": l.hosts,
         "identity": l.role,
         "current_writer_generation": l.current,
+        "revoked": l.revoked,
+        "revocation_objects": l.revocation_objects,
     }));
 }
 
@@ -68,6 +75,27 @@ pub fn text(l: &Listing<'_>) {
     if !l.hosts.is_empty() {
         let names: Vec<String> = l.hosts.iter().map(|h| sanitize(h)).collect();
         println!("host keys: {}", names.join(", "));
+    }
+    match l.revoked {
+        Some(list) => {
+            for r in list {
+                outln!(
+                    "revoked: host {} key {} (what it signs and storage receives from {} on does \
+                     not count)",
+                    sanitize(&r.host),
+                    r.key,
+                    r.cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+            }
+            if list.is_empty() {
+                outln!("revoked: none");
+            }
+        }
+        None if l.revocation_objects > 0 => outln!(
+            "revocations: {} objects under keys/revoked/ (pass -i KEY to check and list them)",
+            l.revocation_objects
+        ),
+        None => {}
     }
     match (l.role, l.current) {
         (Some(role), Some(g)) => outln!("your key: {role}; current writer key generation: {g}"),

@@ -110,22 +110,48 @@ struct Assembler<'a, 'c> {
 }
 
 impl Assembler<'_, '_> {
-    /// Stores a directory listing as a tree blob.
-    fn store_tree(&self, nodes: Vec<Node>) -> Result<TreeId> {
+    /// Stores a directory listing as a tree blob, or gives back the
+    /// listing's size when it is over the tree limit (a local user can make
+    /// such a directory: some 140,000 files with 4 KiB of user xattrs each).
+    fn store_tree(&self, nodes: Vec<Node>) -> Result<std::result::Result<TreeId, usize>> {
         let bytes = Tree { nodes }.to_bytes();
         if bytes.len() > crate::repo::MAX_BLOB as usize {
-            return Err(Error::InvalidInput(format!(
-                "a directory's listing is {} bytes, over the {} MiB tree limit; \
-                 split it or back it up with larger chunks",
-                bytes.len(),
-                crate::repo::MAX_BLOB >> 20
-            )));
+            return Ok(Err(bytes.len()));
         }
         let id = BlobId::keyed(self.repo.keys().chunk_key(), &bytes);
         self.sink
             .submit(self.raw_tx, BlobKind::Tree, id, bytes, false)
             .map_err(|_| cancelled())?;
-        Ok(TreeId(id.0))
+        Ok(Ok(TreeId(id.0)))
+    }
+
+    /// The tree of a directory that is not the root: one over the tree
+    /// limit is stored empty and reported, instead of failing the whole
+    /// backup.
+    fn directory_tree(&self, node: &Node, children: Vec<Node>) -> Result<TreeId> {
+        let len = match self.store_tree(children)? {
+            Ok(id) => return Ok(id),
+            Err(len) => len,
+        };
+        let mut path = Vec::new();
+        for n in self
+            .stack
+            .iter()
+            .filter_map(|(n, _)| n.as_ref())
+            .chain([node])
+        {
+            path.push(b'/');
+            path.extend_from_slice(&n.name.0);
+        }
+        self.errors.lock().expect("errors lock").push(InputError {
+            path: String::from_utf8_lossy(&path).into_owned(),
+            message: format!(
+                "its listing is {len} bytes, over the {} MiB tree limit; \
+                 stored as an empty directory",
+                crate::repo::MAX_BLOB >> 20
+            ),
+        });
+        Ok(self.store_tree(Vec::new())?.expect("an empty tree fits"))
     }
 
     /// Adds an entry to the directory being assembled.
@@ -139,7 +165,7 @@ impl Assembler<'_, '_> {
         let (node, mut children) = self.stack.pop().expect("balanced enter/leave");
         children.sort_by(|a, b| a.name.cmp(&b.name));
         let mut node = node.expect("only the root has no node");
-        node.subtree = Some(self.store_tree(children)?);
+        node.subtree = Some(self.directory_tree(&node, children)?);
         self.totals.dirs += 1;
         self.stack.last_mut().expect("root frame").1.push(node);
         Ok(())
@@ -240,7 +266,12 @@ impl Assembler<'_, '_> {
                 .iter()
                 .all(|n| n.kind != NodeKind::File || n.hash.is_some())
         );
-        let root = self.store_tree(children)?;
+        let root = self.store_tree(children)?.map_err(|len| {
+            Error::InvalidInput(format!(
+                "the root directory's listing is {len} bytes, over the {} MiB tree limit",
+                crate::repo::MAX_BLOB >> 20
+            ))
+        })?;
         self.certificates.sort_by(|a: &CertInfo, b: &CertInfo| {
             (&a.subject, &a.serial).cmp(&(&b.subject, &b.serial))
         });

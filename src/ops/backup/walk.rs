@@ -155,13 +155,11 @@ enum Rest<'l> {
     /// Children of the layout above the source paths.
     Layout(std::collections::btree_map::Iter<'l, Vec<u8>, Layout>),
     /// Entries of a listed directory, in name order, each `depth` levels
-    /// below its source path, examined through `base` (see
-    /// [`Walker::listing`]), which `_handle` keeps naming the directory.
+    /// below its source path, with what examining each through the
+    /// directory's handle found (see [`Walker::listing`]).
     Entries {
-        entries: std::vec::IntoIter<fs::DirEntry>,
+        entries: std::vec::IntoIter<(OsString, std::io::Result<fs::Metadata>)>,
         depth: usize,
-        base: PathBuf,
-        _handle: Option<File>,
     },
 }
 
@@ -321,13 +319,8 @@ impl<'a> Walker<'a> {
                     Some((name, child)) => self.layout_child(&top.dir, name, child, st, failure)?,
                     None => Step::Finished,
                 },
-                Rest::Entries {
-                    entries,
-                    depth,
-                    base,
-                    ..
-                } => match entries.next() {
-                    Some(e) => self.entry(&top.dir, base, &e, *depth, st, failure)?,
+                Rest::Entries { entries, depth } => match entries.next() {
+                    Some((name, m)) => self.entry(&top.dir, &name, m, *depth, st, failure)?,
                     None => Step::Finished,
                 },
             };
@@ -442,21 +435,19 @@ impl<'a> Walker<'a> {
         depth: usize,
         leave: bool,
     ) -> Frame<'l> {
-        let frame = |entries: Vec<fs::DirEntry>, base: &Path, handle: Option<File>| Frame {
+        let frame = |entries: Vec<(OsString, std::io::Result<fs::Metadata>)>| Frame {
             dir: path.to_owned(),
             leave,
             rest: Rest::Entries {
                 entries: entries.into_iter(),
                 depth,
-                base: base.to_owned(),
-                _handle: handle,
             },
         };
         let handle = match listed.map(|m| open_listed_dir(path, m)).transpose() {
             Ok(h) => h,
             Err(e) => {
                 self.error(path, format!("listing directory: {e}"));
-                return frame(Vec::new(), path, None);
+                return frame(Vec::new());
             }
         };
         // Through the open handle (`/proc/self/fd/N` names the inode, not
@@ -485,27 +476,37 @@ impl<'a> Walker<'a> {
                 Vec::new()
             }
         };
-        frame(entries, base, handle)
+        // Every entry is examined through the handle now; the handle is
+        // closed before descending (one open directory per level would run
+        // out of descriptors in a deep tree), which is safe because each
+        // subdirectory is reopened and checked against what was seen here.
+        let examined: Vec<_> = entries
+            .into_iter()
+            .map(|e| e.file_name())
+            .filter(|cname| !self.excluded(&path.join(cname), cname))
+            .map(|cname| {
+                let m = fs::symlink_metadata(base.join(&cname));
+                (cname, m)
+            })
+            .collect();
+        drop(handle);
+        frame(examined)
     }
 
-    /// One entry of directory `dir` (listed through `base`), unless
-    /// excluded.
+    /// One entry `cname` of directory `dir`, with what examining it found
+    /// (exclusions were applied when the directory was listed).
     fn entry<'l>(
         &'l self,
         dir: &Path,
-        base: &Path,
-        e: &fs::DirEntry,
+        cname: &std::ffi::OsStr,
+        m: std::io::Result<fs::Metadata>,
         depth: usize,
         st: &mut WalkState,
         failure: &Failure,
     ) -> Result<Step<'l>, ()> {
-        let cname = e.file_name();
-        let cpath = dir.join(&cname);
-        if self.excluded(&cpath, &cname) {
-            return Ok(Step::Next);
-        }
-        match fs::symlink_metadata(base.join(&cname)) {
-            Ok(cm) => self.visit(&cpath, &cname, &cm, st, failure, depth),
+        let cpath = dir.join(cname);
+        match m {
+            Ok(cm) => self.visit(&cpath, cname, &cm, st, failure, depth),
             Err(err) => {
                 self.error(&cpath, format!("vanished or unreadable: {err}"));
                 Ok(Step::Next)
