@@ -36,6 +36,7 @@ mod postgres_names;
 mod prune;
 mod restore_attacks;
 mod restore_without_vault;
+mod retire;
 mod s3;
 mod sparse;
 mod status;
