@@ -33,6 +33,7 @@ mod postgres;
 mod postgres_attacks;
 mod postgres_isolation;
 mod postgres_names;
+mod progress;
 mod prune;
 mod restore_attacks;
 mod restore_without_vault;

@@ -10,6 +10,7 @@ pub mod copy;
 pub mod drill;
 pub mod forget;
 pub mod lock;
+pub mod progress;
 pub mod prune;
 pub mod restore;
 pub mod retention;
