@@ -51,6 +51,25 @@ fn restore_and_drill_show_progress_on_a_terminal_only() {
     let (ok, drawn) = on_a_terminal(&["drill", "-r", repo, "-i", key]);
     assert!(ok, "{drawn}");
     assert_contains(&drawn, "/20 files");
+    // check --read-data and copy count packs.
+    let (ok, drawn) = on_a_terminal(&["check", "-r", repo, "-i", key, "--read-data"]);
+    assert!(ok, "{drawn}");
+    assert_contains(&drawn, " packs, ");
+    let to = env.path("copy");
+    let out = run(&[
+        "init",
+        "-r",
+        to.to_str().unwrap(),
+        "--like",
+        repo,
+        "-i",
+        key,
+    ]);
+    assert_success(&out);
+    let (ok, drawn) = on_a_terminal(&["copy", "-r", repo, "-i", key, "--to", to.to_str().unwrap()]);
+    assert!(ok, "{drawn}");
+    assert_contains(&drawn, " packs, ");
+    assert_contains(&drawn, "left");
     // Not a terminal: nothing drawn on stderr.
     let out = env.restore(&id, &target);
     assert_success(&out);

@@ -76,12 +76,12 @@ impl Drop for BackupProgress {
 /// Draws a [`Progress`] (items and bytes of the expected totals, with an
 /// estimate of the time left) until dropped; on a terminal only.
 pub struct Meter {
-    shown: Option<(ProgressBar, Arc<Progress>, &'static str)>,
+    shown: Option<(ProgressBar, Arc<Progress>)>,
     _drawing: BackupProgress,
 }
 
 /// One frame of a [`Meter`].
-fn draw_meter(b: &ProgressBar, p: &Progress, noun: &str) {
+fn draw_meter(b: &ProgressBar, p: &Progress) {
     let r = p.read();
     // The estimate follows bytes when there are any, else items.
     let (done, total) = if r.bytes_total > 0 {
@@ -92,18 +92,19 @@ fn draw_meter(b: &ProgressBar, p: &Progress, noun: &str) {
     b.set_length(total.max(done));
     b.set_position(done);
     b.set_message(format!(
-        "{}/{} {noun}, {}/{}",
+        "{}/{} {}, {}/{}",
         r.items_done,
         r.items_total,
+        r.unit,
         size(r.bytes_done),
         size(r.bytes_total)
     ));
 }
 
 impl Meter {
-    /// Starts drawing `progress`, whose items are `noun`s (`files`), when
-    /// stderr is a terminal and `quiet` is false (e.g. with `--json`).
-    pub fn start(progress: &Arc<Progress>, noun: &'static str, quiet: bool) -> Self {
+    /// Starts drawing `progress` when stderr is a terminal and `quiet` is
+    /// false (e.g. with `--json`).
+    pub fn start(progress: &Arc<Progress>, quiet: bool) -> Self {
         if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             return Meter {
                 shown: None,
@@ -119,18 +120,18 @@ impl Meter {
             ProgressStyle::with_template("{spinner} {elapsed} {msg}, about {eta} left")
                 .expect("a valid template"),
         );
-        draw_meter(&bar, progress, noun);
+        draw_meter(&bar, progress);
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let (b, p) = (bar.clone(), Arc::clone(progress));
         let ticker = std::thread::spawn(move || {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                 rx.recv_timeout(Duration::from_millis(200))
             {
-                draw_meter(&b, &p, noun);
+                draw_meter(&b, &p);
             }
         });
         Meter {
-            shown: Some((bar.clone(), Arc::clone(progress), noun)),
+            shown: Some((bar.clone(), Arc::clone(progress))),
             _drawing: BackupProgress {
                 bar: Some(bar),
                 stop: Some(tx),
@@ -144,8 +145,8 @@ impl Drop for Meter {
     /// Draws the final counts once (past the redraw rate limit) before the
     /// line is cleared.
     fn drop(&mut self) {
-        if let Some((b, p, noun)) = self.shown.take() {
-            draw_meter(&b, &p, noun);
+        if let Some((b, p)) = self.shown.take() {
+            draw_meter(&b, &p);
             b.finish();
         }
     }

@@ -164,6 +164,7 @@ pub fn run(
             structure: true,
             read_data: Some((n, period)),
             storage: false,
+            progress: opts.progress.clone(),
         },
         &mut packs,
     )?;

@@ -3,6 +3,7 @@
 //! Totals are what the operation expects (a snapshot header's counts, the
 //! packs it will read), so a caller can estimate the time left.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Items (files, packs) and bytes done out of the expected totals.
@@ -12,6 +13,7 @@ pub struct Progress {
     items_total: AtomicU64,
     bytes_done: AtomicU64,
     bytes_total: AtomicU64,
+    unit: Mutex<&'static str>,
 }
 
 /// A reading of a [`Progress`].
@@ -25,11 +27,15 @@ pub struct Reading {
     pub bytes_done: u64,
     /// Bytes expected.
     pub bytes_total: u64,
+    /// What the items are (`files`, `packs`).
+    pub unit: &'static str,
 }
 
 impl Progress {
-    /// Starts a new phase: the expected totals, nothing done yet.
-    pub fn start(&self, items: u64, bytes: u64) {
+    /// Starts a new phase: what its items are (`files`), the expected
+    /// totals, nothing done yet.
+    pub fn start(&self, unit: &'static str, items: u64, bytes: u64) {
+        *self.unit.lock().expect("progress lock") = unit;
         self.items_done.store(0, Ordering::Relaxed);
         self.bytes_done.store(0, Ordering::Relaxed);
         self.items_total.store(items, Ordering::Relaxed);
@@ -49,6 +55,7 @@ impl Progress {
             items_total: self.items_total.load(Ordering::Relaxed),
             bytes_done: self.bytes_done.load(Ordering::Relaxed),
             bytes_total: self.bytes_total.load(Ordering::Relaxed),
+            unit: *self.unit.lock().expect("progress lock"),
         }
     }
 }
@@ -67,7 +74,7 @@ mod tests {
     #[test]
     fn a_new_phase_resets_what_is_done() {
         let p = Progress::default();
-        p.start(3, 300);
+        p.start("files", 3, 300);
         p.advance(1, 100);
         p.advance(1, 50);
         assert_eq!(
@@ -76,10 +83,11 @@ mod tests {
                 items_done: 2,
                 items_total: 3,
                 bytes_done: 150,
-                bytes_total: 300
+                bytes_total: 300,
+                unit: "files"
             }
         );
-        p.start(1, 10);
+        p.start("packs", 1, 10);
         assert_eq!((p.read().items_done, p.read().bytes_total), (0, 10));
     }
 }

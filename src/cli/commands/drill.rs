@@ -131,7 +131,7 @@ pub fn run(a: DrillArgs) -> Result<ExitCode> {
         filter: a.select.filter(),
         progress: Some(progress.clone()),
     };
-    let meter = crate::cli::progress::Meter::start(&progress, "files", a.json);
+    let meter = crate::cli::progress::Meter::start(&progress, a.json);
     let cancel = crate::cli::signals::cancel_on_signals();
     let ran = drill::run(&repo, &opts, &databases, &cancel);
     drop(meter);

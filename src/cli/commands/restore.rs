@@ -107,7 +107,7 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
             cancel: cancel.clone(),
             progress: Some(progress.clone()),
         };
-        let meter = crate::cli::progress::Meter::start(&progress, "files", a.json);
+        let meter = crate::cli::progress::Meter::start(&progress, a.json);
         let verified = restore::verify_drill(&repo, &id, &snap, &opts);
         drop(meter);
         let (r, d) = match crate::cli::signals::interrupted(verified, &cancel)? {
@@ -138,7 +138,7 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
             overwrite: a.overwrite.into(),
             progress: Some(progress.clone()),
         };
-        let meter = crate::cli::progress::Meter::start(&progress, "files", a.json);
+        let meter = crate::cli::progress::Meter::start(&progress, a.json);
         let restored = restore::restore(&repo, &id, &snap, &opts);
         drop(meter);
         (restored?, None)

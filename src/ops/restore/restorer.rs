@@ -170,7 +170,7 @@ impl<'a> Restorer<'a> {
         let shown = std::fs::canonicalize(&opts.target).unwrap_or_else(|_| opts.target.clone());
         let target = Arc::new(target);
         if let Some(p) = &opts.progress {
-            p.start(snapshot.totals.files, snapshot.totals.bytes);
+            p.start("files", snapshot.totals.files, snapshot.totals.bytes);
         }
         let mut report = RestoreReport {
             snapshot: id.to_hex(),
