@@ -16,6 +16,7 @@ pub mod index;
 pub mod lock;
 pub mod pack;
 pub mod retirement;
+pub mod salt;
 pub mod signature;
 pub mod snapshot;
 pub mod tree;

@@ -170,6 +170,11 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     let cache = opts
         .cache_dir
         .as_ref()
+        .filter(|d| {
+            crate::repo::cache::private_root(d)
+                .map_err(|e| tracing::warn!("file cache not usable, reading every file: {e}"))
+                .is_ok()
+        })
         .map(|d| FileCache::load(d, &repo.config().id, &host, &paths));
     // The next cache is written as the files go by, in walk order.
     let mut cache_writer = cache.as_ref().and_then(|c| {
@@ -209,9 +214,10 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         let (up_tx, up_rx) = bounded(0);
         let (done_tx, done_rx) = unbounded();
         let level = repo.config().compression_level;
+        let salt_id = repo.keys().blob_ids().salt_id().copied();
         for _ in 0..compress_threads {
             let (rx, tx, f) = (raw_rx.clone(), cmp_tx.clone(), &failure);
-            s.spawn(move || pipeline::compressor(rx, tx, level, f));
+            s.spawn(move || pipeline::compressor(rx, tx, level, salt_id, f));
         }
         drop((raw_rx, cmp_tx));
         s.spawn(|| pipeline::packer(cmp_rx, up_tx, repo, &failure));
@@ -665,7 +671,7 @@ fn assemble(
             )));
         }
         let id = Id::keyed(repo.keys().chunk_key(), &bytes);
-        sink.submit(raw_tx, BlobKind::Tree, id, bytes)
+        sink.submit(raw_tx, BlobKind::Tree, id, bytes, false)
             .map_err(|_| cancelled())?;
         Ok(TreeId(id))
     };
