@@ -20,6 +20,8 @@ command -v b3sum >/dev/null || missing+=(b3sum)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v runuser >/dev/null || missing+=(util-linux)
 command -v setpriv >/dev/null || missing+=(util-linux)
+# The progress tests run vault on a pseudo-terminal with script(1).
+command -v script >/dev/null || missing+=(bsdutils)
 # The restore race test's unprivileged racer is a perl loop (Time::HiRes).
 perl -MTime::HiRes -e1 >/dev/null 2>&1 || missing+=(perl)
 command -v tar >/dev/null || missing+=(tar)

@@ -409,6 +409,7 @@ fuzz_target!(|data: &[u8]| {
         // What an operator gets by default: no devices, no set-id bits.
         policy: Default::default(),
         overwrite: Default::default(),
+        progress: None,
     };
     for (id, s) in &snaps {
         // Errors and problems are fine; escaping is not.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vault::ops::backup::Stats;
+use vault::ops::progress::Progress;
 
 use super::render::size;
 
@@ -68,6 +69,85 @@ impl Drop for BackupProgress {
         }
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
+        }
+    }
+}
+
+/// Draws a [`Progress`] (items and bytes of the expected totals, with an
+/// estimate of the time left) until dropped; on a terminal only.
+pub struct Meter {
+    shown: Option<(ProgressBar, Arc<Progress>)>,
+    _drawing: BackupProgress,
+}
+
+/// One frame of a [`Meter`].
+fn draw_meter(b: &ProgressBar, p: &Progress) {
+    let r = p.read();
+    // The estimate follows bytes when there are any, else items.
+    let (done, total) = if r.bytes_total > 0 {
+        (r.bytes_done, r.bytes_total)
+    } else {
+        (r.items_done, r.items_total)
+    };
+    b.set_length(total.max(done));
+    b.set_position(done);
+    b.set_message(format!(
+        "{}/{} {}, {}/{}",
+        r.items_done,
+        r.items_total,
+        r.unit,
+        size(r.bytes_done),
+        size(r.bytes_total)
+    ));
+}
+
+impl Meter {
+    /// Starts drawing `progress` when stderr is a terminal and `quiet` is
+    /// false (e.g. with `--json`).
+    pub fn start(progress: &Arc<Progress>, quiet: bool) -> Self {
+        if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            return Meter {
+                shown: None,
+                _drawing: BackupProgress {
+                    bar: None,
+                    stop: None,
+                    ticker: None,
+                },
+            };
+        }
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed} {msg}, about {eta} left")
+                .expect("a valid template"),
+        );
+        draw_meter(&bar, progress);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (b, p) = (bar.clone(), Arc::clone(progress));
+        let ticker = std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                rx.recv_timeout(Duration::from_millis(200))
+            {
+                draw_meter(&b, &p);
+            }
+        });
+        Meter {
+            shown: Some((bar.clone(), Arc::clone(progress))),
+            _drawing: BackupProgress {
+                bar: Some(bar),
+                stop: Some(tx),
+                ticker: Some(ticker),
+            },
+        }
+    }
+}
+
+impl Drop for Meter {
+    /// Draws the final counts once (past the redraw rate limit) before the
+    /// line is cleared.
+    fn drop(&mut self) {
+        if let Some((b, p)) = self.shown.take() {
+            draw_meter(&b, &p);
+            b.finish();
         }
     }
 }

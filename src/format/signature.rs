@@ -43,6 +43,8 @@ pub enum SignedKind {
     /// `locks/<id>` (format 2: prune and copy take only owner-signed locks
     /// into account).
     Lock,
+    /// `retired/<id>` (only owner-signed records count).
+    Retirement,
 }
 
 impl SignedKind {
@@ -53,6 +55,7 @@ impl SignedKind {
             SignedKind::Index => "index",
             SignedKind::Drill => "drill",
             SignedKind::Lock => "lock",
+            SignedKind::Retirement => "retirement",
         }
     }
 }

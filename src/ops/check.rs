@@ -37,7 +37,7 @@ pub struct Finding {
 }
 
 /// Which checks to run.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CheckOptions {
     /// Check snapshots, trees and index consistency (needs a key).
     pub structure: bool,
@@ -45,6 +45,9 @@ pub struct CheckOptions {
     pub read_data: Option<(u32, u32)>,
     /// Hash every object and compare with its name (no key needed).
     pub storage: bool,
+    /// Advanced per pack read by `read_data` (totals: the packs selected
+    /// and their sizes).
+    pub progress: Option<std::sync::Arc<crate::ops::progress::Progress>>,
 }
 
 /// The outcome of a check.
@@ -205,7 +208,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, report: &mut CheckReport) -
     }
     if let Some((n, m)) = opts.read_data {
         repo.keys().require_owner("check --read-data")?;
-        let verified = check_data(repo, &loaded, n, m, report);
+        let verified = check_data(repo, &loaded, (n, m), opts.progress.as_deref(), report);
         attest_verified(repo, &loaded.index, verified, report);
     }
     Ok(())
@@ -418,8 +421,8 @@ fn check_trees(
 fn check_data(
     repo: &Repository,
     loaded: &LoadedIndex,
-    n: u32,
-    m: u32,
+    (n, m): (u32, u32),
+    progress: Option<&crate::ops::progress::Progress>,
     report: &mut CheckReport,
 ) -> Vec<(PackId, BlobKind, Vec<crate::format::pack::PackEntry>)> {
     let mut verified = Vec::new();
@@ -441,8 +444,20 @@ fn check_data(
         .map(|(pack, s)| (*pack, s.kind))
         .collect();
     selected.sort_by_key(|(id, _)| *id);
+    let size = |pack: &Id| loaded.stored.get(pack).map_or(0, |s| s.size);
+    if let Some(p) = progress {
+        p.start(
+            "packs",
+            selected.len() as u64,
+            selected.iter().map(|(id, _)| size(id)).sum(),
+        );
+    }
     let results = verify::parallel(&selected, PackBuffers::default, |bufs, (pack, kind)| {
-        verify::verify_stored_pack(repo, pack, *kind, bufs)
+        let verdict = verify::verify_stored_pack(repo, pack, *kind, bufs);
+        if let Some(p) = progress {
+            p.advance(1, size(pack));
+        }
+        verdict
     });
     for ((pack, kind), result) in selected.iter().zip(results) {
         let key = ObjectKind::Pack(*kind).key(pack);

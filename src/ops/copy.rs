@@ -120,6 +120,9 @@ pub struct CopyOptions {
     /// After writing each pack, read it back from the target, decrypt it and
     /// verify every blob in it against its id and the index.
     pub verify_data: bool,
+    /// Advanced per pack copied (totals: the packs first in line to
+    /// supply a missing blob, an estimate).
+    pub progress: Option<std::sync::Arc<crate::ops::progress::Progress>>,
 }
 
 /// What a copy did.
@@ -324,6 +327,19 @@ fn transfer_packs(
     let mut covered: HashSet<BlobId> = HashSet::new();
     let mut tried: HashSet<PackId> = HashSet::new();
     let mut plain = Vec::new();
+    let pack_size = |pack: &Id| plan.src_packs.get(pack).map_or(0, |s| s.size);
+    if let Some(p) = &opts.progress {
+        let first: HashSet<Id> = plan
+            .missing
+            .values()
+            .filter_map(|c| c.first().map(|(pack, _)| *pack))
+            .collect();
+        p.start(
+            "packs",
+            first.len() as u64,
+            first.iter().map(pack_size).sum(),
+        );
+    }
     for (blob, claims) in &plan.missing {
         let mut last_error = None;
         for &(pack, kind) in claims {
@@ -333,7 +349,9 @@ fn transfer_packs(
             if !tried.insert(pack) {
                 continue;
             }
-            match copy_pack(source, target, plan, pack, kind, &mut plain, report) {
+            let copied_pack = copy_pack(source, target, plan, pack, kind, &mut plain, report);
+            crate::ops::progress::advance(&opts.progress, 1, pack_size(&pack));
+            match copied_pack {
                 Ok(entries) => {
                     if opts.verify_data {
                         let mut bufs = PackBuffers::default();

@@ -25,6 +25,8 @@ pub struct DrillOptions {
     pub random_older: bool,
     /// Only snapshots that pass this filter (host, tags, paths).
     pub filter: crate::repo::select::SnapshotFilter,
+    /// Advanced per restored file of each snapshot drilled.
+    pub progress: Option<std::sync::Arc<crate::ops::progress::Progress>>,
 }
 
 /// One snapshot verified by the drill.
@@ -134,6 +136,7 @@ pub fn run(
     let verify = VerifyOptions {
         databases: databases.clone(),
         cancel: cancel.clone(),
+        progress: opts.progress.clone(),
         ..Default::default()
     };
     for (id, reason) in chosen {
@@ -161,6 +164,7 @@ pub fn run(
             structure: true,
             read_data: Some((n, period)),
             storage: false,
+            progress: opts.progress.clone(),
         },
         &mut packs,
     )?;

@@ -13,6 +13,7 @@ pub mod find;
 pub mod forget;
 pub mod lock;
 pub mod mount;
+pub mod progress;
 pub mod prune;
 pub mod restore;
 pub mod retention;

@@ -8,11 +8,14 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::format::id::Id;
 use crate::format::id::SnapshotId;
+use crate::format::retirement::RetireRecord;
 use crate::format::snapshot::CertInfo;
 use crate::format::snapshot::Snapshot;
 use crate::ops::restore::DrillRecord;
+use crate::repo::ObjectKind;
 use crate::repo::Repository;
 
 /// When a figure counts as too old.
@@ -97,8 +100,25 @@ pub struct StatusReport {
     /// forgery with a writer key, or planted by someone with storage access).
     #[serde(default)]
     pub untrusted: Vec<String>,
+    /// Sources the owner retired (`vault status --retire`), not judged.
+    #[serde(default)]
+    pub retired: Vec<RetiredSource>,
     /// Whether every source is within its thresholds and nothing is expiring.
     pub ok: bool,
+}
+
+/// A source left out of the judgement: the owner retired it and nothing
+/// backed it up since.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetiredSource {
+    /// The host that backed it up.
+    pub host: String,
+    /// The source, `kind:name`.
+    pub source: String,
+    /// When it was retired.
+    pub retired: DateTime<Utc>,
+    /// Its newest backup.
+    pub last_backup: Option<DateTime<Utc>>,
 }
 
 /// Computes the status from snapshot headers and drill records (pure).
@@ -127,6 +147,7 @@ pub fn compute(
         future_snapshots: future,
         unreadable: Vec::new(),
         untrusted: Vec::new(),
+        retired: Vec::new(),
         ok: all_ok && !snapshots.is_empty(),
     }
 }
@@ -318,12 +339,15 @@ pub fn status(
     // another host.
     let set = repo.verified_snapshots()?;
     let drills = repo.verified_drills()?;
+    let retirements = repo.verified_retirements()?;
     let mut report = compute(&set.usable(), &drills.usable, thresholds, now);
+    apply_retirements(&mut report, &retirements.usable);
     report.unreadable = set
         .damaged
         .iter()
         .map(|e| e.to_string())
         .chain(drills.unreadable)
+        .chain(retirements.unreadable)
         .collect();
     report.untrusted = set
         .untrusted()
@@ -340,9 +364,99 @@ pub fn status(
                 .into_iter()
                 .map(|d| format!("drill record {d}")),
         )
+        .chain(
+            retirements
+                .untrusted
+                .into_iter()
+                .map(|d| format!("retirement record {d}")),
+        )
         .collect();
     report.ok &= report.unreadable.is_empty() && report.untrusted.is_empty();
     Ok(report)
+}
+
+/// Moves every retired source (a retirement at or after its newest backup)
+/// out of the judged sources into [`StatusReport::retired`], drops the
+/// expiring certificates of hosts with nothing left to judge, and decides
+/// `ok` again (pure). A source backed up again after its retirement is
+/// judged again.
+pub fn apply_retirements(report: &mut StatusReport, records: &[RetireRecord]) {
+    if records.is_empty() {
+        return;
+    }
+    let mut kept = Vec::new();
+    for s in std::mem::take(&mut report.sources) {
+        let newest = records
+            .iter()
+            .filter(|r| r.host == s.host && r.source == s.source)
+            .map(|r| r.time)
+            .max();
+        match newest {
+            Some(t) if s.last_backup.is_none_or(|b| b <= t) => report.retired.push(RetiredSource {
+                host: s.host,
+                source: s.source,
+                retired: t,
+                last_backup: s.last_backup,
+            }),
+            _ => kept.push(s),
+        }
+    }
+    report.sources = kept;
+    let judged = |host: &str| report.sources.iter().any(|s| s.host == host);
+    let certificates = std::mem::take(&mut report.expiring_certificates);
+    report.expiring_certificates = certificates
+        .into_iter()
+        .filter(|c| judged(&c.host))
+        .collect();
+    report.ok = report.sources.iter().all(|s| s.problems.is_empty())
+        && report.expiring_certificates.is_empty()
+        && report.future_snapshots.is_empty()
+        && (!report.sources.is_empty() || !report.retired.is_empty());
+}
+
+/// Retires `host`'s source `source` (`kind:name`, as [`status`] lists it):
+/// stores an owner-signed record so that `vault status` stops judging it
+/// until it is backed up again. Needs the owner key and a format-2
+/// repository (format 1 has no owner signatures).
+///
+/// # Errors
+///
+/// Not the owner; format 1; no snapshot of `host` holds `source` (the
+/// message lists the host's sources); storage errors.
+pub fn retire(repo: &Repository, host: &str, source: &str, now: DateTime<Utc>) -> Result<Id> {
+    repo.keys().require_owner("retire a source")?;
+    if repo.config().version < 2 {
+        return Err(Error::InvalidInput(
+            "retiring a source needs a format-2 repository (owner-signed records)".into(),
+        ));
+    }
+    let set = repo.verified_snapshots()?;
+    let mut known: Vec<String> = Vec::new();
+    for (_, snap) in set.usable() {
+        for src in &snap.sources {
+            let name = format!("{}:{}", src.kind, src.name);
+            if snap.host == host && !known.contains(&name) {
+                known.push(name);
+            }
+        }
+    }
+    if !known.iter().any(|k| k == source) {
+        known.sort();
+        return Err(Error::NotFound(if known.is_empty() {
+            format!("no snapshot of host {host:?} to retire a source of")
+        } else {
+            format!(
+                "host {host:?} has no source {source:?}; its sources: {}",
+                known.join(", ")
+            )
+        }));
+    }
+    let record = RetireRecord {
+        time: now,
+        host: host.to_owned(),
+        source: source.to_owned(),
+    };
+    repo.put_signed_json(ObjectKind::Retirement, &record)
 }
 
 /// A span for humans: `3d 4h`, `26h`, `15m`.
@@ -605,5 +719,36 @@ mod tests {
         assert_eq!(samples.len(), 1, "{text}");
         assert!(samples[0].contains("serial=\"01\""), "{text}");
         assert!(text.contains("vault_certificates_expiring 1"), "{text}");
+    }
+
+    #[test]
+    fn retirements_cover_a_source_until_it_is_backed_up_again() {
+        let mut snaps = vec![
+            (SnapshotId(Id([1; 32])), snap(0, "db1", St::Ok)),
+            (SnapshotId(Id([2; 32])), snap(0, "old", St::Ok)),
+        ];
+        let drills = [drill(1, 1, true)];
+        let th = Thresholds::default();
+        let base = compute(&snaps, &drills, &th, t(2));
+        assert!(!base.ok, "the old host was never drilled");
+        let record = |h: i64, host: &str| RetireRecord {
+            time: t(h),
+            host: host.into(),
+            source: "paths:/etc".into(),
+        };
+        let mut r = base.clone();
+        apply_retirements(&mut r, &[record(1, "old")]);
+        assert!(r.ok, "{:?}", r.sources);
+        assert_eq!((r.sources.len(), r.retired.len()), (1, 1));
+        assert_eq!(r.retired[0].host, "old");
+        // Another host's record retires nothing here.
+        let mut r = base.clone();
+        apply_retirements(&mut r, &[record(1, "web9")]);
+        assert!(!r.ok && r.retired.is_empty());
+        // A backup after the retirement brings the source back.
+        snaps.push((SnapshotId(Id([3; 32])), snap(2, "old", St::Ok)));
+        let mut r = compute(&snaps, &drills, &th, t(3));
+        apply_retirements(&mut r, &[record(1, "old")]);
+        assert!(!r.ok && r.retired.is_empty());
     }
 }

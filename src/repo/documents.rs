@@ -98,7 +98,7 @@ fn limit(kind: ObjectKind) -> Limit {
             slack: 64 * MIB,
             cap: 1 << 30,
         },
-        ObjectKind::Drill | ObjectKind::Lock => Limit {
+        ObjectKind::Drill | ObjectKind::Lock | ObjectKind::Retirement => Limit {
             stored: 16 * MIB,
             ratio: 64,
             slack: MIB,
@@ -134,6 +134,7 @@ fn kind_of(key: &str) -> Option<ObjectKind> {
         ObjectKind::Snapshot,
         ObjectKind::Drill,
         ObjectKind::Lock,
+        ObjectKind::Retirement,
     ]
     .into_iter()
     .find(|k| key.starts_with(k.prefix()))
@@ -145,6 +146,7 @@ fn signed_kind(kind: ObjectKind) -> Option<SignedKind> {
         ObjectKind::Index => Some(SignedKind::Index),
         ObjectKind::Snapshot => Some(SignedKind::Snapshot),
         ObjectKind::Drill => Some(SignedKind::Drill),
+        ObjectKind::Retirement => Some(SignedKind::Retirement),
         _ => None,
     }
 }

@@ -63,6 +63,8 @@ pub enum ObjectKind {
     Drill,
     /// A prune lock (only prune takes locks; backups never do).
     Lock,
+    /// A retirement record (`vault status --retire`), owner-signed.
+    Retirement,
 }
 
 impl ObjectKind {
@@ -75,6 +77,7 @@ impl ObjectKind {
             ObjectKind::Snapshot => "snapshots/",
             ObjectKind::Drill => "drills/",
             ObjectKind::Lock => "locks/",
+            ObjectKind::Retirement => "retired/",
         }
     }
 
@@ -88,13 +91,14 @@ impl ObjectKind {
     }
 
     /// Every content-addressed kind.
-    pub const ALL: [ObjectKind; 6] = [
+    pub const ALL: [ObjectKind; 7] = [
         ObjectKind::Pack(BlobKind::Data),
         ObjectKind::Pack(BlobKind::Tree),
         ObjectKind::Index,
         ObjectKind::Snapshot,
         ObjectKind::Drill,
         ObjectKind::Lock,
+        ObjectKind::Retirement,
     ];
 }
 
@@ -760,6 +764,7 @@ impl Repository {
             ObjectKind::Index => SignedKind::Index,
             ObjectKind::Drill => SignedKind::Drill,
             ObjectKind::Lock => SignedKind::Lock,
+            ObjectKind::Retirement => SignedKind::Retirement,
             other => unreachable!("{other:?} objects are never signed"),
         };
         let json = serde_json::to_vec(value).expect("repository documents always serialize");

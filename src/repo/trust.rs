@@ -291,6 +291,17 @@ pub fn drill_trust(format: u32, signer: &Signer) -> Trust {
     }
 }
 
+/// Retirement records read from a repository.
+#[derive(Debug, Default)]
+pub struct RetireSet {
+    /// Records that count (owner-signed).
+    pub usable: Vec<crate::format::retirement::RetireRecord>,
+    /// Records that do not, as messages naming the object and the reason.
+    pub untrusted: Vec<String>,
+    /// Records that could not be read.
+    pub unreadable: Vec<String>,
+}
+
 /// Drill records read from a repository.
 #[derive(Debug, Default)]
 pub struct DrillSet {
@@ -380,6 +391,28 @@ impl Repository {
                     record.time = bounded_time(record.time, docs.uploaded.get(&id).copied());
                     set.usable.push(record);
                 }
+            }
+        }
+        set.unreadable
+            .extend(docs.unreadable.iter().map(|u| u.error.to_string()));
+        Ok(set)
+    }
+
+    /// Every retirement record that counts (signed by the repository
+    /// owner), with messages for those that do not or cannot be read.
+    pub fn verified_retirements(&self) -> Result<RetireSet> {
+        let mut set = RetireSet::default();
+        let docs = self.read_signed_documents::<crate::format::retirement::RetireRecord>(
+            ObjectKind::Retirement,
+            SignedKind::Retirement,
+        )?;
+        for (key, _, (record, signer)) in docs.read {
+            match signer {
+                Signer::Owner => set.usable.push(record),
+                other => set.untrusted.push(format!(
+                    "{key}: not signed by the repository owner ({})",
+                    other.describe()
+                )),
             }
         }
         set.unreadable

@@ -83,15 +83,21 @@ pub fn run(a: CheckArgs) -> Result<ExitCode> {
             fetch_jobs: None,
         }
         .open()?;
-        check::check(
+        let progress = std::sync::Arc::new(vault::ops::progress::Progress::default());
+        let meter =
+            (read_data.is_some()).then(|| crate::cli::progress::Meter::start(&progress, a.json));
+        let checked = check::check(
             &repo,
             &CheckOptions {
                 structure: true,
                 read_data,
                 storage: false,
+                progress: Some(progress.clone()),
             },
             &mut report,
-        )?;
+        );
+        drop(meter);
+        checked?;
     }
     if a.json {
         render::json(&report);

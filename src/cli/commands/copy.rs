@@ -112,11 +112,16 @@ pub fn run(a: CopyArgs) -> Result<ExitCode> {
             a.to, a.to, a.repo.repo
         )
     })?;
+    let progress = std::sync::Arc::new(vault::ops::progress::Progress::default());
     let opts = CopyOptions {
         snapshots: selected(&source, &a.snapshots, &a.select)?,
         verify_data: a.verify_data,
+        progress: Some(progress.clone()),
     };
-    let report = copy::copy(&source, &target, &opts).context("copy")?;
+    let meter = crate::cli::progress::Meter::start(&progress, a.json);
+    let copied = copy::copy(&source, &target, &opts);
+    drop(meter);
+    let report = copied.context("copy")?;
     if a.json {
         render::json(&report);
     } else {

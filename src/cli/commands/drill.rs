@@ -123,17 +123,19 @@ pub fn run(a: DrillArgs) -> Result<ExitCode> {
     let databases = database_drill(a.pg_url.clone(), &a.drill_user)?;
     let repo = a.repo.open()?;
     let day = (chrono::Utc::now().timestamp() / 86_400).max(0) as u64;
+    let progress = std::sync::Arc::new(vault::ops::progress::Progress::default());
     let opts = DrillOptions {
         period_days: a.period_days,
         day,
         random_older: !a.no_random_older,
         filter: a.select.filter(),
+        progress: Some(progress.clone()),
     };
+    let meter = crate::cli::progress::Meter::start(&progress, a.json);
     let cancel = crate::cli::signals::cancel_on_signals();
-    let report = match crate::cli::signals::interrupted(
-        drill::run(&repo, &opts, &databases, &cancel),
-        &cancel,
-    )? {
+    let ran = drill::run(&repo, &opts, &databases, &cancel);
+    drop(meter);
+    let report = match crate::cli::signals::interrupted(ran, &cancel)? {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };

@@ -97,6 +97,7 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
     let databases = database_drill(a.pg_url.clone(), &a.drill_user)?;
     let repo = a.repo.open()?;
     let (id, snap) = vault::repo::select::find(&repo, &a.snapshot, &a.select.filter())?;
+    let progress = std::sync::Arc::new(vault::ops::progress::Progress::default());
     let (report, drill) = if a.verify {
         let cancel = crate::cli::signals::cancel_on_signals();
         let opts = VerifyOptions {
@@ -104,8 +105,11 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
             include: a.include.clone(),
             databases,
             cancel: cancel.clone(),
+            progress: Some(progress.clone()),
         };
+        let meter = crate::cli::progress::Meter::start(&progress, a.json);
         let verified = restore::verify_drill(&repo, &id, &snap, &opts);
+        drop(meter);
         let (r, d) = match crate::cli::signals::interrupted(verified, &cancel)? {
             Ok(done) => done,
             Err(code) => return Ok(code),
@@ -132,8 +136,12 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
                 keep_security_xattrs: a.keep_security_xattrs,
             },
             overwrite: a.overwrite.into(),
+            progress: Some(progress.clone()),
         };
-        (restore::restore(&repo, &id, &snap, &opts)?, None)
+        let meter = crate::cli::progress::Meter::start(&progress, a.json);
+        let restored = restore::restore(&repo, &id, &snap, &opts);
+        drop(meter);
+        (restored?, None)
     };
     let outcome = render::restore::Outcome {
         id: &id,

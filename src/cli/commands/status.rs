@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::cli::access::RepoArgs;
-use crate::cli::exit::ExitCode;
+use crate::cli::exit::{ExitCode, usage};
 use crate::cli::render;
 use vault::ops::status::{self, Thresholds};
 
@@ -30,6 +30,12 @@ pub struct StatusArgs {
     /// text format, for node_exporter's textfile collector.
     #[arg(long, value_name = "FILE", env = "VAULT_PROMETHEUS_FILE")]
     prometheus: Option<PathBuf>,
+    /// Retire a host's source, HOST:SOURCE as this report lists it (e.g.
+    /// `web1:paths:/etc`, `db1:postgres:postgres/app.dump`), with the owner
+    /// key: an owner-signed record in the repository makes status stop
+    /// judging it until it is backed up again. Then reports as usual.
+    #[arg(long, value_name = "HOST:SOURCE")]
+    retire: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -45,6 +51,11 @@ pub fn parse_span(s: &str) -> Result<chrono::Duration, String> {
 /// when it could not find out (so that a monitor tells "stale backups"
 /// from "the check itself is broken").
 pub fn run(a: StatusArgs) -> Result<ExitCode> {
+    // Retiring is an owner's action, not a check: its errors (a usage
+    // error, a source that does not exist) take the ordinary exit codes.
+    if let Some(what) = &a.retire {
+        retire(&a, what)?;
+    }
     match report(a) {
         Ok(code) => Ok(code),
         Err(e) if crate::cli::exit::is_broken_pipe(&e) => Ok(ExitCode::Ok),
@@ -53,6 +64,28 @@ pub fn run(a: StatusArgs) -> Result<ExitCode> {
             Ok(ExitCode::CouldNotRun)
         }
     }
+}
+
+/// `--retire HOST:SOURCE`: records the retirement and says so on stderr.
+fn retire(a: &StatusArgs, what: &str) -> Result<()> {
+    let Some((host, source)) = what
+        .split_once(':')
+        .filter(|(h, s)| !h.is_empty() && s.contains(':'))
+    else {
+        usage!(
+            "--retire {what:?}: give HOST:SOURCE as `vault status` lists them, e.g. web1:paths:/etc"
+        );
+    };
+    let repo = a.repo.open()?;
+    let id = status::retire(&repo, host, source, chrono::Utc::now())
+        .with_context(|| format!("retiring {}", render::sanitize(what)))?;
+    eprintln!(
+        "retired {} {} (record {}); vault status no longer judges it until it is backed up again",
+        render::sanitize(host),
+        render::sanitize(source),
+        id.short()
+    );
+    Ok(())
 }
 
 fn report(a: StatusArgs) -> Result<ExitCode> {

@@ -35,6 +35,15 @@ pub fn text(r: &StatusReport) {
             }
         );
     }
+    for s in &r.retired {
+        outln!(
+            "retired: {} {} (retired {}, last backup {}; a new backup brings it back)",
+            sanitize(&s.host),
+            sanitize(&s.source),
+            age(Some(s.retired)),
+            age(s.last_backup)
+        );
+    }
     for s in &r.sources {
         for note in &s.notes {
             outln!(

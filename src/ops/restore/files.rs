@@ -64,6 +64,13 @@ pub struct Commit {
     pub no_replace: bool,
 }
 
+impl FileState {
+    /// The file's recorded size.
+    pub fn size(&self) -> u64 {
+        self.node.size
+    }
+}
+
 /// A run of consecutive blobs of one file and where they go.
 pub struct Segment {
     state: Arc<FileState>,

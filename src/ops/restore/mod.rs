@@ -71,6 +71,8 @@ pub struct RestoreOptions {
     pub policy: RestorePolicy,
     /// What to do with entries that already exist in the target.
     pub overwrite: Overwrite,
+    /// Advanced per file (totals: the snapshot header's files and bytes).
+    pub progress: Option<std::sync::Arc<crate::ops::progress::Progress>>,
 }
 
 /// Whether `snapshot` has a PostgreSQL dump that a drill would load.
@@ -225,6 +227,8 @@ pub struct VerifyOptions {
     pub databases: DatabaseDrill,
     /// Stops the drill, cleaning up, when cancelled.
     pub cancel: Cancel,
+    /// Advanced per restored file.
+    pub progress: Option<std::sync::Arc<crate::ops::progress::Progress>>,
 }
 
 /// Restores into a sandbox (a temporary directory unless `opts.target` is
@@ -276,6 +280,7 @@ pub fn verify_drill(
         // A drill never creates privileged files, whatever was asked.
         policy: RestorePolicy::default(),
         overwrite: Overwrite::Always,
+        progress: opts.progress.clone(),
     };
     let mut result = restore(repo, id, snapshot, &restore_opts);
     if let Ok(report) = &mut result

@@ -169,6 +169,9 @@ impl<'a> Restorer<'a> {
             .map_err(|e| Error::InvalidInput(format!("target {}: {e}", opts.target.display())))?;
         let shown = std::fs::canonicalize(&opts.target).unwrap_or_else(|_| opts.target.clone());
         let target = Arc::new(target);
+        if let Some(p) = &opts.progress {
+            p.start("files", snapshot.totals.files, snapshot.totals.bytes);
+        }
         let mut report = RestoreReport {
             snapshot: id.to_hex(),
             target: shown.display().to_string(),
@@ -386,6 +389,7 @@ fn write_files(shared: &Shared<'_>, seg: Segment, reader: &mut BlobReader<'_>) {
     else {
         return;
     };
+    crate::ops::progress::advance(&shared.opts.progress, 1, st.size());
     match finished {
         Finished::Ok {
             bytes,
