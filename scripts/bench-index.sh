@@ -4,7 +4,9 @@
 # file), then loads them the way backup and restore do (compact), the way
 # prune and check do (full), the way a warm backup does (compact, from the
 # binary records of the metadata cache's digest: `digest`, whose json_MiB
-# column is the digest's size), and the former way (every file parsed into
+# column is the digest's size; vault digests only index files of at most
+# about 700 blobs, so this measures the replay, not what a backup holds),
+# and the former way (every file parsed into
 # structs and held; 1 M blobs at most), printing load time, index bytes per
 # blob, CPU seconds (user + system: steadier than the wall clock on a shared
 # machine) and peak RSS (GNU time).

@@ -21,4 +21,4 @@ command -v garage >/dev/null || {
 echo "garage: $(garage --version 2>&1 | head -n 1)"
 FLEET_STORE=garage FLEET_GARAGE_NODES=${FLEET_GARAGE_NODES:-3} \
     FLEET_KILL_NODE=${FLEET_KILL_NODE-3} FLEET_RESTORE_EVERY=${FLEET_RESTORE_EVERY:-1} \
-    exec scripts/fleet-test.sh "${1:-100}"
+    exec bash scripts/fleet-test.sh "${1:-100}"

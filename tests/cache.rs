@@ -294,3 +294,31 @@ fn backup_digests_follow_what_changed_and_refuse_damage() {
         b"five"
     );
 }
+
+#[test]
+fn large_index_files_stay_out_of_the_digest_and_still_deduplicate() {
+    let env = Env::new();
+    let src = env.path("src");
+    // About 900 distinct small files: one index file of more blobs than a
+    // digest record holds.
+    for i in 0..900 {
+        write(
+            &src.join(format!("f{i}")),
+            format!("file number {i}\n").as_bytes(),
+        );
+    }
+    backup_parent(&env, &src);
+    write(&src.join("f0"), b"changed");
+    backup_parent(&env, &src);
+    // The second run read the first's index file: too large to digest.
+    assert!(digest_segments(&env, "index-v1").is_empty());
+    // A third run still deduplicates against it (through its cache entry):
+    // the changed file and the trees above it, not 900 blobs.
+    write(&src.join("f1"), b"changed too");
+    let (_, _, out) = backup_parent(&env, &src);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["snapshot"]["totals"]["blobs_added"].as_u64().unwrap() < 10,
+        "{v}"
+    );
+}

@@ -22,6 +22,13 @@ use crate::repo::trust::Signer;
 
 /// The digest's name (and the version of its records).
 pub const DIGEST: &str = "index-v1";
+/// Index files whose record would be larger than this (about 700 blobs)
+/// are not kept in the digest: the many small files a fleet's backups
+/// write are what cost a command per file, while the few large ones (a
+/// first backup's, prune's compacted files) are read from their cache
+/// entries one batch at a time, so the digest never holds a large index
+/// in memory besides the index being built.
+pub const MAX_RECORD: usize = 32 << 10;
 
 /// Who signed an index file, as far as loading the index cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -242,7 +242,7 @@ impl Repository {
             match &parsed {
                 Ok(marks) => {
                     keys_read += 1;
-                    if digest.is_some() {
+                    if digest.is_some() && calls.len() <= index_digest::MAX_RECORD {
                         added.push((*id, index_digest::encode(signed_by, marks, &calls)));
                     }
                 }
