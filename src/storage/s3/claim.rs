@@ -4,7 +4,7 @@
 //! `claims/<BLAKE3 of the key>/<random>`, then lists the claims of that key.
 //! Only a writer that finds its own claim alone writes the object; one that
 //! finds another deletes its claim, waits a random while and starts again
-//! (checking first whether the object is there now).
+//! (checking first whether the object is there now), for up to 20 s.
 //!
 //! Why at most one writer finds itself alone: each puts its claim before it
 //! lists, and keeps it until the object is written. Of two racing writers,
@@ -14,7 +14,8 @@
 //! whether or not the store honours `If-None-Match`, which some S3-compatible
 //! stores (Garage 2.5, measured) accept on an existing key and overwrite
 //! anyway. A claim left by a killed writer stops counting after
-//! [`CLAIM_EXPIRES`]; the next owner `vault prune` deletes it.
+//! [`CLAIM_EXPIRES`] (by the store's clock against this host's: keep them
+//! within seconds); the next owner `vault prune` deletes it.
 
 use rand::{Rng, RngCore};
 
@@ -24,10 +25,13 @@ use crate::storage::{PutOutcome, StorageError};
 
 /// Where claims live.
 pub const CLAIM_PREFIX: &str = "claims/";
-/// A claim older than this was left by a writer that died.
-pub const CLAIM_EXPIRES: std::time::Duration = std::time::Duration::from_secs(600);
-/// Tries before a writer gives up on a name others keep claiming.
-const ATTEMPTS: u32 = 6;
+/// A claim older than this was left by a writer that died (a writer holds
+/// one for the time of one small PUT). Short, so that a command rerun after
+/// a kill waits seconds, not minutes; a writer slower than this falls back
+/// to the read-back check of `put_named`.
+pub const CLAIM_EXPIRES: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a writer keeps trying while others hold claims on its name.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
 
 impl S3Storage {
     /// Writes `key` (absent at the last look) once: claim, list, and put
@@ -41,8 +45,11 @@ impl S3Storage {
             "{CLAIM_PREFIX}{}/",
             hex::encode(blake3::hash(key.as_bytes()).as_bytes())
         );
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        while started.elapsed() < PATIENCE {
+            attempt += 1;
+            if attempt > 1 {
                 match self.head(key) {
                     Ok(_) => return Ok(PutOutcome::AlreadyExists),
                     Err(StorageError::NotFound { .. }) => {}
@@ -74,7 +81,7 @@ impl S3Storage {
                 (None, Err(e)) => return Err(e),
                 (None, Ok(_)) => {
                     tracing::info!("{key}: another writer is writing this name; trying again");
-                    let ms = rand::rngs::OsRng.gen_range(20u64..200) << attempt.min(4);
+                    let ms = rand::rngs::OsRng.gen_range(20u64..200) << attempt.min(3);
                     std::thread::sleep(std::time::Duration::from_millis(ms));
                 }
             }
