@@ -7,7 +7,8 @@
 # offline, without systemd as PID 1), moto, the S3-protocol server the S3
 # tests start, PL/Perl (a dump using an untrusted language is one of the
 # drill's attack vectors), GNU time (peak memory under the attack vectors),
-# strace (the kill matrix kills commands at a chosen syscall), and the users
+# strace (the kill matrix kills commands at a chosen syscall), fuse3 (the
+# `vault mount` tests), and the users
 # drills switch between: `vault` (the service user of `vault systemd`) and
 # `vault-drill` (the scratch cluster's).
 #
@@ -47,6 +48,8 @@ command -v psql >/dev/null || missing+=(postgresql-client)
 command -v pg_dump >/dev/null || missing+=(postgresql-client)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+# `vault mount` mounts through fusermount3 (or the older fusermount).
+command -v fusermount3 >/dev/null || command -v fusermount >/dev/null || missing+=(fuse3)
 # GNU time measures the peak memory of vault under the attack vectors.
 [[ -x /usr/bin/time ]] || missing+=(time)
 

@@ -7,7 +7,11 @@ cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# The tests' metadata caches go to a directory of their own, not the
+# invoking user's (root's default is /var/cache/vault).
+XDG_CACHE_HOME=$(mktemp -d)
+export XDG_CACHE_HOME
+trap 'rm -f "$log"; rm -rf "$XDG_CACHE_HOME"' EXIT
 set +e
 cargo test --locked --lib --bins --tests 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

@@ -518,3 +518,116 @@ fn vector_planted_header_with_a_missing_tree_does_not_block_prune() {
     assert_eq!(atk.list("snapshots/").len(), 1, "the genuine header stays");
     restores_exactly(&env, &src, "t");
 }
+
+/// Total size of the files under `dir`, recursively.
+fn tree_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+/// Bombs through the metadata cache. Forty planted index files, each a
+/// valid empty index (`{"packs":[]}`) padded with a MiB of spaces: about
+/// 600 bytes stored, each inside its share of the per-command
+/// decompression slack, so each is accepted (not vault's, but a valid
+/// document) and, before, cached whole.
+///
+/// Expected: a document that needed slack beyond its kind's ratio to its
+/// stored size is never cached, so the backup host's cache does not grow
+/// with the padding (it grew by 40 MiB, and by up to 256 MiB more on every
+/// run for as many files as the attacker planted, all read back on each
+/// command without counting against the slack); backups still work.
+#[test]
+fn vector_padded_documents_do_not_fill_the_metadata_cache() {
+    let (env, src) = repo_with_a_snapshot();
+    let atk = StorageAttacker::new(&env.repo);
+    let stored: u64 = (0..40)
+        .map(|_| {
+            let bytes = atk.seal_with(|w| {
+                w.write_all(br#"{"packs":"#).unwrap();
+                w.write_all(&vec![b' '; 1 << 20]).unwrap();
+                w.write_all(b"[]}").unwrap();
+            });
+            atk.plant("index/", &bytes);
+            bytes.len() as u64
+        })
+        .sum();
+    assert!(stored < 64_000, "a small input: {stored} bytes");
+    let cache = env.path("meta");
+    for _ in 0..2 {
+        let out = env.vault(
+            &["backup"],
+            &env.writer_key,
+            &[
+                "--cache-dir",
+                cache.to_str().unwrap(),
+                src.to_str().unwrap(),
+            ],
+        );
+        assert_success(&out);
+    }
+    let id = atk.config()["id"].as_str().unwrap().to_owned();
+    let cached = tree_size(&cache.join(id).join("v1"));
+    assert!(
+        cached < 1 << 20,
+        "the cache holds {cached} bytes for {stored} stored bytes of planted index files"
+    );
+    restores_exactly(&env, &src, "t");
+}
+
+/// Deleting what tells of a failure. A drill passed, the data was then
+/// damaged and the next drill failed; the storage attacker (it may delete
+/// on a local directory or an unversioned bucket) deletes the newest object
+/// under `drills/` — it needs no key to tell which one is newest.
+///
+/// Expected (a residual, documented in docs/SECURITY.md): a deletion leaves
+/// no trace, so `vault status` goes back to the last pass and is green; the
+/// lie lasts only while that pass is younger than `max_drill_age` (here a
+/// threshold of 0 s makes the same status red, naming the drill), and
+/// `vault check --read-data` still finds the damage. The drill host's own
+/// exit status is unaffected.
+#[test]
+fn vector_deleting_a_failed_drill_record_hides_it_only_until_max_drill_age() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("f"), &noise(100_000, 5));
+    env.backup(&[&src]);
+    assert_success(&env.vault(&["drill"], &env.owner_key, &[]));
+    let atk = StorageAttacker::new(&env.repo);
+    for (key, _) in atk.list("data") {
+        let p = env.repo.join(key);
+        let mut bytes = fs::read(&p).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 0xff;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&p, bytes).unwrap();
+    }
+    assert_code(&env.vault(&["drill"], &env.owner_key, &[]), 4);
+    let out = env.vault(&["status"], &env.writer_key, &[]);
+    assert_code(&out, 1);
+    assert_contains(&stdout(&out), "a drill failed at");
+
+    let newest = atk
+        .list("drills")
+        .into_iter()
+        .map(|(k, _)| k)
+        .max_by_key(|k| fs::metadata(env.repo.join(k)).unwrap().modified().unwrap())
+        .unwrap();
+    fs::remove_file(env.repo.join(&newest)).unwrap();
+    let out = env.vault(&["status"], &env.writer_key, &[]);
+    assert_success(&out);
+    let out = env.vault(&["status"], &env.writer_key, &["--max-drill-age", "0s"]);
+    assert_code(&out, 1);
+    assert_contains(&stdout(&out), "drill");
+    assert_code(&env.vault(&["check"], &env.owner_key, &["--read-data"]), 4);
+}

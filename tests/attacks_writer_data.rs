@@ -260,7 +260,9 @@ fn vector_planted_location_is_not_carried_by_prune() {
     let w = WriterAttacker::new(&env.repo, &env.writer_key);
     let atk = StorageAttacker::new(&env.repo);
     let secret = b"db_password=hunter2\n";
-    let target_id = Id::keyed(w.repo.keys().chunk_key(), secret);
+    // The id the next backup with this key will give the file (salted with
+    // the key's own salt: the attacker holds it).
+    let target_id = w.repo.keys().blob_ids().salted(secret);
     let (pack, _, _) = atk.packs().into_iter().find(|p| p.1 == "data").unwrap();
     let planted = IndexFile {
         packs: vec![IndexedPack {
@@ -328,68 +330,133 @@ fn vector_newline_in_a_file_name_cannot_fake_an_ls_entry() {
     assert_eq!(out.lines().count(), dirs - 1 + 3, "{out}");
 }
 
-/// Medium, not prevented (docs/SECURITY.md, "Guessing small secrets"). Host
-/// web1's writer key (a compromised host, its own key from `vault key
-/// add-host`) guesses small files another host backed up: the chunk-id key
-/// gives it the keyed id of any guess, and index files (which its key reads)
-/// list every blob id with its exact length.
+/// Medium (docs/SECURITY.md, "Guessing small secrets"). Host web1's writer
+/// key (a compromised host, its own key from `vault key add-host`) guesses a
+/// small file host db backed up with its own key: the chunk-id key gives it
+/// the unsalted keyed id of any guess, its own salt the salted one, and index
+/// files (which its key reads) list every blob id.
 ///
-/// Expected, exactly: it CAN confirm a guess of a whole file smaller than the
-/// minimum chunk size (one blob: `db_password=hunter2\n` among 10,000
-/// candidates, with the length the index records), and it CANNOT confirm a
-/// guess of a secret line inside a larger file (its chunk holds bytes it
-/// does not know), nor read any blob (packs are sealed to the owner only).
+/// Expected, exactly (format 3): it confirms NOTHING of db's files — not the
+/// small file (`db_password=hunter2\n` among 10,000 candidates: db's blob id
+/// is keyed with db's salt, which only db's key and the owner hold), nor a
+/// line inside a larger file — and the index shows the small blob's lengths
+/// only rounded up to 64. Controls, so that the test cannot pass for a
+/// wrong reason: the same guesses confirm `hunter2` once web1 backs up the
+/// same file itself (its own salt), and in a format-2 repository (the v2
+/// fixture, to which a new backup is added with its writer key, which keeps
+/// format-2 ids). The owner still restores db's snapshot byte for byte, and
+/// `check --read-data` verifies every salted blob.
 #[test]
-fn vector_guessing_small_secrets_what_a_writer_confirms() {
+fn vector_guessing_small_secrets_another_hosts_key_confirms_nothing() {
     let env = Env::new();
-    let web1 = env.path("web1.key");
-    assert_success(&env.vault(
-        &["key", "add-host"],
-        &env.owner_key,
-        &["web1", "--writer-key-out", web1.to_str().unwrap()],
-    ));
+    let add_host = |name: &str| {
+        let key = env.path(&format!("{name}.key"));
+        assert_success(&env.vault(
+            &["key", "add-host"],
+            &env.owner_key,
+            &[name, "--writer-key-out", key.to_str().unwrap()],
+        ));
+        key
+    };
+    let (web1, db_key) = (add_host("web1"), add_host("db"));
     let db = env.path("db");
     let secret = b"db_password=hunter2\n";
     write(&db.join("etc/app/secret.env"), secret);
     let mut big = noise(64 * 1024, 5);
     big.splice(30_000..30_000, b"api_key=swordfish\n".iter().copied());
     write(&db.join("etc/app/big.conf"), &big);
-    env.backup(&[&db]);
+    backup_no_cache(&env.repo, &db_key, &db);
 
-    let w = WriterAttacker::new(&env.repo, &web1);
-    let key = *w.repo.keys().chunk_key();
-    let index = w.repo.load_index_files().unwrap().index;
     let mut words: Vec<String> = (0..10_000).map(|i| format!("w{i:05}")).collect();
     words[6_543] = "hunter2".into();
     words[7_000] = "swordfish".into();
-    let started = std::time::Instant::now();
-    let confirmed = |prefix: &str| -> Vec<(String, u32)> {
-        words
+    // Every id web1 can compute for a guess: unsalted, and salted with its
+    // own salt.
+    let guess = |w: &WriterAttacker, prefix: &str| -> (Vec<String>, f64) {
+        let ids = w.repo.keys().blob_ids();
+        let index = w.repo.load_index_files().unwrap().index;
+        let started = std::time::Instant::now();
+        let found = words
             .iter()
-            .filter_map(|word| {
-                let guess = format!("{prefix}{word}\n");
-                let id = Id::keyed(&key, guess.as_bytes());
-                index
-                    .locations(&id)
-                    .next()
-                    .map(|loc| (word.clone(), loc.raw_length))
+            .filter(|word| {
+                let g = format!("{prefix}{word}\n");
+                index.contains(&ids.unsalted(g.as_bytes()))
+                    || index.contains(&ids.salted(g.as_bytes()))
             })
-            .collect()
+            .cloned()
+            .collect();
+        (found, words.len() as f64 / started.elapsed().as_secs_f64())
     };
-    let small = confirmed("db_password=");
-    let rate = words.len() as f64 / started.elapsed().as_secs_f64();
-    eprintln!("guesses confirmed against the index: {rate:.0}/s (debug build)");
-    assert_eq!(small, [("hunter2".to_owned(), secret.len() as u32)]);
-    // A line inside a larger file is not a blob of its own.
-    assert!(confirmed("api_key=").is_empty());
-    // And the confirmed blob itself cannot be read with the writer key.
-    let id = Id::keyed(&key, secret);
-    let loc = index.locations(&id).next().unwrap();
+    let attacker = WriterAttacker::new(&env.repo, &web1);
+    let (small, rate) = guess(&attacker, "db_password=");
+    eprintln!(
+        "guesses tried against another host's salted blobs: {rate:.0}/s, confirmed {small:?}"
+    );
     assert!(
-        vault::repo::BlobReader::new(&w.repo)
-            .read(&id, &loc)
-            .is_err(),
-        "the writer key read a data blob"
+        small.is_empty(),
+        "web1 confirmed {small:?} of db's small file"
+    );
+    assert!(guess(&attacker, "api_key=").0.is_empty());
+    // db's blob is there (db's own key computes its id), with lengths
+    // visible only rounded up to 64 bytes.
+    let db_id = WriterAttacker::new(&env.repo, &db_key)
+        .repo
+        .keys()
+        .blob_ids()
+        .salted(secret);
+    let index = attacker.repo.load_index_files().unwrap().index;
+    let loc = index.get(&db_id).expect("db's blob is indexed");
+    assert_eq!(loc.raw_length, 64, "the exact length is {}", secret.len());
+    assert_eq!(loc.length % 64, 0);
+
+    // The owner restores and verifies what db stored.
+    let target = env.path("t");
+    assert_success(&env.restore("latest", &target));
+    let restored = target.join(db.strip_prefix("/").unwrap());
+    assert_eq!(
+        std::fs::read(restored.join("etc/app/secret.env")).unwrap(),
+        secret
+    );
+    assert_eq!(
+        std::fs::read(restored.join("etc/app/big.conf")).unwrap(),
+        big
+    );
+    assert_success(&env.vault(&["check"], &env.owner_key, &["--read-data"]));
+
+    // Control 1: the same guesses against web1's own backup of the file.
+    let web = env.path("web1");
+    write(&web.join("etc/app/secret.env"), secret);
+    backup_no_cache(&env.repo, &web1, &web);
+    let attacker = WriterAttacker::new(&env.repo, &web1);
+    assert_eq!(guess(&attacker, "db_password=").0, ["hunter2"]);
+
+    // Control 2: a format-2 repository (the v2 fixture) given a new backup
+    // of the file with its writer key: ids unsalted, as format 2 wrote them.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/repo-v2");
+    let v2 = env.path("v2");
+    assert!(
+        std::process::Command::new("cp")
+            .args(["-a", fixture.to_str().unwrap(), v2.to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let v2_writer = v2.join("writer.key");
+    let mut perms = std::fs::metadata(&v2_writer).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    std::fs::set_permissions(&v2_writer, perms).unwrap();
+    backup_no_cache(&v2.join("repo"), &v2_writer, &db);
+    let old = WriterAttacker::new(&v2.join("repo"), &v2_writer);
+    assert!(old.repo.keys().blob_ids().salt_id().is_none());
+    let (found, rate) = guess(&old, "db_password=");
+    eprintln!("guesses confirmed against a format-2 repository: {rate:.0}/s");
+    assert_eq!(found, ["hunter2"]);
+    let id = Id::keyed(old.repo.keys().chunk_key(), secret);
+    let loc = old.repo.load_index_files().unwrap().index.get(&id).unwrap();
+    assert_eq!(
+        loc.raw_length,
+        secret.len() as u32,
+        "format 2 keeps exact lengths"
     );
 }
 

@@ -42,7 +42,7 @@ fn init_writes_keys_and_refuses_an_existing_repository() {
     }
     let cfg: serde_json::Value =
         serde_json::from_slice(&fs::read(env.repo.join("config")).unwrap()).unwrap();
-    assert_eq!(cfg["version"], 2);
+    assert_eq!(cfg["version"], 3);
     assert_eq!(cfg["owner_signing_key"].as_str().unwrap().len(), 64);
     assert!(cfg["owner_recipient"].as_str().unwrap().starts_with("age1"));
     assert_ne!(

@@ -361,11 +361,23 @@ fn planted_index_entries_do_not_poison_an_honest_backup() {
     let web = f.env.path("web");
     write(&web.join("big.bin"), &noise(300_000, 7));
     backup_with(&f.env, &f.web1, &[&web]);
-    // The attacker (web1) guesses a small file db1 will back up later and
-    // claims its keyed id lives at offset 0 of one of web1's own packs.
-    let secret = b"db_password=hunter2\n".repeat(100);
+    // The attacker (web1) guesses a file db1 will back up later and claims
+    // the keyed id of its first chunk lives at offset 0 of one of web1's
+    // own packs. The file is larger than 16 KiB: a small file's ids are
+    // salted with db1's salt, which web1 cannot compute (format 3).
+    let mut secret = b"db_password=hunter2\n".to_vec();
+    secret.extend(noise(40_000, 11));
     let attacker = open(&f.env, &f.web1);
-    let blob = Id::keyed(attacker.keys().chunk_key(), &secret);
+    let key = *attacker.keys().chunk_key();
+    let first = vault::format::chunk::chunks(
+        &secret[..],
+        &attacker.config().chunker,
+        vault::format::chunk::gear_seed(&key),
+    )
+    .next()
+    .unwrap()
+    .unwrap();
+    let blob = Id::keyed(&key, &first);
     let pack: Id = std::fs::read_dir(f.env.repo.join("data"))
         .unwrap()
         .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
@@ -380,7 +392,7 @@ fn planted_index_entries_do_not_poison_an_honest_backup() {
                 id: blob,
                 offset: 0,
                 length: 100,
-                raw_length: secret.len() as u32,
+                raw_length: first.len() as u32,
             }],
         }],
         condemned: Vec::new(),

@@ -408,6 +408,7 @@ fuzz_target!(|data: &[u8]| {
         cancel: Default::default(),
         // What an operator gets by default: no devices, no set-id bits.
         policy: Default::default(),
+        overwrite: Default::default(),
     };
     for (id, s) in &snaps {
         // Errors and problems are fine; escaping is not.

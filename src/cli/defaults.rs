@@ -137,6 +137,17 @@ fn collect(s: &Settings) -> Defaults {
                 })
                 .collect(),
         );
+        // Only when one is named: an empty name keeps the database's.
+        if b.postgres.iter().any(|p| p.name.is_some()) {
+            set(
+                "backup",
+                "postgres_name",
+                b.postgres
+                    .iter()
+                    .map(|p| p.name.clone().unwrap_or_default())
+                    .collect(),
+            );
+        }
     }
     let r = &s.retention;
     set("forget", "keep_last", num(r.keep_last));

@@ -27,6 +27,7 @@ mod commands;
 mod defaults;
 mod edge;
 mod exit;
+mod manual;
 mod progress;
 mod render;
 mod signals;
@@ -59,7 +60,8 @@ pub fn main() -> ExitCode {
     // its warnings show only with VAULT_LOG.
     let filter = tracing_subscriber::EnvFilter::try_from_env("VAULT_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
-            "warn,aws_config=error,aws_runtime=error,aws_smithy_runtime=error,aws_sdk_s3=error",
+            "warn,aws_config=error,aws_runtime=error,aws_smithy_runtime=error,aws_sdk_s3=error,\
+             fuser=error",
         )
     });
     // On a terminal: colours and times. Under systemd (JOURNAL_STREAM set)

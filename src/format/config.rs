@@ -7,7 +7,7 @@ use crate::format::chunk::ChunkerParams;
 
 /// The format version this build writes. Version 2 signs `config`,
 /// snapshot headers, index files and drill records (docs/FORMAT.md).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The oldest format version this build reads (and backs up into, unsigned).
 pub const OLDEST_FORMAT_VERSION: u32 = 1;

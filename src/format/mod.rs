@@ -15,6 +15,7 @@ pub mod id;
 pub mod index;
 pub mod lock;
 pub mod pack;
+pub mod salt;
 pub mod signature;
 pub mod snapshot;
 pub mod tree;

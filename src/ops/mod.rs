@@ -7,11 +7,15 @@
 pub mod backup;
 pub mod check;
 pub mod copy;
+pub mod diff;
 pub mod drill;
+pub mod find;
 pub mod forget;
 pub mod lock;
+pub mod mount;
 pub mod prune;
 pub mod restore;
 pub mod retention;
+pub mod stats;
 pub mod status;
 pub mod tag;

@@ -553,7 +553,11 @@ impl Repository {
         // Decoded before it is cached: only documents that parse are kept.
         let doc =
             decode(&json, &signer).map_err(|e| foreign(format!("not a valid document: {e}")))?;
-        if let Some(((c, kind), id)) = cache {
+        // Only what fits its kind's ratio is cached: a document that needed
+        // slack is read from storage every time, so that it is charged
+        // against each command's pool and padding cannot fill the cache.
+        let within_ratio = json.len() as u64 <= limit.by_ratio(stored.len() as u64);
+        if let Some(((c, kind), id)) = cache.filter(|_| within_ratio) {
             c.put(kind, &id, &verdict, &json);
         }
         Ok((doc, signer))

@@ -57,7 +57,18 @@ impl Repository {
             .ok_or(Error::OwnerKeyRequired {
                 operation: "adding a host key",
             })?;
-        let writer = self.keys().writer().clone_shared().with_host(owner, name);
+        let mut writer = self.keys().writer().clone_shared().with_host(owner, name);
+        if self.config().version >= 3 {
+            // Format 3: a salt of its own, so no other host's key can
+            // confirm guesses of this host's small files.
+            let identity = self
+                .keys()
+                .owner_identity()
+                .ok_or(Error::OwnerKeyRequired {
+                    operation: "adding a host key",
+                })?;
+            writer = writer.with_salt(identity);
+        }
         let certificate = writer
             .host()
             .map(HostKey::certificate)

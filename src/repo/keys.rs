@@ -9,6 +9,7 @@ use crate::crypto::sign::{PublicKey, SigningKey};
 use crate::crypto::{self, ExposeSecret, Keyring, Recipient, Seal, SecretString, X25519Identity};
 use crate::error::{CryptoError, Error, Result};
 use crate::format::config::RepoConfig;
+use crate::format::salt::{BlobIds, SaltedKey};
 use crate::format::signature::{HostCertificate, SHARED_HOST};
 use crate::repo::WRITERS_PREFIX;
 use crate::storage::Storage;
@@ -21,6 +22,7 @@ const PREVIOUS_LINE: &str = "# earlier writer keys of this repository";
 const OWNER_SIGNING_LINE: &str = "# vault-owner-signing-key: ";
 const HOST_CERT_LINE: &str = "# vault-host-certificate: ";
 const HOST_KEY_LINE: &str = "# vault-host-signing-key: ";
+const SALT_LINE: &str = "# vault-blob-salt: ";
 
 /// BLAKE3 derive-key context of the passphrase that seals writer key
 /// generations (`keys/writers/<n>.age`), derived from the repository owner key.
@@ -42,6 +44,16 @@ pub struct WriterKey {
     owner_signing_key: Option<PublicKey>,
     /// Format 2: the key this writer signs with, and its certificate.
     host: Option<HostKey>,
+    /// Format 3: the salt of this key's small-file blob ids.
+    salt: Option<WriterSalt>,
+}
+
+/// A writer key's salt (format 3): its id and the salt the repository
+/// owner derived for it ([`crate::format::salt`]).
+#[derive(Clone)]
+pub struct WriterSalt {
+    id: [u8; 32],
+    salt: Zeroizing<[u8; 32]>,
 }
 
 /// A host signing key and the owner's certificate for it.
@@ -95,7 +107,19 @@ impl WriterKey {
             previous: Vec::new(),
             owner_signing_key: None,
             host: None,
+            salt: None,
         }
+    }
+
+    /// The same writer key for format 3: with a salt of its own for the ids
+    /// of small files' blobs, derived by the repository `owner` from a new
+    /// random salt id (see [`crate::format::salt`]).
+    pub fn with_salt(mut self, owner: &X25519Identity) -> Self {
+        let mut id = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+        let salt = crate::format::salt::derive_salt(owner.secret_line().expose_secret(), &id);
+        self.salt = Some(WriterSalt { id, salt });
+        self
     }
 
     /// The same writer key for format 2: pinning the owner signing key and
@@ -113,8 +137,9 @@ impl WriterKey {
     }
 
     /// The writer key of generation `generation` that replaces this one: a
-    /// new identity, the same chunk-id key (so deduplication continues), and
-    /// this key's identities kept as earlier ones.
+    /// new identity, the same chunk-id key and salt (so deduplication
+    /// continues; a thief of this key cannot read the index files sealed to
+    /// the new identity), and this key's identities kept as earlier ones.
     pub fn next_generation(&self, generation: u32) -> Self {
         let mut previous = vec![self.identity.clone()];
         previous.extend(self.previous.iter().cloned());
@@ -127,6 +152,7 @@ impl WriterKey {
             previous,
             owner_signing_key: None,
             host: None,
+            salt: self.salt.clone(),
         }
     }
 
@@ -142,6 +168,7 @@ impl WriterKey {
             previous: self.previous.clone(),
             owner_signing_key: self.owner_signing_key,
             host: None,
+            salt: None,
         }
     }
 
@@ -161,6 +188,13 @@ impl WriterKey {
             signing.push_str(&format!("{HOST_CERT_LINE}{cert}\n{HOST_KEY_LINE}"));
             signing.push_str(&h.key.seed_hex());
             signing.push('\n');
+        }
+        if let Some(s) = &self.salt {
+            signing.push_str(&format!(
+                "{SALT_LINE}{} {}\n",
+                hex::encode(s.id),
+                hex::encode(&s.salt[..])
+            ));
         }
         let mut text = Zeroizing::new(format!(
             "# vault writer key: adds backups to one repository; cannot read file contents or names\n\
@@ -228,6 +262,18 @@ impl WriterKey {
             }
             _ => return None,
         };
+        let salt = match field(SALT_LINE) {
+            None => None,
+            Some(line) => {
+                let line = Zeroizing::new(line);
+                let (id_hex, salt_hex) = line.split_once(' ')?;
+                let mut id = [0u8; 32];
+                hex::decode_to_slice(id_hex, &mut id).ok()?;
+                let mut salt = Zeroizing::new([0u8; 32]);
+                hex::decode_to_slice(salt_hex.trim(), salt.as_mut()).ok()?;
+                Some(WriterSalt { id, salt })
+            }
+        };
         Some(WriterKey {
             identity,
             chunk_key,
@@ -237,7 +283,13 @@ impl WriterKey {
             previous,
             owner_signing_key,
             host,
+            salt,
         })
+    }
+
+    /// Format 3: whether this key carries a blob salt.
+    pub fn has_salt(&self) -> bool {
+        self.salt.is_some()
     }
 
     /// Format 2: the pinned repository owner signing key.
@@ -367,6 +419,13 @@ impl RepoKeys {
                 "format version (1, while the writer key is of format 2)",
             ));
         }
+        if config.version >= 3 && writer.salt.is_none() {
+            return Err(Error::WrongKey(
+                "this writer key has no blob salt but the repository is format 3; use a writer \
+                 key made for this repository (`vault key add-host`)"
+                    .into(),
+            ));
+        }
         Ok(RepoKeys {
             owner_recipient: crypto::parse_recipient(&config.owner_recipient)?,
             writer_recipient: writer.identity.to_recipient(),
@@ -466,6 +525,30 @@ impl RepoKeys {
         &self.writer.chunk_key
     }
 
+    /// How this writer computes blob ids: small files salted with its
+    /// writer key's salt in a format-3 repository, nothing salted before.
+    pub fn blob_ids(&self) -> BlobIds {
+        let salted = self
+            .writer
+            .salt
+            .as_ref()
+            .filter(|_| self.format >= 3)
+            .map(|s| SaltedKey {
+                salt_id: s.id,
+                id_key: crate::format::salt::salted_id_key(&self.writer.chunk_key, &s.salt),
+            });
+        BlobIds::new(&self.writer.chunk_key, salted)
+    }
+
+    /// What verifies salted blobs: the chunk-id key and, for an owner, the
+    /// repository owner key every salt is derived from.
+    pub fn salt_keys(&self) -> SaltKeys {
+        match &self.owner {
+            Some(o) => SaltKeys::for_owner(&self.writer.chunk_key, o.secret_line().expose_secret()),
+            None => SaltKeys::unsalted(&self.writer.chunk_key),
+        }
+    }
+
     /// Encrypts to the owner only (data and tree packs).
     pub fn seal_owner_only(&self, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         crypto::encrypt(plaintext, &self.owner_only())
@@ -500,6 +583,43 @@ impl RepoKeys {
             ring.push(id.to_identity());
         }
         ring
+    }
+}
+
+/// The keys that verify blob ids ([`RepoKeys::salt_keys`]).
+#[derive(Clone)]
+pub struct SaltKeys {
+    chunk_key: [u8; 32],
+    owner_secret: Option<Zeroizing<String>>,
+}
+
+impl SaltKeys {
+    /// Unsalted ids only (tests, and callers without an owner key).
+    pub fn unsalted(chunk_key: &[u8; 32]) -> Self {
+        SaltKeys {
+            chunk_key: *chunk_key,
+            owner_secret: None,
+        }
+    }
+
+    /// An owner's keys from the repository owner key's secret line.
+    pub(crate) fn for_owner(chunk_key: &[u8; 32], owner_secret_line: &str) -> Self {
+        SaltKeys {
+            chunk_key: *chunk_key,
+            owner_secret: Some(Zeroizing::new(owner_secret_line.to_owned())),
+        }
+    }
+
+    /// The chunk-id key.
+    pub fn chunk_key(&self) -> &[u8; 32] {
+        &self.chunk_key
+    }
+
+    /// The key of the ids salted with `salt_id`; `None` without the owner key.
+    pub fn salted_id_key(&self, salt_id: &[u8; 32]) -> Option<Zeroizing<[u8; 32]>> {
+        let secret = self.owner_secret.as_ref()?;
+        let salt = crate::format::salt::derive_salt(secret, salt_id);
+        Some(crate::format::salt::salted_id_key(&self.chunk_key, &salt))
     }
 }
 

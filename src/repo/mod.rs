@@ -425,8 +425,10 @@ impl Repository {
         // Format 2: the owner signing key signs the config and certifies
         // the shared writer key's host key.
         let owner_signer = crypto::sign::SigningKey::derive_owner(&owner);
+        // Format 3: the writer key's salt for the ids of small files.
         let writer = WriterKey::generate(&repo_id, &owner_recipient)
-            .with_host(&owner_signer, crate::format::signature::SHARED_HOST);
+            .with_host(&owner_signer, crate::format::signature::SHARED_HOST)
+            .with_salt(&owner);
         let mut config = RepoConfig {
             version: FORMAT_VERSION,
             id: repo_id.clone(),

@@ -3,15 +3,24 @@
 //! through here, so a rule added here holds for every one of them.
 //!
 //! A blob is genuine when its compressed bytes decompress to exactly its
-//! recorded `raw_length` and the keyed BLAKE3 of the result is its id. Index
-//! files are not authenticated, so every location is a claim until this
-//! says otherwise.
+//! recorded `raw_length` and the keyed BLAKE3 of the result is its id. A
+//! salted blob (format 3, [`crate::format::salt`]) names its salt id in its
+//! padding frame: its id is keyed with the key of that salt, which only an
+//! owner derives, and its recorded length is its length rounded up to 64.
+//! Index files are not authenticated, so every location is a claim until
+//! this says otherwise.
 
+use std::collections::HashMap;
 use std::io::Read;
+use std::marker::PhantomData;
+
+use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::format::id::Id;
 use crate::format::pack::{BlobKind, PackEntry, decode_trailer};
+use crate::format::salt::{self, SALTED_MAX};
+use crate::repo::keys::SaltKeys;
 use crate::repo::{ObjectKind, Repository};
 
 /// The largest blob vault writes or decompresses (guards against lying
@@ -26,24 +35,63 @@ pub const MAX_COMPRESSED: u32 = MAX_BLOB + (MAX_BLOB >> 7) + (1 << 20);
 
 /// Verifies blobs for one repository, reusing one zstd context.
 pub struct BlobCheck<'k> {
-    chunk_key: &'k [u8; 32],
+    keys: SaltKeys,
+    /// Keys of salted ids met so far, by salt id (`None`: not derivable).
+    salted: HashMap<[u8; 32], Option<Zeroizing<[u8; 32]>>>,
     max_data: u32,
     decompressor: zstd::bulk::Decompressor<'static>,
+    _keys: PhantomData<&'k ()>,
+}
+
+/// What a blob's decompressed length must be.
+#[derive(Clone, Copy)]
+enum Expected {
+    /// Exactly the recorded raw length (unsalted blobs).
+    Exact(u32),
+    /// At most [`SALTED_MAX`] bytes, rounded up to the recorded raw length
+    /// (salted blobs: the index shows only rounded lengths).
+    Rounded(u32),
+}
+
+impl Expected {
+    fn accepts(self, got: u64) -> bool {
+        match self {
+            Expected::Exact(n) => got == n as u64,
+            Expected::Rounded(n) => {
+                got <= SALTED_MAX && u64::from(salt::rounded(got as u32)) == n as u64
+            }
+        }
+    }
+
+    fn recorded(self) -> u32 {
+        match self {
+            Expected::Exact(n) | Expected::Rounded(n) => n,
+        }
+    }
 }
 
 impl<'k> BlobCheck<'k> {
-    /// A checker for the blobs of `repo`.
+    /// A checker for the blobs of `repo`: salted blobs verify only for an
+    /// owner, who derives every writer key's salt.
     pub fn new(repo: &'k Repository) -> Self {
-        Self::with_key(repo.keys().chunk_key(), repo.config().chunker.max_size)
+        Self::with_keys(repo.keys().salt_keys(), repo.config().chunker.max_size)
     }
 
-    /// A checker for blobs keyed with `chunk_key` whose data blobs are at
-    /// most `max_chunk` bytes (the chunker's `max_size`).
+    /// A checker for unsalted blobs keyed with `chunk_key` whose data blobs
+    /// are at most `max_chunk` bytes (the chunker's `max_size`).
     pub fn with_key(chunk_key: &'k [u8; 32], max_chunk: u32) -> Self {
+        Self::with_keys(SaltKeys::unsalted(chunk_key), max_chunk)
+    }
+
+    /// A checker for blobs keyed with `keys` whose data blobs are at most
+    /// `max_chunk` bytes.
+    pub fn with_keys(keys: SaltKeys, max_chunk: u32) -> Self {
         BlobCheck {
-            chunk_key,
+            keys,
+            salted: HashMap::new(),
             max_data: max_chunk,
             decompressor: zstd::bulk::Decompressor::new().expect("a zstd context"),
+            _keys: PhantomData,
         }
     }
 
@@ -53,7 +101,8 @@ impl<'k> BlobCheck<'k> {
     }
 
     /// Decompresses one blob and checks it is exactly `raw_length` bytes whose
-    /// keyed id is `id`; returns the raw bytes. `subject` names the pack in
+    /// keyed id is `id` (a salted blob: up to `raw_length` rounded, keyed
+    /// with its salt); returns the raw bytes. `subject` names the pack in
     /// errors.
     pub fn verify(
         &mut self,
@@ -63,14 +112,14 @@ impl<'k> BlobCheck<'k> {
         compressed: &[u8],
         raw_length: u32,
     ) -> Result<Vec<u8>> {
-        self.precheck(subject, id, kind, compressed, raw_length)?;
+        let (key, frame, expected) = self.precheck(subject, id, kind, compressed, raw_length)?;
         let raw = self
             .decompressor
-            .decompress(compressed, raw_length as usize)
+            .decompress(frame, raw_length as usize)
             .map_err(|e| Error::format(subject, format!("blob {id}: bad zstd data: {e}")))?;
-        let mut hasher = blake3::Hasher::new_keyed(self.chunk_key);
+        let mut hasher = blake3::Hasher::new_keyed(&key);
         hasher.update(&raw);
-        conclude(subject, id, raw_length, raw.len() as u64, hasher)?;
+        conclude(subject, id, expected, raw.len() as u64, hasher)?;
         Ok(raw)
     }
 
@@ -89,12 +138,12 @@ impl<'k> BlobCheck<'k> {
         raw_length: u32,
         consume: impl FnOnce(&mut dyn Read) -> Result<T>,
     ) -> Result<T> {
-        self.precheck(subject, id, kind, compressed, raw_length)?;
-        let decoder = zstd::stream::read::Decoder::with_buffer(compressed)
+        let (key, frame, expected) = self.precheck(subject, id, kind, compressed, raw_length)?;
+        let decoder = zstd::stream::read::Decoder::with_buffer(frame)
             .map_err(|e| Error::format(subject, format!("blob {id}: bad zstd data: {e}")))?;
         let mut raw = Hashing {
             inner: decoder.take(raw_length as u64 + 1),
-            hasher: blake3::Hasher::new_keyed(self.chunk_key),
+            hasher: blake3::Hasher::new_keyed(&key),
             count: 0,
         };
         {
@@ -105,20 +154,41 @@ impl<'k> BlobCheck<'k> {
             std::io::copy(&mut buffered, &mut std::io::sink())
                 .map_err(|e| Error::format(subject, format!("blob {id}: bad zstd data: {e}")))?;
             drop(buffered);
-            conclude(subject, id, raw_length, raw.count, raw.hasher)?;
+            conclude(subject, id, expected, raw.count, raw.hasher)?;
             Ok(value)
         }
     }
 
-    /// The checks that need no decompression.
-    fn precheck(
-        &self,
+    /// The key `id` must be a keyed hash under: the chunk-id key, or for a
+    /// salted blob the key of its salt.
+    fn id_key(&mut self, subject: &str, id: &Id, salt_id: Option<&[u8; 32]>) -> Result<[u8; 32]> {
+        let Some(salt_id) = salt_id else {
+            return Ok(*self.keys.chunk_key());
+        };
+        let keys = &self.keys;
+        match self
+            .salted
+            .entry(*salt_id)
+            .or_insert_with(|| keys.salted_id_key(salt_id))
+        {
+            Some(k) => Ok(**k),
+            None => Err(Error::format(
+                subject,
+                format!("blob {id}: a salted blob verifies only with the repository owner key"),
+            )),
+        }
+    }
+
+    /// The checks that need no decompression; returns the id key, the zstd
+    /// frame and the length the frame must decompress to.
+    fn precheck<'c>(
+        &mut self,
         subject: &str,
         id: &Id,
         kind: BlobKind,
-        compressed: &[u8],
+        compressed: &'c [u8],
         raw_length: u32,
-    ) -> Result<()> {
+    ) -> Result<([u8; 32], &'c [u8], Expected)> {
         let limit = self.max_raw(kind);
         if raw_length > limit || compressed.len() as u64 > MAX_COMPRESSED as u64 {
             return Err(Error::format(
@@ -131,17 +201,36 @@ impl<'k> BlobCheck<'k> {
                 ),
             ));
         }
+        let (salt_id, frame) = salt::unwrap(compressed)
+            .map_err(|why| Error::format(subject, format!("blob {id}: {why}")))?;
+        let expected = match salt_id {
+            None => Expected::Exact(raw_length),
+            Some(_) if raw_length as u64 > SALTED_MAX || !raw_length.is_multiple_of(salt::PAD) => {
+                return Err(Error::format(
+                    subject,
+                    format!(
+                        "blob {id}: salted, but its recorded length {raw_length} is not a \
+                         multiple of {} up to {SALTED_MAX}",
+                        salt::PAD
+                    ),
+                ));
+            }
+            Some(_) => Expected::Rounded(raw_length),
+        };
+        let key = self.id_key(subject, id, salt_id.as_ref())?;
         // vault records the content size in every frame: a frame that says
         // otherwise is refused before anything is allocated for it.
-        if let Ok(Some(declared)) = zstd::zstd_safe::get_frame_content_size(compressed)
-            && declared != raw_length as u64
-        {
-            return Err(Error::format(
+        match zstd::zstd_safe::get_frame_content_size(frame) {
+            Ok(Some(declared)) if !expected.accepts(declared) => Err(Error::format(
                 subject,
                 format!("blob {id}: its zstd frame holds {declared} bytes, not {raw_length}"),
-            ));
+            )),
+            Ok(None) | Err(_) if salt_id.is_some() => Err(Error::format(
+                subject,
+                format!("blob {id}: a salted blob's zstd frame must declare its size"),
+            )),
+            _ => Ok((key, frame, expected)),
         }
-        Ok(())
     }
 }
 
@@ -161,16 +250,17 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// The checks on what a blob decompressed to: exactly `raw_length` bytes
-/// whose keyed hash is `id`.
+/// The checks on what a blob decompressed to: the length `expected` and a
+/// keyed hash equal to `id`.
 fn conclude(
     subject: &str,
     id: &Id,
-    raw_length: u32,
+    expected: Expected,
     got: u64,
     hasher: blake3::Hasher,
 ) -> Result<()> {
-    if got != raw_length as u64 {
+    if !expected.accepts(got) {
+        let raw_length = expected.recorded();
         return Err(Error::format(
             subject,
             format!(
@@ -193,10 +283,11 @@ fn conclude(
 }
 
 /// The largest `raw_length` of a blob of `kind` in a repository whose
-/// chunker cuts at most `max_chunk` bytes.
+/// chunker cuts at most `max_chunk` bytes: a salted chunk's is recorded
+/// rounded up to a multiple of 64, so up to 63 bytes more.
 pub fn max_raw(kind: BlobKind, max_chunk: u32) -> u32 {
     match kind {
-        BlobKind::Data => max_chunk.min(MAX_BLOB),
+        BlobKind::Data => salt::rounded(max_chunk.min(MAX_BLOB)),
         BlobKind::Tree => MAX_BLOB,
     }
 }
@@ -409,6 +500,52 @@ mod tests {
         let (a, b) = both(&mut check, &other, BlobKind::Data, &framed, 12);
         assert!(a.unwrap_err().to_string().contains("does not match its id"));
         assert!(b.unwrap_err().to_string().contains("does not match its id"));
+    }
+
+    #[test]
+    fn a_salted_blob_verifies_only_under_its_salt_with_the_owner_key() {
+        let owner = "AGE-SECRET-KEY-1TEST";
+        let salt_id = [3u8; 32];
+        let salted_key = salt::salted_id_key(&KEY, &salt::derive_salt(owner, &salt_id));
+        let raw = b"db_password=hunter2\n".to_vec();
+        let id = Id::keyed(&salted_key, &raw);
+        let stored = salt::wrap(&salt_id, &zstd::bulk::compress(&raw, 3).unwrap());
+        let mut owner_check = BlobCheck::with_keys(SaltKeys::for_owner(&KEY, owner), 1 << 16);
+        let (a, b) = both(&mut owner_check, &id, BlobKind::Data, &stored, 64);
+        assert_eq!(a.unwrap(), raw);
+        assert_eq!(b.unwrap(), raw);
+        // The exact length is not what the index records, nor is 128.
+        for wrong in [20, 128, 0] {
+            let (a, b) = both(&mut owner_check, &id, BlobKind::Data, &stored, wrong);
+            assert!(a.is_err() && b.is_err(), "raw_length {wrong} accepted");
+        }
+        // The unsalted id of the same content, or another salt id, fails.
+        let (a, _) = both(
+            &mut owner_check,
+            &Id::keyed(&KEY, &raw),
+            BlobKind::Data,
+            &stored,
+            64,
+        );
+        assert!(a.unwrap_err().to_string().contains("does not match its id"));
+        let other = salt::wrap(&[4u8; 32], &zstd::bulk::compress(&raw, 3).unwrap());
+        let (a, _) = both(&mut owner_check, &id, BlobKind::Data, &other, 64);
+        assert!(a.unwrap_err().to_string().contains("does not match its id"));
+        // Another repository owner key derives another salt.
+        let mut stranger =
+            BlobCheck::with_keys(SaltKeys::for_owner(&KEY, "AGE-SECRET-KEY-1OTHER"), 1 << 16);
+        assert!(
+            both(&mut stranger, &id, BlobKind::Data, &stored, 64)
+                .0
+                .is_err()
+        );
+        // Without the owner key, a salted blob does not verify at all.
+        let mut writer = BlobCheck::with_key(&KEY, 1 << 16);
+        let (a, _) = both(&mut writer, &id, BlobKind::Data, &stored, 64);
+        assert!(a.unwrap_err().to_string().contains("owner key"));
+        // A truncated padding frame is refused.
+        let (a, _) = both(&mut owner_check, &id, BlobKind::Data, &stored[..40], 64);
+        assert!(a.is_err());
     }
 
     #[test]

@@ -162,6 +162,9 @@ pub struct PostgresConfig {
     pub conninfo: String,
     /// pgpass file holding the password; becomes `PGPASSFILE`.
     pub passfile: Option<PathBuf>,
+    /// The source's name (`--postgres-name`): its dump is
+    /// `postgres/<name>.dump` instead of the database's name.
+    pub name: Option<String>,
 }
 
 /// `[retention]`: what `vault forget` keeps, per host and source.

@@ -52,7 +52,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("backup.command", &["path", "run"]),
-    ("backup.postgres", &["conninfo", "passfile"]),
+    ("backup.postgres", &["conninfo", "passfile", "name"]),
     (
         "retention",
         &[

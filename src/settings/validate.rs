@@ -330,6 +330,26 @@ fn backup(v: &mut Checker<'_>, b: &BackupConfig) {
             );
         }
     }
+    let conninfos: Vec<String> = b.postgres.iter().map(|p| p.conninfo.clone()).collect();
+    let names: Vec<String> = b
+        .postgres
+        .iter()
+        .map(|p| p.name.clone().unwrap_or_default())
+        .collect();
+    if let Err(e) = crate::source::postgres::source_names(&conninfos, &names) {
+        let at = b
+            .postgres
+            .iter()
+            .position(|p| {
+                p.name
+                    .as_deref()
+                    .is_some_and(|n| crate::source::postgres::check_name(n).is_err())
+            })
+            .map_or("backup.postgres".to_owned(), |i| {
+                format!("backup.postgres[{i}].name")
+            });
+        v.err(&at, &e, Some("name = \"app-replica\""));
+    }
     for (i, pg) in b.postgres.iter().enumerate() {
         let at = format!("backup.postgres[{i}]");
         conninfo(v, &format!("{at}.conninfo"), "conninfo", &pg.conninfo, true);

@@ -53,6 +53,68 @@ pub fn parse_counts(rows: &[String]) -> Result<BTreeMap<String, u64>, String> {
     Ok(out)
 }
 
+/// Checks a PostgreSQL source name (`--postgres-name`, `name =` in
+/// `[[backup.postgres]]`): 1 to 64 letters, digits, `.`, `_` and `-`, not
+/// starting with `.` or `-`; it becomes the file name of the dump.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&name.len())
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "PostgreSQL source name {name:?}: use 1 to 64 letters, digits, `.`, `_` and `-`, \
+             not starting with `.` or `-` (e.g. \"app-replica\")"
+        ))
+    }
+}
+
+/// The names the `conninfos` go by in a snapshot (`names[i]`, empty or
+/// missing: the conninfo's `dbname`), refusing a bad name, more names than
+/// sources, and two sources of one name (naming both, without passwords).
+/// A source whose conninfo names no database is left out of the duplicate
+/// check (its name is known once connected).
+pub fn source_names(conninfos: &[String], names: &[String]) -> Result<Vec<Option<String>>, String> {
+    if names.len() > conninfos.len() {
+        return Err(format!(
+            "{} PostgreSQL source names for {} --postgres sources: give one name per source, \
+             in the same order (an empty name keeps the database's name)",
+            names.len(),
+            conninfos.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(conninfos.len());
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for (i, conninfo) in conninfos.iter().enumerate() {
+        let given = names.get(i).filter(|n| !n.is_empty()).cloned();
+        if let Some(n) = &given {
+            check_name(n)?;
+        }
+        let effective = given.clone().or_else(|| {
+            conninfo_env(conninfo)
+                .ok()
+                .and_then(|env| env.into_iter().find(|(k, _)| k == "PGDATABASE"))
+                .map(|(_, v)| v)
+        });
+        if let Some(name) = effective
+            && let Some(first) = seen.insert(name.clone(), conninfo)
+        {
+            return Err(format!(
+                "two PostgreSQL sources would both be stored as postgres/{name}.dump: \
+                     {} and {}; give them different names (--postgres-name, or name = \"…\" \
+                     in [[backup.postgres]])",
+                redacted(first),
+                redacted(conninfo)
+            ));
+        }
+        out.push(given);
+    }
+    Ok(out)
+}
+
 /// Maps a libpq conninfo string (`dbname=app host=/run/postgresql`) to the
 /// `PG*` environment variables that carry the same settings.
 pub fn conninfo_env(conninfo: &str) -> Result<Vec<(String, String)>, String> {
@@ -224,6 +286,9 @@ pub struct PgSnapshot {
     pub server_version: String,
     /// The database connected to.
     pub database: String,
+    /// The source's name: its dump is `postgres/<name>.dump` (the database
+    /// name unless the operator gave one, [`PgSnapshot::named`]).
+    pub name: String,
     /// Whether the connected role may dump roles and tablespaces.
     pub superuser: bool,
     /// Exact row count of every table, by `schema.table`.
@@ -252,6 +317,7 @@ impl PgSnapshot {
             snapshot_id: String::new(),
             server_version: String::new(),
             database: String::new(),
+            name: String::new(),
             superuser: false,
             counts: BTreeMap::new(),
         };
@@ -268,6 +334,7 @@ impl PgSnapshot {
         s.snapshot_id = snapshot.clone();
         s.server_version = version.clone();
         s.database = database.clone();
+        s.name = database.clone();
         s.superuser = superuser == "t";
         let rows = s.ask(COUNT_ROWS_SQL)?;
         s.counts = parse_counts(&rows)?;
@@ -313,6 +380,15 @@ impl PgSnapshot {
         }
     }
 
+    /// Names the source `name` (dump `postgres/<name>.dump`) instead of
+    /// its database's name; `None` keeps the database's name.
+    pub fn named(mut self, name: Option<&str>) -> Self {
+        if let Some(n) = name {
+            self.name = n.to_owned();
+        }
+        self
+    }
+
     /// The dump of this snapshot as a command source (`postgres/<db>.dump`,
     /// custom format, uncompressed so that unchanged rows dedupe).
     pub fn dump_source(&self) -> CommandSource {
@@ -336,7 +412,7 @@ impl PgSnapshot {
         });
         CommandSource {
             command: argv.join(" "),
-            filename: format!("postgres/{}.dump", self.database),
+            filename: format!("postgres/{}.dump", self.name),
             argv: Some(argv),
             env: self.env.clone(),
             kind: "postgres".into(),
@@ -363,7 +439,7 @@ impl PgSnapshot {
         .collect();
         Some(CommandSource {
             command: argv.join(" "),
-            filename: format!("postgres/{}.globals.sql", self.database),
+            filename: format!("postgres/{}.globals.sql", self.name),
             argv: Some(argv),
             env: self.env.clone(),
             kind: "postgres-globals".into(),
@@ -417,5 +493,30 @@ mod tests {
         assert!(conninfo_env("postgresql://db/app?sslmode").is_err());
         assert!(conninfo_env("postgresql://db/a%zzp").is_err());
         assert!(conninfo_env("dbname='open").is_err());
+    }
+
+    #[test]
+    fn source_names_refuse_duplicates_and_bad_names() {
+        let c = |s: &str| s.to_owned();
+        let two = [c("host=/a dbname=app"), c("host=/b dbname=app password=x")];
+        let e = source_names(&two, &[]).unwrap_err();
+        assert!(
+            e.contains("postgres/app.dump") && e.contains("=/a ") && e.contains("=/b "),
+            "{e}"
+        );
+        assert!(!e.contains("=x"), "never a password: {e}");
+        assert_eq!(
+            source_names(&two, &[c(""), c("app-replica")]).unwrap(),
+            [None, Some(c("app-replica"))]
+        );
+        // A name that collides with another source's database name.
+        assert!(source_names(&two, &[c("app")]).is_err());
+        for bad in ["", ".hidden", "-x", "a/b", "..", "é", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_name("app_2.replica-1").is_ok());
+        assert!(source_names(&two[..1], &[c("a"), c("b")]).is_err());
+        // No dbname: left to the server, not a duplicate yet.
+        assert!(source_names(&[c("host=/a"), c("host=/b")], &[]).is_ok());
     }
 }

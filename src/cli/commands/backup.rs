@@ -18,14 +18,30 @@ pub struct BackupArgs {
     #[command(flatten)]
     repo: RepoArgs,
     /// Paths to back up.
-    /// (Required unless --from-command, --postgres or the config file's
-    /// [backup] section names a source.)
+    /// (Required unless --files-from, --from-command, --postgres or the
+    /// config file's [backup] section names a source.)
     paths: Vec<PathBuf>,
+    /// Also back up the paths listed in FILE (`-`: standard input), one
+    /// per line; blank lines and lines starting with `#` are skipped.
+    /// Repeatable.
+    #[arg(long = "files-from", value_name = "FILE")]
+    files_from: Vec<PathBuf>,
+    /// Like --files-from, but the paths are separated by NUL bytes and
+    /// taken verbatim (`find -print0`). Repeatable.
+    #[arg(long = "files-from-raw", value_name = "FILE")]
+    files_from_raw: Vec<PathBuf>,
     /// Dump a PostgreSQL database natively (libpq conninfo, repeatable):
     /// one consistent snapshot with the exact row count of every table.
     /// A password belongs in a passfile or PGPASSWORD, not here.
     #[arg(long = "postgres", value_name = "CONNINFO")]
     postgres: Vec<String>,
+    /// Name each --postgres source, in the same order (repeatable): its dump
+    /// is stored as postgres/NAME.dump instead of the database's name, so
+    /// two databases of one name from different servers can share a
+    /// snapshot. Letters, digits, `.`, `_`, `-`; an empty name keeps the
+    /// database's name.
+    #[arg(long = "postgres-name", value_name = "NAME")]
+    postgres_name: Vec<String>,
     /// Also store this command's standard output as a file (repeatable); its
     /// exit status decides success. Run with `sh -c`.
     #[arg(long = "from-command", value_name = "COMMAND")]
@@ -59,6 +75,11 @@ pub struct BackupArgs {
     /// stop: no file is read, no command run, nothing written.
     #[arg(long)]
     dry_run: bool,
+    /// List every file from the paths as new, changed or unchanged since
+    /// this host's last backup of the same paths (compared with the file
+    /// cache: with --no-cache or on a first backup every file is new).
+    #[arg(long, conflicts_with = "dry_run")]
+    list: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -77,7 +98,8 @@ impl BackupArgs {
                 Some(ValueSource::CommandLine | ValueSource::EnvVariable)
             )
         };
-        if !(given("paths") || given("from_command") || given("postgres")) {
+        let lists = given("files_from") || given("files_from_raw");
+        if !(given("paths") || lists || given("from_command") || given("postgres")) {
             return;
         }
         if !given("paths") {
@@ -89,6 +111,10 @@ impl BackupArgs {
         }
         if !given("postgres") {
             self.postgres.clear();
+            self.postgres_name.clear();
+        } else if !given("postgres_name") {
+            // The file's names belong to the file's databases.
+            self.postgres_name.clear();
         }
     }
 }
@@ -144,6 +170,69 @@ fn read_exclude_file(path: &std::path::Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The paths listed by `--files-from` (`raw`: `--files-from-raw`) FILE:
+/// a missing or unreadable file, a list with no path, an empty or
+/// NUL-holding line are usage errors naming the file (and line).
+fn read_files_from(
+    path: &std::path::Path,
+    raw: bool,
+    stdin_used: &mut bool,
+) -> Result<Vec<PathBuf>> {
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
+    let flag = if raw {
+        "--files-from-raw"
+    } else {
+        "--files-from"
+    };
+    let shown = path.display();
+    let mut bytes = Vec::new();
+    if path.as_os_str() == "-" {
+        if std::mem::replace(stdin_used, true) {
+            usage!("{flag} -: standard input can be read only once");
+        }
+        if let Err(e) = std::io::stdin().lock().read_to_end(&mut bytes) {
+            usage!("{flag} -: reading standard input: {e}");
+        }
+    } else {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => usage!("{flag} {shown}: is a directory, not a list of paths"),
+            Ok(_) => {}
+            Err(e) => usage!("{flag} {shown}: {e}"),
+        }
+        if let Err(e) = std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)) {
+            usage!("{flag} {shown}: {e}");
+        }
+    }
+    let mut out = Vec::new();
+    let sep = if raw { b'\0' } else { b'\n' };
+    for (i, item) in bytes.split(|&b| b == sep).enumerate() {
+        let item = if raw {
+            item
+        } else {
+            let line = item.strip_suffix(b"\r").unwrap_or(item);
+            if line.iter().all(u8::is_ascii_whitespace) || line.starts_with(b"#") {
+                continue;
+            }
+            if line.contains(&0) {
+                usage!(
+                    "{flag} {shown}:{}: holds a NUL byte (use --files-from-raw for NUL-separated lists)",
+                    i + 1
+                );
+            }
+            line
+        };
+        if item.is_empty() {
+            continue;
+        }
+        out.push(PathBuf::from(std::ffi::OsStr::from_bytes(item)));
+    }
+    if out.is_empty() {
+        usage!("{flag} {shown}: lists no path");
+    }
+    Ok(out)
+}
+
 /// Refuses a `--postgres` conninfo that carries a password.
 fn refuse_passwords(postgres: &[String]) -> Result<()> {
     for conninfo in postgres {
@@ -162,7 +251,16 @@ fn refuse_passwords(postgres: &[String]) -> Result<()> {
 }
 
 /// Runs `vault backup`; exits 3 when some inputs could not be read.
-pub fn run(a: BackupArgs) -> Result<ExitCode> {
+pub fn run(mut a: BackupArgs) -> Result<ExitCode> {
+    let mut stdin_used = false;
+    for f in &a.files_from {
+        let listed = read_files_from(f, false, &mut stdin_used)?;
+        a.paths.extend(listed);
+    }
+    for f in &a.files_from_raw {
+        let listed = read_files_from(f, true, &mut stdin_used)?;
+        a.paths.extend(listed);
+    }
     if a.paths.is_empty() && a.from_command.is_empty() && a.postgres.is_empty() {
         return Err(anyhow::Error::new(vault::Error::InvalidInput(
             "nothing to back up: give PATHs, --from-command or --postgres, or a [backup] \
@@ -188,6 +286,7 @@ pub fn run(a: BackupArgs) -> Result<ExitCode> {
         paths: a.paths,
         commands,
         postgres: a.postgres,
+        postgres_names: a.postgres_name,
         excludes,
         exclude_if_present: a.exclude_if_present,
         one_file_system: a.one_file_system,
@@ -195,6 +294,7 @@ pub fn run(a: BackupArgs) -> Result<ExitCode> {
         host: a.host,
         cache_dir: a.repo.cache_dir(),
         progress: Some(stats.clone()),
+        list_changes: a.list,
         ..Default::default()
     };
     let Some(repo) = repo else {
@@ -209,8 +309,11 @@ pub fn run(a: BackupArgs) -> Result<ExitCode> {
     });
     drop(drawing);
     let out = out?;
+    if a.list && !a.json {
+        render::backup::changes(&out);
+    }
     if a.json {
-        render::backup::json(&out);
+        render::backup::json(&out, a.list);
     } else {
         render::backup::text(&out);
     }

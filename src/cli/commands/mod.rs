@@ -7,16 +7,20 @@ pub mod check;
 pub mod completions;
 pub mod config;
 pub mod copy;
+pub mod diff;
 pub mod drill;
 pub mod dump;
+pub mod find;
 pub mod forget;
 pub mod init;
 pub mod key;
 pub mod ls;
 pub mod man;
+pub mod mount;
 pub mod prune;
 pub mod restore;
 pub mod snapshots;
+pub mod stats;
 pub mod status;
 pub mod systemd;
 pub mod tag;
@@ -42,6 +46,17 @@ pub enum Command {
     Snapshots(snapshots::SnapshotsArgs),
     /// List the files in a snapshot.
     Ls(ls::LsArgs),
+    /// What changed between two snapshots: added, removed and modified paths.
+    Diff(diff::DiffArgs),
+    /// Entries whose name (or path) matches a glob, in every snapshot the
+    /// filters let through.
+    Find(find::FindArgs),
+    /// Files, sizes, blob counts and the deduplication ratio of the
+    /// repository (from its index) or of some snapshots.
+    Stats(stats::StatsArgs),
+    /// Serve the snapshots as a read-only file system (FUSE) until
+    /// unmounted or interrupted (owner key).
+    Mount(mount::MountArgs),
     /// Restore a snapshot, or verify it with --verify.
     Restore(restore::RestoreArgs),
     /// Write a snapshot (or a path in it) to stdout as a tar archive.
@@ -83,6 +98,10 @@ pub fn run(command: Command, config: Option<PathBuf>) -> Result<ExitCode> {
         Command::Backup(a) => backup::run(a),
         Command::Snapshots(a) => snapshots::run(a),
         Command::Ls(a) => ls::run(a),
+        Command::Diff(a) => diff::run(a),
+        Command::Find(a) => find::run(a),
+        Command::Stats(a) => stats::run(a),
+        Command::Mount(a) => mount::run(a),
         Command::Restore(a) => restore::run(a),
         Command::Dump(a) => dump::run(a),
         Command::Check(a) => check::run(a),

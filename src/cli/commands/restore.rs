@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::drill::{DrillUserArg, database_drill};
 use crate::cli::access::{RepoArgs, SelectArgs};
@@ -32,6 +32,13 @@ pub struct RestoreArgs {
     /// anywhere, `var/cache/**` (with a `/`) paths from the snapshot root.
     #[arg(long = "exclude", value_name = "PATTERN", conflicts_with = "verify")]
     exclude: Vec<String>,
+    /// What to do with a file, symlink or other entry that already exists
+    /// in the target: `always` replace it (the default, as before),
+    /// `if-changed` replace it only when its content, size, mode, mtime or
+    /// owner differs from the snapshot's, `never` leave it. An existing
+    /// entry is never written into: a replacement is renamed over it.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = OverwriteArg::Always, conflicts_with = "verify")]
+    overwrite: OverwriteArg,
     /// List what would be written (with --target) and write nothing.
     #[arg(long, conflicts_with = "verify", requires = "target")]
     dry_run: bool,
@@ -62,6 +69,27 @@ pub struct RestoreArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// `--overwrite` values.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OverwriteArg {
+    /// Replace existing entries.
+    Always,
+    /// Replace existing entries that differ from the snapshot's.
+    IfChanged,
+    /// Keep existing entries.
+    Never,
+}
+
+impl From<OverwriteArg> for restore::Overwrite {
+    fn from(a: OverwriteArg) -> Self {
+        match a {
+            OverwriteArg::Always => restore::Overwrite::Always,
+            OverwriteArg::IfChanged => restore::Overwrite::IfChanged,
+            OverwriteArg::Never => restore::Overwrite::Never,
+        }
+    }
 }
 
 /// Runs `vault restore`; exits 4 on damage or (with `--verify`) any mismatch.
@@ -103,6 +131,7 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
                 keep_setid: a.keep_setid,
                 keep_security_xattrs: a.keep_security_xattrs,
             },
+            overwrite: a.overwrite.into(),
         };
         (restore::restore(&repo, &id, &snap, &opts)?, None)
     };

@@ -4,11 +4,12 @@ use serde_json::json;
 
 use super::{duration_ms, sanitize, size};
 use vault::ops::backup::BackupOutcome;
+use vault::ops::backup::changes::ChangeCounts;
 
-/// Prints the new snapshot as JSON.
-pub fn json(out: &BackupOutcome) {
+/// Prints the new snapshot as JSON (`list`: with the change list).
+pub fn json(out: &BackupOutcome, list: bool) {
     let s = &out.snapshot;
-    super::json(&json!({
+    let mut v = json!({
         "id": out.id,
         "snapshot": s,
         "complete": s.is_complete(),
@@ -16,7 +17,27 @@ pub fn json(out: &BackupOutcome) {
         "compressed_outputs": out.compressed_outputs.iter()
             .map(|c| json!({"path": c.path, "why": c.why}))
             .collect::<Vec<_>>(),
-    }));
+    });
+    if list {
+        v["changes"] = json!(out.changes);
+        v["change_counts"] = json!(ChangeCounts::of(&out.changes));
+    }
+    super::json(&v);
+}
+
+/// `--list`: one line per file, `new`, `changed` or `unchanged` and its
+/// path, then the counts.
+pub fn changes(out: &BackupOutcome) {
+    for c in &out.changes {
+        outln!("{:<9} {}", c.change.word(), sanitize(&c.path));
+    }
+    let n = ChangeCounts::of(&out.changes);
+    outln!(
+        "files: {} new, {} changed, {} unchanged",
+        n.new,
+        n.changed,
+        n.unchanged
+    );
 }
 
 /// Prints what the backup did for humans.

@@ -4,12 +4,15 @@
 pub mod backup;
 pub mod check;
 pub mod copy;
+pub mod diff;
 pub mod drill;
+pub mod find;
 pub mod keys;
 pub mod ls;
 pub mod maintain;
 pub mod restore;
 pub mod snapshots;
+pub mod stats;
 pub mod status;
 
 use std::io::Write;

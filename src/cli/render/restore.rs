@@ -50,6 +50,13 @@ pub fn text(o: &Outcome<'_>) {
         size(report.bytes),
         duration_ms(report.duration_ms)
     );
+    if report.replaced + report.skipped > 0 {
+        outln!(
+            "  already in the target: {} replaced, {} left as they were",
+            report.replaced,
+            report.skipped
+        );
+    }
     if o.verify {
         outln!(
             "  {} files re-read from disk and matched their BLAKE3 hashes",

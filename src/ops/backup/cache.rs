@@ -139,6 +139,7 @@ impl FileCache {
     /// The entry for `path` if its size, times and inode are unchanged.
     /// Paths must be asked in walk order ([`walk_order`]): records before
     /// `path` are dropped on the way.
+    #[cfg(test)]
     pub fn lookup(
         &self,
         path: &[u8],
@@ -147,21 +148,37 @@ impl FileCache {
         ctime_ns: i64,
         ino: u64,
     ) -> Option<CacheEntry> {
+        self.lookup_previous(path, size, mtime_ns, ctime_ns, ino).0
+    }
+
+    /// Like [`FileCache::lookup`], and also the content hash the last
+    /// backup recorded for `path` whatever its stamp now (`None` when it
+    /// has no record): what `backup --list` compares with.
+    pub fn lookup_previous(
+        &self,
+        path: &[u8],
+        size: u64,
+        mtime_ns: i64,
+        ctime_ns: i64,
+        ino: u64,
+    ) -> (Option<CacheEntry>, Option<Id>) {
         let mut c = self.cursor.lock().expect("file cache lock");
         loop {
-            let next = c.next.as_ref()?;
+            let Some(next) = c.next.as_ref() else {
+                return (None, None);
+            };
             match walk_order(&next.path, path) {
                 Ordering::Less => c.advance(),
-                Ordering::Greater => return None,
+                Ordering::Greater => return (None, None),
                 Ordering::Equal => {
                     let e = next.clone();
                     c.advance();
-                    return Some(e).filter(|e| {
-                        e.size == size
-                            && e.mtime_ns == mtime_ns
-                            && e.ctime_ns == ctime_ns
-                            && e.ino == ino
-                    });
+                    let previous = Some(e.hash);
+                    let same = e.size == size
+                        && e.mtime_ns == mtime_ns
+                        && e.ctime_ns == ctime_ns
+                        && e.ino == ino;
+                    return (same.then_some(e), previous);
                 }
             }
         }

@@ -44,6 +44,8 @@ pub struct DryRunReport {
 /// pattern, a relative or missing source).
 pub fn dry_run(opts: &BackupOptions) -> Result<DryRunReport> {
     let paths = super::normalized_paths(opts)?;
+    let pg_names = crate::source::postgres::source_names(&opts.postgres, &opts.postgres_names)
+        .map_err(crate::error::Error::InvalidInput)?;
     let index = Index::default();
     let errors = Mutex::new(Vec::<InputError>::new());
     // Commands are listed, never run: the walk sees only paths.
@@ -59,7 +61,14 @@ pub fn dry_run(opts: &BackupOptions) -> Result<DryRunReport> {
         databases: opts
             .postgres
             .iter()
-            .map(|c| crate::source::postgres::redacted(c))
+            .zip(&pg_names)
+            .map(|(c, name)| match name {
+                Some(n) => format!(
+                    "{} as postgres/{n}.dump",
+                    crate::source::postgres::redacted(c)
+                ),
+                None => crate::source::postgres::redacted(c),
+            })
             .collect(),
         ..Default::default()
     };

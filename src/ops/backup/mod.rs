@@ -6,6 +6,7 @@
 //! backup reuses and prune cleans up.
 
 mod cache;
+pub mod changes;
 mod dry_run;
 mod journal;
 mod own_index;
@@ -46,6 +47,9 @@ pub struct BackupOptions {
     pub commands: Vec<CommandSource>,
     /// PostgreSQL databases (libpq conninfo strings) dumped natively.
     pub postgres: Vec<String>,
+    /// The names of the `postgres` sources, in the same order (empty or
+    /// missing: the database's name); a dump is `postgres/<name>.dump`.
+    pub postgres_names: Vec<String>,
     /// Exclude patterns: without `/` they match a file name anywhere; with
     /// `/` they match the whole absolute path.
     pub excludes: Vec<String>,
@@ -65,6 +69,8 @@ pub struct BackupOptions {
     pub compress_threads: usize,
     /// Counters the run updates as it goes, for a progress display.
     pub progress: Option<std::sync::Arc<Stats>>,
+    /// Make the per-file change list ([`BackupOutcome::changes`]).
+    pub list_changes: bool,
 }
 
 /// The result of a backup run.
@@ -81,6 +87,10 @@ pub struct BackupOutcome {
     /// Command sources whose output looked already compressed or
     /// encrypted: such output never deduplicates from one backup to the next.
     pub compressed_outputs: Vec<CompressedOutput>,
+    /// With [`BackupOptions::list_changes`]: every file from the source
+    /// paths, in walk order, as new, changed or unchanged since this
+    /// host's last backup of them ([`changes`]).
+    pub changes: Vec<changes::FileChange>,
 }
 
 /// A command source whose output looked already compressed.
@@ -134,6 +144,8 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     let started = Instant::now();
     let time = chrono::Utc::now();
     // Phase 1: what to back up, as which host.
+    let pg_names = crate::source::postgres::source_names(&opts.postgres, &opts.postgres_names)
+        .map_err(Error::InvalidInput)?;
     let host = series_host(repo, opts)?;
     let (paths, path_names) = source_paths(opts)?;
     // Phase 2: what this backup may deduplicate against.
@@ -148,7 +160,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         commands,
         sessions,
         failed: failed_sources,
-    } = open_databases(opts);
+    } = open_databases(opts, &pg_names);
     let wanted_names: Vec<String> = path_names
         .iter()
         .cloned()
@@ -158,6 +170,11 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     let cache = opts
         .cache_dir
         .as_ref()
+        .filter(|d| {
+            crate::repo::cache::private_root(d)
+                .map_err(|e| tracing::warn!("file cache not usable, reading every file: {e}"))
+                .is_ok()
+        })
         .map(|d| FileCache::load(d, &repo.config().id, &host, &paths));
     // The next cache is written as the files go by, in walk order.
     let mut cache_writer = cache.as_ref().and_then(|c| {
@@ -197,9 +214,10 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         let (up_tx, up_rx) = bounded(0);
         let (done_tx, done_rx) = unbounded();
         let level = repo.config().compression_level;
+        let salt_id = repo.keys().blob_ids().salt_id().copied();
         for _ in 0..compress_threads {
             let (rx, tx, f) = (raw_rx.clone(), cmp_tx.clone(), &failure);
-            s.spawn(move || pipeline::compressor(rx, tx, level, f));
+            s.spawn(move || pipeline::compressor(rx, tx, level, salt_id, f));
         }
         drop((raw_rx, cmp_tx));
         s.spawn(|| pipeline::packer(cmp_rx, up_tx, repo, &failure));
@@ -226,7 +244,18 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
             .spawn_scoped(s, || walker.walk(ev_tx, job_tx, &failure))
             .expect("spawn the walker thread");
         let next_cache = cache_writer.as_mut().map(|w| (w, fresh_ns));
-        let result = assemble(ev_rx, &raw_tx, repo, &sink, &errors, &failure, next_cache);
+        let result = assemble(
+            ev_rx,
+            &raw_tx,
+            repo,
+            &sink,
+            &errors,
+            &failure,
+            FileRecords {
+                next_cache,
+                list_changes: opts.list_changes,
+            },
+        );
         if result.is_err() {
             failure.halt();
         }
@@ -241,6 +270,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         mut totals,
         certificates,
         compressed_outputs,
+        changes,
     } = assembled?;
 
     for session in sessions {
@@ -283,6 +313,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         snapshot,
         resumed,
         compressed_outputs,
+        changes,
     })
 }
 
@@ -369,29 +400,32 @@ struct Databases {
 
 /// Phase 3 of a backup: opens a transaction in every PostgreSQL database
 /// (it stays open, and its snapshot valid, until the dump is stored).
-fn open_databases(opts: &BackupOptions) -> Databases {
+fn open_databases(opts: &BackupOptions, names: &[Option<String>]) -> Databases {
     let mut commands = opts.commands.clone();
     let mut sessions = Vec::new();
     let mut failed_sources: Vec<(SourceRecord, InputError)> = Vec::new();
-    for conninfo in &opts.postgres {
+    for (conninfo, given) in opts.postgres.iter().zip(names) {
         match crate::source::postgres::PgSnapshot::begin(conninfo) {
             Ok(session) => {
+                let session = session.named(given.as_deref());
                 commands.push(session.dump_source());
                 match session.globals_source() {
                     Some(globals) => commands.push(globals),
                     None => tracing::warn!(
                         "postgres/{}: globals {}",
-                        session.database,
+                        session.name,
                         crate::source::postgres::GLOBALS_SKIPPED
                     ),
                 }
                 sessions.push(session);
             }
             Err(message) => {
-                let db = crate::source::postgres::conninfo_env(conninfo)
-                    .ok()
-                    .and_then(|env| env.into_iter().find(|(k, _)| k == "PGDATABASE"))
-                    .map_or_else(|| "postgres".to_owned(), |(_, v)| v);
+                let db = given.clone().unwrap_or_else(|| {
+                    crate::source::postgres::conninfo_env(conninfo)
+                        .ok()
+                        .and_then(|env| env.into_iter().find(|(k, _)| k == "PGDATABASE"))
+                        .map_or_else(|| "postgres".to_owned(), |(_, v)| v)
+                });
                 let name = format!("postgres/{db}.dump");
                 failed_sources.push((
                     SourceRecord {
@@ -576,6 +610,16 @@ struct Assembled {
     totals: Totals,
     certificates: Vec<CertInfo>,
     compressed_outputs: Vec<CompressedOutput>,
+    changes: Vec<changes::FileChange>,
+}
+
+/// What the assembler records about each file besides its tree entry.
+struct FileRecords<'w> {
+    /// The next file cache and the time after which files are too fresh
+    /// to be remembered.
+    next_cache: Option<(&'w mut CacheWriter, i64)>,
+    /// Whether to make the change list.
+    list_changes: bool,
 }
 
 /// Consumes walk events in order and builds one tree blob per directory,
@@ -587,8 +631,13 @@ fn assemble(
     sink: &BlobSink<'_>,
     errors: &Mutex<Vec<InputError>>,
     failure: &Failure,
-    mut next_cache: Option<(&mut CacheWriter, i64)>,
+    records: FileRecords<'_>,
 ) -> Result<Assembled> {
+    let FileRecords {
+        mut next_cache,
+        list_changes,
+    } = records;
+    let mut changes = Vec::new();
     let mut stack: Vec<(Option<Node>, Vec<Node>)> = vec![(None, Vec::new())];
     let mut certificates = Vec::new();
     let mut compressed_outputs = Vec::new();
@@ -607,7 +656,7 @@ fn assemble(
             )));
         }
         let id = Id::keyed(repo.keys().chunk_key(), &bytes);
-        sink.submit(raw_tx, BlobKind::Tree, id, bytes)
+        sink.submit(raw_tx, BlobKind::Tree, id, bytes, false)
             .map_err(|_| cancelled())?;
         Ok(TreeId(id))
     };
@@ -629,6 +678,7 @@ fn assemble(
                 stamp,
                 data,
             } => {
+                let from_cache = matches!(data, walk::Pending::Ready(_));
                 let data: FileData = match data {
                     walk::Pending::Ready(d) => d,
                     walk::Pending::Waiting(rx) => match rx.recv() {
@@ -659,6 +709,15 @@ fn assemble(
                 node.hash = Some(data.hash);
                 totals.files += 1;
                 totals.bytes += data.size;
+                // Command output has no earlier state to compare with.
+                if list_changes && stamp.cacheable {
+                    changes.push(changes::FileChange {
+                        path: crate::format::escape::escape_bytes(
+                            path.as_os_str().as_encoded_bytes(),
+                        ),
+                        change: changes::Change::of(from_cache, stamp.previous, data.hash),
+                    });
+                }
                 if !stamp.cacheable {
                     stack.last_mut().expect("frame").1.push(node);
                     continue;
@@ -712,6 +771,7 @@ fn assemble(
         totals,
         certificates,
         compressed_outputs,
+        changes,
     })
 }
 

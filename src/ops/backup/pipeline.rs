@@ -76,6 +76,8 @@ pub struct RawBlob {
     kind: BlobKind,
     id: Id,
     data: Vec<u8>,
+    /// A chunk of a small file, stored as a salted blob.
+    salted: bool,
 }
 
 struct CompressedBlob {
@@ -122,14 +124,16 @@ impl<'a> BlobSink<'a> {
         self.relied.lock().expect("relied lock").clone()
     }
 
-    /// Sends the blob on unless it is known. Returns `Err(())` when the
-    /// pipeline has shut down (a later stage failed).
+    /// Sends the blob on unless it is known; `salted`: a chunk of a small
+    /// file whose `id` is salted ([`crate::format::salt`]). Returns `Err(())`
+    /// when the pipeline has shut down (a later stage failed).
     pub fn submit(
         &self,
         tx: &Sender<RawBlob>,
         kind: BlobKind,
         id: Id,
         data: Vec<u8>,
+        salted: bool,
     ) -> Result<(), ()> {
         self.stats
             .bytes_scanned
@@ -145,15 +149,24 @@ impl<'a> BlobSink<'a> {
         self.stats
             .bytes_added
             .fetch_add(data.len() as u64, Ordering::Relaxed);
-        tx.send(RawBlob { kind, id, data }).map_err(|_| ())
+        tx.send(RawBlob {
+            kind,
+            id,
+            data,
+            salted,
+        })
+        .map_err(|_| ())
     }
 }
 
-/// Compresses blobs with a reusable zstd context.
+/// Compresses blobs with a reusable zstd context; salted blobs are wrapped
+/// with `salt_id` and padded ([`crate::format::salt::wrap`]), and their raw
+/// length recorded rounded up.
 pub fn compressor(
     rx: Receiver<RawBlob>,
     tx: Sender<CompressedBlobMsg>,
     level: i32,
+    salt_id: Option<[u8; 32]>,
     failure: &Failure,
 ) {
     let mut z = match zstd::bulk::Compressor::new(level) {
@@ -168,10 +181,18 @@ pub fn compressor(
             Ok(d) => d,
             Err(e) => return failure.fail(Error::io("zstd", e)),
         };
+        let raw_length = blob.data.len() as u32;
+        let (data, raw_length) = match salt_id.as_ref().filter(|_| blob.salted) {
+            Some(salt_id) => (
+                crate::format::salt::wrap(salt_id, &data),
+                crate::format::salt::rounded(raw_length),
+            ),
+            None => (data, raw_length),
+        };
         let msg = CompressedBlob {
             kind: blob.kind,
             id: blob.id,
-            raw_length: blob.data.len() as u32,
+            raw_length,
             data,
         };
         if tx.send(CompressedBlobMsg(msg)).is_err() {

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use crate::format::chunk;
 use crate::format::id::Id;
 use crate::format::index::Index;
 use crate::format::pack::BlobKind;
+use crate::format::salt;
 use crate::format::snapshot::InputError;
 use crate::format::tree::{Node, NodeKind};
 use crate::repo::Repository;
@@ -51,6 +53,8 @@ pub struct Stamp {
     pub ino: u64,
     /// Whether the file cache may remember it (not for command output).
     pub cacheable: bool,
+    /// The content hash the last backup recorded for this path, if any.
+    pub previous: Option<Id>,
 }
 
 /// A file's content: known from the cache, or being read.
@@ -84,8 +88,9 @@ pub struct FileJob {
 
 /// Where a file's content comes from.
 enum JobSource {
-    /// A regular file on disk.
-    Path(PathBuf),
+    /// A regular file on disk, and the device and inode the walker found
+    /// there (the file read must be that one).
+    Path(PathBuf, (u64, u64)),
     /// A command's standard output.
     Command(CommandSource),
 }
@@ -247,7 +252,7 @@ impl<'a> Walker<'a> {
         };
         let _ = if self.layout.is_source {
             // `/` itself is a source: its entries are the root tree's entries.
-            self.visit_children(Path::new("/"), &mut st, failure, 1)
+            self.visit_children(Path::new("/"), None, &mut st, failure, 1)
         } else {
             self.walk_layout(Path::new("/"), &self.layout, &mut st, failure)
         };
@@ -320,6 +325,7 @@ impl<'a> Walker<'a> {
             ctime_ns: 0,
             ino: 0,
             cacheable: false,
+            previous: None,
         };
         st.events
             .send(Event::File {
@@ -331,15 +337,34 @@ impl<'a> Walker<'a> {
             .map_err(|_| ())
     }
 
-    /// Visits a directory's entries in name order.
+    /// Visits a directory's entries in name order. `listed` is what the
+    /// walker recorded of the directory itself: it is listed, and its
+    /// entries are examined, through a handle to that very inode, so a
+    /// directory on the path swapped for a symlink meanwhile (by a user who
+    /// owns it) is reported, never walked in its place.
     fn visit_children(
         &self,
         path: &Path,
+        listed: Option<&fs::Metadata>,
         st: &mut WalkState,
         failure: &Failure,
         depth: usize,
     ) -> Result<(), ()> {
-        let rd = match fs::read_dir(path) {
+        let handle = match listed.map(|m| open_listed_dir(path, m)).transpose() {
+            Ok(h) => h,
+            Err(e) => {
+                self.error(path, format!("listing directory: {e}"));
+                return Ok(());
+            }
+        };
+        // Through the open handle (`/proc/self/fd/N` names the inode, not
+        // the path), where /proc is there.
+        let through = handle
+            .as_ref()
+            .map(|h| PathBuf::from(format!("/proc/self/fd/{}", h.as_raw_fd())))
+            .filter(|p| p.exists());
+        let base = through.as_deref().unwrap_or(path);
+        let rd = match fs::read_dir(base) {
             Ok(rd) => rd,
             Err(e) => {
                 self.error(path, format!("listing directory: {e}"));
@@ -357,11 +382,12 @@ impl<'a> Walker<'a> {
             .collect();
         entries.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
         for e in entries {
-            let (cpath, cname) = (e.path(), e.file_name());
+            let cname = e.file_name();
+            let cpath = path.join(&cname);
             if self.excluded(&cpath, &cname) {
                 continue;
             }
-            match fs::symlink_metadata(&cpath) {
+            match fs::symlink_metadata(base.join(&cname)) {
                 Ok(cm) => self.visit(&cpath, &cname, &cm, st, failure, depth)?,
                 Err(err) => self.error(&cpath, format!("vanished or unreadable: {err}")),
             }
@@ -414,33 +440,34 @@ impl<'a> Walker<'a> {
                         ),
                     );
                 } else {
-                    self.visit_children(path, st, failure, depth + 1)?;
+                    self.visit_children(path, Some(m), st, failure, depth + 1)?;
                 }
                 st.events.send(Event::Leave).map_err(|_| ())
             }
             NodeKind::File => {
-                let stamp = Stamp {
+                let mut stamp = Stamp {
                     size: m.len(),
                     ctime_ns: meta::ctime_ns(m),
                     ino: m.ino(),
                     cacheable: true,
+                    previous: None,
                 };
                 // Keystores are always read: their certificates' expiry is
                 // recorded in every snapshot.
                 let keystore = crate::source::keystore::is_keystore_name(name.as_bytes())
                     && stamp.size <= crate::source::keystore::MAX_KEYSTORE;
-                let cached = self
-                    .cache
+                let (hit, previous) = self.cache.map_or((None, None), |c| {
+                    c.lookup_previous(
+                        path.as_os_str().as_bytes(),
+                        stamp.size,
+                        node.mtime_ns,
+                        stamp.ctime_ns,
+                        stamp.ino,
+                    )
+                });
+                stamp.previous = previous;
+                let cached = hit
                     .filter(|_| !keystore)
-                    .and_then(|c| {
-                        c.lookup(
-                            path.as_os_str().as_bytes(),
-                            stamp.size,
-                            node.mtime_ns,
-                            stamp.ctime_ns,
-                            stamp.ino,
-                        )
-                    })
                     .filter(|e| e.content.iter().all(|id| self.index.contains(id)));
                 let data = match cached {
                     Some(e) => Pending::Ready(FileData {
@@ -454,7 +481,7 @@ impl<'a> Walker<'a> {
                         let (tx, rx) = bounded(1);
                         st.jobs
                             .send(FileJob {
-                                source: JobSource::Path(path.to_owned()),
+                                source: JobSource::Path(path.to_owned(), (m.dev(), m.ino())),
                                 reply: tx,
                             })
                             .map_err(|_| ())?;
@@ -473,6 +500,22 @@ impl<'a> Walker<'a> {
             _ => st.events.send(Event::Other(node)).map_err(|_| ()),
         }
     }
+}
+
+/// Opens directory `path` without following a symlink in its last
+/// component, and checks that it is the inode `listed` describes.
+fn open_listed_dir(path: &Path, listed: &fs::Metadata) -> std::io::Result<File> {
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(path)?;
+    let m = dir.metadata()?;
+    if (m.dev(), m.ino()) != (listed.dev(), listed.ino()) {
+        return Err(std::io::Error::other(
+            "was replaced while the backup ran (its path now leads to another directory)",
+        ));
+    }
+    Ok(dir)
 }
 
 fn open_for_backup(path: &Path) -> std::io::Result<File> {
@@ -520,9 +563,14 @@ fn read_command(
     }
 }
 
-/// Reads one file: chunk, hash, and submit new chunks.
+/// Reads one file: chunk, hash, and submit new chunks. `listed` is the
+/// device and inode the walker recorded the file's metadata from: a path
+/// that leads elsewhere by now (a directory on it swapped for a symlink by
+/// whoever owns it) is not read, so no content is stored under another
+/// file's owner and mode.
 fn read_file(
     path: &Path,
+    listed: (u64, u64),
     tx: &Sender<RawBlob>,
     repo: &Repository,
     sink: &BlobSink<'_>,
@@ -531,6 +579,11 @@ fn read_file(
     let m = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
     if !m.is_file() {
         return Err("is no longer a regular file".into());
+    }
+    if (m.dev(), m.ino()) != listed {
+        return Err(
+            "was replaced while the backup ran (its path now leads to another file)".into(),
+        );
     }
     let keystore = path
         .file_name()
@@ -564,11 +617,19 @@ fn store_stream(
 ) -> Result<FileData, String> {
     let inspect_keystore = inspect == Inspect::Keystore;
     let mut whole = Vec::new();
-    let key = repo.keys().chunk_key();
-    let seed = chunk::gear_seed(key);
+    let ids = repo.keys().blob_ids();
+    let seed = chunk::gear_seed(repo.keys().chunk_key());
     let mut hasher = blake3::Hasher::new();
     let mut content = Vec::new();
     let mut size = 0u64;
+    // The chunks of a stream that may still be small (at most SALTED_MAX
+    // bytes in all): held back until it ends (their ids are salted) or
+    // grows past it (unsalted, like every later chunk).
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    let send = |id: Id, data: Vec<u8>, salted: bool| {
+        sink.submit(tx, BlobKind::Data, id, data, salted)
+            .map_err(|_| "backup cancelled".to_string())
+    };
     for c in chunk::chunks(reader, &repo.config().chunker, seed) {
         let data = c.map_err(|e| format!("read error: {e}"))?;
         hasher.update(&data);
@@ -580,10 +641,20 @@ fn store_stream(
             let take = data.len().min(squeeze::HEAD - whole.len());
             whole.extend_from_slice(&data[..take]);
         }
-        let id = Id::keyed(key, &data);
+        if size <= salt::SALTED_MAX {
+            held.push(data);
+            continue;
+        }
+        for data in held.drain(..).chain(std::iter::once(data)) {
+            let id = ids.unsalted(&data);
+            content.push(id);
+            send(id, data, false)?;
+        }
+    }
+    for data in held {
+        let id = ids.salted(&data);
         content.push(id);
-        sink.submit(tx, BlobKind::Data, id, data)
-            .map_err(|_| "backup cancelled".to_string())?;
+        send(id, data, true)?;
     }
     let certificates = if inspect_keystore && size <= crate::source::keystore::MAX_KEYSTORE {
         crate::source::keystore::certificates(&whole)
@@ -616,7 +687,7 @@ pub fn reader(
             return;
         }
         let result = match &job.source {
-            JobSource::Path(path) => read_file(path, &tx, repo, sink),
+            JobSource::Path(path, listed) => read_file(path, *listed, &tx, repo, sink),
             JobSource::Command(source) => read_command(source, &tx, repo, sink),
         };
         let _ = job.reply.send(result);

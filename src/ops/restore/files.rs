@@ -4,6 +4,13 @@
 //! to its parent directory's handle; the worker that finishes the last
 //! segment checks the whole-file BLAKE3, applies metadata on the open file
 //! and renames it into place within the same directory handle.
+//!
+//! Files come back sparse: the temporary file is sized up front and every
+//! aligned 4 KiB block that is all zeros is skipped rather than written, so
+//! it stays a hole. Holes are not recorded at backup (a hole reads as zeros
+//! and is stored like any run of zeros, deduplicated); they are found again
+//! on restore, so a file that was fully allocated zeros comes back sparse
+//! too.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -27,6 +34,9 @@ const SEGMENT_BLOBS: usize = 256;
 /// Bytes gathered before one positional write.
 const WRITE_BUF: usize = 1 << 20;
 
+/// Blocks of zeros this size (aligned in the file) are left as holes.
+const HOLE_BLOCK: u64 = 4096;
+
 type Failure = (ProblemKind, String);
 
 /// One file being restored.
@@ -42,6 +52,16 @@ pub struct FileState {
     failure: Mutex<Option<Failure>>,
     inline_hash: Mutex<Option<blake3::Hasher>>,
     single: bool,
+    commit: Commit,
+}
+
+/// How a finished file takes its final name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Commit {
+    /// Something had the name when the file was planned.
+    pub replacing: bool,
+    /// Never replace an existing entry (`--overwrite never`).
+    pub no_replace: bool,
 }
 
 /// A run of consecutive blobs of one file and where they go.
@@ -63,7 +83,12 @@ pub enum Finished {
         problem: Option<String>,
         /// What the restore policy withheld.
         withheld: Vec<(WithheldKind, String)>,
+        /// It replaced an existing entry.
+        replaced: bool,
     },
+    /// An entry that appeared under its name while it was written was
+    /// kept (`--overwrite never`); nothing was written.
+    Kept,
     /// Failed; nothing is left under its final name.
     Failed(Failure),
 }
@@ -74,6 +99,7 @@ pub fn plan(
     dir: &Arc<Dir>,
     node: &Node,
     index: &Index,
+    commit: Commit,
 ) -> Result<Vec<Segment>, Failure> {
     let mut offsets = Vec::with_capacity(node.content.len().div_ceil(SEGMENT_BLOBS) + 1);
     let mut pos = 0u64;
@@ -95,7 +121,10 @@ pub fn plan(
             None => lengths_agree = false,
         }
     }
-    if !lengths_agree {
+    // A small file's blobs are salted (format 3): the index records their
+    // lengths rounded up, so it is written in one segment, and its size
+    // checked against what verifies.
+    if !lengths_agree || node.size <= crate::format::salt::SALTED_MAX {
         offsets.truncate(1);
     } else if pos != node.size {
         return Err((
@@ -109,6 +138,13 @@ pub fn plan(
     let (file, tmp) = dir
         .create_temp_file()
         .map_err(|e| (ProblemKind::Write, e.to_string()))?;
+    // Sized up front, so that blocks of zeros never written read as zeros
+    // (holes); the budget already holds the size to what the header
+    // declares.
+    if let Err(e) = file.set_len(node.size) {
+        dir.remove_temp(&tmp);
+        return Err((ProblemKind::Write, e.to_string()));
+    }
     let segments = offsets.len().max(1);
     let state = Arc::new(FileState {
         rel: rel.to_owned(),
@@ -121,6 +157,7 @@ pub fn plan(
         failure: Mutex::new(None),
         inline_hash: Mutex::new((segments == 1).then(blake3::Hasher::new)),
         single: segments == 1,
+        commit,
     });
     if offsets.is_empty() {
         offsets.push(0);
@@ -172,9 +209,7 @@ fn write_segment(seg: &Segment, reader: &mut BlobReader<'_>, index: &Index) -> R
     // small writes into one file contend on its inode lock.
     let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BUF.min(st.node.size as usize));
     let flush = |buf: &mut Vec<u8>, offset: &mut u64| -> Result<(), Failure> {
-        st.file
-            .write_all_at(buf, *offset)
-            .map_err(|e| (ProblemKind::Write, e.to_string()))?;
+        write_sparse(&st.file, buf, *offset).map_err(|e| (ProblemKind::Write, e.to_string()))?;
         *offset += buf.len() as u64;
         buf.clear();
         Ok(())
@@ -250,13 +285,56 @@ fn check_and_commit(st: &FileState, meta: &MetaWriter, verify: bool) -> Result<F
         Some(_) => Some(FileId::of_file(&st.file).map_err(write_err)?),
         None => None,
     };
-    st.dir.commit(&st.tmp, &st.name).map_err(write_err)?;
+    if st.commit.no_replace {
+        if !st.dir.commit_new(&st.tmp, &st.name).map_err(write_err)? {
+            st.dir.remove_temp(&st.tmp);
+            return Ok(Finished::Kept);
+        }
+    } else {
+        st.dir.commit(&st.tmp, &st.name).map_err(write_err)?;
+    }
     Ok(Finished::Ok {
         bytes: st.node.size,
         id,
         problem: applied.problem,
         withheld: applied.withheld,
+        replaced: st.commit.replacing,
     })
+}
+
+/// Writes `buf` at `offset`, skipping every [`HOLE_BLOCK`]-aligned block of
+/// zeros (the file is already sized, so they read as zeros) and writing
+/// each run of other blocks in one call.
+fn write_sparse(file: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    let mut run: Option<usize> = None;
+    let mut i = 0usize;
+    while i < buf.len() {
+        let at = offset + i as u64;
+        let end = (((at / HOLE_BLOCK + 1) * HOLE_BLOCK - offset) as usize).min(buf.len());
+        let zeros = is_zero(&buf[i..end]);
+        match (zeros, run) {
+            (false, None) => run = Some(i),
+            (true, Some(start)) => {
+                file.write_all_at(&buf[start..i], offset + start as u64)?;
+                run = None;
+            }
+            _ => {}
+        }
+        i = end;
+    }
+    if let Some(start) = run {
+        file.write_all_at(&buf[start..], offset + start as u64)?;
+    }
+    Ok(())
+}
+
+/// Whether every byte of `b` is zero (eight at a time).
+fn is_zero(b: &[u8]) -> bool {
+    let (words, rest) = b.split_at(b.len() - b.len() % 8);
+    words
+        .chunks_exact(8)
+        .all(|w| u64::from_ne_bytes(w.try_into().expect("8 bytes")) == 0)
+        && rest.iter().all(|&x| x == 0)
 }
 
 /// Reads a file from its start through positional reads (the file handle
@@ -288,4 +366,50 @@ pub fn hash_reader(r: &mut dyn Read) -> std::io::Result<(Id, u64)> {
         n += k as u64;
     }
     Ok((h.finalize().into(), n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn sparse_writes_leave_zero_blocks_as_holes_and_keep_every_byte() {
+        let f = tempfile::tempfile().expect("temp file");
+        let size = 8 << 20;
+        f.set_len(size).unwrap();
+        // Data straddling block boundaries, at an unaligned offset, with a
+        // megabyte of zeros between; then a buffer that is zeros only.
+        let mut buf = vec![0u8; 3 << 20];
+        buf[10] = 1;
+        buf[4095..4097].copy_from_slice(&[2, 3]);
+        buf[(2 << 20) + 5] = 4;
+        let offset = 1000;
+        write_sparse(&f, &buf, offset).unwrap();
+        write_sparse(&f, &vec![0u8; 1 << 20], 5 << 20).unwrap();
+        let mut back = vec![0u8; size as usize];
+        f.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(
+            &back[offset as usize..offset as usize + buf.len()],
+            &buf[..]
+        );
+        assert!(back[..offset as usize].iter().all(|&b| b == 0));
+        assert!(back[offset as usize + buf.len()..].iter().all(|&b| b == 0));
+        // Four blocks hold data; the rest of the 8 MiB is holes (where the
+        // file system has them).
+        let blocks = f.metadata().unwrap().blocks();
+        assert!(blocks * 512 <= 64 * 1024, "{blocks} blocks allocated");
+    }
+
+    #[test]
+    fn zero_detection_sees_the_last_odd_bytes() {
+        assert!(is_zero(&[0; 13]));
+        let mut b = [0u8; 13];
+        b[12] = 1;
+        assert!(!is_zero(&b));
+        b[12] = 0;
+        b[3] = 1;
+        assert!(!is_zero(&b));
+        assert!(is_zero(&[]));
+    }
 }

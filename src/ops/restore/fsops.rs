@@ -38,7 +38,8 @@ impl FileId {
         Ok(FileId::of(&fstat(f.as_fd()).map_err(io_err)?))
     }
 
-    fn of(st: &FileStat) -> Self {
+    /// The inode `st` describes.
+    pub fn of(st: &FileStat) -> Self {
         FileId {
             dev: st.st_dev,
             ino: st.st_ino,
@@ -319,6 +320,58 @@ impl Dir {
             }
             e => io_err(e),
         })
+    }
+
+    /// Like [`Dir::commit`], but never replaces an existing entry (the
+    /// check and the rename are one step: `RENAME_NOREPLACE`). `Ok(false)`
+    /// when something already has that name; the temporary entry is then
+    /// left for the caller to remove.
+    pub fn commit_new(&self, tmp: &OsStr, name: &OsStr) -> io::Result<bool> {
+        let at = self.file.as_fd();
+        match rustix::fs::renameat_with(at, tmp, at, name, rustix::fs::RenameFlags::NOREPLACE) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::EXIST) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// What is at `name` in this directory (never following a symlink);
+    /// `None` when nothing is.
+    pub fn stat_child(&self, name: &OsStr) -> io::Result<Option<FileStat>> {
+        match fstatat(self.file.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(st)),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    /// Opens the existing regular file `name` for reading (never following
+    /// a symlink, never blocking on a fifo) and checks that it is still the
+    /// inode `expect` describes.
+    pub fn open_existing_file(&self, name: &OsStr, expect: &FileStat) -> io::Result<File> {
+        let fd = openat(
+            self.file.as_fd(),
+            name,
+            OFlag::O_RDONLY
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_NONBLOCK
+                | OFlag::O_NOCTTY
+                | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_err)?;
+        let st = fstat(&fd).map_err(io_err)?;
+        if FileId::of(&st) != FileId::of(expect)
+            || SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG
+        {
+            return Err(io::Error::other("replaced while it was being compared"));
+        }
+        Ok(File::from(fd))
+    }
+
+    /// The target of the existing symlink `name`.
+    pub fn read_link_child(&self, name: &OsStr) -> io::Result<OsString> {
+        nix::fcntl::readlinkat(self.file.as_fd(), name).map_err(io_err)
     }
 
     /// Removes a temporary entry (best effort: it is only a leftover).

@@ -17,6 +17,7 @@ mod files;
 mod fsops;
 mod leftovers;
 mod links;
+mod overwrite;
 mod pgdrill;
 mod policy;
 mod report;
@@ -31,6 +32,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 pub use crate::format::drill::{DrillRecord, DrillSummary};
 pub use cat::{find_entry, write_file};
 pub use dump::dump_tar;
+pub use overwrite::Overwrite;
 pub use pgdrill::{
     DEFAULT_DRILL_USER, DatabaseDrill, DumpCheck, DumpFailure, TableCheck, check_source_name,
     useradd_line,
@@ -67,6 +69,8 @@ pub struct RestoreOptions {
     /// What privileged content (devices, setuid/setgid bits, `security.*`
     /// attributes) may be created; nothing by default.
     pub policy: RestorePolicy,
+    /// What to do with entries that already exist in the target.
+    pub overwrite: Overwrite,
 }
 
 /// Whether `snapshot` has a PostgreSQL dump that a drill would load.
@@ -271,6 +275,7 @@ pub fn verify_drill(
         cancel: opts.cancel.clone(),
         // A drill never creates privileged files, whatever was asked.
         policy: RestorePolicy::default(),
+        overwrite: Overwrite::Always,
     };
     let mut result = restore(repo, id, snapshot, &restore_opts);
     if let Ok(report) = &mut result

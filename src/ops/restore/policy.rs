@@ -229,6 +229,11 @@ pub struct Applied {
 }
 
 impl MetaWriter {
+    /// The owner and group `node` gets when restoring as root.
+    pub fn owner_of(&self, node: &Node) -> (u32, u32) {
+        (self.owners.uid(node), self.owners.gid(node))
+    }
+
     /// Sets owner (as root), mode, attributes and times, in that order:
     /// `chown` clears setuid bits and capabilities, so it comes first. The
     /// owner is left alone when `owned_by` (what a new file starts with)
@@ -237,7 +242,7 @@ impl MetaWriter {
         let screened = self.policy.screen(node);
         let mut problems = Vec::new();
         if self.as_root {
-            let owner = (self.owners.uid(node), self.owners.gid(node));
+            let owner = self.owner_of(node);
             if owned_by != Some(owner)
                 && let Err(e) = h.chown(owner.0, owner.1)
             {

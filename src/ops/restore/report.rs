@@ -65,6 +65,13 @@ pub struct RestoreReport {
     pub bytes: u64,
     /// Files re-read from disk and found identical to their recorded hash.
     pub verified: u64,
+    /// Existing entries in the target that were replaced (`--overwrite`).
+    #[serde(default)]
+    pub replaced: u64,
+    /// Existing entries in the target that were left as they were
+    /// (`--overwrite never`, or `if-changed` found them identical).
+    #[serde(default)]
+    pub skipped: u64,
     /// Everything that went wrong.
     pub problems: Vec<Problem>,
     /// What the restore policy kept out of the target (setuid/setgid bits,

@@ -24,9 +24,10 @@ use globset::GlobSet;
 
 use super::budget::Budget;
 use super::dirs::{Created, DirStack};
-use super::files::{self, Finished, Segment};
+use super::files::{self, Commit, Finished, Segment};
 use super::fsops::{Dir, FileId, Handle};
 use super::links::{Links, Place, Role};
+use super::overwrite::{self, Decision, Overwrite};
 use super::policy::{Applied, MetaWriter, Owners, Withheld, WithheldKind};
 use super::{Problem, ProblemKind, RestoreOptions, RestoreReport, include_set, included};
 use crate::error::{Error, Result};
@@ -73,6 +74,43 @@ impl Shared<'_> {
                 kind,
                 detail,
             });
+        }
+    }
+
+    /// An existing entry was left as it was; `same` is its inode when it is
+    /// identical to the snapshot's (later hard links may point at it).
+    fn kept(&self, path: &Path, node: &Node, same: Option<FileId>) {
+        self.report.lock().expect("report lock").skipped += 1;
+        if let (Some(_), Some(id)) = (&node.hardlink, same) {
+            self.committed
+                .lock()
+                .expect("committed lock")
+                .insert(path.to_owned(), id);
+        }
+    }
+
+    /// How an entry restored at `at` in `dir` takes its name, or `None`
+    /// when the existing entry there stays (counted) or cannot be looked
+    /// at (reported).
+    fn commit_for(&self, dir: &Dir, at: &Place, node: &Node) -> Option<Commit> {
+        let mode = self.opts.overwrite;
+        match overwrite::decide(mode, dir, &at.name, node, &self.meta) {
+            Ok(Decision::Keep(same)) => {
+                self.kept(&at.rel, node, same.as_ref().map(FileId::of));
+                None
+            }
+            Ok(d) => Some(Commit {
+                replacing: d == Decision::Replace,
+                no_replace: mode == Overwrite::Never,
+            }),
+            Err(e) => {
+                self.problem(
+                    &at.rel,
+                    ProblemKind::Write,
+                    format!("cannot look at what is in the target already: {e}"),
+                );
+                None
+            }
         }
     }
 
@@ -244,19 +282,58 @@ impl<'a> Restorer<'a> {
                 shared.problem(
                     &link.at.rel,
                     ProblemKind::Write,
-                    "not restored: the first entry of its hard-link group failed".into(),
+                    if shared.opts.overwrite == Overwrite::Always {
+                        "not restored: the first entry of its hard-link group failed".into()
+                    } else {
+                        "not restored: the first entry of its hard-link group failed, or was \
+                         left as it was in the target (--overwrite)"
+                            .into()
+                    },
                 );
                 continue;
             };
+            let mode = shared.opts.overwrite;
             let made = dir_of(&first.parent, first.parent_id).and_then(|from| {
                 let here = dir_of(&link.at.parent, link.at.parent_id)?;
+                let existing = here.stat_child(&link.at.name)?;
+                let keep = match (&existing, mode) {
+                    (None, _) | (Some(_), Overwrite::Always) => false,
+                    (Some(_), Overwrite::Never) => true,
+                    // Already this very inode: nothing to change.
+                    (Some(st), Overwrite::IfChanged) => FileId::of(st) == inode,
+                };
+                if keep {
+                    return Ok(Linked::Kept);
+                }
                 let tmp = here.link_from(&from, &first.name, inode)?;
-                here.commit(&tmp, &link.at.name)
-                    .inspect_err(|_| here.remove_temp(&tmp))
+                let committed = if mode == Overwrite::Never {
+                    here.commit_new(&tmp, &link.at.name)
+                } else {
+                    here.commit(&tmp, &link.at.name).map(|()| true)
+                };
+                match committed {
+                    Ok(true) if existing.is_some() => Ok(Linked::Replaced),
+                    Ok(true) => Ok(Linked::Created),
+                    Ok(false) => {
+                        here.remove_temp(&tmp);
+                        Ok(Linked::Kept)
+                    }
+                    Err(e) => {
+                        here.remove_temp(&tmp);
+                        Err(e)
+                    }
+                }
             });
+            let mut r = shared.report.lock().expect("report lock");
             match made {
-                Ok(()) => shared.report.lock().expect("report lock").other += 1,
+                Ok(Linked::Created) => r.other += 1,
+                Ok(Linked::Replaced) => {
+                    r.other += 1;
+                    r.replaced += 1;
+                }
+                Ok(Linked::Kept) => r.skipped += 1,
                 Err(e) => {
+                    drop(r);
                     shared.problem(&link.at.rel, ProblemKind::Write, format!("hard link: {e}"))
                 }
             }
@@ -295,6 +372,13 @@ impl<'a> Restorer<'a> {
     }
 }
 
+/// How one pending hard link ended.
+enum Linked {
+    Created,
+    Replaced,
+    Kept,
+}
+
 /// Phase 2, on a worker: writes one segment and records a finished file.
 fn write_files(shared: &Shared<'_>, seg: Segment, reader: &mut BlobReader<'_>) {
     let Some((st, finished)) =
@@ -308,6 +392,7 @@ fn write_files(shared: &Shared<'_>, seg: Segment, reader: &mut BlobReader<'_>) {
             id,
             problem,
             withheld,
+            replaced,
         } => {
             if let Some(id) = id {
                 shared
@@ -320,9 +405,11 @@ fn write_files(shared: &Shared<'_>, seg: Segment, reader: &mut BlobReader<'_>) {
             r.files += 1;
             r.bytes += bytes;
             r.verified += u64::from(shared.opts.verify);
+            r.replaced += u64::from(replaced);
             drop(r);
             shared.applied(&st.rel, Applied { problem, withheld });
         }
+        Finished::Kept => shared.report.lock().expect("report lock").skipped += 1,
         Finished::Failed((kind, message)) => shared.problem(&st.rel, kind, message),
     }
 }
@@ -397,8 +484,11 @@ impl Plan {
                 ),
             }
         }
+        let Some(commit) = shared.commit_for(&dir, &at, node) else {
+            return Ok(Next::Skip);
+        };
         if node.kind == NodeKind::File {
-            match files::plan(path, &dir, node, &shared.index) {
+            match files::plan(path, &dir, node, &shared.index, commit) {
                 Ok(segments) => {
                     for seg in segments {
                         tx.send(seg).map_err(|_| Error::Cancelled {
@@ -409,7 +499,7 @@ impl Plan {
                 Err((kind, message)) => shared.problem(path, kind, message),
             }
         } else {
-            make_special(shared, &dir, &at, node);
+            make_special(shared, &dir, &at, node, commit);
         }
         Ok(Next::Skip)
     }
@@ -429,7 +519,7 @@ impl Plan {
 
 /// Creates a symlink, fifo or device in `dir`, sets its metadata on its
 /// handle, and renames it into place.
-fn make_special(shared: &Shared<'_>, dir: &Dir, at: &Place, node: &Node) {
+fn make_special(shared: &Shared<'_>, dir: &Dir, at: &Place, node: &Node, commit: Commit) {
     let (special, tmp) = match dir.create_special(node) {
         Ok(Some(made)) => made,
         Ok(None) => return,
@@ -440,9 +530,22 @@ fn make_special(shared: &Shared<'_>, dir: &Dir, at: &Place, node: &Node) {
     };
     let applied = shared.meta.apply(&Handle::Path(&special), node, None);
     let id = special.id();
-    match dir.commit(&tmp, OsStr::new(&at.name)) {
-        Ok(()) => {
-            shared.report.lock().expect("report lock").other += 1;
+    let committed = if commit.no_replace {
+        dir.commit_new(&tmp, OsStr::new(&at.name))
+    } else {
+        dir.commit(&tmp, OsStr::new(&at.name)).map(|()| true)
+    };
+    match committed {
+        Ok(false) => {
+            dir.remove_temp(&tmp);
+            shared.report.lock().expect("report lock").skipped += 1;
+            return;
+        }
+        Ok(true) => {
+            let mut r = shared.report.lock().expect("report lock");
+            r.other += 1;
+            r.replaced += u64::from(commit.replacing);
+            drop(r);
             if node.hardlink.is_some()
                 && let Ok(id) = id
             {

@@ -3,7 +3,7 @@
 //! into it.
 
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -30,6 +30,47 @@ pub(super) fn private_dir(dir: &Path) -> Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(dir, e))
 }
 
+/// Makes the cache directory itself (0700, with missing parents) unless
+/// it exists, and checks that only the user running vault can change what
+/// is in it: owned by that user, writable by neither group nor others. In
+/// a directory someone else can write (a shared `/var/cache/…`, a
+/// `--cache-dir` under `/tmp`), another local user could plant symlinks
+/// there (so that vault, as root, makes directories, changes modes and
+/// writes files where they point), read decrypted metadata from
+/// directories they made, or plant a file cache; such a directory is
+/// refused, and the command runs without a cache.
+pub fn private_root(cache_dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(cache_dir)
+        .map_err(|e| Error::io(cache_dir, e))?;
+    let m = fs::metadata(cache_dir).map_err(|e| Error::io(cache_dir, e))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !m.is_dir() {
+        return Err(Error::InvalidInput(format!(
+            "cache directory {}: not a directory",
+            cache_dir.display()
+        )));
+    }
+    if m.uid() != me {
+        return Err(Error::InvalidInput(format!(
+            "cache directory {}: owned by uid {}, not by the user running vault (uid {me});              use a directory of your own",
+            cache_dir.display(),
+            m.uid()
+        )));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(Error::InvalidInput(format!(
+            "cache directory {}: group or others can write to it (mode {:o});              run `chmod 700 {}` or use a directory of your own",
+            cache_dir.display(),
+            m.mode() & 0o7777,
+            cache_dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// The versioned directory of repository `repo_id` under `cache_dir`,
 /// made (0700) with its version stamp. Fails for a repository id that is
 /// not hexadecimal (it names a directory) or a stamp of another version.
@@ -40,6 +81,7 @@ pub fn repo_dir(cache_dir: &Path, repo_id: &str) -> Result<PathBuf> {
             "the repository id is not hexadecimal",
         ));
     }
+    private_root(cache_dir)?;
     let top = cache_dir.join(repo_id);
     let dir = top.join(LAYOUT);
     private_dir(&dir)?;

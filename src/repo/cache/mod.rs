@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use zeroize::Zeroizing;
 
 pub use digest::Digest;
-pub use layout::{HostDir, repo_dir};
+pub use layout::{HostDir, private_root, repo_dir};
 
 use crate::error::Result;
 use crate::format::id::Id;

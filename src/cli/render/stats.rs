@@ -1,0 +1,50 @@
+//! `vault stats` output: a two-column table.
+
+use vault::ops::stats::Stats;
+
+use super::size;
+
+/// Prints the figures as aligned `label  value` lines.
+pub fn table(s: &Stats) {
+    let mut rows: Vec<(&str, String)> = vec![
+        (
+            "counted from",
+            if s.mode == "repository" {
+                "the index and snapshot headers (no tree read)".to_owned()
+            } else {
+                "the snapshots' trees".to_owned()
+            },
+        ),
+        ("snapshots", s.snapshots.to_string()),
+        ("files", s.files.to_string()),
+        ("directories", s.dirs.to_string()),
+        ("logical size", size_and_bytes(s.logical_bytes)),
+        ("content blobs", s.data.count.to_string()),
+        ("content size", size_and_bytes(s.data.raw_bytes)),
+        ("content stored", size_and_bytes(s.data.stored_bytes)),
+        ("tree blobs", s.trees.count.to_string()),
+        ("trees stored", size_and_bytes(s.trees.stored_bytes)),
+    ];
+    if let (Some(p), Some(b)) = (s.packs, s.pack_bytes) {
+        rows.push(("packs", p.to_string()));
+        rows.push(("pack size", size_and_bytes(b)));
+    }
+    if s.missing_blobs > 0 {
+        rows.push(("blobs not indexed", s.missing_blobs.to_string()));
+    }
+    rows.push(("dedup ratio", format!("{:.2}", s.dedup_ratio)));
+    rows.push(("compression ratio", format!("{:.2}", s.compression_ratio)));
+    let width = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
+    for (l, v) in rows {
+        outln!("{l:<width$}  {v}");
+    }
+}
+
+/// `1.5 MiB (1572864 bytes)`.
+fn size_and_bytes(n: u64) -> String {
+    if n < 1024 {
+        size(n)
+    } else {
+        format!("{} ({n} bytes)", size(n))
+    }
+}

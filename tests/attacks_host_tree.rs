@@ -1,0 +1,241 @@
+//! Attacks by a local user of a backed-up host, holding nothing but an
+//! unprivileged account and the files and directories it owns (issue 11,
+//! capability (d)). Each vector states the outcome it asserts.
+//!
+//! | vector | expected |
+//! |---|---|
+//! | `vector_backup_race_…` | nothing outside the user's directory is stored in it; no content under another inode's owner and mode |
+//! | `vector_shared_cache_dir_symlink_…` | a cache directory others can write is refused; nothing outside it is created or chmod'ed |
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::util::*;
+
+/// The unprivileged attacker's uid and gid (`nobody`).
+const NOBODY: u32 = 65534;
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "host-tree attacks are tested as root, as backups of whole hosts run"
+    );
+}
+
+fn chown(path: &Path, uid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid)).unwrap();
+}
+
+/// The racer: as `nobody`, swap `home/sub` (its own directory) for a
+/// symlink to `outside` and back until `stop` appears (bounded). Prints
+/// how many swaps it made.
+const RACER: &str = r#"
+my ($home, $outside, $stop) = @ARGV;
+chdir $home or die "chdir: $!";
+my $n = 0;
+open(my $ready, ">", ".ready") and close($ready);
+# Wait until the backup has listed sub (its access time, set in the past,
+# moves): from then on the walker and the readers use the paths it listed.
+my $first = (stat("sub"))[8];
+for (my $i = 0; $i < 20_000; $i++) {
+    last if (stat("sub"))[8] != $first;
+    select(undef, undef, undef, 0.001);
+}
+for (my $i = 0; $i < 3_000_000 && !-e $stop; $i++) {
+    # Mostly the real directory (so the walker lists and stats it), now
+    # and then briefly the symlink (where a reader opening a path lands).
+    for (my $k = 0; $k < 20_000; $k++) {}
+    rename("sub", "sub.real") or next;
+    $n++ if symlink($outside, "sub");
+    for (my $k = 0; $k < 4_000; $k++) {}
+    unlink("sub");
+    rename("sub.real", "sub") or die "rename back: $!";
+}
+print "$n\n";
+"#;
+
+/// A local user owns `home/sub` (3,000 readable files `f0000`…) and, while
+/// root backs up the tree, swaps the directory for a symlink to a root-only
+/// directory holding files of the same names (`SECRET …`, mode 0600) and
+/// back. The walker lists `home/sub/fNNNN` as the user's 0644 file, and a
+/// reader thread opens the same path a moment later, through the symlink.
+///
+/// Expected: nothing of the root-only directory is stored: the walker lists
+/// and examines each directory through a handle to the inode it recorded,
+/// and a reader reads a file only if its path still leads to the inode
+/// whose owner and mode the snapshot records. Before, 132 of the secrets
+/// were stored under the user's own files' owner and mode 0644 (a restore
+/// of its home handed them over), and hundreds more as root's files inside
+/// its directory (readable by it after a restore wherever only the root
+/// directory's mode protected them).
+#[test]
+fn vector_backup_race_a_user_swapping_their_directory_cannot_relabel_a_secret() {
+    require_root();
+    let env = Env::new();
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let src = env.path("src");
+    let outside = env.path("outside");
+    const FILES: usize = 3000;
+    for i in 0..FILES {
+        let public = src.join(format!("home/sub/f{i:04}"));
+        write(&public, format!("file {i}\n").as_bytes());
+        fs::set_permissions(&public, fs::Permissions::from_mode(0o644)).unwrap();
+        chown(&public, NOBODY);
+        let secret = outside.join(format!("f{i:04}"));
+        write(&secret, format!("SECRET {i}\n").as_bytes());
+        fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o700)).unwrap();
+    let home = src.join("home");
+    chown(&home, NOBODY);
+    chown(&home.join("sub"), NOBODY);
+    let stop = env.path("stop-racing");
+    let touched = Command::new("touch")
+        .args(["-a", "-d", "2000-01-01"])
+        .arg(home.join("sub"))
+        .status()
+        .unwrap();
+    assert!(touched.success());
+
+    let racer = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "perl",
+            "-e",
+            RACER,
+        ])
+        .arg(&home)
+        .arg(&outside)
+        .arg(&stop)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the racer (setpriv and perl)");
+    let ready = home.join(".ready");
+    for _ in 0..10_000 {
+        if ready.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(ready.exists(), "the racer did not start");
+    let out = env.vault(
+        &["backup"],
+        &env.writer_key,
+        &["--no-cache", "--json", src.to_str().unwrap()],
+    );
+    fs::write(&stop, b"").unwrap();
+    let raced = racer.wait_with_output().unwrap();
+    assert!(raced.status.success(), "racer failed: {raced:?}");
+    let swaps: u64 = String::from_utf8_lossy(&raced.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        swaps > 100,
+        "the racer swapped only {swaps} times: the test proved nothing"
+    );
+    // Files that changed under the backup are reported (exit 3), never
+    // stored wrongly.
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(3)),
+        "{}",
+        stderr(&out)
+    );
+
+    let target = env.path("target");
+    let restore = env.restore("latest", &target);
+    assert_success(&restore);
+    let mut stored_secrets = Vec::new();
+    let mut files = 0;
+    let mut stack = vec![target.clone()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = fs::symlink_metadata(e.path()).unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                files += 1;
+                if fs::read(e.path()).unwrap().starts_with(b"SECRET") {
+                    stored_secrets.push((e.path(), m.uid(), m.mode() & 0o7777));
+                }
+            }
+        }
+    }
+    eprintln!("the racer swapped {swaps} times; {files} files restored");
+    assert!(
+        stored_secrets.is_empty(),
+        "{} files of the root-only directory were stored in the user's, e.g. {:?}",
+        stored_secrets.len(),
+        stored_secrets[0]
+    );
+    assert!(files > 100, "the user's files were stored");
+}
+
+/// A cache directory other local users can write to (a `--cache-dir` under
+/// `/tmp`, a shared `/var/cache/…` made group- or world-writable: here
+/// mode 1777, like `/tmp`). Another user, `nobody`, plants the entry of
+/// the repository (its id is in the plain `config`) as a symlink to a
+/// root-owned directory, `victim`, before root backs up with that cache.
+///
+/// Expected: the cache directory is refused (it is not private to the
+/// user running vault), the backup runs without it and succeeds, and
+/// `victim` keeps its mode and stays empty. Before, root made `v1/` and
+/// the view directories inside `victim` and changed its mode to 0700
+/// (through the symlink): any directory on the host could be chmod'ed.
+#[test]
+fn vector_shared_cache_dir_symlink_changes_nothing_outside_the_cache() {
+    require_root();
+    let env = Env::new();
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let shared = env.path("shared-cache");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim = env.path("victim");
+    fs::create_dir(&victim).unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o755)).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.repo.join("config")).unwrap()).unwrap();
+    let id = config["id"].as_str().unwrap();
+    let planted = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "ln",
+            "-s",
+        ])
+        .arg(&victim)
+        .arg(shared.join(id))
+        .status()
+        .unwrap();
+    assert!(planted.success(), "nobody plants the symlink");
+
+    let src = env.path("src");
+    sample_tree(&src);
+    let out = env.vault(
+        &["backup"],
+        &env.writer_key,
+        &[
+            "--cache-dir",
+            shared.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert_contains(&stderr(&out), "group or others can write to it");
+    let m = fs::metadata(&victim).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o755, "the victim's mode changed");
+    assert_eq!(
+        fs::read_dir(&victim).unwrap().count(),
+        0,
+        "vault wrote into the victim directory"
+    );
+    let target = env.path("t");
+    assert_success(&env.restore("latest", &target));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}
