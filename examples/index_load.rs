@@ -10,6 +10,11 @@
 //! backup and restore load, `full` what prune and check load, `documents`
 //! the former way (every file parsed into `IndexFile` structs and held,
 //! then merged).
+//!
+//! `index_load digest DIR` turns the files into one file `DIR.digest` of
+//! the binary records a backup keeps in its metadata cache
+//! (`vault::repo::index_digest`); `index_load load DIR.digest digest` loads
+//! that the way a warm backup does (compact, no JSON parsed).
 
 use std::fs;
 use std::path::Path;
@@ -19,6 +24,7 @@ use vault::format::id::{BlobId, Id, PackId};
 use vault::format::index::stream::{self, IndexSink};
 use vault::format::index::{Index, IndexFile, IndexedBlob, IndexedPack};
 use vault::format::pack::BlobKind;
+use vault::repo::index_digest;
 
 const BLOBS_PER_PACK: u64 = 1024;
 const PACKS_PER_FILE: u64 = 64;
@@ -89,7 +95,66 @@ impl IndexSink for Sink<'_> {
     }
 }
 
+/// Records every file's parse as the metadata cache's digest does, into
+/// one file of length-prefixed records.
+fn digest(dir: &Path) {
+    let mut files: Vec<_> = fs::read_dir(dir)
+        .expect("read the directory")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    struct Nothing;
+    impl IndexSink for Nothing {
+        fn blob(&mut self, _: &IndexedBlob) {}
+        fn pack(&mut self, _: Id, _: BlobKind, _: usize) {}
+    }
+    for f in &files {
+        let json = fs::read(f).expect("read");
+        let mut rec = index_digest::Recorder {
+            inner: &mut Nothing,
+            calls: Vec::new(),
+        };
+        let marks = stream::parse(&json, &mut rec).expect("parse");
+        let record = index_digest::encode(index_digest::SignedBy::Owner, &marks, &rec.calls);
+        out.extend_from_slice(&(record.len() as u32).to_le_bytes());
+        out.extend_from_slice(&record);
+    }
+    fs::write(dir.with_extension("digest"), out).expect("write the digest");
+}
+
+/// Loads a file made by [`digest`] into a compact index, as a warm backup
+/// loads its digest.
+fn load_digest(file: &Path) {
+    let start = Instant::now();
+    let bytes = fs::read(file).expect("read");
+    let mut index = Index::compact();
+    let mut rest = &bytes[..];
+    let mut files = 0;
+    while !rest.is_empty() {
+        let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        let (_, _, calls) = index_digest::open(&rest[4..4 + len]).expect("a record");
+        assert!(index_digest::replay(calls, &mut Sink(&mut index)));
+        rest = &rest[4 + len..];
+        files += 1;
+    }
+    let parsed = start.elapsed();
+    index.finish();
+    let elapsed = start.elapsed();
+    println!(
+        "mode=digest blobs={} files={files} json_mib={:.0} load_s={:.3} parse_s={:.3} index_bytes_per_blob={:.1}",
+        index.len(),
+        bytes.len() as f64 / 1048576.0,
+        elapsed.as_secs_f64(),
+        parsed.as_secs_f64(),
+        index.record_bytes() as f64 / index.len().max(1) as f64,
+    );
+}
+
 fn load(dir: &Path, mode: &str) {
+    if mode == "digest" {
+        return load_digest(dir);
+    }
     let mut files: Vec<_> = fs::read_dir(dir)
         .expect("read the directory")
         .map(|e| e.expect("entry").path())
@@ -149,13 +214,15 @@ fn main() {
         Some("gen") if args.len() == 4 => {
             generate(Path::new(&args[2]), args[3].parse().expect("a blob count"))
         }
+        Some("digest") if args.len() == 3 => digest(Path::new(&args[2])),
         Some("load") if args.len() >= 3 => load(
             Path::new(&args[2]),
             args.get(3).map_or("compact", String::as_str),
         ),
         _ => {
             eprintln!(
-                "usage: index_load gen DIR BLOBS | index_load load DIR [compact|full|documents]"
+                "usage: index_load gen DIR BLOBS | index_load digest DIR | \
+                 index_load load DIR|DIR.digest [compact|full|documents|digest]"
             );
             std::process::exit(2);
         }

@@ -21,7 +21,11 @@
 # signs them), then the waves, with one more prune after each wave. The
 # script prints what each owner step cost.
 #
-# Environment: VAULT_BIN (default target/debug/vault, built if missing),
+# Environment: FLEET_STORE (`moto`, the default, or `garage`: a Garage cluster
+# of FLEET_GARAGE_NODES nodes, default 3, replication factor 3, see
+# scripts/lib/garage.sh; scripts/garage-test.sh runs it), FLEET_KILL_NODE
+# (garage: SIGKILL this node when the middle wave starts, default none),
+# VAULT_BIN (default target/debug/vault, built if missing),
 # FLEET_PARALLEL, FLEET_OWNER_STEP (`prune`, or `none`: the control, where
 # hosts cannot deduplicate against each other), FLEET_BASE_KB (the common base, default 2048),
 # FLEET_UNIQUE_KB (each host's own bytes, default 64), FLEET_RESTORE_EVERY
@@ -30,6 +34,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/moto.sh
+. scripts/lib/garage.sh
+store=${FLEET_STORE:-moto}
+kill_node=${FLEET_KILL_NODE:-}
+case $store in moto | garage) ;; *) echo "FLEET_STORE: moto or garage, not $store" >&2 && exit 2 ;; esac
 
 hosts=${1:-100}
 parallel=${FLEET_PARALLEL:-10}
@@ -45,6 +53,7 @@ work=${FLEET_WORK:-$(mktemp -d /tmp/vault-fleet.XXXXXX)}
 mkdir -p "$work"
 cleanup() {
     stop_moto
+    stop_garage
     [[ ${FLEET_KEEP:-0} == 1 ]] || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -56,8 +65,13 @@ fail() {
 }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-start_moto "$work/moto.log" || exit 2
-make_bucket fleet || exit 2
+if [[ $store == garage ]]; then
+    start_garage "$work/garage" "${FLEET_GARAGE_NODES:-3}" || exit 2
+    garage_bucket fleet || exit 2
+else
+    start_moto "$work/moto.log" || exit 2
+    make_bucket fleet || exit 2
+fi
 repo=s3://fleet/r
 owner=$work/owner.key
 v() { "$vault" "$@" </dev/null; }
@@ -137,8 +151,14 @@ while ((next < hosts)); do
         names+=("$next")
         next=$((next + 1))
     done
-    # A prune running meanwhile, in the middle of the fleet.
+    # A prune running meanwhile, in the middle of the fleet (and on
+    # Garage, a node killed).
     if ((wave == (hosts / parallel) / 2)); then
+        if [[ $store == garage && -n $kill_node ]]; then
+            kill_garage_node "$kill_node"
+            log "killed garage node $kill_node during wave $wave"
+            echo "killed garage node $kill_node during wave $wave"
+        fi
         v prune -r "$repo" -i "$owner" >"$work/prune-meanwhile.log" 2>&1 &
         prune_pid=$!
     fi
@@ -182,10 +202,12 @@ for n in $(seq 0 "$restore_every" $((hosts - 1))); do
 done
 
 # 4. Cross-host deduplication.
-stored=$(python3 - "$moto_port" <<'EOF'
-import sys, boto3
-s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="us-east-1",
-                  aws_access_key_id="test", aws_secret_access_key="testsecret")
+stored=$(python3 - <<'EOF'
+import boto3, os
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+                  region_name=os.environ["AWS_REGION"],
+                  aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+                  aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"])
 total = 0
 for page in s3.get_paginator("list_objects_v2").paginate(Bucket="fleet", Prefix="r/data/"):
     total += sum(o["Size"] for o in page.get("Contents", []))

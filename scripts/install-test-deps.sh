@@ -11,7 +11,24 @@
 # `vault mount` tests), and the users
 # drills switch between: `vault` (the service user of `vault systemd`) and
 # `vault-drill` (the scratch cluster's).
+#
+# `scripts/install-test-deps.sh --garage` also installs Garage 2.5 (a
+# distributed S3-compatible store, AGPL, used only as a test server) with
+# `cargo install garage --locked`: about 10 minutes of building, so only on
+# request (CI does not). With garage on PATH the test suite adds a one-node
+# Garage round and scripts/garage-test.sh runs the 3-node fleet.
 set -euo pipefail
+
+garage=0
+for arg in "$@"; do
+    case $arg in
+    --garage) garage=1 ;;
+    *)
+        echo "usage: $0 [--garage]" >&2
+        exit 2
+        ;;
+    esac
+done
 
 missing=()
 command -v age >/dev/null || missing+=(age)
@@ -74,3 +91,7 @@ id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql -
 # for the scratch cluster (the line `vault` prints when it is missing).
 id vault >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /var/lib/vault --shell /usr/sbin/nologin vault
 id vault-drill >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin vault-drill
+if ((garage)) && ! command -v garage >/dev/null; then
+    echo "installing: garage 2.5 (cargo install, about 10 minutes)"
+    cargo install garage --version '~2.5' --locked
+fi

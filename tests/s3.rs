@@ -11,6 +11,7 @@ use vault::storage::{LocalStorage, PutOutcome, S3Options, S3Storage, Storage, St
 
 mod cache;
 mod faults;
+mod garage;
 mod lock;
 mod versions;
 

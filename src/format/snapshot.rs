@@ -121,6 +121,22 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// What it backed up, as a backup asks for it: the paths of path
+    /// sources and the names of the others, in order (a backup's parent is
+    /// the newest snapshot of the same host with the same list).
+    pub fn source_names(&self) -> Vec<String> {
+        self.sources
+            .iter()
+            .flat_map(|s| {
+                if s.kind == "paths" {
+                    s.paths.clone()
+                } else {
+                    vec![s.name.clone()]
+                }
+            })
+            .collect()
+    }
+
     /// The host and the sorted `kind:name` of its sources: snapshots sharing
     /// it form one series (for retention, drills and status).
     pub fn group_key(&self) -> (String, Vec<String>) {

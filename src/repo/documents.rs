@@ -306,9 +306,20 @@ impl Repository {
         &self,
         kind: ObjectKind,
         signed: SignedKind,
-        mut parse: impl FnMut(&Id, &[u8], &Signer) -> std::result::Result<T, String>,
+        parse: impl FnMut(&Id, &[u8], &Signer) -> std::result::Result<T, String>,
     ) -> Result<Documents<(T, Signer)>> {
         let listed = self.list_documents(kind)?;
+        Ok(self.visit_listed(&listed, signed, parse))
+    }
+
+    /// [`Repository::visit_signed_documents`] over documents listed before
+    /// (by [`Repository::list_documents`]).
+    pub(crate) fn visit_listed<T>(
+        &self,
+        listed: &[(ObjectInfo, Id)],
+        signed: SignedKind,
+        mut parse: impl FnMut(&Id, &[u8], &Signer) -> std::result::Result<T, String>,
+    ) -> Documents<(T, Signer)> {
         let mut out = Documents {
             read: Vec::new(),
             unreadable: Vec::new(),
@@ -329,7 +340,7 @@ impl Repository {
                 out.take(obj, *id, result);
             }
         }
-        Ok(out)
+        out
     }
 
     /// What a document that decrypts but does not parse is: foreign to an
@@ -345,7 +356,7 @@ impl Repository {
 
     /// Lists `kind`'s prefix once and forgets the cache entries of
     /// documents no longer listed.
-    fn list_documents(&self, kind: ObjectKind) -> Result<Vec<(ObjectInfo, Id)>> {
+    pub(crate) fn list_documents(&self, kind: ObjectKind) -> Result<Vec<(ObjectInfo, Id)>> {
         let listed: Vec<(ObjectInfo, Id)> = self
             .storage()
             .list(kind.prefix())?
@@ -371,7 +382,17 @@ impl Repository {
         signed: Option<SignedKind>,
     ) -> Result<Documents<(T, Signer)>> {
         let listed = self.list_documents(kind)?;
-        let results = fetch::bounded_map(&listed, self.fetch_jobs(), |(obj, _)| {
+        Ok(self.read_listed(&listed, signed))
+    }
+
+    /// [`Repository::read_documents_as`] over documents listed before (by
+    /// [`Repository::list_documents`]).
+    pub(crate) fn read_listed<T: DeserializeOwned + Send>(
+        &self,
+        listed: &[(ObjectInfo, Id)],
+        signed: Option<SignedKind>,
+    ) -> Documents<(T, Signer)> {
+        let results = fetch::bounded_map(listed, self.fetch_jobs(), |(obj, _)| {
             self.read_cached::<T>(&obj.key, Some(obj.size), signed)
         });
         let mut out = Documents {
@@ -382,7 +403,7 @@ impl Repository {
         for ((obj, id), result) in listed.iter().zip(results) {
             out.take(obj, *id, result);
         }
-        Ok(out)
+        out
     }
 
     /// Reads a document from the metadata cache if an intact entry is

@@ -30,9 +30,10 @@ use crate::error::{Error, Result};
 use crate::format::id::PackId;
 use crate::format::index::compact::MAX_PACKS;
 use crate::format::index::stream::{self, IndexSink};
-use crate::format::index::{Index, IndexedBlob};
+use crate::format::index::{CondemnedPack, Index, IndexedBlob};
 use crate::format::pack::{BlobKind, ENTRY_LEN};
 use crate::format::signature::SignedKind;
+use crate::repo::index_digest::{self, SignedBy};
 use crate::repo::trust::Signer;
 use crate::repo::verify::{MAX_COMPRESSED, max_raw};
 use crate::repo::{IndexTrust, ObjectKind, Repository, StoredPack, Unreadable, list_packs};
@@ -165,44 +166,100 @@ impl Repository {
         mut index: Index,
     ) -> Result<LoadedIndex> {
         let mut claims: Vec<Claimed> = Vec::new();
-        let mut keys_read = 0usize;
+        // The files read, in the order their claims number them: key,
+        // deletion marks, whether the owner signed it.
+        let mut files: Vec<(String, Vec<CondemnedPack>, bool)> = Vec::new();
+        let listed = self.list_documents(ObjectKind::Index)?;
+        // Files read by an earlier run are replayed from the cache's digest
+        // (no JSON parsed); the others, and any whose record does not
+        // replay, are read and parsed, and added to the digest.
+        let digest = self.cached().map(|c| c.digest(index_digest::DIGEST));
+        let mut unseen = Vec::new();
+        for (obj, id) in &listed {
+            let Some((signer, marks, calls)) = digest
+                .as_ref()
+                .and_then(|d| d.records.get(id))
+                .and_then(|r| index_digest::open(r))
+            else {
+                unseen.push((obj.clone(), *id));
+                continue;
+            };
+            let by_owner = signer == SignedBy::Owner;
+            let mark = index.mark();
+            let claims_before = claims.len();
+            let mut sink = Loading {
+                index: &mut index,
+                claims: &mut claims,
+                file: files.len(),
+                attested: by_owner && dedup.is_none(),
+                wanted: match dedup {
+                    None => true,
+                    Some(also) => by_owner || also(id, signer.host_key()),
+                },
+                too_many_packs: false,
+            };
+            if index_digest::replay(calls, &mut sink) && !sink.too_many_packs {
+                files.push((obj.key.clone(), marks, by_owner));
+            } else {
+                index.rollback(mark);
+                claims.truncate(claims_before);
+                unseen.push((obj.clone(), *id));
+            }
+        }
+        let mut added = Vec::new();
+        let mut keys_read = files.len();
         // Each file's blobs go straight into the index as they are parsed
         // (no file is held as a whole); a file that fails halfway is rolled
         // back.
-        let docs = self.visit_signed_documents(
-            ObjectKind::Index,
-            SignedKind::Index,
-            |id, json, signer| {
-                let by_owner = *signer == Signer::Owner;
-                let mark = index.mark();
-                let claims_before = claims.len();
-                let mut sink = Loading {
-                    index: &mut index,
-                    claims: &mut claims,
-                    file: keys_read,
-                    attested: by_owner && dedup.is_none(),
-                    wanted: match dedup {
-                        None => true,
-                        Some(also) => by_owner || also(id, signer),
-                    },
-                    too_many_packs: false,
-                };
-                let parsed = stream::parse(json, &mut sink).map_err(|e| e.to_string());
-                let parsed = match (parsed, sink.too_many_packs) {
-                    (Ok(_), true) => Err(format!(
-                        "names more than {MAX_PACKS} packs, more than vault indexes"
-                    )),
-                    (p, _) => p,
-                };
-                if parsed.is_ok() {
+        let docs = self.visit_listed(&unseen, SignedKind::Index, |id, json, signer| {
+            let signed_by = SignedBy::from(signer);
+            let by_owner = signed_by == SignedBy::Owner;
+            let mark = index.mark();
+            let claims_before = claims.len();
+            let mut sink = Loading {
+                index: &mut index,
+                claims: &mut claims,
+                file: keys_read,
+                attested: by_owner && dedup.is_none(),
+                wanted: match dedup {
+                    None => true,
+                    Some(also) => by_owner || also(id, signed_by.host_key()),
+                },
+                too_many_packs: false,
+            };
+            let mut recorder = index_digest::Recorder {
+                inner: &mut sink,
+                calls: Vec::new(),
+            };
+            let parsed = stream::parse(json, &mut recorder).map_err(|e| e.to_string());
+            let calls = recorder.calls;
+            let parsed = match (parsed, sink.too_many_packs) {
+                (Ok(_), true) => Err(format!(
+                    "names more than {MAX_PACKS} packs, more than vault indexes"
+                )),
+                (p, _) => p,
+            };
+            match &parsed {
+                Ok(marks) => {
                     keys_read += 1;
-                } else {
+                    if digest.is_some() && calls.len() <= index_digest::MAX_RECORD {
+                        added.push((*id, index_digest::encode(signed_by, marks, &calls)));
+                    }
+                }
+                Err(_) => {
                     index.rollback(mark);
                     claims.truncate(claims_before);
                 }
-                parsed
-            },
-        )?;
+            }
+            parsed
+        });
+        for (key, _, (marks, signer)) in docs.read {
+            files.push((key, marks, signer == Signer::Owner));
+        }
+        if let (Some(c), Some(d)) = (self.cached(), digest) {
+            let ids = listed.iter().map(|(_, id)| *id).collect();
+            c.save_digest(d, added, &ids);
+        }
         // Listed after the index files were read: a backup finishing
         // meanwhile stored its packs before the index file naming them.
         let stored = list_packs(self.storage().as_ref())?;
@@ -212,11 +269,10 @@ impl Repository {
         // a pack forever: ignored.
         let horizon = chrono::Utc::now()
             + chrono::Duration::hours(crate::format::snapshot::FUTURE_SLACK_HOURS);
-        for (key, _, (condemned, signer)) in docs.read {
+        for (key, condemned, by_owner) in files {
             // Only prune (an owner) marks packs: in format 2 a mark in a
             // file the owner did not sign is ignored, so a planted one
             // cannot hurry a deletion.
-            let by_owner = signer == Signer::Owner;
             if self.config().version < 2 || by_owner {
                 for mark in condemned.into_iter().filter(|m| m.since <= horizon) {
                     // Several records for one pack: the latest wins, so a

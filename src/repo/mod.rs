@@ -5,7 +5,9 @@ pub mod attest;
 pub mod cache;
 mod documents;
 mod fetch;
+mod heads;
 pub mod hosts;
+pub mod index_digest;
 mod indexes;
 mod init_journal;
 pub mod keys;
@@ -24,6 +26,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use documents::{Documents, Unreadable};
+pub use heads::SnapshotHead;
 pub use indexes::{FalseClaim, LoadedIndex};
 pub use reader::BlobReader;
 pub use verify::MAX_BLOB;
@@ -178,9 +181,10 @@ pub fn list_packs(storage: &dyn Storage) -> Result<std::collections::HashMap<Pac
     Ok(out)
 }
 
-/// Decides, for an index file (its id and signer), whether a backup may
-/// deduplicate against it.
-pub type IndexTrust<'a> = dyn Fn(&Id, &trust::Signer) -> bool + 'a;
+/// Decides, for an index file (its id, and the public key of the certified
+/// host key that signed it, if one did), whether a backup may deduplicate
+/// against it.
+pub type IndexTrust<'a> = dyn Fn(&Id, Option<&[u8; 32]>) -> bool + 'a;
 
 /// Readable snapshots (oldest first) and the errors for unreadable ones.
 pub type SnapshotList = (Vec<(SnapshotId, Snapshot)>, Vec<Error>);

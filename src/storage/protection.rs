@@ -191,12 +191,17 @@ impl Protection {
             );
         }
         if self.conditional_writes == Probe::No {
-            out.push(
-                "This store ignores If-None-Match: vault checks before writing and reads back \
-                 config and keys, but two owners writing the same name at the same moment can \
-                 still overwrite each other."
-                    .into(),
-            );
+            out.push(if self.keeps_versions() {
+                "This store ignores If-None-Match: for config and keys vault reads the first \
+                 version written, so a second writer of the same name cannot replace it."
+                    .into()
+            } else {
+                "This store ignores If-None-Match: vault writes config and keys only after \
+                 taking its turn (a claim object under claims/, listed before the write), so two \
+                 owners writing the same name at once cannot both believe they wrote it; objects \
+                 named by their content are unaffected (the same name holds the same bytes)."
+                    .into()
+            });
         }
         out
     }

@@ -405,8 +405,7 @@ fn dedup_baseline(repo: &Repository, opts: &BackupOptions, host: &str) -> Result
     let mut own = own_index::OwnIndex::load(host_dir.as_ref());
     let own_key = repo.keys().writer().host().map(|h| h.certificate().key);
     let loaded = repo.load_dedup_index(&|id, signer| {
-        own.contains(id)
-            || matches!(signer, crate::repo::trust::Signer::Host(c) if Some(c.key) == own_key)
+        own.contains(id) || (signer.is_some() && signer == own_key.as_ref().map(|k| k.as_bytes()))
     })?;
     own.retain(
         &loaded
@@ -515,12 +514,12 @@ fn find_parent(
     host: &str,
     wanted_names: &[String],
 ) -> Result<Option<crate::format::id::SnapshotId>> {
-    let (snapshots, _) = repo.snapshots()?;
-    Ok(snapshots
-        .iter()
+    Ok(repo
+        .snapshot_heads()?
+        .into_iter()
         .rev()
-        .find(|(_, s)| s.host == host && source_names(&s.sources) == wanted_names)
-        .map(|(id, _)| *id))
+        .find(|h| h.host == host && h.sources == wanted_names)
+        .map(|h| h.id))
 }
 
 /// Phase 1 of a backup: the host it records. A host key signs only its own
@@ -603,20 +602,6 @@ fn outcome_per_source(
         return Err(Error::NothingRead(first));
     }
     Ok((sources, errors))
-}
-
-/// The names identifying a snapshot's sources (to find its parent).
-fn source_names(sources: &[SourceRecord]) -> Vec<String> {
-    sources
-        .iter()
-        .flat_map(|s| {
-            if s.kind == "paths" {
-                s.paths.clone()
-            } else {
-                vec![s.name.clone()]
-            }
-        })
-        .collect()
 }
 
 /// One record per source with its status. A command whose output could not

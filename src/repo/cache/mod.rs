@@ -5,6 +5,7 @@
 //! <cache dir>/CACHEDIR.TAG
 //! <cache dir>/<repository id>/v1/VERSION
 //! <cache dir>/<repository id>/v1/<view>/{index,snapshots,drills}/<object id>
+//! <cache dir>/<repository id>/v1/<view>/digests/<name>/<segment>
 //! <cache dir>/<repository id>/v1/host-<hash of host name>/own-index
 //! <cache dir>/<repository id>/v1/host-<hash of host name>/uploads/
 //! ```
@@ -22,6 +23,7 @@
 //! listed is forgotten; a damaged one is deleted and fetched again. Losing
 //! the whole cache costs only time.
 
+mod digest;
 mod entry;
 mod layout;
 
@@ -34,6 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use zeroize::Zeroizing;
 
+pub use digest::Digest;
 pub use layout::{HostDir, private_root, repo_dir};
 
 use crate::error::Result;
@@ -179,6 +182,30 @@ impl MetaCache {
                 tracing::warn!("metadata cache: {}: {e}; going on without", path.display());
             }
         }
+    }
+
+    fn digest_dir(&self, name: &str) -> PathBuf {
+        self.view.join("digests").join(name)
+    }
+
+    /// Loads digest `name` (see [`digest`]): short records of documents
+    /// read before, by object id. Empty when there is none yet, or when its
+    /// directory cannot be made.
+    pub fn digest(&self, name: &str) -> Digest {
+        let dir = self.digest_dir(name);
+        if let Err(e) =
+            layout::private_dir(&self.view.join("digests")).and_then(|()| layout::private_dir(&dir))
+        {
+            tracing::warn!("metadata cache: {e}; going on without digest {name}");
+        }
+        digest::load(&dir, &self.key, name)
+    }
+
+    /// Saves digest `d` with the records `added` by this run, dropping
+    /// those of documents not `listed` any more.
+    pub fn save_digest(&self, d: Digest, added: Vec<(Id, Vec<u8>)>, listed: &HashSet<Id>) {
+        let dir = self.digest_dir(d.name());
+        digest::save(&dir, &self.key, d, added, listed);
     }
 
     /// Deletes the entry of `id` (damaged, or not a valid document).

@@ -14,6 +14,7 @@
 //! object is never overwritten by vault; reads stream through ranged GETs.
 
 #[cfg(feature = "s3")]
+mod claim;
 mod client;
 #[cfg(feature = "s3")]
 mod error;
@@ -181,7 +182,7 @@ mod backend {
         }
 
         fn clean_leftovers(&self, older_than: std::time::Duration) -> Result<u64, StorageError> {
-            self.remove_old_probes(older_than)
+            Ok(self.remove_old_probes(older_than)? + self.remove_expired_claims()?)
         }
 
         fn protection(&self) -> Result<Option<Protection>, StorageError> {

@@ -46,12 +46,11 @@ impl S3Storage {
     /// On a bucket that keeps versions the answer is exact: the first
     /// version wins, and it is the one every reader reads. Elsewhere the
     /// object is read back and compared: a writer whose bytes are not there
-    /// gets [`PutOutcome::AlreadyExists`]. What remains on a store that
-    /// ignores `If-None-Match` and keeps no versions is a race between two
-    /// writers of the same name whose check-to-put windows overlap: the
-    /// later put replaces the earlier one, and if the earlier writer read
-    /// its bytes back before that, both report `Created`. Only owner
-    /// operations (init, add-owner, rotate-writer) write such objects.
+    /// gets [`PutOutcome::AlreadyExists`]. On a bucket that keeps no
+    /// versions writers of one name take turns first (`claim.rs`), so that
+    /// a store ignoring `If-None-Match` cannot let a later put replace an
+    /// earlier one both writers saw as theirs. Only owner operations (init,
+    /// add-owner, rotate-writer, host certificates) write such objects.
     pub(super) fn put_named(
         &self,
         key: &str,
@@ -72,11 +71,26 @@ impl S3Storage {
             Err(StorageError::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
+        if !versioned {
+            // No version history to tell the first writer: take turns
+            // (claim.rs), then read back whose bytes are there.
+            let outcome =
+                self.put_claimed(key, || self.put_single(key, data, lock).map(|(o, _)| o))?;
+            if outcome == PutOutcome::AlreadyExists {
+                return Ok(outcome);
+            }
+            let (now, _, _) = self.fetch_version(key, None, None)?;
+            return Ok(if now == data {
+                PutOutcome::Created
+            } else {
+                PutOutcome::AlreadyExists
+            });
+        }
         let (outcome, version) = self.put_single(key, data, lock)?;
         if outcome == PutOutcome::AlreadyExists {
             return Ok(outcome);
         }
-        if versioned && let Some(ours) = version {
+        if let Some(ours) = version {
             self.forget_versions(key);
             let first = self.read_version(key)?;
             return Ok(if first.as_deref() == Some(ours.as_str()) {

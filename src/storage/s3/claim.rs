@@ -1,0 +1,113 @@
+//! Write-once by name without conditional writes: on a bucket that keeps no
+//! versions, a writer of an object not named by its content (config, keys)
+//! first puts a *claim*, an object of its own under
+//! `claims/<BLAKE3 of the key>/<random>`, then lists the claims of that key.
+//! Only a writer that finds its own claim alone writes the object; one that
+//! finds another deletes its claim, waits a random while and starts again
+//! (checking first whether the object is there now), for up to 20 s.
+//!
+//! Why at most one writer finds itself alone: each puts its claim before it
+//! lists, and keeps it until the object is written. Of two racing writers,
+//! the one whose claim was stored second lists after both claims are
+//! stored, so it sees the other's (the store's listing must show every
+//! object stored before it began, as S3 and Garage guarantee). This holds
+//! whether or not the store honours `If-None-Match`, which some S3-compatible
+//! stores (Garage 2.5, measured) accept on an existing key and overwrite
+//! anyway. A claim left by a killed writer stops counting after
+//! [`CLAIM_EXPIRES`] (by the store's clock against this host's: keep them
+//! within seconds); the next owner `vault prune` deletes it.
+
+use rand::{Rng, RngCore};
+
+use super::S3Storage;
+use super::error::io_err;
+use crate::storage::{PutOutcome, StorageError};
+
+/// Where claims live.
+pub const CLAIM_PREFIX: &str = "claims/";
+/// A claim older than this was left by a writer that died (a writer holds
+/// one for the time of one small PUT). Short, so that a command rerun after
+/// a kill waits seconds, not minutes; a writer slower than this falls back
+/// to the read-back check of `put_named`.
+pub const CLAIM_EXPIRES: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a writer keeps trying while others hold claims on its name.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+impl S3Storage {
+    /// Writes `key` (absent at the last look) once: claim, list, and put
+    /// only when alone. `put` writes the object; its outcome is returned.
+    pub(super) fn put_claimed(
+        &self,
+        key: &str,
+        put: impl Fn() -> Result<PutOutcome, StorageError>,
+    ) -> Result<PutOutcome, StorageError> {
+        let folder = format!(
+            "{CLAIM_PREFIX}{}/",
+            hex::encode(blake3::hash(key.as_bytes()).as_bytes())
+        );
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        while started.elapsed() < PATIENCE {
+            attempt += 1;
+            if attempt > 1 {
+                match self.head(key) {
+                    Ok(_) => return Ok(PutOutcome::AlreadyExists),
+                    Err(StorageError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let mut name = [0u8; 16];
+            rand::rngs::OsRng.fill_bytes(&mut name);
+            let claim = format!("{folder}{}", hex::encode(name));
+            self.put_single(&claim, key.as_bytes(), None)?;
+            let horizon = chrono::Utc::now()
+                - chrono::Duration::from_std(CLAIM_EXPIRES).unwrap_or(chrono::Duration::zero());
+            let listed = self.list_objects(&folder);
+            let alone = listed.as_ref().map(|all| {
+                all.iter()
+                    .filter(|o| o.key != claim)
+                    .all(|o| o.modified.is_some_and(|t| t < horizon))
+            });
+            let outcome = match alone {
+                Ok(true) => Some(put()),
+                Ok(false) => None,
+                Err(_) => None,
+            };
+            if let Err(e) = self.delete_version(&claim, None) {
+                tracing::info!("{claim}: claim stays ({e}); the next prune removes it");
+            }
+            match (outcome, listed) {
+                (Some(result), _) => return result,
+                (None, Err(e)) => return Err(e),
+                (None, Ok(_)) => {
+                    tracing::info!("{key}: another writer is writing this name; trying again");
+                    let ms = rand::rngs::OsRng.gen_range(20u64..200) << attempt.min(3);
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                }
+            }
+        }
+        Err(io_err(
+            key,
+            "other writers kept claiming this name at the same time; nothing was written, \
+             try again",
+        ))
+    }
+
+    /// Deletes claims older than [`CLAIM_EXPIRES`] (left by killed writers).
+    pub(super) fn remove_expired_claims(&self) -> Result<u64, StorageError> {
+        let horizon = chrono::Utc::now()
+            - chrono::Duration::from_std(CLAIM_EXPIRES).unwrap_or(chrono::Duration::zero());
+        let mut removed = 0;
+        for obj in self.list_objects(CLAIM_PREFIX)? {
+            if obj.modified.is_some_and(|t| t > horizon) {
+                continue;
+            }
+            match self.delete_everything(&obj.key) {
+                Ok(()) => removed += 1,
+                Err(StorageError::NotFound { .. }) => {}
+                Err(e) => tracing::info!("{}: claim stays: {e}", obj.key),
+            }
+        }
+        Ok(removed)
+    }
+}
