@@ -107,7 +107,7 @@ fn digest(dir: &Path) {
     struct Nothing;
     impl IndexSink for Nothing {
         fn blob(&mut self, _: &IndexedBlob) {}
-        fn pack(&mut self, _: Id, _: BlobKind, _: usize) {}
+        fn pack(&mut self, _: PackId, _: BlobKind, _: usize) {}
     }
     for f in &files {
         let json = fs::read(f).expect("read");

@@ -444,7 +444,7 @@ fn check_data(
         .map(|(pack, s)| (*pack, s.kind))
         .collect();
     selected.sort_by_key(|(id, _)| *id);
-    let size = |pack: &Id| loaded.stored.get(pack).map_or(0, |s| s.size);
+    let size = |pack: &PackId| loaded.stored.get(pack).map_or(0, |s| s.size);
     if let Some(p) = progress {
         p.start(
             "packs",

@@ -327,9 +327,9 @@ fn transfer_packs(
     let mut covered: HashSet<BlobId> = HashSet::new();
     let mut tried: HashSet<PackId> = HashSet::new();
     let mut plain = Vec::new();
-    let pack_size = |pack: &Id| plan.src_packs.get(pack).map_or(0, |s| s.size);
+    let pack_size = |pack: &PackId| plan.src_packs.get(pack).map_or(0, |s| s.size);
     if let Some(p) = &opts.progress {
-        let first: HashSet<Id> = plan
+        let first: HashSet<PackId> = plan
             .missing
             .values()
             .filter_map(|c| c.first().map(|(pack, _)| *pack))

@@ -14,7 +14,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::format::id::Id;
+use crate::format::id::{BlobId, Id, PackId};
 use crate::format::index::stream::IndexSink;
 use crate::format::index::{CondemnedPack, IndexedBlob};
 use crate::format::pack::BlobKind;
@@ -72,16 +72,16 @@ pub struct Recorder<'a, S> {
 impl<S: IndexSink> IndexSink for Recorder<'_, S> {
     fn blob(&mut self, blob: &IndexedBlob) {
         self.calls.push(0);
-        self.calls.extend_from_slice(&blob.id.0);
+        self.calls.extend_from_slice(&blob.id.0.0);
         for n in [blob.offset, blob.length, blob.raw_length] {
             self.calls.extend_from_slice(&n.to_le_bytes());
         }
         self.inner.blob(blob);
     }
 
-    fn pack(&mut self, id: Id, kind: BlobKind, blobs: usize) {
+    fn pack(&mut self, id: PackId, kind: BlobKind, blobs: usize) {
         self.calls.push(1);
-        self.calls.extend_from_slice(&id.0);
+        self.calls.extend_from_slice(&id.0.0);
         self.calls.push(match kind {
             BlobKind::Data => 0,
             BlobKind::Tree => 1,
@@ -105,7 +105,7 @@ pub fn encode(signer: SignedBy, marks: &[CondemnedPack], calls: &[u8]) -> Vec<u8
     }
     out.extend_from_slice(&(marks.len() as u32).to_le_bytes());
     for m in marks {
-        out.extend_from_slice(&m.pack.0);
+        out.extend_from_slice(&m.pack.0.0);
         out.extend_from_slice(&m.since.timestamp().to_le_bytes());
         out.extend_from_slice(&m.since.timestamp_subsec_nanos().to_le_bytes());
     }
@@ -144,7 +144,7 @@ pub fn open(record: &[u8]) -> Option<(SignedBy, Vec<CondemnedPack>, &[u8])> {
     }
     let mut marks = Vec::with_capacity(n);
     for _ in 0..n {
-        let pack = Id(c.take::<32>()?);
+        let pack = PackId(Id(c.take::<32>()?));
         let secs = i64::from_le_bytes(c.take::<8>()?);
         let since = DateTime::<Utc>::from_timestamp(secs, c.u32()?)?;
         marks.push(CondemnedPack { pack, since });
@@ -170,7 +170,7 @@ pub fn replay(calls: &[u8], sink: &mut impl IndexSink) -> bool {
                     return false;
                 };
                 sink.blob(&IndexedBlob {
-                    id,
+                    id: BlobId(id),
                     offset,
                     length,
                     raw_length,
@@ -185,7 +185,7 @@ pub fn replay(calls: &[u8], sink: &mut impl IndexSink) -> bool {
                 let Some(blobs) = c.u32() else {
                     return false;
                 };
-                sink.pack(id, kind, blobs as usize);
+                sink.pack(PackId(id), kind, blobs as usize);
             }
             _ => return false,
         }
@@ -210,7 +210,7 @@ mod tests {
                 b.raw_length
             ));
         }
-        fn pack(&mut self, id: Id, kind: BlobKind, blobs: usize) {
+        fn pack(&mut self, id: PackId, kind: BlobKind, blobs: usize) {
             self.0.push(format!("p {} {kind:?} {blobs}", id.short()));
         }
     }
@@ -224,16 +224,16 @@ mod tests {
         };
         for i in 0..3u8 {
             rec.blob(&IndexedBlob {
-                id: Id([i; 32]),
+                id: BlobId(Id([i; 32])),
                 offset: u32::from(i) * 10,
                 length: 10,
                 raw_length: 20,
             });
         }
-        rec.pack(Id([9; 32]), BlobKind::Tree, 3);
+        rec.pack(PackId(Id([9; 32])), BlobKind::Tree, 3);
         let calls = rec.calls;
         let marks = vec![CondemnedPack {
-            pack: Id([4; 32]),
+            pack: PackId(Id([4; 32])),
             since: DateTime::from_timestamp(1_700_000_000, 7).unwrap(),
         }];
         let record = encode(SignedBy::Host([5; 32]), &marks, &calls);
