@@ -15,6 +15,7 @@
 
 #[cfg(feature = "s3")]
 mod claim;
+#[cfg(feature = "s3")]
 mod client;
 #[cfg(feature = "s3")]
 mod error;
