@@ -10,7 +10,9 @@
 //! lists, and keeps it until the object is written. Of two racing writers,
 //! the one whose claim was stored second lists after both claims are
 //! stored, so it sees the other's (the store's listing must show every
-//! object stored before it began, as S3 and Garage guarantee). This holds
+//! object stored before it began, as S3 and Garage guarantee). A writer that
+//! finds itself alone still looks for the object before writing: one that
+//! finished first deleted its claim only after its object was stored. This holds
 //! whether or not the store honours `If-None-Match`, which some S3-compatible
 //! stores (Garage 2.5, measured) accept on an existing key and overwrite
 //! anyway. A claim left by a killed writer stops counting after
@@ -68,8 +70,15 @@ impl S3Storage {
                     .filter(|o| o.key != claim)
                     .all(|o| o.modified.is_some_and(|t| t < horizon))
             });
+            // Alone: a writer that finished before this listing deleted its
+            // claim only after its object was stored, so look again now
+            // (the store may overwrite despite If-None-Match).
             let outcome = match alone {
-                Ok(true) => Some(put()),
+                Ok(true) => Some(match self.head(key) {
+                    Ok(_) => Ok(PutOutcome::AlreadyExists),
+                    Err(StorageError::NotFound { .. }) => put(),
+                    Err(e) => Err(e),
+                }),
                 Ok(false) => None,
                 Err(_) => None,
             };
