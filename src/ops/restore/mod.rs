@@ -32,10 +32,10 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 pub use crate::format::drill::{DrillRecord, DrillSummary};
 pub use cat::{find_entry, write_file};
 pub use dump::dump_tar;
-pub use overwrite::Overwrite;
+pub use overwrite::{Overwrite, UnknownOverwrite};
 pub use pgdrill::{
-    DEFAULT_DRILL_USER, DatabaseDrill, DumpCheck, DumpFailure, TableCheck, check_source_name,
-    useradd_line,
+    DEFAULT_DRILL_USER, DatabaseDrill, DumpCheck, DumpFailure, TableCheck, UnsafeSourceName,
+    check_source_name, useradd_line,
 };
 pub use policy::{
     MAX_LISTED as WITHHELD_LISTED, RestorePolicy, Withheld, WithheldKind, WithheldReport,

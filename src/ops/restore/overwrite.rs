@@ -34,18 +34,20 @@ impl Overwrite {
     pub const NAMES: [&'static str; 3] = ["always", "if-changed", "never"];
 }
 
-impl FromStr for Overwrite {
-    type Err = String;
+/// A name that is not one of [`Overwrite::NAMES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown overwrite mode {0:?}: expected one of {names}", names = Overwrite::NAMES.join(", "))]
+pub struct UnknownOverwrite(pub String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl FromStr for Overwrite {
+    type Err = UnknownOverwrite;
+
+    fn from_str(s: &str) -> Result<Self, UnknownOverwrite> {
         match s {
             "always" => Ok(Overwrite::Always),
             "if-changed" => Ok(Overwrite::IfChanged),
             "never" => Ok(Overwrite::Never),
-            _ => Err(format!(
-                "unknown overwrite mode {s:?}: expected one of {}",
-                Overwrite::NAMES.join(", ")
-            )),
+            _ => Err(UnknownOverwrite(s.to_owned())),
         }
     }
 }
@@ -141,7 +143,11 @@ mod tests {
         assert_eq!("always".parse(), Ok(Overwrite::Always));
         assert_eq!("if-changed".parse(), Ok(Overwrite::IfChanged));
         assert_eq!("never".parse(), Ok(Overwrite::Never));
-        let e = "sometimes".parse::<Overwrite>().unwrap_err();
+        let e = "sometimes".parse::<Overwrite>().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "unknown overwrite mode \"sometimes\": expected one of always, if-changed, never"
+        );
         assert!(
             e.contains("\"sometimes\"") && e.contains("if-changed"),
             "{e}"

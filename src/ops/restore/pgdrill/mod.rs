@@ -221,24 +221,62 @@ fn cancelled() -> Error {
     Error::Cancelled { operation: "drill" }
 }
 
+/// A source name from a snapshot header that is not a safe relative path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("source name {name:?} is not a safe relative path: {why}")]
+pub struct UnsafeSourceName {
+    /// The name as the header gives it.
+    pub name: String,
+    /// What is wrong with one of its entries.
+    pub why: &'static str,
+}
+
 /// Checks that a source name from the snapshot header is a relative path
 /// of entries that are each a valid tree entry name (no `..`, nothing
 /// absolute, no empty component, no NUL).
-pub fn check_source_name(name: &str) -> std::result::Result<(), String> {
+pub fn check_source_name(name: &str) -> std::result::Result<(), UnsafeSourceName> {
     for part in name.split('/') {
-        crate::format::tree::check_name(part.as_bytes())
-            .map_err(|why| format!("source name {name:?} is not a safe relative path: {why}"))?;
+        crate::format::tree::check_name(part.as_bytes()).map_err(|why| UnsafeSourceName {
+            name: name.to_owned(),
+            why,
+        })?;
     }
     Ok(())
+}
+
+/// Why a restored dump cannot be opened for a drill.
+#[derive(Debug, thiserror::Error)]
+enum OpenDumpError {
+    /// The source name is not a safe relative path.
+    #[error(transparent)]
+    UnsafeName(#[from] UnsafeSourceName),
+    /// The sandbox directory cannot be opened.
+    #[error("{}: {error}", sandbox.display())]
+    Sandbox {
+        sandbox: PathBuf,
+        error: std::io::Error,
+    },
+    /// The dump is a symlink or lies beneath one.
+    #[error("{name}: a symlink, or a path through one; a dump must be a regular file")]
+    Symlink { name: String },
+    /// Opening or looking at the dump failed.
+    #[error("{name}: {error}")]
+    Io { name: String, error: std::io::Error },
+    /// The dump is not a regular file.
+    #[error("{name}: not a regular file")]
+    NotAFile { name: String },
 }
 
 /// Opens the dump `name` beneath `sandbox`, following no symlink on the
 /// way. `Ok(None)`: nothing there (not restored, e.g. left out by
 /// `--include`).
-fn open_dump(sandbox: &Path, name: &str) -> std::result::Result<Option<File>, String> {
+fn open_dump(sandbox: &Path, name: &str) -> std::result::Result<Option<File>, OpenDumpError> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
     check_source_name(name)?;
-    let dir = File::open(sandbox).map_err(|e| format!("{}: {e}", sandbox.display()))?;
+    let dir = File::open(sandbox).map_err(|error| OpenDumpError::Sandbox {
+        sandbox: sandbox.to_owned(),
+        error,
+    })?;
     let fd = rustix::fs::openat2(
         &dir,
         name,
@@ -246,19 +284,25 @@ fn open_dump(sandbox: &Path, name: &str) -> std::result::Result<Option<File>, St
         Mode::empty(),
         ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
     );
+    let io = |error: std::io::Error| OpenDumpError::Io {
+        name: name.to_owned(),
+        error,
+    };
     let file = match fd {
         Ok(fd) => File::from(fd),
         Err(rustix::io::Errno::NOENT) => return Ok(None),
         Err(rustix::io::Errno::LOOP | rustix::io::Errno::XDEV) => {
-            return Err(format!(
-                "{name}: a symlink, or a path through one; a dump must be a regular file"
-            ));
+            return Err(OpenDumpError::Symlink {
+                name: name.to_owned(),
+            });
         }
-        Err(e) => return Err(format!("{name}: {e}")),
+        Err(e) => return Err(io(e.into())),
     };
-    let meta = file.metadata().map_err(|e| format!("{name}: {e}"))?;
+    let meta = file.metadata().map_err(io)?;
     if !meta.is_file() {
-        return Err(format!("{name}: not a regular file"));
+        return Err(OpenDumpError::NotAFile {
+            name: name.to_owned(),
+        });
     }
     Ok(Some(file))
 }
@@ -295,7 +339,11 @@ pub fn check_dumps(
         match open_dump(sandbox, &source.name) {
             Ok(Some(file)) => todo.push((source, file)),
             Ok(None) => {}
-            Err(e) => checks.push(DumpCheck::failed(&source.name, DumpFailure::Refused, e)),
+            Err(e) => checks.push(DumpCheck::failed(
+                &source.name,
+                DumpFailure::Refused,
+                e.to_string(),
+            )),
         }
     }
     if todo.is_empty() {
@@ -518,7 +566,7 @@ mod tests {
             nix::sys::stat::Mode::S_IRWXU,
         )
         .unwrap();
-        let e = open_dump(sb, "postgres/fifo.dump").unwrap_err();
+        let e = open_dump(sb, "postgres/fifo.dump").unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{e}");
     }
 }
