@@ -172,16 +172,12 @@ impl Running {
         }
     }
 
-    /// Kills the command (after a read error) and reports why.
-    pub fn abort(mut self, why: String) -> String {
+    /// Kills the command (after a read error) and returns the end of its
+    /// standard error.
+    pub fn abort(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let tail = self.stderr_tail();
-        if tail.is_empty() {
-            why
-        } else {
-            format!("{why}; command stderr: {tail}")
-        }
+        self.stderr_tail()
     }
 
     fn stderr_tail(&mut self) -> String {

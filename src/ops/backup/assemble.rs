@@ -189,10 +189,10 @@ impl Assembler<'_, '_> {
                     self.totals.files_read += 1;
                     d
                 }
-                Ok(Err(message)) => {
+                Ok(Err(e)) => {
                     self.errors.lock().expect("errors lock").push(InputError {
                         path: path.display().to_string(),
-                        message,
+                        message: e.to_string(),
                     });
                     return Ok(());
                 }

@@ -25,7 +25,7 @@ use crate::format::salt;
 use crate::format::snapshot::InputError;
 use crate::format::tree::{Node, NodeKind};
 use crate::repo::Repository;
-use crate::source::command::{CommandSource, Running};
+use crate::source::command::{CommandFailed, CommandSource, Running};
 use crate::source::meta::{self, Names};
 
 /// Deepest directory nesting the walker descends into.
@@ -60,7 +60,7 @@ pub struct Stamp {
 /// A file's content: known from the cache, or being read.
 pub enum Pending {
     Ready(FileData),
-    Waiting(Receiver<Result<FileData, String>>),
+    Waiting(Receiver<Result<FileData, ReadError>>),
 }
 
 /// What the walker tells the assembler, in depth-first order.
@@ -83,7 +83,54 @@ pub enum Event {
 /// A file for a reader thread.
 pub struct FileJob {
     source: JobSource,
-    reply: Sender<Result<FileData, String>>,
+    reply: Sender<Result<FileData, ReadError>>,
+}
+
+/// Why a file or a command's output could not be stored: an input error,
+/// reported and left out of the snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The command could not be started.
+    #[error("cannot start the command: {0}")]
+    Start(std::io::Error),
+    /// The command failed after its output was read.
+    #[error(transparent)]
+    Command(#[from] CommandFailed),
+    /// Reading the command's output failed, so it was killed.
+    #[error("{why}{}", stderr_suffix(stderr))]
+    Aborted {
+        /// Why reading stopped.
+        why: Box<ReadError>,
+        /// The end of the command's standard error.
+        stderr: String,
+    },
+    /// The file could not be opened.
+    #[error("cannot open: {0}")]
+    Open(std::io::Error),
+    /// The opened file could not be looked at.
+    #[error("cannot stat: {0}")]
+    Stat(std::io::Error),
+    /// The path now leads to something other than a regular file.
+    #[error("is no longer a regular file")]
+    NotRegular,
+    /// The path now leads to another file than the one listed.
+    #[error("was replaced while the backup ran (its path now leads to another file)")]
+    Replaced,
+    /// Reading the content failed.
+    #[error("read error: {0}")]
+    Read(std::io::Error),
+    /// The backup was cancelled while the content was stored.
+    #[error("backup cancelled")]
+    Cancelled,
+}
+
+/// `; command stderr: TAIL`, or nothing when the command said nothing.
+fn stderr_suffix(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!("; command stderr: {stderr}")
+    }
 }
 
 /// Where a file's content comes from.
@@ -681,9 +728,8 @@ fn read_command(
     tx: &Sender<RawBlob>,
     repo: &Repository,
     sink: &BlobSink<'_>,
-) -> Result<FileData, String> {
-    let (running, stdout) =
-        Running::start(source).map_err(|e| format!("cannot start the command: {e}"))?;
+) -> Result<FileData, ReadError> {
+    let (running, stdout) = Running::start(source).map_err(ReadError::Start)?;
     // Only a plain command can be told to stop compressing; the native
     // PostgreSQL source dumps uncompressed already.
     let inspect = if source.kind == "command" {
@@ -692,8 +738,11 @@ fn read_command(
         Inspect::Nothing
     };
     match store_stream(stdout, tx, repo, sink, inspect) {
-        Ok(data) => running.finish().map(|_| data).map_err(|e| e.to_string()),
-        Err(why) => Err(running.abort(why)),
+        Ok(data) => Ok(running.finish().map(|_| data)?),
+        Err(why) => Err(ReadError::Aborted {
+            why: Box::new(why),
+            stderr: running.abort(),
+        }),
     }
 }
 
@@ -708,16 +757,14 @@ fn read_file(
     tx: &Sender<RawBlob>,
     repo: &Repository,
     sink: &BlobSink<'_>,
-) -> Result<FileData, String> {
-    let file = open_for_backup(path).map_err(|e| format!("cannot open: {e}"))?;
-    let m = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+) -> Result<FileData, ReadError> {
+    let file = open_for_backup(path).map_err(ReadError::Open)?;
+    let m = file.metadata().map_err(ReadError::Stat)?;
     if !m.is_file() {
-        return Err("is no longer a regular file".into());
+        return Err(ReadError::NotRegular);
     }
     if (m.dev(), m.ino()) != listed {
-        return Err(
-            "was replaced while the backup ran (its path now leads to another file)".into(),
-        );
+        return Err(ReadError::Replaced);
     }
     let keystore = path
         .file_name()
@@ -748,7 +795,7 @@ fn store_stream(
     repo: &Repository,
     sink: &BlobSink<'_>,
     inspect: Inspect,
-) -> Result<FileData, String> {
+) -> Result<FileData, ReadError> {
     let inspect_keystore = inspect == Inspect::Keystore;
     let mut whole = Vec::new();
     let ids = repo.keys().blob_ids();
@@ -762,10 +809,10 @@ fn store_stream(
     let mut held: Vec<Vec<u8>> = Vec::new();
     let send = |id: BlobId, data: Vec<u8>, salted: bool| {
         sink.submit(tx, BlobKind::Data, id, data, salted)
-            .map_err(|_| "backup cancelled".to_string())
+            .map_err(|_| ReadError::Cancelled)
     };
     for c in chunk::chunks(reader, &repo.config().chunker, seed) {
-        let data = c.map_err(|e| format!("read error: {e}"))?;
+        let data = c.map_err(ReadError::Read)?;
         hasher.update(&data);
         size += data.len() as u64;
         if inspect_keystore && size <= crate::source::keystore::MAX_KEYSTORE {
