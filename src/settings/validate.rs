@@ -348,7 +348,7 @@ fn backup(v: &mut Checker<'_>, b: &BackupConfig) {
             .map_or("backup.postgres".to_owned(), |i| {
                 format!("backup.postgres[{i}].name")
             });
-        v.err(&at, &e, Some("name = \"app-replica\""));
+        v.err(&at, e.to_string(), Some("name = \"app-replica\""));
     }
     for (i, pg) in b.postgres.iter().enumerate() {
         let at = format!("backup.postgres[{i}]");

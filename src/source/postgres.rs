@@ -38,16 +38,18 @@ pub const PSQL_ARGS: [&str; 7] = [
     "--no-password",
 ];
 
+/// A row count line that is not `schema.table|count`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unexpected count row {0:?}")]
+pub struct BadCountRow(pub String);
+
 /// Parses `schema.table|count` lines.
-pub fn parse_counts(rows: &[String]) -> Result<BTreeMap<String, u64>, String> {
+pub fn parse_counts(rows: &[String]) -> Result<BTreeMap<String, u64>, BadCountRow> {
     let mut out = BTreeMap::new();
     for row in rows.iter().filter(|r| !r.is_empty()) {
-        let (table, count) = row
-            .rsplit_once('|')
-            .ok_or_else(|| format!("unexpected count row {row:?}"))?;
-        let count = count
-            .parse()
-            .map_err(|_| format!("unexpected count row {row:?}"))?;
+        let bad = || BadCountRow(row.clone());
+        let (table, count) = row.rsplit_once('|').ok_or_else(bad)?;
+        let count = count.parse().map_err(|_| bad())?;
         out.insert(table.to_owned(), count);
     }
     Ok(out)
@@ -79,10 +81,51 @@ pub enum ConninfoError {
     NotUtf8,
 }
 
+/// A PostgreSQL source name [`check_name`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "PostgreSQL source name {0:?}: use 1 to 64 letters, digits, `.`, `_` and `-`, \
+     not starting with `.` or `-` (e.g. \"app-replica\")"
+)]
+pub struct BadSourceName(pub String);
+
+/// Why [`source_names`] refuses the names given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceNamesError {
+    /// More names than sources.
+    #[error(
+        "{names} PostgreSQL source names for {sources} --postgres sources: give one name per \
+         source, in the same order (an empty name keeps the database's name)"
+    )]
+    TooMany {
+        /// How many names were given.
+        names: usize,
+        /// How many sources were given.
+        sources: usize,
+    },
+    /// A name is not a valid source name.
+    #[error(transparent)]
+    BadName(#[from] BadSourceName),
+    /// Two sources would be stored under one name.
+    #[error(
+        "two PostgreSQL sources would both be stored as postgres/{name}.dump: {first} and \
+         {second}; give them different names (--postgres-name, or name = \"…\" in \
+         [[backup.postgres]])"
+    )]
+    Duplicate {
+        /// The name both would have.
+        name: String,
+        /// The first source's conninfo, without its password.
+        first: String,
+        /// The second source's conninfo, without its password.
+        second: String,
+    },
+}
+
 /// Checks a PostgreSQL source name (`--postgres-name`, `name =` in
 /// `[[backup.postgres]]`): 1 to 64 letters, digits, `.`, `_` and `-`, not
 /// starting with `.` or `-`; it becomes the file name of the dump.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), BadSourceName> {
     let ok = (1..=64).contains(&name.len())
         && !name.starts_with(['.', '-'])
         && name
@@ -91,10 +134,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "PostgreSQL source name {name:?}: use 1 to 64 letters, digits, `.`, `_` and `-`, \
-             not starting with `.` or `-` (e.g. \"app-replica\")"
-        ))
+        Err(BadSourceName(name.to_owned()))
     }
 }
 
@@ -103,14 +143,15 @@ pub fn check_name(name: &str) -> Result<(), String> {
 /// sources, and two sources of one name (naming both, without passwords).
 /// A source whose conninfo names no database is left out of the duplicate
 /// check (its name is known once connected).
-pub fn source_names(conninfos: &[String], names: &[String]) -> Result<Vec<Option<String>>, String> {
+pub fn source_names(
+    conninfos: &[String],
+    names: &[String],
+) -> Result<Vec<Option<String>>, SourceNamesError> {
     if names.len() > conninfos.len() {
-        return Err(format!(
-            "{} PostgreSQL source names for {} --postgres sources: give one name per source, \
-             in the same order (an empty name keeps the database's name)",
-            names.len(),
-            conninfos.len()
-        ));
+        return Err(SourceNamesError::TooMany {
+            names: names.len(),
+            sources: conninfos.len(),
+        });
     }
     let mut out = Vec::with_capacity(conninfos.len());
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
@@ -128,13 +169,11 @@ pub fn source_names(conninfos: &[String], names: &[String]) -> Result<Vec<Option
         if let Some(name) = effective
             && let Some(first) = seen.insert(name.clone(), conninfo)
         {
-            return Err(format!(
-                "two PostgreSQL sources would both be stored as postgres/{name}.dump: \
-                     {} and {}; give them different names (--postgres-name, or name = \"…\" \
-                     in [[backup.postgres]])",
-                redacted(first),
-                redacted(conninfo)
-            ));
+            return Err(SourceNamesError::Duplicate {
+                first: redacted(first),
+                second: redacted(conninfo),
+                name,
+            });
         }
         out.push(given);
     }
@@ -316,10 +355,47 @@ pub struct PgSnapshot {
     pub counts: BTreeMap<String, u64>,
 }
 
+/// Why [`PgSnapshot::begin`] could not open a snapshot of a database.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The conninfo cannot be used.
+    #[error(transparent)]
+    Conninfo(#[from] ConninfoError),
+    /// psql could not be started.
+    #[error("cannot run psql: {0}")]
+    Spawn(std::io::Error),
+    /// psql stopped, with this status and standard error.
+    #[error("psql failed ({status}){}", psql_stderr(stderr))]
+    Failed {
+        /// How psql ended.
+        status: std::process::ExitStatus,
+        /// Its standard error, trimmed.
+        stderr: String,
+    },
+    /// psql stopped and could not be waited for.
+    #[error("psql failed: {0}")]
+    Wait(std::io::Error),
+    /// The server's reply to the opening queries is not what they ask for.
+    #[error("unexpected reply from the server: {0:?}")]
+    UnexpectedReply(Vec<String>),
+    /// A row count line is malformed.
+    #[error(transparent)]
+    Counts(#[from] BadCountRow),
+}
+
+/// `: STDERR`, or nothing when psql said nothing.
+fn psql_stderr(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    }
+}
+
 impl PgSnapshot {
     /// Connects, starts the transaction, exports the snapshot and counts rows.
-    pub fn begin(conninfo: &str) -> Result<PgSnapshot, String> {
-        let env = conninfo_env(conninfo).map_err(|e| e.to_string())?;
+    pub fn begin(conninfo: &str) -> Result<PgSnapshot, SnapshotError> {
+        let env = conninfo_env(conninfo)?;
         let mut child = Command::new("psql")
             .args(PSQL_ARGS)
             .envs(env.iter().map(|(k, v)| (k, v)))
@@ -327,7 +403,7 @@ impl PgSnapshot {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot run psql: {e}"))?;
+            .map_err(SnapshotError::Spawn)?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
         let mut s = PgSnapshot {
@@ -350,7 +426,7 @@ impl PgSnapshot {
              SELECT rolsuper FROM pg_roles WHERE rolname = current_user;\n",
         )?;
         let [snapshot, version, database, superuser] = head.as_slice() else {
-            return Err(format!("unexpected reply from the server: {head:?}"));
+            return Err(SnapshotError::UnexpectedReply(head));
         };
         s.snapshot_id = snapshot.clone();
         s.server_version = version.clone();
@@ -363,7 +439,7 @@ impl PgSnapshot {
     }
 
     /// Sends SQL, then a sentinel; returns the non-empty lines before it.
-    fn ask(&mut self, sql: &str) -> Result<Vec<String>, String> {
+    fn ask(&mut self, sql: &str) -> Result<Vec<String>, SnapshotError> {
         let sent = writeln!(self.stdin, "{sql}\\echo {SENTINEL}").and_then(|_| self.stdin.flush());
         if sent.is_err() {
             return Err(self.failure());
@@ -386,18 +462,19 @@ impl PgSnapshot {
     }
 
     /// psql stopped: its exit status and standard error say why.
-    fn failure(&mut self) -> String {
+    fn failure(&mut self) -> SnapshotError {
         let _ = self.child.kill();
         let out = self.child.wait();
         let mut err = String::new();
         if let Some(mut e) = self.child.stderr.take() {
             let _ = std::io::Read::read_to_string(&mut e, &mut err);
         }
-        let err = err.trim();
         match out {
-            Ok(st) if !err.is_empty() => format!("psql failed ({st}): {err}"),
-            Ok(st) => format!("psql failed ({st})"),
-            Err(e) => format!("psql failed: {e}"),
+            Ok(status) => SnapshotError::Failed {
+                status,
+                stderr: err.trim().to_owned(),
+            },
+            Err(e) => SnapshotError::Wait(e),
         }
     }
 
@@ -532,7 +609,7 @@ mod tests {
     fn source_names_refuse_duplicates_and_bad_names() {
         let c = |s: &str| s.to_owned();
         let two = [c("host=/a dbname=app"), c("host=/b dbname=app password=x")];
-        let e = source_names(&two, &[]).unwrap_err();
+        let e = source_names(&two, &[]).unwrap_err().to_string();
         assert!(
             e.contains("postgres/app.dump") && e.contains("=/a ") && e.contains("=/b "),
             "{e}"
@@ -551,5 +628,23 @@ mod tests {
         assert!(source_names(&two[..1], &[c("a"), c("b")]).is_err());
         // No dbname: left to the server, not a duplicate yet.
         assert!(source_names(&[c("host=/a"), c("host=/b")], &[]).is_ok());
+        assert_eq!(
+            check_name("-x").unwrap_err().to_string(),
+            "PostgreSQL source name \"-x\": use 1 to 64 letters, digits, `.`, `_` and `-`, \
+             not starting with `.` or `-` (e.g. \"app-replica\")"
+        );
+        assert_eq!(
+            source_names(&two[..1], &[c("a"), c("b")])
+                .unwrap_err()
+                .to_string(),
+            "2 PostgreSQL source names for 1 --postgres sources: give one name per source, \
+             in the same order (an empty name keeps the database's name)"
+        );
+        assert_eq!(
+            e,
+            "two PostgreSQL sources would both be stored as postgres/app.dump: PGHOST=/a \
+             PGDATABASE=app and PGHOST=/b PGDATABASE=app; give them different names (--postgres-name, or \
+             name = \"…\" in [[backup.postgres]])"
+        );
     }
 }

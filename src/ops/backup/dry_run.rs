@@ -45,7 +45,7 @@ pub struct DryRunReport {
 pub fn dry_run(opts: &BackupOptions) -> Result<DryRunReport> {
     let paths = super::normalized_paths(opts)?;
     let pg_names = crate::source::postgres::source_names(&opts.postgres, &opts.postgres_names)
-        .map_err(crate::error::Error::InvalidInput)?;
+        .map_err(|e| crate::error::Error::InvalidInput(e.to_string()))?;
     let index = Index::default();
     let errors = Mutex::new(Vec::<InputError>::new());
     // Commands are listed, never run: the walk sees only paths.

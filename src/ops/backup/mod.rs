@@ -144,7 +144,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     let time = chrono::Utc::now();
     // Phase 1: what to back up, as which host.
     let pg_names = crate::source::postgres::source_names(&opts.postgres, &opts.postgres_names)
-        .map_err(Error::InvalidInput)?;
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
     let host = series_host(repo, opts)?;
     let (paths, path_names) = source_paths(opts)?;
     // Phase 2: what this backup may deduplicate against.
@@ -495,7 +495,7 @@ fn open_databases(opts: &BackupOptions, names: &[Option<String>]) -> Databases {
                     },
                     InputError {
                         path: format!("/{name}"),
-                        message,
+                        message: message.to_string(),
                     },
                 ));
             }

@@ -211,7 +211,7 @@ fn restore_and_count(
     // pg_catalog first, whatever the dump did to search paths.
     let script = format!("SET search_path = pg_catalog, pg_temp;\n{COUNT_ROWS_SQL}");
     let rows = r.psql(None, db, &script, cancel)?;
-    parse_counts(&rows).map_err(Fail::load)
+    parse_counts(&rows).map_err(|e| Fail::load(e.to_string()))
 }
 
 /// Creates, as superuser, the extensions the dump's extension entries name
