@@ -46,7 +46,61 @@ pub struct FalseClaim {
     /// The pack.
     pub pack: PackId,
     /// What is false.
-    pub what: String,
+    pub what: ClaimProblems,
+}
+
+/// One thing an index file's claim about a pack gets wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimProblem {
+    /// The claim lists the pack under another kind than storage holds.
+    #[error("listed as a {} pack; storage holds it under {}/", listed.folder(), stored.folder())]
+    WrongKind {
+        /// The kind the index file gives.
+        listed: BlobKind,
+        /// The kind storage holds it as.
+        stored: BlobKind,
+    },
+    /// More blobs than the pack's size leaves room for.
+    #[error(
+        "claims {blobs} blobs (listing the pack again counts); a pack of {size} bytes holds \
+         at most {capacity}"
+    )]
+    TooManyBlobs {
+        /// How many blobs the file claims in the pack.
+        blobs: u64,
+        /// The pack's stored size.
+        size: u64,
+        /// How many entries fit in that size.
+        capacity: u64,
+    },
+    /// Blobs that cannot be where the claim puts them.
+    #[error(
+        "{dropped} blob(s) lie outside the pack's {size} bytes or are larger than a {} blob \
+         can be",
+        kind.folder()
+    )]
+    OutOfBounds {
+        /// How many blobs were dropped.
+        dropped: u64,
+        /// The pack's stored size.
+        size: u64,
+        /// The pack's kind.
+        kind: BlobKind,
+    },
+}
+
+/// Everything false about one claim (never empty), shown joined by `; `.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", joined(.0))]
+pub struct ClaimProblems(pub Vec<ClaimProblem>);
+
+/// The problems' messages, joined by `; `.
+fn joined(problems: &[ClaimProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl std::fmt::Display for FalseClaim {
@@ -326,7 +380,7 @@ fn admit(
     already: u64,
     stored: Option<&StoredPack>,
     max_chunk: u32,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), ClaimProblems> {
     let range = c.start..c.end;
     let Some(stored) = stored else {
         // Not in storage: known by id (for `vault check` and prune's
@@ -336,22 +390,21 @@ fn admit(
     };
     let mut problems = Vec::new();
     if c.kind != stored.kind {
-        problems.push(format!(
-            "listed as a {} pack; storage holds it under {}/",
-            c.kind.folder(),
-            stored.kind.folder()
-        ));
+        problems.push(ClaimProblem::WrongKind {
+            listed: c.kind,
+            stored: stored.kind,
+        });
     }
     let capacity = stored.size / ENTRY_LEN as u64;
     let blobs = already + (c.end - c.start) as u64;
     if blobs > capacity {
-        problems.push(format!(
-            "claims {blobs} blobs (listing the pack again counts); a pack of {} bytes holds \
-             at most {capacity}",
-            stored.size
-        ));
+        problems.push(ClaimProblem::TooManyBlobs {
+            blobs,
+            size: stored.size,
+            capacity,
+        });
         index.drop_unless(range, |_, _, _| false);
-        return Err(problems.join("; "));
+        return Err(ClaimProblems(problems));
     }
     let limit = max_raw(stored.kind, max_chunk);
     let dropped = index.drop_unless(range, |offset, length, raw_length| {
@@ -360,17 +413,16 @@ fn admit(
             && raw_length <= limit
     });
     if dropped > 0 {
-        problems.push(format!(
-            "{dropped} blob(s) lie outside the pack's {} bytes or are larger than a {} blob \
-             can be",
-            stored.size,
-            stored.kind.folder()
-        ));
+        problems.push(ClaimProblem::OutOfBounds {
+            dropped: dropped as u64,
+            size: stored.size,
+            kind: stored.kind,
+        });
     }
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.join("; "))
+        Err(ClaimProblems(problems))
     }
 }
 
@@ -423,9 +475,16 @@ mod tests {
         ];
         let (mut index, c) = claim(BlobKind::Tree, &blobs);
         let s = stored(BlobKind::Data, 4096);
-        let what = admit(&mut index, &c, 0, Some(&s), 65536).unwrap_err();
+        let what = admit(&mut index, &c, 0, Some(&s), 65536)
+            .unwrap_err()
+            .to_string();
         index.finish();
         assert_eq!(index.len(), 1);
+        assert_eq!(
+            what,
+            "listed as a tree pack; storage holds it under data/; 2 blob(s) lie outside the \
+             pack's 4096 bytes or are larger than a data blob can be"
+        );
         assert!(what.contains("listed as a tree pack"), "{what}");
         assert!(what.contains("2 blob(s)"), "{what}");
     }
@@ -434,7 +493,9 @@ mod tests {
     fn more_blobs_than_a_pack_can_hold_are_all_refused() {
         let blobs: Vec<_> = (0..3).map(|i| blob(i, 1, 1)).collect();
         let (mut index, c) = claim(BlobKind::Data, &blobs);
-        let what = admit(&mut index, &c, 0, Some(&stored(BlobKind::Data, 100)), 65536).unwrap_err();
+        let what = admit(&mut index, &c, 0, Some(&stored(BlobKind::Data, 100)), 65536)
+            .unwrap_err()
+            .to_string();
         index.finish();
         assert!(index.is_empty());
         assert!(what.contains("at most 2"));
