@@ -197,8 +197,9 @@ pub struct Documents<T> {
 }
 
 /// Turns a document's JSON (with who signed it) into what the caller keeps,
-/// or says why it is not a valid document.
-type Decode<T> = dyn Fn(&[u8], &Signer) -> std::result::Result<T, String>;
+/// or says why it is not a valid document (an error `E` whose message
+/// follows "not a valid document: ").
+type Decode<T, E> = dyn Fn(&[u8], &Signer) -> std::result::Result<T, E>;
 
 impl<T> Documents<T> {
     /// Files the outcome of reading listed object `obj` (named `id`).
@@ -300,13 +301,13 @@ impl Repository {
     /// and keeps only what `parse` returns. Documents are fetched
     /// [`Repository::fetch_jobs`] at a time, in batches of a few times
     /// that, so only one batch's JSON is held at once. An `Err` from
-    /// `parse` (a message saying why) makes the document unreadable, like
+    /// `parse` (an error saying why) makes the document unreadable, like
     /// one that is not valid JSON.
-    pub fn visit_signed_documents<T>(
+    pub fn visit_signed_documents<T, E: std::fmt::Display>(
         &self,
         kind: ObjectKind,
         signed: SignedKind,
-        parse: impl FnMut(&Id, &[u8], &Signer) -> std::result::Result<T, String>,
+        parse: impl FnMut(&Id, &[u8], &Signer) -> std::result::Result<T, E>,
     ) -> Result<Documents<(T, Signer)>> {
         let listed = self.list_documents(kind)?;
         Ok(self.visit_listed(&listed, signed, parse))
@@ -314,11 +315,11 @@ impl Repository {
 
     /// [`Repository::visit_signed_documents`] over documents listed before
     /// (by [`Repository::list_documents`]).
-    pub(crate) fn visit_listed<T>(
+    pub(crate) fn visit_listed<T, E: std::fmt::Display>(
         &self,
         listed: &[(ObjectInfo, Id)],
         signed: SignedKind,
-        mut parse: impl FnMut(&Id, &[u8], &Signer) -> std::result::Result<T, String>,
+        mut parse: impl FnMut(&Id, &[u8], &Signer) -> std::result::Result<T, E>,
     ) -> Documents<(T, Signer)> {
         let mut out = Documents {
             read: Vec::new(),
@@ -329,7 +330,7 @@ impl Repository {
         for batch in listed.chunks(jobs.max(1) * 4) {
             let fetched = fetch::bounded_map(batch, jobs, |(obj, _)| {
                 self.read_cached_with(&obj.key, Some(obj.size), Some(signed), &|json, _| {
-                    Ok(json.to_vec())
+                    Ok::<_, std::convert::Infallible>(json.to_vec())
                 })
             });
             for ((obj, id), result) in batch.iter().zip(fetched) {
@@ -345,7 +346,7 @@ impl Repository {
 
     /// What a document that decrypts but does not parse is: foreign to an
     /// owner (vault never wrote it), damage to anyone else.
-    fn not_a_document(&self, key: &str, why: String) -> Failure {
+    fn not_a_document(&self, key: &str, why: impl std::fmt::Display) -> Failure {
         let error = Error::format(key, format!("not a valid document: {why}"));
         if self.keys().is_owner() {
             Failure::Foreign(error)
@@ -422,18 +423,18 @@ impl Repository {
         signed: Option<SignedKind>,
     ) -> std::result::Result<(T, Signer), Failure> {
         self.read_cached_with(key, listed_size, signed, &|json, _| {
-            serde_json::from_slice(json).map_err(|e| e.to_string())
+            serde_json::from_slice(json)
         })
     }
 
     /// [`Repository::read_cached`] with the JSON handed to `decode` (with
     /// the signer) instead of deserialized.
-    fn read_cached_with<T>(
+    fn read_cached_with<T, E: std::fmt::Display>(
         &self,
         key: &str,
         listed_size: Option<u64>,
         signed: Option<SignedKind>,
-        decode: &Decode<T>,
+        decode: &Decode<T, E>,
     ) -> std::result::Result<(T, Signer), Failure> {
         if let (Some(c), Some(kind), Some(id)) = (self.cached(), kind_of(key), id_from_key(key))
             && cache::caches(kind)
@@ -452,12 +453,12 @@ impl Repository {
         self.read_document(key, listed_size, signed, decode)
     }
 
-    fn read_document<T>(
+    fn read_document<T, E: std::fmt::Display>(
         &self,
         key: &str,
         listed_size: Option<u64>,
         signed: Option<SignedKind>,
-        decode: &Decode<T>,
+        decode: &Decode<T, E>,
     ) -> std::result::Result<(T, Signer), Failure> {
         let limit = kind_of(key).map_or(limit(ObjectKind::Lock), limit);
         if let Some(size) = listed_size

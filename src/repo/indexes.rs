@@ -49,6 +49,17 @@ pub struct FalseClaim {
     pub what: ClaimProblems,
 }
 
+/// Why an index file is not a valid index document.
+#[derive(Debug, thiserror::Error)]
+enum IndexFileError {
+    /// Its JSON is not an index file.
+    #[error(transparent)]
+    Json(serde_json::Error),
+    /// It names more packs than an index holds.
+    #[error("names more than {MAX_PACKS} packs, more than vault indexes")]
+    TooManyPacks,
+}
+
 /// One thing an index file's claim about a pack gets wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClaimProblem {
@@ -285,12 +296,10 @@ impl Repository {
                 inner: &mut sink,
                 calls: Vec::new(),
             };
-            let parsed = stream::parse(json, &mut recorder).map_err(|e| e.to_string());
+            let parsed = stream::parse(json, &mut recorder).map_err(IndexFileError::Json);
             let calls = recorder.calls;
             let parsed = match (parsed, sink.too_many_packs) {
-                (Ok(_), true) => Err(format!(
-                    "names more than {MAX_PACKS} packs, more than vault indexes"
-                )),
+                (Ok(_), true) => Err(IndexFileError::TooManyPacks),
                 (p, _) => p,
             };
             match &parsed {
