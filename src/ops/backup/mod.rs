@@ -27,7 +27,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::error::{Error, Result};
-use crate::format::id::{Id, PackId};
+use crate::format::id::{PackId, SnapshotId};
 use crate::format::snapshot::{InputError, Snapshot, SourceRecord, SourceStatus};
 use crate::repo::{ObjectKind, Repository};
 pub use crate::source::command::CommandSource;
@@ -76,7 +76,7 @@ pub struct BackupOptions {
 #[derive(Debug, Clone)]
 pub struct BackupOutcome {
     /// The new snapshot's id.
-    pub id: Id,
+    pub id: SnapshotId,
     /// Its header.
     pub snapshot: Snapshot,
     /// Packs an interrupted backup on this host had uploaded without
@@ -251,7 +251,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         tracing::warn!("could not save the file cache: {e}");
     }
     Ok(BackupOutcome {
-        id,
+        id: SnapshotId(id),
         snapshot,
         resumed,
         compressed_outputs,
