@@ -193,19 +193,29 @@ pub fn frame(block: &SignatureBlock, compressed: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Why [`unframe`] refuses a leading signature frame.
+#[derive(Debug, thiserror::Error)]
+pub enum BadFrame {
+    /// The frame claims more bytes than a block may have, or than follow.
+    #[error("signature block of {0} bytes is malformed")]
+    Malformed(usize),
+    /// The frame's bytes are not a signature block.
+    #[error("signature block is not valid: {0}")]
+    Invalid(serde_json::Error),
+}
+
 /// Splits a sealed plaintext into its signature block (if it starts with
 /// one) and the rest (the zstd frame of the document). A leading frame that
 /// is too large or not a valid block is an error: it was not written by vault.
-pub fn unframe(plaintext: &[u8]) -> Result<(Option<SignatureBlock>, &[u8]), String> {
+pub fn unframe(plaintext: &[u8]) -> Result<(Option<SignatureBlock>, &[u8]), BadFrame> {
     if plaintext.len() < 8 || plaintext[..4] != FRAME_MAGIC.to_le_bytes() {
         return Ok((None, plaintext));
     }
     let len = u32::from_le_bytes(plaintext[4..8].try_into().expect("4 bytes")) as usize;
     if len > MAX_BLOCK || plaintext.len() < 8 + len {
-        return Err(format!("signature block of {len} bytes is malformed"));
+        return Err(BadFrame::Malformed(len));
     }
-    let block = serde_json::from_slice(&plaintext[8..8 + len])
-        .map_err(|e| format!("signature block is not valid: {e}"))?;
+    let block = serde_json::from_slice(&plaintext[8..8 + len]).map_err(BadFrame::Invalid)?;
     Ok((Some(block), &plaintext[8 + len..]))
 }
 
@@ -236,7 +246,10 @@ mod tests {
         // A huge claimed length is refused before anything is parsed.
         let mut bad = framed.clone();
         bad[4..8].copy_from_slice(&(1u32 << 30).to_le_bytes());
-        assert!(unframe(&bad).is_err());
+        assert_eq!(
+            unframe(&bad).unwrap_err().to_string(),
+            "signature block of 1073741824 bytes is malformed"
+        );
     }
 
     #[test]
