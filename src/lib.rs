@@ -96,7 +96,7 @@
 //! let (snapshots, damaged) = owner.snapshots()?;
 //! assert!(damaged.is_empty());
 //! let (id, snapshot) = &snapshots[0];
-//! assert_eq!(id.0, made.id);
+//! assert_eq!(*id, made.id);
 //! let target = dir.path().join("restored");
 //! let report = restore::restore(
 //!     &owner,
