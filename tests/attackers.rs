@@ -16,10 +16,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::str::FromStr;
-use std::sync::Arc;
 
-use vault::repo::{Access, Repository};
-use vault::storage::LocalStorage;
+use vault::repo::Repository;
+
+use crate::util::open_repo;
 
 /// Someone who can read and write the repository's files, without any key.
 pub struct StorageAttacker {
@@ -155,11 +155,7 @@ pub struct WriterAttacker {
 
 impl WriterAttacker {
     pub fn new(root: &Path, writer_key: &Path) -> Self {
-        let repo = Repository::open(
-            Arc::new(LocalStorage::new(root)),
-            Access::IdentityFile(writer_key),
-        )
-        .unwrap();
+        let repo = open_repo(root, writer_key);
         assert!(
             !repo.keys().is_owner(),
             "a writer attacker holds no owner key"

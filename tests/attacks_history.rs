@@ -11,10 +11,8 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
 
-use vault::repo::{Access, ObjectKind, Repository};
-use vault::storage::LocalStorage;
+use vault::repo::ObjectKind;
 
 use crate::attackers::StorageAttacker;
 use crate::util::*;
@@ -79,10 +77,6 @@ fn backup_id(repo: &Path, key: &Path, path: &Path) -> String {
     assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["id"].as_str().unwrap().to_owned()
-}
-
-fn open(repo: &Path, key: &Path) -> Repository {
-    Repository::open(Arc::new(LocalStorage::new(repo)), Access::IdentityFile(key)).unwrap()
 }
 
 /// Vector: db1's own host key (one compromised host) and write access to
@@ -168,7 +162,7 @@ fn planted_index_entries_in_a_copy_target_do_not_make_copy_skip_data() {
     write(&src.join("b.txt"), b"hello\n");
     let snap = backup_id(&env.repo, &env.writer_key, &src);
 
-    let index = open(&env.repo, &env.writer_key)
+    let index = open_repo(&env.repo, &env.writer_key)
         .load_index_files()
         .unwrap()
         .index;
@@ -243,7 +237,7 @@ fn on_a_local_repository_file_times_do_not_move_a_headers_upload_time() {
     write(&evil.join("db.sql"), b"DROP TABLE users;\n");
     backup_id(&env.repo, &env.writer_key, &evil);
 
-    let shared = open(&env.repo, &env.writer_key);
+    let shared = open_repo(&env.repo, &env.writer_key);
     let (_, header) = shared.find_snapshot(&real).unwrap();
     let mut forged = header.clone();
     forged.time = chrono::Utc::now() + chrono::Duration::minutes(3);
@@ -257,14 +251,14 @@ fn on_a_local_repository_file_times_do_not_move_a_headers_upload_time() {
 
     let mut ahead = header.clone();
     ahead.time = chrono::Utc::now() + chrono::Duration::minutes(50);
-    let id2 = open(&env.repo, &db1)
+    let id2 = open_repo(&env.repo, &db1)
         .put_signed_json(ObjectKind::Snapshot, &ahead)
         .unwrap();
     touch(&env.repo.join("snapshots").join(id2.to_hex()), ahead.time);
     write(&db.join("db.sql"), &noise(3_000, 99));
     let later = backup_id(&env.repo, &db1, &db);
 
-    let owner = open(&env.repo, &env.owner_key);
+    let owner = open_repo(&env.repo, &env.owner_key);
     let set = owner.verified_snapshots().unwrap();
     let rec = set.records.iter().find(|r| r.id.0 == id).unwrap();
     assert!(!rec.trust.usable(), "{:?}", rec.trust);

@@ -330,11 +330,7 @@ fn vector_planted_future_lock_does_not_stop_prune() {
     assert!(atk.list("locks/").is_empty(), "prune left a lock behind");
 
     // Control: the owner's own lock (another host's prune) is honoured...
-    let owner = vault::repo::Repository::open(
-        std::sync::Arc::new(vault::storage::LocalStorage::new(&env.repo)),
-        vault::repo::Access::IdentityFile(&env.owner_key),
-    )
-    .unwrap();
+    let owner = open_repo(&env.repo, &env.owner_key);
     let genuine = vault::ops::lock::LockRecord {
         time: "9999-01-01T00:00:00Z".parse().unwrap(),
         host: "another-host".into(),

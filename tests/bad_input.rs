@@ -5,7 +5,6 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use vault::crypto::Keyring;
 use vault::format::id::{BlobId, Id};
@@ -13,9 +12,8 @@ use vault::format::index::{IndexFile, IndexedPack};
 use vault::format::pack::BlobKind;
 use vault::format::snapshot::{Snapshot, SourceRecord, SourceStatus, Totals};
 use vault::format::tree::{Bytes, Node, NodeKind, Tree};
+use vault::repo::ObjectKind;
 use vault::repo::packer::PackBuilder;
-use vault::repo::{Access, ObjectKind, Repository};
-use vault::storage::LocalStorage;
 
 use crate::util::*;
 
@@ -256,11 +254,7 @@ fn craft_snapshot(
     env: &Env,
     make_root: impl FnOnce(&[u8; 32], &mut dyn FnMut(Tree) -> Id) -> Tree,
 ) -> String {
-    let repo = Repository::open(
-        Arc::new(LocalStorage::new(&env.repo)),
-        Access::IdentityFile(&env.owner_key),
-    )
-    .unwrap();
+    let repo = open_repo(&env.repo, &env.owner_key);
     let key = *repo.keys().chunk_key();
     let content = b"pwned\n";
     let mut data = PackBuilder::new(BlobKind::Data, &repo.keys().owner_only(), 0).unwrap();
@@ -726,11 +720,7 @@ fn planted_index_entries_cannot_hide_genuine_copies() {
     let (env, src) = env_with_two_packs();
     // Anyone with the writer key can add index files; make one that points
     // every blob at the wrong place.
-    let repo = Repository::open(
-        Arc::new(LocalStorage::new(&env.repo)),
-        Access::IdentityFile(&env.writer_key),
-    )
-    .unwrap();
+    let repo = open_repo(&env.repo, &env.writer_key);
     for obj in objects(&env.repo, "index") {
         let key = format!("index/{}", obj.file_name().unwrap().to_string_lossy());
         let mut file: IndexFile = repo.get_json(&key).unwrap();
@@ -758,11 +748,7 @@ fn a_snapshot_forged_into_the_future_is_not_latest_and_status_names_it() {
     write(&src.join("f"), b"newest content\n");
     env.backup(&[&src]);
     // A writer-key holder re-publishes the old snapshot dated a year ahead.
-    let repo = Repository::open(
-        Arc::new(LocalStorage::new(&env.repo)),
-        Access::IdentityFile(&env.writer_key),
-    )
-    .unwrap();
+    let repo = open_repo(&env.repo, &env.writer_key);
     let (_, mut forged) = repo.find_snapshot(&old).unwrap();
     forged.time += chrono::Duration::days(365);
     repo.put_shared_json(ObjectKind::Snapshot, &forged).unwrap();

@@ -1,8 +1,6 @@
 //! `vault drill`: latest snapshot per source set, one random older, and a
 //! rotating slice of packs that covers the repository within the period.
 
-use std::sync::Arc;
-
 use crate::util::*;
 
 #[test]
@@ -71,11 +69,7 @@ fn pack_slices_cover_every_pack_within_the_period() {
         "1",
     ]));
     backup_no_cache(&small, &env.path("w2.key"), &src);
-    let repo = vault::repo::Repository::open(
-        Arc::new(vault::storage::LocalStorage::new(&small)),
-        vault::repo::Access::IdentityFile(&env.owner_key),
-    )
-    .unwrap();
+    let repo = open_repo(&small, &env.owner_key);
     let (index, _) = repo.load_index().unwrap();
     let total = index.packs().count() as u64;
     assert!(total >= 10, "{total} packs");

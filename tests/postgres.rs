@@ -174,13 +174,20 @@ pub fn make_app_db(pg: &PgServer) {
     );
 }
 
-#[test]
-fn native_dump_records_row_counts_and_restores_into_postgres() {
+/// A PostgreSQL server holding the `app` database, a workspace, and the
+/// `--json` result of a successful backup of `app` into it.
+pub fn app_backed_up() -> (PgServer, Env, serde_json::Value) {
     let pg = PgServer::start();
     make_app_db(&pg);
     let env = Env::new();
     let (out, v) = env.backup_json(&["--postgres", &pg.conninfo("app")]);
     assert_success(&out);
+    (pg, env, v)
+}
+
+#[test]
+fn native_dump_records_row_counts_and_restores_into_postgres() {
+    let (pg, env, v) = app_backed_up();
     let sources = v["snapshot"]["sources"].as_array().unwrap();
     let dump = sources
         .iter()
@@ -393,11 +400,7 @@ pub fn scratch_clusters(env: &Env) -> Vec<String> {
 
 #[test]
 fn verify_loads_the_dump_into_a_scratch_cluster_and_compares_every_table() {
-    let pg = PgServer::start();
-    make_app_db(&pg);
-    let env = Env::new();
-    let (out, _) = env.backup_json(&["--postgres", &pg.conninfo("app")]);
-    assert_success(&out);
+    let (_pg, env, _) = app_backed_up();
     let (out, v) = drill(&env);
     assert_success(&out);
     assert_eq!(v["passed"], true);
@@ -422,19 +425,11 @@ fn verify_loads_the_dump_into_a_scratch_cluster_and_compares_every_table() {
 
 #[test]
 fn verify_fails_naming_a_table_that_lost_rows() {
-    let pg = PgServer::start();
-    make_app_db(&pg);
-    let env = Env::new();
-    let (out, v) = env.backup_json(&["--postgres", &pg.conninfo("app")]);
-    assert_success(&out);
+    let (_pg, env, v) = app_backed_up();
     // Forge a snapshot whose recorded counts disagree with the dump: as if
     // the dump had lost rows of public.orders.
     let id = v["id"].as_str().unwrap();
-    let repo = vault::repo::Repository::open(
-        std::sync::Arc::new(vault::storage::LocalStorage::new(&env.repo)),
-        vault::repo::Access::IdentityFile(&env.owner_key),
-    )
-    .unwrap();
+    let repo = open_repo(&env.repo, &env.owner_key);
     let mut snap: vault::format::snapshot::Snapshot =
         repo.get_json(&format!("snapshots/{id}")).unwrap();
     for s in &mut snap.sources {
@@ -457,11 +452,7 @@ fn verify_fails_naming_a_table_that_lost_rows() {
 
 #[test]
 fn verify_catches_a_corrupted_dump() {
-    let pg = PgServer::start();
-    make_app_db(&pg);
-    let env = Env::new();
-    let (out, _) = env.backup_json(&["--postgres", &pg.conninfo("app")]);
-    assert_success(&out);
+    let (_pg, env, _) = app_backed_up();
     // Damage the pack holding the dump's content.
     let mut packs: Vec<PathBuf> = Vec::new();
     for d in fs::read_dir(env.repo.join("data")).unwrap().flatten() {
@@ -616,11 +607,7 @@ fn a_postgresql_uri_is_accepted_and_a_password_in_it_refused() {
 /// dump saved as a file; row counts match the snapshot header's.
 #[test]
 fn the_runbook_restores_a_dump_into_a_live_server() {
-    let pg = PgServer::start();
-    make_app_db(&pg);
-    let env = Env::new();
-    let (out, v) = env.backup_json(&["--postgres", &pg.conninfo("app")]);
-    assert_success(&out);
+    let (pg, env, v) = app_backed_up();
     let counts = source_of_kind(&v, "postgres")["details"]["row_counts"].clone();
     pg.sql(
         "postgres",

@@ -156,11 +156,7 @@ fn run_vector(v: &Vector) {
             assert_code(&out, 4);
             assert_eq!(db["failure"], "needs_superuser", "{db}");
             let record = report["drill"].as_str().expect("a drill record");
-            let repo = vault::repo::Repository::open(
-                std::sync::Arc::new(vault::storage::LocalStorage::new(&env.repo)),
-                vault::repo::Access::IdentityFile(&env.owner_key),
-            )
-            .unwrap();
+            let repo = open_repo(&env.repo, &env.owner_key);
             let r: serde_json::Value = repo.get_json(&format!("drills/{record}")).unwrap();
             assert_eq!(r["passed"], false);
             assert_eq!(r["summary"]["databases_needing_superuser"], 1, "{r}");

@@ -450,10 +450,7 @@ fn a_drill_that_cannot_switch_users_refuses_and_says_how() {
 
 #[test]
 fn a_missing_or_privileged_drill_user_is_refused_before_restoring() {
-    let pg = PgServer::start();
-    make_app_db(&pg);
-    let env = Env::new();
-    assert_success(&env.backup_json(&["--postgres", &pg.conninfo("app")]).0);
+    let (_pg, env, _) = app_backed_up();
     let out = drill_command(&env, &["--drill-user", "vault-no-such-user"])
         .output()
         .unwrap();
@@ -534,19 +531,11 @@ fn a_drill_killed_outright_leaves_a_cluster_the_next_drill_removes() {
 
 #[test]
 fn forged_source_names_never_reach_pg_restore() {
-    let pg = PgServer::start();
-    make_app_db(&pg);
-    let env = Env::new();
-    let (out, v) = env.backup_json(&["--postgres", &pg.conninfo("app")]);
-    assert_success(&out);
+    let (_pg, env, v) = app_backed_up();
     // A writer key holder rewrites the header: the dump's source now also
     // appears under names that lead out of the sandbox.
     let id = v["id"].as_str().unwrap();
-    let repo = vault::repo::Repository::open(
-        std::sync::Arc::new(vault::storage::LocalStorage::new(&env.repo)),
-        vault::repo::Access::IdentityFile(&env.writer_key),
-    )
-    .unwrap();
+    let repo = open_repo(&env.repo, &env.writer_key);
     let mut snap: vault::format::snapshot::Snapshot =
         repo.get_json(&format!("snapshots/{id}")).unwrap();
     let dump = snap

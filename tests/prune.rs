@@ -290,16 +290,12 @@ fn prune_removes_old_leftovers_of_killed_puts_and_keeps_fresh_ones() {
 #[test]
 fn a_prune_lock_held_by_a_zombie_process_is_treated_as_dead() {
     use vault::format::lock::LockRecord;
-    use vault::repo::{Access, ObjectKind, Repository};
+    use vault::repo::ObjectKind;
     let env = Env::new();
     let src = env.path("src");
     write(&src.join("f"), b"x\n");
     env.backup(&[&src]);
-    let owner = Repository::open(
-        std::sync::Arc::new(vault::storage::LocalStorage::new(&env.repo)),
-        Access::IdentityFile(&env.owner_key),
-    )
-    .unwrap();
+    let owner = open_repo(&env.repo, &env.owner_key);
     let plant = |pid: u32| {
         let record = LockRecord {
             time: chrono::Utc::now(),

@@ -15,16 +15,14 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
 use vault::format::id::{BlobId, Id};
 use vault::format::index::{IndexFile, IndexedBlob, IndexedPack};
 use vault::format::pack::BlobKind;
 use vault::format::snapshot::{Snapshot, SourceRecord, SourceStatus, Totals};
 use vault::format::tree::{Bytes, Node, NodeKind, Tree};
+use vault::repo::{ObjectKind, Repository};
 use vault::repo::packer::PackBuilder;
-use vault::repo::{Access, ObjectKind, Repository};
-use vault::storage::LocalStorage;
 
 use crate::util::*;
 
@@ -61,11 +59,7 @@ struct Crafter {
 
 impl Crafter {
     fn new(env: &Env) -> Self {
-        let repo = Repository::open(
-            Arc::new(LocalStorage::new(&env.repo)),
-            Access::IdentityFile(&env.writer_key),
-        )
-        .unwrap();
+        let repo = open_repo(&env.repo, &env.writer_key);
         assert!(
             !repo.keys().is_owner(),
             "the attacker holds the writer key only"
@@ -698,11 +692,7 @@ fn a_blob_found_by_its_id_key_is_checked_against_the_full_id() {
     let src = env.path("src");
     write(&src.join("a.bin"), &noise(50_000, 9));
     env.backup(&[&src]);
-    let repo = Repository::open(
-        Arc::new(LocalStorage::new(&env.repo)),
-        Access::IdentityFile(&env.owner_key),
-    )
-    .unwrap();
+    let repo = open_repo(&env.repo, &env.owner_key);
     let full = repo.load_index_files().unwrap().index;
     let (blob, _) = full
         .blobs()

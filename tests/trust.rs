@@ -69,11 +69,7 @@ fn backup_with(env: &Env, key: &Path, paths: &[&Path]) -> serde_json::Value {
 
 /// The repository opened with `key`, as an attacker's modified client would.
 fn open(env: &Env, key: &Path) -> Repository {
-    Repository::open(
-        Arc::new(LocalStorage::new(&env.repo)),
-        Access::IdentityFile(key),
-    )
-    .unwrap()
+    open_repo(&env.repo, key)
 }
 
 fn snapshots_json(env: &Env, key: &Path) -> Vec<serde_json::Value> {

@@ -334,3 +334,13 @@ pub fn snapshot_ids_in(repo: &str, key: &Path) -> Vec<String> {
         .map(|s| s["id"].as_str().unwrap().to_owned())
         .collect()
 }
+
+/// Opens the local repository at `repo` with the key file at `key`, as a
+/// test that plays an attacker or inspects objects does.
+pub fn open_repo(repo: &Path, key: &Path) -> vault::repo::Repository {
+    vault::repo::Repository::open(
+        std::sync::Arc::new(vault::storage::LocalStorage::new(repo)),
+        vault::repo::Access::IdentityFile(key),
+    )
+    .expect("open the repository")
+}
