@@ -44,7 +44,7 @@ impl Moto {
             .spawn()
             .expect("python3 with moto[server] (scripts/install-test-deps.sh installs it)");
         let mut moto = Moto { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 Instant::now() < deadline,
