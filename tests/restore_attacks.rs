@@ -21,8 +21,8 @@ use vault::format::index::{IndexFile, IndexedBlob, IndexedPack};
 use vault::format::pack::BlobKind;
 use vault::format::snapshot::{Snapshot, SourceRecord, SourceStatus, Totals};
 use vault::format::tree::{Bytes, Node, NodeKind, Tree};
-use vault::repo::{ObjectKind, Repository};
 use vault::repo::packer::PackBuilder;
+use vault::repo::{ObjectKind, Repository};
 
 use crate::util::*;
 
