@@ -313,6 +313,90 @@ fn an_invalid_file_stops_only_what_needs_it_and_no_config_skips_it() {
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }
 
+/// With an invalid file, the read-only commands on a repository named on
+/// the command line (diff, find, stats; tag, which names its snapshots)
+/// warn and go on, and so does every way of reading help or the version:
+/// the operator must be able to read `vault backup --help` to fix the file.
+/// Copy and check still stop.
+#[test]
+fn an_invalid_file_leaves_reading_commands_and_help_working() {
+    let (env, _src, file) = configured();
+    let text = fs::read_to_string(&file)
+        .unwrap()
+        .replace("keep_last", "keep_lastt");
+    fs::write(&file, text).unwrap();
+    let cfg = file.to_str().unwrap();
+    let repo = env.repo.to_str().unwrap();
+    let owner = env.owner_key.to_str().unwrap();
+    let writer = env.writer_key.to_str().unwrap();
+    assert_success(&run(&[
+        "--no-config",
+        "backup",
+        "-r",
+        repo,
+        "-i",
+        writer,
+        "--no-cache",
+        _src.to_str().unwrap(),
+    ]));
+    let with_repo = |cmd: &[&str], key: &str| {
+        let mut a = vec!["--config", cfg];
+        a.extend(cmd);
+        a.extend(["-r", repo, "-i", key]);
+        run(&a)
+    };
+    for (cmd, key) in [
+        (vec!["diff", "latest", "latest"], owner),
+        (vec!["find", "*"], owner),
+        (vec!["stats"], writer),
+        (vec!["stats", "latest"], owner),
+    ] {
+        let out = with_repo(&cmd, key);
+        assert_success(&out);
+        let err = stderr(&out);
+        assert_contains(&err, "keep_lastt");
+        assert_contains(&err, "the configuration file is not used");
+    }
+    let list = run(&[
+        "--no-config",
+        "snapshots",
+        "-r",
+        repo,
+        "-i",
+        writer,
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let id = v[0]["id"].as_str().unwrap().to_owned();
+    let out = with_repo(&["tag", &id, "--add", "checked"], owner);
+    assert_success(&out);
+    for args in [
+        vec!["--config", cfg, "--help"],
+        vec!["--config", cfg, "--version"],
+        vec!["--config", cfg, "backup", "--help"],
+        vec!["--config", cfg, "backup", "-h"],
+        vec!["--config", cfg, "help", "backup"],
+    ] {
+        let out = run(&args);
+        assert_success(&out);
+        assert!(!stdout(&out).is_empty(), "{args:?} printed nothing");
+    }
+    assert_contains(
+        &stdout(&run(&["--config", cfg, "backup", "--help"])),
+        "--exclude-file",
+    );
+    // What acts on the file's settings still stops, help or not elsewhere.
+    for cmd in [vec!["copy", "--to", "/nonexistent"], vec!["check"]] {
+        let out = with_repo(&cmd, owner);
+        assert_code(&out, 2);
+        assert_contains(&stderr(&out), "vault config check");
+    }
+    // `--help` after `--` is an argument, not a request for help.
+    let out = run(&["--config", cfg, "backup", "--", "--help"]);
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), "keep_lastt");
+}
+
 #[test]
 fn a_passphrase_owner_opens_through_the_configured_passphrase_file() {
     let dir = tempfile::tempdir().unwrap();
