@@ -47,6 +47,76 @@ impl Setup {
     }
 }
 
+/// One run reports the content's problems and the files' problems
+/// together (a missing key file, a group-readable one, a missing
+/// Prometheus directory), each once, in file order; each missing file's
+/// hint names the command that makes that kind of file.
+#[test]
+fn config_check_reports_file_problems_in_the_same_run_with_the_right_maker() {
+    let s = Setup::new();
+    let d = s.dir.path();
+    let open_key = d.join("open.key");
+    fs::write(&open_key, "x\n").unwrap();
+    fs::set_permissions(&open_key, fs::Permissions::from_mode(0o644)).unwrap();
+    let text = format!(
+        "repository = {repo:?}\nidentity = {writer:?}\npassphrase_file = {open:?}\n\n\
+         [retention]\nkeep_last = 200000\nkeep_dayly = 3\n\n\
+         [drill]\nidentity = {owner:?}\n\n\
+         [status]\nprometheus_file = {prom:?}\nmax_backup_age = \"1 day\"\n",
+        repo = d.join("repo"),
+        writer = d.join("missing-writer.key"),
+        open = open_key,
+        owner = d.join("missing-owner.key"),
+        prom = d.join("no-such-dir/vault.prom"),
+    );
+    let out = s.check(&text);
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("  help:")).collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} not in:\n{err}"))
+    };
+    let order = [
+        at("missing-writer.key does not exist"),
+        at("open.key is accessible by group or others"),
+        at("`keep_last` = 200000 is more than 100000"),
+        at("unknown key `keep_dayly`"),
+        at("missing-owner.key does not exist"),
+        at("the directory"),
+        at("`max_backup_age`"),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "file order: {err}");
+    assert_contains(&err, &format!("{}: 7 problems", s.name()));
+    // The writer key comes from init / add-host / rotate-writer; the drill's
+    // owner key from key generate.
+    let help_after = |needle: &str| lines_after(&err, needle);
+    let writer_help = help_after("missing-writer.key does not exist");
+    assert_contains(&writer_help, "vault init --writer-key-out");
+    assert_contains(&writer_help, "vault key add-host HOST --writer-key-out");
+    let owner_help = help_after("missing-owner.key does not exist");
+    assert_contains(&owner_help, "vault key generate --output");
+    assert!(!owner_help.contains("writer"), "{owner_help}");
+    assert_contains(&help_after("the directory"), "mkdir -p");
+
+    // A relative path is one problem, not also a missing directory.
+    let out = s.check(&format!(
+        "repository = {:?}\n[status]\nprometheus_file = \"rel/vault.prom\"\n",
+        d.join("repo")
+    ));
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), "1 problem");
+}
+
+/// The `help:` line that follows the first line containing `needle`.
+fn lines_after(text: &str, needle: &str) -> String {
+    let mut it = text.lines().skip_while(|l| !l.contains(needle));
+    it.next();
+    it.next().unwrap_or_default().to_owned()
+}
+
 #[test]
 fn valid_file_is_ok_with_a_summary() {
     let s = Setup::new();
@@ -313,6 +383,90 @@ fn an_invalid_file_stops_only_what_needs_it_and_no_config_skips_it() {
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }
 
+/// With an invalid file, the read-only commands on a repository named on
+/// the command line (diff, find, stats; tag, which names its snapshots)
+/// warn and go on, and so does every way of reading help or the version:
+/// the operator must be able to read `vault backup --help` to fix the file.
+/// Copy and check still stop.
+#[test]
+fn an_invalid_file_leaves_reading_commands_and_help_working() {
+    let (env, _src, file) = configured();
+    let text = fs::read_to_string(&file)
+        .unwrap()
+        .replace("keep_last", "keep_lastt");
+    fs::write(&file, text).unwrap();
+    let cfg = file.to_str().unwrap();
+    let repo = env.repo.to_str().unwrap();
+    let owner = env.owner_key.to_str().unwrap();
+    let writer = env.writer_key.to_str().unwrap();
+    assert_success(&run(&[
+        "--no-config",
+        "backup",
+        "-r",
+        repo,
+        "-i",
+        writer,
+        "--no-cache",
+        _src.to_str().unwrap(),
+    ]));
+    let with_repo = |cmd: &[&str], key: &str| {
+        let mut a = vec!["--config", cfg];
+        a.extend(cmd);
+        a.extend(["-r", repo, "-i", key]);
+        run(&a)
+    };
+    for (cmd, key) in [
+        (vec!["diff", "latest", "latest"], owner),
+        (vec!["find", "*"], owner),
+        (vec!["stats"], writer),
+        (vec!["stats", "latest"], owner),
+    ] {
+        let out = with_repo(&cmd, key);
+        assert_success(&out);
+        let err = stderr(&out);
+        assert_contains(&err, "keep_lastt");
+        assert_contains(&err, "the configuration file is not used");
+    }
+    let list = run(&[
+        "--no-config",
+        "snapshots",
+        "-r",
+        repo,
+        "-i",
+        writer,
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let id = v[0]["id"].as_str().unwrap().to_owned();
+    let out = with_repo(&["tag", &id, "--add", "checked"], owner);
+    assert_success(&out);
+    for args in [
+        vec!["--config", cfg, "--help"],
+        vec!["--config", cfg, "--version"],
+        vec!["--config", cfg, "backup", "--help"],
+        vec!["--config", cfg, "backup", "-h"],
+        vec!["--config", cfg, "help", "backup"],
+    ] {
+        let out = run(&args);
+        assert_success(&out);
+        assert!(!stdout(&out).is_empty(), "{args:?} printed nothing");
+    }
+    assert_contains(
+        &stdout(&run(&["--config", cfg, "backup", "--help"])),
+        "--exclude-file",
+    );
+    // What acts on the file's settings still stops, help or not elsewhere.
+    for cmd in [vec!["copy", "--to", "/nonexistent"], vec!["check"]] {
+        let out = with_repo(&cmd, owner);
+        assert_code(&out, 2);
+        assert_contains(&stderr(&out), "vault config check");
+    }
+    // `--help` after `--` is an argument, not a request for help.
+    let out = run(&["--config", cfg, "backup", "--", "--help"]);
+    assert_code(&out, 2);
+    assert_contains(&stderr(&out), "keep_lastt");
+}
+
 #[test]
 fn a_passphrase_owner_opens_through_the_configured_passphrase_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -481,15 +635,17 @@ fn config_check_reports_every_problem_in_one_run_in_plain_words() {
         "`pg_url`",
         "`max_backup_age` in [status] must be a duration in double quotes, not a number",
         "`max_drill_age` in [status] is not a duration",
-        "6 problems",
+        // The file checks run in the same run: the Prometheus file's
+        // directory must exist.
+        "`prometheus_file`: the directory",
+        "7 problems",
     ] {
         assert_contains(&err, want);
     }
     for jargon in ["u32", "invalid type", "boolean", "a string"] {
         assert!(!err.contains(jargon), "{jargon:?} in:\n{err}");
     }
-    // Once the types are right, the file checks run too: the Prometheus
-    // file's directory must exist.
+    // Alone, the same problem.
     let prom = s.dir.path().join("no-such-dir/vault.prom");
     let out = s.check(&format!(
         "{}[status]\nprometheus_file = {prom:?}\n",

@@ -242,6 +242,68 @@ fn s3_without(env: &[(&str, &str)]) -> (std::process::Output, usize) {
     (out, connections)
 }
 
+/// Runs `vault snapshots` against `endpoint` with working credentials and
+/// region and no AWS configuration from this machine.
+fn s3_at(endpoint: &str) -> std::process::Output {
+    let home = tempfile::tempdir().unwrap();
+    let key = home.path().join("k");
+    assert_success(&run(&["key", "generate", "-o", key.to_str().unwrap()]));
+    Command::new(vault_bin())
+        .args(["snapshots", "-r", "s3://bucket/host1", "-i"])
+        .arg(&key)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", home.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "example")
+        .env("VAULT_S3_RETRY_BASE_MS", "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_s3_endpoint_that_refuses_from_the_start_is_one_plain_line_not_retried() {
+    // A port nothing listens on: bound, then released.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    // user:password in the URL must not reach the message.
+    let out = s3_at(&format!("http://someone:hunter2@127.0.0.1:{port}"));
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    assert_contains(
+        &err,
+        &format!("S3 endpoint http://127.0.0.1:{port} cannot be reached"),
+    );
+    assert_contains(&err, "Connection refused");
+    assert_contains(&err, "check AWS_ENDPOINT_URL or [s3] endpoint");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    for jargon in [
+        "attempts",
+        "DispatchFailure",
+        "ConnectorError",
+        "{",
+        "hunter2",
+    ] {
+        assert!(!err.contains(jargon), "{jargon:?} in {err}");
+    }
+
+    // A host name that does not resolve (.invalid never does, RFC 2606).
+    let out = s3_at("http://vault-test.invalid:9000");
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    assert_contains(
+        &err,
+        "S3 endpoint http://vault-test.invalid:9000 cannot be reached",
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!err.contains("attempts"), "{err}");
+}
+
 #[test]
 fn s3_misconfiguration_is_one_plain_line_and_never_retried() {
     let (out, connections) = s3_without(&[("AWS_REGION", "us-east-1")]);

@@ -604,6 +604,77 @@ fn a_dump_needing_extensions_loads_with_them_created_beforehand() {
     assert_eq!(people["found"], 25);
 }
 
+/// A `--pg-url` the drill cannot use is the operator's mistake: exit 2
+/// naming `why` before any work, no report, no drill record (so `vault
+/// status` does not blame the backups for it).
+fn refused_before_any_work(env: &Env, out: &std::process::Output, why: &str) {
+    assert_code(out, 2);
+    let err = stderr(out);
+    assert_contains(&err, "--pg-url");
+    assert_contains(&err, why);
+    assert_contains(&err, "no drill recorded");
+    assert!(out.stdout.is_empty(), "no report: {}", stdout(out));
+    let drills = env.repo.join("drills");
+    let records = fs::read_dir(&drills).map_or(0, |d| d.count());
+    assert_eq!(records, 0, "no drill record in {}", drills.display());
+}
+
+/// A `--pg-url` whose server does not answer, or that names a database
+/// that does not exist, is refused before anything is restored: exit 2,
+/// no drill record, and `vault status` shows no failed drill. The same
+/// backup then passes its drill against the right URL.
+#[test]
+fn an_unusable_pg_url_is_refused_before_any_work_and_records_no_drill() {
+    let pg = PgServer::start();
+    make_app_db(&pg);
+    pg.sql("postgres", "CREATE ROLE drill LOGIN CREATEDB;");
+    let env = Env::new();
+    assert_success(&env.backup_json(&["--postgres", &pg.conninfo("app")]).0);
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let nowhere = format!("postgresql://drill@127.0.0.1:{closed}/postgres");
+    let out = drill_command(&env, &["--pg-url", &nowhere])
+        .output()
+        .unwrap();
+    refused_before_any_work(&env, &out, &format!("port {closed} failed"));
+    // `vault drill` too, with the URL from the configuration file.
+    let cfg = env.path("vault.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[drill]\npg_url = \"{}\"\n",
+            pg.conninfo_as("drill", "nosuchdb")
+        ),
+    )
+    .unwrap();
+    let out = Command::new(vault_bin())
+        .args(["--config", cfg.to_str().unwrap(), "drill", "-r"])
+        .arg(&env.repo)
+        .arg("-i")
+        .arg(&env.owner_key)
+        .env("TMPDIR", drill_tmp(&env))
+        .output()
+        .unwrap();
+    refused_before_any_work(&env, &out, "nosuchdb");
+    let out = env.vault(&["status"], &env.writer_key, &[]);
+    assert!(!stdout(&out).contains("a drill failed"), "{}", stdout(&out));
+
+    let (out, v) = {
+        let out = drill_command(
+            &env,
+            &["--json", "--pg-url", &pg.conninfo_as("drill", "postgres")],
+        )
+        .output()
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out, v)
+    };
+    assert_success(&out);
+    assert_eq!(v["report"]["databases"][0]["passed"], true, "{v}");
+}
+
 #[test]
 fn a_prepared_server_must_not_load_as_a_privileged_role() {
     let pg = PgServer::start();
@@ -621,20 +692,13 @@ fn a_prepared_server_must_not_load_as_a_privileged_role() {
         ("maker", "maker (CREATEROLE)"),
         ("runner", "pg_execute_server_program"),
     ] {
-        let (out, v) = {
-            let out = drill_command(
-                &env,
-                &["--json", "--pg-url", &pg.conninfo_as(role, "postgres")],
-            )
-            .output()
-            .unwrap();
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            (out, v)
-        };
-        assert_code(&out, 4);
-        let db = &v["report"]["databases"][0];
-        assert_eq!(db["failure"], "setup", "{role}: {db}");
-        assert_contains(db["error"].as_str().unwrap(), why);
+        let out = drill_command(
+            &env,
+            &["--json", "--pg-url", &pg.conninfo_as(role, "postgres")],
+        )
+        .output()
+        .unwrap();
+        refused_before_any_work(&env, &out, why);
     }
     let left = pg.sql(
         "postgres",
@@ -755,8 +819,8 @@ fn a_dump_that_sleeps_or_spins_while_loading_ends_as_a_timed_out_drill() {
 
 /// `--pg-url` loads dumps as its conninfo's role: a role that can read or
 /// write server files, or that may become a superuser through a role it is
-/// a member of, is refused by name (`failure: setup`, exit 4, nothing
-/// created); `--pg-url-trust-superuser` is the operator's explicit
+/// a member of, is refused by name before any work (exit 2, no drill
+/// recorded, nothing created); `--pg-url-trust-superuser` is the operator's explicit
 /// override (the drill then loads, with a warning), and means nothing
 /// without `--pg-url`.
 #[test]
@@ -786,11 +850,7 @@ fn a_prepared_servers_privileged_role_is_refused_unless_the_operator_trusts_it()
         )
         .output()
         .unwrap();
-        assert_code(&out, 4);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let db = &v["report"]["databases"][0];
-        assert_eq!(db["failure"], "setup", "{role}: {db}");
-        assert_contains(db["error"].as_str().unwrap(), why);
+        refused_before_any_work(&env, &out, why);
     }
     let left = pg.sql(
         "postgres",

@@ -120,14 +120,21 @@ fn written_units_pass_systemd_analyze_verify() {
                 dir.path().join("etc/aws").display()
             ),
         );
+        // Every command reads the file's cache_dir: drill and forget too
+        // must be able to write it under ProtectSystem=strict.
+        assert_contains(
+            &text,
+            &format!(
+                "Environment=VAULT_CACHE_DIR={}\n",
+                dir.path().join("cache").display()
+            ),
+        );
+        assert_contains(
+            &text,
+            &format!("ReadWritePaths={}\n", dir.path().join("cache").display()),
+        );
+        assert!(!text.contains("CacheDirectory="), "{u}: {text}");
     }
-    assert_contains(
-        &backup,
-        &format!(
-            "Environment=VAULT_CACHE_DIR={}\n",
-            dir.path().join("cache").display()
-        ),
-    );
     // The owner key only on the drill host's units.
     assert!(!backup.contains("owner.key"), "{backup}");
     assert_contains(
@@ -213,6 +220,10 @@ fn units_print_to_stdout_without_output() {
         "{text}"
     );
     assert_contains(&text, "LoadCredential=owner.key:/etc/vault/owner.key");
+    // Without a cache_dir the drill gets systemd's cache directory, as the
+    // backup does, instead of a home directory that may not exist.
+    assert_contains(&text, "CacheDirectory=vault\n");
+    assert_contains(&text, "Environment=VAULT_CACHE_DIR=%C/vault\n");
 }
 
 #[test]

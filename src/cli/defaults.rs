@@ -77,14 +77,36 @@ pub fn no_config(args: &[OsString]) -> bool {
 
 /// Whether the subcommand can go on without the configuration file's
 /// settings when the file is invalid (after a warning): commands that read
-/// a repository given on the command line, and those that need no settings.
-/// Backup, forget, prune, drill and status act on the file's settings and
-/// stop instead.
+/// a repository given on the command line, those that need no settings,
+/// and every `--help`, `help` and `--version` (how else would one read up
+/// on fixing the file?). Backup, forget, prune, drill, status, copy and
+/// check act on the file's settings and stop instead.
 pub fn can_do_without(args: &[OsString]) -> bool {
-    matches!(
-        subcommand(args).as_deref(),
-        Some("restore" | "ls" | "dump" | "snapshots" | "completions" | "man" | "key" | "init")
-    )
+    let asks_for_help = args
+        .iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| ["-h", "--help", "-V", "--version"].contains(&a.to_string_lossy().as_ref()));
+    asks_for_help
+        || matches!(
+            subcommand(args).as_deref(),
+            Some(
+                "restore"
+                    | "ls"
+                    | "dump"
+                    | "snapshots"
+                    | "diff"
+                    | "find"
+                    | "stats"
+                    | "mount"
+                    | "tag"
+                    | "completions"
+                    | "man"
+                    | "help"
+                    | "key"
+                    | "init"
+            )
+        )
 }
 
 fn collect(s: &Settings) -> Defaults {

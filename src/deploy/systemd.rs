@@ -99,7 +99,7 @@ pub struct UnitOptions {
     /// Paths the services may write: a local-directory repository, the
     /// Prometheus file's directory.
     pub write_paths: Vec<PathBuf>,
-    /// The backup's cache directory (`cache_dir`); `None`: systemd's
+    /// The services' cache directory (`cache_dir`); `None`: systemd's
     /// `CacheDirectory=vault`.
     pub cache_dir: Option<PathBuf>,
     /// Files handed over with `LoadCredential=`, in addition to the
@@ -281,21 +281,20 @@ fn service(opts: &UnitOptions, credentials: &[Credential], job: Job) -> String {
         s += &format!("LoadCredential={}:{}\n", c.name, esc_path(&c.path));
         s += &format!("Environment={var}=%d/{}\n", c.name);
     }
-    match job {
-        Job::Backup => {
-            s += "StateDirectory=vault\nStateDirectoryMode=0700\n";
-            match &opts.cache_dir {
-                // The configuration file's `cache_dir`, writable below.
-                Some(dir) => s += &format!("Environment=VAULT_CACHE_DIR={}\n", esc_path(dir)),
-                None => {
-                    s += "CacheDirectory=vault\nCacheDirectoryMode=0700\n";
-                    s += "Environment=VAULT_CACHE_DIR=%C/vault\n";
-                }
-            }
+    s += "StateDirectory=vault\nStateDirectoryMode=0700\n";
+    // Every job reads the repository's metadata through the cache (the
+    // configuration file's `cache_dir` applies to every command).
+    match &opts.cache_dir {
+        // The configuration file's `cache_dir`, writable below.
+        Some(dir) => s += &format!("Environment=VAULT_CACHE_DIR={}\n", esc_path(dir)),
+        None => {
+            s += "CacheDirectory=vault\nCacheDirectoryMode=0700\n";
+            s += "Environment=VAULT_CACHE_DIR=%C/vault\n";
         }
-        Job::Forget => s += "StateDirectory=vault\nStateDirectoryMode=0700\n",
+    }
+    match job {
+        Job::Backup | Job::Forget => {}
         Job::Drill => {
-            s += "StateDirectory=vault\nStateDirectoryMode=0700\n";
             // Restores can be large: the (private) /var/tmp is on disk where
             // /tmp may be a tmpfs. PostgreSQL's JIT needs writable+executable
             // memory, which MemoryDenyWriteExecute= forbids.
@@ -331,7 +330,7 @@ fn service(opts: &UnitOptions, credentials: &[Credential], job: Job) -> String {
     for p in &opts.write_paths {
         s += &format!("ReadWritePaths={}\n", esc_path(p));
     }
-    if let (Job::Backup, Some(dir)) = (job, &opts.cache_dir) {
+    if let Some(dir) = &opts.cache_dir {
         s += &format!("ReadWritePaths={}\n", esc_path(dir));
     }
     s += "PrivateTmp=yes\n\

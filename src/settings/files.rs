@@ -35,6 +35,38 @@ fn key_files(s: &Settings) -> Vec<(String, &Path)> {
         .collect()
 }
 
+/// How the file named by the dotted key `key` comes to exist: each kind
+/// of file has its own maker, and `vault key generate` makes only an
+/// owner's age identity.
+fn how_to_make(key: &str, path: &Path) -> String {
+    let p = path.display();
+    match key {
+        "identity" => format!(
+            "put the writer key there: made by `vault init --writer-key-out {p}`, or by an \
+             owner with `vault key add-host HOST --writer-key-out {p}` (a key of this host's own) \
+             or `vault key rotate-writer --writer-key-out {p}`; on a drill host, an owner key \
+             (`vault key generate --output {p}`)"
+        ),
+        "drill.identity" => format!(
+            "put an owner key there (`vault key generate --output {p}` makes one; `vault key \
+             add-owner` admits it)"
+        ),
+        "passphrase_file" => {
+            format!(
+                "write the owner's passphrase into it (`install -m 0600 /dev/null {p}`, then edit it)"
+            )
+        }
+        "s3.credentials_file" => format!(
+            "write an AWS shared credentials file there (`[default]` with aws_access_key_id and \
+             aws_secret_access_key; `install -m 0600 /dev/null {p}` first)"
+        ),
+        _ => format!(
+            "write a pgpass file there (lines of host:port:database:user:password; \
+             `install -m 0600 /dev/null {p}` first)"
+        ),
+    }
+}
+
 /// Checks every key file named by `s`.
 pub fn check(s: &Settings) -> Vec<Problem> {
     let mut out = Vec::new();
@@ -50,8 +82,7 @@ pub fn check(s: &Settings) -> Vec<Problem> {
                 }
                 out.push(problem(
                     format!("`{short}`: {} does not exist", path.display()),
-                    "create it (a key: `vault key generate --output FILE`) or correct the path"
-                        .into(),
+                    format!("{}, or correct the path", how_to_make(&key, path)),
                 ));
             }
             Err(e) => out.push(problem(

@@ -278,21 +278,34 @@ impl Settings {
     /// messages only; nothing is read). Returns every problem found by the
     /// stage that failed: secrets and unknown keys first, then types, then values.
     pub fn from_toml(text: &str, file: &Path) -> Result<Settings, SettingsError> {
+        match Settings::from_toml_lenient(text, file) {
+            (Some(s), problems) if problems.is_empty() => Ok(s),
+            (_, problems) => Err(SettingsError::Invalid(problems)),
+        }
+    }
+
+    /// Like [`Settings::from_toml`], but also returns what could be read
+    /// when there are problems: the settings with every key a problem was
+    /// found in set aside (`None` when the text is not TOML, holds a secret
+    /// or has a value of the wrong type that could not be set aside), so
+    /// that `vault config check` can look at the files it names in the same
+    /// run. Never a problem-free `None`.
+    pub fn from_toml_lenient(text: &str, file: &Path) -> (Option<Settings>, Vec<Problem>) {
         let problem = |f: schema::Found| {
             let mut p = Problem::new(file, Some(Location::of_span(text, &f.span)), f.message);
             p.help = f.help;
             p
         };
-        let invalid = |mut found: Vec<schema::Found>| {
+        let invalid = |mut found: Vec<schema::Found>| -> Vec<Problem> {
             found.sort_by_key(|f| f.span.start);
-            SettingsError::Invalid(found.into_iter().map(problem).collect())
+            found.into_iter().map(problem).collect()
         };
         let mut found = schema::age_secrets(text);
         let root = match toml::de::DeTable::parse(text) {
             Ok(root) => root,
             Err(e) => {
                 found.push(from_toml_error(&e, "TOML syntax error: "));
-                return Err(invalid(found));
+                return (None, invalid(found));
             }
         };
         let (spans, walked) = schema::walk(root.get_ref());
@@ -300,7 +313,7 @@ impl Settings {
             // An age secret somewhere: stop here, so that no later message
             // can repeat any part of it.
             found.extend(walked);
-            return Err(invalid(found));
+            return (None, invalid(found));
         }
         found.extend(walked);
         let converted: Result<Settings, toml::de::Error> = if spans.dropped.is_empty() {
@@ -317,7 +330,7 @@ impl Settings {
         };
         let mut settings = match converted {
             Ok(s) => s,
-            Err(_) if !found.is_empty() => return Err(invalid(found)),
+            Err(_) if !found.is_empty() => return (None, invalid(found)),
             Err(e) => {
                 // Name the key whose value has the wrong type.
                 let key = e.span().and_then(|at| {
@@ -327,7 +340,10 @@ impl Settings {
                         .find(|(_, s)| **s == at)
                         .map(|(k, _)| format!("`{k}`: "))
                 });
-                return Err(invalid(vec![from_toml_error(&e, &key.unwrap_or_default())]));
+                return (
+                    None,
+                    invalid(vec![from_toml_error(&e, &key.unwrap_or_default())]),
+                );
             }
         };
         // A table's own findings (`[backup] has no source`) may only say
@@ -347,9 +363,6 @@ impl Settings {
                 .into_iter()
                 .filter(|f| !parents.contains(&f.span)),
         );
-        if !found.is_empty() {
-            return Err(invalid(found));
-        }
         settings.file = file.to_owned();
         settings.locations = spans
             .keys
@@ -357,11 +370,25 @@ impl Settings {
             .chain(spans.values.iter().filter(|(k, _)| k.ends_with(']')))
             .map(|(k, span)| (k.clone(), Location::of_span(text, span)))
             .collect();
-        Ok(settings)
+        (Some(settings), invalid(found))
     }
 
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Settings, SettingsError> {
+        Settings::from_toml(&Settings::read_text(path)?, path)
+    }
+
+    /// Reads the file at `path` for `vault config check`: what could be
+    /// read of it (see [`Settings::from_toml_lenient`]) and every problem.
+    pub fn load_lenient(path: &Path) -> Result<(Option<Settings>, Vec<Problem>), SettingsError> {
+        Ok(Settings::from_toml_lenient(
+            &Settings::read_text(path)?,
+            path,
+        ))
+    }
+
+    /// The text of the file at `path` (UTF-8, or an error naming it).
+    fn read_text(path: &Path) -> Result<String, SettingsError> {
         let read_err = |error| SettingsError::Read {
             path: path.to_owned(),
             error,
@@ -373,7 +400,7 @@ impl Settings {
                 "not UTF-8 text",
             ))
         })?;
-        Settings::from_toml(&text, path)
+        Ok(text)
     }
 
     /// The file the CLI should read: `explicit` (from `--config` or

@@ -381,7 +381,10 @@ fn conninfo(v: &mut Checker<'_>, at: &str, key: &str, text: &str, strict: bool) 
         v.err(
             at,
             format!("`{key}`: {e}"),
-            Some("write key=value settings, e.g. \"dbname=app host=/run/postgresql user=backup\""),
+            Some(
+                "write key=value settings, e.g. \"dbname=app host=/run/postgresql user=backup\", \
+                 or a URI, e.g. \"postgresql://backup@db.example/app\"",
+            ),
         );
     }
 }

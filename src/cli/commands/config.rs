@@ -37,12 +37,24 @@ pub fn check(explicit: Option<PathBuf>, json: bool) -> Result<ExitCode> {
         output::error(&SettingsError::NotFound.into());
         return Ok(ExitCode::Usage);
     };
-    let (settings, problems) = match Settings::load(&path) {
-        Ok(s) => {
-            let p = s.check_files();
-            (Some(s), p)
+    let (settings, problems) = match Settings::load_lenient(&path) {
+        // The files the readable part names are looked at in the same run,
+        // except on a line that already has a problem.
+        Ok((Some(s), mut problems)) => {
+            let lines: Vec<_> = problems
+                .iter()
+                .filter_map(|p| p.location.map(|l| l.line))
+                .collect();
+            problems.extend(
+                s.check_files()
+                    .into_iter()
+                    .filter(|p| !p.location.is_some_and(|l| lines.contains(&l.line))),
+            );
+            problems.sort_by_key(|p| p.location.map(|l| (l.line, l.column)));
+            let valid = problems.is_empty();
+            (valid.then_some(s), problems)
         }
-        Err(SettingsError::Invalid(p)) => (None, p),
+        Ok((None, p)) => (None, p),
         Err(e @ SettingsError::Read { .. }) => {
             let missing = matches!(&e, SettingsError::Read { error, .. }
                 if error.kind() == std::io::ErrorKind::NotFound);

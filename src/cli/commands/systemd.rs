@@ -36,7 +36,7 @@ pub struct SystemdArgs {
     force: bool,
     /// The config file the services pass to vault; when it exists, its
     /// local repository and prometheus_file directory become
-    /// ReadWritePaths=, its cache_dir the backup's cache, and its
+    /// ReadWritePaths=, its cache_dir the services' cache, and its
     /// [retention] a forget timer (with --drill).
     #[arg(long, default_value = "/etc/vault/vault.toml")]
     config: PathBuf,

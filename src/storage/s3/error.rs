@@ -1,7 +1,7 @@
 //! S3 errors sorted into what a retry can fix and what it cannot, and
 //! mapped to [`StorageError`]s that name the object key.
 
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use crate::storage::StorageError;
 
@@ -10,6 +10,10 @@ pub(super) enum Failure {
     /// Another attempt may succeed (5xx, throttling, timeouts, dropped
     /// connections, truncated bodies); carries the cause for the final message.
     Transient(String),
+    /// No connection could be made at all (refused, or the host name does
+    /// not resolve): transient once the endpoint has answered, a
+    /// misconfiguration before that. Carries the cause.
+    Unreachable(String),
     /// No retry can help.
     Final(StorageError),
 }
@@ -82,6 +86,50 @@ where
     None
 }
 
+/// The error and its causes as one plain line (`a: b: c`), without the
+/// SDK's debug rendering of its structures; a cause whose text the
+/// previous one already ends with is left out.
+pub(super) fn plain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !parts.last().is_some_and(|p| p.ends_with(&text)) {
+            parts.push(text);
+        }
+        cause = c.source();
+    }
+    parts.join(": ")
+}
+
+/// Whether a dispatch failure is a connection that could not be made at
+/// all: refused, or a host name that does not resolve.
+fn unreachable<E>(e: &SdkError<E>) -> bool
+where
+    E: std::error::Error + 'static,
+{
+    let SdkError::DispatchFailure(d) = e else {
+        return false;
+    };
+    let Some(root) = d.as_connector_error() else {
+        return false;
+    };
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(root);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        let text = c.to_string();
+        if text.starts_with("dns error") || text.contains("failed to lookup address") {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// Sorts an SDK error into transient and final.
 pub(super) fn classify<E>(key: &str, e: SdkError<E>) -> Failure
 where
@@ -95,9 +143,8 @@ where
         SdkError::DispatchFailure(d) if d.is_timeout() => {
             Failure::Transient("timed out waiting for the server".into())
         }
-        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            Failure::Transient(DisplayErrorContext(&e).to_string())
-        }
+        SdkError::DispatchFailure(_) if unreachable(&e) => Failure::Unreachable(plain(&e)),
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => Failure::Transient(plain(&e)),
         SdkError::ServiceError(_) => {
             let status = status_of(&e);
             // 501: the store does not implement the request; asking again
@@ -161,5 +208,5 @@ where
     if matches!(e, SdkError::ServiceError(_)) {
         return io_err(key, describe(status, &e));
     }
-    io_err(key, DisplayErrorContext(e))
+    io_err(key, plain(&e))
 }

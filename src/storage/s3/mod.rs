@@ -69,6 +69,27 @@ mod backend {
         pub(super) lock: Arc<Mutex<Option<ObjectLock>>>,
         pub(super) windows: Arc<WindowCache>,
         pub(super) versions: Arc<VersionState>,
+        /// Whether any request has succeeded yet: until one has, an
+        /// endpoint that refuses connections is a misconfiguration, not a
+        /// hiccup worth retrying.
+        pub(super) reached: Arc<std::sync::atomic::AtomicBool>,
+        /// The endpoint as configured (`AWS_ENDPOINT_URL`, `[s3] endpoint`),
+        /// or a description of AWS's, for messages.
+        pub(super) endpoint: String,
+    }
+
+    /// `url` without a `user:password@` part, for messages.
+    fn without_userinfo(url: &str) -> String {
+        match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let host_end = rest.find('/').unwrap_or(rest.len());
+                match rest[..host_end].rfind('@') {
+                    Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                    None => url.to_owned(),
+                }
+            }
+            None => url.to_owned(),
+        }
     }
 
     impl S3Storage {
@@ -95,6 +116,11 @@ mod backend {
                 lock: Arc::new(Mutex::new(None)),
                 windows: Arc::default(),
                 versions: Arc::default(),
+                reached: Arc::default(),
+                endpoint: options
+                    .endpoint
+                    .as_deref()
+                    .map_or_else(|| "AWS's S3 endpoint".to_owned(), without_userinfo),
             })
         }
 

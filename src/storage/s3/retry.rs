@@ -5,9 +5,9 @@
 //! error names the key, the number of attempts and the last cause.
 
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::S3Storage;
@@ -31,9 +31,19 @@ impl S3Storage {
             loop {
                 attempt += 1;
                 let cause = match op().await {
-                    Ok(v) => return Ok(v),
+                    Ok(v) => {
+                        self.reached.store(true, Ordering::Relaxed);
+                        return Ok(v);
+                    }
                     Err(Failure::Final(e)) => return Err(e),
-                    Err(Failure::Transient(cause)) => cause,
+                    Err(Failure::Unreachable(cause)) if !self.reached.load(Ordering::Relaxed) => {
+                        return Err(StorageError::Misconfigured(format!(
+                            "S3 endpoint {} cannot be reached ({cause}); check AWS_ENDPOINT_URL \
+                             or [s3] endpoint",
+                            self.endpoint
+                        )));
+                    }
+                    Err(Failure::Transient(cause) | Failure::Unreachable(cause)) => cause,
                 };
                 if attempt >= self.tuning.max_attempts {
                     return Err(StorageError::RetriesExhausted {
@@ -84,7 +94,7 @@ pub(super) async fn collect(
             Ok(Some(Err(e))) => {
                 return Err(Failure::Transient(format!(
                     "connection lost while reading the body: {}",
-                    DisplayErrorContext(e)
+                    super::error::plain(&e)
                 )));
             }
         }

@@ -172,10 +172,25 @@ impl DatabaseDrill {
     /// Checks, before anything is restored, that dumps can be loaded the
     /// safe way: the drill user exists, is unprivileged and not the drill's
     /// own, and this process can switch to it. A `--pg-url` server is the
-    /// operator's to isolate and needs no switch.
+    /// operator's to isolate and needs no switch, but it must answer and
+    /// its role must not be privileged (unless trusted): a server the drill
+    /// cannot use is the operator's mistake, reported here before any work
+    /// rather than recorded as a failed drill of every database.
     pub fn preflight(&self) -> Result<()> {
-        if self.pg_url.is_some() {
-            return Ok(());
+        if let Some(url) = &self.pg_url {
+            return match load::Target::prepared(
+                url,
+                &self.pg_env,
+                self.pg_url_trust_privileged,
+                &Cancel::new(),
+            ) {
+                Ok(_) => Ok(()),
+                Err(Fail::Cancelled) => Err(cancelled()),
+                Err(Fail::Failed(_, why)) => Err(Error::InvalidInput(format!(
+                    "{why}; no dump was loaded and no drill recorded (fix the server or \
+                     --pg-url / [drill] pg_url, or leave it out for a scratch cluster)"
+                ))),
+            };
         }
         DrillUser::resolve(&self.drill_user)
             .map(|_| ())
