@@ -737,7 +737,7 @@ fn read_command(
     } else {
         Inspect::Nothing
     };
-    match store_stream(stdout, tx, repo, sink, inspect) {
+    match store_stream(stdout, u64::MAX, tx, repo, sink, inspect) {
         Ok(data) => Ok(running.finish().map(|_| data)?),
         Err(why) => Err(ReadError::Aborted {
             why: Box::new(why),
@@ -774,7 +774,7 @@ fn read_file(
     } else {
         Inspect::Nothing
     };
-    store_stream(file, tx, repo, sink, inspect)
+    store_stream(file, m.len(), tx, repo, sink, inspect)
 }
 
 /// What [`store_stream`] looks at besides storing the content.
@@ -788,71 +788,150 @@ enum Inspect {
     Head,
 }
 
-/// Chunks, hashes and submits everything `reader` yields.
+/// Streams at least this long (a file's size; command output always) are
+/// chunked on one thread and hashed and submitted on another, so one large
+/// file keeps two cores busy.
+pub const SPLIT_MIN: u64 = 4 << 20;
+
+/// Chunks waiting between the chunking and the hashing thread of one
+/// stream (each at most the largest chunk, 64 KiB by default).
+const SPLIT_QUEUE: usize = 16;
+
+/// Chunks, hashes and submits everything `reader` yields; `expected` is its
+/// length as far as known (a file's size, `u64::MAX` for command output).
 fn store_stream(
-    reader: impl std::io::Read,
+    reader: impl std::io::Read + Send,
+    expected: u64,
     tx: &Sender<RawBlob>,
     repo: &Repository,
     sink: &BlobSink<'_>,
     inspect: Inspect,
 ) -> Result<FileData, ReadError> {
-    let inspect_keystore = inspect == Inspect::Keystore;
-    let mut whole = Vec::new();
-    let ids = repo.keys().blob_ids();
     let seed = chunk::gear_seed(repo.keys().chunk_key());
-    let mut hasher = blake3::Hasher::new();
-    let mut content = Vec::new();
-    let mut size = 0u64;
-    // The chunks of a stream that may still be small (at most SALTED_MAX
-    // bytes in all): held back until it ends (their ids are salted) or
-    // grows past it (unsalted, like every later chunk).
-    let mut held: Vec<Vec<u8>> = Vec::new();
-    let send = |id: BlobId, data: Vec<u8>, salted: bool| {
-        sink.submit(tx, BlobKind::Data, id, data, salted)
-            .map_err(|_| ReadError::Cancelled)
-    };
-    for c in chunk::chunks(reader, &repo.config().chunker, seed) {
-        let data = c.map_err(ReadError::Read)?;
-        hasher.update(&data);
-        size += data.len() as u64;
-        if inspect_keystore && size <= crate::source::keystore::MAX_KEYSTORE {
-            whole.extend_from_slice(&data);
+    let params = &repo.config().chunker;
+    let mut digest = Digest::new(repo, sink, tx, inspect);
+    let mut chunks = chunk::chunks_sized(reader, params, seed, expected);
+    if expected < SPLIT_MIN {
+        for c in chunks {
+            digest.add(c.map_err(ReadError::Read)?)?;
         }
-        if inspect == Inspect::Head && whole.len() < squeeze::HEAD {
-            let take = data.len().min(squeeze::HEAD - whole.len());
-            whole.extend_from_slice(&data[..take]);
-        }
-        if size <= salt::SALTED_MAX {
-            held.push(data);
-            continue;
-        }
-        for data in held.drain(..).chain(std::iter::once(data)) {
-            let id = ids.unsalted(&data);
-            content.push(id);
-            send(id, data, false)?;
-        }
+        return digest.finish();
     }
-    for data in held {
-        let id = ids.salted(&data);
-        content.push(id);
-        send(id, data, true)?;
-    }
-    let certificates = if inspect_keystore && size <= crate::source::keystore::MAX_KEYSTORE {
-        crate::source::keystore::certificates(&whole)
-    } else {
-        Vec::new()
-    };
-    let looks_compressed = match inspect {
-        Inspect::Head => squeeze::looks_compressed(&whole),
-        _ => None,
-    };
-    Ok(FileData {
-        content,
-        hash: hasher.finalize().into(),
-        size,
-        certificates,
-        looks_compressed,
+    // Chunking is sequential; hashing, the dedup lookup and submitting
+    // (compression follows on the compressing threads) go on beside it.
+    let (chunk_tx, chunk_rx) = bounded::<Vec<u8>>(SPLIT_QUEUE);
+    std::thread::scope(|s| {
+        let hashing = s.spawn(move || -> Result<FileData, ReadError> {
+            for c in chunk_rx {
+                digest.add(c)?;
+            }
+            digest.finish()
+        });
+        let read = chunks.try_for_each(|c| {
+            // A closed queue: the hashing side stopped (its error wins).
+            let _ = chunk_tx.send(c.map_err(ReadError::Read)?);
+            Ok(())
+        });
+        drop(chunk_tx);
+        let hashed = hashing.join().expect("the hashing thread does not panic");
+        read.and(hashed)
     })
+}
+
+/// What storing one stream accumulates, chunk by chunk in order: the
+/// whole-content hash, the blob ids, and what [`Inspect`] asks for.
+struct Digest<'a, 's> {
+    ids: crate::format::salt::BlobIds,
+    sink: &'a BlobSink<'s>,
+    tx: &'a Sender<RawBlob>,
+    inspect: Inspect,
+    whole: Vec<u8>,
+    hasher: blake3::Hasher,
+    content: Vec<BlobId>,
+    size: u64,
+    /// The chunks of a stream that may still be small (at most SALTED_MAX
+    /// bytes in all): held back until it ends (their ids are salted) or
+    /// grows past it (unsalted, like every later chunk).
+    held: Vec<Vec<u8>>,
+}
+
+impl<'a, 's> Digest<'a, 's> {
+    fn new(
+        repo: &Repository,
+        sink: &'a BlobSink<'s>,
+        tx: &'a Sender<RawBlob>,
+        inspect: Inspect,
+    ) -> Self {
+        Digest {
+            ids: repo.keys().blob_ids(),
+            sink,
+            tx,
+            inspect,
+            whole: Vec::new(),
+            hasher: blake3::Hasher::new(),
+            content: Vec::new(),
+            size: 0,
+            held: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, id: BlobId, data: Vec<u8>, salted: bool) -> Result<(), ReadError> {
+        self.content.push(id);
+        self.sink
+            .submit(self.tx, BlobKind::Data, id, data, salted)
+            .map_err(|_| ReadError::Cancelled)
+    }
+
+    /// The next chunk: hashed (both passes while it is in cache) and
+    /// submitted.
+    fn add(&mut self, data: Vec<u8>) -> Result<(), ReadError> {
+        self.hasher.update(&data);
+        self.size += data.len() as u64;
+        let max_keystore = crate::source::keystore::MAX_KEYSTORE;
+        if self.inspect == Inspect::Keystore && self.size <= max_keystore {
+            self.whole.extend_from_slice(&data);
+        }
+        if self.inspect == Inspect::Head && self.whole.len() < squeeze::HEAD {
+            let take = data.len().min(squeeze::HEAD - self.whole.len());
+            self.whole.extend_from_slice(&data[..take]);
+        }
+        if self.size <= salt::SALTED_MAX {
+            self.held.push(data);
+            return Ok(());
+        }
+        for data in std::mem::take(&mut self.held) {
+            let id = self.ids.unsalted(&data);
+            self.send(id, data, false)?;
+        }
+        let id = self.ids.unsalted(&data);
+        self.send(id, data, false)
+    }
+
+    /// The stored stream, once every chunk was added.
+    fn finish(mut self) -> Result<FileData, ReadError> {
+        for data in std::mem::take(&mut self.held) {
+            let id = self.ids.salted(&data);
+            self.send(id, data, true)?;
+        }
+        let certificates = if self.inspect == Inspect::Keystore
+            && self.size <= crate::source::keystore::MAX_KEYSTORE
+        {
+            crate::source::keystore::certificates(&self.whole)
+        } else {
+            Vec::new()
+        };
+        let looks_compressed = match self.inspect {
+            Inspect::Head => squeeze::looks_compressed(&self.whole),
+            _ => None,
+        };
+        Ok(FileData {
+            content: self.content,
+            hash: self.hasher.finalize().into(),
+            size: self.size,
+            certificates,
+            looks_compressed,
+        })
+    }
 }
 
 /// A reader thread: takes file jobs until the walker is done.
