@@ -61,10 +61,6 @@ pub fn gear_seed(chunk_key: &[u8; 32]) -> u64 {
     u64::from_le_bytes(h[..8].try_into().expect("8 bytes"))
 }
 
-/// Bytes the chunker reads ahead: large reads and few moves of what is left
-/// (a buffer of one chunk's bound would read and shift once per chunk).
-const READ_AHEAD: usize = 256 * 1024;
-
 /// Splits a reader into content-defined chunks.
 ///
 /// The cut points are those of `fastcdc::v2020::StreamCDC` with the same
@@ -76,20 +72,62 @@ pub fn chunks<R: Read>(
     params: &ChunkerParams,
     seed: u64,
 ) -> impl Iterator<Item = std::io::Result<Vec<u8>>> + use<R> {
-    Chunker::new(reader, params, seed, u64::MAX)
+    Gear::new(params, seed).chunks(reader, u64::MAX)
 }
 
-/// [`chunks`] of a reader expected to yield about `expected` bytes (a
-/// file's size): a small file's first read buffer is its size, not the
-/// chunker's usual read-ahead. Any length is chunked correctly.
-pub fn chunks_sized<R: Read>(
-    reader: R,
-    params: &ChunkerParams,
-    seed: u64,
-    expected: u64,
-) -> impl Iterator<Item = std::io::Result<Vec<u8>>> + use<R> {
-    Chunker::new(reader, params, seed, expected)
+/// The chunker's sizes, masks and seeded gear tables, made once and shared
+/// by every stream a backup chunks.
+#[derive(Clone)]
+pub struct Gear {
+    min: usize,
+    avg: usize,
+    max: usize,
+    masks: (u64, u64),
+    tables: std::sync::Arc<(
+        std::borrow::Cow<'static, [u64]>,
+        std::borrow::Cow<'static, [u64]>,
+    )>,
 }
+
+impl Gear {
+    /// The chunker for `params` and gear seed `seed` ([`gear_seed`]).
+    pub fn new(params: &ChunkerParams, seed: u64) -> Self {
+        Gear {
+            min: params.min_size as usize,
+            avg: params.avg_size as usize,
+            max: params.max_size as usize,
+            masks: fastcdc::v2020::select_masks(
+                params.avg_size as usize,
+                fastcdc::v2020::Normalization::Level1,
+            ),
+            tables: std::sync::Arc::new(fastcdc::v2020::get_gear_with_seed(seed)),
+        }
+    }
+
+    /// [`chunks`] of a reader expected to yield about `expected` bytes (a
+    /// file's size; `u64::MAX` when unknown): a small file's first read
+    /// buffer is its size, not the chunker's usual read-ahead. Any length
+    /// is chunked correctly.
+    pub fn chunks<R: Read>(
+        &self,
+        reader: R,
+        expected: u64,
+    ) -> impl Iterator<Item = std::io::Result<Vec<u8>>> + use<R> {
+        Chunker {
+            reader,
+            buf: Vec::new(),
+            pos: 0,
+            len: 0,
+            eof: false,
+            expected,
+            gear: self.clone(),
+        }
+    }
+}
+
+/// Bytes the chunker reads ahead: large reads and few moves of what is left
+/// (a buffer of one chunk's bound would read and shift once per chunk).
+const READ_AHEAD: usize = 256 * 1024;
 
 /// The iterator behind [`chunks`].
 struct Chunker<R> {
@@ -102,43 +140,16 @@ struct Chunker<R> {
     eof: bool,
     /// The expected length, for the first buffer's size.
     expected: u64,
-    min: usize,
-    avg: usize,
-    max: usize,
-    masks: (u64, u64),
-    gear: (
-        std::borrow::Cow<'static, [u64]>,
-        std::borrow::Cow<'static, [u64]>,
-    ),
+    gear: Gear,
 }
 
 impl<R: Read> Chunker<R> {
-    fn new(reader: R, params: &ChunkerParams, seed: u64, expected: u64) -> Self {
-        let max = params.max_size as usize;
-        Chunker {
-            reader,
-            buf: Vec::new(),
-            pos: 0,
-            len: 0,
-            eof: false,
-            expected,
-            min: params.min_size as usize,
-            avg: params.avg_size as usize,
-            max,
-            masks: fastcdc::v2020::select_masks(
-                params.avg_size as usize,
-                fastcdc::v2020::Normalization::Level1,
-            ),
-            gear: fastcdc::v2020::get_gear_with_seed(seed),
-        }
-    }
-
     /// Reads until at least `max` bytes are ahead of `pos`, or the end.
     fn fill(&mut self) -> std::io::Result<()> {
-        if self.eof || self.len - self.pos >= self.max {
+        if self.eof || self.len - self.pos >= self.gear.max {
             return Ok(());
         }
-        let full = READ_AHEAD.max(2 * self.max);
+        let full = READ_AHEAD.max(2 * self.gear.max);
         if self.buf.is_empty() {
             // One byte more than expected, so the end shows in one read.
             let first = usize::try_from(self.expected.saturating_add(1)).unwrap_or(full);
@@ -157,7 +168,7 @@ impl<R: Read> Chunker<R> {
                     Err(e) => return Err(e),
                 }
             }
-            if self.eof || self.len >= self.max {
+            if self.eof || self.len >= self.gear.max {
                 return Ok(());
             }
             // Longer than expected: the usual read-ahead from now on.
@@ -178,18 +189,18 @@ impl<R: Read> Iterator for Chunker<R> {
         if self.pos == self.len {
             return None;
         }
-        let (mask_s, mask_l) = self.masks;
+        let (mask_s, mask_l) = self.gear.masks;
         let (_, n) = fastcdc::v2020::cut_gear(
             &self.buf[self.pos..self.len],
-            self.min,
-            self.avg,
-            self.max,
+            self.gear.min,
+            self.gear.avg,
+            self.gear.max,
             mask_s,
             mask_l,
             mask_s << 1,
             mask_l << 1,
-            &self.gear.0,
-            &self.gear.1,
+            &self.gear.tables.0,
+            &self.gear.tables.1,
         );
         let chunk = self.buf[self.pos..self.pos + n].to_vec();
         self.pos += n;
@@ -227,7 +238,13 @@ mod tests {
     #[test]
     fn cut_points_match_fastcdc_stream_cdc() {
         let p = ChunkerParams::default();
-        for (len, seed) in [(0, 1), (100, 2), (5000, 3), (3 << 20, 4), ((1 << 20) + 77, 5)] {
+        for (len, seed) in [
+            (0, 1),
+            (100, 2),
+            (5000, 3),
+            (3 << 20, 4),
+            ((1 << 20) + 77, 5),
+        ] {
             let mut data = pseudo_random(len);
             // Runs of zeros force maximum-size chunks.
             if len > 300_000 {
@@ -238,7 +255,8 @@ mod tests {
             let ours: Vec<Vec<u8>> = chunks(reader, &p, seed).map(Result::unwrap).collect();
             // Expected lengths below, at and above the real one.
             for expected in [0, len as u64 / 2, len as u64, len as u64 + 1, 1 << 40] {
-                let sized: Vec<Vec<u8>> = chunks_sized(&data[..], &p, seed, expected)
+                let sized: Vec<Vec<u8>> = Gear::new(&p, seed)
+                    .chunks(&data[..], expected)
                     .map(Result::unwrap)
                     .collect();
                 assert!(sized == ours, "length {len}, expected {expected}");

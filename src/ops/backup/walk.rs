@@ -726,7 +726,7 @@ fn synthetic_node(name: &std::ffi::OsStr, kind: NodeKind, mode: u32, names: &mut
 fn read_command(
     source: &CommandSource,
     tx: &Sender<RawBlob>,
-    repo: &Repository,
+    keys: &StreamKeys,
     sink: &BlobSink<'_>,
 ) -> Result<FileData, ReadError> {
     let (running, stdout) = Running::start(source).map_err(ReadError::Start)?;
@@ -737,7 +737,7 @@ fn read_command(
     } else {
         Inspect::Nothing
     };
-    match store_stream(stdout, u64::MAX, tx, repo, sink, inspect) {
+    match store_stream(stdout, u64::MAX, tx, keys, sink, inspect) {
         Ok(data) => Ok(running.finish().map(|_| data)?),
         Err(why) => Err(ReadError::Aborted {
             why: Box::new(why),
@@ -755,7 +755,7 @@ fn read_file(
     path: &Path,
     listed: (u64, u64),
     tx: &Sender<RawBlob>,
-    repo: &Repository,
+    keys: &StreamKeys,
     sink: &BlobSink<'_>,
 ) -> Result<FileData, ReadError> {
     let file = open_for_backup(path).map_err(ReadError::Open)?;
@@ -774,7 +774,7 @@ fn read_file(
     } else {
         Inspect::Nothing
     };
-    store_stream(file, m.len(), tx, repo, sink, inspect)
+    store_stream(file, m.len(), tx, keys, sink, inspect)
 }
 
 /// What [`store_stream`] looks at besides storing the content.
@@ -803,14 +803,12 @@ fn store_stream(
     reader: impl std::io::Read + Send,
     expected: u64,
     tx: &Sender<RawBlob>,
-    repo: &Repository,
+    keys: &StreamKeys,
     sink: &BlobSink<'_>,
     inspect: Inspect,
 ) -> Result<FileData, ReadError> {
-    let seed = chunk::gear_seed(repo.keys().chunk_key());
-    let params = &repo.config().chunker;
-    let mut digest = Digest::new(repo, sink, tx, inspect);
-    let mut chunks = chunk::chunks_sized(reader, params, seed, expected);
+    let mut digest = Digest::new(&keys.ids, sink, tx, inspect);
+    let mut chunks = keys.gear.chunks(reader, expected);
     if expected < SPLIT_MIN {
         for c in chunks {
             digest.add(c.map_err(ReadError::Read)?)?;
@@ -828,20 +826,38 @@ fn store_stream(
             digest.finish()
         });
         let read = chunks.try_for_each(|c| {
+            let c = c.map_err(ReadError::Read)?;
             // A closed queue: the hashing side stopped (its error wins).
-            let _ = chunk_tx.send(c.map_err(ReadError::Read)?);
-            Ok(())
+            chunk_tx.send(c).map_err(|_| ReadError::Cancelled)
         });
         drop(chunk_tx);
         let hashed = hashing.join().expect("the hashing thread does not panic");
-        read.and(hashed)
+        hashed.and_then(|data| read.map(|()| data))
     })
+}
+
+/// What a reader chunks and names blobs with, made once per thread (not
+/// per file: 200,000 small files would derive the keys 200,000 times).
+pub struct StreamKeys {
+    ids: crate::format::salt::BlobIds,
+    gear: chunk::Gear,
+}
+
+impl StreamKeys {
+    /// The chunker and blob ids of `repo`'s writer.
+    pub fn new(repo: &Repository) -> Self {
+        let seed = chunk::gear_seed(repo.keys().chunk_key());
+        StreamKeys {
+            ids: repo.keys().blob_ids(),
+            gear: chunk::Gear::new(&repo.config().chunker, seed),
+        }
+    }
 }
 
 /// What storing one stream accumulates, chunk by chunk in order: the
 /// whole-content hash, the blob ids, and what [`Inspect`] asks for.
 struct Digest<'a, 's> {
-    ids: crate::format::salt::BlobIds,
+    ids: &'a crate::format::salt::BlobIds,
     sink: &'a BlobSink<'s>,
     tx: &'a Sender<RawBlob>,
     inspect: Inspect,
@@ -857,13 +873,13 @@ struct Digest<'a, 's> {
 
 impl<'a, 's> Digest<'a, 's> {
     fn new(
-        repo: &Repository,
+        ids: &'a crate::format::salt::BlobIds,
         sink: &'a BlobSink<'s>,
         tx: &'a Sender<RawBlob>,
         inspect: Inspect,
     ) -> Self {
         Digest {
-            ids: repo.keys().blob_ids(),
+            ids,
             sink,
             tx,
             inspect,
@@ -942,13 +958,14 @@ pub fn reader(
     sink: &BlobSink<'_>,
     failure: &Failure,
 ) {
+    let keys = StreamKeys::new(repo);
     for job in jobs {
         if failure.stopped() {
             return;
         }
         let result = match &job.source {
-            JobSource::Path(path, listed) => read_file(path, *listed, &tx, repo, sink),
-            JobSource::Command(source) => read_command(source, &tx, repo, sink),
+            JobSource::Path(path, listed) => read_file(path, *listed, &tx, &keys, sink),
+            JobSource::Command(source) => read_command(source, &tx, &keys, sink),
         };
         let _ = job.reply.send(result);
     }
@@ -984,6 +1001,50 @@ mod tests {
                 Event::Other(n) | Event::File { node: n, .. } => name(&n),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_large_stream_hashed_beside_its_chunking_is_stored_as_in_one_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = super::super::tests::local_repo(dir.path(), 1 << 20);
+        let mut data = super::super::tests::noise(SPLIT_MIN as usize + (3 << 20), 7);
+        // A repeated stretch: chunks submitted once, listed twice.
+        let (a, b) = data.split_at_mut(3 << 20);
+        b[..1 << 20].copy_from_slice(&a[..1 << 20]);
+        let index = Index::compact();
+        let stats = super::super::Stats::default();
+        let sink = BlobSink::new(&index, &stats);
+        let (tx, rx) = unbounded();
+        let keys = StreamKeys::new(&repo);
+        let split = store_stream(
+            &data[..],
+            data.len() as u64,
+            &tx,
+            &keys,
+            &sink,
+            Inspect::Head,
+        )
+        .map_err(|e| e.to_string())
+        .unwrap();
+        let submitted = rx.try_iter().count();
+        // The same content read on one thread: the same ids, nothing new.
+        let one = store_stream(&data[..], 0, &tx, &keys, &sink, Inspect::Head)
+            .map_err(|e| e.to_string())
+            .unwrap();
+        assert_eq!(rx.try_iter().count(), 0);
+        assert!(split.content == one.content);
+        assert_eq!(split.hash, Id::of_bytes(&data));
+        assert_eq!((split.hash, split.size), (one.hash, one.size));
+        assert_eq!(split.looks_compressed, Some("incompressible"));
+        let distinct: std::collections::HashSet<_> = split.content.iter().collect();
+        assert_eq!(submitted, distinct.len());
+        assert!(distinct.len() < split.content.len());
+        let ids = repo.keys().blob_ids();
+        let seed = chunk::gear_seed(repo.keys().chunk_key());
+        let want: Vec<BlobId> = chunk::chunks(&data[..], &repo.config().chunker, seed)
+            .map(|c| ids.unsalted(&c.unwrap()))
+            .collect();
+        assert!(split.content == want);
     }
 
     #[test]
