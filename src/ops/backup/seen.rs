@@ -86,6 +86,7 @@ impl Seen {
     }
 
     /// Ids held in memory (the hash set), for tests of the bound.
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.recent.len()
     }
