@@ -83,11 +83,14 @@ pub struct Gear {
     avg: usize,
     max: usize,
     masks: (u64, u64),
-    tables: std::sync::Arc<(
-        std::borrow::Cow<'static, [u64]>,
-        std::borrow::Cow<'static, [u64]>,
-    )>,
+    tables: std::sync::Arc<GearTables>,
 }
+
+/// The gear table and its shifted twin (`fastcdc::v2020::get_gear_with_seed`).
+type GearTables = (
+    std::borrow::Cow<'static, [u64]>,
+    std::borrow::Cow<'static, [u64]>,
+);
 
 impl Gear {
     /// The chunker for `params` and gear seed `seed` ([`gear_seed`]).

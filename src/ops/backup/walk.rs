@@ -793,9 +793,13 @@ enum Inspect {
 /// file keeps two cores busy.
 pub const SPLIT_MIN: u64 = 4 << 20;
 
-/// Chunks waiting between the chunking and the hashing thread of one
-/// stream (each at most the largest chunk, 64 KiB by default).
-const SPLIT_QUEUE: usize = 16;
+/// Chunks go from the chunking to the hashing thread of one stream in
+/// batches of about this many bytes (one hand-over per read-ahead, not per
+/// chunk: a hand-over may wake a thread).
+const SPLIT_BATCH: usize = 256 * 1024;
+
+/// Batches waiting between the two threads of one stream.
+const SPLIT_QUEUE: usize = 4;
 
 /// Chunks, hashes and submits everything `reader` yields; `expected` is its
 /// length as far as known (a file's size, `u64::MAX` for command output).
@@ -808,7 +812,7 @@ fn store_stream(
     inspect: Inspect,
 ) -> Result<FileData, ReadError> {
     let mut digest = Digest::new(&keys.ids, sink, tx, inspect);
-    let mut chunks = keys.gear.chunks(reader, expected);
+    let chunks = keys.gear.chunks(reader, expected);
     if expected < SPLIT_MIN {
         for c in chunks {
             digest.add(c.map_err(ReadError::Read)?)?;
@@ -817,20 +821,36 @@ fn store_stream(
     }
     // Chunking is sequential; hashing, the dedup lookup and submitting
     // (compression follows on the compressing threads) go on beside it.
-    let (chunk_tx, chunk_rx) = bounded::<Vec<u8>>(SPLIT_QUEUE);
+    let (batch_tx, batch_rx) = bounded::<Vec<Vec<u8>>>(SPLIT_QUEUE);
     std::thread::scope(|s| {
         let hashing = s.spawn(move || -> Result<FileData, ReadError> {
-            for c in chunk_rx {
-                digest.add(c)?;
+            for batch in batch_rx {
+                for c in batch {
+                    digest.add(c)?;
+                }
             }
             digest.finish()
         });
-        let read = chunks.try_for_each(|c| {
-            let c = c.map_err(ReadError::Read)?;
-            // A closed queue: the hashing side stopped (its error wins).
-            chunk_tx.send(c).map_err(|_| ReadError::Cancelled)
-        });
-        drop(chunk_tx);
+        let read = (|| {
+            let (mut batch, mut bytes) = (Vec::new(), 0);
+            for c in chunks {
+                let c = c.map_err(ReadError::Read)?;
+                bytes += c.len();
+                batch.push(c);
+                if bytes >= SPLIT_BATCH {
+                    bytes = 0;
+                    // A closed queue: the hashing side stopped (its error wins).
+                    batch_tx
+                        .send(std::mem::take(&mut batch))
+                        .map_err(|_| ReadError::Cancelled)?;
+                }
+            }
+            if !batch.is_empty() {
+                batch_tx.send(batch).map_err(|_| ReadError::Cancelled)?;
+            }
+            Ok(())
+        })();
+        drop(batch_tx);
         let hashed = hashing.join().expect("the hashing thread does not panic");
         hashed.and_then(|data| read.map(|()| data))
     })
