@@ -62,25 +62,153 @@ pub fn gear_seed(chunk_key: &[u8; 32]) -> u64 {
 }
 
 /// Splits a reader into content-defined chunks.
+///
+/// The cut points are those of `fastcdc::v2020::StreamCDC` with the same
+/// sizes, normalization level 1 and `seed` (each cut is searched with at
+/// least `max_size` bytes ahead, or all that is left), so chunks and their
+/// ids match what earlier versions stored.
 pub fn chunks<R: Read>(
     reader: R,
     params: &ChunkerParams,
     seed: u64,
-) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
-    fastcdc::v2020::StreamCDC::with_level_and_seed(
-        reader,
-        params.min_size as usize,
-        params.avg_size as usize,
-        params.max_size as usize,
-        fastcdc::v2020::Normalization::Level1,
-        seed,
-    )
-    .map(|r| {
-        r.map(|c| c.data).map_err(|e| match e {
-            fastcdc::v2020::Error::IoError(io) => io,
-            other => std::io::Error::other(other.to_string()),
-        })
-    })
+) -> impl Iterator<Item = std::io::Result<Vec<u8>>> + use<R> {
+    Gear::new(params, seed).chunks(reader, u64::MAX)
+}
+
+/// The chunker's sizes, masks and seeded gear tables, made once and shared
+/// by every stream a backup chunks.
+#[derive(Clone)]
+pub struct Gear {
+    min: usize,
+    avg: usize,
+    max: usize,
+    masks: (u64, u64),
+    tables: std::sync::Arc<GearTables>,
+}
+
+/// The gear table and its shifted twin (`fastcdc::v2020::get_gear_with_seed`).
+type GearTables = (
+    std::borrow::Cow<'static, [u64]>,
+    std::borrow::Cow<'static, [u64]>,
+);
+
+impl Gear {
+    /// The chunker for `params` and gear seed `seed` ([`gear_seed`]).
+    pub fn new(params: &ChunkerParams, seed: u64) -> Self {
+        Gear {
+            min: params.min_size as usize,
+            avg: params.avg_size as usize,
+            max: params.max_size as usize,
+            masks: fastcdc::v2020::select_masks(
+                params.avg_size as usize,
+                fastcdc::v2020::Normalization::Level1,
+            ),
+            tables: std::sync::Arc::new(fastcdc::v2020::get_gear_with_seed(seed)),
+        }
+    }
+
+    /// [`chunks`] of a reader expected to yield about `expected` bytes (a
+    /// file's size; `u64::MAX` when unknown): a small file's first read
+    /// buffer is its size, not the chunker's usual read-ahead. Any length
+    /// is chunked correctly.
+    pub fn chunks<R: Read>(
+        &self,
+        reader: R,
+        expected: u64,
+    ) -> impl Iterator<Item = std::io::Result<Vec<u8>>> + use<R> {
+        Chunker {
+            reader,
+            buf: Vec::new(),
+            pos: 0,
+            len: 0,
+            eof: false,
+            expected,
+            gear: self.clone(),
+        }
+    }
+}
+
+/// Bytes the chunker reads ahead: large reads and few moves of what is left
+/// (a buffer of one chunk's bound would read and shift once per chunk).
+const READ_AHEAD: usize = 256 * 1024;
+
+/// The iterator behind [`chunks`].
+struct Chunker<R> {
+    reader: R,
+    buf: Vec<u8>,
+    /// Start of the bytes not yet cut.
+    pos: usize,
+    /// End of the bytes read.
+    len: usize,
+    eof: bool,
+    /// The expected length, for the first buffer's size.
+    expected: u64,
+    gear: Gear,
+}
+
+impl<R: Read> Chunker<R> {
+    /// Reads until at least `max` bytes are ahead of `pos`, or the end.
+    fn fill(&mut self) -> std::io::Result<()> {
+        if self.eof || self.len - self.pos >= self.gear.max {
+            return Ok(());
+        }
+        let full = READ_AHEAD.max(2 * self.gear.max);
+        if self.buf.is_empty() {
+            // One byte more than expected, so the end shows in one read.
+            let first = usize::try_from(self.expected.saturating_add(1)).unwrap_or(full);
+            self.buf = vec![0; first.clamp(1, full)];
+        }
+        // Move what is left to the front, then read as much as fits.
+        self.buf.copy_within(self.pos..self.len, 0);
+        self.len -= self.pos;
+        self.pos = 0;
+        loop {
+            while !self.eof && self.len < self.buf.len() {
+                match self.reader.read(&mut self.buf[self.len..]) {
+                    Ok(0) => self.eof = true,
+                    Ok(n) => self.len += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if self.eof || self.len >= self.gear.max {
+                return Ok(());
+            }
+            // Longer than expected: the usual read-ahead from now on.
+            self.buf.resize(full, 0);
+        }
+    }
+}
+
+impl<R: Read> Iterator for Chunker<R> {
+    type Item = std::io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Err(e) = self.fill() {
+            self.eof = true;
+            self.pos = self.len;
+            return Some(Err(e));
+        }
+        if self.pos == self.len {
+            return None;
+        }
+        let (mask_s, mask_l) = self.gear.masks;
+        let (_, n) = fastcdc::v2020::cut_gear(
+            &self.buf[self.pos..self.len],
+            self.gear.min,
+            self.gear.avg,
+            self.gear.max,
+            mask_s,
+            mask_l,
+            mask_s << 1,
+            mask_l << 1,
+            &self.gear.tables.0,
+            &self.gear.tables.1,
+        );
+        let chunk = self.buf[self.pos..self.pos + n].to_vec();
+        self.pos += n;
+        Some(Ok(chunk))
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +236,71 @@ mod tests {
         for c in &parts[..parts.len() - 1] {
             assert!(c.len() >= p.min_size as usize && c.len() <= p.max_size as usize);
         }
+    }
+
+    #[test]
+    fn cut_points_match_fastcdc_stream_cdc() {
+        let p = ChunkerParams::default();
+        for (len, seed) in [
+            (0, 1),
+            (100, 2),
+            (5000, 3),
+            (3 << 20, 4),
+            ((1 << 20) + 77, 5),
+        ] {
+            let mut data = pseudo_random(len);
+            // Runs of zeros force maximum-size chunks.
+            if len > 300_000 {
+                data[100_000..300_000].fill(0);
+            }
+            // A reader that returns short reads, as pipes do.
+            let reader = ShortReads(&data[..], 7777);
+            let ours: Vec<Vec<u8>> = chunks(reader, &p, seed).map(Result::unwrap).collect();
+            // Expected lengths below, at and above the real one.
+            for expected in [0, len as u64 / 2, len as u64, len as u64 + 1, 1 << 40] {
+                let sized: Vec<Vec<u8>> = Gear::new(&p, seed)
+                    .chunks(&data[..], expected)
+                    .map(Result::unwrap)
+                    .collect();
+                assert!(sized == ours, "length {len}, expected {expected}");
+            }
+            let theirs: Vec<Vec<u8>> = fastcdc::v2020::StreamCDC::with_level_and_seed(
+                &data[..],
+                p.min_size as usize,
+                p.avg_size as usize,
+                p.max_size as usize,
+                fastcdc::v2020::Normalization::Level1,
+                seed,
+            )
+            .map(|c| c.unwrap().data)
+            .collect();
+            assert_eq!(ours, theirs, "length {len}");
+        }
+    }
+
+    /// Yields at most `.1` bytes per read.
+    struct ShortReads<'a>(&'a [u8], usize);
+
+    impl Read for ShortReads<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.1).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_read_error_ends_the_chunks() {
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk"))
+            }
+        }
+        let mut it = chunks(Failing, &ChunkerParams::default(), 1);
+        assert!(it.next().unwrap().is_err());
+        assert!(it.next().is_none());
     }
 
     #[test]

@@ -41,6 +41,23 @@ impl PackBuilder {
         })
     }
 
+    /// Like [`PackBuilder::new`], writing into `buffer` (cleared first): a
+    /// finished pack's bytes, given back after its upload, so a backup
+    /// reuses the same few large buffers instead of allocating one a pack.
+    pub fn with_buffer(
+        kind: BlobKind,
+        seal: &Seal<'_>,
+        mut buffer: Vec<u8>,
+    ) -> Result<Self, CryptoError> {
+        buffer.clear();
+        Ok(PackBuilder {
+            writer: crate::crypto::encrypt_stream(buffer, seal)?,
+            entries: Vec::new(),
+            offset: 0,
+            kind,
+        })
+    }
+
     /// Appends one compressed blob.
     pub fn add(&mut self, id: BlobId, compressed: &[u8], raw_length: u32) -> Result<()> {
         self.writer

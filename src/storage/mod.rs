@@ -172,6 +172,13 @@ pub trait Storage: Send + Sync {
     fn parallel_reads(&self) -> usize {
         4
     }
+    /// How many packs a backup uploads at once: one for a local directory
+    /// (a write costs little more than its copy, and every pack in flight
+    /// is held in memory); S3 overrides it, where an upload waits on the
+    /// network.
+    fn parallel_writes(&self) -> usize {
+        1
+    }
     /// What this storage protects against a writer that turns hostile
     /// (S3: versioning, Object Lock, conditional writes, found out by asking
     /// the bucket and writing a probe object under [`PROBE_PREFIX`]).

@@ -12,7 +12,10 @@ mod dry_run;
 mod journal;
 mod own_index;
 mod pipeline;
+mod seen;
 pub mod squeeze;
+#[cfg(test)]
+mod tests;
 
 pub use dry_run::{DryRunReport, dry_run};
 pub use journal::Recovered;
@@ -328,9 +331,13 @@ fn spawn_storing<'s, 'e: 's>(
     let (raw_tx, raw_rx) = bounded::<RawBlob>(64);
     let (cmp_tx, cmp_rx) = bounded(64);
     // A rendezvous: a finished pack waits in the packer until an
-    // uploader is free, so at most three packs are held (one being
-    // filled, two being uploaded), not four.
+    // uploader is free, so at most one pack more than there are uploaders
+    // is held (one being filled, the others being uploaded): two for a
+    // local directory. Their buffers go back to the packer for later packs.
+    let uploaders = st.repo.storage().parallel_writes().clamp(1, 4);
     let (up_tx, up_rx) = bounded(0);
+    // Room for every buffer, so none is dropped and made again.
+    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(uploaders + 1);
     let (done_tx, done_rx) = unbounded();
     let level = st.repo.config().compression_level;
     let salt_id = st.repo.keys().blob_ids().salt_id().copied();
@@ -339,12 +346,14 @@ fn spawn_storing<'s, 'e: 's>(
         s.spawn(move || pipeline::compressor(rx, tx, level, salt_id, st.failure));
     }
     drop((raw_rx, cmp_tx));
-    s.spawn(move || pipeline::packer(cmp_rx, up_tx, st.repo, st.failure));
-    for _ in 0..2 {
-        let (rx, tx) = (up_rx.clone(), done_tx.clone());
-        s.spawn(move || pipeline::uploader(rx, tx, st.repo, st.journal, st.stats, st.failure));
+    s.spawn(move || pipeline::packer(cmp_rx, up_tx, spare_rx, st.repo, st.stats, st.failure));
+    for _ in 0..uploaders {
+        let (rx, tx, spare) = (up_rx.clone(), done_tx.clone(), spare_tx.clone());
+        s.spawn(move || {
+            pipeline::uploader(rx, tx, spare, st.repo, st.journal, st.stats, st.failure)
+        });
     }
-    drop((up_rx, done_tx));
+    drop((up_rx, done_tx, spare_tx));
     s.spawn(move || pipeline::indexer(done_rx, st.repo, st.own, st.journal, st.failure));
     raw_tx
 }

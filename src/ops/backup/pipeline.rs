@@ -18,6 +18,7 @@ use crate::repo::packer::{FinishedPack, PackBuilder};
 use crate::repo::{ObjectKind, Repository};
 
 use super::journal::Journal;
+use super::seen::Seen;
 use super::squeeze;
 
 /// Packs per index file: an interrupted backup loses at most this many
@@ -69,6 +70,10 @@ pub struct Stats {
     pub bytes_added: AtomicU64,
     /// Bytes of packs uploaded.
     pub bytes_stored: AtomicU64,
+    /// Pack buffers the run allocated: each holds a pack being filled or
+    /// uploaded, and is reused for later packs (so it is also the most
+    /// packs ever held in memory at once).
+    pub pack_buffers: AtomicU64,
 }
 
 /// One blob on its way to a pack.
@@ -87,10 +92,12 @@ struct CompressedBlob {
     raw_length: u32,
 }
 
-/// The entry point for new blobs: drops those already stored or in flight.
+/// The entry point for new blobs: drops those already stored or sent
+/// earlier in this run.
 pub struct BlobSink<'a> {
     index: &'a Index,
-    inflight: Mutex<HashSet<BlobId>>,
+    /// Every blob sent this run, in bounded memory ([`Seen`]).
+    sent: Mutex<Seen>,
     stats: &'a Stats,
     /// Packs holding blobs this run reuses instead of storing them.
     relied: Mutex<HashSet<PackId>>,
@@ -101,7 +108,7 @@ impl<'a> BlobSink<'a> {
     pub fn new(index: &'a Index, stats: &'a Stats) -> Self {
         BlobSink {
             index,
-            inflight: Mutex::new(HashSet::new()),
+            sent: Mutex::new(Seen::default()),
             stats,
             relied: Mutex::new(HashSet::new()),
         }
@@ -142,7 +149,7 @@ impl<'a> BlobSink<'a> {
             self.relied.lock().expect("relied lock").insert(loc.pack);
             return Ok(());
         }
-        if !self.inflight.lock().expect("inflight lock").insert(id) {
+        if !self.sent.lock().expect("sent lock").insert(id) {
             return Ok(());
         }
         self.stats.blobs_added.fetch_add(1, Ordering::Relaxed);
@@ -224,7 +231,9 @@ pub struct CompressedBlobMsg(CompressedBlob);
 pub fn packer(
     rx: Receiver<CompressedBlobMsg>,
     tx: Sender<FinishedPack>,
+    spare: Receiver<Vec<u8>>,
     repo: &Repository,
+    stats: &Stats,
     failure: &Failure,
 ) {
     let pack_size = repo.config().pack_size as u64;
@@ -240,12 +249,18 @@ pub fn packer(
             }
             let s = &mut open[slot(b.kind)];
             if s.is_none() {
-                let cap = if b.kind == BlobKind::Data {
-                    pack_size as usize + (1 << 20)
+                let seal = repo.keys().owner_only();
+                // Data packs reuse the buffers of uploaded ones; tree packs
+                // are small and few.
+                let builder = if b.kind == BlobKind::Tree {
+                    PackBuilder::new(b.kind, &seal, 1 << 20)?
+                } else if let Ok(buf) = spare.try_recv() {
+                    PackBuilder::with_buffer(b.kind, &seal, buf)?
                 } else {
-                    1 << 20
+                    stats.pack_buffers.fetch_add(1, Ordering::Relaxed);
+                    PackBuilder::new(b.kind, &seal, pack_size as usize + (1 << 20))?
                 };
-                *s = Some(PackBuilder::new(b.kind, &repo.keys().owner_only(), cap)?);
+                *s = Some(builder);
             }
             let builder = s.as_mut().expect("opened above");
             builder.add(b.id, &b.data, b.raw_length)?;
@@ -275,6 +290,7 @@ pub fn packer(
 pub fn uploader(
     rx: Receiver<FinishedPack>,
     tx: Sender<IndexedPack>,
+    spare: Sender<Vec<u8>>,
     repo: &Repository,
     journal: Option<&Journal>,
     stats: &Stats,
@@ -298,6 +314,10 @@ pub fn uploader(
         stats
             .bytes_stored
             .fetch_add(pack.bytes.len() as u64, Ordering::Relaxed);
+        if pack.kind == BlobKind::Data {
+            // Back to the packer for a later pack.
+            let _ = spare.try_send(pack.bytes);
+        }
         if tx
             .send(IndexedPack::from_entries(pack.id, pack.kind, &pack.entries))
             .is_err()

@@ -726,7 +726,7 @@ fn synthetic_node(name: &std::ffi::OsStr, kind: NodeKind, mode: u32, names: &mut
 fn read_command(
     source: &CommandSource,
     tx: &Sender<RawBlob>,
-    repo: &Repository,
+    keys: &StreamKeys,
     sink: &BlobSink<'_>,
 ) -> Result<FileData, ReadError> {
     let (running, stdout) = Running::start(source).map_err(ReadError::Start)?;
@@ -737,7 +737,7 @@ fn read_command(
     } else {
         Inspect::Nothing
     };
-    match store_stream(stdout, tx, repo, sink, inspect) {
+    match store_stream(stdout, u64::MAX, tx, keys, sink, inspect) {
         Ok(data) => Ok(running.finish().map(|_| data)?),
         Err(why) => Err(ReadError::Aborted {
             why: Box::new(why),
@@ -755,7 +755,7 @@ fn read_file(
     path: &Path,
     listed: (u64, u64),
     tx: &Sender<RawBlob>,
-    repo: &Repository,
+    keys: &StreamKeys,
     sink: &BlobSink<'_>,
 ) -> Result<FileData, ReadError> {
     let file = open_for_backup(path).map_err(ReadError::Open)?;
@@ -774,7 +774,7 @@ fn read_file(
     } else {
         Inspect::Nothing
     };
-    store_stream(file, tx, repo, sink, inspect)
+    store_stream(file, m.len(), tx, keys, sink, inspect)
 }
 
 /// What [`store_stream`] looks at besides storing the content.
@@ -788,71 +788,186 @@ enum Inspect {
     Head,
 }
 
-/// Chunks, hashes and submits everything `reader` yields.
+/// Streams at least this long (a file's size; command output always) are
+/// chunked on one thread and hashed and submitted on another, so one large
+/// file keeps two cores busy.
+pub const SPLIT_MIN: u64 = 4 << 20;
+
+/// Chunks go from the chunking to the hashing thread of one stream in
+/// batches of about this many bytes (one hand-over per read-ahead, not per
+/// chunk: a hand-over may wake a thread).
+const SPLIT_BATCH: usize = 256 * 1024;
+
+/// Batches waiting between the two threads of one stream.
+const SPLIT_QUEUE: usize = 4;
+
+/// Chunks, hashes and submits everything `reader` yields; `expected` is its
+/// length as far as known (a file's size, `u64::MAX` for command output).
 fn store_stream(
-    reader: impl std::io::Read,
+    reader: impl std::io::Read + Send,
+    expected: u64,
     tx: &Sender<RawBlob>,
-    repo: &Repository,
+    keys: &StreamKeys,
     sink: &BlobSink<'_>,
     inspect: Inspect,
 ) -> Result<FileData, ReadError> {
-    let inspect_keystore = inspect == Inspect::Keystore;
-    let mut whole = Vec::new();
-    let ids = repo.keys().blob_ids();
-    let seed = chunk::gear_seed(repo.keys().chunk_key());
-    let mut hasher = blake3::Hasher::new();
-    let mut content = Vec::new();
-    let mut size = 0u64;
-    // The chunks of a stream that may still be small (at most SALTED_MAX
-    // bytes in all): held back until it ends (their ids are salted) or
-    // grows past it (unsalted, like every later chunk).
-    let mut held: Vec<Vec<u8>> = Vec::new();
-    let send = |id: BlobId, data: Vec<u8>, salted: bool| {
-        sink.submit(tx, BlobKind::Data, id, data, salted)
-            .map_err(|_| ReadError::Cancelled)
-    };
-    for c in chunk::chunks(reader, &repo.config().chunker, seed) {
-        let data = c.map_err(ReadError::Read)?;
-        hasher.update(&data);
-        size += data.len() as u64;
-        if inspect_keystore && size <= crate::source::keystore::MAX_KEYSTORE {
-            whole.extend_from_slice(&data);
+    let mut digest = Digest::new(&keys.ids, sink, tx, inspect);
+    let chunks = keys.gear.chunks(reader, expected);
+    if expected < SPLIT_MIN {
+        for c in chunks {
+            digest.add(c.map_err(ReadError::Read)?)?;
         }
-        if inspect == Inspect::Head && whole.len() < squeeze::HEAD {
-            let take = data.len().min(squeeze::HEAD - whole.len());
-            whole.extend_from_slice(&data[..take]);
-        }
-        if size <= salt::SALTED_MAX {
-            held.push(data);
-            continue;
-        }
-        for data in held.drain(..).chain(std::iter::once(data)) {
-            let id = ids.unsalted(&data);
-            content.push(id);
-            send(id, data, false)?;
-        }
+        return digest.finish();
     }
-    for data in held {
-        let id = ids.salted(&data);
-        content.push(id);
-        send(id, data, true)?;
-    }
-    let certificates = if inspect_keystore && size <= crate::source::keystore::MAX_KEYSTORE {
-        crate::source::keystore::certificates(&whole)
-    } else {
-        Vec::new()
-    };
-    let looks_compressed = match inspect {
-        Inspect::Head => squeeze::looks_compressed(&whole),
-        _ => None,
-    };
-    Ok(FileData {
-        content,
-        hash: hasher.finalize().into(),
-        size,
-        certificates,
-        looks_compressed,
+    // Chunking is sequential; hashing, the dedup lookup and submitting
+    // (compression follows on the compressing threads) go on beside it.
+    let (batch_tx, batch_rx) = bounded::<Vec<Vec<u8>>>(SPLIT_QUEUE);
+    std::thread::scope(|s| {
+        let hashing = s.spawn(move || -> Result<FileData, ReadError> {
+            for batch in batch_rx {
+                for c in batch {
+                    digest.add(c)?;
+                }
+            }
+            digest.finish()
+        });
+        let read = (|| {
+            let (mut batch, mut bytes) = (Vec::new(), 0);
+            for c in chunks {
+                let c = c.map_err(ReadError::Read)?;
+                bytes += c.len();
+                batch.push(c);
+                if bytes >= SPLIT_BATCH {
+                    bytes = 0;
+                    // A closed queue: the hashing side stopped (its error wins).
+                    batch_tx
+                        .send(std::mem::take(&mut batch))
+                        .map_err(|_| ReadError::Cancelled)?;
+                }
+            }
+            if !batch.is_empty() {
+                batch_tx.send(batch).map_err(|_| ReadError::Cancelled)?;
+            }
+            Ok(())
+        })();
+        drop(batch_tx);
+        let hashed = hashing.join().expect("the hashing thread does not panic");
+        hashed.and_then(|data| read.map(|()| data))
     })
+}
+
+/// What a reader chunks and names blobs with, made once per thread (not
+/// per file: 200,000 small files would derive the keys 200,000 times).
+pub struct StreamKeys {
+    ids: crate::format::salt::BlobIds,
+    gear: chunk::Gear,
+}
+
+impl StreamKeys {
+    /// The chunker and blob ids of `repo`'s writer.
+    pub fn new(repo: &Repository) -> Self {
+        let seed = chunk::gear_seed(repo.keys().chunk_key());
+        StreamKeys {
+            ids: repo.keys().blob_ids(),
+            gear: chunk::Gear::new(&repo.config().chunker, seed),
+        }
+    }
+}
+
+/// What storing one stream accumulates, chunk by chunk in order: the
+/// whole-content hash, the blob ids, and what [`Inspect`] asks for.
+struct Digest<'a, 's> {
+    ids: &'a crate::format::salt::BlobIds,
+    sink: &'a BlobSink<'s>,
+    tx: &'a Sender<RawBlob>,
+    inspect: Inspect,
+    whole: Vec<u8>,
+    hasher: blake3::Hasher,
+    content: Vec<BlobId>,
+    size: u64,
+    /// The chunks of a stream that may still be small (at most SALTED_MAX
+    /// bytes in all): held back until it ends (their ids are salted) or
+    /// grows past it (unsalted, like every later chunk).
+    held: Vec<Vec<u8>>,
+}
+
+impl<'a, 's> Digest<'a, 's> {
+    fn new(
+        ids: &'a crate::format::salt::BlobIds,
+        sink: &'a BlobSink<'s>,
+        tx: &'a Sender<RawBlob>,
+        inspect: Inspect,
+    ) -> Self {
+        Digest {
+            ids,
+            sink,
+            tx,
+            inspect,
+            whole: Vec::new(),
+            hasher: blake3::Hasher::new(),
+            content: Vec::new(),
+            size: 0,
+            held: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, id: BlobId, data: Vec<u8>, salted: bool) -> Result<(), ReadError> {
+        self.content.push(id);
+        self.sink
+            .submit(self.tx, BlobKind::Data, id, data, salted)
+            .map_err(|_| ReadError::Cancelled)
+    }
+
+    /// The next chunk: hashed (both passes while it is in cache) and
+    /// submitted.
+    fn add(&mut self, data: Vec<u8>) -> Result<(), ReadError> {
+        self.hasher.update(&data);
+        self.size += data.len() as u64;
+        let max_keystore = crate::source::keystore::MAX_KEYSTORE;
+        if self.inspect == Inspect::Keystore && self.size <= max_keystore {
+            self.whole.extend_from_slice(&data);
+        }
+        if self.inspect == Inspect::Head && self.whole.len() < squeeze::HEAD {
+            let take = data.len().min(squeeze::HEAD - self.whole.len());
+            self.whole.extend_from_slice(&data[..take]);
+        }
+        if self.size <= salt::SALTED_MAX {
+            self.held.push(data);
+            return Ok(());
+        }
+        for data in std::mem::take(&mut self.held) {
+            let id = self.ids.unsalted(&data);
+            self.send(id, data, false)?;
+        }
+        let id = self.ids.unsalted(&data);
+        self.send(id, data, false)
+    }
+
+    /// The stored stream, once every chunk was added.
+    fn finish(mut self) -> Result<FileData, ReadError> {
+        for data in std::mem::take(&mut self.held) {
+            let id = self.ids.salted(&data);
+            self.send(id, data, true)?;
+        }
+        let certificates = if self.inspect == Inspect::Keystore
+            && self.size <= crate::source::keystore::MAX_KEYSTORE
+        {
+            crate::source::keystore::certificates(&self.whole)
+        } else {
+            Vec::new()
+        };
+        let looks_compressed = match self.inspect {
+            Inspect::Head => squeeze::looks_compressed(&self.whole),
+            _ => None,
+        };
+        Ok(FileData {
+            content: self.content,
+            hash: self.hasher.finalize().into(),
+            size: self.size,
+            certificates,
+            looks_compressed,
+        })
+    }
 }
 
 /// A reader thread: takes file jobs until the walker is done.
@@ -863,13 +978,14 @@ pub fn reader(
     sink: &BlobSink<'_>,
     failure: &Failure,
 ) {
+    let keys = StreamKeys::new(repo);
     for job in jobs {
         if failure.stopped() {
             return;
         }
         let result = match &job.source {
-            JobSource::Path(path, listed) => read_file(path, *listed, &tx, repo, sink),
-            JobSource::Command(source) => read_command(source, &tx, repo, sink),
+            JobSource::Path(path, listed) => read_file(path, *listed, &tx, &keys, sink),
+            JobSource::Command(source) => read_command(source, &tx, &keys, sink),
         };
         let _ = job.reply.send(result);
     }
@@ -905,6 +1021,50 @@ mod tests {
                 Event::Other(n) | Event::File { node: n, .. } => name(&n),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_large_stream_hashed_beside_its_chunking_is_stored_as_in_one_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = super::super::tests::local_repo(dir.path(), 1 << 20);
+        let mut data = super::super::tests::noise(SPLIT_MIN as usize + (3 << 20), 7);
+        // A repeated stretch: chunks submitted once, listed twice.
+        let (a, b) = data.split_at_mut(3 << 20);
+        b[..1 << 20].copy_from_slice(&a[..1 << 20]);
+        let index = Index::compact();
+        let stats = super::super::Stats::default();
+        let sink = BlobSink::new(&index, &stats);
+        let (tx, rx) = unbounded();
+        let keys = StreamKeys::new(&repo);
+        let split = store_stream(
+            &data[..],
+            data.len() as u64,
+            &tx,
+            &keys,
+            &sink,
+            Inspect::Head,
+        )
+        .map_err(|e| e.to_string())
+        .unwrap();
+        let submitted = rx.try_iter().count();
+        // The same content read on one thread: the same ids, nothing new.
+        let one = store_stream(&data[..], 0, &tx, &keys, &sink, Inspect::Head)
+            .map_err(|e| e.to_string())
+            .unwrap();
+        assert_eq!(rx.try_iter().count(), 0);
+        assert!(split.content == one.content);
+        assert_eq!(split.hash, Id::of_bytes(&data));
+        assert_eq!((split.hash, split.size), (one.hash, one.size));
+        assert_eq!(split.looks_compressed, Some("incompressible"));
+        let distinct: std::collections::HashSet<_> = split.content.iter().collect();
+        assert_eq!(submitted, distinct.len());
+        assert!(distinct.len() < split.content.len());
+        let ids = repo.keys().blob_ids();
+        let seed = chunk::gear_seed(repo.keys().chunk_key());
+        let want: Vec<BlobId> = chunk::chunks(&data[..], &repo.config().chunker, seed)
+            .map(|c| ids.unsalted(&c.unwrap()))
+            .collect();
+        assert!(split.content == want);
     }
 
     #[test]

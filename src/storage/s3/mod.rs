@@ -202,6 +202,11 @@ mod backend {
             format!("s3://{}/{}", self.bucket, self.prefix.trim_end_matches('/'))
         }
 
+        fn parallel_writes(&self) -> usize {
+            // One pack uploading while the next one is sent.
+            2
+        }
+
         fn parallel_reads(&self) -> usize {
             // A few dozen round trips in flight: enough to hide 20-50 ms of
             // latency without flooding the store or the connection pool.

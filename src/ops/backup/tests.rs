@@ -1,0 +1,72 @@
+//! Backup runs against a real local repository, checking what the
+//! pipeline holds in memory.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+use crate::format::chunk::ChunkerParams;
+use crate::format::config::DEFAULT_COMPRESSION_LEVEL;
+use crate::repo::{Access, InitOptions, OwnerSpec};
+use crate::storage::{LocalStorage, Storage};
+
+/// A repository in `dir` with packs of `pack_size`, opened with its
+/// writer key as `vault backup` does.
+pub(super) fn local_repo(dir: &Path, pack_size: u32) -> Repository {
+    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.join("repo")));
+    let writer = dir.join("writer.key");
+    Repository::init(
+        storage.clone(),
+        &InitOptions {
+            owner: OwnerSpec::Recipients(vec![
+                crate::crypto::X25519Identity::generate().recipient(),
+            ]),
+            owner_name: "test".into(),
+            writer_key_out: writer.clone(),
+            chunker: ChunkerParams::default(),
+            pack_size,
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
+            object_lock: None,
+        },
+    )
+    .unwrap();
+    Repository::open(storage, Access::IdentityFile(&writer)).unwrap()
+}
+
+/// `n` bytes of xorshift noise (incompressible: each byte stored is a
+/// byte of pack).
+pub(super) fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn a_backup_to_a_local_directory_holds_two_pack_buffers_however_many_packs() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = local_repo(dir.path(), 1 << 20);
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    for i in 0..4 {
+        std::fs::write(src.join(format!("f{i}")), noise(5 << 20, i + 1)).unwrap();
+    }
+    let stats = Arc::new(Stats::default());
+    let opts = BackupOptions {
+        paths: vec![src],
+        host: Some("test".into()),
+        progress: Some(stats.clone()),
+        ..Default::default()
+    };
+    run(&repo, &opts).unwrap();
+    // 20 MiB of noise in packs of 1 MiB: about 20 packs went through.
+    assert!(stats.bytes_stored.load(Ordering::Relaxed) >= 20 << 20);
+    // One being filled, one being uploaded: the same two buffers for all.
+    let buffers = stats.pack_buffers.load(Ordering::Relaxed);
+    assert!((1..=2).contains(&buffers), "{buffers} pack buffers");
+}
