@@ -495,7 +495,8 @@ fn bench_restore(c: &mut Criterion) {
         let dir = small.join(format!("etc/d{d:02}"));
         fs::create_dir_all(&dir).unwrap();
         for f in 0..100 {
-            let text = config_like(&mut rng, 300 + rng.below(6_000) as usize);
+            let len = 300 + rng.below(6_000) as usize;
+            let text = config_like(&mut rng, len);
             fs::write(dir.join(format!("{f:03}.conf")), &text).unwrap();
             small_bytes += text.len() as u64;
         }
