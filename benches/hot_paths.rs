@@ -485,6 +485,82 @@ fn bench_backup(c: &mut Criterion) {
     g.finish();
 }
 
+/// Restore: 4,000 small config files (the per-file system calls and
+/// metadata), and one 48 MiB dump (several segments written by both
+/// workers, hashed in order, flushed), each into a new target per
+/// iteration; the snapshot is backed up once beforehand.
+fn bench_restore(c: &mut Criterion) {
+    use vault::ops::restore::{self, RestoreOptions};
+    let base: PathBuf = std::env::var_os("VAULT_BENCH_TMP")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    fs::create_dir_all(&base).unwrap();
+    let work = tempfile::Builder::new()
+        .prefix("vault-bench-restore-")
+        .tempdir_in(&base)
+        .unwrap();
+    let (secret, recipient) = vault::crypto::generate_x25519();
+    let owner_key = work.path().join("owner.key");
+    fs::write(&owner_key, secret.as_bytes()).unwrap();
+
+    let small = work.path().join("small");
+    let mut rng = Rng(7);
+    let mut small_bytes = 0u64;
+    for d in 0..40 {
+        let dir = small.join(format!("etc/d{d:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..100 {
+            let len = 300 + rng.below(6_000) as usize;
+            let text = config_like(&mut rng, len);
+            fs::write(dir.join(format!("{f:03}.conf")), &text).unwrap();
+            small_bytes += text.len() as u64;
+        }
+    }
+    let large = work.path().join("large");
+    fs::create_dir_all(&large).unwrap();
+    let dump = dump_like(48 * MIB, 9);
+    fs::write(large.join("app.sql"), &dump).unwrap();
+
+    let mut g = c.benchmark_group("restore");
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(10));
+    for (name, tree, bytes) in [
+        ("small_files_4000", &small, small_bytes),
+        ("large_file_48MiB", &large, dump.len() as u64),
+    ] {
+        let r = temp_repo(work.path(), &recipient);
+        let out = backup::run(&r.repo, &backup_opts(tree)).unwrap();
+        let store = r._dir.path().join("repo");
+        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&store));
+        let owner = Repository::open(storage, Access::IdentityFile(&owner_key)).unwrap();
+        let targets = work.path().join(format!("targets-{name}"));
+        g.throughput(Throughput::Bytes(bytes));
+        let mut n = 0u64;
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    n += 1;
+                    let opts = RestoreOptions {
+                        target: targets.join(n.to_string()),
+                        ..Default::default()
+                    };
+                    let t = Instant::now();
+                    let report = restore::restore(&owner, &out.id, &out.snapshot, &opts).unwrap();
+                    spent += t.elapsed();
+                    assert_eq!(report.bytes, bytes);
+                    assert!(report.problems.is_empty());
+                    fs::remove_dir_all(&opts.target).unwrap();
+                }
+                spent
+            })
+        });
+    }
+    g.finish();
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     let data = dump_like(16 * MIB, 1);
@@ -502,5 +578,6 @@ fn main() {
     bench_blob_encode(&mut c, &data);
     bench_pack(&mut c, &chunks);
     bench_backup(&mut c);
+    bench_restore(&mut c);
     c.final_summary();
 }

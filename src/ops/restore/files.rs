@@ -1,13 +1,16 @@
 //! Restoring regular files: each file is split into segments of consecutive
 //! blobs so that both cores work on a large file at once. Segments are
-//! written with positional writes into one temporary file, created relative
-//! to its parent directory's handle; the worker that finishes the last
-//! segment checks the whole-file BLAKE3, applies metadata on the open file
-//! and renames it into place within the same directory handle.
+//! written with positional writes into one new file, created unnamed
+//! (`O_TMPFILE`, with its final permission bits) in its parent directory's
+//! handle, or under a temporary name where that cannot be done; the worker
+//! that finishes the last segment checks the whole-file BLAKE3, applies
+//! metadata on the open file and links it under its name (or renames it
+//! into place) within the same directory handle.
 //!
-//! Files come back sparse: the temporary file is sized up front and every
-//! aligned 4 KiB block that is all zeros is skipped rather than written, so
-//! it stays a hole. Holes are not recorded at backup (a hole reads as zeros
+//! Files come back sparse: every aligned 4 KiB block that is all zeros is
+//! skipped rather than written, so it stays a hole (a file of several
+//! segments is sized up front, a file of one is sized at the end when its
+//! last block was a hole). Holes are not recorded at backup (a hole reads as zeros
 //! and is stored like any run of zeros, deduplicated); they are found again
 //! on restore, so a file that was fully allocated zeros comes back sparse
 //! too.
@@ -17,8 +20,8 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::ProblemKind;
 use super::fsops::{Dir, FileId, Handle};
@@ -37,6 +40,11 @@ const WRITE_BUF: usize = 1 << 20;
 /// Blocks of zeros this size (aligned in the file) are left as holes.
 const HOLE_BLOCK: u64 = 4096;
 
+/// Files from this size on are sent to disk as they are written, so that
+/// the final flush finds little left to write (and waits about as long
+/// from one run to the next) instead of all of it at once.
+const WRITEBACK_FROM: u64 = 8 << 20;
+
 type Failure = (ProblemKind, String);
 
 /// One file being restored.
@@ -45,14 +53,87 @@ pub struct FileState {
     pub rel: PathBuf,
     dir: Arc<Dir>,
     name: OsString,
-    tmp: OsString,
     node: Node,
-    file: File,
-    remaining: AtomicUsize,
+    /// Permission bits (the policy's).
+    mode: u32,
+    /// The new file and where it is: made by the plan for a file of several
+    /// segments (the workers share it), by the worker for a file of one
+    /// (so that creating small files is spread over the workers too).
+    made: OnceLock<(File, Staged)>,
     failure: Mutex<Option<Failure>>,
-    inline_hash: Mutex<Option<blake3::Hasher>>,
+    /// The whole-file hash so far: a single-segment file is hashed as it is
+    /// written, a file of several segments in order as its segments are
+    /// done (`None` once hashing failed).
+    hash: Mutex<Option<blake3::Hasher>>,
+    /// Which segments are done and hashed (files of several segments).
+    order: Mutex<Order>,
     single: bool,
+    /// The end of the last data written (single-segment files are sized
+    /// from it at the end).
+    written_end: AtomicU64,
     commit: Commit,
+}
+
+/// The segments of a file of several, in file order.
+struct Order {
+    /// Segment `k` spans `bounds[k]..bounds[k + 1]`.
+    bounds: Vec<u64>,
+    /// Written (or failed).
+    done: Vec<bool>,
+    /// Segments before this one are in the hash.
+    next: usize,
+    /// A worker is hashing: it takes the segments done meanwhile too.
+    busy: bool,
+}
+
+/// Where a file is while it is written.
+enum Staged {
+    /// Unnamed (`O_TMPFILE`); `mode` is the permission bits it was created
+    /// with, when known.
+    Unnamed { mode: Option<u32> },
+    /// Under this temporary name.
+    Named(OsString),
+}
+
+impl FileState {
+    /// Removes what a failed file left (an unnamed file goes with its
+    /// handle).
+    fn discard(&self) {
+        if let Some((_, Staged::Named(tmp))) = self.made.get() {
+            self.dir.remove_temp(tmp);
+        }
+    }
+
+    /// Creates the new file unless the plan did.
+    fn make(&self) -> Result<&File, Failure> {
+        if self.made.get().is_none() {
+            let made = create(&self.dir, self.mode, self.commit)
+                .map_err(|e| (ProblemKind::Write, e.to_string()))?;
+            let _ = self.made.set(made);
+        }
+        self.made
+            .get()
+            .map(|(f, _)| f)
+            .ok_or_else(|| (ProblemKind::Write, "the new file was not created".into()))
+    }
+}
+
+/// Creates the new file that will hold `node` in `dir`: unnamed, with the
+/// permission bits `mode`, unless it is to replace an existing entry or
+/// the file system cannot.
+fn create(dir: &Dir, mode: u32, commit: Commit) -> std::io::Result<(File, Staged)> {
+    if !commit.replacing
+        && let Some(f) = dir.create_unnamed(mode)?
+    {
+        return Ok((
+            f,
+            Staged::Unnamed {
+                mode: dir.created_mode(mode),
+            },
+        ));
+    }
+    let (f, tmp) = dir.create_temp_file()?;
+    Ok((f, Staged::Named(tmp)))
 }
 
 /// How a finished file takes its final name.
@@ -74,6 +155,8 @@ impl FileState {
 /// A run of consecutive blobs of one file and where they go.
 pub struct Segment {
     state: Arc<FileState>,
+    /// Which segment of its file.
+    k: usize,
     blobs: std::ops::Range<usize>,
     offset: u64,
 }
@@ -100,11 +183,13 @@ pub enum Finished {
     Failed(Failure),
 }
 
-/// Creates the temporary file in `dir` and splits the file into segments.
+/// Creates the new file in `dir` (permission bits `mode`, the policy's)
+/// and splits the file into segments.
 pub fn plan(
     rel: &Path,
     dir: &Arc<Dir>,
     node: &Node,
+    mode: u32,
     index: &Index,
     commit: Commit,
 ) -> Result<Vec<Segment>, Failure> {
@@ -142,28 +227,39 @@ pub fn plan(
             ),
         ));
     }
-    let (file, tmp) = dir
-        .create_temp_file()
-        .map_err(|e| (ProblemKind::Write, e.to_string()))?;
-    // Sized up front, so that blocks of zeros never written read as zeros
-    // (holes); the budget already holds the size to what the header
-    // declares.
-    if let Err(e) = file.set_len(node.size) {
-        dir.remove_temp(&tmp);
-        return Err((ProblemKind::Write, e.to_string()));
-    }
     let segments = offsets.len().max(1);
+    let made = OnceLock::new();
+    if segments > 1 {
+        let (file, staged) =
+            create(dir, mode, commit).map_err(|e| (ProblemKind::Write, e.to_string()))?;
+        // Sized up front, so that blocks of zeros never written read as
+        // zeros (holes) whichever segment ends first; the budget already
+        // holds the size to what the header declares.
+        if let Err(e) = file.set_len(node.size) {
+            if let Staged::Named(tmp) = &staged {
+                dir.remove_temp(tmp);
+            }
+            return Err((ProblemKind::Write, e.to_string()));
+        }
+        let _ = made.set((file, staged));
+    }
     let state = Arc::new(FileState {
         rel: rel.to_owned(),
         dir: dir.clone(),
         name: rel.file_name().expect("entries have a name").to_owned(),
-        tmp,
         node: node.clone(),
-        file,
-        remaining: AtomicUsize::new(segments),
+        mode,
+        made,
         failure: Mutex::new(None),
-        inline_hash: Mutex::new((segments == 1).then(blake3::Hasher::new)),
+        hash: Mutex::new(Some(blake3::Hasher::new())),
+        order: Mutex::new(Order {
+            bounds: offsets.iter().copied().chain([node.size]).collect(),
+            done: vec![false; segments],
+            next: 0,
+            busy: false,
+        }),
         single: segments == 1,
+        written_end: AtomicU64::new(0),
         commit,
     });
     if offsets.is_empty() {
@@ -174,6 +270,7 @@ pub fn plan(
         .enumerate()
         .map(|(k, offset)| Segment {
             state: state.clone(),
+            k,
             blobs: if segments == 1 {
                 0..node.content.len()
             } else {
@@ -199,24 +296,92 @@ pub fn process(
     {
         st.failure.lock().expect("failure lock").get_or_insert(f);
     }
-    if st.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+    if !st.single && !hash_in_order(st, seg.k, verify) {
         return None;
     }
     let outcome = finish(st, meta, verify);
     Some((seg.state.clone(), outcome))
 }
 
+/// Marks segment `k` of a file of several done and adds every segment now
+/// next in file order to the whole-file hash, reading it back from the
+/// file (just written: from the page cache). One worker hashes at a time,
+/// without holding the lock while it reads, and takes the segments other
+/// workers finish meanwhile; a large file is thus hashed as it is written,
+/// by both workers, instead of re-read in full once its last segment is
+/// done. A drill re-reads the file from disk anyway: it only counts here.
+/// Returns whether this worker completed the file (its last segment in
+/// order is done), which happens for exactly one of them.
+fn hash_in_order(st: &FileState, k: usize, verify: bool) -> bool {
+    let mut order = st.order.lock().expect("order lock");
+    order.done[k] = true;
+    if order.busy {
+        return false;
+    }
+    order.busy = true;
+    loop {
+        let j = order.next;
+        if j == order.done.len() {
+            return true;
+        }
+        if !order.done[j] {
+            order.busy = false;
+            return false;
+        }
+        let range = order.bounds[j]..order.bounds[j + 1];
+        drop(order);
+        let failed = st.failure.lock().expect("failure lock").is_some();
+        let mut hash = st.hash.lock().expect("hash lock");
+        if let Some(h) = hash.as_mut()
+            && (verify
+                || failed
+                || st
+                    .made
+                    .get()
+                    .is_none_or(|(file, _)| hash_range(file, range, h).is_err()))
+        {
+            *hash = None;
+        }
+        drop(hash);
+        order = st.order.lock().expect("order lock");
+        order.next = j + 1;
+    }
+}
+
+/// Adds `range` of `file` to `h`.
+fn hash_range(
+    file: &File,
+    range: std::ops::Range<u64>,
+    h: &mut blake3::Hasher,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; WRITE_BUF.min((range.end - range.start) as usize)];
+    let mut pos = range.start;
+    while pos < range.end {
+        let want = buf.len().min((range.end - pos) as usize);
+        file.read_exact_at(&mut buf[..want], pos)?;
+        h.update(&buf[..want]);
+        pos += want as u64;
+    }
+    Ok(())
+}
+
 fn write_segment(seg: &Segment, reader: &mut BlobReader<'_>, index: &Index) -> Result<(), Failure> {
     let st = &seg.state;
+    let file = st.make()?;
     let mut offset = seg.offset;
     // Only a single-segment file hashes inline; never hold the lock otherwise,
     // or the segments of a large file would be written one at a time.
-    let mut inline = st.single.then(|| st.inline_hash.lock().expect("hash lock"));
+    let mut inline = st.single.then(|| st.hash.lock().expect("hash lock"));
     // Gather the segment and write it with few large writes: concurrent
     // small writes into one file contend on its inode lock.
     let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BUF.min(st.node.size as usize));
     let flush = |buf: &mut Vec<u8>, offset: &mut u64| -> Result<(), Failure> {
-        write_sparse(&st.file, buf, *offset).map_err(|e| (ProblemKind::Write, e.to_string()))?;
+        let end =
+            write_sparse(file, buf, *offset).map_err(|e| (ProblemKind::Write, e.to_string()))?;
+        st.written_end.fetch_max(end, Ordering::Relaxed);
+        if st.node.size >= WRITEBACK_FROM {
+            start_writeback(file, *offset, buf.len() as u64);
+        }
         *offset += buf.len() as u64;
         buf.clear();
         Ok(())
@@ -251,7 +416,7 @@ fn finish(st: &FileState, meta: &MetaWriter, verify: bool) -> Finished {
     match check_and_commit(st, meta, verify) {
         Ok(done) => done,
         Err(f) => {
-            st.dir.remove_temp(&st.tmp);
+            st.discard();
             Finished::Failed(f)
         }
     }
@@ -262,20 +427,24 @@ fn check_and_commit(st: &FileState, meta: &MetaWriter, verify: bool) -> Result<F
         return Err(f);
     }
     let write_err = |e: std::io::Error| (ProblemKind::Write, e.to_string());
+    let Some((file, staged)) = st.made.get() else {
+        return Err((ProblemKind::Write, "the new file was not created".into()));
+    };
+    // A single-segment file whose last block was a hole (or that is empty
+    // of data) is sized now.
+    if st.single && st.written_end.load(Ordering::Relaxed) < st.node.size {
+        file.set_len(st.node.size).map_err(write_err)?;
+    }
     let inline: Option<Id> = st
-        .inline_hash
+        .hash
         .lock()
         .expect("hash lock")
         .take()
         .map(|h| h.finalize().into());
     let (hash, size) = match inline {
         Some(h) if !verify => (h, st.node.size),
-        // Several segments, or a drill: hash what is on disk.
-        _ => hash_reader(&mut PositionalReader {
-            file: &st.file,
-            pos: 0,
-        })
-        .map_err(write_err)?,
+        // A drill (or hashing in order failed): hash what is on disk.
+        _ => hash_reader(&mut PositionalReader { file, pos: 0 }).map_err(write_err)?,
     };
     if Some(hash) != st.node.hash || size != st.node.size {
         return Err((
@@ -286,34 +455,61 @@ fn check_and_commit(st: &FileState, meta: &MetaWriter, verify: bool) -> Result<F
             ),
         ));
     }
-    let applied = meta.apply(&Handle::Open(&st.file), &st.node, Some(st.dir.new_owner()));
+    let mode_is = match *staged {
+        Staged::Unnamed { mode } => mode,
+        Staged::Named(_) => None,
+    };
+    let applied = meta.apply(
+        &Handle::Open(file),
+        &st.node,
+        Some(st.dir.new_owner()),
+        mode_is,
+    );
     // Only a hard-link group's first member needs its inode known.
     let id = match st.node.hardlink {
-        Some(_) => Some(FileId::of_file(&st.file).map_err(write_err)?),
+        Some(_) => Some(FileId::of_file(file).map_err(write_err)?),
         None => None,
     };
-    if st.commit.no_replace {
-        if !st.dir.commit_new(&st.tmp, &st.name).map_err(write_err)? {
-            st.dir.remove_temp(&st.tmp);
-            return Ok(Finished::Kept);
+    let mut replaced = st.commit.replacing;
+    match staged {
+        Staged::Named(tmp) if st.commit.no_replace => {
+            if !st.dir.commit_new(tmp, &st.name).map_err(write_err)? {
+                st.dir.remove_temp(tmp);
+                return Ok(Finished::Kept);
+            }
         }
-    } else {
-        st.dir.commit(&st.tmp, &st.name).map_err(write_err)?;
+        Staged::Named(tmp) => st.dir.commit(tmp, &st.name).map_err(write_err)?,
+        Staged::Unnamed { .. } => {
+            if !st.dir.link_unnamed(file, &st.name).map_err(write_err)? {
+                // Something took the name while the file was written.
+                if st.commit.no_replace {
+                    return Ok(Finished::Kept);
+                }
+                let tmp = st.dir.link_unnamed_temp(file).map_err(write_err)?;
+                if let Err(e) = st.dir.commit(&tmp, &st.name) {
+                    st.dir.remove_temp(&tmp);
+                    return Err(write_err(e));
+                }
+                replaced = true;
+            }
+        }
     }
     Ok(Finished::Ok {
         bytes: st.node.size,
         id,
         problem: applied.problem,
         withheld: applied.withheld,
-        replaced: st.commit.replacing,
+        replaced,
     })
 }
 
 /// Writes `buf` at `offset`, skipping every [`HOLE_BLOCK`]-aligned block of
-/// zeros (the file is already sized, so they read as zeros) and writing
-/// each run of other blocks in one call.
-fn write_sparse(file: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+/// zeros (they read as zeros once the file is sized) and writing each run
+/// of other blocks in one call. Returns the end of the last run written (0
+/// when nothing was).
+fn write_sparse(file: &File, buf: &[u8], offset: u64) -> std::io::Result<u64> {
     let mut run: Option<usize> = None;
+    let mut written = 0u64;
     let mut i = 0usize;
     while i < buf.len() {
         let at = offset + i as u64;
@@ -323,6 +519,7 @@ fn write_sparse(file: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
             (false, None) => run = Some(i),
             (true, Some(start)) => {
                 file.write_all_at(&buf[start..i], offset + start as u64)?;
+                written = offset + i as u64;
                 run = None;
             }
             _ => {}
@@ -331,8 +528,22 @@ fn write_sparse(file: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
     }
     if let Some(start) = run {
         file.write_all_at(&buf[start..], offset + start as u64)?;
+        written = offset + buf.len() as u64;
     }
-    Ok(())
+    Ok(written)
+}
+
+/// Starts writing `len` bytes at `offset` of `file` to disk without waiting
+/// for them (Linux's `POSIX_FADV_DONTNEED` starts writeback of the dirty
+/// pages in the range, and drops only pages that are already clean). Best
+/// effort: the final flush writes whatever this did not.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    let _ = rustix::fs::fadvise(
+        file,
+        offset,
+        std::num::NonZeroU64::new(len),
+        rustix::fs::Advice::DontNeed,
+    );
 }
 
 /// Whether every byte of `b` is zero (eight at a time).

@@ -6,9 +6,15 @@
 //! write, chmod or chown outside the target: the handle keeps pointing at the
 //! directory restore created or checked, wherever it has been moved.
 //!
-//! Files appear under their final name only once complete and verified:
-//! each is created under a temporary name (`O_CREAT|O_EXCL|O_NOFOLLOW`)
-//! relative to its parent's handle and renamed within that same handle.
+//! Files appear under their final name only once complete and verified.
+//! A new file is created unnamed (`O_TMPFILE`) in its parent directory, with
+//! its final permission bits, and linked under its name only once written,
+//! verified and given its metadata (`linkat`, which never replaces an entry
+//! nor follows a symlink there): no temporary name, no rename, and a crash
+//! leaves nothing behind. Where the file system has no `O_TMPFILE`, and
+//! for an entry that replaces an existing one, the file is created under a
+//! temporary name (`O_CREAT|O_EXCL|O_NOFOLLOW`) relative to its parent's
+//! handle and renamed within that same handle.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -16,6 +22,8 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, renameat};
@@ -55,6 +63,14 @@ pub struct Dir {
     /// The owner and group new entries get (the directory's group when it
     /// is setgid).
     new_owner: (u32, u32),
+    /// Restore created this directory (empty, mode 0700, ours) and holds
+    /// it open: nothing was in it before this restore.
+    fresh: bool,
+    /// The file system takes `O_TMPFILE` here (until it says otherwise).
+    unnamed_ok: AtomicBool,
+    /// A new file here gets exactly the mode it is created with less the
+    /// umask (no default ACL on this directory decides otherwise).
+    umask_rules: OnceLock<bool>,
 }
 
 /// Flags for opening a directory as a handle.
@@ -96,7 +112,36 @@ impl Dir {
             file: File::from(fd),
             id: FileId::of(&st),
             new_owner: (nix::unistd::geteuid().as_raw(), gid),
+            fresh: false,
+            unnamed_ok: AtomicBool::new(proc_fd_available()),
+            umask_rules: OnceLock::new(),
         })
+    }
+
+    /// Whether restore created this directory in this run (so nothing but
+    /// what restore put there can be in it).
+    pub fn fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// The permission bits a file created here with `mode` gets, when they
+    /// are known without asking (`None`: set them after creation). The
+    /// umask clears bits, a default ACL on the directory replaces the umask,
+    /// and the kernel may drop setgid at creation: only plain permission
+    /// bits that the umask leaves alone, in a directory without a default
+    /// ACL, are known.
+    pub fn created_mode(&self, mode: u32) -> Option<u32> {
+        let umask = process_umask()?;
+        let plain = mode & 0o7000 == 0 && mode & umask == 0;
+        let rules = *self.umask_rules.get_or_init(|| {
+            match xattr::FileExt::get_xattr(&self.file, "system.posix_acl_default") {
+                Ok(None) => true,
+                // No ACLs on this file system at all.
+                Err(e) => e.raw_os_error() == Some(libc::EOPNOTSUPP),
+                Ok(Some(_)) => false,
+            }
+        });
+        (plain && rules).then_some(mode)
     }
 
     /// The owner and group a file created here starts with.
@@ -183,7 +228,8 @@ impl Dir {
             }
             Err(e) => return Err(e),
         };
-        let dir = Dir::from_fd(fd)?;
+        let mut dir = Dir::from_fd(fd)?;
+        dir.fresh = created;
         if created {
             // What we just made must be ours: someone who swapped in a
             // directory of their own (to move it away later with our files
@@ -240,6 +286,60 @@ impl Dir {
                 Ok(fd) => return Ok((File::from(fd), tmp)),
                 Err(Errno::EEXIST) => continue,
                 Err(e) => return Err(io_err(e)),
+            }
+        }
+    }
+
+    /// Creates a new, unnamed file in this directory (`O_TMPFILE`) with
+    /// permission bits `mode` (less the umask), open for reading and
+    /// writing; no one can open it until [`Dir::link_unnamed`] names it.
+    /// `Ok(None)` when the file system cannot (the caller falls back to
+    /// [`Dir::create_temp_file`]).
+    pub fn create_unnamed(&self, mode: u32) -> io::Result<Option<File>> {
+        if !self.unnamed_ok.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        match openat(
+            self.file.as_fd(),
+            ".",
+            OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode & 0o777),
+        ) {
+            Ok(fd) => Ok(Some(File::from(fd))),
+            // No O_TMPFILE on this file system or kernel.
+            Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {
+                self.unnamed_ok.store(false, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    /// Names the unnamed file `file` `name` in this directory. The link is
+    /// made through the file's own handle (`/proc/self/fd/N`, which lands on
+    /// that very inode) and never replaces an existing entry, nor follows a
+    /// symlink at `name`: `Ok(false)` when something has the name.
+    pub fn link_unnamed(&self, file: &File, name: &OsStr) -> io::Result<bool> {
+        match linkat(
+            nix::fcntl::AT_FDCWD,
+            &Handle::proc_path(file.as_fd()),
+            self.file.as_fd(),
+            name,
+            AtFlags::AT_SYMLINK_FOLLOW,
+        ) {
+            Ok(()) => Ok(true),
+            Err(Errno::EEXIST) => Ok(false),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    /// Names the unnamed file `file` with a fresh temporary name here, to
+    /// [`Dir::commit`] over an existing entry.
+    pub fn link_unnamed_temp(&self, file: &File) -> io::Result<OsString> {
+        loop {
+            let tmp = temp_name();
+            if self.link_unnamed(file, &tmp)? {
+                return Ok(tmp);
             }
         }
     }
@@ -507,6 +607,24 @@ impl Handle<'_> {
     }
 }
 
+/// Whether `/proc/self/fd` is there to name unnamed files through.
+fn proc_fd_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| Path::new("/proc/self/fd").is_dir())
+}
+
+/// The process's umask, read once (from `/proc/self/status`: setting it to
+/// read it would race with other threads creating files). `None` when it
+/// cannot be read.
+fn process_umask() -> Option<u32> {
+    static UMASK: OnceLock<Option<u32>> = OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(line.trim(), 8).ok()
+    })
+}
+
 /// A fresh, unpredictable temporary name (from the thread's CSPRNG: no
 /// system call per file).
 fn temp_name() -> OsString {
@@ -644,5 +762,78 @@ mod tests {
         target.commit(&name, OsStr::new("p")).unwrap();
         let m = std::fs::symlink_metadata(tmp.path().join("t/p")).unwrap();
         assert_eq!(m.mode() & 0o7777, 0o640);
+    }
+
+    #[test]
+    fn unnamed_files_appear_only_when_linked_and_never_replace() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::write(&outside, b"theirs").unwrap();
+        let t = tmp.path().join("t");
+        let target = Dir::open_target(&t).unwrap();
+        let Some(f) = target.create_unnamed(0o640).unwrap() else {
+            return; // no O_TMPFILE here: restore uses temporary names
+        };
+        std::io::Write::write_all(&mut &f, b"restored").unwrap();
+        assert_eq!(
+            std::fs::read_dir(&t).unwrap().count(),
+            0,
+            "nothing named yet"
+        );
+        assert!(target.link_unnamed(&f, OsStr::new("a")).unwrap());
+        assert_eq!(std::fs::read(t.join("a")).unwrap(), b"restored");
+        let m = std::fs::metadata(t.join("a")).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o640 & !process_umask().unwrap_or(0));
+
+        // A name already taken, even by a symlink pointing outside, is
+        // neither replaced nor followed.
+        symlink(&outside, t.join("planted")).unwrap();
+        let g = target.create_unnamed(0o600).unwrap().unwrap();
+        std::io::Write::write_all(&mut &g, b"new").unwrap();
+        assert!(!target.link_unnamed(&g, OsStr::new("planted")).unwrap());
+        assert!(!target.link_unnamed(&g, OsStr::new("a")).unwrap());
+        assert_eq!(std::fs::read(&outside).unwrap(), b"theirs");
+        assert_eq!(std::fs::read(t.join("a")).unwrap(), b"restored");
+        // Replacing goes through a temporary name and a rename of the link
+        // itself.
+        let tmpname = target.link_unnamed_temp(&g).unwrap();
+        target.commit(&tmpname, OsStr::new("planted")).unwrap();
+        assert_eq!(std::fs::read(t.join("planted")).unwrap(), b"new");
+        assert_eq!(std::fs::read(&outside).unwrap(), b"theirs");
+        assert_eq!(std::fs::read_dir(&t).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_mode_is_known_at_creation_only_when_nothing_can_change_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = Dir::open_target(tmp.path()).unwrap();
+        let d = target.ensure_child_dir(OsStr::new("new")).unwrap();
+        assert!(d.fresh() && !target.fresh());
+        let Some(umask) = process_umask() else {
+            assert_eq!(d.created_mode(0o600), None);
+            return;
+        };
+        // Set-id bits may be dropped at creation; bits the umask clears
+        // must be set afterwards.
+        assert_eq!(d.created_mode(0o4700), None);
+        assert_eq!(d.created_mode(0o2700), None);
+        assert_eq!(d.created_mode(0o1700), None);
+        let all = 0o777;
+        assert_eq!(d.created_mode(all), (umask & all == 0).then_some(all));
+        assert_eq!(d.created_mode(0o700), (umask & 0o700 == 0).then_some(0o700));
+        // A default ACL on the directory decides instead of the umask.
+        let acl_dir = tmp.path().join("acl");
+        std::fs::create_dir(&acl_dir).unwrap();
+        // user::rwx, group::r-x, other::--- (POSIX ACL xattr, version 2).
+        let mut acl = 2u32.to_le_bytes().to_vec();
+        for (tag, perm) in [(0x01u16, 7u16), (0x04, 5), (0x20, 0)] {
+            acl.extend(tag.to_le_bytes());
+            acl.extend(perm.to_le_bytes());
+            acl.extend(u32::MAX.to_le_bytes());
+        }
+        if xattr::set(&acl_dir, "system.posix_acl_default", &acl).is_ok() {
+            let a = target.ensure_child_dir(OsStr::new("acl")).unwrap();
+            assert_eq!(a.created_mode(0o700), None);
+        }
     }
 }

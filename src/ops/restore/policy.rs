@@ -237,8 +237,15 @@ impl MetaWriter {
     /// Sets owner (as root), mode, attributes and times, in that order:
     /// `chown` clears setuid bits and capabilities, so it comes first. The
     /// owner is left alone when `owned_by` (what a new file starts with)
-    /// already is the right one.
-    pub fn apply(&self, h: &Handle<'_>, node: &Node, owned_by: Option<(u32, u32)>) -> Applied {
+    /// already is the right one, and the mode when `mode_is` (the
+    /// permission bits a new file was created with, when known) already is.
+    pub fn apply(
+        &self,
+        h: &Handle<'_>,
+        node: &Node,
+        owned_by: Option<(u32, u32)>,
+        mode_is: Option<u32>,
+    ) -> Applied {
         let screened = self.policy.screen(node);
         let mut problems = Vec::new();
         if self.as_root {
@@ -249,7 +256,9 @@ impl MetaWriter {
                 problems.push(format!("owner: {e}"));
             }
         }
-        if let Err(e) = h.chmod(screened.mode) {
+        if mode_is != Some(screened.mode)
+            && let Err(e) = h.chmod(screened.mode)
+        {
             problems.push(format!("mode: {e}"));
         }
         for x in &screened.xattrs {

@@ -94,6 +94,15 @@ impl Shared<'_> {
     /// at (reported).
     fn commit_for(&self, dir: &Dir, at: &Place, node: &Node) -> Option<Commit> {
         let mode = self.opts.overwrite;
+        if dir.fresh() {
+            // Restore made this directory empty in this run and entry names
+            // are unique: nothing has the name (an entry that appears
+            // meanwhile is still never replaced unawares, see `Commit`).
+            return Some(Commit {
+                replacing: false,
+                no_replace: mode == Overwrite::Never,
+            });
+        }
         match overwrite::decide(mode, dir, &at.name, node, &self.meta) {
             Ok(Decision::Keep(same)) => {
                 self.kept(&at.rel, node, same.as_ref().map(FileId::of));
@@ -352,7 +361,9 @@ impl<'a> Restorer<'a> {
             match shared.target.reopen(&d.rel, d.id) {
                 Ok(dir) => shared.applied(
                     &d.rel,
-                    shared.meta.apply(&Handle::Open(dir.file()), &d.node, None),
+                    shared
+                        .meta
+                        .apply(&Handle::Open(dir.file()), &d.node, None, None),
                 ),
                 Err(e) => shared.problem(
                     &d.rel,
@@ -492,7 +503,8 @@ impl Plan {
             return Ok(Next::Skip);
         };
         if node.kind == NodeKind::File {
-            match files::plan(path, &dir, node, &shared.index, commit) {
+            let mode = shared.meta.policy.screen(node).mode;
+            match files::plan(path, &dir, node, mode, &shared.index, commit) {
                 Ok(segments) => {
                     for seg in segments {
                         tx.send(seg).map_err(|_| Error::Cancelled {
@@ -532,7 +544,7 @@ fn make_special(shared: &Shared<'_>, dir: &Dir, at: &Place, node: &Node, commit:
             return;
         }
     };
-    let applied = shared.meta.apply(&Handle::Path(&special), node, None);
+    let applied = shared.meta.apply(&Handle::Path(&special), node, None, None);
     let id = special.id();
     let committed = if commit.no_replace {
         dir.commit_new(&tmp, OsStr::new(&at.name))
