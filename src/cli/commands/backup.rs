@@ -76,8 +76,12 @@ pub struct BackupArgs {
     #[arg(long)]
     dry_run: bool,
     /// List every file from the paths as new, changed or unchanged since
-    /// this host's last backup of the same paths (compared with the file
-    /// cache: with --no-cache or on a first backup every file is new).
+    /// this host's last backup of the same paths, each line printed as the
+    /// file is stored. A backup host cannot read its earlier snapshots (the
+    /// writer key only encrypts), so the comparison is with its file cache,
+    /// the host's own record of its last backup: with --no-cache or on a
+    /// first backup every file is new. With --json the `changes` array of
+    /// the document is written as it goes too.
     #[arg(long, conflicts_with = "dry_run")]
     list: bool,
     /// Print the result as JSON.
@@ -294,13 +298,18 @@ pub fn run(mut a: BackupArgs) -> Result<ExitCode> {
         host: a.host,
         cache_dir: a.repo.cache_dir(),
         progress: Some(stats.clone()),
-        list_changes: a.list,
         ..Default::default()
     };
     let Some(repo) = repo else {
         return dry_run(&opts, a.json);
     };
-    let drawing = progress::BackupProgress::start(&stats, a.json);
+    // The list is the progress of `--list`: no line is drawn beside it.
+    let drawing = progress::BackupProgress::start(&stats, a.json || a.list);
+    let listing = a.list.then(|| render::backup::ChangeStream::start(a.json));
+    let opts = BackupOptions {
+        list_changes: listing.as_ref().map(|l| l.list()),
+        ..opts
+    };
     let out = backup::run(&repo, &opts).with_context(|| {
         format!(
             "backup into {} failed; no snapshot was written",
@@ -308,12 +317,17 @@ pub fn run(mut a: BackupArgs) -> Result<ExitCode> {
         )
     });
     drop(drawing);
-    let out = out?;
-    if a.list && !a.json {
-        render::backup::changes(&out);
+    if let (Some(l), Err(e)) = (&listing, &out) {
+        l.fail(e);
     }
-    if a.json {
-        render::backup::json(&out, a.list);
+    let out = out?;
+    if let Some(l) = &listing {
+        l.finish(&out);
+        if !a.json {
+            render::backup::text(&out);
+        }
+    } else if a.json {
+        render::backup::json(&out);
     } else {
         render::backup::text(&out);
     }

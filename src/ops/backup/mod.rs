@@ -68,8 +68,10 @@ pub struct BackupOptions {
     pub compress_threads: usize,
     /// Counters the run updates as it goes, for a progress display.
     pub progress: Option<std::sync::Arc<Stats>>,
-    /// Make the per-file change list ([`BackupOutcome::changes`]).
-    pub list_changes: bool,
+    /// Where to send each file's change since this host's last backup, as
+    /// it is decided ([`changes`]); the counts are in
+    /// [`BackupOutcome::changes`].
+    pub list_changes: Option<changes::ChangeList>,
 }
 
 /// The result of a backup run.
@@ -86,10 +88,10 @@ pub struct BackupOutcome {
     /// Command sources whose output looked already compressed or
     /// encrypted: such output never deduplicates from one backup to the next.
     pub compressed_outputs: Vec<CompressedOutput>,
-    /// With [`BackupOptions::list_changes`]: every file from the source
-    /// paths, in walk order, as new, changed or unchanged since this
-    /// host's last backup of them ([`changes`]).
-    pub changes: Vec<changes::FileChange>,
+    /// With [`BackupOptions::list_changes`]: how many files from the
+    /// source paths are new, changed or unchanged since this host's last
+    /// backup of them ([`changes`]).
+    pub changes: Option<changes::ChangeCounts>,
 }
 
 /// A command source whose output looked already compressed.
@@ -201,7 +203,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     };
     let records = FileRecords {
         next_cache: cache_writer.as_mut().map(|w| (w, fresh_ns)),
-        list_changes: opts.list_changes,
+        list_changes: opts.list_changes.clone(),
     };
     let assembled = run_pipeline(&stages, &walker, records);
     if let Some(e) = failure.take() {
