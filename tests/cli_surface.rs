@@ -184,3 +184,59 @@ fn a_new_passphrase_is_asked_twice_and_an_empty_one_is_refused() {
     assert_success(&open_with("correct horse"));
     assert!(!open_with("wrong horse").status.success());
 }
+
+/// One time convention in every table and listing: UTC, marked `Z`, to the
+/// second (RFC 3339), whatever the local time zone.
+#[test]
+fn every_listing_prints_times_in_utc_marked_with_z() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("old.conf"), b"old");
+    // 2020-01-02T03:04:05Z
+    let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_577_934_245);
+    fs::File::options()
+        .write(true)
+        .open(src.join("old.conf"))
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let id = env.backup(&[&src]);
+    let zoned = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend([
+            "-r",
+            env.repo.to_str().unwrap(),
+            "-i",
+            env.owner_key.to_str().unwrap(),
+        ]);
+        // Half an hour off the hour, so a local time cannot pass for UTC.
+        let out = std::process::Command::new(vault_bin())
+            .args(&all)
+            .env("TZ", "Asia/Kolkata")
+            .env_remove("VAULT_CONFIG")
+            .output()
+            .unwrap();
+        assert_success(&out);
+        stdout(&out) + &stderr(&out)
+    };
+    let listed: serde_json::Value = serde_json::from_str(&zoned(&["snapshots", "--json"])).unwrap();
+    let time: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(listed[0]["snapshot"]["time"].clone()).unwrap();
+    let when = time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert!(when.ends_with('Z'), "{when}");
+
+    let table = zoned(&["snapshots"]);
+    assert_contains(&table, &when);
+    assert!(!table.contains("UTC"), "the Z says it: {table}");
+    let ls = zoned(&["ls", &id]);
+    assert_contains(&ls, " 2020-01-02T03:04:05Z ");
+    let found = zoned(&["find", "old.conf"]);
+    assert_contains(&found, " 2020-01-02T03:04:05Z ");
+    let forget = zoned(&["forget", "--keep-last", "1", "--dry-run"]);
+    assert_contains(&forget, &format!("keep    {}  {when}", &id[..8]));
+    // No local time (+05:30) anywhere.
+    for out in [&table, &ls, &found, &forget] {
+        assert!(!out.contains("+0530") && !out.contains("+05:30"), "{out}");
+        assert!(!out.contains("08:34:05"), "local time printed: {out}");
+    }
+}

@@ -22,7 +22,7 @@ pub fn text(report: &DrillReport) {
             outln!(
                 "  warning: certificate {} expires {}",
                 sanitize(&c.subject),
-                c.not_after.format("%Y-%m-%d")
+                super::time(c.not_after)
             );
         }
     }

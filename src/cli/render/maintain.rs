@@ -99,9 +99,7 @@ pub fn forget(r: &ForgetReport) {
                 "  {:<6}  {}  {}  {}",
                 if s.keep { "keep" } else { "remove" },
                 s.id.short(),
-                s.time
-                    .with_timezone(&chrono::Local)
-                    .format("%Y-%m-%d %H:%M:%S %z"),
+                super::time(s.time),
                 s.reasons.join(", ")
             );
         }

@@ -153,7 +153,7 @@ fn warn_expiring(certs: &[CertInfo]) {
         outln!(
             "  warning: certificate {} expires {}",
             sanitize(&c.subject),
-            c.not_after.format("%Y-%m-%d %H:%M UTC")
+            super::time(c.not_after)
         );
     }
 }
