@@ -240,3 +240,58 @@ fn every_listing_prints_times_in_utc_marked_with_z() {
         assert!(!out.contains("08:34:05"), "local time printed: {out}");
     }
 }
+
+/// Counts take their noun in the right number, and every warning, the
+/// library's included, is one `vault: warning:` line naming what it is
+/// about, without a log timestamp.
+#[test]
+fn reports_say_one_snapshot_and_warnings_have_one_style() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("only"), b"one file");
+    // A cache directory others can write is refused (the backup goes on
+    // without it): the library's warning names the directory.
+    let cache = env.path("shared-cache");
+    fs::create_dir_all(&cache).unwrap();
+    fs::set_permissions(&cache, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = env.vault(
+        &["backup"],
+        &env.writer_key,
+        &[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    let err = stderr(&out);
+    assert_contains(&err, "vault: warning: ");
+    assert_contains(&err, cache.to_str().unwrap());
+    for line in err.lines() {
+        assert!(line.starts_with("vault: "), "one style: {err}");
+        assert!(!line.contains(" WARN "), "no tracing level word: {err}");
+    }
+    let text = stdout(&out);
+    assert_contains(&text, "  1 file, 3 dirs, 8 B (1 file read,");
+    assert!(!text.contains("1 files"), "{text}");
+
+    let out = env.vault(&["prune"], &env.owner_key, &[]);
+    assert_success(&out);
+    let text = stdout(&out);
+    assert_contains(&text, "1 snapshot needs ");
+    assert_contains(&text, "repack 0 packs (0 blobs)");
+    assert_contains(&text, "wrote 0 packs and 1 index file, replaced ");
+    let out = env.vault(&["check"], &env.owner_key, &[]);
+    assert_success(&out);
+    assert_contains(&stdout(&out), "checked 1 snapshot, ");
+    let out = env.vault(
+        &["forget"],
+        &env.owner_key,
+        &["--keep-last", "1", "--dry-run"],
+    );
+    assert_success(&out);
+    assert_contains(&stdout(&out), "kept 1 snapshot, would remove 0");
+    // A bad count is still refused plainly.
+    let out = env.vault(&["forget"], &env.owner_key, &["--keep-last", "-1"]);
+    assert_code(&out, 2);
+}

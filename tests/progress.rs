@@ -98,7 +98,7 @@ fn prune_shows_progress_on_a_terminal_only() {
     assert!(ok, "{drawn}");
     assert_contains(&drawn, " blobs, ");
     assert_contains(&drawn, "left");
-    assert_contains(&drawn, "prune did: repack 1 pack");
+    assert_contains(&drawn, "prune did: repack 1 pack (");
     // A new backup's entries are read back before the owner signs them:
     // packs, with their bytes.
     write(&src.join("new"), &noise(300_000, 99));

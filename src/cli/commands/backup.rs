@@ -363,14 +363,13 @@ fn dry_run(opts: &BackupOptions, json: bool) -> Result<ExitCode> {
             );
         }
         eprintln!(
-            "dry run: would back up {} files ({} bytes), {} dirs, {} other entries, {} commands, \
-             {} databases; nothing was read or written",
-            r.files,
-            r.bytes,
-            r.dirs,
-            r.other,
-            r.commands.len(),
-            r.databases.len()
+            "dry run: would back up {} ({}), {}, {}, {}, {}; nothing was read or written",
+            render::count(r.files, "file"),
+            render::count(r.bytes, "byte"),
+            render::count(r.dirs, "dir"),
+            render::plural(r.other, "other entry", "other entries"),
+            render::count(r.commands.len() as u64, "command"),
+            render::count(r.databases.len() as u64, "database")
         );
     }
     Ok(if r.errors.is_empty() {

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
-use super::{duration_ms, sanitize, size};
+use super::{count, duration_ms, sanitize, size};
 use vault::ops::backup::BackupOutcome;
 use vault::ops::backup::changes::{ChangeList, FileChange};
 
@@ -142,23 +142,23 @@ pub fn text(out: &BackupOutcome) {
     let t = &out.snapshot.totals;
     outln!("snapshot {} saved", out.id.short());
     outln!(
-        "  {} files, {} dirs, {} ({} files read, the rest unchanged)",
-        t.files,
-        t.dirs,
+        "  {}, {}, {} ({} read, the rest unchanged)",
+        count(t.files, "file"),
+        count(t.dirs, "dir"),
         size(t.bytes),
-        t.files_read
+        count(t.files_read, "file")
     );
     outln!(
-        "  added {} new blobs, {} raw, {} stored, in {}",
-        t.blobs_added,
+        "  added {}, {} raw, {} stored, in {}",
+        count(t.blobs_added, "new blob"),
         size(t.bytes_added),
         size(t.bytes_stored),
         duration_ms(t.duration_ms)
     );
     if out.resumed.packs > 0 {
-        println!(
-            "  reused {} pack(s), {}, that an interrupted backup had uploaded",
-            out.resumed.packs,
+        outln!(
+            "  reused {}, {}, that an interrupted backup had uploaded",
+            count(out.resumed.packs as u64, "pack"),
             size(out.resumed.bytes)
         );
     }

@@ -114,6 +114,16 @@ pub fn time_ns(ns: i64) -> String {
     time(chrono::DateTime::from_timestamp_nanos(ns))
 }
 
+/// `1 tree`, `2 trees`: a count with its noun in the right number.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `1 pack`, `2 packs`: [`plural`] for nouns that take an `s`.
+pub fn count(n: u64, noun: &str) -> String {
+    plural(n, noun, &format!("{noun}s"))
+}
+
 /// Milliseconds for humans.
 pub fn duration_ms(ms: u64) -> String {
     if ms < 10_000 {

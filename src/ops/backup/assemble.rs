@@ -251,7 +251,7 @@ impl Assembler<'_, '_> {
             hash: node.hash.expect("set before remembering"),
         };
         if let Err(e) = w.add(&entry) {
-            tracing::warn!("could not write the file cache: {e}");
+            tracing::warn!("could not write the file cache {}: {e}", w.path().display());
             self.next_cache = None;
         }
         node.content = entry.content;

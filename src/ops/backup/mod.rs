@@ -247,10 +247,11 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     };
     ensure_still_stored(repo, &sink.relied_packs())?;
     let id = repo.put_signed_json(ObjectKind::Snapshot, &snapshot)?;
-    if let Some(w) = cache_writer
-        && let Err(e) = w.finish()
-    {
-        tracing::warn!("could not save the file cache: {e}");
+    if let Some(w) = cache_writer {
+        let path = w.path().to_owned();
+        if let Err(e) = w.finish() {
+            tracing::warn!("could not save the file cache {}: {e}", path.display());
+        }
     }
     Ok(BackupOutcome {
         id: SnapshotId(id),
@@ -275,7 +276,12 @@ fn file_cache(
         .as_ref()
         .filter(|d| {
             crate::repo::cache::private_root(d)
-                .map_err(|e| tracing::warn!("file cache not usable, reading every file: {e}"))
+                .map_err(|e| {
+                    tracing::warn!(
+                        "file cache in {} not usable, reading every file: {e}",
+                        d.display()
+                    )
+                })
                 .is_ok()
         })
         .map(|d| FileCache::load(d, &repo.config().id, host, paths));
