@@ -97,7 +97,7 @@ pub fn main() -> ExitCode {
         if let (commands::Command::Backup(a), Some(("backup", sub))) =
             (&mut cli.command, m.subcommand())
         {
-            a.only_given_sources(sub);
+            a.only_given_sources(sub)?;
         }
         Ok(cli)
     });
