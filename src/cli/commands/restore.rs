@@ -232,7 +232,7 @@ fn dry_run(
              was written",
             render::count(files, "file"),
             render::count(dirs, "dir"),
-            render::count(bytes, "byte"),
+            render::size(bytes),
             id.short(),
             render::sanitize(&target.display().to_string())
         );
