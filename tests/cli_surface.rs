@@ -184,3 +184,114 @@ fn a_new_passphrase_is_asked_twice_and_an_empty_one_is_refused() {
     assert_success(&open_with("correct horse"));
     assert!(!open_with("wrong horse").status.success());
 }
+
+/// One time convention in every table and listing: UTC, marked `Z`, to the
+/// second (RFC 3339), whatever the local time zone.
+#[test]
+fn every_listing_prints_times_in_utc_marked_with_z() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("old.conf"), b"old");
+    // 2020-01-02T03:04:05Z
+    let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_577_934_245);
+    fs::File::options()
+        .write(true)
+        .open(src.join("old.conf"))
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let id = env.backup(&[&src]);
+    let zoned = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend([
+            "-r",
+            env.repo.to_str().unwrap(),
+            "-i",
+            env.owner_key.to_str().unwrap(),
+        ]);
+        // Half an hour off the hour, so a local time cannot pass for UTC.
+        let out = std::process::Command::new(vault_bin())
+            .args(&all)
+            .env("TZ", "Asia/Kolkata")
+            .env_remove("VAULT_CONFIG")
+            .output()
+            .unwrap();
+        assert_success(&out);
+        stdout(&out) + &stderr(&out)
+    };
+    let listed: serde_json::Value = serde_json::from_str(&zoned(&["snapshots", "--json"])).unwrap();
+    let time: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(listed[0]["snapshot"]["time"].clone()).unwrap();
+    let when = time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert!(when.ends_with('Z'), "{when}");
+
+    let table = zoned(&["snapshots"]);
+    assert_contains(&table, &when);
+    assert!(!table.contains("UTC"), "the Z says it: {table}");
+    let ls = zoned(&["ls", &id]);
+    assert_contains(&ls, " 2020-01-02T03:04:05Z ");
+    let found = zoned(&["find", "old.conf"]);
+    assert_contains(&found, " 2020-01-02T03:04:05Z ");
+    let forget = zoned(&["forget", "--keep-last", "1", "--dry-run"]);
+    assert_contains(&forget, &format!("keep    {}  {when}", &id[..8]));
+    // No local time (+05:30) anywhere.
+    for out in [&table, &ls, &found, &forget] {
+        assert!(!out.contains("+0530") && !out.contains("+05:30"), "{out}");
+        assert!(!out.contains("08:34:05"), "local time printed: {out}");
+    }
+}
+
+/// Counts take their noun in the right number, and every warning, the
+/// library's included, is one `vault: warning:` line naming what it is
+/// about, without a log timestamp.
+#[test]
+fn reports_say_one_snapshot_and_warnings_have_one_style() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("only"), b"one file");
+    // A cache directory others can write is refused (the backup goes on
+    // without it): the library's warning names the directory.
+    let cache = env.path("shared-cache");
+    fs::create_dir_all(&cache).unwrap();
+    fs::set_permissions(&cache, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = env.vault(
+        &["backup"],
+        &env.writer_key,
+        &[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    let err = stderr(&out);
+    assert_contains(&err, "vault: warning: ");
+    assert_contains(&err, cache.to_str().unwrap());
+    for line in err.lines() {
+        assert!(line.starts_with("vault: "), "one style: {err}");
+        assert!(!line.contains(" WARN "), "no tracing level word: {err}");
+    }
+    let text = stdout(&out);
+    assert_contains(&text, "  1 file, 3 dirs, 8 B (1 file read,");
+    assert!(!text.contains("1 files"), "{text}");
+
+    let out = env.vault(&["prune"], &env.owner_key, &[]);
+    assert_success(&out);
+    let text = stdout(&out);
+    assert_contains(&text, "1 snapshot needs ");
+    assert_contains(&text, "repack 0 packs (0 blobs)");
+    assert_contains(&text, "wrote 0 packs and 1 index file, replaced ");
+    let out = env.vault(&["check"], &env.owner_key, &[]);
+    assert_success(&out);
+    assert_contains(&stdout(&out), "checked 1 snapshot, ");
+    let out = env.vault(
+        &["forget"],
+        &env.owner_key,
+        &["--keep-last", "1", "--dry-run"],
+    );
+    assert_success(&out);
+    assert_contains(&stdout(&out), "kept 1 snapshot, would remove 0");
+    // A bad count is still refused plainly.
+    let out = env.vault(&["forget"], &env.owner_key, &["--keep-last", "-1"]);
+    assert_code(&out, 2);
+}

@@ -321,7 +321,7 @@ fn commands_take_repository_keys_sources_and_retention_from_the_file() {
         env.owner_key.to_str().unwrap(),
     ]);
     crate::util::assert_success(&out);
-    assert_contains(&stdout(&out), "kept 1 snapshots, removed 1");
+    assert_contains(&stdout(&out), "kept 1 snapshot, removed 1");
     let out = run(&["--config", cfg, "snapshots", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 1);

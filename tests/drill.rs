@@ -144,7 +144,7 @@ fn a_verify_of_part_of_a_snapshot_is_not_recorded_as_a_drill() {
         &[&id, "--verify", "--include", &rel],
     );
     assert_success(&out);
-    assert_contains(&stdout(&out), "verified: 1 files");
+    assert_contains(&stdout(&out), "verified: 1 file,");
     assert_contains(&stdout(&out), "no drill record");
     let out = env.vault(
         &["restore"],

@@ -175,3 +175,101 @@ fn backup_list_says_new_changed_and_unchanged() {
     let (out, _) = env.backup_json(&["--list", "--dry-run", src.to_str().unwrap()]);
     assert_code(&out, 2);
 }
+
+/// Runs `vault backup --list` (plus `extra`) on `src` and a command that
+/// waits for a file to exist: the command's output is stored after every
+/// file of `src` (walk order), and the test creates that file only once the
+/// last file of `src` is listed on stdout. So the backup completes only if
+/// the list streams as the walk goes; otherwise the command gives up after
+/// 30 s, says so, and the backup is partial.
+fn streamed_list(env: &Env, src: &std::path::Path, last: &str, extra: &[&str]) -> (String, i32) {
+    let go = env.path("go");
+    let wait = format!(
+        "for i in $(seq 600); do [ -e '{g}' ] && break; sleep 0.05; done; \
+         [ -e '{g}' ] && echo released || {{ echo 'never released' >&2; exit 1; }}",
+        g = go.display()
+    );
+    let mut child = Command::new(vault_bin())
+        .args(["backup", "-r", env.repo.to_str().unwrap()])
+        .args(["-i", env.writer_key.to_str().unwrap()])
+        .args(["--cache-dir", env.cache.to_str().unwrap(), "--list"])
+        .args(extra)
+        .args(["--from-command", &wait, "--stdin-filename", "/zzz/waited"])
+        .arg(src)
+        .env_remove("VAULT_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = String::new();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0 {
+        if line.contains(last) && !go.exists() {
+            fs::write(&go, b"").unwrap();
+        }
+        seen.push_str(&line);
+        line.clear();
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("never released"), "{seen}\n{err}");
+    (seen, out.status.code().unwrap_or(-1))
+}
+
+#[test]
+fn backup_list_streams_each_file_as_the_walk_goes() {
+    let env = Env::new();
+    let src = env.path("src");
+    for i in 0..50 {
+        write(
+            &src.join(format!("f{i:02}")),
+            format!("file {i}").as_bytes(),
+        );
+    }
+    // The file cache only remembers files over a second older than the
+    // backup (see backup_list_says_new_changed_and_unchanged).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (text, code) = streamed_list(&env, &src, "f49", &[]);
+    assert_eq!(code, 0, "{text}");
+    assert_contains(&text, &format!("new       {}", src.join("f00").display()));
+    assert_contains(&text, "files: 50 new, 0 changed, 0 unchanged");
+    assert_eq!(text.lines().filter(|l| l.starts_with("new ")).count(), 50);
+    // The command's output is not a file of the paths: not listed.
+    assert!(!text.contains("/zzz/waited"), "{text}");
+    // --json streams the `changes` array of one valid document (an
+    // entry's line ends when the next entry is written).
+    fs::remove_file(env.path("go")).unwrap();
+    write(&src.join("f07"), b"edited");
+    let (json, code) = streamed_list(&env, &src, "f48", &["--json"]);
+    assert_eq!(code, 0, "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).expect(&json);
+    let changes = v["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 50, "{v}");
+    assert_eq!(v["change_counts"]["changed"], 1, "{v}");
+    assert_eq!(v["complete"], true, "{v}");
+    assert!(v["id"].is_string(), "{v}");
+}
+
+#[test]
+fn a_failed_backup_still_closes_its_json_list() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a"), b"a");
+    // The repository's data directory cannot be written: the backup fails
+    // after the walk started, and stdout is still one JSON document.
+    let data = env.repo.join("data");
+    let _ = fs::remove_dir_all(&data);
+    fs::write(&data, b"not a directory").unwrap();
+    let out = env.vault(
+        &["backup"],
+        &env.writer_key,
+        &["--list", "--json", src.to_str().unwrap()],
+    );
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", stdout(&out)));
+    assert_eq!(v["complete"], false, "{v}");
+    assert_contains(v["error"].as_str().unwrap(), "no snapshot was written");
+    assert_contains(&stderr(&out), "no snapshot was written");
+}

@@ -195,6 +195,23 @@ fn find_searches_every_snapshot_and_reads_unchanged_directories_once() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(found.len(), 3);
+    // Only the directories on the way read: the root, those down to src,
+    // static/ and d00 to d02; logs/ and d03 to d19 cannot hold a match.
+    let above = src.components().count() as u64;
+    let out = env.vault(
+        &["find"],
+        &env.owner_key,
+        &[&glob, "--snapshot", &ids[1][..8]],
+    );
+    assert_success(&out);
+    assert_eq!(stdout(&out).lines().count(), 3);
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "({} directories read, 0 unchanged without a match skipped, 18 ruled out by the path)",
+            above + 4
+        ),
+    );
     assert_eq!(found[0]["snapshot"], ids[1].as_str());
     assert_eq!(found[0]["size"], 5);
     assert_eq!(found[0]["kind"], "file");

@@ -114,6 +114,17 @@ fn mount_serves_every_snapshot_read_only_and_unmounts() {
     // Several content blobs: reads cross blob boundaries.
     let big = noise(5 << 20, 9);
     write(&src.join("big.bin"), &big);
+    // Extended attributes, where the test file system has them.
+    let tagged = src.join("etc/app/app.conf");
+    let xattrs = xattr::set(&tagged, "user.vault.test", b"hello xattr").is_ok();
+    if xattrs {
+        xattr::set(&tagged, "user.vault.empty", b"").unwrap();
+    } else {
+        println!(
+            "xattrs unsupported on {}: their part is skipped",
+            src.display()
+        );
+    }
     let first = env.backup(&[&src]);
     write(&src.join("etc/app/app.conf"), b"changed\n");
     let second = env.backup(&[&src]);
@@ -151,6 +162,31 @@ fn mount_serves_every_snapshot_read_only_and_unmounts() {
         assert_eq!(&buf[..], &big[offset as usize..offset as usize + buf.len()]);
     }
     drop(f);
+    // Extended attributes through the kernel (getxattr/listxattr), and
+    // read-only: none can be set or removed.
+    if xattrs {
+        let old_conf = old.join("etc/app/app.conf");
+        assert_eq!(
+            xattr::get(&old_conf, "user.vault.test").unwrap().as_deref(),
+            Some(&b"hello xattr"[..])
+        );
+        assert_eq!(
+            xattr::get(&old_conf, "user.vault.empty")
+                .unwrap()
+                .as_deref(),
+            Some(&b""[..])
+        );
+        let mut names: Vec<String> = xattr::list(&old_conf)
+            .unwrap()
+            .map(|n| n.into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["user.vault.empty", "user.vault.test"]);
+        assert_eq!(xattr::get(&old_conf, "user.absent").unwrap(), None);
+        assert!(xattr::set(&old_conf, "user.new", b"x").is_err());
+        assert!(xattr::remove(&old_conf, "user.vault.test").is_err());
+        assert_eq!(xattr::list(mp.join("snapshots")).unwrap().count(), 0);
+    }
     // Read-only: no write, no new file, no removal.
     let conf = mp.join("latest").join(rel).join("etc/app/app.conf");
     let e = fs::write(&conf, b"x").unwrap_err();

@@ -72,17 +72,13 @@ fn man_pages_have_exit_status_environment_files_examples_and_a_config_page() {
     assert_contains(&stderr(&out), "possible values: vault, vault.toml");
 }
 
-/// Why the package cannot be built here, if it cannot.
+/// Why the package cannot be built here, if it cannot: dpkg-deb is on
+/// every Debian; strip comes with binutils (the Rust toolchain's linker).
 fn packaging_unavailable() -> Option<String> {
-    for (tool, arg) in [
-        ("cargo-deb", "--version"),
-        ("dpkg-deb", "--version"),
-        ("strip", "--version"),
-    ] {
+    for (tool, arg) in [("dpkg-deb", "--version"), ("strip", "--version")] {
         if Command::new(tool).arg(arg).output().is_err() {
             return Some(format!(
-                "{tool} is not installed (cargo install --locked cargo-deb; apt-get install \
-                 dpkg-dev binutils)"
+                "{tool} is not installed (apt-get install dpkg binutils)"
             ));
         }
     }
@@ -118,6 +114,26 @@ fn the_deb_unpacks_into_a_working_binary_pages_completions_and_units() {
     assert_success(&info);
     assert_contains(&stdout(&info), "Package: vault");
     assert_contains(&stdout(&info), "postinst");
+    assert_contains(&stdout(&info), "Depends: ");
+    assert_contains(&stdout(&info), "libc6");
+    // Staged in a temporary directory: nothing left in the source tree.
+    let tree = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(!tree.join(".deb-stage").exists(), "staged in the tree");
+    // A binary that is not there: an error naming it, no package.
+    let missing = dir.path().join("no-such-vault");
+    let bad = Command::new("bash")
+        .arg("scripts/package.sh")
+        .current_dir(tree)
+        .env("VAULT_PACKAGE_BIN", &missing)
+        .env("VAULT_PACKAGE_OUT", dir.path().join("bad"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert_contains(&stderr(&bad), "no-such-vault");
+    assert!(
+        !dir.path().join("bad").exists(),
+        "no package for a bad binary"
+    );
 
     // Unpacked into a temporary directory, never installed.
     let root = dir.path().join("root");
@@ -145,6 +161,9 @@ fn the_deb_unpacks_into_a_working_binary_pages_completions_and_units() {
         "usr/share/zsh/vendor-completions/_vault",
         "usr/share/fish/vendor_completions.d/vault.fish",
         "usr/share/doc/vault/examples/vault.toml.example",
+        "usr/share/doc/vault/README.md",
+        "usr/share/doc/vault/SECURITY.md",
+        "usr/share/doc/vault/RECOVERY.md",
     ] {
         let m = fs::metadata(root.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert!(m.len() > 0, "{f} is empty");

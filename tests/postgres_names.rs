@@ -25,7 +25,7 @@ fn two_app_databases_from_two_servers_share_a_snapshot() {
     assert_contains(&err, &primary.dir.path().display().to_string());
     assert_contains(&err, &replica.dir.path().display().to_string());
     assert_contains(&err, "--postgres-name");
-    // A bad name, and more names than sources.
+    // A bad name, and two names after one source.
     let (out, _) = env.backup_json(&["--postgres", &p, "--postgres-name", "../etc"]);
     assert_code(&out, 2);
     assert_contains(&stderr(&out), "\"../etc\"");
@@ -38,19 +38,20 @@ fn two_app_databases_from_two_servers_share_a_snapshot() {
         "b",
     ]);
     assert_code(&out, 2);
-    assert_contains(&stderr(&out), "2 PostgreSQL source names for 1");
+    assert_contains(
+        &stderr(&out),
+        "--postgres-name \"a\" and \"b\" both follow the same --postgres",
+    );
     assert!(
         snapshot_ids_in(env.repo.to_str().unwrap(), &env.writer_key).is_empty(),
         "nothing written"
     );
 
-    // Named: the primary keeps its database's name (empty name), the
-    // replica is app-replica.
+    // Named: a name applies to the --postgres it follows, so the primary
+    // keeps its database's name and the replica is app-replica.
     let (out, v) = env.backup_json(&[
         "--postgres",
         &p,
-        "--postgres-name",
-        "",
         "--postgres",
         &r,
         "--postgres-name",
@@ -151,5 +152,42 @@ fn two_app_databases_from_two_servers_share_a_snapshot() {
             .iter()
             .any(|s| s["name"] == "postgres/app-replica.dump"),
         "{v}"
+    );
+}
+
+/// A `--postgres-name` names the `--postgres` it follows; one that follows
+/// none, or an empty one, is refused before anything is read or written.
+#[test]
+fn a_postgres_name_must_follow_its_source() {
+    let env = Env::new();
+    let db = "dbname=app host=/nonexistent";
+    for (args, needle) in [
+        (
+            vec!["--postgres-name", "early", "--postgres", db],
+            "follows none on the command line",
+        ),
+        (
+            vec!["--postgres", db, "--postgres-name", ""],
+            "--postgres-name needs a name",
+        ),
+        (
+            vec![
+                "--postgres",
+                db,
+                "--postgres-name",
+                "a",
+                "--postgres-name",
+                "b",
+            ],
+            "both follow the same --postgres",
+        ),
+    ] {
+        let (out, _) = env.backup_json(&args);
+        assert_code(&out, 2);
+        assert_contains(&stderr(&out), needle);
+    }
+    assert!(
+        snapshot_ids_in(env.repo.to_str().unwrap(), &env.writer_key).is_empty(),
+        "nothing written"
     );
 }

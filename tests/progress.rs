@@ -76,3 +76,56 @@ fn restore_and_drill_show_progress_on_a_terminal_only() {
     assert_success(&out);
     assert!(!stderr(&out).contains("files,"), "{}", stderr(&out));
 }
+
+#[test]
+fn prune_shows_progress_on_a_terminal_only() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..20 {
+        write(&src.join(format!("f{i}")), &noise(100_000, i));
+    }
+    let first = env.backup(&[&src]);
+    for i in 2..20 {
+        fs::remove_file(src.join(format!("f{i}"))).unwrap();
+    }
+    env.backup(&[&src]);
+    fs::remove_file(env.repo.join("snapshots").join(&first)).unwrap();
+    let (repo, key) = (env.repo.to_str().unwrap(), env.owner_key.to_str().unwrap());
+    // Verifying the writer's index entries reads packs, then the mostly
+    // empty packs are repacked blob by blob: the last phase is drawn.
+    let (ok, drawn) = on_a_terminal(&["prune", "-r", repo, "-i", key, "--grace", "0s"]);
+    assert!(ok, "{drawn}");
+    assert_contains(&drawn, " blobs, ");
+    assert_contains(&drawn, "left");
+    assert_contains(&drawn, "prune did: repack 1 pack (");
+    // A new backup's entries are read back before the owner signs them:
+    // packs, with their bytes.
+    write(&src.join("new"), &noise(300_000, 99));
+    env.backup(&[&src]);
+    let (ok, drawn) = on_a_terminal(&["prune", "-r", repo, "-i", key, "--grace", "0s"]);
+    assert!(ok, "{drawn}");
+    assert_contains(&drawn, "/2 packs, ");
+    assert_contains(&drawn, "KiB/");
+    assert_contains(&drawn, "left");
+    // --json on a terminal: the JSON only.
+    write(&src.join("newer"), &noise(300_000, 98));
+    env.backup(&[&src]);
+    let (ok, drawn) = on_a_terminal(&["prune", "-r", repo, "-i", key, "--json"]);
+    assert!(ok, "{drawn}");
+    assert!(!drawn.contains("packs,"), "{drawn}");
+    let report: serde_json::Value = serde_json::from_str(drawn.trim()).expect(&drawn);
+    assert!(report["packs_verified"].as_u64().unwrap() >= 1, "{report}");
+    // Not a terminal: nothing drawn; a bad flag is refused before anything.
+    write(&src.join("newest"), &noise(300_000, 97));
+    env.backup(&[&src]);
+    let out = env.vault(&["prune"], &env.owner_key, &[]);
+    assert_success(&out);
+    assert!(!stderr(&out).contains("packs,"), "{}", stderr(&out));
+    let out = env.vault(
+        &["prune"],
+        &env.owner_key,
+        &["--repack-unused-percent", "0"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

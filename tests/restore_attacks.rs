@@ -572,7 +572,7 @@ fn hard_link_group_led_by_a_symlink_cannot_turn_a_file_into_a_link() {
             .unwrap()
             .is_file()
     );
-    assert_contains(&stdout(&out), "1 files re-read");
+    assert_contains(&stdout(&out), "1 file re-read");
 
     let tar = env.vault(&["dump"], &env.owner_key, &[&id]);
     assert_success(&tar);

@@ -27,6 +27,7 @@ mod commands;
 mod defaults;
 mod edge;
 mod exit;
+mod log;
 mod manual;
 mod progress;
 mod render;
@@ -58,25 +59,7 @@ pub fn main() -> ExitCode {
     // The AWS SDK warns with nested debug structures about what vault then
     // reports in one plain line (no credentials, an unreadable profile):
     // its warnings show only with VAULT_LOG.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VAULT_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "warn,aws_config=error,aws_runtime=error,aws_smithy_runtime=error,aws_sdk_s3=error,\
-             fuser=error",
-        )
-    });
-    // On a terminal: colours and times. Under systemd (JOURNAL_STREAM set)
-    // or in a pipe: plain lines with levels; the journal adds its own time.
-    let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let log = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(on_terminal)
-        .with_target(false);
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        log.without_time().init();
-    } else {
-        log.init();
-    }
+    log::init();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let mut command = <Cli as clap::CommandFactory>::command();
     // `vault config check` reports a bad file itself; everything else
@@ -114,7 +97,7 @@ pub fn main() -> ExitCode {
         if let (commands::Command::Backup(a), Some(("backup", sub))) =
             (&mut cli.command, m.subcommand())
         {
-            a.only_given_sources(sub);
+            a.only_given_sources(sub)?;
         }
         Ok(cli)
     });

@@ -83,6 +83,10 @@ pub struct Meter {
 /// One frame of a [`Meter`].
 fn draw_meter(b: &ProgressBar, p: &Progress) {
     let r = p.read();
+    if r.unit.is_empty() {
+        b.set_message("starting");
+        return;
+    }
     // The estimate follows bytes when there are any, else items.
     let (done, total) = if r.bytes_total > 0 {
         (r.bytes_done, r.bytes_total)

@@ -32,6 +32,11 @@ pub const MEMO_MAX: usize = 1 << 18;
 pub struct Pattern {
     glob: GlobMatcher,
     whole_path: bool,
+    /// A whole-path pattern cut at each `/`: one matcher per component,
+    /// `None` for a component holding `**` (it spans any depth). Empty when
+    /// the pattern cannot be cut (a `{a,b/c}` or `[/]` spanning a `/`):
+    /// then no directory is ruled out.
+    components: Vec<Option<GlobMatcher>>,
 }
 
 impl Pattern {
@@ -52,10 +57,58 @@ impl Pattern {
             .build()
             .map_err(|e| Error::InvalidInput(format!("pattern {text:?}: {}", e.kind())))?
             .compile_matcher();
+        let whole_path = text.contains('/');
+        let components = if whole_path {
+            text.split('/')
+                .map(|c| match c.contains("**") {
+                    true => Some(None),
+                    false => GlobBuilder::new(c)
+                        .literal_separator(true)
+                        .case_insensitive(ignore_case)
+                        .backslash_escape(true)
+                        .build()
+                        .ok()
+                        .map(|g| Some(g.compile_matcher())),
+                })
+                .collect::<Option<Vec<_>>>()
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         Ok(Pattern {
             glob,
-            whole_path: text.contains('/'),
+            whole_path,
+            components,
         })
+    }
+
+    /// Whether an entry below the directory at `dir` (relative to the
+    /// snapshot root) could match: false only for a whole-path pattern
+    /// whose leading components rule the directory out (`/etc/*.conf`
+    /// rules out `/var` and `/etc/nginx`), so the directory is not read.
+    fn could_hold(&self, dir: &Path) -> bool {
+        if self.components.is_empty() {
+            return true;
+        }
+        let full = [b"".as_slice()]
+            .into_iter()
+            .chain(dir.as_os_str().as_bytes().split(|&b| b == b'/'));
+        let mut depth = 0;
+        for (name, component) in full.zip(&self.components) {
+            let Some(glob) = component else {
+                return true;
+            };
+            if !glob.is_match(Path::new(std::ffi::OsStr::from_bytes(name))) {
+                return false;
+            }
+            depth += 1;
+        }
+        // The directory's own entries sit one component deeper than it.
+        let dir_depth = 1 + dir.components().count();
+        match self.components.get(dir_depth) {
+            Some(_) => depth == dir_depth,
+            None => false,
+        }
     }
 
     /// Whether the entry at `path` (relative to the snapshot root) matches.
@@ -125,6 +178,9 @@ pub struct FindSummary {
     pub skipped: u64,
     /// Directories that could not be read.
     pub damaged: u64,
+    /// Directories not read because a whole-path pattern rules out every
+    /// path below them.
+    pub ruled_out: u64,
 }
 
 /// Searches `snapshots` in the order given for entries matching `pattern`,
@@ -159,6 +215,10 @@ pub fn find(
                 }
                 if node.kind != NodeKind::Dir {
                     return Ok(Next::Descend);
+                }
+                if !pattern.could_hold(path) {
+                    summary.ruled_out += 1;
+                    return Ok(Next::Skip);
                 }
                 if pattern
                     .memo_key(path, node)
@@ -216,6 +276,28 @@ mod tests {
         assert!(p.matches(Path::new("etc/nginx/a.conf")));
         let p = Pattern::new("README*", true).unwrap();
         assert!(p.matches(Path::new("x/readme.md")));
+    }
+
+    #[test]
+    fn whole_path_patterns_rule_out_directories_that_cannot_hold_a_match() {
+        let p = Pattern::new("/etc/*.conf", false).unwrap();
+        assert!(p.could_hold(Path::new("etc")));
+        assert!(!p.could_hold(Path::new("var")));
+        assert!(!p.could_hold(Path::new("etc/nginx")), "too deep");
+        let p = Pattern::new("/etc/**/*.conf", false).unwrap();
+        assert!(p.could_hold(Path::new("etc/nginx/sites")));
+        assert!(!p.could_hold(Path::new("usr/share")));
+        let p = Pattern::new("/e*/n?inx/*", false).unwrap();
+        assert!(p.could_hold(Path::new("etc/nginx")));
+        assert!(!p.could_hold(Path::new("etc/apache")));
+        let p = Pattern::new("/ETC/*", true).unwrap();
+        assert!(p.could_hold(Path::new("etc")));
+        // Not cut at a `/` inside braces or a class: nothing ruled out.
+        let p = Pattern::new("/{etc/a,var}/*", false).unwrap();
+        assert!(p.could_hold(Path::new("etc/a")) && p.could_hold(Path::new("usr")));
+        // Name patterns never rule out a directory.
+        let p = Pattern::new("*.conf", false).unwrap();
+        assert!(p.could_hold(Path::new("var/lib")));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
-    OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, Request,
+    OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, ReplyXattr, Request,
 };
 
 use crate::error::{Error, Result};
@@ -359,7 +359,66 @@ fn dir_names(snapshots: &[(SnapshotId, Snapshot)]) -> Vec<String> {
         .collect()
 }
 
+/// Extended attributes the mount shows: all but `security.*` (file
+/// capabilities, SELinux labels), withheld as set-id bits are, so that
+/// copying a file out of the mount (`cp -a`) grants nothing.
+fn shown_xattrs(node: &Node) -> impl Iterator<Item = &crate::format::tree::Xattr> {
+    node.xattrs
+        .iter()
+        .filter(|x| !x.name.0.starts_with(b"security."))
+}
+
+/// Replies `data`, or its size when the caller asked for the size
+/// (`size` 0), or ERANGE when it does not fit.
+fn reply_sized(reply: ReplyXattr, size: u32, data: &[u8]) {
+    if size == 0 {
+        reply.size(data.len() as u32);
+    } else if data.len() > size as usize {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(data);
+    }
+}
+
+impl SnapshotFs {
+    /// The xattrs of inode `ino` (names and values) as shown, or None for
+    /// an unknown inode; the mount's own directories have none.
+    fn xattrs(&self, ino: u64) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+        let t = self.table.lock().expect("the inode table lock");
+        Some(match t.inodes.get(&ino)? {
+            Inode::Entry { node, .. } => shown_xattrs(node)
+                .map(|x| (x.name.0.clone(), x.value.clone()))
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+}
+
 impl Filesystem for SnapshotFs {
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.xattrs(ino.0) {
+            None => reply.error(Errno::ENOENT),
+            Some(x) => match x.iter().find(|(n, _)| n.as_slice() == name.as_bytes()) {
+                Some((_, value)) => reply_sized(reply, size, value),
+                None => reply.error(Errno::NO_XATTR),
+            },
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.xattrs(ino.0) {
+            None => reply.error(Errno::ENOENT),
+            Some(x) => {
+                let mut names = Vec::new();
+                for (n, _) in &x {
+                    names.extend_from_slice(n);
+                    names.push(0);
+                }
+                reply_sized(reply, size, &names);
+            }
+        }
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let found = self.children(parent.0).map(|c| {
             c.into_iter()

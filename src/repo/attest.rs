@@ -61,9 +61,14 @@ pub struct Verification {
 /// error stops everything: an owner must not sign, nor drop, what it could
 /// not read. A pack that is damaged (its bytes, its decryption, its trailer)
 /// holds none of its claims.
-pub fn verify_claims(
+///
+/// `read_one(pack, bytes)` is called as each pack has been read (from
+/// several threads), for a caller's progress; [`verify_claims`] passes a
+/// no-op.
+pub fn verify_claims_reporting(
     repo: &Repository,
     claims: Vec<(BlobId, BlobLocation)>,
+    read_one: &(dyn Fn(&PackId, u64) + Sync),
 ) -> Result<Verification> {
     let mut by_pack: HashMap<(PackId, BlobKind), HashSet<Claim>> = HashMap::new();
     for (blob, loc) in &claims {
@@ -81,6 +86,7 @@ pub fn verify_claims(
             let held =
                 |e: &PackEntry| wanted.contains(&(e.id, *pack, e.offset, e.length, e.raw_length));
             let verdicts = verify::verify_stored_pack_entries(repo, pack, *kind, bufs, held);
+            read_one(pack, bufs.stored_len());
             (verdicts, bufs.stored_len())
         },
     );
@@ -116,6 +122,19 @@ pub fn verify_claims(
     // Every claim of `claims` was counted once per distinct claim; exact
     // duplicates (the same claim in two files) count as one.
     Ok(out)
+}
+
+/// [`verify_claims_reporting`] without progress.
+pub fn verify_claims(
+    repo: &Repository,
+    claims: Vec<(BlobId, BlobLocation)>,
+) -> Result<Verification> {
+    verify_claims_reporting(repo, claims, &|_, _| {})
+}
+
+/// The distinct packs `claims` name: what [`verify_claims`] will read.
+pub fn packs_named(claims: &[(BlobId, BlobLocation)]) -> HashSet<PackId> {
+    claims.iter().map(|(_, loc)| loc.pack).collect()
 }
 
 /// Signs and stores `packs` (every entry of which the caller verified or

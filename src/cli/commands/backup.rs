@@ -35,11 +35,12 @@ pub struct BackupArgs {
     /// A password belongs in a passfile or PGPASSWORD, not here.
     #[arg(long = "postgres", value_name = "CONNINFO")]
     postgres: Vec<String>,
-    /// Name each --postgres source, in the same order (repeatable): its dump
-    /// is stored as postgres/NAME.dump instead of the database's name, so
-    /// two databases of one name from different servers can share a
-    /// snapshot. Letters, digits, `.`, `_`, `-`; an empty name keeps the
-    /// database's name.
+    /// Name the --postgres source this follows: its dump is stored as
+    /// postgres/NAME.dump instead of the database's name, so two databases
+    /// of one name from different servers can share a snapshot, e.g.
+    /// `--postgres "dbname=app host=db1" --postgres "dbname=app host=db2"
+    /// --postgres-name app-replica`. A --postgres with no name after it
+    /// keeps its database's name. Letters, digits, `.`, `_`, `-`.
     #[arg(long = "postgres-name", value_name = "NAME")]
     postgres_name: Vec<String>,
     /// Also store this command's standard output as a file (repeatable); its
@@ -76,8 +77,12 @@ pub struct BackupArgs {
     #[arg(long)]
     dry_run: bool,
     /// List every file from the paths as new, changed or unchanged since
-    /// this host's last backup of the same paths (compared with the file
-    /// cache: with --no-cache or on a first backup every file is new).
+    /// this host's last backup of the same paths, each line printed as the
+    /// file is stored. A backup host cannot read its earlier snapshots (the
+    /// writer key only encrypts), so the comparison is with its file cache,
+    /// the host's own record of its last backup: with --no-cache or on a
+    /// first backup every file is new. With --json the `changes` array of
+    /// the document is written as it goes too.
     #[arg(long, conflicts_with = "dry_run")]
     list: bool,
     /// Print the result as JSON.
@@ -90,7 +95,11 @@ impl BackupArgs {
     /// `--from-command` or `--postgres` is given there, the configuration
     /// file's other sources (which clap filled in as defaults) are dropped,
     /// so `vault backup /etc/cron.d` backs up only that directory.
-    pub fn only_given_sources(&mut self, m: &clap::ArgMatches) {
+    ///
+    /// Each `--postgres-name` on the command line names the `--postgres`
+    /// right before it; one before any `--postgres`, two after one, or an
+    /// empty one is a usage error.
+    pub fn only_given_sources(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
         use clap::parser::ValueSource;
         let given = |id: &str| {
             matches!(
@@ -98,9 +107,12 @@ impl BackupArgs {
                 Some(ValueSource::CommandLine | ValueSource::EnvVariable)
             )
         };
+        if given("postgres_name") {
+            self.postgres_name = names_by_position(m, given("postgres"))?;
+        }
         let lists = given("files_from") || given("files_from_raw");
         if !(given("paths") || lists || given("from_command") || given("postgres")) {
-            return;
+            return Ok(());
         }
         if !given("paths") {
             self.paths.clear();
@@ -116,7 +128,55 @@ impl BackupArgs {
             // The file's names belong to the file's databases.
             self.postgres_name.clear();
         }
+        Ok(())
     }
+}
+
+/// The command line's `--postgres-name`s, one per `--postgres` in order
+/// (empty: the database's own name), each naming the `--postgres` it
+/// follows.
+fn names_by_position(
+    m: &clap::ArgMatches,
+    postgres_given: bool,
+) -> Result<Vec<String>, clap::Error> {
+    let refuse =
+        |msg: String| clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, msg + "\n");
+    let sources: Vec<usize> = if postgres_given {
+        m.indices_of("postgres")
+            .map(|i| i.collect())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let mut names = vec![String::new(); sources.len()];
+    let given = m
+        .indices_of("postgres_name")
+        .into_iter()
+        .flatten()
+        .zip(m.get_many::<String>("postgres_name").into_iter().flatten());
+    for (at, name) in given {
+        if name.is_empty() {
+            return Err(refuse(
+                "--postgres-name needs a name (a --postgres without one keeps its database's name)"
+                    .into(),
+            ));
+        }
+        let Some(source) = sources.iter().rposition(|&i| i < at) else {
+            return Err(refuse(format!(
+                "--postgres-name {name:?} names the --postgres it follows, and follows none \
+                 on the command line: write it after its --postgres CONNINFO"
+            )));
+        };
+        if !names[source].is_empty() {
+            return Err(refuse(format!(
+                "--postgres-name {:?} and {name:?} both follow the same --postgres: give each \
+                 --postgres at most one name, right after it",
+                names[source]
+            )));
+        }
+        names[source] = name.clone();
+    }
+    Ok(names)
 }
 
 /// The `--from-command` sources, each with its `--stdin-filename`.
@@ -294,13 +354,18 @@ pub fn run(mut a: BackupArgs) -> Result<ExitCode> {
         host: a.host,
         cache_dir: a.repo.cache_dir(),
         progress: Some(stats.clone()),
-        list_changes: a.list,
         ..Default::default()
     };
     let Some(repo) = repo else {
         return dry_run(&opts, a.json);
     };
-    let drawing = progress::BackupProgress::start(&stats, a.json);
+    // The list is the progress of `--list`: no line is drawn beside it.
+    let drawing = progress::BackupProgress::start(&stats, a.json || a.list);
+    let listing = a.list.then(|| render::backup::ChangeStream::start(a.json));
+    let opts = BackupOptions {
+        list_changes: listing.as_ref().map(|l| l.list()),
+        ..opts
+    };
     let out = backup::run(&repo, &opts).with_context(|| {
         format!(
             "backup into {} failed; no snapshot was written",
@@ -308,12 +373,17 @@ pub fn run(mut a: BackupArgs) -> Result<ExitCode> {
         )
     });
     drop(drawing);
-    let out = out?;
-    if a.list && !a.json {
-        render::backup::changes(&out);
+    if let (Some(l), Err(e)) = (&listing, &out) {
+        l.fail(e);
     }
-    if a.json {
-        render::backup::json(&out, a.list);
+    let out = out?;
+    if let Some(l) = &listing {
+        l.finish(&out);
+        if !a.json {
+            render::backup::text(&out);
+        }
+    } else if a.json {
+        render::backup::json(&out);
     } else {
         render::backup::text(&out);
     }
@@ -349,14 +419,13 @@ fn dry_run(opts: &BackupOptions, json: bool) -> Result<ExitCode> {
             );
         }
         eprintln!(
-            "dry run: would back up {} files ({} bytes), {} dirs, {} other entries, {} commands, \
-             {} databases; nothing was read or written",
-            r.files,
-            r.bytes,
-            r.dirs,
-            r.other,
-            r.commands.len(),
-            r.databases.len()
+            "dry run: would back up {} ({}), {}, {}, {}, {}; nothing was read or written",
+            render::count(r.files, "file"),
+            render::count(r.bytes, "byte"),
+            render::count(r.dirs, "dir"),
+            render::plural(r.other, "other entry", "other entries"),
+            render::count(r.commands.len() as u64, "command"),
+            render::count(r.databases.len() as u64, "database")
         );
     }
     Ok(if r.errors.is_empty() {

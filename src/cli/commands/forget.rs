@@ -81,7 +81,7 @@ pub fn run(a: ForgetArgs) -> Result<ExitCode> {
         forget::forget_ids(&repo, &a.snapshots, a.dry_run, chrono::Utc::now()).context("forget")?
     };
     let pruned = if a.prune {
-        Some(prune_with(&repo, &a.prune_flags, a.dry_run)?)
+        Some(prune_with(&repo, &a.prune_flags, a.dry_run, a.json)?)
     } else {
         None
     };

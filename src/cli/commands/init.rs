@@ -81,7 +81,7 @@ pub fn print_protection(storage: &dyn vault::storage::Storage) -> Result<()> {
     }
     for line in p.verdict() {
         if p.destroyable_by_writers() {
-            eprintln!("warning: {}", sanitize(&line));
+            crate::cli::render::warning(&line);
         } else {
             outln!("{}", sanitize(&line));
         }

@@ -285,7 +285,7 @@ fn rotate_writer(a: RotateWriterArgs) -> Result<ExitCode> {
             "revoked: the previous shared writer key's signatures ({}): headers and index files \
              it signs from {} on do not count",
             r.object,
-            r.cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            render::time(r.cutoff)
         ),
         (None, Some(e)) => outln!(
             "NOT revoked: the previous shared writer key's signatures ({e}); run \
@@ -334,7 +334,7 @@ fn revoke_host(a: RevokeHostArgs) -> Result<ExitCode> {
             k.key,
             revoked.host,
             k.object,
-            k.cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            render::time(k.cutoff)
         );
     }
     outln!(

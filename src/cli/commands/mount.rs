@@ -17,8 +17,9 @@ pub struct MountArgs {
     #[command(flatten)]
     select: SelectArgs,
     /// An empty directory to mount on. The mount holds `snapshots/ID/…`
-    /// and `latest`; it ends with Ctrl-C, SIGTERM or `fusermount -u
-    /// MOUNTPOINT`.
+    /// and `latest`, with each entry's extended attributes but
+    /// `security.*` (read-only); it ends with Ctrl-C, SIGTERM or
+    /// `fusermount -u MOUNTPOINT`.
     mountpoint: PathBuf,
     /// Let other users (root included) enter the mount; needs
     /// `user_allow_other` in /etc/fuse.conf unless run as root. The file

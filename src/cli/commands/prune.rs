@@ -47,7 +47,7 @@ pub struct PruneArgs {
 /// Runs `vault prune`; exits 1 when something could not be deleted.
 pub fn run(a: PruneArgs) -> Result<ExitCode> {
     let repo = a.repo.open()?;
-    let report = prune_with(&repo, &a.flags, a.dry_run)?;
+    let report = prune_with(&repo, &a.flags, a.dry_run, a.json)?;
     if a.json {
         render::json(&report);
     } else {
@@ -62,8 +62,15 @@ pub fn run(a: PruneArgs) -> Result<ExitCode> {
     )
 }
 
-/// Runs prune with `flags` on an open repository.
-pub fn prune_with(repo: &Repository, flags: &PruneFlags, dry_run: bool) -> Result<PruneReport> {
+/// Runs prune with `flags` on an open repository, drawing its progress on a
+/// terminal unless `quiet` (`--json`).
+pub fn prune_with(
+    repo: &Repository,
+    flags: &PruneFlags,
+    dry_run: bool,
+    quiet: bool,
+) -> Result<PruneReport> {
+    let progress = std::sync::Arc::new(vault::ops::progress::Progress::default());
     let opts = PruneOptions {
         rules: PlanRules {
             grace: flags.grace,
@@ -72,6 +79,10 @@ pub fn prune_with(repo: &Repository, flags: &PruneFlags, dry_run: bool) -> Resul
         },
         dry_run,
         remove_foreign: flags.remove_foreign,
+        progress: Some(progress.clone()),
     };
-    prune::prune(repo, &opts).context("prune")
+    let meter = crate::cli::progress::Meter::start(&progress, quiet);
+    let report = prune::prune(repo, &opts).context("prune");
+    drop(meter);
+    report
 }

@@ -228,9 +228,11 @@ fn dry_run(
     }
     if !a.json {
         eprintln!(
-            "dry run: would restore {files} files, {dirs} dirs, {other} other ({} bytes) of \
-             snapshot {} into {}; nothing was written",
-            bytes,
+            "dry run: would restore {}, {}, {other} other ({}) of snapshot {} into {}; nothing \
+             was written",
+            render::count(files, "file"),
+            render::count(dirs, "dir"),
+            render::size(bytes),
             id.short(),
             render::sanitize(&target.display().to_string())
         );

@@ -1,6 +1,6 @@
 //! `vault check` output.
 
-use super::sanitize;
+use super::{count, sanitize};
 use vault::ops::check::{CheckReport, Severity};
 
 /// Prints every finding and a summary line.
@@ -14,13 +14,12 @@ pub fn text(report: &CheckReport) {
         outln!("{sev}: {}: {}", sanitize(&f.subject), sanitize(&f.message));
     }
     outln!(
-        "checked {} snapshots, hashed {} objects, read {} packs ({} blobs), \
-         {} unfinished uploads ({} aborted): {}",
-        report.snapshots,
-        report.objects_hashed,
-        report.packs_read,
-        report.blobs_verified,
-        report.pending_uploads,
+        "checked {}, hashed {}, read {} ({}), {} ({} aborted): {}",
+        count(report.snapshots, "snapshot"),
+        count(report.objects_hashed, "object"),
+        count(report.packs_read, "pack"),
+        count(report.blobs_verified, "blob"),
+        count(report.pending_uploads, "unfinished upload"),
         report.uploads_aborted,
         if report.has_errors() {
             "DAMAGE FOUND"

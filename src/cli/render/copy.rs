@@ -1,6 +1,6 @@
 //! `vault copy` output.
 
-use super::size;
+use super::{count, size};
 use vault::ops::copy::CopyReport;
 
 /// Prints a copy report for humans.
@@ -9,30 +9,31 @@ pub fn text(r: &CopyReport, to: &str) {
         outln!("copied snapshot {}", id.short());
     }
     outln!(
-        "{} snapshots copied to {to}, {} already there",
-        r.snapshots_copied.len(),
+        "{} copied to {to}, {} already there",
+        count(r.snapshots_copied.len() as u64, "snapshot"),
         r.snapshots_skipped.len()
     );
     if r.snapshots_copied.is_empty() {
         return;
     }
     outln!(
-        "{} of {} needed blobs were missing: copied {} packs ({}), indexed {} left by an \
-         earlier copy, {} packs already there",
+        "{} of {} {} missing: copied {} ({}), indexed {} left by an earlier copy, {} already \
+         there",
         r.blobs_missing,
-        r.blobs_needed,
-        r.packs_copied,
+        count(r.blobs_needed, "needed blob"),
+        if r.blobs_missing == 1 { "was" } else { "were" },
+        count(r.packs_copied, "pack"),
         size(r.pack_bytes),
         r.packs_resumed,
-        r.packs_already_present
+        count(r.packs_already_present, "pack")
     );
     outln!(
         "{} transferred in all; every object checked against its name{}",
         size(r.bytes_transferred),
         if r.packs_verified > 0 {
             format!(
-                ", {} packs read back and verified blob by blob",
-                r.packs_verified
+                ", {} read back and verified blob by blob",
+                count(r.packs_verified, "pack")
             )
         } else {
             String::new()

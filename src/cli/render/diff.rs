@@ -73,7 +73,4 @@ pub fn summary(s: &DiffSummary) -> String {
     )
 }
 
-/// `1 tree`, `2 trees`.
-pub fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
+pub use super::plural;

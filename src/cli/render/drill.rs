@@ -9,12 +9,12 @@ pub fn text(report: &DrillReport) {
     for s in &report.snapshots {
         let r = &s.report;
         outln!(
-            "snapshot {} ({}): {} files, {} re-read, {} databases: {}",
+            "snapshot {} ({}): {}, {} re-read, {}: {}",
             s.snapshot.short(),
             s.reason,
-            r.files,
+            super::count(r.files, "file"),
             r.verified,
-            r.databases.len(),
+            super::count(r.databases.len() as u64, "database"),
             if r.failed() { "FAILED" } else { "passed" }
         );
         super::restore::problems(&r.problems);
@@ -22,15 +22,15 @@ pub fn text(report: &DrillReport) {
             outln!(
                 "  warning: certificate {} expires {}",
                 sanitize(&c.subject),
-                c.not_after.format("%Y-%m-%d")
+                super::time(c.not_after)
             );
         }
     }
     outln!(
-        "packs slice {}: {} packs, {} blobs verified{}",
+        "packs slice {}: {}, {} verified{}",
         report.pack_slice,
-        report.packs.packs_read,
-        report.packs.blobs_verified,
+        super::count(report.packs.packs_read, "pack"),
+        super::count(report.packs.blobs_verified, "blob"),
         if report.packs.has_errors() {
             ", DAMAGE FOUND"
         } else {

@@ -42,8 +42,12 @@ pub fn json_line(snapshot: &SnapshotId, header: &Snapshot, path: &Path, node: &N
 
 /// The closing summary (stderr, so that stdout holds only matches).
 pub fn summary(s: &FindSummary) -> String {
+    let ruled_out = match s.ruled_out {
+        0 => String::new(),
+        n => format!(", {n} ruled out by the path"),
+    };
     format!(
-        "{} in {} ({} read, {} unchanged without a match skipped)",
+        "{} in {} ({} read, {} unchanged without a match skipped{ruled_out})",
         plural(s.matches, "match", "matches"),
         plural(s.snapshots, "snapshot", "snapshots"),
         plural(s.trees_read, "directory", "directories"),

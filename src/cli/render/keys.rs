@@ -84,7 +84,7 @@ pub fn text(l: &Listing<'_>) {
                      not count)",
                     sanitize(&r.host),
                     r.key,
-                    r.cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    super::time(r.cutoff)
                 );
             }
             if list.is_empty() {

@@ -37,7 +37,7 @@ pub fn line(path: &Path, node: &Node) -> String {
         NodeKind::Socket => 's',
         NodeKind::File => '-',
     };
-    let mtime = chrono::DateTime::from_timestamp_nanos(node.mtime_ns).format("%Y-%m-%d %H:%M");
+    let mtime = super::time_ns(node.mtime_ns);
     let owner = format!(
         "{}/{}",
         node.user.clone().unwrap_or(node.uid.to_string()),

@@ -1,6 +1,6 @@
 //! `vault forget` and `vault prune` output.
 
-use super::{sanitize, size};
+use super::{count, plural, sanitize, size};
 use vault::ops::forget::ForgetReport;
 use vault::ops::prune::PruneReport;
 use vault::ops::tag::TagReport;
@@ -10,79 +10,95 @@ pub fn prune(r: &PruneReport) {
     let p = &r.plan;
     let verb = if r.dry_run { "would" } else { "did" };
     outln!(
-        "{} snapshots need {} blobs in {} of {} packs ({})",
-        r.snapshots,
-        r.blobs_referenced,
+        "{} {} {} in {} of {} ({})",
+        count(r.snapshots, "snapshot"),
+        if r.snapshots == 1 { "needs" } else { "need" },
+        count(r.blobs_referenced, "blob"),
         p.packs_in_use + p.packs_repacked + p.packs_unmarked,
-        p.packs,
+        count(p.packs, "pack"),
         size(p.bytes)
     );
     outln!(
-        "prune {verb}: repack {} packs ({} blobs), mark {} unused packs, delete {} packs ({}); \
-         {} marked packs wait for the grace period, {} were needed again and unmarked",
-        p.packs_repacked,
-        p.blobs_copied,
-        p.packs_newly_marked,
-        p.packs_deleted,
+        "prune {verb}: repack {} ({}), mark {} unused, delete {} ({}); \
+         {} marked {} for the grace period, {} needed again and unmarked",
+        count(p.packs_repacked, "pack"),
+        count(p.blobs_copied, "blob"),
+        count(p.packs_newly_marked, "pack"),
+        count(p.packs_deleted, "pack"),
         size(p.bytes_deleted),
-        p.packs_waiting,
-        p.packs_unmarked
+        count(p.packs_waiting, "pack"),
+        if p.packs_waiting == 1 {
+            "waits"
+        } else {
+            "wait"
+        },
+        plural(p.packs_unmarked, "pack was", "packs were"),
     );
-    println!(
-        "verified {} new index entries in {} packs; {} index entries no pack holds were dropped",
-        r.entries_verified, r.packs_verified, r.claims_dropped
+    outln!(
+        "verified {} in {}; {} no pack holds {} dropped",
+        plural(r.entries_verified, "new index entry", "new index entries"),
+        count(r.packs_verified, "pack"),
+        plural(r.claims_dropped, "index entry", "index entries"),
+        if r.claims_dropped == 1 { "was" } else { "were" },
     );
     if !r.dry_run {
         outln!(
-            "wrote {} packs and {} index files, replaced {} index files, removed {} leftovers",
-            r.packs_written,
-            r.index_files_written,
-            r.index_files_removed,
-            r.leftovers_removed
+            "wrote {} and {}, replaced {}, removed {}",
+            count(r.packs_written, "pack"),
+            count(r.index_files_written, "index file"),
+            count(r.index_files_removed, "index file"),
+            count(r.leftovers_removed, "leftover")
         );
     }
     for f in &r.foreign {
-        eprintln!("vault: skipped: {}", sanitize(f));
+        super::warning(&format!("skipped: {f}"));
     }
     if r.foreign_removed > 0 {
-        println!("removed {} objects vault did not write", r.foreign_removed);
+        outln!(
+            "removed {} vault did not write",
+            count(r.foreign_removed, "object")
+        );
     } else if !r.foreign.is_empty() && !r.dry_run {
-        println!(
-            "{} objects vault did not write were skipped; `vault prune --remove-foreign` deletes \
-             them",
-            r.foreign.len()
+        outln!(
+            "{} vault did not write {} skipped; `vault prune --remove-foreign` deletes them",
+            count(r.foreign.len() as u64, "object"),
+            if r.foreign.len() == 1 { "was" } else { "were" }
         );
     }
     for u in &r.untrusted {
-        eprintln!("vault: {}", sanitize(u));
+        super::warning(u);
     }
     if r.untrusted_removed > 0 {
-        println!("removed {} untrusted snapshot headers", r.untrusted_removed);
+        outln!(
+            "removed {}",
+            count(r.untrusted_removed, "untrusted snapshot header")
+        );
     } else if !r.untrusted.is_empty() {
-        println!(
-            "{} snapshot headers do not count (untrusted); `vault prune --remove-foreign` deletes \
-             them",
-            r.untrusted.len()
+        outln!(
+            "{} {} not count (untrusted); `vault prune --remove-foreign` deletes {}",
+            count(r.untrusted.len() as u64, "snapshot header"),
+            if r.untrusted.len() == 1 { "does" } else { "do" },
+            if r.untrusted.len() == 1 { "it" } else { "them" }
         );
     }
     let l = &r.object_lock;
     if l.objects_checked > 0 {
         outln!(
-            "Object Lock: {} objects checked, retention {} for {}",
-            l.objects_checked,
+            "Object Lock: {} checked, retention {} for {}",
+            count(l.objects_checked, "object"),
             if r.dry_run {
                 "would be lengthened"
             } else {
                 "lengthened"
             },
-            l.locks_extended
+            count(l.locks_extended, "object")
         );
     }
     for e in &l.problems {
-        eprintln!("vault: Object Lock upkeep: {e}");
+        super::warning(&format!("Object Lock upkeep: {e}"));
     }
     for e in &r.not_deleted {
-        eprintln!("vault: not deleted (prune retries next time): {e}");
+        super::warning(&format!("not deleted (prune retries next time): {e}"));
     }
 }
 
@@ -99,17 +115,15 @@ pub fn forget(r: &ForgetReport) {
                 "  {:<6}  {}  {}  {}",
                 if s.keep { "keep" } else { "remove" },
                 s.id.short(),
-                s.time
-                    .with_timezone(&chrono::Local)
-                    .format("%Y-%m-%d %H:%M:%S %z"),
+                super::time(s.time),
                 s.reasons.join(", ")
             );
         }
     }
     let verb = if r.dry_run { "would remove" } else { "removed" };
-    outln!("kept {} snapshots, {verb} {}", r.kept, r.removed);
+    outln!("kept {}, {verb} {}", count(r.kept, "snapshot"), r.removed);
     for e in &r.not_removed {
-        eprintln!("vault: not removed: {e}");
+        super::warning(&format!("not removed: {e}"));
     }
 }
 
@@ -143,15 +157,15 @@ pub fn tag(r: &TagReport) {
         outln!("{what}");
         if s.drills_carried > 0 {
             outln!(
-                "  {} drill record(s) carried to the new id",
-                s.drills_carried
+                "  {} carried to the new id",
+                count(s.drills_carried, "drill record")
             );
         }
         if let Some(e) = &s.old_kept {
-            eprintln!(
-                "vault: the old header {} stays (both ids show the same snapshot): {e}",
+            super::warning(&format!(
+                "the old header {} stays (both ids show the same snapshot): {e}",
                 s.old.short()
-            );
+            ));
         }
     }
 }

@@ -101,6 +101,29 @@ pub fn json<T: serde::Serialize>(value: &T) {
     }
 }
 
+/// A point in time as every table and listing prints it: UTC, marked with
+/// `Z`, to the second (RFC 3339, as the library's messages and the JSON
+/// output write times), e.g. `2026-11-30T02:35:14Z`.
+pub fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A file time (nanoseconds since the epoch, as trees record it) as
+/// [`time`] prints it.
+pub fn time_ns(ns: i64) -> String {
+    time(chrono::DateTime::from_timestamp_nanos(ns))
+}
+
+/// `1 tree`, `2 trees`: a count with its noun in the right number.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `1 pack`, `2 packs`: [`plural`] for nouns that take an `s`.
+pub fn count(n: u64, noun: &str) -> String {
+    plural(n, noun, &format!("{noun}s"))
+}
+
 /// Milliseconds for humans.
 pub fn duration_ms(ms: u64) -> String {
     if ms < 10_000 {

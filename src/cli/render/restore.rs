@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{CERT_WARN_DAYS, duration_ms, sanitize, size};
+use super::{CERT_WARN_DAYS, count, duration_ms, sanitize, size};
 use vault::SnapshotId;
 use vault::format::snapshot::{CertInfo, Snapshot};
 use vault::ops::restore::{Problem, RestoreReport, WITHHELD_LISTED, WithheldReport};
@@ -42,10 +42,10 @@ pub fn text(o: &Outcome<'_>) {
     let report = o.report;
     let verb = if o.verify { "verified" } else { "restored" };
     outln!(
-        "snapshot {} {verb}: {} files, {} dirs, {} other, {} in {}",
+        "snapshot {} {verb}: {}, {}, {} other, {} in {}",
         o.id.short(),
-        report.files,
-        report.dirs,
+        count(report.files, "file"),
+        count(report.dirs, "dir"),
         report.other,
         size(report.bytes),
         duration_ms(report.duration_ms)
@@ -59,8 +59,14 @@ pub fn text(o: &Outcome<'_>) {
     }
     if o.verify {
         outln!(
-            "  {} files re-read from disk and matched their BLAKE3 hashes",
-            report.verified
+            "  {} re-read from disk and matched {} BLAKE3 {}",
+            count(report.verified, "file"),
+            if report.verified == 1 { "its" } else { "their" },
+            if report.verified == 1 {
+                "hash"
+            } else {
+                "hashes"
+            }
         );
         match o.drill {
             Some(d) => outln!("  drill record {} written", d.short()),
@@ -153,7 +159,7 @@ fn warn_expiring(certs: &[CertInfo]) {
         outln!(
             "  warning: certificate {} expires {}",
             sanitize(&c.subject),
-            c.not_after.format("%Y-%m-%d %H:%M UTC")
+            super::time(c.not_after)
         );
     }
 }

@@ -61,7 +61,7 @@ pub fn table(list: &[SnapshotRecord]) {
             let sources: Vec<String> = s.sources.iter().map(source_cell).collect();
             [
                 id.short(),
-                s.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                super::time(s.time),
                 sanitize(&s.host),
                 size(s.totals.bytes),
                 if s.is_complete() { "ok" } else { "partial" }.to_owned(),
@@ -72,14 +72,7 @@ pub fn table(list: &[SnapshotRecord]) {
         })
         .collect();
     let header = [
-        "id",
-        "time (UTC)",
-        "host",
-        "size",
-        "status",
-        "trust",
-        "tags",
-        "sources",
+        "id", "time", "host", "size", "status", "trust", "tags", "sources",
     ];
     let width = |i: usize| {
         rows.iter()

@@ -59,7 +59,7 @@ pub fn text(r: &StatusReport) {
             "certificate {} on {} expires {} ({} days)",
             sanitize(&c.certificate.subject),
             sanitize(&c.host),
-            c.certificate.not_after.format("%Y-%m-%d"),
+            super::time(c.certificate.not_after),
             c.days_left
         );
     }

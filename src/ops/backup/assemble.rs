@@ -29,8 +29,9 @@ pub struct Assembled {
     pub certificates: Vec<CertInfo>,
     /// Command outputs that looked already compressed.
     pub compressed_outputs: Vec<CompressedOutput>,
-    /// What changed in each file (with [`FileRecords::list_changes`]).
-    pub changes: Vec<changes::FileChange>,
+    /// How many files are new, changed, unchanged (with
+    /// [`FileRecords::list_changes`]).
+    pub changes: Option<changes::ChangeCounts>,
 }
 
 /// What the assembler records about each file besides its tree entry.
@@ -38,8 +39,8 @@ pub struct FileRecords<'w> {
     /// The next file cache and the time after which files are too fresh
     /// to be remembered.
     pub next_cache: Option<(&'w mut CacheWriter, i64)>,
-    /// Whether to make the change list.
-    pub list_changes: bool,
+    /// Where each file's change goes, when listing.
+    pub list_changes: Option<changes::ChangeList>,
 }
 
 /// Consumes walk events in order and builds one tree blob per directory,
@@ -59,7 +60,7 @@ pub fn assemble(
         sink,
         errors,
         next_cache: records.next_cache,
-        changes: records.list_changes.then(Vec::new),
+        changes: records.list_changes.map(|l| (l, Default::default())),
         stack: vec![(None, Vec::new())],
         certificates: Vec::new(),
         compressed_outputs: Vec::new(),
@@ -99,8 +100,8 @@ struct Assembler<'a, 'c> {
     /// The cache being written, and the time after which files are too
     /// fresh to remember.
     next_cache: Option<(&'c mut CacheWriter, i64)>,
-    /// The change list, when asked for.
-    changes: Option<Vec<changes::FileChange>>,
+    /// Where the change list goes and its counts so far, when asked for.
+    changes: Option<(changes::ChangeList, changes::ChangeCounts)>,
     /// One frame per open directory (the root's has no node): its entry
     /// and the entries assembled in it so far.
     stack: Vec<(Option<Node>, Vec<Node>)>,
@@ -213,12 +214,14 @@ impl Assembler<'_, '_> {
         self.totals.files += 1;
         self.totals.bytes += data.size;
         // Command output has no earlier state to compare with.
-        if let Some(changes) = self.changes.as_mut()
+        if let Some((list, counts)) = self.changes.as_mut()
             && stamp.cacheable
         {
-            changes.push(changes::FileChange {
+            let change = changes::Change::of(from_cache, stamp.previous, data.hash);
+            counts.add(change);
+            (list.0)(&changes::FileChange {
                 path: crate::format::escape::escape_bytes(path.as_os_str().as_encoded_bytes()),
-                change: changes::Change::of(from_cache, stamp.previous, data.hash),
+                change,
             });
         }
         if stamp.cacheable {
@@ -248,7 +251,7 @@ impl Assembler<'_, '_> {
             hash: node.hash.expect("set before remembering"),
         };
         if let Err(e) = w.add(&entry) {
-            tracing::warn!("could not write the file cache: {e}");
+            tracing::warn!("could not write the file cache {}: {e}", w.path().display());
             self.next_cache = None;
         }
         node.content = entry.content;
@@ -281,7 +284,7 @@ impl Assembler<'_, '_> {
             totals: self.totals,
             certificates: self.certificates,
             compressed_outputs: self.compressed_outputs,
-            changes: self.changes.unwrap_or_default(),
+            changes: self.changes.map(|(_, counts)| counts),
         })
     }
 }

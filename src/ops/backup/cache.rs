@@ -236,6 +236,11 @@ impl CacheWriter {
         Ok(())
     }
 
+    /// The cache file this writer replaces when finished.
+    pub fn path(&self) -> &std::path::Path {
+        &self.file
+    }
+
     /// Completes the stream and replaces the cache with it (atomically).
     pub fn finish(mut self) -> std::io::Result<()> {
         let out = self.out.take().expect("finished once");

@@ -8,6 +8,12 @@
 //! read; a file read again is unchanged when its content hashes to what the
 //! cache recorded (only its metadata moved), changed when it does not, and
 //! new when the cache has no record of it (the first backup, `--no-cache`).
+//!
+//! That is by design, not a shortcut: the file cache is the host's own
+//! record of its previous snapshot, the only one it can read. Each file's
+//! verdict goes to a [`ChangeList`] as soon as the file is stored, in walk
+//! order, and only the counts are kept, so memory does not grow with the
+//! number of files.
 
 use serde::Serialize;
 
@@ -57,6 +63,17 @@ pub struct FileChange {
     pub change: Change,
 }
 
+/// Where each file's verdict goes, as it is decided (from the backup's
+/// assembling thread, in walk order).
+#[derive(Clone)]
+pub struct ChangeList(pub std::sync::Arc<dyn Fn(&FileChange) + Send + Sync>);
+
+impl std::fmt::Debug for ChangeList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChangeList")
+    }
+}
+
 /// Counts of a change list.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ChangeCounts {
@@ -69,17 +86,13 @@ pub struct ChangeCounts {
 }
 
 impl ChangeCounts {
-    /// Counts `list`.
-    pub fn of(list: &[FileChange]) -> Self {
-        let mut c = ChangeCounts::default();
-        for f in list {
-            *match f.change {
-                Change::New => &mut c.new,
-                Change::Changed => &mut c.changed,
-                Change::Unchanged => &mut c.unchanged,
-            } += 1;
-        }
-        c
+    /// Counts one more file.
+    pub fn add(&mut self, change: Change) {
+        *match change {
+            Change::New => &mut self.new,
+            Change::Changed => &mut self.changed,
+            Change::Unchanged => &mut self.unchanged,
+        } += 1;
     }
 }
 
@@ -94,18 +107,11 @@ mod tests {
         assert_eq!(Change::of(false, Some(a), a), Change::Unchanged);
         assert_eq!(Change::of(false, Some(a), b), Change::Changed);
         assert_eq!(Change::of(false, None, b), Change::New);
-        let list = [
-            FileChange {
-                path: "/a".into(),
-                change: Change::New,
-            },
-            FileChange {
-                path: "/b".into(),
-                change: Change::Unchanged,
-            },
-        ];
+        let mut counts = ChangeCounts::default();
+        counts.add(Change::New);
+        counts.add(Change::Unchanged);
         assert_eq!(
-            ChangeCounts::of(&list),
+            counts,
             ChangeCounts {
                 new: 1,
                 changed: 0,

@@ -71,8 +71,10 @@ pub struct BackupOptions {
     pub compress_threads: usize,
     /// Counters the run updates as it goes, for a progress display.
     pub progress: Option<std::sync::Arc<Stats>>,
-    /// Make the per-file change list ([`BackupOutcome::changes`]).
-    pub list_changes: bool,
+    /// Where to send each file's change since this host's last backup, as
+    /// it is decided ([`changes`]); the counts are in
+    /// [`BackupOutcome::changes`].
+    pub list_changes: Option<changes::ChangeList>,
 }
 
 /// The result of a backup run.
@@ -89,10 +91,10 @@ pub struct BackupOutcome {
     /// Command sources whose output looked already compressed or
     /// encrypted: such output never deduplicates from one backup to the next.
     pub compressed_outputs: Vec<CompressedOutput>,
-    /// With [`BackupOptions::list_changes`]: every file from the source
-    /// paths, in walk order, as new, changed or unchanged since this
-    /// host's last backup of them ([`changes`]).
-    pub changes: Vec<changes::FileChange>,
+    /// With [`BackupOptions::list_changes`]: how many files from the
+    /// source paths are new, changed or unchanged since this host's last
+    /// backup of them ([`changes`]).
+    pub changes: Option<changes::ChangeCounts>,
 }
 
 /// A command source whose output looked already compressed.
@@ -204,7 +206,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     };
     let records = FileRecords {
         next_cache: cache_writer.as_mut().map(|w| (w, fresh_ns)),
-        list_changes: opts.list_changes,
+        list_changes: opts.list_changes.clone(),
     };
     let assembled = run_pipeline(&stages, &walker, records);
     if let Some(e) = failure.take() {
@@ -248,10 +250,11 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     };
     ensure_still_stored(repo, &sink.relied_packs())?;
     let id = repo.put_signed_json(ObjectKind::Snapshot, &snapshot)?;
-    if let Some(w) = cache_writer
-        && let Err(e) = w.finish()
-    {
-        tracing::warn!("could not save the file cache: {e}");
+    if let Some(w) = cache_writer {
+        let path = w.path().to_owned();
+        if let Err(e) = w.finish() {
+            tracing::warn!("could not save the file cache {}: {e}", path.display());
+        }
     }
     Ok(BackupOutcome {
         id: SnapshotId(id),
@@ -276,7 +279,12 @@ fn file_cache(
         .as_ref()
         .filter(|d| {
             crate::repo::cache::private_root(d)
-                .map_err(|e| tracing::warn!("file cache not usable, reading every file: {e}"))
+                .map_err(|e| {
+                    tracing::warn!(
+                        "file cache in {} not usable, reading every file: {e}",
+                        d.display()
+                    )
+                })
                 .is_ok()
         })
         .map(|d| FileCache::load(d, &repo.config().id, host, paths));

@@ -28,6 +28,7 @@ mod locks;
 pub mod plan;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -36,6 +37,7 @@ use crate::format::id::{BlobId, PackId, SnapshotId};
 use crate::format::index::{BlobLocation, CondemnedPack, IndexFile, IndexedPack};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
+use crate::ops::progress::{self, Progress};
 use crate::repo::attest;
 use crate::repo::packer::PackBuilder;
 use crate::repo::treewalk::reachable_blobs_tolerant;
@@ -46,7 +48,7 @@ pub use locks::LockUpkeep;
 pub use plan::{PlanCounts, PlanRules, StoredPack};
 
 /// Settings of a prune run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PruneOptions {
     /// Grace period, repack threshold and the clock.
     pub rules: PlanRules,
@@ -56,6 +58,9 @@ pub struct PruneOptions {
     /// write (see [`crate::repo::Unreadable::foreign`]) instead of only
     /// reporting them.
     pub remove_foreign: bool,
+    /// Advanced while prune reads packs to verify index entries (`packs`)
+    /// and while it repacks (`blobs`), for a caller to draw.
+    pub progress: Option<Arc<Progress>>,
 }
 
 /// What a prune run did (or, with `dry_run`, would do).
@@ -149,7 +154,7 @@ fn run(repo: &Repository, opts: &PruneOptions, planted_locks: &[String]) -> Resu
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    let state = read_state(repo, &mut report)?;
+    let state = read_state(repo, opts, &mut report)?;
     report.foreign.extend(
         planted_locks
             .iter()
@@ -204,7 +209,7 @@ fn run(repo: &Repository, opts: &PruneOptions, planted_locks: &[String]) -> Resu
 /// after it), walks the trees, and verifies every index entry no owner has
 /// attested yet (attested ones were read by an owner before, and packs never
 /// change: see [`crate::repo::attest`]).
-fn read_state(repo: &Repository, report: &mut PruneReport) -> Result<State> {
+fn read_state(repo: &Repository, opts: &PruneOptions, report: &mut PruneReport) -> Result<State> {
     let snaps = repo.read_documents::<Snapshot>(ObjectKind::Snapshot)?;
     if let Some(e) = snaps.damaged().next() {
         return Err(Error::Damaged(format!(
@@ -258,7 +263,7 @@ fn read_state(repo: &Repository, report: &mut PruneReport) -> Result<State> {
         });
     }
     report.untrusted.sort();
-    let verified = VerifiedClaims::read(repo, &loaded)?;
+    let verified = VerifiedClaims::read(repo, &loaded, opts.progress.as_deref())?;
     // What only untrusted headers name is kept where a pack verifiably
     // holds it; missing, it is no reason to stop.
     referenced.extend(reachable.wanted.into_iter().filter(|blob| {
@@ -341,7 +346,7 @@ fn apply(
     report: &mut PruneReport,
 ) -> Result<()> {
     let stored = &state.loaded.stored;
-    let new_packs = repack(repo, &plan.copy, report)?;
+    let new_packs = repack(repo, &plan.copy, opts.progress.as_ref(), report)?;
     report.index_files_written = write_index(repo, state, plan, new_packs, opts.rules.now, report)?;
     for key in &state.loaded.files {
         match delete_unless_locked(repo.storage().as_ref(), key, opts.rules.now) {
@@ -408,8 +413,8 @@ struct VerifiedClaims {
 
 impl VerifiedClaims {
     /// Reads back every entry of the index that names a stored pack and
-    /// that no owner attested.
-    fn read(repo: &Repository, loaded: &LoadedIndex) -> Result<Self> {
+    /// that no owner attested, counting packs and their bytes on `progress`.
+    fn read(repo: &Repository, loaded: &LoadedIndex, progress: Option<&Progress>) -> Result<Self> {
         let unattested: Vec<(BlobId, BlobLocation)> = loaded
             .index
             .blobs()
@@ -418,7 +423,20 @@ impl VerifiedClaims {
                     && !attest::is_attested(&loaded.index, blob, loc)
             })
             .collect();
-        let checked = attest::verify_claims(repo, unattested)?;
+        if let Some(p) = progress {
+            let packs = attest::packs_named(&unattested);
+            let bytes = packs
+                .iter()
+                .filter_map(|pack| loaded.stored.get(pack))
+                .map(|s| s.size)
+                .sum();
+            p.start("packs", packs.len() as u64, bytes);
+        }
+        let checked = attest::verify_claims_reporting(repo, unattested, &|_, bytes| {
+            if let Some(p) = progress {
+                p.advance(1, bytes);
+            }
+        })?;
         Ok(VerifiedClaims {
             verified: checked.verified,
             packs: checked.packs_read,
@@ -478,8 +496,14 @@ pub fn delete_unless_locked(
 fn repack(
     repo: &Repository,
     copy: &[(BlobId, crate::format::index::BlobLocation)],
+    progress: Option<&Arc<Progress>>,
     report: &mut PruneReport,
 ) -> Result<Vec<IndexedPack>> {
+    if let Some(p) = progress.filter(|_| !copy.is_empty()) {
+        let bytes = copy.iter().map(|(_, loc)| loc.length as u64).sum();
+        p.start("blobs", copy.len() as u64, bytes);
+    }
+    let progress = progress.cloned();
     let mut written = Vec::new();
     let mut reader = BlobReader::new(repo);
     let pack_size = repo.config().pack_size as u64;
@@ -501,6 +525,7 @@ fn repack(
             )?),
         };
         builder.add(*blob, &compressed, loc.raw_length)?;
+        progress::advance(&progress, 1, loc.length as u64);
         if builder.len() >= pack_size {
             let full = builders.remove(&loc.kind).expect("just used");
             flush(full)?;
