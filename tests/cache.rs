@@ -240,15 +240,80 @@ fn backup_parent(env: &Env, src: &Path) -> (String, Option<String>, std::process
     (v["id"].as_str().unwrap().to_owned(), parent, out)
 }
 
+/// The host directories of the workspace cache.
+fn host_dirs(env: &Env) -> Vec<PathBuf> {
+    let v1 = env.cache.join(repo_id(env)).join("v1");
+    fs::read_dir(&v1)
+        .map(|r| {
+            r.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("host-"))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// [`backup_parent`] with the remembered last snapshot forgotten first, so
+/// that the backup finds its parent by listing every header.
+fn backup_listing_parent(env: &Env, src: &Path) -> (String, Option<String>, std::process::Output) {
+    for host in host_dirs(env) {
+        let _ = fs::remove_dir_all(host.join("last-snapshot"));
+    }
+    backup_parent(env, src)
+}
+
+#[test]
+fn a_backup_takes_its_parent_from_the_hosts_cache_without_listing_headers() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a"), b"one");
+    let (first, _, _) = backup_parent(&env, &src);
+    write(&src.join("a"), b"two");
+    let (second, parent, _) = backup_parent(&env, &src);
+    assert_eq!(parent.as_deref(), Some(first.as_str()));
+    // Remembered, 0600 in a 0700 directory; no header was listed or
+    // summed up (the first backup had none to sum up).
+    let remembered: Vec<PathBuf> = host_dirs(&env)
+        .iter()
+        .flat_map(|h| fs::read_dir(h.join("last-snapshot")).unwrap().flatten())
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(remembered.len(), 1, "{remembered:?}");
+    assert_eq!(fs::read_to_string(&remembered[0]).unwrap(), second);
+    assert_eq!(
+        fs::metadata(&remembered[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        fs::metadata(remembered[0].parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    assert!(digest_segments(&env, "heads-v1").is_empty());
+    // The remembered snapshot deleted (forget): the newest listed one.
+    fs::remove_file(env.repo.join("snapshots").join(&second)).unwrap();
+    write(&src.join("a"), b"three");
+    let (third, parent, _) = backup_parent(&env, &src);
+    assert_eq!(parent.as_deref(), Some(first.as_str()));
+    // Garbage remembered: ignored, the newest listed one.
+    fs::write(&remembered[0], "not an id").unwrap();
+    write(&src.join("a"), b"four");
+    let (_, parent, _) = backup_parent(&env, &src);
+    assert_eq!(parent.as_deref(), Some(third.as_str()));
+}
+
 #[test]
 fn backup_digests_follow_what_changed_and_refuse_damage() {
     let env = Env::new();
     let src = env.path("src");
     write(&src.join("a"), b"one");
-    let (first, none, _) = backup_parent(&env, &src);
+    let (first, none, _) = backup_listing_parent(&env, &src);
     assert_eq!(none, None);
     write(&src.join("a"), b"two");
-    let (second, parent, _) = backup_parent(&env, &src);
+    let (second, parent, _) = backup_listing_parent(&env, &src);
     assert_eq!(parent.as_deref(), Some(first.as_str()));
     for name in ["heads-v1", "index-v1"] {
         let segments = digest_segments(&env, name);
@@ -269,11 +334,11 @@ fn backup_digests_follow_what_changed_and_refuse_damage() {
         fs::write(&s, bytes).unwrap();
     }
     write(&src.join("a"), b"three");
-    let (third, parent, out) = backup_parent(&env, &src);
+    let (third, parent, out) = backup_listing_parent(&env, &src);
     assert_eq!(parent.as_deref(), Some(second.as_str()));
     assert_contains(&stderr(&out), "does not match");
     write(&src.join("a"), b"four");
-    let (fourth, parent, _) = backup_parent(&env, &src);
+    let (fourth, parent, _) = backup_listing_parent(&env, &src);
     assert_eq!(parent.as_deref(), Some(third.as_str()));
     // Snapshots deleted from storage (as forget does) leave the digest:
     // the third is in it now, and must not become the next parent; the
@@ -282,7 +347,7 @@ fn backup_digests_follow_what_changed_and_refuse_damage() {
         fs::remove_file(env.repo.join("snapshots").join(gone)).unwrap();
     }
     write(&src.join("a"), b"five");
-    let (_, parent, _) = backup_parent(&env, &src);
+    let (_, parent, _) = backup_listing_parent(&env, &src);
     assert_eq!(parent.as_deref(), Some(second.as_str()));
     let heads = digest_segments(&env, "heads-v1");
     assert_eq!(heads.len(), 1, "{heads:?}");
