@@ -51,6 +51,62 @@ fn two_snapshots(env: &Env) -> Vec<String> {
     vec![a, env.backup(&[&src])]
 }
 
+/// The segments of digest `name` in the view whose name starts with `role`.
+fn view_digest(env: &Env, cache: &Path, role: &str, name: &str) -> Vec<PathBuf> {
+    let v1 = cache.join(repo_id(env)).join("v1");
+    let mut out = Vec::new();
+    for view in fs::read_dir(&v1).unwrap().flatten() {
+        if view.file_name().to_string_lossy().starts_with(role)
+            && let Ok(r) = fs::read_dir(view.path().join("digests").join(name))
+        {
+            out.extend(r.flatten().map(|e| e.path()));
+        }
+    }
+    out
+}
+
+#[test]
+fn snapshots_reads_headers_seen_before_from_one_digest_per_view() {
+    let env = Env::new();
+    two_snapshots(&env);
+    let cache = env.path("meta");
+    let cold = snapshots(&env, &env.writer_key, &cache);
+    assert_success(&cold);
+    // Each view keeps its own digest, 0600, holding what that key read.
+    let o = snapshots(&env, &env.owner_key, &cache);
+    assert_success(&o);
+    for role in ["writer", "owner"] {
+        let segs = view_digest(&env, &cache, role, "snapshots-v1");
+        assert_eq!(segs.len(), 1, "{role}: {segs:?}");
+        assert_eq!(
+            fs::metadata(&segs[0]).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // Warm: the headers come from the digest, not from their entries
+    // (removed here, and not written again), with the same verdicts.
+    for e in entries(&env, &cache, "writer") {
+        fs::remove_file(e).unwrap();
+    }
+    let warm = snapshots(&env, &env.writer_key, &cache);
+    assert_eq!(stdout(&warm), stdout(&cold));
+    assert!(entries(&env, &cache, "writer").is_empty());
+    // A damaged digest is refused and deleted: the headers are read from
+    // storage again (one entry each), the listing unchanged.
+    for seg in view_digest(&env, &cache, "writer", "snapshots-v1") {
+        let mut bytes = fs::read(&seg).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        fs::write(&seg, bytes).unwrap();
+    }
+    let again = snapshots(&env, &env.writer_key, &cache);
+    assert_eq!(stdout(&again), stdout(&cold));
+    assert_contains(&stderr(&again), "does not match");
+    assert_eq!(entries(&env, &cache, "writer").len(), 2);
+    // And the owner's listing (owner-signed verdicts) is its own.
+    assert_eq!(stdout(&snapshots(&env, &env.owner_key, &cache)), stdout(&o));
+}
+
 #[test]
 fn cache_dirs_are_private_and_views_do_not_share_entries() {
     let env = Env::new();
@@ -113,6 +169,10 @@ fn planted_and_damaged_entries_are_refused_and_fetched_again() {
     // A damaged one: cut short.
     let second = fs::read(&e[1]).unwrap();
     fs::write(&e[1], &second[..second.len() - 7]).unwrap();
+    // Without the view's digest of whole headers, which holds them too.
+    for seg in view_digest(&env, &cache, "writer", "snapshots-v1") {
+        fs::remove_file(seg).unwrap();
+    }
     let again = snapshots(&env, &env.writer_key, &cache);
     assert_success(&again);
     assert_eq!(

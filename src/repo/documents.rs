@@ -438,7 +438,70 @@ impl Repository {
         signed: Option<SignedKind>,
     ) -> Result<Documents<(T, Signer)>> {
         let listed = self.list_documents(kind)?;
-        Ok(self.read_listed(&listed, signed))
+        match (self.cached(), signed, cache::documents_digest(kind)) {
+            (Some(c), Some(signed), Some(name)) => Ok(self.read_digested(c, name, &listed, signed)),
+            _ => Ok(self.read_listed(&listed, signed)),
+        }
+    }
+
+    /// [`Repository::read_listed`] of signed documents through the cache's
+    /// documents digest `name` ([`cache::documents_digest`]): those read
+    /// before come from its records, as they would from their entries
+    /// (the verdict of the one signature check made when the document was
+    /// fetched, and its JSON, under the view's tag); the others are read
+    /// as usual and added to it.
+    fn read_digested<T: DeserializeOwned + Send>(
+        &self,
+        c: &cache::MetaCache,
+        name: &str,
+        listed: &[(ObjectInfo, Id)],
+        signed: SignedKind,
+    ) -> Documents<(T, Signer)> {
+        let digest = c.digest(name);
+        let mut results: Vec<Option<std::result::Result<(T, Signer), Failure>>> =
+            Vec::with_capacity(listed.len());
+        let mut unseen = Vec::new();
+        for (i, (_, id)) in listed.iter().enumerate() {
+            let known = digest
+                .records
+                .get(id)
+                .and_then(|r| cache::open_document_record(r))
+                .and_then(|(signer, json)| {
+                    serde_json::from_slice::<T>(json)
+                        .ok()
+                        .map(|doc| (doc, signer))
+                });
+            if known.is_none() {
+                unseen.push(i);
+            }
+            results.push(known.map(Ok));
+        }
+        let fetched = fetch::bounded_map(&unseen, self.fetch_jobs(), |&i| {
+            let obj = &listed[i].0;
+            self.read_cached_with(&obj.key, Some(obj.size), Some(signed), &|json, _| {
+                serde_json::from_slice::<T>(json).map(|doc| (doc, json.to_vec()))
+            })
+        });
+        let mut added = Vec::new();
+        for (&i, result) in unseen.iter().zip(fetched) {
+            results[i] = Some(result.map(|((doc, json), signer)| {
+                if json.len() <= cache::MAX_DIGESTED_DOCUMENT {
+                    added.push((listed[i].1, cache::document_record(&signer, &json)));
+                }
+                (doc, signer)
+            }));
+        }
+        let ids: HashSet<Id> = listed.iter().map(|(_, id)| *id).collect();
+        c.save_digest(digest, added, &ids);
+        let mut out = Documents {
+            read: Vec::new(),
+            unreadable: Vec::new(),
+            uploaded: HashMap::new(),
+        };
+        for ((obj, id), result) in listed.iter().zip(results) {
+            out.take(obj, *id, result.expect("every listed document was read"));
+        }
+        out
     }
 
     /// [`Repository::read_documents_as`] over documents listed before (by
