@@ -439,7 +439,9 @@ impl Repository {
     ) -> Result<Documents<(T, Signer)>> {
         let listed = self.list_documents(kind)?;
         match (self.cached(), signed, cache::documents_digest(kind)) {
-            (Some(c), Some(signed), Some(name)) => Ok(self.read_digested(c, name, &listed, signed)),
+            (Some(c), Some(signed), Some(name)) => {
+                Ok(self.read_digested(c, (kind, name), &listed, signed))
+            }
             _ => Ok(self.read_listed(&listed, signed)),
         }
     }
@@ -453,7 +455,7 @@ impl Repository {
     fn read_digested<T: DeserializeOwned + Send>(
         &self,
         c: &cache::MetaCache,
-        name: &str,
+        (kind, name): (ObjectKind, &str),
         listed: &[(ObjectInfo, Id)],
         signed: SignedKind,
     ) -> Documents<(T, Signer)> {
@@ -485,7 +487,12 @@ impl Repository {
         let mut added = Vec::new();
         for (&i, result) in unseen.iter().zip(fetched) {
             results[i] = Some(result.map(|((doc, json), signer)| {
-                if json.len() <= cache::MAX_DIGESTED_DOCUMENT {
+                // As for entries: only what fits its kind's ratio to its
+                // stored size, so that padding cannot fill the digest.
+                let stored = listed[i].0.size;
+                if json.len() <= cache::MAX_DIGESTED_DOCUMENT
+                    && json.len() as u64 <= limit(kind).by_ratio(stored)
+                {
                     added.push((listed[i].1, cache::document_record(&signer, &json)));
                 }
                 (doc, signer)
