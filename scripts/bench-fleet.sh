@@ -25,6 +25,10 @@
 #                   $CARGO_TARGET_DIR or target/)
 #   FLEET_FILL      the fleet_fill example binary (default: built like VAULT_BIN)
 #   FLEET_KEEP      1 keeps the repositories afterwards
+#   FLEET_COMPACT   1 runs the owner's `vault prune` after growing each
+#                   repository: it compacts the N index files into a few
+#                   owner-signed ones (what an operator's scheduled prune
+#                   does); its time is printed to stderr
 #
 # Caveats: on a shared machine the numbers are noisy (the load average is
 # printed); moto runs on the same cores as vault, so S3 numbers show round
@@ -37,6 +41,7 @@ LOCAL_SIZES=${FLEET_LOCAL-"1 1000 10000"}
 S3_SIZES=${FLEET_S3-"1 1000"}
 RUNS=${FLEET_RUNS:-3}
 KEEP=${FLEET_KEEP:-0}
+COMPACT=${FLEET_COMPACT:-0}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -114,6 +119,13 @@ bench() {
         local t0=$SECONDS
         "$FILL" "$repo" "$writer" "$n" "$n"
         log "$label: made in $((SECONDS - t0)) s"
+        if [ "$COMPACT" = 1 ]; then
+            t0=$SECONDS
+            "$VAULT" prune -r "$repo" -i "$owner" --no-cache >/dev/null 2>>"$WORK/stderr.log"
+            local left=""
+            [ -d "$repo/index" ] && left=", $(find "$repo/index" -type f | wc -l) index files left"
+            log "$label: compacted by prune in $((SECONDS - t0)) s$left"
+        fi
     fi
     local cache=$dir/cache i=0
     local common=(-r "$repo" --cache-dir "$cache")
@@ -162,6 +174,7 @@ fi
 
 echo
 echo "vault fleet benchmark: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $VAULT"
-echo "milliseconds, median of $RUNS; backup = one changed file; cold = empty cache"
+echo "milliseconds, median of $RUNS; backup = one changed file; cold = empty cache$(
+    [ "$COMPACT" = 1 ] && echo "; index compacted by prune")"
 printf '%-6s %7s %10s %10s %10s %10s %10s %10s\n' where snaps backup/c backup/w snaps/c snaps/w status/c status/w
 printf '%s\n' "${ROWS[@]}"

@@ -13,13 +13,22 @@
 #
 # Usage: scripts/bench-index.sh [BLOB_COUNTS...]   (default: 100000 1000000 10000000)
 # Needs about 1.2 GB of free disk for 10 M blobs (removed afterwards) and a
-# release build of the example (made here).
+# release build of the example, made here with the default features, so that
+# it reuses the dependencies of the release build bench-fleet.sh and
+# `cargo build --release` make (without S3 the whole dependency tree is
+# built again, with other features: about 15 minutes here). INDEX_LOAD=path
+# uses a binary built before instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(100000 1000000 10000000)
-cargo build --release --no-default-features --example index_load >&2
-bin="${CARGO_TARGET_DIR:-target}/release/examples/index_load"
+if [ -n "${INDEX_LOAD:-}" ]; then
+    bin=$INDEX_LOAD
+else
+    cargo build --release --example index_load >&2
+    bin="${CARGO_TARGET_DIR:-target}/release/examples/index_load"
+fi
+[ -x "$bin" ] || { echo "no index_load binary at $bin" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 printf '%-10s %-10s %10s %10s %10s %14s %10s\n' blobs mode json_MiB load_s cpu_s index_B/blob peak_MiB

@@ -51,6 +51,62 @@ fn two_snapshots(env: &Env) -> Vec<String> {
     vec![a, env.backup(&[&src])]
 }
 
+/// The segments of digest `name` in the view whose name starts with `role`.
+fn view_digest(env: &Env, cache: &Path, role: &str, name: &str) -> Vec<PathBuf> {
+    let v1 = cache.join(repo_id(env)).join("v1");
+    let mut out = Vec::new();
+    for view in fs::read_dir(&v1).unwrap().flatten() {
+        if view.file_name().to_string_lossy().starts_with(role)
+            && let Ok(r) = fs::read_dir(view.path().join("digests").join(name))
+        {
+            out.extend(r.flatten().map(|e| e.path()));
+        }
+    }
+    out
+}
+
+#[test]
+fn snapshots_reads_headers_seen_before_from_one_digest_per_view() {
+    let env = Env::new();
+    two_snapshots(&env);
+    let cache = env.path("meta");
+    let cold = snapshots(&env, &env.writer_key, &cache);
+    assert_success(&cold);
+    // Each view keeps its own digest, 0600, holding what that key read.
+    let o = snapshots(&env, &env.owner_key, &cache);
+    assert_success(&o);
+    for role in ["writer", "owner"] {
+        let segs = view_digest(&env, &cache, role, "snapshots-v1");
+        assert_eq!(segs.len(), 1, "{role}: {segs:?}");
+        assert_eq!(
+            fs::metadata(&segs[0]).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // Warm: the headers come from the digest, not from their entries
+    // (removed here, and not written again), with the same verdicts.
+    for e in entries(&env, &cache, "writer") {
+        fs::remove_file(e).unwrap();
+    }
+    let warm = snapshots(&env, &env.writer_key, &cache);
+    assert_eq!(stdout(&warm), stdout(&cold));
+    assert!(entries(&env, &cache, "writer").is_empty());
+    // A damaged digest is refused and deleted: the headers are read from
+    // storage again (one entry each), the listing unchanged.
+    for seg in view_digest(&env, &cache, "writer", "snapshots-v1") {
+        let mut bytes = fs::read(&seg).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        fs::write(&seg, bytes).unwrap();
+    }
+    let again = snapshots(&env, &env.writer_key, &cache);
+    assert_eq!(stdout(&again), stdout(&cold));
+    assert_contains(&stderr(&again), "does not match");
+    assert_eq!(entries(&env, &cache, "writer").len(), 2);
+    // And the owner's listing (owner-signed verdicts) is its own.
+    assert_eq!(stdout(&snapshots(&env, &env.owner_key, &cache)), stdout(&o));
+}
+
 #[test]
 fn cache_dirs_are_private_and_views_do_not_share_entries() {
     let env = Env::new();
@@ -113,6 +169,10 @@ fn planted_and_damaged_entries_are_refused_and_fetched_again() {
     // A damaged one: cut short.
     let second = fs::read(&e[1]).unwrap();
     fs::write(&e[1], &second[..second.len() - 7]).unwrap();
+    // Without the view's digest of whole headers, which holds them too.
+    for seg in view_digest(&env, &cache, "writer", "snapshots-v1") {
+        fs::remove_file(seg).unwrap();
+    }
     let again = snapshots(&env, &env.writer_key, &cache);
     assert_success(&again);
     assert_eq!(
@@ -240,15 +300,80 @@ fn backup_parent(env: &Env, src: &Path) -> (String, Option<String>, std::process
     (v["id"].as_str().unwrap().to_owned(), parent, out)
 }
 
+/// The host directories of the workspace cache.
+fn host_dirs(env: &Env) -> Vec<PathBuf> {
+    let v1 = env.cache.join(repo_id(env)).join("v1");
+    fs::read_dir(&v1)
+        .map(|r| {
+            r.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("host-"))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// [`backup_parent`] with the remembered last snapshot forgotten first, so
+/// that the backup finds its parent by listing every header.
+fn backup_listing_parent(env: &Env, src: &Path) -> (String, Option<String>, std::process::Output) {
+    for host in host_dirs(env) {
+        let _ = fs::remove_dir_all(host.join("last-snapshot"));
+    }
+    backup_parent(env, src)
+}
+
+#[test]
+fn a_backup_takes_its_parent_from_the_hosts_cache_without_listing_headers() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a"), b"one");
+    let (first, _, _) = backup_parent(&env, &src);
+    write(&src.join("a"), b"two");
+    let (second, parent, _) = backup_parent(&env, &src);
+    assert_eq!(parent.as_deref(), Some(first.as_str()));
+    // Remembered, 0600 in a 0700 directory; no header was listed or
+    // summed up (the first backup had none to sum up).
+    let remembered: Vec<PathBuf> = host_dirs(&env)
+        .iter()
+        .flat_map(|h| fs::read_dir(h.join("last-snapshot")).unwrap().flatten())
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(remembered.len(), 1, "{remembered:?}");
+    assert_eq!(fs::read_to_string(&remembered[0]).unwrap(), second);
+    assert_eq!(
+        fs::metadata(&remembered[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        fs::metadata(remembered[0].parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    assert!(digest_segments(&env, "heads-v1").is_empty());
+    // The remembered snapshot deleted (forget): the newest listed one.
+    fs::remove_file(env.repo.join("snapshots").join(&second)).unwrap();
+    write(&src.join("a"), b"three");
+    let (third, parent, _) = backup_parent(&env, &src);
+    assert_eq!(parent.as_deref(), Some(first.as_str()));
+    // Garbage remembered: ignored, the newest listed one.
+    fs::write(&remembered[0], "not an id").unwrap();
+    write(&src.join("a"), b"four");
+    let (_, parent, _) = backup_parent(&env, &src);
+    assert_eq!(parent.as_deref(), Some(third.as_str()));
+}
+
 #[test]
 fn backup_digests_follow_what_changed_and_refuse_damage() {
     let env = Env::new();
     let src = env.path("src");
     write(&src.join("a"), b"one");
-    let (first, none, _) = backup_parent(&env, &src);
+    let (first, none, _) = backup_listing_parent(&env, &src);
     assert_eq!(none, None);
     write(&src.join("a"), b"two");
-    let (second, parent, _) = backup_parent(&env, &src);
+    let (second, parent, _) = backup_listing_parent(&env, &src);
     assert_eq!(parent.as_deref(), Some(first.as_str()));
     for name in ["heads-v1", "index-v1"] {
         let segments = digest_segments(&env, name);
@@ -269,11 +394,11 @@ fn backup_digests_follow_what_changed_and_refuse_damage() {
         fs::write(&s, bytes).unwrap();
     }
     write(&src.join("a"), b"three");
-    let (third, parent, out) = backup_parent(&env, &src);
+    let (third, parent, out) = backup_listing_parent(&env, &src);
     assert_eq!(parent.as_deref(), Some(second.as_str()));
     assert_contains(&stderr(&out), "does not match");
     write(&src.join("a"), b"four");
-    let (fourth, parent, _) = backup_parent(&env, &src);
+    let (fourth, parent, _) = backup_listing_parent(&env, &src);
     assert_eq!(parent.as_deref(), Some(third.as_str()));
     // Snapshots deleted from storage (as forget does) leave the digest:
     // the third is in it now, and must not become the next parent; the
@@ -282,7 +407,7 @@ fn backup_digests_follow_what_changed_and_refuse_damage() {
         fs::remove_file(env.repo.join("snapshots").join(gone)).unwrap();
     }
     write(&src.join("a"), b"five");
-    let (_, parent, _) = backup_parent(&env, &src);
+    let (_, parent, _) = backup_listing_parent(&env, &src);
     assert_eq!(parent.as_deref(), Some(second.as_str()));
     let heads = digest_segments(&env, "heads-v1");
     assert_eq!(heads.len(), 1, "{heads:?}");

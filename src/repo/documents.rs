@@ -36,7 +36,7 @@ use crate::format::id::Id;
 use crate::format::signature::{FRAME_MAGIC, MAX_BLOCK, SignatureBlock, SignedKind};
 use crate::repo::trust::{self, Signer};
 use crate::repo::{ObjectKind, Repository, cache, fetch, id_from_key};
-use crate::storage::{ObjectInfo, StorageError};
+use crate::storage::{ListedKey, ObjectInfo, StorageError};
 
 /// How large a sealed document of one kind may be.
 #[derive(Debug, Clone, Copy)]
@@ -196,6 +196,41 @@ pub struct Documents<T> {
     pub uploaded: HashMap<Id, chrono::DateTime<chrono::Utc>>,
 }
 
+/// A listed object, as [`Storage::list`](crate::storage::Storage::list) or
+/// [`Storage::list_keys`](crate::storage::Storage::list_keys) gives it.
+pub(crate) trait Listed: Clone + Sync {
+    /// The object's key.
+    fn key(&self) -> &str;
+    /// Its size, if listed.
+    fn size(&self) -> Option<u64>;
+    /// When storage received it, if listed.
+    fn modified(&self) -> Option<chrono::DateTime<chrono::Utc>>;
+}
+
+impl Listed for ObjectInfo {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn size(&self) -> Option<u64> {
+        Some(self.size)
+    }
+    fn modified(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.modified
+    }
+}
+
+impl Listed for ListedKey {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn size(&self) -> Option<u64> {
+        self.size
+    }
+    fn modified(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        None
+    }
+}
+
 /// Turns a document's JSON (with who signed it) into what the caller keeps,
 /// or says why it is not a valid document (an error `E` whose message
 /// follows "not a valid document: ").
@@ -203,22 +238,22 @@ type Decode<T, E> = dyn Fn(&[u8], &Signer) -> std::result::Result<T, E>;
 
 impl<T> Documents<T> {
     /// Files the outcome of reading listed object `obj` (named `id`).
-    fn take(&mut self, obj: &ObjectInfo, id: Id, result: std::result::Result<T, Failure>) {
+    fn take(&mut self, obj: &impl Listed, id: Id, result: std::result::Result<T, Failure>) {
         match result {
             Ok(doc) => {
-                if let Some(t) = obj.modified {
+                if let Some(t) = obj.modified() {
                     self.uploaded.insert(id, t);
                 }
-                self.read.push((obj.key.clone(), id, doc));
+                self.read.push((obj.key().to_owned(), id, doc));
             }
             Err(Failure::Vanished) => {}
             Err(Failure::Damaged(error)) => self.unreadable.push(Unreadable {
-                key: obj.key.clone(),
+                key: obj.key().to_owned(),
                 error,
                 foreign: false,
             }),
             Err(Failure::Foreign(error)) => self.unreadable.push(Unreadable {
-                key: obj.key.clone(),
+                key: obj.key().to_owned(),
                 error,
                 foreign: true,
             }),
@@ -317,7 +352,7 @@ impl Repository {
     /// (by [`Repository::list_documents`]).
     pub(crate) fn visit_listed<T, E: std::fmt::Display>(
         &self,
-        listed: &[(ObjectInfo, Id)],
+        listed: &[(impl Listed, Id)],
         signed: SignedKind,
         mut parse: impl FnMut(&Id, &[u8], &Signer) -> std::result::Result<T, E>,
     ) -> Documents<(T, Signer)> {
@@ -329,14 +364,14 @@ impl Repository {
         let jobs = self.fetch_jobs();
         for batch in listed.chunks(jobs.max(1) * 4) {
             let fetched = fetch::bounded_map(batch, jobs, |(obj, _)| {
-                self.read_cached_with(&obj.key, Some(obj.size), Some(signed), &|json, _| {
+                self.read_cached_with(obj.key(), obj.size(), Some(signed), &|json, _| {
                     Ok::<_, std::convert::Infallible>(json.to_vec())
                 })
             });
             for ((obj, id), result) in batch.iter().zip(fetched) {
                 let result = result.and_then(|(json, signer)| match parse(id, &json, &signer) {
                     Ok(doc) => Ok((doc, signer)),
-                    Err(e) => Err(self.not_a_document(&obj.key, e)),
+                    Err(e) => Err(self.not_a_document(obj.key(), e)),
                 });
                 out.take(obj, *id, result);
             }
@@ -364,6 +399,27 @@ impl Repository {
             .into_iter()
             .filter_map(|o| id_from_key(&o.key).map(|id| (o, id)))
             .collect();
+        self.forget_unlisted(kind, &listed);
+        Ok(listed)
+    }
+
+    /// [`Repository::list_documents`] by [`Storage::list_keys`]
+    /// (crate::storage::Storage::list_keys): no upload times, and sizes
+    /// only where listing gives them at no cost. For readers that need
+    /// neither (a backup's index and parent).
+    pub(crate) fn list_document_keys(&self, kind: ObjectKind) -> Result<Vec<(ListedKey, Id)>> {
+        let listed: Vec<(ListedKey, Id)> = self
+            .storage()
+            .list_keys(kind.prefix())?
+            .into_iter()
+            .filter_map(|o| id_from_key(&o.key).map(|id| (o, id)))
+            .collect();
+        self.forget_unlisted(kind, &listed);
+        Ok(listed)
+    }
+
+    /// Forgets the cache entries of `kind` not in `listed`.
+    fn forget_unlisted(&self, kind: ObjectKind, listed: &[(impl Listed, Id)]) {
         if let Some(c) = &self.meta_cache {
             let ids: HashSet<Id> = listed.iter().map(|(_, id)| *id).collect();
             let gone = c.forget_unlisted(kind, &ids);
@@ -371,7 +427,6 @@ impl Repository {
                 tracing::debug!("metadata cache: forgot {gone} deleted {}", kind.prefix());
             }
         }
-        Ok(listed)
     }
 
     /// Lists `kind`'s prefix once, forgets the cache entries of documents
@@ -383,18 +438,88 @@ impl Repository {
         signed: Option<SignedKind>,
     ) -> Result<Documents<(T, Signer)>> {
         let listed = self.list_documents(kind)?;
-        Ok(self.read_listed(&listed, signed))
+        match (self.cached(), signed, cache::documents_digest(kind)) {
+            (Some(c), Some(signed), Some(name)) => {
+                Ok(self.read_digested(c, (kind, name), &listed, signed))
+            }
+            _ => Ok(self.read_listed(&listed, signed)),
+        }
+    }
+
+    /// [`Repository::read_listed`] of signed documents through the cache's
+    /// documents digest `name` ([`cache::documents_digest`]): those read
+    /// before come from its records, as they would from their entries
+    /// (the verdict of the one signature check made when the document was
+    /// fetched, and its JSON, under the view's tag); the others are read
+    /// as usual and added to it.
+    fn read_digested<T: DeserializeOwned + Send>(
+        &self,
+        c: &cache::MetaCache,
+        (kind, name): (ObjectKind, &str),
+        listed: &[(ObjectInfo, Id)],
+        signed: SignedKind,
+    ) -> Documents<(T, Signer)> {
+        let digest = c.digest(name);
+        let mut results: Vec<Option<std::result::Result<(T, Signer), Failure>>> =
+            Vec::with_capacity(listed.len());
+        let mut unseen = Vec::new();
+        for (i, (_, id)) in listed.iter().enumerate() {
+            let known = digest
+                .records
+                .get(id)
+                .and_then(|r| cache::open_document_record(r))
+                .and_then(|(signer, json)| {
+                    serde_json::from_slice::<T>(json)
+                        .ok()
+                        .map(|doc| (doc, signer))
+                });
+            if known.is_none() {
+                unseen.push(i);
+            }
+            results.push(known.map(Ok));
+        }
+        let fetched = fetch::bounded_map(&unseen, self.fetch_jobs(), |&i| {
+            let obj = &listed[i].0;
+            self.read_cached_with(&obj.key, Some(obj.size), Some(signed), &|json, _| {
+                serde_json::from_slice::<T>(json).map(|doc| (doc, json.to_vec()))
+            })
+        });
+        let mut added = Vec::new();
+        for (&i, result) in unseen.iter().zip(fetched) {
+            results[i] = Some(result.map(|((doc, json), signer)| {
+                // As for entries: only what fits its kind's ratio to its
+                // stored size, so that padding cannot fill the digest.
+                let stored = listed[i].0.size;
+                if json.len() <= cache::MAX_DIGESTED_DOCUMENT
+                    && json.len() as u64 <= limit(kind).by_ratio(stored)
+                {
+                    added.push((listed[i].1, cache::document_record(&signer, &json)));
+                }
+                (doc, signer)
+            }));
+        }
+        let ids: HashSet<Id> = listed.iter().map(|(_, id)| *id).collect();
+        c.save_digest(digest, added, &ids);
+        let mut out = Documents {
+            read: Vec::new(),
+            unreadable: Vec::new(),
+            uploaded: HashMap::new(),
+        };
+        for ((obj, id), result) in listed.iter().zip(results) {
+            out.take(obj, *id, result.expect("every listed document was read"));
+        }
+        out
     }
 
     /// [`Repository::read_documents_as`] over documents listed before (by
     /// [`Repository::list_documents`]).
     pub(crate) fn read_listed<T: DeserializeOwned + Send>(
         &self,
-        listed: &[(ObjectInfo, Id)],
+        listed: &[(impl Listed, Id)],
         signed: Option<SignedKind>,
     ) -> Documents<(T, Signer)> {
         let results = fetch::bounded_map(listed, self.fetch_jobs(), |(obj, _)| {
-            self.read_cached::<T>(&obj.key, Some(obj.size), signed)
+            self.read_cached::<T>(obj.key(), obj.size(), signed)
         });
         let mut out = Documents {
             read: Vec::new(),

@@ -92,7 +92,7 @@ impl Repository {
     /// headers summed up by an earlier run are not decoded again; the
     /// others are read (cache entry or storage) and added to the digest.
     pub fn snapshot_heads(&self) -> Result<Vec<SnapshotHead>> {
-        let listed = self.list_documents(ObjectKind::Snapshot)?;
+        let listed = self.list_document_keys(ObjectKind::Snapshot)?;
         let digest = self.cached().map(|c| c.digest(DIGEST));
         let mut heads = Vec::with_capacity(listed.len());
         let mut unseen = Vec::new();

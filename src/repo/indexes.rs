@@ -234,7 +234,7 @@ impl Repository {
         // The files read, in the order their claims number them: key,
         // deletion marks, whether the owner signed it.
         let mut files: Vec<(String, Vec<CondemnedPack>, bool)> = Vec::new();
-        let listed = self.list_documents(ObjectKind::Index)?;
+        let listed = self.list_document_keys(ObjectKind::Index)?;
         // Files read by an earlier run are replayed from the cache's digest
         // (no JSON parsed); the others, and any whose record does not
         // replay, are read and parsed, and added to the digest.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use super::{ObjectInfo, PutOutcome, ReadSeek, Storage, StorageError};
+use super::{ListedKey, ObjectInfo, PutOutcome, ReadSeek, Storage, StorageError};
 
 /// Objects stored as files under a root directory, keys mapping to paths.
 pub struct LocalStorage {
@@ -75,6 +75,53 @@ impl LocalStorage {
                     size: meta.len(),
                     modified: stored_at(&meta),
                 });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LocalStorage {
+    /// [`LocalStorage::list_one`] by the directory entries' types alone (no
+    /// stat per file: a fleet's history holds tens of thousands), keeping
+    /// the keys that start with `prefix`.
+    fn keys_in(
+        &self,
+        dir: &Path,
+        prefix: &str,
+        out: &mut Vec<ListedKey>,
+        todo: &mut Vec<PathBuf>,
+    ) -> std::io::Result<()> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with(".tmp-") {
+                continue;
+            }
+            let kind = match entry.file_type() {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if kind.is_dir() {
+                todo.push(entry.path());
+            } else if kind.is_file() {
+                let path = entry.path();
+                let rel = path
+                    .strip_prefix(&self.root)
+                    .expect("listed paths are under the root")
+                    .to_string_lossy();
+                if rel.starts_with(prefix) {
+                    out.push(ListedKey {
+                        key: rel.into_owned(),
+                        size: None,
+                    });
+                }
             }
         }
         Ok(())
@@ -174,6 +221,21 @@ impl Storage for LocalStorage {
         self.list_into(&self.root.join(dir_part), &mut out)
             .map_err(|e| StorageError::from_io(prefix, e))?;
         out.retain(|o| o.key.starts_with(prefix));
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn list_keys(&self, prefix: &str) -> Result<Vec<ListedKey>, StorageError> {
+        let dir_part = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        let mut out = Vec::new();
+        let mut todo = vec![self.root.join(dir_part)];
+        while let Some(dir) = todo.pop() {
+            self.keys_in(&dir, prefix, &mut out, &mut todo)
+                .map_err(|e| StorageError::from_io(prefix, e))?;
+        }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }

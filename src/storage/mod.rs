@@ -55,6 +55,15 @@ pub struct ObjectInfo {
     pub modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// One key listed by [`Storage::list_keys`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedKey {
+    /// The full object key.
+    pub key: String,
+    /// Its size in bytes, when the listing gave it.
+    pub size: Option<u64>,
+}
+
 /// A multipart upload that was started and never completed or aborted
 /// (left by a crashed or killed backup).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -111,6 +120,20 @@ pub trait Storage: Send + Sync {
     fn open(&self, key: &str) -> Result<Box<dyn ReadSeek>, StorageError>;
     /// Lists every object whose key starts with `prefix`, sorted by key.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError>;
+    /// The keys [`Storage::list`] would give, with each object's size only
+    /// where listing gives it at no extra cost (S3 does; a local directory
+    /// would have to stat every file, so it gives names alone). For
+    /// documents named by their hash, whose size is checked when read.
+    fn list_keys(&self, prefix: &str) -> Result<Vec<ListedKey>, StorageError> {
+        Ok(self
+            .list(prefix)?
+            .into_iter()
+            .map(|o| ListedKey {
+                key: o.key,
+                size: Some(o.size),
+            })
+            .collect())
+    }
     /// Deletes an object for good (owner operations only: prune, forget).
     ///
     /// On a versioned S3 bucket (every Object Lock bucket is one) this deletes

@@ -310,3 +310,67 @@ fn conformance_s3_versioned_bucket() {
     );
     assert_eq!(left.trim(), "0");
 }
+
+/// Claims expire by the store's clock alone: a host whose clock runs an
+/// hour ahead (so that, by its clock, every claim looks long expired)
+/// neither writes past another writer's live claim nor lets prune's
+/// clean-up delete it.
+#[test]
+fn claims_expire_by_the_stores_clock_whatever_the_hosts_clock_says() {
+    let moto = Moto::start();
+    moto.create_bucket("skew");
+    let proxy = Proxy::start(moto.port, |_| Fault::Pass);
+    let options = S3Options {
+        endpoint: Some(proxy.endpoint()),
+        ..moto.options()
+    };
+    let mut s3 = S3Storage::open("s3://skew/r", &options).unwrap();
+    s3.skew_host_clock_for_tests(chrono::Duration::hours(1));
+    let folder = format!("claims/{}/", blake3::hash(b"keys/k").to_hex());
+    let other = format!("{folder}other");
+    raw_put(moto.port, &format!("/skew/r/{other}"), b"keys/k");
+
+    // Prune's clean-up: the claim is seconds old by the store's clock.
+    s3.clean_leftovers(Duration::from_secs(3600)).unwrap();
+    let left: Vec<String> = s3
+        .list("claims/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(
+        left,
+        vec![other.clone()],
+        "a live claim was removed, or the clock object stayed"
+    );
+
+    let writer = {
+        let s3 = s3.clone();
+        std::thread::spawn(move || s3.put("keys/k", b"mine"))
+    };
+    // The writer claims, sees the live claim and backs off; it claims
+    // again only after that (a host trusting its own clock would have
+    // written at once).
+    let claim_puts = |p: &Proxy| {
+        p.count(|s| s.method == "PUT" && s.target.contains(&format!("/skew/r/{folder}")))
+    };
+    let key_puts =
+        |p: &Proxy| p.count(|s| s.method == "PUT" && s.target.contains("/skew/r/keys/k"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while claim_puts(&proxy) < 2 && key_puts(&proxy) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never tried again"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(key_puts(&proxy), 0, "written past a live claim");
+    // The other writer finishes without writing: the name is free.
+    S3Storage::open("s3://skew/r", &moto.options())
+        .unwrap()
+        .delete(&other)
+        .unwrap();
+    assert_eq!(writer.join().unwrap().unwrap(), PutOutcome::Created);
+    assert_eq!(s3.get("keys/k").unwrap(), b"mine");
+    assert!(s3.list("claims/").unwrap().is_empty());
+}

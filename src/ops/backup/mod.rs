@@ -170,7 +170,11 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         .cloned()
         .chain(commands.iter().map(|c| c.filename.clone()))
         .collect();
-    let parent = find_parent(repo, &host, &wanted_names)?;
+    let host_dir = opts
+        .cache_dir
+        .as_deref()
+        .and_then(|d| crate::repo::cache::HostDir::open(d, &repo.config().id, &host).ok());
+    let parent = find_parent(repo, host_dir.as_ref(), &host, &wanted_names)?;
     let (cache, mut cache_writer) = file_cache(repo, opts, &host, &paths);
     // Files modified in the last second could change again within the
     // same timestamp tick; leave them out so they are always re-read.
@@ -250,6 +254,9 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
     };
     ensure_still_stored(repo, &sink.relied_packs())?;
     let id = repo.put_signed_json(ObjectKind::Snapshot, &snapshot)?;
+    if let Some(d) = &host_dir {
+        d.remember_snapshot(&wanted_names, &id);
+    }
     if let Some(w) = cache_writer {
         let path = w.path().to_owned();
         if let Err(e) = w.finish() {
@@ -525,12 +532,25 @@ fn open_databases(opts: &BackupOptions, names: &[Option<String>]) -> Databases {
     }
 }
 
-/// The newest snapshot of the same host and sources: the new one's parent.
+/// The new snapshot's parent: the last snapshot of the same sources this
+/// host's cache remembers, if it is still stored (one existence check,
+/// where listing every header of a fleet's history would cost a request or
+/// a file per header); else the newest snapshot of the same host and
+/// sources. The parent is only recorded, never relied on.
 fn find_parent(
     repo: &Repository,
+    host_dir: Option<&crate::repo::cache::HostDir>,
     host: &str,
     wanted_names: &[String],
 ) -> Result<Option<crate::format::id::SnapshotId>> {
+    if let Some(id) = host_dir.and_then(|d| d.last_snapshot(wanted_names))
+        && repo
+            .storage()
+            .exists(&ObjectKind::Snapshot.key(&id))
+            .unwrap_or(false)
+    {
+        return Ok(Some(crate::format::id::SnapshotId(id)));
+    }
     Ok(repo
         .snapshot_heads()?
         .into_iter()

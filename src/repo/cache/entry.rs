@@ -67,13 +67,34 @@ fn tag(key: &[u8; 32], object_key: &str, body: &[u8]) -> blake3::Hash {
     h.finalize()
 }
 
-/// The bytes of an entry for `object_key`.
-pub(super) fn seal(key: &[u8; 32], object_key: &str, signer: &Signer, json: &[u8]) -> Vec<u8> {
+/// An entry's body: the verdict and the document (also a record of the
+/// document digests, which are tagged as a whole).
+pub(super) fn body(signer: &Signer, json: &[u8]) -> Vec<u8> {
     let verdict = serde_json::to_vec(&Verdict::from(signer)).expect("verdicts serialize");
     let mut body = Vec::with_capacity(4 + verdict.len() + json.len());
     body.extend_from_slice(&(verdict.len() as u32).to_le_bytes());
     body.extend_from_slice(&verdict);
     body.extend_from_slice(json);
+    body
+}
+
+/// The verdict and the document of a [`body`].
+pub(super) fn open_body(body: &[u8]) -> Result<(Signer, &[u8]), &'static str> {
+    if body.len() < 4 {
+        return Err("truncated");
+    }
+    let len = u32::from_le_bytes(body[..4].try_into().expect("4 bytes")) as usize;
+    let Some(end) = 4usize.checked_add(len).filter(|e| *e <= body.len()) else {
+        return Err("malformed verdict");
+    };
+    let verdict: Verdict =
+        serde_json::from_slice(&body[4..end]).map_err(|_| "malformed verdict")?;
+    Ok((verdict.into(), &body[end..]))
+}
+
+/// The bytes of an entry for `object_key`.
+pub(super) fn seal(key: &[u8; 32], object_key: &str, signer: &Signer, json: &[u8]) -> Vec<u8> {
+    let body = body(signer, json);
     let mut out = Vec::with_capacity(MAGIC.len() + TAG + body.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(tag(key, object_key, &body).as_bytes());
@@ -97,15 +118,10 @@ pub(super) fn open(
     if tag(key, object_key, &bytes[head..]) != blake3::Hash::from(stored) {
         return Err("its hash does not match (damaged, or not written with this key)");
     }
-    let len = u32::from_le_bytes(bytes[head..head + 4].try_into().expect("4 bytes")) as usize;
-    let start = head + 4;
-    let Some(end) = start.checked_add(len).filter(|e| *e <= bytes.len()) else {
-        return Err("malformed verdict");
-    };
-    let verdict: Verdict =
-        serde_json::from_slice(&bytes[start..end]).map_err(|_| "malformed verdict")?;
+    let (signer, json) = open_body(&bytes[head..])?;
+    let end = bytes.len() - json.len();
     let json = bytes.split_off(end);
-    Ok((verdict.into(), json))
+    Ok((signer, json))
 }
 
 #[cfg(test)]

@@ -122,7 +122,8 @@ fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// What one host keeps about one repository: the record of the index files
-/// it wrote and its upload journal.
+/// it wrote, its upload journal, and the last snapshot it made of each set
+/// of sources.
 #[derive(Debug, Clone)]
 pub struct HostDir {
     dir: PathBuf,
@@ -167,5 +168,42 @@ impl HostDir {
     /// The upload journal's directory (made 0700 by the journal).
     pub fn uploads(&self) -> PathBuf {
         self.dir.join("uploads")
+    }
+
+    /// The file remembering the last snapshot of `sources`:
+    /// `last-snapshot/<BLAKE3 of the names, each followed by a NUL>`.
+    fn last_snapshot_file(&self, sources: &[String]) -> PathBuf {
+        let mut h = blake3::Hasher::new();
+        for s in sources {
+            h.update(s.as_bytes());
+            h.update(&[0]);
+        }
+        self.dir
+            .join("last-snapshot")
+            .join(&h.finalize().to_hex()[..32])
+    }
+
+    /// The snapshot this host's last backup of `sources` wrote, as
+    /// remembered here (a backup's parent, without listing every header);
+    /// `None` when nothing readable is remembered.
+    pub fn last_snapshot(&self, sources: &[String]) -> Option<crate::format::id::Id> {
+        let text = fs::read_to_string(self.last_snapshot_file(sources)).ok()?;
+        text.trim().parse().ok()
+    }
+
+    /// Remembers `id` as the last snapshot of `sources` (best effort: a
+    /// failure only costs the next backup a listing).
+    pub fn remember_snapshot(&self, sources: &[String], id: &crate::format::id::Id) {
+        let path = self.last_snapshot_file(sources);
+        let written = path
+            .parent()
+            .map_or(Ok(()), |d| private_dir(d).map_err(std::io::Error::other))
+            .and_then(|()| write_new(&path, id.to_hex().as_bytes()));
+        if let Err(e) = written {
+            tracing::warn!(
+                "cache: could not remember the snapshot: {}: {e}",
+                path.display()
+            );
+        }
     }
 }

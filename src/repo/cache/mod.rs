@@ -64,6 +64,32 @@ pub fn caches(kind: ObjectKind) -> bool {
     folder(kind).is_some()
 }
 
+/// The digest that keeps every document of `kind` read before whole (its
+/// signature verdict and JSON, as an entry holds them), for kinds listed
+/// whole by every `snapshots` and `status`: one tagged file read instead
+/// of an entry per document.
+pub fn documents_digest(kind: ObjectKind) -> Option<&'static str> {
+    match kind {
+        ObjectKind::Snapshot => Some("snapshots-v1"),
+        ObjectKind::Drill => Some("drills-v1"),
+        _ => None,
+    }
+}
+
+/// Documents larger than this stay out of a documents digest (read from
+/// their entries): headers are a few KiB unless they list many errors.
+pub const MAX_DIGESTED_DOCUMENT: usize = 64 << 10;
+
+/// A documents digest's record of a document: its verdict and JSON.
+pub fn document_record(signer: &Signer, json: &[u8]) -> Vec<u8> {
+    entry::body(signer, json)
+}
+
+/// The verdict and JSON of a [`document_record`]; `None` if malformed.
+pub fn open_document_record(record: &[u8]) -> Option<(Signer, &[u8])> {
+    entry::open_body(record).ok()
+}
+
 /// The metadata cache of one repository, as one key sees it.
 pub struct MetaCache {
     view: PathBuf,

@@ -16,14 +16,19 @@
 //! whether or not the store honours `If-None-Match`, which some S3-compatible
 //! stores (Garage 2.5, measured) accept on an existing key and overwrite
 //! anyway. A claim left by a killed writer stops counting after
-//! [`CLAIM_EXPIRES`] (by the store's clock against this host's: keep them
-//! within seconds); the next owner `vault prune` deletes it.
+//! [`CLAIM_EXPIRES`], by the store's clock only: a claim counts when its
+//! `LastModified` is less than that before the `LastModified` of the
+//! writer's own claim, both stamped by the store, so a host whose clock is
+//! off by any amount decides as one whose clock is right. The next owner
+//! `vault prune` deletes expired claims, again against the store's clock
+//! (read from a claim it writes for the purpose).
 
+use chrono::{DateTime, Utc};
 use rand::{Rng, RngCore};
 
 use super::S3Storage;
 use super::error::io_err;
-use crate::storage::{PutOutcome, StorageError};
+use crate::storage::{ObjectInfo, PutOutcome, StorageError};
 
 /// Where claims live.
 pub const CLAIM_PREFIX: &str = "claims/";
@@ -62,14 +67,8 @@ impl S3Storage {
             rand::rngs::OsRng.fill_bytes(&mut name);
             let claim = format!("{folder}{}", hex::encode(name));
             self.put_single(&claim, key.as_bytes(), None)?;
-            let horizon = chrono::Utc::now()
-                - chrono::Duration::from_std(CLAIM_EXPIRES).unwrap_or(chrono::Duration::zero());
             let listed = self.list_objects(&folder);
-            let alone = listed.as_ref().map(|all| {
-                all.iter()
-                    .filter(|o| o.key != claim)
-                    .all(|o| o.modified.is_some_and(|t| t < horizon))
-            });
+            let alone = listed.as_ref().map(|all| alone(all, &claim));
             // Alone: a writer that finished before this listing deleted its
             // claim only after its object was stored, so look again now
             // (the store may overwrite despite If-None-Match).
@@ -102,12 +101,33 @@ impl S3Storage {
         ))
     }
 
-    /// Deletes claims older than [`CLAIM_EXPIRES`] (left by killed writers).
-    pub(super) fn remove_expired_claims(&self) -> Result<u64, StorageError> {
-        let horizon = chrono::Utc::now()
-            - chrono::Duration::from_std(CLAIM_EXPIRES).unwrap_or(chrono::Duration::zero());
+    /// The store's clock: the `LastModified` of an empty object written
+    /// under `claims/` for the purpose (and deleted again; one a failed
+    /// delete leaves is removed by the next prune). This host's clock only
+    /// if the store names no time.
+    pub(super) fn store_now(&self) -> Result<DateTime<Utc>, StorageError> {
+        let mut name = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut name);
+        let key = format!("{CLAIM_PREFIX}clock-{}", hex::encode(name));
+        self.put_single(&key, b"", None)?;
+        let listed = self.list_objects(&key);
+        if let Err(e) = self.delete_version(&key, None) {
+            tracing::info!("{key}: stays ({e}); the next prune removes it");
+        }
+        let stamped = listed?
+            .into_iter()
+            .find(|o| o.key == key)
+            .and_then(|o| o.modified);
+        Ok(stamped.unwrap_or_else(|| self.host_now()))
+    }
+
+    /// Deletes claims older than [`CLAIM_EXPIRES`] at `now` (the store's
+    /// clock): those left by killed writers.
+    pub(super) fn remove_expired_claims(&self, listed: Vec<ObjectInfo>, now: DateTime<Utc>) -> u64 {
+        let horizon =
+            now - chrono::Duration::from_std(CLAIM_EXPIRES).unwrap_or(chrono::Duration::zero());
         let mut removed = 0;
-        for obj in self.list_objects(CLAIM_PREFIX)? {
+        for obj in listed {
             if obj.modified.is_some_and(|t| t > horizon) {
                 continue;
             }
@@ -117,6 +137,58 @@ impl S3Storage {
                 Err(e) => tracing::info!("{}: claim stays: {e}", obj.key),
             }
         }
-        Ok(removed)
+        removed
+    }
+}
+
+/// Whether the writer of `claim` is alone among the `listed` claims of its
+/// name: every other claim was stored at least [`CLAIM_EXPIRES`] before
+/// its own, by the store's clock. Not alone when the listing does not show
+/// its own claim with a time (nothing to measure against), nor when
+/// another claim has no time.
+fn alone(listed: &[ObjectInfo], claim: &str) -> bool {
+    let Some(own) = listed
+        .iter()
+        .find(|o| o.key == claim)
+        .and_then(|o| o.modified)
+    else {
+        return false;
+    };
+    let horizon =
+        own - chrono::Duration::from_std(CLAIM_EXPIRES).unwrap_or(chrono::Duration::zero());
+    listed
+        .iter()
+        .filter(|o| o.key != claim)
+        .all(|o| o.modified.is_some_and(|t| t < horizon))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(key: &str, secs: i64) -> ObjectInfo {
+        ObjectInfo {
+            key: key.into(),
+            size: 0,
+            modified: DateTime::from_timestamp(secs, 0),
+        }
+    }
+
+    #[test]
+    fn claims_expire_by_the_stores_clock_alone() {
+        // The store's clock is years away from this host's: only the
+        // distance between claims counts.
+        let t = 1_000_000_000;
+        assert!(alone(&[at("c/mine", t)], "c/mine"));
+        assert!(alone(&[at("c/dead", t - 11), at("c/mine", t)], "c/mine"));
+        assert!(!alone(&[at("c/live", t - 9), at("c/mine", t)], "c/mine"));
+        // Stored after this writer's own: live.
+        assert!(!alone(&[at("c/mine", t), at("c/late", t + 1)], "c/mine"));
+        // Its own claim missing from the listing, or a claim without a time:
+        // not alone.
+        assert!(!alone(&[at("c/dead", t - 100)], "c/mine"));
+        let mut untimed = at("c/other", 0);
+        untimed.modified = None;
+        assert!(!alone(&[untimed, at("c/mine", t)], "c/mine"));
     }
 }

@@ -76,6 +76,9 @@ mod backend {
         /// The endpoint as configured (`AWS_ENDPOINT_URL`, `[s3] endpoint`),
         /// or a description of AWS's, for messages.
         pub(super) endpoint: String,
+        /// Added to this host's clock wherever the storage reads it (zero,
+        /// except in tests that show a skewed host clock changes nothing).
+        pub(super) host_skew: chrono::Duration,
     }
 
     /// `url` without a `user:password@` part, for messages.
@@ -121,7 +124,21 @@ mod backend {
                     .endpoint
                     .as_deref()
                     .map_or_else(|| "AWS's S3 endpoint".to_owned(), without_userinfo),
+                host_skew: chrono::Duration::zero(),
             })
+        }
+
+        /// Shifts this host's clock as the storage sees it by `skew`: for
+        /// tests showing that nothing here depends on the host's clock
+        /// agreeing with the store's.
+        #[doc(hidden)]
+        pub fn skew_host_clock_for_tests(&mut self, skew: chrono::Duration) {
+            self.host_skew = skew;
+        }
+
+        /// This host's clock (as skewed by tests).
+        pub(super) fn host_now(&self) -> chrono::DateTime<chrono::Utc> {
+            chrono::Utc::now() + self.host_skew
         }
 
         /// The bucket key of the repository key `key`.
@@ -214,7 +231,16 @@ mod backend {
         }
 
         fn clean_leftovers(&self, older_than: std::time::Duration) -> Result<u64, StorageError> {
-            Ok(self.remove_old_probes(older_than)? + self.remove_expired_claims()?)
+            let probes = self.list_objects(crate::storage::PROBE_PREFIX)?;
+            let claims = self.list_objects(super::claim::CLAIM_PREFIX)?;
+            if probes.is_empty() && claims.is_empty() {
+                return Ok(0);
+            }
+            // Ages are measured by the store's clock, read only when there
+            // is something to measure (reading it writes an object).
+            let now = self.store_now()?;
+            Ok(self.remove_old_probes(probes, older_than, now)
+                + self.remove_expired_claims(claims, now))
         }
 
         fn protection(&self) -> Result<Option<Protection>, StorageError> {

@@ -80,16 +80,19 @@ impl S3Storage {
         (conditional, deleted, left)
     }
 
-    /// Removes probe objects older than `older_than`; those these
-    /// credentials may not delete stay (with a note in the log).
+    /// Removes probe objects older than `older_than` at `now` (the store's
+    /// clock); those these credentials may not delete stay (with a note in
+    /// the log).
     pub(super) fn remove_old_probes(
         &self,
+        listed: Vec<crate::storage::ObjectInfo>,
         older_than: std::time::Duration,
-    ) -> Result<u64, StorageError> {
-        let horizon = chrono::Utc::now()
-            - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::zero());
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> u64 {
+        let horizon =
+            now - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::zero());
         let mut removed = 0;
-        for obj in self.list_objects(PROBE_PREFIX)? {
+        for obj in listed {
             if obj.modified.is_some_and(|t| t > horizon) {
                 continue;
             }
@@ -99,6 +102,6 @@ impl S3Storage {
                 Err(e) => tracing::info!("{}: probe object stays: {e}", obj.key),
             }
         }
-        Ok(removed)
+        removed
     }
 }
