@@ -28,8 +28,8 @@
 #   BENCH_PERF      profiling, not results: one word a run, each `record` (vault's steps run
 #                   under `perf record` BENCH_PERF_ARGS, default `--call-graph dwarf,16384 -F 499`),
 #                   `trace` (under `perf trace -s`: time in each system call, per thread) or
-#                   `none`; e.g. "record trace". Output in <work>/logs/perf/; the timings of
-#                   such runs include perf's overhead
+#                   `none`; e.g. "record trace". Output in <work>/logs/perf/; vault's times in
+#                   those runs include perf's overhead and are left out of the medians
 #   BENCH_TOOLS     tools to run, space separated (default: "tar vault restic borg rustic bupstash";
 #                   rustic and bupstash are skipped unless they are on PATH: `cargo install
 #                   rustic-rs --no-default-features --locked`; `apt-get install libsodium-dev
@@ -41,7 +41,9 @@
 #                   right before every step and reports each step's wall time as a ratio to
 #                   it (steadier than seconds on a shared machine); 0 skips it
 #   BENCH_INSTALL   1 (default) installs missing restic/borg/age/zstd/b3sum/time with apt-get
-#   BENCH_KEEP      1 keeps corpus and repositories afterwards (default: 0, removes them)
+#   BENCH_KEEP      1 keeps the corpus afterwards (default: 0, removes it)
+#   BENCH_REUSE_CORPUS  1 reuses a corpus kept by BENCH_KEEP=1 if it was generated with the
+#                   same settings and generator (put back to night 1); otherwise it is rebuilt
 #   BENCH_RESTORE_DIR  where restores go (default: <work>/restore)
 #   BENCH_TARGET    local (default): repositories in <work>/repos; s3: repositories on
 #                   an s3s-fs server started on a free loopback port for this run (vault
@@ -180,10 +182,21 @@ export TMPDIR=$WORK/tmp # vault's --verify sandbox goes here (same file system)
 # 60-300 s when it allocates new ones, so creating files right after a mass
 # delete is several times slower. Nothing is deleted between timed steps; a
 # previous run's leftovers are deleted here, long before the restores.
-if [ -e "$CORPUS" ] || [ -e "$REPOS" ] || [ -e "$RESTORE" ]; then
-  log "removing the previous run's files (keep BENCH_KEEP=0 to have them removed at the end instead)"
+# BENCH_REUSE_CORPUS=1 keeps a corpus an earlier run left (BENCH_KEEP=1) if it
+# was generated with the same settings and generator; anything else is rebuilt.
+DELETED_AT=0
+CORPUS_PARAMS="small=$SMALL_FILES scale=$PG_SCALE txns=$PG_TXNS pg=$PG_BIN"
+REUSE=0
+if [ "${BENCH_REUSE_CORPUS:-0}" = 1 ] && [ -f "$WORK/corpus.env" ] && [ -d "$CORPUS" ] && [ -d "$WORK/state" ] &&
+  [ "$(sed -n 1p "$WORK/corpus.env")" = "# $CORPUS_PARAMS" ]; then
+  REUSE=1
 fi
-rm -rf "$CORPUS" "$REPOS" "$RESTORE" "$KEYS" "$LOGS" "$TIMES" "$TMPDIR" "$S3_DATA" "$WORK/state" "$WORK"/pg.* \
+if [ -n "$(find "$REPOS" "$RESTORE" -mindepth 1 -print -quit 2>/dev/null)" ] || { [ "$REUSE" = 0 ] && [ -e "$CORPUS" ]; }; then
+  log "removing the previous run's files (keep BENCH_KEEP=0 to have them removed at the end instead)"
+  DELETED_AT=$(date +%s) # see the run loop
+fi
+[ "$REUSE" = 1 ] || rm -rf "$CORPUS" "$WORK/state" "$WORK/corpus.env"
+rm -rf "$REPOS" "$RESTORE" "$KEYS" "$LOGS" "$TIMES" "$TMPDIR" "$S3_DATA" "$WORK"/pg.* \
   "$WORK/vault-cache" "$WORK/restic-cache" "$WORK/borg-base" "$WORK/results.md" "$WORK/bupstash.sendlog"
 mkdir -p "$CORPUS" "$REPOS" "$RESTORE" "$KEYS" "$LOGS" "$LOGS/perf" "$TIMES" "$TMPDIR"
 chmod 700 "$KEYS"
@@ -393,15 +406,21 @@ pg_dumps() { # directory: plain SQL, custom format, custom format uncompressed, 
 }
 
 STATE=$WORK/state
-rm -rf "$STATE"
 export BENCH_SMALL_FILES=$SMALL_FILES
 GEN_T0=$(date +%s)
-if [ "$SMALL_FILES" -gt 0 ]; then
+GEN_SUM=$(sha256sum "$GEN" | cut -c1-16)
+if [ "$REUSE" = 1 ] && [ "$(sed -n 2p "$WORK/corpus.env")" = "# generator $GEN_SUM" ]; then
+  log "reusing the corpus in $CORPUS (BENCH_REUSE_CORPUS=1, same settings and generator)"
+  # shellcheck source=/dev/null
+  . "$WORK/corpus.env"
+elif [ "$SMALL_FILES" -gt 0 ]; then
+  rm -rf "$CORPUS" "$STATE" && mkdir -p "$CORPUS"
   log "generating corpus in $CORPUS ($SMALL_FILES small files)"
   python3 "$GEN" gen-small "$CORPUS" "$SMALL_FILES"
   NIGHT2=$(python3 "$GEN" mutate "$CORPUS" "$STATE")
   dump_bytes=0 dump_ratio=–
 else
+  rm -rf "$CORPUS" "$STATE" && mkdir -p "$CORPUS"
   log "generating corpus in $CORPUS (3,000 configs, 100 keystores, pgbench -s $PG_SCALE dumps)"
   python3 "$GEN" gen "$CORPUS"
   NIGHT2=$(python3 "$GEN" mutate "$CORPUS" "$STATE")
@@ -430,6 +449,10 @@ else
   DUMP_SIZES=$(cd "$CORPUS/db" && for f in bench.sql bench.dump bench-z0.dump; do
     printf '%s %s MiB, ' "$f" "$(awk -v b="$(stat -c %s "$f")" 'BEGIN{printf "%.0f", b/1048576}')"; done)
 fi
+if [ "$REUSE" = 0 ]; then
+  { echo "# $CORPUS_PARAMS"; echo "# generator $GEN_SUM"
+    declare -p NIGHT2 dump_bytes dump_ratio; [ -z "${DUMP_SIZES:-}" ] || declare -p DUMP_SIZES; } >"$WORK/corpus.env"
+fi
 corpus_bytes=$(du -sb "$CORPUS" | cut -f1)
 corpus_files=$(find "$CORPUS" -type f | wc -l)
 log "corpus: $corpus_files files, $corpus_bytes bytes, generated in $(($(date +%s) - GEN_T0)) s; dumps zstd -3 ratio $dump_ratio"
@@ -444,6 +467,10 @@ apply_night() {
     mv -f "$CORPUS/$f.bench-new" "$CORPUS/$f"
   done < <(cd "$src" && find . -type f -print0)
 }
+if [ "$REUSE" = 1 ]; then
+  apply_night n1
+  corpus_bytes=$(du -sb "$CORPUS" | cut -f1)
+fi
 
 # ---------------------------------------------------------------- keys & repos
 OWNER_KEY=$KEYS/owner.key
@@ -555,8 +582,8 @@ timed() { # tool step run
   local tool=$1 step=$2 run=$3 k="$1:$2:$3" tf="$TIMES/$1.$2.$3" lf="$LOGS/$1.$2.$3.log" rc=0 load0 scpu0 off0=0
   [ "$YARDSTICK" != 1 ] || YARD[$k]=$(yardstick)
   log "run $run: $tool $step${YARD[$k]:+ (yardstick ${YARD[$k]} s)}"
-  if [ "$tool" = vault ] && [ "$run" -le ${#PERF_MODES[@]} ]; then
-    export BENCH_PERF_OUT=$LOGS/perf/vault.$step.$run BENCH_PERF_MODE=${PERF_MODES[$((run - 1))]}
+  if [ "$tool" = vault ] && [ "$(perf_mode "$run")" != none ]; then
+    export BENCH_PERF_OUT=$LOGS/perf/vault.$step.$run BENCH_PERF_MODE=$(perf_mode "$run")
   else
     unset BENCH_PERF_OUT BENCH_PERF_MODE
   fi
@@ -701,6 +728,9 @@ declare -A RESTORE_OK
 # allocates new ones, so creating files right after a mass delete is several
 # times slower: the previous run's restores are deleted (and synced) at the
 # start of a run, and its restores wait until DELETE_GAP seconds have passed.
+perf_mode() { # run: how vault is profiled in it (record, trace or none)
+  if [ "$1" -le ${#PERF_MODES[@]} ]; then echo "${PERF_MODES[$(($1 - 1))]}"; else echo none; fi
+}
 runs_of() { case "$1" in vault | tar) echo "$RUNS" ;; *) echo "$PEER_RUNS" ;; esac; }
 clear_run() {
   rm -rf "${REPOS:?}"/* "${RESTORE:?}"/* "$WORK/vault-cache" "$WORK/restic-cache" "$WORK/borg-base" \
@@ -709,7 +739,6 @@ clear_run() {
   sync
 }
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-DELETED_AT=$(date +%s)
 for run in $(seq 1 "$RUNS"); do
   tools=()
   for t in "${active[@]}"; do [ "$run" -gt "$(runs_of "$t")" ] || tools+=("$t"); done
@@ -776,6 +805,8 @@ summarize() {
   for r in $(seq 1 "$RUNS"); do
     k="$t:$s:$r"
     [ -n "${WALL[$k]:-}" ] || continue
+    # vault's profiled runs are not results (their times are in the logs)
+    [ "$t" != vault ] || [ "$(perf_mode "$r")" = none ] || continue
     S_N=$((S_N + 1))
     walls+=("${WALL[$k]}"); cpus+=("${CPU[$k]}"); rsss+=("${RSS[$k]}"); scpus+=("${SCPU[$k]:-}")
     yards+=("${YARD[$k]:-}"); loads+=("${LOAD[$k]}")
@@ -812,7 +843,7 @@ how() {
   [ "$YARDSTICK" != 1 ] || echo "- **× yardstick**: the step's wall time over that of \`tar -cf - . | zstd -3 -T0 >/dev/null\` on the corpus, timed right before the step (lower is better)"
   echo "- night 2: $NIGHT2"
   echo "- runs: $RUNS of every step for vault and tar, $PEER_RUNS for the other tools (BENCH_RUNS, BENCH_PEER_RUNS); medians below"
-  [ "$PERF" != 1 ] || echo "- **BENCH_PERF=\"${PERF_MODES[*]}\": vault ran under perf in those runs; their times and RSS include perf's overhead**"
+  [ "$PERF" != 1 ] || echo "- BENCH_PERF=\"${PERF_MODES[*]}\": vault ran under perf in the first ${#PERF_MODES[@]} runs, which are left out of its medians and RSS"
   echo "- **warm page cache** (it cannot be dropped here); load average at start $LOAD_START, at end $LOAD_END"
   echo "  (other work shares this machine, so CPU and wall times are noisy; compare ratios$([ "$TARGET" = s3 ] && echo " between tools" || echo " to tar"))"
   echo "- peak RSS is the largest single process of the step (GNU time over a shell pipeline for tar)"
@@ -909,5 +940,5 @@ log "results written to $MD; logs in $LOGS"
 stop_server
 if [ "$KEEP" != 1 ]; then
   rm -rf "$CORPUS" "$REPOS" "$RESTORE" "$TMPDIR" "$WORK/vault-cache" "$WORK/restic-cache" "$WORK/borg-base" \
-    "$WORK/bin" "$S3_DATA" "$WORK/bupstash.sendlog" "$STATE"
+    "$WORK/bin" "$S3_DATA" "$WORK/bupstash.sendlog" "$STATE" "$WORK/corpus.env"
 fi
