@@ -393,7 +393,7 @@ pg_start() {
   timeout "$TIMEOUT" runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
     -o "-k $PG_DIR -p $PGPORT -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_wal_size=4GB" \
     start >/dev/null
-  log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $NF}') on port $PGPORT, socket and data in $PG_DIR"
+  log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on port $PGPORT, socket and data in $PG_DIR"
 }
 pg_dumps() { # directory: plain SQL, custom format, custom format uncompressed, written in parallel
   local d=$1 pids=() p rc=0
