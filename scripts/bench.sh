@@ -31,10 +31,13 @@
 #                   `none`; e.g. "record trace". Output in <work>/logs/perf/; vault's times in
 #                   those runs include perf's overhead and are left out of the medians
 #   BENCH_TOOLS     tools to run, space separated (default: "tar vault restic borg rustic bupstash";
+#                   add vault-base with BENCH_VAULT_BASE;
 #                   rustic and bupstash are skipped unless they are on PATH: `cargo install
 #                   rustic-rs --no-default-features --locked`; `apt-get install libsodium-dev
 #                   pkg-config && cargo install bupstash --locked`, ~5 min each here)
 #   BENCH_VAULT     a vault binary to measure instead of building one (release) from this tree
+#   BENCH_VAULT_BASE  another vault binary (e.g. a release build of main) measured as the tool
+#                   `vault-base` with the same commands, for a before/after in one invocation
 #   BENCH_SMALL_FILES  N > 0: the corpus is N small config files (200 B to 7.8 KiB, 100 a
 #                   directory) and nothing else, the many-small-files case; night 2 edits 30
 #   BENCH_YARDSTICK 1 (default) times `tar -cf - . | zstd -3 -T0 >/dev/null` over the corpus
@@ -141,6 +144,7 @@ for t in $TOOLS; do
       else log "bupstash not on PATH: skipped"; fi ;;
     tar | borg) [ "$TARGET" = local ] && active+=("$t") || log "$t has no S3 backend: skipped" ;;
     vault | restic) active+=("$t") ;;
+    vault-base) [ -n "${BENCH_VAULT_BASE:-}" ] && active+=("$t") || log "vault-base needs BENCH_VAULT_BASE: skipped" ;;
     *) echo "unknown tool: $t" >&2; exit 2 ;;
   esac
 done
@@ -166,6 +170,12 @@ fi
 mkdir -p "$WORK/bin"
 cp "$BUILT" "$WORK/bin/vault"
 VAULT=$WORK/bin/vault
+VAULT_BASE=
+if [ -n "${BENCH_VAULT_BASE:-}" ]; then
+  [ -x "$BENCH_VAULT_BASE" ] || { echo "BENCH_VAULT_BASE=$BENCH_VAULT_BASE is not an executable" >&2; exit 2; }
+  cp "$BENCH_VAULT_BASE" "$WORK/bin/vault-base"
+  VAULT_BASE=$WORK/bin/vault-base
+fi
 VAULT_REV="$(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' + uncommitted changes in src/')"
 [ -z "${BENCH_VAULT:-}" ] || VAULT_REV="$("$VAULT" --version 2>/dev/null | head -n 1) (BENCH_VAULT=$BENCH_VAULT)"
 
@@ -184,14 +194,15 @@ export TMPDIR=$WORK/tmp # vault's --verify sandbox goes here (same file system)
 # previous run's leftovers are deleted here, long before the restores.
 # BENCH_REUSE_CORPUS=1 keeps a corpus an earlier run left (BENCH_KEEP=1) if it
 # was generated with the same settings and generator; anything else is rebuilt.
-DELETED_AT=0
+DELETED_AT=$(cat "$WORK/deleted-at" 2>/dev/null || echo 0) # when an earlier invocation last mass-deleted
+case "$DELETED_AT" in '' | *[!0-9]*) DELETED_AT=0 ;; esac
 CORPUS_PARAMS="small=$SMALL_FILES scale=$PG_SCALE txns=$PG_TXNS pg=$PG_BIN"
 REUSE=0
 if [ "${BENCH_REUSE_CORPUS:-0}" = 1 ] && [ -f "$WORK/corpus.env" ] && [ -d "$CORPUS" ] && [ -d "$WORK/state" ] &&
   [ "$(sed -n 1p "$WORK/corpus.env")" = "# $CORPUS_PARAMS" ]; then
   REUSE=1
 fi
-if [ -n "$(find "$REPOS" "$RESTORE" -mindepth 1 -print -quit 2>/dev/null)" ] || { [ "$REUSE" = 0 ] && [ -e "$CORPUS" ]; }; then
+if [ -n "$(find "$REPOS" "$RESTORE" "$TMPDIR" -mindepth 1 -print -quit 2>/dev/null)" ] || { [ "$REUSE" = 0 ] && [ -e "$CORPUS" ]; }; then
   log "removing the previous run's files (keep BENCH_KEEP=0 to have them removed at the end instead)"
   DELETED_AT=$(date +%s) # see the run loop
 fi
@@ -201,6 +212,7 @@ rm -rf "$REPOS" "$RESTORE" "$KEYS" "$LOGS" "$TIMES" "$TMPDIR" "$S3_DATA" "$WORK"
 mkdir -p "$CORPUS" "$REPOS" "$RESTORE" "$KEYS" "$LOGS" "$LOGS/perf" "$TIMES" "$TMPDIR"
 chmod 700 "$KEYS"
 RESTORE_FS=$(df -T "$RESTORE" | awk 'NR==2{print $2}')
+RESTORE_BASE=$RESTORE # each run restores into $RESTORE_BASE/runN
 
 # ---------------------------------------------------------------- S3 server
 # BENCH_TARGET=s3: one s3s-fs process on a free loopback port, data under
@@ -495,6 +507,9 @@ init_repos() { # tools: new, empty repositories (and caches) for one run
       vault) rm -f "$KEYS/writer.key"
         "$VAULT" init -r "$(repo vault)" --owner "$RECIPIENT" --owner-name ops \
         --writer-key-out "$KEYS/writer.key" >"$LOGS/vault.init.log" 2>&1 ;;
+      vault-base) rm -f "$KEYS/writer-base.key"
+        "$VAULT_BASE" init -r "$(repo vault-base)" --owner "$RECIPIENT" --owner-name ops \
+        --writer-key-out "$KEYS/writer-base.key" >"$LOGS/vault-base.init.log" 2>&1 ;;
       restic) restic -r "$(repo restic)" init --repository-version 2 >"$LOGS/restic.init.log" 2>&1 ;;
       borg) borg init --encryption repokey-blake2 "$(repo borg)" >"$LOGS/borg.init.log" 2>&1 ;;
       rustic) rustic -r "$(repo rustic)" init >"$LOGS/rustic.init.log" 2>&1 ;;
@@ -511,8 +526,12 @@ init_repos() { # tools: new, empty repositories (and caches) for one run
 # ---------------------------------------------------------------- step commands
 # Each prints nothing on stdout that matters; all output goes to the step log.
 run_step() { # tool step
-  local tool=$1 step=$2 r
+  local tool=$1 step=$2 r rt=$RESTORE/$1 cache=$WORK/vault-cache wkey=$KEYS/writer.key
   r=$(repo "$tool")
+  VAULT_BIN=$VAULT
+  if [ "$tool" = vault-base ]; then # another vault binary (BENCH_VAULT_BASE), same commands
+    VAULT_BIN=$VAULT_BASE cache=$WORK/vault-base-cache wkey=$KEYS/writer-base.key tool=vault
+  fi
   case "$tool:$step" in
     tar:backup1 | tar:backup2)
 
@@ -522,9 +541,9 @@ run_step() { # tool step
     tar:verify)
       age -d -i "$OWNER_KEY" "$r/backup2.tar.zst.age" | zstd -d -q >/dev/null ;;
     vault:backup1 | vault:backup2)
-      vault_cmd backup -r "$r" -i "$KEYS/writer.key" --cache-dir "$WORK/vault-cache" "$CORPUS" ;;
+      vault_cmd backup -r "$r" -i "$wkey" --cache-dir "$cache" "$CORPUS" ;;
     vault:restore)
-      vault_cmd restore -r "$r" -i "$OWNER_KEY" latest --target "$RESTORE/vault" ;;
+      vault_cmd restore -r "$r" -i "$OWNER_KEY" latest --target "$rt" ;;
     vault:verify)
       vault_cmd restore -r "$r" -i "$OWNER_KEY" latest --verify ;;
     vault:check)
@@ -562,13 +581,13 @@ run_step() { # tool step
 vault_cmd() {
   case "${BENCH_PERF_MODE:-none}" in
     # shellcheck disable=SC2086 # PERF_ARGS is a list of options
-    record) perf record -q $PERF_ARGS -o "$BENCH_PERF_OUT.data" -- "$VAULT" "$@" ;;
-    trace) perf trace -s -o "$BENCH_PERF_OUT.trace" -- "$VAULT" "$@" ;;
-    *) "$VAULT" "$@" ;;
+    record) perf record -q $PERF_ARGS -o "$BENCH_PERF_OUT.data" -- "$VAULT_BIN" "$@" ;;
+    trace) perf trace -s -o "$BENCH_PERF_OUT.trace" -- "$VAULT_BIN" "$@" ;;
+    *) "$VAULT_BIN" "$@" ;;
   esac
 }
 export -f run_step repo vault_cmd
-export CORPUS REPOS RESTORE KEYS WORK VAULT RECIPIENT OWNER_KEY TARGET S3_BUCKET S3_ENDPOINT PERF_ARGS
+export CORPUS REPOS RESTORE KEYS WORK VAULT VAULT_BASE RECIPIENT OWNER_KEY TARGET S3_BUCKET S3_ENDPOINT PERF_ARGS
 
 declare -A WALL CPU RSS STATUS LOAD SCPU REQS YARD
 yardstick() { # seconds `tar -cf - . | zstd -3 -T0` takes over the corpus now
@@ -731,12 +750,15 @@ declare -A RESTORE_OK
 perf_mode() { # run: how vault is profiled in it (record, trace or none)
   if [ "$1" -le ${#PERF_MODES[@]} ]; then echo "${PERF_MODES[$(($1 - 1))]}"; else echo none; fi
 }
-runs_of() { case "$1" in vault | tar) echo "$RUNS" ;; *) echo "$PEER_RUNS" ;; esac; }
+runs_of() { case "$1" in vault | vault-base | tar) echo "$RUNS" ;; *) echo "$PEER_RUNS" ;; esac; }
 clear_run() {
-  rm -rf "${REPOS:?}"/* "${RESTORE:?}"/* "$WORK/vault-cache" "$WORK/restic-cache" "$WORK/borg-base" \
+  # The small-file restores stay until the end: deleting 200,000 files takes minutes here
+  # (the file system is mounted with `discard`) and slows the next file creations (above).
+  rm -rf "${REPOS:?}"/* "$WORK/vault-cache" "$WORK/vault-base-cache" "$WORK/restic-cache" "$WORK/borg-base" \
     "$WORK/bupstash.sendlog"
   [ "$TARGET" != s3 ] || rm -rf "${S3_DATA:?}/$S3_BUCKET"/*
   sync
+  date +%s >"$WORK/deleted-at" # for the next run, or the next invocation on the same work dir
 }
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for run in $(seq 1 "$RUNS"); do
@@ -744,9 +766,10 @@ for run in $(seq 1 "$RUNS"); do
   for t in "${active[@]}"; do [ "$run" -gt "$(runs_of "$t")" ] || tools+=("$t"); done
   if [ "$run" -gt 1 ]; then
     clear_run
-    DELETED_AT=$(date +%s)
     apply_night n1
   fi
+  RESTORE=$RESTORE_BASE/run$run
+  mkdir -p "$RESTORE"
   init_repos "${tools[@]}"
   for t in "${tools[@]}"; do
     timed "$t" backup1 "$run"
@@ -778,8 +801,14 @@ for run in $(seq 1 "$RUNS"); do
     # the small-file trees stay until the next run (see DELETE_GAP).
     [ "$SMALL_FILES" -gt 0 ] || rm -rf "${RESTORE:?}/$t"
   done
-  for t in "${tools[@]}"; do timed "$t" verify "$run"; done
-  if [[ " ${tools[*]} " == *" vault "* ]]; then timed vault check "$run"; fi
+  for t in "${tools[@]}"; do
+    timed "$t" verify "$run"
+    # vault's --verify deletes its sandbox restore at the end
+    [[ "$t" != vault* ]] || [ "$SMALL_FILES" = 0 ] || { DELETED_AT=$(date +%s); date +%s >"$WORK/deleted-at"; }
+  done
+  for t in vault vault-base; do
+    if [[ " ${tools[*]} " == *" $t "* ]]; then timed "$t" check "$run"; fi
+  done
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 clear_run
@@ -826,7 +855,7 @@ summarize() {
 }
 how() {
   case "$1:$2" in
-    vault:verify) echo "restore --verify" ;; vault:check) echo "check --read-data" ;;
+    vault*:verify) echo "restore --verify" ;; vault*:check) echo "check --read-data" ;;
     restic:verify) echo "check --read-data" ;; borg:verify) echo "check --verify-data" ;;
     rustic:verify) echo "check --read-data" ;; tar:verify) echo "age -d \\| zstd -d >/dev/null" ;;
     *) echo "" ;;
@@ -837,6 +866,7 @@ how() {
   echo
   echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); host: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
   echo "- vault: $VAULT_REV, release build"
+  [ -z "$VAULT_BASE" ] || echo "- vault-base: $BENCH_VAULT_BASE (BENCH_VAULT_BASE), the same commands with another vault binary"
   echo "- versions: $(restic version 2>/dev/null | cut -d' ' -f1-2 || true); $(borg --version 2>/dev/null || true); age $(age --version 2>/dev/null || true); $(zstd --version 2>/dev/null | sed 's/\*\*\* //; s/ \*\*\*//; s/, by.*//' || true)$(command -v rustic >/dev/null && echo "; $(rustic --version)" || true)$(command -v bupstash >/dev/null && echo "; $(bupstash version)" || true)"
   if [ "$SMALL_FILES" -gt 0 ]; then
     echo "- corpus: $corpus_files small files, $(mib "$corpus_bytes") MiB (BENCH_SMALL_FILES)"
@@ -850,7 +880,7 @@ how() {
   echo "- **warm page cache** (it cannot be dropped here); load average at start $LOAD_START, at end $LOAD_END"
   echo "  (other work shares this machine, so CPU and wall times are noisy; compare ratios$([ "$TARGET" = s3 ] && echo " between tools" || echo " to tar"))"
   echo "- peak RSS is the largest single process of the step (GNU time over a shell pipeline for tar)"
-  echo "- restores go to $RESTORE_FS under $RESTORE; vault's --verify sandbox is under $TMPDIR"
+  echo "- restores go to $RESTORE_FS under $RESTORE_BASE; vault's --verify sandbox is under $TMPDIR"
   echo "- MiB/s is the corpus size over the wall time (for night 2: the corpus scanned, not the bytes sent)"
   if [ "$TARGET" = s3 ]; then
     echo "- target: **S3**, $S3S_FS_REV on $S3_ENDPOINT (same machine: client and server share the 2 cores"
@@ -941,6 +971,9 @@ echo
 log "results written to $MD; logs in $LOGS"
 
 stop_server
+log "deleting the restores"
+rm -rf "${RESTORE_BASE:?}"/*
+date +%s >"$WORK/deleted-at"
 if [ "$KEEP" != 1 ]; then
   rm -rf "$CORPUS" "$REPOS" "$RESTORE" "$TMPDIR" "$WORK/vault-cache" "$WORK/restic-cache" "$WORK/borg-base" \
     "$WORK/bin" "$S3_DATA" "$WORK/bupstash.sendlog" "$STATE" "$WORK/corpus.env"
