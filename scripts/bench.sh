@@ -581,8 +581,8 @@ run_step() { # tool step
 # BENCH_PERF: vault runs under `perf record` or `perf trace -s` (output in $LOGS/perf/), for
 # profiling only: the wall times and RSS of such a run include perf's overhead.
 vault_cmd() {
+  # shellcheck disable=SC2086 # PERF_ARGS is a list of options
   case "${BENCH_PERF_MODE:-none}" in
-    # shellcheck disable=SC2086 # PERF_ARGS is a list of options
     record) perf record -q $PERF_ARGS -o "$BENCH_PERF_OUT.data" -- "$VAULT_BIN" "$@" ;;
     trace) perf trace -s -o "$BENCH_PERF_OUT.trace" -- "$VAULT_BIN" "$@" ;;
     *) "$VAULT_BIN" "$@" ;;
@@ -604,7 +604,8 @@ timed() { # tool step run
   [ "$YARDSTICK" != 1 ] || YARD[$k]=$(yardstick)
   log "run $run: $tool $step${YARD[$k]:+ (yardstick ${YARD[$k]} s)}"
   if [ "$tool" = vault ] && [ "$(perf_mode "$run")" != none ]; then
-    export BENCH_PERF_OUT=$LOGS/perf/vault.$step.$run BENCH_PERF_MODE=$(perf_mode "$run")
+    BENCH_PERF_MODE=$(perf_mode "$run")
+    export BENCH_PERF_OUT=$LOGS/perf/vault.$step.$run BENCH_PERF_MODE
   else
     unset BENCH_PERF_OUT BENCH_PERF_MODE
   fi
@@ -980,5 +981,5 @@ rm -rf "${RESTORE_BASE:?}"/*
 date +%s >"$WORK/deleted-at"
 if [ "$KEEP" != 1 ]; then
   rm -rf "$CORPUS" "$REPOS" "$RESTORE" "$TMPDIR" "$WORK/vault-cache" "$WORK/restic-cache" "$WORK/borg-base" \
-    "$WORK/bin" "$S3_DATA" "$WORK/bupstash.sendlog" "$STATE" "$WORK/corpus.env"
+    "$WORK/bin" "${S3_DATA:?}" "$WORK/bupstash.sendlog" "$STATE" "$WORK/corpus.env"
 fi
