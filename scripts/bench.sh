@@ -220,7 +220,7 @@ RESTORE_BASE=$RESTORE # each run restores into $RESTORE_BASE/runN
 # BENCH_TARGET=s3: one s3s-fs process on a free loopback port, data under
 # $S3_DATA, stopped on any exit. With BENCH_S3_TRACE=1 it logs every request
 # (method, URI, start time, time to respond) for the per-step request report.
-S3_PID= S3_ENDPOINT= S3_BUCKET=bench S3_LOG=$LOGS/s3s-fs.log S3S_FS_REV=
+S3_PID='' S3_ENDPOINT='' S3_BUCKET=bench S3_LOG=$LOGS/s3s-fs.log S3S_FS_REV=''
 stop_server() {
   if [ -n "$S3_PID" ]; then
     kill "$S3_PID" 2>/dev/null || true
@@ -981,5 +981,5 @@ rm -rf "${RESTORE_BASE:?}"/*
 date +%s >"$WORK/deleted-at"
 if [ "$KEEP" != 1 ]; then
   rm -rf "$CORPUS" "$REPOS" "$RESTORE" "$TMPDIR" "$WORK/vault-cache" "$WORK/restic-cache" "$WORK/borg-base" \
-    "$WORK/bin" "${S3_DATA:?}" "$WORK/bupstash.sendlog" "$STATE" "$WORK/corpus.env"
+    "${WORK:?}/bin" "$S3_DATA" "$WORK/bupstash.sendlog" "$STATE" "$WORK/corpus.env"
 fi
