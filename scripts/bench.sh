@@ -4,26 +4,50 @@
 #
 #   night 1 backup -> change the corpus -> night 2 backup -> full restore -> full verify read
 #
-# Corpus: ~3000 small config files in nested directories, 100 random keystores
-# (2-8 KiB), and BENCH_DUMP_MB MiB of SQL-dump-like text that zstd -3 compresses
-# about 2x. Night 2 edits 30 configs, rewrites one keystore and changes ~0.2 % of
-# the dump's lines, scattered through the file.
+# Corpus (the shape of issue 15): 3,000 small config files in nested directories,
+# 100 random keystores (2-8 KiB) and about 1 GB of real pg_dump output of a
+# pgbench database (plain SQL, custom format, and custom format -Z0), its blank
+# filler replaced by text that compresses about 2x, from a PostgreSQL cluster
+# the script starts itself (initdb/pg_ctl as the postgres user, a free port, a
+# socket and data in a temporary directory; needs root). Night 2 edits 30
+# configs, rotates one keystore, runs pgbench transactions and dumps afresh.
+#
+# Every step is run BENCH_RUNS times (new repositories each run, the corpus put
+# back to night 1), each right after the yardstick `tar -cf - . | zstd -3 -T0`
+# is timed; the report gives the median of each step's ratio to its yardstick,
+# each run's ratio, median wall and CPU seconds, and the largest peak RSS.
 #
 # Environment:
 #   BENCH_WORK      work directory (default: <repo>/bench-work, gitignored)
-#   BENCH_DUMP_MB   size of the dump in MiB (default 1024)
+#   BENCH_RUNS      runs of every step (default 3)
+#   BENCH_PEER_RUNS runs of restic, borg, rustic and bupstash (default: BENCH_RUNS)
+#   BENCH_VERIFY    0 skips the verify-every-byte steps (the issue's small-file table has none)
+#   BENCH_PG_SCALE  pgbench scale of the database dumped (default 40: ~1 GB of dumps)
+#   BENCH_PG_TXNS   pgbench transactions between the nights (default 2000)
+#   BENCH_PG_BIN    PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
+#   BENCH_STEP_TIMEOUT  seconds any one step (or corpus command) may take (default 3600)
+#   BENCH_PERF      profiling, not results: one word a run, each `record` (vault's steps run
+#                   under `perf record` BENCH_PERF_ARGS, default `--call-graph dwarf,16384 -F 499`),
+#                   `trace` (under `perf trace -s`: time in each system call, per thread) or
+#                   `none`; e.g. "record trace". Output in <work>/logs/perf/; vault's times in
+#                   those runs include perf's overhead and are left out of the medians
 #   BENCH_TOOLS     tools to run, space separated (default: "tar vault restic borg rustic bupstash";
+#                   add vault-base with BENCH_VAULT_BASE;
 #                   rustic and bupstash are skipped unless they are on PATH: `cargo install
 #                   rustic-rs --no-default-features --locked`; `apt-get install libsodium-dev
 #                   pkg-config && cargo install bupstash --locked`, ~5 min each here)
 #   BENCH_VAULT     a vault binary to measure instead of building one (release) from this tree
+#   BENCH_VAULT_BASE  another vault binary (e.g. a release build of main) measured as the tool
+#                   `vault-base` with the same commands, for a before/after in one invocation
 #   BENCH_SMALL_FILES  N > 0: the corpus is N small config files (200 B to 7.8 KiB, 100 a
 #                   directory) and nothing else, the many-small-files case; night 2 edits 30
 #   BENCH_YARDSTICK 1 (default) times `tar -cf - . | zstd -3 -T0 >/dev/null` over the corpus
 #                   right before every step and reports each step's wall time as a ratio to
 #                   it (steadier than seconds on a shared machine); 0 skips it
 #   BENCH_INSTALL   1 (default) installs missing restic/borg/age/zstd/b3sum/time with apt-get
-#   BENCH_KEEP      1 keeps corpus and repositories afterwards (default: 0, removes them)
+#   BENCH_KEEP      1 keeps the corpus afterwards (default: 0, removes it)
+#   BENCH_REUSE_CORPUS  1 reuses a corpus kept by BENCH_KEEP=1 if it was generated with the
+#                   same settings and generator (put back to night 1); otherwise it is rebuilt
 #   BENCH_RESTORE_DIR  where restores go (default: <work>/restore)
 #   BENCH_TARGET    local (default): repositories in <work>/repos; s3: repositories on
 #                   an s3s-fs server started on a free loopback port for this run (vault
@@ -46,21 +70,41 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=${BENCH_WORK:-$ROOT/bench-work}
-DUMP_MB=${BENCH_DUMP_MB:-1024}
+RUNS=${BENCH_RUNS:-3}
+PEER_RUNS=${BENCH_PEER_RUNS:-$RUNS}
+PG_SCALE=${BENCH_PG_SCALE:-40}
+PG_TXNS=${BENCH_PG_TXNS:-2000}
+PG_BIN=${BENCH_PG_BIN:-/usr/lib/postgresql/15/bin}
+read -r -a PERF_MODES <<<"${BENCH_PERF:-}"
+PERF=0; [ ${#PERF_MODES[@]} -eq 0 ] || PERF=1
+PERF_ARGS=${BENCH_PERF_ARGS:---call-graph dwarf,16384 -F 499}
+VERIFY=${BENCH_VERIFY:-1}
+DELETE_GAP=65 # seconds between deleting a run's restores and the next run's restores
 TOOLS=${BENCH_TOOLS:-"tar vault restic borg rustic bupstash"}
 SMALL_FILES=${BENCH_SMALL_FILES:-0}
 YARDSTICK=${BENCH_YARDSTICK:-1}
 INSTALL=${BENCH_INSTALL:-1}
 KEEP=${BENCH_KEEP:-0}
 PASSWORD=bench-password-not-secret
-TIMEOUT=${BENCH_STEP_TIMEOUT:-3600} # seconds; every timed step is bounded
+TIMEOUT=${BENCH_STEP_TIMEOUT:-3600} # seconds; every timed step and corpus command is bounded
 TARGET=${BENCH_TARGET:-local}
 S3_TRACE=${BENCH_S3_TRACE:-1}
 S3S_FS_VERSION=0.14.1 # 0.17 needs rustc 1.96 (see /work/shared/NOTES-deps.md)
 
 case "$TARGET" in local | s3) ;; *) echo "BENCH_TARGET must be local or s3" >&2; exit 2 ;; esac
-case "$DUMP_MB" in '' | *[!0-9]*) echo "BENCH_DUMP_MB must be a number" >&2; exit 2 ;; esac
-[ "$DUMP_MB" -ge 1 ] || { echo "BENCH_DUMP_MB must be >= 1" >&2; exit 2; }
+for v in RUNS PEER_RUNS PG_SCALE PG_TXNS TIMEOUT; do
+  case "${!v}" in '' | *[!0-9]*) echo "BENCH_$v must be a number" >&2; exit 2 ;; esac
+done
+[ "$RUNS" -ge 1 ] && [ "$PG_SCALE" -ge 1 ] || { echo "BENCH_RUNS and BENCH_PG_SCALE must be >= 1" >&2; exit 2; }
+[ "$PEER_RUNS" -le "$RUNS" ] || { echo "BENCH_PEER_RUNS must be <= BENCH_RUNS" >&2; exit 2; }
+if [ "$SMALL_FILES" = 0 ]; then
+  [ -x "$PG_BIN/pg_ctl" ] || { echo "no PostgreSQL binaries in $PG_BIN (set BENCH_PG_BIN)" >&2; exit 2; }
+  [ "$(id -u)" = 0 ] || { echo "the pgbench corpus needs root (its cluster runs as the postgres user)" >&2; exit 2; }
+fi
+for m in "${PERF_MODES[@]}"; do
+  case "$m" in record | trace | none) ;; *) echo "BENCH_PERF: '$m' is not record, trace or none" >&2; exit 2 ;; esac
+done
+[ "$PERF" != 1 ] || command -v perf >/dev/null || { echo "BENCH_PERF needs perf (apt-get install linux-perf)" >&2; exit 2; }
 case "$SMALL_FILES" in '' | *[!0-9]*) echo "BENCH_SMALL_FILES must be a number" >&2; exit 2 ;; esac
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
@@ -102,6 +146,7 @@ for t in $TOOLS; do
       else log "bupstash not on PATH: skipped"; fi ;;
     tar | borg) [ "$TARGET" = local ] && active+=("$t") || log "$t has no S3 backend: skipped" ;;
     vault | restic) active+=("$t") ;;
+    vault-base) [ -n "${BENCH_VAULT_BASE:-}" ] && active+=("$t") || log "vault-base needs BENCH_VAULT_BASE: skipped" ;;
     *) echo "unknown tool: $t" >&2; exit 2 ;;
   esac
 done
@@ -127,6 +172,12 @@ fi
 mkdir -p "$WORK/bin"
 cp "$BUILT" "$WORK/bin/vault"
 VAULT=$WORK/bin/vault
+VAULT_BASE=
+if [ -n "${BENCH_VAULT_BASE:-}" ]; then
+  [ -x "$BENCH_VAULT_BASE" ] || { echo "BENCH_VAULT_BASE=$BENCH_VAULT_BASE is not an executable" >&2; exit 2; }
+  cp "$BENCH_VAULT_BASE" "$WORK/bin/vault-base"
+  VAULT_BASE=$WORK/bin/vault-base
+fi
 VAULT_REV="$(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' + uncommitted changes in src/')"
 [ -z "${BENCH_VAULT:-}" ] || VAULT_REV="$("$VAULT" --version 2>/dev/null | head -n 1) (BENCH_VAULT=$BENCH_VAULT)"
 
@@ -143,20 +194,33 @@ export TMPDIR=$WORK/tmp # vault's --verify sandbox goes here (same file system)
 # 60-300 s when it allocates new ones, so creating files right after a mass
 # delete is several times slower. Nothing is deleted between timed steps; a
 # previous run's leftovers are deleted here, long before the restores.
-if [ -e "$CORPUS" ] || [ -e "$REPOS" ] || [ -e "$RESTORE" ]; then
-  log "removing the previous run's files (keep BENCH_KEEP=0 to have them removed at the end instead)"
+# BENCH_REUSE_CORPUS=1 keeps a corpus an earlier run left (BENCH_KEEP=1) if it
+# was generated with the same settings and generator; anything else is rebuilt.
+DELETED_AT=$(cat "$WORK/deleted-at" 2>/dev/null || echo 0) # when an earlier invocation last mass-deleted
+case "$DELETED_AT" in '' | *[!0-9]*) DELETED_AT=0 ;; esac
+CORPUS_PARAMS="small=$SMALL_FILES scale=$PG_SCALE txns=$PG_TXNS pg=$PG_BIN"
+REUSE=0
+if [ "${BENCH_REUSE_CORPUS:-0}" = 1 ] && [ -f "$WORK/corpus.env" ] && [ -d "$CORPUS" ] && [ -d "$WORK/state" ] &&
+  [ "$(sed -n 1p "$WORK/corpus.env")" = "# $CORPUS_PARAMS" ]; then
+  REUSE=1
 fi
-rm -rf "$CORPUS" "$REPOS" "$RESTORE" "$KEYS" "$LOGS" "$TIMES" "$TMPDIR" "$S3_DATA" \
+if [ -n "$(find "$REPOS" "$RESTORE" "$TMPDIR" -mindepth 1 -print -quit 2>/dev/null)" ] || { [ "$REUSE" = 0 ] && [ -e "$CORPUS" ]; }; then
+  log "removing the previous run's files (keep BENCH_KEEP=0 to have them removed at the end instead)"
+  DELETED_AT=$(date +%s) # see the run loop
+fi
+[ "$REUSE" = 1 ] || rm -rf "$CORPUS" "$WORK/state" "$WORK/corpus.env"
+rm -rf "$REPOS" "$RESTORE" "$KEYS" "$LOGS" "$TIMES" "$TMPDIR" "$S3_DATA" "$WORK"/pg.* \
   "$WORK/vault-cache" "$WORK/restic-cache" "$WORK/borg-base" "$WORK/results.md" "$WORK/bupstash.sendlog"
-mkdir -p "$CORPUS" "$REPOS" "$RESTORE" "$KEYS" "$LOGS" "$TIMES" "$TMPDIR"
+mkdir -p "$CORPUS" "$REPOS" "$RESTORE" "$KEYS" "$LOGS" "$LOGS/perf" "$TIMES" "$TMPDIR"
 chmod 700 "$KEYS"
 RESTORE_FS=$(df -T "$RESTORE" | awk 'NR==2{print $2}')
+RESTORE_BASE=$RESTORE # each run restores into $RESTORE_BASE/runN
 
 # ---------------------------------------------------------------- S3 server
 # BENCH_TARGET=s3: one s3s-fs process on a free loopback port, data under
 # $S3_DATA, stopped on any exit. With BENCH_S3_TRACE=1 it logs every request
 # (method, URI, start time, time to respond) for the per-step request report.
-S3_PID= S3_ENDPOINT= S3_BUCKET=bench S3_LOG=$LOGS/s3s-fs.log S3S_FS_REV=
+S3_PID='' S3_ENDPOINT='' S3_BUCKET=bench S3_LOG=$LOGS/s3s-fs.log S3S_FS_REV=''
 stop_server() {
   if [ -n "$S3_PID" ]; then
     kill "$S3_PID" 2>/dev/null || true
@@ -164,7 +228,9 @@ stop_server() {
     S3_PID=
   fi
 }
-trap stop_server EXIT
+PG_DIR= # the PostgreSQL cluster's directory while one runs (see pg_start)
+cleanup() { stop_server; pg_stop; }
+trap cleanup EXIT
 trap 'exit 130' INT TERM
 if [ "$TARGET" = s3 ]; then
   S3S_FS=${BENCH_S3S_FS:-$(command -v s3s-fs || echo "$WORK/tools/bin/s3s-fs")}
@@ -207,10 +273,15 @@ server_cpu() {
 }
 
 # ---------------------------------------------------------------- corpus
+# Night 1 is generated into $CORPUS. Night 2's version of every file that
+# changes goes to $STATE/n2 and night 1's version of the same files to
+# $STATE/n1, so that every run can put the corpus back to night 1 (a fresh
+# copy renamed into place, as a nightly job writes its files) and then to
+# night 2. Unchanged files keep their inodes and times across runs.
 GEN=$WORK/corpus.py
 cat >"$GEN" <<'PY'
 """Deterministic corpus generator and night-2 mutator for scripts/bench.sh."""
-import base64, os, random, sys
+import os, random, sys
 
 VOCAB = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november "
          "oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu account order "
@@ -219,19 +290,6 @@ VOCAB = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo li
          "prague warsaw oslo dublin lisbon athens widget gadget sprocket gizmo bolt nut screw panel "
          "cable sensor motor pump valve filter bracket housing cover seal spring gear shaft "
          "bearing").split()
-STATUSES = ["new", "paid", "shipped", "delivered", "returned", "cancelled"]
-B64 = b"./"
-
-
-def dump_line(rng, n):
-    note = " ".join(rng.choices(VOCAB, k=3 + (n * 7) % 6))
-    token = base64.b64encode(rng.getrandbits(320).to_bytes(40, "little"), B64).decode()[:53]
-    return ("INSERT INTO public.orders VALUES (%d, %d, '%s', '%s', '%064x', '$2b$10$%s', %d.%02d, "
-            "'2025-%02d-%02d %02d:%02d:%02d');\n"
-            % (n, rng.randrange(1000000), STATUSES[rng.getrandbits(8) % 6], note,
-               rng.getrandbits(256), token, rng.randrange(100000), rng.randrange(100),
-               1 + n % 12, 1 + n % 28, rng.getrandbits(5) % 24, rng.getrandbits(6) % 60,
-               rng.getrandbits(6) % 60))
 
 
 def config_text(rng, i):
@@ -253,18 +311,19 @@ def config_text(rng, i):
     return "\n".join(lines) + "\n"
 
 
-def config_paths(root):
+def config_paths():
     out = []
     for a in range(30):
         for b in range(10):
             for c in range(10):
-                out.append(os.path.join(root, "etc", "app%02d" % a, "conf.d%d" % b, "unit%02d.conf" % c))
+                out.append(os.path.join("etc", "app%02d" % a, "conf.d%d" % b, "unit%02d.conf" % c))
     return out  # 3000 files, 330 directories
 
 
-def gen(root, dump_mb):
+def gen(root):
     rng = random.Random(20261123)
-    for i, p in enumerate(config_paths(root)):
+    for i, p in enumerate(config_paths()):
+        p = os.path.join(root, p)
         os.makedirs(os.path.dirname(p), exist_ok=True)
         with open(p, "w") as f:
             f.write(config_text(rng, i))
@@ -273,33 +332,17 @@ def gen(root, dump_mb):
     for i in range(100):
         with open(os.path.join(ks, "host%03d.p12" % i), "wb") as f:
             f.write(rng.randbytes(rng.randrange(2048, 8193)))
-    db = os.path.join(root, "db")
-    os.makedirs(db, exist_ok=True)
-    target = dump_mb * 1024 * 1024
-    with open(os.path.join(db, "app.sql"), "w", buffering=1 << 20) as f:
-        f.write("--\n-- PostgreSQL database dump\n--\n\nSET statement_timeout = 0;\n"
-                "SET client_encoding = 'UTF8';\n\n")
-        n, written, buf = 0, 0, []
-        while written < target:
-            n += 1
-            line = dump_line(rng, n)
-            buf.append(line)
-            written += len(line)
-            if len(buf) >= 4096:
-                f.write("".join(buf))
-                buf.clear()
-        f.write("".join(buf))
-        f.write("\n-- PostgreSQL database dump complete\n")
 
 
-def small_paths(root, n):
-    return [os.path.join(root, "etc", "svc%03d" % (i // 2000), "conf%02d" % ((i // 100) % 20),
+def small_paths(n):
+    return [os.path.join("etc", "svc%03d" % (i // 2000), "conf%02d" % ((i // 100) % 20),
                          "file%06d.conf" % i) for i in range(n)]
 
 
 def gen_small(root, n):
     rng = random.Random(20261129)
-    for i, p in enumerate(small_paths(root, n)):
+    for i, p in enumerate(small_paths(n)):
+        p = os.path.join(root, p)
         if i % 100 == 0:
             os.makedirs(os.path.dirname(p), exist_ok=True)
         text = config_text(rng, i)
@@ -307,65 +350,141 @@ def gen_small(root, n):
             f.write(text[: rng.randrange(200, 7800)])
 
 
-def mutate(root):
+def write_changed(root, out, rel, data):
+    with open(os.path.join(root, rel), "rb") as f:
+        old = f.read()
+    for base, content in ((os.path.join(out, "n1"), old), (os.path.join(out, "n2"), data(old))):
+        p = os.path.join(base, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(content)
+
+
+def mutate(root, out):
+    """Writes night 1's and night 2's versions of the files that change to out/n1 and out/n2."""
     rng = random.Random(424242)
     small = int(os.environ.get("BENCH_SMALL_FILES", "0"))
-    paths = small_paths(root, small) if small else config_paths(root)
+    paths = small_paths(small)[7::max(1, small // 30)][:30] if small else config_paths()[7::100][:30]
+    for p in paths:
+        line = b"# changed on night 2: %016x\n" % rng.getrandbits(64)
+        write_changed(root, out, p, lambda old: old + line)
     if small:
-        for p in paths[7::max(1, small // 30)][:30]:
-            with open(p, "a") as f:
-                f.write("# changed on night 2: %016x\n" % rng.getrandbits(64))
-        print("changed 30 of %d small files" % small)
+        print("30 of %d small files edited" % small)
         return
-    for p in paths[7::100][:30]:  # 30 configs spread over the tree
-        with open(p, "a") as f:
-            f.write("# changed on night 2: %016x\n" % rng.getrandbits(64))
-    ks = os.path.join(root, "keystores", "host042.p12")
-    size = os.path.getsize(ks)
-    with open(ks + ".new", "wb") as f:
-        f.write(rng.randbytes(size))
-    os.replace(ks + ".new", ks)
-    dump = os.path.join(root, "db", "app.sql")
-    changed = total = 0
-    with open(dump) as src, open(dump + ".new", "w", buffering=1 << 20) as dst:
-        for line in src:
-            if line.startswith("INSERT"):
-                total += 1
-                if rng.random() < 0.002:  # ~0.2 % of rows, scattered: an UPDATE of amount
-                    head, _amount, tail = line.rsplit(", ", 2)
-                    line = "%s, %d.%02d, %s" % (head, rng.randrange(100000), rng.randrange(100), tail)
-                    changed += 1
-            dst.write(line)
-    os.replace(dump + ".new", dump)
-    print("changed 30 configs, 1 keystore, %d of %d dump lines (%.3f %%)"
-          % (changed, total, 100.0 * changed / max(total, 1)))
+    ks = os.path.join("keystores", "host042.p12")
+    write_changed(root, out, ks, lambda old: rng.randbytes(len(old)))
+    print("30 configs edited, 1 keystore rotated", end="")
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "gen":
-        gen(sys.argv[2], int(sys.argv[3]))
+        gen(sys.argv[2])
     elif sys.argv[1] == "gen-small":
         gen_small(sys.argv[2], int(sys.argv[3]))
     else:
-        mutate(sys.argv[2])
+        mutate(sys.argv[2], sys.argv[3])
 PY
 
+# A PostgreSQL cluster of our own (BENCH_SMALL_FILES=0): a private directory, a
+# free port, a Unix socket in that directory; stopped and deleted on any exit.
+pg_stop() {
+  if [ -n "$PG_DIR" ]; then
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+    cp "$PG_DIR/server.log" "$LOGS/pg.server.log" 2>/dev/null || true
+    rm -rf "$PG_DIR"
+    PG_DIR=
+  fi
+}
+pg_start() {
+  PG_DIR=$(mktemp -d "$WORK/pg.XXXXXX")
+  chmod 755 "$PG_DIR"
+  chown postgres: "$PG_DIR"
+  export PGHOST=$PG_DIR PGUSER=postgres PGDATABASE=bench
+  PGPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  export PGPORT
+  timeout "$TIMEOUT" runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres --no-sync \
+    >"$LOGS/pg.initdb.log" 2>&1
+  timeout "$TIMEOUT" runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+    -o "-k $PG_DIR -p $PGPORT -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_wal_size=4GB" \
+    start >/dev/null
+  log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on port $PGPORT, socket and data in $PG_DIR"
+}
+pg_dumps() { # directory: plain SQL, custom format, custom format uncompressed, written in parallel
+  local d=$1 pids=() p rc=0
+  mkdir -p "$d"
+  timeout "$TIMEOUT" "$PG_BIN/pg_dump" -f "$d/bench.sql" & pids+=($!)
+  timeout "$TIMEOUT" "$PG_BIN/pg_dump" -Fc -f "$d/bench.dump" & pids+=($!)
+  timeout "$TIMEOUT" "$PG_BIN/pg_dump" -Fc -Z0 -f "$d/bench-z0.dump" & pids+=($!)
+  for p in "${pids[@]}"; do wait "$p" || rc=$?; done
+  [ "$rc" = 0 ] || { echo "pg_dump failed (rc=$rc)" >&2; return 1; }
+}
+
+STATE=$WORK/state
 export BENCH_SMALL_FILES=$SMALL_FILES
-if [ "$SMALL_FILES" -gt 0 ]; then
+GEN_T0=$(date +%s)
+GEN_SUM=$(sha256sum "$GEN" | cut -c1-16)
+if [ "$REUSE" = 1 ] && [ "$(sed -n 2p "$WORK/corpus.env")" = "# generator $GEN_SUM" ]; then
+  log "reusing the corpus in $CORPUS (BENCH_REUSE_CORPUS=1, same settings and generator)"
+  # shellcheck source=/dev/null
+  . "$WORK/corpus.env"
+elif [ "$SMALL_FILES" -gt 0 ]; then
+  rm -rf "$CORPUS" "$STATE" && mkdir -p "$CORPUS"
   log "generating corpus in $CORPUS ($SMALL_FILES small files)"
   python3 "$GEN" gen-small "$CORPUS" "$SMALL_FILES"
+  NIGHT2=$(python3 "$GEN" mutate "$CORPUS" "$STATE")
   dump_bytes=0 dump_ratio=–
 else
-  log "generating corpus in $CORPUS (dump ${DUMP_MB} MiB)"
-  python3 "$GEN" gen "$CORPUS" "$DUMP_MB"
-  DUMP=$CORPUS/db/app.sql
-  dump_bytes=$(stat -c %s "$DUMP")
-  dump_z3=$(zstd -3 -T0 -q -c "$DUMP" | wc -c)
+  rm -rf "$CORPUS" "$STATE" && mkdir -p "$CORPUS"
+  log "generating corpus in $CORPUS (3,000 configs, 100 keystores, pgbench -s $PG_SCALE dumps)"
+  python3 "$GEN" gen "$CORPUS"
+  NIGHT2=$(python3 "$GEN" mutate "$CORPUS" "$STATE")
+  pg_start
+  timeout "$TIMEOUT" "$PG_BIN/createdb" bench
+  log "pgbench -i -s $PG_SCALE"
+  timeout "$TIMEOUT" "$PG_BIN/pgbench" -q -i -s "$PG_SCALE" >"$LOGS/pg.init.log" 2>&1
+  # pgbench's filler is blank padding that compresses ~100x; real rows do not.
+  # Give it text that compresses about 2x (as scripts/bench-pg.sh does).
+  log "filling pgbench_accounts.filler with text"
+  timeout "$TIMEOUT" "$PG_BIN/psql" -q -X -v ON_ERROR_STOP=1 \
+    -c "UPDATE pgbench_accounts SET filler = substr(md5(aid::text) || md5((aid * 7)::text) || repeat('ab', 20), 1, 84)" \
+    -c "VACUUM FULL ANALYZE pgbench_accounts" >"$LOGS/pg.filler.log" 2>&1
+  log "night 1 dumps"
+  pg_dumps "$CORPUS/db"
+  log "night 2: pgbench -n -t $PG_TXNS, dumps"
+  timeout "$TIMEOUT" "$PG_BIN/pgbench" -n -t "$PG_TXNS" >"$LOGS/pg.txns.log" 2>&1
+  pg_dumps "$STATE/n2/db"
+  pg_stop
+  mkdir -p "$STATE/n1/db"
+  cp "$CORPUS"/db/* "$STATE/n1/db/"
+  NIGHT2="$NIGHT2, $PG_TXNS pgbench transactions and fresh dumps"
+  dump_bytes=$(cat "$CORPUS"/db/* | wc -c)
+  dump_z3=$(cat "$CORPUS"/db/* | zstd -3 -T0 -q -c | wc -c)
   dump_ratio=$(awk -v a="$dump_bytes" -v b="$dump_z3" 'BEGIN{printf "%.2f", a/b}')
+  DUMP_SIZES=$(cd "$CORPUS/db" && for f in bench.sql bench.dump bench-z0.dump; do
+    printf '%s %s MiB, ' "$f" "$(awk -v b="$(stat -c %s "$f")" 'BEGIN{printf "%.0f", b/1048576}')"; done)
+fi
+if [ "$REUSE" = 0 ]; then
+  { echo "# $CORPUS_PARAMS"; echo "# generator $GEN_SUM"
+    declare -p NIGHT2 dump_bytes dump_ratio; [ -z "${DUMP_SIZES:-}" ] || declare -p DUMP_SIZES; } >"$WORK/corpus.env"
 fi
 corpus_bytes=$(du -sb "$CORPUS" | cut -f1)
 corpus_files=$(find "$CORPUS" -type f | wc -l)
-log "corpus: $corpus_files files, $corpus_bytes bytes; dump zstd -3 ratio $dump_ratio"
+log "corpus: $corpus_files files, $corpus_bytes bytes, generated in $(($(date +%s) - GEN_T0)) s; dumps zstd -3 ratio $dump_ratio"
+log "night 2: $NIGHT2 ($(find "$STATE/n2" -type f | wc -l) files)"
+
+# Puts night N's version (n1 or n2) of every file that changes into the corpus:
+# a new copy renamed over the old file, as a nightly job writes its output.
+apply_night() {
+  local src=$STATE/$1 f
+  while IFS= read -r -d '' f; do
+    cp "$src/$f" "$CORPUS/$f.bench-new"
+    mv -f "$CORPUS/$f.bench-new" "$CORPUS/$f"
+  done < <(cd "$src" && find . -type f -print0)
+}
+if [ "$REUSE" = 1 ]; then
+  apply_night n1
+  corpus_bytes=$(du -sb "$CORPUS" | cut -f1)
+fi
 
 # ---------------------------------------------------------------- keys & repos
 OWNER_KEY=$KEYS/owner.key
@@ -382,27 +501,39 @@ repo() { # where a tool's repository is, in its own syntax
     *) echo "$REPOS/$1" ;;
   esac
 }
-for t in "${active[@]}"; do
-  case "$t" in
-    tar) mkdir -p "$(repo tar)" ;;
-    vault) "$VAULT" init -r "$(repo vault)" --owner "$RECIPIENT" --owner-name ops \
-      --writer-key-out "$KEYS/writer.key" >"$LOGS/vault.init.log" 2>&1 ;;
-    restic) restic -r "$(repo restic)" init --repository-version 2 >"$LOGS/restic.init.log" 2>&1 ;;
-    borg) borg init --encryption repokey-blake2 "$(repo borg)" >"$LOGS/borg.init.log" 2>&1 ;;
-    rustic) rustic -r "$(repo rustic)" init >"$LOGS/rustic.init.log" 2>&1 ;;
-    bupstash) # backups with a put-only key (cannot decrypt), like vault's writer key
-      { bupstash init -r "$(repo bupstash)" &&
-        bupstash new-key -o "$KEYS/bupstash.key" &&
-        bupstash new-sub-key --put -k "$KEYS/bupstash.key" -o "$KEYS/bupstash-put.key"; } \
-        >"$LOGS/bupstash.init.log" 2>&1 ;;
-  esac
-done
+init_repos() { # tools: new, empty repositories (and caches) for one run
+  local t
+  for t in "$@"; do
+    case "$t" in
+      tar) mkdir -p "$(repo tar)" ;;
+      vault) rm -f "$KEYS/writer.key"
+        "$VAULT" init -r "$(repo vault)" --owner "$RECIPIENT" --owner-name ops \
+        --writer-key-out "$KEYS/writer.key" >"$LOGS/vault.init.log" 2>&1 ;;
+      vault-base) rm -f "$KEYS/writer-base.key"
+        "$VAULT_BASE" init -r "$(repo vault-base)" --owner "$RECIPIENT" --owner-name ops \
+        --writer-key-out "$KEYS/writer-base.key" >"$LOGS/vault-base.init.log" 2>&1 ;;
+      restic) restic -r "$(repo restic)" init --repository-version 2 >"$LOGS/restic.init.log" 2>&1 ;;
+      borg) borg init --encryption repokey-blake2 "$(repo borg)" >"$LOGS/borg.init.log" 2>&1 ;;
+      rustic) rustic -r "$(repo rustic)" init >"$LOGS/rustic.init.log" 2>&1 ;;
+      bupstash) # backups with a put-only key (cannot decrypt), like vault's writer key
+        rm -f "$KEYS/bupstash.key" "$KEYS/bupstash-put.key"
+        { bupstash init -r "$(repo bupstash)" &&
+          bupstash new-key -o "$KEYS/bupstash.key" &&
+          bupstash new-sub-key --put -k "$KEYS/bupstash.key" -o "$KEYS/bupstash-put.key"; } \
+          >"$LOGS/bupstash.init.log" 2>&1 ;;
+    esac
+  done
+}
 
 # ---------------------------------------------------------------- step commands
 # Each prints nothing on stdout that matters; all output goes to the step log.
 run_step() { # tool step
-  local tool=$1 step=$2 r
+  local tool=$1 step=$2 r rt=$RESTORE/$1 cache=$WORK/vault-cache wkey=$KEYS/writer.key
   r=$(repo "$tool")
+  VAULT_BIN=$VAULT
+  if [ "$tool" = vault-base ]; then # another vault binary (BENCH_VAULT_BASE), same commands
+    VAULT_BIN=$VAULT_BASE cache=$WORK/vault-base-cache wkey=$KEYS/writer-base.key tool=vault
+  fi
   case "$tool:$step" in
     tar:backup1 | tar:backup2)
 
@@ -412,13 +543,13 @@ run_step() { # tool step
     tar:verify)
       age -d -i "$OWNER_KEY" "$r/backup2.tar.zst.age" | zstd -d -q >/dev/null ;;
     vault:backup1 | vault:backup2)
-      "$VAULT" backup -r "$r" -i "$KEYS/writer.key" --cache-dir "$WORK/vault-cache" "$CORPUS" ;;
+      vault_cmd backup -r "$r" -i "$wkey" --cache-dir "$cache" "$CORPUS" ;;
     vault:restore)
-      "$VAULT" restore -r "$r" -i "$OWNER_KEY" latest --target "$RESTORE/vault" ;;
+      vault_cmd restore -r "$r" -i "$OWNER_KEY" latest --target "$rt" ;;
     vault:verify)
-      "$VAULT" restore -r "$r" -i "$OWNER_KEY" latest --verify ;;
+      vault_cmd restore -r "$r" -i "$OWNER_KEY" latest --verify ;;
     vault:check)
-      "$VAULT" check -r "$r" -i "$OWNER_KEY" --read-data ;;
+      vault_cmd check -r "$r" -i "$OWNER_KEY" --read-data ;;
     restic:backup1 | restic:backup2)
       (cd "$CORPUS" && restic -r "$r" backup --compression auto --host bench .) ;;
     restic:restore)
@@ -447,8 +578,18 @@ run_step() { # tool step
     *) echo "no command for $tool:$step" >&2; return 1 ;;
   esac
 }
-export -f run_step repo
-export CORPUS REPOS RESTORE KEYS WORK VAULT RECIPIENT OWNER_KEY TARGET S3_BUCKET S3_ENDPOINT
+# BENCH_PERF: vault runs under `perf record` or `perf trace -s` (output in $LOGS/perf/), for
+# profiling only: the wall times and RSS of such a run include perf's overhead.
+vault_cmd() {
+  # shellcheck disable=SC2086 # PERF_ARGS is a list of options
+  case "${BENCH_PERF_MODE:-none}" in
+    record) perf record -q $PERF_ARGS -o "$BENCH_PERF_OUT.data" -- "$VAULT_BIN" "$@" ;;
+    trace) perf trace -s -o "$BENCH_PERF_OUT.trace" -- "$VAULT_BIN" "$@" ;;
+    *) "$VAULT_BIN" "$@" ;;
+  esac
+}
+export -f run_step repo vault_cmd
+export CORPUS REPOS RESTORE KEYS WORK VAULT VAULT_BASE RECIPIENT OWNER_KEY TARGET S3_BUCKET S3_ENDPOINT PERF_ARGS
 
 declare -A WALL CPU RSS STATUS LOAD SCPU REQS YARD
 yardstick() { # seconds `tar -cf - . | zstd -3 -T0` takes over the corpus now
@@ -458,10 +599,16 @@ yardstick() { # seconds `tar -cf - . | zstd -3 -T0` takes over the corpus now
   t1=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}'
 }
-timed() { # tool step
-  local tool=$1 step=$2 tf="$TIMES/$1.$2" lf="$LOGS/$1.$2.log" rc=0 load0 scpu0 off0=0
-  [ "$YARDSTICK" != 1 ] || YARD[$tool:$step]=$(yardstick)
-  log "$tool $step${YARD[$tool:$step]:+ (yardstick ${YARD[$tool:$step]} s)}"
+timed() { # tool step run
+  local tool=$1 step=$2 run=$3 k="$1:$2:$3" tf="$TIMES/$1.$2.$3" lf="$LOGS/$1.$2.$3.log" rc=0 load0 scpu0 off0=0
+  [ "$YARDSTICK" != 1 ] || YARD[$k]=$(yardstick)
+  log "run $run: $tool $step${YARD[$k]:+ (yardstick ${YARD[$k]} s)}"
+  if [ "$tool" = vault ] && [ "$(perf_mode "$run")" != none ]; then
+    BENCH_PERF_MODE=$(perf_mode "$run")
+    export BENCH_PERF_OUT=$LOGS/perf/vault.$step.$run BENCH_PERF_MODE
+  else
+    unset BENCH_PERF_OUT BENCH_PERF_MODE
+  fi
   load0=$(cut -d' ' -f1 /proc/loadavg)
   { echo "# loadavg before: $(cat /proc/loadavg)"; } >"$lf"
   scpu0=$(server_cpu)
@@ -471,26 +618,26 @@ timed() { # tool step
   echo "# loadavg after: $(cat /proc/loadavg)" >>"$lf"
   local wall user sys rss
   read -r wall user sys rss < <(tail -n 1 "$tf" 2>/dev/null || echo "0 0 0 0")
-  WALL[$tool:$step]=$wall
-  CPU[$tool:$step]=$(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", u+s}')
-  RSS[$tool:$step]=$(awk -v k="$rss" 'BEGIN{printf "%.0f", k/1024}')
-  LOAD[$tool:$step]="$load0 → $(cut -d' ' -f1 /proc/loadavg)"
+  WALL[$k]=$wall
+  CPU[$k]=$(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", u+s}')
+  RSS[$k]=$(awk -v k="$rss" 'BEGIN{printf "%.0f", k/1024}')
+  LOAD[$k]="$load0 → $(cut -d' ' -f1 /proc/loadavg)"
   if [ -n "$S3_PID" ]; then
-    SCPU[$tool:$step]=$(awk -v a="$scpu0" -v b="$(server_cpu)" 'BEGIN{printf "%.2f", b-a}')
+    SCPU[$k]=$(awk -v a="$scpu0" -v b="$(server_cpu)" 'BEGIN{printf "%.2f", b-a}')
     if [ "$S3_TRACE" = 1 ]; then
       sleep 0.2 # let the server flush the last responses' lines
-      REQS[$tool:$step]=$(python3 "$WORK/s3reqs.py" "$S3_LOG" "$off0" "$(stat -c %s "$S3_LOG")" "$wall" 2>>"$lf" || echo "| (log not parsed) |")
+      REQS[$k]=$(python3 "$WORK/s3reqs.py" "$S3_LOG" "$off0" "$(stat -c %s "$S3_LOG")" "$wall" 2>>"$lf" || echo "| (log not parsed) |")
     fi
   fi
   if [ "$rc" = 0 ]; then
-    STATUS[$tool:$step]=ok
+    STATUS[$k]=ok
   else
-    STATUS[$tool:$step]="FAILED(rc=$rc)"
+    STATUS[$k]="FAILED(rc=$rc)"
     log "  $tool $step FAILED (rc=$rc); last lines of $lf:"
     tail -n 5 "$lf" >&2
   fi
-  log "  wall ${WALL[$tool:$step]} s, cpu ${CPU[$tool:$step]} s, rss ${RSS[$tool:$step]} MiB, load ${LOAD[$tool:$step]}${SCPU[$tool:$step]:+, server cpu ${SCPU[$tool:$step]} s}"
-  [ -z "${REQS[$tool:$step]:-}" ] || log "  requests: ${REQS[$tool:$step]}"
+  log "  wall ${WALL[$k]} s, cpu ${CPU[$k]} s, rss ${RSS[$k]} MiB, load ${LOAD[$k]}${SCPU[$k]:+, server cpu ${SCPU[$k]} s}"
+  [ -z "${REQS[$k]:-}" ] || log "  requests: ${REQS[$k]}"
 }
 
 # Per-step request report from the s3s-fs debug log: one markdown row tail.
@@ -596,31 +743,80 @@ restored_root() { # where a tool put the corpus inside its restore target
 declare -A RESTORE_OK
 
 # ---------------------------------------------------------------- the run
+# Each run: new repositories, corpus back to night 1, first backup by every
+# tool, night 2, second backup, full restore (checked against the corpus),
+# verify read. ext4 without a journal (as on this VM) skips inodes deleted in
+# the last 60 s (300 s while their inode table block is dirty) when it
+# allocates new ones, so creating files right after a mass delete is several
+# times slower: the previous run's restores are deleted (and synced) at the
+# start of a run, and its restores wait until DELETE_GAP seconds have passed.
+perf_mode() { # run: how vault is profiled in it (record, trace or none)
+  if [ "$1" -le ${#PERF_MODES[@]} ]; then echo "${PERF_MODES[$(($1 - 1))]}"; else echo none; fi
+}
+runs_of() { case "$1" in vault | vault-base | tar) echo "$RUNS" ;; *) echo "$PEER_RUNS" ;; esac; }
+clear_run() {
+  # The small-file restores stay until the end: deleting 200,000 files takes minutes here
+  # (the file system is mounted with `discard`) and slows the next file creations (above).
+  rm -rf "${REPOS:?}"/* "$WORK/vault-cache" "$WORK/vault-base-cache" "$WORK/restic-cache" "$WORK/borg-base" \
+    "$WORK/bupstash.sendlog"
+  [ "$TARGET" != s3 ] || rm -rf "${S3_DATA:?}/$S3_BUCKET"/*
+  sync
+  date +%s >"$WORK/deleted-at" # for the next run, or the next invocation on the same work dir
+}
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-for t in "${active[@]}"; do timed "$t" backup1; SIZE1[$t]=$(size_of "$t"); done
-
-log "night 2 changes"
-python3 "$GEN" mutate "$CORPUS" | tee "$LOGS/mutate.log" >&2
-sleep 1 # let mtimes settle past the backup tools' "too recent" windows
-manifest "$CORPUS" >"$WORK/manifest.b3"
-
-for t in "${active[@]}"; do timed "$t" backup2; SIZE2[$t]=$(size_of "$t"); done
-
-for t in "${active[@]}"; do
-  mkdir -p "$RESTORE/$t"
-  timed "$t" restore
-  if diff -q <(manifest "$(restored_root "$t")") "$WORK/manifest.b3" >/dev/null; then
-    RESTORE_OK[$t]=identical
-  else
-    RESTORE_OK[$t]=DIFFERS
-    log "  $t restore differs from the corpus"
+for run in $(seq 1 "$RUNS"); do
+  tools=()
+  for t in "${active[@]}"; do [ "$run" -gt "$(runs_of "$t")" ] || tools+=("$t"); done
+  if [ "$run" -gt 1 ]; then
+    clear_run
+    apply_night n1
   fi
+  RESTORE=$RESTORE_BASE/run$run
+  mkdir -p "$RESTORE"
+  init_repos "${tools[@]}"
+  for t in "${tools[@]}"; do
+    timed "$t" backup1 "$run"
+    [ "$run" != 1 ] || SIZE1[$t]=$(size_of "$t")
+  done
+  log "run $run: night 2 ($NIGHT2)"
+  apply_night n2
+  sleep 1 # let mtimes settle past the backup tools' "too recent" windows
+  [ "$run" != 1 ] || manifest "$CORPUS" >"$WORK/manifest.b3"
+  for t in "${tools[@]}"; do
+    timed "$t" backup2 "$run"
+    [ "$run" != 1 ] || SIZE2[$t]=$(size_of "$t")
+  done
+  wait_s=$((DELETED_AT + DELETE_GAP - $(date +%s)))
+  if [ "$wait_s" -gt 0 ] && [ "$SMALL_FILES" -gt 0 ]; then # ~3,100 inodes of the dump corpus do not matter
+    log "run $run: waiting ${wait_s} s so that no restore allocates inodes freed in the last $DELETE_GAP s"
+    sleep "$wait_s"
+  fi
+  for t in "${tools[@]}"; do
+    mkdir -p "$RESTORE/$t"
+    timed "$t" restore "$run"
+    if diff -q <(manifest "$(restored_root "$t")") "$WORK/manifest.b3" >/dev/null; then
+      RESTORE_OK[$t]=${RESTORE_OK[$t]:-identical}
+    else
+      RESTORE_OK[$t]="DIFFERS in run $run"
+      log "  $t restore differs from the corpus"
+    fi
+    # Disk: the dump corpus's restores (1 GB each, ~3,100 files) go as soon as they are checked;
+    # the small-file trees stay until the next run (see DELETE_GAP).
+    [ "$SMALL_FILES" -gt 0 ] || rm -rf "${RESTORE:?}/$t"
+  done
+  for t in "${tools[@]}"; do
+    [ "$VERIFY" = 1 ] || continue
+    timed "$t" verify "$run"
+    # vault's --verify deletes its sandbox restore at the end
+    [[ "$t" != vault* ]] || [ "$SMALL_FILES" = 0 ] || { DELETED_AT=$(date +%s); date +%s >"$WORK/deleted-at"; }
+  done
+  for t in vault vault-base; do
+    [ "$VERIFY" = 1 ] || continue
+    if [[ " ${tools[*]} " == *" $t "* ]]; then timed "$t" check "$run"; fi
+  done
 done
-
-for t in "${active[@]}"; do timed "$t" verify; done
-if [[ " ${active[*]} " == *" vault "* ]]; then timed vault check; fi
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
-rm -rf "${RESTORE:?}" # only now: see the note on ext4 above
+clear_run
 
 # ---------------------------------------------------------------- report
 MD=$WORK/results.md
@@ -633,9 +829,38 @@ label() {
     check) echo "full verify read" ;;
   esac
 }
+median() { # numbers, one per argument (empty ones ignored): their median, or – if none
+  printf '%s\n' "$@" | awk '/^[0-9.]+$/' | sort -g |
+    awk '{ v[NR] = $1 } END { if (NR == 0) print "–"; else if (NR % 2) printf "%.2f", v[(NR + 1) / 2];
+      else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# Sets S_N (runs measured), S_WALL, S_YARD, S_YR (medians), S_YRS (each run's ratio),
+# S_CPU, S_SCPU (medians), S_RSS (largest), S_LOAD, S_STATUS for one tool and step.
+summarize() {
+  local t=$1 s=$2 r k walls=() yards=() yrs=() cpus=() scpus=() rsss=() loads=() bad=
+  S_N=0
+  for r in $(seq 1 "$RUNS"); do
+    k="$t:$s:$r"
+    [ -n "${WALL[$k]:-}" ] || continue
+    # vault's profiled runs are not results (their times are in the logs)
+    [ "$t" != vault ] || [ "$(perf_mode "$r")" = none ] || continue
+    S_N=$((S_N + 1))
+    walls+=("${WALL[$k]}"); cpus+=("${CPU[$k]}"); rsss+=("${RSS[$k]}"); scpus+=("${SCPU[$k]:-}")
+    yards+=("${YARD[$k]:-}"); loads+=("${LOAD[$k]}")
+    yrs+=("$(awk -v a="${WALL[$k]}" -v b="${YARD[$k]:-0}" 'BEGIN{ if (b > 0) printf "%.2f", a/b }')")
+    [ "${STATUS[$k]}" = ok ] || bad="$bad ${STATUS[$k]} in run $r"
+  done
+  S_WALL=$(median "${walls[@]}"); S_YARD=$(median "${yards[@]}"); S_YR=$(median "${yrs[@]}")
+  S_CPU=$(median "${cpus[@]}"); S_SCPU=$(median "${scpus[@]}")
+  S_RSS=$(printf '%s\n' "${rsss[@]}" | sort -g | tail -n 1)
+  S_YRS=$(IFS=,; echo "${yrs[*]}" | sed 's/,/, /g')
+  S_LOAD=$(IFS=';'; echo "${loads[*]}" | sed 's/;/; /g')
+  S_STATUS=${bad:-ok}
+  S_STATUS=${S_STATUS# }
+}
 how() {
   case "$1:$2" in
-    vault:verify) echo "restore --verify" ;; vault:check) echo "check --read-data" ;;
+    vault*:verify) echo "restore --verify" ;; vault*:check) echo "check --read-data" ;;
     restic:verify) echo "check --read-data" ;; borg:verify) echo "check --verify-data" ;;
     rustic:verify) echo "check --read-data" ;; tar:verify) echo "age -d \\| zstd -d >/dev/null" ;;
     *) echo "" ;;
@@ -646,18 +871,21 @@ how() {
   echo
   echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); host: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
   echo "- vault: $VAULT_REV, release build"
+  [ -z "$VAULT_BASE" ] || echo "- vault-base: $BENCH_VAULT_BASE (BENCH_VAULT_BASE), the same commands with another vault binary"
   echo "- versions: $(restic version 2>/dev/null | cut -d' ' -f1-2 || true); $(borg --version 2>/dev/null || true); age $(age --version 2>/dev/null || true); $(zstd --version 2>/dev/null | sed 's/\*\*\* //; s/ \*\*\*//; s/, by.*//' || true)$(command -v rustic >/dev/null && echo "; $(rustic --version)" || true)$(command -v bupstash >/dev/null && echo "; $(bupstash version)" || true)"
   if [ "$SMALL_FILES" -gt 0 ]; then
     echo "- corpus: $corpus_files small files, $(mib "$corpus_bytes") MiB (BENCH_SMALL_FILES)"
   else
-    echo "- corpus: $corpus_files files, $(mib "$corpus_bytes") MiB ($(find "$CORPUS/etc" -type f | wc -l) configs, 100 keystores, dump $(mib "$dump_bytes") MiB, zstd -3 ratio of the dump **$dump_ratio**)"
+    echo "- corpus: $corpus_files files, $(mib "$corpus_bytes") MiB ($(find "$CORPUS/etc" -type f | wc -l) configs, 100 keystores, pg_dump of a \`pgbench -i -s $PG_SCALE\` database with a text filler: ${DUMP_SIZES%, }; zstd -3 ratio of the dumps **$dump_ratio**)"
   fi
   [ "$YARDSTICK" != 1 ] || echo "- **× yardstick**: the step's wall time over that of \`tar -cf - . | zstd -3 -T0 >/dev/null\` on the corpus, timed right before the step (lower is better)"
-  echo "- night 2: $(cat "$LOGS/mutate.log")"
+  echo "- night 2: $NIGHT2"
+  echo "- runs: $RUNS of every step for vault and tar, $PEER_RUNS for the other tools (BENCH_RUNS, BENCH_PEER_RUNS); medians below"
+  [ "$PERF" != 1 ] || echo "- BENCH_PERF=\"${PERF_MODES[*]}\": vault ran under perf in the first ${#PERF_MODES[@]} runs, which are left out of its medians and RSS"
   echo "- **warm page cache** (it cannot be dropped here); load average at start $LOAD_START, at end $LOAD_END"
   echo "  (other work shares this machine, so CPU and wall times are noisy; compare ratios$([ "$TARGET" = s3 ] && echo " between tools" || echo " to tar"))"
   echo "- peak RSS is the largest single process of the step (GNU time over a shell pipeline for tar)"
-  echo "- restores go to $RESTORE_FS under $RESTORE; vault's --verify sandbox is under $TMPDIR"
+  echo "- restores go to $RESTORE_FS under $RESTORE_BASE; vault's --verify sandbox is under $TMPDIR"
   echo "- MiB/s is the corpus size over the wall time (for night 2: the corpus scanned, not the bytes sent)"
   if [ "$TARGET" = s3 ]; then
     echo "- target: **S3**, $S3S_FS_REV on $S3_ENDPOINT (same machine: client and server share the 2 cores"
@@ -670,27 +898,50 @@ how() {
     fi
   fi
   echo
+  echo "Median over the runs of each step's × yardstick (wall time over the yardstick's, timed right"
+  echo "before it; lower is better), then the largest peak RSS of any run, in MiB:"
+  echo
+  hdr="| step |"; sep="|---|"
+  for t in "${active[@]}"; do hdr="$hdr $t |"; sep="$sep---:|"; done
+  echo "$hdr"; echo "$sep"
+  for s in backup1 backup2 restore verify check; do
+    row="| $(label "$s")$([ "$s" != check ] || echo " (check)") |"; any=
+    for t in "${active[@]}"; do
+      summarize "$t" "$s"
+      if [ "$S_N" -gt 0 ]; then any=1; row="$row ${S_YR}× |"; else row="$row – |"; fi
+    done
+    [ -z "$any" ] || echo "$row"
+  done
+  row="| peak RSS backup / restore MiB |"
+  for t in "${active[@]}"; do
+    summarize "$t" backup1; b1=$S_RSS; summarize "$t" backup2; b2=$S_RSS; summarize "$t" restore
+    row="$row $(printf '%s\n' "$b1" "$b2" | sort -g | tail -n 1) / $S_RSS |"
+  done
+  echo "$row"
+  echo
   if [ "$TARGET" = s3 ]; then
-    echo "| step | tool | wall s | × yardstick | MiB/s | CPU s (user+sys) | server CPU s | peak RSS MiB | load 1-min before → after | status |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---|---|"
+    echo "| step | tool | runs | wall s | × yardstick (each run) | yardstick s | MiB/s | CPU s (user+sys) | server CPU s | peak RSS MiB | load 1-min before → after | status |"
+    echo "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|"
   else
-    echo "| step | tool | wall s | × yardstick | MiB/s | × tar | CPU s (user+sys) | peak RSS MiB | load 1-min before → after | status |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---|---|"
+    echo "| step | tool | runs | wall s | × yardstick (each run) | yardstick s | MiB/s | × tar | CPU s (user+sys) | peak RSS MiB | load 1-min before → after | status |"
+    echo "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|"
   fi
   for s in backup1 backup2 restore verify check; do
     for t in "${active[@]}"; do
-      [ -n "${WALL[$t:$s]:-}" ] || continue
+      summarize "$t" "$s"
+      [ "$S_N" -gt 0 ] || continue
       note=$(how "$t" "$s"); [ -z "$note" ] || note=" ($note)"
-      st=${STATUS[$t:$s]}
+      st=$S_STATUS
       [ "$s" != restore ] || st="$st, ${RESTORE_OK[$t]:-?}"
-      speed=$(awk -v b="$corpus_bytes" -v w="${WALL[$t:$s]}" 'BEGIN{ if (w > 0) printf "%.0f", b/1048576/w; else print "–" }')
+      speed=$(awk -v b="$corpus_bytes" -v w="$S_WALL" 'BEGIN{ if (w > 0) printf "%.0f", b/1048576/w; else print "–" }')
       if [ "$TARGET" = s3 ]; then
-        cols="${CPU[$t:$s]} | ${SCPU[$t:$s]:-–}"
+        cols="$S_CPU | $S_SCPU"
       else
-        cols="$(ratio "${WALL[$t:$s]}" "${WALL[tar:${s/check/verify}]:-0}") | ${CPU[$t:$s]}"
+        summarize tar "${s/check/verify}"; tar_wall=$S_WALL
+        summarize "$t" "$s"
+        cols="$(ratio "$S_WALL" "$tar_wall") | $S_CPU"
       fi
-      yr=$(ratio "${WALL[$t:$s]}" "${YARD[$t:$s]:-0}")
-      echo "| $(label "$s") | $t$note | ${WALL[$t:$s]} | $yr | $speed | $cols | ${RSS[$t:$s]} | ${LOAD[$t:$s]} | $st |"
+      echo "| $(label "$s") | $t$note | $S_N | $S_WALL | **${S_YR}×** ($S_YRS) | $S_YARD | $speed | $cols | $S_RSS | $S_LOAD | $st |"
     done
   done
   if [ "$TARGET" = s3 ] && [ "$S3_TRACE" = 1 ]; then
@@ -725,7 +976,10 @@ echo
 log "results written to $MD; logs in $LOGS"
 
 stop_server
+log "deleting the restores"
+rm -rf "${RESTORE_BASE:?}"/*
+date +%s >"$WORK/deleted-at"
 if [ "$KEEP" != 1 ]; then
   rm -rf "$CORPUS" "$REPOS" "$RESTORE" "$TMPDIR" "$WORK/vault-cache" "$WORK/restic-cache" "$WORK/borg-base" \
-    "$WORK/bin" "$S3_DATA" "$WORK/bupstash.sendlog"
+    "${WORK:?}/bin" "$S3_DATA" "$WORK/bupstash.sendlog" "$STATE" "$WORK/corpus.env"
 fi
