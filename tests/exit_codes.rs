@@ -115,6 +115,8 @@ fn status_that_cannot_run_exits_5() {
     );
     assert_code(&out, 5);
     assert_contains(&stderr(&out), "no-such-dir");
+    // The directory is named, not a temporary file the operator never asked for.
+    assert!(!stderr(&out).contains(".vault-status-"), "{}", stderr(&out));
 }
 
 /// Runs vault as an unprivileged user when the tests run as root (root

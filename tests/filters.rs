@@ -160,4 +160,6 @@ fn a_drill_with_nothing_to_drill_says_so() {
     let out = env.vault(&["drill"], &env.owner_key, &["--host", "elsewhere"]);
     assert_code(&out, 2);
     assert_contains(&stderr(&out), "--host elsewhere");
+    // The filter is the cause: no advice to run a backup that did run.
+    assert!(!stderr(&out).contains("vault backup"), "{}", stderr(&out));
 }

@@ -109,14 +109,16 @@ pub fn run(
     if all.is_empty() && set.damaged.is_empty() {
         // Nothing restored is nothing proven: a drill timer that "passes"
         // on an empty repository would hide a backup that never ran.
-        return Err(Error::NotFound(format!(
-            "no snapshot to drill{}; run `vault backup` first (and `vault drill` once after it)",
-            if opts.filter.is_empty() {
-                String::new()
-            } else {
-                format!(" matches{}", opts.filter.describe())
-            }
-        )));
+        return Err(Error::NotFound(if opts.filter.is_empty() {
+            "no snapshot to drill; run `vault backup` first (and `vault drill` once after it)"
+                .to_owned()
+        } else {
+            // The filter is the cause, not a backup that never ran.
+            format!(
+                "no snapshot to drill matches{}; `vault snapshots` lists what there is",
+                opts.filter.describe()
+            )
+        }));
     }
     let mut passed = set.damaged.is_empty();
     let mut snapshots = Vec::new();

@@ -119,9 +119,16 @@ fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    // Name the directory, not the temporary file the operator never asked for.
     let mut tmp = tempfile::Builder::new()
         .prefix(".vault-status-")
-        .tempfile_in(dir)?;
+        .tempfile_in(dir)
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot create a file in {} ({})", dir.display(), e.kind()),
+            )
+        })?;
     tmp.write_all(data)?;
     tmp.as_file().sync_all()?;
     std::fs::set_permissions(

@@ -54,10 +54,13 @@ const ROLE_CHECK_SQL: &str = "SELECT current_user;\n\
 /// psql's output lines, or the failure its standard error names.
 pub fn psql_lines(out: &Output) -> Result<Vec<String>, Fail> {
     if !out.status.success() {
-        return Err(Fail::load(format!(
-            "psql: {}",
-            confine::stderr_tail(out, 2000)
-        )));
+        // psql names itself at the start of its own messages.
+        let tail = confine::stderr_tail(out, 2000);
+        return Err(Fail::load(if tail.starts_with("psql:") {
+            tail
+        } else {
+            format!("psql: {tail}")
+        }));
     }
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
