@@ -37,6 +37,11 @@ pub const KEY_LEN: usize = 24;
 /// Id bytes kept beside the records of a full index.
 const TAIL_LEN: usize = 32 - KEY_LEN;
 
+/// The first [`KEY_LEN`] id bytes as big-endian words: they sort as the
+/// bytes do, and compare in three integer comparisons instead of a memcmp
+/// (lookups are a large share of a backup of unchanged files).
+type Key = [u64; KEY_LEN / 8];
+
 /// Top bit of a record's pack number: an owner attested the entry.
 const ATTESTED: u32 = 1 << 31;
 
@@ -48,7 +53,7 @@ pub const MAX_PACKS: usize = DEAD as usize;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Record {
-    key: [u8; KEY_LEN],
+    key: Key,
     /// Pack number, with [`ATTESTED`] in the top bit.
     pack: u32,
     offset: u32,
@@ -66,7 +71,7 @@ impl Record {
     }
 
     /// The order records sort in: every field, the attestation aside.
-    fn order(&self) -> ([u8; KEY_LEN], u32, u32, u32, u32) {
+    fn order(&self) -> (Key, u32, u32, u32, u32) {
         (
             self.key,
             self.number(),
@@ -77,14 +82,20 @@ impl Record {
     }
 }
 
-type Tail = [u8; TAIL_LEN];
+/// The last [`TAIL_LEN`] id bytes as one big-endian word.
+type Tail = u64;
 
-fn split(id: &BlobId) -> ([u8; KEY_LEN], Tail) {
-    let mut key = [0; KEY_LEN];
-    let mut tail = [0; TAIL_LEN];
-    key.copy_from_slice(&id.0.0[..KEY_LEN]);
-    tail.copy_from_slice(&id.0.0[KEY_LEN..]);
-    (key, tail)
+/// The big-endian word at `bytes[at..at + 8]`.
+fn word(bytes: &[u8; 32], at: usize) -> u64 {
+    let mut w = [0; 8];
+    w.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_be_bytes(w)
+}
+
+fn split(id: &BlobId) -> (Key, Tail) {
+    let bytes = &id.0.0;
+    let key = [word(bytes, 0), word(bytes, 8), word(bytes, 16)];
+    (key, word(bytes, KEY_LEN))
 }
 
 /// The in-memory index: every blob location of every indexed pack.
@@ -253,7 +264,7 @@ impl Index {
                 self.records.retain(|r| r.number() != DEAD);
                 sort(
                     &mut self.records,
-                    |r| r.key[0],
+                    |r| (r.key[0] >> 56) as u8,
                     |a, b| a.order().cmp(&b.order()),
                 );
                 self.records
@@ -268,7 +279,7 @@ impl Index {
                     .collect();
                 sort(
                     &mut both,
-                    |(r, _)| r.key[0],
+                    |(r, _)| (r.key[0] >> 56) as u8,
                     |(a, ta), (b, tb)| (a.key, ta, a.order()).cmp(&(b.key, tb, b.order())),
                 );
                 both.dedup_by(|(a, ta), (b, tb)| ta == tb && same(a, b) && (merge(a, b), true).1);
@@ -314,13 +325,20 @@ impl Index {
         debug_assert!(self.sorted, "Index::finish must be called before lookups");
         let (key, tail) = split(id);
         let start = self.records.partition_point(|r| r.key < key);
-        let len = self.records[start..].partition_point(|r| r.key == key);
+        // Almost always zero or one record: a scan beats a second search.
+        let len = self.records[start..]
+            .iter()
+            .take_while(|r| r.key == key)
+            .count();
         let Some(tails) = &self.tails else {
             return start..start + len;
         };
         let same = &tails[start..start + len];
         let from = start + same.partition_point(|t| *t < tail);
-        let n = tails[from..start + len].partition_point(|t| *t == tail);
+        let n = tails[from..start + len]
+            .iter()
+            .take_while(|t| **t == tail)
+            .count();
         from..from + n
     }
 
@@ -425,8 +443,9 @@ impl Index {
             .expect("Index::blobs needs a full index");
         self.records.iter().zip(tails).map(|(r, t)| {
             let mut id = [0; 32];
-            id[..KEY_LEN].copy_from_slice(&r.key);
-            id[KEY_LEN..].copy_from_slice(t);
+            for (i, w) in r.key.iter().chain(std::iter::once(t)).enumerate() {
+                id[i * 8..i * 8 + 8].copy_from_slice(&w.to_be_bytes());
+            }
             (BlobId(crate::format::id::Id(id)), self.location(r))
         })
     }
