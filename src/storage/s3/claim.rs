@@ -102,8 +102,8 @@ impl S3Storage {
     }
 
     /// The store's clock: the `LastModified` of an empty object written
-    /// under `claims/` for the purpose (and deleted again; one a failed
-    /// delete leaves is removed by the next prune). This host's clock only
+    /// under `claims/` for the purpose (and deleted again, every version of
+    /// it; one a failed delete leaves is removed by the next prune). This host's clock only
     /// if the store names no time.
     pub(super) fn store_now(&self) -> Result<DateTime<Utc>, StorageError> {
         let mut name = [0u8; 16];
@@ -111,7 +111,9 @@ impl S3Storage {
         let key = format!("{CLAIM_PREFIX}clock-{}", hex::encode(name));
         self.put_single(&key, b"", None)?;
         let listed = self.list_objects(&key);
-        if let Err(e) = self.delete_version(&key, None) {
+        // Every version, so that a versioned bucket keeps no delete marker
+        // (which `check --storage` would rightly report as a hidden object).
+        if let Err(e) = self.delete_everything(&key) {
             tracing::info!("{key}: stays ({e}); the next prune removes it");
         }
         let stamped = listed?
