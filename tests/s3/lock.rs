@@ -229,10 +229,10 @@ fn large_objects_go_up_in_parts_and_unfinished_uploads_are_reported_and_cleaned(
         &stdout(&out),
         "data/ab/left-behind: unfinished multipart upload",
     );
-    assert_contains(&stdout(&out), "1 unfinished uploads (0 aborted)");
+    assert_contains(&stdout(&out), "1 unfinished upload (0 aborted)");
     let out = check(&["--clean-uploads", "--upload-grace-hours", "0"]);
     assert_success(&out);
-    assert_contains(&stdout(&out), "1 unfinished uploads (1 aborted)");
+    assert_contains(&stdout(&out), "1 unfinished upload (1 aborted)");
     assert!(s3.pending_uploads().unwrap().is_empty());
 }
 
