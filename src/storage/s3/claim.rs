@@ -126,20 +126,7 @@ impl S3Storage {
     /// Deletes claims older than [`CLAIM_EXPIRES`] at `now` (the store's
     /// clock): those left by killed writers.
     pub(super) fn remove_expired_claims(&self, listed: Vec<ObjectInfo>, now: DateTime<Utc>) -> u64 {
-        let horizon =
-            now - chrono::Duration::from_std(CLAIM_EXPIRES).unwrap_or(chrono::Duration::zero());
-        let mut removed = 0;
-        for obj in listed {
-            if obj.modified.is_some_and(|t| t > horizon) {
-                continue;
-            }
-            match self.delete_everything(&obj.key) {
-                Ok(()) => removed += 1,
-                Err(StorageError::NotFound { .. }) => {}
-                Err(e) => tracing::info!("{}: claim stays: {e}", obj.key),
-            }
-        }
-        removed
+        self.remove_stale(listed, CLAIM_EXPIRES, now, "claim")
     }
 }
 

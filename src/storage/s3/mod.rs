@@ -239,7 +239,7 @@ mod backend {
             // Ages are measured by the store's clock, read only when there
             // is something to measure (reading it writes an object).
             let now = self.store_now()?;
-            Ok(self.remove_old_probes(probes, older_than, now)
+            Ok(self.remove_stale(probes, older_than, now, "probe object")
                 + self.remove_expired_claims(claims, now))
         }
 

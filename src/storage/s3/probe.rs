@@ -80,14 +80,16 @@ impl S3Storage {
         (conditional, deleted, left)
     }
 
-    /// Removes probe objects older than `older_than` at `now` (the store's
-    /// clock); those these credentials may not delete stay (with a note in
-    /// the log).
-    pub(super) fn remove_old_probes(
+    /// Removes the `listed` objects (probes or claims, named `what` in the
+    /// log) older than `older_than` at `now` (the store's clock), every
+    /// version of each; those these credentials may not delete stay (with a
+    /// note in the log).
+    pub(super) fn remove_stale(
         &self,
         listed: Vec<crate::storage::ObjectInfo>,
         older_than: std::time::Duration,
         now: chrono::DateTime<chrono::Utc>,
+        what: &str,
     ) -> u64 {
         let horizon =
             now - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::zero());
@@ -99,7 +101,7 @@ impl S3Storage {
             match self.delete_everything(&obj.key) {
                 Ok(()) => removed += 1,
                 Err(StorageError::NotFound { .. }) => {}
-                Err(e) => tracing::info!("{}: probe object stays: {e}", obj.key),
+                Err(e) => tracing::info!("{}: {what} stays: {e}", obj.key),
             }
         }
         removed
