@@ -43,16 +43,9 @@ impl LocalStorage {
         out: &mut Vec<ObjectInfo>,
         todo: &mut Vec<PathBuf>,
     ) -> std::io::Result<()> {
-        let entries = match fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
+        for entry in object_entries(dir)? {
             let entry = entry?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with(".tmp-") {
+            if is_temporary(&entry) {
                 continue;
             }
             let meta = match entry.metadata() {
@@ -92,15 +85,9 @@ impl LocalStorage {
         out: &mut Vec<ListedKey>,
         todo: &mut Vec<PathBuf>,
     ) -> std::io::Result<()> {
-        let entries = match fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
+        for entry in object_entries(dir)? {
             let entry = entry?;
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with(".tmp-") {
+            if is_temporary(&entry) {
                 continue;
             }
             let kind = match entry.file_type() {
@@ -126,6 +113,25 @@ impl LocalStorage {
         }
         Ok(())
     }
+}
+
+/// The entries of `dir`, none when it does not exist (nothing stored
+/// under that prefix yet, or a prune removed it).
+fn object_entries(
+    dir: &Path,
+) -> std::io::Result<impl Iterator<Item = std::io::Result<fs::DirEntry>>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => Some(e),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    Ok(entries.into_iter().flatten())
+}
+
+/// Whether `entry` is an upload still being written (`.tmp-…`), which
+/// listings never show.
+fn is_temporary(entry: &fs::DirEntry) -> bool {
+    entry.file_name().to_string_lossy().starts_with(".tmp-")
 }
 
 /// When the object was stored, as far as this host can tell: the inode's
@@ -298,7 +304,7 @@ fn remove_old_temporaries_in(
         };
         if meta.is_dir() {
             todo.push(entry.path());
-        } else if entry.file_name().to_string_lossy().starts_with(".tmp-")
+        } else if is_temporary(&entry)
             && meta.modified()?.elapsed().unwrap_or_default() >= older_than
         {
             match fs::remove_file(entry.path()) {
