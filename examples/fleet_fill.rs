@@ -7,12 +7,21 @@
 //! bytes, and so its name, distinct); only the data they point at is shared.
 //!
 //! `cargo run --example fleet_fill -- REPO WRITER_KEY N [INDEX_FILES]`
+//!
+//! With `FILL_BLOBS=B` in the environment it also writes index files
+//! describing B more blobs (random ids, 1,024 to a pack, 64 packs to a
+//! file: the size of the files prune compacts into), so that a command's
+//! index load and peak memory can be measured at millions of blobs. The
+//! packs they name do not exist; only the index's cost is measured.
 //! (S3 settings come from the same environment as vault's: AWS_ENDPOINT_URL,
 //! AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use vault::format::id::{BlobId, Id, PackId};
+use vault::format::index::{IndexFile, IndexedBlob, IndexedPack};
+use vault::format::pack::BlobKind;
 use vault::repo::{Access, ObjectKind, Repository};
 use vault::storage::S3Options;
 
@@ -84,6 +93,51 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 });
             }
         });
+    }
+    if let Ok(blobs) = std::env::var("FILL_BLOBS") {
+        fill_blobs(&repo, blobs.parse()?)?;
+    }
+    Ok(())
+}
+
+/// Writes index files describing `blobs` random blobs.
+fn fill_blobs(repo: &Repository, blobs: u64) -> Result<(), Box<dyn std::error::Error>> {
+    const PER_PACK: u64 = 1024;
+    const PACKS_PER_FILE: usize = 64;
+    let mut seed = 0x5eed_u64;
+    let mut id = || {
+        let mut out = [0u8; 32];
+        for c in out.chunks_mut(8) {
+            // splitmix64
+            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            c.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        }
+        Id(out)
+    };
+    let mut left = blobs;
+    while left > 0 {
+        let mut file = IndexFile::default();
+        while left > 0 && file.packs.len() < PACKS_PER_FILE {
+            let count = left.min(PER_PACK);
+            left -= count;
+            let pack = PackId(id());
+            file.packs.push(IndexedPack {
+                id: pack,
+                kind: BlobKind::Data,
+                blobs: (0..count as u32)
+                    .map(|i| IndexedBlob {
+                        id: BlobId(id()),
+                        offset: i * 9000,
+                        length: 9000,
+                        raw_length: 16384,
+                    })
+                    .collect(),
+            });
+        }
+        repo.put_signed_json(ObjectKind::Index, &file)?;
     }
     Ok(())
 }

@@ -17,10 +17,12 @@ use crate::repo::verify::{self, PackBuffers};
 use crate::repo::{ObjectKind, Repository};
 
 /// Blobs listed per attested index file (a pack holding more gets a file of
-/// its own). About 28 MiB of JSON, 10 MiB stored: a few files for millions
-/// of blobs, each far below what readers accept
-/// ([`crate::repo::documents`]) and parsed in a few tens of milliseconds.
-pub const BLOBS_PER_FILE: usize = 1 << 18;
+/// its own). About 7 MiB of JSON, 2.5 MiB stored: 153 files for 10
+/// million blobs, each far below what readers accept
+/// ([`crate::repo::documents`]), parsed in a few tens of milliseconds, and
+/// small enough that a few at once are read and parsed in parallel within
+/// [`crate::repo::documents::BATCH_JSON`].
+pub const BLOBS_PER_FILE: usize = 1 << 16;
 
 /// A location as an exact claim: blob, pack, offset, length, raw length.
 pub type Claim = (BlobId, PackId, u32, u32, u32);

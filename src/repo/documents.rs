@@ -28,6 +28,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::de::DeserializeOwned;
 
@@ -234,7 +235,39 @@ impl Listed for ListedKey {
 /// Turns a document's JSON (with who signed it) into what the caller keeps,
 /// or says why it is not a valid document (an error `E` whose message
 /// follows "not a valid document: ").
-type Decode<T, E> = dyn Fn(&[u8], &Signer) -> std::result::Result<T, E>;
+/// JSON one batch of [`Repository::visit_listed`] may hold: a few
+/// documents of the largest size `vault prune` writes (index files of
+/// [`crate::repo::attest::BLOBS_PER_FILE`] blobs, about 8 MiB of JSON), so
+/// that loading millions of blobs never holds more than this besides the
+/// index being built.
+pub const BATCH_JSON: u64 = 32 * MIB;
+
+/// How many of `rest` (at least one) the next batch reads: at most `jobs`
+/// times 4, and no more than [`BATCH_JSON`] of JSON by the best guess
+/// there is. A listed size is sealed, compressed JSON, which inflates
+/// about 3 times (module docs): 4 times it is the guess. A size not
+/// listed is taken to be the largest JSON seen so far, or, before any was
+/// seen, an even share of the budget among the workers.
+fn batch_len(rest: &[(impl Listed, Id)], jobs: usize, largest: u64) -> usize {
+    let unknown = if largest == 0 {
+        BATCH_JSON / jobs as u64
+    } else {
+        largest
+    };
+    let mut bytes = 0u64;
+    let mut n = 0;
+    for (obj, _) in rest.iter().take(jobs * 4) {
+        let guess = obj.size().map_or(unknown, |s| s.saturating_mul(4));
+        if n > 0 && bytes.saturating_add(guess) > BATCH_JSON {
+            break;
+        }
+        bytes = bytes.saturating_add(guess);
+        n += 1;
+    }
+    n.max(1)
+}
+
+type Decode<'a, T, E> = dyn Fn(&[u8], &Signer) -> std::result::Result<T, E> + 'a;
 
 impl<T> Documents<T> {
     /// Files the outcome of reading listed object `obj` (named `id`).
@@ -345,34 +378,52 @@ impl Repository {
         parse: impl FnMut(&Id, &[u8], &Signer) -> std::result::Result<T, E>,
     ) -> Result<Documents<(T, Signer)>> {
         let listed = self.list_documents(kind)?;
-        Ok(self.visit_listed(&listed, signed, parse))
+        let mut parse = parse;
+        Ok(self.visit_listed(
+            &listed,
+            signed,
+            |_, json, _| Ok(json.to_vec()),
+            |id, json, signer| parse(id, &json, signer),
+        ))
     }
 
     /// [`Repository::visit_signed_documents`] over documents listed before
-    /// (by [`Repository::list_documents`]).
-    pub(crate) fn visit_listed<T, E: std::fmt::Display>(
+    /// (by [`Repository::list_documents`]), in two steps: `prepare` runs
+    /// on the fetch workers, in parallel, on each document's JSON as it is
+    /// read (so the JSON is dropped there and only what `prepare` makes
+    /// waits for its turn), and `finish` on the caller, in listing order.
+    /// An `Err` from either makes the document unreadable. A batch holds
+    /// at most about [`BATCH_JSON`] of JSON (see [`batch_len`]).
+    pub(crate) fn visit_listed<P: Send, T, E: std::fmt::Display>(
         &self,
         listed: &[(impl Listed, Id)],
         signed: SignedKind,
-        mut parse: impl FnMut(&Id, &[u8], &Signer) -> std::result::Result<T, E>,
+        prepare: impl Fn(&Id, &[u8], &Signer) -> std::result::Result<P, E> + Sync,
+        mut finish: impl FnMut(&Id, P, &Signer) -> std::result::Result<T, E>,
     ) -> Documents<(T, Signer)> {
         let mut out = Documents {
             read: Vec::new(),
             unreadable: Vec::new(),
             uploaded: HashMap::new(),
         };
-        let jobs = self.fetch_jobs();
-        for batch in listed.chunks(jobs.max(1) * 4) {
-            let fetched = fetch::bounded_map(batch, jobs, |(obj, _)| {
-                self.read_cached_with(obj.key(), obj.size(), Some(signed), &|json, _| {
-                    Ok::<_, std::convert::Infallible>(json.to_vec())
+        let jobs = self.fetch_jobs().max(1);
+        let largest = AtomicU64::new(0);
+        let mut rest = listed;
+        while !rest.is_empty() {
+            let (batch, tail) = rest.split_at(batch_len(rest, jobs, largest.load(Relaxed)));
+            rest = tail;
+            let fetched = fetch::bounded_map(batch, jobs, |(obj, id)| {
+                self.read_cached_with(obj.key(), obj.size(), Some(signed), &|json, signer| {
+                    largest.fetch_max(json.len() as u64, Relaxed);
+                    prepare(id, json, signer)
                 })
             });
             for ((obj, id), result) in batch.iter().zip(fetched) {
-                let result = result.and_then(|(json, signer)| match parse(id, &json, &signer) {
-                    Ok(doc) => Ok((doc, signer)),
-                    Err(e) => Err(self.not_a_document(obj.key(), e)),
-                });
+                let result =
+                    result.and_then(|(prepared, signer)| match finish(id, prepared, &signer) {
+                        Ok(doc) => Ok((doc, signer)),
+                        Err(e) => Err(self.not_a_document(obj.key(), e)),
+                    });
                 out.take(obj, *id, result);
             }
         }
@@ -559,7 +610,7 @@ impl Repository {
         key: &str,
         listed_size: Option<u64>,
         signed: Option<SignedKind>,
-        decode: &Decode<T, E>,
+        decode: &Decode<'_, T, E>,
     ) -> std::result::Result<(T, Signer), Failure> {
         if let (Some(c), Some(kind), Some(id)) = (self.cached(), kind_of(key), id_from_key(key))
             && cache::caches(kind)
@@ -583,7 +634,7 @@ impl Repository {
         key: &str,
         listed_size: Option<u64>,
         signed: Option<SignedKind>,
-        decode: &Decode<T, E>,
+        decode: &Decode<'_, T, E>,
     ) -> std::result::Result<(T, Signer), Failure> {
         let limit = kind_of(key).map_or(limit(ObjectKind::Lock), limit);
         if let Some(size) = listed_size
@@ -739,6 +790,35 @@ fn split_frame<'a, R: Read + 'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn listed(sizes: &[Option<u64>]) -> Vec<(ListedKey, Id)> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| {
+                let key = format!("index/{i}");
+                (ListedKey { key, size }, Id::of_bytes(&i.to_le_bytes()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_holds_about_its_json_budget_whatever_the_documents_sizes() {
+        // Many small listed documents: as many as the workers take.
+        assert_eq!(batch_len(&listed(&[Some(4 << 10); 500]), 32, 0), 128);
+        // Listed sizes inflate about 3x: 2.5 MiB stored, about 8 MiB of
+        // JSON, so three fit in 32 MiB (4x guessed per stored byte).
+        assert_eq!(batch_len(&listed(&[Some(2_500_000); 100]), 32, 0), 3);
+        // Sizes not listed (a local directory): a share of the budget per
+        // worker before any document was read...
+        assert_eq!(batch_len(&listed(&[None; 100]), 4, 0), 4);
+        // ...then the largest JSON seen.
+        assert_eq!(batch_len(&listed(&[None; 100]), 4, 30 << 20), 1);
+        assert_eq!(batch_len(&listed(&[None; 100]), 4, 1 << 20), 16);
+        // One document larger than the budget is still read, alone.
+        assert_eq!(batch_len(&listed(&[Some(1 << 30), Some(1)]), 32, 0), 1);
+        assert_eq!(batch_len(&listed(&[Some(1)]), 32, 0), 1);
+    }
 
     #[test]
     fn limits_scale_with_the_stored_size_and_stop_at_the_cap() {

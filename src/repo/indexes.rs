@@ -60,6 +60,14 @@ enum IndexFileError {
     TooManyPacks,
 }
 
+/// A sink that keeps nothing: what a parse records is all that is wanted.
+struct Discard;
+
+impl IndexSink for Discard {
+    fn blob(&mut self, _: &IndexedBlob) {}
+    fn pack(&mut self, _: PackId, _: BlobKind, _: usize) {}
+}
+
 /// One thing an index file's claim about a pack gets wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClaimProblem {
@@ -276,46 +284,50 @@ impl Repository {
         // Each file's blobs go straight into the index as they are parsed
         // (no file is held as a whole); a file that fails halfway is rolled
         // back.
-        let docs = self.visit_listed(&unseen, SignedKind::Index, |id, json, signer| {
-            let signed_by = SignedBy::from(signer);
-            let by_owner = signed_by == SignedBy::Owner;
-            let mark = index.mark();
-            let claims_before = claims.len();
-            let mut sink = Loading {
-                index: &mut index,
-                claims: &mut claims,
-                file: keys_read,
-                attested: by_owner && dedup.is_none(),
-                wanted: match dedup {
-                    None => true,
-                    Some(also) => by_owner || also(id, signed_by.host_key()),
-                },
-                too_many_packs: false,
-            };
-            let mut recorder = index_digest::Recorder {
-                inner: &mut sink,
-                calls: Vec::new(),
-            };
-            let parsed = stream::parse(json, &mut recorder).map_err(IndexFileError::Json);
-            let calls = recorder.calls;
-            let parsed = match (parsed, sink.too_many_packs) {
-                (Ok(_), true) => Err(IndexFileError::TooManyPacks),
-                (p, _) => p,
-            };
-            match &parsed {
-                Ok(marks) => {
-                    keys_read += 1;
-                    if digest.is_some() && calls.len() <= index_digest::MAX_RECORD {
-                        added.push((*id, index_digest::encode(signed_by, marks, &calls)));
-                    }
-                }
-                Err(_) => {
+        // Parsed on the fetch workers into the digest's binary calls (a
+        // third of the JSON's size, dropped as soon as it is parsed), then
+        // replayed into the index here, in listing order.
+        let docs = self.visit_listed(
+            &unseen,
+            SignedKind::Index,
+            |_, json, _| {
+                let mut recorder = index_digest::Recorder {
+                    inner: &mut Discard,
+                    calls: Vec::new(),
+                };
+                let marks = stream::parse(json, &mut recorder).map_err(IndexFileError::Json)?;
+                Ok((marks, recorder.calls))
+            },
+            |id, (marks, calls), signer| {
+                let signed_by = SignedBy::from(signer);
+                let by_owner = signed_by == SignedBy::Owner;
+                let mark = index.mark();
+                let claims_before = claims.len();
+                let mut sink = Loading {
+                    index: &mut index,
+                    claims: &mut claims,
+                    file: keys_read,
+                    attested: by_owner && dedup.is_none(),
+                    wanted: match dedup {
+                        None => true,
+                        Some(also) => by_owner || also(id, signed_by.host_key()),
+                    },
+                    too_many_packs: false,
+                };
+                // The calls were just recorded, so they always replay.
+                let replayed = index_digest::replay(&calls, &mut sink);
+                if !replayed || sink.too_many_packs {
                     index.rollback(mark);
                     claims.truncate(claims_before);
+                    return Err(IndexFileError::TooManyPacks);
                 }
-            }
-            parsed
-        });
+                keys_read += 1;
+                if digest.is_some() && calls.len() <= index_digest::MAX_RECORD {
+                    added.push((*id, index_digest::encode(signed_by, &marks, &calls)));
+                }
+                Ok(marks)
+            },
+        );
         for (key, _, (marks, signer)) in docs.read {
             files.push((key, marks, signer == Signer::Owner));
         }
