@@ -11,6 +11,13 @@
 # blob, CPU seconds (user + system: steadier than the wall clock on a shared
 # machine) and peak RSS (GNU time).
 #
+# Then, with a real vault command: a local repository is given index files
+# describing that many blobs (`examples/fleet_fill.rs` with FILL_BLOBS:
+# sealed, writer-signed files of 65,536 blobs, the size prune compacts
+# into), and a one-file `vault backup` into it is timed with an empty
+# metadata cache (cold) and a filled one (warm, median of 3), with its CPU
+# seconds and peak RSS: the whole command, index load included.
+#
 # Usage: scripts/bench-index.sh [BLOB_COUNTS...]   (default: 100000 1000000 10000000)
 # Needs about 1.2 GB of free disk for 10 M blobs (removed afterwards) and a
 # release build of the example, made here with the default features, so that
@@ -22,13 +29,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(100000 1000000 10000000)
+release="${CARGO_TARGET_DIR:-target}/release"
 if [ -n "${INDEX_LOAD:-}" ]; then
     bin=$INDEX_LOAD
 else
     cargo build --release --example index_load >&2
-    bin="${CARGO_TARGET_DIR:-target}/release/examples/index_load"
+    bin="$release/examples/index_load"
 fi
+if [ -z "${VAULT_BIN:-}" ] || [ -z "${FLEET_FILL:-}" ]; then
+    cargo build --release --bin vault --example fleet_fill >&2
+fi
+vault=${VAULT_BIN:-$release/vault}
+fill=${FLEET_FILL:-$release/examples/fleet_fill}
 [ -x "$bin" ] || { echo "no index_load binary at $bin" >&2; exit 2; }
+[ -x "$vault" ] && [ -x "$fill" ] || { echo "no binary at $vault or $fill" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 printf '%-10s %-10s %10s %10s %10s %14s %10s\n' blobs mode json_MiB load_s cpu_s index_B/blob peak_MiB
@@ -49,4 +63,34 @@ for n in "${counts[@]}"; do
         printf '%-10s %-10s %10s %10s %10s %14s %10d\n' "$n" "$mode" "$json" "$secs" "$cpu" "$per" $((rss / 1024))
     done
     rm -rf "$work/idx" "$work/idx.digest"
+done
+
+echo
+printf '%-10s %-6s %10s %10s %10s\n' blobs cache wall_s cpu_s peak_MiB
+# run NAME CMD...: one timed run; prints "wall cpu peak_MiB".
+run() {
+    /usr/bin/time -f '%e %U %S %M' -o "$work/time" "$@" >/dev/null 2>>"$work/stderr" ||
+        { echo "failed: $*" >&2; tail -5 "$work/stderr" >&2; exit 1; }
+    awk '{printf "%s %.2f %d\n", $1, $2 + $3, $4 / 1024}' "$work/time"
+}
+for n in "${counts[@]}"; do
+    r=$work/repo-$n
+    mkdir -p "$r.src"
+    "$vault" key generate -o "$r.owner" >"$r.recipient"
+    "$vault" init -r "$r" --owner "$(cat "$r.recipient")" --owner-name ops \
+        --writer-key-out "$r.writer" >/dev/null
+    echo 0 >"$r.src/file"
+    "$vault" backup -r "$r" -i "$r.writer" --no-cache --host h "$r.src/file" >/dev/null
+    FILL_BLOBS=$n "$fill" "$r" "$r.writer" 1
+    backup() {
+        date +%s%N >"$r.src/file"
+        run "$vault" backup -r "$r" -i "$r.writer" --cache-dir "$r.cache" --host h "$r.src/file"
+    }
+    read -r wall cpu peak < <(backup)
+    printf '%-10s %-6s %10s %10s %10s\n' "$n" cold "$wall" "$cpu" "$peak"
+    runs=()
+    for _ in 1 2 3; do runs+=("$(backup)"); done
+    read -r wall cpu peak < <(printf '%s\n' "${runs[@]}" | sort -n | sed -n 2p)
+    printf '%-10s %-6s %10s %10s %10s\n' "$n" warm "$wall" "$cpu" "$peak"
+    rm -rf "$r" "$r".*
 done
