@@ -44,10 +44,23 @@ fn node(name: &[u8], kind: NodeKind) -> Node {
 
 /// Writes a snapshot whose trees `make_trees` builds (given the chunk-id key
 /// and a function storing one tree), declaring `totals`, with the writer
-/// key only: packs sealed to the owner recipient, an index file, a header.
+/// key only: packs sealed to the owner recipient, an index file, a header
+/// (unsigned: listed as untrusted, which is enough for a reader's bounds).
 fn forge_snapshot(
     w: &WriterAttacker,
     totals: Totals,
+    make_trees: impl FnOnce(&[u8; 32], &mut dyn FnMut(&Tree) -> Id) -> Id,
+) -> String {
+    forge(w, totals, false, make_trees)
+}
+
+/// [`forge_snapshot`], the header signed with the writer key when `signed`
+/// (as a compromised host signs its own backups: the snapshot counts and
+/// is `latest`).
+fn forge(
+    w: &WriterAttacker,
+    totals: Totals,
+    signed: bool,
     make_trees: impl FnOnce(&[u8; 32], &mut dyn FnMut(&Tree) -> Id) -> Id,
 ) -> String {
     let repo = &w.repo;
@@ -94,9 +107,12 @@ fn forge_snapshot(
         parent: None,
         program_version: "0.1.0".into(),
     };
-    repo.put_shared_json(ObjectKind::Snapshot, &snap)
-        .unwrap()
-        .to_hex()
+    let id = if signed {
+        repo.put_signed_json(ObjectKind::Snapshot, &snap)
+    } else {
+        repo.put_shared_json(ObjectKind::Snapshot, &snap)
+    };
+    id.unwrap().to_hex()
 }
 
 fn owner_args<'a>(env: &'a Env, cmd: &'a str, more: &[&'a str]) -> Vec<&'a str> {
@@ -514,4 +530,103 @@ fn vector_planted_claims_before_genuine_ones_cost_restore_nothing() {
     let target = env.path("t");
     assert_success(&env.restore("latest", &target));
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}
+
+/// Medium (docs/SECURITY.md, "Browsing without restoring"). A compromised
+/// backup host stores a file and a directory carrying `security.capability`
+/// (`cap_setuid=ep`), `security.selinux` and an ordinary `user.*`
+/// attribute, hoping that whoever browses the snapshot with `vault mount`
+/// and copies the file out (`cp -a`) grants it the capability.
+///
+/// Expected: the mount neither lists nor returns any `security.*`
+/// attribute (getxattr answers "no such attribute", as for one never
+/// stored), while `user.*` is shown with its value; a `cp -a` out of the
+/// mount carries `user.*` only.
+#[test]
+fn vector_security_xattrs_are_withheld_by_mount() {
+    if let Some(why) = crate::mount::fuse_unusable() {
+        println!("SKIPPED vector_security_xattrs_are_withheld_by_mount: {why}");
+        return;
+    }
+    use vault::format::tree::Xattr;
+    let env = Env::new();
+    let w = WriterAttacker::new(&env.repo, &env.writer_key);
+    // struct vfs_cap_data, revision 2, effective, permitted CAP_SETUID.
+    let mut cap = vec![0u8; 20];
+    cap[..4].copy_from_slice(&0x0200_0001u32.to_le_bytes());
+    cap[4..8].copy_from_slice(&(1u32 << 7).to_le_bytes());
+    let xattrs = vec![
+        Xattr {
+            name: Bytes(b"security.capability".to_vec()),
+            value: cap,
+        },
+        Xattr {
+            name: Bytes(b"security.selinux".to_vec()),
+            value: b"system_u:object_r:shadow_t:s0\0".to_vec(),
+        },
+        Xattr {
+            name: Bytes(b"user.note".to_vec()),
+            value: b"shown".to_vec(),
+        },
+    ];
+    let totals = Totals {
+        files: 1,
+        dirs: 1,
+        ..Default::default()
+    };
+    forge(&w, totals, true, |_, add| {
+        let mut tool = node(b"tool", NodeKind::File);
+        tool.mode = 0o755;
+        tool.hash = Some(Id::of_bytes(b""));
+        tool.xattrs = xattrs.clone();
+        let mut srv = node(b"srv", NodeKind::Dir);
+        srv.mode = 0o755;
+        srv.xattrs = xattrs.clone();
+        srv.subtree = Some(vault::TreeId(add(&Tree { nodes: vec![tool] })));
+        add(&Tree { nodes: vec![srv] })
+    });
+    let mp = env.path("mnt");
+    std::fs::create_dir_all(&mp).unwrap();
+    let child = crate::mount::mount(&env, &mp);
+    let dir = mp.join("latest/srv");
+    let tool = dir.join("tool");
+    for path in [&dir, &tool] {
+        let names: Vec<String> = xattr::list(path)
+            .unwrap()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["user.note"], "{}", path.display());
+        assert_eq!(
+            xattr::get(path, "user.note").unwrap().as_deref(),
+            Some(&b"shown"[..])
+        );
+        for name in ["security.capability", "security.selinux"] {
+            assert_eq!(xattr::get(path, name).unwrap(), None, "{name}");
+        }
+    }
+    assert_eq!(std::fs::read(&tool).unwrap(), b"");
+    // A copy out of the mount with every attribute preserved.
+    let out = env.path("copied");
+    std::fs::create_dir_all(&out).unwrap();
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&tool)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        cp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cp.stderr)
+    );
+    let copied = out.join("tool");
+    assert_eq!(xattr::get(&copied, "security.capability").unwrap(), None);
+    let unmount = std::process::Command::new(crate::mount::fusermount())
+        .arg("-u")
+        .arg(&mp)
+        .output()
+        .unwrap();
+    assert!(unmount.status.success());
+    let (code, err) = crate::mount::finish(child);
+    assert_eq!(code, 0, "{err}");
 }

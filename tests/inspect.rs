@@ -262,6 +262,43 @@ fn find_takes_the_filters_and_refuses_bad_input() {
     assert_contains(&stderr(&out), "owner key");
 }
 
+/// Format 3 records the blobs of small files rounded up to 64 bytes in the
+/// index: counted from the trees, their content is exact (each file's size),
+/// so tiny files that repeat show a ratio above 1; the repository mode,
+/// which reads only the index, says its ratio is a lower bound.
+#[test]
+fn stats_of_tiny_files_counts_their_exact_content() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("a"), b"hello");
+    write(&src.join("b"), b"hello");
+    write(&src.join("c"), b"world!");
+    backup_as(&env, "h", &src);
+    let v = json(&env, "stats", &["latest", "--no-cache"]);
+    assert_eq!(v["logical_bytes"], 16);
+    assert_eq!(v["content_bytes"], 11);
+    assert_eq!(v["content_exact"], true);
+    assert_eq!(v["data"]["count"], 2);
+    assert_eq!(v["data"]["raw_bytes"], 128, "as indexed: rounded up");
+    let ratio = v["dedup_ratio"].as_f64().unwrap();
+    assert!((ratio - 16.0 / 11.0).abs() < 1e-9, "{ratio}");
+    let text = stdout(&env.vault(&["stats"], &env.owner_key, &["latest", "--no-cache"]));
+    assert_contains(&text, "content size       11 B\n");
+    assert_contains(
+        &text,
+        "dedup ratio        1.45 (logical size / content size)\n",
+    );
+
+    let out = env.vault(&["stats"], &env.writer_key, &["--no-cache", "--json"]);
+    assert_success(&out);
+    let repo: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(repo["content_bytes"], 128);
+    assert_eq!(repo["content_exact"], false);
+    let text = stdout(&env.vault(&["stats"], &env.writer_key, &["--no-cache"]));
+    assert_contains(&text, "as indexed: small files' blobs rounded up to 64 B");
+    assert_contains(&text, "dedup ratio        at least 0.1");
+}
+
 #[test]
 fn stats_of_the_repository_reads_no_tree_and_agrees_with_the_snapshots() {
     let env = Env::new();
@@ -304,6 +341,12 @@ fn stats_of_the_repository_reads_no_tree_and_agrees_with_the_snapshots() {
     assert_eq!(both["files"], 6);
     assert_eq!(both["logical_bytes"], 2 * logical);
     assert_eq!(both["data"], repo["data"]);
+    assert_eq!(
+        both["content_bytes"],
+        (1 << 20) + 5,
+        "the small file exactly"
+    );
+    assert_eq!(repo["content_bytes"], raw);
     assert_eq!(both["trees"]["count"], repo["trees"]["count"]);
     let one = json(&env, "stats", &["latest", "--no-cache"]);
     assert_eq!(one["snapshots"], 1);

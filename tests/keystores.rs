@@ -40,6 +40,7 @@ fn certificate_expiry_is_recorded_and_soon_expiring_ones_are_reported() {
     fs::create_dir_all(&tls).unwrap();
     make_cert(&tls, "soon", "soon.example.org", "10");
     make_cert(&tls, "later", "later.example.org", "400");
+    write(&src.join("notes.txt"), b"no certificate here\n");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     env.backup(&[&src]);
     // The second run takes unchanged files from the cache, but keystores are
@@ -79,6 +80,50 @@ fn certificate_expiry_is_recorded_and_soon_expiring_ones_are_reported() {
     assert_contains(
         &stdout(&text),
         "warning: certificate CN=soon.example.org expires",
+    );
+
+    // Restoring only a file that holds no certificate warns of none: the
+    // snapshot records its certificates without their files' names, so a
+    // partial restore checks none of them.
+    let notes = src.join("notes.txt");
+    let rel = notes.strip_prefix("/").unwrap().to_str().unwrap();
+    let partial = env.vault(
+        &["restore"],
+        &env.owner_key,
+        &["latest", "--verify", "--include", rel, "--json"],
+    );
+    assert_success(&partial);
+    let v: serde_json::Value = serde_json::from_slice(&partial.stdout).unwrap();
+    assert_eq!(v["report"]["files"], 1);
+    assert!(v["expiring_certificates"].is_null(), "{v}");
+    let partial = env.vault(
+        &["restore"],
+        &env.owner_key,
+        &["latest", "--verify", "--include", rel],
+    );
+    assert_success(&partial);
+    assert!(
+        !stdout(&partial).contains("certificate"),
+        "{}",
+        stdout(&partial)
+    );
+    let target = env.path("partial");
+    let partial = env.vault(
+        &["restore"],
+        &env.owner_key,
+        &[
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+            "--include",
+            rel,
+        ],
+    );
+    assert_success(&partial);
+    assert!(
+        !stdout(&partial).contains("certificate"),
+        "{}",
+        stdout(&partial)
     );
 
     let drill = env.vault(&["drill"], &env.owner_key, &["--json"]);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::util::*;
 
 /// Why FUSE cannot be used here, if it cannot.
-fn fuse_unusable() -> Option<String> {
+pub(crate) fn fuse_unusable() -> Option<String> {
     if let Err(e) = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -34,7 +34,7 @@ fn fuse_unusable() -> Option<String> {
 }
 
 /// `vault mount` in the background, once `latest` shows in the mount.
-fn mount(env: &Env, mountpoint: &Path) -> Child {
+pub(crate) fn mount(env: &Env, mountpoint: &Path) -> Child {
     let mut child = Command::new(vault_bin())
         .args(["mount", "-r", env.repo.to_str().unwrap(), "-i"])
         .arg(&env.owner_key)
@@ -64,7 +64,7 @@ fn mount(env: &Env, mountpoint: &Path) -> Child {
 }
 
 /// Waits for `child` to end; returns its exit code and stderr.
-fn finish(mut child: Child) -> (i32, String) {
+pub(crate) fn finish(mut child: Child) -> (i32, String) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -93,7 +93,7 @@ fn is_mounted(mountpoint: &Path) -> bool {
         .any(|l| l.split(' ').nth(1) == Some(canon.to_str().unwrap()))
 }
 
-fn fusermount() -> &'static str {
+pub(crate) fn fusermount() -> &'static str {
     let ok = |b: &str| Command::new(b).arg("-V").output().is_ok();
     if ok("fusermount3") {
         "fusermount3"

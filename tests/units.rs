@@ -305,18 +305,39 @@ fn systemd_refuses_bad_input_before_writing_anything() {
     ]);
     assert_code(&out, 2);
     assert_contains(&stderr(&out), "temporary directory");
-    // An invalid configuration file stops it too.
+    // An invalid configuration file stops it too: systemd reads the file
+    // its units pass to vault itself, so --no-config does not skip it, and
+    // the message names the place in the file.
     let config = dir.path().join("bad.toml");
     write(&config, b"[retention]\nkeep_daily = \"7\"\n");
+    let c = config.to_str().unwrap();
+    for global in [&[][..], &["--no-config"][..]] {
+        let mut args = global.to_vec();
+        args.extend([
+            "systemd",
+            "--user",
+            "vault",
+            "--vault-bin",
+            b,
+            "--config",
+            c,
+        ]);
+        let out = run(&args);
+        assert_code(&out, 2);
+        let err = stderr(&out);
+        assert_contains(&err, &format!("{c}:2:"));
+        assert_contains(&err, "vault config check");
+    }
+    // A package's units read no file.
     let out = run(&[
         "systemd",
+        "--for-package",
         "--user",
         "vault",
         "--vault-bin",
-        b,
+        "/usr/bin/vault",
         "--config",
-        config.to_str().unwrap(),
+        c,
     ]);
-    assert_code(&out, 2);
-    assert_contains(&stderr(&out), "vault config check");
+    assert_success(&out);
 }

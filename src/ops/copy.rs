@@ -29,9 +29,12 @@ use crate::format::config::RepoConfig;
 use crate::format::id::{BlobId, Id, PackId, SnapshotId};
 use crate::format::index::{BlobLocation, IndexFile, IndexedPack};
 use crate::format::pack::{BlobKind, PackEntry};
+use crate::format::retirement::RetireRecord;
+use crate::format::signature::SignedKind;
 use crate::format::snapshot::Snapshot;
 use crate::repo::attest;
 use crate::repo::treewalk::reachable_blobs;
+use crate::repo::trust::Signer;
 use crate::repo::verify::{self, PackBuffers};
 use crate::repo::{
     CONFIG_KEY, OWNERS_PREFIX, ObjectKind, Repository, StoredPack, WRITER_KEY, id_from_key,
@@ -153,6 +156,9 @@ pub struct CopyReport {
     pub packs_verified: u64,
     /// Host key revocations (`keys/revoked/`) the target lacked and got.
     pub revocations_copied: u64,
+    /// Retirement records (`retired/`) that count in the source (owner
+    /// signed) and that the target lacked and got.
+    pub retirements_copied: u64,
     /// Target index entries for needed blobs that no owner had attested and
     /// that did not read back as the blob they name (planted, or damaged):
     /// the blobs were copied instead.
@@ -179,6 +185,7 @@ fn copy_locked(source: &Repository, target: &Repository, opts: &CopyOptions) -> 
     // nothing in the target either.
     let mut report = CopyReport {
         revocations_copied: source.copy_revocations_to(target)?,
+        retirements_copied: copy_retirements(source, target)?,
         ..CopyReport::default()
     };
     let todo = snapshots_to_copy(source, target, opts, &mut report)?;
@@ -482,6 +489,41 @@ fn write_headers(
         ));
     }
     Ok(())
+}
+
+/// Copies the source's retirement records that count (signed by the
+/// repository owner) and that the target lacks, byte for byte, each checked
+/// against its name first. The target shares the source's keys, so a record
+/// counts there as it does here: `vault status` on the target leaves the
+/// same sources unjudged, until a newer backup of one brings it back.
+/// Records that do not count (planted, badly signed) or cannot be read stay
+/// behind. Returns how many were stored.
+fn copy_retirements(source: &Repository, target: &Repository) -> Result<u64> {
+    let docs = source
+        .read_signed_documents::<RetireRecord>(ObjectKind::Retirement, SignedKind::Retirement)?;
+    let present: HashSet<Id> = target
+        .storage()
+        .list(ObjectKind::Retirement.prefix())?
+        .iter()
+        .filter_map(|o| id_from_key(&o.key))
+        .collect();
+    let mut stored = 0;
+    for (key, id, (_, signer)) in docs.read {
+        if signer != Signer::Owner || present.contains(&id) {
+            continue;
+        }
+        let bytes = source.storage().get(&key)?;
+        if Id::of_bytes(&bytes) != id {
+            return Err(Error::format(
+                format!("{}: {key}", source.storage().location()),
+                "content does not match its name (damaged retirement record)",
+            ));
+        }
+        if target.storage().put(&key, &bytes)? == PutOutcome::Created {
+            stored += 1;
+        }
+    }
+    Ok(stored)
 }
 
 /// Whether `repo`'s format signs index files (format 2 on), so that owner

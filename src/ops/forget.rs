@@ -141,28 +141,12 @@ pub fn forget<Tz: TimeZone>(
         retention::plan(&[], &opts.policy, tz, now)?;
     }
     let set = repo.verified_snapshots()?;
-    let drills = repo.verified_drills()?;
-    // The snapshots whose restore an owner proved: the newest of each
-    // series among them is never forgotten.
-    let drilled: HashSet<SnapshotId> = drills
-        .usable
-        .iter()
-        .filter(|d| d.passed)
-        .map(|d| d.snapshot)
-        .collect();
-    let mut groups: BTreeMap<GroupKey, Vec<SnapshotRecord>> = BTreeMap::new();
-    for r in set.records {
-        let s = &r.snapshot;
-        if !opts.filter.matches(s) {
-            continue;
-        }
-        groups.entry(s.group_key()).or_default().push(r);
-    }
+    let drilled = drilled_snapshots(repo)?;
     let mut report = ForgetReport {
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    for ((host, sources), all) in groups {
+    for ((host, sources), all) in groups_of(set.records, opts) {
         // Headers that do not count (not signed by the owner or by the
         // host they name) take no retention slot and are never deleted
         // here: a forged header must not push real snapshots out, and an
@@ -173,31 +157,7 @@ pub fn forget<Tz: TimeZone>(
         // counts as dated at the upload.
         let times: Vec<DateTime<Utc>> = members.iter().map(|r| r.snapshot.time).collect();
         let mut decisions = retention::plan(&times, &opts.policy, tz, now)?;
-        // Never forget the last good backup: a week of failed dumps under
-        // `--keep-daily 7` must not take the last complete snapshot along.
-        let newest = |pred: &dyn Fn(&SnapshotRecord) -> bool| {
-            members
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| pred(r) && !r.snapshot.is_in_the_future(now))
-                .max_by_key(|(_, r)| (r.snapshot.time, r.id))
-                .map(|(i, _)| i)
-        };
-        let protected = [
-            (newest(&|r| r.snapshot.is_complete()), "newest complete"),
-            // Nor the newest snapshot whose restore a drill proved: whatever
-            // headers a compromised host adds, the last proven restore stays.
-            (newest(&|r| drilled.contains(&r.id)), "newest drilled"),
-        ];
-        for (index, reason) in protected {
-            if let Some(i) = index
-                && let Some(d) = decisions.iter_mut().find(|d| d.index == i)
-                && !d.keep
-            {
-                d.keep = true;
-                d.reasons.push(reason.into());
-            }
-        }
+        protect_last_good(&mut decisions, &members, &drilled, now);
         let mut group = ForgetGroup {
             host,
             sources,
@@ -205,36 +165,11 @@ pub fn forget<Tz: TimeZone>(
         };
         for r in &untrusted {
             report.kept += 1;
-            let why = match &r.trust {
-                Trust::Untrusted(why) => why.as_str(),
-                _ => "",
-            };
-            group.snapshots.push(SnapshotDecision {
-                id: r.id,
-                time: r.snapshot.time,
-                keep: true,
-                reasons: vec![format!("untrusted ({why}); not counted")],
-            });
+            group.snapshots.push(untrusted_decision(r));
         }
         for d in decisions {
-            let (id, snap) = (&members[d.index].id, &members[d.index].snapshot);
-            if d.keep {
-                report.kept += 1;
-            } else if opts.dry_run {
-                report.removed += 1;
-            } else {
-                let key = ObjectKind::Snapshot.key(id);
-                match crate::ops::prune::delete_unless_locked(repo.storage().as_ref(), &key, now) {
-                    Ok(()) => report.removed += 1,
-                    Err(e) => report.not_removed.push(e.to_string()),
-                }
-            }
-            group.snapshots.push(SnapshotDecision {
-                id: *id,
-                time: snap.time,
-                keep: d.keep,
-                reasons: d.reasons,
-            });
+            let decision = apply(repo, opts.dry_run, &members[d.index], d, now, &mut report);
+            group.snapshots.push(decision);
         }
         group
             .snapshots
@@ -242,4 +177,109 @@ pub fn forget<Tz: TimeZone>(
         report.groups.push(group);
     }
     Ok(report)
+}
+
+/// The snapshots whose restore an owner proved (a passed drill record that
+/// counts): the newest of each series among them is never forgotten.
+fn drilled_snapshots(repo: &Repository) -> Result<HashSet<SnapshotId>> {
+    Ok(repo
+        .verified_drills()?
+        .usable
+        .iter()
+        .filter(|d| d.passed)
+        .map(|d| d.snapshot)
+        .collect())
+}
+
+/// The records that pass `opts.filter`, grouped by host and source set.
+fn groups_of(
+    records: Vec<SnapshotRecord>,
+    opts: &ForgetOptions,
+) -> BTreeMap<GroupKey, Vec<SnapshotRecord>> {
+    let mut groups: BTreeMap<GroupKey, Vec<SnapshotRecord>> = BTreeMap::new();
+    for r in records {
+        let s = &r.snapshot;
+        if !opts.filter.matches(s) {
+            continue;
+        }
+        groups.entry(s.group_key()).or_default().push(r);
+    }
+    groups
+}
+
+/// Keeps, whatever the policy says, the group's newest complete snapshot
+/// and its newest drilled one (neither dated in the future). Never forget
+/// the last good backup: a week of failed dumps under `--keep-daily 7`
+/// must not take the last complete snapshot along, and whatever headers a
+/// compromised host adds, the last proven restore stays.
+fn protect_last_good(
+    decisions: &mut [retention::Decision],
+    members: &[SnapshotRecord],
+    drilled: &HashSet<SnapshotId>,
+    now: DateTime<Utc>,
+) {
+    let newest = |pred: &dyn Fn(&SnapshotRecord) -> bool| {
+        members
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| pred(r) && !r.snapshot.is_in_the_future(now))
+            .max_by_key(|(_, r)| (r.snapshot.time, r.id))
+            .map(|(i, _)| i)
+    };
+    let protected = [
+        (newest(&|r| r.snapshot.is_complete()), "newest complete"),
+        (newest(&|r| drilled.contains(&r.id)), "newest drilled"),
+    ];
+    for (index, reason) in protected {
+        if let Some(i) = index
+            && let Some(d) = decisions.iter_mut().find(|d| d.index == i)
+            && !d.keep
+        {
+            d.keep = true;
+            d.reasons.push(reason.into());
+        }
+    }
+}
+
+/// A header that does not count: kept, with why.
+fn untrusted_decision(r: &SnapshotRecord) -> SnapshotDecision {
+    let why = match &r.trust {
+        Trust::Untrusted(why) => why.as_str(),
+        _ => "",
+    };
+    SnapshotDecision {
+        id: r.id,
+        time: r.snapshot.time,
+        keep: true,
+        reasons: vec![format!("untrusted ({why}); not counted")],
+    }
+}
+
+/// Carries out decision `d` about `record` (deletes its header unless it
+/// is kept or this is a dry run) and counts it in `report`.
+fn apply(
+    repo: &Repository,
+    dry_run: bool,
+    record: &SnapshotRecord,
+    d: retention::Decision,
+    now: DateTime<Utc>,
+    report: &mut ForgetReport,
+) -> SnapshotDecision {
+    if d.keep {
+        report.kept += 1;
+    } else if dry_run {
+        report.removed += 1;
+    } else {
+        let key = ObjectKind::Snapshot.key(&record.id);
+        match crate::ops::prune::delete_unless_locked(repo.storage().as_ref(), &key, now) {
+            Ok(()) => report.removed += 1,
+            Err(e) => report.not_removed.push(e.to_string()),
+        }
+    }
+    SnapshotDecision {
+        id: record.id,
+        time: record.snapshot.time,
+        keep: d.keep,
+        reasons: d.reasons,
+    }
 }

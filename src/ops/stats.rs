@@ -9,7 +9,7 @@
 //!   counting every path, and sums the blobs they need once each: what
 //!   those snapshots hold and what they cost in the repository.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -69,8 +69,17 @@ pub struct Stats {
     /// Content blobs the trees name that no index file lists (snapshot
     /// mode; not 0 means damage: `vault check` says more).
     pub missing_blobs: u64,
-    /// Logical bytes per distinct content byte: what deduplication saves
-    /// (2.0: half the content is repeated).
+    /// Bytes of distinct file content, each content blob once. Snapshot
+    /// mode counts them exactly (a small file's blob is its file's size);
+    /// repository mode counts them as the index records them, which in
+    /// format 3 rounds the blobs of small files up to 64 bytes.
+    pub content_bytes: u64,
+    /// Whether `content_bytes` is exact (snapshot mode) rather than as
+    /// indexed (repository mode).
+    pub content_exact: bool,
+    /// `logical_bytes` per `content_bytes`: what deduplication saves (2.0:
+    /// half the content is repeated). A lower bound when `content_exact`
+    /// is false (small files count rounded up).
     pub dedup_ratio: f64,
     /// Content bytes per stored byte: what compression saves.
     pub compression_ratio: f64,
@@ -79,7 +88,7 @@ pub struct Stats {
 impl Stats {
     fn finish(mut self) -> Self {
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-        self.dedup_ratio = ratio(self.logical_bytes, self.data.raw_bytes);
+        self.dedup_ratio = ratio(self.logical_bytes, self.content_bytes);
         self.compression_ratio = ratio(self.data.raw_bytes, self.data.stored_bytes);
         self
     }
@@ -115,6 +124,7 @@ pub fn repository(repo: &Repository, headers: &[(SnapshotId, Snapshot)]) -> Resu
             BlobKind::Tree => s.trees.add(loc.raw_length, loc.length),
         }
     }
+    s.content_bytes = s.data.raw_bytes;
     Ok(s.finish())
 }
 
@@ -131,7 +141,9 @@ pub fn snapshots(
         snapshots: chosen.len() as u64,
         ..Stats::default()
     };
-    let mut data: HashSet<BlobId> = HashSet::new();
+    // Each content blob once, with its file's size when it is the file's
+    // only blob (the exact length of a blob the index rounds).
+    let mut data: HashMap<BlobId, Option<u64>> = HashMap::new();
     let mut trees: HashSet<BlobId> = HashSet::new();
     for (id, snap) in chosen {
         trees.insert(snap.root.blob());
@@ -143,7 +155,11 @@ pub fn snapshots(
                     NodeKind::File => {
                         s.files += 1;
                         s.logical_bytes = s.logical_bytes.saturating_add(node.size);
-                        data.extend(node.content.iter().copied());
+                        let whole = (node.content.len() == 1).then_some(node.size);
+                        for id in &node.content {
+                            let known = data.entry(*id).or_insert(whole);
+                            *known = known.or(whole);
+                        }
                     }
                     NodeKind::Dir => {
                         s.dirs += 1;
@@ -171,14 +187,33 @@ pub fn snapshots(
         }
     }
     let mut missing = 0;
-    for (set, into) in [(&data, &mut s.data), (&trees, &mut s.trees)] {
-        for id in set {
-            match index.get(id) {
-                Some(loc) => into.add(loc.raw_length, loc.length),
-                None => missing += 1,
+    for (id, whole) in &data {
+        match index.get(id) {
+            Some(loc) => {
+                s.data.add(loc.raw_length, loc.length);
+                s.content_bytes += exact_length(loc.raw_length, *whole);
             }
+            None => missing += 1,
+        }
+    }
+    for id in &trees {
+        match index.get(id) {
+            Some(loc) => s.trees.add(loc.raw_length, loc.length),
+            None => missing += 1,
         }
     }
     s.missing_blobs = missing;
+    s.content_exact = true;
     Ok(s.finish())
+}
+
+/// A content blob's length: the size of the file it is the only blob of,
+/// when that agrees with the length `indexed` (exactly, or rounded up to
+/// 64 for a small file's blob in format 3), else the indexed length.
+fn exact_length(indexed: u32, whole_file: Option<u64>) -> u64 {
+    let indexed = u64::from(indexed);
+    match whole_file {
+        Some(size) if size <= indexed && indexed - size < 64 => size,
+        _ => indexed,
+    }
 }

@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::format::drill::DrillRecord;
 use crate::format::id::SnapshotId;
 use crate::format::snapshot::Snapshot;
 use crate::repo::select::resolve_ids;
@@ -84,6 +85,47 @@ pub fn retag(
     now: DateTime<Utc>,
 ) -> Result<TagReport> {
     repo.keys().require_owner("tag")?;
+    check_options(opts)?;
+    let ids = resolve_ids(repo, specs)?;
+    let set = repo.verified_snapshots()?;
+    let chosen = counting_records(&set.records, &ids)?;
+    let drills = repo.verified_drills()?;
+    let mut report = TagReport {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    for r in chosen {
+        let after = new_tags(&r.snapshot.tags, opts);
+        let mut entry = Retagged {
+            old: r.id,
+            new: None,
+            before: r.snapshot.tags.clone(),
+            after: after.clone(),
+            drills_carried: 0,
+            old_kept: None,
+        };
+        if after == r.snapshot.tags || opts.dry_run {
+            report.snapshots.push(entry);
+            continue;
+        }
+        let new = write_retagged(repo, &set.records, r, after)?;
+        entry.drills_carried = carry_drills(repo, &drills.usable, r.id, new)?;
+        // Last: the new header (and its drills) are stored before the old
+        // one goes.
+        let key = ObjectKind::Snapshot.key(&r.id);
+        if let Err(e) = crate::ops::prune::delete_unless_locked(repo.storage().as_ref(), &key, now)
+        {
+            entry.old_kept = Some(e.to_string());
+        }
+        entry.new = Some(new);
+        report.snapshots.push(entry);
+    }
+    Ok(report)
+}
+
+/// Refuses options that change nothing, a tag that may not be stored, or
+/// a tag both added and removed.
+fn check_options(opts: &TagOptions) -> Result<()> {
     if opts.add.is_empty() && opts.remove.is_empty() {
         return Err(Error::InvalidInput(
             "nothing to change: give --add TAG and/or --remove TAG".into(),
@@ -102,11 +144,18 @@ pub fn retag(
             "tag {t:?} is both added and removed"
         )));
     }
-    let ids = resolve_ids(repo, specs)?;
-    let set = repo.verified_snapshots()?;
-    let mut chosen: Vec<&SnapshotRecord> = Vec::new();
-    for id in &ids {
-        let Some(r) = set.records.iter().find(|r| r.id == *id) else {
+    Ok(())
+}
+
+/// The records of `ids`, each readable and counting; otherwise an error
+/// naming the first that is not (nothing is changed).
+fn counting_records<'a>(
+    records: &'a [SnapshotRecord],
+    ids: &[SnapshotId],
+) -> Result<Vec<&'a SnapshotRecord>> {
+    let mut chosen = Vec::new();
+    for id in ids {
+        let Some(r) = records.iter().find(|r| r.id == *id) else {
             return Err(Error::InvalidInput(format!(
                 "snapshot {}: its header cannot be read, so it cannot be retagged (`vault \
                  check` says why); nothing was changed",
@@ -123,67 +172,65 @@ pub fn retag(
         }
         chosen.push(r);
     }
-    let drills = repo.verified_drills()?;
-    let mut report = TagReport {
-        dry_run: opts.dry_run,
-        ..Default::default()
-    };
-    for r in chosen {
-        let before = r.snapshot.tags.clone();
-        let mut after: Vec<String> = before
-            .iter()
-            .filter(|t| !opts.remove.contains(t))
-            .cloned()
-            .collect();
-        for t in &opts.add {
-            if !after.contains(t) {
-                after.push(t.clone());
-            }
+    Ok(chosen)
+}
+
+/// `before` without the removed tags, then the added ones not already
+/// there, in order.
+fn new_tags(before: &[String], opts: &TagOptions) -> Vec<String> {
+    let mut after: Vec<String> = before
+        .iter()
+        .filter(|t| !opts.remove.contains(t))
+        .cloned()
+        .collect();
+    for t in &opts.add {
+        if !after.contains(t) {
+            after.push(t.clone());
         }
-        let mut entry = Retagged {
-            old: r.id,
-            new: None,
-            before: before.clone(),
-            after: after.clone(),
-            drills_carried: 0,
-            old_kept: None,
-        };
-        if after == before || opts.dry_run {
-            report.snapshots.push(entry);
-            continue;
-        }
-        // The header exactly as written, with its own time (not the
-        // upload-bounded one), and only the tags changed.
-        let mut header: Snapshot = r.snapshot.clone();
-        header.time = r.recorded_time;
-        header.tags = after;
-        let new = match existing_copy(&set.records, r.id, &header) {
-            Some(id) => id,
-            None => SnapshotId(repo.put_signed_json(ObjectKind::Snapshot, &header)?),
-        };
-        for d in drills.usable.iter().filter(|d| d.snapshot == r.id) {
-            let already = drills
-                .usable
-                .iter()
-                .any(|x| x.snapshot == new && x.time == d.time && x.host == d.host);
-            if !already {
-                let mut carried = d.clone();
-                carried.snapshot = new;
-                repo.put_signed_json(ObjectKind::Drill, &carried)?;
-                entry.drills_carried += 1;
-            }
-        }
-        // Last: the new header (and its drills) are stored before the old
-        // one goes.
-        let key = ObjectKind::Snapshot.key(&r.id);
-        if let Err(e) = crate::ops::prune::delete_unless_locked(repo.storage().as_ref(), &key, now)
-        {
-            entry.old_kept = Some(e.to_string());
-        }
-        entry.new = Some(new);
-        report.snapshots.push(entry);
     }
-    Ok(report)
+    after
+}
+
+/// Stores `r`'s header exactly as written, with its own time (not the
+/// upload-bounded one), and only the tags changed to `tags`, owner-signed;
+/// or finds the copy an interrupted earlier run stored. Returns its id.
+fn write_retagged(
+    repo: &Repository,
+    records: &[SnapshotRecord],
+    r: &SnapshotRecord,
+    tags: Vec<String>,
+) -> Result<SnapshotId> {
+    let mut header: Snapshot = r.snapshot.clone();
+    header.time = r.recorded_time;
+    header.tags = tags;
+    Ok(match existing_copy(records, r.id, &header) {
+        Some(id) => id,
+        None => SnapshotId(repo.put_signed_json(ObjectKind::Snapshot, &header)?),
+    })
+}
+
+/// Re-issues, owner-signed, each counting drill record of `old` for `new`
+/// (same time, host and counts), unless one is already there; returns how
+/// many were written.
+fn carry_drills(
+    repo: &Repository,
+    drills: &[DrillRecord],
+    old: SnapshotId,
+    new: SnapshotId,
+) -> Result<u64> {
+    let mut carried = 0;
+    for d in drills.iter().filter(|d| d.snapshot == old) {
+        let already = drills
+            .iter()
+            .any(|x| x.snapshot == new && x.time == d.time && x.host == d.host);
+        if !already {
+            let mut copy = d.clone();
+            copy.snapshot = new;
+            repo.put_signed_json(ObjectKind::Drill, &copy)?;
+            carried += 1;
+        }
+    }
+    Ok(carried)
 }
 
 /// An owner-signed header other than `old` whose content is `want`: what

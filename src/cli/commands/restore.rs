@@ -149,6 +149,7 @@ pub fn run(a: RestoreArgs) -> Result<ExitCode> {
         report: &report,
         drill: drill.as_ref(),
         verify: a.verify,
+        partial: !a.include.is_empty() || !a.exclude.is_empty(),
     };
     if a.json {
         render::restore::json(&outcome);

@@ -13,6 +13,12 @@ pub fn text(r: &CopyReport, to: &str) {
         count(r.snapshots_copied.len() as u64, "snapshot"),
         r.snapshots_skipped.len()
     );
+    if r.retirements_copied > 0 {
+        outln!(
+            "{} copied (sources the owner retired)",
+            count(r.retirements_copied, "retirement record")
+        );
+    }
     if r.snapshots_copied.is_empty() {
         return;
     }

@@ -20,20 +20,31 @@ pub struct Outcome<'a> {
     pub drill: Option<&'a vault::Id>,
     /// Whether this was `--verify`.
     pub verify: bool,
+    /// Whether only part of the snapshot was restored (`--include`,
+    /// `--exclude`): its certificates are recorded without the names of
+    /// their files, so none is checked.
+    pub partial: bool,
+}
+
+/// The snapshot's certificates that expire soon, when the whole snapshot
+/// was restored; None when only part of it was.
+fn expiring(o: &Outcome<'_>) -> Option<Vec<CertInfo>> {
+    (!o.partial).then(|| {
+        vault::source::keystore::expiring(
+            &o.snapshot.certificates,
+            chrono::Utc::now(),
+            CERT_WARN_DAYS,
+        )
+    })
 }
 
 /// Prints the outcome as JSON.
 pub fn json(o: &Outcome<'_>) {
-    let expiring = vault::source::keystore::expiring(
-        &o.snapshot.certificates,
-        chrono::Utc::now(),
-        CERT_WARN_DAYS,
-    );
     super::json(&json!({
         "passed": !o.report.failed(),
         "drill": o.drill,
         "report": o.report,
-        "expiring_certificates": expiring,
+        "expiring_certificates": expiring(o),
     }));
 }
 
@@ -100,7 +111,7 @@ pub fn text(o: &Outcome<'_>) {
     }
     problems(&report.problems);
     withheld(&report.withheld);
-    warn_expiring(&o.snapshot.certificates);
+    warn_expiring(&expiring(o).unwrap_or_default());
     outln!(
         "result: {}",
         if report.failed() { "FAILED" } else { "PASSED" }
@@ -153,9 +164,9 @@ fn withheld(w: &WithheldReport) {
     }
 }
 
-/// Prints a warning line per certificate that expires soon.
-fn warn_expiring(certs: &[CertInfo]) {
-    for c in vault::source::keystore::expiring(certs, chrono::Utc::now(), CERT_WARN_DAYS) {
+/// Prints a warning line per certificate of `expiring`.
+fn warn_expiring(expiring: &[CertInfo]) {
+    for c in expiring {
         outln!(
             "  warning: certificate {} expires {}",
             sanitize(&c.subject),

@@ -20,7 +20,7 @@ pub fn table(s: &Stats) {
         ("directories", s.dirs.to_string()),
         ("logical size", size_and_bytes(s.logical_bytes)),
         ("content blobs", s.data.count.to_string()),
-        ("content size", size_and_bytes(s.data.raw_bytes)),
+        ("content size", content_size(s)),
         ("content stored", size_and_bytes(s.data.stored_bytes)),
         ("tree blobs", s.trees.count.to_string()),
         ("trees stored", size_and_bytes(s.trees.stored_bytes)),
@@ -32,11 +32,34 @@ pub fn table(s: &Stats) {
     if s.missing_blobs > 0 {
         rows.push(("blobs not indexed", s.missing_blobs.to_string()));
     }
-    rows.push(("dedup ratio", format!("{:.2}", s.dedup_ratio)));
+    rows.push(("dedup ratio", dedup(s)));
     rows.push(("compression ratio", format!("{:.2}", s.compression_ratio)));
     let width = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
     for (l, v) in rows {
         outln!("{l:<width$}  {v}");
+    }
+}
+
+/// The distinct content's size, saying how it was counted.
+fn content_size(s: &Stats) -> String {
+    let n = size_and_bytes(s.content_bytes);
+    if s.content_exact {
+        n
+    } else {
+        format!("{n}, as indexed: small files' blobs rounded up to 64 B")
+    }
+}
+
+/// Logical size per content size; a lower bound when small files count
+/// rounded up.
+fn dedup(s: &Stats) -> String {
+    if s.content_exact {
+        format!("{:.2} (logical size / content size)", s.dedup_ratio)
+    } else {
+        format!(
+            "at least {:.2} (logical size / content size; `vault stats SNAPSHOT…` counts exactly)",
+            s.dedup_ratio
+        )
     }
 }
 

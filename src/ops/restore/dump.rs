@@ -156,12 +156,8 @@ pub fn dump_tar(
             Error::format(format!("snapshot tree {}", snapshot.root), why.to_string())
         })?;
         if let Some(p) = &prefix {
-            if !path.starts_with(p) {
-                return Ok(if p.starts_with(path) {
-                    Next::Descend
-                } else {
-                    Next::Skip
-                });
+            if let Some(next) = outside_prefix(p, path) {
+                return Ok(next);
             }
             found = true;
         }
@@ -172,54 +168,14 @@ pub fn dump_tar(
         }
         let name = path.as_os_str().as_bytes();
         let mut h = header_for(node);
-        let mut link_target = node.target.as_ref().map(|t| t.0.clone());
-        if let Some(l) = &node.hardlink {
-            match links.get(l) {
-                // Only a member that agrees with the first is a link to it
-                // (see links.rs); any other is written out as recorded.
-                Some((key, first)) if *key == links::key(node) => {
-                    h.set_entry_type(tar::EntryType::Link);
-                    link_target = Some(first.clone());
-                }
-                Some(_) => {}
-                None => {
-                    links.insert(l.clone(), (links::key(node), name.to_vec()));
-                }
-            }
-        }
-        let recs = pax_records(name, link_target.as_deref(), node);
-        builder
-            .append_pax_extensions(recs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-            .map_err(|e| tar_err(path, e))?;
-        // The ustar name field is a fallback; the pax `path` record rules.
-        let short = &name[name.len().saturating_sub(99)..];
-        h.as_old_mut().name[..short.len()].copy_from_slice(short);
-        if let Some(t) = &link_target {
-            let short = &t[..t.len().min(99)];
-            h.as_old_mut().linkname[..short.len()].copy_from_slice(short);
-        }
-        if node.kind == NodeKind::File && h.entry_type() == tar::EntryType::Regular {
-            h.set_size(node.size);
-            h.set_cksum();
-            let content = ContentReader {
-                reader: &mut reader,
-                index: &index,
-                ids: &node.content,
-                next: 0,
-                buf: Vec::new(),
-                pos: 0,
-                hasher: blake3::Hasher::new(),
-                expected: node.hash,
-                produced: 0,
-                size: node.size,
-            };
-            builder.append(&h, content).map_err(|e| tar_err(path, e))?;
-        } else {
-            h.set_cksum();
-            builder
-                .append(&h, io::empty())
-                .map_err(|e| tar_err(path, e))?;
-        }
+        let link_target = link_target(&mut links, node, name, &mut h);
+        let member = Member {
+            path,
+            node,
+            header: h,
+            link_target: link_target.as_deref(),
+        };
+        append_member(&mut builder, &mut reader, &index, member)?;
         Ok(Next::Descend)
     })?;
     if !found {
@@ -233,6 +189,106 @@ pub fn dump_tar(
         .map_err(|e| Error::io("<tar output>", e))?
         .flush()
         .map_err(|e| Error::io("<tar output>", e))
+}
+
+/// Where `path` stands against the subpath `p`: None when it is inside
+/// (archived), else the walk's next step: descend toward `p`, or skip.
+fn outside_prefix(p: &Path, path: &Path) -> Option<Next> {
+    if path.starts_with(p) {
+        return None;
+    }
+    Some(if p.starts_with(path) {
+        Next::Descend
+    } else {
+        Next::Skip
+    })
+}
+
+/// The link target `node` (archived as `name`) is written with: its
+/// symlink target, or, for a member of a hard-link group that agrees with
+/// the group's first member, that member's name, `h` becoming a link entry
+/// (see links.rs). The first member of each group is remembered in
+/// `links`; any other is written out as recorded.
+fn link_target(
+    links: &mut HashMap<String, (links::Key, Vec<u8>)>,
+    node: &Node,
+    name: &[u8],
+    h: &mut tar::Header,
+) -> Option<Vec<u8>> {
+    let mut target = node.target.as_ref().map(|t| t.0.clone());
+    if let Some(l) = &node.hardlink {
+        match links.get(l) {
+            Some((key, first)) if *key == links::key(node) => {
+                h.set_entry_type(tar::EntryType::Link);
+                target = Some(first.clone());
+            }
+            Some(_) => {}
+            None => {
+                links.insert(l.clone(), (links::key(node), name.to_vec()));
+            }
+        }
+    }
+    target
+}
+
+/// One archive member about to be written.
+struct Member<'a> {
+    path: &'a Path,
+    node: &'a Node,
+    header: tar::Header,
+    link_target: Option<&'a [u8]>,
+}
+
+/// Appends `m`: its pax records, its ustar header (names cut to fit: the
+/// pax records rule) and, for a regular file, its content, verified as it
+/// streams.
+fn append_member<W: Write>(
+    builder: &mut tar::Builder<W>,
+    reader: &mut BlobReader<'_>,
+    index: &Index,
+    m: Member<'_>,
+) -> Result<()> {
+    let Member {
+        path,
+        node,
+        header: mut h,
+        link_target,
+    } = m;
+    let name = path.as_os_str().as_bytes();
+    let recs = pax_records(name, link_target, node);
+    builder
+        .append_pax_extensions(recs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+        .map_err(|e| tar_err(path, e))?;
+    // The ustar name field is a fallback; the pax `path` record rules.
+    let short = &name[name.len().saturating_sub(99)..];
+    h.as_old_mut().name[..short.len()].copy_from_slice(short);
+    if let Some(t) = link_target {
+        let short = &t[..t.len().min(99)];
+        h.as_old_mut().linkname[..short.len()].copy_from_slice(short);
+    }
+    if node.kind == NodeKind::File && h.entry_type() == tar::EntryType::Regular {
+        h.set_size(node.size);
+        h.set_cksum();
+        let content = ContentReader {
+            reader,
+            index,
+            ids: &node.content,
+            next: 0,
+            buf: Vec::new(),
+            pos: 0,
+            hasher: blake3::Hasher::new(),
+            expected: node.hash,
+            produced: 0,
+            size: node.size,
+        };
+        builder.append(&h, content).map_err(|e| tar_err(path, e))?;
+    } else {
+        h.set_cksum();
+        builder
+            .append(&h, io::empty())
+            .map_err(|e| tar_err(path, e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
