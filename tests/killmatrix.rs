@@ -43,7 +43,9 @@ fn a_short_round_of_the_kill_matrix_loses_nothing() {
         assert!(n(f, 2) >= 1, "{text}");
         assert_eq!(n(f, 6) + n(f, 7) + n(f, 8) + n(f, 9), 0, "{text}");
     }
-    // Most points really killed the command (the rest finished first).
+    // At least half the points really killed the command (the rest
+    // finished first: how many depends on how busy the machine is, 13 of
+    // 24 were seen under a load average of 20, 16 or more when quiet).
     let killed: u32 = rows.iter().map(|f| n(f, 3) + n(f, 4)).sum();
-    assert!(killed >= 16, "{text}");
+    assert!(killed >= 12, "{text}");
 }
