@@ -20,6 +20,8 @@
 #   FLEET_WORK      work directory (default: <repo>/bench-work/fleet, removed afterwards)
 #   FLEET_LOCAL     snapshot counts on a local directory (default: "1 1000 10000")
 #   FLEET_S3        snapshot counts on moto (default: "1 1000"; empty skips S3)
+#   FLEET_GARAGE    snapshot counts on a one-node Garage (a real S3-compatible
+#                   store, scripts/lib/garage.sh; default: none; needs `garage`)
 #   FLEET_RUNS      runs per measurement (default 3)
 #   VAULT_BIN       the vault binary (default: `cargo build --release` into
 #                   $CARGO_TARGET_DIR or target/)
@@ -39,6 +41,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=${FLEET_WORK:-$ROOT/bench-work/fleet}
 LOCAL_SIZES=${FLEET_LOCAL-"1 1000 10000"}
 S3_SIZES=${FLEET_S3-"1 1000"}
+GARAGE_SIZES=${FLEET_GARAGE-}
 RUNS=${FLEET_RUNS:-3}
 KEEP=${FLEET_KEEP:-0}
 COMPACT=${FLEET_COMPACT:-0}
@@ -46,7 +49,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
-for n in $LOCAL_SIZES $S3_SIZES; do
+for n in $LOCAL_SIZES $S3_SIZES $GARAGE_SIZES; do
     case "$n" in '' | *[!0-9]*) echo "snapshot counts must be numbers, not $n" >&2; exit 2 ;; esac
     [ "$n" -ge 1 ] || { echo "snapshot counts must be >= 1" >&2; exit 2; }
 done
@@ -64,8 +67,11 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 MOTO_PID=
+# shellcheck source=lib/garage.sh
+. "$ROOT/scripts/lib/garage.sh"
 cleanup() {
     [ -z "$MOTO_PID" ] || kill "$MOTO_PID" 2>/dev/null || true
+    stop_garage
     [ "$KEEP" = 1 ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -169,6 +175,16 @@ if [ -n "$S3_SIZES" ]; then
     for n in $S3_SIZES; do
         curl -s -X PUT "$AWS_ENDPOINT_URL/fleet-$n" >/dev/null
         bench s3 "s3://fleet-$n/repo" "$n"
+    done
+fi
+
+if [ -n "$GARAGE_SIZES" ]; then
+    [ -z "$MOTO_PID" ] || { kill "$MOTO_PID"; MOTO_PID=; }
+    start_garage "$WORK/garage" 1 >"$WORK/garage.log" 2>&1 ||
+        { cat "$WORK/garage.log" >&2; exit 1; }
+    for n in $GARAGE_SIZES; do
+        garage_bucket "fleet-$n" >>"$WORK/garage.log" 2>&1
+        bench garage "s3://fleet-$n/repo" "$n"
     done
 fi
 
