@@ -35,7 +35,13 @@ start_garage() {
     }
     rf=$((nodes < 3 ? nodes : 3))
     secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-    garage_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    # Two free ports, chosen together (the next port up may be taken).
+    local ports rpc_port
+    ports=$(python3 -c 'import socket
+a, b = socket.socket(), socket.socket()
+a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
+print(a.getsockname()[1], b.getsockname()[1])')
+    read -r garage_port rpc_port <<<"$ports"
     mkdir -p "$garage_dir"
     garage_pids=()
     for n in $(seq "$nodes"); do
@@ -46,8 +52,8 @@ metadata_dir = "$d/meta"
 data_dir = "$d/data"
 db_engine = "sqlite"
 replication_factor = $rf
-rpc_bind_addr = "127.0.0.$n:$((garage_port + 1))"
-rpc_public_addr = "127.0.0.$n:$((garage_port + 1))"
+rpc_bind_addr = "127.0.0.$n:$rpc_port"
+rpc_public_addr = "127.0.0.$n:$rpc_port"
 rpc_secret = "$secret"
 
 [s3_api]
