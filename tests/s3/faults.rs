@@ -656,6 +656,96 @@ fn an_object_missing_on_its_first_read_is_asked_for_again() {
 }
 
 #[test]
+fn a_long_listing_split_into_parallel_ranges_returns_every_key_once() {
+    let moto = Moto::start();
+    moto.create_bucket("ranges");
+    // Hex names spread over every first digit, and names that are not hex
+    // at all, around and between the ranges' bounds.
+    let mut keys: Vec<String> = (0..1_500u32)
+        .map(|i| {
+            format!(
+                "index/{}",
+                vault::format::id::Id::of_bytes(&i.to_le_bytes())
+            )
+        })
+        .collect();
+    for odd in [
+        "0",
+        "1",
+        "f",
+        "ff",
+        "g-not-hex",
+        "A",
+        "Z",
+        "~",
+        "9~",
+        "a",
+        "e\u{e9}",
+    ] {
+        keys.push(format!("index/{odd}"));
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let keys = Arc::new(keys);
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (next, keys, port) = (next.clone(), keys.clone(), moto.port);
+            std::thread::spawn(move || {
+                while let Some(key) = keys.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    let path: String = key
+                        .bytes()
+                        .map(|b| match b {
+                            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' => {
+                                (b as char).to_string()
+                            }
+                            _ => format!("%{b:02X}"),
+                        })
+                        .collect();
+                    write!(
+                        s,
+                        "PUT /ranges/p/{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                         Content-Length: 1\r\nConnection: close\r\n\r\nx"
+                    )
+                    .unwrap();
+                    let mut reply = String::new();
+                    s.read_to_string(&mut reply).unwrap();
+                    assert!(reply.starts_with("HTTP/1.1 200"), "{key}: {reply}");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let mut expected: Vec<String> = keys.to_vec();
+    expected.sort();
+    // Pages of 97 keys: the first page, then 16 ranges of several pages.
+    let proxy = Proxy::start(moto.port, |r| {
+        if is_listing(r) {
+            Fault::SmallPages(97)
+        } else {
+            Fault::Pass
+        }
+    });
+    let mut options = moto.options();
+    options.endpoint = Some(proxy.endpoint());
+    let s3 = S3Storage::open("s3://ranges/p", &options).unwrap();
+    let listed: Vec<String> = s3
+        .list("index/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(listed, expected, "every key once, in order");
+    let pages = proxy.count(|s| s.method == "GET" && s.target.contains("list-type=2"));
+    assert!(pages >= 16, "the rest was listed as ranges ({pages} pages)");
+    assert!(
+        proxy.count(|s| s.target.contains("start-after=")) >= 15,
+        "ranges start after their bounds"
+    );
+}
+
+#[test]
 fn listings_over_ten_thousand_keys_follow_every_continuation_token() {
     let moto = Moto::start();
     moto.create_bucket("many");

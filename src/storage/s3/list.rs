@@ -21,25 +21,81 @@ impl S3Storage {
             }
         }
         let full = self.full(prefix);
+        let (mut out, last) = self.list_range(prefix, &full, None, None, true)?;
+        if let Some(last) = last {
+            // More than one page: the rest is listed as ranges split at
+            // the next character, in parallel. vault's names there are hex
+            // (ids, or a hex fan-out directory), so 16 ranges share the
+            // keys about evenly; other names are listed all the same, only
+            // less evenly.
+            let mut bounds: Vec<String> = "123456789abcdef"
+                .chars()
+                .map(|c| format!("{full}{c}"))
+                .filter(|b| *b > last)
+                .collect();
+            bounds.insert(0, last);
+            let ranges: Vec<(String, Option<String>)> = bounds
+                .iter()
+                .enumerate()
+                .map(|(i, lo)| (lo.clone(), bounds.get(i + 1).cloned()))
+                .collect();
+            let listed = std::thread::scope(|s| {
+                let workers: Vec<_> = ranges
+                    .iter()
+                    .map(|(lo, hi)| {
+                        s.spawn(|| self.list_range(prefix, &full, Some(lo), hi.as_deref(), false))
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| w.join().expect("a listing thread never panics"))
+                    .collect::<Vec<_>>()
+            });
+            for range in listed {
+                out.extend(range?.0);
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// The objects under `full` after `after` (exclusive) up to `until`
+    /// (inclusive), page by page; with `one_page`, only the first page,
+    /// and the last key seen if the listing goes on.
+    fn list_range(
+        &self,
+        prefix: &str,
+        full: &str,
+        after: Option<&str>,
+        until: Option<&str>,
+        one_page: bool,
+    ) -> Result<(Vec<ObjectInfo>, Option<String>), StorageError> {
         let (client, bucket) = (&self.client, &self.bucket);
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let page = self.retry(prefix, "LIST", || {
-                let (full, token) = (&full, &token);
+                let token = &token;
                 async move {
                     client
                         .list_objects_v2()
                         .bucket(bucket)
                         .prefix(full)
+                        // The token carries the position once there is one.
+                        .set_start_after(after.filter(|_| token.is_none()).map(str::to_owned))
                         .set_continuation_token(token.clone())
                         .send()
                         .await
                         .map_err(|e| classify(prefix, e))
                 }
             })?;
+            let mut last = None;
             for obj in page.contents() {
                 let Some(k) = obj.key() else { continue };
+                if until.is_some_and(|u| k > u) {
+                    return Ok((out, None));
+                }
+                last = Some(k);
                 out.push(ObjectInfo {
                     key: self.relative(k),
                     size: obj.size().unwrap_or(0).max(0) as u64,
@@ -48,11 +104,12 @@ impl S3Storage {
             }
             token = page.next_continuation_token().map(str::to_owned);
             if token.is_none() || page.is_truncated() != Some(true) {
-                break;
+                return Ok((out, None));
+            }
+            if let (true, Some(last)) = (one_page, last) {
+                return Ok((out, Some(last.to_owned())));
             }
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
     }
 
     /// Multipart uploads under the prefix that were never completed or aborted.
