@@ -29,6 +29,7 @@ use std::time::Instant;
 use crossbeam_channel::{Sender, bounded};
 use globset::GlobSet;
 
+use super::batch::Batcher;
 use super::budget::Budget;
 use super::dirs::{Created, DirStack};
 use super::files::{self, Commit, Finished, Segment};
@@ -174,8 +175,7 @@ struct Plan {
     created: Vec<Created>,
     links: Links,
     /// Whole files of the current directory not handed out yet.
-    batch: Vec<Segment>,
-    batch_bytes: u64,
+    batch: Batcher<Segment>,
 }
 
 /// One restore of one snapshot into one target.
@@ -231,8 +231,7 @@ impl<'a> Restorer<'a> {
                 stack: DirStack::new(target.clone()),
                 created: Vec::new(),
                 links: Links::default(),
-                batch: Vec::new(),
-                batch_bytes: 0,
+                batch: Batcher::new(BATCH_FILES, BATCH_BYTES),
             },
             shared: Shared {
                 repo,
@@ -485,21 +484,18 @@ impl Plan {
     /// directory, handed out when full or when the walk moves on to another
     /// directory; each segment of a larger file goes on its own.
     fn queue(&mut self, tx: &Sender<Vec<Segment>>, segments: Vec<Segment>) -> Result<()> {
+        let mut segments = segments;
         if let [seg] = segments.as_slice()
             && seg.whole()
             && seg.file_size() < BATCH_BYTES
         {
-            if self
+            let seg = segments.pop().expect("one segment");
+            let size = seg.file_size();
+            for batch in self
                 .batch
-                .first()
-                .is_some_and(|b| !Arc::ptr_eq(b.dir(), seg.dir()))
+                .add(seg, size, |a, b| Arc::ptr_eq(a.dir(), b.dir()))
             {
-                self.hand_out(tx)?;
-            }
-            self.batch_bytes += seg.file_size();
-            self.batch.extend(segments);
-            if self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
-                self.hand_out(tx)?;
+                send(tx, batch)?;
             }
             return Ok(());
         }
@@ -512,11 +508,10 @@ impl Plan {
 
     /// Hands the current batch to the workers.
     fn hand_out(&mut self, tx: &Sender<Vec<Segment>>) -> Result<()> {
-        self.batch_bytes = 0;
-        if self.batch.is_empty() {
-            return Ok(());
+        match self.batch.take() {
+            Some(batch) => send(tx, batch),
+            None => Ok(()),
         }
-        send(tx, std::mem::take(&mut self.batch))
     }
 
     /// Phase 1: one step of the walk.
