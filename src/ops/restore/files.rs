@@ -161,6 +161,24 @@ pub struct Segment {
     offset: u64,
 }
 
+impl Segment {
+    /// Whether this is a whole file (of one segment): such files are
+    /// handed to the workers in batches of one directory.
+    pub fn whole(&self) -> bool {
+        self.state.single
+    }
+
+    /// The directory the file goes into.
+    pub fn dir(&self) -> &Arc<Dir> {
+        &self.state.dir
+    }
+
+    /// The file's recorded size.
+    pub fn file_size(&self) -> u64 {
+        self.state.node.size
+    }
+}
+
 /// What finishing a file produced.
 pub enum Finished {
     /// Restored.

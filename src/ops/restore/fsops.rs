@@ -319,14 +319,42 @@ impl Dir {
     /// made through the file's own handle (`/proc/self/fd/N`, which lands on
     /// that very inode) and never replaces an existing entry, nor follows a
     /// symlink at `name`: `Ok(false)` when something has the name.
+    ///
+    /// With `CAP_DAC_READ_SEARCH` (root) the handle itself is linked
+    /// (`AT_EMPTY_PATH`: the same inode, without a path lookup through
+    /// `/proc`); without it the kernel says `ENOENT`, and from then on this
+    /// process links through `/proc`.
     pub fn link_unnamed(&self, file: &File, name: &OsStr) -> io::Result<bool> {
-        match linkat(
-            nix::fcntl::AT_FDCWD,
-            &Handle::proc_path(file.as_fd()),
-            self.file.as_fd(),
-            name,
-            AtFlags::AT_SYMLINK_FOLLOW,
-        ) {
+        static EMPTY_PATH_OK: AtomicBool = AtomicBool::new(true);
+        let linked = if EMPTY_PATH_OK.load(Ordering::Relaxed) {
+            match linkat(
+                file.as_fd(),
+                "",
+                self.file.as_fd(),
+                name,
+                AtFlags::AT_EMPTY_PATH,
+            ) {
+                // No capability (or an old kernel): go through /proc.
+                Err(Errno::ENOENT | Errno::EPERM | Errno::EINVAL) => {
+                    EMPTY_PATH_OK.store(false, Ordering::Relaxed);
+                    None
+                }
+                r => Some(r),
+            }
+        } else {
+            None
+        };
+        let linked = match linked {
+            Some(r) => r,
+            None => linkat(
+                nix::fcntl::AT_FDCWD,
+                &Handle::proc_path(file.as_fd()),
+                self.file.as_fd(),
+                name,
+                AtFlags::AT_SYMLINK_FOLLOW,
+            ),
+        };
+        match linked {
             Ok(()) => Ok(true),
             Err(Errno::EEXIST) => Ok(false),
             Err(e) => Err(io_err(e)),

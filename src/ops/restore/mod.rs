@@ -9,6 +9,7 @@
 //! content is withheld, `budget.rs` for how a tiny snapshot cannot make a
 //! restore write more than its header declares, `links.rs` for hard links.
 
+mod batch;
 mod budget;
 pub mod cat;
 mod dirs;

@@ -11,17 +11,25 @@
 //!    to be the directory restore created; flush to disk.
 //!
 //! Plan and files stream through a bounded channel, so memory does not grow
-//! with the number or size of files.
+//! with the number or size of files. Whole small files go to the workers
+//! in batches of one directory ([`BATCH_FILES`]), so that two workers
+//! rarely create and link entries in the same directory at once (they
+//! would wait on its lock); each segment of a large file goes on its own.
+//! While the workers write, a flusher thread starts writing what they
+//! wrote to disk every [`FLUSH_EVERY`] bytes (`syncfs` on its own thread),
+//! so the final flush finds little left instead of the whole restore.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crossbeam_channel::{Sender, bounded};
 use globset::GlobSet;
 
+use super::batch::Batcher;
 use super::budget::Budget;
 use super::dirs::{Created, DirStack};
 use super::files::{self, Commit, Finished, Segment};
@@ -38,6 +46,20 @@ use crate::format::tree::{Node, NodeKind};
 use crate::repo::treewalk::{self, Next, Visit};
 use crate::repo::{BlobReader, Repository};
 
+/// Whole files handed to a worker at once, at most (all in one directory).
+const BATCH_FILES: usize = 64;
+
+/// Bytes of whole files in one batch, at most; files this large or larger
+/// go on their own.
+const BATCH_BYTES: u64 = 4 << 20;
+
+/// Batches and segments queued for the workers.
+const QUEUED: usize = 16;
+
+/// Bytes (each file counted with one block more, for its inode and entry)
+/// written between two background flushes.
+const FLUSH_EVERY: u64 = 64 << 20;
+
 /// What every phase reads, and the report the workers add to.
 struct Shared<'a> {
     repo: &'a Repository,
@@ -48,6 +70,8 @@ struct Shared<'a> {
     report: Mutex<RestoreReport>,
     /// The inodes of hard-link groups' first members, once committed.
     committed: Mutex<HashMap<PathBuf, FileId>>,
+    /// Bytes written so far (with a block per file), to pace the flusher.
+    written: AtomicU64,
 }
 
 impl Shared<'_> {
@@ -150,6 +174,8 @@ struct Plan {
     /// Directories created, in walk order (parents first).
     created: Vec<Created>,
     links: Links,
+    /// Whole files of the current directory not handed out yet.
+    batch: Batcher<Segment>,
 }
 
 /// One restore of one snapshot into one target.
@@ -205,6 +231,7 @@ impl<'a> Restorer<'a> {
                 stack: DirStack::new(target.clone()),
                 created: Vec::new(),
                 links: Links::default(),
+                batch: Batcher::new(BATCH_FILES, BATCH_BYTES),
             },
             shared: Shared {
                 repo,
@@ -218,6 +245,7 @@ impl<'a> Restorer<'a> {
                 },
                 report: Mutex::new(report),
                 committed: Mutex::new(HashMap::new()),
+                written: AtomicU64::new(0),
             },
         })
     }
@@ -253,20 +281,34 @@ impl<'a> Restorer<'a> {
         let plan = &mut self.plan;
         let root = self.snapshot.root;
         std::thread::scope(|s| -> Result<()> {
-            let (tx, rx) = bounded::<Segment>(64);
-            for _ in 0..threads {
-                let rx = rx.clone();
+            let (tx, rx) = bounded::<Vec<Segment>>(QUEUED);
+            // A drill does not flush at all (it re-reads and deletes).
+            let (flush, flushes) = bounded::<()>(1);
+            if !shared.opts.verify {
                 s.spawn(move || {
-                    let mut reader = BlobReader::new(shared.repo);
-                    for seg in rx {
-                        write_files(shared, seg, &mut reader);
+                    for () in flushes {
+                        // Best effort: the final flush reports errors.
+                        let _ = nix::unistd::syncfs(shared.target.file());
                     }
                 });
             }
-            drop(rx);
+            for _ in 0..threads {
+                let rx = rx.clone();
+                let flush = flush.clone();
+                s.spawn(move || {
+                    let mut reader = BlobReader::new(shared.repo);
+                    for work in rx {
+                        for seg in work {
+                            write_files(shared, seg, &mut reader, &flush);
+                        }
+                    }
+                });
+            }
+            drop((rx, flush));
             let walked = treewalk::walk(shared.repo, &shared.index, &root, &mut |v| {
                 plan.visit(shared, &tx, v)
-            });
+            })
+            .and_then(|()| plan.hand_out(&tx));
             drop(tx);
             walked
         })
@@ -393,14 +435,22 @@ enum Linked {
     Kept,
 }
 
-/// Phase 2, on a worker: writes one segment and records a finished file.
-fn write_files(shared: &Shared<'_>, seg: Segment, reader: &mut BlobReader<'_>) {
+/// Phase 2, on a worker: writes one segment and records a finished file;
+/// asks the flusher to start on what was written every [`FLUSH_EVERY`]
+/// bytes.
+fn write_files(shared: &Shared<'_>, seg: Segment, reader: &mut BlobReader<'_>, flush: &Sender<()>) {
     let Some((st, finished)) =
         files::process(seg, reader, &shared.index, &shared.meta, shared.opts.verify)
     else {
         return;
     };
     crate::ops::progress::advance(&shared.opts.progress, 1, st.size());
+    let dirt = st.size() + 4096;
+    let before = shared.written.fetch_add(dirt, Ordering::Relaxed);
+    if before / FLUSH_EVERY != (before + dirt) / FLUSH_EVERY {
+        // Already asked and not started yet: that flush takes this too.
+        let _ = flush.try_send(());
+    }
     match finished {
         Finished::Ok {
             bytes,
@@ -430,8 +480,47 @@ fn write_files(shared: &Shared<'_>, seg: Segment, reader: &mut BlobReader<'_>) {
 }
 
 impl Plan {
+    /// Queues a file's segments: a whole small file joins the batch of its
+    /// directory, handed out when full or when the walk moves on to another
+    /// directory; each segment of a larger file goes on its own.
+    fn queue(&mut self, tx: &Sender<Vec<Segment>>, segments: Vec<Segment>) -> Result<()> {
+        let mut segments = segments;
+        if let [seg] = segments.as_slice()
+            && seg.whole()
+            && seg.file_size() < BATCH_BYTES
+        {
+            let seg = segments.pop().expect("one segment");
+            let size = seg.file_size();
+            for batch in self
+                .batch
+                .add(seg, size, |a, b| Arc::ptr_eq(a.dir(), b.dir()))
+            {
+                send(tx, batch)?;
+            }
+            return Ok(());
+        }
+        self.hand_out(tx)?;
+        for seg in segments {
+            send(tx, vec![seg])?;
+        }
+        Ok(())
+    }
+
+    /// Hands the current batch to the workers.
+    fn hand_out(&mut self, tx: &Sender<Vec<Segment>>) -> Result<()> {
+        match self.batch.take() {
+            Some(batch) => send(tx, batch),
+            None => Ok(()),
+        }
+    }
+
     /// Phase 1: one step of the walk.
-    fn visit(&mut self, shared: &Shared<'_>, tx: &Sender<Segment>, v: Visit<'_>) -> Result<Next> {
+    fn visit(
+        &mut self,
+        shared: &Shared<'_>,
+        tx: &Sender<Vec<Segment>>,
+        v: Visit<'_>,
+    ) -> Result<Next> {
         let (path, node) = match v {
             Visit::Damaged { path, error } => {
                 shared.problem(
@@ -505,13 +594,7 @@ impl Plan {
         if node.kind == NodeKind::File {
             let mode = shared.meta.policy.screen(node).mode;
             match files::plan(path, &dir, node, mode, &shared.index, commit) {
-                Ok(segments) => {
-                    for seg in segments {
-                        tx.send(seg).map_err(|_| Error::Cancelled {
-                            operation: "restore",
-                        })?;
-                    }
-                }
+                Ok(segments) => self.queue(tx, segments)?,
                 Err((kind, message)) => shared.problem(path, kind, message),
             }
         } else {
@@ -531,6 +614,13 @@ impl Plan {
             }
         }
     }
+}
+
+/// Gives work to the workers (who only stop taking it when they are gone).
+fn send(tx: &Sender<Vec<Segment>>, work: Vec<Segment>) -> Result<()> {
+    tx.send(work).map_err(|_| Error::Cancelled {
+        operation: "restore",
+    })
 }
 
 /// Creates a symlink, fifo or device in `dir`, sets its metadata on its
