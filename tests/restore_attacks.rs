@@ -185,6 +185,7 @@ fn node(name: &str, kind: NodeKind) -> Node {
         hardlink: None,
         xattrs: vec![],
         content: vec![],
+        content_lists: Vec::new(),
         hash: None,
         subtree: None,
     }

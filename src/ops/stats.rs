@@ -144,6 +144,7 @@ pub fn snapshots(
                         s.files += 1;
                         s.logical_bytes = s.logical_bytes.saturating_add(node.size);
                         data.extend(node.content.iter().copied());
+                        trees.extend(node.content_lists.iter().copied());
                     }
                     NodeKind::Dir => {
                         s.dirs += 1;

@@ -25,6 +25,17 @@ use super::squeeze;
 /// packs' worth of reuse (their blobs are stored again next time).
 const PACKS_PER_INDEX: usize = 8;
 
+/// Blobs after which an index file is written even with fewer packs: its
+/// JSON (about 160 bytes a blob, held two or three times while it is
+/// signed and sealed) must not grow with how well the data compresses
+/// (a 16 MiB pack of text compressed 20:1 holds some 20,000 blobs).
+const BLOBS_PER_INDEX: usize = 16_384;
+
+/// A tree pack is sent once it holds this fraction of the pack size: it is
+/// filled beside the data pack, so its buffer is a third one, kept small
+/// whatever the backup holds (a file of many chunks adds content lists).
+const TREE_PACK_DIVISOR: u64 = 4;
+
 /// Records the first fatal error and tells every stage to stop.
 #[derive(Default)]
 pub struct Failure {
@@ -237,6 +248,10 @@ pub fn packer(
     failure: &Failure,
 ) {
     let pack_size = repo.config().pack_size as u64;
+    let full = |k: BlobKind| match k {
+        BlobKind::Data => pack_size,
+        BlobKind::Tree => pack_size / TREE_PACK_DIVISOR,
+    };
     let mut open: [Option<PackBuilder>; 2] = [None, None];
     let slot = |k: BlobKind| match k {
         BlobKind::Data => 0,
@@ -251,9 +266,10 @@ pub fn packer(
             if s.is_none() {
                 let seal = repo.keys().owner_only();
                 // Data packs reuse the buffers of uploaded ones; tree packs
-                // are small and few.
+                // are small and few (their capacity is reserved, not touched,
+                // so it costs no memory until filled, and no copies then).
                 let builder = if b.kind == BlobKind::Tree {
-                    PackBuilder::new(b.kind, &seal, 1 << 20)?
+                    PackBuilder::new(b.kind, &seal, full(b.kind) as usize + (1 << 20))?
                 } else if let Ok(buf) = spare.try_recv() {
                     PackBuilder::with_buffer(b.kind, &seal, buf)?
                 } else {
@@ -264,7 +280,7 @@ pub fn packer(
             }
             let builder = s.as_mut().expect("opened above");
             builder.add(b.id, &b.data, b.raw_length)?;
-            if builder.len() >= pack_size {
+            if builder.len() >= full(b.kind) {
                 let full = s.take().expect("present").finish()?;
                 if tx.send(full).is_err() {
                     return Ok(false);
@@ -362,7 +378,8 @@ pub fn indexer(
     };
     for pack in rx {
         pending.packs.push(pack);
-        if pending.packs.len() >= PACKS_PER_INDEX
+        let blobs: usize = pending.packs.iter().map(|p| p.blobs.len()).sum();
+        if (pending.packs.len() >= PACKS_PER_INDEX || blobs >= BLOBS_PER_INDEX)
             && let Err(e) = flush(&mut pending)
         {
             return failure.fail(e);

@@ -656,6 +656,7 @@ mod tests {
             hardlink: None,
             xattrs: vec![],
             content: vec![],
+            content_lists: Vec::new(),
             hash: None,
             subtree: None,
         }
