@@ -239,10 +239,13 @@ pub fn encode_blob(
 pub struct CompressedBlobMsg(CompressedBlob);
 
 /// Appends blobs to one open pack per kind; full packs go to the uploaders.
+/// At most `buffers` data pack buffers are ever made: past that, a new pack
+/// waits for an uploaded pack's buffer (`spare`).
 pub fn packer(
     rx: Receiver<CompressedBlobMsg>,
     tx: Sender<FinishedPack>,
     spare: Receiver<Vec<u8>>,
+    buffers: u64,
     repo: &Repository,
     stats: &Stats,
     failure: &Failure,
@@ -272,9 +275,14 @@ pub fn packer(
                     PackBuilder::new(b.kind, &seal, full(b.kind) as usize + (1 << 20))?
                 } else if let Ok(buf) = spare.try_recv() {
                     PackBuilder::with_buffer(b.kind, &seal, buf)?
-                } else {
+                } else if stats.pack_buffers.load(Ordering::Relaxed) < buffers {
                     stats.pack_buffers.fetch_add(1, Ordering::Relaxed);
                     PackBuilder::new(b.kind, &seal, pack_size as usize + (1 << 20))?
+                } else {
+                    match spare_buffer(&spare, failure) {
+                        Some(buf) => PackBuilder::with_buffer(b.kind, &seal, buf)?,
+                        None => return Ok(false),
+                    }
                 };
                 *s = Some(builder);
             }
@@ -298,6 +306,18 @@ pub fn packer(
     };
     if let Err(e) = run() {
         failure.fail(e);
+    }
+}
+
+/// Waits for an uploaded pack's buffer; `None` once the uploaders are gone
+/// or a stage failed (an uploader that failed keeps its buffer).
+fn spare_buffer(spare: &Receiver<Vec<u8>>, failure: &Failure) -> Option<Vec<u8>> {
+    loop {
+        match spare.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(buf) => return Some(buf),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) if !failure.stopped() => {}
+            Err(_) => return None,
+        }
     }
 }
 
