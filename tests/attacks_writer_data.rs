@@ -37,6 +37,7 @@ fn node(name: &[u8], kind: NodeKind) -> Node {
         hardlink: None,
         xattrs: vec![],
         content: vec![],
+        content_lists: Vec::new(),
         hash: None,
         subtree: None,
     }

@@ -94,8 +94,12 @@ impl Crafter {
     }
 
     fn tree(&mut self, nodes: Vec<Node>) -> Id {
-        let bytes = Tree { nodes }.to_bytes();
-        Self::blob(self.trees.as_mut().unwrap(), &self.key, &bytes).0
+        self.tree_blob(&Tree { nodes }.to_bytes())
+    }
+
+    /// Any blob in the tree pack (a tree or a content list).
+    fn tree_blob(&mut self, bytes: &[u8]) -> Id {
+        Self::blob(self.trees.as_mut().unwrap(), &self.key, bytes).0
     }
 
     /// A regular file node holding `bytes` as one blob.
@@ -185,6 +189,7 @@ fn node(name: &str, kind: NodeKind) -> Node {
         hardlink: None,
         xattrs: vec![],
         content: vec![],
+        content_lists: Vec::new(),
         hash: None,
         subtree: None,
     }
@@ -709,4 +714,58 @@ fn a_blob_found_by_its_id_key_is_checked_against_the_full_id() {
     assert_eq!(genuine.len() as u32, compact.get(&blob).unwrap().raw_length);
     let err = reader.read_indexed(&other, &compact).unwrap_err();
     assert!(err.to_string().contains(&other.to_string()), "{err}");
+}
+
+/// Content lists (format version 4) cannot inflate: a list named again and
+/// again must not make a few bytes of tree expand into more blob ids than
+/// the file has bytes, or than one tree may list.
+#[test]
+fn content_lists_cannot_name_more_blobs_than_the_file_has_bytes() {
+    use vault::format::tree::{LIST_IDS, MAX_LISTED_IDS, list_bytes};
+    let env = Env::new();
+    let mut c = Crafter::new(&env);
+    let x = c.data(b"x");
+    let list = BlobId(c.tree_blob(&list_bytes(&vec![x; LIST_IDS])));
+    let file = |name: &str, lists: usize, size: u64| {
+        let mut n = node(name, NodeKind::File);
+        n.size = size;
+        n.content_lists = vec![list; lists];
+        n.hash = Some(Id::of_bytes(&vec![b'x'; size as usize]));
+        n
+    };
+    // Three lists of 4,096 one-byte blobs for a file declared as 4,096 bytes;
+    // and lists past the per-tree bound for a file declared large enough.
+    let over = LIST_IDS * 3;
+    let past = MAX_LISTED_IDS / LIST_IDS + 1;
+    for (lists, size) in [(3, LIST_IDS as u64), (past, 2 * MAX_LISTED_IDS as u64)] {
+        let mut c2 = Crafter::new(&env);
+        let x2 = c2.data(b"x");
+        let list2 = BlobId(c2.tree_blob(&list_bytes(&vec![x2; LIST_IDS])));
+        assert_eq!(list2, list);
+        let root = c2.tree(vec![file("f", lists, size)]);
+        let id = c2.finish(root, totals(1, 0, size));
+        let target = env.path(&format!("target-{lists}"));
+        let out = env.restore(&id, &target);
+        assert_code(&out, 4);
+        let said = format!("{}{}", stdout(&out), stderr(&out));
+        assert_contains(&said, "content lists name more blobs");
+        let files = entries(&target).iter().filter(|(_, f)| *f).count();
+        assert_eq!(files, 0, "{over} ids for {size} bytes: nothing written");
+    }
+    // Control: one list for 4,096 bytes restores.
+    let root = c.tree(vec![file("f", 1, LIST_IDS as u64)]);
+    let id = c.finish(root, totals(1, 0, LIST_IDS as u64));
+    let target = env.path("honest");
+    assert_success(&env.restore(&id, &target));
+    let got: Vec<_> = walkdir(&target);
+    assert_eq!(got, vec![vec![b'x'; LIST_IDS]]);
+}
+
+/// The contents of every regular file under `root`.
+fn walkdir(root: &Path) -> Vec<Vec<u8>> {
+    entries(root)
+        .into_iter()
+        .filter(|(_, f)| *f)
+        .map(|(p, _)| std::fs::read(root.join(p)).unwrap())
+        .collect()
 }

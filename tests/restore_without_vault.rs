@@ -156,3 +156,95 @@ fn refuses_a_key_that_is_not_an_owner() {
     let tmp: Vec<_> = fs::read_dir(env.path("script-tmp")).unwrap().collect();
     assert!(tmp.is_empty(), "temporary files left behind: {tmp:?}");
 }
+
+/// A file of more blobs than one content list holds (format version 4) is
+/// named by content lists: its directory's tree stays a few hundred bytes
+/// however large the file (what a backup holds while building it), and both
+/// `vault restore` and the script restore it byte for byte.
+#[test]
+fn a_file_of_many_chunks_is_named_by_content_lists_and_restored_by_both() {
+    use vault::format::tree::{LIST_IDS, Tree};
+    require_tools();
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    // 1 MiB of hex text repeated: about 64 chunks per repetition, stored
+    // once, so some 6,000 blob ids for 100 MiB of file.
+    let block: Vec<u8> = noise(512 << 10, 9)
+        .iter()
+        .flat_map(|b| format!("{b:02x}").into_bytes())
+        .collect();
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(fs::File::create(src.join("big.sql")).unwrap());
+        for _ in 0..100 {
+            f.write_all(&block).unwrap();
+        }
+        f.flush().unwrap();
+    }
+    write(&src.join("small.conf"), b"key = value\n");
+    // The file cache does not remember files changed within the last
+    // second (their stamp may still move): age them past it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let id = env.backup(&[&src]);
+
+    // The tree holding big.sql names lists, not blobs.
+    let repo = open_repo(&env.repo, &env.owner_key);
+    let (index, _) = repo.load_index().unwrap();
+    let mut reader = vault::repo::BlobReader::new(&repo);
+    let src_tree = |snapshot: &str| {
+        let (index, _) = repo.load_index().unwrap();
+        let mut reader = vault::repo::BlobReader::new(&repo);
+        let (_, snap) = repo.find_snapshot(snapshot).unwrap();
+        let mut tree_id = snap.root;
+        for part in src.strip_prefix("/").unwrap().components() {
+            let tree = repo.read_tree(&index, &mut reader, &tree_id).unwrap();
+            let name = part.as_os_str().as_encoded_bytes();
+            let node = tree.nodes.iter().find(|n| n.name.0 == name).unwrap();
+            tree_id = node.subtree.unwrap();
+        }
+        tree_id
+    };
+    let tree_id = src_tree(&id);
+    let raw = reader.read_indexed(&tree_id.blob(), &index).unwrap();
+    assert!(raw.len() < 2048, "the tree is {} bytes", raw.len());
+    let stored = Tree::from_bytes(&raw, tree_id.id()).unwrap();
+    let big = stored
+        .nodes
+        .iter()
+        .find(|n| n.name.0 == b"big.sql")
+        .unwrap();
+    assert!(big.content.is_empty(), "blob ids inline");
+    assert!((2..=3).contains(&big.content_lists.len()), "{big:?}");
+    let small = stored
+        .nodes
+        .iter()
+        .find(|n| n.name.0 == b"small.conf")
+        .unwrap();
+    assert!(small.content_lists.is_empty() && small.content.len() == 1);
+    // Read from the repository, the lists are filled in, in order.
+    let read = repo.read_tree(&index, &mut reader, &tree_id).unwrap();
+    let big = read.nodes.iter().find(|n| n.name.0 == b"big.sql").unwrap();
+    assert!(big.content.len() > LIST_IDS, "{} blobs", big.content.len());
+    let distinct: std::collections::HashSet<_> = big.content.iter().collect();
+    assert!(
+        distinct.len() < 200,
+        "1 MiB repeated: {} ids",
+        distinct.len()
+    );
+
+    let by_vault = env.path("by-vault");
+    assert_success(&env.restore(&id, &by_vault));
+    assert_same_tree(&src, &restored(&by_vault, &src));
+    fs::remove_dir_all(&by_vault).unwrap();
+    // Unchanged, the file comes from the file cache, which keeps its lists.
+    let again = env.backup(&[&src]);
+    assert_eq!(src_tree(&again), tree_id, "the same tree from the cache");
+    let (_, snap) = repo.find_snapshot(&again).unwrap();
+    assert_eq!(snap.totals.files_read, 0, "both files came from the cache");
+    let target = env.path("by-script");
+    let out = restore_without_vault(&env, &env.owner_key, &id, &target);
+    assert_success(&out);
+    assert_contains(&stdout(&out), "result: PASSED");
+    assert_same_tree(&src, &restored(&target, &src));
+}

@@ -120,15 +120,63 @@ pub struct Node {
     /// Extended attributes, sorted by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xattrs: Vec<Xattr>,
-    /// Content blob ids, in order (files only).
+    /// Content blob ids, in order (files only). A file of more than
+    /// [`LIST_IDS`] blobs lists them in `content_lists` instead; readers of a
+    /// tree from a repository see them here, filled in by
+    /// [`crate::repo::reader::BlobReader::read_tree`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub content: Vec<BlobId>,
+    /// Content lists (format version 4, files of more than [`LIST_IDS`]
+    /// blobs): tree-kind blobs, each the concatenated 32-byte ids of up to
+    /// [`LIST_IDS`] of the file's data blobs, in order. Kept after the
+    /// lists are read, so that walks reach these blobs too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content_lists: Vec<BlobId>,
     /// Plain BLAKE3 of the whole file content (files only), checkable with `b3sum`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<Id>,
     /// The directory's own tree blob (directories only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subtree: Option<TreeId>,
+}
+
+/// Most blob ids one content list holds (128 KiB of ids, 64 MiB of a file
+/// at the default 16 KiB average chunk): a backup holds at most this many of
+/// a file's ids in memory however large the file, and a tree entry names
+/// one list per this many blobs.
+pub const LIST_IDS: usize = 4096;
+
+/// Most blob ids all the content lists of one tree may expand into (as many
+/// as the largest tree blob could list inline, 512 MiB of JSON): a few
+/// bytes of lists naming one list again and again must not inflate into
+/// unbounded memory.
+pub const MAX_LISTED_IDS: usize = 1 << 23;
+
+/// A content list's bytes: the ids, 32 bytes each.
+pub fn list_bytes(ids: &[BlobId]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ids.len() * 32);
+    for id in ids {
+        out.extend_from_slice(&id.0.0);
+    }
+    out
+}
+
+/// Parses a content list blob: a non-empty whole number of 32-byte ids, at
+/// most [`LIST_IDS`] of them.
+pub fn parse_list(bytes: &[u8], id: &BlobId) -> Result<Vec<BlobId>> {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(32) || bytes.len() / 32 > LIST_IDS {
+        return Err(Error::format(
+            format!("content list {id}"),
+            format!(
+                "{} bytes is not 1 to {LIST_IDS} blob ids of 32 bytes",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| BlobId(Id(c.try_into().expect("32 bytes"))))
+        .collect())
 }
 
 /// A directory listing.
@@ -186,6 +234,18 @@ impl Tree {
                     format!("entry {:?}: {why}", node.name),
                 )
             })?;
+            if !node.content_lists.is_empty()
+                && (node.kind != NodeKind::File || !node.content.is_empty())
+            {
+                return Err(Error::format(
+                    format!("tree {id}"),
+                    format!(
+                        "entry {:?} has content lists but is not a file, or lists its \
+                         content inline too",
+                        node.name
+                    ),
+                ));
+            }
             if i > 0 && tree.nodes[i - 1].name >= node.name {
                 return Err(Error::format(
                     format!("tree {id}"),
@@ -295,6 +355,7 @@ mod tests {
             hardlink: None,
             xattrs: vec![],
             content: vec![],
+            content_lists: vec![],
             hash: None,
             subtree: None,
         }
@@ -326,6 +387,35 @@ mod tests {
         let extra = br#"{"nodes":[],"other":1}"#;
         assert!(Tree::from_bytes(extra, &Id([0; 32])).is_err());
         assert!(Tree::from_bytes(br#"{"nodes":[]} x"#, &Id([0; 32])).is_err());
+    }
+
+    #[test]
+    fn content_lists_hold_whole_ids_and_only_files_name_them() {
+        let ids: Vec<BlobId> = (0..3u8).map(|i| BlobId(Id([i; 32]))).collect();
+        let list = BlobId(Id([9; 32]));
+        assert_eq!(parse_list(&list_bytes(&ids), &list).unwrap(), ids);
+        for bad in [
+            vec![],
+            vec![0u8; 33],
+            list_bytes(&vec![BlobId(Id([1; 32])); LIST_IDS + 1]),
+        ] {
+            let err = parse_list(&bad, &list).unwrap_err();
+            assert!(err.to_string().contains("blob ids of 32 bytes"), "{err}");
+        }
+        let mut file = node(b"f");
+        file.content_lists = vec![list];
+        let t = Tree { nodes: vec![file] };
+        assert_eq!(Tree::from_bytes(&t.to_bytes(), &Id([0; 32])).unwrap(), t);
+        // Lists beside inline ids, or on a directory, are refused.
+        for change in [
+            (|n: &mut Node| n.content = vec![BlobId(Id([1; 32]))]) as fn(&mut Node),
+            |n: &mut Node| n.kind = NodeKind::Dir,
+        ] {
+            let mut bad = t.clone();
+            change(&mut bad.nodes[0]);
+            let err = Tree::from_bytes(&bad.to_bytes(), &Id([0; 32])).unwrap_err();
+            assert!(err.to_string().contains("content lists"), "{err}");
+        }
     }
 
     #[test]

@@ -389,7 +389,7 @@ fn check_trees(
         walker.walk(&snap.root, &mut |v| {
             match v {
                 Visit::Entry { path, node } => {
-                    for blob in &node.content {
+                    for blob in node.content.iter().chain(&node.content_lists) {
                         if !loaded
                             .index
                             .locations(blob)

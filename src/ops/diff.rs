@@ -336,6 +336,7 @@ mod tests {
             hardlink: None,
             xattrs: Vec::new(),
             content: Vec::new(),
+            content_lists: Vec::new(),
             hash: None,
             subtree: None,
         }

@@ -160,6 +160,7 @@ pub fn snapshots(
                             let known = data.entry(*id).or_insert(whole);
                             *known = known.or(whole);
                         }
+                        trees.extend(node.content_lists.iter().copied());
                     }
                     NodeKind::Dir => {
                         s.dirs += 1;

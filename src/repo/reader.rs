@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId, TreeId};
 use crate::format::index::BlobLocation;
 use crate::format::pack::{ENTRY_LEN, decode_entries, trailer_count};
-use crate::format::tree::Tree;
+use crate::format::tree::{MAX_LISTED_IDS, Tree, parse_list};
 use crate::repo::verify::{BlobCheck, MAX_COMPRESSED};
 use crate::repo::{ObjectKind, Repository};
 use crate::storage::ReadSeek;
@@ -74,11 +74,44 @@ impl<'a> BlobReader<'a> {
         max_nodes: usize,
     ) -> Result<Tree> {
         let blob = id.blob();
-        self.first_verified(&blob, index, |r, loc| {
+        let mut tree = self.first_verified(&blob, index, |r, loc| {
             r.read_with(&blob, loc, |raw| {
                 Tree::from_reader_bounded(raw, id.id(), max_nodes)
             })
-        })
+        })?;
+        self.expand_lists(&mut tree, id, index)?;
+        Ok(tree)
+    }
+
+    /// Fills in the `content` of every file that names content lists
+    /// (format version 4) from those lists, each read and checked like any
+    /// blob. A file never has more blobs than bytes, and one tree's lists
+    /// expand into at most [`MAX_LISTED_IDS`] ids.
+    fn expand_lists(
+        &mut self,
+        tree: &mut Tree,
+        id: &TreeId,
+        index: &crate::format::index::Index,
+    ) -> Result<()> {
+        let mut left = MAX_LISTED_IDS;
+        for node in tree.nodes.iter_mut() {
+            for list in &node.content_lists {
+                let ids = parse_list(&self.read_indexed(list, index)?, list)?;
+                if ids.len() > left || (node.content.len() + ids.len()) as u64 > node.size {
+                    return Err(Error::format(
+                        format!("tree {id}"),
+                        format!(
+                            "entry {:?}: its content lists name more blobs than its {} bytes \
+                             or the {MAX_LISTED_IDS} a tree may list",
+                            node.name, node.size
+                        ),
+                    ));
+                }
+                left -= ids.len();
+                node.content.extend(ids);
+            }
+        }
+        Ok(())
     }
 
     /// Tries the locations of `id` until one verifies. A blob with one

@@ -439,6 +439,7 @@ fn walk_into(
     walker.walk(&snap.root, &mut |v| match v {
         Visit::Entry { node, .. } => {
             blobs.extend(node.content.iter().copied());
+            blobs.extend(node.content_lists.iter().copied());
             blobs.extend(node.subtree.map(|t| t.blob()));
             Ok(Next::Descend)
         }

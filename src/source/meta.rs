@@ -113,6 +113,7 @@ pub fn node_for(
         hardlink: None,
         xattrs: read_xattrs(path),
         content: Vec::new(),
+        content_lists: Vec::new(),
         hash: None,
         subtree: None,
     })
@@ -162,6 +163,7 @@ pub fn synthetic(
         hardlink: None,
         xattrs: Vec::new(),
         content: Vec::new(),
+        content_lists: Vec::new(),
         hash: None,
         subtree: None,
     }

@@ -208,8 +208,10 @@ impl Assembler<'_, '_> {
             });
         }
         self.sink.rely_on(&data.content);
+        self.sink.rely_on(&data.lists);
         node.size = data.size;
         node.content = data.content;
+        node.content_lists = data.lists;
         node.hash = Some(data.hash);
         self.totals.files += 1;
         self.totals.bytes += data.size;
@@ -248,6 +250,7 @@ impl Assembler<'_, '_> {
             ctime_ns: stamp.ctime_ns,
             ino: stamp.ino,
             content: std::mem::take(&mut node.content),
+            lists: std::mem::take(&mut node.content_lists),
             hash: node.hash.expect("set before remembering"),
         };
         if let Err(e) = w.add(&entry) {
@@ -255,6 +258,7 @@ impl Assembler<'_, '_> {
             self.next_cache = None;
         }
         node.content = entry.content;
+        node.content_lists = entry.lists;
     }
 
     /// Every event consumed: stores the root tree.

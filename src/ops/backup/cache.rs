@@ -18,8 +18,13 @@ use std::sync::Mutex;
 
 use crate::format::id::{BlobId, Id};
 
-/// First bytes of a cache stream (after decompression).
-const MAGIC: &[u8; 8] = b"VAULTFC2";
+/// First bytes of a cache stream (after decompression): records carry a
+/// count of content lists after their blob ids.
+const MAGIC: &[u8; 8] = b"VAULTFC3";
+
+/// First bytes of the earlier cache stream, still read: records without
+/// content lists.
+const MAGIC_V2: &[u8; 8] = b"VAULTFC2";
 
 /// Longest path a record may carry.
 const MAX_PATH: usize = 64 * 1024;
@@ -41,8 +46,10 @@ pub struct CacheEntry {
     pub ctime_ns: i64,
     /// Inode number.
     pub ino: u64,
-    /// Content blob ids.
+    /// Content blob ids (none when they are in `lists`).
     pub content: Vec<BlobId>,
+    /// The content lists of a file of many blobs (tree format version 4).
+    pub lists: Vec<BlobId>,
     /// Plain BLAKE3 of the content.
     pub hash: Id,
 }
@@ -83,6 +90,8 @@ pub struct FileCache {
 /// Where the stream stands: the next record not yet passed by the walk.
 struct Cursor {
     reader: Option<Box<dyn Read + Send>>,
+    /// Whether records carry content lists ([`MAGIC`], not [`MAGIC_V2`]).
+    lists: bool,
     next: Option<CacheEntry>,
 }
 
@@ -93,7 +102,7 @@ impl Cursor {
         let Some(r) = self.reader.as_mut() else {
             return;
         };
-        match read_entry(r) {
+        match read_entry(r, self.lists) {
             Ok(Some(e))
                 if previous
                     .as_ref()
@@ -118,16 +127,26 @@ impl FileCache {
     /// Opens the cache (a missing or unreadable cache is simply empty).
     pub fn load(dir: &Path, repo_id: &str, host: &str, paths: &[PathBuf]) -> Self {
         let (file, legacy) = cache_file(dir, repo_id, host, paths);
-        let reader = File::open(&file)
+        let opened = File::open(&file)
             .and_then(zstd::stream::read::Decoder::new)
             .ok()
             .and_then(|d| {
                 let mut r = BufReader::with_capacity(64 * 1024, d);
                 let mut magic = [0u8; 8];
                 r.read_exact(&mut magic).ok()?;
-                (&magic == MAGIC).then(|| Box::new(r) as Box<dyn Read + Send>)
+                let lists = match &magic {
+                    m if m == MAGIC => true,
+                    m if m == MAGIC_V2 => false,
+                    _ => return None,
+                };
+                Some((Box::new(r) as Box<dyn Read + Send>, lists))
             });
-        let mut cursor = Cursor { reader, next: None };
+        let (reader, lists) = opened.map_or((None, true), |(r, l)| (Some(r), l));
+        let mut cursor = Cursor {
+            reader,
+            lists,
+            next: None,
+        };
         cursor.advance();
         FileCache {
             file,
@@ -224,7 +243,7 @@ impl CacheWriter {
         if !self.last.is_empty() && walk_order(&self.last, &e.path) != Ordering::Less {
             return Ok(());
         }
-        if e.path.len() > MAX_PATH || e.content.len() > MAX_BLOBS {
+        if e.path.len() > MAX_PATH || e.content.len() > MAX_BLOBS || e.lists.len() > MAX_BLOBS {
             return Ok(());
         }
         let Some(out) = self.out.as_mut() else {
@@ -261,7 +280,9 @@ impl Drop for CacheWriter {
 }
 
 /// path_len u32 | path | size u64 | mtime i64 | ctime i64 | ino u64 |
-/// hash [32] | blob count u32 | blob ids [32]… (integers little-endian).
+/// hash [32] | blob count u32 | blob ids [32]… | list count u32 | content
+/// list ids [32]… (integers little-endian; [`MAGIC_V2`] records end after
+/// the blob ids).
 fn write_entry(out: &mut impl Write, e: &CacheEntry) -> std::io::Result<()> {
     out.write_all(&(e.path.len() as u32).to_le_bytes())?;
     out.write_all(&e.path)?;
@@ -270,15 +291,18 @@ fn write_entry(out: &mut impl Write, e: &CacheEntry) -> std::io::Result<()> {
     out.write_all(&e.ctime_ns.to_le_bytes())?;
     out.write_all(&e.ino.to_le_bytes())?;
     out.write_all(&e.hash.0)?;
-    out.write_all(&(e.content.len() as u32).to_le_bytes())?;
-    for id in &e.content {
-        out.write_all(&id.0.0)?;
+    for ids in [&e.content, &e.lists] {
+        out.write_all(&(ids.len() as u32).to_le_bytes())?;
+        for id in ids {
+            out.write_all(&id.0.0)?;
+        }
     }
     Ok(())
 }
 
-/// The next record, `None` at a clean end of the stream.
-fn read_entry(r: &mut impl Read) -> std::io::Result<Option<CacheEntry>> {
+/// The next record, `None` at a clean end of the stream; `lists`: the
+/// record ends with content list ids.
+fn read_entry(r: &mut impl Read, lists: bool) -> std::io::Result<Option<CacheEntry>> {
     let mut len = [0u8; 4];
     match r.read(&mut len[..1])? {
         0 => return Ok(None),
@@ -297,16 +321,15 @@ fn read_entry(r: &mut impl Read) -> std::io::Result<Option<CacheEntry>> {
     let u64_at = |i: usize| u64::from_le_bytes(fixed[i..i + 8].try_into().expect("8 bytes"));
     let mut hash = [0u8; 32];
     hash.copy_from_slice(&fixed[32..64]);
-    let count = u32::from_le_bytes(fixed[64..68].try_into().expect("4 bytes")) as usize;
-    if count > MAX_BLOBS {
-        return Err(std::io::Error::other("a record lists too many blobs"));
-    }
-    let mut content = Vec::with_capacity(count.min(1024));
-    for _ in 0..count {
-        let mut id = [0u8; 32];
-        r.read_exact(&mut id)?;
-        content.push(BlobId(Id(id)));
-    }
+    let count = u32::from_le_bytes(fixed[64..68].try_into().expect("4 bytes"));
+    let content = read_ids(r, count)?;
+    let lists = if lists {
+        let mut count = [0u8; 4];
+        r.read_exact(&mut count)?;
+        read_ids(r, u32::from_le_bytes(count))?
+    } else {
+        Vec::new()
+    };
     Ok(Some(CacheEntry {
         path,
         size: u64_at(0),
@@ -314,8 +337,24 @@ fn read_entry(r: &mut impl Read) -> std::io::Result<Option<CacheEntry>> {
         ctime_ns: u64_at(16) as i64,
         ino: u64_at(24),
         content,
+        lists,
         hash: Id(hash),
     }))
+}
+
+/// `count` blob ids.
+fn read_ids(r: &mut impl Read, count: u32) -> std::io::Result<Vec<BlobId>> {
+    let count = count as usize;
+    if count > MAX_BLOBS {
+        return Err(std::io::Error::other("a record lists too many blobs"));
+    }
+    let mut ids = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        let mut id = [0u8; 32];
+        r.read_exact(&mut id)?;
+        ids.push(BlobId(Id(id)));
+    }
+    Ok(ids)
 }
 
 #[cfg(test)]
@@ -330,6 +369,7 @@ mod tests {
             ctime_ns: n as i64 + 1,
             ino: n as u64 + 100,
             content: (0..n).map(|i| BlobId(Id([i; 32]))).collect(),
+            lists: (0..n % 2).map(|i| BlobId(Id([i + 200; 32]))).collect(),
             hash: Id([n; 32]),
         }
     }
@@ -385,6 +425,26 @@ mod tests {
         // Another host or path set has its own cache.
         let other = FileCache::load(dir.path(), "repo", "other", &paths);
         assert_eq!(lookup(&other, &entries[0]), None);
+    }
+
+    #[test]
+    fn a_cache_of_the_earlier_version_is_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = [PathBuf::from("/s")];
+        let (file, _) = cache_file(dir.path(), "r", "h", &paths);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        // VAULTFC2: records end after their blob ids.
+        let e = CacheEntry {
+            lists: Vec::new(),
+            ..entry("/s/a", 3)
+        };
+        let mut plain = MAGIC_V2.to_vec();
+        let mut record = Vec::new();
+        write_entry(&mut record, &e).unwrap();
+        plain.extend_from_slice(&record[..record.len() - 4]);
+        fs::write(&file, zstd::bulk::compress(&plain, 1).unwrap()).unwrap();
+        let c = FileCache::load(dir.path(), "r", "h", &paths);
+        assert_eq!(lookup(&c, &e), Some(e));
     }
 
     #[test]

@@ -347,9 +347,13 @@ fn spawn_storing<'s, 'e: 's>(
     let (cmp_tx, cmp_rx) = bounded(64);
     // A rendezvous: a finished pack waits in the packer until an
     // uploader is free, so at most one pack more than there are uploaders
-    // is held (one being filled, the others being uploaded): two for a
-    // local directory. Their buffers go back to the packer for later packs.
+    // is held (one being filled, the others being uploaded). Their buffers
+    // go back to the packer for later packs. A store written one object at
+    // a time (a local directory: a copy into the page cache, synced later
+    // with its index file) gets one buffer: the packer waits for that
+    // short write instead of holding a second pack.
     let uploaders = st.repo.storage().parallel_writes().clamp(1, 4);
+    let buffers = if uploaders == 1 { 1 } else { uploaders + 1 };
     let (up_tx, up_rx) = bounded(0);
     // Room for every buffer, so none is dropped and made again.
     let (spare_tx, spare_rx) = bounded::<Vec<u8>>(uploaders + 1);
@@ -361,7 +365,17 @@ fn spawn_storing<'s, 'e: 's>(
         s.spawn(move || pipeline::compressor(rx, tx, level, salt_id, st.failure));
     }
     drop((raw_rx, cmp_tx));
-    s.spawn(move || pipeline::packer(cmp_rx, up_tx, spare_rx, st.repo, st.stats, st.failure));
+    s.spawn(move || {
+        pipeline::packer(
+            cmp_rx,
+            up_tx,
+            spare_rx,
+            buffers as u64,
+            st.repo,
+            st.stats,
+            st.failure,
+        )
+    });
     for _ in 0..uploaders {
         let (rx, tx, spare) = (up_rx.clone(), done_tx.clone(), spare_tx.clone());
         s.spawn(move || {

@@ -25,6 +25,17 @@ use super::squeeze;
 /// packs' worth of reuse (their blobs are stored again next time).
 const PACKS_PER_INDEX: usize = 8;
 
+/// Blobs after which an index file is written even with fewer packs: its
+/// JSON (about 160 bytes a blob, held two or three times while it is
+/// signed and sealed) must not grow with how well the data compresses
+/// (a 16 MiB pack of text compressed 20:1 holds some 20,000 blobs).
+const BLOBS_PER_INDEX: usize = 16_384;
+
+/// A tree pack is sent once it holds this fraction of the pack size: it is
+/// filled beside the data pack, so its buffer is a third one, kept small
+/// whatever the backup holds (a file of many chunks adds content lists).
+const TREE_PACK_DIVISOR: u64 = 4;
+
 /// Records the first fatal error and tells every stage to stop.
 #[derive(Default)]
 pub struct Failure {
@@ -228,15 +239,22 @@ pub fn encode_blob(
 pub struct CompressedBlobMsg(CompressedBlob);
 
 /// Appends blobs to one open pack per kind; full packs go to the uploaders.
+/// At most `buffers` data pack buffers are ever made: past that, a new pack
+/// waits for an uploaded pack's buffer (`spare`).
 pub fn packer(
     rx: Receiver<CompressedBlobMsg>,
     tx: Sender<FinishedPack>,
     spare: Receiver<Vec<u8>>,
+    buffers: u64,
     repo: &Repository,
     stats: &Stats,
     failure: &Failure,
 ) {
     let pack_size = repo.config().pack_size as u64;
+    let full = |k: BlobKind| match k {
+        BlobKind::Data => pack_size,
+        BlobKind::Tree => pack_size / TREE_PACK_DIVISOR,
+    };
     let mut open: [Option<PackBuilder>; 2] = [None, None];
     let slot = |k: BlobKind| match k {
         BlobKind::Data => 0,
@@ -251,20 +269,26 @@ pub fn packer(
             if s.is_none() {
                 let seal = repo.keys().owner_only();
                 // Data packs reuse the buffers of uploaded ones; tree packs
-                // are small and few.
+                // are small and few (their capacity is reserved, not touched,
+                // so it costs no memory until filled, and no copies then).
                 let builder = if b.kind == BlobKind::Tree {
-                    PackBuilder::new(b.kind, &seal, 1 << 20)?
+                    PackBuilder::new(b.kind, &seal, full(b.kind) as usize + (1 << 20))?
                 } else if let Ok(buf) = spare.try_recv() {
                     PackBuilder::with_buffer(b.kind, &seal, buf)?
-                } else {
+                } else if stats.pack_buffers.load(Ordering::Relaxed) < buffers {
                     stats.pack_buffers.fetch_add(1, Ordering::Relaxed);
                     PackBuilder::new(b.kind, &seal, pack_size as usize + (1 << 20))?
+                } else {
+                    match spare_buffer(&spare, failure) {
+                        Some(buf) => PackBuilder::with_buffer(b.kind, &seal, buf)?,
+                        None => return Ok(false),
+                    }
                 };
                 *s = Some(builder);
             }
             let builder = s.as_mut().expect("opened above");
             builder.add(b.id, &b.data, b.raw_length)?;
-            if builder.len() >= pack_size {
+            if builder.len() >= full(b.kind) {
                 let full = s.take().expect("present").finish()?;
                 if tx.send(full).is_err() {
                     return Ok(false);
@@ -282,6 +306,18 @@ pub fn packer(
     };
     if let Err(e) = run() {
         failure.fail(e);
+    }
+}
+
+/// Waits for an uploaded pack's buffer; `None` once the uploaders are gone
+/// or a stage failed (an uploader that failed keeps its buffer).
+fn spare_buffer(spare: &Receiver<Vec<u8>>, failure: &Failure) -> Option<Vec<u8>> {
+    loop {
+        match spare.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(buf) => return Some(buf),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) if !failure.stopped() => {}
+            Err(_) => return None,
+        }
     }
 }
 
@@ -362,7 +398,8 @@ pub fn indexer(
     };
     for pack in rx {
         pending.packs.push(pack);
-        if pending.packs.len() >= PACKS_PER_INDEX
+        let blobs: usize = pending.packs.iter().map(|p| p.blobs.len()).sum();
+        if (pending.packs.len() >= PACKS_PER_INDEX || blobs >= BLOBS_PER_INDEX)
             && let Err(e) = flush(&mut pending)
         {
             return failure.fail(e);

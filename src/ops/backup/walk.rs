@@ -23,7 +23,7 @@ use crate::format::index::Index;
 use crate::format::pack::BlobKind;
 use crate::format::salt;
 use crate::format::snapshot::InputError;
-use crate::format::tree::{Node, NodeKind};
+use crate::format::tree::{LIST_IDS, Node, NodeKind, list_bytes};
 use crate::repo::Repository;
 use crate::source::command::{CommandFailed, CommandSource, Running};
 use crate::source::meta::{self, Names};
@@ -33,8 +33,11 @@ const MAX_DEPTH: usize = 2048;
 
 /// A file's content as stored.
 pub struct FileData {
-    /// Content blob ids.
+    /// Content blob ids (none when they are in `lists`).
     pub content: Vec<BlobId>,
+    /// The content lists holding the blob ids of a file of more than
+    /// [`crate::format::tree::LIST_IDS`] blobs.
+    pub lists: Vec<BlobId>,
     /// Plain BLAKE3 of the content.
     pub hash: Id,
     /// Bytes read.
@@ -64,6 +67,9 @@ pub enum Pending {
 }
 
 /// What the walker tells the assembler, in depth-first order.
+// Events are moved through one bounded queue; boxing a file's would cost an
+// allocation per file for a queue of a few thousand slots.
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// A directory starts; its entries follow until the matching `Leave`.
     Enter(Node),
@@ -592,12 +598,16 @@ impl<'a> Walker<'a> {
             )
         });
         stamp.previous = previous;
-        let cached = hit
-            .filter(|_| !keystore)
-            .filter(|e| e.content.iter().all(|id| self.index.contains(id)));
+        let cached = hit.filter(|_| !keystore).filter(|e| {
+            e.content
+                .iter()
+                .chain(&e.lists)
+                .all(|id| self.index.contains(id))
+        });
         let data = match cached {
             Some(e) => Pending::Ready(FileData {
                 content: e.content,
+                lists: e.lists,
                 hash: e.hash,
                 size: e.size,
                 certificates: Vec::new(),
@@ -875,7 +885,9 @@ impl StreamKeys {
 }
 
 /// What storing one stream accumulates, chunk by chunk in order: the
-/// whole-content hash, the blob ids, and what [`Inspect`] asks for.
+/// whole-content hash, the blob ids, and what [`Inspect`] asks for. At most
+/// [`LIST_IDS`] ids are held: each full list of them is stored as a
+/// content list blob, so a stream of any length costs the same memory.
 struct Digest<'a, 's> {
     ids: &'a crate::format::salt::BlobIds,
     sink: &'a BlobSink<'s>,
@@ -884,6 +896,8 @@ struct Digest<'a, 's> {
     whole: Vec<u8>,
     hasher: blake3::Hasher,
     content: Vec<BlobId>,
+    /// The content lists stored so far.
+    lists: Vec<BlobId>,
     size: u64,
     /// The chunks of a stream that may still be small (at most SALTED_MAX
     /// bytes in all): held back until it ends (their ids are salted) or
@@ -906,15 +920,31 @@ impl<'a, 's> Digest<'a, 's> {
             whole: Vec::new(),
             hasher: blake3::Hasher::new(),
             content: Vec::new(),
+            lists: Vec::new(),
             size: 0,
             held: Vec::new(),
         }
     }
 
     fn send(&mut self, id: BlobId, data: Vec<u8>, salted: bool) -> Result<(), ReadError> {
+        if self.content.len() == LIST_IDS {
+            self.seal_list()?;
+        }
         self.content.push(id);
         self.sink
             .submit(self.tx, BlobKind::Data, id, data, salted)
+            .map_err(|_| ReadError::Cancelled)
+    }
+
+    /// Stores the ids held so far as a content list (a tree-kind blob, owner
+    /// readable like the tree that will name it) and lets them go.
+    fn seal_list(&mut self) -> Result<(), ReadError> {
+        let bytes = list_bytes(&self.content);
+        self.content.clear();
+        let id = self.ids.unsalted(&bytes);
+        self.lists.push(id);
+        self.sink
+            .submit(self.tx, BlobKind::Tree, id, bytes, false)
             .map_err(|_| ReadError::Cancelled)
     }
 
@@ -949,6 +979,9 @@ impl<'a, 's> Digest<'a, 's> {
             let id = self.ids.salted(&data);
             self.send(id, data, true)?;
         }
+        if !self.lists.is_empty() && !self.content.is_empty() {
+            self.seal_list()?;
+        }
         let certificates = if self.inspect == Inspect::Keystore
             && self.size <= crate::source::keystore::MAX_KEYSTORE
         {
@@ -962,6 +995,7 @@ impl<'a, 's> Digest<'a, 's> {
         };
         Ok(FileData {
             content: self.content,
+            lists: self.lists,
             hash: self.hasher.finalize().into(),
             size: self.size,
             certificates,

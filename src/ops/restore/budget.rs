@@ -91,6 +91,7 @@ mod tests {
             hardlink: None,
             xattrs: vec![],
             content: vec![],
+            content_lists: Vec::new(),
             hash: None,
             subtree: None,
         }
