@@ -207,7 +207,6 @@ impl Assembler<'_, '_> {
                 why,
             });
         }
-        self.sink.rely_on(&data.content);
         node.size = data.size;
         node.content = data.content;
         node.hash = Some(data.hash);

@@ -190,7 +190,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         &commands,
         &opts.excludes,
         cache.as_ref(),
-        &index,
+        &sink,
         &errors,
     )?
     .exclude_if_present(&opts.exclude_if_present)

@@ -19,7 +19,6 @@ use super::squeeze;
 use crate::error::{Error, Result};
 use crate::format::chunk;
 use crate::format::id::{BlobId, Id};
-use crate::format::index::Index;
 use crate::format::pack::BlobKind;
 use crate::format::salt;
 use crate::format::snapshot::InputError;
@@ -171,7 +170,8 @@ pub struct Walker<'a> {
     name_excludes: GlobSet,
     path_excludes: GlobSet,
     cache: Option<&'a FileCache>,
-    index: &'a Index,
+    /// Where a cached file's blobs are looked up (and relied on).
+    sink: &'a BlobSink<'a>,
     errors: &'a Mutex<Vec<InputError>>,
     /// Directories holding an entry of one of these names are left out.
     exclude_if_present: Vec<OsString>,
@@ -227,7 +227,7 @@ impl<'a> Walker<'a> {
         commands: &'a [CommandSource],
         excludes: &[String],
         cache: Option<&'a FileCache>,
-        index: &'a Index,
+        sink: &'a BlobSink<'a>,
         errors: &'a Mutex<Vec<InputError>>,
     ) -> Result<Self> {
         let mut layout = Layout::default();
@@ -292,7 +292,7 @@ impl<'a> Walker<'a> {
             name_excludes: build(names)?,
             path_excludes: build(full)?,
             cache,
-            index,
+            sink,
             errors,
             exclude_if_present: Vec::new(),
             one_file_system: false,
@@ -594,7 +594,7 @@ impl<'a> Walker<'a> {
         stamp.previous = previous;
         let cached = hit
             .filter(|_| !keystore)
-            .filter(|e| e.content.iter().all(|id| self.index.contains(id)));
+            .filter(|e| self.sink.reuse(&e.content));
         let data = match cached {
             Some(e) => Pending::Ready(FileData {
                 content: e.content,
@@ -994,14 +994,17 @@ pub fn reader(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::index::Index;
     use crossbeam_channel::unbounded;
 
     /// Walks `paths` on a thread with a small stack; returns the events as
     /// `+name` (enter), `-` (leave), `name` (file or other).
     fn walk_small_stack(paths: &[PathBuf]) -> Vec<String> {
         let index = Index::compact();
+        let stats = super::super::Stats::default();
+        let sink = BlobSink::new(&index, &stats);
         let errors = Mutex::new(Vec::new());
-        let walker = Walker::new(paths, &[], &[], None, &index, &errors).unwrap();
+        let walker = Walker::new(paths, &[], &[], None, &sink, &errors).unwrap();
         let (ev_tx, ev_rx) = unbounded();
         let (job_tx, _job_rx) = unbounded();
         let failure = Failure::default();
