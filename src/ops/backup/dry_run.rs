@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use crossbeam_channel::bounded;
+use super::queue::bounded;
 use serde::Serialize;
 
 use super::BackupOptions;

@@ -12,6 +12,7 @@ mod dry_run;
 mod journal;
 mod own_index;
 mod pipeline;
+mod queue;
 mod seen;
 pub mod squeeze;
 #[cfg(test)]
@@ -27,7 +28,7 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use queue::{Receiver, Sender, bounded, unbounded};
 
 use crate::error::{Error, Result};
 use crate::format::id::{PackId, SnapshotId};

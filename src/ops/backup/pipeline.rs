@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crossbeam_channel::{Receiver, Sender};
+use super::queue::{Receiver, Sender};
 
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId};
@@ -282,7 +282,7 @@ pub fn packer(
                 // are small and few.
                 let builder = if b.kind == BlobKind::Tree {
                     PackBuilder::new(b.kind, &seal, 1 << 20)?
-                } else if let Ok(buf) = spare.try_recv() {
+                } else if let Some(buf) = spare.try_recv() {
                     PackBuilder::with_buffer(b.kind, &seal, buf)?
                 } else {
                     stats.pack_buffers.fetch_add(1, Ordering::Relaxed);
