@@ -523,18 +523,21 @@ impl<'a> Walker<'a> {
                 Vec::new()
             }
         };
-        // Every entry is examined through the handle now; the handle is
-        // closed before descending (one open directory per level would run
-        // out of descriptors in a deep tree), which is safe because each
-        // subdirectory is reopened and checked against what was seen here.
+        // Every entry is examined through the listing's own handle now
+        // (`fstatat` relative to it, no symlink followed: no path to resolve
+        // per entry); the handles are closed before descending (one open
+        // directory per level would run out of descriptors in a deep tree),
+        // which is safe because each subdirectory is reopened and checked
+        // against what was seen here.
         let examined: Vec<_> = entries
             .into_iter()
-            .map(|e| e.file_name())
-            .filter(|cname| !self.excluded(&path.join(cname), cname))
-            .map(|cname| {
-                let m = fs::symlink_metadata(base.join(&cname));
-                (cname, m)
+            .map(|e| (e.file_name(), e))
+            .filter(|(cname, _)| {
+                !self.name_excludes.is_match(cname)
+                    && (self.path_excludes.is_empty()
+                        || !self.path_excludes.is_match(path.join(cname)))
             })
+            .map(|(cname, e)| (cname, e.metadata()))
             .collect();
         drop(handle);
         frame(examined)
@@ -622,10 +625,6 @@ impl<'a> Walker<'a> {
                 data,
             })
             .map_err(|_| ())
-    }
-
-    fn excluded(&self, path: &Path, name: &std::ffi::OsStr) -> bool {
-        self.name_excludes.is_match(name) || self.path_excludes.is_match(path)
     }
 
     /// Visits one entry found `depth` levels below its source path: a
