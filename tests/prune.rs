@@ -264,6 +264,51 @@ fn a_backup_whose_reused_packs_vanish_meanwhile_writes_no_snapshot() {
 }
 
 #[test]
+fn a_backup_whose_cached_files_packs_vanish_meanwhile_writes_no_snapshot() {
+    let env = Env::new();
+    let src = env.path("src");
+    write(&src.join("f"), &noise(300_000, 4));
+    // Old enough for the file cache (it skips files changed in the last
+    // second).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    env.backup(&[&src]);
+    // The file comes from the cache now: never read, its blobs looked up
+    // once, by the walker.
+    let cache = env.cache.to_str().unwrap();
+    let out = env.vault(
+        &["backup"],
+        &env.writer_key,
+        &["--cache-dir", cache, "--json", src.to_str().unwrap()],
+    );
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["snapshot"]["totals"]["files_read"], 0, "{v}");
+    // The packs go while the next backup runs; that backup relied on them
+    // for the cached file only.
+    let wipe = format!(
+        "find {} -type f -delete; echo x",
+        env.repo.join("data").display()
+    );
+    let out = env.vault(
+        &["backup"],
+        &env.writer_key,
+        &[
+            "--cache-dir",
+            cache,
+            "--from-command",
+            &wipe,
+            "--stdin-filename",
+            "x",
+            src.to_str().unwrap(),
+        ],
+    );
+    assert_code(&out, 1);
+    assert_contains(&stderr(&out), "were deleted while it ran");
+    let snaps = fs::read_dir(env.repo.join("snapshots")).unwrap().count();
+    assert_eq!(snaps, 2, "no snapshot pointing at deleted packs");
+}
+
+#[test]
 fn prune_removes_old_leftovers_of_killed_puts_and_keeps_fresh_ones() {
     let env = Env::new();
     let src = env.path("src");

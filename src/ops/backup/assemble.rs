@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use crossbeam_channel::{Receiver, Sender};
+use super::queue::{Receiver, Sender};
 
 use super::CompressedOutput;
 use super::cache::{CacheEntry, CacheWriter};
@@ -207,8 +207,6 @@ impl Assembler<'_, '_> {
                 why,
             });
         }
-        self.sink.rely_on(&data.content);
-        self.sink.rely_on(&data.lists);
         node.size = data.size;
         node.content = data.content;
         node.content_lists = data.lists;

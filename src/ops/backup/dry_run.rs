@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use crossbeam_channel::bounded;
+use super::queue::bounded;
 use serde::Serialize;
 
 use super::BackupOptions;
@@ -49,7 +49,9 @@ pub fn dry_run(opts: &BackupOptions) -> Result<DryRunReport> {
     let index = Index::default();
     let errors = Mutex::new(Vec::<InputError>::new());
     // Commands are listed, never run: the walk sees only paths.
-    let walker = Walker::new(&paths, &[], &opts.excludes, None, &index, &errors)?
+    let stats = super::Stats::default();
+    let sink = super::pipeline::BlobSink::new(&index, &stats);
+    let walker = Walker::new(&paths, &[], &opts.excludes, None, &sink, &errors)?
         .exclude_if_present(&opts.exclude_if_present)
         .one_file_system(opts.one_file_system);
     let mut report = DryRunReport {

@@ -12,6 +12,7 @@ mod dry_run;
 mod journal;
 mod own_index;
 mod pipeline;
+mod queue;
 mod seen;
 pub mod squeeze;
 #[cfg(test)]
@@ -27,7 +28,7 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use queue::{Receiver, Sender, bounded, unbounded};
 
 use crate::error::{Error, Result};
 use crate::format::id::{PackId, SnapshotId};
@@ -190,7 +191,7 @@ pub fn run(repo: &Repository, opts: &BackupOptions) -> Result<BackupOutcome> {
         &commands,
         &opts.excludes,
         cache.as_ref(),
-        &index,
+        &sink,
         &errors,
     )?
     .exclude_if_present(&opts.exclude_if_present)

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crossbeam_channel::{Receiver, Sender};
+use super::queue::{Receiver, Sender};
 
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId};
@@ -104,14 +104,19 @@ struct CompressedBlob {
 }
 
 /// The entry point for new blobs: drops those already stored or sent
-/// earlier in this run.
+/// earlier in this run, and notes which stored packs the run relies on.
+///
+/// Each blob costs one index lookup: a submitted blob is looked up once, at
+/// [`BlobSink::submit`], and a file from the cache has its blobs looked up
+/// once, at [`BlobSink::reuse`]; either notes the pack the blob is in.
 pub struct BlobSink<'a> {
     index: &'a Index,
     /// Every blob sent this run, in bounded memory ([`Seen`]).
     sent: Mutex<Seen>,
     stats: &'a Stats,
-    /// Packs holding blobs this run reuses instead of storing them.
-    relied: Mutex<HashSet<PackId>>,
+    /// Packs (by index pack number, one bit each) holding blobs this run
+    /// reuses instead of storing them.
+    relied: Vec<AtomicU64>,
 }
 
 impl<'a> BlobSink<'a> {
@@ -121,25 +126,48 @@ impl<'a> BlobSink<'a> {
             index,
             sent: Mutex::new(Seen::default()),
             stats,
-            relied: Mutex::new(HashSet::new()),
+            relied: (0..index.pack_count().div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         }
     }
 
-    /// Notes that the snapshot will reference `ids`; those already stored
-    /// make the run depend on their packs (see [`BlobSink::relied_packs`]).
-    pub fn rely_on(&self, ids: &[BlobId]) {
-        let mut relied = self.relied.lock().expect("relied lock");
-        relied.extend(
-            ids.iter()
-                .filter_map(|id| self.index.get(id))
-                .map(|l| l.pack),
-        );
+    /// Notes that the run depends on pack number `n`.
+    fn rely(&self, n: u32) {
+        self.relied[n as usize / 64].fetch_or(1 << (n % 64), Ordering::Relaxed);
+    }
+
+    /// Whether every blob of `ids` (a file the cache says is unchanged) is
+    /// in a pack this run may rely on; if so, the run now depends on those
+    /// packs (see [`BlobSink::relied_packs`]) and the file need not be read.
+    pub fn reuse(&self, ids: &[BlobId]) -> bool {
+        let mut packs = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.index.pack_of(id) {
+                Some(n) => packs.push(n),
+                None => return false,
+            }
+        }
+        packs.dedup();
+        for n in packs {
+            self.rely(n);
+        }
+        true
     }
 
     /// The packs of earlier backups this run deduplicated against: they must
     /// still exist when the snapshot is written.
     pub fn relied_packs(&self) -> HashSet<PackId> {
-        self.relied.lock().expect("relied lock").clone()
+        let mut out = HashSet::new();
+        for (i, word) in self.relied.iter().enumerate() {
+            let mut bits = word.load(Ordering::Relaxed);
+            while bits != 0 {
+                let n = i * 64 + bits.trailing_zeros() as usize;
+                out.insert(self.index.pack_id(n as u32));
+                bits &= bits - 1;
+            }
+        }
+        out
     }
 
     /// Sends the blob on unless it is known; `salted`: a chunk of a small
@@ -156,8 +184,8 @@ impl<'a> BlobSink<'a> {
         self.stats
             .bytes_scanned
             .fetch_add(data.len() as u64, Ordering::Relaxed);
-        if let Some(loc) = self.index.get(&id) {
-            self.relied.lock().expect("relied lock").insert(loc.pack);
+        if let Some(n) = self.index.pack_of(&id) {
+            self.rely(n);
             return Ok(());
         }
         if !self.sent.lock().expect("sent lock").insert(id) {
@@ -273,7 +301,7 @@ pub fn packer(
                 // so it costs no memory until filled, and no copies then).
                 let builder = if b.kind == BlobKind::Tree {
                     PackBuilder::new(b.kind, &seal, full(b.kind) as usize + (1 << 20))?
-                } else if let Ok(buf) = spare.try_recv() {
+                } else if let Some(buf) = spare.try_recv() {
                     PackBuilder::with_buffer(b.kind, &seal, buf)?
                 } else if stats.pack_buffers.load(Ordering::Relaxed) < buffers {
                     stats.pack_buffers.fetch_add(1, Ordering::Relaxed);
@@ -314,9 +342,9 @@ pub fn packer(
 fn spare_buffer(spare: &Receiver<Vec<u8>>, failure: &Failure) -> Option<Vec<u8>> {
     loop {
         match spare.recv_timeout(std::time::Duration::from_millis(100)) {
-            Ok(buf) => return Some(buf),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) if !failure.stopped() => {}
-            Err(_) => return None,
+            Ok(Some(buf)) => return Some(buf),
+            Ok(None) if !failure.stopped() => {}
+            _ => return None,
         }
     }
 }

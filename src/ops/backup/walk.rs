@@ -10,7 +10,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use super::queue::{Receiver, Sender, bounded};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::cache::FileCache;
@@ -19,7 +19,6 @@ use super::squeeze;
 use crate::error::{Error, Result};
 use crate::format::chunk;
 use crate::format::id::{BlobId, Id};
-use crate::format::index::Index;
 use crate::format::pack::BlobKind;
 use crate::format::salt;
 use crate::format::snapshot::InputError;
@@ -177,7 +176,8 @@ pub struct Walker<'a> {
     name_excludes: GlobSet,
     path_excludes: GlobSet,
     cache: Option<&'a FileCache>,
-    index: &'a Index,
+    /// Where a cached file's blobs are looked up (and relied on).
+    sink: &'a BlobSink<'a>,
     errors: &'a Mutex<Vec<InputError>>,
     /// Directories holding an entry of one of these names are left out.
     exclude_if_present: Vec<OsString>,
@@ -233,7 +233,7 @@ impl<'a> Walker<'a> {
         commands: &'a [CommandSource],
         excludes: &[String],
         cache: Option<&'a FileCache>,
-        index: &'a Index,
+        sink: &'a BlobSink<'a>,
         errors: &'a Mutex<Vec<InputError>>,
     ) -> Result<Self> {
         let mut layout = Layout::default();
@@ -298,7 +298,7 @@ impl<'a> Walker<'a> {
             name_excludes: build(names)?,
             path_excludes: build(full)?,
             cache,
-            index,
+            sink,
             errors,
             exclude_if_present: Vec::new(),
             one_file_system: false,
@@ -529,18 +529,21 @@ impl<'a> Walker<'a> {
                 Vec::new()
             }
         };
-        // Every entry is examined through the handle now; the handle is
-        // closed before descending (one open directory per level would run
-        // out of descriptors in a deep tree), which is safe because each
-        // subdirectory is reopened and checked against what was seen here.
+        // Every entry is examined through the listing's own handle now
+        // (`fstatat` relative to it, no symlink followed: no path to resolve
+        // per entry); the handles are closed before descending (one open
+        // directory per level would run out of descriptors in a deep tree),
+        // which is safe because each subdirectory is reopened and checked
+        // against what was seen here.
         let examined: Vec<_> = entries
             .into_iter()
-            .map(|e| e.file_name())
-            .filter(|cname| !self.excluded(&path.join(cname), cname))
-            .map(|cname| {
-                let m = fs::symlink_metadata(base.join(&cname));
-                (cname, m)
+            .map(|e| (e.file_name(), e))
+            .filter(|(cname, _)| {
+                !self.name_excludes.is_match(cname)
+                    && (self.path_excludes.is_empty()
+                        || !self.path_excludes.is_match(path.join(cname)))
             })
+            .map(|(cname, e)| (cname, e.metadata()))
             .collect();
         drop(handle);
         frame(examined)
@@ -598,12 +601,9 @@ impl<'a> Walker<'a> {
             )
         });
         stamp.previous = previous;
-        let cached = hit.filter(|_| !keystore).filter(|e| {
-            e.content
-                .iter()
-                .chain(&e.lists)
-                .all(|id| self.index.contains(id))
-        });
+        let cached = hit
+            .filter(|_| !keystore)
+            .filter(|e| self.sink.reuse(&e.content) && self.sink.reuse(&e.lists));
         let data = match cached {
             Some(e) => Pending::Ready(FileData {
                 content: e.content,
@@ -632,10 +632,6 @@ impl<'a> Walker<'a> {
                 data,
             })
             .map_err(|_| ())
-    }
-
-    fn excluded(&self, path: &Path, name: &std::ffi::OsStr) -> bool {
-        self.name_excludes.is_match(name) || self.path_excludes.is_match(path)
     }
 
     /// Visits one entry found `depth` levels below its source path: a
@@ -1027,15 +1023,18 @@ pub fn reader(
 
 #[cfg(test)]
 mod tests {
+    use super::super::queue::unbounded;
     use super::*;
-    use crossbeam_channel::unbounded;
+    use crate::format::index::Index;
 
     /// Walks `paths` on a thread with a small stack; returns the events as
     /// `+name` (enter), `-` (leave), `name` (file or other).
     fn walk_small_stack(paths: &[PathBuf]) -> Vec<String> {
         let index = Index::compact();
+        let stats = super::super::Stats::default();
+        let sink = BlobSink::new(&index, &stats);
         let errors = Mutex::new(Vec::new());
-        let walker = Walker::new(paths, &[], &[], None, &index, &errors).unwrap();
+        let walker = Walker::new(paths, &[], &[], None, &sink, &errors).unwrap();
         let (ev_tx, ev_rx) = unbounded();
         let (job_tx, _job_rx) = unbounded();
         let failure = Failure::default();
