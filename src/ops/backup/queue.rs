@@ -30,10 +30,6 @@ struct State<T> {
     /// Values sent and taken so far (a rendezvous sender waits for its own).
     sent: u64,
     taken: u64,
-    /// Threads asleep on each condition variable: a notification costs a
-    /// system call, so it is made only when someone sleeps.
-    waiting_filled: usize,
-    waiting_drained: usize,
 }
 
 struct Shared<T> {
@@ -52,39 +48,8 @@ impl<T> Shared<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sleeps until a value is queued (or the last sender leaves).
-    fn wait_filled<'g>(&self, mut g: MutexGuard<'g, State<T>>) -> MutexGuard<'g, State<T>> {
-        g.waiting_filled += 1;
-        let mut g = self.filled.wait(g).unwrap_or_else(|e| e.into_inner());
-        g.waiting_filled -= 1;
-        g
-    }
-
-    /// Sleeps until a value is taken (or the last receiver leaves).
-    fn wait_drained<'g>(&self, mut g: MutexGuard<'g, State<T>>) -> MutexGuard<'g, State<T>> {
-        g.waiting_drained += 1;
-        let mut g = self.drained.wait(g).unwrap_or_else(|e| e.into_inner());
-        g.waiting_drained -= 1;
-        g
-    }
-
-    /// A value was queued.
-    fn filled(&self, st: &State<T>) {
-        if st.waiting_filled > 0 {
-            self.filled.notify_one();
-        }
-    }
-
-    /// A value was taken: wakes a sender waiting for room (for a
-    /// rendezvous, every sender: the one whose value it was among them).
-    fn drained(&self, st: &State<T>) {
-        if st.waiting_drained > 0 {
-            if self.capacity == 0 {
-                self.drained.notify_all();
-            } else {
-                self.drained.notify_one();
-            }
-        }
+    fn wait<'g>(&self, cv: &Condvar, g: MutexGuard<'g, State<T>>) -> MutexGuard<'g, State<T>> {
+        cv.wait(g).unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -107,8 +72,6 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             receivers: 1,
             sent: 0,
             taken: 0,
-            waiting_filled: 0,
-            waiting_drained: 0,
         }),
         filled: Condvar::new(),
         drained: Condvar::new(),
@@ -135,7 +98,7 @@ impl<T> Sender<T> {
         let sh = &*self.shared;
         let mut st = sh.lock();
         while st.receivers > 0 && st.items.len() >= sh.capacity.max(1) {
-            st = sh.wait_drained(st);
+            st = sh.wait(&sh.drained, st);
         }
         if st.receivers == 0 {
             return Err(SendError);
@@ -143,10 +106,10 @@ impl<T> Sender<T> {
         st.items.push_back(value);
         st.sent += 1;
         let ticket = st.sent;
-        sh.filled(&st);
+        sh.filled.notify_one();
         if sh.capacity == 0 {
             while st.taken < ticket && st.receivers > 0 {
-                st = sh.wait_drained(st);
+                st = sh.wait(&sh.drained, st);
             }
             if st.taken < ticket {
                 return Err(SendError);
@@ -165,7 +128,7 @@ impl<T> Sender<T> {
         }
         st.items.push_back(value);
         st.sent += 1;
-        sh.filled(&st);
+        sh.filled.notify_one();
         Ok(())
     }
 }
@@ -179,13 +142,19 @@ impl<T> Receiver<T> {
         loop {
             if let Some(v) = st.items.pop_front() {
                 st.taken += 1;
-                sh.drained(&st);
+                if sh.capacity == 0 {
+                    // Wakes the sender whose value this was, whichever
+                    // sender waits for room.
+                    sh.drained.notify_all();
+                } else {
+                    sh.drained.notify_one();
+                }
                 return Ok(v);
             }
             if st.senders == 0 {
                 return Err(RecvError);
             }
-            st = sh.wait_filled(st);
+            st = sh.wait(&sh.filled, st);
         }
     }
 
@@ -223,7 +192,11 @@ impl<T> Receiver<T> {
         let mut st = sh.lock();
         let v = st.items.pop_front()?;
         st.taken += 1;
-        sh.drained(&st);
+        if sh.capacity == 0 {
+            sh.drained.notify_all();
+        } else {
+            sh.drained.notify_one();
+        }
         Some(v)
     }
 
