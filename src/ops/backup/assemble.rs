@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::queue::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender};
 
 use super::CompressedOutput;
 use super::cache::{CacheEntry, CacheWriter};

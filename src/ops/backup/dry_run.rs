@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::queue::bounded;
+use crossbeam_channel::bounded;
 use serde::Serialize;
 
 use super::BackupOptions;

@@ -12,7 +12,6 @@ mod dry_run;
 mod journal;
 mod own_index;
 mod pipeline;
-mod queue;
 mod seen;
 pub mod squeeze;
 #[cfg(test)]
@@ -28,7 +27,7 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use queue::{Receiver, Sender, bounded, unbounded};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::error::{Error, Result};
 use crate::format::id::{PackId, SnapshotId};

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::queue::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId};
@@ -301,7 +301,7 @@ pub fn packer(
                 // so it costs no memory until filled, and no copies then).
                 let builder = if b.kind == BlobKind::Tree {
                     PackBuilder::new(b.kind, &seal, full(b.kind) as usize + (1 << 20))?
-                } else if let Some(buf) = spare.try_recv() {
+                } else if let Ok(buf) = spare.try_recv() {
                     PackBuilder::with_buffer(b.kind, &seal, buf)?
                 } else if stats.pack_buffers.load(Ordering::Relaxed) < buffers {
                     stats.pack_buffers.fetch_add(1, Ordering::Relaxed);
@@ -342,9 +342,9 @@ pub fn packer(
 fn spare_buffer(spare: &Receiver<Vec<u8>>, failure: &Failure) -> Option<Vec<u8>> {
     loop {
         match spare.recv_timeout(std::time::Duration::from_millis(100)) {
-            Ok(Some(buf)) => return Some(buf),
-            Ok(None) if !failure.stopped() => {}
-            _ => return None,
+            Ok(buf) => return Some(buf),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) if !failure.stopped() => {}
+            Err(_) => return None,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::queue::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::cache::FileCache;
@@ -1023,9 +1023,9 @@ pub fn reader(
 
 #[cfg(test)]
 mod tests {
-    use super::super::queue::unbounded;
     use super::*;
     use crate::format::index::Index;
+    use crossbeam_channel::unbounded;
 
     /// Walks `paths` on a thread with a small stack; returns the events as
     /// `+name` (enter), `-` (leave), `name` (file or other).
