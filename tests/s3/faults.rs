@@ -655,6 +655,39 @@ fn an_object_missing_on_its_first_read_is_asked_for_again() {
     assert_success(&env.restore_and_compare(&moto.endpoint(), &[]));
 }
 
+/// Puts a one-byte object under `bucket_prefix/KEY` for every key,
+/// straight into moto (8 connections at once, no SDK).
+fn put_straight_into_moto(port: u16, bucket_prefix: &str, keys: &[String]) {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                while let Some(key) = keys.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    let path: String = key
+                        .bytes()
+                        .map(|b| match b {
+                            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' => {
+                                (b as char).to_string()
+                            }
+                            _ => format!("%{b:02X}"),
+                        })
+                        .collect();
+                    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    write!(
+                        s,
+                        "PUT /{bucket_prefix}/{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                         Content-Length: 1\r\nConnection: close\r\n\r\nx"
+                    )
+                    .unwrap();
+                    let mut reply = String::new();
+                    s.read_to_string(&mut reply).unwrap();
+                    assert!(reply.starts_with("HTTP/1.1 200"), "{key}: {reply}");
+                }
+            });
+        }
+    });
+}
+
 #[test]
 fn a_long_listing_split_into_parallel_ranges_returns_every_key_once() {
     let moto = Moto::start();
@@ -684,40 +717,8 @@ fn a_long_listing_split_into_parallel_ranges_returns_every_key_once() {
     ] {
         keys.push(format!("index/{odd}"));
     }
-    let next = Arc::new(AtomicUsize::new(0));
-    let keys = Arc::new(keys);
-    let workers: Vec<_> = (0..8)
-        .map(|_| {
-            let (next, keys, port) = (next.clone(), keys.clone(), moto.port);
-            std::thread::spawn(move || {
-                while let Some(key) = keys.get(next.fetch_add(1, Ordering::SeqCst)) {
-                    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                    let path: String = key
-                        .bytes()
-                        .map(|b| match b {
-                            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' => {
-                                (b as char).to_string()
-                            }
-                            _ => format!("%{b:02X}"),
-                        })
-                        .collect();
-                    write!(
-                        s,
-                        "PUT /ranges/p/{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
-                         Content-Length: 1\r\nConnection: close\r\n\r\nx"
-                    )
-                    .unwrap();
-                    let mut reply = String::new();
-                    s.read_to_string(&mut reply).unwrap();
-                    assert!(reply.starts_with("HTTP/1.1 200"), "{key}: {reply}");
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.join().unwrap();
-    }
-    let mut expected: Vec<String> = keys.to_vec();
+    put_straight_into_moto(moto.port, "ranges/p", &keys);
+    let mut expected = keys;
     expected.sort();
     // Pages of 97 keys: the first page, then 16 ranges of several pages.
     let proxy = Proxy::start(moto.port, |r| {
@@ -750,33 +751,8 @@ fn listings_over_ten_thousand_keys_follow_every_continuation_token() {
     let moto = Moto::start();
     moto.create_bucket("many");
     // 10,001 objects under one prefix, put straight into moto in parallel.
-    let next = Arc::new(AtomicUsize::new(0));
-    let workers: Vec<_> = (0..8)
-        .map(|_| {
-            let (next, port) = (next.clone(), moto.port);
-            std::thread::spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i > 10_000 {
-                        break;
-                    }
-                    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                    write!(
-                        s,
-                        "PUT /many/p/index/{i:064x} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
-                         Content-Length: 1\r\nConnection: close\r\n\r\nx"
-                    )
-                    .unwrap();
-                    let mut reply = String::new();
-                    s.read_to_string(&mut reply).unwrap();
-                    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-                }
-            })
-        })
-        .collect();
-    for w in workers {
-        w.join().unwrap();
-    }
+    let keys: Vec<String> = (0..=10_000).map(|i| format!("index/{i:064x}")).collect();
+    put_straight_into_moto(moto.port, "many/p", &keys);
     // Pages of 1,000 keys as moto serves them, and pages of 997 forced by
     // the proxy: every key comes back once, in order.
     for page in [None, Some(997)] {
