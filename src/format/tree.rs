@@ -123,7 +123,7 @@ pub struct Node {
     /// Content blob ids, in order (files only). A file of more than
     /// [`LIST_IDS`] blobs lists them in `content_lists` instead; readers of a
     /// tree from a repository see them here, filled in by
-    /// [`crate::repo::reader::BlobReader::read_tree`].
+    /// the repository's blob reader (`BlobReader::read_tree`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub content: Vec<BlobId>,
     /// Content lists (format version 4, files of more than [`LIST_IDS`]
