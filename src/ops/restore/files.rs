@@ -7,6 +7,13 @@
 //! metadata on the open file and links it under its name (or renames it
 //! into place) within the same directory handle.
 //!
+//! A file of several segments is written around the page cache
+//! (`O_DIRECT`, see `direct.rs`): workers read, decrypt and check their
+//! segments' blobs at the same time, each into a buffer of its own, and
+//! then take turns in file order to add the segment to the whole-file hash
+//! (in memory) and write it. A segment waits for the one before it, so at
+//! most one segment per worker is held in memory.
+//!
 //! Files come back sparse: every aligned 4 KiB block that is all zeros is
 //! skipped rather than written, so it stays a hole (a file of several
 //! segments is sized up front, a file of one is sized at the end when its
@@ -21,9 +28,10 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use super::ProblemKind;
+use super::direct::{self, ALIGN, AlignedBuf};
 use super::fsops::{Dir, FileId, Handle};
 use super::policy::{MetaWriter, WithheldKind};
 use crate::format::id::Id;
@@ -31,8 +39,12 @@ use crate::format::index::Index;
 use crate::format::tree::Node;
 use crate::repo::BlobReader;
 
-/// Blobs per segment (~4 MiB at the default 16 KiB chunks).
+/// Blobs per segment, at most.
 const SEGMENT_BLOBS: usize = 256;
+
+/// Bytes per segment: a segment ends with the blob that reaches this
+/// (only a single blob can make it larger).
+const SEGMENT_BYTES: u64 = 4 << 20;
 
 /// Bytes gathered before one positional write.
 const WRITE_BUF: usize = 1 << 20;
@@ -65,8 +77,10 @@ pub struct FileState {
     /// written, a file of several segments in order as its segments are
     /// done (`None` once hashing failed).
     hash: Mutex<Option<blake3::Hasher>>,
-    /// Which segments are done and hashed (files of several segments).
+    /// Whose turn it is to hash and write (files of several segments).
     order: Mutex<Order>,
+    /// Wakes the workers waiting for their turn.
+    turn: Condvar,
     single: bool,
     /// The end of the last data written (single-segment files are sized
     /// from it at the end).
@@ -78,12 +92,13 @@ pub struct FileState {
 struct Order {
     /// Segment `k` spans `bounds[k]..bounds[k + 1]`.
     bounds: Vec<u64>,
-    /// Written (or failed).
-    done: Vec<bool>,
-    /// Segments before this one are in the hash.
+    /// Segments before this one are hashed and written (or failed).
     next: usize,
-    /// A worker is hashing: it takes the segments done meanwhile too.
-    busy: bool,
+    /// The bytes after the last aligned block written, to be written with
+    /// the next segment's first bytes.
+    carry: Vec<u8>,
+    /// Writes go around the page cache (until the file system refuses).
+    direct: bool,
 }
 
 /// Where a file is while it is written.
@@ -211,7 +226,9 @@ pub fn plan(
     index: &Index,
     commit: Commit,
 ) -> Result<Vec<Segment>, Failure> {
-    let mut offsets = Vec::with_capacity(node.content.len().div_ceil(SEGMENT_BLOBS) + 1);
+    // Where each segment starts: (offset, first blob).
+    let mut offsets: Vec<u64> = Vec::new();
+    let mut starts: Vec<usize> = Vec::new();
     let mut pos = 0u64;
     let mut lengths_agree = true;
     for (i, id) in node.content.iter().enumerate() {
@@ -221,8 +238,13 @@ pub fn plan(
                 format!("blob {id} is in no index (lost pack or index file)"),
             ));
         }
-        if i % SEGMENT_BLOBS == 0 {
+        let last = offsets.last().copied().unwrap_or(0);
+        if starts.is_empty()
+            || i - starts[starts.len() - 1] >= SEGMENT_BLOBS
+            || pos - last >= SEGMENT_BYTES
+        {
             offsets.push(pos);
+            starts.push(i);
         }
         match index.agreed_raw_length(id) {
             Some(len) => pos += len as u64,
@@ -236,6 +258,7 @@ pub fn plan(
     // checked against what verifies.
     if !lengths_agree || node.size <= crate::format::salt::SALTED_MAX {
         offsets.truncate(1);
+        starts.truncate(1);
     } else if pos != node.size {
         return Err((
             ProblemKind::Damaged,
@@ -247,6 +270,7 @@ pub fn plan(
     }
     let segments = offsets.len().max(1);
     let made = OnceLock::new();
+    let mut direct = false;
     if segments > 1 {
         let (file, staged) =
             create(dir, mode, commit).map_err(|e| (ProblemKind::Write, e.to_string()))?;
@@ -259,6 +283,8 @@ pub fn plan(
             }
             return Err((ProblemKind::Write, e.to_string()));
         }
+        // Refused (`false`) or failed: written through the page cache.
+        direct = direct::set_direct(&file, true).unwrap_or(false);
         let _ = made.set((file, staged));
     }
     let state = Arc::new(FileState {
@@ -272,10 +298,11 @@ pub fn plan(
         hash: Mutex::new(Some(blake3::Hasher::new())),
         order: Mutex::new(Order {
             bounds: offsets.iter().copied().chain([node.size]).collect(),
-            done: vec![false; segments],
             next: 0,
-            busy: false,
+            carry: Vec::new(),
+            direct,
         }),
+        turn: Condvar::new(),
         single: segments == 1,
         written_end: AtomicU64::new(0),
         commit,
@@ -283,6 +310,12 @@ pub fn plan(
     if offsets.is_empty() {
         offsets.push(0);
     }
+    let ends: Vec<usize> = starts
+        .iter()
+        .skip(1)
+        .copied()
+        .chain([node.content.len()])
+        .collect();
     Ok(offsets
         .into_iter()
         .enumerate()
@@ -292,7 +325,7 @@ pub fn plan(
             blobs: if segments == 1 {
                 0..node.content.len()
             } else {
-                k * SEGMENT_BLOBS..((k + 1) * SEGMENT_BLOBS).min(node.content.len())
+                starts[k]..ends[k]
             },
             offset,
         })
@@ -309,93 +342,212 @@ pub fn process(
     verify: bool,
 ) -> Option<(Arc<FileState>, Finished)> {
     let st = &seg.state;
-    if st.failure.lock().expect("failure lock").is_none()
-        && let Err(f) = write_segment(&seg, reader, index)
-    {
-        st.failure.lock().expect("failure lock").get_or_insert(f);
-    }
-    if !st.single && !hash_in_order(st, seg.k, verify) {
-        return None;
+    if st.single {
+        if st.failure.lock().expect("failure lock").is_none()
+            && let Err(f) = write_segment(&seg, reader, index)
+        {
+            st.failure.lock().expect("failure lock").get_or_insert(f);
+        }
+    } else {
+        let failed = st.failure.lock().expect("failure lock").is_some();
+        let gathered = (!failed).then(|| gather(&seg, reader, index));
+        if !in_order(st, &seg, gathered, verify) {
+            return None;
+        }
     }
     let outcome = finish(st, meta, verify);
     Some((seg.state.clone(), outcome))
 }
 
-/// Marks segment `k` of a file of several done and adds every segment now
-/// next in file order to the whole-file hash, reading it back from the
-/// file (just written: from the page cache). One worker hashes at a time,
-/// without holding the lock while it reads, and takes the segments other
-/// workers finish meanwhile; a large file is thus hashed as it is written,
-/// by both workers, instead of re-read in full once its last segment is
-/// done. A drill re-reads the file from disk anyway: it only counts here.
-/// Returns whether this worker completed the file (its last segment in
-/// order is done), which happens for exactly one of them.
-fn hash_in_order(st: &FileState, k: usize, verify: bool) -> bool {
-    let mut order = st.order.lock().expect("order lock");
-    order.done[k] = true;
-    if order.busy {
-        return false;
+/// Reads, decrypts and checks the blobs of segment `seg` of a file of
+/// several into a buffer, placed so that the segment's first byte is as
+/// far from an aligned address as the segment is from an aligned offset in
+/// the file (the bytes before it are left for the previous segment's last
+/// partial block).
+fn gather(
+    seg: &Segment,
+    reader: &mut BlobReader<'_>,
+    index: &Index,
+) -> Result<AlignedBuf, Failure> {
+    let st = &seg.state;
+    let expect = {
+        let order = st.order.lock().expect("order lock");
+        order.bounds[seg.k + 1] - order.bounds[seg.k]
+    };
+    let pad = (seg.offset % ALIGN as u64) as usize;
+    let mut buf = AlignedBuf::new(pad + expect.min(SEGMENT_BYTES) as usize);
+    buf.set_len(pad);
+    for id in &st.node.content[seg.blobs.clone()] {
+        let data = reader
+            .read_indexed(id, index)
+            .map_err(|e| (ProblemKind::reading(&e), e.to_string()))?;
+        // Never past where the next segment starts (nor so past the
+        // recorded size): the index's lengths would be a lie.
+        if (buf.as_slice().len() - pad + data.len()) as u64 > expect {
+            return Err(past_the_end(st.node.size));
+        }
+        buf.extend(&data);
     }
-    order.busy = true;
-    loop {
-        let j = order.next;
-        if j == order.done.len() {
-            return true;
-        }
-        if !order.done[j] {
-            order.busy = false;
-            return false;
-        }
-        let range = order.bounds[j]..order.bounds[j + 1];
-        drop(order);
-        let failed = st.failure.lock().expect("failure lock").is_some();
-        let mut hash = st.hash.lock().expect("hash lock");
-        if let Some(h) = hash.as_mut()
-            && (verify
-                || failed
-                || st
-                    .made
-                    .get()
-                    .is_none_or(|(file, _)| hash_range(file, range, h).is_err()))
-        {
-            *hash = None;
-        }
-        drop(hash);
-        order = st.order.lock().expect("order lock");
-        order.next = j + 1;
+    if (buf.as_slice().len() - pad) as u64 != expect {
+        return Err((
+            ProblemKind::Mismatch,
+            format!(
+                "the blobs from offset {} hold fewer bytes than the index records",
+                seg.offset
+            ),
+        ));
     }
+    Ok(buf)
 }
 
-/// Adds `range` of `file` to `h`.
-fn hash_range(
-    file: &File,
-    range: std::ops::Range<u64>,
-    h: &mut blake3::Hasher,
+/// The failure for content longer than the snapshot records.
+fn past_the_end(size: u64) -> Failure {
+    (
+        ProblemKind::Mismatch,
+        format!("content runs past the {size} bytes the snapshot records"),
+    )
+}
+
+/// Waits for segment `seg`'s turn (every segment before it hashed and
+/// written), then adds what [`gather`] read to the whole-file hash (not in
+/// a drill, which re-reads the file from disk) and writes it. Returns
+/// whether this was the file's last segment, which is so for exactly one
+/// worker.
+///
+/// The segment that is next is always held by a worker that is not
+/// waiting (segments are handed out in file order, and each worker
+/// finishes a segment before it takes another), so this never waits for
+/// ever.
+fn in_order(
+    st: &FileState,
+    seg: &Segment,
+    gathered: Option<Result<AlignedBuf, Failure>>,
+    verify: bool,
+) -> bool {
+    let mut order = st.order.lock().expect("order lock");
+    while order.next != seg.k {
+        order = st.turn.wait(order).expect("order lock");
+    }
+    let last = seg.k + 2 == order.bounds.len();
+    match gathered {
+        // An earlier segment failed: nothing more is written.
+        None => {}
+        Some(Err(f)) => {
+            st.failure.lock().expect("failure lock").get_or_insert(f);
+        }
+        Some(Ok(mut buf)) => {
+            let failed = st.failure.lock().expect("failure lock").is_some();
+            if !failed
+                && let Err(e) = write_in_order(st, &mut order, &mut buf, seg.offset, last, verify)
+            {
+                st.failure
+                    .lock()
+                    .expect("failure lock")
+                    .get_or_insert((ProblemKind::Write, e.to_string()));
+            }
+        }
+    }
+    order.next += 1;
+    drop(order);
+    st.turn.notify_all();
+    last
+}
+
+/// Hashes and writes one segment, in file order (see [`in_order`]).
+fn write_in_order(
+    st: &FileState,
+    order: &mut Order,
+    buf: &mut AlignedBuf,
+    offset: u64,
+    last: bool,
+    verify: bool,
 ) -> std::io::Result<()> {
-    let mut buf = vec![0u8; WRITE_BUF.min((range.end - range.start) as usize)];
-    let mut pos = range.start;
-    while pos < range.end {
-        let want = buf.len().min((range.end - pos) as usize);
-        file.read_exact_at(&mut buf[..want], pos)?;
-        h.update(&buf[..want]);
-        pos += want as u64;
+    let Some((file, _)) = st.made.get() else {
+        return Err(std::io::Error::other("the new file was not created"));
+    };
+    let pad = (offset % ALIGN as u64) as usize;
+    {
+        let mut hash = st.hash.lock().expect("hash lock");
+        if verify {
+            *hash = None;
+        } else if let Some(h) = hash.as_mut() {
+            h.update(&buf.as_slice()[pad..]);
+        }
+    }
+    write_aligned(file, order, buf, offset, last)?;
+    if !order.direct && st.node.size >= WRITEBACK_FROM {
+        start_writeback(file, offset, (buf.as_slice().len() - pad) as u64);
     }
     Ok(())
+}
+
+/// Writes `buf` (its bytes from `offset % ALIGN` on) at `offset` of
+/// `file`: the partial block the previous segment left (`order.carry`)
+/// first, then whole blocks, keeping the partial block at its end for the
+/// next segment; the last segment writes that through the page cache.
+fn write_aligned(
+    file: &File,
+    order: &mut Order,
+    buf: &mut AlignedBuf,
+    offset: u64,
+    last: bool,
+) -> std::io::Result<()> {
+    let pad = (offset % ALIGN as u64) as usize;
+    if order.carry.len() != pad {
+        return Err(std::io::Error::other(
+            "segments do not meet (the index's lengths disagree with the blobs)",
+        ));
+    }
+    buf.as_mut_slice()[..pad].copy_from_slice(&order.carry);
+    let data = buf.as_slice();
+    let whole = data.len() / ALIGN * ALIGN;
+    let at = offset - pad as u64;
+    write_blocks(file, &data[..whole], at, &mut order.direct)?;
+    order.carry.clear();
+    order.carry.extend_from_slice(&data[whole..]);
+    if last && !order.carry.is_empty() {
+        if order.direct {
+            direct::set_direct(file, false)?;
+            order.direct = false;
+        }
+        write_sparse(&order.carry, at + whole as u64, |b, o| {
+            file.write_all_at(b, o)
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes whole aligned blocks `data` at `at` (holes for blocks of
+/// zeros), around the page cache while `direct`; on the file system's
+/// refusal (`EINVAL`) turns that off and writes through the page cache.
+fn write_blocks(file: &File, data: &[u8], at: u64, direct: &mut bool) -> std::io::Result<()> {
+    write_sparse(data, at, |b, o| {
+        if *direct {
+            match file.write_all_at(b, o) {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                r => return r,
+            }
+        }
+        if *direct {
+            direct::set_direct(file, false)?;
+            *direct = false;
+        }
+        file.write_all_at(b, o)
+    })
+    .map(|_| ())
 }
 
 fn write_segment(seg: &Segment, reader: &mut BlobReader<'_>, index: &Index) -> Result<(), Failure> {
     let st = &seg.state;
     let file = st.make()?;
     let mut offset = seg.offset;
-    // Only a single-segment file hashes inline; never hold the lock otherwise,
-    // or the segments of a large file would be written one at a time.
-    let mut inline = st.single.then(|| st.hash.lock().expect("hash lock"));
+    let mut inline = st.hash.lock().expect("hash lock");
     // Gather the segment and write it with few large writes: concurrent
     // small writes into one file contend on its inode lock.
     let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BUF.min(st.node.size as usize));
     let flush = |buf: &mut Vec<u8>, offset: &mut u64| -> Result<(), Failure> {
-        let end =
-            write_sparse(file, buf, *offset).map_err(|e| (ProblemKind::Write, e.to_string()))?;
+        let end = write_sparse(buf, *offset, |b, o| file.write_all_at(b, o))
+            .map_err(|e| (ProblemKind::Write, e.to_string()))?;
         st.written_end.fetch_max(end, Ordering::Relaxed);
         if st.node.size >= WRITEBACK_FROM {
             start_writeback(file, *offset, buf.len() as u64);
@@ -411,15 +563,9 @@ fn write_segment(seg: &Segment, reader: &mut BlobReader<'_>, index: &Index) -> R
         // Never write past the recorded size: a restore writes no more than
         // the snapshot declares, whatever the blobs hold.
         if offset + (buf.len() + data.len()) as u64 > st.node.size {
-            return Err((
-                ProblemKind::Mismatch,
-                format!(
-                    "content runs past the {} bytes the snapshot records",
-                    st.node.size
-                ),
-            ));
+            return Err(past_the_end(st.node.size));
         }
-        if let Some(h) = inline.as_mut().and_then(|g| g.as_mut()) {
+        if let Some(h) = inline.as_mut() {
             h.update(&data);
         }
         buf.extend_from_slice(&data);
@@ -461,7 +607,9 @@ fn check_and_commit(st: &FileState, meta: &MetaWriter, verify: bool) -> Result<F
         .map(|h| h.finalize().into());
     let (hash, size) = match inline {
         Some(h) if !verify => (h, st.node.size),
-        // A drill (or hashing in order failed): hash what is on disk.
+        // A drill: hash what is on disk; a file of several segments was
+        // written around the page cache and is read back the same way.
+        _ if !st.single => direct::hash_from_disk(file).map_err(write_err)?,
         _ => hash_reader(&mut PositionalReader { file, pos: 0 }).map_err(write_err)?,
     };
     if Some(hash) != st.node.hash || size != st.node.size {
@@ -521,11 +669,15 @@ fn check_and_commit(st: &FileState, meta: &MetaWriter, verify: bool) -> Result<F
     })
 }
 
-/// Writes `buf` at `offset`, skipping every [`HOLE_BLOCK`]-aligned block of
-/// zeros (they read as zeros once the file is sized) and writing each run
-/// of other blocks in one call. Returns the end of the last run written (0
-/// when nothing was).
-fn write_sparse(file: &File, buf: &[u8], offset: u64) -> std::io::Result<u64> {
+/// Writes `buf` at `offset` with `write`, skipping every
+/// [`HOLE_BLOCK`]-aligned block of zeros (they read as zeros once the file
+/// is sized) and writing each run of other blocks in one call. Returns the
+/// end of the last run written (0 when nothing was).
+fn write_sparse(
+    buf: &[u8],
+    offset: u64,
+    mut write: impl FnMut(&[u8], u64) -> std::io::Result<()>,
+) -> std::io::Result<u64> {
     let mut run: Option<usize> = None;
     let mut written = 0u64;
     let mut i = 0usize;
@@ -536,7 +688,7 @@ fn write_sparse(file: &File, buf: &[u8], offset: u64) -> std::io::Result<u64> {
         match (zeros, run) {
             (false, None) => run = Some(i),
             (true, Some(start)) => {
-                file.write_all_at(&buf[start..i], offset + start as u64)?;
+                write(&buf[start..i], offset + start as u64)?;
                 written = offset + i as u64;
                 run = None;
             }
@@ -545,7 +697,7 @@ fn write_sparse(file: &File, buf: &[u8], offset: u64) -> std::io::Result<u64> {
         i = end;
     }
     if let Some(start) = run {
-        file.write_all_at(&buf[start..], offset + start as u64)?;
+        write(&buf[start..], offset + start as u64)?;
         written = offset + buf.len() as u64;
     }
     Ok(written)
@@ -621,8 +773,9 @@ mod tests {
         buf[4095..4097].copy_from_slice(&[2, 3]);
         buf[(2 << 20) + 5] = 4;
         let offset = 1000;
-        write_sparse(&f, &buf, offset).unwrap();
-        write_sparse(&f, &vec![0u8; 1 << 20], 5 << 20).unwrap();
+        let w = |b: &[u8], o: u64| f.write_all_at(b, o);
+        write_sparse(&buf, offset, w).unwrap();
+        write_sparse(&vec![0u8; 1 << 20], 5 << 20, w).unwrap();
         let mut back = vec![0u8; size as usize];
         f.read_exact_at(&mut back, 0).unwrap();
         assert_eq!(
@@ -635,6 +788,86 @@ mod tests {
         // file system has them).
         let blocks = f.metadata().unwrap().blocks();
         assert!(blocks * 512 <= 64 * 1024, "{blocks} blocks allocated");
+    }
+
+    /// Writes `content` as segments starting at `cuts` through
+    /// [`write_aligned`], with `O_DIRECT` on (when the file system takes
+    /// it) or off.
+    fn write_in_segments(dir: &Path, content: &[u8], cuts: &[usize], direct: bool) -> File {
+        let f = tempfile::tempfile_in(dir).unwrap();
+        f.set_len(content.len() as u64).unwrap();
+        let mut order = Order {
+            bounds: Vec::new(),
+            next: 0,
+            carry: Vec::new(),
+            direct: direct && direct::set_direct(&f, true).unwrap(),
+        };
+        let ends: Vec<usize> = cuts
+            .iter()
+            .skip(1)
+            .copied()
+            .chain([content.len()])
+            .collect();
+        for (k, (&start, &end)) in cuts.iter().zip(&ends).enumerate() {
+            let pad = start % ALIGN;
+            let mut buf = AlignedBuf::new(pad);
+            buf.set_len(pad);
+            buf.extend(&content[start..end]);
+            let last = k + 1 == cuts.len();
+            write_aligned(&f, &mut order, &mut buf, start as u64, last).unwrap();
+        }
+        f
+    }
+
+    #[test]
+    fn segments_written_around_the_page_cache_keep_every_byte_and_the_holes() {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        // Odd sizes, segments meeting inside blocks, a megabyte of zeros
+        // across a segment boundary, and a last partial block.
+        let size = (5 << 20) + 4097 + 13;
+        let mut content: Vec<u8> = (0..size).map(|i| (i % 251) as u8 | 1).collect();
+        content[(2 << 20) + 100..(3 << 20) + 100].fill(0);
+        let cuts = [
+            0,
+            4095,
+            5000,
+            (2 << 20) + 7,
+            (2 << 20) + 8,
+            4 << 20,
+            size - 1,
+        ];
+        for direct in [true, false] {
+            let f = write_in_segments(dir.path(), &content, &cuts, direct);
+            let mut back = vec![0u8; size];
+            f.read_exact_at(&mut back, 0).unwrap();
+            assert!(back == content, "direct {direct}: content differs");
+            assert_eq!(f.metadata().unwrap().len(), size as u64);
+            // The aligned megabyte of zeros less its edges is a hole.
+            let blocks = f.metadata().unwrap().blocks() * 512;
+            assert!(blocks <= (size as u64) - (1 << 20) + 2 * 4096, "{blocks}");
+        }
+    }
+
+    #[test]
+    fn a_direct_write_the_kernel_refuses_is_written_through_the_page_cache() {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let f = tempfile::tempfile_in(dir.path()).unwrap();
+        if !direct::set_direct(&f, true).unwrap() {
+            return; // this file system takes no O_DIRECT: nothing to refuse
+        }
+        // Misaligned in memory: the kernel says EINVAL, as a file system
+        // that refuses direct writes does.
+        let mut raw = AlignedBuf::new(2 * ALIGN + 1);
+        raw.extend(&[9u8; 2 * ALIGN + 1]);
+        let data = &raw.as_slice()[1..];
+        let mut direct = true;
+        write_blocks(&f, data, 0, &mut direct).unwrap();
+        assert!(!direct, "direct writes are off once refused");
+        let mut back = vec![0u8; 2 * ALIGN];
+        f.read_exact_at(&mut back, 0).unwrap();
+        assert!(back.iter().all(|&b| b == 9));
+        let flags = rustix::fs::fcntl_getfl(&f).unwrap();
+        assert!(!flags.contains(rustix::fs::OFlags::DIRECT));
     }
 
     #[test]

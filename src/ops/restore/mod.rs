@@ -12,6 +12,7 @@
 mod batch;
 mod budget;
 pub mod cat;
+mod direct;
 mod dirs;
 mod dump;
 mod files;
