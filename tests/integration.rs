@@ -28,6 +28,7 @@ mod inspect;
 mod keys;
 mod keystores;
 mod killmatrix;
+mod large_files;
 mod mount;
 mod options;
 mod overwrite;

@@ -82,6 +82,8 @@ pub struct FileState {
     /// Wakes the workers waiting for their turn.
     turn: Condvar,
     single: bool,
+    /// Written around the page cache (when the file system took it).
+    direct: bool,
     /// The end of the last data written (single-segment files are sized
     /// from it at the end).
     written_end: AtomicU64,
@@ -164,6 +166,12 @@ impl FileState {
     /// The file's recorded size.
     pub fn size(&self) -> u64 {
         self.node.size
+    }
+
+    /// Its data was written around the page cache: nothing of it is left
+    /// for a flush to write but its last partial block.
+    pub fn written_direct(&self) -> bool {
+        self.direct
     }
 }
 
@@ -304,6 +312,7 @@ pub fn plan(
         }),
         turn: Condvar::new(),
         single: segments == 1,
+        direct,
         written_end: AtomicU64::new(0),
         commit,
     });

@@ -445,7 +445,11 @@ fn write_files(shared: &Shared<'_>, seg: Segment, reader: &mut BlobReader<'_>, f
         return;
     };
     crate::ops::progress::advance(&shared.opts.progress, 1, st.size());
-    let dirt = st.size() + 4096;
+    let dirt = if st.written_direct() {
+        2 * 4096
+    } else {
+        st.size() + 4096
+    };
     let before = shared.written.fetch_add(dirt, Ordering::Relaxed);
     if before / FLUSH_EVERY != (before + dirt) / FLUSH_EVERY {
         // Already asked and not started yet: that flush takes this too.
