@@ -22,56 +22,59 @@ use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
 pub const ALIGN: usize = 4096;
 
 /// A byte buffer whose usable part starts at an [`ALIGN`]-aligned address.
+/// Bytes are only ever appended within its capacity (the vector never
+/// moves), so nothing is zeroed that is not written.
 pub struct AlignedBuf {
     raw: Vec<u8>,
     start: usize,
-    len: usize,
 }
 
 impl AlignedBuf {
     /// An empty buffer that holds `capacity` bytes without moving.
     pub fn new(capacity: usize) -> Self {
-        let raw = vec![0u8; capacity + ALIGN];
+        let mut raw: Vec<u8> = Vec::with_capacity(capacity + ALIGN);
         let start = raw.as_ptr().align_offset(ALIGN);
         // `align_offset` may give up (usize::MAX) in theory; an unaligned
         // buffer only makes direct writes fail, which falls back.
         let start = if start < ALIGN { start } else { 0 };
-        AlignedBuf { raw, start, len: 0 }
+        raw.resize(start, 0);
+        AlignedBuf { raw, start }
     }
 
     /// How many bytes it holds without moving.
     pub fn capacity(&self) -> usize {
-        self.raw.len() - self.start
+        self.raw.capacity() - self.start
     }
 
     /// The bytes held.
     pub fn as_slice(&self) -> &[u8] {
-        &self.raw[self.start..self.start + self.len]
+        &self.raw[self.start..]
     }
 
     /// The bytes held, writable.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.raw[self.start..self.start + self.len]
+        &mut self.raw[self.start..]
     }
 
-    /// Sets how many bytes are held (zeros where nothing was written yet,
-    /// or old bytes); at most the capacity.
-    pub fn set_len(&mut self, len: usize) {
-        assert!(len <= self.capacity(), "aligned buffer overrun");
-        self.len = len;
+    /// Holds `len` zeros (to be overwritten), keeping the capacity.
+    pub fn reset(&mut self, len: usize) {
+        self.raw.truncate(self.start);
+        if len > self.capacity() {
+            *self = AlignedBuf::new(len);
+        }
+        self.raw.resize(self.start + len, 0);
     }
 
     /// Appends `data`, moving the bytes held to a larger buffer (aligned
     /// again) when they do not fit.
     pub fn extend(&mut self, data: &[u8]) {
-        let end = self.len + data.len();
-        if end > self.capacity() {
-            let mut bigger = AlignedBuf::new(end.max(2 * self.capacity()));
+        let len = self.as_slice().len();
+        if len + data.len() > self.capacity() {
+            let mut bigger = AlignedBuf::new((len + data.len()).max(2 * self.capacity()));
             bigger.extend(self.as_slice());
             *self = bigger;
         }
-        self.raw[self.start + self.len..self.start + end].copy_from_slice(data);
-        self.len = end;
+        self.raw.extend_from_slice(data);
     }
 }
 
@@ -101,7 +104,7 @@ pub fn hash_from_disk(file: &File) -> io::Result<(crate::format::id::Id, u64)> {
     let direct = set_direct(file, true)?;
     let mut h = blake3::Hasher::new();
     let mut buf = AlignedBuf::new(1 << 20);
-    buf.set_len(buf.capacity() / ALIGN * ALIGN);
+    buf.reset(1 << 20);
     let mut pos = 0u64;
     let result = loop {
         let k = match file.read_at(buf.as_mut_slice(), pos) {
@@ -143,6 +146,10 @@ mod tests {
             assert_eq!(b.as_slice().len(), before + 5);
             assert!(b.as_slice()[..cap].iter().all(|&x| x == 7));
             assert!(b.as_slice()[cap..].iter().all(|&x| x == 1));
+            let grown = b.capacity();
+            b.reset(3);
+            assert_eq!((b.as_slice(), b.capacity()), (&[0u8; 3][..], grown));
+            assert_eq!(b.as_slice().as_ptr().align_offset(ALIGN), 0);
         }
     }
 

@@ -46,6 +46,11 @@ const SEGMENT_BLOBS: usize = 256;
 /// (only a single blob can make it larger).
 const SEGMENT_BYTES: u64 = 4 << 20;
 
+thread_local! {
+    /// A worker's segment buffer, kept for its next segment.
+    static SCRATCH: std::cell::RefCell<Option<AlignedBuf>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Bytes gathered before one positional write.
 const WRITE_BUF: usize = 1 << 20;
 
@@ -384,8 +389,16 @@ fn gather(
         order.bounds[seg.k + 1] - order.bounds[seg.k]
     };
     let pad = (seg.offset % ALIGN as u64) as usize;
-    let mut buf = AlignedBuf::new(pad + expect.min(SEGMENT_BYTES) as usize);
-    buf.set_len(pad);
+    // Each worker keeps its buffer from one segment to the next; a segment
+    // may pass SEGMENT_BYTES by one blob, which the capacity allows for
+    // (trusting the index's lengths no further than that).
+    let mut buf = SCRATCH
+        .with(|s| s.borrow_mut().take())
+        .unwrap_or_else(|| AlignedBuf::new(0));
+    if buf.capacity() < pad + expect as usize {
+        buf = AlignedBuf::new(pad + expect.min(SEGMENT_BYTES + (1 << 20)) as usize);
+    }
+    buf.reset(pad);
     for id in &st.node.content[seg.blobs.clone()] {
         let data = reader
             .read_indexed(id, index)
@@ -454,6 +467,7 @@ fn in_order(
                     .expect("failure lock")
                     .get_or_insert((ProblemKind::Write, e.to_string()));
             }
+            SCRATCH.with(|s| *s.borrow_mut() = Some(buf));
         }
     }
     order.next += 1;
@@ -820,7 +834,7 @@ mod tests {
         for (k, (&start, &end)) in cuts.iter().zip(&ends).enumerate() {
             let pad = start % ALIGN;
             let mut buf = AlignedBuf::new(pad);
-            buf.set_len(pad);
+            buf.reset(pad);
             buf.extend(&content[start..end]);
             let last = k + 1 == cuts.len();
             write_aligned(&f, &mut order, &mut buf, start as u64, last).unwrap();
