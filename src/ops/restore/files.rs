@@ -11,8 +11,9 @@
 //! (`O_DIRECT`, see `direct.rs`): workers read, decrypt and check their
 //! segments' blobs at the same time, each into a buffer of its own, and
 //! then take turns in file order to add the segment to the whole-file hash
-//! (in memory) and write it. A segment waits for the one before it, so at
-//! most one segment per worker is held in memory.
+//! (in memory) and pass on the partial block where it meets the next; the
+//! whole blocks are then written by both at once. A segment waits for the
+//! one before it, so at most one segment per worker is held in memory.
 //!
 //! Files come back sparse: every aligned 4 KiB block that is all zeros is
 //! skipped rather than written, so it stays a hole (a file of several
@@ -106,6 +107,8 @@ struct Order {
     carry: Vec<u8>,
     /// Writes go around the page cache (until the file system refuses).
     direct: bool,
+    /// Segments written (or failed), in any order.
+    written: usize,
 }
 
 /// Where a file is while it is written.
@@ -314,6 +317,7 @@ pub fn plan(
             next: 0,
             carry: Vec::new(),
             direct,
+            written: 0,
         }),
         turn: Condvar::new(),
         single: segments == 1,
@@ -430,11 +434,13 @@ fn past_the_end(size: u64) -> Failure {
     )
 }
 
-/// Waits for segment `seg`'s turn (every segment before it hashed and
-/// written), then adds what [`gather`] read to the whole-file hash (not in
-/// a drill, which re-reads the file from disk) and writes it. Returns
-/// whether this was the file's last segment, which is so for exactly one
-/// worker.
+/// Waits for segment `seg`'s turn (every segment before it hashed), then
+/// adds what [`gather`] read to the whole-file hash (not in a drill, which
+/// re-reads the file from disk) and takes over the partial block the
+/// previous segment left; then, no longer in turn, writes its whole
+/// blocks. Returns whether this worker was the last to finish a segment of
+/// the file (it then writes the file's last partial block), which is so
+/// for exactly one.
 ///
 /// The segment that is next is always held by a worker that is not
 /// waiting (segments are handed out in file order, and each worker
@@ -446,11 +452,17 @@ fn in_order(
     gathered: Option<Result<AlignedBuf, Failure>>,
     verify: bool,
 ) -> bool {
+    let fail = |e: std::io::Error| {
+        st.failure
+            .lock()
+            .expect("failure lock")
+            .get_or_insert((ProblemKind::Write, e.to_string()));
+    };
     let mut order = st.order.lock().expect("order lock");
     while order.next != seg.k {
         order = st.turn.wait(order).expect("order lock");
     }
-    let last = seg.k + 2 == order.bounds.len();
+    let mut ready = None;
     match gathered {
         // An earlier segment failed: nothing more is written.
         None => {}
@@ -459,62 +471,64 @@ fn in_order(
         }
         Some(Ok(mut buf)) => {
             let failed = st.failure.lock().expect("failure lock").is_some();
-            if !failed
-                && let Err(e) = write_in_order(st, &mut order, &mut buf, seg.offset, last, verify)
-            {
-                st.failure
-                    .lock()
-                    .expect("failure lock")
-                    .get_or_insert((ProblemKind::Write, e.to_string()));
+            let pad = (seg.offset % ALIGN as u64) as usize;
+            if !failed {
+                let mut hash = st.hash.lock().expect("hash lock");
+                if verify {
+                    *hash = None;
+                } else if let Some(h) = hash.as_mut() {
+                    h.update(&buf.as_slice()[pad..]);
+                }
+                drop(hash);
+                match carry_in(&mut order, &mut buf, seg.offset) {
+                    Ok(whole) => ready = Some((buf, whole, seg.offset - pad as u64)),
+                    Err(e) => fail(e),
+                }
             }
-            SCRATCH.with(|s| *s.borrow_mut() = Some(buf));
         }
     }
     order.next += 1;
+    let mut direct = order.direct;
     drop(order);
     st.turn.notify_all();
-    last
-}
-
-/// Hashes and writes one segment, in file order (see [`in_order`]).
-fn write_in_order(
-    st: &FileState,
-    order: &mut Order,
-    buf: &mut AlignedBuf,
-    offset: u64,
-    last: bool,
-    verify: bool,
-) -> std::io::Result<()> {
-    let Some((file, _)) = st.made.get() else {
-        return Err(std::io::Error::other("the new file was not created"));
-    };
-    let pad = (offset % ALIGN as u64) as usize;
-    {
-        let mut hash = st.hash.lock().expect("hash lock");
-        if verify {
-            *hash = None;
-        } else if let Some(h) = hash.as_mut() {
-            h.update(&buf.as_slice()[pad..]);
+    // Segments' whole blocks are written at the same time.
+    if let Some((buf, whole, at)) = ready {
+        let data = &buf.as_slice()[..whole];
+        match st.made.get() {
+            Some((file, _)) => match write_blocks(file, data, at, &mut direct) {
+                Ok(()) if !direct && st.node.size >= WRITEBACK_FROM => {
+                    start_writeback(file, at, whole as u64)
+                }
+                Ok(()) => {}
+                Err(e) => fail(e),
+            },
+            None => fail(std::io::Error::other("the new file was not created")),
+        }
+        SCRATCH.with(|s| *s.borrow_mut() = Some(buf));
+    }
+    let mut order = st.order.lock().expect("order lock");
+    order.direct &= direct;
+    order.written += 1;
+    if order.written + 1 < order.bounds.len() {
+        return false;
+    }
+    // Every segment is written: the file's last partial block.
+    let failed = st.failure.lock().expect("failure lock").is_some();
+    if !failed && let Some((file, _)) = st.made.get() {
+        let end = st.node.size;
+        if let Err(e) = write_tail(file, &mut order, end) {
+            fail(e);
         }
     }
-    write_aligned(file, order, buf, offset, last)?;
-    if !order.direct && st.node.size >= WRITEBACK_FROM {
-        start_writeback(file, offset, (buf.as_slice().len() - pad) as u64);
-    }
-    Ok(())
+    true
 }
 
-/// Writes `buf` (its bytes from `offset % ALIGN` on) at `offset` of
-/// `file`: the partial block the previous segment left (`order.carry`)
-/// first, then whole blocks, keeping the partial block at its end for the
-/// next segment; the last segment writes that through the page cache.
-fn write_aligned(
-    file: &File,
-    order: &mut Order,
-    buf: &mut AlignedBuf,
-    offset: u64,
-    last: bool,
-) -> std::io::Result<()> {
+/// Puts the partial block the previous segment left (`order.carry`) in
+/// front of `buf` (whose bytes from `offset % ALIGN` on are the segment at
+/// `offset`) and keeps the partial block at its end for the next segment.
+/// Returns how many bytes of `buf` are whole blocks, to be written at
+/// `offset` rounded down to a block.
+fn carry_in(order: &mut Order, buf: &mut AlignedBuf, offset: u64) -> std::io::Result<usize> {
     let pad = (offset % ALIGN as u64) as usize;
     if order.carry.len() != pad {
         return Err(std::io::Error::other(
@@ -524,20 +538,23 @@ fn write_aligned(
     buf.as_mut_slice()[..pad].copy_from_slice(&order.carry);
     let data = buf.as_slice();
     let whole = data.len() / ALIGN * ALIGN;
-    let at = offset - pad as u64;
-    write_blocks(file, &data[..whole], at, &mut order.direct)?;
     order.carry.clear();
     order.carry.extend_from_slice(&data[whole..]);
-    if last && !order.carry.is_empty() {
-        if order.direct {
-            direct::set_direct(file, false)?;
-            order.direct = false;
-        }
-        write_sparse(&order.carry, at + whole as u64, |b, o| {
-            file.write_all_at(b, o)
-        })?;
+    Ok(whole)
+}
+
+/// Writes the file's last partial block (what the last segment carried
+/// out; it ends at `end`) through the page cache.
+fn write_tail(file: &File, order: &mut Order, end: u64) -> std::io::Result<()> {
+    if order.carry.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    if order.direct {
+        direct::set_direct(file, false)?;
+        order.direct = false;
+    }
+    let at = end - order.carry.len() as u64;
+    write_sparse(&order.carry, at, |b, o| file.write_all_at(b, o)).map(|_| ())
 }
 
 /// Writes whole aligned blocks `data` at `at` (holes for blocks of
@@ -814,7 +831,7 @@ mod tests {
     }
 
     /// Writes `content` as segments starting at `cuts` through
-    /// [`write_aligned`], with `O_DIRECT` on (when the file system takes
+    /// [`carry_in`], [`write_blocks`] and [`write_tail`], with `O_DIRECT` on (when the file system takes
     /// it) or off.
     fn write_in_segments(dir: &Path, content: &[u8], cuts: &[usize], direct: bool) -> File {
         let f = tempfile::tempfile_in(dir).unwrap();
@@ -824,6 +841,7 @@ mod tests {
             next: 0,
             carry: Vec::new(),
             direct: direct && direct::set_direct(&f, true).unwrap(),
+            written: 0,
         };
         let ends: Vec<usize> = cuts
             .iter()
@@ -831,14 +849,16 @@ mod tests {
             .copied()
             .chain([content.len()])
             .collect();
-        for (k, (&start, &end)) in cuts.iter().zip(&ends).enumerate() {
+        for (&start, &end) in cuts.iter().zip(&ends) {
             let pad = start % ALIGN;
             let mut buf = AlignedBuf::new(pad);
             buf.reset(pad);
             buf.extend(&content[start..end]);
-            let last = k + 1 == cuts.len();
-            write_aligned(&f, &mut order, &mut buf, start as u64, last).unwrap();
+            let whole = carry_in(&mut order, &mut buf, start as u64).unwrap();
+            let at = (start - pad) as u64;
+            write_blocks(&f, &buf.as_slice()[..whole], at, &mut order.direct).unwrap();
         }
+        write_tail(&f, &mut order, content.len() as u64).unwrap();
         f
     }
 
