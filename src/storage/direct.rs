@@ -1,4 +1,5 @@
-//! Reading and writing packs around the page cache (`O_DIRECT`).
+//! Writing packs around the page cache (`O_DIRECT`), and reading them
+//! through it without filling it.
 //!
 //! A backup writes packs it will not read again, and a restore or a check
 //! reads each pack once. Through the page cache each megabyte costs kernel
@@ -6,15 +7,15 @@
 //! memory went back to its host) and pushes the host's own working set out
 //! of the cache. [`write_around_cache`] writes the aligned bulk of a buffer
 //! with `O_DIRECT` from a small aligned staging buffer, and the unaligned
-//! tail through the cache; [`DirectReader`] reads aligned windows into an
-//! aligned buffer. A filesystem that refuses `O_DIRECT` (tmpfs on older
-//! kernels, some FUSE filesystems) gets ordinary reads and writes: the bytes
-//! are the same either way, and durability is still the caller's `fsync`.
+//! tail through the cache; [`ReadThrough`] reads with the kernel's
+//! read-ahead and drops the pages behind it. A filesystem that refuses
+//! `O_DIRECT` (tmpfs on older kernels, some FUSE filesystems) gets ordinary
+//! writes: the bytes are the same either way, and durability is still the
+//! caller's `fsync`.
 
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
 
 use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
 
@@ -111,103 +112,119 @@ fn write_direct(file: &File, data: &[u8]) -> usize {
     })
 }
 
-/// Bytes a [`DirectReader`] reads at once (an age chunk is 64 KiB).
-const WINDOW: usize = 256 * 1024;
+/// How far a [`ReadThrough`] keeps the pages behind its position cached: a
+/// pack's blobs are read nearly in order, with short seeks back.
+const KEEP_BEHIND: u64 = 4 << 20;
 
-/// A file read through an aligned window with `O_DIRECT` (or, where the
-/// filesystem refuses it, the same reads through the cache): each read of
-/// the window is one aligned `pread`, and seeks cost nothing until the
-/// next read.
-pub struct DirectReader {
+/// Bytes asked of the kernel per read when a file is read whole.
+const READ_PIECE: usize = 1 << 20;
+
+/// A file read once through the page cache without filling it: read ahead
+/// by the kernel (sequential advice), and its pages dropped once the reader
+/// is [`KEEP_BEHIND`] past them, and all of them when it is dropped. The
+/// cache thus recycles a few megabytes instead of growing by every pack a
+/// restore or a check reads (and pushing the host's working set out).
+///
+/// Direct reads (`O_DIRECT`) would skip the cache too, but each waits for
+/// the device with nothing read ahead: a `check --read-data` took 1.2-1.5 s
+/// where this takes 1.0 s (0.85 s with every pack already cached).
+pub struct ReadThrough {
     file: File,
-    /// `WINDOW + ALIGN` bytes; the window starts at `start`.
-    buf: Vec<u8>,
-    start: usize,
-    /// File offset of the window's first byte, and how many bytes it holds.
-    at: u64,
-    held: usize,
     pos: u64,
-    len: u64,
+    /// Pages before this offset were dropped.
+    dropped: u64,
 }
 
-impl DirectReader {
-    /// Wraps `file` (open for reading), turning `O_DIRECT` on if the
-    /// filesystem takes it.
-    pub fn new(file: File) -> io::Result<DirectReader> {
-        let len = file.metadata()?.len();
-        set_direct(&file, true);
-        let buf = vec![0u8; WINDOW + ALIGN];
-        let start = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
-        Ok(DirectReader {
+impl ReadThrough {
+    /// Wraps `file` (open for reading, at its start).
+    pub fn new(file: File) -> ReadThrough {
+        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Sequential);
+        ReadThrough {
             file,
-            buf,
-            start,
-            at: 0,
-            held: 0,
             pos: 0,
-            len,
-        })
+            dropped: 0,
+        }
     }
 
-    /// Fills the window with the aligned block holding `pos` and what
-    /// follows it.
-    fn fill(&mut self, pos: u64) -> io::Result<()> {
-        let at = pos / ALIGN as u64 * ALIGN as u64;
-        let window = &mut self.buf[self.start..self.start + WINDOW];
-        let mut held = 0;
-        while held < WINDOW {
-            match self.file.read_at(&mut window[held..], at + held as u64) {
+    /// Drops the cached pages of `from..to` (best effort: clean pages go,
+    /// others stay).
+    fn drop_pages(&self, from: u64, to: Option<u64>) {
+        let len = to.map(|to| to.saturating_sub(from));
+        if len == Some(0) {
+            return;
+        }
+        let _ = rustix::fs::fadvise(
+            &self.file,
+            from,
+            len.and_then(std::num::NonZeroU64::new),
+            rustix::fs::Advice::DontNeed,
+        );
+    }
+}
+
+impl ReadThrough {
+    /// Notes `n` bytes read and drops what is now far enough behind.
+    fn advance(&mut self, n: usize) {
+        self.pos += n as u64;
+        if self.pos >= self.dropped + 2 * KEEP_BEHIND {
+            let upto = self.pos - KEEP_BEHIND;
+            self.drop_pages(self.dropped, Some(upto));
+            self.dropped = upto;
+        }
+    }
+}
+
+impl Read for ReadThrough {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = (&self.file).read(out)?;
+        self.advance(n);
+        Ok(n)
+    }
+
+    /// Sized once to the rest of the file (a pack read whole must not grow
+    /// its buffer to twice its size), read a piece at a time so that the
+    /// kernel reads ahead while the pieces are copied out.
+    fn read_to_end(&mut self, out: &mut Vec<u8>) -> io::Result<usize> {
+        let start = out.len();
+        let rest = self.file.metadata()?.len().saturating_sub(self.pos);
+        out.resize(start + usize::try_from(rest).unwrap_or(0), 0);
+        let mut got = start;
+        while got < out.len() {
+            let end = out.len().min(got + READ_PIECE);
+            match self.read(&mut out[got..end]) {
                 Ok(0) => break,
-                // A short direct read leaves the next one unaligned: the rest
-                // of this window is read through the cache.
-                Ok(n) if n % ALIGN != 0 => {
-                    held += n;
-                    set_direct(&self.file, false);
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    out.truncate(got);
+                    return Err(e);
                 }
-                Ok(n) => held += n,
-                Err(e)
-                    if e.raw_os_error() == Some(libc::EINVAL) && set_direct(&self.file, false) => {}
+            }
+        }
+        out.truncate(got);
+        // Whatever the file grew by since its size was read.
+        let mut more = [0u8; 8192];
+        loop {
+            match self.read(&mut more) {
+                Ok(0) => return Ok(out.len() - start),
+                Ok(n) => out.extend_from_slice(&more[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        self.at = at;
-        self.held = held;
-        Ok(())
     }
 }
 
-impl Read for DirectReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if out.is_empty() || self.pos >= self.len {
-            return Ok(0);
-        }
-        if self.pos < self.at || self.pos >= self.at + self.held as u64 {
-            self.fill(self.pos)?;
-        }
-        let from = (self.pos - self.at) as usize;
-        let n = out.len().min(self.held.saturating_sub(from));
-        let window = &self.buf[self.start..self.start + self.held];
-        out[..n].copy_from_slice(&window[from..from + n]);
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl Seek for DirectReader {
+impl Seek for ReadThrough {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let pos = match to {
-            SeekFrom::Start(p) => Some(p),
-            SeekFrom::End(d) => self.len.checked_add_signed(d),
-            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-        };
-        self.pos = pos.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "seek before the start of the pack",
-            )
-        })?;
+        self.pos = (&self.file).seek(to)?;
         Ok(self.pos)
+    }
+}
+
+impl Drop for ReadThrough {
+    fn drop(&mut self) {
+        self.drop_pages(0, None);
     }
 }
 
@@ -277,15 +294,15 @@ mod tests {
     }
 
     #[test]
-    fn a_direct_reader_reads_any_range_as_written() {
+    fn a_read_through_reads_any_range_as_written() {
         let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
         let shm = tempfile::tempdir_in("/dev/shm").ok();
         let dirs = std::iter::once(dir.path()).chain(shm.as_ref().map(|d| d.path()));
         for dir in dirs {
-            for len in [0, 1, ALIGN + 3, WINDOW - 1, WINDOW + 1, 3 * WINDOW + 4097] {
+            for len in [0, 1, ALIGN + 3, 3 * KEEP_BEHIND as usize + 4097] {
                 let (_, data, _) = write_and_read(dir, len);
                 let file = File::open(dir.join(format!("object-{len}"))).unwrap();
-                let mut r = DirectReader::new(file).unwrap();
+                let mut r = ReadThrough::new(file);
                 let mut all = Vec::new();
                 r.read_to_end(&mut all).unwrap();
                 assert_eq!(all, data, "{len} bytes read whole");

@@ -215,9 +215,10 @@ impl Storage for LocalStorage {
     }
 
     fn open(&self, key: &str) -> Result<Box<dyn ReadSeek>, StorageError> {
-        // Packs are read once (restore, check, copy): around the page cache.
+        // Packs are read once (restore, check, copy): through the page
+        // cache without filling it.
         let f = File::open(self.path(key))
-            .and_then(direct::DirectReader::new)
+            .map(direct::ReadThrough::new)
             .map_err(|e| StorageError::from_io(key, e))?;
         Ok(Box::new(f))
     }
