@@ -409,7 +409,7 @@ impl<'a> Walker<'a> {
         }
         if child.is_source {
             return match fs::symlink_metadata(&path) {
-                Ok(m) => self.visit(&path, &name, &m, st, failure, 0),
+                Ok(m) => self.visit(path, &name, &m, st, failure, 0),
                 Err(e) => {
                     self.error(&path, format!("source path cannot be read: {e}"));
                     Ok(Step::Next)
@@ -562,7 +562,7 @@ impl<'a> Walker<'a> {
     ) -> Result<Step<'l>, ()> {
         let cpath = dir.join(cname);
         match m {
-            Ok(cm) => self.visit(&cpath, cname, &cm, st, failure, depth),
+            Ok(cm) => self.visit(cpath, cname, &cm, st, failure, depth),
             Err(err) => {
                 self.error(&cpath, format!("vanished or unreadable: {err}"));
                 Ok(Step::Next)
@@ -576,7 +576,7 @@ impl<'a> Walker<'a> {
     /// the cache knows the unchanged file has none.
     fn file(
         &self,
-        path: &Path,
+        path: PathBuf,
         name: &std::ffi::OsStr,
         m: &fs::Metadata,
         mut node: Node,
@@ -607,7 +607,7 @@ impl<'a> Walker<'a> {
         // (its change time too, which setting or removing one updates)
         // still has none: no `llistxattr` per unchanged file.
         if !hit.as_ref().is_some_and(|e| e.no_xattrs) {
-            node.xattrs = meta::read_xattrs(path);
+            node.xattrs = meta::read_xattrs(&path);
         }
         let cached = hit
             .filter(|_| !keystore)
@@ -625,7 +625,7 @@ impl<'a> Walker<'a> {
                 let (tx, rx) = bounded(1);
                 st.jobs
                     .send(FileJob {
-                        source: JobSource::Path(path.to_owned(), (m.dev(), m.ino())),
+                        source: JobSource::Path(path.clone(), (m.dev(), m.ino())),
                         reply: tx,
                     })
                     .map_err(|_| ())?;
@@ -634,7 +634,7 @@ impl<'a> Walker<'a> {
         };
         st.events
             .send(Event::File {
-                path: path.to_owned(),
+                path,
                 node,
                 stamp,
                 data,
@@ -647,7 +647,7 @@ impl<'a> Walker<'a> {
     /// sent on.
     fn visit<'l>(
         &'l self,
-        path: &Path,
+        path: PathBuf,
         name: &std::ffi::OsStr,
         m: &fs::Metadata,
         st: &mut WalkState,
@@ -660,14 +660,14 @@ impl<'a> Walker<'a> {
         // A file's attributes are listed once the file cache was asked
         // whether the file has any ([`Walker::file`]).
         let node = if meta::kind_of(m) == NodeKind::File {
-            meta::node_without_xattrs(path, name, m, &mut st.names)
+            meta::node_without_xattrs(&path, name, m, &mut st.names)
         } else {
-            meta::node_for(path, name, m, &mut st.names)
+            meta::node_for(&path, name, m, &mut st.names)
         };
         let mut node = match node {
             Ok(n) => n,
             Err(e) => {
-                self.error(path, e.to_string());
+                self.error(&path, e.to_string());
                 return Ok(Step::Next);
             }
         };
@@ -679,7 +679,7 @@ impl<'a> Walker<'a> {
             st.source_dev = m.dev();
         }
         let sent = match node.kind {
-            NodeKind::Dir if self.has_marker(path) => Ok(()),
+            NodeKind::Dir if self.has_marker(&path) => Ok(()),
             NodeKind::Dir => {
                 st.events.send(Event::Enter(node)).map_err(|_| ())?;
                 if self.one_file_system && m.dev() != st.source_dev {
@@ -687,13 +687,13 @@ impl<'a> Walker<'a> {
                     // stays, empty.
                 } else if depth >= MAX_DEPTH {
                     self.error(
-                        path,
+                        &path,
                         format!(
                             "directory nesting deeper than {MAX_DEPTH} levels; contents skipped"
                         ),
                     );
                 } else {
-                    return Ok(Step::Descend(self.listing(path, Some(m), depth + 1, true)));
+                    return Ok(Step::Descend(self.listing(&path, Some(m), depth + 1, true)));
                 }
                 st.events.send(Event::Leave).map_err(|_| ())
             }
