@@ -7,7 +7,8 @@
 //! memory went back to its host) and pushes the host's own working set out
 //! of the cache. [`write_around_cache`] writes the aligned bulk of a buffer
 //! with `O_DIRECT` from a small aligned staging buffer, and the unaligned
-//! tail through the cache; [`ReadThrough`] reads with the kernel's
+//! tail through the cache ([`AlignedBuf`] holds bytes at an aligned
+//! address, for this and for restore's own direct writes); [`ReadThrough`] reads with the kernel's
 //! read-ahead and drops the pages behind it. A filesystem that refuses
 //! `O_DIRECT` (tmpfs on older kernels, some FUSE filesystems) gets ordinary
 //! writes: the bytes are the same either way, and durability is still the
@@ -31,9 +32,8 @@ const STAGE: usize = 512 * 1024;
 pub const DIRECT_MIN: usize = 256 * 1024;
 
 thread_local! {
-    /// This thread's staging buffer, `STAGE + ALIGN` bytes so that an aligned
-    /// window of `STAGE` bytes always fits (allocated on first use).
-    static STAGING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// This thread's staging buffer (allocated on first use).
+    static STAGING: RefCell<AlignedBuf> = RefCell::new(AlignedBuf::new(0));
 }
 
 /// How [`write_around_cache`] wrote a buffer.
@@ -51,11 +51,9 @@ pub struct Written {
 /// The file is left without `O_DIRECT`.
 pub fn write_around_cache(file: &File, data: &[u8]) -> io::Result<Written> {
     let aligned = data.len() / ALIGN * ALIGN;
-    let direct = if data.len() >= DIRECT_MIN && set_direct(file, true) {
+    let direct = if data.len() >= DIRECT_MIN && matches!(set_direct(file, true), Ok(true)) {
         let done = write_direct(file, &data[..aligned]);
-        if !set_direct(file, false) {
-            return Err(io::Error::other("cannot clear O_DIRECT on the file"));
-        }
+        set_direct(file, false)?;
         done
     } else {
         0
@@ -67,17 +65,80 @@ pub fn write_around_cache(file: &File, data: &[u8]) -> io::Result<Written> {
     })
 }
 
-/// Turns `O_DIRECT` on or off; whether the filesystem took it.
-fn set_direct(file: &File, on: bool) -> bool {
-    let Ok(flags) = fcntl_getfl(file) else {
-        return false;
-    };
-    let flags = if on {
+/// Turns `O_DIRECT` on or off for `file`'s open file description; `false`
+/// when the file system does not take it.
+pub fn set_direct(file: &File, on: bool) -> io::Result<bool> {
+    let flags = fcntl_getfl(file)?;
+    let want = if on {
         flags | OFlags::DIRECT
     } else {
         flags - OFlags::DIRECT
     };
-    fcntl_setfl(file, flags).is_ok()
+    if want == flags {
+        return Ok(true);
+    }
+    match fcntl_setfl(file, want) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::INVAL) if on => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A byte buffer whose usable part starts at an [`ALIGN`]-aligned address.
+/// Bytes are only ever appended within its capacity (the vector never
+/// moves), so nothing is zeroed that is not written.
+pub struct AlignedBuf {
+    raw: Vec<u8>,
+    start: usize,
+}
+
+impl AlignedBuf {
+    /// An empty buffer that holds `capacity` bytes without moving.
+    pub fn new(capacity: usize) -> Self {
+        let mut raw: Vec<u8> = Vec::with_capacity(capacity + ALIGN);
+        let start = raw.as_ptr().align_offset(ALIGN);
+        // `align_offset` may give up (usize::MAX) in theory; an unaligned
+        // buffer only makes direct writes fail, which falls back.
+        let start = if start < ALIGN { start } else { 0 };
+        raw.resize(start, 0);
+        AlignedBuf { raw, start }
+    }
+
+    /// How many bytes it holds without moving.
+    pub fn capacity(&self) -> usize {
+        self.raw.capacity() - self.start
+    }
+
+    /// The bytes held.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.raw[self.start..]
+    }
+
+    /// The bytes held, writable.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.raw[self.start..]
+    }
+
+    /// Holds `len` zeros (to be overwritten), keeping the capacity.
+    pub fn reset(&mut self, len: usize) {
+        self.raw.truncate(self.start);
+        if len > self.capacity() {
+            *self = AlignedBuf::new(len);
+        }
+        self.raw.resize(self.start + len, 0);
+    }
+
+    /// Appends `data`, moving the bytes held to a larger buffer (aligned
+    /// again) when they do not fit.
+    pub fn extend(&mut self, data: &[u8]) {
+        let len = self.as_slice().len();
+        if len + data.len() > self.capacity() {
+            let mut bigger = AlignedBuf::new((len + data.len()).max(2 * self.capacity()));
+            bigger.extend(self.as_slice());
+            *self = bigger;
+        }
+        self.raw.extend_from_slice(data);
+    }
 }
 
 /// Writes `data` (a multiple of [`ALIGN`] long) through the staging buffer
@@ -87,13 +148,8 @@ fn set_direct(file: &File, on: bool) -> bool {
 fn write_direct(file: &File, data: &[u8]) -> usize {
     STAGING.with(|staging| {
         let mut staging = staging.borrow_mut();
-        if staging.len() < STAGE + ALIGN {
-            *staging = vec![0; STAGE + ALIGN];
-        }
-        let start = staging.as_ptr().align_offset(ALIGN);
-        let Some(window) = staging.get_mut(start..start + STAGE) else {
-            return 0;
-        };
+        staging.reset(STAGE);
+        let window = staging.as_mut_slice();
         let mut done = 0;
         for piece in data.chunks(STAGE) {
             let window = &mut window[..piece.len()];
@@ -264,7 +320,7 @@ mod tests {
         let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
         let takes_direct = {
             let f = File::create_new(dir.path().join("probe")).unwrap();
-            set_direct(&f, true)
+            set_direct(&f, true).unwrap()
         };
         for len in LENGTHS {
             let (written, data, back) = write_and_read(dir.path(), len);
@@ -318,6 +374,27 @@ mod tests {
                 assert_eq!(r.seek(SeekFrom::End(0)).unwrap(), len as u64);
                 assert!(r.seek(SeekFrom::Current(-(len as i64) - 1)).is_err());
             }
+        }
+    }
+
+    #[test]
+    fn aligned_buffers_stay_aligned_as_they_grow() {
+        for cap in [0, 1, 4095, 4096, 1 << 20] {
+            let mut b = AlignedBuf::new(cap);
+            assert_eq!(b.as_slice().as_ptr().align_offset(ALIGN), 0);
+            assert!(b.capacity() >= cap);
+            let before = b.capacity();
+            b.extend(&vec![7u8; cap]);
+            assert_eq!(b.capacity(), before, "no move while it fits");
+            b.extend(&vec![1u8; before - cap + 5]);
+            assert_eq!(b.as_slice().as_ptr().align_offset(ALIGN), 0);
+            assert_eq!(b.as_slice().len(), before + 5);
+            assert!(b.as_slice()[..cap].iter().all(|&x| x == 7));
+            assert!(b.as_slice()[cap..].iter().all(|&x| x == 1));
+            let grown = b.capacity();
+            b.reset(3);
+            assert_eq!((b.as_slice(), b.capacity()), (&[0u8; 3][..], grown));
+            assert_eq!(b.as_slice().as_ptr().align_offset(ALIGN), 0);
         }
     }
 
