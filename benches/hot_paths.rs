@@ -260,6 +260,24 @@ fn bench_stream(c: &mut Criterion, data: &[u8]) {
             (acc, whole.finalize())
         })
     });
+    // The same cut points found by fastcdc's own cut_gear over the data in
+    // place (no read into a buffer): what `blocks_only` replaced.
+    let params = ChunkerParams::default();
+    g.bench_function("fastcdc_in_place_16MiB_dump", |b| {
+        b.iter(|| {
+            let n: usize = fastcdc::v2020::FastCDC::with_level_and_seed(
+                black_box(data),
+                params.min_size as usize,
+                params.avg_size as usize,
+                params.max_size as usize,
+                fastcdc::v2020::Normalization::Level1,
+                chunk_seed(),
+            )
+            .map(|c| c.length)
+            .sum();
+            assert_eq!(n, data.len());
+        })
+    });
     g.bench_function("blocks_only_16MiB_dump", |b| {
         b.iter(|| {
             let mut blocks = gear.blocks(black_box(data), data.len() as u64);
