@@ -23,7 +23,23 @@ impl Id {
 
     /// Full lowercase hex form.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        let digits = self.hex_digits();
+        std::str::from_utf8(&digits)
+            .expect("hex digits are ASCII")
+            .to_owned()
+    }
+
+    /// The 64 lowercase hex digits, on the stack: trees and index files
+    /// write millions of ids, each without an allocation (`hex::encode`
+    /// collects `char`s into a `String` one by one).
+    fn hex_digits(&self) -> [u8; 64] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (pair, b) in out.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xf)];
+        }
+        out
     }
 
     /// The first 8 hex digits, used in human output.
@@ -102,7 +118,8 @@ impl FromStr for Id {
 
 impl Serialize for Id {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
+        let digits = self.hex_digits();
+        s.serialize_str(std::str::from_utf8(&digits).expect("hex digits are ASCII"))
     }
 }
 
@@ -232,6 +249,13 @@ mod tests {
     fn hex_round_trip_and_rejects_garbage() {
         let id = Id::of_bytes(b"hello");
         assert_eq!(id.to_hex().parse::<Id>().unwrap(), id);
+        assert_eq!(id.to_hex(), hex::encode(id.0));
+        let all = Id(std::array::from_fn(|i| (i * 8 + 7) as u8));
+        assert_eq!(all.to_hex(), hex::encode(all.0));
+        assert_eq!(
+            serde_json::to_string(&all).unwrap(),
+            format!("\"{}\"", hex::encode(all.0))
+        );
         assert!("abc".parse::<Id>().is_err());
         assert!("zz".repeat(32).parse::<Id>().is_err());
         assert!(format!("{}g", &id.to_hex()[1..]).parse::<Id>().is_err());

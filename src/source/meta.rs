@@ -85,6 +85,19 @@ pub fn node_for(
     meta: &Metadata,
     names: &mut Names,
 ) -> std::io::Result<Node> {
+    let mut node = node_without_xattrs(path, name, meta, names)?;
+    node.xattrs = read_xattrs(path);
+    Ok(node)
+}
+
+/// Like [`node_for`], with no extended attributes read (the caller knows
+/// there are none, or reads them itself with [`read_xattrs`]).
+pub fn node_without_xattrs(
+    path: &Path,
+    name: &OsStr,
+    meta: &Metadata,
+    names: &mut Names,
+) -> std::io::Result<Node> {
     let kind = kind_of(meta);
     let target = match kind {
         NodeKind::Symlink => Some(Bytes(
@@ -111,7 +124,7 @@ pub fn node_for(
         target,
         rdev: matches!(kind, NodeKind::Chardev | NodeKind::Blockdev).then(|| meta.rdev()),
         hardlink: None,
-        xattrs: read_xattrs(path),
+        xattrs: Vec::new(),
         content: Vec::new(),
         content_lists: Vec::new(),
         hash: None,
@@ -121,7 +134,7 @@ pub fn node_for(
 
 /// Reads extended attributes without following symlinks; unsupported
 /// filesystems simply have none.
-fn read_xattrs(path: &Path) -> Vec<Xattr> {
+pub fn read_xattrs(path: &Path) -> Vec<Xattr> {
     let Ok(names) = xattr::list(path) else {
         return Vec::new();
     };

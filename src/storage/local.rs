@@ -3,11 +3,11 @@
 //! together before the index file that lists them ([`Storage::sync`]).
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use super::direct;
 use super::{ListedKey, ObjectInfo, PutOutcome, ReadSeek, Storage, StorageError};
 
 /// Objects stored as files under a root directory, keys mapping to paths.
@@ -159,11 +159,13 @@ impl LocalStorage {
         if path.exists() {
             return Ok(PutOutcome::AlreadyExists);
         }
-        let mut tmp = tempfile::Builder::new()
+        let tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempfile_in(dir)
             .map_err(err)?;
-        tmp.write_all(data).map_err(err)?;
+        // Packs and large index files go around the page cache: nothing
+        // reads them back soon, and filling the cache costs kernel time.
+        direct::write_around_cache(tmp.as_file(), data).map_err(err)?;
         if durable {
             tmp.as_file().sync_all().map_err(err)?;
         }
@@ -213,7 +215,11 @@ impl Storage for LocalStorage {
     }
 
     fn open(&self, key: &str) -> Result<Box<dyn ReadSeek>, StorageError> {
-        let f = File::open(self.path(key)).map_err(|e| StorageError::from_io(key, e))?;
+        // Packs are read once (restore, check, copy): through the page
+        // cache without filling it.
+        let f = File::open(self.path(key))
+            .map(direct::ReadThrough::new)
+            .map_err(|e| StorageError::from_io(key, e))?;
         Ok(Box::new(f))
     }
 

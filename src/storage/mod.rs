@@ -13,6 +13,7 @@
 //! Backends: [`LocalStorage`] (a directory), `S3Storage` (behind the
 //! default-on cargo feature `s3`) and, for unit tests only, `MemoryStorage`.
 
+pub mod direct;
 mod local;
 #[cfg(test)]
 pub(crate) mod memory;

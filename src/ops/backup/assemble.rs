@@ -250,6 +250,7 @@ impl Assembler<'_, '_> {
             content: std::mem::take(&mut node.content),
             lists: std::mem::take(&mut node.content_lists),
             hash: node.hash.expect("set before remembering"),
+            no_xattrs: node.xattrs.is_empty(),
         };
         if let Err(e) = w.add(&entry) {
             tracing::warn!("could not write the file cache {}: {e}", w.path().display());

@@ -19,12 +19,53 @@ use std::sync::Mutex;
 use crate::format::id::{BlobId, Id};
 
 /// First bytes of a cache stream (after decompression): records carry a
-/// count of content lists after their blob ids.
-const MAGIC: &[u8; 8] = b"VAULTFC3";
+/// flags byte after their content hash, and a count of content lists after
+/// their blob ids.
+const MAGIC: &[u8; 8] = b"VAULTFC4";
 
 /// First bytes of the earlier cache stream, still read: records without
-/// content lists.
+/// the flags byte.
+const MAGIC_V3: &[u8; 8] = b"VAULTFC3";
+
+/// First bytes of the cache stream before that, still read: records
+/// without flags or content lists.
 const MAGIC_V2: &[u8; 8] = b"VAULTFC2";
+
+/// Record flag: the file had no extended attributes when it was recorded.
+const FLAG_NO_XATTRS: u8 = 1;
+
+/// What a record of a cache stream holds besides the fields every version
+/// has.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Layout {
+    /// A flags byte after the content hash ([`MAGIC`]).
+    flags: bool,
+    /// A count of content lists after the blob ids ([`MAGIC`], [`MAGIC_V3`]).
+    lists: bool,
+}
+
+impl Layout {
+    const CURRENT: Layout = Layout {
+        flags: true,
+        lists: true,
+    };
+
+    /// The layout a stream's first bytes announce.
+    fn of(magic: &[u8; 8]) -> Option<Layout> {
+        match magic {
+            m if m == MAGIC => Some(Layout::CURRENT),
+            m if m == MAGIC_V3 => Some(Layout {
+                flags: false,
+                lists: true,
+            }),
+            m if m == MAGIC_V2 => Some(Layout {
+                flags: false,
+                lists: false,
+            }),
+            _ => None,
+        }
+    }
+}
 
 /// Longest path a record may carry.
 const MAX_PATH: usize = 64 * 1024;
@@ -52,6 +93,11 @@ pub struct CacheEntry {
     pub lists: Vec<BlobId>,
     /// Plain BLAKE3 of the content.
     pub hash: Id,
+    /// The file had no extended attributes when recorded. An unchanged
+    /// stamp (change time included: setting or removing an attribute
+    /// changes it) means it still has none, so they need not be listed
+    /// again. A record of an earlier cache version says `false`.
+    pub no_xattrs: bool,
 }
 
 /// The order the walker visits paths in: component by component, each
@@ -90,19 +136,20 @@ pub struct FileCache {
 /// Where the stream stands: the next record not yet passed by the walk.
 struct Cursor {
     reader: Option<Box<dyn Read + Send>>,
-    /// Whether records carry content lists ([`MAGIC`], not [`MAGIC_V2`]).
-    lists: bool,
+    /// What the stream's records hold.
+    layout: Layout,
     next: Option<CacheEntry>,
 }
 
 impl Cursor {
-    /// Reads the record after `next`; ends the stream on any problem.
-    fn advance(&mut self) {
+    /// Reads the record after `next` (ending the stream on any problem) and
+    /// gives back the record passed.
+    fn advance(&mut self) -> Option<CacheEntry> {
         let previous = self.next.take();
         let Some(r) = self.reader.as_mut() else {
-            return;
+            return previous;
         };
-        match read_entry(r, self.lists) {
+        match read_entry(r, self.layout) {
             Ok(Some(e))
                 if previous
                     .as_ref()
@@ -120,6 +167,7 @@ impl Cursor {
                 self.reader = None;
             }
         }
+        previous
     }
 }
 
@@ -134,17 +182,13 @@ impl FileCache {
                 let mut r = BufReader::with_capacity(64 * 1024, d);
                 let mut magic = [0u8; 8];
                 r.read_exact(&mut magic).ok()?;
-                let lists = match &magic {
-                    m if m == MAGIC => true,
-                    m if m == MAGIC_V2 => false,
-                    _ => return None,
-                };
-                Some((Box::new(r) as Box<dyn Read + Send>, lists))
+                let layout = Layout::of(&magic)?;
+                Some((Box::new(r) as Box<dyn Read + Send>, layout))
             });
-        let (reader, lists) = opened.map_or((None, true), |(r, l)| (Some(r), l));
+        let (reader, layout) = opened.map_or((None, Layout::CURRENT), |(r, l)| (Some(r), l));
         let mut cursor = Cursor {
             reader,
-            lists,
+            layout,
             next: None,
         };
         cursor.advance();
@@ -187,11 +231,10 @@ impl FileCache {
                 return (None, None);
             };
             match walk_order(&next.path, path) {
-                Ordering::Less => c.advance(),
+                Ordering::Less => drop(c.advance()),
                 Ordering::Greater => return (None, None),
                 Ordering::Equal => {
-                    let e = next.clone();
-                    c.advance();
+                    let e = c.advance().expect("the record compared above");
                     let previous = Some(e.hash);
                     let same = e.size == size
                         && e.mtime_ns == mtime_ns
@@ -222,6 +265,7 @@ impl FileCache {
             file: self.file.clone(),
             legacy: self.legacy.clone(),
             last: Vec::new(),
+            record: Vec::new(),
         })
     }
 }
@@ -234,6 +278,9 @@ pub struct CacheWriter {
     file: PathBuf,
     legacy: PathBuf,
     last: Vec<u8>,
+    /// The record being encoded, written to the stream in one call (the
+    /// encoder's per-call cost is paid once per record, not per field).
+    record: Vec<u8>,
 }
 
 impl CacheWriter {
@@ -249,7 +296,9 @@ impl CacheWriter {
         let Some(out) = self.out.as_mut() else {
             return Ok(());
         };
-        write_entry(out, e)?;
+        self.record.clear();
+        write_entry(&mut self.record, e)?;
+        out.write_all(&self.record)?;
         self.last.clear();
         self.last.extend_from_slice(&e.path);
         Ok(())
@@ -280,9 +329,9 @@ impl Drop for CacheWriter {
 }
 
 /// path_len u32 | path | size u64 | mtime i64 | ctime i64 | ino u64 |
-/// hash [32] | blob count u32 | blob ids [32]… | list count u32 | content
-/// list ids [32]… (integers little-endian; [`MAGIC_V2`] records end after
-/// the blob ids).
+/// hash [32] | flags u8 | blob count u32 | blob ids [32]… | list count u32 |
+/// content list ids [32]… (integers little-endian; [`MAGIC_V3`] records
+/// have no flags byte, [`MAGIC_V2`] records neither that nor the lists).
 fn write_entry(out: &mut impl Write, e: &CacheEntry) -> std::io::Result<()> {
     out.write_all(&(e.path.len() as u32).to_le_bytes())?;
     out.write_all(&e.path)?;
@@ -291,6 +340,7 @@ fn write_entry(out: &mut impl Write, e: &CacheEntry) -> std::io::Result<()> {
     out.write_all(&e.ctime_ns.to_le_bytes())?;
     out.write_all(&e.ino.to_le_bytes())?;
     out.write_all(&e.hash.0)?;
+    out.write_all(&[if e.no_xattrs { FLAG_NO_XATTRS } else { 0 }])?;
     for ids in [&e.content, &e.lists] {
         out.write_all(&(ids.len() as u32).to_le_bytes())?;
         for id in ids {
@@ -300,9 +350,9 @@ fn write_entry(out: &mut impl Write, e: &CacheEntry) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The next record, `None` at a clean end of the stream; `lists`: the
-/// record ends with content list ids.
-fn read_entry(r: &mut impl Read, lists: bool) -> std::io::Result<Option<CacheEntry>> {
+/// The next record of a stream of `layout`, `None` at a clean end of the
+/// stream.
+fn read_entry(r: &mut impl Read, layout: Layout) -> std::io::Result<Option<CacheEntry>> {
     let mut len = [0u8; 4];
     match r.read(&mut len[..1])? {
         0 => return Ok(None),
@@ -316,14 +366,18 @@ fn read_entry(r: &mut impl Read, lists: bool) -> std::io::Result<Option<CacheEnt
     }
     let mut path = vec![0u8; path_len];
     r.read_exact(&mut path)?;
-    let mut fixed = [0u8; 8 * 4 + 32 + 4];
-    r.read_exact(&mut fixed)?;
+    let mut fixed = [0u8; 8 * 4 + 32 + 1 + 4];
+    let flags_len = usize::from(layout.flags);
+    let fixed = &mut fixed[..8 * 4 + 32 + flags_len + 4];
+    r.read_exact(fixed)?;
     let u64_at = |i: usize| u64::from_le_bytes(fixed[i..i + 8].try_into().expect("8 bytes"));
     let mut hash = [0u8; 32];
     hash.copy_from_slice(&fixed[32..64]);
-    let count = u32::from_le_bytes(fixed[64..68].try_into().expect("4 bytes"));
+    let flags = if layout.flags { fixed[64] } else { 0 };
+    let at = 64 + flags_len;
+    let count = u32::from_le_bytes(fixed[at..at + 4].try_into().expect("4 bytes"));
     let content = read_ids(r, count)?;
-    let lists = if lists {
+    let lists = if layout.lists {
         let mut count = [0u8; 4];
         r.read_exact(&mut count)?;
         read_ids(r, u32::from_le_bytes(count))?
@@ -339,6 +393,7 @@ fn read_entry(r: &mut impl Read, lists: bool) -> std::io::Result<Option<CacheEnt
         content,
         lists,
         hash: Id(hash),
+        no_xattrs: flags & FLAG_NO_XATTRS != 0,
     }))
 }
 
@@ -371,6 +426,7 @@ mod tests {
             content: (0..n).map(|i| BlobId(Id([i; 32]))).collect(),
             lists: (0..n % 2).map(|i| BlobId(Id([i + 200; 32]))).collect(),
             hash: Id([n; 32]),
+            no_xattrs: n.is_multiple_of(2),
         }
     }
 
@@ -427,24 +483,61 @@ mod tests {
         assert_eq!(lookup(&other, &entries[0]), None);
     }
 
+    /// `e` as a record of an earlier cache version: without the flags byte
+    /// (`VAULTFC3`), and without the content lists too (`VAULTFC2`).
+    fn earlier_record(e: &CacheEntry, lists: bool) -> Vec<u8> {
+        let mut record = Vec::new();
+        write_entry(&mut record, e).unwrap();
+        record.remove(4 + e.path.len() + 4 * 8 + 32);
+        if !lists {
+            record.truncate(record.len() - 4);
+        }
+        record
+    }
+
     #[test]
-    fn a_cache_of_the_earlier_version_is_still_read() {
+    fn caches_of_the_earlier_versions_are_still_read_and_claim_no_missing_xattrs() {
         let dir = tempfile::tempdir().unwrap();
         let paths = [PathBuf::from("/s")];
         let (file, _) = cache_file(dir.path(), "r", "h", &paths);
         fs::create_dir_all(file.parent().unwrap()).unwrap();
-        // VAULTFC2: records end after their blob ids.
-        let e = CacheEntry {
-            lists: Vec::new(),
-            ..entry("/s/a", 3)
-        };
-        let mut plain = MAGIC_V2.to_vec();
-        let mut record = Vec::new();
-        write_entry(&mut record, &e).unwrap();
-        plain.extend_from_slice(&record[..record.len() - 4]);
-        fs::write(&file, zstd::bulk::compress(&plain, 1).unwrap()).unwrap();
+        for (magic, lists) in [(MAGIC_V2, false), (MAGIC_V3, true)] {
+            let e = CacheEntry {
+                lists: if lists {
+                    entry("/s/a", 1).lists
+                } else {
+                    Vec::new()
+                },
+                no_xattrs: true,
+                ..entry("/s/a", 3)
+            };
+            let mut plain = magic.to_vec();
+            plain.extend_from_slice(&earlier_record(&e, lists));
+            fs::write(&file, zstd::bulk::compress(&plain, 1).unwrap()).unwrap();
+            let c = FileCache::load(dir.path(), "r", "h", &paths);
+            // Read whole; an earlier record says nothing about xattrs.
+            let want = CacheEntry {
+                no_xattrs: false,
+                ..e.clone()
+            };
+            assert_eq!(lookup(&c, &e), Some(want), "{magic:?}");
+        }
+    }
+
+    #[test]
+    fn whether_a_file_had_xattrs_is_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = [PathBuf::from("/s")];
         let c = FileCache::load(dir.path(), "r", "h", &paths);
-        assert_eq!(lookup(&c, &e), Some(e));
+        let mut w = c.writer().unwrap();
+        let (a, b) = (entry("/s/a", 2), entry("/s/b", 3));
+        assert!(a.no_xattrs && !b.no_xattrs);
+        w.add(&a).unwrap();
+        w.add(&b).unwrap();
+        w.finish().unwrap();
+        let c = FileCache::load(dir.path(), "r", "h", &paths);
+        assert_eq!(lookup(&c, &a), Some(a));
+        assert_eq!(lookup(&c, &b), Some(b));
     }
 
     #[test]

@@ -19,7 +19,7 @@ mod tests;
 
 pub use dry_run::{DryRunReport, dry_run};
 pub use journal::Recovered;
-pub use pipeline::{Stats, encode_blob};
+pub use pipeline::{BlobEncoder, Stats, encode_blob};
 mod walk;
 
 use std::path::PathBuf;

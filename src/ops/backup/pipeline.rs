@@ -240,7 +240,7 @@ pub fn compressor(
     salt_id: Option<[u8; 32]>,
     failure: &Failure,
 ) {
-    let mut z = match zstd::bulk::Compressor::new(level) {
+    let mut enc = match BlobEncoder::new(level) {
         Ok(z) => z,
         Err(e) => return failure.fail(Error::io("zstd", e)),
     };
@@ -248,17 +248,15 @@ pub fn compressor(
         if failure.stopped() {
             return;
         }
-        let data = match encode_blob(&mut z, blob.kind, &blob.data) {
+        let salt = salt_id.as_ref().filter(|_| blob.salted);
+        let data = match enc.stored(blob.kind, &blob.data, salt) {
             Ok(d) => d,
             Err(e) => return failure.fail(Error::io("zstd", e)),
         };
         let raw_length = blob.data.len() as u32;
-        let (data, raw_length) = match salt_id.as_ref().filter(|_| blob.salted) {
-            Some(salt_id) => (
-                crate::format::salt::wrap(salt_id, &data),
-                crate::format::salt::rounded(raw_length),
-            ),
-            None => (data, raw_length),
+        let raw_length = match salt {
+            Some(_) => crate::format::salt::rounded(raw_length),
+            None => raw_length,
         };
         let msg = CompressedBlob {
             kind: blob.kind,
@@ -272,6 +270,65 @@ pub fn compressor(
     }
 }
 
+/// The most room a [`BlobEncoder`] keeps between blobs: a larger frame
+/// (a chunk or tree far over the default chunk size) gets room of its own.
+const SCRATCH_KEEP: usize = 1 << 20;
+
+/// Turns blobs into their stored form with one zstd context and one output
+/// buffer, both reused from blob to blob: each blob costs one allocation
+/// of its stored size, not one of zstd's worst-case bound (then another
+/// for the salted wrapping).
+pub struct BlobEncoder {
+    z: zstd::bulk::Compressor<'static>,
+    scratch: Vec<u8>,
+}
+
+impl BlobEncoder {
+    /// An encoder compressing at zstd `level`.
+    pub fn new(level: i32) -> std::io::Result<Self> {
+        Ok(BlobEncoder {
+            z: zstd::bulk::Compressor::new(level)?,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// `data` as stored in a pack: its frame (see [`encode_blob`]), wrapped
+    /// with `salt_id` and padded when it is a salted blob.
+    pub fn stored(
+        &mut self,
+        kind: BlobKind,
+        data: &[u8],
+        salt_id: Option<&[u8; 32]>,
+    ) -> std::io::Result<Vec<u8>> {
+        if looks_random(kind, data) {
+            let frame = squeeze::raw_frame(data);
+            return Ok(match salt_id {
+                Some(salt_id) => crate::format::salt::wrap(salt_id, &frame),
+                None => frame,
+            });
+        }
+        self.scratch.clear();
+        self.scratch
+            .reserve(zstd::zstd_safe::compress_bound(data.len()));
+        self.z.compress_to_buffer(data, &mut self.scratch)?;
+        let frame = &self.scratch[..];
+        let out = match salt_id {
+            Some(salt_id) => crate::format::salt::wrap(salt_id, frame),
+            None => frame.to_vec(),
+        };
+        if self.scratch.capacity() > SCRATCH_KEEP {
+            self.scratch = Vec::new();
+        }
+        Ok(out)
+    }
+}
+
+/// Whether `data` is a data blob stored as a frame of raw blocks, unsqueezed
+/// (see [`encode_blob`]).
+fn looks_random(kind: BlobKind, data: &[u8]) -> bool {
+    kind == BlobKind::Data && data.len() <= squeeze::MAX_RAW_FRAME && squeeze::looks_random(data)
+}
+
 /// One blob as stored in a pack: a zstd frame, compressed by `z` unless
 /// it is a data blob that looks random (already compressed or encrypted
 /// input), which is stored as a frame of raw blocks for the cost of a copy.
@@ -281,8 +338,7 @@ pub fn encode_blob(
     kind: BlobKind,
     data: &[u8],
 ) -> std::io::Result<Vec<u8>> {
-    if kind == BlobKind::Data && data.len() <= squeeze::MAX_RAW_FRAME && squeeze::looks_random(data)
-    {
+    if looks_random(kind, data) {
         return Ok(squeeze::raw_frame(data));
     }
     z.compress(data)
@@ -495,5 +551,48 @@ mod tests {
         let packed = encode_blob(&mut z, BlobKind::Data, &text).unwrap();
         assert!(packed.len() < text.len() / 10);
         assert_eq!(zstd::bulk::decompress(&packed, text.len()).unwrap(), text);
+    }
+
+    #[test]
+    fn the_reused_encoder_stores_each_blob_as_encode_blob_does_at_its_exact_size() {
+        let mut z = zstd::bulk::Compressor::new(3).unwrap();
+        let mut enc = BlobEncoder::new(3).unwrap();
+        let salt_id = [9u8; 32];
+        let mut x = 7u64;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        };
+        // Large blobs between small ones: the buffer grows, is let go, and
+        // what it held before never leaks into a later blob.
+        let blobs = [
+            (BlobKind::Data, b"a = 1\n".repeat(300)),
+            (BlobKind::Data, noise(3000)),
+            (BlobKind::Tree, b"{\"nodes\":[]}".repeat(200_000)),
+            (BlobKind::Data, b"short".to_vec()),
+            (BlobKind::Data, noise(2 << 20)),
+            (BlobKind::Data, Vec::new()),
+            (BlobKind::Data, b"b = 2\n".repeat(20)),
+        ];
+        for (kind, data) in &blobs {
+            let want = encode_blob(&mut z, *kind, data).unwrap();
+            let plain = enc.stored(*kind, data, None).unwrap();
+            assert!(plain == want, "{} bytes", data.len());
+            // Not zstd's bound for the input (a raw frame reserves a few
+            // bytes for block headers).
+            assert!(plain.capacity() <= plain.len() + 32, "{} bytes", data.len());
+            let salted = enc.stored(*kind, data, Some(&salt_id)).unwrap();
+            assert!(salted == crate::format::salt::wrap(&salt_id, &want));
+            let (id, frame) = crate::format::salt::unwrap(&salted).unwrap();
+            assert_eq!(id, Some(salt_id));
+            assert!(zstd::stream::decode_all(frame).unwrap() == *data);
+            assert!(enc.scratch.capacity() <= SCRATCH_KEEP);
+        }
     }
 }

@@ -409,7 +409,7 @@ impl<'a> Walker<'a> {
         }
         if child.is_source {
             return match fs::symlink_metadata(&path) {
-                Ok(m) => self.visit(&path, &name, &m, st, failure, 0),
+                Ok(m) => self.visit(path, &name, &m, st, failure, 0),
                 Err(e) => {
                     self.error(&path, format!("source path cannot be read: {e}"));
                     Ok(Step::Next)
@@ -562,7 +562,7 @@ impl<'a> Walker<'a> {
     ) -> Result<Step<'l>, ()> {
         let cpath = dir.join(cname);
         match m {
-            Ok(cm) => self.visit(&cpath, cname, &cm, st, failure, depth),
+            Ok(cm) => self.visit(cpath, cname, &cm, st, failure, depth),
             Err(err) => {
                 self.error(&cpath, format!("vanished or unreadable: {err}"));
                 Ok(Step::Next)
@@ -572,12 +572,14 @@ impl<'a> Walker<'a> {
 
     /// A regular file: its content comes from the cache when the file is
     /// unchanged and its blobs are still indexed, else a reader reads it.
+    /// `node` comes without extended attributes: they are read here unless
+    /// the cache knows the unchanged file has none.
     fn file(
         &self,
-        path: &Path,
+        path: PathBuf,
         name: &std::ffi::OsStr,
         m: &fs::Metadata,
-        node: Node,
+        mut node: Node,
         st: &mut WalkState,
     ) -> Result<(), ()> {
         let mut stamp = Stamp {
@@ -601,6 +603,12 @@ impl<'a> Walker<'a> {
             )
         });
         stamp.previous = previous;
+        // A file recorded without extended attributes and unchanged since
+        // (its change time too, which setting or removing one updates)
+        // still has none: no `llistxattr` per unchanged file.
+        if !hit.as_ref().is_some_and(|e| e.no_xattrs) {
+            node.xattrs = meta::read_xattrs(&path);
+        }
         let cached = hit
             .filter(|_| !keystore)
             .filter(|e| self.sink.reuse(&e.content) && self.sink.reuse(&e.lists));
@@ -617,7 +625,7 @@ impl<'a> Walker<'a> {
                 let (tx, rx) = bounded(1);
                 st.jobs
                     .send(FileJob {
-                        source: JobSource::Path(path.to_owned(), (m.dev(), m.ino())),
+                        source: JobSource::Path(path.clone(), (m.dev(), m.ino())),
                         reply: tx,
                     })
                     .map_err(|_| ())?;
@@ -626,7 +634,7 @@ impl<'a> Walker<'a> {
         };
         st.events
             .send(Event::File {
-                path: path.to_owned(),
+                path,
                 node,
                 stamp,
                 data,
@@ -639,7 +647,7 @@ impl<'a> Walker<'a> {
     /// sent on.
     fn visit<'l>(
         &'l self,
-        path: &Path,
+        path: PathBuf,
         name: &std::ffi::OsStr,
         m: &fs::Metadata,
         st: &mut WalkState,
@@ -649,10 +657,17 @@ impl<'a> Walker<'a> {
         if failure.stopped() {
             return Err(());
         }
-        let mut node = match meta::node_for(path, name, m, &mut st.names) {
+        // A file's attributes are listed once the file cache was asked
+        // whether the file has any ([`Walker::file`]).
+        let node = if meta::kind_of(m) == NodeKind::File {
+            meta::node_without_xattrs(&path, name, m, &mut st.names)
+        } else {
+            meta::node_for(&path, name, m, &mut st.names)
+        };
+        let mut node = match node {
             Ok(n) => n,
             Err(e) => {
-                self.error(path, e.to_string());
+                self.error(&path, e.to_string());
                 return Ok(Step::Next);
             }
         };
@@ -664,7 +679,7 @@ impl<'a> Walker<'a> {
             st.source_dev = m.dev();
         }
         let sent = match node.kind {
-            NodeKind::Dir if self.has_marker(path) => Ok(()),
+            NodeKind::Dir if self.has_marker(&path) => Ok(()),
             NodeKind::Dir => {
                 st.events.send(Event::Enter(node)).map_err(|_| ())?;
                 if self.one_file_system && m.dev() != st.source_dev {
@@ -672,13 +687,13 @@ impl<'a> Walker<'a> {
                     // stays, empty.
                 } else if depth >= MAX_DEPTH {
                     self.error(
-                        path,
+                        &path,
                         format!(
                             "directory nesting deeper than {MAX_DEPTH} levels; contents skipped"
                         ),
                     );
                 } else {
-                    return Ok(Step::Descend(self.listing(path, Some(m), depth + 1, true)));
+                    return Ok(Step::Descend(self.listing(&path, Some(m), depth + 1, true)));
                 }
                 st.events.send(Event::Leave).map_err(|_| ())
             }
@@ -1043,6 +1058,8 @@ pub fn reader(
 mod tests {
     use super::*;
     use crate::format::index::Index;
+    use crate::format::tree::Xattr;
+    use crate::ops::backup::cache::CacheEntry;
     use crossbeam_channel::unbounded;
 
     /// Walks `paths` on a thread with a small stack; returns the events as
@@ -1072,6 +1089,107 @@ mod tests {
                 Event::Other(n) | Event::File { node: n, .. } => name(&n),
             })
             .collect()
+    }
+
+    /// The xattrs of the file `path` as the walker records them when the
+    /// file cache holds `entry` (blobs absent from the index: the file is
+    /// handed to a reader all the same).
+    fn xattrs_walked(path: &Path, entry: Option<&CacheEntry>) -> Vec<Xattr> {
+        let cache_dir = tempfile::tempdir().unwrap();
+        let src = path.parent().unwrap().to_path_buf();
+        let paths = [src.clone()];
+        let cache = FileCache::load(cache_dir.path(), "r", "h", &paths);
+        let mut w = cache.writer().unwrap();
+        if let Some(e) = entry {
+            w.add(e).unwrap();
+        }
+        w.finish().unwrap();
+        let cache = FileCache::load(cache_dir.path(), "r", "h", &paths);
+        let index = Index::compact();
+        let stats = super::super::Stats::default();
+        let sink = BlobSink::new(&index, &stats);
+        let errors = Mutex::new(Vec::new());
+        let walker = Walker::new(&paths, &[], &[], Some(&cache), &sink, &errors).unwrap();
+        let (ev_tx, ev_rx) = unbounded();
+        let (job_tx, _job_rx) = unbounded();
+        walker.walk(ev_tx, job_tx, &Failure::default());
+        assert!(errors.into_inner().unwrap().is_empty());
+        let files: Vec<Node> = ev_rx
+            .iter()
+            .filter_map(|e| match e {
+                Event::File { node, .. } => Some(node),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(files.len(), 1);
+        files[0].xattrs.clone()
+    }
+
+    #[test]
+    fn an_unchanged_file_cached_without_xattrs_is_not_asked_for_them_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir(&src).unwrap();
+        let file = src.join("f");
+        fs::write(&file, b"content").unwrap();
+        if let Err(e) = xattr::set(&file, "user.vault-test", b"v") {
+            println!("SKIPPED: no user xattrs here: {e}");
+            return;
+        }
+        let m = fs::symlink_metadata(&file).unwrap();
+        let recorded = CacheEntry {
+            path: file.as_os_str().as_bytes().to_vec(),
+            size: m.len(),
+            mtime_ns: meta::mtime_ns(&m),
+            ctime_ns: meta::ctime_ns(&m),
+            ino: m.ino(),
+            content: vec![BlobId(Id([7; 32]))],
+            lists: Vec::new(),
+            hash: Id::of_bytes(b"content"),
+            no_xattrs: false,
+        };
+        let want = vec![Xattr {
+            name: crate::format::tree::Bytes(b"user.vault-test".to_vec()),
+            value: b"v".to_vec(),
+        }];
+        // No cache, or a record that saw attributes: they are read.
+        assert_eq!(xattrs_walked(&file, None), want);
+        assert_eq!(xattrs_walked(&file, Some(&recorded)), want);
+        // A record of the same stamp without attributes is believed (the
+        // attribute was set here without the record knowing; in real life
+        // setting it changes the file's ctime, see below).
+        let none = CacheEntry {
+            no_xattrs: true,
+            ..recorded.clone()
+        };
+        assert_eq!(xattrs_walked(&file, Some(&none)), Vec::new());
+        // Any other stamp: read again.
+        for changed in [
+            CacheEntry {
+                ctime_ns: none.ctime_ns - 1,
+                ..none.clone()
+            },
+            CacheEntry {
+                ino: none.ino + 1,
+                ..none.clone()
+            },
+            CacheEntry {
+                mtime_ns: none.mtime_ns - 1,
+                ..none.clone()
+            },
+        ] {
+            assert_eq!(xattrs_walked(&file, Some(&changed)), want);
+        }
+        // Setting an attribute changes the ctime the cache compares.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        xattr::set(&file, "user.vault-test", b"w").unwrap();
+        assert_ne!(
+            meta::ctime_ns(&fs::symlink_metadata(&file).unwrap()),
+            none.ctime_ns
+        );
+        let got = xattrs_walked(&file, Some(&none));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].value, b"w");
     }
 
     #[test]
