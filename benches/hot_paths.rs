@@ -234,6 +234,64 @@ fn bench_chunking(c: &mut Criterion, data: &[u8]) {
     g.finish();
 }
 
+/// The whole reading stage of one stream on one thread, as a backup does
+/// it: cut into blocks of whole chunks, the plain BLAKE3 of all of them,
+/// and a keyed id per chunk (no chunk copied out of its read buffer).
+fn bench_stream(c: &mut Criterion, data: &[u8]) {
+    let gear = chunk::Gear::new(&ChunkerParams::default(), chunk_seed());
+    let key = [0x11u8; 32];
+    let mut g = c.benchmark_group("stream");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("chunk_hash_name_16MiB_dump", |b| {
+        b.iter(|| {
+            let mut blocks = gear.blocks(black_box(data), data.len() as u64);
+            let mut whole = blake3::Hasher::new();
+            let mut acc = 0u8;
+            while let Some(block) = blocks.next_block().unwrap() {
+                whole.update(block.bytes());
+                for c in block.chunks() {
+                    acc ^= Id::keyed(&key, c).0[0];
+                }
+                blocks.give_back(block.into_buffer());
+            }
+            (acc, whole.finalize())
+        })
+    });
+    // The same cut points found by fastcdc's own cut_gear over the data in
+    // place (no read into a buffer): what `blocks_only` replaced.
+    let params = ChunkerParams::default();
+    g.bench_function("fastcdc_in_place_16MiB_dump", |b| {
+        b.iter(|| {
+            let n: usize = fastcdc::v2020::FastCDC::with_level_and_seed(
+                black_box(data),
+                params.min_size as usize,
+                params.avg_size as usize,
+                params.max_size as usize,
+                fastcdc::v2020::Normalization::Level1,
+                chunk_seed(),
+            )
+            .map(|c| c.length)
+            .sum();
+            assert_eq!(n, data.len());
+        })
+    });
+    g.bench_function("blocks_only_16MiB_dump", |b| {
+        b.iter(|| {
+            let mut blocks = gear.blocks(black_box(data), data.len() as u64);
+            let mut n = 0usize;
+            while let Some(block) = blocks.next_block().unwrap() {
+                n += block.bytes().len();
+                blocks.give_back(block.into_buffer());
+            }
+            assert_eq!(n, data.len());
+        })
+    });
+    g.finish();
+}
+
 fn bench_ids(c: &mut Criterion, chunks: &[Vec<u8>], data: &[u8]) {
     let key = [0x11u8; 32];
     let mut g = c.benchmark_group("id");
@@ -574,6 +632,7 @@ fn main() {
     );
     bench_chunking(&mut c, &data);
     bench_ids(&mut c, &chunks, &data);
+    bench_stream(&mut c, &data);
     bench_zstd(&mut c, &data);
     bench_blob_encode(&mut c, &data);
     bench_pack(&mut c, &chunks);

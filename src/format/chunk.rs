@@ -95,15 +95,26 @@ type GearTables = (
 impl Gear {
     /// The chunker for `params` and gear seed `seed` ([`gear_seed`]).
     pub fn new(params: &ChunkerParams, seed: u64) -> Self {
+        let masks = fastcdc::v2020::select_masks(
+            params.avg_size as usize,
+            fastcdc::v2020::Normalization::Level1,
+        );
+        let tables = fastcdc::v2020::get_gear_with_seed(seed);
+        // What [`first_cut`] relies on to match `cut_gear`.
+        assert!(
+            (masks.0 | masks.1) >> 63 == 0,
+            "FastCDC masks leave the top bit"
+        );
+        assert!(
+            (0..256).all(|i| tables.1[i] == tables.0[i] << 1),
+            "FastCDC's second gear table is the first shifted"
+        );
         Gear {
             min: params.min_size as usize,
             avg: params.avg_size as usize,
             max: params.max_size as usize,
-            masks: fastcdc::v2020::select_masks(
-                params.avg_size as usize,
-                fastcdc::v2020::Normalization::Level1,
-            ),
-            tables: std::sync::Arc::new(fastcdc::v2020::get_gear_with_seed(seed)),
+            masks,
+            tables: std::sync::Arc::new(tables),
         }
     }
 
@@ -116,98 +127,279 @@ impl Gear {
         reader: R,
         expected: u64,
     ) -> impl Iterator<Item = std::io::Result<Vec<u8>>> + use<R> {
-        Chunker {
+        let mut blocks = self.blocks(reader, expected);
+        let mut ready = std::collections::VecDeque::new();
+        std::iter::from_fn(move || {
+            while ready.is_empty() {
+                match blocks.next_block() {
+                    Ok(Some(block)) => {
+                        ready.extend(block.chunks().map(<[u8]>::to_vec));
+                        blocks.give_back(block.into_buffer());
+                    }
+                    Ok(None) => return None,
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            ready.pop_front().map(Ok)
+        })
+    }
+
+    /// The same cut points as [`Gear::chunks`], a [`Block`] of whole chunks
+    /// at a time: the chunks stay in the buffer they were read into, so a
+    /// chunk that is already stored is never copied.
+    pub fn blocks<R: Read>(&self, reader: R, expected: u64) -> Blocks<R> {
+        Blocks {
             reader,
             buf: Vec::new(),
-            pos: 0,
             len: 0,
             eof: false,
             expected,
+            spare: Vec::new(),
             gear: self.clone(),
         }
     }
+
+    /// The length of the chunk that starts `window` (at most `max` bytes of
+    /// the stream, fewer only at its end): `fastcdc::v2020::cut_gear`'s cut
+    /// point, found by [`first_cut`].
+    fn cut(&self, window: &[u8]) -> usize {
+        let mut end = window.len();
+        if end <= self.min {
+            return end;
+        }
+        let mut center = self.avg;
+        if end > self.max {
+            end = self.max;
+        } else if end < center {
+            center = end;
+        }
+        // cut_gear tests positions in pairs from the even position at or
+        // below `min` on: with the small mask below the (even) center, with
+        // the large one after it, an odd last byte untested.
+        let from = self.min / 2 * 2;
+        let center = center / 2 * 2;
+        let end_even = end / 2 * 2;
+        let (mask_s, mask_l) = self.masks;
+        let table: &[u64; 256] = self.tables.0[..].try_into().expect("256 entries");
+        let window = &window[..end];
+        first_cut(window, table, from, from, center, mask_s)
+            .or_else(|| first_cut(window, table, from, center, end_even, mask_l))
+            .unwrap_or(end)
+    }
+
+    /// The size of a full read buffer: large reads and few moves of what
+    /// is left after the last cut (at most one chunk's bound).
+    fn full(&self) -> usize {
+        READ_AHEAD.max(2 * self.max)
+    }
+}
+
+/// Independent stretches of a window the gear hash runs over at once (the
+/// hash of each byte depends on the one before, so one stretch at a time
+/// leaves most of a core's arithmetic units idle).
+const LANES: usize = 4;
+
+/// Bytes of each stretch per round.
+const STRETCH: usize = 512;
+
+/// The first position `p` in `lo..hi` whose gear hash has none of `mask`'s
+/// bits set, where the hash at `p` is that of `window[from..=p]` (each
+/// byte's table entry shifted left once per later byte: only the last 64
+/// bytes count). `cut_gear` ends the chunk before that byte.
+///
+/// `cut_gear` tests even positions as `(hash << 1) & (mask << 1)`: the same
+/// as `hash & mask`, since no mask of FastCDC's sets the top bit (checked
+/// in [`Gear::new`]).
+fn first_cut(
+    window: &[u8],
+    table: &[u64; 256],
+    from: usize,
+    lo: usize,
+    hi: usize,
+    mask: u64,
+) -> Option<usize> {
+    let step = |h: u64, b: u8| (h << 1).wrapping_add(table[b as usize]);
+    // The hash of everything from `from` up to (not including) `p`.
+    let warm = |p: usize| {
+        window[from.max(p.saturating_sub(64))..p]
+            .iter()
+            .fold(0u64, |h, &b| step(h, b))
+    };
+    let mut p = lo;
+    let mut h = warm(p);
+    // Rounds of LANES stretches side by side; a round where any stretch
+    // finds a cut is searched again in order, from its start.
+    while p + LANES * STRETCH <= hi {
+        let round = &window[p..p + LANES * STRETCH];
+        let (s0, rest) = round.split_at(STRETCH);
+        let (s1, rest) = rest.split_at(STRETCH);
+        let (s2, s3) = rest.split_at(STRETCH);
+        let mut hs = [
+            h,
+            warm(p + STRETCH),
+            warm(p + 2 * STRETCH),
+            warm(p + 3 * STRETCH),
+        ];
+        let mut found = false;
+        // One branch per eight bytes of each stretch: a hit anywhere in a
+        // round sends the round to the in-order search anyway.
+        for i in (0..STRETCH).step_by(8) {
+            let mut hit = false;
+            for j in i..i + 8 {
+                hs[0] = step(hs[0], s0[j]);
+                hs[1] = step(hs[1], s1[j]);
+                hs[2] = step(hs[2], s2[j]);
+                hs[3] = step(hs[3], s3[j]);
+                hit |= (hs[0] & mask == 0)
+                    | (hs[1] & mask == 0)
+                    | (hs[2] & mask == 0)
+                    | (hs[3] & mask == 0);
+            }
+            if hit {
+                found = true;
+                break;
+            }
+        }
+        if found {
+            return first_in_order(window, step, h, p, p + LANES * STRETCH, mask);
+        }
+        h = hs[3];
+        p += LANES * STRETCH;
+    }
+    first_in_order(window, step, h, p, hi, mask)
+}
+
+/// [`first_cut`] one byte after the other from `lo`, with `h` the hash of
+/// the bytes before it.
+fn first_in_order(
+    window: &[u8],
+    step: impl Fn(u64, u8) -> u64,
+    mut h: u64,
+    lo: usize,
+    hi: usize,
+    mask: u64,
+) -> Option<usize> {
+    for (p, &b) in window.iter().enumerate().take(hi).skip(lo) {
+        h = step(h, b);
+        if h & mask == 0 {
+            return Some(p);
+        }
+    }
+    None
 }
 
 /// Bytes the chunker reads ahead: large reads and few moves of what is left
 /// (a buffer of one chunk's bound would read and shift once per chunk).
 const READ_AHEAD: usize = 256 * 1024;
 
-/// The iterator behind [`chunks`].
-struct Chunker<R> {
+/// Whole chunks of a stream, in the buffer they were read into.
+pub struct Block {
+    data: Vec<u8>,
+    /// Where each chunk ends in `data`, in order (the first starts at 0).
+    ends: Vec<usize>,
+}
+
+impl Block {
+    /// The chunks, in stream order.
+    pub fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let c = &self.data[start..end];
+            start = end;
+            c
+        })
+    }
+
+    /// Every chunk's bytes as one slice (what a whole-stream hash takes).
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[..self.ends.last().copied().unwrap_or(0)]
+    }
+
+    /// The buffer, for [`Blocks::give_back`].
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.data
+    }
+}
+
+/// The blocks of one stream ([`Gear::blocks`]).
+pub struct Blocks<R> {
     reader: R,
+    /// The buffer being filled; its first `len` bytes are read and not yet
+    /// cut.
     buf: Vec<u8>,
-    /// Start of the bytes not yet cut.
-    pos: usize,
-    /// End of the bytes read.
     len: usize,
     eof: bool,
     /// The expected length, for the first buffer's size.
     expected: u64,
+    /// Buffers of earlier blocks, to read into again.
+    spare: Vec<Vec<u8>>,
     gear: Gear,
 }
 
-impl<R: Read> Chunker<R> {
-    /// Reads until at least `max` bytes are ahead of `pos`, or the end.
-    fn fill(&mut self) -> std::io::Result<()> {
-        if self.eof || self.len - self.pos >= self.gear.max {
-            return Ok(());
+impl<R: Read> Blocks<R> {
+    /// The next whole chunks, `None` at the end. A read error ends the
+    /// stream.
+    pub fn next_block(&mut self) -> std::io::Result<Option<Block>> {
+        loop {
+            if let Err(e) = self.fill() {
+                self.eof = true;
+                self.len = 0;
+                return Err(e);
+            }
+            // Each cut looks at `max` bytes ahead, or all that is left.
+            let mut ends = Vec::new();
+            let mut pos = 0;
+            while pos < self.len && (self.eof || self.len - pos >= self.gear.max) {
+                pos += self.gear.cut(&self.buf[pos..self.len]);
+                ends.push(pos);
+            }
+            if ends.is_empty() {
+                if self.eof {
+                    return Ok(None);
+                }
+                // A first buffer sized for a short stream that is longer.
+                self.buf.resize(self.gear.full(), 0);
+                continue;
+            }
+            let rest = self.len - pos;
+            let next = if self.eof && rest == 0 {
+                Vec::new()
+            } else {
+                let mut next = self.spare.pop().unwrap_or_default();
+                next.resize(self.gear.full(), 0);
+                next[..rest].copy_from_slice(&self.buf[pos..self.len]);
+                next
+            };
+            self.len = rest;
+            let data = std::mem::replace(&mut self.buf, next);
+            return Ok(Some(Block { data, ends }));
         }
-        let full = READ_AHEAD.max(2 * self.gear.max);
-        if self.buf.is_empty() {
+    }
+
+    /// Takes back the buffer of a block handed out, to read into again.
+    pub fn give_back(&mut self, buffer: Vec<u8>) {
+        if buffer.len() == self.gear.full() && self.spare.len() < 2 {
+            self.spare.push(buffer);
+        }
+    }
+
+    /// Reads until the buffer is full or the stream ends.
+    fn fill(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() && !self.eof {
             // One byte more than expected, so the end shows in one read.
+            let full = self.gear.full();
             let first = usize::try_from(self.expected.saturating_add(1)).unwrap_or(full);
             self.buf = vec![0; first.clamp(1, full)];
         }
-        // Move what is left to the front, then read as much as fits.
-        self.buf.copy_within(self.pos..self.len, 0);
-        self.len -= self.pos;
-        self.pos = 0;
-        loop {
-            while !self.eof && self.len < self.buf.len() {
-                match self.reader.read(&mut self.buf[self.len..]) {
-                    Ok(0) => self.eof = true,
-                    Ok(n) => self.len += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
+        while !self.eof && self.len < self.buf.len() {
+            match self.reader.read(&mut self.buf[self.len..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-            if self.eof || self.len >= self.gear.max {
-                return Ok(());
-            }
-            // Longer than expected: the usual read-ahead from now on.
-            self.buf.resize(full, 0);
         }
-    }
-}
-
-impl<R: Read> Iterator for Chunker<R> {
-    type Item = std::io::Result<Vec<u8>>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if let Err(e) = self.fill() {
-            self.eof = true;
-            self.pos = self.len;
-            return Some(Err(e));
-        }
-        if self.pos == self.len {
-            return None;
-        }
-        let (mask_s, mask_l) = self.gear.masks;
-        let (_, n) = fastcdc::v2020::cut_gear(
-            &self.buf[self.pos..self.len],
-            self.gear.min,
-            self.gear.avg,
-            self.gear.max,
-            mask_s,
-            mask_l,
-            mask_s << 1,
-            mask_l << 1,
-            &self.gear.tables.0,
-            &self.gear.tables.1,
-        );
-        let chunk = self.buf[self.pos..self.pos + n].to_vec();
-        self.pos += n;
-        Some(Ok(chunk))
+        Ok(())
     }
 }
 
@@ -275,6 +467,77 @@ mod tests {
             .map(|c| c.unwrap().data)
             .collect();
             assert_eq!(ours, theirs, "length {len}");
+        }
+    }
+
+    #[test]
+    fn every_cut_is_the_one_fastcdc_finds() {
+        let sizes = [
+            ChunkerParams::default(),
+            ChunkerParams {
+                min_size: 64,
+                avg_size: 256,
+                max_size: 1024,
+            },
+            ChunkerParams {
+                min_size: 2050,
+                avg_size: 8190,
+                max_size: 30002,
+            },
+            ChunkerParams {
+                min_size: 64 << 10,
+                avg_size: 1 << 20,
+                max_size: 4 << 20,
+            },
+        ];
+        let noise = pseudo_random(5 << 20);
+        // Text-like bytes (few distinct values), and runs of one byte.
+        let text: Vec<u8> = noise
+            .iter()
+            .map(|b| b"etaoin shrdlu\n"[*b as usize % 14])
+            .collect();
+        let mut runs = noise.clone();
+        for (i, b) in runs.iter_mut().enumerate() {
+            if (i / 3000) % 2 == 0 {
+                *b = 0;
+            }
+        }
+        for (n, p) in sizes.iter().enumerate() {
+            for seed in [0, 7, gear_seed(&[9; 32])] {
+                let gear = Gear::new(p, seed);
+                let (mask_s, mask_l) = gear.masks;
+                for data in [&noise, &text, &runs] {
+                    let mut at = 0;
+                    let mut cuts = 0;
+                    while at < data.len() && cuts < 400 {
+                        // Windows of every length near the bounds, as at a
+                        // stream's end.
+                        let len = match cuts % 5 {
+                            0 => p.max_size as usize,
+                            1 => p.min_size as usize + cuts % 3,
+                            2 => p.avg_size as usize + 1 - cuts % 3,
+                            3 => 3 * p.max_size as usize,
+                            _ => (p.avg_size as usize + p.max_size as usize) / 2 + 1,
+                        };
+                        let window = &data[at..(at + len).min(data.len())];
+                        let (_, want) = fastcdc::v2020::cut_gear(
+                            window,
+                            p.min_size as usize,
+                            p.avg_size as usize,
+                            p.max_size as usize,
+                            mask_s,
+                            mask_l,
+                            mask_s << 1,
+                            mask_l << 1,
+                            &gear.tables.0,
+                            &gear.tables.1,
+                        );
+                        assert_eq!(gear.cut(window), want, "sizes {n}, seed {seed}, at {at}");
+                        at += want.max(1) + cuts % 7;
+                        cuts += 1;
+                    }
+                }
+            }
         }
     }
 

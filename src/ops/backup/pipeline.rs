@@ -181,9 +181,34 @@ impl<'a> BlobSink<'a> {
         data: Vec<u8>,
         salted: bool,
     ) -> Result<(), ()> {
+        self.submit_with(tx, kind, id, data.len(), || data, salted)
+    }
+
+    /// [`BlobSink::submit`] of a chunk still in its read buffer: copied
+    /// only when it is new.
+    pub fn submit_slice(
+        &self,
+        tx: &Sender<RawBlob>,
+        kind: BlobKind,
+        id: BlobId,
+        data: &[u8],
+        salted: bool,
+    ) -> Result<(), ()> {
+        self.submit_with(tx, kind, id, data.len(), || data.to_vec(), salted)
+    }
+
+    fn submit_with(
+        &self,
+        tx: &Sender<RawBlob>,
+        kind: BlobKind,
+        id: BlobId,
+        len: usize,
+        data: impl FnOnce() -> Vec<u8>,
+        salted: bool,
+    ) -> Result<(), ()> {
         self.stats
             .bytes_scanned
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
+            .fetch_add(len as u64, Ordering::Relaxed);
         if let Some(n) = self.index.pack_of(&id) {
             self.rely(n);
             return Ok(());
@@ -194,11 +219,11 @@ impl<'a> BlobSink<'a> {
         self.stats.blobs_added.fetch_add(1, Ordering::Relaxed);
         self.stats
             .bytes_added
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
+            .fetch_add(len as u64, Ordering::Relaxed);
         tx.send(RawBlob {
             kind,
             id,
-            data,
+            data: data(),
             salted,
         })
         .map_err(|_| ())

@@ -17,7 +17,7 @@ use super::cache::FileCache;
 use super::pipeline::{BlobSink, Failure, RawBlob};
 use super::squeeze;
 use crate::error::{Error, Result};
-use crate::format::chunk;
+use crate::format::chunk::{self, Block};
 use crate::format::id::{BlobId, Id};
 use crate::format::pack::BlobKind;
 use crate::format::salt;
@@ -810,16 +810,14 @@ enum Inspect {
 }
 
 /// Streams at least this long (a file's size; command output always) are
-/// chunked on one thread and hashed and submitted on another, so one large
-/// file keeps two cores busy.
+/// read, chunked and hashed whole (plain BLAKE3) on one thread, and their
+/// chunks named (keyed BLAKE3), looked up and submitted on another, so one
+/// large file keeps two cores busy with about as much work on each.
 pub const SPLIT_MIN: u64 = 4 << 20;
 
-/// Chunks go from the chunking to the hashing thread of one stream in
-/// batches of about this many bytes (one hand-over per read-ahead, not per
-/// chunk: a hand-over may wake a thread).
-const SPLIT_BATCH: usize = 256 * 1024;
-
-/// Batches waiting between the two threads of one stream.
+/// Blocks of whole chunks waiting between the two threads of one stream
+/// (a block is one read-ahead buffer, handed over whole: one hand-over per
+/// buffer, not per chunk, and no copy of a chunk that is already stored).
 const SPLIT_QUEUE: usize = 4;
 
 /// Chunks, hashes and submits everything `reader` yields; `expected` is its
@@ -833,47 +831,46 @@ fn store_stream(
     inspect: Inspect,
 ) -> Result<FileData, ReadError> {
     let mut digest = Digest::new(&keys.ids, sink, tx, inspect);
-    let chunks = keys.gear.chunks(reader, expected);
+    let mut blocks = keys.gear.blocks(reader, expected);
+    let mut whole = blake3::Hasher::new();
     if expected < SPLIT_MIN {
-        for c in chunks {
-            digest.add(c.map_err(ReadError::Read)?)?;
+        while let Some(block) = blocks.next_block().map_err(ReadError::Read)? {
+            whole.update(block.bytes());
+            digest.add(&block)?;
+            blocks.give_back(block.into_buffer());
         }
-        return digest.finish();
+        return digest.finish(whole.finalize().into());
     }
-    // Chunking is sequential; hashing, the dedup lookup and submitting
-    // (compression follows on the compressing threads) go on beside it.
-    let (batch_tx, batch_rx) = bounded::<Vec<Vec<u8>>>(SPLIT_QUEUE);
+    // Chunking and the whole-stream hash are sequential; naming each chunk,
+    // the dedup lookup and submitting (compression follows on the
+    // compressing threads) go on beside them.
+    let (block_tx, block_rx) = bounded::<Block>(SPLIT_QUEUE);
+    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(SPLIT_QUEUE);
     std::thread::scope(|s| {
-        let hashing = s.spawn(move || -> Result<FileData, ReadError> {
-            for batch in batch_rx {
-                for c in batch {
-                    digest.add(c)?;
-                }
+        let naming = s.spawn(move || {
+            for block in block_rx {
+                digest.add(&block)?;
+                // A full queue: the reader holds enough; this one is freed.
+                let _ = spare_tx.try_send(block.into_buffer());
             }
-            digest.finish()
+            Ok::<_, ReadError>(digest)
         });
         let read = (|| {
-            let (mut batch, mut bytes) = (Vec::new(), 0);
-            for c in chunks {
-                let c = c.map_err(ReadError::Read)?;
-                bytes += c.len();
-                batch.push(c);
-                if bytes >= SPLIT_BATCH {
-                    bytes = 0;
-                    // A closed queue: the hashing side stopped (its error wins).
-                    batch_tx
-                        .send(std::mem::take(&mut batch))
-                        .map_err(|_| ReadError::Cancelled)?;
+            loop {
+                while let Ok(buffer) = spare_rx.try_recv() {
+                    blocks.give_back(buffer);
                 }
+                let Some(block) = blocks.next_block().map_err(ReadError::Read)? else {
+                    return Ok(whole.finalize().into());
+                };
+                whole.update(block.bytes());
+                // A closed queue: the naming side stopped (its error wins).
+                block_tx.send(block).map_err(|_| ReadError::Cancelled)?;
             }
-            if !batch.is_empty() {
-                batch_tx.send(batch).map_err(|_| ReadError::Cancelled)?;
-            }
-            Ok(())
         })();
-        drop(batch_tx);
-        let hashed = hashing.join().expect("the hashing thread does not panic");
-        hashed.and_then(|data| read.map(|()| data))
+        drop(block_tx);
+        let named = naming.join().expect("the naming thread does not panic");
+        named.and_then(|digest| read.and_then(|hash| digest.finish(hash)))
     })
 }
 
@@ -895,17 +892,17 @@ impl StreamKeys {
     }
 }
 
-/// What storing one stream accumulates, chunk by chunk in order: the
-/// whole-content hash, the blob ids, and what [`Inspect`] asks for. At most
-/// [`LIST_IDS`] ids are held: each full list of them is stored as a
-/// content list blob, so a stream of any length costs the same memory.
+/// What storing one stream accumulates, chunk by chunk in order: the blob
+/// ids and what [`Inspect`] asks for (the whole-content hash is computed
+/// beside it, see [`store_stream`]). At most [`LIST_IDS`] ids are held:
+/// each full list of them is stored as a content list blob, so a stream of
+/// any length costs the same memory.
 struct Digest<'a, 's> {
     ids: &'a crate::format::salt::BlobIds,
     sink: &'a BlobSink<'s>,
     tx: &'a Sender<RawBlob>,
     inspect: Inspect,
     whole: Vec<u8>,
-    hasher: blake3::Hasher,
     content: Vec<BlobId>,
     /// The content lists stored so far.
     lists: Vec<BlobId>,
@@ -929,7 +926,6 @@ impl<'a, 's> Digest<'a, 's> {
             tx,
             inspect,
             whole: Vec::new(),
-            hasher: blake3::Hasher::new(),
             content: Vec::new(),
             lists: Vec::new(),
             size: 0,
@@ -937,10 +933,23 @@ impl<'a, 's> Digest<'a, 's> {
         }
     }
 
-    fn send(&mut self, id: BlobId, data: Vec<u8>, salted: bool) -> Result<(), ReadError> {
+    /// Makes room for one more id in `content`.
+    fn room(&mut self) -> Result<(), ReadError> {
         if self.content.len() == LIST_IDS {
             self.seal_list()?;
         }
+        Ok(())
+    }
+
+    /// Submits a chunk held back, now that its id is known to be `salted`
+    /// or not.
+    fn send_held(&mut self, data: Vec<u8>, salted: bool) -> Result<(), ReadError> {
+        let id = if salted {
+            self.ids.salted(&data)
+        } else {
+            self.ids.unsalted(&data)
+        };
+        self.room()?;
         self.content.push(id);
         self.sink
             .submit(self.tx, BlobKind::Data, id, data, salted)
@@ -959,36 +968,45 @@ impl<'a, 's> Digest<'a, 's> {
             .map_err(|_| ReadError::Cancelled)
     }
 
-    /// The next chunk: hashed (both passes while it is in cache) and
-    /// submitted.
-    fn add(&mut self, data: Vec<u8>) -> Result<(), ReadError> {
-        self.hasher.update(&data);
+    /// The next chunks: named and submitted (copied out of their buffer
+    /// only when new).
+    fn add(&mut self, block: &Block) -> Result<(), ReadError> {
+        for data in block.chunks() {
+            self.add_chunk(data)?;
+        }
+        Ok(())
+    }
+
+    fn add_chunk(&mut self, data: &[u8]) -> Result<(), ReadError> {
         self.size += data.len() as u64;
         let max_keystore = crate::source::keystore::MAX_KEYSTORE;
         if self.inspect == Inspect::Keystore && self.size <= max_keystore {
-            self.whole.extend_from_slice(&data);
+            self.whole.extend_from_slice(data);
         }
         if self.inspect == Inspect::Head && self.whole.len() < squeeze::HEAD {
             let take = data.len().min(squeeze::HEAD - self.whole.len());
             self.whole.extend_from_slice(&data[..take]);
         }
         if self.size <= salt::SALTED_MAX {
-            self.held.push(data);
+            self.held.push(data.to_vec());
             return Ok(());
         }
-        for data in std::mem::take(&mut self.held) {
-            let id = self.ids.unsalted(&data);
-            self.send(id, data, false)?;
+        for held in std::mem::take(&mut self.held) {
+            self.send_held(held, false)?;
         }
-        let id = self.ids.unsalted(&data);
-        self.send(id, data, false)
+        let id = self.ids.unsalted(data);
+        self.room()?;
+        self.content.push(id);
+        self.sink
+            .submit_slice(self.tx, BlobKind::Data, id, data, false)
+            .map_err(|_| ReadError::Cancelled)
     }
 
-    /// The stored stream, once every chunk was added.
-    fn finish(mut self) -> Result<FileData, ReadError> {
-        for data in std::mem::take(&mut self.held) {
-            let id = self.ids.salted(&data);
-            self.send(id, data, true)?;
+    /// The stored stream, once every chunk was added; `hash` is the plain
+    /// BLAKE3 of all of them.
+    fn finish(mut self, hash: Id) -> Result<FileData, ReadError> {
+        for held in std::mem::take(&mut self.held) {
+            self.send_held(held, true)?;
         }
         if !self.lists.is_empty() && !self.content.is_empty() {
             self.seal_list()?;
@@ -1007,7 +1025,7 @@ impl<'a, 's> Digest<'a, 's> {
         Ok(FileData {
             content: self.content,
             lists: self.lists,
-            hash: self.hasher.finalize().into(),
+            hash,
             size: self.size,
             certificates,
             looks_compressed,
