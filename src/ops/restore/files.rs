@@ -109,6 +109,49 @@ struct Order {
     direct: bool,
     /// Segments written (or failed), in any order.
     written: usize,
+    /// A worker panicked on one of this file's segments: its turn never
+    /// comes, so nobody waits for it ([`TurnGuard`]).
+    abandoned: bool,
+}
+
+/// Held by a worker while it has a segment of a file of several: if the
+/// worker panics (a bug), the file's turns are marked abandoned and the
+/// workers waiting for theirs are woken, so the restore fails with the
+/// panic instead of waiting for ever.
+struct TurnGuard<'a> {
+    order: &'a Mutex<Order>,
+    turn: &'a Condvar,
+}
+
+impl Drop for TurnGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut order = self
+                .order
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            order.abandoned = true;
+            drop(order);
+            self.turn.notify_all();
+        }
+    }
+}
+
+/// Waits until segment `k` is next in file order; `None` if the file's
+/// turns were abandoned.
+fn wait_turn<'a>(
+    order: &'a Mutex<Order>,
+    turn: &Condvar,
+    k: usize,
+) -> Option<std::sync::MutexGuard<'a, Order>> {
+    let mut order = order.lock().expect("order lock");
+    while order.next != k {
+        if order.abandoned {
+            return None;
+        }
+        order = turn.wait(order).expect("order lock");
+    }
+    Some(order)
 }
 
 /// Where a file is while it is written.
@@ -318,6 +361,7 @@ pub fn plan(
             carry: Vec::new(),
             direct,
             written: 0,
+            abandoned: false,
         }),
         turn: Condvar::new(),
         single: segments == 1,
@@ -367,6 +411,10 @@ pub fn process(
             st.failure.lock().expect("failure lock").get_or_insert(f);
         }
     } else {
+        let _guard = TurnGuard {
+            order: &st.order,
+            turn: &st.turn,
+        };
         let failed = st.failure.lock().expect("failure lock").is_some();
         let gathered = (!failed).then(|| gather(&seg, reader, index));
         if !in_order(st, &seg, gathered, verify) {
@@ -458,10 +506,9 @@ fn in_order(
             .expect("failure lock")
             .get_or_insert((ProblemKind::Write, e.to_string()));
     };
-    let mut order = st.order.lock().expect("order lock");
-    while order.next != seg.k {
-        order = st.turn.wait(order).expect("order lock");
-    }
+    let Some(mut order) = wait_turn(&st.order, &st.turn, seg.k) else {
+        return false;
+    };
     let mut ready = None;
     match gathered {
         // An earlier segment failed: nothing more is written.
@@ -842,6 +889,7 @@ mod tests {
             carry: Vec::new(),
             direct: direct && direct::set_direct(&f, true).unwrap(),
             written: 0,
+            abandoned: false,
         };
         let ends: Vec<usize> = cuts
             .iter()
@@ -860,6 +908,47 @@ mod tests {
         }
         write_tail(&f, &mut order, content.len() as u64).unwrap();
         f
+    }
+
+    #[test]
+    fn a_worker_that_panics_on_a_segment_never_leaves_the_next_one_waiting() {
+        let order = Mutex::new(Order {
+            bounds: vec![0, 10, 20],
+            next: 0,
+            carry: Vec::new(),
+            direct: false,
+            written: 0,
+            abandoned: false,
+        });
+        let turn = Condvar::new();
+        std::thread::scope(|s| {
+            // Segment 1 waits for segment 0, whose worker panics.
+            let waiter = s.spawn(|| wait_turn(&order, &turn, 1).is_some());
+            let crashed = s.spawn(|| {
+                let _guard = TurnGuard {
+                    order: &order,
+                    turn: &turn,
+                };
+                panic!("a bug while gathering segment 0");
+            });
+            assert!(crashed.join().is_err());
+            assert!(!waiter.join().unwrap(), "the waiter gives up its turn");
+        });
+        assert!(order.lock().unwrap().abandoned);
+        // Without a panic the guard changes nothing.
+        let order = Mutex::new(Order {
+            bounds: vec![0, 10],
+            next: 0,
+            carry: Vec::new(),
+            direct: false,
+            written: 0,
+            abandoned: false,
+        });
+        drop(TurnGuard {
+            order: &order,
+            turn: &turn,
+        });
+        assert!(wait_turn(&order, &turn, 0).is_some());
     }
 
     #[test]
