@@ -462,9 +462,16 @@ fn restore_into_a_full_filesystem_fails_cleanly() {
         !listing.contains("huge.bin"),
         "half-written file under its final name: {listing}"
     );
+    // The workers write in parallel: a small file written while the large
+    // one still held the space fails too, and is then reported; every
+    // other small file is restored.
     assert!(
-        listing.contains("app.conf"),
-        "small files still restored: {listing}"
+        listing.contains("app.conf") || report.contains("app.conf"),
+        "small files restored or reported: {listing}\n{report}"
+    );
+    assert!(
+        listing.contains("keystore.p12") || report.contains("keystore.p12"),
+        "small files restored or reported: {listing}\n{report}"
     );
 }
 
@@ -582,11 +589,13 @@ fn backup_killed_at_random_points_leaves_a_clean_repository_and_is_reused() {
     for i in 0..4 {
         write(
             &src.join(format!("data/blob{i}.bin")),
-            &noise(12 << 20, 100 + i),
+            &noise(16 << 20, 100 + i),
         );
     }
     let w2 = env.path("w2.key");
-    for round in 0..3 {
+    let mut interrupted = 0;
+    for _round in 0..3 {
+        let before = objects(&repo2, "snapshots").len();
         let mut child = std::process::Command::new(vault_bin())
             .args([
                 "backup",
@@ -611,11 +620,17 @@ fn backup_killed_at_random_points_leaves_a_clean_repository_and_is_reused() {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let _ = child.kill();
-        let _ = child.wait();
-        assert!(
-            objects(&repo2, "snapshots").is_empty()
-                || round > 0 && objects(&repo2, "snapshots").len() <= 1
-        );
+        let status = child.wait().unwrap();
+        // A backup that finished before the kill landed (a loaded machine
+        // may not run this loop for a while) wrote its one snapshot; a
+        // killed one wrote none, or its one if the kill came after it.
+        let after = objects(&repo2, "snapshots").len();
+        assert!(after <= before + 1, "{before} -> {after} snapshots");
+        if status.success() {
+            assert_eq!(after, before + 1, "a finished backup wrote its snapshot");
+        } else if after == before {
+            interrupted += 1;
+        }
         let check = run(&[
             "check",
             "-r",
@@ -627,6 +642,7 @@ fn backup_killed_at_random_points_leaves_a_clean_repository_and_is_reused() {
         ]);
         assert_success(&check);
     }
+    assert!(interrupted > 0, "no backup was killed before its snapshot");
     let out = run(&[
         "backup",
         "-r",
