@@ -215,11 +215,9 @@ impl Storage for LocalStorage {
     }
 
     fn open(&self, key: &str) -> Result<Box<dyn ReadSeek>, StorageError> {
-        // Packs are read once (restore, check, copy): through the page
-        // cache without filling it.
-        let f = File::open(self.path(key))
-            .map(direct::ReadThrough::new)
-            .map_err(|e| StorageError::from_io(key, e))?;
+        // Through the page cache: a restore's readers reopen packs they
+        // let go of, which must not cost another read from disk.
+        let f = File::open(self.path(key)).map_err(|e| StorageError::from_io(key, e))?;
         Ok(Box::new(f))
     }
 
