@@ -19,4 +19,6 @@ pub mod retirement;
 pub mod salt;
 pub mod signature;
 pub mod snapshot;
+#[cfg(test)]
+pub(crate) mod testdata;
 pub mod tree;

@@ -558,16 +558,10 @@ mod tests {
         let mut z = zstd::bulk::Compressor::new(3).unwrap();
         let mut enc = BlobEncoder::new(3).unwrap();
         let salt_id = [9u8; 32];
-        let mut x = 7u64;
+        let mut seed = 7u64;
         let mut noise = |n: usize| -> Vec<u8> {
-            (0..n)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect()
+            seed += 1;
+            crate::format::testdata::xorshift(n, seed)
         };
         // Large blobs between small ones: the buffer grows, is let go, and
         // what it held before never leaks into a later blob.

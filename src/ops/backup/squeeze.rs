@@ -146,15 +146,7 @@ mod tests {
     use super::*;
 
     fn random(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        crate::format::testdata::xorshift(n, seed)
     }
 
     fn text(n: usize) -> Vec<u8> {

@@ -36,15 +36,7 @@ pub(super) fn local_repo(dir: &Path, pack_size: u32) -> Repository {
 /// `n` bytes of xorshift noise (incompressible: each byte stored is a
 /// byte of pack).
 pub(super) fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    crate::format::testdata::xorshift(n, seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
 }
 
 #[test]
