@@ -126,8 +126,7 @@ impl Crafter {
             .zip(claims)
             .map(|(bytes, &claim)| {
                 let id = BlobId::keyed(&self.key, bytes);
-                data.add(id, &zstd.compress(bytes).unwrap(), claim)
-                    .unwrap();
+                data.add(id, &zstd.compress(bytes).unwrap(), claim).unwrap();
                 id
             })
             .collect();
