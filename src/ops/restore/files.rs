@@ -47,6 +47,10 @@ const SEGMENT_BLOBS: usize = 256;
 /// (only a single blob can make it larger).
 const SEGMENT_BYTES: u64 = 2 << 20;
 
+/// A segment buffer's capacity: a segment's padding, [`SEGMENT_BYTES`], and
+/// the one blob that may pass it (the default chunker's are at most 64 KiB).
+const SEGMENT_BUF: usize = ALIGN + SEGMENT_BYTES as usize + (256 << 10);
+
 /// Bytes gathered before one positional write.
 const WRITE_BUF: usize = 1 << 20;
 
@@ -465,11 +469,13 @@ fn gather(
         order.bounds[seg.k + 1] - order.bounds[seg.k]
     };
     let pad = (seg.offset % ALIGN as u64) as usize;
-    // Each worker keeps its buffer from one segment to the next; a segment
-    // may pass SEGMENT_BYTES by one blob, which the capacity allows for
-    // (trusting the index's lengths no further than that).
-    if buf.capacity() < pad + expect as usize {
-        buf = AlignedBuf::new(pad + expect.min(SEGMENT_BYTES + (1 << 20)) as usize);
+    // A worker keeps its buffers from one segment to the next, each sized
+    // once for any segment of the default chunker: buffers of this size
+    // freed and made again would stay with the allocator, not the system.
+    // A larger segment (larger blobs) grows it below, once its lengths are
+    // checked.
+    if buf.capacity() < SEGMENT_BUF {
+        buf = AlignedBuf::new(SEGMENT_BUF);
     }
     // Where each blob goes: the index's lengths agree for every blob of a
     // file written in segments (see `plan`), and each blob is checked to

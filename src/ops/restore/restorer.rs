@@ -300,7 +300,9 @@ impl<'a> Restorer<'a> {
                 // its next segment. It takes one segment at a time, so a
                 // worker has at most two segment buffers.
                 let (writes, to_write) = bounded::<files::Pending>(0);
-                let (give_back, given_back) = bounded::<AlignedBuf>(1);
+                // Buffers come back for the next segments (at most three
+                // a worker: one gathering, one waiting, one being written).
+                let (give_back, given_back) = bounded::<AlignedBuf>(2);
                 let writer_flush = flush.clone();
                 s.spawn(move || {
                     for pending in to_write {
