@@ -34,7 +34,7 @@ impl Default for ChunkerParams {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "chunk sizes min {} / avg {} / max {} are out of range \
-     (64 B..1 MiB / 256 B..4 MiB / 1 KiB..16 MiB, min <= avg <= max)",
+     (64 B..1 MiB / 256 B..4 MiB / 1 KiB..16 MiB, even, min <= avg <= max)",
     .0.min_size, .0.avg_size, .0.max_size
 )]
 pub struct ChunkSizesOutOfRange(pub ChunkerParams);
@@ -46,7 +46,12 @@ impl ChunkerParams {
             && (256..=4 << 20).contains(&self.avg_size)
             && (1024..=16 << 20).contains(&self.max_size)
             && self.min_size <= self.avg_size
-            && self.avg_size <= self.max_size;
+            && self.avg_size <= self.max_size
+            // FastCDC asserts even sizes (in debug builds), and its cut
+            // points are what this chunker reproduces.
+            && [self.min_size, self.avg_size, self.max_size]
+                .iter()
+                .all(|s| s.is_multiple_of(2));
         if ok {
             Ok(())
         } else {
@@ -593,5 +598,23 @@ mod tests {
         };
         assert!(p.validate().is_err());
         assert!(ChunkerParams::default().validate().is_ok());
+        // Odd sizes in a hand-edited config: refused, as FastCDC would.
+        for odd in [
+            ChunkerParams {
+                min_size: 4097,
+                ..ChunkerParams::default()
+            },
+            ChunkerParams {
+                avg_size: 16385,
+                ..ChunkerParams::default()
+            },
+            ChunkerParams {
+                max_size: 65537,
+                ..ChunkerParams::default()
+            },
+        ] {
+            let e = odd.validate().unwrap_err();
+            assert!(e.to_string().contains("even"), "{e}");
+        }
     }
 }
