@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,39 +15,19 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, black_box};
 
 use vault::crypto::Seal;
 use vault::format::chunk::{self, ChunkerParams};
-use vault::format::config::{DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE};
+use vault::format::config::DEFAULT_COMPRESSION_LEVEL;
 use vault::format::id::{BlobId, Id};
 use vault::format::pack::BlobKind;
 use vault::ops::backup::{self, BackupOptions};
 use vault::repo::packer::PackBuilder;
-use vault::repo::{Access, InitOptions, OwnerSpec, Repository};
+use vault::repo::{Access, Repository};
 use vault::storage::{LocalStorage, Storage};
 
+mod common;
+
+use common::{Rng, temp_repo};
+
 const MIB: usize = 1 << 20;
-
-/// A small deterministic PRNG (splitmix64), so every run sees the same data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn fill(&mut self, out: &mut [u8]) {
-        for c in out.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            c.copy_from_slice(&v[..c.len()]);
-        }
-    }
-}
 
 const WORDS: &[&str] = &[
     "alpha",
@@ -162,17 +142,7 @@ fn dump_like(len: usize, seed: u64) -> Vec<u8> {
 
 /// A config-file-like text of about `len` bytes.
 fn config_like(rng: &mut Rng, len: usize) -> Vec<u8> {
-    let mut out = String::from("# generated configuration\n[main]\n");
-    while out.len() < len {
-        let k = WORDS[rng.below(WORDS.len() as u64) as usize];
-        let v = WORDS[rng.below(WORDS.len() as u64) as usize];
-        out.push_str(&format!(
-            "{k}_{} = {v}-{}\n",
-            rng.below(100),
-            rng.below(10_000)
-        ));
-    }
-    out.into_bytes()
+    common::config_like(rng, len, WORDS, 10_000)
 }
 
 /// Writes a 64 MiB tree: one 56 MiB dump, 2,000 config files (~3.5 MiB)
@@ -422,38 +392,6 @@ fn bench_pack(c: &mut Criterion, chunks: &[Vec<u8>]) {
     g.finish();
 }
 
-struct TempRepo {
-    _dir: tempfile::TempDir,
-    repo: Repository,
-}
-
-/// Initializes a repository in a new temporary directory and opens it with
-/// its writer key, as `vault backup -i WRITER` does.
-fn temp_repo(parent: &Path, owner_recipient: &str) -> TempRepo {
-    let dir = tempfile::Builder::new()
-        .prefix("repo-")
-        .tempdir_in(parent)
-        .unwrap();
-    let store = dir.path().join("repo");
-    let writer = dir.path().join("writer.key");
-    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(&store));
-    Repository::init(
-        storage.clone(),
-        &InitOptions {
-            owner: OwnerSpec::Recipients(vec![owner_recipient.to_owned()]),
-            owner_name: "bench".into(),
-            writer_key_out: writer.clone(),
-            chunker: ChunkerParams::default(),
-            pack_size: DEFAULT_PACK_SIZE,
-            compression_level: DEFAULT_COMPRESSION_LEVEL,
-            object_lock: None,
-        },
-    )
-    .unwrap();
-    let repo = Repository::open(storage, Access::IdentityFile(&writer)).unwrap();
-    TempRepo { _dir: dir, repo }
-}
-
 fn backup_opts(tree: &Path) -> BackupOptions {
     BackupOptions {
         paths: vec![tree.to_owned()],
@@ -464,16 +402,7 @@ fn backup_opts(tree: &Path) -> BackupOptions {
 }
 
 fn bench_backup(c: &mut Criterion) {
-    // Trees and repositories go under $VAULT_BENCH_TMP (default: the system
-    // temp dir); point it at a disk-backed directory if /tmp is a tmpfs.
-    let base: PathBuf = std::env::var_os("VAULT_BENCH_TMP")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    fs::create_dir_all(&base).unwrap();
-    let work = tempfile::Builder::new()
-        .prefix("vault-bench-")
-        .tempdir_in(&base)
-        .unwrap();
+    let work = common::work_dir("vault-bench-");
     let tree = work.path().join("tree");
     let total = make_tree(&tree);
     let owner = vault::crypto::X25519Identity::generate().recipient();
@@ -550,14 +479,7 @@ fn bench_backup(c: &mut Criterion) {
 /// iteration; the snapshot is backed up once beforehand.
 fn bench_restore(c: &mut Criterion) {
     use vault::ops::restore::{self, RestoreOptions};
-    let base: PathBuf = std::env::var_os("VAULT_BENCH_TMP")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    fs::create_dir_all(&base).unwrap();
-    let work = tempfile::Builder::new()
-        .prefix("vault-bench-restore-")
-        .tempdir_in(&base)
-        .unwrap();
+    let work = common::work_dir("vault-bench-restore-");
     let (secret, recipient) = vault::crypto::generate_x25519();
     let owner_key = work.path().join("owner.key");
     fs::write(&owner_key, secret.as_bytes()).unwrap();

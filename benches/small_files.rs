@@ -8,34 +8,21 @@
 //! under $VAULT_BENCH_TMP (default: the system temp dir).
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, black_box};
 
-use vault::format::chunk::ChunkerParams;
-use vault::format::config::{DEFAULT_COMPRESSION_LEVEL, DEFAULT_PACK_SIZE};
+use vault::format::config::DEFAULT_COMPRESSION_LEVEL;
 use vault::format::pack::BlobKind;
 use vault::ops::backup::{self, BackupOptions};
-use vault::repo::{Access, InitOptions, OwnerSpec, Repository};
-use vault::storage::{LocalStorage, Storage};
+
+mod common;
+
+use common::{Rng, TempRepo, temp_repo};
 
 /// Files in the tree.
 const FILES: usize = 6_000;
-
-/// A small deterministic PRNG (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % n
-    }
-}
 
 const WORDS: &[&str] = &[
     "listen", "port", "host", "timeout", "retries", "user", "group", "path", "level", "enabled",
@@ -44,17 +31,7 @@ const WORDS: &[&str] = &[
 
 /// A config file of about `len` bytes.
 fn config_like(rng: &mut Rng, len: usize) -> Vec<u8> {
-    let mut out = String::from("# generated configuration\n[main]\n");
-    while out.len() < len {
-        let k = WORDS[rng.below(WORDS.len() as u64) as usize];
-        let v = WORDS[rng.below(WORDS.len() as u64) as usize];
-        out.push_str(&format!(
-            "{k}_{} = {v}-{}\n",
-            rng.below(100),
-            rng.below(100_000)
-        ));
-    }
-    out.into_bytes()
+    common::config_like(rng, len, WORDS, 100_000)
 }
 
 /// Writes the tree; returns its files' contents.
@@ -74,41 +51,8 @@ fn make_tree(root: &Path) -> Vec<Vec<u8>> {
     files
 }
 
-/// A repository in a new directory under `parent`, opened with its writer
-/// key as `vault backup -i WRITER` does.
-fn temp_repo(parent: &Path, owner: &str) -> (tempfile::TempDir, Repository) {
-    let dir = tempfile::Builder::new()
-        .prefix("repo-")
-        .tempdir_in(parent)
-        .unwrap();
-    let writer = dir.path().join("writer.key");
-    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path().join("repo")));
-    Repository::init(
-        storage.clone(),
-        &InitOptions {
-            owner: OwnerSpec::Recipients(vec![owner.to_owned()]),
-            owner_name: "bench".into(),
-            writer_key_out: writer.clone(),
-            chunker: ChunkerParams::default(),
-            pack_size: DEFAULT_PACK_SIZE,
-            compression_level: DEFAULT_COMPRESSION_LEVEL,
-            object_lock: None,
-        },
-    )
-    .unwrap();
-    let repo = Repository::open(storage, Access::IdentityFile(&writer)).unwrap();
-    (dir, repo)
-}
-
 fn bench_backup(c: &mut Criterion) {
-    let base: PathBuf = std::env::var_os("VAULT_BENCH_TMP")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    fs::create_dir_all(&base).unwrap();
-    let work = tempfile::Builder::new()
-        .prefix("vault-bench-small-")
-        .tempdir_in(&base)
-        .unwrap();
+    let work = common::work_dir("vault-bench-small-");
     let tree = work.path().join("tree");
     let files = make_tree(&tree);
     let total: u64 = files.iter().map(|f| f.len() as u64).sum();
@@ -130,7 +74,7 @@ fn bench_backup(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut spent = Duration::ZERO;
             for _ in 0..iters {
-                let (_dir, repo) = temp_repo(work.path(), &owner);
+                let TempRepo { _dir, repo } = temp_repo(work.path(), &owner);
                 let first = BackupOptions {
                     cache_dir: None,
                     ..opts.clone()
@@ -143,7 +87,7 @@ fn bench_backup(c: &mut Criterion) {
             spent
         })
     });
-    let (_dir, repo) = temp_repo(work.path(), &owner);
+    let TempRepo { _dir, repo } = temp_repo(work.path(), &owner);
     backup::run(&repo, &opts).unwrap();
     g.bench_function("unchanged_backup_6000_files_with_cache", |b| {
         b.iter(|| {
