@@ -225,6 +225,8 @@ if [ "$RESTORE_FS" = ext4 ] && command -v dumpe2fs >/dev/null &&
   ! dumpe2fs -h "$RESTORE_DEV" 2>/dev/null | grep -q '^Filesystem features:.*has_journal'; then
   RESTORE_FS="ext4 WITHOUT a journal (restores after a mass delete pay for it: see scripts/bench-fs.sh)"
   log "warning: $RESTORE is on $RESTORE_FS"
+elif [ "$RESTORE_FS" = ext4 ] && command -v dumpe2fs >/dev/null; then
+  DELETE_GAP=0 # a journaled ext4 does not look back at deleted inodes: no need to wait
 fi
 RESTORE_BASE=$RESTORE # each run restores into $RESTORE_BASE/runN
 
