@@ -12,7 +12,7 @@ mod dry_run;
 mod journal;
 mod own_index;
 mod pipeline;
-mod seen;
+pub mod seen;
 pub mod squeeze;
 #[cfg(test)]
 mod tests;

@@ -4,16 +4,15 @@
 //!
 //! The most recent ids are held in a hash set; when it is full they are
 //! sorted and spilled to an unnamed temporary file, as one run, with every
-//! [`FENCE`]th id of the run kept in memory and every id added to a Bloom
-//! filter. A lookup asks the set, then (when the filter says maybe) each
-//! run: a binary search of its fences and one read of a [`FENCE`]-id block.
+//! [`FENCE`]th id of the run kept in memory and a Bloom filter of the run's
+//! ids ([`BITS_PER_ID`] bits each). A lookup asks the set, then each run
+//! whose filter says maybe: a binary search of its fences and one read of a
+//! [`FENCE`]-id block. An id seen again costs one read (of the run holding
+//! it) and a new id almost never one.
 //!
 //! Memory: the set (made at its full size, about 530 KiB, so it never
-//! rehashes), 1 byte of fences per 4 ids spilled, and the filter, which
-//! starts at [`BLOOM_MIN_BITS`] at the first spill and doubles (rebuilt from
-//! the spill file) whenever it holds fewer than [`BITS_PER_ID`] bits per
-//! spilled id, up to [`BLOOM_MAX_BITS`]: 256 KiB for a 1 GB backup of
-//! 16 KiB chunks, 1 MiB for 10 GB, never more than 4 MiB.
+//! rehashes), then under 2 bytes per spilled id (filter and fences): about
+//! 100 KiB for a 1 GB backup of 16 KiB chunks, 1 MiB for 10 GB.
 //!
 //! The answer may only err towards "not seen" (a spill file that cannot be
 //! made or read): such a blob is stored twice, which every reader accepts,
@@ -33,23 +32,12 @@ pub const RECENT_MAX: usize = 14_336;
 /// Spilled ids per fence (one block read per run looked up).
 const FENCE: usize = 128;
 
-/// Bits of the Bloom filter when it is made (256 KiB).
-const BLOOM_MIN_BITS: usize = 1 << 21;
-
-/// The most bits the Bloom filter grows to (4 MiB): past some 2.8 million
-/// spilled ids (a backup of about 45 GB of new 16 KiB chunks) it fills up
-/// and more lookups read a block of each run.
-const BLOOM_MAX_BITS: usize = 1 << 25;
-
-/// Fewest filter bits per spilled id before the filter doubles: with
-/// [`PROBES`] bits set per id, under 1 false "maybe" in 300.
+/// Filter bits per spilled id: with [`PROBES`] bits set per id, a run's
+/// filter says maybe for about 1 id in 200 it does not hold.
 const BITS_PER_ID: usize = 12;
 
 /// Bits set per id.
 const PROBES: usize = 7;
-
-/// Spilled ids read at once when the filter is rebuilt (128 KiB).
-const REBUILD_IDS: usize = 4096;
 
 /// One spilled run: ids sorted, at `start` (in ids) in the spill file.
 struct Run {
@@ -57,20 +45,40 @@ struct Run {
     len: usize,
     /// The first id of every block of [`FENCE`] ids.
     fences: Vec<BlobId>,
+    /// The run's Bloom filter.
+    bloom: Vec<u64>,
+}
+
+impl Run {
+    /// Whether the run's filter may hold `id`.
+    fn may_hold(&self, id: &BlobId) -> bool {
+        probes(id, self.bloom.len() * 64).all(|bit| self.bloom[bit / 64] & (1 << (bit % 64)) != 0)
+    }
+}
+
+/// The bit positions of `id` in a filter of `bits` bits (ids are keyed
+/// hashes: uniform, so their bytes are positions already, scaled to the
+/// filter by a multiply and shift).
+fn probes(id: &BlobId, bits: usize) -> impl Iterator<Item = usize> + '_ {
+    let b = &id.0.0;
+    (0..PROBES).map(move |i| {
+        let w = u32::from_le_bytes(b[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+        ((u64::from(w) * bits as u64) >> 32) as usize
+    })
 }
 
 /// Ids seen by this run (see the module documentation).
 pub struct Seen {
     recent: HashSet<BlobId>,
     runs: Vec<Run>,
-    bloom: Vec<u64>,
     /// The spill file, and how many ids it holds.
     spill: Option<(File, u64)>,
     /// Spilling failed once: keep every id in memory from then on.
     in_memory: bool,
     max_recent: usize,
-    /// Bits of the filter when it is first made.
-    bloom_min_bits: usize,
+    /// Blocks read back from the spill file, for tests of the cost.
+    #[cfg(test)]
+    reads: std::cell::Cell<usize>,
 }
 
 impl Default for Seen {
@@ -82,23 +90,17 @@ impl Default for Seen {
 impl Seen {
     /// A set spilling once `max_recent` ids are held.
     pub fn with_limit(max_recent: usize) -> Self {
-        Self::with_limits(max_recent, BLOOM_MIN_BITS)
-    }
-
-    /// A set spilling once `max_recent` ids are held, whose filter starts
-    /// at `bloom_min_bits` (a power of two, at least 64).
-    fn with_limits(max_recent: usize, bloom_min_bits: usize) -> Self {
         let max_recent = max_recent.max(1);
         Seen {
             // At its full size from the start: growing it would hold the
             // old table and the new one at once, twice on the way up.
             recent: HashSet::with_capacity(max_recent),
             runs: Vec::new(),
-            bloom: Vec::new(),
             spill: None,
             in_memory: false,
             max_recent,
-            bloom_min_bits: bloom_min_bits.next_power_of_two().clamp(64, BLOOM_MAX_BITS),
+            #[cfg(test)]
+            reads: std::cell::Cell::new(0),
         }
     }
 
@@ -121,44 +123,30 @@ impl Seen {
     }
 
     /// Bytes of memory the set holds: the hash set's table (its capacity,
-    /// not just its entries), the filter and the fences; for tests.
+    /// not just its entries), the filters and the fences; for tests.
     #[cfg(test)]
     pub fn memory(&self) -> usize {
         let table = self.recent.capacity().div_ceil(7) * 8;
         let entry = std::mem::size_of::<BlobId>() + 1;
-        let fences: usize = self.runs.iter().map(|r| r.fences.capacity()).sum();
-        table * entry + self.bloom.capacity() * 8 + fences * std::mem::size_of::<BlobId>()
-    }
-
-    /// The bit positions of `id` in a filter of `bits` bits (a power of
-    /// two; ids are keyed hashes: uniform, so their bytes are positions
-    /// already).
-    fn probes(id: &BlobId, bits: usize) -> impl Iterator<Item = usize> + '_ {
-        let b = &id.0.0;
-        (0..PROBES).map(move |i| {
-            let w = u32::from_le_bytes(b[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
-            w as usize & (bits - 1)
-        })
-    }
-
-    /// Sets `id`'s bits in `bloom`.
-    fn mark(bloom: &mut [u64], id: &BlobId) {
-        for bit in Self::probes(id, bloom.len() * 64) {
-            bloom[bit / 64] |= 1 << (bit % 64);
-        }
+        let runs: usize = self
+            .runs
+            .iter()
+            .map(|r| r.fences.capacity() * std::mem::size_of::<BlobId>() + r.bloom.capacity() * 8)
+            .sum();
+        table * entry + runs
     }
 
     fn spilled(&self, id: &BlobId) -> bool {
-        let bits = self.bloom.len() * 64;
-        if self.runs.is_empty()
-            || !Self::probes(id, bits).all(|bit| self.bloom[bit / 64] & (1 << (bit % 64)) != 0)
-        {
-            return false;
-        }
         let Some((file, _)) = &self.spill else {
             return false;
         };
-        self.runs.iter().any(|run| run_contains(file, run, id))
+        self.runs.iter().any(|run| {
+            run.may_hold(id) && {
+                #[cfg(test)]
+                self.reads.set(self.reads.get() + 1);
+                run_contains(file, run, id)
+            }
+        })
     }
 
     /// Moves the recent ids to a new run in the spill file.
@@ -185,50 +173,21 @@ impl Seen {
             self.in_memory = true;
             return;
         }
-        drop(bytes);
+        let mut bloom = vec![0u64; (ids.len() * BITS_PER_ID).div_ceil(64)];
+        let bits = bloom.len() * 64;
+        for id in &ids {
+            for bit in probes(id, bits) {
+                bloom[bit / 64] |= 1 << (bit % 64);
+            }
+        }
         self.runs.push(Run {
             start: *at,
             len: ids.len(),
             fences: ids.iter().step_by(FENCE).copied().collect(),
+            bloom,
         });
         *at += ids.len() as u64;
-        let spilled = *at as usize;
         self.recent.clear();
-        let want = (spilled * BITS_PER_ID)
-            .next_power_of_two()
-            .clamp(self.bloom_min_bits, BLOOM_MAX_BITS);
-        if self.bloom.is_empty() {
-            self.bloom = vec![0; want / 64];
-        } else if self.bloom.len() * 64 < want {
-            // Every run, this one included, read back from the file. If
-            // that fails, the smaller filter (complete, only fuller) stays.
-            if let Some(bloom) = self.rebuilt_bloom(want) {
-                self.bloom = bloom;
-                return;
-            }
-        }
-        for id in &ids {
-            Self::mark(&mut self.bloom, id);
-        }
-    }
-
-    /// A filter of `bits` bits holding every spilled id, read back from the
-    /// spill file [`REBUILD_IDS`] at a time; `None` if it cannot be read.
-    fn rebuilt_bloom(&self, bits: usize) -> Option<Vec<u64>> {
-        let (file, count) = self.spill.as_ref()?;
-        let mut bloom = vec![0u64; bits / 64];
-        let mut buf = vec![0u8; REBUILD_IDS * 32];
-        let mut at = 0u64;
-        while at < *count {
-            let n = REBUILD_IDS.min((*count - at) as usize);
-            file.read_exact_at(&mut buf[..n * 32], at * 32).ok()?;
-            for raw in buf[..n * 32].chunks_exact(32) {
-                let id = BlobId(crate::format::id::Id(raw.try_into().expect("32 bytes")));
-                Self::mark(&mut bloom, &id);
-            }
-            at += n as u64;
-        }
-        Some(bloom)
     }
 }
 
@@ -243,19 +202,26 @@ fn run_contains(file: &File, run: &Run, id: &BlobId) -> bool {
     };
     let first = block * FENCE;
     let n = FENCE.min(run.len - first);
-    let mut buf = vec![0u8; n * 32];
+    // On the stack: a lookup allocates nothing.
+    let mut buf = [0u8; FENCE * 32];
+    let ids = &mut buf[..n * 32];
     if file
-        .read_exact_at(&mut buf, (run.start + first as u64) * 32)
+        .read_exact_at(ids, (run.start + first as u64) * 32)
         .is_err()
     {
         // Unreadable: "not seen" (stored again), never "seen".
         return false;
     }
-    buf.chunks_exact(32)
-        .map(|c| <&[u8; 32]>::try_from(c).expect("32 bytes"))
-        .collect::<Vec<_>>()
-        .binary_search(&key)
-        .is_ok()
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match ids[mid * 32..mid * 32 + 32].cmp(&key[..]) {
+            std::cmp::Ordering::Equal => return true,
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -290,37 +256,37 @@ mod tests {
         }
     }
     #[test]
-    fn the_filter_grows_as_ids_are_spilled_and_answers_stay_exact() {
-        // A tiny filter, so it is rebuilt (from the spill file) many times.
-        let mut seen = Seen::with_limits(500, 64);
-        let mut model = HashSet::new();
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut sizes = Vec::new();
-        for _ in 0..40_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let n = x % 30_000;
-            assert_eq!(seen.insert(id(n)), model.insert(n), "id {n}");
-            if sizes.last() != Some(&seen.bloom.len()) {
-                sizes.push(seen.bloom.len());
-            }
-            let spilled = seen.spill.as_ref().map_or(0, |s| s.1) as usize;
-            assert!(
-                seen.bloom.len() * 64 >= spilled * BITS_PER_ID,
-                "{spilled} ids"
-            );
+    fn an_id_seen_again_reads_one_block_and_a_new_one_almost_none() {
+        let mut seen = Seen::with_limit(1000);
+        for n in 0..30_000 {
+            assert!(seen.insert(id(n)));
         }
-        assert!(sizes.len() >= 8, "filter sizes {sizes:?}");
-        for n in 0..35_000 {
-            assert_eq!(seen.insert(id(n)), model.insert(n), "id {n}");
+        assert!(seen.runs.len() >= 29, "{} runs", seen.runs.len());
+        // Repeats from every run: one read each (the run holding it), plus
+        // the few other runs whose filter errs.
+        seen.reads.set(0);
+        for n in (0..29_000).step_by(7) {
+            assert!(!seen.insert(id(n)), "id {n}");
         }
+        let repeats = 29_000usize.div_ceil(7);
+        let reads = seen.reads.get();
+        assert!(
+            reads >= repeats && reads < repeats + repeats / 5,
+            "{reads} reads"
+        );
+        // New ids: a read only where a filter errs.
+        seen.reads.set(0);
+        for n in 100_000..110_000 {
+            assert!(seen.insert(id(n)));
+        }
+        let reads = seen.reads.get();
+        assert!(reads < 10_000 / 5, "{reads} reads for 10,000 new ids");
     }
 
     #[test]
     fn the_ids_of_a_ten_gigabyte_backup_fit_in_two_mebibytes() {
-        // 600,000 new 16 KiB chunks: the hash set, the filter (1 MiB by
-        // then) and the fences, with no table ever rehashed.
+        // 600,000 new 16 KiB chunks: the hash set, the filters and the
+        // fences, with no table ever rehashed.
         let mut seen = Seen::default();
         let start = seen.memory();
         assert!(start < 600 << 10, "{start} bytes before the first id");
