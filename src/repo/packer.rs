@@ -79,6 +79,11 @@ impl PackBuilder {
         self.offset
     }
 
+    /// Blobs added so far.
+    pub fn blobs(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Whether no blob was added.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

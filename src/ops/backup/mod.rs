@@ -12,7 +12,7 @@ mod dry_run;
 mod journal;
 mod own_index;
 mod pipeline;
-mod seen;
+pub mod seen;
 pub mod squeeze;
 #[cfg(test)]
 mod tests;
@@ -387,6 +387,12 @@ fn spawn_storing<'s, 'e: 's>(
     raw_tx
 }
 
+/// Walk events queued for the assembler. A file's event holds its slot and
+/// the channel its reader answers on (about 1 KiB together), made before the
+/// file is read: 1,024 of them keep the walker well ahead of the assembler
+/// (64 files are queued for the readers) in about 1 MiB; 4,096 held 4 MiB.
+const EVENT_QUEUE: usize = 1024;
+
 /// Starts the walker and the file readers; returns the walk's events.
 fn spawn_reading<'s, 'e: 's>(
     s: &'s std::thread::Scope<'s, 'e>,
@@ -395,7 +401,7 @@ fn spawn_reading<'s, 'e: 's>(
     raw_tx: &Sender<RawBlob>,
 ) -> Receiver<Event> {
     let (job_tx, job_rx) = bounded::<FileJob>(64);
-    let (ev_tx, ev_rx) = bounded::<Event>(4096);
+    let (ev_tx, ev_rx) = bounded::<Event>(EVENT_QUEUE);
     for _ in 0..st.threads.1 {
         let (rx, tx) = (job_rx.clone(), raw_tx.clone());
         s.spawn(move || walk::reader(rx, tx, st.repo, st.sink, st.failure));

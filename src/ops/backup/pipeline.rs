@@ -25,11 +25,20 @@ use super::squeeze;
 /// packs' worth of reuse (their blobs are stored again next time).
 const PACKS_PER_INDEX: usize = 8;
 
-/// Blobs after which an index file is written even with fewer packs: its
-/// JSON (about 160 bytes a blob, held two or three times while it is
-/// signed and sealed) must not grow with how well the data compresses
-/// (a 16 MiB pack of text compressed 20:1 holds some 20,000 blobs).
-const BLOBS_PER_INDEX: usize = 16_384;
+/// Most blobs an index file lists. Its JSON (about 160 bytes a blob) is
+/// held two or three times over while it is signed, compressed and sealed,
+/// on top of everything the other stages hold, so it must not grow with how
+/// well the data compresses: 4,096 blobs take under 3 MiB for the whole
+/// flush (16,384 took about 9 MiB, the largest transient of a backup), and
+/// make an index file for every 64 MiB of new 16 KiB chunks.
+pub(super) const BLOBS_PER_INDEX: usize = 4_096;
+
+/// Most blobs a pack holds, whatever its size: each costs memory while the
+/// pack is built, uploaded and indexed (its trailer entry, its index entry,
+/// its JSON), and a 16 MiB pack of tiny salted blobs could otherwise hold
+/// over 100,000. Equal to [`BLOBS_PER_INDEX`], so a pack always fits in one
+/// index file.
+pub(super) const BLOBS_PER_PACK: usize = BLOBS_PER_INDEX;
 
 /// A tree pack is sent once it holds this fraction of the pack size: it is
 /// filled beside the data pack, so its buffer is a third one, kept small
@@ -397,7 +406,7 @@ pub fn packer(
             }
             let builder = s.as_mut().expect("opened above");
             builder.add(b.id, &b.data, b.raw_length)?;
-            if builder.len() >= full(b.kind) {
+            if builder.len() >= full(b.kind) || builder.blobs() >= BLOBS_PER_PACK {
                 let full = s.take().expect("present").finish()?;
                 if tx.send(full).is_err() {
                     return Ok(false);
@@ -505,13 +514,25 @@ pub fn indexer(
         }
         Ok(())
     };
+    let mut blobs = 0;
     for pack in rx {
+        // A pack that would take the file past its blob limit goes in the
+        // next one (a pack holds at most as many blobs as a file).
+        if blobs + pack.blobs.len() > BLOBS_PER_INDEX {
+            if let Err(e) = flush(&mut pending) {
+                return failure.fail(e);
+            }
+            blobs = 0;
+        }
+        blobs += pack.blobs.len();
         pending.packs.push(pack);
-        let blobs: usize = pending.packs.iter().map(|p| p.blobs.len()).sum();
         if (pending.packs.len() >= PACKS_PER_INDEX || blobs >= BLOBS_PER_INDEX)
             && let Err(e) = flush(&mut pending)
         {
             return failure.fail(e);
+        }
+        if pending.packs.is_empty() {
+            blobs = 0;
         }
     }
     // Index what was uploaded even if another stage failed: the next backup

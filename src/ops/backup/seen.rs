@@ -4,11 +4,15 @@
 //!
 //! The most recent ids are held in a hash set; when it is full they are
 //! sorted and spilled to an unnamed temporary file, as one run, with every
-//! [`FENCE`]th id of the run kept in memory and every id added to a
-//! fixed-size Bloom filter. A lookup asks the set, then (when the filter
-//! says maybe) each run: a binary search of its fences and one read of a
-//! [`FENCE`]-id block. Memory: the set, the filter (4 MiB, made at the
-//! first spill) and 1 byte of fences per 4 ids spilled.
+//! [`FENCE`]th id of the run kept in memory and a Bloom filter of the run's
+//! ids ([`BITS_PER_ID`] bits each). A lookup asks the set, then each run
+//! whose filter says maybe: a binary search of its fences and one read of a
+//! [`FENCE`]-id block. An id seen again costs one read (of the run holding
+//! it) and a new id almost never one.
+//!
+//! Memory: the set (made at its full size, about 530 KiB, so it never
+//! rehashes), then under 2 bytes per spilled id (filter and fences): about
+//! 100 KiB for a 1 GB backup of 16 KiB chunks, 1 MiB for 10 GB.
 //!
 //! The answer may only err towards "not seen" (a spill file that cannot be
 //! made or read): such a blob is stored twice, which every reader accepts,
@@ -20,18 +24,19 @@ use std::os::unix::fs::FileExt;
 
 use crate::format::id::BlobId;
 
-/// Ids held in memory before a spill: the hash set then fills 65,536
-/// buckets to 7/8 (about 2 MiB), and a 10 GB backup of 16 KiB chunks
-/// spills about a dozen runs.
-pub const RECENT_MAX: usize = 57_344;
+/// Ids held in memory before a spill: the hash set then fills 16,384
+/// buckets to 7/8 (about 530 KiB), and a 10 GB backup of 16 KiB chunks
+/// spills about 40 runs.
+pub const RECENT_MAX: usize = 14_336;
 
 /// Spilled ids per fence (one block read per run looked up).
 const FENCE: usize = 128;
 
-/// Bits of the Bloom filter (4 MiB); each id sets [`PROBES`] of them.
-const BLOOM_BITS: usize = 1 << 25;
+/// Filter bits per spilled id: with [`PROBES`] bits set per id, a run's
+/// filter says maybe for about 1 id in 200 it does not hold.
+const BITS_PER_ID: usize = 12;
 
-/// Bits set per id: under 1 false "maybe" in 10^5 for a 10 GB backup.
+/// Bits set per id.
 const PROBES: usize = 7;
 
 /// One spilled run: ids sorted, at `start` (in ids) in the spill file.
@@ -40,18 +45,40 @@ struct Run {
     len: usize,
     /// The first id of every block of [`FENCE`] ids.
     fences: Vec<BlobId>,
+    /// The run's Bloom filter.
+    bloom: Vec<u64>,
+}
+
+impl Run {
+    /// Whether the run's filter may hold `id`.
+    fn may_hold(&self, id: &BlobId) -> bool {
+        probes(id, self.bloom.len() * 64).all(|bit| self.bloom[bit / 64] & (1 << (bit % 64)) != 0)
+    }
+}
+
+/// The bit positions of `id` in a filter of `bits` bits (ids are keyed
+/// hashes: uniform, so their bytes are positions already, scaled to the
+/// filter by a multiply and shift).
+fn probes(id: &BlobId, bits: usize) -> impl Iterator<Item = usize> + '_ {
+    let b = &id.0.0;
+    (0..PROBES).map(move |i| {
+        let w = u32::from_le_bytes(b[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+        ((u64::from(w) * bits as u64) >> 32) as usize
+    })
 }
 
 /// Ids seen by this run (see the module documentation).
 pub struct Seen {
     recent: HashSet<BlobId>,
     runs: Vec<Run>,
-    bloom: Vec<u64>,
     /// The spill file, and how many ids it holds.
     spill: Option<(File, u64)>,
     /// Spilling failed once: keep every id in memory from then on.
     in_memory: bool,
     max_recent: usize,
+    /// Blocks read back from the spill file, for tests of the cost.
+    #[cfg(test)]
+    reads: std::cell::Cell<usize>,
 }
 
 impl Default for Seen {
@@ -63,13 +90,17 @@ impl Default for Seen {
 impl Seen {
     /// A set spilling once `max_recent` ids are held.
     pub fn with_limit(max_recent: usize) -> Self {
+        let max_recent = max_recent.max(1);
         Seen {
-            recent: HashSet::new(),
+            // At its full size from the start: growing it would hold the
+            // old table and the new one at once, twice on the way up.
+            recent: HashSet::with_capacity(max_recent),
             runs: Vec::new(),
-            bloom: Vec::new(),
             spill: None,
             in_memory: false,
-            max_recent: max_recent.max(1),
+            max_recent,
+            #[cfg(test)]
+            reads: std::cell::Cell::new(0),
         }
     }
 
@@ -91,26 +122,31 @@ impl Seen {
         self.recent.len()
     }
 
-    /// The Bloom filter's bit positions of `id` (ids are keyed hashes:
-    /// uniform, so their bytes are positions already).
-    fn probes(id: &BlobId) -> impl Iterator<Item = usize> + '_ {
-        let b = &id.0.0;
-        (0..PROBES).map(move |i| {
-            let w = u32::from_le_bytes(b[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
-            w as usize % BLOOM_BITS
-        })
+    /// Bytes of memory the set holds: the hash set's table (its capacity,
+    /// not just its entries), the filters and the fences; for tests.
+    #[cfg(test)]
+    pub fn memory(&self) -> usize {
+        let table = self.recent.capacity().div_ceil(7) * 8;
+        let entry = std::mem::size_of::<BlobId>() + 1;
+        let runs: usize = self
+            .runs
+            .iter()
+            .map(|r| r.fences.capacity() * std::mem::size_of::<BlobId>() + r.bloom.capacity() * 8)
+            .sum();
+        table * entry + runs
     }
 
     fn spilled(&self, id: &BlobId) -> bool {
-        if self.runs.is_empty()
-            || !Self::probes(id).all(|bit| self.bloom[bit / 64] & (1 << (bit % 64)) != 0)
-        {
-            return false;
-        }
         let Some((file, _)) = &self.spill else {
             return false;
         };
-        self.runs.iter().any(|run| run_contains(file, run, id))
+        self.runs.iter().any(|run| {
+            run.may_hold(id) && {
+                #[cfg(test)]
+                self.reads.set(self.reads.get() + 1);
+                run_contains(file, run, id)
+            }
+        })
     }
 
     /// Moves the recent ids to a new run in the spill file.
@@ -137,18 +173,18 @@ impl Seen {
             self.in_memory = true;
             return;
         }
-        if self.bloom.is_empty() {
-            self.bloom = vec![0; BLOOM_BITS / 64];
-        }
+        let mut bloom = vec![0u64; (ids.len() * BITS_PER_ID).div_ceil(64)];
+        let bits = bloom.len() * 64;
         for id in &ids {
-            for bit in Self::probes(id) {
-                self.bloom[bit / 64] |= 1 << (bit % 64);
+            for bit in probes(id, bits) {
+                bloom[bit / 64] |= 1 << (bit % 64);
             }
         }
         self.runs.push(Run {
             start: *at,
             len: ids.len(),
             fences: ids.iter().step_by(FENCE).copied().collect(),
+            bloom,
         });
         *at += ids.len() as u64;
         self.recent.clear();
@@ -166,19 +202,26 @@ fn run_contains(file: &File, run: &Run, id: &BlobId) -> bool {
     };
     let first = block * FENCE;
     let n = FENCE.min(run.len - first);
-    let mut buf = vec![0u8; n * 32];
+    // On the stack: a lookup allocates nothing.
+    let mut buf = [0u8; FENCE * 32];
+    let ids = &mut buf[..n * 32];
     if file
-        .read_exact_at(&mut buf, (run.start + first as u64) * 32)
+        .read_exact_at(ids, (run.start + first as u64) * 32)
         .is_err()
     {
         // Unreadable: "not seen" (stored again), never "seen".
         return false;
     }
-    buf.chunks_exact(32)
-        .map(|c| <&[u8; 32]>::try_from(c).expect("32 bytes"))
-        .collect::<Vec<_>>()
-        .binary_search(&key)
-        .is_ok()
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match ids[mid * 32..mid * 32 + 32].cmp(&key[..]) {
+            std::cmp::Ordering::Equal => return true,
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -210,6 +253,56 @@ mod tests {
         // Every id again, and new ones.
         for n in 0..25_000 {
             assert_eq!(seen.insert(id(n)), model.insert(n), "id {n}");
+        }
+    }
+    #[test]
+    fn an_id_seen_again_reads_one_block_and_a_new_one_almost_none() {
+        let mut seen = Seen::with_limit(1000);
+        for n in 0..30_000 {
+            assert!(seen.insert(id(n)));
+        }
+        assert!(seen.runs.len() >= 29, "{} runs", seen.runs.len());
+        // Repeats from every run: one read each (the run holding it), plus
+        // the few other runs whose filter errs.
+        seen.reads.set(0);
+        for n in (0..29_000).step_by(7) {
+            assert!(!seen.insert(id(n)), "id {n}");
+        }
+        let repeats = 29_000usize.div_ceil(7);
+        let reads = seen.reads.get();
+        assert!(
+            reads >= repeats && reads < repeats + repeats / 5,
+            "{reads} reads"
+        );
+        // New ids: a read only where a filter errs.
+        seen.reads.set(0);
+        for n in 100_000..110_000 {
+            assert!(seen.insert(id(n)));
+        }
+        let reads = seen.reads.get();
+        assert!(reads < 10_000 / 5, "{reads} reads for 10,000 new ids");
+    }
+
+    #[test]
+    fn the_ids_of_a_ten_gigabyte_backup_fit_in_two_mebibytes() {
+        // 600,000 new 16 KiB chunks: the hash set, the filters and the
+        // fences, with no table ever rehashed.
+        let mut seen = Seen::default();
+        let start = seen.memory();
+        assert!(start < 600 << 10, "{start} bytes before the first id");
+        let mut peak = 0;
+        for n in 0..600_000 {
+            assert!(seen.insert(id(n)));
+            peak = peak.max(seen.memory());
+        }
+        assert!(peak < 2 << 20, "{peak} bytes");
+        assert_eq!(
+            seen.recent.capacity(),
+            RECENT_MAX,
+            "the hash set never grew"
+        );
+        for n in (0..600_000).step_by(997) {
+            assert!(!seen.insert(id(n)), "id {n}");
         }
     }
 }

@@ -62,3 +62,47 @@ fn a_backup_to_a_local_directory_holds_one_pack_buffer_however_many_packs() {
     let buffers = stats.pack_buffers.load(Ordering::Relaxed);
     assert_eq!(buffers, 1, "{buffers} pack buffers");
 }
+
+#[test]
+fn packs_and_index_files_hold_a_bounded_number_of_blobs() {
+    // 6,000 small files: a blob each, all of which fit in one 16 MiB pack.
+    // Each blob costs memory in the pack's trailer and index entries and in
+    // the index file's JSON (held two or three times over while it is
+    // signed and sealed): packs and index files are cut by count too.
+    let dir = tempfile::tempdir().unwrap();
+    let repo = local_repo(dir.path(), 16 << 20);
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    for d in 0..6 {
+        let sub = src.join(format!("d{d}"));
+        std::fs::create_dir(&sub).unwrap();
+        for i in 0..1000 {
+            std::fs::write(sub.join(format!("f{i}")), format!("file {d}/{i}\n")).unwrap();
+        }
+    }
+    let stats = Arc::new(Stats::default());
+    let opts = BackupOptions {
+        paths: vec![src],
+        host: Some("test".into()),
+        progress: Some(stats.clone()),
+        ..Default::default()
+    };
+    run(&repo, &opts).unwrap();
+    let blobs = stats.blobs_added.load(Ordering::Relaxed) as usize;
+    assert!(blobs >= 6000, "{blobs} blobs");
+    let files = repo.load_index_files().unwrap().files;
+    let mut listed = 0;
+    for key in &files {
+        let (file, _): (crate::format::index::IndexFile, _) = repo
+            .get_signed_json(key, crate::format::signature::SignedKind::Index)
+            .unwrap();
+        let n: usize = file.packs.iter().map(|p| p.blobs.len()).sum();
+        assert!(n <= 4096, "{key}: {n} blobs");
+        for pack in &file.packs {
+            assert!(pack.blobs.len() <= 4096, "{key}");
+        }
+        listed += n;
+    }
+    assert_eq!(listed, blobs);
+    assert!(files.len() >= blobs.div_ceil(pipeline::BLOBS_PER_INDEX));
+}
