@@ -27,7 +27,7 @@ use crate::format::tree::{LIST_IDS, Node, NodeKind, list_bytes};
 use crate::repo::Repository;
 use crate::source::command::{CommandFailed, CommandSource, Running};
 use crate::source::meta::{self, Names};
-use listing::{Ahead, Entry, Found, Lister, Ticket};
+use listing::{Ahead, Entry, Found, Lister, Seen, Ticket};
 
 /// Deepest directory nesting the walker descends into.
 const MAX_DEPTH: usize = 2048;
@@ -477,7 +477,9 @@ impl<'a> Walker<'a> {
                 if let Ok(found) = &e.found
                     && self.descends(found, *depth, st.source_dev)
                 {
-                    e.ticket = Some(ahead.request(frame.dir.join(&e.name), &found.meta));
+                    e.ticket = Some(
+                        ahead.request(frame.dir.join(&e.name), (found.seen.dev, found.seen.ino)),
+                    );
                     st.outstanding += 1;
                 }
             }
@@ -489,7 +491,7 @@ impl<'a> Walker<'a> {
     fn descends(&self, found: &Found, depth: usize, source_dev: u64) -> bool {
         found.node.as_ref().is_ok_and(|n| n.kind == NodeKind::Dir)
             && !found.marked
-            && !(self.one_file_system && found.meta.dev() != source_dev)
+            && !(self.one_file_system && found.seen.dev != source_dev)
             && depth < MAX_DEPTH
     }
 
@@ -587,7 +589,7 @@ impl<'a> Walker<'a> {
     fn listing<'l>(
         &self,
         path: &Path,
-        listed: Option<&fs::Metadata>,
+        listed: Option<(u64, u64)>,
         ticket: Option<Ticket>,
         depth: usize,
         leave: bool,
@@ -654,14 +656,14 @@ impl<'a> Walker<'a> {
         &self,
         path: PathBuf,
         name: &std::ffi::OsStr,
-        m: &fs::Metadata,
+        m: &Seen,
         mut node: Node,
         st: &mut WalkState,
     ) -> Result<(), ()> {
         let mut stamp = Stamp {
-            size: m.len(),
-            ctime_ns: meta::ctime_ns(m),
-            ino: m.ino(),
+            size: m.size,
+            ctime_ns: m.ctime_ns,
+            ino: m.ino,
             cacheable: true,
             previous: None,
         };
@@ -701,7 +703,7 @@ impl<'a> Walker<'a> {
                 let (tx, rx) = bounded(1);
                 st.jobs
                     .send(FileJob {
-                        source: JobSource::Path(path.clone(), (m.dev(), m.ino())),
+                        source: JobSource::Path(path.clone(), (m.dev, m.ino)),
                         reply: tx,
                     })
                     .map_err(|_| ())?;
@@ -737,11 +739,11 @@ impl<'a> Walker<'a> {
             return Err(());
         }
         if depth == 0 {
-            st.source_dev = found.meta.dev();
+            st.source_dev = found.seen.dev;
         }
         let descends = self.descends(&found, depth, st.source_dev);
         let Found {
-            meta: m,
+            seen: m,
             node,
             marked,
         } = found;
@@ -767,13 +769,13 @@ impl<'a> Walker<'a> {
                 if descends {
                     return Ok(Step::Descend(self.listing(
                         &path,
-                        Some(&m),
+                        Some((m.dev, m.ino)),
                         ticket,
                         depth + 1,
                         true,
                         st,
                     )));
-                } else if self.one_file_system && m.dev() != st.source_dev {
+                } else if self.one_file_system && m.dev != st.source_dev {
                     // Another file system mounted here: the mount point
                     // stays, empty.
                 } else {

@@ -23,7 +23,7 @@ use crate::source::meta::{self, Names};
 /// the listing threads wait (a listing under way is finished): what
 /// listing ahead may hold in memory, about 1 KiB an entry.
 /// (Tests hold few, so that the walker often takes requests back.)
-const MAX_HELD: usize = if cfg!(test) { 48 } else { 8192 };
+const MAX_HELD: usize = if cfg!(test) { 48 } else { 4096 };
 
 /// What decides how a directory is listed: which entries are left out.
 pub(crate) struct Lister {
@@ -56,14 +56,40 @@ pub(crate) struct Entry {
 
 /// What examining an entry found.
 pub(crate) struct Found {
-    /// Its metadata (the entry itself, no symlink followed).
-    pub meta: fs::Metadata,
+    /// What its metadata says of it (the entry itself, no symlink
+    /// followed) besides its node.
+    pub seen: Seen,
     /// Its tree node (a regular file's without extended attributes: the
     /// walker reads them unless the file cache knows there are none), or
     /// why it could not be made.
     pub node: std::io::Result<Node>,
     /// A directory holding one of the `--exclude-if-present` names.
     pub marked: bool,
+}
+
+/// The facts of an entry's metadata the walk needs besides its node (a
+/// fraction of the whole: a listing ahead holds many).
+#[derive(Clone, Copy)]
+pub(crate) struct Seen {
+    /// Device and inode.
+    pub dev: u64,
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Change time (ns).
+    pub ctime_ns: i64,
+}
+
+impl Seen {
+    /// What `meta` says.
+    pub fn of(meta: &fs::Metadata) -> Self {
+        Seen {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            ctime_ns: meta::ctime_ns(meta),
+        }
+    }
 }
 
 impl Lister {
@@ -96,16 +122,20 @@ impl Lister {
         let marked = node.as_ref().is_ok_and(|n| n.kind == NodeKind::Dir)
             && !self.exclude_if_present.is_empty()
             && self.has_marker(path);
-        Found { meta, node, marked }
+        Found {
+            seen: Seen::of(&meta),
+            node,
+            marked,
+        }
     }
 
     /// The entries of directory `path` in name order (a directory that
-    /// cannot be listed is reported and has none). `listed` is what the
-    /// walker recorded of the directory itself: it is listed, and its
+    /// cannot be listed is reported and has none). `listed` is the device
+    /// and inode the walker recorded of the directory itself: it is listed, and its
     /// entries are examined, through a handle to that very inode, so a
     /// directory on the path swapped for a symlink meanwhile (by a user who
     /// owns it) is reported, never listed in its place.
-    pub fn list(&self, path: &Path, listed: Option<&fs::Metadata>, names: &mut Names) -> Listing {
+    pub fn list(&self, path: &Path, listed: Option<(u64, u64)>, names: &mut Names) -> Listing {
         let mut out = Listing {
             entries: Vec::new(),
             errors: Vec::new(),
@@ -178,14 +208,14 @@ impl Lister {
 }
 
 /// Opens directory `path` without following a symlink in its last
-/// component, and checks that it is the inode `listed` describes.
-fn open_listed_dir(path: &Path, listed: &fs::Metadata) -> std::io::Result<File> {
+/// component, and checks that it is the inode `listed` (device, inode).
+fn open_listed_dir(path: &Path, listed: (u64, u64)) -> std::io::Result<File> {
     let dir = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
         .open(path)?;
     let m = dir.metadata()?;
-    if (m.dev(), m.ino()) != (listed.dev(), listed.ino()) {
+    if (m.dev(), m.ino()) != listed {
         return Err(std::io::Error::other(
             "was replaced while the backup ran (its path now leads to another directory)",
         ));
@@ -223,7 +253,7 @@ struct Queue {
 /// A directory to list and where its listing goes.
 struct Job {
     path: PathBuf,
-    listed: fs::Metadata,
+    listed: (u64, u64),
     reply: Sender<Listing>,
 }
 
@@ -291,7 +321,7 @@ impl<'a> Ahead<'a> {
             {
                 drop(q);
                 self.started.notify_all();
-                let listing = self.lister.list(&job.path, Some(&job.listed), &mut names);
+                let listing = self.lister.list(&job.path, Some(job.listed), &mut names);
                 q = self.lock();
                 q.held += listing.entries.len();
                 drop(q);
@@ -306,14 +336,14 @@ impl<'a> Ahead<'a> {
         }
     }
 
-    /// Asks for directory `path`'s listing; `listed` is what the walker
-    /// recorded of it.
-    pub fn request(&self, path: PathBuf, listed: &fs::Metadata) -> Ticket {
+    /// Asks for directory `path`'s listing; `listed` is the device and
+    /// inode the walker recorded of it.
+    pub fn request(&self, path: PathBuf, listed: (u64, u64)) -> Ticket {
         let key = walk_key(&path);
         let (tx, rx) = bounded(1);
         let job = Job {
             path,
-            listed: listed.clone(),
+            listed,
             reply: tx,
         };
         self.lock().jobs.insert(key.clone(), job);
