@@ -478,7 +478,7 @@ impl<'a> Walker<'a> {
                     && self.descends(found, *depth, st.source_dev)
                 {
                     e.ticket = Some(
-                        ahead.request(frame.dir.join(&e.name), (found.seen.dev, found.seen.ino)),
+                        ahead.request(frame.dir.join(e.name()), (found.seen.dev, found.seen.ino)),
                     );
                     st.outstanding += 1;
                 }
@@ -514,8 +514,8 @@ impl<'a> Walker<'a> {
         if child.is_source {
             return match fs::symlink_metadata(&path) {
                 Ok(m) => {
-                    let found = self.lister.examine(&path, &name, m, &mut st.names);
-                    self.visit(path, &name, found, None, st, failure, 0)
+                    let (found, _) = self.lister.examine(&path, name, m, &mut st.names);
+                    self.visit(path, found, None, st, failure, 0)
                 }
                 Err(e) => {
                     self.error(&path, format!("source path cannot be read: {e}"));
@@ -629,9 +629,9 @@ impl<'a> Walker<'a> {
         st: &mut WalkState,
         failure: &Failure,
     ) -> Result<Step<'l>, ()> {
-        let cpath = dir.join(&e.name);
+        let cpath = dir.join(e.name());
         match e.found {
-            Ok(found) => self.visit(cpath, &e.name, found, e.ticket, st, failure, depth),
+            Ok(found) => self.visit(cpath, found, e.ticket, st, failure, depth),
             Err(err) => {
                 self.give_up(e.ticket, st);
                 self.error(&cpath, format!("vanished or unreadable: {err}"));
@@ -652,14 +652,7 @@ impl<'a> Walker<'a> {
     /// unchanged and its blobs are still indexed, else a reader reads it.
     /// `node` comes without extended attributes: they are read here unless
     /// the cache knows the unchanged file has none.
-    fn file(
-        &self,
-        path: PathBuf,
-        name: &std::ffi::OsStr,
-        m: &Seen,
-        mut node: Node,
-        st: &mut WalkState,
-    ) -> Result<(), ()> {
+    fn file(&self, path: PathBuf, m: &Seen, mut node: Node, st: &mut WalkState) -> Result<(), ()> {
         let mut stamp = Stamp {
             size: m.size,
             ctime_ns: m.ctime_ns,
@@ -669,7 +662,7 @@ impl<'a> Walker<'a> {
         };
         // Keystores are always read: their certificates' expiry is
         // recorded in every snapshot.
-        let keystore = crate::source::keystore::is_keystore_name(name.as_bytes())
+        let keystore = crate::source::keystore::is_keystore_name(&node.name.0)
             && stamp.size <= crate::source::keystore::MAX_KEYSTORE;
         let (hit, previous) = self.cache.map_or((None, None), |c| {
             c.lookup_previous(
@@ -724,11 +717,9 @@ impl<'a> Walker<'a> {
     /// what examining it found: a directory is entered (its frame returned
     /// to walk, from the listing `ticket` asked for if any), anything else
     /// sent on.
-    #[allow(clippy::too_many_arguments)]
     fn visit<'l>(
         &'l self,
         path: PathBuf,
-        name: &std::ffi::OsStr,
         found: Found,
         ticket: Option<Ticket>,
         st: &mut WalkState,
@@ -788,7 +779,7 @@ impl<'a> Walker<'a> {
                 }
                 st.events.send(Event::Leave).map_err(|_| ())
             }
-            NodeKind::File => self.file(path, name, &m, node, st),
+            NodeKind::File => self.file(path, &m, node, st),
             _ => st.events.send(Event::Other(node)).map_err(|_| ()),
         };
         sent.map(|()| Step::Next)

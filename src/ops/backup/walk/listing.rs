@@ -16,7 +16,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use globset::GlobSet;
 
-use crate::format::tree::{Node, NodeKind};
+use crate::format::tree::{Bytes, Node, NodeKind};
 use crate::source::meta::{self, Names};
 
 /// Entries of finished listings the walker has not taken yet, past which
@@ -46,8 +46,8 @@ pub(crate) struct Listing {
 
 /// One entry of a [`Listing`].
 pub(crate) struct Entry {
-    /// Its name.
-    pub name: OsString,
+    /// Its name, unless its node holds it ([`Entry::name`]).
+    name: OsString,
     /// What examining it found, or why it could not be.
     pub found: std::io::Result<Found>,
     /// Its own listing, asked of the listing threads ahead of the walk.
@@ -92,6 +92,16 @@ impl Seen {
     }
 }
 
+impl Entry {
+    /// Its name.
+    pub fn name(&self) -> &OsStr {
+        match &self.found {
+            Ok(Found { node: Ok(n), .. }) => OsStr::from_bytes(&n.name.0),
+            _ => &self.name,
+        }
+    }
+}
+
 impl Lister {
     /// Whether `dir` holds one of the `--exclude-if-present` names.
     fn has_marker(&self, dir: &Path) -> bool {
@@ -100,18 +110,22 @@ impl Lister {
             .any(|n| fs::symlink_metadata(dir.join(n)).is_ok())
     }
 
-    /// Examines the entry at `path` (named `name`) whose metadata is `meta`.
+    /// Examines the entry `name` at `path` whose metadata is `meta` (a
+    /// regular file's path is not looked at: it may be empty). Gives back
+    /// the name unless the node took it (then an empty one).
     pub fn examine(
         &self,
         path: &Path,
-        name: &OsStr,
+        name: OsString,
         meta: fs::Metadata,
         names: &mut Names,
-    ) -> Found {
-        let node = if meta::kind_of(&meta) == NodeKind::File {
-            meta::node_without_xattrs(path, name, &meta, names)
+    ) -> (Found, OsString) {
+        let (node, name) = if meta::kind_of(&meta) == NodeKind::File {
+            // The node takes the name: no copy per file.
+            let node = meta::plain_node(Bytes(name.into_encoded_bytes()), &meta, names);
+            (Ok(node), OsString::new())
         } else {
-            meta::node_for(path, name, &meta, names)
+            (meta::node_for(path, &name, &meta, names), name)
         };
         let node = node.map(|mut n| {
             if n.kind != NodeKind::Dir && meta.nlink() > 1 {
@@ -122,11 +136,12 @@ impl Lister {
         let marked = node.as_ref().is_ok_and(|n| n.kind == NodeKind::Dir)
             && !self.exclude_if_present.is_empty()
             && self.has_marker(path);
-        Found {
+        let found = Found {
             seen: Seen::of(&meta),
             node,
             marked,
-        }
+        };
+        (found, name)
     }
 
     /// The entries of directory `path` in name order (a directory that
@@ -186,19 +201,23 @@ impl Lister {
             {
                 continue;
             }
-            let found = e.metadata().map(|m| {
+            let (found, name) = match e.metadata() {
                 // A regular file's node needs no path (no target, no
                 // attributes read here): no path made per file.
-                let child = if m.is_file() {
-                    PathBuf::new()
-                } else {
-                    path.join(&name)
-                };
-                self.examine(&child, &name, m, names)
-            });
+                Ok(m) if m.is_file() => self.examine(Path::new(""), name, m, names),
+                Ok(m) => self.examine(&path.join(&name), name, m, names),
+                Err(e) => {
+                    out.entries.push(Entry {
+                        name,
+                        found: Err(e),
+                        ticket: None,
+                    });
+                    continue;
+                }
+            };
             out.entries.push(Entry {
                 name,
-                found,
+                found: Ok(found),
                 ticket: None,
             });
         }
