@@ -204,7 +204,7 @@ struct WalkState<'s> {
 }
 
 /// Directories whose listings are asked ahead of the walk at most at once.
-const AHEAD_DIRS: usize = 64;
+const AHEAD_DIRS: usize = 16;
 
 /// Threads listing ahead of the walk by default: the walker itself is one
 /// more, and it spends about as long on each entry as listing it takes.

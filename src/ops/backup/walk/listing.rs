@@ -23,7 +23,7 @@ use crate::source::meta::{self, Names};
 /// the listing threads wait (a listing under way is finished): what
 /// listing ahead may hold in memory, about 1 KiB an entry.
 /// (Tests hold few, so that the walker often takes requests back.)
-const MAX_HELD: usize = if cfg!(test) { 48 } else { 4096 };
+const MAX_HELD: usize = if cfg!(test) { 48 } else { 1024 };
 
 /// What decides how a directory is listed: which entries are left out.
 pub(crate) struct Lister {
