@@ -98,8 +98,7 @@ pub fn node_without_xattrs(
     meta: &Metadata,
     names: &mut Names,
 ) -> std::io::Result<Node> {
-    let kind = kind_of(meta);
-    let target = match kind {
+    let target = match kind_of(meta) {
         NodeKind::Symlink => Some(Bytes(
             std::fs::read_link(path)?
                 .into_os_string()
@@ -108,7 +107,18 @@ pub fn node_without_xattrs(
         _ => None,
     };
     Ok(Node {
-        name: Bytes(name.as_bytes().to_vec()),
+        target,
+        ..plain_node(Bytes(name.as_bytes().to_vec()), meta, names)
+    })
+}
+
+/// The node named `name` that `meta` describes, with no symlink target
+/// and no extended attributes read: a regular file's whole node (content
+/// fields left empty), made without a path.
+pub fn plain_node(name: Bytes, meta: &Metadata, names: &mut Names) -> Node {
+    let kind = kind_of(meta);
+    Node {
+        name,
         kind,
         mode: meta.mode() & 0o7777,
         uid: meta.uid(),
@@ -121,7 +131,7 @@ pub fn node_without_xattrs(
         } else {
             0
         },
-        target,
+        target: None,
         rdev: matches!(kind, NodeKind::Chardev | NodeKind::Blockdev).then(|| meta.rdev()),
         hardlink: None,
         xattrs: Vec::new(),
@@ -129,7 +139,7 @@ pub fn node_without_xattrs(
         content_lists: Vec::new(),
         hash: None,
         subtree: None,
-    })
+    }
 }
 
 /// Reads extended attributes without following symlinks; unsupported

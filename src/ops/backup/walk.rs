@@ -1,17 +1,18 @@
 //! Walks the source paths depth-first in name order and turns what it finds
 //! into events for the tree assembler, handing regular files to the readers.
 
-use std::collections::{BTreeMap, HashMap};
+mod listing;
+
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{Glob, GlobSetBuilder};
 
 use super::cache::FileCache;
 use super::pipeline::{BlobSink, Failure, RawBlob};
@@ -26,6 +27,7 @@ use crate::format::tree::{LIST_IDS, Node, NodeKind, list_bytes};
 use crate::repo::Repository;
 use crate::source::command::{CommandFailed, CommandSource, Running};
 use crate::source::meta::{self, Names};
+use listing::{Ahead, Entry, Found, Lister, Seen, Ticket};
 
 /// Deepest directory nesting the walker descends into.
 const MAX_DEPTH: usize = 2048;
@@ -173,25 +175,41 @@ impl Layout {
 pub struct Walker<'a> {
     layout: Layout,
     commands: &'a [CommandSource],
-    name_excludes: GlobSet,
-    path_excludes: GlobSet,
+    /// Which entries are left out, and how a directory is listed.
+    lister: Lister,
     cache: Option<&'a FileCache>,
     /// Where a cached file's blobs are looked up (and relied on).
     sink: &'a BlobSink<'a>,
     errors: &'a Mutex<Vec<InputError>>,
-    /// Directories holding an entry of one of these names are left out.
-    exclude_if_present: Vec<OsString>,
     /// Stay on the file system of each source path.
     one_file_system: bool,
+    /// Threads listing directories ahead of the walk (0: the walker lists
+    /// every directory itself).
+    listers: usize,
+    /// Directories whose listing was made ahead of the walk.
+    #[cfg(test)]
+    listed_ahead: std::sync::atomic::AtomicUsize,
 }
 
-struct WalkState {
+struct WalkState<'s> {
     events: Sender<Event>,
     jobs: Sender<FileJob>,
     names: Names,
-    links: HashMap<(u64, u64), ()>,
     /// The device of the source path being walked (`--one-file-system`).
     source_dev: u64,
+    /// Listing ahead of the walk, when threads do.
+    ahead: Option<&'s Ahead<'s>>,
+    /// Listings asked of [`WalkState::ahead`] and not taken yet.
+    outstanding: usize,
+}
+
+/// Directories whose listings are asked ahead of the walk at most at once.
+const AHEAD_DIRS: usize = 16;
+
+/// Threads listing ahead of the walk by default: the walker itself is one
+/// more, and it spends about as long on each entry as listing it takes.
+fn default_listers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
 }
 
 /// A directory being walked: where it is and what is left of it.
@@ -208,11 +226,12 @@ enum Rest<'l> {
     /// Children of the layout above the source paths.
     Layout(std::collections::btree_map::Iter<'l, Vec<u8>, Layout>),
     /// Entries of a listed directory, in name order, each `depth` levels
-    /// below its source path, with what examining each through the
-    /// directory's handle found (see [`Walker::listing`]).
+    /// below its source path (see [`Lister::list`]). The first `scan` of
+    /// them were considered for listing ahead.
     Entries {
-        entries: std::vec::IntoIter<(OsString, std::io::Result<fs::Metadata>)>,
+        entries: std::vec::IntoIter<Entry>,
         depth: usize,
+        scan: usize,
     },
 }
 
@@ -224,6 +243,15 @@ enum Step<'l> {
     Descend(Frame<'l>),
     /// The current directory is done.
     Finished,
+}
+
+/// Shuts the listing threads down however the walk ends.
+struct ShutOnDrop<'a, 'b>(&'a Ahead<'b>);
+
+impl Drop for ShutOnDrop<'_, '_> {
+    fn drop(&mut self) {
+        self.0.shut();
+    }
 }
 
 impl<'a> Walker<'a> {
@@ -295,20 +323,25 @@ impl<'a> Walker<'a> {
         Ok(Walker {
             layout,
             commands,
-            name_excludes: build(names)?,
-            path_excludes: build(full)?,
+            lister: Lister {
+                name_excludes: build(names)?,
+                path_excludes: build(full)?,
+                exclude_if_present: Vec::new(),
+            },
             cache,
             sink,
             errors,
-            exclude_if_present: Vec::new(),
             one_file_system: false,
+            listers: default_listers(),
+            #[cfg(test)]
+            listed_ahead: Default::default(),
         })
     }
 
     /// Leaves out every directory that holds an entry named one of `names`
     /// (`--exclude-if-present`, e.g. `.nobackup` or `CACHEDIR.TAG`).
     pub fn exclude_if_present(mut self, names: &[String]) -> Self {
-        self.exclude_if_present = names.iter().map(OsString::from).collect();
+        self.lister.exclude_if_present = names.iter().map(OsString::from).collect();
         self
     }
 
@@ -319,11 +352,13 @@ impl<'a> Walker<'a> {
         self
     }
 
-    /// Whether `dir` holds one of the `--exclude-if-present` names.
-    fn has_marker(&self, dir: &Path) -> bool {
-        self.exclude_if_present
-            .iter()
-            .any(|n| fs::symlink_metadata(dir.join(n)).is_ok())
+    /// Lists directories ahead of the walk on `n` threads (0: none, the
+    /// walker lists each directory when it reaches it). The events are the
+    /// same whatever `n`.
+    #[cfg(test)]
+    pub fn listers(mut self, n: usize) -> Self {
+        self.listers = n;
+        self
     }
 
     fn error(&self, path: &Path, message: impl Into<String>) {
@@ -336,26 +371,41 @@ impl<'a> Walker<'a> {
     /// Walks everything, sending events and jobs; stops early on failure.
     ///
     /// Iterative: one [`Frame`] per directory being listed, on a stack of
-    /// its own, so a deep nest costs heap, not thread stack.
+    /// its own, so a deep nest costs heap, not thread stack. Directories
+    /// the walk will reach soon are listed ahead on threads of their own
+    /// ([`Ahead`]); the walk itself stays in order on this thread.
     pub fn walk(&self, events: Sender<Event>, jobs: Sender<FileJob>, failure: &Failure) {
-        let mut st = WalkState {
-            events,
-            jobs,
-            names: Names::default(),
-            links: HashMap::new(),
-            source_dev: fs::metadata("/").map_or(0, |m| m.dev()),
-        };
-        let root = if self.layout.is_source {
-            // `/` itself is a source: its entries are the root tree's entries.
-            self.listing(Path::new("/"), None, 1, false)
-        } else {
-            Frame {
-                dir: PathBuf::from("/"),
-                leave: false,
-                rest: Rest::Layout(self.layout.children.iter()),
+        let ahead = Ahead::new(&self.lister, self.listers);
+        std::thread::scope(|s| {
+            for _ in 0..self.listers {
+                let ahead = &ahead;
+                std::thread::Builder::new()
+                    .name("lister".into())
+                    .spawn_scoped(s, move || ahead.work())
+                    .expect("a listing thread starts");
             }
-        };
-        let _ = self.walk_from(root, &mut st, failure);
+            let _shut = ShutOnDrop(&ahead);
+            let mut st = WalkState {
+                events,
+                jobs,
+                names: Names::default(),
+                source_dev: fs::metadata("/").map_or(0, |m| m.dev()),
+                ahead: (self.listers > 0).then_some(&ahead),
+                outstanding: 0,
+            };
+            let root = if self.layout.is_source {
+                // `/` itself is a source: its entries are the root tree's
+                // entries.
+                self.listing(Path::new("/"), None, None, 1, false, &mut st)
+            } else {
+                Frame {
+                    dir: PathBuf::from("/"),
+                    leave: false,
+                    rest: Rest::Layout(self.layout.children.iter()),
+                }
+            };
+            let _ = self.walk_from(root, &mut st, failure);
+        });
     }
 
     /// Runs the walk until the stack that starts with `root` is empty.
@@ -366,20 +416,31 @@ impl<'a> Walker<'a> {
         failure: &Failure,
     ) -> Result<(), ()> {
         let mut stack = vec![root];
+        self.ask_ahead(&mut stack, st);
         while let Some(top) = stack.last_mut() {
             let step = match &mut top.rest {
                 Rest::Layout(children) => match children.next() {
                     Some((name, child)) => self.layout_child(&top.dir, name, child, st, failure)?,
                     None => Step::Finished,
                 },
-                Rest::Entries { entries, depth } => match entries.next() {
-                    Some((name, m)) => self.entry(&top.dir, &name, m, *depth, st, failure)?,
+                Rest::Entries {
+                    entries,
+                    depth,
+                    scan,
+                } => match entries.next() {
+                    Some(e) => {
+                        *scan = scan.saturating_sub(1);
+                        self.entry(&top.dir, e, *depth, st, failure)?
+                    }
                     None => Step::Finished,
                 },
             };
             match step {
                 Step::Next => {}
-                Step::Descend(frame) => stack.push(frame),
+                Step::Descend(frame) => {
+                    stack.push(frame);
+                    self.ask_ahead(&mut stack, st);
+                }
                 Step::Finished => {
                     let done = stack.pop().expect("the loop holds a frame");
                     if done.leave {
@@ -389,6 +450,49 @@ impl<'a> Walker<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Asks for the listings of the directories the walk will descend into
+    /// next, nearest first, up to [`AHEAD_DIRS`] outstanding.
+    fn ask_ahead(&self, stack: &mut [Frame<'_>], st: &mut WalkState) {
+        let Some(ahead) = st.ahead else {
+            return;
+        };
+        for frame in stack.iter_mut().rev() {
+            if st.outstanding >= AHEAD_DIRS {
+                return;
+            }
+            let Rest::Entries {
+                entries,
+                depth,
+                scan,
+            } = &mut frame.rest
+            else {
+                continue;
+            };
+            let rest = entries.as_mut_slice();
+            while *scan < rest.len() && st.outstanding < AHEAD_DIRS {
+                let e = &mut rest[*scan];
+                *scan += 1;
+                if let Ok(found) = &e.found
+                    && self.descends(found, *depth, st.source_dev)
+                {
+                    e.ticket = Some(
+                        ahead.request(frame.dir.join(e.name()), (found.seen.dev, found.seen.ino)),
+                    );
+                    st.outstanding += 1;
+                }
+            }
+        }
+    }
+
+    /// Whether the walk descends into the entry `depth` levels below its
+    /// source path that examining found `found` (see [`Walker::visit`]).
+    fn descends(&self, found: &Found, depth: usize, source_dev: u64) -> bool {
+        found.node.as_ref().is_ok_and(|n| n.kind == NodeKind::Dir)
+            && !found.marked
+            && !(self.one_file_system && found.seen.dev != source_dev)
+            && depth < MAX_DEPTH
     }
 
     /// One child of the layout above the source paths: a command source, a
@@ -409,7 +513,10 @@ impl<'a> Walker<'a> {
         }
         if child.is_source {
             return match fs::symlink_metadata(&path) {
-                Ok(m) => self.visit(path, &name, &m, st, failure, 0),
+                Ok(m) => {
+                    let (found, _) = self.lister.examine(&path, name, m, &mut st.names);
+                    self.visit(path, found, None, st, failure, 0)
+                }
                 Err(e) => {
                     self.error(&path, format!("source path cannot be read: {e}"));
                     Ok(Step::Next)
@@ -476,97 +583,68 @@ impl<'a> Walker<'a> {
     }
 
     /// A frame for directory `path`'s entries in name order, to visit at
-    /// `depth` (a directory that cannot be listed is reported and has none).
-    /// `listed` is what the walker recorded of the directory itself: it is
-    /// listed, and its entries are examined, through a handle to that very
-    /// inode, so a directory on the path swapped for a symlink meanwhile (by
-    /// a user who owns it) is reported, never walked in its place.
+    /// `depth`: the listing `ticket` asked for ahead of the walk, or made
+    /// now (see [`Lister::list`]). The problems met listing it are
+    /// reported now, in walk order.
     fn listing<'l>(
         &self,
         path: &Path,
-        listed: Option<&fs::Metadata>,
+        listed: Option<(u64, u64)>,
+        ticket: Option<Ticket>,
         depth: usize,
         leave: bool,
+        st: &mut WalkState,
     ) -> Frame<'l> {
-        let frame = |entries: Vec<(OsString, std::io::Result<fs::Metadata>)>| Frame {
+        let ahead = ticket.and_then(|t| {
+            st.outstanding -= 1;
+            st.ahead.and_then(|a| a.take(t))
+        });
+        #[cfg(test)]
+        if ahead.is_some() {
+            self.listed_ahead
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let listing = ahead.unwrap_or_else(|| self.lister.list(path, listed, &mut st.names));
+        for (p, message) in listing.errors {
+            self.error(&p, message);
+        }
+        Frame {
             dir: path.to_owned(),
             leave,
             rest: Rest::Entries {
-                entries: entries.into_iter(),
+                entries: listing.entries.into_iter(),
                 depth,
+                scan: 0,
             },
-        };
-        let handle = match listed.map(|m| open_listed_dir(path, m)).transpose() {
-            Ok(h) => h,
-            Err(e) => {
-                self.error(path, format!("listing directory: {e}"));
-                return frame(Vec::new());
-            }
-        };
-        // Through the open handle (`/proc/self/fd/N` names the inode, not
-        // the path), where /proc is there.
-        let through = handle
-            .as_ref()
-            .map(|h| PathBuf::from(format!("/proc/self/fd/{}", h.as_raw_fd())))
-            .filter(|p| p.exists());
-        let base = through.as_deref().unwrap_or(path);
-        let entries = match fs::read_dir(base) {
-            Ok(rd) => {
-                let mut entries: Vec<_> = rd
-                    .filter_map(|e| match e {
-                        Ok(e) => Some(e),
-                        Err(err) => {
-                            self.error(path, format!("listing directory: {err}"));
-                            None
-                        }
-                    })
-                    .collect();
-                entries.sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
-                entries
-            }
-            Err(e) => {
-                self.error(path, format!("listing directory: {e}"));
-                Vec::new()
-            }
-        };
-        // Every entry is examined through the listing's own handle now
-        // (`fstatat` relative to it, no symlink followed: no path to resolve
-        // per entry); the handles are closed before descending (one open
-        // directory per level would run out of descriptors in a deep tree),
-        // which is safe because each subdirectory is reopened and checked
-        // against what was seen here.
-        let examined: Vec<_> = entries
-            .into_iter()
-            .map(|e| (e.file_name(), e))
-            .filter(|(cname, _)| {
-                !self.name_excludes.is_match(cname)
-                    && (self.path_excludes.is_empty()
-                        || !self.path_excludes.is_match(path.join(cname)))
-            })
-            .map(|(cname, e)| (cname, e.metadata()))
-            .collect();
-        drop(handle);
-        frame(examined)
+        }
     }
 
-    /// One entry `cname` of directory `dir`, with what examining it found
-    /// (exclusions were applied when the directory was listed).
+    /// One entry of directory `dir` (exclusions were applied when the
+    /// directory was listed).
     fn entry<'l>(
         &'l self,
         dir: &Path,
-        cname: &std::ffi::OsStr,
-        m: std::io::Result<fs::Metadata>,
+        e: Entry,
         depth: usize,
         st: &mut WalkState,
         failure: &Failure,
     ) -> Result<Step<'l>, ()> {
-        let cpath = dir.join(cname);
-        match m {
-            Ok(cm) => self.visit(cpath, cname, &cm, st, failure, depth),
+        let cpath = dir.join(e.name());
+        match e.found {
+            Ok(found) => self.visit(cpath, found, e.ticket, st, failure, depth),
             Err(err) => {
+                self.give_up(e.ticket, st);
                 self.error(&cpath, format!("vanished or unreadable: {err}"));
                 Ok(Step::Next)
             }
+        }
+    }
+
+    /// A listing asked for and not wanted after all.
+    fn give_up(&self, ticket: Option<Ticket>, st: &mut WalkState) {
+        if let (Some(t), Some(ahead)) = (ticket, st.ahead) {
+            st.outstanding -= 1;
+            ahead.cancel(t);
         }
     }
 
@@ -574,24 +652,17 @@ impl<'a> Walker<'a> {
     /// unchanged and its blobs are still indexed, else a reader reads it.
     /// `node` comes without extended attributes: they are read here unless
     /// the cache knows the unchanged file has none.
-    fn file(
-        &self,
-        path: PathBuf,
-        name: &std::ffi::OsStr,
-        m: &fs::Metadata,
-        mut node: Node,
-        st: &mut WalkState,
-    ) -> Result<(), ()> {
+    fn file(&self, path: PathBuf, m: &Seen, mut node: Node, st: &mut WalkState) -> Result<(), ()> {
         let mut stamp = Stamp {
-            size: m.len(),
-            ctime_ns: meta::ctime_ns(m),
-            ino: m.ino(),
+            size: m.size,
+            ctime_ns: m.ctime_ns,
+            ino: m.ino,
             cacheable: true,
             previous: None,
         };
         // Keystores are always read: their certificates' expiry is
         // recorded in every snapshot.
-        let keystore = crate::source::keystore::is_keystore_name(name.as_bytes())
+        let keystore = crate::source::keystore::is_keystore_name(&node.name.0)
             && stamp.size <= crate::source::keystore::MAX_KEYSTORE;
         let (hit, previous) = self.cache.map_or((None, None), |c| {
             c.lookup_previous(
@@ -625,7 +696,7 @@ impl<'a> Walker<'a> {
                 let (tx, rx) = bounded(1);
                 st.jobs
                     .send(FileJob {
-                        source: JobSource::Path(path.clone(), (m.dev(), m.ino())),
+                        source: JobSource::Path(path.clone(), (m.dev, m.ino)),
                         reply: tx,
                     })
                     .map_err(|_| ())?;
@@ -642,14 +713,15 @@ impl<'a> Walker<'a> {
             .map_err(|_| ())
     }
 
-    /// Visits one entry found `depth` levels below its source path: a
-    /// directory is entered (its frame returned to walk), anything else
+    /// Visits one entry found `depth` levels below its source path, with
+    /// what examining it found: a directory is entered (its frame returned
+    /// to walk, from the listing `ticket` asked for if any), anything else
     /// sent on.
     fn visit<'l>(
         &'l self,
         path: PathBuf,
-        name: &std::ffi::OsStr,
-        m: &fs::Metadata,
+        found: Found,
+        ticket: Option<Ticket>,
         st: &mut WalkState,
         failure: &Failure,
         depth: usize,
@@ -657,67 +729,61 @@ impl<'a> Walker<'a> {
         if failure.stopped() {
             return Err(());
         }
+        if depth == 0 {
+            st.source_dev = found.seen.dev;
+        }
+        let descends = self.descends(&found, depth, st.source_dev);
+        let Found {
+            seen: m,
+            node,
+            marked,
+        } = found;
+        let ticket = if descends {
+            ticket
+        } else {
+            self.give_up(ticket, st);
+            None
+        };
         // A file's attributes are listed once the file cache was asked
         // whether the file has any ([`Walker::file`]).
-        let node = if meta::kind_of(m) == NodeKind::File {
-            meta::node_without_xattrs(&path, name, m, &mut st.names)
-        } else {
-            meta::node_for(&path, name, m, &mut st.names)
-        };
-        let mut node = match node {
+        let node = match node {
             Ok(n) => n,
             Err(e) => {
                 self.error(&path, e.to_string());
                 return Ok(Step::Next);
             }
         };
-        if node.kind != NodeKind::Dir && m.nlink() > 1 {
-            st.links.insert((m.dev(), m.ino()), ());
-            node.hardlink = Some(format!("{}:{}", m.dev(), m.ino()));
-        }
-        if depth == 0 {
-            st.source_dev = m.dev();
-        }
         let sent = match node.kind {
-            NodeKind::Dir if self.has_marker(&path) => Ok(()),
+            NodeKind::Dir if marked => Ok(()),
             NodeKind::Dir => {
                 st.events.send(Event::Enter(node)).map_err(|_| ())?;
-                if self.one_file_system && m.dev() != st.source_dev {
+                if descends {
+                    return Ok(Step::Descend(self.listing(
+                        &path,
+                        Some((m.dev, m.ino)),
+                        ticket,
+                        depth + 1,
+                        true,
+                        st,
+                    )));
+                } else if self.one_file_system && m.dev != st.source_dev {
                     // Another file system mounted here: the mount point
                     // stays, empty.
-                } else if depth >= MAX_DEPTH {
+                } else {
                     self.error(
                         &path,
                         format!(
                             "directory nesting deeper than {MAX_DEPTH} levels; contents skipped"
                         ),
                     );
-                } else {
-                    return Ok(Step::Descend(self.listing(&path, Some(m), depth + 1, true)));
                 }
                 st.events.send(Event::Leave).map_err(|_| ())
             }
-            NodeKind::File => self.file(path, name, m, node, st),
+            NodeKind::File => self.file(path, &m, node, st),
             _ => st.events.send(Event::Other(node)).map_err(|_| ()),
         };
         sent.map(|()| Step::Next)
     }
-}
-
-/// Opens directory `path` without following a symlink in its last
-/// component, and checks that it is the inode `listed` describes.
-fn open_listed_dir(path: &Path, listed: &fs::Metadata) -> std::io::Result<File> {
-    let dir = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-        .open(path)?;
-    let m = dir.metadata()?;
-    if (m.dev(), m.ino()) != (listed.dev(), listed.ino()) {
-        return Err(std::io::Error::other(
-            "was replaced while the backup ran (its path now leads to another directory)",
-        ));
-    }
-    Ok(dir)
 }
 
 fn open_for_backup(path: &Path) -> std::io::Result<File> {
@@ -1061,6 +1127,170 @@ mod tests {
     use crate::format::tree::Xattr;
     use crate::ops::backup::cache::CacheEntry;
     use crossbeam_channel::unbounded;
+
+    /// A tree of many directories on three levels (more than are listed
+    /// ahead at once), with names that sort apart from their paths, links,
+    /// special files, attributes and what the exclusions leave out.
+    fn varied_tree(root: &Path) {
+        for d in 0..12 {
+            for e in 0..5 {
+                for f in 0..3 {
+                    let dir = root.join(format!("d{d}/e{e}/f{f}"));
+                    fs::create_dir_all(&dir).unwrap();
+                    for name in ["a", "a.txt", "a-b", "b.skip", "z"] {
+                        fs::write(dir.join(name), format!("{d}{e}{f}{name}")).unwrap();
+                    }
+                }
+                fs::write(root.join(format!("d{d}/e{e}.txt")), b"x").unwrap();
+            }
+        }
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        fs::write(root.join("a.txt"), b"file beside a directory").unwrap();
+        std::os::unix::fs::symlink("a.txt", root.join("link")).unwrap();
+        std::os::unix::fs::symlink("/nowhere", root.join("dangling")).unwrap();
+        fs::hard_link(root.join("a.txt"), root.join("a/hard")).unwrap();
+        fs::create_dir_all(root.join("marked/inside")).unwrap();
+        fs::write(root.join("marked/.nobackup"), b"").unwrap();
+        fs::create_dir_all(root.join("c.skip/inside")).unwrap();
+        nix::unistd::mkfifo(
+            &root.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let _ = xattr::set(root.join("d3/e1/f0/a"), "user.vault-test", b"v");
+        let _ = xattr::set(root.join("d3"), "user.vault-test", b"dir");
+    }
+
+    /// Everything a walk of `paths` tells the assembler and the readers, in
+    /// order, and the errors it reported, with `listers` threads listing
+    /// ahead.
+    /// (Directories above the parent of the source paths are left out of
+    /// the events: other tests change them meanwhile.)
+    fn walk_record(paths: &[PathBuf], listers: usize) -> (Vec<String>, Vec<String>, usize) {
+        let index = Index::compact();
+        let stats = super::super::Stats::default();
+        let sink = BlobSink::new(&index, &stats);
+        let errors = Mutex::new(Vec::new());
+        let excludes = ["*.skip".to_owned(), "**/d4/e2".to_owned()];
+        let walker = Walker::new(paths, &[], &excludes, None, &sink, &errors)
+            .unwrap()
+            .exclude_if_present(&[".nobackup".to_owned()])
+            .one_file_system(true)
+            .listers(listers);
+        let (ev_tx, ev_rx) = unbounded();
+        let (job_tx, job_rx) = unbounded();
+        walker.walk(ev_tx, job_tx, &Failure::default());
+        let mut out: Vec<String> = ev_rx
+            .iter()
+            .map(|e| match e {
+                Event::Enter(n) => format!("enter {n:?}"),
+                Event::Leave => "leave".to_owned(),
+                Event::Other(n) => format!("other {n:?}"),
+                Event::File {
+                    path,
+                    node,
+                    stamp,
+                    data,
+                } => format!(
+                    "file {} {node:?} {} {} {} {} {:?} {}",
+                    path.display(),
+                    stamp.size,
+                    stamp.ctime_ns,
+                    stamp.ino,
+                    stamp.cacheable,
+                    stamp.previous,
+                    matches!(data, Pending::Waiting(_))
+                ),
+            })
+            .collect();
+        let above = paths[0].components().count() - 3;
+        assert!(out[..above].iter().all(|e| e.starts_with("enter ")));
+        out.drain(..above);
+        out.truncate(out.len() - above);
+        out.extend(job_rx.iter().map(|j| match j.source {
+            JobSource::Path(p, listed) => format!("read {} {listed:?}", p.display()),
+            JobSource::Command(_) => "command".to_owned(),
+        }));
+        let ahead = walker.listed_ahead.into_inner();
+        let errors = errors.into_inner().unwrap();
+        let errors = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect();
+        (out, errors, ahead)
+    }
+
+    #[test]
+    fn a_walk_listed_ahead_on_threads_tells_exactly_what_a_walk_in_turn_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        varied_tree(&src);
+        let paths = [src.clone(), dir.path().join("missing")];
+        let (want, want_errors, ahead) = walk_record(&paths, 0);
+        assert_eq!(ahead, 0);
+        let files = want.iter().filter(|e| e.starts_with("file ")).count();
+        // d4/e2 left out whole, and a.txt with its hard link.
+        assert_eq!(files, 12 * 5 * (3 * 4 + 1) - 3 * 4 + 2);
+        assert!(want.iter().any(|e| e.contains("hardlink: Some")));
+        assert!(
+            !want
+                .iter()
+                .any(|e| e.contains("skip") || e.contains("inside"))
+        );
+        assert!(
+            want.iter()
+                .any(|e| e.starts_with("other ") && e.contains("Fifo"))
+        );
+        assert_eq!(want_errors.len(), 1, "{want_errors:?}");
+        let dirs = want.iter().filter(|e| e.starts_with("enter ")).count();
+        for listers in [1, 2, 3, 1, 2, 3] {
+            let (got, errors, ahead) = walk_record(&paths, listers);
+            if let Some(i) = (0..want.len().max(got.len())).find(|&i| got.get(i) != want.get(i)) {
+                panic!(
+                    "{listers} listing threads: at {i}: {:?} instead of {:?}",
+                    got.get(i),
+                    want.get(i)
+                );
+            }
+            assert_eq!(errors, want_errors);
+            // Most directories were listed ahead (the rest were taken back
+            // from threads holding as much as they may).
+            assert!(ahead > 0 && ahead < dirs, "{ahead} of {dirs}");
+        }
+    }
+
+    #[test]
+    fn a_walk_that_stops_early_stops_its_listing_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        varied_tree(&src);
+        let index = Index::compact();
+        let stats = super::super::Stats::default();
+        let sink = BlobSink::new(&index, &stats);
+        let errors = Mutex::new(Vec::new());
+        let paths = [src];
+        let walker = Walker::new(&paths, &[], &[], None, &sink, &errors)
+            .unwrap()
+            .listers(2);
+        for stop_after in [0, 1, 10, 100] {
+            let (ev_tx, ev_rx) = bounded(1);
+            let (job_tx, _job_rx) = unbounded();
+            std::thread::scope(|s| {
+                let walk = s.spawn(|| walker.walk(ev_tx, job_tx, &Failure::default()));
+                let seen = ev_rx.iter().take(stop_after).count();
+                drop(ev_rx);
+                walk.join().unwrap();
+                assert_eq!(seen, stop_after);
+            });
+        }
+        // A failure elsewhere stops it too.
+        let failure = Failure::default();
+        failure.halt();
+        let (ev_tx, ev_rx) = unbounded();
+        let (job_tx, _job_rx) = unbounded();
+        walker.walk(ev_tx, job_tx, &failure);
+        assert!(ev_rx.iter().count() < 10);
+    }
 
     /// Walks `paths` on a thread with a small stack; returns the events as
     /// `+name` (enter), `-` (leave), `name` (file or other).
