@@ -560,6 +560,12 @@ fn bench_restore(c: &mut Criterion) {
     let (secret, recipient) = vault::crypto::generate_x25519();
     let owner_key = work.path().join("owner.key");
     fs::write(&owner_key, secret.as_bytes()).unwrap();
+    // Key files must be private (a readable one is refused).
+    fs::set_permissions(
+        &owner_key,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
 
     let small = work.path().join("small");
     let mut rng = Rng(7);
