@@ -6,6 +6,7 @@
 //! criterion's minimum so the whole run takes a few minutes on 2 cores.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -560,12 +561,8 @@ fn bench_restore(c: &mut Criterion) {
     let (secret, recipient) = vault::crypto::generate_x25519();
     let owner_key = work.path().join("owner.key");
     fs::write(&owner_key, secret.as_bytes()).unwrap();
-    // Key files must be private (a readable one is refused).
-    fs::set_permissions(
-        &owner_key,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    // Key files are refused unless only their owner can read them.
+    fs::set_permissions(&owner_key, fs::Permissions::from_mode(0o600)).unwrap();
 
     let small = work.path().join("small");
     let mut rng = Rng(7);

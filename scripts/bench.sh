@@ -48,7 +48,9 @@
 #   BENCH_KEEP      1 keeps the corpus afterwards (default: 0, removes it)
 #   BENCH_REUSE_CORPUS  1 reuses a corpus kept by BENCH_KEEP=1 if it was generated with the
 #                   same settings and generator (put back to night 1); otherwise it is rebuilt
-#   BENCH_RESTORE_DIR  where restores go (default: <work>/restore)
+#   BENCH_RESTORE_DIR  where restores go (default: <work>/restore); keep it, the repositories
+#                   and vault's --verify sandbox (<work>/tmp) on one journaled file system
+#                   (scripts/bench-fs.sh makes one: BENCH_WORK=<its mount>/bench)
 #   BENCH_TARGET    local (default): repositories in <work>/repos; s3: repositories on
 #                   an s3s-fs server started on a free loopback port for this run (vault
 #                   `-r s3://bench/vault`, restic `-r s3:http://127.0.0.1:PORT/bench/restic`);
@@ -214,6 +216,16 @@ rm -rf "$REPOS" "$RESTORE" "$KEYS" "$LOGS" "$TIMES" "$TMPDIR" "$S3_DATA" "$WORK"
 mkdir -p "$CORPUS" "$REPOS" "$RESTORE" "$KEYS" "$LOGS" "$LOGS/perf" "$TIMES" "$TMPDIR"
 chmod 700 "$KEYS"
 RESTORE_FS=$(df -T "$RESTORE" | awk 'NR==2{print $2}')
+# ext4 without a journal checks every inode it allocates against the ones
+# deleted in the last 60-300 s, so a restore right after any mass delete (the
+# previous tool's restore, say) pays for it in system time, run to run. Said
+# in the report; scripts/bench-fs.sh mounts a journaled ext4 to work on instead.
+RESTORE_DEV=$(df "$RESTORE" | awk 'NR==2{print $1}')
+if [ "$RESTORE_FS" = ext4 ] && command -v dumpe2fs >/dev/null &&
+  ! dumpe2fs -h "$RESTORE_DEV" 2>/dev/null | grep -q '^Filesystem features:.*has_journal'; then
+  RESTORE_FS="ext4 WITHOUT a journal (restores after a mass delete pay for it: see scripts/bench-fs.sh)"
+  log "warning: $RESTORE is on $RESTORE_FS"
+fi
 RESTORE_BASE=$RESTORE # each run restores into $RESTORE_BASE/runN
 
 # ---------------------------------------------------------------- S3 server

@@ -10,6 +10,7 @@
 //! | `repeated_subtrees_…` | the writer key (crafts trees and header) | the restore stops within the header's totals, exit 4; `vault dump` refuses |
 //! | `a_drill_refuses_a_snapshot_declaring_more_…` | the writer key (declares totals) | the drill refuses before writing anything, no sandbox or drill record left |
 //! | `file_content_running_past_its_size_…` | the writer key (crafts trees and a conflicting index entry) | not one byte written past the recorded size; reported, nothing left behind |
+//! | `lengths_swapped_between_blobs_…` | the writer key (packs a large file, recording each pair of its blobs' lengths swapped) | the file is reported damaged and left out, nothing at its path; the honest file beside it restores byte for byte |
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -109,6 +110,31 @@ impl Crafter {
         n.size = bytes.len() as u64;
         n.content = vec![id];
         n.hash = Some(Id::of_bytes(bytes));
+        n
+    }
+
+    /// A regular file node of several blobs, `pieces`, whose pack entries
+    /// (and so the index) record `claims` as their uncompressed lengths.
+    fn file_claiming(&mut self, name: &str, pieces: &[Vec<u8>], claims: &[u32]) -> Node {
+        let data = self.data.as_mut().unwrap();
+        // Frames without a content size: only decompressing tells a blob's
+        // length.
+        let mut zstd = zstd::bulk::Compressor::new(3).unwrap();
+        zstd.include_contentsize(false).unwrap();
+        let content = pieces
+            .iter()
+            .zip(claims)
+            .map(|(bytes, &claim)| {
+                let id = BlobId::keyed(&self.key, bytes);
+                data.add(id, &zstd.compress(bytes).unwrap(), claim).unwrap();
+                id
+            })
+            .collect();
+        let whole = pieces.concat();
+        let mut n = node(name, NodeKind::File);
+        n.size = whole.len() as u64;
+        n.content = content;
+        n.hash = Some(Id::of_bytes(&whole));
         n
     }
 
@@ -768,4 +794,44 @@ fn walkdir(root: &Path) -> Vec<Vec<u8>> {
         .filter(|(_, f)| *f)
         .map(|(p, _)| std::fs::read(root.join(p)).unwrap())
         .collect()
+}
+
+/// A file large enough to be restored in segments (read and placed in
+/// pack order, each blob where the index's lengths say it goes), whose
+/// every pair of neighbouring blobs has its recorded lengths swapped: the
+/// lengths still add up to the file's size and every index entry agrees,
+/// so only the check of each blob's exact length stands between the lie
+/// and a file of misplaced bytes.
+#[test]
+fn lengths_swapped_between_blobs_of_a_large_file_restore_nothing_of_it() {
+    let env = Env::new();
+    let mut c = Crafter::new(&env);
+    // 300 blobs (two segments by count, over 2 MiB), 9,000 and 7,000 bytes.
+    let pieces: Vec<Vec<u8>> = (0..300)
+        .map(|i| noise(if i % 2 == 0 { 9000 } else { 7000 }, 40 + i as u64))
+        .collect();
+    let lying: Vec<u32> = pieces
+        .iter()
+        .enumerate()
+        .map(|(i, _)| pieces[i ^ 1].len() as u32)
+        .collect();
+    let honest: Vec<u32> = pieces.iter().map(|p| p.len() as u32).collect();
+    let bad = c.file_claiming("lying", &pieces, &lying);
+    let other: Vec<Vec<u8>> = (0..300)
+        .map(|i| noise(if i % 2 == 0 { 9000 } else { 7000 }, 900 + i as u64))
+        .collect();
+    let good = c.file_claiming("honest", &other, &honest);
+    let size = bad.size + good.size;
+    let root = c.tree(vec![good, bad]);
+    let id = c.finish(root, totals(2, 0, size));
+    let target = env.path("target");
+    let out = env.restore(&id, &target);
+    assert_code(&out, 4);
+    assert_contains(&stdout(&out), "Damaged: /lying");
+    let found = entries(&target);
+    assert!(
+        !found.iter().any(|(p, _)| p.ends_with("lying")),
+        "{found:?}"
+    );
+    assert_eq!(fs::read(target.join("honest")).unwrap(), other.concat());
 }

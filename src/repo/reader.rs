@@ -63,6 +63,26 @@ impl<'a> BlobReader<'a> {
         self.first_verified(id, index, |r, loc| r.read(id, loc))
     }
 
+    /// The largest uncompressed length a blob of `kind` can honestly have.
+    pub fn max_raw(&self, kind: crate::format::pack::BlobKind) -> u32 {
+        self.check.max_raw(kind)
+    }
+
+    /// Reads `id` from the first of its indexed locations that verifies,
+    /// decompressing it straight into `dest`, which must be exactly its
+    /// length (see [`BlobCheck::verify_into`]).
+    pub fn read_indexed_into(
+        &mut self,
+        id: &BlobId,
+        index: &crate::format::index::Index,
+        dest: &mut [u8],
+    ) -> Result<()> {
+        self.first_verified(id, index, |r, loc| {
+            let key = r.fetch(id, loc)?;
+            r.check.verify_into(&key, id, loc.kind, &r.buf, dest)
+        })
+    }
+
     /// Reads and parses tree `id` from the first of its indexed locations
     /// that verifies, refusing it while parsing once it holds more than
     /// `max_nodes` entries. The tree is parsed as it is decompressed: a

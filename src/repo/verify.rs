@@ -123,6 +123,37 @@ impl<'k> BlobCheck<'k> {
         Ok(raw)
     }
 
+    /// Like [`BlobCheck::verify`], but decompresses straight into `dest`,
+    /// which must be exactly the `raw_length` the blob is checked against
+    /// (an unsalted blob: its length is exact). Nothing is allocated; on an
+    /// error `dest` holds junk the caller must not use.
+    pub fn verify_into(
+        &mut self,
+        subject: &str,
+        id: &BlobId,
+        kind: BlobKind,
+        compressed: &[u8],
+        dest: &mut [u8],
+    ) -> Result<()> {
+        let raw_length = u32::try_from(dest.len())
+            .map_err(|_| Error::format(subject, format!("blob {id}: over the blob limit")))?;
+        let (key, frame, expected) = self.precheck(subject, id, kind, compressed, raw_length)?;
+        // A frame inflating past `dest` is refused by zstd, not truncated.
+        let got = self
+            .decompressor
+            .decompress_to_buffer(frame, dest)
+            .map_err(|e| Error::format(subject, format!("blob {id}: bad zstd data: {e}")))?;
+        if got != dest.len() {
+            return Err(Error::format(
+                subject,
+                format!("blob {id}: decompresses to {got} bytes, not the {raw_length} recorded"),
+            ));
+        }
+        let mut hasher = blake3::Hasher::new_keyed(&key);
+        hasher.update(dest);
+        conclude(subject, id, expected, got as u64, hasher)
+    }
+
     /// Like [`BlobCheck::verify`], but streams the raw bytes into `consume`
     /// instead of holding them: a tree is parsed as it is decompressed, so a
     /// small blob that inflates into a huge listing costs only what

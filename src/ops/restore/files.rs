@@ -35,7 +35,7 @@ use super::ProblemKind;
 use super::direct::{self, ALIGN, AlignedBuf};
 use super::fsops::{Dir, FileId, Handle};
 use super::policy::{MetaWriter, WithheldKind};
-use crate::format::id::{Id, PackId};
+use crate::format::id::{BlobId, Id, PackId};
 use crate::format::index::Index;
 use crate::format::tree::Node;
 use crate::repo::BlobReader;
@@ -45,12 +45,7 @@ const SEGMENT_BLOBS: usize = 256;
 
 /// Bytes per segment: a segment ends with the blob that reaches this
 /// (only a single blob can make it larger).
-const SEGMENT_BYTES: u64 = 4 << 20;
-
-thread_local! {
-    /// A worker's segment buffer, kept for its next segment.
-    static SCRATCH: std::cell::RefCell<Option<AlignedBuf>> = const { std::cell::RefCell::new(None) };
-}
+const SEGMENT_BYTES: u64 = 2 << 20;
 
 /// Bytes gathered before one positional write.
 const WRITE_BUF: usize = 1 << 20;
@@ -422,15 +417,40 @@ pub fn plan(
         .collect())
 }
 
-/// Writes one segment; the worker that writes a file's last segment
-/// finishes the file and gets `Some`.
+/// What a worker has left of a segment once [`process`] returns.
+pub enum Step {
+    /// Nothing: `Some` when the worker finished the file.
+    Done(Option<(Arc<FileState>, Finished)>),
+    /// A segment of a file of several, hashed in turn, whose whole blocks
+    /// are still to be written with [`complete`]. Writes around the page
+    /// cache wait for the disk; a worker hands this to a write-behind
+    /// thread and reads its next segment meanwhile.
+    Write(Pending),
+}
+
+/// A segment's whole blocks, ready to be written ([`complete`]).
+pub struct Pending {
+    st: Arc<FileState>,
+    /// The buffer, how many of its bytes are whole blocks, and where in
+    /// the file they go (`None`: the file failed, nothing to write).
+    ready: Option<(AlignedBuf, usize, u64)>,
+    /// Writes go around the page cache.
+    direct: bool,
+    verify: bool,
+}
+
+/// Writes one segment, or for a file of several, reads it into `spare`
+/// (a buffer kept from an earlier segment, if any) and hashes it in turn,
+/// leaving its blocks to write ([`Step::Write`]). The worker that writes a
+/// file's last segment finishes the file and gets `Some`.
 pub fn process(
     seg: Segment,
     reader: &mut BlobReader<'_>,
     index: &Index,
     meta: &MetaWriter,
     verify: bool,
-) -> Option<(Arc<FileState>, Finished)> {
+    spare: &mut Option<AlignedBuf>,
+) -> Step {
     let st = &seg.state;
     if st.single {
         if st.failure.lock().expect("failure lock").is_none()
@@ -438,19 +458,22 @@ pub fn process(
         {
             st.failure.lock().expect("failure lock").get_or_insert(f);
         }
-    } else {
-        let _guard = TurnGuard {
-            order: &st.order,
-            turn: &st.turn,
-        };
-        let failed = st.failure.lock().expect("failure lock").is_some();
-        let gathered = (!failed).then(|| gather(&seg, reader, index));
-        if !in_order(st, &seg, gathered, verify) {
-            return None;
-        }
+        let outcome = finish(st, meta, verify);
+        return Step::Done(Some((seg.state.clone(), outcome)));
     }
-    let outcome = finish(st, meta, verify);
-    Some((seg.state.clone(), outcome))
+    let _guard = TurnGuard {
+        order: &st.order,
+        turn: &st.turn,
+    };
+    let failed = st.failure.lock().expect("failure lock").is_some();
+    let gathered = (!failed).then(|| {
+        let buf = spare.take().unwrap_or_else(|| AlignedBuf::new(0));
+        gather(&seg, reader, index, buf)
+    });
+    match in_turn(st, &seg, gathered, verify) {
+        Some(pending) => Step::Write(pending),
+        None => Step::Done(None),
+    }
 }
 
 /// Reads, decrypts and checks the blobs of segment `seg` of a file of
@@ -462,6 +485,7 @@ fn gather(
     seg: &Segment,
     reader: &mut BlobReader<'_>,
     index: &Index,
+    mut buf: AlignedBuf,
 ) -> Result<AlignedBuf, Failure> {
     let st = &seg.state;
     let expect = {
@@ -472,25 +496,39 @@ fn gather(
     // Each worker keeps its buffer from one segment to the next; a segment
     // may pass SEGMENT_BYTES by one blob, which the capacity allows for
     // (trusting the index's lengths no further than that).
-    let mut buf = SCRATCH
-        .with(|s| s.borrow_mut().take())
-        .unwrap_or_else(|| AlignedBuf::new(0));
     if buf.capacity() < pad + expect as usize {
         buf = AlignedBuf::new(pad + expect.min(SEGMENT_BYTES + (1 << 20)) as usize);
     }
-    buf.reset(pad);
-    for id in &st.node.content[seg.blobs.clone()] {
-        let data = reader
-            .read_indexed(id, index)
-            .map_err(|e| (ProblemKind::reading(&e), e.to_string()))?;
+    // Where each blob goes: the index's lengths agree for every blob of a
+    // file written in segments (see `plan`), and each blob is checked to
+    // be exactly that long, so these places are what the blobs hold.
+    let ids = &st.node.content[seg.blobs.clone()];
+    let mut places = Vec::with_capacity(ids.len());
+    let mut end = 0u64;
+    for (i, id) in ids.iter().enumerate() {
+        let (Some(len), Some(loc)) = (index.agreed_raw_length(id), index.get(id)) else {
+            return Err((
+                ProblemKind::Damaged,
+                format!("blob {id} is in no index (lost pack or index file)"),
+            ));
+        };
+        // A segment ends once it holds SEGMENT_BYTES, so with every blob
+        // within the chunker's limit its buffer stays bounded.
+        if len > reader.max_raw(loc.kind) {
+            return Err((
+                ProblemKind::Damaged,
+                format!("blob {id}: the index claims {len} bytes, over the limit"),
+            ));
+        }
+        places.push(((loc.pack, loc.offset), i, end, len as usize));
+        end += u64::from(len);
         // Never past where the next segment starts (nor so past the
         // recorded size): the index's lengths would be a lie.
-        if (buf.as_slice().len() - pad + data.len()) as u64 > expect {
+        if end > expect {
             return Err(past_the_end(st.node.size));
         }
-        buf.extend(&data);
     }
-    if (buf.as_slice().len() - pad) as u64 != expect {
+    if end != expect {
         return Err((
             ProblemKind::Mismatch,
             format!(
@@ -498,6 +536,24 @@ fn gather(
                 seg.offset
             ),
         ));
+    }
+    // Read in pack order: parallel compression leaves a file's blobs a
+    // little out of order in its packs, and reading them in file order
+    // would decrypt the chunks they share again at each step back.
+    places.sort_unstable_by_key(|&(at, i, _, _)| (at, i));
+    buf.reset(pad + expect as usize);
+    let out = buf.as_mut_slice();
+    let mut prev: Option<(&BlobId, usize)> = None;
+    for &(_, i, at, len) in &places {
+        let at = pad + at as usize;
+        match prev {
+            // The same blob twice (runs of zeros, repeated pages): copied.
+            Some((p, from)) if p == &ids[i] => out.copy_within(from..from + len, at),
+            _ => reader
+                .read_indexed_into(&ids[i], index, &mut out[at..at + len])
+                .map_err(|e| (ProblemKind::reading(&e), e.to_string()))?,
+        }
+        prev = Some((&ids[i], at));
     }
     Ok(buf)
 }
@@ -513,30 +569,20 @@ fn past_the_end(size: u64) -> Failure {
 /// Waits for segment `seg`'s turn (every segment before it hashed), then
 /// adds what [`gather`] read to the whole-file hash (not in a drill, which
 /// re-reads the file from disk) and takes over the partial block the
-/// previous segment left; then, no longer in turn, writes its whole
-/// blocks. Returns whether this worker was the last to finish a segment of
-/// the file (it then writes the file's last partial block), which is so
-/// for exactly one.
+/// previous segment left. Its whole blocks are left for [`complete`], out
+/// of turn. `None` if the turn never comes (a worker panicked).
 ///
 /// The segment that is next is always held by a worker that is not
 /// waiting (segments are handed out in file order, and each worker
-/// finishes a segment before it takes another), so this never waits for
-/// ever.
-fn in_order(
-    st: &FileState,
+/// finishes a segment, but for writing its blocks, before it takes
+/// another), so this never waits for ever.
+fn in_turn(
+    st: &Arc<FileState>,
     seg: &Segment,
     gathered: Option<Result<AlignedBuf, Failure>>,
     verify: bool,
-) -> bool {
-    let fail = |e: std::io::Error| {
-        st.failure
-            .lock()
-            .expect("failure lock")
-            .get_or_insert((ProblemKind::Write, e.to_string()));
-    };
-    let Some(mut order) = wait_turn(&st.order, &st.turn, seg.k) else {
-        return false;
-    };
+) -> Option<Pending> {
+    let mut order = wait_turn(&st.order, &st.turn, seg.k)?;
     let mut ready = None;
     match gathered {
         // An earlier segment failed: nothing more is written.
@@ -557,16 +603,38 @@ fn in_order(
                 drop(hash);
                 match carry_in(&mut order, &mut buf, seg.offset) {
                     Ok(whole) => ready = Some((buf, whole, seg.offset - pad as u64)),
-                    Err(e) => fail(e),
+                    Err(e) => fail(st, e),
                 }
             }
         }
     }
     order.next += 1;
-    let mut direct = order.direct;
+    let direct = order.direct;
     drop(order);
     st.turn.notify_all();
-    // Segments' whole blocks are written at the same time.
+    Some(Pending {
+        st: st.clone(),
+        ready,
+        direct,
+        verify,
+    })
+}
+
+/// Writes a segment's whole blocks (segments of one file are written at
+/// the same time, in any order). The last of a file's segments to be
+/// written also writes the file's last partial block and finishes the
+/// file: it alone returns `Some`. The buffer is given back for reuse.
+pub fn complete(
+    p: Pending,
+    meta: &MetaWriter,
+) -> (Option<(Arc<FileState>, Finished)>, Option<AlignedBuf>) {
+    let Pending {
+        st,
+        ready,
+        mut direct,
+        verify,
+    } = p;
+    let mut spare = None;
     if let Some((buf, whole, at)) = ready {
         let data = &buf.as_slice()[..whole];
         match st.made.get() {
@@ -575,27 +643,37 @@ fn in_order(
                     start_writeback(file, at, whole as u64)
                 }
                 Ok(()) => {}
-                Err(e) => fail(e),
+                Err(e) => fail(&st, e),
             },
-            None => fail(std::io::Error::other("the new file was not created")),
+            None => fail(&st, std::io::Error::other("the new file was not created")),
         }
-        SCRATCH.with(|s| *s.borrow_mut() = Some(buf));
+        spare = Some(buf);
     }
     let mut order = st.order.lock().expect("order lock");
     order.direct &= direct;
     order.written += 1;
     if order.written + 1 < order.bounds.len() {
-        return false;
+        return (None, spare);
     }
     // Every segment is written: the file's last partial block.
     let failed = st.failure.lock().expect("failure lock").is_some();
     if !failed && let Some((file, _)) = st.made.get() {
         let end = st.node.size;
         if let Err(e) = write_tail(file, &mut order, end) {
-            fail(e);
+            fail(&st, e);
         }
     }
-    true
+    drop(order);
+    let outcome = finish(&st, meta, verify);
+    (Some((st.clone(), outcome)), spare)
+}
+
+/// Records a write error as the file's failure (the first one stays).
+fn fail(st: &FileState, e: std::io::Error) {
+    st.failure
+        .lock()
+        .expect("failure lock")
+        .get_or_insert((ProblemKind::Write, e.to_string()));
 }
 
 /// Puts the partial block the previous segment left (`order.carry`) in

@@ -32,8 +32,9 @@ use globset::GlobSet;
 
 use super::batch::{BATCH_BYTES, BATCH_FILES, Batcher};
 use super::budget::Budget;
+use super::direct::AlignedBuf;
 use super::dirs::{Created, DirStack};
-use super::files::{self, Commit, Finished, Segment};
+use super::files::{self, Commit, Finished, Segment, Step};
 use super::fsops::{Dir, FileId, Handle};
 use super::links::{Links, Place, Role};
 use super::overwrite::{self, Decision, Overwrite};
@@ -289,12 +290,51 @@ impl<'a> Restorer<'a> {
             }
             for _ in 0..threads {
                 let rx = rx.clone();
+                // Each worker's write-behind thread: writes around the page
+                // cache wait for the disk, and meanwhile the worker reads
+                // its next segment. It takes one segment at a time, so a
+                // worker has at most two segment buffers.
+                let (writes, to_write) = bounded::<files::Pending>(0);
+                let (give_back, given_back) = bounded::<AlignedBuf>(1);
+                let writer_flush = flush.clone();
+                s.spawn(move || {
+                    for pending in to_write {
+                        let (done, spare) = files::complete(pending, &shared.meta);
+                        if let Some(buf) = spare {
+                            let _ = give_back.try_send(buf);
+                        }
+                        report_file(shared, done, &writer_flush);
+                    }
+                });
                 let flush = flush.clone();
                 s.spawn(move || {
                     let mut reader = BlobReader::new(shared.repo);
+                    let mut spare = None;
                     for work in rx {
                         for seg in work {
-                            write_files(shared, seg, &mut reader, &flush);
+                            if spare.is_none() {
+                                spare = given_back.try_recv().ok();
+                            }
+                            let step = files::process(
+                                seg,
+                                &mut reader,
+                                &shared.index,
+                                &shared.meta,
+                                shared.opts.verify,
+                                &mut spare,
+                            );
+                            match step {
+                                Step::Done(done) => report_file(shared, done, &flush),
+                                // The write-behind thread is gone only if
+                                // it panicked: the worker writes itself.
+                                Step::Write(pending) => {
+                                    if let Err(e) = writes.send(pending) {
+                                        let (done, _) =
+                                            files::complete(e.into_inner(), &shared.meta);
+                                        report_file(shared, done, &flush);
+                                    }
+                                }
+                            }
                         }
                     }
                 });
@@ -433,10 +473,14 @@ enum Linked {
 /// Phase 2, on a worker: writes one segment and records a finished file;
 /// asks the flusher to start on what was written every [`FLUSH_EVERY`]
 /// bytes.
-fn write_files(shared: &Shared<'_>, seg: Segment, reader: &mut BlobReader<'_>, flush: &Sender<()>) {
-    let Some((st, finished)) =
-        files::process(seg, reader, &shared.index, &shared.meta, shared.opts.verify)
-    else {
+/// Counts a finished file (`None`: the segment did not finish one) in the
+/// progress and the report, and asks for a flush when enough was written.
+fn report_file(
+    shared: &Shared<'_>,
+    done: Option<(Arc<files::FileState>, Finished)>,
+    flush: &Sender<()>,
+) {
+    let Some((st, finished)) = done else {
         return;
     };
     crate::ops::progress::advance(&shared.opts.progress, 1, st.size());
