@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, symlink};
+use std::path::Path;
 
 use crate::util::*;
 
@@ -159,4 +160,72 @@ fn overwrite_bad_values_are_usage_errors() {
     );
     assert_code(&out, 2);
     assert_contains(&stderr(&out), "--overwrite");
+}
+
+/// A directory of several batches of small files, restored once into a
+/// fresh target and once over one holding a planted symlink and an edited
+/// file: every file comes back byte for byte with its mode, the symlink's
+/// target outside is never written, and the planted entries are replaced.
+#[test]
+fn a_large_directory_of_small_files_restores_over_planted_entries() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let src = env.path("src");
+    let conf = src.join("conf");
+    fs::create_dir_all(&conf).unwrap();
+    let files = 600usize;
+    let mut seed = 7u64;
+    for i in 0..files {
+        // Empty, one-blob and (past 16 KiB) multi-blob files, mixed.
+        let len = match i % 50 {
+            0 => 0,
+            1 => 40_000,
+            _ => 1 + (i * 613) % 6_000,
+        };
+        let data: Vec<u8> = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                b"abcdefgh =\n"[(seed % 11) as usize]
+            })
+            .collect();
+        let p = conf.join(format!("f{i:04}.conf"));
+        write(&p, &data);
+        fs::set_permissions(
+            &p,
+            fs::Permissions::from_mode(0o600 + (i % 2) as u32 * 0o40),
+        )
+        .unwrap();
+    }
+    let id = env.backup(&[&src]);
+    let same = |root: &Path| {
+        for i in 0..files {
+            let name = format!("f{i:04}.conf");
+            let (a, b) = (conf.join(&name), root.join("conf").join(&name));
+            let mb = fs::symlink_metadata(&b).unwrap();
+            assert!(mb.file_type().is_file(), "{name}");
+            assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap(), "{name}");
+            let ma = fs::metadata(&a).unwrap();
+            assert_eq!((ma.mode(), ma.mtime()), (mb.mode(), mb.mtime()), "{name}");
+        }
+        assert_eq!(fs::read_dir(root.join("conf")).unwrap().count(), files);
+    };
+
+    let fresh = env.path("fresh");
+    let v = restore_json(&env, &id, fresh.to_str().unwrap(), None);
+    assert_eq!(counts(&v), (0, 0, files as u64));
+    same(&fresh.join(src.strip_prefix("/").unwrap()));
+
+    let target = env.path("target");
+    let root = target.join(src.strip_prefix("/").unwrap());
+    fs::create_dir_all(root.join("conf")).unwrap();
+    let outside = env.path("outside.txt");
+    write(&outside, b"not the restore's to write");
+    symlink(&outside, root.join("conf/f0123.conf")).unwrap();
+    write(&root.join("conf/f0321.conf"), b"a local edit");
+    let v = restore_json(&env, &id, target.to_str().unwrap(), None);
+    assert_eq!(counts(&v), (2, 0, files as u64));
+    assert_eq!(fs::read(&outside).unwrap(), b"not the restore's to write");
+    same(&root);
 }

@@ -4,6 +4,16 @@
 //! them. A batch is handed out when it is full (files or bytes) or when
 //! the walk moves on to a file of another directory; order is kept.
 
+/// Whole files handed to a worker at once, at most (all in one directory):
+/// enough for most directories to go whole to one worker (two workers
+/// linking into one directory wait on its lock; at 64 a directory of 100
+/// files went to both).
+pub const BATCH_FILES: usize = 256;
+
+/// Bytes of whole files in one batch, at most; files this large or larger
+/// go on their own.
+pub const BATCH_BYTES: u64 = 4 << 20;
+
 /// Files of one directory gathered for one worker.
 pub struct Batcher<T> {
     items: Vec<T>,
@@ -50,6 +60,21 @@ impl<T> Batcher<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_of_two_hundred_config_files_goes_whole_to_one_worker() {
+        let mut b = Batcher::new(BATCH_FILES, BATCH_BYTES);
+        let mut batches = Vec::new();
+        for dir in 0..3u32 {
+            for file in 0..200u32 {
+                let size = 1_000 + u64::from(file * 37 % 4_000);
+                batches.extend(b.add((dir, file), size, |a, b| a.0 == b.0));
+            }
+        }
+        batches.extend(b.take());
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [200, 200, 200]);
+    }
 
     #[test]
     fn batches_hold_one_directory_in_order_and_respect_both_limits() {

@@ -12,7 +12,8 @@
 //!
 //! Plan and files stream through a bounded channel, so memory does not grow
 //! with the number or size of files. Whole small files go to the workers
-//! in batches of one directory ([`BATCH_FILES`]), so that two workers
+//! in batches of one directory ([`BATCH_FILES`], read in the order
+//! their blobs are stored), so that two workers
 //! rarely create and link entries in the same directory at once (they
 //! would wait on its lock); each segment of a large file goes on its own.
 //! While the workers write, a flusher thread starts writing what they
@@ -29,7 +30,7 @@ use std::time::Instant;
 use crossbeam_channel::{Sender, bounded};
 use globset::GlobSet;
 
-use super::batch::Batcher;
+use super::batch::{BATCH_BYTES, BATCH_FILES, Batcher};
 use super::budget::Budget;
 use super::direct::AlignedBuf;
 use super::dirs::{Created, DirStack};
@@ -47,15 +48,9 @@ use crate::format::tree::{Node, NodeKind};
 use crate::repo::treewalk::{self, Next, Visit};
 use crate::repo::{BlobReader, Repository};
 
-/// Whole files handed to a worker at once, at most (all in one directory).
-const BATCH_FILES: usize = 64;
-
-/// Bytes of whole files in one batch, at most; files this large or larger
-/// go on their own.
-const BATCH_BYTES: u64 = 4 << 20;
-
 /// Batches and segments queued for the workers.
-const QUEUED: usize = 16;
+/// (A batch holds up to [`BATCH_FILES`] planned files, about 2.5 KB each.)
+const QUEUED: usize = 4;
 
 /// Bytes (each file counted with one block more, for its inode and entry)
 /// written between two background flushes.
@@ -666,8 +661,10 @@ impl Plan {
     }
 }
 
-/// Gives work to the workers (who only stop taking it when they are gone).
-fn send(tx: &Sender<Vec<Segment>>, work: Vec<Segment>) -> Result<()> {
+/// Gives work to the workers (who only stop taking it when they are gone),
+/// a batch's files in the order their blobs are stored.
+fn send(tx: &Sender<Vec<Segment>>, mut work: Vec<Segment>) -> Result<()> {
+    files::in_pack_order(&mut work);
     tx.send(work).map_err(|_| Error::Cancelled {
         operation: "restore",
     })
