@@ -713,15 +713,22 @@ impl Repository {
         Ok(id)
     }
 
-    /// Like [`Repository::put_object`], but not yet durable: the object must
-    /// go through [`Repository::sync_objects`] before anything refers to it.
-    pub fn put_object_unsynced(&self, kind: ObjectKind, bytes: &[u8]) -> Result<Id> {
-        let id = Id::of_bytes(bytes);
-        self.storage.put_unsynced(&kind.key(&id), bytes)?;
-        Ok(id)
+    /// Stores a pack [`PackBuilder::finish`](crate::repo::packer::PackBuilder::finish)
+    /// made, under the id `finish` computed from the same bytes (a pack is
+    /// hashed once, not again here). Not yet durable: the pack must go
+    /// through [`Repository::sync_objects`] before anything refers to it.
+    pub fn put_pack_unsynced(&self, pack: &crate::repo::packer::FinishedPack) -> Result<()> {
+        debug_assert_eq!(
+            PackId::of_bytes(&pack.bytes),
+            pack.id,
+            "a pack's id is its hash"
+        );
+        self.storage
+            .put_unsynced(&ObjectKind::Pack(pack.kind).key(&pack.id.0), &pack.bytes)?;
+        Ok(())
     }
 
-    /// Makes objects stored by [`Repository::put_object_unsynced`] durable.
+    /// Makes objects stored by [`Repository::put_pack_unsynced`] durable.
     pub fn sync_objects<I: AsRef<Id>>(
         &self,
         objects: impl IntoIterator<Item = (ObjectKind, I)>,

@@ -462,7 +462,7 @@ pub fn uploader(
             tracing::warn!("upload journal: {e}");
         }
         // Synced with the others of its index file, before that is stored.
-        if let Err(e) = repo.put_object_unsynced(ObjectKind::Pack(pack.kind), &pack.bytes) {
+        if let Err(e) = repo.put_pack_unsynced(&pack) {
             return failure.fail(e);
         }
         stats
