@@ -293,7 +293,7 @@ impl<'a> Restorer<'a> {
                 // Each worker's write-behind thread: writes around the page
                 // cache wait for the disk, and meanwhile the worker reads
                 // its next segment. It takes one segment at a time, so a
-                // worker has at most two segment buffers.
+                // worker is at most one segment ahead of it.
                 let (writes, to_write) = bounded::<files::Pending>(0);
                 // Buffers come back for the next segments (at most three
                 // a worker: one gathering, one waiting, one being written).
@@ -472,11 +472,10 @@ enum Linked {
     Kept,
 }
 
-/// Phase 2, on a worker: writes one segment and records a finished file;
-/// asks the flusher to start on what was written every [`FLUSH_EVERY`]
-/// bytes.
-/// Counts a finished file (`None`: the segment did not finish one) in the
-/// progress and the report, and asks for a flush when enough was written.
+/// Phase 2, on a worker or its write-behind thread: counts a finished file
+/// (`None`: the segment did not finish one) in the progress and the report,
+/// and asks the flusher to start on what was written every
+/// [`FLUSH_EVERY`] bytes.
 fn report_file(
     shared: &Shared<'_>,
     done: Option<(Arc<files::FileState>, Finished)>,
