@@ -140,6 +140,33 @@ pub struct Node {
     pub subtree: Option<TreeId>,
 }
 
+impl Node {
+    /// An entry named `name` of `kind` with nothing else set: mode 0644,
+    /// owned by root, time 0, no content. What tests and synthetic entries
+    /// start from before setting the fields they care about.
+    pub fn bare(name: &[u8], kind: NodeKind) -> Node {
+        Node {
+            name: Bytes(name.to_vec()),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            mtime_ns: 0,
+            size: 0,
+            target: None,
+            rdev: None,
+            hardlink: None,
+            xattrs: Vec::new(),
+            content: Vec::new(),
+            content_lists: Vec::new(),
+            hash: None,
+            subtree: None,
+        }
+    }
+}
+
 /// Most blob ids one content list holds (128 KiB of ids, 64 MiB of a file
 /// at the default 16 KiB average chunk): a backup holds at most this many of
 /// a file's ids in memory however large the file, and a tree entry names
@@ -341,23 +368,8 @@ mod tests {
 
     fn node(name: &[u8]) -> Node {
         Node {
-            name: Bytes(name.to_vec()),
-            kind: NodeKind::File,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            user: None,
-            group: None,
             mtime_ns: 1,
-            size: 0,
-            target: None,
-            rdev: None,
-            hardlink: None,
-            xattrs: vec![],
-            content: vec![],
-            content_lists: vec![],
-            hash: None,
-            subtree: None,
+            ..Node::bare(name, NodeKind::File)
         }
     }
 

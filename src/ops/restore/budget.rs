@@ -73,27 +73,11 @@ pub enum Overrun {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::tree::Bytes;
 
     fn node(kind: NodeKind, size: u64) -> Node {
         Node {
-            name: Bytes(b"x".to_vec()),
-            kind,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            user: None,
-            group: None,
-            mtime_ns: 0,
             size,
-            target: None,
-            rdev: None,
-            hardlink: None,
-            xattrs: vec![],
-            content: vec![],
-            content_lists: Vec::new(),
-            hash: None,
-            subtree: None,
+            ..Node::bare(b"x", kind)
         }
     }
 

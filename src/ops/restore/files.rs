@@ -980,27 +980,14 @@ mod tests {
     use crate::format::id::BlobId;
     use crate::format::index::{IndexedBlob, IndexedPack};
     use crate::format::pack::BlobKind;
-    use crate::format::tree::{Bytes, NodeKind};
+    use crate::format::tree::NodeKind;
 
     fn file_node(name: &str, content: &[u8], blobs: Vec<BlobId>) -> Node {
         Node {
-            name: Bytes(name.as_bytes().to_vec()),
-            kind: NodeKind::File,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            user: None,
-            group: None,
-            mtime_ns: 0,
             size: content.len() as u64,
-            target: None,
-            rdev: None,
-            hardlink: None,
-            xattrs: vec![],
             content: blobs,
-            content_lists: Vec::new(),
             hash: Some(Id::of_bytes(content)),
-            subtree: None,
+            ..Node::bare(name.as_bytes(), NodeKind::File)
         }
     }
 

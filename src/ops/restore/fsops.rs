@@ -668,25 +668,10 @@ mod tests {
 
     fn node(kind: NodeKind, target: &Path) -> Node {
         Node {
-            name: crate::format::tree::Bytes(b"x".to_vec()),
-            kind,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            user: None,
-            group: None,
-            mtime_ns: 0,
-            size: 0,
             target: Some(crate::format::tree::Bytes(
                 target.as_os_str().as_bytes().to_vec(),
             )),
-            rdev: None,
-            hardlink: None,
-            xattrs: vec![],
-            content: vec![],
-            content_lists: Vec::new(),
-            hash: None,
-            subtree: None,
+            ..Node::bare(b"x", kind)
         }
     }
 
