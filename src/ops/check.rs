@@ -3,6 +3,7 @@
 //! name equals the BLAKE3 of its bytes — no key needed).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
@@ -198,20 +199,63 @@ pub fn check_uploads(
 const DETAILED_FINDINGS: usize = 100;
 
 /// Runs the keyed checks that `opts` asks for.
+///
+/// The data check (`read_data`, CPU-bound: decrypting, decompressing and
+/// hashing every pack) starts first, on its own listing of the packs, and
+/// runs on every core while this thread loads the index and checks the
+/// structure; its findings are then added after theirs, as if the checks
+/// had run one after the other.
 pub fn check(repo: &Repository, opts: &CheckOptions, report: &mut CheckReport) -> Result<()> {
     // What storage holds, not what the local cache remembers of it.
     repo.refetch_metadata();
-    let loaded = repo.load_index_files()?;
-    report_index_files(&loaded, report);
-    if opts.structure {
-        check_structure(repo, &loaded, report)?;
-    }
-    if let Some((n, m)) = opts.read_data {
+    if opts.read_data.is_some() {
         repo.keys().require_owner("check --read-data")?;
-        let verified = check_data(repo, &loaded, (n, m), opts.progress.as_deref(), report);
-        attest_verified(repo, &loaded.index, verified, report);
     }
-    Ok(())
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| -> Result<()> {
+        let data = match opts.read_data {
+            Some(subset) => {
+                let selected = select_packs(repo, subset)?;
+                if let Some(p) = opts.progress.as_deref() {
+                    p.start(
+                        "packs",
+                        selected.len() as u64,
+                        selected.iter().map(|(_, _, size)| size).sum(),
+                    );
+                }
+                let stop = &stop;
+                let progress = opts.progress.as_deref();
+                Some(s.spawn(move || {
+                    let results = read_packs(repo, &selected, progress, stop);
+                    (selected, results)
+                }))
+            }
+            None => None,
+        };
+        // On an error here, the data check is told to stop before the
+        // scope waits for it.
+        let structure: Result<LoadedIndex> = (|| {
+            let loaded = repo.load_index_files()?;
+            report_index_files(&loaded, report);
+            if opts.structure {
+                check_structure(repo, &loaded, report)?;
+            }
+            Ok(loaded)
+        })();
+        if structure.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        let loaded = structure?;
+        if let Some(data) = data {
+            // Built while the packs are being read.
+            let expected = expected_by_pack(&loaded);
+            let (selected, results) = data.join().expect("the data check does not panic");
+            let verified = record_data(&expected, &selected, results, report);
+            drop(expected);
+            attest_verified(repo, &loaded.index, verified, report);
+        }
+        Ok(())
+    })
 }
 
 /// Index files that could not be read, were not written by vault, or make
@@ -414,52 +458,98 @@ fn check_trees(
     Ok(())
 }
 
-/// Reads and verifies every stored pack in subset `n` of `m` (in parallel:
-/// decrypting, decompressing and hashing dominate), and compares what each
-/// holds with what the index claims it holds. Returns, per pack, the
-/// entries that verified.
-fn check_data(
+/// A stored pack the data check reads: its id, kind and stored size.
+type Selected = (PackId, BlobKind, u64);
+
+/// The stored packs in subset `n` of `m` (1-based), in id order. Listed
+/// when the data check starts: a pack stored later (by a backup finishing
+/// meanwhile) is left for the next check.
+fn select_packs(repo: &Repository, (n, m): (u32, u32)) -> Result<Vec<Selected>> {
+    let stored = crate::repo::list_packs(repo.storage().as_ref())?;
+    let mut selected: Vec<Selected> = stored
+        .into_iter()
+        .filter(|(pack, _)| {
+            // Subsets are by the pack id's first 8 bytes, so `n/m` for n = 1..m covers all.
+            let bucket = u64::from_le_bytes(pack.0.0[..8].try_into().expect("8 bytes")) % m as u64;
+            m == 1 || bucket + 1 == n as u64
+        })
+        .map(|(pack, s)| (pack, s.kind, s.size))
+        .collect();
+    selected.sort_by_key(|(id, _, _)| *id);
+    Ok(selected)
+}
+
+/// Reads and verifies `selected` in parallel (decrypting, decompressing and
+/// hashing dominate); a pack taken after `stop` is set is not read.
+fn read_packs(
     repo: &Repository,
-    loaded: &LoadedIndex,
-    (n, m): (u32, u32),
+    selected: &[Selected],
     progress: Option<&crate::ops::progress::Progress>,
-    report: &mut CheckReport,
-) -> Vec<(PackId, BlobKind, Vec<crate::format::pack::PackEntry>)> {
-    let mut verified = Vec::new();
-    let mut expected: HashMap<PackId, Vec<(BlobId, u32, u32)>> = HashMap::new();
+    stop: &AtomicBool,
+) -> Vec<Result<Vec<verify::EntryVerdict>>> {
+    // Largest first, so that the last packs taken are the small ones and
+    // the threads finish close together.
+    let mut order: Vec<&Selected> = selected.iter().collect();
+    order.sort_by_key(|(_, _, size)| std::cmp::Reverse(*size));
+    let mut results: Vec<(&Selected, _)> = order
+        .iter()
+        .copied()
+        .zip(verify::parallel(
+            &order,
+            PackBuffers::default,
+            |bufs, &&(pack, kind, size)| read_pack(repo, bufs, (&pack, kind, size), progress, stop),
+        ))
+        .collect();
+    results.sort_by_key(|(s, _)| s.0);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Reads and verifies one pack for [`read_packs`].
+fn read_pack(
+    repo: &Repository,
+    bufs: &mut PackBuffers,
+    (pack, kind, size): (&PackId, BlobKind, u64),
+    progress: Option<&crate::ops::progress::Progress>,
+    stop: &AtomicBool,
+) -> Result<Vec<verify::EntryVerdict>> {
+    if stop.load(Ordering::Relaxed) {
+        return Err(crate::error::Error::format(
+            ObjectKind::Pack(kind).key(pack),
+            "not read: the check stopped",
+        ));
+    }
+    let verdict = verify::verify_stored_pack(repo, pack, kind, bufs);
+    if let Some(p) = progress {
+        p.advance(1, size);
+    }
+    verdict
+}
+
+/// What the index claims each pack holds: blob, offset, length.
+type Expected = HashMap<PackId, Vec<(BlobId, u32, u32)>>;
+
+fn expected_by_pack(loaded: &LoadedIndex) -> Expected {
+    let mut expected = Expected::new();
     for (blob, loc) in loaded.index.blobs() {
         expected
             .entry(loc.pack)
             .or_default()
             .push((blob, loc.offset, loc.length));
     }
-    let mut selected: Vec<(PackId, BlobKind)> = loaded
-        .stored
-        .iter()
-        .filter(|(pack, _)| {
-            // Subsets are by the pack id's first 8 bytes, so `n/m` for n = 1..m covers all.
-            let bucket = u64::from_le_bytes(pack.0.0[..8].try_into().expect("8 bytes")) % m as u64;
-            m == 1 || bucket + 1 == n as u64
-        })
-        .map(|(pack, s)| (*pack, s.kind))
-        .collect();
-    selected.sort_by_key(|(id, _)| *id);
-    let size = |pack: &PackId| loaded.stored.get(pack).map_or(0, |s| s.size);
-    if let Some(p) = progress {
-        p.start(
-            "packs",
-            selected.len() as u64,
-            selected.iter().map(|(id, _)| size(id)).sum(),
-        );
-    }
-    let results = verify::parallel(&selected, PackBuffers::default, |bufs, (pack, kind)| {
-        let verdict = verify::verify_stored_pack(repo, pack, *kind, bufs);
-        if let Some(p) = progress {
-            p.advance(1, size(pack));
-        }
-        verdict
-    });
-    for ((pack, kind), result) in selected.iter().zip(results) {
+    expected
+}
+
+/// Adds to `report` what reading `selected` found (`results`, in the same
+/// order), and compares what each pack holds with what the index claims
+/// it holds. Returns, per pack, the entries that verified.
+fn record_data(
+    expected: &Expected,
+    selected: &[Selected],
+    results: Vec<Result<Vec<verify::EntryVerdict>>>,
+    report: &mut CheckReport,
+) -> Vec<(PackId, BlobKind, Vec<crate::format::pack::PackEntry>)> {
+    let mut verified = Vec::new();
+    for ((pack, kind, _), result) in selected.iter().zip(results) {
         let key = ObjectKind::Pack(*kind).key(pack);
         report.packs_read += 1;
         let verdicts = match result {

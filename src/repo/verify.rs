@@ -154,6 +154,43 @@ impl<'k> BlobCheck<'k> {
         conclude(subject, id, expected, got as u64, hasher)
     }
 
+    /// Like [`BlobCheck::verify`], but decompresses into `scratch`, a
+    /// buffer reused from blob to blob (grown, zeroed, only when a blob is
+    /// larger than any before), and returns nothing: what `check
+    /// --read-data` needs. Blobs larger than a data chunk can be (trees)
+    /// go through [`BlobCheck::verify`], so `scratch` stays within a chunk.
+    pub fn verify_reusing(
+        &mut self,
+        subject: &str,
+        id: &BlobId,
+        kind: BlobKind,
+        compressed: &[u8],
+        raw_length: u32,
+        scratch: &mut Vec<u8>,
+    ) -> Result<()> {
+        if raw_length > self.max_raw(BlobKind::Data) {
+            return self
+                .verify(subject, id, kind, compressed, raw_length)
+                .map(|_| ());
+        }
+        let (key, frame, expected) = self.precheck(subject, id, kind, compressed, raw_length)?;
+        let len = raw_length as usize;
+        if scratch.len() < len {
+            scratch.reserve_exact(len - scratch.len());
+            scratch.resize(len, 0);
+        }
+        // As in `verify`: room for exactly `raw_length` bytes, so a frame
+        // inflating past it is refused by zstd, not truncated.
+        let dest = &mut scratch[..len];
+        let got = self
+            .decompressor
+            .decompress_to_buffer(frame, dest)
+            .map_err(|e| Error::format(subject, format!("blob {id}: bad zstd data: {e}")))?;
+        let mut hasher = blake3::Hasher::new_keyed(&key);
+        hasher.update(&dest[..got]);
+        conclude(subject, id, expected, got as u64, hasher)
+    }
+
     /// Like [`BlobCheck::verify`], but streams the raw bytes into `consume`
     /// instead of holding them: a tree is parsed as it is decompressed, so a
     /// small blob that inflates into a huge listing costs only what
@@ -331,22 +368,28 @@ pub fn max_raw(kind: BlobKind, max_chunk: u32) -> u32 {
 /// One trailer entry of a verified pack and whether its blob verified.
 pub type EntryVerdict = (PackEntry, Result<()>);
 
-/// Buffers reused from pack to pack, so memory stays at about two packs per
-/// thread however many packs are verified.
+/// Buffers reused from pack to pack, so memory stays at about one pack's
+/// plaintext, 1 MiB and one chunk per thread however many packs are
+/// verified.
 #[derive(Default)]
 pub struct PackBuffers {
-    stored: Vec<u8>,
+    /// The stored size of the pack last read.
+    stored_len: u64,
+    /// The plaintext of the pack last read, at the start of a buffer that
+    /// only grows (see [`read_all`]).
     plain: Vec<u8>,
+    /// One blob's raw bytes ([`BlobCheck::verify_reusing`]).
+    raw: Vec<u8>,
 }
 
 impl PackBuffers {
     /// The stored size of the pack last read into these buffers.
     pub fn stored_len(&self) -> u64 {
-        self.stored.len() as u64
+        self.stored_len
     }
 }
 
-/// Reads pack `id` of `kind` whole from storage and verifies it
+/// Reads pack `id` of `kind` from storage and verifies it
 /// ([`verify_pack_bytes`]).
 pub fn verify_stored_pack(
     repo: &Repository,
@@ -357,8 +400,15 @@ pub fn verify_stored_pack(
     verify_stored_pack_entries(repo, id, kind, bufs, |_| true)
 }
 
-/// Reads pack `id` of `kind` whole from storage once and verifies the
-/// trailer entries `wanted` picks ([`verify_pack_entries`]).
+/// Reads pack `id` of `kind` from storage once and verifies the trailer
+/// entries `wanted` picks, with the checks of [`verify_pack_entries`].
+///
+/// The stored bytes are not held: they are hashed for the pack's name as
+/// they stream from storage into decryption, a 1 MiB piece at a time
+/// while it is in the cache. Nothing decrypted is looked at before the
+/// whole object has been read and its name found to match; a damaged pack
+/// is reported as damaged (not as undecryptable), a storage failure as
+/// such.
 pub fn verify_stored_pack_entries(
     repo: &Repository,
     id: &PackId,
@@ -367,27 +417,110 @@ pub fn verify_stored_pack_entries(
     wanted: impl Fn(&PackEntry) -> bool,
 ) -> Result<Vec<EntryVerdict>> {
     let key = ObjectKind::Pack(kind).key(id);
-    let mut stored = std::mem::take(&mut bufs.stored);
-    stored.clear();
-    let read = repo
-        .storage()
-        .open(&key)
-        .map_err(Error::from)
-        .and_then(|mut r| {
-            r.read_to_end(&mut stored)
-                .map_err(|e| crate::storage::StorageError::from_io(&key, e).into())
-        });
-    let result =
-        read.and_then(|_| verify_pack_entries(repo, id, kind, &stored, &mut bufs.plain, wanted));
-    bufs.stored = stored;
-    result
+    bufs.stored_len = 0;
+    let mut source = Named {
+        inner: repo.storage().open(&key)?,
+        hasher: blake3::Hasher::new(),
+        count: 0,
+        failed: None,
+    };
+    let (decrypted, drained) = {
+        // Read from storage 1 MiB at a time (hashed while it is in the
+        // cache; age takes its 64 KiB chunks from there): reading 64 KiB at
+        // a time straight from a file cost twice the kernel's copying time.
+        let mut buffered = std::io::BufReader::with_capacity(1 << 20, &mut source);
+        let decrypted = decrypt_into(repo, &key, &mut buffered, &mut bufs.plain);
+        // The name covers every byte: what decryption left (nothing, or the
+        // rest of a damaged pack) is read and hashed too.
+        let drained = std::io::copy(&mut buffered, &mut std::io::sink());
+        (decrypted, drained)
+    };
+    bufs.stored_len = source.count;
+    if let Some(e) = source.failed.take() {
+        return Err(crate::storage::StorageError::from_io(&key, e).into());
+    }
+    if let Err(e) = drained {
+        return Err(crate::storage::StorageError::from_io(&key, e).into());
+    }
+    if PackId(source.hasher.finalize().into()) != *id {
+        return Err(damaged(&key));
+    }
+    let len = decrypted?;
+    verify_plain(repo, &key, kind, &bufs.plain[..len], &mut bufs.raw, wanted)
+}
+
+/// A stored object's reader that hashes (for its name) and counts every
+/// byte passing through, and keeps the storage's own error, so that it is
+/// told apart from a decryption failure.
+struct Named<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+    count: u64,
+    failed: Option<std::io::Error>,
+}
+
+impl<R: Read> Read for Named<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.hasher.update(&buf[..n]);
+                self.count += n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let kind = e.kind();
+                self.failed.get_or_insert(e);
+                Err(std::io::Error::new(kind, "reading from storage failed"))
+            }
+        }
+    }
+}
+
+fn damaged(key: &str) -> Error {
+    Error::format(key, "content does not match its name (damaged pack)")
+}
+
+/// Decrypts `stored` into the start of `plain` ([`read_all`]); returns the
+/// plaintext's length.
+fn decrypt_into(
+    repo: &Repository,
+    key: &str,
+    stored: impl Read,
+    plain: &mut Vec<u8>,
+) -> Result<usize> {
+    let mut stream = repo.keys().keyring().decrypt_stream(stored, key)?;
+    read_all(&mut stream, plain).map_err(|e| Error::format(key, format!("decryption failed: {e}")))
+}
+
+/// Reads `r` to its end into the start of `buf`; returns how many bytes it
+/// read. `buf`'s length is a high-water mark: it grows (by a quarter, at
+/// least 1 MiB; zeroed once) only when a read does not fit, and is never
+/// cut, so reading pack after pack into it neither allocates nor zeroes
+/// (`read_to_end` zeroes the spare room every call).
+fn read_all(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut n = 0;
+    loop {
+        if n == buf.len() {
+            let grow = (buf.len() / 4).max(1 << 20);
+            buf.reserve_exact(grow);
+            buf.resize(buf.len() + grow, 0);
+        }
+        match r.read(&mut buf[n..]) {
+            Ok(0) => return Ok(n),
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Verifies a whole pack held in memory: its name is the BLAKE3 of its
 /// bytes, it decrypts, its trailer parses, and every trailer entry is a blob
 /// of the pack's own kind that verifies ([`BlobCheck::verify`]). A pack
 /// that cannot be read at all is an `Err`; otherwise every entry comes back
-/// with its own verdict.
+/// with its own verdict. `plain` is scratch room for the plaintext, reused
+/// from call to call.
 pub fn verify_pack_bytes(
     repo: &Repository,
     id: &PackId,
@@ -411,18 +544,24 @@ pub fn verify_pack_entries(
 ) -> Result<Vec<EntryVerdict>> {
     let key = ObjectKind::Pack(kind).key(id);
     if PackId::of_bytes(stored) != *id {
-        return Err(Error::format(
-            &key,
-            "content does not match its name (damaged pack)",
-        ));
+        return Err(damaged(&key));
     }
-    plain.clear();
-    repo.keys()
-        .keyring()
-        .decrypt_stream(stored, &key)?
-        .read_to_end(plain)
-        .map_err(|e| Error::format(&key, format!("decryption failed: {e}")))?;
-    let entries = decode_trailer(plain, &key)?;
+    let len = decrypt_into(repo, &key, stored, plain)?;
+    verify_plain(repo, &key, kind, &plain[..len], &mut Vec::new(), wanted)
+}
+
+/// The checks on a pack's plaintext `plain` (named `key` in errors): its
+/// trailer parses, and every trailer entry `wanted` picks is a blob of
+/// `kind` that verifies ([`BlobCheck::verify_reusing`], in `raw`).
+fn verify_plain(
+    repo: &Repository,
+    key: &str,
+    kind: BlobKind,
+    plain: &[u8],
+    raw: &mut Vec<u8>,
+    wanted: impl Fn(&PackEntry) -> bool,
+) -> Result<Vec<EntryVerdict>> {
+    let entries = decode_trailer(plain, key)?;
     let mut check = BlobCheck::new(repo);
     Ok(entries
         .into_iter()
@@ -430,7 +569,7 @@ pub fn verify_pack_entries(
         .map(|e| {
             let verdict = if e.kind != kind {
                 Err(Error::format(
-                    &key,
+                    key,
                     format!(
                         "blob {}: the trailer calls it a {} blob in a {} pack",
                         e.id,
@@ -441,9 +580,7 @@ pub fn verify_pack_entries(
             } else {
                 // decode_trailer checked that every blob lies in the blob area.
                 let slice = &plain[e.offset as usize..e.offset as usize + e.length as usize];
-                check
-                    .verify(&key, &e.id, kind, slice, e.raw_length)
-                    .map(|_| ())
+                check.verify_reusing(key, &e.id, kind, slice, e.raw_length, raw)
             };
             (e, verdict)
         })
