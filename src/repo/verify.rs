@@ -732,4 +732,211 @@ mod tests {
         let (a, b) = both(&mut check, &id, BlobKind::Tree, &compressed, 100);
         assert!(a.is_ok() && b.is_ok(), "trees may be larger than chunks");
     }
+
+    /// A repository in memory, opened with its owner key, and its storage.
+    fn owner_repo(
+        dir: &std::path::Path,
+    ) -> (
+        Repository,
+        std::sync::Arc<crate::storage::memory::MemoryStorage>,
+    ) {
+        use crate::repo::{Access, InitOptions, OwnerSpec};
+        let storage = std::sync::Arc::new(crate::storage::memory::MemoryStorage::new());
+        let (text, recipient) = crate::crypto::generate_x25519();
+        let owner = dir.join("owner.key");
+        crate::crypto::write_key_file(&owner, &text).unwrap();
+        Repository::init(
+            storage.clone(),
+            &InitOptions {
+                owner: OwnerSpec::Recipients(vec![recipient]),
+                owner_name: "ops".into(),
+                writer_key_out: dir.join("writer.key"),
+                chunker: crate::format::chunk::ChunkerParams::default(),
+                pack_size: 16 << 20,
+                compression_level: 3,
+                object_lock: None,
+            },
+        )
+        .unwrap();
+        let repo = Repository::open(storage.clone(), Access::IdentityFile(&owner)).unwrap();
+        (repo, storage)
+    }
+
+    /// Stores a data pack of `blobs` (raw bytes, and the bytes its id is
+    /// made of) as a backup does; returns its id.
+    fn store_pack(repo: &Repository, blobs: &[(&[u8], &[u8])]) -> PackId {
+        let seal = repo.keys().owner_only();
+        let mut b = crate::repo::packer::PackBuilder::new(BlobKind::Data, &seal, 0).unwrap();
+        for (raw, named) in blobs {
+            let id = BlobId::keyed(repo.keys().chunk_key(), named);
+            let compressed = zstd::bulk::compress(raw, 3).unwrap();
+            b.add(id, &compressed, raw.len() as u32).unwrap();
+        }
+        let p = b.finish().unwrap();
+        repo.storage()
+            .put(&ObjectKind::Pack(BlobKind::Data).key(&p.id), &p.bytes)
+            .unwrap();
+        p.id
+    }
+
+    fn text(n: usize, seed: u8) -> Vec<u8> {
+        (0..n)
+            .map(|i| b"abcdefgh \n"[(i * 7 + seed as usize + i / 97) % 10])
+            .collect()
+    }
+
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        crate::format::testdata::xorshift(n, seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    #[test]
+    fn a_damaged_blob_in_the_middle_of_a_pack_is_reported_by_its_id_and_the_others_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, _) = owner_repo(dir.path());
+        // 40 incompressible blobs: the pack spans several 1 MiB reads and
+        // many 64 KiB age chunks. Blob 20 holds other bytes than its id names.
+        let raws: Vec<Vec<u8>> = (0..40).map(|i| noise(60_000, i + 1)).collect();
+        let other = noise(60_000, 99);
+        let blobs: Vec<(&[u8], &[u8])> = raws
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (if i == 20 { &other[..] } else { &r[..] }, &r[..]))
+            .collect();
+        let pack = store_pack(&repo, &blobs);
+        let stored = repo
+            .storage()
+            .get(&ObjectKind::Pack(BlobKind::Data).key(&pack))
+            .unwrap();
+        assert!(stored.len() > 2 << 20);
+        let bad = BlobId::keyed(repo.keys().chunk_key(), &raws[20]);
+        let mut bufs = PackBuffers::default();
+        // Twice through the same buffers: the second pass must not see the first's bytes.
+        for _ in 0..2 {
+            let verdicts = verify_stored_pack(&repo, &pack, BlobKind::Data, &mut bufs).unwrap();
+            assert_eq!(verdicts.len(), 40);
+            for (i, (entry, verdict)) in verdicts.iter().enumerate() {
+                if i == 20 {
+                    assert_eq!(entry.id, bad);
+                    let err = verdict.as_ref().unwrap_err().to_string();
+                    assert!(err.contains(&bad.to_string()), "{err}");
+                    assert!(err.contains("does not match its id"), "{err}");
+                } else {
+                    assert!(verdict.is_ok(), "blob {i}: {verdict:?}");
+                }
+            }
+            assert_eq!(bufs.stored_len(), stored.len() as u64);
+            // The in-memory path says the same.
+            let mut plain = Vec::new();
+            let same =
+                verify_pack_bytes(&repo, &pack, BlobKind::Data, &stored, &mut plain).unwrap();
+            let failed: Vec<usize> = (0..40).filter(|&i| same[i].1.is_err()).collect();
+            assert_eq!(failed, [20]);
+        }
+        // A smaller pack after it, in the same buffers.
+        let small = store_pack(&repo, &[(b"tiny", b"tiny")]);
+        let verdicts = verify_stored_pack(&repo, &small, BlobKind::Data, &mut bufs).unwrap();
+        assert_eq!(verdicts.len(), 1);
+        assert!(verdicts[0].1.is_ok());
+    }
+
+    #[test]
+    fn a_stored_pack_changed_anywhere_is_reported_as_damaged_not_as_undecryptable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, storage) = owner_repo(dir.path());
+        let raws: Vec<Vec<u8>> = (0..25).map(|i| noise(60_000, i + 50)).collect();
+        let blobs: Vec<(&[u8], &[u8])> = raws.iter().map(|r| (&r[..], &r[..])).collect();
+        let pack = store_pack(&repo, &blobs);
+        let key = ObjectKind::Pack(BlobKind::Data).key(&pack);
+        let good = repo.storage().get(&key).unwrap();
+        let mut bufs = PackBuffers::default();
+        // In the age header, the first chunk, past the first 1 MiB read, the
+        // last byte; cut short; one byte more.
+        let mut variants = Vec::new();
+        for at in [10, 1000, 1_200_000, good.len() - 1] {
+            let mut v = good.clone();
+            v[at] ^= 1;
+            variants.push(v);
+        }
+        variants.push(good[..good.len() - 100].to_vec());
+        variants.push([&good[..], b"x"].concat());
+        for bytes in variants {
+            storage.tamper(&key, &bytes);
+            let err = verify_stored_pack(&repo, &pack, BlobKind::Data, &mut bufs).unwrap_err();
+            assert!(err.to_string().contains("damaged pack"), "{err}");
+            assert_eq!(bufs.stored_len(), bytes.len() as u64);
+        }
+        storage.tamper(&key, &good);
+        assert!(
+            all_verified(verify_stored_pack(&repo, &pack, BlobKind::Data, &mut bufs).unwrap())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn read_all_reads_to_the_end_into_a_buffer_that_only_grows() {
+        /// Hands out at most 1,000 bytes a read.
+        struct Dribble<'a>(&'a [u8]);
+        impl Read for Dribble<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.0.len()).min(1000);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let big = text(3 << 20, 6);
+        let mut buf = Vec::new();
+        assert_eq!(read_all(&mut Dribble(&big), &mut buf).unwrap(), big.len());
+        assert_eq!(&buf[..big.len()], &big[..]);
+        let high = buf.len();
+        assert!(high >= big.len() && high < big.len() + (big.len() / 2).max(1 << 20));
+        let small = text(5000, 7);
+        assert_eq!(
+            read_all(&mut Dribble(&small), &mut buf).unwrap(),
+            small.len()
+        );
+        assert_eq!(&buf[..small.len()], &small[..]);
+        assert_eq!(buf.len(), high, "the buffer is reused, not cut");
+        assert_eq!(read_all(&mut Dribble(&[]), &mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn verify_reusing_agrees_with_verify() {
+        let mut check = BlobCheck::with_key(&KEY, 1 << 16);
+        let mut scratch = Vec::new();
+        let raw = text(40_000, 8);
+        let id = BlobId::keyed(&KEY, &raw);
+        let compressed = zstd::bulk::compress(&raw, 3).unwrap();
+        for (id, len, ok) in [
+            (id, 40_000, true),
+            (id, 39_999, false),
+            (id, 40_001, false),
+            (BlobId::keyed(&KEY, b"x"), 40_000, false),
+        ] {
+            let a = check.verify("pack", &id, BlobKind::Data, &compressed, len);
+            let b =
+                check.verify_reusing("pack", &id, BlobKind::Data, &compressed, len, &mut scratch);
+            assert_eq!(a.is_ok(), ok);
+            assert_eq!(b.is_ok(), ok);
+            if let (Err(a), Err(b)) = (a, b) {
+                assert_eq!(a.to_string(), b.to_string());
+            }
+        }
+        // A smaller blob after a larger one: only its own bytes count.
+        let short = b"short".to_vec();
+        let sid = BlobId::keyed(&KEY, &short);
+        let sc = zstd::bulk::compress(&short, 3).unwrap();
+        check
+            .verify_reusing("pack", &sid, BlobKind::Data, &sc, 5, &mut scratch)
+            .unwrap();
+        assert_eq!(scratch.len(), 40_000, "grown to the largest blob, not cut");
+        // A tree blob over a chunk's size goes through the allocating path.
+        let tree = text(100_000, 9);
+        let tid = BlobId::keyed(&KEY, &tree);
+        let tc = zstd::bulk::compress(&tree, 3).unwrap();
+        check
+            .verify_reusing("pack", &tid, BlobKind::Tree, &tc, 100_000, &mut scratch)
+            .unwrap();
+        assert_eq!(scratch.len(), 40_000);
+    }
 }
