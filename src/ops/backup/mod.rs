@@ -391,6 +391,7 @@ fn spawn_storing<'s, 'e: 's>(
 /// the channel its reader answers on (about 1 KiB together), made before the
 /// file is read: 1,024 of them keep the walker well ahead of the assembler
 /// (64 files are queued for the readers) in about 1 MiB; 4,096 held 4 MiB.
+/// They travel in batches of at most [`walk::EVENT_BATCH`].
 const EVENT_QUEUE: usize = 1024;
 
 /// Starts the walker and the file readers; returns the walk's events.
@@ -399,9 +400,9 @@ fn spawn_reading<'s, 'e: 's>(
     st: &'e Stages<'e>,
     walker: &'e Walker<'e>,
     raw_tx: &Sender<RawBlob>,
-) -> Receiver<Event> {
+) -> Receiver<Vec<Event>> {
     let (job_tx, job_rx) = bounded::<FileJob>(64);
-    let (ev_tx, ev_rx) = bounded::<Event>(EVENT_QUEUE);
+    let (ev_tx, ev_rx) = bounded::<Vec<Event>>(EVENT_QUEUE / walk::EVENT_BATCH);
     for _ in 0..st.threads.1 {
         let (rx, tx) = (job_rx.clone(), raw_tx.clone());
         s.spawn(move || walk::reader(rx, tx, st.repo, st.sink, st.failure));
