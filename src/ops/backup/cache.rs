@@ -334,14 +334,52 @@ impl CacheWriter {
     }
 
     /// Completes the stream and replaces the cache with it (atomically).
-    pub fn finish(mut self) -> std::io::Result<()> {
-        let mut out = self.out.take().expect("finished once");
+    #[cfg(test)]
+    pub fn finish(self) -> std::io::Result<()> {
+        self.seal()?.put_in_place()
+    }
+
+    /// Completes the stream and syncs it, still under its temporary name:
+    /// [`Sealed::put_in_place`] replaces the cache with it, dropping it
+    /// leaves nothing.
+    pub fn seal(mut self) -> std::io::Result<Sealed> {
+        let mut out = self.out.take().expect("sealed once");
+        let tmp = std::mem::take(&mut self.tmp);
+        let sealed = Sealed {
+            tmp,
+            file: std::mem::take(&mut self.file),
+            legacy: std::mem::take(&mut self.legacy),
+        };
         out.write_all(&self.pending)?;
         let f = out.finish()?.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
+        Ok(sealed)
+    }
+}
+
+/// A complete next cache under its temporary name (see
+/// [`CacheWriter::seal`]).
+pub struct Sealed {
+    tmp: PathBuf,
+    file: PathBuf,
+    legacy: PathBuf,
+}
+
+impl Sealed {
+    /// Replaces the cache with this one (atomically).
+    pub fn put_in_place(mut self) -> std::io::Result<()> {
         fs::rename(&self.tmp, &self.file)?;
+        self.tmp = PathBuf::new();
         let _ = fs::remove_file(&self.legacy);
         Ok(())
+    }
+}
+
+impl Drop for Sealed {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -657,6 +695,36 @@ mod tests {
         let c = FileCache::load(dir.path(), "r", "h", &paths);
         assert_eq!(lookup(&c, &entries[0]).as_ref(), Some(&entries[0]));
         assert_eq!(lookup(&c, &entries[1]), None);
+    }
+
+    #[test]
+    fn a_sealed_cache_replaces_the_last_only_once_put_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = [PathBuf::from("/s")];
+        let (old, new) = (entry("/s/a", 1), entry("/s/b", 2));
+        let write = |e: &CacheEntry| {
+            let mut w = FileCache::load(dir.path(), "r", "h", &paths)
+                .writer()
+                .unwrap();
+            w.add(e).unwrap();
+            w.seal().unwrap()
+        };
+        write(&old).put_in_place().unwrap();
+        let files = || fs::read_dir(dir.path().join("r")).unwrap().count();
+        assert_eq!(files(), 1);
+        // Sealed (complete and synced) but dropped, as when the snapshot
+        // could not be written: the last cache stays, nothing else.
+        let sealed = write(&new);
+        assert_eq!(files(), 2);
+        drop(sealed);
+        assert_eq!(files(), 1);
+        let c = FileCache::load(dir.path(), "r", "h", &paths);
+        assert_eq!(lookup(&c, &old), Some(old.clone()));
+        write(&new).put_in_place().unwrap();
+        assert_eq!(files(), 1);
+        let c = FileCache::load(dir.path(), "r", "h", &paths);
+        assert_eq!(lookup(&c, &old), None);
+        assert_eq!(lookup(&c, &new), Some(new));
     }
 
     #[test]
