@@ -4,6 +4,8 @@
 //! as JSON strings when they are UTF-8 and do not start with `b64:`;
 //! otherwise as `b64:` followed by standard base64 of the bytes.
 
+mod encode;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -215,9 +217,12 @@ pub struct Tree {
 }
 
 impl Tree {
-    /// Serializes the tree (the blob's plaintext).
+    /// Serializes the tree (the blob's plaintext): the JSON of its derived
+    /// `Serialize`, written directly ([`encode`]).
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("trees always serialize")
+        let mut out = Vec::with_capacity(16 + 320 * self.nodes.len());
+        encode::tree(&mut out, &self.nodes);
+        out
     }
 
     /// Parses a tree blob and checks that every name is a safe single path

@@ -46,7 +46,7 @@ pub struct FileRecords<'w> {
 /// Consumes walk events in order and builds one tree blob per directory,
 /// bottom-up. File results are awaited in walk order.
 pub fn assemble(
-    events: Receiver<Event>,
+    events: Receiver<Vec<Event>>,
     raw_tx: &Sender<RawBlob>,
     repo: &Repository,
     sink: &BlobSink<'_>,
@@ -66,7 +66,7 @@ pub fn assemble(
         compressed_outputs: Vec::new(),
         totals: Totals::default(),
     };
-    for event in events {
+    for event in events.iter().flatten() {
         match event {
             Event::Enter(node) => a.stack.push((Some(node), Vec::new())),
             Event::Leave => a.leave()?,

@@ -76,14 +76,14 @@ pub fn dry_run(opts: &BackupOptions) -> Result<DryRunReport> {
     };
     let failure = Failure::default();
     std::thread::scope(|s| {
-        let (events_tx, events_rx) = bounded::<Event>(256);
+        let (events_tx, events_rx) = bounded::<Vec<Event>>(16);
         let (jobs_tx, jobs_rx) = bounded(256);
         // Nothing is read: every job is dropped unanswered.
         s.spawn(move || for _ in jobs_rx {});
         s.spawn(|| walker.walk(events_tx, jobs_tx, &failure));
         let mut dir = PathBuf::from("/");
         let mut depth = 0usize;
-        for e in events_rx {
+        for e in events_rx.iter().flatten() {
             let shown =
                 |p: &std::path::Path| crate::format::escape::escape_bytes(p.as_os_str().as_bytes());
             match e {
