@@ -447,3 +447,63 @@ fn large_index_files_stay_out_of_the_digest_and_still_deduplicate() {
         "{v}"
     );
 }
+
+/// The index entries of the writer view of the workspace cache.
+fn index_entries(env: &Env) -> Vec<String> {
+    let v1 = env.cache.join(repo_id(env)).join("v1");
+    let mut out = Vec::new();
+    for view in fs::read_dir(&v1).unwrap().flatten() {
+        if view.file_name().to_string_lossy().starts_with("writer")
+            && let Ok(r) = fs::read_dir(view.path().join("index"))
+        {
+            out.extend(
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.')),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_backups_own_index_files_are_cached_as_written_and_not_fetched_again() {
+    let env = Env::new();
+    let src = env.path("src");
+    for i in 0..50 {
+        write(
+            &src.join(format!("f{i}")),
+            format!("file number {i}\n").as_bytes(),
+        );
+    }
+    backup_parent(&env, &src);
+    let mut stored: Vec<String> = fs::read_dir(env.repo.join("index"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    stored.sort();
+    assert!(!stored.is_empty());
+    // Cached by the backup that wrote them, before any command read them.
+    assert_eq!(index_entries(&env), stored);
+    // The next backup takes them from the cache: with every stored index
+    // file replaced by other bytes (which a fetch would refuse as damaged),
+    // it neither warns nor stores the files' blobs again.
+    for name in &stored {
+        let path = env.repo.join("index").join(name);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[0] ^= 1;
+        fs::write(&path, bytes).unwrap();
+    }
+    write(&src.join("f0"), b"changed");
+    let (_, parent, out) = backup_parent(&env, &src);
+    assert!(parent.is_some());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("damaged"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["snapshot"]["totals"]["blobs_added"].as_u64().unwrap() < 10,
+        "{v}"
+    );
+}

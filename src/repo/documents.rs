@@ -743,6 +743,34 @@ impl Repository {
         Ok((doc, signer))
     }
 
+    /// Puts a document this command has just stored (`json`, signed with
+    /// `block`, sealed into `stored_len` bytes under `id`) into the metadata
+    /// cache, with the verdict a read of the stored object would give: the
+    /// same checks on the same bytes. The index files a backup writes are
+    /// then not fetched, decrypted and checked again by the next command
+    /// on this host. The ratio rule of reads applies (documents that would
+    /// need slack are not cached).
+    pub(crate) fn remember_written(
+        &self,
+        kind: ObjectKind,
+        id: &Id,
+        json: &[u8],
+        block: Option<SignatureBlock>,
+        stored_len: u64,
+    ) {
+        let Some(c) = self.meta_cache.as_ref().filter(|_| cache::caches(kind)) else {
+            return;
+        };
+        if json.len() as u64 > limit(kind).by_ratio(stored_len) {
+            return;
+        }
+        let verdict = match signed_kind(kind) {
+            Some(k) => trust::check_block(self.keys(), &self.config().id, k, json, block),
+            None => Signer::Unsigned,
+        };
+        c.put(kind, id, &verdict, json);
+    }
+
     /// Reads an object, refusing one larger than `max` bytes.
     fn fetch_bounded(&self, key: &str, max: u64) -> std::result::Result<Vec<u8>, Failure> {
         let mut r = match self.storage().open(key) {

@@ -752,8 +752,12 @@ impl Repository {
     /// caller made or verified itself: an owner-signed index file is trusted
     /// by every backup for deduplication.
     pub fn put_signed_json<T: Serialize>(&self, kind: ObjectKind, value: &T) -> Result<Id> {
-        let bytes = self.signed_sealed_json(kind, value)?;
-        self.put_object(kind, &bytes)
+        let (bytes, json, block) = self.signed_sealed_json(kind, value)?;
+        let id = self.put_object(kind, &bytes)?;
+        // Stored: the next command on this host reads it from the cache
+        // instead of fetching, decrypting and checking it again.
+        self.remember_written(kind, &id, &json, block, bytes.len() as u64);
+        Ok(id)
     }
 
     /// Like [`Repository::put_signed_json`], but never under Object Lock
@@ -763,13 +767,23 @@ impl Repository {
         kind: ObjectKind,
         value: &T,
     ) -> Result<Id> {
-        let bytes = self.signed_sealed_json(kind, value)?;
+        let (bytes, _, _) = self.signed_sealed_json(kind, value)?;
         let id = Id::of_bytes(&bytes);
         self.storage.put_transient(&kind.key(&id), &bytes)?;
         Ok(id)
     }
 
-    fn signed_sealed_json<T: Serialize>(&self, kind: ObjectKind, value: &T) -> Result<Vec<u8>> {
+    /// The sealed bytes of a signed document, with the JSON and the
+    /// signature block inside them.
+    fn signed_sealed_json<T: Serialize>(
+        &self,
+        kind: ObjectKind,
+        value: &T,
+    ) -> Result<(
+        Vec<u8>,
+        Vec<u8>,
+        Option<crate::format::signature::SignatureBlock>,
+    )> {
         let signed = match kind {
             ObjectKind::Snapshot => SignedKind::Snapshot,
             ObjectKind::Index => SignedKind::Index,
@@ -780,11 +794,12 @@ impl Repository {
         };
         let json = serde_json::to_vec(value).expect("repository documents always serialize");
         let compressed = zstd::bulk::compress(&json, 3).map_err(|e| Error::io("zstd", e))?;
-        let plain = match self.keys.sign_document(signed, &json) {
-            Some(block) => crate::format::signature::frame(&block, &compressed),
+        let block = self.keys.sign_document(signed, &json);
+        let plain = match &block {
+            Some(block) => crate::format::signature::frame(block, &compressed),
             None => compressed,
         };
-        Ok(self.keys.seal_shared(&plain)?)
+        Ok((self.keys.seal_shared(&plain)?, json, block))
     }
 
     /// Like [`Repository::put_shared_json`], but never under Object Lock
