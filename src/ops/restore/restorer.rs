@@ -51,6 +51,8 @@ use crate::repo::{BlobReader, Repository};
 /// Segments of large files read and queued for writing, in all, beyond
 /// one a worker (each holds a segment buffer, about 2.3 MiB).
 const WRITE_AHEAD: usize = 4;
+// The queued buffers stay within 10 MiB whatever the number of workers.
+const _: () = assert!(WRITE_AHEAD * files::SEGMENT_BUF <= 10 << 20);
 
 /// How many read segments each of `threads` workers may queue for its
 /// write-behind thread: [`WRITE_AHEAD`] shared out (two each for two
@@ -744,6 +746,5 @@ mod tests {
             assert!(threads * write_ahead(threads) <= WRITE_AHEAD, "{threads}");
         }
         assert_eq!(write_ahead(5), 0);
-        assert!(WRITE_AHEAD * files::SEGMENT_BUF <= 10 << 20);
     }
 }
