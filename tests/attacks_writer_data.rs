@@ -22,25 +22,7 @@ use crate::util::*;
 const BOMB_RSS_LIMIT_MIB: u64 = 160;
 
 fn node(name: &[u8], kind: NodeKind) -> Node {
-    Node {
-        name: Bytes(name.to_vec()),
-        kind,
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        user: None,
-        group: None,
-        mtime_ns: 0,
-        size: 0,
-        target: None,
-        rdev: None,
-        hardlink: None,
-        xattrs: vec![],
-        content: vec![],
-        content_lists: Vec::new(),
-        hash: None,
-        subtree: None,
-    }
+    Node::bare(name, kind)
 }
 
 /// Writes a snapshot whose trees `make_trees` builds (given the chunk-id key

@@ -322,23 +322,8 @@ mod tests {
 
     fn node(name: &str, kind: NodeKind) -> Node {
         Node {
-            name: Bytes(name.as_bytes().to_vec()),
-            kind,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            user: None,
-            group: None,
             mtime_ns: 1,
-            size: 0,
-            target: None,
-            rdev: None,
-            hardlink: None,
-            xattrs: Vec::new(),
-            content: Vec::new(),
-            content_lists: Vec::new(),
-            hash: None,
-            subtree: None,
+            ..Node::bare(name.as_bytes(), kind)
         }
     }
 

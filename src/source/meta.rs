@@ -172,22 +172,12 @@ pub fn synthetic(
     names: &mut Names,
 ) -> Node {
     Node {
-        name: Bytes(name.as_bytes().to_vec()),
-        kind,
         mode,
         uid,
         gid,
         user: names.user(uid),
         group: names.group(gid),
         mtime_ns,
-        size: 0,
-        target: None,
-        rdev: None,
-        hardlink: None,
-        xattrs: Vec::new(),
-        content: Vec::new(),
-        content_lists: Vec::new(),
-        hash: None,
-        subtree: None,
+        ..Node::bare(name.as_bytes(), kind)
     }
 }
