@@ -12,8 +12,11 @@
 //! segments' blobs at the same time, each into a buffer of its own, and
 //! then take turns in file order to add the segment to the whole-file hash
 //! (in memory) and pass on the partial block where it meets the next; the
-//! whole blocks are then written by both at once. A segment waits for the
-//! one before it, so at most one segment per worker is held in memory.
+//! whole blocks are then written by both at once, each worker's by its
+//! write-behind thread while the worker reads its next segments. A segment
+//! waits for the one before it, so each worker reads one segment at a
+//! time; what it has read waits to be written in a short queue of its own
+//! (`restorer.rs`), so memory stays bounded.
 //!
 //! Files come back sparse: every aligned 4 KiB block that is all zeros is
 //! skipped rather than written, so it stays a hole (a file of several
@@ -49,7 +52,7 @@ const SEGMENT_BYTES: u64 = 2 << 20;
 
 /// A segment buffer's capacity: a segment's padding, [`SEGMENT_BYTES`], and
 /// the one blob that may pass it (the default chunker's are at most 64 KiB).
-const SEGMENT_BUF: usize = ALIGN + SEGMENT_BYTES as usize + (256 << 10);
+pub(super) const SEGMENT_BUF: usize = ALIGN + SEGMENT_BYTES as usize + (256 << 10);
 
 /// Bytes gathered before one positional write.
 const WRITE_BUF: usize = 1 << 20;
