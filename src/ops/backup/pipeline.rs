@@ -654,7 +654,9 @@ mod tests {
             let words = ["listen", "port", "host", "timeout", "user", "cache", "ssl"];
             let mut out = Vec::new();
             while out.len() < n {
-                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 out.extend_from_slice(words[(rng >> 33) as usize % words.len()].as_bytes());
                 out.extend_from_slice(format!(" = {}\n", rng >> 50).as_bytes());
             }
@@ -665,13 +667,21 @@ mod tests {
         for level in [1, 2, 4, 19] {
             assert_eq!(small_blob_level(level), level);
         }
-        let frame = |level: i32, data: &[u8]| zstd::bulk::Compressor::new(level).unwrap().compress(data).unwrap();
+        let frame = |level: i32, data: &[u8]| {
+            zstd::bulk::Compressor::new(level)
+                .unwrap()
+                .compress(data)
+                .unwrap()
+        };
         let mut enc = BlobEncoder::new(3).unwrap();
         for n in [200, 3000, SMALL_BLOB] {
             let data = text(n);
             let stored = enc.stored(BlobKind::Data, &data, None).unwrap();
             // The fast strategy finds other matches than double-fast here.
-            assert!(stored == frame(2, &data) && stored != frame(3, &data), "{n} bytes");
+            assert!(
+                stored == frame(2, &data) && stored != frame(3, &data),
+                "{n} bytes"
+            );
             assert!(zstd::stream::decode_all(&stored[..]).unwrap() == data);
         }
         // Past the small size, and at any other level, the level asked.
