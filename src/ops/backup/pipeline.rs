@@ -150,6 +150,16 @@ impl<'a> BlobSink<'a> {
     /// in a pack this run may rely on; if so, the run now depends on those
     /// packs (see [`BlobSink::relied_packs`]) and the file need not be read.
     pub fn reuse(&self, ids: &[BlobId]) -> bool {
+        // A small file's one blob (most files): no list of packs made.
+        if let [id] = ids {
+            return match self.index.pack_of(id) {
+                Some(n) => {
+                    self.rely(n);
+                    true
+                }
+                None => false,
+            };
+        }
         let mut packs = Vec::with_capacity(ids.len());
         for id in ids {
             match self.index.pack_of(id) {
@@ -690,5 +700,38 @@ mod tests {
         let mut enc4 = BlobEncoder::new(4).unwrap();
         let data = text(3000);
         assert!(enc4.stored(BlobKind::Data, &data, None).unwrap() == frame(4, &data));
+    }
+
+    #[test]
+    fn reusing_a_file_relies_on_its_blobs_packs_only_when_every_blob_is_indexed() {
+        use crate::format::id::Id;
+        use crate::format::index::IndexedBlob;
+        let blob = |b: u8| IndexedBlob {
+            id: BlobId(Id([b; 32])),
+            offset: 0,
+            length: 10,
+            raw_length: 10,
+        };
+        let mut index = Index::compact();
+        for (p, blobs) in [(1u8, vec![blob(1), blob(2)]), (2, vec![blob(3)])] {
+            index.add_pack(&IndexedPack {
+                id: PackId(Id([p; 32])),
+                kind: BlobKind::Data,
+                blobs,
+            });
+        }
+        index.finish();
+        let id = |b: u8| BlobId(Id([b; 32]));
+        let pack = |p: u8| PackId(Id([p; 32]));
+        let stats = Stats::default();
+        let sink = BlobSink::new(&index, &stats);
+        assert!(sink.reuse(&[]));
+        assert!(!sink.reuse(&[id(9)]));
+        assert!(!sink.reuse(&[id(3), id(9)]));
+        assert!(sink.relied_packs().is_empty());
+        assert!(sink.reuse(&[id(3)]));
+        assert_eq!(sink.relied_packs(), HashSet::from([pack(2)]));
+        assert!(sink.reuse(&[id(1), id(2)]));
+        assert_eq!(sink.relied_packs(), HashSet::from([pack(1), pack(2)]));
     }
 }
