@@ -158,6 +158,7 @@ impl Gear {
             buf: Vec::new(),
             len: 0,
             eof: false,
+            read: 0,
             expected,
             spare: Vec::new(),
             gear: self.clone(),
@@ -334,7 +335,10 @@ pub struct Blocks<R> {
     buf: Vec<u8>,
     len: usize,
     eof: bool,
-    /// The expected length, for the first buffer's size.
+    /// Bytes read from the stream so far.
+    read: u64,
+    /// The expected length: the first buffer's size, and where a short
+    /// read ends the stream (see [`Blocks::fill`]).
     expected: u64,
     /// Buffers of earlier blocks, to read into again.
     spare: Vec<Vec<u8>>,
@@ -388,7 +392,15 @@ impl<R: Read> Blocks<R> {
         }
     }
 
-    /// Reads until the buffer is full or the stream ends.
+    /// Reads until the buffer is full or the stream ends. A read that
+    /// returns less than asked, ending exactly at the expected length, ends
+    /// the stream without the read that would return nothing (one system
+    /// call per small file): the expected length is a regular file's size
+    /// just taken from its open handle, and a regular file's read is short
+    /// only at its end. Had the file grown since, the read would have
+    /// returned all it was asked for, and reading goes on to the real end
+    /// (on a file system that cuts reads short elsewhere, such a file is
+    /// stored as it was when its size was taken: a state it had).
     fn fill(&mut self) -> std::io::Result<()> {
         if self.buf.is_empty() && !self.eof {
             // One byte more than expected, so the end shows in one read.
@@ -397,9 +409,14 @@ impl<R: Read> Blocks<R> {
             self.buf = vec![0; first.clamp(1, full)];
         }
         while !self.eof && self.len < self.buf.len() {
+            let asked = self.buf.len() - self.len;
             match self.reader.read(&mut self.buf[self.len..]) {
                 Ok(0) => self.eof = true,
-                Ok(n) => self.len += n,
+                Ok(n) => {
+                    self.len += n;
+                    self.read += n as u64;
+                    self.eof = n < asked && self.read == self.expected;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -561,6 +578,64 @@ mod tests {
         let mut it = chunks(Failing, &ChunkerParams::default(), 1);
         assert!(it.next().unwrap().is_err());
         assert!(it.next().is_none());
+    }
+
+    /// A reader of `data` that returns at most `cap` bytes a read and
+    /// counts its reads.
+    struct Counted<'a> {
+        data: &'a [u8],
+        cap: usize,
+        reads: usize,
+    }
+
+    impl Read for Counted<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.reads += 1;
+            let n = buf.len().min(self.cap).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// Every byte `blocks` yields for a stream of `data` read `cap` bytes
+    /// at a time, `expected` long as far as known, and the reads made.
+    fn read_blocks(data: &[u8], cap: usize, expected: u64) -> (Vec<u8>, usize) {
+        let gear = Gear::new(&ChunkerParams::default(), 1);
+        let mut reader = Counted {
+            data,
+            cap,
+            reads: 0,
+        };
+        let mut out = Vec::new();
+        let mut blocks = gear.blocks(&mut reader, expected);
+        while let Some(b) = blocks.next_block().unwrap() {
+            out.extend_from_slice(b.bytes());
+            blocks.give_back(b.into_buffer());
+        }
+        drop(blocks);
+        (out, reader.reads)
+    }
+
+    #[test]
+    fn a_stream_of_its_expected_length_ends_without_a_read_that_returns_nothing() {
+        let data = pseudo_random(3000);
+        // One read for a small file, none to find its end.
+        assert_eq!(read_blocks(&data, usize::MAX, 3000), (data.clone(), 1));
+        // Short reads before the end do not end it.
+        assert_eq!(read_blocks(&data, 1000, 3000), (data.clone(), 3));
+        // A file that grew after its size was taken is read to its end.
+        assert_eq!(read_blocks(&data, usize::MAX, 2000).0, data);
+        // Unknown or shorter than said: read until a read returns nothing.
+        assert_eq!(read_blocks(&data, usize::MAX, u64::MAX), (data.clone(), 2));
+        assert_eq!(read_blocks(&data, usize::MAX, 4000), (data.clone(), 2));
+        assert_eq!(read_blocks(&[], usize::MAX, 0), (Vec::new(), 1));
+        // A large stream: many buffers, the last read short at its end.
+        let large = pseudo_random(3 << 20);
+        let (out, reads) = read_blocks(&large, usize::MAX, large.len() as u64);
+        assert!(out == large);
+        let (_, reads_unknown) = read_blocks(&large, usize::MAX, u64::MAX);
+        assert_eq!(reads + 1, reads_unknown);
     }
 
     #[test]

@@ -27,9 +27,14 @@ const EXTENSIONS: &[&str] = &[
 
 /// Whether a file name looks like a keystore or certificate file.
 pub fn is_keystore_name(name: &[u8]) -> bool {
-    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
-    name.rsplit_once('.')
-        .is_some_and(|(_, ext)| EXTENSIONS.contains(&ext))
+    // No allocation: the walk asks this of every file.
+    let ext = match name.iter().rposition(|&b| b == b'.') {
+        Some(dot) => &name[dot + 1..],
+        None => return false,
+    };
+    EXTENSIONS
+        .iter()
+        .any(|e| e.as_bytes().eq_ignore_ascii_case(ext))
 }
 
 /// Every certificate that parses in `data` (PEM, DER or JKS).
@@ -181,5 +186,10 @@ mod tests {
                 && is_keystore_name(b"ca.pem")
                 && !is_keystore_name(b"app.conf")
         );
+        // The last extension counts, in any case, whatever bytes precede it.
+        assert!(is_keystore_name(b"\xff\xfe.Key") && is_keystore_name(b".keystore"));
+        assert!(is_keystore_name(b"old.conf.JKS") && !is_keystore_name(b"ca.pem.bak"));
+        assert!(!is_keystore_name(b"pem") && !is_keystore_name(b"a.pe\xffm"));
+        assert!(!is_keystore_name(b"a.") && !is_keystore_name(b""));
     }
 }
