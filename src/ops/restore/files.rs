@@ -457,6 +457,9 @@ pub fn process(
 ) -> Step {
     let st = &seg.state;
     if st.single {
+        if let Some(outcome) = write_small_new(st, reader, index, meta, verify) {
+            return Step::Done(Some((seg.state.clone(), outcome)));
+        }
         if st.failure.lock().expect("failure lock").is_none()
             && let Err(f) = write_segment(&seg, reader, index)
         {
@@ -790,6 +793,99 @@ fn write_segment(seg: &Segment, reader: &mut BlobReader<'_>, index: &Index) -> R
         }
     }
     flush(&mut buf, &mut offset)
+}
+
+/// The cheapest safe way to restore a small file: a file of at most one
+/// blob, new in a directory this restore made (out of sight under a
+/// temporary name until the restore ends, see [`Dir::create_new_file`]).
+/// Its blob is read and checked against its id, and its content against
+/// the whole-file hash and size, in memory *before* anything is created;
+/// then the file is created under its final name (`O_CREAT|O_EXCL|
+/// O_NOFOLLOW`, with its permission bits), written, given its metadata on
+/// the open handle, and closed: no unnamed inode to link (`O_TMPFILE` puts
+/// the inode on the file system's orphan list and `linkat` takes it off
+/// again, a journaled update each) and no temporary name to rename. A
+/// write that fails removes the file again.
+///
+/// `None` when the file is not such a file, or when something has its
+/// name (only another process of the restoring user could have put it
+/// there): the general path decides then.
+fn write_small_new(
+    st: &FileState,
+    reader: &mut BlobReader<'_>,
+    index: &Index,
+    meta: &MetaWriter,
+    verify: bool,
+) -> Option<Finished> {
+    if verify
+        || !st.dir.fresh()
+        || st.commit.replacing
+        || st.node.content.len() > 1
+        || st.made.get().is_some()
+        || st.failure.lock().expect("failure lock").is_some()
+    {
+        return None;
+    }
+    let data = match st.node.content.first() {
+        Some(id) => match reader.read_indexed(id, index) {
+            Ok(data) => data,
+            Err(e) => return Some(Finished::Failed((ProblemKind::reading(&e), e.to_string()))),
+        },
+        None => Vec::new(),
+    };
+    if data.len() as u64 > st.node.size {
+        return Some(Finished::Failed(past_the_end(st.node.size)));
+    }
+    let hash: Id = blake3::hash(&data).into();
+    if Some(hash) != st.node.hash || data.len() as u64 != st.node.size {
+        return Some(Finished::Failed((
+            ProblemKind::Mismatch,
+            format!(
+                "restored content ({} bytes) differs from the snapshot's hash or size ({} bytes)",
+                data.len(),
+                st.node.size
+            ),
+        )));
+    }
+    let file = match st.dir.create_new_file(&st.name, st.mode) {
+        Ok(Some(f)) => f,
+        Ok(None) => return None,
+        Err(e) => return Some(Finished::Failed((ProblemKind::Write, e.to_string()))),
+    };
+    let written = write_sparse(&data, 0, |b, o| file.write_all_at(b, o)).and_then(|end| {
+        if end < st.node.size {
+            file.set_len(st.node.size)?;
+        }
+        match st.node.hardlink {
+            Some(_) => FileId::of_file(&file).map(Some),
+            None => Ok(None),
+        }
+    });
+    let id = match written {
+        Ok(id) => id,
+        Err(e) => {
+            drop(file);
+            let mut why = e.to_string();
+            if let Err(e) = st.dir.remove_failed(&st.name) {
+                why = format!("{why}; removing what was written: {e}");
+            }
+            return Some(Finished::Failed((ProblemKind::Write, why)));
+        }
+    };
+    // Metadata last: its times say the file is done.
+    let applied = meta.apply(
+        &Handle::Open(&file),
+        &st.node,
+        Some(st.dir.new_owner()),
+        st.dir.created_mode(st.mode),
+    );
+    Some(Finished::Ok {
+        bytes: st.node.size,
+        id,
+        problem: applied.problem,
+        withheld: applied.withheld,
+        replaced: false,
+    })
 }
 
 fn finish(st: &FileState, meta: &MetaWriter, verify: bool) -> Finished {

@@ -220,6 +220,41 @@ impl Dir {
             Err(Errno::EEXIST) => false,
             Err(e) => return Err(io_err(e)),
         };
+        self.open_child_dir(name, created)
+    }
+
+    /// Like [`Dir::ensure_child_dir`], but a directory this restore creates
+    /// in a directory it did not create is made under a fresh temporary
+    /// name, returned with it: everything restored beneath it stays out of
+    /// sight of its final path until [`Dir::commit_new`] names it, so a
+    /// restore killed outright leaves nothing under a final name there
+    /// (see [`Dir::create_new_file`]). In a directory restore created, the
+    /// child is made under its name (its parent is out of sight already).
+    pub fn ensure_child_dir_staged(&self, name: &OsStr) -> io::Result<(Dir, Option<OsString>)> {
+        if self.fresh || self.stat_child(name)?.is_some() {
+            return Ok((self.ensure_child_dir(name)?, None));
+        }
+        loop {
+            let tmp = temp_name();
+            match mkdirat(self.file.as_fd(), tmp.as_os_str(), Mode::S_IRWXU) {
+                Ok(()) => {
+                    return match self.open_child_dir(&tmp, true) {
+                        Ok(dir) => Ok((dir, Some(tmp))),
+                        Err(e) => {
+                            let _ = unlinkat(self.file.as_fd(), tmp.as_os_str(), UnlinkatFlags::RemoveDir);
+                            Err(e)
+                        }
+                    };
+                }
+                Err(Errno::EEXIST) => continue,
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+    }
+
+    /// Opens the child directory `name` beneath this one; `created`: this
+    /// restore just made it (checked to be ours, and made 0700).
+    fn open_child_dir(&self, name: &OsStr, created: bool) -> io::Result<Dir> {
         let fd = match self.open_beneath(Path::new(name)) {
             Ok(fd) => fd,
             Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
@@ -288,6 +323,36 @@ impl Dir {
                 Err(e) => return Err(io_err(e)),
             }
         }
+    }
+
+    /// Creates a new file under its final name `name` with permission bits
+    /// `mode` (less the umask), open for reading and writing, never
+    /// following a symlink nor reusing an entry (`O_CREAT|O_EXCL|
+    /// O_NOFOLLOW`): `Ok(None)` when something has the name. Only for a
+    /// directory restore created ([`Dir::fresh`]): it is out of sight under
+    /// a temporary name until the restore ends
+    /// ([`Dir::ensure_child_dir_staged`]), and only the restoring user can
+    /// add or change entries in it (0700), so a file there is complete and
+    /// verified before anyone can see it under its final path, and one that
+    /// fails is removed by name ([`Dir::remove_failed`]).
+    pub fn create_new_file(&self, name: &OsStr, mode: u32) -> io::Result<Option<File>> {
+        debug_assert!(self.fresh, "final names only in directories restore made");
+        match openat(
+            self.file.as_fd(),
+            name,
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode & 0o777),
+        ) {
+            Ok(fd) => Ok(Some(File::from(fd))),
+            Err(Errno::EEXIST) => Ok(None),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    /// Removes the file `name` that [`Dir::create_new_file`] made here and
+    /// that failed.
+    pub fn remove_failed(&self, name: &OsStr) -> io::Result<()> {
+        unlinkat(self.file.as_fd(), name, UnlinkatFlags::NoRemoveDir).map_err(io_err)
     }
 
     /// Creates a new, unnamed file in this directory (`O_TMPFILE`) with
