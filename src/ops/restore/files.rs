@@ -796,8 +796,9 @@ fn write_segment(seg: &Segment, reader: &mut BlobReader<'_>, index: &Index) -> R
 }
 
 /// The cheapest safe way to restore a small file: a file of at most one
-/// blob, new in a directory this restore made (out of sight under a
-/// temporary name until the restore ends, see [`Dir::create_new_file`]).
+/// blob, new in a directory this restore made out of sight (under a
+/// temporary name, or beneath one, until the restore ends, see
+/// [`Dir::create_new_file`]).
 /// Its blob is read and checked against its id, and its content against
 /// the whole-file hash and size, in memory *before* anything is created;
 /// then the file is created under its final name (`O_CREAT|O_EXCL|
@@ -818,7 +819,7 @@ fn write_small_new(
     verify: bool,
 ) -> Option<Finished> {
     if verify
-        || !st.dir.fresh()
+        || !st.dir.hidden()
         || st.commit.replacing
         || st.node.content.len() > 1
         || st.made.get().is_some()
