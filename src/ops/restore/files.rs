@@ -80,8 +80,10 @@ pub struct FileState {
     failure: Mutex<Option<Failure>>,
     /// The whole-file hash so far: a single-segment file is hashed as it is
     /// written, a file of several segments in order as its segments are
-    /// done (`None` once hashing failed).
-    hash: Mutex<Option<blake3::Hasher>>,
+    /// done (`None` once hashing failed, or before a single-segment file
+    /// is written: a small file checked in memory needs none, and the
+    /// hasher is most of this state's size).
+    hash: Mutex<Option<Box<blake3::Hasher>>>,
     /// Whose turn it is to hash and write (files of several segments).
     order: Mutex<Order>,
     /// Wakes the workers waiting for their turn.
@@ -310,6 +312,10 @@ pub fn plan(
     let mut pos = 0u64;
     let mut lengths_agree = true;
     let mut place = None;
+    // A small file's blobs are salted (format 3): the index records their
+    // lengths rounded up, so it is written in one segment, and its size
+    // checked against what verifies (its blobs' lengths are not looked up).
+    let small = node.size <= crate::format::salt::SALTED_MAX;
     for (i, id) in node.content.iter().enumerate() {
         let known = if i == 0 {
             place = index.get(id).map(|l| (l.pack, l.offset));
@@ -331,6 +337,9 @@ pub fn plan(
             offsets.push(pos);
             starts.push(i);
         }
+        if small {
+            continue;
+        }
         match index.agreed_raw_length(id) {
             Some(len) => pos += len as u64,
             // Index files disagree on this blob (one may be planted): write
@@ -338,10 +347,7 @@ pub fn plan(
             None => lengths_agree = false,
         }
     }
-    // A small file's blobs are salted (format 3): the index records their
-    // lengths rounded up, so it is written in one segment, and its size
-    // checked against what verifies.
-    if !lengths_agree || node.size <= crate::format::salt::SALTED_MAX {
+    if !lengths_agree || small {
         offsets.truncate(1);
         starts.truncate(1);
     } else if pos != node.size {
@@ -380,7 +386,7 @@ pub fn plan(
         mode,
         made,
         failure: Mutex::new(None),
-        hash: Mutex::new(Some(blake3::Hasher::new())),
+        hash: Mutex::new((segments > 1).then(|| Box::new(blake3::Hasher::new()))),
         order: Mutex::new(Order {
             bounds: offsets.iter().copied().chain([node.size]).collect(),
             next: 0,
@@ -459,6 +465,13 @@ pub fn process(
     if st.single {
         if let Some(outcome) = write_small_new(st, reader, index, meta, verify) {
             return Step::Done(Some((seg.state.clone(), outcome)));
+        }
+        if !verify {
+            // Hashed as it is written (a drill hashes what is on disk).
+            st.hash
+                .lock()
+                .expect("hash lock")
+                .get_or_insert_with(|| Box::new(blake3::Hasher::new()));
         }
         if st.failure.lock().expect("failure lock").is_none()
             && let Err(f) = write_segment(&seg, reader, index)
