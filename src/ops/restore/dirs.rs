@@ -64,6 +64,8 @@ struct Level {
     /// Where it is beneath the target now (under a staged ancestor's
     /// temporary name until the end).
     disk: PathBuf,
+    /// Made out of sight ([`Dir::hidden`]): so it is again when reopened.
+    hidden: bool,
     node: Option<Node>,
     state: State,
 }
@@ -89,6 +91,7 @@ impl DirStack {
             levels: vec![Level {
                 rel: PathBuf::new(),
                 disk: PathBuf::new(),
+                hidden: false,
                 node: None,
                 state: State::Open(target),
             }],
@@ -101,6 +104,7 @@ impl DirStack {
         self.levels.push(Level {
             rel: rel.to_owned(),
             disk: PathBuf::new(),
+            hidden: false,
             node: Some(node.clone()),
             state: State::Pending,
         });
@@ -174,6 +178,7 @@ impl DirStack {
         });
         let parent_disk = self.levels[i - 1].disk.clone();
         self.levels[i].disk = parent_disk.join(tmp.as_deref().unwrap_or(name));
+        self.levels[i].hidden = dir.hidden();
         if let Some(tmp) = tmp {
             self.staged.push(StagedDir {
                 rel: self.levels[i].rel.clone(),
@@ -201,7 +206,13 @@ impl DirStack {
         let State::Open(root) = &self.levels[0].state else {
             unreachable!("the target stays open");
         };
-        let dir = root.reopen(&self.levels[i].disk, id)?;
+        let mut dir = root.reopen(&self.levels[i].disk, id)?;
+        // Still beneath its staged ancestor (the very inode restore made):
+        // what is made in it stays out of sight, never staged a second
+        // time under a name the naming at the end would not know.
+        if self.levels[i].hidden {
+            dir.keep_hidden();
+        }
         self.open(i, Arc::new(dir));
         Ok(())
     }

@@ -139,6 +139,14 @@ impl Dir {
         self.hidden
     }
 
+    /// Marks a directory restore made out of sight, closed and now reopened
+    /// (and checked to be the same inode), as out of sight again: it is
+    /// still beneath the staged directory, which only the restoring user
+    /// can change.
+    pub fn keep_hidden(&mut self) {
+        self.hidden = true;
+    }
+
     /// The permission bits a file created here with `mode` gets, when they
     /// are known without asking (`None`: set them after creation). The
     /// umask clears bits, a default ACL on the directory replaces the umask,
@@ -559,6 +567,32 @@ impl Dir {
         }
     }
 
+    /// Names the staged directory `tmp` `name` in this directory, which
+    /// only the restoring user can change ([`Dir::ensure_child_dir_staged`]):
+    /// [`Dir::commit_new`], or, where the file system refuses
+    /// `RENAME_NOREPLACE` (`EINVAL`: NFS, 9p, FUSE without it), a check
+    /// that nothing has the name and a plain rename, which no one else can
+    /// race in such a directory. `Ok(false)` when something has the name.
+    pub fn name_staged(&self, tmp: &OsStr, name: &OsStr) -> io::Result<bool> {
+        match self.commit_new(tmp, name) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && self.private => {
+                self.rename_if_free(tmp, name)
+            }
+            r => r,
+        }
+    }
+
+    /// Renames `tmp` to `name` unless something has that name (checked
+    /// first: only for a directory no one else can change).
+    fn rename_if_free(&self, tmp: &OsStr, name: &OsStr) -> io::Result<bool> {
+        if self.stat_child(name)?.is_some() {
+            return Ok(false);
+        }
+        let at = self.file.as_fd();
+        rustix::fs::renameat(at, tmp, at, name)?;
+        Ok(true)
+    }
+
     /// What is at `name` in this directory (never following a symlink);
     /// `None` when nothing is.
     pub fn stat_child(&self, name: &OsStr) -> io::Result<Option<FileStat>> {
@@ -911,6 +945,48 @@ mod tests {
         assert_eq!(std::fs::read(t.join("planted")).unwrap(), b"new");
         assert_eq!(std::fs::read(&outside).unwrap(), b"theirs");
         assert_eq!(std::fs::read_dir(&t).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_staged_directory_is_named_only_where_the_name_is_free_also_without_noreplace() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path().join("t");
+        let target = Dir::open_target(&t).unwrap();
+        std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let target = Dir::from_fd(target.file.try_clone().unwrap().into()).unwrap();
+        assert!(target.private);
+        for (staged, name) in [(".vault-restore-a", "a"), (".vault-restore-b", "b")] {
+            std::fs::create_dir(t.join(staged)).unwrap();
+            std::fs::write(t.join(staged).join("f"), name).unwrap();
+        }
+        std::fs::write(t.join("b"), b"was here").unwrap();
+        // The fallback for file systems that refuse RENAME_NOREPLACE, and
+        // the rename with it, agree: a free name is taken, a taken one is
+        // left as it was.
+        assert!(
+            target
+                .rename_if_free(OsStr::new(".vault-restore-a"), OsStr::new("a"))
+                .unwrap()
+        );
+        assert_eq!(std::fs::read(t.join("a/f")).unwrap(), b"a");
+        assert!(
+            !target
+                .rename_if_free(OsStr::new(".vault-restore-b"), OsStr::new("b"))
+                .unwrap()
+        );
+        assert!(
+            !target
+                .name_staged(OsStr::new(".vault-restore-b"), OsStr::new("b"))
+                .unwrap()
+        );
+        assert_eq!(std::fs::read(t.join("b")).unwrap(), b"was here");
+        assert!(t.join(".vault-restore-b/f").exists());
+        assert!(
+            target
+                .name_staged(OsStr::new(".vault-restore-b"), OsStr::new("c"))
+                .unwrap()
+        );
+        assert_eq!(std::fs::read(t.join("c/f")).unwrap(), b"b");
     }
 
     #[test]

@@ -383,7 +383,7 @@ impl<'a> Restorer<'a> {
             let name = s.rel.file_name().expect("directories have a name");
             let named = shared.reopen(&s.parent, s.parent_id).and_then(|parent| {
                 match parent.stat_child(&s.tmp)? {
-                    Some(st) if FileId::of(&st) == s.id => parent.commit_new(&s.tmp, name),
+                    Some(st) if FileId::of(&st) == s.id => parent.name_staged(&s.tmp, name),
                     _ => Err(std::io::Error::other("it was moved away during restore")),
                 }
             });
