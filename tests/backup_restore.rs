@@ -455,6 +455,40 @@ fn deep_directory_nesting_backs_up_and_restores() {
 }
 
 #[test]
+fn a_directory_after_a_deep_one_is_restored_under_its_name() {
+    // Directories deeper than restore keeps open close the levels above
+    // them; a new directory made afterwards beside the deep one is made
+    // in its reopened parent, which is out of sight until the end, and
+    // must come back under its own name like every other.
+    let env = Env::new();
+    let src = env.path("src");
+    let mut deep = src.join("a");
+    for i in 0..24 {
+        deep.push(format!("c{i}"));
+    }
+    fs::create_dir_all(&deep).unwrap();
+    write(&deep.join("bottom.txt"), b"deep");
+    write(&src.join("z/sub/g"), b"beside");
+    write(&src.join("zz"), b"last");
+    env.backup(&[&src]);
+    let target = env.path("t");
+    let out = env.restore("latest", &target);
+    assert_success(&out);
+    let root = target.join(src.strip_prefix("/").unwrap());
+    let restored = root
+        .join(deep.strip_prefix(&src).unwrap())
+        .join("bottom.txt");
+    assert_eq!(fs::read(restored).unwrap(), b"deep");
+    assert_eq!(fs::read(root.join("z/sub/g")).unwrap(), b"beside");
+    assert_eq!(fs::read(root.join("zz")).unwrap(), b"last");
+    let leftovers: Vec<_> = walk_names(&target)
+        .into_iter()
+        .filter(|n| n.contains(".vault-restore-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
 fn progress_is_drawn_on_a_terminal_and_never_into_a_pipe() {
     let env = Env::new();
     let src = env.path("src");

@@ -417,6 +417,54 @@ fn symlink_planted_in_the_target_is_not_followed() {
 }
 
 #[test]
+fn small_files_that_do_not_fit_leave_nothing_under_their_names() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test mounts a tmpfs and must run as root"
+    );
+    let env = Env::new();
+    let src = env.path("src");
+    // 2.4 MB of small files for a 1 MiB file system.
+    for f in 0..600u64 {
+        write(&src.join(format!("etc/conf/f{f:03}")), &noise(4000, f));
+    }
+    env.backup(&[&src]);
+    let mnt = env.path("small");
+    fs::create_dir(&mnt).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let out = env.restore("latest", &mnt);
+    assert_code(&out, 1);
+    assert_contains(&stdout(&out), "No space left");
+    let restored = mnt.join(src.strip_prefix("/").unwrap()).join("etc/conf");
+    let mut complete = 0;
+    for e in fs::read_dir(&restored).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        assert!(!name.starts_with(".vault-restore-"), "left: {name}");
+        // Every file under its name is whole: the ones that did not fit
+        // were removed, not left empty or cut short.
+        assert_eq!(
+            fs::read(e.path()).unwrap(),
+            fs::read(src.join("etc/conf").join(&name)).unwrap(),
+            "{name} is not what was backed up"
+        );
+        complete += 1;
+    }
+    assert!((1..600).contains(&complete), "{complete} files restored");
+}
+
+#[test]
 fn restore_into_a_full_filesystem_fails_cleanly() {
     assert!(
         nix::unistd::geteuid().is_root(),

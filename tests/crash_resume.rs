@@ -453,3 +453,88 @@ fn an_init_killed_midway_is_rerun_and_foreign_leftovers_are_still_refused() {
         b"not ours"
     );
 }
+
+/// Regular files beneath `root` and whether the path to each passes
+/// through a restore's temporary name (`.vault-restore-*`).
+fn files_beneath(root: &Path) -> Vec<(PathBuf, bool)> {
+    let mut out = Vec::new();
+    let mut stack = vec![(root.to_owned(), false)];
+    while let Some((dir, hidden)) = stack.pop() {
+        for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let staged = hidden
+                || e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".vault-restore-");
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push((e.path(), staged)),
+                Ok(t) if t.is_file() => out.push((e.path(), staged)),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_restore_stopped_midway_has_no_file_under_its_final_name_and_a_rerun_completes() {
+    let env = Env::new();
+    let src = env.path("src");
+    for d in 0..40u64 {
+        for f in 0..100u64 {
+            let len = 500 + ((d * 100 + f) * 7919 % 3000) as usize;
+            write(
+                &src.join(format!("etc/svc{d:02}/conf{f:02}")),
+                &noise(len, d * 100 + f),
+            );
+        }
+    }
+    env.backup(&[&src]);
+    let target = env.path("target");
+    fs::create_dir(&target).unwrap();
+    let mut child = Command::new(vault_bin())
+        .args(["restore", "-r", env.repo.to_str().unwrap()])
+        .args(["-i", env.owner_key.to_str().unwrap(), "latest"])
+        .args(["--target", target.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Stopped (as a kill would leave it) once it has written some files.
+    loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the restore finished before it could be stopped"
+        );
+        if files_beneath(&target).len() >= 10 {
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restore stalled");
+    }
+    let seen = files_beneath(&target);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(seen.len() >= 10, "{seen:?}");
+    let named: Vec<_> = seen.iter().filter(|(_, staged)| !staged).collect();
+    assert!(
+        named.is_empty(),
+        "files under their final name before the restore ended: {named:?}"
+    );
+    // What it left is under temporary names only, and a rerun restores
+    // the whole tree beside it.
+    let left: Vec<_> = fs::read_dir(&target).unwrap().flatten().collect();
+    assert!(!left.is_empty());
+    for e in &left {
+        assert!(
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".vault-restore-"),
+            "{:?}",
+            e.file_name()
+        );
+    }
+    assert_success(&env.restore("latest", &target));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}

@@ -6,7 +6,13 @@
 //! snapshot nested 4096 deep does not run out of file descriptors; a level
 //! needed again is reopened beneath the target without following any
 //! symlink and must still be the very directory restore created.
+//!
+//! A directory restore creates inside one it did not create is made under a
+//! temporary name ([`Dir::ensure_child_dir_staged`]) and named at the end
+//! ([`DirStack::take_staged`]): until then, nothing restored beneath it is
+//! under its final path.
 
+use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,8 +44,28 @@ enum State {
     Failed,
 }
 
+/// A directory made under a temporary name, to be named at the end.
+pub struct StagedDir {
+    /// Its path relative to the snapshot root (where it belongs).
+    pub rel: PathBuf,
+    /// Its parent's path beneath the target (a directory restore did not
+    /// create, so never beneath a temporary name).
+    pub parent: PathBuf,
+    /// The parent's inode, checked when it is reopened.
+    pub parent_id: FileId,
+    /// The temporary name it has in its parent.
+    pub tmp: OsString,
+    /// The inode, checked before it is named.
+    pub id: FileId,
+}
+
 struct Level {
     rel: PathBuf,
+    /// Where it is beneath the target now (under a staged ancestor's
+    /// temporary name until the end).
+    disk: PathBuf,
+    /// Made out of sight ([`Dir::hidden`]): so it is again when reopened.
+    hidden: bool,
     node: Option<Node>,
     state: State,
 }
@@ -47,6 +73,7 @@ struct Level {
 /// The stack of directories from the target down to the walk's position.
 pub struct DirStack {
     levels: Vec<Level>,
+    staged: Vec<StagedDir>,
 }
 
 /// A directory that could not be created or reopened.
@@ -63,9 +90,12 @@ impl DirStack {
         DirStack {
             levels: vec![Level {
                 rel: PathBuf::new(),
+                disk: PathBuf::new(),
+                hidden: false,
                 node: None,
                 state: State::Open(target),
             }],
+            staged: Vec::new(),
         }
     }
 
@@ -73,6 +103,8 @@ impl DirStack {
     pub fn push(&mut self, rel: &Path, node: &Node) {
         self.levels.push(Level {
             rel: rel.to_owned(),
+            disk: PathBuf::new(),
+            hidden: false,
             node: Some(node.clone()),
             state: State::Pending,
         });
@@ -138,14 +170,32 @@ impl DirStack {
         };
         let level = &self.levels[i];
         let name = level.rel.file_name().expect("directories have a name");
-        let dir = parent.ensure_child_dir(name)?;
+        let (dir, tmp) = parent.ensure_child_dir_staged(name)?;
         created.push(Created {
             rel: level.rel.clone(),
             id: dir.id(),
             node: level.node.clone().expect("only the target has no entry"),
         });
+        let parent_disk = self.levels[i - 1].disk.clone();
+        self.levels[i].disk = parent_disk.join(tmp.as_deref().unwrap_or(name));
+        self.levels[i].hidden = dir.hidden();
+        if let Some(tmp) = tmp {
+            self.staged.push(StagedDir {
+                rel: self.levels[i].rel.clone(),
+                parent: parent_disk,
+                parent_id: parent.id(),
+                tmp,
+                id: dir.id(),
+            });
+        }
         self.open(i, Arc::new(dir));
         Ok(())
+    }
+
+    /// The directories made under a temporary name so far, in the order
+    /// they were made (none is beneath another), to be named.
+    pub fn take_staged(&mut self) -> Vec<StagedDir> {
+        std::mem::take(&mut self.staged)
     }
 
     /// Reopens level `i` beneath the target.
@@ -156,7 +206,13 @@ impl DirStack {
         let State::Open(root) = &self.levels[0].state else {
             unreachable!("the target stays open");
         };
-        let dir = root.reopen(&self.levels[i].rel, id)?;
+        let mut dir = root.reopen(&self.levels[i].disk, id)?;
+        // Still beneath its staged ancestor (the very inode restore made):
+        // what is made in it stays out of sight, never staged a second
+        // time under a name the naming at the end would not know.
+        if self.levels[i].hidden {
+            dir.keep_hidden();
+        }
         self.open(i, Arc::new(dir));
         Ok(())
     }

@@ -87,8 +87,10 @@ pub struct FileState {
     failure: Mutex<Option<Failure>>,
     /// The whole-file hash so far: a single-segment file is hashed as it is
     /// written, a file of several segments in order as its segments are
-    /// done (`None` once hashing failed).
-    hash: Mutex<Option<blake3::Hasher>>,
+    /// done (`None` once hashing failed, or before a single-segment file
+    /// is written: a small file checked in memory needs none, and the
+    /// hasher is most of this state's size).
+    hash: Mutex<Option<Box<blake3::Hasher>>>,
     /// Whose turn it is to hash and write (files of several segments).
     order: Mutex<Order>,
     /// Wakes the workers waiting for their turn.
@@ -320,6 +322,10 @@ pub fn plan(
     let mut pos = 0u64;
     let mut lengths_agree = true;
     let mut place = None;
+    // A small file's blobs are salted (format 3): the index records their
+    // lengths rounded up, so it is written in one segment, and its size
+    // checked against what verifies (its blobs' lengths are not looked up).
+    let small = node.size <= crate::format::salt::SALTED_MAX;
     for (i, id) in node.content.iter().enumerate() {
         let known = if i == 0 {
             place = index.get(id).map(|l| (l.pack, l.offset));
@@ -341,6 +347,9 @@ pub fn plan(
             offsets.push(pos);
             starts.push(i);
         }
+        if small {
+            continue;
+        }
         match index.agreed_raw_length(id) {
             Some(len) => pos += len as u64,
             // Index files disagree on this blob (one may be planted): write
@@ -348,10 +357,7 @@ pub fn plan(
             None => lengths_agree = false,
         }
     }
-    // A small file's blobs are salted (format 3): the index records their
-    // lengths rounded up, so it is written in one segment, and its size
-    // checked against what verifies.
-    if !lengths_agree || node.size <= crate::format::salt::SALTED_MAX {
+    if !lengths_agree || small {
         offsets.truncate(1);
         starts.truncate(1);
     } else if pos != node.size {
@@ -394,7 +400,7 @@ pub fn plan(
         mode,
         made,
         failure: Mutex::new(None),
-        hash: Mutex::new(Some(blake3::Hasher::new())),
+        hash: Mutex::new((segments > 1).then(|| Box::new(blake3::Hasher::new()))),
         order: Mutex::new(Order {
             bounds: offsets.iter().copied().chain([node.size]).collect(),
             next: 0,
@@ -472,6 +478,16 @@ pub fn process(
 ) -> Step {
     let st = &seg.state;
     if st.single {
+        if let Some(outcome) = write_small_new(st, reader, index, meta, verify) {
+            return Step::Done(Some((seg.state.clone(), outcome)));
+        }
+        if !verify {
+            // Hashed as it is written (a drill hashes what is on disk).
+            st.hash
+                .lock()
+                .expect("hash lock")
+                .get_or_insert_with(|| Box::new(blake3::Hasher::new()));
+        }
         if st.failure.lock().expect("failure lock").is_none()
             && let Err(f) = write_segment(&seg, reader, index)
         {
@@ -838,6 +854,100 @@ fn write_segment(seg: &Segment, reader: &mut BlobReader<'_>, index: &Index) -> R
         }
     }
     flush(&mut buf, &mut offset)
+}
+
+/// The cheapest safe way to restore a small file: a file of at most one
+/// blob, new in a directory this restore made out of sight (under a
+/// temporary name, or beneath one, until the restore ends, see
+/// [`Dir::create_new_file`]).
+/// Its blob is read and checked against its id, and its content against
+/// the whole-file hash and size, in memory *before* anything is created;
+/// then the file is created under its final name (`O_CREAT|O_EXCL|
+/// O_NOFOLLOW`, with its permission bits), written, given its metadata on
+/// the open handle, and closed: no unnamed inode to link (`O_TMPFILE` puts
+/// the inode on the file system's orphan list and `linkat` takes it off
+/// again, a journaled update each) and no temporary name to rename. A
+/// write that fails removes the file again.
+///
+/// `None` when the file is not such a file, or when something has its
+/// name (only another process of the restoring user could have put it
+/// there): the general path decides then.
+fn write_small_new(
+    st: &FileState,
+    reader: &mut BlobReader<'_>,
+    index: &Index,
+    meta: &MetaWriter,
+    verify: bool,
+) -> Option<Finished> {
+    if verify
+        || !st.dir.hidden()
+        || st.commit.replacing
+        || st.node.content.len() > 1
+        || st.made.get().is_some()
+        || st.failure.lock().expect("failure lock").is_some()
+    {
+        return None;
+    }
+    let data = match st.node.content.first() {
+        Some(id) => match reader.read_indexed(id, index) {
+            Ok(data) => data,
+            Err(e) => return Some(Finished::Failed((ProblemKind::reading(&e), e.to_string()))),
+        },
+        None => Vec::new(),
+    };
+    if data.len() as u64 > st.node.size {
+        return Some(Finished::Failed(past_the_end(st.node.size)));
+    }
+    let hash: Id = blake3::hash(&data).into();
+    if Some(hash) != st.node.hash || data.len() as u64 != st.node.size {
+        return Some(Finished::Failed((
+            ProblemKind::Mismatch,
+            format!(
+                "restored content ({} bytes) differs from the snapshot's hash or size ({} bytes)",
+                data.len(),
+                st.node.size
+            ),
+        )));
+    }
+    let file = match st.dir.create_new_file(&st.name, st.mode) {
+        Ok(Some(f)) => f,
+        Ok(None) => return None,
+        Err(e) => return Some(Finished::Failed((ProblemKind::Write, e.to_string()))),
+    };
+    let written = write_sparse(&data, 0, |b, o| file.write_all_at(b, o)).and_then(|end| {
+        if end < st.node.size {
+            file.set_len(st.node.size)?;
+        }
+        match st.node.hardlink {
+            Some(_) => FileId::of_file(&file).map(Some),
+            None => Ok(None),
+        }
+    });
+    let id = match written {
+        Ok(id) => id,
+        Err(e) => {
+            drop(file);
+            let mut why = e.to_string();
+            if let Err(e) = st.dir.remove_failed(&st.name) {
+                why = format!("{why}; removing what was written: {e}");
+            }
+            return Some(Finished::Failed((ProblemKind::Write, why)));
+        }
+    };
+    // Metadata last: its times say the file is done.
+    let applied = meta.apply(
+        &Handle::Open(&file),
+        &st.node,
+        Some(st.dir.new_owner()),
+        st.dir.created_mode(st.mode),
+    );
+    Some(Finished::Ok {
+        bytes: st.node.size,
+        id,
+        problem: applied.problem,
+        withheld: applied.withheld,
+        replaced: false,
+    })
 }
 
 fn finish(st: &FileState, meta: &MetaWriter, verify: bool) -> Finished {

@@ -66,6 +66,13 @@ pub struct Dir {
     /// Restore created this directory (empty, mode 0700, ours) and holds
     /// it open: nothing was in it before this restore.
     fresh: bool,
+    /// Restore made this directory out of sight: under a temporary name,
+    /// or in a directory that is out of sight. Nothing in it is under its
+    /// final path until the restore names the staged directory at the end.
+    hidden: bool,
+    /// Only its owner, the restoring user, can add, remove or rename
+    /// entries in it.
+    private: bool,
     /// The file system takes `O_TMPFILE` here (until it says otherwise).
     unnamed_ok: AtomicBool,
     /// A new file here gets exactly the mode it is created with less the
@@ -113,6 +120,8 @@ impl Dir {
             id: FileId::of(&st),
             new_owner: (nix::unistd::geteuid().as_raw(), gid),
             fresh: false,
+            hidden: false,
+            private: st.st_uid == nix::unistd::geteuid().as_raw() && st.st_mode & 0o022 == 0,
             unnamed_ok: AtomicBool::new(proc_fd_available()),
             umask_rules: OnceLock::new(),
         })
@@ -122,6 +131,20 @@ impl Dir {
     /// what restore put there can be in it).
     pub fn fresh(&self) -> bool {
         self.fresh
+    }
+
+    /// Whether restore made this directory out of sight of its final path
+    /// ([`Dir::ensure_child_dir_staged`]).
+    pub fn hidden(&self) -> bool {
+        self.hidden
+    }
+
+    /// Marks a directory restore made out of sight, closed and now reopened
+    /// (and checked to be the same inode), as out of sight again: it is
+    /// still beneath the staged directory, which only the restoring user
+    /// can change.
+    pub fn keep_hidden(&mut self) {
+        self.hidden = true;
     }
 
     /// The permission bits a file created here with `mode` gets, when they
@@ -220,6 +243,57 @@ impl Dir {
             Err(Errno::EEXIST) => false,
             Err(e) => return Err(io_err(e)),
         };
+        self.open_child_dir(name, created)
+    }
+
+    /// Like [`Dir::ensure_child_dir`], but a new directory in a directory
+    /// that is not out of sight is made under a fresh temporary name,
+    /// returned with it: everything restored beneath it stays out of sight
+    /// of its final path until [`Dir::commit_new`] names it, so a restore
+    /// killed outright leaves nothing under a final name there (see
+    /// [`Dir::create_new_file`]). In a directory out of sight, the child is
+    /// made under its name (and is out of sight too). Only where no other
+    /// user can rename entries (a directory of the restoring user's that
+    /// group and others cannot write): elsewhere someone could move the
+    /// staged directory away before it is named, and the child is made
+    /// under its name, not out of sight, as by [`Dir::ensure_child_dir`].
+    pub fn ensure_child_dir_staged(&self, name: &OsStr) -> io::Result<(Dir, Option<OsString>)> {
+        if self.hidden {
+            let mut dir = self.ensure_child_dir(name)?;
+            dir.hidden = dir.fresh;
+            return Ok((dir, None));
+        }
+        if !self.private || self.stat_child(name)?.is_some() {
+            return Ok((self.ensure_child_dir(name)?, None));
+        }
+        loop {
+            let tmp = temp_name();
+            match mkdirat(self.file.as_fd(), tmp.as_os_str(), Mode::S_IRWXU) {
+                Ok(()) => {
+                    return match self.open_child_dir(&tmp, true) {
+                        Ok(mut dir) => {
+                            dir.hidden = true;
+                            Ok((dir, Some(tmp)))
+                        }
+                        Err(e) => {
+                            let _ = unlinkat(
+                                self.file.as_fd(),
+                                tmp.as_os_str(),
+                                UnlinkatFlags::RemoveDir,
+                            );
+                            Err(e)
+                        }
+                    };
+                }
+                Err(Errno::EEXIST) => continue,
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+    }
+
+    /// Opens the child directory `name` beneath this one; `created`: this
+    /// restore just made it (checked to be ours, and made 0700).
+    fn open_child_dir(&self, name: &OsStr, created: bool) -> io::Result<Dir> {
         let fd = match self.open_beneath(Path::new(name)) {
             Ok(fd) => fd,
             Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
@@ -288,6 +362,36 @@ impl Dir {
                 Err(e) => return Err(io_err(e)),
             }
         }
+    }
+
+    /// Creates a new file under its final name `name` with permission bits
+    /// `mode` (less the umask), open for reading and writing, never
+    /// following a symlink nor reusing an entry (`O_CREAT|O_EXCL|
+    /// O_NOFOLLOW`): `Ok(None)` when something has the name. Only for a
+    /// directory restore made out of sight ([`Dir::hidden`]): it is under a
+    /// temporary name, or beneath one, until the restore ends
+    /// ([`Dir::ensure_child_dir_staged`]), and only the restoring user can
+    /// add or change entries in it (0700), so a file there is complete and
+    /// verified before anyone can see it under its final path, and one that
+    /// fails is removed by name ([`Dir::remove_failed`]).
+    pub fn create_new_file(&self, name: &OsStr, mode: u32) -> io::Result<Option<File>> {
+        debug_assert!(self.hidden, "final names only in directories out of sight");
+        match openat(
+            self.file.as_fd(),
+            name,
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode & 0o777),
+        ) {
+            Ok(fd) => Ok(Some(File::from(fd))),
+            Err(Errno::EEXIST) => Ok(None),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    /// Removes the file `name` that [`Dir::create_new_file`] made here and
+    /// that failed.
+    pub fn remove_failed(&self, name: &OsStr) -> io::Result<()> {
+        unlinkat(self.file.as_fd(), name, UnlinkatFlags::NoRemoveDir).map_err(io_err)
     }
 
     /// Creates a new, unnamed file in this directory (`O_TMPFILE`) with
@@ -461,6 +565,32 @@ impl Dir {
             Err(rustix::io::Errno::EXIST) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Names the staged directory `tmp` `name` in this directory, which
+    /// only the restoring user can change ([`Dir::ensure_child_dir_staged`]):
+    /// [`Dir::commit_new`], or, where the file system refuses
+    /// `RENAME_NOREPLACE` (`EINVAL`: NFS, 9p, FUSE without it), a check
+    /// that nothing has the name and a plain rename, which no one else can
+    /// race in such a directory. `Ok(false)` when something has the name.
+    pub fn name_staged(&self, tmp: &OsStr, name: &OsStr) -> io::Result<bool> {
+        match self.commit_new(tmp, name) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && self.private => {
+                self.rename_if_free(tmp, name)
+            }
+            r => r,
+        }
+    }
+
+    /// Renames `tmp` to `name` unless something has that name (checked
+    /// first: only for a directory no one else can change).
+    fn rename_if_free(&self, tmp: &OsStr, name: &OsStr) -> io::Result<bool> {
+        if self.stat_child(name)?.is_some() {
+            return Ok(false);
+        }
+        let at = self.file.as_fd();
+        rustix::fs::renameat(at, tmp, at, name)?;
+        Ok(true)
     }
 
     /// What is at `name` in this directory (never following a symlink);
@@ -664,7 +794,7 @@ fn temp_name() -> OsString {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{MetadataExt, symlink};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 
     fn node(kind: NodeKind, target: &Path) -> Node {
         Node {
@@ -815,6 +945,113 @@ mod tests {
         assert_eq!(std::fs::read(t.join("planted")).unwrap(), b"new");
         assert_eq!(std::fs::read(&outside).unwrap(), b"theirs");
         assert_eq!(std::fs::read_dir(&t).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn a_staged_directory_is_named_only_where_the_name_is_free_also_without_noreplace() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path().join("t");
+        let target = Dir::open_target(&t).unwrap();
+        std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let target = Dir::from_fd(target.file.try_clone().unwrap().into()).unwrap();
+        assert!(target.private);
+        for (staged, name) in [(".vault-restore-a", "a"), (".vault-restore-b", "b")] {
+            std::fs::create_dir(t.join(staged)).unwrap();
+            std::fs::write(t.join(staged).join("f"), name).unwrap();
+        }
+        std::fs::write(t.join("b"), b"was here").unwrap();
+        // The fallback for file systems that refuse RENAME_NOREPLACE, and
+        // the rename with it, agree: a free name is taken, a taken one is
+        // left as it was.
+        assert!(
+            target
+                .rename_if_free(OsStr::new(".vault-restore-a"), OsStr::new("a"))
+                .unwrap()
+        );
+        assert_eq!(std::fs::read(t.join("a/f")).unwrap(), b"a");
+        assert!(
+            !target
+                .rename_if_free(OsStr::new(".vault-restore-b"), OsStr::new("b"))
+                .unwrap()
+        );
+        assert!(
+            !target
+                .name_staged(OsStr::new(".vault-restore-b"), OsStr::new("b"))
+                .unwrap()
+        );
+        assert_eq!(std::fs::read(t.join("b")).unwrap(), b"was here");
+        assert!(t.join(".vault-restore-b/f").exists());
+        assert!(
+            target
+                .name_staged(OsStr::new(".vault-restore-b"), OsStr::new("c"))
+                .unwrap()
+        );
+        assert_eq!(std::fs::read(t.join("c/f")).unwrap(), b"b");
+    }
+
+    #[test]
+    fn new_directories_in_existing_ones_are_staged_and_final_names_never_reused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::write(&outside, b"theirs").unwrap();
+        let t = tmp.path().join("t");
+        let target = Dir::open_target(&t).unwrap();
+        std::fs::create_dir(t.join("old")).unwrap();
+        // An existing directory is used as it is, under its name.
+        let (old, staged) = target.ensure_child_dir_staged(OsStr::new("old")).unwrap();
+        assert!(staged.is_none() && !old.fresh() && !old.hidden());
+        // A new one is made under a temporary name, and what goes in it
+        // under its own names.
+        let (new, staged) = target.ensure_child_dir_staged(OsStr::new("new")).unwrap();
+        let staged = staged.unwrap();
+        assert!(new.fresh() && new.hidden() && !t.join("new").exists());
+        assert!(staged.to_string_lossy().starts_with(".vault-restore-"));
+        let (sub, none) = new.ensure_child_dir_staged(OsStr::new("sub")).unwrap();
+        assert!(none.is_none() && sub.fresh() && sub.hidden());
+        let f = sub
+            .create_new_file(OsStr::new("f"), 0o640)
+            .unwrap()
+            .unwrap();
+        std::io::Write::write_all(&mut &f, b"restored").unwrap();
+        let m = std::fs::metadata(t.join(&staged).join("sub/f")).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o640 & !process_umask().unwrap_or(0));
+        // A name taken, even by a symlink pointing outside, is neither
+        // reused nor followed.
+        symlink(&outside, t.join(&staged).join("sub/planted")).unwrap();
+        assert!(
+            sub.create_new_file(OsStr::new("planted"), 0o600)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            sub.create_new_file(OsStr::new("f"), 0o600)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(std::fs::read(&outside).unwrap(), b"theirs");
+        assert_eq!(
+            std::fs::read(t.join(&staged).join("sub/f")).unwrap(),
+            b"restored"
+        );
+        sub.remove_failed(OsStr::new("f")).unwrap();
+        assert!(!t.join(&staged).join("sub/f").exists());
+        // Named at the end, never over an entry that appeared meanwhile.
+        assert!(target.commit_new(&staged, OsStr::new("new")).unwrap());
+        assert!(t.join("new/sub/planted").is_symlink());
+        let (_, again) = target.ensure_child_dir_staged(OsStr::new("again")).unwrap();
+        std::fs::create_dir(t.join("again")).unwrap();
+        assert!(
+            !target
+                .commit_new(&again.unwrap(), OsStr::new("again"))
+                .unwrap()
+        );
+        // Where another user could move it away, a new directory is made
+        // under its name and is not out of sight.
+        std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let open = Dir::open_target(&t).unwrap();
+        let (shared, staged) = open.ensure_child_dir_staged(OsStr::new("shared")).unwrap();
+        assert!(staged.is_none() && shared.fresh() && !shared.hidden());
+        assert!(t.join("shared").is_dir());
     }
 
     #[test]

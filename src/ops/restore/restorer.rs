@@ -6,9 +6,13 @@
 //!    each regular file's segments;
 //! 2. **files** (worker threads, at the same time): write, verify and commit
 //!    the queued files;
-//! 3. **finish**: make the hard links, then apply every directory's
-//!    metadata deepest first, each reopened beneath the target and checked
-//!    to be the directory restore created; flush to disk.
+//! 3. **finish**: name the directories made under a temporary name (a new
+//!    directory in one restore did not make: until now nothing beneath it
+//!    was under its final path, so a restore killed outright leaves no
+//!    file under a final name that is not complete), make the hard links,
+//!    then apply every directory's metadata deepest first, each reopened
+//!    beneath the target and checked to be the directory restore created;
+//!    flush to disk.
 //!
 //! Plan and files stream through a bounded channel, so memory does not grow
 //! with the number or size of files. Whole small files go to the workers
@@ -261,7 +265,11 @@ impl<'a> Restorer<'a> {
 
     /// Runs every phase and returns the report.
     pub fn run(mut self) -> Result<RestoreReport> {
-        self.plan_and_write_files()?;
+        // Every file is finished (or removed) once the workers are done,
+        // even when the walk stopped early: what was restored is named.
+        let planned = self.plan_and_write_files();
+        self.name_staged();
+        planned?;
         if !self.plan.any_included && !self.shared.opts.include.is_empty() {
             return Err(Error::NotFound(format!(
                 "--include {} matched nothing in snapshot {}",
@@ -366,7 +374,36 @@ impl<'a> Restorer<'a> {
         })
     }
 
-    /// Phase 3a: hard links, now that every first member is committed.
+    /// Phase 3a: the directories made under a temporary name take their
+    /// names (never replacing an entry that appeared meanwhile: what was
+    /// restored beneath one then stays under its temporary name, reported).
+    fn name_staged(&mut self) {
+        let shared = &self.shared;
+        for s in self.plan.stack.take_staged() {
+            let name = s.rel.file_name().expect("directories have a name");
+            let named = shared.reopen(&s.parent, s.parent_id).and_then(|parent| {
+                match parent.stat_child(&s.tmp)? {
+                    Some(st) if FileId::of(&st) == s.id => parent.name_staged(&s.tmp, name),
+                    _ => Err(std::io::Error::other("it was moved away during restore")),
+                }
+            });
+            let why = match named {
+                Ok(true) => continue,
+                Ok(false) => "an entry took its name during restore".to_string(),
+                Err(e) => e.to_string(),
+            };
+            shared.problem(
+                &s.rel,
+                ProblemKind::Write,
+                format!(
+                    "restored under the temporary name {}, not named: {why}",
+                    s.tmp.to_string_lossy()
+                ),
+            );
+        }
+    }
+
+    /// Phase 3b: hard links, now that every first member is committed.
     fn finish_links(&mut self) {
         let shared = &self.shared;
         let committed = shared.committed.lock().expect("committed lock").clone();
@@ -446,7 +483,7 @@ impl<'a> Restorer<'a> {
         }
     }
 
-    /// Phase 3b: directory metadata, deepest first (a read-only directory
+    /// Phase 3c: directory metadata, deepest first (a read-only directory
     /// must not stop its children from being finished), each reopened
     /// beneath the target and checked to be the one restore created.
     fn finish_dirs(&self) {
@@ -468,7 +505,7 @@ impl<'a> Restorer<'a> {
         }
     }
 
-    /// Phase 3c: flush the target's file system.
+    /// Phase 3d: flush the target's file system.
     fn sync(&self) {
         if let Err(e) = nix::unistd::syncfs(self.shared.target.file()) {
             self.shared.problem(
