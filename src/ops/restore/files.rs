@@ -12,13 +12,20 @@
 //! segments' blobs at the same time, each into a buffer of its own, and
 //! then take turns in file order to add the segment to the whole-file hash
 //! (in memory) and pass on the partial block where it meets the next; the
-//! whole blocks are then written by both at once. A segment waits for the
-//! one before it, so at most one segment per worker is held in memory.
+//! whole blocks are then written by both at once, each worker's by its
+//! write-behind thread while the worker reads its next segments. A segment
+//! waits for the one before it, so each worker reads one segment at a
+//! time; what it has read waits to be written in a short queue of its own
+//! (`restorer.rs`), so memory stays bounded.
 //!
 //! Files come back sparse: every aligned 4 KiB block that is all zeros is
 //! skipped rather than written, so it stays a hole (a file of several
 //! segments is sized up front, a file of one is sized at the end when its
-//! last block was a hole). Holes are not recorded at backup (a hole reads as zeros
+//! last block was a hole). A file of several segments written around the
+//! page cache is also allocated ahead of its writes, a window at a time,
+//! so that both workers' direct writes are overwrites the file system lets
+//! run at once (`direct.rs`); its runs of zero blocks are then given back
+//! (punched) instead of skipped. Holes are not recorded at backup (a hole reads as zeros
 //! and is stored like any run of zeros, deduplicated); they are found again
 //! on restore, so a file that was fully allocated zeros comes back sparse
 //! too.
@@ -49,7 +56,7 @@ const SEGMENT_BYTES: u64 = 2 << 20;
 
 /// A segment buffer's capacity: a segment's padding, [`SEGMENT_BYTES`], and
 /// the one blob that may pass it (the default chunker's are at most 64 KiB).
-const SEGMENT_BUF: usize = ALIGN + SEGMENT_BYTES as usize + (256 << 10);
+pub(super) const SEGMENT_BUF: usize = ALIGN + SEGMENT_BYTES as usize + (256 << 10);
 
 /// Bytes gathered before one positional write.
 const WRITE_BUF: usize = 1 << 20;
@@ -89,6 +96,9 @@ pub struct FileState {
     single: bool,
     /// Written around the page cache (when the file system took it).
     direct: bool,
+    /// Allocated ahead of the writes: runs of zero blocks are given back,
+    /// not skipped.
+    allocated: Option<direct::Ahead>,
     /// The end of the last data written (single-segment files are sized
     /// from it at the end).
     written_end: AtomicU64,
@@ -356,6 +366,7 @@ pub fn plan(
     let segments = offsets.len().max(1);
     let made = OnceLock::new();
     let mut direct = false;
+    let mut allocated = None;
     if segments > 1 {
         let (file, staged) =
             create(dir, mode, commit).map_err(|e| (ProblemKind::Write, e.to_string()))?;
@@ -370,6 +381,9 @@ pub fn plan(
         }
         // Refused (`false`) or failed: written through the page cache.
         direct = direct::set_direct(&file, true).unwrap_or(false);
+        if direct {
+            allocated = direct::Ahead::start(&file, node.size, direct::ALLOCATE_AHEAD);
+        }
         let _ = made.set((file, staged));
     }
     let state = Arc::new(FileState {
@@ -392,6 +406,7 @@ pub fn plan(
         turn: Condvar::new(),
         single: segments == 1,
         direct,
+        allocated,
         written_end: AtomicU64::new(0),
         commit,
     });
@@ -644,13 +659,18 @@ pub fn complete(
     if let Some((buf, whole, at)) = ready {
         let data = &buf.as_slice()[..whole];
         match st.made.get() {
-            Some((file, _)) => match write_blocks(file, data, at, &mut direct) {
-                Ok(()) if !direct && st.node.size >= WRITEBACK_FROM => {
-                    start_writeback(file, at, whole as u64)
+            Some((file, _)) => {
+                if let Some(ahead) = &st.allocated {
+                    ahead.through(file, at + whole as u64);
                 }
-                Ok(()) => {}
-                Err(e) => fail(&st, e),
-            },
+                match write_blocks(file, data, at, &mut direct, st.allocated.is_some()) {
+                    Ok(()) if !direct && st.node.size >= WRITEBACK_FROM => {
+                        start_writeback(file, at, whole as u64)
+                    }
+                    Ok(()) => {}
+                    Err(e) => fail(&st, e),
+                }
+            }
             None => fail(&st, std::io::Error::other("the new file was not created")),
         }
         spare = Some(buf);
@@ -665,7 +685,7 @@ pub fn complete(
     let failed = st.failure.lock().expect("failure lock").is_some();
     if !failed && let Some((file, _)) = st.made.get() {
         let end = st.node.size;
-        if let Err(e) = write_tail(file, &mut order, end) {
+        if let Err(e) = write_tail(file, &mut order, end, st.allocated.is_some()) {
             fail(&st, e);
         }
     }
@@ -703,8 +723,9 @@ fn carry_in(order: &mut Order, buf: &mut AlignedBuf, offset: u64) -> std::io::Re
 }
 
 /// Writes the file's last partial block (what the last segment carried
-/// out; it ends at `end`) through the page cache.
-fn write_tail(file: &File, order: &mut Order, end: u64) -> std::io::Result<()> {
+/// out; it ends at `end`) through the page cache (giving it back if it is
+/// zeros and the file was `allocated` ahead).
+fn write_tail(file: &File, order: &mut Order, end: u64, allocated: bool) -> std::io::Result<()> {
     if order.carry.is_empty() {
         return Ok(());
     }
@@ -713,26 +734,53 @@ fn write_tail(file: &File, order: &mut Order, end: u64) -> std::io::Result<()> {
         order.direct = false;
     }
     let at = end - order.carry.len() as u64;
-    write_sparse(&order.carry, at, |b, o| file.write_all_at(b, o)).map(|_| ())
+    write_sparse_or_give_back(
+        &order.carry,
+        at,
+        |b, o| file.write_all_at(b, o),
+        |o, len| {
+            if allocated {
+                direct::deallocate(file, o, len)
+            }
+        },
+    )
+    .map(|_| ())
 }
 
 /// Writes whole aligned blocks `data` at `at` (holes for blocks of
-/// zeros), around the page cache while `direct`; on the file system's
-/// refusal (`EINVAL`) turns that off and writes through the page cache.
-fn write_blocks(file: &File, data: &[u8], at: u64, direct: &mut bool) -> std::io::Result<()> {
-    write_sparse(data, at, |b, o| {
-        if *direct {
-            match file.write_all_at(b, o) {
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-                r => return r,
+/// zeros, given back if the file was `allocated` ahead), around the
+/// page cache while `direct`; on the file system's refusal (`EINVAL`)
+/// turns that off and writes through the page cache.
+fn write_blocks(
+    file: &File,
+    data: &[u8],
+    at: u64,
+    direct: &mut bool,
+    allocated: bool,
+) -> std::io::Result<()> {
+    let give_back = |o: u64, len: u64| {
+        if allocated {
+            direct::deallocate(file, o, len)
+        }
+    };
+    write_sparse_or_give_back(
+        data,
+        at,
+        |b, o| {
+            if *direct {
+                match file.write_all_at(b, o) {
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                    r => return r,
+                }
             }
-        }
-        if *direct {
-            direct::set_direct(file, false)?;
-            *direct = false;
-        }
-        file.write_all_at(b, o)
-    })
+            if *direct {
+                direct::set_direct(file, false)?;
+                *direct = false;
+            }
+            file.write_all_at(b, o)
+        },
+        give_back,
+    )
     .map(|_| ())
 }
 
@@ -892,29 +940,50 @@ fn check_and_commit(st: &FileState, meta: &MetaWriter, verify: bool) -> Result<F
 fn write_sparse(
     buf: &[u8],
     offset: u64,
-    mut write: impl FnMut(&[u8], u64) -> std::io::Result<()>,
+    write: impl FnMut(&[u8], u64) -> std::io::Result<()>,
 ) -> std::io::Result<u64> {
-    let mut run: Option<usize> = None;
+    write_sparse_or_give_back(buf, offset, write, |_, _| {})
+}
+
+/// [`write_sparse`], telling `zeros` where each run of skipped blocks of
+/// zeros lies (offset, length), so that a file allocated up front can give
+/// them back.
+fn write_sparse_or_give_back(
+    buf: &[u8],
+    offset: u64,
+    mut write: impl FnMut(&[u8], u64) -> std::io::Result<()>,
+    mut zeros: impl FnMut(u64, u64),
+) -> std::io::Result<u64> {
     let mut written = 0u64;
+    // Ends the run of blocks `start..end` (zeros or not).
+    let mut end_run = |start: usize, end: usize, of_zeros: bool| {
+        if of_zeros {
+            zeros(offset + start as u64, (end - start) as u64);
+        } else {
+            write(&buf[start..end], offset + start as u64)?;
+            written = offset + end as u64;
+        }
+        std::io::Result::Ok(())
+    };
+    // The run so far: where it starts and whether it is zeros.
+    let mut run: Option<(usize, bool)> = None;
     let mut i = 0usize;
     while i < buf.len() {
         let at = offset + i as u64;
         let end = (((at / HOLE_BLOCK + 1) * HOLE_BLOCK - offset) as usize).min(buf.len());
-        let zeros = is_zero(&buf[i..end]);
-        match (zeros, run) {
-            (false, None) => run = Some(i),
-            (true, Some(start)) => {
-                write(&buf[start..i], offset + start as u64)?;
-                written = offset + i as u64;
-                run = None;
+        let of_zeros = is_zero(&buf[i..end]);
+        match run {
+            Some((_, z)) if z == of_zeros => {}
+            Some((start, z)) => {
+                end_run(start, i, z)?;
+                run = Some((i, of_zeros));
             }
-            _ => {}
+            None => run = Some((i, of_zeros)),
         }
         i = end;
     }
-    if let Some(start) = run {
-        write(&buf[start..], offset + start as u64)?;
-        written = offset + buf.len() as u64;
+    if let Some((start, z)) = run {
+        end_run(start, buf.len(), z)?;
     }
     Ok(written)
 }
@@ -1095,8 +1164,16 @@ mod tests {
 
     /// Writes `content` as segments starting at `cuts` through
     /// [`carry_in`], [`write_blocks`] and [`write_tail`], with `O_DIRECT` on (when the file system takes
-    /// it) or off.
-    fn write_in_segments(dir: &Path, content: &[u8], cuts: &[usize], direct: bool) -> File {
+    /// it) or off, and the file allocated ahead in windows of `allocate`
+    /// bytes or not (as the plan and [`complete`] do for direct writes).
+    /// Also says whether it was allocated.
+    fn write_in_segments(
+        dir: &Path,
+        content: &[u8],
+        cuts: &[usize],
+        direct: bool,
+        allocate: Option<u64>,
+    ) -> (File, bool) {
         let f = tempfile::tempfile_in(dir).unwrap();
         f.set_len(content.len() as u64).unwrap();
         let mut order = Order {
@@ -1107,6 +1184,8 @@ mod tests {
             written: 0,
             abandoned: false,
         };
+        let ahead = allocate.and_then(|w| direct::Ahead::start(&f, content.len() as u64, w));
+        let allocated = ahead.is_some();
         let ends: Vec<usize> = cuts
             .iter()
             .skip(1)
@@ -1120,10 +1199,20 @@ mod tests {
             buf.extend(&content[start..end]);
             let whole = carry_in(&mut order, &mut buf, start as u64).unwrap();
             let at = (start - pad) as u64;
-            write_blocks(&f, &buf.as_slice()[..whole], at, &mut order.direct).unwrap();
+            if let Some(ahead) = &ahead {
+                ahead.through(&f, at + whole as u64);
+            }
+            write_blocks(
+                &f,
+                &buf.as_slice()[..whole],
+                at,
+                &mut order.direct,
+                allocated,
+            )
+            .unwrap();
         }
-        write_tail(&f, &mut order, content.len() as u64).unwrap();
-        f
+        write_tail(&f, &mut order, content.len() as u64, allocated).unwrap();
+        (f, allocated)
     }
 
     #[test]
@@ -1184,16 +1273,46 @@ mod tests {
             4 << 20,
             size - 1,
         ];
-        for direct in [true, false] {
-            let f = write_in_segments(dir.path(), &content, &cuts, direct);
+        for (direct, allocate) in [(true, None), (false, None), (true, Some(1 << 20))] {
+            let (f, allocated) = write_in_segments(dir.path(), &content, &cuts, direct, allocate);
             let mut back = vec![0u8; size];
             f.read_exact_at(&mut back, 0).unwrap();
             assert!(back == content, "direct {direct}: content differs");
             assert_eq!(f.metadata().unwrap().len(), size as u64);
-            // The aligned megabyte of zeros less its edges is a hole.
+            // The aligned megabyte of zeros less its edges is a hole, also
+            // in a file whose every block was allocated first (its
+            // edges, and a block of the file system's own for the extents
+            // that windows and holes make, may stay).
             let blocks = f.metadata().unwrap().blocks() * 512;
-            assert!(blocks <= (size as u64) - (1 << 20) + 2 * 4096, "{blocks}");
+            assert!(
+                blocks <= (size as u64) - (1 << 20) + 3 * 4096,
+                "direct {direct}, allocated {allocated}: {blocks}"
+            );
         }
+    }
+
+    #[test]
+    fn a_file_allocated_up_front_gives_back_its_zero_blocks_and_keeps_its_data() {
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        // 6 MiB and a partial block: zeros only but for a block at 1 MiB
+        // and the start of the partial block.
+        let size = (6 << 20) + 100;
+        let mut content = vec![0u8; size];
+        content[(1 << 20)..(1 << 20) + 4096].fill(7);
+        content[size - 100..size - 50].fill(9);
+        let cuts = [0, 3 << 20, (3 << 20) + 5];
+        // Windows of 1 MiB: allocated a window ahead, then given back.
+        let (f, allocated) = write_in_segments(dir.path(), &content, &cuts, true, Some(1 << 20));
+        let mut back = vec![0u8; size];
+        f.read_exact_at(&mut back, 0).unwrap();
+        assert!(back == content, "content differs");
+        if !allocated {
+            return; // this file system allocates nothing ahead: nothing to give back
+        }
+        // Two blocks of data are left (and at most one more the file
+        // system keeps): without giving back, 6 MiB stay allocated.
+        let blocks = f.metadata().unwrap().blocks() * 512;
+        assert!(blocks <= 3 * 4096, "{blocks} bytes allocated");
     }
 
     #[test]
@@ -1209,7 +1328,7 @@ mod tests {
         raw.extend(&[9u8; 2 * ALIGN + 1]);
         let data = &raw.as_slice()[1..];
         let mut direct = true;
-        write_blocks(&f, data, 0, &mut direct).unwrap();
+        write_blocks(&f, data, 0, &mut direct, false).unwrap();
         assert!(!direct, "direct writes are off once refused");
         let mut back = vec![0u8; 2 * ALIGN];
         f.read_exact_at(&mut back, 0).unwrap();

@@ -48,6 +48,19 @@ use crate::format::tree::{Node, NodeKind};
 use crate::repo::treewalk::{self, Next, Visit};
 use crate::repo::{BlobReader, Repository};
 
+/// Segments of large files read and queued for writing, in all, beyond
+/// one a worker (each holds a segment buffer, about 2.3 MiB).
+const WRITE_AHEAD: usize = 4;
+// The queued buffers stay within 10 MiB whatever the number of workers.
+const _: () = assert!(WRITE_AHEAD * files::SEGMENT_BUF <= 10 << 20);
+
+/// How many read segments each of `threads` workers may queue for its
+/// write-behind thread: [`WRITE_AHEAD`] shared out (two each for two
+/// workers, none from five on), so that memory does not grow with cores.
+fn write_ahead(threads: usize) -> usize {
+    WRITE_AHEAD / threads.max(1)
+}
+
 /// Batches and segments queued for the workers.
 /// (A batch holds up to [`BATCH_FILES`] planned files, about 2.5 KB each.)
 const QUEUED: usize = 4;
@@ -288,16 +301,18 @@ impl<'a> Restorer<'a> {
                     }
                 });
             }
+            let ahead = write_ahead(threads);
             for _ in 0..threads {
                 let rx = rx.clone();
                 // Each worker's write-behind thread: writes around the page
                 // cache wait for the disk, and meanwhile the worker reads
-                // its next segment. It takes one segment at a time, so a
-                // worker is at most one segment ahead of it.
-                let (writes, to_write) = bounded::<files::Pending>(0);
-                // Buffers come back for the next segments (at most three
-                // a worker: one gathering, one waiting, one being written).
-                let (give_back, given_back) = bounded::<AlignedBuf>(2);
+                // its next segments, up to `ahead` of them queued, so that a
+                // moment when the disk is slow does not stop it.
+                let (writes, to_write) = bounded::<files::Pending>(ahead);
+                // Buffers come back for the next segments (at most
+                // `ahead + 2` a worker: one gathering, `ahead` queued, one
+                // being written).
+                let (give_back, given_back) = bounded::<AlignedBuf>(ahead + 2);
                 let writer_flush = flush.clone();
                 s.spawn(move || {
                     for pending in to_write {
@@ -714,4 +729,22 @@ fn make_special(shared: &Shared<'_>, dir: &Dir, at: &Place, node: &Node, commit:
         }
     }
     shared.applied(&at.rel, applied);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_read_ahead_of_their_writes_hold_a_bounded_amount_of_memory() {
+        // Two workers (two cores) may each read two segments ahead.
+        assert_eq!(write_ahead(2), 2);
+        assert_eq!(write_ahead(0), WRITE_AHEAD);
+        for threads in 1..=256 {
+            // Queued segments in all, whatever the number of cores: at
+            // most WRITE_AHEAD buffers beyond the two a worker always had.
+            assert!(threads * write_ahead(threads) <= WRITE_AHEAD, "{threads}");
+        }
+        assert_eq!(write_ahead(5), 0);
+    }
 }
