@@ -22,6 +22,10 @@
 #   BENCH_RUNS      runs of every step (default 3)
 #   BENCH_PEER_RUNS runs of restic, borg, rustic and bupstash (default: BENCH_RUNS)
 #   BENCH_VERIFY    0 skips the verify-every-byte steps (the issue's small-file table has none)
+#   BENCH_COLD_REPO 1 drops every tool's repository from the page cache (untimed) before its
+#                   restore, verify and check steps, as in a disaster, when no backup just wrote
+#                   it (default 0: vault writes its packs around the page cache and reads them
+#                   from disk, the peers write theirs through it and read them from memory)
 #   BENCH_PG_SCALE  pgbench scale of the database dumped (default 40: ~1 GB of dumps)
 #   BENCH_PG_TXNS   pgbench transactions between the nights (default 2000)
 #   BENCH_PG_BIN    PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
@@ -81,6 +85,8 @@ read -r -a PERF_MODES <<<"${BENCH_PERF:-}"
 PERF=0; [ ${#PERF_MODES[@]} -eq 0 ] || PERF=1
 PERF_ARGS=${BENCH_PERF_ARGS:---call-graph dwarf,16384 -F 499}
 VERIFY=${BENCH_VERIFY:-1}
+COLD_REPO=${BENCH_COLD_REPO:-0}
+case "$COLD_REPO" in 0 | 1) ;; *) echo "BENCH_COLD_REPO must be 0 or 1" >&2; exit 2 ;; esac
 DELETE_GAP=65 # seconds between deleting a run's restores and the next run's restores
 TOOLS=${BENCH_TOOLS:-"tar vault restic borg rustic bupstash"}
 SMALL_FILES=${BENCH_SMALL_FILES:-0}
@@ -613,8 +619,26 @@ yardstick() { # seconds `tar -cf - . | zstd -3 -T0` takes over the corpus now
   t1=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}'
 }
+# Drops a local repository's files from the page cache (BENCH_COLD_REPO=1), so that a step reads
+# them from disk whichever way the tool wrote them. Only clean pages go: sync first.
+evict_repo() { # tool
+  [ "$COLD_REPO" = 1 ] && [ "$TARGET" = local ] || return 0
+  local dir
+  dir=$(repo "$1")
+  sync
+  python3 - "$dir" <<'PY'
+import os, sys
+for root, _, files in os.walk(sys.argv[1]):
+    for name in files:
+        fd = os.open(os.path.join(root, name), os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+PY
+}
+
 timed() { # tool step run
   local tool=$1 step=$2 run=$3 k="$1:$2:$3" tf="$TIMES/$1.$2.$3" lf="$LOGS/$1.$2.$3.log" rc=0 load0 scpu0 off0=0
+  case "$step" in restore | verify | check) evict_repo "$tool" ;; esac
   [ "$YARDSTICK" != 1 ] || YARD[$k]=$(yardstick)
   log "run $run: $tool $step${YARD[$k]:+ (yardstick ${YARD[$k]} s)}"
   if [ "$tool" = vault ] && [ "$(perf_mode "$run")" != none ]; then
@@ -900,7 +924,7 @@ how() {
   echo "- night 2: $NIGHT2"
   echo "- runs: $RUNS of every step for vault and tar, $PEER_RUNS for the other tools (BENCH_RUNS, BENCH_PEER_RUNS); medians below"
   [ "$PERF" != 1 ] || echo "- BENCH_PERF=\"${PERF_MODES[*]}\": vault ran under perf in the first ${#PERF_MODES[@]} runs, which are left out of its medians and RSS"
-  echo "- **warm page cache** (it cannot be dropped here); load average at start $LOAD_START, at end $LOAD_END"
+  echo "- **warm page cache** for the corpus (it cannot be dropped here); repositories $([ "$COLD_REPO" = 1 ] && echo "**dropped from the page cache before each restore, verify and check** (BENCH_COLD_REPO=1)" || echo "as their backups left them in the page cache"); load average at start $LOAD_START, at end $LOAD_END"
   echo "  (other work shares this machine, so CPU and wall times are noisy; compare ratios$([ "$TARGET" = s3 ] && echo " between tools" || echo " to tar"))"
   echo "- peak RSS is the largest single process of the step (GNU time over a shell pipeline for tar)"
   echo "- restores go to $RESTORE_FS under $RESTORE_BASE; vault's --verify sandbox is under $TMPDIR"
