@@ -10,7 +10,6 @@
 //! writes and measures another path).
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,10 +42,7 @@ fn dump_like(len: usize) -> Vec<u8> {
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     let work = common::work_dir("vault-bench-restore-");
-    let (secret, recipient) = vault::crypto::generate_x25519();
-    let owner_key = work.path().join("owner.key");
-    fs::write(&owner_key, secret.as_bytes()).unwrap();
-    fs::set_permissions(&owner_key, fs::Permissions::from_mode(0o600)).unwrap();
+    let (owner_key, recipient) = common::owner_key(work.path());
     let tree = work.path().join("tree");
     fs::create_dir_all(tree.join("etc")).unwrap();
     let dump = dump_like(96 * MIB);

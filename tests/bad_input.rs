@@ -430,20 +430,7 @@ fn small_files_that_do_not_fit_leave_nothing_under_their_names() {
     }
     env.backup(&[&src]);
     let mnt = env.path("small");
-    fs::create_dir(&mnt).unwrap();
-    let st = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount tmpfs");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
+    let _guard = Tmpfs1MiB::mount(&mnt);
     let out = env.restore("latest", &mnt);
     assert_code(&out, 1);
     assert_contains(&stdout(&out), "No space left");
@@ -476,20 +463,7 @@ fn restore_into_a_full_filesystem_fails_cleanly() {
     write(&src.join("var/backups/huge.bin"), &noise(3 << 20, 9));
     env.backup(&[&src]);
     let mnt = env.path("small");
-    fs::create_dir(&mnt).unwrap();
-    let st = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount tmpfs");
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
+    let _guard = Tmpfs1MiB::mount(&mnt);
     let out = env.restore("latest", &mnt);
     assert_code(&out, 1);
     let report = stdout(&out);
@@ -848,4 +822,27 @@ fn a_drill_time_limit_must_be_a_duration_above_zero() {
         fs::read_dir(env.repo.join("drills")).map_or(0, |d| d.count()),
         0
     );
+}
+
+/// A 1 MiB tmpfs mounted at `at` (made) for as long as it is held; a
+/// restore into it runs out of space.
+struct Tmpfs1MiB(PathBuf);
+
+impl Tmpfs1MiB {
+    fn mount(at: &Path) -> Self {
+        fs::create_dir(at).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs");
+        Tmpfs1MiB(at.to_owned())
+    }
+}
+
+impl Drop for Tmpfs1MiB {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
 }

@@ -68,6 +68,18 @@ pub fn work_dir(prefix: &str) -> tempfile::TempDir {
         .unwrap()
 }
 
+/// A new owner identity written to `<dir>/owner.key` (0600, as vault
+/// requires): its path and its recipient, for `Access::IdentityFile`.
+#[allow(dead_code)]
+pub fn owner_key(dir: &Path) -> (PathBuf, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let (secret, recipient) = vault::crypto::generate_x25519();
+    let path = dir.join("owner.key");
+    fs::write(&path, secret.as_bytes()).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    (path, recipient)
+}
+
 /// A repository in its own temporary directory (`<dir>/repo`).
 pub struct TempRepo {
     /// The directory, removed when dropped.
