@@ -267,6 +267,16 @@ fn the_own_index_record_of_the_old_layout_is_picked_up() {
 
 /// The digest segments of the writer view named `name`.
 fn digest_segments(env: &Env, name: &str) -> Vec<PathBuf> {
+    digest_files(env, name, "seg-")
+}
+
+/// The records digest `name` keeps in files of their own (one per large
+/// document) in the writer view of the workspace cache.
+fn digest_records(env: &Env, name: &str) -> Vec<PathBuf> {
+    digest_files(env, name, "rec-")
+}
+
+fn digest_files(env: &Env, name: &str, prefix: &str) -> Vec<PathBuf> {
     let v1 = env.cache.join(repo_id(env)).join("v1");
     let mut out = Vec::new();
     for view in fs::read_dir(&v1).unwrap().flatten() {
@@ -275,10 +285,13 @@ fn digest_segments(env: &Env, name: &str) -> Vec<PathBuf> {
                 .unwrap()
                 .flatten()
             {
-                out.push(e.path());
+                if e.file_name().to_string_lossy().starts_with(prefix) {
+                    out.push(e.path());
+                }
             }
         }
     }
+    out.sort();
     out
 }
 
@@ -421,7 +434,7 @@ fn backup_digests_follow_what_changed_and_refuse_damage() {
 }
 
 #[test]
-fn large_index_files_stay_out_of_the_digest_and_still_deduplicate() {
+fn large_index_files_keep_records_of_their_own_and_still_deduplicate() {
     let env = Env::new();
     let src = env.path("src");
     // About 900 distinct small files: one index file of more blobs than a
@@ -433,19 +446,60 @@ fn large_index_files_stay_out_of_the_digest_and_still_deduplicate() {
         );
     }
     backup_parent(&env, &src);
+    let large: Vec<String> = fs::read_dir(env.repo.join("index"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(large.len(), 1, "{large:?}");
+    // Kept by the backup that wrote it, as a record of its own (0600), not
+    // in the digest's segments.
+    let records = digest_records(&env, "index-v1");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(records[0].ends_with(format!("rec-{}", large[0])));
+    assert_eq!(
+        fs::metadata(&records[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The next runs replay the record: with the file's cache entry gone,
+    // they neither fetch it (no entry written again) nor store its blobs
+    // again: the changed file and the trees above it, not 900 blobs.
+    for e in index_entries(&env) {
+        let v1 = env.cache.join(repo_id(&env)).join("v1");
+        for view in fs::read_dir(&v1).unwrap().flatten() {
+            let _ = fs::remove_file(view.path().join("index").join(&e));
+        }
+    }
+    let blobs_added = |out: &std::process::Output| {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["snapshot"]["totals"]["blobs_added"].as_u64().unwrap()
+    };
     write(&src.join("f0"), b"changed");
-    backup_parent(&env, &src);
-    // The second run read the first's index file: too large to digest.
-    assert!(digest_segments(&env, "index-v1").is_empty());
-    // A third run still deduplicates against it (through its cache entry):
-    // the changed file and the trees above it, not 900 blobs.
+    let (_, _, out) = backup_parent(&env, &src);
+    assert!(blobs_added(&out) < 10, "{}", stdout(&out));
+    assert!(!index_entries(&env).contains(&large[0]), "fetched again");
+    assert!(digest_segments(&env, "index-v1").len() <= 1);
+    // A damaged record is refused and deleted, the file read from storage
+    // instead (deduplication unchanged), and its record kept again.
+    let mut bytes = fs::read(&records[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    fs::write(&records[0], bytes).unwrap();
     write(&src.join("f1"), b"changed too");
     let (_, _, out) = backup_parent(&env, &src);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        v["snapshot"]["totals"]["blobs_added"].as_u64().unwrap() < 10,
-        "{v}"
-    );
+    assert_contains(&stderr(&out), "does not match");
+    assert!(blobs_added(&out) < 10, "{}", stdout(&out));
+    assert!(index_entries(&env).contains(&large[0]), "not read again");
+    assert_eq!(digest_records(&env, "index-v1"), records);
+    // Once the index file is no longer stored, its record goes too (the
+    // backup, finding its blobs unindexed, stores them again under a new
+    // index file, with a record of its own).
+    fs::remove_file(env.repo.join("index").join(&large[0])).unwrap();
+    write(&src.join("f2"), b"changed as well");
+    backup_parent(&env, &src);
+    let now = digest_records(&env, "index-v1");
+    assert!(!now.contains(&records[0]), "{now:?}");
+    assert_eq!(now.len(), 1, "{now:?}");
 }
 
 /// The index entries of the writer view of the workspace cache.

@@ -449,7 +449,7 @@ fn write_index_files(
             packs: chunk.to_vec(),
             condemned: Vec::new(),
         };
-        let id = target.put_signed_json(ObjectKind::Index, &file)?;
+        let id = target.put_index_file(&file)?;
         report.index_files_written += 1;
         report.bytes_transferred += object_size(target, &ObjectKind::Index.key(&id))?;
     }

@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId};
 use crate::format::index::{BlobLocation, Index, IndexFile, IndexedBlob, IndexedPack};
 use crate::format::pack::{BlobKind, PackEntry};
+use crate::repo::Repository;
 use crate::repo::verify::{self, PackBuffers};
-use crate::repo::{ObjectKind, Repository};
 
 /// Blobs listed per attested index file (a pack holding more gets a file of
 /// its own). About 7 MiB of JSON, 2.5 MiB stored: 153 files for 10
@@ -156,7 +156,7 @@ pub fn write_attested(
     };
     loop {
         if !file.packs.is_empty() || !file.condemned.is_empty() {
-            repo.put_signed_json(ObjectKind::Index, &file)?;
+            repo.put_index_file(&file)?;
             written += 1;
         }
         match files.next() {

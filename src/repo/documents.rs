@@ -749,7 +749,7 @@ impl Repository {
     /// same checks on the same bytes. The index files a backup writes are
     /// then not fetched, decrypted and checked again by the next command
     /// on this host. The ratio rule of reads applies (documents that would
-    /// need slack are not cached).
+    /// need slack are not cached). Returns the verdict cached, if cached.
     pub(crate) fn remember_written(
         &self,
         kind: ObjectKind,
@@ -757,18 +757,17 @@ impl Repository {
         json: &[u8],
         block: Option<SignatureBlock>,
         stored_len: u64,
-    ) {
-        let Some(c) = self.meta_cache.as_ref().filter(|_| cache::caches(kind)) else {
-            return;
-        };
+    ) -> Option<Signer> {
+        let c = self.meta_cache.as_ref().filter(|_| cache::caches(kind))?;
         if json.len() as u64 > limit(kind).by_ratio(stored_len) {
-            return;
+            return None;
         }
         let verdict = match signed_kind(kind) {
             Some(k) => trust::check_block(self.keys(), &self.config().id, k, json, block),
             None => Signer::Unsigned,
         };
         c.put(kind, id, &verdict, json);
+        Some(verdict)
     }
 
     /// Reads an object, refusing one larger than `max` bytes.

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 use crate::format::id::{BlobId, Id, PackId};
 use crate::format::index::stream::IndexSink;
-use crate::format::index::{CondemnedPack, IndexedBlob};
+use crate::format::index::{CondemnedPack, IndexFile, IndexedBlob};
 use crate::format::pack::BlobKind;
 use crate::repo::trust::Signer;
 
@@ -25,10 +25,15 @@ pub const DIGEST: &str = "index-v1";
 /// Index files whose record would be larger than this (about 700 blobs)
 /// are not kept in the digest: the many small files a fleet's backups
 /// write are what cost a command per file, while the few large ones (a
-/// first backup's, prune's compacted files) are read from their cache
-/// entries one batch at a time, so the digest never holds a large index
+/// first backup's, prune's compacted files) keep their records in files of
+/// their own, read one at a time, so the digest never holds a large index
 /// in memory besides the index being built.
 pub const MAX_RECORD: usize = 32 << 10;
+
+/// The largest record of one index file kept in a file of its own (those
+/// larger than [`MAX_RECORD`]): about 6 million blobs, far more than any
+/// index file vault writes holds.
+pub const MAX_OWN_RECORD: u64 = 256 << 20;
 
 /// Who signed an index file, as far as loading the index cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +95,29 @@ impl<S: IndexSink> IndexSink for Recorder<'_, S> {
             .extend_from_slice(&u32::try_from(blobs).unwrap_or(u32::MAX).to_le_bytes());
         self.inner.pack(id, kind, blobs);
     }
+}
+
+/// The calls that parsing the JSON of `file` makes into an [`IndexSink`],
+/// recorded as [`Recorder`] records them: for an index file just written,
+/// without parsing what was just serialized.
+pub fn calls_of(file: &IndexFile) -> Vec<u8> {
+    struct Nowhere;
+    impl IndexSink for Nowhere {
+        fn blob(&mut self, _: &IndexedBlob) {}
+        fn pack(&mut self, _: PackId, _: BlobKind, _: usize) {}
+    }
+    let blobs: usize = file.packs.iter().map(|p| p.blobs.len()).sum();
+    let mut recorder = Recorder {
+        inner: &mut Nowhere,
+        calls: Vec::with_capacity(blobs * 45 + file.packs.len() * 38),
+    };
+    for pack in &file.packs {
+        for blob in &pack.blobs {
+            recorder.blob(blob);
+        }
+        recorder.pack(pack.id, pack.kind, pack.blobs.len());
+    }
+    recorder.calls
 }
 
 /// The record of one index file: its signer, marks and recorded calls.
@@ -249,5 +277,49 @@ mod tests {
         bad[0] = 7;
         assert!(!replay(&bad, &mut Calls::default()));
         assert!(open(&record[..20]).is_none());
+    }
+
+    #[test]
+    fn the_calls_of_an_index_file_are_those_parsing_its_json_records() {
+        use crate::format::index::IndexedPack;
+        let blob = |n: u8| IndexedBlob {
+            id: BlobId(Id([n; 32])),
+            offset: u32::from(n) * 100,
+            length: 90 + u32::from(n),
+            raw_length: 1000 + u32::from(n),
+        };
+        let file = IndexFile {
+            packs: vec![
+                IndexedPack {
+                    id: PackId(Id([1; 32])),
+                    kind: BlobKind::Data,
+                    blobs: (10..15).map(blob).collect(),
+                },
+                IndexedPack {
+                    id: PackId(Id([2; 32])),
+                    kind: BlobKind::Tree,
+                    blobs: vec![blob(20)],
+                },
+                IndexedPack {
+                    id: PackId(Id([3; 32])),
+                    kind: BlobKind::Data,
+                    blobs: Vec::new(),
+                },
+            ],
+            condemned: Vec::new(),
+        };
+        let json = serde_json::to_vec(&file).unwrap();
+        let mut parsed = Calls::default();
+        let mut recorder = Recorder {
+            inner: &mut parsed,
+            calls: Vec::new(),
+        };
+        crate::format::index::stream::parse(&json, &mut recorder).unwrap();
+        let recorded = recorder.calls;
+        assert_eq!(calls_of(&file), recorded);
+        let mut replayed = Calls::default();
+        assert!(replay(&calls_of(&file), &mut replayed));
+        assert_eq!(replayed.0.len(), 5 + 1 + 1 + 1 + 1);
+        assert_eq!(replayed, parsed);
     }
 }

@@ -246,14 +246,23 @@ impl Repository {
         // Files read by an earlier run are replayed from the cache's digest
         // (no JSON parsed); the others, and any whose record does not
         // replay, are read and parsed, and added to the digest.
+        // A file whose record is too large for the digest has it in a file
+        // of its own, read (and let go) only here.
         let digest = self.cached().map(|c| c.digest(index_digest::DIGEST));
         let mut unseen = Vec::new();
         for (obj, id) in &listed {
-            let Some((signer, marks, calls)) = digest
-                .as_ref()
-                .and_then(|d| d.records.get(id))
-                .and_then(|r| index_digest::open(r))
-            else {
+            let own_record;
+            let record = match digest.as_ref().map(|d| d.records.get(id)) {
+                Some(Some(r)) => Some(r.as_slice()),
+                Some(None) => {
+                    own_record = self.cached().and_then(|c| {
+                        c.record(index_digest::DIGEST, id, index_digest::MAX_OWN_RECORD)
+                    });
+                    own_record.as_deref()
+                }
+                None => None,
+            };
+            let Some((signer, marks, calls)) = record.and_then(index_digest::open) else {
                 unseen.push((obj.clone(), *id));
                 continue;
             };
@@ -322,8 +331,13 @@ impl Repository {
                     return Err(IndexFileError::TooManyPacks);
                 }
                 keys_read += 1;
-                if digest.is_some() && calls.len() <= index_digest::MAX_RECORD {
-                    added.push((*id, index_digest::encode(signed_by, &marks, &calls)));
+                if digest.is_some() {
+                    let record = index_digest::encode(signed_by, &marks, &calls);
+                    if calls.len() <= index_digest::MAX_RECORD {
+                        added.push((*id, record));
+                    } else if let Some(c) = self.cached() {
+                        c.put_record(index_digest::DIGEST, id, &record);
+                    }
                 }
                 Ok(marks)
             },
@@ -333,6 +347,7 @@ impl Repository {
         }
         if let (Some(c), Some(d)) = (self.cached(), digest) {
             let ids = listed.iter().map(|(_, id)| *id).collect();
+            c.forget_records(index_digest::DIGEST, &ids);
             c.save_digest(d, added, &ids);
         }
         // Listed after the index files were read: a backup finishing

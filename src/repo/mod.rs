@@ -760,6 +760,25 @@ impl Repository {
         Ok(id)
     }
 
+    /// [`Repository::put_signed_json`] of an index file, which also keeps,
+    /// for a file too large for the index digest, the record the next load
+    /// replays instead of parsing its JSON (made from `file`, not parsed).
+    pub fn put_index_file(&self, file: &crate::format::index::IndexFile) -> Result<Id> {
+        let kind = ObjectKind::Index;
+        let (bytes, json, block) = self.signed_sealed_json(kind, file)?;
+        let id = self.put_object(kind, &bytes)?;
+        let verdict = self.remember_written(kind, &id, &json, block, bytes.len() as u64);
+        if let (Some(c), Some(verdict)) = (self.cached(), verdict) {
+            let calls = index_digest::calls_of(file);
+            if calls.len() > index_digest::MAX_RECORD {
+                let signed_by = index_digest::SignedBy::from(&verdict);
+                let record = index_digest::encode(signed_by, &file.condemned, &calls);
+                c.put_record(index_digest::DIGEST, &id, &record);
+            }
+        }
+        Ok(id)
+    }
+
     /// Like [`Repository::put_signed_json`], but never under Object Lock
     /// retention (a format-2 prune lock, which must be deletable).
     pub fn put_signed_transient_json<T: Serialize>(

@@ -240,7 +240,7 @@ impl Journal {
             repo.sync_objects(file.packs.iter().map(|p| (ObjectKind::Pack(p.kind), p.id)))?;
             // Signed and recorded like the indexer's own files, so later
             // backups of this host deduplicate against it too.
-            let id = repo.put_signed_json(ObjectKind::Index, &file)?;
+            let id = repo.put_index_file(&file)?;
             own.record(&id);
             for p in &file.packs {
                 index.add_pack(p);

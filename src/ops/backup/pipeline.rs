@@ -546,7 +546,7 @@ pub fn indexer(
                     .iter()
                     .map(|p| (ObjectKind::Pack(p.kind), p.id)),
             )?;
-            let id = repo.put_signed_json(ObjectKind::Index, pending)?;
+            let id = repo.put_index_file(pending)?;
             own.record(&id);
             if let Some(j) = journal {
                 j.forget(pending.packs.iter().map(|p| p.id));

@@ -24,16 +24,35 @@
 //! dropped when the digest is next rewritten; a run that added records
 //! writes one new segment, and once there are more than
 //! [`MAX_SEGMENTS`] they are merged into one.
+//!
+//! A document whose record is too large to hold among the others (a
+//! digest is loaded whole) can keep it as a file of its own, read only when
+//! that document is wanted:
+//!
+//! ```text
+//! <view>/digests/<name>/rec-<object id>
+//!   "VLTREC01"          8 bytes, the format
+//!   tag                 32 bytes: BLAKE3 keyed with the view's key over
+//!                       u64::MAX - 1 (LE) ‖ len(name) (u64 LE) ‖ name ‖
+//!                       object id ‖ record
+//!   record
+//! ```
+//!
+//! The prefix keeps a record's tag from matching a segment's or an entry's,
+//! and the object id in it keeps a record from opening under another name.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::format::id::Id;
 
 const MAGIC: &[u8; 8] = b"VLTDIG01";
+const RECORD_MAGIC: &[u8; 8] = b"VLTREC01";
+/// The names of records kept in files of their own start with this.
+const RECORD_PREFIX: &str = "rec-";
 const TAG: usize = 32;
 /// Segments a digest may have before a run merges them.
 pub const MAX_SEGMENTS: usize = 16;
@@ -64,6 +83,115 @@ fn tag(key: &[u8; 32], name: &str, body: &[u8]) -> blake3::Hash {
     h.update(name.as_bytes());
     h.update(body);
     h.finalize()
+}
+
+fn record_tag(key: &[u8; 32], name: &str, id: &Id, record: &[u8]) -> blake3::Hash {
+    let mut h = blake3::Hasher::new_keyed(key);
+    h.update(&(u64::MAX - 1).to_le_bytes());
+    h.update(&(name.len() as u64).to_le_bytes());
+    h.update(name.as_bytes());
+    h.update(&id.0);
+    h.update(record);
+    h.finalize()
+}
+
+fn record_path(dir: &Path, id: &Id) -> PathBuf {
+    dir.join(format!("{RECORD_PREFIX}{}", id.to_hex()))
+}
+
+/// The record of document `id` kept in a file of its own in `dir` (the
+/// digest's directory), if one of at most `max` bytes is there and opens; a
+/// damaged one is deleted.
+pub(super) fn load_record(
+    dir: &Path,
+    key: &[u8; 32],
+    name: &str,
+    id: &Id,
+    max: u64,
+) -> Option<Vec<u8>> {
+    let path = record_path(dir, id);
+    let mut bytes = Vec::new();
+    let file = fs::File::open(&path).ok()?;
+    let head = RECORD_MAGIC.len() + TAG;
+    if let Err(e) = file
+        .take(max.saturating_add(head as u64 + 1))
+        .read_to_end(&mut bytes)
+    {
+        tracing::warn!("metadata cache: {}: {e}", path.display());
+        return None;
+    }
+    let opened = if bytes.len() < head || &bytes[..RECORD_MAGIC.len()] != RECORD_MAGIC {
+        Err("truncated or not a digest record")
+    } else if (bytes.len() - head) as u64 > max {
+        Err("larger than such a record can be")
+    } else {
+        let stored: [u8; TAG] = bytes[RECORD_MAGIC.len()..head]
+            .try_into()
+            .expect("32 bytes");
+        if record_tag(key, name, id, &bytes[head..]) == blake3::Hash::from(stored) {
+            Ok(())
+        } else {
+            Err("its hash does not match (damaged, or not written with this key)")
+        }
+    };
+    match opened {
+        Ok(()) => {
+            bytes.drain(..head);
+            Some(bytes)
+        }
+        Err(why) => {
+            tracing::warn!(
+                "metadata cache: {}: {why}; deleted, reading the document again",
+                path.display()
+            );
+            let _ = fs::remove_file(&path);
+            None
+        }
+    }
+}
+
+/// Keeps `record` of document `id` in a file of its own in `dir` (written
+/// to a temporary name and renamed: never a partial record). Failures only
+/// cost time later (logged).
+pub(super) fn save_record(dir: &Path, key: &[u8; 32], name: &str, id: &Id, record: &[u8]) {
+    let mut bytes = Vec::with_capacity(RECORD_MAGIC.len() + TAG + record.len());
+    bytes.extend_from_slice(RECORD_MAGIC);
+    bytes.extend_from_slice(record_tag(key, name, id, record).as_bytes());
+    bytes.extend_from_slice(record);
+    let unique = format!(
+        "{}-{:016x}",
+        std::process::id(),
+        rand::RngCore::next_u64(&mut rand::rngs::OsRng)
+    );
+    let tmp = dir.join(format!(".tmp-{unique}"));
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&bytes))
+        .and_then(|()| fs::rename(&tmp, record_path(dir, id)));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        tracing::warn!("metadata cache: {}: {e}; going on without", dir.display());
+    }
+}
+
+/// Deletes the records kept in files of their own in `dir` whose document
+/// is not `listed` any more.
+pub(super) fn forget_records(dir: &Path, listed: &HashSet<Id>) {
+    let Ok(read) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in read.flatten() {
+        let file = e.file_name();
+        let Some(hex) = file.to_str().and_then(|f| f.strip_prefix(RECORD_PREFIX)) else {
+            continue;
+        };
+        if hex.parse::<Id>().is_ok_and(|id| !listed.contains(&id)) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Splits a segment body into records; `None` if it is malformed.
@@ -301,5 +429,52 @@ mod tests {
         let d = load(tmp.path(), &key, "t");
         assert_eq!(d.records.len(), 40);
         assert!(d.segments.len() <= MAX_SEGMENTS);
+    }
+
+    #[test]
+    fn a_record_of_its_own_opens_only_with_its_key_name_and_id_and_intact() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let key = [3u8; 32];
+        save_record(dir, &key, "t", &id(1), b"large record");
+        assert_eq!(
+            load_record(dir, &key, "t", &id(1), 100).as_deref(),
+            Some(&b"large record"[..])
+        );
+        // Not a segment: loading the digest leaves it alone.
+        assert!(load(dir, &key, "t").records.is_empty());
+        assert!(record_path(dir, &id(1)).exists());
+        // Larger than asked for: refused (and deleted).
+        assert_eq!(load_record(dir, &key, "t", &id(1), 5), None);
+        assert!(!record_path(dir, &id(1)).exists());
+        // Another key, another digest name, or copied under another id:
+        // refused.
+        save_record(dir, &key, "t", &id(1), b"large record");
+        assert_eq!(load_record(dir, &[4u8; 32], "t", &id(1), 100), None);
+        save_record(dir, &key, "t", &id(1), b"large record");
+        assert_eq!(load_record(dir, &key, "u", &id(1), 100), None);
+        save_record(dir, &key, "t", &id(1), b"large record");
+        fs::copy(record_path(dir, &id(1)), record_path(dir, &id(2))).unwrap();
+        assert_eq!(load_record(dir, &key, "t", &id(2), 100), None);
+        // A flipped byte, or cut short: refused and deleted.
+        let path = record_path(dir, &id(1));
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        assert_eq!(load_record(dir, &key, "t", &id(1), 100), None);
+        assert!(!path.exists());
+        save_record(dir, &key, "t", &id(1), b"large record");
+        fs::write(&path, &fs::read(&path).unwrap()[..20]).unwrap();
+        assert_eq!(load_record(dir, &key, "t", &id(1), 100), None);
+        // Records of documents no longer listed are forgotten, others kept.
+        save_record(dir, &key, "t", &id(1), b"one");
+        save_record(dir, &key, "t", &id(2), b"two");
+        forget_records(dir, &[id(2)].into());
+        assert!(!record_path(dir, &id(1)).exists());
+        assert_eq!(
+            load_record(dir, &key, "t", &id(2), 100).as_deref(),
+            Some(&b"two"[..])
+        );
     }
 }

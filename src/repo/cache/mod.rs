@@ -234,6 +234,25 @@ impl MetaCache {
         digest::save(&dir, &self.key, d, added, listed);
     }
 
+    /// The record of document `id` that digest `name` keeps in a file of
+    /// its own ([`digest`]: too large to load with the others), if an
+    /// intact one of at most `max` bytes is there.
+    pub fn record(&self, name: &str, id: &Id, max: u64) -> Option<Vec<u8>> {
+        digest::load_record(&self.digest_dir(name), &self.key, name, id, max)
+    }
+
+    /// Keeps `record` of document `id` for digest `name` in a file of its
+    /// own.
+    pub fn put_record(&self, name: &str, id: &Id, record: &[u8]) {
+        digest::save_record(&self.digest_dir(name), &self.key, name, id, record);
+    }
+
+    /// Deletes the records digest `name` keeps in files of their own whose
+    /// document is not `listed` any more.
+    pub fn forget_records(&self, name: &str, listed: &HashSet<Id>) {
+        digest::forget_records(&self.digest_dir(name), listed);
+    }
+
     /// Deletes the entry of `id` (damaged, or not a valid document).
     pub fn discard(&self, kind: ObjectKind, id: &Id) {
         if let Some(path) = self.path(kind, id) {
