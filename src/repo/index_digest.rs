@@ -32,7 +32,8 @@ pub const MAX_RECORD: usize = 32 << 10;
 
 /// The largest record of one index file kept in a file of its own (those
 /// larger than [`MAX_RECORD`]): about 6 million blobs, far more than any
-/// index file vault writes holds.
+/// index file vault writes holds. Larger ones are not kept (they would be
+/// read, refused and written again by every command).
 pub const MAX_OWN_RECORD: u64 = 256 << 20;
 
 /// Who signed an index file, as far as loading the index cares.
@@ -306,7 +307,10 @@ mod tests {
                     blobs: Vec::new(),
                 },
             ],
-            condemned: Vec::new(),
+            condemned: vec![CondemnedPack {
+                pack: PackId(Id([3; 32])),
+                since: DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap(),
+            }],
         };
         let json = serde_json::to_vec(&file).unwrap();
         let mut parsed = Calls::default();
@@ -314,8 +318,9 @@ mod tests {
             inner: &mut parsed,
             calls: Vec::new(),
         };
-        crate::format::index::stream::parse(&json, &mut recorder).unwrap();
+        let marks = crate::format::index::stream::parse(&json, &mut recorder).unwrap();
         let recorded = recorder.calls;
+        assert_eq!(marks, file.condemned);
         assert_eq!(calls_of(&file), recorded);
         let mut replayed = Calls::default();
         assert!(replay(&calls_of(&file), &mut replayed));

@@ -331,11 +331,17 @@ impl Repository {
                     return Err(IndexFileError::TooManyPacks);
                 }
                 keys_read += 1;
-                if digest.is_some() {
+                // Recorded only if its entry was kept (the JSON within its
+                // ratio to the stored size, as for entries), so that padding
+                // cannot fill the digest.
+                if let Some(c) = self
+                    .cached()
+                    .filter(|c| digest.is_some() && c.has(ObjectKind::Index, id))
+                {
                     let record = index_digest::encode(signed_by, &marks, &calls);
                     if calls.len() <= index_digest::MAX_RECORD {
                         added.push((*id, record));
-                    } else if let Some(c) = self.cached() {
+                    } else if record.len() as u64 <= index_digest::MAX_OWN_RECORD {
                         c.put_record(index_digest::DIGEST, id, &record);
                     }
                 }

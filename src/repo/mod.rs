@@ -773,7 +773,9 @@ impl Repository {
             if calls.len() > index_digest::MAX_RECORD {
                 let signed_by = index_digest::SignedBy::from(&verdict);
                 let record = index_digest::encode(signed_by, &file.condemned, &calls);
-                c.put_record(index_digest::DIGEST, &id, &record);
+                if record.len() as u64 <= index_digest::MAX_OWN_RECORD {
+                    c.put_record(index_digest::DIGEST, &id, &record);
+                }
             }
         }
         Ok(id)

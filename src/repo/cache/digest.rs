@@ -110,35 +110,39 @@ pub(super) fn load_record(
     max: u64,
 ) -> Option<Vec<u8>> {
     let path = record_path(dir, id);
-    let mut bytes = Vec::new();
-    let file = fs::File::open(&path).ok()?;
     let head = RECORD_MAGIC.len() + TAG;
-    if let Err(e) = file
-        .take(max.saturating_add(head as u64 + 1))
-        .read_to_end(&mut bytes)
-    {
-        tracing::warn!("metadata cache: {}: {e}", path.display());
-        return None;
-    }
-    let opened = if bytes.len() < head || &bytes[..RECORD_MAGIC.len()] != RECORD_MAGIC {
-        Err("truncated or not a digest record")
-    } else if (bytes.len() - head) as u64 > max {
-        Err("larger than such a record can be")
-    } else {
-        let stored: [u8; TAG] = bytes[RECORD_MAGIC.len()..head]
-            .try_into()
-            .expect("32 bytes");
-        if record_tag(key, name, id, &bytes[head..]) == blake3::Hash::from(stored) {
-            Ok(())
-        } else {
-            Err("its hash does not match (damaged, or not written with this key)")
+    // Not followed if a link, not waited on if a FIFO: only a plain file of
+    // a size a record can have is read.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .ok()?;
+    let opened = match file.metadata() {
+        Ok(m) if !m.is_file() => Err("not a regular file"),
+        Ok(m) if m.len() > max.saturating_add(head as u64) => {
+            Err("larger than such a record can be")
+        }
+        Ok(m) => {
+            let mut bytes = Vec::with_capacity(m.len() as usize);
+            match file
+                .take(max.saturating_add(head as u64 + 1))
+                .read_to_end(&mut bytes)
+            {
+                Ok(_) => open_record(key, name, id, bytes, max),
+                Err(e) => {
+                    tracing::warn!("metadata cache: {}: {e}", path.display());
+                    return None;
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!("metadata cache: {}: {e}", path.display());
+            return None;
         }
     };
     match opened {
-        Ok(()) => {
-            bytes.drain(..head);
-            Some(bytes)
-        }
+        Ok(record) => Some(record),
         Err(why) => {
             tracing::warn!(
                 "metadata cache: {}: {why}; deleted, reading the document again",
@@ -150,10 +154,40 @@ pub(super) fn load_record(
     }
 }
 
+/// The record in the `bytes` of a record file, or why it does not open.
+fn open_record(
+    key: &[u8; 32],
+    name: &str,
+    id: &Id,
+    mut bytes: Vec<u8>,
+    max: u64,
+) -> Result<Vec<u8>, &'static str> {
+    let head = RECORD_MAGIC.len() + TAG;
+    if bytes.len() < head || &bytes[..RECORD_MAGIC.len()] != RECORD_MAGIC {
+        return Err("truncated or not a digest record");
+    }
+    if (bytes.len() - head) as u64 > max {
+        return Err("larger than such a record can be");
+    }
+    let stored: [u8; TAG] = bytes[RECORD_MAGIC.len()..head]
+        .try_into()
+        .expect("32 bytes");
+    if record_tag(key, name, id, &bytes[head..]) != blake3::Hash::from(stored) {
+        return Err("its hash does not match (damaged, or not written with this key)");
+    }
+    bytes.drain(..head);
+    Ok(bytes)
+}
+
 /// Keeps `record` of document `id` in a file of its own in `dir` (written
-/// to a temporary name and renamed: never a partial record). Failures only
-/// cost time later (logged).
-pub(super) fn save_record(dir: &Path, key: &[u8; 32], name: &str, id: &Id, record: &[u8]) {
+/// to a temporary name and renamed: never a partial record).
+pub(super) fn save_record(
+    dir: &Path,
+    key: &[u8; 32],
+    name: &str,
+    id: &Id,
+    record: &[u8],
+) -> std::io::Result<()> {
     let mut bytes = Vec::with_capacity(RECORD_MAGIC.len() + TAG + record.len());
     bytes.extend_from_slice(RECORD_MAGIC);
     bytes.extend_from_slice(record_tag(key, name, id, record).as_bytes());
@@ -171,24 +205,37 @@ pub(super) fn save_record(dir: &Path, key: &[u8; 32], name: &str, id: &Id, recor
         .open(&tmp)
         .and_then(|mut f| f.write_all(&bytes))
         .and_then(|()| fs::rename(&tmp, record_path(dir, id)));
-    if let Err(e) = written {
+    if written.is_err() {
         let _ = fs::remove_file(&tmp);
-        tracing::warn!("metadata cache: {}: {e}; going on without", dir.display());
     }
+    written
 }
 
 /// Deletes the records kept in files of their own in `dir` whose document
-/// is not `listed` any more.
-pub(super) fn forget_records(dir: &Path, listed: &HashSet<Id>) {
+/// is not `listed` any more, unless written in the last `grace` (another
+/// command may have stored the document after this one listed), and
+/// temporary files older than that (left by a killed command).
+pub(super) fn forget_records(dir: &Path, listed: &HashSet<Id>, grace: std::time::Duration) {
     let Ok(read) = fs::read_dir(dir) else {
         return;
     };
+    let old = |e: &fs::DirEntry| {
+        e.metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > grace)
+    };
     for e in read.flatten() {
         let file = e.file_name();
-        let Some(hex) = file.to_str().and_then(|f| f.strip_prefix(RECORD_PREFIX)) else {
+        let Some(file) = file.to_str() else {
             continue;
         };
-        if hex.parse::<Id>().is_ok_and(|id| !listed.contains(&id)) {
+        let gone = match file.strip_prefix(RECORD_PREFIX) {
+            Some(hex) => hex.parse::<Id>().is_ok_and(|id| !listed.contains(&id)) && old(&e),
+            None => file.starts_with(".tmp-") && old(&e),
+        };
+        if gone {
             let _ = fs::remove_file(e.path());
         }
     }
@@ -436,7 +483,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let key = [3u8; 32];
-        save_record(dir, &key, "t", &id(1), b"large record");
+        save_record(dir, &key, "t", &id(1), b"large record").unwrap();
         assert_eq!(
             load_record(dir, &key, "t", &id(1), 100).as_deref(),
             Some(&b"large record"[..])
@@ -449,11 +496,11 @@ mod tests {
         assert!(!record_path(dir, &id(1)).exists());
         // Another key, another digest name, or copied under another id:
         // refused.
-        save_record(dir, &key, "t", &id(1), b"large record");
+        save_record(dir, &key, "t", &id(1), b"large record").unwrap();
         assert_eq!(load_record(dir, &[4u8; 32], "t", &id(1), 100), None);
-        save_record(dir, &key, "t", &id(1), b"large record");
+        save_record(dir, &key, "t", &id(1), b"large record").unwrap();
         assert_eq!(load_record(dir, &key, "u", &id(1), 100), None);
-        save_record(dir, &key, "t", &id(1), b"large record");
+        save_record(dir, &key, "t", &id(1), b"large record").unwrap();
         fs::copy(record_path(dir, &id(1)), record_path(dir, &id(2))).unwrap();
         assert_eq!(load_record(dir, &key, "t", &id(2), 100), None);
         // A flipped byte, or cut short: refused and deleted.
@@ -464,14 +511,37 @@ mod tests {
         fs::write(&path, &bytes).unwrap();
         assert_eq!(load_record(dir, &key, "t", &id(1), 100), None);
         assert!(!path.exists());
-        save_record(dir, &key, "t", &id(1), b"large record");
+        save_record(dir, &key, "t", &id(1), b"large record").unwrap();
         fs::write(&path, &fs::read(&path).unwrap()[..20]).unwrap();
         assert_eq!(load_record(dir, &key, "t", &id(1), 100), None);
-        // Records of documents no longer listed are forgotten, others kept.
-        save_record(dir, &key, "t", &id(1), b"one");
-        save_record(dir, &key, "t", &id(2), b"two");
-        forget_records(dir, &[id(2)].into());
+        // A link to a record, or a FIFO, under a record's name: not
+        // followed, not waited on, refused.
+        save_record(dir, &key, "t", &id(3), b"elsewhere").unwrap();
+        fs::rename(record_path(dir, &id(3)), dir.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(dir.join("elsewhere"), record_path(dir, &id(3))).unwrap();
+        assert_eq!(load_record(dir, &key, "t", &id(3), 100), None);
+        let fifo = record_path(dir, &id(4));
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        )
+        .unwrap();
+        assert_eq!(load_record(dir, &key, "t", &id(4), 100), None);
+        // Records of documents no longer listed are forgotten once older
+        // than the grace, others kept; so are old temporary files.
+        save_record(dir, &key, "t", &id(1), b"one").unwrap();
+        save_record(dir, &key, "t", &id(2), b"two").unwrap();
+        fs::write(dir.join(".tmp-killed"), b"half").unwrap();
+        forget_records(dir, &[id(2)].into(), std::time::Duration::from_secs(600));
+        assert!(record_path(dir, &id(1)).exists(), "just written");
+        assert!(
+            dir.join(".tmp-killed").exists(),
+            "maybe still being written"
+        );
+        forget_records(dir, &[id(2)].into(), std::time::Duration::ZERO);
         assert!(!record_path(dir, &id(1)).exists());
+        assert!(!dir.join(".tmp-killed").exists());
         assert_eq!(
             load_record(dir, &key, "t", &id(2), 100).as_deref(),
             Some(&b"two"[..])

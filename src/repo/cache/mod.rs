@@ -234,6 +234,13 @@ impl MetaCache {
         digest::save(&dir, &self.key, d, added, listed);
     }
 
+    /// Whether an entry for document `id` is kept (the document was cached
+    /// under the ratio rule when it was read or written): only then may a
+    /// digest keep a record of it, so that padding cannot fill a digest.
+    pub fn has(&self, kind: ObjectKind, id: &Id) -> bool {
+        self.path(kind, id).is_some_and(|p| p.is_file())
+    }
+
     /// The record of document `id` that digest `name` keeps in a file of
     /// its own ([`digest`]: too large to load with the others), if an
     /// intact one of at most `max` bytes is there.
@@ -244,13 +251,20 @@ impl MetaCache {
     /// Keeps `record` of document `id` for digest `name` in a file of its
     /// own.
     pub fn put_record(&self, name: &str, id: &Id, record: &[u8]) {
-        digest::save_record(&self.digest_dir(name), &self.key, name, id, record);
+        let dir = self.digest_dir(name);
+        if let Err(e) = digest::save_record(&dir, &self.key, name, id, record)
+            && !self.write_failed.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!("metadata cache: {}: {e}; going on without", dir.display());
+        }
     }
 
     /// Deletes the records digest `name` keeps in files of their own whose
-    /// document is not `listed` any more.
+    /// document is not `listed` any more (unless just written: another
+    /// command may have stored it after this one listed), and temporary
+    /// files a killed command left there.
     pub fn forget_records(&self, name: &str, listed: &HashSet<Id>) {
-        digest::forget_records(&self.digest_dir(name), listed);
+        digest::forget_records(&self.digest_dir(name), listed, STALE_TEMP);
     }
 
     /// Deletes the entry of `id` (damaged, or not a valid document).
