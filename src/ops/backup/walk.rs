@@ -888,7 +888,7 @@ fn read_command(
     } else {
         Inspect::Nothing
     };
-    match store_stream(stdout, u64::MAX, tx, keys, sink, inspect) {
+    match store_stream(stdout, u64::MAX, tx, keys, sink, inspect, None) {
         Ok(data) => Ok(running.finish().map(|_| data)?),
         Err(why) => Err(ReadError::Aborted {
             why: Box::new(why),
@@ -925,7 +925,8 @@ fn read_file(
     } else {
         Inspect::Nothing
     };
-    store_stream(file, m.len(), tx, keys, sink, inspect)
+    let ahead = (m.len() >= AHEAD_MIN).then_some(&file);
+    store_stream(&file, m.len(), tx, keys, sink, inspect, ahead)
 }
 
 /// What [`store_stream`] looks at besides storing the content.
@@ -950,8 +951,20 @@ pub const SPLIT_MIN: u64 = 4 << 20;
 /// buffer, not per chunk, and no copy of a chunk that is already stored).
 const SPLIT_QUEUE: usize = 4;
 
+/// Regular files at least this long have their cut points searched for on
+/// a third thread as well ([`chunk::Ahead`]), ahead of the reading one: the
+/// search is most of the reading thread's work, and one large file alone
+/// at the end of a backup would leave the other core idle.
+pub const AHEAD_MIN: u64 = 64 << 20;
+
+/// Batches of cut points [`chunk::Ahead`] may find before the chunker
+/// takes them (each about [`chunk::Gear::ahead`]'s span of the file).
+const AHEAD_QUEUE: usize = 16;
+
 /// Chunks, hashes and submits everything `reader` yields; `expected` is its
 /// length as far as known (a file's size, `u64::MAX` for command output).
+/// `ahead` is the same file opened, to search for cut points ahead of the
+/// reading by positional reads, when that pays.
 fn store_stream(
     reader: impl std::io::Read + Send,
     expected: u64,
@@ -959,6 +972,7 @@ fn store_stream(
     keys: &StreamKeys,
     sink: &BlobSink<'_>,
     inspect: Inspect,
+    ahead: Option<&File>,
 ) -> Result<FileData, ReadError> {
     let mut digest = Digest::new(&keys.ids, sink, tx, inspect);
     let mut blocks = keys.gear.blocks(reader, expected);
@@ -977,6 +991,18 @@ fn store_stream(
     let (block_tx, block_rx) = bounded::<Block>(SPLIT_QUEUE);
     let (spare_tx, spare_rx) = bounded::<Vec<u8>>(SPLIT_QUEUE);
     std::thread::scope(|s| {
+        // Dropped before the threads are joined (on a panic too): the
+        // finder stops once its hints have no taker.
+        let mut blocks = blocks;
+        if let Some(file) = ahead {
+            let (finder, hints) = keys.gear.ahead(AHEAD_QUEUE);
+            blocks = blocks.with_hints(hints);
+            s.spawn(move || {
+                finder.run(expected, |buf, at| {
+                    std::os::unix::fs::FileExt::read_at(file, buf, at)
+                })
+            });
+        }
         let naming = s.spawn(move || {
             for block in block_rx {
                 digest.add(&block)?;
@@ -999,6 +1025,7 @@ fn store_stream(
             }
         })();
         drop(block_tx);
+        drop(blocks);
         let named = naming.join().expect("the naming thread does not panic");
         named.and_then(|digest| read.and_then(|hash| digest.finish(hash)))
     })
@@ -1571,12 +1598,13 @@ mod tests {
             &keys,
             &sink,
             Inspect::Head,
+            None,
         )
         .map_err(|e| e.to_string())
         .unwrap();
         let submitted = rx.try_iter().count();
         // The same content read on one thread: the same ids, nothing new.
-        let one = store_stream(&data[..], 0, &tx, &keys, &sink, Inspect::Head)
+        let one = store_stream(&data[..], 0, &tx, &keys, &sink, Inspect::Head, None)
             .map_err(|e| e.to_string())
             .unwrap();
         assert_eq!(rx.try_iter().count(), 0);
@@ -1593,6 +1621,55 @@ mod tests {
             .map(|c| ids.unsalted(&c.unwrap()))
             .collect();
         assert!(split.content == want);
+    }
+
+    #[test]
+    fn a_large_file_whose_cut_points_are_searched_ahead_is_stored_as_in_one_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = super::super::tests::local_repo(dir.path(), 1 << 20);
+        // Long enough for several runs searched ahead; a stretch of zeros
+        // (chunks of the largest size, no cut point of a run to meet) and a
+        // repeated stretch.
+        let mut data = super::super::tests::noise(SPLIT_MIN as usize + (13 << 20), 11);
+        data[9 << 20..(9 << 20) + 300_000].fill(0);
+        let (a, b) = data.split_at_mut(5 << 20);
+        b[..1 << 20].copy_from_slice(&a[..1 << 20]);
+        let path = dir.path().join("large");
+        fs::write(&path, &data).unwrap();
+        let index = Index::compact();
+        let stats = super::super::Stats::default();
+        let sink = BlobSink::new(&index, &stats);
+        let (tx, rx) = unbounded();
+        let keys = StreamKeys::new(&repo);
+        let store = |ahead: bool| {
+            let file = File::open(&path).unwrap();
+            let ahead = ahead.then_some(&file);
+            store_stream(
+                &file,
+                data.len() as u64,
+                &tx,
+                &keys,
+                &sink,
+                Inspect::Nothing,
+                ahead,
+            )
+            .map_err(|e| e.to_string())
+            .unwrap()
+        };
+        let searched = store(true);
+        assert!(rx.try_iter().count() > 0);
+        let alone = store(false);
+        // Nothing new: the same chunks.
+        assert_eq!(rx.try_iter().count(), 0);
+        assert!(searched.content == alone.content && searched.lists == alone.lists);
+        assert_eq!((searched.hash, searched.size), (alone.hash, alone.size));
+        assert_eq!(searched.hash, Id::of_bytes(&data));
+        let ids = repo.keys().blob_ids();
+        let seed = chunk::gear_seed(repo.keys().chunk_key());
+        let want: Vec<BlobId> = chunk::chunks(&data[..], &repo.config().chunker, seed)
+            .map(|c| ids.unsalted(&c.unwrap()))
+            .collect();
+        assert!(searched.content == want);
     }
 
     #[test]
