@@ -180,6 +180,7 @@ impl Gear {
                 tx,
                 progress: progress.clone(),
                 lead: AHEAD_LEAD,
+                margin: AHEAD_MARGIN,
                 span: AHEAD_SPAN.max(2 * self.max),
             },
             Hints {
@@ -485,13 +486,21 @@ impl<R: Read> Blocks<R> {
 }
 
 /// How far ahead of the chunker [`Ahead`] starts a run of its own (when it
-/// starts, and whenever the chunker has caught up with it): the chunker
+/// starts, and whenever the chunker has come near its run): the chunker
 /// searches that stretch itself while the helper searches what follows.
-const AHEAD_LEAD: u64 = 4 << 20;
+const AHEAD_LEAD: u64 = 8 << 20;
+
+/// How near the chunker may come to the end of [`Ahead`]'s run before the
+/// helper starts a new one further on. A chunker taking cut points moves
+/// about four times as fast as the helper finds them: closer than this, it
+/// would soon search beside the helper, over the same bytes, at the same
+/// pace (both working, one of them for nothing).
+const AHEAD_MARGIN: u64 = 1 << 20;
 
 /// Bytes [`Ahead`] reads and searches per batch of cut points (more when
-/// chunks may be larger): one positional read and one hand-over each.
-const AHEAD_SPAN: usize = 1 << 20;
+/// chunks may be larger): one positional read and one hand-over each, and
+/// at most this much searched twice when the chunker overtakes the helper.
+const AHEAD_SPAN: usize = 256 << 10;
 
 /// Finds cut points ahead of a chunker ([`Gear::ahead`]), on a thread of
 /// its own, for [`Hints`].
@@ -500,13 +509,15 @@ const AHEAD_SPAN: usize = 1 << 20;
 /// chunk started there, and follows its cut points on: once the chunker
 /// cuts where a run does, all their later cuts are the same (a cut depends
 /// only on where its chunk starts and the `max` bytes after it). When the
-/// chunker catches up with the run, a new one starts `lead` ahead of it.
+/// chunker comes within `margin` of the run's end, a new one starts `lead`
+/// ahead of it.
 pub struct Ahead {
     gear: Gear,
     tx: crossbeam_channel::Sender<Vec<u64>>,
     /// Where the chunker is (the end of its last block).
     progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
     lead: u64,
+    margin: u64,
     /// Bytes read per batch.
     span: usize,
 }
@@ -517,21 +528,28 @@ impl Ahead {
     /// sent holds consecutive cut points of one run, the first being the
     /// last of the run's batch before (or where the run starts). A read that
     /// fails or ends early ends it: the chunker searches the rest itself.
-    pub fn run(self, len: u64, mut read_at: impl FnMut(&mut [u8], u64) -> std::io::Result<usize>) {
+    /// Returns how many cut points it found.
+    pub fn run(
+        self,
+        len: u64,
+        mut read_at: impl FnMut(&mut [u8], u64) -> std::io::Result<usize>,
+    ) -> u64 {
         let max = self.gear.max;
         let mut buf = vec![0u8; self.span];
         // `buf[..filled]` holds the stream from `buf_at` on.
         let (mut buf_at, mut filled) = (0u64, 0usize);
         // Where the current run is, if the chunker has not reached it.
         let mut run: Option<u64> = None;
+        let mut found = 0;
         loop {
             let chunker = self.progress.load(std::sync::atomic::Ordering::Relaxed);
             let at = match run {
-                Some(p) if p > chunker => p,
-                _ => chunker.saturating_add(self.lead),
+                Some(p) if p >= chunker.saturating_add(self.margin) => p,
+                // Never back over what was searched already.
+                _ => chunker.saturating_add(self.lead).max(run.unwrap_or(0)),
             };
             if at >= len || len - at < max as u64 {
-                return;
+                return found;
             }
             if run == Some(at) {
                 let keep = (at - buf_at) as usize;
@@ -547,7 +565,7 @@ impl Ahead {
                     Ok(0) => break,
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => return,
+                    Err(_) => return found,
                 }
             }
             let mut cuts = vec![at];
@@ -556,9 +574,11 @@ impl Ahead {
                 p += self.gear.cut(&buf[p..p + max]);
                 cuts.push(buf_at + p as u64);
             }
-            if cuts.len() == 1 || self.tx.send(cuts).is_err() {
-                return;
+            let n = cuts.len() as u64 - 1;
+            if n == 0 || self.tx.send(cuts).is_err() {
+                return found;
             }
+            found += n;
             run = Some(buf_at + p as u64);
         }
     }
@@ -860,6 +880,7 @@ mod tests {
         // for all of them.
         let (mut ahead, hints) = gear.ahead(data.len() / gear.max + 2);
         ahead.lead = lead;
+        ahead.margin = 0;
         ahead.span = span.max(2 * gear.max);
         // The chunker has not started: one run, from `lead` to the end.
         ahead.run(data.len() as u64, read_at(data));
@@ -1000,6 +1021,7 @@ mod tests {
             ] {
                 let (mut ahead, hints) = gear.ahead(queue);
                 ahead.lead = lead;
+                ahead.margin = lead / 2;
                 ahead.span = span.max(2 * gear.max);
                 let (got, taken) = std::thread::scope(|s| {
                     s.spawn(|| ahead.run(data.len() as u64, read_at(data)));

@@ -959,7 +959,7 @@ pub const AHEAD_MIN: u64 = 64 << 20;
 
 /// Batches of cut points [`chunk::Ahead`] may find before the chunker
 /// takes them (each about [`chunk::Gear::ahead`]'s span of the file).
-const AHEAD_QUEUE: usize = 16;
+const AHEAD_QUEUE: usize = 64;
 
 /// Chunks, hashes and submits everything `reader` yields; `expected` is its
 /// length as far as known (a file's size, `u64::MAX` for command output).
@@ -1000,7 +1000,7 @@ fn store_stream(
             s.spawn(move || {
                 finder.run(expected, |buf, at| {
                     std::os::unix::fs::FileExt::read_at(file, buf, at)
-                })
+                });
             });
         }
         let naming = s.spawn(move || {
