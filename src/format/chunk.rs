@@ -180,6 +180,7 @@ impl Gear {
                 tx,
                 progress: progress.clone(),
                 lead: AHEAD_LEAD,
+                shrink: true,
                 margin: AHEAD_MARGIN,
                 span: AHEAD_SPAN.max(2 * self.max),
             },
@@ -510,13 +511,21 @@ const AHEAD_SPAN: usize = 256 << 10;
 /// cuts where a run does, all their later cuts are the same (a cut depends
 /// only on where its chunk starts and the `max` bytes after it). When the
 /// chunker comes within `margin` of the run's end, a new one starts `lead`
-/// ahead of it.
+/// ahead of it, or nearer towards the end of the stream: the chunker
+/// searches up to the run's start itself and then only reads on while
+/// the helper searches, so the helper's share of the search is larger.
+/// At 2/5 of what is left, both finish together (the chunker also reads
+/// and hashes the whole stream); a run starting `lead` ahead near the end
+/// would leave the helper nothing to do.
 pub struct Ahead {
     gear: Gear,
     tx: crossbeam_channel::Sender<Vec<u64>>,
     /// Where the chunker is (the end of its last block).
     progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
     lead: u64,
+    /// Whether a run starts nearer than `lead` where less is left: at 2/5
+    /// of what the chunker has left (see [`Ahead::run`]).
+    shrink: bool,
     margin: u64,
     /// Bytes read per batch.
     span: usize,
@@ -546,7 +555,15 @@ impl Ahead {
             let at = match run {
                 Some(p) if p >= chunker.saturating_add(self.margin) => p,
                 // Never back over what was searched already.
-                _ => chunker.saturating_add(self.lead).max(run.unwrap_or(0)),
+                _ => {
+                    let left = len.saturating_sub(chunker);
+                    let lead = if self.shrink {
+                        self.lead.min(left / 5 * 2)
+                    } else {
+                        self.lead
+                    };
+                    chunker.saturating_add(lead).max(run.unwrap_or(0))
+                }
             };
             if at >= len || len - at < max as u64 {
                 return found;
@@ -880,6 +897,7 @@ mod tests {
         // for all of them.
         let (mut ahead, hints) = gear.ahead(data.len() / gear.max + 2);
         ahead.lead = lead;
+        ahead.shrink = false;
         ahead.margin = 0;
         ahead.span = span.max(2 * gear.max);
         // The chunker has not started: one run, from `lead` to the end.
