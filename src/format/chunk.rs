@@ -437,8 +437,17 @@ impl<R: Read> Blocks<R> {
     /// without hints (given the same bytes); the stream is still read here,
     /// whole.
     pub fn with_hints(mut self, hints: Hints) -> Self {
-        self.hints = Some(hints);
+        self.set_hints(hints);
         self
+    }
+
+    /// [`Blocks::with_hints`] from now on, for a stream being read: the
+    /// helper starts ahead of where the chunker is.
+    pub fn set_hints(&mut self, hints: Hints) {
+        hints
+            .progress
+            .store(self.base, std::sync::atomic::Ordering::Relaxed);
+        self.hints = Some(hints);
     }
 
     /// How many cut points were taken from hints (none without).
@@ -1050,6 +1059,37 @@ mod tests {
             }
         }
         assert!(hinted > 0);
+    }
+
+    #[test]
+    fn a_finder_started_in_the_middle_of_a_stream_starts_ahead_of_the_chunker() {
+        let gear = Gear::new(&small(), 8);
+        let data = pseudo_random(3 << 20);
+        let want = lens_alone(&gear, &data);
+        for after in [1, 3, 7] {
+            let mut blocks = gear.blocks(&data[..], data.len() as u64);
+            let mut lens = Vec::new();
+            for _ in 0..after {
+                let b = blocks.next_block().unwrap().unwrap();
+                lens.extend(b.chunks().map(<[u8]>::len));
+            }
+            let (mut ahead, hints) = gear.ahead(4096);
+            ahead.lead = 5000;
+            ahead.margin = 0;
+            blocks.set_hints(hints);
+            let start = blocks.base;
+            // Run first, to its end: one run from 5000 past the chunker.
+            let found = ahead.run(data.len() as u64, read_at(&data));
+            assert!(found > 1000);
+            let first = blocks.hints.as_ref().unwrap().rx.try_recv().unwrap();
+            assert_eq!(first[0], start + 5000);
+            blocks.hints.as_mut().unwrap().batch = first;
+            while let Some(b) = blocks.next_block().unwrap() {
+                lens.extend(b.chunks().map(<[u8]>::len));
+            }
+            assert!(lens == want, "after {after} blocks");
+            assert!(blocks.hinted() > 1000);
+        }
     }
 
     #[test]

@@ -888,7 +888,15 @@ fn read_command(
     } else {
         Inspect::Nothing
     };
-    match store_stream(stdout, u64::MAX, tx, keys, sink, inspect, None) {
+    match store_stream(
+        stdout,
+        u64::MAX,
+        tx,
+        keys,
+        sink,
+        inspect,
+        SearchAhead::Never,
+    ) {
         Ok(data) => Ok(running.finish().map(|_| data)?),
         Err(why) => Err(ReadError::Aborted {
             why: Box::new(why),
@@ -925,7 +933,11 @@ fn read_file(
     } else {
         Inspect::Nothing
     };
-    let ahead = (m.len() >= AHEAD_MIN).then_some(&file);
+    let ahead = if m.len() >= AHEAD_MIN {
+        SearchAhead::WhenAlone(&file)
+    } else {
+        SearchAhead::Never
+    };
     store_stream(&file, m.len(), tx, keys, sink, inspect, ahead)
 }
 
@@ -961,10 +973,53 @@ pub const AHEAD_MIN: u64 = 64 << 20;
 /// takes them (each about [`chunk::Gear::ahead`]'s span of the file).
 const AHEAD_QUEUE: usize = 64;
 
+/// Whether a stream's cut points are searched ahead ([`chunk::Ahead`]),
+/// over positional reads of the same file.
+#[derive(Clone, Copy)]
+enum SearchAhead<'f> {
+    /// Never (command output, smaller files).
+    Never,
+    /// From when this is the only stream being stored on, so that the
+    /// search takes a core no other reader uses (the helper costs its own
+    /// copy of what it reads, and may search what the chunker searches
+    /// too; among several streams, each reader keeps a core busy already).
+    WhenAlone(&'f File),
+    /// From the start.
+    #[cfg(test)]
+    Always(&'f File),
+}
+
+/// Streams being stored now, in every backup of this process (what
+/// [`SearchAhead::WhenAlone`] looks at; not a result, only which thread
+/// searches).
+static STREAMS_BEING_STORED: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts one stream in [`STREAMS_BEING_STORED`] while it lives.
+struct StoringStream;
+
+impl StoringStream {
+    fn start() -> Self {
+        STREAMS_BEING_STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        StoringStream
+    }
+
+    /// Whether no other stream is being stored.
+    fn alone(&self) -> bool {
+        STREAMS_BEING_STORED.load(std::sync::atomic::Ordering::Relaxed) == 1
+    }
+}
+
+impl Drop for StoringStream {
+    fn drop(&mut self) {
+        STREAMS_BEING_STORED.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Chunks, hashes and submits everything `reader` yields; `expected` is its
 /// length as far as known (a file's size, `u64::MAX` for command output).
-/// `ahead` is the same file opened, to search for cut points ahead of the
-/// reading by positional reads, when that pays.
+/// `ahead` says whether and when cut points are searched ahead of the
+/// reading on another thread.
 fn store_stream(
     reader: impl std::io::Read + Send,
     expected: u64,
@@ -972,8 +1027,9 @@ fn store_stream(
     keys: &StreamKeys,
     sink: &BlobSink<'_>,
     inspect: Inspect,
-    ahead: Option<&File>,
+    ahead: SearchAhead<'_>,
 ) -> Result<FileData, ReadError> {
+    let storing = StoringStream::start();
     let mut digest = Digest::new(&keys.ids, sink, tx, inspect);
     let mut blocks = keys.gear.blocks(reader, expected);
     let mut whole = blake3::Hasher::new();
@@ -994,15 +1050,13 @@ fn store_stream(
         // Dropped before the threads are joined (on a panic too): the
         // finder stops once its hints have no taker.
         let mut blocks = blocks;
-        if let Some(file) = ahead {
-            let (finder, hints) = keys.gear.ahead(AHEAD_QUEUE);
-            blocks = blocks.with_hints(hints);
-            s.spawn(move || {
-                finder.run(expected, |buf, at| {
-                    std::os::unix::fs::FileExt::read_at(file, buf, at)
-                });
-            });
-        }
+        // The file to search ahead in, until the search starts.
+        let mut search = match ahead {
+            SearchAhead::Never => None,
+            SearchAhead::WhenAlone(file) => Some((file, false)),
+            #[cfg(test)]
+            SearchAhead::Always(file) => Some((file, true)),
+        };
         let naming = s.spawn(move || {
             for block in block_rx {
                 digest.add(&block)?;
@@ -1013,6 +1067,18 @@ fn store_stream(
         });
         let read = (|| {
             loop {
+                if let Some((file, now)) = search
+                    && (now || storing.alone())
+                {
+                    search = None;
+                    let (finder, hints) = keys.gear.ahead(AHEAD_QUEUE);
+                    blocks.set_hints(hints);
+                    s.spawn(move || {
+                        finder.run(expected, |buf, at| {
+                            std::os::unix::fs::FileExt::read_at(file, buf, at)
+                        });
+                    });
+                }
                 while let Ok(buffer) = spare_rx.try_recv() {
                     blocks.give_back(buffer);
                 }
@@ -1598,15 +1664,23 @@ mod tests {
             &keys,
             &sink,
             Inspect::Head,
-            None,
+            SearchAhead::Never,
         )
         .map_err(|e| e.to_string())
         .unwrap();
         let submitted = rx.try_iter().count();
         // The same content read on one thread: the same ids, nothing new.
-        let one = store_stream(&data[..], 0, &tx, &keys, &sink, Inspect::Head, None)
-            .map_err(|e| e.to_string())
-            .unwrap();
+        let one = store_stream(
+            &data[..],
+            0,
+            &tx,
+            &keys,
+            &sink,
+            Inspect::Head,
+            SearchAhead::Never,
+        )
+        .map_err(|e| e.to_string())
+        .unwrap();
         assert_eq!(rx.try_iter().count(), 0);
         assert!(split.content == one.content);
         assert_eq!(split.hash, Id::of_bytes(&data));
@@ -1643,7 +1717,11 @@ mod tests {
         let keys = StreamKeys::new(&repo);
         let store = |ahead: bool| {
             let file = File::open(&path).unwrap();
-            let ahead = ahead.then_some(&file);
+            let ahead = if ahead {
+                SearchAhead::Always(&file)
+            } else {
+                SearchAhead::Never
+            };
             store_stream(
                 &file,
                 data.len() as u64,
