@@ -260,6 +260,33 @@ fn bench_stream(c: &mut Criterion, data: &[u8]) {
             assert_eq!(n, data.len());
         })
     });
+    // The same blocks, with their cut points searched for ahead on a second
+    // thread as well (what a backup does for a large regular file): the
+    // wall time of the pair, on two cores.
+    g.bench_function("blocks_with_finder_16MiB_dump", |b| {
+        b.iter(|| {
+            let (finder, hints) = gear.ahead(16);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    finder.run(data.len() as u64, |buf, at| {
+                        let at = (at as usize).min(data.len());
+                        let n = buf.len().min(data.len() - at);
+                        buf[..n].copy_from_slice(&data[at..at + n]);
+                        Ok(n)
+                    })
+                });
+                let mut blocks = gear
+                    .blocks(black_box(data), data.len() as u64)
+                    .with_hints(hints);
+                let mut n = 0usize;
+                while let Some(block) = blocks.next_block().unwrap() {
+                    n += block.bytes().len();
+                    blocks.give_back(block.into_buffer());
+                }
+                assert_eq!(n, data.len());
+            })
+        })
+    });
     g.finish();
 }
 

@@ -162,7 +162,36 @@ impl Gear {
             expected,
             spare: Vec::new(),
             gear: self.clone(),
+            base: 0,
+            hints: None,
         }
+    }
+
+    /// The two ends of cut points found ahead: [`Ahead::run`] on another
+    /// thread, over positional reads of the same stream, finds them;
+    /// [`Blocks::with_hints`] takes them instead of searching itself where
+    /// that gives the same cut. At most `queue` batches of them wait.
+    pub fn ahead(&self, queue: usize) -> (Ahead, Hints) {
+        let (tx, rx) = crossbeam_channel::bounded(queue);
+        let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        (
+            Ahead {
+                gear: self.clone(),
+                tx,
+                progress: progress.clone(),
+                lead: AHEAD_LEAD,
+                shrink: true,
+                margin: AHEAD_MARGIN,
+                span: AHEAD_SPAN.max(2 * self.max),
+            },
+            Hints {
+                rx,
+                batch: Vec::new(),
+                next: 0,
+                progress,
+                taken: 0,
+            },
+        )
     }
 
     /// The length of the chunk that starts `window` (at most `max` bytes of
@@ -343,6 +372,10 @@ pub struct Blocks<R> {
     /// Buffers of earlier blocks, to read into again.
     spare: Vec<Vec<u8>>,
     gear: Gear,
+    /// Where `buf` starts in the stream.
+    base: u64,
+    /// Cut points found ahead by another thread, if one helps.
+    hints: Option<Hints>,
 }
 
 impl<R: Read> Blocks<R> {
@@ -359,8 +392,21 @@ impl<R: Read> Blocks<R> {
             let mut ends = Vec::new();
             let mut pos = 0;
             while pos < self.len && (self.eof || self.len - pos >= self.gear.max) {
-                pos += self.gear.cut(&self.buf[pos..self.len]);
+                // A hint only where the window is whole: the cut the
+                // helper found in its `max` bytes is this one.
+                let hinted = match &mut self.hints {
+                    Some(h) if self.len - pos >= self.gear.max => {
+                        h.cut_at(self.base + pos as u64, &self.gear)
+                    }
+                    _ => None,
+                };
+                pos += hinted.unwrap_or_else(|| self.gear.cut(&self.buf[pos..self.len]));
                 ends.push(pos);
+            }
+            self.base += pos as u64;
+            if let Some(h) = &self.hints {
+                h.progress
+                    .store(self.base, std::sync::atomic::Ordering::Relaxed);
             }
             if ends.is_empty() {
                 if self.eof {
@@ -383,6 +429,30 @@ impl<R: Read> Blocks<R> {
             let data = std::mem::replace(&mut self.buf, next);
             return Ok(Some(Block { data, ends }));
         }
+    }
+
+    /// Takes the cut points another thread finds ahead ([`Gear::ahead`]):
+    /// a chunk that starts where one of them is ends where the next one of
+    /// the same run is, without a search. The cut points are the same as
+    /// without hints (given the same bytes); the stream is still read here,
+    /// whole.
+    pub fn with_hints(mut self, hints: Hints) -> Self {
+        self.set_hints(hints);
+        self
+    }
+
+    /// [`Blocks::with_hints`] from now on, for a stream being read: the
+    /// helper starts ahead of where the chunker is.
+    pub fn set_hints(&mut self, hints: Hints) {
+        hints
+            .progress
+            .store(self.base, std::sync::atomic::Ordering::Relaxed);
+        self.hints = Some(hints);
+    }
+
+    /// How many cut points were taken from hints (none without).
+    pub fn hinted(&self) -> u64 {
+        self.hints.as_ref().map_or(0, |h| h.taken)
     }
 
     /// Takes back the buffer of a block handed out, to read into again.
@@ -422,6 +492,166 @@ impl<R: Read> Blocks<R> {
             }
         }
         Ok(())
+    }
+}
+
+/// How far ahead of the chunker [`Ahead`] starts a run of its own (when it
+/// starts, and whenever the chunker has come near its run): the chunker
+/// searches that stretch itself while the helper searches what follows.
+const AHEAD_LEAD: u64 = 8 << 20;
+
+/// How near the chunker may come to the end of [`Ahead`]'s run before the
+/// helper starts a new one further on. A chunker taking cut points moves
+/// about four times as fast as the helper finds them: closer than this, it
+/// would soon search beside the helper, over the same bytes, at the same
+/// pace (both working, one of them for nothing).
+const AHEAD_MARGIN: u64 = 1 << 20;
+
+/// Bytes [`Ahead`] reads and searches per batch of cut points (more when
+/// chunks may be larger): one positional read and one hand-over each, and
+/// at most this much searched twice when the chunker overtakes the helper.
+const AHEAD_SPAN: usize = 256 << 10;
+
+/// Finds cut points ahead of a chunker ([`Gear::ahead`]), on a thread of
+/// its own, for [`Hints`].
+///
+/// It starts a run `lead` bytes ahead of where the chunker is, as if a
+/// chunk started there, and follows its cut points on: once the chunker
+/// cuts where a run does, all their later cuts are the same (a cut depends
+/// only on where its chunk starts and the `max` bytes after it). When the
+/// chunker comes within `margin` of the run's end, a new one starts `lead`
+/// ahead of it, or nearer towards the end of the stream: the chunker
+/// searches up to the run's start itself and then only reads on while
+/// the helper searches, so the helper's share of the search is larger.
+/// At 2/5 of what is left, both finish together (the chunker also reads
+/// and hashes the whole stream); a run starting `lead` ahead near the end
+/// would leave the helper nothing to do.
+pub struct Ahead {
+    gear: Gear,
+    tx: crossbeam_channel::Sender<Vec<u64>>,
+    /// Where the chunker is (the end of its last block).
+    progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    lead: u64,
+    /// Whether a run starts nearer than `lead` where less is left: at 2/5
+    /// of what the chunker has left (see [`Ahead::run`]).
+    shrink: bool,
+    margin: u64,
+    /// Bytes read per batch.
+    span: usize,
+}
+
+impl Ahead {
+    /// Searches the stream of `len` bytes that `read_at(buf, offset)` reads
+    /// (as `pread`) until its end, or until the chunker is gone. Each batch
+    /// sent holds consecutive cut points of one run, the first being the
+    /// last of the run's batch before (or where the run starts). A read that
+    /// fails or ends early ends it: the chunker searches the rest itself.
+    /// Returns how many cut points it found.
+    pub fn run(
+        self,
+        len: u64,
+        mut read_at: impl FnMut(&mut [u8], u64) -> std::io::Result<usize>,
+    ) -> u64 {
+        let max = self.gear.max;
+        let mut buf = vec![0u8; self.span];
+        // `buf[..filled]` holds the stream from `buf_at` on.
+        let (mut buf_at, mut filled) = (0u64, 0usize);
+        // Where the current run is, if the chunker has not reached it.
+        let mut run: Option<u64> = None;
+        let mut found = 0;
+        loop {
+            let chunker = self.progress.load(std::sync::atomic::Ordering::Relaxed);
+            let at = match run {
+                Some(p) if p >= chunker.saturating_add(self.margin) => p,
+                // Never back over what was searched already.
+                _ => {
+                    let left = len.saturating_sub(chunker);
+                    let lead = if self.shrink {
+                        self.lead.min(left / 5 * 2)
+                    } else {
+                        self.lead
+                    };
+                    chunker.saturating_add(lead).max(run.unwrap_or(0))
+                }
+            };
+            if at >= len || len - at < max as u64 {
+                return found;
+            }
+            if run == Some(at) {
+                let keep = (at - buf_at) as usize;
+                buf.copy_within(keep..filled, 0);
+                filled -= keep;
+            } else {
+                filled = 0;
+            }
+            buf_at = at;
+            let want = (self.span as u64).min(len - buf_at) as usize;
+            while filled < want {
+                match read_at(&mut buf[filled..want], buf_at + filled as u64) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => return found,
+                }
+            }
+            let mut cuts = vec![at];
+            let mut p = 0;
+            while p + max <= filled {
+                p += self.gear.cut(&buf[p..p + max]);
+                cuts.push(buf_at + p as u64);
+            }
+            let n = cuts.len() as u64 - 1;
+            if n == 0 || self.tx.send(cuts).is_err() {
+                return found;
+            }
+            found += n;
+            run = Some(buf_at + p as u64);
+        }
+    }
+}
+
+/// The chunker's end of [`Ahead`]: the cut points found ahead of it, one
+/// batch at a time.
+pub struct Hints {
+    rx: crossbeam_channel::Receiver<Vec<u64>>,
+    /// The batch being followed, and the first of its cut points not yet
+    /// passed.
+    batch: Vec<u64>,
+    next: usize,
+    progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Cut points taken.
+    taken: u64,
+}
+
+impl Hints {
+    /// The length of the chunk starting at `at` (whose whole window of
+    /// `max` bytes is read), if a run's cut point is at `at` and its next
+    /// one is known. A length [`Gear::cut`] could not return is refused
+    /// (and searched for instead).
+    fn cut_at(&mut self, at: u64, gear: &Gear) -> Option<usize> {
+        loop {
+            while self.batch.get(self.next).is_some_and(|&c| c < at) {
+                self.next += 1;
+            }
+            match self.batch.get(self.next..) {
+                Some([first, second, ..]) if *first == at => {
+                    let len = usize::try_from(second - at).ok()?;
+                    if len < gear.min / 2 * 2 || len > gear.max {
+                        return None;
+                    }
+                    self.taken += 1;
+                    return Some(len);
+                }
+                // The next cut is in the next batch (which starts with
+                // this one), or nothing is known past `at`: a batch found
+                // since, if any.
+                Some([first]) if *first == at => {}
+                Some([]) | None => {}
+                Some(_) => return None,
+            }
+            self.batch = self.rx.try_recv().ok()?;
+            self.next = 0;
+        }
     }
 }
 
@@ -636,6 +866,315 @@ mod tests {
         assert!(out == large);
         let (_, reads_unknown) = read_blocks(&large, usize::MAX, u64::MAX);
         assert_eq!(reads + 1, reads_unknown);
+    }
+
+    /// Reads `data` as `pread` would.
+    fn read_at(data: &[u8]) -> impl FnMut(&mut [u8], u64) -> std::io::Result<usize> + '_ {
+        move |buf, at| {
+            let at = usize::try_from(at).unwrap().min(data.len());
+            let n = buf.len().min(data.len() - at);
+            buf[..n].copy_from_slice(&data[at..at + n]);
+            Ok(n)
+        }
+    }
+
+    /// The chunk lengths `blocks` yields for `data` (read `cap` bytes at a
+    /// time) with `hints`, and how many cut points it took from them.
+    fn lens_with(gear: &Gear, data: &[u8], cap: usize, hints: Hints) -> (Vec<usize>, u64) {
+        let mut blocks = gear
+            .blocks(ShortReads(data, cap), data.len() as u64)
+            .with_hints(hints);
+        let mut lens = Vec::new();
+        while let Some(b) = blocks.next_block().unwrap() {
+            lens.extend(b.chunks().map(<[u8]>::len));
+            blocks.give_back(b.into_buffer());
+        }
+        (lens, blocks.hinted())
+    }
+
+    /// The chunk lengths of `data` without hints.
+    fn lens_alone(gear: &Gear, data: &[u8]) -> Vec<usize> {
+        gear.chunks(data, u64::MAX)
+            .map(|c| c.unwrap().len())
+            .collect()
+    }
+
+    /// The chunk lengths with the cut points of one run starting at `lead`
+    /// found first, in batches of `span` bytes.
+    fn lens_one_run(gear: &Gear, data: &[u8], lead: u64, span: usize) -> (Vec<usize>, u64) {
+        // Each batch but the last moves on by at least `max` bytes: room
+        // for all of them.
+        let (mut ahead, hints) = gear.ahead(data.len() / gear.max + 2);
+        ahead.lead = lead;
+        ahead.shrink = false;
+        ahead.margin = 0;
+        ahead.span = span.max(2 * gear.max);
+        // The chunker has not started: one run, from `lead` to the end.
+        ahead.run(data.len() as u64, read_at(data));
+        lens_with(gear, data, 7777, hints)
+    }
+
+    /// Small chunks, so that short data has many.
+    fn small() -> ChunkerParams {
+        ChunkerParams {
+            min_size: 64,
+            avg_size: 256,
+            max_size: 1024,
+        }
+    }
+
+    /// Noise, text-like bytes, noise with stretches of zeros longer than
+    /// the largest chunk, and zeros only.
+    fn kinds(n: usize, seed: u64) -> [Vec<u8>; 4] {
+        let noise = crate::format::testdata::xorshift(n, seed);
+        let text = noise
+            .iter()
+            .map(|b| b"etaoin shrdlu\n"[*b as usize % 14])
+            .collect();
+        let mut runs = noise.clone();
+        for (i, b) in runs.iter_mut().enumerate() {
+            if (i / 5000) % 3 == 1 {
+                *b = 0;
+            }
+        }
+        [noise, text, runs, vec![0; n]]
+    }
+
+    #[test]
+    fn a_run_found_ahead_from_anywhere_gives_the_cut_points_found_alone() {
+        let mut hinted_noise = 0;
+        for (p, seed) in [
+            (small(), 1),
+            (small(), gear_seed(&[3; 32])),
+            (ChunkerParams::default(), 5),
+        ] {
+            let gear = Gear::new(&p, seed);
+            let max = p.max_size as usize;
+            let sizes = if p == small() {
+                vec![0, 100, max - 1, max, max + 1, 3 * max + 5, 40_000, 150_000]
+            } else {
+                vec![3 << 20]
+            };
+            for len in sizes {
+                for (kind, data) in kinds(len, seed ^ len as u64).iter().enumerate() {
+                    let want = lens_alone(&gear, data);
+                    // Cut points of the sequential chunker near its start,
+                    // middle and end, and one byte beside them.
+                    let mut ends: Vec<usize> = want
+                        .iter()
+                        .scan(0, |at, l| {
+                            *at += l;
+                            Some(*at)
+                        })
+                        .collect();
+                    let n = ends.len();
+                    ends = [0, 1, n / 2, n.saturating_sub(3), n.saturating_sub(1)]
+                        .into_iter()
+                        .filter_map(|i| ends.get(i).copied())
+                        .collect();
+                    let mut leads = vec![0, 1, 63, max - 1, max, max + 1, len / 2];
+                    leads.extend([
+                        len.saturating_sub(max + 1),
+                        len.saturating_sub(max),
+                        len,
+                        len + 9,
+                    ]);
+                    for e in ends {
+                        leads.extend([e.saturating_sub(1), e, e + 1]);
+                    }
+                    for lead in leads {
+                        for span in [1, 5000, 1 << 20] {
+                            let (got, hinted) = lens_one_run(&gear, data, lead as u64, span);
+                            assert!(
+                                got == want,
+                                "seed {seed}, length {len}, kind {kind}, lead {lead}, span {span}"
+                            );
+                            if kind == 0 {
+                                hinted_noise += hinted;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // The runs were followed, not only searched past.
+        assert!(hinted_noise > 10_000, "{hinted_noise}");
+    }
+
+    #[test]
+    fn a_run_from_a_cut_point_is_followed_to_the_end() {
+        let gear = Gear::new(&small(), 9);
+        let data = pseudo_random(200_000);
+        let want = lens_alone(&gear, &data);
+        let first = want[0] as u64;
+        let (got, hinted) = lens_one_run(&gear, &data, first, 1 << 20);
+        assert!(got == want);
+        // Every chunk but the first and the last few (whose window is
+        // short at the end) came from the hints.
+        let tail = want.iter().rev().scan(0, |s, l| {
+            *s += l;
+            Some(*s)
+        });
+        let searched_at_end = tail.take_while(|&s| s < 1024 + 1024).count() as u64;
+        assert!(
+            hinted + 1 + searched_at_end + 1 >= want.len() as u64,
+            "{hinted} of {}",
+            want.len()
+        );
+    }
+
+    #[test]
+    fn cut_points_found_on_another_thread_meanwhile_are_the_ones_found_alone() {
+        let mut hinted = 0;
+        for seed in 0..12u64 {
+            let p = if seed % 4 == 3 {
+                ChunkerParams::default()
+            } else {
+                small()
+            };
+            let gear = Gear::new(&p, seed);
+            let len = if seed % 4 == 3 {
+                3 << 20
+            } else {
+                300_000 + seed as usize * 977
+            };
+            let data = &kinds(len, seed + 1)[(seed % 3) as usize];
+            let want = lens_alone(&gear, data);
+            for (lead, span, queue, cap) in [
+                (0, 1, 1, 1 << 20),
+                (3000, 4096, 2, 999),
+                (40_000, 20_000, 1, 1 << 16),
+                (1 << 20, 1 << 20, 16, 1 << 20),
+            ] {
+                let (mut ahead, hints) = gear.ahead(queue);
+                ahead.lead = lead;
+                ahead.margin = lead / 2;
+                ahead.span = span.max(2 * gear.max);
+                let (got, taken) = std::thread::scope(|s| {
+                    s.spawn(|| ahead.run(data.len() as u64, read_at(data)));
+                    lens_with(&gear, data, cap, hints)
+                });
+                assert!(got == want, "seed {seed}, lead {lead}, span {span}");
+                hinted += taken;
+            }
+        }
+        assert!(hinted > 0);
+    }
+
+    #[test]
+    fn a_finder_started_in_the_middle_of_a_stream_starts_ahead_of_the_chunker() {
+        let gear = Gear::new(&small(), 8);
+        let data = pseudo_random(3 << 20);
+        let want = lens_alone(&gear, &data);
+        for after in [1, 3, 7] {
+            let mut blocks = gear.blocks(&data[..], data.len() as u64);
+            let mut lens = Vec::new();
+            for _ in 0..after {
+                let b = blocks.next_block().unwrap().unwrap();
+                lens.extend(b.chunks().map(<[u8]>::len));
+            }
+            let (mut ahead, hints) = gear.ahead(4096);
+            ahead.lead = 5000;
+            ahead.margin = 0;
+            blocks.set_hints(hints);
+            let start = blocks.base;
+            // Run first, to its end: one run from 5000 past the chunker.
+            let found = ahead.run(data.len() as u64, read_at(&data));
+            assert!(found > 1000);
+            let first = blocks.hints.as_ref().unwrap().rx.try_recv().unwrap();
+            assert_eq!(first[0], start + 5000);
+            blocks.hints.as_mut().unwrap().batch = first;
+            while let Some(b) = blocks.next_block().unwrap() {
+                lens.extend(b.chunks().map(<[u8]>::len));
+            }
+            assert!(lens == want, "after {after} blocks");
+            assert!(blocks.hinted() > 1000);
+        }
+    }
+
+    #[test]
+    fn a_finder_whose_reads_fail_or_end_early_changes_nothing() {
+        let gear = Gear::new(&small(), 4);
+        let data = pseudo_random(100_000);
+        let want = lens_alone(&gear, &data);
+        for stop in [0, 10, 5000, 50_000] {
+            // Reads fail past `stop`, or the stream looks `stop` long.
+            for fail in [true, false] {
+                let (mut ahead, hints) = gear.ahead(64);
+                ahead.lead = 3000;
+                ahead.span = 4096;
+                let mut inner = read_at(&data);
+                ahead.run(data.len() as u64, |buf, at| {
+                    if at as usize >= stop {
+                        if fail {
+                            return Err(std::io::Error::other("disk"));
+                        }
+                        return Ok(0);
+                    }
+                    let n = buf.len().min(stop - at as usize);
+                    inner(&mut buf[..n], at)
+                });
+                let (got, _) = lens_with(&gear, &data, 1 << 20, hints);
+                assert!(got == want, "stop {stop}, fail {fail}");
+            }
+        }
+    }
+
+    /// The chunk lengths of `data` with `batches` given as the cut points
+    /// found ahead.
+    fn lens_given(gear: &Gear, data: &[u8], batches: Vec<Vec<u64>>) -> Vec<usize> {
+        let (ahead, hints) = gear.ahead(batches.len().max(1));
+        for b in batches {
+            ahead.tx.send(b).unwrap();
+        }
+        lens_with(gear, data, 1 << 20, hints).0
+    }
+
+    #[test]
+    fn wrong_cut_points_are_refused_or_show() {
+        let gear = Gear::new(&small(), 6);
+        let data = pseudo_random(100_000);
+        let want = lens_alone(&gear, &data);
+        let ends: Vec<u64> = want
+            .iter()
+            .scan(0u64, |at, &l| {
+                *at += l as u64;
+                Some(*at)
+            })
+            .collect();
+        let true_run: Vec<u64> = ends[10..200].to_vec();
+        // The true cut points, in batches that overlap by one, are taken.
+        let batches: Vec<Vec<u64>> = true_run
+            .windows(20)
+            .step_by(19)
+            .map(<[u64]>::to_vec)
+            .collect();
+        assert_eq!(lens_given(&gear, &data, batches), want);
+        // Lengths no search returns are refused: too short, too long.
+        let c = ends[10];
+        for wrong in [
+            vec![c, c + 1],
+            vec![c, c + 62],
+            vec![c, c + 1025],
+            vec![c, c + 5000],
+        ] {
+            assert_eq!(lens_given(&gear, &data, vec![wrong]), want);
+        }
+        // Points that are no cut point of the chunker are never reached.
+        let off: Vec<u64> = true_run.iter().map(|e| e + 1).collect();
+        assert_eq!(lens_given(&gear, &data, vec![off]), want);
+        // A batch whose next point is not the next cut (a bug in how runs
+        // are followed or joined) shows in the chunks: this is what the
+        // tests above would catch.
+        let mut skewed = true_run.clone();
+        skewed[5] += 2;
+        assert_ne!(lens_given(&gear, &data, vec![skewed]), want);
+        let mut gap = ends[10..40].to_vec();
+        gap.remove(10);
+        assert_ne!(lens_given(&gear, &data, vec![gap]), want);
+        // A new run in the next batch is a new run, not a continuation.
+        let runs = vec![ends[10..20].to_vec(), ends[21..40].to_vec()];
+        assert_eq!(lens_given(&gear, &data, runs), want);
     }
 
     #[test]

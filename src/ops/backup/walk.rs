@@ -888,7 +888,15 @@ fn read_command(
     } else {
         Inspect::Nothing
     };
-    match store_stream(stdout, u64::MAX, tx, keys, sink, inspect) {
+    match store_stream(
+        stdout,
+        u64::MAX,
+        tx,
+        keys,
+        sink,
+        inspect,
+        SearchAhead::Never,
+    ) {
         Ok(data) => Ok(running.finish().map(|_| data)?),
         Err(why) => Err(ReadError::Aborted {
             why: Box::new(why),
@@ -925,7 +933,12 @@ fn read_file(
     } else {
         Inspect::Nothing
     };
-    store_stream(file, m.len(), tx, keys, sink, inspect)
+    let ahead = if m.len() >= AHEAD_MIN {
+        SearchAhead::WhenAlone(&file)
+    } else {
+        SearchAhead::Never
+    };
+    store_stream(&file, m.len(), tx, keys, sink, inspect, ahead)
 }
 
 /// What [`store_stream`] looks at besides storing the content.
@@ -950,8 +963,63 @@ pub const SPLIT_MIN: u64 = 4 << 20;
 /// buffer, not per chunk, and no copy of a chunk that is already stored).
 const SPLIT_QUEUE: usize = 4;
 
+/// Regular files at least this long have their cut points searched for on
+/// a third thread as well ([`chunk::Ahead`]), ahead of the reading one: the
+/// search is most of the reading thread's work, and one large file alone
+/// at the end of a backup would leave the other core idle.
+pub const AHEAD_MIN: u64 = 64 << 20;
+
+/// Batches of cut points [`chunk::Ahead`] may find before the chunker
+/// takes them (each about [`chunk::Gear::ahead`]'s span of the file).
+const AHEAD_QUEUE: usize = 64;
+
+/// Whether a stream's cut points are searched ahead ([`chunk::Ahead`]),
+/// over positional reads of the same file.
+#[derive(Clone, Copy)]
+enum SearchAhead<'f> {
+    /// Never (command output, smaller files).
+    Never,
+    /// From when this is the only stream being stored on, so that the
+    /// search takes a core no other reader uses (the helper costs its own
+    /// copy of what it reads, and may search what the chunker searches
+    /// too; among several streams, each reader keeps a core busy already).
+    WhenAlone(&'f File),
+    /// From the start.
+    #[cfg(test)]
+    Always(&'f File),
+}
+
+/// Streams being stored now, in every backup of this process (what
+/// [`SearchAhead::WhenAlone`] looks at; not a result, only which thread
+/// searches).
+static STREAMS_BEING_STORED: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts one stream in [`STREAMS_BEING_STORED`] while it lives.
+struct StoringStream;
+
+impl StoringStream {
+    fn start() -> Self {
+        STREAMS_BEING_STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        StoringStream
+    }
+
+    /// Whether no other stream is being stored.
+    fn alone(&self) -> bool {
+        STREAMS_BEING_STORED.load(std::sync::atomic::Ordering::Relaxed) == 1
+    }
+}
+
+impl Drop for StoringStream {
+    fn drop(&mut self) {
+        STREAMS_BEING_STORED.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Chunks, hashes and submits everything `reader` yields; `expected` is its
 /// length as far as known (a file's size, `u64::MAX` for command output).
+/// `ahead` says whether and when cut points are searched ahead of the
+/// reading on another thread.
 fn store_stream(
     reader: impl std::io::Read + Send,
     expected: u64,
@@ -959,7 +1027,9 @@ fn store_stream(
     keys: &StreamKeys,
     sink: &BlobSink<'_>,
     inspect: Inspect,
+    ahead: SearchAhead<'_>,
 ) -> Result<FileData, ReadError> {
+    let storing = StoringStream::start();
     let mut digest = Digest::new(&keys.ids, sink, tx, inspect);
     let mut blocks = keys.gear.blocks(reader, expected);
     let mut whole = blake3::Hasher::new();
@@ -977,6 +1047,16 @@ fn store_stream(
     let (block_tx, block_rx) = bounded::<Block>(SPLIT_QUEUE);
     let (spare_tx, spare_rx) = bounded::<Vec<u8>>(SPLIT_QUEUE);
     std::thread::scope(|s| {
+        // Dropped before the threads are joined (on a panic too): the
+        // finder stops once its hints have no taker.
+        let mut blocks = blocks;
+        // The file to search ahead in, until the search starts.
+        let mut search = match ahead {
+            SearchAhead::Never => None,
+            SearchAhead::WhenAlone(file) => Some((file, false)),
+            #[cfg(test)]
+            SearchAhead::Always(file) => Some((file, true)),
+        };
         let naming = s.spawn(move || {
             for block in block_rx {
                 digest.add(&block)?;
@@ -987,6 +1067,18 @@ fn store_stream(
         });
         let read = (|| {
             loop {
+                if let Some((file, now)) = search
+                    && (now || storing.alone())
+                {
+                    search = None;
+                    let (finder, hints) = keys.gear.ahead(AHEAD_QUEUE);
+                    blocks.set_hints(hints);
+                    s.spawn(move || {
+                        finder.run(expected, |buf, at| {
+                            std::os::unix::fs::FileExt::read_at(file, buf, at)
+                        });
+                    });
+                }
                 while let Ok(buffer) = spare_rx.try_recv() {
                     blocks.give_back(buffer);
                 }
@@ -999,6 +1091,7 @@ fn store_stream(
             }
         })();
         drop(block_tx);
+        drop(blocks);
         let named = naming.join().expect("the naming thread does not panic");
         named.and_then(|digest| read.and_then(|hash| digest.finish(hash)))
     })
@@ -1571,14 +1664,23 @@ mod tests {
             &keys,
             &sink,
             Inspect::Head,
+            SearchAhead::Never,
         )
         .map_err(|e| e.to_string())
         .unwrap();
         let submitted = rx.try_iter().count();
         // The same content read on one thread: the same ids, nothing new.
-        let one = store_stream(&data[..], 0, &tx, &keys, &sink, Inspect::Head)
-            .map_err(|e| e.to_string())
-            .unwrap();
+        let one = store_stream(
+            &data[..],
+            0,
+            &tx,
+            &keys,
+            &sink,
+            Inspect::Head,
+            SearchAhead::Never,
+        )
+        .map_err(|e| e.to_string())
+        .unwrap();
         assert_eq!(rx.try_iter().count(), 0);
         assert!(split.content == one.content);
         assert_eq!(split.hash, Id::of_bytes(&data));
@@ -1593,6 +1695,59 @@ mod tests {
             .map(|c| ids.unsalted(&c.unwrap()))
             .collect();
         assert!(split.content == want);
+    }
+
+    #[test]
+    fn a_large_file_whose_cut_points_are_searched_ahead_is_stored_as_in_one_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = super::super::tests::local_repo(dir.path(), 1 << 20);
+        // Long enough for several runs searched ahead; a stretch of zeros
+        // (chunks of the largest size, no cut point of a run to meet) and a
+        // repeated stretch.
+        let mut data = super::super::tests::noise(SPLIT_MIN as usize + (13 << 20), 11);
+        data[9 << 20..(9 << 20) + 300_000].fill(0);
+        let (a, b) = data.split_at_mut(5 << 20);
+        b[..1 << 20].copy_from_slice(&a[..1 << 20]);
+        let path = dir.path().join("large");
+        fs::write(&path, &data).unwrap();
+        let index = Index::compact();
+        let stats = super::super::Stats::default();
+        let sink = BlobSink::new(&index, &stats);
+        let (tx, rx) = unbounded();
+        let keys = StreamKeys::new(&repo);
+        let store = |ahead: bool| {
+            let file = File::open(&path).unwrap();
+            let ahead = if ahead {
+                SearchAhead::Always(&file)
+            } else {
+                SearchAhead::Never
+            };
+            store_stream(
+                &file,
+                data.len() as u64,
+                &tx,
+                &keys,
+                &sink,
+                Inspect::Nothing,
+                ahead,
+            )
+            .map_err(|e| e.to_string())
+            .unwrap()
+        };
+        let searched = store(true);
+        assert!(rx.try_iter().count() > 0);
+        let alone = store(false);
+        // Nothing new: the same chunks.
+        assert_eq!(rx.try_iter().count(), 0);
+        assert!(searched.content == alone.content && searched.lists == alone.lists);
+        assert_eq!((searched.hash, searched.size), (alone.hash, alone.size));
+        assert_eq!(searched.hash, Id::of_bytes(&data));
+        let ids = repo.keys().blob_ids();
+        let seed = chunk::gear_seed(repo.keys().chunk_key());
+        let want: Vec<BlobId> = chunk::chunks(&data[..], &repo.config().chunker, seed)
+            .map(|c| ids.unsalted(&c.unwrap()))
+            .collect();
+        assert!(searched.content == want);
     }
 
     #[test]
