@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -126,6 +126,8 @@ pub struct BlobSink<'a> {
     /// Packs (by index pack number, one bit each) holding blobs this run
     /// reuses instead of storing them.
     relied: Vec<AtomicU64>,
+    /// Streams (files, command output) being read and chunked now.
+    streams: AtomicUsize,
 }
 
 impl<'a> BlobSink<'a> {
@@ -138,7 +140,15 @@ impl<'a> BlobSink<'a> {
             relied: (0..index.pack_count().div_ceil(64))
                 .map(|_| AtomicU64::new(0))
                 .collect(),
+            streams: AtomicUsize::new(0),
         }
+    }
+
+    /// The count of streams of this run being read and chunked now (kept
+    /// by the readers; it decides only which thread searches a large
+    /// file's cut points, never what is stored).
+    pub fn streams(&self) -> &AtomicUsize {
+        &self.streams
     }
 
     /// Notes that the run depends on pack number `n`.

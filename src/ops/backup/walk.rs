@@ -989,30 +989,26 @@ enum SearchAhead<'f> {
     Always(&'f File),
 }
 
-/// Streams being stored now, in every backup of this process (what
-/// [`SearchAhead::WhenAlone`] looks at; not a result, only which thread
-/// searches).
-static STREAMS_BEING_STORED: std::sync::atomic::AtomicUsize =
-    std::sync::atomic::AtomicUsize::new(0);
+/// Counts one stream in its backup's count of streams being stored
+/// ([`BlobSink::streams`]) while it lives: what [`SearchAhead::WhenAlone`]
+/// looks at (not a result, only which thread searches).
+struct StoringStream<'s>(&'s std::sync::atomic::AtomicUsize);
 
-/// Counts one stream in [`STREAMS_BEING_STORED`] while it lives.
-struct StoringStream;
-
-impl StoringStream {
-    fn start() -> Self {
-        STREAMS_BEING_STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        StoringStream
+impl<'s> StoringStream<'s> {
+    fn start(streams: &'s std::sync::atomic::AtomicUsize) -> Self {
+        streams.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        StoringStream(streams)
     }
 
-    /// Whether no other stream is being stored.
+    /// Whether no other stream of the backup is being stored.
     fn alone(&self) -> bool {
-        STREAMS_BEING_STORED.load(std::sync::atomic::Ordering::Relaxed) == 1
+        self.0.load(std::sync::atomic::Ordering::Relaxed) == 1
     }
 }
 
-impl Drop for StoringStream {
+impl Drop for StoringStream<'_> {
     fn drop(&mut self) {
-        STREAMS_BEING_STORED.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -1029,7 +1025,7 @@ fn store_stream(
     inspect: Inspect,
     ahead: SearchAhead<'_>,
 ) -> Result<FileData, ReadError> {
-    let storing = StoringStream::start();
+    let storing = StoringStream::start(sink.streams());
     let mut digest = Digest::new(&keys.ids, sink, tx, inspect);
     let mut blocks = keys.gear.blocks(reader, expected);
     let mut whole = blake3::Hasher::new();
