@@ -192,23 +192,7 @@ pub(super) fn save_record(
     bytes.extend_from_slice(RECORD_MAGIC);
     bytes.extend_from_slice(record_tag(key, name, id, record).as_bytes());
     bytes.extend_from_slice(record);
-    let unique = format!(
-        "{}-{:016x}",
-        std::process::id(),
-        rand::RngCore::next_u64(&mut rand::rngs::OsRng)
-    );
-    let tmp = dir.join(format!(".tmp-{unique}"));
-    let written = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(&bytes))
-        .and_then(|()| fs::rename(&tmp, record_path(dir, id)));
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written
+    write_new(dir, &bytes, |_| record_path(dir, id))
 }
 
 /// Deletes the records kept in files of their own in `dir` whose document
@@ -296,7 +280,9 @@ fn seal_segment<'a>(
     out
 }
 
-fn write_new(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` to a new file in `dir` under a temporary name and renames
+/// it to `name(unique)` (never a partial file under that name).
+fn write_new(dir: &Path, bytes: &[u8], name: impl FnOnce(&str) -> PathBuf) -> std::io::Result<()> {
     let unique = format!(
         "{}-{:016x}",
         std::process::id(),
@@ -309,7 +295,7 @@ fn write_new(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .mode(0o600)
         .open(&tmp)
         .and_then(|mut f| f.write_all(bytes))
-        .and_then(|()| fs::rename(&tmp, dir.join(format!("seg-{unique}"))));
+        .and_then(|()| fs::rename(&tmp, name(&unique)));
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -377,14 +363,20 @@ pub(super) fn save(
         return;
     }
     let merge = digest.segments.len() + 1 > MAX_SEGMENTS || stale > 0;
+    let segment_name = |unique: &str| dir.join(format!("seg-{unique}"));
     let written = if merge {
         digest.records.retain(|id, _| listed.contains(id));
         digest.records.extend(added);
-        write_new(dir, &seal_segment(key, &digest.name, digest.records.iter()))
+        write_new(
+            dir,
+            &seal_segment(key, &digest.name, digest.records.iter()),
+            segment_name,
+        )
     } else {
         write_new(
             dir,
             &seal_segment(key, &digest.name, added.iter().map(|(i, r)| (i, r))),
+            segment_name,
         )
     };
     match written {
