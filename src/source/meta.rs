@@ -3,10 +3,12 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::Metadata;
+use std::fs::{File, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
+
+use xattr::FileExt;
 
 use crate::format::tree::{Bytes, Node, NodeKind, Xattr};
 
@@ -145,12 +147,32 @@ pub fn plain_node(name: Bytes, meta: &Metadata, names: &mut Names) -> Node {
 /// Reads extended attributes without following symlinks; unsupported
 /// filesystems simply have none.
 pub fn read_xattrs(path: &Path) -> Vec<Xattr> {
-    let Ok(names) = xattr::list(path) else {
-        return Vec::new();
-    };
+    match xattr::list(path) {
+        Ok(names) => collect_xattrs(names, |n| xattr::get(path, n)),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The extended attributes of an open file, read through its descriptor:
+/// those of the very inode whose content is read, and no path walked again
+/// (a backup of many new files looked each one's path up once more only to
+/// list its attributes). Unsupported filesystems simply have none.
+pub fn file_xattrs(file: &File) -> Vec<Xattr> {
+    match file.list_xattr() {
+        Ok(names) => collect_xattrs(names, |n| file.get_xattr(n)),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The attributes `names` lists with the values `get` reads, sorted by
+/// name; one removed in between is left out.
+fn collect_xattrs(
+    names: xattr::XAttrs,
+    get: impl Fn(&OsStr) -> std::io::Result<Option<Vec<u8>>>,
+) -> Vec<Xattr> {
     let mut out: Vec<Xattr> = names
         .filter_map(|n| {
-            let value = xattr::get(path, &n).ok()??;
+            let value = get(&n).ok()??;
             Some(Xattr {
                 name: Bytes(n.as_bytes().to_vec()),
                 value,
@@ -179,5 +201,47 @@ pub fn synthetic(
         group: names.group(gid),
         mtime_ns,
         ..Node::bare(name.as_bytes(), kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The attributes of an open file are those of the inode it opened,
+    /// even once another file has been renamed over its path, where a
+    /// look-up by path reads the newcomer's.
+    #[test]
+    fn an_open_files_xattrs_are_its_own_not_those_now_at_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, other) = (dir.path().join("f"), dir.path().join("g"));
+        std::fs::write(&path, b"first").unwrap();
+        std::fs::write(&other, b"second").unwrap();
+        if let Err(e) = xattr::set(&path, "user.vault-b", b"1") {
+            println!("SKIPPED: no user xattrs here: {e}");
+            return;
+        }
+        xattr::set(&path, "user.vault-a", b"2").unwrap();
+        xattr::set(&other, "user.vault-c", b"3").unwrap();
+        let open = File::open(&path).unwrap();
+        let names = |x: Vec<Xattr>| -> Vec<(Vec<u8>, Vec<u8>)> {
+            x.into_iter().map(|x| (x.name.0, x.value)).collect()
+        };
+        let own = vec![
+            (b"user.vault-a".to_vec(), b"2".to_vec()),
+            (b"user.vault-b".to_vec(), b"1".to_vec()),
+        ];
+        // Sorted by name, whatever order the filesystem lists them in.
+        assert_eq!(names(file_xattrs(&open)), own);
+        assert_eq!(names(read_xattrs(&path)), own);
+        std::fs::rename(&other, &path).unwrap();
+        assert_eq!(names(file_xattrs(&open)), own);
+        assert_eq!(
+            names(read_xattrs(&path)),
+            vec![(b"user.vault-c".to_vec(), b"3".to_vec())]
+        );
+        // A file without any: none.
+        std::fs::write(&other, b"plain").unwrap();
+        assert!(file_xattrs(&File::open(&other).unwrap()).is_empty());
     }
 }

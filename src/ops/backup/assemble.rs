@@ -207,6 +207,9 @@ impl Assembler<'_, '_> {
                 why,
             });
         }
+        if let Some(xattrs) = data.xattrs {
+            node.xattrs = xattrs;
+        }
         node.size = data.size;
         node.content = data.content;
         node.content_lists = data.lists;

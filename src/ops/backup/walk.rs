@@ -23,7 +23,7 @@ use crate::format::id::{BlobId, Id};
 use crate::format::pack::BlobKind;
 use crate::format::salt;
 use crate::format::snapshot::InputError;
-use crate::format::tree::{LIST_IDS, Node, NodeKind, list_bytes};
+use crate::format::tree::{LIST_IDS, Node, NodeKind, Xattr, list_bytes};
 use crate::repo::Repository;
 use crate::source::command::{CommandFailed, CommandSource, Running};
 use crate::source::meta::{self, Names};
@@ -47,6 +47,11 @@ pub struct FileData {
     pub certificates: Vec<crate::format::snapshot::CertInfo>,
     /// For command output: why it looks already compressed, if it does.
     pub looks_compressed: Option<&'static str>,
+    /// The extended attributes of a file a reader read, through the
+    /// descriptor it read the content from ([`meta::file_xattrs`]); `None`
+    /// when the walker's node has them already (a file from the cache)
+    /// or there is no file (command output).
+    pub xattrs: Option<Vec<Xattr>>,
 }
 
 /// What the walker saw of a file before reading it (for the cache).
@@ -718,8 +723,10 @@ impl<'a> Walker<'a> {
 
     /// A regular file: its content comes from the cache when the file is
     /// unchanged and its blobs are still indexed, else a reader reads it.
-    /// `node` comes without extended attributes: they are read here unless
-    /// the cache knows the unchanged file has none.
+    /// `node` comes without extended attributes: a file from the cache has
+    /// them read here (unless the cache knows the unchanged file has none),
+    /// a file read has them read by its reader, through the descriptor it
+    /// reads the content from ([`FileData::xattrs`]).
     fn file(&self, path: PathBuf, m: &Seen, mut node: Node, st: &mut WalkState) -> Result<(), ()> {
         let mut stamp = Stamp {
             size: m.size,
@@ -742,24 +749,28 @@ impl<'a> Walker<'a> {
             )
         });
         stamp.previous = previous;
-        // A file recorded without extended attributes and unchanged since
-        // (its change time too, which setting or removing one updates)
-        // still has none: no `llistxattr` per unchanged file.
-        if !hit.as_ref().is_some_and(|e| e.no_xattrs) {
-            node.xattrs = meta::read_xattrs(&path);
-        }
         let cached = hit
             .filter(|_| !keystore)
             .filter(|e| self.sink.reuse(&e.content) && self.sink.reuse(&e.lists));
         let data = match cached {
-            Some(e) => Pending::Ready(FileData {
-                content: e.content,
-                lists: e.lists,
-                hash: e.hash,
-                size: e.size,
-                certificates: Vec::new(),
-                looks_compressed: None,
-            }),
+            Some(e) => {
+                // A file recorded without extended attributes and unchanged
+                // since (its change time too, which setting or removing one
+                // updates) still has none: no `llistxattr` per unchanged
+                // file. A file read has them read by its reader.
+                if !e.no_xattrs {
+                    node.xattrs = meta::read_xattrs(&path);
+                }
+                Pending::Ready(FileData {
+                    content: e.content,
+                    lists: e.lists,
+                    hash: e.hash,
+                    size: e.size,
+                    certificates: Vec::new(),
+                    looks_compressed: None,
+                    xattrs: None,
+                })
+            }
             None => {
                 let (tx, rx) = bounded(1);
                 st.hand_over(FileJob {
@@ -938,7 +949,12 @@ fn read_file(
     } else {
         SearchAhead::Never
     };
-    store_stream(&file, m.len(), tx, keys, sink, inspect, ahead)
+    let xattrs = meta::file_xattrs(&file);
+    let data = store_stream(&file, m.len(), tx, keys, sink, inspect, ahead)?;
+    Ok(FileData {
+        xattrs: Some(xattrs),
+        ..data
+    })
 }
 
 /// What [`store_stream`] looks at besides storing the content.
@@ -1248,6 +1264,7 @@ impl<'a, 's> Digest<'a, 's> {
             size: self.size,
             certificates,
             looks_compressed,
+            xattrs: None,
         })
     }
 }
@@ -1538,39 +1555,77 @@ mod tests {
             .collect()
     }
 
-    /// The xattrs of the file `path` as the walker records them when the
-    /// file cache holds `entry` (blobs absent from the index: the file is
-    /// handed to a reader all the same).
-    fn xattrs_walked(path: &Path, entry: Option<&CacheEntry>) -> Vec<Xattr> {
-        let cache_dir = tempfile::tempdir().unwrap();
+    /// The xattrs a backup records for the file `path` when the file cache
+    /// holds `entry` (its blobs indexed), and whether they came with the
+    /// walker's node (a file from the cache) or from the reader that read
+    /// the file (through its descriptor).
+    fn xattrs_recorded(path: &Path, entry: Option<&CacheEntry>) -> (Vec<Xattr>, &'static str) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = super::super::tests::local_repo(dir.path(), 1 << 20);
+        let cache_dir = dir.path().join("cache");
         let src = path.parent().unwrap().to_path_buf();
         let paths = [src.clone()];
-        let cache = FileCache::load(cache_dir.path(), "r", "h", &paths);
+        let cache = FileCache::load(&cache_dir, "r", "h", &paths);
         let mut w = cache.writer().unwrap();
+        let mut index = Index::compact();
         if let Some(e) = entry {
             w.add(e).unwrap();
+            let blobs = e
+                .content
+                .iter()
+                .map(|&id| crate::format::index::IndexedBlob {
+                    id,
+                    offset: 0,
+                    length: 8,
+                    raw_length: e.size as u32,
+                });
+            index.add_pack(&crate::format::index::IndexedPack {
+                id: crate::format::id::PackId(Id([1; 32])),
+                kind: BlobKind::Data,
+                blobs: blobs.collect(),
+            });
         }
+        index.finish();
         w.finish().unwrap();
-        let cache = FileCache::load(cache_dir.path(), "r", "h", &paths);
-        let index = Index::compact();
+        let cache = FileCache::load(&cache_dir, "r", "h", &paths);
         let stats = super::super::Stats::default();
         let sink = BlobSink::new(&index, &stats);
         let errors = Mutex::new(Vec::new());
         let walker = Walker::new(&paths, &[], &[], Some(&cache), &sink, &errors).unwrap();
         let (ev_tx, ev_rx) = unbounded();
-        let (job_tx, _job_rx) = unbounded();
+        let (job_tx, job_rx) = unbounded();
         walker.walk(ev_tx, job_tx, &Failure::default());
         assert!(errors.into_inner().unwrap().is_empty());
-        let files: Vec<Node> = ev_rx
+        let mut files: Vec<(Node, Pending)> = ev_rx
             .iter()
             .flatten()
             .filter_map(|e| match e {
-                Event::File { node, .. } => Some(node),
+                Event::File { node, data, .. } => Some((node, data)),
                 _ => None,
             })
             .collect();
         assert_eq!(files.len(), 1);
-        files[0].xattrs.clone()
+        let (node, data) = files.pop().unwrap();
+        match data {
+            Pending::Ready(d) => {
+                assert!(d.xattrs.is_none());
+                (node.xattrs, "cache")
+            }
+            Pending::Waiting(_) => {
+                // The walker left them to the reader.
+                assert!(node.xattrs.is_empty());
+                let job: FileJob = job_rx.try_recv().unwrap();
+                let JobSource::Path(p, listed) = job.source else {
+                    panic!("a file job")
+                };
+                let (tx, _rx) = unbounded();
+                let keys = StreamKeys::new(&repo);
+                let read = read_file(&p, listed, &tx, &keys, &sink)
+                    .map_err(|e| e.to_string())
+                    .unwrap();
+                (read.xattrs.unwrap(), "read")
+            }
+        }
     }
 
     #[test]
@@ -1600,9 +1655,13 @@ mod tests {
             name: crate::format::tree::Bytes(b"user.vault-test".to_vec()),
             value: b"v".to_vec(),
         }];
-        // No cache, or a record that saw attributes: they are read.
-        assert_eq!(xattrs_walked(&file, None), want);
-        assert_eq!(xattrs_walked(&file, Some(&recorded)), want);
+        // No cache: the reader reads them with the content.
+        assert_eq!(xattrs_recorded(&file, None), (want.clone(), "read"));
+        // A record that saw attributes: the walker reads them.
+        assert_eq!(
+            xattrs_recorded(&file, Some(&recorded)),
+            (want.clone(), "cache")
+        );
         // A record of the same stamp without attributes is believed (the
         // attribute was set here without the record knowing; in real life
         // setting it changes the file's ctime, see below).
@@ -1610,8 +1669,8 @@ mod tests {
             no_xattrs: true,
             ..recorded.clone()
         };
-        assert_eq!(xattrs_walked(&file, Some(&none)), Vec::new());
-        // Any other stamp: read again.
+        assert_eq!(xattrs_recorded(&file, Some(&none)), (Vec::new(), "cache"));
+        // Any other stamp: the file is read, its attributes with it.
         for changed in [
             CacheEntry {
                 ctime_ns: none.ctime_ns - 1,
@@ -1626,7 +1685,10 @@ mod tests {
                 ..none.clone()
             },
         ] {
-            assert_eq!(xattrs_walked(&file, Some(&changed)), want);
+            assert_eq!(
+                xattrs_recorded(&file, Some(&changed)),
+                (want.clone(), "read")
+            );
         }
         // Setting an attribute changes the ctime the cache compares.
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -1635,8 +1697,8 @@ mod tests {
             meta::ctime_ns(&fs::symlink_metadata(&file).unwrap()),
             none.ctime_ns
         );
-        let got = xattrs_walked(&file, Some(&none));
-        assert_eq!(got.len(), 1);
+        let (got, how) = xattrs_recorded(&file, Some(&none));
+        assert_eq!((got.len(), how), (1, "read"));
         assert_eq!(got[0].value, b"w");
     }
 
