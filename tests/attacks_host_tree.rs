@@ -70,7 +70,10 @@ print "$n\n";
 /// were stored under the user's own files' owner and mode 0644 (a restore
 /// of its home handed them over), and hundreds more as root's files inside
 /// its directory (readable by it after a restore wherever only the root
-/// directory's mode protected them).
+/// directory's mode protected them). The secrets carry a `user.*`
+/// attribute as well: no restored file has it, since a file read has its
+/// attributes read through the reader's handle to the inode it checked,
+/// not by its path again (which the swap may point at the secret).
 #[test]
 fn vector_backup_race_a_user_swapping_their_directory_cannot_relabel_a_secret() {
     require_root();
@@ -87,6 +90,8 @@ fn vector_backup_race_a_user_swapping_their_directory_cannot_relabel_a_secret() 
         let secret = outside.join(format!("f{i:04}"));
         write(&secret, format!("SECRET {i}\n").as_bytes());
         fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+        xattr::set(&secret, SECRET_XATTR, format!("SECRET {i}").as_bytes())
+            .expect("user attributes on the test file system");
     }
     fs::set_permissions(&outside, fs::Permissions::from_mode(0o700)).unwrap();
     let home = src.join("home");
@@ -151,6 +156,7 @@ fn vector_backup_race_a_user_swapping_their_directory_cannot_relabel_a_secret() 
     let restore = env.restore("latest", &target);
     assert_success(&restore);
     let mut stored_secrets = Vec::new();
+    let mut stored_xattrs = Vec::new();
     let mut files = 0;
     let mut stack = vec![target.clone()];
     while let Some(d) = stack.pop() {
@@ -164,6 +170,9 @@ fn vector_backup_race_a_user_swapping_their_directory_cannot_relabel_a_secret() 
                 if fs::read(e.path()).unwrap().starts_with(b"SECRET") {
                     stored_secrets.push((e.path(), m.uid(), m.mode() & 0o7777));
                 }
+                if xattr::get(e.path(), SECRET_XATTR).unwrap().is_some() {
+                    stored_xattrs.push(e.path());
+                }
             }
         }
     }
@@ -174,8 +183,17 @@ fn vector_backup_race_a_user_swapping_their_directory_cannot_relabel_a_secret() 
         stored_secrets.len(),
         stored_secrets[0]
     );
+    assert!(
+        stored_xattrs.is_empty(),
+        "{} of the user's files were stored with a root-only file's attribute, e.g. {:?}",
+        stored_xattrs.len(),
+        stored_xattrs[0]
+    );
     assert!(files > 100, "the user's files were stored");
 }
+
+/// The attribute every secret of the swapping race carries.
+const SECRET_XATTR: &str = "user.vault-secret";
 
 /// A cache directory other local users can write to (a `--cache-dir` under
 /// `/tmp`, a shared `/var/cache/…` made group- or world-writable: here
