@@ -73,7 +73,9 @@ print "$n\n";
 /// directory's mode protected them). The secrets carry a `user.*`
 /// attribute as well: no restored file has it, since a file read has its
 /// attributes read through the reader's handle to the inode it checked,
-/// not by its path again (which the swap may point at the secret).
+/// not by its path again (which the swap may point at the secret). Before,
+/// 144 to 452 of the user's files (three runs) were stored with a secret's
+/// attribute and value.
 #[test]
 fn vector_backup_race_a_user_swapping_their_directory_cannot_relabel_a_secret() {
     require_root();
