@@ -6,6 +6,7 @@ mod listing;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -291,6 +292,66 @@ struct Frame<'l> {
     /// but the root).
     leave: bool,
     rest: Rest<'l>,
+    /// The listed directory, for the attributes of its files taken from
+    /// the file cache.
+    attrs: ListedDir,
+}
+
+/// Where an entry was found: how many levels below its source path, and in
+/// which listed directory (none for a source path itself).
+struct At<'d> {
+    depth: usize,
+    dir: Option<&'d mut ListedDir>,
+}
+
+/// Where the walker reads the extended attributes of a file it does not
+/// hand to a reader (unchanged since the last backup, with attributes):
+/// through a handle to the directory that was listed, opened when first
+/// needed and checked to be the inode listed, so that a directory on the
+/// path swapped for a symlink meanwhile (by a user who owns it) cannot
+/// lend another directory's file's attributes. The handle is closed while
+/// the walk is below the directory (one per level would run out of
+/// descriptors in a deep tree) and opened again if needed.
+struct ListedDir {
+    /// The directory's device and inode as listed (`None`: no listed
+    /// directory, the layout above the source paths or `/` itself).
+    listed: Option<(u64, u64)>,
+    /// The open handle and its `/proc/self/fd/N` path, once needed.
+    handle: Option<(File, PathBuf)>,
+}
+
+impl ListedDir {
+    fn new(listed: Option<(u64, u64)>) -> Self {
+        ListedDir {
+            listed,
+            handle: None,
+        }
+    }
+
+    /// The attributes of entry `name` of directory `dir`, read through the
+    /// listed directory's handle; `None` when that directory is no longer
+    /// at `dir` (the caller hands the file to a reader, which reports it).
+    /// Without a listed directory, or without `/proc`, read by path.
+    fn xattrs(&mut self, dir: &Path, name: &std::ffi::OsStr) -> Option<Vec<Xattr>> {
+        let Some(listed) = self.listed else {
+            return Some(meta::read_xattrs(&dir.join(name)));
+        };
+        if self.handle.is_none() {
+            let handle = listing::open_listed_dir(dir, listed).ok()?;
+            let through = PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+            if !through.exists() {
+                return Some(meta::read_xattrs(&dir.join(name)));
+            }
+            self.handle = Some((handle, through));
+        }
+        let (_, through) = self.handle.as_ref()?;
+        Some(meta::read_xattrs(&through.join(name)))
+    }
+
+    /// Closes the handle (the walk goes below the directory).
+    fn close(&mut self) {
+        self.handle = None;
+    }
 }
 
 /// What is left to visit in a [`Frame`].
@@ -474,6 +535,7 @@ impl<'a> Walker<'a> {
                     dir: PathBuf::from("/"),
                     leave: false,
                     rest: Rest::Layout(self.layout.children.iter()),
+                    attrs: ListedDir::new(None),
                 }
             };
             if self.walk_from(root, &mut st, failure).is_ok() {
@@ -504,7 +566,7 @@ impl<'a> Walker<'a> {
                 } => match entries.next() {
                     Some(e) => {
                         *scan = scan.saturating_sub(1);
-                        self.entry(&top.dir, e, *depth, st, failure)?
+                        self.entry(&top.dir, &mut top.attrs, e, *depth, st, failure)?
                     }
                     None => Step::Finished,
                 },
@@ -512,6 +574,9 @@ impl<'a> Walker<'a> {
             match step {
                 Step::Next => {}
                 Step::Descend(frame) => {
+                    if let Some(parent) = stack.last_mut() {
+                        parent.attrs.close();
+                    }
                     stack.push(frame);
                     self.ask_ahead(&mut stack, st);
                 }
@@ -589,7 +654,17 @@ impl<'a> Walker<'a> {
             return match fs::symlink_metadata(&path) {
                 Ok(m) => {
                     let (found, _) = self.lister.examine(&path, name, m, &mut st.names);
-                    self.visit(path, found, None, st, failure, 0)
+                    self.visit(
+                        path,
+                        found,
+                        None,
+                        At {
+                            depth: 0,
+                            dir: None,
+                        },
+                        st,
+                        failure,
+                    )
                 }
                 Err(e) => {
                     self.error(&path, format!("source path cannot be read: {e}"));
@@ -620,6 +695,7 @@ impl<'a> Walker<'a> {
             dir: path,
             leave: true,
             rest: Rest::Layout(child.children.iter()),
+            attrs: ListedDir::new(None),
         }))
     }
 
@@ -689,6 +765,7 @@ impl<'a> Walker<'a> {
                 depth,
                 scan: 0,
             },
+            attrs: ListedDir::new(listed),
         }
     }
 
@@ -697,6 +774,7 @@ impl<'a> Walker<'a> {
     fn entry<'l>(
         &'l self,
         dir: &Path,
+        attrs: &mut ListedDir,
         e: Entry,
         depth: usize,
         st: &mut WalkState,
@@ -704,7 +782,13 @@ impl<'a> Walker<'a> {
     ) -> Result<Step<'l>, ()> {
         let cpath = dir.join(e.name());
         match e.found {
-            Ok(found) => self.visit(cpath, found, e.ticket, st, failure, depth),
+            Ok(found) => {
+                let at = At {
+                    depth,
+                    dir: Some(attrs),
+                };
+                self.visit(cpath, found, e.ticket, at, st, failure)
+            }
             Err(err) => {
                 self.give_up(e.ticket, st);
                 self.error(&cpath, format!("vanished or unreadable: {err}"));
@@ -727,7 +811,14 @@ impl<'a> Walker<'a> {
     /// them read here (unless the cache knows the unchanged file has none),
     /// a file read has them read by its reader, through the descriptor it
     /// reads the content from ([`FileData::xattrs`]).
-    fn file(&self, path: PathBuf, m: &Seen, mut node: Node, st: &mut WalkState) -> Result<(), ()> {
+    fn file(
+        &self,
+        path: PathBuf,
+        m: &Seen,
+        mut node: Node,
+        attrs: Option<&mut ListedDir>,
+        st: &mut WalkState,
+    ) -> Result<(), ()> {
         let mut stamp = Stamp {
             size: m.size,
             ctime_ns: m.ctime_ns,
@@ -749,28 +840,37 @@ impl<'a> Walker<'a> {
             )
         });
         stamp.previous = previous;
-        let cached = hit
+        let mut cached = hit
             .filter(|_| !keystore)
             .filter(|e| self.sink.reuse(&e.content) && self.sink.reuse(&e.lists));
-        let data = match cached {
-            Some(e) => {
-                // A file recorded without extended attributes and unchanged
-                // since (its change time too, which setting or removing one
-                // updates) still has none: no `llistxattr` per unchanged
-                // file. A file read has them read by its reader.
-                if !e.no_xattrs {
-                    node.xattrs = meta::read_xattrs(&path);
-                }
-                Pending::Ready(FileData {
-                    content: e.content,
-                    lists: e.lists,
-                    hash: e.hash,
-                    size: e.size,
-                    certificates: Vec::new(),
-                    looks_compressed: None,
-                    xattrs: None,
-                })
+        // A file recorded without extended attributes and unchanged since
+        // (its change time too, which setting or removing one updates)
+        // still has none: no `llistxattr` per unchanged file. Others are
+        // read through the listed directory; a file read has them read by
+        // its reader.
+        if let Some(e) = &cached
+            && !e.no_xattrs
+        {
+            let xattrs = match (attrs, path.parent(), path.file_name()) {
+                (Some(attrs), Some(dir), Some(name)) => attrs.xattrs(dir, name),
+                _ => Some(meta::read_xattrs(&path)),
+            };
+            match xattrs {
+                Some(x) => node.xattrs = x,
+                // The directory was replaced: the reader reports it.
+                None => cached = None,
             }
+        }
+        let data = match cached {
+            Some(e) => Pending::Ready(FileData {
+                content: e.content,
+                lists: e.lists,
+                hash: e.hash,
+                size: e.size,
+                certificates: Vec::new(),
+                looks_compressed: None,
+                xattrs: None,
+            }),
             None => {
                 let (tx, rx) = bounded(1);
                 st.hand_over(FileJob {
@@ -797,10 +897,11 @@ impl<'a> Walker<'a> {
         path: PathBuf,
         found: Found,
         ticket: Option<Ticket>,
+        at: At<'_>,
         st: &mut WalkState,
         failure: &Failure,
-        depth: usize,
     ) -> Result<Step<'l>, ()> {
+        let At { depth, dir: attrs } = at;
         if failure.stopped() {
             return Err(());
         }
@@ -854,7 +955,7 @@ impl<'a> Walker<'a> {
                 }
                 st.events.send(Event::Leave)
             }
-            NodeKind::File => self.file(path, &m, node, st),
+            NodeKind::File => self.file(path, &m, node, attrs, st),
             _ => st.events.send(Event::Other(node)),
         };
         sent.map(|()| Step::Next)

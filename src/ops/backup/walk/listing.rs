@@ -203,9 +203,11 @@ impl Lister {
             }
             let (found, name) = match e.metadata() {
                 // A regular file's node needs no path (no target, no
-                // attributes read here): no path made per file.
+                // attributes read here): no path made per file. Anything
+                // else has its target, attributes and markers read through
+                // the handle too, not by a path a swap may redirect.
                 Ok(m) if m.is_file() => self.examine(Path::new(""), name, m, names),
-                Ok(m) => self.examine(&path.join(&name), name, m, names),
+                Ok(m) => self.examine(&base.join(&name), name, m, names),
                 Err(e) => {
                     out.entries.push(Entry {
                         name,
@@ -228,7 +230,7 @@ impl Lister {
 
 /// Opens directory `path` without following a symlink in its last
 /// component, and checks that it is the inode `listed` (device, inode).
-fn open_listed_dir(path: &Path, listed: (u64, u64)) -> std::io::Result<File> {
+pub(crate) fn open_listed_dir(path: &Path, listed: (u64, u64)) -> std::io::Result<File> {
     let dir = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
