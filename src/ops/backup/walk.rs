@@ -6,7 +6,6 @@ mod listing;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -306,18 +305,18 @@ struct At<'d> {
 
 /// Where the walker reads the extended attributes of a file it does not
 /// hand to a reader (unchanged since the last backup, with attributes):
-/// through a handle to the directory that was listed, opened when first
-/// needed and checked to be the inode listed, so that a directory on the
-/// path swapped for a symlink meanwhile (by a user who owns it) cannot
-/// lend another directory's file's attributes. The handle is closed while
-/// the walk is below the directory (one per level would run out of
-/// descriptors in a deep tree) and opened again if needed.
+/// the file opened relative to a handle to the directory that was listed
+/// (opened when first needed and checked to be the inode listed), so that
+/// a directory on the path swapped for a symlink meanwhile (by a user who
+/// owns it) cannot lend another directory's file's attributes. The handle
+/// is closed while the walk is below the directory (one per level would
+/// run out of descriptors in a deep tree) and opened again if needed.
 struct ListedDir {
     /// The directory's device and inode as listed (`None`: no listed
     /// directory, the layout above the source paths or `/` itself).
     listed: Option<(u64, u64)>,
-    /// The open handle and its `/proc/self/fd/N` path, once needed.
-    handle: Option<(File, PathBuf)>,
+    /// The open handle, once needed.
+    handle: Option<File>,
 }
 
 impl ListedDir {
@@ -328,24 +327,30 @@ impl ListedDir {
         }
     }
 
-    /// The attributes of entry `name` of directory `dir`, read through the
-    /// listed directory's handle; `None` when that directory is no longer
-    /// at `dir` (the caller hands the file to a reader, which reports it).
-    /// Without a listed directory, or without `/proc`, read by path.
+    /// The attributes of the regular file `name` in directory `dir`, read
+    /// through the file opened relative to the listed directory's handle
+    /// (no symlink followed); `None` when that directory is no longer at
+    /// `dir`, or `name` in it no longer a regular file (the caller hands
+    /// the file to a reader, which reports what changed). Without a listed
+    /// directory, read by path.
     fn xattrs(&mut self, dir: &Path, name: &std::ffi::OsStr) -> Option<Vec<Xattr>> {
         let Some(listed) = self.listed else {
             return Some(meta::read_xattrs(&dir.join(name)));
         };
         if self.handle.is_none() {
-            let handle = listing::open_listed_dir(dir, listed).ok()?;
-            let through = PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()));
-            if !through.exists() {
-                return Some(meta::read_xattrs(&dir.join(name)));
-            }
-            self.handle = Some((handle, through));
+            self.handle = Some(listing::open_listed_dir(dir, listed).ok()?);
         }
-        let (_, through) = self.handle.as_ref()?;
-        Some(meta::read_xattrs(&through.join(name)))
+        let at = self.handle.as_ref()?;
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(at, name, flags | OFlags::NOATIME, Mode::empty()) {
+            Err(rustix::io::Errno::PERM) => rustix::fs::openat(at, name, flags, Mode::empty()),
+            other => other,
+        }
+        .ok()?;
+        let file = File::from(fd);
+        file.metadata().ok().filter(|m| m.is_file())?;
+        Some(meta::file_xattrs(&file))
     }
 
     /// Closes the handle (the walk goes below the directory).
