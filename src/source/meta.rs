@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{File, Metadata};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
@@ -161,6 +162,18 @@ pub fn file_xattrs(file: &File) -> Vec<Xattr> {
     match file.list_xattr() {
         Ok(names) => collect_xattrs(names, |n| file.get_xattr(n)),
         Err(_) => Vec::new(),
+    }
+}
+
+/// The extended attributes of the inode an `O_PATH` handle holds, read
+/// through `/proc/self/fd/N` (attribute calls refuse such a handle
+/// itself); `None` when `/proc` is not there to read them through.
+pub fn handle_xattrs(handle: &impl AsFd) -> Option<Vec<Xattr>> {
+    let through = format!("/proc/self/fd/{}", handle.as_fd().as_raw_fd());
+    match xattr::list_deref(&through) {
+        Ok(names) => Some(collect_xattrs(names, |n| xattr::get_deref(&through, n))),
+        Err(_) if !Path::new("/proc/self/fd").exists() => None,
+        Err(_) => Some(Vec::new()),
     }
 }
 

@@ -6,6 +6,7 @@ mod listing;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -305,12 +306,13 @@ struct At<'d> {
 
 /// Where the walker reads the extended attributes of a file it does not
 /// hand to a reader (unchanged since the last backup, with attributes):
-/// the file opened relative to a handle to the directory that was listed
-/// (opened when first needed and checked to be the inode listed), so that
-/// a directory on the path swapped for a symlink meanwhile (by a user who
-/// owns it) cannot lend another directory's file's attributes. The handle
-/// is closed while the walk is below the directory (one per level would
-/// run out of descriptors in a deep tree) and opened again if needed.
+/// the file is opened for its attributes only ([`inode_xattrs`]) relative
+/// to a handle to the directory that was listed (opened when first needed
+/// and checked to be the inode listed), so that a directory on the path
+/// swapped for a symlink meanwhile (by a user who owns it) cannot lend
+/// another directory's file's attributes. The handle is closed while the
+/// walk is below the directory (one per level would run out of
+/// descriptors in a deep tree) and opened again if needed.
 struct ListedDir {
     /// The directory's device and inode as listed (`None`: no listed
     /// directory, the layout above the source paths or `/` itself).
@@ -327,36 +329,59 @@ impl ListedDir {
         }
     }
 
-    /// The attributes of the regular file `name` in directory `dir`, read
-    /// through the file opened relative to the listed directory's handle
-    /// (no symlink followed); `None` when that directory is no longer at
-    /// `dir`, or `name` in it no longer a regular file (the caller hands
-    /// the file to a reader, which reports what changed). Without a listed
-    /// directory, read by path.
-    fn xattrs(&mut self, dir: &Path, name: &std::ffi::OsStr) -> Option<Vec<Xattr>> {
+    /// The attributes of the regular file `name` in directory `dir` that
+    /// was listed as inode `file` (device, inode); `None` when that
+    /// directory is no longer at `dir` or `name` in it is no longer that
+    /// file (the caller hands it to a reader, which reports what changed).
+    /// Without a listed directory (a source path that is a file), `name`
+    /// is opened by its whole path, with the same check.
+    fn xattrs(
+        &mut self,
+        dir: &Path,
+        name: &std::ffi::OsStr,
+        file: (u64, u64),
+    ) -> Option<Vec<Xattr>> {
         let Some(listed) = self.listed else {
-            return Some(meta::read_xattrs(&dir.join(name)));
+            return inode_xattrs(rustix::fs::CWD, &dir.join(name), file);
         };
         if self.handle.is_none() {
             self.handle = Some(listing::open_listed_dir(dir, listed).ok()?);
         }
-        let at = self.handle.as_ref()?;
-        use rustix::fs::{Mode, OFlags};
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        let fd = match rustix::fs::openat(at, name, flags | OFlags::NOATIME, Mode::empty()) {
-            Err(rustix::io::Errno::PERM) => rustix::fs::openat(at, name, flags, Mode::empty()),
-            other => other,
-        }
-        .ok()?;
-        let file = File::from(fd);
-        file.metadata().ok().filter(|m| m.is_file())?;
-        Some(meta::file_xattrs(&file))
+        inode_xattrs(self.handle.as_ref()?, Path::new(name), file)
     }
 
     /// Closes the handle (the walk goes below the directory).
     fn close(&mut self) {
         self.handle = None;
     }
+}
+
+/// The extended attributes of the regular file at `path` (relative to
+/// `at`, no symlink followed) if it is the inode `file` (device, inode),
+/// else `None`. It is opened with `O_PATH`, which reads nothing, needs no
+/// read permission and triggers no open-time side effects (leases, file
+/// access notifications, device opens), and its attributes are read
+/// through `/proc/self/fd/N`; without `/proc`, through a read-only
+/// descriptor to the same checked inode.
+fn inode_xattrs(at: impl AsFd, path: &Path, file: (u64, u64)) -> Option<Vec<Xattr>> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let is_it = |fd: &OwnedFd| {
+        rustix::fs::fstat(fd).is_ok_and(|st| {
+            FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+                && (st.st_dev, st.st_ino) == file
+        })
+    };
+    let flags = OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let handle = rustix::fs::openat(&at, path, flags | OFlags::PATH, Mode::empty()).ok()?;
+    if !is_it(&handle) {
+        return None;
+    }
+    if let Some(x) = meta::handle_xattrs(&handle) {
+        return Some(x);
+    }
+    let read = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let fd = rustix::fs::openat(&at, path, flags | read, Mode::empty()).ok()?;
+    is_it(&fd).then(|| meta::file_xattrs(&File::from(fd)))
 }
 
 /// What is left to visit in a [`Frame`].
@@ -856,13 +881,16 @@ impl<'a> Walker<'a> {
         if let Some(e) = &cached
             && !e.no_xattrs
         {
+            let file = (m.dev, m.ino);
             let xattrs = match (attrs, path.parent(), path.file_name()) {
-                (Some(attrs), Some(dir), Some(name)) => attrs.xattrs(dir, name),
-                _ => Some(meta::read_xattrs(&path)),
+                (Some(attrs), Some(dir), Some(name)) => attrs.xattrs(dir, name, file),
+                (_, Some(dir), Some(name)) => ListedDir::new(None).xattrs(dir, name, file),
+                _ => None,
             };
             match xattrs {
                 Some(x) => node.xattrs = x,
-                // The directory was replaced: the reader reports it.
+                // The directory or the file was replaced: the reader
+                // reports it.
                 None => cached = None,
             }
         }
@@ -1732,6 +1760,70 @@ mod tests {
                 (read.xattrs.unwrap(), "read")
             }
         }
+    }
+
+    /// An unchanged file's attributes are read only from the inode listed,
+    /// in the directory listed: a file renamed over its name, a FIFO or a
+    /// symlink put there, or the directory swapped, gives `None` (the file
+    /// goes to a reader, which reports it), never another inode's.
+    #[test]
+    fn an_unchanged_files_xattrs_come_only_from_the_inode_and_directory_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("d");
+        fs::create_dir(&d).unwrap();
+        let (f, g) = (d.join("f"), d.join("g"));
+        fs::write(&f, b"f").unwrap();
+        fs::write(&g, b"g").unwrap();
+        if let Err(e) = xattr::set(&f, "user.vault-test", b"own") {
+            println!("SKIPPED: no user xattrs here: {e}");
+            return;
+        }
+        xattr::set(&g, "user.vault-test", b"other").unwrap();
+        let id = |p: &Path| {
+            let m = fs::symlink_metadata(p).unwrap();
+            (m.dev(), m.ino())
+        };
+        let (listed_dir, listed_f, listed_g) = (id(&d), id(&f), id(&g));
+        let value = |x: Option<Vec<Xattr>>| x.map(|x| x.into_iter().map(|x| x.value).collect());
+        let mut at = ListedDir::new(Some(listed_dir));
+        let name = std::ffi::OsStr::new("f");
+        assert_eq!(
+            value(at.xattrs(&d, name, listed_f)),
+            Some(vec![b"own".to_vec()])
+        );
+        // Without a listed directory (a source path that is a file): the same.
+        let mut none = ListedDir::new(None);
+        assert_eq!(
+            value(none.xattrs(&d, name, listed_f)),
+            Some(vec![b"own".to_vec()])
+        );
+        // Another file renamed over the name.
+        fs::rename(&g, &f).unwrap();
+        assert_eq!(at.xattrs(&d, name, listed_f), None);
+        assert_eq!(none.xattrs(&d, name, listed_f), None);
+        assert_eq!(
+            value(at.xattrs(&d, name, listed_g)),
+            Some(vec![b"other".to_vec()])
+        );
+        // A FIFO (opened for nothing, so no wait) or a symlink in its place.
+        fs::remove_file(&f).unwrap();
+        nix::unistd::mkfifo(&f, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(at.xattrs(&d, name, id(&f)), None);
+        fs::remove_file(&f).unwrap();
+        std::os::unix::fs::symlink("g", &f).unwrap();
+        assert_eq!(at.xattrs(&d, name, listed_g), None);
+        // The directory swapped for a symlink to another holding the file:
+        // the handle is reopened and refused.
+        let other = dir.path().join("other");
+        fs::create_dir(&other).unwrap();
+        fs::write(other.join("f"), b"f").unwrap();
+        xattr::set(other.join("f"), "user.vault-test", b"secret").unwrap();
+        let listed_other_f = id(&other.join("f"));
+        fs::rename(&d, dir.path().join("d.real")).unwrap();
+        std::os::unix::fs::symlink(&other, &d).unwrap();
+        at.close();
+        assert_eq!(at.xattrs(&d, name, listed_other_f), None);
+        assert_eq!(at.xattrs(&d, name, listed_f), None);
     }
 
     #[test]
