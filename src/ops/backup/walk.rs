@@ -998,11 +998,11 @@ impl<'a> Walker<'a> {
 fn open_for_backup(path: &Path) -> std::io::Result<File> {
     let open = |flags| OpenOptions::new().read(true).custom_flags(flags).open(path);
     // O_NONBLOCK: a file swapped for a FIFO after lstat must not hang the
-    // backup (it is refused below as no longer a regular file).
-    match open(libc::O_NOFOLLOW | libc::O_NOATIME | libc::O_NONBLOCK) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            open(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        }
+    // backup (it is refused below as no longer a regular file); O_NOCTTY:
+    // a terminal swapped in never becomes the backup's controlling one.
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY;
+    match open(flags | libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(flags),
         other => other,
     }
 }
