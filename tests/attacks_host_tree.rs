@@ -11,7 +11,7 @@
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::util::*;
 
@@ -114,7 +114,6 @@ impl RaceTree {
     /// report (`--json`).
     fn backup_while_racing(&self, env: &Env, args: &[&str]) -> serde_json::Value {
         let stop = env.path("stop-racing");
-        let _ = fs::remove_file(&stop);
         let _ = fs::remove_file(self.home.join(".ready"));
         let touched = Command::new("touch")
             .args(["-a", "-d", "2000-01-01"])
@@ -122,21 +121,7 @@ impl RaceTree {
             .status()
             .unwrap();
         assert!(touched.success());
-        let racer = Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "perl",
-                "-e",
-                RACER,
-            ])
-            .arg(&self.home)
-            .arg(&self.outside)
-            .arg(&stop)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the racer (setpriv and perl)");
+        let racer = Racer::start(RACER, &[&self.home, &self.outside], &stop);
         let ready = self.home.join(".ready");
         for _ in 0..10_000 {
             if ready.exists() {
@@ -148,13 +133,7 @@ impl RaceTree {
         let mut all = args.to_vec();
         all.extend(["--json", self.src.to_str().unwrap()]);
         let out = env.vault(&["backup"], &env.writer_key, &all);
-        fs::write(&stop, b"").unwrap();
-        let raced = racer.wait_with_output().unwrap();
-        assert!(raced.status.success(), "racer failed: {raced:?}");
-        let swaps: u64 = String::from_utf8_lossy(&raced.stdout)
-            .trim()
-            .parse()
-            .unwrap();
+        let swaps = racer.stop();
         assert!(
             swaps > 20,
             "the racer swapped only {swaps} times: the test proved nothing"

@@ -15,7 +15,7 @@
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use vault::format::id::{BlobId, Id};
 use vault::format::index::{IndexFile, IndexedBlob, IndexedPack};
@@ -309,29 +309,9 @@ fn restore_race_a_user_swapping_their_directory_for_a_symlink_changes_nothing_ou
     let before = fs::metadata(&outside).unwrap();
     let stop = env.path("stop-racing");
 
-    let racer = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "perl",
-            "-e",
-            RACER,
-        ])
-        .arg(&home)
-        .arg(&outside)
-        .arg(&stop)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the racer (setpriv and perl)");
+    let racer = Racer::start(RACER, &[&home, &outside], &stop);
     let out = env.restore("latest", &target);
-    fs::write(&stop, b"").unwrap();
-    let raced = racer.wait_with_output().unwrap();
-    assert!(raced.status.success(), "racer failed: {raced:?}");
-    let swaps: u64 = String::from_utf8_lossy(&raced.stdout)
-        .trim()
-        .parse()
-        .unwrap();
+    let swaps = racer.stop();
     eprintln!("the racer swapped {swaps} times");
     assert!(
         swaps > 100,

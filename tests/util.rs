@@ -344,3 +344,47 @@ pub fn open_repo(repo: &Path, key: &Path) -> vault::repo::Repository {
     )
     .expect("open the repository")
 }
+
+/// A Perl script racing vault as `nobody` (uid and gid 65534, no groups):
+/// it runs until the stop file appears and prints how many swaps it made.
+pub struct Racer {
+    child: std::process::Child,
+    stop: PathBuf,
+}
+
+impl Racer {
+    /// Starts `script` with `args` and then `stop`, the file whose
+    /// appearance ends it.
+    pub fn start(script: &str, args: &[&Path], stop: &Path) -> Racer {
+        let _ = fs::remove_file(stop);
+        let child = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "perl",
+                "-e",
+                script,
+            ])
+            .args(args)
+            .arg(stop)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the racer (setpriv and perl)");
+        Racer {
+            child,
+            stop: stop.to_path_buf(),
+        }
+    }
+
+    /// Stops the racer; returns how many swaps it made.
+    pub fn stop(self) -> u64 {
+        fs::write(&self.stop, b"").unwrap();
+        let raced = self.child.wait_with_output().unwrap();
+        assert!(raced.status.success(), "racer failed: {raced:?}");
+        String::from_utf8_lossy(&raced.stdout)
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
