@@ -884,8 +884,9 @@ impl<'a> Walker<'a> {
             let file = (m.dev, m.ino);
             let xattrs = match (attrs, path.parent(), path.file_name()) {
                 (Some(attrs), Some(dir), Some(name)) => attrs.xattrs(dir, name, file),
-                (_, Some(dir), Some(name)) => ListedDir::new(None).xattrs(dir, name, file),
-                _ => None,
+                // A source path that is itself a file: by its whole path,
+                // with the same check.
+                _ => inode_xattrs(rustix::fs::CWD, &path, file),
             };
             match xattrs {
                 Some(x) => node.xattrs = x,
