@@ -7,6 +7,7 @@
 //! | `vector_backup_race_…` | nothing outside the user's directory is stored in it; no content or attributes under another inode's owner and mode, for files read and files unchanged alike |
 //! | `vector_shared_cache_dir_symlink_…` | a cache directory others can write is refused; nothing outside it is created or chmod'ed |
 //! | `vector_one_huge_directory_…` | a directory over the tree limit is stored empty and reported (exit 3); the rest of the backup restores |
+//! | `vector_compression_oracle_…` | a user's file, or one it may write, never shares a bundle (compression frame) with another owner's file |
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -381,5 +382,74 @@ fn vector_one_huge_directory_does_not_fail_the_whole_backup() {
             .unwrap()
             .count(),
         0
+    );
+}
+
+/// A user that can create files beside a secret (a shared directory) and
+/// watch compressed sizes (the index's rounded `length`, a pack's size)
+/// would learn the secret byte by byte if its guesses were compressed
+/// together with it (format 5 bundles small files of a directory). Its own
+/// files, and files it may write, are therefore never bundled with another
+/// owner's: here the root files bundle together, the user's file and the
+/// group-writable root file are stored alone.
+#[test]
+fn vector_compression_oracle_a_users_file_never_shares_a_bundle_with_anothers() {
+    require_root();
+    let env = Env::new();
+    let shared = env.path("src/shared");
+    fs::create_dir_all(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let secret = b"db_password=hunter2-7f3a9c\n";
+    // In walk order: the root files, then the user's guess and the file
+    // others may write, each of which would join the root files' bundle
+    // if owners were not told apart.
+    let files: [(&str, &[u8], u32, u32); 5] = [
+        ("a-plain.conf", b"listen = 5432\n", 0, 0o644),
+        ("b-plain.conf", b"max_connections = 100\n", 0, 0o644),
+        ("c-secret.conf", secret, 0, 0o600),
+        (
+            "d-guess.txt",
+            b"db_password=hunter2-7f3a9c\n",
+            NOBODY,
+            0o644,
+        ),
+        ("e-writable.conf", b"db_password=hunter\n", 0, 0o664),
+    ];
+    for (name, bytes, uid, mode) in files {
+        let path = shared.join(name);
+        write(&path, bytes);
+        chown(&path, uid);
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let id = env.backup(&[&env.path("src")]);
+    let nodes = dir_nodes(&env, &id, &shared);
+    let blob = |name: &str| {
+        let n = nodes.iter().find(|n| n.name.0 == name.as_bytes()).unwrap();
+        assert_eq!(n.content.len(), 1, "{name}: {n:?}");
+        (n.content[0], n.bundle_offset)
+    };
+    let (bundle, _) = blob("a-plain.conf");
+    // The root files readable only as root share one bundle ...
+    for name in ["a-plain.conf", "b-plain.conf", "c-secret.conf"] {
+        let (id, at) = blob(name);
+        assert_eq!(id, bundle, "{name} is in the root files' bundle");
+        assert!(at.is_some(), "{name} is bundled");
+    }
+    // ... the user's file and the file others may write are alone.
+    for name in ["d-guess.txt", "e-writable.conf"] {
+        let (id, at) = blob(name);
+        assert_ne!(id, bundle, "{name} is compressed with the secret");
+        assert_eq!(at, None, "{name} is stored on its own");
+    }
+    let target = env.path("target");
+    assert_success(&env.restore(&id, &target));
+    assert_eq!(
+        fs::read(
+            target
+                .join(shared.strip_prefix("/").unwrap())
+                .join("c-secret.conf")
+        )
+        .unwrap(),
+        secret
     );
 }

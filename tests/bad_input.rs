@@ -243,6 +243,7 @@ fn file_node(name: &[u8], content: &[u8], chunk_key: &[u8; 32]) -> Node {
         hardlink: None,
         xattrs: vec![],
         content: vec![BlobId::keyed(chunk_key, content)],
+        bundle_offset: None,
         content_lists: Vec::new(),
         hash: Some(Id::of_bytes(content)),
         subtree: None,

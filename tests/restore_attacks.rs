@@ -215,6 +215,7 @@ fn node(name: &str, kind: NodeKind) -> Node {
         hardlink: None,
         xattrs: vec![],
         content: vec![],
+        bundle_offset: None,
         content_lists: Vec::new(),
         hash: None,
         subtree: None,
@@ -814,4 +815,60 @@ fn lengths_swapped_between_blobs_of_a_large_file_restore_nothing_of_it() {
         "{found:?}"
     );
     assert_eq!(fs::read(target.join("honest")).unwrap(), other.concat());
+}
+
+/// A writer key's snapshot names bundled files (format 5) whose bytes are
+/// not in their bundle: each such file is reported damaged and nothing is
+/// written under its name, while a file truly in the bundle restores; a
+/// tree that places a file past the largest bundle is refused as a whole.
+#[test]
+fn vector_bundle_offsets_past_the_bundle_restore_nothing_of_the_file() {
+    let env = Env::new();
+    let mut c = Crafter::new(&env);
+    let bundle = b"first file;second".to_vec();
+    let id = c.data(&bundle);
+    let bundled = |name: &str, at: u64, bytes: &[u8]| {
+        let mut n = node(name, NodeKind::File);
+        n.size = bytes.len() as u64;
+        n.content = vec![id];
+        n.bundle_offset = Some(at);
+        n.hash = Some(Id::of_bytes(bytes));
+        n
+    };
+    let honest = bundled("a-honest", 0, b"first file");
+    // Past the bundle's 17 bytes (within the 16 KiB any bundle may hold),
+    // and a slice that starts inside it and runs past its end.
+    let past = bundled("b-past", 4000, b"x");
+    let across = bundled("c-across", 11, b"second and more");
+    let root = c.tree(vec![honest, past, across]);
+    let snap = c.finish(root, totals(3, 0, 26));
+    let target = env.path("target");
+    let out = env.restore(&snap, &target);
+    assert_code(&out, 4);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert_contains(&said, "a file in it claims bytes 4000 to 4001");
+    assert_contains(&said, "claims bytes 11 to 26");
+    assert_eq!(fs::read(target.join("a-honest")).unwrap(), b"first file");
+    let names: Vec<_> = entries(&target)
+        .into_iter()
+        .filter(|(_, f)| *f)
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(names.len(), 1, "only the honest file: {names:?}");
+    // Past the largest bundle: the tree itself is refused.
+    let mut c = Crafter::new(&env);
+    let id2 = c.data(&bundle);
+    assert_eq!(id2, id);
+    let mut far = bundled("far", vault::format::tree::BUNDLE_MAX, b"x");
+    far.content = vec![id2];
+    let root = c.tree(vec![far]);
+    let snap = c.finish(root, totals(1, 0, 1));
+    let target = env.path("target-far");
+    let out = env.restore(&snap, &target);
+    assert_code(&out, 4);
+    assert_contains(
+        &format!("{}{}", stdout(&out), stderr(&out)),
+        "is bundled but is not a file of one blob",
+    );
+    assert!(entries(&target).iter().all(|(_, f)| !f));
 }

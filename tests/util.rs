@@ -388,3 +388,20 @@ impl Racer {
             .unwrap()
     }
 }
+
+/// The entries of directory `dir` (an absolute path that was backed up) in
+/// snapshot `snapshot`, as the owner reads them.
+pub fn dir_nodes(env: &Env, snapshot: &str, dir: &Path) -> Vec<vault::format::tree::Node> {
+    let repo = open_repo(&env.repo, &env.owner_key);
+    let (index, _) = repo.load_index().unwrap();
+    let mut reader = vault::repo::BlobReader::new(&repo);
+    let (_, snap) = repo.find_snapshot(snapshot).unwrap();
+    let mut tree_id = snap.root;
+    for part in dir.strip_prefix("/").unwrap().components() {
+        let tree = repo.read_tree(&index, &mut reader, &tree_id).unwrap();
+        let name = part.as_os_str().as_encoded_bytes();
+        let node = tree.nodes.iter().find(|n| n.name.0 == name).unwrap();
+        tree_id = node.subtree.unwrap();
+    }
+    repo.read_tree(&index, &mut reader, &tree_id).unwrap().nodes
+}

@@ -314,6 +314,7 @@ fn build(
                 } else {
                     Vec::new()
                 },
+                bundle_offset: None,
                 content_lists: Vec::new(),
                 hash: (kind == NodeKind::File).then_some(hash),
                 subtree,

@@ -128,6 +128,12 @@ pub struct Node {
     /// the repository's blob reader (`BlobReader::read_tree`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub content: Vec<BlobId>,
+    /// A small file stored in a **bundle** (format version 5): its one
+    /// content blob holds several small files of its directory back to back,
+    /// and the file is the `size` bytes from this offset. Bundles cost one
+    /// compression frame, index entry and id where each file cost its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_offset: Option<u64>,
     /// Content lists (format version 4, files of more than [`LIST_IDS`]
     /// blobs): tree-kind blobs, each the concatenated 32-byte ids of up to
     /// [`LIST_IDS`] of the file's data blobs, in order. Kept after the
@@ -162,12 +168,25 @@ impl Node {
             hardlink: None,
             xattrs: Vec::new(),
             content: Vec::new(),
+            bundle_offset: None,
             content_lists: Vec::new(),
             hash: None,
             subtree: None,
         }
     }
+
+    /// Where a file's content lies in its one content blob: the whole blob
+    /// (`None`), or `size` bytes from an offset in a bundle.
+    pub fn slice(&self) -> Option<std::ops::Range<usize>> {
+        self.bundle_offset
+            .map(|at| at as usize..(at + self.size) as usize)
+    }
 }
+
+/// Largest bundle of small files (and so the largest file bundled): the
+/// salted-blob limit, so that a bundle is stored, named and checked like
+/// any small file's blob (docs/FORMAT.md §5.3).
+pub const BUNDLE_MAX: u64 = crate::format::salt::SALTED_MAX;
 
 /// Most blob ids one content list holds (128 KiB of ids, 64 MiB of a file
 /// at the default 16 KiB average chunk): a backup holds at most this many of
@@ -275,6 +294,22 @@ impl Tree {
                         "entry {:?} has content lists but is not a file, or lists its \
                          content inline too",
                         node.name
+                    ),
+                ));
+            }
+            if let Some(at) = node.bundle_offset
+                && (node.kind != NodeKind::File
+                    || node.content.len() != 1
+                    || !node.content_lists.is_empty()
+                    || node.size == 0
+                    || at.saturating_add(node.size) > BUNDLE_MAX)
+            {
+                return Err(Error::format(
+                    format!("tree {id}"),
+                    format!(
+                        "entry {:?} is bundled but is not a file of one blob, or its {} bytes \
+                         at offset {at} are not within the {BUNDLE_MAX} bytes of a bundle",
+                        node.name, node.size
                     ),
                 ));
             }

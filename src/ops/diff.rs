@@ -188,7 +188,15 @@ fn pair(a: Vec<Node>, b: Vec<Node>) -> Vec<(Option<Node>, Option<Node>)> {
 /// Whether two entries of the same kind hold different content.
 fn content_differs(a: &Node, b: &Node) -> bool {
     match a.kind {
-        NodeKind::File => a.size != b.size || a.content != b.content,
+        // The whole-file hash, when both have it: a small file moved into
+        // another bundle is the same content under another blob.
+        NodeKind::File => {
+            a.size != b.size
+                || match (a.hash, b.hash) {
+                    (Some(x), Some(y)) => x != y,
+                    _ => a.content != b.content || a.bundle_offset != b.bundle_offset,
+                }
+        }
         NodeKind::Symlink => a.target != b.target,
         NodeKind::Chardev | NodeKind::Blockdev => a.rdev != b.rdev,
         NodeKind::Dir | NodeKind::Fifo | NodeKind::Socket => false,

@@ -323,10 +323,16 @@ impl SnapshotFs {
     /// bytes) and its size checked against the snapshot's.
     fn read_small_file(&self, node: &Node, offset: u64, end: u64) -> Result<Vec<u8>> {
         let mut whole = Vec::with_capacity(node.size as usize);
-        for id in &node.content {
-            whole.extend_from_slice(&self.blob(id)?);
-            if whole.len() as u64 > node.size {
-                break;
+        if let (Some(range), [id]) = (node.slice(), node.content.as_slice()) {
+            // A bundled file: its bytes in the bundle (none when the bundle
+            // is shorter than the tree claims, which the size check reports).
+            whole.extend_from_slice(self.blob(id)?.get(range).unwrap_or_default());
+        } else {
+            for id in &node.content {
+                whole.extend_from_slice(&self.blob(id)?);
+                if whole.len() as u64 > node.size {
+                    break;
+                }
             }
         }
         if whole.len() as u64 != node.size {

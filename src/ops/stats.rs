@@ -155,10 +155,19 @@ pub fn snapshots(
                     NodeKind::File => {
                         s.files += 1;
                         s.logical_bytes = s.logical_bytes.saturating_add(node.size);
-                        let whole = (node.content.len() == 1).then_some(node.size);
+                        // A bundle's length: where its last file ends.
+                        let whole = match node.bundle_offset {
+                            Some(at) => Some(at.saturating_add(node.size)),
+                            None => (node.content.len() == 1).then_some(node.size),
+                        };
                         for id in &node.content {
                             let known = data.entry(*id).or_insert(whole);
-                            *known = known.or(whole);
+                            *known = match (*known, whole) {
+                                (Some(a), Some(b)) if node.bundle_offset.is_some() => {
+                                    Some(a.max(b))
+                                }
+                                (k, w) => k.or(w),
+                            };
                         }
                         trees.extend(node.content_lists.iter().copied());
                     }

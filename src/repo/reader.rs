@@ -40,6 +40,9 @@ pub struct BlobReader<'a> {
     check: BlobCheck<'a>,
     /// Trailers of packs holding contested blobs (`None`: unreadable).
     trailers: HashMap<PackId, Option<TrailerClaims>>,
+    /// The last bundle of small files read ([`BlobReader::read_file_blob`]),
+    /// verified: a directory's bundled files are read one after the other.
+    bundle: Option<(BlobId, Vec<u8>)>,
 }
 
 impl<'a> BlobReader<'a> {
@@ -51,7 +54,41 @@ impl<'a> BlobReader<'a> {
             buf: Vec::new(),
             check: BlobCheck::new(repo),
             trailers: HashMap::new(),
+            bundle: None,
         }
+    }
+
+    /// The content of a file of one blob: the blob `id`, read from the first
+    /// of its indexed locations that verifies, or for a bundled file (a
+    /// `slice`, see [`crate::format::tree::Node::slice`]) its bytes in that
+    /// bundle. The last bundle stays with the reader, so each of a
+    /// directory's bundled files costs a copy, not a read of the bundle.
+    pub fn read_file_blob(
+        &mut self,
+        id: &BlobId,
+        slice: Option<std::ops::Range<usize>>,
+        index: &crate::format::index::Index,
+    ) -> Result<Vec<u8>> {
+        let Some(range) = slice else {
+            return self.read_indexed(id, index);
+        };
+        if self.bundle.as_ref().is_none_or(|(last, _)| last != id) {
+            self.bundle = None;
+            let data = self.read_indexed(id, index)?;
+            self.bundle = Some((*id, data));
+        }
+        let (_, data) = self.bundle.as_ref().expect("read above");
+        data.get(range.clone()).map(<[u8]>::to_vec).ok_or_else(|| {
+            Error::format(
+                format!("blob {id}"),
+                format!(
+                    "a bundle of {} bytes, but a file in it claims bytes {} to {}",
+                    data.len(),
+                    range.start,
+                    range.end
+                ),
+            )
+        })
     }
 
     /// Reads `id` from the first of its indexed locations that verifies.

@@ -139,6 +139,7 @@ pub fn plain_node(name: Bytes, meta: &Metadata, names: &mut Names) -> Node {
         hardlink: None,
         xattrs: Vec::new(),
         content: Vec::new(),
+        bundle_offset: None,
         content_lists: Vec::new(),
         hash: None,
         subtree: None,

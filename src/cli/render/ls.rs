@@ -93,6 +93,7 @@ mod tests {
             hardlink: None,
             xattrs: vec![],
             content: vec![],
+            bundle_offset: None,
             content_lists: vec![],
             hash: None,
             subtree: None,

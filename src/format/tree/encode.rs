@@ -78,6 +78,10 @@ fn node(out: &mut Vec<u8>, n: &Node) {
         out.extend_from_slice(b",\"content\":");
         ids(out, n.content.iter().map(|b| &b.0));
     }
+    if let Some(at) = n.bundle_offset {
+        out.extend_from_slice(b",\"bundle_offset\":");
+        number(out, at);
+    }
     if !n.content_lists.is_empty() {
         out.extend_from_slice(b",\"content_lists\":");
         ids(out, n.content_lists.iter().map(|b| &b.0));
@@ -327,6 +331,7 @@ mod tests {
                 })
                 .collect(),
             content: (0..rng.below(4)).map(|_| BlobId(rng.id())).collect(),
+            bundle_offset: some(rng).then(|| big(rng)),
             content_lists: (0..rng.below(2)).map(|_| BlobId(rng.id())).collect(),
             hash: some(rng).then(|| rng.id()),
             subtree: some(rng).then(|| TreeId(rng.id())),

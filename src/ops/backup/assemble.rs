@@ -1,6 +1,8 @@
 //! The tree assembler: consumes the walker's events in order and builds one
 //! tree blob per directory, bottom-up, awaiting each file's content in walk
-//! order and writing the next file cache as the files go by.
+//! order and writing the next file cache as the files go by. Small files
+//! read in one directory are stored together, in bundles of at most
+//! [`BUNDLE_MAX`] bytes, in walk order.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -15,8 +17,9 @@ use super::walk::{self, Event, FileData, Stamp};
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, TreeId};
 use crate::format::pack::BlobKind;
+use crate::format::salt::BlobIds;
 use crate::format::snapshot::{CertInfo, InputError, Totals};
-use crate::format::tree::{Node, NodeKind, Tree};
+use crate::format::tree::{BUNDLE_MAX, Node, NodeKind, Tree};
 use crate::repo::Repository;
 
 /// What the assembler hands back once every event is consumed.
@@ -62,13 +65,18 @@ pub fn assemble(
         next_cache: records.next_cache,
         changes: records.list_changes.map(|l| (l, Default::default())),
         stack: vec![(None, Vec::new())],
+        ids: repo.keys().blob_ids(),
+        bundle: Bundle::default(),
         certificates: Vec::new(),
         compressed_outputs: Vec::new(),
         totals: Totals::default(),
     };
     for event in events.iter().flatten() {
         match event {
-            Event::Enter(node) => a.stack.push((Some(node), Vec::new())),
+            Event::Enter(node) => {
+                a.seal_bundle()?;
+                a.stack.push((Some(node), Vec::new()));
+            }
             Event::Leave => a.leave()?,
             Event::Other(node) => a.push(node),
             Event::File {
@@ -105,12 +113,82 @@ struct Assembler<'a, 'c> {
     /// One frame per open directory (the root's has no node): its entry
     /// and the entries assembled in it so far.
     stack: Vec<(Option<Node>, Vec<Node>)>,
+    /// Names the bundles.
+    ids: BlobIds,
+    /// The bundle being filled with the current directory's small files.
+    bundle: Bundle,
     certificates: Vec<CertInfo>,
     compressed_outputs: Vec<CompressedOutput>,
     totals: Totals,
 }
 
+/// Small files of the directory being assembled, stored together once
+/// the next would not fit, or the directory ends (or a subdirectory
+/// starts): one compression frame, index entry and blob id for all of
+/// them.
+#[derive(Default)]
+struct Bundle {
+    /// Their bytes back to back.
+    bytes: Vec<u8>,
+    /// Each one's place among the directory's entries, and offset.
+    members: Vec<(usize, u64)>,
+    /// The owner of its files, while others may join them.
+    owner: Option<u32>,
+    /// Where each content it holds starts, by whole-file hash and size:
+    /// identical files of a directory are stored once.
+    holds: std::collections::HashMap<(crate::format::id::Id, u64), u64>,
+    /// The files the next cache is to remember, in walk order, held while
+    /// the bundle is open (an entry needs the bundle's id): path, place
+    /// among the directory's entries, stamp, size.
+    remember: Vec<(PathBuf, usize, Stamp, u64)>,
+}
+
+/// Whether a small file may be compressed together with others of its
+/// owner: not when its group or others may write it. Compressing bytes an
+/// attacker chooses beside a secret lets the compressed length (the
+/// index's `length`, a pack's size) confirm guesses of the secret, night
+/// after night; a local user can only create files it owns, so with one
+/// owner per bundle and no file another user can write, no bundle holds
+/// both a user's bytes and another's.
+fn may_share_bundle(node: &Node) -> bool {
+    node.mode & 0o022 == 0
+}
+
 impl Assembler<'_, '_> {
+    /// Stores the bundle being filled, names it in its files' entries, and
+    /// writes the cache entries held for it.
+    fn seal_bundle(&mut self) -> Result<()> {
+        if self.bundle.members.is_empty() {
+            return Ok(());
+        }
+        let Bundle {
+            bytes,
+            members,
+            remember,
+            ..
+        } = std::mem::take(&mut self.bundle);
+        let id = self.ids.salted(&bytes);
+        // One file alone is stored as it always was: its own blob.
+        let alone = members.len() == 1;
+        self.sink
+            .submit(self.raw_tx, BlobKind::Data, id, bytes, true)
+            .map_err(|_| cancelled())?;
+        let children = &mut self.stack.last_mut().expect("frame").1;
+        for (at, offset) in members {
+            children[at].content = vec![id];
+            children[at].bundle_offset = (!alone).then_some(offset);
+        }
+        for (path, at, stamp, size) in remember {
+            let mut node = std::mem::replace(
+                &mut self.stack.last_mut().expect("frame").1[at],
+                Node::bare(b"-", NodeKind::File),
+            );
+            self.remember(path, &mut node, &stamp, size);
+            self.stack.last_mut().expect("frame").1[at] = node;
+        }
+        Ok(())
+    }
+
     /// Stores a directory listing as a tree blob, or gives back the
     /// listing's size when it is over the tree limit (a local user can make
     /// such a directory: some 140,000 files with 4 KiB of user xattrs each).
@@ -163,6 +241,7 @@ impl Assembler<'_, '_> {
     /// The current directory is complete: store its tree and add its entry
     /// to its parent.
     fn leave(&mut self) -> Result<()> {
+        self.seal_bundle()?;
         let (node, mut children) = self.stack.pop().expect("balanced enter/leave");
         children.sort_by(|a, b| a.name.cmp(&b.name));
         let mut node = node.expect("only the root has no node");
@@ -212,7 +291,33 @@ impl Assembler<'_, '_> {
         }
         node.size = data.size;
         node.content = data.content;
+        node.bundle_offset = data.bundle_offset;
         node.content_lists = data.lists;
+        let place = self.stack.last().expect("frame").1.len();
+        if let Some(bytes) = data.unbundled {
+            // Only files of one owner that no one else may write share a
+            // bundle (their bytes are compressed together), see
+            // `may_share_bundle`.
+            let shares = may_share_bundle(&node);
+            if self.bundle.bytes.len() + bytes.len() > BUNDLE_MAX as usize
+                || !shares
+                || self.bundle.owner != Some(node.uid)
+            {
+                self.seal_bundle()?;
+            }
+            // A file the bundle holds already (same owner) is named there.
+            let offset = match self.bundle.holds.get(&(data.hash, data.size)) {
+                Some(&at) => at,
+                None => {
+                    let at = self.bundle.bytes.len() as u64;
+                    self.bundle.bytes.extend_from_slice(&bytes);
+                    self.bundle.holds.insert((data.hash, data.size), at);
+                    at
+                }
+            };
+            self.bundle.members.push((place, offset));
+            self.bundle.owner = shares.then_some(node.uid);
+        }
         node.hash = Some(data.hash);
         self.totals.files += 1;
         self.totals.bytes += data.size;
@@ -228,7 +333,11 @@ impl Assembler<'_, '_> {
             });
         }
         if stamp.cacheable {
-            self.remember(path, &mut node, &stamp, data.size);
+            if self.bundle.members.is_empty() {
+                self.remember(path, &mut node, &stamp, data.size);
+            } else {
+                self.bundle.remember.push((path, place, stamp, data.size));
+            }
         }
         self.push(node);
         Ok(())
@@ -252,6 +361,7 @@ impl Assembler<'_, '_> {
             ino: stamp.ino,
             content: std::mem::take(&mut node.content),
             lists: std::mem::take(&mut node.content_lists),
+            bundle_offset: node.bundle_offset,
             hash: node.hash.expect("set before remembering"),
             no_xattrs: node.xattrs.is_empty(),
         };
@@ -265,6 +375,7 @@ impl Assembler<'_, '_> {
 
     /// Every event consumed: stores the root tree.
     fn finish(mut self) -> Result<Assembled> {
+        self.seal_bundle()?;
         let (_, mut children) = self.stack.pop().expect("root frame");
         if !self.stack.is_empty() {
             return Err(cancelled());

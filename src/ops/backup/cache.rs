@@ -20,9 +20,12 @@ use crate::format::id::{BlobId, Id};
 
 /// First bytes of a cache stream (after decompression): each record's path
 /// is the bytes it shares with the record before it and the rest; records
-/// carry a flags byte after their content hash, and a count of content
-/// lists after their blob ids.
-const MAGIC: &[u8; 8] = b"VAULTFC5";
+/// carry a flags byte after their content hash, a count of content lists
+/// after their blob ids, and a bundled file's offset in its bundle last.
+const MAGIC: &[u8; 8] = b"VAULTFC6";
+
+/// First bytes of the cache stream before bundles, still read: no offsets.
+const MAGIC_V5: &[u8; 8] = b"VAULTFC5";
 
 /// First bytes of the cache stream before that, still read: whole paths.
 const MAGIC_V4: &[u8; 8] = b"VAULTFC4";
@@ -38,6 +41,10 @@ const MAGIC_V2: &[u8; 8] = b"VAULTFC2";
 /// Record flag: the file had no extended attributes when it was recorded.
 const FLAG_NO_XATTRS: u8 = 1;
 
+/// Record flag ([`MAGIC`]): the file is in a bundle; a u32 offset in it
+/// ends the record.
+const FLAG_BUNDLED: u8 = 2;
+
 /// What a record of a cache stream holds besides the fields every version
 /// has.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -50,6 +57,8 @@ struct Layout {
     /// A count of content lists after the blob ids ([`MAGIC`], [`MAGIC_V4`],
     /// [`MAGIC_V3`]).
     lists: bool,
+    /// Bundle offsets of the records flagged [`FLAG_BUNDLED`] ([`MAGIC`]).
+    bundles: bool,
 }
 
 impl Layout {
@@ -57,25 +66,33 @@ impl Layout {
         shared: true,
         flags: true,
         lists: true,
+        bundles: true,
     };
 
     /// The layout a stream's first bytes announce.
     fn of(magic: &[u8; 8]) -> Option<Layout> {
         match magic {
             m if m == MAGIC => Some(Layout::CURRENT),
+            m if m == MAGIC_V5 => Some(Layout {
+                bundles: false,
+                ..Layout::CURRENT
+            }),
             m if m == MAGIC_V4 => Some(Layout {
                 shared: false,
+                bundles: false,
                 ..Layout::CURRENT
             }),
             m if m == MAGIC_V3 => Some(Layout {
                 shared: false,
                 flags: false,
                 lists: true,
+                bundles: false,
             }),
             m if m == MAGIC_V2 => Some(Layout {
                 shared: false,
                 flags: false,
                 lists: false,
+                bundles: false,
             }),
             _ => None,
         }
@@ -106,6 +123,9 @@ pub struct CacheEntry {
     pub content: Vec<BlobId>,
     /// The content lists of a file of many blobs (tree format version 4).
     pub lists: Vec<BlobId>,
+    /// Where the file is in its one content blob, a bundle of small files
+    /// ([`crate::format::tree::Node::bundle_offset`]).
+    pub bundle_offset: Option<u64>,
     /// Plain BLAKE3 of the content.
     pub hash: Id,
     /// The file had no extended attributes when recorded. An unchanged
@@ -415,12 +435,20 @@ fn write_fields(out: &mut Vec<u8>, e: &CacheEntry) {
     out.extend_from_slice(&e.ctime_ns.to_le_bytes());
     out.extend_from_slice(&e.ino.to_le_bytes());
     out.extend_from_slice(&e.hash.0);
-    out.push(if e.no_xattrs { FLAG_NO_XATTRS } else { 0 });
+    let bundled = if e.bundle_offset.is_some() {
+        FLAG_BUNDLED
+    } else {
+        0
+    };
+    out.push(if e.no_xattrs { FLAG_NO_XATTRS } else { 0 } | bundled);
     for ids in [&e.content, &e.lists] {
         out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
         for id in ids {
             out.extend_from_slice(&id.0.0);
         }
+    }
+    if let Some(at) = e.bundle_offset {
+        out.extend_from_slice(&(at as u32).to_le_bytes());
     }
 }
 
@@ -475,6 +503,13 @@ fn read_entry(
     } else {
         Vec::new()
     };
+    let bundle_offset = if layout.bundles && flags & FLAG_BUNDLED != 0 {
+        let mut at = [0u8; 4];
+        r.read_exact(&mut at)?;
+        Some(u64::from(u32::from_le_bytes(at)))
+    } else {
+        None
+    };
     Ok(Some(CacheEntry {
         path,
         size: u64_at(0),
@@ -483,6 +518,7 @@ fn read_entry(
         ino: u64_at(24),
         content,
         lists,
+        bundle_offset,
         hash: Id(hash),
         no_xattrs: flags & FLAG_NO_XATTRS != 0,
     }))
@@ -516,6 +552,7 @@ mod tests {
             ino: n as u64 + 100,
             content: (0..n).map(|i| BlobId(Id([i; 32]))).collect(),
             lists: (0..n % 2).map(|i| BlobId(Id([i + 200; 32]))).collect(),
+            bundle_offset: n.is_multiple_of(3).then_some(u64::from(n) * 7),
             hash: Id([n; 32]),
             no_xattrs: n.is_multiple_of(2),
         }
@@ -608,6 +645,7 @@ mod tests {
                     Vec::new()
                 },
                 no_xattrs: true,
+                bundle_offset: None,
                 ..entry("/s/a", 3)
             };
             // Two records: the second's whole path shares its start with

@@ -9,6 +9,7 @@ use crate::format::chunk::ChunkerParams;
 use crate::format::config::DEFAULT_COMPRESSION_LEVEL;
 use crate::repo::{Access, InitOptions, OwnerSpec};
 use crate::storage::{LocalStorage, Storage};
+use std::os::unix::fs::PermissionsExt;
 
 /// A repository in `dir` with packs of `pack_size`, opened with its
 /// writer key as `vault backup` does.
@@ -65,7 +66,8 @@ fn a_backup_to_a_local_directory_holds_one_pack_buffer_however_many_packs() {
 
 #[test]
 fn packs_and_index_files_hold_a_bounded_number_of_blobs() {
-    // 6,000 small files: a blob each, all of which fit in one 16 MiB pack.
+    // 6,000 small files: a blob each (group-writable files are never
+    // bundled), all of which fit in one 16 MiB pack.
     // Each blob costs memory in the pack's trailer and index entries and in
     // the index file's JSON (held two or three times over while it is
     // signed and sealed): packs and index files are cut by count too.
@@ -77,7 +79,9 @@ fn packs_and_index_files_hold_a_bounded_number_of_blobs() {
         let sub = src.join(format!("d{d}"));
         std::fs::create_dir(&sub).unwrap();
         for i in 0..1000 {
-            std::fs::write(sub.join(format!("f{i}")), format!("file {d}/{i}\n")).unwrap();
+            let f = sub.join(format!("f{i}"));
+            std::fs::write(&f, format!("file {d}/{i}\n")).unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o664)).unwrap();
         }
     }
     let stats = Arc::new(Stats::default());

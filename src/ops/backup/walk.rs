@@ -37,6 +37,12 @@ const MAX_DEPTH: usize = 2048;
 pub struct FileData {
     /// Content blob ids (none when they are in `lists`).
     pub content: Vec<BlobId>,
+    /// A file from the cache that is in a bundle: its offset there
+    /// ([`crate::format::tree::Node::bundle_offset`]).
+    pub bundle_offset: Option<u64>,
+    /// A small file a reader read, not stored yet: the assembler puts it
+    /// in its directory's bundle (`content` is empty).
+    pub unbundled: Option<Vec<u8>>,
     /// The content lists holding the blob ids of a file of more than
     /// [`crate::format::tree::LIST_IDS`] blobs.
     pub lists: Vec<BlobId>,
@@ -898,6 +904,8 @@ impl<'a> Walker<'a> {
         let data = match cached {
             Some(e) => Pending::Ready(FileData {
                 content: e.content,
+                bundle_offset: e.bundle_offset,
+                unbundled: None,
                 lists: e.lists,
                 hash: e.hash,
                 size: e.size,
@@ -1042,6 +1050,7 @@ fn read_command(
         sink,
         inspect,
         SearchAhead::Never,
+        false,
     ) {
         Ok(data) => Ok(running.finish().map(|_| data)?),
         Err(why) => Err(ReadError::Aborted {
@@ -1051,7 +1060,9 @@ fn read_command(
     }
 }
 
-/// Reads one file: chunk, hash, and submit new chunks. `listed` is the
+/// Reads one file: chunk, hash, and submit new chunks (a whole stream of
+/// at most [`crate::format::tree::BUNDLE_MAX`] bytes is handed back for a bundle instead, when
+/// `bundle`). `listed` is the
 /// device and inode the walker recorded the file's metadata from: a path
 /// that leads elsewhere by now (a directory on it swapped for a symlink by
 /// whoever owns it) is not read, so no content is stored under another
@@ -1085,7 +1096,7 @@ fn read_file(
         SearchAhead::Never
     };
     let xattrs = meta::file_xattrs(&file);
-    let data = store_stream(&file, m.len(), tx, keys, sink, inspect, ahead)?;
+    let data = store_stream(&file, m.len(), tx, keys, sink, inspect, ahead, true)?;
     Ok(FileData {
         xattrs: Some(xattrs),
         ..data
@@ -1175,9 +1186,11 @@ fn store_stream(
     sink: &BlobSink<'_>,
     inspect: Inspect,
     ahead: SearchAhead<'_>,
+    bundle: bool,
 ) -> Result<FileData, ReadError> {
     let storing = StoringStream::start(sink.streams());
     let mut digest = Digest::new(&keys.ids, sink, tx, inspect);
+    digest.bundle = bundle;
     let mut blocks = keys.gear.blocks(reader, expected);
     let mut whole = blake3::Hasher::new();
     if expected < SPLIT_MIN {
@@ -1281,6 +1294,9 @@ struct Digest<'a, 's> {
     /// bytes in all): held back until it ends (their ids are salted) or
     /// grows past it (unsalted, like every later chunk).
     held: Vec<Vec<u8>>,
+    /// A stream that ends small is handed back for a bundle
+    /// ([`FileData::unbundled`]) instead of stored on its own.
+    bundle: bool,
 }
 
 impl<'a, 's> Digest<'a, 's> {
@@ -1300,6 +1316,7 @@ impl<'a, 's> Digest<'a, 's> {
             lists: Vec::new(),
             size: 0,
             held: Vec::new(),
+            bundle: false,
         }
     }
 
@@ -1375,6 +1392,11 @@ impl<'a, 's> Digest<'a, 's> {
     /// The stored stream, once every chunk was added; `hash` is the plain
     /// BLAKE3 of all of them.
     fn finish(mut self, hash: Id) -> Result<FileData, ReadError> {
+        let mut unbundled = None;
+        if self.bundle && self.content.is_empty() && !self.held.is_empty() {
+            unbundled = Some(self.held.concat());
+            self.held.clear();
+        }
         for held in std::mem::take(&mut self.held) {
             self.send_held(held, true)?;
         }
@@ -1394,6 +1416,8 @@ impl<'a, 's> Digest<'a, 's> {
         };
         Ok(FileData {
             content: self.content,
+            bundle_offset: None,
+            unbundled,
             lists: self.lists,
             hash,
             size: self.size,
@@ -1847,6 +1871,7 @@ mod tests {
             ino: m.ino(),
             content: vec![BlobId(Id([7; 32]))],
             lists: Vec::new(),
+            bundle_offset: None,
             hash: Id::of_bytes(b"content"),
             no_xattrs: false,
         };
@@ -1922,6 +1947,7 @@ mod tests {
             &sink,
             Inspect::Head,
             SearchAhead::Never,
+            false,
         )
         .map_err(|e| e.to_string())
         .unwrap();
@@ -1935,6 +1961,7 @@ mod tests {
             &sink,
             Inspect::Head,
             SearchAhead::Never,
+            false,
         )
         .map_err(|e| e.to_string())
         .unwrap();
@@ -1987,6 +2014,7 @@ mod tests {
                 &sink,
                 Inspect::Nothing,
                 ahead,
+                false,
             )
             .map_err(|e| e.to_string())
             .unwrap()

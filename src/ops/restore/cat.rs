@@ -52,7 +52,7 @@ pub fn write_file(repo: &Repository, path: &str, node: &Node, mut out: impl Writ
     let mut written = 0u64;
     let stdout = Path::new("standard output");
     for id in &node.content {
-        let data = reader.read_indexed(id, &index)?;
+        let data = reader.read_file_blob(id, node.slice(), &index)?;
         written += data.len() as u64;
         if written > node.size {
             return Err(Error::format(

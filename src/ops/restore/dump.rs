@@ -20,6 +20,8 @@ struct ContentReader<'r, 'a> {
     reader: &'r mut BlobReader<'a>,
     index: &'r Index,
     ids: &'r [BlobId],
+    /// A bundled file's bytes in its one blob.
+    slice: Option<std::ops::Range<usize>>,
     next: usize,
     buf: Vec<u8>,
     pos: usize,
@@ -48,7 +50,7 @@ impl Read for ContentReader<'_, '_> {
             };
             self.buf = self
                 .reader
-                .read_indexed(id, self.index)
+                .read_file_blob(id, self.slice.clone(), self.index)
                 .map_err(io::Error::other)?;
             self.produced += self.buf.len() as u64;
             if self.produced > self.size {
@@ -273,6 +275,7 @@ fn append_member<W: Write>(
             reader,
             index,
             ids: &node.content,
+            slice: node.slice(),
             next: 0,
             buf: Vec::new(),
             pos: 0,

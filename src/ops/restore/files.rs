@@ -817,7 +817,7 @@ fn write_segment(seg: &Segment, reader: &mut BlobReader<'_>, index: &Index) -> R
     if let [id] = &st.node.content[seg.blobs.clone()] {
         // One blob (most small files): written from where it was read.
         let data = reader
-            .read_indexed(id, index)
+            .read_file_blob(id, st.node.slice(), index)
             .map_err(|e| (ProblemKind::reading(&e), e.to_string()))?;
         if offset + data.len() as u64 > st.node.size {
             return Err(past_the_end(st.node.size));
@@ -889,7 +889,7 @@ fn write_small_new(
         return None;
     }
     let data = match st.node.content.first() {
-        Some(id) => match reader.read_indexed(id, index) {
+        Some(id) => match reader.read_file_blob(id, st.node.slice(), index) {
             Ok(data) => data,
             Err(e) => return Some(Finished::Failed((ProblemKind::reading(&e), e.to_string()))),
         },

@@ -310,6 +310,7 @@ mod tests {
                 },
             ],
             content: vec![],
+            bundle_offset: None,
             content_lists: Vec::new(),
             hash: None,
             subtree: None,
