@@ -57,6 +57,14 @@ pub fn assemble(
     failure: &Failure,
     records: FileRecords<'_>,
 ) -> Result<Assembled> {
+    // Gone, the assembler frees the walker from waiting on the budget.
+    struct Close<'s>(&'s super::inflight::InFlight);
+    impl Drop for Close<'_> {
+        fn drop(&mut self) {
+            self.0.close();
+        }
+    }
+    let _close = Close(sink.in_flight());
     let mut a = Assembler {
         raw_tx,
         repo,
@@ -264,7 +272,9 @@ impl Assembler<'_, '_> {
         let from_cache = matches!(data, walk::Pending::Ready(_));
         let data: FileData = match data {
             walk::Pending::Ready(d) => d,
-            walk::Pending::Waiting(rx) => match rx.recv() {
+            walk::Pending::Waiting(rx) => match rx.recv().inspect(|_| {
+                self.sink.in_flight().release(stamp.reserved);
+            }) {
                 Ok(Ok(d)) => {
                     self.totals.files_read += 1;
                     d
@@ -309,6 +319,9 @@ impl Assembler<'_, '_> {
             let offset = match self.bundle.holds.get(&(data.hash, data.size)) {
                 Some(&at) => at,
                 None => {
+                    if self.bundle.bytes.capacity() == 0 {
+                        self.bundle.bytes.reserve_exact(BUNDLE_MAX as usize);
+                    }
                     let at = self.bundle.bytes.len() as u64;
                     self.bundle.bytes.extend_from_slice(&bytes);
                     self.bundle.holds.insert((data.hash, data.size), at);

@@ -9,6 +9,7 @@ mod assemble;
 mod cache;
 pub mod changes;
 mod dry_run;
+mod inflight;
 mod journal;
 mod own_index;
 mod pipeline;

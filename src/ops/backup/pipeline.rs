@@ -128,6 +128,8 @@ pub struct BlobSink<'a> {
     relied: Vec<AtomicU64>,
     /// Streams (files, command output) being read and chunked now.
     streams: AtomicUsize,
+    /// Bytes of small files read and not yet bundled.
+    in_flight: super::inflight::InFlight,
 }
 
 impl<'a> BlobSink<'a> {
@@ -141,7 +143,14 @@ impl<'a> BlobSink<'a> {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             streams: AtomicUsize::new(0),
+            in_flight: Default::default(),
         }
+    }
+
+    /// The bound on small files' bytes between the readers and the
+    /// assembler.
+    pub fn in_flight(&self) -> &super::inflight::InFlight {
+        &self.in_flight
     }
 
     /// The count of streams of this run being read and chunked now (kept

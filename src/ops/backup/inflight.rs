@@ -1,0 +1,100 @@
+//! The bytes of small files read but not yet taken into a bundle, bounded.
+//!
+//! A reader hands a small file's bytes back to the assembler, which bundles
+//! them in walk order ([`super::assemble`]); files read ahead of the
+//! assembler wait with their bytes. The walker reserves a small file's size
+//! before it hands the file to a reader, and the assembler gives it back once
+//! it took the file: in walk order both, so the walker waits only for the
+//! assembler, which needs nothing the walker still holds (it sends its
+//! events before it waits).
+
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// Most bytes of small files held between the readers and the assembler:
+/// 256 files of 16 KiB, more than the queues hold of typical small files
+/// (about 1,200 files of 2.4 KiB, 3 MiB), so it binds only on trees of
+/// files near the bundle size. Measured on 20,000 files of 15-16 KiB: peak
+/// RSS 65 MiB unbounded, 57 MiB at 8 MiB, 52 MiB at 4 MiB, as fast.
+pub const IN_FLIGHT_MAX: u64 = 4 << 20;
+
+/// A budget of bytes in flight ([`IN_FLIGHT_MAX`]).
+#[derive(Default)]
+pub struct InFlight {
+    state: Mutex<State>,
+    freed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    held: u64,
+    /// The assembler is gone: nothing waits any more.
+    closed: bool,
+}
+
+impl InFlight {
+    /// Reserves `n` bytes if that fits now (or nothing is held).
+    pub fn try_reserve(&self, n: u64) -> bool {
+        let mut st = self.state.lock().expect("in-flight lock");
+        if st.closed || st.held == 0 || st.held + n <= IN_FLIGHT_MAX {
+            st.held += n;
+            return true;
+        }
+        false
+    }
+
+    /// Reserves `n` bytes, waiting until they fit (or nothing is held, or
+    /// the budget is closed).
+    pub fn reserve(&self, n: u64) {
+        let mut st = self.state.lock().expect("in-flight lock");
+        while !st.closed && st.held > 0 && st.held + n > IN_FLIGHT_MAX {
+            st = self
+                .freed
+                .wait_timeout(st, Duration::from_millis(100))
+                .expect("in-flight lock")
+                .0;
+        }
+        st.held += n;
+    }
+
+    /// Gives back `n` bytes reserved earlier.
+    pub fn release(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut st = self.state.lock().expect("in-flight lock");
+        st.held = st.held.saturating_sub(n);
+        self.freed.notify_all();
+    }
+
+    /// The taker is gone: reservations no longer wait.
+    pub fn close(&self) {
+        self.state.lock().expect("in-flight lock").closed = true;
+        self.freed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservation_waits_until_bytes_are_given_back_or_the_budget_closes() {
+        let budget = InFlight::default();
+        assert!(budget.try_reserve(IN_FLIGHT_MAX - 10));
+        assert!(!budget.try_reserve(11), "past the bound");
+        assert!(budget.try_reserve(10));
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| budget.reserve(100));
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!waiter.is_finished(), "it waits while the bytes are held");
+            budget.release(IN_FLIGHT_MAX);
+            waiter.join().unwrap();
+        });
+        // One reservation alone always fits, whatever its size.
+        budget.release(100);
+        assert!(budget.try_reserve(IN_FLIGHT_MAX * 2));
+        budget.close();
+        budget.reserve(1);
+    }
+}
