@@ -421,6 +421,19 @@ fn vector_compression_oracle_a_users_file_never_shares_a_bundle_with_anothers() 
         chown(&path, uid);
         fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
     }
+    // Elsewhere (walked later), a copy of a root file (stored once, in the root files'
+    // bundle) and the user's copy of the secret (stored on its own: no
+    // bundle, and no deduplication, across owners).
+    let other = env.path("src/z-other");
+    fs::create_dir_all(&other).unwrap();
+    write(&other.join("a-copy.conf"), b"listen = 5432\n");
+    write(&other.join("b-users-copy.conf"), secret);
+    chown(&other.join("b-users-copy.conf"), NOBODY);
+    fs::set_permissions(
+        other.join("b-users-copy.conf"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     let id = env.backup(&[&env.path("src")]);
     let nodes = dir_nodes(&env, &id, &shared);
     let blob = |name: &str| {
@@ -441,6 +454,24 @@ fn vector_compression_oracle_a_users_file_never_shares_a_bundle_with_anothers() 
         assert_ne!(id, bundle, "{name} is compressed with the secret");
         assert_eq!(at, None, "{name} is stored on its own");
     }
+    let elsewhere = dir_nodes(&env, &id, &other);
+    let node = |name: &str| {
+        elsewhere
+            .iter()
+            .find(|n| n.name.0 == name.as_bytes())
+            .unwrap()
+    };
+    assert_eq!(
+        (
+            node("a-copy.conf").content[0],
+            node("a-copy.conf").bundle_offset
+        ),
+        blob("a-plain.conf"),
+        "a root file's copy is named where the first one is"
+    );
+    let (secret_blob, _) = blob("c-secret.conf");
+    assert_ne!(node("b-users-copy.conf").content[0], secret_blob);
+    assert_eq!(node("b-users-copy.conf").bundle_offset, None);
     let target = env.path("target");
     assert_success(&env.restore(&id, &target));
     assert_eq!(

@@ -581,3 +581,65 @@ fn the_file_cache_follows_the_walk_across_sources_and_tricky_names() {
     assert_eq!(fs::read(root.join("a/y/z")).unwrap(), b"changed content\n");
     assert_eq!(fs::read(root.join("A")).unwrap(), b"content of A\n");
 }
+
+/// A repository whose chunker's largest chunk (4 KiB here) is under the
+/// 16 KiB of a bundle: bundles stay within it, since no data blob may be
+/// larger (readers refuse an index entry that is), and every file restores.
+#[test]
+fn bundles_stay_within_a_small_chunkers_largest_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let owner = dir.path().join("owner.key");
+    let writer = dir.path().join("writer.key");
+    let recipient = generate_key(&owner);
+    assert_success(&run(&[
+        "init",
+        "-r",
+        repo.to_str().unwrap(),
+        "--owner",
+        &recipient,
+        "--owner-name",
+        "ops",
+        "--writer-key-out",
+        writer.to_str().unwrap(),
+        "--chunk-avg-kib",
+        "1",
+    ]));
+    let src = dir.path().join("src");
+    for i in 0..10 {
+        write(&src.join(format!("f{i}")), &noise(1000 + i * 100, i as u64));
+    }
+    // 3 KiB: one chunk of a 4 KiB chunker, or more.
+    write(&src.join("g"), &noise(3 << 10, 99));
+    let out = run(&[
+        "backup",
+        "-r",
+        repo.to_str().unwrap(),
+        "-i",
+        writer.to_str().unwrap(),
+        "--no-cache",
+        src.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    let check = run(&[
+        "check",
+        "-r",
+        repo.to_str().unwrap(),
+        "-i",
+        owner.to_str().unwrap(),
+        "--read-data",
+    ]);
+    assert_success(&check);
+    let target = dir.path().join("target");
+    assert_success(&run(&[
+        "restore",
+        "-r",
+        repo.to_str().unwrap(),
+        "-i",
+        owner.to_str().unwrap(),
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}

@@ -238,4 +238,14 @@ fn backup_dry_run_lists_what_it_would_store_and_writes_nothing() {
     // Bad input fails as the backup would.
     let (out, _) = env.backup_json(&["--dry-run", "--exclude", "a[", src.to_str().unwrap()]);
     assert_code(&out, 2);
+    // More small files than a backup holds in flight for its bundles (6 MiB
+    // of 15 KiB files, over the 4 MiB budget): the dry run, which reads
+    // none of them, still lists them all.
+    let many = env.path("many");
+    for i in 0..400 {
+        write(&many.join(format!("f{i:03}")), &vec![b'x'; 15 << 10]);
+    }
+    let (out, v) = env.backup_json(&["--dry-run", many.to_str().unwrap()]);
+    assert_success(&out);
+    assert_eq!(v["files"], 400, "{v}");
 }

@@ -178,8 +178,11 @@ impl Node {
     /// Where a file's content lies in its one content blob: the whole blob
     /// (`None`), or `size` bytes from an offset in a bundle.
     pub fn slice(&self) -> Option<std::ops::Range<usize>> {
-        self.bundle_offset
-            .map(|at| at as usize..(at + self.size) as usize)
+        // Parsed trees hold both within BUNDLE_MAX; saturating all the same.
+        self.bundle_offset.map(|at| {
+            let end = at.saturating_add(self.size);
+            usize::try_from(at).unwrap_or(usize::MAX)..usize::try_from(end).unwrap_or(usize::MAX)
+        })
     }
 }
 
@@ -468,6 +471,38 @@ mod tests {
             let err = Tree::from_bytes(&bad.to_bytes(), &Id([0; 32])).unwrap_err();
             assert!(err.to_string().contains("content lists"), "{err}");
         }
+    }
+
+    #[test]
+    fn only_a_file_of_one_blob_within_a_bundle_is_bundled() {
+        let mut file = node(b"f");
+        file.size = 10;
+        file.content = vec![BlobId(Id([1; 32]))];
+        file.bundle_offset = Some(BUNDLE_MAX - 10);
+        let t = Tree { nodes: vec![file] };
+        let back = Tree::from_bytes(&t.to_bytes(), &Id([0; 32])).unwrap();
+        assert_eq!(back, t);
+        let at = BUNDLE_MAX as usize - 10;
+        assert_eq!(back.nodes[0].slice(), Some(at..at + 10));
+        for change in [
+            (|n: &mut Node| n.kind = NodeKind::Dir) as fn(&mut Node),
+            |n: &mut Node| n.content.push(BlobId(Id([2; 32]))),
+            |n: &mut Node| n.content.clear(),
+            |n: &mut Node| n.content_lists = vec![BlobId(Id([3; 32]))],
+            |n: &mut Node| n.size = 0,
+            |n: &mut Node| n.size = 11,
+            |n: &mut Node| n.bundle_offset = Some(u64::MAX),
+        ] {
+            let mut bad = t.clone();
+            change(&mut bad.nodes[0]);
+            let err = Tree::from_bytes(&bad.to_bytes(), &Id([0; 32])).unwrap_err();
+            assert!(err.to_string().contains("is bundled but"), "{err}");
+        }
+        // Out of any parsed tree, a slice still never overflows.
+        let mut wild = node(b"w");
+        wild.size = u64::MAX;
+        wild.bundle_offset = Some(u64::MAX);
+        assert!(wild.slice().is_some_and(|r| r.is_empty()));
     }
 
     #[test]

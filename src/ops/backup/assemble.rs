@@ -75,6 +75,8 @@ pub fn assemble(
         stack: vec![(None, Vec::new())],
         ids: repo.keys().blob_ids(),
         bundle: Bundle::default(),
+        shelf: Default::default(),
+        bundle_max: BUNDLE_MAX.min(u64::from(repo.config().chunker.max_size)) as usize,
         certificates: Vec::new(),
         compressed_outputs: Vec::new(),
         totals: Totals::default(),
@@ -125,10 +127,26 @@ struct Assembler<'a, 'c> {
     ids: BlobIds,
     /// The bundle being filled with the current directory's small files.
     bundle: Bundle,
+    /// Small files stored in this run's bundles so far, by content and
+    /// owner: a file identical to one of them (another directory's, the
+    /// same owner's) is named where that one is, not stored again. Never
+    /// across owners: a user could otherwise learn from what is stored
+    /// whether another's file holds a guess.
+    shelf: std::collections::HashMap<ShelfKey, (BlobId, Option<u64>)>,
+    /// Its largest size: [`BUNDLE_MAX`], or the chunker's largest chunk
+    /// where that is smaller (no data blob may be larger).
+    bundle_max: usize,
     certificates: Vec<CertInfo>,
     compressed_outputs: Vec<CompressedOutput>,
     totals: Totals,
 }
+
+/// A small file's content and owner: whole-file hash, size, uid.
+type ShelfKey = (crate::format::id::Id, u64, u32);
+
+/// Most files the shelf remembers (about 100 bytes each); full, it starts
+/// again.
+const SHELF_FILES: usize = 16_384;
 
 /// Small files of the directory being assembled, stored together once
 /// the next would not fit, or the directory ends (or a subdirectory
@@ -138,8 +156,9 @@ struct Assembler<'a, 'c> {
 struct Bundle {
     /// Their bytes back to back.
     bytes: Vec<u8>,
-    /// Each one's place among the directory's entries, and offset.
-    members: Vec<(usize, u64)>,
+    /// Each one's place among the directory's entries, offset, and what
+    /// the shelf knows it by (files that share).
+    members: Vec<(usize, u64, Option<ShelfKey>)>,
     /// The owner of its files, while others may join them.
     owner: Option<u32>,
     /// Where each content it holds starts, by whole-file hash and size:
@@ -149,17 +168,6 @@ struct Bundle {
     /// the bundle is open (an entry needs the bundle's id): path, place
     /// among the directory's entries, stamp, size.
     remember: Vec<(PathBuf, usize, Stamp, u64)>,
-}
-
-/// Whether a small file may be compressed together with others of its
-/// owner: not when its group or others may write it. Compressing bytes an
-/// attacker chooses beside a secret lets the compressed length (the
-/// index's `length`, a pack's size) confirm guesses of the secret, night
-/// after night; a local user can only create files it owns, so with one
-/// owner per bundle and no file another user can write, no bundle holds
-/// both a user's bytes and another's.
-fn may_share_bundle(node: &Node) -> bool {
-    node.mode & 0o022 == 0
 }
 
 impl Assembler<'_, '_> {
@@ -182,9 +190,16 @@ impl Assembler<'_, '_> {
             .submit(self.raw_tx, BlobKind::Data, id, bytes, true)
             .map_err(|_| cancelled())?;
         let children = &mut self.stack.last_mut().expect("frame").1;
-        for (at, offset) in members {
+        for (at, offset, key) in members {
+            let offset = (!alone).then_some(offset);
             children[at].content = vec![id];
-            children[at].bundle_offset = (!alone).then_some(offset);
+            children[at].bundle_offset = offset;
+            if let Some(key) = key {
+                if self.shelf.len() >= SHELF_FILES {
+                    self.shelf.clear();
+                }
+                self.shelf.insert(key, (id, offset));
+            }
         }
         for (path, at, stamp, size) in remember {
             let mut node = std::mem::replace(
@@ -304,32 +319,41 @@ impl Assembler<'_, '_> {
         node.bundle_offset = data.bundle_offset;
         node.content_lists = data.lists;
         let place = self.stack.last().expect("frame").1.len();
-        if let Some(bytes) = data.unbundled {
+        if let Some(small) = data.unbundled {
             // Only files of one owner that no one else may write share a
-            // bundle (their bytes are compressed together), see
-            // `may_share_bundle`.
-            let shares = may_share_bundle(&node);
-            if self.bundle.bytes.len() + bytes.len() > BUNDLE_MAX as usize
-                || !shares
-                || self.bundle.owner != Some(node.uid)
-            {
-                self.seal_bundle()?;
-            }
-            // A file the bundle holds already (same owner) is named there.
-            let offset = match self.bundle.holds.get(&(data.hash, data.size)) {
-                Some(&at) => at,
-                None => {
-                    if self.bundle.bytes.capacity() == 0 {
-                        self.bundle.bytes.reserve_exact(BUNDLE_MAX as usize);
-                    }
-                    let at = self.bundle.bytes.len() as u64;
-                    self.bundle.bytes.extend_from_slice(&bytes);
-                    self.bundle.holds.insert((data.hash, data.size), at);
-                    at
+            // bundle (their bytes are compressed together), as the reader
+            // found the file and the walker listed it (`walk::bundle_owner`).
+            let bytes = small.bytes;
+            let shares = small.shares_as == Some(node.uid) && node.hardlink.is_none();
+            let key = shares.then_some((data.hash, data.size, node.uid));
+            // Stored earlier in this run (another directory) by the same
+            // owner: named where it is.
+            if let Some(&(id, offset)) = key.as_ref().and_then(|k| self.shelf.get(k)) {
+                node.content = vec![id];
+                node.bundle_offset = offset;
+            } else {
+                if self.bundle.bytes.len() + bytes.len() > self.bundle_max
+                    || !shares
+                    || self.bundle.owner != Some(node.uid)
+                {
+                    self.seal_bundle()?;
                 }
-            };
-            self.bundle.members.push((place, offset));
-            self.bundle.owner = shares.then_some(node.uid);
+                // A file the bundle holds already (same owner) is named there.
+                let offset = match self.bundle.holds.get(&(data.hash, data.size)) {
+                    Some(&at) => at,
+                    None => {
+                        if self.bundle.bytes.capacity() == 0 {
+                            self.bundle.bytes.reserve_exact(self.bundle_max);
+                        }
+                        let at = self.bundle.bytes.len() as u64;
+                        self.bundle.bytes.extend_from_slice(&bytes);
+                        self.bundle.holds.insert((data.hash, data.size), at);
+                        at
+                    }
+                };
+                self.bundle.members.push((place, offset, key));
+                self.bundle.owner = shares.then_some(node.uid);
+            }
         }
         node.hash = Some(data.hash);
         self.totals.files += 1;

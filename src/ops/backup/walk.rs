@@ -41,8 +41,8 @@ pub struct FileData {
     /// ([`crate::format::tree::Node::bundle_offset`]).
     pub bundle_offset: Option<u64>,
     /// A small file a reader read, not stored yet: the assembler puts it
-    /// in its directory's bundle (`content` is empty).
-    pub unbundled: Option<Vec<u8>>,
+    /// in its directory's bundle, or stores it alone (`content` is empty).
+    pub unbundled: Option<SmallFile>,
     /// The content lists holding the blob ids of a file of more than
     /// [`crate::format::tree::LIST_IDS`] blobs.
     pub lists: Vec<BlobId>,
@@ -59,6 +59,30 @@ pub struct FileData {
     /// when the walker's node has them already (a file from the cache)
     /// or there is no file (command output).
     pub xattrs: Option<Vec<Xattr>>,
+}
+
+/// A small file's bytes on their way to a bundle.
+pub struct SmallFile {
+    /// The whole content (one chunk).
+    pub bytes: Vec<u8>,
+    /// The owner the file may share a bundle with others of
+    /// ([`bundle_owner`]), as the reader found it; `None`: stored alone.
+    pub shares_as: Option<u32>,
+}
+
+/// The owner whose other files an opened file may be compressed together
+/// with, from the opened file's own metadata (not the listing's, which an
+/// inode reused between the two could belie): none when its group or
+/// others may write it, or when it has other names (a hard link to it can
+/// sit in a directory of someone else's files). Compressing bytes an
+/// attacker chooses beside a secret lets the compressed length (the
+/// index's `length`, a pack's size) confirm guesses of the secret; a local
+/// user can create only files it owns and write only those whose mode lets
+/// it, so with one owner per bundle no bundle holds both a user's bytes and
+/// another's, except where an owner keeps others' bytes in its own files
+/// (docs/SECURITY.md).
+pub fn bundle_owner(m: &std::fs::Metadata) -> Option<u32> {
+    (m.mode() & 0o022 == 0 && m.nlink() == 1).then_some(m.uid())
 }
 
 /// What the walker saw of a file before reading it (for the cache).
@@ -1111,7 +1135,10 @@ fn read_file(
         SearchAhead::Never
     };
     let xattrs = meta::file_xattrs(&file);
-    let data = store_stream(&file, m.len(), tx, keys, sink, inspect, ahead, true)?;
+    let mut data = store_stream(&file, m.len(), tx, keys, sink, inspect, ahead, true)?;
+    if let Some(small) = data.unbundled.as_mut() {
+        small.shares_as = bundle_owner(&m);
+    }
     Ok(FileData {
         xattrs: Some(xattrs),
         ..data
@@ -1410,12 +1437,13 @@ impl<'a, 's> Digest<'a, 's> {
     /// The stored stream, once every chunk was added; `hash` is the plain
     /// BLAKE3 of all of them.
     fn finish(mut self, hash: Id) -> Result<FileData, ReadError> {
+        // A file of one chunk (any bundle holds whole chunks, so none is
+        // larger than the chunker's largest) is handed back for a bundle.
         let mut unbundled = None;
-        if self.bundle && self.content.is_empty() && !self.held.is_empty() {
-            // Most small files are one chunk: handed on as read.
-            unbundled = Some(match self.held.len() {
-                1 => self.held.pop().expect("one chunk"),
-                _ => std::mem::take(&mut self.held).concat(),
+        if self.bundle && self.content.is_empty() && self.held.len() == 1 {
+            unbundled = self.held.pop().map(|bytes| SmallFile {
+                bytes,
+                shares_as: None,
             });
         }
         for held in std::mem::take(&mut self.held) {
