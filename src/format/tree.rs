@@ -488,7 +488,10 @@ mod tests {
             (|n: &mut Node| n.kind = NodeKind::Dir) as fn(&mut Node),
             |n: &mut Node| n.content.push(BlobId(Id([2; 32]))),
             |n: &mut Node| n.content.clear(),
-            |n: &mut Node| n.content_lists = vec![BlobId(Id([3; 32]))],
+            |n: &mut Node| {
+                n.content.clear();
+                n.content_lists = vec![BlobId(Id([3; 32]))];
+            },
             |n: &mut Node| n.size = 0,
             |n: &mut Node| n.size = 11,
             |n: &mut Node| n.bundle_offset = Some(u64::MAX),
