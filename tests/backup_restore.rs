@@ -587,59 +587,17 @@ fn the_file_cache_follows_the_walk_across_sources_and_tricky_names() {
 /// larger (readers refuse an index entry that is), and every file restores.
 #[test]
 fn bundles_stay_within_a_small_chunkers_largest_chunk() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo");
-    let owner = dir.path().join("owner.key");
-    let writer = dir.path().join("writer.key");
-    let recipient = generate_key(&owner);
-    assert_success(&run(&[
-        "init",
-        "-r",
-        repo.to_str().unwrap(),
-        "--owner",
-        &recipient,
-        "--owner-name",
-        "ops",
-        "--writer-key-out",
-        writer.to_str().unwrap(),
-        "--chunk-avg-kib",
-        "1",
-    ]));
-    let src = dir.path().join("src");
+    let env = Env::with_init(&["--chunk-avg-kib", "1"]);
+    let src = env.path("src");
     for i in 0..10 {
         write(&src.join(format!("f{i}")), &noise(1000 + i * 100, i as u64));
     }
     // 3 KiB: one chunk of a 4 KiB chunker, or more.
     write(&src.join("g"), &noise(3 << 10, 99));
-    let out = run(&[
-        "backup",
-        "-r",
-        repo.to_str().unwrap(),
-        "-i",
-        writer.to_str().unwrap(),
-        "--no-cache",
-        src.to_str().unwrap(),
-    ]);
+    let (out, _) = env.backup_json(&[src.to_str().unwrap()]);
     assert_success(&out);
-    let check = run(&[
-        "check",
-        "-r",
-        repo.to_str().unwrap(),
-        "-i",
-        owner.to_str().unwrap(),
-        "--read-data",
-    ]);
-    assert_success(&check);
-    let target = dir.path().join("target");
-    assert_success(&run(&[
-        "restore",
-        "-r",
-        repo.to_str().unwrap(),
-        "-i",
-        owner.to_str().unwrap(),
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-    ]));
+    assert_success(&env.vault(&["check"], &env.owner_key, &["--read-data"]));
+    let target = env.path("target");
+    assert_success(&env.restore("latest", &target));
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
 }

@@ -192,19 +192,7 @@ fn a_file_of_many_chunks_is_named_by_content_lists_and_restored_by_both() {
     let repo = open_repo(&env.repo, &env.owner_key);
     let (index, _) = repo.load_index().unwrap();
     let mut reader = vault::repo::BlobReader::new(&repo);
-    let src_tree = |snapshot: &str| {
-        let (index, _) = repo.load_index().unwrap();
-        let mut reader = vault::repo::BlobReader::new(&repo);
-        let (_, snap) = repo.find_snapshot(snapshot).unwrap();
-        let mut tree_id = snap.root;
-        for part in src.strip_prefix("/").unwrap().components() {
-            let tree = repo.read_tree(&index, &mut reader, &tree_id).unwrap();
-            let name = part.as_os_str().as_encoded_bytes();
-            let node = tree.nodes.iter().find(|n| n.name.0 == name).unwrap();
-            tree_id = node.subtree.unwrap();
-        }
-        tree_id
-    };
+    let src_tree = |snapshot: &str| dir_tree(&env, snapshot, &src);
     let tree_id = src_tree(&id);
     let raw = reader.read_indexed(&tree_id.blob(), &index).unwrap();
     assert!(raw.len() < 2048, "the tree is {} bytes", raw.len());

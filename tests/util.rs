@@ -26,6 +26,11 @@ pub struct Env {
 impl Env {
     /// Generates an owner identity and initialises a repository.
     pub fn new() -> Env {
+        Env::with_init(&[])
+    }
+
+    /// [`Env::new`] with more `vault init` options (`--chunk-avg-kib 1`, …).
+    pub fn with_init(options: &[&str]) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let repo = dir.path().join("repo");
         let owner_key = dir.path().join("owner.key");
@@ -33,7 +38,7 @@ impl Env {
         let out = run(&["key", "generate", "--output", owner_key.to_str().unwrap()]);
         assert_success(&out);
         let owner_recipient = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        let out = run(&[
+        let mut init = vec![
             "init",
             "-r",
             repo.to_str().unwrap(),
@@ -43,7 +48,9 @@ impl Env {
             "ops",
             "--writer-key-out",
             writer_key.to_str().unwrap(),
-        ]);
+        ];
+        init.extend(options);
+        let out = run(&init);
         assert_success(&out);
         let cache = dir.path().join("cache");
         Env {
@@ -395,6 +402,16 @@ pub fn dir_nodes(env: &Env, snapshot: &str, dir: &Path) -> Vec<vault::format::tr
     let repo = open_repo(&env.repo, &env.owner_key);
     let (index, _) = repo.load_index().unwrap();
     let mut reader = vault::repo::BlobReader::new(&repo);
+    let tree_id = dir_tree(env, snapshot, dir);
+    repo.read_tree(&index, &mut reader, &tree_id).unwrap().nodes
+}
+
+/// The tree of directory `dir` (an absolute path that was backed up) in
+/// snapshot `snapshot`, found by the owner.
+pub fn dir_tree(env: &Env, snapshot: &str, dir: &Path) -> vault::TreeId {
+    let repo = open_repo(&env.repo, &env.owner_key);
+    let (index, _) = repo.load_index().unwrap();
+    let mut reader = vault::repo::BlobReader::new(&repo);
     let (_, snap) = repo.find_snapshot(snapshot).unwrap();
     let mut tree_id = snap.root;
     for part in dir.strip_prefix("/").unwrap().components() {
@@ -403,5 +420,5 @@ pub fn dir_nodes(env: &Env, snapshot: &str, dir: &Path) -> Vec<vault::format::tr
         let node = tree.nodes.iter().find(|n| n.name.0 == name).unwrap();
         tree_id = node.subtree.unwrap();
     }
-    repo.read_tree(&index, &mut reader, &tree_id).unwrap().nodes
+    tree_id
 }
