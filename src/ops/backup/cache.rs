@@ -510,6 +510,17 @@ fn read_entry(
     } else {
         None
     };
+    // A record no tree may hold would make the next snapshot's tree of its
+    // directory unreadable: the cache is damaged from here on.
+    if let Some(at) = bundle_offset
+        && (content.len() != 1
+            || !lists.is_empty()
+            || at.saturating_add(u64_at(0)) > crate::format::tree::BUNDLE_MAX)
+    {
+        return Err(std::io::Error::other(
+            "a bundled record that is not one blob within a bundle",
+        ));
+    }
     Ok(Some(CacheEntry {
         path,
         size: u64_at(0),
@@ -550,9 +561,14 @@ mod tests {
             mtime_ns: n as i64,
             ctime_ns: n as i64 + 1,
             ino: n as u64 + 100,
-            content: (0..n).map(|i| BlobId(Id([i; 32]))).collect(),
-            lists: (0..n % 2).map(|i| BlobId(Id([i + 200; 32]))).collect(),
-            bundle_offset: n.is_multiple_of(3).then_some(u64::from(n) * 7),
+            // Every third a bundled file: one blob, no lists.
+            content: (0..if n % 3 == 2 { 1 } else { n })
+                .map(|i| BlobId(Id([i; 32])))
+                .collect(),
+            lists: (0..if n % 3 == 2 { 0 } else { n % 2 })
+                .map(|i| BlobId(Id([i + 200; 32])))
+                .collect(),
+            bundle_offset: (n % 3 == 2).then_some(u64::from(n) * 7),
             hash: Id([n; 32]),
             no_xattrs: n.is_multiple_of(2),
         }
@@ -609,6 +625,35 @@ mod tests {
         // Another host or path set has its own cache.
         let other = FileCache::load(dir.path(), "repo", "other", &paths);
         assert_eq!(lookup(&other, &entries[0]), None);
+    }
+
+    #[test]
+    fn a_bundled_record_no_tree_may_hold_ends_the_cache_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = [PathBuf::from("/src")];
+        let good = entry("/src/a", 2);
+        assert!(good.bundle_offset.is_some());
+        let bad = CacheEntry {
+            content: vec![BlobId(Id([1; 32])), BlobId(Id([2; 32]))],
+            ..entry("/src/b", 2)
+        };
+        let past = CacheEntry {
+            bundle_offset: Some(crate::format::tree::BUNDLE_MAX),
+            ..entry("/src/c", 2)
+        };
+        for wrong in [bad, past] {
+            let after = entry("/src/d", 1);
+            let c = FileCache::load(dir.path(), "repo", "host", &paths);
+            let mut w = c.writer().unwrap();
+            for e in [&good, &wrong, &after] {
+                w.add(e).unwrap();
+            }
+            w.finish().unwrap();
+            let c = FileCache::load(dir.path(), "repo", "host", &paths);
+            assert_eq!(lookup(&c, &good).as_ref(), Some(&good));
+            assert_eq!(lookup(&c, &wrong), None);
+            assert_eq!(lookup(&c, &after), None, "nothing after it is trusted");
+        }
     }
 
     /// `e` as a record of an earlier cache version: its whole path
