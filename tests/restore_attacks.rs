@@ -10,6 +10,7 @@
 //! | `repeated_subtrees_…` | the writer key (crafts trees and header) | the restore stops within the header's totals, exit 4; `vault dump` refuses |
 //! | `a_drill_refuses_a_snapshot_declaring_more_…` | the writer key (declares totals) | the drill refuses before writing anything, no sandbox or drill record left |
 //! | `file_content_running_past_its_size_…` | the writer key (crafts trees and a conflicting index entry) | not one byte written past the recorded size; reported, nothing left behind |
+//! | `check_names_files_their_blobs_cannot_hold` | the writer key (a bundled file past its bundle, a file larger than its blobs) | `vault check` names both (exit 4) from the index alone; restore refuses both and restores the honest file |
 //! | `lengths_swapped_between_blobs_…` | the writer key (packs a large file, recording each pair of its blobs' lengths swapped) | the file is reported damaged and left out, nothing at its path; the honest file beside it restores byte for byte |
 
 use std::fs;
@@ -815,6 +816,48 @@ fn lengths_swapped_between_blobs_of_a_large_file_restore_nothing_of_it() {
         "{found:?}"
     );
     assert_eq!(fs::read(target.join("honest")).unwrap(), other.concat());
+}
+
+/// A writer key's snapshot whose files cannot be where it says: `vault
+/// check` names each from the index alone (no data read), before anyone
+/// needs the restore: a bundled file's bytes past its bundle, and a large
+/// file whose blobs add up to less than its size. A slice within the 64
+/// bytes a salted blob's indexed length is rounded to is left to restore
+/// (which reads the bundle, as the vector below shows).
+#[test]
+fn check_names_files_their_blobs_cannot_hold() {
+    let env = Env::new();
+    let mut c = Crafter::new(&env);
+    let bundle = c.data(b"first file;second");
+    let mut past = node("past", NodeKind::File);
+    past.size = 1;
+    past.content = vec![bundle];
+    past.bundle_offset = Some(4000);
+    past.hash = Some(Id::of_bytes(b"x"));
+    let pieces = [noise(20_000, 1), noise(20_000, 2)];
+    let mut short = c.file_claiming("short", &pieces, &[20_000, 20_000]);
+    short.size = 50_000;
+    let good = c.file("good", &noise(30_000, 3));
+    let root = c.tree(vec![good, past, short]);
+    let snap = c.finish(root, totals(3, 0, 80_001));
+    let out = env.vault(&["check"], &env.owner_key, &[]);
+    assert_code(&out, 4);
+    let said = stdout(&out);
+    assert_contains(
+        &said,
+        &format!("/past: its bytes 4000 to 4001 lie past the end of bundle {bundle} (17 bytes)"),
+    );
+    assert_contains(
+        &said,
+        "/short: its blobs add up to 40000 bytes, the snapshot says 50000",
+    );
+    assert!(!said.contains("/good"), "{said}");
+    // Restore refuses the same two files and restores the third.
+    let target = env.path("target");
+    let out = env.restore(&snap, &target);
+    assert_code(&out, 4);
+    assert_contains(&stdout(&out), "blobs add up to 40000 bytes");
+    assert_eq!(fs::read(target.join("good")).unwrap(), noise(30_000, 3));
 }
 
 /// A writer key's snapshot names bundled files (format 5) whose bytes are

@@ -9,8 +9,10 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::format::id::{BlobId, Id, PackId, SnapshotId};
+use crate::format::index::Index;
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
+use crate::format::tree::{Node, NodeKind};
 use crate::repo::treewalk::{Budget, Next, Visit, Walker};
 use crate::repo::verify::{self, PackBuffers};
 use crate::repo::{LoadedIndex, ObjectKind, Repository, id_from_key, read_config};
@@ -446,6 +448,9 @@ fn check_trees(
                             );
                         }
                     }
+                    if let Some(why) = layout_problem(node, &loaded.index) {
+                        report.add(Severity::Error, subject(path), why);
+                    }
                 }
                 Visit::Damaged { path, error } => {
                     report.add(Severity::Error, subject(path), error.to_string())
@@ -456,6 +461,41 @@ fn check_trees(
         })?;
     }
     Ok(())
+}
+
+/// What is wrong with where a file says its bytes lie, judged from the
+/// index's lengths alone (no data is read): a bundled file's slice must lie
+/// within its bundle, and a larger file's blobs must add up to its size.
+/// Restore refuses both; `check` says so before a restore is needed.
+/// Salted blobs (every small file's, every bundle) are indexed with their
+/// lengths rounded up to [`PAD`](crate::format::salt::PAD) bytes: a slice
+/// ending within that rounding is only found by reading the bundle.
+fn layout_problem(node: &Node, index: &Index) -> Option<String> {
+    if node.kind != NodeKind::File {
+        return None;
+    }
+    if let Some(at) = node.bundle_offset {
+        let bundle = node.content.first()?;
+        let len = index.locations(bundle).map(|l| l.raw_length).max()?;
+        let end = at.saturating_add(node.size);
+        return (end > u64::from(len)).then(|| {
+            format!("its bytes {at} to {end} lie past the end of bundle {bundle} ({len} bytes)")
+        });
+    }
+    if node.size <= crate::format::salt::SALTED_MAX {
+        return None;
+    }
+    let mut sum = 0u64;
+    for id in &node.content {
+        // Unknown or disputed lengths are reported (or settled) elsewhere.
+        sum += u64::from(index.agreed_raw_length(id)?);
+    }
+    (sum != node.size).then(|| {
+        format!(
+            "its blobs add up to {sum} bytes, the snapshot says {}",
+            node.size
+        )
+    })
 }
 
 /// A stored pack the data check reads: its id, kind and stored size.
