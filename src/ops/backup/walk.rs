@@ -232,9 +232,13 @@ fn stderr_suffix(stderr: &str) -> String {
 
 /// Where a file's content comes from.
 enum JobSource {
-    /// A regular file on disk, and the device and inode the walker found
-    /// there (the file read must be that one).
-    Path(PathBuf, (u64, u64)),
+    /// A regular file on disk, the device and inode the walker found there
+    /// (the file read must be that one), and the bytes the walker reserved
+    /// for it in the small files' budget ([`super::inflight`]): it is
+    /// handed back for a bundle only if it ends within them, so a file
+    /// that grew after it was listed is stored alone, outside the budget's
+    /// count.
+    Path(PathBuf, (u64, u64), u64),
     /// A command's standard output.
     Command(CommandSource),
 }
@@ -955,7 +959,7 @@ impl<'a> Walker<'a> {
                 }
                 let (tx, rx) = bounded(1);
                 st.hand_over(FileJob {
-                    source: JobSource::Path(path.clone(), (m.dev, m.ino)),
+                    source: JobSource::Path(path.clone(), (m.dev, m.ino), stamp.reserved),
                     reply: tx,
                 })?;
                 Pending::Waiting(rx)
@@ -1089,7 +1093,7 @@ fn read_command(
         sink,
         inspect,
         SearchAhead::Never,
-        false,
+        0,
     ) {
         Ok(data) => Ok(running.finish().map(|_| data)?),
         Err(why) => Err(ReadError::Aborted {
@@ -1109,6 +1113,7 @@ fn read_command(
 fn read_file(
     path: &Path,
     listed: (u64, u64),
+    reserved: u64,
     tx: &Sender<RawBlob>,
     keys: &StreamKeys,
     sink: &BlobSink<'_>,
@@ -1135,7 +1140,7 @@ fn read_file(
         SearchAhead::Never
     };
     let xattrs = meta::file_xattrs(&file);
-    let mut data = store_stream(&file, m.len(), tx, keys, sink, inspect, ahead, true)?;
+    let mut data = store_stream(&file, m.len(), tx, keys, sink, inspect, ahead, reserved)?;
     if let Some(small) = data.unbundled.as_mut() {
         small.shares_as = bundle_owner(&m);
     }
@@ -1231,11 +1236,11 @@ fn store_stream(
     sink: &BlobSink<'_>,
     inspect: Inspect,
     ahead: SearchAhead<'_>,
-    bundle: bool,
+    bundle_max: u64,
 ) -> Result<FileData, ReadError> {
     let storing = StoringStream::start(sink.streams());
     let mut digest = Digest::new(&keys.ids, sink, tx, inspect);
-    digest.bundle = bundle;
+    digest.bundle_max = bundle_max;
     let mut blocks = keys.gear.blocks(reader, expected);
     let mut whole = blake3::Hasher::new();
     if expected < SPLIT_MIN {
@@ -1339,9 +1344,10 @@ struct Digest<'a, 's> {
     /// bytes in all): held back until it ends (their ids are salted) or
     /// grows past it (unsalted, like every later chunk).
     held: Vec<Vec<u8>>,
-    /// A stream that ends small is handed back for a bundle
-    /// ([`FileData::unbundled`]) instead of stored on its own.
-    bundle: bool,
+    /// A stream of one chunk ending within this many bytes is handed back
+    /// for a bundle ([`FileData::unbundled`]) instead of stored on its own
+    /// (0: never).
+    bundle_max: u64,
 }
 
 impl<'a, 's> Digest<'a, 's> {
@@ -1361,7 +1367,7 @@ impl<'a, 's> Digest<'a, 's> {
             lists: Vec::new(),
             size: 0,
             held: Vec::new(),
-            bundle: false,
+            bundle_max: 0,
         }
     }
 
@@ -1440,7 +1446,7 @@ impl<'a, 's> Digest<'a, 's> {
         // A file of one chunk (any bundle holds whole chunks, so none is
         // larger than the chunker's largest) is handed back for a bundle.
         let mut unbundled = None;
-        if self.bundle && self.content.is_empty() && self.held.len() == 1 {
+        if self.size <= self.bundle_max && self.content.is_empty() && self.held.len() == 1 {
             unbundled = self.held.pop().map(|bytes| SmallFile {
                 bytes,
                 shares_as: None,
@@ -1491,7 +1497,9 @@ pub fn reader(
             return;
         }
         let result = match &job.source {
-            JobSource::Path(path, listed) => read_file(path, *listed, &tx, &keys, sink),
+            JobSource::Path(path, listed, reserved) => {
+                read_file(path, *listed, *reserved, &tx, &keys, sink)
+            }
             JobSource::Command(source) => read_command(source, &tx, &keys, sink),
         };
         let _ = job.reply.send(result);
@@ -1587,7 +1595,7 @@ mod tests {
         out.drain(..above);
         out.truncate(out.len() - above);
         out.extend(job_rx.iter().map(|j| match j.source {
-            JobSource::Path(p, listed) => format!("read {} {listed:?}", p.display()),
+            JobSource::Path(p, listed, _) => format!("read {} {listed:?}", p.display()),
             JobSource::Command(_) => "command".to_owned(),
         }));
         let ahead = walker.listed_ahead.into_inner();
@@ -1710,7 +1718,7 @@ mod tests {
                     if let Event::File { path, .. } = e {
                         files += 1;
                         let job = job_rx.recv_timeout(wait).expect("the file's job");
-                        assert!(matches!(job.source, JobSource::Path(p, _) if p == path));
+                        assert!(matches!(job.source, JobSource::Path(p, _, _) if p == path));
                     }
                 }
             }
@@ -1823,12 +1831,12 @@ mod tests {
                 // The walker left them to the reader.
                 assert!(node.xattrs.is_empty());
                 let job: FileJob = job_rx.try_recv().unwrap();
-                let JobSource::Path(p, listed) = job.source else {
+                let JobSource::Path(p, listed, reserved) = job.source else {
                     panic!("a file job")
                 };
                 let (tx, _rx) = unbounded();
                 let keys = StreamKeys::new(&repo);
-                let read = read_file(&p, listed, &tx, &keys, &sink)
+                let read = read_file(&p, listed, reserved, &tx, &keys, &sink)
                     .map_err(|e| e.to_string())
                     .unwrap();
                 (read.xattrs.unwrap(), "read")
@@ -1975,6 +1983,45 @@ mod tests {
         assert_eq!(got[0].value, b"w");
     }
 
+    /// The bytes a reader hands back for a bundle are at most those the
+    /// walker reserved for the file in the small files' budget: a file
+    /// that grew after it was listed is stored alone (nothing handed
+    /// back, its blob submitted), so the budget's count stays true.
+    #[test]
+    fn a_small_file_grown_past_its_reservation_is_stored_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = super::super::tests::local_repo(dir.path(), 1 << 20);
+        let data = super::super::tests::noise(3_000, 11);
+        let index = Index::compact();
+        let stats = super::super::Stats::default();
+        let sink = BlobSink::new(&index, &stats);
+        let (tx, rx) = unbounded();
+        let keys = StreamKeys::new(&repo);
+        let store = |reserved: u64| {
+            store_stream(
+                &data[..],
+                data.len() as u64,
+                &tx,
+                &keys,
+                &sink,
+                Inspect::Nothing,
+                SearchAhead::Never,
+                reserved,
+            )
+            .map_err(|e| e.to_string())
+            .unwrap()
+        };
+        let within = store(3_000);
+        assert_eq!(within.unbundled.map(|f| f.bytes), Some(data.clone()));
+        assert!(within.content.is_empty());
+        assert_eq!(rx.try_iter().count(), 0);
+        // Listed (and reserved) at 100 bytes, read at 3,000.
+        let grown = store(100);
+        assert!(grown.unbundled.is_none());
+        assert_eq!(grown.content.len(), 1);
+        assert_eq!(rx.try_iter().count(), 1);
+    }
+
     #[test]
     fn a_large_stream_hashed_beside_its_chunking_is_stored_as_in_one_thread() {
         let dir = tempfile::tempdir().unwrap();
@@ -1996,7 +2043,7 @@ mod tests {
             &sink,
             Inspect::Head,
             SearchAhead::Never,
-            false,
+            0,
         )
         .map_err(|e| e.to_string())
         .unwrap();
@@ -2010,7 +2057,7 @@ mod tests {
             &sink,
             Inspect::Head,
             SearchAhead::Never,
-            false,
+            0,
         )
         .map_err(|e| e.to_string())
         .unwrap();
@@ -2063,7 +2110,7 @@ mod tests {
                 &sink,
                 Inspect::Nothing,
                 ahead,
-                false,
+                0,
             )
             .map_err(|e| e.to_string())
             .unwrap()
