@@ -601,3 +601,93 @@ fn bundles_stay_within_a_small_chunkers_largest_chunk() {
     assert_success(&env.restore("latest", &target));
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
 }
+
+/// The bytes of a small file deleted (or changed) since the last backup
+/// must not live on in a bundle its unchanged neighbours keep naming:
+/// the next backup reads those neighbours again and bundles them anew, so
+/// once the snapshots holding the file are forgotten and pruned its bundle
+/// is gone from the repository. A backup with nothing changed reads
+/// nothing again.
+#[test]
+fn a_deleted_small_files_bytes_leave_with_the_snapshots_that_hold_it() {
+    let env = Env::new();
+    let src = env.path("src");
+    let dir = src.join("etc/app");
+    for i in 0..6 {
+        write(
+            &dir.join(format!("conf{i}")),
+            format!("setting_{i} = {}\n", i * 7).as_bytes(),
+        );
+    }
+    write(&dir.join("conf3"), b"leaked_token = 8c1f0e77d2a94b5f\n");
+    write(
+        &src.join("other/keep"),
+        b"an untouched neighbour elsewhere\n",
+    );
+    // Old enough for the file cache (it skips files changed in the last
+    // second).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let first = env.backup(&[&src]);
+    let nodes = dir_nodes(&env, &first, &dir);
+    let bundle = nodes[0].content[0];
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n.content == [bundle] && n.bundle_offset.is_some()),
+        "six small files of one owner share a bundle"
+    );
+    let elsewhere = dir_nodes(&env, &first, &src.join("other"))[0]
+        .content
+        .clone();
+
+    fs::remove_file(dir.join("conf3")).unwrap();
+    let second = env.backup(&[&src]);
+    let nodes = dir_nodes(&env, &second, &dir);
+    assert_eq!(nodes.len(), 5);
+    assert!(
+        nodes.iter().all(|n| n.content[0] != bundle),
+        "the unchanged files still name the bundle holding the deleted one"
+    );
+    assert_eq!(
+        dir_nodes(&env, &second, &src.join("other"))[0].content,
+        elsewhere,
+        "another directory's bundle is kept"
+    );
+    let list = snapshots_json(&env);
+    assert_eq!(
+        snapshot_by_id(&list, &second)["totals"]["files_read"],
+        5,
+        "the five neighbours are read again, nothing else"
+    );
+    // Nothing changed since: nothing read, the new bundle kept.
+    let third = env.backup(&[&src]);
+    let list = snapshots_json(&env);
+    assert_eq!(snapshot_by_id(&list, &third)["totals"]["files_read"], 0);
+    assert_eq!(
+        dir_nodes(&env, &third, &dir)
+            .iter()
+            .map(|n| n.content[0])
+            .collect::<Vec<_>>(),
+        nodes.iter().map(|n| n.content[0]).collect::<Vec<_>>()
+    );
+
+    // Forgetting the first snapshot, and prunes that repack every pack
+    // holding a blob no snapshot needs, remove the old bundle.
+    assert_success(&env.vault(&["forget"], &env.owner_key, &["--keep-last", "2"]));
+    for _ in 0..2 {
+        assert_success(&env.vault(
+            &["prune"],
+            &env.owner_key,
+            &["--repack-unused-percent", "1", "--grace", "0s"],
+        ));
+    }
+    let (index, _) = open_repo(&env.repo, &env.owner_key).load_index().unwrap();
+    assert!(
+        !index.contains(&bundle),
+        "the deleted file's bundle is still stored"
+    );
+    assert!(index.contains(&nodes[0].content[0]));
+    let target = env.path("target");
+    assert_success(&env.restore("latest", &target));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}

@@ -10,7 +10,7 @@
 //! | `repeated_subtrees_…` | the writer key (crafts trees and header) | the restore stops within the header's totals, exit 4; `vault dump` refuses |
 //! | `a_drill_refuses_a_snapshot_declaring_more_…` | the writer key (declares totals) | the drill refuses before writing anything, no sandbox or drill record left |
 //! | `file_content_running_past_its_size_…` | the writer key (crafts trees and a conflicting index entry) | not one byte written past the recorded size; reported, nothing left behind |
-//! | `check_names_files_their_blobs_cannot_hold` | the writer key (a bundled file past its bundle, a file larger than its blobs) | `vault check` names both (exit 4) from the index alone; restore refuses both and restores the honest file |
+//! | `check_names_files_their_blobs_cannot_hold` | the writer key (a bundled file past its bundle, a file larger than its blobs, an index entry claiming another length for a blob) | `vault check` names all three (exit 4) from the index alone; restore refuses the first two and restores the third from what verifies, and the honest file |
 //! | `lengths_swapped_between_blobs_…` | the writer key (packs a large file, recording each pair of its blobs' lengths swapped) | the file is reported damaged and left out, nothing at its path; the honest file beside it restores byte for byte |
 
 use std::fs;
@@ -821,9 +821,11 @@ fn lengths_swapped_between_blobs_of_a_large_file_restore_nothing_of_it() {
 /// A writer key's snapshot whose files cannot be where it says: `vault
 /// check` names each from the index alone (no data read), before anyone
 /// needs the restore: a bundled file's bytes past its bundle, and a large
-/// file whose blobs add up to less than its size. A slice within the 64
-/// bytes a salted blob's indexed length is rounded to is left to restore
-/// (which reads the bundle, as the vector below shows).
+/// file whose blobs add up to less than its size. An index file planted to
+/// claim another length for a file's blob (which would hide both) is named
+/// too. A slice within the 64 bytes a salted blob's indexed length is
+/// rounded to is left to restore (which reads the bundle, as the vector
+/// below shows).
 #[test]
 fn check_names_files_their_blobs_cannot_hold() {
     let env = Env::new();
@@ -838,8 +840,11 @@ fn check_names_files_their_blobs_cannot_hold() {
     let mut short = c.file_claiming("short", &pieces, &[20_000, 20_000]);
     short.size = 50_000;
     let good = c.file("good", &noise(30_000, 3));
-    let root = c.tree(vec![good, past, short]);
-    let snap = c.finish(root, totals(3, 0, 80_001));
+    let disputed = c.file("disputed", &noise(20_000, 4));
+    c.conflict = Some(disputed.content[0]);
+    let blob = disputed.content[0];
+    let root = c.tree(vec![disputed, good, past, short]);
+    let snap = c.finish(root, totals(4, 0, 100_001));
     let out = env.vault(&["check"], &env.owner_key, &[]);
     assert_code(&out, 4);
     let said = stdout(&out);
@@ -851,13 +856,19 @@ fn check_names_files_their_blobs_cannot_hold() {
         &said,
         "/short: its blobs add up to 40000 bytes, the snapshot says 50000",
     );
+    assert_contains(
+        &said,
+        &format!("/disputed: index files disagree on the length of its blob {blob}"),
+    );
     assert!(!said.contains("/good"), "{said}");
-    // Restore refuses the same two files and restores the third.
+    // Restore refuses the first two files, and restores the disputed one
+    // from the location that verifies, and the honest one.
     let target = env.path("target");
     let out = env.restore(&snap, &target);
     assert_code(&out, 4);
     assert_contains(&stdout(&out), "blobs add up to 40000 bytes");
     assert_eq!(fs::read(target.join("good")).unwrap(), noise(30_000, 3));
+    assert_eq!(fs::read(target.join("disputed")).unwrap(), noise(20_000, 4));
 }
 
 /// A writer key's snapshot names bundled files (format 5) whose bytes are

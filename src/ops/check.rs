@@ -467,30 +467,42 @@ fn check_trees(
 /// index's lengths alone (no data is read): a bundled file's slice must lie
 /// within its bundle, and a larger file's blobs must add up to its size.
 /// Restore refuses both; `check` says so before a restore is needed.
-/// Salted blobs (every small file's, every bundle) are indexed with their
-/// lengths rounded up to [`PAD`](crate::format::salt::PAD) bytes: a slice
-/// ending within that rounding is only found by reading the bundle.
+/// Index files that disagree on a blob's length are a finding of their
+/// own: a blob id fixes its content, so every honest claim of it has the
+/// same length, and a planted one must not hide the checks above (restore
+/// decides by what verifies). Salted blobs (every small file's, every
+/// bundle) are indexed with their lengths rounded up to
+/// [`PAD`](crate::format::salt::PAD) bytes: a slice ending within that
+/// rounding is only found by reading the bundle. Blobs in no index are
+/// reported by the caller.
 fn layout_problem(node: &Node, index: &Index) -> Option<String> {
     if node.kind != NodeKind::File {
         return None;
     }
-    if let Some(at) = node.bundle_offset {
-        let bundle = node.content.first()?;
-        let len = index.locations(bundle).map(|l| l.raw_length).max()?;
-        let end = at.saturating_add(node.size);
-        return (end > u64::from(len)).then(|| {
-            format!("its bytes {at} to {end} lie past the end of bundle {bundle} ({len} bytes)")
-        });
-    }
-    if node.size <= crate::format::salt::SALTED_MAX {
-        return None;
-    }
     let mut sum = 0u64;
     for id in &node.content {
-        // Unknown or disputed lengths are reported (or settled) elsewhere.
-        sum += u64::from(index.agreed_raw_length(id)?);
+        let mut lengths = index.locations(id).map(|l| l.raw_length);
+        // A blob in no index is reported by the caller.
+        let first = lengths.next()?;
+        if let Some(other) = lengths.find(|&l| l != first) {
+            return Some(format!(
+                "index files disagree on the length of its blob {id} ({first} and {other} bytes)"
+            ));
+        }
+        sum += u64::from(first);
     }
-    (sum != node.size).then(|| {
+    if let Some(at) = node.bundle_offset {
+        let end = at.saturating_add(node.size);
+        return (end > sum).then(|| {
+            format!(
+                "its bytes {at} to {end} lie past the end of bundle {} ({sum} bytes)",
+                node.content
+                    .first()
+                    .map_or_else(String::new, |b| b.to_string())
+            )
+        });
+    }
+    (node.size > crate::format::salt::SALTED_MAX && sum != node.size).then(|| {
         format!(
             "its blobs add up to {sum} bytes, the snapshot says {}",
             node.size
@@ -566,7 +578,7 @@ fn read_pack(
 }
 
 /// What the index claims each pack holds: blob, offset, length.
-type Expected = HashMap<PackId, Vec<(BlobId, u32, u32)>>;
+type Expected = HashMap<PackId, Vec<(BlobId, u32, u32, u32)>>;
 
 fn expected_by_pack(loaded: &LoadedIndex) -> Expected {
     let mut expected = Expected::new();
@@ -574,7 +586,7 @@ fn expected_by_pack(loaded: &LoadedIndex) -> Expected {
         expected
             .entry(loc.pack)
             .or_default()
-            .push((blob, loc.offset, loc.length));
+            .push((blob, loc.offset, loc.length, loc.raw_length));
     }
     expected
 }
@@ -606,7 +618,7 @@ fn record_data(
             match verdict {
                 Ok(()) => {
                     report.blobs_verified += 1;
-                    found.insert((entry.id, entry.offset, entry.length));
+                    found.insert((entry.id, entry.offset, entry.length, entry.raw_length));
                     good.push(entry);
                 }
                 Err(e) => {
@@ -618,7 +630,7 @@ fn record_data(
             }
         }
         verified.push((*pack, *kind, good));
-        let lies: Vec<&(BlobId, u32, u32)> = expected
+        let lies: Vec<&(BlobId, u32, u32, u32)> = expected
             .get(pack)
             .into_iter()
             .flatten()

@@ -10,12 +10,14 @@
 //! it are read again, nothing else.
 
 use std::cmp::Ordering;
+use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::stale::StaleBundles;
 use crate::format::id::{BlobId, Id};
 
 /// First bytes of a cache stream (after decompression): each record's path
@@ -135,6 +137,26 @@ pub struct CacheEntry {
     pub no_xattrs: bool,
 }
 
+impl CacheEntry {
+    /// What the file looked like when recorded.
+    pub fn stamp(&self) -> FileStamp {
+        FileStamp {
+            size: self.size,
+            mtime_ns: self.mtime_ns,
+            ctime_ns: self.ctime_ns,
+            ino: self.ino,
+        }
+    }
+
+    /// The bundle the file is in, if it is bundled.
+    fn bundle(&self) -> Option<BlobId> {
+        match self.content.as_slice() {
+            [b] if self.bundle_offset.is_some() => Some(*b),
+            _ => None,
+        }
+    }
+}
+
 /// The order the walker visits paths in: component by component, each
 /// compared as bytes (so `/a/b` comes before `/a.txt`, as the walker enters
 /// `a` before it reaches `a.txt`). Equal to byte order with `/` ranked
@@ -168,43 +190,143 @@ pub struct FileCache {
     cursor: Mutex<Cursor>,
 }
 
-/// Where the stream stands: the next record not yet passed by the walk.
+/// What a file keeps while it does not change: what the cache compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time (ns).
+    pub mtime_ns: i64,
+    /// Change time (ns).
+    pub ctime_ns: i64,
+    /// Inode number.
+    pub ino: u64,
+}
+
+/// Records read ahead at most to judge the bundles of one directory's
+/// files ([`Cursor::judge_run`]), about 250 bytes each: every bundle of a
+/// longer run of files is judged stale (its files are read again, each
+/// backup: slower, never wrong).
+const RUN_AHEAD: usize = 16_384;
+
+/// Where the stream stands: the records not yet passed by the walk.
 struct Cursor {
     reader: Option<Box<dyn Read + Send>>,
     /// What the stream's records hold.
     layout: Layout,
-    next: Option<CacheEntry>,
+    /// Records read and not yet passed, in walk order: the first is the
+    /// next; more are read ahead only to judge a run's bundles.
+    ahead: VecDeque<CacheEntry>,
+    /// Bundles holding bytes of files deleted or changed since.
+    stale: StaleBundles,
+    /// The run of one directory's files whose bundles are judged: its
+    /// directory (with the final `/`) and its last record's path.
+    judged: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Cursor {
-    /// Reads the record after `next` (ending the stream on any problem) and
-    /// gives back the record passed.
+    /// Passes the next record (reading the one after it, ending the stream
+    /// on any problem) and gives it back.
     fn advance(&mut self) -> Option<CacheEntry> {
-        let previous = self.next.take();
-        let Some(r) = self.reader.as_mut() else {
-            return previous;
-        };
-        let after = previous.as_ref().map_or(&[][..], |p| &p.path[..]);
-        match read_entry(r, self.layout, after) {
-            Ok(Some(e))
-                if previous
-                    .as_ref()
-                    .is_none_or(|p| walk_order(&p.path, &e.path) == Ordering::Less) =>
-            {
-                self.next = Some(e)
-            }
-            Ok(Some(_)) => {
-                tracing::debug!("file cache: a record out of order; the rest is ignored");
-                self.reader = None;
-            }
-            Ok(None) => self.reader = None,
-            Err(e) => {
-                tracing::debug!("file cache: unreadable from here on: {e}");
-                self.reader = None;
-            }
+        let previous = self.ahead.pop_front();
+        if self.ahead.is_empty()
+            && let Some(e) = read_next(&mut self.reader, self.layout, previous.as_ref())
+        {
+            self.ahead.push_back(e);
         }
         previous
     }
+
+    /// The record `i` places after the next one, read ahead if need be.
+    fn peek(&mut self, i: usize) -> Option<&CacheEntry> {
+        while self.ahead.len() <= i {
+            let e = read_next(&mut self.reader, self.layout, self.ahead.back())?;
+            self.ahead.push_back(e);
+        }
+        self.ahead.get(i)
+    }
+
+    /// A record the walk passed without asking for it (its file is gone,
+    /// or no longer a file the walk reads) or found changed: its bundle
+    /// holds bytes no file has any more.
+    fn gone(&mut self, e: &CacheEntry) {
+        if let Some(b) = e.bundle() {
+            self.stale.insert(b);
+        }
+    }
+
+    /// Judges the bundles of the run of files `e` (just passed, in a
+    /// bundle) belongs to, once per run: every bundled record after it
+    /// among its directory's files, up to the first record of another
+    /// directory (bundles end where the walk enters one), must still be
+    /// there unchanged (`later` gives a later file of the directory's
+    /// stamp now, by name), or its bundle is stale. Records before `e`
+    /// were judged as the walk passed them.
+    fn judge_run(&mut self, e: &CacheEntry, later: &dyn Fn(&[u8]) -> Option<FileStamp>) {
+        let Some(slash) = e.path.iter().rposition(|&b| b == b'/') else {
+            return;
+        };
+        let dir = &e.path[..=slash];
+        if let Some((d, last)) = &self.judged
+            && d == dir
+            && walk_order(&e.path, last) != Ordering::Greater
+        {
+            return;
+        }
+        let mut last = e.path.clone();
+        let mut i = 0;
+        loop {
+            if i == RUN_AHEAD {
+                // Too long a run to look through: a bundle read so far may
+                // have files past it, so each is judged stale (its files
+                // are read again; the rest of the run is judged anew).
+                let seen = e.bundle().into_iter();
+                let read: Vec<BlobId> = seen
+                    .chain(self.ahead.iter().filter_map(CacheEntry::bundle))
+                    .collect();
+                read.into_iter().for_each(|b| self.stale.insert(b));
+                break;
+            }
+            let Some(r) = self.peek(i) else {
+                break;
+            };
+            let Some(name) = r.path.strip_prefix(dir).filter(|n| !n.contains(&b'/')) else {
+                break;
+            };
+            let changed = r.bundle().filter(|_| later(name) != Some(r.stamp()));
+            last.clone_from(&r.path);
+            if let Some(b) = changed {
+                self.stale.insert(b);
+            }
+            i += 1;
+        }
+        self.judged = Some((dir.to_vec(), last));
+    }
+}
+
+/// Reads the record after `after` (`None`: the first), or ends the stream
+/// (`reader` becomes `None`) on its end or on any problem.
+fn read_next(
+    reader: &mut Option<Box<dyn Read + Send>>,
+    layout: Layout,
+    after: Option<&CacheEntry>,
+) -> Option<CacheEntry> {
+    let r = reader.as_mut()?;
+    let after_path = after.map_or(&[][..], |p| &p.path[..]);
+    match read_entry(r, layout, after_path) {
+        Ok(Some(e)) if after.is_none_or(|p| walk_order(&p.path, &e.path) == Ordering::Less) => {
+            return Some(e);
+        }
+        Ok(Some(_)) => {
+            tracing::debug!("file cache: a record out of order; the rest is ignored");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::debug!("file cache: unreadable from here on: {e}");
+        }
+    }
+    *reader = None;
+    None
 }
 
 impl FileCache {
@@ -225,7 +347,9 @@ impl FileCache {
         let mut cursor = Cursor {
             reader,
             layout,
-            next: None,
+            ahead: VecDeque::new(),
+            stale: StaleBundles::default(),
+            judged: None,
         };
         cursor.advance();
         FileCache {
@@ -238,45 +362,52 @@ impl FileCache {
     /// The entry for `path` if its size, times and inode are unchanged.
     /// Paths must be asked in walk order ([`walk_order`]): records before
     /// `path` are dropped on the way.
+    /// A file in a bundle is judged with its directory's later files all
+    /// gone (see [`FileCache::lookup_previous`]).
     #[cfg(test)]
-    pub fn lookup(
-        &self,
-        path: &[u8],
-        size: u64,
-        mtime_ns: i64,
-        ctime_ns: i64,
-        ino: u64,
-    ) -> Option<CacheEntry> {
-        self.lookup_previous(path, size, mtime_ns, ctime_ns, ino).0
+    pub fn lookup(&self, path: &[u8], now: FileStamp) -> Option<CacheEntry> {
+        self.lookup_previous(path, now, &|_| None).0
     }
 
     /// Like [`FileCache::lookup`], and also the content hash the last
     /// backup recorded for `path` whatever its stamp now (`None` when it
     /// has no record): what `backup --list` compares with.
+    ///
+    /// A file in a bundle is offered only while the bundle is not stale
+    /// ([`super::stale`]): every other file recorded in it is still there
+    /// unchanged. `later` gives the stamp now of a file of the same
+    /// directory listed after `path`, by name (`None`: not there, or not a
+    /// regular file); files before it were judged as the walk passed them.
     pub fn lookup_previous(
         &self,
         path: &[u8],
-        size: u64,
-        mtime_ns: i64,
-        ctime_ns: i64,
-        ino: u64,
+        now: FileStamp,
+        later: &dyn Fn(&[u8]) -> Option<FileStamp>,
     ) -> (Option<CacheEntry>, Option<Id>) {
         let mut c = self.cursor.lock().expect("file cache lock");
         loop {
-            let Some(next) = c.next.as_ref() else {
+            let Some(next) = c.ahead.front() else {
                 return (None, None);
             };
             match walk_order(&next.path, path) {
-                Ordering::Less => drop(c.advance()),
+                Ordering::Less => {
+                    let passed = c.advance().expect("the record compared above");
+                    c.gone(&passed);
+                }
                 Ordering::Greater => return (None, None),
                 Ordering::Equal => {
                     let e = c.advance().expect("the record compared above");
                     let previous = Some(e.hash);
-                    let same = e.size == size
-                        && e.mtime_ns == mtime_ns
-                        && e.ctime_ns == ctime_ns
-                        && e.ino == ino;
-                    return (same.then_some(e), previous);
+                    if e.stamp() != now {
+                        c.gone(&e);
+                        return (None, previous);
+                    }
+                    let Some(bundle) = e.bundle() else {
+                        return (Some(e), previous);
+                    };
+                    c.judge_run(&e, later);
+                    let fresh = !c.stale.contains(&bundle);
+                    return (fresh.then_some(e), previous);
                 }
             }
         }
@@ -575,7 +706,126 @@ mod tests {
     }
 
     fn lookup(c: &FileCache, e: &CacheEntry) -> Option<CacheEntry> {
-        c.lookup(&e.path, e.size, e.mtime_ns, e.ctime_ns, e.ino)
+        c.lookup(&e.path, e.stamp())
+    }
+
+    /// A record of a file in bundle `bundle`, at `offset`.
+    fn bundled(path: &str, n: u8, bundle: u8, offset: u64) -> CacheEntry {
+        CacheEntry {
+            content: vec![BlobId(Id([bundle; 32]))],
+            lists: Vec::new(),
+            bundle_offset: Some(offset),
+            ..entry(path, n)
+        }
+    }
+
+    /// A cache holding `records`, written and loaded again.
+    fn cache_of(dir: &Path, records: &[CacheEntry]) -> FileCache {
+        let paths = [PathBuf::from("/src")];
+        let c = FileCache::load(dir, "repo", "host", &paths);
+        let mut w = c.writer().unwrap();
+        for e in records {
+            w.add(e).unwrap();
+        }
+        w.finish().unwrap();
+        FileCache::load(dir, "repo", "host", &paths)
+    }
+
+    /// What the walker would see of `records` still there (their stamps
+    /// unchanged), less `gone` and with `changed` edited.
+    fn listing(records: &[CacheEntry], gone: &str, changed: &str) -> Vec<(Vec<u8>, FileStamp)> {
+        records
+            .iter()
+            .filter(|e| e.path != gone.as_bytes())
+            .map(|e| {
+                let mut stamp = e.stamp();
+                if e.path == changed.as_bytes() {
+                    stamp.mtime_ns += 1;
+                }
+                (e.path.clone(), stamp)
+            })
+            .collect()
+    }
+
+    /// Looks up every file of `now` in walk order, the way the walker asks
+    /// (a file's later siblings by name): which ones the cache offers.
+    fn offered(c: &FileCache, now: &[(Vec<u8>, FileStamp)]) -> Vec<String> {
+        let mut got = Vec::new();
+        for (i, (path, stamp)) in now.iter().enumerate() {
+            let dir = &path[..=path.iter().rposition(|&b| b == b'/').unwrap()];
+            let later = |name: &[u8]| {
+                now[i + 1..]
+                    .iter()
+                    .find(|(p, _)| p.strip_prefix(dir) == Some(name))
+                    .map(|(_, s)| *s)
+            };
+            if c.lookup_previous(path, *stamp, &later).0.is_some() {
+                got.push(String::from_utf8(path.clone()).unwrap());
+            }
+        }
+        got
+    }
+
+    /// A deleted or changed small file's bytes must not live on in its
+    /// bundle: the cache offers no file of that bundle again (they are read
+    /// and bundled anew), whether the file was before or after them; other
+    /// bundles, and files stored alone, are offered as before.
+    #[test]
+    fn a_bundle_that_lost_a_file_is_offered_no_more() {
+        let records = [
+            bundled("/src/d/a", 1, 7, 0),
+            bundled("/src/d/b", 2, 7, 10),
+            entry("/src/d/c", 3),
+            bundled("/src/d/e", 4, 7, 30),
+            bundled("/src/d/f", 5, 8, 0),
+            bundled("/src/d/s/x", 6, 9, 0),
+            bundled("/src/d/z", 7, 10, 0),
+            bundled("/src/z/y", 8, 11, 0),
+        ];
+        let all: Vec<String> = records
+            .iter()
+            .map(|e| String::from_utf8(e.path.clone()).unwrap())
+            .collect();
+        let without = |gone: &[&str]| -> Vec<String> {
+            all.iter()
+                .filter(|p| !gone.contains(&p.as_str()))
+                .cloned()
+                .collect()
+        };
+        let cases = [
+            // Nothing changed: everything.
+            ("", "", without(&[])),
+            // A bundle's last file deleted: its first two are read again.
+            (
+                "/src/d/e",
+                "",
+                without(&["/src/d/a", "/src/d/b", "/src/d/e"]),
+            ),
+            // Its first deleted: the walk passes the record before it asks.
+            (
+                "/src/d/a",
+                "",
+                without(&["/src/d/a", "/src/d/b", "/src/d/e"]),
+            ),
+            // One edited: the bundle holds its earlier bytes.
+            (
+                "",
+                "/src/d/b",
+                without(&["/src/d/a", "/src/d/b", "/src/d/e"]),
+            ),
+            // A file stored alone changes no bundle.
+            ("/src/d/c", "", without(&["/src/d/c"])),
+            // Bundles end where the walk enters a directory: one there,
+            // and the directory's files after it, are judged apart.
+            ("/src/d/s/x", "", without(&["/src/d/s/x"])),
+            ("/src/d/z", "", without(&["/src/d/z"])),
+        ];
+        for (gone, changed, want) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let c = cache_of(dir.path(), &records);
+            let now = listing(&records, gone, changed);
+            assert_eq!(offered(&c, &now), want, "{gone} gone, {changed} changed");
+        }
     }
 
     #[test]

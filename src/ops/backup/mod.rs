@@ -15,6 +15,7 @@ mod own_index;
 mod pipeline;
 pub mod seen;
 pub mod squeeze;
+mod stale;
 #[cfg(test)]
 mod tests;
 

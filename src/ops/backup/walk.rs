@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use globset::{Glob, GlobSetBuilder};
 
-use super::cache::FileCache;
+use super::cache::{FileCache, FileStamp};
 use super::pipeline::{BlobSink, Failure, RawBlob};
 use super::squeeze;
 use crate::error::{Error, Result};
@@ -334,11 +334,13 @@ struct Frame<'l> {
     attrs: ListedDir,
 }
 
-/// Where an entry was found: how many levels below its source path, and in
-/// which listed directory (none for a source path itself).
+/// Where an entry was found: how many levels below its source path, in
+/// which listed directory (none for a source path itself), and the entries
+/// of that directory listed after it.
 struct At<'d> {
     depth: usize,
     dir: Option<&'d mut ListedDir>,
+    later: &'d [Entry],
 }
 
 /// Where the walker reads the extended attributes of a file it does not
@@ -633,7 +635,12 @@ impl<'a> Walker<'a> {
                 } => match entries.next() {
                     Some(e) => {
                         *scan = scan.saturating_sub(1);
-                        self.entry(&top.dir, &mut top.attrs, e, *depth, st, failure)?
+                        let at = At {
+                            depth: *depth,
+                            dir: Some(&mut top.attrs),
+                            later: entries.as_slice(),
+                        };
+                        self.entry(&top.dir, at, e, st, failure)?
                     }
                     None => Step::Finished,
                 },
@@ -728,6 +735,7 @@ impl<'a> Walker<'a> {
                         At {
                             depth: 0,
                             dir: None,
+                            later: &[],
                         },
                         st,
                         failure,
@@ -842,21 +850,14 @@ impl<'a> Walker<'a> {
     fn entry<'l>(
         &'l self,
         dir: &Path,
-        attrs: &mut ListedDir,
+        at: At<'_>,
         e: Entry,
-        depth: usize,
         st: &mut WalkState,
         failure: &Failure,
     ) -> Result<Step<'l>, ()> {
         let cpath = dir.join(e.name());
         match e.found {
-            Ok(found) => {
-                let at = At {
-                    depth,
-                    dir: Some(attrs),
-                };
-                self.visit(cpath, found, e.ticket, at, st, failure)
-            }
+            Ok(found) => self.visit(cpath, found, e.ticket, at, st, failure),
             Err(err) => {
                 self.give_up(e.ticket, st);
                 self.error(&cpath, format!("vanished or unreadable: {err}"));
@@ -885,6 +886,7 @@ impl<'a> Walker<'a> {
         m: &Seen,
         mut node: Node,
         attrs: Option<&mut ListedDir>,
+        later: &[Entry],
         st: &mut WalkState,
     ) -> Result<(), ()> {
         let mut stamp = Stamp {
@@ -899,14 +901,16 @@ impl<'a> Walker<'a> {
         // recorded in every snapshot.
         let keystore = crate::source::keystore::is_keystore_name(&node.name.0)
             && stamp.size <= crate::source::keystore::MAX_KEYSTORE;
+        let now = FileStamp {
+            size: stamp.size,
+            mtime_ns: node.mtime_ns,
+            ctime_ns: stamp.ctime_ns,
+            ino: stamp.ino,
+        };
         let (hit, previous) = self.cache.map_or((None, None), |c| {
-            c.lookup_previous(
-                path.as_os_str().as_bytes(),
-                stamp.size,
-                node.mtime_ns,
-                stamp.ctime_ns,
-                stamp.ino,
-            )
+            c.lookup_previous(path.as_os_str().as_bytes(), now, &|name| {
+                listed_stamp(later, name)
+            })
         });
         stamp.previous = previous;
         let mut cached = hit
@@ -986,7 +990,11 @@ impl<'a> Walker<'a> {
         st: &mut WalkState,
         failure: &Failure,
     ) -> Result<Step<'l>, ()> {
-        let At { depth, dir: attrs } = at;
+        let At {
+            depth,
+            dir: attrs,
+            later,
+        } = at;
         if failure.stopped() {
             return Err(());
         }
@@ -1040,10 +1048,29 @@ impl<'a> Walker<'a> {
                 }
                 st.events.send(Event::Leave)
             }
-            NodeKind::File => self.file(path, &m, node, attrs, st),
+            NodeKind::File => self.file(path, &m, node, attrs, later, st),
             _ => st.events.send(Event::Other(node)),
         };
         sent.map(|()| Step::Next)
+    }
+}
+
+/// The stamp now of the regular file `name` among `later` (a directory's
+/// entries in name order), if it is one.
+fn listed_stamp(later: &[Entry], name: &[u8]) -> Option<FileStamp> {
+    let i = later
+        .binary_search_by(|e| e.name().as_bytes().cmp(name))
+        .ok()?;
+    match &later[i].found {
+        Ok(Found {
+            seen, node: Ok(n), ..
+        }) if n.kind == NodeKind::File => Some(FileStamp {
+            size: seen.size,
+            mtime_ns: n.mtime_ns,
+            ctime_ns: seen.ctime_ns,
+            ino: seen.ino,
+        }),
+        _ => None,
     }
 }
 
@@ -1103,9 +1130,9 @@ fn read_command(
     }
 }
 
-/// Reads one file: chunk, hash, and submit new chunks (a whole stream of
-/// at most [`crate::format::tree::BUNDLE_MAX`] bytes is handed back for a bundle instead, when
-/// `bundle`). `listed` is the
+/// Reads one file: chunk, hash, and submit new chunks (a file of one chunk
+/// ending within `reserved`, the bytes the walker reserved for it in the
+/// small files' budget, is handed back for a bundle instead). `listed` is the
 /// device and inode the walker recorded the file's metadata from: a path
 /// that leads elsewhere by now (a directory on it swapped for a symlink by
 /// whoever owns it) is not read, so no content is stored under another
