@@ -434,6 +434,9 @@ fn vector_compression_oracle_a_users_file_never_shares_a_bundle_with_anothers() 
         fs::Permissions::from_mode(0o600),
     )
     .unwrap();
+    // Old enough for the file cache: a file it will not record (changed in
+    // the last second) is stored alone, never bundled.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let id = env.backup(&[&env.path("src")]);
     let nodes = dir_nodes(&env, &id, &shared);
     let blob = |name: &str| {

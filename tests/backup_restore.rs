@@ -691,3 +691,33 @@ fn a_deleted_small_files_bytes_leave_with_the_snapshots_that_hold_it() {
     assert_success(&env.restore("latest", &target));
     assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
 }
+
+/// Only files the next backup will know share a bundle: a file changed
+/// in the second before the backup (the file cache does not record it)
+/// and a keystore (read every time) are stored alone, so that deleting or
+/// changing either later is seen and its bytes leave with its snapshots.
+#[test]
+fn files_the_next_backup_cannot_follow_are_never_bundled() {
+    let env = Env::new();
+    let src = env.path("src");
+    for name in ["a.conf", "b.conf", "tls.key"] {
+        write(&src.join(name), format!("{name} holds this\n").as_bytes());
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    write(&src.join("c-fresh.conf"), b"written just now\n");
+    let id = env.backup(&[&src]);
+    let nodes = dir_nodes(&env, &id, &src);
+    let offset = |name: &str| {
+        nodes
+            .iter()
+            .find(|n| n.name.0 == name.as_bytes())
+            .unwrap()
+            .bundle_offset
+    };
+    assert!(offset("a.conf").is_some() && offset("b.conf").is_some());
+    assert_eq!(offset("c-fresh.conf"), None, "a fresh file is stored alone");
+    assert_eq!(offset("tls.key"), None, "a keystore is stored alone");
+    let target = env.path("target");
+    assert_success(&env.restore("latest", &target));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+}

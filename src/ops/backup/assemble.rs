@@ -103,6 +103,13 @@ pub fn assemble(
     a.finish()
 }
 
+/// Whether a file's stamp can be trusted for the next backup: its size is
+/// what was read, and neither time is within the last second before the
+/// backup started (`fresh_ns`): a change in the same tick would not show.
+fn trusted(node: &Node, stamp: &Stamp, size: u64, fresh_ns: i64) -> bool {
+    size == stamp.size && node.mtime_ns < fresh_ns && stamp.ctime_ns < fresh_ns
+}
+
 fn cancelled() -> Error {
     Error::Cancelled {
         operation: "backup",
@@ -322,18 +329,25 @@ impl Assembler<'_, '_> {
         if let Some(small) = data.unbundled {
             // Only files of one owner that no one else may write share a
             // bundle (their bytes are compressed together), as the reader
-            // found the file and the walker listed it (`walk::bundle_owner`).
+            // found the file and the walker listed it (`walk::bundle_owner`);
+            // and only files the next file cache records: the next backup
+            // must know every file of a bundle to tell when one is gone
+            // (`super::stale`). Others are stored alone.
             let bytes = small.bytes;
-            let shares = small.shares_as == Some(node.uid) && node.hardlink.is_none();
-            let key = shares.then_some((data.hash, data.size, node.uid));
-            // Stored earlier in this run (another directory) by the same
-            // owner: named where it is.
-            if let Some(&(id, offset)) = key.as_ref().and_then(|k| self.shelf.get(k)) {
+            let shares = small.shares_as == Some(node.uid)
+                && node.hardlink.is_none()
+                && self.recorded(&node, &stamp, data.size);
+            let key = (data.hash, data.size, node.uid);
+            if !shares {
+                node.content = vec![self.store_alone(bytes)?];
+                node.bundle_offset = None;
+            } else if let Some(&(id, offset)) = self.shelf.get(&key) {
+                // Stored earlier in this run (another directory) by the
+                // same owner: named where it is.
                 node.content = vec![id];
                 node.bundle_offset = offset;
             } else {
                 if self.bundle.bytes.len() + bytes.len() > self.bundle_max
-                    || !shares
                     || self.bundle.owner != Some(node.uid)
                 {
                     self.seal_bundle()?;
@@ -351,8 +365,8 @@ impl Assembler<'_, '_> {
                         at
                     }
                 };
-                self.bundle.members.push((place, offset, key));
-                self.bundle.owner = shares.then_some(node.uid);
+                self.bundle.members.push((place, offset, Some(key)));
+                self.bundle.owner = Some(node.uid);
             }
         }
         node.hash = Some(data.hash);
@@ -380,6 +394,24 @@ impl Assembler<'_, '_> {
         Ok(())
     }
 
+    /// Whether the next file cache records the file ([`Assembler::remember`]);
+    /// always when no cache is written.
+    fn recorded(&self, node: &Node, stamp: &Stamp, size: u64) -> bool {
+        self.next_cache
+            .as_ref()
+            .is_none_or(|(_, fresh_ns)| stamp.cacheable && trusted(node, stamp, size, *fresh_ns))
+    }
+
+    /// Stores one small file's bytes as a blob of its own (salted), as
+    /// files were stored before bundles.
+    fn store_alone(&self, bytes: Vec<u8>) -> Result<BlobId> {
+        let id = self.ids.salted(&bytes);
+        self.sink
+            .submit(self.raw_tx, BlobKind::Data, id, bytes, true)
+            .map_err(|_| cancelled())?;
+        Ok(id)
+    }
+
     /// Writes `node`'s entry into the next file cache, unless the file
     /// changed while being read (its stamp is not trustworthy) or within the
     /// last second.
@@ -387,7 +419,7 @@ impl Assembler<'_, '_> {
         let Some((w, fresh_ns)) = self.next_cache.as_mut() else {
             return;
         };
-        if size != stamp.size || node.mtime_ns >= *fresh_ns || stamp.ctime_ns >= *fresh_ns {
+        if !trusted(node, stamp, size, *fresh_ns) {
             return;
         }
         let entry = CacheEntry {

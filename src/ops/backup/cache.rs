@@ -10,12 +10,12 @@
 //! it are read again, nothing else.
 
 use std::cmp::Ordering;
-use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::stale::StaleBundles;
 use crate::format::id::{BlobId, Id};
@@ -203,20 +203,91 @@ pub struct FileStamp {
     pub ino: u64,
 }
 
-/// Records read ahead at most to judge the bundles of one directory's
-/// files ([`Cursor::judge_run`]), about 250 bytes each: every bundle of a
-/// longer run of files is judged stale (its files are read again, each
-/// backup: slower, never wrong).
-const RUN_AHEAD: usize = 16_384;
-
-/// Where the stream stands: the records not yet passed by the walk.
-struct Cursor {
+/// One reading of the cache stream: the next record not yet passed.
+struct Records {
     reader: Option<Box<dyn Read + Send>>,
     /// What the stream's records hold.
     layout: Layout,
-    /// Records read and not yet passed, in walk order: the first is the
-    /// next; more are read ahead only to judge a run's bundles.
-    ahead: VecDeque<CacheEntry>,
+    next: Option<CacheEntry>,
+}
+
+impl Records {
+    /// A reading of `file` from its start (`None` when it is not a cache
+    /// stream this vault reads), at its first record.
+    fn open(file: &Arc<File>) -> Option<Records> {
+        let at = ReadAt {
+            file: Arc::clone(file),
+            pos: 0,
+        };
+        let d = zstd::stream::read::Decoder::new(at).ok()?;
+        let mut r = BufReader::with_capacity(64 * 1024, d);
+        let mut magic = [0u8; 8];
+        r.read_exact(&mut magic).ok()?;
+        let layout = Layout::of(&magic)?;
+        let mut records = Records {
+            reader: Some(Box::new(r)),
+            layout,
+            next: None,
+        };
+        records.advance();
+        Some(records)
+    }
+
+    /// Reads the record after `next` (ending the stream on any problem) and
+    /// gives back the record passed.
+    fn advance(&mut self) -> Option<CacheEntry> {
+        let previous = self.next.take();
+        let Some(r) = self.reader.as_mut() else {
+            return previous;
+        };
+        let after = previous.as_ref().map_or(&[][..], |p| &p.path[..]);
+        match read_entry(r, self.layout, after) {
+            Ok(Some(e))
+                if previous
+                    .as_ref()
+                    .is_none_or(|p| walk_order(&p.path, &e.path) == Ordering::Less) =>
+            {
+                self.next = Some(e)
+            }
+            Ok(Some(_)) => {
+                tracing::debug!("file cache: a record out of order; the rest is ignored");
+                self.reader = None;
+            }
+            Ok(None) => self.reader = None,
+            Err(e) => {
+                tracing::debug!("file cache: unreadable from here on: {e}");
+                self.reader = None;
+            }
+        }
+        previous
+    }
+}
+
+/// Reads an open file from a position of its own (`pread`): two readings
+/// of one cache file go their own ways, and both read the file that was
+/// opened, whatever is renamed over its name meanwhile.
+struct ReadAt {
+    file: Arc<File>,
+    pos: u64,
+}
+
+impl Read for ReadAt {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Where the walk stands in the last backup's records, and what it knows
+/// of their bundles.
+struct Cursor {
+    /// The records the walk asks for, in walk order.
+    records: Option<Records>,
+    /// A second reading of the same file that runs ahead of `records`
+    /// through one run of a directory's files to judge their bundles
+    /// ([`Cursor::judge_run`]), holding one record at a time.
+    scout: Option<Records>,
     /// Bundles holding bytes of files deleted or changed since.
     stale: StaleBundles,
     /// The run of one directory's files whose bundles are judged: its
@@ -225,25 +296,14 @@ struct Cursor {
 }
 
 impl Cursor {
-    /// Passes the next record (reading the one after it, ending the stream
-    /// on any problem) and gives it back.
-    fn advance(&mut self) -> Option<CacheEntry> {
-        let previous = self.ahead.pop_front();
-        if self.ahead.is_empty()
-            && let Some(e) = read_next(&mut self.reader, self.layout, previous.as_ref())
-        {
-            self.ahead.push_back(e);
-        }
-        previous
+    /// The next record the walk has not passed.
+    fn next(&self) -> Option<&CacheEntry> {
+        self.records.as_ref()?.next.as_ref()
     }
 
-    /// The record `i` places after the next one, read ahead if need be.
-    fn peek(&mut self, i: usize) -> Option<&CacheEntry> {
-        while self.ahead.len() <= i {
-            let e = read_next(&mut self.reader, self.layout, self.ahead.back())?;
-            self.ahead.push_back(e);
-        }
-        self.ahead.get(i)
+    /// Passes the next record and gives it back.
+    fn advance(&mut self) -> Option<CacheEntry> {
+        self.records.as_mut()?.advance()
     }
 
     /// A record the walk passed without asking for it (its file is gone,
@@ -261,7 +321,8 @@ impl Cursor {
     /// directory (bundles end where the walk enters one), must still be
     /// there unchanged (`later` gives a later file of the directory's
     /// stamp now, by name), or its bundle is stale. Records before `e`
-    /// were judged as the walk passed them.
+    /// were judged as the walk passed them. Without a second reading of
+    /// the file, `e`'s bundle is judged stale (its files are read again).
     fn judge_run(&mut self, e: &CacheEntry, later: &dyn Fn(&[u8]) -> Option<FileStamp>) {
         let Some(slash) = e.path.iter().rposition(|&b| b == b'/') else {
             return;
@@ -273,85 +334,53 @@ impl Cursor {
         {
             return;
         }
-        let mut last = e.path.clone();
-        let mut i = 0;
-        loop {
-            if i == RUN_AHEAD {
-                // Too long a run to look through: a bundle read so far may
-                // have files past it, so each is judged stale (its files
-                // are read again; the rest of the run is judged anew).
-                let seen = e.bundle().into_iter();
-                let read: Vec<BlobId> = seen
-                    .chain(self.ahead.iter().filter_map(CacheEntry::bundle))
-                    .collect();
-                read.into_iter().for_each(|b| self.stale.insert(b));
-                break;
+        let Some(scout) = self.scout.as_mut() else {
+            if let Some(b) = e.bundle() {
+                self.stale.insert(b);
             }
-            let Some(r) = self.peek(i) else {
-                break;
-            };
+            return;
+        };
+        // The scout never passed `e` before: it stops at a run's end.
+        while scout
+            .next
+            .as_ref()
+            .is_some_and(|r| walk_order(&r.path, &e.path) != Ordering::Greater)
+        {
+            scout.advance();
+        }
+        let mut last = e.path.clone();
+        while let Some(r) = scout.next.as_ref() {
             let Some(name) = r.path.strip_prefix(dir).filter(|n| !n.contains(&b'/')) else {
                 break;
             };
-            let changed = r.bundle().filter(|_| later(name) != Some(r.stamp()));
-            last.clone_from(&r.path);
-            if let Some(b) = changed {
+            if let Some(b) = r.bundle()
+                && later(name) != Some(r.stamp())
+            {
                 self.stale.insert(b);
             }
-            i += 1;
+            last.clone_from(&r.path);
+            scout.advance();
         }
         self.judged = Some((dir.to_vec(), last));
     }
-}
-
-/// Reads the record after `after` (`None`: the first), or ends the stream
-/// (`reader` becomes `None`) on its end or on any problem.
-fn read_next(
-    reader: &mut Option<Box<dyn Read + Send>>,
-    layout: Layout,
-    after: Option<&CacheEntry>,
-) -> Option<CacheEntry> {
-    let r = reader.as_mut()?;
-    let after_path = after.map_or(&[][..], |p| &p.path[..]);
-    match read_entry(r, layout, after_path) {
-        Ok(Some(e)) if after.is_none_or(|p| walk_order(&p.path, &e.path) == Ordering::Less) => {
-            return Some(e);
-        }
-        Ok(Some(_)) => {
-            tracing::debug!("file cache: a record out of order; the rest is ignored");
-        }
-        Ok(None) => {}
-        Err(e) => {
-            tracing::debug!("file cache: unreadable from here on: {e}");
-        }
-    }
-    *reader = None;
-    None
 }
 
 impl FileCache {
     /// Opens the cache (a missing or unreadable cache is simply empty).
     pub fn load(dir: &Path, repo_id: &str, host: &str, paths: &[PathBuf]) -> Self {
         let (file, legacy) = cache_file(dir, repo_id, host, paths);
-        let opened = File::open(&file)
-            .and_then(zstd::stream::read::Decoder::new)
-            .ok()
-            .and_then(|d| {
-                let mut r = BufReader::with_capacity(64 * 1024, d);
-                let mut magic = [0u8; 8];
-                r.read_exact(&mut magic).ok()?;
-                let layout = Layout::of(&magic)?;
-                Some((Box::new(r) as Box<dyn Read + Send>, layout))
-            });
-        let (reader, layout) = opened.map_or((None, Layout::CURRENT), |(r, l)| (Some(r), l));
-        let mut cursor = Cursor {
-            reader,
-            layout,
-            ahead: VecDeque::new(),
+        let opened = File::open(&file).ok().map(Arc::new);
+        let records = opened.as_ref().and_then(Records::open);
+        let scout = opened
+            .as_ref()
+            .filter(|_| records.is_some())
+            .and_then(Records::open);
+        let cursor = Cursor {
+            records,
+            scout,
             stale: StaleBundles::default(),
             judged: None,
         };
-        cursor.advance();
         FileCache {
             file,
             legacy,
@@ -366,7 +395,7 @@ impl FileCache {
     /// gone (see [`FileCache::lookup_previous`]).
     #[cfg(test)]
     pub fn lookup(&self, path: &[u8], now: FileStamp) -> Option<CacheEntry> {
-        self.lookup_previous(path, now, &|_| None).0
+        self.lookup_previous(path, Some(now), &|_| None).0
     }
 
     /// Like [`FileCache::lookup`], and also the content hash the last
@@ -378,15 +407,17 @@ impl FileCache {
     /// unchanged. `later` gives the stamp now of a file of the same
     /// directory listed after `path`, by name (`None`: not there, or not a
     /// regular file); files before it were judged as the walk passed them.
+    /// `now` is `None` for a file read whatever its stamp (a keystore): its
+    /// record counts as changed.
     pub fn lookup_previous(
         &self,
         path: &[u8],
-        now: FileStamp,
+        now: Option<FileStamp>,
         later: &dyn Fn(&[u8]) -> Option<FileStamp>,
     ) -> (Option<CacheEntry>, Option<Id>) {
         let mut c = self.cursor.lock().expect("file cache lock");
         loop {
-            let Some(next) = c.ahead.front() else {
+            let Some(next) = c.next() else {
                 return (None, None);
             };
             match walk_order(&next.path, path) {
@@ -398,7 +429,7 @@ impl FileCache {
                 Ordering::Equal => {
                     let e = c.advance().expect("the record compared above");
                     let previous = Some(e.hash);
-                    if e.stamp() != now {
+                    if Some(e.stamp()) != now {
                         c.gone(&e);
                         return (None, previous);
                     }
@@ -759,7 +790,7 @@ mod tests {
                     .find(|(p, _)| p.strip_prefix(dir) == Some(name))
                     .map(|(_, s)| *s)
             };
-            if c.lookup_previous(path, *stamp, &later).0.is_some() {
+            if c.lookup_previous(path, Some(*stamp), &later).0.is_some() {
                 got.push(String::from_utf8(path.clone()).unwrap());
             }
         }

@@ -4,7 +4,7 @@
 mod listing;
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -907,15 +907,26 @@ impl<'a> Walker<'a> {
             ctime_ns: stamp.ctime_ns,
             ino: stamp.ino,
         };
+        // A source path that is a file has no listing: the files beside it
+        // in the cache are source paths too, looked at where they are.
+        // Keystores are read every time (above), so their records count as
+        // changed: the bundles they are in go with them.
+        let listed = attrs.is_some();
         let (hit, previous) = self.cache.map_or((None, None), |c| {
+            let now = (!keystore).then_some(now);
             c.lookup_previous(path.as_os_str().as_bytes(), now, &|name| {
-                listed_stamp(later, name)
+                if crate::source::keystore::is_keystore_name(name) {
+                    None
+                } else if listed {
+                    listed_stamp(later, name)
+                } else {
+                    path.parent()
+                        .and_then(|dir| stamp_at(&dir.join(OsStr::from_bytes(name))))
+                }
             })
         });
         stamp.previous = previous;
-        let mut cached = hit
-            .filter(|_| !keystore)
-            .filter(|e| self.sink.reuse(&e.content) && self.sink.reuse(&e.lists));
+        let mut cached = hit.filter(|e| self.sink.reuse(&e.content) && self.sink.reuse(&e.lists));
         // A file recorded without extended attributes and unchanged since
         // (its change time too, which setting or removing one updates)
         // still has none: no `llistxattr` per unchanged file. Others are
@@ -954,7 +965,9 @@ impl<'a> Walker<'a> {
                 // A small file's bytes come back to the assembler: within a
                 // budget, reserved in walk order (the events so far go
                 // first, the assembler gives bytes back as it takes them).
-                if stamp.size <= crate::format::tree::BUNDLE_MAX {
+                // Keystores, read every time, are never bundled: a bundle
+                // must not lose a file while its neighbours keep it.
+                if stamp.size <= crate::format::tree::BUNDLE_MAX && !keystore {
                     stamp.reserved = stamp.size;
                     if !self.sink.in_flight().try_reserve(stamp.size) {
                         st.events.flush()?;
@@ -1072,6 +1085,18 @@ fn listed_stamp(later: &[Entry], name: &[u8]) -> Option<FileStamp> {
         }),
         _ => None,
     }
+}
+
+/// The stamp now of the regular file at `path` (no symlink followed), if
+/// it is one.
+fn stamp_at(path: &Path) -> Option<FileStamp> {
+    let m = fs::symlink_metadata(path).ok()?;
+    m.file_type().is_file().then(|| FileStamp {
+        size: m.len(),
+        mtime_ns: meta::mtime_ns(&m),
+        ctime_ns: meta::ctime_ns(&m),
+        ino: m.ino(),
+    })
 }
 
 fn open_for_backup(path: &Path) -> std::io::Result<File> {
