@@ -636,3 +636,26 @@ fn tar_files(archive: &[u8]) -> HashMap<Vec<u8>, Vec<u8>> {
     }
     out
 }
+
+/// Each tree-format version's fixture holds what its version added, so the
+/// tests above prove today's vault still reads it: version 5's has bundled
+/// files (`bundle_offset`, docs/FORMAT.md §6.2).
+#[test]
+fn the_version_5_fixture_holds_bundled_files() {
+    let dir = fixture_dirs()
+        .into_iter()
+        .find(|d| d.ends_with("repo-v5"))
+        .expect("fixtures/repo-v5");
+    let fx = Fixture::copy(&dir);
+    let id = fx.snapshots()[0]["id"].as_str().unwrap().to_owned();
+    let out = fx.vault(&["ls"], Some(&fx.owner_key), &[&id, "--json"]);
+    assert_success(&out);
+    let bundled = stdout(&out)
+        .lines()
+        .filter(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["node"]["bundle_offset"].is_u64()
+        })
+        .count();
+    assert!(bundled >= 2, "{bundled} bundled files");
+}
