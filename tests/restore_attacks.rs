@@ -11,6 +11,7 @@
 //! | `a_drill_refuses_a_snapshot_declaring_more_…` | the writer key (declares totals) | the drill refuses before writing anything, no sandbox or drill record left |
 //! | `file_content_running_past_its_size_…` | the writer key (crafts trees and a conflicting index entry) | not one byte written past the recorded size; reported, nothing left behind |
 //! | `check_names_files_their_blobs_cannot_hold` | the writer key (a bundled file past its bundle, a file larger than its blobs, an index entry claiming another length for a blob) | `vault check` names all three (exit 4) from the index alone; restore refuses the first two and restores the third from what verifies, and the honest file |
+//! | `read_data_names_an_index_entry_misstating_a_blobs_length` | the writer key (an index entry at a blob's true place in its pack, claiming another uncompressed length) | `check --read-data` names the false claim beside the pack's true length (exit 4); restore restores the file from what verifies; prune drops the entry and the next check is clean |
 //! | `lengths_swapped_between_blobs_…` | the writer key (packs a large file, recording each pair of its blobs' lengths swapped) | the file is reported damaged and left out, nothing at its path; the honest file beside it restores byte for byte |
 
 use std::fs;
@@ -57,6 +58,9 @@ struct Crafter {
     /// A blob to describe a second time, with another length, in an index
     /// file of its own (pointing into the genuine pack).
     conflict: Option<BlobId>,
+    /// A blob to describe a second time at its true place in the genuine
+    /// pack, claiming one byte more of uncompressed length.
+    misstated: Option<BlobId>,
 }
 
 impl Crafter {
@@ -76,6 +80,7 @@ impl Crafter {
             trees: Some(trees),
             repo,
             conflict: None,
+            misstated: None,
         }
     }
 
@@ -166,6 +171,26 @@ impl Crafter {
                         length: 10,
                         raw_length: 10,
                     }],
+                }],
+                condemned: vec![],
+            };
+            self.repo
+                .put_shared_json(ObjectKind::Index, &planted)
+                .unwrap();
+        }
+        if let Some(blob) = self.misstated {
+            let data = &index.packs[0];
+            let mut entry = *data
+                .blobs
+                .iter()
+                .find(|b| b.id == blob)
+                .expect("the misstated blob is in the data pack");
+            entry.raw_length += 1;
+            let planted = IndexFile {
+                packs: vec![IndexedPack {
+                    id: data.id,
+                    kind: BlobKind::Data,
+                    blobs: vec![entry],
                 }],
                 condemned: vec![],
             };
@@ -861,6 +886,18 @@ fn check_names_files_their_blobs_cannot_hold() {
         &format!("/disputed: index files disagree on the length of its blob {blob}"),
     );
     assert!(!said.contains("/good"), "{said}");
+    // Each says what to do about it.
+    assert_eq!(
+        said.matches("restore refuses this file").count(),
+        2,
+        "{said}"
+    );
+    assert_eq!(
+        said.matches("`vault backup --no-cache`").count(),
+        2,
+        "{said}"
+    );
+    assert_contains(&said, "`vault prune` drops the other");
     // Restore refuses the first two files, and restores the disputed one
     // from the location that verifies, and the honest one.
     let target = env.path("target");
@@ -869,6 +906,42 @@ fn check_names_files_their_blobs_cannot_hold() {
     assert_contains(&stdout(&out), "blobs add up to 40000 bytes");
     assert_eq!(fs::read(target.join("good")).unwrap(), noise(30_000, 3));
     assert_eq!(fs::read(target.join("disputed")).unwrap(), noise(20_000, 4));
+}
+
+/// A writer key plants an index entry for a genuine blob at its true place
+/// (pack, offset, stored length) that claims another uncompressed length:
+/// `vault check --read-data` compares every claim with the pack and names
+/// this one (exit 4), restore restores the file from the claim that
+/// verifies, and a prune drops the false entry so that the next check
+/// --read-data is clean.
+#[test]
+fn read_data_names_an_index_entry_misstating_a_blobs_length() {
+    let env = Env::new();
+    let mut c = Crafter::new(&env);
+    let bytes = noise(20_000, 5);
+    let file = c.file("misstated", &bytes);
+    let blob = file.content[0];
+    c.misstated = Some(blob);
+    let root = c.tree(vec![file]);
+    let snap = c.finish(root, totals(1, 0, 20_000));
+    let out = env.vault(&["check"], &env.owner_key, &["--read-data"]);
+    assert_code(&out, 4);
+    let said = stdout(&out);
+    assert_contains(
+        &said,
+        &format!("index claims blob {blob} is 20001 bytes uncompressed; the pack holds 20000"),
+    );
+    assert_contains(
+        &said,
+        "`vault prune` drops the entry when another copy verifies",
+    );
+    let target = env.path("target");
+    assert_success(&env.restore(&snap, &target));
+    assert_eq!(fs::read(target.join("misstated")).unwrap(), bytes);
+    assert_success(&env.vault(&["prune"], &env.owner_key, &[]));
+    let out = env.vault(&["check"], &env.owner_key, &["--read-data"]);
+    assert_success(&out);
+    assert!(!stdout(&out).contains("index claims"), "{}", stdout(&out));
 }
 
 /// A writer key's snapshot names bundled files (format 5) whose bytes are

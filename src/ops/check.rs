@@ -486,7 +486,8 @@ fn layout_problem(node: &Node, index: &Index) -> Option<String> {
         let first = lengths.next()?;
         if let Some(other) = lengths.find(|&l| l != first) {
             return Some(format!(
-                "index files disagree on the length of its blob {id} ({first} and {other} bytes)"
+                "index files disagree on the length of its blob {id} ({first} and {other} bytes): \
+                 one entry is false; restore uses the one that verifies, `vault prune` drops the other"
             ));
         }
         sum += u64::from(first);
@@ -495,7 +496,7 @@ fn layout_problem(node: &Node, index: &Index) -> Option<String> {
         let end = at.saturating_add(node.size);
         return (end > sum).then(|| {
             format!(
-                "its bytes {at} to {end} lie past the end of bundle {} ({sum} bytes)",
+                "its bytes {at} to {end} lie past the end of bundle {} ({sum} bytes); {UNRESTORABLE}",
                 node.content
                     .first()
                     .map_or_else(String::new, |b| b.to_string())
@@ -504,11 +505,15 @@ fn layout_problem(node: &Node, index: &Index) -> Option<String> {
     }
     (node.size > crate::format::salt::SALTED_MAX && sum != node.size).then(|| {
         format!(
-            "its blobs add up to {sum} bytes, the snapshot says {}",
+            "its blobs add up to {sum} bytes, the snapshot says {}; {UNRESTORABLE}",
             node.size
         )
     })
 }
+
+/// What a file [`layout_problem`] finds means for the operator.
+const UNRESTORABLE: &str = "restore refuses this file: restore it from an older snapshot, \
+     and `vault backup --no-cache` stores it afresh";
 
 /// A stored pack the data check reads: its id, kind and stored size.
 type Selected = (PackId, BlobKind, u64);
@@ -611,14 +616,15 @@ fn record_data(
                 continue;
             }
         };
-        let mut found = HashSet::new();
+        // Where each verified blob lies, and its true uncompressed length.
+        let mut found = HashMap::new();
         let mut bad = 0usize;
         let mut good = Vec::new();
         for (entry, verdict) in verdicts {
             match verdict {
                 Ok(()) => {
                     report.blobs_verified += 1;
-                    found.insert((entry.id, entry.offset, entry.length, entry.raw_length));
+                    found.insert((entry.id, entry.offset, entry.length), entry.raw_length);
                     good.push(entry);
                 }
                 Err(e) => {
@@ -634,13 +640,24 @@ fn record_data(
             .get(pack)
             .into_iter()
             .flatten()
-            .filter(|exp| !found.contains(exp))
+            .filter(|&&(id, offset, length, raw)| found.get(&(id, offset, length)) != Some(&raw))
             .collect();
-        for exp in lies.iter().take(DETAILED_FINDINGS) {
+        for &&(id, offset, length, raw) in lies.iter().take(DETAILED_FINDINGS) {
+            let what = match found.get(&(id, offset, length)) {
+                Some(true_raw) => format!(
+                    "index claims blob {id} is {raw} bytes uncompressed; the pack holds \
+                     {true_raw}"
+                ),
+                None => format!("index lists blob {id} that the pack does not hold"),
+            };
             report.add(
                 Severity::Error,
                 &key,
-                format!("index lists blob {} that the pack does not hold", exp.0),
+                format!(
+                    "{what}: a false or damaged entry; restore uses only what verifies, and \
+                     `vault prune` drops the entry when another copy verifies or no snapshot \
+                     needs the blob"
+                ),
             );
         }
         if lies.len() > DETAILED_FINDINGS {
