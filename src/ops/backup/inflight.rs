@@ -8,6 +8,7 @@
 //! assembler, which needs nothing the walker still holds (it sends its
 //! events before it waits).
 
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -19,42 +20,52 @@ use std::time::Duration;
 pub const IN_FLIGHT_MAX: u64 = 4 << 20;
 
 /// A budget of bytes in flight ([`IN_FLIGHT_MAX`]).
+///
+/// The walker reserves and the assembler gives back once per small file:
+/// both are a compare-and-swap on a counter, and only a walker that found
+/// the budget full takes the lock and waits (a lock and a wake-up per
+/// file made 200,000 wake-up calls and 55,000 waits for the lock in a
+/// backup of 200,000 files).
 #[derive(Default)]
 pub struct InFlight {
-    state: Mutex<State>,
-    freed: Condvar,
-}
-
-#[derive(Default)]
-struct State {
-    held: u64,
+    held: AtomicU64,
     /// The assembler is gone: nothing waits any more.
-    closed: bool,
+    closed: AtomicBool,
+    /// Threads waiting in [`InFlight::reserve`].
+    waiting: AtomicUsize,
+    lock: Mutex<()>,
+    freed: Condvar,
 }
 
 impl InFlight {
     /// Reserves `n` bytes if that fits now (or nothing is held).
     pub fn try_reserve(&self, n: u64) -> bool {
-        let mut st = self.state.lock().expect("in-flight lock");
-        if st.closed || st.held == 0 || st.held + n <= IN_FLIGHT_MAX {
-            st.held += n;
-            return true;
-        }
-        false
+        let fits = |held: u64| {
+            (self.closed.load(SeqCst) || held == 0 || held.saturating_add(n) <= IN_FLIGHT_MAX)
+                .then(|| held.saturating_add(n))
+        };
+        self.held.fetch_update(SeqCst, SeqCst, fits).is_ok()
     }
 
     /// Reserves `n` bytes, waiting until they fit (or nothing is held, or
     /// the budget is closed).
     pub fn reserve(&self, n: u64) {
-        let mut st = self.state.lock().expect("in-flight lock");
-        while !st.closed && st.held > 0 && st.held + n > IN_FLIGHT_MAX {
-            st = self
+        if self.try_reserve(n) {
+            return;
+        }
+        let mut guard = self.lock.lock().expect("in-flight lock");
+        // Counted before the budget is looked at again: a release that
+        // comes after this look sees the waiter and wakes it (under the
+        // lock, so not before the wait has begun).
+        self.waiting.fetch_add(1, SeqCst);
+        while !self.try_reserve(n) {
+            guard = self
                 .freed
-                .wait_timeout(st, Duration::from_millis(100))
+                .wait_timeout(guard, Duration::from_millis(100))
                 .expect("in-flight lock")
                 .0;
         }
-        st.held += n;
+        self.waiting.fetch_sub(1, SeqCst);
     }
 
     /// Gives back `n` bytes reserved earlier.
@@ -62,14 +73,22 @@ impl InFlight {
         if n == 0 {
             return;
         }
-        let mut st = self.state.lock().expect("in-flight lock");
-        st.held = st.held.saturating_sub(n);
-        self.freed.notify_all();
+        let _ = self
+            .held
+            .fetch_update(SeqCst, SeqCst, |held| Some(held.saturating_sub(n)));
+        if self.waiting.load(SeqCst) > 0 {
+            self.wake();
+        }
     }
 
     /// The taker is gone: reservations no longer wait.
     pub fn close(&self) {
-        self.state.lock().expect("in-flight lock").closed = true;
+        self.closed.store(true, SeqCst);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        let _guard = self.lock.lock().expect("in-flight lock");
         self.freed.notify_all();
     }
 }
