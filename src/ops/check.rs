@@ -665,7 +665,8 @@ fn record_data(
                 Severity::Error,
                 &key,
                 format!(
-                    "{} more blobs the index lists are not in the pack",
+                    "{} more index entries the pack does not bear out (false or damaged, \
+                     as above: restore uses only what verifies, `vault prune` drops them)",
                     lies.len() - DETAILED_FINDINGS
                 ),
             );
