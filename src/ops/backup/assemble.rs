@@ -80,6 +80,7 @@ pub fn assemble(
         certificates: Vec::new(),
         compressed_outputs: Vec::new(),
         totals: Totals::default(),
+        batch: Vec::new().into_iter(),
     };
     for event in events.iter().flatten() {
         match event {
@@ -146,6 +147,9 @@ struct Assembler<'a, 'c> {
     certificates: Vec<CertInfo>,
     compressed_outputs: Vec<CompressedOutput>,
     totals: Totals,
+    /// The results of the batch of small files being taken, those not
+    /// taken yet (see [`walk::Pending::BatchStart`]).
+    batch: std::vec::IntoIter<walk::ReadResult>,
 }
 
 /// A small file's content and owner: whole-file hash, size, uid.
@@ -294,22 +298,35 @@ impl Assembler<'_, '_> {
         let from_cache = matches!(data, walk::Pending::Ready(_));
         let data: FileData = match data {
             walk::Pending::Ready(d) => d,
-            walk::Pending::Waiting(rx) => match rx.recv().inspect(|_| {
+            pending => {
+                let read = match pending {
+                    walk::Pending::Waiting(rx) => rx.recv().ok(),
+                    walk::Pending::BatchStart(rx) => rx.recv().ok().and_then(|results| {
+                        self.batch = results.into_iter();
+                        self.batch.next()
+                    }),
+                    _ => self.batch.next(),
+                };
+                // No result: the reader stopped, the backup is being
+                // cancelled.
+                let Some(read) = read else {
+                    return Err(cancelled());
+                };
                 self.sink.in_flight().release(stamp.reserved);
-            }) {
-                Ok(Ok(d)) => {
-                    self.totals.files_read += 1;
-                    d
+                match read {
+                    Ok(d) => {
+                        self.totals.files_read += 1;
+                        d
+                    }
+                    Err(e) => {
+                        self.errors.lock().expect("errors lock").push(InputError {
+                            path: path.display().to_string(),
+                            message: e.to_string(),
+                        });
+                        return Ok(());
+                    }
                 }
-                Ok(Err(e)) => {
-                    self.errors.lock().expect("errors lock").push(InputError {
-                        path: path.display().to_string(),
-                        message: e.to_string(),
-                    });
-                    return Ok(());
-                }
-                Err(_) => return Err(cancelled()),
-            },
+            }
         };
         self.certificates.extend(data.certificates);
         if let Some(why) = data.looks_compressed {

@@ -467,7 +467,9 @@ fn spawn_storing<'s, 'e: 's>(
 /// Walk events queued for the assembler. A file's event holds its slot and
 /// the channel its reader answers on (about 1 KiB together), made before the
 /// file is read: 1,024 of them keep the walker well ahead of the assembler
-/// (64 files are queued for the readers) in about 1 MiB; 4,096 held 4 MiB.
+/// (64 jobs are queued for the readers, a large file or up to
+/// [`walk::SMALL_JOB_FILES`] small ones each) in about 1 MiB; 4,096 held
+/// 4 MiB.
 /// They travel in batches of at most [`walk::EVENT_BATCH`].
 const EVENT_QUEUE: usize = 1024;
 

@@ -100,10 +100,22 @@ pub struct Stamp {
     pub reserved: u64,
 }
 
+/// What reading one file gave: its content, or why it is left out.
+pub type ReadResult = Result<FileData, ReadError>;
+
 /// A file's content: known from the cache, or being read.
 pub enum Pending {
+    /// Known from the cache.
     Ready(FileData),
-    Waiting(Receiver<Result<FileData, ReadError>>),
+    /// Read alone (a large file, a keystore, a command's output): its
+    /// result comes on this channel.
+    Waiting(Receiver<ReadResult>),
+    /// The first file of a batch of small files read together: the
+    /// results of the whole batch come on this channel, in walk order.
+    BatchStart(Receiver<Vec<ReadResult>>),
+    /// A later file of the batch the last [`Pending::BatchStart`] began:
+    /// its result is the next of that batch's.
+    InBatch,
 }
 
 /// What the walker tells the assembler, in depth-first order.
@@ -152,16 +164,15 @@ impl Events {
         }
     }
 
-    /// Queues `event`; `Err(())` once the assembler is gone.
-    fn send(&mut self, event: Event) -> Result<(), ()> {
+    /// Gathers `event`; `Ok(true)` when the batch is full and is to be
+    /// sent ([`WalkState::send`] does, once the files it names are on
+    /// their way to the readers); `Err(())` once the assembler is gone.
+    fn push(&mut self, event: Event) -> Result<bool, ()> {
         if self.closed {
             return Err(());
         }
         self.batch.push(event);
-        if self.batch.len() >= EVENT_BATCH {
-            self.flush()?;
-        }
-        Ok(())
+        Ok(self.batch.len() >= EVENT_BATCH)
     }
 
     /// Sends the events gathered so far.
@@ -177,11 +188,38 @@ impl Events {
     }
 }
 
-/// A file for a reader thread.
-pub struct FileJob {
-    source: JobSource,
-    reply: Sender<Result<FileData, ReadError>>,
+/// Work for a reader thread: one file, or a batch of small ones.
+pub struct FileJob(Job);
+
+/// What a [`FileJob`] asks of a reader.
+enum Job {
+    /// A file or command read alone, its result sent on `reply`.
+    One {
+        source: JobSource,
+        reply: Sender<ReadResult>,
+    },
+    /// Small files read in turn by one reader, their results sent together
+    /// on `reply`: one job, one channel and one wake-up for
+    /// [`SMALL_JOB_FILES`] files, where one each cost 200,000 of them in
+    /// a first backup of 200,000 small files.
+    Small {
+        files: Vec<SmallFileJob>,
+        reply: Sender<Vec<ReadResult>>,
+    },
 }
+
+/// A small file to read: its path, the device and inode the walker found
+/// there, and the bytes reserved for it (see [`JobSource::Path`]).
+struct SmallFileJob {
+    path: PathBuf,
+    listed: (u64, u64),
+    reserved: u64,
+}
+
+/// Most small files in one reader's job. Small enough that the readers
+/// share a directory's files and the assembler waits little for a batch's
+/// first; large enough that the cost per job is spread thin.
+pub const SMALL_JOB_FILES: usize = 32;
 
 /// Why a file or a command's output could not be stored: an input error,
 /// reported and left out of the snapshot.
@@ -288,6 +326,10 @@ pub struct Walker<'a> {
 struct WalkState<'s> {
     events: Events,
     jobs: Sender<FileJob>,
+    /// Small files gathered for the next batch job, and the channel its
+    /// results are to come on (the assembler already has the other end).
+    small: Vec<SmallFileJob>,
+    small_reply: Option<Sender<Vec<ReadResult>>>,
     names: Names,
     /// The device of the source path being walked (`--one-file-system`).
     source_dev: u64,
@@ -298,10 +340,72 @@ struct WalkState<'s> {
 }
 
 impl WalkState<'_> {
+    /// Sends `event` to the assembler (with the events gathered before
+    /// it, once they make a batch).
+    fn send(&mut self, event: Event) -> Result<(), ()> {
+        if self.events.push(event)? {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the events gathered so far, after the batch of small files
+    /// they name: the assembler may wait for any of them, so none may be
+    /// still held here. Done before the walk may wait for anything.
+    fn flush(&mut self) -> Result<(), ()> {
+        self.seal()?;
+        self.events.flush()
+    }
+
+    /// Hands a file or command to the readers to be read alone, after the
+    /// small files before it.
+    fn hand_over(&mut self, source: JobSource) -> Result<Pending, ()> {
+        self.seal()?;
+        let (reply, rx) = bounded(1);
+        self.queue(FileJob(Job::One { source, reply }))?;
+        Ok(Pending::Waiting(rx))
+    }
+
+    /// Adds a small file to the batch being gathered; the batch goes to
+    /// the readers once it holds [`SMALL_JOB_FILES`] files.
+    fn read_small(
+        &mut self,
+        path: PathBuf,
+        listed: (u64, u64),
+        reserved: u64,
+    ) -> Result<Pending, ()> {
+        let pending = match self.small_reply {
+            Some(_) => Pending::InBatch,
+            None => {
+                let (reply, rx) = bounded(1);
+                self.small_reply = Some(reply);
+                Pending::BatchStart(rx)
+            }
+        };
+        self.small.push(SmallFileJob {
+            path,
+            listed,
+            reserved,
+        });
+        if self.small.len() >= SMALL_JOB_FILES {
+            self.seal()?;
+        }
+        Ok(pending)
+    }
+
+    /// Sends the batch of small files gathered so far to the readers.
+    fn seal(&mut self) -> Result<(), ()> {
+        let Some(reply) = self.small_reply.take() else {
+            return Ok(());
+        };
+        let files = std::mem::replace(&mut self.small, Vec::with_capacity(SMALL_JOB_FILES));
+        self.queue(FileJob(Job::Small { files, reply }))
+    }
+
     /// Queues `job` for the readers; when their queue is full, the events
     /// gathered so far go to the assembler first (it may be waiting for
     /// one of them while the walk waits for room).
-    fn hand_over(&mut self, job: FileJob) -> Result<(), ()> {
+    fn queue(&mut self, job: FileJob) -> Result<(), ()> {
         match self.jobs.try_send(job) {
             Ok(()) => Ok(()),
             Err(crossbeam_channel::TrySendError::Full(job)) => {
@@ -590,6 +694,8 @@ impl<'a> Walker<'a> {
             let mut st = WalkState {
                 events: Events::new(events),
                 jobs,
+                small: Vec::with_capacity(SMALL_JOB_FILES),
+                small_reply: None,
                 names: Names::default(),
                 source_dev: fs::metadata("/").map_or(0, |m| m.dev()),
                 ahead: (self.listers > 0).then_some(&ahead),
@@ -608,7 +714,7 @@ impl<'a> Walker<'a> {
                 }
             };
             if self.walk_from(root, &mut st, failure).is_ok() {
-                let _ = st.events.flush();
+                let _ = st.flush();
             }
         });
     }
@@ -657,7 +763,7 @@ impl<'a> Walker<'a> {
                 Step::Finished => {
                     let done = stack.pop().expect("the loop holds a frame");
                     if done.leave {
-                        st.events.send(Event::Leave)?;
+                        st.send(Event::Leave)?;
                     }
                 }
             }
@@ -765,7 +871,7 @@ impl<'a> Walker<'a> {
                 return Ok(Step::Next);
             }
         };
-        st.events.send(Event::Enter(node))?;
+        st.send(Event::Enter(node))?;
         Ok(Step::Descend(Frame {
             dir: path,
             leave: true,
@@ -783,11 +889,7 @@ impl<'a> Walker<'a> {
         st: &mut WalkState,
     ) -> Result<(), ()> {
         let node = synthetic_node(name, NodeKind::File, 0o600, &mut st.names);
-        let (tx, rx) = bounded(1);
-        st.hand_over(FileJob {
-            source: JobSource::Command(cmd.clone()),
-            reply: tx,
-        })?;
+        let data = st.hand_over(JobSource::Command(cmd.clone()))?;
         let stamp = Stamp {
             size: 0,
             ctime_ns: 0,
@@ -796,11 +898,11 @@ impl<'a> Walker<'a> {
             previous: None,
             reserved: 0,
         };
-        st.events.send(Event::File {
+        st.send(Event::File {
             path: path.to_owned(),
             node,
             stamp,
-            data: Pending::Waiting(rx),
+            data,
         })
     }
 
@@ -819,7 +921,7 @@ impl<'a> Walker<'a> {
     ) -> Frame<'l> {
         // Taking the listing may wait for a listing thread, or list here:
         // the assembler gets what precedes it first.
-        let _ = st.events.flush();
+        let _ = st.flush();
         let ahead = ticket.and_then(|t| {
             st.outstanding -= 1;
             st.ahead.and_then(|a| a.take(t))
@@ -967,22 +1069,20 @@ impl<'a> Walker<'a> {
                 // first, the assembler gives bytes back as it takes them).
                 // Keystores, read every time, are never bundled: a bundle
                 // must not lose a file while its neighbours keep it.
+                // Small files go to the readers in batches.
                 if stamp.size <= crate::format::tree::BUNDLE_MAX && !keystore {
                     stamp.reserved = stamp.size;
                     if !self.sink.in_flight().try_reserve(stamp.size) {
-                        st.events.flush()?;
+                        st.flush()?;
                         self.sink.in_flight().reserve(stamp.size);
                     }
+                    st.read_small(path.clone(), (m.dev, m.ino), stamp.reserved)?
+                } else {
+                    st.hand_over(JobSource::Path(path.clone(), (m.dev, m.ino), 0))?
                 }
-                let (tx, rx) = bounded(1);
-                st.hand_over(FileJob {
-                    source: JobSource::Path(path.clone(), (m.dev, m.ino), stamp.reserved),
-                    reply: tx,
-                })?;
-                Pending::Waiting(rx)
             }
         };
-        st.events.send(Event::File {
+        st.send(Event::File {
             path,
             node,
             stamp,
@@ -1038,7 +1138,7 @@ impl<'a> Walker<'a> {
         let sent = match node.kind {
             NodeKind::Dir if marked => Ok(()),
             NodeKind::Dir => {
-                st.events.send(Event::Enter(node))?;
+                st.send(Event::Enter(node))?;
                 if descends {
                     return Ok(Step::Descend(self.listing(
                         &path,
@@ -1059,10 +1159,10 @@ impl<'a> Walker<'a> {
                         ),
                     );
                 }
-                st.events.send(Event::Leave)
+                st.send(Event::Leave)
             }
             NodeKind::File => self.file(path, &m, node, attrs, later, st),
-            _ => st.events.send(Event::Other(node)),
+            _ => st.send(Event::Other(node)),
         };
         sent.map(|()| Step::Next)
     }
@@ -1544,17 +1644,33 @@ pub fn reader(
     failure: &Failure,
 ) {
     let keys = StreamKeys::new(repo);
-    for job in jobs {
+    for FileJob(job) in jobs {
         if failure.stopped() {
             return;
         }
-        let result = match &job.source {
-            JobSource::Path(path, listed, reserved) => {
-                read_file(path, *listed, *reserved, &tx, &keys, sink)
+        match job {
+            Job::One { source, reply } => {
+                let result = match &source {
+                    JobSource::Path(path, listed, reserved) => {
+                        read_file(path, *listed, *reserved, &tx, &keys, sink)
+                    }
+                    JobSource::Command(source) => read_command(source, &tx, &keys, sink),
+                };
+                let _ = reply.send(result);
             }
-            JobSource::Command(source) => read_command(source, &tx, &keys, sink),
-        };
-        let _ = job.reply.send(result);
+            Job::Small { files, reply } => {
+                let mut results = Vec::with_capacity(files.len());
+                for f in &files {
+                    // Stopped, the batch is dropped unanswered: the
+                    // assembler stops too.
+                    if failure.stopped() {
+                        return;
+                    }
+                    results.push(read_file(&f.path, f.listed, f.reserved, &tx, &keys, sink));
+                }
+                let _ = reply.send(results);
+            }
+        }
     }
 }
 
@@ -1565,6 +1681,17 @@ mod tests {
     use crate::format::tree::Xattr;
     use crate::ops::backup::cache::CacheEntry;
     use crossbeam_channel::unbounded;
+
+    /// What a reader job asks for, file by file, in order.
+    fn job_sources(FileJob(job): FileJob) -> Vec<JobSource> {
+        match job {
+            Job::One { source, .. } => vec![source],
+            Job::Small { files, .. } => files
+                .into_iter()
+                .map(|f| JobSource::Path(f.path, f.listed, f.reserved))
+                .collect(),
+        }
+    }
 
     /// A tree of many directories on three levels (more than are listed
     /// ahead at once), with names that sort apart from their paths, links,
@@ -1638,7 +1765,7 @@ mod tests {
                     stamp.ino,
                     stamp.cacheable,
                     stamp.previous,
-                    matches!(data, Pending::Waiting(_))
+                    !matches!(data, Pending::Ready(_))
                 ),
             })
             .collect();
@@ -1646,7 +1773,7 @@ mod tests {
         assert!(out[..above].iter().all(|e| e.starts_with("enter ")));
         out.drain(..above);
         out.truncate(out.len() - above);
-        out.extend(job_rx.iter().map(|j| match j.source {
+        out.extend(job_rx.iter().flat_map(job_sources).map(|j| match j {
             JobSource::Path(p, listed, _) => format!("read {} {listed:?}", p.display()),
             JobSource::Command(_) => "command".to_owned(),
         }));
@@ -1755,6 +1882,8 @@ mod tests {
         let (ev_tx, ev_rx) = bounded(4);
         let (job_tx, job_rx) = bounded(1);
         let mut files = 0;
+        // Files of jobs taken and not matched with their events yet.
+        let mut queued = std::collections::VecDeque::new();
         std::thread::scope(|s| {
             s.spawn(|| walker.walk(ev_tx, job_tx, &Failure::default()));
             // Dropped on a panic here, so the walk stops and the test ends.
@@ -1769,19 +1898,29 @@ mod tests {
                 for e in batch {
                     if let Event::File { path, .. } = e {
                         files += 1;
-                        let job = job_rx.recv_timeout(wait).expect("the file's job");
-                        assert!(matches!(job.source, JobSource::Path(p, _, _) if p == path));
+                        if queued.is_empty() {
+                            let job = job_rx.recv_timeout(wait).expect("the file's job");
+                            queued.extend(job_sources(job));
+                        }
+                        let source = queued.pop_front().expect("a job holds a file");
+                        assert!(matches!(source, JobSource::Path(p, _, _) if p == path));
                     }
                 }
             }
         });
         assert!(files >= 12 * 5 * (3 * 5 + 1), "{files}");
-        // A large directory: full batches.
+        assert!(queued.is_empty());
+        // A large directory: full batches, of events and of small files
+        // for the readers.
         let paths = [flat];
         let walker = Walker::new(&paths, &[], &[], None, &sink, &errors).unwrap();
         let (ev_tx, ev_rx) = unbounded();
-        let (job_tx, _job_rx) = unbounded();
+        let (job_tx, job_rx) = unbounded();
         walker.walk(ev_tx, job_tx, &Failure::default());
+        let jobs: Vec<usize> = job_rx.iter().map(|j| job_sources(j).len()).collect();
+        assert_eq!(jobs.iter().sum::<usize>(), 1000);
+        assert!(jobs.iter().all(|n| (1..=SMALL_JOB_FILES).contains(n)));
+        assert!(jobs.len() <= 1000 / 16 + 1, "{jobs:?}");
         let batches: Vec<Vec<Event>> = ev_rx.iter().collect();
         let events: usize = batches.iter().map(Vec::len).sum();
         assert!(events > 1000);
@@ -1879,11 +2018,11 @@ mod tests {
                 assert!(d.xattrs.is_none());
                 (node.xattrs, "cache")
             }
-            Pending::Waiting(_) => {
+            _ => {
                 // The walker left them to the reader.
                 assert!(node.xattrs.is_empty());
                 let job: FileJob = job_rx.try_recv().unwrap();
-                let JobSource::Path(p, listed, reserved) = job.source else {
+                let Some(JobSource::Path(p, listed, reserved)) = job_sources(job).pop() else {
                     panic!("a file job")
                 };
                 let (tx, _rx) = unbounded();
