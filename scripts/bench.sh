@@ -809,7 +809,8 @@ for run in $(seq 1 "$RUNS"); do
   # vault and vault-base swap places every other run: run second in a pair, either was up to
   # 10 % faster on a shared machine, whatever the change (A/B pairs in both orders, session notes
   # of 2026-12-01).
-  if [ $((run % 2)) = 0 ]; then
+  # Only when both run: alone, vault stays vault.
+  if [ $((run % 2)) = 0 ] && [[ " ${tools[*]} " == *" vault "* && " ${tools[*]} " == *" vault-base "* ]]; then
     for i in "${!tools[@]}"; do
       case ${tools[$i]} in vault) tools[i]=vault-base ;; vault-base) tools[i]=vault ;; esac
     done

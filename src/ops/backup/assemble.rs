@@ -13,6 +13,7 @@ use super::CompressedOutput;
 use super::cache::{CacheEntry, CacheWriter};
 use super::changes;
 use super::pipeline::{BlobSink, Failure, RawBlob};
+use super::shelf::{Shelf, ShelfKey};
 use super::walk::{self, Event, FileData, Stamp};
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, TreeId};
@@ -136,11 +137,8 @@ struct Assembler<'a, 'c> {
     /// The bundle being filled with the current directory's small files.
     bundle: Bundle,
     /// Small files stored in this run's bundles so far, by content and
-    /// owner: a file identical to one of them (another directory's, the
-    /// same owner's) is named where that one is, not stored again. Never
-    /// across owners: a user could otherwise learn from what is stored
-    /// whether another's file holds a guess.
-    shelf: std::collections::HashMap<ShelfKey, (BlobId, Option<u64>)>,
+    /// owner ([`Shelf`]).
+    shelf: Shelf,
     /// Its largest size: [`BUNDLE_MAX`], or the chunker's largest chunk
     /// where that is smaller (no data blob may be larger).
     bundle_max: usize,
@@ -151,13 +149,6 @@ struct Assembler<'a, 'c> {
     /// taken yet (see [`walk::Pending::BatchStart`]).
     batch: std::vec::IntoIter<walk::ReadResult>,
 }
-
-/// A small file's content and owner: whole-file hash, size, uid.
-type ShelfKey = (crate::format::id::Id, u64, u32);
-
-/// Most files the shelf remembers (about 100 bytes each); full, it starts
-/// again.
-const SHELF_FILES: usize = 16_384;
 
 /// Small files of the directory being assembled, stored together once
 /// the next would not fit, or the directory ends (or a subdirectory
@@ -206,9 +197,6 @@ impl Assembler<'_, '_> {
             children[at].content = vec![id];
             children[at].bundle_offset = offset;
             if let Some(key) = key {
-                if self.shelf.len() >= SHELF_FILES {
-                    self.shelf.clear();
-                }
                 self.shelf.insert(key, (id, offset));
             }
         }
@@ -358,7 +346,7 @@ impl Assembler<'_, '_> {
             if !shares {
                 node.content = vec![self.store_alone(bytes)?];
                 node.bundle_offset = None;
-            } else if let Some(&(id, offset)) = self.shelf.get(&key) {
+            } else if let Some((id, offset)) = self.shelf.get(&key) {
                 // Stored earlier in this run (another directory) by the
                 // same owner: named where it is.
                 node.content = vec![id];

@@ -14,6 +14,7 @@ mod journal;
 mod own_index;
 mod pipeline;
 pub mod seen;
+mod shelf;
 pub mod squeeze;
 mod stale;
 #[cfg(test)]
