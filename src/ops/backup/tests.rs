@@ -110,3 +110,48 @@ fn packs_and_index_files_hold_a_bounded_number_of_blobs() {
     assert_eq!(listed, blobs);
     assert!(files.len() >= blobs.div_ceil(pipeline::BLOBS_PER_INDEX));
 }
+
+#[test]
+fn small_files_past_the_in_flight_budget_are_all_backed_up_in_batches() {
+    // 700 files of 15 KiB: 10 MiB, over the 4 MiB the walker may reserve
+    // for small files in flight, so it waits for the assembler again and
+    // again while it gathers batches for the readers, and fills the event
+    // queue between. A batch it still held while it waits (the assembler
+    // waiting for that batch's first file) would hang the backup (as it
+    // did with the batch left unsent before events went); the watchdog
+    // turns that into a failure.
+    let dir = tempfile::tempdir().unwrap();
+    let repo = local_repo(dir.path(), 16 << 20);
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let n = 700u64;
+    const SIZE: usize = 15 << 10;
+    assert!(n * SIZE as u64 > 2 * inflight::IN_FLIGHT_MAX);
+    for i in 0..n {
+        std::fs::write(src.join(format!("f{i:03}")), noise(SIZE, i + 1)).unwrap();
+    }
+    let opts = BackupOptions {
+        paths: vec![src],
+        host: Some("test".into()),
+        ..Default::default()
+    };
+    // On a thread of its own, so that a hung backup fails the test instead
+    // of hanging it.
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = tx.send(run(&repo, &opts).map_err(|e| e.to_string()));
+    });
+    let outcome = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the backup finishes (a batch held while the walker waits hangs it)")
+        .unwrap();
+    let totals = &outcome.snapshot.totals;
+    assert_eq!(totals.files, n);
+    assert_eq!(totals.files_read, n);
+    assert_eq!(totals.bytes, n * SIZE as u64);
+    assert!(
+        outcome.snapshot.errors.is_empty(),
+        "{:?}",
+        outcome.snapshot.errors
+    );
+}
