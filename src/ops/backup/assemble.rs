@@ -284,36 +284,33 @@ impl Assembler<'_, '_> {
         data: walk::Pending,
     ) -> Result<()> {
         let from_cache = matches!(data, walk::Pending::Ready(_));
-        let data: FileData = match data {
-            walk::Pending::Ready(d) => d,
-            pending => {
-                let read = match pending {
-                    walk::Pending::Waiting(rx) => rx.recv().ok(),
-                    walk::Pending::BatchStart(rx) => rx.recv().ok().and_then(|results| {
-                        self.batch = results.into_iter();
-                        self.batch.next()
-                    }),
-                    _ => self.batch.next(),
-                };
-                // No result: the reader stopped, the backup is being
-                // cancelled.
-                let Some(read) = read else {
-                    return Err(cancelled());
-                };
-                self.sink.in_flight().release(stamp.reserved);
-                match read {
-                    Ok(d) => {
-                        self.totals.files_read += 1;
-                        d
-                    }
-                    Err(e) => {
-                        self.errors.lock().expect("errors lock").push(InputError {
-                            path: path.display().to_string(),
-                            message: e.to_string(),
-                        });
-                        return Ok(());
-                    }
-                }
+        let read = match data {
+            walk::Pending::Ready(d) => Some(Ok(d)),
+            walk::Pending::Waiting(rx) => rx.recv().ok(),
+            walk::Pending::BatchStart(rx) => rx.recv().ok().and_then(|results| {
+                self.batch = results.into_iter();
+                self.batch.next()
+            }),
+            walk::Pending::InBatch => self.batch.next(),
+        };
+        // No result: the reader stopped, the backup is being cancelled.
+        let Some(read) = read else {
+            return Err(cancelled());
+        };
+        if !from_cache {
+            self.sink.in_flight().release(stamp.reserved);
+        }
+        let data: FileData = match read {
+            Ok(d) => {
+                self.totals.files_read += u64::from(!from_cache);
+                d
+            }
+            Err(e) => {
+                self.errors.lock().expect("errors lock").push(InputError {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                });
+                return Ok(());
             }
         };
         self.certificates.extend(data.certificates);

@@ -34,6 +34,16 @@ pub(super) fn local_repo(dir: &Path, pack_size: u32) -> Repository {
     Repository::open(storage, Access::IdentityFile(&writer)).unwrap()
 }
 
+/// A temporary directory holding a local repository with packs of
+/// `pack_size` ([`local_repo`]) and an empty source directory.
+fn repo_and_source(pack_size: u32) -> (tempfile::TempDir, Repository, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = local_repo(dir.path(), pack_size);
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    (dir, repo, src)
+}
+
 /// `n` bytes of xorshift noise (incompressible: each byte stored is a
 /// byte of pack).
 pub(super) fn noise(n: usize, seed: u64) -> Vec<u8> {
@@ -42,10 +52,7 @@ pub(super) fn noise(n: usize, seed: u64) -> Vec<u8> {
 
 #[test]
 fn a_backup_to_a_local_directory_holds_one_pack_buffer_however_many_packs() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = local_repo(dir.path(), 1 << 20);
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
+    let (_dir, repo, src) = repo_and_source(1 << 20);
     for i in 0..4 {
         std::fs::write(src.join(format!("f{i}")), noise(5 << 20, i + 1)).unwrap();
     }
@@ -71,10 +78,7 @@ fn packs_and_index_files_hold_a_bounded_number_of_blobs() {
     // Each blob costs memory in the pack's trailer and index entries and in
     // the index file's JSON (held two or three times over while it is
     // signed and sealed): packs and index files are cut by count too.
-    let dir = tempfile::tempdir().unwrap();
-    let repo = local_repo(dir.path(), 16 << 20);
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
+    let (_dir, repo, src) = repo_and_source(16 << 20);
     for d in 0..6 {
         let sub = src.join(format!("d{d}"));
         std::fs::create_dir(&sub).unwrap();
@@ -120,10 +124,7 @@ fn small_files_past_the_in_flight_budget_are_all_backed_up_in_batches() {
     // waiting for that batch's first file) would hang the backup (as it
     // did with the batch left unsent before events went); the watchdog
     // turns that into a failure.
-    let dir = tempfile::tempdir().unwrap();
-    let repo = local_repo(dir.path(), 16 << 20);
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
+    let (_dir, repo, src) = repo_and_source(16 << 20);
     let n = 700u64;
     const SIZE: usize = 15 << 10;
     assert!(n * SIZE as u64 > 2 * inflight::IN_FLIGHT_MAX);

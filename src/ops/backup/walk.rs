@@ -203,17 +203,32 @@ enum Job {
     /// [`SMALL_JOB_FILES`] files, where one each cost 200,000 of them in
     /// a first backup of 200,000 small files.
     Small {
-        files: Vec<SmallFileJob>,
+        files: Vec<FileSource>,
         reply: Sender<Vec<ReadResult>>,
     },
 }
 
-/// A small file to read: its path, the device and inode the walker found
-/// there, and the bytes reserved for it (see [`JobSource::Path`]).
-struct SmallFileJob {
+/// A regular file to read: its path, the device and inode the walker
+/// found there (the file read must be that one), and the bytes the walker
+/// reserved for it in the small files' budget ([`super::inflight`]): it is
+/// handed back for a bundle only if it ends within them, so a file that
+/// grew after it was listed is stored alone, outside the budget's count.
+struct FileSource {
     path: PathBuf,
     listed: (u64, u64),
     reserved: u64,
+}
+
+impl FileSource {
+    /// Reads the file for [`reader`] ([`read_file`]).
+    fn read(
+        &self,
+        tx: &Sender<RawBlob>,
+        keys: &StreamKeys,
+        sink: &BlobSink<'_>,
+    ) -> Result<FileData, ReadError> {
+        read_file(&self.path, self.listed, self.reserved, tx, keys, sink)
+    }
 }
 
 /// Most small files in one reader's job. Small enough that the readers
@@ -270,13 +285,8 @@ fn stderr_suffix(stderr: &str) -> String {
 
 /// Where a file's content comes from.
 enum JobSource {
-    /// A regular file on disk, the device and inode the walker found there
-    /// (the file read must be that one), and the bytes the walker reserved
-    /// for it in the small files' budget ([`super::inflight`]): it is
-    /// handed back for a bundle only if it ends within them, so a file
-    /// that grew after it was listed is stored alone, outside the budget's
-    /// count.
-    Path(PathBuf, (u64, u64), u64),
+    /// A regular file on disk.
+    Path(FileSource),
     /// A command's standard output.
     Command(CommandSource),
 }
@@ -328,7 +338,7 @@ struct WalkState<'s> {
     jobs: Sender<FileJob>,
     /// Small files gathered for the next batch job, and the channel its
     /// results are to come on (the assembler already has the other end).
-    small: Vec<SmallFileJob>,
+    small: Vec<FileSource>,
     small_reply: Option<Sender<Vec<ReadResult>>>,
     names: Names,
     /// The device of the source path being walked (`--one-file-system`).
@@ -368,12 +378,7 @@ impl WalkState<'_> {
 
     /// Adds a small file to the batch being gathered; the batch goes to
     /// the readers once it holds [`SMALL_JOB_FILES`] files.
-    fn read_small(
-        &mut self,
-        path: PathBuf,
-        listed: (u64, u64),
-        reserved: u64,
-    ) -> Result<Pending, ()> {
+    fn read_small(&mut self, file: FileSource) -> Result<Pending, ()> {
         let pending = match self.small_reply {
             Some(_) => Pending::InBatch,
             None => {
@@ -382,11 +387,7 @@ impl WalkState<'_> {
                 Pending::BatchStart(rx)
             }
         };
-        self.small.push(SmallFileJob {
-            path,
-            listed,
-            reserved,
-        });
+        self.small.push(file);
         if self.small.len() >= SMALL_JOB_FILES {
             self.seal()?;
         }
@@ -1076,9 +1077,17 @@ impl<'a> Walker<'a> {
                         st.flush()?;
                         self.sink.in_flight().reserve(stamp.size);
                     }
-                    st.read_small(path.clone(), (m.dev, m.ino), stamp.reserved)?
+                    st.read_small(FileSource {
+                        path: path.clone(),
+                        listed: (m.dev, m.ino),
+                        reserved: stamp.reserved,
+                    })?
                 } else {
-                    st.hand_over(JobSource::Path(path.clone(), (m.dev, m.ino), 0))?
+                    st.hand_over(JobSource::Path(FileSource {
+                        path: path.clone(),
+                        listed: (m.dev, m.ino),
+                        reserved: 0,
+                    }))?
                 }
             }
         };
@@ -1651,9 +1660,7 @@ pub fn reader(
         match job {
             Job::One { source, reply } => {
                 let result = match &source {
-                    JobSource::Path(path, listed, reserved) => {
-                        read_file(path, *listed, *reserved, &tx, &keys, sink)
-                    }
+                    JobSource::Path(file) => file.read(&tx, &keys, sink),
                     JobSource::Command(source) => read_command(source, &tx, &keys, sink),
                 };
                 let _ = reply.send(result);
@@ -1666,7 +1673,7 @@ pub fn reader(
                     if failure.stopped() {
                         return;
                     }
-                    results.push(read_file(&f.path, f.listed, f.reserved, &tx, &keys, sink));
+                    results.push(f.read(&tx, &keys, sink));
                 }
                 let _ = reply.send(results);
             }
@@ -1686,10 +1693,7 @@ mod tests {
     fn job_sources(FileJob(job): FileJob) -> Vec<JobSource> {
         match job {
             Job::One { source, .. } => vec![source],
-            Job::Small { files, .. } => files
-                .into_iter()
-                .map(|f| JobSource::Path(f.path, f.listed, f.reserved))
-                .collect(),
+            Job::Small { files, .. } => files.into_iter().map(JobSource::Path).collect(),
         }
     }
 
@@ -1774,7 +1778,7 @@ mod tests {
         out.drain(..above);
         out.truncate(out.len() - above);
         out.extend(job_rx.iter().flat_map(job_sources).map(|j| match j {
-            JobSource::Path(p, listed, _) => format!("read {} {listed:?}", p.display()),
+            JobSource::Path(f) => format!("read {} {:?}", f.path.display(), f.listed),
             JobSource::Command(_) => "command".to_owned(),
         }));
         let ahead = walker.listed_ahead.into_inner();
@@ -1903,7 +1907,7 @@ mod tests {
                             queued.extend(job_sources(job));
                         }
                         let source = queued.pop_front().expect("a job holds a file");
-                        assert!(matches!(source, JobSource::Path(p, _, _) if p == path));
+                        assert!(matches!(source, JobSource::Path(f) if f.path == path));
                     }
                 }
             }
@@ -2022,12 +2026,13 @@ mod tests {
                 // The walker left them to the reader.
                 assert!(node.xattrs.is_empty());
                 let job: FileJob = job_rx.try_recv().unwrap();
-                let Some(JobSource::Path(p, listed, reserved)) = job_sources(job).pop() else {
+                let Some(JobSource::Path(file)) = job_sources(job).pop() else {
                     panic!("a file job")
                 };
                 let (tx, _rx) = unbounded();
                 let keys = StreamKeys::new(&repo);
-                let read = read_file(&p, listed, reserved, &tx, &keys, &sink)
+                let read = file
+                    .read(&tx, &keys, &sink)
                     .map_err(|e| e.to_string())
                     .unwrap();
                 (read.xattrs.unwrap(), "read")
