@@ -134,7 +134,7 @@ fn bench_compressor(c: &mut Criterion) {
             files
                 .iter()
                 .map(|f| {
-                    enc.stored(BlobKind::Data, black_box(f), Some(&salt_id))
+                    enc.stored(BlobKind::Data, black_box(f), Some(&salt_id), true)
                         .unwrap()
                         .len()
                 })

@@ -155,6 +155,11 @@ def build(root, crt):
     write(j("bin/tool"), b"#!/bin/sh\necho tool\n", 0o4755)
     mkdir(j("empty-dir"), 0o700)
     write(j("var/data.bin"), noise(200 * 1024, 7))
+    if int(os.environ["FIXTURE_VERSION"]) >= 6:
+        # Twelve small config files, 3 KiB each: one bundle past 16 KiB.
+        for i in range(12):
+            lines = b"".join(b"option_%d_%d = %d\n" % (i, k, (k * 7919 + i) % 1000) for k in range(400))
+            write(j("etc/conf.d/%02d.conf" % i), lines[:3072])
     os.mkfifo(j("var/fifo"), 0o620)
     os.chmod(j("var/fifo"), 0o620)
     os.mknod(j("var/null"), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
@@ -313,8 +318,8 @@ mkdir -m 0755 "$new"
 recipient=$("$vault" key generate --output "$new/owner.key")
 "$vault" init -r "$new/repo" --owner "$recipient" --owner-name ops --writer-key-out "$new/writer.key"
 version=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' "$new/repo/config")
-# Versions 4 (content lists) and 5 (bundles) change trees only: their
-# repositories say config.version 3 (docs/FORMAT.md §11).
+# Versions 4 (content lists), 5 (bundles) and 6 (larger bundles) change
+# trees only: their repositories say config.version 3 (docs/FORMAT.md §11).
 config_ver=$ver
 [[ $ver -ge 4 ]] && config_ver=3
 if [[ $version != "$config_ver" ]]; then
@@ -350,6 +355,13 @@ if [[ $ver -ge 5 ]]; then
     bundled=$("$vault" ls -r "$new/repo" -i "$new/owner.key" "${ids[0]}" --json | grep -c '"bundle_offset"' || true)
     [[ $bundled -gt 1 ]] || { echo "error: no bundled files: $out must be made by the v$ver code" >&2; exit 2; }
     echo "bundled files in snapshot 1: $bundled"
+fi
+# Version 6 lets a bundle grow past 16 KiB: its fixture must hold a file there.
+if [[ $ver -ge 6 ]]; then
+    "$vault" ls -r "$new/repo" -i "$new/owner.key" "${ids[0]}" --json | python3 -c '
+import json, sys
+far = [n for n in (json.loads(l)["node"] for l in sys.stdin) if (n.get("bundle_offset") or 0) + n["size"] > 16384]
+sys.exit(0 if far else "error: no bundled file past 16 KiB of its bundle: the fixture must be made by the v6 code")'
 fi
 
 echo "== manifests: source tree as backed up, PostgreSQL files via restore-without-vault"

@@ -659,3 +659,27 @@ fn the_version_5_fixture_holds_bundled_files() {
         .count();
     assert!(bundled >= 2, "{bundled} bundled files");
 }
+
+/// Version 6's fixture has a bundled file that lies past the first 16 KiB
+/// of its bundle (bundles of up to 64 KiB, docs/FORMAT.md §6.2), so the
+/// tests above prove today's vault reads such bundles.
+#[test]
+fn the_version_6_fixture_holds_a_bundle_larger_than_16_kib() {
+    let dir = fixture_dirs()
+        .into_iter()
+        .find(|d| d.ends_with("repo-v6"))
+        .expect("fixtures/repo-v6");
+    let fx = Fixture::copy(&dir);
+    let id = fx.snapshots()[0]["id"].as_str().unwrap().to_owned();
+    let out = fx.vault(&["ls"], Some(&fx.owner_key), &[&id, "--json"]);
+    assert_success(&out);
+    let far = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| {
+            let at = v["node"]["bundle_offset"].as_u64().unwrap_or(0);
+            v["node"]["bundle_offset"].is_u64() && at + v["node"]["size"].as_u64().unwrap() > 16384
+        })
+        .count();
+    assert!(far >= 1, "{far} bundled files past 16 KiB of their bundle");
+}

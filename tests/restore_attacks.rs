@@ -963,7 +963,7 @@ fn vector_bundle_offsets_past_the_bundle_restore_nothing_of_the_file() {
         n
     };
     let honest = bundled("a-honest", 0, b"first file");
-    // Past the bundle's 17 bytes (within the 16 KiB any bundle may hold),
+    // Past the bundle's 17 bytes (within the 64 KiB any bundle may hold),
     // and a slice that starts inside it and runs past its end.
     let past = bundled("b-past", 4000, b"x");
     let across = bundled("c-across", 11, b"second and more");
@@ -995,7 +995,25 @@ fn vector_bundle_offsets_past_the_bundle_restore_nothing_of_the_file() {
     assert_code(&out, 4);
     assert_contains(
         &format!("{}{}", stdout(&out), stderr(&out)),
-        "is bundled but is not a file of one blob",
+        "is bundled but is not a small file of one blob",
+    );
+    assert!(entries(&target).iter().all(|(_, f)| !f));
+    // A bundled file larger than a small file (16 KiB), though within the
+    // 64 KiB of a bundle: readers treat bundled files as small, so the
+    // tree is refused too.
+    let mut c = Crafter::new(&env);
+    let big_bytes = vec![b'y'; vault::format::salt::SALTED_MAX as usize + 1];
+    let big_id = c.data(&big_bytes);
+    let mut big = bundled("big", 0, &big_bytes);
+    big.content = vec![big_id];
+    let root = c.tree(vec![big]);
+    let snap = c.finish(root, totals(1, 0, big_bytes.len() as u64));
+    let target = env.path("target-big");
+    let out = env.restore(&snap, &target);
+    assert_code(&out, 4);
+    assert_contains(
+        &format!("{}{}", stdout(&out), stderr(&out)),
+        "is bundled but is not a small file of one blob (at most 16384 bytes)",
     );
     assert!(entries(&target).iter().all(|(_, f)| !f));
 }

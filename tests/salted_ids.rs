@@ -57,10 +57,11 @@ fn a_hosts_second_backup_of_the_same_small_files_adds_no_blobs() {
     backup_no_cache(&env.repo, &env.writer_key, &src);
     let blobs = data_blobs(&env.repo, &env.writer_key);
     let packs = StorageAttacker::new(&env.repo).list("data/").len();
-    // Bundled (format 5): about 900 KB of small files in 10 directories
-    // fill some 60 bundles of at most 16 KiB, and the large file 3 or more.
+    // Bundled (format 6): about 900 KB of small files in 10 directories
+    // fill some 30 bundles of at most 64 KiB (some 60 of 16 KiB before),
+    // and the large file 3 or more.
     assert!(
-        (60..300).contains(&blobs.len()),
+        (25..55).contains(&blobs.len()),
         "{} data blobs",
         blobs.len()
     );

@@ -186,10 +186,12 @@ impl Node {
     }
 }
 
-/// Largest bundle of small files (and so the largest file bundled): the
-/// salted-blob limit, so that a bundle is stored, named and checked like
-/// any small file's blob (docs/FORMAT.md §5.3).
-pub const BUNDLE_MAX: u64 = crate::format::salt::SALTED_MAX;
+/// Largest bundle of small files: the largest salted blob, so that a bundle
+/// is stored, named and checked like a small file's blob (docs/FORMAT.md
+/// §5.3, §6.2). Only small files are bundled (at most
+/// [`SALTED_MAX`](crate::format::salt::SALTED_MAX) bytes each); 16 KiB before
+/// format 6.
+pub const BUNDLE_MAX: u64 = crate::format::salt::SALTED_BLOB_MAX;
 
 /// Most blob ids one content list holds (128 KiB of ids, 64 MiB of a file
 /// at the default 16 KiB average chunk): a backup holds at most this many of
@@ -311,14 +313,18 @@ impl Tree {
                     || node.content.len() != 1
                     || !node.content_lists.is_empty()
                     || node.size == 0
+                    || node.size > crate::format::salt::SALTED_MAX
                     || at.saturating_add(node.size) > BUNDLE_MAX)
             {
                 return Err(Error::format(
                     format!("tree {id}"),
                     format!(
-                        "entry {:?} is bundled but is not a file of one blob, or its {} bytes \
-                         at offset {at} are not within the {BUNDLE_MAX} bytes of a bundle",
-                        node.name, node.size
+                        "entry {:?} is bundled but is not a small file of one blob (at most {} \
+                         bytes), or its {} bytes at offset {at} are not within the {BUNDLE_MAX} \
+                         bytes of a bundle",
+                        node.name,
+                        crate::format::salt::SALTED_MAX,
+                        node.size
                     ),
                 ));
             }

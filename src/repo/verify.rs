@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 use crate::error::{Error, Result};
 use crate::format::id::{BlobId, PackId};
 use crate::format::pack::{BlobKind, PackEntry, decode_trailer};
-use crate::format::salt::{self, SALTED_MAX};
+use crate::format::salt::{self, SALTED_BLOB_MAX};
 use crate::repo::keys::SaltKeys;
 use crate::repo::{ObjectKind, Repository};
 
@@ -48,7 +48,7 @@ pub struct BlobCheck<'k> {
 enum Expected {
     /// Exactly the recorded raw length (unsalted blobs).
     Exact(u32),
-    /// At most [`SALTED_MAX`] bytes, rounded up to the recorded raw length
+    /// At most [`SALTED_BLOB_MAX`] bytes, rounded up to the recorded raw length
     /// (salted blobs: the index shows only rounded lengths).
     Rounded(u32),
 }
@@ -58,7 +58,7 @@ impl Expected {
         match self {
             Expected::Exact(n) => got == n as u64,
             Expected::Rounded(n) => {
-                got <= SALTED_MAX && u64::from(salt::rounded(got as u32)) == n as u64
+                got <= SALTED_BLOB_MAX && u64::from(salt::rounded(got as u32)) == n as u64
             }
         }
     }
@@ -278,12 +278,14 @@ impl<'k> BlobCheck<'k> {
             .map_err(|why| Error::format(subject, format!("blob {id}: {why}")))?;
         let expected = match salt_id {
             None => Expected::Exact(raw_length),
-            Some(_) if raw_length as u64 > SALTED_MAX || !raw_length.is_multiple_of(salt::PAD) => {
+            Some(_)
+                if raw_length as u64 > SALTED_BLOB_MAX || !raw_length.is_multiple_of(salt::PAD) =>
+            {
                 return Err(Error::format(
                     subject,
                     format!(
                         "blob {id}: salted, but its recorded length {raw_length} is not a \
-                         multiple of {} up to {SALTED_MAX}",
+                         multiple of {} up to {SALTED_BLOB_MAX}",
                         salt::PAD
                     ),
                 ));

@@ -677,6 +677,7 @@ fn read_entry(
     if let Some(at) = bundle_offset
         && (content.len() != 1
             || !lists.is_empty()
+            || u64_at(0) > crate::format::salt::SALTED_MAX
             || at.saturating_add(u64_at(0)) > crate::format::tree::BUNDLE_MAX)
     {
         return Err(std::io::Error::other(

@@ -1071,7 +1071,7 @@ impl<'a> Walker<'a> {
                 // Keystores, read every time, are never bundled: a bundle
                 // must not lose a file while its neighbours keep it.
                 // Small files go to the readers in batches.
-                if stamp.size <= crate::format::tree::BUNDLE_MAX && !keystore {
+                if stamp.size <= crate::format::salt::SALTED_MAX && !keystore {
                     stamp.reserved = stamp.size;
                     if !self.sink.in_flight().try_reserve(stamp.size) {
                         st.flush()?;
