@@ -104,19 +104,33 @@ fn bench_backup(c: &mut Criterion) {
     g.finish();
 }
 
+/// The tree written under `dir`: its files' contents and their bytes.
+fn tree_in_memory(dir: &Path) -> (Vec<Vec<u8>>, u64) {
+    let files = make_tree(dir);
+    let bytes = files.iter().map(|f| f.len() as u64).sum();
+    (files, bytes)
+}
+
+/// The settings of a group timing the compressor over `bytes` bytes.
+fn compressor_group(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    bytes: u64,
+) {
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .throughput(Throughput::Bytes(bytes));
+}
+
 /// The compressor stage on the tree's files as salted blobs: zstd's
 /// one-shot compress then the salted wrapping (what each blob cost before
 /// [`backup::BlobEncoder`]), against the encoder's reused buffer.
 fn bench_compressor(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let files = make_tree(dir.path());
-    let bytes: u64 = files.iter().map(|f| f.len() as u64).sum();
+    let (files, bytes) = tree_in_memory(dir.path());
     let salt_id = [7u8; 32];
     let mut g = c.benchmark_group("small_blobs");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
-        .throughput(Throughput::Bytes(bytes));
+    compressor_group(&mut g, bytes);
     g.bench_function("encode_blob_then_wrap_6000_salted", |b| {
         let mut z = zstd::bulk::Compressor::new(DEFAULT_COMPRESSION_LEVEL).unwrap();
         b.iter(|| {
@@ -131,18 +145,27 @@ fn bench_compressor(c: &mut Criterion) {
     });
     g.bench_function("blob_encoder_6000_salted", |b| {
         let mut enc = backup::BlobEncoder::new(DEFAULT_COMPRESSION_LEVEL).unwrap();
-        b.iter(|| {
-            files
-                .iter()
-                .map(|f| {
-                    enc.stored(BlobKind::Data, black_box(f), Some(&salt_id), true)
-                        .unwrap()
-                        .len()
-                })
-                .sum::<usize>()
-        })
+        b.iter(|| stored_bytes(&mut enc, &files, &salt_id, true))
     });
     g.finish();
+}
+
+/// The stored bytes of `blobs` as salted data blobs (`small`: a small
+/// file's content, see [`backup::BlobEncoder::stored`]).
+fn stored_bytes(
+    enc: &mut backup::BlobEncoder,
+    blobs: &[Vec<u8>],
+    salt_id: &[u8; 32],
+    small: bool,
+) -> usize {
+    blobs
+        .iter()
+        .map(|b| {
+            enc.stored(BlobKind::Data, black_box(b), Some(salt_id), small)
+                .unwrap()
+                .len()
+        })
+        .sum()
 }
 
 /// The tree's files packed into bundles of at most `max` bytes in walk
@@ -165,14 +188,10 @@ fn bundles(files: &[Vec<u8>], max: usize) -> Vec<Vec<u8>> {
 /// a bundle of that size would cost without the small-blob level).
 fn bench_bundles(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let files = make_tree(dir.path());
-    let bytes: u64 = files.iter().map(|f| f.len() as u64).sum();
+    let (files, bytes) = tree_in_memory(dir.path());
     let salt_id = [7u8; 32];
     let mut g = c.benchmark_group("bundles");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
-        .throughput(Throughput::Bytes(bytes));
+    compressor_group(&mut g, bytes);
     for (name, max, small) in [
         ("bundles_16k_level2", 16 << 10, true),
         ("bundles_64k_level2", 64 << 10, true),
@@ -180,28 +199,13 @@ fn bench_bundles(c: &mut Criterion) {
     ] {
         let set = bundles(&files, max);
         let mut enc = backup::BlobEncoder::new(DEFAULT_COMPRESSION_LEVEL).unwrap();
-        let stored: usize = set
-            .iter()
-            .map(|b| {
-                enc.stored(BlobKind::Data, b, Some(&salt_id), small)
-                    .unwrap()
-                    .len()
-            })
-            .sum();
+        let stored = stored_bytes(&mut enc, &set, &salt_id, small);
         eprintln!(
             "{name}: {} bundles, {bytes} bytes stored as {stored}",
             set.len()
         );
         g.bench_function(name, |b| {
-            b.iter(|| {
-                set.iter()
-                    .map(|x| {
-                        enc.stored(BlobKind::Data, black_box(x), Some(&salt_id), small)
-                            .unwrap()
-                            .len()
-                    })
-                    .sum::<usize>()
-            })
+            b.iter(|| stored_bytes(&mut enc, &set, &salt_id, small))
         });
     }
     g.finish();

@@ -637,25 +637,32 @@ fn tar_files(archive: &[u8]) -> HashMap<Vec<u8>, Vec<u8>> {
     out
 }
 
+/// The nodes `vault ls --json` lists in the first snapshot of
+/// `fixtures/repo-v<version>`.
+fn first_snapshot_nodes(version: u32) -> Vec<Value> {
+    let name = format!("repo-v{version}");
+    let dir = fixture_dirs()
+        .into_iter()
+        .find(|d| d.ends_with(&name))
+        .unwrap_or_else(|| panic!("fixtures/{name}"));
+    let fx = Fixture::copy(&dir);
+    let id = fx.snapshots()[0]["id"].as_str().unwrap().to_owned();
+    let out = fx.vault(&["ls"], Some(&fx.owner_key), &[&id, "--json"]);
+    assert_success(&out);
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["node"].clone())
+        .collect()
+}
+
 /// Each tree-format version's fixture holds what its version added, so the
 /// tests above prove today's vault still reads it: version 5's has bundled
 /// files (`bundle_offset`, docs/FORMAT.md §6.2).
 #[test]
 fn the_version_5_fixture_holds_bundled_files() {
-    let dir = fixture_dirs()
-        .into_iter()
-        .find(|d| d.ends_with("repo-v5"))
-        .expect("fixtures/repo-v5");
-    let fx = Fixture::copy(&dir);
-    let id = fx.snapshots()[0]["id"].as_str().unwrap().to_owned();
-    let out = fx.vault(&["ls"], Some(&fx.owner_key), &[&id, "--json"]);
-    assert_success(&out);
-    let bundled = stdout(&out)
-        .lines()
-        .filter(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            v["node"]["bundle_offset"].is_u64()
-        })
+    let bundled = first_snapshot_nodes(5)
+        .iter()
+        .filter(|n| n["bundle_offset"].is_u64())
         .count();
     assert!(bundled >= 2, "{bundled} bundled files");
 }
@@ -665,20 +672,12 @@ fn the_version_5_fixture_holds_bundled_files() {
 /// tests above prove today's vault reads such bundles.
 #[test]
 fn the_version_6_fixture_holds_a_bundle_larger_than_16_kib() {
-    let dir = fixture_dirs()
-        .into_iter()
-        .find(|d| d.ends_with("repo-v6"))
-        .expect("fixtures/repo-v6");
-    let fx = Fixture::copy(&dir);
-    let id = fx.snapshots()[0]["id"].as_str().unwrap().to_owned();
-    let out = fx.vault(&["ls"], Some(&fx.owner_key), &[&id, "--json"]);
-    assert_success(&out);
-    let far = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| {
-            let at = v["node"]["bundle_offset"].as_u64().unwrap_or(0);
-            v["node"]["bundle_offset"].is_u64() && at + v["node"]["size"].as_u64().unwrap() > 16384
+    let far = first_snapshot_nodes(6)
+        .iter()
+        .filter(|n| {
+            n["bundle_offset"]
+                .as_u64()
+                .is_some_and(|at| at + n["size"].as_u64().unwrap() > 16384)
         })
         .count();
     assert!(far >= 1, "{far} bundled files past 16 KiB of their bundle");
