@@ -22,6 +22,10 @@
 #   BENCH_RUNS      runs of every step (default 3)
 #   BENCH_PEER_RUNS runs of restic, borg, rustic and bupstash (default: BENCH_RUNS)
 #   BENCH_VERIFY    0 skips the verify-every-byte steps (the issue's small-file table has none)
+#   BENCH_RESTORE_SYNC  1 (default): every tool's restore is timed until its data is on disk
+#                   (`sync -f` on the restore file system ends the step; vault's restore ends
+#                   with syncfs anyway, the others' leave GBs to write back); 0: as each tool
+#                   leaves it
 #   BENCH_COLD_REPO 1 drops every tool's repository from the page cache (untimed) before its
 #                   restore, verify and check steps, as in a disaster, when no backup just wrote
 #                   it (default 0: vault writes its packs around the page cache and reads them
@@ -86,6 +90,7 @@ read -r -a PERF_MODES <<<"${BENCH_PERF:-}"
 PERF=0; [ ${#PERF_MODES[@]} -eq 0 ] || PERF=1
 PERF_ARGS=${BENCH_PERF_ARGS:---call-graph dwarf,16384 -F 499}
 VERIFY=${BENCH_VERIFY:-1}
+RESTORE_SYNC=${BENCH_RESTORE_SYNC:-1}
 COLD_REPO=${BENCH_COLD_REPO:-0}
 case "$COLD_REPO" in 0 | 1) ;; *) echo "BENCH_COLD_REPO must be 0 or 1" >&2; exit 2 ;; esac
 DELETE_GAP=65 # seconds between deleting a run's restores and the next run's restores
@@ -598,6 +603,8 @@ run_step() { # tool step
       bupstash get -r "$r" -k "$KEYS/bupstash.key" step=backup2 >/dev/null ;;
     *) echo "no command for $tool:$step" >&2; return 1 ;;
   esac
+  # BENCH_RESTORE_SYNC: a restore is done when its data is on disk, whichever tool wrote it.
+  if [ "$step" = restore ] && [ "$RESTORE_SYNC" = 1 ]; then sync -f "$RESTORE"; fi
 }
 # BENCH_PERF: vault runs under `perf record` or `perf trace -s` (output in $LOGS/perf/), for
 # profiling only: the wall times and RSS of such a run include perf's overhead.
@@ -610,7 +617,7 @@ vault_cmd() {
   esac
 }
 export -f run_step repo vault_cmd
-export CORPUS REPOS RESTORE KEYS WORK VAULT VAULT_BASE RECIPIENT OWNER_KEY TARGET S3_BUCKET S3_ENDPOINT PERF_ARGS
+export CORPUS REPOS RESTORE RESTORE_SYNC KEYS WORK VAULT VAULT_BASE RECIPIENT OWNER_KEY TARGET S3_BUCKET S3_ENDPOINT PERF_ARGS
 
 declare -A WALL CPU RSS STATUS LOAD SCPU REQS YARD
 yardstick() { # seconds `tar -cf - . | zstd -3 -T0` takes over the corpus now
@@ -943,6 +950,7 @@ how() {
   echo "  (other work shares this machine, so CPU and wall times are noisy; compare ratios$([ "$TARGET" = s3 ] && echo " between tools" || echo " to tar"))"
   echo "- peak RSS is the largest single process of the step (GNU time over a shell pipeline for tar)"
   echo "- restores go to $RESTORE_FS under $RESTORE_BASE; vault's --verify sandbox is under $TMPDIR"
+  [ "$RESTORE_SYNC" != 1 ] || echo "- every restore is timed until its data is on disk (\`sync -f\` on that file system ends the step; BENCH_RESTORE_SYNC=1)"
   echo "- MiB/s is the corpus size over the wall time (for night 2: the corpus scanned, not the bytes sent)"
   if [ "$TARGET" = s3 ]; then
     echo "- target: **S3**, $S3S_FS_REV on $S3_ENDPOINT (same machine: client and server share the 2 cores"
