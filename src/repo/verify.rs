@@ -723,6 +723,34 @@ mod tests {
         assert!(a.is_err());
     }
 
+    /// A writer key stores salted blobs, and so picks their lengths: one
+    /// as large as the largest bundle verifies, one byte more is refused
+    /// by its recorded length, naming the limit, whatever the chunker
+    /// allows.
+    #[test]
+    fn vector_a_salted_blob_past_the_largest_bundle_is_refused() {
+        let owner = "AGE-SECRET-KEY-1TEST";
+        let salt_id = [3u8; 32];
+        let salted_key = salt::salted_id_key(&KEY, &salt::derive_salt(owner, &salt_id));
+        let mut check = BlobCheck::with_keys(SaltKeys::for_owner(&KEY, owner), 1 << 20);
+        let max = SALTED_BLOB_MAX as usize;
+        for (len, fits) in [(max, true), (max + 1, false)] {
+            let raw = vec![b'a'; len];
+            let id = BlobId::keyed(&salted_key, &raw);
+            let stored = salt::wrap(&salt_id, &zstd::bulk::compress(&raw, 3).unwrap());
+            let recorded = salt::rounded(len as u32);
+            let (a, b) = both(&mut check, &id, BlobKind::Data, &stored, recorded);
+            if fits {
+                assert_eq!(a.unwrap(), raw);
+                assert_eq!(b.unwrap(), raw);
+            } else {
+                let why = a.unwrap_err().to_string();
+                assert!(why.contains("up to 65536"), "{why}");
+                assert!(b.is_err());
+            }
+        }
+    }
+
     #[test]
     fn a_data_blob_larger_than_a_chunk_is_refused_before_decompressing() {
         let mut check = BlobCheck::with_key(&KEY, 8);
