@@ -240,6 +240,18 @@ if [ "$RESTORE_FS" = ext4 ] && command -v dumpe2fs >/dev/null &&
 elif [ "$RESTORE_FS" = ext4 ] && command -v dumpe2fs >/dev/null; then
   DELETE_GAP=0 # a journaled ext4 does not look back at deleted inodes: no need to wait
 fi
+# A loop device without direct I/O (`mount -o loop` makes one) puts a second
+# page cache, the image file's, under the restores: what they write waits
+# there and goes to disk only in the step's final flush, at whatever speed
+# the host's write-back has that minute. scripts/bench-fs.sh turns it on.
+case "$RESTORE_DEV" in
+  /dev/loop*)
+    if [ "$(cat "/sys/block/${RESTORE_DEV#/dev/}/loop/dio" 2>/dev/null)" = 0 ]; then
+      RESTORE_FS="$RESTORE_FS on $RESTORE_DEV WITHOUT direct I/O (restores are flushed through the image file's page cache: see scripts/bench-fs.sh)"
+      log "warning: $RESTORE is on a loop device without direct I/O; remount it with scripts/bench-fs.sh"
+    fi
+    ;;
+esac
 RESTORE_BASE=$RESTORE # each run restores into $RESTORE_BASE/runN
 
 # ---------------------------------------------------------------- S3 server
