@@ -314,37 +314,50 @@ fn bench_ids(c: &mut Criterion, chunks: &[Vec<u8>], data: &[u8]) {
 }
 
 fn bench_zstd(c: &mut Criterion, data: &[u8]) {
-    let block = 16 * 1024;
     let mut g = c.benchmark_group("zstd");
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5))
         .throughput(Throughput::Bytes(data.len() as u64));
-    let level = DEFAULT_COMPRESSION_LEVEL;
-    g.bench_with_input(
-        BenchmarkId::new("compress_16KiB_chunks_16MiB", format!("level{level}")),
-        &level,
-        |b, &level| {
+    // The repository's level against the one blobs of up to 128 KiB get
+    // (`small_blob_level`), in chunks as small, as large as the default
+    // chunker makes them, and at the limit.
+    let levels = [
+        DEFAULT_COMPRESSION_LEVEL,
+        backup::small_blob_level(DEFAULT_COMPRESSION_LEVEL),
+    ];
+    for block in [16 << 10, 64 << 10, 128 << 10] {
+        for level in levels {
+            g.bench_with_input(
+                BenchmarkId::new(
+                    format!("compress_{}KiB_chunks_16MiB", block >> 10),
+                    format!("level{level}"),
+                ),
+                &level,
+                |b, &level| {
+                    let mut z = zstd::bulk::Compressor::new(level).unwrap();
+                    b.iter(|| {
+                        let mut out = 0usize;
+                        for c in data.chunks(block) {
+                            out += z.compress(black_box(c)).unwrap().len();
+                        }
+                        out
+                    })
+                },
+            );
             let mut z = zstd::bulk::Compressor::new(level).unwrap();
-            b.iter(|| {
-                let mut out = 0usize;
-                for c in data.chunks(block) {
-                    out += z.compress(black_box(c)).unwrap().len();
-                }
-                out
-            })
-        },
-    );
+            let packed: usize = data
+                .chunks(block)
+                .map(|c| z.compress(c).unwrap().len())
+                .sum();
+            eprintln!(
+                "note: zstd -{level} on {} KiB chunks of the dump-like data: {packed} bytes, ratio {:.3}",
+                block >> 10,
+                data.len() as f64 / packed as f64
+            );
+        }
+    }
     g.finish();
-    let mut z = zstd::bulk::Compressor::new(DEFAULT_COMPRESSION_LEVEL).unwrap();
-    let packed: usize = data
-        .chunks(block)
-        .map(|c| z.compress(c).unwrap().len())
-        .sum();
-    eprintln!(
-        "note: zstd -3 on 16 KiB chunks of the dump-like data: ratio {:.2}",
-        data.len() as f64 / packed as f64
-    );
 }
 
 /// Storing a blob: zstd on every chunk (what backups did before) against

@@ -22,7 +22,7 @@ mod tests;
 
 pub use dry_run::{DryRunReport, dry_run};
 pub use journal::Recovered;
-pub use pipeline::{BlobEncoder, Stats, encode_blob};
+pub use pipeline::{BlobEncoder, Stats, encode_blob, small_blob_level};
 mod walk;
 
 use std::path::PathBuf;

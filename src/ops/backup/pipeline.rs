@@ -313,24 +313,28 @@ pub fn compressor(
 const SCRATCH_KEEP: usize = 1 << 20;
 
 /// Blobs of at most this many bytes are *small* for [`small_blob_level`]:
-/// zstd's own parameters change at this size (its table for inputs of at
-/// most 16 KiB), and every chunk of a small file ([`salt::SALTED_MAX`]) is
-/// one.
+/// zstd picks its parameters for an input of at most 128 KiB from a table of
+/// their own. Every chunk of the default chunker (at most 64 KiB), every
+/// bundle of small files ([`tree::BUNDLE_MAX`]) and every chunk of a small
+/// file ([`salt::SALTED_MAX`]) is one.
 ///
+/// [`tree::BUNDLE_MAX`]: crate::format::tree::BUNDLE_MAX
 /// [`salt::SALTED_MAX`]: crate::format::salt::SALTED_MAX
-pub const SMALL_BLOB: usize = 16 << 10;
+pub const SMALL_BLOB: usize = 128 << 10;
 
 /// The zstd level a blob of at most [`SMALL_BLOB`] bytes, a bundle of small
-/// files (up to 64 KiB) or a tree blob is compressed at under the
-/// repository's `level`. At the default level 3, zstd compresses such an
-/// input with its double-fast strategy; level 2 uses the fast one, which on
-/// 200,000 small config files took a fifth less time for 0.7 % more
-/// compressed bytes in 16 KiB blobs (the table building per frame, the same
-/// at both, is the rest of the cost), in 64 KiB bundles 8 % less CPU for
-/// 4 % more bytes, and for the trees of those files' 2,100 directories
-/// (11 MB stored) another 8 % less CPU for the whole backup, and 1.4 %
-/// fewer bytes. Other levels are kept as asked. Either way a blob is an
-/// ordinary zstd frame, decoded alike.
+/// files or a tree blob is compressed at under the repository's `level`.
+/// At the default level 3, zstd compresses such an input with its
+/// double-fast strategy; level 2 uses the fast one, which costs less for
+/// about as many bytes: on the dump corpus of `scripts/bench.sh` (chunks of
+/// 4 to 64 KiB) 18 % less user CPU for the first backup and 0.45 % *fewer*
+/// bytes stored; on 200,000 small config files, in 16 KiB blobs a fifth
+/// less time for 0.7 % more bytes, in 64 KiB bundles 8 % less CPU for 4 %
+/// more, and for the trees of their 2,100 directories another 8 % less CPU
+/// for the whole backup and 1.4 % fewer bytes. Other levels are kept as
+/// asked, and so is level 3 for blobs past [`SMALL_BLOB`] (a chunker set to
+/// larger chunks). Either way a blob is an ordinary zstd frame, decoded
+/// alike.
 pub fn small_blob_level(level: i32) -> i32 {
     if level == 3 { 2 } else { level }
 }
@@ -365,7 +369,8 @@ impl BlobEncoder {
     /// with `salt_id` and padded when it is a salted blob. `small_content`:
     /// `data` is a small file's chunk or a bundle of small files. Those, and
     /// tree blobs, are compressed at [`small_blob_level`] whatever their
-    /// length; other data blobs when at most [`SMALL_BLOB`] bytes.
+    /// length; other data blobs when at most [`SMALL_BLOB`] bytes (every
+    /// chunk of the default chunker).
     pub fn stored(
         &mut self,
         kind: BlobKind,
@@ -713,7 +718,9 @@ mod tests {
                 .unwrap()
         };
         let mut enc = BlobEncoder::new(3).unwrap();
-        for n in [200, 3000, SMALL_BLOB] {
+        // Up to zstd's 128 KiB table: a small file, a chunk of the default
+        // chunker as large as it gets, a blob at the limit.
+        for n in [200, 3000, 16 << 10, 64 << 10, SMALL_BLOB] {
             let data = text(n);
             let stored = enc.stored(BlobKind::Data, &data, None, false).unwrap();
             // The fast strategy finds other matches than double-fast here.
