@@ -327,7 +327,7 @@ pub const SMALL_BLOB: usize = 128 << 10;
 /// At the default level 3, zstd compresses such an input with its
 /// double-fast strategy; level 2 uses the fast one, which costs less for
 /// about as many bytes: on the dump corpus of `scripts/bench.sh` (chunks of
-/// 4 to 64 KiB) 18 % less user CPU for the first backup and 0.45 % *fewer*
+/// 4 to 64 KiB) 18 % less user CPU for the first backup and 0.45-0.56 % *fewer*
 /// bytes stored; on 200,000 small config files, in 16 KiB blobs a fifth
 /// less time for 0.7 % more bytes, in 64 KiB bundles 8 % less CPU for 4 %
 /// more, and for the trees of their 2,100 directories another 8 % less CPU
